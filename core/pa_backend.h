@@ -1,0 +1,149 @@
+/*
+ * The interface every backend fills in (host built in; cuda, hip and opencl as modules the
+ * core loads at run time).  Internal: not installed, not part of the public ABI.
+ */
+#ifndef PA_BACKEND_H
+#define PA_BACKEND_H
+
+#include "polyattn.h"
+
+#include <stdarg.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever this file changes incompatibly; a module built against another value
+ * is refused at load time. */
+#define PA_BACKEND_ABI_VERSION 1
+
+/* A validated, normalized problem: what kernels see.  Strides are in elements. */
+typedef struct pa_problem {
+    polyattn_dtype dtype;
+    int64_t batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
+    int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4];
+    float scale; /* resolved: never 0 */
+    polyattn_mask mask;
+    int want_lse;   /* lse: f32 contiguous [batch, heads_q, seq_q] */
+    int want_probs; /* probs: f32 contiguous [batch, heads_q, seq_q, seq_kv] */
+} pa_problem;
+
+/* Queries attend to keys [0, pa_visible_keys(p, i)); 0 means a fully masked row. */
+static inline int64_t pa_visible_keys(const pa_problem *p, int64_t query)
+{
+    int64_t n;
+    switch (p->mask) {
+    case POLYATTN_MASK_CAUSAL_TOP_LEFT: n = query + 1; break;
+    case POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT: n = query + 1 + (p->seq_kv - p->seq_q); break;
+    default: n = p->seq_kv; break;
+    }
+    return n < 0 ? 0 : (n > p->seq_kv ? p->seq_kv : n);
+}
+
+/* Every backend's device begins with this header (first member), so the core can reach
+ * the context's error slot and the ops from any backend device. */
+typedef struct pa_device {
+    const struct pa_backend_ops *ops;
+    int index;
+    char last_error[2048];
+} pa_device;
+
+/* Device memory as a backend handle plus a byte offset (views share the handle). */
+typedef struct pa_tensor_ref {
+    void *mem;       /* backend handle: CUdeviceptr-like pointer, cl_mem, host pointer */
+    uint64_t offset; /* bytes from the start of mem */
+} pa_tensor_ref;
+
+typedef struct pa_io {
+    pa_tensor_ref q, k, v, o;
+    pa_tensor_ref lse;       /* mem NULL unless want_lse */
+    pa_tensor_ref probs;     /* mem NULL unless want_probs */
+    pa_tensor_ref workspace; /* mem NULL when the algorithm needs none */
+    uint64_t workspace_bytes;
+} pa_io;
+
+typedef struct pa_algo_ops {
+    polyattn_algo algo;
+    /* Pure; gates planning and dispatch alike.  On rejection returns UNSUPPORTED (or
+     * another status) and sets *why_not to a static or device-owned sentence. */
+    polyattn_status (*check)(pa_device *dev, const pa_problem *p, const char **why_not);
+    uint64_t (*workspace_size)(pa_device *dev, const pa_problem *p);
+    int (*kernel_launches)(pa_device *dev, const pa_problem *p);
+    /* Optional: builds kernels etc. once per plan.  *state is passed to forward. */
+    polyattn_status (*prepare)(pa_device *dev, const pa_problem *p, void **state);
+    void (*release)(pa_device *dev, void *state);
+    /* Enqueues the work; must not allocate device memory. */
+    polyattn_status (*forward)(pa_device *dev, const pa_problem *p, void *state,
+                               const pa_io *io);
+} pa_algo_ops;
+
+typedef struct pa_backend_ops {
+    uint32_t abi_version; /* PA_BACKEND_ABI_VERSION */
+    polyattn_backend kind;
+    const char *name;
+    /* No driver or runtime: *count = 0 and SUCCESS, *reason says why (static string). */
+    polyattn_status (*probe)(int *count, const char **reason);
+    polyattn_status (*device_info)(int index, polyattn_device_info *info);
+    polyattn_status (*device_open)(int index, pa_device **out);
+    void (*device_close)(pa_device *dev);
+    polyattn_status (*mem_alloc)(pa_device *dev, uint64_t bytes, void **mem);
+    void (*mem_free)(pa_device *dev, void *mem);
+    polyattn_status (*mem_write)(pa_device *dev, void *mem, uint64_t offset, const void *src,
+                                 uint64_t bytes);
+    polyattn_status (*mem_read)(pa_device *dev, void *mem, uint64_t offset, void *dst,
+                                uint64_t bytes);
+    polyattn_status (*synchronize)(pa_device *dev);
+    /* Events: record a timestamp on the device's stream; elapsed blocks for both. */
+    polyattn_status (*event_create)(pa_device *dev, void **event);
+    void (*event_destroy)(pa_device *dev, void *event);
+    polyattn_status (*event_record)(pa_device *dev, void *event);
+    polyattn_status (*event_elapsed_ms)(pa_device *dev, void *start, void *end, double *ms);
+    const pa_algo_ops *algos;
+    size_t n_algos;
+} pa_backend_ops;
+
+/* A module exports this symbol (extern "C"), returning its static ops table. */
+typedef const pa_backend_ops *(*pa_backend_entry_fn)(void);
+#define PA_BACKEND_ENTRY_SYMBOL "polyattn_backend_entry"
+
+/* ---- services the core offers to backends (exported from libpolyattn) ---- */
+
+#if defined(_WIN32)
+#define PA_INTERNAL_API
+#else
+#define PA_INTERNAL_API __attribute__((visibility("default")))
+#endif
+
+/* Writes the message into dev->last_error (which the context reports) and logs it as an
+ * error; returns status so that `return pa_fail(dev, st, ...)` reads naturally. */
+PA_INTERNAL_API polyattn_status pa_fail(pa_device *dev, polyattn_status status,
+                                        const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+PA_INTERNAL_API void pa_log(polyattn_log_category category, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+PA_INTERNAL_API int pa_log_enabled(polyattn_log_category category);
+
+/* Interop: a context around a device a backend opened on caller-owned handles, and a
+ * buffer around caller-owned memory (never freed by polyattn). */
+PA_INTERNAL_API polyattn_status pa_context_wrap_device(const pa_backend_ops *ops, pa_device *dev,
+                                                       polyattn_context **context);
+PA_INTERNAL_API polyattn_status pa_buffer_wrap(polyattn_context *context, void *mem,
+                                               uint64_t bytes, polyattn_buffer **buffer);
+PA_INTERNAL_API pa_device *pa_context_device(polyattn_context *context);
+
+/* float <-> f16 / bf16 conversions (round to nearest even) shared by host code. */
+PA_INTERNAL_API uint16_t pa_f32_to_f16(float x);
+PA_INTERNAL_API float pa_f16_to_f32(uint16_t h);
+PA_INTERNAL_API uint16_t pa_f32_to_bf16(float x);
+PA_INTERNAL_API float pa_bf16_to_f32(uint16_t h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PA_BACKEND_H */

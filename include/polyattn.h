@@ -1,0 +1,322 @@
+/*
+ * polyattn: portable multi-vendor attention, softmax(Q K^T * scale + mask) V.
+ *
+ * One public header, C99 and C++ clean, no vendor header.  Usage pattern:
+ * context (one device of one backend) -> buffers -> descriptor -> plan -> forward.
+ * All validation and algorithm selection happen in polyattn_plan_create; executing a
+ * plan never allocates.  Every call returns a status; outputs come last.
+ */
+#ifndef POLYATTN_H
+#define POLYATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define POLYATTN_API
+#else
+#define POLYATTN_API __attribute__((visibility("default")))
+#endif
+
+/* ---- versions ------------------------------------------------------------ */
+
+#define POLYATTN_VERSION_MAJOR 0
+#define POLYATTN_VERSION_MINOR 1
+#define POLYATTN_VERSION_PATCH 0
+/* Bumped whenever a public struct or function signature changes incompatibly. */
+#define POLYATTN_ABI_VERSION 1
+
+/* Version of the library actually loaded: major*10000 + minor*100 + patch. */
+POLYATTN_API int polyattn_version(void);
+POLYATTN_API const char *polyattn_version_string(void);
+POLYATTN_API int polyattn_abi_version(void);
+
+/* ---- status -------------------------------------------------------------- */
+
+/* X(name, value, description) */
+#define POLYATTN_STATUS_TABLE(X)                                                      \
+    X(SUCCESS, 0, "success")                                                          \
+    X(INVALID_ARGUMENT, 1, "invalid argument")                                        \
+    X(UNSUPPORTED, 2, "unsupported by this backend, device or algorithm")             \
+    X(OUT_OF_MEMORY, 3, "out of memory")                                              \
+    X(OVER_BUDGET, 4, "exceeds the memory budget")                                    \
+    X(NOT_FOUND, 5, "no such backend or device")                                      \
+    X(DEVICE_ERROR, 6, "device, driver or vendor library error")                      \
+    X(KERNEL_BUILD_FAILED, 7, "kernel compilation failed")                            \
+    X(INTERNAL_ERROR, 8, "internal error")
+
+typedef enum polyattn_status {
+#define POLYATTN_STATUS_ENUM_(name, value, text) POLYATTN_STATUS_##name = value,
+    POLYATTN_STATUS_TABLE(POLYATTN_STATUS_ENUM_)
+#undef POLYATTN_STATUS_ENUM_
+        POLYATTN_STATUS_COUNT_
+} polyattn_status;
+
+/* Static description of a status; never NULL. */
+POLYATTN_API const char *polyattn_status_string(polyattn_status status);
+/* The constant's name without prefix, e.g. "INVALID_ARGUMENT"; never NULL. */
+POLYATTN_API const char *polyattn_status_name(polyattn_status status);
+
+/* ---- logging ------------------------------------------------------------- */
+
+typedef enum polyattn_log_category {
+    POLYATTN_LOG_ERROR = 1,    /* always on */
+    POLYATTN_LOG_DISPATCH = 2, /* algorithm selection and rejection reasons */
+    POLYATTN_LOG_BUILD = 4,    /* kernel builds, caches, build logs */
+    POLYATTN_LOG_PROFILE = 8   /* per-call timings */
+} polyattn_log_category;
+
+typedef void (*polyattn_log_fn)(polyattn_log_category category, const char *message,
+                                void *user_data);
+
+/* Replaces the sink (default: stderr for the categories enabled).  NULL restores it.
+ * The enabled categories come from POLYATTN_LOG=dispatch,build,profile (or "all")
+ * unless polyattn_set_log_mask is called. */
+POLYATTN_API void polyattn_set_log_callback(polyattn_log_fn fn, void *user_data);
+POLYATTN_API void polyattn_set_log_mask(unsigned mask);
+
+/* ---- enums --------------------------------------------------------------- */
+
+typedef enum polyattn_dtype {
+    POLYATTN_DTYPE_F32 = 0,
+    POLYATTN_DTYPE_F16 = 1,
+    POLYATTN_DTYPE_BF16 = 2
+} polyattn_dtype;
+
+typedef enum polyattn_mask {
+    POLYATTN_MASK_NONE = 0,
+    /* query i sees keys j <= i */
+    POLYATTN_MASK_CAUSAL_TOP_LEFT = 1,
+    /* query i sees keys j <= i + (seq_kv - seq_q): the last query sees every key */
+    POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT = 2
+} polyattn_mask;
+
+typedef enum polyattn_algo {
+    POLYATTN_ALGO_AUTO = 0,
+    POLYATTN_ALGO_UNFUSED = 1, /* separate kernels, N x N scores in the workspace */
+    POLYATTN_ALGO_FUSED = 2,   /* one kernel, still O(N^2) scratch */
+    POLYATTN_ALGO_FLASH = 3    /* tiled online softmax, O(N) memory */
+} polyattn_algo;
+#define POLYATTN_ALGO_COUNT 4
+
+typedef enum polyattn_backend {
+    POLYATTN_BACKEND_AUTO = 0, /* the first backend, in the order below, with a device */
+    POLYATTN_BACKEND_CUDA = 1,
+    POLYATTN_BACKEND_HIP = 2,
+    POLYATTN_BACKEND_OPENCL = 3,
+    POLYATTN_BACKEND_HOST = 4  /* plain C reference, double accumulation */
+} polyattn_backend;
+#define POLYATTN_BACKEND_COUNT 5
+
+POLYATTN_API const char *polyattn_dtype_name(polyattn_dtype dtype);     /* "f32" */
+POLYATTN_API const char *polyattn_mask_name(polyattn_mask mask);        /* "causal-top-left" */
+POLYATTN_API const char *polyattn_algo_name(polyattn_algo algo);        /* "flash" */
+POLYATTN_API const char *polyattn_backend_name(polyattn_backend backend); /* "cuda" */
+/* Bytes per element of a dtype, 0 for an unknown value. */
+POLYATTN_API size_t polyattn_dtype_size(polyattn_dtype dtype);
+
+/* ---- discovery ----------------------------------------------------------- */
+
+/* Whether the backend was compiled into this build (its module may still fail to load). */
+POLYATTN_API int polyattn_backend_compiled(polyattn_backend backend);
+
+/* Number of devices the backend sees.  A backend not compiled in, or whose runtime or
+ * driver is missing, reports 0 devices and SUCCESS; *reason (may be NULL) then says why. */
+POLYATTN_API polyattn_status polyattn_device_count(polyattn_backend backend, int *count,
+                                                   const char **reason);
+
+typedef struct polyattn_device_info {
+    size_t struct_size; /* set to sizeof(polyattn_device_info) by the caller */
+    polyattn_backend backend;
+    int index;
+    char name[256];
+    char vendor[128];
+    char driver_version[128];
+    char arch[64];              /* "sm_90", "gfx90a", "OpenCL C 3.0", "x86_64" */
+    uint64_t global_mem_bytes;
+    uint64_t local_mem_bytes;   /* shared memory / LDS / local memory per work-group */
+    int compute_units;
+    int max_work_group_size;
+    int subgroup_size;          /* warp / wavefront / subgroup size, 0 if unknown */
+    int f16_storage;            /* f16 tensors accepted */
+    int bf16_storage;           /* bf16 tensors accepted */
+    int f16_arithmetic;         /* native half arithmetic (cl_khr_fp16, tensor cores) */
+    int bf16_arithmetic;        /* native bf16 matrix arithmetic */
+} polyattn_device_info;
+
+POLYATTN_API polyattn_status polyattn_device_get_info(polyattn_backend backend, int index,
+                                                      polyattn_device_info *info);
+
+/* ---- contexts ------------------------------------------------------------ */
+
+typedef struct polyattn_context polyattn_context;
+
+/* backend AUTO picks the first backend with a device (cuda, hip, opencl, host). */
+POLYATTN_API polyattn_status polyattn_context_create(polyattn_backend backend, int device_index,
+                                                     polyattn_context **context);
+POLYATTN_API void polyattn_context_destroy(polyattn_context *context);
+POLYATTN_API polyattn_backend polyattn_context_backend(const polyattn_context *context);
+POLYATTN_API polyattn_status polyattn_context_get_device_info(const polyattn_context *context,
+                                                              polyattn_device_info *info);
+/* Message of the last failed call on this context (or its buffers and plans); "" if none.
+ * Valid until the next call on the context. */
+POLYATTN_API const char *polyattn_context_last_error(const polyattn_context *context);
+/* Message of the last failure that had no context to hold it (context creation). */
+POLYATTN_API const char *polyattn_last_error(void);
+/* Waits for all work queued on the context's stream or queue. */
+POLYATTN_API polyattn_status polyattn_context_synchronize(polyattn_context *context);
+
+typedef struct polyattn_memory_stats {
+    uint64_t current_bytes; /* device memory held by this context's buffers now */
+    uint64_t peak_bytes;    /* highest value since creation or the last reset */
+} polyattn_memory_stats;
+POLYATTN_API polyattn_status polyattn_context_memory_stats(polyattn_context *context,
+                                                           int reset_peak,
+                                                           polyattn_memory_stats *stats);
+
+/* ---- buffers ------------------------------------------------------------- */
+
+typedef struct polyattn_buffer polyattn_buffer;
+
+POLYATTN_API polyattn_status polyattn_buffer_alloc(polyattn_context *context, uint64_t bytes,
+                                                   polyattn_buffer **buffer);
+/* A view of [offset, offset + bytes) of a buffer, e.g. Q inside a packed QKV buffer.  The
+ * view must be freed before its parent. */
+POLYATTN_API polyattn_status polyattn_buffer_view(polyattn_buffer *parent, uint64_t offset,
+                                                  uint64_t bytes, polyattn_buffer **view);
+POLYATTN_API void polyattn_buffer_free(polyattn_buffer *buffer);
+POLYATTN_API uint64_t polyattn_buffer_size(const polyattn_buffer *buffer);
+/* Blocking copies between host memory and the buffer. */
+POLYATTN_API polyattn_status polyattn_buffer_write(polyattn_buffer *buffer, uint64_t offset,
+                                                   const void *src, uint64_t bytes);
+POLYATTN_API polyattn_status polyattn_buffer_read(const polyattn_buffer *buffer, uint64_t offset,
+                                                  void *dst, uint64_t bytes);
+
+/* ---- descriptors --------------------------------------------------------- */
+
+/* Dimension order of shape[] and strides[]. */
+enum { POLYATTN_DIM_BATCH = 0, POLYATTN_DIM_HEADS = 1, POLYATTN_DIM_SEQ = 2, POLYATTN_DIM_HEAD = 3 };
+
+typedef struct polyattn_tensor_desc {
+    polyattn_dtype dtype;
+    int64_t shape[4];   /* batch, heads, seq, head_dim */
+    int64_t strides[4]; /* in elements, for the same four dimensions */
+} polyattn_tensor_desc;
+
+/* Contiguous [batch, heads, seq, head_dim]. */
+POLYATTN_API void polyattn_tensor_desc_bhsd(polyattn_tensor_desc *desc, polyattn_dtype dtype,
+                                            int64_t batch, int64_t heads, int64_t seq,
+                                            int64_t head_dim);
+/* Contiguous [batch, seq, heads, head_dim] (the layout of most model code). */
+POLYATTN_API void polyattn_tensor_desc_bshd(polyattn_tensor_desc *desc, polyattn_dtype dtype,
+                                            int64_t batch, int64_t heads, int64_t seq,
+                                            int64_t head_dim);
+/* Bytes a buffer must hold for the tensor: (1 + sum (shape-1)*stride) elements; 0 when the
+ * descriptor is malformed or the count overflows int64. */
+POLYATTN_API uint64_t polyattn_tensor_desc_bytes(const polyattn_tensor_desc *desc);
+
+typedef struct polyattn_attention_desc {
+    size_t struct_size;     /* sizeof(polyattn_attention_desc): lets the struct grow */
+    polyattn_tensor_desc q; /* [batch, heads_q,  seq_q,  head_dim]   */
+    polyattn_tensor_desc k; /* [batch, heads_kv, seq_kv, head_dim]   */
+    polyattn_tensor_desc v; /* [batch, heads_kv, seq_kv, head_dim_v] */
+    polyattn_tensor_desc o; /* [batch, heads_q,  seq_q,  head_dim_v] */
+    float scale;            /* 0 means 1/sqrt(head_dim) */
+    polyattn_mask mask;
+} polyattn_attention_desc;
+
+/* Fills a descriptor for contiguous BHSD tensors of one dtype, scale 0, no mask. */
+POLYATTN_API void polyattn_attention_desc_init(polyattn_attention_desc *desc,
+                                               polyattn_dtype dtype, int64_t batch,
+                                               int64_t heads_q, int64_t heads_kv, int64_t seq_q,
+                                               int64_t seq_kv, int64_t head_dim,
+                                               int64_t head_dim_v);
+
+/* Checks a descriptor without a device.  On failure, *message (may be NULL) names the
+ * field, e.g. "k.shape[3] (head_dim) is 48 but q.shape[3] is 64"; it stays valid until
+ * the next call from this thread. */
+POLYATTN_API polyattn_status polyattn_attention_desc_validate(const polyattn_attention_desc *desc,
+                                                              const char **message);
+
+/* ---- plans --------------------------------------------------------------- */
+
+typedef struct polyattn_plan_options {
+    size_t struct_size;           /* sizeof(polyattn_plan_options) */
+    polyattn_algo algo;           /* AUTO: by the selection policy */
+    uint64_t memory_budget_bytes; /* 0: the device's memory; caps workspace + outputs + inputs */
+    int debug;                    /* prefer the unfused path (debuggable, returns probabilities) */
+    int want_lse;                 /* the forward writes the log-sum-exp, f32 [b, hq, sq] */
+    int want_probs;               /* the forward writes probabilities, f32 [b, hq, sq, skv] */
+} polyattn_plan_options;
+
+POLYATTN_API void polyattn_plan_options_init(polyattn_plan_options *options);
+
+typedef struct polyattn_plan polyattn_plan;
+
+/* What the planner thought of one algorithm. */
+typedef struct polyattn_candidate {
+    polyattn_algo algo;
+    polyattn_status status;      /* SUCCESS: eligible; else why it was rejected */
+    int chosen;
+    uint64_t workspace_bytes;
+    uint64_t device_bytes;       /* inputs + outputs + workspace on the device */
+    char reason[256];            /* why chosen, or why rejected */
+} polyattn_candidate;
+
+typedef struct polyattn_plan_info {
+    size_t struct_size;
+    polyattn_backend backend;
+    polyattn_algo algo;
+    uint64_t workspace_bytes;    /* the caller passes a buffer at least this large */
+    uint64_t device_bytes;       /* estimated device memory of a call, inputs included */
+    double flops;                /* 2*(head_dim + head_dim_v) per visible (query, key) pair */
+    double min_bytes_moved;      /* each input read once, each output written once */
+    int kernel_launches;
+    char reason[256];            /* why this algorithm was chosen */
+    int n_candidates;            /* unfused, fused, flash in that order */
+    polyattn_candidate candidates[3];
+} polyattn_plan_info;
+
+/* Validates, selects an algorithm, prepares kernels.  On failure, the context's last
+ * error says why (with every candidate's rejection when AUTO found none). */
+POLYATTN_API polyattn_status polyattn_plan_create(polyattn_context *context,
+                                                  const polyattn_attention_desc *desc,
+                                                  const polyattn_plan_options *options,
+                                                  polyattn_plan **plan);
+POLYATTN_API void polyattn_plan_destroy(polyattn_plan *plan);
+POLYATTN_API polyattn_status polyattn_plan_get_info(const polyattn_plan *plan,
+                                                    polyattn_plan_info *info);
+
+/* Runs the forward pass on the context's stream or queue (asynchronously on GPUs).
+ * q, k, v, o: buffers holding the tensors at the descriptor's strides.
+ * lse: f32 [batch, heads_q, seq_q] contiguous, required iff want_lse, else NULL.
+ * probs: f32 [batch, heads_q, seq_q, seq_kv] contiguous, required iff want_probs.
+ * workspace: at least workspace_bytes, or NULL when that is 0.
+ * Rows of a query that sees no key (possible with causal top-left and seq_q > seq_kv)
+ * get O = 0, LSE = -inf and probabilities 0 on every backend. */
+POLYATTN_API polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
+                                              const polyattn_buffer *k, const polyattn_buffer *v,
+                                              polyattn_buffer *o, polyattn_buffer *lse,
+                                              polyattn_buffer *probs, polyattn_buffer *workspace);
+
+/* ---- timing -------------------------------------------------------------- */
+
+/* Device-side timestamps on the context's stream (CUDA/HIP events, OpenCL markers with
+ * profiling, a monotonic clock on the host backend). */
+typedef struct polyattn_event polyattn_event;
+POLYATTN_API polyattn_status polyattn_event_create(polyattn_context *context,
+                                                   polyattn_event **event);
+POLYATTN_API void polyattn_event_destroy(polyattn_event *event);
+POLYATTN_API polyattn_status polyattn_event_record(polyattn_event *event);
+/* Blocks until both events completed; milliseconds from start to end. */
+POLYATTN_API polyattn_status polyattn_event_elapsed_ms(polyattn_event *start,
+                                                       polyattn_event *end, double *ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POLYATTN_H */
