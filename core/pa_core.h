@@ -1,0 +1,67 @@
+/* Internal structures of the core: contexts, buffers, plans.  Not visible to backends. */
+#ifndef PA_CORE_H
+#define PA_CORE_H
+
+#include "pa_backend.h"
+
+#include <stdio.h>
+
+struct polyattn_context {
+    const pa_backend_ops *ops;
+    pa_device *dev;
+    int owns_device;       /* 0 for contexts wrapped around caller handles */
+    uint64_t current_bytes; /* memory held by buffers this context allocated */
+    uint64_t peak_bytes;
+};
+
+struct polyattn_buffer {
+    polyattn_context *ctx;
+    void *mem;             /* backend handle shared by views */
+    uint64_t offset;       /* bytes from the start of mem */
+    uint64_t bytes;
+    polyattn_buffer *parent; /* NULL for an allocation or a wrapped handle */
+    int owns_mem;
+    int n_views;           /* live views of this buffer */
+};
+
+struct polyattn_plan {
+    polyattn_context *ctx;
+    const pa_algo_ops *algo;
+    pa_problem problem;
+    void *state;
+    polyattn_plan_info info;
+};
+
+struct polyattn_event {
+    polyattn_context *ctx;
+    void *handle;
+};
+
+/* Registry (registry.c). */
+const pa_backend_ops *pa_registry_backend(polyattn_backend backend, const char **why_not);
+
+/* Descriptor validation (desc.c): fills *problem on success; *message names the field. */
+polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_problem *problem,
+                                  const char **message);
+/* Bytes of a tensor, 0 if malformed (desc.c). */
+uint64_t pa_tensor_bytes(const polyattn_tensor_desc *t);
+
+/* Error slot for failures with no context (context creation), thread-local. */
+void pa_set_global_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* Sets the context's last error and logs it; returns status. */
+polyattn_status pa_context_fail(polyattn_context *ctx, polyattn_status status, const char *fmt,
+                                ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void pa_context_clear_error(polyattn_context *ctx);
+
+/* Host-side cost model (plan.c, shared with explain via plan info). */
+double pa_visible_pairs(const pa_problem *p);
+
+#endif

@@ -1,0 +1,344 @@
+/*
+ * Plans: validation, algorithm selection and the cost model, done once; then forward.
+ *
+ * Selection walks candidates in priority order and records why each one was rejected
+ * (like PyTorch's sdp_utils).  The starting policy is the seed article's guide; its
+ * length threshold is a guess until bench results replace it (see README).
+ */
+#include "pa_core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Above this many keys or queries, flash is preferred over fused (seed's guess). */
+#define PA_FUSED_MAX_SEQ 2048
+
+void polyattn_plan_options_init(polyattn_plan_options *options)
+{
+    if (!options) return;
+    memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+    options->algo = POLYATTN_ALGO_AUTO;
+}
+
+double pa_visible_pairs(const pa_problem *p)
+{
+    double pairs = 0.0;
+    if (p->mask == POLYATTN_MASK_NONE) pairs = (double)p->seq_q * (double)p->seq_kv;
+    else
+        for (int64_t i = 0; i < p->seq_q; i++) pairs += (double)pa_visible_keys(p, i);
+    return pairs * (double)p->batch * (double)p->heads_q;
+}
+
+static uint64_t tensor_bytes_of(const pa_problem *p, int64_t heads, int64_t seq, int64_t dim)
+{
+    return (uint64_t)p->batch * (uint64_t)heads * (uint64_t)seq * (uint64_t)dim *
+           polyattn_dtype_size(p->dtype);
+}
+
+/* Bytes of the inputs plus the outputs a call writes (not the workspace). */
+static uint64_t io_bytes(const pa_problem *p)
+{
+    uint64_t bytes = tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim) +
+                     tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim) +
+                     tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v) +
+                     tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v);
+    uint64_t rows = (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
+    if (p->want_lse) bytes += rows * 4;
+    if (p->want_probs) bytes += rows * (uint64_t)p->seq_kv * 4;
+    return bytes;
+}
+
+static const pa_algo_ops *find_algo(const pa_backend_ops *ops, polyattn_algo algo)
+{
+    for (size_t i = 0; i < ops->n_algos; i++)
+        if (ops->algos[i].algo == algo) return &ops->algos[i];
+    return NULL;
+}
+
+static void order_candidates(const pa_problem *p, const polyattn_plan_options *opt,
+                             polyattn_algo order[3], const char **why)
+{
+    int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
+    if (opt->debug || opt->want_probs) {
+        order[0] = POLYATTN_ALGO_UNFUSED, order[1] = POLYATTN_ALGO_FUSED,
+        order[2] = POLYATTN_ALGO_FLASH;
+        *why = opt->debug ? "debug mode prefers unfused (separate kernels, probabilities)"
+                          : "probabilities asked for: unfused materializes them";
+    } else if (longest <= PA_FUSED_MAX_SEQ) {
+        order[0] = POLYATTN_ALGO_FUSED, order[1] = POLYATTN_ALGO_FLASH,
+        order[2] = POLYATTN_ALGO_UNFUSED;
+        *why = "sequence length <= 2048 prefers fused (policy: seed guide, not yet measured)";
+    } else {
+        order[0] = POLYATTN_ALGO_FLASH, order[1] = POLYATTN_ALGO_FUSED,
+        order[2] = POLYATTN_ALGO_UNFUSED;
+        *why = "sequence length > 2048 prefers flash (O(N) memory)";
+    }
+}
+
+static double mib(uint64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+/* Evaluates one algorithm: backend check, then the memory budget. */
+static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget,
+                     const char *budget_name, polyattn_candidate *c)
+{
+    const pa_algo_ops *algo = find_algo(ctx->ops, c->algo);
+    if (!algo) {
+        c->status = POLYATTN_STATUS_UNSUPPORTED;
+        snprintf(c->reason, sizeof c->reason, "the %s backend has no %s implementation",
+                 ctx->ops->name, polyattn_algo_name(c->algo));
+        return;
+    }
+    const char *why_not = NULL;
+    polyattn_status st = algo->check(ctx->dev, p, &why_not);
+    c->workspace_bytes = st == POLYATTN_STATUS_SUCCESS || st == POLYATTN_STATUS_OVER_BUDGET
+                             ? algo->workspace_size(ctx->dev, p)
+                             : 0;
+    c->device_bytes = io_bytes(p) + c->workspace_bytes;
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        c->status = st;
+        snprintf(c->reason, sizeof c->reason, "%s", why_not ? why_not : polyattn_status_string(st));
+        return;
+    }
+    if (c->device_bytes > budget) {
+        c->status = POLYATTN_STATUS_OVER_BUDGET;
+        snprintf(c->reason, sizeof c->reason,
+                 "needs %.1f MiB (workspace %.1f MiB) but the %s is %.1f MiB", mib(c->device_bytes),
+                 mib(c->workspace_bytes), budget_name, mib(budget));
+        return;
+    }
+    c->status = POLYATTN_STATUS_SUCCESS;
+    snprintf(c->reason, sizeof c->reason, "eligible");
+}
+
+static void append(char *buf, size_t n, const char *fmt, const char *a, const char *b)
+{
+    size_t len = strlen(buf);
+    if (len < n) snprintf(buf + len, n - len, fmt, a, b);
+}
+
+polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_attention_desc *desc,
+                                     const polyattn_plan_options *options, polyattn_plan **out)
+{
+    if (!ctx) return POLYATTN_STATUS_INVALID_ARGUMENT;
+    pa_context_clear_error(ctx);
+    if (!out) return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT, "plan: NULL output");
+    *out = NULL;
+    polyattn_plan_options opt;
+    polyattn_plan_options_init(&opt);
+    if (options) {
+        if (options->struct_size < sizeof opt)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "options.struct_size: %zu is smaller than sizeof(polyattn_plan_options) = %zu",
+                                   options->struct_size, sizeof opt);
+        opt = *options;
+    }
+    if ((int)opt.algo < 0 || (int)opt.algo >= POLYATTN_ALGO_COUNT)
+        return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "options.algo: %d is not a polyattn_algo", (int)opt.algo);
+
+    pa_problem p;
+    const char *message = NULL;
+    polyattn_status st = pa_desc_normalize(desc, &p, &message);
+    if (st != POLYATTN_STATUS_SUCCESS)
+        return pa_context_fail(ctx, st, "%s", message ? message : "invalid descriptor");
+    p.want_lse = opt.want_lse != 0;
+    p.want_probs = opt.want_probs != 0;
+
+    polyattn_device_info dev_info;
+    memset(&dev_info, 0, sizeof dev_info);
+    dev_info.struct_size = sizeof dev_info;
+    ctx->ops->device_info(ctx->dev->index, &dev_info);
+    uint64_t budget = opt.memory_budget_bytes;
+    const char *budget_name = "memory budget";
+    if (budget == 0 || (dev_info.global_mem_bytes && budget > dev_info.global_mem_bytes)) {
+        if (budget == 0 || dev_info.global_mem_bytes < budget) {
+            budget = dev_info.global_mem_bytes ? dev_info.global_mem_bytes : UINT64_MAX;
+            budget_name = "device memory";
+        }
+    }
+
+    polyattn_plan *plan = calloc(1, sizeof *plan);
+    if (!plan) return pa_context_fail(ctx, POLYATTN_STATUS_OUT_OF_MEMORY, "out of host memory");
+    plan->ctx = ctx;
+    plan->problem = p;
+    polyattn_plan_info *info = &plan->info;
+    info->struct_size = sizeof *info;
+    info->backend = ctx->ops->kind;
+    info->flops = 2.0 * pa_visible_pairs(&p) * (double)(p.head_dim + p.head_dim_v);
+    info->min_bytes_moved = (double)io_bytes(&p);
+    info->n_candidates = 3;
+    for (int i = 0; i < 3; i++) {
+        info->candidates[i].algo = (polyattn_algo)(POLYATTN_ALGO_UNFUSED + i);
+        evaluate(ctx, &p, budget, budget_name, &info->candidates[i]);
+    }
+
+    polyattn_algo order[3];
+    const char *policy = "";
+    int n_order = 3;
+    if (opt.algo != POLYATTN_ALGO_AUTO) {
+        order[0] = opt.algo;
+        n_order = 1;
+        policy = "requested by the caller";
+    } else {
+        order_candidates(&p, &opt, order, &policy);
+    }
+
+    char rejected[1536] = "";
+    for (int i = 0; i < n_order; i++) {
+        polyattn_candidate *c = &info->candidates[order[i] - POLYATTN_ALGO_UNFUSED];
+        if (c->status == POLYATTN_STATUS_SUCCESS) {
+            const pa_algo_ops *algo = find_algo(ctx->ops, c->algo);
+            void *state = NULL;
+            if (algo->prepare) {
+                polyattn_status pst = algo->prepare(ctx->dev, &p, &state);
+                if (pst != POLYATTN_STATUS_SUCCESS) {
+                    c->status = pst;
+                    snprintf(c->reason, sizeof c->reason, "preparing failed: %.200s",
+                             ctx->dev->last_error[0] ? ctx->dev->last_error
+                                                     : polyattn_status_string(pst));
+                }
+            }
+            if (c->status == POLYATTN_STATUS_SUCCESS) {
+                c->chosen = 1;
+                if (i == 0)
+                    snprintf(c->reason, sizeof c->reason, "chosen: %s", policy);
+                else
+                    snprintf(c->reason, sizeof c->reason,
+                             "chosen: %s, but %s was rejected (see its reason)", policy,
+                             polyattn_algo_name(order[0]));
+                plan->algo = algo;
+                plan->state = state;
+                info->algo = c->algo;
+                info->workspace_bytes = c->workspace_bytes;
+                info->device_bytes = c->device_bytes;
+                info->kernel_launches = algo->kernel_launches(ctx->dev, &p);
+                snprintf(info->reason, sizeof info->reason, "%s", c->reason + 8);
+                break;
+            }
+        }
+        append(rejected, sizeof rejected, "%s%s", rejected[0] ? "; " : "",
+               polyattn_algo_name(c->algo));
+        append(rejected, sizeof rejected, ": %s%s", c->reason, "");
+    }
+    for (int i = 0; i < 3; i++) {
+        polyattn_candidate *c = &info->candidates[i];
+        pa_log(POLYATTN_LOG_DISPATCH, "%s %s: %s", ctx->ops->name, polyattn_algo_name(c->algo),
+               c->reason);
+    }
+    if (!plan->algo) {
+        /* The most specific failure wins: a budget problem over a plain "unsupported". */
+        polyattn_status fail = POLYATTN_STATUS_UNSUPPORTED;
+        for (int i = 0; i < n_order; i++) {
+            polyattn_status s = info->candidates[order[i] - POLYATTN_ALGO_UNFUSED].status;
+            if (s != POLYATTN_STATUS_UNSUPPORTED) fail = s;
+        }
+        free(plan);
+        return pa_context_fail(ctx, fail, "no algorithm can run this problem on %s: %s",
+                               ctx->ops->name, rejected);
+    }
+    *out = plan;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+void polyattn_plan_destroy(polyattn_plan *plan)
+{
+    if (!plan) return;
+    if (plan->algo && plan->algo->release) plan->algo->release(plan->ctx->dev, plan->state);
+    free(plan);
+}
+
+polyattn_status polyattn_plan_get_info(const polyattn_plan *plan, polyattn_plan_info *info)
+{
+    if (!plan) return POLYATTN_STATUS_INVALID_ARGUMENT;
+    if (!info || info->struct_size < sizeof *info)
+        return pa_context_fail(plan->ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "info: NULL or struct_size smaller than sizeof(polyattn_plan_info)");
+    *info = plan->info;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+/* ---- forward ---- */
+
+typedef struct binding {
+    const char *name;
+    const polyattn_buffer *buf;
+    uint64_t need;  /* bytes required */
+    int is_output;
+} binding;
+
+static int overlaps(const polyattn_buffer *a, const polyattn_buffer *b)
+{
+    return a->mem == b->mem && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
+}
+
+polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
+                                 const polyattn_buffer *k, const polyattn_buffer *v,
+                                 polyattn_buffer *o, polyattn_buffer *lse, polyattn_buffer *probs,
+                                 polyattn_buffer *workspace)
+{
+    if (!plan) return POLYATTN_STATUS_INVALID_ARGUMENT;
+    polyattn_context *ctx = plan->ctx;
+    const pa_problem *p = &plan->problem;
+    pa_context_clear_error(ctx);
+    uint64_t rows = (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
+    polyattn_tensor_desc tq, tk, tv, to;
+    size_t es = polyattn_dtype_size(p->dtype);
+    (void)es;
+    tq.dtype = tk.dtype = tv.dtype = to.dtype = p->dtype;
+    int64_t sq[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
+    int64_t sk[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim};
+    int64_t sv[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim_v};
+    int64_t so[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
+    memcpy(tq.shape, sq, sizeof sq), memcpy(tq.strides, p->q_stride, sizeof sq);
+    memcpy(tk.shape, sk, sizeof sk), memcpy(tk.strides, p->k_stride, sizeof sk);
+    memcpy(tv.shape, sv, sizeof sv), memcpy(tv.strides, p->v_stride, sizeof sv);
+    memcpy(to.shape, so, sizeof so), memcpy(to.strides, p->o_stride, sizeof so);
+
+    binding b[7] = {
+        {"q", q, pa_tensor_bytes(&tq), 0},
+        {"k", k, pa_tensor_bytes(&tk), 0},
+        {"v", v, pa_tensor_bytes(&tv), 0},
+        {"o", o, pa_tensor_bytes(&to), 1},
+        {"lse", lse, p->want_lse ? rows * 4 : 0, 1},
+        {"probs", probs, p->want_probs ? rows * (uint64_t)p->seq_kv * 4 : 0, 1},
+        {"workspace", workspace, plan->info.workspace_bytes, 1},
+    };
+    for (int i = 0; i < 7; i++) {
+        if (b[i].need == 0) {
+            if (b[i].buf && i >= 4 && i <= 5)
+                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                       "%s: a buffer was given but the plan was made without want_%s",
+                                       b[i].name, b[i].name);
+            b[i].buf = NULL; /* an unneeded workspace is ignored */
+            continue;
+        }
+        if (!b[i].buf)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: NULL but the plan needs %llu bytes", b[i].name,
+                                   (unsigned long long)b[i].need);
+        if (b[i].buf->ctx != ctx)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: buffer belongs to another context", b[i].name);
+        if (b[i].buf->bytes < b[i].need)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: buffer holds %llu bytes but the tensor needs %llu", b[i].name,
+                                   (unsigned long long)b[i].buf->bytes,
+                                   (unsigned long long)b[i].need);
+    }
+    for (int i = 0; i < 7; i++)
+        for (int j = i + 1; j < 7; j++)
+            if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
+                overlaps(b[i].buf, b[j].buf))
+                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                       "%s: overlaps %s in memory; outputs must not alias", b[j].name,
+                                       b[i].name);
+
+    pa_io io;
+    memset(&io, 0, sizeof io);
+    pa_tensor_ref *refs[7] = {&io.q, &io.k, &io.v, &io.o, &io.lse, &io.probs, &io.workspace};
+    for (int i = 0; i < 7; i++)
+        if (b[i].buf) refs[i]->mem = b[i].buf->mem, refs[i]->offset = b[i].buf->offset;
+    io.workspace_bytes = b[6].buf ? b[6].buf->bytes : 0;
+    return plan->algo->forward(ctx->dev, p, plan->state, &io);
+}
