@@ -1,0 +1,44 @@
+#!/bin/sh
+# Builds polyattn and runs every test: the full build (each backend whose toolchain is
+# found; POLYATTN_REQUIRE="cuda hip opencl" makes them mandatory), then an ASan+UBSan build
+# of the host code and its tests.  Prints how long each stage took.
+# Usage: tests/run_all.sh            (from the repository root; installs missing packages)
+set -eu
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=${POLYATTN_JOBS:-$(nproc)}
+build=${POLYATTN_BUILD_DIR:-$root/build}
+asan_build=${POLYATTN_ASAN_BUILD_DIR:-$root/build-asan}
+
+stage_start=0
+stage() { stage_name=$1; stage_start=$(date +%s); echo "== $stage_name"; }
+stage_end() { echo "== $stage_name: $(( $(date +%s) - stage_start )) s"; }
+
+stage "install packages"
+cmake/install_deps.sh
+stage_end
+
+[ -x /usr/local/cuda/bin/nvcc ] && export CUDACXX=${CUDACXX:-/usr/local/cuda/bin/nvcc}
+backend_flags=""
+for b in ${POLYATTN_REQUIRE:-}; do
+  backend_flags="$backend_flags -DPOLYATTN_$(echo "$b" | tr a-z A-Z)=ON"
+done
+
+stage "configure and build (all backends found)"
+# shellcheck disable=SC2086
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_WERROR=ON $backend_flags
+cmake --build "$build" -j "$jobs"
+stage_end
+
+stage "tests"
+ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1200
+stage_end
+
+stage "ASan+UBSan build of the host code and its tests"
+cmake -S . -B "$asan_build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPOLYATTN_WERROR=ON \
+  -DPOLYATTN_SANITIZE=ON -DPOLYATTN_CUDA=OFF -DPOLYATTN_HIP=OFF -DPOLYATTN_OPENCL=OFF
+cmake --build "$asan_build" -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir "$asan_build" --output-on-failure -j "$jobs" -L 'host|cli'
+stage_end
+echo "polyattn: all tests passed"
