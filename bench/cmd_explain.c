@@ -1,0 +1,251 @@
+/* polyattn explain: makes a plan for a shape (no data) and prints what the planner decided
+ * for each algorithm and why. */
+#include "cli.h"
+
+#include <limits.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: polyattn explain --batch B --heads H [--heads-kv HK] --seq-q N [--seq-kv M]\n"
+    "                        --head-dim D [--head-dim-v DV] [--dtype f32|f16|bf16]\n"
+    "                        [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
+    "                        [--debug] [--probs] [--lse] [--backend auto|host|cuda|hip|opencl]\n"
+    "                        [--device N] [--algo auto|unfused|fused|flash] [--json]\n"
+    "\n"
+    "Plans attention for the shape and prints the chosen algorithm and why, then each\n"
+    "candidate (unfused, fused, flash): eligible, chosen or rejected, its workspace, its\n"
+    "device-memory estimate (inputs + outputs + workspace) and the reason; and the plan's\n"
+    "FLOPs, minimum bytes moved and kernel launches.  Defaults: --heads-kv = --heads,\n"
+    "--seq-kv = --seq-q, --head-dim-v = --head-dim, f32, no mask.\n"
+    "\n"
+    "  --debug   prefer the unfused path (debuggable, returns probabilities)\n"
+    "  --probs   plan for returning probabilities; --lse: for returning the log-sum-exp\n"
+    "  --json    one JSON object on stdout\n"
+    "\n"
+    "Exit status: 0 a plan exists, 1 no algorithm fits (every rejection is printed) or a\n"
+    "device failure, 2 bad usage.\n";
+
+static const char *candidate_status(const polyattn_candidate *c)
+{
+    if (c->chosen)
+        return "chosen";
+    return c->status == POLYATTN_STATUS_SUCCESS ? "eligible" : "rejected";
+}
+
+static void print_problem_text(const polyattn_attention_desc *d, const polyattn_device_info *dev,
+                               uint64_t budget)
+{
+    char a[32], b[32];
+    printf("problem: batch %lld, heads_q %lld, heads_kv %lld, seq_q %lld, seq_kv %lld, "
+           "head_dim %lld, head_dim_v %lld, dtype %s, mask %s\n",
+           (long long)d->q.shape[0], (long long)d->q.shape[1], (long long)d->k.shape[1],
+           (long long)d->q.shape[2], (long long)d->k.shape[2], (long long)d->q.shape[3],
+           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype),
+           polyattn_mask_name(d->mask));
+    printf("device: %s:%d (%s), memory %s\n", polyattn_backend_name(dev->backend), dev->index,
+           dev->name, pa_cli_bytes_human(dev->global_mem_bytes, a));
+    if (budget)
+        printf("memory budget: %llu B (%s)\n", (unsigned long long)budget,
+               pa_cli_bytes_human(budget, b));
+    else
+        printf("memory budget: none (the device's memory)\n");
+}
+
+static void print_plan_text(const polyattn_plan_info *info)
+{
+    char a[32];
+    printf("chosen: %s\n", polyattn_algo_name(info->algo));
+    printf("reason: %s\n", info->reason);
+    printf("flops: %.6g\n", info->flops);
+    printf("min bytes moved: %.0f (%s)\n", info->min_bytes_moved,
+           pa_cli_bytes_human((uint64_t)info->min_bytes_moved, a));
+    printf("kernel launches: %d\n", info->kernel_launches);
+    printf("workspace: %llu B (%s)\n", (unsigned long long)info->workspace_bytes,
+           pa_cli_bytes_human(info->workspace_bytes, a));
+    printf("device memory estimate: %llu B (%s)\n", (unsigned long long)info->device_bytes,
+           pa_cli_bytes_human(info->device_bytes, a));
+    printf("candidates:\n");
+    for (int i = 0; i < info->n_candidates && i < 3; i++) {
+        const polyattn_candidate *c = &info->candidates[i];
+        char ws[32], dm[32], status[64];
+        if (c->status == POLYATTN_STATUS_SUCCESS || c->chosen)
+            snprintf(status, sizeof status, "%s", candidate_status(c));
+        else
+            snprintf(status, sizeof status, "rejected (%s)", polyattn_status_name(c->status));
+        printf("  %-8s %-24s workspace %-10s device memory %-10s %s\n",
+               polyattn_algo_name(c->algo), status, pa_cli_bytes_human(c->workspace_bytes, ws),
+               pa_cli_bytes_human(c->device_bytes, dm), c->reason);
+    }
+}
+
+static void print_json(const polyattn_attention_desc *d, const polyattn_device_info *dev,
+                       uint64_t budget, const polyattn_plan_info *info, const char *error)
+{
+    printf("{\"problem\": {\"batch\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
+           "\"seq_q\": %lld, \"seq_kv\": %lld, \"head_dim\": %lld, \"head_dim_v\": %lld, "
+           "\"dtype\": \"%s\", \"mask\": \"%s\"}, ",
+           (long long)d->q.shape[0], (long long)d->q.shape[1], (long long)d->k.shape[1],
+           (long long)d->q.shape[2], (long long)d->k.shape[2], (long long)d->q.shape[3],
+           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype),
+           polyattn_mask_name(d->mask));
+    printf("\"backend\": \"%s\", \"device_index\": %d, \"device\": ",
+           polyattn_backend_name(dev->backend), dev->index);
+    pa_json_string(stdout, dev->name);
+    printf(", \"memory_budget_bytes\": ");
+    if (budget)
+        printf("%llu", (unsigned long long)budget);
+    else
+        printf("null");
+    if (!info) {
+        printf(", \"chosen\": null, \"candidates\": null, \"error\": ");
+        pa_json_string(stdout, error);
+        printf("}\n");
+        return;
+    }
+    printf(", \"chosen\": \"%s\", \"reason\": ", polyattn_algo_name(info->algo));
+    pa_json_string(stdout, info->reason);
+    printf(", \"flops\": ");
+    pa_json_number(stdout, info->flops);
+    printf(", \"min_bytes_moved\": ");
+    pa_json_number(stdout, info->min_bytes_moved);
+    printf(", \"kernel_launches\": %d, \"workspace_bytes\": %llu, \"device_bytes\": %llu, "
+           "\"candidates\": [",
+           info->kernel_launches, (unsigned long long)info->workspace_bytes,
+           (unsigned long long)info->device_bytes);
+    for (int i = 0; i < info->n_candidates && i < 3; i++) {
+        const polyattn_candidate *c = &info->candidates[i];
+        printf("%s{\"algo\": \"%s\", \"status\": \"%s\", \"status_code\": \"%s\", "
+               "\"chosen\": %s, \"workspace_bytes\": %llu, \"device_bytes\": %llu, "
+               "\"reason\": ",
+               i ? ", " : "", polyattn_algo_name(c->algo), candidate_status(c),
+               polyattn_status_name(c->status), c->chosen ? "true" : "false",
+               (unsigned long long)c->workspace_bytes, (unsigned long long)c->device_bytes);
+        pa_json_string(stdout, c->reason);
+        printf("}");
+    }
+    printf("], \"error\": null}\n");
+}
+
+int pa_cmd_explain(int argc, char **argv)
+{
+    static const pa_cli_opt spec[] = {
+        {"--batch", 1},    {"--heads", 1},  {"--heads-kv", 1},   {"--seq-q", 1},
+        {"--seq-kv", 1},   {"--head-dim", 1}, {"--head-dim-v", 1}, {"--dtype", 1},
+        {"--causal", 1},   {"--scale", 1},  {"--memory-budget", 1}, {"--debug", 0},
+        {"--probs", 0},    {"--lse", 0},    {"--backend", 1},    {"--device", 1},
+        {"--algo", 1},     {"--json", 0},
+    };
+    pa_cli_args args;
+    if (pa_cli_parse(&args, "explain", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
+        return PA_EXIT_USAGE;
+    if (args.help) {
+        fputs(usage, stdout);
+        return PA_EXIT_OK;
+    }
+    pa_cli_common common;
+    int64_t batch = 0, heads_q = 0, heads_kv = 0, seq_q = 0, seq_kv = 0, head_dim = 0,
+            head_dim_v = 0;
+    double scale = 0;
+    if (pa_cli_require(&args, "--batch") || pa_cli_require(&args, "--heads") ||
+        pa_cli_require(&args, "--seq-q") || pa_cli_require(&args, "--head-dim") ||
+        pa_cli_get_i64(&args, "--batch", 1, INT32_MAX, &batch) ||
+        pa_cli_get_i64(&args, "--heads", 1, INT32_MAX, &heads_q) ||
+        pa_cli_get_i64(&args, "--seq-q", 1, INT32_MAX, &seq_q) ||
+        pa_cli_get_i64(&args, "--head-dim", 1, INT32_MAX, &head_dim))
+        return PA_EXIT_USAGE;
+    heads_kv = heads_q;
+    seq_kv = seq_q;
+    head_dim_v = head_dim;
+    if (pa_cli_get_i64(&args, "--heads-kv", 1, INT32_MAX, &heads_kv) ||
+        pa_cli_get_i64(&args, "--seq-kv", 1, INT32_MAX, &seq_kv) ||
+        pa_cli_get_i64(&args, "--head-dim-v", 1, INT32_MAX, &head_dim_v) ||
+        pa_cli_get_common(&args, &common) || pa_cli_get_double(&args, "--scale", &scale))
+        return PA_EXIT_USAGE;
+    if (pa_cli_has(&args, "--scale") && !(scale > 0))
+        return pa_cli_fail("explain", "--scale: expected a positive number, got '%s'",
+                           pa_cli_get(&args, "--scale"));
+    if (heads_q % heads_kv != 0)
+        return pa_cli_fail("explain", "--heads-kv: %lld does not divide --heads %lld",
+                           (long long)heads_kv, (long long)heads_q);
+    int json = pa_cli_has(&args, "--json");
+
+    polyattn_attention_desc desc;
+    polyattn_attention_desc_init(&desc, common.dtype, batch, heads_q, heads_kv, seq_q, seq_kv,
+                                 head_dim, head_dim_v);
+    desc.scale = (float)scale;
+    desc.mask = common.mask;
+    const char *why = NULL;
+    polyattn_status st = polyattn_attention_desc_validate(&desc, &why);
+    if (st != POLYATTN_STATUS_SUCCESS)
+        return pa_cli_fail_code(pa_cli_status_exit(st), "explain", "shape: %s",
+                                why ? why : polyattn_status_string(st));
+
+    polyattn_context *ctx = NULL;
+    int rc = pa_cli_open_context("explain", &common, &ctx);
+    if (rc)
+        return rc;
+    polyattn_device_info dev;
+    memset(&dev, 0, sizeof dev);
+    dev.struct_size = sizeof dev;
+    st = polyattn_context_get_device_info(ctx, &dev);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        rc = pa_cli_fail_status("explain", ctx, st, "device info");
+        polyattn_context_destroy(ctx);
+        return rc;
+    }
+
+    polyattn_plan_options opts;
+    polyattn_plan_options_init(&opts);
+    opts.algo = common.algo;
+    opts.memory_budget_bytes = common.memory_budget_bytes;
+    opts.debug = pa_cli_has(&args, "--debug");
+    opts.want_probs = pa_cli_has(&args, "--probs");
+    opts.want_lse = pa_cli_has(&args, "--lse");
+    polyattn_plan *plan = NULL;
+    st = polyattn_plan_create(ctx, &desc, &opts, &plan);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        const char *msg = polyattn_context_last_error(ctx);
+        if (!msg || !msg[0])
+            msg = polyattn_status_string(st);
+        if (st == POLYATTN_STATUS_INVALID_ARGUMENT) {
+            rc = pa_cli_fail_status("explain", ctx, st, "plan");
+        } else {
+            /* No plan, so no per-candidate info: the planner's message lists every
+             * rejection.  Print it whole on stdout; stderr gets the one-line verdict. */
+            if (json) {
+                print_json(&desc, &dev, common.memory_budget_bytes, NULL, msg);
+            } else {
+                print_problem_text(&desc, &dev, common.memory_budget_bytes);
+                printf("chosen: none (%s)\n", polyattn_status_name(st));
+                printf("candidates:\n");
+                const char *p = msg;
+                while (*p) {
+                    size_t n = strcspn(p, "\n");
+                    printf("  %.*s\n", (int)n, p);
+                    p += n;
+                    if (*p == '\n')
+                        p++;
+                }
+            }
+            rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "explain", "no algorithm fits: %s",
+                                  polyattn_status_name(st));
+        }
+        polyattn_context_destroy(ctx);
+        return rc;
+    }
+    polyattn_plan_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    st = polyattn_plan_get_info(plan, &info);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        rc = pa_cli_fail_status("explain", ctx, st, "plan info");
+    } else if (json) {
+        print_json(&desc, &dev, common.memory_budget_bytes, &info, NULL);
+    } else {
+        print_problem_text(&desc, &dev, common.memory_budget_bytes);
+        print_plan_text(&info);
+    }
+    polyattn_plan_destroy(plan);
+    polyattn_context_destroy(ctx);
+    return rc;
+}

@@ -1,0 +1,423 @@
+/* polyattn run: attention over .npy inputs on a chosen backend, outputs written as .npy. */
+#include "cli.h"
+#include "npy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: polyattn run --q Q.npy --k K.npy --v V.npy --out O.npy [--lse L.npy] [--probs P.npy]\n"
+    "                    [--backend auto|host|cuda|hip|opencl] [--device N]\n"
+    "                    [--algo auto|unfused|fused|flash] [--dtype f32|f16|bf16]\n"
+    "                    [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
+    "                    [--json]\n"
+    "\n"
+    "Computes softmax(Q K^T * scale + mask) V once on the device and writes the outputs.\n"
+    "Inputs are float32 C-order .npy files: Q [batch, heads_q, seq_q, head_dim],\n"
+    "K [batch, heads_kv, seq_kv, head_dim], V [batch, heads_kv, seq_kv, head_dim_v];\n"
+    "heads_kv must divide heads_q (grouped-query attention).  Outputs are float32 .npy:\n"
+    "O [batch, heads_q, seq_q, head_dim_v], LSE [batch, heads_q, seq_q] (natural log),\n"
+    "P [batch, heads_q, seq_q, seq_kv].  A query that sees no key gets O = 0, LSE = -inf.\n"
+    "\n"
+    "  --dtype          precision on the device (inputs are rounded to nearest even);\n"
+    "                   default f32\n"
+    "  --causal         top-left: query i sees keys j <= i; bottom-right: j <= i + seq_kv - seq_q;\n"
+    "                   default: no mask\n"
+    "  --scale          positive; default 1/sqrt(head_dim)\n"
+    "  --memory-budget  MiB the call may use on the device (inputs, outputs, workspace)\n"
+    "  --json           print one JSON object on stdout (backend, device, algo, dtype, ms,\n"
+    "                   workspace_bytes, shapes, ...)\n"
+    "\n"
+    "Exit status: 0 success, 1 device or library failure, 2 bad usage or bad input.  Outputs\n"
+    "appear only when everything succeeded.\n";
+
+enum { IN_Q, IN_K, IN_V, N_IN };
+enum { OUT_O, OUT_LSE, OUT_PROBS, N_OUT };
+
+typedef struct run_state {
+    pa_npy_array in[N_IN];
+    pa_outfile out[N_OUT];
+    int out_open[N_OUT];
+    polyattn_context *ctx;
+    polyattn_plan *plan;
+    polyattn_buffer *buf_in[N_IN], *buf_out[N_OUT], *workspace;
+    polyattn_event *ev_start, *ev_end;
+    void *staging;
+    float *host_out[N_OUT];
+} run_state;
+
+static void run_cleanup(run_state *s)
+{
+    for (int i = 0; i < N_OUT; i++) {
+        if (s->out_open[i])
+            pa_outfile_discard(&s->out[i]);
+        free(s->host_out[i]);
+        polyattn_buffer_free(s->buf_out[i]);
+    }
+    for (int i = 0; i < N_IN; i++) {
+        pa_npy_free(&s->in[i]);
+        polyattn_buffer_free(s->buf_in[i]);
+    }
+    polyattn_buffer_free(s->workspace);
+    free(s->staging);
+    polyattn_event_destroy(s->ev_start);
+    polyattn_event_destroy(s->ev_end);
+    polyattn_plan_destroy(s->plan);
+    polyattn_context_destroy(s->ctx);
+}
+
+static int mul_ok(uint64_t *acc, int64_t factor)
+{
+    if (factor <= 0 || *acc > UINT64_MAX / (uint64_t)factor)
+        return 0;
+    *acc *= (uint64_t)factor;
+    return 1;
+}
+
+/* Element count of a shape, 0 on overflow. */
+static uint64_t shape_count(const int64_t *shape, int rank)
+{
+    uint64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        if (!mul_ok(&n, shape[i]))
+            return 0;
+    return n <= UINT64_MAX / 8 ? n : 0;
+}
+
+static const char *const in_opt[N_IN] = {"--q", "--k", "--v"};
+static const char *const in_layout[N_IN] = {"[batch, heads_q, seq_q, head_dim]",
+                                            "[batch, heads_kv, seq_kv, head_dim]",
+                                            "[batch, heads_kv, seq_kv, head_dim_v]"};
+
+static int read_inputs(run_state *s, const pa_cli_args *args)
+{
+    for (int i = 0; i < N_IN; i++) {
+        const char *path = pa_cli_get(args, in_opt[i]);
+        char err[512];
+        if (pa_npy_read_f32(path, &s->in[i], err, sizeof err) != 0)
+            return pa_cli_fail("run", "%s: %s (%s)", in_opt[i], err, path);
+        if (s->in[i].rank != 4)
+            return pa_cli_fail("run", "%s: expected rank 4 %s, got %d (%s)", in_opt[i],
+                               in_layout[i], s->in[i].rank, path);
+        for (int d = 0; d < 4; d++)
+            if (s->in[i].shape[d] == 0 || s->in[i].shape[d] > INT32_MAX)
+                return pa_cli_fail("run", "%s: dimension %d is %lld, expected 1 to 2^31-1 (%s)",
+                                   in_opt[i], d, (long long)s->in[i].shape[d], path);
+    }
+    const int64_t *q = s->in[IN_Q].shape, *k = s->in[IN_K].shape, *v = s->in[IN_V].shape;
+    const char *kp = pa_cli_get(args, "--k"), *vp = pa_cli_get(args, "--v");
+    if (k[0] != q[0])
+        return pa_cli_fail("run", "--k: batch is %lld but --q has %lld (%s)", (long long)k[0],
+                           (long long)q[0], kp);
+    if (v[0] != q[0])
+        return pa_cli_fail("run", "--v: batch is %lld but --q has %lld (%s)", (long long)v[0],
+                           (long long)q[0], vp);
+    if (k[3] != q[3])
+        return pa_cli_fail("run", "--k: head_dim is %lld but --q has %lld (%s)",
+                           (long long)k[3], (long long)q[3], kp);
+    if (v[1] != k[1])
+        return pa_cli_fail("run", "--v: heads_kv is %lld but --k has %lld (%s)",
+                           (long long)v[1], (long long)k[1], vp);
+    if (v[2] != k[2])
+        return pa_cli_fail("run", "--v: seq_kv is %lld but --k has %lld (%s)", (long long)v[2],
+                           (long long)k[2], vp);
+    if (q[1] % k[1] != 0)
+        return pa_cli_fail("run", "--k: heads_kv %lld does not divide --q's heads_q %lld (%s)",
+                           (long long)k[1], (long long)q[1], kp);
+    return 0;
+}
+
+static void json_shape(const char *key, const int64_t *shape, int rank, int present)
+{
+    printf("\"%s\": ", key);
+    if (!present) {
+        printf("null");
+        return;
+    }
+    printf("[");
+    for (int i = 0; i < rank; i++)
+        printf("%s%lld", i ? ", " : "", (long long)shape[i]);
+    printf("]");
+}
+
+static void print_result(const pa_cli_args *args, const run_state *s,
+                         const polyattn_device_info *dev, const polyattn_plan_info *info,
+                         polyattn_dtype dtype, polyattn_mask mask, double scale, double ms,
+                         int64_t out_shape[N_OUT][4], const int *out_rank, const int *want)
+{
+    static const char *const in_key[N_IN] = {"q", "k", "v"};
+    static const char *const out_key[N_OUT] = {"o", "lse", "probs"};
+    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs"};
+    if (!pa_cli_has(args, "--json")) {
+        char ws[32];
+        printf("%s:%d (%s): %s %s, %.3f ms, workspace %s; wrote",
+               polyattn_backend_name(info->backend), dev->index, dev->name,
+               polyattn_algo_name(info->algo), polyattn_dtype_name(dtype), ms,
+               pa_cli_bytes_human(info->workspace_bytes, ws));
+        for (int i = 0; i < N_OUT; i++)
+            if (want[i])
+                printf(" %s", pa_cli_get(args, out_opt[i]));
+        printf("\n");
+        return;
+    }
+    printf("{\"backend\": \"%s\", \"device_index\": %d, \"device\": ",
+           polyattn_backend_name(info->backend), dev->index);
+    pa_json_string(stdout, dev->name);
+    printf(", \"algo\": \"%s\", \"dtype\": \"%s\", \"mask\": \"%s\", \"scale\": ",
+           polyattn_algo_name(info->algo), polyattn_dtype_name(dtype), polyattn_mask_name(mask));
+    pa_json_number(stdout, scale);
+    printf(", \"ms\": ");
+    pa_json_number(stdout, ms);
+    printf(", \"workspace_bytes\": %llu, \"device_bytes\": %llu, \"flops\": ",
+           (unsigned long long)info->workspace_bytes, (unsigned long long)info->device_bytes);
+    pa_json_number(stdout, info->flops);
+    printf(", \"min_bytes_moved\": ");
+    pa_json_number(stdout, info->min_bytes_moved);
+    printf(", \"kernel_launches\": %d, \"reason\": ", info->kernel_launches);
+    pa_json_string(stdout, info->reason);
+    printf(", \"shapes\": {");
+    for (int i = 0; i < N_IN; i++) {
+        json_shape(in_key[i], s->in[i].shape, 4, 1);
+        printf(", ");
+    }
+    for (int i = 0; i < N_OUT; i++) {
+        json_shape(out_key[i], out_shape[i], out_rank[i], want[i]);
+        printf(i + 1 < N_OUT ? ", " : "}");
+    }
+    printf(", \"outputs\": {");
+    for (int i = 0; i < N_OUT; i++) {
+        printf("\"%s\": ", out_key[i]);
+        if (want[i])
+            pa_json_string(stdout, pa_cli_get(args, out_opt[i]));
+        else
+            printf("null");
+        printf(i + 1 < N_OUT ? ", " : "}");
+    }
+    printf("}\n");
+}
+
+int pa_cmd_run(int argc, char **argv)
+{
+    static const pa_cli_opt spec[] = {
+        {"--q", 1},      {"--k", 1},       {"--v", 1},      {"--out", 1},
+        {"--lse", 1},    {"--probs", 1},   {"--backend", 1}, {"--device", 1},
+        {"--algo", 1},   {"--dtype", 1},   {"--causal", 1}, {"--scale", 1},
+        {"--memory-budget", 1},            {"--json", 0},
+    };
+    pa_cli_args args;
+    if (pa_cli_parse(&args, "run", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
+        return PA_EXIT_USAGE;
+    if (args.help) {
+        fputs(usage, stdout);
+        return PA_EXIT_OK;
+    }
+    pa_cli_common common;
+    double scale = 0;
+    if (pa_cli_require(&args, "--q") || pa_cli_require(&args, "--k") ||
+        pa_cli_require(&args, "--v") || pa_cli_require(&args, "--out") ||
+        pa_cli_get_common(&args, &common) || pa_cli_get_double(&args, "--scale", &scale))
+        return PA_EXIT_USAGE;
+    if (pa_cli_has(&args, "--scale") && !(scale > 0))
+        return pa_cli_fail("run", "--scale: expected a positive number, got '%s' (omit it for "
+                                  "1/sqrt(head_dim))",
+                           pa_cli_get(&args, "--scale"));
+    if (pa_cli_has(&args, "--scale") && (float)scale == 0.0f)
+        return pa_cli_fail("run", "--scale: '%s' underflows float32",
+                           pa_cli_get(&args, "--scale"));
+
+    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs"};
+    const char *out_path[N_OUT];
+    int want[N_OUT];
+    for (int i = 0; i < N_OUT; i++) {
+        out_path[i] = pa_cli_get(&args, out_opt[i]);
+        want[i] = out_path[i] != NULL;
+        for (int j = 0; j < i; j++)
+            if (want[i] && want[j] && strcmp(out_path[i], out_path[j]) == 0)
+                return pa_cli_fail("run", "%s: same file as %s ('%s')", out_opt[i], out_opt[j],
+                                   out_path[i]);
+    }
+
+    run_state s;
+    memset(&s, 0, sizeof s);
+    int rc = read_inputs(&s, &args);
+    if (rc)
+        goto done;
+
+    const int64_t *qs = s.in[IN_Q].shape, *ks = s.in[IN_K].shape, *vs = s.in[IN_V].shape;
+    int64_t batch = qs[0], heads_q = qs[1], seq_q = qs[2], head_dim = qs[3];
+    int64_t heads_kv = ks[1], seq_kv = ks[2], head_dim_v = vs[3];
+    polyattn_attention_desc desc;
+    polyattn_attention_desc_init(&desc, common.dtype, batch, heads_q, heads_kv, seq_q, seq_kv,
+                                 head_dim, head_dim_v);
+    desc.scale = (float)scale;
+    desc.mask = common.mask;
+    const char *why = NULL;
+    polyattn_status st = polyattn_attention_desc_validate(&desc, &why);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        rc = pa_cli_fail_code(pa_cli_status_exit(st), "run", "inputs: %s",
+                              why ? why : polyattn_status_string(st));
+        goto done;
+    }
+
+    int64_t out_shape[N_OUT][4] = {{batch, heads_q, seq_q, head_dim_v},
+                                   {batch, heads_q, seq_q, 0},
+                                   {batch, heads_q, seq_q, seq_kv}};
+    const int out_rank[N_OUT] = {4, 3, 4};
+    uint64_t out_count[N_OUT];
+    for (int i = 0; i < N_OUT; i++) {
+        out_count[i] = shape_count(out_shape[i], out_rank[i]);
+        if (want[i] && out_count[i] == 0) {
+            rc = pa_cli_fail("run", "%s: output tensor too large", out_opt[i]);
+            goto done;
+        }
+    }
+
+    /* Create the output files now, so that a bad path fails before any device work. */
+    for (int i = 0; i < N_OUT; i++) {
+        if (!want[i])
+            continue;
+        rc = pa_outfile_open(&s.out[i], "run", out_opt[i], out_path[i]);
+        if (rc)
+            goto done;
+        s.out_open[i] = 1;
+    }
+
+    rc = pa_cli_open_context("run", &common, &s.ctx);
+    if (rc)
+        goto done;
+
+    polyattn_plan_options opts;
+    polyattn_plan_options_init(&opts);
+    opts.algo = common.algo;
+    opts.memory_budget_bytes = common.memory_budget_bytes;
+    opts.want_lse = want[OUT_LSE];
+    opts.want_probs = want[OUT_PROBS];
+    st = polyattn_plan_create(s.ctx, &desc, &opts, &s.plan);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        s.plan = NULL;
+        rc = pa_cli_fail_status("run", s.ctx, st, "plan");
+        goto done;
+    }
+    polyattn_plan_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    polyattn_device_info dev;
+    memset(&dev, 0, sizeof dev);
+    dev.struct_size = sizeof dev;
+    if ((st = polyattn_plan_get_info(s.plan, &info)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_context_get_device_info(s.ctx, &dev)) != POLYATTN_STATUS_SUCCESS) {
+        rc = pa_cli_fail_status("run", s.ctx, st, "plan info");
+        goto done;
+    }
+
+    /* Inputs: convert to the device dtype and upload. */
+    size_t esize = polyattn_dtype_size(common.dtype);
+    uint64_t max_count = 0;
+    for (int i = 0; i < N_IN; i++)
+        max_count = s.in[i].count > max_count ? s.in[i].count : max_count;
+    for (int i = 0; i < N_OUT; i++)
+        if (want[i] && out_count[i] > max_count)
+            max_count = out_count[i];
+    s.staging = malloc(max_count * 4);
+    if (!s.staging) {
+        rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "run", "out of host memory");
+        goto done;
+    }
+    for (int i = 0; i < N_IN; i++) {
+        uint64_t bytes = s.in[i].count * esize;
+        if ((st = polyattn_buffer_alloc(s.ctx, bytes, &s.buf_in[i])) != POLYATTN_STATUS_SUCCESS) {
+            s.buf_in[i] = NULL;
+            rc = pa_cli_fail_status("run", s.ctx, st, in_opt[i]);
+            goto done;
+        }
+        pa_cli_from_f32(common.dtype, s.in[i].data, s.staging, s.in[i].count);
+        if ((st = polyattn_buffer_write(s.buf_in[i], 0, s.staging, bytes)) !=
+            POLYATTN_STATUS_SUCCESS) {
+            rc = pa_cli_fail_status("run", s.ctx, st, in_opt[i]);
+            goto done;
+        }
+    }
+    /* Outputs: allocated and poisoned with NaN, so an element the library forgot shows. */
+    for (int i = 0; i < N_OUT; i++) {
+        if (!want[i])
+            continue;
+        polyattn_dtype odt = i == OUT_O ? common.dtype : POLYATTN_DTYPE_F32;
+        uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
+        if ((st = polyattn_buffer_alloc(s.ctx, bytes, &s.buf_out[i])) != POLYATTN_STATUS_SUCCESS) {
+            s.buf_out[i] = NULL;
+            rc = pa_cli_fail_status("run", s.ctx, st, out_opt[i]);
+            goto done;
+        }
+        float *f = s.staging;
+        for (uint64_t e = 0; e < out_count[i]; e++)
+            f[e] = NAN;
+        pa_cli_from_f32(odt, f, s.staging, out_count[i]);
+        if ((st = polyattn_buffer_write(s.buf_out[i], 0, s.staging, bytes)) !=
+            POLYATTN_STATUS_SUCCESS) {
+            rc = pa_cli_fail_status("run", s.ctx, st, out_opt[i]);
+            goto done;
+        }
+        s.host_out[i] = malloc(out_count[i] * 4);
+        if (!s.host_out[i]) {
+            rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "run", "out of host memory");
+            goto done;
+        }
+    }
+    if (info.workspace_bytes > 0 &&
+        (st = polyattn_buffer_alloc(s.ctx, info.workspace_bytes, &s.workspace)) !=
+            POLYATTN_STATUS_SUCCESS) {
+        s.workspace = NULL;
+        rc = pa_cli_fail_status("run", s.ctx, st, "workspace");
+        goto done;
+    }
+
+    double ms = 0;
+    if ((st = polyattn_event_create(s.ctx, &s.ev_start)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_event_create(s.ctx, &s.ev_end)) != POLYATTN_STATUS_SUCCESS) {
+        rc = pa_cli_fail_status("run", s.ctx, st, "event");
+        goto done;
+    }
+    if ((st = polyattn_event_record(s.ev_start)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_forward(s.plan, s.buf_in[IN_Q], s.buf_in[IN_K], s.buf_in[IN_V],
+                               s.buf_out[OUT_O], s.buf_out[OUT_LSE], s.buf_out[OUT_PROBS],
+                               s.workspace)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_event_record(s.ev_end)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_event_elapsed_ms(s.ev_start, s.ev_end, &ms)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_context_synchronize(s.ctx)) != POLYATTN_STATUS_SUCCESS) {
+        rc = pa_cli_fail_status("run", s.ctx, st, "forward");
+        goto done;
+    }
+
+    for (int i = 0; i < N_OUT; i++) {
+        if (!want[i])
+            continue;
+        polyattn_dtype odt = i == OUT_O ? common.dtype : POLYATTN_DTYPE_F32;
+        uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
+        if ((st = polyattn_buffer_read(s.buf_out[i], 0, s.staging, bytes)) !=
+            POLYATTN_STATUS_SUCCESS) {
+            rc = pa_cli_fail_status("run", s.ctx, st, out_opt[i]);
+            goto done;
+        }
+        pa_cli_to_f32(odt, s.staging, s.host_out[i], out_count[i]);
+        rc = pa_outfile_write_npy(&s.out[i], "run", s.host_out[i], out_rank[i], out_shape[i]);
+        if (rc)
+            goto done;
+    }
+    for (int i = 0; i < N_OUT; i++) {
+        if (!want[i])
+            continue;
+        rc = pa_outfile_commit(&s.out[i], "run");
+        if (rc)
+            goto done;
+        s.out_open[i] = 0;
+    }
+
+    double used_scale = scale > 0 ? (double)(float)scale : 1.0 / sqrt((double)head_dim);
+    print_result(&args, &s, &dev, &info, common.dtype, common.mask, used_scale, ms, out_shape,
+                 out_rank, want);
+    rc = PA_EXIT_OK;
+done:
+    run_cleanup(&s);
+    return rc;
+}

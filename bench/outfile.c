@@ -1,0 +1,93 @@
+/* Output files appear whole or not at all: data go to a temporary file in the same folder
+ * (so rename is atomic) and are renamed over the destination only after every step of the
+ * command succeeded. */
+#include "cli.h"
+#include "npy.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int pa_outfile_open(pa_outfile *of, const char *cmd, const char *option, const char *path)
+{
+    of->option = option;
+    of->path = path;
+    of->file = NULL;
+    of->tmp_path = NULL;
+    size_t n = strlen(path);
+    if (n == 0 || path[n - 1] == '/')
+        return pa_cli_fail(cmd, "%s: '%s' is a folder, expected a file name", option, path);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return pa_cli_fail(cmd, "%s: '%s' is a folder, expected a file name", option, path);
+    of->tmp_path = malloc(n + 16);
+    if (!of->tmp_path)
+        return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: out of host memory", option);
+    snprintf(of->tmp_path, n + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(of->tmp_path);
+    if (fd < 0) {
+        int e = errno;
+        free(of->tmp_path);
+        of->tmp_path = NULL;
+        return pa_cli_fail(cmd, "%s: cannot create '%s': %s", option, path, strerror(e));
+    }
+    /* mkstemp makes 0600; give the file the usual 0666 & ~umask. */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    of->file = fdopen(fd, "wb");
+    if (!of->file) {
+        int e = errno;
+        close(fd);
+        pa_outfile_discard(of);
+        return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: %s", option, strerror(e));
+    }
+    return 0;
+}
+
+int pa_outfile_write_npy(pa_outfile *of, const char *cmd, const float *data, int rank,
+                         const int64_t *shape)
+{
+    int bad = pa_npy_write_f32(of->file, data, rank, shape);
+    int e = errno;
+    if (fclose(of->file) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    of->file = NULL;
+    if (bad)
+        return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: cannot write '%s': %s", of->option,
+                                of->path, strerror(e));
+    return 0;
+}
+
+int pa_outfile_commit(pa_outfile *of, const char *cmd)
+{
+    if (!of->tmp_path || of->file)
+        return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: internal error: nothing written",
+                                of->option);
+    if (rename(of->tmp_path, of->path) != 0) {
+        int e = errno;
+        pa_outfile_discard(of);
+        return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: cannot rename onto '%s': %s",
+                                of->option, of->path, strerror(e));
+    }
+    free(of->tmp_path);
+    of->tmp_path = NULL;
+    return 0;
+}
+
+void pa_outfile_discard(pa_outfile *of)
+{
+    if (of->file) {
+        fclose(of->file);
+        of->file = NULL;
+    }
+    if (of->tmp_path) {
+        unlink(of->tmp_path);
+        free(of->tmp_path);
+        of->tmp_path = NULL;
+    }
+}
