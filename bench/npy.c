@@ -224,6 +224,10 @@ int pa_npy_read_f32(const char *path, pa_npy_array *out, char *err, size_t err_s
     char *header = NULL;
     unsigned char pre[12];
     size_t got = fread(pre, 1, 10, f);
+    if (got == 0) {
+        fail(err, err_size, "not a .npy file (empty)");
+        goto done;
+    }
     if (got < 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
         fail(err, err_size, "not a .npy file (bad magic)");
         goto done;

@@ -1,0 +1,323 @@
+#!/bin/sh
+# CLI contract tests (POSIX sh).
+#   cli_test.sh SUITE POLYATTN FIXTURE WORKDIR BENCH_SRC_DIR
+# SUITE: usage | bad_input | good_run | explain_seed | numpy
+# Exit 0 pass, 1 fail, 77 skipped (numpy suite without numpy).
+set -u
+suite=$1
+polyattn=$2
+fixture=$3
+work=$4
+bench_src=$5
+
+rm -rf "$work"
+mkdir -p "$work" || exit 1
+cd "$work" || exit 1
+
+failures=0
+checks=0
+fail() {
+    echo "FAIL: $*"
+    failures=$((failures + 1))
+}
+
+# expect_code CODE DESCRIPTION -- command...: runs it, stdout to out.txt, stderr to err.txt
+expect_code() {
+    want=$1
+    what=$2
+    shift 3
+    checks=$((checks + 1))
+    "$@" >out.txt 2>err.txt
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        fail "$what: exit $got, expected $want: $*"
+        sed 's/^/    stderr: /' err.txt
+        return 1
+    fi
+    return 0
+}
+
+# Outputs must not exist after a failed run, nor any temp file beside them.
+no_outputs() {
+    what=$1
+    for f in o.npy l.npy p.npy; do
+        [ -e "$f" ] && fail "$what: output $f exists after a failure"
+    done
+    leftovers=$(ls | grep '\.tmp\.' || true)
+    [ -n "$leftovers" ] && fail "$what: temp files left: $leftovers"
+    rm -f o.npy l.npy p.npy
+    return 0
+}
+
+# bad_case WHAT ARG_NAME [TEXT] -- polyattn args...: exit 2, ONE stderr line naming ARG_NAME
+# (and containing TEXT when given), no output file.
+bad_case() {
+    what=$1
+    arg=$2
+    text=$3
+    shift 4
+    if expect_code 2 "$what" -- "$polyattn" "$@"; then
+        lines=$(wc -l <err.txt)
+        [ "$lines" -eq 1 ] || fail "$what: $lines stderr lines, expected 1: $(cat err.txt)"
+        grep -q -e "$arg" err.txt || fail "$what: stderr does not name '$arg': $(cat err.txt)"
+        if [ -n "$text" ]; then
+            grep -q -e "$text" err.txt || fail "$what: stderr lacks '$text': $(cat err.txt)"
+        fi
+        [ -s out.txt ] && fail "$what: printed on stdout: $(cat out.txt)"
+    fi
+    no_outputs "$what"
+}
+
+gen() { "$fixture" gen "$@" || { echo "fixture gen $* failed"; exit 1; }; }
+bad() { "$fixture" bad "$@" || { echo "fixture bad $* failed"; exit 1; }; }
+
+finish() {
+    echo "$suite: $checks checks, $failures failures"
+    [ "$failures" -eq 0 ] && exit 0
+    exit 1
+}
+
+case "$suite" in
+usage)
+    expect_code 0 "--help" -- "$polyattn" --help && grep -q "explain" out.txt ||
+        fail "--help lacks the command list"
+    expect_code 0 "--version" -- "$polyattn" --version && grep -q "^polyattn [0-9]" out.txt ||
+        fail "--version output: $(cat out.txt)"
+    for cmd in devices run explain; do
+        expect_code 0 "$cmd --help" -- "$polyattn" $cmd --help &&
+            grep -q "usage: polyattn $cmd" out.txt || fail "$cmd --help: no usage"
+    done
+    expect_code 2 "no command" -- "$polyattn"
+    expect_code 2 "unknown command" -- "$polyattn" frobnicate
+    grep -q "frobnicate" err.txt || fail "unknown command not named"
+    bad_case "devices unknown option" "--foo" "" -- devices --foo
+    expect_code 0 "devices" -- "$polyattn" devices && grep -q "^host: 1 device" out.txt ||
+        fail "devices does not list the host device: $(cat out.txt)"
+    expect_code 0 "devices --json" -- "$polyattn" devices --json &&
+        grep -q '"name": "host", "compiled": true, "device_count": 1' out.txt ||
+        fail "devices --json: $(cat out.txt)"
+    finish
+    ;;
+
+bad_input)
+    gen q.npy 1,2,5,8 1
+    gen k.npy 1,2,7,8 2
+    gen v.npy 1,2,7,8 3
+    gen k3.npy 2,7,8 4
+    gen kb2.npy 2,2,7,8 5
+    gen kd6.npy 1,2,7,6 6
+    gen vs6.npy 1,2,6,8 7
+    gen vh1.npy 1,1,7,8 8
+    gen q3h.npy 1,3,5,8 9
+    gen k0.npy 1,2,0,8 10
+    for kind in magic text empty version f8 f2 bigendian fortran rank3 truncated trailing header headerlen; do
+        bad $kind bad_$kind.npy
+    done
+    mkdir adir
+    good="--q q.npy --k k.npy --v v.npy --out o.npy --lse l.npy --probs p.npy --backend host"
+
+    bad_case "missing --q file" "--q" "missing.npy" -- run --q missing.npy --k k.npy --v v.npy --out o.npy --lse l.npy
+    bad_case "--q is a folder" "--q" "not a regular file" -- run --q adir --k k.npy --v v.npy --out o.npy
+    bad_case "bad magic" "--k" "not a .npy" -- run --q q.npy --k bad_magic.npy --v v.npy --out o.npy
+    bad_case "text file" "--v" "not a .npy" -- run --q q.npy --k k.npy --v bad_text.npy --out o.npy
+    bad_case "empty file" "--q" "not a .npy" -- run --q bad_empty.npy --k k.npy --v v.npy --out o.npy
+    bad_case "npy version 9" "--q" "version 9" -- run --q bad_version.npy --k k.npy --v v.npy --out o.npy
+    bad_case "float64" "--k" "'<f8'" -- run --q q.npy --k bad_f8.npy --v v.npy --out o.npy
+    bad_case "float16" "--v" "'<f2'" -- run --q q.npy --k k.npy --v bad_f2.npy --out o.npy
+    bad_case "big-endian" "--k" "'>f4'" -- run --q q.npy --k bad_bigendian.npy --v v.npy --out o.npy
+    bad_case "fortran order" "--k" "Fortran" -- run --q q.npy --k bad_fortran.npy --v v.npy --out o.npy --lse l.npy --probs p.npy
+    bad_case "rank 3 file" "--k" "expected rank 4" -- run --q q.npy --k bad_rank3.npy --v v.npy --out o.npy
+    bad_case "rank 3 generated" "--k" "got 3 (k3.npy)" -- run --q q.npy --k k3.npy --v v.npy --out o.npy
+    bad_case "truncated" "--v" "truncated" -- run --q q.npy --k k.npy --v bad_truncated.npy --out o.npy
+    bad_case "trailing bytes" "--q" "trailing" -- run --q bad_trailing.npy --k k.npy --v v.npy --out o.npy
+    bad_case "garbled header" "--q" "malformed" -- run --q bad_header.npy --k k.npy --v v.npy --out o.npy
+    bad_case "header past EOF" "--v" "truncated" -- run --q q.npy --k k.npy --v bad_headerlen.npy --out o.npy
+    bad_case "empty dimension" "--k" "dimension 2 is 0" -- run --q q.npy --k k0.npy --v v.npy --out o.npy
+    bad_case "batch mismatch" "--k" "batch" -- run --q q.npy --k kb2.npy --v v.npy --out o.npy
+    bad_case "head_dim mismatch" "--k" "head_dim" -- run --q q.npy --k kd6.npy --v v.npy --out o.npy
+    bad_case "seq_kv mismatch" "--v" "seq_kv" -- run --q q.npy --k k.npy --v vs6.npy --out o.npy
+    bad_case "heads_kv mismatch" "--v" "heads_kv" -- run --q q.npy --k k.npy --v vh1.npy --out o.npy
+    bad_case "heads not divisible" "--k" "divide" -- run --q q3h.npy --k k.npy --v v.npy --out o.npy
+    bad_case "unknown option" "--foo" "unknown option" -- run $good --foo 1
+    bad_case "unknown dtype" "--dtype" "f64" -- run $good --dtype f64
+    bad_case "unknown causal" "--causal" "diagonal" -- run $good --causal diagonal
+    bad_case "unknown backend" "--backend" "metal" -- run --q q.npy --k k.npy --v v.npy --out o.npy --backend metal
+    bad_case "unknown algo" "--algo" "magic" -- run $good --algo magic
+    bad_case "device not a number" "--device" "abc" -- run $good --device abc
+    bad_case "device negative" "--device" "" -- run $good --device -1
+    bad_case "device out of range" "--device" "out of range" -- run $good --device 7
+    bad_case "negative scale" "--scale" "positive" -- run $good --scale -0.5
+    bad_case "zero scale" "--scale" "positive" -- run $good --scale 0
+    bad_case "scale not a number" "--scale" "1.5x" -- run $good --scale 1.5x
+    bad_case "scale nan" "--scale" "" -- run $good --scale nan
+    bad_case "negative budget" "--memory-budget" "" -- run $good --memory-budget -5
+    bad_case "budget not a number" "--memory-budget" "lots" -- run $good --memory-budget lots
+    bad_case "missing --out" "--out" "required" -- run --q q.npy --k k.npy --v v.npy
+    bad_case "missing --v" "--v" "required" -- run --q q.npy --k k.npy --out o.npy
+    bad_case "missing value" "--v" "missing value" -- run --q q.npy --k k.npy --out o.npy --v
+    bad_case "option as value" "--q" "missing value" -- run --q --k k.npy --v v.npy --out o.npy
+    bad_case "repeated option" "--q" "more than once" -- run $good --q q.npy
+    bad_case "flag with value" "--json" "takes no value" -- run $good --json=yes
+    bad_case "positional argument" "stray" "unexpected argument" -- run $good stray
+    bad_case "--out in a missing folder" "--out" "nowhere/o.npy" -- run --q q.npy --k k.npy --v v.npy --out nowhere/o.npy --lse l.npy
+    bad_case "--out is a folder" "--out" "folder" -- run --q q.npy --k k.npy --v v.npy --out adir --lse l.npy
+    bad_case "--lse same as --out" "--lse" "same file" -- run --q q.npy --k k.npy --v v.npy --out o.npy --lse o.npy
+    bad_case "--probs same as --lse" "--probs" "same file" -- run --q q.npy --k k.npy --v v.npy --out o.npy --lse l.npy --probs l.npy
+    # explain's own arguments
+    bad_case "explain batch 0" "--batch" "" -- explain --batch 0 --heads 1 --seq-q 8 --head-dim 8
+    bad_case "explain missing head-dim" "--head-dim" "required" -- explain --batch 1 --heads 1 --seq-q 8
+    bad_case "explain seq-q text" "--seq-q" "eight" -- explain --batch 1 --heads 1 --seq-q eight --head-dim 8
+    bad_case "explain heads-kv" "--heads-kv" "divide" -- explain --batch 1 --heads 3 --heads-kv 2 --seq-q 8 --head-dim 8
+    bad_case "explain dtype" "--dtype" "f8" -- explain --batch 1 --heads 1 --seq-q 8 --head-dim 8 --dtype f8
+    bad_case "explain device" "--device" "out of range" -- explain --batch 1 --heads 1 --seq-q 8 --head-dim 8 --backend host --device 3
+
+    # Runtime failures after the output files were staged: exit 1, still no output left.
+    expect_code 1 "flash with probabilities" -- "$polyattn" run $good --algo flash
+    grep -q "UNSUPPORTED" err.txt || fail "flash+probs: $(cat err.txt)"
+    no_outputs "flash with probabilities"
+    expect_code 1 "over budget" -- "$polyattn" run $good --memory-budget 0.001
+    grep -q "OVER_BUDGET" err.txt || fail "over budget: $(cat err.txt)"
+    no_outputs "over budget"
+    # The same inputs are fine: the failures above came from the cases, not the files.
+    expect_code 0 "control run" -- "$polyattn" run $good
+    for f in o.npy l.npy p.npy; do [ -f $f ] || fail "control run: $f missing"; done
+    finish
+    ;;
+
+good_run)
+    # batch 2, heads 3, seq_q 37, seq_kv 53, head_dim 40: odd sizes, no numpy needed.
+    gen q.npy 2,3,37,40 11
+    gen k.npy 2,3,53,40 12 2
+    gen v.npy 2,3,53,24 13 3
+    for dtype in f32 f16 bf16; do
+        expect_code 0 "run $dtype" -- "$polyattn" run --q q.npy --k k.npy --v v.npy --out o.npy \
+            --lse l.npy --probs p.npy --backend host --causal bottom-right --scale 0.3 \
+            --dtype $dtype --json || continue
+        for key in '"backend": "host"' "\"dtype\": \"$dtype\"" '"algo": "unfused"' '"ms": ' \
+            '"workspace_bytes": ' '"o": \[2, 3, 37, 24\]' '"probs": \[2, 3, 37, 53\]' \
+            '"lse": \[2, 3, 37\]' '"mask": "causal-bottom-right"'; do
+            grep -q "$key" out.txt || fail "run $dtype --json lacks $key: $(cat out.txt)"
+        done
+        [ "$(wc -l <out.txt)" -eq 1 ] || fail "run $dtype --json: not one line"
+        [ -s err.txt ] && fail "run $dtype: stderr not empty: $(cat err.txt)"
+        "$fixture" check o.npy 2,3,37,24 >/dev/null || fail "run $dtype: o.npy"
+        "$fixture" check l.npy 2,3,37 >/dev/null || fail "run $dtype: l.npy"
+        "$fixture" check p.npy 2,3,37,53 >/dev/null || fail "run $dtype: p.npy"
+        ls | grep -q '\.tmp\.' && fail "run $dtype: temp files left"
+        rm -f o.npy l.npy p.npy
+    done
+    # Without --json: one summary line; flash; outputs may overwrite existing files.
+    echo stale >o.npy
+    expect_code 0 "run flash text" -- "$polyattn" run --q q.npy --k k.npy --v v.npy --out o.npy \
+        --backend host --algo flash --causal top-left &&
+        grep -q "flash f32" out.txt || fail "run flash text: $(cat out.txt)"
+    "$fixture" check o.npy 2,3,37,24 >/dev/null || fail "run flash: o.npy"
+    finish
+    ;;
+
+explain_seed)
+    # The seed's shapes (seq, head_dim, batch), one head, causal, on the host backend.
+    for shape in 128,512,16 512,768,8 1024,1024,4 2048,1024,2 4096,1024,1; do
+        seq=${shape%%,*}
+        rest=${shape#*,}
+        dim=${rest%%,*}
+        batch=${rest#*,}
+        what="explain seq $seq head_dim $dim batch $batch"
+        expect_code 0 "$what" -- "$polyattn" explain --batch $batch --heads 1 --seq-q $seq \
+            --head-dim $dim --causal bottom-right --backend host || continue
+        grep -q "^chosen: \(unfused\|fused\|flash\)$" out.txt || fail "$what: no chosen line"
+        grep -q "^reason: ." out.txt || fail "$what: no reason"
+        grep -q "^flops: [0-9]" out.txt || fail "$what: no flops"
+        grep -q "^min bytes moved: [0-9]" out.txt || fail "$what: no bytes moved"
+        grep -q "^kernel launches: [0-9]" out.txt || fail "$what: no kernel launches"
+        grep -q "^device memory estimate: [1-9]" out.txt || fail "$what: no memory estimate"
+        for algo in unfused fused flash; do
+            line=$(grep "^  $algo " out.txt)
+            [ -n "$line" ] || { fail "$what: no $algo candidate"; continue; }
+            echo "$line" | grep -q "device memory [0-9]" || fail "$what: $algo: no memory: $line"
+            case "$line" in
+            *rejected*)
+                # a rejected candidate says why: text after the memory estimate
+                echo "$line" | grep -q "device memory [0-9.]* [KMGT]*i*B  *[a-z]" ||
+                    fail "$what: $algo rejected without a reason: $line" ;;
+            *chosen*|*eligible*) ;;
+            *) fail "$what: $algo: no status: $line" ;;
+            esac
+        done
+        # JSON carries the same three candidates.
+        expect_code 0 "$what --json" -- "$polyattn" explain --batch $batch --heads 1 \
+            --seq-q $seq --head-dim $dim --causal bottom-right --backend host --json &&
+            [ "$(grep -o '"algo": ' out.txt | wc -l)" -eq 3 ] ||
+            fail "$what --json: $(cat out.txt)"
+        # A budget below the inputs: nothing fits; every rejection is printed, exit 1.
+        expect_code 1 "$what, 1 MiB budget" -- "$polyattn" explain --batch $batch --heads 1 \
+            --seq-q $seq --head-dim $dim --causal bottom-right --backend host \
+            --memory-budget 1 || continue
+        grep -q "^chosen: none" out.txt || fail "$what, 1 MiB: no 'chosen: none'"
+        for algo in unfused fused flash; do
+            grep -q "$algo: ." out.txt || fail "$what, 1 MiB: $algo's rejection missing: $(cat out.txt)"
+        done
+        [ "$(wc -l <err.txt)" -eq 1 ] || fail "$what, 1 MiB: stderr: $(cat err.txt)"
+    done
+    finish
+    ;;
+
+numpy)
+    py=""
+    for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$candidate" ] || continue
+        if "$candidate" -c "import numpy" >/dev/null 2>&1; then
+            py=$candidate
+            break
+        fi
+    done
+    if [ -z "$py" ]; then
+        echo "SKIP: no python3 with numpy"
+        exit 77
+    fi
+    # name  shape(b,hq,hkv,sq,skv,d[,dv])  causal  scale  extra-run-args  rtol
+    # Host backend in f32: O is stored in float32, so its error relative to max |O| is a
+    # few 1e-8; 1e-6 leaves room for summation order and nothing more.
+    while read -r name shape causal scale extra rtol; do
+        [ -n "$name" ] || continue
+        dir=$name
+        "$py" "$bench_src/make_inputs.py" --shape "$shape" --dir "$dir" --seed 7 >/dev/null ||
+            { fail "$name: make_inputs.py"; continue; }
+        args="--q $dir/q.npy --k $dir/k.npy --v $dir/v.npy --out $dir/o.npy --lse $dir/l.npy"
+        cargs=""
+        [ "$causal" != none ] && cargs="--causal $causal"
+        [ "$scale" != default ] && cargs="$cargs --scale $scale"
+        [ "$extra" != - ] || extra=""
+        probs="--probs $dir/p.npy"
+        case "$extra" in *flash*) probs="" ;; esac
+        expect_code 0 "$name run" -- "$polyattn" run $args $probs $cargs --backend host \
+            $(echo "$extra" | tr ':' ' ') || continue
+        checks=$((checks + 1))
+        if ! "$py" "$bench_src/check_run.py" $args $probs $cargs --rtol "$rtol" >check.txt 2>&1; then
+            fail "$name: check_run.py"
+        fi
+        sed "s/^/    $name: /" check.txt
+    done <<EOF
+paper 2,3,3,37,53,40 bottom-right 0.3 - 1e-6
+gqa 2,6,2,29,31,24,40 none default - 1e-6
+gqa_flash 1,8,2,45,33,64 top-left 0.125 --algo:flash 1e-6
+topleft_long_q 1,2,1,50,20,32 top-left default - 1e-6
+masked_rows 2,2,1,50,20,32 bottom-right default - 1e-6
+masked_rows_flash 1,4,2,41,17,48 bottom-right default --algo:flash 1e-6
+paper_f16 2,3,3,37,53,40 bottom-right 0.3 --dtype:f16 2e-3
+paper_bf16 2,3,3,37,53,40 bottom-right 0.3 --dtype:bf16 2e-2
+EOF
+    # The check must be able to fail: a wrong scale is caught.
+    checks=$((checks + 1))
+    if "$py" "$bench_src/check_run.py" --q paper/q.npy --k paper/k.npy --v paper/v.npy \
+        --out paper/o.npy --causal bottom-right --scale 0.31 >/dev/null 2>&1; then
+        fail "check_run.py accepted outputs made with another scale"
+    fi
+    finish
+    ;;
+
+*)
+    echo "unknown suite $suite"
+    exit 2
+    ;;
+esac
