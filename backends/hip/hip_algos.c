@@ -1,0 +1,286 @@
+/*
+ * hip backend algorithms: thin host glue over the device code shared with the cuda backend
+ * (backends/gpu/gpu_attn.h, backends/gpu/gemm_tiled.h).  check() gates planning and dispatch
+ * alike: a problem the AMD limits (64 KiB of LDS per work-group, 2^32 work-items per grid
+ * dimension) would make fail at launch is rejected here with the reason.
+ */
+#include "pa_hip.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#if defined(POLYATTN_HIP_SHARED_KERNELS)
+#include "gpu_attn.h"
+#include "gemm_tiled.h"
+#endif
+
+#if defined(POLYATTN_HIP_SHARED_KERNELS)
+
+/* The shared launchers take int dimensions. */
+static int dims_fit_int(const pa_problem *p)
+{
+    return p->batch <= INT_MAX && p->heads_q <= INT_MAX && p->heads_kv <= INT_MAX &&
+           p->seq_q <= INT_MAX && p->seq_kv <= INT_MAX && p->head_dim <= INT_MAX &&
+           p->head_dim_v <= INT_MAX;
+}
+
+static void fill_args(const pa_problem *p, const pa_io *io, pa_gpu_args *a)
+{
+    memset(a, 0, sizeof *a);
+    if (io) {
+        a->q = pa_hip_ptr(&io->q);
+        a->k = pa_hip_ptr(&io->k);
+        a->v = pa_hip_ptr(&io->v);
+        a->o = pa_hip_ptr(&io->o);
+        a->lse = (float *)pa_hip_ptr(&io->lse);
+        a->probs = (float *)pa_hip_ptr(&io->probs);
+        a->workspace = pa_hip_ptr(&io->workspace);
+    }
+    a->dtype = (int)p->dtype;
+    a->mask = (int)p->mask;
+    a->batch = (int)p->batch;
+    a->heads_q = (int)p->heads_q;
+    a->heads_kv = (int)p->heads_kv;
+    a->seq_q = (int)p->seq_q;
+    a->seq_kv = (int)p->seq_kv;
+    a->head_dim = (int)p->head_dim;
+    a->head_dim_v = (int)p->head_dim_v;
+    memcpy(a->q_stride, p->q_stride, sizeof a->q_stride);
+    memcpy(a->k_stride, p->k_stride, sizeof a->k_stride);
+    memcpy(a->v_stride, p->v_stride, sizeof a->v_stride);
+    memcpy(a->o_stride, p->o_stride, sizeof a->o_stride);
+    a->scale = p->scale;
+}
+
+/* Checks every algorithm shares; *why_not points into the device record when it needs
+ * numbers. */
+static polyattn_status common_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    (void)dev;
+    if (!dims_fit_int(p)) {
+        *why_not = "a dimension exceeds INT_MAX, the limit of the shared GPU kernels";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (p->head_dim > PA_GPU_MAX_HEAD_DIM || p->head_dim_v > PA_GPU_MAX_HEAD_DIM) {
+        *why_not = "head_dim above 1024 is not supported by the shared GPU kernels";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static polyattn_status lds_check(pa_device *dev, const char *what, size_t need,
+                                 const char **why_not)
+{
+    pa_hip_device *d = pa_hip(dev);
+    if (need <= d->lds_bytes) return POLYATTN_STATUS_SUCCESS;
+    snprintf(d->why_not, sizeof d->why_not,
+             "%s needs %zu bytes of LDS per work-group but %s has %llu (grows with head_dim)",
+             what, need, d->arch, (unsigned long long)d->lds_bytes);
+    *why_not = d->why_not;
+    return POLYATTN_STATUS_UNSUPPORTED;
+}
+
+static polyattn_status launch_status(pa_device *dev, int err, const char *what)
+{
+    if (err == 0) return POLYATTN_STATUS_SUCCESS;
+    return pa_hip_fail(dev, (hipError_t)err, what, __FILE__, __LINE__);
+}
+
+/* ---- flash: the shared generic (SIMT) kernel ----------------------------- */
+
+static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    polyattn_status st = common_check(dev, p, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    pa_gpu_args a;
+    fill_args(p, NULL, &a);
+    return lds_check(dev, "flash (generic kernel)", pa_gpu_flash_generic_smem(&a), why_not);
+}
+
+static uint64_t flash_workspace(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    (void)p;
+    return 0;
+}
+
+static int one_launch(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    (void)p;
+    return 1;
+}
+
+static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *state,
+                                     const pa_io *io)
+{
+    (void)state;
+    pa_gpu_args a;
+    fill_args(p, io, &a);
+    polyattn_status st = pa_hip_use(dev);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    return launch_status(dev, pa_gpu_flash_generic(&a, pa_hip(dev)->stream),
+                         "pa_gpu_flash_generic (flash_fwd_simt_kernel)");
+}
+
+/* ---- fused: the shared kernel, scores in LDS or in the workspace -------- */
+
+static int fused_scores_in_lds(pa_device *dev, const pa_gpu_args *a)
+{
+    return pa_gpu_fused_smem(a, 1) <= pa_hip(dev)->lds_bytes;
+}
+
+static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    polyattn_status st = common_check(dev, p, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    pa_gpu_args a;
+    fill_args(p, NULL, &a);
+    if (fused_scores_in_lds(dev, &a)) return POLYATTN_STATUS_SUCCESS;
+    return lds_check(dev, "fused (scores in the workspace)", pa_gpu_fused_smem(&a, 0), why_not);
+}
+
+static uint64_t fused_workspace(pa_device *dev, const pa_problem *p)
+{
+    pa_gpu_args a;
+    fill_args(p, NULL, &a);
+    return fused_scores_in_lds(dev, &a) ? 0 : pa_gpu_fused_workspace(&a);
+}
+
+static polyattn_status fused_forward(pa_device *dev, const pa_problem *p, void *state,
+                                     const pa_io *io)
+{
+    (void)state;
+    pa_gpu_args a;
+    fill_args(p, io, &a);
+    const int in_lds = fused_scores_in_lds(dev, &a);
+    if (!in_lds && io->workspace_bytes < pa_gpu_fused_workspace(&a))
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "fused: workspace of %llu bytes, %llu needed",
+                       (unsigned long long)io->workspace_bytes,
+                       (unsigned long long)pa_gpu_fused_workspace(&a));
+    polyattn_status st = pa_hip_use(dev);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    return launch_status(dev, pa_gpu_fused(&a, in_lds, pa_hip(dev)->stream),
+                         "pa_gpu_fused (fused_attn_kernel)");
+}
+
+/* ---- unfused: tiled GEMM, mask+softmax, tiled GEMM ----------------------- */
+
+static uint64_t score_bytes(const pa_problem *p)
+{
+    return (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q * (uint64_t)p->seq_kv *
+           sizeof(float);
+}
+
+static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    polyattn_status st = common_check(dev, p, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    /* mask_softmax launches one work-group of 256 per score row in grid x: HIP caps a
+     * grid dimension at 2^32 work-items. */
+    const uint64_t rows = (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
+    if (rows * 256u >= (1ull << 32)) {
+        *why_not = "unfused: batch*heads_q*seq_q rows exceed the 2^32 work-item grid limit of "
+                   "HIP for the softmax step";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    /* Success: the note says which GEMM runs (the core may show it). */
+    *why_not = "unfused GEMMs by the shared tiled GEMM kernel (hipBLAS is not used by this "
+               "build)";
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static uint64_t unfused_workspace(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    return score_bytes(p);
+}
+
+static int unfused_launches(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    (void)p;
+    return 3;
+}
+
+static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void *state,
+                                       const pa_io *io)
+{
+    (void)state;
+    pa_gpu_args a;
+    fill_args(p, io, &a);
+    if (!io->workspace.mem || io->workspace_bytes < score_bytes(p))
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "unfused: workspace of %llu bytes, %llu needed for the scores",
+                       (unsigned long long)io->workspace_bytes,
+                       (unsigned long long)score_bytes(p));
+    polyattn_status st = pa_hip_use(dev);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    hipStream_t stream = pa_hip(dev)->stream;
+    float *scores = (float *)a.workspace;
+    st = launch_status(dev, pa_gpu_gemm_qk(&a, scores, stream), "pa_gpu_gemm_qk (gemm_tiled_kernel)");
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    st = launch_status(dev, pa_gpu_mask_softmax(&a, scores, stream),
+                       "pa_gpu_mask_softmax (mask_softmax_kernel)");
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    /* The softmax left P in the storage dtype in place: row r at byte r * seq_kv * 4. */
+    const int64_t p_row_stride = p->seq_kv * (int64_t)(sizeof(float) / polyattn_dtype_size(p->dtype));
+    return launch_status(dev, pa_gpu_gemm_pv(&a, scores, p_row_stride, stream),
+                         "pa_gpu_gemm_pv (gemm_tiled_kernel)");
+}
+
+const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
+    {.algo = POLYATTN_ALGO_UNFUSED, .check = unfused_check, .workspace_size = unfused_workspace,
+     .kernel_launches = unfused_launches, .forward = unfused_forward},
+    {.algo = POLYATTN_ALGO_FUSED, .check = fused_check, .workspace_size = fused_workspace,
+     .kernel_launches = one_launch, .forward = fused_forward},
+    {.algo = POLYATTN_ALGO_FLASH, .check = flash_check, .workspace_size = flash_workspace,
+     .kernel_launches = one_launch, .forward = flash_forward},
+};
+
+#else /* no shared kernels in this build: every algorithm says so */
+
+static polyattn_status no_kernels_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    (void)dev;
+    (void)p;
+    *why_not = "this build of the hip backend has no attention kernels (backends/gpu/*.cu were "
+               "not found at configure time)";
+    return POLYATTN_STATUS_UNSUPPORTED;
+}
+
+static uint64_t no_workspace(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    (void)p;
+    return 0;
+}
+
+static int no_launches(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    (void)p;
+    return 0;
+}
+
+static polyattn_status no_kernels_forward(pa_device *dev, const pa_problem *p, void *state,
+                                          const pa_io *io)
+{
+    (void)p;
+    (void)state;
+    (void)io;
+    return pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED, "no attention kernels in this build");
+}
+
+const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
+    {.algo = POLYATTN_ALGO_UNFUSED, .check = no_kernels_check, .workspace_size = no_workspace,
+     .kernel_launches = no_launches, .forward = no_kernels_forward},
+    {.algo = POLYATTN_ALGO_FUSED, .check = no_kernels_check, .workspace_size = no_workspace,
+     .kernel_launches = no_launches, .forward = no_kernels_forward},
+    {.algo = POLYATTN_ALGO_FLASH, .check = no_kernels_check, .workspace_size = no_workspace,
+     .kernel_launches = no_launches, .forward = no_kernels_forward},
+};
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * Internal to the hip backend module: the device record and the helpers its files share.
+ * Host glue is C11 against hip_runtime_api.h (compiled by the C compiler with
+ * __HIP_PLATFORM_AMD__); device code is compiled by hipcc (cmake/PolyattnHip.cmake).
+ */
+#ifndef PA_HIP_H
+#define PA_HIP_H
+
+#include "pa_backend.h"
+
+#include <hip/hip_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pa_hip_device {
+    pa_device base;          /* first member: base.index is the HIP device ordinal */
+    hipStream_t stream;      /* where every kernel and copy of this context goes */
+    int owns_stream;         /* 0 for a caller's stream (polyattn_hip_context_create) */
+    char arch[64];           /* gcnArchName without target features: "gfx90a" */
+    int compute_units;
+    int warp_size;           /* 64 on CDNA (gfx9), 32 on RDNA (gfx10+) */
+    uint64_t lds_bytes;      /* LDS per work-group */
+    int max_threads;         /* per work-group */
+    int has_mfma;            /* CDNA matrix cores: gfx908, gfx90a, gfx94x */
+    char why_not[256];       /* check()'s reasons that carry numbers */
+} pa_hip_device;
+
+static inline pa_hip_device *pa_hip(pa_device *dev) { return (pa_hip_device *)dev; }
+
+extern const pa_backend_ops pa_hip_backend_ops;
+#define PA_HIP_N_ALGOS 3 /* unfused, fused, flash */
+extern const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS];
+
+/* Records a failed HIP call in the context's error slot with the runtime's own words and
+ * returns the mapped status. */
+polyattn_status pa_hip_fail(pa_device *dev, hipError_t err, const char *expr, const char *file,
+                            int line);
+
+/* Evaluates a HIP call once; on failure returns from the caller with the mapped status. */
+#define PA_HIP_TRY(dev, call)                                                                  \
+    do {                                                                                       \
+        hipError_t pa_hip_err_ = (call);                                                       \
+        if (pa_hip_err_ != hipSuccess)                                                         \
+            return pa_hip_fail((dev), pa_hip_err_, #call, __FILE__, __LINE__);                 \
+    } while (0)
+
+/* After a kernel launch: launch-configuration errors surface through hipGetLastError. */
+#define PA_HIP_CHECK_LAUNCH(dev, what) PA_HIP_TRY(dev, (hipGetLastError()))
+
+/* Makes dev's ordinal current on this thread (HIP's current device is per thread). */
+polyattn_status pa_hip_use(pa_device *dev);
+
+/* Device pointer of a tensor reference (handle + byte offset). */
+static inline void *pa_hip_ptr(const pa_tensor_ref *ref)
+{
+    return ref->mem ? (void *)((char *)ref->mem + ref->offset) : NULL;
+}
+
+/* Device-side utility from hip_fill.hip: fills count 32-bit words with value. */
+hipError_t pa_hip_fill_u32(void *dst, uint32_t value, uint64_t count, hipStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PA_HIP_H */
