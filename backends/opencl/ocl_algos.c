@@ -1,0 +1,716 @@
+/* The three algorithms on OpenCL: flash and fused (own kernels), unfused (CLBlast GEMMs
+ * around a mask + softmax kernel). */
+#include "ocl_internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef POLYATTN_HAVE_CLBLAST
+#include <clblast_c.h>
+#endif
+
+#define LOG2E 1.4426950408889634
+
+/* ---- tiles --------------------------------------------------------------- */
+
+typedef struct ocl_tiles {
+    int bm, bn, rg, cg, dk, vn;
+} ocl_tiles;
+
+/* Tiles per head dim: each work-item keeps TM x ceil(dv/CG) <= 64 output accumulators, so
+ * the big head dims (512..1024) use fewer rows and more column groups. */
+static void choose_tiles(const ocl_caps *c, int64_t d, int64_t dv, ocl_tiles *t)
+{
+    int64_t m = d > dv ? d : dv;
+    if (m <= 64) *t = (ocl_tiles){64, 64, 16, 8, d >= 32 ? 32 : 16, 32};
+    else if (m <= 128) *t = (ocl_tiles){64, 64, 16, 8, 32, 32};
+    else if (m <= 256) *t = (ocl_tiles){32, 64, 8, 16, 32, 16};
+    else if (m <= 512) *t = (ocl_tiles){16, 64, 4, 32, 32, 8};
+    else *t = (ocl_tiles){16, 64, 4, 64, 32, 4};
+    (void)c;
+    /* Tuning hook: POLYATTN_OCL_TILES=bm,bn,rg,cg,dk,vn. */
+    const char *env = getenv("POLYATTN_OCL_TILES");
+    ocl_tiles e;
+    if (env && sscanf(env, "%d,%d,%d,%d,%d,%d", &e.bm, &e.bn, &e.rg, &e.cg, &e.dk, &e.vn) == 6 &&
+        e.rg > 0 && e.cg > 0 && e.bm % e.rg == 0 && e.bn % e.cg == 0 && e.bn % e.vn == 0 &&
+        e.dk > 0)
+        *t = e;
+}
+
+static uint64_t stage_floats(const ocl_tiles *t, int64_t dv)
+{
+    uint64_t qk = (uint64_t)t->dk * (uint64_t)(t->bm + 1) + (uint64_t)t->dk * (uint64_t)(t->bn + 1);
+    uint64_t vv = (uint64_t)t->vn * (uint64_t)dv;
+    return qk > vv ? qk : vv;
+}
+
+static uint64_t flash_local_bytes(const ocl_tiles *t, int64_t dv)
+{
+    return 4 * (stage_floats(t, dv) + (uint64_t)t->bm * (uint64_t)(t->bn + 1) +
+                (uint64_t)t->bm * (uint64_t)t->cg);
+}
+
+static uint64_t fused_fixed_local_bytes(const ocl_tiles *t, int64_t dv)
+{
+    return 4 * (stage_floats(t, dv) + (uint64_t)t->bm * (uint64_t)t->cg);
+}
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+static const char *check_common(ocl_device *d, const pa_problem *p, const ocl_tiles *t,
+                                uint64_t local_bytes)
+{
+    if (p->head_dim > 1024 || p->head_dim_v > 1024)
+        return "head dims above 1024 are not supported by the OpenCL kernels";
+    if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2)
+        return "sequence lengths must fit in 31 bits";
+    if (t->rg * t->cg > d->caps.max_wg)
+        return "the tile needs more work-items per group than the device allows";
+    if (local_bytes > d->caps.local_mem) return "the tile needs more local memory than the device has";
+    return NULL;
+}
+
+static int causal_of(const pa_problem *p, int *offset)
+{
+    *offset = p->mask == POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT ? (int)(p->seq_kv - p->seq_q) : 0;
+    return p->mask != POLYATTN_MASK_NONE;
+}
+
+static size_t esize(polyattn_dtype t) { return t == POLYATTN_DTYPE_F32 ? 4 : 2; }
+
+static void tile_options(const pa_problem *p, const ocl_tiles *t, char *buf, size_t size)
+{
+    snprintf(buf, size,
+             "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld -DBM=%d -DBN=%d -DRG=%d -DCG=%d "
+             "-DDK=%d -DVN=%d",
+             (int)p->dtype, (long long)p->head_dim, (long long)p->head_dim_v, t->bm, t->bn, t->rg,
+             t->cg, t->dk, t->vn);
+}
+
+/* Kernel-argument helpers: each failure names the argument index. */
+#define SET_ARG(k, i, v)                                                                      \
+    do {                                                                                      \
+        cl_int e_ = clSetKernelArg((k), (cl_uint)(i), sizeof(v), &(v));                       \
+        if (e_ != CL_SUCCESS) return ocl_fail(d, e_, "clSetKernelArg " #v);                 \
+    } while (0)
+
+static cl_long4 strides4(const int64_t s[4])
+{
+    cl_long4 r;
+    for (int i = 0; i < 4; i++) r.s[i] = s[i];
+    return r;
+}
+
+/* Element offset of a tensor reference; byte offsets must be element-aligned. */
+static int elem_offset(const pa_tensor_ref *r, size_t es, cl_long *out)
+{
+    if (r->offset % es != 0) return 0;
+    *out = (cl_long)(r->offset / es);
+    return 1;
+}
+
+typedef struct ocl_kernel_state {
+    cl_kernel kernel, pack, unpack;
+    ocl_tiles tiles;
+    int scores_local;
+    uint64_t local_scores_bytes;
+    /* unfused */
+    int pack_q, pack_k, pack_v, unpack_o;
+    uint64_t ws_s, ws_q, ws_k, ws_v, ws_o, ws_total; /* workspace byte offsets */
+    size_t *offs; /* 6 arrays of batch*heads_q element offsets: A1 B1 C1 A2 B2 C2 */
+    float *alphas, *betas;
+} ocl_kernel_state;
+
+static polyattn_status make_kernel(ocl_device *d, const char *const *srcs, int n,
+                                   const char *opts, const char *name, cl_kernel *out)
+{
+    cl_program prog = NULL;
+    polyattn_status st = ocl_get_program(d, srcs, n, opts, &prog);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    cl_int err = CL_SUCCESS;
+    *out = clCreateKernel(prog, name, &err);
+    if (err != CL_SUCCESS) return ocl_fail(d, err, name);
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static void release_state(pa_device *dev, void *state)
+{
+    (void)dev;
+    ocl_kernel_state *s = state;
+    if (!s) return;
+    if (s->kernel) clReleaseKernel(s->kernel);
+    if (s->pack) clReleaseKernel(s->pack);
+    if (s->unpack) clReleaseKernel(s->unpack);
+    free(s->offs);
+    free(s->alphas);
+    free(s->betas);
+    free(s);
+}
+
+static int one_launch(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    (void)p;
+    return 1;
+}
+
+static polyattn_status enqueue(ocl_device *d, cl_kernel k, const size_t *global,
+                               const size_t *local, const char *what)
+{
+    cl_int err = clEnqueueNDRangeKernel(d->queue, k, 3, NULL, global, local, 0, NULL, NULL);
+    return err == CL_SUCCESS ? POLYATTN_STATUS_SUCCESS : ocl_fail(d, err, what);
+}
+
+/* Sets the q/k/v/o arguments (0..11) shared by the flash and fused kernels. */
+static polyattn_status set_qkvo_args(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                     const pa_io *io)
+{
+    size_t es = esize(p->dtype);
+    cl_long off[4];
+    const pa_tensor_ref *r[4] = {&io->q, &io->k, &io->v, &io->o};
+    const int64_t *st[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    for (int i = 0; i < 4; i++) {
+        if (!elem_offset(r[i], es, &off[i]))
+            return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
+                           "opencl: a tensor's byte offset %llu is not a multiple of its "
+                           "element size",
+                           (unsigned long long)r[i]->offset);
+        cl_mem m = (cl_mem)r[i]->mem;
+        cl_long4 s4 = strides4(st[i]);
+        SET_ARG(k, 3 * i, m);
+        SET_ARG(k, 3 * i + 1, off[i]);
+        SET_ARG(k, 3 * i + 2, s4);
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+/* ---- flash --------------------------------------------------------------- */
+
+static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    ocl_device *d = (ocl_device *)dev;
+    if (p->want_probs) {
+        *why_not = "flash never materializes the probabilities (use unfused or fused)";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    ocl_tiles t;
+    choose_tiles(&d->caps, p->head_dim, p->head_dim_v, &t);
+    const char *why = check_common(d, p, &t, flash_local_bytes(&t, p->head_dim_v));
+    if (why) {
+        *why_not = why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static uint64_t no_workspace(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    (void)p;
+    return 0;
+}
+
+static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void **state)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state *s = calloc(1, sizeof *s);
+    if (!s) return POLYATTN_STATUS_OUT_OF_MEMORY;
+    choose_tiles(&d->caps, p->head_dim, p->head_dim_v, &s->tiles);
+    char opts[512];
+    tile_options(p, &s->tiles, opts, sizeof opts);
+    static const char *const srcs[] = {"common", "tile", "flash"};
+    polyattn_status st = make_kernel(d, srcs, 3, opts, "flash_fwd_tiled_kernel", &s->kernel);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        release_state(dev, s);
+        return st;
+    }
+    *state = s;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *state,
+                                     const pa_io *io)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state *s = state;
+    cl_kernel k = s->kernel;
+    polyattn_status st = set_qkvo_args(d, k, p, io);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    cl_mem lse = io->lse.mem ? (cl_mem)io->lse.mem : (cl_mem)io->o.mem;
+    cl_long lse_off = io->lse.mem ? (cl_long)(io->lse.offset / 4) : 0;
+    cl_int want_lse = p->want_lse && io->lse.mem, seq_q = (cl_int)p->seq_q,
+           seq_kv = (cl_int)p->seq_kv, group = (cl_int)(p->heads_q / p->heads_kv), off = 0;
+    cl_int causal = causal_of(p, &off);
+    cl_float scale_log2 = (cl_float)(p->scale * LOG2E);
+    cl_int n_tiles = (cl_int)((p->seq_q + s->tiles.bm - 1) / s->tiles.bm);
+    SET_ARG(k, 12, lse);
+    SET_ARG(k, 13, lse_off);
+    SET_ARG(k, 14, want_lse);
+    SET_ARG(k, 15, seq_q);
+    SET_ARG(k, 16, seq_kv);
+    SET_ARG(k, 17, group);
+    SET_ARG(k, 18, scale_log2);
+    SET_ARG(k, 19, causal);
+    SET_ARG(k, 20, off);
+    SET_ARG(k, 21, n_tiles);
+    size_t nt = (size_t)(s->tiles.rg * s->tiles.cg);
+    size_t global[3] = {(size_t)n_tiles * nt, (size_t)p->heads_q, (size_t)p->batch};
+    size_t local[3] = {nt, 1, 1};
+    return enqueue(d, k, global, local, "clEnqueueNDRangeKernel(flash_fwd_tiled_kernel)");
+}
+
+/* ---- fused --------------------------------------------------------------- */
+
+/* Scores stay in local memory when the tile's rows x all keys fit beside the staging. */
+static int fused_scores_local(ocl_device *d, const pa_problem *p, const ocl_tiles *t,
+                              uint64_t *bytes)
+{
+    uint64_t sc = 4 * (uint64_t)t->bm * (uint64_t)round_up(p->seq_kv, t->bn);
+    *bytes = sc;
+    return fused_fixed_local_bytes(t, p->head_dim_v) + sc <= d->caps.local_mem;
+}
+
+static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_tiles t;
+    choose_tiles(&d->caps, p->head_dim, p->head_dim_v, &t);
+    const char *why = check_common(d, p, &t, fused_fixed_local_bytes(&t, p->head_dim_v));
+    if (why) {
+        *why_not = why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static uint64_t fused_workspace(pa_device *dev, const pa_problem *p)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_tiles t;
+    uint64_t local_bytes;
+    choose_tiles(&d->caps, p->head_dim, p->head_dim_v, &t);
+    if (fused_scores_local(d, p, &t, &local_bytes)) return 0;
+    uint64_t n_tiles = (uint64_t)round_up(p->seq_q, t.bm) / (uint64_t)t.bm;
+    return (uint64_t)p->batch * (uint64_t)p->heads_q * n_tiles * local_bytes;
+}
+
+static polyattn_status fused_prepare(pa_device *dev, const pa_problem *p, void **state)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state *s = calloc(1, sizeof *s);
+    if (!s) return POLYATTN_STATUS_OUT_OF_MEMORY;
+    choose_tiles(&d->caps, p->head_dim, p->head_dim_v, &s->tiles);
+    s->scores_local = fused_scores_local(d, p, &s->tiles, &s->local_scores_bytes);
+    char opts[600];
+    tile_options(p, &s->tiles, opts, sizeof opts);
+    size_t n = strlen(opts);
+    snprintf(opts + n, sizeof opts - n, " -DFUSED_SCORES_LOCAL=%d", s->scores_local);
+    static const char *const srcs[] = {"common", "tile", "fused"};
+    polyattn_status st = make_kernel(d, srcs, 3, opts, "fused_fwd_tiled_kernel", &s->kernel);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        release_state(dev, s);
+        return st;
+    }
+    pa_log(POLYATTN_LOG_DISPATCH, "opencl fused: scores in %s memory (%llu bytes per group)",
+           s->scores_local ? "local" : "global workspace",
+           (unsigned long long)s->local_scores_bytes);
+    *state = s;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static polyattn_status fused_forward(pa_device *dev, const pa_problem *p, void *state,
+                                     const pa_io *io)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state *s = state;
+    cl_kernel k = s->kernel;
+    polyattn_status st = set_qkvo_args(d, k, p, io);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    if (!s->scores_local && !io->workspace.mem)
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl fused: the plan needs a workspace and none was given");
+    cl_mem dummy = (cl_mem)io->o.mem;
+    cl_mem lse = io->lse.mem ? (cl_mem)io->lse.mem : dummy;
+    cl_mem probs = io->probs.mem ? (cl_mem)io->probs.mem : dummy;
+    cl_mem ws = io->workspace.mem ? (cl_mem)io->workspace.mem : dummy;
+    cl_long lse_off = io->lse.mem ? (cl_long)(io->lse.offset / 4) : 0;
+    cl_long probs_off = io->probs.mem ? (cl_long)(io->probs.offset / 4) : 0;
+    cl_long ws_off = io->workspace.mem ? (cl_long)(io->workspace.offset / 4) : 0;
+    cl_int want_lse = p->want_lse && io->lse.mem, want_probs = p->want_probs && io->probs.mem;
+    cl_int seq_q = (cl_int)p->seq_q, seq_kv = (cl_int)p->seq_kv,
+           group = (cl_int)(p->heads_q / p->heads_kv), off = 0;
+    cl_int causal = causal_of(p, &off);
+    cl_float scale_log2 = (cl_float)(p->scale * LOG2E);
+    cl_int n_tiles = (cl_int)((p->seq_q + s->tiles.bm - 1) / s->tiles.bm);
+    SET_ARG(k, 12, lse);
+    SET_ARG(k, 13, lse_off);
+    SET_ARG(k, 14, want_lse);
+    SET_ARG(k, 15, probs);
+    SET_ARG(k, 16, probs_off);
+    SET_ARG(k, 17, want_probs);
+    cl_int err = clSetKernelArg(k, 18, s->scores_local ? (size_t)s->local_scores_bytes : 4, NULL);
+    if (err != CL_SUCCESS) return ocl_fail(d, err, "clSetKernelArg(scores local)");
+    SET_ARG(k, 19, ws);
+    SET_ARG(k, 20, ws_off);
+    SET_ARG(k, 21, seq_q);
+    SET_ARG(k, 22, seq_kv);
+    SET_ARG(k, 23, group);
+    SET_ARG(k, 24, scale_log2);
+    SET_ARG(k, 25, causal);
+    SET_ARG(k, 26, off);
+    SET_ARG(k, 27, n_tiles);
+    size_t nt = (size_t)(s->tiles.rg * s->tiles.cg);
+    size_t global[3] = {(size_t)n_tiles * nt, (size_t)p->heads_q, (size_t)p->batch};
+    size_t local[3] = {nt, 1, 1};
+    return enqueue(d, k, global, local, "clEnqueueNDRangeKernel(fused_fwd_tiled_kernel)");
+}
+
+/* ---- unfused: CLBlast ---------------------------------------------------- */
+
+#define SM_WG 128
+
+/* CLBlast's GEMMs read row-major matrices with unit element stride; anything else, and
+ * every f16/bf16 tensor, goes through a contiguous f32 copy in the workspace (CLBlast's
+ * half GEMM would accumulate in half precision, and NVIDIA has no cl_khr_fp16). */
+static int needs_pack(const pa_problem *p, const int64_t st[4], int64_t cols)
+{
+    return p->dtype != POLYATTN_DTYPE_F32 || st[3] != 1 || st[2] < cols || st[0] < 0 ||
+           st[1] < 0 || st[2] < 0;
+}
+
+static uint64_t align256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
+
+/* Fills the workspace layout; returns its total bytes. */
+static uint64_t unfused_layout(const pa_problem *p, ocl_kernel_state *s)
+{
+    uint64_t b = (uint64_t)p->batch, hq = (uint64_t)p->heads_q, hk = (uint64_t)p->heads_kv;
+    uint64_t sq = (uint64_t)p->seq_q, skv = (uint64_t)p->seq_kv;
+    uint64_t dd = (uint64_t)p->head_dim, dv = (uint64_t)p->head_dim_v, at = 0;
+    s->pack_q = needs_pack(p, p->q_stride, p->head_dim);
+    s->pack_k = needs_pack(p, p->k_stride, p->head_dim);
+    s->pack_v = needs_pack(p, p->v_stride, p->head_dim_v);
+    s->unpack_o = needs_pack(p, p->o_stride, p->head_dim_v);
+    /* With want_probs the scores live in the probs buffer itself. */
+    s->ws_s = at;
+    if (!p->want_probs) at = align256(at + 4 * b * hq * sq * skv);
+    s->ws_q = at;
+    if (s->pack_q) at = align256(at + 4 * b * hq * sq * dd);
+    s->ws_k = at;
+    if (s->pack_k) at = align256(at + 4 * b * hk * skv * dd);
+    s->ws_v = at;
+    if (s->pack_v) at = align256(at + 4 * b * hk * skv * dv);
+    s->ws_o = at;
+    if (s->unpack_o) at = align256(at + 4 * b * hq * sq * dv);
+    s->ws_total = at;
+    return at;
+}
+
+static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+#ifndef POLYATTN_HAVE_CLBLAST
+    (void)dev;
+    (void)p;
+    *why_not = "unfused needs CLBlast, which this build was compiled without";
+    return POLYATTN_STATUS_UNSUPPORTED;
+#else
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state s;
+    memset(&s, 0, sizeof s);
+    uint64_t scores = 4 * (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q *
+                      (uint64_t)p->seq_kv;
+    if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2) {
+        *why_not = "sequence lengths must fit in 31 bits";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (d->caps.max_alloc && (scores > d->caps.max_alloc || unfused_layout(p, &s) > d->caps.max_alloc)) {
+        *why_not = "the N x N scores exceed the device's largest allocation";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (SM_WG > d->caps.max_wg) {
+        *why_not = "the softmax kernel needs 128 work-items per group";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+#endif
+}
+
+static uint64_t unfused_workspace(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    ocl_kernel_state s;
+    memset(&s, 0, sizeof s);
+    return unfused_layout(p, &s);
+}
+
+static int unfused_launches(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    ocl_kernel_state s;
+    memset(&s, 0, sizeof s);
+    unfused_layout(p, &s);
+    return 3 + s.pack_q + s.pack_k + s.pack_v + s.unpack_o;
+}
+
+#ifdef POLYATTN_HAVE_CLBLAST
+static polyattn_status unfused_prepare(pa_device *dev, const pa_problem *p, void **state)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state *s = calloc(1, sizeof *s);
+    if (!s) return POLYATTN_STATUS_OUT_OF_MEMORY;
+    unfused_layout(p, s);
+    size_t nb = (size_t)(p->batch * p->heads_q);
+    s->offs = calloc(6 * nb, sizeof *s->offs);
+    s->alphas = malloc(nb * sizeof *s->alphas);
+    s->betas = malloc(nb * sizeof *s->betas);
+    if (!s->offs || !s->alphas || !s->betas) {
+        release_state(dev, s);
+        return POLYATTN_STATUS_OUT_OF_MEMORY;
+    }
+    for (size_t i = 0; i < nb; i++) s->betas[i] = 0.0f;
+    char opts[256];
+    snprintf(opts, sizeof opts, "-DPA_DTYPE=%d -DSM_WG=%d", (int)p->dtype, SM_WG);
+    static const char *const srcs[] = {"common", "unfused"};
+    polyattn_status st = make_kernel(d, srcs, 2, opts, "softmax_rows_kernel", &s->kernel);
+    if (st == POLYATTN_STATUS_SUCCESS && (s->pack_q || s->pack_k || s->pack_v))
+        st = make_kernel(d, srcs, 2, opts, "pack_f32_kernel", &s->pack);
+    if (st == POLYATTN_STATUS_SUCCESS && s->unpack_o)
+        st = make_kernel(d, srcs, 2, opts, "unpack_f32_kernel", &s->unpack);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        release_state(dev, s);
+        return st;
+    }
+    pa_log(POLYATTN_LOG_DISPATCH,
+           "opencl unfused: CLBlast SGEMM (batched, %zu matrices) on %s; scores in %s",
+           nb,
+           s->pack_q || s->pack_k || s->pack_v || s->unpack_o
+               ? "f32 copies packed in the workspace (f16/bf16 storage or non-unit strides)"
+               : "the caller's f32 tensors",
+           p->want_probs ? "the probabilities buffer" : "the workspace");
+    *state = s;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static const char *clblast_name(CLBlastStatusCode c)
+{
+    if ((int)c > -1000) return ocl_error_name((cl_int)c);
+    switch (c) {
+    case CLBlastNotImplemented: return "CLBlastNotImplemented";
+    case CLBlastInvalidLocalMemUsage: return "CLBlastInvalidLocalMemUsage";
+    case CLBlastNoHalfPrecision: return "CLBlastNoHalfPrecision";
+    case CLBlastInvalidLocalThreadsTotal: return "CLBlastInvalidLocalThreadsTotal";
+    case CLBlastInsufficientMemoryA: return "CLBlastInsufficientMemoryA";
+    case CLBlastInsufficientMemoryB: return "CLBlastInsufficientMemoryB";
+    case CLBlastInsufficientMemoryC: return "CLBlastInsufficientMemoryC";
+    case CLBlastDatabaseError: return "CLBlastDatabaseError";
+    case CLBlastUnknownError: return "CLBlastUnknownError";
+    case CLBlastUnexpectedError: return "CLBlastUnexpectedError";
+    default: return "CLBlast error";
+    }
+}
+
+static polyattn_status pack(ocl_device *d, ocl_kernel_state *s, cl_kernel k, int unpack,
+                            cl_mem user, cl_long user_off, const int64_t st[4],
+                            const int64_t dims[4], cl_mem ws, cl_long ws_off)
+{
+    cl_long4 s4 = strides4(st), d4 = strides4(dims);
+    (void)s;
+    if (!unpack) {
+        SET_ARG(k, 0, user);
+        SET_ARG(k, 1, user_off);
+        SET_ARG(k, 2, s4);
+        SET_ARG(k, 3, d4);
+        SET_ARG(k, 4, ws);
+        SET_ARG(k, 5, ws_off);
+    } else {
+        SET_ARG(k, 0, ws);
+        SET_ARG(k, 1, ws_off);
+        SET_ARG(k, 2, user);
+        SET_ARG(k, 3, user_off);
+        SET_ARG(k, 4, s4);
+        SET_ARG(k, 5, d4);
+    }
+    uint64_t n = (uint64_t)(dims[0] * dims[1] * dims[2] * dims[3]);
+    size_t groups = (size_t)((n + 255) / 256);
+    if (groups > 65536) groups = 65536;
+    size_t global[3] = {groups * 256, 1, 1}, local[3] = {256, 1, 1};
+    if ((int)local[0] > d->caps.max_wg) {
+        local[0] = (size_t)d->caps.max_wg;
+        global[0] = groups * local[0];
+    }
+    return enqueue(d, k, global, local, unpack ? "unpack_f32_kernel" : "pack_f32_kernel");
+}
+
+static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void *state,
+                                       const pa_io *io)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state *s = state;
+    size_t es = esize(p->dtype);
+    cl_long q_off, k_off, v_off, o_off;
+    if (!elem_offset(&io->q, es, &q_off) || !elem_offset(&io->k, es, &k_off) ||
+        !elem_offset(&io->v, es, &v_off) || !elem_offset(&io->o, es, &o_off))
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl: a tensor's byte offset is not a multiple of its element size");
+    if (s->ws_total && !io->workspace.mem)
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl unfused: the plan needs a workspace and none was given");
+    cl_mem ws = (cl_mem)io->workspace.mem;
+    cl_long ws0 = io->workspace.mem ? (cl_long)(io->workspace.offset / 4) : 0;
+    polyattn_status st = POLYATTN_STATUS_SUCCESS;
+
+    /* Matrices the GEMMs read: the caller's tensors or packed f32 copies. */
+    cl_mem qm = (cl_mem)io->q.mem, km = (cl_mem)io->k.mem, vm = (cl_mem)io->v.mem;
+    cl_mem om = (cl_mem)io->o.mem;
+    int64_t q_st[4], k_st[4], v_st[4], o_st[4];
+    memcpy(q_st, p->q_stride, sizeof q_st);
+    memcpy(k_st, p->k_stride, sizeof k_st);
+    memcpy(v_st, p->v_stride, sizeof v_st);
+    memcpy(o_st, p->o_stride, sizeof o_st);
+    int64_t qd[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
+    int64_t kd[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim};
+    int64_t vd[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim_v};
+    int64_t od[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
+#define CONTIG(st, dims)                                                                      \
+    do {                                                                                      \
+        st[3] = 1;                                                                            \
+        st[2] = dims[3];                                                                      \
+        st[1] = dims[2] * dims[3];                                                            \
+        st[0] = dims[1] * dims[2] * dims[3];                                                  \
+    } while (0)
+    if (s->pack_q) {
+        st = pack(d, s, s->pack, 0, qm, q_off, p->q_stride, qd, ws, ws0 + (cl_long)(s->ws_q / 4));
+        if (st) return st;
+        qm = ws;
+        q_off = ws0 + (cl_long)(s->ws_q / 4);
+        CONTIG(q_st, qd);
+    }
+    if (s->pack_k) {
+        st = pack(d, s, s->pack, 0, km, k_off, p->k_stride, kd, ws, ws0 + (cl_long)(s->ws_k / 4));
+        if (st) return st;
+        km = ws;
+        k_off = ws0 + (cl_long)(s->ws_k / 4);
+        CONTIG(k_st, kd);
+    }
+    if (s->pack_v) {
+        st = pack(d, s, s->pack, 0, vm, v_off, p->v_stride, vd, ws, ws0 + (cl_long)(s->ws_v / 4));
+        if (st) return st;
+        vm = ws;
+        v_off = ws0 + (cl_long)(s->ws_v / 4);
+        CONTIG(v_st, vd);
+    }
+    cl_mem gemm_o = om;
+    cl_long gemm_o_off = o_off;
+    if (s->unpack_o) {
+        gemm_o = ws;
+        gemm_o_off = ws0 + (cl_long)(s->ws_o / 4);
+        CONTIG(o_st, od);
+    }
+    cl_mem sm = p->want_probs ? (cl_mem)io->probs.mem : ws;
+    cl_long s_off = p->want_probs ? (cl_long)(io->probs.offset / 4) : ws0 + (cl_long)(s->ws_s / 4);
+
+    size_t nb = (size_t)(p->batch * p->heads_q), group = (size_t)(p->heads_q / p->heads_kv);
+    size_t *a1 = s->offs, *b1 = a1 + nb, *c1 = b1 + nb, *a2 = c1 + nb, *b2 = a2 + nb,
+           *c2 = b2 + nb;
+    size_t sq = (size_t)p->seq_q, skv = (size_t)p->seq_kv;
+    for (size_t b = 0; b < (size_t)p->batch; b++)
+        for (size_t h = 0; h < (size_t)p->heads_q; h++) {
+            size_t i = b * (size_t)p->heads_q + h, hk = h / group;
+            a1[i] = (size_t)q_off + b * (size_t)q_st[0] + h * (size_t)q_st[1];
+            b1[i] = (size_t)k_off + b * (size_t)k_st[0] + hk * (size_t)k_st[1];
+            c1[i] = (size_t)s_off + i * sq * skv;
+            a2[i] = c1[i];
+            b2[i] = (size_t)v_off + b * (size_t)v_st[0] + hk * (size_t)v_st[1];
+            c2[i] = (size_t)gemm_o_off + b * (size_t)o_st[0] + h * (size_t)o_st[1];
+            s->alphas[i] = p->scale;
+        }
+    cl_command_queue q = d->queue;
+    CLBlastStatusCode cs = CLBlastSgemmBatched(
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, sq, skv,
+        (size_t)p->head_dim, s->alphas, qm, a1, (size_t)q_st[2], km, b1, (size_t)k_st[2],
+        s->betas, sm, c1, skv, nb, &q, NULL);
+    if (cs != CLBlastSuccess)
+        return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "opencl unfused: CLBlastSgemmBatched "
+                       "(S = scale Q K^T) failed: %s (%d)", clblast_name(cs), (int)cs);
+
+    cl_kernel k = s->kernel;
+    cl_mem lse = io->lse.mem ? (cl_mem)io->lse.mem : sm;
+    cl_long lse_off = io->lse.mem ? (cl_long)(io->lse.offset / 4) : 0;
+    cl_int want_lse = p->want_lse && io->lse.mem, seq_q = (cl_int)p->seq_q,
+           seq_kv = (cl_int)p->seq_kv, off = 0;
+    cl_int causal = causal_of(p, &off);
+    SET_ARG(k, 0, sm);
+    SET_ARG(k, 1, s_off);
+    SET_ARG(k, 2, seq_q);
+    SET_ARG(k, 3, seq_kv);
+    SET_ARG(k, 4, causal);
+    SET_ARG(k, 5, off);
+    SET_ARG(k, 6, lse);
+    SET_ARG(k, 7, lse_off);
+    SET_ARG(k, 8, want_lse);
+    size_t global[3] = {nb * sq * SM_WG, 1, 1}, local[3] = {SM_WG, 1, 1};
+    st = enqueue(d, k, global, local, "clEnqueueNDRangeKernel(softmax_rows_kernel)");
+    if (st) return st;
+
+    for (size_t i = 0; i < nb; i++) s->alphas[i] = 1.0f;
+    cs = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, sq,
+                             (size_t)p->head_dim_v, skv, s->alphas, sm, a2, skv, vm, b2,
+                             (size_t)v_st[2], s->betas, gemm_o, c2, (size_t)o_st[2], nb, &q, NULL);
+    if (cs != CLBlastSuccess)
+        return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "opencl unfused: CLBlastSgemmBatched "
+                       "(O = P V) failed: %s (%d)", clblast_name(cs), (int)cs);
+    if (s->unpack_o) {
+        st = pack(d, s, s->unpack, 1, om, o_off, p->o_stride, od, ws, gemm_o_off);
+        if (st) return st;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+#else
+static polyattn_status unfused_prepare(pa_device *dev, const pa_problem *p, void **state)
+{
+    (void)p;
+    (void)state;
+    return pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED, "opencl unfused: built without CLBlast");
+}
+
+static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void *state,
+                                       const pa_io *io)
+{
+    (void)p;
+    (void)state;
+    (void)io;
+    return pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED, "opencl unfused: built without CLBlast");
+}
+#endif
+
+const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
+    {
+        .algo = POLYATTN_ALGO_UNFUSED,
+        .check = unfused_check,
+        .workspace_size = unfused_workspace,
+        .kernel_launches = unfused_launches,
+        .prepare = unfused_prepare,
+        .release = release_state,
+        .forward = unfused_forward,
+    },
+    {
+        .algo = POLYATTN_ALGO_FUSED,
+        .check = fused_check,
+        .workspace_size = fused_workspace,
+        .kernel_launches = one_launch,
+        .prepare = fused_prepare,
+        .release = release_state,
+        .forward = fused_forward,
+    },
+    {
+        .algo = POLYATTN_ALGO_FLASH,
+        .check = flash_check,
+        .workspace_size = no_workspace,
+        .kernel_launches = one_launch,
+        .prepare = flash_prepare,
+        .release = release_state,
+        .forward = flash_forward,
+    },
+};
