@@ -1,0 +1,659 @@
+/*
+ * Test data, conversions, the reference and the comparison shared by tests and bench.
+ *
+ * Tolerances (pa_tk_tolerance_for), relative to max|ref O| because O is a convex
+ * combination of V rows, so its scale is that of V; an element-wise relative error would
+ * blow up on outputs that average to ~0:
+ *   f32   1e-4: devices accumulate in f32 (unit roundoff 6e-8); an exp / division /
+ *         reduction-order difference stays ~1e-6, so 1e-4 passes honest kernels yet
+ *         catches TF32 GEMMs (10-bit mantissa, ~1e-3) and lost terms.
+ *   f16   5e-3: inputs are the same rounded values on both sides; O is rounded to f16
+ *         (2^-11 = 4.9e-4 relative) and kernels may round P to f16 before P V (another
+ *         ~4.9e-4); 10x margin.
+ *   bf16  3e-2: the same with an 8-bit significand (2^-8 = 3.9e-3 per rounding).
+ * Plus a conditioning term: the f32 scores themselves carry an error of about
+ * eps_s = 2^-24 * scale * head_dim * max|q| * max|k| (a ~4x over-estimate of the random
+ * walk of a length-head_dim dot product), and softmax turns a score error eps_s into at
+ * most 2 * eps_s * max|V| in O.  Negligible at magnitude 1, it matters for the x30
+ * cases, where scores are in the hundreds and exp() amplifies every ulp.
+ */
+#include "pa_testkit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- random numbers ---- */
+
+void pa_tk_rng_seed(pa_tk_rng *rng, uint64_t seed)
+{
+    rng->state = seed;
+}
+
+uint64_t pa_tk_rng_next(pa_tk_rng *rng)
+{
+    uint64_t z = (rng->state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double pa_tk_rng_uniform(pa_tk_rng *rng)
+{
+    /* 53 random bits -> [0, 1) -> [-1, 1) */
+    return (double)(pa_tk_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0;
+}
+
+uint64_t pa_tk_hash(const char *text, uint64_t salt)
+{
+    uint64_t h = 1469598103934665603ull ^ (salt * 0x9E3779B97F4A7C15ull); /* FNV-1a */
+    for (; text && *text; text++) {
+        h ^= (unsigned char)*text;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* ---- conversions: written with frexp/nearbyint, deliberately not with the bit tricks
+ * the core uses, so that a test can compare the two ---- */
+
+uint16_t pa_tk_f32_to_f16(float x)
+{
+    const uint16_t sign = signbit(x) ? 0x8000 : 0;
+    double a = fabs((double)x), mant;
+    int e;
+    if (isnan(x))
+        return sign | 0x7E00;
+    if (a >= 65520.0) /* halfway between 65504 and 2^16 ties to even: infinity */
+        return sign | 0x7C00;
+    if (a < ldexp(1.0, -14)) /* subnormal: multiples of 2^-24; 1024 carries to 2^-14 */
+        return (uint16_t)(sign | (uint16_t)nearbyint(ldexp(a, 24)));
+    (void)frexp(a, &e); /* a = f * 2^e, f in [0.5, 1) */
+    e -= 1;             /* a = s * 2^e, s in [1, 2) */
+    mant = nearbyint((ldexp(a, -e) - 1.0) * 1024.0);
+    if (mant >= 1024.0) {
+        mant = 0.0;
+        e += 1;
+    }
+    if (e + 15 >= 31)
+        return sign | 0x7C00;
+    return (uint16_t)(sign | (uint16_t)((e + 15) << 10) | (uint16_t)mant);
+}
+
+float pa_tk_f16_to_f32(uint16_t h)
+{
+    const int e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    double v;
+    if (e == 0)
+        v = ldexp((double)m, -24);
+    else if (e == 31)
+        v = m ? NAN : INFINITY;
+    else
+        v = ldexp(1.0 + m / 1024.0, e - 15);
+    return (float)((h & 0x8000) ? -v : v);
+}
+
+uint16_t pa_tk_f32_to_bf16(float x)
+{
+    const uint16_t sign = signbit(x) ? 0x8000 : 0;
+    double a = fabs((double)x), mant;
+    int e;
+    if (isnan(x))
+        return sign | 0x7FC0;
+    if (isinf(x))
+        return sign | 0x7F80;
+    if (a < ldexp(1.0, -126)) /* f32 subnormal: multiples of 2^-133 */
+        return (uint16_t)(sign | (uint16_t)nearbyint(ldexp(a, 133)));
+    (void)frexp(a, &e);
+    e -= 1;
+    mant = nearbyint((ldexp(a, -e) - 1.0) * 128.0);
+    if (mant >= 128.0) {
+        mant = 0.0;
+        e += 1;
+    }
+    if (e + 127 >= 255)
+        return sign | 0x7F80;
+    return (uint16_t)(sign | (uint16_t)((e + 127) << 7) | (uint16_t)mant);
+}
+
+float pa_tk_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float pa_tk_round(float x, polyattn_dtype dtype)
+{
+    switch (dtype) {
+    case POLYATTN_DTYPE_F16: return pa_tk_f16_to_f32(pa_tk_f32_to_f16(x));
+    case POLYATTN_DTYPE_BF16: return pa_tk_bf16_to_f32(pa_tk_f32_to_bf16(x));
+    default: return x;
+    }
+}
+
+void pa_tk_encode(void *dst, const float *src, size_t n, polyattn_dtype dtype)
+{
+    size_t i;
+    if (dtype == POLYATTN_DTYPE_F32) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        uint16_t h = dtype == POLYATTN_DTYPE_F16 ? pa_tk_f32_to_f16(src[i]) : pa_tk_f32_to_bf16(src[i]);
+        memcpy((unsigned char *)dst + 2 * i, &h, 2);
+    }
+}
+
+void pa_tk_decode(float *dst, const void *src, size_t n, polyattn_dtype dtype)
+{
+    size_t i;
+    if (dtype == POLYATTN_DTYPE_F32) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, (const unsigned char *)src + 2 * i, 2);
+        dst[i] = dtype == POLYATTN_DTYPE_F16 ? pa_tk_f16_to_f32(h) : pa_tk_bf16_to_f32(h);
+    }
+}
+
+/* Quiet NaNs with a recognizable payload: an untouched gap still holds exactly these. */
+void pa_tk_poison(void *dst, size_t n, polyattn_dtype dtype)
+{
+    size_t i;
+    if (dtype == POLYATTN_DTYPE_F32) {
+        const uint32_t pat = 0x7FC5A5A5u;
+        for (i = 0; i < n; i++)
+            memcpy((unsigned char *)dst + 4 * i, &pat, 4);
+    } else {
+        const uint16_t pat = dtype == POLYATTN_DTYPE_F16 ? 0x7E5A : 0x7FC5;
+        for (i = 0; i < n; i++)
+            memcpy((unsigned char *)dst + 2 * i, &pat, 2);
+    }
+}
+
+pa_tk_tolerance pa_tk_tolerance_for(polyattn_dtype dtype)
+{
+    pa_tk_tolerance t;
+    switch (dtype) {
+    case POLYATTN_DTYPE_F16:
+        t.o_rel = 5e-3, t.lse_rel = 1e-3, t.probs_abs = 1e-3;
+        break;
+    case POLYATTN_DTYPE_BF16:
+        t.o_rel = 3e-2, t.lse_rel = 8e-3, t.probs_abs = 8e-3;
+        break;
+    default:
+        /* LSE and P see only the f32 scores: no output rounding on top. */
+        t.o_rel = 1e-4, t.lse_rel = 2e-5, t.probs_abs = 1e-5;
+        break;
+    }
+    return t;
+}
+
+/* ---- problems ---- */
+
+static size_t span_elems(const polyattn_tensor_desc *t)
+{
+    return (size_t)(polyattn_tensor_desc_bytes(t) / polyattn_dtype_size(t->dtype));
+}
+
+static int64_t elem_index(const polyattn_tensor_desc *t, int64_t b, int64_t h, int64_t s, int64_t d)
+{
+    return b * t->strides[0] + h * t->strides[1] + s * t->strides[2] + d * t->strides[3];
+}
+
+/* Fills the logical elements of a tensor with rounded random values; gaps stay NaN. */
+static double fill_tensor(float *dst, size_t n, const polyattn_tensor_desc *t, pa_tk_rng *rng,
+                          float magnitude, polyattn_dtype dtype)
+{
+    int64_t b, h, s, d;
+    double max_abs = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++)
+        dst[i] = NAN;
+    for (b = 0; b < t->shape[0]; b++)
+        for (h = 0; h < t->shape[1]; h++)
+            for (s = 0; s < t->shape[2]; s++)
+                for (d = 0; d < t->shape[3]; d++) {
+                    float x = pa_tk_round((float)(pa_tk_rng_uniform(rng) * magnitude), dtype);
+                    dst[elem_index(t, b, h, s, d)] = x;
+                    if (fabs(x) > max_abs)
+                        max_abs = fabs(x);
+                }
+    return max_abs;
+}
+
+void pa_tk_problem_free(pa_tk_problem *p)
+{
+    free(p->q);
+    free(p->k);
+    free(p->v);
+    free(p->q_data);
+    free(p->k_data);
+    free(p->v_data);
+    free(p->o_gap);
+    free(p->ref_o);
+    free(p->ref_lse);
+    free(p->ref_probs);
+    memset(p, 0, sizeof *p);
+}
+
+polyattn_status pa_tk_problem_init(pa_tk_problem *p, const pa_tk_case *c, polyattn_dtype dtype,
+                                   uint64_t seed)
+{
+    pa_tk_rng rng;
+    const size_t es = polyattn_dtype_size(dtype);
+    int64_t b, h, s, d;
+    memset(p, 0, sizeof *p);
+    p->c = c;
+    p->dtype = dtype;
+    pa_tk_case_desc(c, dtype, &p->desc);
+    if (polyattn_attention_desc_validate(&p->desc, NULL) != POLYATTN_STATUS_SUCCESS || es == 0)
+        return POLYATTN_STATUS_INVALID_ARGUMENT;
+    p->q_elems = span_elems(&p->desc.q);
+    p->k_elems = span_elems(&p->desc.k);
+    p->v_elems = span_elems(&p->desc.v);
+    p->o_elems = span_elems(&p->desc.o);
+    p->lse_elems = (size_t)(c->batch * c->heads_q * c->seq_q);
+    p->probs_elems = p->lse_elems * (size_t)c->seq_kv;
+    p->q = (float *)malloc(p->q_elems * sizeof(float));
+    p->k = (float *)malloc(p->k_elems * sizeof(float));
+    p->v = (float *)malloc(p->v_elems * sizeof(float));
+    p->q_data = malloc(p->q_elems * es);
+    p->k_data = malloc(p->k_elems * es);
+    p->v_data = malloc(p->v_elems * es);
+    p->o_gap = (unsigned char *)malloc(p->o_elems);
+    if (!p->q || !p->k || !p->v || !p->q_data || !p->k_data || !p->v_data || !p->o_gap) {
+        pa_tk_problem_free(p);
+        return POLYATTN_STATUS_OUT_OF_MEMORY;
+    }
+    pa_tk_rng_seed(&rng, pa_tk_hash(c->name, seed * 4 + (uint64_t)dtype));
+    p->max_q = fill_tensor(p->q, p->q_elems, &p->desc.q, &rng, c->magnitude, dtype);
+    p->max_k = fill_tensor(p->k, p->k_elems, &p->desc.k, &rng, c->magnitude, dtype);
+    p->max_v = fill_tensor(p->v, p->v_elems, &p->desc.v, &rng, c->magnitude, dtype);
+    pa_tk_encode(p->q_data, p->q, p->q_elems, dtype);
+    pa_tk_encode(p->k_data, p->k, p->k_elems, dtype);
+    pa_tk_encode(p->v_data, p->v, p->v_elems, dtype);
+    memset(p->o_gap, 1, p->o_elems);
+    for (b = 0; b < c->batch; b++)
+        for (h = 0; h < c->heads_q; h++)
+            for (s = 0; s < c->seq_q; s++)
+                for (d = 0; d < c->head_dim_v; d++)
+                    p->o_gap[elem_index(&p->desc.o, b, h, s, d)] = 0;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+/* ---- the host context of the references ---- */
+
+static polyattn_context *host_ctx;
+
+polyattn_context *pa_tk_host_context(void)
+{
+    if (!host_ctx && polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &host_ctx) != POLYATTN_STATUS_SUCCESS)
+        host_ctx = NULL;
+    return host_ctx;
+}
+
+void pa_tk_shutdown(void)
+{
+    polyattn_context_destroy(host_ctx);
+    host_ctx = NULL;
+}
+
+/* ---- running through the public API ---- */
+
+typedef struct run_buffers {
+    polyattn_buffer *q, *k, *v, *o, *lse, *probs, *ws;
+} run_buffers;
+
+static void free_buffers(run_buffers *b)
+{
+    polyattn_buffer_free(b->q);
+    polyattn_buffer_free(b->k);
+    polyattn_buffer_free(b->v);
+    polyattn_buffer_free(b->o);
+    polyattn_buffer_free(b->lse);
+    polyattn_buffer_free(b->probs);
+    polyattn_buffer_free(b->ws);
+    memset(b, 0, sizeof *b);
+}
+
+static polyattn_status alloc_write(polyattn_context *ctx, uint64_t bytes, const void *src,
+                                   polyattn_buffer **buf)
+{
+    polyattn_status st = polyattn_buffer_alloc(ctx, bytes, buf);
+    if (st == POLYATTN_STATUS_SUCCESS && src)
+        st = polyattn_buffer_write(*buf, 0, src, bytes);
+    return st;
+}
+
+/* Plans and runs one forward of the problem's inputs (in `dtype` storage given by desc),
+ * leaving raw results in o_raw / lse / probs.  *plan_status distinguishes a rejected
+ * plan from a failed run. */
+static polyattn_status run_once(polyattn_context *ctx, const polyattn_attention_desc *desc,
+                                const void *q, const void *k, const void *v, size_t q_bytes,
+                                size_t k_bytes, size_t v_bytes, size_t o_bytes, size_t lse_elems,
+                                size_t probs_elems, polyattn_algo algo, int want_lse,
+                                int want_probs, void *o_raw, float *lse, float *probs,
+                                int check_inputs, pa_tk_result *r, int *planned)
+{
+    polyattn_plan_options opt;
+    polyattn_plan_info info;
+    polyattn_plan *plan = NULL;
+    run_buffers b;
+    polyattn_status st;
+    void *poison = NULL;
+    const char *stage = "plan";
+    memset(&b, 0, sizeof b);
+    *planned = 0;
+    polyattn_plan_options_init(&opt);
+    opt.algo = algo;
+    opt.want_lse = want_lse;
+    opt.want_probs = want_probs;
+    st = polyattn_plan_create(ctx, desc, &opt, &plan);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        snprintf(r->message, sizeof r->message, "%s", polyattn_context_last_error(ctx));
+        return st;
+    }
+    *planned = 1;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    if ((st = polyattn_plan_get_info(plan, &info)) != POLYATTN_STATUS_SUCCESS)
+        goto fail;
+    r->algo = info.algo;
+    r->workspace_bytes = info.workspace_bytes;
+    stage = "buffers";
+    if ((st = alloc_write(ctx, q_bytes, q, &b.q)) || (st = alloc_write(ctx, k_bytes, k, &b.k)) ||
+        (st = alloc_write(ctx, v_bytes, v, &b.v)))
+        goto fail;
+    /* Poison every output (and the workspace) so unwritten elements show up as NaN. */
+    {
+        size_t poison_bytes = o_bytes;
+        size_t n = 0;
+        if (want_probs && probs_elems * 4 > poison_bytes)
+            poison_bytes = probs_elems * 4;
+        if (want_lse && lse_elems * 4 > poison_bytes)
+            poison_bytes = lse_elems * 4;
+        if (info.workspace_bytes > poison_bytes)
+            poison_bytes = (size_t)info.workspace_bytes;
+        poison = malloc(poison_bytes ? poison_bytes : 1);
+        if (!poison) {
+            st = POLYATTN_STATUS_OUT_OF_MEMORY;
+            goto fail;
+        }
+        n = o_bytes / polyattn_dtype_size(desc->o.dtype);
+        pa_tk_poison(poison, n, desc->o.dtype);
+        if ((st = alloc_write(ctx, o_bytes, poison, &b.o)))
+            goto fail;
+        pa_tk_poison(poison, poison_bytes / 4, POLYATTN_DTYPE_F32);
+        if (want_lse && (st = alloc_write(ctx, lse_elems * 4, poison, &b.lse)))
+            goto fail;
+        if (want_probs && (st = alloc_write(ctx, probs_elems * 4, poison, &b.probs)))
+            goto fail;
+        if (info.workspace_bytes) {
+            memset(poison, 0xFF, (size_t)info.workspace_bytes); /* NaN in every dtype */
+            if ((st = alloc_write(ctx, info.workspace_bytes, poison, &b.ws)))
+                goto fail;
+        }
+    }
+    stage = "forward";
+    if ((st = polyattn_forward(plan, b.q, b.k, b.v, b.o, b.lse, b.probs, b.ws)))
+        goto fail;
+    stage = "synchronize";
+    if ((st = polyattn_context_synchronize(ctx)))
+        goto fail;
+    stage = "read back";
+    if ((st = polyattn_buffer_read(b.o, 0, o_raw, o_bytes)))
+        goto fail;
+    if (want_lse && (st = polyattn_buffer_read(b.lse, 0, lse, lse_elems * 4)))
+        goto fail;
+    if (want_probs && (st = polyattn_buffer_read(b.probs, 0, probs, probs_elems * 4)))
+        goto fail;
+    if (check_inputs) {
+        /* The inputs must come back unchanged: a kernel writing into Q, K or V is a bug. */
+        const void *in[3] = {q, k, v};
+        const size_t bytes[3] = {q_bytes, k_bytes, v_bytes};
+        const polyattn_buffer *bufs[3] = {b.q, b.k, b.v};
+        const char *names[3] = {"q", "k", "v"};
+        int i;
+        for (i = 0; i < 3; i++) {
+            void *back = malloc(bytes[i]);
+            int same;
+            if (!back) {
+                st = POLYATTN_STATUS_OUT_OF_MEMORY;
+                goto fail;
+            }
+            st = polyattn_buffer_read(bufs[i], 0, back, bytes[i]);
+            same = st == POLYATTN_STATUS_SUCCESS && memcmp(back, in[i], bytes[i]) == 0;
+            free(back);
+            if (st)
+                goto fail;
+            if (!same) {
+                snprintf(r->message, sizeof r->message, "input %s was modified by the forward",
+                         names[i]);
+                r->bad_elements++;
+            }
+        }
+    }
+    free(poison);
+    free_buffers(&b);
+    polyattn_plan_destroy(plan);
+    return POLYATTN_STATUS_SUCCESS;
+fail:
+    snprintf(r->message, sizeof r->message, "%s failed: %s: %s", stage, polyattn_status_name(st),
+             polyattn_context_last_error(ctx));
+    free(poison);
+    free_buffers(&b);
+    polyattn_plan_destroy(plan);
+    return st;
+}
+
+polyattn_status pa_tk_problem_reference(pa_tk_problem *p, char *err, size_t err_len)
+{
+    polyattn_context *ctx = pa_tk_host_context();
+    polyattn_attention_desc desc;
+    pa_tk_result r;
+    polyattn_status st;
+    int planned;
+    if (p->ref_o)
+        return POLYATTN_STATUS_SUCCESS;
+    if (!ctx) {
+        if (err)
+            snprintf(err, err_len, "no host context: %s", polyattn_last_error());
+        return POLYATTN_STATUS_NOT_FOUND;
+    }
+    memset(&r, 0, sizeof r);
+    pa_tk_case_desc(p->c, POLYATTN_DTYPE_F32, &desc);
+    p->ref_o = (float *)malloc(p->o_elems * sizeof(float));
+    p->ref_lse = (float *)malloc(p->lse_elems * sizeof(float));
+    p->ref_probs = (float *)malloc(p->probs_elems * sizeof(float));
+    if (!p->ref_o || !p->ref_lse || !p->ref_probs) {
+        st = POLYATTN_STATUS_OUT_OF_MEMORY;
+        snprintf(r.message, sizeof r.message, "out of host memory");
+    } else {
+        st = run_once(ctx, &desc, p->q, p->k, p->v, p->q_elems * 4, p->k_elems * 4,
+                      p->v_elems * 4, p->o_elems * 4, p->lse_elems, p->probs_elems,
+                      POLYATTN_ALGO_UNFUSED, 1, 1, p->ref_o, p->ref_lse, p->ref_probs, 0, &r,
+                      &planned);
+    }
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        if (err)
+            snprintf(err, err_len, "host reference: %s", r.message);
+        free(p->ref_o);
+        free(p->ref_lse);
+        free(p->ref_probs);
+        p->ref_o = p->ref_lse = p->ref_probs = NULL;
+    }
+    return st;
+}
+
+/* The larger of two errors; a NaN error sticks (an unwritten element must show). */
+static double worse(double worst, double d)
+{
+    return (isnan(worst) || d <= worst) ? worst : d;
+}
+
+long long pa_tk_compare(const float *out, const float *ref, size_t n, double abs_tol,
+                        double *max_abs)
+{
+    long long bad = 0;
+    size_t i;
+    double worst = 0.0;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)out[i] - (double)ref[i]);
+        if (isinf(ref[i]) && out[i] == ref[i])
+            d = 0.0; /* -inf LSE of a masked row matches exactly */
+        if (!(d <= abs_tol))
+            bad++;
+        worst = worse(worst, d);
+    }
+    if (max_abs)
+        *max_abs = worst;
+    return bad;
+}
+
+static void add_message(pa_tk_result *r, const char *text)
+{
+    size_t len = strlen(r->message);
+    if (len + 3 < sizeof r->message)
+        snprintf(r->message + len, sizeof r->message - len, "%s%s", len ? "; " : "", text);
+}
+
+polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo algo,
+                          int want_lse, int want_probs, pa_tk_result *r)
+{
+    const pa_tk_case *c = p->c;
+    const size_t es = polyattn_dtype_size(p->dtype);
+    const pa_tk_tolerance tol = pa_tk_tolerance_for(p->dtype);
+    void *o_raw = NULL;
+    float *o = NULL, *lse = NULL, *probs = NULL;
+    polyattn_status st;
+    int planned = 0;
+    double scale, eps_s, max_ref = 0.0, o_tol;
+    int64_t b, h, s, d;
+    char text[320];
+    memset(r, 0, sizeof *r);
+    o_raw = malloc(p->o_elems * es);
+    o = (float *)malloc(p->o_elems * sizeof(float));
+    lse = (float *)malloc((want_lse ? p->lse_elems : 1) * sizeof(float));
+    probs = (float *)malloc((want_probs ? p->probs_elems : 1) * sizeof(float));
+    if (!o_raw || !o || !lse || !probs) {
+        st = POLYATTN_STATUS_OUT_OF_MEMORY;
+        snprintf(r->message, sizeof r->message, "out of host memory");
+        goto done;
+    }
+    st = run_once(ctx, &p->desc, p->q_data, p->k_data, p->v_data, p->q_elems * es,
+                  p->k_elems * es, p->v_elems * es, p->o_elems * es, p->lse_elems,
+                  p->probs_elems, algo, want_lse, want_probs, o_raw, lse, probs, 1, r, &planned);
+    if (st != POLYATTN_STATUS_SUCCESS)
+        goto done; /* r->message says why; UNSUPPORTED before planning is not a failure */
+    st = pa_tk_problem_reference(p, text, sizeof text);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        add_message(r, text);
+        goto done;
+    }
+    pa_tk_decode(o, o_raw, p->o_elems, p->dtype);
+
+    scale = c->scale > 0.0f ? c->scale : 1.0 / sqrt((double)c->head_dim);
+    eps_s = ldexp(1.0, -24) * scale * (double)c->head_dim * p->max_q * p->max_k;
+    for (b = 0; b < c->batch; b++)
+        for (h = 0; h < c->heads_q; h++)
+            for (s = 0; s < c->seq_q; s++)
+                for (d = 0; d < c->head_dim_v; d++) {
+                    double x = fabs(p->ref_o[elem_index(&p->desc.o, b, h, s, d)]);
+                    if (x > max_ref)
+                        max_ref = x;
+                }
+    o_tol = tol.o_rel * max_ref + 2.0 * eps_s * p->max_v;
+
+    /* O: every logical element; masked rows must be exactly 0; gaps untouched. */
+    {
+        long long bad = 0, masked_bad = 0, gap_bad = 0;
+        double worst = 0.0;
+        size_t i;
+        for (b = 0; b < c->batch; b++)
+            for (h = 0; h < c->heads_q; h++)
+                for (s = 0; s < c->seq_q; s++) {
+                    const size_t row = (size_t)((b * c->heads_q + h) * c->seq_q + s);
+                    const int masked = isinf(p->ref_lse[row]);
+                    for (d = 0; d < c->head_dim_v; d++) {
+                        const size_t at = (size_t)elem_index(&p->desc.o, b, h, s, d);
+                        double diff = fabs((double)o[at] - (double)p->ref_o[at]);
+                        if (!(diff <= o_tol))
+                            bad++;
+                        if (masked && o[at] != 0.0f)
+                            masked_bad++;
+                        worst = worse(worst, diff);
+                    }
+                }
+        {
+            unsigned char pat[4];
+            pa_tk_poison(pat, 1, p->dtype);
+            for (i = 0; i < p->o_elems; i++)
+                if (p->o_gap[i] && memcmp((unsigned char *)o_raw + i * es, pat, es) != 0)
+                    gap_bad++;
+        }
+        r->o_max_abs = worst;
+        r->o_max_rel = max_ref > 0.0 ? worst / max_ref : worst;
+        r->bad_elements += bad + masked_bad + gap_bad;
+        if (bad) {
+            snprintf(text, sizeof text, "O: %lld of %lld elements off by more than %.3g (max %.3g)",
+                     bad, (long long)(c->batch * c->heads_q * c->seq_q * c->head_dim_v), o_tol, worst);
+            add_message(r, text);
+        }
+        if (masked_bad) {
+            snprintf(text, sizeof text, "O: %lld elements of fully masked rows are not 0", masked_bad);
+            add_message(r, text);
+        }
+        if (gap_bad) {
+            snprintf(text, sizeof text, "O: %lld gap elements between rows were overwritten", gap_bad);
+            add_message(r, text);
+        }
+    }
+    if (want_lse) {
+        long long bad = 0;
+        size_t i;
+        double worst = 0.0;
+        r->checked_lse = 1;
+        for (i = 0; i < p->lse_elems; i++) {
+            const double ref = p->ref_lse[i];
+            double diff = isinf(ref) ? (lse[i] == ref ? 0.0 : INFINITY) : fabs(lse[i] - ref);
+            double lim = tol.lse_rel * (fabs(ref) > 1.0 ? fabs(ref) : 1.0) + eps_s;
+            if (!(diff <= lim))
+                bad++;
+            worst = worse(worst, diff);
+        }
+        r->lse_max_abs = worst;
+        r->bad_elements += bad;
+        if (bad) {
+            snprintf(text, sizeof text, "LSE: %lld of %zu rows out of tolerance (max error %.3g)",
+                     bad, p->lse_elems, worst);
+            add_message(r, text);
+        }
+    }
+    if (want_probs) {
+        long long bad;
+        r->checked_probs = 1;
+        bad = pa_tk_compare(probs, p->ref_probs, p->probs_elems, tol.probs_abs + 2.0 * eps_s,
+                            &r->probs_max_abs);
+        r->bad_elements += bad;
+        if (bad) {
+            snprintf(text, sizeof text, "probs: %lld of %zu out of tolerance (max error %.3g)",
+                     bad, p->probs_elems, r->probs_max_abs);
+            add_message(r, text);
+        }
+    }
+    r->pass = r->bad_elements == 0;
+done:
+    r->planned = planned;
+    r->status = st;
+    free(o_raw);
+    free(o);
+    free(lse);
+    free(probs);
+    return st;
+}

@@ -1,0 +1,241 @@
+/*
+ * conformance --backend host|cuda|hip|opencl [--device N] [--algo X] [--dtype X]
+ *             [--case NAME] [--seed N] [--list]
+ *
+ * Every algorithm x dtype x case of the shared table on one device: fresh inputs per
+ * combination, poisoned outputs, every element compared with the host reference (double
+ * accumulation on the same rounded inputs).  One line per combination:
+ *   PASS / FAIL / UNSUPPORTED (with the backend's reason).
+ * An algorithm the backend rejects is reported, not failed, except that a "must support"
+ * case fails when every algorithm is rejected, and on GPU backends when flash is.
+ * Exit: 0 all good, 1 any failure, 2 bad arguments, 77 no such device.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "pa_testkit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int parse_backend(const char *s, polyattn_backend *b)
+{
+    int i;
+    for (i = 0; i < POLYATTN_BACKEND_COUNT; i++)
+        if (strcmp(s, polyattn_backend_name((polyattn_backend)i)) == 0) {
+            *b = (polyattn_backend)i;
+            return 1;
+        }
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: conformance --backend host|cuda|hip|opencl [--device N] "
+                    "[--algo auto|unfused|fused|flash] [--dtype f32|f16|bf16] [--case NAME] "
+                    "[--seed N] [--list]\n");
+}
+
+int main(int argc, char **argv)
+{
+    polyattn_backend backend = POLYATTN_BACKEND_HOST;
+    int device = 0, have_backend = 0, list = 0, i, n_algos = 0, n_dtypes = 0, count = 0;
+    polyattn_algo algos[4];
+    polyattn_dtype dtypes[3];
+    const char *only_case = NULL, *reason = NULL;
+    unsigned long long seed = 1;
+    size_t n_cases, ci;
+    const pa_tk_case *cases = pa_tk_cases(&n_cases);
+    polyattn_context *ctx = NULL;
+    polyattn_device_info info;
+    int passed = 0, failed = 0, unsupported = 0, gpu;
+    double t_start = now_ms();
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--list") == 0) {
+            list = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "conformance: %s needs a value\n", a);
+            usage();
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--backend") == 0) {
+            if (!parse_backend(v, &backend) || backend == POLYATTN_BACKEND_AUTO) {
+                fprintf(stderr, "conformance: --backend: unknown backend '%s'\n", v);
+                return 2;
+            }
+            have_backend = 1;
+        } else if (strcmp(a, "--device") == 0) {
+            device = atoi(v);
+        } else if (strcmp(a, "--algo") == 0) {
+            int k, found = 0;
+            for (k = 0; k < POLYATTN_ALGO_COUNT; k++)
+                if (strcmp(v, polyattn_algo_name((polyattn_algo)k)) == 0)
+                    algos[n_algos++] = (polyattn_algo)k, found = 1;
+            if (!found || n_algos > 3) {
+                fprintf(stderr, "conformance: --algo: unknown algorithm '%s'\n", v);
+                return 2;
+            }
+        } else if (strcmp(a, "--dtype") == 0) {
+            int k, found = 0;
+            for (k = 0; k < 3; k++)
+                if (strcmp(v, polyattn_dtype_name((polyattn_dtype)k)) == 0)
+                    dtypes[n_dtypes++] = (polyattn_dtype)k, found = 1;
+            if (!found || n_dtypes > 2) {
+                fprintf(stderr, "conformance: --dtype: unknown dtype '%s'\n", v);
+                return 2;
+            }
+        } else if (strcmp(a, "--case") == 0) {
+            if (!pa_tk_find_case(v)) {
+                fprintf(stderr, "conformance: --case: no case named '%s' (see --list)\n", v);
+                return 2;
+            }
+            only_case = v;
+        } else if (strcmp(a, "--seed") == 0) {
+            seed = strtoull(v, NULL, 10);
+        } else {
+            fprintf(stderr, "conformance: unknown argument '%s'\n", a);
+            usage();
+            return 2;
+        }
+    }
+    if (list) {
+        for (ci = 0; ci < n_cases; ci++) {
+            const pa_tk_case *c = &cases[ci];
+            printf("%-28s batch=%lld heads_q=%lld heads_kv=%lld seq_q=%lld seq_kv=%lld "
+                   "head_dim=%lld head_dim_v=%lld mask=%s layout=%s scale=%g magnitude=%g\n",
+                   c->name, (long long)c->batch, (long long)c->heads_q, (long long)c->heads_kv,
+                   (long long)c->seq_q, (long long)c->seq_kv, (long long)c->head_dim,
+                   (long long)c->head_dim_v, polyattn_mask_name(c->mask),
+                   pa_tk_layout_name(c->layout), (double)c->scale, (double)c->magnitude);
+        }
+        return 0;
+    }
+    if (!have_backend) {
+        usage();
+        return 2;
+    }
+    if (n_algos == 0) {
+        algos[0] = POLYATTN_ALGO_UNFUSED, algos[1] = POLYATTN_ALGO_FUSED, algos[2] = POLYATTN_ALGO_FLASH;
+        n_algos = 3;
+    }
+    if (n_dtypes == 0) {
+        dtypes[0] = POLYATTN_DTYPE_F32, dtypes[1] = POLYATTN_DTYPE_F16, dtypes[2] = POLYATTN_DTYPE_BF16;
+        n_dtypes = 3;
+    }
+    gpu = backend != POLYATTN_BACKEND_HOST;
+
+    if (polyattn_device_count(backend, &count, &reason) != POLYATTN_STATUS_SUCCESS || count <= device) {
+        printf("SKIP: %s device %d absent (%d device(s)%s%s)\n", polyattn_backend_name(backend),
+               device, count, reason ? ": " : "", reason ? reason : "");
+        return PA_TK_SKIP;
+    }
+    if (polyattn_context_create(backend, device, &ctx) != POLYATTN_STATUS_SUCCESS) {
+        fprintf(stderr, "FAIL: cannot open %s device %d: %s\n", polyattn_backend_name(backend),
+                device, polyattn_last_error());
+        return 1;
+    }
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    polyattn_context_get_device_info(ctx, &info);
+    printf("conformance: %s device %d: %s (%s)\n", polyattn_backend_name(backend), device,
+           info.name, info.driver_version);
+
+    for (ci = 0; ci < n_cases; ci++) {
+        const pa_tk_case *c = &cases[ci];
+        int di, ai;
+        if (only_case && strcmp(only_case, c->name) != 0)
+            continue;
+        for (di = 0; di < n_dtypes; di++) {
+            const polyattn_dtype dtype = dtypes[di];
+            int ran = 0, rejected_flash = 0, tried_flash = 0;
+            if ((dtype == POLYATTN_DTYPE_F16 && !info.f16_storage) ||
+                (dtype == POLYATTN_DTYPE_BF16 && !info.bf16_storage)) {
+                printf("UNSUPPORTED %-28s %-4s *       : the device has no %s storage\n", c->name,
+                       polyattn_dtype_name(dtype), polyattn_dtype_name(dtype));
+                unsupported++;
+                continue;
+            }
+            for (ai = 0; ai < n_algos; ai++) {
+                const polyattn_algo algo = algos[ai];
+                pa_tk_problem p;
+                pa_tk_result r;
+                polyattn_status st;
+                double t0 = now_ms();
+                const char *outputs = "O,LSE,P";
+                if (algo == POLYATTN_ALGO_FLASH)
+                    tried_flash = 1;
+                /* fresh inputs for every combination */
+                st = pa_tk_problem_init(&p, c, dtype, seed * 16 + (unsigned)algo);
+                if (st != POLYATTN_STATUS_SUCCESS) {
+                    printf("FAIL        %-28s %-4s %-7s : cannot build the inputs: %s\n", c->name,
+                           polyattn_dtype_name(dtype), polyattn_algo_name(algo),
+                           polyattn_status_name(st));
+                    failed++;
+                    continue;
+                }
+                /* probabilities when the algorithm offers them, else O and LSE */
+                st = pa_tk_run(ctx, &p, algo, 1, 1, &r);
+                if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
+                    st = pa_tk_run(ctx, &p, algo, 1, 0, &r);
+                    outputs = "O,LSE";
+                }
+                if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
+                    printf("UNSUPPORTED %-28s %-4s %-7s : %s\n", c->name, polyattn_dtype_name(dtype),
+                           polyattn_algo_name(algo), r.message);
+                    unsupported++;
+                    if (algo == POLYATTN_ALGO_FLASH)
+                        rejected_flash = 1;
+                } else if (st != POLYATTN_STATUS_SUCCESS || !r.pass) {
+                    printf("FAIL        %-28s %-4s %-7s : %s%s%s O err %.3g (rel %.3g) LSE err %.3g "
+                           "P err %.3g\n",
+                           c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo),
+                           st != POLYATTN_STATUS_SUCCESS ? polyattn_status_name(st) : "",
+                           st != POLYATTN_STATUS_SUCCESS ? ": " : "", r.message, r.o_max_abs,
+                           r.o_max_rel, r.lse_max_abs, r.probs_max_abs);
+                    failed++;
+                    ran = 1;
+                } else {
+                    printf("PASS        %-28s %-4s %-7s : %-7s O err %.3g (rel %.3g) LSE err %.3g "
+                           "P err %.3g  [%s, ws %llu B, %.0f ms]\n",
+                           c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo), outputs,
+                           r.o_max_abs, r.o_max_rel, r.lse_max_abs,
+                           r.checked_probs ? r.probs_max_abs : 0.0, polyattn_algo_name(r.algo),
+                           (unsigned long long)r.workspace_bytes, now_ms() - t0);
+                    passed++;
+                    ran = 1;
+                }
+                fflush(stdout);
+                pa_tk_problem_free(&p);
+            }
+            if (c->must_support && n_algos >= 3 && !ran) {
+                printf("FAIL        %-28s %-4s *       : a must-support case that every algorithm "
+                       "tried rejected\n",
+                       c->name, polyattn_dtype_name(dtype));
+                failed++;
+            }
+            if (c->must_support && gpu && tried_flash && rejected_flash) {
+                printf("FAIL        %-28s %-4s flash   : GPU backends must run every "
+                       "must-support case with flash\n",
+                       c->name, polyattn_dtype_name(dtype));
+                failed++;
+            }
+        }
+    }
+    printf("conformance %s: %d passed, %d failed, %d unsupported (%.1f s)\n",
+           polyattn_backend_name(backend), passed, failed, unsupported, (now_ms() - t_start) / 1e3);
+    polyattn_context_destroy(ctx);
+    pa_tk_shutdown();
+    return failed ? 1 : 0;
+}
