@@ -1,0 +1,388 @@
+/*
+ * CUDA algorithms: unfused (cuBLAS + the shared mask/softmax kernel), fused (shared
+ * kernel) and flash (tensor-core kernel for f16/bf16 at head dims 32..256 on sm_80+,
+ * else the shared generic kernel).
+ */
+#include "cuda_internal.h"
+
+#include "../gpu/gpu_attn.h"
+#include "flash_tc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t dtype_size(polyattn_dtype t) { return t == POLYATTN_DTYPE_F32 ? 4 : 2; }
+
+static void *at(pa_tensor_ref r) { return r.mem ? (char *)r.mem + r.offset : NULL; }
+
+static void fill_args(const pa_problem *p, const pa_io *io, pa_gpu_args *a)
+{
+    memset(a, 0, sizeof *a);
+    if (io) {
+        a->q = at(io->q);
+        a->k = at(io->k);
+        a->v = at(io->v);
+        a->o = at(io->o);
+        a->lse = p->want_lse ? (float *)at(io->lse) : NULL;
+        a->probs = p->want_probs ? (float *)at(io->probs) : NULL;
+        a->workspace = at(io->workspace);
+    }
+    a->dtype = (int)p->dtype;
+    a->mask = (int)p->mask;
+    a->batch = (int)p->batch;
+    a->heads_q = (int)p->heads_q;
+    a->heads_kv = (int)p->heads_kv;
+    a->seq_q = (int)p->seq_q;
+    a->seq_kv = (int)p->seq_kv;
+    a->head_dim = (int)p->head_dim;
+    a->head_dim_v = (int)p->head_dim_v;
+    for (int i = 0; i < 4; i++) {
+        a->q_stride[i] = p->q_stride[i];
+        a->k_stride[i] = p->k_stride[i];
+        a->v_stride[i] = p->v_stride[i];
+        a->o_stride[i] = p->o_stride[i];
+    }
+    a->scale = p->scale;
+}
+
+/* Sizes the kernels index with int (grid dims, rows). */
+static const char *check_int_sizes(const pa_problem *p)
+{
+    const int64_t lim = 0x7fffffff;
+    if (p->seq_q > lim || p->seq_kv > lim || p->batch > 65535 || p->heads_q > 65535)
+        return "sizes beyond the CUDA kernels' limits (seq <= 2^31-1, batch and heads_q <= 65535)";
+    return NULL;
+}
+
+#define LAUNCH(dev, expr)                                                                  \
+    do {                                                                                   \
+        int pa_l_e_ = (expr);                                                              \
+        if (pa_l_e_ != 0)                                                                  \
+            return pa_cuda_fail((dev), (cudaError_t)pa_l_e_, #expr, __FILE__, __LINE__);   \
+    } while (0)
+
+/* ------------------------------------------------------------------ flash */
+
+static int tc_disabled(void)
+{
+    const char *s = getenv("POLYATTN_CUDA_NO_TC");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
+/* Why the tensor-core kernel cannot take p (NULL: it can). */
+static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
+{
+    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
+    if (dev->cc_major < 8) return "the device is older than sm_80 (no mma.sync m16n8k16 bf16)";
+    if (p->head_dim != p->head_dim_v || !pa_cuda_flash_tc_has_head_dim((int)p->head_dim))
+        return "head_dim is not one of 32, 64, 96, 128, 256 (or differs from head_dim_v)";
+    const int64_t *s[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    for (int t = 0; t < 4; t++) {
+        if (s[t][3] != 1) return "a head_dim stride is not 1";
+        for (int i = 0; i < 3; i++)
+            if (s[t][i] % 8) return "a stride is not a multiple of 8 elements (16-byte rows)";
+    }
+    if (pa_cuda_flash_tc_smem((int)p->head_dim) > dev->smem_optin)
+        return "the tile does not fit the device's shared memory";
+    if (tc_disabled()) return "POLYATTN_CUDA_NO_TC is set";
+    return NULL;
+}
+
+static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char **why_not)
+{
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    const char *why = check_int_sizes(p);
+    if (why) return *why_not = why, POLYATTN_STATUS_UNSUPPORTED;
+    if (p->want_probs) {
+        *why_not = "flash never forms the probability matrix (O(seq) memory); use unfused or fused";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (p->head_dim > PA_GPU_MAX_HEAD_DIM || p->head_dim_v > PA_GPU_MAX_HEAD_DIM) {
+        *why_not = "head_dim and head_dim_v must be <= 1024 for the CUDA flash kernels";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (tc_refusal(dev, p)) {
+        pa_gpu_args a;
+        fill_args(p, NULL, &a);
+        size_t smem = pa_gpu_flash_generic_smem(&a);
+        if (smem > dev->smem_optin) {
+            snprintf(dev->why, sizeof dev->why,
+                     "the generic flash kernel needs %zu bytes of shared memory, the device "
+                     "offers %zu per block",
+                     smem, dev->smem_optin);
+            *why_not = dev->why;
+            return POLYATTN_STATUS_UNSUPPORTED;
+        }
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static uint64_t zero_workspace(pa_device *d, const pa_problem *p)
+{
+    (void)d, (void)p;
+    return 0;
+}
+
+static int one_launch(pa_device *d, const pa_problem *p)
+{
+    (void)d, (void)p;
+    return 1;
+}
+
+static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **state)
+{
+    const char *why = tc_refusal(pa_cuda_dev(d), p);
+    if (why)
+        pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: generic SIMT kernel (tensor-core kernel not used: %s)",
+               why);
+    else
+        pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: tensor-core kernel, head_dim %lld, %s",
+               (long long)p->head_dim, polyattn_dtype_name(p->dtype));
+    *state = NULL;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static int aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
+
+static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *state,
+                                     const pa_io *io)
+{
+    (void)state;
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    pa_gpu_args a;
+    fill_args(p, io, &a);
+    PA_CU(d, cudaSetDevice(dev->ordinal));
+    if (!tc_refusal(dev, p) && aligned16(a.q) && aligned16(a.k) && aligned16(a.v) &&
+        aligned16(a.o)) {
+        LAUNCH(d, pa_cuda_flash_tc(&a, dev->stream));
+    } else {
+        LAUNCH(d, pa_gpu_flash_generic(&a, dev->stream));
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ fused */
+
+static int fused_scores_fit(pa_cuda_device *dev, const pa_gpu_args *a)
+{
+    return pa_gpu_fused_smem(a, 1) <= dev->smem_optin;
+}
+
+static polyattn_status fused_check(pa_device *d, const pa_problem *p, const char **why_not)
+{
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    const char *why = check_int_sizes(p);
+    if (why) return *why_not = why, POLYATTN_STATUS_UNSUPPORTED;
+    if (p->head_dim > PA_GPU_MAX_HEAD_DIM || p->head_dim_v > PA_GPU_MAX_HEAD_DIM) {
+        *why_not = "head_dim and head_dim_v must be <= 1024 for the fused kernel";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    pa_gpu_args a;
+    fill_args(p, NULL, &a);
+    size_t smem = pa_gpu_fused_smem(&a, 0);
+    if (smem > dev->smem_optin) {
+        snprintf(dev->why, sizeof dev->why,
+                 "the fused kernel needs %zu bytes of shared memory, the device offers %zu", smem,
+                 dev->smem_optin);
+        *why_not = dev->why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static uint64_t fused_workspace(pa_device *d, const pa_problem *p)
+{
+    pa_gpu_args a;
+    fill_args(p, NULL, &a);
+    return fused_scores_fit(pa_cuda_dev(d), &a) ? 0 : pa_gpu_fused_workspace(&a);
+}
+
+static polyattn_status fused_prepare(pa_device *d, const pa_problem *p, void **state)
+{
+    pa_gpu_args a;
+    fill_args(p, NULL, &a);
+    pa_log(POLYATTN_LOG_DISPATCH, "cuda fused: scores of each 32-query tile in %s",
+           fused_scores_fit(pa_cuda_dev(d), &a) ? "shared memory" : "the workspace");
+    *state = NULL;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static polyattn_status fused_forward(pa_device *d, const pa_problem *p, void *state,
+                                     const pa_io *io)
+{
+    (void)state;
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    pa_gpu_args a;
+    fill_args(p, io, &a);
+    const int in_smem = fused_scores_fit(dev, &a);
+    if (!in_smem && !a.workspace)
+        return pa_fail(d, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "fused: the scores need a workspace of %llu bytes",
+                       (unsigned long long)pa_gpu_fused_workspace(&a));
+    PA_CU(d, cudaSetDevice(dev->ordinal));
+    LAUNCH(d, pa_gpu_fused(&a, in_smem, dev->stream));
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+/* ---------------------------------------------------------------- unfused */
+
+/* cuBLAS sees one (batch, head) pair per strided-batch entry.  Heads of a GQA group that
+ * share a kv head are different calls (offset j within the group); batches fold into the
+ * strided batch when every tensor's batch stride is heads * head stride (BHSD and BSHD
+ * both), else each batch is its own call. */
+typedef struct unfused_plan {
+    int group;   /* heads_q / heads_kv */
+    int flat;    /* batches folded into the strided batch */
+    int calls;   /* GEMM calls per product */
+} unfused_plan;
+
+static unfused_plan unfused_layout(const pa_problem *p)
+{
+    unfused_plan u;
+    u.group = (int)(p->heads_q / p->heads_kv);
+    u.flat = p->q_stride[0] == p->heads_q * p->q_stride[1] &&
+             p->k_stride[0] == p->heads_kv * p->k_stride[1] &&
+             p->v_stride[0] == p->heads_kv * p->v_stride[1] &&
+             p->o_stride[0] == p->heads_q * p->o_stride[1];
+    if (p->batch == 1) u.flat = 1;
+    u.calls = u.group * (u.flat ? 1 : (int)p->batch);
+    return u;
+}
+
+static polyattn_status unfused_check(pa_device *d, const pa_problem *p, const char **why_not)
+{
+    (void)d;
+    const char *why = check_int_sizes(p);
+    if (why) return *why_not = why, POLYATTN_STATUS_UNSUPPORTED;
+    if (p->q_stride[3] != 1 || p->k_stride[3] != 1 || p->v_stride[3] != 1 || p->o_stride[3] != 1) {
+        *why_not = "cuBLAS needs a head_dim stride of 1 in q, k, v and o";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if ((p->seq_q > 1 && (p->q_stride[2] < p->head_dim || p->o_stride[2] < p->head_dim_v)) ||
+        (p->seq_kv > 1 && (p->k_stride[2] < p->head_dim || p->v_stride[2] < p->head_dim_v))) {
+        *why_not = "cuBLAS needs sequence strides of at least the head dim (no overlapping rows)";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (p->seq_kv * 4 / (int64_t)dtype_size(p->dtype) > 0x7fffffff) {
+        *why_not = "seq_kv too long for a cuBLAS leading dimension";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static uint64_t unfused_workspace(pa_device *d, const pa_problem *p)
+{
+    (void)d;
+    /* f32 scores; the probabilities overwrite them in place in the storage dtype. */
+    return (uint64_t)p->batch * p->heads_q * p->seq_q * p->seq_kv * sizeof(float);
+}
+
+static int unfused_launches(pa_device *d, const pa_problem *p)
+{
+    (void)d;
+    return 2 * unfused_layout(p).calls + 1;
+}
+
+static polyattn_status unfused_prepare(pa_device *d, const pa_problem *p, void **state)
+{
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    PA_CU(d, cudaSetDevice(dev->ordinal));
+    if (!dev->blas) {
+        PA_CUBLAS(d, cublasCreate(&dev->blas));
+        PA_CUBLAS(d, cublasSetStream(dev->blas, dev->stream));
+    }
+    unfused_plan u = unfused_layout(p);
+    pa_log(POLYATTN_LOG_DISPATCH,
+           "cuda unfused: cublasGemmStridedBatchedEx x %d per product (%d GQA offset%s x %s), "
+           "batch count %lld, f32 accumulate; shared mask+softmax kernel",
+           u.calls, u.group, u.group > 1 ? "s" : "",
+           u.flat ? "batches folded" : "one call per batch",
+           (long long)(u.flat ? p->batch * p->heads_kv : p->heads_kv));
+    *state = NULL;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static cudaDataType_t cuda_type(polyattn_dtype t)
+{
+    return t == POLYATTN_DTYPE_F32 ? CUDA_R_32F : t == POLYATTN_DTYPE_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
+
+static polyattn_status unfused_forward(pa_device *d, const pa_problem *p, void *state,
+                                       const pa_io *io)
+{
+    (void)state;
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    if (!dev->blas) return pa_fail(d, POLYATTN_STATUS_INTERNAL_ERROR, "unfused: no cuBLAS handle");
+    if (!io->workspace.mem || io->workspace_bytes < unfused_workspace(d, p))
+        return pa_fail(d, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "unfused: the workspace must hold %llu bytes of scores",
+                       (unsigned long long)unfused_workspace(d, p));
+    PA_CU(d, cudaSetDevice(dev->ordinal));
+    PA_CUBLAS(d, cublasSetStream(dev->blas, dev->stream));
+    pa_gpu_args a;
+    fill_args(p, io, &a);
+    const unfused_plan u = unfused_layout(p);
+    const size_t es = dtype_size(p->dtype);
+    const cudaDataType_t t = cuda_type(p->dtype);
+    const int sq = (int)p->seq_q, skv = (int)p->seq_kv, dk = (int)p->head_dim,
+              dv = (int)p->head_dim_v;
+    const long long ldq = p->seq_q > 1 ? p->q_stride[2] : dk;
+    const long long ldk = p->seq_kv > 1 ? p->k_stride[2] : dk;
+    const long long ldv = p->seq_kv > 1 ? p->v_stride[2] : dv;
+    const long long ldo = p->seq_q > 1 ? p->o_stride[2] : dv;
+    const long long ldp = (long long)skv * 4 / (long long)es; /* probabilities in place */
+    const long long pairs = (long long)sq * skv;
+    const int batches = u.flat ? 1 : (int)p->batch;
+    const int count = (int)((u.flat ? p->batch : 1) * p->heads_kv);
+    float *scores = (float *)a.workspace;
+    const float alpha_qk = p->scale, one = 1.f, zero = 0.f;
+
+    /* S^T (column-major skv x sq) = K Q^T, i.e. row-major S = Q K^T * scale. */
+    for (int j = 0; j < u.group; j++)
+        for (int b = 0; b < batches; b++) {
+            const char *qp = (const char *)a.q + (b * p->q_stride[0] + j * p->q_stride[1]) * es;
+            const char *kp = (const char *)a.k + b * p->k_stride[0] * es;
+            float *sp = scores + ((long long)b * p->heads_q + j) * pairs;
+            PA_CUBLAS(d, cublasGemmStridedBatchedEx(
+                             dev->blas, CUBLAS_OP_T, CUBLAS_OP_N, skv, sq, dk, &alpha_qk, kp, t,
+                             ldk, p->k_stride[1], qp, t, ldq, u.group * p->q_stride[1], &zero, sp,
+                             CUDA_R_32F, skv, u.group * pairs, count, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT));
+        }
+    LAUNCH(d, pa_gpu_mask_softmax(&a, scores, dev->stream));
+    /* O^T (column-major dv x sq) = V^T P^T, i.e. row-major O = P V. */
+    for (int j = 0; j < u.group; j++)
+        for (int b = 0; b < batches; b++) {
+            const char *vp = (const char *)a.v + b * p->v_stride[0] * es;
+            const char *pp = (const char *)scores + ((long long)b * p->heads_q + j) * pairs * 4;
+            char *op = (char *)a.o + (b * p->o_stride[0] + j * p->o_stride[1]) * es;
+            PA_CUBLAS(d, cublasGemmStridedBatchedEx(
+                             dev->blas, CUBLAS_OP_N, CUBLAS_OP_N, dv, sq, skv, &one, vp, t, ldv,
+                             p->v_stride[1], pp, t, ldp, u.group * pairs * 4 / (long long)es,
+                             &zero, op, t, ldo, u.group * p->o_stride[1], count,
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+const pa_algo_ops pa_cuda_algos[3] = {
+    {.algo = POLYATTN_ALGO_UNFUSED,
+     .check = unfused_check,
+     .workspace_size = unfused_workspace,
+     .kernel_launches = unfused_launches,
+     .prepare = unfused_prepare,
+     .forward = unfused_forward},
+    {.algo = POLYATTN_ALGO_FUSED,
+     .check = fused_check,
+     .workspace_size = fused_workspace,
+     .kernel_launches = one_launch,
+     .prepare = fused_prepare,
+     .forward = fused_forward},
+    {.algo = POLYATTN_ALGO_FLASH,
+     .check = flash_check,
+     .workspace_size = zero_workspace,
+     .kernel_launches = one_launch,
+     .prepare = flash_prepare,
+     .forward = flash_forward},
+};

@@ -1,0 +1,22 @@
+/* Tensor-core flash forward (NVIDIA sm_80+, f16/bf16): C interface for the host glue. */
+#ifndef POLYATTN_CUDA_FLASH_TC_H
+#define POLYATTN_CUDA_FLASH_TC_H
+
+#include "../gpu/gpu_attn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Head dims with a compiled instance (32, 64, 96, 128, 256). */
+int pa_cuda_flash_tc_has_head_dim(int head_dim);
+/* Shared memory the instance for head_dim needs (bytes). */
+size_t pa_cuda_flash_tc_smem(int head_dim);
+/* Enqueues; returns the cudaError_t of the launch.  Needs q/k/v/o 16-byte aligned, unit
+ * head_dim stride and other strides multiples of 8 (the caller checks). */
+int pa_cuda_flash_tc(const pa_gpu_args *a, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,376 @@
+/*
+ * cuda_bench: times polyattn on the CUDA backend, one JSON object per line.
+ *
+ * Reads shape lines from stdin (bench/gpu/shapes.py writes them):
+ *     suite dtype batch heads_q heads_kv seq_q seq_kv head_dim causal algo[,algo...]
+ * For each line and algorithm: plan, run once and validate sampled rows against a double
+ * precision reference computed here from the same rounded inputs, warm up, then time with
+ * device events (median of the repetitions), rotating between input sets when one set
+ * would fit in L2.  FLOPs are 4*batch*heads*seq_q*seq_kv*head_dim, halved when causal
+ * (the convention of the FlashAttention papers), so numbers compare with PyTorch's.
+ *
+ * Options: --backend cuda|host|... (default cuda), --reps N (max timed repetitions).
+ */
+#include "polyattn.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SETS 8
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static float rng_uniform(void) /* splitmix64 -> [-1, 1) */
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+}
+
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    int32_t exp = (int32_t)((u >> 23) & 0xff) - 127 + 15;
+    uint32_t man = u & 0x7fffffu;
+    if (exp >= 31) return (uint16_t)(sign | 0x7c00u); /* inputs here are finite and small */
+    if (exp <= 0) {
+        if (exp < -10) return (uint16_t)sign;
+        man |= 0x800000u;
+        uint32_t shift = (uint32_t)(14 - exp);
+        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = ((uint32_t)exp << 10) | (man >> 13), rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+}
+static float from_f16(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, u;
+    if (exp == 0) {
+        float f = ldexpf((float)man, -24);
+        return sign ? -f : f;
+    }
+    if (exp == 31) u = sign | 0x7f800000u | (man << 13);
+    else u = sign | ((exp - 15 + 127) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static float round_to(polyattn_dtype t, float x)
+{
+    return t == POLYATTN_DTYPE_F16 ? from_f16(to_f16(x)) : t == POLYATTN_DTYPE_BF16 ? from_bf16(to_bf16(x)) : x;
+}
+static float load_dev(polyattn_dtype t, const void *p, size_t i)
+{
+    if (t == POLYATTN_DTYPE_F32) return ((const float *)p)[i];
+    uint16_t h = ((const uint16_t *)p)[i];
+    return t == POLYATTN_DTYPE_F16 ? from_f16(h) : from_bf16(h);
+}
+
+/* Host copies: random f32 values, uploaded in the storage dtype. */
+static float *host_in[3];
+static size_t host_len;
+static void *host_conv;
+
+static int ensure_host(size_t n)
+{
+    if (n <= host_len) return 0;
+    for (int i = 0; i < 3; i++) {
+        free(host_in[i]);
+        host_in[i] = malloc(n * sizeof(float));
+        if (!host_in[i]) return -1;
+        for (size_t j = 0; j < n; j++) host_in[i][j] = rng_uniform();
+    }
+    free(host_conv);
+    host_conv = malloc(n * sizeof(float));
+    host_len = n;
+    return host_conv ? 0 : -1;
+}
+
+static polyattn_status upload(polyattn_buffer *b, polyattn_dtype t, const float *src, size_t n,
+                              size_t shift)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = src[(i + shift) % n];
+        if (t == POLYATTN_DTYPE_F32) ((float *)host_conv)[i] = x;
+        else ((uint16_t *)host_conv)[i] = t == POLYATTN_DTYPE_F16 ? to_f16(x) : to_bf16(x);
+    }
+    return polyattn_buffer_write(b, 0, host_conv, n * polyattn_dtype_size(t));
+}
+
+typedef struct shape {
+    char suite[32], dtype_name[8], algos[64];
+    polyattn_dtype dtype;
+    int64_t batch, heads_q, heads_kv, seq_q, seq_kv, head_dim;
+    int causal;
+} shape;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void json_head(const shape *s, const char *algo)
+{
+    printf("{\"impl\":\"polyattn\",\"suite\":\"%s\",\"algo\":\"%s\",\"dtype\":\"%s\",\"batch\":%lld,"
+           "\"heads_q\":%lld,\"heads_kv\":%lld,\"seq_q\":%lld,\"seq_kv\":%lld,\"head_dim\":%lld,"
+           "\"causal\":%d",
+           s->suite, algo, s->dtype_name, (long long)s->batch, (long long)s->heads_q,
+           (long long)s->heads_kv, (long long)s->seq_q, (long long)s->seq_kv,
+           (long long)s->head_dim, s->causal);
+}
+
+static void json_error(const shape *s, const char *algo, const char *what, const char *msg)
+{
+    json_head(s, algo);
+    printf(",\"ok\":false,\"error\":\"%s: ", what);
+    for (const char *c = msg; c && *c; c++) {
+        if (*c == '"' || *c == '\\') putchar('\\');
+        putchar(*c >= ' ' ? *c : ' ');
+    }
+    printf("\"}\n");
+    fflush(stdout);
+}
+
+/* Reference for one query row, in double, from the rounded host inputs (BHSD). */
+static void reference_row(const shape *s, int64_t b, int64_t h, int64_t i, float scale,
+                          double *out, double *row_buf)
+{
+    const int64_t d = s->head_dim, g = s->heads_q / s->heads_kv, hk = h / g;
+    const float *q = host_in[0] + ((b * s->heads_q + h) * s->seq_q + i) * d;
+    const float *k = host_in[1] + (b * s->heads_kv + hk) * s->seq_kv * d;
+    const float *v = host_in[2] + (b * s->heads_kv + hk) * s->seq_kv * d;
+    int64_t vis = s->causal ? i + 1 + (s->causal == 2 ? s->seq_kv - s->seq_q : 0) : s->seq_kv;
+    if (vis > s->seq_kv) vis = s->seq_kv;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < vis; j++) {
+        double acc = 0;
+        for (int64_t c = 0; c < d; c++)
+            acc += (double)round_to(s->dtype, q[c]) * round_to(s->dtype, k[j * d + c]);
+        row_buf[j] = acc * scale;
+        if (row_buf[j] > mx) mx = row_buf[j];
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < vis; j++) sum += (row_buf[j] = exp(row_buf[j] - mx));
+    for (int64_t c = 0; c < d; c++) out[c] = 0;
+    for (int64_t j = 0; j < vis; j++)
+        for (int64_t c = 0; c < d; c++) out[c] += row_buf[j] / sum * round_to(s->dtype, v[j * d + c]);
+}
+
+static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name, int max_reps)
+{
+    polyattn_algo algo = strcmp(algo_name, "unfused") == 0 ? POLYATTN_ALGO_UNFUSED
+                         : strcmp(algo_name, "fused") == 0 ? POLYATTN_ALGO_FUSED
+                         : strcmp(algo_name, "flash") == 0 ? POLYATTN_ALGO_FLASH
+                                                           : POLYATTN_ALGO_AUTO;
+    polyattn_attention_desc desc;
+    polyattn_attention_desc_init(&desc, s->dtype, s->batch, s->heads_q, s->heads_kv, s->seq_q,
+                                 s->seq_kv, s->head_dim, s->head_dim);
+    desc.mask = s->causal == 2 ? POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT
+                : s->causal    ? POLYATTN_MASK_CAUSAL_TOP_LEFT
+                               : POLYATTN_MASK_NONE;
+    polyattn_plan_options opt;
+    polyattn_plan_options_init(&opt);
+    opt.algo = algo;
+    polyattn_plan *plan = NULL;
+    if (polyattn_plan_create(ctx, &desc, &opt, &plan) != POLYATTN_STATUS_SUCCESS) {
+        json_error(s, algo_name, "plan", polyattn_context_last_error(ctx));
+        return;
+    }
+    polyattn_plan_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    polyattn_plan_get_info(plan, &info);
+
+    const size_t es = polyattn_dtype_size(s->dtype);
+    const size_t nq = (size_t)(s->batch * s->heads_q * s->seq_q * s->head_dim);
+    const size_t nk = (size_t)(s->batch * s->heads_kv * s->seq_kv * s->head_dim);
+    const size_t set_bytes = (nq * 2 + nk * 2) * es;
+    int sets = (int)((150u << 20) / (set_bytes ? set_bytes : 1)) + 1; /* > 3x the 50 MB L2 */
+    if (sets > MAX_SETS) sets = MAX_SETS;
+    polyattn_buffer *q[MAX_SETS] = {0}, *k[MAX_SETS] = {0}, *v[MAX_SETS] = {0}, *o = NULL, *ws = NULL;
+    polyattn_event *e0 = NULL, *e1 = NULL;
+    double *times = NULL, *ref = NULL, *row_buf = NULL;
+    void *out = NULL;
+    const char *fail = NULL;
+    size_t big = nq > nk ? nq : nk;
+    if (ensure_host(big)) fail = "host memory";
+    for (int i = 0; !fail && i < sets; i++) {
+        if (polyattn_buffer_alloc(ctx, nq * es, &q[i]) || polyattn_buffer_alloc(ctx, nk * es, &k[i]) ||
+            polyattn_buffer_alloc(ctx, nk * es, &v[i]))
+            fail = "alloc";
+        /* set i > 0: the same values shifted, so every set is valid and distinct */
+        else if (upload(q[i], s->dtype, host_in[0], nq, (size_t)i * 7) ||
+                 upload(k[i], s->dtype, host_in[1], nk, (size_t)i * 7) ||
+                 upload(v[i], s->dtype, host_in[2], nk, (size_t)i * 7))
+            fail = "upload";
+    }
+    if (!fail && polyattn_buffer_alloc(ctx, nq * es, &o)) fail = "alloc";
+    if (!fail && info.workspace_bytes && polyattn_buffer_alloc(ctx, info.workspace_bytes, &ws))
+        fail = "alloc workspace";
+    if (!fail && (polyattn_event_create(ctx, &e0) || polyattn_event_create(ctx, &e1))) fail = "events";
+    /* poison O (0xff bytes: NaN in every dtype), run set 0, validate sampled rows */
+    if (!fail) {
+        memset(host_conv, 0xff, nq * es);
+        if (polyattn_buffer_write(o, 0, host_conv, nq * es)) fail = "poison";
+    }
+    if (!fail && polyattn_forward(plan, q[0], k[0], v[0], o, NULL, NULL, ws)) fail = "forward";
+    if (!fail && polyattn_context_synchronize(ctx)) fail = "synchronize";
+    double err_num = 0, err_den = 0;
+    int unwritten = 0;
+    if (!fail) {
+        out = malloc(nq * es);
+        ref = malloc(sizeof(double) * (size_t)s->head_dim);
+        row_buf = malloc(sizeof(double) * (size_t)s->seq_kv);
+        if (!out || !ref || !row_buf) fail = "host memory";
+        else if (polyattn_buffer_read(o, 0, out, nq * es)) fail = "read";
+    }
+    if (!fail) {
+        const int64_t rows = s->batch * s->heads_q * s->seq_q;
+        const float scale = 1.0f / sqrtf((float)s->head_dim);
+        for (int t = 0; t < 12; t++) {
+            int64_t r = t == 0 ? 0 : t == 1 ? rows - 1 : (int64_t)((rng_uniform() * 0.5 + 0.5) * (double)rows);
+            if (r >= rows) r = rows - 1;
+            int64_t i = r % s->seq_q, bh = r / s->seq_q, h = bh % s->heads_q, b = bh / s->heads_q;
+            reference_row(s, b, h, i, scale, ref, row_buf);
+            for (int64_t c = 0; c < s->head_dim; c++) {
+                float x = load_dev(s->dtype, out, (size_t)(r * s->head_dim + c));
+                if (isnan(x)) unwritten++;
+                err_num += (x - ref[c]) * (x - ref[c]);
+                err_den += ref[c] * ref[c];
+            }
+        }
+        /* every element written (no poison left) */
+        for (size_t i = 0; i < nq; i++)
+            if (isnan(load_dev(s->dtype, out, i))) { unwritten++; break; }
+    }
+    double rel = err_den > 0 ? sqrt(err_num / err_den) : sqrt(err_num);
+    const double tol = s->dtype == POLYATTN_DTYPE_F32 ? 1e-4 : s->dtype == POLYATTN_DTYPE_F16 ? 5e-3 : 2e-2;
+    int ok = !fail && !unwritten && rel <= tol;
+
+    double median = 0;
+    int reps = 0;
+    if (!fail) {
+        /* warm up: 3 runs, and estimate the time per run */
+        double est = 0;
+        polyattn_event_record(e0);
+        for (int w = 0; w < 3; w++) polyattn_forward(plan, q[w % sets], k[w % sets], v[w % sets], o, NULL, NULL, ws);
+        polyattn_event_record(e1);
+        if (polyattn_event_elapsed_ms(e0, e1, &est)) fail = "timing";
+        est /= 3;
+        reps = est > 0 ? (int)(300.0 / est) : max_reps;
+        if (reps < 5) reps = 5;
+        if (reps > max_reps) reps = max_reps;
+        times = calloc((size_t)reps, sizeof(double));
+        for (int r = 0; !fail && r < reps; r++) {
+            int i = r % sets;
+            polyattn_event_record(e0);
+            polyattn_status st = polyattn_forward(plan, q[i], k[i], v[i], o, NULL, NULL, ws);
+            polyattn_event_record(e1);
+            if (st || polyattn_event_elapsed_ms(e0, e1, &times[r])) fail = "timed forward";
+        }
+        if (!fail) {
+            qsort(times, (size_t)reps, sizeof(double), cmp_double);
+            median = times[reps / 2];
+        }
+    }
+    if (fail) {
+        json_error(s, algo_name, fail, polyattn_context_last_error(ctx));
+    } else {
+        double flops = 4.0 * (double)s->batch * (double)s->heads_q * (double)s->seq_q *
+                       (double)s->seq_kv * (double)s->head_dim * (s->causal ? 0.5 : 1.0);
+        json_head(s, algo_name);
+        printf(",\"ok\":%s,\"rel_err\":%.3e,\"unwritten\":%d,\"ms\":%.5f,\"tflops\":%.3f,"
+               "\"reps\":%d,\"sets\":%d,\"workspace_bytes\":%llu,\"launches\":%d,\"chosen\":\"%s\"}\n",
+               ok ? "true" : "false", rel, unwritten, median, flops / (median * 1e-3) / 1e12, reps,
+               sets, (unsigned long long)info.workspace_bytes, info.kernel_launches,
+               polyattn_algo_name(info.algo));
+        fflush(stdout);
+    }
+    free(times), free(ref), free(row_buf), free(out);
+    polyattn_event_destroy(e0), polyattn_event_destroy(e1);
+    for (int i = 0; i < sets; i++) polyattn_buffer_free(q[i]), polyattn_buffer_free(k[i]), polyattn_buffer_free(v[i]);
+    polyattn_buffer_free(o), polyattn_buffer_free(ws);
+    polyattn_plan_destroy(plan);
+}
+
+int main(int argc, char **argv)
+{
+    polyattn_backend backend = POLYATTN_BACKEND_CUDA;
+    int max_reps = 50;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            const char *b = argv[++i];
+            backend = !strcmp(b, "host") ? POLYATTN_BACKEND_HOST : !strcmp(b, "hip") ? POLYATTN_BACKEND_HIP
+                      : !strcmp(b, "opencl") ? POLYATTN_BACKEND_OPENCL : POLYATTN_BACKEND_CUDA;
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            max_reps = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: %s [--backend cuda] [--reps N] < shapes\n", argv[0]);
+            return 2;
+        }
+    }
+    int count = 0;
+    const char *reason = NULL;
+    polyattn_device_count(backend, &count, &reason);
+    if (count == 0) {
+        fprintf(stderr, "cuda_bench: no %s device: %s\n", polyattn_backend_name(backend), reason ? reason : "");
+        return 77;
+    }
+    polyattn_context *ctx = NULL;
+    if (polyattn_context_create(backend, 0, &ctx)) {
+        fprintf(stderr, "cuda_bench: %s\n", polyattn_last_error());
+        return 1;
+    }
+    polyattn_device_info di;
+    memset(&di, 0, sizeof di);
+    di.struct_size = sizeof di;
+    polyattn_context_get_device_info(ctx, &di);
+    printf("{\"impl\":\"device\",\"name\":\"%s\",\"arch\":\"%s\",\"driver\":\"%s\",\"compute_units\":%d}\n",
+           di.name, di.arch, di.driver_version, di.compute_units);
+    char line[512];
+    while (fgets(line, sizeof line, stdin)) {
+        shape s;
+        memset(&s, 0, sizeof s);
+        long long b, hq, hk, sq, skv, d;
+        if (line[0] == '#' ||
+            sscanf(line, "%31s %7s %lld %lld %lld %lld %lld %lld %d %63s", s.suite, s.dtype_name, &b,
+                   &hq, &hk, &sq, &skv, &d, &s.causal, s.algos) != 10)
+            continue;
+        s.batch = b, s.heads_q = hq, s.heads_kv = hk, s.seq_q = sq, s.seq_kv = skv, s.head_dim = d;
+        s.dtype = !strcmp(s.dtype_name, "f16") ? POLYATTN_DTYPE_F16
+                  : !strcmp(s.dtype_name, "bf16") ? POLYATTN_DTYPE_BF16 : POLYATTN_DTYPE_F32;
+        for (char *a = s.algos; *a;) {
+            char *comma = strchr(a, ',');
+            if (comma) *comma = 0;
+            run_one(ctx, &s, a, max_reps);
+            if (!comma) break;
+            a = comma + 1;
+        }
+    }
+    polyattn_context_destroy(ctx);
+    return 0;
+}
