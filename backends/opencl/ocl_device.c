@@ -173,6 +173,8 @@ static void enumerate(void)
         g_list.reason = "clGetPlatformIDs failed";
         return;
     }
+    /* GPUs and accelerators first, then CPUs: device 0 is the likeliest fast one. */
+    for (int pass = 0; pass < 2; pass++)
     for (cl_uint p = 0; p < n_plat; p++) {
         cl_uint n_dev = 0;
         if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev) != CL_SUCCESS) continue;
@@ -182,8 +184,10 @@ static void enumerate(void)
             continue;
         for (cl_uint k = 0; k < n_dev && g_list.count < OCL_MAX_DEVICES; k++) {
             cl_bool avail = CL_FALSE;
+            cl_device_type type = 0;
             clGetDeviceInfo(devs[k], CL_DEVICE_AVAILABLE, sizeof avail, &avail, NULL);
-            if (!avail) continue;
+            clGetDeviceInfo(devs[k], CL_DEVICE_TYPE, sizeof type, &type, NULL);
+            if (!avail || ((type & CL_DEVICE_TYPE_CPU) != 0) != (pass == 1)) continue;
             g_list.devices[g_list.count] = devs[k];
             ocl_probe_caps(devs[k], &g_list.caps[g_list.count]);
             g_list.count++;
