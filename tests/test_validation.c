@@ -491,6 +491,77 @@ static void test_forward(polyattn_context *ctx, polyattn_context *other_ctx)
     polyattn_plan_destroy(plan_plain);
 }
 
+/* Errors reach the log callback (with its user data); dispatch reasons when enabled. */
+static int log_errors, log_dispatch, log_bad_user;
+static char log_last[1024];
+static int log_marker;
+
+static void on_log(polyattn_log_category category, const char *message, void *user_data)
+{
+    if (user_data != &log_marker)
+        log_bad_user++;
+    if (category == POLYATTN_LOG_ERROR) {
+        log_errors++;
+        snprintf(log_last, sizeof log_last, "%s", message ? message : "");
+    } else if (category == POLYATTN_LOG_DISPATCH) {
+        log_dispatch++;
+    }
+}
+
+static void test_logging(polyattn_context *ctx)
+{
+    polyattn_attention_desc d = base_desc();
+    polyattn_plan *plan = NULL;
+    int before = log_errors;
+    d.k.shape[3] = 9;
+    CHECK(polyattn_plan_create(ctx, &d, NULL, &plan) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(log_errors == before + 1);
+    CHECK(strstr(log_last, "k.shape[3]") != NULL);
+    CHECK(log_bad_user == 0);
+    polyattn_set_log_mask(POLYATTN_LOG_DISPATCH);
+    d = base_desc();
+    CHECK(polyattn_plan_create(ctx, &d, NULL, &plan) == POLYATTN_STATUS_SUCCESS);
+    CHECK(log_dispatch >= 3); /* one reason per candidate */
+    polyattn_plan_destroy(plan);
+    polyattn_set_log_mask(0);
+    before = log_dispatch;
+    CHECK(polyattn_plan_create(ctx, &d, NULL, &plan) == POLYATTN_STATUS_SUCCESS);
+    CHECK(log_dispatch == before);
+    polyattn_plan_destroy(plan);
+}
+
+/* Events and device info: the remaining argument checks. */
+static void test_events_info(polyattn_context *ctx, polyattn_context *other)
+{
+    polyattn_event *a = NULL, *b = NULL;
+    polyattn_device_info info;
+    double ms = 0;
+    CHECK(polyattn_event_create(NULL, &a) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_event_create(ctx, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_event_create(ctx, &a) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_event_create(other, &b) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_event_record(a) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_event_record(b) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_event_record(NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_event_elapsed_ms(a, b, &ms) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_event_elapsed_ms(a, a, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_event_elapsed_ms(NULL, a, &ms) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    polyattn_event_destroy(a);
+    polyattn_event_destroy(b);
+    polyattn_event_destroy(NULL);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info - 8;
+    CHECK(polyattn_context_get_device_info(ctx, &info) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_context_get_device_info(ctx, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_context_get_device_info(NULL, &info) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    info.struct_size = sizeof info;
+    CHECK(polyattn_context_get_device_info(ctx, &info) == POLYATTN_STATUS_SUCCESS);
+    CHECK(info.backend == POLYATTN_BACKEND_HOST && info.struct_size == sizeof info);
+    CHECK(polyattn_context_backend(ctx) == POLYATTN_BACKEND_HOST);
+    CHECK(polyattn_context_synchronize(NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_context_memory_stats(ctx, 0, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+}
+
 static void test_contexts(void)
 {
     polyattn_context *ctx = (polyattn_context *)&checks;
@@ -513,13 +584,19 @@ int main(void)
         fprintf(stderr, "cannot create a host context: %s\n", polyattn_last_error());
         return 1;
     }
+    /* collect errors instead of printing hundreds of expected ones on stderr */
+    polyattn_set_log_callback(on_log, &log_marker);
     g_ctx = ctx;
     test_descriptors();
+    CHECK(log_errors > 0);
+    test_logging(ctx);
+    test_events_info(ctx, other);
     test_plan_options(ctx);
     test_forward(ctx, other);
     test_contexts();
     polyattn_context_destroy(ctx);
     polyattn_context_destroy(other);
+    polyattn_set_log_callback(NULL, NULL);
     if (failures) {
         fprintf(stderr, "test_validation: %d of %d checks failed\n", failures, checks);
         return 1;
