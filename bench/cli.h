@@ -116,6 +116,8 @@ int pa_outfile_open(pa_outfile *of, const char *cmd, const char *option, const c
 /* Writes a float32 .npy into the temp file and closes it. */
 int pa_outfile_write_npy(pa_outfile *of, const char *cmd, const float *data, int rank,
                          const int64_t *shape);
+/* Closes a file written through of->file (text reports). */
+int pa_outfile_close(pa_outfile *of, const char *cmd);
 int pa_outfile_commit(pa_outfile *of, const char *cmd);
 void pa_outfile_discard(pa_outfile *of);
 

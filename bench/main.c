@@ -1,5 +1,5 @@
 /* polyattn: the command-line tool.  Dispatches to one command per file (cmd_*.c). */
-#include "cli.h"
+#include "bench.h"
 
 #include <string.h>
 
@@ -10,6 +10,7 @@ static const char usage[] =
     "  devices   list backends and devices (--json)\n"
     "  run       attention over .npy inputs, outputs written as .npy\n"
     "  explain   the planner's choice and every candidate's rejection for a shape\n"
+    "  bench     validated timings of suites of shapes (seed, fa2, decode, custom)\n"
     "\n"
     "  polyattn <command> --help   options of a command\n"
     "  polyattn --version          library and tool versions\n"
@@ -42,5 +43,7 @@ int main(int argc, char **argv)
         return pa_cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "explain") == 0)
         return pa_cmd_explain(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0)
+        return pa_cmd_bench(argc - 2, argv + 2);
     return pa_cli_fail(NULL, "unknown command '%s' (see polyattn --help)", cmd);
 }

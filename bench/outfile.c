@@ -91,3 +91,15 @@ void pa_outfile_discard(pa_outfile *of)
         of->tmp_path = NULL;
     }
 }
+
+int pa_outfile_close(pa_outfile *of, const char *cmd)
+{
+    int bad = ferror(of->file);
+    if (fclose(of->file) != 0)
+        bad = 1;
+    of->file = NULL;
+    if (bad)
+        return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: cannot write '%s'", of->option,
+                                of->path);
+    return 0;
+}

@@ -1,7 +1,7 @@
 #!/bin/sh
 # CLI contract tests (POSIX sh).
 #   cli_test.sh SUITE POLYATTN FIXTURE WORKDIR BENCH_SRC_DIR
-# SUITE: usage | bad_input | good_run | explain_seed | numpy
+# SUITE: usage | bad_input | good_run | explain_seed | numpy | bench
 # Exit 0 pass, 1 fail, 77 skipped (numpy suite without numpy).
 set -u
 suite=$1
@@ -83,7 +83,7 @@ usage)
         fail "--help lacks the command list"
     expect_code 0 "--version" -- "$polyattn" --version && grep -q "^polyattn [0-9]" out.txt ||
         fail "--version output: $(cat out.txt)"
-    for cmd in devices run explain; do
+    for cmd in devices run explain bench; do
         expect_code 0 "$cmd --help" -- "$polyattn" $cmd --help &&
             grep -q "usage: polyattn $cmd" out.txt || fail "$cmd --help: no usage"
     done
@@ -313,6 +313,38 @@ EOF
         --out paper/o.npy --causal bottom-right --scale 0.31 >/dev/null 2>&1; then
         fail "check_run.py accepted outputs made with another scale"
     fi
+    finish
+    ;;
+
+bench)
+    shapes="2,4,2,37,53,40;1,2,2,100,60,64,32;1,3,1,1,77,16"
+    expect_code 0 "bench custom" -- "$polyattn" bench --suite custom --shape "$shapes" \
+        --causal bottom-right --backend host --reps 3 --warmup 1 --dtype f32,bf16 \
+        --csv b.csv --json b.json
+    cat out.txt
+    # 3 shapes x 2 dtypes x 3 algorithms, each measured or skipped with a reason.
+    [ "$(grep -c ' ok  ' out.txt)" -ge 12 ] || fail "bench: fewer than 12 measurements ok"
+    grep -q "18 measured\|[0-9]* measured, [0-9]* skipped, 0 failed" out.txt || fail "bench: summary"
+    grep -q "unfused  ok .* 1.00x" out.txt || fail "bench: no unfused baseline"
+    [ "$(wc -l <b.csv)" -eq 19 ] || fail "bench: b.csv has $(wc -l <b.csv) lines, expected 19"
+    grep -q '^custom,2,4,2,37,53,40,40,causal-bottom-right,f32,flash,flash,ok,' b.csv ||
+        fail "bench: b.csv lacks the flash row"
+    [ "$(grep -o '"status": ' b.json | wc -l)" -eq 18 ] || fail "bench: b.json results"
+    grep -q '"rows_checked": [1-9]' b.json || fail "bench: nothing validated"
+    # Validation must be able to fail: a spoiled output is reported invalid, exit 1.
+    expect_code 1 "bench corrupt" -- env POLYATTN_BENCH_CORRUPT=1 "$polyattn" bench --suite custom \
+        --shape 2,4,2,37,53,40 --causal top-left --backend host --reps 1 --algo flash
+    grep -q "invalid .*wrong result" out.txt || fail "bench corrupt: not reported: $(cat out.txt)"
+    bad_case "bench suite" "--suite" "mlperf" -- bench --suite mlperf
+    bad_case "bench reps" "--reps" "" -- bench --suite custom --shape 1,1,1,8,8,8 --reps 0
+    bad_case "bench algo" "--algo" "fast" -- bench --suite custom --shape 1,1,1,8,8,8 --algo flash,fast
+    bad_case "bench dtype" "--dtype" "f64" -- bench --suite custom --shape 1,1,1,8,8,8 --dtype f64
+    bad_case "bench shape syntax" "--shape" "" -- bench --suite custom --shape 1,1,1,8
+    bad_case "bench shape heads" "--shape" "" -- bench --suite custom --shape 1,3,2,8,8,8
+    bad_case "bench shape without custom" "--shape" "custom" -- bench --suite seed --shape 1,1,1,8,8,8
+    bad_case "bench missing shape" "--shape" "required" -- bench --suite custom
+    bad_case "bench csv folder" "--csv" "nowhere" -- bench --suite custom --shape 1,1,1,8,8,8 --csv nowhere/b.csv --json j.json
+    [ -e j.json ] && fail "bench csv folder: j.json written"
     finish
     ;;
 
