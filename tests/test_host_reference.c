@@ -331,6 +331,28 @@ static void test_against_naive_and_properties(void)
     }
 }
 
+/* Work is split over threads by (batch, head): results must not depend on the split. */
+static void test_deterministic(void)
+{
+    const pa_tk_case *c = &prop_cases[N_PROP - 1]; /* large enough for worker threads */
+    polyattn_attention_desc d;
+    arrays a;
+    float *o2, *l2;
+    int algo;
+    arrays_init(&a, c, 5);
+    bhsd_desc(c, &d);
+    o2 = (float *)malloc(a.no * 4);
+    l2 = (float *)malloc(a.nl * 4);
+    for (algo = POLYATTN_ALGO_UNFUSED; algo <= POLYATTN_ALGO_FLASH; algo += 2) {
+        CHECK(host_run(&d, (polyattn_algo)algo, a.q, a.k, a.v, a.o, a.lse, NULL) == 0);
+        CHECK(host_run(&d, (polyattn_algo)algo, a.q, a.k, a.v, o2, l2, NULL) == 0);
+        CHECK(memcmp(a.o, o2, a.no * 4) == 0 && memcmp(a.lse, l2, a.nl * 4) == 0);
+    }
+    free(o2);
+    free(l2);
+    arrays_free(&a);
+}
+
 /* ---- 3. masked keys are ignored; GQA == repeated heads; layouts agree ---- */
 
 static void test_masked_keys_ignored(void)
@@ -530,6 +552,7 @@ int main(void)
     }
     test_hand_computed();
     test_against_naive_and_properties();
+    test_deterministic();
     test_masked_keys_ignored();
     test_gqa_equals_repeated_heads();
     test_layouts_agree();
