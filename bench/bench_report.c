@@ -59,7 +59,7 @@ void pa_bench_print_row(FILE *out, const pa_bench_result *r)
         snprintf(speedup, sizeof speedup, "%.2fx", r->speedup_vs_unfused);
         snprintf(saved, sizeof saved, "%.1f%%", 100.0 * r->mem_saved_vs_unfused);
     }
-    fprintf(out, "%10.4f %9.2f %9.1f %10.1f %10.1f %8s %8s err %.1e\n", r->ms, r->tflops,
+    fprintf(out, "%10.4f %9.3f %9.2f %10.1f %10.1f %8s %8s err %.1e\n", r->ms, r->tflops,
             r->gbps, (double)r->mem_bytes / 1048576.0, (double)r->mem_estimate / 1048576.0,
             speedup, saved, r->max_err);
 }

@@ -42,8 +42,11 @@ int pa_cli_open_context(const char *cmd, const pa_cli_common *c, polyattn_contex
     if (st == POLYATTN_STATUS_SUCCESS)
         return PA_EXIT_OK;
     *ctx = NULL;
-    if (st == POLYATTN_STATUS_NOT_FOUND && c->device > 0)
-        return pa_cli_fail(cmd, "--device: index %d out of range: %s", c->device,
-                           polyattn_last_error());
+    if (st == POLYATTN_STATUS_NOT_FOUND && c->device > 0) {
+        const char *msg = polyattn_last_error();
+        if (msg && msg[0])
+            return pa_cli_fail(cmd, "--device: %s", msg);
+        return pa_cli_fail(cmd, "--device: index %d out of range", c->device);
+    }
     return pa_cli_fail_status(cmd, NULL, st, "cannot open the device");
 }
