@@ -77,7 +77,8 @@ double pa_bench_tolerance(polyattn_dtype dtype);
 double pa_bench_flops(const pa_bench_shape *shape); /* the FlashAttention convention */
 void pa_bench_print_header(FILE *out);
 void pa_bench_print_row(FILE *out, const pa_bench_result *r);
-void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_result *r, int n);
+void pa_bench_write_csv(FILE *out, const char *suite, const polyattn_device_info *dev,
+                        const pa_bench_result *r, int n);
 void pa_bench_write_json(FILE *out, const char *suite, const polyattn_device_info *dev,
                          int reps, int warmup, const pa_bench_result *r, int n);
 /* Fills speedup and memory saved against the unfused result of the same shape and dtype. */

@@ -95,16 +95,18 @@ static void csv_text(FILE *out, const char *text)
     fputc('"', out);
 }
 
-void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_result *r, int n)
+void pa_bench_write_csv(FILE *out, const char *suite, const polyattn_device_info *dev,
+                        const pa_bench_result *r, int n)
 {
-    fprintf(out, "suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
+    fprintf(out, "suite,backend,device,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
                  "algo_asked,algo,status,ms,ms_min,ms_max,tflops,gbps,mem_bytes,"
                  "mem_estimate_bytes,workspace_bytes,max_err,rows_checked,speedup_vs_unfused,"
                  "mem_saved_vs_unfused,reason\n");
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
-        fprintf(out, "%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%s,%s,%s,%s,", suite,
-                (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
+        fprintf(out, "%s,%s,", suite, polyattn_backend_name(dev->backend));
+        csv_text(out, dev->name);
+        fprintf(out, ",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%s,%s,%s,%s,", (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
                 (long long)s->seq_q, (long long)s->seq_kv, (long long)s->head_dim,
                 (long long)s->head_dim_v, polyattn_mask_name(s->mask),
                 polyattn_dtype_name(r[i].dtype), polyattn_algo_name(r[i].algo_asked),

@@ -566,7 +566,7 @@ int pa_cmd_bench(int argc, char **argv)
         fprintf(stderr, "\r\033[K");
     pa_bench_compare_unfused(results, done);
     if (have_csv) {
-        pa_bench_write_csv(csv_file.file, suite->name, results, done);
+        pa_bench_write_csv(csv_file.file, suite->name, &dev, results, done);
         if (pa_outfile_close(&csv_file, "bench") || pa_outfile_commit(&csv_file, "bench"))
             rc = PA_EXIT_RUNTIME;
         have_csv = 0;

@@ -327,7 +327,7 @@ bench)
     grep -q "18 measured\|[0-9]* measured, [0-9]* skipped, 0 failed" out.txt || fail "bench: summary"
     grep -q "unfused  ok .* 1.00x" out.txt || fail "bench: no unfused baseline"
     [ "$(wc -l <b.csv)" -eq 19 ] || fail "bench: b.csv has $(wc -l <b.csv) lines, expected 19"
-    grep -q '^custom,2,4,2,37,53,40,40,causal-bottom-right,f32,flash,flash,ok,' b.csv ||
+    grep -q '^custom,host,"[^"]*",2,4,2,37,53,40,40,causal-bottom-right,f32,flash,flash,ok,' b.csv ||
         fail "bench: b.csv lacks the flash row"
     [ "$(grep -o '"status": ' b.json | wc -l)" -eq 18 ] || fail "bench: b.json results"
     grep -q '"rows_checked": [1-9]' b.json || fail "bench: nothing validated"
