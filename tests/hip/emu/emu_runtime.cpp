@@ -1,0 +1,174 @@
+/*
+ * CPU emulation runtime behind the test doubles in tests/hip/emu/hip/: launches, barriers,
+ * shuffles, the last-error slot, and the two hip backend services hip_algos.c calls
+ * (pa_hip_use, pa_hip_fail), which the real module defines in hip_device.c.
+ */
+#include <hip/hip_runtime.h>
+
+#include "pa_hip.h"
+
+#include <math.h>
+#include <ucontext.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+pa_emu_uint3 threadIdx;
+pa_emu_uint3 blockIdx;
+dim3 gridDim, blockDim;
+void *pa_emu_dynamic_smem;
+
+/* GPU threads are fibers (ucontext) run by one OS thread: a block runs each fiber up to its
+ * next __syncthreads, then all of them again, until every fiber has returned.  Cheap barriers
+ * (no kernel round trip per thread), deterministic order. */
+enum { FIBER_READY, FIBER_AT_BARRIER, FIBER_DONE };
+static const size_t kFiberStack = 256 * 1024;
+static ucontext_t scheduler;
+static ucontext_t *fibers;
+static int *fiber_state;
+static unsigned current;
+static void (*fiber_body)(void *);
+static void *fiber_ctx;
+
+static float exchange[2][1024];
+static int *exchange_phase; /* per fiber */
+static hipError_t last_error = hipSuccess;
+static size_t dynamic_bytes;
+
+void __syncthreads()
+{
+    fiber_state[current] = FIBER_AT_BARRIER;
+    swapcontext(&fibers[current], &scheduler);
+}
+
+/* Two buffers used in turn need one barrier per exchange: a fiber can only overwrite a
+ * buffer two exchanges later, after every fiber has passed the barrier that follows its
+ * read of it. */
+float pa_emu_exchange(float v, int lane_xor)
+{
+    const unsigned t = threadIdx.x;
+    float *buf = exchange[exchange_phase[t]];
+    exchange_phase[t] ^= 1;
+    buf[t] = v;
+    __syncthreads();
+    return buf[t ^ (unsigned)lane_xor];
+}
+
+extern "C" hipError_t hipSetDevice(int device) { return device == 0 ? hipSuccess : hipErrorInvalidValue; }
+
+extern "C" hipError_t hipGetLastError(void)
+{
+    hipError_t e = last_error;
+    last_error = hipSuccess;
+    return e;
+}
+
+extern "C" const char *hipGetErrorName(hipError_t err)
+{
+    return err == hipSuccess ? "hipSuccess"
+           : err == hipErrorInvalidValue ? "hipErrorInvalidValue"
+                                         : "hipErrorLaunchFailure";
+}
+extern "C" const char *hipGetErrorString(hipError_t err) { return hipGetErrorName(err); }
+
+hipError_t hipFuncSetAttribute(const void *fn, int attr, int value)
+{
+    (void)fn;
+    (void)attr;
+    return value > PA_EMU_LDS_BYTES ? hipErrorInvalidValue : hipSuccess;
+}
+
+static void fiber_entry()
+{
+    fiber_body(fiber_ctx);
+    fiber_state[current] = FIBER_DONE; /* returning resumes the scheduler (uc_link) */
+}
+
+static void run_block(unsigned threads, char *stacks)
+{
+    for (unsigned t = 0; t < threads; ++t) {
+        getcontext(&fibers[t]);
+        fibers[t].uc_stack.ss_sp = stacks + t * kFiberStack;
+        fibers[t].uc_stack.ss_size = kFiberStack;
+        fibers[t].uc_link = &scheduler;
+        makecontext(&fibers[t], fiber_entry, 0);
+        fiber_state[t] = FIBER_READY;
+        exchange_phase[t] = 0;
+    }
+    for (;;) {
+        unsigned at_barrier = 0, done = 0;
+        for (unsigned t = 0; t < threads; ++t) {
+            if (fiber_state[t] == FIBER_DONE) continue;
+            current = t;
+            threadIdx.x = t;
+            threadIdx.y = threadIdx.z = 0;
+            fiber_state[t] = FIBER_READY;
+            swapcontext(&scheduler, &fibers[t]);
+        }
+        for (unsigned t = 0; t < threads; ++t) {
+            at_barrier += fiber_state[t] == FIBER_AT_BARRIER;
+            done += fiber_state[t] == FIBER_DONE;
+        }
+        if (done == threads) return;
+        if (done) {
+            /* Some threads left while others wait at a barrier: a real GPU hangs or
+             * misbehaves here; the emulation stops loudly. */
+            fprintf(stderr, "emulation: %u of %u threads returned while %u wait at __syncthreads "
+                            "(block %u,%u,%u)\n", done, threads, at_barrier, blockIdx.x,
+                    blockIdx.y, blockIdx.z);
+            abort();
+        }
+    }
+}
+
+void pa_emu_run(void (*body)(void *), void *ctx, dim3 grid, dim3 block, size_t smem)
+{
+    if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024 || smem > PA_EMU_LDS_BYTES) {
+        last_error = hipErrorLaunchFailure;
+        return;
+    }
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+    gridDim = grid;
+    blockDim = block;
+    fiber_body = body;
+    fiber_ctx = ctx;
+    dynamic_bytes = smem;
+    pa_emu_dynamic_smem = smem ? malloc(smem) : NULL;
+    fibers = static_cast<ucontext_t *>(malloc(block.x * sizeof(ucontext_t)));
+    fiber_state = static_cast<int *>(malloc(block.x * sizeof(int)));
+    exchange_phase = static_cast<int *>(malloc(block.x * sizeof(int)));
+    char *stacks = static_cast<char *>(malloc(block.x * kFiberStack));
+    if (!fibers || !fiber_state || !exchange_phase || !stacks) {
+        fprintf(stderr, "emulation: out of memory\n");
+        abort();
+    }
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) {
+                blockIdx.x = x;
+                blockIdx.y = y;
+                blockIdx.z = z;
+                /* NaN in fresh shared memory: reading what the block did not write shows. */
+                float *s = static_cast<float *>(pa_emu_dynamic_smem);
+                for (size_t i = 0; i < dynamic_bytes / sizeof(float); ++i) s[i] = NAN;
+                run_block(block.x, stacks);
+            }
+    free(stacks);
+    free(exchange_phase);
+    free(fiber_state);
+    free(fibers);
+    free(pa_emu_dynamic_smem);
+    pa_emu_dynamic_smem = NULL;
+}
+
+extern "C" polyattn_status pa_hip_use(pa_device *dev)
+{
+    (void)dev;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+extern "C" polyattn_status pa_hip_fail(pa_device *dev, hipError_t err, const char *expr,
+                                       const char *file, int line)
+{
+    return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "%s failed (%s:%d): %s", expr, file, line,
+                   hipGetErrorName(err));
+}
