@@ -18,26 +18,29 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-template <int HEAD_DIM>
+template <int HEAD_DIM, int BLOCK_N = (HEAD_DIM <= 128 ? 64 : 32)>
 struct FlashTcTraits {
     static constexpr int kHeadDim = HEAD_DIM;
-    /* Up to 128: 8 warps x 16 rows, 64-key tiles; 256: fewer rows and keys so the O
+    /* 4 warps; each warp owns kMTiles m16 row tiles, so every K/V fragment loaded from
+     * shared memory feeds 2*kMTiles mma (shared-memory bandwidth, not the tensor cores,
+     * limits a warp that owns one m16 tile).  256: one m-tile and 32-key tiles so the O
      * accumulator (16 x 256 per warp) and two K/V stages still fit. */
-    static constexpr int kWarps = HEAD_DIM <= 128 ? 8 : 4;
-    static constexpr int kBlockM = 16 * kWarps;
-    static constexpr int kBlockN = HEAD_DIM <= 128 ? 64 : 32;
+    static constexpr int kWarps = 4;
+    static constexpr int kMTiles = HEAD_DIM <= 128 ? 2 : 1;
+    static constexpr int kBlockM = 16 * kMTiles * kWarps;
+    static constexpr int kBlockN = BLOCK_N;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kStride = HEAD_DIM + 8; /* elements per shared row (padded) */
     static constexpr int kStages = 2;
     static constexpr size_t kSmem = (size_t)(kBlockM + 2 * kStages * kBlockN) * kStride * 2;
-    /* Two resident blocks per SM (16 warps) keep the tensor cores fed while one block
-     * waits on a barrier; this caps registers at 128 for 256 threads. */
+    /* Two resident blocks per SM, so one block computes while the other waits. */
     static constexpr int kMinBlocks = 2;
     static_assert(HEAD_DIM % 16 == 0 && kBlockN % 16 == 0, "mma tiles are 16 wide");
 };
@@ -126,11 +129,12 @@ __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stri
     }
 }
 
-template <int HEAD_DIM, typename T>
-__global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM>::kThreads, FlashTcTraits<HEAD_DIM>::kMinBlocks)
+template <int HEAD_DIM, int BLOCK_N, typename T>
+__global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
+                                  FlashTcTraits<HEAD_DIM, BLOCK_N>::kMinBlocks)
     flash_fwd_tc_kernel(pa_gpu_args a)
 {
-    using Tr = FlashTcTraits<HEAD_DIM>;
+    using Tr = FlashTcTraits<HEAD_DIM, BLOCK_N>;
     constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sq = reinterpret_cast<T *>(smem_raw);
@@ -161,16 +165,26 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM>::kThreads, FlashTcTrai
     }
     cp_async_commit();
 
-    const int wrow = warp * 16; /* this warp's first row in the tile */
-    int vis[2];
-    vis[0] = visible_keys(a, row0 + wrow + g);
-    vis[1] = visible_keys(a, row0 + wrow + g + 8);
+    constexpr int MT = Tr::kMTiles;
+    const int wrow = warp * 16 * MT; /* this warp's first row in the tile */
+    int vis[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+        vis[mt][0] = visible_keys(a, row0 + wrow + mt * 16 + g);
+        vis[mt][1] = visible_keys(a, row0 + wrow + mt * 16 + g + 8);
+    }
     const float sl2 = a.scale * kLog2e;
 
-    float acc_o[D / 8][4];
+    float acc_o[MT][D / 8][4];
+    float row_max[MT][2], row_sum[MT][2];
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) acc_o[j][0] = acc_o[j][1] = acc_o[j][2] = acc_o[j][3] = 0.f;
-    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j)
+            acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
+        row_max[mt][0] = row_max[mt][1] = -INFINITY;
+        row_sum[mt][0] = row_sum[mt][1] = 0.f;
+    }
 
     for (int nt = 0; nt < n_tiles; ++nt) {
         cp_async_wait_all();
@@ -186,108 +200,126 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM>::kThreads, FlashTcTrai
         const int key0 = nt * BN;
 
         /* S = Q K^T */
-        float acc_s[BN / 8][4];
+        float acc_s[MT][BN / 8][4];
 #pragma unroll
-        for (int j = 0; j < BN / 8; ++j) acc_s[j][0] = acc_s[j][1] = acc_s[j][2] = acc_s[j][3] = 0.f;
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int j = 0; j < BN / 8; ++j)
+                acc_s[mt][j][0] = acc_s[mt][j][1] = acc_s[mt][j][2] = acc_s[mt][j][3] = 0.f;
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t af[4];
-            ldmatrix_x4(af, sq + (wrow + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
+            uint32_t af[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+                ldmatrix_x4(af[mt], sq + (wrow + mt * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
 #pragma unroll
             for (int p = 0; p < BN / 16; ++p) {
                 uint32_t bf[4];
                 const int idx = lane / 8;
                 ldmatrix_x4(bf, ks + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8);
-                Dt<T>::mma(acc_s[2 * p], af, bf[0], bf[1]);
-                Dt<T>::mma(acc_s[2 * p + 1], af, bf[2], bf[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    Dt<T>::mma(acc_s[mt][2 * p], af[mt], bf[0], bf[1]);
+                    Dt<T>::mma(acc_s[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                }
             }
         }
 
-        /* mask, scale into the exp2 domain, online softmax */
+        /* mask, online softmax in the exp2 domain (scale folded into one FMA) */
         const bool need_mask = key0 + BN > first_vis;
 #pragma unroll
-        for (int j = 0; j < BN / 8; ++j)
+        for (int mt = 0; mt < MT; ++mt) {
+            if (need_mask) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                float x = acc_s[j][e] * sl2;
-                if (need_mask) {
-                    const int key = key0 + j * 8 + 2 * t4 + (e & 1);
-                    if (key >= vis[e >> 1]) x = -INFINITY;
+                for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int key = key0 + j * 8 + 2 * t4 + (e & 1);
+                        if (key >= vis[mt][e >> 1]) acc_s[mt][j][e] = -INFINITY;
+                    }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float mx = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+                    mx = fmaxf(mx, fmaxf(acc_s[mt][j][2 * r], acc_s[mt][j][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_new = fmaxf(row_max[mt][r], mx * sl2);
+                const float m_use = m_new == -INFINITY ? 0.f : m_new;
+                const float alpha = exp2f(row_max[mt][r] - m_use);
+                float sum = 0.f;
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j) {
+                    const float p0 = exp2f(fmaf(acc_s[mt][j][2 * r], sl2, -m_use));
+                    const float p1 = exp2f(fmaf(acc_s[mt][j][2 * r + 1], sl2, -m_use));
+                    acc_s[mt][j][2 * r] = p0;
+                    acc_s[mt][j][2 * r + 1] = p1;
+                    sum += p0 + p1;
                 }
-                acc_s[j][e] = x;
-            }
+                row_sum[mt][r] = row_sum[mt][r] * alpha + sum; /* per-lane partial */
+                row_max[mt][r] = m_new;
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < BN / 8; ++j) mx = fmaxf(mx, fmaxf(acc_s[j][2 * r], acc_s[j][2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(row_max[r], mx);
-            const float m_use = m_new == -INFINITY ? 0.f : m_new;
-            const float alpha = exp2f(row_max[r] - m_use);
-            float sum = 0.f;
-#pragma unroll
-            for (int j = 0; j < BN / 8; ++j) {
-                const float p0 = exp2f(acc_s[j][2 * r] - m_use);
-                const float p1 = exp2f(acc_s[j][2 * r + 1] - m_use);
-                acc_s[j][2 * r] = p0;
-                acc_s[j][2 * r + 1] = p1;
-                sum += p0 + p1;
-            }
-            row_sum[r] = row_sum[r] * alpha + sum; /* per-lane partial; reduced at the end */
-            row_max[r] = m_new;
-#pragma unroll
-            for (int j = 0; j < D / 8; ++j) {
-                acc_o[j][2 * r] *= alpha;
-                acc_o[j][2 * r + 1] *= alpha;
+                for (int j = 0; j < D / 8; ++j) {
+                    acc_o[mt][j][2 * r] *= alpha;
+                    acc_o[mt][j][2 * r + 1] *= alpha;
+                }
             }
         }
 
         /* O += P V: the S accumulator of n-tiles (2kk, 2kk+1) is the A fragment of step kk */
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) {
-            uint32_t af[4];
-            af[0] = Dt<T>::pack(acc_s[2 * kk][0], acc_s[2 * kk][1]);
-            af[1] = Dt<T>::pack(acc_s[2 * kk][2], acc_s[2 * kk][3]);
-            af[2] = Dt<T>::pack(acc_s[2 * kk + 1][0], acc_s[2 * kk + 1][1]);
-            af[3] = Dt<T>::pack(acc_s[2 * kk + 1][2], acc_s[2 * kk + 1][3]);
+            uint32_t af[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                af[mt][0] = Dt<T>::pack(acc_s[mt][2 * kk][0], acc_s[mt][2 * kk][1]);
+                af[mt][1] = Dt<T>::pack(acc_s[mt][2 * kk][2], acc_s[mt][2 * kk][3]);
+                af[mt][2] = Dt<T>::pack(acc_s[mt][2 * kk + 1][0], acc_s[mt][2 * kk + 1][1]);
+                af[mt][3] = Dt<T>::pack(acc_s[mt][2 * kk + 1][2], acc_s[mt][2 * kk + 1][3]);
+            }
 #pragma unroll
             for (int p = 0; p < D / 16; ++p) {
                 uint32_t bf[4];
                 const int idx = lane / 8;
                 ldmatrix_x4_trans(bf, vs + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + p * 16 + (idx >> 1) * 8);
-                Dt<T>::mma(acc_o[2 * p], af, bf[0], bf[1]);
-                Dt<T>::mma(acc_o[2 * p + 1], af, bf[2], bf[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    Dt<T>::mma(acc_o[mt][2 * p], af[mt], bf[0], bf[1]);
+                    Dt<T>::mma(acc_o[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                }
             }
         }
     }
     cp_async_wait_all();
 
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        float l = row_sum[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const int row = row0 + wrow + g + 8 * r;
-        if (row >= a.seq_q) continue;
-        const float inv = l > 0.f ? 1.f / l : 0.f;
-        T *orow = o + (int64_t)row * a.o_stride[2];
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int j = 0; j < D / 8; ++j)
-            *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
-                Dt<T>::pack(acc_o[j][2 * r] * inv, acc_o[j][2 * r + 1] * inv);
-        if (a.lse && t4 == 0)
-            a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                l > 0.f ? (row_max[r] + log2f(l)) * kLn2 : -INFINITY;
-    }
+        for (int r = 0; r < 2; ++r) {
+            float l = row_sum[mt][r];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int row = row0 + wrow + mt * 16 + g + 8 * r;
+            if (row >= a.seq_q) continue;
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            T *orow = o + (int64_t)row * a.o_stride[2];
+#pragma unroll
+            for (int j = 0; j < D / 8; ++j)
+                *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
+                    Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+            if (a.lse && t4 == 0)
+                a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
+                    l > 0.f ? (row_max[mt][r] + log2f(l)) * kLn2 : -INFINITY;
+        }
 }
 
-template <int HEAD_DIM, typename T>
+template <int HEAD_DIM, typename T, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    using Tr = FlashTcTraits<HEAD_DIM>;
-    auto kernel = flash_fwd_tc_kernel<HEAD_DIM, T>;
+    using Tr = FlashTcTraits<HEAD_DIM, BLOCK_N>;
+    auto kernel = flash_fwd_tc_kernel<HEAD_DIM, BLOCK_N, T>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)Tr::kSmem);
     if (e != cudaSuccess) return e;
@@ -303,7 +335,15 @@ cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
     case 32: return launch<32, T>(a, stream);
     case 64: return launch<64, T>(a, stream);
     case 96: return launch<96, T>(a, stream);
-    case 128: return launch<128, T>(a, stream);
+    case 128: {
+        /* experiment: 32-key tiles (no register spills) vs 64 */
+        static int bn = -1;
+        if (bn < 0) {
+            const char *e = getenv("POLYATTN_TC_BN");
+            bn = e && atoi(e) == 32 ? 32 : 64;
+        }
+        return bn == 32 ? launch<128, T, 32>(a, stream) : launch<128, T>(a, stream);
+    }
     case 256: return launch<256, T>(a, stream);
     default: return cudaErrorInvalidValue;
     }

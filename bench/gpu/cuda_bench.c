@@ -256,12 +256,15 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
             if (r >= rows) r = rows - 1;
             int64_t i = r % s->seq_q, bh = r / s->seq_q, h = bh % s->heads_q, b = bh / s->heads_q;
             reference_row(s, b, h, i, scale, ref, row_buf);
+            double num = 0, den = 0;
             for (int64_t c = 0; c < s->head_dim; c++) {
                 float x = load_dev(s->dtype, out, (size_t)(r * s->head_dim + c));
                 if (isnan(x)) unwritten++;
-                err_num += (x - ref[c]) * (x - ref[c]);
-                err_den += ref[c] * ref[c];
+                num += (x - ref[c]) * (x - ref[c]);
+                den += ref[c] * ref[c];
             }
+            /* worst row: ||o - ref|| / ||ref|| */
+            if (num / (den > 0 ? den : 1) > err_num / (err_den > 0 ? err_den : 1)) err_num = num, err_den = den;
         }
         /* every element written (no poison left) */
         for (size_t i = 0; i < nq; i++)

@@ -19,7 +19,8 @@ LOG=$OUT/checks.log
 has() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 say() { echo "== $*" | tee -a "$LOG"; }
 
-say "$(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null) $(git status --porcelain 2>/dev/null | wc -l) uncommitted paths"
+COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
+say "$(date -u +%FT%TZ) commit $COMMIT $(git status --porcelain 2>/dev/null | wc -l) uncommitted paths"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv >> "$LOG" 2>&1
 
 if has build; then
@@ -72,7 +73,7 @@ if has bench; then
   PYTHONUNBUFFERED=1 timeout 400 python3 bench/gpu/torch_sdpa.py < "$OUT/shapes.txt" > "$OUT/torch.jsonl" 2>> "$LOG"
   echo "torch_sdpa exit $?" >> "$LOG"
   python3 bench/gpu/summarize.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
-    "$OUT/summary.md" "$(git rev-parse --short HEAD 2>/dev/null)" "$(date -u +%F)" > /dev/null
+    "$OUT/summary.md" "$COMMIT" "$(date -u +%F)" > /dev/null
   rm -f "$OUT/shapes.txt"
   cat "$OUT/summary.md"
 fi
