@@ -115,6 +115,7 @@ static int elem_offset(const pa_tensor_ref *r, size_t es, cl_long *out)
 typedef struct ocl_kernel_state {
     cl_kernel kernel, pack, unpack;
     ocl_tiles tiles;
+    int rows; /* flash: rows per work-item of the CPU kernel, 0 for the tiled one */
     int scores_local;
     uint64_t local_scores_bytes;
     /* unfused */
@@ -189,6 +190,20 @@ static polyattn_status set_qkvo_args(ocl_device *d, cl_kernel k, const pa_proble
 
 /* ---- flash --------------------------------------------------------------- */
 
+/* CPUs run work-items of a group one after another: barriers and local-memory staging
+ * only cost there, so they get the row-streaming kernel (kernels/flash_rows.cl).
+ * POLYATTN_OCL_FLASH=tiled|rows overrides (tests and tuning). */
+static int flash_rows_variant(const ocl_caps *c, int64_t head_dim, int64_t head_dim_v, int *rows)
+{
+    const char *env = getenv("POLYATTN_OCL_FLASH");
+    int use = c->is_cpu;
+    if (env && strcmp(env, "tiled") == 0) use = 0;
+    if (env && strcmp(env, "rows") == 0) use = 1;
+    *rows = head_dim + head_dim_v <= 512 ? 4 : (head_dim + head_dim_v <= 1024 ? 2 : 1);
+    return use;
+}
+#define FLASH_ROWS_KB 16
+
 static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     ocl_device *d = (ocl_device *)dev;
@@ -197,8 +212,12 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
         return POLYATTN_STATUS_UNSUPPORTED;
     }
     ocl_tiles t;
+    int rows = 0;
     choose_tiles(&d->caps, p->head_dim, p->head_dim_v, &t);
-    const char *why = check_common(d, p, &t, flash_local_bytes(&t, p->head_dim_v));
+    if (flash_rows_variant(&d->caps, p->head_dim, p->head_dim_v, &rows))
+        t = (ocl_tiles){1, 1, 1, 1, 1, 1}; /* no local memory, any group size */
+    const char *why = check_common(d, p, &t,
+                                   rows && t.bm == 1 ? 0 : flash_local_bytes(&t, p->head_dim_v));
     if (why) {
         *why_not = why;
         return POLYATTN_STATUS_UNSUPPORTED;
@@ -220,9 +239,20 @@ static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void *
     if (!s) return POLYATTN_STATUS_OUT_OF_MEMORY;
     choose_tiles(&d->caps, p->head_dim, p->head_dim_v, &s->tiles);
     char opts[512];
-    tile_options(p, &s->tiles, opts, sizeof opts);
-    static const char *const srcs[] = {"common", "tile", "flash"};
-    polyattn_status st = make_kernel(d, srcs, 3, opts, "flash_fwd_tiled_kernel", &s->kernel);
+    polyattn_status st;
+    if (flash_rows_variant(&d->caps, p->head_dim, p->head_dim_v, &s->rows)) {
+        snprintf(opts, sizeof opts, "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld -DROWS=%d -DKB=%d",
+                 (int)p->dtype, (long long)p->head_dim, (long long)p->head_dim_v, s->rows,
+                 FLASH_ROWS_KB);
+        static const char *const rsrcs[] = {"common", "flash_rows"};
+        st = make_kernel(d, rsrcs, 2, opts, "flash_fwd_rows_kernel", &s->kernel);
+    } else {
+        s->rows = 0;
+        tile_options(p, &s->tiles, opts, sizeof opts);
+        static const char *const srcs[] = {"common", "tile", "flash"};
+        st = make_kernel(d, srcs, 3, opts, "flash_fwd_tiled_kernel", &s->kernel);
+    }
+    pa_log(POLYATTN_LOG_DISPATCH, "opencl flash: %s kernel", s->rows ? "row-streaming (CPU)" : "tiled");
     if (st != POLYATTN_STATUS_SUCCESS) {
         release_state(dev, s);
         return st;
@@ -256,6 +286,11 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
     SET_ARG(k, 19, causal);
     SET_ARG(k, 20, off);
     SET_ARG(k, 21, n_tiles);
+    if (s->rows) {
+        size_t global[3] = {(size_t)((p->seq_q + s->rows - 1) / s->rows), (size_t)p->heads_q,
+                            (size_t)p->batch};
+        return enqueue(d, k, global, NULL, "clEnqueueNDRangeKernel(flash_fwd_rows_kernel)");
+    }
     size_t nt = (size_t)(s->tiles.rg * s->tiles.cg);
     size_t global[3] = {(size_t)n_tiles * nt, (size_t)p->heads_q, (size_t)p->batch};
     size_t local[3] = {nt, 1, 1};

@@ -4,7 +4,7 @@
  * warm-up, median of repeats.  Before timing, every algorithm's output on input set 0 is
  * compared with the first algorithm's (and checked finite).
  *
- *   ocl_bench [--backend opencl] [--suite seed|grid|pocl|all] [--json FILE]
+ *   ocl_bench [--backend opencl] [--suite seed|grid|tune|pocl|all] [--json FILE]
  *             [--algos unfused,fused,flash] [--max-seconds S]
  *
  * TFLOP/s counts 4*batch*heads*N*N*D (halved for causal), as the seed does.
@@ -63,6 +63,10 @@ static size_t add_shapes(shape *out, const char *suite)
                     for (int64_t seq = 1024; seq <= 8192; seq *= 2)
                         out[n++] = (shape){"grid", 4, 16, seq, d,
                                            dt ? POLYATTN_DTYPE_F16 : POLYATTN_DTYPE_F32, causal};
+    }
+    if (!strcmp(suite, "tune")) {
+        out[n++] = (shape){"tune", 4, 16, 4096, 64, POLYATTN_DTYPE_F32, 0};
+        out[n++] = (shape){"tune", 4, 16, 4096, 128, POLYATTN_DTYPE_F32, 0};
     }
     if (!strcmp(suite, "pocl")) {
         for (int causal = 0; causal < 2; causal++)
@@ -140,7 +144,9 @@ int main(int argc, char **argv)
         size_t elems = (size_t)(sh->batch * sh->heads * sh->seq * sh->dim);
         size_t bytes = elems * polyattn_dtype_size(sh->dtype);
         /* Rotate through enough input sets to exceed the last-level cache (>= 3, <= 1 GiB). */
-        int n_sets = 3;
+        /* Rotate input sets until they exceed the last-level cache many times over (two
+         * sets suffice once one set alone is far larger). */
+        int n_sets = 3 * bytes > ((size_t)256 << 20) ? 2 : 3;
         while (n_sets < 8 && (size_t)n_sets * 3 * bytes < (size_t)256 << 20) n_sets++;
         polyattn_buffer *q[8] = {0}, *k[8] = {0}, *v[8] = {0}, *o = NULL, *ws = NULL;
         float *ref = NULL, *out = malloc(elems * 4);
