@@ -23,7 +23,7 @@ timeout 240 $B/bin/conformance --backend opencl --device 0 >"$OUT/conformance.tx
 echo "conformance rc=$?"; grep -v '^PASS' "$OUT/conformance.txt" | tail -20
 $B/bin/test_ocl_interop 2>&1 | tail -2
 timeout 120 $B/bin/test_ocl_cache 2>&1 | tail -7
-timeout 360 $B/bin/ocl_bench --suite all --json "$OUT/opencl.json" --max-seconds ${OCL_BENCH_SECONDS:-0.5} >"$OUT/ocl_bench.txt" 2>&1
+timeout 360 $B/bin/ocl_bench --suite all --json "$OUT/opencl.json" --max-seconds ${OCL_BENCH_SECONDS:-0.4} >"$OUT/ocl_bench.txt" 2>&1
 echo "ocl_bench rc=$?"
 PYTHONUNBUFFERED=1 timeout 200 python3 tests/opencl/torch_sdpa_bench.py "$OUT/torch.json" >"$OUT/torch.txt" 2>&1
 echo "torch rc=$?"

@@ -114,7 +114,9 @@ int main(int argc, char **argv)
         return 1;
     }
     setenv("POLYATTN_CACHE_DIR", dir, 1);
-    setenv("POCL_KERNEL_CACHE", "0", 1); /* only polyattn's cache may help */
+    /* Only polyattn's cache may help: PoCL's and NVIDIA's own kernel caches are off. */
+    setenv("POCL_KERNEL_CACHE", "0", 1);
+    setenv("CUDA_CACHE_DISABLE", "1", 1);
     int failures = 0;
     double cold = 0, warm = 0, ms = 0;
     int pass = 0;
