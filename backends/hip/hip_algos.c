@@ -33,8 +33,8 @@ static void fill_args(const pa_problem *p, const pa_io *io, pa_gpu_args *a)
         a->k = pa_hip_ptr(&io->k);
         a->v = pa_hip_ptr(&io->v);
         a->o = pa_hip_ptr(&io->o);
-        a->lse = (float *)pa_hip_ptr(&io->lse);
-        a->probs = (float *)pa_hip_ptr(&io->probs);
+        a->lse = p->want_lse ? (float *)pa_hip_ptr(&io->lse) : NULL;
+        a->probs = p->want_probs ? (float *)pa_hip_ptr(&io->probs) : NULL;
         a->workspace = pa_hip_ptr(&io->workspace);
     }
     a->dtype = (int)p->dtype;
@@ -93,6 +93,10 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
 {
     polyattn_status st = common_check(dev, p, why_not);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
+    if (p->want_probs) {
+        *why_not = "flash never forms the probability matrix (O(seq) memory); use unfused or fused";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
     pa_gpu_args a;
     fill_args(p, NULL, &a);
     return lds_check(dev, "flash (generic kernel)", pa_gpu_flash_generic_smem(&a), why_not);
@@ -184,6 +188,12 @@ static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const 
     if (rows * 256u >= (1ull << 32)) {
         *why_not = "unfused: batch*heads_q*seq_q rows exceed the 2^32 work-item grid limit of "
                    "HIP for the softmax step";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    /* The tiled GEMM puts every 64x64 output tile of one (batch, head) in grid x. */
+    const uint64_t tiles = (uint64_t)((p->seq_q + 63) / 64) * (uint64_t)((p->seq_kv + 63) / 64);
+    if (tiles * 256u >= (1ull << 32)) {
+        *why_not = "unfused: seq_q x seq_kv too large for the tiled GEMM's grid (2^32 work-items)";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
     /* Success: the note says which GEMM runs (the core may show it). */

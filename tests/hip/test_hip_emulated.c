@@ -191,6 +191,21 @@ int main(int argc, char **argv)
                 pa_tk_problem_free(&p);
             }
     }
+    /* Flash cannot return probabilities: asked for them, it must refuse, not run. */
+    if (!only) {
+        pa_tk_problem p;
+        if (pa_tk_problem_init(&p, &cases[0], POLYATTN_DTYPE_F32, 1) == POLYATTN_STATUS_SUCCESS) {
+            pa_tk_result r;
+            pa_tk_run(ctx, &p, POLYATTN_ALGO_FLASH, 0, 1, &r);
+            if (r.planned || r.status != POLYATTN_STATUS_UNSUPPORTED) {
+                printf("FAIL: flash with probabilities: %s\n", polyattn_status_name(r.status));
+                failed++;
+            } else {
+                printf("flash with probabilities refused: %s\n", r.message);
+            }
+            pa_tk_problem_free(&p);
+        }
+    }
     polyattn_context_destroy(ctx);
     pa_tk_shutdown();
     printf("emulated hip: %d runs, %d pass, %d unsupported (%d of them must-support flash), "
