@@ -48,6 +48,7 @@ typedef struct pa_bench_result {
     pa_bench_status status;
     char reason[512];
     double ms, ms_min, ms_max; /* median, min, max over reps */
+    int reps;                  /* timed calls (fewer than --reps when calls are slow) */
     double tflops;             /* 4*b*hq*sq*skv*d (halved when causal) / time */
     double gbps;               /* plan's minimum bytes moved / time */
     uint64_t mem_bytes;        /* measured: one input set + peak of outputs and workspace */

@@ -99,7 +99,7 @@ void pa_bench_write_csv(FILE *out, const char *suite, const polyattn_device_info
                         const pa_bench_result *r, int n)
 {
     fprintf(out, "suite,backend,device,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
-                 "algo_asked,algo,status,ms,ms_min,ms_max,tflops,gbps,mem_bytes,"
+                 "algo_asked,algo,status,reps,ms,ms_min,ms_max,tflops,gbps,mem_bytes,"
                  "mem_estimate_bytes,workspace_bytes,max_err,rows_checked,speedup_vs_unfused,"
                  "mem_saved_vs_unfused,reason\n");
     for (int i = 0; i < n; i++) {
@@ -112,10 +112,10 @@ void pa_bench_write_csv(FILE *out, const char *suite, const polyattn_device_info
                 polyattn_dtype_name(r[i].dtype), polyattn_algo_name(r[i].algo_asked),
                 polyattn_algo_name(r[i].algo), pa_bench_status_name(r[i].status));
         if (r[i].status == PA_BENCH_OK)
-            fprintf(out, "%.6g,%.6g,%.6g,%.6g,%.6g,%llu,", r[i].ms, r[i].ms_min, r[i].ms_max,
-                    r[i].tflops, r[i].gbps, (unsigned long long)r[i].mem_bytes);
+            fprintf(out, "%d,%.6g,%.6g,%.6g,%.6g,%.6g,%llu,", r[i].reps, r[i].ms, r[i].ms_min,
+                    r[i].ms_max, r[i].tflops, r[i].gbps, (unsigned long long)r[i].mem_bytes);
         else
-            fprintf(out, ",,,,,,");
+            fprintf(out, ",,,,,,,");
         fprintf(out, "%llu,%llu,", (unsigned long long)r[i].mem_estimate,
                 (unsigned long long)r[i].workspace_bytes);
         if (r[i].rows_checked)
@@ -174,6 +174,7 @@ void pa_bench_write_json(FILE *out, const char *suite, const polyattn_device_inf
                 (long long)s->head_dim, (long long)s->head_dim_v, polyattn_mask_name(s->mask),
                 polyattn_dtype_name(r[i].dtype), polyattn_algo_name(r[i].algo_asked),
                 polyattn_algo_name(r[i].algo), pa_bench_status_name(r[i].status));
+        json_opt_number(out, "reps", r[i].reps, ok);
         json_opt_number(out, "ms", r[i].ms, ok);
         json_opt_number(out, "ms_min", r[i].ms_min, ok);
         json_opt_number(out, "ms_max", r[i].ms_max, ok);

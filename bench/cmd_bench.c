@@ -18,7 +18,7 @@ static const char usage[] =
     "                      [--causal top-left|bottom-right] [--backend auto|host|cuda|hip|opencl]\n"
     "                      [--device N] [--algo all|auto|unfused|fused|flash[,...]]\n"
     "                      [--dtype f32|f16|bf16[,...]] [--reps N] [--warmup N] [--sets N]\n"
-    "                      [--memory-budget MIB] [--csv FILE] [--json FILE]\n"
+    "                      [--max-seconds S] [--memory-budget MIB] [--csv FILE] [--json FILE]\n"
     "\n"
     "Suites: seed (the seed article's five shapes, one head, causal, f32), fa2\n"
     "(FlashAttention-2's: 16k tokens, hidden 2048, head_dim 64/128, causal or not, f16),\n"
@@ -28,7 +28,9 @@ static const char usage[] =
     "Each measurement is first validated against the host reference (double accumulation) on\n"
     "sampled rows, then warmed up (--warmup, default 3) and timed with device events over\n"
     "--reps calls (default 10; the median is reported) that rotate among --sets input sets\n"
-    "(default: enough to exceed the caches, at most 4).  Reported: ms, TFLOP/s\n"
+    "(default: enough to exceed the caches, at most 4); a measurement whose calls are slow\n"
+    "gets fewer reps (at least 3) to stay within --max-seconds (default 10, 0: no cap).\n"
+    "Reported: ms, TFLOP/s\n"
     "(4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal), GB/s (the plan's minimum\n"
     "bytes moved), memory measured (one input set + peak of outputs and workspace) and the\n"
     "plan's estimate, speedup and memory saved against unfused.  --algo all (default) means\n"
@@ -112,6 +114,13 @@ static polyattn_status make_sets(polyattn_context *ctx, const pa_bench_shape *sh
     return POLYATTN_STATUS_SUCCESS;
 }
 
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -124,6 +133,7 @@ typedef struct bench_run {
     uint64_t budget;
     void *staging;
     int corrupt;
+    double max_seconds;
 } bench_run;
 
 static void lib_reason(pa_bench_result *r, polyattn_context *ctx, polyattn_status st,
@@ -204,6 +214,7 @@ static void measure(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype
         }
     }
     polyattn_buffer *const *set0 = sets->buf[0];
+    double t0 = now_seconds();
     if ((st = polyattn_forward(plan, set0[0], set0[1], set0[2], o, NULL, NULL, ws)) !=
             POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_context_synchronize(b->ctx)) != POLYATTN_STATUS_SUCCESS) {
@@ -211,6 +222,7 @@ static void measure(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype
         lib_reason(r, b->ctx, st, "forward");
         goto done;
     }
+    double first_call_s = now_seconds() - t0;
     if (b->corrupt) {
         /* Test hook (POLYATTN_BENCH_CORRUPT=1): spoil the last element of O, which the
          * validation's second slice covers, to prove that validation can fail. */
@@ -229,7 +241,16 @@ static void measure(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype
         goto done;
     }
 
-    for (int i = 0; i < b->warmup; i++) {
+    /* Slow calls (a generic kernel on a long sequence) get fewer repetitions: at most
+     * --max-seconds per measurement, at least 3 timed calls. */
+    int reps = b->reps, warmup = b->warmup;
+    if (b->max_seconds > 0 && first_call_s * (reps + warmup) > b->max_seconds) {
+        warmup = warmup > 1 ? 1 : warmup;
+        reps = (int)(b->max_seconds / first_call_s) - warmup;
+        reps = reps < 3 ? 3 : reps > b->reps ? b->reps : reps;
+    }
+    r->reps = reps;
+    for (int i = 0; i < warmup; i++) {
         polyattn_buffer *const *in = sets->buf[(i + 1) % sets->n];
         if ((st = polyattn_forward(plan, in[0], in[1], in[2], o, NULL, NULL, ws)) !=
             POLYATTN_STATUS_SUCCESS) {
@@ -239,14 +260,14 @@ static void measure(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype
         }
     }
     /* Chained events: ev[i] .. ev[i + 1] brackets call i; calls are queued back to back. */
-    ev = calloc((size_t)b->reps + 1, sizeof *ev);
-    times = calloc((size_t)b->reps, sizeof *times);
+    ev = calloc((size_t)reps + 1, sizeof *ev);
+    times = calloc((size_t)reps, sizeof *times);
     if (!ev || !times) {
         r->status = PA_BENCH_ERROR;
         snprintf(r->reason, sizeof r->reason, "out of host memory");
         goto done;
     }
-    for (int i = 0; i <= b->reps; i++) {
+    for (int i = 0; i <= reps; i++) {
         if ((st = polyattn_event_create(b->ctx, &ev[i])) != POLYATTN_STATUS_SUCCESS) {
             ev[i] = NULL;
             r->status = PA_BENCH_ERROR;
@@ -256,24 +277,23 @@ static void measure(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype
     }
     if ((st = polyattn_event_record(ev[0])) != POLYATTN_STATUS_SUCCESS)
         goto timing_failed;
-    for (int i = 0; i < b->reps; i++) {
-        polyattn_buffer *const *in = sets->buf[(i + 1 + b->warmup) % sets->n];
+    for (int i = 0; i < reps; i++) {
+        polyattn_buffer *const *in = sets->buf[(i + 1 + warmup) % sets->n];
         if ((st = polyattn_forward(plan, in[0], in[1], in[2], o, NULL, NULL, ws)) !=
                 POLYATTN_STATUS_SUCCESS ||
             (st = polyattn_event_record(ev[i + 1])) != POLYATTN_STATUS_SUCCESS)
             goto timing_failed;
     }
-    for (int i = 0; i < b->reps; i++)
+    for (int i = 0; i < reps; i++)
         if ((st = polyattn_event_elapsed_ms(ev[i], ev[i + 1], &times[i])) !=
             POLYATTN_STATUS_SUCCESS)
             goto timing_failed;
     if ((st = polyattn_context_memory_stats(b->ctx, 0, &after)) != POLYATTN_STATUS_SUCCESS)
         goto timing_failed;
-    qsort(times, (size_t)b->reps, sizeof *times, cmp_double);
-    r->ms = b->reps % 2 ? times[b->reps / 2]
-                        : 0.5 * (times[b->reps / 2 - 1] + times[b->reps / 2]);
+    qsort(times, (size_t)reps, sizeof *times, cmp_double);
+    r->ms = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
     r->ms_min = times[0];
-    r->ms_max = times[b->reps - 1];
+    r->ms_max = times[reps - 1];
     if (r->ms > 0) {
         r->tflops = pa_bench_flops(sh) / (r->ms * 1e-3) / 1e12;
         r->gbps = info.min_bytes_moved / (r->ms * 1e-3) / 1e9;
@@ -287,7 +307,7 @@ timing_failed:
     lib_reason(r, b->ctx, st, "timing");
 done:
     if (ev)
-        for (int i = 0; i <= b->reps; i++)
+        for (int i = 0; i <= r->reps; i++)
             polyattn_event_destroy(ev[i]);
     free(ev);
     free(times);
@@ -341,20 +361,13 @@ static void format_duration(double seconds, char *buf, size_t size)
         snprintf(buf, size, "%.0fh%02.0fm", floor(seconds / 3600), fmod(seconds / 60, 60));
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int pa_cmd_bench(int argc, char **argv)
 {
     static const pa_cli_opt spec[] = {
         {"--suite", 1}, {"--shape", 1},  {"--causal", 1}, {"--backend", 1},
         {"--device", 1}, {"--algo", 1},  {"--dtype", 1},  {"--reps", 1},
         {"--warmup", 1}, {"--sets", 1},  {"--memory-budget", 1}, {"--csv", 1},
-        {"--json", 1},
+        {"--json", 1},   {"--max-seconds", 1},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "bench", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -403,11 +416,16 @@ int pa_cmd_bench(int argc, char **argv)
             shared.value[i] = NULL;
     pa_cli_common common;
     int64_t reps = 10, warmup = 3, n_sets_opt = 0;
+    double max_seconds = 10;
     if (pa_cli_get_common(&shared, &common) ||
         pa_cli_get_i64(&args, "--reps", 1, 100000, &reps) ||
         pa_cli_get_i64(&args, "--warmup", 0, 10000, &warmup) ||
-        pa_cli_get_i64(&args, "--sets", 1, MAX_SETS, &n_sets_opt))
+        pa_cli_get_i64(&args, "--sets", 1, MAX_SETS, &n_sets_opt) ||
+        pa_cli_get_double(&args, "--max-seconds", &max_seconds))
         return PA_EXIT_USAGE;
+    if (max_seconds < 0)
+        return pa_cli_fail("bench", "--max-seconds: expected 0 (no cap) or a positive number, "
+                                    "got '%s'", pa_cli_get(&args, "--max-seconds"));
 
     pa_bench_shape shapes[MAX_SHAPES];
     int n_shapes = 0;
@@ -457,6 +475,7 @@ int pa_cmd_bench(int argc, char **argv)
     b.reps = (int)reps;
     b.warmup = (int)warmup;
     b.budget = common.memory_budget_bytes;
+    b.max_seconds = max_seconds;
     b.corrupt = getenv("POLYATTN_BENCH_CORRUPT") && strcmp(getenv("POLYATTN_BENCH_CORRUPT"), "1") == 0;
     int n_results = n_shapes * n_dtypes * n_algos, rc = PA_EXIT_OK, done = 0;
     pa_bench_result *results = calloc((size_t)n_results, sizeof *results);

@@ -5,7 +5,8 @@
 #   seed shapes, then `polyattn bench` suites.  Results in $OUT (default ./cli-gpu-out):
 #     cli_gpu.log   everything printed;  <suite>.json / <suite>.csv  bench reports
 # Environment: STAGES="build test run explain bench" (subset), SUITES="seed decode fa2",
-#   ARCH (CUDA architectures, default 90), BUILD (dir), REPS (default 20).
+#   ARCH (CUDA architectures, default 90), BUILD (dir), REPS (default 20), ALGOS (default
+#   all), MAX_SECONDS (per measurement, default 10).
 set -u
 OUT=${OUT:-$PWD/cli-gpu-out}
 BUILD=${BUILD:-build-gpu-cli}
@@ -96,6 +97,7 @@ if has bench; then
     say "polyattn bench --suite $suite --backend cuda --reps $REPS"
     start=$(date +%s)
     timeout "${BENCH_TIMEOUT:-400}" "$P" bench --suite "$suite" --backend cuda --reps "$REPS" \
+      --algo "${ALGOS:-all}" --max-seconds "${MAX_SECONDS:-10}" \
       --csv "$OUT/$suite.csv" --json "$OUT/$suite.json" >>"$LOG" 2>&1
     echo "exit $? after $(( $(date +%s) - start )) s" | tee -a "$LOG"
   done

@@ -150,6 +150,7 @@ bad_input)
     bad_case "zero scale" "--scale" "positive" -- run $good --scale 0
     bad_case "scale not a number" "--scale" "1.5x" -- run $good --scale 1.5x
     bad_case "scale nan" "--scale" "" -- run $good --scale nan
+    bad_case "warmup negative" "--warmup" "" -- run $good --warmup -1
     bad_case "negative budget" "--memory-budget" "" -- run $good --memory-budget -5
     bad_case "budget not a number" "--memory-budget" "lots" -- run $good --memory-budget lots
     bad_case "missing --out" "--out" "required" -- run --q q.npy --k k.npy --v v.npy
@@ -343,6 +344,7 @@ bench)
     bad_case "bench shape heads" "--shape" "" -- bench --suite custom --shape 1,3,2,8,8,8
     bad_case "bench shape without custom" "--shape" "custom" -- bench --suite seed --shape 1,1,1,8,8,8
     bad_case "bench missing shape" "--shape" "required" -- bench --suite custom
+    bad_case "bench max-seconds" "--max-seconds" "" -- bench --suite custom --shape 1,1,1,8,8,8 --max-seconds -1
     bad_case "bench csv folder" "--csv" "nowhere" -- bench --suite custom --shape 1,1,1,8,8,8 --csv nowhere/b.csv --json j.json
     [ -e j.json ] && fail "bench csv folder: j.json written"
     finish
