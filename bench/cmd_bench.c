@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -361,6 +362,16 @@ static void format_duration(double seconds, char *buf, size_t size)
         snprintf(buf, size, "%.0fh%02.0fm", floor(seconds / 3600), fmod(seconds / 60, 60));
 }
 
+/* SIGINT/SIGTERM: finish the measurement under way, then write what was measured.  A
+ * second signal takes the default action. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    stop_requested = 1;
+    signal(sig, SIG_DFL);
+}
+
 int pa_cmd_bench(int argc, char **argv)
 {
     static const pa_cli_opt spec[] = {
@@ -521,9 +532,12 @@ int pa_cmd_bench(int argc, char **argv)
     pa_bench_print_header(stdout);
     fflush(stdout);
     double t_start = now_seconds();
-    for (int si = 0; si < n_shapes; si++) {
+    stop_requested = 0;
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+    for (int si = 0; si < n_shapes && !stop_requested; si++) {
         const pa_bench_shape *sh = &shapes[si];
-        for (int di = 0; di < n_dtypes; di++) {
+        for (int di = 0; di < n_dtypes && !stop_requested; di++) {
             polyattn_dtype dtype = (polyattn_dtype)dtype_idx[di];
             /* Enough input sets to exceed the last-level cache (~256 MiB), at most 4, within
              * a quarter of the device's memory; one on the host backend. */
@@ -542,7 +556,7 @@ int pa_cmd_bench(int argc, char **argv)
                     n_sets = 1;
             }
             st = make_sets(b.ctx, sh, dtype, n_sets, &sets, b.staging, scratch);
-            for (int ai = 0; ai < n_algos; ai++) {
+            for (int ai = 0; ai < n_algos && !stop_requested; ai++) {
                 pa_bench_result *r = &results[done];
                 if (tty) {
                     char el[32], eta[32] = "?";
@@ -581,8 +595,15 @@ int pa_cmd_bench(int argc, char **argv)
             free_sets(&sets);
         }
     }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     if (tty)
         fprintf(stderr, "\r\033[K");
+    if (stop_requested) {
+        pa_cli_fail_code(PA_EXIT_RUNTIME, "bench", "interrupted after %d of %d measurements; "
+                         "writing those", done, n_results);
+        rc = PA_EXIT_RUNTIME;
+    }
     pa_bench_compare_unfused(results, done);
     if (have_csv) {
         pa_bench_write_csv(csv_file.file, suite->name, &dev, results, done);

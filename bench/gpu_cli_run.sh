@@ -96,7 +96,7 @@ if has bench; then
   for suite in $SUITES; do
     say "polyattn bench --suite $suite --backend cuda --reps $REPS"
     start=$(date +%s)
-    timeout "${BENCH_TIMEOUT:-400}" "$P" bench --suite "$suite" --backend cuda --reps "$REPS" \
+    timeout -k 60 "${BENCH_TIMEOUT:-400}" "$P" bench --suite "$suite" --backend cuda --reps "$REPS" \
       --algo "${ALGOS:-all}" --max-seconds "${MAX_SECONDS:-10}" \
       --csv "$OUT/$suite.csv" --json "$OUT/$suite.json" >>"$LOG" 2>&1
     echo "exit $? after $(( $(date +%s) - start )) s" | tee -a "$LOG"
