@@ -25,17 +25,24 @@ constexpr int kRows = 32;
 constexpr int kKeys = 64;
 constexpr int kThreads = 256;
 constexpr int kGroup = 32;
-constexpr int kRowsPerGroup = kRows / (kThreads / kGroup); /* 4 */
-constexpr int kChunk = 32; /* head_dim chunk staged for Q K^T */
-constexpr int kKeyStride = kChunk + 1;
+constexpr int kGroups = kThreads / kGroup;          /* 8 */
+constexpr int kRowsPerGroup = kRows / kGroups;     /* 4 */
+constexpr int kChunk = 32;                         /* head_dim slice staged for Q K^T */
+constexpr int kChunkStride = kChunk + 4;           /* 16-byte rows, conflict-free float4 */
+constexpr int kVKeys = kGroups;                    /* V rows staged per step: one a group */
+constexpr int kQPerThread = kRows * kChunk / kThreads; /* 4 */
+constexpr int kKPerThread = kKeys * kChunk / kThreads; /* 8 */
 static_assert(kKeys == 2 * kGroup, "softmax step reads two scores per lane");
+static_assert(kThreads % kChunk == 0, "a thread keeps one column of each staged chunk");
 
-__device__ __forceinline__ float load_elem(const void *base, int64_t idx, int dtype)
-{
-    if (dtype == 0) return static_cast<const float *>(base)[idx];
-    if (dtype == 1) return gpu_half_to_float(static_cast<const gpu_half *>(base)[idx]);
-    return gpu_bf16_to_float(static_cast<const gpu_bf16 *>(base)[idx]);
-}
+template <typename T> __device__ __forceinline__ float to_f32(T x);
+template <> __device__ __forceinline__ float to_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ float to_f32<gpu_half>(gpu_half x) { return gpu_half_to_float(x); }
+template <> __device__ __forceinline__ float to_f32<gpu_bf16>(gpu_bf16 x) { return gpu_bf16_to_float(x); }
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ gpu_half from_f32<gpu_half>(float x) { return gpu_float_to_half(x); }
+template <> __device__ __forceinline__ gpu_bf16 from_f32<gpu_bf16>(float x) { return gpu_float_to_bf16(x); }
 
 __device__ __forceinline__ void store_elem(void *base, int64_t idx, int dtype, float v)
 {
@@ -76,106 +83,145 @@ __device__ __forceinline__ TileBases tile_bases(const pa_gpu_args &a)
     return t;
 }
 
-/* Q tile -> shared memory as f32, pre-multiplied by scale*log2(e) so scores come out in
- * the exp2 domain.  Rows past seq_q are zero. */
-__device__ void load_q_tile(const pa_gpu_args &a, const TileBases &t, int row0, float *qs,
-                            int qs_stride)
+/* Shared-memory plan of both SIMT kernels (floats). */
+__host__ __device__ __forceinline__ int v_stride_of(int head_dim_v) { return (head_dim_v + 3) & ~3; }
+constexpr int kQsFloats = kRows * kChunkStride;
+constexpr int kKsFloats = kKeys * kChunkStride;
+constexpr int kSsStride = kKeys + 1;
+constexpr int kSsFloats = kRows * kSsStride;
+
+/* One head_dim slice [dc, dc+32) of the Q tile (scaled into the exp2 domain) and of the
+ * key tile, fetched into registers: thread tid keeps column tid % 32 of rows tid/32 + 8i. */
+template <typename T>
+__device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBases &t, int row0,
+                                            int key0, int dc, float qscale,
+                                            float qr[kQPerThread], float kr[kKPerThread])
 {
-    const float qscale = a.scale * kLog2e;
-    const int dim = a.head_dim;
-    for (int i = threadIdx.x; i < kRows * dim; i += kThreads) {
-        const int r = i / dim, d = i - r * dim;
-        float x = 0.f;
-        if (row0 + r < a.seq_q)
-            x = load_elem(a.q, t.q + (int64_t)(row0 + r) * a.q_stride[2] + d * a.q_stride[3],
-                          a.dtype) * qscale;
-        qs[r * qs_stride + d] = x;
+    const T *q = static_cast<const T *>(a.q);
+    const T *k = static_cast<const T *>(a.k);
+    const int d = dc + threadIdx.x % kChunk, r0 = threadIdx.x / kChunk;
+    const bool dok = d < a.head_dim;
+#pragma unroll
+    for (int i = 0; i < kQPerThread; ++i) {
+        const int row = row0 + r0 + i * (kThreads / kChunk);
+        qr[i] = dok && row < a.seq_q
+                    ? to_f32(q[t.q + (int64_t)row * a.q_stride[2] + d * a.q_stride[3]]) * qscale
+                    : 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < kKPerThread; ++i) {
+        const int key = key0 + r0 + i * (kThreads / kChunk);
+        kr[i] = dok && key < a.seq_kv
+                    ? to_f32(k[t.k + (int64_t)key * a.k_stride[2] + d * a.k_stride[3]])
+                    : 0.f;
     }
 }
 
-/* Scores of the 32-row Q tile against keys [key0, key0+64): each thread computes rows
- * 2*(tid/16) + {0,1} x keys tid%16 + 16*{0..3}.  Starts and ends with a barrier so the
- * caller may reuse shared memory freely around it. */
-__device__ void score_tile(const pa_gpu_args &a, const TileBases &t, const float *qs,
-                           int qs_stride, float *ks, int key0, float acc[2][4])
+/* Scores (exp2 domain) of the 32-row tile against keys [key0, key0+64): thread tid computes
+ * rows 2*(tid/16) + {0,1} x keys tid%16 + 16*{0..3}.  The next head_dim slice is fetched
+ * into registers while the current one is multiplied (float4 reads from shared memory). */
+template <typename T>
+__device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, float *qs,
+                           float *ks, int key0, float acc[2][4])
 {
     const int tid = threadIdx.x;
     const int sr = (tid / 16) * 2, sk = tid % 16;
+    const float qscale = a.scale * kLog2e;
+    const int col = tid % kChunk, r0 = tid / kChunk;
 #pragma unroll
     for (int r = 0; r < 2; ++r)
 #pragma unroll
         for (int i = 0; i < 4; ++i) acc[r][i] = 0.f;
+    float qr[kQPerThread], kr[kKPerThread];
+    fetch_chunk<T>(a, t, row0, key0, 0, qscale, qr, kr);
     for (int dc = 0; dc < a.head_dim; dc += kChunk) {
+        __syncthreads(); /* everyone is done reading the previous slice */
+#pragma unroll
+        for (int i = 0; i < kQPerThread; ++i) qs[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = qr[i];
+#pragma unroll
+        for (int i = 0; i < kKPerThread; ++i) ks[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = kr[i];
         __syncthreads();
-        for (int i = tid; i < kKeys * kChunk; i += kThreads) {
-            const int kr = i / kChunk, kd = i % kChunk;
-            const int key = key0 + kr, d = dc + kd;
-            float x = 0.f;
-            if (key < a.seq_kv && d < a.head_dim)
-                x = load_elem(a.k, t.k + (int64_t)key * a.k_stride[2] + d * a.k_stride[3],
-                              a.dtype);
-            ks[kr * kKeyStride + kd] = x;
-        }
-        __syncthreads();
-        const int dn = min(kChunk, a.head_dim - dc);
-        const float *q0 = qs + sr * qs_stride + dc;
-        const float *q1 = q0 + qs_stride;
-#pragma unroll 4
-        for (int d = 0; d < dn; ++d) {
-            const float x0 = q0[d], x1 = q1[d];
+        if (dc + kChunk < a.head_dim) fetch_chunk<T>(a, t, row0, key0, dc + kChunk, qscale, qr, kr);
+#pragma unroll
+        for (int d = 0; d < kChunk; d += 4) {
+            const float4 x0 = *reinterpret_cast<const float4 *>(qs + sr * kChunkStride + d);
+            const float4 x1 = *reinterpret_cast<const float4 *>(qs + (sr + 1) * kChunkStride + d);
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                const float kv = ks[(sk + 16 * i) * kKeyStride + d];
-                acc[0][i] = fmaf(x0, kv, acc[0][i]);
-                acc[1][i] = fmaf(x1, kv, acc[1][i]);
+                const float4 y = *reinterpret_cast<const float4 *>(ks + (sk + 16 * i) * kChunkStride + d);
+                acc[0][i] = fmaf(x0.x, y.x, fmaf(x0.y, y.y, fmaf(x0.z, y.z, fmaf(x0.w, y.w, acc[0][i]))));
+                acc[1][i] = fmaf(x1.x, y.x, fmaf(x1.y, y.y, fmaf(x1.z, y.z, fmaf(x1.w, y.w, acc[1][i]))));
             }
         }
     }
     __syncthreads();
 }
 
-/* o[rr][c] += sum_j p(rr, j) * V[key0 + j][lane + 32c] for j < nkeys. */
-template <int COLS>
-__device__ __forceinline__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t,
-                                              const float *p, int p_stride, int key0,
-                                              int nkeys, int lane, float o[kRowsPerGroup][COLS])
+/* o[rr][c][e] += sum_j p(rr, j) * V[key0 + j][4*lane + 128*c + e] over j < nkeys, where
+ * p(rr, j) = p[rr * p_stride + j] for j < vis[rr] and 0 beyond.  V comes through shared
+ * memory in steps of 8 rows (group g stages row g), converted to f32 once.  p is indexed
+ * by the key relative to key0; vis holds absolute key counts. */
+template <typename T, int C4>
+__device__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t, const float *p,
+                              int p_stride, const int vis[kRowsPerGroup], float *vs, int key0,
+                              int nkeys, float o[kRowsPerGroup][C4][4])
 {
-    const int dim_v = a.head_dim_v;
-#pragma unroll 2
-    for (int j = 0; j < nkeys; ++j) {
-        float pr[kRowsPerGroup];
+    const T *v = static_cast<const T *>(a.v);
+    const int dim_v = a.head_dim_v, vstride = v_stride_of(dim_v);
+    const int lane = threadIdx.x % kGroup, group = threadIdx.x / kGroup;
+    for (int kc = 0; kc < nkeys; kc += kVKeys) {
+        const int nk = min(kVKeys, nkeys - kc);
+        __syncthreads();
+        if (group < nk) {
+            const int64_t vrow = t.v + (int64_t)(key0 + kc + group) * a.v_stride[2];
+            for (int c = lane; c < vstride; c += kGroup)
+                vs[group * vstride + c] = c < dim_v ? to_f32(v[vrow + c * a.v_stride[3]]) : 0.f;
+        }
+        __syncthreads();
+        for (int j = 0; j < nk; ++j) {
+            const int key = kc + j;
+            float pr[kRowsPerGroup];
 #pragma unroll
-        for (int rr = 0; rr < kRowsPerGroup; ++rr) pr[rr] = p[rr * p_stride + j];
-        const int64_t vrow = t.v + (int64_t)(key0 + j) * a.v_stride[2];
+            for (int rr = 0; rr < kRowsPerGroup; ++rr)
+                pr[rr] = key0 + key < vis[rr] ? p[rr * p_stride + key] : 0.f;
 #pragma unroll
-        for (int c = 0; c < COLS; ++c) {
-            const int col = lane + kGroup * c;
-            if (col < dim_v) {
-                const float x = load_elem(a.v, vrow + col * a.v_stride[3], a.dtype);
+            for (int c = 0; c < C4; ++c) {
+                const int col = 4 * lane + 4 * kGroup * c;
+                if (col < dim_v) {
+                    const float4 x = *reinterpret_cast<const float4 *>(vs + j * vstride + col);
 #pragma unroll
-                for (int rr = 0; rr < kRowsPerGroup; ++rr) o[rr][c] = fmaf(pr[rr], x, o[rr][c]);
+                    for (int rr = 0; rr < kRowsPerGroup; ++rr) {
+                        o[rr][c][0] = fmaf(pr[rr], x.x, o[rr][c][0]);
+                        o[rr][c][1] = fmaf(pr[rr], x.y, o[rr][c][1]);
+                        o[rr][c][2] = fmaf(pr[rr], x.z, o[rr][c][2]);
+                        o[rr][c][3] = fmaf(pr[rr], x.w, o[rr][c][3]);
+                    }
+                }
             }
         }
     }
 }
 
 /* Writes O rows (times inv) and the LSE; lse2 is in the exp2 domain (-inf: no key). */
-template <int COLS>
-__device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0, int lane,
-                           const float o[kRowsPerGroup][COLS], const float *inv,
+template <typename T, int C4>
+__device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0,
+                           const float o[kRowsPerGroup][C4][4], const float *inv,
                            const float *lse2)
 {
+    T *out = static_cast<T *>(a.o);
+    const int lane = threadIdx.x % kGroup;
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
         const int row = row0 + rr;
         if (row >= a.seq_q) continue;
+        const int64_t orow = t.o + (int64_t)row * a.o_stride[2];
 #pragma unroll
-        for (int c = 0; c < COLS; ++c) {
-            const int col = lane + kGroup * c;
-            if (col < a.head_dim_v)
-                store_elem(a.o, t.o + (int64_t)row * a.o_stride[2] + col * a.o_stride[3], a.dtype,
-                           o[rr][c] * inv[rr]);
-        }
+        for (int c = 0; c < C4; ++c)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int col = 4 * lane + 4 * kGroup * c + e;
+                if (col < a.head_dim_v) out[orow + col * a.o_stride[3]] = from_f32<T>(o[rr][c][e] * inv[rr]);
+            }
         if (a.lse && lane == 0)
             a.lse[((int64_t)t.batch * a.heads_q + t.head) * a.seq_q + row] =
                 lse2[rr] == -INFINITY ? -INFINITY : lse2[rr] * kLn2;
@@ -183,52 +229,51 @@ __device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0, i
 }
 
 /* Generic flash forward: online softmax over 64-key tiles, no N x N memory. */
-template <int COLS>
+template <typename T, int C4>
 __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
 {
-    extern __shared__ float smem[];
-    const int qs_stride = a.head_dim + 1;
-    float *qs = smem;
-    float *ks = qs + kRows * qs_stride;
-    float *ss = ks + kKeys * kKeyStride; /* [kRows][kKeys + 1] */
-    constexpr int ss_stride = kKeys + 1;
+    extern __shared__ float4 smem4[];
+    float *qs = reinterpret_cast<float *>(smem4);
+    float *ks = qs + kQsFloats;
+    float *ss = ks + kKsFloats; /* [kRows][kKeys + 1] */
+    float *vs = ss + ((kSsFloats + 3) & ~3);
 
     const TileBases t = tile_bases(a);
     const int row0 = blockIdx.x * kRows;
     const int tid = threadIdx.x, lane = tid % kGroup, group = tid / kGroup;
     const int my_row0 = group * kRowsPerGroup;
-    load_q_tile(a, t, row0, qs, qs_stride);
-
     const int last_row = min(row0 + kRows, a.seq_q) - 1;
     const int key_end = visible_keys(a, last_row); /* causal visibility grows with the row */
 
-    float o[kRowsPerGroup][COLS];
+    float o[kRowsPerGroup][C4][4];
     float m[kRowsPerGroup], l[kRowsPerGroup];
+    int my_vis[kRowsPerGroup];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
         m[rr] = -INFINITY;
         l[rr] = 0.f;
+        my_vis[rr] = visible_keys(a, row0 + my_row0 + rr);
 #pragma unroll
-        for (int c = 0; c < COLS; ++c) o[rr][c] = 0.f;
+        for (int c = 0; c < C4; ++c) o[rr][c][0] = o[rr][c][1] = o[rr][c][2] = o[rr][c][3] = 0.f;
     }
 
     const int sr = (tid / 16) * 2, sk = tid % 16;
     for (int key0 = 0; key0 < key_end; key0 += kKeys) {
         float acc[2][4];
-        score_tile(a, t, qs, qs_stride, ks, key0, acc);
+        score_tile<T>(a, t, row0, qs, ks, key0, acc);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int vis = visible_keys(a, row0 + sr + r);
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int key = key0 + sk + 16 * i;
-                ss[(sr + r) * ss_stride + sk + 16 * i] = key < vis ? acc[r][i] : -INFINITY;
+                ss[(sr + r) * kSsStride + sk + 16 * i] = key < vis ? acc[r][i] : -INFINITY;
             }
         }
         __syncthreads();
 #pragma unroll
         for (int rr = 0; rr < kRowsPerGroup; ++rr) {
-            float *srow = ss + (my_row0 + rr) * ss_stride;
+            float *srow = ss + (my_row0 + rr) * kSsStride;
             const float s0 = srow[lane], s1 = srow[lane + kGroup];
             const float m_new = fmaxf(m[rr], gpu_group_max<kGroup>(fmaxf(s0, s1)));
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
@@ -239,11 +284,13 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
             l[rr] = l[rr] * alpha + gpu_group_sum<kGroup>(p0 + p1);
             m[rr] = m_new;
 #pragma unroll
-            for (int c = 0; c < COLS; ++c) o[rr][c] *= alpha;
+            for (int c = 0; c < C4; ++c)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) o[rr][c][e] *= alpha;
         }
-        __syncthreads();
-        accumulate_pv<COLS>(a, t, ss + my_row0 * ss_stride, ss_stride, key0,
-                            min(kKeys, key_end - key0), lane, o);
+        /* accumulate_pv starts with a barrier: the probabilities are complete before use */
+        accumulate_pv<T, C4>(a, t, ss + my_row0 * kSsStride, kSsStride, my_vis, vs, key0,
+                             min(kKeys, key_end - key0), o);
     }
     float inv[kRowsPerGroup], lse2[kRowsPerGroup];
 #pragma unroll
@@ -251,22 +298,22 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
         inv[rr] = l[rr] > 0.f ? 1.f / l[rr] : 0.f;
         lse2[rr] = l[rr] > 0.f ? m[rr] + log2f(l[rr]) : -INFINITY;
     }
-    store_rows<COLS>(a, t, row0 + my_row0, lane, o, inv, lse2);
+    store_rows<T, C4>(a, t, row0 + my_row0, o, inv, lse2);
 }
 
 /* Fused: pass 1 writes every score of the tile (shared memory or workspace), pass 2 takes
  * the exact row max and sum and normalizes in place (and writes probs), pass 3 forms P V. */
-template <int COLS>
+template <typename T, int C4>
 __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int scores_in_smem)
 {
-    extern __shared__ float smem[];
-    const int qs_stride = a.head_dim + 1;
-    float *qs = smem;
-    float *ks = qs + kRows * qs_stride;
+    extern __shared__ float4 smem4[];
+    float *qs = reinterpret_cast<float *>(smem4);
+    float *ks = qs + kQsFloats;
+    float *vs = ks + kKsFloats;
     const int sc_stride = a.seq_kv + 1;
     float *sc;
     if (scores_in_smem) {
-        sc = ks + kKeys * kKeyStride;
+        sc = vs + kVKeys * v_stride_of(a.head_dim_v);
     } else {
         const int64_t block =
             ((int64_t)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
@@ -277,7 +324,6 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
     const int row0 = blockIdx.x * kRows;
     const int tid = threadIdx.x, lane = tid % kGroup, group = tid / kGroup;
     const int my_row0 = group * kRowsPerGroup;
-    load_q_tile(a, t, row0, qs, qs_stride);
     const int last_row = min(row0 + kRows, a.seq_q) - 1;
     const int key_end = visible_keys(a, last_row);
 
@@ -285,7 +331,7 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
     const int sr = (tid / 16) * 2, sk = tid % 16;
     for (int key0 = 0; key0 < key_end; key0 += kKeys) {
         float acc[2][4];
-        score_tile(a, t, qs, qs_stride, ks, key0, acc);
+        score_tile<T>(a, t, row0, qs, ks, key0, acc);
 #pragma unroll
         for (int r = 0; r < 2; ++r)
 #pragma unroll
@@ -325,39 +371,21 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
         m[rr] = mx;
         l[rr] = sum;
     }
-    __syncthreads();
 
-    /* pass 3: O = P V with P normalized. */
-    float o[kRowsPerGroup][COLS];
+    /* pass 3: O = P V with P normalized (accumulate_pv's first barrier orders pass 2). */
+    float o[kRowsPerGroup][C4][4];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr)
 #pragma unroll
-        for (int c = 0; c < COLS; ++c) o[rr][c] = 0.f;
-    const int dim_v = a.head_dim_v;
-    const float *p = sc + my_row0 * sc_stride;
-    for (int j = 0; j < key_end; ++j) {
-        float pr[kRowsPerGroup];
-#pragma unroll
-        for (int rr = 0; rr < kRowsPerGroup; ++rr)
-            pr[rr] = j < vis[rr] ? p[rr * sc_stride + j] : 0.f;
-        const int64_t vrow = t.v + (int64_t)j * a.v_stride[2];
-#pragma unroll
-        for (int c = 0; c < COLS; ++c) {
-            const int col = lane + kGroup * c;
-            if (col < dim_v) {
-                const float x = load_elem(a.v, vrow + col * a.v_stride[3], a.dtype);
-#pragma unroll
-                for (int rr = 0; rr < kRowsPerGroup; ++rr) o[rr][c] = fmaf(pr[rr], x, o[rr][c]);
-            }
-        }
-    }
+        for (int c = 0; c < C4; ++c) o[rr][c][0] = o[rr][c][1] = o[rr][c][2] = o[rr][c][3] = 0.f;
+    accumulate_pv<T, C4>(a, t, sc + my_row0 * sc_stride, sc_stride, vis, vs, 0, key_end, o);
     float one[kRowsPerGroup], lse2[kRowsPerGroup];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
         one[rr] = 1.f; /* P is normalized already */
         lse2[rr] = l[rr] > 0.f ? m[rr] + log2f(l[rr]) : -INFINITY;
     }
-    store_rows<COLS>(a, t, row0 + my_row0, lane, o, one, lse2);
+    store_rows<T, C4>(a, t, row0 + my_row0, o, one, lse2);
 }
 
 /* Unfused softmax: one block per score row.  Scores carry the scale already (natural
@@ -409,30 +437,49 @@ __global__ void __launch_bounds__(kThreads) mask_softmax_kernel(pa_gpu_args a, f
     }
 }
 
-int cols_for(int head_dim_v)
+int c4_for(int head_dim_v)
 {
-    const int cols = (head_dim_v + kGroup - 1) / kGroup;
-    return cols <= 4 ? 4 : cols <= 8 ? 8 : cols <= 16 ? 16 : 32;
+    const int c4 = (head_dim_v + 4 * kGroup - 1) / (4 * kGroup);
+    return c4 <= 1 ? 1 : c4 <= 2 ? 2 : c4 <= 4 ? 4 : 8;
 }
+
+template <template <typename, int> class Pick, typename Fn>
+Fn pick_kernel(int dtype, int c4)
+{
+#define PA_PICK_C4(T)                                                                      \
+    switch (c4) {                                                                          \
+    case 1: return Pick<T, 1>::fn;                                                         \
+    case 2: return Pick<T, 2>::fn;                                                         \
+    case 4: return Pick<T, 4>::fn;                                                         \
+    default: return Pick<T, 8>::fn;                                                        \
+    }
+    if (dtype == 0) PA_PICK_C4(float)
+    if (dtype == 1) PA_PICK_C4(gpu_half)
+    PA_PICK_C4(gpu_bf16)
+#undef PA_PICK_C4
+}
+
+typedef void (*flash_fn)(pa_gpu_args);
+typedef void (*fused_fn)(pa_gpu_args, int);
+template <typename T, int C4> struct PickFlash {
+    static constexpr flash_fn fn = flash_fwd_simt_kernel<T, C4>;
+};
+template <typename T, int C4> struct PickFused {
+    static constexpr fused_fn fn = fused_attn_kernel<T, C4>;
+};
 
 } // namespace
 
 extern "C" size_t pa_gpu_flash_generic_smem(const pa_gpu_args *a)
 {
-    return sizeof(float) *
-           ((size_t)kRows * (a->head_dim + 1) + kKeys * kKeyStride + kRows * (kKeys + 1));
+    return sizeof(float) * ((size_t)kQsFloats + kKsFloats + ((kSsFloats + 3) & ~3) +
+                            (size_t)kVKeys * v_stride_of(a->head_dim_v));
 }
 
 extern "C" int pa_gpu_flash_generic(const pa_gpu_args *a, void *stream)
 {
     const size_t smem = pa_gpu_flash_generic_smem(a);
-    void (*kernel)(pa_gpu_args);
-    switch (cols_for(a->head_dim_v)) {
-    case 4: kernel = flash_fwd_simt_kernel<4>; break;
-    case 8: kernel = flash_fwd_simt_kernel<8>; break;
-    case 16: kernel = flash_fwd_simt_kernel<16>; break;
-    default: kernel = flash_fwd_simt_kernel<32>; break;
-    }
+    flash_fn kernel = pick_kernel<PickFlash, flash_fn>(a->dtype, c4_for(a->head_dim_v));
     gpuError_t e = gpuFuncSetAttribute(kernel, 0, (int)smem);
     if (e != gpuSuccess) return (int)e;
     const dim3 grid((a->seq_q + kRows - 1) / kRows, a->heads_q, a->batch);
@@ -442,7 +489,7 @@ extern "C" int pa_gpu_flash_generic(const pa_gpu_args *a, void *stream)
 
 extern "C" size_t pa_gpu_fused_smem(const pa_gpu_args *a, int scores_in_smem)
 {
-    size_t floats = (size_t)kRows * (a->head_dim + 1) + kKeys * kKeyStride;
+    size_t floats = (size_t)kQsFloats + kKsFloats + (size_t)kVKeys * v_stride_of(a->head_dim_v);
     if (scores_in_smem) floats += (size_t)kRows * (a->seq_kv + 1);
     return floats * sizeof(float);
 }
@@ -457,13 +504,7 @@ extern "C" uint64_t pa_gpu_fused_workspace(const pa_gpu_args *a)
 extern "C" int pa_gpu_fused(const pa_gpu_args *a, int scores_in_smem, void *stream)
 {
     const size_t smem = pa_gpu_fused_smem(a, scores_in_smem);
-    void (*kernel)(pa_gpu_args, int);
-    switch (cols_for(a->head_dim_v)) {
-    case 4: kernel = fused_attn_kernel<4>; break;
-    case 8: kernel = fused_attn_kernel<8>; break;
-    case 16: kernel = fused_attn_kernel<16>; break;
-    default: kernel = fused_attn_kernel<32>; break;
-    }
+    fused_fn kernel = pick_kernel<PickFused, fused_fn>(a->dtype, c4_for(a->head_dim_v));
     gpuError_t e = gpuFuncSetAttribute(kernel, 0, (int)smem);
     if (e != gpuSuccess) return (int)e;
     const dim3 grid((a->seq_q + kRows - 1) / kRows, a->heads_q, a->batch);
