@@ -562,6 +562,62 @@ static void test_events_info(polyattn_context *ctx, polyattn_context *other)
     CHECK(polyattn_context_memory_stats(ctx, 0, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
 }
 
+/* Remaining argument checks of buffers, views and the registry. */
+static void test_buffers_registry(polyattn_context *ctx)
+{
+    polyattn_buffer *parent = NULL, *view = (polyattn_buffer *)&checks, *view2 = NULL;
+    polyattn_device_info info;
+    int count = 5, i;
+    const char *reason = NULL;
+    CHECK(polyattn_buffer_alloc(ctx, 16, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_buffer_view(NULL, 0, 4, &view) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_buffer_alloc(ctx, 64, &parent) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_buffer_view(parent, 0, 4, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_buffer_read(NULL, 0, &count, 4) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_buffer_write(NULL, 0, &count, 4) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_buffer_read(parent, 0, NULL, 4) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    /* a view of a view addresses the right bytes */
+    CHECK(polyattn_buffer_view(parent, 8, 32, &view) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_buffer_view(view, 4, 8, &view2) == POLYATTN_STATUS_SUCCESS);
+    {
+        unsigned char bytes[64], back[8];
+        for (i = 0; i < 64; i++)
+            bytes[i] = (unsigned char)i;
+        CHECK(polyattn_buffer_write(parent, 0, bytes, 64) == POLYATTN_STATUS_SUCCESS);
+        CHECK(polyattn_buffer_read(view2, 0, back, 8) == POLYATTN_STATUS_SUCCESS);
+        CHECK(back[0] == 12 && back[7] == 19);
+        CHECK(polyattn_buffer_read(view2, 1, back, 8) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    }
+    /* freeing a parent under a live view is refused (reported, nothing freed) */
+    polyattn_buffer_free(view);
+    CHECK(strstr(polyattn_context_last_error(ctx), "view") != NULL);
+    polyattn_buffer_free(view2);
+    polyattn_buffer_free(view);
+    polyattn_buffer_free(parent);
+
+    CHECK(polyattn_device_count(POLYATTN_BACKEND_HOST, NULL, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_device_count(POLYATTN_BACKEND_AUTO, &count, &reason) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_backend_compiled(POLYATTN_BACKEND_AUTO) == 0);
+    CHECK(polyattn_backend_compiled((polyattn_backend)42) == 0);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info - 1;
+    CHECK(polyattn_device_get_info(POLYATTN_BACKEND_HOST, 0, &info) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_device_get_info(POLYATTN_BACKEND_HOST, 0, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    info.struct_size = sizeof info;
+    CHECK(polyattn_device_get_info(POLYATTN_BACKEND_HOST, -1, &info) == POLYATTN_STATUS_NOT_FOUND);
+    /* a backend without devices: context creation is NOT_FOUND with a reason */
+    for (i = POLYATTN_BACKEND_CUDA; i <= POLYATTN_BACKEND_OPENCL; i++) {
+        polyattn_context *none = NULL;
+        count = 0;
+        CHECK(polyattn_device_count((polyattn_backend)i, &count, NULL) == POLYATTN_STATUS_SUCCESS);
+        if (count > 0)
+            continue;
+        CHECK(polyattn_context_create((polyattn_backend)i, 0, &none) == POLYATTN_STATUS_NOT_FOUND);
+        CHECK(none == NULL && polyattn_last_error()[0] != '\0');
+        CHECK(polyattn_device_get_info((polyattn_backend)i, 0, &info) == POLYATTN_STATUS_NOT_FOUND);
+    }
+}
+
 static void test_contexts(void)
 {
     polyattn_context *ctx = (polyattn_context *)&checks;
@@ -591,6 +647,7 @@ int main(void)
     CHECK(log_errors > 0);
     test_logging(ctx);
     test_events_info(ctx, other);
+    test_buffers_registry(ctx);
     test_plan_options(ctx);
     test_forward(ctx, other);
     test_contexts();
