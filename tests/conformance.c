@@ -43,6 +43,61 @@ static void usage(void)
                     "[--seed N] [--list]\n");
 }
 
+/* Algorithms with a workspace must refuse a missing or short one before launching
+ * anything (the host has none, so this is checked here, per backend).  Returns failures. */
+static int check_workspace_rejection(polyattn_context *ctx, const polyattn_algo *algos, int n_algos)
+{
+    const pa_tk_case *c = pa_tk_find_case("odd_37x53_d32");
+    polyattn_attention_desc desc;
+    int a, failures = 0;
+    pa_tk_case_desc(c, POLYATTN_DTYPE_F32, &desc);
+    for (a = 0; a < n_algos; a++) {
+        polyattn_plan_options opt;
+        polyattn_plan_info info;
+        polyattn_plan *plan = NULL;
+        polyattn_buffer *q = NULL, *k = NULL, *v = NULL, *o = NULL, *ws = NULL;
+        polyattn_status st_null, st_short;
+        polyattn_plan_options_init(&opt);
+        opt.algo = algos[a];
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        if (polyattn_plan_create(ctx, &desc, &opt, &plan) != POLYATTN_STATUS_SUCCESS)
+            continue; /* reported by the main loop */
+        if (polyattn_plan_get_info(plan, &info) != POLYATTN_STATUS_SUCCESS || info.workspace_bytes == 0 ||
+            polyattn_buffer_alloc(ctx, polyattn_tensor_desc_bytes(&desc.q), &q) ||
+            polyattn_buffer_alloc(ctx, polyattn_tensor_desc_bytes(&desc.k), &k) ||
+            polyattn_buffer_alloc(ctx, polyattn_tensor_desc_bytes(&desc.v), &v) ||
+            polyattn_buffer_alloc(ctx, polyattn_tensor_desc_bytes(&desc.o), &o) ||
+            (info.workspace_bytes > 1 && polyattn_buffer_alloc(ctx, info.workspace_bytes - 1, &ws))) {
+            polyattn_buffer_free(q), polyattn_buffer_free(k), polyattn_buffer_free(v);
+            polyattn_buffer_free(o), polyattn_buffer_free(ws);
+            polyattn_plan_destroy(plan);
+            continue;
+        }
+        st_null = polyattn_forward(plan, q, k, v, o, NULL, NULL, NULL);
+        const int null_named = strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
+        st_short = ws ? polyattn_forward(plan, q, k, v, o, NULL, NULL, ws) : POLYATTN_STATUS_INVALID_ARGUMENT;
+        const int short_named = !ws || strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
+        if (st_null != POLYATTN_STATUS_INVALID_ARGUMENT || st_short != POLYATTN_STATUS_INVALID_ARGUMENT ||
+            !null_named || !short_named) {
+            printf("FAIL        %-28s f32  %-7s : a missing or short workspace (%llu B needed) was not "
+                   "rejected with a message naming it: %s / %s\n",
+                   "workspace-check", polyattn_algo_name(algos[a]),
+                   (unsigned long long)info.workspace_bytes, polyattn_status_name(st_null),
+                   polyattn_status_name(st_short));
+            failures++;
+        } else {
+            printf("PASS        %-28s f32  %-7s : missing and short workspace rejected\n",
+                   "workspace-check", polyattn_algo_name(algos[a]));
+        }
+        polyattn_context_synchronize(ctx);
+        polyattn_buffer_free(q), polyattn_buffer_free(k), polyattn_buffer_free(v);
+        polyattn_buffer_free(o), polyattn_buffer_free(ws);
+        polyattn_plan_destroy(plan);
+    }
+    return failures;
+}
+
 int main(int argc, char **argv)
 {
     polyattn_backend backend = POLYATTN_BACKEND_HOST;
@@ -152,6 +207,8 @@ int main(int argc, char **argv)
     printf("conformance: %s device %d: %s (%s)\n", polyattn_backend_name(backend), device,
            info.name, info.driver_version);
 
+    if (!only_case)
+        failed += check_workspace_rejection(ctx, algos, n_algos);
     for (ci = 0; ci < n_cases; ci++) {
         const pa_tk_case *c = &cases[ci];
         int di, ai;
