@@ -296,7 +296,7 @@ POLYATTN_API polyattn_status polyattn_plan_get_info(const polyattn_plan *plan,
  * lse: f32 [batch, heads_q, seq_q] contiguous, required iff want_lse, else NULL.
  * probs: f32 [batch, heads_q, seq_q, seq_kv] contiguous, required iff want_probs.
  * workspace: at least workspace_bytes, or NULL when that is 0.
- * Rows of a query that sees no key (possible with causal top-left and seq_q > seq_kv)
+ * Rows of a query that sees no key (causal bottom-right with seq_q > seq_kv)
  * get O = 0, LSE = -inf and probabilities 0 on every backend. */
 POLYATTN_API polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
                                               const polyattn_buffer *k, const polyattn_buffer *v,
