@@ -189,7 +189,18 @@ int main(int argc, char **argv)
             /* Validate on set 0: finite, and equal to the first algorithm's output. */
             pa_tk_poison(raw, elems, sh->dtype);
             CHECK(polyattn_buffer_write(o, 0, raw, bytes));
-            CHECK(polyattn_forward(plan, q[0], k[0], v[0], o, NULL, NULL, ws));
+            pst = polyattn_forward(plan, q[0], k[0], v[0], o, NULL, NULL, ws);
+            if (pst == POLYATTN_STATUS_SUCCESS) pst = polyattn_context_synchronize(ctx);
+            if (pst != POLYATTN_STATUS_SUCCESS) {
+                printf("%-5s %5lld %3lld %5lld %5lld %4s %3d | %-7s FAILED: %s\n", sh->suite,
+                       (long long)sh->batch, (long long)sh->heads, (long long)sh->seq,
+                       (long long)sh->dim, polyattn_dtype_name(sh->dtype), sh->causal,
+                       polyattn_algo_name(algos[ai]), polyattn_context_last_error(ctx));
+                polyattn_buffer_free(ws);
+                ws = NULL;
+                polyattn_plan_destroy(plan);
+                continue;
+            }
             CHECK(polyattn_buffer_read(o, 0, raw, bytes));
             pa_tk_decode(out, raw, elems, sh->dtype);
             double maxdiff = 0.0;

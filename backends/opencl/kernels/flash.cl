@@ -73,3 +73,176 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
     pa_row_reduce(l, red, rg, cg, 0);
     pa_store_rows(oacc, m, l, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg);
 }
+
+/* ---- flash_fwd_tiled_v4_kernel: the same algorithm with 4-wide local-memory reads -------
+ * Used when TM == 4 and TN % 4 == 0 (head dims up to 256).  A work-item owns the four
+ * consecutive rows rg*4..rg*4+3, score columns (cg + jj*CG)*4 + e and output columns
+ * (cg + jv*CG)*4 + e, so each local read is one float4: Q K^T does 1 + TN/4 reads per
+ * 4*TN FMAs, P V reads P transposed (keys x rows) and V padded to DVP columns. */
+
+#define V4_QS_LD (BM + 4)
+#define V4_KS_LD (BN + 4)
+#define V4_PS_LD (BM + 4)
+#define TN4 (TN / 4)
+#define TDV4 ((HEAD_DIM_V + 4 * CG - 1) / (4 * CG))
+#define DVP (TDV4 * 4 * CG)
+#define V4_QK_LOCAL (DK * V4_QS_LD + DK * V4_KS_LD)
+#define V4_V_LOCAL (VN * DVP)
+#define V4_STAGE (V4_QK_LOCAL > V4_V_LOCAL ? V4_QK_LOCAL : V4_V_LOCAL)
+
+#if TM == 4 && (TN % 4) == 0
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4_kernel(
+    __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
+    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
+    long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int seq_q,
+    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles)
+{
+    __local float4 stage4[V4_STAGE / 4];
+    __local float4 ps4[BN * V4_PS_LD / 4];
+    __local float red[BM * CG];
+    __local float *stage = (__local float *)stage4;
+    __local float *ps = (__local float *)ps4;
+
+    const int lid = get_local_id(0);
+    const int rg = lid / CG, cg = lid % CG;
+    const long tile = n_tiles - 1 - (long)get_group_id(0);
+    const long h = get_global_id(1), b = get_global_id(2), hk = h / group;
+    const long heads_q = get_global_size(1);
+    const long row0 = tile * BM;
+
+    __global const STORAGE *qb = q + q_off + b * q_st.s0 + h * q_st.s1;
+    __global const STORAGE *kb = k + k_off + b * k_st.s0 + hk * k_st.s1;
+    __global const STORAGE *vb = v + v_off + b * v_st.s0 + hk * v_st.s1;
+    __global STORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
+    __global float *lseb = lse + lse_off + (b * heads_q + h) * seq_q;
+
+    long last_row = min(row0 + BM, (long)seq_q) - 1;
+    long kv_end = pa_visible(last_row, causal, causal_offset, seq_kv);
+    long vis[4];
+    float m[4], l[4];
+    float4 oacc[4][TDV4];
+    for (int i = 0; i < 4; i++) {
+        long row = row0 + rg * 4 + i;
+        vis[i] = row < seq_q ? pa_visible(row, causal, causal_offset, seq_kv) : 0;
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        for (int jv = 0; jv < TDV4; jv++) oacc[i][jv] = (float4)(0.0f);
+    }
+
+    for (long k0 = 0; k0 < kv_end; k0 += BN) {
+        float4 s[4][TN4];
+        for (int i = 0; i < 4; i++)
+            for (int jj = 0; jj < TN4; jj++) s[i][jj] = (float4)(0.0f);
+        for (int d0 = 0; d0 < HEAD_DIM; d0 += DK) {
+            /* Staging: four consecutive d of one row per work-item group of four, so global
+             * reads are 16-byte runs and transposed local writes spread over banks. */
+            for (int idx = lid; idx < BM * DK; idx += NT) {
+                int dd = ((idx >> 2) / BM) * 4 + (idx & 3), r = (idx >> 2) % BM;
+                long row = row0 + r;
+                int d = d0 + dd;
+                float x = 0.0f;
+                if (row < seq_q && d < HEAD_DIM) x = LOAD(qb, row * q_st.s2 + d * q_st.s3);
+                stage[dd * V4_QS_LD + r] = x;
+            }
+            for (int idx = lid; idx < BN * DK; idx += NT) {
+                int dd = ((idx >> 2) / BN) * 4 + (idx & 3), c = (idx >> 2) % BN;
+                long key = k0 + c;
+                int d = d0 + dd;
+                float x = 0.0f;
+                if (key < seq_kv && d < HEAD_DIM) x = LOAD(kb, key * k_st.s2 + d * k_st.s3);
+                stage[DK * V4_QS_LD + dd * V4_KS_LD + c] = x;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            __local const float4 *qs4 = stage4;
+            __local const float4 *ks4 = stage4 + DK * V4_QS_LD / 4;
+#pragma unroll 8
+            for (int dd = 0; dd < DK; dd++) {
+                float4 a = qs4[dd * (V4_QS_LD / 4) + rg];
+                for (int jj = 0; jj < TN4; jj++) {
+                    float4 bk = ks4[dd * (V4_KS_LD / 4) + cg + jj * CG];
+                    s[0][jj] = fma((float4)(a.x), bk, s[0][jj]);
+                    s[1][jj] = fma((float4)(a.y), bk, s[1][jj]);
+                    s[2][jj] = fma((float4)(a.z), bk, s[2][jj]);
+                    s[3][jj] = fma((float4)(a.w), bk, s[3][jj]);
+                }
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        /* Scale, mask, block max. */
+        float bmax[4];
+        for (int i = 0; i < 4; i++) {
+            bmax[i] = -INFINITY;
+            for (int jj = 0; jj < TN4; jj++) {
+                long key = k0 + (cg + jj * CG) * 4;
+                float4 x = s[i][jj] * scale_log2;
+                x.x = key + 0 < vis[i] ? x.x : -INFINITY;
+                x.y = key + 1 < vis[i] ? x.y : -INFINITY;
+                x.z = key + 2 < vis[i] ? x.z : -INFINITY;
+                x.w = key + 3 < vis[i] ? x.w : -INFINITY;
+                s[i][jj] = x;
+                bmax[i] = fmax(bmax[i], fmax(fmax(x.x, x.y), fmax(x.z, x.w)));
+            }
+        }
+        pa_row_reduce(bmax, red, rg, cg, 1);
+        float m_use[4];
+        for (int i = 0; i < 4; i++) {
+            float m_new = fmax(m[i], bmax[i]);
+            m_use[i] = m_new == -INFINITY ? 0.0f : m_new;
+            float alpha = exp2(m[i] - m_use[i]);
+            m[i] = m_new;
+            l[i] *= alpha;
+            for (int jv = 0; jv < TDV4; jv++) oacc[i][jv] *= alpha;
+        }
+        for (int jj = 0; jj < TN4; jj++) {
+            float4 p0 = exp2(s[0][jj] - m_use[0]), p1 = exp2(s[1][jj] - m_use[1]);
+            float4 p2 = exp2(s[2][jj] - m_use[2]), p3 = exp2(s[3][jj] - m_use[3]);
+            l[0] += (p0.x + p0.y) + (p0.z + p0.w);
+            l[1] += (p1.x + p1.y) + (p1.z + p1.w);
+            l[2] += (p2.x + p2.y) + (p2.z + p2.w);
+            l[3] += (p3.x + p3.y) + (p3.z + p3.w);
+            int c = (cg + jj * CG) * 4;
+            ps4[((c + 0) * V4_PS_LD) / 4 + rg] = (float4)(p0.x, p1.x, p2.x, p3.x);
+            ps4[((c + 1) * V4_PS_LD) / 4 + rg] = (float4)(p0.y, p1.y, p2.y, p3.y);
+            ps4[((c + 2) * V4_PS_LD) / 4 + rg] = (float4)(p0.z, p1.z, p2.z, p3.z);
+            ps4[((c + 3) * V4_PS_LD) / 4 + rg] = (float4)(p0.w, p1.w, p2.w, p3.w);
+        }
+        /* O += P V, V staged VN keys at a time (zero past seq_kv and past HEAD_DIM_V). */
+        for (int n0 = 0; n0 < BN; n0 += VN) {
+            for (int idx = lid; idx < VN * DVP; idx += NT) {
+                int nn = idx / DVP, col = idx % DVP;
+                long key = k0 + n0 + nn;
+                stage[idx] = key < seq_kv && col < HEAD_DIM_V
+                                 ? LOAD(vb, key * v_st.s2 + col * v_st.s3) : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll 4
+            for (int nn = 0; nn < VN; nn++) {
+                float4 p = ps4[((n0 + nn) * V4_PS_LD) / 4 + rg];
+                for (int jv = 0; jv < TDV4; jv++) {
+                    float4 vv = stage4[nn * (DVP / 4) + cg + jv * CG];
+                    oacc[0][jv] = fma((float4)(p.x), vv, oacc[0][jv]);
+                    oacc[1][jv] = fma((float4)(p.y), vv, oacc[1][jv]);
+                    oacc[2][jv] = fma((float4)(p.z), vv, oacc[2][jv]);
+                    oacc[3][jv] = fma((float4)(p.w), vv, oacc[3][jv]);
+                }
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+    }
+    pa_row_reduce(l, red, rg, cg, 0);
+    for (int i = 0; i < 4; i++) {
+        long row = row0 + rg * 4 + i;
+        if (row >= seq_q) continue;
+        float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+        for (int jv = 0; jv < TDV4; jv++) {
+            int col = (cg + jv * CG) * 4;
+            float4 r = oacc[i][jv] * inv;
+            if (col + 0 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 0) * o_st.s3, r.x);
+            if (col + 1 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 1) * o_st.s3, r.y);
+            if (col + 2 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 2) * o_st.s3, r.z);
+            if (col + 3 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 3) * o_st.s3, r.w);
+        }
+        if (want_lse && cg == 0) lseb[row] = l[i] > 0.0f ? m[i] * PA_LN2 + log(l[i]) : -INFINITY;
+    }
+}
+#endif
