@@ -51,19 +51,26 @@ static void print_problem_text(const polyattn_attention_desc *d, const polyattn_
         printf("memory budget: none (the device's memory)\n");
 }
 
-static void print_plan_text(const polyattn_plan_info *info)
+/* "16777216 B (16.0 MiB)", or "0 B" when the unit adds nothing. */
+static void print_bytes_line(const char *label, uint64_t bytes)
 {
     char a[32];
+    if (bytes < 1024)
+        printf("%s: %llu B\n", label, (unsigned long long)bytes);
+    else
+        printf("%s: %llu B (%s)\n", label, (unsigned long long)bytes,
+               pa_cli_bytes_human(bytes, a));
+}
+
+static void print_plan_text(const polyattn_plan_info *info)
+{
     printf("chosen: %s\n", polyattn_algo_name(info->algo));
     printf("reason: %s\n", info->reason);
     printf("flops: %.6g\n", info->flops);
-    printf("min bytes moved: %.0f (%s)\n", info->min_bytes_moved,
-           pa_cli_bytes_human((uint64_t)info->min_bytes_moved, a));
+    print_bytes_line("min bytes moved", (uint64_t)info->min_bytes_moved);
     printf("kernel launches: %d\n", info->kernel_launches);
-    printf("workspace: %llu B (%s)\n", (unsigned long long)info->workspace_bytes,
-           pa_cli_bytes_human(info->workspace_bytes, a));
-    printf("device memory estimate: %llu B (%s)\n", (unsigned long long)info->device_bytes,
-           pa_cli_bytes_human(info->device_bytes, a));
+    print_bytes_line("workspace", info->workspace_bytes);
+    print_bytes_line("device memory estimate", info->device_bytes);
     printf("candidates:\n");
     for (int i = 0; i < info->n_candidates && i < 3; i++) {
         const polyattn_candidate *c = &info->candidates[i];
