@@ -8,11 +8,13 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(POLYATTN_HIP_SHARED_KERNELS)
-#include "gpu_attn.h"
+#include "flash_mfma.h"
 #include "gemm_tiled.h"
+#include "gpu_attn.h"
 #endif
 
 #if defined(POLYATTN_HIP_SHARED_KERNELS)
@@ -87,7 +89,29 @@ static polyattn_status launch_status(pa_device *dev, int err, const char *what)
     return pa_hip_fail(dev, (hipError_t)err, what, __FILE__, __LINE__);
 }
 
-/* ---- flash: the shared generic (SIMT) kernel ----------------------------- */
+/* ---- flash: MFMA kernel (gfx908/gfx90a) or the shared generic (SIMT) one -- */
+
+/* The MFMA path has run only in the CPU emulation (tests/hip/test_hip_emulated), never on an
+ * AMD GPU: it stays opt-in (POLYATTN_HIP_MFMA=1) until conformance passes on an MI100/MI200. */
+static int mfma_enabled(void)
+{
+    const char *s = getenv("POLYATTN_HIP_MFMA");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
+/* Why the MFMA kernel cannot take p (NULL: it can). */
+static const char *mfma_refusal(pa_device *dev, const pa_problem *p)
+{
+    const pa_hip_device *d = pa_hip(dev);
+    const int gfx90a = strcmp(d->arch, "gfx90a") == 0;
+    if (!gfx90a && strcmp(d->arch, "gfx908") != 0) return "no MFMA 32x32x8 kernel for this target";
+    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
+    if (p->dtype == POLYATTN_DTYPE_BF16 && !gfx90a) return "bf16 MFMA (bf16_1k) needs gfx90a";
+    if (p->head_dim % 8 != 0 || p->head_dim > 128 || p->head_dim_v > 128)
+        return "head_dim must be a multiple of 8 and head dims at most 128";
+    if (!mfma_enabled()) return "POLYATTN_HIP_MFMA is not set (not yet validated on AMD hardware)";
+    return NULL;
+}
 
 static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
@@ -97,9 +121,23 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
         *why_not = "flash never forms the probability matrix (O(seq) memory); use unfused or fused";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
+    if (!mfma_refusal(dev, p)) return POLYATTN_STATUS_SUCCESS; /* its LDS tile is 8.5 KiB */
     pa_gpu_args a;
     fill_args(p, NULL, &a);
     return lds_check(dev, "flash (generic kernel)", pa_gpu_flash_generic_smem(&a), why_not);
+}
+
+static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void **state)
+{
+    const char *why = mfma_refusal(dev, p);
+    if (why)
+        pa_log(POLYATTN_LOG_DISPATCH, "hip flash: shared generic kernel (MFMA kernel not used: %s)",
+               why);
+    else
+        pa_log(POLYATTN_LOG_DISPATCH, "hip flash: MFMA 32x32x8 kernel on %s, %s",
+               pa_hip(dev)->arch, polyattn_dtype_name(p->dtype));
+    *state = NULL;
+    return POLYATTN_STATUS_SUCCESS;
 }
 
 static uint64_t flash_workspace(pa_device *dev, const pa_problem *p)
@@ -124,6 +162,9 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
     fill_args(p, io, &a);
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
+    if (!mfma_refusal(dev, p))
+        return launch_status(dev, pa_hip_flash_mfma(&a, pa_hip(dev)->stream),
+                             "pa_hip_flash_mfma (flash_fwd_mfma_kernel)");
     return launch_status(dev, pa_gpu_flash_generic(&a, pa_hip(dev)->stream),
                          "pa_gpu_flash_generic (flash_fwd_simt_kernel)");
 }
@@ -247,7 +288,7 @@ const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     {.algo = POLYATTN_ALGO_FUSED, .check = fused_check, .workspace_size = fused_workspace,
      .kernel_launches = one_launch, .forward = fused_forward},
     {.algo = POLYATTN_ALGO_FLASH, .check = flash_check, .workspace_size = flash_workspace,
-     .kernel_launches = one_launch, .forward = flash_forward},
+     .kernel_launches = one_launch, .prepare = flash_prepare, .forward = flash_forward},
 };
 
 #else /* no shared kernels in this build: every algorithm says so */

@@ -74,15 +74,31 @@ for target in $targets; do
     done
 done
 
-# TARGET-ONLY rules: kernel:gfxA,gfxB -> present on those targets, absent on the others.
+# TARGET-ONLY rules: kernel:gfxA,gfxB -> present on those targets, absent on the others;
+# insn:MNEMONIC:gfxA,gfxB -> the instruction appears in those targets' code only.
+objdump=""
+for tool in llvm-objdump llvm-objdump-15 llvm-objdump-14; do
+    if command -v "$tool" >/dev/null 2>&1; then objdump=$tool; break; fi
+done
 for rule in "$@"; do
+    kind=kernel
+    case $rule in insn:*) kind=insn; rule=${rule#insn:} ;; esac
     k=${rule%%:*}
     only=$(printf '%s' "${rule#*:}" | tr ',' ' ')
+    if [ $kind = insn ] && [ -z "$objdump" ]; then
+        echo "FAIL: no llvm-objdump to look for $k"; status=1; continue
+    fi
     for target in $targets; do
         expected=0
         for t in $only; do [ "$t" = "$target" ] && expected=1; done
         found=0
-        grep -q -- "$k" "$work/$target.kernels" 2>/dev/null && found=1
+        if [ $kind = insn ]; then
+            n=$(for f in "$work/$target"/*.co; do "$objdump" -d "$f"; done 2>/dev/null | grep -c -- "$k")
+            echo "== $target: $n x $k"
+            [ "$n" -gt 0 ] && found=1
+        else
+            grep -q -- "$k" "$work/$target.kernels" 2>/dev/null && found=1
+        fi
         if [ "$found" != "$expected" ]; then
             echo "FAIL: $k on $target: expected present=$expected, found=$found"
             status=1

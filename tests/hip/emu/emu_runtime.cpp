@@ -53,6 +53,32 @@ float pa_emu_exchange(float v, int lane_xor)
     return buf[t ^ (unsigned)lane_xor];
 }
 
+/* The MFMA 32x32x8 layout, written independently of the kernel: A[i][k] in lane
+ * i + 32*(k/4) element k%4, B[k][j] in lane j + 32*(k/4) element k%4, D[i][j] in lane
+ * j + 32*((i/4)%2) register 4*(i/8) + i%4.  Double-buffered like the exchange. */
+static float mfma_a[2][1024][4], mfma_b[2][1024][4];
+static int *mfma_phase; /* per fiber */
+
+void pa_emu_mfma_32x32x8(const float *a, const float *b, float *acc)
+{
+    const unsigned t = threadIdx.x, lane = t % 64, wave0 = t - lane;
+    const int ph = mfma_phase[t];
+    mfma_phase[t] ^= 1;
+    for (int e = 0; e < 4; ++e) {
+        mfma_a[ph][t][e] = a[e];
+        mfma_b[ph][t][e] = b[e];
+    }
+    __syncthreads();
+    for (int i = 0; i < 32; ++i) {
+        if ((unsigned)((i / 4) % 2) != lane / 32) continue; /* rows this lane does not hold */
+        const int j = (int)(lane % 32), reg = 4 * (i / 8) + i % 4;
+        float sum = 0.f;
+        for (int k = 0; k < 8; ++k)
+            sum += mfma_a[ph][wave0 + i + 32 * (k / 4)][k % 4] * mfma_b[ph][wave0 + j + 32 * (k / 4)][k % 4];
+        acc[reg] += sum;
+    }
+}
+
 extern "C" hipError_t hipSetDevice(int device) { return device == 0 ? hipSuccess : hipErrorInvalidValue; }
 
 extern "C" hipError_t hipGetLastError(void)
@@ -93,6 +119,7 @@ static void run_block(unsigned threads, char *stacks)
         makecontext(&fibers[t], fiber_entry, 0);
         fiber_state[t] = FIBER_READY;
         exchange_phase[t] = 0;
+        mfma_phase[t] = 0;
     }
     for (;;) {
         unsigned at_barrier = 0, done = 0;
@@ -136,8 +163,9 @@ void pa_emu_run(void (*body)(void *), void *ctx, dim3 grid, dim3 block, size_t s
     fibers = static_cast<ucontext_t *>(malloc(block.x * sizeof(ucontext_t)));
     fiber_state = static_cast<int *>(malloc(block.x * sizeof(int)));
     exchange_phase = static_cast<int *>(malloc(block.x * sizeof(int)));
+    mfma_phase = static_cast<int *>(malloc(block.x * sizeof(int)));
     char *stacks = static_cast<char *>(malloc(block.x * kFiberStack));
-    if (!fibers || !fiber_state || !exchange_phase || !stacks) {
+    if (!fibers || !fiber_state || !exchange_phase || !mfma_phase || !stacks) {
         fprintf(stderr, "emulation: out of memory\n");
         abort();
     }
@@ -154,6 +182,7 @@ void pa_emu_run(void (*body)(void *), void *ctx, dim3 grid, dim3 block, size_t s
             }
     free(stacks);
     free(exchange_phase);
+    free(mfma_phase);
     free(fiber_state);
     free(fibers);
     free(pa_emu_dynamic_smem);

@@ -23,6 +23,9 @@ struct dim3 {
     unsigned x, y, z;
     dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 struct pa_emu_uint3 {
     unsigned x, y, z;
 };
@@ -60,6 +63,10 @@ inline uint32_t __float_as_uint(float f)
     memcpy(&u, &f, sizeof u);
     return u;
 }
+
+/* v_mfma_f32_32x32x8 of one wave64 (backends/hip/flash_mfma.hip documents the layout):
+ * collective over the block like the shuffles; a, b: this lane's 4 operand elements. */
+void pa_emu_mfma_32x32x8(const float *a, const float *b, float *acc);
 
 enum { hipFuncAttributeMaxDynamicSharedMemorySize = 8 };
 /* Refuses more than the LDS of the emulated device, as the launch would on AMD. */
