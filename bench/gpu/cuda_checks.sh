@@ -1,8 +1,8 @@
 #!/bin/bash
 # CUDA backend checks on a GPU machine, from the repository root:
-#   build (-j16), ctest -L cuda, compute-sanitizer memcheck + racecheck on the conformance
-#   test, then benchmarks of polyattn (cuda_bench) beside PyTorch SDPA (flash, cudnn,
-#   efficient, math) in the same run.  Results land in $OUT (default ./cuda-checks-out):
+#   build (-j16), ctest -L cuda, benchmarks of polyattn (cuda_bench) beside PyTorch SDPA
+#   (flash, cudnn, efficient, math) in the same run, then compute-sanitizer memcheck (whole
+#   conformance suite) and racecheck (a reduced case set) on the conformance test.  Results land in $OUT (default ./cuda-checks-out):
 #     checks.log      build tail, ctest, sanitizer summaries
 #     memcheck.log    racecheck.log
 #     polyattn.jsonl  torch.jsonl  summary.json  summary.md
@@ -46,25 +46,6 @@ if has test; then
   mv "$OUT/ctest.txt" "$OUT/ctest.log"
 fi
 
-if has sanitize; then
-  say "compute-sanitizer memcheck: conformance --backend cuda (every case, algo, dtype)"
-  timeout 900 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 99 \
-    "$CONF" --backend cuda > "$OUT/memcheck.log" 2>&1
-  echo "memcheck exit $?" | tee -a "$LOG"
-  grep -E "ERROR SUMMARY|conformance cuda" "$OUT/memcheck.log" | tail -3 >> "$LOG"
-  say "compute-sanitizer racecheck: reduced case set, tensor-core and generic flash"
-  : > "$OUT/racecheck.log"
-  for c in ${RACE_CASES:-odd_37x53_d32 causal_tl_129_d128 d256_causal_33x65 d512_17x40 bshd_pad_gqa_47x61_d64 long_causal_br_300x257_d64}; do
-    for tc in 0 1; do
-      echo "### case $c POLYATTN_CUDA_NO_TC=$tc" >> "$OUT/racecheck.log"
-      POLYATTN_CUDA_NO_TC=$tc timeout 300 compute-sanitizer --tool racecheck --error-exitcode 99 \
-        "$CONF" --backend cuda --case "$c" >> "$OUT/racecheck.log" 2>&1
-      echo "racecheck $c no_tc=$tc exit $?" | tee -a "$LOG"
-    done
-  done
-  grep -E "RACECHECK SUMMARY|ERROR SUMMARY" "$OUT/racecheck.log" | sort | uniq -c >> "$LOG"
-fi
-
 if has bench; then
   say "bench: suites $SUITES ${QUICK:+(quick)}"
   python3 bench/gpu/shapes.py $SUITES ${QUICK:+--quick} > "$OUT/shapes.txt"
@@ -77,4 +58,23 @@ if has bench; then
   rm -f "$OUT/shapes.txt"
   cat "$OUT/summary.md"
 fi
+if has sanitize; then
+  say "compute-sanitizer memcheck: conformance --backend cuda (every case, algo, dtype)"
+  timeout ${MEMCHECK_TIMEOUT:-300} compute-sanitizer --tool memcheck --leak-check full --error-exitcode 99 \
+    "$CONF" --backend cuda > "$OUT/memcheck.log" 2>&1
+  echo "memcheck exit $?" | tee -a "$LOG"
+  grep -E "ERROR SUMMARY|conformance cuda" "$OUT/memcheck.log" | tail -3 >> "$LOG"
+  say "compute-sanitizer racecheck: reduced case set, tensor-core and generic flash"
+  : > "$OUT/racecheck.log"
+  for c in ${RACE_CASES:-odd_37x53_d32 causal_tl_129_d128 d256_causal_33x65 d512_17x40 bshd_pad_gqa_47x61_d64 long_causal_br_300x257_d64}; do
+    for tc in 0 1; do
+      echo "### case $c POLYATTN_CUDA_NO_TC=$tc" >> "$OUT/racecheck.log"
+      POLYATTN_CUDA_NO_TC=$tc timeout ${RACECHECK_TIMEOUT:-120} compute-sanitizer --tool racecheck --error-exitcode 99 \
+        "$CONF" --backend cuda --case "$c" >> "$OUT/racecheck.log" 2>&1
+      echo "racecheck $c no_tc=$tc exit $?" | tee -a "$LOG"
+    done
+  done
+  grep -E "RACECHECK SUMMARY|ERROR SUMMARY" "$OUT/racecheck.log" | sort | uniq -c >> "$LOG"
+fi
+
 say "done $(date -u +%T)"
