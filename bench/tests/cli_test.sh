@@ -336,6 +336,27 @@ bench)
     expect_code 1 "bench corrupt" -- env POLYATTN_BENCH_CORRUPT=1 "$polyattn" bench --suite custom \
         --shape 2,4,2,37,53,40 --causal top-left --backend host --reps 1 --algo flash
     grep -q "invalid .*wrong result" out.txt || fail "bench corrupt: not reported: $(cat out.txt)"
+    # SIGTERM: the measurement under way finishes, the reports hold what was measured.
+    heavy="1,4,4,700,700,64"
+    heavy="$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy"
+    "$polyattn" bench --suite custom --shape "$heavy" --backend host --reps 3 --warmup 1 \
+        --algo unfused,flash --csv t.csv >out.txt 2>err.txt &
+    pid=$!
+    # Signal once the first measurement is reported (at most 60 s).
+    waited=0
+    while ! grep -q " ok " out.txt 2>/dev/null && [ $waited -lt 300 ]; do
+        sleep 0.2
+        waited=$((waited + 1))
+    done
+    kill -TERM $pid
+    wait $pid
+    code=$?
+    checks=$((checks + 1))
+    [ "$code" -eq 1 ] || fail "bench SIGTERM: exit $code, expected 1"
+    grep -q "interrupted after" err.txt || fail "bench SIGTERM: stderr: $(cat err.txt)"
+    rows=$(($(wc -l <t.csv) - 1))
+    [ "$rows" -ge 1 ] && [ "$rows" -lt 16 ] || fail "bench SIGTERM: t.csv has $rows rows"
+    ls | grep -q '\.tmp\.' && fail "bench SIGTERM: temp files left"
     bad_case "bench suite" "--suite" "mlperf" -- bench --suite mlperf
     bad_case "bench reps" "--reps" "" -- bench --suite custom --shape 1,1,1,8,8,8 --reps 0
     bad_case "bench algo" "--algo" "fast" -- bench --suite custom --shape 1,1,1,8,8,8 --algo flash,fast
