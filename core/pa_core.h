@@ -61,6 +61,12 @@ polyattn_status pa_context_fail(polyattn_context *ctx, polyattn_status status, c
     ;
 void pa_context_clear_error(polyattn_context *ctx);
 
+/* Autotune (autotune.c): times the candidates whose algos[i] is non-NULL (eligible) or
+ * takes the cached winner of the shape bucket; *winner and why (a sentence) on success. */
+polyattn_status pa_autotune(polyattn_context *ctx, const pa_problem *p,
+                            const polyattn_candidate cands[3], const pa_algo_ops *algos[3],
+                            const char *cache_file, polyattn_algo *winner, char *why, size_t n);
+
 /* Host-side cost model (plan.c, shared with explain via plan info). */
 double pa_visible_pairs(const pa_problem *p);
 

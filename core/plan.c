@@ -76,6 +76,29 @@ static void order_candidates(const pa_problem *p, const polyattn_plan_options *o
     }
 }
 
+/* Puts the measured (or cached) fastest eligible algorithm first. */
+static void autotune_order(polyattn_context *ctx, const pa_problem *p,
+                           const polyattn_plan_options *opt, const polyattn_candidate cands[3],
+                           polyattn_algo order[3], const char **policy, char *why, size_t n)
+{
+    const pa_algo_ops *algos[3];
+    for (int i = 0; i < 3; i++)
+        algos[i] = cands[i].status == POLYATTN_STATUS_SUCCESS ? find_algo(ctx->ops, cands[i].algo)
+                                                              : NULL;
+    polyattn_algo winner;
+    if (pa_autotune(ctx, p, cands, algos, opt->autotune_cache_file, &winner, why, n) !=
+        POLYATTN_STATUS_SUCCESS) {
+        pa_log(POLYATTN_LOG_DISPATCH, "%s; using the length policy", why);
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        if (order[i] == winner) {
+            for (int j = i; j > 0; j--) order[j] = order[j - 1];
+            order[0] = winner;
+        }
+    *policy = why;
+}
+
 static double mib(uint64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
 
 /* Evaluates one algorithm: backend check, then the memory budget. */
@@ -175,6 +198,7 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
 
     polyattn_algo order[3];
     const char *policy = "";
+    char tune_why[256];
     int n_order = 3;
     if (opt.algo != POLYATTN_ALGO_AUTO) {
         order[0] = opt.algo;
@@ -182,6 +206,8 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
         policy = "requested by the caller";
     } else {
         order_candidates(&p, &opt, order, &policy);
+        if (opt.autotune) autotune_order(ctx, &p, &opt, info->candidates, order, &policy,
+                                         tune_why, sizeof tune_why);
     }
 
     char rejected[1536] = "";
@@ -202,10 +228,10 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
             if (c->status == POLYATTN_STATUS_SUCCESS) {
                 c->chosen = 1;
                 if (i == 0)
-                    snprintf(c->reason, sizeof c->reason, "chosen: %s", policy);
+                    snprintf(c->reason, sizeof c->reason, "chosen: %.230s", policy);
                 else
                     snprintf(c->reason, sizeof c->reason,
-                             "chosen: %s, but %s was rejected (see its reason)", policy,
+                             "chosen: %.190s, but %s was rejected (see its reason)", policy,
                              polyattn_algo_name(order[0]));
                 plan->algo = algo;
                 plan->state = state;

@@ -251,6 +251,15 @@ typedef struct polyattn_plan_options {
     int debug;                    /* prefer the unfused path (debuggable, returns probabilities) */
     int want_lse;                 /* the forward writes the log-sum-exp, f32 [b, hq, sq] */
     int want_probs;               /* the forward writes probabilities, f32 [b, hq, sq, skv] */
+    /* AUTO only: time every eligible algorithm (random inputs, a warm-up and a median of
+     * three calls) and choose the fastest.  The winner is remembered per (backend, device,
+     * dtype, mask, head dims, power-of-two buckets of batch*heads, seq_q and seq_kv), so
+     * later plans of the bucket cost nothing.  Needs device memory for one extra set of
+     * inputs and outputs while planning. */
+    int autotune;
+    /* Optional: a text file that keeps autotune winners across processes (read when the
+     * first plan needs it, appended with each new winner).  NULL: memory only. */
+    const char *autotune_cache_file;
 } polyattn_plan_options;
 
 POLYATTN_API void polyattn_plan_options_init(polyattn_plan_options *options);
