@@ -141,6 +141,7 @@ typedef struct ocl_kernel_state {
     /* unfused */
     int pack_q, pack_k, pack_v, unpack_o;
     uint64_t ws_s, ws_q, ws_k, ws_v, ws_o, ws_total; /* workspace byte offsets */
+    uint64_t chunk; /* (batch, head) matrices per pass of the unfused path */
     size_t *offs; /* 6 arrays of batch*heads_q element offsets: A1 B1 C1 A2 B2 C2 */
     float *alphas, *betas;
 } ocl_kernel_state;
@@ -441,19 +442,22 @@ static int needs_pack(const pa_problem *p, const int64_t st[4], int64_t cols)
 
 static uint64_t align256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
 
-/* Fills the workspace layout; returns its total bytes. */
+/* CLBlast's kernels index with 32-bit ints: every element offset a GEMM sees must stay
+ * below 2^31.  The scores are therefore computed `chunk` matrices at a time in a
+ * workspace region placed after the packed copies; with want_probs they go straight into
+ * the caller's probabilities buffer (which must then be small enough). */
+#define CLBLAST_MAX_ELEMS ((uint64_t)INT_MAX - 1024)
+
+/* Fills the workspace layout; returns its total bytes (0 with chunk 0: unsupported). */
 static uint64_t unfused_layout(const pa_problem *p, ocl_kernel_state *s)
 {
     uint64_t b = (uint64_t)p->batch, hq = (uint64_t)p->heads_q, hk = (uint64_t)p->heads_kv;
-    uint64_t sq = (uint64_t)p->seq_q, skv = (uint64_t)p->seq_kv;
+    uint64_t sq = (uint64_t)p->seq_q, skv = (uint64_t)p->seq_kv, nb = b * hq;
     uint64_t dd = (uint64_t)p->head_dim, dv = (uint64_t)p->head_dim_v, at = 0;
     s->pack_q = needs_pack(p, p->q_stride, p->head_dim);
     s->pack_k = needs_pack(p, p->k_stride, p->head_dim);
     s->pack_v = needs_pack(p, p->v_stride, p->head_dim_v);
     s->unpack_o = needs_pack(p, p->o_stride, p->head_dim_v);
-    /* With want_probs the scores live in the probs buffer itself. */
-    s->ws_s = at;
-    if (!p->want_probs) at = align256(at + 4 * b * hq * sq * skv);
     s->ws_q = at;
     if (s->pack_q) at = align256(at + 4 * b * hq * sq * dd);
     s->ws_k = at;
@@ -462,6 +466,18 @@ static uint64_t unfused_layout(const pa_problem *p, ocl_kernel_state *s)
     if (s->pack_v) at = align256(at + 4 * b * hk * skv * dv);
     s->ws_o = at;
     if (s->unpack_o) at = align256(at + 4 * b * hq * sq * dv);
+    s->ws_s = at;
+    uint64_t per = sq * skv, room = CLBLAST_MAX_ELEMS > at / 4 ? CLBLAST_MAX_ELEMS - at / 4 : 0;
+    if (p->want_probs) {
+        s->chunk = nb * per <= CLBLAST_MAX_ELEMS ? nb : 0;
+    } else {
+        s->chunk = per ? room / per : 0;
+        if (s->chunk > nb) s->chunk = nb;
+        /* Test hook: POLYATTN_OCL_UNFUSED_CHUNK=n forces passes of n matrices. */
+        const char *env = getenv("POLYATTN_OCL_UNFUSED_CHUNK");
+        if (env && atoi(env) > 0 && (uint64_t)atoi(env) < s->chunk) s->chunk = (uint64_t)atoi(env);
+        at = align256(at + 4 * s->chunk * per);
+    }
     s->ws_total = at;
     return at;
 }
@@ -483,8 +499,23 @@ static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const 
         *why_not = "sequence lengths must fit in 31 bits";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
-    if (d->caps.max_alloc && (scores > d->caps.max_alloc || unfused_layout(p, &s) > d->caps.max_alloc)) {
-        *why_not = "the N x N scores exceed the device's largest allocation";
+    (void)scores;
+    uint64_t ws = unfused_layout(p, &s);
+    if (s.chunk == 0) {
+        *why_not = p->want_probs ? "CLBlast indexes with 32-bit ints: the probabilities have 2^31 "
+                                   "elements or more"
+                                 : "CLBlast indexes with 32-bit ints: one N x N score matrix has "
+                                   "2^31 elements or more";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    int64_t dmax = p->head_dim > p->head_dim_v ? p->head_dim : p->head_dim_v;
+    if ((uint64_t)(p->batch * p->heads_q * p->seq_q * dmax) > CLBLAST_MAX_ELEMS ||
+        (uint64_t)(p->batch * p->heads_kv * p->seq_kv * dmax) > CLBLAST_MAX_ELEMS) {
+        *why_not = "CLBlast indexes with 32-bit ints: a tensor has 2^31 elements or more";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (d->caps.max_alloc && ws > d->caps.max_alloc) {
+        *why_not = "the workspace exceeds the device's largest allocation";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
     if (SM_WG > d->caps.max_wg) {
@@ -678,47 +709,58 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
             size_t i = b * (size_t)p->heads_q + h, hk = h / group;
             a1[i] = (size_t)q_off + b * (size_t)q_st[0] + h * (size_t)q_st[1];
             b1[i] = (size_t)k_off + b * (size_t)k_st[0] + hk * (size_t)k_st[1];
-            c1[i] = (size_t)s_off + i * sq * skv;
-            a2[i] = c1[i];
             b2[i] = (size_t)v_off + b * (size_t)v_st[0] + hk * (size_t)v_st[1];
             c2[i] = (size_t)gemm_o_off + b * (size_t)o_st[0] + h * (size_t)o_st[1];
-            s->alphas[i] = p->scale;
         }
     cl_command_queue q = d->queue;
-    CLBlastStatusCode cs = CLBlastSgemmBatched(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, sq, skv,
-        (size_t)p->head_dim, s->alphas, qm, a1, (size_t)q_st[2], km, b1, (size_t)k_st[2],
-        s->betas, sm, c1, skv, nb, &q, NULL);
-    if (cs != CLBlastSuccess)
-        return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "opencl unfused: CLBlastSgemmBatched "
-                       "(S = scale Q K^T) failed: %s (%d)", clblast_name(cs), (int)cs);
-
     cl_kernel k = s->kernel;
     cl_mem lse = io->lse.mem ? (cl_mem)io->lse.mem : sm;
     cl_long lse_off = io->lse.mem ? (cl_long)(io->lse.offset / 4) : 0;
     cl_int want_lse = p->want_lse && io->lse.mem, seq_q = (cl_int)p->seq_q,
            seq_kv = (cl_int)p->seq_kv, off = 0;
     cl_int causal = causal_of(p, &off);
-    SET_ARG(k, 0, sm);
-    SET_ARG(k, 1, s_off);
-    SET_ARG(k, 2, seq_q);
-    SET_ARG(k, 3, seq_kv);
-    SET_ARG(k, 4, causal);
-    SET_ARG(k, 5, off);
-    SET_ARG(k, 6, lse);
-    SET_ARG(k, 7, lse_off);
-    SET_ARG(k, 8, want_lse);
-    size_t global[3] = {nb * sq * SM_WG, 1, 1}, local[3] = {SM_WG, 1, 1};
-    st = enqueue(d, k, global, local, "clEnqueueNDRangeKernel(softmax_rows_kernel)");
-    if (st) return st;
-
-    for (size_t i = 0; i < nb; i++) s->alphas[i] = 1.0f;
-    cs = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, sq,
-                             (size_t)p->head_dim_v, skv, s->alphas, sm, a2, skv, vm, b2,
-                             (size_t)v_st[2], s->betas, gemm_o, c2, (size_t)o_st[2], nb, &q, NULL);
-    if (cs != CLBlastSuccess)
-        return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "opencl unfused: CLBlastSgemmBatched "
-                       "(O = P V) failed: %s (%d)", clblast_name(cs), (int)cs);
+    size_t chunk = p->want_probs ? nb : (size_t)s->chunk;
+    if ((uint64_t)s_off + (uint64_t)chunk * sq * skv > CLBLAST_MAX_ELEMS)
+        return pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED,
+                       "opencl unfused: the scores start too far into their buffer for CLBlast's "
+                       "32-bit offsets");
+    for (size_t c0 = 0; c0 < nb; c0 += chunk) {
+        size_t cnt = nb - c0 < chunk ? nb - c0 : chunk;
+        /* Scores of this chunk from s_off on (the probabilities: at their own place). */
+        for (size_t i = c0; i < c0 + cnt; i++) {
+            c1[i] = (size_t)s_off + (p->want_probs ? i : i - c0) * sq * skv;
+            a2[i] = c1[i];
+            s->alphas[i] = p->scale;
+        }
+        CLBlastStatusCode cs = CLBlastSgemmBatched(
+            CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, sq, skv,
+            (size_t)p->head_dim, s->alphas + c0, qm, a1 + c0, (size_t)q_st[2], km, b1 + c0,
+            (size_t)k_st[2], s->betas + c0, sm, c1 + c0, skv, cnt, &q, NULL);
+        if (cs != CLBlastSuccess)
+            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "opencl unfused: CLBlastSgemmBatched "
+                           "(S = scale Q K^T) failed: %s (%d)", clblast_name(cs), (int)cs);
+        cl_long chunk_s_off = (cl_long)c1[c0], chunk_lse_off = lse_off + (cl_long)(c0 * sq);
+        SET_ARG(k, 0, sm);
+        SET_ARG(k, 1, chunk_s_off);
+        SET_ARG(k, 2, seq_q);
+        SET_ARG(k, 3, seq_kv);
+        SET_ARG(k, 4, causal);
+        SET_ARG(k, 5, off);
+        SET_ARG(k, 6, lse);
+        SET_ARG(k, 7, chunk_lse_off);
+        SET_ARG(k, 8, want_lse);
+        size_t global[3] = {cnt * sq * SM_WG, 1, 1}, local[3] = {SM_WG, 1, 1};
+        st = enqueue(d, k, global, local, "clEnqueueNDRangeKernel(softmax_rows_kernel)");
+        if (st) return st;
+        for (size_t i = c0; i < c0 + cnt; i++) s->alphas[i] = 1.0f;
+        cs = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
+                                 sq, (size_t)p->head_dim_v, skv, s->alphas + c0, sm, a2 + c0, skv,
+                                 vm, b2 + c0, (size_t)v_st[2], s->betas + c0, gemm_o, c2 + c0,
+                                 (size_t)o_st[2], cnt, &q, NULL);
+        if (cs != CLBlastSuccess)
+            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "opencl unfused: CLBlastSgemmBatched "
+                           "(O = P V) failed: %s (%d)", clblast_name(cs), (int)cs);
+    }
     if (s->unpack_o) {
         st = pack(d, s, s->unpack, 1, om, o_off, p->o_stride, od, ws, gemm_o_off);
         if (st) return st;
