@@ -111,7 +111,8 @@ endif()
 # source: the host stub plus a bundle of code objects) and adds the objects to <target>.
 function(polyattn_hip_add_device_sources target)
   cmake_parse_arguments(ARG "" "" "SOURCES;INCLUDE_DIRS;DEFINES;OPTIONS" ${ARGN})
-  set(_flags -x hip -fPIC -std=c++17 -fvisibility=hidden -Wall -Wextra)
+  # Default visibility: the kernels library exports its extern "C" launchers.
+  set(_flags -x hip -fPIC -std=c++17 -Wall -Wextra)
   if(POLYATTN_WERROR)
     list(APPEND _flags -Werror)
   endif()

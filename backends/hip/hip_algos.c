@@ -1,6 +1,7 @@
 /*
  * hip backend algorithms: thin host glue over the device code shared with the cuda backend
- * (backends/gpu/gpu_attn.h, backends/gpu/gemm_tiled.h).  check() gates planning and dispatch
+ * (backends/gpu/gpu_attn.h, backends/gpu/gemm_tiled.h) and the MFMA flash kernel, reached
+ * through the kernels library's table (pa_hip_device.k).  check() gates planning and dispatch
  * alike: a problem the AMD limits (64 KiB of LDS per work-group, 2^32 work-items per grid
  * dimension) would make fail at launch is rejected here with the reason.
  */
@@ -11,13 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(POLYATTN_HIP_SHARED_KERNELS)
-#include "flash_mfma.h"
-#include "gemm_tiled.h"
-#include "gpu_attn.h"
-#endif
 
-#if defined(POLYATTN_HIP_SHARED_KERNELS)
 
 /* The shared launchers take int dimensions. */
 static int dims_fit_int(const pa_problem *p)
@@ -124,7 +119,7 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
     if (!mfma_refusal(dev, p)) return POLYATTN_STATUS_SUCCESS; /* its LDS tile is 8.5 KiB */
     pa_gpu_args a;
     fill_args(p, NULL, &a);
-    return lds_check(dev, "flash (generic kernel)", pa_gpu_flash_generic_smem(&a), why_not);
+    return lds_check(dev, "flash (generic kernel)", pa_hip(dev)->k->flash_generic_smem(&a), why_not);
 }
 
 static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void **state)
@@ -163,9 +158,9 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     if (!mfma_refusal(dev, p))
-        return launch_status(dev, pa_hip_flash_mfma(&a, pa_hip(dev)->stream),
+        return launch_status(dev, pa_hip(dev)->k->flash_mfma(&a, pa_hip(dev)->stream),
                              "pa_hip_flash_mfma (flash_fwd_mfma_kernel)");
-    return launch_status(dev, pa_gpu_flash_generic(&a, pa_hip(dev)->stream),
+    return launch_status(dev, pa_hip(dev)->k->flash_generic(&a, pa_hip(dev)->stream),
                          "pa_gpu_flash_generic (flash_fwd_simt_kernel)");
 }
 
@@ -173,7 +168,7 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
 
 static int fused_scores_in_lds(pa_device *dev, const pa_gpu_args *a)
 {
-    return pa_gpu_fused_smem(a, 1) <= pa_hip(dev)->lds_bytes;
+    return pa_hip(dev)->k->fused_smem(a, 1) <= pa_hip(dev)->lds_bytes;
 }
 
 static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const char **why_not)
@@ -183,14 +178,14 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
     pa_gpu_args a;
     fill_args(p, NULL, &a);
     if (fused_scores_in_lds(dev, &a)) return POLYATTN_STATUS_SUCCESS;
-    return lds_check(dev, "fused (scores in the workspace)", pa_gpu_fused_smem(&a, 0), why_not);
+    return lds_check(dev, "fused (scores in the workspace)", pa_hip(dev)->k->fused_smem(&a, 0), why_not);
 }
 
 static uint64_t fused_workspace(pa_device *dev, const pa_problem *p)
 {
     pa_gpu_args a;
     fill_args(p, NULL, &a);
-    return fused_scores_in_lds(dev, &a) ? 0 : pa_gpu_fused_workspace(&a);
+    return fused_scores_in_lds(dev, &a) ? 0 : pa_hip(dev)->k->fused_workspace(&a);
 }
 
 static polyattn_status fused_forward(pa_device *dev, const pa_problem *p, void *state,
@@ -200,14 +195,14 @@ static polyattn_status fused_forward(pa_device *dev, const pa_problem *p, void *
     pa_gpu_args a;
     fill_args(p, io, &a);
     const int in_lds = fused_scores_in_lds(dev, &a);
-    if (!in_lds && io->workspace_bytes < pa_gpu_fused_workspace(&a))
+    if (!in_lds && io->workspace_bytes < pa_hip(dev)->k->fused_workspace(&a))
         return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
                        "fused: workspace of %llu bytes, %llu needed",
                        (unsigned long long)io->workspace_bytes,
-                       (unsigned long long)pa_gpu_fused_workspace(&a));
+                       (unsigned long long)pa_hip(dev)->k->fused_workspace(&a));
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
-    return launch_status(dev, pa_gpu_fused(&a, in_lds, pa_hip(dev)->stream),
+    return launch_status(dev, pa_hip(dev)->k->fused(&a, in_lds, pa_hip(dev)->stream),
                          "pa_gpu_fused (fused_attn_kernel)");
 }
 
@@ -271,14 +266,14 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     hipStream_t stream = pa_hip(dev)->stream;
     float *scores = (float *)a.workspace;
-    st = launch_status(dev, pa_gpu_gemm_qk(&a, scores, stream), "pa_gpu_gemm_qk (gemm_tiled_kernel)");
+    st = launch_status(dev, pa_hip(dev)->k->gemm_qk(&a, scores, stream), "pa_gpu_gemm_qk (gemm_tiled_kernel)");
     if (st != POLYATTN_STATUS_SUCCESS) return st;
-    st = launch_status(dev, pa_gpu_mask_softmax(&a, scores, stream),
+    st = launch_status(dev, pa_hip(dev)->k->mask_softmax(&a, scores, stream),
                        "pa_gpu_mask_softmax (mask_softmax_kernel)");
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     /* The softmax left P in the storage dtype in place: row r at byte r * seq_kv * 4. */
     const int64_t p_row_stride = p->seq_kv * (int64_t)(sizeof(float) / polyattn_dtype_size(p->dtype));
-    return launch_status(dev, pa_gpu_gemm_pv(&a, scores, p_row_stride, stream),
+    return launch_status(dev, pa_hip(dev)->k->gemm_pv(&a, scores, p_row_stride, stream),
                          "pa_gpu_gemm_pv (gemm_tiled_kernel)");
 }
 
@@ -290,48 +285,3 @@ const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     {.algo = POLYATTN_ALGO_FLASH, .check = flash_check, .workspace_size = flash_workspace,
      .kernel_launches = one_launch, .prepare = flash_prepare, .forward = flash_forward},
 };
-
-#else /* no shared kernels in this build: every algorithm says so */
-
-static polyattn_status no_kernels_check(pa_device *dev, const pa_problem *p, const char **why_not)
-{
-    (void)dev;
-    (void)p;
-    *why_not = "this build of the hip backend has no attention kernels (backends/gpu/*.cu were "
-               "not found at configure time)";
-    return POLYATTN_STATUS_UNSUPPORTED;
-}
-
-static uint64_t no_workspace(pa_device *dev, const pa_problem *p)
-{
-    (void)dev;
-    (void)p;
-    return 0;
-}
-
-static int no_launches(pa_device *dev, const pa_problem *p)
-{
-    (void)dev;
-    (void)p;
-    return 0;
-}
-
-static polyattn_status no_kernels_forward(pa_device *dev, const pa_problem *p, void *state,
-                                          const pa_io *io)
-{
-    (void)p;
-    (void)state;
-    (void)io;
-    return pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED, "no attention kernels in this build");
-}
-
-const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
-    {.algo = POLYATTN_ALGO_UNFUSED, .check = no_kernels_check, .workspace_size = no_workspace,
-     .kernel_launches = no_launches, .forward = no_kernels_forward},
-    {.algo = POLYATTN_ALGO_FUSED, .check = no_kernels_check, .workspace_size = no_workspace,
-     .kernel_launches = no_launches, .forward = no_kernels_forward},
-    {.algo = POLYATTN_ALGO_FLASH, .check = no_kernels_check, .workspace_size = no_workspace,
-     .kernel_launches = no_launches, .forward = no_kernels_forward},
-};
-
-#endif

@@ -4,9 +4,12 @@
  * module does not load and the core reports 0 hip devices with the loader's message.  Where it
  * loads but no GPU or driver is present, probe says so (0 devices, a reason).
  */
+#define _GNU_SOURCE /* dladdr: find the kernels library beside this module */
 #include "pa_hip.h"
 #include "polyattn_hip.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +151,113 @@ static polyattn_status hip_device_info(int index, polyattn_device_info *info)
     return POLYATTN_STATUS_SUCCESS;
 }
 
+/* ---- the kernels library ---------------------------------------------------- */
+
+/* Loaded once per process, after every visible GPU proved to be a target of this build:
+ * registering a code-object bundle that lacks a present GPU's ISA makes the HIP runtime
+ * abort the process ("hipErrorNoBinaryForGpu"), which must never happen to an application
+ * that merely probes polyattn's backends. */
+static pthread_mutex_t kernels_lock = PTHREAD_MUTEX_INITIALIZER;
+static int kernels_tried;
+static pa_hip_kernels kernels;
+static polyattn_status kernels_status = POLYATTN_STATUS_INTERNAL_ERROR;
+static char kernels_error[1024];
+
+static void *kernel_symbol(void *lib, const char *name, int *missing)
+{
+    void *sym = dlsym(lib, name);
+    if (!sym && !*missing) {
+        *missing = 1;
+        snprintf(kernels_error, sizeof kernels_error, "libpolyattn_hip_kernels.so lacks %s", name);
+    }
+    return sym;
+}
+
+static void load_kernels_locked(void)
+{
+    int n = 0;
+    hipError_t err = hipGetDeviceCount(&n);
+    if (err != hipSuccess) {
+        kernels_status = map_error(err);
+        error_text(err, kernels_error, sizeof kernels_error);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        hipDeviceProp_t prop;
+        char arch[64];
+        err = hipGetDeviceProperties(&prop, i);
+        if (err != hipSuccess) {
+            kernels_status = map_error(err);
+            error_text(err, kernels_error, sizeof kernels_error);
+            return;
+        }
+        arch_base(prop.gcnArchName, arch, sizeof arch);
+        if (!arch_compiled(arch)) {
+            kernels_status = POLYATTN_STATUS_UNSUPPORTED;
+            snprintf(kernels_error, sizeof kernels_error,
+                     "HIP device %d is %s (%s), which this build has no code objects for (it "
+                     "holds %s), and the HIP runtime aborts a process that loads code objects "
+                     "missing a visible GPU: rebuild with -DPOLYATTN_HIP_ARCHITECTURES including "
+                     "%s, or hide that GPU with HIP_VISIBLE_DEVICES",
+                     i, arch, prop.name, POLYATTN_HIP_ARCHS, arch);
+            return;
+        }
+    }
+    /* Beside this module (the build's lib/ folder, or the install's). */
+    char path[1024] = "libpolyattn_hip_kernels.so";
+    Dl_info info;
+    if (dladdr((void *)&load_kernels_locked, &info) && info.dli_fname) {
+        const char *slash = strrchr(info.dli_fname, '/');
+        if (slash)
+            snprintf(path, sizeof path, "%.*s/libpolyattn_hip_kernels.so",
+                     (int)(slash - info.dli_fname), info.dli_fname);
+    }
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        const char *e = dlerror();
+        kernels_status = POLYATTN_STATUS_NOT_FOUND;
+        snprintf(kernels_error, sizeof kernels_error, "the hip kernels library did not load: %s",
+                 e ? e : path);
+        return;
+    }
+    int missing = 0;
+    pa_hip_kernels k;
+    /* dlsym returns object pointers; POSIX guarantees they convert to function pointers. */
+#define PA_HIP_SYM(field, name) *(void **)(&k.field) = kernel_symbol(lib, name, &missing)
+    PA_HIP_SYM(flash_generic_smem, "pa_gpu_flash_generic_smem");
+    PA_HIP_SYM(flash_generic, "pa_gpu_flash_generic");
+    PA_HIP_SYM(fused_smem, "pa_gpu_fused_smem");
+    PA_HIP_SYM(fused_workspace, "pa_gpu_fused_workspace");
+    PA_HIP_SYM(fused, "pa_gpu_fused");
+    PA_HIP_SYM(mask_softmax, "pa_gpu_mask_softmax");
+    PA_HIP_SYM(gemm_qk, "pa_gpu_gemm_qk");
+    PA_HIP_SYM(gemm_pv, "pa_gpu_gemm_pv");
+    PA_HIP_SYM(flash_mfma, "pa_hip_flash_mfma");
+    PA_HIP_SYM(fill_u32, "pa_hip_fill_u32");
+#undef PA_HIP_SYM
+    if (missing) {
+        kernels_status = POLYATTN_STATUS_INTERNAL_ERROR;
+        dlclose(lib);
+        return;
+    }
+    kernels = k; /* the library stays loaded for the life of the process */
+    kernels_status = POLYATTN_STATUS_SUCCESS;
+}
+
+static polyattn_status load_kernels(pa_device *dev, const pa_hip_kernels **out)
+{
+    pthread_mutex_lock(&kernels_lock);
+    if (!kernels_tried) {
+        kernels_tried = 1;
+        load_kernels_locked();
+    }
+    polyattn_status st = kernels_status;
+    pthread_mutex_unlock(&kernels_lock);
+    *out = st == POLYATTN_STATUS_SUCCESS ? &kernels : NULL;
+    if (st != POLYATTN_STATUS_SUCCESS) return pa_fail(dev, st, "%s", kernels_error);
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 /* ---- devices -------------------------------------------------------------- */
 
 /* Fills the record from the device's properties and proves that a kernel of this module
@@ -178,7 +288,7 @@ static polyattn_status self_test(pa_hip_device *d)
     pa_device *dev = &d->base;
     uint32_t *buf = NULL, host[64];
     PA_HIP_TRY(dev, hipMalloc((void **)&buf, sizeof host));
-    hipError_t err = pa_hip_fill_u32(buf, 0x7fc00001u, 64, d->stream);
+    hipError_t err = d->k->fill_u32(buf, 0x7fc00001u, 64, d->stream);
     if (err == hipSuccess) err = hipMemcpyAsync(host, buf, sizeof host, hipMemcpyDeviceToHost,
                                                 d->stream);
     if (err == hipSuccess) err = hipStreamSynchronize(d->stream);
@@ -203,6 +313,8 @@ static polyattn_status open_common(int index, hipStream_t stream, int owns_strea
     d->base.index = index;
     *out = &d->base; /* on failure the caller reads last_error, then calls device_close */
     polyattn_status st = device_init(d);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    st = load_kernels(&d->base, &d->k);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     if (owns_stream) {
         PA_HIP_TRY(&d->base, hipStreamCreateWithFlags(&d->stream, hipStreamNonBlocking));

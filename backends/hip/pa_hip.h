@@ -1,11 +1,15 @@
 /*
  * Internal to the hip backend module: the device record and the helpers its files share.
  * Host glue is C11 against hip_runtime_api.h (compiled by the C compiler with
- * __HIP_PLATFORM_AMD__); device code is compiled by hipcc (cmake/PolyattnHip.cmake).
+ * __HIP_PLATFORM_AMD__); device code is compiled by hipcc (cmake/PolyattnHip.cmake) into a
+ * second library, libpolyattn_hip_kernels.so, that the module loads only when every visible
+ * GPU is a target of this build: the HIP runtime aborts the whole process when it registers a
+ * code-object bundle that lacks a present GPU's ISA, so the module itself carries none.
  */
 #ifndef PA_HIP_H
 #define PA_HIP_H
 
+#include "gpu_attn.h"
 #include "pa_backend.h"
 
 #include <hip/hip_runtime_api.h>
@@ -13,6 +17,20 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The launchers of libpolyattn_hip_kernels.so (the .cu files of backends/gpu, the .hip here). */
+typedef struct pa_hip_kernels {
+    size_t (*flash_generic_smem)(const pa_gpu_args *a);
+    int (*flash_generic)(const pa_gpu_args *a, void *stream);
+    size_t (*fused_smem)(const pa_gpu_args *a, int scores_in_smem);
+    uint64_t (*fused_workspace)(const pa_gpu_args *a);
+    int (*fused)(const pa_gpu_args *a, int scores_in_smem, void *stream);
+    int (*mask_softmax)(const pa_gpu_args *a, void *scores, void *stream);
+    int (*gemm_qk)(const pa_gpu_args *a, float *scores, void *stream);
+    int (*gemm_pv)(const pa_gpu_args *a, const void *p, int64_t p_row_stride, void *stream);
+    int (*flash_mfma)(const pa_gpu_args *a, void *stream);
+    hipError_t (*fill_u32)(void *dst, uint32_t value, uint64_t count, hipStream_t stream);
+} pa_hip_kernels;
 
 typedef struct pa_hip_device {
     pa_device base;          /* first member: base.index is the HIP device ordinal */
@@ -25,6 +43,7 @@ typedef struct pa_hip_device {
     int max_threads;         /* per work-group */
     int has_mfma;            /* CDNA matrix cores: gfx908, gfx90a, gfx94x */
     char why_not[256];       /* check()'s reasons that carry numbers */
+    const pa_hip_kernels *k; /* set by device_open once the kernels library is loaded */
 } pa_hip_device;
 
 static inline pa_hip_device *pa_hip(pa_device *dev) { return (pa_hip_device *)dev; }
@@ -58,7 +77,7 @@ static inline void *pa_hip_ptr(const pa_tensor_ref *ref)
     return ref->mem ? (void *)((char *)ref->mem + ref->offset) : NULL;
 }
 
-/* Device-side utility from hip_fill.hip: fills count 32-bit words with value. */
+/* Device-side utility from hip_fill.hip (in the kernels library): fills count 32-bit words. */
 hipError_t pa_hip_fill_u32(void *dst, uint32_t value, uint64_t count, hipStream_t stream);
 
 #ifdef __cplusplus

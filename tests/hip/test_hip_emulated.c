@@ -9,6 +9,8 @@
  * code or timing; test_hip_probe does that on an AMD machine.
  */
 #define _POSIX_C_SOURCE 200809L /* setenv */
+#include "flash_mfma.h"
+#include "gemm_tiled.h"
 #include "pa_hip.h"
 #include "pa_testkit.h"
 
@@ -17,6 +19,20 @@
 #include <string.h>
 
 static pa_hip_device emu;
+
+/* The kernels library's table, filled with the emulated launchers (no fill kernel here). */
+static const pa_hip_kernels emu_kernels = {
+    .flash_generic_smem = pa_gpu_flash_generic_smem,
+    .flash_generic = pa_gpu_flash_generic,
+    .fused_smem = pa_gpu_fused_smem,
+    .fused_workspace = pa_gpu_fused_workspace,
+    .fused = pa_gpu_fused,
+    .mask_softmax = pa_gpu_mask_softmax,
+    .gemm_qk = pa_gpu_gemm_qk,
+    .gemm_pv = pa_gpu_gemm_pv,
+    .flash_mfma = pa_hip_flash_mfma,
+    .fill_u32 = NULL,
+};
 
 static polyattn_status emu_probe(int *count, const char **reason)
 {
@@ -144,6 +160,8 @@ int main(int argc, char **argv)
     emu.lds_bytes = 65536;
     emu.max_threads = 1024;
     emu.compute_units = 1;
+    emu.has_mfma = 1;
+    emu.k = &emu_kernels;
     polyattn_context *ctx = NULL;
     if (pa_context_wrap_device(&emu_ops, &emu.base, &ctx) != POLYATTN_STATUS_SUCCESS) {
         printf("FAIL: cannot wrap the emulated device\n");
