@@ -28,8 +28,8 @@ static void choose_tiles(const ocl_caps *c, int64_t d, int64_t dv, ocl_tiles *t)
     if (m <= 64) *t = (ocl_tiles){64, 64, 16, 8, d >= 32 ? 32 : 16, 32};
     else if (m <= 128) *t = (ocl_tiles){64, 64, 16, 8, 32, 32};
     else if (m <= 256) *t = (ocl_tiles){32, 64, 8, 16, 32, 16};
-    else if (m <= 512) *t = (ocl_tiles){16, 64, 4, 32, 32, 8};
-    else *t = (ocl_tiles){16, 64, 4, 64, 32, 4};
+    else if (m <= 512) *t = (ocl_tiles){16, 128, 4, 32, 32, 8};
+    else *t = (ocl_tiles){16, 256, 4, 64, 16, 4};
     (void)c;
     /* Tuning hook: POLYATTN_OCL_TILES=bm,bn,rg,cg,dk,vn. */
     const char *env = getenv("POLYATTN_OCL_TILES");
@@ -48,16 +48,27 @@ static uint64_t stage_floats(const ocl_tiles *t, int64_t dv)
 }
 
 /* The 4-wide flash kernel needs four rows per work-item and score columns in fours. */
+static int is_pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
+
 static int flash_v4(const ocl_tiles *t)
 {
-    return t->bm / t->rg == 4 && (t->bn / t->cg) % 4 == 0 && t->dk % 4 == 0 && t->vn > 0;
+    return t->bm / t->rg == 4 && t->bm % t->rg == 0 && (t->bn / t->cg) % 4 == 0 &&
+           t->dk % 4 == 0 && t->vn > 0 && is_pow2(t->bm / 4) && is_pow2(t->bn / 4);
+}
+
+/* 16-byte global reads are safe when the tensor has unit element stride and every other
+ * stride and the offset are multiples of 4 floats (cl_mem bases are at least 16-aligned). */
+static int vec4_ok(const pa_problem *p, const int64_t st[4], cl_long off, int64_t cols)
+{
+    return p->dtype == POLYATTN_DTYPE_F32 && st[3] == 1 && st[0] % 4 == 0 && st[1] % 4 == 0 &&
+           st[2] % 4 == 0 && off % 4 == 0 && cols % 4 == 0;
 }
 
 static uint64_t flash_local_bytes(const ocl_tiles *t, int64_t dv)
 {
     if (flash_v4(t)) {
         uint64_t tdv4 = (uint64_t)((dv + 4 * t->cg - 1) / (4 * t->cg)), dvp = tdv4 * 4 * (uint64_t)t->cg;
-        uint64_t qk = (uint64_t)t->dk * (uint64_t)(t->bm + 4 + t->bn + 4), vv = (uint64_t)t->vn * dvp;
+        uint64_t qk = (uint64_t)t->dk * (uint64_t)(t->bm + t->bn), vv = (uint64_t)t->vn * dvp;
         return 4 * ((qk > vv ? qk : vv) + (uint64_t)t->bn * (uint64_t)(t->bm + 4) +
                     (uint64_t)t->bm * (uint64_t)t->cg);
     }
@@ -310,6 +321,14 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
     SET_ARG(k, 19, causal);
     SET_ARG(k, 20, off);
     SET_ARG(k, 21, n_tiles);
+    if (!s->rows && flash_v4(&s->tiles)) {
+        cl_long qo = (cl_long)(io->q.offset / 4), ko = (cl_long)(io->k.offset / 4),
+                vo = (cl_long)(io->v.offset / 4);
+        cl_int vec = (vec4_ok(p, p->q_stride, qo, p->head_dim) ? 1 : 0) |
+                     (vec4_ok(p, p->k_stride, ko, p->head_dim) ? 2 : 0) |
+                     (vec4_ok(p, p->v_stride, vo, p->head_dim_v) ? 4 : 0);
+        SET_ARG(k, 22, vec);
+    }
     if (s->rows) {
         size_t global[3] = {(size_t)((p->seq_q + s->rows - 1) / s->rows), (size_t)p->heads_q,
                             (size_t)p->batch};

@@ -78,30 +78,69 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
  * Used when TM == 4 and TN % 4 == 0 (head dims up to 256).  A work-item owns the four
  * consecutive rows rg*4..rg*4+3, score columns (cg + jj*CG)*4 + e and output columns
  * (cg + jv*CG)*4 + e, so each local read is one float4: Q K^T does 1 + TN/4 reads per
- * 4*TN FMAs, P V reads P transposed (keys x rows) and V padded to DVP columns. */
+ * 4*TN FMAs, P V reads P transposed (keys x rows) and V padded to DVP columns.
+ * Q and K chunks are stored transposed (d x rows) with the 4-row groups XOR-swizzled by
+ * d/4, so that the transposing stores of a warp hit 32 different banks.  With vec bits
+ * set (f32, unit element stride, 16-byte aligned rows: the host checks) the staging reads
+ * global memory as float4. */
 
-#define V4_QS_LD (BM + 4)
-#define V4_KS_LD (BN + 4)
-#define V4_PS_LD (BM + 4)
 #define TN4 (TN / 4)
 #define TDV4 ((HEAD_DIM_V + 4 * CG - 1) / (4 * CG))
 #define DVP (TDV4 * 4 * CG)
-#define V4_QK_LOCAL (DK * V4_QS_LD + DK * V4_KS_LD)
+#define V4_PS_LD (BM + 4)
+#define V4_QK_LOCAL (DK * BM + DK * BN)
 #define V4_V_LOCAL (VN * DVP)
 #define V4_STAGE (V4_QK_LOCAL > V4_V_LOCAL ? V4_QK_LOCAL : V4_V_LOCAL)
+#define QSW_MASK (BM / 4 >= 8 ? 7 : BM / 4 - 1)
+#define KSW_MASK (BN / 4 >= 8 ? 7 : BN / 4 - 1)
+/* Float index of element (dd, r) in a swizzled transposed chunk with `ld` rows. */
+#define SWZ(dd, r, ld, mask) ((dd) * (ld) + ((((r) >> 2) ^ (((dd) >> 2) & (mask))) << 2) + ((r) & 3))
 
 #if TM == 4 && (TN % 4) == 0
+/* One BM x DK (or BN x DK) chunk of rows [base, base + rows) into a swizzled chunk. */
+inline void pa_stage_rows_t(__local float *dst, int rows, int ld, int mask,
+                            __global const STORAGE *src, long4 st, long base, long limit,
+                            int d0, int vec, int lid)
+{
+#if PA_DTYPE == 0 && (HEAD_DIM % 4) == 0
+    if (vec) {
+        for (int g = lid; g < rows * (DK / 4); g += NT) {
+            int dd4 = g % (DK / 4), r = g / (DK / 4);
+            long row = base + r;
+            int d = d0 + dd4 * 4;
+            float4 x = (float4)(0.0f);
+            if (row < limit && d < HEAD_DIM)
+                x = *(__global const float4 *)(src + row * st.s2 + d);
+            dst[SWZ(dd4 * 4 + 0, r, ld, mask)] = x.x;
+            dst[SWZ(dd4 * 4 + 1, r, ld, mask)] = x.y;
+            dst[SWZ(dd4 * 4 + 2, r, ld, mask)] = x.z;
+            dst[SWZ(dd4 * 4 + 3, r, ld, mask)] = x.w;
+        }
+        return;
+    }
+#endif
+    (void)vec;
+    for (int idx = lid; idx < rows * DK; idx += NT) {
+        int dd = ((idx >> 2) / rows) * 4 + (idx & 3), r = (idx >> 2) % rows;
+        long row = base + r;
+        int d = d0 + dd;
+        float x = 0.0f;
+        if (row < limit && d < HEAD_DIM) x = LOAD(src, row * st.s2 + d * st.s3);
+        dst[SWZ(dd, r, ld, mask)] = x;
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
     long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int seq_q,
-    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles)
+    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles,
+    int vec)
 {
     __local float4 stage4[V4_STAGE / 4];
     __local float4 ps4[BN * V4_PS_LD / 4];
     __local float red[BM * CG];
     __local float *stage = (__local float *)stage4;
-    __local float *ps = (__local float *)ps4;
 
     const int lid = get_local_id(0);
     const int rg = lid / CG, cg = lid % CG;
@@ -134,32 +173,17 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
         for (int i = 0; i < 4; i++)
             for (int jj = 0; jj < TN4; jj++) s[i][jj] = (float4)(0.0f);
         for (int d0 = 0; d0 < HEAD_DIM; d0 += DK) {
-            /* Staging: four consecutive d of one row per work-item group of four, so global
-             * reads are 16-byte runs and transposed local writes spread over banks. */
-            for (int idx = lid; idx < BM * DK; idx += NT) {
-                int dd = ((idx >> 2) / BM) * 4 + (idx & 3), r = (idx >> 2) % BM;
-                long row = row0 + r;
-                int d = d0 + dd;
-                float x = 0.0f;
-                if (row < seq_q && d < HEAD_DIM) x = LOAD(qb, row * q_st.s2 + d * q_st.s3);
-                stage[dd * V4_QS_LD + r] = x;
-            }
-            for (int idx = lid; idx < BN * DK; idx += NT) {
-                int dd = ((idx >> 2) / BN) * 4 + (idx & 3), c = (idx >> 2) % BN;
-                long key = k0 + c;
-                int d = d0 + dd;
-                float x = 0.0f;
-                if (key < seq_kv && d < HEAD_DIM) x = LOAD(kb, key * k_st.s2 + d * k_st.s3);
-                stage[DK * V4_QS_LD + dd * V4_KS_LD + c] = x;
-            }
+            pa_stage_rows_t(stage, BM, BM, QSW_MASK, qb, q_st, row0, seq_q, d0, vec & 1, lid);
+            pa_stage_rows_t(stage + DK * BM, BN, BN, KSW_MASK, kb, k_st, k0, seq_kv, d0,
+                            vec & 2, lid);
             barrier(CLK_LOCAL_MEM_FENCE);
             __local const float4 *qs4 = stage4;
-            __local const float4 *ks4 = stage4 + DK * V4_QS_LD / 4;
+            __local const float4 *ks4 = stage4 + DK * BM / 4;
 #pragma unroll 8
             for (int dd = 0; dd < DK; dd++) {
-                float4 a = qs4[dd * (V4_QS_LD / 4) + rg];
+                float4 a = qs4[dd * (BM / 4) + (rg ^ ((dd >> 2) & QSW_MASK))];
                 for (int jj = 0; jj < TN4; jj++) {
-                    float4 bk = ks4[dd * (V4_KS_LD / 4) + cg + jj * CG];
+                    float4 bk = ks4[dd * (BN / 4) + ((cg + jj * CG) ^ ((dd >> 2) & KSW_MASK))];
                     s[0][jj] = fma((float4)(a.x), bk, s[0][jj]);
                     s[1][jj] = fma((float4)(a.y), bk, s[1][jj]);
                     s[2][jj] = fma((float4)(a.z), bk, s[2][jj]);
@@ -183,6 +207,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
                 bmax[i] = fmax(bmax[i], fmax(fmax(x.x, x.y), fmax(x.z, x.w)));
             }
         }
+        /* Slots only: pa_row_reduce's rows are per-(rg, i) scratch, any bijection works. */
         pa_row_reduce(bmax, red, rg, cg, 1);
         float m_use[4];
         for (int i = 0; i < 4; i++) {
@@ -208,11 +233,25 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
         }
         /* O += P V, V staged VN keys at a time (zero past seq_kv and past HEAD_DIM_V). */
         for (int n0 = 0; n0 < BN; n0 += VN) {
-            for (int idx = lid; idx < VN * DVP; idx += NT) {
-                int nn = idx / DVP, col = idx % DVP;
-                long key = k0 + n0 + nn;
-                stage[idx] = key < seq_kv && col < HEAD_DIM_V
-                                 ? LOAD(vb, key * v_st.s2 + col * v_st.s3) : 0.0f;
+#if PA_DTYPE == 0 && (HEAD_DIM_V % 4) == 0
+            if (vec & 4) {
+                for (int g = lid; g < VN * (DVP / 4); g += NT) {
+                    int nn = g / (DVP / 4), col = (g % (DVP / 4)) * 4;
+                    long key = k0 + n0 + nn;
+                    float4 x = (float4)(0.0f);
+                    if (key < seq_kv && col < HEAD_DIM_V)
+                        x = *(__global const float4 *)(vb + key * v_st.s2 + col);
+                    stage4[g] = x;
+                }
+            } else
+#endif
+            {
+                for (int idx = lid; idx < VN * DVP; idx += NT) {
+                    int nn = idx / DVP, col = idx % DVP;
+                    long key = k0 + n0 + nn;
+                    stage[idx] = key < seq_kv && col < HEAD_DIM_V
+                                     ? LOAD(vb, key * v_st.s2 + col * v_st.s3) : 0.0f;
+                }
             }
             barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll 4
