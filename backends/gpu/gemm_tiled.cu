@@ -110,7 +110,8 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_tiled_kernel(GemmParams p)
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
             const int n = n0 + tx + 16 * c;
-            if (n < p.n) gemm_store(p.c, c_base + m * p.c_row + n * p.c_col, p.c_dtype, p.alpha * acc[r][c]);
+            if (n < p.n)
+                gemm_store(p.c, c_base + m * p.c_row + n * p.c_col, p.c_dtype, p.alpha * acc[r][c]);
         }
     }
 }

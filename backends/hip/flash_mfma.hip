@@ -202,12 +202,14 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_mfma_kernel(pa_gpu_args a)
             p_tile[wave][acc_row(r, half) * kPStride + col] = float_to_bits(p, a.dtype);
         }
         __syncthreads();
-        // O += P V: A = P[col][8kk + 4half + t] from LDS, B = V[key0 + 8kk + 4half + t][32cb + col].
+        // O += P V: A = P[col][8kk + 4half + t] from LDS, B = V[key0 + 8kk + 4half + t][32cb +
+        // col].
 #pragma unroll
         for (int kk = 0; kk < kTile / 8; ++kk) {
             uint16_t pa[4];
 #pragma unroll
-            for (int t = 0; t < 4; ++t) pa[t] = p_tile[wave][col * kPStride + 8 * kk + 4 * half + t];
+            for (int t = 0; t < 4; ++t)
+                pa[t] = p_tile[wave][col * kPStride + 8 * kk + 4 * half + t];
 #pragma unroll
             for (int cb = 0; cb < DMAX / 32; ++cb) {
                 if (32 * cb >= a.head_dim_v) continue; // uniform

@@ -119,7 +119,8 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
     if (!mfma_refusal(dev, p)) return POLYATTN_STATUS_SUCCESS; /* its LDS tile is 8.5 KiB */
     pa_gpu_args a;
     fill_args(p, NULL, &a);
-    return lds_check(dev, "flash (generic kernel)", pa_hip(dev)->k->flash_generic_smem(&a), why_not);
+    return lds_check(dev, "flash (generic kernel)", pa_hip(dev)->k->flash_generic_smem(&a),
+                     why_not);
 }
 
 static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void **state)
@@ -178,7 +179,8 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
     pa_gpu_args a;
     fill_args(p, NULL, &a);
     if (fused_scores_in_lds(dev, &a)) return POLYATTN_STATUS_SUCCESS;
-    return lds_check(dev, "fused (scores in the workspace)", pa_hip(dev)->k->fused_smem(&a, 0), why_not);
+    return lds_check(dev, "fused (scores in the workspace)", pa_hip(dev)->k->fused_smem(&a, 0),
+                     why_not);
 }
 
 static uint64_t fused_workspace(pa_device *dev, const pa_problem *p)
@@ -266,13 +268,15 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     hipStream_t stream = pa_hip(dev)->stream;
     float *scores = (float *)a.workspace;
-    st = launch_status(dev, pa_hip(dev)->k->gemm_qk(&a, scores, stream), "pa_gpu_gemm_qk (gemm_tiled_kernel)");
+    st = launch_status(dev, pa_hip(dev)->k->gemm_qk(&a, scores, stream),
+                       "pa_gpu_gemm_qk (gemm_tiled_kernel)");
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     st = launch_status(dev, pa_hip(dev)->k->mask_softmax(&a, scores, stream),
                        "pa_gpu_mask_softmax (mask_softmax_kernel)");
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     /* The softmax left P in the storage dtype in place: row r at byte r * seq_kv * 4. */
-    const int64_t p_row_stride = p->seq_kv * (int64_t)(sizeof(float) / polyattn_dtype_size(p->dtype));
+    const int64_t p_row_stride =
+        p->seq_kv * (int64_t)(sizeof(float) / polyattn_dtype_size(p->dtype));
     return launch_status(dev, pa_hip(dev)->k->gemm_pv(&a, scores, p_row_stride, stream),
                          "pa_gpu_gemm_pv (gemm_tiled_kernel)");
 }

@@ -128,7 +128,8 @@ static polyattn_status hip_device_info(int index, polyattn_device_info *info)
 {
     hipDeviceProp_t prop;
     hipError_t err = hipGetDeviceProperties(&prop, index);
-    if (err != hipSuccess) return pa_hip_fail(NULL, err, "hipGetDeviceProperties", __FILE__, __LINE__);
+    if (err != hipSuccess)
+        return pa_hip_fail(NULL, err, "hipGetDeviceProperties", __FILE__, __LINE__);
     int driver = 0, runtime = 0;
     char dv[32] = "?", rv[32] = "?";
     if (hipDriverGetVersion(&driver) == hipSuccess) format_version(driver, dv, sizeof dv);
@@ -487,7 +488,8 @@ polyattn_status polyattn_hip_context_create(int device, hipStream_t stream,
                        err != hipSuccess ? hipGetErrorName(err) : "out of range", n);
     pa_device *dev = NULL;
     polyattn_status st = open_common(device, stream, 0, &dev);
-    if (st == POLYATTN_STATUS_SUCCESS) st = pa_context_wrap_device(&pa_hip_backend_ops, dev, context);
+    if (st == POLYATTN_STATUS_SUCCESS)
+        st = pa_context_wrap_device(&pa_hip_backend_ops, dev, context);
     if (st != POLYATTN_STATUS_SUCCESS) hip_device_close(dev);
     return st;
 }

@@ -94,8 +94,8 @@ static int mode_probe(void)
     printf("hip devices: %d%s%s\n", count, count ? "" : ": ", count ? "" : (reason ? reason : "?"));
     if (count == 0) {
         /* The module loaded (libamdhip64 is installed) and its probe explained itself. */
-        EXPECT(reason && strstr(reason, "HIP runtime"), "reason does not come from the hip probe: %s",
-               reason ? reason : "(null)");
+        EXPECT(reason && strstr(reason, "HIP runtime"),
+               "reason does not come from the hip probe: %s", reason ? reason : "(null)");
         polyattn_context *ctx = NULL;
         st = polyattn_context_create(POLYATTN_BACKEND_HIP, 0, &ctx);
         EXPECT(st == POLYATTN_STATUS_NOT_FOUND && ctx == NULL, "hip context without a device: %s",

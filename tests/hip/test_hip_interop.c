@@ -104,10 +104,14 @@ static int device_part(void)
     HIP_OK(hipMemset(dout, 0xff, p.o_elems * es)); /* NaN poison */
 
     polyattn_buffer *bq = NULL, *bk = NULL, *bv = NULL, *bo = NULL, *bl = NULL;
-    EXPECT(polyattn_hip_buffer_wrap(ctx, dq, p.q_elems * es, &bq) == POLYATTN_STATUS_SUCCESS, "wrap q");
-    EXPECT(polyattn_hip_buffer_wrap(ctx, dk, p.k_elems * es, &bk) == POLYATTN_STATUS_SUCCESS, "wrap k");
-    EXPECT(polyattn_hip_buffer_wrap(ctx, dv, p.v_elems * es, &bv) == POLYATTN_STATUS_SUCCESS, "wrap v");
-    EXPECT(polyattn_hip_buffer_wrap(ctx, dout, p.o_elems * es, &bo) == POLYATTN_STATUS_SUCCESS, "wrap o");
+    EXPECT(polyattn_hip_buffer_wrap(ctx, dq, p.q_elems * es, &bq) == POLYATTN_STATUS_SUCCESS,
+           "wrap q");
+    EXPECT(polyattn_hip_buffer_wrap(ctx, dk, p.k_elems * es, &bk) == POLYATTN_STATUS_SUCCESS,
+           "wrap k");
+    EXPECT(polyattn_hip_buffer_wrap(ctx, dv, p.v_elems * es, &bv) == POLYATTN_STATUS_SUCCESS,
+           "wrap v");
+    EXPECT(polyattn_hip_buffer_wrap(ctx, dout, p.o_elems * es, &bo) == POLYATTN_STATUS_SUCCESS,
+           "wrap o");
     EXPECT(polyattn_hip_buffer_wrap(ctx, dlse, p.lse_elems * sizeof(float), &bl) ==
                POLYATTN_STATUS_SUCCESS, "wrap lse");
 
@@ -133,15 +137,16 @@ static int device_part(void)
         double max_ref = 0, max_abs = 0, lse_abs = 0;
         for (size_t i = 0; i < p.o_elems; i++)
             if (fabs(p.ref_o[i]) > max_ref) max_ref = fabs(p.ref_o[i]);
-        long long bad = pa_tk_compare(o, p.ref_o, p.o_elems, tol.o_rel * (max_ref > 0 ? max_ref : 1),
-                                      &max_abs);
+        long long bad =
+            pa_tk_compare(o, p.ref_o, p.o_elems, tol.o_rel * (max_ref > 0 ? max_ref : 1), &max_abs);
         long long bad_lse = 0;
         for (size_t i = 0; i < p.lse_elems; i++) {
             double ref = p.ref_lse[i], d = isinf(ref) && isinf(lse[i]) ? 0 : fabs(lse[i] - ref);
             if (!(d <= tol.lse_rel * (fabs(ref) > 1 ? fabs(ref) : 1))) bad_lse++;
             if (d > lse_abs) lse_abs = d;
         }
-        printf("flash f16 %s on the caller's stream: max |dO| %.3g, max |dLSE| %.3g, bad %lld + %lld\n",
+        printf("flash f16 %s on the caller's stream: max |dO| %.3g, max |dLSE| %.3g, bad %lld + "
+               "%lld\n",
                c->name, max_abs, lse_abs, bad, bad_lse);
         EXPECT(bad == 0 && bad_lse == 0, "results out of tolerance");
         free(o16);

@@ -74,12 +74,16 @@ void pa_emu_mfma_32x32x8(const float *a, const float *b, float *acc)
         const int j = (int)(lane % 32), reg = 4 * (i / 8) + i % 4;
         float sum = 0.f;
         for (int k = 0; k < 8; ++k)
-            sum += mfma_a[ph][wave0 + i + 32 * (k / 4)][k % 4] * mfma_b[ph][wave0 + j + 32 * (k / 4)][k % 4];
+            sum += mfma_a[ph][wave0 + i + 32 * (k / 4)][k % 4] *
+                   mfma_b[ph][wave0 + j + 32 * (k / 4)][k % 4];
         acc[reg] += sum;
     }
 }
 
-extern "C" hipError_t hipSetDevice(int device) { return device == 0 ? hipSuccess : hipErrorInvalidValue; }
+extern "C" hipError_t hipSetDevice(int device)
+{
+    return device == 0 ? hipSuccess : hipErrorInvalidValue;
+}
 
 extern "C" hipError_t hipGetLastError(void)
 {
