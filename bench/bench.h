@@ -41,6 +41,8 @@ typedef enum pa_bench_status {
 } pa_bench_status;
 
 typedef struct pa_bench_result {
+    int target;                /* index into the run's targets (backend:device) */
+    int index;                 /* measurement number within a target (shape, dtype, algo) */
     pa_bench_shape shape;
     polyattn_dtype dtype;
     polyattn_algo algo_asked;  /* what --algo named (auto included) */
@@ -75,15 +77,35 @@ double pa_bench_tolerance(polyattn_dtype dtype);
 
 /* ---- reports (bench_report.c) ---- */
 
+/* One backend:device a run measures. */
+typedef struct pa_bench_target {
+    polyattn_backend backend; /* AUTO until the measuring process opened the device */
+    int device;
+    char label[32];           /* "opencl:1" */
+    int opened;               /* info is valid */
+    polyattn_device_info info;
+} pa_bench_target;
+
 double pa_bench_flops(const pa_bench_shape *shape); /* the FlashAttention convention */
 void pa_bench_print_header(FILE *out);
 void pa_bench_print_row(FILE *out, const pa_bench_result *r);
-void pa_bench_write_csv(FILE *out, const char *suite, const polyattn_device_info *dev,
+/* Reports: r[i].target indexes targets[]. */
+void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *targets,
                         const pa_bench_result *r, int n);
-void pa_bench_write_json(FILE *out, const char *suite, const polyattn_device_info *dev,
-                         int reps, int warmup, const pa_bench_result *r, int n);
-/* Fills speedup and memory saved against the unfused result of the same shape and dtype. */
+void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *targets,
+                         int n_targets, int reps, int warmup, const pa_bench_result *r, int n);
+/* Fills speedup and memory saved against the unfused result of the same target, shape and
+ * dtype. */
 void pa_bench_compare_unfused(pa_bench_result *r, int n);
+/* The backend comparison: for each (shape, dtype, algo) measured on any target, ms per
+ * target and the ratio to the fastest target (baseline < 0) or to targets[baseline]; then
+ * the best algorithm of each target per (shape, dtype), and geometric means of the ratios.
+ * r[i].index numbers the (shape, dtype, algo) of a target's run, the same on every target. */
+void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_targets,
+                               int baseline, const pa_bench_result *r, int n);
+/* The suite's shapes as CSV (one row per shape and dtype), for scripts (--list). */
+void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *shapes,
+                         int n_shapes, const int *dtypes, int n_dtypes);
 
 const char *pa_bench_status_name(pa_bench_status status);
 

@@ -1,6 +1,8 @@
 /* Bench reports: a table on stdout, CSV and JSON files. */
 #include "bench.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -73,7 +75,7 @@ void pa_bench_compare_unfused(pa_bench_result *r, int n)
             continue;
         for (int j = 0; j < n; j++) {
             if (r[j].status != PA_BENCH_OK || r[j].algo != POLYATTN_ALGO_UNFUSED ||
-                r[j].dtype != r[i].dtype || memcmp(&r[j].shape, &r[i].shape, sizeof r[i].shape))
+                r[j].target != r[i].target || r[j].dtype != r[i].dtype || memcmp(&r[j].shape, &r[i].shape, sizeof r[i].shape))
                 continue;
             r[i].speedup_vs_unfused = r[i].ms > 0 ? r[j].ms / r[i].ms : 0;
             r[i].mem_saved_vs_unfused =
@@ -95,15 +97,16 @@ static void csv_text(FILE *out, const char *text)
     fputc('"', out);
 }
 
-void pa_bench_write_csv(FILE *out, const char *suite, const polyattn_device_info *dev,
+void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *targets,
                         const pa_bench_result *r, int n)
 {
     fprintf(out, "suite,backend,device,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
                  "algo_asked,algo,status,reps,ms,ms_min,ms_max,tflops,gbps,mem_bytes,"
                  "mem_estimate_bytes,workspace_bytes,max_err,rows_checked,speedup_vs_unfused,"
-                 "mem_saved_vs_unfused,reason\n");
+                 "mem_saved_vs_unfused,reason,device_index\n");
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
+        const polyattn_device_info *dev = &targets[r[i].target].info;
         fprintf(out, "%s,%s,", suite, polyattn_backend_name(dev->backend));
         csv_text(out, dev->name);
         fprintf(out, ",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%s,%s,%s,%s,", (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
@@ -127,7 +130,7 @@ void pa_bench_write_csv(FILE *out, const char *suite, const polyattn_device_info
         else
             fprintf(out, ",,");
         csv_text(out, r[i].reason);
-        fputc('\n', out);
+        fprintf(out, ",%d\n", dev->index);
     }
 }
 
@@ -140,18 +143,10 @@ static void json_opt_number(FILE *out, const char *key, double value, int presen
         fputs("null", out);
 }
 
-void pa_bench_write_json(FILE *out, const char *suite, const polyattn_device_info *dev,
-                         int reps, int warmup, const pa_bench_result *r, int n)
+static void json_device(FILE *out, const polyattn_device_info *dev)
 {
-    char date[32];
-    time_t now = time(NULL);
-    struct tm tm_utc;
-    gmtime_r(&now, &tm_utc);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm_utc);
-    fprintf(out, "{\"suite\": \"%s\", \"date\": \"%s\", \"polyattn_version\": \"%s\", "
-                 "\"backend\": \"%s\", \"device_index\": %d, \"device\": ",
-            suite, date, polyattn_version_string(), polyattn_backend_name(dev->backend),
-            dev->index);
+    fprintf(out, "\"backend\": \"%s\", \"device_index\": %d, \"device\": ",
+            polyattn_backend_name(dev->backend), dev->index);
     pa_json_string(out, dev->name);
     fprintf(out, ", \"vendor\": ");
     pa_json_string(out, dev->vendor);
@@ -159,17 +154,53 @@ void pa_bench_write_json(FILE *out, const char *suite, const polyattn_device_inf
     pa_json_string(out, dev->driver_version);
     fprintf(out, ", \"arch\": ");
     pa_json_string(out, dev->arch);
-    fprintf(out, ", \"reps\": %d, \"warmup\": %d, \"flops_convention\": "
+}
+
+void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *targets,
+                         int n_targets, int reps, int warmup, const pa_bench_result *r, int n)
+{
+    char date[32];
+    time_t now = time(NULL);
+    struct tm tm_utc;
+    gmtime_r(&now, &tm_utc);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm_utc);
+    fprintf(out, "{\"suite\": \"%s\", \"date\": \"%s\", \"polyattn_version\": \"%s\", ",
+            suite, date, polyattn_version_string());
+    /* One device: its fields at the top (the single-backend format); several: null there,
+     * each result names its own. */
+    int n_opened = 0, first = -1;
+    for (int t = 0; t < n_targets; t++)
+        if (targets[t].opened) {
+            n_opened++;
+            first = first < 0 ? t : first;
+        }
+    if (n_opened == 1)
+        json_device(out, &targets[first].info);
+    else
+        fputs("\"backend\": null, \"device_index\": null, \"device\": null, \"vendor\": null, "
+              "\"driver_version\": null, \"arch\": null", out);
+    fputs(", \"targets\": [", out);
+    for (int t = 0, k = 0; t < n_targets; t++) {
+        if (!targets[t].opened)
+            continue;
+        fprintf(out, "%s{\"label\": ", k++ ? ", " : "");
+        pa_json_string(out, targets[t].label);
+        fputs(", ", out);
+        json_device(out, &targets[t].info);
+        fputc('}', out);
+    }
+    fprintf(out, "], \"reps\": %d, \"warmup\": %d, \"flops_convention\": "
                  "\"4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal\", \"results\": [",
             reps, warmup);
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
         int ok = r[i].status == PA_BENCH_OK;
-        fprintf(out, "%s\n  {\"batch\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
+        const polyattn_device_info *dev = &targets[r[i].target].info;
+        fprintf(out, "%s\n  {\"backend\": \"%s\", \"device_index\": %d, \"batch\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
                      "\"seq_q\": %lld, \"seq_kv\": %lld, \"head_dim\": %lld, "
                      "\"head_dim_v\": %lld, \"mask\": \"%s\", \"dtype\": \"%s\", "
                      "\"algo_asked\": \"%s\", \"algo\": \"%s\", \"status\": \"%s\"",
-                i ? "," : "", (long long)s->batch, (long long)s->heads_q,
+                i ? "," : "", polyattn_backend_name(dev->backend), dev->index, (long long)s->batch, (long long)s->heads_q,
                 (long long)s->heads_kv, (long long)s->seq_q, (long long)s->seq_kv,
                 (long long)s->head_dim, (long long)s->head_dim_v, polyattn_mask_name(s->mask),
                 polyattn_dtype_name(r[i].dtype), polyattn_algo_name(r[i].algo_asked),
@@ -189,9 +220,226 @@ void pa_bench_write_json(FILE *out, const char *suite, const polyattn_device_inf
                         r[i].speedup_vs_unfused > 0);
         json_opt_number(out, "mem_saved_vs_unfused", r[i].mem_saved_vs_unfused,
                         r[i].speedup_vs_unfused > 0);
+        fprintf(out, ", \"device\": ");
+        pa_json_string(out, dev->name);
         fprintf(out, ", \"reason\": ");
         pa_json_string(out, r[i].reason);
         fputc('}', out);
     }
     fprintf(out, "\n]}\n");
+}
+
+void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *shapes,
+                         int n_shapes, const int *dtypes, int n_dtypes)
+{
+    fprintf(out, "suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype\n");
+    for (int i = 0; i < n_shapes; i++) {
+        const pa_bench_shape *s = &shapes[i];
+        for (int d = 0; d < n_dtypes; d++)
+            fprintf(out, "%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%s\n", suite,
+                    (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
+                    (long long)s->seq_q, (long long)s->seq_kv, (long long)s->head_dim,
+                    (long long)s->head_dim_v, polyattn_mask_name(s->mask),
+                    polyattn_dtype_name((polyattn_dtype)dtypes[d]));
+    }
+}
+
+/* ---- backend comparison ---- */
+
+#define CELL_WIDTH 19
+
+static const pa_bench_result *find_result(const pa_bench_result *r, int n, int target, int index)
+{
+    for (int i = 0; i < n; i++)
+        if (r[i].target == target && r[i].index == index)
+            return &r[i];
+    return NULL;
+}
+
+static void print_shape_cells(FILE *out, const pa_bench_result *r, const char *algo)
+{
+    const pa_bench_shape *s = &r->shape;
+    fprintf(out, "%-5lld %-4lld %-4lld %-6lld %-6lld %-5lld %-4s %-5s %-8s", (long long)s->batch,
+            (long long)s->heads_q, (long long)s->heads_kv, (long long)s->seq_q,
+            (long long)s->seq_kv, (long long)s->head_dim, mask_short(s->mask),
+            polyattn_dtype_name(r->dtype), algo);
+}
+
+/* ms[t] < 0: not measured (text[t] says why).  Prints one row's cells and accumulates the
+ * log-ratios for the geometric means. */
+static void print_ratio_cells(FILE *out, int n_targets, int baseline, const double *ms,
+                              char (*text)[CELL_WIDTH + 1], double *log_sum, int *log_n)
+{
+    double ref = -1;
+    if (baseline >= 0) {
+        ref = ms[baseline];
+    } else {
+        for (int t = 0; t < n_targets; t++)
+            if (ms[t] > 0 && (ref < 0 || ms[t] < ref))
+                ref = ms[t];
+    }
+    for (int t = 0; t < n_targets; t++) {
+        char cell[64];
+        if (ms[t] > 0 && ref > 0) {
+            snprintf(cell, sizeof cell, "%.4g (%.2fx)", ms[t], ms[t] / ref);
+            log_sum[t] += log(ms[t] / ref);
+            log_n[t]++;
+        } else if (ms[t] > 0) {
+            snprintf(cell, sizeof cell, "%.4g (-)", ms[t]);
+        } else {
+            snprintf(cell, sizeof cell, "%s", text[t]);
+        }
+        fprintf(out, " %*s", CELL_WIDTH, cell);
+    }
+    fputc('\n', out);
+}
+
+void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_targets,
+                               int baseline, const pa_bench_result *r, int n)
+{
+    if (n_targets <= 0 || n <= 0)
+        return;
+    int max_index = -1;
+    for (int i = 0; i < n; i++)
+        max_index = r[i].index > max_index ? r[i].index : max_index;
+    double *ms = calloc((size_t)n_targets, sizeof *ms);
+    double *log_sum = calloc((size_t)n_targets * 2, sizeof *log_sum);
+    int *log_n = calloc((size_t)n_targets * 2, sizeof *log_n);
+    char (*text)[CELL_WIDTH + 1] = calloc((size_t)n_targets, sizeof *text);
+    if (!ms || !log_sum || !log_n || !text) {
+        free(ms);
+        free(log_sum);
+        free(log_n);
+        free(text);
+        return;
+    }
+    fprintf(out, "\nBackend comparison: ms per call (ratio to %s%s); geometric means below\n",
+            baseline >= 0 ? "" : "the fastest", baseline >= 0 ? targets[baseline].label : "");
+    for (int t = 0; t < n_targets; t++)
+        fprintf(out, "  %-12s %s%s\n", targets[t].label,
+                targets[t].opened ? targets[t].info.name : "(not opened)",
+                t == baseline ? "  [baseline]" : "");
+    char header[160];
+    snprintf(header, sizeof header, "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s %-8s", "batch",
+             "hq", "hkv", "seq_q", "seq_kv", "d", "mask", "dtype", "algo");
+    fputs(header, out);
+    for (int t = 0; t < n_targets; t++)
+        fprintf(out, " %*s", CELL_WIDTH, targets[t].label);
+    fputc('\n', out);
+
+    /* Per algorithm: rows in the order measured. */
+    for (int idx = 0; idx <= max_index; idx++) {
+        const pa_bench_result *any = NULL;
+        for (int t = 0; t < n_targets; t++) {
+            const pa_bench_result *x = find_result(r, n, t, idx);
+            ms[t] = -1;
+            snprintf(text[t], CELL_WIDTH + 1, "-");
+            if (!x)
+                continue;
+            any = any ? any : x;
+            if (x->status == PA_BENCH_OK && x->ms > 0)
+                ms[t] = x->ms;
+            else
+                snprintf(text[t], CELL_WIDTH + 1, "%s", pa_bench_status_name(x->status));
+        }
+        if (!any)
+            continue;
+        print_shape_cells(out, any, polyattn_algo_name(any->algo_asked));
+        print_ratio_cells(out, n_targets, baseline, ms, text, log_sum, log_n);
+    }
+
+    /* Best algorithm of each target per (shape, dtype): the vendor comparison proper. */
+    int printed_best = 0;
+    for (int idx = 0; idx <= max_index; idx++) {
+        const pa_bench_result *first = NULL;
+        for (int t = 0; t < n_targets && !first; t++)
+            first = find_result(r, n, t, idx);
+        if (!first)
+            continue;
+        /* Only at the first index of each (shape, dtype) group. */
+        int seen = 0;
+        for (int j = 0; j < idx && !seen; j++) {
+            const pa_bench_result *y = NULL;
+            for (int t = 0; t < n_targets && !y; t++)
+                y = find_result(r, n, t, j);
+            seen = y && y->dtype == first->dtype &&
+                   memcmp(&y->shape, &first->shape, sizeof y->shape) == 0;
+        }
+        if (seen)
+            continue;
+        if (!printed_best) {
+            fprintf(out, "best algorithm per target (ms, ratio; the winning algorithm after '/'):\n");
+            printed_best = 1;
+        }
+        for (int t = 0; t < n_targets; t++) {
+            ms[t] = -1;
+            for (int i = 0; i < n; i++) {
+                const pa_bench_result *x = &r[i];
+                if (x->target != t || x->status != PA_BENCH_OK || !(x->ms > 0) ||
+                    x->dtype != first->dtype ||
+                    memcmp(&x->shape, &first->shape, sizeof x->shape) != 0)
+                    continue;
+                if (ms[t] < 0 || x->ms < ms[t])
+                    ms[t] = x->ms;
+            }
+        }
+        print_shape_cells(out, first, "best");
+        double ref = -1;
+        if (baseline >= 0)
+            ref = ms[baseline];
+        else
+            for (int t = 0; t < n_targets; t++)
+                if (ms[t] > 0 && (ref < 0 || ms[t] < ref))
+                    ref = ms[t];
+        for (int t = 0; t < n_targets; t++) {
+            char cell[64];
+            const char *winner = "";
+            for (int i = 0; i < n; i++) {
+                const pa_bench_result *x = &r[i];
+                if (x->target == t && x->status == PA_BENCH_OK && x->ms == ms[t] &&
+                    x->dtype == first->dtype &&
+                    memcmp(&x->shape, &first->shape, sizeof x->shape) == 0) {
+                    winner = polyattn_algo_name(x->algo);
+                    break;
+                }
+            }
+            if (ms[t] > 0 && ref > 0) {
+                snprintf(cell, sizeof cell, "%.4g (%.2fx)/%.2s", ms[t], ms[t] / ref, winner);
+                log_sum[n_targets + t] += log(ms[t] / ref);
+                log_n[n_targets + t]++;
+            } else if (ms[t] > 0) {
+                snprintf(cell, sizeof cell, "%.4g (-)/%.2s", ms[t], winner);
+            } else {
+                snprintf(cell, sizeof cell, "-");
+            }
+            fprintf(out, " %*s", CELL_WIDTH, cell);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "%-55s", "geomean ratio, per algorithm rows");
+    for (int t = 0; t < n_targets; t++) {
+        char cell[32] = "-";
+        if (log_n[t])
+            snprintf(cell, sizeof cell, "%.2fx (%d)", exp(log_sum[t] / log_n[t]), log_n[t]);
+        fprintf(out, " %*s", CELL_WIDTH, cell);
+    }
+    fputc('\n', out);
+    if (printed_best) {
+        fprintf(out, "%-55s", "geomean ratio, best rows");
+        for (int t = 0; t < n_targets; t++) {
+            char cell[32] = "-";
+            if (log_n[n_targets + t])
+                snprintf(cell, sizeof cell, "%.2fx (%d)",
+                         exp(log_sum[n_targets + t] / log_n[n_targets + t]),
+                         log_n[n_targets + t]);
+            fprintf(out, " %*s", CELL_WIDTH, cell);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "(cells: ms (ratio); best rows: /un unfused, /fu fused, /fl flash; a status when not "
+                 "measured; (n): rows in the mean)\n");
+    free(ms);
+    free(log_sum);
+    free(log_n);
+    free(text);
 }

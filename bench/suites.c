@@ -25,12 +25,20 @@ static const pa_bench_shape fa2_shapes[] = {
     FA2_SEQS(64, NONE), FA2_SEQS(64, CAUSAL), FA2_SEQS(128, NONE), FA2_SEQS(128, CAUSAL),
 };
 
-/* Decoding: one new query per sequence against a long KV cache, grouped-query attention
- * (32 query heads sharing 8 KV heads, head_dim 128, as in Llama-3-8B-like models). */
-#define DECODE(batch, kv) {batch, 32, 8, 1, kv, 128, 128, CAUSAL}
+/* Decoding: a few new queries per sequence (1 token, or 4 and 16 as in speculative or
+ * chunked decoding) against a long KV cache, bottom-right causal (the new queries are the
+ * last positions), grouped-query attention (32 query heads sharing 8 KV heads, head_dim 128,
+ * as in Llama-3-8B-like models).  Batch 1 from 1k to 128k keys; batch 16 and 64 at
+ * moderate lengths.  The largest (batch 16, 16k) holds 1 GiB of f16 K and V per input set;
+ * unfused's scores at batch 1, 16 x 128k x 32 heads are 256 MiB of f32. */
+#define DECODE(batch, q, kv) {batch, 32, 8, q, kv, 128, 128, CAUSAL}
+#define DECODE_KV(q)                                                                      \
+    DECODE(1, q, 1024), DECODE(1, q, 4096), DECODE(1, q, 16384), DECODE(1, q, 65536),    \
+        DECODE(1, q, 131072)
 static const pa_bench_shape decode_shapes[] = {
-    DECODE(1, 1024),  DECODE(1, 4096),  DECODE(1, 16384),  DECODE(1, 65536),
-    DECODE(16, 1024), DECODE(16, 4096), DECODE(16, 16384), DECODE(64, 4096),
+    DECODE_KV(1),          DECODE_KV(4),          DECODE_KV(16),
+    DECODE(16, 1, 4096),   DECODE(16, 1, 16384),  DECODE(16, 16, 4096),
+    DECODE(16, 16, 16384), DECODE(64, 1, 4096),
 };
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -39,7 +47,7 @@ static const pa_bench_suite suites[] = {
      COUNT(seed_shapes), POLYATTN_DTYPE_F32},
     {"fa2", "FlashAttention-2's forward benchmark: 16k tokens, hidden 2048, d 64/128",
      fa2_shapes, COUNT(fa2_shapes), POLYATTN_DTYPE_F16},
-    {"decode", "decoding: seq_q 1, long KV cache, GQA 32/8, d 128", decode_shapes,
+    {"decode", "decoding: seq_q 1/4/16, KV cache 1k-128k, GQA 32/8, d 128, causal", decode_shapes,
      COUNT(decode_shapes), POLYATTN_DTYPE_F16},
     {"custom", "the shapes given with --shape", NULL, 0, POLYATTN_DTYPE_F32},
 };
