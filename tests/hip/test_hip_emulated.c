@@ -168,8 +168,15 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* The shared table, plus the largest head dim the kernels take (the seed's D = 1024), to
+     * show that every path fits AMD's 64 KiB of LDS there too. */
+    size_t n_table = 0;
+    const pa_tk_case *table = pa_tk_cases(&n_table);
+    pa_tk_case cases[64];
     size_t n = 0;
-    const pa_tk_case *cases = pa_tk_cases(&n);
+    for (size_t i = 0; i < n_table && n < 63; i++) cases[n++] = table[i];
+    cases[n++] = (pa_tk_case){"hip_d1024_causal_br_9x21", 1, 2, 1, 9, 21, 1024, 1024,
+                              POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.f, 1.f, 1};
     const polyattn_dtype dtypes[] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16, POLYATTN_DTYPE_BF16};
     /* Flash twice: the shared generic kernel, then with the MFMA kernel allowed (it takes
      * f16/bf16 at head dims <= 128 on the emulated gfx90a; the rest stays generic). */
