@@ -28,9 +28,8 @@ POLYATTN_API polyattn_status polyattn_cuda_context_stream(polyattn_context *cont
 
 /* A buffer over caller-owned device memory (cudaMalloc/cudaMallocAsync/managed), no copy;
  * polyattn never frees it.  device_ptr must stay valid while the buffer lives. */
-POLYATTN_API polyattn_status polyattn_cuda_buffer_wrap(polyattn_context *context,
-                                                       void *device_ptr, uint64_t bytes,
-                                                       polyattn_buffer **buffer);
+POLYATTN_API polyattn_status polyattn_cuda_buffer_wrap(polyattn_context *context, void *device_ptr,
+                                                       uint64_t bytes, polyattn_buffer **buffer);
 
 #ifdef __cplusplus
 }

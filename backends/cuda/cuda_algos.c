@@ -12,9 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t dtype_size(polyattn_dtype t) { return t == POLYATTN_DTYPE_F32 ? 4 : 2; }
+static size_t dtype_size(polyattn_dtype t)
+{
+    return t == POLYATTN_DTYPE_F32 ? 4 : 2;
+}
 
-static void *at(pa_tensor_ref r) { return r.mem ? (char *)r.mem + r.offset : NULL; }
+static void *at(pa_tensor_ref r)
+{
+    return r.mem ? (char *)r.mem + r.offset : NULL;
+}
 
 static void fill_args(const pa_problem *p, const pa_io *io, pa_gpu_args *a)
 {
@@ -55,11 +61,11 @@ static const char *check_int_sizes(const pa_problem *p)
     return NULL;
 }
 
-#define LAUNCH(dev, expr)                                                                  \
-    do {                                                                                   \
-        int pa_l_e_ = (expr);                                                              \
-        if (pa_l_e_ != 0)                                                                  \
-            return pa_cuda_fail((dev), (cudaError_t)pa_l_e_, #expr, __FILE__, __LINE__);   \
+#define LAUNCH(dev, expr)                                                                          \
+    do {                                                                                           \
+        int pa_l_e_ = (expr);                                                                      \
+        if (pa_l_e_ != 0)                                                                          \
+            return pa_cuda_fail((dev), (cudaError_t)pa_l_e_, #expr, __FILE__, __LINE__);           \
     } while (0)
 
 /* ------------------------------------------------------------------ flash */
@@ -134,8 +140,8 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
 {
     const char *why = tc_refusal(pa_cuda_dev(d), p);
     if (why)
-        pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: generic SIMT kernel (tensor-core kernel not used: %s)",
-               why);
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda flash: generic SIMT kernel (tensor-core kernel not used: %s)", why);
     else
         pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: tensor-core kernel, head_dim %lld, %s",
                (long long)p->head_dim, polyattn_dtype_name(p->dtype));
@@ -143,7 +149,10 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
     return POLYATTN_STATUS_SUCCESS;
 }
 
-static int aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
+static int aligned16(const void *ptr)
+{
+    return ((uintptr_t)ptr & 15u) == 0;
+}
 
 static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *state,
                                      const pa_io *io)
@@ -232,9 +241,9 @@ static polyattn_status fused_forward(pa_device *d, const pa_problem *p, void *st
  * strided batch when every tensor's batch stride is heads * head stride (BHSD and BSHD
  * both), else each batch is its own call. */
 typedef struct unfused_plan {
-    int group;   /* heads_q / heads_kv */
-    int flat;    /* batches folded into the strided batch */
-    int calls;   /* GEMM calls per product */
+    int group; /* heads_q / heads_kv */
+    int flat;  /* batches folded into the strided batch */
+    int calls; /* GEMM calls per product */
 } unfused_plan;
 
 static unfused_plan unfused_layout(const pa_problem *p)
@@ -305,7 +314,9 @@ static polyattn_status unfused_prepare(pa_device *d, const pa_problem *p, void *
 
 static cudaDataType_t cuda_type(polyattn_dtype t)
 {
-    return t == POLYATTN_DTYPE_F32 ? CUDA_R_32F : t == POLYATTN_DTYPE_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    return t == POLYATTN_DTYPE_F32   ? CUDA_R_32F
+           : t == POLYATTN_DTYPE_F16 ? CUDA_R_16F
+                                     : CUDA_R_16BF;
 }
 
 static polyattn_status unfused_forward(pa_device *d, const pa_problem *p, void *state,
@@ -344,11 +355,11 @@ static polyattn_status unfused_forward(pa_device *d, const pa_problem *p, void *
             const char *qp = (const char *)a.q + (b * p->q_stride[0] + j * p->q_stride[1]) * es;
             const char *kp = (const char *)a.k + b * p->k_stride[0] * es;
             float *sp = scores + ((long long)b * p->heads_q + j) * pairs;
-            PA_CUBLAS(d, cublasGemmStridedBatchedEx(
-                             dev->blas, CUBLAS_OP_T, CUBLAS_OP_N, skv, sq, dk, &alpha_qk, kp, t,
-                             ldk, p->k_stride[1], qp, t, ldq, u.group * p->q_stride[1], &zero, sp,
-                             CUDA_R_32F, skv, u.group * pairs, count, CUBLAS_COMPUTE_32F,
-                             CUBLAS_GEMM_DEFAULT));
+            PA_CUBLAS(d, cublasGemmStridedBatchedEx(dev->blas, CUBLAS_OP_T, CUBLAS_OP_N, skv, sq,
+                                                    dk, &alpha_qk, kp, t, ldk, p->k_stride[1], qp,
+                                                    t, ldq, u.group * p->q_stride[1], &zero, sp,
+                                                    CUDA_R_32F, skv, u.group * pairs, count,
+                                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
     LAUNCH(d, pa_gpu_mask_softmax(&a, scores, dev->stream));
     /* O^T (column-major dv x sq) = V^T P^T, i.e. row-major O = P V. */
@@ -357,11 +368,11 @@ static polyattn_status unfused_forward(pa_device *d, const pa_problem *p, void *
             const char *vp = (const char *)a.v + b * p->v_stride[0] * es;
             const char *pp = (const char *)scores + ((long long)b * p->heads_q + j) * pairs * 4;
             char *op = (char *)a.o + (b * p->o_stride[0] + j * p->o_stride[1]) * es;
-            PA_CUBLAS(d, cublasGemmStridedBatchedEx(
-                             dev->blas, CUBLAS_OP_N, CUBLAS_OP_N, dv, sq, skv, &one, vp, t, ldv,
-                             p->v_stride[1], pp, t, ldp, u.group * pairs * 4 / (long long)es,
-                             &zero, op, t, ldo, u.group * p->o_stride[1], count,
-                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            PA_CUBLAS(d, cublasGemmStridedBatchedEx(dev->blas, CUBLAS_OP_N, CUBLAS_OP_N, dv, sq,
+                                                    skv, &one, vp, t, ldv, p->v_stride[1], pp, t,
+                                                    ldp, u.group * pairs * 4 / (long long)es, &zero,
+                                                    op, t, ldo, u.group * p->o_stride[1], count,
+                                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
     return POLYATTN_STATUS_SUCCESS;
 }

@@ -30,10 +30,10 @@ polyattn_status pa_cuda_fail(pa_device *dev, cudaError_t e, const char *expr, co
                    cudaGetErrorString(e), expr, file, line);
 }
 
-polyattn_status pa_cublas_fail(pa_device *dev, cublasStatus_t e, const char *expr,
-                               const char *file, int line)
+polyattn_status pa_cublas_fail(pa_device *dev, cublasStatus_t e, const char *expr, const char *file,
+                               int line)
 {
-    polyattn_status st = e == CUBLAS_STATUS_ALLOC_FAILED     ? POLYATTN_STATUS_OUT_OF_MEMORY
+    polyattn_status st = e == CUBLAS_STATUS_ALLOC_FAILED    ? POLYATTN_STATUS_OUT_OF_MEMORY
                          : e == CUBLAS_STATUS_NOT_SUPPORTED ? POLYATTN_STATUS_UNSUPPORTED
                                                             : POLYATTN_STATUS_DEVICE_ERROR;
     return pa_fail(dev, st, "cuBLAS error %d (%s): %s at %s:%d", (int)e, cublasGetStatusString(e),
@@ -77,7 +77,8 @@ static polyattn_status cuda_device_info(int index, polyattn_device_info *info)
                  driver / 1000, (driver % 1000) / 10);
     snprintf(info->arch, sizeof info->arch, "sm_%d%d", prop.major, prop.minor);
     info->global_mem_bytes = prop.totalGlobalMem;
-    if (cudaDeviceGetAttribute(&attr, cudaDevAttrMaxSharedMemoryPerBlockOptin, index) == cudaSuccess)
+    if (cudaDeviceGetAttribute(&attr, cudaDevAttrMaxSharedMemoryPerBlockOptin, index) ==
+        cudaSuccess)
         info->local_mem_bytes = (uint64_t)attr;
     info->compute_units = prop.multiProcessorCount;
     info->max_work_group_size = prop.maxThreadsPerBlock;
@@ -100,7 +101,8 @@ polyattn_status pa_cuda_open(int index, cudaStream_t stream, int own_stream, pa_
     polyattn_status st = POLYATTN_STATUS_SUCCESS;
     int v = 0;
     cudaError_t e = cudaSetDevice(index);
-    if (e == cudaSuccess && own_stream) e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess && own_stream)
+        e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
         st = pa_cuda_fail(d, e, "open device", __FILE__, __LINE__);
         pa_log(POLYATTN_LOG_ERROR, "%s", d->last_error);
@@ -109,7 +111,7 @@ polyattn_status pa_cuda_open(int index, cudaStream_t stream, int own_stream, pa_
     }
     dev->stream = stream;
     dev->own_stream = own_stream;
-#define ATTR(field, a)                                                                      \
+#define ATTR(field, a)                                                                             \
     if (cudaDeviceGetAttribute(&v, a, index) == cudaSuccess) dev->field = v
     ATTR(cc_major, cudaDevAttrComputeCapabilityMajor);
     ATTR(cc_minor, cudaDevAttrComputeCapabilityMinor);
@@ -175,8 +177,8 @@ static polyattn_status cuda_mem_read(pa_device *d, void *mem, uint64_t offset, v
 {
     pa_cuda_device *dev = pa_cuda_dev(d);
     PA_CU(d, cudaSetDevice(dev->ordinal));
-    PA_CU(d, cudaMemcpyAsync(dst, (const char *)mem + offset, (size_t)bytes,
-                             cudaMemcpyDeviceToHost, dev->stream));
+    PA_CU(d, cudaMemcpyAsync(dst, (const char *)mem + offset, (size_t)bytes, cudaMemcpyDeviceToHost,
+                             dev->stream));
     PA_CU(d, cudaStreamSynchronize(dev->stream));
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -241,4 +243,7 @@ const pa_backend_ops pa_cuda_ops = {
 };
 
 __attribute__((visibility("default"))) const pa_backend_ops *polyattn_backend_entry(void);
-const pa_backend_ops *polyattn_backend_entry(void) { return &pa_cuda_ops; }
+const pa_backend_ops *polyattn_backend_entry(void)
+{
+    return &pa_cuda_ops;
+}

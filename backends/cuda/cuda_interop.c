@@ -28,8 +28,7 @@ static pa_cuda_device *cuda_context_device(polyattn_context *context)
     return d && d->ops == &pa_cuda_ops ? pa_cuda_dev(d) : NULL;
 }
 
-polyattn_status polyattn_cuda_context_stream(polyattn_context *context,
-                                             struct CUstream_st **stream)
+polyattn_status polyattn_cuda_context_stream(polyattn_context *context, struct CUstream_st **stream)
 {
     pa_cuda_device *dev = cuda_context_device(context);
     if (!dev || !stream) return POLYATTN_STATUS_INVALID_ARGUMENT;
@@ -45,7 +44,8 @@ polyattn_status polyattn_cuda_buffer_wrap(polyattn_context *context, void *devic
     *buffer = NULL;
     struct cudaPointerAttributes attr;
     cudaError_t e = cudaPointerGetAttributes(&attr, device_ptr);
-    if (e != cudaSuccess || (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)) {
+    if (e != cudaSuccess ||
+        (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)) {
         (void)cudaGetLastError();
         return pa_fail(&dev->base, POLYATTN_STATUS_INVALID_ARGUMENT,
                        "polyattn_cuda_buffer_wrap: %p is not CUDA device memory", device_ptr);

@@ -19,7 +19,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-namespace {
+namespace
+{
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -44,8 +45,10 @@ struct FlashTcTraits {
     static_assert(HEAD_DIM % 16 == 0 && kBlockN % 16 == 0, "mma tiles are 16 wide");
 };
 
-template <typename T> struct Dt;
-template <> struct Dt<__half> {
+template <typename T>
+struct Dt;
+template <>
+struct Dt<__half> {
     static __device__ __forceinline__ uint32_t pack(float x, float y)
     {
         __half2 h = __floats2half2_rn(x, y);
@@ -60,7 +63,8 @@ template <> struct Dt<__half> {
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
     }
 };
-template <> struct Dt<__nv_bfloat16> {
+template <>
+struct Dt<__nv_bfloat16> {
     static __device__ __forceinline__ uint32_t pack(float x, float y)
     {
         __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
@@ -84,12 +88,18 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p)
 /* 16-byte async copy; src_bytes 0 fills the destination with zeros (rows past the end). */
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
 {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
-                 "l"(src), "r"(valid ? 16 : 0)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
                  : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all()
+{
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p)
 {
@@ -137,8 +147,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
     constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sq = reinterpret_cast<T *>(smem_raw);
-    T *sk = sq + BM * S;          /* [stage][BN][S] */
-    T *sv = sk + 2 * BN * S;      /* [stage][BN][S] */
+    T *sk = sq + BM * S;     /* [stage][BN][S] */
+    T *sv = sk + 2 * BN * S; /* [stage][BN][S] */
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
@@ -210,12 +220,14 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
             uint32_t af[MT][4];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
-                ldmatrix_x4(af[mt], sq + (wrow + mt * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
+                ldmatrix_x4(af[mt],
+                            sq + (wrow + mt * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
 #pragma unroll
             for (int p = 0; p < BN / 16; ++p) {
                 uint32_t bf[4];
                 const int idx = lane / 8;
-                ldmatrix_x4(bf, ks + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8);
+                ldmatrix_x4(bf, ks + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 +
+                                    (idx & 1) * 8);
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
                     Dt<T>::mma(acc_s[mt][2 * p], af[mt], bf[0], bf[1]);
@@ -282,7 +294,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
             for (int p = 0; p < D / 16; ++p) {
                 uint32_t bf[4];
                 const int idx = lane / 8;
-                ldmatrix_x4_trans(bf, vs + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + p * 16 + (idx >> 1) * 8);
+                ldmatrix_x4_trans(bf, vs + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + p * 16 +
+                                          (idx >> 1) * 8);
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
                     Dt<T>::mma(acc_o[mt][2 * p], af[mt], bf[0], bf[1]);
@@ -319,8 +332,8 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
     using Tr = FlashTcTraits<HEAD_DIM, BLOCK_N>;
     auto kernel = flash_fwd_tc_kernel<HEAD_DIM, BLOCK_N, T>;
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)Tr::kSmem);
+    cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
     if (e != cudaSuccess) return e;
     const dim3 grid((a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a);
@@ -346,8 +359,7 @@ cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
 
 extern "C" int pa_cuda_flash_tc_has_head_dim(int head_dim)
 {
-    return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 ||
-           head_dim == 256;
+    return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
 }
 
 extern "C" size_t pa_cuda_flash_tc_smem(int head_dim)

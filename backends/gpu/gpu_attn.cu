@@ -13,7 +13,8 @@
 
 #include <math.h>
 
-namespace {
+namespace
+{
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -25,24 +26,50 @@ constexpr int kRows = 32;
 constexpr int kKeys = 64;
 constexpr int kThreads = 256;
 constexpr int kGroup = 32;
-constexpr int kGroups = kThreads / kGroup;          /* 8 */
-constexpr int kRowsPerGroup = kRows / kGroups;     /* 4 */
-constexpr int kChunk = 32;                         /* head_dim slice staged for Q K^T */
-constexpr int kChunkStride = kChunk + 4;           /* 16-byte rows, conflict-free float4 */
-constexpr int kVKeys = kGroups;                    /* V rows staged per step: one a group */
+constexpr int kGroups = kThreads / kGroup;             /* 8 */
+constexpr int kRowsPerGroup = kRows / kGroups;         /* 4 */
+constexpr int kChunk = 32;                             /* head_dim slice staged for Q K^T */
+constexpr int kChunkStride = kChunk + 4;               /* 16-byte rows, conflict-free float4 */
+constexpr int kVKeys = kGroups;                        /* V rows staged per step: one a group */
 constexpr int kQPerThread = kRows * kChunk / kThreads; /* 4 */
 constexpr int kKPerThread = kKeys * kChunk / kThreads; /* 8 */
 static_assert(kKeys == 2 * kGroup, "softmax step reads two scores per lane");
 static_assert(kThreads % kChunk == 0, "a thread keeps one column of each staged chunk");
 
-template <typename T> __device__ __forceinline__ float to_f32(T x);
-template <> __device__ __forceinline__ float to_f32<float>(float x) { return x; }
-template <> __device__ __forceinline__ float to_f32<gpu_half>(gpu_half x) { return gpu_half_to_float(x); }
-template <> __device__ __forceinline__ float to_f32<gpu_bf16>(gpu_bf16 x) { return gpu_bf16_to_float(x); }
-template <typename T> __device__ __forceinline__ T from_f32(float x);
-template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
-template <> __device__ __forceinline__ gpu_half from_f32<gpu_half>(float x) { return gpu_float_to_half(x); }
-template <> __device__ __forceinline__ gpu_bf16 from_f32<gpu_bf16>(float x) { return gpu_float_to_bf16(x); }
+template <typename T>
+__device__ __forceinline__ float to_f32(T x);
+template <>
+__device__ __forceinline__ float to_f32<float>(float x)
+{
+    return x;
+}
+template <>
+__device__ __forceinline__ float to_f32<gpu_half>(gpu_half x)
+{
+    return gpu_half_to_float(x);
+}
+template <>
+__device__ __forceinline__ float to_f32<gpu_bf16>(gpu_bf16 x)
+{
+    return gpu_bf16_to_float(x);
+}
+template <typename T>
+__device__ __forceinline__ T from_f32(float x);
+template <>
+__device__ __forceinline__ float from_f32<float>(float x)
+{
+    return x;
+}
+template <>
+__device__ __forceinline__ gpu_half from_f32<gpu_half>(float x)
+{
+    return gpu_float_to_half(x);
+}
+template <>
+__device__ __forceinline__ gpu_bf16 from_f32<gpu_bf16>(float x)
+{
+    return gpu_float_to_bf16(x);
+}
 
 __device__ __forceinline__ void store_elem(void *base, int64_t idx, int dtype, float v)
 {
@@ -84,7 +111,10 @@ __device__ __forceinline__ TileBases tile_bases(const pa_gpu_args &a)
 }
 
 /* Shared-memory plan of both SIMT kernels (floats). */
-__host__ __device__ __forceinline__ int v_stride_of(int head_dim_v) { return (head_dim_v + 3) & ~3; }
+__host__ __device__ __forceinline__ int v_stride_of(int head_dim_v)
+{
+    return (head_dim_v + 3) & ~3;
+}
 constexpr int kQsFloats = kRows * kChunkStride;
 constexpr int kKsFloats = kKeys * kChunkStride;
 constexpr int kSsStride = kKeys + 1;
@@ -94,8 +124,8 @@ constexpr int kSsFloats = kRows * kSsStride;
  * key tile, fetched into registers: thread tid keeps column tid % 32 of rows tid/32 + 8i. */
 template <typename T>
 __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBases &t, int row0,
-                                            int key0, int dc, float qscale,
-                                            float qr[kQPerThread], float kr[kKPerThread])
+                                            int key0, int dc, float qscale, float qr[kQPerThread],
+                                            float kr[kKPerThread])
 {
     const T *q = static_cast<const T *>(a.q);
     const T *k = static_cast<const T *>(a.k);
@@ -121,8 +151,8 @@ __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBase
  * rows 2*(tid/16) + {0,1} x keys tid%16 + 16*{0..3}.  The next head_dim slice is fetched
  * into registers while the current one is multiplied (float4 reads from shared memory). */
 template <typename T>
-__device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, float *qs,
-                           float *ks, int key0, float acc[2][4])
+__device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, float *qs, float *ks,
+                           int key0, float acc[2][4])
 {
     const int tid = threadIdx.x;
     const int sr = (tid / 16) * 2, sk = tid % 16;
@@ -131,15 +161,18 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
 #pragma unroll
     for (int r = 0; r < 2; ++r)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) acc[r][i] = 0.f;
+        for (int i = 0; i < 4; ++i)
+            acc[r][i] = 0.f;
     float qr[kQPerThread], kr[kKPerThread];
     fetch_chunk<T>(a, t, row0, key0, 0, qscale, qr, kr);
     for (int dc = 0; dc < a.head_dim; dc += kChunk) {
         __syncthreads(); /* everyone is done reading the previous slice */
 #pragma unroll
-        for (int i = 0; i < kQPerThread; ++i) qs[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = qr[i];
+        for (int i = 0; i < kQPerThread; ++i)
+            qs[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = qr[i];
 #pragma unroll
-        for (int i = 0; i < kKPerThread; ++i) ks[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = kr[i];
+        for (int i = 0; i < kKPerThread; ++i)
+            ks[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = kr[i];
         __syncthreads();
         if (dc + kChunk < a.head_dim) fetch_chunk<T>(a, t, row0, key0, dc + kChunk, qscale, qr, kr);
 #pragma unroll
@@ -148,9 +181,12 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
             const float4 x1 = *reinterpret_cast<const float4 *>(qs + (sr + 1) * kChunkStride + d);
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                const float4 y = *reinterpret_cast<const float4 *>(ks + (sk + 16 * i) * kChunkStride + d);
-                acc[0][i] = fmaf(x0.x, y.x, fmaf(x0.y, y.y, fmaf(x0.z, y.z, fmaf(x0.w, y.w, acc[0][i]))));
-                acc[1][i] = fmaf(x1.x, y.x, fmaf(x1.y, y.y, fmaf(x1.z, y.z, fmaf(x1.w, y.w, acc[1][i]))));
+                const float4 y =
+                    *reinterpret_cast<const float4 *>(ks + (sk + 16 * i) * kChunkStride + d);
+                acc[0][i] =
+                    fmaf(x0.x, y.x, fmaf(x0.y, y.y, fmaf(x0.z, y.z, fmaf(x0.w, y.w, acc[0][i]))));
+                acc[1][i] =
+                    fmaf(x1.x, y.x, fmaf(x1.y, y.y, fmaf(x1.z, y.z, fmaf(x1.w, y.w, acc[1][i]))));
             }
         }
     }
@@ -205,8 +241,7 @@ __device__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t, const fl
 /* Writes O rows (times inv) and the LSE; lse2 is in the exp2 domain (-inf: no key). */
 template <typename T, int C4>
 __device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0,
-                           const float o[kRowsPerGroup][C4][4], const float *inv,
-                           const float *lse2)
+                           const float o[kRowsPerGroup][C4][4], const float *inv, const float *lse2)
 {
     T *out = static_cast<T *>(a.o);
     const int lane = threadIdx.x % kGroup;
@@ -220,7 +255,8 @@ __device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0,
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int col = 4 * lane + 4 * kGroup * c + e;
-                if (col < a.head_dim_v) out[orow + col * a.o_stride[3]] = from_f32<T>(o[rr][c][e] * inv[rr]);
+                if (col < a.head_dim_v)
+                    out[orow + col * a.o_stride[3]] = from_f32<T>(o[rr][c][e] * inv[rr]);
             }
         if (a.lse && lane == 0)
             a.lse[((int64_t)t.batch * a.heads_q + t.head) * a.seq_q + row] =
@@ -254,7 +290,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
         l[rr] = 0.f;
         my_vis[rr] = visible_keys(a, row0 + my_row0 + rr);
 #pragma unroll
-        for (int c = 0; c < C4; ++c) o[rr][c][0] = o[rr][c][1] = o[rr][c][2] = o[rr][c][3] = 0.f;
+        for (int c = 0; c < C4; ++c)
+            o[rr][c][0] = o[rr][c][1] = o[rr][c][2] = o[rr][c][3] = 0.f;
     }
 
     const int sr = (tid / 16) * 2, sk = tid % 16;
@@ -286,7 +323,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
 #pragma unroll
             for (int c = 0; c < C4; ++c)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) o[rr][c][e] *= alpha;
+                for (int e = 0; e < 4; ++e)
+                    o[rr][c][e] *= alpha;
         }
         /* accumulate_pv starts with a barrier: the probabilities are complete before use */
         accumulate_pv<T, C4>(a, t, ss + my_row0 * kSsStride, kSsStride, my_vis, vs, key0,
@@ -351,7 +389,8 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
         float *srow = sc + (my_row0 + rr) * sc_stride;
         vis[rr] = row < a.seq_q ? visible_keys(a, row) : 0;
         float mx = -INFINITY;
-        for (int j = lane; j < vis[rr]; j += kGroup) mx = fmaxf(mx, srow[j]);
+        for (int j = lane; j < vis[rr]; j += kGroup)
+            mx = fmaxf(mx, srow[j]);
         mx = gpu_group_max<kGroup>(mx);
         const float m_use = mx == -INFINITY ? 0.f : mx;
         float sum = 0.f;
@@ -362,11 +401,13 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
         }
         sum = gpu_group_sum<kGroup>(sum);
         const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        for (int j = lane; j < vis[rr]; j += kGroup) srow[j] *= inv;
+        for (int j = lane; j < vis[rr]; j += kGroup)
+            srow[j] *= inv;
         if (a.probs && row < a.seq_q) {
             float *prow = a.probs + (((int64_t)t.batch * a.heads_q + t.head) * a.seq_q + row) *
                                         (int64_t)a.seq_kv;
-            for (int j = lane; j < a.seq_kv; j += kGroup) prow[j] = j < vis[rr] ? srow[j] : 0.f;
+            for (int j = lane; j < a.seq_kv; j += kGroup)
+                prow[j] = j < vis[rr] ? srow[j] : 0.f;
         }
         m[rr] = mx;
         l[rr] = sum;
@@ -377,7 +418,8 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr)
 #pragma unroll
-        for (int c = 0; c < C4; ++c) o[rr][c][0] = o[rr][c][1] = o[rr][c][2] = o[rr][c][3] = 0.f;
+        for (int c = 0; c < C4; ++c)
+            o[rr][c][0] = o[rr][c][1] = o[rr][c][2] = o[rr][c][3] = 0.f;
     accumulate_pv<T, C4>(a, t, sc + my_row0 * sc_stride, sc_stride, vis, vs, 0, key_end, o);
     float one[kRowsPerGroup], lse2[kRowsPerGroup];
 #pragma unroll
@@ -404,22 +446,26 @@ __global__ void __launch_bounds__(kThreads) mask_softmax_kernel(pa_gpu_args a, f
     constexpr int ngroups = kThreads / kGroup;
 
     float mx = -INFINITY;
-    for (int j = tid; j < vis; j += kThreads) mx = fmaxf(mx, srow[j]);
+    for (int j = tid; j < vis; j += kThreads)
+        mx = fmaxf(mx, srow[j]);
     mx = gpu_group_max<kGroup>(mx);
     if (lane == 0) red[group] = mx;
     __syncthreads();
     mx = red[0];
-    for (int g = 1; g < ngroups; ++g) mx = fmaxf(mx, red[g]);
+    for (int g = 1; g < ngroups; ++g)
+        mx = fmaxf(mx, red[g]);
     __syncthreads();
     const float m_use = mx == -INFINITY ? 0.f : mx;
 
     float sum = 0.f;
-    for (int j = tid; j < vis; j += kThreads) sum += __expf(srow[j] - m_use);
+    for (int j = tid; j < vis; j += kThreads)
+        sum += __expf(srow[j] - m_use);
     sum = gpu_group_sum<kGroup>(sum);
     if (lane == 0) red[group] = sum;
     __syncthreads();
     sum = 0.f;
-    for (int g = 0; g < ngroups; ++g) sum += red[g];
+    for (int g = 0; g < ngroups; ++g)
+        sum += red[g];
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
 
     if (a.lse && tid == 0) a.lse[row] = sum > 0.f ? m_use + logf(sum) : -INFINITY;
@@ -446,12 +492,12 @@ int c4_for(int head_dim_v)
 template <template <typename, int> class Pick, typename Fn>
 Fn pick_kernel(int dtype, int c4)
 {
-#define PA_PICK_C4(T)                                                                      \
-    switch (c4) {                                                                          \
-    case 1: return Pick<T, 1>::fn;                                                         \
-    case 2: return Pick<T, 2>::fn;                                                         \
-    case 4: return Pick<T, 4>::fn;                                                         \
-    default: return Pick<T, 8>::fn;                                                        \
+#define PA_PICK_C4(T)                                                                              \
+    switch (c4) {                                                                                  \
+    case 1: return Pick<T, 1>::fn;                                                                 \
+    case 2: return Pick<T, 2>::fn;                                                                 \
+    case 4: return Pick<T, 4>::fn;                                                                 \
+    default: return Pick<T, 8>::fn;                                                                \
     }
     if (dtype == 0) PA_PICK_C4(float)
     if (dtype == 1) PA_PICK_C4(gpu_half)
@@ -461,10 +507,12 @@ Fn pick_kernel(int dtype, int c4)
 
 typedef void (*flash_fn)(pa_gpu_args);
 typedef void (*fused_fn)(pa_gpu_args, int);
-template <typename T, int C4> struct PickFlash {
+template <typename T, int C4>
+struct PickFlash {
     static constexpr flash_fn fn = flash_fwd_simt_kernel<T, C4>;
 };
-template <typename T, int C4> struct PickFused {
+template <typename T, int C4>
+struct PickFused {
     static constexpr fused_fn fn = fused_attn_kernel<T, C4>;
 };
 

@@ -72,15 +72,19 @@ static float from_f16(uint16_t h)
         float f = ldexpf((float)man, -24);
         return sign ? -f : f;
     }
-    if (exp == 31) u = sign | 0x7f800000u | (man << 13);
-    else u = sign | ((exp - 15 + 127) << 23) | (man << 13);
+    if (exp == 31)
+        u = sign | 0x7f800000u | (man << 13);
+    else
+        u = sign | ((exp - 15 + 127) << 23) | (man << 13);
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
 static float round_to(polyattn_dtype t, float x)
 {
-    return t == POLYATTN_DTYPE_F16 ? from_f16(to_f16(x)) : t == POLYATTN_DTYPE_BF16 ? from_bf16(to_bf16(x)) : x;
+    return t == POLYATTN_DTYPE_F16    ? from_f16(to_f16(x))
+           : t == POLYATTN_DTYPE_BF16 ? from_bf16(to_bf16(x))
+                                      : x;
 }
 static float load_dev(polyattn_dtype t, const void *p, size_t i)
 {
@@ -101,7 +105,8 @@ static int ensure_host(size_t n)
         free(host_in[i]);
         host_in[i] = malloc(n * sizeof(float));
         if (!host_in[i]) return -1;
-        for (size_t j = 0; j < n; j++) host_in[i][j] = rng_uniform();
+        for (size_t j = 0; j < n; j++)
+            host_in[i][j] = rng_uniform();
     }
     free(host_conv);
     host_conv = malloc(n * sizeof(float));
@@ -114,8 +119,10 @@ static polyattn_status upload(polyattn_buffer *b, polyattn_dtype t, const float 
 {
     for (size_t i = 0; i < n; i++) {
         float x = src[(i + shift) % n];
-        if (t == POLYATTN_DTYPE_F32) ((float *)host_conv)[i] = x;
-        else ((uint16_t *)host_conv)[i] = t == POLYATTN_DTYPE_F16 ? to_f16(x) : to_bf16(x);
+        if (t == POLYATTN_DTYPE_F32)
+            ((float *)host_conv)[i] = x;
+        else
+            ((uint16_t *)host_conv)[i] = t == POLYATTN_DTYPE_F16 ? to_f16(x) : to_bf16(x);
     }
     return polyattn_buffer_write(b, 0, host_conv, n * polyattn_dtype_size(t));
 }
@@ -135,12 +142,13 @@ static int cmp_double(const void *a, const void *b)
 
 static void json_head(const shape *s, const char *algo)
 {
-    printf("{\"impl\":\"polyattn\",\"suite\":\"%s\",\"algo\":\"%s\",\"dtype\":\"%s\",\"batch\":%lld,"
-           "\"heads_q\":%lld,\"heads_kv\":%lld,\"seq_q\":%lld,\"seq_kv\":%lld,\"head_dim\":%lld,"
-           "\"causal\":%d",
-           s->suite, algo, s->dtype_name, (long long)s->batch, (long long)s->heads_q,
-           (long long)s->heads_kv, (long long)s->seq_q, (long long)s->seq_kv,
-           (long long)s->head_dim, s->causal);
+    printf(
+        "{\"impl\":\"polyattn\",\"suite\":\"%s\",\"algo\":\"%s\",\"dtype\":\"%s\",\"batch\":%lld,"
+        "\"heads_q\":%lld,\"heads_kv\":%lld,\"seq_q\":%lld,\"seq_kv\":%lld,\"head_dim\":%lld,"
+        "\"causal\":%d",
+        s->suite, algo, s->dtype_name, (long long)s->batch, (long long)s->heads_q,
+        (long long)s->heads_kv, (long long)s->seq_q, (long long)s->seq_kv, (long long)s->head_dim,
+        s->causal);
 }
 
 static void json_error(const shape *s, const char *algo, const char *what, const char *msg)
@@ -156,8 +164,8 @@ static void json_error(const shape *s, const char *algo, const char *what, const
 }
 
 /* Reference for one query row, in double, from the rounded host inputs (BHSD). */
-static void reference_row(const shape *s, int64_t b, int64_t h, int64_t i, float scale,
-                          double *out, double *row_buf)
+static void reference_row(const shape *s, int64_t b, int64_t h, int64_t i, float scale, double *out,
+                          double *row_buf)
 {
     const int64_t d = s->head_dim, g = s->heads_q / s->heads_kv, hk = h / g;
     const float *q = host_in[0] + ((b * s->heads_q + h) * s->seq_q + i) * d;
@@ -174,10 +182,13 @@ static void reference_row(const shape *s, int64_t b, int64_t h, int64_t i, float
         if (row_buf[j] > mx) mx = row_buf[j];
     }
     double sum = 0;
-    for (int64_t j = 0; j < vis; j++) sum += (row_buf[j] = exp(row_buf[j] - mx));
-    for (int64_t c = 0; c < d; c++) out[c] = 0;
     for (int64_t j = 0; j < vis; j++)
-        for (int64_t c = 0; c < d; c++) out[c] += row_buf[j] / sum * round_to(s->dtype, v[j * d + c]);
+        sum += (row_buf[j] = exp(row_buf[j] - mx));
+    for (int64_t c = 0; c < d; c++)
+        out[c] = 0;
+    for (int64_t j = 0; j < vis; j++)
+        for (int64_t c = 0; c < d; c++)
+            out[c] += row_buf[j] / sum * round_to(s->dtype, v[j * d + c]);
 }
 
 static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name, int max_reps)
@@ -211,7 +222,8 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
     const size_t set_bytes = (nq * 2 + nk * 2) * es;
     int sets = (int)((150u << 20) / (set_bytes ? set_bytes : 1)) + 1; /* > 3x the 50 MB L2 */
     if (sets > MAX_SETS) sets = MAX_SETS;
-    polyattn_buffer *q[MAX_SETS] = {0}, *k[MAX_SETS] = {0}, *v[MAX_SETS] = {0}, *o = NULL, *ws = NULL;
+    polyattn_buffer *q[MAX_SETS] = {0}, *k[MAX_SETS] = {0}, *v[MAX_SETS] = {0}, *o = NULL,
+                    *ws = NULL;
     polyattn_event *e0 = NULL, *e1 = NULL;
     double *times = NULL, *ref = NULL, *row_buf = NULL;
     void *out = NULL;
@@ -219,7 +231,8 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
     size_t big = nq > nk ? nq : nk;
     if (ensure_host(big)) fail = "host memory";
     for (int i = 0; !fail && i < sets; i++) {
-        if (polyattn_buffer_alloc(ctx, nq * es, &q[i]) || polyattn_buffer_alloc(ctx, nk * es, &k[i]) ||
+        if (polyattn_buffer_alloc(ctx, nq * es, &q[i]) ||
+            polyattn_buffer_alloc(ctx, nk * es, &k[i]) ||
             polyattn_buffer_alloc(ctx, nk * es, &v[i]))
             fail = "alloc";
         /* set i > 0: the same values shifted, so every set is valid and distinct */
@@ -231,7 +244,8 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
     if (!fail && polyattn_buffer_alloc(ctx, nq * es, &o)) fail = "alloc";
     if (!fail && info.workspace_bytes && polyattn_buffer_alloc(ctx, info.workspace_bytes, &ws))
         fail = "alloc workspace";
-    if (!fail && (polyattn_event_create(ctx, &e0) || polyattn_event_create(ctx, &e1))) fail = "events";
+    if (!fail && (polyattn_event_create(ctx, &e0) || polyattn_event_create(ctx, &e1)))
+        fail = "events";
     /* poison O (0xff bytes: NaN in every dtype), run set 0, validate sampled rows */
     if (!fail) {
         memset(host_conv, 0xff, nq * es);
@@ -245,14 +259,18 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
         out = malloc(nq * es);
         ref = malloc(sizeof(double) * (size_t)s->head_dim);
         row_buf = malloc(sizeof(double) * (size_t)s->seq_kv);
-        if (!out || !ref || !row_buf) fail = "host memory";
-        else if (polyattn_buffer_read(o, 0, out, nq * es)) fail = "read";
+        if (!out || !ref || !row_buf)
+            fail = "host memory";
+        else if (polyattn_buffer_read(o, 0, out, nq * es))
+            fail = "read";
     }
     if (!fail) {
         const int64_t rows = s->batch * s->heads_q * s->seq_q;
         const float scale = 1.0f / sqrtf((float)s->head_dim);
         for (int t = 0; t < 12; t++) {
-            int64_t r = t == 0 ? 0 : t == 1 ? rows - 1 : (int64_t)((rng_uniform() * 0.5 + 0.5) * (double)rows);
+            int64_t r = t == 0   ? 0
+                        : t == 1 ? rows - 1
+                                 : (int64_t)((rng_uniform() * 0.5 + 0.5) * (double)rows);
             if (r >= rows) r = rows - 1;
             int64_t i = r % s->seq_q, bh = r / s->seq_q, h = bh % s->heads_q, b = bh / s->heads_q;
             reference_row(s, b, h, i, scale, ref, row_buf);
@@ -264,14 +282,20 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
                 den += ref[c] * ref[c];
             }
             /* worst row: ||o - ref|| / ||ref|| */
-            if (num / (den > 0 ? den : 1) > err_num / (err_den > 0 ? err_den : 1)) err_num = num, err_den = den;
+            if (num / (den > 0 ? den : 1) > err_num / (err_den > 0 ? err_den : 1))
+                err_num = num, err_den = den;
         }
         /* every element written (no poison left) */
         for (size_t i = 0; i < nq; i++)
-            if (isnan(load_dev(s->dtype, out, i))) { unwritten++; break; }
+            if (isnan(load_dev(s->dtype, out, i))) {
+                unwritten++;
+                break;
+            }
     }
     double rel = err_den > 0 ? sqrt(err_num / err_den) : sqrt(err_num);
-    const double tol = s->dtype == POLYATTN_DTYPE_F32 ? 1e-4 : s->dtype == POLYATTN_DTYPE_F16 ? 5e-3 : 2e-2;
+    const double tol = s->dtype == POLYATTN_DTYPE_F32   ? 1e-4
+                       : s->dtype == POLYATTN_DTYPE_F16 ? 5e-3
+                                                        : 2e-2;
     int ok = !fail && !unwritten && rel <= tol;
 
     double median = 0;
@@ -280,7 +304,8 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
         /* warm up: 3 runs, and estimate the time per run */
         double est = 0;
         polyattn_event_record(e0);
-        for (int w = 0; w < 3; w++) polyattn_forward(plan, q[w % sets], k[w % sets], v[w % sets], o, NULL, NULL, ws);
+        for (int w = 0; w < 3; w++)
+            polyattn_forward(plan, q[w % sets], k[w % sets], v[w % sets], o, NULL, NULL, ws);
         polyattn_event_record(e1);
         if (polyattn_event_elapsed_ms(e0, e1, &est)) fail = "timing";
         est /= 3;
@@ -306,16 +331,18 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
         double flops = 4.0 * (double)s->batch * (double)s->heads_q * (double)s->seq_q *
                        (double)s->seq_kv * (double)s->head_dim * (s->causal ? 0.5 : 1.0);
         json_head(s, algo_name);
-        printf(",\"ok\":%s,\"rel_err\":%.3e,\"unwritten\":%d,\"ms\":%.5f,\"tflops\":%.3f,"
-               "\"reps\":%d,\"sets\":%d,\"workspace_bytes\":%llu,\"launches\":%d,\"chosen\":\"%s\"}\n",
-               ok ? "true" : "false", rel, unwritten, median, flops / (median * 1e-3) / 1e12, reps,
-               sets, (unsigned long long)info.workspace_bytes, info.kernel_launches,
-               polyattn_algo_name(info.algo));
+        printf(
+            ",\"ok\":%s,\"rel_err\":%.3e,\"unwritten\":%d,\"ms\":%.5f,\"tflops\":%.3f,"
+            "\"reps\":%d,\"sets\":%d,\"workspace_bytes\":%llu,\"launches\":%d,\"chosen\":\"%s\"}\n",
+            ok ? "true" : "false", rel, unwritten, median, flops / (median * 1e-3) / 1e12, reps,
+            sets, (unsigned long long)info.workspace_bytes, info.kernel_launches,
+            polyattn_algo_name(info.algo));
         fflush(stdout);
     }
     free(times), free(ref), free(row_buf), free(out);
     polyattn_event_destroy(e0), polyattn_event_destroy(e1);
-    for (int i = 0; i < sets; i++) polyattn_buffer_free(q[i]), polyattn_buffer_free(k[i]), polyattn_buffer_free(v[i]);
+    for (int i = 0; i < sets; i++)
+        polyattn_buffer_free(q[i]), polyattn_buffer_free(k[i]), polyattn_buffer_free(v[i]);
     polyattn_buffer_free(o), polyattn_buffer_free(ws);
     polyattn_plan_destroy(plan);
 }
@@ -327,8 +354,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
             const char *b = argv[++i];
-            backend = !strcmp(b, "host") ? POLYATTN_BACKEND_HOST : !strcmp(b, "hip") ? POLYATTN_BACKEND_HIP
-                      : !strcmp(b, "opencl") ? POLYATTN_BACKEND_OPENCL : POLYATTN_BACKEND_CUDA;
+            backend = !strcmp(b, "host")     ? POLYATTN_BACKEND_HOST
+                      : !strcmp(b, "hip")    ? POLYATTN_BACKEND_HIP
+                      : !strcmp(b, "opencl") ? POLYATTN_BACKEND_OPENCL
+                                             : POLYATTN_BACKEND_CUDA;
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             max_reps = atoi(argv[++i]);
         } else {
@@ -340,7 +369,8 @@ int main(int argc, char **argv)
     const char *reason = NULL;
     polyattn_device_count(backend, &count, &reason);
     if (count == 0) {
-        fprintf(stderr, "cuda_bench: no %s device: %s\n", polyattn_backend_name(backend), reason ? reason : "");
+        fprintf(stderr, "cuda_bench: no %s device: %s\n", polyattn_backend_name(backend),
+                reason ? reason : "");
         return 77;
     }
     polyattn_context *ctx = NULL;
@@ -352,7 +382,8 @@ int main(int argc, char **argv)
     memset(&di, 0, sizeof di);
     di.struct_size = sizeof di;
     polyattn_context_get_device_info(ctx, &di);
-    printf("{\"impl\":\"device\",\"name\":\"%s\",\"arch\":\"%s\",\"driver\":\"%s\",\"compute_units\":%d}\n",
+    printf("{\"impl\":\"device\",\"name\":\"%s\",\"arch\":\"%s\",\"driver\":\"%s\",\"compute_"
+           "units\":%d}\n",
            di.name, di.arch, di.driver_version, di.compute_units);
     char line[512];
     while (fgets(line, sizeof line, stdin)) {
@@ -360,12 +391,13 @@ int main(int argc, char **argv)
         memset(&s, 0, sizeof s);
         long long b, hq, hk, sq, skv, d;
         if (line[0] == '#' ||
-            sscanf(line, "%31s %7s %lld %lld %lld %lld %lld %lld %d %63s", s.suite, s.dtype_name, &b,
-                   &hq, &hk, &sq, &skv, &d, &s.causal, s.algos) != 10)
+            sscanf(line, "%31s %7s %lld %lld %lld %lld %lld %lld %d %63s", s.suite, s.dtype_name,
+                   &b, &hq, &hk, &sq, &skv, &d, &s.causal, s.algos) != 10)
             continue;
         s.batch = b, s.heads_q = hq, s.heads_kv = hk, s.seq_q = sq, s.seq_kv = skv, s.head_dim = d;
-        s.dtype = !strcmp(s.dtype_name, "f16") ? POLYATTN_DTYPE_F16
-                  : !strcmp(s.dtype_name, "bf16") ? POLYATTN_DTYPE_BF16 : POLYATTN_DTYPE_F32;
+        s.dtype = !strcmp(s.dtype_name, "f16")    ? POLYATTN_DTYPE_F16
+                  : !strcmp(s.dtype_name, "bf16") ? POLYATTN_DTYPE_BF16
+                                                  : POLYATTN_DTYPE_F32;
         for (char *a = s.algos; *a;) {
             char *comma = strchr(a, ',');
             if (comma) *comma = 0;

@@ -13,14 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond, ...)                                                                    \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                            \
-            fprintf(stderr, __VA_ARGS__);                                                   \
-            fprintf(stderr, "\n");                                                          \
-            return 1;                                                                       \
-        }                                                                                   \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 static unsigned long long rng = 12345;
@@ -52,9 +52,11 @@ static int reference(const polyattn_attention_desc *d, const float *q, const flo
               polyattn_buffer_write(bk, 0, k, nk * 4) || polyattn_buffer_write(bv, 0, v, nk * 4) ||
               polyattn_plan_create(ctx, d, &opt, &plan) || polyattn_plan_get_info(plan, &info);
     if (!bad && info.workspace_bytes) bad = polyattn_buffer_alloc(ctx, info.workspace_bytes, &ws);
-    if (!bad) bad = polyattn_forward(plan, bq, bk, bv, bo, bl, NULL, ws) ||
-                    polyattn_buffer_read(bo, 0, o, nq * 4) || polyattn_buffer_read(bl, 0, lse, nl * 4);
-    if (bad) fprintf(stderr, "host reference failed: %s\n", ctx ? polyattn_context_last_error(ctx) : "");
+    if (!bad)
+        bad = polyattn_forward(plan, bq, bk, bv, bo, bl, NULL, ws) ||
+              polyattn_buffer_read(bo, 0, o, nq * 4) || polyattn_buffer_read(bl, 0, lse, nl * 4);
+    if (bad)
+        fprintf(stderr, "host reference failed: %s\n", ctx ? polyattn_context_last_error(ctx) : "");
     polyattn_plan_destroy(plan);
     polyattn_buffer_free(bq), polyattn_buffer_free(bk), polyattn_buffer_free(bv);
     polyattn_buffer_free(bo), polyattn_buffer_free(bl), polyattn_buffer_free(ws);
@@ -88,10 +90,13 @@ int main(void)
     const size_t nq = (size_t)(batch * hq * sq * dim), nk = (size_t)(batch * hkv * skv * dim);
     const size_t nl = (size_t)(batch * hq * sq);
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4);
-    float *o = malloc(nq * 4), *ref = malloc(nq * 4), *lse = malloc(nl * 4), *ref_lse = malloc(nl * 4);
+    float *o = malloc(nq * 4), *ref = malloc(nq * 4), *lse = malloc(nl * 4),
+          *ref_lse = malloc(nl * 4);
     CHECK(q && k && v && o && ref && lse && ref_lse, "host memory");
-    for (size_t i = 0; i < nq; i++) q[i] = uniform();
-    for (size_t i = 0; i < nk; i++) k[i] = uniform(), v[i] = uniform();
+    for (size_t i = 0; i < nq; i++)
+        q[i] = uniform();
+    for (size_t i = 0; i < nk; i++)
+        k[i] = uniform(), v[i] = uniform();
     CHECK(reference(&d, q, k, v, nq, nk, ref, ref_lse) == 0, "reference");
 
     void *dq, *dk, *dv, *dout, *dlse, *dws;
@@ -113,7 +118,8 @@ int main(void)
               polyattn_cuda_buffer_wrap(ctx, dlse, nl * 4, &bl) == 0 &&
               polyattn_cuda_buffer_wrap(ctx, dws, ws_cap, &bws) == 0,
           "wrap: %s", polyattn_context_last_error(ctx));
-    CHECK(polyattn_cuda_buffer_wrap(ctx, q, nq * 4, &bad) == POLYATTN_STATUS_INVALID_ARGUMENT && !bad,
+    CHECK(polyattn_cuda_buffer_wrap(ctx, q, nq * 4, &bad) == POLYATTN_STATUS_INVALID_ARGUMENT &&
+              !bad,
           "a host pointer was accepted as device memory");
 
     const polyattn_algo algos[2] = {POLYATTN_ALGO_FLASH, POLYATTN_ALGO_UNFUSED};
@@ -139,7 +145,9 @@ int main(void)
             if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
         }
         for (size_t i = 0; i < nl; i++) {
-            double e = isinf(ref_lse[i]) && isinf(lse[i]) && ref_lse[i] == lse[i] ? 0 : fabs((double)lse[i] - ref_lse[i]);
+            double e = isinf(ref_lse[i]) && isinf(lse[i]) && ref_lse[i] == lse[i]
+                           ? 0
+                           : fabs((double)lse[i] - ref_lse[i]);
             if (!(e <= worst_lse)) worst_lse = isnan(e) ? INFINITY : e;
         }
         printf("%s on the caller's stream: max |O - ref| = %.3g, max |LSE - ref| = %.3g\n",
@@ -154,8 +162,9 @@ int main(void)
     polyattn_context_destroy(ctx);
     /* The stream and the memory still belong to the caller. */
     CHECK(cudaStreamQuery(stream) == cudaSuccess, "the stream was destroyed with the context");
-    CHECK(cudaFree(dq) == cudaSuccess && cudaFree(dk) == cudaSuccess && cudaFree(dv) == cudaSuccess &&
-              cudaFree(dout) == cudaSuccess && cudaFree(dlse) == cudaSuccess && cudaFree(dws) == cudaSuccess,
+    CHECK(cudaFree(dq) == cudaSuccess && cudaFree(dk) == cudaSuccess &&
+              cudaFree(dv) == cudaSuccess && cudaFree(dout) == cudaSuccess &&
+              cudaFree(dlse) == cudaSuccess && cudaFree(dws) == cudaSuccess,
           "wrapped memory was freed by polyattn");
     CHECK(cudaStreamDestroy(stream) == cudaSuccess, "stream destroy");
     free(q), free(k), free(v), free(o), free(ref), free(lse), free(ref_lse);
