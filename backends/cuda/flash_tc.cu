@@ -10,7 +10,8 @@
  * padded by 16 bytes so the 8 row addresses of each ldmatrix hit distinct banks.
  *
  * One tile configuration per head dim lives in FlashTcTraits; instances: head dims
- * 32, 64, 96, 128, 256 x {f16, bf16}.
+ * 32, 64, 96, 128, 256 x {f16, bf16}; head dims 512, 768, 1024 use the wide variant below
+ * (FlashTcWideTraits).
  */
 #include "flash_tc.h"
 
@@ -95,6 +96,10 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool vali
 __device__ __forceinline__ void cp_async_commit()
 {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+__device__ __forceinline__ void cp_async_wait_1()
+{
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
 }
 __device__ __forceinline__ void cp_async_wait_all()
 {
@@ -327,6 +332,250 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
         }
 }
 
+/*
+ * flash_fwd_tc_wide_kernel: the same algorithm for head dims 512..1024 (the seed's shapes),
+ * where a warp cannot hold the O accumulator of 16 full rows.  A block takes 32 query rows
+ * and 8 warps; warp w owns the head-dim slice [w*D/8, (w+1)*D/8):
+ *   S = Q K^T: each warp multiplies its slice (split-K) and adds its partial 32 x 32 scores
+ *              into shared memory (shared-memory atomics);
+ *   softmax:   8 threads a row update the running max/sum, write P (16-bit) and the rescale
+ *              factor of each row;
+ *   O += P V:  each warp accumulates its 32 x D/8 slice of O in registers.
+ * Q stays in shared memory; K and V have one buffer each, refilled with cp.async while the
+ * other is in use (K(j+1) loads during softmax and P V, V(j+1) during the next Q K^T).
+ */
+template <int HEAD_DIM>
+struct FlashTcWideTraits {
+    static constexpr int kWarps = 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kBlockM = 32;
+    static constexpr int kBlockN = 32;
+    static constexpr int kSlice = HEAD_DIM / kWarps; /* head-dim columns of one warp */
+    static constexpr int kStride = HEAD_DIM + 8;     /* padded shared rows (elements) */
+    static constexpr int kSStride = kBlockN + 1;     /* f32 scores */
+    static constexpr int kPStride = kBlockN + 8;     /* 16-bit probabilities */
+    static constexpr size_t kTileBytes = (size_t)kBlockM * kStride * 2;
+    static constexpr size_t kSmem =
+        3 * kTileBytes + kBlockM * kSStride * 4 + kBlockM * kPStride * 2 + 3 * kBlockM * 4;
+    static_assert(kSlice % 16 == 0, "each warp's slice is a whole number of mma tiles");
+    static_assert(kBlockM == kBlockN, "Q, K and V tiles share one row count");
+};
+
+template <int HEAD_DIM, typename T>
+__global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
+    flash_fwd_tc_wide_kernel(pa_gpu_args a)
+{
+    using Tr = FlashTcWideTraits<HEAD_DIM>;
+    constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
+    constexpr int SL = Tr::kSlice, SS = Tr::kSStride, PS = Tr::kPStride;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sq = reinterpret_cast<T *>(smem_raw);
+    T *sk = sq + BM * S;
+    T *sv = sk + BN * S;
+    float *ss = reinterpret_cast<float *>(sv + BN * S);
+    T *sp = reinterpret_cast<T *>(ss + BM * SS);
+    float *s_alpha = reinterpret_cast<float *>(sp + BM * PS);
+    float *s_m = s_alpha + BM, *s_l = s_m + BM;
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    const int m_block = a.mask ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int head = blockIdx.y, batch = blockIdx.z;
+    const int head_kv = head / (a.heads_q / a.heads_kv);
+    const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
+    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
+    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
+    T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
+
+    const int row0 = m_block * BM;
+    const int last_row = min(row0 + BM, a.seq_q) - 1;
+    const int key_end = visible_keys(a, last_row);
+    const int n_tiles = (key_end + BN - 1) / BN;
+
+    auto load_rows = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
+        constexpr int kChunks = D / 8;
+        for (int i = tid; i < BM * kChunks; i += Tr::kThreads) {
+            const int r = i / kChunks, c = i % kChunks;
+            const bool valid = first + r < limit;
+            const T *gp = valid ? src + (int64_t)(first + r) * row_stride + c * 8 : src;
+            cp_async16(dst + r * S + c * 8, gp, valid);
+        }
+    };
+
+    load_rows(sq, q, a.q_stride[2], row0, a.seq_q);
+    if (n_tiles > 0) load_rows(sk, k, a.k_stride[2], 0, a.seq_kv);
+    cp_async_commit();
+    if (n_tiles > 0) load_rows(sv, v, a.v_stride[2], 0, a.seq_kv);
+    cp_async_commit();
+    for (int i = tid; i < BM * SS; i += Tr::kThreads)
+        ss[i] = 0.f;
+
+    /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
+    const int sr = tid / 8, sc0 = 4 * (tid % 8);
+    const int sr_vis = visible_keys(a, row0 + sr);
+    float run_m = -INFINITY, run_l = 0.f;
+    const float sl2 = a.scale * kLog2e;
+
+    float acc_o[2][SL / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int j = 0; j < SL / 8; ++j)
+            acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
+
+    for (int nt = 0; nt < n_tiles; ++nt) {
+        const int key0 = nt * BN;
+        cp_async_wait_1(); /* K(nt) (and Q) landed; V(nt) may still fly */
+        __syncthreads();
+
+        /* partial S over this warp's head-dim slice */
+        float acc_s[2][BN / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int j = 0; j < BN / 8; ++j)
+                acc_s[mt][j][0] = acc_s[mt][j][1] = acc_s[mt][j][2] = acc_s[mt][j][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < SL / 16; ++kk) {
+            const int d0 = warp * SL + kk * 16;
+            uint32_t af[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+                ldmatrix_x4(af[mt], sq + (mt * 16 + (lane % 16)) * S + d0 + (lane / 16) * 8);
+#pragma unroll
+            for (int p = 0; p < BN / 16; ++p) {
+                uint32_t bf[4];
+                const int idx = lane / 8;
+                ldmatrix_x4(bf, sk + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + d0 + (idx & 1) * 8);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    Dt<T>::mma(acc_s[mt][2 * p], af[mt], bf[0], bf[1]);
+                    Dt<T>::mma(acc_s[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    atomicAdd(ss + (mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1),
+                              acc_s[mt][j][e]);
+        __syncthreads(); /* scores complete; the K buffer is free */
+        if (nt + 1 < n_tiles) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+        cp_async_commit();
+
+        /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
+        {
+            float x[4];
+            float mx = -INFINITY;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                float *cell = ss + sr * SS + sc0 + e;
+                x[e] = key0 + sc0 + e < sr_vis ? *cell * sl2 : -INFINITY;
+                *cell = 0.f; /* ready for the next tile's sums */
+                mx = fmaxf(mx, x[e]);
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+            const float m_new = fmaxf(run_m, mx);
+            const float m_use = m_new == -INFINITY ? 0.f : m_new;
+            const float alpha = exp2f(run_m - m_use);
+            float sum = 0.f;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                x[e] = exp2f(x[e] - m_use);
+                sum += x[e];
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+            run_l = run_l * alpha + sum;
+            run_m = m_new;
+            uint32_t *pp = reinterpret_cast<uint32_t *>(sp + sr * PS + sc0);
+            pp[0] = Dt<T>::pack(x[0], x[1]);
+            pp[1] = Dt<T>::pack(x[2], x[3]);
+            if (tid % 8 == 0) s_alpha[sr] = alpha;
+        }
+        cp_async_wait_1(); /* V(nt) landed; K(nt+1) may still fly */
+        __syncthreads();
+
+        /* O = O * alpha + P V over this warp's slice */
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            const float al0 = s_alpha[mt * 16 + g], al1 = s_alpha[mt * 16 + g + 8];
+#pragma unroll
+            for (int j = 0; j < SL / 8; ++j) {
+                acc_o[mt][j][0] *= al0;
+                acc_o[mt][j][1] *= al0;
+                acc_o[mt][j][2] *= al1;
+                acc_o[mt][j][3] *= al1;
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk) {
+            uint32_t af[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+                ldmatrix_x4(af[mt], sp + (mt * 16 + (lane % 16)) * PS + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+            for (int p = 0; p < SL / 16; ++p) {
+                uint32_t bf[4];
+                const int idx = lane / 8;
+                ldmatrix_x4_trans(bf, sv + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + warp * SL +
+                                          p * 16 + (idx >> 1) * 8);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    Dt<T>::mma(acc_o[mt][2 * p], af[mt], bf[0], bf[1]);
+                    Dt<T>::mma(acc_o[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                }
+            }
+        }
+        __syncthreads(); /* V and P buffers are free */
+        if (nt + 1 < n_tiles) load_rows(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
+        cp_async_commit();
+    }
+    cp_async_wait_all();
+    if (tid % 8 == 0) {
+        s_m[sr] = run_m;
+        s_l[sr] = run_l;
+    }
+    __syncthreads();
+
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
+            if (row >= a.seq_q) continue;
+            const float l = s_l[lrow];
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            T *orow = o + (int64_t)row * a.o_stride[2] + warp * SL;
+#pragma unroll
+            for (int j = 0; j < SL / 8; ++j)
+                *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
+                    Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+            if (a.lse && warp == 0 && t4 == 0)
+                a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
+                    l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
+        }
+}
+
+template <int HEAD_DIM, typename T>
+cudaError_t launch_wide(const pa_gpu_args &a, cudaStream_t stream)
+{
+    using Tr = FlashTcWideTraits<HEAD_DIM>;
+    auto kernel = flash_fwd_tc_wide_kernel<HEAD_DIM, T>;
+    cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
+    if (e != cudaSuccess) return e;
+    const dim3 grid((a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM, a.heads_q, a.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a);
+    return cudaGetLastError();
+}
+
 template <int HEAD_DIM, typename T, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
@@ -351,6 +600,9 @@ cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
      * bf16, 4x16x4096, despite a few spilled registers). */
     case 128: return launch<128, T>(a, stream);
     case 256: return launch<256, T>(a, stream);
+    case 512: return launch_wide<512, T>(a, stream);
+    case 768: return launch_wide<768, T>(a, stream);
+    case 1024: return launch_wide<1024, T>(a, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -359,7 +611,8 @@ cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
 
 extern "C" int pa_cuda_flash_tc_has_head_dim(int head_dim)
 {
-    return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
+    return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 ||
+           head_dim == 256 || head_dim == 512 || head_dim == 768 || head_dim == 1024;
 }
 
 extern "C" size_t pa_cuda_flash_tc_smem(int head_dim)
@@ -370,6 +623,9 @@ extern "C" size_t pa_cuda_flash_tc_smem(int head_dim)
     case 96: return FlashTcTraits<96>::kSmem;
     case 128: return FlashTcTraits<128>::kSmem;
     case 256: return FlashTcTraits<256>::kSmem;
+    case 512: return FlashTcWideTraits<512>::kSmem;
+    case 768: return FlashTcWideTraits<768>::kSmem;
+    case 1024: return FlashTcWideTraits<1024>::kSmem;
     default: return 0;
     }
 }
