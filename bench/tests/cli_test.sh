@@ -1,8 +1,9 @@
 #!/bin/sh
 # CLI contract tests (POSIX sh).
 #   cli_test.sh SUITE POLYATTN FIXTURE WORKDIR BENCH_SRC_DIR
-# SUITE: usage | bad_input | good_run | explain_seed | numpy | bench
-# Exit 0 pass, 1 fail, 77 skipped (numpy suite without numpy).
+# SUITE: usage | bad_input | good_run | explain_seed | numpy | bench | bench_list |
+#        bench_compare | compare_torch
+# Exit 0 pass, 1 fail, 77 skipped (numpy suite without numpy, compare_torch without python3).
 set -u
 suite=$1
 polyattn=$2
@@ -368,6 +369,130 @@ bench)
     bad_case "bench max-seconds" "--max-seconds" "" -- bench --suite custom --shape 1,1,1,8,8,8 --max-seconds -1
     bad_case "bench csv folder" "--csv" "nowhere" -- bench --suite custom --shape 1,1,1,8,8,8 --csv nowhere/b.csv --json j.json
     [ -e j.json ] && fail "bench csv folder: j.json written"
+    finish
+    ;;
+
+bench_list)
+    # --list: the suite's shapes as CSV, one row per shape and dtype, no device work.
+    for pair in seed:5 fa2:24 decode:20; do
+        name=${pair%%:*}
+        nrows=${pair#*:}
+        expect_code 0 "bench list $name" -- "$polyattn" bench --suite $name --list || continue
+        head -n 1 out.txt | grep -qx 'suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype' ||
+            fail "bench list $name: header: $(head -n 1 out.txt)"
+        rows=$(($(wc -l <out.txt) - 1))
+        [ "$rows" -eq "$nrows" ] || fail "bench list $name: $rows rows, expected $nrows"
+        [ -s err.txt ] && fail "bench list $name: stderr: $(cat err.txt)"
+    done
+    grep -q '^decode,1,32,8,16,131072,128,128,causal-bottom-right,f16$' out.txt ||
+        fail "bench list decode: no seq_q 16 x 128k row"
+    grep -q '^decode,1,32,8,1,1024,128,128,causal-bottom-right,f16$' out.txt ||
+        fail "bench list decode: no seq_q 1 x 1k row"
+    expect_code 0 "bench list seed" -- "$polyattn" bench --suite seed --list --dtype f32,bf16
+    [ "$(grep -c ',bf16$' out.txt)" -eq 5 ] || fail "bench list --dtype: $(cat out.txt)"
+    grep -q '^seed,1,1,1,4096,4096,1024,1024,causal-bottom-right,f32$' out.txt ||
+        fail "bench list seed: last shape"
+    expect_code 0 "bench list custom" -- "$polyattn" bench --suite custom --list \
+        --shape "2,4,2,37,53,40;1,2,2,100,60,64,32" --causal top-left
+    grep -q '^custom,2,4,2,37,53,40,40,causal-top-left,f32$' out.txt || fail "bench list custom: $(cat out.txt)"
+    grep -q '^custom,1,2,2,100,60,64,32,causal-top-left,f32$' out.txt || fail "bench list custom DV"
+    bad_case "bench list custom without shape" "--shape" "required" -- bench --suite custom --list
+    finish
+    ;;
+
+bench_compare)
+    # --compare-backends on this machine: the host reference (asked for) and whatever else
+    # is there (PoCL in CI).
+    shapes="2,4,2,37,53,40;1,3,1,5,77,16"
+    expect_code 0 "compare" -- "$polyattn" bench --compare-backends --include-host --suite custom \
+        --shape "$shapes" --causal bottom-right --reps 3 --warmup 1 --dtype f32 \
+        --csv c.csv --json c.json
+    cat out.txt
+    targets=$(sed -n 's/^polyattn bench: compare-backends: \([a-z]*:[0-9].*\)$/\1/p' out.txt)
+    n_targets=$(echo "$targets" | wc -w)
+    echo "targets: $targets"
+    echo "$targets" | grep -q 'host:0' || fail "compare: host:0 not among the targets"
+    grep -q '^Backend comparison' out.txt || fail "compare: no comparison table"
+    grep -q '^geomean ratio, best rows' out.txt || fail "compare: no geometric means"
+    # One comparison row per shape x algo, one cell per target, the fastest at 1.00x.
+    rows=$(sed -n '/^Backend comparison/,/^best algorithm/p' out.txt | grep -c ' br   f32   ')
+    [ "$rows" -eq 6 ] || fail "compare: $rows algorithm rows, expected 6"
+    sed -n '/^Backend comparison/,$p' out.txt | grep ' br   f32   unfused' | grep -q '(1.00x)' ||
+        fail "compare: no 1.00x in the unfused row"
+    [ "$(grep -c '^2     4    2    37     53     40    br   f32   best' out.txt)" -eq 1 ] ||
+        fail "compare: best row"
+    [ "$(($(wc -l <c.csv) - 1))" -eq $((6 * n_targets)) ] || fail "compare: c.csv rows: $(wc -l <c.csv)"
+    head -n 1 c.csv | grep -q ',reason,device_index$' || fail "compare: c.csv header"
+    grep -q '^custom,host,' c.csv || fail "compare: no host rows in c.csv"
+    [ "$(grep -o '"label": ' c.json | wc -l)" -eq "$n_targets" ] || fail "compare: c.json targets"
+    [ "$(grep -o '"device_index": 0, "batch"' c.json | wc -l)" -ge 6 ] || fail "compare: c.json rows name their device"
+    if [ "$n_targets" -ge 2 ]; then
+        other=$(echo "$targets" | tr ' ' '\n' | grep -v '^host' | head -n 1)
+        [ "$(grep -c "^custom,${other%%:*}," c.csv)" -ge 6 ] || fail "compare: no $other rows"
+    else
+        echo "note: only the host reference here; the comparison has one column"
+    fi
+    # A list without --compare-backends: each item one device, ratios to --baseline.
+    expect_code 0 "list + baseline" -- "$polyattn" bench --backend host,host:0 --suite custom \
+        --shape 1,2,1,9,11,8 --reps 3 --warmup 1 --algo flash,unfused --baseline host:0
+    grep -q 'host:0 .*\[baseline\]' out.txt || fail "baseline: not named: $(cat out.txt)"
+    [ "$(grep -c '^polyattn bench: suite custom, host:0' out.txt)" -eq 2 ] || fail "list: two runs"
+    grep ' none f32   flash ' out.txt | tail -n 1 | grep -q '(1.00x) *[0-9.e-]* (' ||
+        fail "baseline: ratio cells: $(grep ' none f32   flash ' out.txt | tail -n 1)"
+    # A crash inside a measurement (test hook): reported, the next measurement runs in a new
+    # process, the reports hold everything, exit 1.
+    expect_code 1 "crash" -- env POLYATTN_BENCH_CRASH=1 "$polyattn" bench --backend host \
+        --suite custom --shape "1,2,1,9,11,8;1,1,1,7,9,8" --reps 3 --warmup 1 \
+        --algo flash,unfused --csv k.csv
+    grep -q 'unfused  error .*crashed: the process died of signal' out.txt ||
+        fail "crash: not reported: $(cat out.txt)"
+    [ "$(grep -c ' ok  ' out.txt)" -eq 3 ] || fail "crash: the other measurements: $(cat out.txt)"
+    [ "$(($(wc -l <k.csv) - 1))" -eq 4 ] || fail "crash: k.csv rows"
+    grep -q 'crashed' k.csv || fail "crash: k.csv lacks the crash"
+    ls | grep -q '\.tmp\.' && fail "crash: temp files left"
+    bad_case "compare include-host" "--include-host" "" -- bench --suite custom --shape 1,1,1,8,8,8 --include-host
+    bad_case "compare device" "--device" "" -- bench --suite custom --shape 1,1,1,8,8,8 --compare-backends --device 0
+    bad_case "compare backend item" "--backend" "cuda:x" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host,cuda:x
+    bad_case "compare backend empty" "--backend" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host,
+    bad_case "compare baseline" "--baseline" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline opencl
+    bad_case "compare baseline auto" "--baseline" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline auto
+    finish
+    ;;
+
+compare_torch)
+    # bench/compare_torch.py: without PyTorch it says so and exits 77; --no-torch runs the
+    # polyattn side alone; bad usage exits 2.
+    command -v python3 >/dev/null 2>&1 || { echo "no python3: skipped"; exit 77; }
+    script="$bench_src/compare_torch.py"
+    bad_py() {
+        what=$1
+        shift
+        expect_code 2 "$what" -- python3 "$script" "$@"
+        [ -s err.txt ] || fail "$what: nothing on stderr"
+    }
+    bad_py "torch suite custom without shape" --suite custom --polyattn "$polyattn" --no-torch
+    bad_py "torch backends" --suite seed --polyattn "$polyattn" --backends cuda,metal
+    bad_py "torch torch-backends" --suite seed --polyattn "$polyattn" --torch-backends flash,xla
+    bad_py "torch polyattn missing" --suite seed --polyattn ./no-such-polyattn --no-torch
+    bad_py "torch bad shape" --suite custom --shape 1,1,1,8 --polyattn "$polyattn" --no-torch --backends host
+    if python3 -c "import torch" >/dev/null 2>&1; then
+        echo "note: PyTorch is installed here: the missing-torch check is skipped"
+    else
+        expect_code 77 "torch missing" -- python3 "$script" --suite custom --shape 1,1,1,8,8,8 \
+            --polyattn "$polyattn" --backends host
+        grep -q "PyTorch is not installed" err.txt || fail "torch missing: message: $(cat err.txt)"
+        [ -s out.txt ] && fail "torch missing: ran something: $(cat out.txt)"
+    fi
+    expect_code 0 "torch --no-torch" -- python3 "$script" --suite custom \
+        --shape "1,4,2,9,40,16;1,2,2,1,33,8" --causal bottom-right --polyattn "$polyattn" \
+        --backends host --no-torch --reps 3 --warmup 1 --algo unfused,flash --out ct
+    grep -q '^ms per call' out.txt || fail "torch --no-torch: no table: $(cat out.txt)"
+    grep -q '^1     4    2    9      40     16    br   f32  .*/[uf][nl]$' out.txt ||
+        fail "torch --no-torch: shape row: $(grep '^1 ' out.txt)"
+    [ "$(($(wc -l <ct/compare_torch_custom.csv) - 1))" -eq 4 ] || fail "torch --no-torch: csv rows"
+    grep -q '^custom,polyattn,host:0,' ct/compare_torch_custom.csv || fail "torch --no-torch: csv"
+    [ -s ct/compare_torch_custom.json ] && [ -s ct/polyattn_custom_host.json ] &&
+        [ -s ct/compare_torch_custom.txt ] || fail "torch --no-torch: files: $(ls ct)"
     finish
     ;;
 

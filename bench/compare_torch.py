@@ -1,0 +1,570 @@
+#!/usr/bin/env python3
+"""polyattn against PyTorch's scaled_dot_product_attention, on the same shapes, in one run.
+
+    python3 bench/compare_torch.py --suite fa2 --polyattn build/bin/polyattn \\
+        --backends cuda,opencl --dtype f16 --out DIR
+
+The shapes come from `polyattn bench --suite S --list` (the suite definitions live in one
+place: bench/suites.c).  For each shape and dtype:
+
+- PyTorch: torch.nn.functional.scaled_dot_product_attention with each of its backends alone
+  (flash, cudnn, efficient, math; torch.nn.attention.sdpa_kernel).  A backend that refuses
+  the shape is reported as unsupported with its message.  Each output is first checked
+  against a float64 reference on sampled rows (wrong results are reported, not timed), then
+  the same method as `polyattn bench`: warm-up calls, CUDA events chained around --reps
+  back-to-back calls rotating among input sets (enough to exceed the caches, at most 4),
+  the median reported; slow calls get fewer reps to stay within --max-seconds.
+- polyattn: `polyattn bench` run as a subprocess for each backend of --backends (each
+  measurement validated against the host reference by polyattn itself), its JSON read back.
+
+Masks: polyattn's causal suites align the mask bottom-right (the last query sees every key).
+PyTorch's is_causal is top-left, so bottom-right with seq_q < seq_kv goes through
+torch.nn.attention.bias.causal_lower_right (seq_q == 1: no mask, which is the same thing).
+
+Printed: polyattn's own tables, then a table of ms per implementation and a table of
+ratios polyattn/torch (below 1: polyattn faster), per polyattn backend (its best algorithm
+per shape) and torch backend, with geometric means.  --csv/--json (or --out DIR) write every
+measurement, with ratio columns on the polyattn rows.
+
+Exit status: 0 done; 1 a polyattn measurement failed validation or crashed, or a polyattn
+run failed; 2 bad usage; 77 PyTorch or a CUDA device is missing (unless --no-torch, which
+runs the polyattn side alone: useful without a GPU).
+"""
+import argparse
+import csv
+import datetime
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+TORCH_BACKENDS = ("flash", "cudnn", "efficient", "math")
+SKIP = 77
+SHAPE_KEYS = ("batch", "heads_q", "heads_kv", "seq_q", "seq_kv", "head_dim", "head_dim_v")
+
+
+def fail(message, code=2):
+    sys.stderr.write("compare_torch.py: %s\n" % message)
+    sys.exit(code)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="polyattn vs torch scaled_dot_product_attention on a polyattn bench suite",
+        epilog="Exit status: 0 done, 1 a polyattn failure, 2 bad usage, 77 no PyTorch/CUDA.")
+    p.add_argument("--suite", default="fa2", help="seed|fa2|decode|custom (default fa2)")
+    p.add_argument("--shape", help="custom suite: B,HQ,HKV,SQ,SKV,D[,DV];... (as polyattn bench)")
+    p.add_argument("--causal", choices=("top-left", "bottom-right"),
+                   help="custom suite: the mask (default none)")
+    p.add_argument("--polyattn", default="build/bin/polyattn", help="the polyattn executable")
+    p.add_argument("--backends", default="cuda",
+                   help="polyattn backends, comma-separated, each NAME[:DEVICE] "
+                        "(cuda, hip, opencl, host); 'none' for torch alone (default cuda)")
+    p.add_argument("--algo", default="all", help="polyattn algorithms (as polyattn bench --algo)")
+    p.add_argument("--dtype", help="f32|f16|bf16[,...] (default: the suite's)")
+    p.add_argument("--torch-backends", default=",".join(TORCH_BACKENDS),
+                   help="SDPA backends, comma-separated (default %s)" % ",".join(TORCH_BACKENDS))
+    p.add_argument("--reps", type=int, default=10, help="timed calls (default 10, median)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up calls (default 3)")
+    p.add_argument("--max-seconds", type=float, default=10.0,
+                   help="cap per measurement: slow calls get fewer reps, at least 3 (default 10)")
+    p.add_argument("--out", help="folder for compare_torch_<suite>.{csv,json,txt} and the raw "
+                                 "polyattn reports")
+    p.add_argument("--csv", help="CSV file (default under --out)")
+    p.add_argument("--json", help="JSON file (default under --out)")
+    p.add_argument("--no-torch", action="store_true",
+                   help="skip PyTorch: the polyattn side alone (no GPU needed)")
+    args = p.parse_args(argv)
+    if args.suite == "custom" and not args.shape:
+        p.error("--suite custom needs --shape")
+    if args.suite != "custom" and (args.shape or args.causal):
+        p.error("--shape and --causal only with --suite custom")
+    if args.reps < 1 or args.warmup < 0 or args.max_seconds < 0:
+        p.error("--reps >= 1, --warmup >= 0, --max-seconds >= 0")
+    args.torch_list = [b for b in args.torch_backends.split(",") if b]
+    for b in args.torch_list:
+        if b not in TORCH_BACKENDS:
+            p.error("--torch-backends: unknown '%s' (expected %s)" % (b, ",".join(TORCH_BACKENDS)))
+    args.backend_list = [] if args.backends == "none" else [b for b in args.backends.split(",") if b]
+    for b in args.backend_list:
+        name, _, dev = b.partition(":")
+        if name not in ("cuda", "hip", "opencl", "host") or (dev and not dev.isdigit()):
+            p.error("--backends: unknown '%s' (expected cuda|hip|opencl|host[:DEVICE])" % b)
+    if not args.backend_list and args.no_torch:
+        p.error("nothing to measure: --backends none with --no-torch")
+    return args
+
+
+def bench_shape_args(args):
+    """The suite options polyattn bench takes, shared by --list and the runs."""
+    out = ["--suite", args.suite]
+    if args.shape:
+        out += ["--shape", args.shape]
+    if args.causal:
+        out += ["--causal", args.causal]
+    if args.dtype:
+        out += ["--dtype", args.dtype]
+    return out
+
+
+def list_shapes(args):
+    cmd = [args.polyattn, "bench"] + bench_shape_args(args) + ["--list"]
+    try:
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as e:
+        fail("--polyattn: cannot run %s: %s" % (args.polyattn, e))
+    if res.returncode != 0:
+        fail("%s failed (exit %d): %s" % (" ".join(cmd), res.returncode, res.stderr.strip()),
+             2 if res.returncode == 2 else 1)
+    rows = []
+    for row in csv.DictReader(io.StringIO(res.stdout)):
+        for k in SHAPE_KEYS:
+            row[k] = int(row[k])
+        rows.append(row)
+    if not rows:
+        fail("%s listed no shape" % " ".join(cmd), 1)
+    return rows
+
+
+def key_of(r):
+    return tuple(int(r[k]) for k in SHAPE_KEYS) + (r["mask"], r["dtype"])
+
+
+def flops(s):
+    f = 4.0 * s["batch"] * s["heads_q"] * s["seq_q"] * s["seq_kv"] * s["head_dim"]
+    return f if s["mask"] == "none" else f / 2
+
+
+# ---- polyattn side -------------------------------------------------------------------
+
+def run_polyattn(args, backend, raw_dir):
+    """Runs polyattn bench on one backend; returns (result dicts, problem or None)."""
+    tag = backend.replace(":", "")
+    json_path = os.path.join(raw_dir, "polyattn_%s_%s.json" % (args.suite, tag))
+    csv_path = os.path.join(raw_dir, "polyattn_%s_%s.csv" % (args.suite, tag))
+    cmd = [args.polyattn, "bench"] + bench_shape_args(args) + [
+        "--backend", backend, "--algo", args.algo, "--reps", str(args.reps),
+        "--warmup", str(args.warmup), "--max-seconds", str(args.max_seconds),
+        "--json", json_path, "--csv", csv_path]
+    print("== " + " ".join(cmd), flush=True)
+    code = subprocess.call(cmd)
+    problem = None
+    if code != 0:
+        problem = "polyattn bench --backend %s exited with %d" % (backend, code)
+    if not os.path.exists(json_path):
+        return [], problem or "polyattn bench --backend %s wrote no JSON" % backend
+    with open(json_path) as f:
+        doc = json.load(f)
+    results = doc.get("results", [])
+    for r in results:
+        r["label"] = "%s:%s" % (r.get("backend", doc.get("backend")),
+                                r.get("device_index", doc.get("device_index")))
+    return results, problem
+
+
+# ---- torch side ----------------------------------------------------------------------
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except Exception as e:  # ImportError, or a broken install
+        return None, "PyTorch is not installed (%s)" % e
+    import torch
+    if not torch.cuda.is_available():
+        return None, "PyTorch %s sees no CUDA device" % torch.__version__
+    return torch, None
+
+
+class TorchBench:
+    def __init__(self, torch, args):
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        self.torch, self.F, self.sdpa_kernel, self.args = torch, F, sdpa_kernel, args
+        self.backends = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                         "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+        self.dtypes = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+        self.tolerance = {"f32": 5e-3, "f16": 1e-2, "bf16": 6e-2}  # as polyattn bench's gate
+        props = torch.cuda.get_device_properties(0)
+        self.device_name = props.name
+        self.device_mem = props.total_memory
+        try:
+            cudnn = torch.backends.cudnn.version()
+        except Exception:
+            cudnn = None
+        self.info = {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn,
+                     "device": self.device_name}
+
+    def mask_call(self, s):
+        """Keyword arguments giving SDPA polyattn's mask for shape s."""
+        sq, skv = s["seq_q"], s["seq_kv"]
+        if s["mask"] == "none":
+            return {}
+        if s["mask"] == "causal-top-left" or sq == skv:
+            return {"is_causal": True}
+        if sq == 1:  # bottom-right: the only query sees every key
+            return {}
+        from torch.nn.attention.bias import causal_lower_right
+        return {"attn_mask": causal_lower_right(sq, skv)}
+
+    def make_sets(self, s):
+        torch = self.torch
+        dt = self.dtypes[s["dtype"]]
+        b, hq, hk = s["batch"], s["heads_q"], s["heads_kv"]
+        sq, skv, d, dv = s["seq_q"], s["seq_kv"], s["head_dim"], s["head_dim_v"]
+        esize = torch.tensor([], dtype=dt).element_size()
+        set_bytes = (b * hq * sq * d + b * hk * skv * (d + dv)) * esize
+        n = min(4, (256 << 20) // max(set_bytes, 1) + 1)
+        while n > 1 and n * set_bytes > self.device_mem // 4:
+            n -= 1
+        gen = torch.Generator(device="cuda").manual_seed(0x5eed)
+        sets = []
+        for _ in range(n):
+            def rand(*shape):
+                x = torch.rand(*shape, device="cuda", dtype=torch.float32, generator=gen) * 2 - 1
+                x[x == 0] = 0.5  # never time on zeros
+                return x.to(dt)
+            sets.append((rand(b, hq, sq, d), rand(b, hk, skv, d), rand(b, hk, skv, dv)))
+        return sets
+
+    def reference_rows(self, s, q, k, v, batch, head, rows):
+        """float64 reference of O for query head `head` of `batch`, the given rows."""
+        torch = self.torch
+        group = s["heads_q"] // s["heads_kv"]
+        qs = q[batch, head, rows].double()
+        ks = k[batch, head // group].double()
+        vs = v[batch, head // group].double()
+        scores = (qs @ ks.T) / math.sqrt(s["head_dim"])
+        if s["mask"] != "none":
+            offset = 0 if s["mask"] == "causal-top-left" else s["seq_kv"] - s["seq_q"]
+            i = torch.as_tensor(rows, device=q.device).unsqueeze(1)
+            j = torch.arange(s["seq_kv"], device=q.device).unsqueeze(0)
+            scores = scores.masked_fill(j > i + offset, float("-inf"))
+        p = torch.softmax(scores, dim=-1)
+        p = torch.nan_to_num(p, nan=0.0)  # a query that sees no key: O = 0
+        return p @ vs
+
+    def validate(self, s, out, q, k, v):
+        """Max error relative to max |O| on sampled slices (first and last rows)."""
+        m = min(64, s["seq_q"])
+        worst = 0.0
+        for batch, head, rows in ((0, 0, list(range(m))),
+                                  (s["batch"] - 1, s["heads_q"] - 1,
+                                   list(range(s["seq_q"] - m, s["seq_q"])))):
+            ref = self.reference_rows(s, q, k, v, batch, head, rows)
+            got = out[batch, head, rows].double()
+            diff = (got - ref).abs().max().item()
+            scale = max(ref.abs().max().item(), 1e-20)
+            err = diff / scale if diff == diff else float("inf")
+            worst = max(worst, err)
+        return worst
+
+    def time_backend(self, s, name, sets):
+        torch, F = self.torch, self.F
+        rec = {"impl": "torch", "backend": name, "algo": name, "status": "ok", "reason": ""}
+        kw = self.mask_call(s)
+        gqa = {"enable_gqa": True} if s["heads_q"] != s["heads_kv"] else {}
+
+        def call(q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, **kw, **gqa)
+        try:
+            with self.sdpa_kernel([self.backends[name]]):
+                q, k, v = sets[0]
+                torch.cuda.synchronize()
+                t0 = torch.cuda.Event(enable_timing=True)
+                t1 = torch.cuda.Event(enable_timing=True)
+                t0.record()
+                out = call(q, k, v)
+                t1.record()
+                torch.cuda.synchronize()
+                first_s = t0.elapsed_time(t1) * 1e-3
+                err = self.validate(s, out, q, k, v)
+                rec["max_err"] = err
+                del out
+                if not err <= self.tolerance[s["dtype"]]:
+                    rec.update(status="invalid",
+                               reason="wrong result: error %.3g of max |O| (tolerance %g)"
+                               % (err, self.tolerance[s["dtype"]]))
+                    return rec
+                reps, warmup = self.args.reps, self.args.warmup
+                if self.args.max_seconds > 0 and first_s * (reps + warmup) > self.args.max_seconds:
+                    warmup = min(warmup, 1)
+                    reps = max(3, min(reps, int(self.args.max_seconds / max(first_s, 1e-9)) - warmup))
+                for i in range(warmup):
+                    call(*sets[(i + 1) % len(sets)])
+                # Chained events: ev[i]..ev[i+1] brackets call i, calls back to back.
+                ev = [torch.cuda.Event(enable_timing=True) for _ in range(reps + 1)]
+                ev[0].record()
+                for i in range(reps):
+                    call(*sets[(i + 1 + warmup) % len(sets)])
+                    ev[i + 1].record()
+                torch.cuda.synchronize()
+                times = sorted(ev[i].elapsed_time(ev[i + 1]) for i in range(reps))
+                ms = times[reps // 2] if reps % 2 else 0.5 * (times[reps // 2 - 1] + times[reps // 2])
+                rec.update(reps=reps, ms=ms, ms_min=times[0], ms_max=times[-1],
+                           tflops=flops(s) / (ms * 1e-3) / 1e12)
+        except Exception as e:  # the backend refuses the shape, or out of memory
+            text = " ".join(str(e).split()) or type(e).__name__
+            rec.update(status="unsupported", reason=text[:300])
+        finally:
+            torch.cuda.empty_cache()
+        return rec
+
+    def run(self, shapes):
+        results = []
+        for s in shapes:
+            print("torch: b %d hq %d hkv %d sq %d skv %d d %d %s %s" % (
+                s["batch"], s["heads_q"], s["heads_kv"], s["seq_q"], s["seq_kv"], s["head_dim"],
+                s["mask"], s["dtype"]), flush=True)
+            try:
+                sets = self.make_sets(s)
+            except Exception as e:
+                text = " ".join(str(e).split())[:300]
+                for name in self.args.torch_list:
+                    r = dict(s, impl="torch", backend=name, algo=name, status="unsupported",
+                             reason="inputs: " + text)
+                    results.append(r)
+                self.torch.cuda.empty_cache()
+                continue
+            for name in self.args.torch_list:
+                r = self.time_backend(s, name, sets)
+                r.update({k: s[k] for k in SHAPE_KEYS + ("mask", "dtype")})
+                r["device"] = self.device_name
+                results.append(r)
+                print("  %-9s %-11s %s" % (name, r["status"],
+                      "%.4f ms" % r["ms"] if r["status"] == "ok" else r["reason"][:150]),
+                      flush=True)
+            del sets
+            self.torch.cuda.empty_cache()
+        return results
+
+
+# ---- reports -------------------------------------------------------------------------
+
+def best_polyattn(p_results, key, label):
+    best = None
+    for r in p_results:
+        if r["label"] == label and key_of(r) == key and r.get("status") == "ok" and r.get("ms"):
+            if best is None or r["ms"] < best["ms"]:
+                best = r
+    return best
+
+
+def status_of(results, key, pred):
+    for r in results:
+        if key_of(r) == key and pred(r):
+            return r
+    return None
+
+
+def geomean(values):
+    values = [v for v in values if v and v > 0]
+    if not values:
+        return None
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def shape_text(s):
+    return "%-5d %-4d %-4d %-6d %-6d %-5d %-4s %-5s" % (
+        s["batch"], s["heads_q"], s["heads_kv"], s["seq_q"], s["seq_kv"], s["head_dim"],
+        {"none": "none", "causal-top-left": "tl", "causal-bottom-right": "br"}.get(s["mask"], "?"),
+        s["dtype"])
+
+
+SHAPE_HEADER = "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s" % (
+    "batch", "hq", "hkv", "seq_q", "seq_kv", "d", "mask", "dtype")
+
+
+def tables(shapes, p_results, t_results, labels, torch_names):
+    out = io.StringIO()
+    w = 14
+    out.write("\nms per call (polyattn: its best algorithm per shape, after '/': un unfused, "
+              "fu fused, fl flash)\n")
+    cols = ["torch:" + n for n in torch_names] + labels
+    out.write(SHAPE_HEADER + "".join(" %*s" % (w, c) for c in cols) + "\n")
+    ratios = {(l, n): [] for l in labels for n in torch_names}
+    ratio_rows = []
+    for s in shapes:
+        key = key_of(s)
+        cells = []
+        t_ms = {}
+        for n in torch_names:
+            r = status_of(t_results, key, lambda r, n=n: r["backend"] == n)
+            if r is None:
+                cells.append("-")
+            elif r["status"] == "ok":
+                t_ms[n] = r["ms"]
+                cells.append("%.4g" % r["ms"])
+            else:
+                cells.append(r["status"][:w])
+        p_ms = {}
+        for l in labels:
+            b = best_polyattn(p_results, key, l)
+            if b:
+                p_ms[l] = b["ms"]
+                cells.append("%.4g/%s" % (b["ms"], b["algo"][:2]))
+            else:
+                r = status_of(p_results, key, lambda r, l=l: r["label"] == l)
+                cells.append(r["status"][:w] if r else "-")
+        out.write(shape_text(s) + "".join(" %*s" % (w, c) for c in cells) + "\n")
+        row = []
+        for l in labels:
+            for n in torch_names:
+                if l in p_ms and n in t_ms:
+                    x = p_ms[l] / t_ms[n]
+                    ratios[(l, n)].append(x)
+                    row.append("%.2fx" % x)
+                else:
+                    row.append("-")
+        ratio_rows.append((s, row))
+    if torch_names and labels:
+        out.write("\nratio polyattn/torch (ms of polyattn's best algorithm / ms of the torch "
+                  "backend; < 1: polyattn faster)\n")
+        rcols = ["%s/%s" % (l, n) for l in labels for n in torch_names]
+        rw = max(w, max(len(c) for c in rcols))
+        out.write(SHAPE_HEADER + "".join(" %*s" % (rw, c) for c in rcols) + "\n")
+        for s, row in ratio_rows:
+            out.write(shape_text(s) + "".join(" %*s" % (rw, c) for c in row) + "\n")
+        means = []
+        for l in labels:
+            for n in torch_names:
+                g = geomean(ratios[(l, n)])
+                means.append("%.2fx (%d)" % (g, len(ratios[(l, n)])) if g else "-")
+        out.write("%-*s" % (len(SHAPE_HEADER), "geomean (shapes)") +
+                  "".join(" %*s" % (rw, c) for c in means) + "\n")
+    return out.getvalue()
+
+
+def add_ratio_columns(p_results, t_results, torch_names):
+    for r in p_results:
+        for n in torch_names:
+            t = status_of(t_results, key_of(r), lambda x, n=n: x["backend"] == n)
+            ok = r.get("status") == "ok" and r.get("ms") and t and t["status"] == "ok"
+            r["ratio_vs_torch_" + n] = r["ms"] / t["ms"] if ok else None
+
+
+CSV_FIELDS = ["suite", "impl", "backend", "device", "algo"] + list(SHAPE_KEYS) + [
+    "mask", "dtype", "status", "reps", "ms", "ms_min", "ms_max", "tflops", "max_err", "reason"]
+
+
+def write_csv(path, suite, rows, torch_names):
+    fields = CSV_FIELDS + ["ratio_vs_torch_" + n for n in torch_names]
+    with open(path + ".tmp", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            row = dict(r, suite=suite)
+            for k in fields:
+                if isinstance(row.get(k), float):
+                    row[k] = "%.6g" % row[k]
+                elif row.get(k) is None:
+                    row[k] = ""
+            w.writerow(row)
+    os.replace(path + ".tmp", path)
+
+
+def git_commit(path):
+    try:
+        res = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        return res.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not (os.path.isfile(args.polyattn) and os.access(args.polyattn, os.X_OK)) and \
+            not shutil.which(args.polyattn):
+        fail("--polyattn: %s is not an executable (build it: cmake --build build)" % args.polyattn)
+    torch = None
+    if not args.no_torch:
+        torch, why = torch_available()
+        if torch is None:
+            fail("%s; nothing to compare with (use --no-torch for the polyattn side alone)" % why,
+                 SKIP)
+    shapes = list_shapes(args)
+    out_dir = args.out
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    raw_dir = out_dir or os.environ.get("TMPDIR", "/tmp")
+    csv_path = args.csv or (out_dir and os.path.join(out_dir, "compare_torch_%s.csv" % args.suite))
+    json_path = args.json or (out_dir and os.path.join(out_dir, "compare_torch_%s.json" % args.suite))
+    for path, opt in ((csv_path, "--csv"), (json_path, "--json")):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            fail("%s: folder of %s does not exist" % (opt, path))
+
+    rc = 0
+    problems = []
+    p_results = []
+    for backend in args.backend_list:
+        res, problem = run_polyattn(args, backend, raw_dir)
+        p_results += res
+        if problem:
+            problems.append(problem)
+    for r in p_results:
+        r["impl"] = "polyattn"
+        if r.get("status") in ("invalid", "error"):
+            rc = 1
+    if problems:
+        rc = 1
+    labels = []
+    for r in p_results:
+        if r["label"] not in labels:
+            labels.append(r["label"])
+
+    t_results, torch_info = [], None
+    torch_names = [] if args.no_torch else args.torch_list
+    if torch is not None:
+        tb = TorchBench(torch, args)
+        torch_info = tb.info
+        print("\n== torch %s (CUDA %s, cuDNN %s) on %s" % (
+            tb.info["torch"], tb.info["cuda"], tb.info["cudnn"], tb.device_name), flush=True)
+        t_results = tb.run(shapes)
+
+    add_ratio_columns(p_results, t_results, torch_names)
+    text = tables(shapes, p_results, t_results, labels, torch_names)
+    header = "compare_torch: suite %s, polyattn %s, torch %s\n" % (
+        args.suite, ", ".join(labels) or "-",
+        "%s on %s" % (torch_info["torch"], torch_info["device"]) if torch_info else "not run")
+    sys.stdout.write("\n" + header + text)
+    for p in problems:
+        sys.stdout.write("problem: %s\n" % p)
+    unsupported = [r for r in t_results if r["status"] != "ok"]
+    if unsupported:
+        sys.stdout.write("torch backends that did not run (status: message):\n")
+        seen = set()
+        for r in unsupported:
+            line = "  %s %s: %s" % (r["backend"], r["status"], r["reason"][:200])
+            if line not in seen:
+                seen.add(line)
+                sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+    rows = t_results + p_results
+    for r in p_results:
+        r.setdefault("backend", r["label"])
+        r["backend"] = r["label"]
+    if csv_path:
+        write_csv(csv_path, args.suite, rows, torch_names)
+    if json_path:
+        doc = {"suite": args.suite,
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "git_commit": git_commit(os.path.dirname(os.path.abspath(__file__))),
+               "command": sys.argv, "torch": torch_info, "polyattn_backends": labels,
+               "torch_backends": torch_names, "reps": args.reps, "warmup": args.warmup,
+               "flops_convention": "4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal",
+               "ratio": "polyattn ms / torch ms", "problems": problems, "results": rows}
+        with open(json_path + ".tmp", "w") as f:
+            json.dump(doc, f, indent=1)
+        os.replace(json_path + ".tmp", json_path)
+    if out_dir:
+        with open(os.path.join(out_dir, "compare_torch_%s.txt" % args.suite), "w") as f:
+            f.write(header + text)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
