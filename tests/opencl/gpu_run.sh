@@ -28,7 +28,7 @@ echo "ocl_bench rc=$?"
 PYTHONUNBUFFERED=1 timeout 200 python3 tests/opencl/torch_sdpa_bench.py "$OUT/torch.json" >"$OUT/torch.txt" 2>&1
 echo "torch rc=$?"
 if [ "${OCL_TUNE:-1}" = 1 ]; then
-  for t in ${OCL_TUNE_LIST:-64,64,16,8,32,32 64,64,16,8,16,32 64,64,16,4,32,16 32,64,8,8,32,32 64,32,16,8,32,32 128,32,32,8,16,32 64,64,16,8,8,32}; do
+  for t in ${OCL_TUNE_LIST:-64,64,16,8,32,32 64,64,16,8,16,32 64,64,16,4,32,16 64,32,16,8,32,32}; do
     echo "tiles $t"; POLYATTN_OCL_TILES=$t timeout 60 $B/bin/ocl_bench --suite tune --algos flash --max-seconds 0.3 | tail -2
   done >"$OUT/tune.txt" 2>&1
 fi
