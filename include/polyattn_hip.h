@@ -1,7 +1,8 @@
 /*
  * polyattn HIP interop: run polyattn on a caller's hipStream_t and on caller-owned device
- * memory, without copies.  Optional header: include it after <hip/hip_runtime_api.h> is
- * reachable (ROCm's include folder) and link libpolyattn_hip besides libpolyattn.
+ * memory, without copies.  Optional header: it includes <hip/hip_runtime_api.h>, so compile
+ * with ROCm's include folder and, outside hipcc, -D__HIP_PLATFORM_AMD__ (CMake's hip::host
+ * target sets both); link libpolyattn_hip besides libpolyattn.
  *
  * The functions live in the hip backend module (libpolyattn_hip.so) because they need the HIP
  * runtime; libpolyattn itself never depends on a vendor runtime.
