@@ -336,8 +336,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
  * flash_fwd_tc_wide_kernel: the same algorithm for head dims 512..1024 (the seed's shapes),
  * where a warp cannot hold the O accumulator of 16 full rows.  A block takes 32 query rows
  * and 8 warps; warp w owns the head-dim slice [w*D/8, (w+1)*D/8):
- *   S = Q K^T: each warp multiplies its slice (split-K) and adds its partial 32 x 32 scores
- *              into shared memory (shared-memory atomics);
+ *   S = Q K^T: each warp multiplies its slice (split-K); the 8 partial 32 x 32 scores are
+ *              summed through 4 shared-memory slots (warps w and w + 4 share one);
  *   softmax:   8 threads a row update the running max/sum, write P (16-bit) and the rescale
  *              factor of each row;
  *   O += P V:  each warp accumulates its 32 x D/8 slice of O in registers.
@@ -355,8 +355,9 @@ struct FlashTcWideTraits {
     static constexpr int kSStride = kBlockN + 1;     /* f32 scores */
     static constexpr int kPStride = kBlockN + 8;     /* 16-bit probabilities */
     static constexpr size_t kTileBytes = (size_t)kBlockM * kStride * 2;
-    static constexpr size_t kSmem =
-        3 * kTileBytes + kBlockM * kSStride * 4 + kBlockM * kPStride * 2 + 3 * kBlockM * 4;
+    static constexpr int kSlots = 4; /* partial-score slots: warps w and w + 4 share one */
+    static constexpr size_t kSmem = 3 * kTileBytes + kSlots * kBlockM * kSStride * 4 +
+                                    kBlockM * kPStride * 2 + 3 * kBlockM * 4;
     static_assert(kSlice % 16 == 0, "each warp's slice is a whole number of mma tiles");
     static_assert(kBlockM == kBlockN, "Q, K and V tiles share one row count");
 };
@@ -373,7 +374,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     T *sk = sq + BM * S;
     T *sv = sk + BN * S;
     float *ss = reinterpret_cast<float *>(sv + BN * S);
-    T *sp = reinterpret_cast<T *>(ss + BM * SS);
+    T *sp = reinterpret_cast<T *>(ss + Tr::kSlots * BM * SS); /* ss: kSlots partial scores */
     float *s_alpha = reinterpret_cast<float *>(sp + BM * PS);
     float *s_m = s_alpha + BM, *s_l = s_m + BM;
 
@@ -407,8 +408,6 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     cp_async_commit();
     if (n_tiles > 0) load_rows(sv, v, a.v_stride[2], 0, a.seq_kv);
     cp_async_commit();
-    for (int i = tid; i < BM * SS; i += Tr::kThreads)
-        ss[i] = 0.f;
 
     /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
     const int sr = tid / 8, sc0 = 4 * (tid % 8);
@@ -454,15 +453,30 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
         }
+        /* reduce the 8 partial scores to 4 slots: warps 0-3 store, warps 4-7 add theirs */
+        float *slot = ss + (warp % Tr::kSlots) * BM * SS;
+        if (warp < Tr::kSlots) {
 #pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
+            for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-            for (int j = 0; j < BN / 8; ++j)
+                for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    atomicAdd(ss + (mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1),
-                              acc_s[mt][j][e]);
-        __syncthreads(); /* scores complete; the K buffer is free */
+                    for (int e = 0; e < 4; ++e)
+                        slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] =
+                            acc_s[mt][j][e];
+        }
+        __syncthreads();
+        if (warp >= Tr::kSlots) {
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] +=
+                            acc_s[mt][j][e];
+        }
+        __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
         if (nt + 1 < n_tiles) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
         cp_async_commit();
 
@@ -472,9 +486,12 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             float mx = -INFINITY;
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                float *cell = ss + sr * SS + sc0 + e;
-                x[e] = key0 + sc0 + e < sr_vis ? *cell * sl2 : -INFINITY;
-                *cell = 0.f; /* ready for the next tile's sums */
+                const float *cell = ss + sr * SS + sc0 + e;
+                float sum4 = 0.f;
+#pragma unroll
+                for (int sl = 0; sl < Tr::kSlots; ++sl)
+                    sum4 += cell[sl * BM * SS];
+                x[e] = key0 + sc0 + e < sr_vis ? sum4 * sl2 : -INFINITY;
                 mx = fmaxf(mx, x[e]);
             }
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
