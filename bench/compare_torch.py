@@ -14,8 +14,10 @@ place: bench/suites.c).  For each shape and dtype:
   the same method as `polyattn bench`: warm-up calls, CUDA events chained around --reps
   back-to-back calls rotating among input sets (enough to exceed the caches, at most 4),
   the median reported; slow calls get fewer reps to stay within --max-seconds.
-- polyattn: `polyattn bench` run as a subprocess for each backend of --backends (each
-  measurement validated against the host reference by polyattn itself), its JSON read back.
+- polyattn: one `polyattn bench` subprocess on the backends of --backends (each measurement
+  validated against the host reference by polyattn itself; each device in its own process,
+  so that a crash costs one measurement), its JSON read back and its tables (with the
+  backend comparison when there are several devices) shown and kept.
 
 Masks: polyattn's causal suites align the mask bottom-right (the last query sees every key).
 PyTorch's is_causal is top-left, so bottom-right with seq_q < seq_kv goes through
@@ -38,6 +40,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -62,7 +65,10 @@ def parse_args(argv):
     p.add_argument("--polyattn", default="build/bin/polyattn", help="the polyattn executable")
     p.add_argument("--backends", default="cuda",
                    help="polyattn backends, comma-separated, each NAME[:DEVICE] "
-                        "(cuda, hip, opencl, host); 'none' for torch alone (default cuda)")
+                        "(cuda, hip, opencl, host; NAME alone is device 0), measured in one "
+                        "polyattn bench run; 'all': every device (polyattn bench "
+                        "--compare-backends; OpenCL lists GPUs before CPUs); 'none': torch "
+                        "alone (default cuda)")
     p.add_argument("--algo", default="all", help="polyattn algorithms (as polyattn bench --algo)")
     p.add_argument("--dtype", help="f32|f16|bf16[,...] (default: the suite's)")
     p.add_argument("--torch-backends", default=",".join(TORCH_BACKENDS),
@@ -71,8 +77,9 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=3, help="warm-up calls (default 3)")
     p.add_argument("--max-seconds", type=float, default=10.0,
                    help="cap per measurement: slow calls get fewer reps, at least 3 (default 10)")
-    p.add_argument("--out", help="folder for compare_torch_<suite>.{csv,json,txt} and the raw "
-                                 "polyattn reports")
+    p.add_argument("--out", help="folder for compare_torch_<suite>.{csv,json,txt} and "
+                                 "polyattn_<suite>.{csv,json,txt} (polyattn's own reports: "
+                                 "bench/plot.py reads the CSV)")
     p.add_argument("--csv", help="CSV file (default under --out)")
     p.add_argument("--json", help="JSON file (default under --out)")
     p.add_argument("--no-torch", action="store_true",
@@ -89,7 +96,7 @@ def parse_args(argv):
         if b not in TORCH_BACKENDS:
             p.error("--torch-backends: unknown '%s' (expected %s)" % (b, ",".join(TORCH_BACKENDS)))
     args.backend_list = [] if args.backends == "none" else [b for b in args.backends.split(",") if b]
-    for b in args.backend_list:
+    for b in ([] if args.backends == "all" else args.backend_list):
         name, _, dev = b.partition(":")
         if name not in ("cuda", "hip", "opencl", "host") or (dev and not dev.isdigit()):
             p.error("--backends: unknown '%s' (expected cuda|hip|opencl|host[:DEVICE])" % b)
@@ -140,22 +147,56 @@ def flops(s):
 
 # ---- polyattn side -------------------------------------------------------------------
 
-def run_polyattn(args, backend, raw_dir):
-    """Runs polyattn bench on one backend; returns (result dicts, problem or None)."""
-    tag = backend.replace(":", "")
-    json_path = os.path.join(raw_dir, "polyattn_%s_%s.json" % (args.suite, tag))
-    csv_path = os.path.join(raw_dir, "polyattn_%s_%s.csv" % (args.suite, tag))
-    cmd = [args.polyattn, "bench"] + bench_shape_args(args) + [
-        "--backend", backend, "--algo", args.algo, "--reps", str(args.reps),
-        "--warmup", str(args.warmup), "--max-seconds", str(args.max_seconds),
-        "--json", json_path, "--csv", csv_path]
+_current_proc = [None]
+_stop = [False]
+
+
+def on_stop_signal(signum, frame):
+    """SIGTERM/SIGINT: polyattn finishes its measurement and writes its reports, torch stops
+    after the measurement under way, and the reports hold what was measured."""
+    if _stop[0]:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _stop[0] = True
+    proc = _current_proc[0]
+    if proc is not None and proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def run_polyattn(args, raw_dir):
+    """Runs polyattn bench once on every backend of --backends (one device after the other,
+    each in its own process inside polyattn, with its backend comparison table when there
+    are several); returns (result dicts, problem or None)."""
+    base = os.path.join(raw_dir, "polyattn_%s" % args.suite)
+    json_path, csv_path, txt_path = base + ".json", base + ".csv", base + ".txt"
+    if args.backends == "all":
+        targets = ["--compare-backends"]
+    else:
+        targets = ["--backend", ",".join(args.backend_list)]
+    cmd = [args.polyattn, "bench"] + bench_shape_args(args) + targets + [
+        "--algo", args.algo, "--reps", str(args.reps), "--warmup", str(args.warmup),
+        "--max-seconds", str(args.max_seconds), "--json", json_path, "--csv", csv_path]
     print("== " + " ".join(cmd), flush=True)
-    code = subprocess.call(cmd)
+    with open(txt_path, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
+        _current_proc[0] = proc
+        for line in proc.stdout:  # polyattn's tables: shown and kept
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            log.write(line)
+        code = proc.wait()
+        _current_proc[0] = None
     problem = None
     if code != 0:
-        problem = "polyattn bench --backend %s exited with %d" % (backend, code)
+        problem = "polyattn bench exited with %d (see its table: failed or crashed measurements, " \
+                  "or a device that did not open)" % code
     if not os.path.exists(json_path):
-        return [], problem or "polyattn bench --backend %s wrote no JSON" % backend
+        return [], problem or "polyattn bench wrote no JSON"
     with open(json_path) as f:
         doc = json.load(f)
     results = doc.get("results", [])
@@ -315,6 +356,9 @@ class TorchBench:
     def run(self, shapes):
         results = []
         for s in shapes:
+            if _stop[0]:
+                print("torch: interrupted; writing what was measured", flush=True)
+                break
             print("torch: b %d hq %d hkv %d sq %d skv %d d %d %s %s" % (
                 s["batch"], s["heads_q"], s["heads_kv"], s["seq_q"], s["seq_kv"], s["head_dim"],
                 s["mask"], s["dtype"]), flush=True)
@@ -499,9 +543,10 @@ def main(argv=None):
     rc = 0
     problems = []
     p_results = []
-    for backend in args.backend_list:
-        res, problem = run_polyattn(args, backend, raw_dir)
-        p_results += res
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    if args.backend_list:
+        p_results, problem = run_polyattn(args, raw_dir)
         if problem:
             problems.append(problem)
     for r in p_results:
@@ -517,7 +562,7 @@ def main(argv=None):
 
     t_results, torch_info = [], None
     torch_names = [] if args.no_torch else args.torch_list
-    if torch is not None:
+    if torch is not None and not _stop[0]:
         tb = TorchBench(torch, args)
         torch_info = tb.info
         print("\n== torch %s (CUDA %s, cuDNN %s) on %s" % (

@@ -491,8 +491,27 @@ compare_torch)
         fail "torch --no-torch: shape row: $(grep '^1 ' out.txt)"
     [ "$(($(wc -l <ct/compare_torch_custom.csv) - 1))" -eq 4 ] || fail "torch --no-torch: csv rows"
     grep -q '^custom,polyattn,host:0,' ct/compare_torch_custom.csv || fail "torch --no-torch: csv"
-    [ -s ct/compare_torch_custom.json ] && [ -s ct/polyattn_custom_host.json ] &&
+    [ -s ct/compare_torch_custom.json ] && [ -s ct/polyattn_custom.json ] && [ -s ct/polyattn_custom.csv ] &&
         [ -s ct/compare_torch_custom.txt ] || fail "torch --no-torch: files: $(ls ct)"
+    # SIGTERM: polyattn finishes its measurement, the reports hold what was measured.
+    heavy="1,4,4,700,700,64"
+    heavy="$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy"
+    python3 "$script" --suite custom --shape "$heavy" --polyattn "$polyattn" --backends host \
+        --no-torch --reps 3 --warmup 1 --algo unfused,flash --out cs >out.txt 2>err.txt &
+    pid=$!
+    waited=0
+    while ! grep -q " ok " out.txt 2>/dev/null && [ $waited -lt 300 ]; do
+        sleep 0.2
+        waited=$((waited + 1))
+    done
+    kill -TERM $pid
+    wait $pid
+    code=$?
+    checks=$((checks + 1))
+    [ "$code" -eq 1 ] || fail "torch SIGTERM: exit $code, expected 1: $(cat err.txt)"
+    rows=$(($(wc -l <cs/compare_torch_custom.csv) - 1))
+    [ "$rows" -ge 1 ] && [ "$rows" -lt 16 ] || fail "torch SIGTERM: $rows rows"
+    grep -q "interrupted after" err.txt || fail "torch SIGTERM: polyattn not interrupted: $(cat err.txt)"
     finish
     ;;
 
