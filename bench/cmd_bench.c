@@ -1064,13 +1064,14 @@ int pa_cmd_bench(int argc, char **argv)
                                     "--backend opencl:1)");
     backend_item baseline_item = {POLYATTN_BACKEND_AUTO, -1};
     if (pa_cli_has(&args, "--baseline")) {
-        if (parse_backend_items("--baseline", pa_cli_get(&args, "--baseline"), &baseline_item,
-                                1) != 1 ||
-            baseline_item.backend == POLYATTN_BACKEND_AUTO)
-            return baseline_item.backend == POLYATTN_BACKEND_AUTO && !strchr(pa_cli_get(&args, "--baseline"), ',')
-                       ? pa_cli_fail("bench", "--baseline: expected a backend (cuda|hip|opencl|host"
-                                              "[:DEVICE]), got '%s'", pa_cli_get(&args, "--baseline"))
-                       : PA_EXIT_USAGE;
+        const char *text = pa_cli_get(&args, "--baseline");
+        if (strchr(text, ','))
+            return pa_cli_fail("bench", "--baseline: one backend expected, got '%s'", text);
+        if (parse_backend_items("--baseline", text, &baseline_item, 1) != 1)
+            return PA_EXIT_USAGE;
+        if (baseline_item.backend == POLYATTN_BACKEND_AUTO)
+            return pa_cli_fail("bench", "--baseline: expected a backend (cuda|hip|opencl|host"
+                                        "[:DEVICE]), got '%s'", text);
         int listed = 0;
         for (int i = 0; i < n_items; i++)
             listed |= items[i].backend == baseline_item.backend ||

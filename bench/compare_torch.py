@@ -9,7 +9,7 @@ place: bench/suites.c).  For each shape and dtype:
 
 - PyTorch: torch.nn.functional.scaled_dot_product_attention with each of its backends alone
   (flash, cudnn, efficient, math; torch.nn.attention.sdpa_kernel).  A backend that refuses
-  the shape is reported as unsupported with its message.  Each output is first checked
+  the shape is reported as unsupported with its message (oom when it ran out of memory).  Each output is first checked
   against a float64 reference on sampled rows (wrong results are reported, not timed), then
   the same method as `polyattn bench`: warm-up calls, CUDA events chained around --reps
   back-to-back calls rotating among input sets (enough to exceed the caches, at most 4),
@@ -348,7 +348,8 @@ class TorchBench:
                            tflops=flops(s) / (ms * 1e-3) / 1e12)
         except Exception as e:  # the backend refuses the shape, or out of memory
             text = " ".join(str(e).split()) or type(e).__name__
-            rec.update(status="unsupported", reason=text[:300])
+            oom = "out of memory" in text.lower()
+            rec.update(status="oom" if oom else "unsupported", reason=text[:300])
         finally:
             torch.cuda.empty_cache()
         return rec
@@ -583,7 +584,7 @@ def main(argv=None):
         seen = set()
         for r in unsupported:
             line = "  %s %s: %s" % (r["backend"], r["status"], r["reason"][:200])
-            if line not in seen:
+            if line not in seen and len(seen) < 30:
                 seen.add(line)
                 sys.stdout.write(line + "\n")
     sys.stdout.flush()

@@ -456,6 +456,8 @@ bench_compare)
     bad_case "compare backend empty" "--backend" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host,
     bad_case "compare baseline" "--baseline" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline opencl
     bad_case "compare baseline auto" "--baseline" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline auto
+    bad_case "compare baseline word" "--baseline" "metal" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline metal
+    bad_case "compare baseline list" "--baseline" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline host,host
     finish
     ;;
 
