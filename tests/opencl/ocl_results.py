@@ -49,9 +49,9 @@ def main():
         cells = list(map(str, k))
         for x in algos:
             r = by.get(x)
-            cells += [f"{r['ms']:.3f}", f"{r['tflops']:.2f}"] if r else ["-", "-"]
+            cells += [f"{r['ms']:.3f}", f"{r['tflops']:.3g}"] if r else ["-", "-"]
         t = ref.get(k)
-        cells += [f"{t['ms']:.3f}", f"{t['tflops']:.2f}"] if t else ["-", "-"]
+        cells += [f"{t['ms']:.3f}", f"{t['tflops']:.3g}"] if t else ["-", "-"]
         fl = by.get("flash")
         cells.append(f"{fl['tflops'] / t['tflops']:.2f}" if (fl and t) else "-")
         cells.append(str(fl["workspace_bytes"]) if fl else "-")
