@@ -500,6 +500,8 @@ static int run_child(child_fn fn, void *arg, msg_fn on_msg, void *msg_arg)
         _exit(rc);
     }
     measuring_pid = pid;
+    if (stop_requested) /* a signal between fork and here was not forwarded */
+        kill(pid, SIGTERM);
     close(fds[1]);
     child_msg m;
     while (read_full(fds[0], &m, sizeof m))
