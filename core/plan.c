@@ -131,7 +131,9 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
         return;
     }
     c->status = POLYATTN_STATUS_SUCCESS;
-    snprintf(c->reason, sizeof c->reason, "eligible");
+    /* A check may say how it will run (e.g. which GEMM): keep that as the note. */
+    snprintf(c->reason, sizeof c->reason, "eligible%s%.230s", why_not ? ": " : "",
+             why_not ? why_not : "");
 }
 
 static void append(char *buf, size_t n, const char *fmt, const char *a, const char *b)
@@ -227,12 +229,15 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
             }
             if (c->status == POLYATTN_STATUS_SUCCESS) {
                 c->chosen = 1;
+                char note[sizeof c->reason] = "";
+                if (strncmp(c->reason, "eligible: ", 10) == 0)
+                    snprintf(note, sizeof note, " [%.120s]", c->reason + 10);
                 if (i == 0)
-                    snprintf(c->reason, sizeof c->reason, "chosen: %.230s", policy);
+                    snprintf(c->reason, sizeof c->reason, "chosen: %.120s%s", policy, note);
                 else
                     snprintf(c->reason, sizeof c->reason,
-                             "chosen: %.190s, but %s was rejected (see its reason)", policy,
-                             polyattn_algo_name(order[0]));
+                             "chosen: %.100s, but %s was rejected (see its reason)%s", policy,
+                             polyattn_algo_name(order[0]), note);
                 plan->algo = algo;
                 plan->state = state;
                 info->algo = c->algo;
