@@ -120,7 +120,14 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
             *why_not = dev->why;
             return POLYATTN_STATUS_UNSUPPORTED;
         }
+        snprintf(dev->note[2], sizeof dev->note[2],
+                 "generic SIMT kernel (tensor cores not used: %s)", tc_refusal(dev, p));
+    } else {
+        snprintf(dev->note[2], sizeof dev->note[2],
+                 "tensor-core kernel (mma.sync %s, head_dim %d%s)", polyattn_dtype_name(p->dtype),
+                 (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "");
     }
+    *why_not = dev->note[2];
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -197,6 +204,9 @@ static polyattn_status fused_check(pa_device *d, const pa_problem *p, const char
         *why_not = dev->why;
         return POLYATTN_STATUS_UNSUPPORTED;
     }
+    snprintf(dev->note[1], sizeof dev->note[1], "one launch; scores of each 32-query tile in %s",
+             fused_scores_fit(dev, &a) ? "shared memory" : "the workspace");
+    *why_not = dev->note[1];
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -261,7 +271,6 @@ static unfused_plan unfused_layout(const pa_problem *p)
 
 static polyattn_status unfused_check(pa_device *d, const pa_problem *p, const char **why_not)
 {
-    (void)d;
     const char *why = check_int_sizes(p);
     if (why) return *why_not = why, POLYATTN_STATUS_UNSUPPORTED;
     if (p->q_stride[3] != 1 || p->k_stride[3] != 1 || p->v_stride[3] != 1 || p->o_stride[3] != 1) {
@@ -277,6 +286,13 @@ static polyattn_status unfused_check(pa_device *d, const pa_problem *p, const ch
         *why_not = "seq_kv too long for a cuBLAS leading dimension";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
+    const unfused_plan u = unfused_layout(p);
+    snprintf(pa_cuda_dev(d)->note[0], sizeof pa_cuda_dev(d)->note[0],
+             "cublasGemmStridedBatchedEx x %d per product (%d GQA offset%s, %s), f32 accumulate; "
+             "mask+softmax kernel",
+             u.calls, u.group, u.group > 1 ? "s" : "",
+             u.flat ? "batches folded into the strided batch" : "one call per batch");
+    *why_not = pa_cuda_dev(d)->note[0];
     return POLYATTN_STATUS_SUCCESS;
 }
 

@@ -15,7 +15,8 @@ typedef struct pa_cuda_device {
     cublasHandle_t blas; /* created on the first unfused plan */
     int cc_major, cc_minor, sm_count;
     size_t smem_optin, l2_bytes, total_mem;
-    char why[256]; /* device-owned rejection reasons of check() */
+    char why[256];     /* device-owned rejection reasons of check() */
+    char note[3][160]; /* check()'s note on how an eligible algorithm runs, per algo */
 } pa_cuda_device;
 
 static inline pa_cuda_device *pa_cuda_dev(pa_device *d)
