@@ -246,14 +246,26 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
     ocl_tiles t;
     int rows = 0;
     choose_tiles(&d->caps, p->head_dim, p->head_dim_v, &t);
-    if (flash_rows_variant(&d->caps, p->head_dim, p->head_dim_v, &rows))
+    uint64_t local_bytes = flash_local_bytes(&t, p->head_dim_v);
+    int use_rows = flash_rows_variant(&d->caps, p->head_dim, p->head_dim_v, &rows);
+    int v4 = flash_v4(&t);
+    if (use_rows) {
         t = (ocl_tiles){1, 1, 1, 1, 1, 1}; /* no local memory, any group size */
-    const char *why = check_common(d, p, &t,
-                                   rows && t.bm == 1 ? 0 : flash_local_bytes(&t, p->head_dim_v));
+        local_bytes = 0;
+    }
+    const char *why = check_common(d, p, &t, local_bytes);
     if (why) {
         *why_not = why;
         return POLYATTN_STATUS_UNSUPPORTED;
     }
+    if (use_rows)
+        snprintf(d->note[3], sizeof d->note[3],
+                 "row-streaming CPU kernel, %d rows per work-item, no local memory", rows);
+    else
+        snprintf(d->note[3], sizeof d->note[3],
+                 "tiled%s kernel %dx%d (rows x keys), %d work-items, %llu B local memory",
+                 v4 ? " 4-wide" : "", t.bm, t.bn, t.rg * t.cg, (unsigned long long)local_bytes);
+    *why_not = d->note[3];
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -361,6 +373,11 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
         *why_not = why;
         return POLYATTN_STATUS_UNSUPPORTED;
     }
+    uint64_t sc = 0;
+    int local = fused_scores_local(d, p, &t, &sc);
+    snprintf(d->note[2], sizeof d->note[2], "one launch, %dx%d tiles, scores in %s", t.bm, t.bn,
+             local ? "local memory" : "the workspace");
+    *why_not = d->note[2];
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -541,6 +558,14 @@ static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const 
         *why_not = "the softmax kernel needs 128 work-items per group";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
+    uint64_t nb = (uint64_t)(p->batch * p->heads_q);
+    snprintf(d->note[1], sizeof d->note[1], "CLBlast SGEMM batched on %s, scores in %s%s",
+             s.pack_q || s.pack_k || s.pack_v || s.unpack_o
+                 ? "f32 copies in the workspace (f16/bf16 storage or strides CLBlast cannot take)"
+                 : "the caller's f32 tensors",
+             p->want_probs ? "the probabilities buffer" : "the workspace",
+             !p->want_probs && s.chunk < nb ? " (several passes: CLBlast's 32-bit indexing)" : "");
+    *why_not = d->note[1];
     return POLYATTN_STATUS_SUCCESS;
 #endif
 }
