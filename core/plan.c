@@ -229,15 +229,15 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
             }
             if (c->status == POLYATTN_STATUS_SUCCESS) {
                 c->chosen = 1;
-                char note[sizeof c->reason] = "";
+                char note[100] = "";
                 if (strncmp(c->reason, "eligible: ", 10) == 0)
-                    snprintf(note, sizeof note, " [%.120s]", c->reason + 10);
+                    snprintf(note, sizeof note, " [%.96s]", c->reason + 10);
                 if (i == 0)
-                    snprintf(c->reason, sizeof c->reason, "chosen: %.120s%s", policy, note);
+                    snprintf(c->reason, sizeof c->reason, "chosen: %.120s%.100s", policy, note);
                 else
                     snprintf(c->reason, sizeof c->reason,
-                             "chosen: %.100s, but %s was rejected (see its reason)%s", policy,
-                             polyattn_algo_name(order[0]), note);
+                             "chosen: %.80s, but %.8s was rejected (see its reason)%.100s",
+                             policy, polyattn_algo_name(order[0]), note);
                 plan->algo = algo;
                 plan->state = state;
                 info->algo = c->algo;
