@@ -2,16 +2,13 @@
  * Plans: validation, algorithm selection and the cost model, done once; then forward.
  *
  * Selection walks candidates in priority order and records why each one was rejected
- * (like PyTorch's sdp_utils).  The starting policy is the seed article's guide; its
- * length threshold is a guess until bench results replace it (see README).
+ * (like PyTorch's sdp_utils).  The default order per backend comes from measurements
+ * (policy.c); the autotune option measures instead.
  */
 #include "pa_core.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Above this many keys or queries, flash is preferred over fused (seed's guess). */
-#define PA_FUSED_MAX_SEQ 2048
 
 void polyattn_plan_options_init(polyattn_plan_options *options)
 {
@@ -56,24 +53,18 @@ static const pa_algo_ops *find_algo(const pa_backend_ops *ops, polyattn_algo alg
     return NULL;
 }
 
-static void order_candidates(const pa_problem *p, const polyattn_plan_options *opt,
-                             polyattn_algo order[3], const char **why)
+static void order_candidates(const polyattn_context *ctx, const pa_problem *p,
+                             const polyattn_plan_options *opt, polyattn_algo order[3],
+                             const char **why)
 {
-    int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
     if (opt->debug || opt->want_probs) {
         order[0] = POLYATTN_ALGO_UNFUSED, order[1] = POLYATTN_ALGO_FUSED,
         order[2] = POLYATTN_ALGO_FLASH;
         *why = opt->debug ? "debug mode prefers unfused (separate kernels, probabilities)"
                           : "probabilities asked for: unfused materializes them";
-    } else if (longest <= PA_FUSED_MAX_SEQ) {
-        order[0] = POLYATTN_ALGO_FUSED, order[1] = POLYATTN_ALGO_FLASH,
-        order[2] = POLYATTN_ALGO_UNFUSED;
-        *why = "sequence length <= 2048 prefers fused (policy: seed guide, not yet measured)";
-    } else {
-        order[0] = POLYATTN_ALGO_FLASH, order[1] = POLYATTN_ALGO_FUSED,
-        order[2] = POLYATTN_ALGO_UNFUSED;
-        *why = "sequence length > 2048 prefers flash (O(N) memory)";
+        return;
     }
+    pa_policy_order(ctx->ops->kind, p, order, why);
 }
 
 /* Puts the measured (or cached) fastest eligible algorithm first. */
@@ -207,7 +198,7 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
         n_order = 1;
         policy = "requested by the caller";
     } else {
-        order_candidates(&p, &opt, order, &policy);
+        order_candidates(ctx, &p, &opt, order, &policy);
         if (opt.autotune) autotune_order(ctx, &p, &opt, info->candidates, order, &policy,
                                          tune_why, sizeof tune_why);
     }

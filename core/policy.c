@@ -1,0 +1,69 @@
+/*
+ * The default order in which AUTO tries the algorithms, per backend, from measurements
+ * committed under bench/results/ (each rule names its evidence).  Autotune (a plan
+ * option) measures instead of trusting these rules; debug mode and requests for the
+ * probabilities put unfused first on every backend (plan.c).
+ */
+#include "pa_core.h"
+
+#define U POLYATTN_ALGO_UNFUSED
+#define F POLYATTN_ALGO_FUSED
+#define L POLYATTN_ALGO_FLASH
+
+static void set(polyattn_algo order[3], polyattn_algo a, polyattn_algo b, polyattn_algo c)
+{
+    order[0] = a, order[1] = b, order[2] = c;
+}
+
+void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_algo order[3],
+                     const char **why)
+{
+    int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
+    switch (backend) {
+    case POLYATTN_BACKEND_CUDA:
+        /* bench/results/cli-h100-2026-11-24 and cuda-h100-2026-11-24: fused was the
+         * slowest on every shape (3-15x behind unfused); cuBLAS unfused beat flash on the
+         * seed shapes (head_dim 512-1024: 4-6x in f32, 3-4x in f16) and in decode
+         * (seq_q 1, seq_kv >= 4096: 1.2-4x); tensor-core flash beat unfused 2.7-9.5x on
+         * every FlashAttention-2 shape (f16/bf16, head_dim 64/128, N 512-16384). */
+        if (p->head_dim > 256 || p->head_dim_v > 256) {
+            set(order, U, L, F);
+            *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 3-6x faster than "
+                   "flash on the seed shapes";
+        } else if (p->seq_q <= 16 && p->seq_kv >= 4096) {
+            set(order, U, L, F);
+            *why = "cuda, decode (seq_q <= 16, seq_kv >= 4096): unfused first, measured "
+                   "1.2-4x faster than flash";
+        } else if (p->dtype == POLYATTN_DTYPE_F32) {
+            set(order, U, L, F);
+            *why = "cuda, f32: unfused (cuBLAS) first; flash's f32 path has no tensor cores "
+                   "(measured 4-6x slower on the seed shapes)";
+        } else {
+            set(order, L, U, F);
+            *why = "cuda, f16/bf16, head_dim <= 256: tensor-core flash first, measured "
+                   "2.7-9.5x faster than unfused";
+        }
+        return;
+    case POLYATTN_BACKEND_OPENCL:
+        /* bench/results/opencl-h100-2026-11-24: flash fastest on 35 of 37 shapes (within
+         * 6% of unfused on the other two); opencl-pocl-2026-11-24: flash 2.2-3.7x faster
+         * than unfused at N = 2048; fused between the two at N >= 4096. */
+        set(order, L, F, U);
+        *why = "opencl: flash first, measured fastest on NVIDIA's OpenCL and on PoCL";
+        return;
+    case POLYATTN_BACKEND_HOST:
+        set(order, U, L, F);
+        *why = "host: the unfused reference first (faster than host flash when measured)";
+        return;
+    default:
+        break;
+    }
+    /* Not yet measured (HIP: no AMD GPU was available): the seed article's guide. */
+    if (longest <= 2048) {
+        set(order, F, L, U);
+        *why = "sequence length <= 2048 prefers fused (seed guide; not measured on this backend)";
+    } else {
+        set(order, L, F, U);
+        *why = "sequence length > 2048 prefers flash (seed guide; not measured on this backend)";
+    }
+}
