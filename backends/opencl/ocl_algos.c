@@ -342,9 +342,19 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
         SET_ARG(k, 22, vec);
     }
     if (s->rows) {
-        size_t global[3] = {(size_t)((p->seq_q + s->rows - 1) / s->rows), (size_t)p->heads_q,
-                            (size_t)p->batch};
-        return enqueue(d, k, global, NULL, "clEnqueueNDRangeKernel(flash_fwd_rows_kernel)");
+        /* An explicit work-group size: CPU drivers keep every work-item's private arrays
+         * of a work-group at once (PoCL: on its thread's stack), so the size the driver
+         * picks (256 on PoCL) overflowed at head_dim 1024.  Cap the group's private
+         * footprint near 256 KiB; the kernel returns early for the padded rows. */
+        size_t row_bytes = (size_t)s->rows * (size_t)(p->head_dim + p->head_dim_v) * 4;
+        size_t items_per_group = 64;
+        while (items_per_group > 1 && items_per_group * row_bytes > (size_t)256 * 1024)
+            items_per_group /= 2;
+        size_t items = (size_t)((p->seq_q + s->rows - 1) / s->rows);
+        size_t global[3] = {(items + items_per_group - 1) / items_per_group * items_per_group,
+                            (size_t)p->heads_q, (size_t)p->batch};
+        size_t local[3] = {items_per_group, 1, 1};
+        return enqueue(d, k, global, local, "clEnqueueNDRangeKernel(flash_fwd_rows_kernel)");
     }
     size_t nt = (size_t)(s->tiles.rg * s->tiles.cg);
     size_t global[3] = {(size_t)n_tiles * nt, (size_t)p->heads_q, (size_t)p->batch};
