@@ -15,7 +15,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; a module built against another value
  * is refused at load time. */
-#define PA_BACKEND_ABI_VERSION 1
+#define PA_BACKEND_ABI_VERSION 2 /* 2: backward members appended to pa_algo_ops */
 
 /* A validated, normalized problem: what kernels see.  Strides are in elements. */
 typedef struct pa_problem {
@@ -26,6 +26,10 @@ typedef struct pa_problem {
     polyattn_mask mask;
     int want_lse;   /* lse: f32 contiguous [batch, heads_q, seq_q] */
     int want_probs; /* probs: f32 contiguous [batch, heads_q, seq_q, seq_kv] */
+    /* The plan also runs the backward (want_lse is then set too).  A check may reject a
+     * problem whose backward it cannot run, as it does for want_probs. */
+    int want_backward;
+    int deterministic; /* backward: no atomics in the dQ accumulation */
 } pa_problem;
 
 /* Queries attend to keys [0, pa_visible_keys(p, i)); 0 means a fully masked row. */
@@ -62,6 +66,15 @@ typedef struct pa_io {
     uint64_t workspace_bytes;
 } pa_io;
 
+/* Tensors of a backward call.  dq, dk, dv have q's, k's and v's strides; d_o has o's. */
+typedef struct pa_backward_io {
+    pa_tensor_ref q, k, v, o, d_o;
+    pa_tensor_ref lse; /* f32 contiguous [batch, heads_q, seq_q], -inf on fully masked rows */
+    pa_tensor_ref dq, dk, dv;
+    pa_tensor_ref workspace; /* mem NULL when backward_workspace_size is 0 */
+    uint64_t workspace_bytes;
+} pa_backward_io;
+
 typedef struct pa_algo_ops {
     polyattn_algo algo;
     /* Pure; gates planning and dispatch alike.  On rejection returns UNSUPPORTED (or
@@ -75,6 +88,14 @@ typedef struct pa_algo_ops {
     /* Enqueues the work; must not allocate device memory. */
     polyattn_status (*forward)(pa_device *dev, const pa_problem *p, void *state,
                                const pa_io *io);
+    /* Optional backward (NULL: a plan with want_backward rejects the algorithm, "the <backend>
+     * backend has no <algo> backward yet").  The state is prepare's; check and prepare saw
+     * p->want_backward.  backward_workspace_size NULL means 0.  backward writes every
+     * element of dq, dk and dv (zeros where a gradient is zero) and must not allocate
+     * device memory. */
+    uint64_t (*backward_workspace_size)(pa_device *dev, const pa_problem *p);
+    polyattn_status (*backward)(pa_device *dev, const pa_problem *p, void *state,
+                                const pa_backward_io *io);
 } pa_algo_ops;
 
 typedef struct pa_backend_ops {

@@ -46,6 +46,24 @@ static uint64_t io_bytes(const pa_problem *p)
     return bytes;
 }
 
+/* What a backward call adds: dO read, dQ, dK and dV written (the LSE is counted above). */
+static uint64_t backward_io_bytes(const pa_problem *p)
+{
+    if (!p->want_backward) return 0;
+    return tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v) +
+           tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim) +
+           tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim) +
+           tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v);
+}
+
+static uint64_t backward_workspace(polyattn_context *ctx, const pa_algo_ops *algo,
+                                   const pa_problem *p)
+{
+    return p->want_backward && algo->backward && algo->backward_workspace_size
+               ? algo->backward_workspace_size(ctx->dev, p)
+               : 0;
+}
+
 static const pa_algo_ops *find_algo(const pa_backend_ops *ops, polyattn_algo algo)
 {
     for (size_t i = 0; i < ops->n_algos; i++)
@@ -105,10 +123,18 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
     }
     const char *why_not = NULL;
     polyattn_status st = algo->check(ctx->dev, p, &why_not);
+    if (st == POLYATTN_STATUS_SUCCESS && p->want_backward && !algo->backward) {
+        c->status = POLYATTN_STATUS_UNSUPPORTED;
+        snprintf(c->reason, sizeof c->reason, "the %s backend has no %s backward yet",
+                 ctx->ops->name, polyattn_algo_name(c->algo));
+        return;
+    }
     c->workspace_bytes = st == POLYATTN_STATUS_SUCCESS || st == POLYATTN_STATUS_OVER_BUDGET
                              ? algo->workspace_size(ctx->dev, p)
                              : 0;
-    c->device_bytes = io_bytes(p) + c->workspace_bytes;
+    /* With want_backward the budget covers the backward's tensors and workspace too. */
+    c->device_bytes = io_bytes(p) + c->workspace_bytes + backward_io_bytes(p) +
+                      (st == POLYATTN_STATUS_SUCCESS ? backward_workspace(ctx, algo, p) : 0);
     if (st != POLYATTN_STATUS_SUCCESS) {
         c->status = st;
         snprintf(c->reason, sizeof c->reason, "%s", why_not ? why_not : polyattn_status_string(st));
@@ -158,7 +184,9 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
     polyattn_status st = pa_desc_normalize(desc, &p, &message);
     if (st != POLYATTN_STATUS_SUCCESS)
         return pa_context_fail(ctx, st, "%s", message ? message : "invalid descriptor");
-    p.want_lse = opt.want_lse != 0;
+    p.want_backward = opt.want_backward != 0;
+    p.deterministic = p.want_backward && opt.deterministic != 0;
+    p.want_lse = opt.want_lse != 0 || p.want_backward; /* the backward reads the LSE */
     p.want_probs = opt.want_probs != 0;
 
     polyattn_device_info dev_info;
@@ -235,6 +263,7 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
                 info->workspace_bytes = c->workspace_bytes;
                 info->device_bytes = c->device_bytes;
                 info->kernel_launches = algo->kernel_launches(ctx->dev, &p);
+                info->backward_workspace_bytes = backward_workspace(ctx, algo, &p);
                 snprintf(info->reason, sizeof info->reason, "%s", c->reason + 8);
                 break;
             }

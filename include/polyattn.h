@@ -260,6 +260,13 @@ typedef struct polyattn_plan_options {
     /* Optional: a text file that keeps autotune winners across processes (read when the
      * first plan needs it, appended with each new winner).  NULL: memory only. */
     const char *autotune_cache_file;
+    /* The plan also prepares the backward pass (polyattn_backward).  Implies want_lse: the
+     * forward then writes the log-sum-exp the backward needs.  AUTO picks only among the
+     * algorithms whose backend has a backward for them. */
+    int want_backward;
+    /* Bitwise-reproducible gradients: no atomics in the dQ accumulation (slower on GPUs).
+     * Ignored without want_backward (the forward is deterministic anyway). */
+    int deterministic;
 } polyattn_plan_options;
 
 POLYATTN_API void polyattn_plan_options_init(polyattn_plan_options *options);
@@ -288,6 +295,8 @@ typedef struct polyattn_plan_info {
     char reason[256];            /* why this algorithm was chosen */
     int n_candidates;            /* unfused, fused, flash in that order */
     polyattn_candidate candidates[3];
+    /* Plans made with want_backward: the workspace polyattn_backward needs (else 0). */
+    uint64_t backward_workspace_bytes;
 } polyattn_plan_info;
 
 /* Validates, selects an algorithm, prepares kernels.  On failure, the context's last
@@ -311,6 +320,26 @@ POLYATTN_API polyattn_status polyattn_forward(polyattn_plan *plan, const polyatt
                                               const polyattn_buffer *k, const polyattn_buffer *v,
                                               polyattn_buffer *o, polyattn_buffer *lse,
                                               polyattn_buffer *probs, polyattn_buffer *workspace);
+
+/* Runs the backward pass of a plan made with want_backward, on the context's stream or
+ * queue (asynchronously on GPUs), for the loss gradient d_o = dL/dO:
+ *   dq = dL/dQ, dk = dL/dK, dv = dL/dV (dk and dv summed over the query heads of a GQA group).
+ * q, k, v, o: the forward's inputs and its output O (the backward reads O).
+ * d_o: the gradient of O, laid out like o (the descriptor's o strides and dtype).
+ * lse: the f32 log-sum-exp the forward wrote for these inputs (want_backward implies
+ *      want_lse), contiguous [batch, heads_q, seq_q].
+ * dq, dk, dv: outputs laid out like q, k and v (the same descriptor strides and dtype), so a
+ *      buffer that can hold q can hold dq.  They must not overlap each other or any input
+ *      (checked on byte ranges: a packed dQKV buffer is not accepted yet).
+ * workspace: at least backward_workspace_bytes (plan info), or NULL when that is 0.
+ * Queries that see no key (fully masked rows) get dq = 0 and add nothing to dk and dv. */
+POLYATTN_API polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
+                                               const polyattn_buffer *k, const polyattn_buffer *v,
+                                               const polyattn_buffer *o,
+                                               const polyattn_buffer *d_o,
+                                               const polyattn_buffer *lse, polyattn_buffer *dq,
+                                               polyattn_buffer *dk, polyattn_buffer *dv,
+                                               polyattn_buffer *workspace);
 
 /* ---- timing -------------------------------------------------------------- */
 

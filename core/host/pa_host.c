@@ -8,6 +8,7 @@
  *            double accumulators and O(head_dim) scratch per query, so that comparing it
  *            with unfused checks the online-softmax rescaling logic the GPU kernels use.
  *   fused    not offered: the unfused path already is the reference.
+ * Both offered algorithms have a backward (pa_host_backward.c).
  * Inputs are read at arbitrary strides in f32/f16/bf16; O is written in the output dtype
  * (double -> f32 -> f16/bf16, each step round-to-nearest-even).  Work is split over
  * (batch, heads_q) pairs across the online CPUs.
@@ -630,7 +631,9 @@ static const pa_algo_ops host_algos[] = {
      .kernel_launches = host_kernel_launches,
      .prepare = NULL,
      .release = NULL,
-     .forward = unfused_forward},
+     .forward = unfused_forward,
+     .backward_workspace_size = pa_host_backward_workspace_size,
+     .backward = pa_host_backward_unfused},
     {.algo = POLYATTN_ALGO_FUSED,
      .check = fused_check,
      .workspace_size = host_workspace_size,
@@ -644,7 +647,9 @@ static const pa_algo_ops host_algos[] = {
      .kernel_launches = host_kernel_launches,
      .prepare = NULL,
      .release = NULL,
-     .forward = flash_forward},
+     .forward = flash_forward,
+     .backward_workspace_size = pa_host_backward_workspace_size,
+     .backward = pa_host_backward_flash},
 };
 
 static const pa_backend_ops host_ops = {

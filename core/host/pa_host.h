@@ -15,6 +15,14 @@ extern "C" {
 /* The static ops table of the built-in host backend (one device, "host"). */
 const pa_backend_ops *pa_host_backend_ops(void);
 
+/* Backward of the unfused (exact oracle) and flash (FlashAttention-2 recomputation from
+ * the LSE) algorithms, pa_host_backward.c. */
+uint64_t pa_host_backward_workspace_size(pa_device *dev, const pa_problem *p);
+polyattn_status pa_host_backward_unfused(pa_device *dev, const pa_problem *p, void *state,
+                                         const pa_backward_io *io);
+polyattn_status pa_host_backward_flash(pa_device *dev, const pa_problem *p, void *state,
+                                       const pa_backward_io *io);
+
 #ifdef __cplusplus
 }
 #endif

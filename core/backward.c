@@ -1,0 +1,109 @@
+/*
+ * The backward pass: validation of the call, then the plan's algorithm's backward.
+ *
+ * Like polyattn_forward, every check happens before any work is queued, so a rejected
+ * call leaves dq, dk and dv untouched.  dq, dk and dv share the strides of q, k and v and
+ * d_o those of o, so the sizes a caller already computed for the forward serve again.
+ */
+#include "pa_core.h"
+
+#include <string.h>
+
+typedef struct bwd_binding {
+    const char *name;
+    const polyattn_buffer *buf;
+    uint64_t need; /* bytes required; 0 only for an unneeded workspace */
+    int is_output;
+} bwd_binding;
+
+static int bwd_overlaps(const polyattn_buffer *a, const polyattn_buffer *b)
+{
+    return a->mem == b->mem && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
+}
+
+static void tensor_of(polyattn_tensor_desc *t, const pa_problem *p, int64_t heads, int64_t seq,
+                      int64_t dim, const int64_t stride[4])
+{
+    t->dtype = p->dtype;
+    t->shape[0] = p->batch, t->shape[1] = heads, t->shape[2] = seq, t->shape[3] = dim;
+    memcpy(t->strides, stride, sizeof t->strides);
+}
+
+enum { BWD_Q, BWD_K, BWD_V, BWD_O, BWD_DO, BWD_LSE, BWD_DQ, BWD_DK, BWD_DV, BWD_WS, BWD_N };
+
+polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
+                                  const polyattn_buffer *k, const polyattn_buffer *v,
+                                  const polyattn_buffer *o, const polyattn_buffer *d_o,
+                                  const polyattn_buffer *lse, polyattn_buffer *dq,
+                                  polyattn_buffer *dk, polyattn_buffer *dv,
+                                  polyattn_buffer *workspace)
+{
+    if (!plan) return POLYATTN_STATUS_INVALID_ARGUMENT;
+    polyattn_context *ctx = plan->ctx;
+    const pa_problem *p = &plan->problem;
+    pa_context_clear_error(ctx);
+    if (!p->want_backward)
+        return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "plan: made without want_backward (set it in the plan options)");
+    if (!plan->algo->backward) /* planning rejects such algorithms; keep the guard anyway */
+        return pa_context_fail(ctx, POLYATTN_STATUS_UNSUPPORTED,
+                               "the %s backend has no %s backward yet", ctx->ops->name,
+                               polyattn_algo_name(plan->info.algo));
+
+    polyattn_tensor_desc tq, tk, tv, to;
+    tensor_of(&tq, p, p->heads_q, p->seq_q, p->head_dim, p->q_stride);
+    tensor_of(&tk, p, p->heads_kv, p->seq_kv, p->head_dim, p->k_stride);
+    tensor_of(&tv, p, p->heads_kv, p->seq_kv, p->head_dim_v, p->v_stride);
+    tensor_of(&to, p, p->heads_q, p->seq_q, p->head_dim_v, p->o_stride);
+    const uint64_t rows = (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
+    const uint64_t qb = pa_tensor_bytes(&tq), kb = pa_tensor_bytes(&tk), vb = pa_tensor_bytes(&tv),
+                   ob = pa_tensor_bytes(&to);
+
+    bwd_binding b[BWD_N] = {
+        [BWD_Q] = {"q", q, qb, 0},
+        [BWD_K] = {"k", k, kb, 0},
+        [BWD_V] = {"v", v, vb, 0},
+        [BWD_O] = {"o", o, ob, 0},
+        [BWD_DO] = {"d_o", d_o, ob, 0},
+        [BWD_LSE] = {"lse", lse, rows * 4, 0},
+        [BWD_DQ] = {"dq", dq, qb, 1},
+        [BWD_DK] = {"dk", dk, kb, 1},
+        [BWD_DV] = {"dv", dv, vb, 1},
+        [BWD_WS] = {"workspace", workspace, plan->info.backward_workspace_bytes, 1},
+    };
+    for (int i = 0; i < BWD_N; i++) {
+        if (b[i].need == 0) {
+            b[i].buf = NULL; /* an unneeded workspace is ignored */
+            continue;
+        }
+        if (!b[i].buf)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: NULL but the backward needs %llu bytes", b[i].name,
+                                   (unsigned long long)b[i].need);
+        if (b[i].buf->ctx != ctx)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: buffer belongs to another context", b[i].name);
+        if (b[i].buf->bytes < b[i].need)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: buffer holds %llu bytes but the tensor needs %llu",
+                                   b[i].name, (unsigned long long)b[i].buf->bytes,
+                                   (unsigned long long)b[i].need);
+    }
+    /* Inputs may share memory (packed QKV); an output may overlap nothing. */
+    for (int i = 0; i < BWD_N; i++)
+        for (int j = i + 1; j < BWD_N; j++)
+            if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
+                bwd_overlaps(b[i].buf, b[j].buf))
+                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                       "%s: overlaps %s in memory; gradients must not alias",
+                                       b[j].name, b[i].name);
+
+    pa_backward_io io;
+    memset(&io, 0, sizeof io);
+    pa_tensor_ref *refs[BWD_N] = {&io.q,   &io.k,  &io.v,  &io.o,  &io.d_o,
+                                  &io.lse, &io.dq, &io.dk, &io.dv, &io.workspace};
+    for (int i = 0; i < BWD_N; i++)
+        if (b[i].buf) refs[i]->mem = b[i].buf->mem, refs[i]->offset = b[i].buf->offset;
+    io.workspace_bytes = b[BWD_WS].buf ? b[BWD_WS].buf->bytes : 0;
+    return plan->algo->backward(ctx->dev, p, plan->state, &io);
+}
