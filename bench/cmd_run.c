@@ -12,8 +12,12 @@ static const char usage[] =
     "                    [--algo auto|unfused|fused|flash] [--dtype f32|f16|bf16]\n"
     "                    [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
     "                    [--warmup N] [--json]\n"
+    "                    [--grad-out DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy]\n"
     "\n"
     "Computes softmax(Q K^T * scale + mask) V once on the device and writes the outputs.\n"
+    "With --grad-out (dL/dO, shaped like O) it then runs the backward pass and writes the\n"
+    "gradients dL/dQ, dL/dK, dL/dV (float32, shaped like Q, K, V); the four options go\n"
+    "together.\n"
     "Inputs are float32 C-order .npy files: Q [batch, heads_q, seq_q, head_dim],\n"
     "K [batch, heads_kv, seq_kv, head_dim], V [batch, heads_kv, seq_kv, head_dim_v];\n"
     "heads_kv must divide heads_q (grouped-query attention).  Outputs are float32 .npy:\n"
@@ -33,8 +37,8 @@ static const char usage[] =
     "Exit status: 0 success, 1 device or library failure, 2 bad usage or bad input.  Outputs\n"
     "appear only when everything succeeded.\n";
 
-enum { IN_Q, IN_K, IN_V, N_IN };
-enum { OUT_O, OUT_LSE, OUT_PROBS, N_OUT };
+enum { IN_Q, IN_K, IN_V, IN_DO, N_IN }; /* IN_DO only with the backward */
+enum { OUT_O, OUT_LSE, OUT_PROBS, OUT_DQ, OUT_DK, OUT_DV, N_OUT };
 
 typedef struct run_state {
     pa_npy_array in[N_IN];
@@ -42,8 +46,8 @@ typedef struct run_state {
     int out_open[N_OUT];
     polyattn_context *ctx;
     polyattn_plan *plan;
-    polyattn_buffer *buf_in[N_IN], *buf_out[N_OUT], *workspace;
-    polyattn_event *ev_start, *ev_end;
+    polyattn_buffer *buf_in[N_IN], *buf_out[N_OUT], *workspace, *bwd_workspace;
+    polyattn_event *ev_start, *ev_end, *ev_bwd_end;
     void *staging;
     float *host_out[N_OUT];
 } run_state;
@@ -61,9 +65,11 @@ static void run_cleanup(run_state *s)
         polyattn_buffer_free(s->buf_in[i]);
     }
     polyattn_buffer_free(s->workspace);
+    polyattn_buffer_free(s->bwd_workspace);
     free(s->staging);
     polyattn_event_destroy(s->ev_start);
     polyattn_event_destroy(s->ev_end);
+    polyattn_event_destroy(s->ev_bwd_end);
     polyattn_plan_destroy(s->plan);
     polyattn_context_destroy(s->ctx);
 }
@@ -86,16 +92,19 @@ static uint64_t shape_count(const int64_t *shape, int rank)
     return n <= UINT64_MAX / 8 ? n : 0;
 }
 
-static const char *const in_opt[N_IN] = {"--q", "--k", "--v"};
+static const char *const in_opt[N_IN] = {"--q", "--k", "--v", "--grad-out"};
 static const char *const in_layout[N_IN] = {"[batch, heads_q, seq_q, head_dim]",
                                             "[batch, heads_kv, seq_kv, head_dim]",
-                                            "[batch, heads_kv, seq_kv, head_dim_v]"};
+                                            "[batch, heads_kv, seq_kv, head_dim_v]",
+                                            "[batch, heads_q, seq_q, head_dim_v]"};
 
 static int read_inputs(run_state *s, const pa_cli_args *args)
 {
     for (int i = 0; i < N_IN; i++) {
         const char *path = pa_cli_get(args, in_opt[i]);
         char err[512];
+        if (!path)
+            continue; /* --grad-out without the backward */
         if (pa_npy_read_f32(path, &s->in[i], err, sizeof err) != 0)
             return pa_cli_fail("run", "%s: %s (%s)", in_opt[i], err, path);
         if (s->in[i].rank != 4)
@@ -126,6 +135,18 @@ static int read_inputs(run_state *s, const pa_cli_args *args)
     if (q[1] % k[1] != 0)
         return pa_cli_fail("run", "--k: heads_kv %lld does not divide --q's heads_q %lld (%s)",
                            (long long)k[1], (long long)q[1], kp);
+    if (s->in[IN_DO].data) {
+        const int64_t *g = s->in[IN_DO].shape, want[4] = {q[0], q[1], q[2], v[3]};
+        for (int d = 0; d < 4; d++)
+            if (g[d] != want[d])
+                return pa_cli_fail("run",
+                                   "--grad-out: shape [%lld, %lld, %lld, %lld] is not O's "
+                                   "[batch, heads_q, seq_q, head_dim_v] = [%lld, %lld, %lld, %lld] (%s)",
+                                   (long long)g[0], (long long)g[1], (long long)g[2],
+                                   (long long)g[3], (long long)want[0], (long long)want[1],
+                                   (long long)want[2], (long long)want[3],
+                                   pa_cli_get(args, "--grad-out"));
+    }
     return 0;
 }
 
@@ -145,18 +166,23 @@ static void json_shape(const char *key, const int64_t *shape, int rank, int pres
 static void print_result(const pa_cli_args *args, const run_state *s,
                          const polyattn_device_info *dev, const polyattn_plan_info *info,
                          polyattn_dtype dtype, polyattn_mask mask, double scale, double ms,
-                         int64_t warmup, int64_t out_shape[N_OUT][4], const int *out_rank,
+                         double backward_ms, int64_t warmup, int64_t out_shape[N_OUT][4], const int *out_rank,
                          const int *want)
 {
-    static const char *const in_key[N_IN] = {"q", "k", "v"};
-    static const char *const out_key[N_OUT] = {"o", "lse", "probs"};
-    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs"};
+    static const char *const in_key[N_IN] = {"q", "k", "v", "grad_out"};
+    static const char *const out_key[N_OUT] = {"o", "lse", "probs", "dq", "dk", "dv"};
+    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk", "--dv"};
+    const int backward = want[OUT_DQ];
     if (!pa_cli_has(args, "--json")) {
         char ws[32];
-        printf("%s:%d (%s): %s %s, %.3f ms, workspace %s; wrote",
+        printf("%s:%d (%s): %s %s, %.3f ms, workspace %s",
                polyattn_backend_name(info->backend), dev->index, dev->name,
                polyattn_algo_name(info->algo), polyattn_dtype_name(dtype), ms,
                pa_cli_bytes_human(info->workspace_bytes, ws));
+        if (backward)
+            printf("; backward %.3f ms, workspace %s", backward_ms,
+                   pa_cli_bytes_human(info->backward_workspace_bytes, ws));
+        printf("; wrote");
         for (int i = 0; i < N_OUT; i++)
             if (want[i])
                 printf(" %s", pa_cli_get(args, out_opt[i]));
@@ -172,6 +198,13 @@ static void print_result(const pa_cli_args *args, const run_state *s,
     printf(", \"ms\": ");
     pa_json_number(stdout, ms);
     printf(", \"warmup\": %lld", (long long)warmup);
+    printf(", \"backward_ms\": ");
+    if (backward)
+        pa_json_number(stdout, backward_ms);
+    else
+        printf("null");
+    printf(", \"backward_workspace_bytes\": %llu",
+           (unsigned long long)info->backward_workspace_bytes);
     printf(", \"workspace_bytes\": %llu, \"device_bytes\": %llu, \"flops\": ",
            (unsigned long long)info->workspace_bytes, (unsigned long long)info->device_bytes);
     pa_json_number(stdout, info->flops);
@@ -181,7 +214,7 @@ static void print_result(const pa_cli_args *args, const run_state *s,
     pa_json_string(stdout, info->reason);
     printf(", \"shapes\": {");
     for (int i = 0; i < N_IN; i++) {
-        json_shape(in_key[i], s->in[i].shape, 4, 1);
+        json_shape(in_key[i], s->in[i].shape, 4, s->in[i].data != NULL);
         printf(", ");
     }
     for (int i = 0; i < N_OUT; i++) {
@@ -200,6 +233,14 @@ static void print_result(const pa_cli_args *args, const run_state *s,
     printf("}\n");
 }
 
+static polyattn_status run_backward(run_state *s)
+{
+    return polyattn_backward(s->plan, s->buf_in[IN_Q], s->buf_in[IN_K], s->buf_in[IN_V],
+                             s->buf_out[OUT_O], s->buf_in[IN_DO], s->buf_out[OUT_LSE],
+                             s->buf_out[OUT_DQ], s->buf_out[OUT_DK], s->buf_out[OUT_DV],
+                             s->bwd_workspace);
+}
+
 int pa_cmd_run(int argc, char **argv)
 {
     static const pa_cli_opt spec[] = {
@@ -207,6 +248,7 @@ int pa_cmd_run(int argc, char **argv)
         {"--lse", 1},    {"--probs", 1},   {"--backend", 1}, {"--device", 1},
         {"--algo", 1},   {"--dtype", 1},   {"--causal", 1}, {"--scale", 1},
         {"--memory-budget", 1},            {"--json", 0},  {"--warmup", 1},
+        {"--grad-out", 1}, {"--dq", 1},    {"--dk", 1},     {"--dv", 1},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "run", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -232,7 +274,19 @@ int pa_cmd_run(int argc, char **argv)
         return pa_cli_fail("run", "--scale: '%s' underflows float32",
                            pa_cli_get(&args, "--scale"));
 
-    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs"};
+    /* The backward's four options go together: name the first one missing. */
+    static const char *const bwd_opt[4] = {"--grad-out", "--dq", "--dk", "--dv"};
+    int n_bwd = 0;
+    for (int i = 0; i < 4; i++)
+        n_bwd += pa_cli_has(&args, bwd_opt[i]);
+    for (int i = 0; i < 4 && n_bwd > 0 && n_bwd < 4; i++)
+        if (!pa_cli_has(&args, bwd_opt[i]))
+            return pa_cli_fail("run", "%s: required for the backward (--grad-out, --dq, --dk "
+                                      "and --dv go together)",
+                               bwd_opt[i]);
+    const int backward = n_bwd == 4;
+
+    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk", "--dv"};
     const char *out_path[N_OUT];
     int want[N_OUT];
     for (int i = 0; i < N_OUT; i++) {
@@ -268,8 +322,15 @@ int pa_cmd_run(int argc, char **argv)
 
     int64_t out_shape[N_OUT][4] = {{batch, heads_q, seq_q, head_dim_v},
                                    {batch, heads_q, seq_q, 0},
-                                   {batch, heads_q, seq_q, seq_kv}};
-    const int out_rank[N_OUT] = {4, 3, 4};
+                                   {batch, heads_q, seq_q, seq_kv},
+                                   {batch, heads_q, seq_q, head_dim},
+                                   {batch, heads_kv, seq_kv, head_dim},
+                                   {batch, heads_kv, seq_kv, head_dim_v}};
+    const int out_rank[N_OUT] = {4, 3, 4, 4, 4, 4};
+    /* Device buffers: what is written, plus the LSE the backward reads even without --lse. */
+    int need[N_OUT];
+    for (int i = 0; i < N_OUT; i++)
+        need[i] = want[i] || (i == OUT_LSE && backward);
     uint64_t out_count[N_OUT];
     for (int i = 0; i < N_OUT; i++) {
         out_count[i] = shape_count(out_shape[i], out_rank[i]);
@@ -302,6 +363,7 @@ int pa_cmd_run(int argc, char **argv)
     opts.memory_budget_bytes = common.memory_budget_bytes;
     opts.want_lse = want[OUT_LSE];
     opts.want_probs = want[OUT_PROBS];
+    opts.want_backward = backward;
     st = polyattn_plan_create(s.ctx, &desc, &opts, &s.plan);
     if (st != POLYATTN_STATUS_SUCCESS) {
         s.plan = NULL;
@@ -326,7 +388,7 @@ int pa_cmd_run(int argc, char **argv)
     for (int i = 0; i < N_IN; i++)
         max_count = s.in[i].count > max_count ? s.in[i].count : max_count;
     for (int i = 0; i < N_OUT; i++)
-        if (want[i] && out_count[i] > max_count)
+        if (need[i] && out_count[i] > max_count)
             max_count = out_count[i];
     s.staging = malloc(max_count * 4);
     if (!s.staging) {
@@ -334,6 +396,8 @@ int pa_cmd_run(int argc, char **argv)
         goto done;
     }
     for (int i = 0; i < N_IN; i++) {
+        if (!s.in[i].data)
+            continue;
         uint64_t bytes = s.in[i].count * esize;
         if ((st = polyattn_buffer_alloc(s.ctx, bytes, &s.buf_in[i])) != POLYATTN_STATUS_SUCCESS) {
             s.buf_in[i] = NULL;
@@ -349,9 +413,9 @@ int pa_cmd_run(int argc, char **argv)
     }
     /* Outputs (poisoned below, just before the timed call). */
     for (int i = 0; i < N_OUT; i++) {
-        if (!want[i])
+        if (!need[i])
             continue;
-        polyattn_dtype odt = i == OUT_O ? common.dtype : POLYATTN_DTYPE_F32;
+        polyattn_dtype odt = i == OUT_LSE || i == OUT_PROBS ? POLYATTN_DTYPE_F32 : common.dtype;
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         if ((st = polyattn_buffer_alloc(s.ctx, bytes, &s.buf_out[i])) != POLYATTN_STATUS_SUCCESS) {
             s.buf_out[i] = NULL;
@@ -371,6 +435,13 @@ int pa_cmd_run(int argc, char **argv)
         rc = pa_cli_fail_status("run", s.ctx, st, "workspace");
         goto done;
     }
+    if (backward && info.backward_workspace_bytes > 0 &&
+        (st = polyattn_buffer_alloc(s.ctx, info.backward_workspace_bytes, &s.bwd_workspace)) !=
+            POLYATTN_STATUS_SUCCESS) {
+        s.bwd_workspace = NULL;
+        rc = pa_cli_fail_status("run", s.ctx, st, "backward workspace");
+        goto done;
+    }
 
     /* Untimed calls first: the first call of a process pays one-time costs (module and
      * kernel loading, vendor library handles) that are not the attention's. */
@@ -381,13 +452,17 @@ int pa_cmd_run(int argc, char **argv)
             rc = pa_cli_fail_status("run", s.ctx, st, "forward");
             goto done;
         }
+        if (backward && (st = run_backward(&s)) != POLYATTN_STATUS_SUCCESS) {
+            rc = pa_cli_fail_status("run", s.ctx, st, "backward");
+            goto done;
+        }
     }
     /* Outputs poisoned with NaN before the call that counts, so that an element the
      * library forgot shows. */
     for (int i = 0; i < N_OUT; i++) {
-        if (!want[i])
+        if (!need[i])
             continue;
-        polyattn_dtype odt = i == OUT_O ? common.dtype : POLYATTN_DTYPE_F32;
+        polyattn_dtype odt = i == OUT_LSE || i == OUT_PROBS ? POLYATTN_DTYPE_F32 : common.dtype;
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         float *f = s.staging;
         for (uint64_t e = 0; e < out_count[i]; e++)
@@ -416,11 +491,23 @@ int pa_cmd_run(int argc, char **argv)
         rc = pa_cli_fail_status("run", s.ctx, st, "forward");
         goto done;
     }
+    /* The backward, timed on its own from the end of the forward. */
+    double backward_ms = 0;
+    if (backward &&
+        ((st = polyattn_event_create(s.ctx, &s.ev_bwd_end)) != POLYATTN_STATUS_SUCCESS ||
+         (st = run_backward(&s)) != POLYATTN_STATUS_SUCCESS ||
+         (st = polyattn_event_record(s.ev_bwd_end)) != POLYATTN_STATUS_SUCCESS ||
+         (st = polyattn_event_elapsed_ms(s.ev_end, s.ev_bwd_end, &backward_ms)) !=
+             POLYATTN_STATUS_SUCCESS ||
+         (st = polyattn_context_synchronize(s.ctx)) != POLYATTN_STATUS_SUCCESS)) {
+        rc = pa_cli_fail_status("run", s.ctx, st, "backward");
+        goto done;
+    }
 
     for (int i = 0; i < N_OUT; i++) {
         if (!want[i])
             continue;
-        polyattn_dtype odt = i == OUT_O ? common.dtype : POLYATTN_DTYPE_F32;
+        polyattn_dtype odt = i == OUT_LSE || i == OUT_PROBS ? POLYATTN_DTYPE_F32 : common.dtype;
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         if ((st = polyattn_buffer_read(s.buf_out[i], 0, s.staging, bytes)) !=
             POLYATTN_STATUS_SUCCESS) {
@@ -442,8 +529,8 @@ int pa_cmd_run(int argc, char **argv)
     }
 
     double used_scale = scale > 0 ? (double)(float)scale : 1.0 / sqrt((double)head_dim);
-    print_result(&args, &s, &dev, &info, common.dtype, common.mask, used_scale, ms, warmup,
-                 out_shape, out_rank, want);
+    print_result(&args, &s, &dev, &info, common.dtype, common.mask, used_scale, ms, backward_ms,
+                 warmup, out_shape, out_rank, want);
     rc = PA_EXIT_OK;
 done:
     run_cleanup(&s);

@@ -41,12 +41,12 @@ expect_code() {
 # Outputs must not exist after a failed run, nor any temp file beside them.
 no_outputs() {
     what=$1
-    for f in o.npy l.npy p.npy; do
+    for f in o.npy l.npy p.npy dq.npy dk.npy dv.npy; do
         [ -e "$f" ] && fail "$what: output $f exists after a failure"
     done
     leftovers=$(ls | grep '\.tmp\.' || true)
     [ -n "$leftovers" ] && fail "$what: temp files left: $leftovers"
-    rm -f o.npy l.npy p.npy
+    rm -f o.npy l.npy p.npy dq.npy dk.npy dv.npy
     return 0
 }
 
@@ -111,6 +111,7 @@ bad_input)
     gen vh1.npy 1,1,7,8 8
     gen q3h.npy 1,3,5,8 9
     gen k0.npy 1,2,0,8 10
+    gen do.npy 1,2,5,8 11
     for kind in magic text empty version f8 f2 bigendian fortran rank3 truncated trailing header headerlen; do
         bad $kind bad_$kind.npy
     done
@@ -165,6 +166,7 @@ bad_input)
     bad_case "--out is a folder" "--out" "folder" -- run --q q.npy --k k.npy --v v.npy --out adir --lse l.npy
     bad_case "--lse same as --out" "--lse" "same file" -- run --q q.npy --k k.npy --v v.npy --out o.npy --lse o.npy
     bad_case "--probs same as --lse" "--probs" "same file" -- run --q q.npy --k k.npy --v v.npy --out o.npy --lse l.npy --probs l.npy
+    bad_case "backward without --dv" "--dv" "go together" -- run $good --grad-out do.npy --dq dq.npy --dk dk.npy
     # explain's own arguments
     bad_case "explain batch 0" "--batch" "" -- explain --batch 0 --heads 1 --seq-q 8 --head-dim 8
     bad_case "explain missing head-dim" "--head-dim" "required" -- explain --batch 1 --heads 1 --seq-q 8
@@ -214,6 +216,17 @@ good_run)
         --backend host --algo flash --causal top-left &&
         grep -q "flash f32" out.txt || fail "run flash text: $(cat out.txt)"
     "$fixture" check o.npy 2,3,37,24 >/dev/null || fail "run flash: o.npy"
+    # Backward: gradients shaped like Q, K and V (GQA: heads_kv 1), LSE kept internal.
+    gen dout.npy 2,3,37,24 14
+    gen k1.npy 2,1,53,40 15 2
+    gen v1.npy 2,1,53,24 16 3
+    expect_code 0 "run backward" -- "$polyattn" run --q q.npy --k k1.npy --v v1.npy --out o.npy \
+        --grad-out dout.npy --dq dq.npy --dk dk.npy --dv dv.npy --backend host --algo flash \
+        --causal bottom-right --json &&
+        grep -q '"dk": \[2, 1, 53, 40\]' out.txt || fail "run backward: $(cat out.txt)"
+    "$fixture" check dq.npy 2,3,37,40 >/dev/null || fail "run backward: dq.npy"
+    "$fixture" check dk.npy 2,1,53,40 >/dev/null || fail "run backward: dk.npy"
+    "$fixture" check dv.npy 2,1,53,24 >/dev/null || fail "run backward: dv.npy"
     finish
     ;;
 
