@@ -10,7 +10,8 @@ static const char usage[] =
     "                        --head-dim D [--head-dim-v DV] [--dtype f32|f16|bf16]\n"
     "                        [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
     "                        [--debug] [--probs] [--lse] [--backend auto|host|cuda|hip|opencl]\n"
-    "                        [--device N] [--algo auto|unfused|fused|flash] [--json]\n"
+    "                        [--device N] [--algo auto|unfused|fused|flash] [--autotune]\n"
+    "                        [--json]\n"
     "\n"
     "Plans attention for the shape and prints the chosen algorithm and why, then each\n"
     "candidate (unfused, fused, flash): eligible, chosen or rejected, its workspace, its\n"
@@ -20,6 +21,8 @@ static const char usage[] =
     "\n"
     "  --debug   prefer the unfused path (debuggable, returns probabilities)\n"
     "  --probs   plan for returning probabilities; --lse: for returning the log-sum-exp\n"
+    "  --autotune  time the eligible algorithms on the device (random inputs) and choose the\n"
+    "            fastest instead of the default policy; the reason lists the timings\n"
     "  --json    one JSON object on stdout\n"
     "\n"
     "Exit status: 0 a plan exists, 1 no algorithm fits (every rejection is printed) or a\n"
@@ -140,7 +143,7 @@ int pa_cmd_explain(int argc, char **argv)
         {"--seq-kv", 1},   {"--head-dim", 1}, {"--head-dim-v", 1}, {"--dtype", 1},
         {"--causal", 1},   {"--scale", 1},  {"--memory-budget", 1}, {"--debug", 0},
         {"--probs", 0},    {"--lse", 0},    {"--backend", 1},    {"--device", 1},
-        {"--algo", 1},     {"--json", 0},
+        {"--algo", 1},     {"--json", 0},   {"--autotune", 0},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "explain", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -208,6 +211,7 @@ int pa_cmd_explain(int argc, char **argv)
     opts.debug = pa_cli_has(&args, "--debug");
     opts.want_probs = pa_cli_has(&args, "--probs");
     opts.want_lse = pa_cli_has(&args, "--lse");
+    opts.autotune = pa_cli_has(&args, "--autotune");
     polyattn_plan *plan = NULL;
     st = polyattn_plan_create(ctx, &desc, &opts, &plan);
     if (st != POLYATTN_STATUS_SUCCESS) {
