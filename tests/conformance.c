@@ -1,6 +1,6 @@
 /*
  * conformance --backend host|cuda|hip|opencl [--device N] [--algo X] [--dtype X]
- *             [--case NAME] [--seed N] [--list]
+ *             [--case NAME] [--seed N] [--backward] [--list]
  *
  * Every algorithm x dtype x case of the shared table on one device: fresh inputs per
  * combination, poisoned outputs, every element compared with the host reference (double
@@ -8,6 +8,9 @@
  *   PASS / FAIL / UNSUPPORTED (with the backend's reason).
  * An algorithm the backend rejects is reported, not failed, except that a "must support"
  * case fails when every algorithm is rejected, and on GPU backends when flash is.
+ * --backward: the same table through polyattn_backward instead (plans with want_backward;
+ * dQ, dK and dV compared with the host unfused backward, exact in double).  An algorithm
+ * without a backward is UNSUPPORTED, printed and not failed (no must-support rule yet).
  * Exit: 0 all good, 1 any failure, 2 bad arguments, 77 no such device.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -40,7 +43,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: conformance --backend host|cuda|hip|opencl [--device N] "
                     "[--algo auto|unfused|fused|flash] [--dtype f32|f16|bf16] [--case NAME] "
-                    "[--seed N] [--list]\n");
+                    "[--seed N] [--backward] [--list]\n");
 }
 
 /* Algorithms with a workspace must refuse a missing or short one before launching
@@ -98,10 +101,78 @@ static int check_workspace_rejection(polyattn_context *ctx, const polyattn_algo 
     return failures;
 }
 
+/* The backward over the table: one line per case x dtype x algo.  Returns failures and
+ * adds to *passed and *unsupported. */
+static int backward_suite(polyattn_context *ctx, const polyattn_device_info *info,
+                          const char *only_case, const polyattn_algo *algos, int n_algos,
+                          const polyattn_dtype *dtypes, int n_dtypes, unsigned long long seed,
+                          int *passed, int *unsupported)
+{
+    size_t n_cases, ci;
+    const pa_tk_case *cases = pa_tk_cases(&n_cases);
+    int failed = 0;
+    for (ci = 0; ci < n_cases; ci++) {
+        const pa_tk_case *c = &cases[ci];
+        int di, ai;
+        if (only_case && strcmp(only_case, c->name) != 0)
+            continue;
+        for (di = 0; di < n_dtypes; di++) {
+            const polyattn_dtype dtype = dtypes[di];
+            if ((dtype == POLYATTN_DTYPE_F16 && !info->f16_storage) ||
+                (dtype == POLYATTN_DTYPE_BF16 && !info->bf16_storage)) {
+                printf("UNSUPPORTED %-28s %-4s *       : the device has no %s storage\n", c->name,
+                       polyattn_dtype_name(dtype), polyattn_dtype_name(dtype));
+                (*unsupported)++;
+                continue;
+            }
+            for (ai = 0; ai < n_algos; ai++) {
+                const polyattn_algo algo = algos[ai];
+                pa_tk_problem p;
+                pa_tk_backward_result r;
+                polyattn_status st;
+                double t0 = now_ms();
+                st = pa_tk_problem_init(&p, c, dtype, seed * 16 + (unsigned)algo);
+                if (st != POLYATTN_STATUS_SUCCESS) {
+                    printf("FAIL        %-28s %-4s %-7s : cannot build the inputs: %s\n", c->name,
+                           polyattn_dtype_name(dtype), polyattn_algo_name(algo),
+                           polyattn_status_name(st));
+                    failed++;
+                    continue;
+                }
+                st = pa_tk_run_backward(ctx, &p, algo, 0, &r);
+                if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
+                    printf("UNSUPPORTED %-28s %-4s %-7s : %s\n", c->name, polyattn_dtype_name(dtype),
+                           polyattn_algo_name(algo), r.message);
+                    (*unsupported)++;
+                } else if (st != POLYATTN_STATUS_SUCCESS || !r.pass) {
+                    printf("FAIL        %-28s %-4s %-7s : %s%s%s dQ %.3g dK %.3g dV %.3g (rel; tol "
+                           "%.0e + condition)\n",
+                           c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo),
+                           st != POLYATTN_STATUS_SUCCESS ? polyattn_status_name(st) : "",
+                           st != POLYATTN_STATUS_SUCCESS ? ": " : "", r.message, r.dq_max_rel,
+                           r.dk_max_rel, r.dv_max_rel, r.tolerance);
+                    failed++;
+                } else {
+                    printf("PASS        %-28s %-4s %-7s : backward dQ %.3g dK %.3g dV %.3g (rel; "
+                           "tol %.0e + condition)  [%s, ws %llu B, %.0f ms]\n",
+                           c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo),
+                           r.dq_max_rel, r.dk_max_rel, r.dv_max_rel, r.tolerance,
+                           polyattn_algo_name(r.algo), (unsigned long long)r.backward_workspace_bytes,
+                           now_ms() - t0);
+                    (*passed)++;
+                }
+                fflush(stdout);
+                pa_tk_problem_free(&p);
+            }
+        }
+    }
+    return failed;
+}
+
 int main(int argc, char **argv)
 {
     polyattn_backend backend = POLYATTN_BACKEND_HOST;
-    int device = 0, have_backend = 0, list = 0, i, n_algos = 0, n_dtypes = 0, count = 0;
+    int device = 0, have_backend = 0, list = 0, backward = 0, i, n_algos = 0, n_dtypes = 0, count = 0;
     polyattn_algo algos[4];
     polyattn_dtype dtypes[3];
     const char *only_case = NULL, *reason = NULL;
@@ -117,6 +188,10 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--list") == 0) {
             list = 1;
+            continue;
+        }
+        if (strcmp(a, "--backward") == 0) {
+            backward = 1;
             continue;
         }
         if (!v) {
@@ -207,7 +282,11 @@ int main(int argc, char **argv)
     printf("conformance: %s device %d: %s (%s)\n", polyattn_backend_name(backend), device,
            info.name, info.driver_version);
 
-    if (!only_case)
+    if (backward) {
+        failed += backward_suite(ctx, &info, only_case, algos, n_algos, dtypes, n_dtypes, seed,
+                                 &passed, &unsupported);
+        n_cases = 0; /* the forward loop below is skipped */
+    } else if (!only_case)
         failed += check_workspace_rejection(ctx, algos, n_algos);
     for (ci = 0; ci < n_cases; ci++) {
         const pa_tk_case *c = &cases[ci];
@@ -292,8 +371,8 @@ int main(int argc, char **argv)
             }
         }
     }
-    printf("conformance %s: %d passed, %d failed, %d unsupported (%.1f s)\n",
-           polyattn_backend_name(backend), passed, failed, unsupported, (now_ms() - t_start) / 1e3);
+    printf("conformance%s %s: %d passed, %d failed, %d unsupported (%.1f s)\n",
+           backward ? " --backward" : "", polyattn_backend_name(backend), passed, failed, unsupported, (now_ms() - t_start) / 1e3);
     polyattn_context_destroy(ctx);
     pa_tk_shutdown();
     return failed ? 1 : 0;

@@ -131,6 +131,32 @@ typedef struct pa_tk_result {
 polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo algo,
                           int want_lse, int want_probs, pa_tk_result *r);
 
+/* ---- backward ---- */
+
+typedef struct pa_tk_backward_result {
+    polyattn_status status; /* SUCCESS: ran and compared; else what failed */
+    int planned;            /* 0: the plan (want_backward) was rejected, nothing ran */
+    int pass;               /* ran and every gradient element within tolerance */
+    polyattn_algo algo;
+    double dq_max_rel, dk_max_rel, dv_max_rel; /* max |g - ref| / max |ref| per tensor */
+    double tolerance;       /* the relative tolerance applied */
+    long long bad_elements; /* out of tolerance, NaN, masked row not 0, gap written, input modified */
+    uint64_t workspace_bytes, backward_workspace_bytes;
+    char message[1024];
+} pa_tk_backward_result;
+
+/* Gradients relative to the largest reference gradient of each tensor, per dtype. */
+double pa_tk_backward_tolerance(polyattn_dtype dtype);
+
+/* The backward of one case: draws a fresh dO (O's layout, rounded to the dtype), plans
+ * with want_backward (and deterministic as given), uploads, poisons O, LSE, dQ, dK, dV and
+ * both workspaces, runs the forward then the backward, and compares every element of dQ,
+ * dK and dV with the host UNFUSED backward (exact, double inside) on the same rounded
+ * inputs in f32 storage.  Also: fully masked rows give dQ = 0 exactly, gaps stay
+ * untouched, inputs (q, k, v, dO) come back unchanged. */
+polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo algo,
+                                   int deterministic, pa_tk_backward_result *r);
+
 /* Compares n values against a reference (NaN anywhere counts as bad).  Returns the number
  * of bad elements; *max_abs receives the largest |a - ref|. */
 long long pa_tk_compare(const float *out, const float *ref, size_t n, double abs_tol,
