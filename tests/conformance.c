@@ -101,6 +101,70 @@ static int check_workspace_rejection(polyattn_context *ctx, const polyattn_algo 
     return failures;
 }
 
+/* A backward with a workspace must refuse a missing or short one before launching
+ * anything, naming it (the host needs none).  Returns failures. */
+static int check_backward_workspace_rejection(polyattn_context *ctx, const polyattn_algo *algos,
+                                              int n_algos)
+{
+    const pa_tk_case *c = pa_tk_find_case("odd_37x53_d32");
+    polyattn_attention_desc desc;
+    int failures = 0;
+    pa_tk_case_desc(c, POLYATTN_DTYPE_F32, &desc);
+    const uint64_t qb = polyattn_tensor_desc_bytes(&desc.q), kb = polyattn_tensor_desc_bytes(&desc.k),
+                   vb = polyattn_tensor_desc_bytes(&desc.v), ob = polyattn_tensor_desc_bytes(&desc.o),
+                   lb = (uint64_t)(desc.q.shape[0] * desc.q.shape[1] * desc.q.shape[2]) * 4;
+    for (int a = 0; a < n_algos; a++) {
+        polyattn_plan_options opt;
+        polyattn_plan_info info;
+        polyattn_plan *plan = NULL;
+        polyattn_buffer *b[9] = {NULL}, *ws = NULL;
+        const uint64_t bytes[9] = {qb, kb, vb, ob, ob, lb, qb, kb, vb};
+        int ok = 1;
+        polyattn_plan_options_init(&opt);
+        opt.algo = algos[a];
+        opt.want_backward = 1;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        if (polyattn_plan_create(ctx, &desc, &opt, &plan) != POLYATTN_STATUS_SUCCESS)
+            continue; /* reported by the table */
+        if (polyattn_plan_get_info(plan, &info) != POLYATTN_STATUS_SUCCESS ||
+            info.backward_workspace_bytes == 0)
+            ok = 0;
+        for (int i = 0; i < 9 && ok; i++)
+            ok = polyattn_buffer_alloc(ctx, bytes[i], &b[i]) == POLYATTN_STATUS_SUCCESS;
+        if (ok && info.backward_workspace_bytes > 1)
+            ok = polyattn_buffer_alloc(ctx, info.backward_workspace_bytes - 1, &ws) ==
+                 POLYATTN_STATUS_SUCCESS;
+        if (ok) {
+            polyattn_status st_null = polyattn_backward(plan, b[0], b[1], b[2], b[3], b[4], b[5],
+                                                        b[6], b[7], b[8], NULL);
+            const int null_named = strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
+            polyattn_status st_short =
+                ws ? polyattn_backward(plan, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], ws)
+                   : POLYATTN_STATUS_INVALID_ARGUMENT;
+            const int short_named = !ws || strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
+            if (st_null != POLYATTN_STATUS_INVALID_ARGUMENT || st_short != POLYATTN_STATUS_INVALID_ARGUMENT ||
+                !null_named || !short_named) {
+                printf("FAIL        %-28s f32  %-7s : a missing or short backward workspace (%llu B) "
+                       "was not rejected with a message naming it: %s / %s\n",
+                       "backward-workspace-check", polyattn_algo_name(algos[a]),
+                       (unsigned long long)info.backward_workspace_bytes,
+                       polyattn_status_name(st_null), polyattn_status_name(st_short));
+                failures++;
+            } else {
+                printf("PASS        %-28s f32  %-7s : missing and short backward workspace rejected\n",
+                       "backward-workspace-check", polyattn_algo_name(algos[a]));
+            }
+        }
+        polyattn_context_synchronize(ctx);
+        for (int i = 0; i < 9; i++)
+            polyattn_buffer_free(b[i]);
+        polyattn_buffer_free(ws);
+        polyattn_plan_destroy(plan);
+    }
+    return failures;
+}
+
 /* The backward over the table: one line per case x dtype x algo.  Returns failures and
  * adds to *passed and *unsupported. */
 static int backward_suite(polyattn_context *ctx, const polyattn_device_info *info,
@@ -283,6 +347,8 @@ int main(int argc, char **argv)
            info.name, info.driver_version);
 
     if (backward) {
+        if (!only_case)
+            failed += check_backward_workspace_rejection(ctx, algos, n_algos);
         failed += backward_suite(ctx, &info, only_case, algos, n_algos, dtypes, n_dtypes, seed,
                                  &passed, &unsupported);
         n_cases = 0; /* the forward loop below is skipped */
