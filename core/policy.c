@@ -30,10 +30,13 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
             set(order, U, L, F);
             *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 3-6x faster than "
                    "flash on the seed shapes";
-        } else if (p->seq_q <= 16 && p->seq_kv >= 4096) {
+        } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
+                   p->batch * p->heads_q * p->seq_q < 8192) {
+            /* compare-h100-2026-11-24/explain_vs_autotune.csv: flash won back at
+             * batch 16 x 32 heads x 16 queries (8192 rows fill the GPU). */
             set(order, U, L, F);
-            *why = "cuda, decode (seq_q <= 16, seq_kv >= 4096): unfused first, measured "
-                   "1.2-4x faster than flash";
+            *why = "cuda, decode (seq_q <= 16, seq_kv >= 4096, < 8192 query rows): unfused "
+                   "first, measured 1.2-4x faster than flash";
         } else if (p->dtype == POLYATTN_DTYPE_F32) {
             set(order, U, L, F);
             *why = "cuda, f32: unfused (cuBLAS) first; flash's f32 path has no tensor cores "
@@ -48,8 +51,22 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
         /* bench/results/opencl-h100-2026-11-24: flash fastest on 35 of 37 shapes (within
          * 6% of unfused on the other two); opencl-pocl-2026-11-24: flash 2.2-3.7x faster
          * than unfused at N = 2048; fused between the two at N >= 4096. */
-        set(order, L, F, U);
-        *why = "opencl: flash first, measured fastest on NVIDIA's OpenCL and on PoCL";
+        /* compare-h100-2026-11-24/explain_vs_autotune.csv (autotune on the H100): unfused
+         * won every decode shape with seq_q * seq_kv >= 4096, fused or unfused won f16
+         * head_dim 128 up to N = 2048 (flash loads half data element by element there). */
+        if (p->seq_q <= 16 && p->seq_q * p->seq_kv >= 4096) {
+            set(order, U, L, F);
+            *why = "opencl, decode (seq_q <= 16): unfused first, measured fastest by autotune "
+                   "on NVIDIA's OpenCL";
+        } else if (p->dtype != POLYATTN_DTYPE_F32 && p->head_dim > 64 && p->seq_q > 16 &&
+                   longest <= 2048) {
+            set(order, F, L, U);
+            *why = "opencl, f16/bf16, head_dim > 64, N <= 2048: fused first, measured faster "
+                   "than flash on NVIDIA's OpenCL";
+        } else {
+            set(order, L, F, U);
+            *why = "opencl: flash first, measured fastest on NVIDIA's OpenCL and on PoCL";
+        }
         return;
     case POLYATTN_BACKEND_HOST:
         set(order, U, L, F);
