@@ -511,11 +511,14 @@ compare_torch)
     # SIGTERM: polyattn finishes its measurement, the reports hold what was measured.
     heavy="1,4,4,700,700,64"
     heavy="$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy"
-    python3 "$script" --suite custom --shape "$heavy" --polyattn "$polyattn" --backends host \
-        --no-torch --reps 3 --warmup 1 --algo unfused,flash --out cs >out.txt 2>err.txt &
+    # Unbuffered, and a generous wait: under ASan on 2 busy cores the first measurement
+    # can take long, and a signal before it would test nothing.
+    PYTHONUNBUFFERED=1 python3 "$script" --suite custom --shape "$heavy" --polyattn "$polyattn" \
+        --backends host --no-torch --reps 3 --warmup 1 --algo unfused,flash --out cs \
+        >out.txt 2>err.txt &
     pid=$!
     waited=0
-    while ! grep -q " ok " out.txt 2>/dev/null && [ $waited -lt 300 ]; do
+    while ! grep -q " ok " out.txt 2>/dev/null && [ $waited -lt 1500 ]; do
         sleep 0.2
         waited=$((waited + 1))
     done
