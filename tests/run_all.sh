@@ -34,6 +34,12 @@ stage "tests"
 ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1200
 stage_end
 
+if ctest --test-dir "$build" -N -R '^test_hip_code_objects$' | grep -q 'Total Tests: 1'; then
+  stage "HIP code objects per target (the listing of test_hip_code_objects)"
+  ctest --test-dir "$build" -V -R '^test_hip_code_objects$' | grep -E '(==|PASS|FAIL)' || true
+  stage_end
+fi
+
 stage "ASan+UBSan build of the host code and its tests"
 cmake -S . -B "$asan_build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPOLYATTN_WERROR=ON \
   -DPOLYATTN_SANITIZE=ON -DPOLYATTN_CUDA=OFF -DPOLYATTN_HIP=OFF -DPOLYATTN_OPENCL=OFF
