@@ -155,6 +155,14 @@ typedef struct ocl_kernel_state {
     uint64_t chunk; /* (batch, head) matrices per pass of the unfused path */
     size_t *offs; /* 6 arrays of batch*heads_q element offsets: A1 B1 C1 A2 B2 C2 */
     float *alphas, *betas;
+    /* backward (plans with want_backward) */
+    cl_kernel bwd_delta, bwd_grad, bwd_pack, bwd_unpack, bwd_dkdv, bwd_dq;
+    int bp_q, bp_k, bp_v, bp_do, bu_dq, bu_dk, bu_dv; /* unfused: packed inputs, staged outputs */
+    uint64_t bws_q, bws_k, bws_v, bws_do, bws_dq, bws_dk, bws_dv, bws_delta, bws_p, bws_ds,
+        bws_total;      /* backward workspace byte offsets */
+    uint64_t bchunk;    /* unfused: (batch, kv head) groups per pass */
+    size_t *boffs;      /* 7 arrays per (batch, head) matrix, 6 per (batch, kv head) group */
+    float *bscale, *bone;
 } ocl_kernel_state;
 
 static polyattn_status make_kernel(ocl_device *d, const char *const *srcs, int n,
@@ -177,6 +185,13 @@ static void release_state(pa_device *dev, void *state)
     if (s->kernel) clReleaseKernel(s->kernel);
     if (s->pack) clReleaseKernel(s->pack);
     if (s->unpack) clReleaseKernel(s->unpack);
+    cl_kernel bk[6] = {s->bwd_delta, s->bwd_grad, s->bwd_pack, s->bwd_unpack, s->bwd_dkdv,
+                       s->bwd_dq};
+    for (int i = 0; i < 6; i++)
+        if (bk[i]) clReleaseKernel(bk[i]);
+    free(s->boffs);
+    free(s->bscale);
+    free(s->bone);
     free(s->offs);
     free(s->alphas);
     free(s->betas);
@@ -218,6 +233,59 @@ static polyattn_status set_qkvo_args(ocl_device *d, cl_kernel k, const pa_proble
         SET_ARG(k, 3 * i + 2, s4);
     }
     return POLYATTN_STATUS_SUCCESS;
+}
+
+/* A grid-stride 1-D launch over n items: at most 65536 groups of up to 256. */
+static polyattn_status enqueue_1d(ocl_device *d, cl_kernel k, uint64_t n, const char *what)
+{
+    size_t wg = d->caps.max_wg < 256 ? (size_t)d->caps.max_wg : 256;
+    size_t groups = (size_t)((n + wg - 1) / wg);
+    if (groups > 65536) groups = 65536;
+    if (groups == 0) groups = 1;
+    size_t global[3] = {groups * wg, 1, 1}, local[3] = {wg, 1, 1};
+    return enqueue(d, k, global, local, what);
+}
+
+/* Byte offsets of a backward call's tensors as element offsets (f32 for the LSE). */
+static polyattn_status bwd_offsets(ocl_device *d, const pa_problem *p, const pa_backward_io *io,
+                                   cl_long off[9])
+{
+    size_t es = esize(p->dtype);
+    const pa_tensor_ref *r[9] = {&io->q, &io->k, &io->v, &io->o, &io->d_o,
+                                 &io->dq, &io->dk, &io->dv, &io->lse};
+    for (int i = 0; i < 9; i++)
+        if (!elem_offset(r[i], i == 8 ? 4 : es, &off[i]))
+            return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
+                           "opencl backward: a tensor's byte offset %llu is not a multiple of "
+                           "its element size",
+                           (unsigned long long)r[i]->offset);
+    if (io->workspace.mem && io->workspace.offset % 4 != 0)
+        return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl backward: the workspace offset is not a multiple of 4 bytes");
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+/* D_i = rowsum(dO * O) into ws[delta_off ..] (one float per query row). */
+static polyattn_status bwd_delta(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                 const pa_backward_io *io, const cl_long off[9], cl_mem ws,
+                                 cl_long delta_off)
+{
+    cl_mem om = (cl_mem)io->o.mem, dom = (cl_mem)io->d_o.mem;
+    cl_long4 st = strides4(p->o_stride);
+    cl_int heads_q = (cl_int)p->heads_q, seq_q = (cl_int)p->seq_q, dv = (cl_int)p->head_dim_v;
+    cl_long rows = (cl_long)(p->batch * p->heads_q * p->seq_q);
+    SET_ARG(k, 0, om);
+    SET_ARG(k, 1, off[3]);
+    SET_ARG(k, 2, dom);
+    SET_ARG(k, 3, off[4]);
+    SET_ARG(k, 4, st);
+    SET_ARG(k, 5, heads_q);
+    SET_ARG(k, 6, seq_q);
+    SET_ARG(k, 7, dv);
+    SET_ARG(k, 8, ws);
+    SET_ARG(k, 9, delta_off);
+    SET_ARG(k, 10, rows);
+    return enqueue_1d(d, k, (uint64_t)rows, "clEnqueueNDRangeKernel(bwd_delta_kernel)");
 }
 
 /* ---- flash --------------------------------------------------------------- */
@@ -300,6 +368,17 @@ static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void *
     }
     pa_log(POLYATTN_LOG_DISPATCH, "opencl flash: %s kernel",
            s->rows ? "row-streaming (CPU)" : flash_v4(&s->tiles) ? "tiled, 4-wide" : "tiled");
+    if (st == POLYATTN_STATUS_SUCCESS && p->want_backward) {
+        char bopts[256];
+        snprintf(bopts, sizeof bopts, "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld",
+                 (int)p->dtype, (long long)p->head_dim, (long long)p->head_dim_v);
+        static const char *const bsrcs[] = {"common", "backward"};
+        st = make_kernel(d, bsrcs, 2, bopts, "bwd_delta_kernel", &s->bwd_delta);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = make_kernel(d, bsrcs, 2, bopts, "flash_bwd_dkdv_kernel", &s->bwd_dkdv);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = make_kernel(d, bsrcs, 2, bopts, "flash_bwd_dq_kernel", &s->bwd_dq);
+    }
     if (st != POLYATTN_STATUS_SUCCESS) {
         release_state(dev, s);
         return st;
@@ -360,6 +439,112 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
     size_t global[3] = {(size_t)n_tiles * nt, (size_t)p->heads_q, (size_t)p->batch};
     size_t local[3] = {nt, 1, 1};
     return enqueue(d, k, global, local, "clEnqueueNDRangeKernel(flash_fwd_tiled_kernel)");
+}
+
+/* ---- flash backward ------------------------------------------------------- */
+
+/* Workspace: D_i = rowsum(dO * O), one float per query row. */
+static uint64_t flash_bwd_workspace(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    return 4 * (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
+}
+
+/* Work-items per group of the per-row backward kernels: CPU drivers keep every work-item's
+ * private arrays of a group at once (see flash_forward), so cap the group near 256 KiB. */
+static size_t bwd_row_group(const ocl_device *d, const pa_problem *p)
+{
+    size_t row_bytes = (size_t)(2 * (p->head_dim + p->head_dim_v)) * 4, n = 64;
+    while (n > 1 && (n * row_bytes > (size_t)256 * 1024 || (int)n > d->caps.max_wg)) n /= 2;
+    return n;
+}
+
+/* Arguments 0..15 shared by the two flash backward kernels: q, k, v, dO (with strides),
+ * the LSE and D. */
+static polyattn_status flash_bwd_args(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                      const pa_backward_io *io, const cl_long off[9], cl_mem ws,
+                                      cl_long delta_off)
+{
+    const pa_tensor_ref *r[4] = {&io->q, &io->k, &io->v, &io->d_o};
+    const int64_t *stv[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    const int oi[4] = {0, 1, 2, 4};
+    for (int i = 0; i < 4; i++) {
+        cl_mem m = (cl_mem)r[i]->mem;
+        cl_long4 s4 = strides4(stv[i]);
+        SET_ARG(k, 3 * i, m);
+        SET_ARG(k, 3 * i + 1, off[oi[i]]);
+        SET_ARG(k, 3 * i + 2, s4);
+    }
+    cl_mem lse = (cl_mem)io->lse.mem;
+    SET_ARG(k, 12, lse);
+    SET_ARG(k, 13, off[8]);
+    SET_ARG(k, 14, ws);
+    SET_ARG(k, 15, delta_off);
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+/* D, then dK/dV (one work-item per key and kv head, summing over the GQA group's queries)
+ * and dQ (one work-item per query): every gradient element has one owner, so the result is
+ * deterministic without atomics (the deterministic option changes nothing here). */
+static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void *state,
+                                      const pa_backward_io *io)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state *s = state;
+    cl_long off[9];
+    polyattn_status st = bwd_offsets(d, p, io, off);
+    if (st) return st;
+    uint64_t need = flash_bwd_workspace(dev, p);
+    if (!io->workspace.mem || io->workspace_bytes < need)
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl flash backward: needs a workspace of %llu bytes",
+                       (unsigned long long)need);
+    cl_mem ws = (cl_mem)io->workspace.mem;
+    cl_long delta0 = (cl_long)(io->workspace.offset / 4);
+    st = bwd_delta(d, s->bwd_delta, p, io, off, ws, delta0);
+    if (st) return st;
+    cl_int heads_q = (cl_int)p->heads_q, seq_q = (cl_int)p->seq_q, seq_kv = (cl_int)p->seq_kv,
+           group = (cl_int)(p->heads_q / p->heads_kv), coff = 0;
+    cl_int causal = causal_of(p, &coff);
+    cl_float scale = p->scale;
+    size_t wg = bwd_row_group(d, p);
+
+    cl_kernel k = s->bwd_dkdv;
+    st = flash_bwd_args(d, k, p, io, off, ws, delta0);
+    if (st) return st;
+    cl_mem dkm = (cl_mem)io->dk.mem, dvm = (cl_mem)io->dv.mem, dqm = (cl_mem)io->dq.mem;
+    SET_ARG(k, 16, dkm);
+    SET_ARG(k, 17, off[6]);
+    SET_ARG(k, 18, dvm);
+    SET_ARG(k, 19, off[7]);
+    SET_ARG(k, 20, heads_q);
+    SET_ARG(k, 21, seq_q);
+    SET_ARG(k, 22, seq_kv);
+    SET_ARG(k, 23, group);
+    SET_ARG(k, 24, scale);
+    SET_ARG(k, 25, causal);
+    SET_ARG(k, 26, coff);
+    size_t g1[3] = {(size_t)round_up(p->seq_kv, (int64_t)wg), (size_t)p->heads_kv,
+                    (size_t)p->batch};
+    size_t l1[3] = {wg, 1, 1};
+    st = enqueue(d, k, g1, l1, "clEnqueueNDRangeKernel(flash_bwd_dkdv_kernel)");
+    if (st) return st;
+
+    k = s->bwd_dq;
+    st = flash_bwd_args(d, k, p, io, off, ws, delta0);
+    if (st) return st;
+    SET_ARG(k, 16, dqm);
+    SET_ARG(k, 17, off[5]);
+    SET_ARG(k, 18, heads_q);
+    SET_ARG(k, 19, seq_q);
+    SET_ARG(k, 20, seq_kv);
+    SET_ARG(k, 21, group);
+    SET_ARG(k, 22, scale);
+    SET_ARG(k, 23, causal);
+    SET_ARG(k, 24, coff);
+    size_t g2[3] = {(size_t)round_up(p->seq_q, (int64_t)wg), (size_t)p->heads_q,
+                    (size_t)p->batch};
+    return enqueue(d, k, g2, l1, "clEnqueueNDRangeKernel(flash_bwd_dq_kernel)");
 }
 
 /* ---- fused --------------------------------------------------------------- */
@@ -528,6 +713,65 @@ static uint64_t unfused_layout(const pa_problem *p, ocl_kernel_state *s)
     return at;
 }
 
+/* Backward layout: f32 copies of what CLBlast cannot read in place, f32 staging of the
+ * gradients it cannot write in place, D (one float per query row), then the score pair
+ * P and dS of `bchunk` (batch, kv head) groups.  dK and dV of a kv head are one GEMM over
+ * its whole group (Q and dO of the group's heads stacked as group * seq_q rows), so GQA
+ * sums need no atomics and no second pass: Q and dO are packed when their heads are not
+ * stacked that way.  Returns the total bytes (bchunk 0: unsupported). */
+static uint64_t unfused_bwd_layout(const pa_problem *p, ocl_kernel_state *s)
+{
+    uint64_t b = (uint64_t)p->batch, hq = (uint64_t)p->heads_q, hk = (uint64_t)p->heads_kv;
+    uint64_t sq = (uint64_t)p->seq_q, skv = (uint64_t)p->seq_kv, group = hq / hk;
+    uint64_t dd = (uint64_t)p->head_dim, dv = (uint64_t)p->head_dim_v, at = 0;
+    int stack = group > 1;
+    s->bp_q = needs_pack(p, p->q_stride, p->head_dim) ||
+              (stack && p->q_stride[1] != p->seq_q * p->q_stride[2]);
+    s->bp_k = needs_pack(p, p->k_stride, p->head_dim);
+    s->bp_v = needs_pack(p, p->v_stride, p->head_dim_v);
+    s->bp_do = needs_pack(p, p->o_stride, p->head_dim_v) ||
+               (stack && p->o_stride[1] != p->seq_q * p->o_stride[2]);
+    s->bu_dq = needs_pack(p, p->q_stride, p->head_dim);
+    s->bu_dk = needs_pack(p, p->k_stride, p->head_dim);
+    s->bu_dv = needs_pack(p, p->v_stride, p->head_dim_v);
+    s->bws_q = at;
+    if (s->bp_q) at = align256(at + 4 * b * hq * sq * dd);
+    s->bws_k = at;
+    if (s->bp_k) at = align256(at + 4 * b * hk * skv * dd);
+    s->bws_v = at;
+    if (s->bp_v) at = align256(at + 4 * b * hk * skv * dv);
+    s->bws_do = at;
+    if (s->bp_do) at = align256(at + 4 * b * hq * sq * dv);
+    s->bws_dq = at;
+    if (s->bu_dq) at = align256(at + 4 * b * hq * sq * dd);
+    s->bws_dk = at;
+    if (s->bu_dk) at = align256(at + 4 * b * hk * skv * dd);
+    s->bws_dv = at;
+    if (s->bu_dv) at = align256(at + 4 * b * hk * skv * dv);
+    s->bws_delta = at;
+    at = align256(at + 4 * b * hq * sq);
+    uint64_t per = group * sq * skv; /* floats of one group's P (and of its dS) */
+    uint64_t room = CLBLAST_MAX_ELEMS > at / 4 + 128 ? CLBLAST_MAX_ELEMS - at / 4 - 128 : 0;
+    s->bchunk = per ? room / (2 * per) : 0;
+    if (s->bchunk > b * hk) s->bchunk = b * hk;
+    const char *env = getenv("POLYATTN_OCL_UNFUSED_CHUNK");
+    if (env && atoi(env) > 0 && (uint64_t)atoi(env) < s->bchunk) s->bchunk = (uint64_t)atoi(env);
+    s->bws_p = at;
+    at = align256(at + 4 * s->bchunk * per);
+    s->bws_ds = at;
+    at = align256(at + 4 * s->bchunk * per);
+    s->bws_total = at;
+    return at;
+}
+
+static uint64_t unfused_bwd_workspace(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    ocl_kernel_state s;
+    memset(&s, 0, sizeof s);
+    return unfused_bwd_layout(p, &s);
+}
+
 static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
 #ifndef POLYATTN_HAVE_CLBLAST
@@ -567,6 +811,20 @@ static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const 
     if (SM_WG > d->caps.max_wg) {
         *why_not = "the softmax kernel needs 128 work-items per group";
         return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (p->want_backward) {
+        ocl_kernel_state b;
+        memset(&b, 0, sizeof b);
+        uint64_t bws = unfused_bwd_layout(p, &b);
+        if (b.bchunk == 0) {
+            *why_not = "backward: CLBlast indexes with 32-bit ints: one kv head's score "
+                       "matrices (group x seq_q x seq_kv, twice) have 2^31 elements or more";
+            return POLYATTN_STATUS_UNSUPPORTED;
+        }
+        if (d->caps.max_alloc && bws > d->caps.max_alloc) {
+            *why_not = "the backward workspace exceeds the device's largest allocation";
+            return POLYATTN_STATUS_UNSUPPORTED;
+        }
     }
     uint64_t nb = (uint64_t)(p->batch * p->heads_q);
     snprintf(d->note[1], sizeof d->note[1], "CLBlast SGEMM batched on %s, scores in %s%s",
@@ -624,6 +882,33 @@ static polyattn_status unfused_prepare(pa_device *dev, const pa_problem *p, void
     if (st != POLYATTN_STATUS_SUCCESS) {
         release_state(dev, s);
         return st;
+    }
+    if (p->want_backward) {
+        unfused_bwd_layout(p, s);
+        size_t nbg = (size_t)(p->batch * p->heads_kv);
+        s->boffs = calloc(7 * nb + 6 * nbg, sizeof *s->boffs);
+        s->bscale = malloc(nb * sizeof *s->bscale);
+        s->bone = malloc(nb * sizeof *s->bone);
+        if (!s->boffs || !s->bscale || !s->bone) {
+            release_state(dev, s);
+            return POLYATTN_STATUS_OUT_OF_MEMORY;
+        }
+        for (size_t i = 0; i < nb; i++) {
+            s->bscale[i] = p->scale;
+            s->bone[i] = 1.0f;
+        }
+        static const char *const bsrcs[] = {"common", "backward"};
+        st = make_kernel(d, bsrcs, 2, opts, "bwd_delta_kernel", &s->bwd_delta);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = make_kernel(d, bsrcs, 2, opts, "bwd_softmax_grad_kernel", &s->bwd_grad);
+        if (st == POLYATTN_STATUS_SUCCESS && (s->bp_q || s->bp_k || s->bp_v || s->bp_do))
+            st = make_kernel(d, srcs, 2, opts, "pack_f32_kernel", &s->bwd_pack);
+        if (st == POLYATTN_STATUS_SUCCESS && (s->bu_dq || s->bu_dk || s->bu_dv))
+            st = make_kernel(d, srcs, 2, opts, "unpack_f32_kernel", &s->bwd_unpack);
+        if (st != POLYATTN_STATUS_SUCCESS) {
+            release_state(dev, s);
+            return st;
+        }
     }
     pa_log(POLYATTN_LOG_DISPATCH,
            "opencl unfused: CLBlast SGEMM (batched, %zu matrices) on %s; scores in %s",
@@ -821,6 +1106,174 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
     }
     return POLYATTN_STATUS_SUCCESS;
 }
+
+#define BWD_GEMM(what, ...)                                                                   \
+    do {                                                                                      \
+        CLBlastStatusCode cs_ = CLBlastSgemmBatched(__VA_ARGS__);                             \
+        if (cs_ != CLBlastSuccess)                                                            \
+            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR,                                 \
+                           "opencl unfused backward: CLBlastSgemmBatched (" what              \
+                           ") failed: %s (%d)",                                               \
+                           clblast_name(cs_), (int)cs_);                                      \
+    } while (0)
+
+/* The unfused backward: D, then per pass of whole GQA groups S = scale Q K^T and
+ * dP = dO V^T (GEMMs), P and dS (one elementwise kernel), dV = P^T dO and
+ * dK = scale dS^T Q (one GEMM per kv head over its group's stacked rows), dQ = scale dS K.
+ * Deterministic: no atomics, fixed summation order. */
+static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, void *state,
+                                        const pa_backward_io *io)
+{
+    ocl_device *d = (ocl_device *)dev;
+    ocl_kernel_state *s = state;
+    cl_long off[9];
+    polyattn_status st = bwd_offsets(d, p, io, off);
+    if (st) return st;
+    if (!io->workspace.mem || io->workspace_bytes < s->bws_total)
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl unfused backward: needs a workspace of %llu bytes",
+                       (unsigned long long)s->bws_total);
+    cl_mem ws = (cl_mem)io->workspace.mem;
+    cl_long ws0 = (cl_long)(io->workspace.offset / 4);
+    cl_long delta0 = ws0 + (cl_long)(s->bws_delta / 4);
+    st = bwd_delta(d, s->bwd_delta, p, io, off, ws, delta0);
+    if (st) return st;
+
+    int64_t qd[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
+    int64_t kd[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim};
+    int64_t vd[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim_v};
+    int64_t od[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
+    /* GEMM operands: the caller's tensors or f32 copies; outputs likewise. */
+    cl_mem qm = (cl_mem)io->q.mem, km = (cl_mem)io->k.mem, vm = (cl_mem)io->v.mem,
+           dom = (cl_mem)io->d_o.mem, dqm = (cl_mem)io->dq.mem, dkm = (cl_mem)io->dk.mem,
+           dvm = (cl_mem)io->dv.mem;
+    cl_long q_off = off[0], k_off = off[1], v_off = off[2], do_off = off[4], dq_off = off[5],
+            dk_off = off[6], dv_off = off[7];
+    int64_t q_st[4], k_st[4], v_st[4], do_st[4], dq_st[4], dk_st[4], dv_st[4];
+    memcpy(q_st, p->q_stride, sizeof q_st);
+    memcpy(k_st, p->k_stride, sizeof k_st);
+    memcpy(v_st, p->v_stride, sizeof v_st);
+    memcpy(do_st, p->o_stride, sizeof do_st);
+    memcpy(dq_st, p->q_stride, sizeof dq_st);
+    memcpy(dk_st, p->k_stride, sizeof dk_st);
+    memcpy(dv_st, p->v_stride, sizeof dv_st);
+#define BWD_PACK(flag, m, o, stv, dims, region)                                               \
+    if (flag) {                                                                               \
+        cl_long to_ = ws0 + (cl_long)((region) / 4);                                          \
+        st = pack(d, s, s->bwd_pack, 0, m, o, stv, dims, ws, to_);                            \
+        if (st) return st;                                                                    \
+        m = ws;                                                                               \
+        o = to_;                                                                              \
+        CONTIG(stv, dims);                                                                    \
+    }
+    BWD_PACK(s->bp_q, qm, q_off, q_st, qd, s->bws_q)
+    BWD_PACK(s->bp_k, km, k_off, k_st, kd, s->bws_k)
+    BWD_PACK(s->bp_v, vm, v_off, v_st, vd, s->bws_v)
+    BWD_PACK(s->bp_do, dom, do_off, do_st, od, s->bws_do)
+#undef BWD_PACK
+    if (s->bu_dq) {
+        dqm = ws;
+        dq_off = ws0 + (cl_long)(s->bws_dq / 4);
+        CONTIG(dq_st, qd);
+    }
+    if (s->bu_dk) {
+        dkm = ws;
+        dk_off = ws0 + (cl_long)(s->bws_dk / 4);
+        CONTIG(dk_st, kd);
+    }
+    if (s->bu_dv) {
+        dvm = ws;
+        dv_off = ws0 + (cl_long)(s->bws_dv / 4);
+        CONTIG(dv_st, vd);
+    }
+
+    size_t nb = (size_t)(p->batch * p->heads_q), nbg = (size_t)(p->batch * p->heads_kv);
+    size_t group = (size_t)(p->heads_q / p->heads_kv), hq = (size_t)p->heads_q,
+           hkv = (size_t)p->heads_kv;
+    size_t sq = (size_t)p->seq_q, skv = (size_t)p->seq_kv, dd = (size_t)p->head_dim,
+           dv = (size_t)p->head_dim_v;
+    size_t *aq = s->boffs, *bk = aq + nb, *cp = bk + nb, *cds = cp + nb, *ado = cds + nb,
+           *bv = ado + nb, *cdq = bv + nb;
+    size_t *gp = cdq + nb, *gds = gp + nbg, *gdo = gds + nbg, *gq = gdo + nbg, *cdk = gq + nbg,
+           *cdv = cdk + nbg;
+    cl_long p0 = ws0 + (cl_long)(s->bws_p / 4), ds0 = ws0 + (cl_long)(s->bws_ds / 4);
+    cl_mem lse = (cl_mem)io->lse.mem;
+    cl_int seq_q = (cl_int)p->seq_q, seq_kv = (cl_int)p->seq_kv, coff = 0;
+    cl_int causal = causal_of(p, &coff);
+    cl_command_queue queue = d->queue;
+    cl_kernel k = s->bwd_grad;
+    for (size_t g0 = 0; g0 < nbg; g0 += (size_t)s->bchunk) {
+        size_t cnt = nbg - g0 < (size_t)s->bchunk ? nbg - g0 : (size_t)s->bchunk;
+        size_t m0 = g0 * group, mcnt = cnt * group; /* (b, hk) groups are consecutive heads */
+        for (size_t i = m0; i < m0 + mcnt; i++) {
+            size_t b = i / hq, h = i % hq, hk = h / group;
+            aq[i] = (size_t)q_off + b * (size_t)q_st[0] + h * (size_t)q_st[1];
+            bk[i] = (size_t)k_off + b * (size_t)k_st[0] + hk * (size_t)k_st[1];
+            bv[i] = (size_t)v_off + b * (size_t)v_st[0] + hk * (size_t)v_st[1];
+            ado[i] = (size_t)do_off + b * (size_t)do_st[0] + h * (size_t)do_st[1];
+            cdq[i] = (size_t)dq_off + b * (size_t)dq_st[0] + h * (size_t)dq_st[1];
+            cp[i] = (size_t)p0 + (i - m0) * sq * skv;
+            cds[i] = (size_t)ds0 + (i - m0) * sq * skv;
+        }
+        for (size_t j = g0; j < g0 + cnt; j++) {
+            size_t b = j / hkv, hk = j % hkv, mi = j * group;
+            gp[j] = cp[mi];
+            gds[j] = cds[mi];
+            gdo[j] = ado[mi];
+            gq[j] = aq[mi];
+            cdk[j] = (size_t)dk_off + b * (size_t)dk_st[0] + hk * (size_t)dk_st[1];
+            cdv[j] = (size_t)dv_off + b * (size_t)dv_st[0] + hk * (size_t)dv_st[1];
+        }
+        BWD_GEMM("S = scale Q K^T", CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                 CLBlastTransposeYes, sq, skv, dd, s->bscale + m0, qm, aq + m0, (size_t)q_st[2],
+                 km, bk + m0, (size_t)k_st[2], s->betas + m0, ws, cp + m0, skv, mcnt, &queue,
+                 NULL);
+        BWD_GEMM("dP = dO V^T", CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
+                 sq, skv, dv, s->bone + m0, dom, ado + m0, (size_t)do_st[2], vm, bv + m0,
+                 (size_t)v_st[2], s->betas + m0, ws, cds + m0, skv, mcnt, &queue, NULL);
+        cl_long pa = (cl_long)cp[m0], dsa = (cl_long)cds[m0], n = (cl_long)(mcnt * sq * skv);
+        cl_long lse_off = off[8] + (cl_long)(m0 * sq), delta_off = delta0 + (cl_long)(m0 * sq);
+        SET_ARG(k, 0, ws);
+        SET_ARG(k, 1, pa);
+        SET_ARG(k, 2, dsa);
+        SET_ARG(k, 3, n);
+        SET_ARG(k, 4, seq_q);
+        SET_ARG(k, 5, seq_kv);
+        SET_ARG(k, 6, causal);
+        SET_ARG(k, 7, coff);
+        SET_ARG(k, 8, lse);
+        SET_ARG(k, 9, lse_off);
+        SET_ARG(k, 10, delta_off);
+        st = enqueue_1d(d, k, (uint64_t)n, "clEnqueueNDRangeKernel(bwd_softmax_grad_kernel)");
+        if (st) return st;
+        /* One GEMM per kv head over its group: K = group * seq_q stacked rows. */
+        BWD_GEMM("dV = P^T dO", CLBlastLayoutRowMajor, CLBlastTransposeYes, CLBlastTransposeNo,
+                 skv, dv, group * sq, s->bone + g0, ws, gp + g0, skv, dom, gdo + g0,
+                 (size_t)do_st[2], s->betas + g0, dvm, cdv + g0, (size_t)dv_st[2], cnt, &queue,
+                 NULL);
+        BWD_GEMM("dK = scale dS^T Q", CLBlastLayoutRowMajor, CLBlastTransposeYes,
+                 CLBlastTransposeNo, skv, dd, group * sq, s->bscale + g0, ws, gds + g0, skv, qm,
+                 gq + g0, (size_t)q_st[2], s->betas + g0, dkm, cdk + g0, (size_t)dk_st[2], cnt,
+                 &queue, NULL);
+        BWD_GEMM("dQ = scale dS K", CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
+                 sq, dd, skv, s->bscale + m0, ws, cds + m0, skv, km, bk + m0, (size_t)k_st[2],
+                 s->betas + m0, dqm, cdq + m0, (size_t)dq_st[2], mcnt, &queue, NULL);
+    }
+    if (s->bu_dq) {
+        st = pack(d, s, s->bwd_unpack, 1, (cl_mem)io->dq.mem, off[5], p->q_stride, qd, ws, dq_off);
+        if (st) return st;
+    }
+    if (s->bu_dk) {
+        st = pack(d, s, s->bwd_unpack, 1, (cl_mem)io->dk.mem, off[6], p->k_stride, kd, ws, dk_off);
+        if (st) return st;
+    }
+    if (s->bu_dv) {
+        st = pack(d, s, s->bwd_unpack, 1, (cl_mem)io->dv.mem, off[7], p->v_stride, vd, ws, dv_off);
+        if (st) return st;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+#undef BWD_GEMM
 #else
 static polyattn_status unfused_prepare(pa_device *dev, const pa_problem *p, void **state)
 {
@@ -831,6 +1284,15 @@ static polyattn_status unfused_prepare(pa_device *dev, const pa_problem *p, void
 
 static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void *state,
                                        const pa_io *io)
+{
+    (void)p;
+    (void)state;
+    (void)io;
+    return pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED, "opencl unfused: built without CLBlast");
+}
+
+static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, void *state,
+                                        const pa_backward_io *io)
 {
     (void)p;
     (void)state;
@@ -848,6 +1310,8 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .prepare = unfused_prepare,
         .release = release_state,
         .forward = unfused_forward,
+        .backward_workspace_size = unfused_bwd_workspace,
+        .backward = unfused_backward,
     },
     {
         .algo = POLYATTN_ALGO_FUSED,
@@ -866,5 +1330,7 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .prepare = flash_prepare,
         .release = release_state,
         .forward = flash_forward,
+        .backward_workspace_size = flash_bwd_workspace,
+        .backward = flash_backward,
     },
 };
