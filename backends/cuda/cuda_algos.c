@@ -6,6 +6,7 @@
 #include "cuda_internal.h"
 
 #include "../gpu/gpu_attn.h"
+#include "../gpu/gpu_backward.h"
 #include "flash_tc.h"
 
 #include <stdio.h>
@@ -393,13 +394,144 @@ static polyattn_status unfused_forward(pa_device *d, const pa_problem *p, void *
     return POLYATTN_STATUS_SUCCESS;
 }
 
+
+/* ------------------------------------------------------- unfused backward */
+
+/* The backward works on contiguous f32 copies (every GEMM is a plain SGEMM without TF32,
+ * batches always fold, any input stride works) laid out in the workspace as below, in
+ * floats.  dK and dV of a GQA group are summed by GEMMs with beta = 1 over the group's
+ * query heads in sequence, so the result is bitwise reproducible (no atomics anywhere):
+ * the deterministic option changes nothing here. */
+typedef struct bwd_layout {
+    uint64_t q, d_o, k, v, delta, s, dp, dq, dk, dv, total; /* float offsets */
+} bwd_layout;
+
+static bwd_layout bwd_layout_of(const pa_problem *p)
+{
+    const uint64_t rows_q = (uint64_t)p->batch * p->heads_q * p->seq_q;
+    const uint64_t rows_kv = (uint64_t)p->batch * p->heads_kv * p->seq_kv;
+    const uint64_t dk = (uint64_t)p->head_dim, dv = (uint64_t)p->head_dim_v;
+    bwd_layout l;
+    uint64_t at = 0;
+#define PA_BWD_TAKE(member, floats) (l.member = at, at += ((floats) + 63) & ~(uint64_t)63)
+    PA_BWD_TAKE(q, rows_q * dk);
+    PA_BWD_TAKE(d_o, rows_q * dv);
+    PA_BWD_TAKE(k, rows_kv * dk);
+    PA_BWD_TAKE(v, rows_kv * dv);
+    PA_BWD_TAKE(delta, rows_q);
+    PA_BWD_TAKE(s, rows_q * (uint64_t)p->seq_kv);
+    PA_BWD_TAKE(dp, rows_q * (uint64_t)p->seq_kv);
+    PA_BWD_TAKE(dq, rows_q * dk);
+    PA_BWD_TAKE(dk, rows_kv * dk);
+    PA_BWD_TAKE(dv, rows_kv * dv);
+#undef PA_BWD_TAKE
+    l.total = at;
+    return l;
+}
+
+static uint64_t unfused_backward_workspace(pa_device *d, const pa_problem *p)
+{
+    (void)d;
+    return bwd_layout_of(p).total * sizeof(float);
+}
+
+static polyattn_status unfused_backward(pa_device *d, const pa_problem *p, void *state,
+                                        const pa_backward_io *io)
+{
+    (void)state;
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    if (!dev->blas) return pa_fail(d, POLYATTN_STATUS_INTERNAL_ERROR, "unfused: no cuBLAS handle");
+    const bwd_layout l = bwd_layout_of(p);
+    if (!io->workspace.mem || io->workspace_bytes < l.total * sizeof(float))
+        return pa_fail(d, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "unfused backward: the workspace must hold %llu bytes",
+                       (unsigned long long)(l.total * sizeof(float)));
+    PA_CU(d, cudaSetDevice(dev->ordinal));
+    PA_CUBLAS(d, cublasSetStream(dev->blas, dev->stream));
+    pa_gpu_args a;
+    memset(&a, 0, sizeof a);
+    {
+        pa_io fio;
+        memset(&fio, 0, sizeof fio);
+        fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o;
+        pa_problem np = *p;
+        np.want_lse = 0, np.want_probs = 0;
+        fill_args(&np, &fio, &a);
+    }
+    float *ws = (float *)at(io->workspace);
+    float *qf = ws + l.q, *dof = ws + l.d_o, *kf = ws + l.k, *vf = ws + l.v;
+    float *delta = ws + l.delta, *sc = ws + l.s, *dp = ws + l.dp;
+    float *dqf = ws + l.dq, *dkf = ws + l.dk, *dvf = ws + l.dv;
+    const float *lse = (const float *)at(io->lse);
+    void *st = dev->stream;
+    const int64_t dims_q[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
+    const int64_t dims_o[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
+    const int64_t dims_k[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim};
+    const int64_t dims_v[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim_v};
+
+    LAUNCH(d, pa_gpu_bwd_pack(qf, a.q, a.dtype, dims_q, p->q_stride, st));
+    LAUNCH(d, pa_gpu_bwd_pack(dof, at(io->d_o), a.dtype, dims_o, p->o_stride, st));
+    LAUNCH(d, pa_gpu_bwd_pack(kf, a.k, a.dtype, dims_k, p->k_stride, st));
+    LAUNCH(d, pa_gpu_bwd_pack(vf, a.v, a.dtype, dims_v, p->v_stride, st));
+    LAUNCH(d, pa_gpu_bwd_rowdot(&a, at(io->d_o), delta, st));
+
+    /* Row-major X [m, n] is column-major X^T with leading dimension n.  One strided batch
+     * runs over (batch, kv head); query head j of each group is call j. */
+    const int g = (int)(p->heads_q / p->heads_kv);
+    const int count = (int)(p->batch * p->heads_kv);
+    const int sq = (int)p->seq_q, skv = (int)p->seq_kv, hd = (int)p->head_dim,
+              hdv = (int)p->head_dim_v;
+    const long long pairs = (long long)sq * skv;
+    const long long qs = (long long)sq * hd, os = (long long)sq * hdv;
+    const long long ks = (long long)skv * hd, vs = (long long)skv * hdv;
+    const float scale = p->scale, one = 1.f, zero = 0.f;
+    for (int j = 0; j < g; j++) {
+        float *sj = sc + j * pairs, *dpj = dp + j * pairs;
+        const float *qj = qf + j * qs, *doj = dof + j * os;
+        /* S^T (skv x sq) = K Q^T * scale */
+        PA_CUBLAS(d, cublasSgemmStridedBatched(dev->blas, CUBLAS_OP_T, CUBLAS_OP_N, skv, sq, hd,
+                                               &scale, kf, hd, ks, qj, hd, g * qs, &zero, sj, skv,
+                                               g * pairs, count));
+        /* dP^T (skv x sq) = V dO^T */
+        PA_CUBLAS(d, cublasSgemmStridedBatched(dev->blas, CUBLAS_OP_T, CUBLAS_OP_N, skv, sq, hdv,
+                                               &one, vf, hdv, vs, doj, hdv, g * os, &zero, dpj,
+                                               skv, g * pairs, count));
+    }
+    LAUNCH(d, pa_gpu_bwd_probs(&a, sc, lse, st));
+    LAUNCH(d, pa_gpu_bwd_dscores(&a, sc, dp, delta, st));
+    for (int j = 0; j < g; j++) {
+        const float *pj = sc + j * pairs, *dsj = dp + j * pairs;
+        const float *qj = qf + j * qs, *doj = dof + j * os;
+        float *dqj = dqf + j * qs;
+        const float *beta = j ? &one : &zero;
+        /* dV^T (hdv x skv) += dO^T P, summed over the group in order j = 0, 1, ... */
+        PA_CUBLAS(d, cublasSgemmStridedBatched(dev->blas, CUBLAS_OP_N, CUBLAS_OP_T, hdv, skv, sq,
+                                               &one, doj, hdv, g * os, pj, skv, g * pairs, beta,
+                                               dvf, hdv, vs, count));
+        /* dK^T (hd x skv) += scale Q^T dS */
+        PA_CUBLAS(d, cublasSgemmStridedBatched(dev->blas, CUBLAS_OP_N, CUBLAS_OP_T, hd, skv, sq,
+                                               &scale, qj, hd, g * qs, dsj, skv, g * pairs, beta,
+                                               dkf, hd, ks, count));
+        /* dQ^T (hd x sq) = scale K^T dS^T */
+        PA_CUBLAS(d, cublasSgemmStridedBatched(dev->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, sq, skv,
+                                               &scale, kf, hd, ks, dsj, skv, g * pairs, &zero, dqj,
+                                               hd, g * qs, count));
+    }
+    LAUNCH(d, pa_gpu_bwd_unpack(at(io->dq), dqf, a.dtype, dims_q, p->q_stride, st));
+    LAUNCH(d, pa_gpu_bwd_unpack(at(io->dk), dkf, a.dtype, dims_k, p->k_stride, st));
+    LAUNCH(d, pa_gpu_bwd_unpack(at(io->dv), dvf, a.dtype, dims_v, p->v_stride, st));
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 const pa_algo_ops pa_cuda_algos[3] = {
     {.algo = POLYATTN_ALGO_UNFUSED,
      .check = unfused_check,
      .workspace_size = unfused_workspace,
      .kernel_launches = unfused_launches,
      .prepare = unfused_prepare,
-     .forward = unfused_forward},
+     .forward = unfused_forward,
+     .backward_workspace_size = unfused_backward_workspace,
+     .backward = unfused_backward},
     {.algo = POLYATTN_ALGO_FUSED,
      .check = fused_check,
      .workspace_size = fused_workspace,
