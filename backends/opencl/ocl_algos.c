@@ -290,6 +290,8 @@ static polyattn_status bwd_delta(ocl_device *d, cl_kernel k, const pa_problem *p
 
 /* ---- flash --------------------------------------------------------------- */
 
+static int bwd_rows(const pa_problem *p);
+
 /* CPUs run work-items of a group one after another: barriers and local-memory staging
  * only cost there, so they get the row-streaming kernel (kernels/flash_rows.cl).
  * POLYATTN_OCL_FLASH=tiled|rows overrides (tests and tuning). */
@@ -370,8 +372,8 @@ static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void *
            s->rows ? "row-streaming (CPU)" : flash_v4(&s->tiles) ? "tiled, 4-wide" : "tiled");
     if (st == POLYATTN_STATUS_SUCCESS && p->want_backward) {
         char bopts[256];
-        snprintf(bopts, sizeof bopts, "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld",
-                 (int)p->dtype, (long long)p->head_dim, (long long)p->head_dim_v);
+        snprintf(bopts, sizeof bopts, "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld -DBR=%d",
+                 (int)p->dtype, (long long)p->head_dim, (long long)p->head_dim_v, bwd_rows(p));
         static const char *const bsrcs[] = {"common", "backward"};
         st = make_kernel(d, bsrcs, 2, bopts, "bwd_delta_kernel", &s->bwd_delta);
         if (st == POLYATTN_STATUS_SUCCESS)
@@ -443,6 +445,17 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
 
 /* ---- flash backward ------------------------------------------------------- */
 
+/* Keys (dK/dV kernel) or queries (dQ kernel) per work-item: each row loaded from global
+ * memory then serves BR of them; fewer for big head dims (private arrays). */
+static int bwd_rows(const pa_problem *p)
+{
+    /* Test hook: POLYATTN_OCL_BWD_ROWS=n (1..8). */
+    const char *env = getenv("POLYATTN_OCL_BWD_ROWS");
+    if (env && atoi(env) >= 1 && atoi(env) <= 8) return atoi(env);
+    int64_t m = p->head_dim + p->head_dim_v;
+    return m <= 512 ? 4 : (m <= 1024 ? 2 : 1);
+}
+
 /* Workspace: D_i = rowsum(dO * O), one float per query row. */
 static uint64_t flash_bwd_workspace(pa_device *dev, const pa_problem *p)
 {
@@ -454,7 +467,7 @@ static uint64_t flash_bwd_workspace(pa_device *dev, const pa_problem *p)
  * private arrays of a group at once (see flash_forward), so cap the group near 256 KiB. */
 static size_t bwd_row_group(const ocl_device *d, const pa_problem *p)
 {
-    size_t row_bytes = (size_t)(2 * (p->head_dim + p->head_dim_v)) * 4, n = 64;
+    size_t row_bytes = (size_t)((2 * bwd_rows(p) + 1) * (p->head_dim + p->head_dim_v)) * 4, n = 64;
     while (n > 1 && (n * row_bytes > (size_t)256 * 1024 || (int)n > d->caps.max_wg)) n /= 2;
     return n;
 }
@@ -524,7 +537,8 @@ static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void 
     SET_ARG(k, 24, scale);
     SET_ARG(k, 25, causal);
     SET_ARG(k, 26, coff);
-    size_t g1[3] = {(size_t)round_up(p->seq_kv, (int64_t)wg), (size_t)p->heads_kv,
+    int64_t br = bwd_rows(p);
+    size_t g1[3] = {(size_t)round_up((p->seq_kv + br - 1) / br, (int64_t)wg), (size_t)p->heads_kv,
                     (size_t)p->batch};
     size_t l1[3] = {wg, 1, 1};
     st = enqueue(d, k, g1, l1, "clEnqueueNDRangeKernel(flash_bwd_dkdv_kernel)");
@@ -542,7 +556,7 @@ static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void 
     SET_ARG(k, 22, scale);
     SET_ARG(k, 23, causal);
     SET_ARG(k, 24, coff);
-    size_t g2[3] = {(size_t)round_up(p->seq_q, (int64_t)wg), (size_t)p->heads_q,
+    size_t g2[3] = {(size_t)round_up((p->seq_q + br - 1) / br, (int64_t)wg), (size_t)p->heads_q,
                     (size_t)p->batch};
     return enqueue(d, k, g2, l1, "clEnqueueNDRangeKernel(flash_bwd_dq_kernel)");
 }

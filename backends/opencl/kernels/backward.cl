@@ -51,10 +51,36 @@ inline long pa_first_query(long j, int causal, long offset)
     return i < 0 ? 0 : i;
 }
 
-/* One work-item per (key j, kv head, batch): loops over every query of every head of the
- * GQA group that sees j, rebuilding P_ij = exp(scale q_i.k_j - LSE_i) and
- * dS_ij = P_ij (dO_i.v_j - D_i); accumulates dV_j += P_ij dO_i and dK_j += scale dS_ij q_i
- * in registers. */
+#ifndef BR
+#define BR 1
+#endif
+
+/* 8-wide dot product and axpy over private rows (CPU drivers map float8 to SIMD). */
+inline float pa_dot(const float *a, const float *b, const int n)
+{
+    float8 acc = (float8)(0.0f);
+    int c = 0;
+    for (; c + 8 <= n; c += 8) acc = fma(vload8(0, a + c), vload8(0, b + c), acc);
+    float4 t4 = acc.lo + acc.hi;
+    float2 t2 = t4.lo + t4.hi;
+    float s = t2.x + t2.y;
+    for (; c < n; c++) s = fma(a[c], b[c], s);
+    return s;
+}
+
+inline void pa_axpy(const float x, const float *a, float *y, const int n)
+{
+    const float8 x8 = (float8)(x);
+    int c = 0;
+    for (; c + 8 <= n; c += 8) vstore8(fma(x8, vload8(0, a + c), vload8(0, y + c)), 0, y + c);
+    for (; c < n; c++) y[c] = fma(x, a[c], y[c]);
+}
+
+/* One work-item per BR consecutive keys of a (kv head, batch): loops over every query of
+ * every head of the GQA group that sees one of them, rebuilding
+ * P_ij = exp(scale q_i.k_j - LSE_i) and dS_ij = P_ij (dO_i.v_j - D_i); accumulates
+ * dV_j += P_ij dO_i and dK_j += scale dS_ij q_i in registers.  Each query row loaded serves
+ * all BR keys. */
 __kernel void flash_bwd_dkdv_kernel(__global const STORAGE *q, long q_off, long4 q_st,
                                     __global const STORAGE *k, long k_off, long4 k_st,
                                     __global const STORAGE *v, long v_off, long4 v_st,
@@ -65,20 +91,27 @@ __kernel void flash_bwd_dkdv_kernel(__global const STORAGE *q, long q_off, long4
                                     long dv_off, int heads_q, int seq_q, int seq_kv, int group,
                                     float scale, int causal, int causal_offset)
 {
-    const long j = get_global_id(0), hk = get_global_id(1), b = get_global_id(2);
-    if (j >= seq_kv) return;
-    float kj[HEAD_DIM], vj[HEAD_DIM_V], dkj[HEAD_DIM], dvj[HEAD_DIM_V];
-    const long kb = k_off + b * k_st.s0 + hk * k_st.s1 + j * k_st.s2;
-    const long vb = v_off + b * v_st.s0 + hk * v_st.s1 + j * v_st.s2;
-    for (int c = 0; c < HEAD_DIM; c++) {
-        kj[c] = LOAD(k, kb + c * k_st.s3);
-        dkj[c] = 0.0f;
+    const long j0 = get_global_id(0) * BR, hk = get_global_id(1), b = get_global_id(2);
+    if (j0 >= seq_kv) return;
+    float kj[BR][HEAD_DIM], vj[BR][HEAD_DIM_V], dkj[BR][HEAD_DIM], dvj[BR][HEAD_DIM_V];
+    float qi[HEAD_DIM], doi[HEAD_DIM_V];
+    long first[BR];
+    for (int r = 0; r < BR; r++) {
+        /* keys past the end duplicate the last one and are never stored */
+        const long j = j0 + r < seq_kv ? j0 + r : seq_kv - 1;
+        const long kb = k_off + b * k_st.s0 + hk * k_st.s1 + j * k_st.s2;
+        const long vb = v_off + b * v_st.s0 + hk * v_st.s1 + j * v_st.s2;
+        for (int c = 0; c < HEAD_DIM; c++) {
+            kj[r][c] = LOAD(k, kb + c * k_st.s3);
+            dkj[r][c] = 0.0f;
+        }
+        for (int c = 0; c < HEAD_DIM_V; c++) {
+            vj[r][c] = LOAD(v, vb + c * v_st.s3);
+            dvj[r][c] = 0.0f;
+        }
+        first[r] = pa_first_query(j0 + r, causal, causal_offset);
     }
-    for (int c = 0; c < HEAD_DIM_V; c++) {
-        vj[c] = LOAD(v, vb + c * v_st.s3);
-        dvj[c] = 0.0f;
-    }
-    const long i0 = pa_first_query(j, causal, causal_offset);
+    const long i0 = first[0]; /* the first key is seen first */
     for (int g = 0; g < group; g++) {
         const long h = hk * group + g, row0 = (b * heads_q + h) * seq_q;
         for (long i = i0; i < seq_q; i++) {
@@ -86,23 +119,34 @@ __kernel void flash_bwd_dkdv_kernel(__global const STORAGE *q, long q_off, long4
             if (l == -INFINITY) continue; /* fully masked row: adds nothing */
             const long qb = q_off + b * q_st.s0 + h * q_st.s1 + i * q_st.s2;
             const long ob = do_off + b * o_st.s0 + h * o_st.s1 + i * o_st.s2;
-            float s = 0.0f, dp = 0.0f;
-            for (int c = 0; c < HEAD_DIM; c++) s += LOAD(q, qb + c * q_st.s3) * kj[c];
-            for (int c = 0; c < HEAD_DIM_V; c++) dp += LOAD(dout, ob + c * o_st.s3) * vj[c];
-            const float pr = exp(scale * s - l);
-            const float ds = pr * (dp - delta[delta_off + row0 + i]) * scale;
-            for (int c = 0; c < HEAD_DIM_V; c++) dvj[c] += pr * LOAD(dout, ob + c * o_st.s3);
-            for (int c = 0; c < HEAD_DIM; c++) dkj[c] += ds * LOAD(q, qb + c * q_st.s3);
+            for (int c = 0; c < HEAD_DIM; c++) qi[c] = LOAD(q, qb + c * q_st.s3);
+            for (int c = 0; c < HEAD_DIM_V; c++) doi[c] = LOAD(dout, ob + c * o_st.s3);
+            const float di = delta[delta_off + row0 + i];
+            float pr[BR], ds[BR];
+            for (int r = 0; r < BR; r++) {
+                const float sc = pa_dot(qi, kj[r], HEAD_DIM), dp = pa_dot(doi, vj[r], HEAD_DIM_V);
+                pr[r] = i >= first[r] ? exp(scale * sc - l) : 0.0f;
+                ds[r] = pr[r] * (dp - di) * scale;
+            }
+            for (int r = 0; r < BR; r++) {
+                pa_axpy(pr[r], doi, dvj[r], HEAD_DIM_V);
+                pa_axpy(ds[r], qi, dkj[r], HEAD_DIM);
+            }
         }
     }
-    const long dkb = dk_off + b * k_st.s0 + hk * k_st.s1 + j * k_st.s2;
-    const long dvb = dv_off + b * v_st.s0 + hk * v_st.s1 + j * v_st.s2;
-    for (int c = 0; c < HEAD_DIM; c++) STORE(dk, dkb + c * k_st.s3, dkj[c]);
-    for (int c = 0; c < HEAD_DIM_V; c++) STORE(dv, dvb + c * v_st.s3, dvj[c]);
+    for (int r = 0; r < BR; r++) {
+        const long j = j0 + r;
+        if (j >= seq_kv) break;
+        const long dkb = dk_off + b * k_st.s0 + hk * k_st.s1 + j * k_st.s2;
+        const long dvb = dv_off + b * v_st.s0 + hk * v_st.s1 + j * v_st.s2;
+        for (int c = 0; c < HEAD_DIM; c++) STORE(dk, dkb + c * k_st.s3, dkj[r][c]);
+        for (int c = 0; c < HEAD_DIM_V; c++) STORE(dv, dvb + c * v_st.s3, dvj[r][c]);
+    }
 }
 
-/* One work-item per (query i, head, batch): dQ_i = scale sum_j dS_ij k_j over the keys it
- * sees, P rebuilt from the LSE.  Fully masked rows write 0. */
+/* One work-item per BR consecutive queries of a (head, batch):
+ * dQ_i = scale sum_j dS_ij k_j over the keys each sees, P rebuilt from the LSE; each key
+ * row loaded serves all BR queries.  Fully masked rows write 0. */
 __kernel void flash_bwd_dq_kernel(__global const STORAGE *q, long q_off, long4 q_st,
                                   __global const STORAGE *k, long k_off, long4 k_st,
                                   __global const STORAGE *v, long v_off, long4 v_st,
@@ -113,30 +157,44 @@ __kernel void flash_bwd_dq_kernel(__global const STORAGE *q, long q_off, long4 q
                                   int seq_kv, int group, float scale, int causal,
                                   int causal_offset)
 {
-    const long i = get_global_id(0), h = get_global_id(1), b = get_global_id(2);
-    if (i >= seq_q) return;
-    float qi[HEAD_DIM], doi[HEAD_DIM_V], dqi[HEAD_DIM];
-    const long hk = h / group, row = (b * heads_q + h) * seq_q + i;
-    const long qb = q_off + b * q_st.s0 + h * q_st.s1 + i * q_st.s2;
-    const long ob = do_off + b * o_st.s0 + h * o_st.s1 + i * o_st.s2;
-    for (int c = 0; c < HEAD_DIM; c++) {
-        qi[c] = LOAD(q, qb + c * q_st.s3);
-        dqi[c] = 0.0f;
+    const long i0 = get_global_id(0) * BR, h = get_global_id(1), b = get_global_id(2);
+    if (i0 >= seq_q) return;
+    float qi[BR][HEAD_DIM], doi[BR][HEAD_DIM_V], dqi[BR][HEAD_DIM];
+    float kj[HEAD_DIM], vj[HEAD_DIM_V], l[BR], di[BR];
+    long vis[BR], vis_max = 0;
+    const long hk = h / group;
+    for (int r = 0; r < BR; r++) {
+        const long i = i0 + r < seq_q ? i0 + r : seq_q - 1;
+        const long row = (b * heads_q + h) * seq_q + i;
+        const long qb = q_off + b * q_st.s0 + h * q_st.s1 + i * q_st.s2;
+        const long ob = do_off + b * o_st.s0 + h * o_st.s1 + i * o_st.s2;
+        for (int c = 0; c < HEAD_DIM; c++) {
+            qi[r][c] = LOAD(q, qb + c * q_st.s3);
+            dqi[r][c] = 0.0f;
+        }
+        for (int c = 0; c < HEAD_DIM_V; c++) doi[r][c] = LOAD(dout, ob + c * o_st.s3);
+        l[r] = lse[lse_off + row];
+        di[r] = delta[delta_off + row];
+        vis[r] = l[r] == -INFINITY ? 0 : pa_visible(i, causal, causal_offset, seq_kv);
+        vis_max = vis[r] > vis_max ? vis[r] : vis_max;
     }
-    for (int c = 0; c < HEAD_DIM_V; c++) doi[c] = LOAD(dout, ob + c * o_st.s3);
-    const float l = lse[lse_off + row], di = delta[delta_off + row];
-    const long vis = l == -INFINITY ? 0 : pa_visible(i, causal, causal_offset, seq_kv);
-    for (long j = 0; j < vis; j++) {
+    for (long j = 0; j < vis_max; j++) {
         const long kb = k_off + b * k_st.s0 + hk * k_st.s1 + j * k_st.s2;
         const long vb = v_off + b * v_st.s0 + hk * v_st.s1 + j * v_st.s2;
-        float s = 0.0f, dp = 0.0f;
-        for (int c = 0; c < HEAD_DIM; c++) s += qi[c] * LOAD(k, kb + c * k_st.s3);
-        for (int c = 0; c < HEAD_DIM_V; c++) dp += doi[c] * LOAD(v, vb + c * v_st.s3);
-        const float ds = exp(scale * s - l) * (dp - di) * scale;
-        for (int c = 0; c < HEAD_DIM; c++) dqi[c] += ds * LOAD(k, kb + c * k_st.s3);
+        for (int c = 0; c < HEAD_DIM; c++) kj[c] = LOAD(k, kb + c * k_st.s3);
+        for (int c = 0; c < HEAD_DIM_V; c++) vj[c] = LOAD(v, vb + c * v_st.s3);
+        for (int r = 0; r < BR; r++) {
+            const float sc = pa_dot(qi[r], kj, HEAD_DIM), dp = pa_dot(doi[r], vj, HEAD_DIM_V);
+            const float ds = j < vis[r] ? exp(scale * sc - l[r]) * (dp - di[r]) * scale : 0.0f;
+            pa_axpy(ds, kj, dqi[r], HEAD_DIM);
+        }
     }
-    const long dqb = dq_off + b * q_st.s0 + h * q_st.s1 + i * q_st.s2;
-    for (int c = 0; c < HEAD_DIM; c++) STORE(dq, dqb + c * q_st.s3, dqi[c]);
+    for (int r = 0; r < BR; r++) {
+        const long i = i0 + r;
+        if (i >= seq_q) break;
+        const long dqb = dq_off + b * q_st.s0 + h * q_st.s1 + i * q_st.s2;
+        for (int c = 0; c < HEAD_DIM; c++) STORE(dq, dqb + c * q_st.s3, dqi[r][c]);
+    }
 }
 
 #endif
