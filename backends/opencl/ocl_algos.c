@@ -292,6 +292,7 @@ static polyattn_status bwd_delta(ocl_device *d, cl_kernel k, const pa_problem *p
 
 static int bwd_rows(const pa_problem *p);
 
+
 /* CPUs run work-items of a group one after another: barriers and local-memory staging
  * only cost there, so they get the row-streaming kernel (kernels/flash_rows.cl).
  * POLYATTN_OCL_FLASH=tiled|rows overrides (tests and tuning). */
@@ -335,6 +336,12 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
         snprintf(d->note[3], sizeof d->note[3],
                  "tiled%s kernel %dx%d (rows x keys), %d work-items, %llu B local memory",
                  v4 ? " 4-wide" : "", t.bm, t.bn, t.rg * t.cg, (unsigned long long)local_bytes);
+    if (p->want_backward) {
+        size_t n = strlen(d->note[3]);
+        snprintf(d->note[3] + n, sizeof d->note[3] - n,
+                 "; backward: per-key dK/dV and per-query dQ kernels, %d rows per work-item, "
+                 "no atomics", bwd_rows(p));
+    }
     *why_not = d->note[3];
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -847,6 +854,11 @@ static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const 
                  : "the caller's f32 tensors",
              p->want_probs ? "the probabilities buffer" : "the workspace",
              !p->want_probs && s.chunk < nb ? " (several passes: CLBlast's 32-bit indexing)" : "");
+    if (p->want_backward) {
+        size_t n = strlen(d->note[1]);
+        snprintf(d->note[1] + n, sizeof d->note[1] - n,
+                 "; backward: 5 batched GEMMs per pass, GQA summed inside the dK/dV GEMMs");
+    }
     *why_not = d->note[1];
     return POLYATTN_STATUS_SUCCESS;
 #endif
