@@ -353,12 +353,13 @@ bench)
     # SIGTERM: the measurement under way finishes, the reports hold what was measured.
     heavy="1,4,4,700,700,64"
     heavy="$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy"
+    rm -f out.txt err.txt # the wait below must see this run's rows, not the last run's
     "$polyattn" bench --suite custom --shape "$heavy" --backend host --reps 3 --warmup 1 \
         --algo unfused,flash --csv t.csv >out.txt 2>err.txt &
     pid=$!
-    # Signal once the first measurement is reported (at most 60 s).
+    # Signal once the first measurement is reported (at most 300 s).
     waited=0
-    while ! grep -q " ok " out.txt 2>/dev/null && [ $waited -lt 300 ]; do
+    while ! grep -q " ok " out.txt 2>/dev/null && [ $waited -lt 1500 ]; do
         sleep 0.2
         waited=$((waited + 1))
     done
@@ -512,7 +513,10 @@ compare_torch)
     heavy="1,4,4,700,700,64"
     heavy="$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy"
     # Unbuffered, and a generous wait: under ASan on 2 busy cores the first measurement
-    # can take long, and a signal before it would test nothing.
+    # can take long, and a signal before it would test nothing.  The previous run's
+    # out.txt goes first: the background job truncates it only once it has started, and
+    # the wait below must not see the old rows.
+    rm -f out.txt err.txt
     PYTHONUNBUFFERED=1 python3 "$script" --suite custom --shape "$heavy" --polyattn "$polyattn" \
         --backends host --no-torch --reps 3 --warmup 1 --algo unfused,flash --out cs \
         >out.txt 2>err.txt &
