@@ -6,6 +6,7 @@
 #include "cuda_internal.h"
 
 #include "../gpu/gpu_attn.h"
+#include "../gpu/gpu_args_host.h"
 #include "../gpu/gpu_backward.h"
 #include "flash_tc.h"
 
@@ -16,41 +17,6 @@
 static size_t dtype_size(polyattn_dtype t)
 {
     return t == POLYATTN_DTYPE_F32 ? 4 : 2;
-}
-
-static void *at(pa_tensor_ref r)
-{
-    return r.mem ? (char *)r.mem + r.offset : NULL;
-}
-
-static void fill_args(const pa_problem *p, const pa_io *io, pa_gpu_args *a)
-{
-    memset(a, 0, sizeof *a);
-    if (io) {
-        a->q = at(io->q);
-        a->k = at(io->k);
-        a->v = at(io->v);
-        a->o = at(io->o);
-        a->lse = p->want_lse ? (float *)at(io->lse) : NULL;
-        a->probs = p->want_probs ? (float *)at(io->probs) : NULL;
-        a->workspace = at(io->workspace);
-    }
-    a->dtype = (int)p->dtype;
-    a->mask = (int)p->mask;
-    a->batch = (int)p->batch;
-    a->heads_q = (int)p->heads_q;
-    a->heads_kv = (int)p->heads_kv;
-    a->seq_q = (int)p->seq_q;
-    a->seq_kv = (int)p->seq_kv;
-    a->head_dim = (int)p->head_dim;
-    a->head_dim_v = (int)p->head_dim_v;
-    for (int i = 0; i < 4; i++) {
-        a->q_stride[i] = p->q_stride[i];
-        a->k_stride[i] = p->k_stride[i];
-        a->v_stride[i] = p->v_stride[i];
-        a->o_stride[i] = p->o_stride[i];
-    }
-    a->scale = p->scale;
 }
 
 /* Sizes the kernels index with int (grid dims, rows). */
@@ -111,7 +77,7 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
     }
     if (tc_refusal(dev, p)) {
         pa_gpu_args a;
-        fill_args(p, NULL, &a);
+        pa_gpu_args_fill(p, NULL, &a);
         size_t smem = pa_gpu_flash_generic_smem(&a);
         if (smem > dev->smem_optin) {
             snprintf(dev->why, sizeof dev->why,
@@ -168,7 +134,7 @@ static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *st
     (void)state;
     pa_cuda_device *dev = pa_cuda_dev(d);
     pa_gpu_args a;
-    fill_args(p, io, &a);
+    pa_gpu_args_fill(p, io, &a);
     PA_CU(d, cudaSetDevice(dev->ordinal));
     if (!tc_refusal(dev, p) && aligned16(a.q) && aligned16(a.k) && aligned16(a.v) &&
         aligned16(a.o)) {
@@ -196,7 +162,7 @@ static polyattn_status fused_check(pa_device *d, const pa_problem *p, const char
         return POLYATTN_STATUS_UNSUPPORTED;
     }
     pa_gpu_args a;
-    fill_args(p, NULL, &a);
+    pa_gpu_args_fill(p, NULL, &a);
     size_t smem = pa_gpu_fused_smem(&a, 0);
     if (smem > dev->smem_optin) {
         snprintf(dev->why, sizeof dev->why,
@@ -214,14 +180,14 @@ static polyattn_status fused_check(pa_device *d, const pa_problem *p, const char
 static uint64_t fused_workspace(pa_device *d, const pa_problem *p)
 {
     pa_gpu_args a;
-    fill_args(p, NULL, &a);
+    pa_gpu_args_fill(p, NULL, &a);
     return fused_scores_fit(pa_cuda_dev(d), &a) ? 0 : pa_gpu_fused_workspace(&a);
 }
 
 static polyattn_status fused_prepare(pa_device *d, const pa_problem *p, void **state)
 {
     pa_gpu_args a;
-    fill_args(p, NULL, &a);
+    pa_gpu_args_fill(p, NULL, &a);
     pa_log(POLYATTN_LOG_DISPATCH, "cuda fused: scores of each 32-query tile in %s",
            fused_scores_fit(pa_cuda_dev(d), &a) ? "shared memory" : "the workspace");
     *state = NULL;
@@ -234,7 +200,7 @@ static polyattn_status fused_forward(pa_device *d, const pa_problem *p, void *st
     (void)state;
     pa_cuda_device *dev = pa_cuda_dev(d);
     pa_gpu_args a;
-    fill_args(p, io, &a);
+    pa_gpu_args_fill(p, io, &a);
     const int in_smem = fused_scores_fit(dev, &a);
     if (!in_smem && !a.workspace)
         return pa_fail(d, POLYATTN_STATUS_INVALID_ARGUMENT,
@@ -349,7 +315,7 @@ static polyattn_status unfused_forward(pa_device *d, const pa_problem *p, void *
     PA_CU(d, cudaSetDevice(dev->ordinal));
     PA_CUBLAS(d, cublasSetStream(dev->blas, dev->stream));
     pa_gpu_args a;
-    fill_args(p, io, &a);
+    pa_gpu_args_fill(p, io, &a);
     const unfused_plan u = unfused_layout(p);
     const size_t es = dtype_size(p->dtype);
     const cudaDataType_t t = cuda_type(p->dtype);
@@ -456,13 +422,13 @@ static polyattn_status unfused_backward(pa_device *d, const pa_problem *p, void 
         fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o;
         pa_problem np = *p;
         np.want_lse = 0, np.want_probs = 0;
-        fill_args(&np, &fio, &a);
+        pa_gpu_args_fill(&np, &fio, &a);
     }
-    float *ws = (float *)at(io->workspace);
+    float *ws = (float *)pa_gpu_ptr(&io->workspace);
     float *qf = ws + l.q, *dof = ws + l.d_o, *kf = ws + l.k, *vf = ws + l.v;
     float *delta = ws + l.delta, *sc = ws + l.s, *dp = ws + l.dp;
     float *dqf = ws + l.dq, *dkf = ws + l.dk, *dvf = ws + l.dv;
-    const float *lse = (const float *)at(io->lse);
+    const float *lse = (const float *)pa_gpu_ptr(&io->lse);
     void *st = dev->stream;
     const int64_t dims_q[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
     const int64_t dims_o[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
@@ -470,10 +436,10 @@ static polyattn_status unfused_backward(pa_device *d, const pa_problem *p, void 
     const int64_t dims_v[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim_v};
 
     LAUNCH(d, pa_gpu_bwd_pack(qf, a.q, a.dtype, dims_q, p->q_stride, st));
-    LAUNCH(d, pa_gpu_bwd_pack(dof, at(io->d_o), a.dtype, dims_o, p->o_stride, st));
+    LAUNCH(d, pa_gpu_bwd_pack(dof, pa_gpu_ptr(&io->d_o), a.dtype, dims_o, p->o_stride, st));
     LAUNCH(d, pa_gpu_bwd_pack(kf, a.k, a.dtype, dims_k, p->k_stride, st));
     LAUNCH(d, pa_gpu_bwd_pack(vf, a.v, a.dtype, dims_v, p->v_stride, st));
-    LAUNCH(d, pa_gpu_bwd_rowdot(&a, at(io->d_o), delta, st));
+    LAUNCH(d, pa_gpu_bwd_rowdot(&a, pa_gpu_ptr(&io->d_o), delta, st));
 
     /* Row-major X [m, n] is column-major X^T with leading dimension n.  One strided batch
      * runs over (batch, kv head); query head j of each group is call j. */
@@ -517,9 +483,9 @@ static polyattn_status unfused_backward(pa_device *d, const pa_problem *p, void 
                                                &scale, kf, hd, ks, dsj, skv, g * pairs, &zero, dqj,
                                                hd, g * qs, count));
     }
-    LAUNCH(d, pa_gpu_bwd_unpack(at(io->dq), dqf, a.dtype, dims_q, p->q_stride, st));
-    LAUNCH(d, pa_gpu_bwd_unpack(at(io->dk), dkf, a.dtype, dims_k, p->k_stride, st));
-    LAUNCH(d, pa_gpu_bwd_unpack(at(io->dv), dvf, a.dtype, dims_v, p->v_stride, st));
+    LAUNCH(d, pa_gpu_bwd_unpack(pa_gpu_ptr(&io->dq), dqf, a.dtype, dims_q, p->q_stride, st));
+    LAUNCH(d, pa_gpu_bwd_unpack(pa_gpu_ptr(&io->dk), dkf, a.dtype, dims_k, p->k_stride, st));
+    LAUNCH(d, pa_gpu_bwd_unpack(pa_gpu_ptr(&io->dv), dvf, a.dtype, dims_v, p->v_stride, st));
     return POLYATTN_STATUS_SUCCESS;
 }
 

@@ -12,42 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
 /* The shared launchers take int dimensions. */
 static int dims_fit_int(const pa_problem *p)
 {
     return p->batch <= INT_MAX && p->heads_q <= INT_MAX && p->heads_kv <= INT_MAX &&
            p->seq_q <= INT_MAX && p->seq_kv <= INT_MAX && p->head_dim <= INT_MAX &&
            p->head_dim_v <= INT_MAX;
-}
-
-static void fill_args(const pa_problem *p, const pa_io *io, pa_gpu_args *a)
-{
-    memset(a, 0, sizeof *a);
-    if (io) {
-        a->q = pa_hip_ptr(&io->q);
-        a->k = pa_hip_ptr(&io->k);
-        a->v = pa_hip_ptr(&io->v);
-        a->o = pa_hip_ptr(&io->o);
-        a->lse = p->want_lse ? (float *)pa_hip_ptr(&io->lse) : NULL;
-        a->probs = p->want_probs ? (float *)pa_hip_ptr(&io->probs) : NULL;
-        a->workspace = pa_hip_ptr(&io->workspace);
-    }
-    a->dtype = (int)p->dtype;
-    a->mask = (int)p->mask;
-    a->batch = (int)p->batch;
-    a->heads_q = (int)p->heads_q;
-    a->heads_kv = (int)p->heads_kv;
-    a->seq_q = (int)p->seq_q;
-    a->seq_kv = (int)p->seq_kv;
-    a->head_dim = (int)p->head_dim;
-    a->head_dim_v = (int)p->head_dim_v;
-    memcpy(a->q_stride, p->q_stride, sizeof a->q_stride);
-    memcpy(a->k_stride, p->k_stride, sizeof a->k_stride);
-    memcpy(a->v_stride, p->v_stride, sizeof a->v_stride);
-    memcpy(a->o_stride, p->o_stride, sizeof a->o_stride);
-    a->scale = p->scale;
 }
 
 /* Checks every algorithm shares; *why_not points into the device record when it needs
@@ -118,7 +88,7 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
     }
     if (!mfma_refusal(dev, p)) return POLYATTN_STATUS_SUCCESS; /* its LDS tile is 8.5 KiB */
     pa_gpu_args a;
-    fill_args(p, NULL, &a);
+    pa_gpu_args_fill(p, NULL, &a);
     return lds_check(dev, "flash (generic kernel)", pa_hip(dev)->k->flash_generic_smem(&a),
                      why_not);
 }
@@ -155,7 +125,7 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
 {
     (void)state;
     pa_gpu_args a;
-    fill_args(p, io, &a);
+    pa_gpu_args_fill(p, io, &a);
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     if (!mfma_refusal(dev, p))
@@ -177,7 +147,7 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
     polyattn_status st = common_check(dev, p, why_not);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     pa_gpu_args a;
-    fill_args(p, NULL, &a);
+    pa_gpu_args_fill(p, NULL, &a);
     if (fused_scores_in_lds(dev, &a)) return POLYATTN_STATUS_SUCCESS;
     return lds_check(dev, "fused (scores in the workspace)", pa_hip(dev)->k->fused_smem(&a, 0),
                      why_not);
@@ -186,7 +156,7 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
 static uint64_t fused_workspace(pa_device *dev, const pa_problem *p)
 {
     pa_gpu_args a;
-    fill_args(p, NULL, &a);
+    pa_gpu_args_fill(p, NULL, &a);
     return fused_scores_in_lds(dev, &a) ? 0 : pa_hip(dev)->k->fused_workspace(&a);
 }
 
@@ -195,7 +165,7 @@ static polyattn_status fused_forward(pa_device *dev, const pa_problem *p, void *
 {
     (void)state;
     pa_gpu_args a;
-    fill_args(p, io, &a);
+    pa_gpu_args_fill(p, io, &a);
     const int in_lds = fused_scores_in_lds(dev, &a);
     if (!in_lds && io->workspace_bytes < pa_hip(dev)->k->fused_workspace(&a))
         return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
@@ -258,7 +228,7 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
 {
     (void)state;
     pa_gpu_args a;
-    fill_args(p, io, &a);
+    pa_gpu_args_fill(p, io, &a);
     if (!io->workspace.mem || io->workspace_bytes < score_bytes(p))
         return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
                        "unfused: workspace of %llu bytes, %llu needed for the scores",

@@ -9,6 +9,7 @@
 #ifndef PA_HIP_H
 #define PA_HIP_H
 
+#include "gpu_args_host.h" /* pa_gpu_ptr, pa_gpu_args_fill */
 #include "gpu_attn.h"
 #include "pa_backend.h"
 
@@ -70,12 +71,6 @@ polyattn_status pa_hip_fail(pa_device *dev, hipError_t err, const char *expr, co
 
 /* Makes dev's ordinal current on this thread (HIP's current device is per thread). */
 polyattn_status pa_hip_use(pa_device *dev);
-
-/* Device pointer of a tensor reference (handle + byte offset). */
-static inline void *pa_hip_ptr(const pa_tensor_ref *ref)
-{
-    return ref->mem ? (void *)((char *)ref->mem + ref->offset) : NULL;
-}
 
 /* Device-side utility from hip_fill.hip (in the kernels library): fills count 32-bit words. */
 hipError_t pa_hip_fill_u32(void *dst, uint32_t value, uint64_t count, hipStream_t stream);
