@@ -14,6 +14,7 @@
  * (batch, heads_q) pairs across the online CPUs.
  */
 #include "pa_host.h"
+#include "pa_host_elem.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -205,44 +206,10 @@ static polyattn_status host_event_elapsed_ms(pa_device *dev, void *start, void *
 
 /* ---- element access -------------------------------------------------------------- */
 
-/* memcpy keeps reads legal at any byte offset a buffer view may have. */
-static double load_elem(const unsigned char *base, polyattn_dtype dtype, int64_t index)
-{
-    if (dtype == POLYATTN_DTYPE_F32) {
-        float f;
-        memcpy(&f, base + index * 4, 4);
-        return f;
-    } else {
-        uint16_t h;
-        memcpy(&h, base + index * 2, 2);
-        return dtype == POLYATTN_DTYPE_F16 ? pa_f16_to_f32(h) : pa_bf16_to_f32(h);
-    }
-}
-
-static void store_elem(unsigned char *base, polyattn_dtype dtype, int64_t index, double value)
-{
-    float f = (float)value; /* round to nearest even (the default mode) */
-    if (dtype == POLYATTN_DTYPE_F32) {
-        memcpy(base + index * 4, &f, 4);
-    } else {
-        uint16_t h = dtype == POLYATTN_DTYPE_F16 ? pa_f32_to_f16(f) : pa_f32_to_bf16(f);
-        memcpy(base + index * 2, &h, 2);
-    }
-}
-
 static void store_f32(unsigned char *base, int64_t index, double value)
 {
     float f = (float)value;
     memcpy(base + index * 4, &f, 4);
-}
-
-/* Loads n elements spaced by stride (elements) into dst as doubles. */
-static void load_row(double *dst, const unsigned char *base, polyattn_dtype dtype, int64_t start,
-                     int64_t stride, int64_t n)
-{
-    int64_t i;
-    for (i = 0; i < n; i++)
-        dst[i] = load_elem(base, dtype, start + i * stride);
 }
 
 /* ---- the per-(batch, head) work ---------------------------------------------------- */
@@ -269,7 +236,7 @@ static void write_masked_row(const host_task_ctx *t, int64_t b, int64_t h, int64
     const pa_problem *p = t->p;
     int64_t d, row = (b * p->heads_q + h) * p->seq_q + i;
     for (d = 0; d < p->head_dim_v; d++)
-        store_elem(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], 0.0);
+        pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], 0.0);
     if (t->lse)
         store_f32(t->lse, row, -INFINITY);
     if (t->probs) {
@@ -342,8 +309,8 @@ static void load_kv(const host_task_ctx *t, host_scratch *s, int64_t b, int64_t 
     for (j = j0; j < j1; j++) {
         int64_t kb = b * p->k_stride[0] + hk * p->k_stride[1] + j * p->k_stride[2];
         int64_t vb = b * p->v_stride[0] + hk * p->v_stride[1] + j * p->v_stride[2];
-        load_row(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, kb, p->k_stride[3], p->head_dim);
-        load_row(s->vbuf + (j - j0) * p->head_dim_v, t->v, p->dtype, vb, p->v_stride[3],
+        pa_host_load_row(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, kb, p->k_stride[3], p->head_dim);
+        pa_host_load_row(s->vbuf + (j - j0) * p->head_dim_v, t->v, p->dtype, vb, p->v_stride[3],
                  p->head_dim_v);
     }
 }
@@ -363,7 +330,7 @@ static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int
             write_masked_row(t, b, h, i);
             continue;
         }
-        load_row(s->qbuf, t->q, p->dtype, q_index(p, b, h, i), p->q_stride[3], p->head_dim);
+        pa_host_load_row(s->qbuf, t->q, p->dtype, q_index(p, b, h, i), p->q_stride[3], p->head_dim);
         for (j = 0; j < n; j++) {
             s->scores[j] = scale * dot(s->qbuf, s->kbuf + j * p->head_dim, p->head_dim);
             if (s->scores[j] > mx)
@@ -382,7 +349,7 @@ static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int
                 s->acc[d] += w * vrow[d];
         }
         for (d = 0; d < p->head_dim_v; d++)
-            store_elem(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], s->acc[d] / sum);
+            pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], s->acc[d] / sum);
         if (t->lse)
             store_f32(t->lse, row, mx + log(sum));
         if (t->probs) {
@@ -407,7 +374,7 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
         int64_t keys_needed = 0;
         for (r = 0; r < rows; r++) {
             const int64_t n = pa_visible_keys(p, i0 + r);
-            load_row(s->qbuf + r * dq, t->q, p->dtype, q_index(p, b, h, i0 + r), p->q_stride[3], dq);
+            pa_host_load_row(s->qbuf + r * dq, t->q, p->dtype, q_index(p, b, h, i0 + r), p->q_stride[3], dq);
             s->m[r] = -INFINITY;
             s->l[r] = 0.0;
             for (d = 0; d < dv; d++)
@@ -454,7 +421,7 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
                 continue;
             }
             for (d = 0; d < dv; d++)
-                store_elem(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3],
+                pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3],
                            s->acc[r * dv + d] / s->l[r]);
             if (t->lse)
                 store_f32(t->lse, row, s->m[r] + log(s->l[r]));

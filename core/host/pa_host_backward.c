@@ -19,6 +19,7 @@
  * nothing; keys no query sees get dK = dV = 0.
  */
 #include "pa_host.h"
+#include "pa_host_elem.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -29,46 +30,6 @@
 enum { BWD_KEY_BLOCK = 64 };
 #define BWD_PARALLEL_MIN_WORK 2.0e6
 #define BWD_MAX_THREADS 64
-
-/* ---- element access (memcpy: any byte offset a view may have is legal) ---- */
-
-static double bwd_load(const unsigned char *base, polyattn_dtype dtype, int64_t index)
-{
-    if (dtype == POLYATTN_DTYPE_F32) {
-        float f;
-        memcpy(&f, base + index * 4, 4);
-        return f;
-    } else {
-        uint16_t h;
-        memcpy(&h, base + index * 2, 2);
-        return dtype == POLYATTN_DTYPE_F16 ? pa_f16_to_f32(h) : pa_bf16_to_f32(h);
-    }
-}
-
-static void bwd_store(unsigned char *base, polyattn_dtype dtype, int64_t index, double value)
-{
-    float f = (float)value; /* double -> f32 -> f16/bf16, each round to nearest even */
-    if (dtype == POLYATTN_DTYPE_F32) {
-        memcpy(base + index * 4, &f, 4);
-    } else {
-        uint16_t h = dtype == POLYATTN_DTYPE_F16 ? pa_f32_to_f16(f) : pa_f32_to_bf16(f);
-        memcpy(base + index * 2, &h, 2);
-    }
-}
-
-static void bwd_load_row(double *dst, const unsigned char *base, polyattn_dtype dtype,
-                         int64_t start, int64_t stride, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = bwd_load(base, dtype, start + i * stride);
-}
-
-static void bwd_store_row(unsigned char *base, polyattn_dtype dtype, int64_t start, int64_t stride,
-                          const double *src, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        bwd_store(base, dtype, start + i * stride, src[i]);
-}
 
 static double bwd_dot(const double *a, const double *b, int64_t n)
 {
@@ -167,9 +128,9 @@ static void bwd_load_kv(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t hk,
 {
     const pa_problem *p = t->p;
     for (int64_t j = j0; j < j1; j++) {
-        bwd_load_row(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, k_row(p, b, hk, j),
+        pa_host_load_row(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, k_row(p, b, hk, j),
                      p->k_stride[3], p->head_dim);
-        bwd_load_row(s->vbuf + (j - j0) * p->head_dim_v, t->v, p->dtype, v_row(p, b, hk, j),
+        pa_host_load_row(s->vbuf + (j - j0) * p->head_dim_v, t->v, p->dtype, v_row(p, b, hk, j),
                      p->v_stride[3], p->head_dim_v);
     }
 }
@@ -180,9 +141,9 @@ static void bwd_store_dkdv(const bwd_ctx *t, const bwd_scratch *s, int64_t b, in
 {
     const pa_problem *p = t->p;
     for (int64_t j = j0; j < j1; j++) {
-        bwd_store_row(t->dk, p->dtype, k_row(p, b, hk, j), p->k_stride[3],
+        pa_host_store_row(t->dk, p->dtype, k_row(p, b, hk, j), p->k_stride[3],
                       s->dk_acc + (j - j0) * p->head_dim, p->head_dim);
-        bwd_store_row(t->dv, p->dtype, v_row(p, b, hk, j), p->v_stride[3],
+        pa_host_store_row(t->dv, p->dtype, v_row(p, b, hk, j), p->v_stride[3],
                       s->dv_acc + (j - j0) * p->head_dim_v, p->head_dim_v);
     }
 }
@@ -204,8 +165,8 @@ static void unfused_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t
             for (int64_t d = 0; d < dqk; d++)
                 s->dqrow[d] = 0.0;
             if (n > 0) {
-                bwd_load_row(s->qrow, t->q, p->dtype, q_row(p, b, h, i), p->q_stride[3], dqk);
-                bwd_load_row(s->dorow, t->d_o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
+                pa_host_load_row(s->qrow, t->q, p->dtype, q_row(p, b, h, i), p->q_stride[3], dqk);
+                pa_host_load_row(s->dorow, t->d_o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
                 for (int64_t j = 0; j < n; j++) {
                     s->prob[j] = scale * bwd_dot(s->qrow, s->kbuf + j * dqk, dqk);
                     if (s->prob[j] > mx)
@@ -230,7 +191,7 @@ static void unfused_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t
                     }
                 }
             }
-            bwd_store_row(t->dq, p->dtype, q_row(p, b, h, i), p->q_stride[3], s->dqrow, dqk);
+            pa_host_store_row(t->dq, p->dtype, q_row(p, b, h, i), p->q_stride[3], s->dqrow, dqk);
         }
     }
     bwd_store_dkdv(t, s, b, hk, 0, p->seq_kv);
@@ -247,8 +208,8 @@ static void flash_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t h
     for (int64_t g = 0; g < group; g++)
         for (int64_t i = 0; i < p->seq_q; i++) {
             const int64_t h = hk * group + g;
-            bwd_load_row(s->dorow, t->d_o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
-            bwd_load_row(s->orow, t->o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
+            pa_host_load_row(s->dorow, t->d_o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
+            pa_host_load_row(s->orow, t->o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
             s->delta[g * p->seq_q + i] = bwd_dot(s->dorow, s->orow, dv);
         }
     memset(s->dq_acc, 0, (size_t)(group * p->seq_q * dqk) * sizeof(double));
@@ -269,8 +230,8 @@ static void flash_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t h
                     continue; /* sees none of this block (or nothing at all) */
                 memcpy(&lse_f, t->lse + row * 4, 4);
                 lse = lse_f;
-                bwd_load_row(s->qrow, t->q, p->dtype, q_row(p, b, h, i), p->q_stride[3], dqk);
-                bwd_load_row(s->dorow, t->d_o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
+                pa_host_load_row(s->qrow, t->q, p->dtype, q_row(p, b, h, i), p->q_stride[3], dqk);
+                pa_host_load_row(s->dorow, t->d_o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
                 for (int64_t j = j0; j < jend; j++) {
                     const double *kj = s->kbuf + (j - j0) * dqk;
                     const double pj = exp(scale * bwd_dot(s->qrow, kj, dqk) - lse);
@@ -290,7 +251,7 @@ static void flash_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t h
     }
     for (int64_t g = 0; g < group; g++)
         for (int64_t i = 0; i < p->seq_q; i++)
-            bwd_store_row(t->dq, p->dtype, q_row(p, b, hk * group + g, i), p->q_stride[3],
+            pa_host_store_row(t->dq, p->dtype, q_row(p, b, hk * group + g, i), p->q_stride[3],
                           s->dq_acc + (g * p->seq_q + i) * dqk, dqk);
 }
 
