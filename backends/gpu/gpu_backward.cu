@@ -67,18 +67,23 @@ __global__ void bwd_rowdot_kernel(pa_gpu_args a, const void *d_o, float *delta)
     const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
     const int lane = threadIdx.x % kDotGroup;
     const int64_t groups = (int64_t)gridDim.x * (blockDim.x / kDotGroup);
-    for (int64_t row = (int64_t)blockIdx.x * (blockDim.x / kDotGroup) + threadIdx.x / kDotGroup;
-         row < rows; row += groups) {
-        const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
-                      b = row / ((int64_t)a.seq_q * a.heads_q);
-        const int64_t base = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
+    /* The trip count is the block's, not the group's: every lane reaches the shuffles (a
+     * wave64 holds two groups, and the CPU emulation treats a shuffle as a block barrier). */
+    for (int64_t first = (int64_t)blockIdx.x * (blockDim.x / kDotGroup); first < rows;
+         first += groups) {
+        const int64_t row = first + threadIdx.x / kDotGroup;
         float acc = 0.f;
-        for (int d = lane; d < a.head_dim_v; d += kDotGroup) {
-            const int64_t at = base + d * a.o_stride[3];
-            acc += load_elem(d_o, at, a.dtype) * load_elem(a.o, at, a.dtype);
+        if (row < rows) {
+            const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
+                          b = row / ((int64_t)a.seq_q * a.heads_q);
+            const int64_t base = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
+            for (int d = lane; d < a.head_dim_v; d += kDotGroup) {
+                const int64_t at = base + d * a.o_stride[3];
+                acc += load_elem(d_o, at, a.dtype) * load_elem(a.o, at, a.dtype);
+            }
         }
         acc = gpu_group_sum<kDotGroup>(acc);
-        if (lane == 0) delta[row] = acc;
+        if (row < rows && lane == 0) delta[row] = acc;
     }
 }
 

@@ -1,0 +1,524 @@
+/*
+ * Shared SIMT flash backward (see flash_bwd.h): FlashAttention-2's recomputation scheme in
+ * plain f32 FMAs, one source for nvcc and hipcc through gpu_port.h.
+ *
+ * Kernels (one launch each, in this order on the stream):
+ *   flash_bwd_prep_kernel   delta = rowsum(dO * O); zeroes the f32 dQ accumulator (atomic mode)
+ *   flash_bwd_dkdv_kernel   one block per (key tile, kv head, batch): K_j, V_j stay in shared
+ *                           memory, the query tiles that can see the key tile stream past (every
+ *                           query head of the GQA group in order), dK_j and dV_j stay in
+ *                           registers; in atomic mode it also adds scale * dS K_j into dQ
+ *   flash_bwd_dq_kernel     deterministic mode: one block per (query tile, query head, batch)
+ *                           over the visible key tiles in order; no atomics anywhere
+ *   flash_bwd_dq_store_kernel  atomic mode: dQ accumulator -> the caller's dtype and strides
+ *
+ * Tiles are chosen at run time from the head dims (one compiled instance per kernel; dtype is
+ * a uniform run-time branch at loads and stores).  Shared memory stays within 64 KiB so the
+ * same plan fits AMD's LDS; rows are padded to an odd stride so the column walks below hit
+ * distinct banks.
+ */
+#include "gpu_port.h"
+#include "flash_bwd.h"
+
+#include <math.h>
+
+namespace
+{
+
+constexpr int kThreads = 256;
+constexpr int kMaxSmemBytes = 65536;
+constexpr int kMicro = 4;       /* a thread owns up to kMicro x kMicro outputs of a GEMM tile */
+constexpr int kMaxEntries = 4;  /* score entries per thread when a tile has >= 256 of them */
+constexpr float kLog2e = 1.4426950408889634f;
+
+/* Tile plan, computed on the host from the head dims; smem offsets and strides in floats. */
+struct BwdPlan {
+    int bk, bq;                   /* keys per key tile, queries per query tile */
+    int ks, vs, qs, os, ps;       /* row strides of K, V, Q, dO, P/dS tiles */
+    int k_off, v_off, q_off, o_off, p_off, ds_off, lse_off, delta_off;
+    int floats;                   /* total */
+};
+
+__host__ __device__ inline int pow2_ceil(int x)
+{
+    int p = 1;
+    while (p < x) p *= 2;
+    return p;
+}
+
+/* Micro-tile ownership of a rows x cols output tile over kThreads threads: a grid of
+ * cpp column-threads x (kThreads / cpp) row-threads; thread (c0, r0) owns columns
+ * c0 + cpp * cc (cc < kMicro) and rows r0 + R * rr (rr < nr). */
+__host__ __device__ inline int micro_cpp(int cols)
+{
+    const int c = pow2_ceil((cols + kMicro - 1) / kMicro);
+    return c > kThreads ? kThreads : c;
+}
+__host__ __device__ inline int micro_rows_per_thread(int rows, int cols)
+{
+    const int r = kThreads / micro_cpp(cols);
+    return (rows + r - 1) / r;
+}
+
+bool plan_for(int head_dim, int head_dim_v, BwdPlan *p)
+{
+    /* Key tile first (fewer passes over Q and dO), then query tile; the last one takes any
+     * head dim up to 1024 within 64 KiB. */
+    static const int cand[][2] = {{64, 16}, {32, 16}, {16, 8}, {8, 4}, {4, 2}};
+    for (const auto &c : cand) {
+        BwdPlan t;
+        t.bk = c[0];
+        t.bq = c[1];
+        if (micro_rows_per_thread(t.bk, head_dim) > kMicro ||
+            micro_rows_per_thread(t.bk, head_dim_v) > kMicro ||
+            micro_rows_per_thread(t.bq, head_dim) > kMicro || t.bk * t.bq > kThreads * kMaxEntries)
+            continue;
+        t.ks = head_dim | 1;
+        t.vs = head_dim_v | 1;
+        t.qs = head_dim | 1;
+        t.os = head_dim_v | 1;
+        t.ps = t.bk | 1;
+        int at = 0;
+        t.k_off = at, at += t.bk * t.ks;
+        t.v_off = at, at += t.bk * t.vs;
+        t.q_off = at, at += t.bq * t.qs;
+        t.o_off = at, at += t.bq * t.os;
+        t.p_off = at, at += t.bq * t.ps;
+        t.ds_off = at, at += t.bq * t.ps;
+        t.lse_off = at, at += t.bq;
+        t.delta_off = at, at += t.bq;
+        t.floats = at;
+        if ((size_t)at * sizeof(float) > (size_t)kMaxSmemBytes) continue;
+        *p = t;
+        return true;
+    }
+    return false;
+}
+
+__device__ __forceinline__ float load_elem(const void *base, int64_t idx, int dtype)
+{
+    if (dtype == 0) return static_cast<const float *>(base)[idx];
+    if (dtype == 1) return gpu_half_to_float(static_cast<const gpu_half *>(base)[idx]);
+    return gpu_bf16_to_float(static_cast<const gpu_bf16 *>(base)[idx]);
+}
+
+__device__ __forceinline__ void store_elem(void *base, int64_t idx, int dtype, float v)
+{
+    if (dtype == 0)
+        static_cast<float *>(base)[idx] = v;
+    else if (dtype == 1)
+        static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
+    else
+        static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
+}
+
+/* Keys [0, n) are visible to `query` (pa_visible_keys). */
+__device__ __forceinline__ int visible_keys(const pa_gpu_args &a, int query)
+{
+    int64_t n = a.seq_kv;
+    if (a.mask == 1)
+        n = (int64_t)query + 1;
+    else if (a.mask == 2)
+        n = (int64_t)query + 1 + ((int64_t)a.seq_kv - a.seq_q);
+    return (int)(n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n));
+}
+
+/* The first query that sees key `key` (seq_q if none): visibility grows with the query. */
+__device__ __forceinline__ int first_query_seeing(const pa_gpu_args &a, int key)
+{
+    if (a.mask == 0) return 0;
+    int64_t q = (int64_t)key - (a.mask == 2 ? ((int64_t)a.seq_kv - a.seq_q) : 0);
+    if (q < 0) q = 0;
+    return (int)(q > a.seq_q ? a.seq_q : q);
+}
+
+/* rows x cols of a [.., seq, dim] tensor at base (element strides s2, s3) into shared
+ * memory as f32 with row stride ld; rows >= n are zero (never NaN: they meet P = 0). */
+__device__ void load_tile(float *dst, int ld, const void *src, int64_t base, int64_t s2,
+                          int64_t s3, int row0, int n, int rows, int cols, int dtype)
+{
+    const int total = rows * cols;
+    for (int i = threadIdx.x; i < total; i += kThreads) {
+        const int r = i / cols, c = i - r * cols;
+        dst[r * ld + c] =
+            r < n ? load_elem(src, base + (int64_t)(row0 + r) * s2 + (int64_t)c * s3, dtype) : 0.f;
+    }
+}
+
+/* acc[rr][cc] += sum_{j < n} A(j, row_rr) * B(j, col_cc) with A(j, r) = A[j*aj + r*ar] and
+ * B(j, c) = B[j*bj + c*bc], over this thread's micro tile of a rows x cols output. */
+struct Micro {
+    int row[kMicro], col[kMicro]; /* clamped into the tile: reads stay in bounds */
+    int nr;                       /* rows per thread in use */
+    bool active;                  /* r0 < rows */
+};
+
+__device__ __forceinline__ Micro micro_of(int rows, int cols)
+{
+    Micro m;
+    const int cpp = micro_cpp(cols), rstep = kThreads / cpp;
+    const int c0 = threadIdx.x % cpp, r0 = threadIdx.x / cpp;
+    m.nr = (rows + rstep - 1) / rstep;
+    m.active = r0 < rows;
+#pragma unroll
+    for (int i = 0; i < kMicro; ++i) {
+        m.row[i] = min(r0 + rstep * i, rows - 1);
+        m.col[i] = min(c0 + cpp * i, cols - 1);
+    }
+    return m;
+}
+__device__ __forceinline__ bool micro_valid(const Micro &m, int rr, int cc, int rows, int cols)
+{
+    const int cpp = micro_cpp(cols), rstep = kThreads / cpp;
+    const int c0 = threadIdx.x % cpp, r0 = threadIdx.x / cpp;
+    return m.active && rr < m.nr && r0 + rstep * rr < rows && c0 + cpp * cc < cols;
+}
+
+__device__ __forceinline__ void micro_zero(float acc[kMicro][kMicro])
+{
+#pragma unroll
+    for (int r = 0; r < kMicro; ++r)
+#pragma unroll
+        for (int c = 0; c < kMicro; ++c)
+            acc[r][c] = 0.f;
+}
+
+__device__ __forceinline__ void micro_gemm(float acc[kMicro][kMicro], const Micro &m, int n,
+                                           const float *A, int aj, int ar, const float *B, int bj,
+                                           int bc)
+{
+    int ao[kMicro], bo[kMicro];
+#pragma unroll
+    for (int i = 0; i < kMicro; ++i) {
+        ao[i] = m.row[i] * ar;
+        bo[i] = m.col[i] * bc;
+    }
+    for (int j = 0; j < n; ++j) {
+        const float *aj_ = A + j * aj;
+        const float *bj_ = B + j * bj;
+        float bv[kMicro];
+#pragma unroll
+        for (int c = 0; c < kMicro; ++c)
+            bv[c] = bj_[bo[c]];
+#pragma unroll
+        for (int r = 0; r < kMicro; ++r) {
+            if (r < m.nr) {
+                const float av = aj_[ao[r]];
+#pragma unroll
+                for (int c = 0; c < kMicro; ++c)
+                    acc[r][c] = fmaf(av, bv[c], acc[r][c]);
+            }
+        }
+    }
+}
+
+/* P and dS of the staged query tile (nq rows from q0, head's lse/delta in smem) against the
+ * staged key tile (nk keys from key0): S and dP dot products over the head dims, split over
+ * tpe lanes when the tile has fewer than kThreads entries.  Every thread calls it (shuffles). */
+__device__ void scores_tile(const pa_gpu_args &a, const BwdPlan &pl, float *sm, int q0, int nq,
+                            int key0, int nk)
+{
+    const float *ks = sm + pl.k_off, *vs = sm + pl.v_off, *qs = sm + pl.q_off,
+                *os = sm + pl.o_off, *lse = sm + pl.lse_off, *delta = sm + pl.delta_off;
+    float *ps = sm + pl.p_off, *ds = sm + pl.ds_off;
+    const int entries = pl.bq * pl.bk; /* powers of two: tpe and ne divide exactly */
+    const int tpe = entries >= kThreads ? 1 : kThreads / entries;
+    const int ne = entries >= kThreads ? entries / kThreads : 1;
+    const int e0 = threadIdx.x / tpe, lane = threadIdx.x % tpe;
+    const int groups = kThreads / tpe;
+    const int k = e0 % pl.bk; /* the same key for each of this thread's entries */
+    int qrow[kMaxEntries];
+#pragma unroll
+    for (int i = 0; i < kMaxEntries; ++i)
+        qrow[i] = i < ne ? (e0 + groups * i) / pl.bk : 0;
+    float s[kMaxEntries], dp[kMaxEntries];
+#pragma unroll
+    for (int i = 0; i < kMaxEntries; ++i)
+        s[i] = dp[i] = 0.f;
+    const float *krow = ks + k * pl.ks, *vrow = vs + k * pl.vs;
+    for (int d = lane; d < a.head_dim; d += tpe) {
+        const float kv = krow[d];
+#pragma unroll
+        for (int i = 0; i < kMaxEntries; ++i)
+            if (i < ne) s[i] = fmaf(qs[qrow[i] * pl.qs + d], kv, s[i]);
+    }
+    for (int d = lane; d < a.head_dim_v; d += tpe) {
+        const float vv = vrow[d];
+#pragma unroll
+        for (int i = 0; i < kMaxEntries; ++i)
+            if (i < ne) dp[i] = fmaf(os[qrow[i] * pl.os + d], vv, dp[i]);
+    }
+    /* tpe <= 32 lanes per entry (entries >= 8): an aligned group of a 32-lane width. */
+    for (int mask = tpe / 2; mask > 0; mask /= 2) {
+        s[0] += gpu_shfl_xor(s[0], mask, 32);
+        dp[0] += gpu_shfl_xor(dp[0], mask, 32);
+    }
+    if (lane != 0) return;
+    const float scale2 = a.scale * kLog2e;
+#pragma unroll
+    for (int i = 0; i < kMaxEntries; ++i) {
+        if (i >= ne) continue;
+        const int q = qrow[i];
+        const float l = lse[q];
+        float p = 0.f;
+        /* masked entries, padding, and fully masked rows (lse = -inf) give exactly 0 */
+        if (q < nq && k < nk && key0 + k < visible_keys(a, q0 + q) && l != -INFINITY)
+            p = exp2f(s[i] * scale2 - l * kLog2e);
+        ps[q * pl.ps + k] = p;
+        ds[q * pl.ps + k] = p == 0.f ? 0.f : p * (dp[i] - delta[q]);
+    }
+}
+
+/* Q, dO, lse and delta of query rows [q0, q0 + nq) of head h into shared memory. */
+__device__ void load_query_tile(const pa_gpu_bwd_args &g, const BwdPlan &pl, float *sm,
+                                const float *delta_ws, int b, int h, int q0, int nq)
+{
+    const pa_gpu_args &a = g.fwd;
+    load_tile(sm + pl.q_off, pl.qs, a.q, b * a.q_stride[0] + h * a.q_stride[1], a.q_stride[2],
+              a.q_stride[3], q0, nq, pl.bq, a.head_dim, a.dtype);
+    load_tile(sm + pl.o_off, pl.os, g.d_o, b * a.o_stride[0] + h * a.o_stride[1], a.o_stride[2],
+              a.o_stride[3], q0, nq, pl.bq, a.head_dim_v, a.dtype);
+    const int64_t row = ((int64_t)b * a.heads_q + h) * a.seq_q + q0;
+    for (int i = threadIdx.x; i < pl.bq; i += kThreads) {
+        sm[pl.lse_off + i] = i < nq ? a.lse[row + i] : -INFINITY;
+        sm[pl.delta_off + i] = i < nq ? delta_ws[row + i] : 0.f;
+    }
+}
+
+__device__ void load_key_tile(const pa_gpu_args &a, const BwdPlan &pl, float *sm, int b, int hk,
+                              int key0, int nk)
+{
+    load_tile(sm + pl.k_off, pl.ks, a.k, b * a.k_stride[0] + hk * a.k_stride[1], a.k_stride[2],
+              a.k_stride[3], key0, nk, pl.bk, a.head_dim, a.dtype);
+    load_tile(sm + pl.v_off, pl.vs, a.v, b * a.v_stride[0] + hk * a.v_stride[1], a.v_stride[2],
+              a.v_stride[3], key0, nk, pl.bk, a.head_dim_v, a.dtype);
+}
+
+/* delta[row] = sum_e dO[row][e] * O[row][e] (one 32-lane group per row, fixed order); zeroes
+ * the dQ accumulator row when there is one. */
+__global__ void __launch_bounds__(kThreads)
+    flash_bwd_prep_kernel(pa_gpu_bwd_args g, float *delta, float *dq_acc)
+{
+    const pa_gpu_args &a = g.fwd;
+    constexpr int kGroup = 32;
+    const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
+    const int lane = threadIdx.x % kGroup;
+    const int64_t step = (int64_t)gridDim.x * (kThreads / kGroup);
+    /* every lane runs the same trip count: the shuffles stay convergent */
+    for (int64_t base = (int64_t)blockIdx.x * (kThreads / kGroup); base < rows; base += step) {
+        const int64_t row = base + threadIdx.x / kGroup;
+        float acc = 0.f;
+        if (row < rows) {
+            const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
+                          b = row / ((int64_t)a.seq_q * a.heads_q);
+            const int64_t at = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
+            for (int d = lane; d < a.head_dim_v; d += kGroup) {
+                const int64_t e = at + d * a.o_stride[3];
+                acc = fmaf(load_elem(g.d_o, e, a.dtype), load_elem(a.o, e, a.dtype), acc);
+            }
+            if (dq_acc)
+                for (int d = lane; d < a.head_dim; d += kGroup)
+                    dq_acc[row * a.head_dim + d] = 0.f;
+        }
+        acc = gpu_group_sum<kGroup>(acc);
+        if (row < rows && lane == 0) delta[row] = acc;
+    }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    flash_bwd_dkdv_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta, float *dq_acc)
+{
+    extern __shared__ float bwd_smem[];
+    float *sm = bwd_smem;
+    const pa_gpu_args &a = g.fwd;
+    const int key0 = blockIdx.x * pl.bk, hk = blockIdx.y, b = blockIdx.z;
+    const int nk = min(pl.bk, a.seq_kv - key0);
+    const int group = a.heads_q / a.heads_kv;
+
+    load_key_tile(a, pl, sm, b, hk, key0, nk);
+    const Micro mk = micro_of(pl.bk, a.head_dim), mv = micro_of(pl.bk, a.head_dim_v);
+    const Micro mq = micro_of(pl.bq, a.head_dim);
+    float dk[kMicro][kMicro], dv[kMicro][kMicro];
+    micro_zero(dk);
+    micro_zero(dv);
+
+    const int q_begin = first_query_seeing(a, key0); /* earlier queries see none of the tile */
+    for (int h = hk * group; h < (hk + 1) * group; ++h) {
+        for (int q0 = q_begin; q0 < a.seq_q; q0 += pl.bq) {
+            const int nq = min(pl.bq, a.seq_q - q0);
+            __syncthreads(); /* the previous tile's readers are done */
+            load_query_tile(g, pl, sm, delta, b, h, q0, nq);
+            __syncthreads();
+            scores_tile(a, pl, sm, q0, nq, key0, nk);
+            __syncthreads();
+            /* dV += P^T dO, dK += dS^T Q (the scale is applied at the store) */
+            micro_gemm(dv, mv, nq, sm + pl.p_off, pl.ps, 1, sm + pl.o_off, pl.os, 1);
+            micro_gemm(dk, mk, nq, sm + pl.ds_off, pl.ps, 1, sm + pl.q_off, pl.qs, 1);
+            if (dq_acc) {
+                /* dQ_i += dS K_j, added atomically: other key tiles add to the same rows */
+                float dq[kMicro][kMicro];
+                micro_zero(dq);
+                micro_gemm(dq, mq, nk, sm + pl.ds_off, 1, pl.ps, sm + pl.k_off, pl.ks, 1);
+                float *base = dq_acc + (((int64_t)b * a.heads_q + h) * a.seq_q + q0) * a.head_dim;
+#pragma unroll
+                for (int r = 0; r < kMicro; ++r)
+#pragma unroll
+                    for (int c = 0; c < kMicro; ++c)
+                        if (micro_valid(mq, r, c, nq, a.head_dim))
+                            atomicAdd(base + (int64_t)mq.row[r] * a.head_dim + mq.col[c], dq[r][c]);
+            }
+        }
+    }
+
+    /* Every key of the tile is written, zeros for keys that no query sees. */
+    const int64_t kbase = b * a.k_stride[0] + hk * a.k_stride[1];
+    const int64_t vbase = b * a.v_stride[0] + hk * a.v_stride[1];
+#pragma unroll
+    for (int r = 0; r < kMicro; ++r)
+#pragma unroll
+        for (int c = 0; c < kMicro; ++c) {
+            if (micro_valid(mk, r, c, nk, a.head_dim))
+                store_elem(g.dk,
+                           kbase + (int64_t)(key0 + mk.row[r]) * a.k_stride[2] +
+                               (int64_t)mk.col[c] * a.k_stride[3],
+                           a.dtype, a.scale * dk[r][c]);
+            if (micro_valid(mv, r, c, nk, a.head_dim_v))
+                store_elem(g.dv,
+                           vbase + (int64_t)(key0 + mv.row[r]) * a.v_stride[2] +
+                               (int64_t)mv.col[c] * a.v_stride[3],
+                           a.dtype, dv[r][c]);
+        }
+}
+
+/* Deterministic dQ: the query tile stays, the visible key tiles stream past in order. */
+__global__ void __launch_bounds__(kThreads)
+    flash_bwd_dq_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta)
+{
+    extern __shared__ float bwd_smem[];
+    float *sm = bwd_smem;
+    const pa_gpu_args &a = g.fwd;
+    const int q0 = blockIdx.x * pl.bq, h = blockIdx.y, b = blockIdx.z;
+    const int nq = min(pl.bq, a.seq_q - q0);
+    const int hk = h / (a.heads_q / a.heads_kv);
+    const int key_end = visible_keys(a, q0 + nq - 1);
+
+    load_query_tile(g, pl, sm, delta, b, h, q0, nq);
+    const Micro mq = micro_of(pl.bq, a.head_dim);
+    float dq[kMicro][kMicro];
+    micro_zero(dq);
+    for (int key0 = 0; key0 < key_end; key0 += pl.bk) {
+        const int nk = min(pl.bk, a.seq_kv - key0);
+        __syncthreads();
+        load_key_tile(a, pl, sm, b, hk, key0, nk);
+        __syncthreads();
+        scores_tile(a, pl, sm, q0, nq, key0, nk);
+        __syncthreads();
+        micro_gemm(dq, mq, nk, sm + pl.ds_off, 1, pl.ps, sm + pl.k_off, pl.ks, 1);
+    }
+    const int64_t qbase = b * a.q_stride[0] + h * a.q_stride[1];
+#pragma unroll
+    for (int r = 0; r < kMicro; ++r)
+#pragma unroll
+        for (int c = 0; c < kMicro; ++c)
+            if (micro_valid(mq, r, c, nq, a.head_dim))
+                store_elem(g.dq,
+                           qbase + (int64_t)(q0 + mq.row[r]) * a.q_stride[2] +
+                               (int64_t)mq.col[c] * a.q_stride[3],
+                           a.dtype, a.scale * dq[r][c]);
+}
+
+/* dQ = scale * accumulator, into the caller's dtype and strides. */
+__global__ void __launch_bounds__(kThreads)
+    flash_bwd_dq_store_kernel(pa_gpu_bwd_args g, const float *dq_acc)
+{
+    const pa_gpu_args &a = g.fwd;
+    const int64_t n = (int64_t)a.batch * a.heads_q * a.seq_q * a.head_dim;
+    const int64_t step = (int64_t)gridDim.x * kThreads;
+    for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < n; i += step) {
+        const int64_t d = i % a.head_dim, row = i / a.head_dim;
+        const int64_t q = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
+                      b = row / ((int64_t)a.seq_q * a.heads_q);
+        store_elem(g.dq,
+                   b * a.q_stride[0] + h * a.q_stride[1] + q * a.q_stride[2] + d * a.q_stride[3],
+                   a.dtype, a.scale * dq_acc[i]);
+    }
+}
+
+unsigned grid_for(int64_t n, int per_block)
+{
+    int64_t b = (n + per_block - 1) / per_block;
+    if (b < 1) b = 1;
+    return (unsigned)(b > 65535 ? 65535 : b);
+}
+
+/* The runtime's "invalid value" code, returned for a problem pa_gpu_flash_bwd_smem refuses. */
+#if defined(GPU_BACKEND_HIP)
+constexpr int kInvalidValue = (int)hipErrorInvalidValue;
+#else
+constexpr int kInvalidValue = (int)cudaErrorInvalidValue;
+#endif
+
+uint64_t align_up(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
+
+uint64_t delta_bytes(const pa_gpu_args &a)
+{
+    return align_up((uint64_t)a.batch * a.heads_q * a.seq_q * sizeof(float));
+}
+
+} // namespace
+
+extern "C" uint64_t pa_gpu_flash_bwd_workspace(const pa_gpu_bwd_args *g)
+{
+    const pa_gpu_args &a = g->fwd;
+    uint64_t bytes = delta_bytes(a);
+    if (!g->deterministic)
+        bytes += align_up((uint64_t)a.batch * a.heads_q * a.seq_q * a.head_dim * sizeof(float));
+    return bytes;
+}
+
+extern "C" size_t pa_gpu_flash_bwd_smem(const pa_gpu_bwd_args *g)
+{
+    const pa_gpu_args &a = g->fwd;
+    if (a.head_dim < 1 || a.head_dim_v < 1 || a.head_dim > PA_GPU_MAX_HEAD_DIM ||
+        a.head_dim_v > PA_GPU_MAX_HEAD_DIM)
+        return 0;
+    BwdPlan pl;
+    return plan_for(a.head_dim, a.head_dim_v, &pl) ? (size_t)pl.floats * sizeof(float) : 0;
+}
+
+extern "C" int pa_gpu_flash_bwd(const pa_gpu_bwd_args *g, void *workspace, void *stream)
+{
+    const pa_gpu_args &a = g->fwd;
+    BwdPlan pl;
+    if (!plan_for(a.head_dim, a.head_dim_v, &pl)) return kInvalidValue;
+    const gpuStream_t st = (gpuStream_t)stream;
+    float *delta = static_cast<float *>(workspace);
+    float *dq_acc = g->deterministic
+                        ? nullptr
+                        : reinterpret_cast<float *>(static_cast<char *>(workspace) + delta_bytes(a));
+    const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
+    const size_t smem = (size_t)pl.floats * sizeof(float);
+    gpuError_t e;
+    if (rows > 0) {
+        flash_bwd_prep_kernel<<<grid_for(rows, kThreads / 32), kThreads, 0, st>>>(*g, delta, dq_acc);
+        if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
+    }
+    if (a.seq_kv > 0) {
+        e = gpuFuncSetAttribute(flash_bwd_dkdv_kernel, 0, (int)smem);
+        if (e != gpuSuccess) return (int)e;
+        const dim3 grid((a.seq_kv + pl.bk - 1) / pl.bk, a.heads_kv, a.batch);
+        flash_bwd_dkdv_kernel<<<grid, kThreads, smem, st>>>(*g, pl, delta, dq_acc);
+        if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
+    }
+    if (rows == 0) return 0;
+    if (g->deterministic) {
+        e = gpuFuncSetAttribute(flash_bwd_dq_kernel, 0, (int)smem);
+        if (e != gpuSuccess) return (int)e;
+        const dim3 grid((a.seq_q + pl.bq - 1) / pl.bq, a.heads_q, a.batch);
+        flash_bwd_dq_kernel<<<grid, kThreads, smem, st>>>(*g, pl, delta);
+    } else {
+        flash_bwd_dq_store_kernel<<<grid_for(rows * a.head_dim, kThreads), kThreads, 0, st>>>(
+            *g, dq_acc);
+    }
+    return (int)gpuGetLastError();
+}
