@@ -60,6 +60,11 @@ typedef struct pa_bench_result {
     int rows_checked;
     double speedup_vs_unfused; /* 0 when unknown */
     double mem_saved_vs_unfused; /* fraction, 0 when unknown */
+    /* --backward: this row times polyattn_backward (dQ, dK, dV) alone; workspace_bytes is
+     * then the backward's workspace and tflops counts 2.5x the forward FLOPs. */
+    int backward;
+    int deterministic;          /* the plan was made with deterministic gradients */
+    double err_grad[3];         /* backward: dQ, dK, dV error, each relative to its max |ref| */
 } pa_bench_result;
 
 /* ---- validation (bench_check.c) ---- */
@@ -75,6 +80,24 @@ int pa_bench_validate(polyattn_context *host_ctx, const pa_bench_shape *shape, f
 /* Tolerance on the validation error for a dtype. */
 double pa_bench_tolerance(polyattn_dtype dtype);
 
+/* The backward's device tensors, all contiguous BHSD in the bench dtype except lse (f32
+ * [batch, heads_q, seq_q]). */
+typedef struct pa_bench_grads {
+    const polyattn_buffer *o, *lse, *dq, *dk, *dv;
+} pa_bench_grads;
+
+/* Checks the gradients of a backward call against a double host computation on sampled
+ * rows: dQ rows (first and last query rows of the first and last batch entry and KV group;
+ * everything recomputed on the host, the device's LSE compared on the way) and dK/dV rows
+ * (first and last keys; P from the device's LSE, delta = rowsum(dO * O) from the device's
+ * O: the backward's own inputs).  host_in[0..3] are Q, K, V and dO as the device sees
+ * them, f32 contiguous BHSD.  Fills err_grad, max_err and rows_checked; returns as
+ * pa_bench_validate. */
+int pa_bench_validate_backward(const pa_bench_shape *shape, float scale, polyattn_dtype dtype,
+                               float *const host_in[4], const pa_bench_grads *g,
+                               pa_bench_result *result);
+double pa_bench_backward_tolerance(polyattn_dtype dtype);
+
 /* ---- reports (bench_report.c) ---- */
 
 /* One backend:device a run measures. */
@@ -87,13 +110,16 @@ typedef struct pa_bench_target {
 } pa_bench_target;
 
 double pa_bench_flops(const pa_bench_shape *shape); /* the FlashAttention convention */
+/* Backward: 2.5x the forward (FlashAttention's count: five GEMMs against two). */
+double pa_bench_backward_flops(const pa_bench_shape *shape);
 void pa_bench_print_header(FILE *out);
 void pa_bench_print_row(FILE *out, const pa_bench_result *r);
 /* Reports: r[i].target indexes targets[]. */
 void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *targets,
                         const pa_bench_result *r, int n);
 void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *targets,
-                         int n_targets, int reps, int warmup, const pa_bench_result *r, int n);
+                         int n_targets, int reps, int warmup, int backward,
+                         const pa_bench_result *r, int n);
 /* Fills speedup and memory saved against the unfused result of the same target, shape and
  * dtype. */
 void pa_bench_compare_unfused(pa_bench_result *r, int n);

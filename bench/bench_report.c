@@ -25,6 +25,13 @@ double pa_bench_flops(const pa_bench_shape *s)
     return s->mask == POLYATTN_MASK_NONE ? f : f / 2;
 }
 
+double pa_bench_backward_flops(const pa_bench_shape *s)
+{
+    /* FlashAttention's convention for the backward: 2.5x the forward (five GEMMs of the
+     * same size against two: S, dP, dV, dQ and dK, the recomputation of S included). */
+    return 2.5 * pa_bench_flops(s);
+}
+
 static const char *mask_short(polyattn_mask m)
 {
     return m == POLYATTN_MASK_NONE ? "none" : m == POLYATTN_MASK_CAUSAL_TOP_LEFT ? "tl" : "br";
@@ -61,9 +68,15 @@ void pa_bench_print_row(FILE *out, const pa_bench_result *r)
         snprintf(speedup, sizeof speedup, "%.2fx", r->speedup_vs_unfused);
         snprintf(saved, sizeof saved, "%.1f%%", 100.0 * r->mem_saved_vs_unfused);
     }
-    fprintf(out, "%10.4f %9.3f %9.2f %10.1f %10.1f %8s %8s err %.1e\n", r->ms, r->tflops,
+    fprintf(out, "%10.4f %9.3f %9.2f %10.1f %10.1f %8s %8s err %.1e", r->ms, r->tflops,
             r->gbps, (double)r->mem_bytes / 1048576.0, (double)r->mem_estimate / 1048576.0,
             speedup, saved, r->max_err);
+    if (r->backward) {
+        char ws[32];
+        fprintf(out, " (dQ %.1e dK %.1e dV %.1e) ws %s", r->err_grad[0], r->err_grad[1],
+                r->err_grad[2], pa_cli_bytes_human(r->workspace_bytes, ws));
+    }
+    fputc('\n', out);
 }
 
 void pa_bench_compare_unfused(pa_bench_result *r, int n)
@@ -75,7 +88,9 @@ void pa_bench_compare_unfused(pa_bench_result *r, int n)
             continue;
         for (int j = 0; j < n; j++) {
             if (r[j].status != PA_BENCH_OK || r[j].algo != POLYATTN_ALGO_UNFUSED ||
-                r[j].target != r[i].target || r[j].dtype != r[i].dtype || memcmp(&r[j].shape, &r[i].shape, sizeof r[i].shape))
+                r[j].target != r[i].target || r[j].dtype != r[i].dtype ||
+                r[j].backward != r[i].backward ||
+                memcmp(&r[j].shape, &r[i].shape, sizeof r[i].shape))
                 continue;
             r[i].speedup_vs_unfused = r[i].ms > 0 ? r[j].ms / r[i].ms : 0;
             r[i].mem_saved_vs_unfused =
@@ -103,7 +118,7 @@ void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *tar
     fprintf(out, "suite,backend,device,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
                  "algo_asked,algo,status,reps,ms,ms_min,ms_max,tflops,gbps,mem_bytes,"
                  "mem_estimate_bytes,workspace_bytes,max_err,rows_checked,speedup_vs_unfused,"
-                 "mem_saved_vs_unfused,reason,device_index\n");
+                 "mem_saved_vs_unfused,reason,device_index,pass\n");
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
         const polyattn_device_info *dev = &targets[r[i].target].info;
@@ -130,7 +145,7 @@ void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *tar
         else
             fprintf(out, ",,");
         csv_text(out, r[i].reason);
-        fprintf(out, ",%d\n", dev->index);
+        fprintf(out, ",%d,%s\n", dev->index, r[i].backward ? "backward" : "forward");
     }
 }
 
@@ -157,7 +172,8 @@ static void json_device(FILE *out, const polyattn_device_info *dev)
 }
 
 void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *targets,
-                         int n_targets, int reps, int warmup, const pa_bench_result *r, int n)
+                         int n_targets, int reps, int warmup, int backward,
+                         const pa_bench_result *r, int n)
 {
     char date[32];
     time_t now = time(NULL);
@@ -189,9 +205,9 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
         json_device(out, &targets[t].info);
         fputc('}', out);
     }
-    fprintf(out, "], \"reps\": %d, \"warmup\": %d, \"flops_convention\": "
-                 "\"4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal\", \"results\": [",
-            reps, warmup);
+    fprintf(out, "], \"reps\": %d, \"warmup\": %d, \"pass\": \"%s\", \"flops_convention\": "
+                 "\"%s4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal\", \"results\": [",
+            reps, warmup, backward ? "backward" : "forward", backward ? "2.5 x " : "");
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
         int ok = r[i].status == PA_BENCH_OK;
@@ -220,6 +236,13 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
                         r[i].speedup_vs_unfused > 0);
         json_opt_number(out, "mem_saved_vs_unfused", r[i].mem_saved_vs_unfused,
                         r[i].speedup_vs_unfused > 0);
+        fprintf(out, ", \"pass\": \"%s\"", r[i].backward ? "backward" : "forward");
+        if (r[i].backward) {
+            fprintf(out, ", \"deterministic\": %s", r[i].deterministic ? "true" : "false");
+            json_opt_number(out, "max_err_dq", r[i].err_grad[0], r[i].rows_checked > 0);
+            json_opt_number(out, "max_err_dk", r[i].err_grad[1], r[i].rows_checked > 0);
+            json_opt_number(out, "max_err_dv", r[i].err_grad[2], r[i].rows_checked > 0);
+        }
         fprintf(out, ", \"device\": ");
         pa_json_string(out, dev->name);
         fprintf(out, ", \"reason\": ");
@@ -313,8 +336,9 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
         free(text);
         return;
     }
-    fprintf(out, "\nBackend comparison: ms per call (ratio to %s%s); geometric means below\n",
-            baseline >= 0 ? "" : "the fastest", baseline >= 0 ? targets[baseline].label : "");
+    fprintf(out, "\nBackend comparison%s: ms per call (ratio to %s%s); geometric means below\n",
+            r[0].backward ? " (backward pass)" : "", baseline >= 0 ? "" : "the fastest",
+            baseline >= 0 ? targets[baseline].label : "");
     for (int t = 0; t < n_targets; t++)
         fprintf(out, "  %-12s %s%s\n", targets[t].label,
                 targets[t].opened ? targets[t].info.name : "(not opened)",

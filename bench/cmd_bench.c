@@ -26,7 +26,7 @@ static const char usage[] =
     "                      [--algo all|auto|unfused|fused|flash[,...]]\n"
     "                      [--dtype f32|f16|bf16[,...]] [--reps N] [--warmup N] [--sets N]\n"
     "                      [--max-seconds S] [--memory-budget MIB] [--csv FILE] [--json FILE]\n"
-    "                      [--list]\n"
+    "                      [--backward [--deterministic]] [--list]\n"
     "\n"
     "Suites: seed (the seed article's five shapes, one head, causal, f32), fa2\n"
     "(FlashAttention-2's: 16k tokens, hidden 2048, head_dim 64/128, causal or not, f16),\n"
@@ -58,6 +58,19 @@ static const char usage[] =
     "rejects is reported as skipped.  CSV and JSON hold every device's rows (backend,\n"
     "device, device_index columns).\n"
     "\n"
+    "--backward times the backward pass instead (polyattn_backward: dQ, dK, dV from dO):\n"
+    "each algorithm is planned with want_backward (--deterministic: bitwise-reproducible\n"
+    "gradients), the forward runs once per input set for O and the log-sum-exp (O is\n"
+    "validated as above), the gradients are poisoned, then checked against a double host\n"
+    "computation on sampled rows (dQ rows of the first and last queries, dK and dV rows of\n"
+    "the first and last keys, of the first and last batch entry and KV head), then the\n"
+    "backward call alone is warmed up and timed as above, rotating among the input sets\n"
+    "(each with its own dO, O and LSE).  TFLOP/s counts 2.5x the forward FLOPs (five GEMMs\n"
+    "against two); GB/s counts Q, K, V, O, dO, LSE read and dQ, dK, dV written; workspace\n"
+    "and memory are the backward's.  An algorithm without a backward on the backend is\n"
+    "reported skipped with the backend's reason (UNSUPPORTED).  CSV and JSON rows carry\n"
+    "pass=forward|backward.\n"
+    "\n"
     "Each device is measured in a child process: a crash inside a driver or kernel is\n"
     "reported as an error of the measurement under way, and a new process goes on with the\n"
     "next.  SIGINT/SIGTERM: the measurement under way finishes and the reports are written\n"
@@ -69,19 +82,20 @@ static const char usage[] =
 #define MAX_SHAPES 64
 #define MAX_SETS 4
 
+/* Q, K, V of each set; with --backward also dO (the loss gradient, shaped like O). */
 typedef struct input_sets {
-    int n;
-    uint64_t count[3];
-    polyattn_buffer *buf[MAX_SETS][3];
-    float *host[3]; /* set 0 as the device sees it (rounded), for validation */
+    int n, n_tensors;
+    uint64_t count[4];
+    polyattn_buffer *buf[MAX_SETS][4];
+    float *host[4]; /* set 0 as the device sees it (rounded), for validation */
 } input_sets;
 
 static void free_sets(input_sets *s)
 {
     for (int i = 0; i < s->n; i++)
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < 4; t++)
             polyattn_buffer_free(s->buf[i][t]);
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 4; t++)
         free(s->host[t]);
     memset(s, 0, sizeof *s);
 }
@@ -107,24 +121,27 @@ static void fill_random(float *x, uint64_t n, uint64_t seed)
 }
 
 static polyattn_status make_sets(polyattn_context *ctx, const pa_bench_shape *sh,
-                                 polyattn_dtype dtype, int n_sets, input_sets *s, void *staging,
-                                 float *scratch)
+                                 polyattn_dtype dtype, int n_sets, int with_grad_out,
+                                 input_sets *s, void *staging, float *scratch)
 {
     memset(s, 0, sizeof *s);
+    s->n_tensors = with_grad_out ? 4 : 3;
     s->count[0] = (uint64_t)(sh->batch * sh->heads_q * sh->seq_q * sh->head_dim);
     s->count[1] = (uint64_t)(sh->batch * sh->heads_kv * sh->seq_kv * sh->head_dim);
     s->count[2] = (uint64_t)(sh->batch * sh->heads_kv * sh->seq_kv * sh->head_dim_v);
+    s->count[3] = (uint64_t)(sh->batch * sh->heads_q * sh->seq_q * sh->head_dim_v);
     size_t esize = polyattn_dtype_size(dtype);
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t < s->n_tensors; t++) {
         s->host[t] = malloc(s->count[t] * 4);
         if (!s->host[t])
             return POLYATTN_STATUS_OUT_OF_MEMORY;
     }
     for (int i = 0; i < n_sets; i++) {
         s->n = i + 1;
-        for (int t = 0; t < 3; t++) {
+        for (int t = 0; t < s->n_tensors; t++) {
             float *values = i == 0 ? s->host[t] : scratch;
-            fill_random(values, s->count[t], 0x5eed0000ull + (uint64_t)(i * 3 + t));
+            fill_random(values, s->count[t], t == 3 ? 0xd0d00000ull + (uint64_t)i
+                                                    : 0x5eed0000ull + (uint64_t)(i * 3 + t));
             pa_cli_from_f32(dtype, values, staging, s->count[t]);
             if (i == 0) /* what the device sees, for the reference */
                 pa_cli_to_f32(dtype, staging, values, s->count[t]);
@@ -161,6 +178,7 @@ typedef struct bench_run {
     void *staging;
     int corrupt;
     double max_seconds;
+    int backward, deterministic;
 } bench_run;
 
 static void lib_reason(pa_bench_result *r, polyattn_context *ctx, polyattn_status st,
@@ -340,6 +358,254 @@ done:
     free(times);
     polyattn_buffer_free(ws);
     polyattn_buffer_free(o);
+    polyattn_plan_destroy(plan);
+}
+
+/* --backward: the same plan (made with want_backward) runs the forward once per input set
+ * for O and the LSE; the backward is then validated on set 0 (gradients poisoned first)
+ * and timed alone, rotating among the sets like the forward. */
+static void measure_backward(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
+                             polyattn_algo algo, input_sets *sets, pa_bench_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->shape = *sh;
+    r->dtype = dtype;
+    r->algo_asked = algo;
+    r->algo = algo;
+    r->backward = 1;
+    r->deterministic = b->deterministic;
+    polyattn_attention_desc desc;
+    polyattn_attention_desc_init(&desc, dtype, sh->batch, sh->heads_q, sh->heads_kv, sh->seq_q,
+                                 sh->seq_kv, sh->head_dim, sh->head_dim_v);
+    float scale = (float)(1.0 / sqrt((double)sh->head_dim));
+    desc.scale = scale;
+    desc.mask = sh->mask;
+    polyattn_plan_options opts;
+    polyattn_plan_options_init(&opts);
+    opts.algo = algo;
+    opts.memory_budget_bytes = b->budget;
+    opts.want_backward = 1;
+    opts.deterministic = b->deterministic;
+    polyattn_plan *plan = NULL;
+    polyattn_buffer *o[MAX_SETS] = {NULL}, *lse[MAX_SETS] = {NULL}, *fws = NULL, *bws = NULL;
+    polyattn_buffer *grad[3] = {NULL, NULL, NULL};
+    polyattn_event **ev = NULL;
+    double *times = NULL;
+    int n_ev = 0;
+    polyattn_status st = polyattn_plan_create(b->ctx, &desc, &opts, &plan);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        plan = NULL;
+        r->status = (st == POLYATTN_STATUS_UNSUPPORTED || st == POLYATTN_STATUS_OVER_BUDGET)
+                        ? PA_BENCH_SKIPPED
+                        : PA_BENCH_ERROR;
+        lib_reason(r, b->ctx, st, "plan");
+        goto done;
+    }
+    polyattn_plan_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    if ((st = polyattn_plan_get_info(plan, &info)) != POLYATTN_STATUS_SUCCESS) {
+        r->status = PA_BENCH_ERROR;
+        lib_reason(r, b->ctx, st, "plan info");
+        goto done;
+    }
+    r->algo = info.algo;
+    r->mem_estimate = info.device_bytes;
+    r->workspace_bytes = info.backward_workspace_bytes;
+
+    /* The forward of every set: O and LSE, the backward's inputs. */
+    size_t esize = polyattn_dtype_size(dtype);
+    uint64_t rows = (uint64_t)(sh->batch * sh->heads_q * sh->seq_q);
+    uint64_t o_count = sets->count[3];
+    if (info.workspace_bytes &&
+        (st = polyattn_buffer_alloc(b->ctx, info.workspace_bytes, &fws)) != POLYATTN_STATUS_SUCCESS) {
+        fws = NULL;
+        goto alloc_failed;
+    }
+    for (int i = 0; i < sets->n; i++) {
+        polyattn_buffer *const *in = sets->buf[i];
+        if ((st = polyattn_buffer_alloc(b->ctx, o_count * esize, &o[i])) != POLYATTN_STATUS_SUCCESS) {
+            o[i] = NULL;
+            goto alloc_failed;
+        }
+        if ((st = polyattn_buffer_alloc(b->ctx, rows * 4, &lse[i])) != POLYATTN_STATUS_SUCCESS) {
+            lse[i] = NULL;
+            goto alloc_failed;
+        }
+        if ((st = polyattn_forward(plan, in[0], in[1], in[2], o[i], lse[i], NULL, fws)) !=
+            POLYATTN_STATUS_SUCCESS) {
+            r->status = PA_BENCH_ERROR;
+            lib_reason(r, b->ctx, st, "forward");
+            goto done;
+        }
+    }
+    if ((st = polyattn_context_synchronize(b->ctx)) != POLYATTN_STATUS_SUCCESS) {
+        r->status = PA_BENCH_ERROR;
+        lib_reason(r, b->ctx, st, "forward");
+        goto done;
+    }
+    polyattn_buffer_free(fws);
+    fws = NULL;
+    /* The forward's O must be right before its gradients mean anything. */
+    int v = pa_bench_validate(b->host, sh, scale, dtype, sets->host, o[0], r);
+    if (v != 0) {
+        r->status = v > 0 ? PA_BENCH_INVALID : PA_BENCH_ERROR;
+        if (v > 0) { /* say which pass was wrong */
+            static const char prefix[] = "forward: ";
+            size_t plen = sizeof prefix - 1, len = strlen(r->reason);
+            if (len + plen >= sizeof r->reason)
+                len = sizeof r->reason - plen - 1;
+            memmove(r->reason + plen, r->reason, len);
+            r->reason[plen + len] = '\0';
+            memcpy(r->reason, prefix, plen);
+        }
+        goto done;
+    }
+
+    /* Memory: what the backward adds (gradients, workspace) measured from here, plus one
+     * input set with its dO, O and LSE. */
+    polyattn_memory_stats before, after;
+    if ((st = polyattn_context_memory_stats(b->ctx, 1, &before)) != POLYATTN_STATUS_SUCCESS)
+        goto alloc_failed;
+    for (int t = 0; t < 3; t++) {
+        if ((st = polyattn_buffer_alloc(b->ctx, sets->count[t] * esize, &grad[t])) !=
+            POLYATTN_STATUS_SUCCESS) {
+            grad[t] = NULL;
+            goto alloc_failed;
+        }
+        /* Poison: a row the backward forgets cannot pass validation. */
+        float *f = b->staging;
+        for (uint64_t i = 0; i < sets->count[t]; i++)
+            f[i] = NAN;
+        pa_cli_from_f32(dtype, f, b->staging, sets->count[t]);
+        if ((st = polyattn_buffer_write(grad[t], 0, b->staging, sets->count[t] * esize)) !=
+            POLYATTN_STATUS_SUCCESS) {
+            r->status = PA_BENCH_ERROR;
+            lib_reason(r, b->ctx, st, "poison the gradients");
+            goto done;
+        }
+    }
+    if (info.backward_workspace_bytes &&
+        (st = polyattn_buffer_alloc(b->ctx, info.backward_workspace_bytes, &bws)) !=
+            POLYATTN_STATUS_SUCCESS) {
+        bws = NULL;
+        goto alloc_failed;
+    }
+    polyattn_buffer *const *set0 = sets->buf[0];
+    double t0 = now_seconds();
+    if ((st = polyattn_backward(plan, set0[0], set0[1], set0[2], o[0], set0[3], lse[0], grad[0],
+                                grad[1], grad[2], bws)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_context_synchronize(b->ctx)) != POLYATTN_STATUS_SUCCESS) {
+        r->status = PA_BENCH_ERROR;
+        lib_reason(r, b->ctx, st, "backward");
+        goto done;
+    }
+    double first_call_s = now_seconds() - t0;
+    if (b->corrupt) {
+        /* Test hook (POLYATTN_BENCH_CORRUPT=1): spoil the last element of dK, which the
+         * validation's last key rows cover, to prove that validation can fail. */
+        float f;
+        uint64_t at = (sets->count[1] - 1) * esize;
+        if (polyattn_buffer_read(grad[1], at, b->staging, esize) == POLYATTN_STATUS_SUCCESS) {
+            pa_cli_to_f32(dtype, b->staging, &f, 1);
+            f += 1.0f;
+            pa_cli_from_f32(dtype, &f, b->staging, 1);
+            polyattn_buffer_write(grad[1], at, b->staging, esize);
+        }
+    }
+    pa_bench_grads g = {o[0], lse[0], grad[0], grad[1], grad[2]};
+    v = pa_bench_validate_backward(sh, scale, dtype, sets->host, &g, r);
+    if (v != 0) {
+        r->status = v > 0 ? PA_BENCH_INVALID : PA_BENCH_ERROR;
+        goto done;
+    }
+
+    int reps = b->reps, warmup = b->warmup;
+    if (b->max_seconds > 0 && first_call_s * (reps + warmup) > b->max_seconds) {
+        warmup = warmup > 1 ? 1 : warmup;
+        reps = (int)(b->max_seconds / first_call_s) - warmup;
+        reps = reps < 3 ? 3 : reps > b->reps ? b->reps : reps;
+    }
+    r->reps = reps;
+    for (int i = 0; i < warmup; i++) {
+        int k = (i + 1) % sets->n;
+        polyattn_buffer *const *in = sets->buf[k];
+        if ((st = polyattn_backward(plan, in[0], in[1], in[2], o[k], in[3], lse[k], grad[0],
+                                    grad[1], grad[2], bws)) != POLYATTN_STATUS_SUCCESS) {
+            r->status = PA_BENCH_ERROR;
+            lib_reason(r, b->ctx, st, "warm-up");
+            goto done;
+        }
+    }
+    ev = calloc((size_t)reps + 1, sizeof *ev);
+    times = calloc((size_t)reps, sizeof *times);
+    if (!ev || !times) {
+        r->status = PA_BENCH_ERROR;
+        snprintf(r->reason, sizeof r->reason, "out of host memory");
+        goto done;
+    }
+    for (n_ev = 0; n_ev <= reps; n_ev++) {
+        if ((st = polyattn_event_create(b->ctx, &ev[n_ev])) != POLYATTN_STATUS_SUCCESS) {
+            ev[n_ev] = NULL;
+            r->status = PA_BENCH_ERROR;
+            lib_reason(r, b->ctx, st, "event");
+            goto done;
+        }
+    }
+    /* Chained events around back-to-back backward calls. */
+    if ((st = polyattn_event_record(ev[0])) != POLYATTN_STATUS_SUCCESS)
+        goto timing_failed;
+    for (int i = 0; i < reps; i++) {
+        int k = (i + 1 + warmup) % sets->n;
+        polyattn_buffer *const *in = sets->buf[k];
+        if ((st = polyattn_backward(plan, in[0], in[1], in[2], o[k], in[3], lse[k], grad[0],
+                                    grad[1], grad[2], bws)) != POLYATTN_STATUS_SUCCESS ||
+            (st = polyattn_event_record(ev[i + 1])) != POLYATTN_STATUS_SUCCESS)
+            goto timing_failed;
+    }
+    for (int i = 0; i < reps; i++)
+        if ((st = polyattn_event_elapsed_ms(ev[i], ev[i + 1], &times[i])) !=
+            POLYATTN_STATUS_SUCCESS)
+            goto timing_failed;
+    if ((st = polyattn_context_memory_stats(b->ctx, 0, &after)) != POLYATTN_STATUS_SUCCESS)
+        goto timing_failed;
+    qsort(times, (size_t)reps, sizeof *times, cmp_double);
+    r->ms = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+    r->ms_min = times[0];
+    r->ms_max = times[reps - 1];
+    if (r->ms > 0) {
+        /* Bytes: Q, K, V, O, dO and the LSE read, dQ, dK, dV written. */
+        double moved = (double)((sets->count[0] + sets->count[1] + sets->count[2]) * 2 +
+                                2 * o_count) * (double)esize + 4.0 * (double)rows;
+        r->tflops = pa_bench_backward_flops(sh) / (r->ms * 1e-3) / 1e12;
+        r->gbps = moved / (r->ms * 1e-3) / 1e9;
+    }
+    r->mem_bytes = (after.peak_bytes - before.current_bytes) +
+                   (sets->count[0] + sets->count[1] + sets->count[2] + 2 * o_count) * esize +
+                   rows * 4;
+    r->status = PA_BENCH_OK;
+    goto done;
+alloc_failed:
+    r->status = st == POLYATTN_STATUS_OUT_OF_MEMORY ? PA_BENCH_SKIPPED : PA_BENCH_ERROR;
+    lib_reason(r, b->ctx, st, "allocation");
+    goto done;
+timing_failed:
+    r->status = PA_BENCH_ERROR;
+    lib_reason(r, b->ctx, st, "timing");
+done:
+    if (ev)
+        for (int i = 0; i < n_ev; i++)
+            polyattn_event_destroy(ev[i]);
+    free(ev);
+    free(times);
+    polyattn_buffer_free(bws);
+    for (int t = 0; t < 3; t++)
+        polyattn_buffer_free(grad[t]);
+    for (int i = 0; i < MAX_SETS; i++) {
+        polyattn_buffer_free(lse[i]);
+        polyattn_buffer_free(o[i]);
+    }
+    polyattn_buffer_free(fws);
     polyattn_plan_destroy(plan);
 }
 
@@ -611,9 +877,13 @@ static int measure_target(void *arg, int fd)
 
     int tty = isatty(2);
     if (job->start == 0) {
-        printf("%spolyattn bench: suite %s, %s:%d (%s), reps %d, warmup %d\n",
+        printf("%spolyattn bench: suite %s, %s:%d (%s), reps %d, warmup %d%s\n",
                job->target_no ? "\n" : "", job->suite->name, polyattn_backend_name(dev->backend),
-               dev->index, dev->name, b.reps, b.warmup);
+               dev->index, dev->name, b.reps, b.warmup,
+               !b.backward ? ""
+               : b.deterministic ? ", backward pass (dQ, dK, dV; deterministic), TFLOP/s at 2.5x "
+                                   "the forward FLOPs"
+                                 : ", backward pass (dQ, dK, dV), TFLOP/s at 2.5x the forward FLOPs");
         pa_bench_print_header(stdout);
     } else {
         printf("(%s:%d: going on in a new process)\n", polyattn_backend_name(dev->backend),
@@ -637,6 +907,9 @@ static int measure_target(void *arg, int fd)
             uint64_t set_bytes = (uint64_t)(sh->batch * sh->heads_q * sh->seq_q * sh->head_dim +
                                             sh->batch * sh->heads_kv * sh->seq_kv *
                                                 (sh->head_dim + sh->head_dim_v)) * esize;
+            if (b.backward) /* each set also holds dO, O and the LSE */
+                set_bytes += (uint64_t)(sh->batch * sh->heads_q * sh->seq_q) *
+                             (2 * (uint64_t)sh->head_dim_v * esize + 4);
             int n_sets = job->n_sets_opt;
             if (n_sets == 0) {
                 n_sets = (int)((256ull << 20) / (set_bytes ? set_bytes : 1)) + 1;
@@ -647,7 +920,8 @@ static int measure_target(void *arg, int fd)
                 if (dev->backend == POLYATTN_BACKEND_HOST)
                     n_sets = 1;
             }
-            sets_status = make_sets(b.ctx, sh, dtype, n_sets, &sets, b.staging, scratch);
+            sets_status = make_sets(b.ctx, sh, dtype, n_sets, b.backward, &sets, b.staging,
+                                    scratch);
             sets_shape = sh;
             sets_dtype = dtype;
         }
@@ -658,12 +932,12 @@ static int measure_target(void *arg, int fd)
             format_duration(elapsed, el, sizeof el);
             if (done > 0)
                 format_duration(elapsed / done * (n_total - done), eta, sizeof eta);
-            fprintf(stderr, "\r\033[K[%d/%d] %s:%d b %lld hq %lld sq %lld skv %lld d %lld %s %s  "
+            fprintf(stderr, "\r\033[K[%d/%d] %s:%d b %lld hq %lld sq %lld skv %lld d %lld %s %s%s  "
                             "elapsed %s, ETA %s",
                     done + 1, n_total, polyattn_backend_name(dev->backend), dev->index,
                     (long long)sh->batch, (long long)sh->heads_q, (long long)sh->seq_q,
                     (long long)sh->seq_kv, (long long)sh->head_dim, polyattn_dtype_name(dtype),
-                    polyattn_algo_name(algo), el, eta);
+                    polyattn_algo_name(algo), b.backward ? " backward" : "", el, eta);
             fflush(stderr);
         }
         if (index == job->crash_at) {
@@ -679,9 +953,13 @@ static int measure_target(void *arg, int fd)
             r.shape = *sh;
             r.dtype = dtype;
             r.algo_asked = r.algo = algo;
+            r.backward = b.backward;
+            r.deterministic = b.deterministic;
             r.status = sets_status == POLYATTN_STATUS_OUT_OF_MEMORY ? PA_BENCH_SKIPPED
                                                                     : PA_BENCH_ERROR;
             lib_reason(&r, b.ctx, sets_status, "inputs");
+        } else if (b.backward) {
+            measure_backward(&b, sh, dtype, algo, &sets, &r);
         } else {
             measure(&b, sh, dtype, algo, &sets, &r);
         }
@@ -789,6 +1067,8 @@ static int run_target(bench_job *job, pa_bench_result *results, unsigned char *h
         r->shape = *sh;
         r->dtype = dtype;
         r->algo_asked = r->algo = algo;
+        r->backward = job->params.backward;
+        r->deterministic = job->params.deterministic;
         r->status = PA_BENCH_ERROR;
         snprintf(r->reason, sizeof r->reason, "crashed: the process died of signal %d (%s)",
                  sig, strsignal(sig));
@@ -954,6 +1234,7 @@ int pa_cmd_bench(int argc, char **argv)
         {"--warmup", 1},  {"--sets", 1},   {"--memory-budget", 1}, {"--csv", 1},
         {"--json", 1},    {"--max-seconds", 1}, {"--compare-backends", 0},
         {"--include-host", 0}, {"--baseline", 1}, {"--list", 0},
+        {"--backward", 0}, {"--deterministic", 0},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "bench", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -1014,6 +1295,10 @@ int pa_cmd_bench(int argc, char **argv)
     if (max_seconds < 0)
         return pa_cli_fail("bench", "--max-seconds: expected 0 (no cap) or a positive number, "
                                     "got '%s'", pa_cli_get(&args, "--max-seconds"));
+    int backward = pa_cli_has(&args, "--backward");
+    if (pa_cli_has(&args, "--deterministic") && !backward)
+        return pa_cli_fail("bench", "--deterministic: only with --backward (the forward is "
+                                    "deterministic anyway)");
 
     pa_bench_shape shapes[MAX_SHAPES];
     int n_shapes = 0;
@@ -1118,6 +1403,8 @@ int pa_cmd_bench(int argc, char **argv)
     job.params.warmup = (int)warmup;
     job.params.budget = common.memory_budget_bytes;
     job.params.max_seconds = max_seconds;
+    job.params.backward = backward;
+    job.params.deterministic = pa_cli_has(&args, "--deterministic");
     job.params.corrupt = getenv("POLYATTN_BENCH_CORRUPT") &&
                          strcmp(getenv("POLYATTN_BENCH_CORRUPT"), "1") == 0;
     job.common = common;
@@ -1228,7 +1515,7 @@ int pa_cmd_bench(int argc, char **argv)
     }
     if (have_json) {
         pa_bench_write_json(json_file.file, suite->name, targets, n_targets, job.params.reps,
-                            job.params.warmup, done_list, n_done);
+                            job.params.warmup, backward, done_list, n_done);
         if (pa_outfile_close(&json_file, "bench") || pa_outfile_commit(&json_file, "bench"))
             rc = PA_EXIT_RUNTIME;
         have_json = 0;

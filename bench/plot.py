@@ -51,8 +51,13 @@ def slug(text):
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
+def suite_label(row):
+    """The suite, tagged when the rows time the backward pass (polyattn bench --backward)."""
+    return row["suite"] + ("-backward" if row.get("pass") == "backward" else "")
+
+
 def group_key(row, head_dim_varies):
-    key = [row["suite"], row["backend"], row["device"], row["dtype"], row["mask"]]
+    key = [suite_label(row), row["backend"], row["device"], row["dtype"], row["mask"]]
     if not head_dim_varies:
         key.append("d" + row["head_dim"])
     return tuple(key)
@@ -122,7 +127,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     by_suite = collections.defaultdict(list)
     for r in rows:
-        by_suite[r["suite"]].append(r)
+        by_suite[suite_label(r)].append(r)
     written = []
     for suite, suite_rows in by_suite.items():
         # The seed suite grows head_dim with the length; plot it as one line per algorithm.

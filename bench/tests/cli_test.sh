@@ -2,7 +2,7 @@
 # CLI contract tests (POSIX sh).
 #   cli_test.sh SUITE POLYATTN FIXTURE WORKDIR BENCH_SRC_DIR
 # SUITE: usage | bad_input | good_run | explain_seed | numpy | bench | bench_list |
-#        bench_compare | compare_torch
+#        bench_compare | bench_backward | compare_torch
 # Exit 0 pass, 1 fail, 77 skipped (numpy suite without numpy, compare_torch without python3).
 set -u
 suite=$1
@@ -436,7 +436,7 @@ bench_compare)
     [ "$(grep -c '^2     4    2    37     53     40    br   f32   best' out.txt)" -eq 1 ] ||
         fail "compare: best row"
     [ "$(($(wc -l <c.csv) - 1))" -eq $((6 * n_targets)) ] || fail "compare: c.csv rows: $(wc -l <c.csv)"
-    head -n 1 c.csv | grep -q ',reason,device_index$' || fail "compare: c.csv header"
+    head -n 1 c.csv | grep -q ',reason,device_index,pass$' || fail "compare: c.csv header"
     grep -q '^custom,host,' c.csv || fail "compare: no host rows in c.csv"
     [ "$(grep -o '"label": ' c.json | wc -l)" -eq "$n_targets" ] || fail "compare: c.json targets"
     [ "$(grep -o '"device_index": 0, "batch"' c.json | wc -l)" -ge 6 ] || fail "compare: c.json rows name their device"
@@ -472,6 +472,83 @@ bench_compare)
     bad_case "compare baseline auto" "--baseline" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline auto
     bad_case "compare baseline word" "--baseline" "metal" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline metal
     bad_case "compare baseline list" "--baseline" "" -- bench --suite custom --shape 1,1,1,8,8,8 --backend host --baseline host,host
+    finish
+    ;;
+
+bench_backward)
+    # --backward: every algorithm planned with want_backward, the gradients validated on
+    # sampled rows against a double host computation, then the backward timed alone.
+    shapes="2,4,2,37,53,40;1,3,1,1,77,16"
+    expect_code 0 "backward host" -- "$polyattn" bench --suite custom --shape "$shapes" \
+        --causal bottom-right --backend host --reps 3 --warmup 1 --dtype f32,bf16 --backward \
+        --csv bb.csv --json bb.json
+    cat out.txt
+    grep -q '^polyattn bench: suite custom, host:0 .*backward pass (dQ, dK, dV)' out.txt ||
+        fail "backward host: no backward title"
+    # 2 shapes x 2 dtypes: unfused and flash measured, fused has no backward on host.
+    [ "$(grep -c ' \(unfused\|flash\) *ok .* (dQ [0-9.e+-]* dK [0-9.e+-]* dV [0-9.e+-]*) ws ' out.txt)" -eq 8 ] ||
+        fail "backward host: expected 8 ok rows with per-gradient errors"
+    [ "$(grep -c ' fused *skipped .*UNSUPPORTED' out.txt)" -eq 4 ] ||
+        fail "backward host: fused rows should be skipped with the backend's reason"
+    grep -q '^8 measured, 4 skipped, 0 failed' out.txt || fail "backward host: summary"
+    [ "$(wc -l <bb.csv)" -eq 13 ] || fail "backward host: bb.csv has $(wc -l <bb.csv) lines, expected 13"
+    head -n 1 bb.csv | grep -q ',reason,device_index,pass$' || fail "backward host: CSV header"
+    [ "$(grep -c ',backward$' bb.csv)" -eq 12 ] || fail "backward host: CSV pass column"
+    grep -q '^custom,host,"[^"]*",2,4,2,37,53,40,40,causal-bottom-right,bf16,flash,flash,ok,' bb.csv ||
+        fail "backward host: CSV lacks the bf16 flash row"
+    grep -q '"pass": "backward", "flops_convention": "2.5 x 4\*batch' bb.json ||
+        fail "backward host: JSON top-level pass/flops"
+    [ "$(grep -o '"pass": "backward", "deterministic": false, "max_err_dq": [0-9]' bb.json | wc -l)" -eq 8 ] ||
+        fail "backward host: JSON rows lack pass/deterministic/max_err_dq"
+    # The forward's reports say forward.
+    expect_code 0 "forward pass column" -- "$polyattn" bench --suite custom --shape 1,2,1,9,11,8 \
+        --backend host --reps 1 --warmup 0 --algo flash --csv f.csv --json f.json
+    tail -n 1 f.csv | grep -q ',forward$' || fail "forward: CSV pass: $(tail -n 1 f.csv)"
+    grep -q '"pass": "forward"' f.json || fail "forward: JSON pass"
+    grep -q 'max_err_dq' f.json && fail "forward: JSON has gradient errors"
+    # OpenCL (PoCL in CI) when there is a device: deterministic gradients, f32 and f16.
+    "$polyattn" devices >devices.txt 2>&1
+    if grep -q '^opencl: [1-9]' devices.txt; then
+        expect_code 0 "backward opencl" -- "$polyattn" bench --suite custom \
+            --shape "2,4,2,37,53,40;3,2,1,50,20,32;1,3,1,1,77,16" --causal top-left \
+            --backend opencl --reps 3 --warmup 1 --dtype f32,f16 --backward --deterministic \
+            --json bo.json
+        cat out.txt
+        grep -q 'backward pass (dQ, dK, dV; deterministic)' out.txt || fail "backward opencl: title"
+        [ "$(grep -c ' \(unfused\|flash\) *ok .* (dQ ' out.txt)" -eq 12 ] ||
+            fail "backward opencl: expected unfused and flash ok on 3 shapes x 2 dtypes"
+        grep -q ' 0 failed' out.txt || fail "backward opencl: failures"
+        [ "$(grep -o '"deterministic": true' bo.json | wc -l)" -eq 18 ] ||
+            fail "backward opencl: JSON deterministic"
+    else
+        echo "note: no OpenCL device here: the OpenCL backward part is skipped"
+    fi
+    # Validation must be able to fail: the test hook spoils the last element of dK (a key no
+    # query sees, whose gradient is 0), reported invalid, exit 1.
+    expect_code 1 "backward corrupt" -- env POLYATTN_BENCH_CORRUPT=1 "$polyattn" bench \
+        --suite custom --shape 2,4,2,37,53,40 --causal top-left --backend host --reps 1 \
+        --algo flash --backward
+    grep -q 'flash *invalid .*wrong gradient: dK batch 1 kv-head 1 row 52 col 39' out.txt ||
+        fail "backward corrupt: not reported: $(cat out.txt)"
+    # A crash inside a backward measurement: reported as a backward row.
+    expect_code 1 "backward crash" -- env POLYATTN_BENCH_CRASH=0 "$polyattn" bench --backend host \
+        --suite custom --shape 1,2,1,9,11,8 --reps 1 --warmup 0 --algo flash,unfused \
+        --backward --csv k.csv
+    grep -q 'flash *error .*crashed' out.txt || fail "backward crash: $(cat out.txt)"
+    grep -q '^custom,host,.*,flash,flash,error,.*crashed.*,backward$' k.csv || fail "backward crash: k.csv"
+    grep -q '^custom,host,.*,unfused,unfused,ok,.*,backward$' k.csv || fail "backward crash: next row"
+    # --list is the same with --backward (the shapes do not depend on the pass).
+    "$polyattn" bench --suite fa2 --list >l1.txt 2>&1
+    expect_code 0 "backward list" -- "$polyattn" bench --suite fa2 --list --backward
+    cmp -s out.txt l1.txt || fail "backward list differs"
+    bad_case "deterministic without backward" "--deterministic" "only with --backward" -- \
+        bench --suite custom --shape 1,1,1,8,8,8 --deterministic
+    bad_case "backward with a value" "--backward" "takes no value" -- \
+        bench --suite custom --shape 1,1,1,8,8,8 --backward=yes --json j.json
+    [ -e j.json ] && fail "backward with a value: j.json written"
+    bad_case "backward bad algo" "--algo" "fast" -- bench --suite custom --shape 1,1,1,8,8,8 \
+        --backward --algo fast
+    ls | grep -q '\.tmp\.' && fail "backward: temp files left"
     finish
     ;;
 
