@@ -4,6 +4,9 @@
 #   e.g. sh bench/compare_gpu.sh seed all          (CUDA, NVIDIA OpenCL, PoCL; torch)
 #        sh bench/compare_gpu.sh fa2 cuda,opencl   (opencl = opencl:0 = the GPU: OpenCL
 #                                                   devices list GPUs before CPUs)
+#        sh bench/compare_gpu.sh fa2 cuda --backward --dtype bf16 --algo flash
+#                                                  (the backward pass: files and the .tgz
+#                                                   are named fa2-backward)
 # From the repository root, .gpu-kit carried.  Registers NVIDIA's OpenCL, builds
 # $BUILD (default build-cmp: CUDA + OpenCL, Release) when its polyattn is missing, runs
 # bench/compare_torch.py (polyattn bench on BACKENDS in one run, with its backend comparison,
@@ -16,7 +19,9 @@ backends=${2:?usage: compare_gpu.sh SUITE BACKENDS [options]}
 shift 2
 BUILD=${BUILD:-build-cmp}
 OUT=${OUT:-$PWD/compare-out}
-RES=${RES:-/tmp/pa-compare}/$suite
+tag=$suite
+for a in "$@"; do [ "$a" = --backward ] && tag=$suite-backward; done
+RES=${RES:-/tmp/pa-compare}/$tag
 mkdir -p "$OUT" "$RES"
 export POLYATTN_CACHE_DIR=${POLYATTN_CACHE_DIR:-/tmp/polyattn-cache}
 export PYTHONUNBUFFERED=1
@@ -37,7 +42,7 @@ if [ ! -x "$BUILD/bin/polyattn" ]; then
            $ocl && ninja -C "$BUILD" -j16 polyattn_cli polyattn_cuda polyattn_opencl; } \
          >"$RES/build.txt" 2>&1; then
     tail -40 "$RES/build.txt"
-    tar czf "$OUT/$suite.tgz" -C "$RES" .
+    tar czf "$OUT/$tag.tgz" -C "$RES" .
     exit 1
   fi
   echo "build took $(( $(date +%s) - start )) s"
@@ -60,6 +65,6 @@ if [ -s "$RES/polyattn_$suite.csv" ]; then
   python3 bench/plot.py "$RES/polyattn_$suite.csv" --out "$RES/figures" >"$RES/plot.txt" 2>&1 ||
     echo "plot.py failed: $(tail -n 3 "$RES/plot.txt")"
 fi
-tar czf "$OUT/$suite.tgz" -C "$RES" .
-ls -l "$OUT/$suite.tgz"
+tar czf "$OUT/$tag.tgz" -C "$RES" .
+ls -l "$OUT/$tag.tgz"
 exit "$rc"

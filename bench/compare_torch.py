@@ -28,6 +28,26 @@ ratios polyattn/torch (below 1: polyattn faster), per polyattn backend (its best
 per shape) and torch backend, with geometric means.  --csv/--json (or --out DIR) write every
 measurement, with ratio columns on the polyattn rows.
 
+--backward times the backward pass on both sides: `polyattn bench --backward` (gradients
+validated by polyattn, the backward call timed alone) and, for each SDPA backend,
+torch.autograd.grad(out, (q, k, v), dO) after an untimed forward (the same gradients as
+out.backward(dO), without accumulating into .grad); the gradients are first checked against
+a float64 computation on sampled rows (dQ rows; dK and dV rows from every query of the KV
+group).  TFLOP/s counts 2.5x the forward FLOPs.  --deterministic goes to polyattn.
+
+Shape lines (the interface of bench/gpu/cuda_checks.sh, formerly bench/gpu/torch_sdpa.py):
+    python3 bench/gpu/shapes.py fa2 | python3 bench/compare_torch.py --shape-lines - \
+        --jsonl - > torch.jsonl
+reads lines `suite dtype batch heads_q heads_kv seq_q seq_kv head_dim causal algos` (causal
+1: top-left; algos ignored), times torch alone (no polyattn run) and writes one JSON object
+per line: first {"impl": "torch-version", ...}, then per shape and SDPA backend
+{"impl": "torch-<backend>", "suite", "dtype", "batch", ..., "causal", "ok", "ms", "tflops",
+"reps", "error"} (what bench/gpu/summarize.py reads).  With --jsonl -, the progress goes to
+stderr.
+
+PyTorch is imported only when something is to be timed: --help, bad usage and --no-torch
+work without it.
+
 Exit status: 0 done; 1 a polyattn measurement failed validation or crashed, or a polyattn
 run failed; 2 bad usage; 77 PyTorch or a CUDA device is missing (unless --no-torch, which
 runs the polyattn side alone: useful without a GPU).
@@ -54,16 +74,58 @@ def fail(message, code=2):
     sys.exit(code)
 
 
+# Progress and tables: stdout, or stderr when --jsonl writes to stdout.
+_log = [sys.stdout]
+
+
+def say(text):
+    _log[0].write(text + "\n")
+    _log[0].flush()
+
+
+def read_shape_lines(path):
+    """bench/gpu/shapes.py lines -> shape dicts (duplicates dropped)."""
+    try:
+        f = sys.stdin if path == "-" else open(path)
+    except OSError as e:
+        fail("--shape-lines: %s" % e)
+    rows, seen = [], set()
+    with f:
+        for n, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            words = line.split()
+            try:
+                suite, dtype = words[0], words[1]
+                b, hq, hk, sq, skv, d, causal = (int(w) for w in words[2:9])
+            except (ValueError, IndexError):
+                fail("--shape-lines: line %d: expected 'suite dtype batch heads_q heads_kv "
+                     "seq_q seq_kv head_dim causal [algos]': %s" % (n, line.strip()))
+            if dtype not in ("f32", "f16", "bf16") or min(b, hq, hk, sq, skv, d) < 1 or \
+                    hq % hk or causal not in (0, 1):
+                fail("--shape-lines: line %d: bad values: %s" % (n, line.strip()))
+            row = {"suite": suite, "batch": b, "heads_q": hq, "heads_kv": hk, "seq_q": sq,
+                   "seq_kv": skv, "head_dim": d, "head_dim_v": d, "dtype": dtype,
+                   "mask": "causal-top-left" if causal else "none"}
+            key = (suite,) + key_of(row)
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+    if not rows:
+        fail("--shape-lines: no shape in %s" % path, 1)
+    return rows
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="polyattn vs torch scaled_dot_product_attention on a polyattn bench suite",
         epilog="Exit status: 0 done, 1 a polyattn failure, 2 bad usage, 77 no PyTorch/CUDA.")
-    p.add_argument("--suite", default="fa2", help="seed|fa2|decode|custom (default fa2)")
+    p.add_argument("--suite", help="seed|fa2|decode|custom (default fa2)")
     p.add_argument("--shape", help="custom suite: B,HQ,HKV,SQ,SKV,D[,DV];... (as polyattn bench)")
     p.add_argument("--causal", choices=("top-left", "bottom-right"),
                    help="custom suite: the mask (default none)")
     p.add_argument("--polyattn", default="build/bin/polyattn", help="the polyattn executable")
-    p.add_argument("--backends", default="cuda",
+    p.add_argument("--backends",
                    help="polyattn backends, comma-separated, each NAME[:DEVICE] "
                         "(cuda, hip, opencl, host; NAME alone is device 0), measured in one "
                         "polyattn bench run; 'all': every device (polyattn bench "
@@ -84,7 +146,34 @@ def parse_args(argv):
     p.add_argument("--json", help="JSON file (default under --out)")
     p.add_argument("--no-torch", action="store_true",
                    help="skip PyTorch: the polyattn side alone (no GPU needed)")
+    p.add_argument("--backward", action="store_true",
+                   help="time the backward pass (polyattn bench --backward; torch: "
+                        "autograd.grad of the SDPA output after an untimed forward)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="with --backward: polyattn's deterministic gradients")
+    p.add_argument("--shape-lines", metavar="FILE",
+                   help="shapes from bench/gpu/shapes.py lines ('-': stdin) instead of a "
+                        "suite; torch alone (implies --backends none)")
+    p.add_argument("--jsonl", metavar="FILE",
+                   help="also write one JSON object per torch measurement ('-': stdout, the "
+                        "progress then goes to stderr): the format bench/gpu/summarize.py reads")
     args = p.parse_args(argv)
+    if args.deterministic and not args.backward:
+        p.error("--deterministic: only with --backward")
+    if args.shape_lines is not None:
+        for opt, value in (("--suite", args.suite), ("--shape", args.shape),
+                           ("--causal", args.causal), ("--backends", args.backends),
+                           ("--dtype", args.dtype)):
+            if value is not None:
+                p.error("--shape-lines: not with %s (the lines give the shapes; torch alone)" % opt)
+        if args.no_torch:
+            p.error("--shape-lines: torch alone; not with --no-torch")
+        args.backends = "none"
+        args.suite = "lines"
+    if args.jsonl is not None and args.no_torch:
+        p.error("--jsonl: torch measurements; not with --no-torch")
+    args.suite = args.suite or "fa2"
+    args.backends = args.backends or "cuda"
     if args.suite == "custom" and not args.shape:
         p.error("--suite custom needs --shape")
     if args.suite != "custom" and (args.shape or args.causal):
@@ -140,9 +229,11 @@ def key_of(r):
     return tuple(int(r[k]) for k in SHAPE_KEYS) + (r["mask"], r["dtype"])
 
 
-def flops(s):
+def flops(s, backward=False):
+    """FlashAttention's count; the backward is 2.5x the forward (five GEMMs against two)."""
     f = 4.0 * s["batch"] * s["heads_q"] * s["seq_q"] * s["seq_kv"] * s["head_dim"]
-    return f if s["mask"] == "none" else f / 2
+    f = f if s["mask"] == "none" else f / 2
+    return 2.5 * f if backward else f
 
 
 # ---- polyattn side -------------------------------------------------------------------
@@ -180,14 +271,18 @@ def run_polyattn(args, raw_dir):
     cmd = [args.polyattn, "bench"] + bench_shape_args(args) + targets + [
         "--algo", args.algo, "--reps", str(args.reps), "--warmup", str(args.warmup),
         "--max-seconds", str(args.max_seconds), "--json", json_path, "--csv", csv_path]
-    print("== " + " ".join(cmd), flush=True)
+    if args.backward:
+        cmd.append("--backward")
+    if args.deterministic:
+        cmd.append("--deterministic")
+    say("== " + " ".join(cmd))
     with open(txt_path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
         _current_proc[0] = proc
         for line in proc.stdout:  # polyattn's tables: shown and kept
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            _log[0].write(line)
+            _log[0].flush()
             log.write(line)
         code = proc.wait()
         _current_proc[0] = None
@@ -228,6 +323,8 @@ class TorchBench:
                          "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
         self.dtypes = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
         self.tolerance = {"f32": 5e-3, "f16": 1e-2, "bf16": 6e-2}  # as polyattn bench's gate
+        self.grad_tolerance = {"f32": 5e-3, "f16": 2e-2, "bf16": 1e-1}  # bench --backward's
+        self._refs = None
         props = torch.cuda.get_device_properties(0)
         self.device_name = props.name
         self.device_mem = props.total_memory
@@ -257,6 +354,8 @@ class TorchBench:
         sq, skv, d, dv = s["seq_q"], s["seq_kv"], s["head_dim"], s["head_dim_v"]
         esize = torch.tensor([], dtype=dt).element_size()
         set_bytes = (b * hq * sq * d + b * hk * skv * (d + dv)) * esize
+        if self.args.backward:  # each set also holds dO (and the graph keeps O)
+            set_bytes += 2 * b * hq * sq * dv * esize
         n = min(4, (256 << 20) // max(set_bytes, 1) + 1)
         while n > 1 and n * set_bytes > self.device_mem // 4:
             n -= 1
@@ -266,26 +365,36 @@ class TorchBench:
             def rand(*shape):
                 x = torch.rand(*shape, device="cuda", dtype=torch.float32, generator=gen) * 2 - 1
                 x[x == 0] = 0.5  # never time on zeros
-                return x.to(dt)
-            sets.append((rand(b, hq, sq, d), rand(b, hk, skv, d), rand(b, hk, skv, dv)))
+                x = x.to(dt)
+                return x.requires_grad_(True) if self.args.backward else x
+            one = (rand(b, hq, sq, d), rand(b, hk, skv, d), rand(b, hk, skv, dv))
+            if self.args.backward:
+                one += (rand(b, hq, sq, dv).detach(),)
+            sets.append(one)
         return sets
 
-    def reference_rows(self, s, q, k, v, batch, head, rows):
-        """float64 reference of O for query head `head` of `batch`, the given rows."""
+    def masked_scores(self, s, qs, ks, rows):
+        """scale * qs @ ks^T in float64 with polyattn's mask for the given query rows."""
         torch = self.torch
-        group = s["heads_q"] // s["heads_kv"]
-        qs = q[batch, head, rows].double()
-        ks = k[batch, head // group].double()
-        vs = v[batch, head // group].double()
         scores = (qs @ ks.T) / math.sqrt(s["head_dim"])
         if s["mask"] != "none":
             offset = 0 if s["mask"] == "causal-top-left" else s["seq_kv"] - s["seq_q"]
-            i = torch.as_tensor(rows, device=q.device).unsqueeze(1)
-            j = torch.arange(s["seq_kv"], device=q.device).unsqueeze(0)
+            i = torch.as_tensor(rows, device=qs.device).unsqueeze(1)
+            j = torch.arange(s["seq_kv"], device=qs.device).unsqueeze(0)
             scores = scores.masked_fill(j > i + offset, float("-inf"))
-        p = torch.softmax(scores, dim=-1)
-        p = torch.nan_to_num(p, nan=0.0)  # a query that sees no key: O = 0
-        return p @ vs
+        return scores
+
+    def softmax(self, scores):
+        p = self.torch.softmax(scores, dim=-1)
+        return self.torch.nan_to_num(p, nan=0.0)  # a query that sees no key: P = 0
+
+    def reference_rows(self, s, q, k, v, batch, head, rows):
+        """float64 reference of O for query head `head` of `batch`, the given rows."""
+        group = s["heads_q"] // s["heads_kv"]
+        qs = q[batch, head, rows].detach().double()
+        ks = k[batch, head // group].detach().double()
+        vs = v[batch, head // group].detach().double()
+        return self.softmax(self.masked_scores(s, qs, ks, rows)) @ vs
 
     def validate(self, s, out, q, k, v):
         """Max error relative to max |O| on sampled slices (first and last rows)."""
@@ -295,24 +404,86 @@ class TorchBench:
                                   (s["batch"] - 1, s["heads_q"] - 1,
                                    list(range(s["seq_q"] - m, s["seq_q"])))):
             ref = self.reference_rows(s, q, k, v, batch, head, rows)
-            got = out[batch, head, rows].double()
+            got = out[batch, head, rows].detach().double()
             diff = (got - ref).abs().max().item()
             scale = max(ref.abs().max().item(), 1e-20)
             err = diff / scale if diff == diff else float("inf")
             worst = max(worst, err)
         return worst
 
+    def reference_grads(self, s, sample):
+        """float64 gradients of set 0 on two samples: (batch 0, KV head 0, first rows and
+        keys) and (last batch, last KV head, last rows and keys).  dQ rows from their own
+        rows of P; dK and dV rows from every query of the KV group (in chunks).  Cached
+        per shape: every SDPA backend is checked against the same numbers."""
+        torch = self.torch
+        q, k, v, do = (t.detach() for t in sample)
+        group = s["heads_q"] // s["heads_kv"]
+        sq, skv = s["seq_q"], s["seq_kv"]
+        mq, mk = min(32, sq), min(32, skv)
+        chunk = max(1, min(sq, (256 << 20) // (8 * 3 * skv)))
+        refs = []
+        for last in (False, True):
+            b = s["batch"] - 1 if last else 0
+            g = s["heads_kv"] - 1 if last else 0
+            qrows = list(range(sq - mq, sq)) if last else list(range(mq))
+            keys = list(range(skv - mk, skv)) if last else list(range(mk))
+            qset = set(qrows)
+            ks, vs = k[b, g].double(), v[b, g].double()
+            dq = {}
+            dk = torch.zeros(mk, s["head_dim"], dtype=torch.float64, device=q.device)
+            dv = torch.zeros(mk, s["head_dim_v"], dtype=torch.float64, device=q.device)
+            for h in range(g * group, (g + 1) * group):
+                for r0 in range(0, sq, chunk):
+                    rows = list(range(r0, min(sq, r0 + chunk)))
+                    qs, dos = q[b, h, r0:r0 + len(rows)].double(), do[b, h, r0:r0 + len(rows)].double()
+                    p = self.softmax(self.masked_scores(s, qs, ks, rows))
+                    dp = dos @ vs.T
+                    delta = (p * dp).sum(-1, keepdim=True)
+                    ds = p * (dp - delta) / math.sqrt(s["head_dim"])
+                    dk += ds[:, keys].T @ qs
+                    dv += p[:, keys].T @ dos
+                    want = [i for i in rows if i in qset]
+                    if want:
+                        idx = [i - r0 for i in want]
+                        dq[h] = torch.cat([dq[h], ds[idx] @ ks]) if h in dq else ds[idx] @ ks
+            refs.append((b, g, qrows, keys, dq, dk, dv))
+        return refs
+
+    def validate_grads(self, s, refs, grads):
+        """Max error of dQ, dK, dV (each relative to its max |ref|) against reference_grads."""
+        errs = []
+        for t in range(3):
+            diff, top = 0.0, 0.0
+            for b, g, qrows, keys, dq, dk, dv in refs:
+                if t == 0:
+                    pairs = [(grads[0][b, h, qrows].double(), dq[h]) for h in dq]
+                else:
+                    pairs = [(grads[t][b, g, keys].double(), dk if t == 1 else dv)]
+                for got, ref in pairs:
+                    dd = (got - ref).abs().max().item()
+                    diff = max(diff, dd) if dd == dd else float("inf")
+                    top = max(top, ref.abs().max().item())
+            errs.append(diff / max(top, 1e-20))
+        return errs
+
     def time_backend(self, s, name, sets):
         torch, F = self.torch, self.F
-        rec = {"impl": "torch", "backend": name, "algo": name, "status": "ok", "reason": ""}
+        backward = self.args.backward
+        rec = {"impl": "torch", "backend": name, "algo": name, "status": "ok", "reason": "",
+               "pass": "backward" if backward else "forward"}
         kw = self.mask_call(s)
         gqa = {"enable_gqa": True} if s["heads_q"] != s["heads_kv"] else {}
+        tol = self.tolerance[s["dtype"]]
 
-        def call(q, k, v):
+        def call(q, k, v, *rest):
             return F.scaled_dot_product_attention(q, k, v, **kw, **gqa)
+
+        def grad(out, q, k, v, do):
+            return torch.autograd.grad(out, (q, k, v), do)
         try:
             with self.sdpa_kernel([self.backends[name]]):
-                q, k, v = sets[0]
+                q, k, v = sets[0][:3]
                 torch.cuda.synchronize()
                 t0 = torch.cuda.Event(enable_timing=True)
                 t1 = torch.cuda.Event(enable_timing=True)
@@ -323,29 +494,65 @@ class TorchBench:
                 first_s = t0.elapsed_time(t1) * 1e-3
                 err = self.validate(s, out, q, k, v)
                 rec["max_err"] = err
-                del out
-                if not err <= self.tolerance[s["dtype"]]:
+                if not err <= tol:
                     rec.update(status="invalid",
                                reason="wrong result: error %.3g of max |O| (tolerance %g)"
-                               % (err, self.tolerance[s["dtype"]]))
+                               % (err, tol))
                     return rec
+                if backward:
+                    t0.record()
+                    grads = grad(out, *sets[0])
+                    t1.record()
+                    torch.cuda.synchronize()
+                    first_s = t0.elapsed_time(t1) * 1e-3
+                    if self._refs is None:
+                        self._refs = self.reference_grads(s, sets[0])
+                    errs = self.validate_grads(s, self._refs, grads)
+                    del grads
+                    rec.update(max_err=max(errs), max_err_dq=errs[0], max_err_dk=errs[1],
+                               max_err_dv=errs[2])
+                    gtol = self.grad_tolerance[s["dtype"]]
+                    if not max(errs) <= gtol:
+                        rec.update(status="invalid",
+                                   reason="wrong gradient: error dQ %.3g dK %.3g dV %.3g of "
+                                   "max |ref| (tolerance %g)" % (errs[0], errs[1], errs[2], gtol))
+                        return rec
+                del out
                 reps, warmup = self.args.reps, self.args.warmup
                 if self.args.max_seconds > 0 and first_s * (reps + warmup) > self.args.max_seconds:
                     warmup = min(warmup, 1)
                     reps = max(3, min(reps, int(self.args.max_seconds / max(first_s, 1e-9)) - warmup))
-                for i in range(warmup):
-                    call(*sets[(i + 1) % len(sets)])
-                # Chained events: ev[i]..ev[i+1] brackets call i, calls back to back.
-                ev = [torch.cuda.Event(enable_timing=True) for _ in range(reps + 1)]
-                ev[0].record()
-                for i in range(reps):
-                    call(*sets[(i + 1 + warmup) % len(sets)])
-                    ev[i + 1].record()
-                torch.cuda.synchronize()
-                times = sorted(ev[i].elapsed_time(ev[i + 1]) for i in range(reps))
+                if backward:
+                    # Each backward after its own untimed forward: events around the
+                    # backward alone, all queued before one synchronization.
+                    for i in range(warmup):
+                        one = sets[(i + 1) % len(sets)]
+                        grad(call(*one), *one)
+                    ev = [(torch.cuda.Event(enable_timing=True),
+                           torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+                    for i in range(reps):
+                        one = sets[(i + 1 + warmup) % len(sets)]
+                        out = call(*one)
+                        ev[i][0].record()
+                        grad(out, *one)
+                        ev[i][1].record()
+                        del out
+                    torch.cuda.synchronize()
+                    times = sorted(a.elapsed_time(b) for a, b in ev)
+                else:
+                    for i in range(warmup):
+                        call(*sets[(i + 1) % len(sets)])
+                    # Chained events: ev[i]..ev[i+1] brackets call i, calls back to back.
+                    ev = [torch.cuda.Event(enable_timing=True) for _ in range(reps + 1)]
+                    ev[0].record()
+                    for i in range(reps):
+                        call(*sets[(i + 1 + warmup) % len(sets)])
+                        ev[i + 1].record()
+                    torch.cuda.synchronize()
+                    times = sorted(ev[i].elapsed_time(ev[i + 1]) for i in range(reps))
                 ms = times[reps // 2] if reps % 2 else 0.5 * (times[reps // 2 - 1] + times[reps // 2])
                 rec.update(reps=reps, ms=ms, ms_min=times[0], ms_max=times[-1],
-                           tflops=flops(s) / (ms * 1e-3) / 1e12)
+                           tflops=flops(s, backward) / (ms * 1e-3) / 1e12)
         except Exception as e:  # the backend refuses the shape, or out of memory
             text = " ".join(str(e).split()) or type(e).__name__
             oom = "out of memory" in text.lower()
@@ -354,34 +561,41 @@ class TorchBench:
             torch.cuda.empty_cache()
         return rec
 
-    def run(self, shapes):
+    def run(self, shapes, on_result=None):
         results = []
         for s in shapes:
             if _stop[0]:
-                print("torch: interrupted; writing what was measured", flush=True)
+                say("torch: interrupted; writing what was measured")
                 break
-            print("torch: b %d hq %d hkv %d sq %d skv %d d %d %s %s" % (
+            say("torch: b %d hq %d hkv %d sq %d skv %d d %d %s %s%s" % (
                 s["batch"], s["heads_q"], s["heads_kv"], s["seq_q"], s["seq_kv"], s["head_dim"],
-                s["mask"], s["dtype"]), flush=True)
+                s["mask"], s["dtype"], " backward" if self.args.backward else ""))
+            self._refs = None
             try:
                 sets = self.make_sets(s)
             except Exception as e:
                 text = " ".join(str(e).split())[:300]
                 for name in self.args.torch_list:
                     r = dict(s, impl="torch", backend=name, algo=name, status="unsupported",
-                             reason="inputs: " + text)
+                             reason="inputs: " + text,
+                             **{"pass": "backward" if self.args.backward else "forward"})
                     results.append(r)
+                    if on_result:
+                        on_result(r)
                 self.torch.cuda.empty_cache()
                 continue
             for name in self.args.torch_list:
                 r = self.time_backend(s, name, sets)
                 r.update({k: s[k] for k in SHAPE_KEYS + ("mask", "dtype")})
+                r["suite"] = s.get("suite", self.args.suite)
                 r["device"] = self.device_name
                 results.append(r)
-                print("  %-9s %-11s %s" % (name, r["status"],
-                      "%.4f ms" % r["ms"] if r["status"] == "ok" else r["reason"][:150]),
-                      flush=True)
+                if on_result:
+                    on_result(r)
+                say("  %-9s %-11s %s" % (name, r["status"],
+                    "%.4f ms" % r["ms"] if r["status"] == "ok" else r["reason"][:150]))
             del sets
+            self._refs = None
             self.torch.cuda.empty_cache()
         return results
 
@@ -491,7 +705,8 @@ def add_ratio_columns(p_results, t_results, torch_names):
 
 
 CSV_FIELDS = ["suite", "impl", "backend", "device", "algo"] + list(SHAPE_KEYS) + [
-    "mask", "dtype", "status", "reps", "ms", "ms_min", "ms_max", "tflops", "max_err", "reason"]
+    "mask", "dtype", "status", "reps", "ms", "ms_min", "ms_max", "tflops", "max_err", "reason",
+    "pass", "max_err_dq", "max_err_dk", "max_err_dv"]
 
 
 def write_csv(path, suite, rows, torch_names):
@@ -500,7 +715,8 @@ def write_csv(path, suite, rows, torch_names):
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            row = dict(r, suite=suite)
+            row = dict(r)
+            row.setdefault("suite", suite)
             for k in fields:
                 if isinstance(row.get(k), float):
                     row[k] = "%.6g" % row[k]
@@ -519,18 +735,47 @@ def git_commit(path):
         return None
 
 
+def jsonl_record(r):
+    """A torch measurement in the format of the former bench/gpu/torch_sdpa.py."""
+    out = {"impl": "torch-" + r["backend"], "suite": r.get("suite"), "dtype": r["dtype"],
+           "batch": r["batch"], "heads_q": r["heads_q"], "heads_kv": r["heads_kv"],
+           "seq_q": r["seq_q"], "seq_kv": r["seq_kv"], "head_dim": r["head_dim"],
+           "causal": 0 if r["mask"] == "none" else 1, "pass": r.get("pass", "forward"),
+           "ok": r["status"] == "ok"}
+    if r["status"] == "ok":
+        out.update(ms=r["ms"], tflops=r["tflops"], reps=r["reps"])
+    else:
+        out["error"] = "%s: %s" % (r["status"], r.get("reason", ""))[:200]
+    for k in ("max_err", "max_err_dq", "max_err_dk", "max_err_dv"):
+        if r.get(k) is not None:
+            out[k] = r[k]
+    return out
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not (os.path.isfile(args.polyattn) and os.access(args.polyattn, os.X_OK)) and \
-            not shutil.which(args.polyattn):
+    needs_polyattn = args.backend_list or args.shape_lines is None
+    if needs_polyattn and not (os.path.isfile(args.polyattn) and os.access(args.polyattn, os.X_OK)) \
+            and not shutil.which(args.polyattn):
         fail("--polyattn: %s is not an executable (build it: cmake --build build)" % args.polyattn)
+    jsonl = None
+    if args.jsonl == "-":
+        jsonl = sys.stdout
+        _log[0] = sys.stderr
+    elif args.jsonl:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(args.jsonl))):
+            fail("--jsonl: folder of %s does not exist" % args.jsonl)
+    shapes = read_shape_lines(args.shape_lines) if args.shape_lines is not None else None
     torch = None
     if not args.no_torch:
         torch, why = torch_available()
         if torch is None:
             fail("%s; nothing to compare with (use --no-torch for the polyattn side alone)" % why,
                  SKIP)
-    shapes = list_shapes(args)
+    if args.jsonl and jsonl is None:
+        jsonl = open(args.jsonl, "w")
+    if shapes is None:
+        shapes = list_shapes(args)
     out_dir = args.out
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
@@ -566,28 +811,40 @@ def main(argv=None):
     if torch is not None and not _stop[0]:
         tb = TorchBench(torch, args)
         torch_info = tb.info
-        print("\n== torch %s (CUDA %s, cuDNN %s) on %s" % (
-            tb.info["torch"], tb.info["cuda"], tb.info["cudnn"], tb.device_name), flush=True)
-        t_results = tb.run(shapes)
+        say("\n== torch %s (CUDA %s, cuDNN %s) on %s%s" % (
+            tb.info["torch"], tb.info["cuda"], tb.info["cudnn"], tb.device_name,
+            ", backward pass" if args.backward else ""))
+        on_result = None
+        if jsonl is not None:
+            jsonl.write(json.dumps({"impl": "torch-version", "torch": tb.info["torch"],
+                                    "cudnn": tb.info["cudnn"], "device": tb.device_name}) + "\n")
+            jsonl.flush()
+
+            def on_result(r):
+                jsonl.write(json.dumps(jsonl_record(r)) + "\n")
+                jsonl.flush()
+        t_results = tb.run(shapes, on_result)
+    if jsonl is not None and jsonl is not sys.stdout:
+        jsonl.close()
 
     add_ratio_columns(p_results, t_results, torch_names)
     text = tables(shapes, p_results, t_results, labels, torch_names)
-    header = "compare_torch: suite %s, polyattn %s, torch %s\n" % (
-        args.suite, ", ".join(labels) or "-",
+    header = "compare_torch: suite %s%s, polyattn %s, torch %s\n" % (
+        args.suite, ", backward pass" if args.backward else "", ", ".join(labels) or "-",
         "%s on %s" % (torch_info["torch"], torch_info["device"]) if torch_info else "not run")
-    sys.stdout.write("\n" + header + text)
+    _log[0].write("\n" + header + text)
     for p in problems:
-        sys.stdout.write("problem: %s\n" % p)
+        _log[0].write("problem: %s\n" % p)
     unsupported = [r for r in t_results if r["status"] != "ok"]
     if unsupported:
-        sys.stdout.write("torch backends that did not run (status: message):\n")
+        _log[0].write("torch backends that did not run (status: message):\n")
         seen = set()
         for r in unsupported:
             line = "  %s %s: %s" % (r["backend"], r["status"], r["reason"][:200])
             if line not in seen and len(seen) < 30:
                 seen.add(line)
-                sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+                _log[0].write(line + "\n")
+    _log[0].flush()
 
     rows = t_results + p_results
     for r in p_results:
@@ -601,7 +858,9 @@ def main(argv=None):
                "git_commit": git_commit(os.path.dirname(os.path.abspath(__file__))),
                "command": sys.argv, "torch": torch_info, "polyattn_backends": labels,
                "torch_backends": torch_names, "reps": args.reps, "warmup": args.warmup,
-               "flops_convention": "4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal",
+               "pass": "backward" if args.backward else "forward",
+               "flops_convention": ("2.5 x " if args.backward else "") +
+               "4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal",
                "ratio": "polyattn ms / torch ms", "problems": problems, "results": rows}
         with open(json_path + ".tmp", "w") as f:
             json.dump(doc, f, indent=1)

@@ -568,6 +568,13 @@ compare_torch)
     bad_py "torch torch-backends" --suite seed --polyattn "$polyattn" --torch-backends flash,xla
     bad_py "torch polyattn missing" --suite seed --polyattn ./no-such-polyattn --no-torch
     bad_py "torch bad shape" --suite custom --shape 1,1,1,8 --polyattn "$polyattn" --no-torch --backends host
+    bad_py "torch deterministic without backward" --suite seed --polyattn "$polyattn" --no-torch --deterministic
+    bad_py "torch shape-lines with suite" --shape-lines - --suite fa2
+    bad_py "torch shape-lines with no-torch" --shape-lines - --no-torch
+    bad_py "torch jsonl with no-torch" --suite seed --polyattn "$polyattn" --no-torch --jsonl x.jsonl
+    checks=$((checks + 1))
+    echo "fa2 bf16 1 2 2 8 8" | python3 "$script" --shape-lines - --jsonl - >out.txt 2>err.txt
+    [ $? -eq 2 ] && grep -q "line 1" err.txt || fail "torch bad shape line: $(cat err.txt)"
     if python3 -c "import torch" >/dev/null 2>&1; then
         echo "note: PyTorch is installed here: the missing-torch check is skipped"
     else
@@ -575,6 +582,13 @@ compare_torch)
             --polyattn "$polyattn" --backends host
         grep -q "PyTorch is not installed" err.txt || fail "torch missing: message: $(cat err.txt)"
         [ -s out.txt ] && fail "torch missing: ran something: $(cat out.txt)"
+        # The shape-line interface (bench/gpu/cuda_checks.sh through bench/gpu/torch_sdpa.py).
+        python3 "$bench_src/gpu/shapes.py" fa2 --quick >lines.txt
+        expect_code 77 "torch missing, shape lines" -- sh -c 'python3 "$1" flash <lines.txt' sh \
+            "$bench_src/gpu/torch_sdpa.py"
+        grep -q "PyTorch is not installed" err.txt || fail "torch_sdpa.py: message: $(cat err.txt)"
+        expect_code 77 "torch missing, shape lines from a file" -- python3 "$script" \
+            --shape-lines lines.txt --jsonl x.jsonl --backward
     fi
     expect_code 0 "torch --no-torch" -- python3 "$script" --suite custom \
         --shape "1,4,2,9,40,16;1,2,2,1,33,8" --causal bottom-right --polyattn "$polyattn" \
@@ -586,6 +600,16 @@ compare_torch)
     grep -q '^custom,polyattn,host:0,' ct/compare_torch_custom.csv || fail "torch --no-torch: csv"
     [ -s ct/compare_torch_custom.json ] && [ -s ct/polyattn_custom.json ] && [ -s ct/polyattn_custom.csv ] &&
         [ -s ct/compare_torch_custom.txt ] || fail "torch --no-torch: files: $(ls ct)"
+    # --backward: polyattn bench --backward underneath, rows marked backward.
+    expect_code 0 "torch --no-torch --backward" -- python3 "$script" --suite custom \
+        --shape "1,4,2,9,40,16;1,2,2,1,33,8" --causal bottom-right --polyattn "$polyattn" \
+        --backends host --no-torch --reps 3 --warmup 1 --algo unfused,flash --backward \
+        --deterministic --out ctb
+    grep -q '^compare_torch: suite custom, backward pass, polyattn host:0' out.txt ||
+        fail "torch --backward: header: $(cat out.txt)"
+    grep -q -- '--backward --deterministic' ctb/polyattn_custom.txt || fail "torch --backward: polyattn command"
+    [ "$(grep -c '^custom,polyattn,host:0,.*,backward,[0-9.e-]*,[0-9.e-]*,[0-9.e-]*' ctb/compare_torch_custom.csv)" -eq 4 ] ||
+        fail "torch --backward: csv rows: $(cat ctb/compare_torch_custom.csv)"
     # SIGTERM: polyattn finishes its measurement, the reports hold what was measured.
     heavy="1,4,4,700,700,64"
     heavy="$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy;$heavy"
