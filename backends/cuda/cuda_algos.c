@@ -9,6 +9,7 @@
 #include "../gpu/gpu_args_host.h"
 #include "../gpu/gpu_backward.h"
 #include "flash_tc.h"
+#include "flash_tc_bwd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,6 +490,202 @@ static polyattn_status unfused_backward(pa_device *d, const pa_problem *p, void 
     return POLYATTN_STATUS_SUCCESS;
 }
 
+/* ------------------------------------------------- flash and fused backward */
+
+/* Fused and flash share one backward: the FlashAttention-2 kernels (P recomputed tile by
+ * tile from Q, K and the LSE; no seq_q x seq_kv array), so fused has no separate O(N^2)
+ * backward.  Tensor cores (flash_tc_bwd.cu) for f16/bf16 at head dims 64 and 128 on
+ * sm_80+, else the shared SIMT kernels of backends/gpu/flash_bwd.cu. */
+
+static void bwd_args_fill(const pa_problem *p, const pa_backward_io *io, pa_gpu_bwd_args *ba)
+{
+    memset(ba, 0, sizeof *ba);
+    pa_problem np = *p;
+    np.want_lse = 0, np.want_probs = 0;
+    if (io) {
+        pa_io fio;
+        memset(&fio, 0, sizeof fio);
+        fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o;
+        pa_gpu_args_fill(&np, &fio, &ba->fwd);
+        ba->fwd.lse = (float *)pa_gpu_ptr(&io->lse);
+        ba->d_o = pa_gpu_ptr(&io->d_o);
+        ba->dq = pa_gpu_ptr(&io->dq);
+        ba->dk = pa_gpu_ptr(&io->dk);
+        ba->dv = pa_gpu_ptr(&io->dv);
+    } else {
+        pa_gpu_args_fill(&np, NULL, &ba->fwd);
+    }
+    ba->deterministic = p->deterministic;
+}
+
+/* Why the tensor-core backward cannot take p (NULL: it can). */
+static const char *tc_bwd_refusal(pa_cuda_device *dev, const pa_problem *p)
+{
+    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
+    if (dev->cc_major < 8) return "the device is older than sm_80";
+    if (p->head_dim != p->head_dim_v || !pa_cuda_flash_tc_bwd_has_head_dim((int)p->head_dim))
+        return "head_dim is not 64 or 128 (or differs from head_dim_v)";
+    const int64_t *s[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    for (int t = 0; t < 4; t++) {
+        if (s[t][3] != 1) return "a head_dim stride is not 1";
+        for (int i = 0; i < 3; i++)
+            if (s[t][i] % 8) return "a stride is not a multiple of 8 elements (16-byte rows)";
+    }
+    if (pa_cuda_flash_tc_bwd_smem((int)p->head_dim) > dev->smem_optin)
+        return "the tiles do not fit the device's shared memory";
+    if (tc_disabled()) return "POLYATTN_CUDA_NO_TC is set";
+    return NULL;
+}
+
+static int tc_bwd_pointers_ok(const pa_gpu_bwd_args *ba)
+{
+    return aligned16(ba->fwd.q) && aligned16(ba->fwd.k) && aligned16(ba->fwd.v) &&
+           aligned16(ba->fwd.o) && aligned16(ba->d_o) && ((uintptr_t)ba->dq & 3u) == 0 &&
+           ((uintptr_t)ba->dk & 3u) == 0 && ((uintptr_t)ba->dv & 3u) == 0;
+}
+
+/* NULL when some backward kernel can run p, else the reason (device-owned or static). */
+static const char *bwd_refusal(pa_cuda_device *dev, const pa_problem *p)
+{
+    const char *tc = tc_bwd_refusal(dev, p);
+    if (!tc) return NULL;
+#ifdef POLYATTN_CUDA_HAVE_SIMT_BWD
+    pa_gpu_bwd_args ba;
+    bwd_args_fill(p, NULL, &ba);
+    const size_t smem = pa_gpu_flash_bwd_smem(&ba);
+    if (smem && smem <= dev->smem_optin) return NULL;
+    snprintf(dev->why, sizeof dev->why,
+             "backward: the tensor-core kernels cannot take it (%s) and the SIMT flash backward "
+             "needs %zu bytes of shared memory (0: beyond its limits), the device offers %zu",
+             tc, smem, dev->smem_optin);
+#else
+    snprintf(dev->why, sizeof dev->why,
+             "backward: the tensor-core kernels cannot take it (%s) and this build has no SIMT "
+             "flash backward",
+             tc);
+#endif
+    return dev->why;
+}
+
+/* Appends how the backward runs to the forward check's note. */
+static polyattn_status bwd_check_note(pa_cuda_device *dev, const pa_problem *p, char *note,
+                                      size_t note_size, const char **why_not)
+{
+    if (!p->want_backward) return POLYATTN_STATUS_SUCCESS;
+    const char *why = bwd_refusal(dev, p);
+    if (why) return *why_not = why, POLYATTN_STATUS_UNSUPPORTED;
+    const size_t used = strlen(note);
+    if (used < note_size)
+        snprintf(note + used, note_size - used, "; backward: %s",
+                 tc_bwd_refusal(dev, p) ? "SIMT flash kernels"
+                 : p->deterministic     ? "tensor-core FA2 kernels, dQ pass"
+                                        : "tensor-core FA2 kernels, dQ atomics");
+    *why_not = note;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static polyattn_status flash_check_bwd(pa_device *d, const pa_problem *p, const char **why_not)
+{
+    polyattn_status st = flash_check(d, p, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    return bwd_check_note(dev, p, dev->note[2], sizeof dev->note[2], why_not);
+}
+
+static polyattn_status fused_check_bwd(pa_device *d, const pa_problem *p, const char **why_not)
+{
+    polyattn_status st = fused_check(d, p, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    st = bwd_check_note(dev, p, dev->note[1], sizeof dev->note[1], why_not);
+    if (st == POLYATTN_STATUS_SUCCESS && p->want_backward) {
+        /* fused has no backward kernel of its own */
+        const size_t used = strlen(dev->note[1]);
+        if (used < sizeof dev->note[1])
+            snprintf(dev->note[1] + used, sizeof dev->note[1] - used, " (flash's, O(seq) memory)");
+    } else if (st != POLYATTN_STATUS_SUCCESS) {
+        char tmp[sizeof dev->why];
+        snprintf(tmp, sizeof tmp, "%s", *why_not);
+        snprintf(dev->why, sizeof dev->why,
+                 "fused backward runs the flash backward kernels (no O(N^2) backward): %.170s",
+                 tmp);
+        *why_not = dev->why;
+    }
+    return st;
+}
+
+static void bwd_log(const char *algo, pa_cuda_device *dev, const pa_problem *p)
+{
+    if (!p->want_backward) return;
+    const char *why = tc_bwd_refusal(dev, p);
+    if (why)
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda %s backward: shared SIMT flash backward (tensor-core kernels not used: %s)%s",
+               algo, why, strcmp(algo, "fused") == 0 ? "; fused runs the flash backward" : "");
+    else
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda %s backward: tensor-core FA2 kernels (flash_bwd_dkdv_tc_kernel + %s), "
+               "head_dim %lld, %s%s",
+               algo, p->deterministic ? "flash_bwd_dq_tc_kernel" : "dQ f32 atomics",
+               (long long)p->head_dim, polyattn_dtype_name(p->dtype),
+               strcmp(algo, "fused") == 0 ? "; fused runs the flash backward" : "");
+}
+
+static polyattn_status flash_prepare_bwd(pa_device *d, const pa_problem *p, void **state)
+{
+    polyattn_status st = flash_prepare(d, p, state);
+    if (st == POLYATTN_STATUS_SUCCESS) bwd_log("flash", pa_cuda_dev(d), p);
+    return st;
+}
+
+static polyattn_status fused_prepare_bwd(pa_device *d, const pa_problem *p, void **state)
+{
+    polyattn_status st = fused_prepare(d, p, state);
+    if (st == POLYATTN_STATUS_SUCCESS) bwd_log("fused", pa_cuda_dev(d), p);
+    return st;
+}
+
+static uint64_t flash_backward_workspace(pa_device *d, const pa_problem *p)
+{
+    pa_gpu_bwd_args ba;
+    bwd_args_fill(p, NULL, &ba);
+    uint64_t tc = tc_bwd_refusal(pa_cuda_dev(d), p) ? 0 : pa_cuda_flash_tc_bwd_workspace(&ba);
+#ifdef POLYATTN_CUDA_HAVE_SIMT_BWD
+    /* the SIMT kernels take over on misaligned pointers, so size for both */
+    const uint64_t simt = pa_gpu_flash_bwd_workspace(&ba);
+    if (simt > tc) tc = simt;
+#endif
+    return tc;
+}
+
+static polyattn_status flash_backward(pa_device *d, const pa_problem *p, void *state,
+                                      const pa_backward_io *io)
+{
+    (void)state;
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    const uint64_t need = flash_backward_workspace(d, p);
+    if (need && (!io->workspace.mem || io->workspace_bytes < need))
+        return pa_fail(d, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "flash backward: the workspace must hold %llu bytes",
+                       (unsigned long long)need);
+    pa_gpu_bwd_args ba;
+    bwd_args_fill(p, io, &ba);
+    void *ws = pa_gpu_ptr(&io->workspace);
+    PA_CU(d, cudaSetDevice(dev->ordinal));
+    if (!tc_bwd_refusal(dev, p) && tc_bwd_pointers_ok(&ba)) {
+        LAUNCH(d, pa_cuda_flash_tc_bwd(&ba, ws, dev->stream));
+        return POLYATTN_STATUS_SUCCESS;
+    }
+#ifdef POLYATTN_CUDA_HAVE_SIMT_BWD
+    LAUNCH(d, pa_gpu_flash_bwd(&ba, ws, dev->stream));
+    return POLYATTN_STATUS_SUCCESS;
+#else
+    return pa_fail(d, POLYATTN_STATUS_UNSUPPORTED,
+                   "flash backward: the tensor-core kernels need q, k, v, o, d_o 16-byte aligned "
+                   "and dq, dk, dv 4-byte aligned, and this build has no SIMT flash backward");
+#endif
+}
+
 const pa_algo_ops pa_cuda_algos[3] = {
     {.algo = POLYATTN_ALGO_UNFUSED,
      .check = unfused_check,
@@ -499,15 +696,19 @@ const pa_algo_ops pa_cuda_algos[3] = {
      .backward_workspace_size = unfused_backward_workspace,
      .backward = unfused_backward},
     {.algo = POLYATTN_ALGO_FUSED,
-     .check = fused_check,
+     .check = fused_check_bwd,
      .workspace_size = fused_workspace,
      .kernel_launches = one_launch,
-     .prepare = fused_prepare,
-     .forward = fused_forward},
+     .prepare = fused_prepare_bwd,
+     .forward = fused_forward,
+     .backward_workspace_size = flash_backward_workspace,
+     .backward = flash_backward},
     {.algo = POLYATTN_ALGO_FLASH,
-     .check = flash_check,
+     .check = flash_check_bwd,
      .workspace_size = zero_workspace,
      .kernel_launches = one_launch,
-     .prepare = flash_prepare,
-     .forward = flash_forward},
+     .prepare = flash_prepare_bwd,
+     .forward = flash_forward,
+     .backward_workspace_size = flash_backward_workspace,
+     .backward = flash_backward},
 };

@@ -2,10 +2,15 @@
  * Deterministic backward on CUDA: a plan made with want_backward and deterministic runs
  * polyattn_backward 10 times on the same inputs; dQ, dK and dV must be bitwise identical
  * every time (outputs are poisoned before each run, so a stale result cannot pass), and
- * finite and not all zero.  GQA, bottom-right causal mask, odd sequence lengths.
+ * finite and not all zero.  Shapes: GQA with a bottom-right causal mask (head dim 64) and
+ * GQA with a top-left causal mask (head dim 128), odd sequence lengths: both reach the
+ * tensor-core flash backward in f16/bf16 and the SIMT one in f32.
  * Every algorithm the CUDA backend offers a backward for is tried; the others are listed
- * as UNSUPPORTED.  Exits 77 without a CUDA device.
+ * as UNSUPPORTED.  Then, for flash and fused, deterministic and atomic (default) modes
+ * both agree with the host reference (testkit, every element) on a few table cases.
+ * Exits 77 without a CUDA device.
  */
+#include "pa_testkit.h"
 #include "polyattn.h"
 
 #include <math.h>
@@ -53,13 +58,25 @@ static void encode(void *dst, size_t n, polyattn_dtype t)
     }
 }
 
-static int run_case(polyattn_context *ctx, polyattn_dtype dtype, polyattn_algo algo,
-                    int *unsupported)
+typedef struct det_shape {
+    const char *name;
+    int64_t batch, heads_q, heads_kv, seq_q, seq_kv, hd;
+    polyattn_mask mask;
+} det_shape;
+
+static const det_shape shapes[2] = {
+    {"gqa2_br_201x333_d64", 2, 4, 2, 201, 333, 64, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT},
+    {"gqa4_tl_197x197_d128", 1, 8, 2, 197, 197, 128, POLYATTN_MASK_CAUSAL_TOP_LEFT},
+};
+
+static int run_case(polyattn_context *ctx, const det_shape *sh, polyattn_dtype dtype,
+                    polyattn_algo algo, int *unsupported)
 {
-    const int64_t batch = 2, heads_q = 4, heads_kv = 2, seq_q = 201, seq_kv = 333, hd = 64;
+    const int64_t batch = sh->batch, heads_q = sh->heads_q, heads_kv = sh->heads_kv,
+                  seq_q = sh->seq_q, seq_kv = sh->seq_kv, hd = sh->hd;
     polyattn_attention_desc desc;
     polyattn_attention_desc_init(&desc, dtype, batch, heads_q, heads_kv, seq_q, seq_kv, hd, hd);
-    desc.mask = POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT;
+    desc.mask = sh->mask;
     const size_t es = polyattn_dtype_size(dtype);
     const size_t nq = (size_t)(batch * heads_q * seq_q * hd), nk = (size_t)(batch * heads_kv * seq_kv * hd);
     const size_t nl = (size_t)(batch * heads_q * seq_q);
@@ -73,8 +90,8 @@ static int run_case(polyattn_context *ctx, polyattn_dtype dtype, polyattn_algo a
     polyattn_plan *plan = NULL;
     polyattn_status st = polyattn_plan_create(ctx, &desc, &opt, &plan);
     if (st == POLYATTN_STATUS_UNSUPPORTED) {
-        printf("UNSUPPORTED %-7s %-4s : %s\n", polyattn_algo_name(algo), polyattn_dtype_name(dtype),
-               polyattn_context_last_error(ctx));
+        printf("UNSUPPORTED %-20s %-7s %-4s : %s\n", sh->name, polyattn_algo_name(algo),
+               polyattn_dtype_name(dtype), polyattn_context_last_error(ctx));
         ++*unsupported;
         return 0;
     }
@@ -154,10 +171,10 @@ static int run_case(polyattn_context *ctx, polyattn_dtype dtype, polyattn_algo a
     }
     int fail = bad || mismatch || nonfinite || !nonzero;
     if (!bad)
-        printf("%s %-7s %-4s : %d backward runs, %d bitwise mismatches, %d non-finite, %d nonzero "
-               "gradient elements\n",
-               fail ? "FAIL" : "PASS", polyattn_algo_name(algo), polyattn_dtype_name(dtype), RUNS,
-               mismatch, nonfinite, nonzero);
+        printf("%s %-20s %-7s %-4s : %d backward runs, %d bitwise mismatches, %d non-finite, "
+               "%d nonzero gradient elements\n",
+               fail ? "FAIL" : "PASS", sh->name, polyattn_algo_name(algo),
+               polyattn_dtype_name(dtype), RUNS, mismatch, nonfinite, nonzero);
     for (int i = 0; i < 11; i++)
         polyattn_buffer_free(b[i]);
     for (int i = 0; i < 3; i++)
@@ -165,6 +182,56 @@ static int run_case(polyattn_context *ctx, polyattn_dtype dtype, polyattn_algo a
     free(host_in), free(poison);
     polyattn_plan_destroy(plan);
     return fail;
+}
+
+/* Both modes of flash and fused against the host reference (every element). */
+static int reference_checks(polyattn_context *ctx)
+{
+    static const char *const cases[] = {"gqa4_65x97_d64", "causal_tl_129_d128",
+                                        "long_causal_br_300x257_d64", "bshd_pad_gqa_47x61_d64",
+                                        "causal_br_53x37_d64"};
+    const polyattn_dtype dtypes[3] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16, POLYATTN_DTYPE_BF16};
+    const polyattn_algo algos[2] = {POLYATTN_ALGO_FUSED, POLYATTN_ALGO_FLASH};
+    int failed = 0, ran = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const pa_tk_case *tc = pa_tk_find_case(cases[c]);
+        if (!tc) {
+            printf("FAIL reference: no case %s in the table\n", cases[c]);
+            failed++;
+            continue;
+        }
+        for (int t = 0; t < 3; t++)
+            for (int a = 0; a < 2; a++)
+                for (int det = 0; det < 2; det++) {
+                    pa_tk_problem p;
+                    if (pa_tk_problem_init(&p, tc, dtypes[t], 7 + (uint64_t)det)) {
+                        printf("FAIL reference %s: inputs\n", cases[c]);
+                        failed++;
+                        continue;
+                    }
+                    pa_tk_backward_result r;
+                    memset(&r, 0, sizeof r);
+                    polyattn_status st = pa_tk_run_backward(ctx, &p, algos[a], det, &r);
+                    const char *mode = det ? "deterministic" : "atomic";
+                    if (!r.planned) {
+                        printf("UNSUPPORTED reference %-28s %-4s %-7s %-13s : %s\n", cases[c],
+                               polyattn_dtype_name(dtypes[t]), polyattn_algo_name(algos[a]), mode,
+                               r.message);
+                    } else {
+                        const int ok = st == POLYATTN_STATUS_SUCCESS && r.pass;
+                        printf("%s reference %-28s %-4s %-7s %-13s : dQ %.3g dK %.3g dV %.3g (rel; "
+                               "tol %.3g) %s\n",
+                               ok ? "PASS" : "FAIL", cases[c], polyattn_dtype_name(dtypes[t]),
+                               polyattn_algo_name(algos[a]), mode, r.dq_max_rel, r.dk_max_rel,
+                               r.dv_max_rel, r.tolerance, ok ? "" : r.message);
+                        failed += !ok;
+                        ran++;
+                    }
+                    pa_tk_problem_free(&p);
+                }
+    }
+    printf("reference: %d runs compared, %d failed\n", ran, failed);
+    return failed || !ran;
 }
 
 int main(void)
@@ -182,14 +249,16 @@ int main(void)
     }
     const polyattn_dtype dtypes[3] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16, POLYATTN_DTYPE_BF16};
     const polyattn_algo algos[3] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FUSED, POLYATTN_ALGO_FLASH};
-    for (int a = 0; a < 3; a++)
-        for (int t = 0; t < 3; t++) {
-            failed += run_case(ctx, dtypes[t], algos[a], &unsupported);
-            tried++;
-        }
-    polyattn_context_destroy(ctx);
+    for (int s = 0; s < 2; s++)
+        for (int a = 0; a < 3; a++)
+            for (int t = 0; t < 3; t++) {
+                failed += run_case(ctx, &shapes[s], dtypes[t], algos[a], &unsupported);
+                tried++;
+            }
     printf("determinism: %d cases, %d failed, %d unsupported\n", tried, failed, unsupported);
-    if (failed) return 1;
+    int ref_failed = reference_checks(ctx);
+    polyattn_context_destroy(ctx);
+    if (failed || ref_failed) return 1;
     if (unsupported == tried) {
         printf("FAIL: no algorithm offers a CUDA backward\n");
         return 1;

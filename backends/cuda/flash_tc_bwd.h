@@ -1,0 +1,25 @@
+/* Tensor-core flash backward (NVIDIA sm_80+, f16/bf16): C interface for the host glue. */
+#ifndef POLYATTN_CUDA_FLASH_TC_BWD_H
+#define POLYATTN_CUDA_FLASH_TC_BWD_H
+
+#include "../gpu/flash_bwd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Head dims with a compiled instance (64, 128). */
+int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim);
+/* Shared memory (bytes) the largest of its kernels needs at head_dim (0: no instance). */
+size_t pa_cuda_flash_tc_bwd_smem(int head_dim);
+/* Workspace bytes: f32 delta rows, plus the f32 dQ accumulator unless deterministic. */
+uint64_t pa_cuda_flash_tc_bwd_workspace(const pa_gpu_bwd_args *a);
+/* Enqueues every kernel; returns the cudaError_t of the launches (0: ok).  Needs q, k, v,
+ * o, d_o 16-byte aligned, dq/dk/dv 4-byte aligned, unit head_dim strides and the other
+ * strides multiples of 8 (the caller checks). */
+int pa_cuda_flash_tc_bwd(const pa_gpu_bwd_args *a, void *workspace, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
