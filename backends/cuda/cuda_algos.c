@@ -9,6 +9,7 @@
 #include "../gpu/gpu_args_host.h"
 #include "../gpu/gpu_backward.h"
 #include "flash_tc.h"
+#include "flash_f32.h"
 #include "flash_tc_bwd.h"
 
 #include <stdio.h>
@@ -44,10 +45,29 @@ static int tc_disabled(void)
     return s && *s && strcmp(s, "0") != 0;
 }
 
+/* Why the 3xTF32 kernel (f32 storage, head dims 512..1024) cannot take p (NULL: it can). */
+static const char *tf32x3_refusal(pa_cuda_device *dev, const pa_problem *p)
+{
+    if (p->dtype != POLYATTN_DTYPE_F32) return "not f32 storage";
+    if (dev->cc_major < 8) return "the device is older than sm_80 (no mma.sync tf32)";
+    if (p->head_dim != p->head_dim_v || !pa_cuda_flash_f32_has_head_dim((int)p->head_dim))
+        return "f32 with head_dim other than 512, 768, 1024 (or differing from head_dim_v)";
+    const int64_t *s[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    for (int t = 0; t < 4; t++) {
+        if (s[t][3] != 1) return "a head_dim stride is not 1";
+        for (int i = 0; i < 3; i++)
+            if (s[t][i] % 4) return "a stride is not a multiple of 4 elements (16-byte rows)";
+    }
+    if (pa_cuda_flash_f32_smem((int)p->head_dim) > dev->smem_optin)
+        return "the tile does not fit the device's shared memory";
+    if (tc_disabled()) return "POLYATTN_CUDA_NO_TC is set";
+    return NULL;
+}
+
 /* Why the tensor-core kernel cannot take p (NULL: it can). */
 static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
 {
-    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
+    if (p->dtype == POLYATTN_DTYPE_F32) return tf32x3_refusal(dev, p);
     if (dev->cc_major < 8) return "the device is older than sm_80 (no mma.sync m16n8k16 bf16)";
     if (p->head_dim != p->head_dim_v || !pa_cuda_flash_tc_has_head_dim((int)p->head_dim))
         return "head_dim is not one of 32, 64, 96, 128, 256 (or differs from head_dim_v)";
@@ -61,6 +81,24 @@ static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
         return "the tile does not fit the device's shared memory";
     if (tc_disabled()) return "POLYATTN_CUDA_NO_TC is set";
     return NULL;
+}
+
+/* Split-key plan of the wide kernels (flash_split.h); chunk 0 when none applies.
+ * POLYATTN_CUDA_FLASH_SPLIT=0 turns splitting off, =N forces chunks of N key tiles. */
+static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
+{
+    pa_flash_split s;
+    memset(&s, 0, sizeof s);
+    if (tc_refusal(dev, p)) return s;
+    const int bn = p->dtype == POLYATTN_DTYPE_F32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim)
+                                                  : pa_cuda_flash_tc_key_tile((int)p->head_dim);
+    if (!bn) return s;
+    const char *env = getenv("POLYATTN_CUDA_FLASH_SPLIT");
+    const int force = env && *env ? atoi(env) : -1;
+    pa_gpu_args a;
+    pa_gpu_args_fill(p, NULL, &a);
+    pa_flash_split_plan(&a, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
+    return s;
 }
 
 static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char **why_not)
@@ -91,18 +129,17 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         snprintf(dev->note[2], sizeof dev->note[2],
                  "generic SIMT kernel (tensor cores not used: %s)", tc_refusal(dev, p));
     } else {
-        snprintf(dev->note[2], sizeof dev->note[2],
-                 "tensor-core kernel (mma.sync %s, head_dim %d%s)", polyattn_dtype_name(p->dtype),
-                 (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "");
+        const pa_flash_split s = flash_split_of(dev, p);
+        char split[64] = "";
+        if (s.chunk)
+            snprintf(split, sizeof split, ", keys split in chunks of %d tiles (up to %d)",
+                     s.chunk, s.max_splits);
+        snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
+                 p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
+                 (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
     }
     *why_not = dev->note[2];
     return POLYATTN_STATUS_SUCCESS;
-}
-
-static uint64_t zero_workspace(pa_device *d, const pa_problem *p)
-{
-    (void)d, (void)p;
-    return 0;
 }
 
 static int one_launch(pa_device *d, const pa_problem *p)
@@ -111,16 +148,44 @@ static int one_launch(pa_device *d, const pa_problem *p)
     return 1;
 }
 
+/* The wide kernels' split-key partials (f32 O and LSE per split, at most 8 per row). */
+static uint64_t flash_workspace(pa_device *d, const pa_problem *p)
+{
+    const pa_flash_split s = flash_split_of(pa_cuda_dev(d), p);
+    pa_gpu_args a;
+    pa_gpu_args_fill(p, NULL, &a);
+    return pa_flash_split_bytes(&a, &s);
+}
+
+static int flash_launches(pa_device *d, const pa_problem *p)
+{
+    return flash_split_of(pa_cuda_dev(d), p).chunk ? 2 : 1; /* + the combine */
+}
+
+static void flash_release(pa_device *d, void *state)
+{
+    (void)d;
+    free(state);
+}
+
 static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **state)
 {
     const char *why = tc_refusal(pa_cuda_dev(d), p);
-    if (why)
+    *state = NULL;
+    if (why) {
         pa_log(POLYATTN_LOG_DISPATCH,
                "cuda flash: generic SIMT kernel (tensor-core kernel not used: %s)", why);
-    else
-        pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: tensor-core kernel, head_dim %lld, %s",
-               (long long)p->head_dim, polyattn_dtype_name(p->dtype));
-    *state = NULL;
+        return POLYATTN_STATUS_SUCCESS;
+    }
+    pa_flash_split *s = (pa_flash_split *)malloc(sizeof *s);
+    if (!s) return pa_fail(d, POLYATTN_STATUS_OUT_OF_MEMORY, "flash: host memory");
+    *s = flash_split_of(pa_cuda_dev(d), p);
+    *state = s;
+    pa_log(POLYATTN_LOG_DISPATCH,
+           "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; split-key chunk %d tiles of "
+           "%d keys (0: none), up to %d splits, %d slots per head",
+           p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
+           polyattn_dtype_name(p->dtype), s->chunk, s->key_tile, s->max_splits, s->slots);
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -132,14 +197,22 @@ static int aligned16(const void *ptr)
 static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *state,
                                      const pa_io *io)
 {
-    (void)state;
     pa_cuda_device *dev = pa_cuda_dev(d);
     pa_gpu_args a;
     pa_gpu_args_fill(p, io, &a);
     PA_CU(d, cudaSetDevice(dev->ordinal));
     if (!tc_refusal(dev, p) && aligned16(a.q) && aligned16(a.k) && aligned16(a.v) &&
         aligned16(a.o)) {
-        LAUNCH(d, pa_cuda_flash_tc(&a, dev->stream));
+        pa_flash_split s;
+        memset(&s, 0, sizeof s);
+        if (state) s = *(const pa_flash_split *)state;
+        if (s.chunk && (!a.workspace || io->workspace_bytes < pa_flash_split_bytes(&a, &s)))
+            s.chunk = 0; /* no room for the partials: one block per query tile */
+        s.part = (float *)a.workspace;
+        if (p->dtype == POLYATTN_DTYPE_F32)
+            LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
+        else
+            LAUNCH(d, pa_cuda_flash_tc(&a, &s, dev->stream));
     } else {
         LAUNCH(d, pa_gpu_flash_generic(&a, dev->stream));
     }
@@ -705,9 +778,10 @@ const pa_algo_ops pa_cuda_algos[3] = {
      .backward = flash_backward},
     {.algo = POLYATTN_ALGO_FLASH,
      .check = flash_check_bwd,
-     .workspace_size = zero_workspace,
-     .kernel_launches = one_launch,
+     .workspace_size = flash_workspace,
+     .kernel_launches = flash_launches,
      .prepare = flash_prepare_bwd,
+     .release = flash_release,
      .forward = flash_forward,
      .backward_workspace_size = flash_backward_workspace,
      .backward = flash_backward},

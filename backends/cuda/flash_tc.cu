@@ -14,6 +14,7 @@
  * (FlashTcWideTraits).
  */
 #include "flash_tc.h"
+#include "flash_split.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -80,6 +81,21 @@ struct Dt<__nv_bfloat16> {
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
     }
 };
+
+/* cudaFuncSetAttribute once per kernel instance and device (flag: a static of the caller's
+ * instance): a driver call per launch is host time the small seed shapes feel. */
+template <typename K>
+cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
+{
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    const unsigned long long bit = dev >= 0 && dev < 64 ? 1ull << dev : 0;
+    if (bit && (__atomic_load_n(&done, __ATOMIC_RELAXED) & bit)) return cudaSuccess;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess && bit) __atomic_fetch_or(&done, bit, __ATOMIC_RELAXED);
+    return e;
+}
 
 __device__ __forceinline__ uint32_t smem_addr(const void *p)
 {
@@ -355,16 +371,22 @@ struct FlashTcWideTraits {
     static constexpr int kSStride = kBlockN + 1;     /* f32 scores */
     static constexpr int kPStride = kBlockN + 8;     /* 16-bit probabilities */
     static constexpr size_t kTileBytes = (size_t)kBlockM * kStride * 2;
-    static constexpr int kSlots = 4; /* partial-score slots: warps w and w + 4 share one */
-    static constexpr size_t kSmem = 3 * kTileBytes + kSlots * kBlockM * kSStride * 4 +
-                                    kBlockM * kPStride * 2 + 3 * kBlockM * 4;
+    static constexpr size_t smem_with(int slots)
+    {
+        return 3 * kTileBytes + (size_t)slots * kBlockM * kSStride * 4 + kBlockM * kPStride * 2 +
+               3 * kBlockM * 4;
+    }
+    /* Partial-score slots: one per warp where shared memory allows (no add pass, one
+     * barrier less per key tile: head dims 512, 768), else warps w and w + 4 share one. */
+    static constexpr int kSlots = smem_with(8) <= 227 * 1024 ? 8 : 4;
+    static constexpr size_t kSmem = smem_with(kSlots);
     static_assert(kSlice % 16 == 0, "each warp's slice is a whole number of mma tiles");
     static_assert(kBlockM == kBlockN, "Q, K and V tiles share one row count");
 };
 
 template <int HEAD_DIM, typename T>
 __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
-    flash_fwd_tc_wide_kernel(pa_gpu_args a)
+    flash_fwd_tc_wide_kernel(pa_gpu_args a, pa_flash_split split)
 {
     using Tr = FlashTcWideTraits<HEAD_DIM>;
     constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
@@ -380,18 +402,17 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
-    const int m_block = a.mask ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-    const int head = blockIdx.y, batch = blockIdx.z;
+    pa_flash_work w;
+    if (!pa_flash_decode(a, split, w)) return; /* a split index past this tile's key range */
+    const int head = w.head, batch = w.batch;
     const int head_kv = head / (a.heads_q / a.heads_kv);
     const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
     const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
     const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
     T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
 
-    const int row0 = m_block * BM;
-    const int last_row = min(row0 + BM, a.seq_q) - 1;
-    const int key_end = visible_keys(a, last_row);
-    const int n_tiles = (key_end + BN - 1) / BN;
+    const int row0 = w.qt * BM;
+    const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
 
     auto load_rows = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
         constexpr int kChunks = D / 8;
@@ -404,9 +425,9 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     };
 
     load_rows(sq, q, a.q_stride[2], row0, a.seq_q);
-    if (n_tiles > 0) load_rows(sk, k, a.k_stride[2], 0, a.seq_kv);
+    if (t1 > t0) load_rows(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
     cp_async_commit();
-    if (n_tiles > 0) load_rows(sv, v, a.v_stride[2], 0, a.seq_kv);
+    if (t1 > t0) load_rows(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
     cp_async_commit();
 
     /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
@@ -422,7 +443,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
         for (int j = 0; j < SL / 8; ++j)
             acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
 
-    for (int nt = 0; nt < n_tiles; ++nt) {
+    for (int nt = t0; nt < t1; ++nt) {
         const int key0 = nt * BN;
         cp_async_wait_1(); /* K(nt) (and Q) landed; V(nt) may still fly */
         __syncthreads();
@@ -453,7 +474,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
         }
-        /* reduce the 8 partial scores to 4 slots: warps 0-3 store, warps 4-7 add theirs */
+        /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
         float *slot = ss + (warp % Tr::kSlots) * BM * SS;
         if (warp < Tr::kSlots) {
 #pragma unroll
@@ -465,7 +486,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                         slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] =
                             acc_s[mt][j][e];
         }
-        __syncthreads();
+        if (Tr::kSlots < Tr::kWarps) __syncthreads();
         if (warp >= Tr::kSlots) {
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
@@ -477,7 +498,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                             acc_s[mt][j][e];
         }
         __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
-        if (nt + 1 < n_tiles) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+        if (nt + 1 < t1) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
         cp_async_commit();
 
         /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
@@ -551,7 +572,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             }
         }
         __syncthreads(); /* V and P buffers are free */
-        if (nt + 1 < n_tiles) load_rows(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
+        if (nt + 1 < t1) load_rows(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
         cp_async_commit();
     }
     cp_async_wait_all();
@@ -561,6 +582,28 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     }
     __syncthreads();
 
+    if (w.slot >= 0) {
+        /* one split of several: normalised f32 O and the log2-domain LSE to the slot */
+        const int64_t total = (int64_t)a.batch * a.heads_q * split.slots;
+        float *po = split.part + (int64_t)w.slot * BM * D;
+        float *pl = split.part + total * BM * D + (int64_t)w.slot * BM;
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int lrow = mt * 16 + g + 8 * r;
+                if (row0 + lrow >= a.seq_q) continue;
+                const float l = s_l[lrow];
+                const float inv = l > 0.f ? 1.f / l : 0.f;
+                float *prow = po + (int64_t)lrow * D + warp * SL;
+#pragma unroll
+                for (int j = 0; j < SL / 8; ++j)
+                    *reinterpret_cast<float2 *>(prow + j * 8 + 2 * t4) =
+                        make_float2(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+                if (warp == 0 && t4 == 0) pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+            }
+        return;
+    }
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -581,15 +624,26 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
 }
 
 template <int HEAD_DIM, typename T>
-cudaError_t launch_wide(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
     using Tr = FlashTcWideTraits<HEAD_DIM>;
+    static_assert(Tr::kBlockM == PA_FLASH_TILE_M, "the split schedule assumes 32-row tiles");
     auto kernel = flash_fwd_tc_wide_kernel<HEAD_DIM, T>;
-    cudaError_t e =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
+    static unsigned long long attr_done = 0;
+    cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
     if (e != cudaSuccess) return e;
-    const dim3 grid((a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM, a.heads_q, a.batch);
-    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a);
+    pa_flash_split s;
+    if (split && split->chunk) {
+        s = *split;
+        kernel<<<pa_flash_split_blocks(&a, &s), Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+        e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
+    }
+    s.chunk = 0, s.key_tile = Tr::kBlockN, s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
+    s.max_splits = 1, s.slots = 0, s.part = nullptr;
+    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();
 }
 
@@ -598,8 +652,8 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
     using Tr = FlashTcTraits<HEAD_DIM, BLOCK_N>;
     auto kernel = flash_fwd_tc_kernel<HEAD_DIM, BLOCK_N, T>;
-    cudaError_t e =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
+    static unsigned long long attr_done = 0;
+    cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
     if (e != cudaSuccess) return e;
     const dim3 grid((a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a);
@@ -607,7 +661,7 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 }
 
 template <typename T>
-cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
     switch (a.head_dim) {
     case 32: return launch<32, T>(a, stream);
@@ -617,9 +671,9 @@ cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
      * bf16, 4x16x4096, despite a few spilled registers). */
     case 128: return launch<128, T>(a, stream);
     case 256: return launch<256, T>(a, stream);
-    case 512: return launch_wide<512, T>(a, stream);
-    case 768: return launch_wide<768, T>(a, stream);
-    case 1024: return launch_wide<1024, T>(a, stream);
+    case 512: return launch_wide<512, T>(a, split, stream);
+    case 768: return launch_wide<768, T>(a, split, stream);
+    case 1024: return launch_wide<1024, T>(a, split, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -647,10 +701,15 @@ extern "C" size_t pa_cuda_flash_tc_smem(int head_dim)
     }
 }
 
-extern "C" int pa_cuda_flash_tc(const pa_gpu_args *a, void *stream)
+extern "C" int pa_cuda_flash_tc_key_tile(int head_dim)
+{
+    return head_dim > 256 ? FlashTcWideTraits<512>::kBlockN : 0;
+}
+
+extern "C" int pa_cuda_flash_tc(const pa_gpu_args *a, const pa_flash_split *split, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->dtype == 1) return (int)dispatch<__half>(*a, s);
-    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, s);
+    if (a->dtype == 1) return (int)dispatch<__half>(*a, split, s);
+    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, split, s);
     return (int)cudaErrorInvalidValue;
 }

@@ -1,0 +1,455 @@
+/*
+ * flash_fwd_tf32x3_wide_kernel: f32 flash forward for head dims 512, 768, 1024 on tensor
+ * cores (sm_80+) at f32 accuracy.  Every product a*b is formed as
+ *     a_hi*b_hi + a_hi*b_lo + a_lo*b_hi      (mma.sync m16n8k8 tf32, f32 accumulate)
+ * with a_hi = tf32(a) rounded to nearest and a_lo = a - a_hi (the mma truncates it to
+ * tf32).  The dropped a_lo*b_lo and the truncated low parts are ~2^-21 relative: below
+ * the f32 accumulation noise here, where plain TF32 would be ~1e-3.
+ *
+ * Layout as flash_fwd_tc_wide_kernel: 32 query rows per block, 8 warps each owning D/8
+ * head-dim columns; S = Q K^T is split-K over the warps and the 8 partial scores are
+ * summed through 4 shared-memory slots; 8 threads a row run the online softmax and write
+ * P (f32) and the rescale factor; each warp accumulates its 32 x D/8 slice of O in
+ * registers.  Q stays in shared memory as f32 (128 KiB at D = 1024), which leaves room for
+ * single K and V tiles of 8 keys at D = 1024, 16 at 768, 32 at 512; K(j+1) loads during
+ * the softmax and P V, V(j+1) during the next Q K^T.  Fragments come from shared memory
+ * with ldmatrix (an 8x8 b16 matrix is 8 rows of 4 f32: exactly a tf32 fragment), except
+ * V's (P V needs V transposed: plain 32-bit loads, rows padded to hit distinct banks).
+ * The split-key schedule of flash_split.h applies as for the 16-bit kernel.
+ */
+#include "flash_f32.h"
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+namespace
+{
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+template <int HEAD_DIM>
+struct F32WideTraits {
+    static constexpr int kWarps = 8;
+    static constexpr int kThreads = 32 * kWarps;
+    static constexpr int kBlockM = 32;
+    static constexpr int kBlockN = HEAD_DIM >= 1024 ? 8 : HEAD_DIM >= 768 ? 16 : 32;
+    static constexpr int kSlice = HEAD_DIM / kWarps;
+    /* Q and K rows: 16-byte aligned and 8 consecutive rows on distinct bank quads. */
+    static constexpr int kQStride = HEAD_DIM + 4;
+    /* V rows: P V reads V[key t4][column g], banks t4 * 8 + g all distinct. */
+    static constexpr int kVStride = HEAD_DIM + 8;
+    static constexpr int kSStride = kBlockN + 1; /* partial scores */
+    static constexpr int kPStride = kBlockN + 4; /* probabilities (ldmatrix rows) */
+    static constexpr size_t smem_with(int slots)
+    {
+        return ((size_t)(kBlockM + kBlockN) * kQStride + (size_t)kBlockN * kVStride +
+                (size_t)slots * kBlockM * kSStride + (size_t)kBlockM * kPStride + 3 * kBlockM) *
+               4;
+    }
+    /* One partial-score slot per warp saves a barrier per key tile (no add pass) where
+     * shared memory allows; else warps w and w + 4 share one. */
+    static constexpr int kSlots = smem_with(8) <= 227 * 1024 ? 8 : 4;
+    static constexpr size_t kSmem = smem_with(kSlots);
+    static_assert(kSlice % 16 == 0 && kBlockN % 8 == 0, "whole mma tiles");
+    static_assert(HEAD_DIM % 32 == 0, "the bank arithmetic of the strides needs D % 32 == 0");
+};
+
+/* cudaFuncSetAttribute once per kernel instance and device (flag: a static of the caller's
+ * instance): a driver call per launch is host time the small seed shapes feel. */
+template <typename K>
+cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
+{
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    const unsigned long long bit = dev >= 0 && dev < 64 ? 1ull << dev : 0;
+    if (bit && (__atomic_load_n(&done, __ATOMIC_RELAXED) & bit)) return cudaSuccess;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess && bit) __atomic_fetch_or(&done, bit, __ATOMIC_RELAXED);
+    return e;
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+__device__ __forceinline__ void cp_async_wait_1()
+{
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all()
+{
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+/* x = hi + lo: hi rounded to tf32, lo the remainder (f32 bits; the mma reads its top 19). */
+__device__ __forceinline__ void split_tf32(uint32_t x, uint32_t &hi, uint32_t &lo)
+{
+    const float f = __uint_as_float(x);
+    uint32_t h;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(h) : "f"(f));
+    hi = h;
+    lo = __float_as_uint(f - __uint_as_float(h));
+}
+
+__device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* c += a*b in 3xTF32: the small cross terms first. */
+__device__ __forceinline__ void mma3(float c[4], const uint32_t ah[4], const uint32_t al[4],
+                                     uint32_t bh0, uint32_t bh1, uint32_t bl0, uint32_t bl1)
+{
+    mma_tf32(c, al, bh0, bh1);
+    mma_tf32(c, ah, bl0, bl1);
+    mma_tf32(c, ah, bh0, bh1);
+}
+
+template <int HEAD_DIM>
+__global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
+    flash_fwd_tf32x3_wide_kernel(pa_gpu_args a, pa_flash_split split)
+{
+    using Tr = F32WideTraits<HEAD_DIM>;
+    constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, QS = Tr::kQStride,
+                  VS = Tr::kVStride, SL = Tr::kSlice, SS = Tr::kSStride, PS = Tr::kPStride;
+    constexpr int KPT = BN / 8; /* keys per softmax thread */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    float *sq = reinterpret_cast<float *>(smem_raw);
+    float *sk = sq + BM * QS;
+    float *sv = sk + BN * QS;
+    float *ss = sv + BN * VS;
+    float *sp = ss + Tr::kSlots * BM * SS;
+    float *s_alpha = sp + BM * PS;
+    float *s_m = s_alpha + BM, *s_l = s_m + BM;
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    pa_flash_work w;
+    if (!pa_flash_decode(a, split, w)) return;
+    const int head = w.head, batch = w.batch;
+    const int head_kv = head / (a.heads_q / a.heads_kv);
+    const float *q =
+        static_cast<const float *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
+    const float *k =
+        static_cast<const float *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
+    const float *v =
+        static_cast<const float *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
+    float *o = static_cast<float *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
+    const int row0 = w.qt * BM;
+    const int t0 = w.t0, t1 = w.t1;
+
+    auto load_rows = [&](float *dst, int stride, int rows, const float *src, int64_t row_stride,
+                         int first, int limit) {
+        constexpr int kChunks = D / 4;
+        for (int i = tid; i < rows * kChunks; i += Tr::kThreads) {
+            const int r = i / kChunks, c = i % kChunks;
+            const bool valid = first + r < limit;
+            const float *gp = valid ? src + (int64_t)(first + r) * row_stride + c * 4 : src;
+            cp_async16(dst + r * stride + c * 4, gp, valid);
+        }
+    };
+
+    load_rows(sq, QS, BM, q, a.q_stride[2], row0, a.seq_q);
+    if (t1 > t0) load_rows(sk, QS, BN, k, a.k_stride[2], t0 * BN, a.seq_kv);
+    cp_async_commit();
+    if (t1 > t0) load_rows(sv, VS, BN, v, a.v_stride[2], t0 * BN, a.seq_kv);
+    cp_async_commit();
+
+    /* softmax ownership: row sr = tid / 8, keys KPT * (tid % 8) + {0..KPT-1} */
+    const int sr = tid / 8, sc0 = KPT * (tid % 8);
+    const int sr_vis = pa_flash_visible(a, row0 + sr);
+    float run_m = -INFINITY, run_l = 0.f;
+    const float sl2 = a.scale * kLog2e;
+
+    float acc_o[2][SL / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int j = 0; j < SL / 8; ++j)
+            acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
+
+    for (int nt = t0; nt < t1; ++nt) {
+        const int key0 = nt * BN;
+        cp_async_wait_1(); /* K(nt) (and Q) landed; V(nt) may still fly */
+        __syncthreads();
+
+        /* partial S over this warp's head-dim slice, 16 columns (two k8 steps) at a time.
+         * With few key columns a warp has few accumulators and the mma chains on them
+         * serialise: NACC copies (main/cross term, even/odd k8 step) run independently and
+         * are summed at the end. */
+        constexpr int NACC = BN >= 32 ? 1 : BN >= 16 ? 2 : 4;
+        float accs[NACC][2][BN / 8][4];
+#pragma unroll
+        for (int c = 0; c < NACC; ++c)
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+                    accs[c][mt][j][0] = accs[c][mt][j][1] = accs[c][mt][j][2] =
+                        accs[c][mt][j][3] = 0.f;
+#pragma unroll 2
+        for (int kk = 0; kk < SL / 16; ++kk) {
+            const int d0 = warp * SL + kk * 16;
+            uint32_t ah[2][2][4], al[2][2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    uint32_t raw[4];
+                    ldmatrix_x4(raw, sq + (mt * 16 + (lane % 16)) * QS + d0 + h * 8 + (lane / 16) * 4);
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        split_tf32(raw[e], ah[mt][h][e], al[mt][h][e]);
+                }
+#pragma unroll
+            for (int p = 0; p < BN / 8; ++p) {
+                uint32_t raw[4], bh[4], bl[4];
+                ldmatrix_x4(raw, sk + (p * 8 + lane % 8) * QS + d0 + (lane / 8) * 4);
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    split_tf32(raw[e], bh[e], bl[e]);
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+#pragma unroll
+                    for (int mt = 0; mt < 2; ++mt) {
+                        float *cm = accs[(2 * h) % NACC][mt][p];
+                        float *cx = accs[(2 * h + 1) % NACC][mt][p];
+                        mma_tf32(cx, al[mt][h], bh[2 * h], bh[2 * h + 1]);
+                        mma_tf32(cx, ah[mt][h], bl[2 * h], bl[2 * h + 1]);
+                        mma_tf32(cm, ah[mt][h], bh[2 * h], bh[2 * h + 1]);
+                    }
+            }
+        }
+        float acc_s[2][BN / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    float sum = accs[0][mt][j][e];
+#pragma unroll
+                    for (int c = 1; c < NACC; ++c)
+                        sum += accs[c][mt][j][e];
+                    acc_s[mt][j][e] = sum;
+                }
+        /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
+        float *slot = ss + (warp % Tr::kSlots) * BM * SS;
+        if (warp < Tr::kSlots) {
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] =
+                            acc_s[mt][j][e];
+        }
+        if (Tr::kSlots < Tr::kWarps) __syncthreads();
+        if (warp >= Tr::kSlots) {
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] +=
+                            acc_s[mt][j][e];
+        }
+        __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
+        if (nt + 1 < t1) load_rows(sk, QS, BN, k, a.k_stride[2], key0 + BN, a.seq_kv);
+        cp_async_commit();
+
+        /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
+        {
+            float x[KPT];
+            float mx = -INFINITY;
+#pragma unroll
+            for (int e = 0; e < KPT; ++e) {
+                const float *cell = ss + sr * SS + sc0 + e;
+                float sum4 = 0.f;
+#pragma unroll
+                for (int sl = 0; sl < Tr::kSlots; ++sl)
+                    sum4 += cell[sl * BM * SS];
+                x[e] = key0 + sc0 + e < sr_vis ? sum4 * sl2 : -INFINITY;
+                mx = fmaxf(mx, x[e]);
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+            const float m_new = fmaxf(run_m, mx);
+            const float m_use = m_new == -INFINITY ? 0.f : m_new;
+            const float alpha = exp2f(run_m - m_use);
+            float sum = 0.f;
+#pragma unroll
+            for (int e = 0; e < KPT; ++e) {
+                x[e] = exp2f(x[e] - m_use);
+                sum += x[e];
+                sp[sr * PS + sc0 + e] = x[e];
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+            run_l = run_l * alpha + sum;
+            run_m = m_new;
+            if (tid % 8 == 0) s_alpha[sr] = alpha;
+        }
+        cp_async_wait_1(); /* V(nt) landed; K(nt+1) may still fly */
+        __syncthreads();
+
+        /* O = O * alpha + P V over this warp's slice */
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            const float al0 = s_alpha[mt * 16 + g], al1 = s_alpha[mt * 16 + g + 8];
+#pragma unroll
+            for (int j = 0; j < SL / 8; ++j) {
+                acc_o[mt][j][0] *= al0;
+                acc_o[mt][j][1] *= al0;
+                acc_o[mt][j][2] *= al1;
+                acc_o[mt][j][3] *= al1;
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < BN / 8; ++kk) {
+            uint32_t ah[2][4], al[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                uint32_t raw[4];
+                ldmatrix_x4(raw, sp + (mt * 16 + (lane % 16)) * PS + kk * 8 + (lane / 16) * 4);
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    split_tf32(raw[e], ah[mt][e], al[mt][e]);
+            }
+            const float *vr0 = sv + (kk * 8 + t4) * VS + warp * SL + g;
+            const float *vr1 = vr0 + 4 * VS;
+#pragma unroll
+            for (int j = 0; j < SL / 8; ++j) {
+                uint32_t bh0, bl0, bh1, bl1;
+                split_tf32(__float_as_uint(vr0[j * 8]), bh0, bl0);
+                split_tf32(__float_as_uint(vr1[j * 8]), bh1, bl1);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt)
+                    mma3(acc_o[mt][j], ah[mt], al[mt], bh0, bh1, bl0, bl1);
+            }
+        }
+        __syncthreads(); /* V and P buffers are free */
+        if (nt + 1 < t1) load_rows(sv, VS, BN, v, a.v_stride[2], key0 + BN, a.seq_kv);
+        cp_async_commit();
+    }
+    cp_async_wait_all();
+    if (tid % 8 == 0) {
+        s_m[sr] = run_m;
+        s_l[sr] = run_l;
+    }
+    __syncthreads();
+
+    const int64_t total = (int64_t)a.batch * a.heads_q * split.slots;
+    float *po = w.slot >= 0 ? split.part + (int64_t)w.slot * BM * D : nullptr;
+    float *pl = w.slot >= 0 ? split.part + total * BM * D + (int64_t)w.slot * BM : nullptr;
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
+            if (row >= a.seq_q) continue;
+            const float l = s_l[lrow];
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            /* a split writes its normalised O and log2-domain LSE to its slot */
+            float *orow = po ? po + (int64_t)lrow * D + warp * SL
+                             : o + (int64_t)row * a.o_stride[2] + warp * SL;
+#pragma unroll
+            for (int j = 0; j < SL / 8; ++j)
+                *reinterpret_cast<float2 *>(orow + j * 8 + 2 * t4) =
+                    make_float2(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+            if (warp == 0 && t4 == 0) {
+                if (pl)
+                    pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+                else if (a.lse)
+                    a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
+                        l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
+            }
+        }
+}
+
+template <int HEAD_DIM>
+cudaError_t launch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
+{
+    using Tr = F32WideTraits<HEAD_DIM>;
+    static_assert(Tr::kBlockM == PA_FLASH_TILE_M, "the split schedule assumes 32-row tiles");
+    auto kernel = flash_fwd_tf32x3_wide_kernel<HEAD_DIM>;
+    static unsigned long long attr_done = 0;
+    cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
+    if (e != cudaSuccess) return e;
+    pa_flash_split s;
+    if (split && split->chunk) {
+        s = *split;
+        kernel<<<pa_flash_split_blocks(&a, &s), Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+        e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
+    }
+    s.chunk = 0, s.key_tile = Tr::kBlockN, s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
+    s.max_splits = 1, s.slots = 0, s.part = nullptr;
+    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" int pa_cuda_flash_f32_has_head_dim(int head_dim)
+{
+    return head_dim == 512 || head_dim == 768 || head_dim == 1024;
+}
+
+extern "C" size_t pa_cuda_flash_f32_smem(int head_dim)
+{
+    switch (head_dim) {
+    case 512: return F32WideTraits<512>::kSmem;
+    case 768: return F32WideTraits<768>::kSmem;
+    case 1024: return F32WideTraits<1024>::kSmem;
+    default: return 0;
+    }
+}
+
+extern "C" int pa_cuda_flash_f32_key_tile(int head_dim)
+{
+    switch (head_dim) {
+    case 512: return F32WideTraits<512>::kBlockN;
+    case 768: return F32WideTraits<768>::kBlockN;
+    case 1024: return F32WideTraits<1024>::kBlockN;
+    default: return 0;
+    }
+}
+
+extern "C" int pa_cuda_flash_f32(const pa_gpu_args *a, const pa_flash_split *split, void *stream)
+{
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    switch (a->head_dim) {
+    case 512: return (int)launch<512>(*a, split, s);
+    case 768: return (int)launch<768>(*a, split, s);
+    case 1024: return (int)launch<1024>(*a, split, s);
+    default: return (int)cudaErrorInvalidValue;
+    }
+}

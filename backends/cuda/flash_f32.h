@@ -1,0 +1,27 @@
+/* f32 flash forward on tensor cores at f32 accuracy (3xTF32, sm_80+), head dims 512, 768,
+ * 1024: C interface for the host glue. */
+#ifndef POLYATTN_CUDA_FLASH_F32_H
+#define POLYATTN_CUDA_FLASH_F32_H
+
+#include "../gpu/gpu_attn.h"
+#include "flash_split.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Head dims with a compiled instance (512, 768, 1024). */
+int pa_cuda_flash_f32_has_head_dim(int head_dim);
+/* Shared memory the instance for head_dim needs (bytes). */
+size_t pa_cuda_flash_f32_smem(int head_dim);
+/* Keys per key tile of the instance (the unit of the split schedule). */
+int pa_cuda_flash_f32_key_tile(int head_dim);
+/* Enqueues; returns the cudaError_t of the launch.  Needs q/k/v/o 16-byte aligned, unit
+ * head_dim stride, other strides multiples of 4 and head_dim_v == head_dim (the caller
+ * checks).  split may be NULL (no split). */
+int pa_cuda_flash_f32(const pa_gpu_args *a, const pa_flash_split *split, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,79 @@
+#!/bin/bash
+# Seed-shape check of the CUDA flash forward (issue #4) on a GPU machine, from the repo root:
+# build (CUDA only), conformance --backend cuda (forward; again with the split-key schedule
+# forced wherever it applies), odd-shape checks of the wide kernels through cuda_bench
+# (sampled rows against a double reference, every element written), then polyattn flash on
+# the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run.
+# Results in $OUT: seed.log conformance.txt checks.jsonl polyattn.jsonl torch.jsonl
+# summary.md summary.json.
+# Environment: BUILD (dir), ARCH (default 90), VARIANTS ("name:value ..." extra seed runs
+# with POLYATTN_CUDA_FLASH_SPLIT=value, f16 and f32 only), COMMIT.
+set -u
+OUT=${OUT:-$PWD/seed-out}
+BUILD=${BUILD:-b-seedperf}
+ARCH=${ARCH:-90}
+VARIANTS=${VARIANTS-"nosplit:0"}
+mkdir -p "$OUT"
+LOG=$OUT/seed.log
+say() { echo "== $*" | tee -a "$LOG"; }
+COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+say "$(date -u +%FT%TZ) commit $COMMIT"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv >> "$LOG" 2>&1
+
+start=$(date +%s)
+if ! { cmake -G Ninja -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON \
+         -DPOLYATTN_HIP=OFF -DPOLYATTN_OPENCL=OFF -DPOLYATTN_WERROR=ON \
+         -DPOLYATTN_CUDA_ARCHITECTURES="$ARCH" &&
+       ninja -C "$BUILD" -j16 polyattn_cuda polyattn_cuda_bench conformance; } > "$OUT/build.txt" 2>&1; then
+  tail -40 "$OUT/build.txt" | tee -a "$LOG"; exit 1
+fi
+grep -iE "warning|spill" "$OUT/build.txt" | head -20 >> "$LOG"
+rm -f "$OUT/build.txt"
+say "build took $(( $(date +%s) - start )) s"
+BIN=$BUILD/bin
+
+say "conformance --backend cuda (forward)"
+timeout 120 "$BIN/conformance" --backend cuda > "$OUT/conformance.txt" 2>&1
+echo "exit $?" >> "$OUT/conformance.txt"
+say "conformance --backend cuda --algo flash, POLYATTN_CUDA_FLASH_SPLIT=1 (split forced)"
+echo "### POLYATTN_CUDA_FLASH_SPLIT=1" >> "$OUT/conformance.txt"
+POLYATTN_CUDA_FLASH_SPLIT=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
+echo "exit $?" >> "$OUT/conformance.txt"
+grep -E "^conformance|FAIL|^exit" "$OUT/conformance.txt" | head -40 | tee -a "$LOG"
+
+say "odd-shape checks (auto plan, split forced)"
+python3 bench/gpu/seed_shapes.py check > "$OUT/checks.txt"
+{ timeout 120 "$BIN/polyattn_cuda_bench" --reps 5 < "$OUT/checks.txt"
+  sed 's/^check /check-split1 /' "$OUT/checks.txt" | POLYATTN_CUDA_FLASH_SPLIT=1 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
+} > "$OUT/checks.jsonl" 2>> "$LOG"
+rm -f "$OUT/checks.txt"
+python3 - "$OUT/checks.jsonl" <<'PY' | tee -a "$LOG"
+import json, sys
+n = bad = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("impl") != "polyattn": continue
+    n += 1
+    if not r.get("ok"):
+        bad += 1
+        print("CHECK FAIL", r)
+print(f"checks: {n - bad} of {n} ok")
+PY
+
+say "seed shapes: polyattn flash"
+python3 bench/gpu/seed_shapes.py seed > "$OUT/shapes.txt"
+timeout 200 "$BIN/polyattn_cuda_bench" < "$OUT/shapes.txt" > "$OUT/polyattn.jsonl" 2>> "$LOG"
+echo "cuda_bench exit $?" >> "$LOG"
+for v in $VARIANTS; do
+  name=${v%%:*} val=${v#*:}
+  grep -E "^seed (f16|f32) " "$OUT/shapes.txt" | sed "s/^seed /seed-$name /" |
+    POLYATTN_CUDA_FLASH_SPLIT=$val timeout 100 "$BIN/polyattn_cuda_bench" | grep -v '"impl":"device"' >> "$OUT/polyattn.jsonl" 2>> "$LOG"
+  echo "variant $name exit $?" >> "$LOG"
+done
+say "seed shapes: torch SDPA efficient, math"
+PYTHONUNBUFFERED=1 timeout 150 python3 bench/gpu/seed_torch.py efficient,math < "$OUT/shapes.txt" > "$OUT/torch.jsonl" 2>> "$LOG"
+echo "torch_sdpa exit $?" >> "$LOG"
+rm -f "$OUT/shapes.txt"
+python3 bench/gpu/seed_summary.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
+  "$OUT/summary.md" "$COMMIT" "$(date -u +%F)"
+say "done $(date -u +%T), $(( $(date +%s) - start )) s"

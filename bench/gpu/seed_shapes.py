@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+"""Shape lines (cuda_bench / torch_sdpa.py format) for the seed-shape work of issue #4:
+    seed:  the seed article's five shapes (one head, causal top-left), f16, bf16, f32
+    check: odd shapes through the wide flash kernels and their split-key schedule
+           (GQA, bottom-right with fully masked rows, seq_q != seq_kv, no mask)
+usage: seed_shapes.py seed|check [dtype,...]"""
+import sys
+
+what = sys.argv[1] if len(sys.argv) > 1 else "seed"
+dtypes = sys.argv[2].split(",") if len(sys.argv) > 2 else ["f16", "bf16", "f32"]
+
+if what == "seed":
+    shapes = [(4096, 1024, 1), (2048, 1024, 2), (1024, 1024, 4), (512, 768, 8), (128, 512, 16)]
+    for dt in dtypes:
+        for n, d, b in shapes:
+            print(f"seed {dt} {b} 1 1 {n} {n} {d} 1 flash")
+else:
+    # batch heads_q heads_kv seq_q seq_kv head_dim mask(0 none, 1 top-left, 2 bottom-right)
+    checks = [(2, 2, 1, 1000, 1000, 1024, 1), (1, 1, 1, 777, 1301, 768, 2),
+              (1, 2, 2, 555, 300, 512, 2), (3, 1, 1, 97, 1000, 1024, 0),
+              (1, 1, 1, 33, 33, 512, 1), (2, 1, 1, 1500, 1500, 768, 1)]
+    for dt in dtypes:
+        for b, hq, hk, sq, skv, d, m in checks:
+            print(f"check {dt} {b} {hq} {hk} {sq} {skv} {d} {m} flash")

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Seed-shape table: polyattn flash (each variant: suite 'seed' is the default plan,
+'seed-<name>' a run with POLYATTN_CUDA_FLASH_SPLIT set) beside PyTorch SDPA efficient and
+math from the same run, the ratio efficient_ms / polyattn_ms (target >= 2).
+usage: seed_summary.py polyattn.jsonl torch.jsonl summary.json summary.md commit date"""
+import json
+import sys
+
+pa_path, torch_path, json_out, md_out, commit, date = sys.argv[1:7]
+
+
+def rows(path):
+    out = []
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+pa, th = rows(pa_path), rows(torch_path)
+device = next((r.get("name") for r in pa if r.get("impl") == "device"), "?")
+tver = next((r.get("torch") for r in th if r.get("impl") == "torch-version"), "?")
+key = lambda r: (r["dtype"], r["batch"], r["seq_q"], r["head_dim"])
+torch_ms = {}
+for r in th:
+    if r.get("suite") == "seed" and r.get("ok"):
+        torch_ms[(r["impl"][6:],) + key(r)] = r["ms"]
+records, lines = [], []
+lines.append(f"# polyattn CUDA flash forward on the seed shapes ({device}, {date}, commit {commit})\n")
+lines.append(f"PyTorch {tver} SDPA in the same run. Ratio = torch ms / polyattn ms (target: >= 2 vs efficient).\n")
+variants = sorted({r["suite"] for r in pa if r.get("suite", "").startswith("seed")},
+                  key=lambda s: (s != "seed", s))
+for v in variants:
+    lines.append(f"\n## {v}\n")
+    lines.append("| dtype | batch x heads | N | D | polyattn flash ms | TFLOP/s | rel err | workspace MiB | launches | efficient ms (ratio) | math ms (ratio) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in pa:
+        if r.get("suite") != v:
+            continue
+        rec = dict(variant=v, dtype=r["dtype"], batch=r["batch"], seq=r["seq_q"], head_dim=r["head_dim"],
+                   ok=r.get("ok", False))
+        if not r.get("ok"):
+            rec["error"] = r.get("error", "rel_err %s unwritten %s" % (r.get("rel_err"), r.get("unwritten")))
+        ms = r.get("ms")
+        cells = []
+        for b in ("efficient", "math"):
+            t = torch_ms.get((b,) + key(r))
+            rec["torch_" + b + "_ms"] = t
+            rec["ratio_" + b] = t / ms if t and ms else None
+            cells.append(f"{t:.3f} ({t / ms:.2f}x)" if t and ms else "n/a")
+        rec.update(ms=ms, tflops=r.get("tflops"), rel_err=r.get("rel_err"),
+                   workspace_bytes=r.get("workspace_bytes"), launches=r.get("launches"))
+        records.append(rec)
+        status = "" if r.get("ok") else " FAILED"
+        lines.append(f"| {r['dtype']} | {r['batch']}x1 | {r['seq_q']} | {r['head_dim']} | "
+                     f"{ms if ms is None else f'{ms:.3f}'}{status} | {r.get('tflops', 0) or 0:.0f} | "
+                     f"{r.get('rel_err', float('nan')):.1e} | {(r.get('workspace_bytes') or 0) / 2**20:.1f} | "
+                     f"{r.get('launches')} | {cells[0]} | {cells[1]} |")
+json.dump({"device": device, "date": date, "commit": commit, "torch": tver, "rows": records},
+          open(json_out, "w"), indent=1)
+open(md_out, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
