@@ -186,3 +186,20 @@ extern "C" int pa_gpu_gemm_pv(const pa_gpu_args *a, const void *probs, int64_t p
     p.alpha = 1.f;
     return launch(p, a->batch, a->heads_q, stream);
 }
+
+extern "C" int pa_gpu_gemm(const pa_gpu_gemm_desc *d, void *stream)
+{
+    GemmParams p{};
+    p.a = d->a;
+    p.b = d->b;
+    p.c = d->c;
+    p.a_batch = d->a_batch, p.a_head = d->a_head, p.a_row = d->a_row, p.a_col = d->a_col;
+    p.b_batch = d->b_batch, p.b_head = d->b_head, p.b_row = d->b_row, p.b_col = d->b_col;
+    p.c_batch = d->c_batch, p.c_head = d->c_head, p.c_row = d->c_row, p.c_col = d->c_col;
+    p.a_group = d->a_group;
+    p.b_group = d->b_group;
+    p.m = d->m, p.n = d->n, p.k = d->k;
+    p.a_dtype = d->a_dtype, p.b_dtype = d->b_dtype, p.c_dtype = d->c_dtype;
+    p.alpha = d->alpha;
+    return launch(p, d->batch, d->heads, stream);
+}

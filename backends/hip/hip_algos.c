@@ -54,6 +54,71 @@ static polyattn_status launch_status(pa_device *dev, int err, const char *what)
     return pa_hip_fail(dev, (hipError_t)err, what, __FILE__, __LINE__);
 }
 
+/* ---- backward shared by flash and fused: the SIMT flash backward ---------- */
+
+/* The arguments of pa_gpu_flash_bwd; io NULL: sizes only. */
+static void bwd_args_fill(const pa_problem *p, const pa_backward_io *io, pa_gpu_bwd_args *g)
+{
+    memset(g, 0, sizeof *g);
+    pa_io fio;
+    memset(&fio, 0, sizeof fio);
+    if (io) fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o;
+    pa_problem np = *p;
+    np.want_lse = 0, np.want_probs = 0;
+    pa_gpu_args_fill(&np, io ? &fio : NULL, &g->fwd);
+    if (io) {
+        g->fwd.lse = (float *)pa_gpu_ptr(&io->lse);
+        g->d_o = pa_gpu_ptr(&io->d_o);
+        g->dq = pa_gpu_ptr(&io->dq);
+        g->dk = pa_gpu_ptr(&io->dk);
+        g->dv = pa_gpu_ptr(&io->dv);
+    }
+    g->deterministic = p->deterministic;
+}
+
+/* Whether the flash backward's tiles fit (head dims up to 1024 always do within 64 KiB). */
+static polyattn_status backward_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    pa_gpu_bwd_args g;
+    bwd_args_fill(p, NULL, &g);
+    const size_t need = pa_hip(dev)->k->flash_bwd_smem(&g);
+    if (need == 0) {
+        *why_not = "the flash backward has no tile for these head dims";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return lds_check(dev, "the flash backward", need, why_not);
+}
+
+static uint64_t flash_backward_workspace(pa_device *dev, const pa_problem *p)
+{
+    pa_gpu_bwd_args g;
+    bwd_args_fill(p, NULL, &g);
+    return pa_hip(dev)->k->flash_bwd_workspace(&g);
+}
+
+/* Used by flash and fused alike: dK/dV per key tile, dQ by atomics into an f32 workspace or,
+ * deterministic, by a second pass per query tile. */
+static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void *state,
+                                      const pa_backward_io *io)
+{
+    (void)state;
+    pa_gpu_bwd_args g;
+    bwd_args_fill(p, io, &g);
+    const uint64_t need = pa_hip(dev)->k->flash_bwd_workspace(&g);
+    if (!io->workspace.mem || io->workspace_bytes < need)
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "flash backward: the workspace must hold %llu bytes (got %llu)",
+                       (unsigned long long)need, (unsigned long long)io->workspace_bytes);
+    polyattn_status st = pa_hip_use(dev);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    return launch_status(dev,
+                         pa_hip(dev)->k->flash_bwd(&g, pa_gpu_ptr(&io->workspace),
+                                                   pa_hip(dev)->stream),
+                         p->deterministic ? "pa_gpu_flash_bwd (deterministic: flash_bwd_dkdv_kernel, "
+                                            "flash_bwd_dq_kernel)"
+                                          : "pa_gpu_flash_bwd (flash_bwd_dkdv_kernel with dQ atomics)");
+}
+
 /* ---- flash: MFMA kernel (gfx908/gfx90a) or the shared generic (SIMT) one -- */
 
 /* The MFMA path has run only in the CPU emulation (tests/hip/test_hip_emulated), never on an
@@ -86,6 +151,10 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
         *why_not = "flash never forms the probability matrix (O(seq) memory); use unfused or fused";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
+    if (p->want_backward) {
+        st = backward_check(dev, p, why_not);
+        if (st != POLYATTN_STATUS_SUCCESS) return st;
+    }
     if (!mfma_refusal(dev, p)) return POLYATTN_STATUS_SUCCESS; /* its LDS tile is 8.5 KiB */
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
@@ -102,6 +171,9 @@ static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void *
     else
         pa_log(POLYATTN_LOG_DISPATCH, "hip flash: MFMA 32x32x8 kernel on %s, %s",
                pa_hip(dev)->arch, polyattn_dtype_name(p->dtype));
+    if (p->want_backward)
+        pa_log(POLYATTN_LOG_DISPATCH, "hip flash backward: shared SIMT kernels, dQ %s",
+               p->deterministic ? "by a second pass (deterministic)" : "by f32 atomics");
     *state = NULL;
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -148,9 +220,19 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
-    if (fused_scores_in_lds(dev, &a)) return POLYATTN_STATUS_SUCCESS;
-    return lds_check(dev, "fused (scores in the workspace)", pa_hip(dev)->k->fused_smem(&a, 0),
-                     why_not);
+    if (!fused_scores_in_lds(dev, &a)) {
+        st = lds_check(dev, "fused (scores in the workspace)", pa_hip(dev)->k->fused_smem(&a, 0),
+                       why_not);
+        if (st != POLYATTN_STATUS_SUCCESS) return st;
+    }
+    if (p->want_backward) {
+        st = backward_check(dev, p, why_not);
+        if (st != POLYATTN_STATUS_SUCCESS) return st;
+        /* Success: the note says what the backward runs. */
+        *why_not = "fused backward: the flash backward kernels (recomputes P from the LSE; the "
+                   "fused algorithm has no separate O(N^2) backward)";
+    }
+    return POLYATTN_STATUS_SUCCESS;
 }
 
 static uint64_t fused_workspace(pa_device *dev, const pa_problem *p)
@@ -204,6 +286,12 @@ static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const 
         *why_not = "unfused: seq_q x seq_kv too large for the tiled GEMM's grid (2^32 work-items)";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
+    /* The backward folds a GQA group's queries into one GEMM dimension. */
+    if (p->want_backward && (p->heads_q / p->heads_kv) * p->seq_q > INT_MAX) {
+        *why_not = "unfused backward: (heads_q / heads_kv) * seq_q exceeds INT_MAX, the tiled "
+                   "GEMM's limit";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
     /* Success: the note says which GEMM runs (the core may show it). */
     *why_not = "unfused GEMMs by the shared tiled GEMM kernel (hipBLAS is not used by this "
                "build)";
@@ -251,11 +339,157 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
                          "pa_gpu_gemm_pv (gemm_tiled_kernel)");
 }
 
+/* ---- unfused backward: tiled GEMMs + the shared elementwise kernels -------- */
+
+/* Workspace in floats: f32 copies of Q and dO (contiguous, so the rows of a GQA group are
+ * one GEMM dimension), delta, the scores/P and dP/dS matrices.  dK and dV sum their group
+ * inside one GEMM each and dQ is one GEMM, all in a fixed order: bitwise reproducible
+ * without atomics, so the deterministic option changes nothing here. */
+typedef struct hip_bwd_layout {
+    uint64_t q, d_o, delta, s, dp, total;
+} hip_bwd_layout;
+
+static hip_bwd_layout hip_bwd_layout_of(const pa_problem *p)
+{
+    const uint64_t rows_q = (uint64_t)p->batch * p->heads_q * p->seq_q;
+    hip_bwd_layout l;
+    uint64_t at = 0;
+#define PA_HIP_TAKE(member, floats) (l.member = at, at += ((floats) + 63) & ~(uint64_t)63)
+    PA_HIP_TAKE(q, rows_q * (uint64_t)p->head_dim);
+    PA_HIP_TAKE(d_o, rows_q * (uint64_t)p->head_dim_v);
+    PA_HIP_TAKE(delta, rows_q);
+    PA_HIP_TAKE(s, rows_q * (uint64_t)p->seq_kv);
+    PA_HIP_TAKE(dp, rows_q * (uint64_t)p->seq_kv);
+#undef PA_HIP_TAKE
+    l.total = at;
+    return l;
+}
+
+static uint64_t unfused_backward_workspace(pa_device *dev, const pa_problem *p)
+{
+    (void)dev;
+    return hip_bwd_layout_of(p).total * sizeof(float);
+}
+
+/* dK or dV of one kv head: C[key][col] = alpha * sum over the group's (head, query) rows of
+ * X[row][key] * F[row][col], with X an f32 [.., seq_q, seq_kv] matrix and F a packed f32
+ * [.., seq_q, cols] copy. */
+static pa_gpu_gemm_desc group_sum_gemm(const pa_problem *p, const float *x, const float *f,
+                                       int64_t cols, void *c, const int64_t c_stride[4],
+                                       float alpha)
+{
+    const int64_t g = p->heads_q / p->heads_kv;
+    pa_gpu_gemm_desc d;
+    memset(&d, 0, sizeof d);
+    d.a = x;
+    d.a_batch = p->heads_q * p->seq_q * p->seq_kv;
+    d.a_head = g * p->seq_q * p->seq_kv;
+    d.a_row = 1;          /* m: key */
+    d.a_col = p->seq_kv;  /* k: (head, query) */
+    d.b = f;
+    d.b_batch = p->heads_q * p->seq_q * cols;
+    d.b_head = g * p->seq_q * cols;
+    d.b_row = cols;
+    d.b_col = 1;
+    d.c = c;
+    d.c_batch = c_stride[0], d.c_head = c_stride[1], d.c_row = c_stride[2], d.c_col = c_stride[3];
+    d.a_group = d.b_group = 1;
+    d.m = (int)p->seq_kv;
+    d.n = (int)cols;
+    d.k = (int)(g * p->seq_q);
+    d.a_dtype = d.b_dtype = 0;
+    d.c_dtype = (int)p->dtype;
+    d.batch = (int)p->batch;
+    d.heads = (int)p->heads_kv;
+    d.alpha = alpha;
+    return d;
+}
+
+static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, void *state,
+                                        const pa_backward_io *io)
+{
+    (void)state;
+    const hip_bwd_layout l = hip_bwd_layout_of(p);
+    if (!io->workspace.mem || io->workspace_bytes < l.total * sizeof(float))
+        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "unfused backward: the workspace must hold %llu bytes (got %llu)",
+                       (unsigned long long)(l.total * sizeof(float)),
+                       (unsigned long long)io->workspace_bytes);
+    polyattn_status st = pa_hip_use(dev);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    const pa_hip_kernels *k = pa_hip(dev)->k;
+    void *stream = pa_hip(dev)->stream;
+    pa_gpu_bwd_args g;
+    bwd_args_fill(p, io, &g);
+    const pa_gpu_args *a = &g.fwd;
+    float *ws = (float *)pa_gpu_ptr(&io->workspace);
+    float *qf = ws + l.q, *dof = ws + l.d_o, *delta = ws + l.delta, *sc = ws + l.s, *dp = ws + l.dp;
+    const int64_t dims_q[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
+    const int64_t dims_o[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
+
+#define PA_HIP_STEP(call, what)                                                                   \
+    do {                                                                                          \
+        st = launch_status(dev, (call), what);                                                    \
+        if (st != POLYATTN_STATUS_SUCCESS) return st;                                             \
+    } while (0)
+    PA_HIP_STEP(k->bwd_pack(qf, a->q, a->dtype, dims_q, p->q_stride, stream),
+                "pa_gpu_bwd_pack (Q)");
+    PA_HIP_STEP(k->bwd_pack(dof, g.d_o, a->dtype, dims_o, p->o_stride, stream),
+                "pa_gpu_bwd_pack (dO)");
+    PA_HIP_STEP(k->bwd_rowdot(a, g.d_o, delta, stream), "pa_gpu_bwd_rowdot (delta)");
+    /* S = scale Q K^T, dP = dO V^T (the same GEMM with dO in Q's place, V in K's) */
+    PA_HIP_STEP(k->gemm_qk(a, sc, stream), "pa_gpu_gemm_qk (S)");
+    pa_gpu_args av = *a;
+    av.q = g.d_o;
+    av.k = a->v;
+    memcpy(av.q_stride, a->o_stride, sizeof av.q_stride);
+    memcpy(av.k_stride, a->v_stride, sizeof av.k_stride);
+    av.head_dim = a->head_dim_v;
+    av.scale = 1.f;
+    PA_HIP_STEP(k->gemm_qk(&av, dp, stream), "pa_gpu_gemm_qk (dP)");
+    PA_HIP_STEP(k->bwd_probs(a, sc, a->lse, stream), "pa_gpu_bwd_probs");
+    PA_HIP_STEP(k->bwd_dscores(a, sc, dp, delta, stream), "pa_gpu_bwd_dscores");
+    /* dV = P^T dO and dK = scale dS^T Q, summed over the GQA group inside the GEMM */
+    pa_gpu_gemm_desc d = group_sum_gemm(p, sc, dof, p->head_dim_v, g.dv, p->v_stride, 1.f);
+    PA_HIP_STEP(k->gemm(&d, stream), "pa_gpu_gemm (dV)");
+    d = group_sum_gemm(p, dp, qf, p->head_dim, g.dk, p->k_stride, p->scale);
+    PA_HIP_STEP(k->gemm(&d, stream), "pa_gpu_gemm (dK)");
+    /* dQ = scale dS K, K read in place (its kv head: h / group) */
+    memset(&d, 0, sizeof d);
+    d.a = dp;
+    d.a_batch = p->heads_q * p->seq_q * p->seq_kv;
+    d.a_head = p->seq_q * p->seq_kv;
+    d.a_row = p->seq_kv;
+    d.a_col = 1;
+    d.b = a->k;
+    d.b_batch = p->k_stride[0], d.b_head = p->k_stride[1];
+    d.b_row = p->k_stride[2], d.b_col = p->k_stride[3];
+    d.c = g.dq;
+    d.c_batch = p->q_stride[0], d.c_head = p->q_stride[1];
+    d.c_row = p->q_stride[2], d.c_col = p->q_stride[3];
+    d.a_group = 1;
+    d.b_group = (int)(p->heads_q / p->heads_kv);
+    d.m = (int)p->seq_q;
+    d.n = (int)p->head_dim;
+    d.k = (int)p->seq_kv;
+    d.a_dtype = 0;
+    d.b_dtype = d.c_dtype = (int)p->dtype;
+    d.batch = (int)p->batch;
+    d.heads = (int)p->heads_q;
+    d.alpha = p->scale;
+    PA_HIP_STEP(k->gemm(&d, stream), "pa_gpu_gemm (dQ)");
+#undef PA_HIP_STEP
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     {.algo = POLYATTN_ALGO_UNFUSED, .check = unfused_check, .workspace_size = unfused_workspace,
-     .kernel_launches = unfused_launches, .forward = unfused_forward},
+     .kernel_launches = unfused_launches, .forward = unfused_forward,
+     .backward_workspace_size = unfused_backward_workspace, .backward = unfused_backward},
     {.algo = POLYATTN_ALGO_FUSED, .check = fused_check, .workspace_size = fused_workspace,
-     .kernel_launches = one_launch, .forward = fused_forward},
+     .kernel_launches = one_launch, .forward = fused_forward,
+     .backward_workspace_size = flash_backward_workspace, .backward = flash_backward},
     {.algo = POLYATTN_ALGO_FLASH, .check = flash_check, .workspace_size = flash_workspace,
-     .kernel_launches = one_launch, .prepare = flash_prepare, .forward = flash_forward},
+     .kernel_launches = one_launch, .prepare = flash_prepare, .forward = flash_forward,
+     .backward_workspace_size = flash_backward_workspace, .backward = flash_backward},
 };

@@ -235,6 +235,14 @@ static void load_kernels_locked(void)
     PA_HIP_SYM(gemm_pv, "pa_gpu_gemm_pv");
     PA_HIP_SYM(flash_mfma, "pa_hip_flash_mfma");
     PA_HIP_SYM(fill_u32, "pa_hip_fill_u32");
+    PA_HIP_SYM(flash_bwd_workspace, "pa_gpu_flash_bwd_workspace");
+    PA_HIP_SYM(flash_bwd_smem, "pa_gpu_flash_bwd_smem");
+    PA_HIP_SYM(flash_bwd, "pa_gpu_flash_bwd");
+    PA_HIP_SYM(bwd_pack, "pa_gpu_bwd_pack");
+    PA_HIP_SYM(bwd_rowdot, "pa_gpu_bwd_rowdot");
+    PA_HIP_SYM(bwd_probs, "pa_gpu_bwd_probs");
+    PA_HIP_SYM(bwd_dscores, "pa_gpu_bwd_dscores");
+    PA_HIP_SYM(gemm, "pa_gpu_gemm");
 #undef PA_HIP_SYM
     if (missing) {
         kernels_status = POLYATTN_STATUS_INTERNAL_ERROR;

@@ -10,7 +10,10 @@
 #define PA_HIP_H
 
 #include "gpu_args_host.h" /* pa_gpu_ptr, pa_gpu_args_fill */
+#include "flash_bwd.h"
+#include "gemm_tiled.h"
 #include "gpu_attn.h"
+#include "gpu_backward.h"
 #include "pa_backend.h"
 
 #include <hip/hip_runtime_api.h>
@@ -30,6 +33,17 @@ typedef struct pa_hip_kernels {
     int (*gemm_qk)(const pa_gpu_args *a, float *scores, void *stream);
     int (*gemm_pv)(const pa_gpu_args *a, const void *p, int64_t p_row_stride, void *stream);
     int (*flash_mfma)(const pa_gpu_args *a, void *stream);
+    /* backward */
+    uint64_t (*flash_bwd_workspace)(const pa_gpu_bwd_args *a);
+    size_t (*flash_bwd_smem)(const pa_gpu_bwd_args *a);
+    int (*flash_bwd)(const pa_gpu_bwd_args *a, void *workspace, void *stream);
+    int (*bwd_pack)(float *dst, const void *src, int dtype, const int64_t dims[4],
+                    const int64_t strides[4], void *stream);
+    int (*bwd_rowdot)(const pa_gpu_args *a, const void *d_o, float *delta, void *stream);
+    int (*bwd_probs)(const pa_gpu_args *a, float *scores, const float *lse, void *stream);
+    int (*bwd_dscores)(const pa_gpu_args *a, const float *probs, float *dp, const float *delta,
+                       void *stream);
+    int (*gemm)(const pa_gpu_gemm_desc *d, void *stream);
     hipError_t (*fill_u32)(void *dst, uint32_t value, uint64_t count, hipStream_t stream);
 } pa_hip_kernels;
 

@@ -51,6 +51,13 @@ inline float __shfl_xor(float v, int lane_mask, int width)
     (void)width; /* lane ^ mask stays inside its aligned group when mask < width */
     return pa_emu_exchange(v, lane_mask);
 }
+/* One OS thread runs every fiber and switches only at barriers: a plain add is atomic. */
+inline float atomicAdd(float *address, float v)
+{
+    const float old = *address;
+    *address = old + v;
+    return old;
+}
 inline float __uint_as_float(uint32_t u)
 {
     float f;
