@@ -697,9 +697,9 @@ static void bwd_log(const char *algo, pa_cuda_device *dev, const pa_problem *p)
                algo, why, strcmp(algo, "fused") == 0 ? "; fused runs the flash backward" : "");
     else
         pa_log(POLYATTN_LOG_DISPATCH,
-               "cuda %s backward: tensor-core FA2 kernels (flash_bwd_dkdv_tc_kernel + %s), "
-               "head_dim %lld, %s%s",
-               algo, p->deterministic ? "flash_bwd_dq_tc_kernel" : "dQ f32 atomics",
+               "cuda %s backward: tensor-core FA2 kernels (%s + %s), head_dim %lld, %s%s",
+               algo, pa_cuda_flash_tc_bwd_kernel((int)p->head_dim),
+               p->deterministic ? "flash_bwd_dq_tc_kernel" : "dQ f32 atomics",
                (long long)p->head_dim, polyattn_dtype_name(p->dtype),
                strcmp(algo, "fused") == 0 ? "; fused runs the flash backward" : "");
 }

@@ -4,68 +4,83 @@
  * addressing, padded shared rows, exp2 domain) follow the forward in flash_tc.cu.
  *
  * Kernels, in launch order:
- *   1. pa_gpu_bwd_rowdot (backends/gpu): delta[row] = rowsum(dO * O).
- *   2. flash_bwd_dkdv_tc_kernel: one block per (key tile, kv head, batch).  Warp w owns 16
- *      keys; dK and dV of those keys stay in registers while the block walks the query
- *      heads of the GQA group (in order) and their query tiles, each double-buffered with
- *      cp.async.  Per query tile (BM queries) a warp forms, all transposed so keys are the
- *      mma rows:  S^T = K Q^T,  dP^T = V dO^T  (A from K/V rows, B from Q/dO rows),
- *      P^T = exp2(S^T * scale*log2e - lse*log2e),  dS^T = P^T (dP^T - delta),
- *      dV += P^T dO,  dK += dS^T Q  (the accumulators are the A operands, as P in the
- *      forward; B via ldmatrix.trans of Q/dO rows).  Unless deterministic, dS^T goes to
- *      shared memory and the block forms dQ_partial = dS K for the tile (warps split rows
- *      and head-dim columns), added to an f32 workspace with atomics.
+ *   1. flash_bwd_prep_kernel: delta[row] = rowsum(dO * O) and lse2 = lse * log2(e) (+inf
+ *      on fully masked rows), into the workspace.
+ *   2. flash_bwd_dkdv_tc_kernel: one block per (key tile, kv head, batch).  Each warp owns
+ *      16*MT keys; dK and dV of those keys stay in registers while the block walks the
+ *      query heads of the GQA group (in order) and their query tiles, each tile (and its
+ *      lse2/delta rows) double-buffered with cp.async.  Per query tile (BM queries) a warp
+ *      forms, transposed so keys are the mma rows:  S^T = K Q^T,  dP^T = V dO^T  (A from
+ *      K/V rows, B from Q/dO rows),  P^T = exp2(S^T * scale*log2e - lse2),
+ *      dS^T = P^T (dP^T - delta),  dV += P^T dO,  dK += dS^T Q  (the accumulators are the
+ *      A operands, as P in the forward; B via ldmatrix.trans of Q/dO rows).  Unless
+ *      deterministic, dS^T goes to shared memory and the block forms dQ_partial = dS K for
+ *      the tile (warps split rows and head-dim columns), added to an f32 workspace with
+ *      (vector) atomics.
  *   3. flash_bwd_dq_convert_kernel: dq = scale * accumulator, in dq's dtype and strides.
  *   Deterministic: instead of 2's atomics, flash_bwd_dq_tc_kernel, one block per (query
  *      tile, query head, batch), walks the key tiles in order and recomputes S, P, dP, dS
  *      to form dQ = scale dS K in registers (no atomics: bitwise reproducible).
- * Masking: lse = -inf (a fully masked row), and rows past seq_q, are stored as +inf so
- * P = exp2(x - inf) = 0 without a branch; keys past a row's visible count are zeroed in
- * the tiles that straddle the boundary; query tiles that see none of the key tile are
- * skipped (causal).
+ * Masking: lse2 = +inf on fully masked rows gives P = exp2(x - inf) = 0 without a branch;
+ * keys past a row's visible count are zeroed in the tiles that straddle the boundary;
+ * query tiles that see none of the key tile are skipped (causal).
  *
  * Cost (FA2 sweep, per (batch, head), N = seq, D = head_dim): 5 GEMM-shaped products of
  * 2 N^2 D FLOPs = 10 N^2 D = 2.5x the forward's 4 N^2 D (halved when causal).  Memory:
- * Q, K, V, O, dO read and dQ, dK, dV written once from HBM (~8 N D 2-byte values) plus
- * the dQ accumulator: N/128 key tiles each add BM x D f32 per query tile, i.e. N/128 * N D
- * f32 atomics in L2 (for N = 4096, D = 128: 32 x 2 MB per head): L2 atomics, not HBM,
- * are the second limit after the tensor cores.  Expected: the arithmetic is ~12 mma per
- * ldmatrix-ed B fragment pair per warp (one m16 tile a warp), so shared-memory bandwidth
- * caps this design near 40-50% of the mma peak, i.e. roughly 200-300 TFLOP/s on an H100
- * at long sequences (PyTorch's FA2 backward reaches a similar range).
+ * Q, K, V, O, dO read and dQ, dK, dV written once from HBM (~8 N D 2-byte values, a few
+ * MB a head: negligible beside the arithmetic) plus the dQ accumulator: N/BN key tiles
+ * each add N x D f32 with L2 atomics (N = 4096, D = 128, BN = 128: 32 x 2 MB a head).
+ * The limit is shared-memory bandwidth: with one m16 key tile per warp (configuration
+ * A), a warp issues ~0.58 ldmatrix.x4 (512 B) per m16n8k16 mma; at 128 B/clk/SM that is
+ * ~2.3 clk of shared memory per mma against ~1-1.5 clk of tensor-core time, so this
+ * design caps near 40% of the mma.sync peak: ~200-250 TFLOP/s expected at long
+ * sequences.  Measured (H100, bf16, first version, configuration A): 170-214 TFLOP/s,
+ * 0.62-0.75x PyTorch's FA2 backward.  Configuration B (head dim 64: two m16 key tiles a
+ * warp, 32-query steps) reuses each Q/dO fragment twice: ~0.45 ldmatrix per mma.
  */
 #include "flash_tc_bwd.h"
-
-#include "../gpu/gpu_backward.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 namespace
 {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-/* dK/dV kernel tiles: 8 warps x 16 keys, query tiles of 64 (two stages). */
-template <int HEAD_DIM>
+/* dK/dV kernel tiles: WARPS warps x MT*16 keys, query tiles of BM (two stages).  A warp
+ * owning MT m16 key tiles reuses every Q/dO fragment it reads from shared memory for MT
+ * tiles: shared-memory bandwidth, not the tensor cores, limits one m16 tile per warp.
+ * Head dim 128 cannot: 32 keys x 128 columns of dK and dV are 256 f32 registers. */
+template <int HEAD_DIM, int MT, int WARPS, int BM>
 struct BwdTraits {
-    static constexpr int kWarps = 8;
+    static constexpr int kMTiles = MT;
+    static constexpr int kWarps = WARPS;
     static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kBlockN = 16 * kWarps; /* keys per block */
-    static constexpr int kBlockM = 64;          /* queries per step */
-    static constexpr int kStride = HEAD_DIM + 8;  /* padded 16-bit rows (elements) */
-    static constexpr int kSStride = kBlockM + 8;  /* dS^T rows [key][query] */
-    static constexpr int kRowGroups = kBlockM / 16;           /* dQ: warps over rows */
-    static constexpr int kColGroups = kWarps / kRowGroups;    /* ... and head-dim columns */
+    static constexpr int kBlockN = 16 * MT * kWarps; /* keys per block */
+    static constexpr int kBlockM = BM;               /* queries per step */
+    static constexpr int kStride = HEAD_DIM + 8;     /* padded 16-bit rows (elements) */
+    static constexpr int kSStride = kBlockM + 8;     /* dS^T rows [key][query] */
+    static constexpr int kRowGroups = kBlockM / 16;        /* dQ: warps over rows */
+    static constexpr int kColGroups = kWarps / kRowGroups; /* ... and head-dim columns */
     static constexpr int kColsPerWarp = HEAD_DIM / kColGroups;
     static constexpr int kColChunk = kColsPerWarp > 64 ? 64 : kColsPerWarp;
+    static constexpr int kMinBlocks = WARPS == 4 ? 2 : 1;
     static constexpr size_t kSmem = (size_t)(2 * kBlockN + 4 * kBlockM) * kStride * 2 +
                                     (size_t)kBlockN * kSStride * 2 + 4 * kBlockM * 4;
+    static_assert(kWarps % kRowGroups == 0, "warps cover the dQ rows evenly");
     static_assert(HEAD_DIM % 16 == 0 && kColsPerWarp % 16 == 0 && kColsPerWarp % kColChunk == 0,
                   "mma tiles are 16 wide");
 };
+/* Configurations: A = 8 warps x 16 keys, 64-query steps; B = 4 warps x 32 keys, 32-query
+ * steps (head dim 64 only). */
+template <int HEAD_DIM>
+using BwdA = BwdTraits<HEAD_DIM, 1, 8, 64>;
+template <int HEAD_DIM>
+using BwdB = BwdTraits<HEAD_DIM, 2, 4, 32>;
 
 /* dQ kernel (deterministic mode): 4 warps x 16 queries, key tiles of 64 (two stages). */
 template <int HEAD_DIM>
@@ -95,7 +110,10 @@ struct Dt<__half> {
                      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
     }
-    static __device__ __forceinline__ void store(__half *p, float x) { *p = __float2half_rn(x); }
+    static __device__ __forceinline__ float2 unpack(uint32_t u)
+    {
+        return __half22float2(*reinterpret_cast<__half2 *>(&u));
+    }
 };
 template <>
 struct Dt<__nv_bfloat16> {
@@ -112,9 +130,9 @@ struct Dt<__nv_bfloat16> {
                      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
     }
-    static __device__ __forceinline__ void store(__nv_bfloat16 *p, float x)
+    static __device__ __forceinline__ float2 unpack(uint32_t u)
     {
-        *p = __float2bfloat16_rn(x);
+        return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&u));
     }
 };
 
@@ -128,6 +146,20 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool vali
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                  "r"(valid ? 16 : 0)
                  : "memory");
+}
+/* 4-byte async copy (lse/delta rows); src_bytes 0 writes a zero. */
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 4 : 0)
+                 : "memory");
+}
+/* 2^x (ex2.approx: -inf gives 0, results below 2^-126 flush to 0) */
+__device__ __forceinline__ float fast_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
 }
 __device__ __forceinline__ void cp_async_commit()
 {
@@ -174,14 +206,6 @@ __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stri
     }
 }
 
-/* lse in the exp2 domain; +inf for fully masked rows and rows past the end (P = 0). */
-__device__ __forceinline__ float lse2_of(const float *lse, int64_t idx, bool valid)
-{
-    if (!valid) return INFINITY;
-    const float l = lse[idx];
-    return l == -INFINITY ? INFINITY : l * kLog2e;
-}
-
 __device__ __forceinline__ void atomic_add2(float *p, float x, float y)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -192,29 +216,66 @@ __device__ __forceinline__ void atomic_add2(float *p, float x, float y)
 #endif
 }
 
+/* Pre-pass: delta[row] = rowsum(dO * O) and lse2[row] = lse * log2(e) (+inf where the
+ * row is fully masked, so P = exp2(s - lse2) = 0 there).  8 lanes a row, 16-byte loads. */
+template <int HEAD_DIM, typename T>
+__global__ void flash_bwd_prep_kernel(pa_gpu_args a, const void *d_o, float *delta, float *lse2)
+{
+    const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 8) + threadIdx.x / 8;
+    const int sub = threadIdx.x % 8;
+    float acc = 0.f;
+    if (row < rows) {
+        const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
+                      b = row / ((int64_t)a.seq_q * a.heads_q);
+        const int64_t base = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
+        const T *o = static_cast<const T *>(a.o) + base;
+        const T *g = static_cast<const T *>(d_o) + base;
+#pragma unroll
+        for (int c = sub * 8; c < HEAD_DIM; c += 64) {
+            const uint4 x = *reinterpret_cast<const uint4 *>(o + c);
+            const uint4 y = *reinterpret_cast<const uint4 *>(g + c);
+            const uint32_t xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const float2 fx = Dt<T>::unpack(xs[e]), fy = Dt<T>::unpack(ys[e]);
+                acc = fmaf(fx.x, fy.x, fmaf(fx.y, fy.y, acc));
+            }
+        }
+    }
+    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
+    if (row < rows && sub == 0) {
+        delta[row] = acc;
+        const float l = a.lse[row];
+        lse2[row] = l == -INFINITY ? INFINITY : l * kLog2e;
+    }
+}
+
 struct BwdParams {
     pa_gpu_args f;     /* q, k, v, o, lse, dims, strides, scale */
     const void *d_o;   /* o's strides */
     void *dk, *dv;     /* k's and v's strides */
-    const float *delta;
+    const float *delta; /* f32 [batch, heads_q, seq_q] */
+    const float *lse2;  /* lse * log2(e), +inf on fully masked rows; same shape */
     float *dq_acc;     /* f32 [batch, heads_q, seq_q, head_dim]; NULL: no dQ here */
 };
 
-template <int HEAD_DIM, typename T>
-__global__ void __launch_bounds__(BwdTraits<HEAD_DIM>::kThreads, 1)
+template <typename Tr, typename T>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
     flash_bwd_dkdv_tc_kernel(BwdParams bp)
 {
-    using Tr = BwdTraits<HEAD_DIM>;
-    constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
-    constexpr int SS = Tr::kSStride, NT = Tr::kThreads;
+    constexpr int D = Tr::kStride - 8, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
+    constexpr int SS = Tr::kSStride, NT = Tr::kThreads, MT = Tr::kMTiles;
     const pa_gpu_args &a = bp.f;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sk = reinterpret_cast<T *>(smem_raw);
     T *sv = sk + BN * S;
-    T *sq = sv + BN * S;     /* [stage][BM][S] */
-    T *sdo = sq + 2 * BM * S; /* [stage][BM][S] */
+    T *sq = sv + BN * S;       /* [stage][BM][S] */
+    T *sdo = sq + 2 * BM * S;  /* [stage][BM][S] */
     T *sds = sdo + 2 * BM * S; /* [BN][SS]: dS^T of the current tile */
-    float *slse = reinterpret_cast<float *>(sds + BN * SS); /* [stage][BM] */
+    float *slse = reinterpret_cast<float *>(sds + BN * SS); /* [stage][BM], exp2 domain */
     float *sdelta = slse + 2 * BM;                          /* [stage][BM] */
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -233,6 +294,8 @@ __global__ void __launch_bounds__(BwdTraits<HEAD_DIM>::kThreads, 1)
     const int per_head = q_first < a.seq_q ? m_tiles - m_first : 0;
     const int n_iter = group * per_head;
 
+    /* Rows past seq_q load as zeros (Q, dO, lse2, delta): their P = 1 meets zero Q and dO
+     * rows, so they add nothing, and their dQ is never stored. */
     auto load_stage = [&](int it, int st) {
         const int hq = head_kv * group + it / per_head;
         const int q0 = (m_first + it % per_head) * BM;
@@ -241,13 +304,12 @@ __global__ void __launch_bounds__(BwdTraits<HEAD_DIM>::kThreads, 1)
             static_cast<const T *>(bp.d_o) + batch * a.o_stride[0] + hq * a.o_stride[1];
         load_tile<D, S, NT, BM>(sq + st * BM * S, q, a.q_stride[2], q0, a.seq_q);
         load_tile<D, S, NT, BM>(sdo + st * BM * S, dO, a.o_stride[2], q0, a.seq_q);
-        const int64_t rowbase = ((int64_t)batch * a.heads_q + hq) * a.seq_q;
+        const int64_t rowbase = ((int64_t)batch * a.heads_q + hq) * a.seq_q + q0;
         for (int i = tid; i < 2 * BM; i += NT) {
-            const int r = i % BM, row = q0 + r;
-            if (i < BM)
-                slse[st * BM + r] = lse2_of(a.lse, rowbase + row, row < a.seq_q);
-            else
-                sdelta[st * BM + r] = row < a.seq_q ? bp.delta[rowbase + row] : 0.f;
+            const int r = i % BM;
+            const bool valid = q0 + r < a.seq_q;
+            const float *src = (i < BM ? bp.lse2 : bp.delta) + (valid ? rowbase + r : 0);
+            cp_async4((i < BM ? slse : sdelta) + st * BM + r, src, valid);
         }
     };
 
@@ -256,14 +318,16 @@ __global__ void __launch_bounds__(BwdTraits<HEAD_DIM>::kThreads, 1)
     if (n_iter > 0) load_stage(0, 0);
     cp_async_commit();
 
-    const int wrow = warp * 16; /* this warp's first key in the tile */
+    const int wrow = warp * 16 * MT; /* this warp's first key in the tile */
     const float sl2 = a.scale * kLog2e;
-    float acc_dk[D / 8][4], acc_dv[D / 8][4];
+    float acc_dk[MT][D / 8][4], acc_dv[MT][D / 8][4];
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j)
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-            acc_dk[j][e] = acc_dv[j][e] = 0.f;
+        for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                acc_dk[mt][j][e] = acc_dv[mt][j][e] = 0.f;
 
     for (int it = 0; it < n_iter; ++it) {
         cp_async_wait_all();
@@ -276,63 +340,82 @@ __global__ void __launch_bounds__(BwdTraits<HEAD_DIM>::kThreads, 1)
         const int hq = head_kv * group + it / per_head;
         const int q0 = (m_first + it % per_head) * BM;
 
-        /* S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x BM queries */
-        float acc_s[BM / 8][4], acc_dp[BM / 8][4];
+        /* S^T = K Q^T and dP^T = V dO^T for this warp's MT*16 keys x BM queries */
+        float acc_s[MT][BM / 8][4], acc_dp[MT][BM / 8][4];
 #pragma unroll
-        for (int j = 0; j < BM / 8; ++j)
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int e = 0; e < 4; ++e)
-                acc_s[j][e] = acc_dp[j][e] = 0.f;
+            for (int j = 0; j < BM / 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    acc_s[mt][j][e] = acc_dp[mt][j][e] = 0.f;
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t ak[4], av[4];
-            ldmatrix_x4(ak, sk + (wrow + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
-            ldmatrix_x4(av, sv + (wrow + (lane % 16)) * S + kk * 16 + (lane / 16) * 8);
+            uint32_t ak[MT][4], av[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                const int off_a = (wrow + mt * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8;
+                ldmatrix_x4(ak[mt], sk + off_a);
+                ldmatrix_x4(av[mt], sv + off_a);
+            }
 #pragma unroll
             for (int p = 0; p < BM / 16; ++p) {
                 uint32_t bq[4], bd[4];
                 const int off_b = (p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8;
                 ldmatrix_x4(bq, qs + off_b);
                 ldmatrix_x4(bd, dos + off_b);
-                Dt<T>::mma(acc_s[2 * p], ak, bq[0], bq[1]);
-                Dt<T>::mma(acc_s[2 * p + 1], ak, bq[2], bq[3]);
-                Dt<T>::mma(acc_dp[2 * p], av, bd[0], bd[1]);
-                Dt<T>::mma(acc_dp[2 * p + 1], av, bd[2], bd[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    Dt<T>::mma(acc_s[mt][2 * p], ak[mt], bq[0], bq[1]);
+                    Dt<T>::mma(acc_s[mt][2 * p + 1], ak[mt], bq[2], bq[3]);
+                    Dt<T>::mma(acc_dp[mt][2 * p], av[mt], bd[0], bd[1]);
+                    Dt<T>::mma(acc_dp[mt][2 * p + 1], av[mt], bd[2], bd[3]);
+                }
             }
         }
 
         /* P^T and dS^T in place (rows: keys, columns: queries) */
         const bool need_mask = visible_keys(a, q0) < key0 + BN;
 #pragma unroll
-        for (int j = 0; j < BM / 8; ++j)
+        for (int j = 0; j < BM / 8; ++j) {
+            const float2 l2 = *reinterpret_cast<const float2 *>(lse2 + j * 8 + 2 * t4);
+            const float2 dd = *reinterpret_cast<const float2 *>(dl + j * 8 + 2 * t4);
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int qc = j * 8 + 2 * t4 + (e & 1);
-                float p = exp2f(fmaf(acc_s[j][e], sl2, -lse2[qc]));
-                if (need_mask && key0 + wrow + g + 8 * (e >> 1) >= visible_keys(a, q0 + qc))
-                    p = 0.f;
-                acc_dp[j][e] = p * (acc_dp[j][e] - dl[qc]);
-                acc_s[j][e] = p;
-            }
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int qc = j * 8 + 2 * t4 + (e & 1);
+                    float p = fast_exp2(fmaf(acc_s[mt][j][e], sl2, -(e & 1 ? l2.y : l2.x)));
+                    if (need_mask &&
+                        key0 + wrow + mt * 16 + g + 8 * (e >> 1) >= visible_keys(a, q0 + qc))
+                        p = 0.f;
+                    acc_dp[mt][j][e] = p * (acc_dp[mt][j][e] - (e & 1 ? dd.y : dd.x));
+                    acc_s[mt][j][e] = p;
+                }
+        }
 
         /* dV += P^T dO and dK += dS^T Q (k runs over the tile's queries) */
 #pragma unroll
         for (int kk = 0; kk < BM / 16; ++kk) {
-            uint32_t ap[4], as[4];
-            ap[0] = Dt<T>::pack(acc_s[2 * kk][0], acc_s[2 * kk][1]);
-            ap[1] = Dt<T>::pack(acc_s[2 * kk][2], acc_s[2 * kk][3]);
-            ap[2] = Dt<T>::pack(acc_s[2 * kk + 1][0], acc_s[2 * kk + 1][1]);
-            ap[3] = Dt<T>::pack(acc_s[2 * kk + 1][2], acc_s[2 * kk + 1][3]);
-            as[0] = Dt<T>::pack(acc_dp[2 * kk][0], acc_dp[2 * kk][1]);
-            as[1] = Dt<T>::pack(acc_dp[2 * kk][2], acc_dp[2 * kk][3]);
-            as[2] = Dt<T>::pack(acc_dp[2 * kk + 1][0], acc_dp[2 * kk + 1][1]);
-            as[3] = Dt<T>::pack(acc_dp[2 * kk + 1][2], acc_dp[2 * kk + 1][3]);
-            if (bp.dq_acc) { /* keep dS^T for the block's dQ product */
-                *reinterpret_cast<uint32_t *>(sds + (wrow + g) * SS + kk * 16 + 2 * t4) = as[0];
-                *reinterpret_cast<uint32_t *>(sds + (wrow + g + 8) * SS + kk * 16 + 2 * t4) = as[1];
-                *reinterpret_cast<uint32_t *>(sds + (wrow + g) * SS + kk * 16 + 8 + 2 * t4) = as[2];
-                *reinterpret_cast<uint32_t *>(sds + (wrow + g + 8) * SS + kk * 16 + 8 + 2 * t4) =
-                    as[3];
+            uint32_t ap[MT][4], as[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                ap[mt][0] = Dt<T>::pack(acc_s[mt][2 * kk][0], acc_s[mt][2 * kk][1]);
+                ap[mt][1] = Dt<T>::pack(acc_s[mt][2 * kk][2], acc_s[mt][2 * kk][3]);
+                ap[mt][2] = Dt<T>::pack(acc_s[mt][2 * kk + 1][0], acc_s[mt][2 * kk + 1][1]);
+                ap[mt][3] = Dt<T>::pack(acc_s[mt][2 * kk + 1][2], acc_s[mt][2 * kk + 1][3]);
+                as[mt][0] = Dt<T>::pack(acc_dp[mt][2 * kk][0], acc_dp[mt][2 * kk][1]);
+                as[mt][1] = Dt<T>::pack(acc_dp[mt][2 * kk][2], acc_dp[mt][2 * kk][3]);
+                as[mt][2] = Dt<T>::pack(acc_dp[mt][2 * kk + 1][0], acc_dp[mt][2 * kk + 1][1]);
+                as[mt][3] = Dt<T>::pack(acc_dp[mt][2 * kk + 1][2], acc_dp[mt][2 * kk + 1][3]);
+                if (bp.dq_acc) { /* keep dS^T for the block's dQ product */
+                    T *row_lo = sds + (wrow + mt * 16 + g) * SS + kk * 16 + 2 * t4;
+                    T *row_hi = row_lo + 8 * SS;
+                    *reinterpret_cast<uint32_t *>(row_lo) = as[mt][0];
+                    *reinterpret_cast<uint32_t *>(row_hi) = as[mt][1];
+                    *reinterpret_cast<uint32_t *>(row_lo + 8) = as[mt][2];
+                    *reinterpret_cast<uint32_t *>(row_hi + 8) = as[mt][3];
+                }
             }
 #pragma unroll
             for (int p = 0; p < D / 16; ++p) {
@@ -340,10 +423,13 @@ __global__ void __launch_bounds__(BwdTraits<HEAD_DIM>::kThreads, 1)
                 const int off_b = (kk * 16 + (idx & 1) * 8 + lane % 8) * S + p * 16 + (idx >> 1) * 8;
                 ldmatrix_x4_trans(bd, dos + off_b);
                 ldmatrix_x4_trans(bq, qs + off_b);
-                Dt<T>::mma(acc_dv[2 * p], ap, bd[0], bd[1]);
-                Dt<T>::mma(acc_dv[2 * p + 1], ap, bd[2], bd[3]);
-                Dt<T>::mma(acc_dk[2 * p], as, bq[0], bq[1]);
-                Dt<T>::mma(acc_dk[2 * p + 1], as, bq[2], bq[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    Dt<T>::mma(acc_dv[mt][2 * p], ap[mt], bd[0], bd[1]);
+                    Dt<T>::mma(acc_dv[mt][2 * p + 1], ap[mt], bd[2], bd[3]);
+                    Dt<T>::mma(acc_dk[mt][2 * p], as[mt], bq[0], bq[1]);
+                    Dt<T>::mma(acc_dk[mt][2 * p + 1], as[mt], bq[2], bq[3]);
+                }
             }
         }
 
@@ -394,19 +480,284 @@ __global__ void __launch_bounds__(BwdTraits<HEAD_DIM>::kThreads, 1)
     T *dk = static_cast<T *>(bp.dk) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
     T *dv = static_cast<T *>(bp.dv) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int key = key0 + wrow + g + 8 * r;
-        if (key >= a.seq_kv) continue;
-        T *dkr = dk + (int64_t)key * a.k_stride[2];
-        T *dvr = dv + (int64_t)key * a.v_stride[2];
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int j = 0; j < D / 8; ++j) {
-            *reinterpret_cast<uint32_t *>(dkr + j * 8 + 2 * t4) =
-                Dt<T>::pack(acc_dk[j][2 * r] * a.scale, acc_dk[j][2 * r + 1] * a.scale);
-            *reinterpret_cast<uint32_t *>(dvr + j * 8 + 2 * t4) =
-                Dt<T>::pack(acc_dv[j][2 * r], acc_dv[j][2 * r + 1]);
+        for (int r = 0; r < 2; ++r) {
+            const int key = key0 + wrow + mt * 16 + g + 8 * r;
+            if (key >= a.seq_kv) continue;
+            T *dkr = dk + (int64_t)key * a.k_stride[2];
+            T *dvr = dv + (int64_t)key * a.v_stride[2];
+#pragma unroll
+            for (int j = 0; j < D / 8; ++j) {
+                *reinterpret_cast<uint32_t *>(dkr + j * 8 + 2 * t4) = Dt<T>::pack(
+                    acc_dk[mt][j][2 * r] * a.scale, acc_dk[mt][j][2 * r + 1] * a.scale);
+                *reinterpret_cast<uint32_t *>(dvr + j * 8 + 2 * t4) =
+                    Dt<T>::pack(acc_dv[mt][j][2 * r], acc_dv[mt][j][2 * r + 1]);
+            }
+        }
+}
+
+/*
+ * Configuration F (FlashAttention-2's split): the same algorithm, but the products are
+ * spread over the 8 warps as 2-D warp grids so each warp owns a 32 x 32 (or 32 x 64)
+ * output block and reuses every fragment it loads for two m16 tiles:
+ *   phase 1: S = Q K^T and dP = dO V^T (64 queries x 128 keys), warps 2 x 4 (32 x 32);
+ *            P and dS (queries x keys) go to shared memory as 16-bit values;
+ *   phase 2: dV += P^T dO and dK += dS^T Q, warps 4 x 2 (32 keys x D/2 columns), A
+ *            operands by transposed ldmatrix from the P and dS rows;
+ *   phase 3: dQ_partial = dS K, warps 2 x 4 (32 queries x D/4 columns), f32 atomics.
+ * ~0.45 ldmatrix.x4 per mma instead of ~0.58 (configuration A), at the price of writing
+ * P to shared memory too.
+ */
+template <int HEAD_DIM>
+struct BwdFTraits {
+    static constexpr int kThreads = 256; /* 8 warps */
+    static constexpr int kBlockN = 128;
+    static constexpr int kBlockM = 64;
+    static constexpr int kStride = HEAD_DIM + 8;
+    static constexpr int kPStride = kBlockN + 8; /* P and dS rows [query][key] */
+    static constexpr size_t kSmem = (size_t)(2 * kBlockN + 4 * kBlockM) * kStride * 2 +
+                                    (size_t)2 * kBlockM * kPStride * 2 + 4 * kBlockM * 4;
+    static_assert(HEAD_DIM % 64 == 0, "phase 3 gives each warp HEAD_DIM/4 columns");
+};
+
+template <int HEAD_DIM, typename T>
+__global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams bp)
+{
+    using Tr = BwdFTraits<HEAD_DIM>;
+    constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
+    constexpr int SP = Tr::kPStride, NT = Tr::kThreads;
+    constexpr int DW = D / 2; /* phase 2 columns a warp */
+    constexpr int CW = D / 4; /* phase 3 columns a warp */
+    const pa_gpu_args &a = bp.f;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sk = reinterpret_cast<T *>(smem_raw);
+    T *sv = sk + BN * S;
+    T *sq = sv + BN * S;      /* [stage][BM][S] */
+    T *sdo = sq + 2 * BM * S; /* [stage][BM][S] */
+    T *sp = sdo + 2 * BM * S; /* [BM][SP]: P */
+    T *sds = sp + BM * SP;    /* [BM][SP]: dS */
+    float *slse = reinterpret_cast<float *>(sds + BM * SP); /* [stage][BM] */
+    float *sdelta = slse + 2 * BM;                          /* [stage][BM] */
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int g = lane / 4, t4 = lane % 4, idx = lane / 8;
+    const int head_kv = blockIdx.y, batch = blockIdx.z;
+    const int group = a.heads_q / a.heads_kv;
+    const int key0 = blockIdx.x * BN;
+    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
+    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
+
+    const int off = a.mask == 2 ? a.seq_kv - a.seq_q : 0;
+    const int q_first = a.mask ? max(0, key0 - off) : 0;
+    const int m_first = q_first / BM;
+    const int m_tiles = (a.seq_q + BM - 1) / BM;
+    const int per_head = q_first < a.seq_q ? m_tiles - m_first : 0;
+    const int n_iter = group * per_head;
+
+    /* Rows past seq_q load as zeros (Q, dO, lse2, delta): their P = 1 meets zero dO and Q
+     * rows and their dS is 0, so they add nothing; their dQ is never stored. */
+    auto load_stage = [&](int it, int st) {
+        const int hq = head_kv * group + it / per_head;
+        const int q0 = (m_first + it % per_head) * BM;
+        const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + hq * a.q_stride[1];
+        const T *dO =
+            static_cast<const T *>(bp.d_o) + batch * a.o_stride[0] + hq * a.o_stride[1];
+        load_tile<D, S, NT, BM>(sq + st * BM * S, q, a.q_stride[2], q0, a.seq_q);
+        load_tile<D, S, NT, BM>(sdo + st * BM * S, dO, a.o_stride[2], q0, a.seq_q);
+        const int64_t rowbase = ((int64_t)batch * a.heads_q + hq) * a.seq_q + q0;
+        for (int i = tid; i < 2 * BM; i += NT) {
+            const int r = i % BM;
+            const bool valid = q0 + r < a.seq_q;
+            const float *src = (i < BM ? bp.lse2 : bp.delta) + (valid ? rowbase + r : 0);
+            cp_async4((i < BM ? slse : sdelta) + st * BM + r, src, valid);
+        }
+    };
+
+    load_tile<D, S, NT, BN>(sk, k, a.k_stride[2], key0, a.seq_kv);
+    load_tile<D, S, NT, BN>(sv, v, a.v_stride[2], key0, a.seq_kv);
+    if (n_iter > 0) load_stage(0, 0);
+    cp_async_commit();
+
+    const float sl2 = a.scale * kLog2e;
+    /* phase 1 grid: 2 (queries) x 4 (keys); phase 2: 4 (keys) x 2 (columns);
+     * phase 3: 2 (queries) x 4 (columns) */
+    const int p1m = warp % 2, p1n = warp / 2;
+    const int p2k = warp % 4, p2c = warp / 4;
+    const int p3m = warp % 2, p3c = warp / 2;
+    float acc_dk[2][DW / 8][4], acc_dv[2][DW / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int j = 0; j < DW / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                acc_dk[mt][j][e] = acc_dv[mt][j][e] = 0.f;
+
+    for (int it = 0; it < n_iter; ++it) {
+        cp_async_wait_all();
+        __syncthreads(); /* stage it landed; everyone is done with stage it+1, P and dS */
+        if (it + 1 < n_iter) load_stage(it + 1, (it + 1) & 1);
+        cp_async_commit();
+        const int st = it & 1;
+        const T *qs = sq + st * BM * S, *dos = sdo + st * BM * S;
+        const float *lse2 = slse + st * BM, *dl = sdelta + st * BM;
+        const int hq = head_kv * group + it / per_head;
+        const int q0 = (m_first + it % per_head) * BM;
+
+        /* phase 1: S and dP for queries p1m*32.., keys p1n*32.. */
+        {
+            float acc_s[2][4][4], acc_dp[2][4][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        acc_s[mt][j][e] = acc_dp[mt][j][e] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                uint32_t aq[2][4], ad[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    const int off_a = (p1m * 32 + mt * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8;
+                    ldmatrix_x4(aq[mt], qs + off_a);
+                    ldmatrix_x4(ad[mt], dos + off_a);
+                }
+#pragma unroll
+                for (int p = 0; p < 2; ++p) {
+                    uint32_t bk[4], bv[4];
+                    const int off_b =
+                        (p1n * 32 + p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8;
+                    ldmatrix_x4(bk, sk + off_b);
+                    ldmatrix_x4(bv, sv + off_b);
+#pragma unroll
+                    for (int mt = 0; mt < 2; ++mt) {
+                        Dt<T>::mma(acc_s[mt][2 * p], aq[mt], bk[0], bk[1]);
+                        Dt<T>::mma(acc_s[mt][2 * p + 1], aq[mt], bk[2], bk[3]);
+                        Dt<T>::mma(acc_dp[mt][2 * p], ad[mt], bv[0], bv[1]);
+                        Dt<T>::mma(acc_dp[mt][2 * p + 1], ad[mt], bv[2], bv[3]);
+                    }
+                }
+            }
+            const bool need_mask = visible_keys(a, q0) < key0 + BN;
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int ql = p1m * 32 + mt * 16 + g + 8 * r; /* query in the tile */
+                    const float l2 = lse2[ql], dd = dl[ql];
+                    const int vis = need_mask ? visible_keys(a, q0 + ql) : a.seq_kv;
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        const int kl = p1n * 32 + j * 8 + 2 * t4; /* key in the tile */
+                        float p0 = fast_exp2(fmaf(acc_s[mt][j][2 * r], sl2, -l2));
+                        float p1 = fast_exp2(fmaf(acc_s[mt][j][2 * r + 1], sl2, -l2));
+                        if (need_mask) {
+                            if (key0 + kl >= vis) p0 = 0.f;
+                            if (key0 + kl + 1 >= vis) p1 = 0.f;
+                        }
+                        const float ds0 = p0 * (acc_dp[mt][j][2 * r] - dd);
+                        const float ds1 = p1 * (acc_dp[mt][j][2 * r + 1] - dd);
+                        *reinterpret_cast<uint32_t *>(sp + ql * SP + kl) = Dt<T>::pack(p0, p1);
+                        *reinterpret_cast<uint32_t *>(sds + ql * SP + kl) = Dt<T>::pack(ds0, ds1);
+                    }
+                }
+        }
+        __syncthreads(); /* P and dS of the whole tile are in shared memory */
+
+        /* phase 2: dV += P^T dO, dK += dS^T Q for keys p2k*32.., columns p2c*DW.. */
+#pragma unroll
+        for (int kk = 0; kk < BM / 16; ++kk) {
+            uint32_t ap[2][4], as[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                /* A (keys x queries) from [query][key] rows: transposed 8x8 loads */
+                const int off_a =
+                    (kk * 16 + (idx >> 1) * 8 + lane % 8) * SP + p2k * 32 + mt * 16 + (idx & 1) * 8;
+                ldmatrix_x4_trans(ap[mt], sp + off_a);
+                ldmatrix_x4_trans(as[mt], sds + off_a);
+            }
+#pragma unroll
+            for (int p = 0; p < DW / 16; ++p) {
+                uint32_t bd[4], bq[4];
+                const int off_b =
+                    (kk * 16 + (idx & 1) * 8 + lane % 8) * S + p2c * DW + p * 16 + (idx >> 1) * 8;
+                ldmatrix_x4_trans(bd, dos + off_b);
+                ldmatrix_x4_trans(bq, qs + off_b);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    Dt<T>::mma(acc_dv[mt][2 * p], ap[mt], bd[0], bd[1]);
+                    Dt<T>::mma(acc_dv[mt][2 * p + 1], ap[mt], bd[2], bd[3]);
+                    Dt<T>::mma(acc_dk[mt][2 * p], as[mt], bq[0], bq[1]);
+                    Dt<T>::mma(acc_dk[mt][2 * p + 1], as[mt], bq[2], bq[3]);
+                }
+            }
+        }
+
+        /* phase 3: dQ_partial = dS K for queries p3m*32.., columns p3c*CW.. */
+        if (bp.dq_acc) {
+            float acc_q[2][CW / 8][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < CW / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        acc_q[mt][j][e] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; ++kk) {
+                uint32_t af[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt)
+                    ldmatrix_x4(af[mt],
+                                sds + (p3m * 32 + mt * 16 + (lane % 16)) * SP + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+                for (int p = 0; p < CW / 16; ++p) {
+                    uint32_t bk[4];
+                    ldmatrix_x4_trans(bk, sk + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + p3c * CW +
+                                              p * 16 + (idx >> 1) * 8);
+#pragma unroll
+                    for (int mt = 0; mt < 2; ++mt) {
+                        Dt<T>::mma(acc_q[mt][2 * p], af[mt], bk[0], bk[1]);
+                        Dt<T>::mma(acc_q[mt][2 * p + 1], af[mt], bk[2], bk[3]);
+                    }
+                }
+            }
+            float *dq_rows = bp.dq_acc + (((int64_t)batch * a.heads_q + hq) * a.seq_q) * D;
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int row = q0 + p3m * 32 + mt * 16 + g + 8 * r;
+                    if (row >= a.seq_q) continue;
+                    float *dst = dq_rows + (int64_t)row * D + p3c * CW + 2 * t4;
+#pragma unroll
+                    for (int j = 0; j < CW / 8; ++j)
+                        atomic_add2(dst + j * 8, acc_q[mt][j][2 * r], acc_q[mt][j][2 * r + 1]);
+                }
         }
     }
+    cp_async_wait_all();
+
+    T *dk = static_cast<T *>(bp.dk) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
+    T *dv = static_cast<T *>(bp.dv) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int key = key0 + p2k * 32 + mt * 16 + g + 8 * r;
+            if (key >= a.seq_kv) continue;
+            T *dkr = dk + (int64_t)key * a.k_stride[2] + p2c * DW;
+            T *dvr = dv + (int64_t)key * a.v_stride[2] + p2c * DW;
+#pragma unroll
+            for (int j = 0; j < DW / 8; ++j) {
+                *reinterpret_cast<uint32_t *>(dkr + j * 8 + 2 * t4) = Dt<T>::pack(
+                    acc_dk[mt][j][2 * r] * a.scale, acc_dk[mt][j][2 * r + 1] * a.scale);
+                *reinterpret_cast<uint32_t *>(dvr + j * 8 + 2 * t4) =
+                    Dt<T>::pack(acc_dv[mt][j][2 * r], acc_dv[mt][j][2 * r + 1]);
+            }
+        }
 }
 
 /* Deterministic dQ: one block per (query tile, query head, batch), key tiles in order. */
@@ -454,7 +805,7 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int row = row0 + wrow + g + 8 * r;
-        lse2[r] = lse2_of(a.lse, rowbase + row, row < a.seq_q);
+        lse2[r] = row < a.seq_q ? bp.lse2[rowbase + row] : INFINITY;
         dl[r] = row < a.seq_q ? bp.delta[rowbase + row] : 0.f;
         vis[r] = visible_keys(a, row);
     }
@@ -507,7 +858,7 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int r = e >> 1;
-                float p = exp2f(fmaf(acc_s[j][e], sl2, -lse2[r]));
+                float p = fast_exp2(fmaf(acc_s[j][e], sl2, -lse2[r]));
                 if (need_mask && key0 + j * 8 + 2 * t4 + (e & 1) >= vis[r]) p = 0.f;
                 acc_dp[j][e] = p * (acc_dp[j][e] - dl[r]);
             }
@@ -568,19 +919,68 @@ uint64_t round_up(uint64_t x)
     return (x + 255) & ~(uint64_t)255;
 }
 
+/* Workspace: delta and lse2 rows, then (unless deterministic) the f32 dQ accumulator. */
+struct WsLayout {
+    float *delta, *lse2, *dq_acc;
+};
+WsLayout ws_layout(const pa_gpu_bwd_args &ba, void *workspace)
+{
+    const uint64_t rows = (uint64_t)ba.fwd.batch * ba.fwd.heads_q * ba.fwd.seq_q;
+    char *w = static_cast<char *>(workspace);
+    WsLayout l;
+    l.delta = reinterpret_cast<float *>(w);
+    l.lse2 = reinterpret_cast<float *>(w + round_up(rows * 4));
+    l.dq_acc = ba.deterministic ? nullptr : reinterpret_cast<float *>(w + 2 * round_up(rows * 4));
+    return l;
+}
+
+template <typename Tr, typename T>
+cudaError_t launch_dkdv(const BwdParams &bp, cudaStream_t stream)
+{
+    auto kernel = flash_bwd_dkdv_tc_kernel<Tr, T>;
+    cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
+    if (e != cudaSuccess) return e;
+    const dim3 grid((bp.f.seq_kv + Tr::kBlockN - 1) / Tr::kBlockN, bp.f.heads_kv, bp.f.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(bp);
+    return cudaGetLastError();
+}
+
+/* The dK/dV configuration: F by default; POLYATTN_CUDA_BWD_TILE=a or b picks A or B
+ * (B: head dim 64 only) for comparisons. */
+char tile_choice(int head_dim)
+{
+    const char *s = getenv("POLYATTN_CUDA_BWD_TILE");
+    char c = s && *s ? (char)(s[0] | 0x20) : 'f';
+    if (c == 'b' && head_dim != 64) c = 'a';
+    return c == 'a' || c == 'b' ? c : 'f';
+}
+
+template <int HEAD_DIM, typename T>
+cudaError_t launch_dkdv_f(const BwdParams &bp, cudaStream_t stream)
+{
+    using Tr = BwdFTraits<HEAD_DIM>;
+    auto kernel = flash_bwd_dkdv_f_tc_kernel<HEAD_DIM, T>;
+    cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
+    if (e != cudaSuccess) return e;
+    const dim3 grid((bp.f.seq_kv + Tr::kBlockN - 1) / Tr::kBlockN, bp.f.heads_kv, bp.f.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(bp);
+    return cudaGetLastError();
+}
+
 template <int HEAD_DIM, typename T>
 cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stream)
 {
     const pa_gpu_args &a = ba.fwd;
     const uint64_t rows = (uint64_t)a.batch * a.heads_q * a.seq_q;
-    float *delta = static_cast<float *>(workspace);
-    float *dq_acc = ba.deterministic ? nullptr
-                                     : reinterpret_cast<float *>(static_cast<char *>(workspace) +
-                                                                 round_up(rows * 4));
-    cudaError_t e = (cudaError_t)pa_gpu_bwd_rowdot(&a, ba.d_o, delta, stream);
+    const WsLayout w = ws_layout(ba, workspace);
+    flash_bwd_prep_kernel<HEAD_DIM, T>
+        <<<(unsigned)((rows + 31) / 32), 256, 0, stream>>>(a, ba.d_o, w.delta, w.lse2);
+    cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    if (dq_acc) {
-        e = cudaMemsetAsync(dq_acc, 0, rows * HEAD_DIM * sizeof(float), stream);
+    if (w.dq_acc) {
+        e = cudaMemsetAsync(w.dq_acc, 0, rows * HEAD_DIM * sizeof(float), stream);
         if (e != cudaSuccess) return e;
     }
     BwdParams bp;
@@ -588,23 +988,22 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stre
     bp.d_o = ba.d_o;
     bp.dk = ba.dk;
     bp.dv = ba.dv;
-    bp.delta = delta;
-    bp.dq_acc = dq_acc;
+    bp.delta = w.delta;
+    bp.lse2 = w.lse2;
+    bp.dq_acc = w.dq_acc;
 
-    using Tr = BwdTraits<HEAD_DIM>;
-    auto kdkdv = flash_bwd_dkdv_tc_kernel<HEAD_DIM, T>;
-    e = cudaFuncSetAttribute(kdkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
-    if (e != cudaSuccess) return e;
-    const dim3 grid((a.seq_kv + Tr::kBlockN - 1) / Tr::kBlockN, a.heads_kv, a.batch);
-    kdkdv<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(bp);
-    e = cudaGetLastError();
+    switch (tile_choice(HEAD_DIM)) {
+    case 'a': e = launch_dkdv<BwdA<HEAD_DIM>, T>(bp, stream); break;
+    case 'b': e = launch_dkdv<BwdB<64>, T>(bp, stream); break;
+    default: e = launch_dkdv_f<HEAD_DIM, T>(bp, stream); break;
+    }
     if (e != cudaSuccess) return e;
 
-    if (dq_acc) {
+    if (w.dq_acc) {
         const int64_t n = (int64_t)rows * HEAD_DIM / 2;
         int64_t blocks = (n + 255) / 256;
         if (blocks > 65535) blocks = 65535;
-        flash_bwd_dq_convert_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(a, dq_acc, ba.dq);
+        flash_bwd_dq_convert_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(a, w.dq_acc, ba.dq);
         return cudaGetLastError();
     }
     using Tq = BwdDqTraits<HEAD_DIM>;
@@ -626,6 +1025,11 @@ cudaError_t dispatch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t st
     }
 }
 
+constexpr size_t smax(size_t x, size_t y)
+{
+    return x > y ? x : y;
+}
+
 } // namespace
 
 extern "C" int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim)
@@ -636,18 +1040,28 @@ extern "C" int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim)
 extern "C" size_t pa_cuda_flash_tc_bwd_smem(int head_dim)
 {
     switch (head_dim) {
-    case 64: return BwdTraits<64>::kSmem > BwdDqTraits<64>::kSmem ? BwdTraits<64>::kSmem
-                                                                    : BwdDqTraits<64>::kSmem;
-    case 128: return BwdTraits<128>::kSmem > BwdDqTraits<128>::kSmem ? BwdTraits<128>::kSmem
-                                                                      : BwdDqTraits<128>::kSmem;
+    case 64:
+        return smax(smax(BwdA<64>::kSmem, BwdB<64>::kSmem),
+                    smax(BwdFTraits<64>::kSmem, BwdDqTraits<64>::kSmem));
+    case 128:
+        return smax(smax(BwdA<128>::kSmem, BwdFTraits<128>::kSmem), BwdDqTraits<128>::kSmem);
     default: return 0;
+    }
+}
+
+extern "C" const char *pa_cuda_flash_tc_bwd_kernel(int head_dim)
+{
+    switch (tile_choice(head_dim)) {
+    case 'a': return "flash_bwd_dkdv_tc_kernel (configuration A: 8 warps x 16 keys)";
+    case 'b': return "flash_bwd_dkdv_tc_kernel (configuration B: 4 warps x 32 keys)";
+    default: return "flash_bwd_dkdv_f_tc_kernel (8 warps, 2-D warp grids)";
     }
 }
 
 extern "C" uint64_t pa_cuda_flash_tc_bwd_workspace(const pa_gpu_bwd_args *a)
 {
     const uint64_t rows = (uint64_t)a->fwd.batch * a->fwd.heads_q * a->fwd.seq_q;
-    uint64_t bytes = round_up(rows * 4);
+    uint64_t bytes = 2 * round_up(rows * 4);
     if (!a->deterministic) bytes += round_up(rows * (uint64_t)a->fwd.head_dim * 4);
     return bytes;
 }

@@ -12,7 +12,9 @@ extern "C" {
 int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim);
 /* Shared memory (bytes) the largest of its kernels needs at head_dim (0: no instance). */
 size_t pa_cuda_flash_tc_bwd_smem(int head_dim);
-/* Workspace bytes: f32 delta rows, plus the f32 dQ accumulator unless deterministic. */
+/* Name of the dK/dV kernel the launcher picks at head_dim (for the dispatch log). */
+const char *pa_cuda_flash_tc_bwd_kernel(int head_dim);
+/* Workspace bytes: f32 delta and lse2 rows, plus the f32 dQ accumulator unless deterministic. */
 uint64_t pa_cuda_flash_tc_bwd_workspace(const pa_gpu_bwd_args *a);
 /* Enqueues every kernel; returns the cudaError_t of the launches (0: ok).  Needs q, k, v,
  * o, d_o 16-byte aligned, dq/dk/dv 4-byte aligned, unit head_dim strides and the other

@@ -228,10 +228,11 @@ static void check_rows(const shape *s, const host_data *h, float scale, double e
 
 static void json_head(const shape *s, const char *algo, const char *mode)
 {
+    const char *tile = getenv("POLYATTN_CUDA_BWD_TILE");
     printf("{\"impl\":\"polyattn\",\"pass\":\"backward\",\"suite\":\"%s\",\"algo\":\"%s\","
-           "\"mode\":\"%s\",\"dtype\":\"%s\",\"batch\":%lld,\"heads_q\":%lld,\"heads_kv\":%lld,"
-           "\"seq_q\":%lld,\"seq_kv\":%lld,\"head_dim\":%lld,\"causal\":%d",
-           s->suite, algo, mode, s->dtype_name, (long long)s->batch, (long long)s->heads_q,
+           "\"mode\":\"%s\",\"tile\":\"%s\",\"dtype\":\"%s\",\"batch\":%lld,\"heads_q\":%lld,"
+           "\"heads_kv\":%lld,\"seq_q\":%lld,\"seq_kv\":%lld,\"head_dim\":%lld,\"causal\":%d",
+           s->suite, algo, mode, tile && *tile ? tile : "default", s->dtype_name, (long long)s->batch, (long long)s->heads_q,
            (long long)s->heads_kv, (long long)s->seq_q, (long long)s->seq_kv,
            (long long)s->head_dim, s->causal);
 }

@@ -10,8 +10,9 @@
 #   summary.json summary.md
 # Environment: STAGES="build test bench sanitize", DTYPES="bf16 f16", SEQS (default
 #   "512 1024 2048 4096 8192 16384"), DIMS ("64 128"), BUILD (dir), ARCH (default 90),
-#   DEADLINE (seconds from the start for the sanitizer to stop, default 400), DET=1 (time
-#   the deterministic mode too).
+#   DEADLINE (seconds from the start for the sanitizer to stop, default 400), DET_DTYPES
+#   (dtypes whose deterministic mode is timed too, default bf16), ALT_TILES (other dK/dV
+#   configurations, e.g. "a b": conformance, determinism and a bf16 bench on ALT_SEQS).
 set -u
 START=$(date +%s)
 OUT=${OUT:-$PWD/cuda-bwd-out}
@@ -22,6 +23,9 @@ DTYPES=${DTYPES:-bf16 f16}
 SEQS=${SEQS:-512 1024 2048 4096 8192 16384}
 DIMS=${DIMS:-64 128}
 DEADLINE=${DEADLINE:-400}
+DET_DTYPES=${DET_DTYPES:-bf16}
+ALT_TILES=${ALT_TILES:-}
+ALT_SEQS=${ALT_SEQS:-1024 4096 16384}
 mkdir -p "$OUT"
 LOG=$OUT/checks.log
 has() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
@@ -48,35 +52,56 @@ fi
 BIN=$BUILD/bin
 
 if has test; then
-  say "conformance --backend cuda --backward (every algo)"
-  timeout 240 "$BIN/conformance" --backend cuda --backward > "$OUT/conformance.log" 2>&1
-  echo "conformance exit $?" | tee -a "$LOG"
-  echo "  PASS $(grep -c '^PASS' "$OUT/conformance.log") FAIL $(grep -c '^FAIL' "$OUT/conformance.log") UNSUPPORTED $(grep -c '^UNSUPPORTED' "$OUT/conformance.log")" | tee -a "$LOG"
-  for a in unfused fused flash; do
-    echo "  $a: PASS $(grep '^PASS' "$OUT/conformance.log" | grep -c " $a ") FAIL $(grep '^FAIL' "$OUT/conformance.log" | grep -c " $a ")" >> "$LOG"
+  : > "$OUT/conformance.log"; : > "$OUT/determinism.log"
+  for tile in default $ALT_TILES; do
+    if [ "$tile" = default ]; then unset POLYATTN_CUDA_BWD_TILE; algo=""; else export POLYATTN_CUDA_BWD_TILE=$tile; algo="--algo flash"; fi
+    say "conformance --backend cuda --backward ${algo:-(every algo)} (dK/dV tile $tile)"
+    echo "### conformance --backward $algo tile $tile" >> "$OUT/conformance.log"
+    timeout 240 "$BIN/conformance" --backend cuda --backward $algo > "$OUT/conf.txt" 2>&1
+    echo "conformance exit $? (tile $tile)" | tee -a "$LOG"
+    echo "  PASS $(grep -c '^PASS' "$OUT/conf.txt") FAIL $(grep -c '^FAIL' "$OUT/conf.txt") UNSUPPORTED $(grep -c '^UNSUPPORTED' "$OUT/conf.txt")" | tee -a "$LOG"
+    for a in unfused fused flash; do
+      echo "  $a: PASS $(grep '^PASS' "$OUT/conf.txt" | grep -c " $a ") FAIL $(grep '^FAIL' "$OUT/conf.txt" | grep -c " $a ")" >> "$LOG"
+    done
+    grep -E "^FAIL" "$OUT/conf.txt" | head -20 >> "$LOG"
+    tail -1 "$OUT/conf.txt" >> "$LOG"
+    cat "$OUT/conf.txt" >> "$OUT/conformance.log"; rm -f "$OUT/conf.txt"
+    say "test_cuda_backward_determinism (tile $tile)"
+    echo "### determinism tile $tile" >> "$OUT/determinism.log"
+    timeout 200 "$BIN/test_cuda_backward_determinism" >> "$OUT/determinism.log" 2>&1
+    echo "determinism exit $? (tile $tile)" | tee -a "$LOG"
   done
-  grep -E "^FAIL" "$OUT/conformance.log" | head -20 >> "$LOG"
-  tail -2 "$OUT/conformance.log" >> "$LOG"
-  say "test_cuda_backward_determinism"
-  timeout 200 "$BIN/test_cuda_backward_determinism" > "$OUT/determinism.log" 2>&1
-  echo "determinism exit $?" | tee -a "$LOG"
-  grep -E "^FAIL|^determinism|^reference:" "$OUT/determinism.log" | head -30 >> "$LOG"
+  unset POLYATTN_CUDA_BWD_TILE
+  grep -E "^FAIL|^determinism|^reference:|^###" "$OUT/determinism.log" | head -40 >> "$LOG"
 fi
 
 if has bench; then
-  say "bench: FA2 sweep backward, dtypes $DTYPES, dims $DIMS, seqs $SEQS"
-  : > "$OUT/shapes.txt"
+  say "bench: FA2 sweep backward, dtypes $DTYPES, dims $DIMS, seqs $SEQS (deterministic too: $DET_DTYPES)"
+  : > "$OUT/shapes.txt"; : > "$OUT/det.txt"; : > "$OUT/alt.txt"
   for dt in $DTYPES; do for d in $DIMS; do for c in 0 1; do for n in $SEQS; do
-    echo "fa2 $dt $((16384 / n)) $((2048 / d)) $((2048 / d)) $n $n $d $c flash" >> "$OUT/shapes.txt"
+    line="fa2 $dt $((16384 / n)) $((2048 / d)) $((2048 / d)) $n $n $d $c flash"
+    echo "$line" >> "$OUT/shapes.txt"
+    case " $DET_DTYPES " in *" $dt "*) echo "$line" >> "$OUT/det.txt";; esac
+    case " $ALT_SEQS " in *" $n "*) [ "$dt" = bf16 ] && echo "$line" >> "$OUT/alt.txt";; esac
   done; done; done; done
-  timeout 300 "$BIN/polyattn_cuda_bwd_bench" ${DET:+--det} < "$OUT/shapes.txt" > "$OUT/polyattn.jsonl" 2>> "$LOG"
+  : > "$OUT/polyattn.jsonl"
+  # deterministic dtypes first (both modes), then the others (atomic only)
+  grep -vxF -f "$OUT/det.txt" "$OUT/shapes.txt" > "$OUT/nodet.txt"
+  timeout 200 "$BIN/polyattn_cuda_bwd_bench" --det < "$OUT/det.txt" >> "$OUT/polyattn.jsonl" 2>> "$LOG"
+  echo "cuda_bwd_bench (atomic + deterministic) exit $?" >> "$LOG"
+  timeout 150 "$BIN/polyattn_cuda_bwd_bench" < "$OUT/nodet.txt" >> "$OUT/polyattn.jsonl" 2>> "$LOG"
   echo "cuda_bwd_bench exit $?" >> "$LOG"
+  for tile in $ALT_TILES; do
+    say "bench: dK/dV tile $tile (bf16, seqs $ALT_SEQS)"
+    POLYATTN_CUDA_BWD_TILE=$tile timeout 100 "$BIN/polyattn_cuda_bwd_bench" < "$OUT/alt.txt" >> "$OUT/polyattn.jsonl" 2>> "$LOG"
+    echo "cuda_bwd_bench tile $tile exit $?" >> "$LOG"
+  done
   say "torch"
-  PYTHONUNBUFFERED=1 timeout 300 python3 bench/gpu/torch_sdpa_bwd.py < "$OUT/shapes.txt" > "$OUT/torch.jsonl" 2>> "$LOG"
+  PYTHONUNBUFFERED=1 timeout 200 python3 bench/gpu/torch_sdpa_bwd.py < "$OUT/shapes.txt" > "$OUT/torch.jsonl" 2>> "$LOG"
   echo "torch_sdpa_bwd exit $?" >> "$LOG"
   python3 bench/gpu/summarize_bwd.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
     "$OUT/summary.md" "$COMMIT" "$(date -u +%F)" > /dev/null
-  rm -f "$OUT/shapes.txt"
+  rm -f "$OUT/shapes.txt" "$OUT/det.txt" "$OUT/nodet.txt" "$OUT/alt.txt"
   cat "$OUT/summary.md"
 fi
 

@@ -37,9 +37,14 @@ def main():
     for r in th_recs:
         if r.get("pass") == "backward" and r.get("ok"):
             torch_by[(r["impl"],) + key(r)] = r
-    det_by = {key(r): r for r in pa_recs if r.get("mode") == "deterministic" and r.get("ok") is not None}
-    rows = []
+    default = [r for r in pa_recs if r.get("tile", "default") == "default"]
+    det_by = {key(r): r for r in default if r.get("mode") == "deterministic" and r.get("ok") is not None}
+    tiles = {}
     for r in pa_recs:
+        if r.get("impl") == "polyattn" and r.get("mode") == "atomic" and r.get("ms"):
+            tiles.setdefault(key(r), {})[r.get("tile", "default")] = (r["ms"], r.get("ok"))
+    rows = []
+    for r in default:
         if r.get("impl") != "polyattn" or r.get("mode") != "atomic":
             continue
         row = {"shape": {k: r.get(k) for k in ("dtype", "batch", "heads_q", "heads_kv", "seq_q",
@@ -47,6 +52,8 @@ def main():
                "algo": r.get("algo"), "ok": r.get("ok"), "ms": r.get("ms"),
                "tflops": r.get("tflops"), "error": r.get("error"),
                "dq_rel": r.get("dq_rel"), "dk_rel": r.get("dk_rel"), "dv_rel": r.get("dv_rel")}
+        row["tiles_ms"] = {t: v[0] for t, v in tiles.get(key(r), {}).items()}
+        row["tiles_ok"] = {t: v[1] for t, v in tiles.get(key(r), {}).items()}
         d = det_by.get(key(r))
         if d and d.get("ms"):
             row["deterministic_ms"] = d["ms"]
@@ -91,6 +98,21 @@ def main():
     lines.append("")
     for k, v in sorted(worst.items()):
         lines.append(f"- {k}: lowest ratio to torch flash at N >= 2048: {v:.2f} (target 0.7)")
+    alt = [r for r in rows if len(r["tiles_ms"]) > 1]
+    if alt:
+        names = sorted({t for r in alt for t in r["tiles_ms"]})
+        lines += ["", "dK/dV kernel configurations (POLYATTN_CUDA_BWD_TILE; default = F), ms:", "",
+                  "| dtype | d | causal | N | " + " | ".join(names) + " |",
+                  "|---|---|---|---|" + "---|" * len(names)]
+        for r in alt:
+            s = r["shape"]
+            cells = []
+            for t in names:
+                ms = r["tiles_ms"].get(t)
+                okt = r["tiles_ok"].get(t)
+                cells.append("-" if ms is None else f"{ms:.3f}{'' if okt else ' (FAIL)'}")
+            lines.append(f"| {s['dtype']} | {s['head_dim']} | {s['causal']} | {s['seq_q']} | " + " | ".join(cells) + " |")
+        lines.append("")
     bad = [r for r in rows if not r.get("ok")]
     lines.append(f"- sampled-row checks: {len(rows) - len(bad)} of {len(rows)} shapes within tolerance")
     with open(md, "w") as f:
