@@ -946,14 +946,15 @@ cudaError_t launch_dkdv(const BwdParams &bp, cudaStream_t stream)
     return cudaGetLastError();
 }
 
-/* The dK/dV configuration: F by default; POLYATTN_CUDA_BWD_TILE=a or b picks A or B
- * (B: head dim 64 only) for comparisons. */
+/* The dK/dV configuration: B at head dim 64 and F at 128 by default (both issue ~0.45
+ * ldmatrix.x4 per mma; F at head dim 64 spends ~0.55, its dQ tile being small);
+ * POLYATTN_CUDA_BWD_TILE=a, b or f picks one (b only at head dim 64) for comparisons. */
 char tile_choice(int head_dim)
 {
     const char *s = getenv("POLYATTN_CUDA_BWD_TILE");
-    char c = s && *s ? (char)(s[0] | 0x20) : 'f';
-    if (c == 'b' && head_dim != 64) c = 'a';
-    return c == 'a' || c == 'b' ? c : 'f';
+    const char c = s && *s ? (char)(s[0] | 0x20) : 0;
+    if (c == 'a' || c == 'f' || (c == 'b' && head_dim == 64)) return c;
+    return head_dim == 64 ? 'b' : 'f';
 }
 
 template <int HEAD_DIM, typename T>

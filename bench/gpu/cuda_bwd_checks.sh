@@ -12,7 +12,8 @@
 #   "512 1024 2048 4096 8192 16384"), DIMS ("64 128"), BUILD (dir), ARCH (default 90),
 #   DEADLINE (seconds from the start for the sanitizer to stop, default 400), DET_DTYPES
 #   (dtypes whose deterministic mode is timed too, default bf16), ALT_TILES (other dK/dV
-#   configurations, e.g. "a b": conformance, determinism and a bf16 bench on ALT_SEQS).
+#   configurations, e.g. "a f": conformance and determinism after the default's, and after
+#   the sanitizer a bf16 bench on ALT_SEQS; ALT_RESERVE seconds are kept for it).
 set -u
 START=$(date +%s)
 OUT=${OUT:-$PWD/cuda-bwd-out}
@@ -77,12 +78,11 @@ fi
 
 if has bench; then
   say "bench: FA2 sweep backward, dtypes $DTYPES, dims $DIMS, seqs $SEQS (deterministic too: $DET_DTYPES)"
-  : > "$OUT/shapes.txt"; : > "$OUT/det.txt"; : > "$OUT/alt.txt"
+  : > "$OUT/shapes.txt"; : > "$OUT/det.txt"
   for dt in $DTYPES; do for d in $DIMS; do for c in 0 1; do for n in $SEQS; do
     line="fa2 $dt $((16384 / n)) $((2048 / d)) $((2048 / d)) $n $n $d $c flash"
     echo "$line" >> "$OUT/shapes.txt"
     case " $DET_DTYPES " in *" $dt "*) echo "$line" >> "$OUT/det.txt";; esac
-    case " $ALT_SEQS " in *" $n "*) [ "$dt" = bf16 ] && echo "$line" >> "$OUT/alt.txt";; esac
   done; done; done; done
   : > "$OUT/polyattn.jsonl"
   # deterministic dtypes first (both modes), then the others (atomic only)
@@ -91,23 +91,18 @@ if has bench; then
   echo "cuda_bwd_bench (atomic + deterministic) exit $?" >> "$LOG"
   timeout 150 "$BIN/polyattn_cuda_bwd_bench" < "$OUT/nodet.txt" >> "$OUT/polyattn.jsonl" 2>> "$LOG"
   echo "cuda_bwd_bench exit $?" >> "$LOG"
-  for tile in $ALT_TILES; do
-    say "bench: dK/dV tile $tile (bf16, seqs $ALT_SEQS)"
-    POLYATTN_CUDA_BWD_TILE=$tile timeout 100 "$BIN/polyattn_cuda_bwd_bench" < "$OUT/alt.txt" >> "$OUT/polyattn.jsonl" 2>> "$LOG"
-    echo "cuda_bwd_bench tile $tile exit $?" >> "$LOG"
-  done
   say "torch"
   PYTHONUNBUFFERED=1 timeout 200 python3 bench/gpu/torch_sdpa_bwd.py < "$OUT/shapes.txt" > "$OUT/torch.jsonl" 2>> "$LOG"
   echo "torch_sdpa_bwd exit $?" >> "$LOG"
   python3 bench/gpu/summarize_bwd.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
     "$OUT/summary.md" "$COMMIT" "$(date -u +%F)" > /dev/null
-  rm -f "$OUT/shapes.txt" "$OUT/det.txt" "$OUT/nodet.txt" "$OUT/alt.txt"
+  rm -f "$OUT/shapes.txt" "$OUT/det.txt" "$OUT/nodet.txt"
   cat "$OUT/summary.md"
 fi
 
 if has sanitize; then
   : > "$OUT/sanitizer.log"
-  t=$(( $(left) - 60 ))
+  t=$(( $(left) - 60 - ${ALT_RESERVE:-0} ))
   if [ "$t" -gt 20 ]; then
     say "compute-sanitizer memcheck: conformance --backward --algo flash, fused (${t}s)"
     for a in flash fused; do
@@ -118,7 +113,7 @@ if has sanitize; then
     done
   fi
   for c in ${RACE_CASES:-causal_tl_129_d128 bshd_pad_gqa_47x61_d64}; do
-    t=$(( $(left) - 5 ))
+    t=$(( $(left) - 5 - ${ALT_RESERVE:-0} ))
     [ "$t" -gt 10 ] || break
     echo "### racecheck --case $c" >> "$OUT/sanitizer.log"
     timeout $(( t < 60 ? t : 60 )) compute-sanitizer --tool racecheck --error-exitcode 99 \
@@ -126,5 +121,20 @@ if has sanitize; then
     echo "racecheck $c exit $?" | tee -a "$LOG"
   done
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^conformance|### " "$OUT/sanitizer.log" >> "$LOG"
+fi
+if has bench && [ -n "$ALT_TILES" ]; then
+  for d in $DIMS; do for c in 0 1; do for n in $ALT_SEQS; do
+    echo "fa2 bf16 $((16384 / n)) $((2048 / d)) $((2048 / d)) $n $n $d $c flash"
+  done; done; done > "$OUT/alt.txt"
+  for tile in $ALT_TILES; do
+    t=$(( $(left) - 10 ))
+    [ "$t" -gt 15 ] || break
+    say "bench: dK/dV tile $tile (bf16, seqs $ALT_SEQS, ${t}s)"
+    POLYATTN_CUDA_BWD_TILE=$tile timeout $t "$BIN/polyattn_cuda_bwd_bench" < "$OUT/alt.txt" >> "$OUT/polyattn.jsonl" 2>> "$LOG"
+    echo "cuda_bwd_bench tile $tile exit $?" >> "$LOG"
+  done
+  rm -f "$OUT/alt.txt"
+  python3 bench/gpu/summarize_bwd.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
+    "$OUT/summary.md" "$COMMIT" "$(date -u +%F)" | tail -20
 fi
 say "done"

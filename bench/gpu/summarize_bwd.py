@@ -101,7 +101,7 @@ def main():
     alt = [r for r in rows if len(r["tiles_ms"]) > 1]
     if alt:
         names = sorted({t for r in alt for t in r["tiles_ms"]})
-        lines += ["", "dK/dV kernel configurations (POLYATTN_CUDA_BWD_TILE; default = F), ms:", "",
+        lines += ["", "dK/dV kernel configurations (POLYATTN_CUDA_BWD_TILE; default: B at d 64, F at d 128), ms:", "",
                   "| dtype | d | causal | N | " + " | ".join(names) + " |",
                   "|---|---|---|---|" + "---|" * len(names)]
         for r in alt:
