@@ -7,7 +7,11 @@
 
 #include "pa_hip.h"
 
+/* Fibers switch with _setjmp/_longjmp between their own stacks, which glibc's fortified
+ * longjmp would take for stack corruption. */
+#undef _FORTIFY_SOURCE
 #include <math.h>
+#include <setjmp.h>
 #include <ucontext.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +21,17 @@ pa_emu_uint3 blockIdx;
 dim3 gridDim, blockDim;
 void *pa_emu_dynamic_smem;
 
-/* GPU threads are fibers (ucontext) run by one OS thread: a block runs each fiber up to its
- * next __syncthreads, then all of them again, until every fiber has returned.  Cheap barriers
- * (no kernel round trip per thread), deterministic order. */
+/* GPU threads are fibers run by one OS thread: a block runs each fiber up to its next
+ * __syncthreads, then all of them again, until every fiber has returned.  A fiber starts on
+ * its own stack through makecontext/setcontext once; afterwards every switch is a
+ * _setjmp/_longjmp pair (swapcontext would make a signal-mask system call per thread and
+ * barrier, most of the emulation's time).  Deterministic order. */
 enum { FIBER_READY, FIBER_AT_BARRIER, FIBER_DONE };
 static const size_t kFiberStack = 256 * 1024;
-static ucontext_t scheduler;
+static jmp_buf scheduler_jb;
+static jmp_buf *fiber_jb;
 static ucontext_t *fibers;
+static int *fiber_started;
 static int *fiber_state;
 static unsigned current;
 static void (*fiber_body)(void *);
@@ -37,7 +45,7 @@ static size_t dynamic_bytes;
 void __syncthreads()
 {
     fiber_state[current] = FIBER_AT_BARRIER;
-    swapcontext(&fibers[current], &scheduler);
+    if (!_setjmp(fiber_jb[current])) _longjmp(scheduler_jb, 1);
 }
 
 /* Two buffers used in turn need one barrier per exchange: a fiber can only overwrite a
@@ -110,7 +118,8 @@ hipError_t hipFuncSetAttribute(const void *fn, int attr, int value)
 static void fiber_entry()
 {
     fiber_body(fiber_ctx);
-    fiber_state[current] = FIBER_DONE; /* returning resumes the scheduler (uc_link) */
+    fiber_state[current] = FIBER_DONE;
+    _longjmp(scheduler_jb, 1); /* never returns: its context has no successor */
 }
 
 static void run_block(unsigned threads, char *stacks)
@@ -119,8 +128,9 @@ static void run_block(unsigned threads, char *stacks)
         getcontext(&fibers[t]);
         fibers[t].uc_stack.ss_sp = stacks + t * kFiberStack;
         fibers[t].uc_stack.ss_size = kFiberStack;
-        fibers[t].uc_link = &scheduler;
+        fibers[t].uc_link = nullptr;
         makecontext(&fibers[t], fiber_entry, 0);
+        fiber_started[t] = 0;
         fiber_state[t] = FIBER_READY;
         exchange_phase[t] = 0;
         mfma_phase[t] = 0;
@@ -133,7 +143,11 @@ static void run_block(unsigned threads, char *stacks)
             threadIdx.x = t;
             threadIdx.y = threadIdx.z = 0;
             fiber_state[t] = FIBER_READY;
-            swapcontext(&scheduler, &fibers[t]);
+            if (!_setjmp(scheduler_jb)) {
+                if (fiber_started[t]) _longjmp(fiber_jb[t], 1);
+                fiber_started[t] = 1;
+                setcontext(&fibers[t]);
+            }
         }
         for (unsigned t = 0; t < threads; ++t) {
             at_barrier += fiber_state[t] == FIBER_AT_BARRIER;
@@ -166,10 +180,13 @@ void pa_emu_run(void (*body)(void *), void *ctx, dim3 grid, dim3 block, size_t s
     pa_emu_dynamic_smem = smem ? malloc(smem) : NULL;
     fibers = static_cast<ucontext_t *>(malloc(block.x * sizeof(ucontext_t)));
     fiber_state = static_cast<int *>(malloc(block.x * sizeof(int)));
+    fiber_started = static_cast<int *>(malloc(block.x * sizeof(int)));
+    fiber_jb = static_cast<jmp_buf *>(malloc(block.x * sizeof(jmp_buf)));
     exchange_phase = static_cast<int *>(malloc(block.x * sizeof(int)));
     mfma_phase = static_cast<int *>(malloc(block.x * sizeof(int)));
     char *stacks = static_cast<char *>(malloc(block.x * kFiberStack));
-    if (!fibers || !fiber_state || !exchange_phase || !mfma_phase || !stacks) {
+    if (!fibers || !fiber_state || !fiber_started || !fiber_jb || !exchange_phase || !mfma_phase ||
+        !stacks) {
         fprintf(stderr, "emulation: out of memory\n");
         abort();
     }
@@ -188,6 +205,8 @@ void pa_emu_run(void (*body)(void *), void *ctx, dim3 grid, dim3 block, size_t s
     free(exchange_phase);
     free(mfma_phase);
     free(fiber_state);
+    free(fiber_started);
+    free(fiber_jb);
     free(fibers);
     free(pa_emu_dynamic_smem);
     pa_emu_dynamic_smem = NULL;
