@@ -137,11 +137,13 @@ __device__ __forceinline__ int first_query_seeing(const pa_gpu_args &a, int key)
 __device__ void load_tile(float *dst, int ld, const void *src, int64_t base, int64_t s2,
                           int64_t s3, int row0, int n, int rows, int cols, int dtype)
 {
-    const int total = rows * cols;
-    for (int i = threadIdx.x; i < total; i += kThreads) {
-        const int r = i / cols, c = i - r * cols;
-        dst[r * ld + c] =
-            r < n ? load_elem(src, base + (int64_t)(row0 + r) * s2 + (int64_t)c * s3, dtype) : 0.f;
+    /* tcols consecutive threads walk a row (coalesced when s3 is 1), no division per element */
+    const int tcols = min(kThreads, pow2_ceil(cols)), trows = kThreads / tcols;
+    const int c0 = threadIdx.x % tcols;
+    for (int r = threadIdx.x / tcols; r < rows; r += trows) {
+        const int64_t at = base + (int64_t)(row0 + r) * s2;
+        for (int c = c0; c < cols; c += tcols)
+            dst[r * ld + c] = r < n ? load_elem(src, at + (int64_t)c * s3, dtype) : 0.f;
     }
 }
 
