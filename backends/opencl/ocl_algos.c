@@ -20,6 +20,10 @@ typedef struct ocl_tiles {
     int bm, bn, rg, cg, dk, vn;
 } ocl_tiles;
 
+typedef struct ocl_bwd_tiles {
+    int r, c, rg, cg, dk, vn;
+} ocl_bwd_tiles;
+
 /* Tiles per head dim: each work-item keeps TM x ceil(dv/CG) <= 64 output accumulators, so
  * the big head dims (512..1024) use fewer rows and more column groups. */
 static void choose_tiles(const ocl_caps *c, int64_t d, int64_t dv, ocl_tiles *t)
@@ -104,6 +108,56 @@ static const char *check_common(ocl_device *d, const pa_problem *p, const ocl_ti
     return NULL;
 }
 
+/* ---- tiled flash backward: tile choice (kernels/flash_bwd.cl) --------------------
+ * A work-group of rg x cg work-items owns r output rows (keys for dK/dV, queries for dQ)
+ * and streams the other side c rows at a time; operands staged dk columns (Q K^T) or vn
+ * rows (P V-like products) at a time.  Each work-item keeps (r/rg) x ceil(dim/cg) gradient
+ * accumulators per output (<= 32 each) and (r/rg) x (c/cg) scores. */
+static void choose_bwd_tiles(int64_t d, int64_t dv, ocl_bwd_tiles *t)
+{
+    int64_t m = d > dv ? d : dv;
+    if (m <= 128) *t = (ocl_bwd_tiles){64, 64, 16, 16, m <= 16 ? 16 : 32, 16};
+    else if (m <= 256) *t = (ocl_bwd_tiles){32, 64, 8, 32, 32, 16};
+    else if (m <= 512) *t = (ocl_bwd_tiles){16, 64, 4, 64, 32, 8};
+    else *t = (ocl_bwd_tiles){8, 128, 2, 128, 16, 4};
+    /* Tuning hook: POLYATTN_OCL_BWD_TILES=r,c,rg,cg,dk,vn. */
+    const char *env = getenv("POLYATTN_OCL_BWD_TILES");
+    ocl_bwd_tiles e;
+    if (env && sscanf(env, "%d,%d,%d,%d,%d,%d", &e.r, &e.c, &e.rg, &e.cg, &e.dk, &e.vn) == 6 &&
+        e.rg > 0 && e.cg > 0 && e.dk > 0 && e.vn > 0 && e.r % e.rg == 0 && e.c % e.cg == 0 &&
+        e.c % e.vn == 0)
+        *t = e;
+}
+
+static uint64_t bwd_tiled_local_bytes(const ocl_bwd_tiles *t, int64_t d, int64_t dv)
+{
+    uint64_t m = (uint64_t)(d > dv ? d : dv);
+    uint64_t nt = (uint64_t)t->dk * (uint64_t)(t->r + 1 + t->c + 1), acc = (uint64_t)t->vn * m;
+    return 4 * ((nt > acc ? nt : acc) + (uint64_t)t->r * (uint64_t)(t->c + 1));
+}
+
+/* Which flash backward runs: the tiled kernels on GPUs, the row-streaming ones on CPU
+ * devices (barriers and local staging only cost there).  POLYATTN_OCL_BWD=tiled|rows
+ * overrides (so PoCL can test the tiled kernels).  Returns 1 for tiled, 0 for rows, -1
+ * when tiled was asked for and the device cannot take its tile (*why says why).  A GPU
+ * whose local memory or group size is too small for the tile falls back to the rows. */
+static int bwd_variant(const ocl_device *d, const pa_problem *p, ocl_bwd_tiles *t,
+                       const char **why)
+{
+    const char *env = getenv("POLYATTN_OCL_BWD");
+    int forced = env && strcmp(env, "tiled") == 0;
+    int want = forced || (!d->caps.is_cpu && !(env && strcmp(env, "rows") == 0));
+    choose_bwd_tiles(p->head_dim, p->head_dim_v, t);
+    *why = NULL;
+    if (!want) return 0;
+    if (t->rg * t->cg > d->caps.max_wg)
+        *why = "the tiled flash backward needs more work-items per group than the device allows";
+    else if (bwd_tiled_local_bytes(t, p->head_dim, p->head_dim_v) > local_budget(&d->caps))
+        *why = "the tiled flash backward needs more local memory than the device has";
+    if (*why) return forced ? -1 : 0;
+    return 1;
+}
+
 static int causal_of(const pa_problem *p, int *offset)
 {
     *offset = p->mask == POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT ? (int)(p->seq_kv - p->seq_q) : 0;
@@ -161,6 +215,8 @@ typedef struct ocl_kernel_state {
     uint64_t bws_q, bws_k, bws_v, bws_do, bws_dq, bws_dk, bws_dv, bws_delta, bws_p, bws_ds,
         bws_total;      /* backward workspace byte offsets */
     uint64_t bchunk;    /* unfused: (batch, kv head) groups per pass */
+    int bwd_tiled;      /* flash/fused: the tiled GPU backward (else the row kernels) */
+    ocl_bwd_tiles bt;
     size_t *boffs;      /* 7 arrays per (batch, head) matrix, 6 per (batch, kv head) group */
     float *bscale, *bone;
 } ocl_kernel_state;
@@ -307,6 +363,29 @@ static int flash_rows_variant(const ocl_caps *c, int64_t head_dim, int64_t head_
 }
 #define FLASH_ROWS_KB 16
 
+/* Appends how the flash backward (also the fused algorithm's) runs to an eligible note;
+ * returns a reason when it cannot run. */
+static const char *flash_bwd_note(const ocl_device *d, const pa_problem *p, char *note,
+                                  size_t size)
+{
+    ocl_bwd_tiles t;
+    const char *why = NULL;
+    int tiled = bwd_variant(d, p, &t, &why);
+    if (tiled < 0) return why;
+    size_t n = strlen(note);
+    if (tiled)
+        snprintf(note + n, size - n,
+                 "; backward: tiled dK/dV (%d keys) and dQ (%d queries) kernels, %d work-items, "
+                 "%llu B local memory, no atomics",
+                 t.r, t.r, t.rg * t.cg,
+                 (unsigned long long)bwd_tiled_local_bytes(&t, p->head_dim, p->head_dim_v));
+    else
+        snprintf(note + n, size - n,
+                 "; backward: row-streaming dK/dV and dQ kernels%s, %d rows per work-item, "
+                 "no atomics", why ? " (the tiled tile does not fit)" : "", bwd_rows(p));
+    return NULL;
+}
+
 static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     ocl_device *d = (ocl_device *)dev;
@@ -337,10 +416,11 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
                  "tiled%s kernel %dx%d (rows x keys), %d work-items, %llu B local memory",
                  v4 ? " 4-wide" : "", t.bm, t.bn, t.rg * t.cg, (unsigned long long)local_bytes);
     if (p->want_backward) {
-        size_t n = strlen(d->note[3]);
-        snprintf(d->note[3] + n, sizeof d->note[3] - n,
-                 "; backward: per-key dK/dV and per-query dQ kernels, %d rows per work-item, "
-                 "no atomics", bwd_rows(p));
+        why = flash_bwd_note(d, p, d->note[3], sizeof d->note[3]);
+        if (why) {
+            *why_not = why;
+            return POLYATTN_STATUS_UNSUPPORTED;
+        }
     }
     *why_not = d->note[3];
     return POLYATTN_STATUS_SUCCESS;
@@ -351,6 +431,44 @@ static uint64_t no_workspace(pa_device *dev, const pa_problem *p)
     (void)dev;
     (void)p;
     return 0;
+}
+
+/* The flash backward kernels (flash and fused plans with want_backward): D, then dK/dV and
+ * dQ, tiled (GPUs) or row-streaming (CPUs). */
+static polyattn_status flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_kernel_state *s)
+{
+    const char *why = NULL;
+    int tiled = bwd_variant(d, p, &s->bt, &why);
+    if (tiled < 0) return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl: %s", why);
+    s->bwd_tiled = tiled;
+    char bopts[320];
+    polyattn_status st;
+    if (tiled) {
+        const ocl_bwd_tiles *t = &s->bt;
+        snprintf(bopts, sizeof bopts,
+                 "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld -DPA_BWD_TILED -DBT_R=%d "
+                 "-DBT_C=%d -DBT_RG=%d -DBT_CG=%d -DBT_DK=%d -DBT_VN=%d",
+                 (int)p->dtype, (long long)p->head_dim, (long long)p->head_dim_v, t->r, t->c,
+                 t->rg, t->cg, t->dk, t->vn);
+        static const char *const tsrcs[] = {"common", "backward", "flash_bwd"};
+        st = make_kernel(d, tsrcs, 3, bopts, "bwd_delta_kernel", &s->bwd_delta);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = make_kernel(d, tsrcs, 3, bopts, "flash_bwd_dkdv_tiled_kernel", &s->bwd_dkdv);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = make_kernel(d, tsrcs, 3, bopts, "flash_bwd_dq_tiled_kernel", &s->bwd_dq);
+    } else {
+        snprintf(bopts, sizeof bopts, "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld -DBR=%d",
+                 (int)p->dtype, (long long)p->head_dim, (long long)p->head_dim_v, bwd_rows(p));
+        static const char *const bsrcs[] = {"common", "backward"};
+        st = make_kernel(d, bsrcs, 2, bopts, "bwd_delta_kernel", &s->bwd_delta);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = make_kernel(d, bsrcs, 2, bopts, "flash_bwd_dkdv_kernel", &s->bwd_dkdv);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = make_kernel(d, bsrcs, 2, bopts, "flash_bwd_dq_kernel", &s->bwd_dq);
+    }
+    pa_log(POLYATTN_LOG_DISPATCH, "opencl flash backward: %s kernels",
+           tiled ? "tiled (GPU)" : "row-streaming (CPU)");
+    return st;
 }
 
 static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void **state)
@@ -377,17 +495,7 @@ static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void *
     }
     pa_log(POLYATTN_LOG_DISPATCH, "opencl flash: %s kernel",
            s->rows ? "row-streaming (CPU)" : flash_v4(&s->tiles) ? "tiled, 4-wide" : "tiled");
-    if (st == POLYATTN_STATUS_SUCCESS && p->want_backward) {
-        char bopts[256];
-        snprintf(bopts, sizeof bopts, "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld -DBR=%d",
-                 (int)p->dtype, (long long)p->head_dim, (long long)p->head_dim_v, bwd_rows(p));
-        static const char *const bsrcs[] = {"common", "backward"};
-        st = make_kernel(d, bsrcs, 2, bopts, "bwd_delta_kernel", &s->bwd_delta);
-        if (st == POLYATTN_STATUS_SUCCESS)
-            st = make_kernel(d, bsrcs, 2, bopts, "flash_bwd_dkdv_kernel", &s->bwd_dkdv);
-        if (st == POLYATTN_STATUS_SUCCESS)
-            st = make_kernel(d, bsrcs, 2, bopts, "flash_bwd_dq_kernel", &s->bwd_dq);
-    }
+    if (st == POLYATTN_STATUS_SUCCESS && p->want_backward) st = flash_bwd_prepare(d, p, s);
     if (st != POLYATTN_STATUS_SUCCESS) {
         release_state(dev, s);
         return st;
@@ -527,7 +635,7 @@ static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void 
            group = (cl_int)(p->heads_q / p->heads_kv), coff = 0;
     cl_int causal = causal_of(p, &coff);
     cl_float scale = p->scale;
-    size_t wg = bwd_row_group(d, p);
+    size_t wg = s->bwd_tiled ? 1 : bwd_row_group(d, p);
 
     cl_kernel k = s->bwd_dkdv;
     st = flash_bwd_args(d, k, p, io, off, ws, delta0);
@@ -548,6 +656,12 @@ static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void 
     size_t g1[3] = {(size_t)round_up((p->seq_kv + br - 1) / br, (int64_t)wg), (size_t)p->heads_kv,
                     (size_t)p->batch};
     size_t l1[3] = {wg, 1, 1};
+    if (s->bwd_tiled) {
+        /* one work-group per bt.r keys (dK/dV) or queries (dQ) */
+        wg = (size_t)(s->bt.rg * s->bt.cg);
+        g1[0] = (size_t)((p->seq_kv + s->bt.r - 1) / s->bt.r) * wg;
+        l1[0] = wg;
+    }
     st = enqueue(d, k, g1, l1, "clEnqueueNDRangeKernel(flash_bwd_dkdv_kernel)");
     if (st) return st;
 
@@ -565,6 +679,7 @@ static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void 
     SET_ARG(k, 24, coff);
     size_t g2[3] = {(size_t)round_up((p->seq_q + br - 1) / br, (int64_t)wg), (size_t)p->heads_q,
                     (size_t)p->batch};
+    if (s->bwd_tiled) g2[0] = (size_t)((p->seq_q + s->bt.r - 1) / s->bt.r) * wg;
     return enqueue(d, k, g2, l1, "clEnqueueNDRangeKernel(flash_bwd_dq_kernel)");
 }
 
@@ -593,6 +708,17 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
     int local = fused_scores_local(d, p, &t, &sc);
     snprintf(d->note[2], sizeof d->note[2], "one launch, %dx%d tiles, scores in %s", t.bm, t.bn,
              local ? "local memory" : "the workspace");
+    if (p->want_backward) {
+        /* No separate O(N^2) backward: the flash backward kernels recompute P from the LSE
+         * the fused forward wrote, which is the same function's gradient. */
+        why = flash_bwd_note(d, p, d->note[2], sizeof d->note[2]);
+        if (why) {
+            *why_not = why;
+            return POLYATTN_STATUS_UNSUPPORTED;
+        }
+        size_t n = strlen(d->note[2]);
+        snprintf(d->note[2] + n, sizeof d->note[2] - n, " (the flash backward)");
+    }
     *why_not = d->note[2];
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -621,6 +747,7 @@ static polyattn_status fused_prepare(pa_device *dev, const pa_problem *p, void *
     snprintf(opts + n, sizeof opts - n, " -DFUSED_SCORES_LOCAL=%d", s->scores_local);
     static const char *const srcs[] = {"common", "tile", "fused"};
     polyattn_status st = make_kernel(d, srcs, 3, opts, "fused_fwd_tiled_kernel", &s->kernel);
+    if (st == POLYATTN_STATUS_SUCCESS && p->want_backward) st = flash_bwd_prepare(d, p, s);
     if (st != POLYATTN_STATUS_SUCCESS) {
         release_state(dev, s);
         return st;
@@ -1347,6 +1474,9 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .prepare = fused_prepare,
         .release = release_state,
         .forward = fused_forward,
+        /* the flash backward kernels: no N x N memory, deterministic (no atomics) */
+        .backward_workspace_size = flash_bwd_workspace,
+        .backward = flash_backward,
     },
     {
         .algo = POLYATTN_ALGO_FLASH,

@@ -35,7 +35,7 @@ typedef struct ocl_device {
     ocl_program_entry *programs; /* in-memory cache of built programs */
     double last_build_ms;        /* of the latest ocl_get_program (tests read it) */
     int last_build_from_disk;
-    char note[4][200]; /* per algorithm: how an eligible check says it will run */
+    char note[4][400]; /* per algorithm: how an eligible check says it will run */
 } ocl_device;
 
 const char *ocl_error_name(cl_int err);

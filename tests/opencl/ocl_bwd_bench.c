@@ -4,7 +4,11 @@
  * Correctness is the conformance suite's job; this only times.
  *
  *   ocl_bwd_bench [--backend opencl] [--reps N] [--shape b,h,seq,d] [--causal] [--bf16]
+ *                 [--dtype f32,f16,bf16] [--algo unfused,fused,flash] [--mask none,causal]
  *
+ * Default dtypes f32 and bf16, algorithms unfused and flash, masks none and causal.  The
+ * flash backward variant follows POLYATTN_OCL_BWD=tiled|rows (the library reads it).
+ * Lines starting with "row" are one measurement each (for scripts).
  * Without --shape: a small PoCL-sized list.  GFLOP/s of the backward counts 2.5x the
  * forward's 4*batch*heads*N*N*D (halved for causal).
  */
@@ -77,14 +81,28 @@ static polyattn_status time_calls(polyattn_context *ctx, polyattn_plan *plan, po
 int main(int argc, char **argv)
 {
     const char *backend_name = "opencl";
-    int reps = 3, causal_only = 0, bf16_only = 0, custom = 0;
+    int reps = 3, custom = 0;
+    int dt_on[3] = {1, 0, 1}, algo_on[3] = {1, 0, 1}, mask_on[2] = {1, 1};
     int64_t shapes[8][4] = {{1, 4, 256, 64}, {1, 4, 512, 64}, {1, 8, 1024, 64}};
     int n_shapes = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend_name = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--causal")) causal_only = 1;
-        else if (!strcmp(argv[i], "--bf16")) bf16_only = 1;
+        else if (!strcmp(argv[i], "--causal")) mask_on[0] = 0;
+        else if (!strcmp(argv[i], "--bf16")) dt_on[0] = dt_on[1] = 0, dt_on[2] = 1;
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            const char *l = argv[++i];
+            dt_on[0] = strstr(l, "f32") != NULL, dt_on[1] = strstr(l, "f16") != NULL;
+            dt_on[2] = strstr(l, "bf16") != NULL;
+        } else if (!strcmp(argv[i], "--algo") && i + 1 < argc) {
+            const char *l = argv[++i];
+            algo_on[0] = strstr(l, "unfused") != NULL;
+            algo_on[1] = !strncmp(l, "fused", 5) || strstr(l, ",fused") != NULL; /* not unfused */
+            algo_on[2] = strstr(l, "flash") != NULL;
+        } else if (!strcmp(argv[i], "--mask") && i + 1 < argc) {
+            const char *l = argv[++i];
+            mask_on[0] = strstr(l, "none") != NULL, mask_on[1] = strstr(l, "causal") != NULL;
+        }
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             long long s[4];
             if (sscanf(argv[++i], "%lld,%lld,%lld,%lld", &s[0], &s[1], &s[2], &s[3]) != 4) {
@@ -120,15 +138,21 @@ int main(int argc, char **argv)
     info.struct_size = sizeof info;
     polyattn_context_get_device_info(ctx, &info);
     printf("device: %s (%s)\n", info.name, backend_name);
-    printf("%-20s %-4s %-6s %-7s %10s %10s %6s %10s\n", "shape b,h,seq,d", "dt", "mask", "algo",
-           "fwd ms", "bwd ms", "b/f", "bwd GF/s");
-    static const polyattn_algo algos[] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FLASH};
+    const char *bwd_env = getenv("POLYATTN_OCL_BWD");
+    printf("flash backward variant: %s\n", bwd_env ? bwd_env : "default (tiled on GPUs, rows on CPUs)");
+    printf("%-3s %-20s %-4s %-6s %-7s %10s %10s %6s %10s\n", "", "shape b,h,seq,d", "dt", "mask",
+           "algo", "fwd ms", "bwd ms", "b/f", "bwd GF/s");
+    static const polyattn_algo algos[] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FUSED,
+                                          POLYATTN_ALGO_FLASH};
+    static const polyattn_dtype dts[] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16,
+                                         POLYATTN_DTYPE_BF16};
     for (int si = 0; si < n_shapes; si++)
-        for (int di = bf16_only ? 1 : 0; di < 2; di++)
-            for (int causal = causal_only; causal < 2; causal++)
-                for (int ai = 0; ai < 2; ai++) {
+        for (int di = 0; di < 3; di++)
+            for (int causal = 0; causal < 2; causal++)
+                for (int ai = 0; ai < 3; ai++) {
+                    if (!dt_on[di] || !mask_on[causal] || !algo_on[ai]) continue;
                     const int64_t *s = shapes[si];
-                    polyattn_dtype dt = di ? POLYATTN_DTYPE_BF16 : POLYATTN_DTYPE_F32;
+                    polyattn_dtype dt = dts[di];
                     polyattn_attention_desc desc;
                     polyattn_attention_desc_init(&desc, dt, s[0], s[1], s[1], s[2], s[2], s[3],
                                                  s[3]);
@@ -163,7 +187,7 @@ int main(int argc, char **argv)
                         char name[64];
                         snprintf(name, sizeof name, "%lld,%lld,%lld,%lld", (long long)s[0],
                                  (long long)s[1], (long long)s[2], (long long)s[3]);
-                        printf("%-20s %-4s %-6s %-7s %10.2f %10.2f %6.2f %10.2f\n", name,
+                        printf("row %-20s %-4s %-6s %-7s %10.3f %10.3f %6.2f %10.2f\n", name,
                                polyattn_dtype_name(dt), causal ? "causal" : "none",
                                polyattn_algo_name(algos[ai]), fms, bms, bms / fms,
                                flops / (bms * 1e-3) / 1e9);

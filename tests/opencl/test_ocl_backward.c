@@ -1,7 +1,8 @@
 /*
  * OpenCL backward, beyond the conformance table: with the deterministic option, dQ, dK and
  * dV are bitwise identical over repeated calls (outputs poisoned before each), for the
- * unfused and flash algorithms, GQA + causal + strided layouts, f32 and bf16; and the same
+ * unfused, fused and flash algorithms (fused runs the flash backward kernels; CTest runs
+ * this again with POLYATTN_OCL_BWD=tiled for the GPU kernels), GQA + causal + strided layouts, f32 and bf16; and the same
  * plans agree with the host reference (pa_tk_run_backward, deterministic).
  */
 #include "pa_testkit.h"
@@ -143,10 +144,11 @@ int main(void)
         return 1;
     }
     static const char *const cases[] = {"bshd_pad_gqa_47x61_d64", "causal_br_53x37_d64"};
-    static const polyattn_algo algos[] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FLASH};
+    static const polyattn_algo algos[] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FUSED,
+                                          POLYATTN_ALGO_FLASH};
     static const polyattn_dtype dtypes[] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_BF16};
     for (int ci = 0; ci < 2; ci++)
-        for (int ai = 0; ai < 2; ai++)
+        for (int ai = 0; ai < 3; ai++)
             for (int di = 0; di < 2; di++) repeat_bitwise(ctx, cases[ci], dtypes[di], algos[ai]);
     polyattn_context_destroy(ctx);
     pa_tk_shutdown();

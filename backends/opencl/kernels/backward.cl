@@ -3,7 +3,9 @@
  * turns recomputed scores S and dP = dO V^T into P = exp(S - LSE) and dS = P * (dP - D).
  * flash (no N x N memory): per-key dK/dV and per-query dQ kernels that rebuild P from Q, K
  * and the LSE; each output element is owned by one work-item, so no atomics and the
- * result is deterministic.  Needs HEAD_DIM and HEAD_DIM_V (-D) for the flash kernels. */
+ * result is deterministic.  Needs HEAD_DIM and HEAD_DIM_V (-D) for the flash kernels.
+ * These flash kernels stream rows with no local memory (made for CPU devices); GPUs get
+ * the tiled ones in flash_bwd.cl. */
 
 /* D_i = sum_c dO[i, c] * O[i, c] for every query row r = (b * heads_q + h) * seq_q + i;
  * dO shares O's strides. */
@@ -40,7 +42,9 @@ __kernel void bwd_softmax_grad_kernel(__global float *ws, long p_off, long ds_of
     }
 }
 
-#ifdef HEAD_DIM
+/* The row kernels below are the CPU flavour; the tiled (GPU) program includes this file
+ * for bwd_delta_kernel only (-DPA_BWD_TILED). */
+#if defined(HEAD_DIM) && !defined(PA_BWD_TILED)
 
 /* First query that sees key j (queries see keys [0, visible(i))): visible(i) > j
  * <=> i + 1 + offset > j <=> i >= j - offset. */
