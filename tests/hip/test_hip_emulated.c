@@ -293,6 +293,34 @@ static int determinism_check(polyattn_context *ctx, polyattn_algo algo, polyattn
     return fail;
 }
 
+/* Every head_dim x head_dim_v pair up to PA_GPU_MAX_HEAD_DIM has a flash backward tile
+ * within the 64 KiB of LDS of AMD GPUs (the hip check relies on it).  Returns failures. */
+static int backward_tiles_check(void)
+{
+    pa_gpu_bwd_args g;
+    memset(&g, 0, sizeof g);
+    int bad = 0;
+    size_t largest = 0;
+    for (int d = 1; d <= PA_GPU_MAX_HEAD_DIM; d++)
+        for (int dv = 1; dv <= PA_GPU_MAX_HEAD_DIM; dv++) {
+            g.fwd.head_dim = d;
+            g.fwd.head_dim_v = dv;
+            const size_t smem = pa_gpu_flash_bwd_smem(&g);
+            if (smem == 0 || smem > 65536) {
+                if (bad++ < 5) printf("FAIL: flash backward tile for d %d dv %d: %zu bytes\n", d, dv, smem);
+            }
+            if (smem > largest) largest = smem;
+        }
+    g.fwd.head_dim = PA_GPU_MAX_HEAD_DIM + 1;
+    if (pa_gpu_flash_bwd_smem(&g) != 0) {
+        printf("FAIL: flash backward accepts head_dim %d\n", PA_GPU_MAX_HEAD_DIM + 1);
+        bad++;
+    }
+    printf("%s: flash backward tiles for every head_dim x head_dim_v up to %d (largest %zu bytes of LDS)\n",
+           bad ? "FAIL" : "pass", PA_GPU_MAX_HEAD_DIM, largest);
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL; /* a case name, to debug one */
@@ -394,6 +422,7 @@ int main(int argc, char **argv)
     const int bfailed = backward_suite(ctx, cases, n, only, &bruns, &bpassed, &bunsupported);
     int dfailed = 0;
     if (!only) {
+        dfailed += backward_tiles_check();
         const polyattn_algo dalgos[] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FUSED,
                                         POLYATTN_ALGO_FLASH};
         for (size_t a = 0; a < 3; a++) {
@@ -406,7 +435,7 @@ int main(int argc, char **argv)
     printf("emulated hip: %d runs, %d pass, %d unsupported (%d of them must-support flash), "
            "%d FAIL\n",
            runs, passed, unsupported, must_fail, failed);
-    printf("emulated hip backward: %d runs, %d pass, %d unsupported, %d FAIL; determinism: %d FAIL\n",
+    printf("emulated hip backward: %d runs, %d pass, %d unsupported, %d FAIL; determinism and tiles: %d FAIL\n",
            bruns, bpassed, bunsupported, bfailed, dfailed);
     failed += bfailed + dfailed;
     /* Must-support gaps are reported, not failed: they are a known limit of the shared
