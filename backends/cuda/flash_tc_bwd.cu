@@ -36,7 +36,10 @@
  * design caps near 40% of the mma.sync peak: ~200-250 TFLOP/s expected at long
  * sequences.  Measured (H100, bf16, first version, configuration A): 170-214 TFLOP/s,
  * 0.62-0.75x PyTorch's FA2 backward.  Configuration B (head dim 64: two m16 key tiles a
- * warp, 32-query steps) reuses each Q/dO fragment twice: ~0.45 ldmatrix per mma.
+ * warp, 32-query steps) reuses each Q/dO fragment twice, and F (head dim 128, FA2's 2-D
+ * warp grids) every fragment: ~0.45 ldmatrix per mma.  With the prep pass feeding lse2 and
+ * delta by cp.async: 222-268 TFLOP/s at N = 16384, 0.81-0.88x PyTorch's FA2 backward at
+ * every N >= 2048 (bench/results/cuda-flash-backward-h100-2026-11-24.md).
  */
 #include "flash_tc_bwd.h"
 
