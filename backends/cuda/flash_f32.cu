@@ -266,7 +266,11 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
                         slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] =
                             acc_s[mt][j][e];
         }
-        if (Tr::kSlots < Tr::kWarps) __syncthreads();
+        if (Tr::kSlots < Tr::kWarps) {
+            __syncthreads(); /* every warp is past Q K^T: the K buffer is free */
+            if (nt + 1 < t1) load_rows(sk, QS, BN, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            cp_async_commit();
+        }
         if (warp >= Tr::kSlots) {
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
@@ -278,8 +282,10 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
                             acc_s[mt][j][e];
         }
         __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
-        if (nt + 1 < t1) load_rows(sk, QS, BN, k, a.k_stride[2], key0 + BN, a.seq_kv);
-        cp_async_commit();
+        if (Tr::kSlots == Tr::kWarps) {
+            if (nt + 1 < t1) load_rows(sk, QS, BN, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            cp_async_commit();
+        }
 
         /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
         {
@@ -365,8 +371,9 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
     __syncthreads();
 
     const int64_t total = (int64_t)a.batch * a.heads_q * split.slots;
-    float *po = w.slot >= 0 ? split.part + (int64_t)w.slot * BM * D : nullptr;
-    float *pl = w.slot >= 0 ? split.part + total * BM * D + (int64_t)w.slot * BM : nullptr;
+    float *part = static_cast<float *>(split.part);
+    float *po = w.slot >= 0 ? part + (int64_t)w.slot * BM * D : nullptr;
+    float *pl = w.slot >= 0 ? part + total * BM * D + (int64_t)w.slot * BM : nullptr;
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -409,7 +416,8 @@ cudaError_t launch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream
         if (e != cudaSuccess) return e;
         return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
     }
-    s.chunk = 0, s.key_tile = Tr::kBlockN, s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
+    s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
+    s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
     s.max_splits = 1, s.slots = 0, s.part = nullptr;
     const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);

@@ -24,7 +24,7 @@ double estimate(const pa_gpu_args &a, const pa_flash_split &s, int sms, double s
 {
     double total = 0, longest = 0, slots = 0;
     for (int qt = 0; qt < s.q_tiles; ++qt) {
-        const int n = pa_flash_tiles(a, qt, s.key_tile);
+        const int n = pa_flash_tiles(a, s, qt);
         const int k = pa_flash_splits(s, n);
         total += n * step + k * item + (k > 1 ? k * part : 0);
         const double len = (double)(n + k - 1) / k * step + item + (k > 1 ? part : 0);
@@ -34,8 +34,29 @@ double estimate(const pa_gpu_args &a, const pa_flash_split &s, int sms, double s
     const double bh = (double)a.batch * a.heads_q;
     const double mean = 1.3 * total * bh / sms;
     const double t = mean + 0.5 * longest;
-    const double combine_bytes = slots * bh * PA_FLASH_TILE_M * (a.head_dim_v + 1) * 4.0;
+    const double combine_bytes =
+        slots * bh * s.tile_m * (a.head_dim_v * (a.dtype == 0 ? 4.0 : 2.0) + 4.0);
     return (t > longest ? t : longest) + (slots > 0 ? 4.0 + combine_bytes / 2.0e6 : 0);
+}
+
+/* Four consecutive partial O values (16-byte aligned for f32, 8-byte for 16-bit). */
+__device__ __forceinline__ float4 load4(const float *p)
+{
+    return *reinterpret_cast<const float4 *>(p);
+}
+__device__ __forceinline__ float4 load4(const __half *p)
+{
+    const uint2 u = *reinterpret_cast<const uint2 *>(p);
+    const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&u.x));
+    const float2 b = __half22float2(*reinterpret_cast<const __half2 *>(&u.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+__device__ __forceinline__ float4 load4(const __nv_bfloat16 *p)
+{
+    const uint2 u = *reinterpret_cast<const uint2 *>(p);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+    return make_float4(a.x, a.y, b.x, b.y);
 }
 
 template <typename T>
@@ -63,18 +84,20 @@ __global__ void __launch_bounds__(128) flash_fwd_split_combine_kernel(pa_gpu_arg
                                                                       pa_flash_split s)
 {
     const int row = blockIdx.x, bh = blockIdx.y;
-    const int qt = row / PA_FLASH_TILE_M, lr = row % PA_FLASH_TILE_M;
-    const int k = pa_flash_splits(s, pa_flash_tiles(a, qt, s.key_tile));
+    const int qt = row / s.tile_m, lr = row % s.tile_m;
+    const int k = pa_flash_splits(s, pa_flash_tiles(a, s, qt));
     if (k < 2) return;
     const int slot0 = bh * s.slots + pa_flash_slot_base(a, s, qt);
     const int head = bh % a.heads_q, batch = bh / a.heads_q;
     const int dv = a.head_dim_v; /* 512, 768 or 1024: a multiple of 4 */
     const int64_t total_slots = (int64_t)a.batch * a.heads_q * s.slots;
-    const float *part_lse = s.part + total_slots * PA_FLASH_TILE_M * dv;
+    const T *part_o = static_cast<const T *>(s.part);
+    const float *part_lse =
+        reinterpret_cast<const float *>(part_o + total_slots * s.tile_m * dv);
     float lse[PA_FLASH_MAX_SPLITS], m = -INFINITY;
 #pragma unroll
     for (int r = 0; r < PA_FLASH_MAX_SPLITS; ++r) {
-        lse[r] = r < k ? part_lse[(int64_t)(slot0 + r) * PA_FLASH_TILE_M + lr] : -INFINITY;
+        lse[r] = r < k ? part_lse[(int64_t)(slot0 + r) * s.tile_m + lr] : -INFINITY;
         m = fmaxf(m, lse[r]);
     }
     float w[PA_FLASH_MAX_SPLITS], wsum = 0.f;
@@ -91,8 +114,8 @@ __global__ void __launch_bounds__(128) flash_fwd_split_combine_kernel(pa_gpu_arg
 #pragma unroll
         for (int r = 0; r < PA_FLASH_MAX_SPLITS; ++r)
             if (r < k) {
-                const float4 x = *reinterpret_cast<const float4 *>(
-                    s.part + ((int64_t)(slot0 + r) * PA_FLASH_TILE_M + lr) * dv + c);
+                const float4 x =
+                    load4(part_o + ((int64_t)(slot0 + r) * s.tile_m + lr) * dv + c);
                 acc.x += w[r] * x.x, acc.y += w[r] * x.y, acc.z += w[r] * x.z, acc.w += w[r] * x.w;
             }
         const int64_t cs = a.o_stride[3];
@@ -108,19 +131,20 @@ __global__ void __launch_bounds__(128) flash_fwd_split_combine_kernel(pa_gpu_arg
 
 } // namespace
 
-extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int key_tile, int sms, int force,
-                                    pa_flash_split *s)
+extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms,
+                                    int force, pa_flash_split *s)
 {
+    s->tile_m = tile_m;
     s->chunk = 0;
     s->key_tile = key_tile;
-    s->q_tiles = (a->seq_q + PA_FLASH_TILE_M - 1) / PA_FLASH_TILE_M;
+    s->q_tiles = (a->seq_q + tile_m - 1) / tile_m;
     s->max_splits = 1;
     s->slots = 0;
     s->part = NULL;
     const long long bh = (long long)a->batch * a->heads_q;
     int longest = 0;
     for (int qt = 0; qt < s->q_tiles; ++qt) {
-        const int n = pa_flash_tiles(*a, qt, key_tile);
+        const int n = pa_flash_tiles(*a, *s, qt);
         longest = n > longest ? n : longest;
     }
     /* Only small grids (under 4 waves) gain; the limits keep the slot walk short and the
@@ -128,7 +152,16 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int key_tile, int sms,
     if (force == 0 || longest < 2 || s->q_tiles > 1024 || bh * s->q_tiles >= 4LL * sms ||
         bh > 65535)
         return;
-    const int min_chunk = (longest + PA_FLASH_MAX_SPLITS - 1) / PA_FLASH_MAX_SPLITS;
+    /* The split-chunk sweep of bench/results/cuda-seed-h100-2026-11-24 (every chunk the
+     * planner could pick, at the five seed shapes): f32 (3xTF32, 4.3 us per 8-key tile) was
+     * fastest with up to 8 splits, f16/bf16 (4.4 us per 32-key tile) with 2 at most (4 and
+     * 8 lost their balance gain to the Q reloads, partial writes and the combine) and not
+     * at all when the estimate gained under 10%.  These limits reproduce the measured best
+     * chunk at 9 of the 10 shapes (the tenth within 5%). */
+    const int cap = a->dtype == 0 ? PA_FLASH_MAX_SPLITS : 2;
+    const double gain = a->dtype == 0 ? 0.95 : 0.9;
+    const int min_chunk = (longest + (force > 0 ? PA_FLASH_MAX_SPLITS : cap) - 1) /
+                          (force > 0 ? PA_FLASH_MAX_SPLITS : cap);
     if (force > 0) {
         s->chunk = force < min_chunk ? min_chunk : force;
     } else {
@@ -136,9 +169,9 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int key_tile, int sms,
          * a key tile of 32 x 1024 f16 takes ~4.4 us, of 8 x 1024 f32 (3xTF32) ~4.3 us. */
         const double per_key_dim = a->dtype == 0 ? 4.3 / (8.0 * 1024) : 4.4 / (32.0 * 1024);
         const double step = per_key_dim * key_tile * a->head_dim;
-        const double ratio = (double)PA_FLASH_TILE_M / (2.0 * key_tile); /* Q vs K+V bytes */
+        const double ratio = (double)tile_m / (2.0 * key_tile); /* Q vs K+V bytes */
         const double item = (0.25 + 0.5 * ratio) * step;
-        const double part = 1.3 * a->head_dim_v / 1024.0;
+        const double part = (a->dtype == 0 ? 1.3 : 0.65) * a->head_dim_v / 1024.0;
         pa_flash_split best = *s;
         best.chunk = 0;
         double best_t = estimate(*a, best, sms, step, item, part);
@@ -146,7 +179,7 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int key_tile, int sms,
             pa_flash_split t = *s;
             t.chunk = c;
             const double e = estimate(*a, t, sms, step, item, part);
-            if (e < 0.95 * best_t) best_t = e, best = t;
+            if (e < gain * best_t) best_t = e, best = t;
         }
         s->chunk = best.chunk;
     }
@@ -160,7 +193,8 @@ extern "C" uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_sp
 {
     if (!s->chunk) return 0;
     const uint64_t slots = (uint64_t)a->batch * a->heads_q * s->slots;
-    return slots * PA_FLASH_TILE_M * ((uint64_t)a->head_dim_v + 1) * sizeof(float);
+    const uint64_t es = a->dtype == 0 ? 4 : 2;
+    return slots * s->tile_m * ((uint64_t)a->head_dim_v * es + sizeof(float));
 }
 
 extern "C" int pa_flash_split_blocks(const pa_gpu_args *a, const pa_flash_split *s)

@@ -21,21 +21,25 @@
 extern "C" {
 #endif
 
-#define PA_FLASH_TILE_M 32    /* query rows per tile of every wide kernel */
+#define PA_FLASH_TILE_M 32    /* query rows per block of every wide kernel */
 #define PA_FLASH_MAX_SPLITS 8 /* caps the workspace at 8 f32 copies of O */
 
 typedef struct pa_flash_split {
+    int tile_m;     /* query rows per scheduled tile: 32, or 64 for a 2-block cluster */
     int chunk;      /* key tiles per split; 0: no split, grid (q tiles, heads, batch) */
     int key_tile;   /* keys per key tile of the kernel */
     int q_tiles;    /* query tiles per (batch, head) */
     int max_splits; /* splits of the longest query tile */
     int slots;      /* partial slots per (batch, head): sum of the splits of split tiles */
-    float *part;    /* workspace: O [bh][slot][32][head_dim_v], then LSE [bh][slot][32] */
+    void *part;     /* workspace: O [bh][slot][tile_m][head_dim_v] in the storage dtype (f32
+                     * for f32, f16/bf16 for those: the output is rounded to it anyway),
+                     * then LSE (log2 domain, f32) [bh][slot][tile_m] */
 } pa_flash_split;
 
-/* Chooses the chunk for a kernel with key tiles of key_tile keys on `sms` SMs (one block
- * per SM).  force: < 0 automatic, 0 never split, > 0 that chunk. */
-void pa_flash_split_plan(const pa_gpu_args *a, int key_tile, int sms, int force,
+/* Chooses the chunk for a kernel with query tiles of tile_m rows and key tiles of key_tile
+ * keys on `sms` SMs (one block per SM).  force: < 0 automatic, 0 never split, > 0 that
+ * chunk. */
+void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms, int force,
                          pa_flash_split *s);
 /* Workspace bytes the plan needs (0 without a split). */
 uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s);
@@ -60,11 +64,12 @@ __host__ __device__ __forceinline__ int pa_flash_visible(const pa_gpu_args &a, i
 }
 
 /* Key tiles query tile qt walks. */
-__host__ __device__ __forceinline__ int pa_flash_tiles(const pa_gpu_args &a, int qt, int bn)
+__host__ __device__ __forceinline__ int pa_flash_tiles(const pa_gpu_args &a,
+                                                       const pa_flash_split &s, int qt)
 {
-    int last = (qt + 1) * PA_FLASH_TILE_M;
+    int last = (qt + 1) * s.tile_m;
     last = (last < a.seq_q ? last : a.seq_q) - 1;
-    return (pa_flash_visible(a, last) + bn - 1) / bn;
+    return (pa_flash_visible(a, last) + s.key_tile - 1) / s.key_tile;
 }
 
 __host__ __device__ __forceinline__ int pa_flash_splits(const pa_flash_split &s, int n)
@@ -78,7 +83,7 @@ __host__ __device__ __forceinline__ int pa_flash_slot_base(const pa_gpu_args &a,
 {
     int base = 0;
     for (int i = 0; i < qt; ++i) {
-        const int k = pa_flash_splits(s, pa_flash_tiles(a, i, s.key_tile));
+        const int k = pa_flash_splits(s, pa_flash_tiles(a, s, i));
         base += k > 1 ? k : 0;
     }
     return base;
@@ -90,23 +95,24 @@ struct pa_flash_work {
     int batch, head, qt, t0, t1, slot;
 };
 
-__device__ __forceinline__ bool pa_flash_decode(const pa_gpu_args &a, const pa_flash_split &s,
-                                                pa_flash_work &w)
+/* id: the block's (or cluster's) index along x, of count along x. */
+__device__ __forceinline__ bool pa_flash_decode_at(const pa_gpu_args &a, const pa_flash_split &s,
+                                                   pa_flash_work &w, int id, int count)
 {
     if (!s.chunk) {
-        w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
+        w.qt = a.mask ? count - 1 - id : id;
         w.head = blockIdx.y, w.batch = blockIdx.z;
-        w.t0 = 0, w.t1 = pa_flash_tiles(a, w.qt, s.key_tile), w.slot = -1;
+        w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
         return true;
     }
     /* (batch, head) fastest, then query tiles longest first, then the split index from
      * the highest (only the most-split tiles have one) down to 0 (every tile) */
     const int bhs = a.batch * a.heads_q;
-    const int id = blockIdx.x, bh = id % bhs, item = id / bhs;
+    const int bh = id % bhs, item = id / bhs;
     const int r = s.max_splits - 1 - item / s.q_tiles, q = item % s.q_tiles;
     w.qt = a.mask ? s.q_tiles - 1 - q : q;
     w.head = bh % a.heads_q, w.batch = bh / a.heads_q;
-    const int n = pa_flash_tiles(a, w.qt, s.key_tile);
+    const int n = pa_flash_tiles(a, s, w.qt);
     const int k = pa_flash_splits(s, n);
     if (r >= k) return false;
     if (k == 1) {
@@ -117,6 +123,12 @@ __device__ __forceinline__ bool pa_flash_decode(const pa_gpu_args &a, const pa_f
         w.slot = bh * s.slots + pa_flash_slot_base(a, s, w.qt) + r;
     }
     return true;
+}
+
+__device__ __forceinline__ bool pa_flash_decode(const pa_gpu_args &a, const pa_flash_split &s,
+                                                pa_flash_work &w)
+{
+    return pa_flash_decode_at(a, s, w, blockIdx.x, gridDim.x);
 }
 #endif
 #endif

@@ -486,7 +486,11 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                         slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] =
                             acc_s[mt][j][e];
         }
-        if (Tr::kSlots < Tr::kWarps) __syncthreads();
+        if (Tr::kSlots < Tr::kWarps) {
+            __syncthreads(); /* every warp is past Q K^T: the K buffer is free */
+            if (nt + 1 < t1) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            cp_async_commit();
+        }
         if (warp >= Tr::kSlots) {
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
@@ -498,8 +502,10 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                             acc_s[mt][j][e];
         }
         __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
-        if (nt + 1 < t1) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
-        cp_async_commit();
+        if (Tr::kSlots == Tr::kWarps) {
+            if (nt + 1 < t1) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            cp_async_commit();
+        }
 
         /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
         {
@@ -583,10 +589,11 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     __syncthreads();
 
     if (w.slot >= 0) {
-        /* one split of several: normalised f32 O and the log2-domain LSE to the slot */
+        /* one split of several: normalised O (16-bit) and the log2-domain LSE to the slot */
         const int64_t total = (int64_t)a.batch * a.heads_q * split.slots;
-        float *po = split.part + (int64_t)w.slot * BM * D;
-        float *pl = split.part + total * BM * D + (int64_t)w.slot * BM;
+        T *po = static_cast<T *>(split.part) + (int64_t)w.slot * BM * D;
+        float *pl = reinterpret_cast<float *>(static_cast<T *>(split.part) + total * BM * D) +
+                    (int64_t)w.slot * BM;
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -595,11 +602,11 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 if (row0 + lrow >= a.seq_q) continue;
                 const float l = s_l[lrow];
                 const float inv = l > 0.f ? 1.f / l : 0.f;
-                float *prow = po + (int64_t)lrow * D + warp * SL;
+                T *prow = po + (int64_t)lrow * D + warp * SL;
 #pragma unroll
                 for (int j = 0; j < SL / 8; ++j)
-                    *reinterpret_cast<float2 *>(prow + j * 8 + 2 * t4) =
-                        make_float2(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+                    *reinterpret_cast<uint32_t *>(prow + j * 8 + 2 * t4) =
+                        Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
                 if (warp == 0 && t4 == 0) pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
             }
         return;
@@ -623,6 +630,421 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
         }
 }
 
+
+/* Device passes below sm_90 compile the cluster kernel as a stub (the host picks it only on
+ * sm_90+ devices). */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#define PA_CLUSTER_DIMS __cluster_dims__(2, 1, 1)
+#define PA_HAVE_CLUSTER_CODE 1
+#else
+#define PA_CLUSTER_DIMS
+#define PA_HAVE_CLUSTER_CODE 0
+#endif
+
+#if PA_HAVE_CLUSTER_CODE
+/* ---- Hopper cluster helpers (sm_90): mbarriers, bulk copies multicast to both blocks of a
+ * 2-block cluster, cluster barriers ---- */
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void fence_mbar_init()
+{
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void fence_proxy_async()
+{
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_sync()
+{
+    asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
+/* Arrive on this barrier in both blocks of the pair (release at cluster scope). */
+__device__ __forceinline__ void mbar_arrive_both(uint32_t bar)
+{
+    asm volatile("{\n"
+                 ".reg .b32 ra;\n"
+                 "mapa.shared::cluster.u32 ra, %0, 0;\n"
+                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n"
+                 "mapa.shared::cluster.u32 ra, %0, 1;\n"
+                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n"
+                 "}\n" ::"r"(bar)
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
+{
+    asm volatile("{\n"
+                 ".reg .pred p;\n"
+                 "MBAR_WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra MBAR_WAIT;\n"
+                 "}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_wait_cluster(uint32_t bar, uint32_t parity)
+{
+    asm volatile("{\n"
+                 ".reg .pred p;\n"
+                 "MBAR_WAITC:\n"
+                 "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra MBAR_WAITC;\n"
+                 "}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
+}
+/* bytes from global src to the same shared offset in both blocks of the cluster; each
+ * block's barrier at the same offset as `bar` receives the byte count. */
+__device__ __forceinline__ void bulk_multicast2(void *dst, const void *src, uint32_t bytes,
+                                                uint32_t bar)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::"
+                 "cluster [%0], [%1], %2, [%3], %4;\n" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(bar), "h"((unsigned short)3)
+                 : "memory");
+}
+
+#endif
+
+/*
+ * flash_fwd_tc_cluster_kernel (opt-in: POLYATTN_CUDA_FLASH_CLUSTER=1, experimental): the
+ * wide kernel run by 2-block clusters on adjacent 32-row query tiles that walk the same key
+ * tiles.  Each block loads half the rows of every K and V tile with bulk copies multicast
+ * to both blocks, so the pair reads each tile from L2 once: half the L2 -> SM traffic of
+ * the wide kernel, whose large-seq causal shapes measured L2-bound.  Tiles are handed over
+ * through mbarriers (full: bytes landed; empty: both blocks done reading).
+ */
+template <int HEAD_DIM>
+constexpr size_t cluster_smem()
+{
+    return FlashTcWideTraits<HEAD_DIM>::kSmem + 4 * sizeof(uint64_t);
+}
+
+template <int HEAD_DIM, typename T>
+__global__ void PA_CLUSTER_DIMS __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
+    flash_fwd_tc_cluster_kernel(pa_gpu_args a, pa_flash_split split)
+{
+#if !PA_HAVE_CLUSTER_CODE
+    __trap();
+#else
+    using Tr = FlashTcWideTraits<HEAD_DIM>;
+    constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
+    constexpr int SL = Tr::kSlice, SS = Tr::kSStride, PS = Tr::kPStride;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sq = reinterpret_cast<T *>(smem_raw);
+    T *sk = sq + BM * S;
+    T *sv = sk + BN * S;
+    float *ss = reinterpret_cast<float *>(sv + BN * S);
+    T *sp = reinterpret_cast<T *>(ss + Tr::kSlots * BM * SS); /* ss: kSlots partial scores */
+    float *s_alpha = reinterpret_cast<float *>(sp + BM * PS);
+    float *s_m = s_alpha + BM, *s_l = s_m + BM;
+    /* full_k, full_v: this block's copy of the tile landed; empty_k, empty_v: both blocks
+     * of the pair are done reading the tile (so either may refill both copies) */
+    uint64_t *bars = reinterpret_cast<uint64_t *>(s_l + BM);
+    const uint32_t full_k = smem_addr(bars), full_v = smem_addr(bars + 1);
+    const uint32_t empty_k = smem_addr(bars + 2), empty_v = smem_addr(bars + 3);
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    pa_flash_work w;
+    const int rank = blockIdx.x & 1; /* this block's 32 rows of the pair's 64 */
+    if (!pa_flash_decode_at(a, split, w, blockIdx.x / 2, gridDim.x / 2))
+        return; /* both blocks of the pair leave: a split index past the key range */
+    const int head = w.head, batch = w.batch;
+    const int head_kv = head / (a.heads_q / a.heads_kv);
+    const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
+    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
+    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
+    T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
+
+    const int row0 = w.qt * 2 * BM + rank * BM;
+    const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
+
+    auto load_rows = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
+        constexpr int kChunks = D / 8;
+        for (int i = tid; i < BM * kChunks; i += Tr::kThreads) {
+            const int r = i / kChunks, c = i % kChunks;
+            const bool valid = first + r < limit;
+            const T *gp = valid ? src + (int64_t)(first + r) * row_stride + c * 8 : src;
+            cp_async16(dst + r * S + c * 8, gp, valid);
+        }
+    };
+
+    if (tid == 0) {
+        mbar_init(full_k, 1);
+        mbar_init(full_v, 1);
+        mbar_init(empty_k, 2);
+        mbar_init(empty_v, 2);
+        fence_mbar_init();
+    }
+    cluster_sync(); /* the peer's barriers exist before anything lands on them */
+    /* Each block multicasts its half of the rows of a K or V tile into both blocks. */
+    auto fill = [&](T *dst, const T *src, int64_t row_stride, int tile, uint32_t full) {
+        const int first = tile * BN, valid = min(BN, a.seq_kv - first);
+        if (lane == 0) mbar_expect_tx(full, (uint32_t)(valid * D * (int)sizeof(T)));
+        const int r = rank * (BN / 2) + lane;
+        if (lane < BN / 2 && r < valid)
+            bulk_multicast2(dst + r * S, src + (int64_t)(first + r) * row_stride, D * sizeof(T),
+                            full);
+    };
+    load_rows(sq, q, a.q_stride[2], row0, a.seq_q);
+    cp_async_commit();
+    if (t1 > t0 && warp == 0) {
+        fill(sk, k, a.k_stride[2], t0, full_k);
+        fill(sv, v, a.v_stride[2], t0, full_v);
+    }
+    uint32_t phase = 0; /* fills completed per buffer so far, mod 2 */
+
+    /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
+    const int sr = tid / 8, sc0 = 4 * (tid % 8);
+    const int sr_vis = visible_keys(a, row0 + sr);
+    float run_m = -INFINITY, run_l = 0.f;
+    const float sl2 = a.scale * kLog2e;
+
+    float acc_o[2][SL / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int j = 0; j < SL / 8; ++j)
+            acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
+
+    for (int nt = t0; nt < t1; ++nt) {
+        const int key0 = nt * BN;
+        cp_async_wait_all(); /* Q */
+        mbar_wait(full_k, phase);
+        __syncthreads();
+
+        /* partial S over this warp's head-dim slice */
+        float acc_s[2][BN / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int j = 0; j < BN / 8; ++j)
+                acc_s[mt][j][0] = acc_s[mt][j][1] = acc_s[mt][j][2] = acc_s[mt][j][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < SL / 16; ++kk) {
+            const int d0 = warp * SL + kk * 16;
+            uint32_t af[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+                ldmatrix_x4(af[mt], sq + (mt * 16 + (lane % 16)) * S + d0 + (lane / 16) * 8);
+#pragma unroll
+            for (int p = 0; p < BN / 16; ++p) {
+                uint32_t bf[4];
+                const int idx = lane / 8;
+                ldmatrix_x4(bf, sk + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + d0 + (idx & 1) * 8);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    Dt<T>::mma(acc_s[mt][2 * p], af[mt], bf[0], bf[1]);
+                    Dt<T>::mma(acc_s[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                }
+            }
+        }
+        /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
+        float *slot = ss + (warp % Tr::kSlots) * BM * SS;
+        if (warp < Tr::kSlots) {
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] =
+                            acc_s[mt][j][e];
+        }
+        auto refill_k = [&]() {
+            if (tid == 0) mbar_arrive_both(empty_k);
+            if (warp == 0 && nt + 1 < t1) {
+                mbar_wait_cluster(empty_k, phase);
+                fill(sk, k, a.k_stride[2], nt + 1, full_k);
+            }
+        };
+        if (Tr::kSlots < Tr::kWarps) {
+            __syncthreads(); /* every warp is past Q K^T: the K buffer is free */
+            refill_k();
+        }
+        if (warp >= Tr::kSlots) {
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] +=
+                            acc_s[mt][j][e];
+        }
+        __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
+        if (Tr::kSlots == Tr::kWarps) refill_k();
+
+        /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
+        {
+            float x[4];
+            float mx = -INFINITY;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const float *cell = ss + sr * SS + sc0 + e;
+                float sum4 = 0.f;
+#pragma unroll
+                for (int sl = 0; sl < Tr::kSlots; ++sl)
+                    sum4 += cell[sl * BM * SS];
+                x[e] = key0 + sc0 + e < sr_vis ? sum4 * sl2 : -INFINITY;
+                mx = fmaxf(mx, x[e]);
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+            const float m_new = fmaxf(run_m, mx);
+            const float m_use = m_new == -INFINITY ? 0.f : m_new;
+            const float alpha = exp2f(run_m - m_use);
+            float sum = 0.f;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                x[e] = exp2f(x[e] - m_use);
+                sum += x[e];
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+            run_l = run_l * alpha + sum;
+            run_m = m_new;
+            uint32_t *pp = reinterpret_cast<uint32_t *>(sp + sr * PS + sc0);
+            pp[0] = Dt<T>::pack(x[0], x[1]);
+            pp[1] = Dt<T>::pack(x[2], x[3]);
+            if (tid % 8 == 0) s_alpha[sr] = alpha;
+        }
+        mbar_wait(full_v, phase);
+        if (key0 + BN > a.seq_kv) {
+            /* rows past the end were not copied: zero them (P is 0 there, V must be finite) */
+            for (int i = tid; i < (key0 + BN - a.seq_kv) * (D / 8); i += Tr::kThreads) {
+                const int r = a.seq_kv - key0 + i / (D / 8), c = (i % (D / 8)) * 8;
+                *reinterpret_cast<uint4 *>(sv + r * S + c) = make_uint4(0, 0, 0, 0);
+            }
+            fence_proxy_async();
+        }
+        __syncthreads();
+
+        /* O = O * alpha + P V over this warp's slice */
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            const float al0 = s_alpha[mt * 16 + g], al1 = s_alpha[mt * 16 + g + 8];
+#pragma unroll
+            for (int j = 0; j < SL / 8; ++j) {
+                acc_o[mt][j][0] *= al0;
+                acc_o[mt][j][1] *= al0;
+                acc_o[mt][j][2] *= al1;
+                acc_o[mt][j][3] *= al1;
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk) {
+            uint32_t af[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt)
+                ldmatrix_x4(af[mt], sp + (mt * 16 + (lane % 16)) * PS + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+            for (int p = 0; p < SL / 16; ++p) {
+                uint32_t bf[4];
+                const int idx = lane / 8;
+                ldmatrix_x4_trans(bf, sv + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + warp * SL +
+                                          p * 16 + (idx >> 1) * 8);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    Dt<T>::mma(acc_o[mt][2 * p], af[mt], bf[0], bf[1]);
+                    Dt<T>::mma(acc_o[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                }
+            }
+        }
+        __syncthreads(); /* V and P buffers are free */
+        if (tid == 0) mbar_arrive_both(empty_v);
+        if (warp == 0 && nt + 1 < t1) {
+            mbar_wait_cluster(empty_v, phase);
+            fill(sv, v, a.v_stride[2], nt + 1, full_v);
+        }
+        phase ^= 1;
+    }
+    cp_async_wait_all();
+    if (tid % 8 == 0) {
+        s_m[sr] = run_m;
+        s_l[sr] = run_l;
+    }
+    __syncthreads();
+
+    if (w.slot >= 0) {
+        /* one split of several: normalised O (16-bit) and the log2-domain LSE to the slot */
+        const int64_t total = (int64_t)a.batch * a.heads_q * split.slots;
+        T *po = static_cast<T *>(split.part) + ((int64_t)w.slot * 2 + rank) * BM * D;
+        float *pl = reinterpret_cast<float *>(static_cast<T *>(split.part) + total * 2 * BM * D) +
+                    ((int64_t)w.slot * 2 + rank) * BM;
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int lrow = mt * 16 + g + 8 * r;
+                if (row0 + lrow >= a.seq_q) continue;
+                const float l = s_l[lrow];
+                const float inv = l > 0.f ? 1.f / l : 0.f;
+                T *prow = po + (int64_t)lrow * D + warp * SL;
+#pragma unroll
+                for (int j = 0; j < SL / 8; ++j)
+                    *reinterpret_cast<uint32_t *>(prow + j * 8 + 2 * t4) =
+                        Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+                if (warp == 0 && t4 == 0) pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+            }
+        cluster_sync(); /* no block leaves while its peer may still signal it */
+        return;
+    }
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
+            if (row >= a.seq_q) continue;
+            const float l = s_l[lrow];
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            T *orow = o + (int64_t)row * a.o_stride[2] + warp * SL;
+#pragma unroll
+            for (int j = 0; j < SL / 8; ++j)
+                *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
+                    Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+            if (a.lse && warp == 0 && t4 == 0)
+                a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
+                    l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
+        }
+    cluster_sync();
+#endif
+}
+
+template <int HEAD_DIM, typename T>
+cudaError_t launch_cluster(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
+{
+    using Tr = FlashTcWideTraits<HEAD_DIM>;
+    auto kernel = flash_fwd_tc_cluster_kernel<HEAD_DIM, T>;
+    static unsigned long long attr_done = 0;
+    cudaError_t e = smem_attr_once(kernel, cluster_smem<HEAD_DIM>(), attr_done);
+    if (e != cudaSuccess) return e;
+    pa_flash_split s;
+    if (split && split->chunk) {
+        s = *split;
+        kernel<<<2 * pa_flash_split_blocks(&a, &s), Tr::kThreads, cluster_smem<HEAD_DIM>(),
+                 stream>>>(a, s);
+        e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
+    }
+    s.tile_m = 2 * Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
+    s.q_tiles = (a.seq_q + 2 * Tr::kBlockM - 1) / (2 * Tr::kBlockM);
+    s.max_splits = 1, s.slots = 0, s.part = nullptr;
+    const dim3 grid(2 * s.q_tiles, a.heads_q, a.batch);
+    kernel<<<grid, Tr::kThreads, cluster_smem<HEAD_DIM>(), stream>>>(a, s);
+    return cudaGetLastError();
+}
+
 template <int HEAD_DIM, typename T>
 cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
@@ -640,7 +1062,8 @@ cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaS
         if (e != cudaSuccess) return e;
         return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
     }
-    s.chunk = 0, s.key_tile = Tr::kBlockN, s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
+    s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
+    s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
     s.max_splits = 1, s.slots = 0, s.part = nullptr;
     const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
@@ -663,6 +1086,14 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
+    if (split && split->tile_m == 2 * PA_FLASH_TILE_M) {
+        switch (a.head_dim) {
+        case 512: return launch_cluster<512, T>(a, split, stream);
+        case 768: return launch_cluster<768, T>(a, split, stream);
+        case 1024: return launch_cluster<1024, T>(a, split, stream);
+        default: return cudaErrorInvalidValue;
+        }
+    }
     switch (a.head_dim) {
     case 32: return launch<32, T>(a, stream);
     case 64: return launch<64, T>(a, stream);

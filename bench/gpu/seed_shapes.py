@@ -3,17 +3,40 @@
     seed:  the seed article's five shapes (one head, causal top-left), f16, bf16, f32
     check: odd shapes through the wide flash kernels and their split-key schedule
            (GQA, bottom-right with fully masked rows, seq_q != seq_kv, no mask)
-usage: seed_shapes.py seed|check [dtype,...]"""
+    chunks: "<chunk> <seed line>" for every split chunk the planner of
+            backends/cuda/flash_split.cu may pick at a seed shape (run each line with
+            POLYATTN_CUDA_FLASH_SPLIT=<chunk>; chunk 0 = no split)
+usage: seed_shapes.py seed|check|chunks [dtype,...]"""
 import sys
 
 what = sys.argv[1] if len(sys.argv) > 1 else "seed"
 dtypes = sys.argv[2].split(",") if len(sys.argv) > 2 else ["f16", "bf16", "f32"]
 
+SEED = [(4096, 1024, 1), (2048, 1024, 2), (1024, 1024, 4), (512, 768, 8), (128, 512, 16)]
+
+
+def key_tile(dt, d):
+    """keys per key tile of the wide kernels (flash_tc.cu, flash_f32.cu)"""
+    if dt != "f32":
+        return 32
+    return 8 if d >= 1024 else 16 if d >= 768 else 32
+
+
 if what == "seed":
-    shapes = [(4096, 1024, 1), (2048, 1024, 2), (1024, 1024, 4), (512, 768, 8), (128, 512, 16)]
     for dt in dtypes:
-        for n, d, b in shapes:
+        for n, d, b in SEED:
             print(f"seed {dt} {b} 1 1 {n} {n} {d} 1 flash")
+elif what == "chunks":
+    for dt in dtypes:
+        for n, d, b in SEED:
+            longest = -(-n // key_tile(dt, d))  # causal top-left: the last tile sees all keys
+            c = max(1, -(-longest // 8))
+            chunks = [0]
+            while c < longest:
+                chunks.append(c)
+                c *= 2
+            for c in chunks:
+                print(f"{c} seed-c{c} {dt} {b} 1 1 {n} {n} {d} 1 flash")
 else:
     # batch heads_q heads_kv seq_q seq_kv head_dim mask(0 none, 1 top-left, 2 bottom-right)
     checks = [(2, 2, 1, 1000, 1000, 1024, 1), (1, 1, 1, 777, 1301, 768, 2),

@@ -32,8 +32,7 @@ for r in th:
 records, lines = [], []
 lines.append(f"# polyattn CUDA flash forward on the seed shapes ({device}, {date}, commit {commit})\n")
 lines.append(f"PyTorch {tver} SDPA in the same run. Ratio = torch ms / polyattn ms (target: >= 2 vs efficient).\n")
-variants = sorted({r["suite"] for r in pa if r.get("suite", "").startswith("seed")},
-                  key=lambda s: (s != "seed", s))
+variants = ["seed"] + (["seed-cluster"] if any(r.get("suite") == "seed-cluster" for r in pa) else [])
 for v in variants:
     lines.append(f"\n## {v}\n")
     lines.append("| dtype | batch x heads | N | D | polyattn flash ms | TFLOP/s | rel err | workspace MiB | launches | efficient ms (ratio) | math ms (ratio) |")
@@ -60,6 +59,31 @@ for v in variants:
                      f"{ms if ms is None else f'{ms:.3f}'}{status} | {r.get('tflops', 0) or 0:.0f} | "
                      f"{r.get('rel_err', float('nan')):.1e} | {(r.get('workspace_bytes') or 0) / 2**20:.1f} | "
                      f"{r.get('launches')} | {cells[0]} | {cells[1]} |")
+# split-chunk sweep: ms per forced chunk (c0: no split); * marks the default plan's chunk
+# (the run with the same workspace size and launch count)
+sweep = {}
+for r in pa:
+    suite = r.get("suite", "")
+    if suite.startswith("seed-c") and suite[6:].isdigit() and r.get("impl") == "polyattn":
+        sweep.setdefault(key(r), []).append((int(suite[6:]), r))
+if sweep:
+    lines.append("\n## Split-chunk sweep (POLYATTN_CUDA_FLASH_SPLIT=c; c0 = no split; * = the default plan)\n")
+    lines.append("| dtype | batch | N | D | ms per chunk |")
+    lines.append("|---|---|---|---|---|")
+    default = {key(r): r for r in pa if r.get("suite") == "seed" and r.get("impl") == "polyattn"}
+    for k in sorted(sweep, key=lambda k: (k[0], -k[2])):
+        d = default.get(k, {})
+        cells = []
+        for c, r in sorted(sweep[k], key=lambda x: x[0]):
+            mark = "*" if d and r.get("workspace_bytes") == d.get("workspace_bytes") and \
+                r.get("launches") == d.get("launches") else ""
+            ms = f"{r['ms']:.3f}" if r.get("ok") else "FAIL"
+            cells.append(f"c{c}{mark} {ms}")
+            records.append(dict(variant=f"chunk{c}", dtype=r["dtype"], batch=r["batch"], seq=r["seq_q"],
+                                head_dim=r["head_dim"], ok=r.get("ok", False), ms=r.get("ms"),
+                                rel_err=r.get("rel_err"), workspace_bytes=r.get("workspace_bytes"),
+                                default=bool(mark)))
+        lines.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {', '.join(cells)} |")
 json.dump({"device": device, "date": date, "commit": commit, "torch": tver, "rows": records},
           open(json_out, "w"), indent=1)
 open(md_out, "w").write("\n".join(lines) + "\n")
