@@ -84,9 +84,7 @@ static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
 }
 
 /* Split-key plan of the wide kernels (flash_split.h); chunk 0 when none applies.
- * POLYATTN_CUDA_FLASH_SPLIT=0 turns splitting off, =N forces chunks of N key tiles.
- * POLYATTN_CUDA_FLASH_CLUSTER=1 (experimental, f16/bf16 on sm_90+): 2-block clusters that
- * share K/V tiles by multicast (tile_m 64 in the plan). */
+ * POLYATTN_CUDA_FLASH_SPLIT=0 turns splitting off, =N forces chunks of N key tiles. */
 static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
 {
     pa_flash_split s;
@@ -97,18 +95,9 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     if (!bn) return s;
     const char *env = getenv("POLYATTN_CUDA_FLASH_SPLIT");
     const int force = env && *env ? atoi(env) : -1;
-    const char *cl = getenv("POLYATTN_CUDA_FLASH_CLUSTER");
-    const int cluster = cl && *cl && strcmp(cl, "0") != 0 && dev->cc_major >= 9 &&
-                        p->dtype != POLYATTN_DTYPE_F32;
-    const int sms = dev->sm_count > 0 ? dev->sm_count : 1;
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
-    if (cluster) {
-        pa_flash_split_plan(&a, 2 * PA_FLASH_TILE_M, bn, sms / 2 > 0 ? sms / 2 : 1, force, &s);
-        s.tile_m = 2 * PA_FLASH_TILE_M; /* also without a split: selects the cluster kernel */
-    } else {
-        pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, sms, force, &s);
-    }
+    pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
     return s;
 }
 
@@ -141,12 +130,10 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
                  "generic SIMT kernel (tensor cores not used: %s)", tc_refusal(dev, p));
     } else {
         const pa_flash_split s = flash_split_of(dev, p);
-        char split[80] = "";
+        char split[64] = "";
         if (s.chunk)
-            snprintf(split, sizeof split, ", keys split in chunks of %d tiles (up to %d)%s",
-                     s.chunk, s.max_splits, s.tile_m > PA_FLASH_TILE_M ? ", 2-block clusters" : "");
-        else if (s.tile_m > PA_FLASH_TILE_M)
-            snprintf(split, sizeof split, ", 2-block clusters");
+            snprintf(split, sizeof split, ", keys split in chunks of %d tiles (up to %d)",
+                     s.chunk, s.max_splits);
         snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);

@@ -25,7 +25,7 @@ extern "C" {
 #define PA_FLASH_MAX_SPLITS 8 /* caps the workspace at 8 f32 copies of O */
 
 typedef struct pa_flash_split {
-    int tile_m;     /* query rows per scheduled tile: 32, or 64 for a 2-block cluster */
+    int tile_m;     /* query rows per scheduled tile (PA_FLASH_TILE_M for the wide kernels) */
     int chunk;      /* key tiles per split; 0: no split, grid (q tiles, heads, batch) */
     int key_tile;   /* keys per key tile of the kernel */
     int q_tiles;    /* query tiles per (batch, head) */

@@ -6,10 +6,9 @@
 # the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run.
 # Results in $OUT: seed.log conformance.txt checks.jsonl polyattn.jsonl torch.jsonl
 # ncu.txt summary.md summary.json.
-# Environment: BUILD (dir), ARCH (default 90), CLUSTER=0 (skip the experimental cluster
-# kernel's conformance, checks and seed runs), CHUNKS=0 (skip the runs of every split
+# Environment: BUILD (dir), ARCH (default 90), CHUNKS=0 (skip the runs of every split
 # chunk candidate; CHUNK_DTYPES: their dtypes, default f16,f32), NCU=0 (skip the Nsight
-# Compute look at the 1x4096 f16 kernel, default and cluster), COMMIT.
+# Compute look at the 1x4096 kernels, f16 and f32), COMMIT.
 set -u
 OUT=${OUT:-$PWD/seed-out}
 BUILD=${BUILD:-b-seedperf}
@@ -83,33 +82,15 @@ summary() {
 }
 summary # early, in case a later stage runs into the time limit
 say "elapsed $(( $(date +%s) - start )) s"
-if [ "${CLUSTER:-1}" = 1 ]; then
-  say "experimental: POLYATTN_CUDA_FLASH_CLUSTER=1 (2-block clusters, K/V multicast), f16/bf16"
-  echo "### POLYATTN_CUDA_FLASH_CLUSTER=1" >> "$OUT/conformance.txt"
-  POLYATTN_CUDA_FLASH_CLUSTER=1 timeout 60 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
-  echo "exit $?" >> "$OUT/conformance.txt"
-  echo "### POLYATTN_CUDA_FLASH_CLUSTER=1 POLYATTN_CUDA_FLASH_SPLIT=1" >> "$OUT/conformance.txt"
-  POLYATTN_CUDA_FLASH_CLUSTER=1 POLYATTN_CUDA_FLASH_SPLIT=1 timeout 60 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
-  echo "exit $?" >> "$OUT/conformance.txt"
-  grep -E "^conformance cuda|^exit|^###" "$OUT/conformance.txt" | tail -6 | tee -a "$LOG"
-  python3 bench/gpu/seed_shapes.py check f16,bf16 | sed 's/^check /check-cluster /' |
-    POLYATTN_CUDA_FLASH_CLUSTER=1 timeout 60 "$BIN/polyattn_cuda_bench" --reps 5 | grep -v '"impl":"device"' >> "$OUT/checks.jsonl" 2>> "$LOG"
-  python3 bench/gpu/seed_shapes.py check f16 | sed 's/^check /check-cluster-split1 /' |
-    POLYATTN_CUDA_FLASH_CLUSTER=1 POLYATTN_CUDA_FLASH_SPLIT=1 timeout 60 "$BIN/polyattn_cuda_bench" --reps 5 | grep -v '"impl":"device"' >> "$OUT/checks.jsonl" 2>> "$LOG"
-  echo "cluster checks ok: $(grep '"suite":"check-cluster' "$OUT/checks.jsonl" | grep -c '"ok":true') of $(grep -c '"suite":"check-cluster' "$OUT/checks.jsonl")" | tee -a "$LOG"
-  grep -E "^seed (f16|bf16) " "$OUT/shapes.txt" | sed 's/^seed /seed-cluster /' |
-    POLYATTN_CUDA_FLASH_CLUSTER=1 timeout 90 "$BIN/polyattn_cuda_bench" | grep -v '"impl":"device"' >> "$OUT/polyattn.jsonl" 2>> "$LOG"
-  echo "cluster seed exit $?" >> "$LOG"
-fi
 if [ "${NCU:-1}" = 1 ] && command -v ncu > /dev/null 2>&1; then
-  say "ncu: 1x1x4096 d1024 causal f16 flash (default plan, then the cluster kernel), speed of light + memory"
-  for cl in 0 1; do
-    echo "### POLYATTN_CUDA_FLASH_CLUSTER=$cl" >> "$OUT/ncu.txt"
-    echo "seed f16 1 1 1 4096 4096 1024 1 flash" | POLYATTN_CUDA_FLASH_CLUSTER=$cl \
+  say "ncu: 1x1x4096 d1024 causal flash (default plan), speed of light + memory + warp states"
+  for dt in f16 f32; do
+    echo "### $dt" >> "$OUT/ncu.txt"
+    echo "seed $dt 1 1 1 4096 4096 1024 1 flash" |
       timeout 60 ncu --launch-skip 2 --launch-count 1 --section SpeedOfLight \
         --section MemoryWorkloadAnalysis --section WarpStateStats \
         "$BIN/polyattn_cuda_bench" --reps 5 >> "$OUT/ncu.txt" 2>&1
-    echo "ncu cluster=$cl exit $?" >> "$LOG"
+    echo "ncu $dt exit $?" >> "$LOG"
   done
 fi
 summary

@@ -33,6 +33,7 @@ records, lines = [], []
 lines.append(f"# polyattn CUDA flash forward on the seed shapes ({device}, {date}, commit {commit})\n")
 lines.append(f"PyTorch {tver} SDPA in the same run. Ratio = torch ms / polyattn ms (target: >= 2 vs efficient).\n")
 variants = ["seed"] + (["seed-cluster"] if any(r.get("suite") == "seed-cluster" for r in pa) else [])
+# (seed-cluster: runs of the 2-block cluster kernel, removed after commit f59f14d)
 for v in variants:
     lines.append(f"\n## {v}\n")
     lines.append("| dtype | batch x heads | N | D | polyattn flash ms | TFLOP/s | rel err | workspace MiB | launches | efficient ms (ratio) | math ms (ratio) |")
