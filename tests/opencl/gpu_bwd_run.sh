@@ -24,29 +24,29 @@ date -u
 S=$(date +%s)
 POLYATTN_LOG=dispatch $B/bin/conformance --backend opencl --device 0 --backward --algo flash \
   --case causal_tl_129_d128 --dtype f16 2>&1 | grep -E "flash|passed" | cut -c1-400 >"$OUT/dispatch.txt"
-timeout ${CONF_S:-170} $B/bin/conformance --backend opencl --device 0 --backward >"$OUT/conformance_backward.txt" 2>&1
+timeout ${CONF_S:-130} $B/bin/conformance --backend opencl --device 0 --backward >"$OUT/conformance_backward.txt" 2>&1
 echo "conformance --backward rc=$? in $(($(date +%s) - S)) s"
 tail -1 "$OUT/conformance_backward.txt"; grep -E '^FAIL' "$OUT/conformance_backward.txt" | head
-S=$(date +%s)
-timeout 60 $B/bin/test_ocl_backward >"$OUT/test_ocl_backward.txt" 2>&1
-echo "test_ocl_backward rc=$? in $(($(date +%s) - S)) s"; tail -1 "$OUT/test_ocl_backward.txt"
 {
-  timeout 100 $B/bin/ocl_bwd_bench --reps 5 --dtype f32,f16 --algo flash \
+  timeout 70 $B/bin/ocl_bwd_bench --reps 5 --dtype f32,f16 --algo flash \
     --shape 1,16,1024,64 --shape 1,16,1024,128 --shape 1,16,4096,64 --shape 1,16,4096,128
   echo "rc=$?"
   echo "# unfused and fused for comparison (f32)"
-  timeout 40 $B/bin/ocl_bwd_bench --reps 5 --dtype f32 --algo unfused,fused \
+  timeout 30 $B/bin/ocl_bwd_bench --reps 5 --dtype f32 --algo unfused,fused \
     --shape 1,16,1024,64 --shape 1,16,4096,128
   echo "rc=$?"
   echo "# the old row-streaming kernels (POLYATTN_OCL_BWD=rows)"
-  POLYATTN_OCL_BWD=rows timeout 60 $B/bin/ocl_bwd_bench --reps 3 --dtype f32 --algo flash \
+  POLYATTN_OCL_BWD=rows timeout 45 $B/bin/ocl_bwd_bench --reps 3 --dtype f32 --algo flash \
     --shape 1,16,1024,64
   echo "rc=$?"
 } >"$OUT/bench.txt" 2>&1
 cat "$OUT/bench.txt"
+S=$(date +%s)
+timeout 40 $B/bin/test_ocl_backward >"$OUT/test_ocl_backward.txt" 2>&1
+echo "test_ocl_backward rc=$? in $(($(date +%s) - S)) s"; tail -1 "$OUT/test_ocl_backward.txt"
 for t in ${TUNE_LIST:-64,64,16,16,32,16 32,64,8,16,32,16 64,32,16,16,32,16 64,64,8,32,32,16 64,64,16,16,16,16}; do
   echo "tiles $t"
-  POLYATTN_OCL_BWD_TILES=$t timeout 25 $B/bin/ocl_bwd_bench --reps 3 --dtype f32 --algo flash \
+  POLYATTN_OCL_BWD_TILES=$t timeout 15 $B/bin/ocl_bwd_bench --reps 3 --dtype f32 --algo flash \
     --shape 1,16,4096,64 --shape 1,16,4096,128 --mask none | grep '^row'
 done >"$OUT/tune.txt" 2>&1
 cat "$OUT/tune.txt"
