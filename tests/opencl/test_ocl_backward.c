@@ -166,8 +166,11 @@ static void big_heads(polyattn_context *ctx)
         }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --flash-only: the flash plans alone (the tiled CTest run: unfused does not change with
+     * POLYATTN_OCL_BWD and fused runs the same backward kernels). */
+    const int flash_only = argc > 1 && strcmp(argv[1], "--flash-only") == 0;
     int count = 0;
     const char *reason = NULL;
     if (polyattn_device_count(POLYATTN_BACKEND_OPENCL, &count, &reason) != 0 || count == 0) {
@@ -184,7 +187,7 @@ int main(void)
                                           POLYATTN_ALGO_FLASH};
     static const polyattn_dtype dtypes[] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_BF16};
     for (int ci = 0; ci < 2; ci++)
-        for (int ai = 0; ai < 3; ai++)
+        for (int ai = flash_only ? 2 : 0; ai < 3; ai++)
             for (int di = 0; di < 2; di++) repeat_bitwise(ctx, cases[ci], dtypes[di], algos[ai]);
     big_heads(ctx);
     polyattn_context_destroy(ctx);
