@@ -35,14 +35,15 @@ out.backward(dO), without accumulating into .grad); the gradients are first chec
 a float64 computation on sampled rows (dQ rows; dK and dV rows from every query of the KV
 group).  TFLOP/s counts 2.5x the forward FLOPs.  --deterministic goes to polyattn.
 
-Shape lines (the interface of bench/gpu/cuda_checks.sh, formerly bench/gpu/torch_sdpa.py):
+Shape lines (the interface of bench/gpu/cuda_checks.sh, cuda_bwd_checks.sh, seed_bench.sh):
     python3 bench/gpu/shapes.py fa2 | python3 bench/compare_torch.py --shape-lines - \
         --jsonl - > torch.jsonl
 reads lines `suite dtype batch heads_q heads_kv seq_q seq_kv head_dim causal algos` (causal
 1: top-left; algos ignored), times torch alone (no polyattn run) and writes one JSON object
 per line: first {"impl": "torch-version", ...}, then per shape and SDPA backend
-{"impl": "torch-<backend>", "suite", "dtype", "batch", ..., "causal", "ok", "ms", "tflops",
-"reps", "error"} (what bench/gpu/summarize.py reads).  With --jsonl -, the progress goes to
+{"impl": "torch-<backend>", "suite", "dtype", "batch", ..., "causal", "pass", "ok", "ms",
+"tflops", "reps", "error", "max_err"[, "max_err_dq", "max_err_dk", "max_err_dv"]} (what
+bench/gpu/summarize.py, summarize_bwd.py (--backward) and seed_summary.py read).  With --jsonl -, the progress goes to
 stderr.
 
 PyTorch is imported only when something is to be timed: --help, bad usage and --no-torch
@@ -156,7 +157,7 @@ def parse_args(argv):
                         "suite; torch alone (implies --backends none)")
     p.add_argument("--jsonl", metavar="FILE",
                    help="also write one JSON object per torch measurement ('-': stdout, the "
-                        "progress then goes to stderr): the format bench/gpu/summarize.py reads")
+                        "progress then goes to stderr): what bench/gpu/summarize*.py read")
     args = p.parse_args(argv)
     if args.deterministic and not args.backward:
         p.error("--deterministic: only with --backward")
@@ -736,7 +737,7 @@ def git_commit(path):
 
 
 def jsonl_record(r):
-    """A torch measurement in the format of the former bench/gpu/torch_sdpa.py."""
+    """A torch measurement as a shape-line record (bench/gpu/summarize*.py read these)."""
     out = {"impl": "torch-" + r["backend"], "suite": r.get("suite"), "dtype": r["dtype"],
            "batch": r["batch"], "heads_q": r["heads_q"], "heads_kv": r["heads_kv"],
            "seq_q": r["seq_q"], "seq_kv": r["seq_kv"], "head_dim": r["head_dim"],

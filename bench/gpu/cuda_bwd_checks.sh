@@ -2,7 +2,8 @@
 # CUDA flash/fused backward checks on a GPU machine, from the repository root (CUDA-only build):
 #   build; conformance --backend cuda --backward (every algo); test_cuda_backward_determinism;
 #   the FA2-sweep backward benchmark (polyattn flash, atomic and deterministic dQ) beside
-#   PyTorch SDPA backward (flash, cudnn, efficient) in the same run; then compute-sanitizer
+#   PyTorch SDPA backward (flash, cudnn, efficient; bench/compare_torch.py --backward
+#   --shape-lines, gradients checked before timing) in the same run; then compute-sanitizer
 #   memcheck of the backward conformance (flash, fused) and racecheck on a few cases, in the
 #   time that is left before DEADLINE seconds.
 # Results in $OUT (default ./cuda-bwd-out), at most 8 files:
@@ -14,8 +15,14 @@
 #   (dtypes whose deterministic mode is timed too, default bf16), ALT_TILES (other dK/dV
 #   configurations, e.g. "a f": conformance and determinism after the default's, and after
 #   the sanitizer a bf16 bench on ALT_SEQS; ALT_RESERVE seconds are kept for it).
+#   QUICK=1: smoke test, defaults STAGES="build bench", DTYPES=bf16, DIMS=64, SEQS=1024
+#   (two shapes, causal and not, atomic and deterministic dQ); each can still be set.
 set -u
 START=$(date +%s)
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  STAGES=${STAGES:-build bench} DTYPES=${DTYPES:-bf16} DIMS=${DIMS:-64} SEQS=${SEQS:-1024}
+fi
 OUT=${OUT:-$PWD/cuda-bwd-out}
 BUILD=${BUILD:-b-cuda-bwd}
 ARCH=${ARCH:-90}
@@ -92,8 +99,11 @@ if has bench; then
   timeout 150 "$BIN/polyattn_cuda_bwd_bench" < "$OUT/nodet.txt" >> "$OUT/polyattn.jsonl" 2>> "$LOG"
   echo "cuda_bwd_bench exit $?" >> "$LOG"
   say "torch"
-  PYTHONUNBUFFERED=1 timeout 200 python3 bench/gpu/torch_sdpa_bwd.py < "$OUT/shapes.txt" > "$OUT/torch.jsonl" 2>> "$LOG"
-  echo "torch_sdpa_bwd exit $?" >> "$LOG"
+  # torch records on stdout, its progress and tables in the log
+  PYTHONUNBUFFERED=1 timeout 200 python3 bench/compare_torch.py --backward \
+    --torch-backends flash,cudnn,efficient --shape-lines "$OUT/shapes.txt" --jsonl - \
+    > "$OUT/torch.jsonl" 2>> "$LOG"
+  echo "compare_torch --backward exit $?" >> "$LOG"
   python3 bench/gpu/summarize_bwd.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
     "$OUT/summary.md" "$COMMIT" "$(date -u +%F)" > /dev/null
   rm -f "$OUT/shapes.txt" "$OUT/det.txt" "$OUT/nodet.txt"

@@ -1,18 +1,20 @@
 #!/bin/bash
 # CUDA backend checks on a GPU machine, from the repository root:
 #   build (-j16), ctest -L cuda, benchmarks of polyattn (cuda_bench) beside PyTorch SDPA
-#   (flash, cudnn, efficient, math) in the same run, then compute-sanitizer memcheck (whole
-#   conformance suite) and racecheck (a reduced case set) on the conformance test.  Results land in $OUT (default ./cuda-checks-out):
+#   (flash, cudnn, efficient, math; bench/compare_torch.py --shape-lines) in the same run,
+#   then compute-sanitizer memcheck (whole conformance suite) and racecheck (a reduced case set) on the conformance test.  Results land in $OUT (default ./cuda-checks-out):
 #     checks.log      build tail, ctest, sanitizer summaries
 #     memcheck.log    racecheck.log
 #     polyattn.jsonl  torch.jsonl  summary.json  summary.md
 # Environment: STAGES="build test sanitize bench" (subset), SUITES="fa2 seed unfused",
-#   QUICK=1 (one shape per suite), ARCH (CUDA architectures, default 90), BUILD (dir).
+#   QUICK=1 (smoke test: STAGES default "build bench", shapes.py --quick: a few shapes per
+#   suite), ARCH (CUDA architectures, default 90), BUILD (dir).
 set -u
+QUICK=${QUICK:-0}
 OUT=${OUT:-$PWD/cuda-checks-out}
 BUILD=${BUILD:-build-gpu}
 ARCH=${ARCH:-90}
-STAGES=${STAGES:-build test sanitize bench}
+if [ "$QUICK" = 1 ]; then STAGES=${STAGES:-build bench}; else STAGES=${STAGES:-build test sanitize bench}; fi
 SUITES=${SUITES:-fa2 seed unfused}
 mkdir -p "$OUT"
 LOG=$OUT/checks.log
@@ -47,12 +49,15 @@ if has test; then
 fi
 
 if has bench; then
-  say "bench: suites $SUITES ${QUICK:+(quick)}"
-  python3 bench/gpu/shapes.py $SUITES ${QUICK:+--quick} > "$OUT/shapes.txt"
+  quick=""; [ "$QUICK" = 1 ] && quick=--quick
+  say "bench: suites $SUITES $quick"
+  python3 bench/gpu/shapes.py $SUITES $quick > "$OUT/shapes.txt"
   timeout 400 "$BUILD/bin/polyattn_cuda_bench" < "$OUT/shapes.txt" > "$OUT/polyattn.jsonl" 2>> "$LOG"
   echo "cuda_bench exit $?" >> "$LOG"
-  PYTHONUNBUFFERED=1 timeout 400 python3 bench/gpu/torch_sdpa.py < "$OUT/shapes.txt" > "$OUT/torch.jsonl" 2>> "$LOG"
-  echo "torch_sdpa exit $?" >> "$LOG"
+  # torch records on stdout, its progress and tables in the log
+  PYTHONUNBUFFERED=1 timeout 400 python3 bench/compare_torch.py --shape-lines "$OUT/shapes.txt" \
+    --jsonl - > "$OUT/torch.jsonl" 2>> "$LOG"
+  echo "compare_torch exit $?" >> "$LOG"
   python3 bench/gpu/summarize.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
     "$OUT/summary.md" "$COMMIT" "$(date -u +%F)" > /dev/null
   rm -f "$OUT/shapes.txt"

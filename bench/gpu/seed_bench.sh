@@ -3,13 +3,18 @@
 # build (CUDA only), conformance --backend cuda (forward; again with the split-key schedule
 # forced wherever it applies), odd-shape checks of the wide kernels through cuda_bench
 # (sampled rows against a double reference, every element written), then polyattn flash on
-# the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run.
+# the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run
+# (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed).
 # Results in $OUT: seed.log conformance.txt checks.jsonl polyattn.jsonl torch.jsonl
 # ncu.txt summary.md summary.json.
 # Environment: BUILD (dir), ARCH (default 90), CHUNKS=0 (skip the runs of every split
 # chunk candidate; CHUNK_DTYPES: their dtypes, default f16,f32), NCU=0 (skip the Nsight
-# Compute look at the 1x4096 kernels, f16 and f32), COMMIT.
+# Compute look at the 1x4096 kernels, f16 and f32), COMMIT.  QUICK=1: smoke test: no
+# conformance runs, the first odd-shape check per dtype, f16 seed shapes 1x4096 (D 1024) and
+# 16x128 (D 512) only; CHUNKS and NCU default to 0.
 set -u
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then CHUNKS=${CHUNKS:-0} NCU=${NCU:-0}; fi
 OUT=${OUT:-$PWD/seed-out}
 BUILD=${BUILD:-b-seedperf}
 ARCH=${ARCH:-90}
@@ -32,17 +37,25 @@ rm -f "$OUT/build.txt"
 say "build took $(( $(date +%s) - start )) s"
 BIN=$BUILD/bin
 
-say "conformance --backend cuda (forward)"
-timeout 120 "$BIN/conformance" --backend cuda > "$OUT/conformance.txt" 2>&1
-echo "exit $?" >> "$OUT/conformance.txt"
-say "conformance --backend cuda --algo flash, POLYATTN_CUDA_FLASH_SPLIT=1 (split forced)"
-echo "### POLYATTN_CUDA_FLASH_SPLIT=1" >> "$OUT/conformance.txt"
-POLYATTN_CUDA_FLASH_SPLIT=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
-echo "exit $?" >> "$OUT/conformance.txt"
-grep -E "^conformance|FAIL|^exit" "$OUT/conformance.txt" | head -40 | tee -a "$LOG"
+if [ "$QUICK" = 1 ]; then
+  say "QUICK=1: conformance skipped" | tee "$OUT/conformance.txt"
+else
+  say "conformance --backend cuda (forward)"
+  timeout 120 "$BIN/conformance" --backend cuda > "$OUT/conformance.txt" 2>&1
+  echo "exit $?" >> "$OUT/conformance.txt"
+  say "conformance --backend cuda --algo flash, POLYATTN_CUDA_FLASH_SPLIT=1 (split forced)"
+  echo "### POLYATTN_CUDA_FLASH_SPLIT=1" >> "$OUT/conformance.txt"
+  POLYATTN_CUDA_FLASH_SPLIT=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
+  echo "exit $?" >> "$OUT/conformance.txt"
+  grep -E "^conformance|FAIL|^exit" "$OUT/conformance.txt" | head -40 | tee -a "$LOG"
+fi
 
 say "odd-shape checks (auto plan, split forced)"
-python3 bench/gpu/seed_shapes.py check > "$OUT/checks.txt"
+if [ "$QUICK" = 1 ]; then
+  python3 bench/gpu/seed_shapes.py check f16,f32 | awk '!seen[$2]++' > "$OUT/checks.txt"
+else
+  python3 bench/gpu/seed_shapes.py check > "$OUT/checks.txt"
+fi
 { timeout 120 "$BIN/polyattn_cuda_bench" --reps 5 < "$OUT/checks.txt"
   sed 's/^check /check-split1 /' "$OUT/checks.txt" | POLYATTN_CUDA_FLASH_SPLIT=1 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
 } > "$OUT/checks.jsonl" 2>> "$LOG"
@@ -61,7 +74,11 @@ print(f"checks: {n - bad} of {n} ok")
 PY
 
 say "seed shapes: polyattn flash"
-python3 bench/gpu/seed_shapes.py seed > "$OUT/shapes.txt"
+if [ "$QUICK" = 1 ]; then
+  python3 bench/gpu/seed_shapes.py seed f16 | sed -n '1p;$p' > "$OUT/shapes.txt"
+else
+  python3 bench/gpu/seed_shapes.py seed > "$OUT/shapes.txt"
+fi
 timeout 200 "$BIN/polyattn_cuda_bench" < "$OUT/shapes.txt" > "$OUT/polyattn.jsonl" 2>> "$LOG"
 echo "cuda_bench exit $?" >> "$LOG"
 if [ "${CHUNKS:-1}" = 1 ]; then
@@ -74,8 +91,10 @@ if [ "${CHUNKS:-1}" = 1 ]; then
   rm -f "$OUT/chunks.txt"
 fi
 say "seed shapes: torch SDPA efficient, math"
-PYTHONUNBUFFERED=1 timeout 150 python3 bench/gpu/seed_torch.py efficient,math < "$OUT/shapes.txt" > "$OUT/torch.jsonl" 2>> "$LOG"
-echo "torch_sdpa exit $?" >> "$LOG"
+# torch records on stdout, its progress and tables in the log
+PYTHONUNBUFFERED=1 timeout 150 python3 bench/compare_torch.py --torch-backends efficient,math \
+  --shape-lines "$OUT/shapes.txt" --jsonl - > "$OUT/torch.jsonl" 2>> "$LOG"
+echo "compare_torch exit $?" >> "$LOG"
 summary() {
   python3 bench/gpu/seed_summary.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
     "$OUT/summary.md" "$COMMIT" "$(date -u +%F)" > /dev/null

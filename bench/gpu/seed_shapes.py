@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Shape lines (cuda_bench / torch_sdpa.py format) for the seed-shape work of issue #4:
+"""Shape lines (cuda_bench / compare_torch.py --shape-lines format) for the seed-shape work of issue #4:
     seed:  the seed article's five shapes (one head, causal top-left), f16, bf16, f32
     check: odd shapes through the wide flash kernels and their split-key schedule
            (GQA, bottom-right with fully masked rows, seq_q != seq_kv, no mask)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seed-shape table: polyattn flash (each variant: suite 'seed' is the default plan,
 'seed-<name>' a run with POLYATTN_CUDA_FLASH_SPLIT set) beside PyTorch SDPA efficient and
-math from the same run, the ratio efficient_ms / polyattn_ms (target >= 2).
+math from the same run (compare_torch.py --jsonl records), the ratio efficient_ms /
+polyattn_ms (target >= 2).
 usage: seed_summary.py polyattn.jsonl torch.jsonl summary.json summary.md commit date"""
 import json
 import sys

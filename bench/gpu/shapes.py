@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Shape lines for cuda_bench and torch_sdpa.py (one source for both):
+"""Shape lines for cuda_bench and compare_torch.py --shape-lines (one source for both):
     suite dtype batch heads_q heads_kv seq_q seq_kv head_dim causal algos
 usage: shapes.py [fa2] [seed] [unfused] [--quick]"""
 import sys

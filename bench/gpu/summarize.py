@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Merges cuda_bench and torch_sdpa.py output into one JSON document and a Markdown table.
+"""Merges cuda_bench and compare_torch.py --jsonl output into one JSON document and a Markdown table.
 usage: summarize.py polyattn.jsonl torch.jsonl out.json out.md [commit] [date]"""
 import json
 import sys

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Pairs cuda_bwd_bench records with torch_sdpa_bwd.py records (same shape) and writes a
-JSON summary and a markdown table.  Ratio = torch ms / polyattn ms (1.0: as fast; above
+"""Pairs cuda_bwd_bench records with compare_torch.py --backward --jsonl records (same
+shape) and writes a JSON summary and a markdown table.  Ratio = torch ms / polyattn ms (1.0: as fast; above
 1: polyattn faster).
 usage: summarize_bwd.py polyattn.jsonl torch.jsonl summary.json summary.md COMMIT DATE"""
 import json

@@ -582,11 +582,11 @@ compare_torch)
             --polyattn "$polyattn" --backends host
         grep -q "PyTorch is not installed" err.txt || fail "torch missing: message: $(cat err.txt)"
         [ -s out.txt ] && fail "torch missing: ran something: $(cat out.txt)"
-        # The shape-line interface (bench/gpu/cuda_checks.sh through bench/gpu/torch_sdpa.py).
+        # The shape-line interface (bench/gpu/cuda_checks.sh, cuda_bwd_checks.sh, seed_bench.sh).
         python3 "$bench_src/gpu/shapes.py" fa2 --quick >lines.txt
-        expect_code 77 "torch missing, shape lines" -- sh -c 'python3 "$1" flash <lines.txt' sh \
-            "$bench_src/gpu/torch_sdpa.py"
-        grep -q "PyTorch is not installed" err.txt || fail "torch_sdpa.py: message: $(cat err.txt)"
+        expect_code 77 "torch missing, shape lines" -- sh -c \
+            'python3 "$1" --shape-lines - --jsonl - --torch-backends flash <lines.txt' sh "$script"
+        grep -q "PyTorch is not installed" err.txt || fail "shape lines: message: $(cat err.txt)"
         expect_code 77 "torch missing, shape lines from a file" -- python3 "$script" \
             --shape-lines lines.txt --jsonl x.jsonl --backward
     fi
