@@ -22,14 +22,17 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
     switch (backend) {
     case POLYATTN_BACKEND_CUDA:
         /* bench/results/cli-h100-2026-11-24 and cuda-h100-2026-11-24: fused was the
-         * slowest on every shape (3-15x behind unfused); cuBLAS unfused beat flash on the
-         * seed shapes (head_dim 512-1024: 4-6x in f32, 3-4x in f16) and in decode
-         * (seq_q 1, seq_kv >= 4096: 1.2-4x); tensor-core flash beat unfused 2.7-9.5x on
-         * every FlashAttention-2 shape (f16/bf16, head_dim 64/128, N 512-16384). */
+         * slowest on every shape (3-15x behind unfused); cuBLAS unfused beat flash in
+         * decode (seq_q 1, seq_kv >= 4096: 1.2-4x); tensor-core flash beat unfused
+         * 2.7-9.5x on every FlashAttention-2 shape (f16/bf16, head_dim 64/128, N
+         * 512-16384).  session2-h100-2026-11-24/seed_uf.txt (same run): on the seed shapes
+         * (head_dim 512-1024) f16/bf16 unfused is 1.9-3.2x faster than flash except at
+         * 16x128 (flash 1.6-1.8x), and f32 flash (3xTF32) is within 0.90-1.12x of
+         * unfused while needing more memory (split-key partials): unfused stays first. */
         if (p->head_dim > 256 || p->head_dim_v > 256) {
             set(order, U, L, F);
-            *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 3-6x faster than "
-                   "flash on the seed shapes";
+            *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.9-3.2x faster "
+                   "than flash in f16/bf16 and on par in f32 on the seed shapes";
         } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
                    p->batch * p->heads_q * p->seq_q < 8192) {
             /* compare-h100-2026-11-24/explain_vs_autotune.csv: flash won back at
@@ -39,8 +42,8 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
                    "first, measured 1.2-4x faster than flash";
         } else if (p->dtype == POLYATTN_DTYPE_F32) {
             set(order, U, L, F);
-            *why = "cuda, f32: unfused (cuBLAS) first; flash's f32 path has no tensor cores "
-                   "(measured 4-6x slower on the seed shapes)";
+            *why = "cuda, f32, head_dim <= 256: unfused (cuBLAS) first; flash's f32 path "
+                   "there has no tensor cores";
         } else {
             set(order, L, U, F);
             *why = "cuda, f16/bf16, head_dim <= 256: tensor-core flash first, measured "
