@@ -18,15 +18,13 @@
  * The split-key schedule of flash_split.h applies as for the 16-bit kernel.
  */
 #include "flash_f32.h"
+#include "tc_common.cuh"
 
-#include <cuda_runtime.h>
-#include <stdint.h>
 
 namespace
 {
 
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
+using namespace pa_tc;
 
 template <int HEAD_DIM>
 struct F32WideTraits {
@@ -54,50 +52,6 @@ struct F32WideTraits {
     static_assert(kSlice % 16 == 0 && kBlockN % 8 == 0, "whole mma tiles");
     static_assert(HEAD_DIM % 32 == 0, "the bank arithmetic of the strides needs D % 32 == 0");
 };
-
-/* cudaFuncSetAttribute once per kernel instance and device (flag: a static of the caller's
- * instance): a driver call per launch is host time the small seed shapes feel. */
-template <typename K>
-cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
-{
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess) return e;
-    const unsigned long long bit = dev >= 0 && dev < 64 ? 1ull << dev : 0;
-    if (bit && (__atomic_load_n(&done, __ATOMIC_RELAXED) & bit)) return cudaSuccess;
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (e == cudaSuccess && bit) __atomic_fetch_or(&done, bit, __ATOMIC_RELAXED);
-    return e;
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait_1()
-{
-    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all()
-{
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
 
 /* x = hi + lo: hi rounded to tf32, lo the remainder (f32 bits; the mma reads its top 19). */
 __device__ __forceinline__ void split_tf32(uint32_t x, uint32_t &hi, uint32_t &lo)
@@ -159,21 +113,18 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
     const int row0 = w.qt * BM;
     const int t0 = w.t0, t1 = w.t1;
 
-    auto load_rows = [&](float *dst, int stride, int rows, const float *src, int64_t row_stride,
-                         int first, int limit) {
-        constexpr int kChunks = D / 4;
-        for (int i = tid; i < rows * kChunks; i += Tr::kThreads) {
-            const int r = i / kChunks, c = i % kChunks;
-            const bool valid = first + r < limit;
-            const float *gp = valid ? src + (int64_t)(first + r) * row_stride + c * 4 : src;
-            cp_async16(dst + r * stride + c * 4, gp, valid);
-        }
+    /* Q and K rows are QS floats apart in shared memory, V rows VS */
+    auto load_k = [&](int first) {
+        load_rows<BN, D / 4, QS, Tr::kThreads>(sk, k, a.k_stride[2], first, a.seq_kv);
+    };
+    auto load_v = [&](int first) {
+        load_rows<BN, D / 4, VS, Tr::kThreads>(sv, v, a.v_stride[2], first, a.seq_kv);
     };
 
-    load_rows(sq, QS, BM, q, a.q_stride[2], row0, a.seq_q);
-    if (t1 > t0) load_rows(sk, QS, BN, k, a.k_stride[2], t0 * BN, a.seq_kv);
+    load_rows<BM, D / 4, QS, Tr::kThreads>(sq, q, a.q_stride[2], row0, a.seq_q);
+    if (t1 > t0) load_k(t0 * BN);
     cp_async_commit();
-    if (t1 > t0) load_rows(sv, VS, BN, v, a.v_stride[2], t0 * BN, a.seq_kv);
+    if (t1 > t0) load_v(t0 * BN);
     cp_async_commit();
 
     /* softmax ownership: row sr = tid / 8, keys KPT * (tid % 8) + {0..KPT-1} */
@@ -191,7 +142,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
 
     for (int nt = t0; nt < t1; ++nt) {
         const int key0 = nt * BN;
-        cp_async_wait_1(); /* K(nt) (and Q) landed; V(nt) may still fly */
+        cp_async_wait<1>(); /* K(nt) (and Q) landed; V(nt) may still fly */
         __syncthreads();
 
         /* partial S over this warp's head-dim slice, 16 columns (two k8 steps) at a time.
@@ -268,7 +219,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
         }
         if (Tr::kSlots < Tr::kWarps) {
             __syncthreads(); /* every warp is past Q K^T: the K buffer is free */
-            if (nt + 1 < t1) load_rows(sk, QS, BN, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            if (nt + 1 < t1) load_k(key0 + BN);
             cp_async_commit();
         }
         if (warp >= Tr::kSlots) {
@@ -283,7 +234,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
         }
         __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
         if (Tr::kSlots == Tr::kWarps) {
-            if (nt + 1 < t1) load_rows(sk, QS, BN, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            if (nt + 1 < t1) load_k(key0 + BN);
             cp_async_commit();
         }
 
@@ -304,7 +255,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-            const float m_new = fmaxf(run_m, mx);
+            const float m_new = mx > run_m + kRescaleSlack ? mx : run_m; /* lazy rescale */
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
             const float alpha = exp2f(run_m - m_use);
             float sum = 0.f;
@@ -321,21 +272,11 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             run_m = m_new;
             if (tid % 8 == 0) s_alpha[sr] = alpha;
         }
-        cp_async_wait_1(); /* V(nt) landed; K(nt+1) may still fly */
+        cp_async_wait<1>(); /* V(nt) landed; K(nt+1) may still fly */
         __syncthreads();
 
         /* O = O * alpha + P V over this warp's slice */
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-            const float al0 = s_alpha[mt * 16 + g], al1 = s_alpha[mt * 16 + g + 8];
-#pragma unroll
-            for (int j = 0; j < SL / 8; ++j) {
-                acc_o[mt][j][0] *= al0;
-                acc_o[mt][j][1] *= al0;
-                acc_o[mt][j][2] *= al1;
-                acc_o[mt][j][3] *= al1;
-            }
-        }
+        rescale_rows<SL / 8>(acc_o, s_alpha, g);
 #pragma unroll
         for (int kk = 0; kk < BN / 8; ++kk) {
             uint32_t ah[2][4], al[2][4];
@@ -360,10 +301,10 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             }
         }
         __syncthreads(); /* V and P buffers are free */
-        if (nt + 1 < t1) load_rows(sv, VS, BN, v, a.v_stride[2], key0 + BN, a.seq_kv);
+        if (nt + 1 < t1) load_v(key0 + BN);
         cp_async_commit();
     }
-    cp_async_wait_all();
+    cp_async_wait<0>();
     if (tid % 8 == 0) {
         s_m[sr] = run_m;
         s_l[sr] = run_l;

@@ -15,17 +15,13 @@
  */
 #include "flash_tc.h"
 #include "flash_split.h"
+#include "tc_common.cuh"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#include <stdint.h>
 
 namespace
 {
 
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
+using namespace pa_tc;
 
 template <int HEAD_DIM, int BLOCK_N = (HEAD_DIM <= 128 ? 64 : 32)>
 struct FlashTcTraits {
@@ -47,116 +43,12 @@ struct FlashTcTraits {
     static_assert(HEAD_DIM % 16 == 0 && kBlockN % 16 == 0, "mma tiles are 16 wide");
 };
 
-template <typename T>
-struct Dt;
-template <>
-struct Dt<__half> {
-    static __device__ __forceinline__ uint32_t pack(float x, float y)
-    {
-        __half2 h = __floats2half2_rn(x, y);
-        return *reinterpret_cast<uint32_t *>(&h);
-    }
-    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0,
-                                               uint32_t b1)
-    {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-};
-template <>
-struct Dt<__nv_bfloat16> {
-    static __device__ __forceinline__ uint32_t pack(float x, float y)
-    {
-        __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-        return *reinterpret_cast<uint32_t *>(&h);
-    }
-    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0,
-                                               uint32_t b1)
-    {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-};
-
-/* cudaFuncSetAttribute once per kernel instance and device (flag: a static of the caller's
- * instance): a driver call per launch is host time the small seed shapes feel. */
-template <typename K>
-cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
-{
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e != cudaSuccess) return e;
-    const unsigned long long bit = dev >= 0 && dev < 64 ? 1ull << dev : 0;
-    if (bit && (__atomic_load_n(&done, __ATOMIC_RELAXED) & bit)) return cudaSuccess;
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (e == cudaSuccess && bit) __atomic_fetch_or(&done, bit, __ATOMIC_RELAXED);
-    return e;
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-/* 16-byte async copy; src_bytes 0 fills the destination with zeros (rows past the end). */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait_1()
-{
-    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all()
-{
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
-__device__ __forceinline__ int visible_keys(const pa_gpu_args &a, int query)
-{
-    int n = a.seq_kv;
-    if (a.mask == 1)
-        n = query + 1;
-    else if (a.mask == 2)
-        n = query + 1 + (a.seq_kv - a.seq_q);
-    return n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n);
-}
-
 /* rows x HEAD_DIM tile from global (row stride in elements) into padded shared rows. */
 template <typename Tr, int ROWS, typename T>
 __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stride, int row0,
                                           int nrows)
 {
-    constexpr int kChunks = Tr::kHeadDim / 8;
-    for (int i = threadIdx.x; i < ROWS * kChunks; i += Tr::kThreads) {
-        const int r = i / kChunks, c = i % kChunks;
-        const bool valid = row0 + r < nrows;
-        const T *g = valid ? src + (int64_t)(row0 + r) * row_stride + c * 8 : src;
-        cp_async16(dst + r * Tr::kStride + c * 8, g, valid);
-    }
+    load_rows<ROWS, Tr::kHeadDim / 8, Tr::kStride, Tr::kThreads>(dst, src, row_stride, row0, nrows);
 }
 
 template <int HEAD_DIM, int BLOCK_N, typename T>
@@ -184,8 +76,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
 
     const int row0 = m_block * BM;
     const int last_row = min(row0 + BM, a.seq_q) - 1;
-    const int key_end = visible_keys(a, last_row);
-    const int first_vis = visible_keys(a, row0); /* tiles below it need no mask */
+    const int key_end = pa_flash_visible(a, last_row);
+    const int first_vis = pa_flash_visible(a, row0); /* tiles below it need no mask */
     const int n_tiles = (key_end + BN - 1) / BN;
 
     load_tile<Tr, BM>(sq, q, a.q_stride[2], row0, a.seq_q);
@@ -200,8 +92,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
     int vis[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-        vis[mt][0] = visible_keys(a, row0 + wrow + mt * 16 + g);
-        vis[mt][1] = visible_keys(a, row0 + wrow + mt * 16 + g + 8);
+        vis[mt][0] = pa_flash_visible(a, row0 + wrow + mt * 16 + g);
+        vis[mt][1] = pa_flash_visible(a, row0 + wrow + mt * 16 + g + 8);
     }
     const float sl2 = a.scale * kLog2e;
 
@@ -217,7 +109,7 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
     }
 
     for (int nt = 0; nt < n_tiles; ++nt) {
-        cp_async_wait_all();
+        cp_async_wait<0>();
         __syncthreads();
         if (nt + 1 < n_tiles) {
             const int st = (nt + 1) & 1;
@@ -325,7 +217,7 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
             }
         }
     }
-    cp_async_wait_all();
+    cp_async_wait<0>();
 
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -414,25 +306,19 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     const int row0 = w.qt * BM;
     const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
 
-    auto load_rows = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
-        constexpr int kChunks = D / 8;
-        for (int i = tid; i < BM * kChunks; i += Tr::kThreads) {
-            const int r = i / kChunks, c = i % kChunks;
-            const bool valid = first + r < limit;
-            const T *gp = valid ? src + (int64_t)(first + r) * row_stride + c * 8 : src;
-            cp_async16(dst + r * S + c * 8, gp, valid);
-        }
-    };
+    auto load_tile_rows = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
+        load_rows<BM, D / 8, S, Tr::kThreads>(dst, src, row_stride, first, limit);
+    }; /* Q, K and V tiles: BM (== BN) rows of D */
 
-    load_rows(sq, q, a.q_stride[2], row0, a.seq_q);
-    if (t1 > t0) load_rows(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
+    load_tile_rows(sq, q, a.q_stride[2], row0, a.seq_q);
+    if (t1 > t0) load_tile_rows(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
     cp_async_commit();
-    if (t1 > t0) load_rows(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
+    if (t1 > t0) load_tile_rows(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
     cp_async_commit();
 
     /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
     const int sr = tid / 8, sc0 = 4 * (tid % 8);
-    const int sr_vis = visible_keys(a, row0 + sr);
+    const int sr_vis = pa_flash_visible(a, row0 + sr);
     float run_m = -INFINITY, run_l = 0.f;
     const float sl2 = a.scale * kLog2e;
 
@@ -445,7 +331,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
 
     for (int nt = t0; nt < t1; ++nt) {
         const int key0 = nt * BN;
-        cp_async_wait_1(); /* K(nt) (and Q) landed; V(nt) may still fly */
+        cp_async_wait<1>(); /* K(nt) (and Q) landed; V(nt) may still fly */
         __syncthreads();
 
         /* partial S over this warp's head-dim slice */
@@ -488,7 +374,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
         }
         if (Tr::kSlots < Tr::kWarps) {
             __syncthreads(); /* every warp is past Q K^T: the K buffer is free */
-            if (nt + 1 < t1) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            if (nt + 1 < t1) load_tile_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
             cp_async_commit();
         }
         if (warp >= Tr::kSlots) {
@@ -503,7 +389,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
         }
         __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
         if (Tr::kSlots == Tr::kWarps) {
-            if (nt + 1 < t1) load_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            if (nt + 1 < t1) load_tile_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
             cp_async_commit();
         }
 
@@ -524,7 +410,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-            const float m_new = fmaxf(run_m, mx);
+            const float m_new = mx > run_m + kRescaleSlack ? mx : run_m; /* lazy rescale */
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
             const float alpha = exp2f(run_m - m_use);
             float sum = 0.f;
@@ -543,21 +429,11 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             pp[1] = Dt<T>::pack(x[2], x[3]);
             if (tid % 8 == 0) s_alpha[sr] = alpha;
         }
-        cp_async_wait_1(); /* V(nt) landed; K(nt+1) may still fly */
+        cp_async_wait<1>(); /* V(nt) landed; K(nt+1) may still fly */
         __syncthreads();
 
         /* O = O * alpha + P V over this warp's slice */
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-            const float al0 = s_alpha[mt * 16 + g], al1 = s_alpha[mt * 16 + g + 8];
-#pragma unroll
-            for (int j = 0; j < SL / 8; ++j) {
-                acc_o[mt][j][0] *= al0;
-                acc_o[mt][j][1] *= al0;
-                acc_o[mt][j][2] *= al1;
-                acc_o[mt][j][3] *= al1;
-            }
-        }
+        rescale_rows<SL / 8>(acc_o, s_alpha, g);
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) {
             uint32_t af[2][4];
@@ -578,10 +454,10 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             }
         }
         __syncthreads(); /* V and P buffers are free */
-        if (nt + 1 < t1) load_rows(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
+        if (nt + 1 < t1) load_tile_rows(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
         cp_async_commit();
     }
-    cp_async_wait_all();
+    cp_async_wait<0>();
     if (tid % 8 == 0) {
         s_m[sr] = run_m;
         s_l[sr] = run_l;

@@ -42,6 +42,8 @@
  * every N >= 2048 (bench/results/cuda-flash-backward-h100-2026-11-24.md).
  */
 #include "flash_tc_bwd.h"
+#include "flash_split.h"
+#include "tc_common.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -52,7 +54,7 @@
 namespace
 {
 
-constexpr float kLog2e = 1.4426950408889634f;
+using namespace pa_tc;
 
 /* dK/dV kernel tiles: WARPS warps x MT*16 keys, query tiles of BM (two stages).  A warp
  * owning MT m16 key tiles reuses every Q/dO fragment it reads from shared memory for MT
@@ -96,60 +98,6 @@ struct BwdDqTraits {
     static constexpr size_t kSmem = (size_t)(2 * kBlockM + 4 * kBlockN) * kStride * 2;
 };
 
-template <typename T>
-struct Dt;
-template <>
-struct Dt<__half> {
-    static __device__ __forceinline__ uint32_t pack(float x, float y)
-    {
-        __half2 h = __floats2half2_rn(x, y);
-        return *reinterpret_cast<uint32_t *>(&h);
-    }
-    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0,
-                                               uint32_t b1)
-    {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-    static __device__ __forceinline__ float2 unpack(uint32_t u)
-    {
-        return __half22float2(*reinterpret_cast<__half2 *>(&u));
-    }
-};
-template <>
-struct Dt<__nv_bfloat16> {
-    static __device__ __forceinline__ uint32_t pack(float x, float y)
-    {
-        __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
-        return *reinterpret_cast<uint32_t *>(&h);
-    }
-    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0,
-                                               uint32_t b1)
-    {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-    static __device__ __forceinline__ float2 unpack(uint32_t u)
-    {
-        return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&u));
-    }
-};
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-/* 16-byte async copy; src_bytes 0 fills the destination with zeros (rows past the end). */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
 /* 4-byte async copy (lse/delta rows); src_bytes 0 writes a zero. */
 __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid)
 {
@@ -164,49 +112,12 @@ __device__ __forceinline__ float fast_exp2(float x)
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all()
-{
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
-__device__ __forceinline__ int visible_keys(const pa_gpu_args &a, int query)
-{
-    int n = a.seq_kv;
-    if (a.mask == 1)
-        n = query + 1;
-    else if (a.mask == 2)
-        n = query + 1 + (a.seq_kv - a.seq_q);
-    return n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n);
-}
-
 /* rows x D tile from global (row stride in elements) into padded shared rows. */
 template <int D, int STRIDE, int THREADS, int ROWS, typename T>
 __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stride, int row0,
                                           int nrows)
 {
-    constexpr int kChunks = D / 8;
-    for (int i = threadIdx.x; i < ROWS * kChunks; i += THREADS) {
-        const int r = i / kChunks, c = i % kChunks;
-        const bool valid = row0 + r < nrows;
-        const T *g = valid ? src + (int64_t)(row0 + r) * row_stride + c * 8 : src;
-        cp_async16(dst + r * STRIDE + c * 8, g, valid);
-    }
+    load_rows<ROWS, D / 8, STRIDE, THREADS>(dst, src, row_stride, row0, nrows);
 }
 
 __device__ __forceinline__ void atomic_add2(float *p, float x, float y)
@@ -333,7 +244,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
                 acc_dk[mt][j][e] = acc_dv[mt][j][e] = 0.f;
 
     for (int it = 0; it < n_iter; ++it) {
-        cp_async_wait_all();
+        cp_async_wait<0>();
         __syncthreads(); /* stage it landed; everyone is done with stage it+1 and sds */
         if (it + 1 < n_iter) load_stage(it + 1, (it + 1) & 1);
         cp_async_commit();
@@ -378,7 +289,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
         }
 
         /* P^T and dS^T in place (rows: keys, columns: queries) */
-        const bool need_mask = visible_keys(a, q0) < key0 + BN;
+        const bool need_mask = pa_flash_visible(a, q0) < key0 + BN;
 #pragma unroll
         for (int j = 0; j < BM / 8; ++j) {
             const float2 l2 = *reinterpret_cast<const float2 *>(lse2 + j * 8 + 2 * t4);
@@ -390,7 +301,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
                     const int qc = j * 8 + 2 * t4 + (e & 1);
                     float p = fast_exp2(fmaf(acc_s[mt][j][e], sl2, -(e & 1 ? l2.y : l2.x)));
                     if (need_mask &&
-                        key0 + wrow + mt * 16 + g + 8 * (e >> 1) >= visible_keys(a, q0 + qc))
+                        key0 + wrow + mt * 16 + g + 8 * (e >> 1) >= pa_flash_visible(a, q0 + qc))
                         p = 0.f;
                     acc_dp[mt][j][e] = p * (acc_dp[mt][j][e] - (e & 1 ? dd.y : dd.x));
                     acc_s[mt][j][e] = p;
@@ -477,7 +388,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
             }
         }
     }
-    cp_async_wait_all();
+    cp_async_wait<0>();
 
     /* dK = scale dS^T Q, dV = P^T dO for this warp's keys */
     T *dk = static_cast<T *>(bp.dk) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
@@ -598,7 +509,7 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
                 acc_dk[mt][j][e] = acc_dv[mt][j][e] = 0.f;
 
     for (int it = 0; it < n_iter; ++it) {
-        cp_async_wait_all();
+        cp_async_wait<0>();
         __syncthreads(); /* stage it landed; everyone is done with stage it+1, P and dS */
         if (it + 1 < n_iter) load_stage(it + 1, (it + 1) & 1);
         cp_async_commit();
@@ -643,14 +554,14 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
                     }
                 }
             }
-            const bool need_mask = visible_keys(a, q0) < key0 + BN;
+            const bool need_mask = pa_flash_visible(a, q0) < key0 + BN;
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     const int ql = p1m * 32 + mt * 16 + g + 8 * r; /* query in the tile */
                     const float l2 = lse2[ql], dd = dl[ql];
-                    const int vis = need_mask ? visible_keys(a, q0 + ql) : a.seq_kv;
+                    const int vis = need_mask ? pa_flash_visible(a, q0 + ql) : a.seq_kv;
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
                         const int kl = p1n * 32 + j * 8 + 2 * t4; /* key in the tile */
@@ -741,7 +652,7 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
                 }
         }
     }
-    cp_async_wait_all();
+    cp_async_wait<0>();
 
     T *dk = static_cast<T *>(bp.dk) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
     T *dv = static_cast<T *>(bp.dv) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
@@ -789,8 +700,8 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
     const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
 
     const int row0 = m_block * BM;
-    const int key_end = visible_keys(a, min(row0 + BM, a.seq_q) - 1);
-    const int first_vis = visible_keys(a, row0);
+    const int key_end = pa_flash_visible(a, min(row0 + BM, a.seq_q) - 1);
+    const int first_vis = pa_flash_visible(a, row0);
     const int n_tiles = (key_end + BN - 1) / BN;
 
     load_tile<D, S, NT, BM>(sq, q, a.q_stride[2], row0, a.seq_q);
@@ -810,7 +721,7 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
         const int row = row0 + wrow + g + 8 * r;
         lse2[r] = row < a.seq_q ? bp.lse2[rowbase + row] : INFINITY;
         dl[r] = row < a.seq_q ? bp.delta[rowbase + row] : 0.f;
-        vis[r] = visible_keys(a, row);
+        vis[r] = pa_flash_visible(a, row);
     }
     const float sl2 = a.scale * kLog2e;
     float acc_q[D / 8][4];
@@ -821,7 +732,7 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
             acc_q[j][e] = 0.f;
 
     for (int nt = 0; nt < n_tiles; ++nt) {
-        cp_async_wait_all();
+        cp_async_wait<0>();
         __syncthreads();
         if (nt + 1 < n_tiles) {
             const int st = (nt + 1) & 1;
@@ -883,7 +794,7 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
             }
         }
     }
-    cp_async_wait_all();
+    cp_async_wait<0>();
 
     T *dq = static_cast<T *>(dq_out) + batch * a.q_stride[0] + head * a.q_stride[1];
 #pragma unroll

@@ -1,0 +1,187 @@
+/*
+ * Device helpers shared by the NVIDIA tensor-core kernels (flash_tc.cu, flash_tc_bwd.cu,
+ * flash_f32.cu): PTX wrappers for cp.async, ldmatrix and mma.sync, the 16-bit pack/unpack
+ * per storage type, the tile loader, and the once-per-device shared-memory attribute.
+ * sm_80 and newer.
+ */
+#ifndef POLYATTN_CUDA_TC_COMMON_CUH
+#define POLYATTN_CUDA_TC_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+namespace pa_tc
+{
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+/* cudaFuncSetAttribute once per kernel instance and device (flag: a static of the caller's
+ * instance): a driver call per launch is host time the small seed shapes feel. */
+template <typename K>
+cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
+{
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    const unsigned long long bit = dev >= 0 && dev < 64 ? 1ull << dev : 0;
+    if (bit && (__atomic_load_n(&done, __ATOMIC_RELAXED) & bit)) return cudaSuccess;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess && bit) __atomic_fetch_or(&done, bit, __ATOMIC_RELAXED);
+    return e;
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* 16-byte async copy; valid false fills the destination with zeros (rows past the end). */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+/* Waits until at most N committed groups are still in flight. */
+template <int N>
+__device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+/*
+ * ROWS rows of CHUNKS 16-byte chunks from global memory (rows row_stride elements apart,
+ * starting at row `first`; rows at or past `limit` are zero-filled) into shared rows
+ * STRIDE elements apart, by THREADS threads with cp.async.  Thread t copies chunks
+ * t, t + THREADS, ...: its (row, chunk) pairs are compile-time offsets from its first one,
+ * so a copy costs an address add and a compare (the i / CHUNKS, i % CHUNKS form of a
+ * plain loop cost about 30 instructions per copy, half the instructions of a wide kernel's
+ * key tile).
+ */
+template <int ROWS, int CHUNKS, int STRIDE, int THREADS, typename T>
+__device__ __forceinline__ void load_rows(T *dst, const T *src, int64_t row_stride, int first,
+                                          int limit)
+{
+    constexpr int kElems = 16 / (int)sizeof(T);
+    constexpr int kTotal = ROWS * CHUNKS;
+    constexpr int kIters = (kTotal + THREADS - 1) / THREADS;
+    const int tid = threadIdx.x;
+    const int r0 = tid / CHUNKS, c0 = tid % CHUNKS;
+    const int avail = limit - first;
+    const T *g0 = src + (int64_t)first * row_stride + c0 * kElems;
+    T *s0 = dst + r0 * STRIDE + c0 * kElems;
+#pragma unroll
+    for (int j = 0; j < kIters; ++j) {
+        if (kTotal % THREADS != 0 && tid + j * THREADS >= kTotal) break;
+        int dr = (j * THREADS) / CHUNKS, dc = (j * THREADS) % CHUNKS;
+        if ((THREADS % CHUNKS) != 0 && c0 + dc >= CHUNKS) {
+            dc -= CHUNKS;
+            dr += 1;
+        }
+        const int r = r0 + dr;
+        const bool valid = r < avail;
+        const T *gp = valid ? g0 + (int64_t)r * row_stride + dc * kElems : src;
+        cp_async16(s0 + dr * STRIDE + dc * kElems, gp, valid);
+    }
+}
+
+/*
+ * Lazy rescaling of the online softmax (wide forward kernels): a row keeps its running
+ * max m until a key tile's max exceeds it by more than kRescaleSlack (log2 units).  The
+ * probabilities exp2(s - m) are then at most 2^8, well inside f16, bf16 and f32, and O and
+ * the row sum stay scaled by the same m, so the final O / l is unchanged; most key tiles
+ * after the first few leave every alpha at exactly 1 and skip the O rescale.
+ */
+constexpr float kRescaleSlack = 8.f;
+
+/* acc_o[mt][j][e] *= alpha of its row (rows mt*16 + g and + 8 of a 32-row tile, alphas in
+ * shared memory); skipped when every alpha of the warp is 1. */
+template <int NJ>
+__device__ __forceinline__ void rescale_rows(float (&acc_o)[2][NJ][4], const float *s_alpha, int g)
+{
+    float al[2][2];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+        al[mt][0] = s_alpha[mt * 16 + g];
+        al[mt][1] = s_alpha[mt * 16 + g + 8];
+    }
+    const bool ones = al[0][0] == 1.f && al[0][1] == 1.f && al[1][0] == 1.f && al[1][1] == 1.f;
+    if (__all_sync(0xffffffffu, ones)) return;
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int j = 0; j < NJ; ++j) {
+            acc_o[mt][j][0] *= al[mt][0];
+            acc_o[mt][j][1] *= al[mt][0];
+            acc_o[mt][j][2] *= al[mt][1];
+            acc_o[mt][j][3] *= al[mt][1];
+        }
+}
+
+template <typename T>
+struct Dt;
+template <>
+struct Dt<__half> {
+    static __device__ __forceinline__ uint32_t pack(float x, float y)
+    {
+        __half2 h = __floats2half2_rn(x, y);
+        return *reinterpret_cast<uint32_t *>(&h);
+    }
+    static __device__ __forceinline__ float2 unpack(uint32_t u)
+    {
+        return __half22float2(*reinterpret_cast<__half2 *>(&u));
+    }
+    /* c += a b, m16n8k16, f32 accumulate */
+    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0,
+                                               uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+template <>
+struct Dt<__nv_bfloat16> {
+    static __device__ __forceinline__ uint32_t pack(float x, float y)
+    {
+        __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+        return *reinterpret_cast<uint32_t *>(&h);
+    }
+    static __device__ __forceinline__ float2 unpack(uint32_t u)
+    {
+        return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&u));
+    }
+    static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0,
+                                               uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+} // namespace pa_tc
+
+#endif
