@@ -11,8 +11,9 @@
  * summed through 4 shared-memory slots; 8 threads a row run the online softmax and write
  * P (f32) and the rescale factor; each warp accumulates its 32 x D/8 slice of O in
  * registers.  Q stays in shared memory as f32 (128 KiB at D = 1024), which leaves room for
- * single K and V tiles of 8 keys at D = 1024, 16 at 768, 32 at 512; K(j+1) loads during
- * the softmax and P V, V(j+1) during the next Q K^T.  Fragments come from shared memory
+ * single K and V tiles of 8 keys at D = 1024, 16 at 768, 32 at 512.  Each warp loads its
+ * own head-dim slice of Q, K and V and refills its K (V) slice right after its own Q K^T
+ * (P V), as in the 16-bit kernel.  Fragments come from shared memory
  * with ldmatrix (an 8x8 b16 matrix is 8 rows of 4 f32: exactly a tf32 fragment), except
  * V's (P V needs V transposed: plain 32-bit loads, rows padded to hit distinct banks).
  * The split-key schedule of flash_split.h applies as for the 16-bit kernel.
@@ -113,15 +114,18 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
     const int row0 = w.qt * BM;
     const int t0 = w.t0, t1 = w.t1;
 
-    /* Q and K rows are QS floats apart in shared memory, V rows VS */
+    /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself
+     * (see flash_fwd_tc_wide_kernel).  Q and K rows are QS floats apart in shared memory,
+     * V rows VS. */
+    const int col0 = warp * SL;
     auto load_k = [&](int first) {
-        load_rows<BN, D / 4, QS, Tr::kThreads>(sk, k, a.k_stride[2], first, a.seq_kv);
+        load_rows<BN, SL / 4, QS, 32>(sk + col0, k + col0, a.k_stride[2], first, a.seq_kv, lane);
     };
     auto load_v = [&](int first) {
-        load_rows<BN, D / 4, VS, Tr::kThreads>(sv, v, a.v_stride[2], first, a.seq_kv);
+        load_rows<BN, SL / 4, VS, 32>(sv + col0, v + col0, a.v_stride[2], first, a.seq_kv, lane);
     };
 
-    load_rows<BM, D / 4, QS, Tr::kThreads>(sq, q, a.q_stride[2], row0, a.seq_q);
+    load_rows<BM, SL / 4, QS, 32>(sq + col0, q + col0, a.q_stride[2], row0, a.seq_q, lane);
     if (t1 > t0) load_k(t0 * BN);
     cp_async_commit();
     if (t1 > t0) load_v(t0 * BN);
@@ -142,8 +146,8 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
 
     for (int nt = t0; nt < t1; ++nt) {
         const int key0 = nt * BN;
-        cp_async_wait<1>(); /* K(nt) (and Q) landed; V(nt) may still fly */
-        __syncthreads();
+        cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
+        __syncwarp();
 
         /* partial S over this warp's head-dim slice, 16 columns (two k8 steps) at a time.
          * With few key columns a warp has few accumulators and the mma chains on them
@@ -205,6 +209,10 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
                         sum += accs[c][mt][j][e];
                     acc_s[mt][j][e] = sum;
                 }
+        __syncwarp(); /* every lane's reads of the K slice are done: refill it */
+        if (nt + 1 < t1) load_k(key0 + BN);
+        cp_async_commit();
+
         /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
         float *slot = ss + (warp % Tr::kSlots) * BM * SS;
         if (warp < Tr::kSlots) {
@@ -217,11 +225,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
                         slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] =
                             acc_s[mt][j][e];
         }
-        if (Tr::kSlots < Tr::kWarps) {
-            __syncthreads(); /* every warp is past Q K^T: the K buffer is free */
-            if (nt + 1 < t1) load_k(key0 + BN);
-            cp_async_commit();
-        }
+        if (Tr::kSlots < Tr::kWarps) __syncthreads(); /* warps 0-3 stored */
         if (warp >= Tr::kSlots) {
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
@@ -232,11 +236,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
                         slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] +=
                             acc_s[mt][j][e];
         }
-        __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
-        if (Tr::kSlots == Tr::kWarps) {
-            if (nt + 1 < t1) load_k(key0 + BN);
-            cp_async_commit();
-        }
+        __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
 
         /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
         {
@@ -272,8 +272,9 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             run_m = m_new;
             if (tid % 8 == 0) s_alpha[sr] = alpha;
         }
-        cp_async_wait<1>(); /* V(nt) landed; K(nt+1) may still fly */
-        __syncthreads();
+        __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
+        cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
+        __syncwarp();
 
         /* O = O * alpha + P V over this warp's slice */
         rescale_rows<SL / 8>(acc_o, s_alpha, g);
@@ -300,7 +301,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
                     mma3(acc_o[mt][j], ah[mt], al[mt], bh0, bh1, bl0, bl1);
             }
         }
-        __syncthreads(); /* V and P buffers are free */
+        __syncwarp(); /* every lane's reads of the V slice are done: refill it */
         if (nt + 1 < t1) load_v(key0 + BN);
         cp_async_commit();
     }

@@ -249,8 +249,11 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
  *   softmax:   8 threads a row update the running max/sum, write P (16-bit) and the rescale
  *              factor of each row;
  *   O += P V:  each warp accumulates its 32 x D/8 slice of O in registers.
- * Q stays in shared memory; K and V have one buffer each, refilled with cp.async while the
- * other is in use (K(j+1) loads during softmax and P V, V(j+1) during the next Q K^T).
+ * Q stays in shared memory; K and V have one buffer each.  Each warp loads (cp.async) and
+ * reads only its own head-dim slice of Q, K and V, so it refills its K slice right after
+ * its Q K^T and its V slice right after its P V: every load has a whole key tile to land,
+ * and a key tile needs only the block barriers of the score exchange (two; three with
+ * 4 slots).
  */
 template <int HEAD_DIM>
 struct FlashTcWideTraits {
@@ -306,14 +309,18 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     const int row0 = w.qt * BM;
     const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
 
-    auto load_tile_rows = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
-        load_rows<BM, D / 8, S, Tr::kThreads>(dst, src, row_stride, first, limit);
-    }; /* Q, K and V tiles: BM (== BN) rows of D */
+    /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself:
+     * its copies need a __syncwarp, not a block barrier, and it refills its K (V) slice
+     * as soon as its own Q K^T (P V) is done, a whole key tile ahead of the next use. */
+    const int col0 = warp * SL;
+    auto load_slice = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
+        load_rows<BM, SL / 8, S, 32>(dst + col0, src + col0, row_stride, first, limit, lane);
+    }; /* Q, K and V tiles: BM (== BN) rows */
 
-    load_tile_rows(sq, q, a.q_stride[2], row0, a.seq_q);
-    if (t1 > t0) load_tile_rows(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
+    load_slice(sq, q, a.q_stride[2], row0, a.seq_q);
+    if (t1 > t0) load_slice(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
     cp_async_commit();
-    if (t1 > t0) load_tile_rows(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
+    if (t1 > t0) load_slice(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
     cp_async_commit();
 
     /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
@@ -331,8 +338,8 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
 
     for (int nt = t0; nt < t1; ++nt) {
         const int key0 = nt * BN;
-        cp_async_wait<1>(); /* K(nt) (and Q) landed; V(nt) may still fly */
-        __syncthreads();
+        cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
+        __syncwarp();
 
         /* partial S over this warp's head-dim slice */
         float acc_s[2][BN / 8][4];
@@ -343,7 +350,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 acc_s[mt][j][0] = acc_s[mt][j][1] = acc_s[mt][j][2] = acc_s[mt][j][3] = 0.f;
 #pragma unroll
         for (int kk = 0; kk < SL / 16; ++kk) {
-            const int d0 = warp * SL + kk * 16;
+            const int d0 = col0 + kk * 16;
             uint32_t af[2][4];
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
@@ -360,6 +367,10 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
         }
+        __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
+        if (nt + 1 < t1) load_slice(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+        cp_async_commit();
+
         /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
         float *slot = ss + (warp % Tr::kSlots) * BM * SS;
         if (warp < Tr::kSlots) {
@@ -373,25 +384,19 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                             acc_s[mt][j][e];
         }
         if (Tr::kSlots < Tr::kWarps) {
-            __syncthreads(); /* every warp is past Q K^T: the K buffer is free */
-            if (nt + 1 < t1) load_tile_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
-            cp_async_commit();
-        }
-        if (warp >= Tr::kSlots) {
+            __syncthreads(); /* warps 0-3 stored */
+            if (warp >= Tr::kSlots) {
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt)
+                for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-                for (int j = 0; j < BN / 8; ++j)
+                    for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
-                    for (int e = 0; e < 4; ++e)
-                        slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] +=
-                            acc_s[mt][j][e];
+                        for (int e = 0; e < 4; ++e)
+                            slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] +=
+                                acc_s[mt][j][e];
+            }
         }
-        __syncthreads(); /* scores complete (sum of the slots); the K buffer is free */
-        if (Tr::kSlots == Tr::kWarps) {
-            if (nt + 1 < t1) load_tile_rows(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
-            cp_async_commit();
-        }
+        __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
 
         /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
         {
@@ -429,8 +434,9 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             pp[1] = Dt<T>::pack(x[2], x[3]);
             if (tid % 8 == 0) s_alpha[sr] = alpha;
         }
-        cp_async_wait<1>(); /* V(nt) landed; K(nt+1) may still fly */
-        __syncthreads();
+        __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
+        cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
+        __syncwarp();
 
         /* O = O * alpha + P V over this warp's slice */
         rescale_rows<SL / 8>(acc_o, s_alpha, g);
@@ -444,7 +450,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             for (int p = 0; p < SL / 16; ++p) {
                 uint32_t bf[4];
                 const int idx = lane / 8;
-                ldmatrix_x4_trans(bf, sv + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + warp * SL +
+                ldmatrix_x4_trans(bf, sv + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + col0 +
                                           p * 16 + (idx >> 1) * 8);
 #pragma unroll
                 for (int mt = 0; mt < 2; ++mt) {
@@ -453,8 +459,8 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
         }
-        __syncthreads(); /* V and P buffers are free */
-        if (nt + 1 < t1) load_tile_rows(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
+        __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
+        if (nt + 1 < t1) load_slice(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
         cp_async_commit();
     }
     cp_async_wait<0>();

@@ -72,7 +72,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p)
 /*
  * ROWS rows of CHUNKS 16-byte chunks from global memory (rows row_stride elements apart,
  * starting at row `first`; rows at or past `limit` are zero-filled) into shared rows
- * STRIDE elements apart, by THREADS threads with cp.async.  Thread t copies chunks
+ * STRIDE elements apart, by THREADS threads with cp.async (tid: the caller's index among
+ * them, threadIdx.x by default; a warp loading its own slice passes its lane).  Thread t copies chunks
  * t, t + THREADS, ...: its (row, chunk) pairs are compile-time offsets from its first one,
  * so a copy costs an address add and a compare (the i / CHUNKS, i % CHUNKS form of a
  * plain loop cost about 30 instructions per copy, half the instructions of a wide kernel's
@@ -80,12 +81,11 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p)
  */
 template <int ROWS, int CHUNKS, int STRIDE, int THREADS, typename T>
 __device__ __forceinline__ void load_rows(T *dst, const T *src, int64_t row_stride, int first,
-                                          int limit)
+                                          int limit, int tid = threadIdx.x)
 {
     constexpr int kElems = 16 / (int)sizeof(T);
     constexpr int kTotal = ROWS * CHUNKS;
     constexpr int kIters = (kTotal + THREADS - 1) / THREADS;
-    const int tid = threadIdx.x;
     const int r0 = tid / CHUNKS, c0 = tid % CHUNKS;
     const int avail = limit - first;
     const T *g0 = src + (int64_t)first * row_stride + c0 * kElems;

@@ -9,7 +9,7 @@
 # validated by the bench before it is timed.
 # Environment: BENCH (default polyattn_cuda_bench; polyattn_cuda_bwd_bench for gradients),
 # ROUNDS (default 2), BUILD (new tree's build dir, default b-ab-new), ARCH (default 90),
-# OUT (results: ab.jsonl, ab.md).
+# OUT (results: ab.jsonl, ab.md).  The base builds in b-ab-base-<basename of BASE_SRC>.
 set -u
 BASE_SRC=${1:?usage: ab_bench.sh BASE_SRC < shape-lines}
 BENCH=${BENCH:-polyattn_cuda_bench}
@@ -17,16 +17,17 @@ ROUNDS=${ROUNDS:-2}
 BUILD=${BUILD:-b-ab-new}
 ARCH=${ARCH:-90}
 OUT=${OUT:-$PWD/ab-out}
+BASE_BUILD=b-ab-base-$(basename "$BASE_SRC")
 mkdir -p "$OUT"
 shapes=$(mktemp)
 cat > "$shapes"
 start=$(date +%s)
 for side in base new; do
   src=.; dir=$BUILD
-  if [ "$side" = base ]; then src=$BASE_SRC; dir=b-ab-base; fi
+  if [ "$side" = base ]; then src=$BASE_SRC; dir=$BASE_BUILD; fi
   if ! { cmake -G Ninja -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON \
            -DPOLYATTN_HIP=OFF -DPOLYATTN_OPENCL=OFF -DPOLYATTN_CUDA_ARCHITECTURES="$ARCH" &&
-         ninja -C "$dir" -j16 "$BENCH"; } > "$OUT/build-$side.txt" 2>&1; then
+         ninja -C "$dir" -j16 "$BENCH" polyattn_cuda; } > "$OUT/build-$side.txt" 2>&1; then
     echo "ab_bench: $side build failed" >&2; tail -30 "$OUT/build-$side.txt" >&2; exit 1
   fi
   rm -f "$OUT/build-$side.txt"
@@ -34,7 +35,7 @@ done
 echo "ab_bench: builds took $(( $(date +%s) - start )) s" >&2
 for r in $(seq "$ROUNDS"); do
   for side in base new; do
-    dir=$BUILD; [ "$side" = base ] && dir=b-ab-base
+    dir=$BUILD; [ "$side" = base ] && dir=$BASE_BUILD
     timeout 300 "$dir/bin/$BENCH" < "$shapes" |
       sed "s/^{/{\"ab\":\"$side\",\"round\":$r,/" >> "$OUT/ab.jsonl"
     echo "ab_bench: round $r $side done, $(( $(date +%s) - start )) s" >&2
