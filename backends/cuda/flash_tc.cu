@@ -263,7 +263,7 @@ struct FlashTcWideTraits {
     static constexpr int kBlockN = 32;
     static constexpr int kSlice = HEAD_DIM / kWarps; /* head-dim columns of one warp */
     static constexpr int kStride = HEAD_DIM + 8;     /* padded shared rows (elements) */
-    static constexpr int kSStride = kBlockN + 1;     /* f32 scores */
+    static constexpr int kSStride = score_stride(kBlockN); /* f32 partial scores */
     static constexpr int kPStride = kBlockN + 8;     /* 16-bit probabilities */
     static constexpr size_t kTileBytes = (size_t)kBlockM * kStride * 2;
     static constexpr size_t smem_with(int slots)
@@ -373,43 +373,21 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
 
         /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
         float *slot = ss + (warp % Tr::kSlots) * BM * SS;
-        if (warp < Tr::kSlots) {
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-                for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e)
-                        slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] =
-                            acc_s[mt][j][e];
-        }
+        if (warp < Tr::kSlots) store_scores<BN, false>(slot, acc_s, g, t4);
         if (Tr::kSlots < Tr::kWarps) {
             __syncthreads(); /* warps 0-3 stored */
-            if (warp >= Tr::kSlots) {
-#pragma unroll
-                for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-                    for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-                        for (int e = 0; e < 4; ++e)
-                            slot[(mt * 16 + g + 8 * (e >> 1)) * SS + j * 8 + 2 * t4 + (e & 1)] +=
-                                acc_s[mt][j][e];
-            }
+            if (warp >= Tr::kSlots) store_scores<BN, true>(slot, acc_s, g, t4);
         }
         __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
 
         /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
         {
             float x[4];
+            sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
             float mx = -INFINITY;
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                const float *cell = ss + sr * SS + sc0 + e;
-                float sum4 = 0.f;
-#pragma unroll
-                for (int sl = 0; sl < Tr::kSlots; ++sl)
-                    sum4 += cell[sl * BM * SS];
-                x[e] = key0 + sc0 + e < sr_vis ? sum4 * sl2 : -INFINITY;
+                x[e] = key0 + sc0 + e < sr_vis ? x[e] * sl2 : -INFINITY;
                 mx = fmaxf(mx, x[e]);
             }
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));

@@ -138,6 +138,73 @@ __device__ __forceinline__ void rescale_rows(float (&acc_o)[2][NJ][4], const flo
         }
 }
 
+/*
+ * Split-K partial scores of the wide forward kernels: warp w holds the m16n8 accumulators
+ * of a 32 x BN score tile summed over its head-dim slice; the slots of all warps are
+ * summed by the softmax threads (8 per row, BN/8 keys each).
+ * Row stride: float2 stores by lanes (g, t4) of a half warp hit bank pairs
+ * (g * stride / 2 + t4) mod 16, distinct when stride = 8 or 24 (mod 32); a softmax thread
+ * then reads its BN/8 keys of a slot as one vector.  (A stride of BN + 1 made the
+ * scalar stores 4-way bank conflicts.)
+ */
+__host__ __device__ constexpr int score_stride(int bn)
+{
+    return bn == 8 ? 8 : bn + 8;
+}
+
+/* acc[mt][j][e] of rows mt*16 + g (+8 for e >= 2), keys j*8 + 2*t4 (+1) into the slot;
+ * ADD: added to what is there. */
+template <int BN, bool ADD>
+__device__ __forceinline__ void store_scores(float *slot, const float (&acc)[2][BN / 8][4], int g,
+                                             int t4)
+{
+    constexpr int SS = score_stride(BN);
+    static_assert(SS % 32 == 8 || SS % 32 == 24, "conflict-free float2 stores");
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float2 *p = reinterpret_cast<float2 *>(slot + (mt * 16 + g + 8 * r) * SS + j * 8 +
+                                                       2 * t4);
+                float2 x = make_float2(acc[mt][j][2 * r], acc[mt][j][2 * r + 1]);
+                if (ADD) {
+                    const float2 y = *p;
+                    x.x += y.x;
+                    x.y += y.y;
+                }
+                *p = x;
+            }
+}
+
+/* x[0..KPT) = sum over SLOTS slots (slot_floats apart) of row `row`, keys col..col+KPT. */
+template <int BN, int SLOTS, int KPT>
+__device__ __forceinline__ void sum_scores(float (&x)[KPT], const float *slots, int slot_floats,
+                                           int row, int col)
+{
+    constexpr int SS = score_stride(BN);
+    const float *cell = slots + row * SS + col;
+#pragma unroll
+    for (int e = 0; e < KPT; ++e)
+        x[e] = 0.f;
+#pragma unroll
+    for (int sl = 0; sl < SLOTS; ++sl) {
+        const float *c = cell + sl * slot_floats;
+        if constexpr (KPT == 4) {
+            const float4 v = *reinterpret_cast<const float4 *>(c);
+            x[0] += v.x, x[1] += v.y, x[2] += v.z, x[3] += v.w;
+        } else if constexpr (KPT == 2) {
+            const float2 v = *reinterpret_cast<const float2 *>(c);
+            x[0] += v.x, x[1] += v.y;
+        } else {
+#pragma unroll
+            for (int e = 0; e < KPT; ++e)
+                x[e] += c[e];
+        }
+    }
+}
+
 template <typename T>
 struct Dt;
 template <>
