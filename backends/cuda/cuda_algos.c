@@ -83,8 +83,8 @@ static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
     return NULL;
 }
 
-/* Split-key plan of the wide kernels (flash_split.h); chunk 0 when none applies.
- * POLYATTN_CUDA_FLASH_SPLIT=0 turns splitting off, =N forces chunks of N key tiles. */
+/* Balanced schedule of the wide kernels (flash_split.h); chunk 0 when none applies.
+ * POLYATTN_CUDA_FLASH_SPLIT=0 turns it off, =N forces blocks of N key tiles. */
 static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
 {
     pa_flash_split s;
@@ -132,8 +132,7 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         const pa_flash_split s = flash_split_of(dev, p);
         char split[64] = "";
         if (s.chunk)
-            snprintf(split, sizeof split, ", keys split in chunks of %d tiles (up to %d)",
-                     s.chunk, s.max_splits);
+            snprintf(split, sizeof split, ", %d blocks of %d key tiles each", s.blocks, s.chunk);
         snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
@@ -148,7 +147,7 @@ static int one_launch(pa_device *d, const pa_problem *p)
     return 1;
 }
 
-/* The wide kernels' split-key partials (f32 O and LSE per split, at most 8 per row). */
+/* The wide kernels' partial slots (O and LSE, two per block) and query-tile records. */
 static uint64_t flash_workspace(pa_device *d, const pa_problem *p)
 {
     const pa_flash_split s = flash_split_of(pa_cuda_dev(d), p);
@@ -182,10 +181,10 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
     *s = flash_split_of(pa_cuda_dev(d), p);
     *state = s;
     pa_log(POLYATTN_LOG_DISPATCH,
-           "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; split-key chunk %d tiles of "
-           "%d keys (0: none), up to %d splits, %d slots per head",
+           "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
+           "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots",
            p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
-           polyattn_dtype_name(p->dtype), s->chunk, s->key_tile, s->max_splits, s->slots);
+           polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots);
     return POLYATTN_STATUS_SUCCESS;
 }
 

@@ -100,225 +100,227 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
-    pa_flash_work w;
-    if (!pa_flash_decode(a, split, w)) return;
-    const int head = w.head, batch = w.batch;
-    const int head_kv = head / (a.heads_q / a.heads_kv);
-    const float *q =
-        static_cast<const float *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
-    const float *k =
-        static_cast<const float *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
-    const float *v =
-        static_cast<const float *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
-    float *o = static_cast<float *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
-    const int row0 = w.qt * BM;
-    const int t0 = w.t0, t1 = w.t1;
+    /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
+    pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
+        __syncthreads(); /* the previous segment is done with shared memory */
+        const int head = w.head, batch = w.batch;
+        const int head_kv = head / (a.heads_q / a.heads_kv);
+        const float *q =
+            static_cast<const float *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
+        const float *k =
+            static_cast<const float *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
+        const float *v =
+            static_cast<const float *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
+        float *o = static_cast<float *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
+        const int row0 = w.qt * BM;
+        const int t0 = w.t0, t1 = w.t1;
 
-    /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself
-     * (see flash_fwd_tc_wide_kernel).  Q and K rows are QS floats apart in shared memory,
-     * V rows VS. */
-    const int col0 = warp * SL;
-    auto load_k = [&](int first) {
-        load_rows<BN, SL / 4, QS, 32>(sk + col0, k + col0, a.k_stride[2], first, a.seq_kv, lane);
-    };
-    auto load_v = [&](int first) {
-        load_rows<BN, SL / 4, VS, 32>(sv + col0, v + col0, a.v_stride[2], first, a.seq_kv, lane);
-    };
+        /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself
+         * (see flash_fwd_tc_wide_kernel).  Q and K rows are QS floats apart in shared memory,
+         * V rows VS. */
+        const int col0 = warp * SL;
+        auto load_k = [&](int first) {
+            load_rows<BN, SL / 4, QS, 32>(sk + col0, k + col0, a.k_stride[2], first, a.seq_kv, lane);
+        };
+        auto load_v = [&](int first) {
+            load_rows<BN, SL / 4, VS, 32>(sv + col0, v + col0, a.v_stride[2], first, a.seq_kv, lane);
+        };
 
-    load_rows<BM, SL / 4, QS, 32>(sq + col0, q + col0, a.q_stride[2], row0, a.seq_q, lane);
-    if (t1 > t0) load_k(t0 * BN);
-    cp_async_commit();
-    if (t1 > t0) load_v(t0 * BN);
-    cp_async_commit();
+        load_rows<BM, SL / 4, QS, 32>(sq + col0, q + col0, a.q_stride[2], row0, a.seq_q, lane);
+        if (t1 > t0) load_k(t0 * BN);
+        cp_async_commit();
+        if (t1 > t0) load_v(t0 * BN);
+        cp_async_commit();
 
-    /* softmax ownership: row sr = tid / 8, keys KPT * (tid % 8) + {0..KPT-1} */
-    const int sr = tid / 8, sc0 = KPT * (tid % 8);
-    const int sr_vis = pa_flash_visible(a, row0 + sr);
-    float run_m = -INFINITY, run_l = 0.f;
-    const float sl2 = a.scale * kLog2e;
+        /* softmax ownership: row sr = tid / 8, keys KPT * (tid % 8) + {0..KPT-1} */
+        const int sr = tid / 8, sc0 = KPT * (tid % 8);
+        const int sr_vis = pa_flash_visible(a, row0 + sr);
+        float run_m = -INFINITY, run_l = 0.f;
+        const float sl2 = a.scale * kLog2e;
 
-    float acc_o[2][SL / 8][4];
+        float acc_o[2][SL / 8][4];
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
+        for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-        for (int j = 0; j < SL / 8; ++j)
-            acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
+            for (int j = 0; j < SL / 8; ++j)
+                acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
 
-    for (int nt = t0; nt < t1; ++nt) {
-        const int key0 = nt * BN;
-        cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
-        __syncwarp();
+        for (int nt = t0; nt < t1; ++nt) {
+            const int key0 = nt * BN;
+            cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
+            __syncwarp();
 
-        /* partial S over this warp's head-dim slice, 16 columns (two k8 steps) at a time.
-         * With few key columns a warp has few accumulators and the mma chains on them
-         * serialise: NACC copies (main/cross term, even/odd k8 step) run independently and
-         * are summed at the end. */
-        constexpr int NACC = BN >= 32 ? 1 : BN >= 16 ? 2 : 4;
-        float accs[NACC][2][BN / 8][4];
+            /* partial S over this warp's head-dim slice, 16 columns (two k8 steps) at a time.
+             * With few key columns a warp has few accumulators and the mma chains on them
+             * serialise: NACC copies (main/cross term, even/odd k8 step) run independently and
+             * are summed at the end. */
+            constexpr int NACC = BN >= 32 ? 1 : BN >= 16 ? 2 : 4;
+            float accs[NACC][2][BN / 8][4];
 #pragma unroll
-        for (int c = 0; c < NACC; ++c)
+            for (int c = 0; c < NACC; ++c)
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                    for (int j = 0; j < BN / 8; ++j)
+                        accs[c][mt][j][0] = accs[c][mt][j][1] = accs[c][mt][j][2] =
+                            accs[c][mt][j][3] = 0.f;
+#pragma unroll 2
+            for (int kk = 0; kk < SL / 16; ++kk) {
+                const int d0 = warp * SL + kk * 16;
+                uint32_t ah[2][2][4], al[2][2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        uint32_t raw[4];
+                        ldmatrix_x4(raw, sq + (mt * 16 + (lane % 16)) * QS + d0 + h * 8 + (lane / 16) * 4);
+#pragma unroll
+                        for (int e = 0; e < 4; ++e)
+                            split_tf32(raw[e], ah[mt][h][e], al[mt][h][e]);
+                    }
+#pragma unroll
+                for (int p = 0; p < BN / 8; ++p) {
+                    uint32_t raw[4], bh[4], bl[4];
+                    ldmatrix_x4(raw, sk + (p * 8 + lane % 8) * QS + d0 + (lane / 8) * 4);
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        split_tf32(raw[e], bh[e], bl[e]);
+#pragma unroll
+                    for (int h = 0; h < 2; ++h)
+#pragma unroll
+                        for (int mt = 0; mt < 2; ++mt) {
+                            float *cm = accs[(2 * h) % NACC][mt][p];
+                            float *cx = accs[(2 * h + 1) % NACC][mt][p];
+                            mma_tf32(cx, al[mt][h], bh[2 * h], bh[2 * h + 1]);
+                            mma_tf32(cx, ah[mt][h], bl[2 * h], bl[2 * h + 1]);
+                            mma_tf32(cm, ah[mt][h], bh[2 * h], bh[2 * h + 1]);
+                        }
+                }
+            }
+            float acc_s[2][BN / 8][4];
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
                 for (int j = 0; j < BN / 8; ++j)
-                    accs[c][mt][j][0] = accs[c][mt][j][1] = accs[c][mt][j][2] =
-                        accs[c][mt][j][3] = 0.f;
-#pragma unroll 2
-        for (int kk = 0; kk < SL / 16; ++kk) {
-            const int d0 = warp * SL + kk * 16;
-            uint32_t ah[2][2][4], al[2][2][4];
 #pragma unroll
-            for (int mt = 0; mt < 2; ++mt)
+                    for (int e = 0; e < 4; ++e) {
+                        float sum = accs[0][mt][j][e];
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
+                        for (int c = 1; c < NACC; ++c)
+                            sum += accs[c][mt][j][e];
+                        acc_s[mt][j][e] = sum;
+                    }
+            __syncwarp(); /* every lane's reads of the K slice are done: refill it */
+            if (nt + 1 < t1) load_k(key0 + BN);
+            cp_async_commit();
+
+            /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
+            float *slot = ss + (warp % Tr::kSlots) * BM * SS;
+            if (warp < Tr::kSlots) store_scores<BN, false>(slot, acc_s, g, t4);
+            if (Tr::kSlots < Tr::kWarps) {
+                __syncthreads(); /* warps 0-3 stored */
+                if (warp >= Tr::kSlots) store_scores<BN, true>(slot, acc_s, g, t4);
+            }
+            __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
+
+            /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
+            {
+                float x[KPT];
+                sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
+                float mx = -INFINITY;
+#pragma unroll
+                for (int e = 0; e < KPT; ++e) {
+                    x[e] = key0 + sc0 + e < sr_vis ? x[e] * sl2 : -INFINITY;
+                    mx = fmaxf(mx, x[e]);
+                }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+                const float m_new = mx > run_m + kRescaleSlack ? mx : run_m; /* lazy rescale */
+                const float m_use = m_new == -INFINITY ? 0.f : m_new;
+                const float alpha = exp2f(run_m - m_use);
+                float sum = 0.f;
+#pragma unroll
+                for (int e = 0; e < KPT; ++e) {
+                    x[e] = exp2f(x[e] - m_use);
+                    sum += x[e];
+                    sp[sr * PS + sc0 + e] = x[e];
+                }
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+                run_l = run_l * alpha + sum;
+                run_m = m_new;
+                if (tid % 8 == 0) s_alpha[sr] = alpha;
+            }
+            __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
+            cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
+            __syncwarp();
+
+            /* O = O * alpha + P V over this warp's slice */
+            rescale_rows<SL / 8>(acc_o, s_alpha, g);
+#pragma unroll
+            for (int kk = 0; kk < BN / 8; ++kk) {
+                uint32_t ah[2][4], al[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
                     uint32_t raw[4];
-                    ldmatrix_x4(raw, sq + (mt * 16 + (lane % 16)) * QS + d0 + h * 8 + (lane / 16) * 4);
+                    ldmatrix_x4(raw, sp + (mt * 16 + (lane % 16)) * PS + kk * 8 + (lane / 16) * 4);
 #pragma unroll
                     for (int e = 0; e < 4; ++e)
-                        split_tf32(raw[e], ah[mt][h][e], al[mt][h][e]);
+                        split_tf32(raw[e], ah[mt][e], al[mt][e]);
                 }
+                const float *vr0 = sv + (kk * 8 + t4) * VS + warp * SL + g;
+                const float *vr1 = vr0 + 4 * VS;
 #pragma unroll
-            for (int p = 0; p < BN / 8; ++p) {
-                uint32_t raw[4], bh[4], bl[4];
-                ldmatrix_x4(raw, sk + (p * 8 + lane % 8) * QS + d0 + (lane / 8) * 4);
+                for (int j = 0; j < SL / 8; ++j) {
+                    uint32_t bh0, bl0, bh1, bl1;
+                    split_tf32(__float_as_uint(vr0[j * 8]), bh0, bl0);
+                    split_tf32(__float_as_uint(vr1[j * 8]), bh1, bl1);
 #pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    split_tf32(raw[e], bh[e], bl[e]);
-#pragma unroll
-                for (int h = 0; h < 2; ++h)
-#pragma unroll
-                    for (int mt = 0; mt < 2; ++mt) {
-                        float *cm = accs[(2 * h) % NACC][mt][p];
-                        float *cx = accs[(2 * h + 1) % NACC][mt][p];
-                        mma_tf32(cx, al[mt][h], bh[2 * h], bh[2 * h + 1]);
-                        mma_tf32(cx, ah[mt][h], bl[2 * h], bl[2 * h + 1]);
-                        mma_tf32(cm, ah[mt][h], bh[2 * h], bh[2 * h + 1]);
-                    }
+                    for (int mt = 0; mt < 2; ++mt)
+                        mma3(acc_o[mt][j], ah[mt], al[mt], bh0, bh1, bl0, bl1);
+                }
             }
+            __syncwarp(); /* every lane's reads of the V slice are done: refill it */
+            if (nt + 1 < t1) load_v(key0 + BN);
+            cp_async_commit();
         }
-        float acc_s[2][BN / 8][4];
+        cp_async_wait<0>();
+        if (tid % 8 == 0) {
+            s_m[sr] = run_m;
+            s_l[sr] = run_l;
+        }
+        __syncthreads();
+
+        const int64_t total = split.slots;
+        float *part = static_cast<float *>(split.part);
+        float *po = w.slot >= 0 ? part + (int64_t)w.slot * BM * D : nullptr;
+        float *pl = w.slot >= 0 ? part + total * BM * D + (int64_t)w.slot * BM : nullptr;
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-            for (int j = 0; j < BN / 8; ++j)
+            for (int r = 0; r < 2; ++r) {
+                const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
+                if (row >= a.seq_q) continue;
+                const float l = s_l[lrow];
+                const float inv = l > 0.f ? 1.f / l : 0.f;
+                /* a split writes its normalised O and log2-domain LSE to its slot */
+                float *orow = po ? po + (int64_t)lrow * D + warp * SL
+                                 : o + (int64_t)row * a.o_stride[2] + warp * SL;
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    float sum = accs[0][mt][j][e];
-#pragma unroll
-                    for (int c = 1; c < NACC; ++c)
-                        sum += accs[c][mt][j][e];
-                    acc_s[mt][j][e] = sum;
+                for (int j = 0; j < SL / 8; ++j)
+                    *reinterpret_cast<float2 *>(orow + j * 8 + 2 * t4) =
+                        make_float2(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+                if (warp == 0 && t4 == 0) {
+                    if (pl)
+                        pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+                    else if (a.lse)
+                        a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
+                            l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
                 }
-        __syncwarp(); /* every lane's reads of the K slice are done: refill it */
-        if (nt + 1 < t1) load_k(key0 + BN);
-        cp_async_commit();
-
-        /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
-        float *slot = ss + (warp % Tr::kSlots) * BM * SS;
-        if (warp < Tr::kSlots) store_scores<BN, false>(slot, acc_s, g, t4);
-        if (Tr::kSlots < Tr::kWarps) {
-            __syncthreads(); /* warps 0-3 stored */
-            if (warp >= Tr::kSlots) store_scores<BN, true>(slot, acc_s, g, t4);
-        }
-        __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
-
-        /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
-        {
-            float x[KPT];
-            sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
-            float mx = -INFINITY;
-#pragma unroll
-            for (int e = 0; e < KPT; ++e) {
-                x[e] = key0 + sc0 + e < sr_vis ? x[e] * sl2 : -INFINITY;
-                mx = fmaxf(mx, x[e]);
             }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-            const float m_new = mx > run_m + kRescaleSlack ? mx : run_m; /* lazy rescale */
-            const float m_use = m_new == -INFINITY ? 0.f : m_new;
-            const float alpha = exp2f(run_m - m_use);
-            float sum = 0.f;
-#pragma unroll
-            for (int e = 0; e < KPT; ++e) {
-                x[e] = exp2f(x[e] - m_use);
-                sum += x[e];
-                sp[sr * PS + sc0 + e] = x[e];
-            }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 4);
-            run_l = run_l * alpha + sum;
-            run_m = m_new;
-            if (tid % 8 == 0) s_alpha[sr] = alpha;
-        }
-        __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
-        cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
-        __syncwarp();
-
-        /* O = O * alpha + P V over this warp's slice */
-        rescale_rows<SL / 8>(acc_o, s_alpha, g);
-#pragma unroll
-        for (int kk = 0; kk < BN / 8; ++kk) {
-            uint32_t ah[2][4], al[2][4];
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-                uint32_t raw[4];
-                ldmatrix_x4(raw, sp + (mt * 16 + (lane % 16)) * PS + kk * 8 + (lane / 16) * 4);
-#pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    split_tf32(raw[e], ah[mt][e], al[mt][e]);
-            }
-            const float *vr0 = sv + (kk * 8 + t4) * VS + warp * SL + g;
-            const float *vr1 = vr0 + 4 * VS;
-#pragma unroll
-            for (int j = 0; j < SL / 8; ++j) {
-                uint32_t bh0, bl0, bh1, bl1;
-                split_tf32(__float_as_uint(vr0[j * 8]), bh0, bl0);
-                split_tf32(__float_as_uint(vr1[j * 8]), bh1, bl1);
-#pragma unroll
-                for (int mt = 0; mt < 2; ++mt)
-                    mma3(acc_o[mt][j], ah[mt], al[mt], bh0, bh1, bl0, bl1);
-            }
-        }
-        __syncwarp(); /* every lane's reads of the V slice are done: refill it */
-        if (nt + 1 < t1) load_v(key0 + BN);
-        cp_async_commit();
-    }
-    cp_async_wait<0>();
-    if (tid % 8 == 0) {
-        s_m[sr] = run_m;
-        s_l[sr] = run_l;
-    }
-    __syncthreads();
-
-    const int64_t total = (int64_t)a.batch * a.heads_q * split.slots;
-    float *part = static_cast<float *>(split.part);
-    float *po = w.slot >= 0 ? part + (int64_t)w.slot * BM * D : nullptr;
-    float *pl = w.slot >= 0 ? part + total * BM * D + (int64_t)w.slot * BM : nullptr;
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
-            if (row >= a.seq_q) continue;
-            const float l = s_l[lrow];
-            const float inv = l > 0.f ? 1.f / l : 0.f;
-            /* a split writes its normalised O and log2-domain LSE to its slot */
-            float *orow = po ? po + (int64_t)lrow * D + warp * SL
-                             : o + (int64_t)row * a.o_stride[2] + warp * SL;
-#pragma unroll
-            for (int j = 0; j < SL / 8; ++j)
-                *reinterpret_cast<float2 *>(orow + j * 8 + 2 * t4) =
-                    make_float2(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
-            if (warp == 0 && t4 == 0) {
-                if (pl)
-                    pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
-                else if (a.lse)
-                    a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                        l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
-            }
-        }
+    });
 }
 
 template <int HEAD_DIM>
@@ -333,14 +335,14 @@ cudaError_t launch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream
     pa_flash_split s;
     if (split && split->chunk) {
         s = *split;
-        kernel<<<pa_flash_split_blocks(&a, &s), Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+        kernel<<<s.blocks, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
         e = cudaGetLastError();
         if (e != cudaSuccess) return e;
         return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
     }
     s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
     s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
-    s.max_splits = 1, s.slots = 0, s.part = nullptr;
+    s.units = 0, s.blocks = 0, s.slots = 0, s.part = nullptr;
     const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();

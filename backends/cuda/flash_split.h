@@ -1,16 +1,20 @@
 /*
- * Split-key scheduling of the wide flash forward kernels (head dims 512..1024: the
+ * Balanced key-tile schedule of the wide flash forward kernels (head dims 512..1024: the
  * tensor-core f16/bf16 kernel and the 3xTF32 f32 kernel).
  *
  * With causal masks and few (batch, head) pairs the grid of query tiles is about one wave
- * and query tile i walks i + 1 key tiles: the longest block sets the time while half the
- * SMs idle.  With a split, query tile i's n_i key tiles are cut into k_i = ceil(n_i /
- * chunk) parts of near-equal length; each part is one block, which writes its O
- * (normalised, f32) and its log-sum-exp to a slot of the workspace, and
- * pa_cuda_flash_combine merges the slots.  A query tile with one part writes O directly.
- * Blocks are ordered roughly longest first (the last parts of the most-split tiles first,
- * the unsplit short tiles last) so the hardware's in-order dispatch packs the SMs.  Memory stays
- * O(batch * heads * seq * head_dim): at most PA_FLASH_MAX_SPLITS slots per query row.
+ * and query tile i walks i + 1 key tiles: the longest block sets the time while the SMs
+ * of the short ones idle (Nsight: a third of the SM cycles at 1x4096, D 1024).  The
+ * balanced schedule lays every (batch, head, query tile, key tile) "unit" on one line,
+ * query tiles in order, and gives block b the units [b*chunk, (b+1)*chunk): every block
+ * does the same number of key tiles, walking from one query tile into the next.  A block
+ * that covers a whole query tile writes its O; a query tile cut between blocks has one
+ * piece per block, each written (normalised, with its log-sum-exp) to a partial slot:
+ * slot 2b for the piece that starts block b, 2b + 1 for the piece that ends it.  The
+ * block that starts a query tile records where the tile starts on the line, and
+ * pa_cuda_flash_combine merges the pieces of every cut tile.  A query tile that sees no
+ * key counts one unit (its block writes zeros).  Memory: 2 slots per block, one record
+ * per query tile: O(blocks * tile rows * head_dim + batch * heads * seq).
  */
 #ifndef POLYATTN_CUDA_FLASH_SPLIT_H
 #define POLYATTN_CUDA_FLASH_SPLIT_H
@@ -21,30 +25,29 @@
 extern "C" {
 #endif
 
-#define PA_FLASH_TILE_M 32    /* query rows per block of every wide kernel */
-#define PA_FLASH_MAX_SPLITS 8 /* caps the workspace at 8 f32 copies of O */
+#define PA_FLASH_TILE_M 32 /* query rows per block of every wide kernel */
 
 typedef struct pa_flash_split {
-    int tile_m;     /* query rows per scheduled tile (PA_FLASH_TILE_M for the wide kernels) */
-    int chunk;      /* key tiles per split; 0: no split, grid (q tiles, heads, batch) */
-    int key_tile;   /* keys per key tile of the kernel */
-    int q_tiles;    /* query tiles per (batch, head) */
-    int max_splits; /* splits of the longest query tile */
-    int slots;      /* partial slots per (batch, head): sum of the splits of split tiles */
-    void *part;     /* workspace: O [bh][slot][tile_m][head_dim_v] in the storage dtype (f32
-                     * for f32, f16/bf16 for those: the output is rounded to it anyway),
-                     * then LSE (log2 domain, f32) [bh][slot][tile_m] */
+    int tile_m;   /* query rows per query tile (PA_FLASH_TILE_M for the wide kernels) */
+    int chunk;    /* key tiles (units) per block; 0: no split, grid (q tiles, heads, batch) */
+    int key_tile; /* keys per key tile of the kernel */
+    int q_tiles;  /* query tiles per (batch, head) */
+    int units;    /* units per (batch, head): key tiles of every query tile, at least one each */
+    int blocks;   /* blocks of the balanced launch */
+    int slots;    /* partial slots: 2 per block */
+    void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
+                   * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
+                   * (log2 domain, f32) [slot][tile_m], then a record (first unit, units;
+                   * two ints) per (batch*head, query tile) */
 } pa_flash_split;
 
-/* Chooses the chunk for a kernel with query tiles of tile_m rows and key tiles of key_tile
- * keys on `sms` SMs (one block per SM).  force: < 0 automatic, 0 never split, > 0 that
- * chunk. */
+/* Chooses the schedule for a kernel with query tiles of tile_m rows and key tiles of
+ * key_tile keys on `sms` SMs (one block per SM).  force: < 0 automatic, 0 never split,
+ * > 0 that many key tiles per block. */
 void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms, int force,
                          pa_flash_split *s);
 /* Workspace bytes the plan needs (0 without a split). */
 uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s);
-/* Grid of the split kernel launch (blocks in x). */
-int pa_flash_split_blocks(const pa_gpu_args *a, const pa_flash_split *s);
 /* Merges the partial slots into O (and LSE); returns the cudaError_t of the launch. */
 int pa_cuda_flash_combine(const pa_gpu_args *a, const pa_flash_split *s, void *stream);
 
@@ -72,63 +75,77 @@ __host__ __device__ __forceinline__ int pa_flash_tiles(const pa_gpu_args &a,
     return (pa_flash_visible(a, last) + s.key_tile - 1) / s.key_tile;
 }
 
-__host__ __device__ __forceinline__ int pa_flash_splits(const pa_flash_split &s, int n)
+/* Units of query tile qt on the schedule's line: its key tiles, at least one. */
+__host__ __device__ __forceinline__ int pa_flash_units(const pa_gpu_args &a,
+                                                       const pa_flash_split &s, int qt)
 {
-    return s.chunk && n > s.chunk ? (n + s.chunk - 1) / s.chunk : 1;
+    const int n = pa_flash_tiles(a, s, qt);
+    return n > 0 ? n : 1;
 }
 
-/* First slot of query tile qt within its (batch, head). */
-__host__ __device__ __forceinline__ int pa_flash_slot_base(const pa_gpu_args &a,
-                                                           const pa_flash_split &s, int qt)
+/* Where a query tile's partial results are: its first unit on the line and its units. */
+struct pa_flash_record {
+    int first, units;
+};
+__host__ __device__ __forceinline__ pa_flash_record *pa_flash_records(const pa_gpu_args &a,
+                                                                     const pa_flash_split &s)
 {
-    int base = 0;
-    for (int i = 0; i < qt; ++i) {
-        const int k = pa_flash_splits(s, pa_flash_tiles(a, s, i));
-        base += k > 1 ? k : 0;
-    }
-    return base;
+    const size_t es = a.dtype == 0 ? 4 : 2;
+    const size_t bytes = (size_t)s.slots * s.tile_m * (a.head_dim_v * es + sizeof(float));
+    return reinterpret_cast<pa_flash_record *>(static_cast<char *>(s.part) + bytes);
+}
+/* Slot of block b's piece of a query tile that starts at unit `first`. */
+__host__ __device__ __forceinline__ int pa_flash_piece_slot(const pa_flash_split &s, int first,
+                                                            int b)
+{
+    return 2 * b + (b == first / s.chunk && first % s.chunk != 0 ? 1 : 0);
 }
 
-/* What one block does: key tiles [t0, t1) of query tile qt of (batch, head); slot >= 0:
- * write the partial result there (global slot index), else write O directly. */
+/* What one segment of a block does: key tiles [t0, t1) of query tile qt of (batch, head);
+ * slot >= 0: write the partial result there, else write O directly. */
 struct pa_flash_work {
     int batch, head, qt, t0, t1, slot;
 };
 
-/* id: the block's (or cluster's) index along x, of count along x. */
-__device__ __forceinline__ bool pa_flash_decode_at(const pa_gpu_args &a, const pa_flash_split &s,
-                                                   pa_flash_work &w, int id, int count)
+/* Runs segment(w) for every segment of this block, in order.  The caller synchronises the
+ * block between segments where its segment code needs it. */
+template <typename F>
+__device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
+                                                  F &&segment)
 {
+    pa_flash_work w;
     if (!s.chunk) {
-        w.qt = a.mask ? count - 1 - id : id;
+        w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
         w.head = blockIdx.y, w.batch = blockIdx.z;
         w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
-        return true;
+        segment(w);
+        return;
     }
-    /* (batch, head) fastest, then query tiles longest first, then the split index from
-     * the highest (only the most-split tiles have one) down to 0 (every tile) */
-    const int bhs = a.batch * a.heads_q;
-    const int bh = id % bhs, item = id / bhs;
-    const int r = s.max_splits - 1 - item / s.q_tiles, q = item % s.q_tiles;
-    w.qt = a.mask ? s.q_tiles - 1 - q : q;
-    w.head = bh % a.heads_q, w.batch = bh / a.heads_q;
-    const int n = pa_flash_tiles(a, s, w.qt);
-    const int k = pa_flash_splits(s, n);
-    if (r >= k) return false;
-    if (k == 1) {
-        w.t0 = 0, w.t1 = n, w.slot = -1;
-    } else {
-        w.t0 = (int)((long long)r * n / k);
-        w.t1 = (int)((long long)(r + 1) * n / k);
-        w.slot = bh * s.slots + pa_flash_slot_base(a, s, w.qt) + r;
+    const long long total = (long long)a.batch * a.heads_q * s.units;
+    const long long start = (long long)blockIdx.x * s.chunk;
+    const long long end = start + s.chunk < total ? start + s.chunk : total;
+    long long u = start;
+    int bh = (int)(u / s.units), r = (int)(u % s.units), qt = 0;
+    int n = pa_flash_units(a, s, 0);
+    while (r >= n) { /* at most q_tiles steps: the planner keeps q_tiles small */
+        r -= n;
+        n = pa_flash_units(a, s, ++qt);
     }
-    return true;
-}
-
-__device__ __forceinline__ bool pa_flash_decode(const pa_gpu_args &a, const pa_flash_split &s,
-                                                pa_flash_work &w)
-{
-    return pa_flash_decode_at(a, s, w, blockIdx.x, gridDim.x);
+    pa_flash_record *records = pa_flash_records(a, s);
+    while (u < end) {
+        const int len = (int)(end - u < n - r ? end - u : n - r);
+        const int first = (int)(u - r); /* the query tile's first unit on the line */
+        if (r == 0 && threadIdx.x == 0) records[(long long)bh * s.q_tiles + qt] = {first, n};
+        const int tiles = pa_flash_tiles(a, s, qt);
+        w.batch = bh / a.heads_q, w.head = bh % a.heads_q, w.qt = qt;
+        w.t0 = r < tiles ? r : tiles;
+        w.t1 = r + len < tiles ? r + len : tiles;
+        w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, blockIdx.x);
+        segment(w);
+        u += len, r = 0;
+        if (++qt == s.q_tiles) qt = 0, ++bh;
+        if (u < end) n = pa_flash_units(a, s, qt);
+    }
 }
 #endif
 #endif

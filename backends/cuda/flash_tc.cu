@@ -297,197 +297,199 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
-    pa_flash_work w;
-    if (!pa_flash_decode(a, split, w)) return; /* a split index past this tile's key range */
-    const int head = w.head, batch = w.batch;
-    const int head_kv = head / (a.heads_q / a.heads_kv);
-    const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
-    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
-    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
-    T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
+    /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
+    pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
+        __syncthreads(); /* the previous segment is done with shared memory */
+        const int head = w.head, batch = w.batch;
+        const int head_kv = head / (a.heads_q / a.heads_kv);
+        const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
+        const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
+        const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
+        T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
 
-    const int row0 = w.qt * BM;
-    const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
+        const int row0 = w.qt * BM;
+        const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
 
-    /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself:
-     * its copies need a __syncwarp, not a block barrier, and it refills its K (V) slice
-     * as soon as its own Q K^T (P V) is done, a whole key tile ahead of the next use. */
-    const int col0 = warp * SL;
-    auto load_slice = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
-        load_rows<BM, SL / 8, S, 32>(dst + col0, src + col0, row_stride, first, limit, lane);
-    }; /* Q, K and V tiles: BM (== BN) rows */
+        /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself:
+         * its copies need a __syncwarp, not a block barrier, and it refills its K (V) slice
+         * as soon as its own Q K^T (P V) is done, a whole key tile ahead of the next use. */
+        const int col0 = warp * SL;
+        auto load_slice = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
+            load_rows<BM, SL / 8, S, 32>(dst + col0, src + col0, row_stride, first, limit, lane);
+        }; /* Q, K and V tiles: BM (== BN) rows */
 
-    load_slice(sq, q, a.q_stride[2], row0, a.seq_q);
-    if (t1 > t0) load_slice(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
-    cp_async_commit();
-    if (t1 > t0) load_slice(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
-    cp_async_commit();
+        load_slice(sq, q, a.q_stride[2], row0, a.seq_q);
+        if (t1 > t0) load_slice(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
+        cp_async_commit();
+        if (t1 > t0) load_slice(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
+        cp_async_commit();
 
-    /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
-    const int sr = tid / 8, sc0 = 4 * (tid % 8);
-    const int sr_vis = pa_flash_visible(a, row0 + sr);
-    float run_m = -INFINITY, run_l = 0.f;
-    const float sl2 = a.scale * kLog2e;
+        /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
+        const int sr = tid / 8, sc0 = 4 * (tid % 8);
+        const int sr_vis = pa_flash_visible(a, row0 + sr);
+        float run_m = -INFINITY, run_l = 0.f;
+        const float sl2 = a.scale * kLog2e;
 
-    float acc_o[2][SL / 8][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-        for (int j = 0; j < SL / 8; ++j)
-            acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
-
-    for (int nt = t0; nt < t1; ++nt) {
-        const int key0 = nt * BN;
-        cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
-        __syncwarp();
-
-        /* partial S over this warp's head-dim slice */
-        float acc_s[2][BN / 8][4];
+        float acc_o[2][SL / 8][4];
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-            for (int j = 0; j < BN / 8; ++j)
-                acc_s[mt][j][0] = acc_s[mt][j][1] = acc_s[mt][j][2] = acc_s[mt][j][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < SL / 16; ++kk) {
-            const int d0 = col0 + kk * 16;
-            uint32_t af[2][4];
+            for (int j = 0; j < SL / 8; ++j)
+                acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
+
+        for (int nt = t0; nt < t1; ++nt) {
+            const int key0 = nt * BN;
+            cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
+            __syncwarp();
+
+            /* partial S over this warp's head-dim slice */
+            float acc_s[2][BN / 8][4];
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
-                ldmatrix_x4(af[mt], sq + (mt * 16 + (lane % 16)) * S + d0 + (lane / 16) * 8);
 #pragma unroll
-            for (int p = 0; p < BN / 16; ++p) {
-                uint32_t bf[4];
-                const int idx = lane / 8;
-                ldmatrix_x4(bf, sk + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + d0 + (idx & 1) * 8);
+                for (int j = 0; j < BN / 8; ++j)
+                    acc_s[mt][j][0] = acc_s[mt][j][1] = acc_s[mt][j][2] = acc_s[mt][j][3] = 0.f;
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt) {
-                    Dt<T>::mma(acc_s[mt][2 * p], af[mt], bf[0], bf[1]);
-                    Dt<T>::mma(acc_s[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+            for (int kk = 0; kk < SL / 16; ++kk) {
+                const int d0 = col0 + kk * 16;
+                uint32_t af[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt)
+                    ldmatrix_x4(af[mt], sq + (mt * 16 + (lane % 16)) * S + d0 + (lane / 16) * 8);
+#pragma unroll
+                for (int p = 0; p < BN / 16; ++p) {
+                    uint32_t bf[4];
+                    const int idx = lane / 8;
+                    ldmatrix_x4(bf, sk + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + d0 + (idx & 1) * 8);
+#pragma unroll
+                    for (int mt = 0; mt < 2; ++mt) {
+                        Dt<T>::mma(acc_s[mt][2 * p], af[mt], bf[0], bf[1]);
+                        Dt<T>::mma(acc_s[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                    }
                 }
             }
-        }
-        __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
-        if (nt + 1 < t1) load_slice(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
-        cp_async_commit();
+            __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
+            if (nt + 1 < t1) load_slice(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            cp_async_commit();
 
-        /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
-        float *slot = ss + (warp % Tr::kSlots) * BM * SS;
-        if (warp < Tr::kSlots) store_scores<BN, false>(slot, acc_s, g, t4);
-        if (Tr::kSlots < Tr::kWarps) {
-            __syncthreads(); /* warps 0-3 stored */
-            if (warp >= Tr::kSlots) store_scores<BN, true>(slot, acc_s, g, t4);
-        }
-        __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
-
-        /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
-        {
-            float x[4];
-            sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
-            float mx = -INFINITY;
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                x[e] = key0 + sc0 + e < sr_vis ? x[e] * sl2 : -INFINITY;
-                mx = fmaxf(mx, x[e]);
+            /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
+            float *slot = ss + (warp % Tr::kSlots) * BM * SS;
+            if (warp < Tr::kSlots) store_scores<BN, false>(slot, acc_s, g, t4);
+            if (Tr::kSlots < Tr::kWarps) {
+                __syncthreads(); /* warps 0-3 stored */
+                if (warp >= Tr::kSlots) store_scores<BN, true>(slot, acc_s, g, t4);
             }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-            const float m_new = mx > run_m + kRescaleSlack ? mx : run_m; /* lazy rescale */
-            const float m_use = m_new == -INFINITY ? 0.f : m_new;
-            const float alpha = exp2f(run_m - m_use);
-            float sum = 0.f;
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                x[e] = exp2f(x[e] - m_use);
-                sum += x[e];
-            }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 4);
-            run_l = run_l * alpha + sum;
-            run_m = m_new;
-            uint32_t *pp = reinterpret_cast<uint32_t *>(sp + sr * PS + sc0);
-            pp[0] = Dt<T>::pack(x[0], x[1]);
-            pp[1] = Dt<T>::pack(x[2], x[3]);
-            if (tid % 8 == 0) s_alpha[sr] = alpha;
-        }
-        __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
-        cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
-        __syncwarp();
+            __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
 
-        /* O = O * alpha + P V over this warp's slice */
-        rescale_rows<SL / 8>(acc_o, s_alpha, g);
+            /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
+            {
+                float x[4];
+                sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
+                float mx = -INFINITY;
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) {
-            uint32_t af[2][4];
+                for (int e = 0; e < 4; ++e) {
+                    x[e] = key0 + sc0 + e < sr_vis ? x[e] * sl2 : -INFINITY;
+                    mx = fmaxf(mx, x[e]);
+                }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+                const float m_new = mx > run_m + kRescaleSlack ? mx : run_m; /* lazy rescale */
+                const float m_use = m_new == -INFINITY ? 0.f : m_new;
+                const float alpha = exp2f(run_m - m_use);
+                float sum = 0.f;
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    x[e] = exp2f(x[e] - m_use);
+                    sum += x[e];
+                }
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+                run_l = run_l * alpha + sum;
+                run_m = m_new;
+                uint32_t *pp = reinterpret_cast<uint32_t *>(sp + sr * PS + sc0);
+                pp[0] = Dt<T>::pack(x[0], x[1]);
+                pp[1] = Dt<T>::pack(x[2], x[3]);
+                if (tid % 8 == 0) s_alpha[sr] = alpha;
+            }
+            __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
+            cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
+            __syncwarp();
+
+            /* O = O * alpha + P V over this warp's slice */
+            rescale_rows<SL / 8>(acc_o, s_alpha, g);
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; ++kk) {
+                uint32_t af[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt)
+                    ldmatrix_x4(af[mt], sp + (mt * 16 + (lane % 16)) * PS + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+                for (int p = 0; p < SL / 16; ++p) {
+                    uint32_t bf[4];
+                    const int idx = lane / 8;
+                    ldmatrix_x4_trans(bf, sv + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + col0 +
+                                              p * 16 + (idx >> 1) * 8);
+#pragma unroll
+                    for (int mt = 0; mt < 2; ++mt) {
+                        Dt<T>::mma(acc_o[mt][2 * p], af[mt], bf[0], bf[1]);
+                        Dt<T>::mma(acc_o[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                    }
+                }
+            }
+            __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
+            if (nt + 1 < t1) load_slice(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
+            cp_async_commit();
+        }
+        cp_async_wait<0>();
+        if (tid % 8 == 0) {
+            s_m[sr] = run_m;
+            s_l[sr] = run_l;
+        }
+        __syncthreads();
+
+        if (w.slot >= 0) {
+            /* one split of several: normalised O (16-bit) and the log2-domain LSE to the slot */
+            const int64_t total = split.slots;
+            T *po = static_cast<T *>(split.part) + (int64_t)w.slot * BM * D;
+            float *pl = reinterpret_cast<float *>(static_cast<T *>(split.part) + total * BM * D) +
+                        (int64_t)w.slot * BM;
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
-                ldmatrix_x4(af[mt], sp + (mt * 16 + (lane % 16)) * PS + kk * 16 + (lane / 16) * 8);
 #pragma unroll
-            for (int p = 0; p < SL / 16; ++p) {
-                uint32_t bf[4];
-                const int idx = lane / 8;
-                ldmatrix_x4_trans(bf, sv + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + col0 +
-                                          p * 16 + (idx >> 1) * 8);
+                for (int r = 0; r < 2; ++r) {
+                    const int lrow = mt * 16 + g + 8 * r;
+                    if (row0 + lrow >= a.seq_q) continue;
+                    const float l = s_l[lrow];
+                    const float inv = l > 0.f ? 1.f / l : 0.f;
+                    T *prow = po + (int64_t)lrow * D + warp * SL;
 #pragma unroll
-                for (int mt = 0; mt < 2; ++mt) {
-                    Dt<T>::mma(acc_o[mt][2 * p], af[mt], bf[0], bf[1]);
-                    Dt<T>::mma(acc_o[mt][2 * p + 1], af[mt], bf[2], bf[3]);
+                    for (int j = 0; j < SL / 8; ++j)
+                        *reinterpret_cast<uint32_t *>(prow + j * 8 + 2 * t4) =
+                            Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+                    if (warp == 0 && t4 == 0) pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
                 }
-            }
+            return;
         }
-        __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
-        if (nt + 1 < t1) load_slice(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
-        cp_async_commit();
-    }
-    cp_async_wait<0>();
-    if (tid % 8 == 0) {
-        s_m[sr] = run_m;
-        s_l[sr] = run_l;
-    }
-    __syncthreads();
-
-    if (w.slot >= 0) {
-        /* one split of several: normalised O (16-bit) and the log2-domain LSE to the slot */
-        const int64_t total = (int64_t)a.batch * a.heads_q * split.slots;
-        T *po = static_cast<T *>(split.part) + (int64_t)w.slot * BM * D;
-        float *pl = reinterpret_cast<float *>(static_cast<T *>(split.part) + total * BM * D) +
-                    (int64_t)w.slot * BM;
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int lrow = mt * 16 + g + 8 * r;
-                if (row0 + lrow >= a.seq_q) continue;
+                const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
+                if (row >= a.seq_q) continue;
                 const float l = s_l[lrow];
                 const float inv = l > 0.f ? 1.f / l : 0.f;
-                T *prow = po + (int64_t)lrow * D + warp * SL;
+                T *orow = o + (int64_t)row * a.o_stride[2] + warp * SL;
 #pragma unroll
                 for (int j = 0; j < SL / 8; ++j)
-                    *reinterpret_cast<uint32_t *>(prow + j * 8 + 2 * t4) =
+                    *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
                         Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
-                if (warp == 0 && t4 == 0) pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+                if (a.lse && warp == 0 && t4 == 0)
+                    a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
+                        l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
             }
-        return;
-    }
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
-            if (row >= a.seq_q) continue;
-            const float l = s_l[lrow];
-            const float inv = l > 0.f ? 1.f / l : 0.f;
-            T *orow = o + (int64_t)row * a.o_stride[2] + warp * SL;
-#pragma unroll
-            for (int j = 0; j < SL / 8; ++j)
-                *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
-                    Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
-            if (a.lse && warp == 0 && t4 == 0)
-                a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                    l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
-        }
+    });
 }
 
 
@@ -503,14 +505,14 @@ cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaS
     pa_flash_split s;
     if (split && split->chunk) {
         s = *split;
-        kernel<<<pa_flash_split_blocks(&a, &s), Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+        kernel<<<s.blocks, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
         e = cudaGetLastError();
         if (e != cudaSuccess) return e;
         return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
     }
     s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
     s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
-    s.max_splits = 1, s.slots = 0, s.part = nullptr;
+    s.units = 0, s.blocks = 0, s.slots = 0, s.part = nullptr;
     const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();

@@ -7,8 +7,8 @@
 # (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed).
 # Results in $OUT: seed.log conformance.txt checks.jsonl polyattn.jsonl torch.jsonl
 # ncu.txt summary.md summary.json.
-# Environment: BUILD (dir), ARCH (default 90), CHUNKS=0 (skip the runs of every split
-# chunk candidate; CHUNK_DTYPES: their dtypes, default f16,f32), NCU=0 (skip the Nsight
+# Environment: BUILD (dir), ARCH (default 90), CHUNKS=0 (skip the schedule sweep: no split,
+# the automatic chunk, half and twice it; CHUNK_DTYPES: their dtypes, default f16,f32), NCU=0 (skip the Nsight
 # Compute look at the 1x4096 kernels, f16 and f32), COMMIT.  QUICK=1: smoke test: no
 # conformance runs, the first odd-shape check per dtype, f16 seed shapes 1x4096 (D 1024) and
 # 16x128 (D 512) only; CHUNKS and NCU default to 0.
@@ -82,7 +82,7 @@ fi
 timeout 200 "$BIN/polyattn_cuda_bench" < "$OUT/shapes.txt" > "$OUT/polyattn.jsonl" 2>> "$LOG"
 echo "cuda_bench exit $?" >> "$LOG"
 if [ "${CHUNKS:-1}" = 1 ]; then
-  say "seed shapes: every split chunk the planner may pick (POLYATTN_CUDA_FLASH_SPLIT=c; c0: none)"
+  say "seed shapes: schedule sweep (POLYATTN_CUDA_FLASH_SPLIT=c key tiles per block; c0: none)"
   python3 bench/gpu/seed_shapes.py chunks ${CHUNK_DTYPES:-f16,f32} > "$OUT/chunks.txt"
   for c in $(cut -d' ' -f1 "$OUT/chunks.txt" | sort -un); do
     grep "^$c " "$OUT/chunks.txt" | cut -d' ' -f2- |

@@ -3,9 +3,9 @@
     seed:  the seed article's five shapes (one head, causal top-left), f16, bf16, f32
     check: odd shapes through the wide flash kernels and their split-key schedule
            (GQA, bottom-right with fully masked rows, seq_q != seq_kv, no mask)
-    chunks: "<chunk> <seed line>" for every split chunk the planner of
-            backends/cuda/flash_split.cu may pick at a seed shape (run each line with
-            POLYATTN_CUDA_FLASH_SPLIT=<chunk>; chunk 0 = no split)
+    chunks: "<chunk> <seed line>" for the balanced schedule of backends/cuda/flash_split.cu
+            at a seed shape: no split (0), its automatic chunk on 132 SMs (key tiles per
+            block), half and twice that (run each line with POLYATTN_CUDA_FLASH_SPLIT=<chunk>)
 usage: seed_shapes.py seed|check|chunks [dtype,...]"""
 import sys
 
@@ -27,16 +27,15 @@ if what == "seed":
         for n, d, b in SEED:
             print(f"seed {dt} {b} 1 1 {n} {n} {d} 1 flash")
 elif what == "chunks":
+    sms = 132  # H100 SXM
     for dt in dtypes:
         for n, d, b in SEED:
-            longest = -(-n // key_tile(dt, d))  # causal top-left: the last tile sees all keys
-            c = max(1, -(-longest // 8))
-            chunks = [0]
-            while c < longest:
-                chunks.append(c)
-                c *= 2
-            for c in chunks:
-                print(f"{c} seed-c{c} {dt} {b} 1 1 {n} {n} {d} 1 flash")
+            kt = key_tile(dt, d)
+            # causal top-left: query tile i (32 rows) sees 32 * (i + 1) keys
+            units = b * sum(-(-min(32 * (i + 1), n) // kt) for i in range(-(-n // 32)))
+            c = -(-units // sms)  # one wave of equal blocks: the planner's automatic choice
+            for chunk in sorted({0, max(1, c // 2), c, 2 * c}):
+                print(f"{chunk} seed-c{chunk} {dt} {b} 1 1 {n} {n} {d} 1 flash")
 else:
     # batch heads_q heads_kv seq_q seq_kv head_dim mask(0 none, 1 top-left, 2 bottom-right)
     checks = [(2, 2, 1, 1000, 1000, 1024, 1), (1, 1, 1, 777, 1301, 768, 2),

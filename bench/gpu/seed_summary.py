@@ -61,7 +61,8 @@ for v in variants:
                      f"{ms if ms is None else f'{ms:.3f}'}{status} | {r.get('tflops', 0) or 0:.0f} | "
                      f"{r.get('rel_err', float('nan')):.1e} | {(r.get('workspace_bytes') or 0) / 2**20:.1f} | "
                      f"{r.get('launches')} | {cells[0]} | {cells[1]} |")
-# split-chunk sweep: ms per forced chunk (c0: no split); * marks the default plan's chunk
+# schedule sweep: ms per forced chunk (key tiles per block; c0: one block per query tile);
+# * marks the default plan's chunk
 # (the run with the same workspace size and launch count)
 sweep = {}
 for r in pa:
@@ -69,7 +70,7 @@ for r in pa:
     if suite.startswith("seed-c") and suite[6:].isdigit() and r.get("impl") == "polyattn":
         sweep.setdefault(key(r), []).append((int(suite[6:]), r))
 if sweep:
-    lines.append("\n## Split-chunk sweep (POLYATTN_CUDA_FLASH_SPLIT=c; c0 = no split; * = the default plan)\n")
+    lines.append("\n## Schedule sweep (POLYATTN_CUDA_FLASH_SPLIT=c key tiles per block; c0 = one block per query tile; * = the default plan)\n")
     lines.append("| dtype | batch | N | D | ms per chunk |")
     lines.append("|---|---|---|---|---|")
     default = {key(r): r for r in pa if r.get("suite") == "seed" and r.get("impl") == "polyattn"}
