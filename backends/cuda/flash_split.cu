@@ -146,13 +146,19 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
     if (force > 0) {
         s->chunk = force;
     } else {
-        /* One wave of equal blocks against the unsplit dispatch.  Costs in key-tile steps:
-         * item: a block's fixed work (Q load, pipeline fill, epilogue), part: a partial
-         * slot (written here, read by the combine); measured on the H100: a 32-key f16
-         * tile at D 1024 ~3 us, the combine ~4 us plus its reads, Q ~0.5 step. */
-        const double item = 0.5, part = 0.5, combine = 2.0;
+        /* One wave of equal blocks against the unsplit dispatch, in key-tile steps.
+         * Fitted to the schedule sweep of bench/results/session3-h100-2026-11-24 (no split,
+         * the automatic chunk, half and twice it, at the seed shapes): 16-bit tiles
+         * (32 keys) stream K and V at the L2's limit once every SM is busy (a step then
+         * costs ~1.25x the one of the unsplit tail), and a segment's Q load, pipeline fill
+         * and epilogue cost ~2 steps; f32 tiles (3xTF32, 8-32 keys) are compute-bound and
+         * their fixed costs small.  This picks the measured best of {no split, automatic}
+         * at all ten seed shapes. */
+        const bool wide16 = a->dtype != 0;
+        const double contention = wide16 ? 1.25 : 1.0, item = wide16 ? 2.0 : 0.5;
+        const double part = 0.5, combine = wide16 ? 6.0 : 2.0;
         const long long chunk = (total + sms - 1) / sms;
-        const double balanced = (double)chunk + 2 * item + 2 * part + combine;
+        const double balanced = contention * chunk + 2 * item + 2 * part + combine;
         if (balanced < 0.9 * estimate_unsplit(*a, *s, sms, item) && chunk < longest)
             s->chunk = (int)chunk;
     }
