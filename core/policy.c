@@ -25,14 +25,23 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
          * slowest on every shape (3-15x behind unfused); cuBLAS unfused beat flash in
          * decode (seq_q 1, seq_kv >= 4096: 1.2-4x); tensor-core flash beat unfused
          * 2.7-9.5x on every FlashAttention-2 shape (f16/bf16, head_dim 64/128, N
-         * 512-16384).  session2-h100-2026-11-24/seed_uf.txt (same run): on the seed shapes
-         * (head_dim 512-1024) f16/bf16 unfused is 1.9-3.2x faster than flash except at
-         * 16x128 (flash 1.6-1.8x), and f32 flash (3xTF32) is within 0.90-1.12x of
-         * unfused while needing more memory (split-key partials): unfused stays first. */
+         * 512-16384).  session3-h100-2026-11-24/call10-c90993b/seed_uf.jsonl (same run):
+         * on the seed shapes (head_dim 512-1024) f32 flash (3xTF32 tensor cores, balanced
+         * schedule) is 1.36-1.59x faster than cuBLAS unfused and needs no N x N scores;
+         * f16/bf16 unfused is 1.2-2.2x faster than flash except at 16x128 D 512 (flash
+         * 1.4-1.6x).  Other head dims above 256 have no tensor-core flash kernel. */
         if (p->head_dim > 256 || p->head_dim_v > 256) {
-            set(order, U, L, F);
-            *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.9-3.2x faster "
-                   "than flash in f16/bf16 and on par in f32 on the seed shapes";
+            const int wide = p->head_dim == p->head_dim_v &&
+                             (p->head_dim == 512 || p->head_dim == 768 || p->head_dim == 1024);
+            if (p->dtype == POLYATTN_DTYPE_F32 && wide) {
+                set(order, L, U, F);
+                *why = "cuda, f32, head_dim 512/768/1024: flash (3xTF32 tensor cores) first, "
+                       "measured 1.4-1.6x faster than unfused on the seed shapes";
+            } else {
+                set(order, U, L, F);
+                *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.2-2.2x faster "
+                       "than flash in f16/bf16 on the seed shapes";
+            }
         } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
                    p->batch * p->heads_q * p->seq_q < 8192) {
             /* compare-h100-2026-11-24/explain_vs_autotune.csv: flash won back at

@@ -16,7 +16,7 @@
  * (P V), as in the 16-bit kernel.  Fragments come from shared memory
  * with ldmatrix (an 8x8 b16 matrix is 8 rows of 4 f32: exactly a tf32 fragment), except
  * V's (P V needs V transposed: plain 32-bit loads, rows padded to hit distinct banks).
- * The split-key schedule of flash_split.h applies as for the 16-bit kernel.
+ * The balanced schedule of flash_split.h applies as for the 16-bit kernel.
  */
 #include "flash_f32.h"
 #include "tc_common.cuh"

@@ -245,7 +245,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
  * where a warp cannot hold the O accumulator of 16 full rows.  A block takes 32 query rows
  * and 8 warps; warp w owns the head-dim slice [w*D/8, (w+1)*D/8):
  *   S = Q K^T: each warp multiplies its slice (split-K); the 8 partial 32 x 32 scores are
- *              summed through 4 shared-memory slots (warps w and w + 4 share one);
+ *              summed through shared-memory slots (one per warp at D 512/768; at 1024
+ *              warps w and w + 4 share one);
  *   softmax:   8 threads a row update the running max/sum, write P (16-bit) and the rescale
  *              factor of each row;
  *   O += P V:  each warp accumulates its 32 x D/8 slice of O in registers.
@@ -253,7 +254,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
  * reads only its own head-dim slice of Q, K and V, so it refills its K slice right after
  * its Q K^T and its V slice right after its P V: every load has a whole key tile to land,
  * and a key tile needs only the block barriers of the score exchange (two; three with
- * 4 slots).
+ * 4 slots).  A block runs the segments the schedule of flash_split.h gives it: a whole
+ * query tile, or a run of key tiles that may cross query tiles (balanced schedule).
  */
 template <int HEAD_DIM>
 struct FlashTcWideTraits {

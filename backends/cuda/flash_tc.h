@@ -13,12 +13,12 @@ extern "C" {
 int pa_cuda_flash_tc_has_head_dim(int head_dim);
 /* Shared memory the instance for head_dim needs (bytes). */
 size_t pa_cuda_flash_tc_smem(int head_dim);
-/* Keys per key tile of the wide kernel used at head_dim (> 256), else 0: the split
+/* Keys per key tile of the wide kernel used at head_dim (> 256), else 0: the balanced
  * schedule (flash_split.h) is planned in these tiles. */
 int pa_cuda_flash_tc_key_tile(int head_dim);
 /* Enqueues; returns the cudaError_t of the launch.  Needs q/k/v/o 16-byte aligned, unit
  * head_dim stride and other strides multiples of 8 (the caller checks).  split (may be
- * NULL): the wide kernels' split-key plan, its workspace in split->part. */
+ * NULL): the wide kernels' balanced schedule, its workspace in split->part. */
 int pa_cuda_flash_tc(const pa_gpu_args *a, const pa_flash_split *split, void *stream);
 
 #ifdef __cplusplus
