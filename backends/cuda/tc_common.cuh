@@ -106,6 +106,100 @@ __device__ __forceinline__ void load_rows(T *dst, const T *src, int64_t row_stri
 }
 
 /*
+ * Hopper cluster helpers (2-block clusters): mbarriers, bulk copies multicast to both
+ * blocks, cluster barriers.  Device passes below sm_90 compile them to traps: the host
+ * launches cluster kernels only on sm_90+ devices.
+ */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+#define PA_TC_CLUSTER 1
+#else
+#define PA_TC_CLUSTER 0
+#endif
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count)
+{
+#if PA_TC_CLUSTER
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+#else
+    __trap();
+#endif
+}
+/* Makes mbarrier inits and generic-proxy writes (zero fills) visible to the cluster and to
+ * the async proxy of the bulk copies. */
+__device__ __forceinline__ void fence_cluster_init()
+{
+#if PA_TC_CLUSTER
+    asm volatile("fence.mbarrier_init.release.cluster;\n"
+                 "fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_sync()
+{
+#if PA_TC_CLUSTER
+    asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ unsigned cluster_rank()
+{
+#if PA_TC_CLUSTER
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+#else
+    return 0;
+#endif
+}
+/* Arrives on this block's barrier and expects `bytes` of bulk copies in its phase. */
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
+{
+#if PA_TC_CLUSTER
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+#endif
+}
+/* Arrives on the barrier at this offset in both blocks of the cluster (release). */
+__device__ __forceinline__ void mbar_arrive_both(uint32_t bar)
+{
+#if PA_TC_CLUSTER
+    asm volatile("{\n"
+                 ".reg .b32 ra;\n"
+                 "mapa.shared::cluster.u32 ra, %0, 0;\n"
+                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n"
+                 "mapa.shared::cluster.u32 ra, %0, 1;\n"
+                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n"
+                 "}\n" ::"r"(bar)
+                 : "memory");
+#endif
+}
+/* Waits for the phase of the given parity to complete (acquire at cluster scope: the
+ * arrivals may come from the other block). */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
+{
+#if PA_TC_CLUSTER
+    asm volatile("{\n"
+                 ".reg .pred p;\n"
+                 "PA_MBAR_WAIT:\n"
+                 "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra PA_MBAR_WAIT;\n"
+                 "}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
+#endif
+}
+/* bytes from global src to the same shared offset in both blocks of the cluster; the
+ * barrier at bar's offset in each block receives the byte count. */
+__device__ __forceinline__ void bulk_multicast2(void *dst, const void *src, uint32_t bytes,
+                                                uint32_t bar)
+{
+#if PA_TC_CLUSTER
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::"
+                 "cluster [%0], [%1], %2, [%3], %4;\n" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(bar), "h"((unsigned short)3)
+                 : "memory");
+#endif
+}
+
+/*
  * Lazy rescaling of the online softmax (wide forward kernels): a row keeps its running
  * max m until a key tile's max exceeds it by more than kRescaleSlack (log2 units).  The
  * probabilities exp2(s - m) are then at most 2^8, well inside f16, bf16 and f32, and O and
