@@ -301,20 +301,19 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
     const int col0 = warp * SL; /* this warp's head-dim slice */
 
     /* CLUSTER: 2-block clusters take two adjacent query tiles (block `rank` the rows
-     * rank*32..+31 of a 64-row schedule tile) that walk the same key tiles; warp 0 of each
-     * block bulk-copies half the rows of every K and V tile into both blocks (multicast),
-     * halving the L2 reads.  Per buffer, a `full` mbarrier counts the bytes landed and an
-     * `empty` one the 16 warps (8 per block) done reading.  (Per-warp slices of 256 bytes
-     * measured 2x slower: too many small bulk copies.) */
+     * rank*32..+31 of a 64-row schedule tile) that walk the same key tiles; each block
+     * bulk-copies half the rows of every warp's K and V slices into both blocks
+     * (multicast), halving the L2 reads.  Per warp and buffer, a `full` mbarrier counts
+     * the bytes landed and an `empty` one the two warps (one per block) done reading. */
     const int rank = CLUSTER ? (int)cluster_rank() : 0;
-    uint64_t *bars = reinterpret_cast<uint64_t *>(s_l + BM); /* full k, full v, empty k, empty v */
-    const uint32_t full_k = smem_addr(bars), full_v = smem_addr(bars + 1);
-    const uint32_t empty_k = smem_addr(bars + 2), empty_v = smem_addr(bars + 3);
+    uint64_t *bars = reinterpret_cast<uint64_t *>(s_l + BM); /* [full k, full v, empty k, empty v][warp] */
+    const uint32_t full_k = smem_addr(bars + warp), full_v = smem_addr(bars + 8 + warp);
+    const uint32_t empty_k = smem_addr(bars + 16 + warp), empty_v = smem_addr(bars + 24 + warp);
     uint32_t fills_k = 0, fills_v = 0, uses_k = 0, uses_v = 0;
     if (CLUSTER) {
-        if (tid == 0) {
+        if (lane == 0) {
             mbar_init(full_k, 1), mbar_init(full_v, 1);
-            mbar_init(empty_k, 2 * Tr::kWarps), mbar_init(empty_v, 2 * Tr::kWarps);
+            mbar_init(empty_k, 2), mbar_init(empty_v, 2);
         }
         /* rows past seq_kv are never copied: keep them finite (P = 0 times V) */
         for (int i = tid; i < BN * S; i += Tr::kThreads) sk[i] = sv[i] = T(0.f);
@@ -327,18 +326,17 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
             load_rows<BN, SL / 8, S, 32>(dst + col0, src + col0, row_stride, first, a.seq_kv, lane);
             return;
         }
-        if (warp != 0) return; /* warp 0 copies whole rows for all warps */
         const bool is_k = dst == sk;
         uint32_t &fills = is_k ? fills_k : fills_v;
         if (fills > 0) mbar_wait(is_k ? empty_k : empty_v, (fills - 1) & 1);
         ++fills;
         const int valid = max(0, min(BN, a.seq_kv - first));
         const uint32_t full = is_k ? full_k : full_v;
-        if (lane == 0) mbar_expect_tx(full, (uint32_t)(valid * D * sizeof(T)));
+        if (lane == 0) mbar_expect_tx(full, (uint32_t)(valid * SL * sizeof(T)));
         const int r = rank * (BN / 2) + lane;
         if (lane < BN / 2 && r < valid)
-            bulk_multicast2(dst + r * S, src + (int64_t)(first + r) * row_stride, D * sizeof(T),
-                            full);
+            bulk_multicast2(dst + r * S + col0, src + (int64_t)(first + r) * row_stride + col0,
+                            SL * sizeof(T), full);
     };
     /* wait until this warp's K (V) slice landed; release it after reading */
     auto wait_tile = [&](bool is_k) {
@@ -585,7 +583,7 @@ cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaS
     const bool cluster = split && split->tile_m == 2 * Tr::kBlockM;
     auto kernel = cluster ? flash_fwd_tc_wide_cluster_kernel<HEAD_DIM, T>
                           : flash_fwd_tc_wide_kernel<HEAD_DIM, T>;
-    const size_t smem = Tr::kSmem + (cluster ? 4 * sizeof(uint64_t) : 0); /* + mbarriers */
+    const size_t smem = Tr::kSmem + (cluster ? 32 * sizeof(uint64_t) : 0); /* + mbarriers */
     static unsigned long long attr_done[2] = {0, 0};
     cudaError_t e = smem_attr_once(kernel, smem, attr_done[cluster]);
     if (e != cudaSuccess) return e;
