@@ -95,14 +95,9 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     if (!bn) return s;
     const char *env = getenv("POLYATTN_CUDA_FLASH_SPLIT");
     const int force = env && *env ? atoi(env) : -1;
-    /* POLYATTN_CUDA_FLASH_CLUSTER=1 (16-bit, sm_90+, experimental): 2-block clusters share
-     * K and V by multicast; the schedule counts 64-row tiles. */
-    const char *cl = getenv("POLYATTN_CUDA_FLASH_CLUSTER");
-    const int cluster = cl && atoi(cl) == 1 && p->dtype != POLYATTN_DTYPE_F32 && dev->cc_major >= 9;
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
-    pa_flash_split_plan(&a, (cluster ? 2 : 1) * PA_FLASH_TILE_M, bn,
-                        dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
+    pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
     return s;
 }
 

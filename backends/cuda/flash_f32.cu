@@ -101,8 +101,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
     /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
-    pa_flash_schedule(a, split, blockIdx.x, gridDim.x, threadIdx.x == 0,
-                      [&](const pa_flash_work &w) {
+    pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
         __syncthreads(); /* the previous segment is done with shared memory */
         const int head = w.head, batch = w.batch;
         const int head_kv = head / (a.heads_q / a.heads_kv);

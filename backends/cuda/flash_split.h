@@ -25,8 +25,7 @@
 extern "C" {
 #endif
 
-#define PA_FLASH_TILE_M 32 /* query rows per block of every wide kernel (a 2-block cluster
-                            * of the 16-bit kernel takes 2 tiles as one of 64 rows) */
+#define PA_FLASH_TILE_M 32 /* query rows per block of every wide kernel */
 
 typedef struct pa_flash_split {
     int tile_m;   /* query rows per query tile (PA_FLASH_TILE_M for the wide kernels) */
@@ -108,24 +107,22 @@ struct pa_flash_work {
     int batch, head, qt, t0, t1, slot;
 };
 
-/* Runs segment(w) for every segment of work item `id` of `count` along x (a block, or a
- * cluster whose blocks split the rows of each query tile), in order; `recorder`: the one
- * thread of the item that writes the records.  The caller synchronises the block between
- * segments where its segment code needs it. */
+/* Runs segment(w) for every segment of this block, in order.  The caller synchronises the
+ * block between segments where its segment code needs it. */
 template <typename F>
 __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
-                                                  int id, int count, bool recorder, F &&segment)
+                                                  F &&segment)
 {
     pa_flash_work w;
     if (!s.chunk) {
-        w.qt = a.mask ? count - 1 - id : id;
+        w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
         w.head = blockIdx.y, w.batch = blockIdx.z;
         w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
         segment(w);
         return;
     }
     const long long total = (long long)a.batch * a.heads_q * s.units;
-    const long long start = (long long)id * s.chunk;
+    const long long start = (long long)blockIdx.x * s.chunk;
     const long long end = start + s.chunk < total ? start + s.chunk : total;
     long long u = start;
     int bh = (int)(u / s.units), r = (int)(u % s.units), qt = 0;
@@ -138,12 +135,12 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
     while (u < end) {
         const int len = (int)(end - u < n - r ? end - u : n - r);
         const int first = (int)(u - r); /* the query tile's first unit on the line */
-        if (r == 0 && recorder) records[(long long)bh * s.q_tiles + qt] = {first, n};
+        if (r == 0 && threadIdx.x == 0) records[(long long)bh * s.q_tiles + qt] = {first, n};
         const int tiles = pa_flash_tiles(a, s, qt);
         w.batch = bh / a.heads_q, w.head = bh % a.heads_q, w.qt = qt;
         w.t0 = r < tiles ? r : tiles;
         w.t1 = r + len < tiles ? r + len : tiles;
-        w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, id);
+        w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, blockIdx.x);
         segment(w);
         u += len, r = 0;
         if (++qt == s.q_tiles) qt = 0, ++bh;

@@ -281,8 +281,9 @@ struct FlashTcWideTraits {
     static_assert(kBlockM == kBlockN, "Q, K and V tiles share one row count");
 };
 
-template <int HEAD_DIM, typename T, bool CLUSTER>
-__device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa_flash_split &split)
+template <int HEAD_DIM, typename T>
+__global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
+    flash_fwd_tc_wide_kernel(pa_gpu_args a, pa_flash_split split)
 {
     using Tr = FlashTcWideTraits<HEAD_DIM>;
     constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
@@ -298,67 +299,8 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
-    const int col0 = warp * SL; /* this warp's head-dim slice */
-
-    /* CLUSTER: 2-block clusters take two adjacent query tiles (block `rank` the rows
-     * rank*32..+31 of a 64-row schedule tile) that walk the same key tiles; each block
-     * bulk-copies half the rows of every warp's K and V slices into both blocks
-     * (multicast), halving the L2 reads.  Per warp and buffer, a `full` mbarrier counts
-     * the bytes landed and an `empty` one the two warps (one per block) done reading. */
-    const int rank = CLUSTER ? (int)cluster_rank() : 0;
-    uint64_t *bars = reinterpret_cast<uint64_t *>(s_l + BM); /* [full k, full v, empty k, empty v][warp] */
-    const uint32_t full_k = smem_addr(bars + warp), full_v = smem_addr(bars + 8 + warp);
-    const uint32_t empty_k = smem_addr(bars + 16 + warp), empty_v = smem_addr(bars + 24 + warp);
-    uint32_t fills_k = 0, fills_v = 0, uses_k = 0, uses_v = 0;
-    if (CLUSTER) {
-        if (lane == 0) {
-            mbar_init(full_k, 1), mbar_init(full_v, 1);
-            mbar_init(empty_k, 2), mbar_init(empty_v, 2);
-        }
-        /* rows past seq_kv are never copied: keep them finite (P = 0 times V) */
-        for (int i = tid; i < BN * S; i += Tr::kThreads) sk[i] = sv[i] = T(0.f);
-        fence_cluster_init();
-        cluster_sync(); /* the peer's barriers exist before anything lands on them */
-    }
-    /* K or V tile rows [first, first + BN) of this warp's slice into dst (dst == sk: K) */
-    auto fetch = [&](T *dst, const T *src, int64_t row_stride, int first) {
-        if (!CLUSTER) {
-            load_rows<BN, SL / 8, S, 32>(dst + col0, src + col0, row_stride, first, a.seq_kv, lane);
-            return;
-        }
-        const bool is_k = dst == sk;
-        uint32_t &fills = is_k ? fills_k : fills_v;
-        if (fills > 0) mbar_wait(is_k ? empty_k : empty_v, (fills - 1) & 1);
-        ++fills;
-        const int valid = max(0, min(BN, a.seq_kv - first));
-        const uint32_t full = is_k ? full_k : full_v;
-        if (lane == 0) mbar_expect_tx(full, (uint32_t)(valid * SL * sizeof(T)));
-        const int r = rank * (BN / 2) + lane;
-        if (lane < BN / 2 && r < valid)
-            bulk_multicast2(dst + r * S + col0, src + (int64_t)(first + r) * row_stride + col0,
-                            SL * sizeof(T), full);
-    };
-    /* wait until this warp's K (V) slice landed; release it after reading */
-    auto wait_tile = [&](bool is_k) {
-        if (!CLUSTER) {
-            cp_async_wait<1>(); /* K(nt) (and Q) landed, V(nt) may fly; or V(nt), K(nt+1) */
-        } else {
-            uint32_t &uses = is_k ? uses_k : uses_v;
-            mbar_wait(is_k ? full_k : full_v, uses & 1);
-            ++uses;
-        }
-        __syncwarp();
-    };
-    auto release_tile = [&](bool is_k) {
-        __syncwarp(); /* every lane's ldmatrix of the slice is done */
-        if (CLUSTER && lane == 0) mbar_arrive_both(is_k ? empty_k : empty_v);
-    };
-
     /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
-    const int item = CLUSTER ? blockIdx.x / 2 : blockIdx.x;
-    const int items = CLUSTER ? gridDim.x / 2 : gridDim.x;
-    pa_flash_schedule(a, split, item, items, threadIdx.x == 0 && rank == 0,
-                      [&](const pa_flash_work &w) {
+    pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
         __syncthreads(); /* the previous segment is done with shared memory */
         const int head = w.head, batch = w.batch;
         const int head_kv = head / (a.heads_q / a.heads_kv);
@@ -367,19 +309,22 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
         const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
         T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
 
-        const int lrow0 = rank * BM; /* this block's first row in the schedule's tile */
-        const int row0 = w.qt * split.tile_m + lrow0;
+        const int row0 = w.qt * BM;
         const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
 
         /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself:
          * its copies need a __syncwarp, not a block barrier, and it refills its K (V) slice
          * as soon as its own Q K^T (P V) is done, a whole key tile ahead of the next use. */
-        load_rows<BM, SL / 8, S, 32>(sq + col0, q + col0, a.q_stride[2], row0, a.seq_q, lane);
-        if (t1 > t0) fetch(sk, k, a.k_stride[2], t0 * BN);
+        const int col0 = warp * SL;
+        auto load_slice = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
+            load_rows<BM, SL / 8, S, 32>(dst + col0, src + col0, row_stride, first, limit, lane);
+        }; /* Q, K and V tiles: BM (== BN) rows */
+
+        load_slice(sq, q, a.q_stride[2], row0, a.seq_q);
+        if (t1 > t0) load_slice(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
         cp_async_commit();
-        if (t1 > t0) fetch(sv, v, a.v_stride[2], t0 * BN);
+        if (t1 > t0) load_slice(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
         cp_async_commit();
-        if (CLUSTER) cp_async_wait<0>(); /* Q (the K and V copies are tracked by mbarriers) */
 
         /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
         const int sr = tid / 8, sc0 = 4 * (tid % 8);
@@ -396,7 +341,8 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
 
         for (int nt = t0; nt < t1; ++nt) {
             const int key0 = nt * BN;
-            wait_tile(true); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
+            cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
+            __syncwarp();
 
             /* partial S over this warp's head-dim slice */
             float acc_s[2][BN / 8][4];
@@ -424,8 +370,8 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
                     }
                 }
             }
-            release_tile(true); /* refill the K slice */
-            if (nt + 1 < t1) fetch(sk, k, a.k_stride[2], key0 + BN);
+            __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
+            if (nt + 1 < t1) load_slice(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
             cp_async_commit();
 
             /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
@@ -470,7 +416,8 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
                 if (tid % 8 == 0) s_alpha[sr] = alpha;
             }
             __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
-            wait_tile(false); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
+            cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
+            __syncwarp();
 
             /* O = O * alpha + P V over this warp's slice */
             rescale_rows<SL / 8>(acc_o, s_alpha, g);
@@ -493,8 +440,8 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
                     }
                 }
             }
-            release_tile(false); /* refill the V slice */
-            if (nt + 1 < t1) fetch(sv, v, a.v_stride[2], key0 + BN);
+            __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
+            if (nt + 1 < t1) load_slice(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
             cp_async_commit();
         }
         cp_async_wait<0>();
@@ -507,10 +454,9 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
         if (w.slot >= 0) {
             /* one split of several: normalised O (16-bit) and the log2-domain LSE to the slot */
             const int64_t total = split.slots;
-            const int tm = split.tile_m; /* slot rows; this block's start at lrow0 */
-            T *po = static_cast<T *>(split.part) + ((int64_t)w.slot * tm + lrow0) * D;
-            float *pl = reinterpret_cast<float *>(static_cast<T *>(split.part) + total * tm * D) +
-                        (int64_t)w.slot * tm + lrow0;
+            T *po = static_cast<T *>(split.part) + (int64_t)w.slot * BM * D;
+            float *pl = reinterpret_cast<float *>(static_cast<T *>(split.part) + total * BM * D) +
+                        (int64_t)w.slot * BM;
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -546,61 +492,31 @@ __device__ __forceinline__ void flash_fwd_tc_wide(const pa_gpu_args &a, const pa
                         l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
             }
     });
-    if (CLUSTER) cluster_sync(); /* no block leaves while its peer may still signal it */
 }
 
-template <int HEAD_DIM, typename T>
-__global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
-    flash_fwd_tc_wide_kernel(pa_gpu_args a, pa_flash_split split)
-{
-    flash_fwd_tc_wide<HEAD_DIM, T, false>(a, split);
-}
 
-/* sm_90+: the cluster variant (device passes below sm_90 compile a stub; the host launches
- * it only on sm_90+ devices). */
-#if PA_TC_CLUSTER
-#define PA_CLUSTER_DIMS __cluster_dims__(2, 1, 1)
-#else
-#define PA_CLUSTER_DIMS
-#endif
-template <int HEAD_DIM, typename T>
-__global__ void PA_CLUSTER_DIMS __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
-    flash_fwd_tc_wide_cluster_kernel(pa_gpu_args a, pa_flash_split split)
-{
-#if PA_TC_CLUSTER
-    flash_fwd_tc_wide<HEAD_DIM, T, true>(a, split);
-#else
-    __trap();
-#endif
-}
-
-/* split->tile_m == 64: the 2-block cluster kernel (two 32-row tiles per schedule tile). */
 template <int HEAD_DIM, typename T>
 cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
     using Tr = FlashTcWideTraits<HEAD_DIM>;
-    static_assert(Tr::kBlockM == PA_FLASH_TILE_M, "the schedule counts 32-row tiles");
-    const bool cluster = split && split->tile_m == 2 * Tr::kBlockM;
-    auto kernel = cluster ? flash_fwd_tc_wide_cluster_kernel<HEAD_DIM, T>
-                          : flash_fwd_tc_wide_kernel<HEAD_DIM, T>;
-    const size_t smem = Tr::kSmem + (cluster ? 32 * sizeof(uint64_t) : 0); /* + mbarriers */
-    static unsigned long long attr_done[2] = {0, 0};
-    cudaError_t e = smem_attr_once(kernel, smem, attr_done[cluster]);
+    static_assert(Tr::kBlockM == PA_FLASH_TILE_M, "the split schedule assumes 32-row tiles");
+    auto kernel = flash_fwd_tc_wide_kernel<HEAD_DIM, T>;
+    static unsigned long long attr_done = 0;
+    cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
     if (e != cudaSuccess) return e;
-    const int per_tile = cluster ? 2 : 1; /* blocks per schedule item */
     pa_flash_split s;
     if (split && split->chunk) {
         s = *split;
-        kernel<<<per_tile * s.blocks, Tr::kThreads, smem, stream>>>(a, s);
+        kernel<<<s.blocks, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
         e = cudaGetLastError();
         if (e != cudaSuccess) return e;
         return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
     }
-    s.tile_m = per_tile * Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
-    s.q_tiles = (a.seq_q + s.tile_m - 1) / s.tile_m;
+    s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
+    s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
     s.units = 0, s.blocks = 0, s.slots = 0, s.part = nullptr;
-    const dim3 grid(per_tile * s.q_tiles, a.heads_q, a.batch);
-    kernel<<<grid, Tr::kThreads, smem, stream>>>(a, s);
+    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();
 }
 
