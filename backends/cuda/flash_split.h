@@ -56,6 +56,8 @@ int pa_cuda_flash_combine(const pa_gpu_args *a, const pa_flash_split *s, void *s
 
 /* ---- device side of the schedule (shared by the kernels and the combine) ---- */
 #ifdef __CUDACC__
+#include "tc_common.cuh"
+
 __host__ __device__ __forceinline__ int pa_flash_visible(const pa_gpu_args &a, int query)
 {
     int n = a.seq_kv;
@@ -146,6 +148,32 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         if (++qt == s.q_tiles) qt = 0, ++bh;
         if (u < end) n = pa_flash_units(a, s, qt);
     }
+}
+
+/* Launches a wide kernel (Tr: its traits; blocks of Tr::kThreads threads, Tr::kSmem bytes)
+ * on the schedule `split` (NULL or chunk 0: one block per query tile), then the combine
+ * when the schedule cut query tiles.  attr_done: the caller's once-per-device flag. */
+template <typename Tr, typename K>
+cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_split *split,
+                                 cudaStream_t stream, unsigned long long &attr_done)
+{
+    static_assert(Tr::kBlockM == PA_FLASH_TILE_M, "the schedule counts 32-row tiles");
+    cudaError_t e = pa_tc::smem_attr_once(kernel, Tr::kSmem, attr_done);
+    if (e != cudaSuccess) return e;
+    pa_flash_split s;
+    if (split && split->chunk) {
+        s = *split;
+        kernel<<<s.blocks, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+        e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
+    }
+    s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
+    s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
+    s.units = 0, s.blocks = 0, s.slots = 0, s.part = nullptr;
+    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+    return cudaGetLastError();
 }
 #endif
 #endif

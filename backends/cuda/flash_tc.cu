@@ -498,26 +498,9 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
 template <int HEAD_DIM, typename T>
 cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
-    using Tr = FlashTcWideTraits<HEAD_DIM>;
-    static_assert(Tr::kBlockM == PA_FLASH_TILE_M, "the split schedule assumes 32-row tiles");
-    auto kernel = flash_fwd_tc_wide_kernel<HEAD_DIM, T>;
     static unsigned long long attr_done = 0;
-    cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
-    if (e != cudaSuccess) return e;
-    pa_flash_split s;
-    if (split && split->chunk) {
-        s = *split;
-        kernel<<<s.blocks, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
-        e = cudaGetLastError();
-        if (e != cudaSuccess) return e;
-        return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
-    }
-    s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
-    s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
-    s.units = 0, s.blocks = 0, s.slots = 0, s.part = nullptr;
-    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
-    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
-    return cudaGetLastError();
+    return pa_flash_launch_wide<FlashTcWideTraits<HEAD_DIM>>(flash_fwd_tc_wide_kernel<HEAD_DIM, T>,
+                                                              a, split, stream, attr_done);
 }
 
 template <int HEAD_DIM, typename T, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>
