@@ -263,6 +263,7 @@ template <int HEAD_DIM, int ROWG = 1>
 struct FlashTcWideTraits {
     /* ROWG row groups of 8 warps: warp w owns head-dim slice w % 8 and rows
      * (w / 8) * 32 / ROWG .. + 32 / ROWG (ROWG 2: 16 warps, 4 per scheduler) */
+    static constexpr int kRowGroups = ROWG;
     static constexpr int kSlices = 8;
     static constexpr int kWarps = kSlices * ROWG;
     static constexpr int kThreads = 32 * kWarps;
