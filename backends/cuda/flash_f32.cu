@@ -216,10 +216,10 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
 
             /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
             float *slot = ss + (warp % Tr::kSlots) * BM * SS;
-            if (warp < Tr::kSlots) store_scores<BN, 2, false>(slot, acc_s, g, t4);
+            if (warp < Tr::kSlots) store_scores<BN, false>(slot, acc_s, g, t4);
             if (Tr::kSlots < Tr::kWarps) {
                 __syncthreads(); /* warps 0-3 stored */
-                if (warp >= Tr::kSlots) store_scores<BN, 2, true>(slot, acc_s, g, t4);
+                if (warp >= Tr::kSlots) store_scores<BN, true>(slot, acc_s, g, t4);
             }
             __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
 
@@ -258,7 +258,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             __syncwarp();
 
             /* O = O * alpha + P V over this warp's slice */
-            rescale_rows<2, SL / 8>(acc_o, s_alpha, g);
+            rescale_rows<SL / 8>(acc_o, s_alpha, g);
 #pragma unroll
             for (int kk = 0; kk < BN / 8; ++kk) {
                 uint32_t ah[2][4], al[2][4];

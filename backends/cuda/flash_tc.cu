@@ -17,8 +17,6 @@
 #include "flash_split.h"
 #include "tc_common.cuh"
 
-#include <stdlib.h>
-
 
 namespace
 {
@@ -259,19 +257,13 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
  * 4 slots).  A block runs the segments the schedule of flash_split.h gives it: a whole
  * query tile, or a run of key tiles that may cross query tiles (balanced schedule).
  */
-template <int HEAD_DIM, int ROWG = 1>
+template <int HEAD_DIM>
 struct FlashTcWideTraits {
-    /* ROWG row groups of 8 warps: warp w owns head-dim slice w % 8 and rows
-     * (w / 8) * 32 / ROWG .. + 32 / ROWG (ROWG 2: 16 warps, 4 per scheduler) */
-    static constexpr int kRowGroups = ROWG;
-    static constexpr int kSlices = 8;
-    static constexpr int kWarps = kSlices * ROWG;
+    static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kBlockM = 32;
     static constexpr int kBlockN = 32;
-    static constexpr int kMTiles = kBlockM / 16 / ROWG; /* m16 tiles of one warp */
-    static constexpr int kSlice = HEAD_DIM / kSlices;   /* head-dim columns of one warp */
-    static constexpr int kRowThreads = kThreads / kBlockM; /* softmax threads per row */
+    static constexpr int kSlice = HEAD_DIM / kWarps; /* head-dim columns of one warp */
     static constexpr int kStride = HEAD_DIM + 8;     /* padded shared rows (elements) */
     static constexpr int kSStride = score_stride(kBlockN); /* f32 partial scores */
     static constexpr int kPStride = kBlockN + 8;     /* 16-bit probabilities */
@@ -281,23 +273,21 @@ struct FlashTcWideTraits {
         return 3 * kTileBytes + (size_t)slots * kBlockM * kSStride * 4 + kBlockM * kPStride * 2 +
                3 * kBlockM * 4;
     }
-    /* Partial-score slots: one per slice where shared memory allows (no add pass, one
-     * barrier less per key tile: head dims 512, 768), else slices s and s + 4 share one. */
+    /* Partial-score slots: one per warp where shared memory allows (no add pass, one
+     * barrier less per key tile: head dims 512, 768), else warps w and w + 4 share one. */
     static constexpr int kSlots = smem_with(8) <= 227 * 1024 ? 8 : 4;
     static constexpr size_t kSmem = smem_with(kSlots);
     static_assert(kSlice % 16 == 0, "each warp's slice is a whole number of mma tiles");
     static_assert(kBlockM == kBlockN, "Q, K and V tiles share one row count");
-    static_assert(kMTiles >= 1 && kBlockN % kRowThreads == 0, "row groups of whole m16 tiles");
 };
 
-template <int HEAD_DIM, int ROWG, typename T>
-__global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, ROWG>::kThreads, 1)
+template <int HEAD_DIM, typename T>
+__global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     flash_fwd_tc_wide_kernel(pa_gpu_args a, pa_flash_split split)
 {
-    using Tr = FlashTcWideTraits<HEAD_DIM, ROWG>;
+    using Tr = FlashTcWideTraits<HEAD_DIM>;
     constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
-    constexpr int SL = Tr::kSlice, SS = Tr::kSStride, PS = Tr::kPStride, MT = Tr::kMTiles;
-    constexpr int TPR = Tr::kRowThreads, KPT = BN / TPR; /* softmax threads per row, keys each */
+    constexpr int SL = Tr::kSlice, SS = Tr::kSStride, PS = Tr::kPStride;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sq = reinterpret_cast<T *>(smem_raw);
     T *sk = sq + BM * S;
@@ -309,16 +299,6 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, ROWG>::kThreads, 1
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
-    const int slice = warp % Tr::kSlices, rg = warp / Tr::kSlices;
-    const int col0 = slice * SL, mrow0 = rg * 16 * MT; /* this warp's first column and row */
-    /* The ROWG warps of a slice share its K and V rows: each loads 1/ROWG of them and they
-     * meet at a named barrier (one warp: __syncwarp). */
-    auto slice_sync = [&]() {
-        if (ROWG == 1)
-            __syncwarp();
-        else
-            asm volatile("bar.sync %0, %1;\n" ::"r"(1 + slice), "r"(32 * ROWG) : "memory");
-    };
     /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
     pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
         __syncthreads(); /* the previous segment is done with shared memory */
@@ -332,126 +312,121 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, ROWG>::kThreads, 1
         const int row0 = w.qt * BM;
         const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
 
-        /* Warp w reads only its slice's columns of Q, K and V (and its rows of Q), so the
-         * warps of a slice load those themselves: their copies need a slice barrier, not a
-         * block barrier, and they refill their K (V) slice as soon as their own Q K^T (P V)
-         * is done, a whole key tile ahead of the next use. */
-        constexpr int KR = BN / ROWG; /* K/V rows of the slice this warp loads */
-        auto load_kv = [&](T *dst, const T *src, int64_t row_stride, int first) {
-            load_rows<KR, SL / 8, S, 32>(dst + rg * KR * S + col0, src + col0, row_stride,
-                                         first + rg * KR, a.seq_kv, lane);
-        };
-        load_rows<16 * MT, SL / 8, S, 32>(sq + mrow0 * S + col0, q + col0, a.q_stride[2],
-                                          row0 + mrow0, a.seq_q, lane);
-        if (t1 > t0) load_kv(sk, k, a.k_stride[2], t0 * BN);
+        /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself:
+         * its copies need a __syncwarp, not a block barrier, and it refills its K (V) slice
+         * as soon as its own Q K^T (P V) is done, a whole key tile ahead of the next use. */
+        const int col0 = warp * SL;
+        auto load_slice = [&](T *dst, const T *src, int64_t row_stride, int first, int limit) {
+            load_rows<BM, SL / 8, S, 32>(dst + col0, src + col0, row_stride, first, limit, lane);
+        }; /* Q, K and V tiles: BM (== BN) rows */
+
+        load_slice(sq, q, a.q_stride[2], row0, a.seq_q);
+        if (t1 > t0) load_slice(sk, k, a.k_stride[2], t0 * BN, a.seq_kv);
         cp_async_commit();
-        if (t1 > t0) load_kv(sv, v, a.v_stride[2], t0 * BN);
+        if (t1 > t0) load_slice(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
         cp_async_commit();
 
-        /* softmax ownership: row sr = tid / TPR, keys KPT * (tid % TPR) + {0..KPT-1} */
-        const int sr = tid / TPR, sc0 = KPT * (tid % TPR);
+        /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
+        const int sr = tid / 8, sc0 = 4 * (tid % 8);
         const int sr_vis = pa_flash_visible(a, row0 + sr);
         float run_m = -INFINITY, run_l = 0.f;
         const float sl2 = a.scale * kLog2e;
 
-        float acc_o[MT][SL / 8][4];
+        float acc_o[2][SL / 8][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
+        for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
             for (int j = 0; j < SL / 8; ++j)
                 acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
 
         for (int nt = t0; nt < t1; ++nt) {
             const int key0 = nt * BN;
-            cp_async_wait<1>(); /* this slice's K(nt) (and Q) landed; V(nt) may still fly */
-            slice_sync();
+            cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
+            __syncwarp();
 
             /* partial S over this warp's head-dim slice */
-            float acc_s[MT][BN / 8][4];
+            float acc_s[2][BN / 8][4];
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
+            for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
                 for (int j = 0; j < BN / 8; ++j)
                     acc_s[mt][j][0] = acc_s[mt][j][1] = acc_s[mt][j][2] = acc_s[mt][j][3] = 0.f;
 #pragma unroll
             for (int kk = 0; kk < SL / 16; ++kk) {
                 const int d0 = col0 + kk * 16;
-                uint32_t af[MT][4];
+                uint32_t af[2][4];
 #pragma unroll
-                for (int mt = 0; mt < MT; ++mt)
-                    ldmatrix_x4(af[mt],
-                                sq + (mrow0 + mt * 16 + (lane % 16)) * S + d0 + (lane / 16) * 8);
+                for (int mt = 0; mt < 2; ++mt)
+                    ldmatrix_x4(af[mt], sq + (mt * 16 + (lane % 16)) * S + d0 + (lane / 16) * 8);
 #pragma unroll
                 for (int p = 0; p < BN / 16; ++p) {
                     uint32_t bf[4];
                     const int idx = lane / 8;
                     ldmatrix_x4(bf, sk + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + d0 + (idx & 1) * 8);
 #pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
+                    for (int mt = 0; mt < 2; ++mt) {
                         Dt<T>::mma(acc_s[mt][2 * p], af[mt], bf[0], bf[1]);
                         Dt<T>::mma(acc_s[mt][2 * p + 1], af[mt], bf[2], bf[3]);
                     }
                 }
             }
-            slice_sync(); /* the slice's ldmatrix reads of K are done: refill it */
-            if (nt + 1 < t1) load_kv(sk, k, a.k_stride[2], key0 + BN);
+            __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
+            if (nt + 1 < t1) load_slice(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
             cp_async_commit();
 
-            /* the 8 partial scores to the slots: with 4 slots slices 0-3 store, 4-7 add */
-            float *slot = ss + ((slice % Tr::kSlots) * BM + mrow0) * SS;
-            if (slice < Tr::kSlots) store_scores<BN, MT, false>(slot, acc_s, g, t4);
-            if (Tr::kSlots < Tr::kSlices) {
-                __syncthreads(); /* slices 0-3 stored */
-                if (slice >= Tr::kSlots) store_scores<BN, MT, true>(slot, acc_s, g, t4);
+            /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
+            float *slot = ss + (warp % Tr::kSlots) * BM * SS;
+            if (warp < Tr::kSlots) store_scores<BN, false>(slot, acc_s, g, t4);
+            if (Tr::kSlots < Tr::kWarps) {
+                __syncthreads(); /* warps 0-3 stored */
+                if (warp >= Tr::kSlots) store_scores<BN, true>(slot, acc_s, g, t4);
             }
             __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
 
-            /* online softmax: TPR threads per row, stats in registers (same in all TPR) */
+            /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
             {
-                float x[KPT];
+                float x[4];
                 sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
                 float mx = -INFINITY;
 #pragma unroll
-                for (int e = 0; e < KPT; ++e) {
+                for (int e = 0; e < 4; ++e) {
                     x[e] = key0 + sc0 + e < sr_vis ? x[e] * sl2 : -INFINITY;
                     mx = fmaxf(mx, x[e]);
                 }
-#pragma unroll
-                for (int o = 1; o < TPR; o *= 2)
-                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
                 const float m_new = mx > run_m + kRescaleSlack ? mx : run_m; /* lazy rescale */
                 const float m_use = m_new == -INFINITY ? 0.f : m_new;
                 const float alpha = exp2f(run_m - m_use);
                 float sum = 0.f;
 #pragma unroll
-                for (int e = 0; e < KPT; ++e) {
+                for (int e = 0; e < 4; ++e) {
                     x[e] = exp2f(x[e] - m_use);
                     sum += x[e];
                 }
-#pragma unroll
-                for (int o = 1; o < TPR; o *= 2)
-                    sum += __shfl_xor_sync(0xffffffffu, sum, o);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 4);
                 run_l = run_l * alpha + sum;
                 run_m = m_new;
                 uint32_t *pp = reinterpret_cast<uint32_t *>(sp + sr * PS + sc0);
-#pragma unroll
-                for (int e = 0; e < KPT; e += 2)
-                    pp[e / 2] = Dt<T>::pack(x[e], x[e + 1]);
-                if (tid % TPR == 0) s_alpha[sr] = alpha;
+                pp[0] = Dt<T>::pack(x[0], x[1]);
+                pp[1] = Dt<T>::pack(x[2], x[3]);
+                if (tid % 8 == 0) s_alpha[sr] = alpha;
             }
             __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
-            cp_async_wait<1>(); /* this slice's V(nt) landed; K(nt+1) may still fly */
-            slice_sync();
+            cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
+            __syncwarp();
 
             /* O = O * alpha + P V over this warp's slice */
-            rescale_rows<MT, SL / 8>(acc_o, s_alpha + mrow0, g);
+            rescale_rows<SL / 8>(acc_o, s_alpha, g);
 #pragma unroll
             for (int kk = 0; kk < BN / 16; ++kk) {
-                uint32_t af[MT][4];
+                uint32_t af[2][4];
 #pragma unroll
-                for (int mt = 0; mt < MT; ++mt)
-                    ldmatrix_x4(af[mt], sp + (mrow0 + mt * 16 + (lane % 16)) * PS + kk * 16 +
-                                            (lane / 16) * 8);
+                for (int mt = 0; mt < 2; ++mt)
+                    ldmatrix_x4(af[mt], sp + (mt * 16 + (lane % 16)) * PS + kk * 16 + (lane / 16) * 8);
 #pragma unroll
                 for (int p = 0; p < SL / 16; ++p) {
                     uint32_t bf[4];
@@ -459,18 +434,18 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, ROWG>::kThreads, 1
                     ldmatrix_x4_trans(bf, sv + (kk * 16 + (idx & 1) * 8 + lane % 8) * S + col0 +
                                               p * 16 + (idx >> 1) * 8);
 #pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
+                    for (int mt = 0; mt < 2; ++mt) {
                         Dt<T>::mma(acc_o[mt][2 * p], af[mt], bf[0], bf[1]);
                         Dt<T>::mma(acc_o[mt][2 * p + 1], af[mt], bf[2], bf[3]);
                     }
                 }
             }
-            slice_sync(); /* the slice's ldmatrix reads of V are done: refill it */
-            if (nt + 1 < t1) load_kv(sv, v, a.v_stride[2], key0 + BN);
+            __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
+            if (nt + 1 < t1) load_slice(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
             cp_async_commit();
         }
         cp_async_wait<0>();
-        if (tid % TPR == 0) {
+        if (tid % 8 == 0) {
             s_m[sr] = run_m;
             s_l[sr] = run_l;
         }
@@ -483,36 +458,36 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, ROWG>::kThreads, 1
             float *pl = reinterpret_cast<float *>(static_cast<T *>(split.part) + total * BM * D) +
                         (int64_t)w.slot * BM;
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
+            for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
-                    const int lrow = mrow0 + mt * 16 + g + 8 * r;
+                    const int lrow = mt * 16 + g + 8 * r;
                     if (row0 + lrow >= a.seq_q) continue;
                     const float l = s_l[lrow];
                     const float inv = l > 0.f ? 1.f / l : 0.f;
-                    T *prow = po + (int64_t)lrow * D + col0;
+                    T *prow = po + (int64_t)lrow * D + warp * SL;
 #pragma unroll
                     for (int j = 0; j < SL / 8; ++j)
                         *reinterpret_cast<uint32_t *>(prow + j * 8 + 2 * t4) =
                             Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
-                    if (slice == 0 && t4 == 0) pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+                    if (warp == 0 && t4 == 0) pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
                 }
             return;
         }
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
+        for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int lrow = mrow0 + mt * 16 + g + 8 * r, row = row0 + lrow;
+                const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
                 if (row >= a.seq_q) continue;
                 const float l = s_l[lrow];
                 const float inv = l > 0.f ? 1.f / l : 0.f;
-                T *orow = o + (int64_t)row * a.o_stride[2] + col0;
+                T *orow = o + (int64_t)row * a.o_stride[2] + warp * SL;
 #pragma unroll
                 for (int j = 0; j < SL / 8; ++j)
                     *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
                         Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
-                if (a.lse && slice == 0 && t4 == 0)
+                if (a.lse && warp == 0 && t4 == 0)
                     a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
                         l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
             }
@@ -523,13 +498,9 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, ROWG>::kThreads, 1
 template <int HEAD_DIM, typename T>
 cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
-    static unsigned long long attr_done[2] = {0, 0};
-    static const int rowg = getenv("POLYATTN_CUDA_WIDE_ROWG") ? atoi(getenv("POLYATTN_CUDA_WIDE_ROWG")) : 1;
-    if (rowg == 2)
-        return pa_flash_launch_wide<FlashTcWideTraits<HEAD_DIM, 2>>(
-            flash_fwd_tc_wide_kernel<HEAD_DIM, 2, T>, a, split, stream, attr_done[1]);
-    return pa_flash_launch_wide<FlashTcWideTraits<HEAD_DIM>>(flash_fwd_tc_wide_kernel<HEAD_DIM, 1, T>,
-                                                              a, split, stream, attr_done[0]);
+    static unsigned long long attr_done = 0;
+    return pa_flash_launch_wide<FlashTcWideTraits<HEAD_DIM>>(flash_fwd_tc_wide_kernel<HEAD_DIM, T>,
+                                                              a, split, stream, attr_done);
 }
 
 template <int HEAD_DIM, typename T, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>

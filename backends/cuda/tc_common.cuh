@@ -114,22 +114,21 @@ __device__ __forceinline__ void load_rows(T *dst, const T *src, int64_t row_stri
  */
 constexpr float kRescaleSlack = 8.f;
 
-/* acc_o[mt][j][e] *= alpha of its row (rows mt*16 + g and + 8 from s_alpha, the alphas
- * of the warp's first row on); skipped when every alpha of the warp is 1. */
-template <int MT, int NJ>
-__device__ __forceinline__ void rescale_rows(float (&acc_o)[MT][NJ][4], const float *s_alpha, int g)
+/* acc_o[mt][j][e] *= alpha of its row (rows mt*16 + g and + 8 of a 32-row tile, alphas in
+ * shared memory); skipped when every alpha of the warp is 1. */
+template <int NJ>
+__device__ __forceinline__ void rescale_rows(float (&acc_o)[2][NJ][4], const float *s_alpha, int g)
 {
-    float al[MT][2];
-    bool ones = true;
+    float al[2][2];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
+    for (int mt = 0; mt < 2; ++mt) {
         al[mt][0] = s_alpha[mt * 16 + g];
         al[mt][1] = s_alpha[mt * 16 + g + 8];
-        ones = ones && al[mt][0] == 1.f && al[mt][1] == 1.f;
     }
+    const bool ones = al[0][0] == 1.f && al[0][1] == 1.f && al[1][0] == 1.f && al[1][1] == 1.f;
     if (__all_sync(0xffffffffu, ones)) return;
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
+    for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
         for (int j = 0; j < NJ; ++j) {
             acc_o[mt][j][0] *= al[mt][0];
@@ -153,16 +152,16 @@ __host__ __device__ constexpr int score_stride(int bn)
     return bn == 8 ? 8 : bn + 8;
 }
 
-/* acc[mt][j][e] of rows mt*16 + g (+8 for e >= 2; slot points at the warp's first row),
- * keys j*8 + 2*t4 (+1) into the slot; ADD: added to what is there. */
-template <int BN, int MT, bool ADD>
-__device__ __forceinline__ void store_scores(float *slot, const float (&acc)[MT][BN / 8][4], int g,
+/* acc[mt][j][e] of rows mt*16 + g (+8 for e >= 2), keys j*8 + 2*t4 (+1) into the slot;
+ * ADD: added to what is there. */
+template <int BN, bool ADD>
+__device__ __forceinline__ void store_scores(float *slot, const float (&acc)[2][BN / 8][4], int g,
                                              int t4)
 {
     constexpr int SS = score_stride(BN);
     static_assert(SS % 32 == 8 || SS % 32 == 24, "conflict-free float2 stores");
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
+    for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
