@@ -176,6 +176,42 @@ struct BwdParams {
     float *dq_acc;     /* f32 [batch, heads_q, seq_q, head_dim]; NULL: no dQ here */
 };
 
+/* The query tiles of BM rows that see key tile key0 (per query head): the first one, and
+ * how many from there to the end (0 when none does). */
+template <int BM>
+struct QueryWalk {
+    int m_first, per_head;
+    __device__ QueryWalk(const pa_gpu_args &a, int key0)
+    {
+        const int off = a.mask == 2 ? a.seq_kv - a.seq_q : 0;
+        const int q_first = a.mask ? max(0, key0 - off) : 0; /* the first query that sees key0 */
+        m_first = q_first / BM;
+        per_head = q_first < a.seq_q ? (a.seq_q + BM - 1) / BM - m_first : 0;
+    }
+};
+
+/* Q, dO, lse2 and delta of query rows [q0, q0 + BM) of head hq into one stage.  Rows past
+ * seq_q load as zeros: their P = 1 meets zero Q and dO rows and their dS is 0, so they add
+ * nothing, and their dQ is never stored. */
+template <int D, int S, int NT, int BM, typename T>
+__device__ __forceinline__ void load_query_stage(const BwdParams &bp, int batch, int hq, int q0,
+                                                 T *sq, T *sdo, float *slse, float *sdelta)
+{
+    const pa_gpu_args &a = bp.f;
+    const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + hq * a.q_stride[1];
+    const T *dO = static_cast<const T *>(bp.d_o) + batch * a.o_stride[0] + hq * a.o_stride[1];
+    load_tile<D, S, NT, BM>(sq, q, a.q_stride[2], q0, a.seq_q);
+    load_tile<D, S, NT, BM>(sdo, dO, a.o_stride[2], q0, a.seq_q);
+    const int64_t rowbase = ((int64_t)batch * a.heads_q + hq) * a.seq_q + q0;
+    for (int i = threadIdx.x; i < 2 * BM; i += NT) {
+        const int r = i % BM;
+        const bool valid = q0 + r < a.seq_q;
+        const float *src = (i < BM ? bp.lse2 : bp.delta) + (valid ? rowbase + r : 0);
+        cp_async4((i < BM ? slse : sdelta) + r, src, valid);
+    }
+}
+
+
 template <typename Tr, typename T>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
     flash_bwd_dkdv_tc_kernel(BwdParams bp)
@@ -200,31 +236,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
     const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
     const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
 
-    /* The first query that sees key0; earlier query tiles see none of this key tile. */
-    const int off = a.mask == 2 ? a.seq_kv - a.seq_q : 0;
-    const int q_first = a.mask ? max(0, key0 - off) : 0;
-    const int m_first = q_first / BM;
-    const int m_tiles = (a.seq_q + BM - 1) / BM;
-    const int per_head = q_first < a.seq_q ? m_tiles - m_first : 0;
-    const int n_iter = group * per_head;
-
-    /* Rows past seq_q load as zeros (Q, dO, lse2, delta): their P = 1 meets zero Q and dO
-     * rows, so they add nothing, and their dQ is never stored. */
+    const QueryWalk<BM> qw(a, key0);
+    const int m_first = qw.m_first, per_head = qw.per_head, n_iter = group * per_head;
     auto load_stage = [&](int it, int st) {
-        const int hq = head_kv * group + it / per_head;
-        const int q0 = (m_first + it % per_head) * BM;
-        const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + hq * a.q_stride[1];
-        const T *dO =
-            static_cast<const T *>(bp.d_o) + batch * a.o_stride[0] + hq * a.o_stride[1];
-        load_tile<D, S, NT, BM>(sq + st * BM * S, q, a.q_stride[2], q0, a.seq_q);
-        load_tile<D, S, NT, BM>(sdo + st * BM * S, dO, a.o_stride[2], q0, a.seq_q);
-        const int64_t rowbase = ((int64_t)batch * a.heads_q + hq) * a.seq_q + q0;
-        for (int i = tid; i < 2 * BM; i += NT) {
-            const int r = i % BM;
-            const bool valid = q0 + r < a.seq_q;
-            const float *src = (i < BM ? bp.lse2 : bp.delta) + (valid ? rowbase + r : 0);
-            cp_async4((i < BM ? slse : sdelta) + st * BM + r, src, valid);
-        }
+        load_query_stage<D, S, NT, BM>(bp, batch, head_kv * group + it / per_head,
+                                       (m_first + it % per_head) * BM, sq + st * BM * S,
+                                       sdo + st * BM * S, slse + st * BM, sdelta + st * BM);
     };
 
     load_tile<D, S, NT, BN>(sk, k, a.k_stride[2], key0, a.seq_kv);
@@ -462,30 +479,12 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
     const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
     const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
 
-    const int off = a.mask == 2 ? a.seq_kv - a.seq_q : 0;
-    const int q_first = a.mask ? max(0, key0 - off) : 0;
-    const int m_first = q_first / BM;
-    const int m_tiles = (a.seq_q + BM - 1) / BM;
-    const int per_head = q_first < a.seq_q ? m_tiles - m_first : 0;
-    const int n_iter = group * per_head;
-
-    /* Rows past seq_q load as zeros (Q, dO, lse2, delta): their P = 1 meets zero dO and Q
-     * rows and their dS is 0, so they add nothing; their dQ is never stored. */
+    const QueryWalk<BM> qw(a, key0);
+    const int m_first = qw.m_first, per_head = qw.per_head, n_iter = group * per_head;
     auto load_stage = [&](int it, int st) {
-        const int hq = head_kv * group + it / per_head;
-        const int q0 = (m_first + it % per_head) * BM;
-        const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + hq * a.q_stride[1];
-        const T *dO =
-            static_cast<const T *>(bp.d_o) + batch * a.o_stride[0] + hq * a.o_stride[1];
-        load_tile<D, S, NT, BM>(sq + st * BM * S, q, a.q_stride[2], q0, a.seq_q);
-        load_tile<D, S, NT, BM>(sdo + st * BM * S, dO, a.o_stride[2], q0, a.seq_q);
-        const int64_t rowbase = ((int64_t)batch * a.heads_q + hq) * a.seq_q + q0;
-        for (int i = tid; i < 2 * BM; i += NT) {
-            const int r = i % BM;
-            const bool valid = q0 + r < a.seq_q;
-            const float *src = (i < BM ? bp.lse2 : bp.delta) + (valid ? rowbase + r : 0);
-            cp_async4((i < BM ? slse : sdelta) + st * BM + r, src, valid);
-        }
+        load_query_stage<D, S, NT, BM>(bp, batch, head_kv * group + it / per_head,
+                                       (m_first + it % per_head) * BM, sq + st * BM * S,
+                                       sdo + st * BM * S, slse + st * BM, sdelta + st * BM);
     };
 
     load_tile<D, S, NT, BN>(sk, k, a.k_stride[2], key0, a.seq_kv);
