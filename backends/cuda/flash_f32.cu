@@ -214,43 +214,17 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             if (nt + 1 < t1) load_k(key0 + BN);
             cp_async_commit();
 
-            /* the 8 partial scores to the slots: with 4 slots warps 0-3 store, 4-7 add theirs */
-            float *slot = ss + (warp % Tr::kSlots) * BM * SS;
-            if (warp < Tr::kSlots) store_scores<BN, false>(slot, acc_s, g, t4);
-            if (Tr::kSlots < Tr::kWarps) {
-                __syncthreads(); /* warps 0-3 stored */
-                if (warp >= Tr::kSlots) store_scores<BN, true>(slot, acc_s, g, t4);
-            }
+            exchange_scores<BN, Tr::kSlots>(ss, BM * SS, acc_s, warp, g, t4);
             __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
 
             /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
             {
                 float x[KPT];
                 sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
-                float mx = -INFINITY;
+                const float alpha = softmax_step8(x, key0 + sc0, sr_vis, sl2, run_m, run_l);
 #pragma unroll
-                for (int e = 0; e < KPT; ++e) {
-                    x[e] = key0 + sc0 + e < sr_vis ? x[e] * sl2 : -INFINITY;
-                    mx = fmaxf(mx, x[e]);
-                }
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-                const float m_new = mx > run_m + kRescaleSlack ? mx : run_m; /* lazy rescale */
-                const float m_use = m_new == -INFINITY ? 0.f : m_new;
-                const float alpha = exp2f(run_m - m_use);
-                float sum = 0.f;
-#pragma unroll
-                for (int e = 0; e < KPT; ++e) {
-                    x[e] = exp2f(x[e] - m_use);
-                    sum += x[e];
+                for (int e = 0; e < KPT; ++e)
                     sp[sr * PS + sc0 + e] = x[e];
-                }
-                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-                sum += __shfl_xor_sync(0xffffffffu, sum, 4);
-                run_l = run_l * alpha + sum;
-                run_m = m_new;
                 if (tid % 8 == 0) s_alpha[sr] = alpha;
             }
             __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */

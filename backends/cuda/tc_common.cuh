@@ -178,6 +178,22 @@ __device__ __forceinline__ void store_scores(float *slot, const float (&acc)[2][
             }
 }
 
+/* The 8 warps' partial scores to SLOTS slots (slot_floats apart): warp w stores into slot
+ * w % SLOTS; with 4 slots warps 0-3 store, then (after a block barrier) 4-7 add theirs.
+ * The caller's block barrier afterwards completes the sums. */
+template <int BN, int SLOTS>
+__device__ __forceinline__ void exchange_scores(float *ss, int slot_floats,
+                                                const float (&acc)[2][BN / 8][4], int warp, int g,
+                                                int t4)
+{
+    float *slot = ss + (warp % SLOTS) * slot_floats;
+    if (warp < SLOTS) store_scores<BN, false>(slot, acc, g, t4);
+    if (SLOTS < 8) {
+        __syncthreads(); /* warps 0-3 stored */
+        if (warp >= SLOTS) store_scores<BN, true>(slot, acc, g, t4);
+    }
+}
+
 /* x[0..KPT) = sum over SLOTS slots (slot_floats apart) of row `row`, keys col..col+KPT. */
 template <int BN, int SLOTS, int KPT>
 __device__ __forceinline__ void sum_scores(float (&x)[KPT], const float *slots, int slot_floats,
@@ -203,6 +219,41 @@ __device__ __forceinline__ void sum_scores(float (&x)[KPT], const float *slots, 
                 x[e] += c[e];
         }
     }
+}
+
+/* One key tile of the online softmax for the 8 threads that share a row (lanes 8i..8i+7
+ * of a warp): x[0..KPT) holds this thread's raw scores of keys key..key+KPT, keys at or
+ * past `visible` are masked; on return x holds exp2(x * sl2 - m) and the row's running max
+ * m (log2 domain, lazily rescaled) and sum l are updated in every thread of the 8.
+ * Returns alpha, the factor O must be rescaled by. */
+template <int KPT>
+__device__ __forceinline__ float softmax_step8(float (&x)[KPT], int key, int visible, float sl2,
+                                               float &m, float &l)
+{
+    float mx = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < KPT; ++e) {
+        x[e] = key + e < visible ? x[e] * sl2 : -INFINITY;
+        mx = fmaxf(mx, x[e]);
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+    const float m_new = mx > m + kRescaleSlack ? mx : m; /* lazy rescale */
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
+    const float alpha = exp2f(m - m_use);
+    float sum = 0.f;
+#pragma unroll
+    for (int e = 0; e < KPT; ++e) {
+        x[e] = exp2f(x[e] - m_use);
+        sum += x[e];
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+    l = l * alpha + sum;
+    m = m_new;
+    return alpha;
 }
 
 template <typename T>
