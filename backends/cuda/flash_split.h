@@ -6,8 +6,7 @@
  * and query tile i walks i + 1 key tiles: the longest block sets the time while the SMs
  * of the short ones idle (Nsight: a third of the SM cycles at 1x4096, D 1024).  The
  * balanced schedule lays every (batch, head, query tile, key tile) "unit" on one line,
- * query tiles longest and shortest alternately, and gives block b the units
- * [b*chunk, (b+1)*chunk): every block
+ * query tiles in order, and gives block b the units [b*chunk, (b+1)*chunk): every block
  * does the same number of key tiles, walking from one query tile into the next.  A block
  * that covers a whole query tile writes its O; a query tile cut between blocks has one
  * piece per block, each written (normalised, with its log-sum-exp) to a partial slot:
@@ -112,15 +111,6 @@ struct pa_flash_work {
 
 /* Runs segment(w) for every segment of this block, in order.  The caller synchronises the
  * block between segments where its segment code needs it. */
-/* The query tile at position i of a (batch, head)'s stretch of the line: the longest and
- * the shortest alternate (last and first query tiles, inward), so that no block collects a
- * run of short query tiles, each a segment with its own Q load, pipeline fill and epilogue
- * (a block of the first, short tiles in query order set the time). */
-__host__ __device__ __forceinline__ int pa_flash_line_tile(const pa_flash_split &s, int i)
-{
-    return (i & 1) ? i / 2 : s.q_tiles - 1 - i / 2;
-}
-
 template <typename F>
 __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
                                                   F &&segment)
@@ -137,12 +127,11 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
     const long long start = (long long)blockIdx.x * s.chunk;
     const long long end = start + s.chunk < total ? start + s.chunk : total;
     long long u = start;
-    int bh = (int)(u / s.units), r = (int)(u % s.units), pos = 0; /* pos: place on the line */
-    int qt = pa_flash_line_tile(s, 0), n = pa_flash_units(a, s, qt);
+    int bh = (int)(u / s.units), r = (int)(u % s.units), qt = 0;
+    int n = pa_flash_units(a, s, 0);
     while (r >= n) { /* at most q_tiles steps: the planner keeps q_tiles small */
         r -= n;
-        qt = pa_flash_line_tile(s, ++pos);
-        n = pa_flash_units(a, s, qt);
+        n = pa_flash_units(a, s, ++qt);
     }
     pa_flash_record *records = pa_flash_records(a, s);
     while (u < end) {
@@ -156,8 +145,7 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, blockIdx.x);
         segment(w);
         u += len, r = 0;
-        if (++pos == s.q_tiles) pos = 0, ++bh;
-        qt = pa_flash_line_tile(s, pos);
+        if (++qt == s.q_tiles) qt = 0, ++bh;
         if (u < end) n = pa_flash_units(a, s, qt);
     }
 }
