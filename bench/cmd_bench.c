@@ -189,48 +189,66 @@ static void lib_reason(pa_bench_result *r, polyattn_context *ctx, polyattn_statu
              msg && msg[0] ? msg : polyattn_status_string(st));
 }
 
-static void measure(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
-                    polyattn_algo algo, input_sets *sets, pa_bench_result *r)
+/* Starts the result of one measurement and plans it (backward: with want_backward and
+ * the run's deterministic flag).  NULL when the shape cannot be planned: the result then
+ * says skipped (unsupported, over the budget) or error, with the library's reason. */
+static polyattn_plan *plan_measurement(bench_run *b, const pa_bench_shape *sh,
+                                       polyattn_dtype dtype, polyattn_algo algo, int backward,
+                                       float scale, polyattn_plan_info *info,
+                                       pa_bench_result *r)
 {
     memset(r, 0, sizeof *r);
     r->shape = *sh;
     r->dtype = dtype;
     r->algo_asked = algo;
     r->algo = algo;
+    r->backward = backward;
+    r->deterministic = backward && b->deterministic;
     polyattn_attention_desc desc;
     polyattn_attention_desc_init(&desc, dtype, sh->batch, sh->heads_q, sh->heads_kv, sh->seq_q,
                                  sh->seq_kv, sh->head_dim, sh->head_dim_v);
-    float scale = (float)(1.0 / sqrt((double)sh->head_dim));
     desc.scale = scale;
     desc.mask = sh->mask;
     polyattn_plan_options opts;
     polyattn_plan_options_init(&opts);
     opts.algo = algo;
     opts.memory_budget_bytes = b->budget;
+    opts.want_backward = backward;
+    opts.deterministic = backward && b->deterministic;
     polyattn_plan *plan = NULL;
-    polyattn_buffer *o = NULL, *ws = NULL;
-    polyattn_event **ev = NULL;
-    double *times = NULL;
     polyattn_status st = polyattn_plan_create(b->ctx, &desc, &opts, &plan);
     if (st != POLYATTN_STATUS_SUCCESS) {
-        plan = NULL;
         r->status = (st == POLYATTN_STATUS_UNSUPPORTED || st == POLYATTN_STATUS_OVER_BUDGET)
                         ? PA_BENCH_SKIPPED
                         : PA_BENCH_ERROR;
         lib_reason(r, b->ctx, st, "plan");
-        goto done;
+        return NULL;
     }
-    polyattn_plan_info info;
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    if ((st = polyattn_plan_get_info(plan, &info)) != POLYATTN_STATUS_SUCCESS) {
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+    if ((st = polyattn_plan_get_info(plan, info)) != POLYATTN_STATUS_SUCCESS) {
         r->status = PA_BENCH_ERROR;
         lib_reason(r, b->ctx, st, "plan info");
-        goto done;
+        polyattn_plan_destroy(plan);
+        return NULL;
     }
-    r->algo = info.algo;
-    r->mem_estimate = info.device_bytes;
-    r->workspace_bytes = info.workspace_bytes;
+    r->algo = info->algo;
+    r->mem_estimate = info->device_bytes;
+    r->workspace_bytes = backward ? info->backward_workspace_bytes : info->workspace_bytes;
+    return plan;
+}
+
+static void measure(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
+                    polyattn_algo algo, input_sets *sets, pa_bench_result *r)
+{
+    const float scale = (float)(1.0 / sqrt((double)sh->head_dim));
+    polyattn_buffer *o = NULL, *ws = NULL;
+    polyattn_event **ev = NULL;
+    double *times = NULL;
+    polyattn_status st;
+    polyattn_plan_info info;
+    polyattn_plan *plan = plan_measurement(b, sh, dtype, algo, 0, scale, &info, r);
+    if (!plan) goto done;
 
     /* Memory: the peak of what this measurement adds (outputs, workspace) on top of the
      * input sets, plus one input set: what one call needs, comparable with the estimate. */
@@ -367,51 +385,16 @@ done:
 static void measure_backward(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
                              polyattn_algo algo, input_sets *sets, pa_bench_result *r)
 {
-    memset(r, 0, sizeof *r);
-    r->shape = *sh;
-    r->dtype = dtype;
-    r->algo_asked = algo;
-    r->algo = algo;
-    r->backward = 1;
-    r->deterministic = b->deterministic;
-    polyattn_attention_desc desc;
-    polyattn_attention_desc_init(&desc, dtype, sh->batch, sh->heads_q, sh->heads_kv, sh->seq_q,
-                                 sh->seq_kv, sh->head_dim, sh->head_dim_v);
-    float scale = (float)(1.0 / sqrt((double)sh->head_dim));
-    desc.scale = scale;
-    desc.mask = sh->mask;
-    polyattn_plan_options opts;
-    polyattn_plan_options_init(&opts);
-    opts.algo = algo;
-    opts.memory_budget_bytes = b->budget;
-    opts.want_backward = 1;
-    opts.deterministic = b->deterministic;
-    polyattn_plan *plan = NULL;
+    const float scale = (float)(1.0 / sqrt((double)sh->head_dim));
     polyattn_buffer *o[MAX_SETS] = {NULL}, *lse[MAX_SETS] = {NULL}, *fws = NULL, *bws = NULL;
     polyattn_buffer *grad[3] = {NULL, NULL, NULL};
     polyattn_event **ev = NULL;
     double *times = NULL;
     int n_ev = 0;
-    polyattn_status st = polyattn_plan_create(b->ctx, &desc, &opts, &plan);
-    if (st != POLYATTN_STATUS_SUCCESS) {
-        plan = NULL;
-        r->status = (st == POLYATTN_STATUS_UNSUPPORTED || st == POLYATTN_STATUS_OVER_BUDGET)
-                        ? PA_BENCH_SKIPPED
-                        : PA_BENCH_ERROR;
-        lib_reason(r, b->ctx, st, "plan");
-        goto done;
-    }
+    polyattn_status st;
     polyattn_plan_info info;
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    if ((st = polyattn_plan_get_info(plan, &info)) != POLYATTN_STATUS_SUCCESS) {
-        r->status = PA_BENCH_ERROR;
-        lib_reason(r, b->ctx, st, "plan info");
-        goto done;
-    }
-    r->algo = info.algo;
-    r->mem_estimate = info.device_bytes;
-    r->workspace_bytes = info.backward_workspace_bytes;
+    polyattn_plan *plan = plan_measurement(b, sh, dtype, algo, 1, scale, &info, r);
+    if (!plan) goto done;
 
     /* The forward of every set: O and LSE, the backward's inputs. */
     size_t esize = polyattn_dtype_size(dtype);
