@@ -109,22 +109,19 @@ struct pa_flash_work {
     int batch, head, qt, t0, t1, slot;
 };
 
-/* Runs segment(w) for every segment of this block, in order.  The caller synchronises the
- * block between segments where its segment code needs it. */
+/* The segments of block `id` of the balanced schedule (s.chunk > 0), in order: segment(w)
+ * for each.  `recorder` (one thread of the block) writes the record of every query tile the
+ * block starts.  Host-callable, so tests/cuda/test_flash_schedule.cu checks the walk on the
+ * CPU. */
+#pragma nv_exec_check_disable /* segment: a device lambda in the kernels, a host one in the test */
 template <typename F>
-__device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
-                                                  F &&segment)
+__host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
+                                                       const pa_flash_split &s, int id,
+                                                       bool recorder, F &&segment)
 {
     pa_flash_work w;
-    if (!s.chunk) {
-        w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
-        w.head = blockIdx.y, w.batch = blockIdx.z;
-        w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
-        segment(w);
-        return;
-    }
     const long long total = (long long)a.batch * a.heads_q * s.units;
-    const long long start = (long long)blockIdx.x * s.chunk;
+    const long long start = (long long)id * s.chunk;
     const long long end = start + s.chunk < total ? start + s.chunk : total;
     long long u = start;
     int bh = (int)(u / s.units), r = (int)(u % s.units), qt = 0;
@@ -137,17 +134,35 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
     while (u < end) {
         const int len = (int)(end - u < n - r ? end - u : n - r);
         const int first = (int)(u - r); /* the query tile's first unit on the line */
-        if (r == 0 && threadIdx.x == 0) records[(long long)bh * s.q_tiles + qt] = {first, n};
+        if (r == 0 && recorder) records[(long long)bh * s.q_tiles + qt] = {first, n};
         const int tiles = pa_flash_tiles(a, s, qt);
         w.batch = bh / a.heads_q, w.head = bh % a.heads_q, w.qt = qt;
         w.t0 = r < tiles ? r : tiles;
         w.t1 = r + len < tiles ? r + len : tiles;
-        w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, blockIdx.x);
+        w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, id);
         segment(w);
         u += len, r = 0;
         if (++qt == s.q_tiles) qt = 0, ++bh;
         if (u < end) n = pa_flash_units(a, s, qt);
     }
+}
+
+/* Runs segment(w) for every segment of this block, in order: one query tile without a
+ * split, else the balanced walk.  The caller synchronises the block between segments where
+ * its segment code needs it. */
+template <typename F>
+__device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
+                                                  F &&segment)
+{
+    if (!s.chunk) {
+        pa_flash_work w;
+        w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
+        w.head = blockIdx.y, w.batch = blockIdx.z;
+        w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
+        segment(w);
+        return;
+    }
+    pa_flash_walk(a, s, blockIdx.x, threadIdx.x == 0, segment);
 }
 
 /* Launches a wide kernel (Tr: its traits; blocks of Tr::kThreads threads, Tr::kSmem bytes)

@@ -1,0 +1,172 @@
+/*
+ * The balanced schedule of the wide flash kernels (backends/cuda/flash_split.h), checked on
+ * the CPU: no GPU needed, so it runs in CI.  For many shapes, masks, key tiles and chunks,
+ * the blocks' segments (pa_flash_walk) must cover every key tile of every query tile exactly
+ * once, write O directly only where one segment covers a whole query tile, use each partial
+ * slot once (2b or 2b + 1 in block b, below the plan's slot count), and leave records from
+ * which the combine's slot enumeration (pa_flash_piece_slot over the covering blocks) finds
+ * exactly the slots the pieces were written to.  The planner's own choices are checked the
+ * same way, and its workspace size against what the walk addresses.
+ */
+#include "flash_split.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <set>
+#include <vector>
+
+namespace
+{
+
+int failures = 0;
+long long checked = 0;
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            if (failures++ < 20) {                                                             \
+                printf("FAIL %s: ", #cond);                                                    \
+                printf(__VA_ARGS__);                                                           \
+                printf("\n");                                                                  \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
+struct Piece {
+    int block, t0, t1, slot;
+};
+
+/* Walks every block of plan s for problem a and checks the invariants above. */
+void check_plan(const pa_gpu_args &a, pa_flash_split s, const char *what)
+{
+    if (!s.chunk) return;
+    ++checked;
+    const int bh_count = a.batch * a.heads_q;
+    const size_t es = a.dtype == 0 ? 4 : 2;
+    const size_t part_bytes = (size_t)s.slots * s.tile_m * (a.head_dim_v * es + sizeof(float));
+    const size_t rec_count = (size_t)bh_count * s.q_tiles;
+    CHECK(pa_flash_split_bytes(&a, &s) >= part_bytes + rec_count * sizeof(pa_flash_record),
+          "%s: workspace %llu too small", what,
+          (unsigned long long)pa_flash_split_bytes(&a, &s));
+    std::vector<unsigned char> ws(part_bytes + rec_count * sizeof(pa_flash_record), 0xff);
+    s.part = ws.data();
+    std::vector<int> written(rec_count, 0);
+    pa_flash_record *records = pa_flash_records(a, s);
+    CHECK((unsigned char *)records == ws.data() + part_bytes, "%s: records offset", what);
+
+    std::vector<std::vector<Piece>> pieces(rec_count);
+    std::set<int> slots_used;
+    for (int b = 0; b < s.blocks; ++b) {
+        pa_flash_walk(a, s, b, true, [&](const pa_flash_work &w) {
+            CHECK(w.batch >= 0 && w.batch < a.batch && w.head >= 0 && w.head < a.heads_q &&
+                      w.qt >= 0 && w.qt < s.q_tiles,
+                  "%s: block %d segment outside the problem", what, b);
+            const int bh = w.batch * a.heads_q + w.head;
+            pieces[(size_t)bh * s.q_tiles + w.qt].push_back({b, w.t0, w.t1, w.slot});
+            if (w.slot >= 0) {
+                CHECK(w.slot == 2 * b || w.slot == 2 * b + 1, "%s: block %d slot %d", what, b,
+                      w.slot);
+                CHECK(w.slot < s.slots, "%s: slot %d of %d", what, w.slot, s.slots);
+                CHECK(slots_used.insert(w.slot).second, "%s: slot %d used twice", what, w.slot);
+            }
+        });
+    }
+    for (int bh = 0; bh < bh_count; ++bh)
+        for (int qt = 0; qt < s.q_tiles; ++qt) {
+            const std::vector<Piece> &p = pieces[(size_t)bh * s.q_tiles + qt];
+            const int tiles = pa_flash_tiles(a, s, qt);
+            CHECK(!p.empty(), "%s: bh %d query tile %d has no segment", what, bh, qt);
+            if (p.empty()) continue;
+            /* key tiles [0, tiles) covered in order, once */
+            int next = 0;
+            for (const Piece &x : p) {
+                CHECK(x.t0 == next && x.t1 >= x.t0, "%s: bh %d qt %d covers [%d,%d) after %d",
+                      what, bh, qt, x.t0, x.t1, next);
+                next = x.t1;
+            }
+            CHECK(next == tiles, "%s: bh %d qt %d covers %d of %d key tiles", what, bh, qt, next,
+                  tiles);
+            /* direct write iff one piece */
+            for (const Piece &x : p)
+                CHECK((x.slot < 0) == (p.size() == 1), "%s: bh %d qt %d: %zu pieces, slot %d",
+                      what, bh, qt, p.size(), x.slot);
+            /* the combine's view: the record and the blocks it spans */
+            const pa_flash_record rec = records[(size_t)bh * s.q_tiles + qt];
+            CHECK(rec.units == pa_flash_units(a, s, qt), "%s: bh %d qt %d record units %d",
+                  what, bh, qt, rec.units);
+            const int b0 = rec.first / s.chunk, b1 = (rec.first + rec.units - 1) / s.chunk;
+            CHECK(b1 - b0 + 1 == (int)p.size(), "%s: bh %d qt %d: record spans %d blocks, %zu "
+                  "pieces", what, bh, qt, b1 - b0 + 1, p.size());
+            if (p.size() > 1 && b1 - b0 + 1 == (int)p.size())
+                for (int b = b0; b <= b1; ++b) {
+                    const Piece &x = p[b - b0];
+                    CHECK(x.block == b && x.slot == pa_flash_piece_slot(s, rec.first, b),
+                          "%s: bh %d qt %d: combine reads slot %d of block %d, piece in slot %d "
+                          "of block %d", what, bh, qt, pa_flash_piece_slot(s, rec.first, b), b,
+                          x.slot, x.block);
+                }
+        }
+}
+
+} // namespace
+
+int main()
+{
+    const int seqs_q[] = {1, 31, 33, 100, 257};
+    const int seqs_kv[] = {1, 40, 129, 300};
+    const int key_tiles[] = {8, 16, 32};
+    const int forced[] = {1, 2, 3, 7, 50};
+    const int sms[] = {4, 132};
+    for (int mask = 0; mask <= 2; ++mask)
+        for (int bhc = 1; bhc <= 3; bhc += 2)
+            for (int sq : seqs_q)
+                for (int skv : seqs_kv)
+                    for (int kt : key_tiles)
+                        for (int dtype = 0; dtype <= 1; ++dtype) {
+                            pa_gpu_args a;
+                            memset(&a, 0, sizeof a);
+                            a.dtype = dtype;
+                            a.batch = bhc, a.heads_q = 1, a.heads_kv = 1;
+                            a.seq_q = sq, a.seq_kv = skv, a.mask = mask;
+                            a.head_dim = a.head_dim_v = 512;
+                            char what[160];
+                            for (int f : forced) {
+                                pa_flash_split s;
+                                pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, 132, f, &s);
+                                snprintf(what, sizeof what,
+                                         "mask %d bh %d seq %dx%d key tile %d forced %d", mask,
+                                         bhc, sq, skv, kt, f);
+                                check_plan(a, s, what);
+                            }
+                            for (int n : sms) {
+                                pa_flash_split s;
+                                pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, n, -1, &s);
+                                snprintf(what, sizeof what,
+                                         "mask %d bh %d seq %dx%d key tile %d auto on %d SMs",
+                                         mask, bhc, sq, skv, kt, n);
+                                check_plan(a, s, what);
+                            }
+                        }
+    /* The seed shapes on the H100's 132 SMs, as the planner chooses. */
+    const int seed[5][3] = {{4096, 1024, 1}, {2048, 1024, 2}, {1024, 1024, 4}, {512, 768, 8},
+                            {128, 512, 16}};
+    int seed_split = 0;
+    for (int dtype = 0; dtype <= 1; ++dtype)
+        for (const auto &sh : seed) {
+            pa_gpu_args a;
+            memset(&a, 0, sizeof a);
+            a.dtype = dtype;
+            a.batch = sh[2], a.heads_q = a.heads_kv = 1;
+            a.seq_q = a.seq_kv = sh[0], a.mask = 1;
+            a.head_dim = a.head_dim_v = sh[1];
+            const int kt = dtype ? 32 : (sh[1] >= 1024 ? 8 : sh[1] >= 768 ? 16 : 32);
+            pa_flash_split s;
+            pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, 132, -1, &s);
+            seed_split += s.chunk > 0;
+            check_plan(a, s, "seed shape");
+        }
+    CHECK(seed_split > 0, "the planner splits none of the seed shapes");
+    printf("test_flash_schedule: %lld plans walked, %d failures\n", checked, failures);
+    return failures ? 1 : 0;
+}
