@@ -181,6 +181,22 @@ typedef struct bench_run {
     int backward, deterministic;
 } bench_run;
 
+/* ms between consecutive events ev[0..reps] into times (sorted), and their median, minimum
+ * and maximum into r. */
+static polyattn_status event_times(polyattn_event **ev, int reps, double *times,
+                                   pa_bench_result *r)
+{
+    for (int i = 0; i < reps; i++) {
+        polyattn_status st = polyattn_event_elapsed_ms(ev[i], ev[i + 1], &times[i]);
+        if (st != POLYATTN_STATUS_SUCCESS) return st;
+    }
+    qsort(times, (size_t)reps, sizeof *times, cmp_double);
+    r->ms = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+    r->ms_min = times[0];
+    r->ms_max = times[reps - 1];
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 static void lib_reason(pa_bench_result *r, polyattn_context *ctx, polyattn_status st,
                        const char *what)
 {
@@ -347,16 +363,9 @@ static void measure(bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype
             (st = polyattn_event_record(ev[i + 1])) != POLYATTN_STATUS_SUCCESS)
             goto timing_failed;
     }
-    for (int i = 0; i < reps; i++)
-        if ((st = polyattn_event_elapsed_ms(ev[i], ev[i + 1], &times[i])) !=
-            POLYATTN_STATUS_SUCCESS)
-            goto timing_failed;
-    if ((st = polyattn_context_memory_stats(b->ctx, 0, &after)) != POLYATTN_STATUS_SUCCESS)
+    if ((st = event_times(ev, reps, times, r)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_context_memory_stats(b->ctx, 0, &after)) != POLYATTN_STATUS_SUCCESS)
         goto timing_failed;
-    qsort(times, (size_t)reps, sizeof *times, cmp_double);
-    r->ms = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
-    r->ms_min = times[0];
-    r->ms_max = times[reps - 1];
     if (r->ms > 0) {
         r->tflops = pa_bench_flops(sh) / (r->ms * 1e-3) / 1e12;
         r->gbps = info.min_bytes_moved / (r->ms * 1e-3) / 1e9;
@@ -546,16 +555,9 @@ static void measure_backward(bench_run *b, const pa_bench_shape *sh, polyattn_dt
             (st = polyattn_event_record(ev[i + 1])) != POLYATTN_STATUS_SUCCESS)
             goto timing_failed;
     }
-    for (int i = 0; i < reps; i++)
-        if ((st = polyattn_event_elapsed_ms(ev[i], ev[i + 1], &times[i])) !=
-            POLYATTN_STATUS_SUCCESS)
-            goto timing_failed;
-    if ((st = polyattn_context_memory_stats(b->ctx, 0, &after)) != POLYATTN_STATUS_SUCCESS)
+    if ((st = event_times(ev, reps, times, r)) != POLYATTN_STATUS_SUCCESS ||
+        (st = polyattn_context_memory_stats(b->ctx, 0, &after)) != POLYATTN_STATUS_SUCCESS)
         goto timing_failed;
-    qsort(times, (size_t)reps, sizeof *times, cmp_double);
-    r->ms = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
-    r->ms_min = times[0];
-    r->ms_max = times[reps - 1];
     if (r->ms > 0) {
         /* Bytes: Q, K, V, O, dO and the LSE read, dQ, dK, dV written. */
         double moved = (double)((sets->count[0] + sets->count[1] + sets->count[2]) * 2 +
