@@ -113,6 +113,14 @@ struct pa_flash_work {
  * for each.  `recorder` (one thread of the block) writes the record of every query tile the
  * block starts.  Host-callable, so tests/cuda/test_flash_schedule.cu checks the walk on the
  * CPU. */
+/* The query tile at position i of a (batch, head)'s stretch of the line: the longest and
+ * the shortest alternate (last and first query tiles, inward), so that no block collects a
+ * run of short query tiles, each a segment with its own Q load, pipeline fill and epilogue. */
+__host__ __device__ __forceinline__ int pa_flash_line_tile(const pa_flash_split &s, int i)
+{
+    return (i & 1) ? i / 2 : s.q_tiles - 1 - i / 2;
+}
+
 #pragma nv_exec_check_disable /* segment: a device lambda in the kernels, a host one in the test */
 template <typename F>
 __host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
@@ -124,11 +132,12 @@ __host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
     const long long start = (long long)id * s.chunk;
     const long long end = start + s.chunk < total ? start + s.chunk : total;
     long long u = start;
-    int bh = (int)(u / s.units), r = (int)(u % s.units), qt = 0;
-    int n = pa_flash_units(a, s, 0);
+    int bh = (int)(u / s.units), r = (int)(u % s.units), pos = 0; /* pos: place on the line */
+    int qt = pa_flash_line_tile(s, 0), n = pa_flash_units(a, s, qt);
     while (r >= n) { /* at most q_tiles steps: the planner keeps q_tiles small */
         r -= n;
-        n = pa_flash_units(a, s, ++qt);
+        qt = pa_flash_line_tile(s, ++pos);
+        n = pa_flash_units(a, s, qt);
     }
     pa_flash_record *records = pa_flash_records(a, s);
     while (u < end) {
@@ -142,7 +151,8 @@ __host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
         w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, id);
         segment(w);
         u += len, r = 0;
-        if (++qt == s.q_tiles) qt = 0, ++bh;
+        if (++pos == s.q_tiles) pos = 0, ++bh;
+        qt = pa_flash_line_tile(s, pos);
         if (u < end) n = pa_flash_units(a, s, qt);
     }
 }
