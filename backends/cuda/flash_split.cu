@@ -69,47 +69,64 @@ __device__ __forceinline__ void store<__nv_bfloat16>(__nv_bfloat16 *p, float x)
     *p = __float2bfloat16_rn(x);
 }
 
-/* One block per (query row, batch*head); rows of query tiles that were not cut are done.
- * Rows in parallel (not looped in a block): the loads of a row depend on its LSEs. */
+/* Block (b, r): row r of the cut query tile recorded by schedule block b, if there is one;
+ * a thread takes four columns (blockDim.x = head_dim_v / 4).  Up to kFastPieces pieces
+ * (the planner's one-wave chunks cut a tile at most once or twice) load every piece's LSE
+ * and values at once: one round trip to L2, where the partials still are. */
+constexpr int kFastPieces = 4;
 template <typename T>
-__global__ void __launch_bounds__(128) flash_fwd_split_combine_kernel(pa_gpu_args a,
+__global__ void __launch_bounds__(256) flash_fwd_split_combine_kernel(pa_gpu_args a,
                                                                       pa_flash_split s)
 {
-    const int row = blockIdx.x, bh = blockIdx.y;
-    const int qt = row / s.tile_m, lr = row % s.tile_m;
-    const pa_flash_record rec = pa_flash_records(a, s)[(int64_t)bh * s.q_tiles + qt];
-    const int b0 = rec.first / s.chunk, b1 = (rec.first + rec.units - 1) / s.chunk;
-    if (b0 == b1) return;
-    const int head = bh % a.heads_q, batch = bh / a.heads_q;
-    const int dv = a.head_dim_v; /* 512, 768 or 1024: a multiple of 4 */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    /* launched as a programmatic dependent of the main kernel: wait for its writes */
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+    const pa_flash_record rec = pa_flash_records(a, s)[blockIdx.x];
+    const int lr = blockIdx.y, row = rec.qt * s.tile_m + lr;
+    if (rec.bh < 0 || row >= a.seq_q) return;
+    const int head = rec.bh % a.heads_q, batch = rec.bh / a.heads_q;
+    const int dv = a.head_dim_v, c = 4 * threadIdx.x;
+    const int b0 = blockIdx.x, pieces = (rec.first + rec.units - 1) / s.chunk - b0 + 1;
     const T *part_o = static_cast<const T *>(s.part);
     const float *part_lse = reinterpret_cast<const float *>(part_o + (int64_t)s.slots * s.tile_m * dv);
-    float m = -INFINITY;
-    for (int b = b0; b <= b1; ++b)
-        m = fmaxf(m, part_lse[(int64_t)pa_flash_piece_slot(s, rec.first, b) * s.tile_m + lr]);
-    float wsum = 0.f;
-    for (int b = b0; b <= b1; ++b) {
-        const float l = part_lse[(int64_t)pa_flash_piece_slot(s, rec.first, b) * s.tile_m + lr];
-        wsum += m != -INFINITY ? exp2f(l - m) : 0.f;
+    auto lse_of = [&](int i) {
+        return part_lse[(int64_t)pa_flash_piece_slot(s, rec.first, b0 + i) * s.tile_m + lr];
+    };
+    auto o_of = [&](int i) {
+        return load4(part_o + ((int64_t)pa_flash_piece_slot(s, rec.first, b0 + i) * s.tile_m + lr) * dv + c);
+    };
+    float m = -INFINITY, wsum = 0.f;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    auto add = [&](float l, float4 x) {
+        const float w = m != -INFINITY ? exp2f(l - m) : 0.f;
+        wsum += w;
+        acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
+    };
+    if (pieces <= kFastPieces) {
+        float l[kFastPieces];
+        float4 x[kFastPieces];
+#pragma unroll
+        for (int i = 0; i < kFastPieces; ++i)
+            if (i < pieces) l[i] = lse_of(i), x[i] = o_of(i);
+#pragma unroll
+        for (int i = 0; i < kFastPieces; ++i)
+            if (i < pieces) m = fmaxf(m, l[i]);
+#pragma unroll
+        for (int i = 0; i < kFastPieces; ++i)
+            if (i < pieces) add(l[i], x[i]);
+    } else {
+        for (int i = 0; i < pieces; ++i) m = fmaxf(m, lse_of(i));
+        for (int i = 0; i < pieces; ++i) add(lse_of(i), o_of(i));
     }
     const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
     T *orow = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1] +
               (int64_t)row * a.o_stride[2];
-    for (int c = 4 * threadIdx.x; c < dv; c += 4 * blockDim.x) {
-        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int b = b0; b <= b1; ++b) {
-            const int slot = pa_flash_piece_slot(s, rec.first, b);
-            const float l = part_lse[(int64_t)slot * s.tile_m + lr];
-            const float w = m != -INFINITY ? exp2f(l - m) : 0.f;
-            const float4 x = load4(part_o + ((int64_t)slot * s.tile_m + lr) * dv + c);
-            acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
-        }
-        const int64_t cs = a.o_stride[3];
-        store<T>(orow + c * cs, acc.x * inv);
-        store<T>(orow + (c + 1) * cs, acc.y * inv);
-        store<T>(orow + (c + 2) * cs, acc.z * inv);
-        store<T>(orow + (c + 3) * cs, acc.w * inv);
-    }
+    const int64_t cs = a.o_stride[3];
+    store<T>(orow + c * cs, acc.x * inv);
+    store<T>(orow + (c + 1) * cs, acc.y * inv);
+    store<T>(orow + (c + 2) * cs, acc.z * inv);
+    store<T>(orow + (c + 3) * cs, acc.w * inv);
     if (a.lse && threadIdx.x == 0)
         a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
             wsum > 0.f ? (m + log2f(wsum)) * kLn2 : -INFINITY;
@@ -137,9 +154,9 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
         units += pa_flash_units(*a, *s, qt);
     }
     /* Only small grids (under 4 waves) gain; the limits keep each block's walk to its first
-     * query tile short and the combine's grid (rows x batch*heads) in range. */
+     * query tile short and the line's unit numbers in int range. */
     if (force == 0 || longest < 2 || s->q_tiles > 1024 || bh * s->q_tiles >= 4LL * sms ||
-        bh > 65535 || bh * units > (1LL << 30))
+        bh * units > (1LL << 30))
         return;
     s->units = (int)units;
     const long long total = bh * units;
@@ -147,16 +164,17 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
         s->chunk = force;
     } else {
         /* One wave of equal blocks against the unsplit dispatch, in key-tile steps.
-         * Fitted to the schedule sweep of bench/results/session3-h100-2026-11-24 (no split,
-         * the automatic chunk, half and twice it, at the seed shapes): 16-bit tiles
-         * (32 keys) stream K and V at the L2's limit once every SM is busy (a step then
-         * costs ~1.25x the one of the unsplit tail), and a segment's Q load, pipeline fill
-         * and epilogue cost ~2 steps; f32 tiles (3xTF32, 8-32 keys) are compute-bound and
-         * their fixed costs small.  This picks the measured best of {no split, automatic}
-         * at all ten seed shapes. */
+         * Fitted to the schedule sweeps of bench/results/session4-h100-2026-11-24 (no split
+         * against the automatic chunk at the seed shapes; chunks that need a second wave
+         * are always slower): 16-bit tiles (32 keys) stream K and V at the L2's limit once
+         * every SM is busy (a step then costs ~1.3x the one of the unsplit tail), a
+         * segment's Q load, pipeline fill and epilogue ~1 step, and writing and merging
+         * the cut tiles ~3; f32 tiles (3xTF32, 8-32 keys) are compute-bound and their fixed
+         * costs small.  This picks the measured best of {no split, automatic} at all ten
+         * seed shapes (16-bit: 1x4096, 2x2048, 4x1024 split; f32: all but 16x128). */
         const bool wide16 = a->dtype != 0;
-        const double contention = wide16 ? 1.25 : 1.0, item = wide16 ? 2.0 : 0.5;
-        const double part = 0.5, combine = wide16 ? 6.0 : 2.0;
+        const double contention = wide16 ? 1.3 : 1.0, item = wide16 ? 1.0 : 0.5;
+        const double part = 0.5, combine = 2.0;
         const long long chunk = (total + sms - 1) / sms;
         const double balanced = contention * chunk + 2 * item + 2 * part + combine;
         if (balanced < 0.9 * estimate_unsplit(*a, *s, sms, item) && chunk < longest)
@@ -172,19 +190,41 @@ extern "C" uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_sp
     if (!s->chunk) return 0;
     const uint64_t es = a->dtype == 0 ? 4 : 2;
     return (uint64_t)s->slots * s->tile_m * ((uint64_t)a->head_dim_v * es + sizeof(float)) +
-           (uint64_t)a->batch * a->heads_q * s->q_tiles * sizeof(pa_flash_record);
+           (uint64_t)s->blocks * sizeof(pa_flash_record);
 }
+
+namespace
+{
+
+/* Launches the combine kernel as a programmatic dependent launch where the device has them
+ * (sm_90 and newer): its launch overlaps the main kernel's tail, and griddepcontrol.wait at
+ * its start waits for the main kernel's writes. */
+template <typename T>
+cudaError_t launch_combine(const pa_gpu_args &a, const pa_flash_split &s, cudaStream_t st)
+{
+    int dev = 0, major = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e != cudaSuccess) return e;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(s.blocks, s.tile_m);
+    cfg.blockDim = dim3(a.head_dim_v / 4); /* head_dim_v: 512, 768 or 1024 */
+    cfg.stream = st;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = major >= 9 ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, flash_fwd_split_combine_kernel<T>, a, s);
+}
+
+} // namespace
 
 extern "C" int pa_cuda_flash_combine(const pa_gpu_args *a, const pa_flash_split *s, void *stream)
 {
     if (!s->chunk) return 0;
     cudaStream_t st = static_cast<cudaStream_t>(stream);
-    const dim3 grid(a->seq_q, a->batch * a->heads_q);
-    if (a->dtype == 1)
-        flash_fwd_split_combine_kernel<__half><<<grid, 128, 0, st>>>(*a, *s);
-    else if (a->dtype == 2)
-        flash_fwd_split_combine_kernel<__nv_bfloat16><<<grid, 128, 0, st>>>(*a, *s);
-    else
-        flash_fwd_split_combine_kernel<float><<<grid, 128, 0, st>>>(*a, *s);
-    return (int)cudaGetLastError();
+    if (a->dtype == 1) return (int)launch_combine<__half>(*a, *s, st);
+    if (a->dtype == 2) return (int)launch_combine<__nv_bfloat16>(*a, *s, st);
+    return (int)launch_combine<float>(*a, *s, st);
 }

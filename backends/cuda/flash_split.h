@@ -10,14 +10,13 @@
  * block never collects a run of short tiles, each with its own Q load, pipeline fill and
  * epilogue: 1.23-1.34x at 1x4096 and 2x2048, f16/bf16, measured), and gives block b the
  * units [b*chunk, (b+1)*chunk): every block does the same number of key tiles, walking
- * from one query tile into the next.  A block
- * that covers a whole query tile writes its O; a query tile cut between blocks has one
- * piece per block, each written (normalised, with its log-sum-exp) to a partial slot:
- * slot 2b for the piece that starts block b, 2b + 1 for the piece that ends it.  The
- * block that starts a query tile records where the tile starts on the line, and
- * pa_cuda_flash_combine merges the pieces of every cut tile.  A query tile that sees no
- * key counts one unit (its block writes zeros).  Memory: 2 slots per block, one record
- * per query tile: O(blocks * tile rows * head_dim + batch * heads * seq).
+ * from one query tile into the next.  A block that covers a whole query tile writes its O;
+ * a query tile cut between blocks has one piece per block, each written (normalised, with
+ * its log-sum-exp) to a partial slot: slot 2b for the piece that starts block b, 2b + 1
+ * for the piece that ends it.  Each block records the cut tile that starts in it (if any),
+ * and pa_cuda_flash_combine merges each cut tile's pieces.  A query tile that sees no key
+ * counts one unit (its block writes zeros).  Memory: 2 slots and a record per block:
+ * O(blocks * tile rows * head_dim).
  */
 #ifndef POLYATTN_CUDA_FLASH_SPLIT_H
 #define POLYATTN_CUDA_FLASH_SPLIT_H
@@ -40,8 +39,7 @@ typedef struct pa_flash_split {
     int slots;    /* partial slots: 2 per block */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
-                   * (log2 domain, f32) [slot][tile_m], then a record (first unit, units;
-                   * two ints) per (batch*head, query tile) */
+                   * (log2 domain, f32) [slot][tile_m], then a record per block */
 } pa_flash_split;
 
 /* Chooses the schedule for a kernel with query tiles of tile_m rows and key tiles of
@@ -88,17 +86,6 @@ __host__ __device__ __forceinline__ int pa_flash_units(const pa_gpu_args &a,
     return n > 0 ? n : 1;
 }
 
-/* Where a query tile's partial results are: its first unit on the line and its units. */
-struct pa_flash_record {
-    int first, units;
-};
-__host__ __device__ __forceinline__ pa_flash_record *pa_flash_records(const pa_gpu_args &a,
-                                                                     const pa_flash_split &s)
-{
-    const size_t es = a.dtype == 0 ? 4 : 2;
-    const size_t bytes = (size_t)s.slots * s.tile_m * (a.head_dim_v * es + sizeof(float));
-    return reinterpret_cast<pa_flash_record *>(static_cast<char *>(s.part) + bytes);
-}
 /* Slot of block b's piece of a query tile that starts at unit `first`. */
 __host__ __device__ __forceinline__ int pa_flash_piece_slot(const pa_flash_split &s, int first,
                                                             int b)
@@ -110,12 +97,31 @@ __host__ __device__ __forceinline__ int pa_flash_piece_slot(const pa_flash_split
  * slot >= 0: write the partial result there, else write O directly. */
 struct pa_flash_work {
     int batch, head, qt, t0, t1, slot;
+    int first, units; /* the query tile's first unit on the line, and its units */
 };
 
-/* The segments of block `id` of the balanced schedule (s.chunk > 0), in order: segment(w)
- * for each.  `recorder` (one thread of the block) writes the record of every query tile the
- * block starts.  Host-callable, so tests/cuda/test_flash_schedule.cu checks the walk on the
- * CPU. */
+/* What block b tells the combine: the query tile that starts in b and runs past its end
+ * (a cut tile; at most one per block: only b's last segment can run past its end), or
+ * bh = -1.  One per block, written by every block, so the workspace needs no clearing;
+ * the combine merges each cut tile once, from its record. */
+struct pa_flash_record {
+    int bh, qt, first, units;
+};
+__host__ __device__ __forceinline__ pa_flash_record *pa_flash_records(const pa_gpu_args &a,
+                                                                     const pa_flash_split &s)
+{
+    const size_t es = a.dtype == 0 ? 4 : 2;
+    const size_t bytes = (size_t)s.slots * s.tile_m * (a.head_dim_v * es + sizeof(float));
+    return reinterpret_cast<pa_flash_record *>(static_cast<char *>(s.part) + bytes);
+}
+/* Updates a block's record with its segment w (called for each segment). */
+__host__ __device__ __forceinline__ void pa_flash_note(const pa_gpu_args &a, const pa_flash_work &w,
+                                                       pa_flash_record &rec)
+{
+    if (w.slot >= 0 && w.t0 == 0) /* starts here, cut: it runs past the block's end */
+        rec = {w.batch * a.heads_q + w.head, w.qt, w.first, w.units};
+}
+
 /* The query tile at position i of a (batch, head)'s stretch of the line: the longest and
  * the shortest alternate (last and first query tiles, inward), so that no block collects a
  * run of short query tiles, each a segment with its own Q load, pipeline fill and epilogue. */
@@ -124,34 +130,54 @@ __host__ __device__ __forceinline__ int pa_flash_line_tile(const pa_flash_split 
     return (i & 1) ? i / 2 : s.q_tiles - 1 - i / 2;
 }
 
+/* Finds the query tile that contains unit u of the line: its (batch*head) index bh, its
+ * place pos on that stretch, the tile qt there, its units n and its first unit `first`. */
+struct pa_flash_place {
+    int bh, pos, qt, n;
+    long long first;
+};
+__host__ __device__ __forceinline__ pa_flash_place pa_flash_locate(const pa_gpu_args &a,
+                                                                   const pa_flash_split &s,
+                                                                   long long u)
+{
+    pa_flash_place p;
+    p.bh = (int)(u / s.units);
+    int r = (int)(u % s.units);
+    p.pos = 0, p.qt = pa_flash_line_tile(s, 0), p.n = pa_flash_units(a, s, p.qt);
+    while (r >= p.n) { /* at most q_tiles steps: the planner keeps q_tiles small */
+        r -= p.n;
+        p.qt = pa_flash_line_tile(s, ++p.pos);
+        p.n = pa_flash_units(a, s, p.qt);
+    }
+    p.first = u - r;
+    return p;
+}
+
+/* The segments of block `id` of the balanced schedule (s.chunk > 0), in order: segment(w)
+ * for each.  Host-callable, so tests/cuda/test_flash_schedule.cu checks the walk on the
+ * CPU. */
 #pragma nv_exec_check_disable /* segment: a device lambda in the kernels, a host one in the test */
 template <typename F>
 __host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
                                                        const pa_flash_split &s, int id,
-                                                       bool recorder, F &&segment)
+                                                       F &&segment)
 {
     pa_flash_work w;
     const long long total = (long long)a.batch * a.heads_q * s.units;
     const long long start = (long long)id * s.chunk;
     const long long end = start + s.chunk < total ? start + s.chunk : total;
     long long u = start;
-    int bh = (int)(u / s.units), r = (int)(u % s.units), pos = 0; /* pos: place on the line */
-    int qt = pa_flash_line_tile(s, 0), n = pa_flash_units(a, s, qt);
-    while (r >= n) { /* at most q_tiles steps: the planner keeps q_tiles small */
-        r -= n;
-        qt = pa_flash_line_tile(s, ++pos);
-        n = pa_flash_units(a, s, qt);
-    }
-    pa_flash_record *records = pa_flash_records(a, s);
+    const pa_flash_place p = pa_flash_locate(a, s, start);
+    int bh = p.bh, pos = p.pos, qt = p.qt, n = p.n, r = (int)(u - p.first);
     while (u < end) {
         const int len = (int)(end - u < n - r ? end - u : n - r);
         const int first = (int)(u - r); /* the query tile's first unit on the line */
-        if (r == 0 && recorder) records[(long long)bh * s.q_tiles + qt] = {first, n};
         const int tiles = pa_flash_tiles(a, s, qt);
         w.batch = bh / a.heads_q, w.head = bh % a.heads_q, w.qt = qt;
         w.t0 = r < tiles ? r : tiles;
         w.t1 = r + len < tiles ? r + len : tiles;
         w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, id);
+        w.first = first, w.units = n;
         segment(w);
         u += len, r = 0;
         if (++pos == s.q_tiles) pos = 0, ++bh;
@@ -172,10 +198,16 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
         w.head = blockIdx.y, w.batch = blockIdx.z;
         w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
+        w.first = 0, w.units = w.t1;
         segment(w);
         return;
     }
-    pa_flash_walk(a, s, blockIdx.x, threadIdx.x == 0, segment);
+    pa_flash_record rec = {-1, 0, 0, 0};
+    pa_flash_walk(a, s, blockIdx.x, [&](const pa_flash_work &w) {
+        pa_flash_note(a, w, rec);
+        segment(w);
+    });
+    if (threadIdx.x == 0) pa_flash_records(a, s)[blockIdx.x] = rec;
 }
 
 /* Launches a wide kernel (Tr: its traits; blocks of Tr::kThreads threads, Tr::kSmem bytes)

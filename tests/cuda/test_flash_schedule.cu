@@ -3,9 +3,10 @@
  * the CPU: no GPU needed, so it runs in CI.  For many shapes, masks, key tiles and chunks,
  * the blocks' segments (pa_flash_walk) must cover every key tile of every query tile exactly
  * once, write O directly only where one segment covers a whole query tile, use each partial
- * slot once (2b or 2b + 1 in block b, below the plan's slot count), and leave records from
- * which the combine's slot enumeration (pa_flash_piece_slot over the covering blocks) finds
- * exactly the slots the pieces were written to.  The planner's own choices are checked the
+ * slot once (2b or 2b + 1 in block b, below the plan's slot count); the blocks' records
+ * (pa_flash_note, as the kernels keep them) must name every cut query tile exactly once,
+ * in the block of its first piece, and the combine's slot enumeration (pa_flash_piece_slot
+ * over the covering blocks) find exactly the slots the pieces were written to.  The planner's own choices are checked the
  * same way, and its workspace size against what the walk addresses.
  */
 #include "flash_split.h"
@@ -45,20 +46,20 @@ void check_plan(const pa_gpu_args &a, pa_flash_split s, const char *what)
     const int bh_count = a.batch * a.heads_q;
     const size_t es = a.dtype == 0 ? 4 : 2;
     const size_t part_bytes = (size_t)s.slots * s.tile_m * (a.head_dim_v * es + sizeof(float));
-    const size_t rec_count = (size_t)bh_count * s.q_tiles;
-    CHECK(pa_flash_split_bytes(&a, &s) >= part_bytes + rec_count * sizeof(pa_flash_record),
-          "%s: workspace %llu too small", what,
+    const size_t tile_count = (size_t)bh_count * s.q_tiles;
+    const size_t bytes = part_bytes + (size_t)s.blocks * sizeof(pa_flash_record);
+    CHECK(pa_flash_split_bytes(&a, &s) >= bytes, "%s: workspace %llu too small", what,
           (unsigned long long)pa_flash_split_bytes(&a, &s));
-    std::vector<unsigned char> ws(part_bytes + rec_count * sizeof(pa_flash_record), 0xff);
+    std::vector<unsigned char> ws(bytes, 0xff); /* records land here, as on the GPU */
     s.part = ws.data();
-    std::vector<int> written(rec_count, 0);
     pa_flash_record *records = pa_flash_records(a, s);
     CHECK((unsigned char *)records == ws.data() + part_bytes, "%s: records offset", what);
-
-    std::vector<std::vector<Piece>> pieces(rec_count);
+    std::vector<std::vector<Piece>> pieces(tile_count);
     std::set<int> slots_used;
     for (int b = 0; b < s.blocks; ++b) {
-        pa_flash_walk(a, s, b, true, [&](const pa_flash_work &w) {
+        pa_flash_record rec = {-1, 0, 0, 0};
+        pa_flash_walk(a, s, b, [&](const pa_flash_work &w) {
+            pa_flash_note(a, w, rec);
             CHECK(w.batch >= 0 && w.batch < a.batch && w.head >= 0 && w.head < a.heads_q &&
                       w.qt >= 0 && w.qt < s.q_tiles,
                   "%s: block %d segment outside the problem", what, b);
@@ -71,6 +72,7 @@ void check_plan(const pa_gpu_args &a, pa_flash_split s, const char *what)
                 CHECK(slots_used.insert(w.slot).second, "%s: slot %d used twice", what, w.slot);
             }
         });
+        records[b] = rec;
     }
     for (int bh = 0; bh < bh_count; ++bh)
         for (int qt = 0; qt < s.q_tiles; ++qt) {
@@ -91,22 +93,37 @@ void check_plan(const pa_gpu_args &a, pa_flash_split s, const char *what)
             for (const Piece &x : p)
                 CHECK((x.slot < 0) == (p.size() == 1), "%s: bh %d qt %d: %zu pieces, slot %d",
                       what, bh, qt, p.size(), x.slot);
-            /* the combine's view: the record and the blocks it spans */
-            const pa_flash_record rec = records[(size_t)bh * s.q_tiles + qt];
-            CHECK(rec.units == pa_flash_units(a, s, qt), "%s: bh %d qt %d record units %d",
-                  what, bh, qt, rec.units);
-            const int b0 = rec.first / s.chunk, b1 = (rec.first + rec.units - 1) / s.chunk;
-            CHECK(b1 - b0 + 1 == (int)p.size(), "%s: bh %d qt %d: record spans %d blocks, %zu "
+            /* the combine's view: named once, by the record of the first piece's block */
+            if (p.size() < 2) continue;
+            std::vector<int> by;
+            for (int b = 0; b < s.blocks; ++b)
+                if (records[b].bh == bh && records[b].qt == qt) by.push_back(b);
+            CHECK(by.size() == 1 && by[0] == p[0].block, "%s: bh %d qt %d cut in %zu pieces "
+                  "from block %d, named by %zu records", what, bh, qt, p.size(), p[0].block,
+                  by.size());
+            if (by.size() != 1) continue;
+            const pa_flash_record &rec = records[by[0]];
+            CHECK(rec.units == pa_flash_units(a, s, qt), "%s: bh %d qt %d record units %d", what,
+                  bh, qt, rec.units);
+            const int b0 = by[0], b1 = (rec.first + rec.units - 1) / s.chunk;
+            CHECK(b0 == rec.first / s.chunk, "%s: bh %d qt %d recorded by block %d, starts in %d",
+                  what, bh, qt, b0, rec.first / s.chunk);
+            CHECK(b1 - b0 + 1 == (int)p.size(), "%s: bh %d qt %d: combine spans %d blocks, %zu "
                   "pieces", what, bh, qt, b1 - b0 + 1, p.size());
-            if (p.size() > 1 && b1 - b0 + 1 == (int)p.size())
+            if (b1 - b0 + 1 == (int)p.size())
                 for (int b = b0; b <= b1; ++b) {
                     const Piece &x = p[b - b0];
-                    CHECK(x.block == b && x.slot == pa_flash_piece_slot(s, rec.first, b),
+                    const int slot = pa_flash_piece_slot(s, rec.first, b);
+                    CHECK(x.block == b && x.slot == slot,
                           "%s: bh %d qt %d: combine reads slot %d of block %d, piece in slot %d "
-                          "of block %d", what, bh, qt, pa_flash_piece_slot(s, rec.first, b), b,
-                          x.slot, x.block);
+                          "of block %d", what, bh, qt, slot, b, x.slot, x.block);
                 }
         }
+    /* and names nothing else */
+    int named = 0, cut = 0;
+    for (int b = 0; b < s.blocks; ++b) named += records[b].bh >= 0;
+    for (const std::vector<Piece> &p : pieces) cut += p.size() > 1;
+    CHECK(named == cut, "%s: %d records for %d cut tiles", what, named, cut);
 }
 
 } // namespace
