@@ -210,6 +210,78 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
     if (threadIdx.x == 0) pa_flash_records(a, s)[blockIdx.x] = rec;
 }
 
+/* The (batch, head) slices of Q, K, V (through GQA) and O a segment works on. */
+template <typename T>
+struct pa_flash_heads {
+    const T *q, *k, *v;
+    T *o;
+};
+template <typename T>
+__device__ __forceinline__ pa_flash_heads<T> pa_flash_heads_of(const pa_gpu_args &a,
+                                                              const pa_flash_work &w)
+{
+    const int head_kv = w.head / (a.heads_q / a.heads_kv);
+    pa_flash_heads<T> h;
+    h.q = static_cast<const T *>(a.q) + w.batch * a.q_stride[0] + w.head * a.q_stride[1];
+    h.k = static_cast<const T *>(a.k) + w.batch * a.k_stride[0] + head_kv * a.k_stride[1];
+    h.v = static_cast<const T *>(a.v) + w.batch * a.v_stride[0] + head_kv * a.v_stride[1];
+    h.o = static_cast<T *>(a.o) + w.batch * a.o_stride[0] + w.head * a.o_stride[1];
+    return h;
+}
+
+__device__ __forceinline__ void pa_flash_store_pair(float *p, float x, float y)
+{
+    *reinterpret_cast<float2 *>(p) = make_float2(x, y);
+}
+template <typename T>
+__device__ __forceinline__ void pa_flash_store_pair(T *p, float x, float y)
+{
+    *reinterpret_cast<uint32_t *>(p) = pa_tc::Dt<T>::pack(x, y);
+}
+
+/* The end of a wide kernel's segment: a warp's O accumulators (m16n8 fragments: rows
+ * mt*16 + g (+8), columns col0 + 8j + 2*t4 (+1) of the 32 query rows) divided by the
+ * rows' sums s_l, to O (and the LSE, from lse_writer) when the segment covers its query
+ * tile, else to the segment's partial slot with its log2-domain LSE (flash_split.h's
+ * layout, which the combine reads). */
+template <int D, typename T, int J>
+__device__ __forceinline__ void pa_flash_write_segment(const pa_gpu_args &a,
+                                                       const pa_flash_split &s,
+                                                       const pa_flash_work &w, T *o,
+                                                       const float (&acc)[2][J][4],
+                                                       const float *s_m, const float *s_l,
+                                                       int col0, int g, int t4, bool lse_writer)
+{
+    constexpr int BM = PA_FLASH_TILE_M;
+    const int row0 = w.qt * BM;
+    T *po = w.slot >= 0 ? static_cast<T *>(s.part) + (int64_t)w.slot * BM * D : nullptr;
+    float *pl = w.slot >= 0 ? reinterpret_cast<float *>(static_cast<T *>(s.part) +
+                                                        (int64_t)s.slots * BM * D) +
+                                  (int64_t)w.slot * BM
+                            : nullptr;
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
+            if (row >= a.seq_q) continue;
+            const float l = s_l[lrow];
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            T *orow = (po ? po + (int64_t)lrow * D : o + (int64_t)row * a.o_stride[2]) + col0;
+#pragma unroll
+            for (int j = 0; j < J; ++j)
+                pa_flash_store_pair(orow + j * 8 + 2 * t4, acc[mt][j][2 * r] * inv,
+                                    acc[mt][j][2 * r + 1] * inv);
+            if (lse_writer && t4 == 0) {
+                if (pl)
+                    pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+                else if (a.lse)
+                    a.lse[((int64_t)w.batch * a.heads_q + w.head) * a.seq_q + row] =
+                        l > 0.f ? (s_m[lrow] + log2f(l)) * pa_tc::kLn2 : -INFINITY;
+            }
+        }
+}
+
 /* Launches a wide kernel (Tr: its traits; blocks of Tr::kThreads threads, Tr::kSmem bytes)
  * on the schedule `split` (NULL or chunk 0: one block per query tile), then the combine
  * when the schedule cut query tiles.  attr_done: the caller's once-per-device flag. */

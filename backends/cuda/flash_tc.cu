@@ -302,13 +302,8 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
     pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
         __syncthreads(); /* the previous segment is done with shared memory */
-        const int head = w.head, batch = w.batch;
-        const int head_kv = head / (a.heads_q / a.heads_kv);
-        const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1];
-        const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
-        const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
-        T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1];
-
+        const pa_flash_heads<T> h = pa_flash_heads_of<T>(a, w);
+        const T *q = h.q, *k = h.k, *v = h.v;
         const int row0 = w.qt * BM;
         const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
 
@@ -423,46 +418,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
         }
         __syncthreads();
 
-        if (w.slot >= 0) {
-            /* one split of several: normalised O (16-bit) and the log2-domain LSE to the slot */
-            const int64_t total = split.slots;
-            T *po = static_cast<T *>(split.part) + (int64_t)w.slot * BM * D;
-            float *pl = reinterpret_cast<float *>(static_cast<T *>(split.part) + total * BM * D) +
-                        (int64_t)w.slot * BM;
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const int lrow = mt * 16 + g + 8 * r;
-                    if (row0 + lrow >= a.seq_q) continue;
-                    const float l = s_l[lrow];
-                    const float inv = l > 0.f ? 1.f / l : 0.f;
-                    T *prow = po + (int64_t)lrow * D + warp * SL;
-#pragma unroll
-                    for (int j = 0; j < SL / 8; ++j)
-                        *reinterpret_cast<uint32_t *>(prow + j * 8 + 2 * t4) =
-                            Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
-                    if (warp == 0 && t4 == 0) pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
-                }
-            return;
-        }
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
-                if (row >= a.seq_q) continue;
-                const float l = s_l[lrow];
-                const float inv = l > 0.f ? 1.f / l : 0.f;
-                T *orow = o + (int64_t)row * a.o_stride[2] + warp * SL;
-#pragma unroll
-                for (int j = 0; j < SL / 8; ++j)
-                    *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
-                        Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
-                if (a.lse && warp == 0 && t4 == 0)
-                    a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                        l > 0.f ? (s_m[lrow] + log2f(l)) * kLn2 : -INFINITY;
-            }
+        pa_flash_write_segment<D>(a, split, w, h.o, acc_o, s_m, s_l, warp * SL, g, t4, warp == 0);
     });
 }
 

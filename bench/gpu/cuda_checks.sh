@@ -31,7 +31,7 @@ if has build; then
   if ! { cmake -G Ninja -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON \
            -DPOLYATTN_HIP=OFF -DPOLYATTN_OPENCL=OFF -DPOLYATTN_WERROR=ON \
            -DPOLYATTN_CUDA_ARCHITECTURES="$ARCH" &&
-         ninja -C "$BUILD" -j16 polyattn_cuda polyattn_cuda_bench conformance test_cuda_interop \
+         ninja -C "$BUILD" -j16 polyattn_cuda polyattn_cuda_bench conformance test_cuda_interop test_flash_schedule \
            test_cuda_backward_determinism; } > "$OUT/build.txt" 2>&1; then
     tail -40 "$OUT/build.txt" | tee -a "$LOG"; exit 1
   fi
