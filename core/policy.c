@@ -25,22 +25,28 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
          * slowest on every shape (3-15x behind unfused); cuBLAS unfused beat flash in
          * decode (seq_q 1, seq_kv >= 4096: 1.2-4x); tensor-core flash beat unfused
          * 2.7-9.5x on every FlashAttention-2 shape (f16/bf16, head_dim 64/128, N
-         * 512-16384).  session3-h100-2026-11-24/call10-c90993b/seed_uf.jsonl (same run):
-         * on the seed shapes (head_dim 512-1024) f32 flash (3xTF32 tensor cores, balanced
-         * schedule) is 1.36-1.59x faster than cuBLAS unfused and needs no N x N scores;
-         * f16/bf16 unfused is 1.2-2.2x faster than flash except at 16x128 D 512 (flash
-         * 1.4-1.6x).  Other head dims above 256 have no tensor-core flash kernel. */
+         * 512-16384).  session4-h100-2026-11-24/call7-a53d472/seed_uf.txt (same run), on
+         * the seed shapes (head_dim 512-1024): f32 flash (3xTF32 tensor cores, balanced
+         * schedule) is 1.5-1.9x faster than cuBLAS unfused and needs no N x N scores;
+         * f16/bf16 unfused is 1.1-1.7x faster than flash from N = 512 up, flash 1.9x faster
+         * at N = 128 (16x128 D 512: unfused's three launches dominate there; nothing was
+         * measured between 128 and 512).  Other head dims above 256 have no tensor-core
+         * flash kernel. */
         if (p->head_dim > 256 || p->head_dim_v > 256) {
             const int wide = p->head_dim == p->head_dim_v &&
                              (p->head_dim == 512 || p->head_dim == 768 || p->head_dim == 1024);
             if (p->dtype == POLYATTN_DTYPE_F32 && wide) {
                 set(order, L, U, F);
                 *why = "cuda, f32, head_dim 512/768/1024: flash (3xTF32 tensor cores) first, "
-                       "measured 1.4-1.6x faster than unfused on the seed shapes";
+                       "measured 1.5-1.9x faster than unfused on the seed shapes";
+            } else if (wide && p->seq_q <= 128 && p->seq_kv <= 128) {
+                set(order, L, U, F);
+                *why = "cuda, f16/bf16, head_dim 512/768/1024, seq <= 128: tensor-core flash "
+                       "first, measured 1.9x faster than unfused at 16x128 D 512";
             } else {
                 set(order, U, L, F);
-                *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.2-2.2x faster "
-                       "than flash in f16/bf16 on the seed shapes";
+                *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.1-1.7x faster "
+                       "than flash in f16/bf16 on the seed shapes from N = 512";
             }
         } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
                    p->batch * p->heads_q * p->seq_q < 8192) {

@@ -1,0 +1,51 @@
+/*
+ * The CUDA rows of AUTO's default order (core/policy.c), compiled into this test: each
+ * rule's measured winner comes first on the shapes it was measured on (bench/results/).
+ */
+#include "pa_core.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int failures = 0;
+
+static void expect(const char *what, polyattn_dtype dtype, int64_t batch, int64_t seq_q,
+                   int64_t seq_kv, int64_t head_dim, polyattn_algo first)
+{
+    pa_problem p;
+    memset(&p, 0, sizeof p);
+    p.dtype = dtype;
+    p.batch = batch, p.heads_q = p.heads_kv = 1;
+    p.seq_q = seq_q, p.seq_kv = seq_kv;
+    p.head_dim = p.head_dim_v = head_dim;
+    p.scale = 1.f;
+    polyattn_algo order[3];
+    const char *why = NULL;
+    pa_policy_order(POLYATTN_BACKEND_CUDA, &p, order, &why);
+    const int distinct = order[0] != order[1] && order[1] != order[2] && order[0] != order[2];
+    if (order[0] != first || !distinct || !why || !*why) {
+        printf("FAIL %s: first %s, expected %s (%s)\n", what, polyattn_algo_name(order[0]),
+               polyattn_algo_name(first), why ? why : "no reason");
+        ++failures;
+    }
+}
+
+int main(void)
+{
+    const polyattn_algo U = POLYATTN_ALGO_UNFUSED, L = POLYATTN_ALGO_FLASH;
+    /* seed shapes (session4-h100-2026-11-24/call7-a53d472/seed_uf.txt) */
+    expect("f16 1x4096 D1024", POLYATTN_DTYPE_F16, 1, 4096, 4096, 1024, U);
+    expect("bf16 8x512 D768", POLYATTN_DTYPE_BF16, 8, 512, 512, 768, U);
+    expect("f16 16x128 D512", POLYATTN_DTYPE_F16, 16, 128, 128, 512, L);
+    expect("bf16 16x128 D512", POLYATTN_DTYPE_BF16, 16, 128, 128, 512, L);
+    expect("f32 1x4096 D1024", POLYATTN_DTYPE_F32, 1, 4096, 4096, 1024, L);
+    expect("f32 16x128 D512", POLYATTN_DTYPE_F32, 16, 128, 128, 512, L);
+    /* head dims without a wide kernel keep unfused first at any length */
+    expect("f16 16x128 D640", POLYATTN_DTYPE_F16, 16, 128, 128, 640, U);
+    /* FlashAttention-2 shapes, decode, f32 narrow */
+    expect("f16 8x2048 D128", POLYATTN_DTYPE_F16, 8, 2048, 2048, 128, L);
+    expect("f16 decode 1x8192 D128", POLYATTN_DTYPE_F16, 1, 1, 8192, 128, U);
+    expect("f32 2x1024 D64", POLYATTN_DTYPE_F32, 2, 1024, 1024, 64, U);
+    printf("test_policy: %d failures\n", failures);
+    return failures ? 1 : 0;
+}
