@@ -73,11 +73,11 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *p)
  * ROWS rows of CHUNKS 16-byte chunks from global memory (rows row_stride elements apart,
  * starting at row `first`; rows at or past `limit` are zero-filled) into shared rows
  * STRIDE elements apart, by THREADS threads with cp.async (tid: the caller's index among
- * them, threadIdx.x by default; a warp loading its own slice passes its lane).  Thread t copies chunks
- * t, t + THREADS, ...: its (row, chunk) pairs are compile-time offsets from its first one,
- * so a copy costs an address add and a compare (the i / CHUNKS, i % CHUNKS form of a
- * plain loop cost about 30 instructions per copy, half the instructions of a wide kernel's
- * key tile).
+ * them, threadIdx.x by default; a warp loading its own slice passes its lane).  Thread t
+ * copies chunks t, t + THREADS, ...: its (row, chunk) pairs are compile-time offsets from
+ * its first one, so a copy costs an address add and a compare (the i / CHUNKS, i % CHUNKS
+ * form of a plain loop cost about 30 instructions per copy, half the instructions of a
+ * wide kernel's key tile); when CHUNKS divides THREADS the add is a pointer increment.
  */
 template <int ROWS, int CHUNKS, int STRIDE, int THREADS, typename T>
 __device__ __forceinline__ void load_rows(T *dst, const T *src, int64_t row_stride, int first,
@@ -87,21 +87,36 @@ __device__ __forceinline__ void load_rows(T *dst, const T *src, int64_t row_stri
     constexpr int kTotal = ROWS * CHUNKS;
     constexpr int kIters = (kTotal + THREADS - 1) / THREADS;
     const int r0 = tid / CHUNKS, c0 = tid % CHUNKS;
-    const int avail = limit - first;
-    const T *g0 = src + (int64_t)first * row_stride + c0 * kElems;
+    const int avail = limit - first - r0; /* this thread's row r0 + dr is valid iff dr < avail */
+    const T *g0 = src + ((int64_t)first + r0) * row_stride + c0 * kElems;
     T *s0 = dst + r0 * STRIDE + c0 * kElems;
+    if constexpr (THREADS % CHUNKS == 0) {
+        /* every copy of a thread is R rows below its previous one: one pointer add each
+         * (profiled: the general form's 64-bit multiply and selects per copy made the K/V
+         * refills ~30% of a wide kernel's stall samples) */
+        constexpr int R = THREADS / CHUNKS;
+        const int64_t step = (int64_t)R * row_stride;
+        const T *g = g0;
 #pragma unroll
-    for (int j = 0; j < kIters; ++j) {
-        if (kTotal % THREADS != 0 && tid + j * THREADS >= kTotal) break;
-        int dr = (j * THREADS) / CHUNKS, dc = (j * THREADS) % CHUNKS;
-        if ((THREADS % CHUNKS) != 0 && c0 + dc >= CHUNKS) {
-            dc -= CHUNKS;
-            dr += 1;
+        for (int j = 0; j < kIters; ++j) {
+            if (kTotal % THREADS != 0 && tid + j * THREADS >= kTotal) break;
+            const bool valid = j * R < avail;
+            cp_async16(s0 + j * R * STRIDE, valid ? g : src, valid);
+            g += step;
         }
-        const int r = r0 + dr;
-        const bool valid = r < avail;
-        const T *gp = valid ? g0 + (int64_t)r * row_stride + dc * kElems : src;
-        cp_async16(s0 + dr * STRIDE + dc * kElems, gp, valid);
+    } else {
+#pragma unroll
+        for (int j = 0; j < kIters; ++j) {
+            if (kTotal % THREADS != 0 && tid + j * THREADS >= kTotal) break;
+            int dr = (j * THREADS) / CHUNKS, dc = (j * THREADS) % CHUNKS;
+            if (c0 + dc >= CHUNKS) {
+                dc -= CHUNKS;
+                dr += 1;
+            }
+            const bool valid = dr < avail;
+            const T *gp = valid ? g0 + (int64_t)dr * row_stride + dc * kElems : src;
+            cp_async16(s0 + dr * STRIDE + dc * kElems, gp, valid);
+        }
     }
 }
 
