@@ -11,6 +11,8 @@
  *
  * Options: --backend cuda|host|... (default cuda), --reps N (max timed repetitions).
  */
+#include "bench_common.h"
+#include "pa_testkit.h"
 #include "polyattn.h"
 
 #include <math.h>
@@ -21,76 +23,10 @@
 
 #define MAX_SETS 8
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static float rng_uniform(void) /* splitmix64 -> [-1, 1) */
+static pa_tk_rng rng = {0x9e3779b97f4a7c15ull};
+static float rng_uniform(void) /* [-1, 1) */
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)((double)(z >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-}
-
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static uint16_t to_f16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint32_t sign = (u >> 16) & 0x8000u;
-    int32_t exp = (int32_t)((u >> 23) & 0xff) - 127 + 15;
-    uint32_t man = u & 0x7fffffu;
-    if (exp >= 31) return (uint16_t)(sign | 0x7c00u); /* inputs here are finite and small */
-    if (exp <= 0) {
-        if (exp < -10) return (uint16_t)sign;
-        man |= 0x800000u;
-        uint32_t shift = (uint32_t)(14 - exp);
-        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t half = ((uint32_t)exp << 10) | (man >> 13), rem = man & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-}
-static float from_f16(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, u;
-    if (exp == 0) {
-        float f = ldexpf((float)man, -24);
-        return sign ? -f : f;
-    }
-    if (exp == 31)
-        u = sign | 0x7f800000u | (man << 13);
-    else
-        u = sign | ((exp - 15 + 127) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static float round_to(polyattn_dtype t, float x)
-{
-    return t == POLYATTN_DTYPE_F16    ? from_f16(to_f16(x))
-           : t == POLYATTN_DTYPE_BF16 ? from_bf16(to_bf16(x))
-                                      : x;
-}
-static float load_dev(polyattn_dtype t, const void *p, size_t i)
-{
-    if (t == POLYATTN_DTYPE_F32) return ((const float *)p)[i];
-    uint16_t h = ((const uint16_t *)p)[i];
-    return t == POLYATTN_DTYPE_F16 ? from_f16(h) : from_bf16(h);
+    return (float)pa_tk_rng_uniform(&rng);
 }
 
 /* Host copies: random f32 values, uploaded in the storage dtype. */
@@ -122,22 +58,9 @@ static polyattn_status upload(polyattn_buffer *b, polyattn_dtype t, const float 
         if (t == POLYATTN_DTYPE_F32)
             ((float *)host_conv)[i] = x;
         else
-            ((uint16_t *)host_conv)[i] = t == POLYATTN_DTYPE_F16 ? to_f16(x) : to_bf16(x);
+            ((uint16_t *)host_conv)[i] = t == POLYATTN_DTYPE_F16 ? pa_tk_f32_to_f16(x) : pa_tk_f32_to_bf16(x);
     }
     return polyattn_buffer_write(b, 0, host_conv, n * polyattn_dtype_size(t));
-}
-
-typedef struct shape {
-    char suite[32], dtype_name[8], algos[64];
-    polyattn_dtype dtype;
-    int64_t batch, heads_q, heads_kv, seq_q, seq_kv, head_dim;
-    int causal;
-} shape;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static void json_head(const shape *s, const char *algo)
@@ -177,7 +100,7 @@ static void reference_row(const shape *s, int64_t b, int64_t h, int64_t i, float
     for (int64_t j = 0; j < vis; j++) {
         double acc = 0;
         for (int64_t c = 0; c < d; c++)
-            acc += (double)round_to(s->dtype, q[c]) * round_to(s->dtype, k[j * d + c]);
+            acc += (double)pa_tk_round(q[c], s->dtype) * pa_tk_round(k[j * d + c], s->dtype);
         row_buf[j] = acc * scale;
         if (row_buf[j] > mx) mx = row_buf[j];
     }
@@ -188,7 +111,7 @@ static void reference_row(const shape *s, int64_t b, int64_t h, int64_t i, float
         out[c] = 0;
     for (int64_t j = 0; j < vis; j++)
         for (int64_t c = 0; c < d; c++)
-            out[c] += row_buf[j] / sum * round_to(s->dtype, v[j * d + c]);
+            out[c] += row_buf[j] / sum * pa_tk_round(v[j * d + c], s->dtype);
 }
 
 static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name, int max_reps)
@@ -276,7 +199,7 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
             reference_row(s, b, h, i, scale, ref, row_buf);
             double num = 0, den = 0;
             for (int64_t c = 0; c < s->head_dim; c++) {
-                float x = load_dev(s->dtype, out, (size_t)(r * s->head_dim + c));
+                float x = bench_dev_val(s->dtype, out, (size_t)(r * s->head_dim + c));
                 if (isnan(x)) unwritten++;
                 num += (x - ref[c]) * (x - ref[c]);
                 den += ref[c] * ref[c];
@@ -287,7 +210,7 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
         }
         /* every element written (no poison left) */
         for (size_t i = 0; i < nq; i++)
-            if (isnan(load_dev(s->dtype, out, i))) {
+            if (isnan(bench_dev_val(s->dtype, out, i))) {
                 unwritten++;
                 break;
             }
@@ -321,7 +244,7 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
             if (st || polyattn_event_elapsed_ms(e0, e1, &times[r])) fail = "timed forward";
         }
         if (!fail) {
-            qsort(times, (size_t)reps, sizeof(double), cmp_double);
+            qsort(times, (size_t)reps, sizeof(double), bench_cmp_double);
             median = times[reps / 2];
         }
     }
@@ -378,26 +301,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "cuda_bench: %s\n", polyattn_last_error());
         return 1;
     }
-    polyattn_device_info di;
-    memset(&di, 0, sizeof di);
-    di.struct_size = sizeof di;
-    polyattn_context_get_device_info(ctx, &di);
-    printf("{\"impl\":\"device\",\"name\":\"%s\",\"arch\":\"%s\",\"driver\":\"%s\",\"compute_"
-           "units\":%d}\n",
-           di.name, di.arch, di.driver_version, di.compute_units);
+    bench_print_device(ctx);
     char line[512];
     while (fgets(line, sizeof line, stdin)) {
         shape s;
-        memset(&s, 0, sizeof s);
-        long long b, hq, hk, sq, skv, d;
-        if (line[0] == '#' ||
-            sscanf(line, "%31s %7s %lld %lld %lld %lld %lld %lld %d %63s", s.suite, s.dtype_name,
-                   &b, &hq, &hk, &sq, &skv, &d, &s.causal, s.algos) != 10)
-            continue;
-        s.batch = b, s.heads_q = hq, s.heads_kv = hk, s.seq_q = sq, s.seq_kv = skv, s.head_dim = d;
-        s.dtype = !strcmp(s.dtype_name, "f16")    ? POLYATTN_DTYPE_F16
-                  : !strcmp(s.dtype_name, "bf16") ? POLYATTN_DTYPE_BF16
-                                                  : POLYATTN_DTYPE_F32;
+        if (!bench_parse_line(line, &s)) continue;
         for (char *a = s.algos; *a;) {
             char *comma = strchr(a, ',');
             if (comma) *comma = 0;

@@ -13,6 +13,8 @@
  *
  * Options: --reps N (max timed repetitions), --det (also time the deterministic mode).
  */
+#include "bench_common.h"
+#include "pa_testkit.h"
 #include "polyattn.h"
 
 #include <math.h>
@@ -21,86 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static float rng_uniform(void) /* splitmix64 -> [-1, 1) */
+static pa_tk_rng rng = {0x243f6a8885a308d3ull};
+static float rng_uniform(void) /* [-1, 1) */
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)((double)(z >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-}
-
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-/* f16 for |x| < 2 (inputs here), round to nearest even; subnormals handled. */
-static uint16_t to_f16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint32_t sign = (u >> 16) & 0x8000u;
-    int32_t exp = (int32_t)((u >> 23) & 0xff) - 127 + 15;
-    uint32_t man = u & 0x7fffffu;
-    if ((u & 0x7fffffffu) == 0x7fc00000u || ((u >> 23) & 0xff) == 0xff)
-        return (uint16_t)(sign | 0x7e00u);
-    if (exp >= 31) return (uint16_t)(sign | 0x7c00u);
-    if (exp <= 0) {
-        if (exp < -10) return (uint16_t)sign;
-        man |= 0x800000u;
-        uint32_t shift = (uint32_t)(14 - exp);
-        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t half = ((uint32_t)exp << 10) | (man >> 13), rem = man & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-}
-static float from_f16(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, u;
-    if (exp == 0) {
-        float f = ldexpf((float)man, -24);
-        return sign ? -f : f;
-    }
-    if (exp == 31)
-        u = sign | 0x7f800000u | (man << 13);
-    else
-        u = sign | ((exp - 15 + 127) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static float dev_val(polyattn_dtype t, const void *p, size_t i)
-{
-    if (t == POLYATTN_DTYPE_F32) return ((const float *)p)[i];
-    uint16_t h = ((const uint16_t *)p)[i];
-    return t == POLYATTN_DTYPE_F16 ? from_f16(h) : from_bf16(h);
-}
-
-typedef struct shape {
-    char suite[32], dtype_name[8], algos[64];
-    polyattn_dtype dtype;
-    int64_t batch, heads_q, heads_kv, seq_q, seq_kv, head_dim;
-    int causal;
-} shape;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+    return (float)pa_tk_rng_uniform(&rng);
 }
 
 /* Host data of one shape: rounded f32 inputs (BHSD) and the storage-dtype staging. */
@@ -118,9 +44,9 @@ static void fill(float *x, size_t n, polyattn_dtype t, void *stage)
         if (t == POLYATTN_DTYPE_F32) {
             ((float *)stage)[i] = f;
         } else {
-            uint16_t h = t == POLYATTN_DTYPE_F16 ? to_f16(f) : to_bf16(f);
+            uint16_t h = t == POLYATTN_DTYPE_F16 ? pa_tk_f32_to_f16(f) : pa_tk_f32_to_bf16(f);
             ((uint16_t *)stage)[i] = h;
-            f = t == POLYATTN_DTYPE_F16 ? from_f16(h) : from_bf16(h);
+            f = t == POLYATTN_DTYPE_F16 ? pa_tk_f16_to_f32(h) : pa_tk_bf16_to_f32(h);
         }
         x[i] = f;
     }
@@ -145,7 +71,7 @@ static void row_err(const shape *s, const void *dev, size_t at, const double *re
                     double *den, int *bad)
 {
     for (int64_t c = 0; c < s->head_dim; c++) {
-        float x = dev_val(s->dtype, dev, at + (size_t)c);
+        float x = bench_dev_val(s->dtype, dev, at + (size_t)c);
         if (!isfinite(x)) ++*bad;
         *num += (x - ref[c]) * (x - ref[c]);
         *den += ref[c] * ref[c];
@@ -334,12 +260,13 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
     int bad = 0;
     if (!fail) {
         for (size_t i = 0; i < nq; i++)
-            h.o[i] = dev_val(s->dtype, h.stage, i);
+            h.o[i] = bench_dev_val(s->dtype, h.stage, i);
         /* every gradient element written and finite */
         for (size_t i = 0; i < nq && !bad; i++)
-            bad += !isfinite(dev_val(s->dtype, h.dq, i));
+            bad += !isfinite(bench_dev_val(s->dtype, h.dq, i));
         for (size_t i = 0; i < nk && !bad; i++)
-            bad += !isfinite(dev_val(s->dtype, h.dk, i)) || !isfinite(dev_val(s->dtype, h.dv, i));
+            bad += !isfinite(bench_dev_val(s->dtype, h.dk, i)) ||
+                   !isfinite(bench_dev_val(s->dtype, h.dv, i));
         check_rows(s, &h, 1.0f / sqrtf((float)s->head_dim), err, &bad);
     }
     const double tol = s->dtype == POLYATTN_DTYPE_F32 ? 1e-3 : s->dtype == POLYATTN_DTYPE_F16 ? 1e-2 : 4e-2;
@@ -367,7 +294,7 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
             if (st || polyattn_event_elapsed_ms(e0, e1, &times[r])) fail = "timed backward";
         }
         if (!fail) {
-            qsort(times, (size_t)reps, sizeof(double), cmp_double);
+            qsort(times, (size_t)reps, sizeof(double), bench_cmp_double);
             median = times[reps / 2];
         }
     }
@@ -418,25 +345,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "cuda_bwd_bench: %s\n", polyattn_last_error());
         return 1;
     }
-    polyattn_device_info di;
-    memset(&di, 0, sizeof di);
-    di.struct_size = sizeof di;
-    polyattn_context_get_device_info(ctx, &di);
-    printf("{\"impl\":\"device\",\"name\":\"%s\",\"arch\":\"%s\",\"driver\":\"%s\"}\n", di.name,
-           di.arch, di.driver_version);
+    bench_print_device(ctx);
     char line[512];
     while (fgets(line, sizeof line, stdin)) {
         shape s;
-        memset(&s, 0, sizeof s);
-        long long bb, hq, hk, sq, skv, d;
-        if (line[0] == '#' ||
-            sscanf(line, "%31s %7s %lld %lld %lld %lld %lld %lld %d %63s", s.suite, s.dtype_name,
-                   &bb, &hq, &hk, &sq, &skv, &d, &s.causal, s.algos) != 10)
-            continue;
-        s.batch = bb, s.heads_q = hq, s.heads_kv = hk, s.seq_q = sq, s.seq_kv = skv, s.head_dim = d;
-        s.dtype = !strcmp(s.dtype_name, "f16")    ? POLYATTN_DTYPE_F16
-                  : !strcmp(s.dtype_name, "bf16") ? POLYATTN_DTYPE_BF16
-                                                  : POLYATTN_DTYPE_F32;
+        if (!bench_parse_line(line, &s)) continue;
         for (char *a = s.algos; *a;) {
             char *comma = strchr(a, ',');
             if (comma) *comma = 0;
