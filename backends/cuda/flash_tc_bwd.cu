@@ -176,20 +176,6 @@ struct BwdParams {
     float *dq_acc;     /* f32 [batch, heads_q, seq_q, head_dim]; NULL: no dQ here */
 };
 
-/* The query tiles of BM rows that see key tile key0 (per query head): the first one, and
- * how many from there to the end (0 when none does). */
-template <int BM>
-struct QueryWalk {
-    int m_first, per_head;
-    __device__ QueryWalk(const pa_gpu_args &a, int key0)
-    {
-        const int off = a.mask == 2 ? a.seq_kv - a.seq_q : 0;
-        const int q_first = a.mask ? max(0, key0 - off) : 0; /* the first query that sees key0 */
-        m_first = q_first / BM;
-        per_head = q_first < a.seq_q ? (a.seq_q + BM - 1) / BM - m_first : 0;
-    }
-};
-
 /* Q, dO, lse2 and delta of query rows [q0, q0 + BM) of head hq into one stage.  Rows past
  * seq_q load as zeros: their P = 1 meets zero Q and dO rows and their dS is 0, so they add
  * nothing, and their dQ is never stored. */
@@ -211,6 +197,55 @@ __device__ __forceinline__ void load_query_stage(const BwdParams &bp, int batch,
     }
 }
 
+/* The query stages a dK/dV block (key tile key0 of KV head head_kv) walks: for each query
+ * head of the group, the query tiles of BM rows that see key0, from the first one to the
+ * end (none when no query sees it); stage `it` is query head hq(it), rows from q0(it).
+ * load(it, st) starts stage it's Q, dO, lse2 and delta into buffer st (cp.async). */
+template <int D, int S, int NT, int BM, typename T>
+struct DkdvQueries {
+    const BwdParams &bp;
+    int batch, head0, m_first, per_head, n_iter;
+    T *sq, *sdo;          /* [stage][BM][S] */
+    float *slse, *sdelta; /* [stage][BM] */
+    __device__ DkdvQueries(const BwdParams &p, int batch_, int head_kv, int key0, T *q, T *d_o,
+                           float *lse, float *delta)
+        : bp(p), batch(batch_), sq(q), sdo(d_o), slse(lse), sdelta(delta)
+    {
+        const pa_gpu_args &a = p.f;
+        const int group = a.heads_q / a.heads_kv;
+        const int off = a.mask == 2 ? a.seq_kv - a.seq_q : 0;
+        const int q_first = a.mask ? max(0, key0 - off) : 0; /* the first query that sees key0 */
+        head0 = head_kv * group;
+        m_first = q_first / BM;
+        per_head = q_first < a.seq_q ? (a.seq_q + BM - 1) / BM - m_first : 0;
+        n_iter = group * per_head;
+    }
+    __device__ int hq(int it) const { return head0 + it / per_head; }
+    __device__ int q0(int it) const { return (m_first + it % per_head) * BM; }
+    __device__ void load(int it, int st) const
+    {
+        load_query_stage<D, S, NT, BM>(bp, batch, hq(it), q0(it), sq + st * BM * S,
+                                       sdo + st * BM * S, slse + st * BM, sdelta + st * BM);
+    }
+};
+
+/* The start of a dK/dV block: its K and V tiles (BN keys from key0) and the first query
+ * stage in flight, one cp.async group. */
+template <int D, int S, int NT, int BN, typename W, typename T>
+__device__ __forceinline__ void dkdv_begin(const BwdParams &bp, const W &walk, int head_kv,
+                                           int key0, T *sk, T *sv)
+{
+    const pa_gpu_args &a = bp.f;
+    const int batch = walk.batch;
+    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
+    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
+    load_tile<D, S, NT, BN>(sk, k, a.k_stride[2], key0, a.seq_kv);
+    load_tile<D, S, NT, BN>(sv, v, a.v_stride[2], key0, a.seq_kv);
+    if (walk.n_iter > 0) walk.load(0, 0);
+    cp_async_commit();
+}
+
+
 
 template <typename Tr, typename T>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
@@ -231,23 +266,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4, idx = lane / 8;
     const int head_kv = blockIdx.y, batch = blockIdx.z;
-    const int group = a.heads_q / a.heads_kv;
     const int key0 = blockIdx.x * BN;
-    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
-    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
-
-    const QueryWalk<BM> qw(a, key0);
-    const int m_first = qw.m_first, per_head = qw.per_head, n_iter = group * per_head;
-    auto load_stage = [&](int it, int st) {
-        load_query_stage<D, S, NT, BM>(bp, batch, head_kv * group + it / per_head,
-                                       (m_first + it % per_head) * BM, sq + st * BM * S,
-                                       sdo + st * BM * S, slse + st * BM, sdelta + st * BM);
-    };
-
-    load_tile<D, S, NT, BN>(sk, k, a.k_stride[2], key0, a.seq_kv);
-    load_tile<D, S, NT, BN>(sv, v, a.v_stride[2], key0, a.seq_kv);
-    if (n_iter > 0) load_stage(0, 0);
-    cp_async_commit();
+    const DkdvQueries<D, S, NT, BM, T> walk(bp, batch, head_kv, key0, sq, sdo, slse, sdelta);
+    const int n_iter = walk.n_iter;
+    dkdv_begin<D, S, NT, BN>(bp, walk, head_kv, key0, sk, sv);
 
     const int wrow = warp * 16 * MT; /* this warp's first key in the tile */
     const float sl2 = a.scale * kLog2e;
@@ -263,13 +285,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
     for (int it = 0; it < n_iter; ++it) {
         cp_async_wait<0>();
         __syncthreads(); /* stage it landed; everyone is done with stage it+1 and sds */
-        if (it + 1 < n_iter) load_stage(it + 1, (it + 1) & 1);
+        if (it + 1 < n_iter) walk.load(it + 1, (it + 1) & 1);
         cp_async_commit();
         const int st = it & 1;
         const T *qs = sq + st * BM * S, *dos = sdo + st * BM * S;
         const float *lse2 = slse + st * BM, *dl = sdelta + st * BM;
-        const int hq = head_kv * group + it / per_head;
-        const int q0 = (m_first + it % per_head) * BM;
+        const int hq = walk.hq(it), q0 = walk.q0(it);
 
         /* S^T = K Q^T and dP^T = V dO^T for this warp's MT*16 keys x BM queries */
         float acc_s[MT][BM / 8][4], acc_dp[MT][BM / 8][4];
@@ -474,23 +495,10 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4, idx = lane / 8;
     const int head_kv = blockIdx.y, batch = blockIdx.z;
-    const int group = a.heads_q / a.heads_kv;
     const int key0 = blockIdx.x * BN;
-    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
-    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
-
-    const QueryWalk<BM> qw(a, key0);
-    const int m_first = qw.m_first, per_head = qw.per_head, n_iter = group * per_head;
-    auto load_stage = [&](int it, int st) {
-        load_query_stage<D, S, NT, BM>(bp, batch, head_kv * group + it / per_head,
-                                       (m_first + it % per_head) * BM, sq + st * BM * S,
-                                       sdo + st * BM * S, slse + st * BM, sdelta + st * BM);
-    };
-
-    load_tile<D, S, NT, BN>(sk, k, a.k_stride[2], key0, a.seq_kv);
-    load_tile<D, S, NT, BN>(sv, v, a.v_stride[2], key0, a.seq_kv);
-    if (n_iter > 0) load_stage(0, 0);
-    cp_async_commit();
+    const DkdvQueries<D, S, NT, BM, T> walk(bp, batch, head_kv, key0, sq, sdo, slse, sdelta);
+    const int n_iter = walk.n_iter;
+    dkdv_begin<D, S, NT, BN>(bp, walk, head_kv, key0, sk, sv);
 
     const float sl2 = a.scale * kLog2e;
     /* phase 1 grid: 2 (queries) x 4 (keys); phase 2: 4 (keys) x 2 (columns);
@@ -510,13 +518,12 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
     for (int it = 0; it < n_iter; ++it) {
         cp_async_wait<0>();
         __syncthreads(); /* stage it landed; everyone is done with stage it+1, P and dS */
-        if (it + 1 < n_iter) load_stage(it + 1, (it + 1) & 1);
+        if (it + 1 < n_iter) walk.load(it + 1, (it + 1) & 1);
         cp_async_commit();
         const int st = it & 1;
         const T *qs = sq + st * BM * S, *dos = sdo + st * BM * S;
         const float *lse2 = slse + st * BM, *dl = sdelta + st * BM;
-        const int hq = head_kv * group + it / per_head;
-        const int q0 = (m_first + it % per_head) * BM;
+        const int hq = walk.hq(it), q0 = walk.q0(it);
 
         /* phase 1: S and dP for queries p1m*32.., keys p1n*32.. */
         {
