@@ -98,6 +98,7 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
     pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
+    s.dependent_combine = dev->cc_major >= 9; /* programmatic dependent launch: sm_90+ */
     return s;
 }
 

@@ -253,14 +253,8 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             if (nt + 1 < t1) load_v(key0 + BN);
             cp_async_commit();
         }
-        cp_async_wait<0>();
-        if (tid % 8 == 0) {
-            s_m[sr] = run_m;
-            s_l[sr] = run_l;
-        }
-        __syncthreads();
-
-        pa_flash_write_segment<D>(a, split, w, h.o, acc_o, s_m, s_l, warp * SL, g, t4, warp == 0);
+        pa_flash_end_segment<D>(a, split, w, h.o, acc_o, run_m, run_l, sr, tid % 8 == 0, s_m, s_l,
+                                warp * SL, g, t4, warp == 0);
     });
 }
 

@@ -144,6 +144,7 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
     s->units = 0;
     s->blocks = 0;
     s->slots = 0;
+    s->dependent_combine = 0;
     s->part = NULL;
     const long long bh = (long long)a->batch * a->heads_q;
     int longest = 0;
@@ -196,16 +197,12 @@ extern "C" uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_sp
 namespace
 {
 
-/* Launches the combine kernel as a programmatic dependent launch where the device has them
- * (sm_90 and newer): its launch overlaps the main kernel's tail, and griddepcontrol.wait at
+/* Launches the combine kernel, as a programmatic dependent launch where the plan says the
+ * device has them (sm_90 and newer, decided when planning): its launch overlaps the main kernel's tail, and griddepcontrol.wait at
  * its start waits for the main kernel's writes. */
 template <typename T>
 cudaError_t launch_combine(const pa_gpu_args &a, const pa_flash_split &s, cudaStream_t st)
 {
-    int dev = 0, major = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (e != cudaSuccess) return e;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(s.blocks, s.tile_m);
     cfg.blockDim = dim3(a.head_dim_v / 4); /* head_dim_v: 512, 768 or 1024 */
@@ -214,7 +211,7 @@ cudaError_t launch_combine(const pa_gpu_args &a, const pa_flash_split &s, cudaSt
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = &attr;
-    cfg.numAttrs = major >= 9 ? 1 : 0;
+    cfg.numAttrs = s.dependent_combine ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, flash_fwd_split_combine_kernel<T>, a, s);
 }
 

@@ -37,6 +37,8 @@ typedef struct pa_flash_split {
     int units;    /* units per (batch, head): key tiles of every query tile, at least one each */
     int blocks;   /* blocks of the balanced launch */
     int slots;    /* partial slots: 2 per block */
+    int dependent_combine; /* launch the combine as a programmatic dependent (sm_90+);
+                            * set by the backend from the device, 0 from the planner */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -239,20 +241,28 @@ __device__ __forceinline__ void pa_flash_store_pair(T *p, float x, float y)
     *reinterpret_cast<uint32_t *>(p) = pa_tc::Dt<T>::pack(x, y);
 }
 
-/* The end of a wide kernel's segment: a warp's O accumulators (m16n8 fragments: rows
- * mt*16 + g (+8), columns col0 + 8j + 2*t4 (+1) of the 32 query rows) divided by the
- * rows' sums s_l, to O (and the LSE, from lse_writer) when the segment covers its query
- * tile, else to the segment's partial slot with its log2-domain LSE (flash_split.h's
- * layout, which the combine reads). */
+/* The end of a wide kernel's segment, called by every thread: waits for the last copies,
+ * publishes the row statistics (run_m, run_l of row sr, from one stats_owner thread a row)
+ * in s_m, s_l, then writes a warp's O accumulators (m16n8 fragments: rows mt*16 + g (+8),
+ * columns col0 + 8j + 2*t4 (+1) of the 32 query rows) divided by the rows' sums, to O (and
+ * the LSE, from lse_writer) when the segment covers its query tile, else to the segment's
+ * partial slot with its log2-domain LSE (flash_split.h's layout, which the combine reads). */
 template <int D, typename T, int J>
-__device__ __forceinline__ void pa_flash_write_segment(const pa_gpu_args &a,
-                                                       const pa_flash_split &s,
-                                                       const pa_flash_work &w, T *o,
-                                                       const float (&acc)[2][J][4],
-                                                       const float *s_m, const float *s_l,
-                                                       int col0, int g, int t4, bool lse_writer)
+__device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
+                                                     const pa_flash_split &s,
+                                                     const pa_flash_work &w, T *o,
+                                                     const float (&acc)[2][J][4], float run_m,
+                                                     float run_l, int sr, bool stats_owner,
+                                                     float *s_m, float *s_l, int col0, int g,
+                                                     int t4, bool lse_writer)
 {
     constexpr int BM = PA_FLASH_TILE_M;
+    pa_tc::cp_async_wait<0>();
+    if (stats_owner) {
+        s_m[sr] = run_m;
+        s_l[sr] = run_l;
+    }
+    __syncthreads();
     const int row0 = w.qt * BM;
     T *po = w.slot >= 0 ? static_cast<T *>(s.part) + (int64_t)w.slot * BM * D : nullptr;
     float *pl = w.slot >= 0 ? reinterpret_cast<float *>(static_cast<T *>(s.part) +
@@ -302,7 +312,7 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     }
     s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
     s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
-    s.units = 0, s.blocks = 0, s.slots = 0, s.part = nullptr;
+    s.units = 0, s.blocks = 0, s.slots = 0, s.dependent_combine = 0, s.part = nullptr;
     const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();
