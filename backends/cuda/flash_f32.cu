@@ -254,7 +254,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             cp_async_commit();
         }
         pa_flash_end_segment<D>(a, split, w, h.o, acc_o, run_m, run_l, sr, tid % 8 == 0, s_m, s_l,
-                                warp * SL, g, t4, warp == 0);
+                                sq, QS, warp * SL, g, t4);
     });
 }
 

@@ -243,18 +243,21 @@ __device__ __forceinline__ void pa_flash_store_pair(T *p, float x, float y)
 
 /* The end of a wide kernel's segment, called by every thread: waits for the last copies,
  * publishes the row statistics (run_m, run_l of row sr, from one stats_owner thread a row)
- * in s_m, s_l, then writes a warp's O accumulators (m16n8 fragments: rows mt*16 + g (+8),
- * columns col0 + 8j + 2*t4 (+1) of the 32 query rows) divided by the rows' sums, to O (and
- * the LSE, from lse_writer) when the segment covers its query tile, else to the segment's
- * partial slot with its log2-domain LSE (flash_split.h's layout, which the combine reads). */
+ * in s_m, s_l, divides a warp's O accumulators (m16n8 fragments: rows mt*16 + g (+8),
+ * columns col0 + 8j + 2*t4 (+1) of the 32 query rows) by the rows' sums into `stage`
+ * (32 rows of D values, stage_stride apart: the Q tile's buffer, free at this point), then
+ * the whole block copies the rows out in 16-byte pieces, to O (and the LSE) when the
+ * segment covers its query tile, else to the segment's partial slot with its log2-domain
+ * LSE (flash_split.h's layout, which the combine reads).  Writing the fragments to global
+ * memory directly cost ~6k cycles a segment (4-byte stores, 8 rows per warp store). */
 template <int D, typename T, int J>
 __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
                                                      const pa_flash_split &s,
                                                      const pa_flash_work &w, T *o,
                                                      const float (&acc)[2][J][4], float run_m,
                                                      float run_l, int sr, bool stats_owner,
-                                                     float *s_m, float *s_l, int col0, int g,
-                                                     int t4, bool lse_writer)
+                                                     float *s_m, float *s_l, T *stage,
+                                                     int stage_stride, int col0, int g, int t4)
 {
     constexpr int BM = PA_FLASH_TILE_M;
     pa_tc::cp_async_wait<0>();
@@ -262,34 +265,46 @@ __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
         s_m[sr] = run_m;
         s_l[sr] = run_l;
     }
-    __syncthreads();
-    const int row0 = w.qt * BM;
-    T *po = w.slot >= 0 ? static_cast<T *>(s.part) + (int64_t)w.slot * BM * D : nullptr;
-    float *pl = w.slot >= 0 ? reinterpret_cast<float *>(static_cast<T *>(s.part) +
-                                                        (int64_t)s.slots * BM * D) +
-                                  (int64_t)w.slot * BM
-                            : nullptr;
+    __syncthreads(); /* statistics published; every warp is done with the Q tile */
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int lrow = mt * 16 + g + 8 * r, row = row0 + lrow;
-            if (row >= a.seq_q) continue;
+            const int lrow = mt * 16 + g + 8 * r;
             const float l = s_l[lrow];
             const float inv = l > 0.f ? 1.f / l : 0.f;
-            T *orow = (po ? po + (int64_t)lrow * D : o + (int64_t)row * a.o_stride[2]) + col0;
+            T *srow = stage + lrow * stage_stride + col0;
 #pragma unroll
             for (int j = 0; j < J; ++j)
-                pa_flash_store_pair(orow + j * 8 + 2 * t4, acc[mt][j][2 * r] * inv,
+                pa_flash_store_pair(srow + j * 8 + 2 * t4, acc[mt][j][2 * r] * inv,
                                     acc[mt][j][2 * r + 1] * inv);
-            if (lse_writer && t4 == 0) {
-                if (pl)
-                    pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
-                else if (a.lse)
-                    a.lse[((int64_t)w.batch * a.heads_q + w.head) * a.seq_q + row] =
-                        l > 0.f ? (s_m[lrow] + log2f(l)) * pa_tc::kLn2 : -INFINITY;
-            }
         }
+    __syncthreads(); /* the tile's O is staged */
+    const int row0 = w.qt * BM;
+    const int rows = a.seq_q - row0 < BM ? a.seq_q - row0 : BM;
+    T *dst = w.slot >= 0 ? static_cast<T *>(s.part) + (int64_t)w.slot * BM * D
+                         : o + (int64_t)row0 * a.o_stride[2];
+    const int64_t dst_stride = w.slot >= 0 ? D : a.o_stride[2];
+    constexpr int kPer = 16 / (int)sizeof(T); /* values per 16-byte piece */
+    constexpr int kPieces = D / kPer;         /* pieces per row */
+    for (int i = threadIdx.x; i < rows * kPieces; i += blockDim.x) {
+        const int lrow = i / kPieces, c = (i % kPieces) * kPer;
+        *reinterpret_cast<uint4 *>(dst + lrow * dst_stride + c) =
+            *reinterpret_cast<const uint4 *>(stage + lrow * stage_stride + c);
+    }
+    if (threadIdx.x < rows) {
+        const int lrow = threadIdx.x, row = row0 + lrow;
+        const float l = s_l[lrow];
+        if (w.slot >= 0) {
+            float *pl = reinterpret_cast<float *>(static_cast<T *>(s.part) +
+                                                  (int64_t)s.slots * BM * D) +
+                        (int64_t)w.slot * BM;
+            pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+        } else if (a.lse) {
+            a.lse[((int64_t)w.batch * a.heads_q + w.head) * a.seq_q + row] =
+                l > 0.f ? (s_m[lrow] + log2f(l)) * pa_tc::kLn2 : -INFINITY;
+        }
+    }
 }
 
 /* Launches a wide kernel (Tr: its traits; blocks of Tr::kThreads threads, Tr::kSmem bytes)
