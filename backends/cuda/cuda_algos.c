@@ -11,6 +11,7 @@
 #include "flash_tc.h"
 #include "flash_f32.h"
 #include "flash_tc_bwd.h"
+#include "flash_wgmma.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,13 +84,54 @@ static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
     return NULL;
 }
 
+/* Why the Hopper pair kernel (flash_wgmma.cu: wgmma, 64-row tiles, 2-block clusters) cannot
+ * take p (NULL: it can). */
+static const char *pair_refusal(pa_cuda_device *dev, const pa_problem *p)
+{
+#ifdef POLYATTN_CUDA_HAVE_SM90A
+    if (dev->cc_major != 9 || dev->cc_minor != 0) return "not a compute capability 9.0 device";
+    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
+    if (p->head_dim != p->head_dim_v || !pa_cuda_flash_pair_has_head_dim((int)p->head_dim))
+        return "head_dim is not 512, 768 or 1024";
+    const char *why = tc_refusal(dev, p);
+    if (why) return why;
+    if (pa_cuda_flash_pair_smem((int)p->head_dim) > dev->smem_optin)
+        return "the tiles do not fit the device's shared memory";
+    return NULL;
+#else
+    (void)dev, (void)p;
+    return "the backend was built without sm_90a (POLYATTN_CUDA_ARCHITECTURES has no 90)";
+#endif
+}
+
+/* Whether the pair kernel runs p (else the mma.sync wide kernel).  POLYATTN_CUDA_WIDE=pair
+ * or =mma forces one where both can. */
+static int use_pair(pa_cuda_device *dev, const pa_problem *p)
+{
+    if (pair_refusal(dev, p)) return 0;
+    const char *env = getenv("POLYATTN_CUDA_WIDE");
+    if (env && !strcmp(env, "pair")) return 1;
+    if (env && !strcmp(env, "mma")) return 0;
+    return 0;
+}
+
+static int launch_pair(const pa_gpu_args *a, void *stream)
+{
+#ifdef POLYATTN_CUDA_HAVE_SM90A
+    return pa_cuda_flash_pair(a, stream);
+#else
+    (void)a, (void)stream;
+    return (int)cudaErrorNotSupported;
+#endif
+}
+
 /* Balanced schedule of the wide kernels (flash_split.h); chunk 0 when none applies.
  * POLYATTN_CUDA_FLASH_SPLIT=0 turns it off, =N forces blocks of N key tiles. */
 static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
 {
     pa_flash_split s;
     memset(&s, 0, sizeof s);
-    if (tc_refusal(dev, p)) return s;
+    if (tc_refusal(dev, p) || use_pair(dev, p)) return s;
     const int bn = p->dtype == POLYATTN_DTYPE_F32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim)
                                                   : pa_cuda_flash_tc_key_tile((int)p->head_dim);
     if (!bn) return s;
@@ -129,6 +171,11 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         }
         snprintf(dev->note[2], sizeof dev->note[2],
                  "generic SIMT kernel (tensor cores not used: %s)", tc_refusal(dev, p));
+    } else if (use_pair(dev, p)) {
+        snprintf(dev->note[2], sizeof dev->note[2],
+                 "tensor-core kernel (wgmma %s, head_dim %d, 64 query rows per 2-block cluster, "
+                 "split-K across 4 warpgroups)",
+                 polyattn_dtype_name(p->dtype), (int)p->head_dim);
     } else {
         const pa_flash_split s = flash_split_of(dev, p);
         char split[64] = "";
@@ -168,6 +215,12 @@ static void flash_release(pa_device *d, void *state)
     free(state);
 }
 
+/* What flash_prepare decided: the pair kernel, or the mma.sync kernels and their schedule. */
+typedef struct cuda_flash_plan {
+    int pair;
+    pa_flash_split split;
+} cuda_flash_plan;
+
 static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **state)
 {
     const char *why = tc_refusal(pa_cuda_dev(d), p);
@@ -177,10 +230,18 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
                "cuda flash: generic SIMT kernel (tensor-core kernel not used: %s)", why);
         return POLYATTN_STATUS_SUCCESS;
     }
-    pa_flash_split *s = (pa_flash_split *)malloc(sizeof *s);
-    if (!s) return pa_fail(d, POLYATTN_STATUS_OUT_OF_MEMORY, "flash: host memory");
-    *s = flash_split_of(pa_cuda_dev(d), p);
-    *state = s;
+    cuda_flash_plan *plan = (cuda_flash_plan *)malloc(sizeof *plan);
+    if (!plan) return pa_fail(d, POLYATTN_STATUS_OUT_OF_MEMORY, "flash: host memory");
+    plan->pair = use_pair(pa_cuda_dev(d), p);
+    plan->split = flash_split_of(pa_cuda_dev(d), p);
+    *state = plan;
+    if (plan->pair) {
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda flash: wgmma pair kernel, head_dim %lld, %s: 64 query rows per 2-block "
+               "cluster", (long long)p->head_dim, polyattn_dtype_name(p->dtype));
+        return POLYATTN_STATUS_SUCCESS;
+    }
+    const pa_flash_split *s = &plan->split;
     pa_log(POLYATTN_LOG_DISPATCH,
            "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
            "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots",
@@ -203,9 +264,14 @@ static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *st
     PA_CU(d, cudaSetDevice(dev->ordinal));
     if (!tc_refusal(dev, p) && aligned16(a.q) && aligned16(a.k) && aligned16(a.v) &&
         aligned16(a.o)) {
+        const cuda_flash_plan *plan = (const cuda_flash_plan *)state;
+        if (plan && plan->pair) {
+            LAUNCH(d, launch_pair(&a, dev->stream));
+            return POLYATTN_STATUS_SUCCESS;
+        }
         pa_flash_split s;
         memset(&s, 0, sizeof s);
-        if (state) s = *(const pa_flash_split *)state;
+        if (plan) s = plan->split;
         if (s.chunk && (!a.workspace || io->workspace_bytes < pa_flash_split_bytes(&a, &s)))
             s.chunk = 0; /* no room for the partials: one block per query tile */
         s.part = a.workspace;

@@ -1,0 +1,26 @@
+/* Hopper (sm_90a) flash forward for f16/bf16 at head dims 512, 768, 1024: wgmma with 64-row
+ * query tiles, one 2-block cluster per query tile (flash_wgmma.cu).  C interface. */
+#ifndef POLYATTN_CUDA_FLASH_WGMMA_H
+#define POLYATTN_CUDA_FLASH_WGMMA_H
+
+#include "../gpu/gpu_attn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when the backend was built with the sm_90a kernel (POLYATTN_CUDA_ARCHITECTURES has 90). */
+int pa_cuda_flash_pair_built(void);
+/* Head dims with an instance (512, 768, 1024). */
+int pa_cuda_flash_pair_has_head_dim(int head_dim);
+/* Shared memory one block of the instance needs (bytes), 0 for other head dims. */
+size_t pa_cuda_flash_pair_smem(int head_dim);
+/* Enqueues (one launch, no workspace); returns the cudaError_t of the launch.  Needs a
+ * compute capability 9.0 device, f16/bf16, q/k/v/o 16-byte aligned, unit head_dim stride and
+ * other strides multiples of 8 (the caller checks). */
+int pa_cuda_flash_pair(const pa_gpu_args *a, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
