@@ -92,7 +92,7 @@ static const char *pair_refusal(pa_cuda_device *dev, const pa_problem *p)
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "not a compute capability 9.0 device";
     if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
     if (p->head_dim != p->head_dim_v || !pa_cuda_flash_pair_has_head_dim((int)p->head_dim))
-        return "head_dim is not 512, 768 or 1024";
+        return "head_dim is not 512 or 768";
     const char *why = tc_refusal(dev, p);
     if (why) return why;
     if (pa_cuda_flash_pair_smem((int)p->head_dim) > dev->smem_optin)

@@ -1,5 +1,5 @@
 /*
- * flash_fwd_pair_kernel: f16/bf16 flash forward at head dims 512, 768, 1024 on Hopper
+ * flash_fwd_pair_kernel: f16/bf16 flash forward at head dims 512 and 768 on Hopper
  * (sm_90a only: wgmma and clusters).
  *
  * Why another wide kernel: the mma.sync one (flash_tc.cu) takes 32 query rows a block and
@@ -44,7 +44,8 @@ struct PairTraits {
     static constexpr int kColBlocks = kCols / 64;   /* 64-column (128-byte) swizzle blocks */
     static constexpr int kQBytes = kRows * kCols * 2;
     static constexpr int kKBytes = kKeys * kCols * 2; /* K or V tile of one warpgroup */
-    static constexpr int kGroupBytes = kQBytes + 2 * kKBytes;
+    static constexpr int kStages = 2;               /* K/V tiles in flight */
+    static constexpr int kGroupBytes = kQBytes + 2 * kStages * kKBytes;
     static constexpr int kSlotFloats = 128 * 16;    /* a warpgroup's 64 x 32 partial scores */
     /* 1 KB for aligning the swizzled tiles, the tiles of both warpgroups, then 2 sets of 4
      * score slots (one per warpgroup of the cluster; sets alternate between key tiles). */
@@ -185,6 +186,34 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const T *src, int6
     }
 }
 
+#ifdef PA_PAIR_PROFILE
+/* Profile build (-DPA_PAIR_PROFILE): clock64 at 8 points of each key tile in thread 0 of the
+ * first cluster's block 0 of (batch 0, head 0) (the longest query tile under a causal mask),
+ * printed after the loop: one line per tile, cycles from one mark to the next. */
+#define PA_PAIR_MARK_DECL                                                                          \
+    long long pa_marks[8] = {0}, pa_prev = clock64();                                              \
+    const bool pa_prof = threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0
+#define PA_PAIR_MARK(i)                                                                            \
+    do {                                                                                           \
+        if (pa_prof) {                                                                             \
+            const long long now = clock64();                                                       \
+            pa_marks[i] += now - pa_prev;                                                          \
+            pa_prev = now;                                                                         \
+        }                                                                                          \
+    } while (0)
+#define PA_PAIR_MARK_PRINT                                                                         \
+    if (pa_prof)                                                                                   \
+    printf("pair-profile D %d tiles %d per tile: wait %lld qk %lld write %lld cluster %lld "       \
+           "softmax %lld pv %lld refill %lld loop-top %lld\n",                                     \
+           HEAD_DIM, tiles, pa_marks[1] / tiles, pa_marks[2] / tiles, pa_marks[3] / tiles,         \
+           pa_marks[4] / tiles, pa_marks[5] / tiles, pa_marks[6] / tiles, pa_marks[7] / tiles,     \
+           pa_marks[0] / tiles)
+#else
+#define PA_PAIR_MARK_DECL
+#define PA_PAIR_MARK(i)
+#define PA_PAIR_MARK_PRINT
+#endif
+
 template <int HEAD_DIM, typename T>
 __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>::kThreads, 1)
     flash_fwd_pair_kernel(pa_gpu_args a)
@@ -199,8 +228,8 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>
     const int warp = t / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const uint32_t rank = cluster_rank();
     unsigned char *sq = base + group * Tr::kGroupBytes;
-    unsigned char *sk = sq + Tr::kQBytes;
-    unsigned char *sv = sk + Tr::kKBytes;
+    unsigned char *sk = sq + Tr::kQBytes;                  /* K stages, then V stages */
+    unsigned char *sv = sk + Tr::kStages * Tr::kKBytes;
     float *slots = reinterpret_cast<float *>(base + Tr::kGroups * Tr::kGroupBytes);
 
     /* The cluster's query tile, longest first under a causal mask. */
@@ -214,11 +243,18 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>
     const int tiles = (pa_flash_visible(a, last) + BN - 1) / BN;
     const int col0 = (int)rank * (HEAD_DIM / 2) + group * WC; /* this warpgroup's columns */
 
+    /* K and V of key tile nt go to stage nt % kStages, one copy group per tile */
+    auto load_kv = [&](int nt) {
+        const int st = nt % Tr::kStages;
+        load_tile<BN, WC>(sk + st * Tr::kKBytes, h.k + col0, a.k_stride[2], nt * BN, a.seq_kv, t);
+        load_tile<BN, WC>(sv + st * Tr::kKBytes, h.v + col0, a.v_stride[2], nt * BN, a.seq_kv, t);
+    };
     load_tile<BM, WC>(sq, h.q + col0, a.q_stride[2], row0, a.seq_q, t);
-    if (tiles > 0) load_tile<BN, WC>(sk, h.k + col0, a.k_stride[2], 0, a.seq_kv, t);
-    cp_async_commit();
-    if (tiles > 0) load_tile<BN, WC>(sv, h.v + col0, a.v_stride[2], 0, a.seq_kv, t);
-    cp_async_commit();
+#pragma unroll
+    for (int nt = 0; nt < Tr::kStages; ++nt) {
+        if (nt < tiles) load_kv(nt);
+        cp_async_commit();
+    }
     cluster_sync(); /* the peer block runs before any store into its shared memory */
 
     /* This thread's rows (of the 64) and their visible keys; running max and sum (log2). */
@@ -241,11 +277,16 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>
 
     const uint32_t q_addr = smem_addr(sq), k_addr = smem_addr(sk), v_addr = smem_addr(sv);
     const int my_slot = (int)rank * 2 + group;
+    PA_PAIR_MARK_DECL;
     for (int nt = 0; nt < tiles; ++nt) {
         const int key0 = nt * BN;
-        cp_async_wait<1>(); /* this thread's K(nt) (and Q) copies landed */
+        const uint32_t kst = k_addr + (nt % Tr::kStages) * Tr::kKBytes;
+        const uint32_t vst = v_addr + (nt % Tr::kStages) * Tr::kKBytes;
+        PA_PAIR_MARK(0);
+        cp_async_wait<Tr::kStages - 1>(); /* this thread's K(nt), V(nt) (and Q) copies landed */
         fence_proxy_async();
         group_barrier(group); /* ... and the whole warpgroup's */
+        PA_PAIR_MARK(1);
 
         /* partial S over this warpgroup's columns: 16 columns (32 bytes) a step */
         float s[16];
@@ -257,14 +298,12 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>
         for (int kk = 0; kk < WC / 16; ++kk) {
             const uint32_t off = (kk % 4) * 32; /* within the 128-byte row */
             const uint64_t da = sw128_desc(q_addr + (kk / 4) * (BM * 128) + off, 16, 1024);
-            const uint64_t db = sw128_desc(k_addr + (kk / 4) * (BN * 128) + off, 16, 1024);
+            const uint64_t db = sw128_desc(kst + (kk / 4) * (BN * 128) + off, 16, 1024);
             wgmma_m64n32_ss<T>(s, da, db, kk == 0);
         }
         wgmma_commit();
         wgmma_wait_all();
-        group_barrier(group); /* every warp's product has read K(nt): refill it */
-        if (nt + 1 < tiles) load_tile<BN, WC>(sk, h.k + col0, a.k_stride[2], key0 + BN, a.seq_kv, t);
-        cp_async_commit();
+        PA_PAIR_MARK(2);
 
         /* exchange: slot my_slot of this tile's set, here and in the peer block */
         float *set = slots + (nt & 1) * 4 * Tr::kSlotFloats;
@@ -278,7 +317,9 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>
                 st_cluster_v4(peer + (q4 * 128 + t) * 16, v4);
             }
         }
+        PA_PAIR_MARK(3);
         cluster_sync(); /* all 4 partials of this tile are in both blocks */
+        PA_PAIR_MARK(4);
         float x[16];
 #pragma unroll
         for (int i = 0; i < 16; ++i)
@@ -349,23 +390,24 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>
             pa[ks][3] = Dt<T>::pack(x[8 * ks + 6], x[8 * ks + 7]);
         }
 
-        cp_async_wait<1>(); /* this thread's V(nt) copies landed; K(nt+1) may still fly */
-        fence_proxy_async();
-        group_barrier(group);
+        PA_PAIR_MARK(5);
         wgmma_fence();
 #pragma unroll
         for (int cb = 0; cb < CB; ++cb)
 #pragma unroll
             for (int ks = 0; ks < 2; ++ks)
                 wgmma_m64n64_rs<T>(acc_o[cb], pa[ks],
-                                   sw128_desc(v_addr + cb * (BN * 128) + ks * 16 * 128,
+                                   sw128_desc(vst + cb * (BN * 128) + ks * 16 * 128,
                                               BN * 128, 1024));
         wgmma_commit();
         wgmma_wait_all();
-        group_barrier(group); /* every warp's product has read V(nt): refill it */
-        if (nt + 1 < tiles) load_tile<BN, WC>(sv, h.v + col0, a.v_stride[2], key0 + BN, a.seq_kv, t);
+        PA_PAIR_MARK(6);
+        group_barrier(group); /* every warp's products have read stage nt: refill it */
+        if (nt + Tr::kStages < tiles) load_kv(nt + Tr::kStages);
         cp_async_commit();
+        PA_PAIR_MARK(7);
     }
+    PA_PAIR_MARK_PRINT;
     cp_async_wait<0>();
 
     /* O / l, staged in this warpgroup's Q tile (free: its last product is done) with the
@@ -424,7 +466,6 @@ cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
     switch (a.head_dim) {
     case 512: return launch<512, T>(a, stream);
     case 768: return launch<768, T>(a, stream);
-    case 1024: return launch<1024, T>(a, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -438,7 +479,7 @@ extern "C" int pa_cuda_flash_pair_built(void)
 
 extern "C" int pa_cuda_flash_pair_has_head_dim(int head_dim)
 {
-    return head_dim == 512 || head_dim == 768 || head_dim == 1024;
+    return head_dim == 512 || head_dim == 768;
 }
 
 extern "C" size_t pa_cuda_flash_pair_smem(int head_dim)
@@ -446,7 +487,6 @@ extern "C" size_t pa_cuda_flash_pair_smem(int head_dim)
     switch (head_dim) {
     case 512: return PairTraits<512>::kSmem;
     case 768: return PairTraits<768>::kSmem;
-    case 1024: return PairTraits<1024>::kSmem;
     default: return 0;
     }
 }

@@ -1,4 +1,4 @@
-/* Hopper (sm_90a) flash forward for f16/bf16 at head dims 512, 768, 1024: wgmma with 64-row
+/* Hopper (sm_90a) flash forward for f16/bf16 at head dims 512 and 768: wgmma with 64-row
  * query tiles, one 2-block cluster per query tile (flash_wgmma.cu).  C interface. */
 #ifndef POLYATTN_CUDA_FLASH_WGMMA_H
 #define POLYATTN_CUDA_FLASH_WGMMA_H
@@ -11,7 +11,7 @@ extern "C" {
 
 /* 1 when the backend was built with the sm_90a kernel (POLYATTN_CUDA_ARCHITECTURES has 90). */
 int pa_cuda_flash_pair_built(void);
-/* Head dims with an instance (512, 768, 1024). */
+/* Head dims with an instance (512, 768; at 1024 two K/V stages do not fit). */
 int pa_cuda_flash_pair_has_head_dim(int head_dim);
 /* Shared memory one block of the instance needs (bytes), 0 for other head dims. */
 size_t pa_cuda_flash_pair_smem(int head_dim);
