@@ -115,12 +115,12 @@ static int use_pair(pa_cuda_device *dev, const pa_problem *p)
     return 0;
 }
 
-static int launch_pair(const pa_gpu_args *a, void *stream)
+static int launch_pair(const pa_gpu_args *a, const pa_flash_split *split, void *stream)
 {
 #ifdef POLYATTN_CUDA_HAVE_SM90A
-    return pa_cuda_flash_pair(a, stream);
+    return pa_cuda_flash_pair(a, split, stream);
 #else
-    (void)a, (void)stream;
+    (void)a, (void)split, (void)stream;
     return (int)cudaErrorNotSupported;
 #endif
 }
@@ -131,15 +131,20 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
 {
     pa_flash_split s;
     memset(&s, 0, sizeof s);
-    if (tc_refusal(dev, p) || use_pair(dev, p)) return s;
-    const int bn = p->dtype == POLYATTN_DTYPE_F32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim)
-                                                  : pa_cuda_flash_tc_key_tile((int)p->head_dim);
+    if (tc_refusal(dev, p)) return s;
+    /* the pair kernel: 64-row query tiles, a 2-block cluster per schedule block */
+    const int pair = use_pair(dev, p);
+    const int bn = pair ? PA_FLASH_PAIR_KEY_TILE
+                   : p->dtype == POLYATTN_DTYPE_F32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim)
+                                                    : pa_cuda_flash_tc_key_tile((int)p->head_dim);
     if (!bn) return s;
     const char *env = getenv("POLYATTN_CUDA_FLASH_SPLIT");
     const int force = env && *env ? atoi(env) : -1;
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
-    pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
+    const int sms = dev->sm_count > 1 ? dev->sm_count : 2;
+    pa_flash_split_plan(&a, pair ? PA_FLASH_PAIR_TILE_M : PA_FLASH_TILE_M, bn, pair ? sms / 2 : sms,
+                        force, &s);
     s.dependent_combine = dev->cc_major >= 9; /* programmatic dependent launch: sm_90+ */
     return s;
 }
@@ -171,17 +176,19 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         }
         snprintf(dev->note[2], sizeof dev->note[2],
                  "generic SIMT kernel (tensor cores not used: %s)", tc_refusal(dev, p));
-    } else if (use_pair(dev, p)) {
-        snprintf(dev->note[2], sizeof dev->note[2],
-                 "tensor-core kernel (wgmma %s, head_dim %d, 64 query rows per 2-block cluster, "
-                 "split-K across 4 warpgroups)",
-                 polyattn_dtype_name(p->dtype), (int)p->head_dim);
     } else {
         const pa_flash_split s = flash_split_of(dev, p);
         char split[64] = "";
         if (s.chunk)
-            snprintf(split, sizeof split, ", %d blocks of %d key tiles each", s.blocks, s.chunk);
-        snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
+            snprintf(split, sizeof split, ", %d %s of %d key tiles each", s.blocks,
+                     use_pair(dev, p) ? "clusters" : "blocks", s.chunk);
+        if (use_pair(dev, p))
+            snprintf(dev->note[2], sizeof dev->note[2],
+                     "tensor-core kernel (wgmma %s, head_dim %d, 64 query rows per 2-block "
+                     "cluster, split-K across 4 warpgroups%s)",
+                     polyattn_dtype_name(p->dtype), (int)p->head_dim, split);
+        else
+            snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
     }
@@ -235,17 +242,12 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
     plan->pair = use_pair(pa_cuda_dev(d), p);
     plan->split = flash_split_of(pa_cuda_dev(d), p);
     *state = plan;
-    if (plan->pair) {
-        pa_log(POLYATTN_LOG_DISPATCH,
-               "cuda flash: wgmma pair kernel, head_dim %lld, %s: 64 query rows per 2-block "
-               "cluster", (long long)p->head_dim, polyattn_dtype_name(p->dtype));
-        return POLYATTN_STATUS_SUCCESS;
-    }
     const pa_flash_split *s = &plan->split;
     pa_log(POLYATTN_LOG_DISPATCH,
            "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
            "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots",
-           p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
+           plan->pair ? "wgmma, 64-row tiles, 2-block clusters as blocks"
+           : p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
            polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots);
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -265,17 +267,15 @@ static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *st
     if (!tc_refusal(dev, p) && aligned16(a.q) && aligned16(a.k) && aligned16(a.v) &&
         aligned16(a.o)) {
         const cuda_flash_plan *plan = (const cuda_flash_plan *)state;
-        if (plan && plan->pair) {
-            LAUNCH(d, launch_pair(&a, dev->stream));
-            return POLYATTN_STATUS_SUCCESS;
-        }
         pa_flash_split s;
         memset(&s, 0, sizeof s);
         if (plan) s = plan->split;
         if (s.chunk && (!a.workspace || io->workspace_bytes < pa_flash_split_bytes(&a, &s)))
             s.chunk = 0; /* no room for the partials: one block per query tile */
         s.part = a.workspace;
-        if (p->dtype == POLYATTN_DTYPE_F32)
+        if (plan && plan->pair)
+            LAUNCH(d, launch_pair(&a, &s, dev->stream));
+        else if (p->dtype == POLYATTN_DTYPE_F32)
             LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
         else
             LAUNCH(d, pa_cuda_flash_tc(&a, &s, dev->stream));

@@ -19,7 +19,8 @@
  * mma.sync block does with ~320 KB, and each K/V byte from L2 serves 64 query rows, not 32.
  * Each warpgroup loads (cp.async) its own quarter of Q, K and V into 128-byte swizzled tiles
  * (the layout wgmma descriptors describe) and refills K (V) as soon as its own product is
- * done with it.  One query tile per cluster, no split schedule and no workspace.
+ * done with it.  A cluster runs one query tile, or the segments of flash_split.h's balanced
+ * schedule (64-row query tiles, a cluster per schedule block; the combine merges cut tiles).
  */
 #include "flash_wgmma.h"
 #include "flash_split.h"
@@ -52,6 +53,8 @@ struct PairTraits {
     static constexpr size_t kSmem =
         1024 + (size_t)kGroups * kGroupBytes + 2 * 4 * (size_t)kSlotFloats * 4;
     static_assert(kCols % 64 == 0, "whole 128-byte swizzle blocks");
+    static_assert(kRows == PA_FLASH_PAIR_TILE_M && kKeys == PA_FLASH_PAIR_KEY_TILE,
+                  "the host plans the schedule in these tiles");
 };
 
 /* ---- PTX: wgmma, fences, cluster ---- */
@@ -216,7 +219,7 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const T *src, int6
 
 template <int HEAD_DIM, typename T>
 __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>::kThreads, 1)
-    flash_fwd_pair_kernel(pa_gpu_args a)
+    flash_fwd_pair_kernel(pa_gpu_args a, pa_flash_split split)
 {
     using Tr = PairTraits<HEAD_DIM>;
     constexpr int BM = Tr::kRows, BN = Tr::kKeys, WC = Tr::kCols, CB = Tr::kColBlocks;
@@ -227,245 +230,276 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(PairTraits<HEAD_DIM>
     const int tid = threadIdx.x, group = tid / 128, t = tid % 128;
     const int warp = t / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const uint32_t rank = cluster_rank();
+    const int cluster = (int)blockIdx.x / 2;
     unsigned char *sq = base + group * Tr::kGroupBytes;
     unsigned char *sk = sq + Tr::kQBytes;                  /* K stages, then V stages */
     unsigned char *sv = sk + Tr::kStages * Tr::kKBytes;
     float *slots = reinterpret_cast<float *>(base + Tr::kGroups * Tr::kGroupBytes);
-
-    /* The cluster's query tile, longest first under a causal mask. */
-    pa_flash_work w;
-    const int q_tiles = gridDim.x / 2;
-    w.qt = a.mask ? q_tiles - 1 - (int)blockIdx.x / 2 : (int)blockIdx.x / 2;
-    w.head = blockIdx.y, w.batch = blockIdx.z;
-    const pa_flash_heads<T> h = pa_flash_heads_of<T>(a, w);
-    const int row0 = w.qt * BM;
-    const int last = (row0 + BM < a.seq_q ? row0 + BM : a.seq_q) - 1;
-    const int tiles = (pa_flash_visible(a, last) + BN - 1) / BN;
+    const uint32_t q_addr = smem_addr(sq), k_addr = smem_addr(sk), v_addr = smem_addr(sv);
     const int col0 = (int)rank * (HEAD_DIM / 2) + group * WC; /* this warpgroup's columns */
-
-    /* K and V of key tile nt go to stage nt % kStages, one copy group per tile */
-    auto load_kv = [&](int nt) {
-        const int st = nt % Tr::kStages;
-        load_tile<BN, WC>(sk + st * Tr::kKBytes, h.k + col0, a.k_stride[2], nt * BN, a.seq_kv, t);
-        load_tile<BN, WC>(sv + st * Tr::kKBytes, h.v + col0, a.v_stride[2], nt * BN, a.seq_kv, t);
-    };
-    load_tile<BM, WC>(sq, h.q + col0, a.q_stride[2], row0, a.seq_q, t);
-#pragma unroll
-    for (int nt = 0; nt < Tr::kStages; ++nt) {
-        if (nt < tiles) load_kv(nt);
-        cp_async_commit();
-    }
-    cluster_sync(); /* the peer block runs before any store into its shared memory */
-
-    /* This thread's rows (of the 64) and their visible keys; running max and sum (log2). */
-    const int lr0 = warp * 16 + g;
-    int vis[2];
-    float run_m[2], run_l[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        vis[r] = pa_flash_visible(a, row0 + lr0 + 8 * r);
-        run_m[r] = -INFINITY, run_l[r] = 0.f;
-    }
+    const int my_slot = (int)rank * 2 + group;
+    const int lr0 = warp * 16 + g; /* this thread's rows of the tile: lr0, lr0 + 8 */
     const float sl2 = a.scale * kLog2e;
 
-    float acc_o[CB][32]; /* column block cb: m64n64 accumulator fragments */
+    /* One segment: key tiles [w.t0, w.t1) of query tile w.qt; both blocks of the cluster run
+     * the same segments, so their cluster barriers pair up. */
+    auto segment = [&](const pa_flash_work &w) {
+        const pa_flash_heads<T> h = pa_flash_heads_of<T>(a, w);
+        const int row0 = w.qt * BM;
+        const int t0 = w.t0, t1 = w.t1;
+        /* K and V of key tile nt go to stage (nt - t0) % kStages, one copy group a tile */
+        auto load_kv = [&](int nt) {
+            const int st = (nt - t0) % Tr::kStages;
+            load_tile<BN, WC>(sk + st * Tr::kKBytes, h.k + col0, a.k_stride[2], nt * BN, a.seq_kv, t);
+            load_tile<BN, WC>(sv + st * Tr::kKBytes, h.v + col0, a.v_stride[2], nt * BN, a.seq_kv, t);
+        };
+        group_barrier(group); /* the previous segment's copy-out is done with the Q tile */
+        load_tile<BM, WC>(sq, h.q + col0, a.q_stride[2], row0, a.seq_q, t);
 #pragma unroll
-    for (int cb = 0; cb < CB; ++cb)
-#pragma unroll
-        for (int i = 0; i < 32; ++i)
-            acc_o[cb][i] = 0.f;
-
-    const uint32_t q_addr = smem_addr(sq), k_addr = smem_addr(sk), v_addr = smem_addr(sv);
-    const int my_slot = (int)rank * 2 + group;
-    PA_PAIR_MARK_DECL;
-    for (int nt = 0; nt < tiles; ++nt) {
-        const int key0 = nt * BN;
-        const uint32_t kst = k_addr + (nt % Tr::kStages) * Tr::kKBytes;
-        const uint32_t vst = v_addr + (nt % Tr::kStages) * Tr::kKBytes;
-        PA_PAIR_MARK(0);
-        cp_async_wait<Tr::kStages - 1>(); /* this thread's K(nt), V(nt) (and Q) copies landed */
-        fence_proxy_async();
-        group_barrier(group); /* ... and the whole warpgroup's */
-        PA_PAIR_MARK(1);
-
-        /* partial S over this warpgroup's columns: 16 columns (32 bytes) a step */
-        float s[16];
-#pragma unroll
-        for (int i = 0; i < 16; ++i)
-            s[i] = 0.f;
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < WC / 16; ++kk) {
-            const uint32_t off = (kk % 4) * 32; /* within the 128-byte row */
-            const uint64_t da = sw128_desc(q_addr + (kk / 4) * (BM * 128) + off, 16, 1024);
-            const uint64_t db = sw128_desc(kst + (kk / 4) * (BN * 128) + off, 16, 1024);
-            wgmma_m64n32_ss<T>(s, da, db, kk == 0);
+        for (int i = 0; i < Tr::kStages; ++i) {
+            if (t0 + i < t1) load_kv(t0 + i);
+            cp_async_commit();
         }
-        wgmma_commit();
-        wgmma_wait_all();
-        PA_PAIR_MARK(2);
+        /* the peer block runs, and every thread of both is done with the previous segment's
+         * score slots, before any store into them */
+        cluster_sync();
 
-        /* exchange: slot my_slot of this tile's set, here and in the peer block */
-        float *set = slots + (nt & 1) * 4 * Tr::kSlotFloats;
-        {
-            float *mine = set + my_slot * Tr::kSlotFloats;
-            const uint32_t peer = map_to_rank(smem_addr(mine), rank ^ 1u);
-#pragma unroll
-            for (int q4 = 0; q4 < 4; ++q4) {
-                const float4 v4 = make_float4(s[4 * q4], s[4 * q4 + 1], s[4 * q4 + 2], s[4 * q4 + 3]);
-                *reinterpret_cast<float4 *>(mine + (q4 * 128 + t) * 4) = v4;
-                st_cluster_v4(peer + (q4 * 128 + t) * 16, v4);
-            }
-        }
-        PA_PAIR_MARK(3);
-        cluster_sync(); /* all 4 partials of this tile are in both blocks */
-        PA_PAIR_MARK(4);
-        float x[16];
-#pragma unroll
-        for (int i = 0; i < 16; ++i)
-            x[i] = 0.f;
-#pragma unroll
-        for (int sl = 0; sl < 4; ++sl) { /* the same order in every warpgroup */
-            const float *src = set + sl * Tr::kSlotFloats;
-#pragma unroll
-            for (int q4 = 0; q4 < 4; ++q4) {
-                const float4 v4 = sl == my_slot ? make_float4(s[4 * q4], s[4 * q4 + 1],
-                                                              s[4 * q4 + 2], s[4 * q4 + 3])
-                                                : *reinterpret_cast<const float4 *>(
-                                                      src + (q4 * 128 + t) * 4);
-                x[4 * q4] += v4.x, x[4 * q4 + 1] += v4.y;
-                x[4 * q4 + 2] += v4.z, x[4 * q4 + 3] += v4.w;
-            }
-        }
-
-        /* online softmax: x[4j + 2r + e] is row lr0 + 8r, key key0 + 8j + 2t4 + e; the 4
-         * threads of a quad share the rows */
-        float alpha[2];
+        int vis[2];
+        float run_m[2], run_l[2]; /* running max and sum (log2 domain) */
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    float &v = x[4 * j + 2 * r + e];
-                    v = key0 + 8 * j + 2 * t4 + e < vis[r] ? v * sl2 : -INFINITY;
-                    mx = fmaxf(mx, v);
-                }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = mx > run_m[r] + kRescaleSlack ? mx : run_m[r]; /* lazy rescale */
-            const float m_use = m_new == -INFINITY ? 0.f : m_new;
-            alpha[r] = exp2f(run_m[r] - m_use);
-            float sum = 0.f;
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    float &v = x[4 * j + 2 * r + e];
-                    v = exp2f(v - m_use);
-                    sum += v;
-                }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            run_l[r] = run_l[r] * alpha[r] + sum;
-            run_m[r] = m_new;
+            vis[r] = pa_flash_visible(a, row0 + lr0 + 8 * r);
+            run_m[r] = -INFINITY, run_l[r] = 0.f;
         }
-        if (alpha[0] != 1.f || alpha[1] != 1.f) {
-#pragma unroll
-            for (int cb = 0; cb < CB; ++cb)
-#pragma unroll
-                for (int j = 0; j < 8; ++j)
-#pragma unroll
-                    for (int i = 0; i < 4; ++i)
-                        acc_o[cb][4 * j + i] *= alpha[i / 2];
-        }
-        /* P as the A operand: keys 16ks..16ks+15 are accumulator blocks 2ks, 2ks + 1 */
-        uint32_t pa[2][4];
-#pragma unroll
-        for (int ks = 0; ks < 2; ++ks) {
-            pa[ks][0] = Dt<T>::pack(x[8 * ks + 0], x[8 * ks + 1]);
-            pa[ks][1] = Dt<T>::pack(x[8 * ks + 2], x[8 * ks + 3]);
-            pa[ks][2] = Dt<T>::pack(x[8 * ks + 4], x[8 * ks + 5]);
-            pa[ks][3] = Dt<T>::pack(x[8 * ks + 6], x[8 * ks + 7]);
-        }
-
-        PA_PAIR_MARK(5);
-        wgmma_fence();
+        float acc_o[CB][32]; /* column block cb: m64n64 accumulator fragments */
 #pragma unroll
         for (int cb = 0; cb < CB; ++cb)
 #pragma unroll
-            for (int ks = 0; ks < 2; ++ks)
-                wgmma_m64n64_rs<T>(acc_o[cb], pa[ks],
-                                   sw128_desc(vst + cb * (BN * 128) + ks * 16 * 128,
-                                              BN * 128, 1024));
-        wgmma_commit();
-        wgmma_wait_all();
-        PA_PAIR_MARK(6);
-        group_barrier(group); /* every warp's products have read stage nt: refill it */
-        if (nt + Tr::kStages < tiles) load_kv(nt + Tr::kStages);
-        cp_async_commit();
-        PA_PAIR_MARK(7);
-    }
-    PA_PAIR_MARK_PRINT;
-    cp_async_wait<0>();
+            for (int i = 0; i < 32; ++i)
+                acc_o[cb][i] = 0.f;
 
-    /* O / l, staged in this warpgroup's Q tile (free: its last product is done) with the
-     * same swizzle, then copied out in 16-byte rows. */
-    float inv[2];
+        PA_PAIR_MARK_DECL;
+        for (int nt = t0; nt < t1; ++nt) {
+            const int key0 = nt * BN, it = nt - t0;
+            const uint32_t kst = k_addr + (it % Tr::kStages) * Tr::kKBytes;
+            const uint32_t vst = v_addr + (it % Tr::kStages) * Tr::kKBytes;
+            PA_PAIR_MARK(0);
+            cp_async_wait<Tr::kStages - 1>(); /* this thread's K(nt), V(nt) (and Q) landed */
+            fence_proxy_async();
+            group_barrier(group); /* ... and the whole warpgroup's */
+            PA_PAIR_MARK(1);
+
+            /* partial S over this warpgroup's columns: 16 columns (32 bytes) a step */
+            float s[16];
 #pragma unroll
-    for (int r = 0; r < 2; ++r)
-        inv[r] = run_l[r] > 0.f ? 1.f / run_l[r] : 0.f;
-    group_barrier(group);
+            for (int i = 0; i < 16; ++i)
+                s[i] = 0.f;
+            wgmma_fence();
 #pragma unroll
-    for (int cb = 0; cb < CB; ++cb)
+            for (int kk = 0; kk < WC / 16; ++kk) {
+                const uint32_t off = (kk % 4) * 32; /* within the 128-byte row */
+                const uint64_t da = sw128_desc(q_addr + (kk / 4) * (BM * 128) + off, 16, 1024);
+                const uint64_t db = sw128_desc(kst + (kk / 4) * (BN * 128) + off, 16, 1024);
+                wgmma_m64n32_ss<T>(s, da, db, kk == 0);
+            }
+            wgmma_commit();
+            wgmma_wait_all();
+            PA_PAIR_MARK(2);
+
+            /* exchange: slot my_slot of this tile's set, here and in the peer block */
+            float *set = slots + (it & 1) * 4 * Tr::kSlotFloats;
+            {
+                float *mine = set + my_slot * Tr::kSlotFloats;
+                const uint32_t peer = map_to_rank(smem_addr(mine), rank ^ 1u);
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
+                for (int q4 = 0; q4 < 4; ++q4) {
+                    const float4 v4 =
+                        make_float4(s[4 * q4], s[4 * q4 + 1], s[4 * q4 + 2], s[4 * q4 + 3]);
+                    *reinterpret_cast<float4 *>(mine + (q4 * 128 + t) * 4) = v4;
+                    st_cluster_v4(peer + (q4 * 128 + t) * 16, v4);
+                }
+            }
+            PA_PAIR_MARK(3);
+            cluster_sync(); /* all 4 partials of this tile are in both blocks */
+            PA_PAIR_MARK(4);
+            float x[16];
+#pragma unroll
+            for (int i = 0; i < 16; ++i)
+                x[i] = 0.f;
+#pragma unroll
+            for (int sl = 0; sl < 4; ++sl) { /* the same order in every warpgroup */
+                const float *src = set + sl * Tr::kSlotFloats;
+#pragma unroll
+                for (int q4 = 0; q4 < 4; ++q4) {
+                    const float4 v4 = sl == my_slot ? make_float4(s[4 * q4], s[4 * q4 + 1],
+                                                                  s[4 * q4 + 2], s[4 * q4 + 3])
+                                                    : *reinterpret_cast<const float4 *>(
+                                                          src + (q4 * 128 + t) * 4);
+                    x[4 * q4] += v4.x, x[4 * q4 + 1] += v4.y;
+                    x[4 * q4 + 2] += v4.z, x[4 * q4 + 3] += v4.w;
+                }
+            }
+
+            /* online softmax: x[4j + 2r + e] is row lr0 + 8r, key key0 + 8j + 2t4 + e; the 4
+             * threads of a quad share the rows */
+            float alpha[2];
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int lr = lr0 + 8 * r;
-                *reinterpret_cast<uint32_t *>(sq + sw128_offset<BM>(lr, cb * 8 + j) + 4 * t4) =
-                    Dt<T>::pack(acc_o[cb][4 * j + 2 * r] * inv[r], acc_o[cb][4 * j + 2 * r + 1] * inv[r]);
-            }
-    group_barrier(group);
-    constexpr int kChunks = WC / 8;
-    const int rows = a.seq_q - row0 < BM ? a.seq_q - row0 : BM;
-    T *o = h.o + (int64_t)row0 * a.o_stride[2] + col0;
-    for (int i = t; i < rows * kChunks; i += 128) {
-        const int r = i / kChunks, ch = i % kChunks;
-        *reinterpret_cast<uint4 *>(o + (int64_t)r * a.o_stride[2] + ch * 8) =
-            *reinterpret_cast<const uint4 *>(sq + sw128_offset<BM>(r, ch));
-    }
-    if (a.lse && rank == 0 && group == 0 && t4 == 0) {
+                float mx = -INFINITY;
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int row = row0 + lr0 + 8 * r;
-            if (row < a.seq_q)
-                a.lse[((int64_t)w.batch * a.heads_q + w.head) * a.seq_q + row] =
-                    run_l[r] > 0.f ? (run_m[r] + log2f(run_l[r])) * kLn2 : -INFINITY;
+                for (int j = 0; j < 4; ++j)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        float &v = x[4 * j + 2 * r + e];
+                        v = key0 + 8 * j + 2 * t4 + e < vis[r] ? v * sl2 : -INFINITY;
+                        mx = fmaxf(mx, v);
+                    }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_new = mx > run_m[r] + kRescaleSlack ? mx : run_m[r]; /* lazy */
+                const float m_use = m_new == -INFINITY ? 0.f : m_new;
+                alpha[r] = exp2f(run_m[r] - m_use);
+                float sum = 0.f;
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        float &v = x[4 * j + 2 * r + e];
+                        v = exp2f(v - m_use);
+                        sum += v;
+                    }
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                run_l[r] = run_l[r] * alpha[r] + sum;
+                run_m[r] = m_new;
+            }
+            if (alpha[0] != 1.f || alpha[1] != 1.f) {
+#pragma unroll
+                for (int cb = 0; cb < CB; ++cb)
+#pragma unroll
+                    for (int j = 0; j < 8; ++j)
+#pragma unroll
+                        for (int i = 0; i < 4; ++i)
+                            acc_o[cb][4 * j + i] *= alpha[i / 2];
+            }
+            /* P as the A operand: keys 16ks..16ks+15 are accumulator blocks 2ks, 2ks + 1 */
+            uint32_t pa[2][4];
+#pragma unroll
+            for (int ks = 0; ks < 2; ++ks) {
+                pa[ks][0] = Dt<T>::pack(x[8 * ks + 0], x[8 * ks + 1]);
+                pa[ks][1] = Dt<T>::pack(x[8 * ks + 2], x[8 * ks + 3]);
+                pa[ks][2] = Dt<T>::pack(x[8 * ks + 4], x[8 * ks + 5]);
+                pa[ks][3] = Dt<T>::pack(x[8 * ks + 6], x[8 * ks + 7]);
+            }
+            PA_PAIR_MARK(5);
+            wgmma_fence();
+#pragma unroll
+            for (int cb = 0; cb < CB; ++cb)
+#pragma unroll
+                for (int ks = 0; ks < 2; ++ks)
+                    wgmma_m64n64_rs<T>(acc_o[cb], pa[ks],
+                                       sw128_desc(vst + cb * (BN * 128) + ks * 16 * 128,
+                                                  BN * 128, 1024));
+            wgmma_commit();
+            wgmma_wait_all();
+            PA_PAIR_MARK(6);
+            group_barrier(group); /* every warp's products have read this stage: refill it */
+            if (nt + Tr::kStages < t1) load_kv(nt + Tr::kStages);
+            cp_async_commit();
+            PA_PAIR_MARK(7);
         }
+        PA_PAIR_MARK_PRINT;
+        cp_async_wait<0>();
+
+        /* O / l, staged in this warpgroup's Q tile (free: its last product is done) with the
+         * same swizzle, then copied out in 16-byte rows: to O (and the LSE) when the segment
+         * covers its query tile, else to its partial slot (flash_split.h's layout). */
+        float inv[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+            inv[r] = run_l[r] > 0.f ? 1.f / run_l[r] : 0.f;
+        group_barrier(group);
+#pragma unroll
+        for (int cb = 0; cb < CB; ++cb)
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+#pragma unroll
+                for (int r = 0; r < 2; ++r)
+                    *reinterpret_cast<uint32_t *>(sq + sw128_offset<BM>(lr0 + 8 * r, cb * 8 + j) +
+                                                  4 * t4) =
+                        Dt<T>::pack(acc_o[cb][4 * j + 2 * r] * inv[r],
+                                    acc_o[cb][4 * j + 2 * r + 1] * inv[r]);
+        group_barrier(group);
+        constexpr int kChunks = WC / 8;
+        const int rows = a.seq_q - row0 < BM ? a.seq_q - row0 : BM;
+        T *dst = w.slot >= 0 ? static_cast<T *>(split.part) + (int64_t)w.slot * BM * HEAD_DIM
+                             : h.o + (int64_t)row0 * a.o_stride[2];
+        const int64_t dst_stride = w.slot >= 0 ? HEAD_DIM : a.o_stride[2];
+        for (int i = t; i < rows * kChunks; i += 128) {
+            const int r = i / kChunks, ch = i % kChunks;
+            *reinterpret_cast<uint4 *>(dst + (int64_t)r * dst_stride + col0 + ch * 8) =
+                *reinterpret_cast<const uint4 *>(sq + sw128_offset<BM>(r, ch));
+        }
+        if (rank == 0 && group == 0 && t4 == 0) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int lr = lr0 + 8 * r, row = row0 + lr;
+                const float lse2 = run_l[r] > 0.f ? run_m[r] + log2f(run_l[r]) : -INFINITY;
+                if (row >= a.seq_q) continue;
+                if (w.slot >= 0)
+                    reinterpret_cast<float *>(static_cast<T *>(split.part) +
+                                              (int64_t)split.slots * BM * HEAD_DIM)[(int64_t)w.slot * BM + lr] = lse2;
+                else if (a.lse)
+                    a.lse[((int64_t)w.batch * a.heads_q + w.head) * a.seq_q + row] = lse2 * kLn2;
+            }
+        }
+    };
+
+    if (!split.chunk) { /* one query tile per cluster, longest first under a causal mask */
+        pa_flash_work w;
+        const int q_tiles = gridDim.x / 2;
+        w.qt = a.mask ? q_tiles - 1 - cluster : cluster;
+        w.head = blockIdx.y, w.batch = blockIdx.z;
+        w.t0 = 0, w.t1 = pa_flash_tiles(a, split, w.qt), w.slot = -1;
+        w.first = 0, w.units = w.t1;
+        segment(w);
+        return;
     }
+    pa_flash_record rec = {-1, 0, 0, 0}; /* flash_split.h: the balanced schedule, per cluster */
+    pa_flash_walk(a, split, cluster, [&](const pa_flash_work &w) {
+        pa_flash_note(a, w, rec);
+        segment(w);
+    });
+    if (threadIdx.x == 0 && rank == 0) pa_flash_records(a, split)[cluster] = rec;
 }
 
 template <int HEAD_DIM, typename T>
-cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t launch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
     using Tr = PairTraits<HEAD_DIM>;
     static unsigned long long attr_done = 0;
     auto kernel = flash_fwd_pair_kernel<HEAD_DIM, T>;
     cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
     if (e != cudaSuccess) return e;
-    const dim3 grid(2 * ((a.seq_q + Tr::kRows - 1) / Tr::kRows), a.heads_q, a.batch);
-    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a);
+    if (split && split->chunk) { /* a cluster per schedule block, then the combine */
+        kernel<<<2 * split->blocks, Tr::kThreads, Tr::kSmem, stream>>>(a, *split);
+        e = cudaGetLastError();
+        return e != cudaSuccess ? e : (cudaError_t)pa_cuda_flash_combine(&a, split, stream);
+    }
+    pa_flash_split s = {};
+    s.tile_m = Tr::kRows, s.key_tile = Tr::kKeys;
+    s.q_tiles = (a.seq_q + Tr::kRows - 1) / Tr::kRows;
+    const dim3 grid(2 * s.q_tiles, a.heads_q, a.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();
 }
 
 template <typename T>
-cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
     switch (a.head_dim) {
-    case 512: return launch<512, T>(a, stream);
-    case 768: return launch<768, T>(a, stream);
+    case 512: return launch<512, T>(a, split, stream);
+    case 768: return launch<768, T>(a, split, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -491,10 +525,10 @@ extern "C" size_t pa_cuda_flash_pair_smem(int head_dim)
     }
 }
 
-extern "C" int pa_cuda_flash_pair(const pa_gpu_args *a, void *stream)
+extern "C" int pa_cuda_flash_pair(const pa_gpu_args *a, const pa_flash_split *split, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->dtype == 1) return (int)dispatch<__half>(*a, s);
-    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, s);
+    if (a->dtype == 1) return (int)dispatch<__half>(*a, split, s);
+    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, split, s);
     return (int)cudaErrorInvalidValue;
 }

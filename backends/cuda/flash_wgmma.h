@@ -4,6 +4,7 @@
 #define POLYATTN_CUDA_FLASH_WGMMA_H
 
 #include "../gpu/gpu_attn.h"
+#include "flash_split.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -15,10 +16,13 @@ int pa_cuda_flash_pair_built(void);
 int pa_cuda_flash_pair_has_head_dim(int head_dim);
 /* Shared memory one block of the instance needs (bytes), 0 for other head dims. */
 size_t pa_cuda_flash_pair_smem(int head_dim);
-/* Enqueues (one launch, no workspace); returns the cudaError_t of the launch.  Needs a
- * compute capability 9.0 device, f16/bf16, q/k/v/o 16-byte aligned, unit head_dim stride and
- * other strides multiples of 8 (the caller checks). */
-int pa_cuda_flash_pair(const pa_gpu_args *a, void *stream);
+#define PA_FLASH_PAIR_TILE_M 64 /* query rows per cluster (query tile) */
+#define PA_FLASH_PAIR_KEY_TILE 32
+/* Enqueues; returns the cudaError_t of the launch.  Needs a compute capability 9.0 device,
+ * f16/bf16, q/k/v/o 16-byte aligned, unit head_dim stride and other strides multiples of 8
+ * (the caller checks).  split (may be NULL): the balanced schedule planned with 64-row query
+ * tiles and a cluster per block, its workspace in split->part. */
+int pa_cuda_flash_pair(const pa_gpu_args *a, const pa_flash_split *split, void *stream);
 
 #ifdef __cplusplus
 }
