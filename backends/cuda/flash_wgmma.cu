@@ -192,9 +192,9 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const T *src, int6
 #ifdef PA_PAIR_PROFILE
 /* Profile build (-DPA_PAIR_PROFILE): clock64 at 8 points of each key tile in thread 0 of the
  * first cluster's block 0 of (batch 0, head 0) (the longest query tile under a causal mask),
- * printed after the loop: one line per tile, cycles from one mark to the next. */
+ * printed after the loop: cycles between consecutive marks, summed over the segment's tiles. */
 #define PA_PAIR_MARK_DECL                                                                          \
-    long long pa_marks[8] = {0}, pa_prev = clock64();                                              \
+    long long pa_marks[8] = {0}, pa_prev = clock64(), pa_start = pa_prev;                          \
     const bool pa_prof = threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0
 #define PA_PAIR_MARK(i)                                                                            \
     do {                                                                                           \
@@ -206,11 +206,10 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const T *src, int6
     } while (0)
 #define PA_PAIR_MARK_PRINT                                                                         \
     if (pa_prof)                                                                                   \
-    printf("pair-profile D %d tiles %d per tile: wait %lld qk %lld write %lld cluster %lld "       \
+    printf("pair-profile D %d tiles %d loop %lld cycles: wait %lld qk %lld write %lld cluster %lld " \
            "softmax %lld pv %lld refill %lld loop-top %lld\n",                                     \
-           HEAD_DIM, tiles, pa_marks[1] / tiles, pa_marks[2] / tiles, pa_marks[3] / tiles,         \
-           pa_marks[4] / tiles, pa_marks[5] / tiles, pa_marks[6] / tiles, pa_marks[7] / tiles,     \
-           pa_marks[0] / tiles)
+           HEAD_DIM, t1 - t0, clock64() - pa_start, pa_marks[1], pa_marks[2], pa_marks[3], pa_marks[4], pa_marks[5],    \
+           pa_marks[6], pa_marks[7], pa_marks[0])
 #else
 #define PA_PAIR_MARK_DECL
 #define PA_PAIR_MARK(i)
