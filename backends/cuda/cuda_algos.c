@@ -11,7 +11,6 @@
 #include "flash_tc.h"
 #include "flash_f32.h"
 #include "flash_tc_bwd.h"
-#include "flash_wgmma.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,47 +83,6 @@ static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
     return NULL;
 }
 
-/* Why the Hopper pair kernel (flash_wgmma.cu: wgmma, 64-row tiles, 2-block clusters) cannot
- * take p (NULL: it can). */
-static const char *pair_refusal(pa_cuda_device *dev, const pa_problem *p)
-{
-#ifdef POLYATTN_CUDA_HAVE_SM90A
-    if (dev->cc_major != 9 || dev->cc_minor != 0) return "not a compute capability 9.0 device";
-    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
-    if (p->head_dim != p->head_dim_v || !pa_cuda_flash_pair_has_head_dim((int)p->head_dim))
-        return "head_dim is not 512 or 768";
-    const char *why = tc_refusal(dev, p);
-    if (why) return why;
-    if (pa_cuda_flash_pair_smem((int)p->head_dim) > dev->smem_optin)
-        return "the tiles do not fit the device's shared memory";
-    return NULL;
-#else
-    (void)dev, (void)p;
-    return "the backend was built without sm_90a (POLYATTN_CUDA_ARCHITECTURES has no 90)";
-#endif
-}
-
-/* Whether the pair kernel runs p (else the mma.sync wide kernel).  POLYATTN_CUDA_WIDE=pair
- * or =mma forces one where both can. */
-static int use_pair(pa_cuda_device *dev, const pa_problem *p)
-{
-    if (pair_refusal(dev, p)) return 0;
-    const char *env = getenv("POLYATTN_CUDA_WIDE");
-    if (env && !strcmp(env, "pair")) return 1;
-    if (env && !strcmp(env, "mma")) return 0;
-    return 0;
-}
-
-static int launch_pair(const pa_gpu_args *a, const pa_flash_split *split, void *stream)
-{
-#ifdef POLYATTN_CUDA_HAVE_SM90A
-    return pa_cuda_flash_pair(a, split, stream);
-#else
-    (void)a, (void)split, (void)stream;
-    return (int)cudaErrorNotSupported;
-#endif
-}
-
 /* Balanced schedule of the wide kernels (flash_split.h); chunk 0 when none applies.
  * POLYATTN_CUDA_FLASH_SPLIT=0 turns it off, =N forces blocks of N key tiles. */
 static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
@@ -132,19 +90,14 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     pa_flash_split s;
     memset(&s, 0, sizeof s);
     if (tc_refusal(dev, p)) return s;
-    /* the pair kernel: 64-row query tiles, a 2-block cluster per schedule block */
-    const int pair = use_pair(dev, p);
-    const int bn = pair ? PA_FLASH_PAIR_KEY_TILE
-                   : p->dtype == POLYATTN_DTYPE_F32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim)
-                                                    : pa_cuda_flash_tc_key_tile((int)p->head_dim);
+    const int bn = p->dtype == POLYATTN_DTYPE_F32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim)
+                                                  : pa_cuda_flash_tc_key_tile((int)p->head_dim);
     if (!bn) return s;
     const char *env = getenv("POLYATTN_CUDA_FLASH_SPLIT");
     const int force = env && *env ? atoi(env) : -1;
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
-    const int sms = dev->sm_count > 1 ? dev->sm_count : 2;
-    pa_flash_split_plan(&a, pair ? PA_FLASH_PAIR_TILE_M : PA_FLASH_TILE_M, bn, pair ? sms / 2 : sms,
-                        force, &s);
+    pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
     s.dependent_combine = dev->cc_major >= 9; /* programmatic dependent launch: sm_90+ */
     return s;
 }
@@ -180,15 +133,8 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         const pa_flash_split s = flash_split_of(dev, p);
         char split[64] = "";
         if (s.chunk)
-            snprintf(split, sizeof split, ", %d %s of %d key tiles each", s.blocks,
-                     use_pair(dev, p) ? "clusters" : "blocks", s.chunk);
-        if (use_pair(dev, p))
-            snprintf(dev->note[2], sizeof dev->note[2],
-                     "tensor-core kernel (wgmma %s, head_dim %d, 64 query rows per 2-block "
-                     "cluster, split-K across 4 warpgroups%s)",
-                     polyattn_dtype_name(p->dtype), (int)p->head_dim, split);
-        else
-            snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
+            snprintf(split, sizeof split, ", %d blocks of %d key tiles each", s.blocks, s.chunk);
+        snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
     }
@@ -222,12 +168,6 @@ static void flash_release(pa_device *d, void *state)
     free(state);
 }
 
-/* What flash_prepare decided: the pair kernel, or the mma.sync kernels and their schedule. */
-typedef struct cuda_flash_plan {
-    int pair;
-    pa_flash_split split;
-} cuda_flash_plan;
-
 static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **state)
 {
     const char *why = tc_refusal(pa_cuda_dev(d), p);
@@ -237,17 +177,14 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
                "cuda flash: generic SIMT kernel (tensor-core kernel not used: %s)", why);
         return POLYATTN_STATUS_SUCCESS;
     }
-    cuda_flash_plan *plan = (cuda_flash_plan *)malloc(sizeof *plan);
-    if (!plan) return pa_fail(d, POLYATTN_STATUS_OUT_OF_MEMORY, "flash: host memory");
-    plan->pair = use_pair(pa_cuda_dev(d), p);
-    plan->split = flash_split_of(pa_cuda_dev(d), p);
-    *state = plan;
-    const pa_flash_split *s = &plan->split;
+    pa_flash_split *s = (pa_flash_split *)malloc(sizeof *s);
+    if (!s) return pa_fail(d, POLYATTN_STATUS_OUT_OF_MEMORY, "flash: host memory");
+    *s = flash_split_of(pa_cuda_dev(d), p);
+    *state = s;
     pa_log(POLYATTN_LOG_DISPATCH,
            "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
            "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots",
-           plan->pair ? "wgmma, 64-row tiles, 2-block clusters as blocks"
-           : p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
+           p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
            polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots);
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -266,16 +203,13 @@ static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *st
     PA_CU(d, cudaSetDevice(dev->ordinal));
     if (!tc_refusal(dev, p) && aligned16(a.q) && aligned16(a.k) && aligned16(a.v) &&
         aligned16(a.o)) {
-        const cuda_flash_plan *plan = (const cuda_flash_plan *)state;
         pa_flash_split s;
         memset(&s, 0, sizeof s);
-        if (plan) s = plan->split;
+        if (state) s = *(const pa_flash_split *)state;
         if (s.chunk && (!a.workspace || io->workspace_bytes < pa_flash_split_bytes(&a, &s)))
             s.chunk = 0; /* no room for the partials: one block per query tile */
         s.part = a.workspace;
-        if (plan && plan->pair)
-            LAUNCH(d, launch_pair(&a, &s, dev->stream));
-        else if (p->dtype == POLYATTN_DTYPE_F32)
+        if (p->dtype == POLYATTN_DTYPE_F32)
             LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
         else
             LAUNCH(d, pa_cuda_flash_tc(&a, &s, dev->stream));
