@@ -99,6 +99,10 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     pa_gpu_args_fill(p, NULL, &a);
     pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
     s.dependent_combine = dev->cc_major >= 9; /* programmatic dependent launch: sm_90+ */
+    /* clusters: sm_90+; POLYATTN_CUDA_KEY_HALVES=0 turns key halves off */
+    const char *halves = getenv("POLYATTN_CUDA_KEY_HALVES");
+    if (dev->cc_major >= 9 && !(halves && !strcmp(halves, "0")))
+        s.key_halves = pa_flash_halves_fit(&a, &s, dev->sm_count);
     return s;
 }
 
@@ -134,6 +138,8 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         char split[64] = "";
         if (s.chunk)
             snprintf(split, sizeof split, ", %d blocks of %d key tiles each", s.blocks, s.chunk);
+        else if (s.key_halves)
+            snprintf(split, sizeof split, ", key tiles halved across 2-block clusters");
         snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
@@ -183,9 +189,10 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
     *state = s;
     pa_log(POLYATTN_LOG_DISPATCH,
            "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
-           "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots",
+           "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots; "
+           "key halves %d",
            p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
-           polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots);
+           polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots, s->key_halves);
     return POLYATTN_STATUS_SUCCESS;
 }
 

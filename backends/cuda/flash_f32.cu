@@ -253,6 +253,11 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             if (nt + 1 < t1) load_v(key0 + BN);
             cp_async_commit();
         }
+        static_assert(pa_flash_halves_bytes<SL / 8>(Tr::kThreads) + 3 * BM * 4 <= Tr::kSmem,
+                      "the key-halves scratch stays clear of the row statistics");
+        if (split.key_halves && !pa_flash_merge_halves<SL / 8>(acc_o, run_m, run_l, sr, tid % 8 == 0,
+                                                              reinterpret_cast<float *>(smem_raw), g))
+            return; /* block 1 of the cluster: block 0 writes the merged tile */
         pa_flash_end_segment<D>(a, split, w, h.o, acc_o, run_m, run_l, sr, tid % 8 == 0, s_m, s_l,
                                 sq, QS, warp * SL, g, t4);
     });

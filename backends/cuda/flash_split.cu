@@ -145,6 +145,7 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
     s->blocks = 0;
     s->slots = 0;
     s->dependent_combine = 0;
+    s->key_halves = 0;
     s->part = NULL;
     const long long bh = (long long)a->batch * a->heads_q;
     int longest = 0;
@@ -184,6 +185,16 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
     if (!s->chunk) return;
     s->blocks = (int)((total + s->chunk - 1) / s->chunk);
     s->slots = 2 * s->blocks;
+}
+
+extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms)
+{
+    if (s->chunk) return 0;
+    const long long clusters = (long long)a->batch * a->heads_q * s->q_tiles;
+    if (2 * clusters > sms) return 0;
+    for (int qt = 0; qt < s->q_tiles; ++qt)
+        if (pa_flash_tiles(*a, *s, qt) >= 2) return 1;
+    return 0;
 }
 
 extern "C" uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s)

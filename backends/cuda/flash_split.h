@@ -17,6 +17,12 @@
  * and pa_cuda_flash_combine merges each cut tile's pieces.  A query tile that sees no key
  * counts one unit (its block writes zeros).  Memory: 2 slots and a record per block:
  * O(blocks * tile rows * head_dim).
+ *
+ * Key halves (sm_90+, no balanced schedule, at most half as many query tiles as SMs): each
+ * query tile runs on a 2-block cluster, block r walking half r of its key tiles; at the end
+ * block 1 hands its O accumulators and row statistics to block 0 through distributed shared
+ * memory and block 0 merges and writes the tile (no workspace, no combine): the longest
+ * chain of key tiles halves where the grid would leave SMs idle (16x128, D 512).
  */
 #ifndef POLYATTN_CUDA_FLASH_SPLIT_H
 #define POLYATTN_CUDA_FLASH_SPLIT_H
@@ -39,6 +45,8 @@ typedef struct pa_flash_split {
     int slots;    /* partial slots: 2 per block */
     int dependent_combine; /* launch the combine as a programmatic dependent (sm_90+);
                             * set by the backend from the device, 0 from the planner */
+    int key_halves;        /* chunk 0 only: 2-block clusters split each query tile's key
+                            * tiles (sm_90+; set by the backend, 0 from the planner) */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -49,6 +57,9 @@ typedef struct pa_flash_split {
  * > 0 that many key tiles per block. */
 void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms, int force,
                          pa_flash_split *s);
+/* Whether key halves can pay for the unsplit plan s on `sms` SMs: a 2-block cluster per
+ * query tile fits in one wave and some query tile has two key tiles or more. */
+int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms);
 /* Workspace bytes the plan needs (0 without a split). */
 uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s);
 /* Merges the partial slots into O (and LSE); returns the cudaError_t of the launch. */
@@ -197,10 +208,15 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
 {
     if (!s.chunk) {
         pa_flash_work w;
-        w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
+        const int h = s.key_halves ? 2 : 1; /* blocks per query tile (the cluster's) */
+        const int id = (int)blockIdx.x / h, n_ids = (int)gridDim.x / h;
+        w.qt = a.mask ? n_ids - 1 - id : id;
         w.head = blockIdx.y, w.batch = blockIdx.z;
-        w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
-        w.first = 0, w.units = w.t1;
+        const int n = pa_flash_tiles(a, s, w.qt), half = (n + 1) / 2;
+        const bool second = s.key_halves && blockIdx.x % 2; /* cluster rank 1 */
+        w.t0 = second ? half : 0;
+        w.t1 = s.key_halves && !second ? half : n;
+        w.slot = -1, w.first = 0, w.units = n;
         segment(w);
         return;
     }
@@ -210,6 +226,93 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         segment(w);
     });
     if (threadIdx.x == 0) pa_flash_records(a, s)[blockIdx.x] = rec;
+}
+
+/* Key halves (s.key_halves): called by every thread of both blocks of the cluster after
+ * their key tiles, with their O accumulators (m16n8 fragments as in pa_flash_end_segment)
+ * and the running max/sum of softmax row sr (log2 domain).  Block 1 stores its accumulators
+ * and statistics into block 0's `scratch` (its tile buffers: free once both blocks are done
+ * with them, which the first cluster barrier ensures); block 0 merges them into its own
+ * (each half rescaled to the larger max).  Returns true in block 0, which then writes the
+ * tile; false in block 1.  scratch needs pa_flash_halves_bytes<J>(threads) bytes. */
+template <int J>
+__host__ __device__ constexpr size_t pa_flash_halves_bytes(int threads)
+{
+    return ((size_t)2 * J * 4 * threads + 4 * PA_FLASH_TILE_M) * sizeof(float);
+}
+__device__ __forceinline__ void pa_cluster_sync()
+{
+    asm volatile("barrier.cluster.arrive.release.aligned;\n"
+                 "barrier.cluster.wait.acquire.aligned;\n" ::
+                     : "memory");
+}
+template <int J>
+__device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], float &run_m,
+                                                      float &run_l, int sr, bool stats_owner,
+                                                      float *scratch, int g)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    constexpr int kGroups = 2 * J; /* float4 groups of accumulators a thread */
+    const int threads = blockDim.x, tid = threadIdx.x;
+    float *vals = scratch;                          /* [kGroups][threads][4] */
+    float *stats = scratch + kGroups * 4 * threads; /* max, sum of block 1; a0, a1 a row */
+    constexpr int BM = PA_FLASH_TILE_M;
+    uint32_t rank;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+    pa_tc::cp_async_wait<0>();
+    pa_cluster_sync(); /* both blocks are done with their tiles */
+    if (rank == 1) {
+        uint32_t peer_vals, peer_stats;
+        asm volatile("mapa.shared::cluster.u32 %0, %1, 0;\n"
+                     : "=r"(peer_vals)
+                     : "r"(pa_tc::smem_addr(vals)));
+        asm volatile("mapa.shared::cluster.u32 %0, %1, 0;\n"
+                     : "=r"(peer_stats)
+                     : "r"(pa_tc::smem_addr(stats)));
+#pragma unroll
+        for (int q = 0; q < kGroups; ++q) {
+            const float *v = acc[q / J][q % J];
+            asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                             peer_vals + (uint32_t)((q * threads + tid) * 16)),
+                         "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3])
+                         : "memory");
+        }
+        if (stats_owner) {
+            asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(peer_stats + sr * 4), "f"(run_m)
+                         : "memory");
+            asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(peer_stats + (BM + sr) * 4),
+                         "f"(run_l)
+                         : "memory");
+        }
+    }
+    pa_cluster_sync(); /* block 1's half is in block 0 */
+    if (rank == 1) return false;
+    const float m1 = stats[sr], l1 = stats[BM + sr];
+    const float m = fmaxf(run_m, m1), mu = m == -INFINITY ? 0.f : m;
+    const float a0 = exp2f(run_m - mu), a1 = exp2f(m1 - mu);
+    run_l = run_l * a0 + l1 * a1;
+    run_m = m;
+    if (stats_owner) stats[2 * BM + sr] = a0, stats[3 * BM + sr] = a1;
+    __syncthreads();
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = mt * 16 + g + 8 * r;
+            const float s0 = stats[2 * BM + row], s1 = stats[3 * BM + row];
+#pragma unroll
+            for (int j = 0; j < J; ++j)
+#pragma unroll
+                for (int e = 0; e < 2; ++e)
+                    acc[mt][j][2 * r + e] = acc[mt][j][2 * r + e] * s0 +
+                                            vals[((mt * J + j) * threads + tid) * 4 + 2 * r + e] * s1;
+        }
+    return true;
+#else
+    (void)acc, (void)run_m, (void)run_l, (void)sr, (void)stats_owner, (void)scratch, (void)g;
+    __trap(); /* the backend plans key halves on sm_90+ only */
+    return false;
+#endif
 }
 
 /* The (batch, head) slices of Q, K, V (through GQA) and O a segment works on. */
@@ -328,7 +431,21 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
     s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
     s.units = 0, s.blocks = 0, s.slots = 0, s.dependent_combine = 0, s.part = nullptr;
-    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
+    s.key_halves = split ? split->key_halves : 0;
+    const dim3 grid(s.q_tiles * (s.key_halves ? 2 : 1), a.heads_q, a.batch);
+    if (s.key_halves) { /* 2-block clusters: the key tiles of a query tile halved */
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = grid;
+        cfg.blockDim = dim3(Tr::kThreads);
+        cfg.dynamicSmemBytes = Tr::kSmem;
+        cfg.stream = stream;
+        cudaLaunchAttribute attr;
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = 2, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        return cudaLaunchKernelEx(&cfg, kernel, a, s);
+    }
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();
 }
