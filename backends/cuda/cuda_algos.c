@@ -99,10 +99,12 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     pa_gpu_args_fill(p, NULL, &a);
     pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
     s.dependent_combine = dev->cc_major >= 9; /* programmatic dependent launch: sm_90+ */
-    /* clusters: sm_90+; POLYATTN_CUDA_KEY_HALVES=0 turns key halves off */
+    /* clusters: sm_90+; POLYATTN_CUDA_KEY_HALVES=0 turns key halves off, =1 forces them
+     * wherever the plan is unsplit */
     const char *halves = getenv("POLYATTN_CUDA_KEY_HALVES");
+    const int halves_force = halves && !strcmp(halves, "1");
     if (dev->cc_major >= 9 && !(halves && !strcmp(halves, "0")))
-        s.key_halves = pa_flash_halves_fit(&a, &s, dev->sm_count);
+        s.key_halves = pa_flash_halves_fit(&a, &s, dev->sm_count, halves_force);
     return s;
 }
 

@@ -187,11 +187,12 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
     s->slots = 2 * s->blocks;
 }
 
-extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms)
+extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms,
+                                   int force)
 {
     if (s->chunk) return 0;
     const long long clusters = (long long)a->batch * a->heads_q * s->q_tiles;
-    if (2 * clusters > sms) return 0;
+    if (2 * clusters > (force ? (1LL << 30) : sms)) return 0; /* grid.x = 2 * clusters */
     for (int qt = 0; qt < s->q_tiles; ++qt)
         if (pa_flash_tiles(*a, *s, qt) >= 2) return 1;
     return 0;

@@ -57,9 +57,9 @@ typedef struct pa_flash_split {
  * > 0 that many key tiles per block. */
 void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms, int force,
                          pa_flash_split *s);
-/* Whether key halves can pay for the unsplit plan s on `sms` SMs: a 2-block cluster per
- * query tile fits in one wave and some query tile has two key tiles or more. */
-int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms);
+/* Whether key halves apply to the unsplit plan s: some query tile has two key tiles or more,
+ * and (unless forced) the clusters fit in one wave of `sms` SMs. */
+int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms, int force);
 /* Workspace bytes the plan needs (0 without a split). */
 uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s);
 /* Merges the partial slots into O (and LSE); returns the cudaError_t of the launch. */
@@ -206,16 +206,25 @@ template <typename F>
 __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
                                                   F &&segment)
 {
-    if (!s.chunk) {
+    if (!s.chunk && !s.key_halves) { /* one block per query tile, longest first */
         pa_flash_work w;
-        const int h = s.key_halves ? 2 : 1; /* blocks per query tile (the cluster's) */
-        const int id = (int)blockIdx.x / h, n_ids = (int)gridDim.x / h;
-        w.qt = a.mask ? n_ids - 1 - id : id;
+        w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
         w.head = blockIdx.y, w.batch = blockIdx.z;
+        w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
+        w.first = 0, w.units = w.t1;
+        segment(w);
+        return;
+    }
+    if (!s.chunk) { /* key halves: a 1-D grid of clusters, longest query tiles first over all
+                     * (batch, head) pairs (more clusters than fit run in waves) */
+        pa_flash_work w;
+        const int bh = a.batch * a.heads_q, id = (int)blockIdx.x / 2, rank = (int)blockIdx.x % 2;
+        const int order = id / bh, pair = id % bh;
+        w.qt = a.mask ? s.q_tiles - 1 - order : order;
+        w.batch = pair / a.heads_q, w.head = pair % a.heads_q;
         const int n = pa_flash_tiles(a, s, w.qt), half = (n + 1) / 2;
-        const bool second = s.key_halves && blockIdx.x % 2; /* cluster rank 1 */
-        w.t0 = second ? half : 0;
-        w.t1 = s.key_halves && !second ? half : n;
+        w.t0 = rank ? half : 0;
+        w.t1 = rank ? n : half;
         w.slot = -1, w.first = 0, w.units = n;
         segment(w);
         return;
@@ -432,10 +441,9 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
     s.units = 0, s.blocks = 0, s.slots = 0, s.dependent_combine = 0, s.part = nullptr;
     s.key_halves = split ? split->key_halves : 0;
-    const dim3 grid(s.q_tiles * (s.key_halves ? 2 : 1), a.heads_q, a.batch);
     if (s.key_halves) { /* 2-block clusters: the key tiles of a query tile halved */
         cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = grid;
+        cfg.gridDim = dim3(2 * s.q_tiles * a.heads_q * a.batch);
         cfg.blockDim = dim3(Tr::kThreads);
         cfg.dynamicSmemBytes = Tr::kSmem;
         cfg.stream = stream;
@@ -446,6 +454,7 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
         cfg.numAttrs = 1;
         return cudaLaunchKernelEx(&cfg, kernel, a, s);
     }
+    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();
 }
