@@ -22,7 +22,8 @@
  * query tile runs on a 2-block cluster, block r walking half r of its key tiles; at the end
  * block 1 hands its O accumulators and row statistics to block 0 through distributed shared
  * memory and block 0 merges and writes the tile (no workspace, no combine): the longest
- * chain of key tiles halves where the grid would leave SMs idle (16x128, D 512).
+ * chain of key tiles halves.  Clusters run as a 1-D grid, longest query tiles first over all
+ * (batch, head) pairs, in waves when they do not all fit (pa_flash_halves_fit: where it pays).
  */
 #ifndef POLYATTN_CUDA_FLASH_SPLIT_H
 #define POLYATTN_CUDA_FLASH_SPLIT_H
@@ -57,8 +58,8 @@ typedef struct pa_flash_split {
  * > 0 that many key tiles per block. */
 void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms, int force,
                          pa_flash_split *s);
-/* Whether key halves apply to the unsplit plan s: some query tile has two key tiles or more,
- * and (unless forced) the clusters fit in one wave of `sms` SMs. */
+/* Whether key halves apply to the unsplit plan s on `sms` SMs: some query tile has two key
+ * tiles or more and (unless forced) the measured rule of flash_split.cu says they pay. */
 int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms, int force);
 /* Workspace bytes the plan needs (0 without a split). */
 uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Seed-shape check of the CUDA flash forward (issue #4) on a GPU machine, from the repo root:
 # build (CUDA only), conformance --backend cuda (forward; again with the balanced schedule
-# forced wherever it applies), odd-shape checks of the wide kernels through cuda_bench
+# forced wherever it applies, and with key halves forced), odd-shape checks of the wide kernels through cuda_bench
 # (sampled rows against a double reference, every element written), then polyattn flash on
 # the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run
 # (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed).
@@ -47,10 +47,14 @@ else
   echo "### POLYATTN_CUDA_FLASH_SPLIT=1" >> "$OUT/conformance.txt"
   POLYATTN_CUDA_FLASH_SPLIT=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
   echo "exit $?" >> "$OUT/conformance.txt"
+  say "conformance --backend cuda --algo flash, POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0 (key halves forced)"
+  echo "### POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0" >> "$OUT/conformance.txt"
+  POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
+  echo "exit $?" >> "$OUT/conformance.txt"
   grep -E "^conformance|FAIL|^exit" "$OUT/conformance.txt" | head -40 | tee -a "$LOG"
 fi
 
-say "odd-shape checks (auto plan, split forced)"
+say "odd-shape checks (auto plan, split forced, key halves forced)"
 if [ "$QUICK" = 1 ]; then
   python3 bench/gpu/seed_shapes.py check f16,f32 | awk '!seen[$2]++' > "$OUT/checks.txt"
 else
@@ -58,6 +62,8 @@ else
 fi
 { timeout 120 "$BIN/polyattn_cuda_bench" --reps 5 < "$OUT/checks.txt"
   sed 's/^check /check-split1 /' "$OUT/checks.txt" | POLYATTN_CUDA_FLASH_SPLIT=1 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
+  sed 's/^check /check-halves /' "$OUT/checks.txt" |
+    POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
 } > "$OUT/checks.jsonl" 2>> "$LOG"
 rm -f "$OUT/checks.txt"
 python3 - "$OUT/checks.jsonl" <<'PY' | tee -a "$LOG"

@@ -182,8 +182,24 @@ int main()
             pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, 132, -1, &s);
             seed_split += s.chunk > 0;
             check_plan(a, s, "seed shape");
+            /* key halves (sm_90): where session 6 measured a gain, and nowhere else */
+            const bool halves = dtype ? sh[0] == 512 : sh[0] == 128;
+            CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == (halves ? 1 : 0),
+                  "seed %s %dx%d: key halves %d", dtype ? "16-bit" : "f32", sh[2], sh[0],
+                  pa_flash_halves_fit(&a, &s, 132, 0));
+            CHECK(!s.chunk || !pa_flash_halves_fit(&a, &s, 132, 1),
+                  "key halves forced on a split plan");
         }
     CHECK(seed_split > 0, "the planner splits none of the seed shapes");
+    {   /* one key tile: nothing to halve, even forced */
+        pa_gpu_args a;
+        memset(&a, 0, sizeof a);
+        a.dtype = 1, a.batch = a.heads_q = a.heads_kv = 1;
+        a.seq_q = a.seq_kv = 20, a.mask = 1, a.head_dim = a.head_dim_v = 512;
+        pa_flash_split s;
+        pa_flash_split_plan(&a, PA_FLASH_TILE_M, 32, 132, 0, &s);
+        CHECK(!pa_flash_halves_fit(&a, &s, 132, 1), "key halves of a single key tile");
+    }
     printf("test_flash_schedule: %lld plans walked, %d failures\n", checked, failures);
     return failures ? 1 : 0;
 }
