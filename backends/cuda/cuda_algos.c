@@ -99,12 +99,16 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     pa_gpu_args_fill(p, NULL, &a);
     pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, dev->sm_count > 0 ? dev->sm_count : 1, force, &s);
     s.dependent_combine = dev->cc_major >= 9; /* programmatic dependent launch: sm_90+ */
-    /* clusters: sm_90+; POLYATTN_CUDA_KEY_HALVES=0 turns key halves off, =1 forces them
-     * wherever the plan is unsplit */
+    /* Key halves (clusters: sm_90+) instead of the plan where they pay.
+     * POLYATTN_CUDA_KEY_HALVES=0 turns them off, =1 forces them (over a forced split too). */
     const char *halves = getenv("POLYATTN_CUDA_KEY_HALVES");
     const int halves_force = halves && !strcmp(halves, "1");
-    if (dev->cc_major >= 9 && !(halves && !strcmp(halves, "0")))
-        s.key_halves = pa_flash_halves_fit(&a, &s, dev->sm_count, halves_force);
+    const int halves_off = halves && !strcmp(halves, "0");
+    if (dev->cc_major >= 9 && !halves_off && (halves_force || force <= 0) &&
+        pa_flash_halves_fit(&a, &s, dev->sm_count, halves_force)) {
+        s.chunk = s.units = s.blocks = s.slots = 0;
+        s.key_halves = 1;
+    }
     return s;
 }
 

@@ -190,7 +190,6 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
 extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms,
                                    int force)
 {
-    if (s->chunk) return 0;
     const long long blocks = 2LL * a->batch * a->heads_q * s->q_tiles; /* grid.x */
     int longest = 0;
     for (int qt = 0; qt < s->q_tiles; ++qt) {
@@ -199,13 +198,14 @@ extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s
     }
     if (longest < 2 || blocks > (1LL << 30)) return 0;
     if (force) return 1;
-    /* Fitted to bench/results/session6-h100-2026-11-24 (call 8: halves off, forced, auto):
-     * f32 key tiles (3xTF32) are costly, halving the chain pays in one or two waves (16x128
-     * D 512 1.24-1.29x, 16x256 1.13x); 16-bit tiles are cheap and the merge costs about two of
-     * them: it pays only where the unsplit grid is one full wave of long chains (8x512 D 768
-     * 1.09-1.10x) and loses elsewhere (16x128, 16x256 D 512: 0.91-0.95x; 4x512: 0.97x). */
-    if (a->dtype == 0) return blocks <= 2LL * sms;
-    return blocks > sms && blocks <= 2LL * sms && longest >= 16;
+    /* Fitted to bench/results/session6-h100-2026-11-24 (calls 8 and 10, every seed shape):
+     * in at most two waves of clusters, halving beats both the unsplit grid and the balanced
+     * schedule (no combine, no partial slots): f32 1.02-1.05x over the balanced schedule and
+     * 1.24-1.29x over unsplit 16x128; 16-bit 1.04-1.10x over the balanced schedule at 1x4096,
+     * 2x2048, 4x1024 and 1.09-1.10x over unsplit 8x512.  16-bit tiles are cheap, and with short
+     * chains the merge costs as much as it saves (16x128, 16x256 D 512: 0.91-1.03x). */
+    if (blocks > 2LL * sms) return 0;
+    return a->dtype == 0 || longest >= 16;
 }
 
 extern "C" uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s)

@@ -18,12 +18,13 @@
  * counts one unit (its block writes zeros).  Memory: 2 slots and a record per block:
  * O(blocks * tile rows * head_dim).
  *
- * Key halves (sm_90+, no balanced schedule, at most half as many query tiles as SMs): each
- * query tile runs on a 2-block cluster, block r walking half r of its key tiles; at the end
+ * Key halves (sm_90+, instead of the balanced schedule or the unsplit grid where they pay):
+ * each query tile runs on a 2-block cluster, block r walking half r of its key tiles; at the end
  * block 1 hands its O accumulators and row statistics to block 0 through distributed shared
  * memory and block 0 merges and writes the tile (no workspace, no combine): the longest
  * chain of key tiles halves.  Clusters run as a 1-D grid, longest query tiles first over all
- * (batch, head) pairs, in waves when they do not all fit (pa_flash_halves_fit: where it pays).
+ * (batch, head) pairs, in waves when they do not all fit (pa_flash_halves_fit: where it pays,
+ * up to two waves).
  */
 #ifndef POLYATTN_CUDA_FLASH_SPLIT_H
 #define POLYATTN_CUDA_FLASH_SPLIT_H
@@ -46,7 +47,7 @@ typedef struct pa_flash_split {
     int slots;    /* partial slots: 2 per block */
     int dependent_combine; /* launch the combine as a programmatic dependent (sm_90+);
                             * set by the backend from the device, 0 from the planner */
-    int key_halves;        /* chunk 0 only: 2-block clusters split each query tile's key
+    int key_halves;        /* with chunk 0: 2-block clusters split each query tile's key
                             * tiles (sm_90+; set by the backend, 0 from the planner) */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
@@ -58,8 +59,9 @@ typedef struct pa_flash_split {
  * > 0 that many key tiles per block. */
 void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms, int force,
                          pa_flash_split *s);
-/* Whether key halves apply to the unsplit plan s on `sms` SMs: some query tile has two key
- * tiles or more and (unless forced) the measured rule of flash_split.cu says they pay. */
+/* Whether key halves should replace the plan s (split or not) on `sms` SMs: some query tile
+ * has two key tiles or more and (unless forced) the measured rule of flash_split.cu says
+ * they pay. */
 int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms, int force);
 /* Workspace bytes the plan needs (0 without a split). */
 uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s);
