@@ -202,10 +202,11 @@ extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s
      * in at most two waves of clusters, halving beats both the unsplit grid and the balanced
      * schedule (no combine, no partial slots): f32 1.02-1.05x over the balanced schedule and
      * 1.24-1.29x over unsplit 16x128; 16-bit 1.04-1.10x over the balanced schedule at 1x4096,
-     * 2x2048, 4x1024 and 1.09-1.10x over unsplit 8x512.  16-bit tiles are cheap, and with short
-     * chains the merge costs as much as it saves (16x128, 16x256 D 512: 0.91-1.03x). */
+     * 2x2048, 4x1024 and 1.09-1.10x over unsplit 8x512 (all two waves).  16-bit tiles are
+     * cheap: with short chains, or in one wave, the merge costs as much as it saves (16x128,
+     * 16x256 D 512: 0.91-1.03x; 4x512 D 768: 0.97x). */
     if (blocks > 2LL * sms) return 0;
-    return a->dtype == 0 || longest >= 16;
+    return a->dtype == 0 || (blocks > sms && longest >= 16);
 }
 
 extern "C" uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s)
