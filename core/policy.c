@@ -30,7 +30,10 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
          * schedule) is 1.5-1.9x faster than cuBLAS unfused and needs no N x N scores;
          * f16/bf16 unfused is 1.1-1.7x faster than flash from N = 512 up, flash 1.9x faster
          * at N = 128 (16x128 D 512: unfused's three launches dominate there; nothing was
-         * measured between 128 and 512).  Other head dims above 256 have no tensor-core
+         * measured between 128 and 512); session6-h100-2026-11-24/call10: unfused still
+         * 1.3-1.6x faster at 1x4096..4x1024 (flash on the balanced schedule; key halves took
+         * 1.04-1.10x off it since) and 1.04-1.07x at 8x512 (key halves), flash 1.8-2.1x faster
+         * at 16x128.  Other head dims above 256 have no tensor-core
          * flash kernel. */
         if (p->head_dim > 256 || p->head_dim_v > 256) {
             const int wide = p->head_dim == p->head_dim_v &&
@@ -45,7 +48,7 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
                        "first, measured 1.9x faster than unfused at 16x128 D 512";
             } else {
                 set(order, U, L, F);
-                *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.1-1.7x faster "
+                *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.04-1.7x faster "
                        "than flash in f16/bf16 on the seed shapes from N = 512";
             }
         } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
