@@ -221,8 +221,8 @@ namespace
 {
 
 /* Launches the combine kernel, as a programmatic dependent launch where the plan says the
- * device has them (sm_90 and newer, decided when planning): its launch overlaps the main kernel's tail, and griddepcontrol.wait at
- * its start waits for the main kernel's writes. */
+ * device has them (sm_90 and newer, decided when planning): its launch overlaps the main
+ * kernel's tail, and griddepcontrol.wait at its start waits for the main kernel's writes. */
 template <typename T>
 cudaError_t launch_combine(const pa_gpu_args &a, const pa_flash_split &s, cudaStream_t st)
 {
