@@ -13,7 +13,9 @@ place: bench/suites.c).  For each shape and dtype:
   against a float64 reference on sampled rows (wrong results are reported, not timed), then
   the same method as `polyattn bench`: warm-up calls, CUDA events chained around --reps
   back-to-back calls rotating among input sets (enough to exceed the caches, at most 4),
-  the median reported; slow calls get fewer reps to stay within --max-seconds.
+  the median reported; slow calls get fewer reps to stay within --max-seconds.  With
+  --graph N (forward) each timed sample is instead one replay of a CUDA graph of N calls:
+  per-call events include the host's launch cost wherever a call is shorter than it.
 - polyattn: one `polyattn bench` subprocess on the backends of --backends (each measurement
   validated against the host reference by polyattn itself; each device in its own process,
   so that a crash costs one measurement), its JSON read back and its tables (with the
@@ -42,7 +44,7 @@ reads lines `suite dtype batch heads_q heads_kv seq_q seq_kv head_dim causal alg
 1: top-left; algos ignored), times torch alone (no polyattn run) and writes one JSON object
 per line: first {"impl": "torch-version", ...}, then per shape and SDPA backend
 {"impl": "torch-<backend>", "suite", "dtype", "batch", ..., "causal", "pass", "ok", "ms",
-"tflops", "reps", "error", "max_err"[, "max_err_dq", "max_err_dk", "max_err_dv"]} (what
+"tflops", "reps", "timing", "error", "max_err"[, "max_err_dq", "max_err_dk", "max_err_dv"]} (what
 bench/gpu/summarize.py, summarize_bwd.py (--backward) and seed_summary.py read).  With --jsonl -, the progress goes to
 stderr.
 
@@ -138,6 +140,10 @@ def parse_args(argv):
                    help="SDPA backends, comma-separated (default %s)" % ",".join(TORCH_BACKENDS))
     p.add_argument("--reps", type=int, default=10, help="timed calls (default 10, median)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up calls (default 3)")
+    p.add_argument("--graph", type=int, default=0, metavar="N",
+                   help="forward only: each timed sample replays a CUDA graph of N calls "
+                        "and counts replay time / N (GPU time without the launch cost; "
+                        "polyattn's bench/gpu/cuda_bench has the same --graph)")
     p.add_argument("--max-seconds", type=float, default=10.0,
                    help="cap per measurement: slow calls get fewer reps, at least 3 (default 10)")
     p.add_argument("--out", help="folder for compare_torch_<suite>.{csv,json,txt} and "
@@ -159,6 +165,8 @@ def parse_args(argv):
                    help="also write one JSON object per torch measurement ('-': stdout, the "
                         "progress then goes to stderr): what bench/gpu/summarize*.py read")
     args = p.parse_args(argv)
+    if args.graph and (args.backward or args.graph < 0 or args.graph > 1000):
+        p.error("--graph: 1..1000 calls, forward only")
     if args.deterministic and not args.backward:
         p.error("--deterministic: only with --backward")
     if args.shape_lines is not None:
@@ -468,6 +476,28 @@ class TorchBench:
             errs.append(diff / max(top, 1e-20))
         return errs
 
+    def time_graph(self, call, sets, reps, warmup):
+        """Sorted times (ms per call) of `reps` replays of a CUDA graph of --graph calls."""
+        torch, n = self.torch, self.args.graph
+        side = torch.cuda.Stream()  # warm-up off the default stream, as capture wants
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for i in range(max(warmup, 1)):
+                call(*sets[(i + 1) % len(sets)])
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outs = [call(*sets[(i + 1) % len(sets)]) for i in range(n)]
+        graph.replay()
+        ev = [torch.cuda.Event(enable_timing=True) for _ in range(reps + 1)]
+        ev[0].record()
+        for i in range(reps):
+            graph.replay()
+            ev[i + 1].record()
+        torch.cuda.synchronize()
+        del outs, graph
+        return sorted(ev[i].elapsed_time(ev[i + 1]) / n for i in range(reps))
+
     def time_backend(self, s, name, sets):
         torch, F = self.torch, self.F
         backward = self.args.backward
@@ -540,6 +570,8 @@ class TorchBench:
                         del out
                     torch.cuda.synchronize()
                     times = sorted(a.elapsed_time(b) for a, b in ev)
+                elif self.args.graph:
+                    times = self.time_graph(call, sets, reps, warmup)
                 else:
                     for i in range(warmup):
                         call(*sets[(i + 1) % len(sets)])
@@ -552,6 +584,8 @@ class TorchBench:
                     torch.cuda.synchronize()
                     times = sorted(ev[i].elapsed_time(ev[i + 1]) for i in range(reps))
                 ms = times[reps // 2] if reps % 2 else 0.5 * (times[reps // 2 - 1] + times[reps // 2])
+                rec.update(timing="graph%d" % self.args.graph if self.args.graph and not backward
+                           else "events")
                 rec.update(reps=reps, ms=ms, ms_min=times[0], ms_max=times[-1],
                            tflops=flops(s, backward) / (ms * 1e-3) / 1e12)
         except Exception as e:  # the backend refuses the shape, or out of memory
@@ -744,7 +778,7 @@ def jsonl_record(r):
            "causal": 0 if r["mask"] == "none" else 1, "pass": r.get("pass", "forward"),
            "ok": r["status"] == "ok"}
     if r["status"] == "ok":
-        out.update(ms=r["ms"], tflops=r["tflops"], reps=r["reps"])
+        out.update(ms=r["ms"], tflops=r["tflops"], reps=r["reps"], timing=r.get("timing", "events"))
     else:
         out["error"] = "%s: %s" % (r["status"], r.get("reason", ""))[:200]
     for k in ("max_err", "max_err_dq", "max_err_dk", "max_err_dv"):

@@ -202,13 +202,60 @@ __host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
     }
 }
 
+#ifdef PA_FLASH_TIMELINE
+#include <cstdio>
+/* Diagnostic builds only (-DPA_FLASH_TIMELINE): every block prints one line when it ends,
+ *   TL <ticket> <grid blocks> <sm> <block> <batch*heads+head> <query tile> <t0> <t1>
+ *      <segments> <start ns> <end ns>
+ * (first segment's tile and key tiles; globaltimer nanoseconds).  Tickets count blocks
+ * over all launches, so ticket / grid blocks numbers the launch; bench/gpu/timeline.py
+ * summarises the last one. */
+static __device__ unsigned int pa_flash_tl_ticket;
+struct pa_flash_timeline {
+    unsigned long long start;
+    pa_flash_work first;
+    int segments;
+    __device__ pa_flash_timeline() : segments(0)
+    {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    }
+    __device__ void note(const pa_flash_work &w)
+    {
+        if (!segments++) first = w;
+    }
+    __device__ ~pa_flash_timeline()
+    {
+        __syncthreads();
+        if (threadIdx.x != 0) return;
+        unsigned long long end;
+        unsigned int sm;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(end));
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        const unsigned int blocks = gridDim.x * gridDim.y * gridDim.z;
+        const unsigned int id = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+        printf("TL %u %u %u %u %d %d %d %d %d %llu %llu\n", atomicAdd(&pa_flash_tl_ticket, 1u),
+               blocks, sm, id, first.batch * 1000 + first.head, first.qt, first.t0, first.t1,
+               segments, start, end);
+    }
+};
+#endif
+
 /* Runs segment(w) for every segment of this block, in order: one query tile without a
  * split, else the balanced walk.  The caller synchronises the block between segments where
  * its segment code needs it. */
 template <typename F>
 __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
-                                                  F &&segment)
+                                                  F &&run_segment)
 {
+#ifdef PA_FLASH_TIMELINE
+    pa_flash_timeline tl;
+    auto segment = [&](const pa_flash_work &w) {
+        tl.note(w);
+        run_segment(w);
+    };
+#else
+    auto &segment = run_segment;
+#endif
     if (!s.chunk && !s.key_halves) { /* one block per query tile, longest first */
         pa_flash_work w;
         w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;

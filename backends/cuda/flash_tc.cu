@@ -257,6 +257,14 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
  * 4 slots).  A block runs the segments the schedule of flash_split.h gives it: a whole
  * query tile, or a run of key tiles that may cross query tiles (balanced schedule).
  */
+#ifdef PA_WIDE_NO_REFILL
+/* Diagnostic builds only: the wide kernel loads the first K/V tile of a segment and no
+ * other (wrong results), which times what the refills cost. */
+constexpr bool kWideRefill = false;
+#else
+constexpr bool kWideRefill = true;
+#endif
+
 template <int HEAD_DIM>
 struct FlashTcWideTraits {
     static constexpr int kWarps = 8;
@@ -366,7 +374,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
             __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
-            if (nt + 1 < t1) load_slice(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            if (kWideRefill && nt + 1 < t1) load_slice(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
             cp_async_commit();
 
             exchange_scores<BN, Tr::kSlots>(ss, BM * SS, acc_s, warp, g, t4);
@@ -408,7 +416,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
             __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
-            if (nt + 1 < t1) load_slice(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
+            if (kWideRefill && nt + 1 < t1) load_slice(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
             cp_async_commit();
         }
         static_assert(pa_flash_halves_bytes<SL / 8>(Tr::kThreads) + 3 * BM * 4 <= Tr::kSmem,

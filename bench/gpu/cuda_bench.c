@@ -9,11 +9,18 @@
  * would fit in L2.  FLOPs are 4*batch*heads*seq_q*seq_kv*head_dim, halved when causal
  * (the convention of the FlashAttention papers), so numbers compare with PyTorch's.
  *
- * Options: --backend cuda|host|... (default cuda), --reps N (max timed repetitions).
+ * Options: --backend cuda|host|... (default cuda), --reps N (max timed repetitions),
+ * --graph N (CUDA only: each timed sample is one replay of a CUDA graph holding N forwards
+ * back to back, ms = replay time / N: the GPU time without the host's launch cost, which
+ * the per-call events include when a call is shorter than its launch).  The JSON says
+ * "timing":"events" or "graph<N>".
  */
 #include "bench_common.h"
 #include "pa_testkit.h"
 #include "polyattn.h"
+#include "polyattn_cuda.h"
+
+#include <cuda_runtime.h>
 
 #include <math.h>
 #include <stdint.h>
@@ -22,6 +29,9 @@
 #include <string.h>
 
 #define MAX_SETS 8
+
+static int graph_calls; /* --graph N */
+static cudaStream_t graph_stream;
 
 static pa_tk_rng rng = {0x9e3779b97f4a7c15ull};
 static float rng_uniform(void) /* [-1, 1) */
@@ -112,6 +122,35 @@ static void reference_row(const shape *s, int64_t b, int64_t h, int64_t i, float
     for (int64_t j = 0; j < vis; j++)
         for (int64_t c = 0; c < d; c++)
             out[c] += row_buf[j] / sum * pa_tk_round(v[j * d + c], s->dtype);
+}
+
+/* Fills times[0..reps) with the replay time of a CUDA graph of graph_calls forwards (input
+ * sets rotating, as in the per-call loop) divided by graph_calls.  NULL, or what failed. */
+static const char *time_graph(polyattn_plan *plan, polyattn_buffer *const *q,
+                              polyattn_buffer *const *k, polyattn_buffer *const *v, int sets,
+                              polyattn_buffer *o, polyattn_buffer *ws, polyattn_event *e0,
+                              polyattn_event *e1, double *times, int reps)
+{
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    const char *fail = NULL;
+    if (cudaStreamBeginCapture(graph_stream, cudaStreamCaptureModeRelaxed) != cudaSuccess)
+        return "graph capture";
+    for (int i = 0; i < graph_calls; i++)
+        if (!fail && polyattn_forward(plan, q[i % sets], k[i % sets], v[i % sets], o, NULL, NULL, ws))
+            fail = "forward under graph capture";
+    if (cudaStreamEndCapture(graph_stream, &graph) != cudaSuccess && !fail) fail = "graph capture";
+    if (!fail && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) fail = "graph instantiate";
+    if (!fail && cudaGraphLaunch(exec, graph_stream) != cudaSuccess) fail = "graph launch"; /* warm */
+    for (int r = 0; !fail && r < reps; r++) {
+        if (polyattn_event_record(e0) || cudaGraphLaunch(exec, graph_stream) != cudaSuccess ||
+            polyattn_event_record(e1) || polyattn_event_elapsed_ms(e0, e1, &times[r]))
+            fail = "graph replay";
+        times[r] /= graph_calls;
+    }
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    return fail;
 }
 
 static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name, int max_reps)
@@ -232,11 +271,15 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
         polyattn_event_record(e1);
         if (polyattn_event_elapsed_ms(e0, e1, &est)) fail = "timing";
         est /= 3;
-        reps = est > 0 ? (int)(300.0 / est) : max_reps;
+        const int per_sample = graph_calls ? graph_calls : 1; /* forwards per timed sample */
+        reps = est > 0 ? (int)(300.0 / (est * per_sample)) : max_reps;
         if (reps < 5) reps = 5;
         if (reps > max_reps) reps = max_reps;
         times = calloc((size_t)reps, sizeof(double));
-        for (int r = 0; !fail && r < reps; r++) {
+        if (!times) fail = "host memory";
+        else if (graph_calls)
+            fail = time_graph(plan, q, k, v, sets, o, ws, e0, e1, times, reps);
+        for (int r = 0; !fail && !graph_calls && r < reps; r++) {
             int i = r % sets;
             polyattn_event_record(e0);
             polyattn_status st = polyattn_forward(plan, q[i], k[i], v[i], o, NULL, NULL, ws);
@@ -253,13 +296,16 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
     } else {
         double flops = 4.0 * (double)s->batch * (double)s->heads_q * (double)s->seq_q *
                        (double)s->seq_kv * (double)s->head_dim * (s->causal ? 0.5 : 1.0);
+        char timing_name[32] = "events";
+        if (graph_calls) snprintf(timing_name, sizeof timing_name, "graph%d", graph_calls);
         json_head(s, algo_name);
         printf(
             ",\"ok\":%s,\"rel_err\":%.3e,\"unwritten\":%d,\"ms\":%.5f,\"tflops\":%.3f,"
-            "\"reps\":%d,\"sets\":%d,\"workspace_bytes\":%llu,\"launches\":%d,\"chosen\":\"%s\"}\n",
+            "\"reps\":%d,\"sets\":%d,\"workspace_bytes\":%llu,\"launches\":%d,\"chosen\":\"%s\","
+            "\"timing\":\"%s\"}\n",
             ok ? "true" : "false", rel, unwritten, median, flops / (median * 1e-3) / 1e12, reps,
             sets, (unsigned long long)info.workspace_bytes, info.kernel_launches,
-            polyattn_algo_name(info.algo));
+            polyattn_algo_name(info.algo), timing_name);
         fflush(stdout);
     }
     free(times), free(ref), free(row_buf), free(out);
@@ -283,10 +329,20 @@ int main(int argc, char **argv)
                                              : POLYATTN_BACKEND_CUDA;
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             max_reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--graph") && i + 1 < argc) {
+            graph_calls = atoi(argv[++i]);
+            if (graph_calls < 1 || graph_calls > 1000) {
+                fprintf(stderr, "%s: --graph: forwards per graph, 1..1000 (got %s)\n", argv[0], argv[i]);
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: %s [--backend cuda] [--reps N] < shapes\n", argv[0]);
+            fprintf(stderr, "usage: %s [--backend cuda] [--reps N] [--graph N] < shapes\n", argv[0]);
             return 2;
         }
+    }
+    if (graph_calls && backend != POLYATTN_BACKEND_CUDA) {
+        fprintf(stderr, "%s: --graph: CUDA backend only\n", argv[0]);
+        return 2;
     }
     int count = 0;
     const char *reason = NULL;
@@ -297,7 +353,13 @@ int main(int argc, char **argv)
         return 77;
     }
     polyattn_context *ctx = NULL;
-    if (polyattn_context_create(backend, 0, &ctx)) {
+    /* --graph: the context queues on a stream of ours, which the graph captures */
+    if (graph_calls && cudaStreamCreateWithFlags(&graph_stream, cudaStreamNonBlocking) != cudaSuccess) {
+        fprintf(stderr, "cuda_bench: cannot create a stream\n");
+        return 1;
+    }
+    if (graph_calls ? polyattn_cuda_context_create(0, graph_stream, &ctx)
+                    : polyattn_context_create(backend, 0, &ctx)) {
         fprintf(stderr, "cuda_bench: %s\n", polyattn_last_error());
         return 1;
     }
@@ -315,5 +377,6 @@ int main(int argc, char **argv)
         }
     }
     polyattn_context_destroy(ctx);
+    if (graph_stream) cudaStreamDestroy(graph_stream);
     return 0;
 }
