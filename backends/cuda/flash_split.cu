@@ -198,15 +198,15 @@ extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s
     }
     if (longest < 2 || blocks > (1LL << 30)) return 0;
     if (force) return 1;
-    /* Fitted to bench/results/session6-h100-2026-11-24 (calls 8 and 10, every seed shape):
-     * in at most two waves of clusters, halving beats both the unsplit grid and the balanced
-     * schedule (no combine, no partial slots): f32 1.02-1.05x over the balanced schedule and
-     * 1.24-1.29x over unsplit 16x128; 16-bit 1.04-1.10x over the balanced schedule at 1x4096,
-     * 2x2048, 4x1024 and 1.09-1.10x over unsplit 8x512 (all two waves).  16-bit tiles are
-     * cheap: with short chains, or in one wave, the merge costs as much as it saves (16x128,
-     * 16x256 D 512: 0.91-1.03x; 4x512 D 768: 0.97x). */
+    /* Fitted to GPU time (CUDA-graph replays, bench/results/session7-h100-2026-11-24 call 2)
+     * on top of session 6's calls 8 and 10: within two waves of clusters, halving pays
+     * where the chains are long (16 key tiles or more: 16-bit 4x512 D 768 1.15x, 8x512
+     * 1.10x, the balanced schedule's shapes 1.04-1.10x, f32 likewise), or, for f32, in one
+     * wave (16x128 D 512 1.30x).  It loses with short chains in two waves (f32 32x128
+     * 0.85x, 16-bit 32x128 0.64x) and for 16-bit short chains in one (16x128 0.94x, 16x256
+     * 0.85x): a 16-bit key tile is cheap beside the merge. */
     if (blocks > 2LL * sms) return 0;
-    return a->dtype == 0 || (blocks > sms && longest >= 16);
+    return longest >= 16 || (a->dtype == 0 && blocks <= sms);
 }
 
 extern "C" uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s)

@@ -4,7 +4,10 @@
 # forced wherever it applies, and with key halves forced), odd-shape checks of the wide kernels through cuda_bench
 # (sampled rows against a double reference, every element written), then polyattn flash on
 # the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run
-# (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed).
+# (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed), both
+# timed as CUDA-graph replays of GRAPH (default 20) calls: GPU time, without the host's launch
+# cost (per-call events measured Python's launch rate for SDPA at 16x128: 0.030-0.040 ms
+# against 0.013 as a graph; GRAPH=0 times per call with events as before).
 # Results in $OUT: seed.log conformance.txt checks.jsonl polyattn.jsonl torch.jsonl
 # ncu.txt summary.md summary.json.
 # Environment: BUILD (dir), ARCH (default 90), CHUNKS=0 (skip the schedule sweep: no split,
@@ -14,6 +17,9 @@
 # 16x128 (D 512) only; CHUNKS and NCU default to 0.
 set -u
 QUICK=${QUICK:-0}
+GRAPH=${GRAPH:-20}
+GOPT=""
+if [ "$GRAPH" != 0 ]; then GOPT="--graph $GRAPH"; fi
 if [ "$QUICK" = 1 ]; then CHUNKS=${CHUNKS:-0} NCU=${NCU:-0}; fi
 OUT=${OUT:-$PWD/seed-out}
 BUILD=${BUILD:-b-seedperf}
@@ -85,21 +91,21 @@ if [ "$QUICK" = 1 ]; then
 else
   python3 bench/gpu/seed_shapes.py seed > "$OUT/shapes.txt"
 fi
-timeout 200 "$BIN/polyattn_cuda_bench" < "$OUT/shapes.txt" > "$OUT/polyattn.jsonl" 2>> "$LOG"
+timeout 200 "$BIN/polyattn_cuda_bench" $GOPT < "$OUT/shapes.txt" > "$OUT/polyattn.jsonl" 2>> "$LOG"
 echo "cuda_bench exit $?" >> "$LOG"
 if [ "${CHUNKS:-1}" = 1 ]; then
   say "seed shapes: schedule sweep (POLYATTN_CUDA_FLASH_SPLIT=c key tiles per block; c0: none)"
   python3 bench/gpu/seed_shapes.py chunks ${CHUNK_DTYPES:-f16,f32} > "$OUT/chunks.txt"
   for c in $(cut -d' ' -f1 "$OUT/chunks.txt" | sort -un); do
     grep "^$c " "$OUT/chunks.txt" | cut -d' ' -f2- |
-      POLYATTN_CUDA_FLASH_SPLIT=$c timeout 100 "$BIN/polyattn_cuda_bench" --reps 20 | grep -v '"impl":"device"' >> "$OUT/polyattn.jsonl" 2>> "$LOG"
+      POLYATTN_CUDA_FLASH_SPLIT=$c timeout 100 "$BIN/polyattn_cuda_bench" --reps 20 $GOPT | grep -v '"impl":"device"' >> "$OUT/polyattn.jsonl" 2>> "$LOG"
   done
   rm -f "$OUT/chunks.txt"
 fi
 say "seed shapes: torch SDPA efficient, math"
 # torch records on stdout, its progress and tables in the log
 PYTHONUNBUFFERED=1 timeout 150 python3 bench/compare_torch.py --torch-backends efficient,math \
-  --shape-lines "$OUT/shapes.txt" --jsonl - > "$OUT/torch.jsonl" 2>> "$LOG"
+  --shape-lines "$OUT/shapes.txt" $GOPT --jsonl - > "$OUT/torch.jsonl" 2>> "$LOG"
 echo "compare_torch exit $?" >> "$LOG"
 summary() {
   python3 bench/gpu/seed_summary.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \

@@ -182,8 +182,8 @@ int main()
             pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, 132, -1, &s);
             seed_split += s.chunk > 0;
             check_plan(a, s, "seed shape");
-            /* key halves (sm_90): where session 6 measured a gain (every seed shape but the
-             * 16-bit 16x128), and not with more than two waves of clusters */
+            /* key halves (sm_90): where sessions 6 and 7 measured a gain (every seed shape
+             * but the 16-bit 16x128), and not with more than two waves of clusters */
             const bool halves = !dtype || sh[0] != 128;
             CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == (halves ? 1 : 0),
                   "seed %s %dx%d: key halves %d", dtype ? "16-bit" : "f32", sh[2], sh[0],
@@ -192,6 +192,20 @@ int main()
                   sh[2], sh[0]);
         }
     CHECK(seed_split > 0, "the planner splits none of the seed shapes");
+    /* Beyond the seed shapes (session 7 call 2, GPU time): 16-bit 4x512 D 768 halves (one
+     * wave, 16-tile chains); f32 32x128 D 512 and 16-bit 16x256 do not (short chains). */
+    const struct { int dtype, batch, seq, dim, halves; } more[] = {
+        {1, 4, 512, 768, 1}, {0, 32, 128, 512, 0}, {1, 16, 256, 512, 0}, {1, 32, 128, 512, 0}};
+    for (const auto &m : more) {
+        pa_gpu_args a;
+        memset(&a, 0, sizeof a);
+        a.dtype = m.dtype, a.batch = m.batch, a.heads_q = a.heads_kv = 1;
+        a.seq_q = a.seq_kv = m.seq, a.mask = 1, a.head_dim = a.head_dim_v = m.dim;
+        pa_flash_split s;
+        pa_flash_split_plan(&a, PA_FLASH_TILE_M, 32, 132, 0, &s);
+        CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == m.halves, "%s %dx%d D%d: key halves %d",
+              m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_halves_fit(&a, &s, 132, 0));
+    }
     {   /* one key tile: nothing to halve, even forced */
         pa_gpu_args a;
         memset(&a, 0, sizeof a);
