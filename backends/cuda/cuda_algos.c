@@ -107,7 +107,10 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     if (dev->cc_major >= 9 && !halves_off && (halves_force || force <= 0) &&
         pa_flash_halves_fit(&a, &s, dev->sm_count, halves_force)) {
         s.chunk = s.units = s.blocks = s.slots = 0;
-        s.key_halves = 1;
+        /* POLYATTN_CUDA_KEY_HALVES_INTERLEAVE=1: block r takes key tiles r, r + 2, ... (the
+         * clusters of one (batch, head) then stream the same K/V tiles at about the same time) */
+        const char *il = getenv("POLYATTN_CUDA_KEY_HALVES_INTERLEAVE");
+        s.key_halves = il && !strcmp(il, "1") ? 2 : 1;
     }
     return s;
 }

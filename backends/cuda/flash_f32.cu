@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
         const pa_flash_heads<float> h = pa_flash_heads_of<float>(a, w);
         const float *q = h.q, *k = h.k, *v = h.v;
         const int row0 = w.qt * BM;
-        const int t0 = w.t0, t1 = w.t1;
+        const int t0 = w.t0, t1 = w.t1, step = w.step;
 
         /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself
          * (see flash_fwd_tc_wide_kernel).  Q and K rows are QS floats apart in shared memory,
@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             for (int j = 0; j < SL / 8; ++j)
                 acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
 
-        for (int nt = t0; nt < t1; ++nt) {
+        for (int nt = t0; nt < t1; nt += step) {
             const int key0 = nt * BN;
             cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
             __syncwarp();
@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
                         acc_s[mt][j][e] = sum;
                     }
             __syncwarp(); /* every lane's reads of the K slice are done: refill it */
-            if (nt + 1 < t1) load_k(key0 + BN);
+            if (nt + step < t1) load_k(key0 + step * BN);
             cp_async_commit();
 
             exchange_scores<BN, Tr::kSlots>(ss, BM * SS, acc_s, warp, g, t4);
@@ -250,7 +250,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
             __syncwarp(); /* every lane's reads of the V slice are done: refill it */
-            if (nt + 1 < t1) load_v(key0 + BN);
+            if (nt + step < t1) load_v(key0 + step * BN);
             cp_async_commit();
         }
         static_assert(pa_flash_halves_bytes<SL / 8>(Tr::kThreads) + 3 * BM * 4 <= Tr::kSmem,

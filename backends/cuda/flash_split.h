@@ -48,7 +48,8 @@ typedef struct pa_flash_split {
     int dependent_combine; /* launch the combine as a programmatic dependent (sm_90+);
                             * set by the backend from the device, 0 from the planner */
     int key_halves;        /* with chunk 0: 2-block clusters split each query tile's key
-                            * tiles (sm_90+; set by the backend, 0 from the planner) */
+                            * tiles (sm_90+; set by the backend, 0 from the planner): 1 block
+                            * r takes half r, 2 interleaved (block r: tiles r, r + 2, ...) */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -109,10 +110,11 @@ __host__ __device__ __forceinline__ int pa_flash_piece_slot(const pa_flash_split
     return 2 * b + (b == first / s.chunk && first % s.chunk != 0 ? 1 : 0);
 }
 
-/* What one segment of a block does: key tiles [t0, t1) of query tile qt of (batch, head);
- * slot >= 0: write the partial result there, else write O directly. */
+/* What one segment of a block does: key tiles t0, t0 + step, ... below t1 of query tile qt
+ * of (batch, head) (step 2 only for interleaved key halves); slot >= 0: write the partial
+ * result there, else write O directly. */
 struct pa_flash_work {
-    int batch, head, qt, t0, t1, slot;
+    int batch, head, qt, t0, t1, step, slot;
     int first, units; /* the query tile's first unit on the line, and its units */
 };
 
@@ -192,6 +194,7 @@ __host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
         w.batch = bh / a.heads_q, w.head = bh % a.heads_q, w.qt = qt;
         w.t0 = r < tiles ? r : tiles;
         w.t1 = r + len < tiles ? r + len : tiles;
+        w.step = 1;
         w.slot = r == 0 && len == n ? -1 : pa_flash_piece_slot(s, first, id);
         w.first = first, w.units = n;
         segment(w);
@@ -260,7 +263,7 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         pa_flash_work w;
         w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
         w.head = blockIdx.y, w.batch = blockIdx.z;
-        w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.slot = -1;
+        w.t0 = 0, w.t1 = pa_flash_tiles(a, s, w.qt), w.step = 1, w.slot = -1;
         w.first = 0, w.units = w.t1;
         segment(w);
         return;
@@ -273,8 +276,11 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         w.qt = a.mask ? s.q_tiles - 1 - order : order;
         w.batch = pair / a.heads_q, w.head = pair % a.heads_q;
         const int n = pa_flash_tiles(a, s, w.qt), half = (n + 1) / 2;
-        w.t0 = rank ? half : 0;
-        w.t1 = rank ? n : half;
+        if (s.key_halves == 2) { /* interleaved: block r takes tiles r, r + 2, ... */
+            w.t0 = rank, w.t1 = n, w.step = 2;
+        } else {
+            w.t0 = rank ? half : 0, w.t1 = rank ? n : half, w.step = 1;
+        }
         w.slot = -1, w.first = 0, w.units = n;
         segment(w);
         return;

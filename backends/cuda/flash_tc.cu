@@ -313,7 +313,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
         const pa_flash_heads<T> h = pa_flash_heads_of<T>(a, w);
         const T *q = h.q, *k = h.k, *v = h.v;
         const int row0 = w.qt * BM;
-        const int t0 = w.t0, t1 = w.t1; /* key tiles of this block */
+        const int t0 = w.t0, t1 = w.t1, step = w.step; /* key tiles of this block */
 
         /* Warp w reads only columns [w*SL, (w+1)*SL) of Q, K and V, so it loads those itself:
          * its copies need a __syncwarp, not a block barrier, and it refills its K (V) slice
@@ -342,7 +342,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             for (int j = 0; j < SL / 8; ++j)
                 acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
 
-        for (int nt = t0; nt < t1; ++nt) {
+        for (int nt = t0; nt < t1; nt += step) {
             const int key0 = nt * BN;
             cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
             __syncwarp();
@@ -374,7 +374,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
             __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
-            if (kWideRefill && nt + 1 < t1) load_slice(sk, k, a.k_stride[2], key0 + BN, a.seq_kv);
+            if (kWideRefill && nt + step < t1) load_slice(sk, k, a.k_stride[2], key0 + step * BN, a.seq_kv);
             cp_async_commit();
 
             exchange_scores<BN, Tr::kSlots>(ss, BM * SS, acc_s, warp, g, t4);
@@ -416,7 +416,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
                 }
             }
             __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
-            if (kWideRefill && nt + 1 < t1) load_slice(sv, v, a.v_stride[2], key0 + BN, a.seq_kv);
+            if (kWideRefill && nt + step < t1) load_slice(sv, v, a.v_stride[2], key0 + step * BN, a.seq_kv);
             cp_async_commit();
         }
         static_assert(pa_flash_halves_bytes<SL / 8>(Tr::kThreads) + 3 * BM * 4 <= Tr::kSmem,
