@@ -19,7 +19,8 @@
  * O(blocks * tile rows * head_dim).
  *
  * Key halves (sm_90+, instead of the balanced schedule or the unsplit grid where they pay):
- * each query tile runs on a 2-block cluster, block r walking half r of its key tiles; at the end
+ * each query tile runs on a 2-block cluster, block r walking half of its key tiles (r, r + 2,
+ * ...: interleaved; contiguous halves when key_halves is 1); at the end
  * block 1 hands its O accumulators and row statistics to block 0 through distributed shared
  * memory and block 0 merges and writes the tile (no workspace, no combine): the longest
  * chain of key tiles halves.  Clusters run as a 1-D grid, longest query tiles first over all

@@ -7,7 +7,9 @@ Reads the `TL ...` lines of one shape (every launch in the file must have the sa
 tickets are numbered across launches, ticket // blocks is the launch) and prints, for the
 last complete launch: the span from the first block's start to the last block's end, how
 busy the SMs were, the fit block time = F + T * key tiles (least squares over the blocks),
-and the blocks grouped by key tiles.
+and the blocks grouped by key tiles.  The device printf at each block's end delays the
+blocks of a second wave (session 7 saw a 40 us launch stretched to 500 us): trust the
+numbers of one-wave grids only.  For clusters (key halves) both blocks end together.
 """
 import sys
 
