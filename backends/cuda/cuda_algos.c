@@ -107,12 +107,7 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     if (dev->cc_major >= 9 && !halves_off && (halves_force || force <= 0) &&
         pa_flash_halves_fit(&a, &s, dev->sm_count, halves_force)) {
         s.chunk = s.units = s.blocks = s.slots = 0;
-        /* Interleaved: block r takes key tiles r, r + 2, ..., so the clusters of one (batch,
-         * head) stream the same K/V tiles at about the same time (measured 1.00-1.01x over
-         * contiguous halves, session 7 call 4).  POLYATTN_CUDA_KEY_HALVES_INTERLEAVE=0: halves
-         * of contiguous tiles. */
-        const char *il = getenv("POLYATTN_CUDA_KEY_HALVES_INTERLEAVE");
-        s.key_halves = il && !strcmp(il, "0") ? 1 : 2;
+        s.key_halves = 1;
     }
     return s;
 }

@@ -19,8 +19,9 @@
  * O(blocks * tile rows * head_dim).
  *
  * Key halves (sm_90+, instead of the balanced schedule or the unsplit grid where they pay):
- * each query tile runs on a 2-block cluster, block r walking half of its key tiles (r, r + 2,
- * ...: interleaved; contiguous halves when key_halves is 1); at the end
+ * each query tile runs on a 2-block cluster, block r walking key tiles r, r + 2, ... (the
+ * clusters of one (batch, head) then stream the same K/V tiles at about the same time:
+ * 1.00-1.01x over contiguous halves, session 7 call 4); at the end
  * block 1 hands its O accumulators and row statistics to block 0 through distributed shared
  * memory and block 0 merges and writes the tile (no workspace, no combine): the longest
  * chain of key tiles halves.  Clusters run as a 1-D grid, longest query tiles first over all
@@ -49,8 +50,8 @@ typedef struct pa_flash_split {
     int dependent_combine; /* launch the combine as a programmatic dependent (sm_90+);
                             * set by the backend from the device, 0 from the planner */
     int key_halves;        /* with chunk 0: 2-block clusters split each query tile's key
-                            * tiles (sm_90+; set by the backend, 0 from the planner): 1 block
-                            * r takes half r, 2 interleaved (block r: tiles r, r + 2, ...) */
+                            * tiles, block r taking tiles r, r + 2, ... (sm_90+; set by the
+                            * backend, 0 from the planner) */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -112,7 +113,7 @@ __host__ __device__ __forceinline__ int pa_flash_piece_slot(const pa_flash_split
 }
 
 /* What one segment of a block does: key tiles t0, t0 + step, ... below t1 of query tile qt
- * of (batch, head) (step 2 only for interleaved key halves); slot >= 0: write the partial
+ * of (batch, head) (step 2 only for key halves); slot >= 0: write the partial
  * result there, else write O directly. */
 struct pa_flash_work {
     int batch, head, qt, t0, t1, step, slot;
@@ -209,7 +210,7 @@ __host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
 #ifdef PA_FLASH_TIMELINE
 #include <cstdio>
 /* Diagnostic builds only (-DPA_FLASH_TIMELINE): every block prints one line when it ends,
- *   TL <ticket> <grid blocks> <sm> <block> <batch*heads+head> <query tile> <t0> <t1>
+ *   TL <ticket> <grid blocks> <sm> <block> <batch*1000+head> <query tile> <t0> <t1>
  *      <segments> <start ns> <end ns>
  * (first segment's tile and key tiles; globaltimer nanoseconds).  Tickets count blocks
  * over all launches, so ticket / grid blocks numbers the launch; bench/gpu/timeline.py
@@ -276,12 +277,8 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         const int order = id / bh, pair = id % bh;
         w.qt = a.mask ? s.q_tiles - 1 - order : order;
         w.batch = pair / a.heads_q, w.head = pair % a.heads_q;
-        const int n = pa_flash_tiles(a, s, w.qt), half = (n + 1) / 2;
-        if (s.key_halves == 2) { /* interleaved: block r takes tiles r, r + 2, ... */
-            w.t0 = rank, w.t1 = n, w.step = 2;
-        } else {
-            w.t0 = rank ? half : 0, w.t1 = rank ? n : half, w.step = 1;
-        }
+        const int n = pa_flash_tiles(a, s, w.qt);
+        w.t0 = rank, w.t1 = n, w.step = 2; /* block r: key tiles r, r + 2, ... */
         w.slot = -1, w.first = 0, w.units = n;
         segment(w);
         return;

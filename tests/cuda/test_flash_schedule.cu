@@ -126,6 +126,16 @@ void check_plan(const pa_gpu_args &a, pa_flash_split s, const char *what)
     CHECK(named == cut, "%s: %d records for %d cut tiles", what, named, cut);
 }
 
+/* Causal top-left, one head, seq_q == seq_kv: the seed shapes' form. */
+pa_gpu_args causal_args(int dtype, int batch, int seq, int dim)
+{
+    pa_gpu_args a;
+    memset(&a, 0, sizeof a);
+    a.dtype = dtype, a.batch = batch, a.heads_q = a.heads_kv = 1;
+    a.seq_q = a.seq_kv = seq, a.mask = 1, a.head_dim = a.head_dim_v = dim;
+    return a;
+}
+
 } // namespace
 
 int main()
@@ -171,12 +181,7 @@ int main()
     int seed_split = 0;
     for (int dtype = 0; dtype <= 1; ++dtype)
         for (const auto &sh : seed) {
-            pa_gpu_args a;
-            memset(&a, 0, sizeof a);
-            a.dtype = dtype;
-            a.batch = sh[2], a.heads_q = a.heads_kv = 1;
-            a.seq_q = a.seq_kv = sh[0], a.mask = 1;
-            a.head_dim = a.head_dim_v = sh[1];
+            const pa_gpu_args a = causal_args(dtype, sh[2], sh[0], sh[1]);
             const int kt = dtype ? 32 : (sh[1] >= 1024 ? 8 : sh[1] >= 768 ? 16 : 32);
             pa_flash_split s;
             pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, 132, -1, &s);
@@ -197,20 +202,14 @@ int main()
     const struct { int dtype, batch, seq, dim, halves; } more[] = {
         {1, 4, 512, 768, 1}, {0, 32, 128, 512, 0}, {1, 16, 256, 512, 0}, {1, 32, 128, 512, 0}};
     for (const auto &m : more) {
-        pa_gpu_args a;
-        memset(&a, 0, sizeof a);
-        a.dtype = m.dtype, a.batch = m.batch, a.heads_q = a.heads_kv = 1;
-        a.seq_q = a.seq_kv = m.seq, a.mask = 1, a.head_dim = a.head_dim_v = m.dim;
+        const pa_gpu_args a = causal_args(m.dtype, m.batch, m.seq, m.dim);
         pa_flash_split s;
         pa_flash_split_plan(&a, PA_FLASH_TILE_M, 32, 132, 0, &s);
         CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == m.halves, "%s %dx%d D%d: key halves %d",
               m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_halves_fit(&a, &s, 132, 0));
     }
     {   /* one key tile: nothing to halve, even forced */
-        pa_gpu_args a;
-        memset(&a, 0, sizeof a);
-        a.dtype = 1, a.batch = a.heads_q = a.heads_kv = 1;
-        a.seq_q = a.seq_kv = 20, a.mask = 1, a.head_dim = a.head_dim_v = 512;
+        const pa_gpu_args a = causal_args(1, 1, 20, 512);
         pa_flash_split s;
         pa_flash_split_plan(&a, PA_FLASH_TILE_M, 32, 132, 0, &s);
         CHECK(!pa_flash_halves_fit(&a, &s, 132, 1), "key halves of a single key tile");
