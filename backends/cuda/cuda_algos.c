@@ -58,7 +58,7 @@ static const char *tf32x3_refusal(pa_cuda_device *dev, const pa_problem *p)
         for (int i = 0; i < 3; i++)
             if (s[t][i] % 4) return "a stride is not a multiple of 4 elements (16-byte rows)";
     }
-    if (pa_cuda_flash_f32_smem((int)p->head_dim) > dev->smem_optin)
+    if (pa_cuda_flash_f32_smem((int)p->head_dim, 0) > dev->smem_optin)
         return "the tile does not fit the device's shared memory";
     if (tc_disabled()) return "POLYATTN_CUDA_NO_TC is set";
     return NULL;
@@ -77,7 +77,7 @@ static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
         for (int i = 0; i < 3; i++)
             if (s[t][i] % 8) return "a stride is not a multiple of 8 elements (16-byte rows)";
     }
-    if (pa_cuda_flash_tc_smem((int)p->head_dim) > dev->smem_optin)
+    if (pa_cuda_flash_tc_smem((int)p->head_dim, 0) > dev->smem_optin)
         return "the tile does not fit the device's shared memory";
     if (tc_disabled()) return "POLYATTN_CUDA_NO_TC is set";
     return NULL;
@@ -90,8 +90,9 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     pa_flash_split s;
     memset(&s, 0, sizeof s);
     if (tc_refusal(dev, p)) return s;
-    const int bn = p->dtype == POLYATTN_DTYPE_F32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim)
-                                                  : pa_cuda_flash_tc_key_tile((int)p->head_dim);
+    const int f32 = p->dtype == POLYATTN_DTYPE_F32;
+    const int bn = f32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim, 0)
+                       : pa_cuda_flash_tc_key_tile((int)p->head_dim, 0);
     if (!bn) return s;
     const char *env = getenv("POLYATTN_CUDA_FLASH_SPLIT");
     const int force = env && *env ? atoi(env) : -1;
@@ -108,6 +109,23 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
         pa_flash_halves_fit(&a, &s, dev->sm_count, halves_force)) {
         s.chunk = s.units = s.blocks = s.slots = 0;
         s.key_halves = 1;
+    }
+    /* Column halves (clusters: sm_90+) instead of all that where they pay.
+     * POLYATTN_CUDA_COL_HALVES=0 turns them off, =1 forces them (over the others). */
+    const char *cols = getenv("POLYATTN_CUDA_COL_HALVES");
+    const int cols_force = cols && !strcmp(cols, "1");
+    const int cols_off = cols && !strcmp(cols, "0");
+    const int bn2 = f32 ? pa_cuda_flash_f32_key_tile((int)p->head_dim, 1)
+                        : pa_cuda_flash_tc_key_tile((int)p->head_dim, 1);
+    const size_t smem2 = f32 ? pa_cuda_flash_f32_smem((int)p->head_dim, 1)
+                             : pa_cuda_flash_tc_smem((int)p->head_dim, 1);
+    if (dev->cc_major >= 9 && !cols_off && smem2 <= dev->smem_optin &&
+        (cols_force || (force <= 0 && !halves_force)) &&
+        pa_flash_col_halves_fit(&a, dev->sm_count, cols_force)) {
+        s.chunk = s.units = s.blocks = s.slots = 0;
+        s.key_halves = 0;
+        s.col_halves = 1;
+        s.key_tile = bn2;
     }
     return s;
 }
@@ -146,6 +164,8 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
             snprintf(split, sizeof split, ", %d blocks of %d key tiles each", s.blocks, s.chunk);
         else if (s.key_halves)
             snprintf(split, sizeof split, ", key tiles halved across 2-block clusters");
+        else if (s.col_halves)
+            snprintf(split, sizeof split, ", head dim halved across 2-block clusters");
         snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
@@ -196,9 +216,10 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
     pa_log(POLYATTN_LOG_DISPATCH,
            "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
            "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots; "
-           "key halves %d",
+           "key halves %d, column halves %d",
            p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
-           polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots, s->key_halves);
+           polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots, s->key_halves,
+           s->col_halves);
     return POLYATTN_STATUS_SUCCESS;
 }
 

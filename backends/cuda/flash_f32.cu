@@ -27,23 +27,30 @@ namespace
 
 using namespace pa_tc;
 
-template <int HEAD_DIM>
+/* COL_HALVES 2: the block owns half of the head dim (column halves, flash_split.h), which
+ * leaves room for key tiles of 32 keys up to D 1024. */
+template <int HEAD_DIM, int COL_HALVES = 1>
 struct F32WideTraits {
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kBlockM = 32;
-    static constexpr int kBlockN = HEAD_DIM >= 1024 ? 8 : HEAD_DIM >= 768 ? 16 : 32;
-    static constexpr int kSlice = HEAD_DIM / kWarps;
+    static constexpr int kCols = HEAD_DIM / COL_HALVES; /* head-dim columns of the block */
+    static constexpr int kBlockN = kCols >= 1024 ? 8 : kCols >= 768 ? 16 : 32;
+    static constexpr int kSlice = kCols / kWarps;
     /* Q and K rows: 16-byte aligned and 8 consecutive rows on distinct bank quads. */
-    static constexpr int kQStride = HEAD_DIM + 4;
+    static constexpr int kQStride = kCols + 4;
     /* V rows: P V reads V[key t4][column g], banks t4 * 8 + g all distinct. */
-    static constexpr int kVStride = HEAD_DIM + 8;
+    static constexpr int kVStride = kCols + 8;
+    /* column halves: the other block's scores, two key tiles' worth */
+    static constexpr int kRecvFloats =
+        COL_HALVES == 2 ? (int)pa_flash_col_exchange<kBlockM, kBlockN>::kBytes / 4 : 0;
     static constexpr int kSStride = score_stride(kBlockN); /* partial scores */
     static constexpr int kPStride = kBlockN + 4; /* probabilities (ldmatrix rows) */
     static constexpr size_t smem_with(int slots)
     {
         return ((size_t)(kBlockM + kBlockN) * kQStride + (size_t)kBlockN * kVStride +
-                (size_t)slots * kBlockM * kSStride + (size_t)kBlockM * kPStride + 3 * kBlockM) *
+                (size_t)slots * kBlockM * kSStride + (size_t)kBlockM * kPStride + 3 * kBlockM +
+                kRecvFloats) *
                4;
     }
     /* One partial-score slot per warp saves a barrier per key tile (no add pass) where
@@ -51,7 +58,7 @@ struct F32WideTraits {
     static constexpr int kSlots = smem_with(8) <= 227 * 1024 ? 8 : 4;
     static constexpr size_t kSmem = smem_with(kSlots);
     static_assert(kSlice % 16 == 0 && kBlockN % 8 == 0, "whole mma tiles");
-    static_assert(HEAD_DIM % 32 == 0, "the bank arithmetic of the strides needs D % 32 == 0");
+    static_assert(kCols % 32 == 0, "the bank arithmetic of the strides needs D % 32 == 0");
 };
 
 /* x = hi + lo: hi rounded to tf32, lo the remainder (f32 bits; the mma reads its top 19). */
@@ -81,12 +88,13 @@ __device__ __forceinline__ void mma3(float c[4], const uint32_t ah[4], const uin
     mma_tf32(c, ah, bh0, bh1);
 }
 
-template <int HEAD_DIM>
-__global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
+template <int HEAD_DIM, int COL_HALVES>
+__global__ void __launch_bounds__(F32WideTraits<HEAD_DIM, COL_HALVES>::kThreads, 1)
     flash_fwd_tf32x3_wide_kernel(pa_gpu_args a, pa_flash_split split)
 {
-    using Tr = F32WideTraits<HEAD_DIM>;
-    constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, QS = Tr::kQStride,
+    using Tr = F32WideTraits<HEAD_DIM, COL_HALVES>;
+    /* D: the head-dim columns this block reads and writes (all, or its half) */
+    constexpr int D = Tr::kCols, BM = Tr::kBlockM, BN = Tr::kBlockN, QS = Tr::kQStride,
                   VS = Tr::kVStride, SL = Tr::kSlice, SS = Tr::kSStride, PS = Tr::kPStride;
     constexpr int KPT = BN / 8; /* keys per softmax thread */
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -97,14 +105,16 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
     float *sp = ss + Tr::kSlots * BM * SS;
     float *s_alpha = sp + BM * PS;
     float *s_m = s_alpha + BM, *s_l = s_m + BM;
+    pa_flash_col_exchange<BM, BN> xchg; /* column halves: its buffers follow s_l */
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
+    const int cbase = COL_HALVES == 2 ? pa_cluster_rank() * D : 0; /* first column owned */
     /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
     pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
         __syncthreads(); /* the previous segment is done with shared memory */
         const pa_flash_heads<float> h = pa_flash_heads_of<float>(a, w);
-        const float *q = h.q, *k = h.k, *v = h.v;
+        const float *q = h.q + cbase, *k = h.k + cbase, *v = h.v + cbase;
         const int row0 = w.qt * BM;
         const int t0 = w.t0, t1 = w.t1, step = w.step;
 
@@ -124,6 +134,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
         cp_async_commit();
         if (t1 > t0) load_v(t0 * BN);
         cp_async_commit();
+        if (COL_HALVES == 2) xchg.init(s_l + BM, t1 > t0 ? (t1 - t0 + step - 1) / step : 0);
 
         /* softmax ownership: row sr = tid / 8, keys KPT * (tid % 8) + {0..KPT-1} */
         const int sr = tid / 8, sc0 = KPT * (tid % 8);
@@ -214,6 +225,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
             {
                 float x[KPT];
                 sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
+                if (COL_HALVES == 2) xchg.add_other(x, (nt - t0) / step, sr, sc0);
                 const float alpha = softmax_step8(x, key0 + sc0, sr_vis, sl2, run_m, run_l);
 #pragma unroll
                 for (int e = 0; e < KPT; ++e)
@@ -258,17 +270,25 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM>::kThreads, 1)
         if (split.key_halves && !pa_flash_merge_halves<SL / 8>(acc_o, run_m, run_l, sr, tid % 8 == 0,
                                                               reinterpret_cast<float *>(smem_raw), g))
             return; /* block 1 of the cluster: block 0 writes the merged tile */
-        pa_flash_end_segment<D>(a, split, w, h.o, acc_o, run_m, run_l, sr, tid % 8 == 0, s_m, s_l,
-                                sq, QS, warp * SL, g, t4);
+        pa_flash_end_segment<D>(a, split, w, h.o + cbase, acc_o, run_m, run_l, sr, tid % 8 == 0,
+                                s_m, s_l, sq, QS, warp * SL, g, t4, cbase == 0);
     });
+}
+
+template <int HEAD_DIM, int COL_HALVES>
+cudaError_t launch_as(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
+{
+    static unsigned long long attr_done = 0;
+    return pa_flash_launch_wide<F32WideTraits<HEAD_DIM, COL_HALVES>>(
+        flash_fwd_tf32x3_wide_kernel<HEAD_DIM, COL_HALVES>, a, split, stream, attr_done);
 }
 
 template <int HEAD_DIM>
 cudaError_t launch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
-    static unsigned long long attr_done = 0;
-    return pa_flash_launch_wide<F32WideTraits<HEAD_DIM>>(flash_fwd_tf32x3_wide_kernel<HEAD_DIM>, a,
-                                                          split, stream, attr_done);
+    if (split && !split->chunk && !split->key_halves && split->col_halves)
+        return launch_as<HEAD_DIM, 2>(a, split, stream);
+    return launch_as<HEAD_DIM, 1>(a, split, stream);
 }
 
 } // namespace
@@ -278,22 +298,22 @@ extern "C" int pa_cuda_flash_f32_has_head_dim(int head_dim)
     return head_dim == 512 || head_dim == 768 || head_dim == 1024;
 }
 
-extern "C" size_t pa_cuda_flash_f32_smem(int head_dim)
+extern "C" size_t pa_cuda_flash_f32_smem(int head_dim, int col_halves)
 {
     switch (head_dim) {
-    case 512: return F32WideTraits<512>::kSmem;
-    case 768: return F32WideTraits<768>::kSmem;
-    case 1024: return F32WideTraits<1024>::kSmem;
+    case 512: return col_halves ? F32WideTraits<512, 2>::kSmem : F32WideTraits<512>::kSmem;
+    case 768: return col_halves ? F32WideTraits<768, 2>::kSmem : F32WideTraits<768>::kSmem;
+    case 1024: return col_halves ? F32WideTraits<1024, 2>::kSmem : F32WideTraits<1024>::kSmem;
     default: return 0;
     }
 }
 
-extern "C" int pa_cuda_flash_f32_key_tile(int head_dim)
+extern "C" int pa_cuda_flash_f32_key_tile(int head_dim, int col_halves)
 {
     switch (head_dim) {
-    case 512: return F32WideTraits<512>::kBlockN;
-    case 768: return F32WideTraits<768>::kBlockN;
-    case 1024: return F32WideTraits<1024>::kBlockN;
+    case 512: return col_halves ? F32WideTraits<512, 2>::kBlockN : F32WideTraits<512>::kBlockN;
+    case 768: return col_halves ? F32WideTraits<768, 2>::kBlockN : F32WideTraits<768>::kBlockN;
+    case 1024: return col_halves ? F32WideTraits<1024, 2>::kBlockN : F32WideTraits<1024>::kBlockN;
     default: return 0;
     }
 }

@@ -12,10 +12,12 @@ extern "C" {
 
 /* Head dims with a compiled instance (512, 768, 1024). */
 int pa_cuda_flash_f32_has_head_dim(int head_dim);
-/* Shared memory the instance for head_dim needs (bytes). */
-size_t pa_cuda_flash_f32_smem(int head_dim);
-/* Keys per key tile of the instance (the unit of the split schedule). */
-int pa_cuda_flash_f32_key_tile(int head_dim);
+/* Shared memory the instance for head_dim needs (bytes); col_halves: the column-halves
+ * instance of a wide head dim (flash_split.h), 0 for head dims without one. */
+size_t pa_cuda_flash_f32_smem(int head_dim, int col_halves);
+/* Keys per key tile of the instance (the unit of the split schedule), with or without
+ * column halves. */
+int pa_cuda_flash_f32_key_tile(int head_dim, int col_halves);
 /* Enqueues; returns the cudaError_t of the launch.  Needs q/k/v/o 16-byte aligned, unit
  * head_dim stride, other strides multiples of 4 and head_dim_v == head_dim (the caller
  * checks).  split may be NULL (no split). */

@@ -146,6 +146,7 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
     s->slots = 0;
     s->dependent_combine = 0;
     s->key_halves = 0;
+    s->col_halves = 0;
     s->part = NULL;
     const long long bh = (long long)a->batch * a->heads_q;
     int longest = 0;
@@ -207,6 +208,22 @@ extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s
      * 0.85x): a 16-bit key tile is cheap beside the merge. */
     if (blocks > 2LL * sms) return 0;
     return longest >= 16 || (a->dtype == 0 && blocks <= sms);
+}
+
+extern "C" int pa_flash_col_halves_fit(const pa_gpu_args *a, int sms, int force)
+{
+    const long long q_tiles = (a->seq_q + PA_FLASH_TILE_M - 1) / PA_FLASH_TILE_M;
+    const long long blocks = 2LL * a->batch * a->heads_q * q_tiles; /* grid.x */
+    if (blocks > (1LL << 30) || a->seq_kv < 1) return 0;
+    if (force) return 1;
+    /* Measured as GPU time (bench/results/session8-h100-2026-11-24, calls 2 and 3).  16-bit
+     * loses at every shape timed (0.71-0.99x: its key tiles are cheap beside the exchange).
+     * f32 gains at D 1024 everywhere (1.05-1.74x: the halved Q tile leaves room for 32-key
+     * tiles instead of 8) and at D 512 and 768 within two waves of clusters (1.03-1.09x); with
+     * more waves it loses there (D 512: 0.77x at 8x1024, 0.84x at 64x512; D 768: 0.91x at
+     * 16x512 non-causal). */
+    if (a->dtype != 0) return 0;
+    return a->head_dim >= 1024 || blocks <= 2LL * sms;
 }
 
 extern "C" uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s)

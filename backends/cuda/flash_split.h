@@ -27,6 +27,15 @@
  * chain of key tiles halves.  Clusters run as a 1-D grid, longest query tiles first over all
  * (batch, head) pairs, in waves when they do not all fit (pa_flash_halves_fit: where it pays,
  * up to two waves).
+ *
+ * Column halves (sm_90+, instead of the above where they pay): each query tile runs on a
+ * 2-block cluster, block r owning head-dim columns [r*D/2, (r+1)*D/2) of Q, K, V and O and
+ * walking every key tile.  Per key tile each block sums its partial scores Q K^T over its
+ * columns, hands them to the other block through distributed shared memory and adds the
+ * other's (pa_flash_col_exchange): both then hold the same scores and run the same
+ * softmax, and each accumulates and writes its own columns of O (no merge, no workspace).
+ * A block streams half of each K/V tile and its tiles fit more keys (f32 at D 1024: 32
+ * instead of 8), for one score exchange per key tile.
  */
 #ifndef POLYATTN_CUDA_FLASH_SPLIT_H
 #define POLYATTN_CUDA_FLASH_SPLIT_H
@@ -52,6 +61,9 @@ typedef struct pa_flash_split {
     int key_halves;        /* with chunk 0: 2-block clusters split each query tile's key
                             * tiles, block r taking tiles r, r + 2, ... (sm_90+; set by the
                             * backend, 0 from the planner) */
+    int col_halves;        /* with chunk 0 and no key halves: 2-block clusters split the head
+                            * dim, block r owning columns [r*D/2, (r+1)*D/2) (sm_90+; set by
+                            * the backend, 0 from the planner) */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -66,6 +78,9 @@ void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms
  * has two key tiles or more and (unless forced) the measured rule of flash_split.cu says
  * they pay. */
 int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms, int force);
+/* Whether column halves should replace the plan on `sms` SMs: forced, or the measured rule
+ * of flash_split.cu says they pay. */
+int pa_flash_col_halves_fit(const pa_gpu_args *a, int sms, int force);
 /* Workspace bytes the plan needs (0 without a split). */
 uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s);
 /* Merges the partial slots into O (and LSE); returns the cudaError_t of the launch. */
@@ -261,7 +276,7 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
 #else
     auto &segment = run_segment;
 #endif
-    if (!s.chunk && !s.key_halves) { /* one block per query tile, longest first */
+    if (!s.chunk && !s.key_halves && !s.col_halves) { /* one block per query tile, longest first */
         pa_flash_work w;
         w.qt = a.mask ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
         w.head = blockIdx.y, w.batch = blockIdx.z;
@@ -270,15 +285,18 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         segment(w);
         return;
     }
-    if (!s.chunk) { /* key halves: a 1-D grid of clusters, longest query tiles first over all
-                     * (batch, head) pairs (more clusters than fit run in waves) */
+    if (!s.chunk) { /* key or column halves: a 1-D grid of clusters, longest query tiles first
+                     * over all (batch, head) pairs (more clusters than fit run in waves) */
         pa_flash_work w;
         const int bh = a.batch * a.heads_q, id = (int)blockIdx.x / 2, rank = (int)blockIdx.x % 2;
         const int order = id / bh, pair = id % bh;
         w.qt = a.mask ? s.q_tiles - 1 - order : order;
         w.batch = pair / a.heads_q, w.head = pair % a.heads_q;
         const int n = pa_flash_tiles(a, s, w.qt);
-        w.t0 = rank, w.t1 = n, w.step = 2; /* block r: key tiles r, r + 2, ... */
+        if (s.key_halves)
+            w.t0 = rank, w.t1 = n, w.step = 2; /* block r: key tiles r, r + 2, ... */
+        else
+            w.t0 = 0, w.t1 = n, w.step = 1; /* column halves: every key tile */
         w.slot = -1, w.first = 0, w.units = n;
         segment(w);
         return;
@@ -303,6 +321,18 @@ __host__ __device__ constexpr size_t pa_flash_halves_bytes(int threads)
 {
     return ((size_t)2 * J * 4 * threads + 4 * PA_FLASH_TILE_M) * sizeof(float);
 }
+/* This block's rank in its cluster (0 or 1 in the 2-block clusters of the halves). */
+__device__ __forceinline__ int pa_cluster_rank()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t rank;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+    return (int)rank;
+#else
+    return 0;
+#endif
+}
+
 __device__ __forceinline__ void pa_cluster_sync()
 {
     asm volatile("barrier.cluster.arrive.release.aligned;\n"
@@ -320,8 +350,7 @@ __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], flo
     float *vals = scratch;                          /* [kGroups][threads][4] */
     float *stats = scratch + kGroups * 4 * threads; /* max, sum of block 1; a0, a1 a row */
     constexpr int BM = PA_FLASH_TILE_M;
-    uint32_t rank;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+    const int rank = pa_cluster_rank();
     pa_tc::cp_async_wait<0>();
     pa_cluster_sync(); /* both blocks are done with their tiles */
     if (rank == 1) {
@@ -378,6 +407,100 @@ __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], flo
 #endif
 }
 
+/* Column halves (s.col_halves): the per-key-tile score exchange between the two blocks of
+ * a cluster.  Each thread sends its KPT summed scores of one row (over its block's columns)
+ * into the other block's buffer with st.async, which counts the bytes on that block's
+ * mbarrier; each block waits on its own mbarrier for the other's bytes and adds them: the
+ * scores are then the full sums, bit-identical in both blocks (x + y == y + x), so both run
+ * the same softmax.  No cluster-wide barrier a key tile: that one's release semantics waited
+ * for the K/V copies in flight (column halves at 0.5-0.7x, session 8 call 1).  Two buffers
+ * and barriers alternate by key tile: a block runs at most one key tile ahead of the other
+ * (it cannot finish tile i + 1 without the other's scores of it, sent after the other's
+ * block barrier that follows its reads of tile i - 1), so the buffer it fills is read. */
+template <int BM, int BN>
+struct pa_flash_col_exchange {
+    static constexpr uint32_t kTileBytes = BM * BN * 4;
+    static constexpr size_t kBytes = 2 * (size_t)kTileBytes + 16; /* 16-byte aligned base */
+    float *recv;   /* [2][BM][BN] */
+    uint64_t *bar; /* [2] */
+    int tiles;     /* key tiles of the segment (the same in both blocks) */
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    /* Every thread, at the start of a segment of `tiles` key tiles, before any exchange;
+     * ends with a cluster barrier (both blocks' mbarriers ready). */
+    __device__ void init(void *base, int n)
+    {
+        recv = static_cast<float *>(base);
+        bar = reinterpret_cast<uint64_t *>(recv + 2 * BM * BN);
+        tiles = n;
+        if (threadIdx.x == 0) {
+            for (int p = 0; p < 2; ++p) {
+                asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(pa_tc::smem_addr(bar + p))
+                             : "memory");
+                if (p < n) expect(p);
+            }
+            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        }
+        pa_cluster_sync();
+    }
+    __device__ void expect(int p)
+    {
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                         pa_tc::smem_addr(bar + p)),
+                     "r"(kTileBytes)
+                     : "memory");
+    }
+    /* Key tile i of the segment: x = this block's scores of keys col..col+KPT of row `row`. */
+    template <int KPT>
+    __device__ void add_other(float (&x)[KPT], int i, int row, int col)
+    {
+        static_assert(KPT == 1 || KPT == 2 || KPT == 4, "one st.async a thread");
+        const int p = i & 1;
+        float *mine = recv + p * BM * BN + row * BN + col;
+        const uint32_t other = (uint32_t)(pa_cluster_rank() ^ 1);
+        uint32_t dst, dst_bar;
+        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(dst) : "r"(pa_tc::smem_addr(mine)), "r"(other));
+        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
+                     : "=r"(dst_bar)
+                     : "r"(pa_tc::smem_addr(bar + p)), "r"(other));
+        if constexpr (KPT == 4)
+            asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(dst),
+                         "f"(x[0]), "f"(x[1]), "f"(x[2]), "f"(x[3]), "r"(dst_bar)
+                         : "memory");
+        else if constexpr (KPT == 2)
+            asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.f32 [%0], {%1, %2}, [%3];\n" ::"r"(dst),
+                         "f"(x[0]), "f"(x[1]), "r"(dst_bar)
+                         : "memory");
+        else
+            asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(dst),
+                         "f"(x[0]), "r"(dst_bar)
+                         : "memory");
+        const uint32_t parity = (uint32_t)(i >> 1) & 1u, b = pa_tc::smem_addr(bar + p);
+        uint32_t done = 0;
+        while (!done)
+            asm volatile("{\n .reg .pred r;\n"
+                         " mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 r, [%1], %2;\n"
+                         " selp.u32 %0, 1, 0, r;\n}\n"
+                         : "=r"(done)
+                         : "r"(b), "r"(parity)
+                         : "memory");
+#pragma unroll
+        for (int e = 0; e < KPT; ++e)
+            x[e] += mine[e];
+        /* The next use of this barrier (tile i + 2) expects its bytes before the other block
+         * can send them (it needs this block's tile i + 1 first). */
+        if (threadIdx.x == 0 && i + 2 < tiles) expect(p);
+    }
+#else
+    __device__ void init(void *, int) { __trap(); } /* planned on sm_90+ only */
+    template <int KPT>
+    __device__ void add_other(float (&)[KPT], int, int, int)
+    {
+        __trap();
+    }
+#endif
+};
+
 /* The (batch, head) slices of Q, K, V (through GQA) and O a segment works on. */
 template <typename T>
 struct pa_flash_heads {
@@ -414,7 +537,8 @@ __device__ __forceinline__ void pa_flash_store_pair(T *p, float x, float y)
  * (32 rows of D values, stage_stride apart: the Q tile's buffer, free at this point), then
  * the whole block copies the rows out in 16-byte pieces, to O (and the LSE) when the
  * segment covers its query tile, else to the segment's partial slot with its log2-domain
- * LSE (flash_split.h's layout, which the combine reads).  Writing the fragments to global
+ * LSE (flash_split.h's layout, which the combine reads).  With column halves D is the block's
+ * half of the head dim, o points at its first column, and only block 0 writes the LSE.  Writing the fragments to global
  * memory directly cost ~6k cycles a segment (4-byte stores, 8 rows per warp store). */
 template <int D, typename T, int J>
 __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
@@ -423,7 +547,8 @@ __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
                                                      const float (&acc)[2][J][4], float run_m,
                                                      float run_l, int sr, bool stats_owner,
                                                      float *s_m, float *s_l, T *stage,
-                                                     int stage_stride, int col0, int g, int t4)
+                                                     int stage_stride, int col0, int g, int t4,
+                                                     bool write_lse = true)
 {
     constexpr int BM = PA_FLASH_TILE_M;
     pa_tc::cp_async_wait<0>();
@@ -466,7 +591,7 @@ __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
                                                   (int64_t)s.slots * BM * D) +
                         (int64_t)w.slot * BM;
             pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
-        } else if (a.lse) {
+        } else if (a.lse && write_lse) {
             a.lse[((int64_t)w.batch * a.heads_q + w.head) * a.seq_q + row] =
                 l > 0.f ? (s_m[lrow] + log2f(l)) * pa_tc::kLn2 : -INFINITY;
         }
@@ -495,7 +620,8 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
     s.units = 0, s.blocks = 0, s.slots = 0, s.dependent_combine = 0, s.part = nullptr;
     s.key_halves = split ? split->key_halves : 0;
-    if (s.key_halves) { /* 2-block clusters: the key tiles of a query tile halved */
+    s.col_halves = split && !s.key_halves ? split->col_halves : 0;
+    if (s.key_halves || s.col_halves) { /* 2-block clusters: key tiles or columns halved */
         cudaLaunchConfig_t cfg = {};
         cfg.gridDim = dim3(2 * s.q_tiles * a.heads_q * a.batch);
         cfg.blockDim = dim3(Tr::kThreads);

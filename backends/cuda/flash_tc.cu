@@ -265,21 +265,26 @@ constexpr bool kWideRefill = false;
 constexpr bool kWideRefill = true;
 #endif
 
-template <int HEAD_DIM>
+/* COL_HALVES 2: the block owns half of the head dim (column halves, flash_split.h). */
+template <int HEAD_DIM, int COL_HALVES = 1>
 struct FlashTcWideTraits {
     static constexpr int kWarps = 8;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kBlockM = 32;
     static constexpr int kBlockN = 32;
-    static constexpr int kSlice = HEAD_DIM / kWarps; /* head-dim columns of one warp */
-    static constexpr int kStride = HEAD_DIM + 8;     /* padded shared rows (elements) */
+    static constexpr int kCols = HEAD_DIM / COL_HALVES; /* head-dim columns of the block */
+    static constexpr int kSlice = kCols / kWarps;    /* head-dim columns of one warp */
+    static constexpr int kStride = kCols + 8;        /* padded shared rows (elements) */
     static constexpr int kSStride = score_stride(kBlockN); /* f32 partial scores */
     static constexpr int kPStride = kBlockN + 8;     /* 16-bit probabilities */
     static constexpr size_t kTileBytes = (size_t)kBlockM * kStride * 2;
+    /* column halves: the other block's scores, two key tiles' worth */
+    static constexpr size_t kRecvBytes =
+        COL_HALVES == 2 ? pa_flash_col_exchange<kBlockM, kBlockN>::kBytes : 0;
     static constexpr size_t smem_with(int slots)
     {
         return 3 * kTileBytes + (size_t)slots * kBlockM * kSStride * 4 + kBlockM * kPStride * 2 +
-               3 * kBlockM * 4;
+               3 * kBlockM * 4 + kRecvBytes;
     }
     /* Partial-score slots: one per warp where shared memory allows (no add pass, one
      * barrier less per key tile: head dims 512, 768), else warps w and w + 4 share one. */
@@ -289,12 +294,13 @@ struct FlashTcWideTraits {
     static_assert(kBlockM == kBlockN, "Q, K and V tiles share one row count");
 };
 
-template <int HEAD_DIM, typename T>
-__global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
+template <int HEAD_DIM, int COL_HALVES, typename T>
+__global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThreads, 1)
     flash_fwd_tc_wide_kernel(pa_gpu_args a, pa_flash_split split)
 {
-    using Tr = FlashTcWideTraits<HEAD_DIM>;
-    constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
+    using Tr = FlashTcWideTraits<HEAD_DIM, COL_HALVES>;
+    /* D: the head-dim columns this block reads and writes (all, or its half) */
+    constexpr int D = Tr::kCols, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
     constexpr int SL = Tr::kSlice, SS = Tr::kSStride, PS = Tr::kPStride;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sq = reinterpret_cast<T *>(smem_raw);
@@ -304,14 +310,16 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
     T *sp = reinterpret_cast<T *>(ss + Tr::kSlots * BM * SS); /* ss: kSlots partial scores */
     float *s_alpha = reinterpret_cast<float *>(sp + BM * PS);
     float *s_m = s_alpha + BM, *s_l = s_m + BM;
+    pa_flash_col_exchange<BM, BN> xchg; /* column halves: its buffers follow s_l */
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t4 = lane % 4;
+    const int cbase = COL_HALVES == 2 ? pa_cluster_rank() * D : 0; /* first column owned */
     /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
     pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
         __syncthreads(); /* the previous segment is done with shared memory */
         const pa_flash_heads<T> h = pa_flash_heads_of<T>(a, w);
-        const T *q = h.q, *k = h.k, *v = h.v;
+        const T *q = h.q + cbase, *k = h.k + cbase, *v = h.v + cbase;
         const int row0 = w.qt * BM;
         const int t0 = w.t0, t1 = w.t1, step = w.step; /* key tiles of this block */
 
@@ -328,6 +336,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
         cp_async_commit();
         if (t1 > t0) load_slice(sv, v, a.v_stride[2], t0 * BN, a.seq_kv);
         cp_async_commit();
+        if (COL_HALVES == 2) xchg.init(s_l + BM, t1 > t0 ? (t1 - t0 + step - 1) / step : 0);
 
         /* softmax ownership: row sr = tid / 8, keys 4 * (tid % 8) + {0..3} */
         const int sr = tid / 8, sc0 = 4 * (tid % 8);
@@ -384,6 +393,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
             {
                 float x[4];
                 sum_scores<BN, Tr::kSlots>(x, ss, BM * SS, sr, sc0);
+                if (COL_HALVES == 2) xchg.add_other(x, (nt - t0) / step, sr, sc0);
                 const float alpha = softmax_step8(x, key0 + sc0, sr_vis, sl2, run_m, run_l);
                 uint32_t *pp = reinterpret_cast<uint32_t *>(sp + sr * PS + sc0);
                 pp[0] = Dt<T>::pack(x[0], x[1]);
@@ -424,18 +434,26 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM>::kThreads, 1)
         if (split.key_halves && !pa_flash_merge_halves<SL / 8>(acc_o, run_m, run_l, sr, tid % 8 == 0,
                                                               reinterpret_cast<float *>(smem_raw), g))
             return; /* block 1 of the cluster: block 0 writes the merged tile */
-        pa_flash_end_segment<D>(a, split, w, h.o, acc_o, run_m, run_l, sr, tid % 8 == 0, s_m, s_l,
-                                sq, S, warp * SL, g, t4);
+        pa_flash_end_segment<D>(a, split, w, h.o + cbase, acc_o, run_m, run_l, sr, tid % 8 == 0,
+                                s_m, s_l, sq, S, warp * SL, g, t4, cbase == 0);
     });
 }
 
 
+template <int HEAD_DIM, int COL_HALVES, typename T>
+cudaError_t launch_wide_as(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
+{
+    static unsigned long long attr_done = 0;
+    return pa_flash_launch_wide<FlashTcWideTraits<HEAD_DIM, COL_HALVES>>(
+        flash_fwd_tc_wide_kernel<HEAD_DIM, COL_HALVES, T>, a, split, stream, attr_done);
+}
+
 template <int HEAD_DIM, typename T>
 cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
-    static unsigned long long attr_done = 0;
-    return pa_flash_launch_wide<FlashTcWideTraits<HEAD_DIM>>(flash_fwd_tc_wide_kernel<HEAD_DIM, T>,
-                                                              a, split, stream, attr_done);
+    if (split && !split->chunk && !split->key_halves && split->col_halves)
+        return launch_wide_as<HEAD_DIM, 2, T>(a, split, stream);
+    return launch_wide_as<HEAD_DIM, 1, T>(a, split, stream);
 }
 
 template <int HEAD_DIM, typename T, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>
@@ -477,8 +495,14 @@ extern "C" int pa_cuda_flash_tc_has_head_dim(int head_dim)
            head_dim == 256 || head_dim == 512 || head_dim == 768 || head_dim == 1024;
 }
 
-extern "C" size_t pa_cuda_flash_tc_smem(int head_dim)
+extern "C" size_t pa_cuda_flash_tc_smem(int head_dim, int col_halves)
 {
+    if (col_halves) switch (head_dim) {
+        case 512: return FlashTcWideTraits<512, 2>::kSmem;
+        case 768: return FlashTcWideTraits<768, 2>::kSmem;
+        case 1024: return FlashTcWideTraits<1024, 2>::kSmem;
+        default: return 0;
+        }
     switch (head_dim) {
     case 32: return FlashTcTraits<32>::kSmem;
     case 64: return FlashTcTraits<64>::kSmem;
@@ -492,8 +516,9 @@ extern "C" size_t pa_cuda_flash_tc_smem(int head_dim)
     }
 }
 
-extern "C" int pa_cuda_flash_tc_key_tile(int head_dim)
+extern "C" int pa_cuda_flash_tc_key_tile(int head_dim, int col_halves)
 {
+    (void)col_halves; /* 32 keys in both forms */
     return head_dim > 256 ? FlashTcWideTraits<512>::kBlockN : 0;
 }
 

@@ -11,11 +11,12 @@ extern "C" {
 
 /* Head dims with a compiled instance (32, 64, 96, 128, 256). */
 int pa_cuda_flash_tc_has_head_dim(int head_dim);
-/* Shared memory the instance for head_dim needs (bytes). */
-size_t pa_cuda_flash_tc_smem(int head_dim);
+/* Shared memory the instance for head_dim needs (bytes); col_halves: the column-halves
+ * instance of a wide head dim (flash_split.h), 0 for head dims without one. */
+size_t pa_cuda_flash_tc_smem(int head_dim, int col_halves);
 /* Keys per key tile of the wide kernel used at head_dim (> 256), else 0: the balanced
- * schedule (flash_split.h) is planned in these tiles. */
-int pa_cuda_flash_tc_key_tile(int head_dim);
+ * schedule (flash_split.h) is planned in these tiles (32 with or without column halves). */
+int pa_cuda_flash_tc_key_tile(int head_dim, int col_halves);
 /* Enqueues; returns the cudaError_t of the launch.  Needs q/k/v/o 16-byte aligned, unit
  * head_dim stride and other strides multiples of 8 (the caller checks).  split (may be
  * NULL): the wide kernels' balanced schedule, its workspace in split->part. */

@@ -195,6 +195,12 @@ int main()
                   pa_flash_halves_fit(&a, &s, 132, 0));
             CHECK(!pa_flash_halves_fit(&a, &s, 32, 0), "seed %dx%d: key halves in 4 waves or more",
                   sh[2], sh[0]);
+            /* column halves (sm_90): f32 gains at every seed shape, 16-bit loses at every one
+             * (session 8 call 2); forced, they run anywhere */
+            CHECK(pa_flash_col_halves_fit(&a, 132, 0) == !dtype, "seed %s %dx%d: column halves %d",
+                  dtype ? "16-bit" : "f32", sh[2], sh[0], pa_flash_col_halves_fit(&a, 132, 0));
+            CHECK(pa_flash_col_halves_fit(&a, 132, 1), "seed %dx%d: column halves forced", sh[2],
+                  sh[0]);
         }
     CHECK(seed_split > 0, "the planner splits none of the seed shapes");
     /* Beyond the seed shapes (session 7 call 2, GPU time): 16-bit 4x512 D 768 halves (one
@@ -207,6 +213,16 @@ int main()
         pa_flash_split_plan(&a, PA_FLASH_TILE_M, 32, 132, 0, &s);
         CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == m.halves, "%s %dx%d D%d: key halves %d",
               m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_halves_fit(&a, &s, 132, 0));
+    }
+    /* Column halves beyond the seed shapes (session 8 call 3): f32 D 1024 in many waves yes
+     * (8x1024 1.74x); f32 D 512 and 768 in more than two waves no (64x512 D 512 0.84x). */
+    const struct { int dtype, batch, seq, dim, cols; } wide[] = {
+        {0, 8, 1024, 1024, 1}, {0, 64, 512, 512, 0}, {0, 16, 512, 768, 0}, {0, 32, 128, 512, 1},
+        {1, 8, 1024, 1024, 0}};
+    for (const auto &m : wide) {
+        const pa_gpu_args a = causal_args(m.dtype, m.batch, m.seq, m.dim);
+        CHECK(pa_flash_col_halves_fit(&a, 132, 0) == m.cols, "%s %dx%d D%d: column halves %d",
+              m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_col_halves_fit(&a, 132, 0));
     }
     {   /* one key tile: nothing to halve, even forced */
         const pa_gpu_args a = causal_args(1, 1, 20, 512);
