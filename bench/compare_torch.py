@@ -12,7 +12,9 @@ place: bench/suites.c).  For each shape and dtype:
   the shape is reported as unsupported with its message (oom when it ran out of memory).  Each output is first checked
   against a float64 reference on sampled rows (wrong results are reported, not timed), then
   the same method as `polyattn bench`: warm-up calls, CUDA events chained around --reps
-  back-to-back calls rotating among input sets (enough to exceed the caches, at most 4),
+  back-to-back calls rotating among input sets (Q, K, V: 256 MiB in all to exceed the caches,
+  at most --max-sets, default 4 as polyattn bench; bench/gpu/cuda_bench has 16 and
+  seed_bench.sh passes --max-sets 16 so both sides read equally cold inputs),
   the median reported; slow calls get fewer reps to stay within --max-seconds.  With
   --graph N (forward) each timed sample is instead one replay of a CUDA graph of N calls:
   per-call events include the host's launch cost wherever a call is shorter than it.
@@ -144,6 +146,10 @@ def parse_args(argv):
                    help="forward only: each timed sample replays a CUDA graph of N calls "
                         "and counts replay time / N (GPU time without the launch cost; "
                         "polyattn's bench/gpu/cuda_bench has the same --graph)")
+    p.add_argument("--max-sets", type=int, default=4, metavar="N",
+                   help="input sets to rotate among, at most (256 MiB in all; default 4 as "
+                        "polyattn bench, whose small shapes then stay in a 50 MB L2; "
+                        "bench/gpu/cuda_bench uses 16)")
     p.add_argument("--max-seconds", type=float, default=10.0,
                    help="cap per measurement: slow calls get fewer reps, at least 3 (default 10)")
     p.add_argument("--out", help="folder for compare_torch_<suite>.{csv,json,txt} and "
@@ -365,7 +371,7 @@ class TorchBench:
         set_bytes = (b * hq * sq * d + b * hk * skv * (d + dv)) * esize
         if self.args.backward:  # each set also holds dO (and the graph keeps O)
             set_bytes += 2 * b * hq * sq * dv * esize
-        n = min(4, (256 << 20) // max(set_bytes, 1) + 1)
+        n = min(self.args.max_sets, (256 << 20) // max(set_bytes, 1) + 1)
         while n > 1 and n * set_bytes > self.device_mem // 4:
             n -= 1
         gen = torch.Generator(device="cuda").manual_seed(0x5eed)

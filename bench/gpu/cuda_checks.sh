@@ -56,7 +56,7 @@ if has bench; then
   timeout 400 "$BUILD/bin/polyattn_cuda_bench" < "$OUT/shapes.txt" > "$OUT/polyattn.jsonl" 2>> "$LOG"
   echo "cuda_bench exit $?" >> "$LOG"
   # torch records on stdout, its progress and tables in the log
-  PYTHONUNBUFFERED=1 timeout 400 python3 bench/compare_torch.py --shape-lines "$OUT/shapes.txt" \
+  PYTHONUNBUFFERED=1 timeout 400 python3 bench/compare_torch.py --shape-lines "$OUT/shapes.txt" --max-sets 16 \
     --jsonl - > "$OUT/torch.jsonl" 2>> "$LOG"
   echo "compare_torch exit $?" >> "$LOG"
   python3 bench/gpu/summarize.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \

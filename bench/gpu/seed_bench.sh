@@ -1,13 +1,15 @@
 #!/bin/bash
 # Seed-shape check of the CUDA flash forward (issue #4) on a GPU machine, from the repo root:
 # build (CUDA only), conformance --backend cuda (forward; again with the balanced schedule
-# forced wherever it applies, and with key halves forced), odd-shape checks of the wide kernels through cuda_bench
+# forced wherever it applies, with key halves forced and with column halves forced), odd-shape checks of the wide kernels through cuda_bench
 # (sampled rows against a double reference, every element written), then polyattn flash on
 # the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run
 # (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed), both
 # timed as CUDA-graph replays of GRAPH (default 20) calls: GPU time, without the host's launch
 # cost (per-call events measured Python's launch rate for SDPA at 16x128: 0.030-0.040 ms
-# against 0.013 as a graph; GRAPH=0 times per call with events as before).
+# against 0.013 as a graph; GRAPH=0 times per call with events as before).  Both sides rotate
+# among the same number of input sets (256 MiB in all, at most 16: cuda_bench's rule and
+# compare_torch.py --max-sets 16), so neither reads inputs the L2 kept from the last call.
 # Results in $OUT: seed.log conformance.txt checks.jsonl polyattn.jsonl torch.jsonl
 # ncu.txt summary.md summary.json.
 # Environment: BUILD (dir), ARCH (default 90), CHUNKS=0 (skip the schedule sweep: no split,
@@ -57,10 +59,14 @@ else
   echo "### POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0" >> "$OUT/conformance.txt"
   POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
   echo "exit $?" >> "$OUT/conformance.txt"
+  say "conformance --backend cuda --algo flash, POLYATTN_CUDA_COL_HALVES=1 (column halves forced)"
+  echo "### POLYATTN_CUDA_COL_HALVES=1" >> "$OUT/conformance.txt"
+  POLYATTN_CUDA_COL_HALVES=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
+  echo "exit $?" >> "$OUT/conformance.txt"
   grep -E "^conformance|FAIL|^exit" "$OUT/conformance.txt" | head -40 | tee -a "$LOG"
 fi
 
-say "odd-shape checks (auto plan, split forced, key halves forced)"
+say "odd-shape checks (auto plan, split forced, key halves forced, column halves forced)"
 if [ "$QUICK" = 1 ]; then
   python3 bench/gpu/seed_shapes.py check f16,f32 | awk '!seen[$2]++' > "$OUT/checks.txt"
 else
@@ -70,6 +76,8 @@ fi
   sed 's/^check /check-split1 /' "$OUT/checks.txt" | POLYATTN_CUDA_FLASH_SPLIT=1 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
   sed 's/^check /check-halves /' "$OUT/checks.txt" |
     POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
+  sed 's/^check /check-cols /' "$OUT/checks.txt" |
+    POLYATTN_CUDA_COL_HALVES=1 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
 } > "$OUT/checks.jsonl" 2>> "$LOG"
 rm -f "$OUT/checks.txt"
 python3 - "$OUT/checks.jsonl" <<'PY' | tee -a "$LOG"
@@ -105,7 +113,7 @@ fi
 say "seed shapes: torch SDPA efficient, math"
 # torch records on stdout, its progress and tables in the log
 PYTHONUNBUFFERED=1 timeout 150 python3 bench/compare_torch.py --torch-backends efficient,math \
-  --shape-lines "$OUT/shapes.txt" $GOPT --jsonl - > "$OUT/torch.jsonl" 2>> "$LOG"
+  --shape-lines "$OUT/shapes.txt" $GOPT --max-sets 16 --jsonl - > "$OUT/torch.jsonl" 2>> "$LOG"
 echo "compare_torch exit $?" >> "$LOG"
 summary() {
   python3 bench/gpu/seed_summary.py "$OUT/polyattn.jsonl" "$OUT/torch.jsonl" "$OUT/summary.json" \
