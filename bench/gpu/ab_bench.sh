@@ -8,11 +8,13 @@
 # (base, new, base, new, ...), so clock and thermal drift hit both alike.  Each number is
 # validated by the bench before it is timed.
 # Environment: BENCH (default polyattn_cuda_bench; polyattn_cuda_bwd_bench for gradients),
+# BENCH_ARGS (the bench's options, e.g. "--reps 30 --graph 20"),
 # ROUNDS (default 2), BUILD (new tree's build dir, default b-ab-new), ARCH (default 90),
 # OUT (results: ab.jsonl, ab.md).  The base builds in b-ab-base-<basename of BASE_SRC>.
 set -u
 BASE_SRC=${1:?usage: ab_bench.sh BASE_SRC < shape-lines}
 BENCH=${BENCH:-polyattn_cuda_bench}
+BENCH_ARGS=${BENCH_ARGS:-}
 ROUNDS=${ROUNDS:-2}
 BUILD=${BUILD:-b-ab-new}
 ARCH=${ARCH:-90}
@@ -36,7 +38,7 @@ echo "ab_bench: builds took $(( $(date +%s) - start )) s" >&2
 for r in $(seq "$ROUNDS"); do
   for side in base new; do
     dir=$BUILD; [ "$side" = base ] && dir=$BASE_BUILD
-    timeout 300 "$dir/bin/$BENCH" < "$shapes" |
+    timeout 300 "$dir/bin/$BENCH" $BENCH_ARGS < "$shapes" |
       sed "s/^{/{\"ab\":\"$side\",\"round\":$r,/" >> "$OUT/ab.jsonl"
     echo "ab_bench: round $r $side done, $(( $(date +%s) - start )) s" >&2
   done
