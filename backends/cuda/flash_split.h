@@ -413,7 +413,8 @@ __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], flo
  * mbarrier; each block waits on its own mbarrier for the other's bytes and adds them: the
  * scores are then the full sums, bit-identical in both blocks (x + y == y + x), so both run
  * the same softmax.  No cluster-wide barrier a key tile: that one's release semantics waited
- * for the K/V copies in flight (column halves at 0.5-0.7x, session 8 call 1).  Two buffers
+ * for the K/V copies in flight (column halves at 0.5-0.7x, session 8 call 1), and no fence at
+ * cluster scope either.  Two buffers
  * and barriers alternate by key tile: a block runs at most one key tile ahead of the other
  * (it cannot finish tile i + 1 without the other's scores of it, sent after the other's
  * block barrier that follows its reads of tile i - 1), so the buffer it fills is read. */
@@ -441,7 +442,11 @@ struct pa_flash_col_exchange {
             }
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         }
-        pa_cluster_sync();
+        /* A relaxed arrive: the fence above publishes the barriers, and a releasing one would
+         * wait for this block's Q/K/V copies in flight. */
+        asm volatile("barrier.cluster.arrive.relaxed.aligned;\n"
+                     "barrier.cluster.wait.aligned;\n" ::
+                         : "memory");
     }
     __device__ void expect(int p)
     {
@@ -476,10 +481,13 @@ struct pa_flash_col_exchange {
                          "f"(x[0]), "r"(dst_bar)
                          : "memory");
         const uint32_t parity = (uint32_t)(i >> 1) & 1u, b = pa_tc::smem_addr(bar + p);
+        /* Default semantics (acquire at CTA scope), as transaction barriers that wait for bytes
+         * other blocks deliver are used; acquire.cluster cost a memory barrier a key tile
+         * (session 8 calls 9-10: f32 16x128 1.06x without it). */
         uint32_t done = 0;
         while (!done)
             asm volatile("{\n .reg .pred r;\n"
-                         " mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 r, [%1], %2;\n"
+                         " mbarrier.try_wait.parity.shared::cta.b64 r, [%1], %2;\n"
                          " selp.u32 %0, 1, 0, r;\n}\n"
                          : "=r"(done)
                          : "r"(b), "r"(parity)
