@@ -33,7 +33,10 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
          * measured between 128 and 512); session6-h100-2026-11-24/call10: unfused still
          * 1.3-1.6x faster at 1x4096..4x1024 (flash on the balanced schedule; key halves took
          * 1.04-1.10x off it since) and 1.04-1.07x at 8x512 (key halves), flash 1.8-2.1x faster
-         * at 16x128.  Other head dims above 256 have no tensor-core
+         * at 16x128.  All per-call events; in GPU time (CUDA-graph replays,
+         * session8-h100-2026-11-24/call12): f32 flash (column halves) 1.8-2.1x faster than
+         * unfused, f16/bf16 unfused 1.3-1.6x faster than flash from N = 512, flash 1.23x
+         * faster at 16x128.  Other head dims above 256 have no tensor-core
          * flash kernel. */
         if (p->head_dim > 256 || p->head_dim_v > 256) {
             const int wide = p->head_dim == p->head_dim_v &&
@@ -41,15 +44,15 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
             if (p->dtype == POLYATTN_DTYPE_F32 && wide) {
                 set(order, L, U, F);
                 *why = "cuda, f32, head_dim 512/768/1024: flash (3xTF32 tensor cores) first, "
-                       "measured 1.5-1.9x faster than unfused on the seed shapes";
+                       "measured 1.8-2.1x faster than unfused on the seed shapes (GPU time)";
             } else if (wide && p->seq_q <= 128 && p->seq_kv <= 128) {
                 set(order, L, U, F);
                 *why = "cuda, f16/bf16, head_dim 512/768/1024, seq <= 128: tensor-core flash "
-                       "first, measured 1.9x faster than unfused at 16x128 D 512";
+                       "first, measured 1.23x faster than unfused at 16x128 D 512 (GPU time)";
             } else {
                 set(order, U, L, F);
-                *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.04-1.7x faster "
-                       "than flash in f16/bf16 on the seed shapes from N = 512";
+                *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.3-1.6x faster "
+                       "than flash in f16/bf16 on the seed shapes from N = 512 (GPU time)";
             }
         } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
                    p->batch * p->heads_q * p->seq_q < 8192) {

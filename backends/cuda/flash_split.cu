@@ -216,9 +216,10 @@ extern "C" int pa_flash_col_halves_fit(const pa_gpu_args *a, int sms, int force)
     const long long blocks = 2LL * a->batch * a->heads_q * q_tiles; /* grid.x */
     if (blocks > (1LL << 30) || a->seq_kv < 1) return 0;
     if (force) return 1;
-    /* Measured as GPU time (bench/results/session8-h100-2026-11-24, calls 2 and 3).  16-bit
-     * loses at every shape timed (0.71-0.99x: its key tiles are cheap beside the exchange).
-     * f32 gains at D 1024 everywhere (1.05-1.74x: the halved Q tile leaves room for 32-key
+    /* Measured as GPU time (bench/results/session8-h100-2026-11-24, calls 2, 3 and 10).
+     * 16-bit lost at every shape timed (0.71-0.99x: its key tiles are cheap beside the
+     * exchange); without the exchange's fences 16x128 D 512 gains 1.03x, 8x512 and 1x512
+     * D 768 still lose (0.97x, 0.72x): off for 16-bit.  f32 gains at D 1024 everywhere (1.05-1.74x: the halved Q tile leaves room for 32-key
      * tiles instead of 8) and at D 512 and 768 within two waves of clusters (1.03-1.09x); with
      * more waves it loses there (D 512: 0.77x at 8x1024, 0.84x at 64x512; D 768: 0.91x at
      * 16x512 non-causal). */

@@ -195,8 +195,9 @@ int main()
                   pa_flash_halves_fit(&a, &s, 132, 0));
             CHECK(!pa_flash_halves_fit(&a, &s, 32, 0), "seed %dx%d: key halves in 4 waves or more",
                   sh[2], sh[0]);
-            /* column halves (sm_90): f32 gains at every seed shape, 16-bit loses at every one
-             * (session 8 call 2); forced, they run anywhere */
+            /* column halves (sm_90): f32 gains at every seed shape; 16-bit loses at 8x512 and
+             * up and gains 1.03x at 16x128, left off (session 8 calls 2 and 10); forced, they
+             * run anywhere */
             CHECK(pa_flash_col_halves_fit(&a, 132, 0) == !dtype, "seed %s %dx%d: column halves %d",
                   dtype ? "16-bit" : "f32", sh[2], sh[0], pa_flash_col_halves_fit(&a, 132, 0));
             CHECK(pa_flash_col_halves_fit(&a, 132, 1), "seed %dx%d: column halves forced", sh[2],
