@@ -195,10 +195,10 @@ int main()
                   pa_flash_halves_fit(&a, &s, 132, 0));
             CHECK(!pa_flash_halves_fit(&a, &s, 32, 0), "seed %dx%d: key halves in 4 waves or more",
                   sh[2], sh[0]);
-            /* column halves (sm_90): f32 gains at every seed shape; 16-bit loses at 8x512 and
-             * up and gains 1.03x at 16x128, left off (session 8 calls 2 and 10); forced, they
-             * run anywhere */
-            CHECK(pa_flash_col_halves_fit(&a, 132, 0) == !dtype, "seed %s %dx%d: column halves %d",
+            /* column halves (sm_90): f32 gains at every seed shape; 16-bit only at 16x128 (one
+             * wave, short chains; session 8 calls 2, 10, 13); forced, they run anywhere */
+            CHECK(pa_flash_col_halves_fit(&a, 132, 0) == (!dtype || sh[0] == 128),
+                  "seed %s %dx%d: column halves %d",
                   dtype ? "16-bit" : "f32", sh[2], sh[0], pa_flash_col_halves_fit(&a, 132, 0));
             CHECK(pa_flash_col_halves_fit(&a, 132, 1), "seed %dx%d: column halves forced", sh[2],
                   sh[0]);
@@ -215,11 +215,14 @@ int main()
         CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == m.halves, "%s %dx%d D%d: key halves %d",
               m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_halves_fit(&a, &s, 132, 0));
     }
-    /* Column halves beyond the seed shapes (session 8 call 3): f32 D 1024 in many waves yes
-     * (8x1024 1.74x); f32 D 512 and 768 in more than two waves no (64x512 D 512 0.84x). */
+    /* Column halves beyond the seed shapes (session 8 calls 3 and 13): f32 D 1024 in many
+     * waves yes (8x1024 1.74x); f32 D 512 and 768 in more than two waves no (64x512 D 512
+     * 0.84x); 16-bit in one wave with short chains yes (8x256 D 768 1.14x), in two waves no
+     * (16x256 0.92x, 32x128 0.84x), with 16-tile chains no (1x512 D 768: key halves). */
     const struct { int dtype, batch, seq, dim, cols; } wide[] = {
         {0, 8, 1024, 1024, 1}, {0, 64, 512, 512, 0}, {0, 16, 512, 768, 0}, {0, 32, 128, 512, 1},
-        {1, 8, 1024, 1024, 0}};
+        {1, 8, 1024, 1024, 0}, {1, 8, 256, 768, 1}, {1, 16, 256, 512, 0}, {1, 32, 128, 512, 0},
+        {1, 1, 512, 768, 0}};
     for (const auto &m : wide) {
         const pa_gpu_args a = causal_args(m.dtype, m.batch, m.seq, m.dim);
         CHECK(pa_flash_col_halves_fit(&a, 132, 0) == m.cols, "%s %dx%d D%d: column halves %d",
