@@ -59,6 +59,8 @@ struct F32WideTraits {
     static constexpr size_t kSmem = smem_with(kSlots);
     static_assert(kSlice % 16 == 0 && kBlockN % 8 == 0, "whole mma tiles");
     static_assert(kCols % 32 == 0, "the bank arithmetic of the strides needs D % 32 == 0");
+    static_assert((kSmem - (size_t)kRecvFloats * 4) % 16 == 0,
+                  "the exchange buffers start 16-byte aligned");
 };
 
 /* x = hi + lo: hi rounded to tf32, lo the remainder (f32 bits; the mma reads its top 19). */

@@ -414,10 +414,10 @@ __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], flo
  * scores are then the full sums, bit-identical in both blocks (x + y == y + x), so both run
  * the same softmax.  No cluster-wide barrier a key tile: that one's release semantics waited
  * for the K/V copies in flight (column halves at 0.5-0.7x, session 8 call 1), and no fence at
- * cluster scope either.  Two buffers
- * and barriers alternate by key tile: a block runs at most one key tile ahead of the other
- * (it cannot finish tile i + 1 without the other's scores of it, sent after the other's
- * block barrier that follows its reads of tile i - 1), so the buffer it fills is read. */
+ * cluster scope either.  Two buffers and barriers alternate by key tile: a block sends tile
+ * i's scores into the buffer the other read at tile i - 2, and it gets there only after the
+ * other's scores of tile i - 1 arrived, which the other sends after a block barrier that
+ * follows its reads of tile i - 2. */
 template <int BM, int BN>
 struct pa_flash_col_exchange {
     static constexpr uint32_t kTileBytes = BM * BN * 4;
@@ -545,9 +545,10 @@ __device__ __forceinline__ void pa_flash_store_pair(T *p, float x, float y)
  * (32 rows of D values, stage_stride apart: the Q tile's buffer, free at this point), then
  * the whole block copies the rows out in 16-byte pieces, to O (and the LSE) when the
  * segment covers its query tile, else to the segment's partial slot with its log2-domain
- * LSE (flash_split.h's layout, which the combine reads).  With column halves D is the block's
- * half of the head dim, o points at its first column, and only block 0 writes the LSE.  Writing the fragments to global
- * memory directly cost ~6k cycles a segment (4-byte stores, 8 rows per warp store). */
+ * LSE (flash_split.h's layout, which the combine reads).  With column halves D is the
+ * block's half of the head dim, o points at its first column, and only block 0 writes the
+ * LSE (write_lse).  Writing the fragments to global memory directly cost ~6k cycles a
+ * segment (4-byte stores, 8 rows per warp store). */
 template <int D, typename T, int J>
 __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
                                                      const pa_flash_split &s,

@@ -292,6 +292,7 @@ struct FlashTcWideTraits {
     static constexpr size_t kSmem = smem_with(kSlots);
     static_assert(kSlice % 16 == 0, "each warp's slice is a whole number of mma tiles");
     static_assert(kBlockM == kBlockN, "Q, K and V tiles share one row count");
+    static_assert((kSmem - kRecvBytes) % 16 == 0, "the exchange buffers start 16-byte aligned");
 };
 
 template <int HEAD_DIM, int COL_HALVES, typename T>
