@@ -121,7 +121,7 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
                              : pa_cuda_flash_tc_smem((int)p->head_dim, 1);
     if (dev->cc_major >= 9 && !cols_off && smem2 <= dev->smem_optin &&
         (cols_force || (force <= 0 && !halves_force)) &&
-        pa_flash_col_halves_fit(&a, dev->sm_count, cols_force)) {
+        pa_flash_col_halves_fit(&a, bn2, dev->sm_count, cols_force)) {
         s.chunk = s.units = s.blocks = s.slots = 0;
         s.key_halves = 0;
         s.col_halves = 1;

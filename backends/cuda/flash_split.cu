@@ -210,22 +210,22 @@ extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s
     return longest >= 16 || (a->dtype == 0 && blocks <= sms);
 }
 
-extern "C" int pa_flash_col_halves_fit(const pa_gpu_args *a, int sms, int force)
+extern "C" int pa_flash_col_halves_fit(const pa_gpu_args *a, int key_tile, int sms, int force)
 {
     const long long q_tiles = (a->seq_q + PA_FLASH_TILE_M - 1) / PA_FLASH_TILE_M;
     const long long blocks = 2LL * a->batch * a->heads_q * q_tiles; /* grid.x */
     if (blocks > (1LL << 30) || a->seq_kv < 1) return 0;
     if (force) return 1;
     /* Measured as GPU time (bench/results/session8-h100-2026-11-24, calls 2, 3, 10, 13).
-     * 16-bit (32-key tiles): with the fence-free exchange it gains in one wave of clusters
+     * 16-bit: with the fence-free exchange it gains in one wave of clusters
      * with chains under 16 key tiles (16x128 D 512 1.04x, 16x128 D 1024 1.26x, 8x256 D 768
      * 1.14x, 4x128 1.07x) and loses in two waves (16x256 0.92x, 32x128 0.84x) and to key
      * halves on long chains (1x512 D 768 0.72x).  f32 gains at D 1024 everywhere (1.05-1.74x:
      * the halved Q tile leaves room for 32-key tiles instead of 8) and at D 512 and 768 within
      * two waves of clusters (1.03-1.09x); with more waves it loses there (D 512: 0.77x at
      * 8x1024, 0.84x at 64x512; D 768: 0.91x at 16x512 non-causal). */
-    if (a->dtype != 0) {
-        const int longest = (pa_flash_visible(*a, a->seq_q - 1) + 31) / 32;
+    if (a->dtype != 0) { /* the last query tile has the longest chain */
+        const int longest = (pa_flash_visible(*a, a->seq_q - 1) + key_tile - 1) / key_tile;
         return blocks <= sms && longest < 16;
     }
     return a->head_dim >= 1024 || blocks <= 2LL * sms;

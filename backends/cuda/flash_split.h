@@ -78,9 +78,10 @@ void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_tile, int sms
  * has two key tiles or more and (unless forced) the measured rule of flash_split.cu says
  * they pay. */
 int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s, int sms, int force);
-/* Whether column halves should replace the plan on `sms` SMs: forced, or the measured rule
- * of flash_split.cu says they pay. */
-int pa_flash_col_halves_fit(const pa_gpu_args *a, int sms, int force);
+/* Whether column halves should replace the plan on `sms` SMs, with the column-halves
+ * kernel's key tiles of key_tile keys: forced, or the measured rule of flash_split.cu says
+ * they pay. */
+int pa_flash_col_halves_fit(const pa_gpu_args *a, int key_tile, int sms, int force);
 /* Workspace bytes the plan needs (0 without a split). */
 uint64_t pa_flash_split_bytes(const pa_gpu_args *a, const pa_flash_split *s);
 /* Merges the partial slots into O (and LSE); returns the cudaError_t of the launch. */

@@ -5,8 +5,8 @@
  *     suite dtype batch heads_q heads_kv seq_q seq_kv head_dim causal algo[,algo...]
  * For each line and algorithm: plan, run once and validate sampled rows against a double
  * precision reference computed here from the same rounded inputs, warm up, then time with
- * device events (median of the repetitions), rotating between input sets when one set
- * would fit in L2.  FLOPs are 4*batch*heads*seq_q*seq_kv*head_dim, halved when causal
+ * device events (median of the repetitions), rotating among input sets (256 MiB of Q, K, V
+ * in all, at most 16 sets: what compare_torch.py --max-sets 16 does).  FLOPs are 4*batch*heads*seq_q*seq_kv*head_dim, halved when causal
  * (the convention of the FlashAttention papers), so numbers compare with PyTorch's.
  *
  * Options: --backend cuda|host|... (default cuda), --reps N (max timed repetitions),

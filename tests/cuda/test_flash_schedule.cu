@@ -197,10 +197,10 @@ int main()
                   sh[2], sh[0]);
             /* column halves (sm_90): f32 gains at every seed shape; 16-bit only at 16x128 (one
              * wave, short chains; session 8 calls 2, 10, 13); forced, they run anywhere */
-            CHECK(pa_flash_col_halves_fit(&a, 132, 0) == (!dtype || sh[0] == 128),
+            CHECK(pa_flash_col_halves_fit(&a, 32, 132, 0) == (!dtype || sh[0] == 128),
                   "seed %s %dx%d: column halves %d",
-                  dtype ? "16-bit" : "f32", sh[2], sh[0], pa_flash_col_halves_fit(&a, 132, 0));
-            CHECK(pa_flash_col_halves_fit(&a, 132, 1), "seed %dx%d: column halves forced", sh[2],
+                  dtype ? "16-bit" : "f32", sh[2], sh[0], pa_flash_col_halves_fit(&a, 32, 132, 0));
+            CHECK(pa_flash_col_halves_fit(&a, 32, 132, 1), "seed %dx%d: column halves forced", sh[2],
                   sh[0]);
         }
     CHECK(seed_split > 0, "the planner splits none of the seed shapes");
@@ -225,8 +225,8 @@ int main()
         {1, 1, 512, 768, 0}};
     for (const auto &m : wide) {
         const pa_gpu_args a = causal_args(m.dtype, m.batch, m.seq, m.dim);
-        CHECK(pa_flash_col_halves_fit(&a, 132, 0) == m.cols, "%s %dx%d D%d: column halves %d",
-              m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_col_halves_fit(&a, 132, 0));
+        CHECK(pa_flash_col_halves_fit(&a, 32, 132, 0) == m.cols, "%s %dx%d D%d: column halves %d",
+              m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_col_halves_fit(&a, 32, 132, 0));
     }
     {   /* one key tile: nothing to halve, even forced */
         const pa_gpu_args a = causal_args(1, 1, 20, 512);
