@@ -11,6 +11,7 @@
 #include "flash_tc.h"
 #include "flash_f32.h"
 #include "flash_tc_bwd.h"
+#include "flash_wgmma.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,30 @@ static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
     return NULL;
 }
 
+/* Whether the warpgroup-MMA kernel (flash_wgmma.h) can take p, which the tensor-core
+ * kernels can. */
+static int wgmma_fits(const pa_cuda_device *dev, const pa_problem *p)
+{
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+    return dev->cc_major == 9 && dev->cc_minor == 0 && p->dtype != POLYATTN_DTYPE_F32 &&
+           pa_cuda_flash_wgmma_has_head_dim((int)p->head_dim) &&
+           pa_cuda_flash_wgmma_smem((int)p->head_dim) <= dev->smem_optin;
+#else
+    (void)dev, (void)p;
+    return 0;
+#endif
+}
+
+static int launch_wgmma(const pa_gpu_args *a, void *stream)
+{
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+    return pa_cuda_flash_wgmma(a, stream);
+#else
+    (void)a, (void)stream;
+    return (int)cudaErrorNotSupported; /* wgmma_fits says no without it */
+#endif
+}
+
 /* Balanced schedule of the wide kernels (flash_split.h); chunk 0 when none applies.
  * POLYATTN_CUDA_FLASH_SPLIT=0 turns it off, =N forces blocks of N key tiles. */
 static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
@@ -127,6 +152,17 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
         s.col_halves = 1;
         s.key_tile = bn2;
     }
+    /* The warpgroup-MMA kernel (sm_90 exactly: its image is sm_90a), 16-bit wide head dims.
+     * POLYATTN_CUDA_WGMMA=1 turns it on (experiment: off by default). */
+    const char *wg = getenv("POLYATTN_CUDA_WGMMA");
+    if (wgmma_fits(dev, p) && wg && !strcmp(wg, "1")) {
+        s.chunk = s.units = s.blocks = s.slots = 0;
+        s.key_halves = s.col_halves = 0;
+        s.wgmma = 1;
+    }
+    /* Programmatic dependent launch (sm_90+): POLYATTN_CUDA_EARLY_LAUNCH=1 (experiment). */
+    const char *early = getenv("POLYATTN_CUDA_EARLY_LAUNCH");
+    s.early_launch = dev->cc_major >= 9 && early && !strcmp(early, "1");
     return s;
 }
 
@@ -166,6 +202,14 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
             snprintf(split, sizeof split, ", key tiles halved across 2-block clusters");
         else if (s.col_halves)
             snprintf(split, sizeof split, ", head dim halved across 2-block clusters");
+        if (s.wgmma) {
+            snprintf(dev->note[2], sizeof dev->note[2],
+                     "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, head dim split "
+                     "across %d-block clusters)",
+                     polyattn_dtype_name(p->dtype), (int)p->head_dim, (int)p->head_dim / 256);
+            *why_not = dev->note[2];
+            return POLYATTN_STATUS_SUCCESS;
+        }
         snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
@@ -217,7 +261,7 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
            "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
            "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots; "
            "key halves %d, column halves %d",
-           p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
+           p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : s->wgmma ? "wgmma" : "mma.sync", (long long)p->head_dim,
            polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots, s->key_halves,
            s->col_halves);
     return POLYATTN_STATUS_SUCCESS;
@@ -243,7 +287,9 @@ static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *st
         if (s.chunk && (!a.workspace || io->workspace_bytes < pa_flash_split_bytes(&a, &s)))
             s.chunk = 0; /* no room for the partials: one block per query tile */
         s.part = a.workspace;
-        if (p->dtype == POLYATTN_DTYPE_F32)
+        if (s.wgmma)
+            LAUNCH(d, launch_wgmma(&a, dev->stream));
+        else if (p->dtype == POLYATTN_DTYPE_F32)
             LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
         else
             LAUNCH(d, pa_cuda_flash_tc(&a, &s, dev->stream));

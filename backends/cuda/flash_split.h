@@ -64,6 +64,12 @@ typedef struct pa_flash_split {
     int col_halves;        /* with chunk 0 and no key halves: 2-block clusters split the head
                             * dim, block r owning columns [r*D/2, (r+1)*D/2) (sm_90+; set by
                             * the backend, 0 from the planner) */
+    int wgmma;             /* the warpgroup-MMA kernel (flash_wgmma.h) instead of all the
+                            * above (sm_90; set by the backend, 0 from the planner) */
+    int early_launch;      /* launch as a programmatic dependent of the stream's previous
+                            * kernel (sm_90+; set by the backend, 0 from the planner): the
+                            * blocks start while that kernel drains and wait for it
+                            * (griddepcontrol.wait) before touching global memory */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -261,6 +267,60 @@ struct pa_flash_timeline {
 };
 #endif
 
+#ifdef PA_FLASH_PHASES
+#include <cstdio>
+/* Diagnostic builds only (-DPA_FLASH_PHASES): thread 0 of a block notes the SM clock at marks
+ * inside a segment and prints, at the segment's end, one line a key tile:
+ *   PH <block> <query tile> <key tiles> <tile> <cycles since the previous mark, each mark>
+ * and a last line with tile -1: cycles from the segment's start to its first mark, and from
+ * its last mark to the end.  Only the first kMarks marks of a segment are kept. */
+struct pa_flash_phases {
+    static constexpr int kPerTile = 6, kMarks = 8 * kPerTile;
+    long long start, last;
+    int n, first, deltas[kMarks];
+    __device__ static long long now()
+    {
+        long long t;
+        asm volatile("mov.u64 %0, %%clock64;" : "=l"(t)::"memory");
+        return t;
+    }
+    __device__ void begin() { start = last = now(), n = 0, first = 0; }
+    __device__ void mark()
+    {
+        const long long t = now();
+        if (n == 0) first = (int)(t - last);
+        else if (n - 1 < kMarks) deltas[n - 1] = (int)(t - last);
+        ++n, last = t;
+    }
+    __device__ void print(const pa_flash_work &w)
+    {
+        if (threadIdx.x != 0) return;
+        const int tiles = (w.t1 - w.t0 + w.step - 1) / w.step;
+        const int kept = n - 1 < kMarks ? n - 1 : kMarks;
+        /* deltas[i]: mark i+1 after mark i; line t starts with the first mark of tile t */
+        for (int t = 0; t * kPerTile < kept + 1; ++t) {
+            int d[kPerTile];
+            for (int j = 0; j < kPerTile; ++j) {
+                const int i = t * kPerTile + j - 1;
+                d[j] = i < 0 ? first : (i < kept ? deltas[i] : -1);
+            }
+            printf("PH %d %d %d %d %d %d %d %d %d %d\n", (int)blockIdx.x, w.qt, tiles, t, d[0], d[1],
+                   d[2], d[3], d[4], d[5]);
+        }
+        printf("PH %d %d %d -1 %d %d\n", (int)blockIdx.x, w.qt, tiles, first, (int)(now() - last));
+    }
+};
+#define PA_PHASE_BEGIN(p) (p).begin()
+#define PA_PHASE_MARK(p) (p).mark()
+#define PA_PHASE_PRINT(p, w) (p).print(w)
+#else
+struct pa_flash_phases {
+};
+#define PA_PHASE_BEGIN(p) ((void)(p))
+#define PA_PHASE_MARK(p) ((void)(p))
+#define PA_PHASE_PRINT(p, w) ((void)(p))
+#endif
+
 /* Runs segment(w) for every segment of this block, in order: one query tile without a
  * split, else the balanced walk.  The caller synchronises the block between segments where
  * its segment code needs it. */
@@ -268,6 +328,15 @@ template <typename F>
 __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
                                                   F &&run_segment)
 {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (s.early_launch) {
+        /* Launched early (programmatic dependent): nothing global is read or written before
+         * the previous kernel has finished and its writes are visible.  Then let the next
+         * dependent launch: it waits for this grid the same way. */
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    }
+#endif
 #ifdef PA_FLASH_TIMELINE
     pa_flash_timeline tl;
     auto segment = [&](const pa_flash_work &w) {
@@ -618,35 +687,41 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     static_assert(Tr::kBlockM == PA_FLASH_TILE_M, "the schedule counts 32-row tiles");
     cudaError_t e = pa_tc::smem_attr_once(kernel, Tr::kSmem, attr_done);
     if (e != cudaSuccess) return e;
+    cudaLaunchConfig_t cfg = {};
+    cfg.blockDim = dim3(Tr::kThreads);
+    cfg.dynamicSmemBytes = Tr::kSmem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attrs[2];
+    cfg.attrs = attrs;
+    const int early = split ? split->early_launch : 0;
+    if (early) {
+        attrs[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attrs[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
+    }
     pa_flash_split s;
     if (split && split->chunk) {
         s = *split;
-        kernel<<<s.blocks, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
-        e = cudaGetLastError();
+        cfg.gridDim = dim3(s.blocks);
+        e = cudaLaunchKernelEx(&cfg, kernel, a, s);
         if (e != cudaSuccess) return e;
         return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
     }
     s.tile_m = Tr::kBlockM, s.chunk = 0, s.key_tile = Tr::kBlockN;
     s.q_tiles = (a.seq_q + Tr::kBlockM - 1) / Tr::kBlockM;
     s.units = 0, s.blocks = 0, s.slots = 0, s.dependent_combine = 0, s.part = nullptr;
+    s.wgmma = 0;
     s.key_halves = split ? split->key_halves : 0;
     s.col_halves = split && !s.key_halves ? split->col_halves : 0;
+    s.early_launch = early;
     if (s.key_halves || s.col_halves) { /* 2-block clusters: key tiles or columns halved */
-        cudaLaunchConfig_t cfg = {};
         cfg.gridDim = dim3(2 * s.q_tiles * a.heads_q * a.batch);
-        cfg.blockDim = dim3(Tr::kThreads);
-        cfg.dynamicSmemBytes = Tr::kSmem;
-        cfg.stream = stream;
-        cudaLaunchAttribute attr;
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = 2, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-        cfg.attrs = &attr;
-        cfg.numAttrs = 1;
-        return cudaLaunchKernelEx(&cfg, kernel, a, s);
+        attrs[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+        attrs[cfg.numAttrs].val.clusterDim.x = 2, attrs[cfg.numAttrs].val.clusterDim.y = 1;
+        attrs[cfg.numAttrs++].val.clusterDim.z = 1;
+    } else {
+        cfg.gridDim = dim3(s.q_tiles, a.heads_q, a.batch);
     }
-    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
-    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
-    return cudaGetLastError();
+    return cudaLaunchKernelEx(&cfg, kernel, a, s);
 }
 #endif
 #endif

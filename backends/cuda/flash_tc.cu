@@ -319,6 +319,8 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
     /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
     pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
         __syncthreads(); /* the previous segment is done with shared memory */
+        pa_flash_phases ph;
+        PA_PHASE_BEGIN(ph);
         const pa_flash_heads<T> h = pa_flash_heads_of<T>(a, w);
         const T *q = h.q + cbase, *k = h.k + cbase, *v = h.v + cbase;
         const int row0 = w.qt * BM;
@@ -356,6 +358,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
             const int key0 = nt * BN;
             cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
             __syncwarp();
+            PA_PHASE_MARK(ph);
 
             /* partial S over this warp's head-dim slice */
             float acc_s[2][BN / 8][4];
@@ -386,9 +389,11 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
             __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
             if (kWideRefill && nt + step < t1) load_slice(sk, k, a.k_stride[2], key0 + step * BN, a.seq_kv);
             cp_async_commit();
+            PA_PHASE_MARK(ph);
 
             exchange_scores<BN, Tr::kSlots>(ss, BM * SS, acc_s, warp, g, t4);
             __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
+            PA_PHASE_MARK(ph);
 
             /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
             {
@@ -401,9 +406,11 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
                 pp[1] = Dt<T>::pack(x[2], x[3]);
                 if (tid % 8 == 0) s_alpha[sr] = alpha;
             }
+            PA_PHASE_MARK(ph);
             __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
             cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
             __syncwarp();
+            PA_PHASE_MARK(ph);
 
             /* O = O * alpha + P V over this warp's slice */
             rescale_rows<SL / 8>(acc_o, s_alpha, g);
@@ -429,6 +436,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
             __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
             if (kWideRefill && nt + step < t1) load_slice(sv, v, a.v_stride[2], key0 + step * BN, a.seq_kv);
             cp_async_commit();
+            PA_PHASE_MARK(ph);
         }
         static_assert(pa_flash_halves_bytes<SL / 8>(Tr::kThreads) + 3 * BM * 4 <= Tr::kSmem,
                       "the key-halves scratch stays clear of the row statistics");
@@ -437,6 +445,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
             return; /* block 1 of the cluster: block 0 writes the merged tile */
         pa_flash_end_segment<D>(a, split, w, h.o + cbase, acc_o, run_m, run_l, sr, tid % 8 == 0,
                                 s_m, s_l, sq, S, warp * SL, g, t4, cbase == 0);
+        PA_PHASE_PRINT(ph, w);
     });
 }
 

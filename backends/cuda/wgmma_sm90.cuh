@@ -1,0 +1,135 @@
+/*
+ * Hopper warpgroup MMA (wgmma, sm_90a only) for the wgmma flash kernel (flash_wgmma.cu):
+ * shared-memory matrix descriptors of the 128-byte-swizzled tiles it keeps, and the two
+ * products it issues.  Compiled only in a pass for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL).
+ *
+ * Tile layout (Q, K and V alike): a tile of R rows by 256 columns (16-bit) is four blocks
+ * of 64 columns, R * 128 bytes apart; in a block, row r takes 128 bytes at (r/8)*1024 +
+ * (r%8)*128, and its 16-byte chunk c sits at chunk c ^ (r%8) (the 128-byte swizzle, on
+ * address bits, so every block starts 1024-byte aligned).  That is the canonical K-major
+ * layout for Q and K (row = M or N, column = K) and the canonical MN-major layout for V
+ * (row = K, column = N): PTX ISA, "Shared Memory Matrix Layout".
+ */
+#ifndef POLYATTN_CUDA_WGMMA_SM90_CUH
+#define POLYATTN_CUDA_WGMMA_SM90_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+namespace pa_wg
+{
+
+constexpr int kBlockCols = 64;   /* 16-bit columns of one swizzled block (128 bytes) */
+constexpr int kGroupBytes = 1024; /* 8 rows of one block: the swizzle pattern's period */
+
+/* Byte offset of the 16-byte chunk holding columns [8*chunk, 8*chunk + 8) of row r in a
+ * tile of `rows` rows. */
+__host__ __device__ constexpr uint32_t chunk_offset(int rows, int r, int chunk)
+{
+    return (uint32_t)((chunk / 8) * rows * 128 + (r / 8) * kGroupBytes + (r % 8) * 128 +
+                      (((chunk % 8) ^ (r % 8)) * 16));
+}
+
+/* Descriptor of the matrix starting at shared address addr (1024-byte aligned block, plus
+ * a k offset inside the 128-byte rows), 128-byte swizzle; lbo, sbo in bytes. */
+__device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo)
+{
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
+           ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
+}
+
+__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Makes this thread's generic-proxy shared-memory writes (cp.async, st.shared) visible to
+ * the async proxy that wgmma reads its shared operands through. */
+__device__ __forceinline__ void fence_async_shared()
+{
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+/* D[32] (+)= A (64 x 16, K-major, descriptor) * B (64 x 16, K-major, descriptor)^T */
+#define PA_WGMMA_SS_M64N64K16(TY) \
+    asm volatile( \
+    "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n" \
+    " wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15," \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+    "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
+    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+      "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+      "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+      "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+    : "l"(desc_a), "l"(desc_b), "r"(scale_d))
+
+/* D[128] (+)= A (64 x 16, registers) * B (16 x 256, N-major, descriptor) */
+#define PA_WGMMA_RS_M64N256K16(TY) \
+    asm volatile( \
+    "{\n .reg .pred p;\n setp.ne.b32 p, %133, 0;\n" \
+    " wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " {" \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15," \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31," \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47," \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63," \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79," \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95," \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111," \
+    "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
+    "}, {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n" \
+    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+      "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+      "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+      "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+      "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+      "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+      "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+      "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
+      "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
+      "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
+      "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
+      "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
+      "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
+      "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
+      "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
+      "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
+    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
+
+template <typename T>
+struct Mma;
+template <>
+struct Mma<__half> {
+    static __device__ __forceinline__ void ss_m64n64k16(float (&d)[32], uint64_t desc_a,
+                                                        uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_SS_M64N64K16("f16");
+    }
+    static __device__ __forceinline__ void rs_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
+                                                         uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_RS_M64N256K16("f16");
+    }
+};
+template <>
+struct Mma<__nv_bfloat16> {
+    static __device__ __forceinline__ void ss_m64n64k16(float (&d)[32], uint64_t desc_a,
+                                                        uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_SS_M64N64K16("bf16");
+    }
+    static __device__ __forceinline__ void rs_m64n256k16(float (&d)[128], const uint32_t (&a)[4],
+                                                         uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_RS_M64N256K16("bf16");
+    }
+};
+
+#undef PA_WGMMA_SS_M64N64K16
+#undef PA_WGMMA_RS_M64N256K16
+
+} // namespace pa_wg
+#endif
