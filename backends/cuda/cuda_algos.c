@@ -204,8 +204,8 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
             snprintf(split, sizeof split, ", head dim halved across 2-block clusters");
         if (s.wgmma) {
             snprintf(dev->note[2], sizeof dev->note[2],
-                     "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, head dim split "
-                     "across %d-block clusters)",
+                     "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, O split "
+                     "across %d blocks a query tile)",
                      polyattn_dtype_name(p->dtype), (int)p->head_dim, (int)p->head_dim / 256);
             *why_not = dev->note[2];
             return POLYATTN_STATUS_SUCCESS;

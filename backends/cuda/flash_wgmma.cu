@@ -1,31 +1,36 @@
 /*
- * flash_fwd_wgmma_kernel: the wide flash forward (head dims 512, 768, 1024; f16/bf16) on
- * Hopper's warpgroup MMA.  The mma.sync kernels of flash_tc.cu split each key tile's
- * Q K^T across 8 warps and sum their partial scores through shared memory (split-K): at
- * the short seed shapes a 32 x 32 key tile took ~3000 cycles, most of it barriers, that
- * sum and the softmax (session 9, -DPA_FLASH_PHASES), with the tensor pipes 11-21% busy.
- * Here one warpgroup (128 threads) multiplies a 64-row query tile by a 64-key tile over all
- * of its columns with wgmma, which reduces over the head dim in the tensor core and leaves
+ * flash_fwd_wgmma_kernel: the wide flash forward (head dims 512, 768; f16/bf16) on Hopper's
+ * warpgroup MMA.  The mma.sync kernels of flash_tc.cu split each key tile's Q K^T across 8
+ * warps and sum their partial scores through shared memory (split-K): at the short seed
+ * shapes a 32 x 32 key tile took ~3000 cycles, most of it barriers, that sum and the
+ * softmax (session 9, -DPA_FLASH_PHASES), with the tensor pipes 11-21% busy.  Here one
+ * warpgroup (128 threads) multiplies a 64-row query tile by a 64-key tile over the whole
+ * head dim with wgmma, which reduces over the head dim inside the tensor core and leaves
  * the scores in registers.
  *
- * A query tile runs on a cluster of C = head_dim / 256 blocks; block r owns columns
- * [256r, 256r + 256) of Q, K, V and O (O's 64 x 256 f32 accumulator is 128 registers a
- * thread: a warpgroup holds no more).  Per key tile:
- *   S_r = Q_r K_r^T    wgmma m64n64k16, both operands from shared memory (16 steps);
- *   S = sum_r S_r      each block sends its 64 x 64 partial scores to the others with
- *                      st.async (counted on the receiver's mbarrier) and adds theirs in rank
- *                      order, so every block holds bit-identical scores;
- *   softmax            online, in registers (exp2 domain, 4 threads a row);
- *   O_r += P V_r       wgmma m64n256k16, P from registers, V from shared memory (N-major).
- * Q, K and V tiles sit in the 128-byte-swizzled layout of wgmma_sm90.cuh, loaded with
- * cp.async; K (V) of the next key tile is loaded as soon as this tile's Q K^T (P V) is done,
- * a key tile ahead.  Clusters run as a 1-D grid, longest query tiles first over all (batch,
- * head) pairs.  O(N) memory: nothing but O and the LSE is written.
+ * O's 64 x 256 f32 accumulator is 128 registers a thread, all a warpgroup can hold, so a
+ * query tile runs on C = head_dim / 256 blocks, block r owning columns [256r, 256r + 256)
+ * of V and O.  Every block computes the whole score tile itself (bit-identical in all C):
+ * splitting Q K^T across them as well and summing the partial scores through distributed
+ * shared memory cost 2300-3400 cycles a key tile, 3.5-5x the product (session 9 call 3).
+ * Per key tile:
+ *   S = Q K^T      wgmma m64n64k16, both operands from shared memory (head_dim / 16 steps);
+ *   softmax        online, in registers (exp2 domain, 4 threads a row);
+ *   O_r += P V_r   wgmma m64n256k16, P from registers, V from shared memory (N-major).
+ * Q, K and V tiles sit in the 128-byte-swizzled layout of wgmma_sm90.cuh, loaded by TMA
+ * (one thread issues 64 x 64 boxes, an mbarrier counts the bytes): issuing the same tiles
+ * with cp.async cost 1200-1900 cycles of every thread a key tile (call 4).  K (V) of the
+ * next key tile is loaded as soon as this tile's Q K^T (P V) is done, a key tile ahead.  The blocks of a query tile are adjacent in the grid (they stream the
+ * same K tiles at the same time), longest query tiles first over all (batch, head) pairs.
+ * O(N) memory: nothing but O and the LSE is written.
  */
 #include "flash_wgmma.h"
-#include "flash_split.h" /* pa_flash_visible, pa_cluster_rank */
+#include "flash_split.h" /* pa_flash_visible, the phase diagnostics */
 #include "tc_common.cuh"
 #include "wgmma_sm90.cuh"
+
+#include <cuda.h> /* CUtensorMap and its enums (types only: the encoder comes from cudart) */
+#include <cudaTypedefs.h>
 
 namespace
 {
@@ -34,159 +39,82 @@ using namespace pa_tc;
 
 constexpr int kRows = 64;     /* query rows of a tile (one warpgroup) */
 constexpr int kKeys = 64;     /* keys of a key tile */
-constexpr int kCols = 256;    /* head-dim columns of a block */
+constexpr int kCols = 256;    /* columns of V and O a block owns */
 constexpr int kThreads = 128; /* one warpgroup */
-constexpr uint32_t kTileBytes = kRows * kCols * 2;       /* Q, K or V tile (16-bit) */
-constexpr uint32_t kScoreBytes = kThreads * 32 * 4;      /* one block's 64 x 64 f32 scores */
-constexpr int kStageStride = kCols + 8;                  /* O staging rows (elements) */
+constexpr int kStageStride = kCols + 8; /* O staging rows (elements) */
 static_assert(kRows == kKeys, "Q, K and V tiles share one layout");
-static_assert((size_t)kRows * kStageStride * 2 <= 2 * kTileBytes, "O staging fits Q + K");
 
-template <int C>
+/* A tile of 64 rows by `cols` 16-bit columns (swizzled layout of wgmma_sm90.cuh). */
+__host__ __device__ constexpr uint32_t tile_bytes(int cols)
+{
+    return (uint32_t)kRows * cols * 2;
+}
+template <int D>
 constexpr size_t smem_bytes()
 {
-    /* 1024 for aligning the swizzled tiles, Q K V, the received scores [2][C-1], 2 barriers */
-    return 1024 + 3 * (size_t)kTileBytes + 2 * (size_t)(C - 1) * kScoreBytes + 16;
+    /* 1024 for aligning the swizzled tiles; Q and K (D columns), V (this block's columns),
+     * two mbarriers */
+    return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 16;
 }
+static_assert((size_t)kRows * kStageStride * 2 <= tile_bytes(512), "O staging fits the Q tile");
 
-/* 64 rows x 256 columns from global (rows row_stride apart from row `first`, rows at or
- * past `limit` zero-filled) into a swizzled tile.  Warp w copies rows w, w + 4, ...: each
- * warp instruction moves one row's 512 contiguous bytes. */
-template <typename T>
-__device__ __forceinline__ void load_tile(unsigned char *dst, const T *src, int64_t row_stride,
-                                          int first, int limit)
-{
-    const int c = threadIdx.x % 32, r0 = threadIdx.x / 32;
-#pragma unroll
-    for (int j = 0; j < kRows / 4; ++j) {
-        const int r = r0 + 4 * j;
-        const bool valid = first + r < limit;
-        const T *g = valid ? src + (int64_t)(first + r) * row_stride + c * 8 : src;
-        cp_async16(dst + pa_wg::chunk_offset(kRows, r, c), g, valid);
-    }
-}
-
-/* Cluster exchange of the partial scores (C > 1): parity p = key tile & 1 selects one of two
- * receive areas and mbarriers.  Area [p][slot] holds the scores of one other block (slot:
- * its rank, minus one above this block's), as 8 float4 planes of 128 threads (thread t's
- * q-th float4 at (q * 128 + t) * 16: conflict-free for both the sends and the reads).
- * Reuse: a block sends tile i into area i & 1 only after it has every block's tile i - 1,
- * which each block sends after the block barrier that follows its reads of tile i - 2. */
-template <int C>
-struct ScoreExchange {
-    float4 *recv;  /* [2][C - 1][8][kThreads] */
-    uint64_t *bar; /* [2] */
-    int tiles, rank;
-
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    __device__ void init(void *base, int n)
-    {
-        recv = static_cast<float4 *>(base);
-        bar = reinterpret_cast<uint64_t *>(recv + 2 * (C - 1) * 8 * kThreads);
-        tiles = n;
-        rank = pa_cluster_rank();
-        if (threadIdx.x == 0) {
-            for (int p = 0; p < 2; ++p) {
-                asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_addr(bar + p))
-                             : "memory");
-                if (p < n) expect(p);
-            }
-            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        }
-        /* relaxed: the fence publishes the barriers; a releasing arrive would wait for the
-         * Q/K/V copies in flight (flash_split.h, pa_flash_col_exchange) */
-        asm volatile("barrier.cluster.arrive.relaxed.aligned;\n"
-                     "barrier.cluster.wait.aligned;\n" ::
-                         : "memory");
-    }
-    __device__ void expect(int p)
-    {
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar + p)),
-                     "r"((uint32_t)((C - 1) * kScoreBytes))
-                     : "memory");
-    }
-    /* Key tile i: s holds this block's partial scores; on return, the sum over the cluster. */
-    __device__ void reduce(float (&s)[32], int i)
-    {
-        const int p = i & 1, t = threadIdx.x;
-#pragma unroll
-        for (int q = 1; q < C; ++q) {
-            const int peer = (rank + q) % C;
-            const int slot = rank < peer ? rank : rank - 1; /* this block's slot at the peer */
-            float4 *mine = recv + ((p * (C - 1) + slot) * 8) * kThreads + t;
-            uint32_t dst, dst_bar;
-            asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(dst) : "r"(smem_addr(mine)), "r"(peer));
-            asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(dst_bar) : "r"(smem_addr(bar + p)), "r"(peer));
-#pragma unroll
-            for (int v = 0; v < 8; ++v)
-                asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
-                                 dst + (uint32_t)(v * kThreads * 16)),
-                             "f"(s[4 * v]), "f"(s[4 * v + 1]), "f"(s[4 * v + 2]), "f"(s[4 * v + 3]),
-                             "r"(dst_bar)
-                             : "memory");
-        }
-        const uint32_t parity = (uint32_t)(i >> 1) & 1u, b = smem_addr(bar + p);
-        uint32_t done = 0;
-        while (!done)
-            asm volatile("{\n .reg .pred r;\n"
-                         " mbarrier.try_wait.parity.shared::cta.b64 r, [%1], %2;\n"
-                         " selp.u32 %0, 1, 0, r;\n}\n"
-                         : "=r"(done)
-                         : "r"(b), "r"(parity)
-                         : "memory");
-        /* the full sums, in rank order in every block: bit-identical scores everywhere */
-        float sum[32];
-#pragma unroll
-        for (int e = 0; e < 32; ++e)
-            sum[e] = 0.f;
-#pragma unroll
-        for (int r = 0; r < C; ++r) {
-            if (r == rank) {
-#pragma unroll
-                for (int e = 0; e < 32; ++e)
-                    sum[e] += s[e];
-                continue;
-            }
-            const int slot = r < rank ? r : r - 1;
-            const float4 *in = recv + ((p * (C - 1) + slot) * 8) * kThreads + t;
-#pragma unroll
-            for (int v = 0; v < 8; ++v) {
-                const float4 x = in[v * kThreads];
-                sum[4 * v] += x.x, sum[4 * v + 1] += x.y, sum[4 * v + 2] += x.z, sum[4 * v + 3] += x.w;
-            }
-        }
-#pragma unroll
-        for (int e = 0; e < 32; ++e)
-            s[e] = sum[e];
-        if (threadIdx.x == 0 && i + 2 < tiles) expect(p); /* before any block can send i + 2 */
-    }
-#else
-    __device__ void init(void *, int) { __trap(); }
-    __device__ void reduce(float (&)[32], int) { __trap(); }
-#endif
+/* The tensor maps of Q, K and V (4-D: head dim, sequence, head, batch; 64 x 64 boxes, 128-byte
+ * swizzle, rows past the sequence read as zeros), made on the host for each call. */
+struct TileMaps {
+    CUtensorMap q, k, v;
 };
 
-template <int C, typename T>
-__global__ void __launch_bounds__(kThreads, 1) flash_fwd_wgmma_kernel(pa_gpu_args a)
+/* Loads rows [row, row + 64) of `map`, columns [col, col + 64 * blocks), of (head, batch),
+ * into a swizzled tile: one TMA box a 64-column block. */
+__device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap *map, int blocks,
+                                          int col, int row, int head, int batch, uint64_t *bar)
+{
+    for (int b = 0; b < blocks; ++b)
+        pa_wg::tma_load_4d(dst + b * kRows * 128, map, col + 64 * b, row, head, batch, bar);
+}
+
+#ifdef PA_FLASH_PHASES
+/* Diagnostic builds (-DPA_FLASH_PHASES): each block's phase cycles, printed after the launch
+ * in flash_split.h's PH format. */
+constexpr int kPhaseBlocks = 1024;
+__device__ int g_phases[kPhaseBlocks][4 + pa_flash_phases::kMarks];
+__global__ void phase_print(int blocks)
+{
+    for (int b = 0; b < blocks && b < kPhaseBlocks; ++b) {
+        const int *r = g_phases[b], n = r[1];
+        for (int t = 0; t < n && t < 8; ++t) {
+            int d[6];
+            for (int j = 0; j < 6; ++j)
+                d[j] = t == 0 && j == 0 ? r[2] : r[4 + t * 6 + j - 1];
+            printf("PH %d %d %d %d %d %d %d %d %d %d\n", b, r[0], n, t, d[0], d[1], d[2], d[3], d[4], d[5]);
+        }
+        printf("PH %d %d %d -1 %d %d\n", b, r[0], n, r[2], r[3]);
+    }
+}
+#endif
+
+template <int D, typename T>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_fwd_wgmma_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int C = D / kCols; /* blocks a query tile */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
-    unsigned char *sq = base, *sk = base + kTileBytes, *sv = base + 2 * kTileBytes;
-    ScoreExchange<C> xchg;
+    unsigned char *sq = base, *sk = base + tile_bytes(D), *sv = base + 2 * tile_bytes(D);
+    /* bars[0]: Q and K tiles, bars[1]: V tiles; phase nt & 1 for key tile nt */
+    uint64_t *bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols));
+    pa_flash_phases ph;
+    PA_PHASE_BEGIN(ph);
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-    const int rank = C > 1 ? pa_cluster_rank() : 0;
-    /* this cluster's query tile: longest first over all (batch, head) pairs */
+    /* this block's query tile (longest first over all (batch, head) pairs) and columns */
     const int q_tiles = (a.seq_q + kRows - 1) / kRows, bh = a.batch * a.heads_q;
-    const int id = (int)blockIdx.x / C, order = id / bh, pair = id % bh;
+    const int id = (int)blockIdx.x / C, rank = (int)blockIdx.x % C, order = id / bh, pair = id % bh;
     const int qt = a.mask ? q_tiles - 1 - order : order;
     const int batch = pair / a.heads_q, head = pair % a.heads_q;
     const int head_kv = head / (a.heads_q / a.heads_kv);
     const int col0 = rank * kCols;
-    const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + head * a.q_stride[1] + col0;
-    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1] + col0;
-    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1] + col0;
     T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1] + col0;
 
     const int row0 = qt * kRows;
@@ -194,12 +122,18 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_wgmma_kernel(pa_gpu_arg
     const int n_tiles = (pa_flash_visible(a, last_row) + kKeys - 1) / kKeys;
     const int first_vis = pa_flash_visible(a, row0); /* key tiles below it need no mask */
 
-    load_tile(sq, q, a.q_stride[2], row0, a.seq_q);
-    if (n_tiles > 0) load_tile(sk, k, a.k_stride[2], 0, a.seq_kv);
-    cp_async_commit();
-    if (n_tiles > 0) load_tile(sv, v, a.v_stride[2], 0, a.seq_kv);
-    cp_async_commit();
-    if (C > 1) xchg.init(base + 3 * kTileBytes, n_tiles);
+    if (tid == 0) {
+        pa_wg::bar_init(&bars[0]);
+        pa_wg::bar_init(&bars[1]);
+        if (n_tiles > 0) {
+            pa_wg::bar_expect(&bars[0], 2 * tile_bytes(D));
+            load_tile(sq, &maps.q, D / 64, 0, row0, head, batch, &bars[0]);
+            load_tile(sk, &maps.k, D / 64, 0, 0, head_kv, batch, &bars[0]);
+            pa_wg::bar_expect(&bars[1], tile_bytes(kCols));
+            load_tile(sv, &maps.v, kCols / 64, col0, 0, head_kv, batch, &bars[1]);
+        }
+    }
+    __syncthreads(); /* the barriers are initialised */
 
     /* this thread's rows of the tile (wgmma accumulator layout): 16 * warp + g, and + 8 */
     const int vis[2] = {pa_flash_visible(a, row0 + 16 * warp + g),
@@ -214,18 +148,17 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_wgmma_kernel(pa_gpu_arg
 
     for (int nt = 0; nt < n_tiles; ++nt) {
         const int key0 = nt * kKeys;
-        cp_async_wait<1>(); /* Q and K(nt) landed (this thread's copies) */
-        pa_wg::fence_async_shared();
-        __syncthreads(); /* ... everyone's */
+        pa_wg::bar_wait(&bars[0], nt & 1); /* Q and K(nt) landed */
+        PA_PHASE_MARK(ph);
 
-        /* S = Q K^T over this block's columns: 4 blocks of 64 columns, 4 k-steps each */
+        /* S = Q K^T: D / 64 blocks of 64 columns, 4 k-steps each */
         float s[32];
 #pragma unroll
         for (int e = 0; e < 32; ++e)
             s[e] = 0.f;
         pa_wg::fence();
 #pragma unroll
-        for (int kk = 0; kk < kCols / 16; ++kk) {
+        for (int kk = 0; kk < D / 16; ++kk) {
             const uint32_t off = (uint32_t)((kk / 4) * kRows * 128 + (kk % 4) * 32);
             pa_wg::Mma<T>::ss_m64n64k16(s, pa_wg::desc(q_addr + off, 16, pa_wg::kGroupBytes),
                                         pa_wg::desc(k_addr + off, 16, pa_wg::kGroupBytes), 1);
@@ -233,10 +166,13 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_wgmma_kernel(pa_gpu_arg
         pa_wg::commit();
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
-        if (nt + 1 < n_tiles) load_tile(sk, k, a.k_stride[2], key0 + kKeys, a.seq_kv);
-        cp_async_commit();
+        PA_PHASE_MARK(ph);
+        if (tid == 0 && nt + 1 < n_tiles) {
+            pa_wg::bar_expect(&bars[0], tile_bytes(D));
+            load_tile(sk, &maps.k, D / 64, 0, key0 + kKeys, head_kv, batch, &bars[0]);
+        }
 
-        if (C > 1) xchg.reduce(s, nt);
+        PA_PHASE_MARK(ph);
 
         /* online softmax of rows g (r = 0) and g + 8 (r = 1): 4 threads a row */
         const bool need_mask = key0 + kKeys > first_vis;
@@ -274,9 +210,9 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_wgmma_kernel(pa_gpu_arg
             }
         }
 
-        cp_async_wait<1>(); /* V(nt) landed; K(nt+1) may still fly */
-        pa_wg::fence_async_shared();
-        __syncthreads();
+        PA_PHASE_MARK(ph);
+        pa_wg::bar_wait(&bars[1], nt & 1); /* V(nt) landed */
+        PA_PHASE_MARK(ph);
 
         /* O += P V: the scores' accumulator layout is the A-fragment layout of the product */
         uint32_t pf[kKeys / 16][4];
@@ -295,11 +231,12 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_wgmma_kernel(pa_gpu_arg
         pa_wg::commit();
         pa_wg::wait<0>();
         __syncthreads(); /* V's buffer is free */
-        if (nt + 1 < n_tiles) load_tile(sv, v, a.v_stride[2], key0 + kKeys, a.seq_kv);
-        cp_async_commit();
+        PA_PHASE_MARK(ph);
+        if (tid == 0 && nt + 1 < n_tiles) {
+            pa_wg::bar_expect(&bars[1], tile_bytes(kCols));
+            load_tile(sv, &maps.v, kCols / 64, col0, key0 + kKeys, head_kv, batch, &bars[1]);
+        }
     }
-    cp_async_wait<0>();
-    __syncthreads(); /* every copy landed (a tile with no key tile still loaded Q) */
 
     /* O / l, staged through shared memory (padded rows) for 16-byte stores */
     T *stage = reinterpret_cast<T *>(sq);
@@ -327,40 +264,82 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_wgmma_kernel(pa_gpu_arg
         *reinterpret_cast<uint4 *>(o + (int64_t)(row0 + lrow) * a.o_stride[2] + c) =
             *reinterpret_cast<const uint4 *>(stage + lrow * kStageStride + c);
     }
+#ifdef PA_FLASH_PHASES
+    if (tid == 0 && blockIdx.x < kPhaseBlocks) { /* printed by phase_print (a printf here
+                                                  * would serialise the wgmma pipeline) */
+        int *rec = g_phases[blockIdx.x];
+        rec[0] = qt, rec[1] = n_tiles, rec[2] = ph.first, rec[3] = (int)(ph.now() - ph.last);
+        for (int i = 0; i < ph.kMarks; ++i)
+            rec[4 + i] = i < ph.n - 1 ? ph.deltas[i] : -1;
+    }
+#endif
 #else
     (void)a;
     __trap(); /* launched on sm_90 only, where the sm_90a image runs */
 #endif
 }
 
-template <int C, typename T>
+/* cuTensorMapEncodeTiled, from the driver through cudart (no libcuda link); NULL if absent. */
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder()
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+        void *p = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
+                                             &q) != cudaSuccess ||
+            q != cudaDriverEntryPointSuccess)
+            p = nullptr;
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    }();
+    return fn;
+}
+
+/* The 4-D map of a [batch][heads][seq][dim] tensor with element strides st (batch, head,
+ * seq, dim: 1). */
+cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int seq, int heads,
+                     int batch, const int64_t *st)
+{
+    PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+    if (!encode) return cudaErrorNotSupported;
+    const cuuint64_t extent[4] = {(cuuint64_t)dim, (cuuint64_t)seq, (cuuint64_t)heads, (cuuint64_t)batch};
+    cuuint64_t stride[3];
+    for (int i = 0; i < 3; ++i) /* bytes, dims 1..3; one that only ever sees index 0 may be 0 */
+        stride[i] = (cuuint64_t)(st[2 - i] * 2 > 0 ? st[2 - i] * 2 : 16);
+    const cuuint32_t box[4] = {64, (cuuint32_t)kRows, 1, 1}, step[4] = {1, 1, 1, 1};
+    const CUresult r = encode(map, dtype == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                              4, const_cast<void *>(base), extent, stride, box, step,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+template <int D, typename T>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_wgmma_kernel<C, T>;
+    auto kernel = flash_fwd_wgmma_kernel<D, T>;
     static unsigned long long attr_done = 0;
-    cudaError_t e = smem_attr_once(kernel, smem_bytes<C>(), attr_done);
+    cudaError_t e = smem_attr_once(kernel, smem_bytes<D>(), attr_done);
     if (e != cudaSuccess) return e;
+    TileMaps maps;
+    if ((e = make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride)) != cudaSuccess ||
+        (e = make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride)) != cudaSuccess ||
+        (e = make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride)) != cudaSuccess)
+        return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(C * q_tiles * a.heads_q * a.batch);
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = smem_bytes<C>();
-    cfg.stream = stream;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = C, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, kernel, a);
+    const dim3 grid(D / kCols * q_tiles * a.heads_q * a.batch);
+    kernel<<<grid, kThreads, smem_bytes<D>(), stream>>>(a, maps);
+#ifdef PA_FLASH_PHASES
+    if (cudaPeekAtLastError() == cudaSuccess) phase_print<<<1, 1, 0, stream>>>((int)grid.x);
+#endif
+    return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
 {
     switch (a.head_dim) {
-    case 512: return launch<2, T>(a, stream);
-    case 768: return launch<3, T>(a, stream);
-    case 1024: return launch<4, T>(a, stream);
+    case 512: return launch<512, T>(a, stream);
+    case 768: return launch<768, T>(a, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -369,15 +348,14 @@ cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
 
 extern "C" int pa_cuda_flash_wgmma_has_head_dim(int head_dim)
 {
-    return head_dim == 512 || head_dim == 768 || head_dim == 1024;
+    return head_dim == 512 || head_dim == 768;
 }
 
 extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim)
 {
     switch (head_dim) {
-    case 512: return smem_bytes<2>();
-    case 768: return smem_bytes<3>();
-    case 1024: return smem_bytes<4>();
+    case 512: return smem_bytes<512>();
+    case 768: return smem_bytes<768>();
     default: return 0;
     }
 }

@@ -1,5 +1,5 @@
 /* Warpgroup-MMA flash forward (NVIDIA sm_90 exactly: wgmma is an sm_90a feature; f16/bf16,
- * head dims 512, 768, 1024): C interface for the host glue.  Built only when the CUDA
+ * head dims 512, 768): C interface for the host glue.  Built only when the CUDA
  * architectures include 90 (POLYATTN_CUDA_HAVE_WGMMA). */
 #ifndef POLYATTN_CUDA_FLASH_WGMMA_H
 #define POLYATTN_CUDA_FLASH_WGMMA_H
@@ -10,8 +10,8 @@
 extern "C" {
 #endif
 
-/* Head dims with an instance (512, 768, 1024: 2, 3 or 4 blocks of 256 columns a query
- * tile). */
+/* Head dims with an instance (512, 768: 2 or 3 blocks of 256 columns a query tile; at
+ * 1024 the Q and K tiles would not fit shared memory). */
 int pa_cuda_flash_wgmma_has_head_dim(int head_dim);
 /* Shared memory a block of the head_dim instance needs (bytes), 0 without one. */
 size_t pa_cuda_flash_wgmma_smem(int head_dim);

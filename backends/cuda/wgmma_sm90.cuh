@@ -3,7 +3,8 @@
  * shared-memory matrix descriptors of the 128-byte-swizzled tiles it keeps, and the two
  * products it issues.  Compiled only in a pass for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL).
  *
- * Tile layout (Q, K and V alike): a tile of R rows by 256 columns (16-bit) is four blocks
+ * Tile layout (Q, K and V alike; what a TMA load of 64 x 64 boxes with the 128-byte swizzle
+ * writes): a tile of R rows by 256 columns (16-bit) is four blocks
  * of 64 columns, R * 128 bytes apart; in a block, row r takes 128 bytes at (r/8)*1024 +
  * (r%8)*128, and its 16-byte chunk c sits at chunk c ^ (r%8) (the 128-byte swizzle, on
  * address bits, so every block starts 1024-byte aligned).  That is the canonical K-major
@@ -19,6 +20,11 @@
 
 namespace pa_wg
 {
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
 
 constexpr int kBlockCols = 64;   /* 16-bit columns of one swizzled block (128 bytes) */
 constexpr int kGroupBytes = 1024; /* 8 rows of one block: the swizzle pattern's period */
@@ -98,6 +104,42 @@ __device__ __forceinline__ void fence_async_shared()
       "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
       "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
+
+/* ---- TMA tile loads, completed on an mbarrier (one thread issues, every thread waits) */
+__device__ __forceinline__ void bar_init(uint64_t *bar)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n"
+                 "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_u32(bar))
+                 : "memory");
+}
+/* The one arrival of the barrier's phase, which then also waits for `bytes` of copies. */
+__device__ __forceinline__ void bar_expect(uint64_t *bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void bar_wait(uint64_t *bar, uint32_t parity)
+{
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n .reg .pred r;\n"
+                     " mbarrier.try_wait.parity.shared::cta.b64 r, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, r;\n}\n"
+                     : "=r"(done)
+                     : "r"(smem_u32(bar)), "r"(parity)
+                     : "memory");
+}
+/* The box at coordinates (c0 innermost .. c3) of a 4-D tensor map into shared memory at
+ * dst, counted on bar. */
+__device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, int c1, int c2, int c3,
+                                            uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_u32(dst)),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
+                 "r"(smem_u32(bar))
+                 : "memory");
+}
 
 template <typename T>
 struct Mma;
