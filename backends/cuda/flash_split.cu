@@ -147,7 +147,6 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
     s->dependent_combine = 0;
     s->key_halves = 0;
     s->col_halves = 0;
-    s->early_launch = 0;
     s->wgmma = 0;
     s->part = NULL;
     const long long bh = (long long)a->batch * a->heads_q;

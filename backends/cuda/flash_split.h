@@ -66,10 +66,6 @@ typedef struct pa_flash_split {
                             * the backend, 0 from the planner) */
     int wgmma;             /* the warpgroup-MMA kernel (flash_wgmma.h) instead of all the
                             * above (sm_90; set by the backend, 0 from the planner) */
-    int early_launch;      /* launch as a programmatic dependent of the stream's previous
-                            * kernel (sm_90+; set by the backend, 0 from the planner): the
-                            * blocks start while that kernel drains and wait for it
-                            * (griddepcontrol.wait) before touching global memory */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -328,15 +324,6 @@ template <typename F>
 __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa_flash_split &s,
                                                   F &&run_segment)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (s.early_launch) {
-        /* Launched early (programmatic dependent): nothing global is read or written before
-         * the previous kernel has finished and its writes are visible.  Then let the next
-         * dependent launch: it waits for this grid the same way. */
-        asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-    }
-#endif
 #ifdef PA_FLASH_TIMELINE
     pa_flash_timeline tl;
     auto segment = [&](const pa_flash_work &w) {
@@ -687,22 +674,11 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     static_assert(Tr::kBlockM == PA_FLASH_TILE_M, "the schedule counts 32-row tiles");
     cudaError_t e = pa_tc::smem_attr_once(kernel, Tr::kSmem, attr_done);
     if (e != cudaSuccess) return e;
-    cudaLaunchConfig_t cfg = {};
-    cfg.blockDim = dim3(Tr::kThreads);
-    cfg.dynamicSmemBytes = Tr::kSmem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attrs[2];
-    cfg.attrs = attrs;
-    const int early = split ? split->early_launch : 0;
-    if (early) {
-        attrs[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attrs[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
-    }
     pa_flash_split s;
     if (split && split->chunk) {
         s = *split;
-        cfg.gridDim = dim3(s.blocks);
-        e = cudaLaunchKernelEx(&cfg, kernel, a, s);
+        kernel<<<s.blocks, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+        e = cudaGetLastError();
         if (e != cudaSuccess) return e;
         return (cudaError_t)pa_cuda_flash_combine(&a, &s, stream);
     }
@@ -712,16 +688,22 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     s.wgmma = 0;
     s.key_halves = split ? split->key_halves : 0;
     s.col_halves = split && !s.key_halves ? split->col_halves : 0;
-    s.early_launch = early;
     if (s.key_halves || s.col_halves) { /* 2-block clusters: key tiles or columns halved */
+        cudaLaunchConfig_t cfg = {};
         cfg.gridDim = dim3(2 * s.q_tiles * a.heads_q * a.batch);
-        attrs[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
-        attrs[cfg.numAttrs].val.clusterDim.x = 2, attrs[cfg.numAttrs].val.clusterDim.y = 1;
-        attrs[cfg.numAttrs++].val.clusterDim.z = 1;
-    } else {
-        cfg.gridDim = dim3(s.q_tiles, a.heads_q, a.batch);
+        cfg.blockDim = dim3(Tr::kThreads);
+        cfg.dynamicSmemBytes = Tr::kSmem;
+        cfg.stream = stream;
+        cudaLaunchAttribute attr;
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = 2, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        return cudaLaunchKernelEx(&cfg, kernel, a, s);
     }
-    return cudaLaunchKernelEx(&cfg, kernel, a, s);
+    const dim3 grid(s.q_tiles, a.heads_q, a.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
+    return cudaGetLastError();
 }
 #endif
 #endif

@@ -41,7 +41,6 @@ constexpr int kRows = 64;     /* query rows of a tile (one warpgroup) */
 constexpr int kKeys = 64;     /* keys of a key tile */
 constexpr int kCols = 256;    /* columns of V and O a block owns */
 constexpr int kThreads = 128; /* one warpgroup */
-constexpr int kStageStride = kCols + 8; /* O staging rows (elements) */
 static_assert(kRows == kKeys, "Q, K and V tiles share one layout");
 
 /* A tile of 64 rows by `cols` 16-bit columns (swizzled layout of wgmma_sm90.cuh). */
@@ -56,20 +55,24 @@ constexpr size_t smem_bytes()
      * two mbarriers */
     return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 16;
 }
-static_assert((size_t)kRows * kStageStride * 2 <= tile_bytes(512), "O staging fits the Q tile");
+static_assert(tile_bytes(kCols) <= tile_bytes(512), "O's staging fits the Q tile");
+static_assert(kCols / 64 == kThreads / 32, "one 64-column block of O a warp");
 
 /* The tensor maps of Q, K and V (4-D: head dim, sequence, head, batch; 64 x 64 boxes, 128-byte
  * swizzle, rows past the sequence read as zeros), made on the host for each call. */
 struct TileMaps {
-    CUtensorMap q, k, v;
+    CUtensorMap q, k, v, o;
 };
 
 /* Loads rows [row, row + 64) of `map`, columns [col, col + 64 * blocks), of (head, batch),
- * into a swizzled tile: one TMA box a 64-column block. */
+ * into a swizzled tile: one TMA box a 64-column block, lane 0 of warp w issuing boxes w,
+ * w + 4, ... (issuing all of a tile from one thread held its warp, and so the warpgroup's
+ * next product, ~450 cycles: session 9 call 5).  The caller's one thread arms the barrier. */
 __device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap *map, int blocks,
                                           int col, int row, int head, int batch, uint64_t *bar)
 {
-    for (int b = 0; b < blocks; ++b)
+    if (threadIdx.x % 32) return;
+    for (int b = (int)threadIdx.x / 32; b < blocks; b += kThreads / 32)
         pa_wg::tma_load_4d(dst + b * kRows * 128, map, col + 64 * b, row, head, batch, bar);
 }
 
@@ -115,7 +118,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int batch = pair / a.heads_q, head = pair % a.heads_q;
     const int head_kv = head / (a.heads_q / a.heads_kv);
     const int col0 = rank * kCols;
-    T *o = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1] + col0;
 
     const int row0 = qt * kRows;
     const int last_row = min(row0 + kRows, a.seq_q) - 1;
@@ -127,13 +129,15 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::bar_init(&bars[1]);
         if (n_tiles > 0) {
             pa_wg::bar_expect(&bars[0], 2 * tile_bytes(D));
-            load_tile(sq, &maps.q, D / 64, 0, row0, head, batch, &bars[0]);
-            load_tile(sk, &maps.k, D / 64, 0, 0, head_kv, batch, &bars[0]);
             pa_wg::bar_expect(&bars[1], tile_bytes(kCols));
-            load_tile(sv, &maps.v, kCols / 64, col0, 0, head_kv, batch, &bars[1]);
         }
     }
     __syncthreads(); /* the barriers are initialised */
+    if (n_tiles > 0) {
+        load_tile(sq, &maps.q, D / 64, 0, row0, head, batch, &bars[0]);
+        load_tile(sk, &maps.k, D / 64, 0, 0, head_kv, batch, &bars[0]);
+        load_tile(sv, &maps.v, kCols / 64, col0, 0, head_kv, batch, &bars[1]);
+    }
 
     /* this thread's rows of the tile (wgmma accumulator layout): 16 * warp + g, and + 8 */
     const int vis[2] = {pa_flash_visible(a, row0 + 16 * warp + g),
@@ -167,8 +171,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
         PA_PHASE_MARK(ph);
-        if (tid == 0 && nt + 1 < n_tiles) {
-            pa_wg::bar_expect(&bars[0], tile_bytes(D));
+        if (nt + 1 < n_tiles) {
+            if (tid == 0) pa_wg::bar_expect(&bars[0], tile_bytes(D));
             load_tile(sk, &maps.k, D / 64, 0, key0 + kKeys, head_kv, batch, &bars[0]);
         }
 
@@ -189,7 +193,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 }
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(run_m[r], mx);
+            const float m_new = mx > run_m[r] + kRescaleSlack ? mx : run_m[r]; /* lazy */
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
             const float alpha = exp2f(run_m[r] - m_use);
             float sum = 0.f;
@@ -203,10 +207,13 @@ __global__ void __launch_bounds__(kThreads, 1)
                 }
             run_l[r] = run_l[r] * alpha + sum; /* this lane's part of the row */
             run_m[r] = m_new;
+            /* O is still zero at the first key tile; later most tiles leave every alpha 1 */
+            if (nt > 0 && !__all_sync(0xffffffffu, alpha == 1.f)) {
 #pragma unroll
-            for (int j = 0; j < 32; ++j) {
-                acc_o[4 * j + 2 * r] *= alpha;
-                acc_o[4 * j + 2 * r + 1] *= alpha;
+                for (int j = 0; j < 32; ++j) {
+                    acc_o[4 * j + 2 * r] *= alpha;
+                    acc_o[4 * j + 2 * r + 1] *= alpha;
+                }
             }
         }
 
@@ -232,14 +239,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::wait<0>();
         __syncthreads(); /* V's buffer is free */
         PA_PHASE_MARK(ph);
-        if (tid == 0 && nt + 1 < n_tiles) {
-            pa_wg::bar_expect(&bars[1], tile_bytes(kCols));
+        if (nt + 1 < n_tiles) {
+            if (tid == 0) pa_wg::bar_expect(&bars[1], tile_bytes(kCols));
             load_tile(sv, &maps.v, kCols / 64, col0, key0 + kKeys, head_kv, batch, &bars[1]);
         }
     }
 
-    /* O / l, staged through shared memory (padded rows) for 16-byte stores */
-    T *stage = reinterpret_cast<T *>(sq);
+    /* O / l, staged in the swizzled layout (the Q tile's first 32 KB) for TMA stores */
+    unsigned char *stage = sq;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         float l = run_l[r];
@@ -247,23 +254,19 @@ __global__ void __launch_bounds__(kThreads, 1)
         l += __shfl_xor_sync(0xffffffffu, l, 2);
         const float inv = l > 0.f ? 1.f / l : 0.f;
         const int lrow = 16 * warp + g + 8 * r;
-        T *srow = stage + lrow * kStageStride + 2 * t4;
 #pragma unroll
-        for (int j = 0; j < 32; ++j)
-            *reinterpret_cast<uint32_t *>(srow + 8 * j) =
+        for (int j = 0; j < 32; ++j) /* columns 8j + 2 t4, + 1: chunk j of the row */
+            *reinterpret_cast<uint32_t *>(stage + pa_wg::chunk_offset(kRows, lrow, j) + 4 * t4) =
                 Dt<T>::pack(acc_o[4 * j + 2 * r] * inv, acc_o[4 * j + 2 * r + 1] * inv);
         const int row = row0 + lrow;
         if (rank == 0 && t4 == 0 && a.lse && row < a.seq_q)
             a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
                 l > 0.f ? (run_m[r] + log2f(l)) * kLn2 : -INFINITY;
     }
+    pa_wg::fence_async_shared(); /* the staged O is visible to the TMA store */
     __syncthreads();
-    const int rows = min(kRows, a.seq_q - row0);
-    for (int i = tid; i < rows * (kCols / 8); i += kThreads) {
-        const int lrow = i / (kCols / 8), c = (i % (kCols / 8)) * 8;
-        *reinterpret_cast<uint4 *>(o + (int64_t)(row0 + lrow) * a.o_stride[2] + c) =
-            *reinterpret_cast<const uint4 *>(stage + lrow * kStageStride + c);
-    }
+    if (lane == 0) /* warp w stores the 64-column block w */
+        pa_wg::tma_store_4d(&maps.o, stage + warp * kRows * 128, col0 + 64 * warp, row0, head, batch);
 #ifdef PA_FLASH_PHASES
     if (tid == 0 && blockIdx.x < kPhaseBlocks) { /* printed by phase_print (a printf here
                                                   * would serialise the wgmma pipeline) */
@@ -323,7 +326,8 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     TileMaps maps;
     if ((e = make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride)) != cudaSuccess ||
         (e = make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride)) != cudaSuccess ||
-        (e = make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride)) != cudaSuccess)
+        (e = make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride)) != cudaSuccess ||
+        (e = make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride)) != cudaSuccess)
         return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
     const dim3 grid(D / kCols * q_tiles * a.heads_q * a.batch);
