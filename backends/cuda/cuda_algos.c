@@ -85,10 +85,17 @@ static const char *tc_refusal(pa_cuda_device *dev, const pa_problem *p)
 }
 
 /* Whether the warpgroup-MMA kernel (flash_wgmma.h) can take p, which the tensor-core
- * kernels can. */
+ * kernels can: also no zero stride on a dimension longer than 1 (a broadcast), which its
+ * TMA tensor maps cannot express. */
 static int wgmma_fits(const pa_cuda_device *dev, const pa_problem *p)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
+    const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
+    const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
+    for (int i = 0; i < 3; i++)
+        if ((qo_ext[i] > 1 && (!p->q_stride[i] || !p->o_stride[i])) ||
+            (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
+            return 0;
     return dev->cc_major == 9 && dev->cc_minor == 0 && p->dtype != POLYATTN_DTYPE_F32 &&
            pa_cuda_flash_wgmma_has_head_dim((int)p->head_dim) &&
            pa_cuda_flash_wgmma_smem((int)p->head_dim) <= dev->smem_optin;
@@ -195,13 +202,6 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
                  "generic SIMT kernel (tensor cores not used: %s)", tc_refusal(dev, p));
     } else {
         const pa_flash_split s = flash_split_of(dev, p);
-        char split[64] = "";
-        if (s.chunk)
-            snprintf(split, sizeof split, ", %d blocks of %d key tiles each", s.blocks, s.chunk);
-        else if (s.key_halves)
-            snprintf(split, sizeof split, ", key tiles halved across 2-block clusters");
-        else if (s.col_halves)
-            snprintf(split, sizeof split, ", head dim halved across 2-block clusters");
         if (s.wgmma) {
             snprintf(dev->note[2], sizeof dev->note[2],
                      "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, O split "
@@ -210,6 +210,13 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
             *why_not = dev->note[2];
             return POLYATTN_STATUS_SUCCESS;
         }
+        char split[64] = "";
+        if (s.chunk)
+            snprintf(split, sizeof split, ", %d blocks of %d key tiles each", s.blocks, s.chunk);
+        else if (s.key_halves)
+            snprintf(split, sizeof split, ", key tiles halved across 2-block clusters");
+        else if (s.col_halves)
+            snprintf(split, sizeof split, ", head dim halved across 2-block clusters");
         snprintf(dev->note[2], sizeof dev->note[2], "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);

@@ -272,7 +272,7 @@ struct pa_flash_timeline {
  * its last mark to the end.  Only the first kMarks marks of a segment are kept. */
 struct pa_flash_phases {
     static constexpr int kPerTile = 6, kMarks = 8 * kPerTile;
-    long long start, last;
+    long long last;
     int n, first, deltas[kMarks];
     __device__ static long long now()
     {
@@ -280,7 +280,7 @@ struct pa_flash_phases {
         asm volatile("mov.u64 %0, %%clock64;" : "=l"(t)::"memory");
         return t;
     }
-    __device__ void begin() { start = last = now(), n = 0, first = 0; }
+    __device__ void begin() { last = now(), n = 0, first = 0; }
     __device__ void mark()
     {
         const long long t = now();
@@ -505,13 +505,7 @@ struct pa_flash_col_exchange {
                      "barrier.cluster.wait.aligned;\n" ::
                          : "memory");
     }
-    __device__ void expect(int p)
-    {
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
-                         pa_tc::smem_addr(bar + p)),
-                     "r"(kTileBytes)
-                     : "memory");
-    }
+    __device__ void expect(int p) { pa_tc::mbar_expect(bar + p, kTileBytes); }
     /* Key tile i of the segment: x = this block's scores of keys col..col+KPT of row `row`. */
     template <int KPT>
     __device__ void add_other(float (&x)[KPT], int i, int row, int col)
@@ -537,18 +531,10 @@ struct pa_flash_col_exchange {
             asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(dst),
                          "f"(x[0]), "r"(dst_bar)
                          : "memory");
-        const uint32_t parity = (uint32_t)(i >> 1) & 1u, b = pa_tc::smem_addr(bar + p);
         /* Default semantics (acquire at CTA scope), as transaction barriers that wait for bytes
          * other blocks deliver are used; acquire.cluster cost a memory barrier a key tile
          * (session 8 calls 9-10: f32 16x128 1.06x without it). */
-        uint32_t done = 0;
-        while (!done)
-            asm volatile("{\n .reg .pred r;\n"
-                         " mbarrier.try_wait.parity.shared::cta.b64 r, [%1], %2;\n"
-                         " selp.u32 %0, 1, 0, r;\n}\n"
-                         : "=r"(done)
-                         : "r"(b), "r"(parity)
-                         : "memory");
+        pa_tc::mbar_wait(bar + p, (uint32_t)(i >> 1) & 1u);
 #pragma unroll
         for (int e = 0; e < KPT; ++e)
             x[e] += mine[e];

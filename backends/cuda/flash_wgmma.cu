@@ -20,13 +20,13 @@
  * Q, K and V tiles sit in the 128-byte-swizzled layout of wgmma_sm90.cuh, loaded by TMA
  * (one thread issues 64 x 64 boxes, an mbarrier counts the bytes): issuing the same tiles
  * with cp.async cost 1200-1900 cycles of every thread a key tile (call 4).  K (V) of the
- * next key tile is loaded as soon as this tile's Q K^T (P V) is done, a key tile ahead.  The blocks of a query tile are adjacent in the grid (they stream the
- * same K tiles at the same time), longest query tiles first over all (batch, head) pairs.
+ * next key tile is loaded as soon as this tile's Q K^T (P V) is done, a key tile ahead.
+ * The blocks of a query tile are adjacent in the grid (they stream the same K tiles at the
+ * same time), longest query tiles first over all (batch, head) pairs.  O leaves by TMA.
  * O(N) memory: nothing but O and the LSE is written.
  */
 #include "flash_wgmma.h"
 #include "flash_split.h" /* pa_flash_visible, the phase diagnostics */
-#include "tc_common.cuh"
 #include "wgmma_sm90.cuh"
 
 #include <cuda.h> /* CUtensorMap and its enums (types only: the encoder comes from cudart) */
@@ -58,8 +58,9 @@ constexpr size_t smem_bytes()
 static_assert(tile_bytes(kCols) <= tile_bytes(512), "O's staging fits the Q tile");
 static_assert(kCols / 64 == kThreads / 32, "one 64-column block of O a warp");
 
-/* The tensor maps of Q, K and V (4-D: head dim, sequence, head, batch; 64 x 64 boxes, 128-byte
- * swizzle, rows past the sequence read as zeros), made on the host for each call. */
+/* The tensor maps of Q, K, V and O (4-D: head dim, sequence, head, batch; 64 x 64 boxes,
+ * 128-byte swizzle; loads past the sequence read zeros, stores there are dropped), made on
+ * the host for each call (the pointers are the call's). */
 struct TileMaps {
     CUtensorMap q, k, v, o;
 };
@@ -128,8 +129,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::bar_init(&bars[0]);
         pa_wg::bar_init(&bars[1]);
         if (n_tiles > 0) {
-            pa_wg::bar_expect(&bars[0], 2 * tile_bytes(D));
-            pa_wg::bar_expect(&bars[1], tile_bytes(kCols));
+            mbar_expect(&bars[0], 2 * tile_bytes(D));
+            mbar_expect(&bars[1], tile_bytes(kCols));
         }
     }
     __syncthreads(); /* the barriers are initialised */
@@ -152,7 +153,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     for (int nt = 0; nt < n_tiles; ++nt) {
         const int key0 = nt * kKeys;
-        pa_wg::bar_wait(&bars[0], nt & 1); /* Q and K(nt) landed */
+        mbar_wait(&bars[0], nt & 1); /* Q and K(nt) landed */
         PA_PHASE_MARK(ph);
 
         /* S = Q K^T: D / 64 blocks of 64 columns, 4 k-steps each */
@@ -172,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
         PA_PHASE_MARK(ph);
         if (nt + 1 < n_tiles) {
-            if (tid == 0) pa_wg::bar_expect(&bars[0], tile_bytes(D));
+            if (tid == 0) mbar_expect(&bars[0], tile_bytes(D));
             load_tile(sk, &maps.k, D / 64, 0, key0 + kKeys, head_kv, batch, &bars[0]);
         }
 
@@ -218,7 +219,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
 
         PA_PHASE_MARK(ph);
-        pa_wg::bar_wait(&bars[1], nt & 1); /* V(nt) landed */
+        mbar_wait(&bars[1], nt & 1); /* V(nt) landed */
         PA_PHASE_MARK(ph);
 
         /* O += P V: the scores' accumulator layout is the A-fragment layout of the product */
@@ -240,7 +241,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         __syncthreads(); /* V's buffer is free */
         PA_PHASE_MARK(ph);
         if (nt + 1 < n_tiles) {
-            if (tid == 0) pa_wg::bar_expect(&bars[1], tile_bytes(kCols));
+            if (tid == 0) mbar_expect(&bars[1], tile_bytes(kCols));
             load_tile(sv, &maps.v, kCols / 64, col0, key0 + kKeys, head_kv, batch, &bars[1]);
         }
     }
@@ -306,8 +307,9 @@ cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int
     if (!encode) return cudaErrorNotSupported;
     const cuuint64_t extent[4] = {(cuuint64_t)dim, (cuuint64_t)seq, (cuuint64_t)heads, (cuuint64_t)batch};
     cuuint64_t stride[3];
-    for (int i = 0; i < 3; ++i) /* bytes, dims 1..3; one that only ever sees index 0 may be 0 */
-        stride[i] = (cuuint64_t)(st[2 - i] * 2 > 0 ? st[2 - i] * 2 : 16);
+    for (int i = 0; i < 3; ++i) /* bytes, dims 1..3; 0 only where the extent is 1 (the
+                                 * backend checks), and TMA wants a multiple of 16 there */
+        stride[i] = (cuuint64_t)(st[2 - i] > 0 ? st[2 - i] * 2 : 16);
     const cuuint32_t box[4] = {64, (cuuint32_t)kRows, 1, 1}, step[4] = {1, 1, 1, 1};
     const CUresult r = encode(map, dtype == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                               4, const_cast<void *>(base), extent, stride, box, step,

@@ -56,6 +56,27 @@ __device__ __forceinline__ void cp_async_wait()
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+/* mbarrier (sm_90+): the one arrival of the barrier's current phase, which then also waits
+ * for `bytes` delivered by asynchronous copies or remote st.async; and the wait for phase
+ * `parity` to complete (default semantics: acquire at CTA scope). */
+__device__ __forceinline__ void mbar_expect(uint64_t *bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)),
+                 "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
+{
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n .reg .pred r;\n"
+                     " mbarrier.try_wait.parity.shared::cta.b64 r, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, r;\n}\n"
+                     : "=r"(done)
+                     : "r"(smem_addr(bar)), "r"(parity)
+                     : "memory");
+}
+
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *p)
 {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"

@@ -14,19 +14,13 @@
 #ifndef POLYATTN_CUDA_WGMMA_SM90_CUH
 #define POLYATTN_CUDA_WGMMA_SM90_CUH
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <stdint.h>
+#include "tc_common.cuh"
 
 namespace pa_wg
 {
 
-__device__ __forceinline__ uint32_t smem_u32(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
+using pa_tc::smem_addr;
 
-constexpr int kBlockCols = 64;   /* 16-bit columns of one swizzled block (128 bytes) */
 constexpr int kGroupBytes = 1024; /* 8 rows of one block: the swizzle pattern's period */
 
 /* Byte offset of the 16-byte chunk holding columns [8*chunk, 8*chunk + 8) of row r in a
@@ -105,29 +99,13 @@ __device__ __forceinline__ void fence_async_shared()
       "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
 
-/* ---- TMA tile loads, completed on an mbarrier (one thread issues, every thread waits) */
+/* ---- TMA tile loads, completed on an mbarrier (pa_tc::mbar_expect arms it, pa_tc::mbar_wait
+ * waits) */
 __device__ __forceinline__ void bar_init(uint64_t *bar)
 {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n"
-                 "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_u32(bar))
+                 "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_addr(bar))
                  : "memory");
-}
-/* The one arrival of the barrier's phase, which then also waits for `bytes` of copies. */
-__device__ __forceinline__ void bar_expect(uint64_t *bar, uint32_t bytes)
-{
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
-                 : "memory");
-}
-__device__ __forceinline__ void bar_wait(uint64_t *bar, uint32_t parity)
-{
-    uint32_t done = 0;
-    while (!done)
-        asm volatile("{\n .reg .pred r;\n"
-                     " mbarrier.try_wait.parity.shared::cta.b64 r, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, r;\n}\n"
-                     : "=r"(done)
-                     : "r"(smem_u32(bar)), "r"(parity)
-                     : "memory");
 }
 /* The box at coordinates (c0 innermost .. c3) of a 4-D tensor map into shared memory at
  * dst, counted on bar. */
@@ -135,9 +113,9 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, 
                                             uint64_t *bar)
 {
     asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
-                 " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_u32(dst)),
+                 " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_addr(dst)),
                  "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
-                 "r"(smem_u32(bar))
+                 "r"(smem_addr(bar))
                  : "memory");
 }
 
@@ -149,7 +127,7 @@ __device__ __forceinline__ void tma_store_4d(const void *map, const void *src, i
     asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n"
                  "cp.async.bulk.commit_group;\n"
                  "cp.async.bulk.wait_group.read 0;\n" ::"l"(reinterpret_cast<uint64_t>(map)),
-                 "r"(smem_u32(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+                 "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
                  : "memory");
 }
 
