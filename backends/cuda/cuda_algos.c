@@ -105,12 +105,29 @@ static int wgmma_fits(const pa_cuda_device *dev, const pa_problem *p)
 #endif
 }
 
-static int launch_wgmma(const pa_gpu_args *a, void *stream)
+/* Whether the wgmma kernel should deal each query tile's key tiles to a 2-block cluster
+ * (flash_wgmma.h).  POLYATTN_CUDA_WGMMA_SPLIT=0 turns that off, =1 forces it. */
+static int wgmma_split_of(const pa_cuda_device *dev, const pa_problem *p)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
-    return pa_cuda_flash_wgmma(a, stream);
+    const char *env = getenv("POLYATTN_CUDA_WGMMA_SPLIT");
+    if (env && !strcmp(env, "0")) return 0;
+    pa_gpu_args a;
+    pa_gpu_args_fill(p, NULL, &a);
+    return pa_cuda_flash_wgmma_split_fits(&a, dev->sm_count > 0 ? dev->sm_count : 1,
+                                          env && !strcmp(env, "1"));
 #else
-    (void)a, (void)stream;
+    (void)dev, (void)p;
+    return 0;
+#endif
+}
+
+static int launch_wgmma(const pa_gpu_args *a, int key_split, void *stream)
+{
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+    return pa_cuda_flash_wgmma(a, key_split, stream);
+#else
+    (void)a, (void)key_split, (void)stream;
     return (int)cudaErrorNotSupported; /* wgmma_fits says no without it */
 #endif
 }
@@ -167,8 +184,9 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     const int wg_off = (wg && !strcmp(wg, "0")) || force > 0 || halves_force || cols_force;
     if (wgmma_fits(dev, p) && !wg_off) {
         s.chunk = s.units = s.blocks = s.slots = 0;
-        s.key_halves = s.col_halves = 0;
+        s.col_halves = 0;
         s.wgmma = 1;
+        s.key_halves = wgmma_split_of(dev, p);
     }
     return s;
 }
@@ -205,8 +223,9 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         if (s.wgmma) {
             snprintf(dev->note[2], sizeof dev->note[2],
                      "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, O split "
-                     "across %d blocks a query tile)",
-                     polyattn_dtype_name(p->dtype), (int)p->head_dim, (int)p->head_dim / 256);
+                     "across %d blocks a query tile%s)",
+                     polyattn_dtype_name(p->dtype), (int)p->head_dim, (int)p->head_dim / 256,
+                     s.key_halves ? ", its key tiles dealt to 2-block clusters" : "");
             *why_not = dev->note[2];
             return POLYATTN_STATUS_SUCCESS;
         }
@@ -295,7 +314,7 @@ static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *st
             s.chunk = 0; /* no room for the partials: one block per query tile */
         s.part = a.workspace;
         if (s.wgmma)
-            LAUNCH(d, launch_wgmma(&a, dev->stream));
+            LAUNCH(d, launch_wgmma(&a, s.key_halves, dev->stream));
         else if (p->dtype == POLYATTN_DTYPE_F32)
             LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
         else

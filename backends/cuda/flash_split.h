@@ -65,7 +65,8 @@ typedef struct pa_flash_split {
                             * dim, block r owning columns [r*D/2, (r+1)*D/2) (sm_90+; set by
                             * the backend, 0 from the planner) */
     int wgmma;             /* the warpgroup-MMA kernel (flash_wgmma.h) instead of all the
-                            * above (sm_90; set by the backend, 0 from the planner) */
+                            * above (sm_90; set by the backend, 0 from the planner); with
+                            * key_halves, its key split */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -411,20 +412,11 @@ __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], flo
     pa_tc::cp_async_wait<0>();
     pa_cluster_sync(); /* both blocks are done with their tiles */
     if (rank == 1) {
-        uint32_t peer_vals, peer_stats;
-        asm volatile("mapa.shared::cluster.u32 %0, %1, 0;\n"
-                     : "=r"(peer_vals)
-                     : "r"(pa_tc::smem_addr(vals)));
-        asm volatile("mapa.shared::cluster.u32 %0, %1, 0;\n"
-                     : "=r"(peer_stats)
-                     : "r"(pa_tc::smem_addr(stats)));
+        const uint32_t peer_vals = pa_tc::cluster_addr(vals, 0), peer_stats = pa_tc::cluster_addr(stats, 0);
 #pragma unroll
         for (int q = 0; q < kGroups; ++q) {
             const float *v = acc[q / J][q % J];
-            asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(
-                             peer_vals + (uint32_t)((q * threads + tid) * 16)),
-                         "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3])
-                         : "memory");
+            pa_tc::st_cluster_v4(peer_vals + (uint32_t)((q * threads + tid) * 16), v[0], v[1], v[2], v[3]);
         }
         if (stats_owner) {
             asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(peer_stats + sr * 4), "f"(run_m)
@@ -514,11 +506,7 @@ struct pa_flash_col_exchange {
         const int p = i & 1;
         float *mine = recv + p * BM * BN + row * BN + col;
         const uint32_t other = (uint32_t)(pa_cluster_rank() ^ 1);
-        uint32_t dst, dst_bar;
-        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(dst) : "r"(pa_tc::smem_addr(mine)), "r"(other));
-        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
-                     : "=r"(dst_bar)
-                     : "r"(pa_tc::smem_addr(bar + p)), "r"(other));
+        const uint32_t dst = pa_tc::cluster_addr(mine, (int)other), dst_bar = pa_tc::cluster_addr(bar + p, (int)other);
         if constexpr (KPT == 4)
             asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(dst),
                          "f"(x[0]), "f"(x[1]), "f"(x[2]), "f"(x[3]), "r"(dst_bar)

@@ -24,6 +24,13 @@
  * The blocks of a query tile are adjacent in the grid (they stream the same K tiles at the
  * same time), longest query tiles first over all (batch, head) pairs.  O leaves by TMA.
  * O(N) memory: nothing but O and the LSE is written.
+ *
+ * Key split (kSplit, when the grid would fill at most half the GPU): each of those blocks
+ * becomes a 2-block cluster, block s taking key tiles s, s + 2, ... of the query tile; at
+ * the end each hands the other, through distributed shared memory, the half of its O
+ * columns that the other writes (merge_split).  The longest chain of key tiles halves:
+ * 16x128 D 512 causal, 64 blocks on 132 SMs, spent ~9500 of its ~15000 cycles on the
+ * diagonal query tile's two key tiles (session 9 call 6).
  */
 #include "flash_wgmma.h"
 #include "flash_split.h" /* pa_flash_visible, the phase diagnostics */
@@ -52,8 +59,8 @@ template <int D>
 constexpr size_t smem_bytes()
 {
     /* 1024 for aligning the swizzled tiles; Q and K (D columns), V (this block's columns),
-     * two mbarriers */
-    return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 16;
+     * an mbarrier for each 64-column block of Q and K and one for V */
+    return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 8 * (D / 64 + 1);
 }
 static_assert(tile_bytes(kCols) <= tile_bytes(512), "O's staging fits the Q tile");
 static_assert(kCols / 64 == kThreads / 32, "one 64-column block of O a warp");
@@ -77,6 +84,22 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap 
         pa_wg::tma_load_4d(dst + b * kRows * 128, map, col + 64 * b, row, head, batch, bar);
 }
 
+/* Loads the K tile of keys [key0, key0 + 64) (and first the Q tile of rows [row0, row0 + 64)
+ * when sq is given), 64-column block b of both completing on bars[b], so that Q K^T can
+ * start on the first blocks while the rest stream in.  Lane 0 of warp w arms and issues
+ * blocks w, w + 4, ..., Q's block before K's. */
+template <int kChunks>
+__device__ __forceinline__ void load_qk(unsigned char *sq, unsigned char *sk, const TileMaps &maps, int row0,
+                                        int key0, int head, int head_kv, int batch, uint64_t *bars)
+{
+    if (threadIdx.x % 32) return;
+    for (int b = (int)threadIdx.x / 32; b < kChunks; b += kThreads / 32) {
+        mbar_expect(&bars[b], (sq ? 2 : 1) * tile_bytes(64));
+        if (sq) pa_wg::tma_load_4d(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b]);
+        pa_wg::tma_load_4d(sk + b * kRows * 128, &maps.k, 64 * b, key0, head_kv, batch, &bars[b]);
+    }
+}
+
 #ifdef PA_FLASH_PHASES
 /* Diagnostic builds (-DPA_FLASH_PHASES): each block's phase cycles, printed after the launch
  * in flash_split.h's PH format. */
@@ -93,28 +116,108 @@ __global__ void phase_print(int blocks)
             printf("PH %d %d %d %d %d %d %d %d %d %d\n", b, r[0], n, t, d[0], d[1], d[2], d[3], d[4], d[5]);
         }
         printf("PH %d %d %d -1 %d %d\n", b, r[0], n, r[2], r[3]);
+        /* the epilogue's parts: merge (split), staging, store; -1 past the kept marks */
+        const bool kept = n > 0 && n < 8;
+        printf("PE %d %d %d %d %d\n", b, r[0], kept ? r[3 + 6 * n] : -1, kept ? r[4 + 6 * n] : -1, r[3]);
     }
 }
 #endif
 
-template <int D, typename T>
+/* Max and sum of 16 values as balanced trees (depth 4, not a chain of 15). */
+__device__ __forceinline__ float tree_max(const float (&x)[16])
+{
+    float m[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q)
+        m[q] = fmaxf(x[2 * q], x[2 * q + 1]);
+#pragma unroll
+    for (int w = 4; w > 0; w /= 2)
+#pragma unroll
+        for (int q = 0; q < w; ++q)
+            m[q] = fmaxf(m[q], m[q + w]);
+    return m[0];
+}
+__device__ __forceinline__ float tree_sum(const float (&x)[16])
+{
+    float m[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q)
+        m[q] = x[2 * q] + x[2 * q + 1];
+#pragma unroll
+    for (int w = 4; w > 0; w /= 2)
+#pragma unroll
+        for (int q = 0; q < w; ++q)
+            m[q] += m[q + w];
+    return m[0];
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* kSplit: the two blocks of a cluster took alternate key tiles of one query tile and the
+ * same 256 columns.  Block s keeps columns [128 s, 128 s + 128) of them: it sends the other
+ * block its accumulators of the other half and its row statistics (m, l: l summed over the
+ * row's 4 threads), into the other's K tile buffer `buf`, and merges what it receives into
+ * its own half, each rescaled to the larger max.  Both then hold the merged statistics. */
+constexpr int kSplitSlots = kCols / 8 / 2 + 1; /* 16-byte slots a thread: 16 chunks, stats */
+__device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], float (&l)[2], int split,
+                                            unsigned char *buf)
+{
+    const int tid = threadIdx.x;
+    pa_cluster_sync(); /* both blocks are done with their K buffers */
+    const uint32_t peer = cluster_addr(buf, 1 - split);
+#pragma unroll
+    for (int j = 0; j < kCols / 8; ++j) /* chunk j: columns 8j + 2 t4, + 1 of both rows */
+        if (j / 16 != split)
+            st_cluster_v4(peer + (uint32_t)(((j % 16) * kThreads + tid) * 16), acc[4 * j], acc[4 * j + 1],
+                          acc[4 * j + 2], acc[4 * j + 3]);
+    st_cluster_v4(peer + (uint32_t)((16 * kThreads + tid) * 16), m[0], m[1], l[0], l[1]);
+    pa_cluster_sync(); /* the other block's half has landed here */
+    const float4 *in = reinterpret_cast<const float4 *>(buf);
+    const float4 st = in[16 * kThreads + tid];
+    const float pm[2] = {st.x, st.y}, pl[2] = {st.z, st.w};
+    float a0[2], a1[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const float mx = fmaxf(m[r], pm[r]), mu = mx == -INFINITY ? 0.f : mx;
+        a0[r] = exp2f(m[r] - mu), a1[r] = exp2f(pm[r] - mu);
+        l[r] = l[r] * a0[r] + pl[r] * a1[r];
+        m[r] = mx;
+    }
+#pragma unroll
+    for (int j = 0; j < kCols / 8; ++j)
+        if (j / 16 == split) {
+            const float4 v = in[(j % 16) * kThreads + tid];
+            acc[4 * j] = acc[4 * j] * a0[0] + v.x * a1[0];
+            acc[4 * j + 1] = acc[4 * j + 1] * a0[0] + v.y * a1[0];
+            acc[4 * j + 2] = acc[4 * j + 2] * a0[1] + v.z * a1[1];
+            acc[4 * j + 3] = acc[4 * j + 3] * a0[1] + v.w * a1[1];
+        }
+}
+#endif
+
+template <int D, typename T, bool kSplit>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_wgmma_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int C = D / kCols; /* blocks a query tile */
+    constexpr int C = D / kCols;         /* blocks a query tile's columns take */
+    constexpr int S = kSplit ? 2 : 1;    /* blocks its key tiles are dealt to */
+    constexpr int kChunks = D / 64;      /* 64-column blocks of Q and K */
+    static_assert(kSplitSlots * kThreads * 16 <= tile_bytes(D), "the split's exchange fits a K tile");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
     unsigned char *sq = base, *sk = base + tile_bytes(D), *sv = base + 2 * tile_bytes(D);
-    /* bars[0]: Q and K tiles, bars[1]: V tiles; phase nt & 1 for key tile nt */
-    uint64_t *bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols));
+    /* qk_bars[b]: block b of the Q and K tiles, v_bar: V tiles; phase i & 1 for this
+     * block's i-th key tile */
+    uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)), *v_bar = qk_bars + kChunks;
     pa_flash_phases ph;
     PA_PHASE_BEGIN(ph);
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-    /* this block's query tile (longest first over all (batch, head) pairs) and columns */
+    /* this block's query tile (longest first over all (batch, head) pairs), columns and key
+     * tiles (split, split + S, ...; the split is the block's rank in its cluster) */
     const int q_tiles = (a.seq_q + kRows - 1) / kRows, bh = a.batch * a.heads_q;
-    const int id = (int)blockIdx.x / C, rank = (int)blockIdx.x % C, order = id / bh, pair = id % bh;
+    const int split = kSplit ? pa_cluster_rank() : 0, unit = (int)blockIdx.x / S;
+    const int id = unit / C, rank = unit % C, order = id / bh, pair = id % bh;
     const int qt = a.mask ? q_tiles - 1 - order : order;
     const int batch = pair / a.heads_q, head = pair % a.heads_q;
     const int head_kv = head / (a.heads_q / a.heads_kv);
@@ -126,18 +229,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int first_vis = pa_flash_visible(a, row0); /* key tiles below it need no mask */
 
     if (tid == 0) {
-        pa_wg::bar_init(&bars[0]);
-        pa_wg::bar_init(&bars[1]);
-        if (n_tiles > 0) {
-            mbar_expect(&bars[0], 2 * tile_bytes(D));
-            mbar_expect(&bars[1], tile_bytes(kCols));
-        }
+        pa_wg::tma_prefetch(&maps.o); /* the store's map, ready at the end */
+        for (int b = 0; b <= kChunks; ++b)
+            pa_wg::bar_init(&qk_bars[b]);
+        if (split < n_tiles) mbar_expect(v_bar, tile_bytes(kCols));
     }
     __syncthreads(); /* the barriers are initialised */
-    if (n_tiles > 0) {
-        load_tile(sq, &maps.q, D / 64, 0, row0, head, batch, &bars[0]);
-        load_tile(sk, &maps.k, D / 64, 0, 0, head_kv, batch, &bars[0]);
-        load_tile(sv, &maps.v, kCols / 64, col0, 0, head_kv, batch, &bars[1]);
+    if (split < n_tiles) {
+        load_qk<kChunks>(sq, sk, maps, row0, split * kKeys, head, head_kv, batch, qk_bars);
+        load_tile(sv, &maps.v, kCols / 64, col0, split * kKeys, head_kv, batch, v_bar);
     }
 
     /* this thread's rows of the tile (wgmma accumulator layout): 16 * warp + g, and + 8 */
@@ -151,65 +251,68 @@ __global__ void __launch_bounds__(kThreads, 1)
         acc_o[e] = 0.f;
     const uint32_t q_addr = smem_addr(sq), k_addr = smem_addr(sk), v_addr = smem_addr(sv);
 
-    for (int nt = 0; nt < n_tiles; ++nt) {
+    for (int i = 0, nt = split; nt < n_tiles; ++i, nt += S) { /* i: this block's i-th key tile */
         const int key0 = nt * kKeys;
-        mbar_wait(&bars[0], nt & 1); /* Q and K(nt) landed */
-        PA_PHASE_MARK(ph);
 
-        /* S = Q K^T: D / 64 blocks of 64 columns, 4 k-steps each */
+        /* S = Q K^T: D / 64 blocks of 64 columns, 4 k-steps each, each block as soon as it
+         * has landed */
         float s[32];
 #pragma unroll
         for (int e = 0; e < 32; ++e)
             s[e] = 0.f;
         pa_wg::fence();
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            const uint32_t off = (uint32_t)((kk / 4) * kRows * 128 + (kk % 4) * 32);
-            pa_wg::Mma<T>::ss_m64n64k16(s, pa_wg::desc(q_addr + off, 16, pa_wg::kGroupBytes),
-                                        pa_wg::desc(k_addr + off, 16, pa_wg::kGroupBytes), 1);
+        for (int c = 0; c < kChunks; ++c) {
+            mbar_wait(&qk_bars[c], i & 1);
+            if (c == 0) PA_PHASE_MARK(ph); /* the first block of K(nt) (and Q) landed */
+#pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                const uint32_t off = (uint32_t)(c * kRows * 128 + kk * 32);
+                pa_wg::Mma<T>::ss_m64n64k16(s, pa_wg::desc(q_addr + off, 16, pa_wg::kGroupBytes),
+                                            pa_wg::desc(k_addr + off, 16, pa_wg::kGroupBytes), 1);
+            }
         }
         pa_wg::commit();
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
         PA_PHASE_MARK(ph);
-        if (nt + 1 < n_tiles) {
-            if (tid == 0) mbar_expect(&bars[0], tile_bytes(D));
-            load_tile(sk, &maps.k, D / 64, 0, key0 + kKeys, head_kv, batch, &bars[0]);
-        }
+        if (nt + S < n_tiles)
+            load_qk<kChunks>(nullptr, sk, maps, row0, key0 + S * kKeys, head, head_kv, batch, qk_bars);
 
         PA_PHASE_MARK(ph);
 
-        /* online softmax of rows g (r = 0) and g + 8 (r = 1): 4 threads a row */
+        /* online softmax of rows g (r = 0) and g + 8 (r = 1): 4 threads a row; the max and
+         * the sum as trees (a single warp per scheduler hides no latency), exp2 as the
+         * bare MUFU instruction */
         const bool need_mask = key0 + kKeys > first_vis;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            float mx = -INFINITY;
+            float x[16];
 #pragma unroll
             for (int j = 0; j < 8; ++j)
 #pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    float &x = s[4 * j + 2 * r + e];
-                    x = (!need_mask || key0 + 8 * j + 2 * t4 + e < vis[r]) ? x * sl2 : -INFINITY;
-                    mx = fmaxf(mx, x);
-                }
+                for (int e = 0; e < 2; ++e)
+                    x[2 * j + e] = (!need_mask || key0 + 8 * j + 2 * t4 + e < vis[r])
+                                       ? s[4 * j + 2 * r + e] * sl2
+                                       : -INFINITY;
+            float mx = tree_max(x);
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float m_new = mx > run_m[r] + kRescaleSlack ? mx : run_m[r]; /* lazy */
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
-            const float alpha = exp2f(run_m[r] - m_use);
-            float sum = 0.f;
+            const float alpha = pa_wg::exp2_approx(run_m[r] - m_use);
+#pragma unroll
+            for (int e = 0; e < 16; ++e)
+                x[e] = pa_wg::exp2_approx(x[e] - m_use);
 #pragma unroll
             for (int j = 0; j < 8; ++j)
 #pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    float &x = s[4 * j + 2 * r + e];
-                    x = exp2f(x - m_use);
-                    sum += x;
-                }
-            run_l[r] = run_l[r] * alpha + sum; /* this lane's part of the row */
+                for (int e = 0; e < 2; ++e)
+                    s[4 * j + 2 * r + e] = x[2 * j + e];
+            run_l[r] = run_l[r] * alpha + tree_sum(x); /* this lane's part of the row */
             run_m[r] = m_new;
             /* O is still zero at the first key tile; later most tiles leave every alpha 1 */
-            if (nt > 0 && !__all_sync(0xffffffffu, alpha == 1.f)) {
+            if (i > 0 && !__all_sync(0xffffffffu, alpha == 1.f)) {
 #pragma unroll
                 for (int j = 0; j < 32; ++j) {
                     acc_o[4 * j + 2 * r] *= alpha;
@@ -219,7 +322,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
 
         PA_PHASE_MARK(ph);
-        mbar_wait(&bars[1], nt & 1); /* V(nt) landed */
+        mbar_wait(v_bar, i & 1); /* V(nt) landed */
         PA_PHASE_MARK(ph);
 
         /* O += P V: the scores' accumulator layout is the A-fragment layout of the product */
@@ -227,8 +330,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int kk = 0; kk < kKeys / 16; ++kk)
 #pragma unroll
-            for (int i = 0; i < 4; ++i)
-                pf[kk][i] = Dt<T>::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+            for (int q = 0; q < 4; ++q)
+                pf[kk][q] = Dt<T>::pack(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
         pa_wg::fence();
 #pragma unroll
         for (int kk = 0; kk < kKeys / 16; ++kk)
@@ -240,39 +343,52 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::wait<0>();
         __syncthreads(); /* V's buffer is free */
         PA_PHASE_MARK(ph);
-        if (nt + 1 < n_tiles) {
-            if (tid == 0) mbar_expect(&bars[1], tile_bytes(kCols));
-            load_tile(sv, &maps.v, kCols / 64, col0, key0 + kKeys, head_kv, batch, &bars[1]);
+        if (nt + S < n_tiles) {
+            if (tid == 0) mbar_expect(v_bar, tile_bytes(kCols));
+            load_tile(sv, &maps.v, kCols / 64, col0, key0 + S * kKeys, head_kv, batch, v_bar);
         }
     }
 
-    /* O / l, staged in the swizzled layout (the Q tile's first 32 KB) for TMA stores */
+    float row_l[2]; /* the rows' sums (over their 4 threads) */
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        row_l[r] = run_l[r];
+        row_l[r] += __shfl_xor_sync(0xffffffffu, row_l[r], 1);
+        row_l[r] += __shfl_xor_sync(0xffffffffu, row_l[r], 2);
+    }
+    /* columns this block writes: chunks [j0, j0 + kOut / 8) of its 256 */
+    constexpr int kOut = kCols / S;
+    const int j0 = split * (kOut / 8);
+    if constexpr (kSplit) merge_split(acc_o, run_m, row_l, split, sk);
+    PA_PHASE_MARK(ph);
+
+    /* O / l, staged in the swizzled layout (the Q tile's first kOut * 128 bytes) for TMA */
     unsigned char *stage = sq;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        float l = run_l[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const float l = row_l[r], inv = l > 0.f ? 1.f / l : 0.f;
         const int lrow = 16 * warp + g + 8 * r;
 #pragma unroll
-        for (int j = 0; j < 32; ++j) /* columns 8j + 2 t4, + 1: chunk j of the row */
-            *reinterpret_cast<uint32_t *>(stage + pa_wg::chunk_offset(kRows, lrow, j) + 4 * t4) =
-                Dt<T>::pack(acc_o[4 * j + 2 * r] * inv, acc_o[4 * j + 2 * r + 1] * inv);
+        for (int j = 0; j < kCols / 8; ++j) /* columns 8j + 2 t4, + 1: chunk j of the row */
+            if (j / (kOut / 8) == split)
+                *reinterpret_cast<uint32_t *>(stage + pa_wg::chunk_offset(kRows, lrow, j - j0) + 4 * t4) =
+                    Dt<T>::pack(acc_o[4 * j + 2 * r] * inv, acc_o[4 * j + 2 * r + 1] * inv);
         const int row = row0 + lrow;
-        if (rank == 0 && t4 == 0 && a.lse && row < a.seq_q)
+        if (rank == 0 && split == 0 && t4 == 0 && a.lse && row < a.seq_q)
             a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
                 l > 0.f ? (run_m[r] + log2f(l)) * kLn2 : -INFINITY;
     }
     pa_wg::fence_async_shared(); /* the staged O is visible to the TMA store */
     __syncthreads();
-    if (lane == 0) /* warp w stores the 64-column block w */
-        pa_wg::tma_store_4d(&maps.o, stage + warp * kRows * 128, col0 + 64 * warp, row0, head, batch);
+    PA_PHASE_MARK(ph);
+    if (lane == 0 && warp < kOut / 64) /* warp w stores the 64-column block w */
+        pa_wg::tma_store_4d(&maps.o, stage + warp * kRows * 128, col0 + 8 * j0 + 64 * warp, row0, head,
+                            batch);
 #ifdef PA_FLASH_PHASES
     if (tid == 0 && blockIdx.x < kPhaseBlocks) { /* printed by phase_print (a printf here
                                                   * would serialise the wgmma pipeline) */
         int *rec = g_phases[blockIdx.x];
-        rec[0] = qt, rec[1] = n_tiles, rec[2] = ph.first, rec[3] = (int)(ph.now() - ph.last);
+        rec[0] = qt, rec[1] = split < n_tiles ? (n_tiles - split + S - 1) / S : 0, rec[2] = ph.first, rec[3] = (int)(ph.now() - ph.last);
         for (int i = 0; i < ph.kMarks; ++i)
             rec[4 + i] = i < ph.n - 1 ? ph.deltas[i] : -1;
     }
@@ -318,10 +434,10 @@ cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int D, typename T>
+template <int D, typename T, bool kSplit>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_wgmma_kernel<D, T>;
+    auto kernel = flash_fwd_wgmma_kernel<D, T, kSplit>;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem_bytes<D>(), attr_done);
     if (e != cudaSuccess) return e;
@@ -332,20 +448,35 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
         (e = make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride)) != cudaSuccess)
         return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
-    const dim3 grid(D / kCols * q_tiles * a.heads_q * a.batch);
-    kernel<<<grid, kThreads, smem_bytes<D>(), stream>>>(a, maps);
+    const dim3 grid((kSplit ? 2 : 1) * D / kCols * q_tiles * a.heads_q * a.batch);
+    if (kSplit) { /* 2-block clusters */
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = grid;
+        cfg.blockDim = dim3(kThreads);
+        cfg.dynamicSmemBytes = smem_bytes<D>();
+        cfg.stream = stream;
+        cudaLaunchAttribute attr;
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = 2, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        e = cudaLaunchKernelEx(&cfg, kernel, a, maps);
+        if (e != cudaSuccess) return e;
+    } else {
+        kernel<<<grid, kThreads, smem_bytes<D>(), stream>>>(a, maps);
+    }
 #ifdef PA_FLASH_PHASES
     if (cudaPeekAtLastError() == cudaSuccess) phase_print<<<1, 1, 0, stream>>>((int)grid.x);
 #endif
     return cudaGetLastError();
 }
 
-template <typename T>
+template <typename T, bool kSplit>
 cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
 {
     switch (a.head_dim) {
-    case 512: return launch<512, T>(a, stream);
-    case 768: return launch<768, T>(a, stream);
+    case 512: return launch<512, T, kSplit>(a, stream);
+    case 768: return launch<768, T, kSplit>(a, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -366,10 +497,26 @@ extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim)
     }
 }
 
-extern "C" int pa_cuda_flash_wgmma(const pa_gpu_args *a, void *stream)
+extern "C" int pa_cuda_flash_wgmma_split_fits(const pa_gpu_args *a, int sms, int force)
+{
+    const long long q_tiles = (a->seq_q + kRows - 1) / kRows;
+    const long long blocks = (long long)(a->head_dim / kCols) * q_tiles * a->heads_q * a->batch;
+    if (a->seq_q < 1 || a->seq_kv < 1 || blocks > (1LL << 29)) return 0;
+    if (force) return 1;
+    /* the last query tile sees the most keys */
+    const int longest = (pa_flash_visible(*a, a->seq_q - 1) + kKeys - 1) / kKeys;
+    /* Measured as GPU time (bench/results/session10-h100-2026-11-25 call 1): 1.35-1.58x
+     * with chains of 8-16 key tiles in one wave (1x512 D 512, 1x1024 D 768, 2x1024 D 512),
+     * 0.83-0.85x with chains of 2 (16x128, 8x128 D 512): the merge, ~4800 cycles, outweighs
+     * one key tile (~3300). */
+    return longest >= 8 && 2 * blocks <= sms;
+}
+
+extern "C" int pa_cuda_flash_wgmma(const pa_gpu_args *a, int key_split, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->dtype == 1) return (int)dispatch<__half>(*a, s);
-    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, s);
+    if (a->dtype == 1) return (int)(key_split ? dispatch<__half, true>(*a, s) : dispatch<__half, false>(*a, s));
+    if (a->dtype == 2)
+        return (int)(key_split ? dispatch<__nv_bfloat16, true>(*a, s) : dispatch<__nv_bfloat16, false>(*a, s));
     return (int)cudaErrorInvalidValue;
 }

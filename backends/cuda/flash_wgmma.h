@@ -15,10 +15,14 @@ extern "C" {
 int pa_cuda_flash_wgmma_has_head_dim(int head_dim);
 /* Shared memory a block of the head_dim instance needs (bytes), 0 without one. */
 size_t pa_cuda_flash_wgmma_smem(int head_dim);
-/* Enqueues; returns the cudaError_t of the launch.  Same input rules as pa_cuda_flash_tc
- * (16-byte aligned q/k/v/o, unit head_dim stride, other strides multiples of 8), f16 or
- * bf16, head_dim == head_dim_v. */
-int pa_cuda_flash_wgmma(const pa_gpu_args *a, void *stream);
+/* Whether the key split should run a (on `sms` SMs): each query tile's blocks become
+ * 2-block clusters taking alternate key tiles, where the plain grid fills at most half the
+ * GPU and some query tile has two key tiles or more; force: wherever it can run. */
+int pa_cuda_flash_wgmma_split_fits(const pa_gpu_args *a, int sms, int force);
+/* Enqueues (with the key split if key_split); returns the cudaError_t of the launch.  Same
+ * input rules as pa_cuda_flash_tc (16-byte aligned q/k/v/o, unit head_dim stride, other
+ * strides multiples of 8), f16 or bf16, head_dim == head_dim_v. */
+int pa_cuda_flash_wgmma(const pa_gpu_args *a, int key_split, void *stream);
 
 #ifdef __cplusplus
 }

@@ -56,6 +56,21 @@ __device__ __forceinline__ void cp_async_wait()
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+/* Distributed shared memory (sm_90+, clusters): the shared::cluster address of `p` (this
+ * block's shared memory) in the block of cluster rank `rank`, and a 16-byte store there. */
+__device__ __forceinline__ uint32_t cluster_addr(const void *p, int rank)
+{
+    uint32_t a;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(a) : "r"(smem_addr(p)), "r"(rank));
+    return a;
+}
+__device__ __forceinline__ void st_cluster_v4(uint32_t addr, float x, float y, float z, float w)
+{
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(x), "f"(y),
+                 "f"(z), "f"(w)
+                 : "memory");
+}
+
 /* mbarrier (sm_90+): the one arrival of the barrier's current phase, which then also waits
  * for `bytes` delivered by asynchronous copies or remote st.async; and the wait for phase
  * `parity` to complete (default semantics: acquire at CTA scope). */

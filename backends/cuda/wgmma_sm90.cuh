@@ -119,6 +119,22 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, 
                  : "memory");
 }
 
+/* 2^x as the bare MUFU instruction (flushes subnormal results to zero; -inf gives 0, 0
+ * gives 1 exactly), without exp2f's extra range handling. */
+__device__ __forceinline__ float exp2_approx(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* Fetches a tensor map (a __grid_constant__ kernel parameter) into the TMA unit's
+ * descriptor cache ahead of its first use. */
+__device__ __forceinline__ void tma_prefetch(const void *map)
+{
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
 /* Stores the box at (c0 .. c3) of a 4-D tensor map from shared memory at src (rows past the
  * tensor's end are not written); the issuing thread then waits until src has been read. */
 __device__ __forceinline__ void tma_store_4d(const void *map, const void *src, int c0, int c1, int c2,

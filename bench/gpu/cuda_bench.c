@@ -12,8 +12,9 @@
  * Options: --backend cuda|host|... (default cuda), --reps N (max timed repetitions),
  * --graph N (CUDA only: each timed sample is one replay of a CUDA graph holding N forwards
  * back to back, ms = replay time / N: the GPU time without the host's launch cost, which
- * the per-call events include when a call is shorter than its launch).  The JSON says
- * "timing":"events" or "graph<N>".
+ * the per-call events include when a call is shorter than its launch), --sets N (rotate
+ * among N input sets instead of the 256 MiB rule: 1 keeps inputs that fit in L2 warm).
+ * The JSON says "timing":"events" or "graph<N>", and "sets".
  */
 #include "bench_common.h"
 #include "pa_testkit.h"
@@ -31,6 +32,7 @@
 #define MAX_SETS 16
 
 static int graph_calls; /* --graph N */
+static int sets_wanted; /* --sets N; 0: the rule below */
 static cudaStream_t graph_stream;
 
 static pa_tk_rng rng = {0x9e3779b97f4a7c15ull};
@@ -187,6 +189,7 @@ static void run_one(polyattn_context *ctx, const shape *s, const char *algo_name
     const size_t set_bytes = (nq + nk * 2) * es;
     int sets = (int)((256u << 20) / (set_bytes ? set_bytes : 1)) + 1;
     if (sets > MAX_SETS) sets = MAX_SETS;
+    if (sets_wanted) sets = sets_wanted; /* --sets 1: inputs stay in L2 when they fit */
     polyattn_buffer *q[MAX_SETS] = {0}, *k[MAX_SETS] = {0}, *v[MAX_SETS] = {0}, *o = NULL,
                     *ws = NULL;
     polyattn_event *e0 = NULL, *e1 = NULL;
@@ -338,8 +341,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "%s: --graph: forwards per graph, 1..1000 (got %s)\n", argv[0], argv[i]);
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--sets") && i + 1 < argc) {
+            sets_wanted = atoi(argv[++i]);
+            if (sets_wanted < 1 || sets_wanted > MAX_SETS) {
+                fprintf(stderr, "%s: --sets: input sets to rotate among, 1..%d (got %s)\n", argv[0],
+                        MAX_SETS, argv[i]);
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: %s [--backend cuda] [--reps N] [--graph N] < shapes\n", argv[0]);
+            fprintf(stderr, "usage: %s [--backend cuda] [--reps N] [--graph N] [--sets N] < shapes\n",
+                    argv[0]);
             return 2;
         }
     }
