@@ -63,11 +63,12 @@ constexpr size_t smem_bytes()
     return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 8 * (D / 64 + 1);
 }
 static_assert(tile_bytes(kCols) <= tile_bytes(512), "O's staging fits the Q tile");
-static_assert(kCols / 64 == kThreads / 32, "one 64-column block of O a warp");
+static_assert(kRows == 16 * (kThreads / 32), "16 rows of the tile a warp (the wgmma layout)");
 
-/* The tensor maps of Q, K, V and O (4-D: head dim, sequence, head, batch; 64 x 64 boxes,
- * 128-byte swizzle; loads past the sequence read zeros, stores there are dropped), made on
- * the host for each call (the pointers are the call's). */
+/* The tensor maps of Q, K, V and O (4-D: head dim, sequence, head, batch; boxes of 64
+ * columns by 64 rows, 16 for O (a warp's rows), 128-byte swizzle; loads past the sequence
+ * read zeros, stores there are dropped), made on the host for each call (the pointers are
+ * the call's). */
 struct TileMaps {
     CUtensorMap q, k, v, o;
 };
@@ -362,28 +363,39 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (kSplit) merge_split(acc_o, run_m, row_l, split, sk);
     PA_PHASE_MARK(ph);
 
-    /* O / l, staged in the swizzled layout (the Q tile's first kOut * 128 bytes) for TMA */
+    /* O / l, staged in the swizzled layout (the Q tile's first kOut * 128 bytes): each warp
+     * stages its 16 rows one 64-column block at a time and stores each block by TMA as soon
+     * as it is staged, so that the stores (~27 bytes a cycle: a 32 KB tile took ~1200
+     * cycles, session 10 call 3) overlap the staging of the next blocks. */
     unsigned char *stage = sq;
+    float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        const float l = row_l[r], inv = l > 0.f ? 1.f / l : 0.f;
-        const int lrow = 16 * warp + g + 8 * r;
-#pragma unroll
-        for (int j = 0; j < kCols / 8; ++j) /* columns 8j + 2 t4, + 1: chunk j of the row */
-            if (j / (kOut / 8) == split)
-                *reinterpret_cast<uint32_t *>(stage + pa_wg::chunk_offset(kRows, lrow, j - j0) + 4 * t4) =
-                    Dt<T>::pack(acc_o[4 * j + 2 * r] * inv, acc_o[4 * j + 2 * r + 1] * inv);
-        const int row = row0 + lrow;
+        const float l = row_l[r];
+        inv[r] = l > 0.f ? 1.f / l : 0.f;
+        const int row = row0 + 16 * warp + g + 8 * r;
         if (rank == 0 && split == 0 && t4 == 0 && a.lse && row < a.seq_q)
             a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
                 l > 0.f ? (run_m[r] + log2f(l)) * kLn2 : -INFINITY;
     }
-    pa_wg::fence_async_shared(); /* the staged O is visible to the TMA store */
-    __syncthreads();
+#pragma unroll
+    for (int cb = 0; cb < kCols / 64; ++cb) { /* 64-column block: chunks 8 cb .. 8 cb + 7 */
+        if (cb / (kOut / 64) != split) continue;
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int j = 8 * cb; j < 8 * cb + 8; ++j) /* columns 8j + 2 t4, + 1 of the row */
+                *reinterpret_cast<uint32_t *>(stage + pa_wg::chunk_offset(kRows, 16 * warp + g + 8 * r, j - j0) +
+                                              4 * t4) =
+                    Dt<T>::pack(acc_o[4 * j + 2 * r] * inv[r], acc_o[4 * j + 2 * r + 1] * inv[r]);
+        pa_wg::fence_async_shared(); /* the staged block is visible to the TMA store */
+        __syncwarp();
+        if (lane == 0)
+            pa_wg::tma_store_4d(&maps.o, stage + (cb - j0 / 8) * kRows * 128 + 16 * warp * 128, col0 + 64 * cb,
+                                row0 + 16 * warp, head, batch);
+    }
     PA_PHASE_MARK(ph);
-    if (lane == 0 && warp < kOut / 64) /* warp w stores the 64-column block w */
-        pa_wg::tma_store_4d(&maps.o, stage + warp * kRows * 128, col0 + 8 * j0 + 64 * warp, row0, head,
-                            batch);
+    if (lane == 0) pa_wg::tma_store_wait(); /* the staging smem is read before the block exits */
 #ifdef PA_FLASH_PHASES
     if (tid == 0 && blockIdx.x < kPhaseBlocks) { /* printed by phase_print (a printf here
                                                   * would serialise the wgmma pipeline) */
@@ -417,7 +429,7 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder()
 /* The 4-D map of a [batch][heads][seq][dim] tensor with element strides st (batch, head,
  * seq, dim: 1). */
 cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int seq, int heads,
-                     int batch, const int64_t *st)
+                     int batch, const int64_t *st, int box_rows)
 {
     PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
     if (!encode) return cudaErrorNotSupported;
@@ -426,7 +438,7 @@ cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int
     for (int i = 0; i < 3; ++i) /* bytes, dims 1..3; 0 only where the extent is 1 (the
                                  * backend checks), and TMA wants a multiple of 16 there */
         stride[i] = (cuuint64_t)(st[2 - i] > 0 ? st[2 - i] * 2 : 16);
-    const cuuint32_t box[4] = {64, (cuuint32_t)kRows, 1, 1}, step[4] = {1, 1, 1, 1};
+    const cuuint32_t box[4] = {64, (cuuint32_t)box_rows, 1, 1}, step[4] = {1, 1, 1, 1};
     const CUresult r = encode(map, dtype == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                               4, const_cast<void *>(base), extent, stride, box, step,
                               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
@@ -442,10 +454,10 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     cudaError_t e = smem_attr_once(kernel, smem_bytes<D>(), attr_done);
     if (e != cudaSuccess) return e;
     TileMaps maps;
-    if ((e = make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride)) != cudaSuccess ||
-        (e = make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride)) != cudaSuccess ||
-        (e = make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride)) != cudaSuccess ||
-        (e = make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride)) != cudaSuccess)
+    if ((e = make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride, kRows)) != cudaSuccess ||
+        (e = make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride, kKeys)) != cudaSuccess ||
+        (e = make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride, kKeys)) != cudaSuccess ||
+        (e = make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride, 16)) != cudaSuccess)
         return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
     const dim3 grid((kSplit ? 2 : 1) * D / kCols * q_tiles * a.heads_q * a.batch);

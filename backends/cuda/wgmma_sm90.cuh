@@ -136,15 +136,19 @@ __device__ __forceinline__ void tma_prefetch(const void *map)
 }
 
 /* Stores the box at (c0 .. c3) of a 4-D tensor map from shared memory at src (rows past the
- * tensor's end are not written); the issuing thread then waits until src has been read. */
+ * tensor's end are not written), as a bulk group of the issuing thread; tma_store_wait then
+ * waits until the smem of all its groups has been read. */
 __device__ __forceinline__ void tma_store_4d(const void *map, const void *src, int c0, int c1, int c2,
                                              int c3)
 {
     asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n"
-                 "cp.async.bulk.commit_group;\n"
-                 "cp.async.bulk.wait_group.read 0;\n" ::"l"(reinterpret_cast<uint64_t>(map)),
+                 "cp.async.bulk.commit_group;\n" ::"l"(reinterpret_cast<uint64_t>(map)),
                  "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
                  : "memory");
+}
+__device__ __forceinline__ void tma_store_wait()
+{
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
 
 template <typename T>
