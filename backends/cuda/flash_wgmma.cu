@@ -87,18 +87,18 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap 
 
 /* Loads the K tile of keys [key0, key0 + 64) (and first the Q tile of rows [row0, row0 + 64)
  * when sq is given), 64-column block b of both completing on bars[b], so that Q K^T can
- * start on the first blocks while the rest stream in.  Lane l of warp w arms and issues
- * block w + 4 l, Q's before K's (a warp's blocks in one instruction, not one after another
- * from lane 0). */
+ * start on the first blocks while the rest stream in.  Lane 0 of warp w arms and issues
+ * blocks w, w + 4, ..., Q's block before K's. */
 template <int kChunks>
 __device__ __forceinline__ void load_qk(unsigned char *sq, unsigned char *sk, const TileMaps &maps, int row0,
                                         int key0, int head, int head_kv, int batch, uint64_t *bars)
 {
-    const int b = (int)threadIdx.x / 32 + (kThreads / 32) * ((int)threadIdx.x % 32);
-    if (b >= kChunks) return;
-    mbar_expect(&bars[b], (sq ? 2 : 1) * tile_bytes(64));
-    if (sq) pa_wg::tma_load_4d(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b]);
-    pa_wg::tma_load_4d(sk + b * kRows * 128, &maps.k, 64 * b, key0, head_kv, batch, &bars[b]);
+    if (threadIdx.x % 32) return;
+    for (int b = (int)threadIdx.x / 32; b < kChunks; b += kThreads / 32) {
+        mbar_expect(&bars[b], (sq ? 2 : 1) * tile_bytes(64));
+        if (sq) pa_wg::tma_load_4d(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b]);
+        pa_wg::tma_load_4d(sk + b * kRows * 128, &maps.k, 64 * b, key0, head_kv, batch, &bars[b]);
+    }
 }
 
 #ifdef PA_FLASH_PHASES
@@ -233,10 +233,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::tma_prefetch(&maps.o); /* the store's map, ready at the end */
         for (int b = 0; b <= kChunks; ++b)
             pa_wg::bar_init(&qk_bars[b]);
+        if (split < n_tiles) mbar_expect(v_bar, tile_bytes(kCols));
     }
     __syncthreads(); /* the barriers are initialised */
     if (split < n_tiles) {
         load_qk<kChunks>(sq, sk, maps, row0, split * kKeys, head, head_kv, batch, qk_bars);
+        load_tile(sv, &maps.v, kCols / 64, col0, split * kKeys, head_kv, batch, v_bar);
     }
 
     /* this thread's rows of the tile (wgmma accumulator layout): 16 * warp + g, and + 8 */
@@ -272,11 +274,6 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
         }
         pa_wg::commit();
-        if (i == 0) { /* V of the first key tile once Q and K have landed (issued with them,
-                       * it took their bandwidth), while the product runs */
-            if (tid == 0) mbar_expect(v_bar, tile_bytes(kCols));
-            load_tile(sv, &maps.v, kCols / 64, col0, key0, head_kv, batch, v_bar);
-        }
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
         PA_PHASE_MARK(ph);
