@@ -1,7 +1,7 @@
 #!/bin/bash
 # Seed-shape check of the CUDA flash forward (issue #4) on a GPU machine, from the repo root:
 # build (CUDA only), conformance --backend cuda (forward; again with the balanced schedule
-# forced wherever it applies, with key halves forced and with column halves forced), odd-shape checks of the wide kernels through cuda_bench
+# forced wherever it applies, with key halves forced, with column halves forced and with the wgmma key split forced), odd-shape checks of the wide kernels through cuda_bench
 # (sampled rows against a double reference, every element written), then polyattn flash on
 # the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run
 # (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed), both
@@ -62,6 +62,10 @@ else
   say "conformance --backend cuda --algo flash, POLYATTN_CUDA_COL_HALVES=1 (column halves forced)"
   echo "### POLYATTN_CUDA_COL_HALVES=1" >> "$OUT/conformance.txt"
   POLYATTN_CUDA_COL_HALVES=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
+  echo "exit $?" >> "$OUT/conformance.txt"
+  say "conformance --backend cuda --algo flash, POLYATTN_CUDA_WGMMA_SPLIT=1 (wgmma key split forced)"
+  echo "### POLYATTN_CUDA_WGMMA_SPLIT=1" >> "$OUT/conformance.txt"
+  POLYATTN_CUDA_WGMMA_SPLIT=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
   echo "exit $?" >> "$OUT/conformance.txt"
   grep -E "^conformance|FAIL|^exit" "$OUT/conformance.txt" | head -40 | tee -a "$LOG"
 fi
