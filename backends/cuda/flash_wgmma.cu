@@ -462,17 +462,7 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
     const dim3 grid((kSplit ? 2 : 1) * D / kCols * q_tiles * a.heads_q * a.batch);
     if (kSplit) { /* 2-block clusters */
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = grid;
-        cfg.blockDim = dim3(kThreads);
-        cfg.dynamicSmemBytes = smem_bytes<D>();
-        cfg.stream = stream;
-        cudaLaunchAttribute attr;
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = 2, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-        cfg.attrs = &attr;
-        cfg.numAttrs = 1;
-        e = cudaLaunchKernelEx(&cfg, kernel, a, maps);
+        e = launch_pairs(kernel, grid.x, kThreads, smem_bytes<D>(), stream, a, maps);
         if (e != cudaSuccess) return e;
     } else {
         kernel<<<grid, kThreads, smem_bytes<D>(), stream>>>(a, maps);

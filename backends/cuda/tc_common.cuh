@@ -33,6 +33,24 @@ cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
     return e;
 }
 
+/* Launches kernel(args...) as a 1-D grid of `blocks` blocks in 2-block clusters (sm_90+). */
+template <typename K, typename... Args>
+cudaError_t launch_pairs(K kernel, unsigned blocks, unsigned threads, size_t smem, cudaStream_t stream,
+                         const Args &...args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(threads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = 2, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void *p)
 {
     return (uint32_t)__cvta_generic_to_shared(p);
