@@ -25,12 +25,12 @@
  * same time), longest query tiles first over all (batch, head) pairs.  O leaves by TMA.
  * O(N) memory: nothing but O and the LSE is written.
  *
- * Key split (kSplit, when the grid would fill at most half the GPU): each of those blocks
- * becomes a 2-block cluster, block s taking key tiles s, s + 2, ... of the query tile; at
- * the end each hands the other, through distributed shared memory, the half of its O
- * columns that the other writes (merge_split).  The longest chain of key tiles halves:
- * 16x128 D 512 causal, 64 blocks on 132 SMs, spent ~9500 of its ~15000 cycles on the
- * diagonal query tile's two key tiles (session 9 call 6).
+ * Key split (kSplit, when the grid would fill at most half the GPU and chains are long):
+ * each of those blocks becomes a 2-block cluster, block s taking key tiles s, s + 2, ... of
+ * the query tile; at the end each hands the other, through distributed shared memory, the
+ * half of its O columns that the other writes (merge_split).  The longest chain of key
+ * tiles halves, for a merge of ~4800 cycles: 1.35-1.58x with chains of 8-16 key tiles,
+ * 0.83x at 16x128 D 512 (two), session 10 call 1.
  */
 #include "flash_wgmma.h"
 #include "flash_split.h" /* pa_flash_visible, the phase diagnostics */
