@@ -105,29 +105,37 @@ static int wgmma_fits(const pa_cuda_device *dev, const pa_problem *p)
 #endif
 }
 
-/* Whether the wgmma kernel should deal each query tile's key tiles to a 2-block cluster
- * (flash_wgmma.h).  POLYATTN_CUDA_WGMMA_SPLIT=0 turns that off, =1 forces it. */
-static int wgmma_split_of(const pa_cuda_device *dev, const pa_problem *p)
+/* The wgmma kernel's plan for p (flash_wgmma.h).  POLYATTN_CUDA_WGMMA_PLAN=<name> forces
+ * one. */
+static int wgmma_plan_of(const pa_cuda_device *dev, const pa_problem *p)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
-    const char *env = getenv("POLYATTN_CUDA_WGMMA_SPLIT");
-    if (env && !strcmp(env, "0")) return 0;
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
-    return pa_cuda_flash_wgmma_split_fits(&a, dev->sm_count > 0 ? dev->sm_count : 1,
-                                          env && !strcmp(env, "1"));
+    return pa_cuda_flash_wgmma_plan(&a, dev->sm_count > 0 ? dev->sm_count : 1,
+                                    getenv("POLYATTN_CUDA_WGMMA_PLAN"));
 #else
     (void)dev, (void)p;
     return 0;
 #endif
 }
 
-static int launch_wgmma(const pa_gpu_args *a, int key_split, void *stream)
+static const char *wgmma_plan_name(int plan)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
-    return pa_cuda_flash_wgmma(a, key_split, stream);
+    return pa_cuda_flash_wgmma_plan_name(plan);
 #else
-    (void)a, (void)key_split, (void)stream;
+    (void)plan;
+    return "?";
+#endif
+}
+
+static int launch_wgmma(const pa_gpu_args *a, int plan, void *stream)
+{
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+    return pa_cuda_flash_wgmma(a, plan, stream);
+#else
+    (void)a, (void)plan, (void)stream;
     return (int)cudaErrorNotSupported; /* wgmma_fits says no without it */
 #endif
 }
@@ -185,8 +193,9 @@ static pa_flash_split flash_split_of(pa_cuda_device *dev, const pa_problem *p)
     if (wgmma_fits(dev, p) && !wg_off) {
         s.chunk = s.units = s.blocks = s.slots = 0;
         s.col_halves = 0;
+        s.key_halves = 0;
         s.wgmma = 1;
-        s.key_halves = wgmma_split_of(dev, p);
+        s.wgmma_plan = wgmma_plan_of(dev, p);
     }
     return s;
 }
@@ -222,10 +231,8 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         const pa_flash_split s = flash_split_of(dev, p);
         if (s.wgmma) {
             snprintf(dev->note[2], sizeof dev->note[2],
-                     "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, O split "
-                     "across %d blocks a query tile%s)",
-                     polyattn_dtype_name(p->dtype), (int)p->head_dim, (int)p->head_dim / 256,
-                     s.key_halves ? ", its key tiles dealt to 2-block clusters" : "");
+                     "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
+                     polyattn_dtype_name(p->dtype), (int)p->head_dim, wgmma_plan_name(s.wgmma_plan));
             *why_not = dev->note[2];
             return POLYATTN_STATUS_SUCCESS;
         }
@@ -286,10 +293,10 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
     pa_log(POLYATTN_LOG_DISPATCH,
            "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
            "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots; "
-           "key halves %d, column halves %d",
+           "key halves %d, column halves %d%s%s",
            p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : s->wgmma ? "wgmma" : "mma.sync", (long long)p->head_dim,
            polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots, s->key_halves,
-           s->col_halves);
+           s->col_halves, s->wgmma ? ", wgmma plan " : "", s->wgmma ? wgmma_plan_name(s->wgmma_plan) : "");
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -314,7 +321,7 @@ static polyattn_status flash_forward(pa_device *d, const pa_problem *p, void *st
             s.chunk = 0; /* no room for the partials: one block per query tile */
         s.part = a.workspace;
         if (s.wgmma)
-            LAUNCH(d, launch_wgmma(&a, s.key_halves, dev->stream));
+            LAUNCH(d, launch_wgmma(&a, s.wgmma_plan, dev->stream));
         else if (p->dtype == POLYATTN_DTYPE_F32)
             LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
         else

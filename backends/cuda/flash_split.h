@@ -65,8 +65,8 @@ typedef struct pa_flash_split {
                             * dim, block r owning columns [r*D/2, (r+1)*D/2) (sm_90+; set by
                             * the backend, 0 from the planner) */
     int wgmma;             /* the warpgroup-MMA kernel (flash_wgmma.h) instead of all the
-                            * above (sm_90; set by the backend, 0 from the planner); with
-                            * key_halves, its key split */
+                            * above (sm_90; set by the backend, 0 from the planner) */
+    int wgmma_plan;        /* with wgmma: its pa_wgmma_plan */
     void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
@@ -663,8 +663,8 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     s.key_halves = split ? split->key_halves : 0;
     s.col_halves = split && !s.key_halves ? split->col_halves : 0;
     if (s.key_halves || s.col_halves) /* 2-block clusters: key tiles or columns halved */
-        return pa_tc::launch_pairs(kernel, 2 * s.q_tiles * a.heads_q * a.batch, Tr::kThreads, Tr::kSmem, stream,
-                                   a, s);
+        return pa_tc::launch_clusters(kernel, 2, 2 * s.q_tiles * a.heads_q * a.batch, Tr::kThreads, Tr::kSmem, stream,
+                                      a, s);
     const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();

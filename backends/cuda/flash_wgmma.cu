@@ -38,6 +38,7 @@
 
 #include <cuda.h> /* CUtensorMap and its enums (types only: the encoder comes from cudart) */
 #include <cudaTypedefs.h>
+#include <string.h>
 
 namespace
 {
@@ -46,7 +47,8 @@ using namespace pa_tc;
 
 constexpr int kRows = 64;     /* query rows of a tile (one warpgroup) */
 constexpr int kKeys = 64;     /* keys of a key tile */
-constexpr int kCols = 256;    /* columns of V and O a block owns */
+constexpr int kWide = 256;    /* columns of V and O a block owns (kNarrow: narrow plans) */
+constexpr int kNarrow = 128;
 constexpr int kThreads = 128; /* one warpgroup */
 static_assert(kRows == kKeys, "Q, K and V tiles share one layout");
 
@@ -55,14 +57,14 @@ __host__ __device__ constexpr uint32_t tile_bytes(int cols)
 {
     return (uint32_t)kRows * cols * 2;
 }
-template <int D>
+template <int D, int kCols>
 constexpr size_t smem_bytes()
 {
     /* 1024 for aligning the swizzled tiles; Q and K (D columns), V (this block's columns),
-     * an mbarrier for each 64-column block of Q and K and one for V */
-    return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 8 * (D / 64 + 1);
+     * an mbarrier for each 64-column block of Q and K, one for V, one for K's release */
+    return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 8 * (D / 64 + 2);
 }
-static_assert(tile_bytes(kCols) <= tile_bytes(512), "O's staging fits the Q tile");
+static_assert(tile_bytes(kWide) <= tile_bytes(512), "O's staging fits the Q tile");
 static_assert(kRows == 16 * (kThreads / 32), "16 rows of the tile a warp (the wgmma layout)");
 
 /* The tensor maps of Q, K, V and O (4-D: head dim, sequence, head, batch; boxes of 64
@@ -87,17 +89,31 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap 
 
 /* Loads the K tile of keys [key0, key0 + 64) (and first the Q tile of rows [row0, row0 + 64)
  * when sq is given), 64-column block b of both completing on bars[b], so that Q K^T can
- * start on the first blocks while the rest stream in.  Lane 0 of warp w arms and issues
- * blocks w, w + 4, ..., Q's block before K's. */
-template <int kChunks>
+ * start on the first blocks while the rest stream in.  Lane 0 of warp w arms blocks w,
+ * w + 4, ... of this block's barriers.  kShare == 1: it also issues them, Q's block before
+ * K's.  kShare > 1 (the kShare blocks of a cluster load the same tiles): block `rank`
+ * issues blocks rank, rank + kShare, ..., lane 0 of warp w those from rank + kShare w on,
+ * each multicast to every block of the cluster; with `k_free` it first waits for phase
+ * `parity` of that barrier (every block of the cluster is done with its K buffer). */
+template <int kChunks, int kShare>
 __device__ __forceinline__ void load_qk(unsigned char *sq, unsigned char *sk, const TileMaps &maps, int row0,
-                                        int key0, int head, int head_kv, int batch, uint64_t *bars)
+                                        int key0, int head, int head_kv, int batch, uint64_t *bars, int rank,
+                                        uint64_t *k_free, int parity)
 {
     if (threadIdx.x % 32) return;
-    for (int b = (int)threadIdx.x / 32; b < kChunks; b += kThreads / 32) {
+    const int warp = (int)threadIdx.x / 32;
+    for (int b = warp; b < kChunks; b += kThreads / 32) {
         mbar_expect(&bars[b], (sq ? 2 : 1) * tile_bytes(64));
+        if (kShare > 1) continue;
         if (sq) pa_wg::tma_load_4d(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b]);
         pa_wg::tma_load_4d(sk + b * kRows * 128, &maps.k, 64 * b, key0, head_kv, batch, &bars[b]);
+    }
+    if (kShare == 1 || rank + kShare * warp >= kChunks) return;
+    if (k_free) pa_wg::mbar_wait_cluster(k_free, parity);
+    constexpr uint16_t all = (uint16_t)((1u << kShare) - 1);
+    for (int b = rank + kShare * warp; b < kChunks; b += kShare * (kThreads / 32)) {
+        if (sq) pa_wg::tma_load_4d_multicast(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b], all);
+        pa_wg::tma_load_4d_multicast(sk + b * kRows * 128, &maps.k, 64 * b, key0, head_kv, batch, &bars[b], all);
     }
 }
 
@@ -158,7 +174,7 @@ __device__ __forceinline__ float tree_sum(const float (&x)[16])
  * block its accumulators of the other half and its row statistics (m, l: l summed over the
  * row's 4 threads), into the other's K tile buffer `buf`, and merges what it receives into
  * its own half, each rescaled to the larger max.  Both then hold the merged statistics. */
-constexpr int kSplitSlots = kCols / 8 / 2 + 1; /* 16-byte slots a thread: 16 chunks, stats */
+constexpr int kSplitSlots = kWide / 8 / 2 + 1; /* 16-byte slots a thread: 16 chunks, stats */
 __device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], float (&l)[2], int split,
                                             unsigned char *buf)
 {
@@ -166,7 +182,7 @@ __device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], fl
     pa_cluster_sync(); /* both blocks are done with their K buffers */
     const uint32_t peer = cluster_addr(buf, 1 - split);
 #pragma unroll
-    for (int j = 0; j < kCols / 8; ++j) /* chunk j: columns 8j + 2 t4, + 1 of both rows */
+    for (int j = 0; j < kWide / 8; ++j) /* chunk j: columns 8j + 2 t4, + 1 of both rows */
         if (j / 16 != split)
             st_cluster_v4(peer + (uint32_t)(((j % 16) * kThreads + tid) * 16), acc[4 * j], acc[4 * j + 1],
                           acc[4 * j + 2], acc[4 * j + 3]);
@@ -184,7 +200,7 @@ __device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], fl
         m[r] = mx;
     }
 #pragma unroll
-    for (int j = 0; j < kCols / 8; ++j)
+    for (int j = 0; j < kWide / 8; ++j)
         if (j / 16 == split) {
             const float4 v = in[(j % 16) * kThreads + tid];
             acc[4 * j] = acc[4 * j] * a0[0] + v.x * a1[0];
@@ -195,7 +211,10 @@ __device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], fl
 }
 #endif
 
-template <int D, typename T, bool kSplit>
+/* kCols: columns of V and O a block owns (kWide or kNarrow); kShare: the D / kCols blocks of
+ * a query tile form a cluster and load its Q and K tiles once for all (multicast); kSplit:
+ * the key split. */
+template <int D, typename T, int kCols, bool kShare, bool kSplit>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_wgmma_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
@@ -203,13 +222,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     constexpr int C = D / kCols;         /* blocks a query tile's columns take */
     constexpr int S = kSplit ? 2 : 1;    /* blocks its key tiles are dealt to */
     constexpr int kChunks = D / 64;      /* 64-column blocks of Q and K */
+    constexpr int kShared = kShare ? C : 1; /* blocks a Q or K load lands in */
     static_assert(kSplitSlots * kThreads * 16 <= tile_bytes(D), "the split's exchange fits a K tile");
+    static_assert(!kSplit || (kCols == kWide && !kShare), "the key split: wide blocks, own loads");
+    static_assert(D % kCols == 0 && kShared <= 8, "a portable cluster");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
     unsigned char *sq = base, *sk = base + tile_bytes(D), *sv = base + 2 * tile_bytes(D);
     /* qk_bars[b]: block b of the Q and K tiles, v_bar: V tiles; phase i & 1 for this
      * block's i-th key tile */
     uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)), *v_bar = qk_bars + kChunks;
+    uint64_t *k_free = v_bar + 1; /* kShare: every block of the cluster is done with its K tile */
     pa_flash_phases ph;
     PA_PHASE_BEGIN(ph);
 
@@ -233,11 +256,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::tma_prefetch(&maps.o); /* the store's map, ready at the end */
         for (int b = 0; b <= kChunks; ++b)
             pa_wg::bar_init(&qk_bars[b]);
+        pa_wg::bar_init(k_free, kShared);
         if (split < n_tiles) mbar_expect(v_bar, tile_bytes(kCols));
     }
-    __syncthreads(); /* the barriers are initialised */
+    if constexpr (kShare)
+        pa_cluster_sync(); /* every block's barriers are initialised before loads land there */
+    else
+        __syncthreads(); /* the barriers are initialised */
     if (split < n_tiles) {
-        load_qk<kChunks>(sq, sk, maps, row0, split * kKeys, head, head_kv, batch, qk_bars);
+        load_qk<kChunks, kShared>(sq, sk, maps, row0, split * kKeys, head, head_kv, batch, qk_bars, rank,
+                                  nullptr, 0);
         load_tile(sv, &maps.v, kCols / 64, col0, split * kKeys, head_kv, batch, v_bar);
     }
 
@@ -246,9 +274,9 @@ __global__ void __launch_bounds__(kThreads, 1)
                         pa_flash_visible(a, row0 + 16 * warp + g + 8)};
     const float sl2 = a.scale * kLog2e;
     float run_m[2] = {-INFINITY, -INFINITY}, run_l[2] = {0.f, 0.f};
-    float acc_o[128];
+    float acc_o[kCols / 2];
 #pragma unroll
-    for (int e = 0; e < 128; ++e)
+    for (int e = 0; e < kCols / 2; ++e)
         acc_o[e] = 0.f;
     const uint32_t q_addr = smem_addr(sq), k_addr = smem_addr(sk), v_addr = smem_addr(sv);
 
@@ -277,8 +305,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
         PA_PHASE_MARK(ph);
-        if (nt + S < n_tiles)
-            load_qk<kChunks>(nullptr, sk, maps, row0, key0 + S * kKeys, head, head_kv, batch, qk_bars);
+        if (nt + S < n_tiles) {
+            if (kShare && tid < kShared) /* tell block tid of the cluster */
+                pa_wg::bar_arrive_cluster(cluster_addr(k_free, tid));
+            load_qk<kChunks, kShared>(nullptr, sk, maps, row0, key0 + S * kKeys, head, head_kv, batch, qk_bars,
+                                      rank, k_free, i & 1);
+        }
 
         PA_PHASE_MARK(ph);
 
@@ -315,7 +347,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             /* O is still zero at the first key tile; later most tiles leave every alpha 1 */
             if (i > 0 && !__all_sync(0xffffffffu, alpha == 1.f)) {
 #pragma unroll
-                for (int j = 0; j < 32; ++j) {
+                for (int j = 0; j < kCols / 8; ++j) {
                     acc_o[4 * j + 2 * r] *= alpha;
                     acc_o[4 * j + 2 * r + 1] *= alpha;
                 }
@@ -336,7 +368,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::fence();
 #pragma unroll
         for (int kk = 0; kk < kKeys / 16; ++kk)
-            pa_wg::Mma<T>::rs_m64n256k16(acc_o, pf[kk],
+            pa_wg::Mma<T>::template rs_m64nk16<kCols>(acc_o, pf[kk],
                                          pa_wg::desc(v_addr + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
                                                      kKeys * 128, pa_wg::kGroupBytes),
                                          1);
@@ -446,12 +478,13 @@ cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int D, typename T, bool kSplit>
+template <int D, typename T, int kCols, bool kShare, bool kSplit>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_wgmma_kernel<D, T, kSplit>;
+    auto kernel = flash_fwd_wgmma_kernel<D, T, kCols, kShare, kSplit>;
+    constexpr size_t smem = smem_bytes<D, kCols>();
     static unsigned long long attr_done = 0;
-    cudaError_t e = smem_attr_once(kernel, smem_bytes<D>(), attr_done);
+    cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
     TileMaps maps;
     if ((e = make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride, kRows)) != cudaSuccess ||
@@ -460,28 +493,44 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
         (e = make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride, 16)) != cudaSuccess)
         return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
-    const dim3 grid((kSplit ? 2 : 1) * D / kCols * q_tiles * a.heads_q * a.batch);
-    if (kSplit) { /* 2-block clusters */
-        e = launch_pairs(kernel, grid.x, kThreads, smem_bytes<D>(), stream, a, maps);
+    const unsigned blocks = (kSplit ? 2 : 1) * D / kCols * q_tiles * a.heads_q * a.batch;
+    const unsigned cluster = kSplit ? 2 : kShare ? D / kCols : 1;
+    if (cluster > 1) {
+        e = launch_clusters(kernel, cluster, blocks, kThreads, smem, stream, a, maps);
         if (e != cudaSuccess) return e;
     } else {
-        kernel<<<grid, kThreads, smem_bytes<D>(), stream>>>(a, maps);
+        kernel<<<blocks, kThreads, smem, stream>>>(a, maps);
     }
 #ifdef PA_FLASH_PHASES
-    if (cudaPeekAtLastError() == cudaSuccess) phase_print<<<1, 1, 0, stream>>>((int)grid.x);
+    if (cudaPeekAtLastError() == cudaSuccess) phase_print<<<1, 1, 0, stream>>>((int)blocks);
 #endif
     return cudaGetLastError();
 }
 
-template <typename T, bool kSplit>
-cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
+template <int D, typename T>
+cudaError_t launch_plan(const pa_gpu_args &a, int plan, cudaStream_t stream)
 {
-    switch (a.head_dim) {
-    case 512: return launch<512, T, kSplit>(a, stream);
-    case 768: return launch<768, T, kSplit>(a, stream);
+    switch (plan) {
+    case PA_WGMMA_WIDE: return launch<D, T, kWide, false, false>(a, stream);
+    case PA_WGMMA_WIDE_SHARED: return launch<D, T, kWide, true, false>(a, stream);
+    case PA_WGMMA_NARROW: return launch<D, T, kNarrow, false, false>(a, stream);
+    case PA_WGMMA_NARROW_SHARED: return launch<D, T, kNarrow, true, false>(a, stream);
+    case PA_WGMMA_KEY_SPLIT: return launch<D, T, kWide, false, true>(a, stream);
     default: return cudaErrorInvalidValue;
     }
 }
+
+template <typename T>
+cudaError_t dispatch(const pa_gpu_args &a, int plan, cudaStream_t stream)
+{
+    switch (a.head_dim) {
+    case 512: return launch_plan<512, T>(a, plan, stream);
+    case 768: return launch_plan<768, T>(a, plan, stream);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+const char *const kPlanNames[PA_WGMMA_PLANS] = {"wide", "wide-shared", "narrow", "narrow-shared", "key-split"};
 
 } // namespace
 
@@ -490,35 +539,41 @@ extern "C" int pa_cuda_flash_wgmma_has_head_dim(int head_dim)
     return head_dim == 512 || head_dim == 768;
 }
 
-extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim)
+extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim) /* the wide plans', the largest */
 {
     switch (head_dim) {
-    case 512: return smem_bytes<512>();
-    case 768: return smem_bytes<768>();
+    case 512: return smem_bytes<512, kWide>();
+    case 768: return smem_bytes<768, kWide>();
     default: return 0;
     }
 }
 
-extern "C" int pa_cuda_flash_wgmma_split_fits(const pa_gpu_args *a, int sms, int force)
+extern "C" const char *pa_cuda_flash_wgmma_plan_name(int plan)
 {
-    const long long q_tiles = (a->seq_q + kRows - 1) / kRows;
-    const long long blocks = (long long)(a->head_dim / kCols) * q_tiles * a->heads_q * a->batch;
-    if (a->seq_q < 1 || a->seq_kv < 1 || blocks > (1LL << 29)) return 0;
-    if (force) return 1;
-    /* the last query tile sees the most keys */
-    const int longest = (pa_flash_visible(*a, a->seq_q - 1) + kKeys - 1) / kKeys;
-    /* Measured as GPU time (bench/results/session10-h100-2026-11-25 call 1): 1.35-1.58x
-     * with chains of 8-16 key tiles in one wave (1x512 D 512, 1x1024 D 768, 2x1024 D 512),
-     * 0.83-0.85x with chains of 2 (16x128, 8x128 D 512): the merge, ~4800 cycles, outweighs
-     * one key tile (~3300). */
-    return longest >= 8 && 2 * blocks <= sms;
+    return plan >= 0 && plan < PA_WGMMA_PLANS ? kPlanNames[plan] : "?";
 }
 
-extern "C" int pa_cuda_flash_wgmma(const pa_gpu_args *a, int key_split, void *stream)
+extern "C" int pa_cuda_flash_wgmma_plan(const pa_gpu_args *a, int sms, const char *force)
+{
+    const long long q_tiles = (a->seq_q + kRows - 1) / kRows;
+    const long long blocks = (long long)(a->head_dim / kWide) * q_tiles * a->heads_q * a->batch;
+    if (blocks > (1LL << 29)) return PA_WGMMA_WIDE; /* the others double the grid */
+    for (int p = 0; force && p < PA_WGMMA_PLANS; ++p)
+        if (!strcmp(force, kPlanNames[p])) return p;
+    /* the last query tile sees the most keys */
+    const int longest = (pa_flash_visible(*a, a->seq_q - 1) + kKeys - 1) / kKeys;
+    /* Measured as GPU time (bench/results/session10-h100-2026-11-25 call 1): the key split
+     * 1.35-1.58x with chains of 8-16 key tiles in one wave (1x512 D 512, 1x1024 D 768,
+     * 2x1024 D 512), 0.83-0.85x with chains of 2 (16x128, 8x128 D 512): the merge, ~4800
+     * cycles, outweighs one key tile (~3300). */
+    if (a->seq_q >= 1 && a->seq_kv >= 1 && longest >= 8 && 2 * blocks <= sms) return PA_WGMMA_KEY_SPLIT;
+    return PA_WGMMA_WIDE;
+}
+
+extern "C" int pa_cuda_flash_wgmma(const pa_gpu_args *a, int plan, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->dtype == 1) return (int)(key_split ? dispatch<__half, true>(*a, s) : dispatch<__half, false>(*a, s));
-    if (a->dtype == 2)
-        return (int)(key_split ? dispatch<__nv_bfloat16, true>(*a, s) : dispatch<__nv_bfloat16, false>(*a, s));
+    if (a->dtype == 1) return (int)dispatch<__half>(*a, plan, s);
+    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, plan, s);
     return (int)cudaErrorInvalidValue;
 }

@@ -15,14 +15,24 @@ extern "C" {
 int pa_cuda_flash_wgmma_has_head_dim(int head_dim);
 /* Shared memory a block of the head_dim instance needs (bytes), 0 without one. */
 size_t pa_cuda_flash_wgmma_smem(int head_dim);
-/* Whether the key split should run a (on `sms` SMs): each query tile's blocks become
- * 2-block clusters taking alternate key tiles, where the plain grid fills at most half the
- * GPU and some query tile has two key tiles or more; force: wherever it can run. */
-int pa_cuda_flash_wgmma_split_fits(const pa_gpu_args *a, int sms, int force);
-/* Enqueues (with the key split if key_split); returns the cudaError_t of the launch.  Same
- * input rules as pa_cuda_flash_tc (16-byte aligned q/k/v/o, unit head_dim stride, other
- * strides multiples of 8), f16 or bf16, head_dim == head_dim_v. */
-int pa_cuda_flash_wgmma(const pa_gpu_args *a, int key_split, void *stream);
+/* How the blocks of a query tile divide its work (flash_wgmma.cu). */
+typedef enum pa_wgmma_plan {
+    PA_WGMMA_WIDE = 0,          /* head_dim / 256 blocks, each loading Q and K itself */
+    PA_WGMMA_WIDE_SHARED,       /* the same as a cluster loading Q and K once (multicast) */
+    PA_WGMMA_NARROW,            /* head_dim / 128 blocks */
+    PA_WGMMA_NARROW_SHARED,     /* the same as a cluster loading Q and K once */
+    PA_WGMMA_KEY_SPLIT,         /* wide blocks as 2-block clusters taking alternate key tiles */
+    PA_WGMMA_PLANS
+} pa_wgmma_plan;
+/* The plan's name ("wide", "wide-shared", "narrow", "narrow-shared", "key-split"). */
+const char *pa_cuda_flash_wgmma_plan_name(int plan);
+/* The plan for a on `sms` SMs; force: a plan's name to take wherever it can run (NULL or
+ * unknown: the measured choice). */
+int pa_cuda_flash_wgmma_plan(const pa_gpu_args *a, int sms, const char *force);
+/* Enqueues a with the plan; returns the cudaError_t of the launch.  Same input rules as
+ * pa_cuda_flash_tc (16-byte aligned q/k/v/o, unit head_dim stride, other strides multiples
+ * of 8), f16 or bf16, head_dim == head_dim_v. */
+int pa_cuda_flash_wgmma(const pa_gpu_args *a, int plan, void *stream);
 
 #ifdef __cplusplus
 }

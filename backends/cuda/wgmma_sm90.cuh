@@ -1,6 +1,6 @@
 /*
  * Hopper warpgroup MMA (wgmma, sm_90a only) for the wgmma flash kernel (flash_wgmma.cu):
- * shared-memory matrix descriptors of the 128-byte-swizzled tiles it keeps, and the two
+ * shared-memory matrix descriptors of the 128-byte-swizzled tiles it keeps, and the
  * products it issues.  Compiled only in a pass for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL).
  *
  * Tile layout (Q, K and V alike; what a TMA load of 64 x 64 boxes with the 128-byte swizzle
@@ -99,13 +99,39 @@ __device__ __forceinline__ void fence_async_shared()
       "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
 
+/* D[64] (+)= A (64 x 16, registers) * B (16 x 128, N-major, descriptor) */
+#define PA_WGMMA_RS_M64N128K16(TY) \
+    asm volatile( \
+    "{\n .reg .pred p;\n setp.ne.b32 p, %69, 0;\n" \
+    " wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15," \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31," \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47," \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+    "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n" \
+    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+      "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+      "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+      "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+      "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+      "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+      "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+      "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
+
 /* ---- TMA tile loads, completed on an mbarrier (pa_tc::mbar_expect arms it, pa_tc::mbar_wait
  * waits) */
-__device__ __forceinline__ void bar_init(uint64_t *bar)
+__device__ __forceinline__ void bar_init(uint64_t *bar, uint32_t arrivals = 1)
 {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n"
-                 "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_addr(bar))
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n"
+                 "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_addr(bar)), "r"(arrivals)
                  : "memory");
+}
+/* An arrival on the barrier at shared::cluster address `bar` (another block's, from
+ * pa_tc::cluster_addr), releasing this block's prior work at cluster scope. */
+__device__ __forceinline__ void bar_arrive_cluster(uint32_t bar)
+{
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 /* The box at coordinates (c0 innermost .. c3) of a 4-D tensor map into shared memory at
  * dst, counted on bar. */
@@ -116,6 +142,31 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, 
                  " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_addr(dst)),
                  "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
                  "r"(smem_addr(bar))
+                 : "memory");
+}
+
+/* pa_tc::mbar_wait with acquire at cluster scope: for a barrier other blocks of the
+ * cluster arrive on (bar_arrive_cluster). */
+__device__ __forceinline__ void mbar_wait_cluster(uint64_t *bar, uint32_t parity)
+{
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n .reg .pred r;\n"
+                     " mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 r, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, r;\n}\n"
+                     : "=r"(done)
+                     : "r"(smem_addr(bar)), "r"(parity)
+                     : "memory");
+}
+/* tma_load_4d delivered to the same shared offsets (tile and barrier) in every block of the
+ * cluster whose rank is set in `blocks` (a multicast: one read of L2 for all of them). */
+__device__ __forceinline__ void tma_load_4d_multicast(void *dst, const void *map, int c0, int c1, int c2,
+                                                      int c3, uint64_t *bar, uint16_t blocks)
+{
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+                 " [%0], [%1, {%2, %3, %4, %5}], [%6], %7;\n" ::"r"(smem_addr(dst)),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
+                 "r"(smem_addr(bar)), "h"(blocks)
                  : "memory");
 }
 
@@ -165,6 +216,21 @@ struct Mma<__half> {
     {
         PA_WGMMA_RS_M64N256K16("f16");
     }
+    static __device__ __forceinline__ void rs_m64n128k16(float (&d)[64], const uint32_t (&a)[4],
+                                                         uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_RS_M64N128K16("f16");
+    }
+    /* D[N / 2] (+)= A (registers) * B (16 x N): N = 256 or 128 */
+    template <int N>
+    static __device__ __forceinline__ void rs_m64nk16(float (&d)[N / 2], const uint32_t (&a)[4],
+                                                      uint64_t desc_b, int scale_d)
+    {
+        if constexpr (N == 256)
+            rs_m64n256k16(d, a, desc_b, scale_d);
+        else
+            rs_m64n128k16(d, a, desc_b, scale_d);
+    }
 };
 template <>
 struct Mma<__nv_bfloat16> {
@@ -178,10 +244,26 @@ struct Mma<__nv_bfloat16> {
     {
         PA_WGMMA_RS_M64N256K16("bf16");
     }
+    static __device__ __forceinline__ void rs_m64n128k16(float (&d)[64], const uint32_t (&a)[4],
+                                                         uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_RS_M64N128K16("bf16");
+    }
+    /* D[N / 2] (+)= A (registers) * B (16 x N): N = 256 or 128 */
+    template <int N>
+    static __device__ __forceinline__ void rs_m64nk16(float (&d)[N / 2], const uint32_t (&a)[4],
+                                                      uint64_t desc_b, int scale_d)
+    {
+        if constexpr (N == 256)
+            rs_m64n256k16(d, a, desc_b, scale_d);
+        else
+            rs_m64n128k16(d, a, desc_b, scale_d);
+    }
 };
 
 #undef PA_WGMMA_SS_M64N64K16
 #undef PA_WGMMA_RS_M64N256K16
+#undef PA_WGMMA_RS_M64N128K16
 
 } // namespace pa_wg
 #endif

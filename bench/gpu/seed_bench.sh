@@ -1,7 +1,7 @@
 #!/bin/bash
 # Seed-shape check of the CUDA flash forward (issue #4) on a GPU machine, from the repo root:
 # build (CUDA only), conformance --backend cuda (forward; again with the balanced schedule
-# forced wherever it applies, with key halves forced, with column halves forced and with the wgmma key split forced), odd-shape checks of the wide kernels through cuda_bench
+# forced wherever it applies, with key halves forced, with column halves forced and with each wgmma plan forced), odd-shape checks of the wide kernels through cuda_bench
 # (sampled rows against a double reference, every element written), then polyattn flash on
 # the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run
 # (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed), both
@@ -63,14 +63,16 @@ else
   echo "### POLYATTN_CUDA_COL_HALVES=1" >> "$OUT/conformance.txt"
   POLYATTN_CUDA_COL_HALVES=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
   echo "exit $?" >> "$OUT/conformance.txt"
-  say "conformance --backend cuda --algo flash, POLYATTN_CUDA_WGMMA_SPLIT=1 (wgmma key split forced)"
-  echo "### POLYATTN_CUDA_WGMMA_SPLIT=1" >> "$OUT/conformance.txt"
-  POLYATTN_CUDA_WGMMA_SPLIT=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
-  echo "exit $?" >> "$OUT/conformance.txt"
+  for plan in wide wide-shared narrow narrow-shared key-split; do
+    say "conformance --backend cuda --algo flash, POLYATTN_CUDA_WGMMA_PLAN=$plan (wgmma plan forced)"
+    echo "### POLYATTN_CUDA_WGMMA_PLAN=$plan" >> "$OUT/conformance.txt"
+    POLYATTN_CUDA_WGMMA_PLAN=$plan timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
+    echo "exit $?" >> "$OUT/conformance.txt"
+  done
   grep -E "^conformance|FAIL|^exit" "$OUT/conformance.txt" | head -40 | tee -a "$LOG"
 fi
 
-say "odd-shape checks (auto plan, split forced, key halves forced, column halves forced)"
+say "odd-shape checks (auto plan, split forced, key halves forced, column halves forced, each wgmma plan forced)"
 if [ "$QUICK" = 1 ]; then
   python3 bench/gpu/seed_shapes.py check f16,f32 | awk '!seen[$2]++' > "$OUT/checks.txt"
 else
@@ -82,6 +84,10 @@ fi
     POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
   sed 's/^check /check-cols /' "$OUT/checks.txt" |
     POLYATTN_CUDA_COL_HALVES=1 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
+  for plan in wide-shared narrow narrow-shared key-split; do
+    grep -v " f32 " "$OUT/checks.txt" | sed "s/^check /check-$plan /" |
+      POLYATTN_CUDA_WGMMA_PLAN=$plan timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
+  done
 } > "$OUT/checks.jsonl" 2>> "$LOG"
 rm -f "$OUT/checks.txt"
 python3 - "$OUT/checks.jsonl" <<'PY' | tee -a "$LOG"
