@@ -109,25 +109,10 @@ static int wgmma_fits(const pa_cuda_device *dev, const pa_problem *p)
  * one. */
 static int wgmma_plan_of(const pa_cuda_device *dev, const pa_problem *p)
 {
-#ifdef POLYATTN_CUDA_HAVE_WGMMA
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
     return pa_cuda_flash_wgmma_plan(&a, dev->sm_count > 0 ? dev->sm_count : 1,
                                     getenv("POLYATTN_CUDA_WGMMA_PLAN"));
-#else
-    (void)dev, (void)p;
-    return 0;
-#endif
-}
-
-static const char *wgmma_plan_name(int plan)
-{
-#ifdef POLYATTN_CUDA_HAVE_WGMMA
-    return pa_cuda_flash_wgmma_plan_name(plan);
-#else
-    (void)plan;
-    return "?";
-#endif
 }
 
 static int launch_wgmma(const pa_gpu_args *a, int plan, void *stream)
@@ -232,7 +217,7 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         if (s.wgmma) {
             snprintf(dev->note[2], sizeof dev->note[2],
                      "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
-                     polyattn_dtype_name(p->dtype), (int)p->head_dim, wgmma_plan_name(s.wgmma_plan));
+                     polyattn_dtype_name(p->dtype), (int)p->head_dim, pa_cuda_flash_wgmma_plan_name(s.wgmma_plan));
             *why_not = dev->note[2];
             return POLYATTN_STATUS_SUCCESS;
         }
@@ -296,7 +281,7 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
            "key halves %d, column halves %d%s%s",
            p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : s->wgmma ? "wgmma" : "mma.sync", (long long)p->head_dim,
            polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots, s->key_halves,
-           s->col_halves, s->wgmma ? ", wgmma plan " : "", s->wgmma ? wgmma_plan_name(s->wgmma_plan) : "");
+           s->col_halves, s->wgmma ? ", wgmma plan " : "", s->wgmma ? pa_cuda_flash_wgmma_plan_name(s->wgmma_plan) : "");
     return POLYATTN_STATUS_SUCCESS;
 }
 

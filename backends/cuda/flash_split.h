@@ -663,8 +663,8 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     s.key_halves = split ? split->key_halves : 0;
     s.col_halves = split && !s.key_halves ? split->col_halves : 0;
     if (s.key_halves || s.col_halves) /* 2-block clusters: key tiles or columns halved */
-        return pa_tc::launch_clusters(kernel, 2, 2 * s.q_tiles * a.heads_q * a.batch, Tr::kThreads, Tr::kSmem, stream,
-                                      a, s);
+        return pa_tc::launch_pairs(kernel, 2 * s.q_tiles * a.heads_q * a.batch, Tr::kThreads, Tr::kSmem, stream,
+                                   a, s);
     const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();

@@ -9,14 +9,18 @@
  * the scores in registers.
  *
  * O's 64 x 256 f32 accumulator is 128 registers a thread, all a warpgroup can hold, so a
- * query tile runs on C = head_dim / 256 blocks, block r owning columns [256r, 256r + 256)
- * of V and O.  Every block computes the whole score tile itself (bit-identical in all C):
+ * query tile runs on C = head_dim / 256 blocks (wide plan), block r owning columns
+ * [256r, 256r + 256) of V and O; the narrow plan gives each block 128 columns (C doubles).
+ * Every block computes the whole score tile itself (bit-identical in all C):
  * splitting Q K^T across them as well and summing the partial scores through distributed
  * shared memory cost 2300-3400 cycles a key tile, 3.5-5x the product (session 9 call 3).
+ * A narrow block's P V, V load and O store halve, its Q K^T does not: 1.07-1.12x where its
+ * grid still fits the GPU, 0.56-0.77x where it does not (session 11 call 1).
  * Per key tile:
  *   S = Q K^T      wgmma m64n64k16, both operands from shared memory (head_dim / 16 steps);
  *   softmax        online, in registers (exp2 domain, 4 threads a row);
- *   O_r += P V_r   wgmma m64n256k16, P from registers, V from shared memory (N-major).
+ *   O_r += P V_r   wgmma m64n256k16 (m64n128k16 narrow), P from registers, V from shared
+ *                  memory (N-major).
  * Q, K and V tiles sit in the 128-byte-swizzled layout of wgmma_sm90.cuh, loaded by TMA
  * (one thread issues 64 x 64 boxes, an mbarrier counts the bytes): issuing the same tiles
  * with cp.async cost 1200-1900 cycles of every thread a key tile (call 4).  K (V) of the
@@ -25,12 +29,12 @@
  * same time), longest query tiles first over all (batch, head) pairs.  O leaves by TMA.
  * O(N) memory: nothing but O and the LSE is written.
  *
- * Key split (kSplit, when the grid would fill at most half the GPU and chains are long):
- * each of those blocks becomes a 2-block cluster, block s taking key tiles s, s + 2, ... of
- * the query tile; at the end each hands the other, through distributed shared memory, the
- * half of its O columns that the other writes (merge_split).  The longest chain of key
- * tiles halves, for a merge of ~4800 cycles: 1.35-1.58x with chains of 8-16 key tiles,
- * 0.83x at 16x128 D 512 (two), session 10 call 1.
+ * Key split (kSplit): each wide block becomes a 2-block cluster, block s taking key tiles
+ * s, s + 2, ... of the query tile; at the end each hands the other, through distributed
+ * shared memory, the half of its O columns that the other writes (merge_split).  The
+ * longest chain of key tiles halves, for a merge of ~4800 cycles: 1.35-1.72x with chains
+ * of 8-64 key tiles in one wave, 0.83x at 16x128 D 512 (two).  flash_wgmma_plan.cu picks
+ * the plan.
  */
 #include "flash_wgmma.h"
 #include "flash_split.h" /* pa_flash_visible, the phase diagnostics */
@@ -38,6 +42,7 @@
 
 #include <cuda.h> /* CUtensorMap and its enums (types only: the encoder comes from cudart) */
 #include <cudaTypedefs.h>
+#include <stdlib.h>
 #include <string.h>
 
 namespace
@@ -45,11 +50,11 @@ namespace
 
 using namespace pa_tc;
 
-constexpr int kRows = 64;     /* query rows of a tile (one warpgroup) */
-constexpr int kKeys = 64;     /* keys of a key tile */
-constexpr int kWide = 256;    /* columns of V and O a block owns (kNarrow: narrow plans) */
-constexpr int kNarrow = 128;
-constexpr int kThreads = 128; /* one warpgroup */
+constexpr int kRows = PA_WGMMA_TILE;  /* query rows of a tile (one warpgroup) */
+constexpr int kKeys = PA_WGMMA_TILE;  /* keys of a key tile */
+constexpr int kWide = PA_WGMMA_WIDE_COLS; /* columns of V and O a block owns: wide plans */
+constexpr int kNarrow = PA_WGMMA_WIDE_COLS / 2; /* and narrow */
+constexpr int kThreads = 128;         /* one warpgroup */
 static_assert(kRows == kKeys, "Q, K and V tiles share one layout");
 
 /* A tile of 64 rows by `cols` 16-bit columns (swizzled layout of wgmma_sm90.cuh). */
@@ -57,13 +62,15 @@ __host__ __device__ constexpr uint32_t tile_bytes(int cols)
 {
     return (uint32_t)kRows * cols * 2;
 }
-template <int D, int kCols>
+template <int D, int kCols, int kKBufs>
 constexpr size_t smem_bytes()
 {
-    /* 1024 for aligning the swizzled tiles; Q and K (D columns), V (this block's columns),
-     * an mbarrier for each 64-column block of Q and K, one for V, one for K's release */
-    return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 8 * (D / 64 + 2);
+    /* 1024 for aligning the swizzled tiles; Q and kKBufs K tiles (D columns), V (this
+     * block's columns), an mbarrier for each 64-column block of each K buffer (Q's with the
+     * first) and one for V */
+    return 1024 + (1 + kKBufs) * (size_t)tile_bytes(D) + tile_bytes(kCols) + 8 * (kKBufs * D / 64 + 1);
 }
+constexpr size_t kSmemMax = 227 * 1024; /* opt-in shared memory a block on sm_90 */
 static_assert(tile_bytes(kWide) <= tile_bytes(512), "O's staging fits the Q tile");
 static_assert(kRows == 16 * (kThreads / 32), "16 rows of the tile a warp (the wgmma layout)");
 
@@ -89,31 +96,18 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap 
 
 /* Loads the K tile of keys [key0, key0 + 64) (and first the Q tile of rows [row0, row0 + 64)
  * when sq is given), 64-column block b of both completing on bars[b], so that Q K^T can
- * start on the first blocks while the rest stream in.  Lane 0 of warp w arms blocks w,
- * w + 4, ... of this block's barriers.  kShare == 1: it also issues them, Q's block before
- * K's.  kShare > 1 (the kShare blocks of a cluster load the same tiles): block `rank`
- * issues blocks rank, rank + kShare, ..., lane 0 of warp w those from rank + kShare w on,
- * each multicast to every block of the cluster; with `k_free` it first waits for phase
- * `parity` of that barrier (every block of the cluster is done with its K buffer). */
-template <int kChunks, int kShare>
+ * start on the first blocks while the rest stream in.  Lane 0 of warp w arms and issues
+ * blocks w, w + 4, ..., Q's block before K's.  (Multicasting them once to all the blocks of
+ * a query tile, as a cluster, was 0.69-0.83x: session 11 call 1.) */
+template <int kChunks>
 __device__ __forceinline__ void load_qk(unsigned char *sq, unsigned char *sk, const TileMaps &maps, int row0,
-                                        int key0, int head, int head_kv, int batch, uint64_t *bars, int rank,
-                                        uint64_t *k_free, int parity)
+                                        int key0, int head, int head_kv, int batch, uint64_t *bars)
 {
     if (threadIdx.x % 32) return;
-    const int warp = (int)threadIdx.x / 32;
-    for (int b = warp; b < kChunks; b += kThreads / 32) {
+    for (int b = (int)threadIdx.x / 32; b < kChunks; b += kThreads / 32) {
         mbar_expect(&bars[b], (sq ? 2 : 1) * tile_bytes(64));
-        if (kShare > 1) continue;
         if (sq) pa_wg::tma_load_4d(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b]);
         pa_wg::tma_load_4d(sk + b * kRows * 128, &maps.k, 64 * b, key0, head_kv, batch, &bars[b]);
-    }
-    if (kShare == 1 || rank + kShare * warp >= kChunks) return;
-    if (k_free) pa_wg::mbar_wait_cluster(k_free, parity);
-    constexpr uint16_t all = (uint16_t)((1u << kShare) - 1);
-    for (int b = rank + kShare * warp; b < kChunks; b += kShare * (kThreads / 32)) {
-        if (sq) pa_wg::tma_load_4d_multicast(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b], all);
-        pa_wg::tma_load_4d_multicast(sk + b * kRows * 128, &maps.k, 64 * b, key0, head_kv, batch, &bars[b], all);
     }
 }
 
@@ -211,10 +205,9 @@ __device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], fl
 }
 #endif
 
-/* kCols: columns of V and O a block owns (kWide or kNarrow); kShare: the D / kCols blocks of
- * a query tile form a cluster and load its Q and K tiles once for all (multicast); kSplit:
- * the key split. */
-template <int D, typename T, int kCols, bool kShare, bool kSplit>
+/* kCols: columns of V and O a block owns (kWide or kNarrow); kSplit: the key split; kKBufs:
+ * K buffers (2: key tile i + 2 is loaded while tile i + 1 is used). */
+template <int D, typename T, int kCols, bool kSplit, int kKBufs>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_wgmma_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
@@ -222,17 +215,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     constexpr int C = D / kCols;         /* blocks a query tile's columns take */
     constexpr int S = kSplit ? 2 : 1;    /* blocks its key tiles are dealt to */
     constexpr int kChunks = D / 64;      /* 64-column blocks of Q and K */
-    constexpr int kShared = kShare ? C : 1; /* blocks a Q or K load lands in */
     static_assert(kSplitSlots * kThreads * 16 <= tile_bytes(D), "the split's exchange fits a K tile");
-    static_assert(!kSplit || (kCols == kWide && !kShare), "the key split: wide blocks, own loads");
-    static_assert(D % kCols == 0 && kShared <= 8, "a portable cluster");
+    static_assert(!kSplit || kCols == kWide, "the key split merges wide blocks");
+    static_assert(D % kCols == 0, "whole blocks of columns");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
-    unsigned char *sq = base, *sk = base + tile_bytes(D), *sv = base + 2 * tile_bytes(D);
-    /* qk_bars[b]: block b of the Q and K tiles, v_bar: V tiles; phase i & 1 for this
-     * block's i-th key tile */
-    uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)), *v_bar = qk_bars + kChunks;
-    uint64_t *k_free = v_bar + 1; /* kShare: every block of the cluster is done with its K tile */
+    /* this block's i-th key tile goes to K buffer i % kKBufs */
+    unsigned char *sq = base, *sk = base + tile_bytes(D), *sv = base + (1 + kKBufs) * tile_bytes(D);
+    /* qk_bars[kChunks * buf + b]: block b of K buffer buf (and of the Q tile, with the
+     * first), phase (i / kKBufs) & 1 for this block's i-th key tile; v_bar: V tiles, phase
+     * i & 1 */
+    uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)), *v_bar = qk_bars + kKBufs * kChunks;
     pa_flash_phases ph;
     PA_PHASE_BEGIN(ph);
 
@@ -253,21 +246,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int first_vis = pa_flash_visible(a, row0); /* key tiles below it need no mask */
 
     if (tid == 0) {
-        pa_wg::tma_prefetch(&maps.o); /* the store's map, ready at the end */
-        for (int b = 0; b <= kChunks; ++b)
+        for (int b = 0; b <= kKBufs * kChunks; ++b)
             pa_wg::bar_init(&qk_bars[b]);
-        pa_wg::bar_init(k_free, kShared);
         if (split < n_tiles) mbar_expect(v_bar, tile_bytes(kCols));
+    } else if (lane == 0) { /* the tensor maps into the TMA unit meanwhile */
+        pa_wg::tma_prefetch(warp == 1 ? (const void *)&maps.q : warp == 2 ? (const void *)&maps.k : &maps.v);
     }
-    if constexpr (kShare)
-        pa_cluster_sync(); /* every block's barriers are initialised before loads land there */
-    else
-        __syncthreads(); /* the barriers are initialised */
+    if (tid == 32) pa_wg::tma_prefetch(&maps.o); /* the store's map, ready at the end */
+    __syncthreads(); /* the barriers are initialised */
     if (split < n_tiles) {
-        load_qk<kChunks, kShared>(sq, sk, maps, row0, split * kKeys, head, head_kv, batch, qk_bars, rank,
-                                  nullptr, 0);
+        load_qk<kChunks>(sq, sk, maps, row0, split * kKeys, head, head_kv, batch, qk_bars);
         load_tile(sv, &maps.v, kCols / 64, col0, split * kKeys, head_kv, batch, v_bar);
     }
+    if (kKBufs > 1 && split + S < n_tiles) /* the second K tile into the second buffer */
+        load_qk<kChunks>(nullptr, sk + tile_bytes(D), maps, row0, (split + S) * kKeys, head, head_kv, batch,
+                         qk_bars + kChunks);
 
     /* this thread's rows of the tile (wgmma accumulator layout): 16 * warp + g, and + 8 */
     const int vis[2] = {pa_flash_visible(a, row0 + 16 * warp + g),
@@ -278,10 +271,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int e = 0; e < kCols / 2; ++e)
         acc_o[e] = 0.f;
-    const uint32_t q_addr = smem_addr(sq), k_addr = smem_addr(sk), v_addr = smem_addr(sv);
+    const uint32_t q_addr = smem_addr(sq), v_addr = smem_addr(sv);
 
     for (int i = 0, nt = split; nt < n_tiles; ++i, nt += S) { /* i: this block's i-th key tile */
-        const int key0 = nt * kKeys;
+        const int key0 = nt * kKeys, buf = i % kKBufs;
+        unsigned char *sk_i = sk + buf * tile_bytes(D);
+        uint64_t *bars_i = qk_bars + buf * kChunks;
+        const uint32_t k_addr = smem_addr(sk_i);
 
         /* S = Q K^T: D / 64 blocks of 64 columns, 4 k-steps each, each block as soon as it
          * has landed */
@@ -292,7 +288,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::fence();
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-            mbar_wait(&qk_bars[c], i & 1);
+            mbar_wait(&bars_i[c], (i / kKBufs) & 1);
             if (c == 0) PA_PHASE_MARK(ph); /* the first block of K(nt) (and Q) landed */
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
@@ -305,12 +301,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
         PA_PHASE_MARK(ph);
-        if (nt + S < n_tiles) {
-            if (kShare && tid < kShared) /* tell block tid of the cluster */
-                pa_wg::bar_arrive_cluster(cluster_addr(k_free, tid));
-            load_qk<kChunks, kShared>(nullptr, sk, maps, row0, key0 + S * kKeys, head, head_kv, batch, qk_bars,
-                                      rank, k_free, i & 1);
-        }
+        if (nt + kKBufs * S < n_tiles) /* the key tile kKBufs ahead into the freed buffer */
+            load_qk<kChunks>(nullptr, sk_i, maps, row0, key0 + kKBufs * S * kKeys, head, head_kv, batch, bars_i);
 
         PA_PHASE_MARK(ph);
 
@@ -478,11 +470,12 @@ cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int D, typename T, int kCols, bool kShare, bool kSplit>
+template <int D, typename T, int kCols, bool kSplit, int kKBufs>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_wgmma_kernel<D, T, kCols, kShare, kSplit>;
-    constexpr size_t smem = smem_bytes<D, kCols>();
+    auto kernel = flash_fwd_wgmma_kernel<D, T, kCols, kSplit, kKBufs>;
+    constexpr size_t smem = smem_bytes<D, kCols, kKBufs>();
+    static_assert(smem <= kSmemMax, "fits an sm_90 block");
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
@@ -494,9 +487,8 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
         return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
     const unsigned blocks = (kSplit ? 2 : 1) * D / kCols * q_tiles * a.heads_q * a.batch;
-    const unsigned cluster = kSplit ? 2 : kShare ? D / kCols : 1;
-    if (cluster > 1) {
-        e = launch_clusters(kernel, cluster, blocks, kThreads, smem, stream, a, maps);
+    if (kSplit) { /* 2-block clusters */
+        e = launch_pairs(kernel, blocks, kThreads, smem, stream, a, maps);
         if (e != cudaSuccess) return e;
     } else {
         kernel<<<blocks, kThreads, smem, stream>>>(a, maps);
@@ -507,15 +499,26 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     return cudaGetLastError();
 }
 
+/* Two K buffers where they fit (EXPERIMENT: POLYATTN_CUDA_WGMMA_KBUFS=1 forces one). */
+template <int D, int kCols>
+constexpr int kbufs()
+{
+    return smem_bytes<D, kCols, 2>() <= kSmemMax ? 2 : 1;
+}
+template <int D, typename T, int kCols, bool kSplit>
+cudaError_t launch_bufs(const pa_gpu_args &a, cudaStream_t stream)
+{
+    static const bool one = getenv("POLYATTN_CUDA_WGMMA_KBUFS") && !strcmp(getenv("POLYATTN_CUDA_WGMMA_KBUFS"), "1");
+    if (one) return launch<D, T, kCols, kSplit, 1>(a, stream);
+    return launch<D, T, kCols, kSplit, kbufs<D, kCols>()>(a, stream);
+}
 template <int D, typename T>
 cudaError_t launch_plan(const pa_gpu_args &a, int plan, cudaStream_t stream)
 {
     switch (plan) {
-    case PA_WGMMA_WIDE: return launch<D, T, kWide, false, false>(a, stream);
-    case PA_WGMMA_WIDE_SHARED: return launch<D, T, kWide, true, false>(a, stream);
-    case PA_WGMMA_NARROW: return launch<D, T, kNarrow, false, false>(a, stream);
-    case PA_WGMMA_NARROW_SHARED: return launch<D, T, kNarrow, true, false>(a, stream);
-    case PA_WGMMA_KEY_SPLIT: return launch<D, T, kWide, false, true>(a, stream);
+    case PA_WGMMA_WIDE: return launch_bufs<D, T, kWide, false>(a, stream);
+    case PA_WGMMA_NARROW: return launch_bufs<D, T, kNarrow, false>(a, stream);
+    case PA_WGMMA_KEY_SPLIT: return launch_bufs<D, T, kWide, true>(a, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -530,8 +533,6 @@ cudaError_t dispatch(const pa_gpu_args &a, int plan, cudaStream_t stream)
     }
 }
 
-const char *const kPlanNames[PA_WGMMA_PLANS] = {"wide", "wide-shared", "narrow", "narrow-shared", "key-split"};
-
 } // namespace
 
 extern "C" int pa_cuda_flash_wgmma_has_head_dim(int head_dim)
@@ -542,33 +543,12 @@ extern "C" int pa_cuda_flash_wgmma_has_head_dim(int head_dim)
 extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim) /* the wide plans', the largest */
 {
     switch (head_dim) {
-    case 512: return smem_bytes<512, kWide>();
-    case 768: return smem_bytes<768, kWide>();
+    case 512: return smem_bytes<512, kWide, kbufs<512, kWide>()>();
+    case 768: return smem_bytes<768, kWide, kbufs<768, kWide>()>();
     default: return 0;
     }
 }
 
-extern "C" const char *pa_cuda_flash_wgmma_plan_name(int plan)
-{
-    return plan >= 0 && plan < PA_WGMMA_PLANS ? kPlanNames[plan] : "?";
-}
-
-extern "C" int pa_cuda_flash_wgmma_plan(const pa_gpu_args *a, int sms, const char *force)
-{
-    const long long q_tiles = (a->seq_q + kRows - 1) / kRows;
-    const long long blocks = (long long)(a->head_dim / kWide) * q_tiles * a->heads_q * a->batch;
-    if (blocks > (1LL << 29)) return PA_WGMMA_WIDE; /* the others double the grid */
-    for (int p = 0; force && p < PA_WGMMA_PLANS; ++p)
-        if (!strcmp(force, kPlanNames[p])) return p;
-    /* the last query tile sees the most keys */
-    const int longest = (pa_flash_visible(*a, a->seq_q - 1) + kKeys - 1) / kKeys;
-    /* Measured as GPU time (bench/results/session10-h100-2026-11-25 call 1): the key split
-     * 1.35-1.58x with chains of 8-16 key tiles in one wave (1x512 D 512, 1x1024 D 768,
-     * 2x1024 D 512), 0.83-0.85x with chains of 2 (16x128, 8x128 D 512): the merge, ~4800
-     * cycles, outweighs one key tile (~3300). */
-    if (a->seq_q >= 1 && a->seq_kv >= 1 && longest >= 8 && 2 * blocks <= sms) return PA_WGMMA_KEY_SPLIT;
-    return PA_WGMMA_WIDE;
-}
 
 extern "C" int pa_cuda_flash_wgmma(const pa_gpu_args *a, int plan, void *stream)
 {

@@ -15,16 +15,20 @@ extern "C" {
 int pa_cuda_flash_wgmma_has_head_dim(int head_dim);
 /* Shared memory a block of the head_dim instance needs (bytes), 0 without one. */
 size_t pa_cuda_flash_wgmma_smem(int head_dim);
-/* How the blocks of a query tile divide its work (flash_wgmma.cu). */
+/* Query rows of a query tile and keys of a key tile; columns of V and O a wide block owns
+ * (a narrow one half). */
+#define PA_WGMMA_TILE 64
+#define PA_WGMMA_WIDE_COLS 256
+
+/* How the blocks of a query tile divide its work (flash_wgmma.cu); the choice is made by
+ * flash_wgmma_plan.cu (host code only, built without sm_90a too). */
 typedef enum pa_wgmma_plan {
-    PA_WGMMA_WIDE = 0,          /* head_dim / 256 blocks, each loading Q and K itself */
-    PA_WGMMA_WIDE_SHARED,       /* the same as a cluster loading Q and K once (multicast) */
-    PA_WGMMA_NARROW,            /* head_dim / 128 blocks */
-    PA_WGMMA_NARROW_SHARED,     /* the same as a cluster loading Q and K once */
-    PA_WGMMA_KEY_SPLIT,         /* wide blocks as 2-block clusters taking alternate key tiles */
+    PA_WGMMA_WIDE = 0,  /* head_dim / 256 blocks */
+    PA_WGMMA_NARROW,    /* head_dim / 128 blocks: shorter products and stores, more blocks */
+    PA_WGMMA_KEY_SPLIT, /* wide blocks as 2-block clusters taking alternate key tiles */
     PA_WGMMA_PLANS
 } pa_wgmma_plan;
-/* The plan's name ("wide", "wide-shared", "narrow", "narrow-shared", "key-split"). */
+/* The plan's name ("wide", "narrow", "key-split"). */
 const char *pa_cuda_flash_wgmma_plan_name(int plan);
 /* The plan for a on `sms` SMs; force: a plan's name to take wherever it can run (NULL or
  * unknown: the measured choice). */

@@ -33,11 +33,10 @@ cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
     return e;
 }
 
-/* Launches kernel(args...) as a 1-D grid of `blocks` blocks in clusters of `cluster`
- * consecutive blocks (sm_90+; cluster divides blocks). */
+/* Launches kernel(args...) as a 1-D grid of `blocks` blocks in 2-block clusters (sm_90+). */
 template <typename K, typename... Args>
-cudaError_t launch_clusters(K kernel, unsigned cluster, unsigned blocks, unsigned threads, size_t smem,
-                            cudaStream_t stream, const Args &...args)
+cudaError_t launch_pairs(K kernel, unsigned blocks, unsigned threads, size_t smem, cudaStream_t stream,
+                         const Args &...args)
 {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(blocks);
@@ -46,7 +45,7 @@ cudaError_t launch_clusters(K kernel, unsigned cluster, unsigned blocks, unsigne
     cfg.stream = stream;
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = cluster, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+    attr.val.clusterDim.x = 2, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
     return cudaLaunchKernelEx(&cfg, kernel, args...);

@@ -121,17 +121,11 @@ __device__ __forceinline__ void fence_async_shared()
 
 /* ---- TMA tile loads, completed on an mbarrier (pa_tc::mbar_expect arms it, pa_tc::mbar_wait
  * waits) */
-__device__ __forceinline__ void bar_init(uint64_t *bar, uint32_t arrivals = 1)
+__device__ __forceinline__ void bar_init(uint64_t *bar)
 {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n"
-                 "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_addr(bar)), "r"(arrivals)
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n"
+                 "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_addr(bar))
                  : "memory");
-}
-/* An arrival on the barrier at shared::cluster address `bar` (another block's, from
- * pa_tc::cluster_addr), releasing this block's prior work at cluster scope. */
-__device__ __forceinline__ void bar_arrive_cluster(uint32_t bar)
-{
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 /* The box at coordinates (c0 innermost .. c3) of a 4-D tensor map into shared memory at
  * dst, counted on bar. */
@@ -142,31 +136,6 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, 
                  " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_addr(dst)),
                  "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
                  "r"(smem_addr(bar))
-                 : "memory");
-}
-
-/* pa_tc::mbar_wait with acquire at cluster scope: for a barrier other blocks of the
- * cluster arrive on (bar_arrive_cluster). */
-__device__ __forceinline__ void mbar_wait_cluster(uint64_t *bar, uint32_t parity)
-{
-    uint32_t done = 0;
-    while (!done)
-        asm volatile("{\n .reg .pred r;\n"
-                     " mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 r, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, r;\n}\n"
-                     : "=r"(done)
-                     : "r"(smem_addr(bar)), "r"(parity)
-                     : "memory");
-}
-/* tma_load_4d delivered to the same shared offsets (tile and barrier) in every block of the
- * cluster whose rank is set in `blocks` (a multicast: one read of L2 for all of them). */
-__device__ __forceinline__ void tma_load_4d_multicast(void *dst, const void *map, int c0, int c1, int c2,
-                                                      int c3, uint64_t *bar, uint16_t blocks)
-{
-    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
-                 " [%0], [%1, {%2, %3, %4, %5}], [%6], %7;\n" ::"r"(smem_addr(dst)),
-                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
-                 "r"(smem_addr(bar)), "h"(blocks)
                  : "memory");
 }
 

@@ -63,7 +63,7 @@ else
   echo "### POLYATTN_CUDA_COL_HALVES=1" >> "$OUT/conformance.txt"
   POLYATTN_CUDA_COL_HALVES=1 timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
   echo "exit $?" >> "$OUT/conformance.txt"
-  for plan in wide wide-shared narrow narrow-shared key-split; do
+  for plan in wide narrow key-split; do
     say "conformance --backend cuda --algo flash, POLYATTN_CUDA_WGMMA_PLAN=$plan (wgmma plan forced)"
     echo "### POLYATTN_CUDA_WGMMA_PLAN=$plan" >> "$OUT/conformance.txt"
     POLYATTN_CUDA_WGMMA_PLAN=$plan timeout 120 "$BIN/conformance" --backend cuda --algo flash >> "$OUT/conformance.txt" 2>&1
@@ -84,7 +84,7 @@ fi
     POLYATTN_CUDA_KEY_HALVES=1 POLYATTN_CUDA_FLASH_SPLIT=0 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
   sed 's/^check /check-cols /' "$OUT/checks.txt" |
     POLYATTN_CUDA_COL_HALVES=1 timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
-  for plan in wide-shared narrow narrow-shared key-split; do
+  for plan in wide narrow key-split; do
     grep -v " f32 " "$OUT/checks.txt" | sed "s/^check /check-$plan /" |
       POLYATTN_CUDA_WGMMA_PLAN=$plan timeout 120 "$BIN/polyattn_cuda_bench" --reps 5
   done

@@ -7,9 +7,11 @@
  * (pa_flash_note, as the kernels keep them) must name every cut query tile exactly once,
  * in the block of its first piece, and the combine's slot enumeration (pa_flash_piece_slot
  * over the covering blocks) find exactly the slots the pieces were written to.  The planner's own choices are checked the
- * same way, and its workspace size against what the walk addresses.
+ * same way, and its workspace size against what the walk addresses; and the wgmma kernel's
+ * plan at the shapes it was measured on.
  */
 #include "flash_split.h"
+#include "flash_wgmma.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -233,6 +235,24 @@ int main()
         pa_flash_split s;
         pa_flash_split_plan(&a, PA_FLASH_TILE_M, 32, 132, 0, &s);
         CHECK(!pa_flash_halves_fit(&a, &s, 132, 1), "key halves of a single key tile");
+    }
+    /* The wgmma kernel's plan (flash_wgmma_plan.cu) on 132 SMs: the fastest at each shape of
+     * session 11 call 1 (16-bit; batch x heads x seq, D, causal). */
+    const struct { int batch, heads, seq, dim, mask, plan; } wg[] = {
+        {16, 1, 128, 512, 1, PA_WGMMA_NARROW},  {8, 1, 128, 512, 1, PA_WGMMA_NARROW},
+        {16, 1, 128, 512, 0, PA_WGMMA_NARROW},  {32, 1, 128, 512, 1, PA_WGMMA_WIDE},
+        {8, 1, 512, 768, 1, PA_WGMMA_WIDE},     {4, 4, 1024, 512, 0, PA_WGMMA_WIDE},
+        {1, 1, 512, 512, 1, PA_WGMMA_KEY_SPLIT}, {2, 1, 1024, 512, 1, PA_WGMMA_KEY_SPLIT},
+        {1, 1, 4096, 512, 1, PA_WGMMA_KEY_SPLIT}, {4, 1, 256, 768, 1, PA_WGMMA_KEY_SPLIT}};
+    for (const auto &m : wg) {
+        pa_gpu_args a = causal_args(1, m.batch, m.seq, m.dim);
+        a.heads_q = a.heads_kv = m.heads, a.mask = m.mask;
+        const int plan = pa_cuda_flash_wgmma_plan(&a, 132, NULL);
+        CHECK(plan == m.plan, "%dx%dx%d D%d mask %d: wgmma plan %s", m.batch, m.heads, m.seq, m.dim, m.mask,
+              pa_cuda_flash_wgmma_plan_name(plan));
+        for (int p = 0; p < PA_WGMMA_PLANS; ++p) /* forced by name */
+            CHECK(pa_cuda_flash_wgmma_plan(&a, 132, pa_cuda_flash_wgmma_plan_name(p)) == p, "forced %d", p);
+        CHECK(pa_cuda_flash_wgmma_plan(&a, 132, "bogus") == plan, "an unknown name forces nothing");
     }
     printf("test_flash_schedule: %lld plans walked, %d failures\n", checked, failures);
     return failures ? 1 : 0;
