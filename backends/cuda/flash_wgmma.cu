@@ -24,7 +24,8 @@
  * Q, K and V tiles sit in the 128-byte-swizzled layout of wgmma_sm90.cuh, loaded by TMA
  * (one thread issues 64 x 64 boxes, an mbarrier counts the bytes): issuing the same tiles
  * with cp.async cost 1200-1900 cycles of every thread a key tile (call 4).  K (V) of the
- * next key tile is loaded as soon as this tile's Q K^T (P V) is done, a key tile ahead.
+ * next key tile is loaded as soon as this tile's Q K^T (P V) is done, a key tile ahead (a
+ * second K buffer, two tiles ahead, gained nothing: 0.96-1.02x, session 11 call 2).
  * The blocks of a query tile are adjacent in the grid (they stream the same K tiles at the
  * same time), longest query tiles first over all (batch, head) pairs.  O leaves by TMA.
  * O(N) memory: nothing but O and the LSE is written.
@@ -42,8 +43,6 @@
 
 #include <cuda.h> /* CUtensorMap and its enums (types only: the encoder comes from cudart) */
 #include <cudaTypedefs.h>
-#include <stdlib.h>
-#include <string.h>
 
 namespace
 {
@@ -62,15 +61,13 @@ __host__ __device__ constexpr uint32_t tile_bytes(int cols)
 {
     return (uint32_t)kRows * cols * 2;
 }
-template <int D, int kCols, int kKBufs>
+template <int D, int kCols>
 constexpr size_t smem_bytes()
 {
-    /* 1024 for aligning the swizzled tiles; Q and kKBufs K tiles (D columns), V (this
-     * block's columns), an mbarrier for each 64-column block of each K buffer (Q's with the
-     * first) and one for V */
-    return 1024 + (1 + kKBufs) * (size_t)tile_bytes(D) + tile_bytes(kCols) + 8 * (kKBufs * D / 64 + 1);
+    /* 1024 for aligning the swizzled tiles; Q and K (D columns), V (this block's columns),
+     * an mbarrier for each 64-column block of Q and K and one for V */
+    return 1024 + 2 * (size_t)tile_bytes(D) + tile_bytes(kCols) + 8 * (D / 64 + 1);
 }
-constexpr size_t kSmemMax = 227 * 1024; /* opt-in shared memory a block on sm_90 */
 static_assert(tile_bytes(kWide) <= tile_bytes(512), "O's staging fits the Q tile");
 static_assert(kRows == 16 * (kThreads / 32), "16 rows of the tile a warp (the wgmma layout)");
 
@@ -205,9 +202,8 @@ __device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], fl
 }
 #endif
 
-/* kCols: columns of V and O a block owns (kWide or kNarrow); kSplit: the key split; kKBufs:
- * K buffers (2: key tile i + 2 is loaded while tile i + 1 is used). */
-template <int D, typename T, int kCols, bool kSplit, int kKBufs>
+/* kCols: columns of V and O a block owns (kWide or kNarrow); kSplit: the key split. */
+template <int D, typename T, int kCols, bool kSplit>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_wgmma_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
@@ -220,12 +216,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     static_assert(D % kCols == 0, "whole blocks of columns");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
-    /* this block's i-th key tile goes to K buffer i % kKBufs */
-    unsigned char *sq = base, *sk = base + tile_bytes(D), *sv = base + (1 + kKBufs) * tile_bytes(D);
-    /* qk_bars[kChunks * buf + b]: block b of K buffer buf (and of the Q tile, with the
-     * first), phase (i / kKBufs) & 1 for this block's i-th key tile; v_bar: V tiles, phase
-     * i & 1 */
-    uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)), *v_bar = qk_bars + kKBufs * kChunks;
+    unsigned char *sq = base, *sk = base + tile_bytes(D), *sv = base + 2 * tile_bytes(D);
+    /* qk_bars[b]: block b of the Q and K tiles, v_bar: V tiles; phase i & 1 for this
+     * block's i-th key tile */
+    uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)), *v_bar = qk_bars + kChunks;
     pa_flash_phases ph;
     PA_PHASE_BEGIN(ph);
 
@@ -246,21 +240,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int first_vis = pa_flash_visible(a, row0); /* key tiles below it need no mask */
 
     if (tid == 0) {
-        for (int b = 0; b <= kKBufs * kChunks; ++b)
+        pa_wg::tma_prefetch(&maps.o); /* the store's map, ready at the end */
+        for (int b = 0; b <= kChunks; ++b)
             pa_wg::bar_init(&qk_bars[b]);
         if (split < n_tiles) mbar_expect(v_bar, tile_bytes(kCols));
-    } else if (lane == 0) { /* the tensor maps into the TMA unit meanwhile */
-        pa_wg::tma_prefetch(warp == 1 ? (const void *)&maps.q : warp == 2 ? (const void *)&maps.k : &maps.v);
     }
-    if (tid == 32) pa_wg::tma_prefetch(&maps.o); /* the store's map, ready at the end */
     __syncthreads(); /* the barriers are initialised */
     if (split < n_tiles) {
         load_qk<kChunks>(sq, sk, maps, row0, split * kKeys, head, head_kv, batch, qk_bars);
         load_tile(sv, &maps.v, kCols / 64, col0, split * kKeys, head_kv, batch, v_bar);
     }
-    if (kKBufs > 1 && split + S < n_tiles) /* the second K tile into the second buffer */
-        load_qk<kChunks>(nullptr, sk + tile_bytes(D), maps, row0, (split + S) * kKeys, head, head_kv, batch,
-                         qk_bars + kChunks);
 
     /* this thread's rows of the tile (wgmma accumulator layout): 16 * warp + g, and + 8 */
     const int vis[2] = {pa_flash_visible(a, row0 + 16 * warp + g),
@@ -271,13 +260,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int e = 0; e < kCols / 2; ++e)
         acc_o[e] = 0.f;
-    const uint32_t q_addr = smem_addr(sq), v_addr = smem_addr(sv);
+    const uint32_t q_addr = smem_addr(sq), k_addr = smem_addr(sk), v_addr = smem_addr(sv);
 
     for (int i = 0, nt = split; nt < n_tiles; ++i, nt += S) { /* i: this block's i-th key tile */
-        const int key0 = nt * kKeys, buf = i % kKBufs;
-        unsigned char *sk_i = sk + buf * tile_bytes(D);
-        uint64_t *bars_i = qk_bars + buf * kChunks;
-        const uint32_t k_addr = smem_addr(sk_i);
+        const int key0 = nt * kKeys;
 
         /* S = Q K^T: D / 64 blocks of 64 columns, 4 k-steps each, each block as soon as it
          * has landed */
@@ -288,7 +274,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::fence();
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-            mbar_wait(&bars_i[c], (i / kKBufs) & 1);
+            mbar_wait(&qk_bars[c], i & 1);
             if (c == 0) PA_PHASE_MARK(ph); /* the first block of K(nt) (and Q) landed */
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
@@ -301,8 +287,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
         PA_PHASE_MARK(ph);
-        if (nt + kKBufs * S < n_tiles) /* the key tile kKBufs ahead into the freed buffer */
-            load_qk<kChunks>(nullptr, sk_i, maps, row0, key0 + kKBufs * S * kKeys, head, head_kv, batch, bars_i);
+        if (nt + S < n_tiles)
+            load_qk<kChunks>(nullptr, sk, maps, row0, key0 + S * kKeys, head, head_kv, batch, qk_bars);
 
         PA_PHASE_MARK(ph);
 
@@ -470,12 +456,11 @@ cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int D, typename T, int kCols, bool kSplit, int kKBufs>
+template <int D, typename T, int kCols, bool kSplit>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_wgmma_kernel<D, T, kCols, kSplit, kKBufs>;
-    constexpr size_t smem = smem_bytes<D, kCols, kKBufs>();
-    static_assert(smem <= kSmemMax, "fits an sm_90 block");
+    auto kernel = flash_fwd_wgmma_kernel<D, T, kCols, kSplit>;
+    constexpr size_t smem = smem_bytes<D, kCols>();
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
@@ -499,26 +484,13 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     return cudaGetLastError();
 }
 
-/* Two K buffers where they fit (EXPERIMENT: POLYATTN_CUDA_WGMMA_KBUFS=1 forces one). */
-template <int D, int kCols>
-constexpr int kbufs()
-{
-    return smem_bytes<D, kCols, 2>() <= kSmemMax ? 2 : 1;
-}
-template <int D, typename T, int kCols, bool kSplit>
-cudaError_t launch_bufs(const pa_gpu_args &a, cudaStream_t stream)
-{
-    static const bool one = getenv("POLYATTN_CUDA_WGMMA_KBUFS") && !strcmp(getenv("POLYATTN_CUDA_WGMMA_KBUFS"), "1");
-    if (one) return launch<D, T, kCols, kSplit, 1>(a, stream);
-    return launch<D, T, kCols, kSplit, kbufs<D, kCols>()>(a, stream);
-}
 template <int D, typename T>
 cudaError_t launch_plan(const pa_gpu_args &a, int plan, cudaStream_t stream)
 {
     switch (plan) {
-    case PA_WGMMA_WIDE: return launch_bufs<D, T, kWide, false>(a, stream);
-    case PA_WGMMA_NARROW: return launch_bufs<D, T, kNarrow, false>(a, stream);
-    case PA_WGMMA_KEY_SPLIT: return launch_bufs<D, T, kWide, true>(a, stream);
+    case PA_WGMMA_WIDE: return launch<D, T, kWide, false>(a, stream);
+    case PA_WGMMA_NARROW: return launch<D, T, kNarrow, false>(a, stream);
+    case PA_WGMMA_KEY_SPLIT: return launch<D, T, kWide, true>(a, stream);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -543,8 +515,8 @@ extern "C" int pa_cuda_flash_wgmma_has_head_dim(int head_dim)
 extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim) /* the wide plans', the largest */
 {
     switch (head_dim) {
-    case 512: return smem_bytes<512, kWide, kbufs<512, kWide>()>();
-    case 768: return smem_bytes<768, kWide, kbufs<768, kWide>()>();
+    case 512: return smem_bytes<512, kWide>();
+    case 768: return smem_bytes<768, kWide>();
     default: return 0;
     }
 }
