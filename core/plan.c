@@ -71,7 +71,7 @@ static const pa_algo_ops *find_algo(const pa_backend_ops *ops, polyattn_algo alg
     return NULL;
 }
 
-static void order_candidates(const polyattn_context *ctx, const pa_problem *p,
+static void order_candidates(const polyattn_context *ctx, const char *arch, const pa_problem *p,
                              const polyattn_plan_options *opt, polyattn_algo order[3],
                              const char **why)
 {
@@ -82,7 +82,7 @@ static void order_candidates(const polyattn_context *ctx, const pa_problem *p,
                           : "probabilities asked for: unfused materializes them";
         return;
     }
-    pa_policy_order(ctx->ops->kind, p, order, why);
+    pa_policy_order(ctx->ops->kind, arch, p, order, why);
 }
 
 /* Puts the measured (or cached) fastest eligible algorithm first. */
@@ -226,7 +226,7 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
         n_order = 1;
         policy = "requested by the caller";
     } else {
-        order_candidates(ctx, &p, &opt, order, &policy);
+        order_candidates(ctx, dev_info.arch, &p, &opt, order, &policy);
         if (opt.autotune) autotune_order(ctx, &p, &opt, info->candidates, order, &policy,
                                          tune_why, sizeof tune_why);
     }

@@ -6,6 +6,8 @@
  */
 #include "pa_core.h"
 
+#include <string.h>
+
 #define U POLYATTN_ALGO_UNFUSED
 #define F POLYATTN_ALGO_FUSED
 #define L POLYATTN_ALGO_FLASH
@@ -15,8 +17,25 @@ static void set(polyattn_algo order[3], polyattn_algo a, polyattn_algo b, polyat
     order[0] = a, order[1] = b, order[2] = c;
 }
 
-void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_algo order[3],
-                     const char **why)
+/* session11-h100-2026-11-25/call4-auto-4204a3b/au.md (GPU time, f16 and bf16): on sm_90 the
+ * wgmma flash kernel (head dims 512 and 768) against cuBLAS unfused:
+ * - D 512 causal: faster at every N measured, 128-4096 (1.25-1.97x);
+ * - D 512: faster up to N = 1024 (1.06-1.96x), 0.87-0.88x from 2048;
+ * - D 768 causal: faster up to 1024 (1.11-1.73x), 0.88-0.92x from 2048;
+ * - D 768: faster up to 256 (1.25-1.68x), 0.46-0.74x from 512. */
+static int wgmma_flash_first(const char *arch, const pa_problem *p, int64_t longest)
+{
+    if (!arch || strcmp(arch, "sm_90") || p->dtype == POLYATTN_DTYPE_F32 ||
+        p->head_dim != p->head_dim_v)
+        return 0;
+    const int causal = p->mask != POLYATTN_MASK_NONE;
+    if (p->head_dim == 512) return causal || longest <= 1024;
+    if (p->head_dim == 768) return longest <= (causal ? 1024 : 256);
+    return 0;
+}
+
+void pa_policy_order(polyattn_backend backend, const char *arch, const pa_problem *p,
+                     polyattn_algo order[3], const char **why)
 {
     int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
     switch (backend) {
@@ -45,6 +64,11 @@ void pa_policy_order(polyattn_backend backend, const pa_problem *p, polyattn_alg
                 set(order, L, U, F);
                 *why = "cuda, f32, head_dim 512/768/1024: flash (3xTF32 tensor cores) first, "
                        "measured 1.8-2.1x faster than unfused on the seed shapes (GPU time)";
+            } else if (wgmma_flash_first(arch, p, longest)) {
+                set(order, L, U, F);
+                *why = "cuda sm_90, f16/bf16, head_dim 512/768: the wgmma flash kernel first, "
+                       "measured 1.06-1.97x faster than unfused at this head dim, mask and "
+                       "length (GPU time, N 128-4096)";
             } else if (wide && p->seq_q <= 128 && p->seq_kv <= 128) {
                 set(order, L, U, F);
                 *why = "cuda, f16/bf16, head_dim 512/768/1024, seq <= 128: tensor-core flash "
