@@ -346,10 +346,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::fence();
 #pragma unroll
         for (int kk = 0; kk < kKeys / 16; ++kk)
-            pa_wg::Mma<T>::template rs_m64nk16<kCols>(acc_o, pf[kk],
-                                         pa_wg::desc(v_addr + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
-                                                     kKeys * 128, pa_wg::kGroupBytes),
-                                         1);
+            pa_wg::rs_m64nk16<T, kCols>(acc_o, pf[kk],
+                                        pa_wg::desc(v_addr + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
+                                                    kKeys * 128, pa_wg::kGroupBytes),
+                                        1);
         pa_wg::commit();
         pa_wg::wait<0>();
         __syncthreads(); /* V's buffer is free */

@@ -190,16 +190,6 @@ struct Mma<__half> {
     {
         PA_WGMMA_RS_M64N128K16("f16");
     }
-    /* D[N / 2] (+)= A (registers) * B (16 x N): N = 256 or 128 */
-    template <int N>
-    static __device__ __forceinline__ void rs_m64nk16(float (&d)[N / 2], const uint32_t (&a)[4],
-                                                      uint64_t desc_b, int scale_d)
-    {
-        if constexpr (N == 256)
-            rs_m64n256k16(d, a, desc_b, scale_d);
-        else
-            rs_m64n128k16(d, a, desc_b, scale_d);
-    }
 };
 template <>
 struct Mma<__nv_bfloat16> {
@@ -218,17 +208,19 @@ struct Mma<__nv_bfloat16> {
     {
         PA_WGMMA_RS_M64N128K16("bf16");
     }
-    /* D[N / 2] (+)= A (registers) * B (16 x N): N = 256 or 128 */
-    template <int N>
-    static __device__ __forceinline__ void rs_m64nk16(float (&d)[N / 2], const uint32_t (&a)[4],
-                                                      uint64_t desc_b, int scale_d)
-    {
-        if constexpr (N == 256)
-            rs_m64n256k16(d, a, desc_b, scale_d);
-        else
-            rs_m64n128k16(d, a, desc_b, scale_d);
-    }
 };
+
+/* D[N / 2] (+)= A (64 x 16, registers) * B (16 x N): N = 256 or 128 */
+template <typename T, int N>
+__device__ __forceinline__ void rs_m64nk16(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b,
+                                           int scale_d)
+{
+    static_assert(N == 256 || N == 128, "the two widths the kernel uses");
+    if constexpr (N == 256)
+        Mma<T>::rs_m64n256k16(d, a, desc_b, scale_d);
+    else
+        Mma<T>::rs_m64n128k16(d, a, desc_b, scale_d);
+}
 
 #undef PA_WGMMA_SS_M64N64K16
 #undef PA_WGMMA_RS_M64N256K16
