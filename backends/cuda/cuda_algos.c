@@ -217,7 +217,8 @@ static polyattn_status flash_check(pa_device *d, const pa_problem *p, const char
         if (s.wgmma) {
             snprintf(dev->note[2], sizeof dev->note[2],
                      "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
-                     polyattn_dtype_name(p->dtype), (int)p->head_dim, pa_cuda_flash_wgmma_plan_name(s.wgmma_plan));
+                     polyattn_dtype_name(p->dtype), (int)p->head_dim,
+                     pa_cuda_flash_wgmma_plan_name(s.wgmma_plan));
             *why_not = dev->note[2];
             return POLYATTN_STATUS_SUCCESS;
         }
@@ -281,7 +282,8 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
            "key halves %d, column halves %d%s%s",
            p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : s->wgmma ? "wgmma" : "mma.sync", (long long)p->head_dim,
            polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots, s->key_halves,
-           s->col_halves, s->wgmma ? ", wgmma plan " : "", s->wgmma ? pa_cuda_flash_wgmma_plan_name(s->wgmma_plan) : "");
+           s->col_halves, s->wgmma ? ", wgmma plan " : "",
+           s->wgmma ? pa_cuda_flash_wgmma_plan_name(s->wgmma_plan) : "");
     return POLYATTN_STATUS_SUCCESS;
 }
 

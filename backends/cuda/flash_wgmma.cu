@@ -521,7 +521,6 @@ extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim) /* the wide plans', the
     }
 }
 
-
 extern "C" int pa_cuda_flash_wgmma(const pa_gpu_args *a, int plan, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
