@@ -276,14 +276,19 @@ static polyattn_status flash_prepare(pa_device *d, const pa_problem *p, void **s
     if (!s) return pa_fail(d, POLYATTN_STATUS_OUT_OF_MEMORY, "flash: host memory");
     *s = flash_split_of(pa_cuda_dev(d), p);
     *state = s;
+    if (s->wgmma) {
+        pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: tensor-core kernel (wgmma), head_dim %lld, %s; plan %s",
+               (long long)p->head_dim, polyattn_dtype_name(p->dtype),
+               pa_cuda_flash_wgmma_plan_name(s->wgmma_plan));
+        return POLYATTN_STATUS_SUCCESS;
+    }
     pa_log(POLYATTN_LOG_DISPATCH,
            "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
            "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial slots; "
-           "key halves %d, column halves %d%s%s",
-           p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : s->wgmma ? "wgmma" : "mma.sync", (long long)p->head_dim,
+           "key halves %d, column halves %d",
+           p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
            polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots, s->key_halves,
-           s->col_halves, s->wgmma ? ", wgmma plan " : "",
-           s->wgmma ? pa_cuda_flash_wgmma_plan_name(s->wgmma_plan) : "");
+           s->col_halves);
     return POLYATTN_STATUS_SUCCESS;
 }
 
