@@ -1,7 +1,8 @@
 #!/bin/bash
 # Seed-shape check of the CUDA flash forward (issue #4) on a GPU machine, from the repo root:
 # build (CUDA only), conformance --backend cuda (forward; again with the balanced schedule
-# forced wherever it applies, with key halves forced, with column halves forced and with each wgmma plan forced), odd-shape checks of the wide kernels through cuda_bench
+# forced wherever it applies, with key halves forced, with column halves forced and with
+# each wgmma plan forced), odd-shape checks of the wide kernels through cuda_bench
 # (sampled rows against a double reference, every element written), then polyattn flash on
 # the seed shapes (f16, bf16, f32) beside PyTorch SDPA efficient and math in the same run
 # (bench/compare_torch.py --shape-lines: each SDPA output checked before it is timed), both
