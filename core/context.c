@@ -52,6 +52,11 @@ static polyattn_status context_new(const pa_backend_ops *ops, pa_device *dev, in
         return POLYATTN_STATUS_OUT_OF_MEMORY;
     }
     dev->ops = ops;
+    polyattn_status st = pa_force_read(dev);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        free(ctx);
+        return st;
+    }
     ctx->ops = ops;
     ctx->dev = dev;
     ctx->owns_device = owns;

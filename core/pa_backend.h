@@ -15,7 +15,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; a module built against another value
  * is refused at load time. */
-#define PA_BACKEND_ABI_VERSION 2 /* 2: backward members appended to pa_algo_ops */
+#define PA_BACKEND_ABI_VERSION 3 /* 3: pa_device.force, pa_backend_ops.auto_order */
 
 /* A validated, normalized problem: what kernels see.  Strides are in elements. */
 typedef struct pa_problem {
@@ -50,6 +50,9 @@ typedef struct pa_device {
     const struct pa_backend_ops *ops;
     int index;
     char last_error[2048];
+    /* POLYATTN_FORCE as read once when the context was made ("key=value,..."; "" when
+     * unset).  Backends read it through pa_force_get at plan time only. */
+    char force[256];
 } pa_device;
 
 /* Device memory as a backend handle plus a byte offset (views share the handle). */
@@ -121,6 +124,11 @@ typedef struct pa_backend_ops {
     polyattn_status (*event_elapsed_ms)(pa_device *dev, void *start, void *end, double *ms);
     const pa_algo_ops *algos;
     size_t n_algos;
+    /* AUTO's default order on this backend and a sentence naming the measurements behind
+     * it (each backend's <name>_policy.c).  Pure: arch is polyattn_device_info.arch ("" if
+     * unknown).  NULL: the core's unmeasured default (core/policy.c). */
+    void (*auto_order)(const char *arch, const pa_problem *p, polyattn_algo order[3],
+                       const char **why);
 } pa_backend_ops;
 
 /* A module exports this symbol (extern "C"), returning its static ops table. */
@@ -149,6 +157,11 @@ PA_INTERNAL_API void pa_log(polyattn_log_category category, const char *fmt, ...
 #endif
     ;
 PA_INTERNAL_API int pa_log_enabled(polyattn_log_category category);
+
+/* The value of `key` in the device's POLYATTN_FORCE override (core/force.c): copies it into
+ * value (n bytes) and returns 1, or returns 0 when the key is absent.  Keys a backend
+ * reads are listed in docs (README, "Forcing a path"); the core reads `algo`. */
+PA_INTERNAL_API int pa_force_get(const pa_device *dev, const char *key, char *value, size_t n);
 
 /* Interop: a context around a device a backend opened on caller-owned handles, and a
  * buffer around caller-owned memory (never freed by polyattn). */

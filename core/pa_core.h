@@ -67,10 +67,14 @@ polyattn_status pa_autotune(polyattn_context *ctx, const pa_problem *p,
                             const polyattn_candidate cands[3], const pa_algo_ops *algos[3],
                             const char *cache_file, polyattn_algo *winner, char *why, size_t n);
 
-/* Default AUTO order of the algorithms for a backend (policy.c), with the reason; arch:
- * the device's polyattn_device_info.arch ("sm_90", ...; "" if unknown). */
-void pa_policy_order(polyattn_backend backend, const char *arch, const pa_problem *p,
+/* Default AUTO order of the algorithms (policy.c): the backend's auto_order hook, or the
+ * core's unmeasured default; arch: polyattn_device_info.arch ("sm_90", ...; "" if unknown). */
+void pa_policy_order(const pa_backend_ops *ops, const char *arch, const pa_problem *p,
                      polyattn_algo order[3], const char **why);
+
+/* Reads POLYATTN_FORCE into dev->force once, when a context is made (force.c); a malformed
+ * value fails context creation with INVALID_ARGUMENT. */
+polyattn_status pa_force_read(pa_device *dev);
 
 /* Host-side cost model (plan.c, shared with explain via plan info). */
 double pa_visible_pairs(const pa_problem *p);

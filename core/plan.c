@@ -82,7 +82,21 @@ static void order_candidates(const polyattn_context *ctx, const char *arch, cons
                           : "probabilities asked for: unfused materializes them";
         return;
     }
-    pa_policy_order(ctx->ops->kind, arch, p, order, why);
+    pa_policy_order(ctx->ops, arch, p, order, why);
+}
+
+/* POLYATTN_FORCE=algo=NAME turns AUTO into a request for that algorithm (it fails when the
+ * algorithm cannot run, like an explicit request: a forced path never falls back). */
+static int forced_algo(const polyattn_context *ctx, polyattn_algo *algo)
+{
+    char name[16];
+    if (!pa_force_get(ctx->dev, "algo", name, sizeof name)) return 0;
+    for (int a = POLYATTN_ALGO_UNFUSED; a <= POLYATTN_ALGO_FLASH; a++)
+        if (!strcmp(name, polyattn_algo_name((polyattn_algo)a))) {
+            *algo = (polyattn_algo)a;
+            return 1;
+        }
+    return 0;
 }
 
 /* Puts the measured (or cached) fastest eligible algorithm first. */
@@ -225,6 +239,9 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
         order[0] = opt.algo;
         n_order = 1;
         policy = "requested by the caller";
+    } else if (forced_algo(ctx, &order[0])) {
+        n_order = 1;
+        policy = "forced by POLYATTN_FORCE=algo";
     } else {
         order_candidates(ctx, dev_info.arch, &p, &opt, order, &policy);
         if (opt.autotune) autotune_order(ctx, &p, &opt, info->candidates, order, &policy,

@@ -1,134 +1,29 @@
 /*
- * The default order in which AUTO tries the algorithms, per backend, from measurements
- * committed under bench/results/ (each rule names its evidence).  Autotune (a plan
- * option) measures instead of trusting these rules; debug mode and requests for the
- * probabilities put unfused first on every backend (plan.c).
+ * AUTO's default order: the backend's own measured policy (its auto_order hook, e.g.
+ * backends/cuda/cuda_policy.c), or, for a backend with no measurements (HIP: no AMD GPU
+ * has run it), the seed article's guide.  Autotune (a plan option) measures instead of
+ * trusting either; debug mode and requests for the probabilities put unfused first
+ * (plan.c).
  */
 #include "pa_core.h"
 
-#include <string.h>
-
-#define U POLYATTN_ALGO_UNFUSED
-#define F POLYATTN_ALGO_FUSED
-#define L POLYATTN_ALGO_FLASH
-
-static void set(polyattn_algo order[3], polyattn_algo a, polyattn_algo b, polyattn_algo c)
-{
-    order[0] = a, order[1] = b, order[2] = c;
-}
-
-/* session11-h100-2026-11-25/call4-auto-4204a3b/au.md (GPU time, f16 and bf16): on sm_90 the
- * wgmma flash kernel (head dims 512 and 768) against cuBLAS unfused:
- * - D 512 causal: faster at every N measured, 128-4096 (1.25-1.97x);
- * - D 512: faster up to N = 1024 (1.06-1.96x), 0.87-0.88x from 2048;
- * - D 768 causal: faster up to 1024 (1.11-1.73x), 0.88-0.92x from 2048;
- * - D 768: faster up to 256 (1.25-1.68x), 0.46-0.74x from 512. */
-static int wgmma_flash_first(const char *arch, const pa_problem *p, int64_t longest)
-{
-    if (!arch || strcmp(arch, "sm_90") || p->dtype == POLYATTN_DTYPE_F32 ||
-        p->head_dim != p->head_dim_v)
-        return 0;
-    const int causal = p->mask != POLYATTN_MASK_NONE;
-    if (p->head_dim == 512) return causal || longest <= 1024;
-    if (p->head_dim == 768) return longest <= (causal ? 1024 : 256);
-    return 0;
-}
-
-void pa_policy_order(polyattn_backend backend, const char *arch, const pa_problem *p,
+void pa_policy_order(const pa_backend_ops *ops, const char *arch, const pa_problem *p,
                      polyattn_algo order[3], const char **why)
 {
-    int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
-    switch (backend) {
-    case POLYATTN_BACKEND_CUDA:
-        /* bench/results/cli-h100-2026-11-24 and cuda-h100-2026-11-24: fused was the
-         * slowest on every shape (3-15x behind unfused); cuBLAS unfused beat flash in
-         * decode (seq_q 1, seq_kv >= 4096: 1.2-4x); tensor-core flash beat unfused
-         * 2.7-9.5x on every FlashAttention-2 shape (f16/bf16, head_dim 64/128, N
-         * 512-16384).  session4-h100-2026-11-24/call7-a53d472/seed_uf.txt (same run), on
-         * the seed shapes (head_dim 512-1024): f32 flash (3xTF32 tensor cores, balanced
-         * schedule) is 1.5-1.9x faster than cuBLAS unfused and needs no N x N scores;
-         * f16/bf16 unfused is 1.1-1.7x faster than flash from N = 512 up, flash 1.9x faster
-         * at N = 128 (16x128 D 512: unfused's three launches dominate there; nothing was
-         * measured between 128 and 512); session6-h100-2026-11-24/call10: unfused still
-         * 1.3-1.6x faster at 1x4096..4x1024 (flash on the balanced schedule; key halves took
-         * 1.04-1.10x off it since) and 1.04-1.07x at 8x512 (key halves), flash 1.8-2.1x faster
-         * at 16x128.  All per-call events; in GPU time (CUDA-graph replays,
-         * session8-h100-2026-11-24/call12): f32 flash (column halves) 1.8-2.1x faster than
-         * unfused, f16/bf16 unfused 1.3-1.6x faster than flash from N = 512, flash 1.23x
-         * faster at 16x128.  Other head dims above 256 have no tensor-core
-         * flash kernel. */
-        if (p->head_dim > 256 || p->head_dim_v > 256) {
-            const int wide = p->head_dim == p->head_dim_v &&
-                             (p->head_dim == 512 || p->head_dim == 768 || p->head_dim == 1024);
-            if (p->dtype == POLYATTN_DTYPE_F32 && wide) {
-                set(order, L, U, F);
-                *why = "cuda, f32, head_dim 512/768/1024: flash (3xTF32 tensor cores) first, "
-                       "measured 1.8-2.1x faster than unfused on the seed shapes (GPU time)";
-            } else if (wgmma_flash_first(arch, p, longest)) {
-                set(order, L, U, F);
-                *why = "cuda sm_90, f16/bf16, head_dim 512/768: the wgmma flash kernel first, "
-                       "measured 1.06-1.97x faster than unfused at this head dim, mask and "
-                       "length (GPU time, N 128-4096)";
-            } else if (wide && p->seq_q <= 128 && p->seq_kv <= 128) {
-                set(order, L, U, F);
-                *why = "cuda, f16/bf16, head_dim 512/768/1024, seq <= 128: tensor-core flash "
-                       "first, measured 1.23x faster than unfused at 16x128 D 512 (GPU time)";
-            } else {
-                set(order, U, L, F);
-                *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.3-1.6x faster "
-                       "than flash in f16/bf16 on the seed shapes from N = 512 (GPU time)";
-            }
-        } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
-                   p->batch * p->heads_q * p->seq_q < 8192) {
-            /* compare-h100-2026-11-24/explain_vs_autotune.csv: flash won back at
-             * batch 16 x 32 heads x 16 queries (8192 rows fill the GPU). */
-            set(order, U, L, F);
-            *why = "cuda, decode (seq_q <= 16, seq_kv >= 4096, < 8192 query rows): unfused "
-                   "first, measured 1.2-4x faster than flash";
-        } else if (p->dtype == POLYATTN_DTYPE_F32) {
-            set(order, U, L, F);
-            *why = "cuda, f32, head_dim <= 256: unfused (cuBLAS) first; flash's f32 path "
-                   "there has no tensor cores";
-        } else {
-            set(order, L, U, F);
-            *why = "cuda, f16/bf16, head_dim <= 256: tensor-core flash first, measured "
-                   "2.7-9.5x faster than unfused";
-        }
+    if (ops->auto_order) {
+        ops->auto_order(arch ? arch : "", p, order, why);
         return;
-    case POLYATTN_BACKEND_OPENCL:
-        /* bench/results/opencl-h100-2026-11-24: flash fastest on 35 of 37 shapes (within
-         * 6% of unfused on the other two); opencl-pocl-2026-11-24: flash 2.2-3.7x faster
-         * than unfused at N = 2048; fused between the two at N >= 4096. */
-        /* compare-h100-2026-11-24/explain_vs_autotune.csv (autotune on the H100): unfused
-         * won every decode shape with seq_q * seq_kv >= 4096, fused or unfused won f16
-         * head_dim 128 up to N = 2048 (flash loads half data element by element there). */
-        if (p->seq_q <= 16 && p->seq_q * p->seq_kv >= 4096) {
-            set(order, U, L, F);
-            *why = "opencl, decode (seq_q <= 16): unfused first, measured fastest by autotune "
-                   "on NVIDIA's OpenCL";
-        } else if (p->dtype != POLYATTN_DTYPE_F32 && p->head_dim > 64 && p->seq_q > 16 &&
-                   longest <= 2048) {
-            set(order, F, L, U);
-            *why = "opencl, f16/bf16, head_dim > 64, N <= 2048: fused first, measured faster "
-                   "than flash on NVIDIA's OpenCL";
-        } else {
-            set(order, L, F, U);
-            *why = "opencl: flash first, measured fastest on NVIDIA's OpenCL and on PoCL";
-        }
-        return;
-    case POLYATTN_BACKEND_HOST:
-        set(order, U, L, F);
-        *why = "host: the unfused reference first (faster than host flash when measured)";
-        return;
-    default:
-        break;
     }
-    /* Not yet measured (HIP: no AMD GPU was available): the seed article's guide. */
+    const int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
     if (longest <= 2048) {
-        set(order, F, L, U);
-        *why = "sequence length <= 2048 prefers fused (seed guide; not measured on this backend)";
+        order[0] = POLYATTN_ALGO_FUSED, order[1] = POLYATTN_ALGO_FLASH;
+        order[2] = POLYATTN_ALGO_UNFUSED;
+        *why = "sequence length <= 2048 prefers fused (the article's guide; not measured on "
+               "this backend)";
     } else {
-        set(order, L, F, U);
-        *why = "sequence length > 2048 prefers flash (seed guide; not measured on this backend)";
+        order[0] = POLYATTN_ALGO_FLASH, order[1] = POLYATTN_ALGO_FUSED;
+        order[2] = POLYATTN_ALGO_UNFUSED;
+        *why = "sequence length > 2048 prefers flash (the article's guide; not measured on "
+               "this backend)";
     }
 }

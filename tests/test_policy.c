@@ -1,8 +1,8 @@
 /*
- * The CUDA rows of AUTO's default order (core/policy.c), compiled into this test: each
+ * The CUDA rows of AUTO's default order (backends/cuda/cuda_policy.c), compiled into this test: each
  * rule's measured winner comes first on the shapes it was measured on (bench/results/).
  */
-#include "pa_core.h"
+#include "../backends/cuda/cuda_policy.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -23,7 +23,7 @@ static void expect_on(const char *arch, polyattn_mask mask, const char *what, po
     p.scale = 1.f;
     polyattn_algo order[3];
     const char *why = NULL;
-    pa_policy_order(POLYATTN_BACKEND_CUDA, arch, &p, order, &why);
+    pa_cuda_auto_order(arch, &p, order, &why);
     const int distinct = order[0] != order[1] && order[1] != order[2] && order[0] != order[2];
     if (order[0] != first || !distinct || !why || !*why) {
         printf("FAIL %s (%s, mask %d): first %s, expected %s (%s)\n", what, arch, (int)mask,

@@ -4,6 +4,7 @@
  * without the toolkit; with no driver, the probe reports 0 devices and the reason.
  */
 #include "cuda_internal.h"
+#include "cuda_policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,6 +241,7 @@ const pa_backend_ops pa_cuda_ops = {
     .event_elapsed_ms = cuda_event_elapsed_ms,
     .algos = pa_cuda_algos,
     .n_algos = 3,
+    .auto_order = pa_cuda_auto_order,
 };
 
 __attribute__((visibility("default"))) const pa_backend_ops *polyattn_backend_entry(void);

@@ -1,5 +1,6 @@
 /* OpenCL backend: discovery, probing, devices, memory, events and the ops table. */
 #include "ocl_internal.h"
+#include "ocl_policy.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -418,6 +419,7 @@ const pa_backend_ops ocl_backend_ops = {
     .event_elapsed_ms = ocl_event_elapsed_ms,
     .algos = ocl_algos,
     .n_algos = OCL_N_ALGOS,
+    .auto_order = pa_ocl_auto_order,
 };
 
 __attribute__((visibility("default"))) const pa_backend_ops *polyattn_backend_entry(void);

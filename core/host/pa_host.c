@@ -619,6 +619,16 @@ static const pa_algo_ops host_algos[] = {
      .backward = pa_host_backward_flash},
 };
 
+/* The unfused reference first: faster than the host's flash when measured. */
+static void host_auto_order(const char *arch, const pa_problem *p, polyattn_algo order[3],
+                            const char **why)
+{
+    (void)arch, (void)p;
+    order[0] = POLYATTN_ALGO_UNFUSED, order[1] = POLYATTN_ALGO_FLASH;
+    order[2] = POLYATTN_ALGO_FUSED;
+    *why = "host: the unfused reference first (faster than host flash when measured)";
+}
+
 static const pa_backend_ops host_ops = {
     .abi_version = PA_BACKEND_ABI_VERSION,
     .kind = POLYATTN_BACKEND_HOST,
@@ -638,6 +648,7 @@ static const pa_backend_ops host_ops = {
     .event_elapsed_ms = host_event_elapsed_ms,
     .algos = host_algos,
     .n_algos = sizeof host_algos / sizeof host_algos[0],
+    .auto_order = host_auto_order,
 };
 
 const pa_backend_ops *pa_host_backend_ops(void)
