@@ -1,7 +1,7 @@
 /*
  * AUTO's default order: the backend's own measured policy (its auto_order hook, e.g.
  * backends/cuda/cuda_policy.c), or, for a backend with no measurements (HIP: no AMD GPU
- * has run it), the seed article's guide.  Autotune (a plan option) measures instead of
+ * has run it), the article's guide.  Autotune (a plan option) measures instead of
  * trusting either; debug mode and requests for the probabilities put unfused first
  * (plan.c).
  */

@@ -45,7 +45,7 @@ int main(void)
 {
     const polyattn_algo U = POLYATTN_ALGO_UNFUSED, L = POLYATTN_ALGO_FLASH;
     const polyattn_mask N = POLYATTN_MASK_NONE, C = POLYATTN_MASK_CAUSAL_TOP_LEFT;
-    /* seed shapes (session4-h100-2026-11-24/call7-a53d472/seed_uf.txt) */
+    /* the article's shapes (bench/results/2026-11-24-h100-cuda-flash-vs-unfused-article-shapes.md) */
     expect("f16 1x4096 D1024", POLYATTN_DTYPE_F16, 1, 4096, 4096, 1024, U);
     expect_on("sm_80", C, "bf16 8x512 D768", POLYATTN_DTYPE_BF16, 8, 512, 512, 768, U);
     expect("f16 16x128 D512", POLYATTN_DTYPE_F16, 16, 128, 128, 512, L);
@@ -59,7 +59,7 @@ int main(void)
     expect("f16 decode 1x8192 D128", POLYATTN_DTYPE_F16, 1, 1, 8192, 128, U);
     expect("f32 2x1024 D64", POLYATTN_DTYPE_F32, 2, 1024, 1024, 64, U);
     /* sm_90's wgmma flash against unfused, 16-bit D 512/768
-     * (session11-h100-2026-11-25/call4-auto-4204a3b/au.md) */
+     * (bench/results/2026-11-25-h100-cuda-wgmma-flash-vs-unfused.md) */
     expect_on("sm_90", C, "bf16 8x512 D768 causal", POLYATTN_DTYPE_BF16, 8, 512, 512, 768, L);
     expect_on("sm_90", C, "f16 1x4096 D512 causal", POLYATTN_DTYPE_F16, 1, 4096, 4096, 512, L);
     expect_on("sm_90", N, "f16 4x1024 D512", POLYATTN_DTYPE_F16, 4, 1024, 1024, 512, L);

@@ -1,6 +1,6 @@
 /*
  * AUTO's default order on CUDA devices, from the H100 measurements committed under
- * bench/results/ (each rule names its evidence).  Autotune (a plan option) measures
+ * bench/results/ (each rule names its evidence; tables in docs/performance.md).  Autotune (a plan option) measures
  * instead; debug mode and requests for the probabilities put unfused first (core/plan.c).
  */
 #include "cuda_policy.h"
@@ -16,7 +16,7 @@ static void set(polyattn_algo order[3], polyattn_algo a, polyattn_algo b, polyat
     order[0] = a, order[1] = b, order[2] = c;
 }
 
-/* session11-h100-2026-11-25/call4-auto-4204a3b/au.md (GPU time, f16 and bf16): on sm_90 the
+/* bench/results/2026-11-25-h100-cuda-wgmma-flash-vs-unfused.md (GPU time, f16 and bf16): on sm_90 the
  * wgmma flash kernel (head dims 512 and 768) against cuBLAS unfused:
  * - D 512 causal: faster at every N measured, 128-4096 (1.25-1.97x);
  * - D 512: faster up to N = 1024 (1.06-1.96x), 0.87-0.88x from 2048;
@@ -37,30 +37,23 @@ void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo ord
                         const char **why)
 {
     const int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
-    /* bench/results/cli-h100-2026-11-24 and cuda-h100-2026-11-24: fused was the
-     * slowest on every shape (3-15x behind unfused); cuBLAS unfused beat flash in
-     * decode (seq_q 1, seq_kv >= 4096: 1.2-4x); tensor-core flash beat unfused
-     * 2.7-9.5x on every FlashAttention-2 shape (f16/bf16, head_dim 64/128, N
-     * 512-16384).  session4-h100-2026-11-24/call7-a53d472/seed_uf.txt (same run), on
-     * the seed shapes (head_dim 512-1024): f32 flash (3xTF32 tensor cores, balanced
-     * schedule) is 1.5-1.9x faster than cuBLAS unfused and needs no N x N scores;
-     * f16/bf16 unfused is 1.1-1.7x faster than flash from N = 512 up, flash 1.9x faster
-     * at N = 128 (16x128 D 512: unfused's three launches dominate there; nothing was
-     * measured between 128 and 512); session6-h100-2026-11-24/call10: unfused still
-     * 1.3-1.6x faster at 1x4096..4x1024 (flash on the balanced schedule; key halves took
-     * 1.04-1.10x off it since) and 1.04-1.07x at 8x512 (key halves), flash 1.8-2.1x faster
-     * at 16x128.  All per-call events; in GPU time (CUDA-graph replays,
-     * session8-h100-2026-11-24/call12): f32 flash (column halves) 1.8-2.1x faster than
-     * unfused, f16/bf16 unfused 1.3-1.6x faster than flash from N = 512, flash 1.23x
-     * faster at 16x128.  Other head dims above 256 have no tensor-core
-     * flash kernel. */
+    /* bench/results/2026-11-24-h100-cuda-algorithms-fa2.csv, -decode.csv and
+     * 2026-11-24-h100-cuda-forward-algorithms.md: fused was the slowest on every shape
+     * (3-15x behind unfused); cuBLAS unfused beat flash in decode (seq_q 1, seq_kv >= 4096:
+     * 1.2-4x); tensor-core flash beat unfused 2.7-9.5x on every FlashAttention-2 shape
+     * (f16/bf16, head_dim 64/128, N 512-16384).  On the article's shapes (head_dim
+     * 512-1024), in GPU time (CUDA-graph replays,
+     * 2026-11-24-h100-cuda-flash-vs-unfused-article-shapes.md): f32 flash (3xTF32 tensor
+     * cores, column halves) 1.8-2.1x faster than unfused and no N x N scores; f16/bf16
+     * unfused 1.5-1.6x faster than flash from N = 512 at head_dim 1024, flash 1.23x faster
+     * at 16x128.  Other head dims above 256 have no tensor-core flash kernel. */
     if (p->head_dim > 256 || p->head_dim_v > 256) {
         const int wide = p->head_dim == p->head_dim_v &&
                          (p->head_dim == 512 || p->head_dim == 768 || p->head_dim == 1024);
         if (p->dtype == POLYATTN_DTYPE_F32 && wide) {
             set(order, L, U, F);
             *why = "cuda, f32, head_dim 512/768/1024: flash (3xTF32 tensor cores) first, "
-                   "measured 1.8-2.1x faster than unfused on the seed shapes (GPU time)";
+                   "measured 1.8-2.1x faster than unfused on the article's shapes (GPU time)";
         } else if (wgmma_flash_first(arch, p, longest)) {
             set(order, L, U, F);
             *why = "cuda sm_90, f16/bf16, head_dim 512/768: the wgmma flash kernel first, "
@@ -72,12 +65,12 @@ void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo ord
                    "first, measured 1.23x faster than unfused at 16x128 D 512 (GPU time)";
         } else {
             set(order, U, L, F);
-            *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.3-1.6x faster "
-                   "than flash in f16/bf16 on the seed shapes from N = 512 (GPU time)";
+            *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.5-1.6x faster "
+                   "than flash in f16/bf16 on the article's shapes from N = 512 (GPU time)";
         }
     } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
                (double)p->batch * (double)p->heads_q * (double)p->seq_q < 8192) {
-        /* compare-h100-2026-11-24/explain_vs_autotune.csv: flash won back at
+        /* bench/results/2026-11-24-h100-auto-vs-autotune.csv: flash won back at
          * batch 16 x 32 heads x 16 queries (8192 rows fill the GPU). */
         set(order, U, L, F);
         *why = "cuda, decode (seq_q <= 16, seq_kv >= 4096, < 8192 query rows): unfused "

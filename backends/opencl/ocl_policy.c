@@ -18,10 +18,11 @@ void pa_ocl_auto_order(const char *arch, const pa_problem *p, polyattn_algo orde
 {
     (void)arch;
     const int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
-    /* bench/results/opencl-h100-2026-11-24: flash fastest on 35 of 37 shapes (within
-     * 6% of unfused on the other two); opencl-pocl-2026-11-24: flash 2.2-3.7x faster
+    /* bench/results/2026-11-24-h100-opencl-forward.md: flash fastest on 35 of 37 shapes
+     * (within 6% of unfused on the other two); 2026-11-24-pocl-opencl-forward.md: flash
+     * 2.2-3.7x faster
      * than unfused at N = 2048; fused between the two at N >= 4096. */
-    /* compare-h100-2026-11-24/explain_vs_autotune.csv (autotune on the H100): unfused
+    /* bench/results/2026-11-24-h100-auto-vs-autotune.csv (autotune on the H100): unfused
      * won every decode shape with seq_q * seq_kv >= 4096, fused or unfused won f16
      * head_dim 128 up to N = 2048 (flash loads half data element by element there). */
     if (p->seq_q <= 16 && (double)p->seq_q * (double)p->seq_kv >= 4096) {
