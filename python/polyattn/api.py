@@ -50,8 +50,8 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
     [batch, seqlen_k, nheads_k, headdim].  Returns out, or (out, softmax_lse [batch, nheads,
     seqlen_q] float32, probabilities [batch, nheads, seqlen_q, seqlen_k]) with
     return_attn_probs."""
-    _features.check(dropout_p=dropout_p, window=window_size, softcap=softcap,
-                    alibi_slopes=alibi_slopes)
+    _features.check(dropout_p=dropout_p, softcap=softcap, alibi_slopes=alibi_slopes)
+    _named_gates(window=("window_size", window_size))
     dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic)
     o, lse, probs = _run(dense, q, k, v, out, return_attn_probs, return_attn_probs, algo=algo)
     return (o, lse, probs) if return_attn_probs else o
