@@ -61,13 +61,44 @@ def _numpy_ref(a, name):
         else:
             raise TypeError(f"{name}: dtype {a.dtype} is not float32, float16 or bfloat16")
     size = a.itemsize
-    strides = tuple(s // size for s in a.strides)
-    if any(s % size for s in a.strides):
-        raise ValueError(f"{name}: strides {a.strides} are not multiples of the element size")
-    return Ref(a, "numpy", a.ctypes.data, a.shape, strides, dt, size, ("cpu", 0),
-               read_only=not a.flags.writeable)
+    byte_strides = a.strides
+    strides = tuple([s // size for s in byte_strides])
+    for s in byte_strides:
+        if s % size:
+            raise ValueError(f"{name}: strides {byte_strides} are not multiples of the element "
+                             "size")
+    return Ref(a, "numpy", _numpy_data(a), a.shape, strides, dt, size,
+               _CPU0, read_only=not a.flags.writeable)
 
 
+_CPU0 = ("cpu", 0)
+
+
+def _interface_data(a):
+    return a.__array_interface__["data"][0]
+
+
+def _make_numpy_data():
+    """The data pointer of an ndarray: the `data` field right after the object header of
+    NumPy's public PyArrayObject (0.1 us instead of 1.5 us for __array_interface__), used
+    only when it agrees with __array_interface__ on probe arrays."""
+    import ctypes
+    offset = object.__basicsize__
+    read = ctypes.c_void_p.from_address
+
+    def fast(a):
+        return read(id(a) + offset).value or 0
+
+    try:
+        probes = [np.zeros(3, np.float32), np.zeros((4, 5), np.float16)[1:, 2:]]
+        if all(fast(p) == _interface_data(p) for p in probes):
+            return fast
+    except Exception:  # noqa: BLE001 - any surprise: the documented path
+        pass
+    return _interface_data
+
+
+_numpy_data = _make_numpy_data()
 _DL_DEVICES = {_dlpack.KDL_CPU: "cpu", _dlpack.KDL_CUDA_HOST: "cpu", _dlpack.KDL_ROCM_HOST: "cpu",
                _dlpack.KDL_CUDA: "cuda", _dlpack.KDL_CUDA_MANAGED: "cuda",
                _dlpack.KDL_ROCM: "rocm"}

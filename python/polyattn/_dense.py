@@ -19,9 +19,9 @@ def check_array(r, name, rank, dtype=None, device=None):
     if r.shape[-1] > 1 and r.strides[-1] != 1:
         raise ValueError(f"{name}: the last dimension (head_dim) must be contiguous, its "
                          f"stride is {r.strides[-1]}")
-    if any(s < 0 for s in r.strides):
+    if min(r.strides) < 0:
         raise ValueError(f"{name}: negative strides {r.strides} are not supported")
-    if any(n == 0 for n in r.shape):
+    if 0 in r.shape:
         raise ValueError(f"{name}: empty shape {tuple(r.shape)}")
 
 

@@ -13,6 +13,7 @@ from . import _lib
 from ._lib import AttentionDesc, PlanInfo, PlanOptions, check, lib
 
 PLAN_CACHE_SIZE = int(os.environ.get("POLYATTN_PLAN_CACHE_SIZE", "256"))
+WRAP_CACHE_SIZE = 64
 _NULL = None
 
 
@@ -26,9 +27,10 @@ class View:
         self.ptr, self.dims, self.strides, self.itemsize = ptr, dims, strides, itemsize
 
     def nbytes(self):
-        if 0 in self.dims:
+        (b, h, s, d), (sb, sh, ss, sd) = self.dims, self.strides
+        if not (b and h and s and d):
             return 0
-        return (1 + sum((n - 1) * s for n, s in zip(self.dims, self.strides))) * self.itemsize
+        return (1 + (b - 1) * sb + (h - 1) * sh + (s - 1) * ss + (d - 1) * sd) * self.itemsize
 
 
 class Flat:
@@ -70,6 +72,23 @@ class Context:
         self.lock = threading.RLock()
         self.workspace = None
         self.workspace_bytes = 0
+        # Wrapped caller memory, by (pointer, bytes): a wrapper owns nothing, so it stays
+        # valid for any later array at that address; bounded, least recently used out.
+        self.wraps = OrderedDict()
+
+    def wrapped(self, ptr, nbytes):
+        key = (ptr, nbytes)
+        handle = self.wraps.get(key)
+        if handle is not None:
+            self.wraps.move_to_end(key)
+            return handle
+        buf = ctypes.c_void_p()
+        check(self.wrap(self.handle, ptr, nbytes, ctypes.byref(buf)), self.handle,
+              "buffer wrap")
+        self.wraps[key] = buf.value
+        if len(self.wraps) > WRAP_CACHE_SIZE:
+            lib.polyattn_buffer_free(self.wraps.popitem(last=False)[1])
+        return buf.value
 
     def workspace_for(self, nbytes):
         """A grow-only workspace (freed with the context)."""
@@ -89,6 +108,9 @@ class Context:
         if self.handle:
             if self.workspace:
                 lib.polyattn_buffer_free(self.workspace)
+            for handle in self.wraps.values():
+                lib.polyattn_buffer_free(handle)
+            self.wraps.clear()
             lib.polyattn_context_destroy(self.handle)
             self.handle = None
 
@@ -234,8 +256,7 @@ class _Buffers:
             return _NULL
         ctx, buf = self.ctx, ctypes.c_void_p()
         if ctx.zero_copy:
-            check(ctx.wrap(ctx.handle, t.ptr, nbytes, ctypes.byref(buf)), ctx.handle,
-                  "buffer wrap")
+            return ctx.wrapped(t.ptr, nbytes)
         else:
             check(lib.polyattn_buffer_alloc(ctx.handle, nbytes, ctypes.byref(buf)), ctx.handle,
                   "polyattn_buffer_alloc")
@@ -246,8 +267,6 @@ class _Buffers:
             if output:
                 self.readback.append((buf.value, t.ptr, nbytes))
             return buf.value
-        self.handles.append(buf.value)
-        return buf.value
 
     def finish(self):
         for handle, ptr, nbytes in self.readback:
