@@ -19,3 +19,7 @@ if(TARGET polyattn_cli)
   set_target_properties(polyattn_cli PROPERTIES
     INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 endif()
+# The Python package, pure Python: <prefix>/lib/python/polyattn loads ../../libpolyattn.so
+# (PYTHONPATH=<prefix>/lib/python).
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/python/polyattn
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/python PATTERN __pycache__ EXCLUDE)

@@ -34,6 +34,12 @@ stage "tests"
 ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1200
 stage_end
 
+stage "python package tests (pytest; torch tests skipped where torch is absent)"
+python3 -c 'import pytest' 2>/dev/null || python3 -m pip install --quiet pytest
+PYTHONPATH="$root/python" POLYATTN_LIBRARY="$build/lib/libpolyattn.so" \
+  python3 -m pytest -q -rs -p no:cacheprovider "$root/python/tests"
+stage_end
+
 if ctest --test-dir "$build" -N -R '^test_hip_code_objects$' | grep -q 'Total Tests: 1'; then
   stage "HIP code objects per target (the listing of test_hip_code_objects)"
   ctest --test-dir "$build" -V -R '^test_hip_code_objects$' | grep -E '(==|PASS|FAIL)' || true

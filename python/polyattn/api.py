@@ -1,0 +1,196 @@
+"""The public functions: FlashAttention's interface and the native call."""
+import ctypes
+
+from . import _arrays, _features, _kvcache, _lib, _runtime
+from ._dense import Dense, check_qkv, resolve, to_view
+from ._lib import DeviceInfo, check, lib
+from ._runtime import View
+from ._varlen import Varlen
+
+_MASKS = {None: 0, "none": 0, "causal-top-left": 1, "causal-bottom-right": 2}
+
+
+def _torch():
+    from . import _torch as t
+    return t
+
+
+def _is_torch(x):
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def _run(problem, q, k, v, out, want_lse, want_probs, varlen=False, algo="auto"):
+    """Forward through autograd (torch tensors needing gradients), the custom op (inside
+    torch.compile), or directly.  Returns (o, lse, probs)."""
+    if _is_torch(q):
+        t = _torch()
+        if t.is_compiling() and not varlen:
+            if want_probs or out is not None:
+                raise NotImplementedError("return_probs and out= are not traceable by "
+                                          "torch.compile")
+            o, lse = t.op_call(problem, q, k, v, algo)
+            return o, (lse if want_lse else None), None
+        if t.needs_autograd(q, k, v):
+            if out is not None:
+                raise ValueError("out=: not allowed where gradients are needed")
+            return t.apply(t.Runner(problem, varlen), q, k, v, want_lse, want_probs)
+    res = problem.forward(q, k, v, out, want_lse, want_probs)
+    return res[0], res[1], res[2]
+
+
+def _mask(causal):
+    return 2 if causal else 0  # FlashAttention's causal is aligned bottom-right
+
+
+def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
+                    window_size=(-1, -1), softcap=0.0, alibi_slopes=None, deterministic=False,
+                    return_attn_probs=False, *, backend=None, device=None, algo="auto",
+                    out=None):
+    """FlashAttention's flash_attn_func: q [batch, seqlen_q, nheads, headdim], k and v
+    [batch, seqlen_k, nheads_k, headdim].  Returns out, or (out, softmax_lse [batch, nheads,
+    seqlen_q] float32, probabilities [batch, nheads, seqlen_q, seqlen_k]) with
+    return_attn_probs."""
+    _features.check(dropout_p=dropout_p, softcap=softcap, alibi_slopes=alibi_slopes)
+    _named_gates(window=("window_size", window_size))
+    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic)
+    o, lse, probs = _run(dense, q, k, v, out, return_attn_probs, return_attn_probs, algo=algo)
+    return (o, lse, probs) if return_attn_probs else o
+
+
+def _named_gates(**kw):
+    for gate, (name, value) in kw.items():
+        _features.check_named(gate, name, value)
+
+
+def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                           dropout_p=0.0, softmax_scale=None, causal=False,
+                           window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
+                           deterministic=False, return_attn_probs=False, block_table=None, *,
+                           backend=None, device=None, algo="auto", out=None):
+    """FlashAttention's flash_attn_varlen_func: q [total_q, nheads, headdim], k and v
+    [total_k, nheads_k, headdim], sequence i at rows cu_seqlens[i]:cu_seqlens[i + 1].
+    Returns out, or (out, softmax_lse [nheads, total_q], probabilities [batch, nheads,
+    max_seqlen_q, max_seqlen_k], zero-padded) with return_attn_probs."""
+    _features.check(dropout_p=dropout_p, softcap=softcap, alibi_slopes=alibi_slopes,
+                    block_table=block_table)
+    _named_gates(window=("window_size", window_size))
+    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic)
+    problem = Varlen(dense, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    o, lse, probs = _run(problem, q, k, v, out, return_attn_probs, return_attn_probs,
+                         varlen=True)
+    return (o, lse, probs) if return_attn_probs else o
+
+
+def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=None,
+                            block_table=None, softmax_scale=None, causal=False,
+                            window_size=(-1, -1), softcap=0.0, alibi_slopes=None, num_splits=0,
+                            return_softmax_lse=False, *, backend=None, device=None, algo="auto",
+                            out=None):
+    """FlashAttention's flash_attn_with_kvcache on a dense cache [batch_cache, seqlen_cache,
+    nheads_k, headdim].  k and v [batch, seqlen_new, nheads_k, headdim], when given, are
+    written into the cache at cache_seqlens (in place) before attending; sequence i attends
+    to its first cache_seqlens[i] + seqlen_new keys.  num_splits is a hint the library's
+    planner makes itself (ignored).  Returns out, or (out, softmax_lse) with
+    return_softmax_lse."""
+    _features.check(block_table=block_table, softcap=softcap, alibi_slopes=alibi_slopes)
+    _named_gates(window=("window_size", window_size))
+    if int(num_splits) < 0:
+        raise ValueError(f"num_splits: {num_splits} is negative")
+    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo)
+    o, lse = _kvcache.run(dense, q, k_cache, v_cache, k, v, cache_seqlens, return_softmax_lse,
+                          out)
+    return (o, lse) if return_softmax_lse else o
+
+
+def _native_mask(mask):
+    if mask not in _MASKS:
+        raise ValueError(f"mask: {mask!r} is not None, 'causal-top-left' or "
+                         "'causal-bottom-right'")
+    return _MASKS[mask]
+
+
+def attention(q, k, v, *, layout="bhsd", mask=None, scale=None, bias=None, sinks=None,
+              window=None, softcap=0.0, alibi_slopes=None, return_lse=False,
+              return_probs=False, backend=None, device=None, algo="auto", out=None,
+              deterministic=False):
+    """softmax(q k^T * scale + mask) v on [batch, heads, seq, dim] ("bhsd") or [batch, seq,
+    heads, dim] ("bshd") arrays.  Returns o, or a tuple (o, lse?, probs?) of what was asked:
+    lse float32 [batch, heads_q, seq_q], probs float32 [batch, heads_q, seq_q, seq_kv]."""
+    _features.check(bias=bias, sinks=sinks, window=window, softcap=softcap,
+                    alibi_slopes=alibi_slopes)
+    dense = Dense(layout, _native_mask(mask), scale, backend, device, algo, deterministic)
+    o, lse, probs = _run(dense, q, k, v, out, return_lse, return_probs, algo=algo)
+    if not (return_lse or return_probs):
+        return o
+    return (o,) + ((lse,) if return_lse else ()) + ((probs,) if return_probs else ())
+
+
+def _shape_view(shape, layout, itemsize, name):
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 4:
+        raise ValueError(f"{name}: expected 4 dimensions, got {shape}")
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    r = _arrays.Ref(None, "shape", 0, shape, tuple(reversed(strides)), 0, itemsize, ("cpu", 0))
+    return to_view(r, layout)
+
+
+def explain(q, k, v, *, layout="bhsd", mask=None, scale=None, return_lse=False,
+            return_probs=False, backward=False, deterministic=False, dtype="f32",
+            backend=None, device=None, algo="auto"):
+    """The plan for these arguments as a dict: backend, device, chosen algo and reason,
+    workspace bytes, device bytes, FLOPs, bytes moved, kernel launches, and every candidate
+    (algo, status, chosen, workspace, reason).  q, k, v are arrays, or shapes in `layout`
+    (then `dtype`: "f32", "f16" or "bf16"; backend None is the library's AUTO)."""
+    dense = Dense(layout, _native_mask(mask), scale, backend, device, algo, deterministic)
+    if all(isinstance(x, (tuple, list)) for x in (q, k, v)):
+        codes = {n: c for c, n in _lib.DTYPE_NAMES.items()}
+        if dtype not in codes:
+            raise ValueError(f"dtype: {dtype!r} is not one of {sorted(codes)}")
+        dt = codes[dtype]
+        size = _arrays.itemsize(dt)
+        qv, kv, vv = (_shape_view(s, layout, size, n) for s, n in ((q, "q"), (k, "k"), (v, "v")))
+        ctx = _runtime.context(backend or "auto", 0 if device is None else int(device))
+    else:
+        qr, kr, vr = dense.refs(q, k, v)
+        dt = qr.dtype
+        qv, kv, vv = (to_view(r, layout) for r in (qr, kr, vr))
+        ctx = resolve(qr, backend, device)
+    check_qkv(qv, kv, vv)
+    b, hq, sq, _ = qv.dims
+    dv = vv.dims[3]
+    od = (b, sq, hq, dv) if layout == "bshd" else (b, hq, sq, dv)
+    ov = _shape_view(od, layout, qv.itemsize, "out")
+    return dense.explain(ctx, dt, qv, kv, vv, ov, return_lse, return_probs, backward)
+
+
+def devices():
+    """Every device of every backend: a list of dicts (backend, index, name, vendor, driver,
+    arch, memory, compute units, f16/bf16 support)."""
+    found = []
+    for name in ("cuda", "hip", "opencl", "host"):
+        code = _lib.BACKENDS[name]
+        count, reason = ctypes.c_int(0), ctypes.c_char_p()
+        if lib.polyattn_device_count(code, ctypes.byref(count), ctypes.byref(reason)) != 0:
+            continue
+        for i in range(count.value):
+            info = DeviceInfo()
+            info.struct_size = ctypes.sizeof(DeviceInfo)
+            check(lib.polyattn_device_get_info(code, i, ctypes.byref(info)), None,
+                  "polyattn_device_get_info")
+            found.append({
+                "backend": name, "index": i, "name": info.name.decode(errors="replace"),
+                "vendor": info.vendor.decode(errors="replace"),
+                "driver_version": info.driver_version.decode(errors="replace"),
+                "arch": info.arch.decode(errors="replace"),
+                "global_mem_bytes": info.global_mem_bytes,
+                "local_mem_bytes": info.local_mem_bytes, "compute_units": info.compute_units,
+                "subgroup_size": info.subgroup_size, "f16": bool(info.f16_storage),
+                "bf16": bool(info.bf16_storage)})
+    return found
+
+
+__all__ = ["flash_attn_func", "flash_attn_varlen_func", "flash_attn_with_kvcache", "attention",
+           "explain", "devices", "View"]
