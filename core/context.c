@@ -213,6 +213,26 @@ polyattn_status pa_buffer_wrap(polyattn_context *context, void *mem, uint64_t by
     return buffer_new(context, mem, 0, bytes, NULL, 0, buffer);
 }
 
+polyattn_status polyattn_host_buffer_wrap(polyattn_context *context, void *ptr, uint64_t bytes,
+                                         polyattn_buffer **buffer)
+{
+    if (!context) {
+        pa_set_global_error("context: NULL");
+        return POLYATTN_STATUS_INVALID_ARGUMENT;
+    }
+    if (!buffer) return pa_context_fail(context, POLYATTN_STATUS_INVALID_ARGUMENT, "buffer: NULL");
+    *buffer = NULL;
+    if (context->ops->kind != POLYATTN_BACKEND_HOST)
+        return pa_context_fail(context, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "context: the %s backend's memory is not host memory; wrap "
+                               "device memory with its interop header",
+                               context->ops->name);
+    if (!ptr || bytes == 0)
+        return pa_context_fail(context, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "ptr/bytes: a host buffer needs a non-NULL pointer and bytes > 0");
+    return pa_buffer_wrap(context, ptr, bytes, buffer);
+}
+
 polyattn_status polyattn_buffer_view(polyattn_buffer *parent, uint64_t offset, uint64_t bytes,
                                      polyattn_buffer **view)
 {

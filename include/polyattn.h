@@ -188,6 +188,11 @@ POLYATTN_API polyattn_status polyattn_buffer_alloc(polyattn_context *context, ui
  * view must be freed before its parent. */
 POLYATTN_API polyattn_status polyattn_buffer_view(polyattn_buffer *parent, uint64_t offset,
                                                   uint64_t bytes, polyattn_buffer **view);
+/* Host backend only: a buffer around caller-owned host memory [ptr, ptr + bytes), used in
+ * place (no copy) and never freed by polyattn.  Other backends: INVALID_ARGUMENT (use their
+ * interop header: polyattn_cuda.h, polyattn_hip.h, polyattn_opencl.h). */
+POLYATTN_API polyattn_status polyattn_host_buffer_wrap(polyattn_context *context, void *ptr,
+                                                       uint64_t bytes, polyattn_buffer **buffer);
 POLYATTN_API void polyattn_buffer_free(polyattn_buffer *buffer);
 POLYATTN_API uint64_t polyattn_buffer_size(const polyattn_buffer *buffer);
 /* Blocking copies between host memory and the buffer. */

@@ -100,10 +100,8 @@ _PROTOTYPES = {
     "polyattn_plan_get_info": (_st, [_p, ctypes.POINTER(PlanInfo)]),
     "polyattn_forward": (_st, [_p] * 8),
     "polyattn_backward": (_st, [_p] * 11),
-    # Exported by the core for its backend modules: a buffer around caller memory.  On the
-    # host backend that memory is a plain pointer, so NumPy and torch CPU tensors run
-    # without a copy.  (A public polyattn_host_buffer_wrap would replace this.)
-    "pa_buffer_wrap": (_st, [_p, _p, ctypes.c_uint64, ctypes.POINTER(_p)]),
+    # A buffer around caller host memory: NumPy and torch CPU tensors run without a copy.
+    "polyattn_host_buffer_wrap": (_st, [_p, _p, ctypes.c_uint64, ctypes.POINTER(_p)]),
 }
 # Interop entry points, in the backend modules (libpolyattn_<backend>.so).
 _INTEROP = {
@@ -153,7 +151,7 @@ for _name, (_res, _args) in _PROTOTYPES.items():
         continue
     _fn.restype, _fn.argtypes = _res, _args
 
-has_host_wrap = hasattr(lib, "pa_buffer_wrap")
+has_host_wrap = hasattr(lib, "polyattn_host_buffer_wrap")
 _interop_libs = {}
 
 

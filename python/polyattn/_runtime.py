@@ -66,7 +66,7 @@ class Context:
         else:
             check(lib.polyattn_context_create(code, device, ctypes.byref(handle)), None,
                   "polyattn_context_create")
-            self.wrap = lib.pa_buffer_wrap if (backend == "host" and _lib.has_host_wrap) else None
+            self.wrap = lib.polyattn_host_buffer_wrap if (backend == "host" and _lib.has_host_wrap) else None
         self.handle = handle.value
         self.zero_copy = self.wrap is not None
         self.lock = threading.RLock()
