@@ -332,7 +332,7 @@ int pa_cmd_bench(int argc, char **argv)
     /* Report files: staged now, so that a bad path fails before any device work. */
     pa_outfile csv_file, json_file;
     int have_csv = pa_cli_has(&args, "--csv"), have_json = pa_cli_has(&args, "--json");
-    if (have_csv && have_json && strcmp(pa_cli_get(&args, "--csv"), pa_cli_get(&args, "--json")) == 0)
+    if (have_csv && have_json && pa_cli_same_file(pa_cli_get(&args, "--csv"), pa_cli_get(&args, "--json")))
         return pa_cli_fail("bench", "--json: same file as --csv");
     if (have_csv && pa_outfile_open(&csv_file, "bench", "--csv", pa_cli_get(&args, "--csv")))
         return PA_EXIT_USAGE;
