@@ -118,8 +118,8 @@ void pa_bench_print_row(FILE *out, const pa_bench_result *r);
 void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *targets,
                         const pa_bench_result *r, int n);
 void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *targets,
-                         int n_targets, int reps, int warmup, int backward,
-                         const pa_bench_result *r, int n);
+                         int n_targets, int reps, int warmup, int backward, int graph_calls,
+                         int rotate, const pa_bench_result *r, int n);
 /* Fills speedup and memory saved against the unfused result of the same target, shape and
  * dtype. */
 void pa_bench_compare_unfused(pa_bench_result *r, int n);

@@ -455,7 +455,8 @@ int pa_cmd_bench(int argc, char **argv)
     }
     if (have_json) {
         pa_bench_write_json(json_file.file, suite->name, targets, n_targets, job.params.reps,
-                            job.params.warmup, backward, done_list, n_done);
+                            job.params.warmup, backward, job.params.graph_calls,
+                            job.n_sets_opt, done_list, n_done);
         if (pa_outfile_close(&json_file, "bench") || pa_outfile_commit(&json_file, "bench"))
             rc = PA_EXIT_RUNTIME;
         have_json = 0;

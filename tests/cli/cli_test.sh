@@ -473,6 +473,7 @@ bench)
     expect_code 0 "bench rotate" -- "$polyattn" bench --suite custom --shape 1,2,1,9,11,8 \
         --backend host --reps 3 --warmup 1 --algo flash --rotate 3 --json r.json
     grep -q '"status": "ok"' r.json || fail "bench rotate: $(cat out.txt)"
+    grep -q '"timing": "events", "rotate": 3, ' r.json || fail "bench rotate: JSON timing/rotate"
     bad_case "bench rotate range" "--rotate" "" -- bench --suite custom --shape 1,1,1,8,8,8 --rotate 17
     bad_case "bench rotate zero" "--rotate" "" -- bench --suite custom --shape 1,1,1,8,8,8 --rotate 0
     bad_case "bench graph range" "--graph" "" -- bench --suite custom --shape 1,1,1,8,8,8 --graph 0
