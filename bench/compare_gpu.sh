@@ -1,7 +1,7 @@
 #!/bin/sh
 # polyattn against PyTorch SDPA and across backends on the GPU machine, one suite per call:
 #   sh bench/compare_gpu.sh SUITE BACKENDS [more bench/compare_torch.py options]
-#   e.g. sh bench/compare_gpu.sh seed all          (CUDA, NVIDIA OpenCL, PoCL; torch)
+#   e.g. sh bench/compare_gpu.sh article all         (CUDA, NVIDIA OpenCL, PoCL; torch)
 #        sh bench/compare_gpu.sh fa2 cuda,opencl   (opencl = opencl:0 = the GPU: OpenCL
 #                                                   devices list GPUs before CPUs)
 #        sh bench/compare_gpu.sh fa2 cuda --backward --dtype bf16 --algo flash

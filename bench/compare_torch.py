@@ -5,7 +5,7 @@
         --backends cuda,opencl --dtype f16 --out DIR
 
 The shapes come from `polyattn bench --suite S --list` (the suite definitions live in one
-place: bench/suites.c).  For each shape and dtype:
+place: cli/bench_suites.c).  For each shape and dtype:
 
 - PyTorch: torch.nn.functional.scaled_dot_product_attention with each of its backends alone
   (flash, cudnn, efficient, math; torch.nn.attention.sdpa_kernel).  A backend that refuses
@@ -13,11 +13,11 @@ place: bench/suites.c).  For each shape and dtype:
   against a float64 reference on sampled rows (wrong results are reported, not timed), then
   the same method as `polyattn bench`: warm-up calls, CUDA events chained around --reps
   back-to-back calls rotating among input sets (Q, K, V: 256 MiB in all to exceed the caches,
-  at most --max-sets, default 4 as polyattn bench; bench/gpu/cuda_bench has 16 and
-  seed_bench.sh passes --max-sets 16 so both sides read equally cold inputs),
-  the median reported; slow calls get fewer reps to stay within --max-seconds.  With
-  --graph N (forward) each timed sample is instead one replay of a CUDA graph of N calls:
-  per-call events include the host's launch cost wherever a call is shorter than it.
+  at most 4, as polyattn bench; --rotate N: exactly N sets on both sides, 1-16), the median
+  reported; slow calls get fewer reps to stay within --max-seconds.  With --graph N each
+  timed sample is instead one replay of a CUDA graph of N calls, on both sides (polyattn
+  bench --graph N: CUDA backends only): per-call events include the host's launch cost
+  wherever a call is shorter than it.
 - polyattn: one `polyattn bench` subprocess on the backends of --backends (each measurement
   validated against the host reference by polyattn itself; each device in its own process,
   so that a crash costs one measurement), its JSON read back and its tables (with the
@@ -39,16 +39,15 @@ out.backward(dO), without accumulating into .grad); the gradients are first chec
 a float64 computation on sampled rows (dQ rows; dK and dV rows from every query of the KV
 group).  TFLOP/s counts 2.5x the forward FLOPs.  --deterministic goes to polyattn.
 
-Shape lines (the interface of bench/gpu/cuda_checks.sh, cuda_bwd_checks.sh, seed_bench.sh):
-    python3 bench/gpu/shapes.py fa2 | python3 bench/compare_torch.py --shape-lines - \
+Shape lines (torch alone on shapes from elsewhere):
+    printf 'fa2 f16 4 16 16 4096 4096 64 1\n' | python3 bench/compare_torch.py --shape-lines - \
         --jsonl - > torch.jsonl
 reads lines `suite dtype batch heads_q heads_kv seq_q seq_kv head_dim causal algos` (causal
 1: top-left; algos ignored), times torch alone (no polyattn run) and writes one JSON object
 per line: first {"impl": "torch-version", ...}, then per shape and SDPA backend
 {"impl": "torch-<backend>", "suite", "dtype", "batch", ..., "causal", "pass", "ok", "ms",
-"tflops", "reps", "timing", "error", "max_err"[, "max_err_dq", "max_err_dk", "max_err_dv"]} (what
-bench/gpu/summarize.py, summarize_bwd.py (--backward) and seed_summary.py read).  With --jsonl -, the progress goes to
-stderr.
+"tflops", "reps", "timing", "error", "max_err"[, "max_err_dq", "max_err_dk", "max_err_dv"]}.
+With --jsonl -, the progress goes to stderr.
 
 PyTorch is imported only when something is to be timed: --help, bad usage and --no-torch
 work without it.
@@ -89,7 +88,7 @@ def say(text):
 
 
 def read_shape_lines(path):
-    """bench/gpu/shapes.py lines -> shape dicts (duplicates dropped)."""
+    """Shape lines -> shape dicts (duplicates dropped)."""
     try:
         f = sys.stdin if path == "-" else open(path)
     except OSError as e:
@@ -125,7 +124,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         description="polyattn vs torch scaled_dot_product_attention on a polyattn bench suite",
         epilog="Exit status: 0 done, 1 a polyattn failure, 2 bad usage, 77 no PyTorch/CUDA.")
-    p.add_argument("--suite", help="seed|fa2|decode|custom (default fa2)")
+    p.add_argument("--suite", help="article|fa2|decode|custom (default fa2)")
     p.add_argument("--shape", help="custom suite: B,HQ,HKV,SQ,SKV,D[,DV];... (as polyattn bench)")
     p.add_argument("--causal", choices=("top-left", "bottom-right"),
                    help="custom suite: the mask (default none)")
@@ -143,13 +142,12 @@ def parse_args(argv):
     p.add_argument("--reps", type=int, default=10, help="timed calls (default 10, median)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up calls (default 3)")
     p.add_argument("--graph", type=int, default=0, metavar="N",
-                   help="forward only: each timed sample replays a CUDA graph of N calls "
-                        "and counts replay time / N (GPU time without the launch cost; "
-                        "polyattn's bench/gpu/cuda_bench has the same --graph)")
-    p.add_argument("--max-sets", type=int, default=4, metavar="N",
-                   help="input sets to rotate among, at most (256 MiB in all; default 4 as "
-                        "polyattn bench, whose small shapes then stay in a 50 MB L2; "
-                        "bench/gpu/cuda_bench uses 16)")
+                   help="each timed sample replays a CUDA graph of N calls and counts "
+                        "replay time / N (GPU time without the launch cost), on both sides "
+                        "(polyattn bench --graph N; forward only on the torch side)")
+    p.add_argument("--rotate", type=int, default=0, metavar="N",
+                   help="input sets to rotate among on both sides, 1-16 (default: 256 MiB "
+                        "in all, at most 4, as polyattn bench)")
     p.add_argument("--max-seconds", type=float, default=10.0,
                    help="cap per measurement: slow calls get fewer reps, at least 3 (default 10)")
     p.add_argument("--out", help="folder for compare_torch_<suite>.{csv,json,txt} and "
@@ -165,14 +163,16 @@ def parse_args(argv):
     p.add_argument("--deterministic", action="store_true",
                    help="with --backward: polyattn's deterministic gradients")
     p.add_argument("--shape-lines", metavar="FILE",
-                   help="shapes from bench/gpu/shapes.py lines ('-': stdin) instead of a "
+                   help="shapes from lines 'suite dtype b hq hkv sq skv d causal' ('-': stdin) instead of a "
                         "suite; torch alone (implies --backends none)")
     p.add_argument("--jsonl", metavar="FILE",
                    help="also write one JSON object per torch measurement ('-': stdout, the "
-                        "progress then goes to stderr): what bench/gpu/summarize*.py read")
+                        "progress then goes to stderr)")
     args = p.parse_args(argv)
     if args.graph and (args.backward or args.graph < 0 or args.graph > 1000):
         p.error("--graph: 1..1000 calls, forward only")
+    if args.rotate < 0 or args.rotate > 16:
+        p.error("--rotate: 1..16 input sets")
     if args.deterministic and not args.backward:
         p.error("--deterministic: only with --backward")
     if args.shape_lines is not None:
@@ -288,6 +288,10 @@ def run_polyattn(args, raw_dir):
         "--max-seconds", str(args.max_seconds), "--json", json_path, "--csv", csv_path]
     if args.backward:
         cmd.append("--backward")
+    if args.graph:
+        cmd += ["--graph", str(args.graph)]
+    if args.rotate:
+        cmd += ["--rotate", str(args.rotate)]
     if args.deterministic:
         cmd.append("--deterministic")
     say("== " + " ".join(cmd))
@@ -371,9 +375,12 @@ class TorchBench:
         set_bytes = (b * hq * sq * d + b * hk * skv * (d + dv)) * esize
         if self.args.backward:  # each set also holds dO (and the graph keeps O)
             set_bytes += 2 * b * hq * sq * dv * esize
-        n = min(self.args.max_sets, (256 << 20) // max(set_bytes, 1) + 1)
-        while n > 1 and n * set_bytes > self.device_mem // 4:
-            n -= 1
+        if self.args.rotate:
+            n = self.args.rotate
+        else:
+            n = min(4, (256 << 20) // max(set_bytes, 1) + 1)
+            while n > 1 and n * set_bytes > self.device_mem // 4:
+                n -= 1
         gen = torch.Generator(device="cuda").manual_seed(0x5eed)
         sets = []
         for _ in range(n):
@@ -777,7 +784,7 @@ def git_commit(path):
 
 
 def jsonl_record(r):
-    """A torch measurement as a shape-line record (bench/gpu/summarize*.py read these)."""
+    """A torch measurement as a shape-line record."""
     out = {"impl": "torch-" + r["backend"], "suite": r.get("suite"), "dtype": r["dtype"],
            "batch": r["batch"], "heads_q": r["heads_q"], "heads_kv": r["heads_kv"],
            "seq_q": r["seq_q"], "seq_kv": r["seq_kv"], "head_dim": r["head_dim"],

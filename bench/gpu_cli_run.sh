@@ -2,9 +2,9 @@
 # The polyattn CLI on a CUDA machine, from the repository root:
 #   build (CUDA on, -j16), ctest -L cli, `polyattn devices`, `polyattn run --backend cuda`
 #   over every algo x dtype checked by bench/check_run.py (float64 NumPy), `explain` of the
-#   seed shapes, then `polyattn bench` suites.  Results in $OUT (default ./cli-gpu-out):
+#   article shapes, then `polyattn bench` suites.  Results in $OUT (default ./cli-gpu-out):
 #     cli_gpu.log   everything printed;  <suite>.json / <suite>.csv  bench reports
-# Environment: STAGES="build test run explain bench" (subset), SUITES="seed decode fa2",
+# Environment: STAGES="build test run explain bench" (subset), SUITES="article decode fa2",
 #   ARCH (CUDA architectures, default 90), BUILD (dir), REPS (default 20), ALGOS (default
 #   all), MAX_SECONDS (per measurement, default 10).
 set -u
@@ -12,7 +12,7 @@ OUT=${OUT:-$PWD/cli-gpu-out}
 BUILD=${BUILD:-build-gpu-cli}
 ARCH=${ARCH:-90}
 STAGES=${STAGES:-build test run explain bench}
-SUITES=${SUITES:-seed decode fa2}
+SUITES=${SUITES:-article decode fa2}
 REPS=${REPS:-20}
 mkdir -p "$OUT"
 LOG=$OUT/cli_gpu.log
@@ -81,7 +81,7 @@ EOF
 fi
 
 if has explain; then
-  say "polyattn explain --backend cuda: the seed shapes"
+  say "polyattn explain --backend cuda: the article shapes"
   for shape in 128,512,16 512,768,8 1024,1024,4 2048,1024,2 4096,1024,1; do
     IFS=, read -r seq dim batch <<EOF
 $shape

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Draws the seed article's 2x2 figure from `polyattn bench --csv` output.
+"""Draws the article's 2x2 figure from `polyattn bench --csv` output.
 
     python3 bench/plot.py RESULTS.csv [MORE.csv ...] --out DIR
 
@@ -130,7 +130,7 @@ def main():
         by_suite[suite_label(r)].append(r)
     written = []
     for suite, suite_rows in by_suite.items():
-        # The seed suite grows head_dim with the length; plot it as one line per algorithm.
+        # The article suite grows head_dim with the length; plot it as one line per algorithm.
         dims_per_len = collections.defaultdict(set)
         for r in suite_rows:
             dims_per_len[r["seq_kv"]].add(r["head_dim"])

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The main job on a fresh machine: install what is missing, build, list the devices, run
 # attention on generated inputs (checked against a float64 NumPy reference), then the
-# seed benchmark suite on the fastest backend present, with its table, CSV and figure.
+# article benchmark suite (the article's five shapes) on the fastest backend present, with
+# its table, CSV and figure.
 # Usage: bench/quickstart.sh          (from anywhere; results land in build/quickstart/)
 set -eu
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ python3 bench/make_inputs.py --shape 2,8,2,257,257,64 --dir "$out" --prefix demo
 python3 bench/check_run.py --q "$out/demo_q.npy" --k "$out/demo_k.npy" --v "$out/demo_v.npy" \
   --out "$out/demo_o.npy" --lse "$out/demo_lse.npy" --causal bottom-right
 
-echo "== polyattn bench --suite seed"
-"$polyattn" bench --suite seed --csv "$out/seed.csv" --json "$out/seed.json"
-python3 bench/plot.py "$out/seed.csv" --out "$out"
+echo "== polyattn bench --suite article"
+"$polyattn" bench --suite article --csv "$out/article.csv" --json "$out/article.json"
+python3 bench/plot.py "$out/article.csv" --out "$out"
 echo "quickstart: results in $out"

@@ -122,7 +122,15 @@ static void autotune_order(polyattn_context *ctx, const pa_problem *p,
     *policy = why;
 }
 
-static double mib(uint64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+/* "123 B" under 1 MiB (a tiny budget must not read "0.0 MiB"), else "12.3 MiB". */
+static const char *size_text(uint64_t bytes, char buf[32])
+{
+    if (bytes < 1024 * 1024)
+        snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, 32, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+    return buf;
+}
 
 /* Evaluates one algorithm: backend check, then the memory budget. */
 static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget,
@@ -156,9 +164,10 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
     }
     if (c->device_bytes > budget) {
         c->status = POLYATTN_STATUS_OVER_BUDGET;
-        snprintf(c->reason, sizeof c->reason,
-                 "needs %.1f MiB (workspace %.1f MiB) but the %s is %.1f MiB", mib(c->device_bytes),
-                 mib(c->workspace_bytes), budget_name, mib(budget));
+        char need[32], ws[32], have[32];
+        snprintf(c->reason, sizeof c->reason, "needs %s (workspace %s) but the %s is %s",
+                 size_text(c->device_bytes, need), size_text(c->workspace_bytes, ws),
+                 budget_name, size_text(budget, have));
         return;
     }
     c->status = POLYATTN_STATUS_SUCCESS;

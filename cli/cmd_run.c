@@ -28,14 +28,20 @@ static const char usage[] =
     "                   default f32\n"
     "  --causal         top-left: query i sees keys j <= i; bottom-right: j <= i + seq_kv - seq_q;\n"
     "                   default: no mask\n"
-    "  --scale          positive; default 1/sqrt(head_dim)\n"
+    "  --scale          positive, at most float's 3.4e38; default 1/sqrt(head_dim)\n"
     "  --memory-budget  MiB the call may use on the device (inputs, outputs, workspace)\n"
     "  --warmup         untimed calls before the timed one (default 1; 0 on host)\n"
     "  --json           print one JSON object on stdout (backend, device, algo, dtype, ms,\n"
     "                   workspace_bytes, shapes, ...)\n"
     "\n"
-    "Exit status: 0 success, 1 device or library failure, 2 bad usage or bad input.  Outputs\n"
-    "appear only when everything succeeded.\n";
+    "--probs needs an algorithm that forms the probabilities (unfused, fused, auto).\n"
+    "\n"
+    "Outputs appear only when everything succeeded: a file is written to a temporary file\n"
+    "beside it and renamed; a symbolic link, a FIFO or a character device (/dev/null,\n"
+    "/dev/stdout) is written through, never replaced.  No output may be an input or another\n"
+    "output (compared as files: links count).\n"
+    "\n"
+    "Exit status: 0 success, 1 device or library failure, 2 bad usage or bad input.\n";
 
 enum { IN_Q, IN_K, IN_V, IN_DO, N_IN }; /* IN_DO only with the backward */
 enum { OUT_O, OUT_LSE, OUT_PROBS, OUT_DQ, OUT_DK, OUT_DV, N_OUT };
@@ -261,18 +267,16 @@ int pa_cmd_run(int argc, char **argv)
     double scale = 0;
     if (pa_cli_require(&args, "--q") || pa_cli_require(&args, "--k") ||
         pa_cli_require(&args, "--v") || pa_cli_require(&args, "--out") ||
-        pa_cli_get_common(&args, &common) || pa_cli_get_double(&args, "--scale", &scale))
+        pa_cli_get_common(&args, &common) || pa_cli_get_scale(&args, &scale))
         return PA_EXIT_USAGE;
     int64_t warmup = -1; /* default: 1, or 0 on the host backend */
     if (pa_cli_get_i64(&args, "--warmup", 0, 1000, &warmup))
         return PA_EXIT_USAGE;
-    if (pa_cli_has(&args, "--scale") && !(scale > 0))
-        return pa_cli_fail("run", "--scale: expected a positive number, got '%s' (omit it for "
-                                  "1/sqrt(head_dim))",
-                           pa_cli_get(&args, "--scale"));
-    if (pa_cli_has(&args, "--scale") && (float)scale == 0.0f)
-        return pa_cli_fail("run", "--scale: '%s' underflows float32",
-                           pa_cli_get(&args, "--scale"));
+    /* Flash never forms the probability matrix, on any backend: asking for both is a usage
+     * error, not a device failure. */
+    if (pa_cli_has(&args, "--probs") && common.algo == POLYATTN_ALGO_FLASH)
+        return pa_cli_fail("run", "--probs: the flash algorithm never forms the probability "
+                                  "matrix (use --algo unfused, fused or auto)");
 
     /* The backward's four options go together: name the first one missing. */
     static const char *const bwd_opt[4] = {"--grad-out", "--dq", "--dk", "--dv"};
@@ -289,11 +293,21 @@ int pa_cmd_run(int argc, char **argv)
     static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk", "--dv"};
     const char *out_path[N_OUT];
     int want[N_OUT];
+    /* An output must not be an input, nor another output: compared by file identity
+     * (device and inode), so a symbolic or hard link to an input is caught too. */
     for (int i = 0; i < N_OUT; i++) {
         out_path[i] = pa_cli_get(&args, out_opt[i]);
         want[i] = out_path[i] != NULL;
+        if (!want[i])
+            continue;
+        for (int j = 0; j < N_IN; j++) {
+            const char *in = pa_cli_get(&args, in_opt[j]);
+            if (in && pa_cli_same_file(out_path[i], in))
+                return pa_cli_fail("run", "%s: '%s' is the input %s ('%s'): it would be "
+                                          "overwritten", out_opt[i], out_path[i], in_opt[j], in);
+        }
         for (int j = 0; j < i; j++)
-            if (want[i] && want[j] && strcmp(out_path[i], out_path[j]) == 0)
+            if (want[j] && pa_cli_same_file(out_path[i], out_path[j]))
                 return pa_cli_fail("run", "%s: same file as %s ('%s')", out_opt[i], out_opt[j],
                                    out_path[i]);
     }

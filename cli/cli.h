@@ -56,6 +56,8 @@ int pa_cli_get_i64(const pa_cli_args *args, const char *name, int64_t min, int64
 int pa_cli_get_double(const pa_cli_args *args, const char *name, double *out);
 int pa_cli_get_choice(const pa_cli_args *args, const char *name, const char *const *choices,
                       int n_choices, int *out);
+/* --scale: positive, within float range, not underflowing to 0 (absent: *out unchanged). */
+int pa_cli_get_scale(const pa_cli_args *args, double *out);
 
 /* Options shared by run, explain and bench. */
 typedef struct pa_cli_common {
@@ -103,14 +105,24 @@ const char *pa_cli_bytes_human(uint64_t bytes, char *buf);
 
 /* ---- output files written atomically (outfile.c) ------------------------- */
 
-/* A temporary file in the destination's folder, renamed over the destination only once
- * everything succeeded; discarded otherwise. */
+/* A regular file (or a new name) is written to a temporary file in the destination's
+ * folder, renamed over the destination only once everything succeeded, discarded otherwise.
+ * A symbolic link, a FIFO or a character device (/dev/null, /dev/stdout) is never replaced:
+ * the data are staged in an anonymous temporary file and written through the path at
+ * commit.  Other kinds (folders, sockets, block devices) are refused with exit 2. */
 typedef struct pa_outfile {
     const char *option; /* "--out": for messages */
     const char *path;   /* final name */
-    char *tmp_path;     /* NULL until opened */
-    FILE *file;
+    char *tmp_path;     /* NULL until opened (staged and renamed) */
+    FILE *file;         /* where the command writes */
+    int through;        /* 1: written through the path at commit */
+    int create;         /* through a symbolic link whose target may not exist yet */
+    FILE *staged;       /* through: the data, once written */
 } pa_outfile;
+
+/* 1 when the two paths name the same file (device and inode, links followed), or, for a
+ * path that does not exist yet, the same name in the same folder. */
+int pa_cli_same_file(const char *a, const char *b);
 
 int pa_outfile_open(pa_outfile *of, const char *cmd, const char *option, const char *path);
 /* Writes a float32 .npy into the temp file and closes it. */

@@ -24,7 +24,7 @@ typedef struct pa_bench_suite {
 
 /* The suite called name, or NULL; "custom" has no shapes (they come from --shape). */
 const pa_bench_suite *pa_bench_find_suite(const char *name);
-/* "seed|fa2|decode|custom" */
+/* "article|fa2|decode|custom" */
 const char *pa_bench_suite_names(void);
 /* Parses "B,HQ,HKV,SQ,SKV,D[,DV]" items separated by ';' or ' '.  Returns the count, or -1
  * (err filled) on a syntax error. */
@@ -118,8 +118,8 @@ void pa_bench_print_row(FILE *out, const pa_bench_result *r);
 void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *targets,
                         const pa_bench_result *r, int n);
 void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *targets,
-                         int n_targets, int reps, int warmup, int backward,
-                         const pa_bench_result *r, int n);
+                         int n_targets, int reps, int warmup, int backward, int graph_calls,
+                         int rotate, const pa_bench_result *r, int n);
 /* Fills speedup and memory saved against the unfused result of the same target, shape and
  * dtype. */
 void pa_bench_compare_unfused(pa_bench_result *r, int n);
@@ -132,6 +132,110 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
 /* The suite's shapes as CSV (one row per shape and dtype), for scripts (--list). */
 void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *shapes,
                          int n_shapes, const int *dtypes, int n_dtypes);
+
+/* ---- one target's measurements (bench_measure.c) ---- */
+
+#define PA_BENCH_MAX_SHAPES 64
+#define PA_BENCH_MAX_SETS 16 /* --rotate N */
+
+/* Q, K, V of each input set; with --backward also dO (the loss gradient, shaped like O). */
+typedef struct pa_bench_sets {
+    int n, n_tensors;
+    uint64_t count[4];
+    polyattn_buffer *buf[PA_BENCH_MAX_SETS][4];
+    float *host[4]; /* set 0 as the device sees it (rounded), for validation */
+} pa_bench_sets;
+
+/* What every measurement of a target shares. */
+typedef struct pa_bench_run {
+    polyattn_context *ctx, *host;
+    int reps, warmup;
+    uint64_t budget;
+    void *staging;
+    double max_seconds;
+    int backward, deterministic;
+    int graph_calls;     /* --graph N: each timed sample replays a CUDA graph of N calls */
+    void *graph_stream;  /* the cudaStream_t ctx queues on (--graph) */
+} pa_bench_run;
+
+double pa_bench_now_seconds(void);
+/* Random inputs (never zeros: timing on zeros would flatter some hardware), n_sets sets. */
+polyattn_status pa_bench_make_sets(polyattn_context *ctx, const pa_bench_shape *sh,
+                                   polyattn_dtype dtype, int n_sets, int with_grad_out,
+                                   pa_bench_sets *s, void *staging, float *scratch);
+void pa_bench_free_sets(pa_bench_sets *s);
+/* "what: STATUS: the context's message" into r->reason. */
+void pa_bench_lib_reason(pa_bench_result *r, polyattn_context *ctx, polyattn_status st,
+                         const char *what);
+/* Plans, validates and times one (shape, dtype, algo): the forward, or with b->backward
+ * the backward.  Fills *r (status, reason, times, memory). */
+void pa_bench_measure(pa_bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
+                      polyattn_algo algo, pa_bench_sets *sets, pa_bench_result *r);
+
+/* ---- CUDA graph replay (bench_graph.c) ---- */
+
+/* One call of a timed loop: call i of a sample (input set i % n). */
+typedef polyattn_status (*pa_bench_call_fn)(void *arg, int i);
+/* 1 when this build can replay CUDA graphs (the CUDA backend was built). */
+int pa_bench_graph_available(void);
+/* A CUDA context on a new stream of ours, which graphs capture.  Returns the library's
+ * status; *stream is destroyed by pa_bench_graph_context_destroy. */
+polyattn_status pa_bench_graph_context(int device, polyattn_context **ctx, void **stream,
+                                       const char **why);
+void pa_bench_graph_context_destroy(polyattn_context *ctx, void *stream);
+/* Captures calls 0..n_calls-1 of call into a graph, replays it once to warm up, then
+ * reps times between events: times[r] = replay ms / n_calls.  NULL, or what failed. */
+const char *pa_bench_graph_time(void *stream, polyattn_context *ctx, pa_bench_call_fn call,
+                                void *arg, int n_calls, int reps, double *times);
+
+/* ---- processes: one child per target (bench_procs.c) ---- */
+
+#define PA_BENCH_MAX_TARGETS 32
+
+/* --backend items: NAME[:N]. */
+typedef struct pa_bench_backend_item {
+    polyattn_backend backend;
+    int device; /* -1: not given */
+} pa_bench_backend_item;
+
+/* Measures one (shape, dtype, algo) in the child; index numbers it within the target. */
+typedef void (*pa_bench_measure_fn)(pa_bench_run *b, int index, const pa_bench_shape *sh,
+                                    polyattn_dtype dtype, polyattn_algo algo,
+                                    pa_bench_sets *sets, pa_bench_result *r);
+
+/* What a run measures: every target runs the same list of (shape, dtype, algo). */
+typedef struct pa_bench_job {
+    const pa_bench_suite *suite;
+    const pa_bench_shape *shapes;
+    int n_shapes;
+    const int *dtypes, *algos;
+    int n_dtypes, n_algos, n_per_target;
+    int n_sets_opt;          /* --rotate N; 0: the cache rule */
+    pa_bench_run params;     /* reps, warmup, budget, max_seconds, graph_calls */
+    pa_cli_common common;    /* --memory-budget etc.; backend/device from the target */
+    pa_bench_measure_fn measure; /* NULL: pa_bench_measure (tests pass their own) */
+    int n_targets;
+    double t_start;
+    /* The child under way: */
+    pa_bench_target *target;
+    int target_no, start;
+} pa_bench_job;
+
+/* The (shape, dtype, algo) of measurement index of a target. */
+void pa_bench_measurement_of(const pa_bench_job *job, int index, const pa_bench_shape **sh,
+                             polyattn_dtype *dtype, polyattn_algo *algo);
+/* Measures job->target in a child process, in as many children as crashes require (a
+ * crash is reported as an error of the measurement under way, and a new child goes on
+ * with the next).  results/have: n_per_target slots.  Returns 0, or the exit code of a
+ * child that failed before measuring (its message printed). */
+int pa_bench_run_target(pa_bench_job *job, pa_bench_result *results, unsigned char *have);
+/* --compare-backends: every device of the items' backends (and the host reference when
+ * include_host), found in a child.  Returns 0 (targets and *n filled) or an exit code. */
+int pa_bench_discover(const pa_bench_backend_item *items, int n_items, int include_host,
+                      pa_bench_target *targets, int *n);
+/* SIGINT/SIGTERM: finish the measurement under way, then write what was measured. */
+void pa_bench_catch_stop_signals(int on);
+int pa_bench_stop_requested(void);
 
 const char *pa_bench_status_name(pa_bench_status status);
 

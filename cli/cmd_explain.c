@@ -169,11 +169,11 @@ int pa_cmd_explain(int argc, char **argv)
     if (pa_cli_get_i64(&args, "--heads-kv", 1, INT32_MAX, &heads_kv) ||
         pa_cli_get_i64(&args, "--seq-kv", 1, INT32_MAX, &seq_kv) ||
         pa_cli_get_i64(&args, "--head-dim-v", 1, INT32_MAX, &head_dim_v) ||
-        pa_cli_get_common(&args, &common) || pa_cli_get_double(&args, "--scale", &scale))
+        pa_cli_get_common(&args, &common) || pa_cli_get_scale(&args, &scale))
         return PA_EXIT_USAGE;
-    if (pa_cli_has(&args, "--scale") && !(scale > 0))
-        return pa_cli_fail("explain", "--scale: expected a positive number, got '%s'",
-                           pa_cli_get(&args, "--scale"));
+    if (pa_cli_has(&args, "--probs") && common.algo == POLYATTN_ALGO_FLASH)
+        return pa_cli_fail("explain", "--probs: the flash algorithm never forms the "
+                                      "probability matrix (use --algo unfused, fused or auto)");
     if (heads_q % heads_kv != 0)
         return pa_cli_fail("explain", "--heads-kv: %lld does not divide --heads %lld",
                            (long long)heads_kv, (long long)heads_q);

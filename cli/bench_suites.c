@@ -7,9 +7,8 @@
 #define CAUSAL POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT
 #define NONE POLYATTN_MASK_NONE
 
-/* The seed article's benchmark: (seq, d_model as head_dim, batch), one head, causal,
- * float32. */
-static const pa_bench_shape seed_shapes[] = {
+/* The article's benchmark: (seq, d_model as head_dim, batch), one head, causal, float32. */
+static const pa_bench_shape article_shapes[] = {
     {16, 1, 1, 128, 128, 512, 512, CAUSAL},    {8, 1, 1, 512, 512, 768, 768, CAUSAL},
     {4, 1, 1, 1024, 1024, 1024, 1024, CAUSAL}, {2, 1, 1, 2048, 2048, 1024, 1024, CAUSAL},
     {1, 1, 1, 4096, 4096, 1024, 1024, CAUSAL},
@@ -43,8 +42,8 @@ static const pa_bench_shape decode_shapes[] = {
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 static const pa_bench_suite suites[] = {
-    {"seed", "the seed article's five shapes: one head, causal, float32", seed_shapes,
-     COUNT(seed_shapes), POLYATTN_DTYPE_F32},
+    {"article", "the article's five shapes: one head, head_dim 512-1024, causal, float32",
+     article_shapes, COUNT(article_shapes), POLYATTN_DTYPE_F32},
     {"fa2", "FlashAttention-2's forward benchmark: 16k tokens, hidden 2048, d 64/128",
      fa2_shapes, COUNT(fa2_shapes), POLYATTN_DTYPE_F16},
     {"decode", "decoding: seq_q 1/4/16, KV cache 1k-128k, GQA 32/8, d 128, causal", decode_shapes,
@@ -62,7 +61,7 @@ const pa_bench_suite *pa_bench_find_suite(const char *name)
 
 const char *pa_bench_suite_names(void)
 {
-    return "seed|fa2|decode|custom";
+    return "article|fa2|decode|custom";
 }
 
 int pa_bench_parse_shapes(const char *text, polyattn_mask mask, pa_bench_shape *out, int max,

@@ -7,8 +7,8 @@
  *                                                    and only finite values
  *   npy_fixture selftest                             writer/reader round trip, conversions
  */
-#include "../cli.h"
-#include "../npy.h"
+#include "cli.h"
+#include "npy.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -172,8 +172,8 @@ static void json_device(FILE *out, const polyattn_device_info *dev)
 }
 
 void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *targets,
-                         int n_targets, int reps, int warmup, int backward,
-                         const pa_bench_result *r, int n)
+                         int n_targets, int reps, int warmup, int backward, int graph_calls,
+                         int rotate, const pa_bench_result *r, int n)
 {
     char date[32];
     time_t now = time(NULL);
@@ -182,6 +182,22 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm_utc);
     fprintf(out, "{\"suite\": \"%s\", \"date\": \"%s\", \"polyattn_version\": \"%s\", ",
             suite, date, polyattn_version_string());
+    /* How the times were taken, and a forced kernel choice (POLYATTN_FORCE) if any. */
+    if (graph_calls)
+        fprintf(out, "\"timing\": \"graph%d\", ", graph_calls);
+    else
+        fputs("\"timing\": \"events\", ", out);
+    if (rotate)
+        fprintf(out, "\"rotate\": %d, ", rotate);
+    else
+        fputs("\"rotate\": null, ", out);
+    const char *force = getenv("POLYATTN_FORCE");
+    fputs("\"polyattn_force\": ", out);
+    if (force)
+        pa_json_string(out, force);
+    else
+        fputs("null", out);
+    fputs(", ", out);
     /* One device: its fields at the top (the single-backend format); several: null there,
      * each result names its own. */
     int n_opened = 0, first = -1;

@@ -2,7 +2,7 @@
 # Does AUTO's default policy pick what autotune measures as fastest?  For every shape of
 # the given suites and every given backend, runs `polyattn explain` twice (policy, then
 # --autotune) and prints one CSV line per (suite, shape, backend) with both choices.
-# Usage: bench/explain_vs_autotune.sh POLYATTN "cuda opencl:0" seed fa2 decode > out.csv
+# Usage: dev/explain_vs_autotune.sh POLYATTN "cuda opencl:0" article fa2 decode > out.csv
 set -u
 polyattn=${1:?usage: explain_vs_autotune.sh POLYATTN BACKENDS SUITE...}
 backends=$2

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -160,6 +161,27 @@ int pa_cli_get_double(const pa_cli_args *args, const char *name, double *out)
     if (end == text || *end != '\0' || errno == ERANGE || !isfinite(v) || text[0] == ' ' ||
         text[0] == '\t')
         return pa_cli_fail(args->cmd, "%s: expected a finite number, got '%s'", name, text);
+    *out = v;
+    return 0;
+}
+
+int pa_cli_get_scale(const pa_cli_args *args, double *out)
+{
+    const char *text = pa_cli_get(args, "--scale");
+    if (!text)
+        return 0;
+    double v = 0;
+    if (pa_cli_get_double(args, "--scale", &v))
+        return PA_EXIT_USAGE;
+    if (!(v > 0))
+        return pa_cli_fail(args->cmd, "--scale: expected a positive number, got '%s' (omit it "
+                                      "for 1/sqrt(head_dim))", text);
+    /* The library takes a float: a value beyond its range would become inf. */
+    if (v > FLT_MAX)
+        return pa_cli_fail(args->cmd, "--scale: '%s' is out of float range (at most %g)", text,
+                           (double)FLT_MAX);
+    if ((float)v == 0.0f)
+        return pa_cli_fail(args->cmd, "--scale: '%s' underflows float32", text);
     *out = v;
     return 0;
 }

@@ -10,7 +10,7 @@ static const char usage[] =
     "  devices   list backends and devices (--json)\n"
     "  run       attention over .npy inputs, outputs written as .npy\n"
     "  explain   the planner's choice and every candidate's rejection for a shape\n"
-    "  bench     validated timings of suites of shapes (seed, fa2, decode, custom)\n"
+    "  bench     validated timings of suites of shapes (article, fa2, decode, custom)\n"
     "\n"
     "  polyattn <command> --help   options of a command\n"
     "  polyattn --version          library and tool versions\n"
