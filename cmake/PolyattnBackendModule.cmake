@@ -1,0 +1,101 @@
+# How a GPU backend becomes part of the library.
+#
+# Shared build (the default): each backend is a module, libpolyattn_<name>.so.<SOVERSION>,
+# that the core dlopens from its own folder; a build with every backend then loads on a machine
+# with only one vendor's runtime.  Modules carry the core's VERSION and SOVERSION and export
+# the library version they were built with, which the core checks before using them.
+#
+# Static build (POLYATTN_STATIC=ON or BUILD_SHARED_LIBS=OFF): each backend is an OBJECT
+# library whose objects go into libpolyattn.a, with its vendor libraries as link dependencies
+# of polyattn; the core registers it from a table of entry points (core/registry.c).
+#
+#   add_library(polyattn_<name> ${POLYATTN_MODULE_LIBRARY_TYPE} <sources>...)
+#   ... target_link_libraries(polyattn_<name> PRIVATE polyattn_internal <vendor libs>) ...
+#   polyattn_backend_module(polyattn_<name>)     # after its link libraries are set
+
+if(POLYATTN_STATIC OR NOT BUILD_SHARED_LIBS)
+  set(POLYATTN_LIBRARY_TYPE STATIC)
+  set(POLYATTN_MODULE_LIBRARY_TYPE OBJECT)
+else()
+  set(POLYATTN_LIBRARY_TYPE SHARED)
+  set(POLYATTN_MODULE_LIBRARY_TYPE SHARED)
+endif()
+
+set(POLYATTN_MODULE_VERSION_SOURCE "${PROJECT_BINARY_DIR}/generated/polyattn_module_version.c")
+configure_file("${CMAKE_CURRENT_LIST_DIR}/polyattn_module_version.c.in"
+               "${POLYATTN_MODULE_VERSION_SOURCE}" @ONLY)
+
+# Vendor libraries of the backends linked into a static libpolyattn, for polyattn.pc.
+set_property(GLOBAL PROPERTY POLYATTN_STATIC_LINK_DEPS "")
+# Packages the installed polyattnConfig.cmake must find for those libraries.
+set_property(GLOBAL PROPERTY POLYATTN_STATIC_PACKAGES "")
+
+function(polyattn_backend_module target)
+  string(REGEX REPLACE "^polyattn_" "" name "${target}")
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "SHARED_LIBRARY")
+    target_sources(${target} PRIVATE "${POLYATTN_MODULE_VERSION_SOURCE}")
+    set_target_properties(${target} PROPERTIES
+      VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
+    return()
+  endif()
+  if(NOT type STREQUAL "OBJECT_LIBRARY")
+    message(FATAL_ERROR "polyattn_backend_module(${target}): a ${type}, not a module")
+  endif()
+
+  # One archive holds every backend: each entry point gets its own name.
+  target_compile_definitions(${target} PRIVATE
+    polyattn_backend_entry=pa_${name}_backend_entry)
+  target_sources(polyattn PRIVATE $<TARGET_OBJECTS:${target}>)
+  # Objects the backend links from other object libraries (e.g. the sm_90a kernels).
+  get_target_property(sources ${target} SOURCES)
+  foreach(src IN LISTS sources)
+    if(src MATCHES "^\\$<TARGET_OBJECTS:([^>]+)>$")
+      target_sources(polyattn PRIVATE "${src}")
+    endif()
+  endforeach()
+  # Its vendor libraries become link dependencies of libpolyattn.a.
+  get_target_property(libs ${target} LINK_LIBRARIES)
+  foreach(lib IN LISTS libs)
+    if(lib STREQUAL "polyattn_internal" OR lib STREQUAL "polyattn" OR NOT lib)
+      continue()
+    endif()
+    if(TARGET ${lib})
+      get_target_property(imported ${lib} IMPORTED)
+      get_target_property(lib_type ${lib} TYPE)
+      if(lib MATCHES "^([A-Za-z0-9_]+)::")
+        # A package's namespaced target: the installed config file finds that package.
+        set(package "${CMAKE_MATCH_1}")
+        if(package STREQUAL "CUDA")
+          set(package CUDAToolkit)
+        endif()
+        set_property(GLOBAL APPEND PROPERTY POLYATTN_STATIC_PACKAGES ${package})
+      elseif(imported AND NOT lib_type STREQUAL "INTERFACE_LIBRARY")
+        # Any other imported library (found by this project, or a package target a consumer
+        # would have to find again): link its file.
+        polyattn_imported_location(location ${lib})
+        if(location)
+          set(lib "${location}")
+        endif()
+      endif()
+    endif()
+    target_link_libraries(polyattn PRIVATE ${lib})
+    set_property(GLOBAL APPEND PROPERTY POLYATTN_STATIC_LINK_DEPS ${lib})
+  endforeach()
+endfunction()
+
+# polyattn_imported_location(<out> <target>): the file of an imported library, whichever
+# configuration it was imported for.
+function(polyattn_imported_location out target)
+  get_target_property(location ${target} IMPORTED_LOCATION)
+  if(NOT location)
+    get_target_property(configs ${target} IMPORTED_CONFIGURATIONS)
+    foreach(config IN LISTS configs)
+      get_target_property(location ${target} IMPORTED_LOCATION_${config})
+      if(location)
+        break()
+      endif()
+    endforeach()
+  endif()
+  set(${out} "${location}" PARENT_SCOPE)
+endfunction()
