@@ -14,14 +14,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHECK(call)                                                                        \
-    do {                                                                                   \
-        polyattn_status s_ = (call);                                                       \
-        if (s_ != POLYATTN_STATUS_SUCCESS) {                                               \
-            fprintf(stderr, "%s: %s (%s)\n", #call, polyattn_status_string(s_),            \
-                    polyattn_last_error());                                                \
-            return 1;                                                                      \
-        }                                                                                  \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        polyattn_status s_ = (call);                                                               \
+        if (s_ != POLYATTN_STATUS_SUCCESS) {                                                       \
+            fprintf(stderr, "%s: %s (%s)\n", #call, polyattn_status_string(s_),                    \
+                    polyattn_last_error());                                                        \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 static int check_backends(int argc, char **argv)
@@ -37,8 +37,8 @@ static int check_backends(int argc, char **argv)
             int count = 0;
             const char *reason = NULL;
             polyattn_device_count(all[b], &count, &reason);
-            printf("%s: compiled %d, %d device(s)%s%s\n", argv[i], found, count,
-                   reason ? ": " : "", reason ? reason : "");
+            printf("%s: compiled %d, %d device(s)%s%s\n", argv[i], found, count, reason ? ": " : "",
+                   reason ? reason : "");
         }
         if (!found) {
             fprintf(stderr, "backend %s is not in the installed library\n", argv[i]);
@@ -78,8 +78,7 @@ int main(int argc, char **argv)
     int ok = 1;
     for (int i = 0; i < 2; i++) {
         if (!(fabsf(o[i] - expected[i]) <= 1e-5f)) {
-            fprintf(stderr, "o[%d] = %.7f, expected %.7f\n", i, (double)o[i],
-                    (double)expected[i]);
+            fprintf(stderr, "o[%d] = %.7f, expected %.7f\n", i, (double)o[i], (double)expected[i]);
             ok = 0;
         }
     }
