@@ -48,6 +48,9 @@ function(polyattn_backend_module target)
   target_compile_definitions(${target} PRIVATE
     polyattn_backend_entry=pa_${name}_backend_entry)
   target_sources(polyattn PRIVATE $<TARGET_OBJECTS:${target}>)
+  # Device code is compiled whole (no device link step), so the archive and the programs that
+  # link it stay C: a C or C++ linker (plus libstdc++ for CUDA host code) is enough.
+  set_target_properties(polyattn PROPERTIES LINKER_LANGUAGE C CUDA_ARCHITECTURES OFF)
   # Objects the backend links from other object libraries (e.g. the sm_90a kernels).
   get_target_property(sources ${target} SOURCES)
   foreach(src IN LISTS sources)
