@@ -53,13 +53,17 @@ function(polyattn_backend_module target)
   set_target_properties(polyattn PROPERTIES LINKER_LANGUAGE C CUDA_ARCHITECTURES OFF)
   # Objects the backend links from other object libraries (e.g. the sm_90a kernels).
   get_target_property(sources ${target} SOURCES)
+  set(libs "")
   foreach(src IN LISTS sources)
     if(src MATCHES "^\\$<TARGET_OBJECTS:([^>]+)>$")
       target_sources(polyattn PRIVATE "${src}")
+    elseif(src MATCHES "\\.(cu|cpp|cc|cxx)$")
+      set(libs stdc++) # host code of a C++ compiler, linked by a C linker
     endif()
   endforeach()
   # Its vendor libraries become link dependencies of libpolyattn.a.
-  get_target_property(libs ${target} LINK_LIBRARIES)
+  get_target_property(target_libs ${target} LINK_LIBRARIES)
+  list(APPEND libs ${target_libs})
   foreach(lib IN LISTS libs)
     if(lib STREQUAL "polyattn_internal" OR lib STREQUAL "polyattn" OR NOT lib)
       continue()
