@@ -23,3 +23,9 @@ function(polyattn_backend_not_found backend why)
     message(STATUS "polyattn: ${backend} backend skipped: ${why}")
   endif()
 endfunction()
+
+# Library type.  Shared (the default): libpolyattn.so plus one module per GPU backend, loaded
+# at run time.  Static: libpolyattn.a with the backends linked in (no dlopen).  Either switch
+# selects the static build (see cmake/PolyattnBackendModule.cmake).
+option(BUILD_SHARED_LIBS "Build libpolyattn.so and backend modules (OFF: a static build)" ON)
+option(POLYATTN_STATIC "Build a static libpolyattn.a with the backends linked in" OFF)

@@ -1,8 +1,11 @@
 /*
- * The registry of backends: the host backend is built in; GPU backends are modules
- * (libpolyattn_<name>.so) loaded on first use from the folder of libpolyattn itself or
- * from $POLYATTN_MODULE_PATH.  A module that is not built, not found or fails to load
- * (its vendor runtime is missing) means zero devices and a reason, never an error.
+ * The registry of backends: the host backend is built in.  In a shared build the GPU
+ * backends are modules (libpolyattn_<name>.so.<SOVERSION>) loaded on first use from the
+ * folder of libpolyattn itself or from $POLYATTN_MODULE_PATH; a module is used only when it
+ * was built for this very library version and backend interface.  A static build
+ * (POLYATTN_STATIC_BACKENDS) links the backends in and takes their entry points from a table
+ * instead: no dlopen.  A backend that is not built, not found or fails to load (its vendor
+ * runtime is missing) means zero devices and a reason, never an error.
  */
 #define _GNU_SOURCE /* dladdr */
 #include "pa_core.h"
@@ -10,10 +13,13 @@
 
 #include <stdlib.h>
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#ifndef POLYATTN_STATIC_BACKENDS
+#include <dlfcn.h>
+#include <unistd.h>
+#endif
 
 typedef struct backend_slot {
     polyattn_backend kind;
@@ -44,6 +50,56 @@ static backend_slot slots[POLYATTN_BACKEND_COUNT] = {
 };
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
+#ifdef POLYATTN_STATIC_BACKENDS
+/* Entry points of the backends linked into this library: the build renames each backend's
+ * polyattn_backend_entry to pa_<name>_backend_entry (cmake/PolyattnBackendModule.cmake). */
+#if POLYATTN_HAVE_CUDA
+const pa_backend_ops *pa_cuda_backend_entry(void);
+#endif
+#if POLYATTN_HAVE_HIP
+const pa_backend_ops *pa_hip_backend_entry(void);
+#endif
+#if POLYATTN_HAVE_OPENCL
+const pa_backend_ops *pa_opencl_backend_entry(void);
+#endif
+
+static pa_backend_entry_fn linked_entry(polyattn_backend kind)
+{
+    switch (kind) {
+#if POLYATTN_HAVE_CUDA
+    case POLYATTN_BACKEND_CUDA: return pa_cuda_backend_entry;
+#endif
+#if POLYATTN_HAVE_HIP
+    case POLYATTN_BACKEND_HIP: return pa_hip_backend_entry;
+#endif
+#if POLYATTN_HAVE_OPENCL
+    case POLYATTN_BACKEND_OPENCL: return pa_opencl_backend_entry;
+#endif
+    default: return NULL;
+    }
+}
+
+static void load_module(backend_slot *slot)
+{
+    pa_backend_entry_fn entry = linked_entry(slot->kind);
+    const pa_backend_ops *ops = entry ? entry() : NULL;
+    if (!ops || ops->abi_version != PA_BACKEND_ABI_VERSION || ops->kind != slot->kind) {
+        snprintf(slot->why_not, sizeof slot->why_not,
+                 "the %s backend linked into this library is not of interface version %d",
+                 slot->name, PA_BACKEND_ABI_VERSION);
+        pa_log(POLYATTN_LOG_DISPATCH, "%s backend: %s", slot->name, slot->why_not);
+        return;
+    }
+    slot->ops = ops;
+}
+#else
+#ifndef PA_MODULE_SOVERSION
+#error "PA_MODULE_SOVERSION (the library's SOVERSION, as a string) must be defined"
+#endif
+/* Exported by every module (cmake/polyattn_module_version.c.in). */
+#define PA_MODULE_VERSION_SYMBOL "polyattn_backend_version"
+typedef const char *(*pa_module_version_fn)(void);
+
 /* Folder holding libpolyattn, found from the address of one of its functions. */
 static void module_dir(char *out, size_t n)
 {
@@ -57,13 +113,27 @@ static void module_dir(char *out, size_t n)
     }
 }
 
+/* The module's library version, or NULL when it exports none. */
+static const char *module_version(void *handle)
+{
+    pa_module_version_fn fn;
+    void *sym = dlsym(handle, PA_MODULE_VERSION_SYMBOL);
+    if (!sym) return NULL;
+    memcpy(&fn, &sym, sizeof fn); /* object pointer to function pointer, POSIX-style */
+    return fn();
+}
+
 static void load_module(backend_slot *slot)
 {
     char path[1024], dir[768];
     const char *env = getenv("POLYATTN_MODULE_PATH");
     if (env && *env) snprintf(dir, sizeof dir, "%s/", env);
     else module_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%slibpolyattn_%s.so", dir, slot->name);
+    /* The versioned name (the module's SONAME) first; the bare .so where only that exists
+     * (a module copied by hand).  Either way the version check below decides. */
+    snprintf(path, sizeof path, "%slibpolyattn_%s.so." PA_MODULE_SOVERSION, dir, slot->name);
+    if (access(path, F_OK) != 0)
+        snprintf(path, sizeof path, "%slibpolyattn_%s.so", dir, slot->name);
 
     dlerror();
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -72,6 +142,17 @@ static void load_module(backend_slot *slot)
         snprintf(slot->why_not, sizeof slot->why_not, "module %s did not load: %s", path,
                  err ? err : "unknown error");
         pa_log(POLYATTN_LOG_DISPATCH, "%s backend: %s", slot->name, slot->why_not);
+        return;
+    }
+    /* The module interface is internal: only a module of this very release is used. */
+    const char *version = module_version(handle);
+    if (!version || strcmp(version, POLYATTN_VERSION_STRING) != 0) {
+        snprintf(slot->why_not, sizeof slot->why_not,
+                 "module %s is %s%s, but this libpolyattn is version %s", path,
+                 version ? "version " : "of an unknown version", version ? version : "",
+                 POLYATTN_VERSION_STRING);
+        pa_log(POLYATTN_LOG_DISPATCH, "%s backend: %s", slot->name, slot->why_not);
+        dlclose(handle);
         return;
     }
     pa_backend_entry_fn entry;
@@ -88,6 +169,7 @@ static void load_module(backend_slot *slot)
     }
     slot->ops = ops; /* the module stays loaded for the life of the process */
 }
+#endif
 
 /* Loads and probes once.  Call with registry_lock held. */
 static void ensure_probed(backend_slot *slot)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds polyattn and runs every test: the full build (each backend whose toolchain is
-# found; POLYATTN_REQUIRE="cuda hip opencl" makes them mandatory), then an ASan+UBSan build
-# of the host code and its tests.  Prints how long each stage took.
+# found; POLYATTN_REQUIRE="cuda hip opencl" makes them mandatory), a static build (host and
+# OpenCL linked into libpolyattn.a) with its package test, then an ASan+UBSan build of the
+# host code and its tests.  Prints how long each stage took.
 # Usage: tests/run_all.sh            (from the repository root; installs missing packages)
 set -eu
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ root=$(pwd)
 jobs=${POLYATTN_JOBS:-$(nproc)}
 build=${POLYATTN_BUILD_DIR:-$root/build}
 asan_build=${POLYATTN_ASAN_BUILD_DIR:-$root/build-asan}
+static_build=${POLYATTN_STATIC_BUILD_DIR:-$root/build-static}
 
 stage_start=0
 stage() { stage_name=$1; stage_start=$(date +%s); echo "== $stage_name"; }
@@ -45,6 +47,22 @@ if ctest --test-dir "$build" -N -R '^test_hip_code_objects$' | grep -q 'Total Te
   ctest --test-dir "$build" -V -R '^test_hip_code_objects$' | grep -E '(==|PASS|FAIL)' || true
   stage_end
 fi
+
+stage "static build (host + OpenCL linked in): package test and host tests"
+# CUDA and HIP stay off to keep this stage short (HIP has no static form: its kernels are a
+# library loaded at run time).  The package test installs the build and links a consumer
+# through find_package(polyattn) and through pkg-config --static.
+opencl_static=AUTO
+case " ${POLYATTN_REQUIRE:-} " in *" opencl "*) opencl_static=ON ;; esac
+cmake -S . -B "$static_build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_WERROR=ON \
+  -DPOLYATTN_STATIC=ON -DPOLYATTN_CUDA=OFF -DPOLYATTN_HIP=OFF -DPOLYATTN_OPENCL=$opencl_static
+static_tests="test_plan test_readme_example"
+[ "$opencl_static" = ON ] && static_tests="$static_tests test_ocl_interop"
+# shellcheck disable=SC2086
+cmake --build "$static_build" -j "$jobs" --target polyattn polyattn_cli $static_tests
+ctest --test-dir "$static_build" --output-on-failure -j "$jobs" \
+  -R "^(test_package|test_install|$(echo $static_tests | tr ' ' '|'))\$"
+stage_end
 
 stage "ASan+UBSan build of the host code and its tests"
 cmake -S . -B "$asan_build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPOLYATTN_WERROR=ON \
