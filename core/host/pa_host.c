@@ -276,9 +276,12 @@ static void scratch_free(host_scratch *s)
     memset(s, 0, sizeof *s);
 }
 
-static double *alloc_doubles(int64_t n)
+/* n x m doubles (at least one); NULL when the byte count overflows or malloc fails. */
+static double *alloc_doubles(int64_t n, int64_t m)
 {
-    return (double *)malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+    uint64_t bytes = pa_size_mul(pa_size_mul4(n, m, 1, 1), sizeof(double));
+    if (bytes > (uint64_t)PTRDIFF_MAX) return NULL; /* malloc's own limit */
+    return (double *)malloc(bytes ? (size_t)bytes : sizeof(double));
 }
 
 static int scratch_alloc(host_scratch *s, const pa_problem *p, int flash)
@@ -286,13 +289,13 @@ static int scratch_alloc(host_scratch *s, const pa_problem *p, int flash)
     int64_t keys = flash ? HOST_FLASH_KEY_BLOCK : p->seq_kv;
     int64_t rows = flash ? HOST_FLASH_QUERY_BLOCK : 1;
     memset(s, 0, sizeof *s);
-    s->kbuf = alloc_doubles(keys * p->head_dim);
-    s->vbuf = alloc_doubles(keys * p->head_dim_v);
-    s->qbuf = alloc_doubles(rows * p->head_dim);
-    s->acc = alloc_doubles(rows * p->head_dim_v);
-    s->scores = alloc_doubles(keys);
-    s->m = alloc_doubles(rows);
-    s->l = alloc_doubles(rows);
+    s->kbuf = alloc_doubles(keys, p->head_dim);
+    s->vbuf = alloc_doubles(keys, p->head_dim_v);
+    s->qbuf = alloc_doubles(rows, p->head_dim);
+    s->acc = alloc_doubles(rows, p->head_dim_v);
+    s->scores = alloc_doubles(keys, 1);
+    s->m = alloc_doubles(rows, 1);
+    s->l = alloc_doubles(rows, 1);
     if (!s->kbuf || !s->vbuf || !s->qbuf || !s->acc || !s->scores || !s->m || !s->l) {
         scratch_free(s);
         return 0;
