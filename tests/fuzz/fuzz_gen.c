@@ -47,6 +47,12 @@ static int64_t extreme(fuzz_src *src)
     return i < COUNT(extreme_values) ? extreme_values[i] : (int64_t)fuzz_u64(src);
 }
 
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
+}
+
 static int64_t small_dim(fuzz_src *src, int64_t max) { return 1 + (int64_t)fuzz_below(src, (uint64_t)max); }
 
 static int64_t pick_dim(fuzz_src *src, fuzz_profile profile, int64_t small_max)
@@ -84,7 +90,7 @@ static int64_t pick_stride(fuzz_src *src, int64_t current)
 {
     switch (fuzz_below(src, 6)) {
     case 0: return 0;
-    case 1: return current + (int64_t)fuzz_below(src, 5);
+    case 1: return sat_add(current, (int64_t)fuzz_below(src, 5));
     case 2: return (int64_t)fuzz_below(src, 64);
     case 3: return -(int64_t)fuzz_below(src, 4) - 1;
     default: return extreme(src);
@@ -100,7 +106,7 @@ static void gen_tensor(fuzz_src *src, fuzz_profile profile, polyattn_tensor_desc
         int d = (int)fuzz_below(src, 4);
         switch (fuzz_below(src, profile == FUZZ_SMALL ? 2 : 4)) {
         case 0: /* broadcast or padded stride (still in bounds of a small buffer) */
-            t->strides[d] = fuzz_below(src, 2) ? 0 : t->strides[d] + (int64_t)fuzz_below(src, 3);
+            t->strides[d] = fuzz_below(src, 2) ? 0 : sat_add(t->strides[d], (int64_t)fuzz_below(src, 3));
             break;
         case 1: t->strides[d] = profile == FUZZ_SMALL ? t->strides[d] : pick_stride(src, t->strides[d]); break;
         case 2: t->shape[d] = extreme(src); break;
