@@ -1,6 +1,7 @@
 /* Tensor and attention descriptors: constructors and validation into a pa_problem. */
 #include "pa_core.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -234,6 +235,9 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_proble
     if (isnan(desc->scale) || isinf(desc->scale) || desc->scale < 0.0f)
         return reject(message, "scale: %g is not a finite non-negative number (0 means 1/sqrt(head_dim))",
                       (double)desc->scale);
+    if ((double)desc->scale * 1.4426950408889634 > FLT_MAX)
+        return reject(message, "scale: %g is too large: scale x log2(e) must stay a finite float "
+                      "(at most about 2.35e38)", (double)desc->scale);
     if (desc->mask != POLYATTN_MASK_NONE && desc->mask != POLYATTN_MASK_CAUSAL_TOP_LEFT &&
         desc->mask != POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT)
         return reject(message, "mask: %d is not a polyattn_mask", (int)desc->mask);
