@@ -160,7 +160,7 @@ static polyattn_status measure(polyattn_context *ctx, const pa_problem *p,
                                const polyattn_candidate cands[3], const pa_algo_ops *algos[3],
                                double ms[3], polyattn_algo *winner)
 {
-    uint64_t rows = (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
+    uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
     uint64_t ws = 0;
     for (int i = 0; i < 3; i++)
         if (algos[i] && cands[i].workspace_bytes > ws) ws = cands[i].workspace_bytes;
@@ -169,8 +169,8 @@ static polyattn_status measure(polyattn_context *ctx, const pa_problem *p,
         span_bytes(p, p->k_stride, p->heads_kv, p->seq_kv, p->head_dim),
         span_bytes(p, p->v_stride, p->heads_kv, p->seq_kv, p->head_dim_v),
         span_bytes(p, p->o_stride, p->heads_q, p->seq_q, p->head_dim_v),
-        p->want_lse ? rows * 4 : 0,
-        p->want_probs ? rows * (uint64_t)p->seq_kv * 4 : 0,
+        p->want_lse ? pa_size_mul(rows, 4) : 0,
+        p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0,
         ws};
     tune_buffers b;
     memset(&b, 0, sizeof b);

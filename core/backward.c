@@ -55,7 +55,7 @@ polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
     tensor_of(&tk, p, p->heads_kv, p->seq_kv, p->head_dim, p->k_stride);
     tensor_of(&tv, p, p->heads_kv, p->seq_kv, p->head_dim_v, p->v_stride);
     tensor_of(&to, p, p->heads_q, p->seq_q, p->head_dim_v, p->o_stride);
-    const uint64_t rows = (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
+    const uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
     const uint64_t qb = pa_tensor_bytes(&tq), kb = pa_tensor_bytes(&tk), vb = pa_tensor_bytes(&tv),
                    ob = pa_tensor_bytes(&to);
 
@@ -65,7 +65,7 @@ polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
         [BWD_V] = {"v", v, vb, 0},
         [BWD_O] = {"o", o, ob, 0},
         [BWD_DO] = {"d_o", d_o, ob, 0},
-        [BWD_LSE] = {"lse", lse, rows * 4, 0},
+        [BWD_LSE] = {"lse", lse, pa_size_mul(rows, 4), 0},
         [BWD_DQ] = {"dq", dq, qb, 1},
         [BWD_DK] = {"dk", dk, kb, 1},
         [BWD_DV] = {"dv", dv, vb, 1},

@@ -1,11 +1,21 @@
 /* Tensor and attention descriptors: constructors and validation into a pa_problem. */
 #include "pa_core.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
 
 static const char *const dim_names[4] = {"batch", "heads", "seq", "head_dim"};
+
+/* A packed stride: the product, or INT64_MAX when it overflows (no undefined behaviour;
+ * validation then rejects the tensor because its span cannot be represented). */
+static int64_t stride_product(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return INT64_MAX;
+    return r;
+}
 
 void polyattn_tensor_desc_bhsd(polyattn_tensor_desc *desc, polyattn_dtype dtype, int64_t batch,
                                int64_t heads, int64_t seq, int64_t head_dim)
@@ -15,8 +25,8 @@ void polyattn_tensor_desc_bhsd(polyattn_tensor_desc *desc, polyattn_dtype dtype,
     desc->shape[0] = batch, desc->shape[1] = heads, desc->shape[2] = seq, desc->shape[3] = head_dim;
     desc->strides[3] = 1;
     desc->strides[2] = head_dim;
-    desc->strides[1] = seq * head_dim;
-    desc->strides[0] = heads * seq * head_dim;
+    desc->strides[1] = stride_product(seq, head_dim);
+    desc->strides[0] = stride_product(heads, desc->strides[1]);
 }
 
 void polyattn_tensor_desc_bshd(polyattn_tensor_desc *desc, polyattn_dtype dtype, int64_t batch,
@@ -27,8 +37,8 @@ void polyattn_tensor_desc_bshd(polyattn_tensor_desc *desc, polyattn_dtype dtype,
     desc->shape[0] = batch, desc->shape[1] = heads, desc->shape[2] = seq, desc->shape[3] = head_dim;
     desc->strides[3] = 1;
     desc->strides[1] = head_dim;
-    desc->strides[2] = heads * head_dim;
-    desc->strides[0] = seq * heads * head_dim;
+    desc->strides[2] = stride_product(heads, head_dim);
+    desc->strides[0] = stride_product(seq, desc->strides[2]);
 }
 
 void polyattn_attention_desc_init(polyattn_attention_desc *desc, polyattn_dtype dtype,
@@ -143,6 +153,48 @@ static polyattn_status check_equal(int64_t a, int64_t b, const char *field, cons
     return reject(message, "%s is %lld but %s is %lld", field, (long long)a, other, (long long)b);
 }
 
+/* Bytes per element that any backend may hold a tensor's elements in (double scratch). */
+#define WIDEST_ELEMENT 8
+
+/* Logical element counts (shape products, whatever the strides: a broadcast K still costs
+ * seq_kv rows of work and of any packed copy) must be representable at WIDEST_ELEMENT bytes
+ * each in int64, and so must the work; otherwise no size derived from them can be trusted. */
+static polyattn_status check_counts(const polyattn_tensor_desc *t, const char *name,
+                                    const char *heads, const char *seq, const char *dim,
+                                    const char **message)
+{
+    uint64_t bytes = pa_size_mul(pa_size_mul4(t->shape[0], t->shape[1], t->shape[2], t->shape[3]),
+                                 WIDEST_ELEMENT);
+    if (bytes > (uint64_t)INT64_MAX)
+        return reject(message,
+                      "%s: batch x %s x %s x %s = %lld x %lld x %lld x %lld elements cannot be "
+                      "represented (their byte count overflows int64)",
+                      name, heads, seq, dim, (long long)t->shape[0], (long long)t->shape[1],
+                      (long long)t->shape[2], (long long)t->shape[3]);
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+polyattn_status pa_problem_check_sizes(const pa_problem *p, const char **message)
+{
+    uint64_t rows = pa_size_mul(pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1), WIDEST_ELEMENT);
+    if (p->want_probs &&
+        pa_size_mul(rows, (uint64_t)p->seq_kv) > (uint64_t)INT64_MAX)
+        return reject(message,
+                      "probs: batch x heads_q x seq_q x seq_kv = %lld x %lld x %lld x %lld "
+                      "elements cannot be represented",
+                      (long long)p->batch, (long long)p->heads_q, (long long)p->seq_q,
+                      (long long)p->seq_kv);
+    /* Multiply-adds: visible pairs x (head_dim + head_dim_v), as a count that fits int64. */
+    double work = pa_visible_pairs(p) * ((double)p->head_dim + (double)p->head_dim_v);
+    if (!(work < 9.2e18))
+        return reject(message,
+                      "seq_q x seq_kv: the work (%.3g multiply-adds over batch %lld, heads_q %lld, "
+                      "seq_q %lld, seq_kv %lld) cannot be represented in int64",
+                      work, (long long)p->batch, (long long)p->heads_q, (long long)p->seq_q,
+                      (long long)p->seq_kv);
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_problem *p,
                                   const char **message)
 {
@@ -175,9 +227,17 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_proble
         return reject(message, "q.shape[1] (heads_q) is %lld, not a multiple of k.shape[1] (heads_kv) = %lld",
                       (long long)q->shape[1], (long long)k->shape[1]);
     if ((st = check_no_overlap(o, "o", message))) return st;
+    if ((st = check_counts(q, "q", "heads_q", "seq_q", "head_dim", message)) ||
+        (st = check_counts(k, "k", "heads_kv", "seq_kv", "head_dim", message)) ||
+        (st = check_counts(v, "v", "heads_kv", "seq_kv", "head_dim_v", message)) ||
+        (st = check_counts(o, "o", "heads_q", "seq_q", "head_dim_v", message)))
+        return st;
     if (isnan(desc->scale) || isinf(desc->scale) || desc->scale < 0.0f)
         return reject(message, "scale: %g is not a finite non-negative number (0 means 1/sqrt(head_dim))",
                       (double)desc->scale);
+    if ((double)desc->scale * 1.4426950408889634 > FLT_MAX)
+        return reject(message, "scale: %g is too large: scale x log2(e) must stay a finite float "
+                      "(at most about 2.35e38)", (double)desc->scale);
     if (desc->mask != POLYATTN_MASK_NONE && desc->mask != POLYATTN_MASK_CAUSAL_TOP_LEFT &&
         desc->mask != POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT)
         return reject(message, "mask: %d is not a polyattn_mask", (int)desc->mask);

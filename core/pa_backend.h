@@ -32,6 +32,53 @@ typedef struct pa_problem {
     int deterministic; /* backward: no atomics in the dQ accumulation */
 } pa_problem;
 
+/* ---- checked sizes: every byte or element count the library computes goes through these ----
+ * pa_mul_u64 / pa_add_u64 return 0 and store the result, or return 1 on overflow (then *out
+ * is PA_SIZE_OVERFLOW).  pa_size_mul / pa_size_add saturate instead: PA_SIZE_OVERFLOW is
+ * sticky, so a chain of them is checked once at its end.  A workspace_size hook returns
+ * PA_SIZE_OVERFLOW when its size cannot be represented; planning then rejects the algorithm. */
+#define PA_SIZE_OVERFLOW UINT64_MAX
+
+static inline int pa_mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (a == PA_SIZE_OVERFLOW || b == PA_SIZE_OVERFLOW || __builtin_mul_overflow(a, b, out)) {
+        *out = PA_SIZE_OVERFLOW;
+        return 1;
+    }
+    return *out == PA_SIZE_OVERFLOW;
+}
+
+static inline int pa_add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (a == PA_SIZE_OVERFLOW || b == PA_SIZE_OVERFLOW || __builtin_add_overflow(a, b, out)) {
+        *out = PA_SIZE_OVERFLOW;
+        return 1;
+    }
+    return *out == PA_SIZE_OVERFLOW;
+}
+
+static inline uint64_t pa_size_mul(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    pa_mul_u64(a, b, &r);
+    return r;
+}
+
+static inline uint64_t pa_size_add(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    pa_add_u64(a, b, &r);
+    return r;
+}
+
+/* a * b * c * d for non-negative int64 dimensions (negative ones count as overflow). */
+static inline uint64_t pa_size_mul4(int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    if (a < 0 || b < 0 || c < 0 || d < 0) return PA_SIZE_OVERFLOW;
+    return pa_size_mul(pa_size_mul((uint64_t)a, (uint64_t)b),
+                       pa_size_mul((uint64_t)c, (uint64_t)d));
+}
+
 /* Queries attend to keys [0, pa_visible_keys(p, i)); 0 means a fully masked row. */
 static inline int64_t pa_visible_keys(const pa_problem *p, int64_t query)
 {

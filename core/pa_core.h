@@ -43,6 +43,9 @@ const pa_backend_ops *pa_registry_backend(polyattn_backend backend, const char *
 /* Descriptor validation (desc.c): fills *problem on success; *message names the field. */
 polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_problem *problem,
                                   const char **message);
+/* Sizes a plan derives from a normalized problem (with its want_* flags set) are all
+ * representable; otherwise INVALID_ARGUMENT and *message names the field (desc.c). */
+polyattn_status pa_problem_check_sizes(const pa_problem *problem, const char **message);
 /* Bytes of a tensor, 0 if malformed (desc.c). */
 uint64_t pa_tensor_bytes(const polyattn_tensor_desc *t);
 

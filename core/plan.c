@@ -18,31 +18,46 @@ void polyattn_plan_options_init(polyattn_plan_options *options)
     options->algo = POLYATTN_ALGO_AUTO;
 }
 
+/* Closed form (O(1) per problem): query i sees clamp(i + c, 0, seq_kv) keys, c = 1 for
+ * top-left causal and 1 + seq_kv - seq_q for bottom-right (pa_visible_keys). */
 double pa_visible_pairs(const pa_problem *p)
 {
-    double pairs = 0.0;
-    if (p->mask == POLYATTN_MASK_NONE) pairs = (double)p->seq_q * (double)p->seq_kv;
-    else
-        for (int64_t i = 0; i < p->seq_q; i++) pairs += (double)pa_visible_keys(p, i);
+    double pairs;
+    if (p->mask != POLYATTN_MASK_CAUSAL_TOP_LEFT && p->mask != POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT) {
+        pairs = (double)p->seq_q * (double)p->seq_kv;
+    } else {
+        const int64_t q = p->seq_q, s = p->seq_kv;
+        const int64_t c = p->mask == POLYATTN_MASK_CAUSAL_TOP_LEFT ? 1 : 1 + (s - q);
+        int64_t first = c >= 1 ? 0 : 1 - c; /* first query that sees a key */
+        int64_t full = s - c < 0 ? 0 : s - c; /* first query that sees every key */
+        if (first > q) first = q;
+        if (full > q) full = q;
+        if (full < first) full = first;
+        const double n = (double)(full - first); /* queries [first, full) see i + c keys */
+        pairs = n * ((double)first + (double)c) + n * (n - 1.0) / 2.0 +
+                (double)(q - full) * (double)s;
+    }
     return pairs * (double)p->batch * (double)p->heads_q;
 }
 
+/* Saturating (PA_SIZE_OVERFLOW), though pa_problem_check_sizes keeps these representable. */
 static uint64_t tensor_bytes_of(const pa_problem *p, int64_t heads, int64_t seq, int64_t dim)
 {
-    return (uint64_t)p->batch * (uint64_t)heads * (uint64_t)seq * (uint64_t)dim *
-           polyattn_dtype_size(p->dtype);
+    return pa_size_mul(pa_size_mul4(p->batch, heads, seq, dim), polyattn_dtype_size(p->dtype));
 }
 
 /* Bytes of the inputs plus the outputs a call writes (not the workspace). */
 static uint64_t io_bytes(const pa_problem *p)
 {
-    uint64_t bytes = tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim) +
-                     tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim) +
-                     tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v) +
-                     tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v);
-    uint64_t rows = (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
-    if (p->want_lse) bytes += rows * 4;
-    if (p->want_probs) bytes += rows * (uint64_t)p->seq_kv * 4;
+    uint64_t bytes = pa_size_add(
+        pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim),
+                    tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim)),
+        pa_size_add(tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v),
+                    tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v)));
+    uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
+    if (p->want_lse) bytes = pa_size_add(bytes, pa_size_mul(rows, 4));
+    if (p->want_probs)
+        bytes = pa_size_add(bytes, pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4));
     return bytes;
 }
 
@@ -50,10 +65,10 @@ static uint64_t io_bytes(const pa_problem *p)
 static uint64_t backward_io_bytes(const pa_problem *p)
 {
     if (!p->want_backward) return 0;
-    return tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v) +
-           tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim) +
-           tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim) +
-           tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v);
+    return pa_size_add(pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v),
+                                   tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim)),
+                       pa_size_add(tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim),
+                                   tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v)));
 }
 
 static uint64_t backward_workspace(polyattn_context *ctx, const pa_algo_ops *algo,
@@ -155,8 +170,18 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
                              ? algo->workspace_size(ctx->dev, p)
                              : 0;
     /* With want_backward the budget covers the backward's tensors and workspace too. */
-    c->device_bytes = io_bytes(p) + c->workspace_bytes + backward_io_bytes(p) +
-                      (st == POLYATTN_STATUS_SUCCESS ? backward_workspace(ctx, algo, p) : 0);
+    uint64_t bwd_ws = st == POLYATTN_STATUS_SUCCESS ? backward_workspace(ctx, algo, p) : 0;
+    c->device_bytes = pa_size_add(pa_size_add(io_bytes(p), c->workspace_bytes),
+                                  pa_size_add(backward_io_bytes(p), bwd_ws));
+    if (st == POLYATTN_STATUS_SUCCESS && c->device_bytes == PA_SIZE_OVERFLOW) {
+        st = POLYATTN_STATUS_UNSUPPORTED;
+        why_not = c->workspace_bytes == PA_SIZE_OVERFLOW
+                      ? "its workspace size cannot be represented in 64 bits"
+                  : bwd_ws == PA_SIZE_OVERFLOW
+                      ? "its backward workspace size cannot be represented in 64 bits"
+                      : "its device memory cannot be represented in 64 bits";
+        c->workspace_bytes = 0;
+    }
     if (st != POLYATTN_STATUS_SUCCESS) {
         c->status = st;
         snprintf(c->reason, sizeof c->reason, "%s", why_not ? why_not : polyattn_status_string(st));
@@ -211,6 +236,8 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
     p.deterministic = p.want_backward && opt.deterministic != 0;
     p.want_lse = opt.want_lse != 0 || p.want_backward; /* the backward reads the LSE */
     p.want_probs = opt.want_probs != 0;
+    if ((st = pa_problem_check_sizes(&p, &message)) != POLYATTN_STATUS_SUCCESS)
+        return pa_context_fail(ctx, st, "%s", message);
 
     polyattn_device_info dev_info;
     memset(&dev_info, 0, sizeof dev_info);
@@ -314,6 +341,7 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
         return pa_context_fail(ctx, fail, "no algorithm can run this problem on %s: %s",
                                ctx->ops->name, rejected);
     }
+    pa_context_clear_error(ctx); /* what autotune or a rejected prepare left is no error */
     *out = plan;
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -358,7 +386,7 @@ polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
     polyattn_context *ctx = plan->ctx;
     const pa_problem *p = &plan->problem;
     pa_context_clear_error(ctx);
-    uint64_t rows = (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
+    uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
     polyattn_tensor_desc tq, tk, tv, to;
     size_t es = polyattn_dtype_size(p->dtype);
     (void)es;
@@ -377,8 +405,8 @@ polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
         {"k", k, pa_tensor_bytes(&tk), 0},
         {"v", v, pa_tensor_bytes(&tv), 0},
         {"o", o, pa_tensor_bytes(&to), 1},
-        {"lse", lse, p->want_lse ? rows * 4 : 0, 1},
-        {"probs", probs, p->want_probs ? rows * (uint64_t)p->seq_kv * 4 : 0, 1},
+        {"lse", lse, p->want_lse ? pa_size_mul(rows, 4) : 0, 1},
+        {"probs", probs, p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0, 1},
         {"workspace", workspace, plan->info.workspace_bytes, 1},
     };
     for (int i = 0; i < 7; i++) {

@@ -234,6 +234,19 @@ typedef struct polyattn_attention_desc {
     polyattn_mask mask;
 } polyattn_attention_desc;
 
+/* Non-finite values, the same on every backend and algorithm:
+ * - scale must be finite, >= 0 (0 means 1/sqrt(head_dim)) and at most FLT_MAX / log2(e)
+ *   (about 2.35e38); others are refused by validation and plan_create.
+ * - A query row that sees no key (causal masks) is fully masked: O = 0 and LSE = -inf.
+ *   LSE = -inf marks fully masked rows only.
+ * - Scores are float32: a dot product q.k beyond the float32 range, or a score scale x q.k
+ *   beyond FLT_MAX / log2(e) (the exp2 domain the kernels work in), counts as +inf or -inf
+ *   by its sign.
+ * - A row that sees a NaN score (a NaN in its row of Q or in a visible row of K) or a +inf
+ *   score, or whose visible scores are all -inf, gets NaN in every element of O and in LSE
+ *   (and probabilities).  A -inf score among finite ones gets weight 0.
+ * - NaN or inf in V reaches O through the weighted sum as IEEE arithmetic gives it. */
+
 /* Fills a descriptor for contiguous BHSD tensors of one dtype, scale 0, no mask. */
 POLYATTN_API void polyattn_attention_desc_init(polyattn_attention_desc *desc,
                                                polyattn_dtype dtype, int64_t batch,

@@ -100,7 +100,7 @@ static const char *check_common(ocl_device *d, const pa_problem *p, const ocl_ti
     if (p->head_dim > 1024 || p->head_dim_v > 1024)
         return "head dims above 1024 are not supported by the OpenCL kernels";
     if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2)
-        return "sequence lengths must fit in 31 bits";
+        return "sequence lengths must be below 2^30 (the kernels' 32-bit index arithmetic)";
     if (t->rg * t->cg > d->caps.max_wg)
         return "the tile needs more work-items per group than the device allows";
     if (local_bytes > local_budget(&d->caps))
@@ -934,7 +934,7 @@ static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const 
     uint64_t scores = 4 * (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q *
                       (uint64_t)p->seq_kv;
     if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2) {
-        *why_not = "sequence lengths must fit in 31 bits";
+        *why_not = "sequence lengths must be below 2^30 (the kernels' 32-bit index arithmetic)";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
     (void)scores;

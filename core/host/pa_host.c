@@ -16,6 +16,7 @@
 #include "pa_host.h"
 #include "pa_host_elem.h"
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -246,6 +247,32 @@ static void write_masked_row(const host_task_ctx *t, int64_t b, int64_t h, int64
     }
 }
 
+/* A score in the devices' float32 range (polyattn.h, "Non-finite values"): a dot product,
+ * or a scaled score times log2(e) (the kernels' exp2 domain), beyond FLT_MAX is +-inf. */
+static double host_score(double dot_qk, double scale)
+{
+    const double s = scale * dot_qk;
+    if (fabs(dot_qk) > FLT_MAX || fabs(s) * 1.4426950408889634 > FLT_MAX)
+        return dot_qk > 0 ? INFINITY : -INFINITY;
+    return s; /* NaN stays NaN */
+}
+
+/* Writes NaN to O and LSE of a row that sees keys but whose scores were not usable. */
+static void write_nan_row(const host_task_ctx *t, int64_t b, int64_t h, int64_t i)
+{
+    const pa_problem *p = t->p;
+    int64_t d, row = (b * p->heads_q + h) * p->seq_q + i;
+    for (d = 0; d < p->head_dim_v; d++)
+        pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], NAN);
+    if (t->lse)
+        store_f32(t->lse, row, NAN);
+    if (t->probs) {
+        int64_t j;
+        for (j = 0; j < p->seq_kv; j++)
+            store_f32(t->probs, row * p->seq_kv + j, j < pa_visible_keys(p, i) ? NAN : 0.0);
+    }
+}
+
 static double dot(const double *a, const double *b, int64_t n)
 {
     double s = 0.0;
@@ -276,9 +303,12 @@ static void scratch_free(host_scratch *s)
     memset(s, 0, sizeof *s);
 }
 
-static double *alloc_doubles(int64_t n)
+/* n x m doubles (at least one); NULL when the byte count overflows or malloc fails. */
+static double *alloc_doubles(int64_t n, int64_t m)
 {
-    return (double *)malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+    uint64_t bytes = pa_size_mul(pa_size_mul4(n, m, 1, 1), sizeof(double));
+    if (bytes > (uint64_t)PTRDIFF_MAX) return NULL; /* malloc's own limit */
+    return (double *)malloc(bytes ? (size_t)bytes : sizeof(double));
 }
 
 static int scratch_alloc(host_scratch *s, const pa_problem *p, int flash)
@@ -286,13 +316,13 @@ static int scratch_alloc(host_scratch *s, const pa_problem *p, int flash)
     int64_t keys = flash ? HOST_FLASH_KEY_BLOCK : p->seq_kv;
     int64_t rows = flash ? HOST_FLASH_QUERY_BLOCK : 1;
     memset(s, 0, sizeof *s);
-    s->kbuf = alloc_doubles(keys * p->head_dim);
-    s->vbuf = alloc_doubles(keys * p->head_dim_v);
-    s->qbuf = alloc_doubles(rows * p->head_dim);
-    s->acc = alloc_doubles(rows * p->head_dim_v);
-    s->scores = alloc_doubles(keys);
-    s->m = alloc_doubles(rows);
-    s->l = alloc_doubles(rows);
+    s->kbuf = alloc_doubles(keys, p->head_dim);
+    s->vbuf = alloc_doubles(keys, p->head_dim_v);
+    s->qbuf = alloc_doubles(rows, p->head_dim);
+    s->acc = alloc_doubles(rows, p->head_dim_v);
+    s->scores = alloc_doubles(keys, 1);
+    s->m = alloc_doubles(rows, 1);
+    s->l = alloc_doubles(rows, 1);
     if (!s->kbuf || !s->vbuf || !s->qbuf || !s->acc || !s->scores || !s->m || !s->l) {
         scratch_free(s);
         return 0;
@@ -332,13 +362,17 @@ static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int
         }
         pa_host_load_row(s->qbuf, t->q, p->dtype, q_index(p, b, h, i), p->q_stride[3], p->head_dim);
         for (j = 0; j < n; j++) {
-            s->scores[j] = scale * dot(s->qbuf, s->kbuf + j * p->head_dim, p->head_dim);
+            s->scores[j] = host_score(dot(s->qbuf, s->kbuf + j * p->head_dim, p->head_dim), scale);
             if (s->scores[j] > mx)
                 mx = s->scores[j];
         }
         for (j = 0; j < n; j++) {
-            s->scores[j] = exp(s->scores[j] - mx);
+            s->scores[j] = exp(s->scores[j] - mx); /* NaN, +inf or all -inf: sum is NaN */
             sum += s->scores[j];
+        }
+        if (!(sum > 0.0)) {
+            write_nan_row(t, b, h, i);
+            continue;
         }
         for (d = 0; d < p->head_dim_v; d++)
             s->acc[d] = 0.0;
@@ -394,11 +428,16 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
                 if (jend <= j0)
                     continue; /* this query sees none of the block */
                 for (j = j0; j < jend; j++) {
-                    const double sc = scale * dot(s->qbuf + r * dq, s->kbuf + (j - j0) * dq, dq);
+                    const double sc =
+                        host_score(dot(s->qbuf + r * dq, s->kbuf + (j - j0) * dq, dq), scale);
                     s->scores[j - j0] = sc;
                     if (sc > block_max)
                         block_max = sc;
+                    if (isnan(sc) || sc == INFINITY)
+                        s->l[r] = NAN; /* sticky: the row is NaN */
                 }
+                if (block_max == -INFINITY && s->m[r] == -INFINITY)
+                    continue; /* every score so far is -inf: nothing to add yet */
                 m_new = s->m[r] > block_max ? s->m[r] : block_max;
                 alpha = exp(s->m[r] - m_new); /* exp(-inf) = 0 on the first block */
                 s->l[r] *= alpha;
@@ -416,8 +455,12 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
         }
         for (r = 0; r < rows; r++) {
             const int64_t i = i0 + r, row = (b * p->heads_q + h) * p->seq_q + i;
-            if (s->l[r] == 0.0) {
+            if (pa_visible_keys(p, i) == 0) {
                 write_masked_row(t, b, h, i);
+                continue;
+            }
+            if (!(s->l[r] > 0.0)) {
+                write_nan_row(t, b, h, i);
                 continue;
             }
             for (d = 0; d < dv; d++)

@@ -82,9 +82,18 @@ typedef struct bwd_scratch {
     double *delta;         /* flash: D_i of every query of the group */
 } bwd_scratch;
 
-static double *bwd_alloc(int64_t n)
+/* Bytes of a x b x c doubles (checked: PA_SIZE_OVERFLOW when not representable). */
+static uint64_t doubles_bytes(int64_t a, int64_t b, int64_t c)
 {
-    return (double *)malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+    return pa_size_mul(pa_size_mul4(a, b, c, 1), sizeof(double));
+}
+
+/* a x b x c doubles (at least one); NULL when the byte count overflows or malloc fails. */
+static double *bwd_alloc3(int64_t a, int64_t b, int64_t c)
+{
+    uint64_t bytes = doubles_bytes(a, b, c);
+    if (bytes > (uint64_t)PTRDIFF_MAX) return NULL; /* malloc's own limit */
+    return (double *)malloc(bytes ? (size_t)bytes : sizeof(double));
 }
 
 static void bwd_scratch_free(bwd_scratch *s)
@@ -100,19 +109,19 @@ static int bwd_scratch_alloc(bwd_scratch *s, const pa_problem *p, int flash)
     const int64_t keys = flash ? BWD_KEY_BLOCK : p->seq_kv;
     const int64_t group = p->heads_q / p->heads_kv;
     memset(s, 0, sizeof *s);
-    s->kbuf = bwd_alloc(keys * p->head_dim);
-    s->vbuf = bwd_alloc(keys * p->head_dim_v);
-    s->dk_acc = bwd_alloc(keys * p->head_dim);
-    s->dv_acc = bwd_alloc(keys * p->head_dim_v);
-    s->qrow = bwd_alloc(p->head_dim);
-    s->dorow = bwd_alloc(p->head_dim_v);
-    s->orow = bwd_alloc(p->head_dim_v);
-    s->dqrow = bwd_alloc(p->head_dim);
-    s->prob = bwd_alloc(keys);
-    s->dprob = bwd_alloc(keys);
+    s->kbuf = bwd_alloc3(keys, p->head_dim, 1);
+    s->vbuf = bwd_alloc3(keys, p->head_dim_v, 1);
+    s->dk_acc = bwd_alloc3(keys, p->head_dim, 1);
+    s->dv_acc = bwd_alloc3(keys, p->head_dim_v, 1);
+    s->qrow = bwd_alloc3(p->head_dim, 1, 1);
+    s->dorow = bwd_alloc3(p->head_dim_v, 1, 1);
+    s->orow = bwd_alloc3(p->head_dim_v, 1, 1);
+    s->dqrow = bwd_alloc3(p->head_dim, 1, 1);
+    s->prob = bwd_alloc3(keys, 1, 1);
+    s->dprob = bwd_alloc3(keys, 1, 1);
     if (flash) {
-        s->dq_acc = bwd_alloc(group * p->seq_q * p->head_dim);
-        s->delta = bwd_alloc(group * p->seq_q);
+        s->dq_acc = bwd_alloc3(group, p->seq_q, p->head_dim);
+        s->delta = bwd_alloc3(group, p->seq_q, 1);
     }
     if (!s->kbuf || !s->vbuf || !s->dk_acc || !s->dv_acc || !s->qrow || !s->dorow || !s->orow ||
         !s->dqrow || !s->prob || !s->dprob || (flash && (!s->dq_acc || !s->delta))) {
@@ -156,8 +165,8 @@ static void unfused_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t
     const int64_t group = p->heads_q / p->heads_kv, dqk = p->head_dim, dv = p->head_dim_v;
     const double scale = (double)p->scale;
     bwd_load_kv(t, s, b, hk, 0, p->seq_kv);
-    memset(s->dk_acc, 0, (size_t)(p->seq_kv * dqk) * sizeof(double));
-    memset(s->dv_acc, 0, (size_t)(p->seq_kv * dv) * sizeof(double));
+    memset(s->dk_acc, 0, (size_t)doubles_bytes(p->seq_kv, dqk, 1));
+    memset(s->dv_acc, 0, (size_t)doubles_bytes(p->seq_kv, dv, 1));
     for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         for (int64_t i = 0; i < p->seq_q; i++) {
             const int64_t n = pa_visible_keys(p, i);
@@ -212,12 +221,12 @@ static void flash_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t h
             pa_host_load_row(s->orow, t->o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
             s->delta[g * p->seq_q + i] = bwd_dot(s->dorow, s->orow, dv);
         }
-    memset(s->dq_acc, 0, (size_t)(group * p->seq_q * dqk) * sizeof(double));
+    memset(s->dq_acc, 0, (size_t)doubles_bytes(group, p->seq_q, dqk));
     for (int64_t j0 = 0; j0 < p->seq_kv; j0 += BWD_KEY_BLOCK) {
         const int64_t j1 = j0 + BWD_KEY_BLOCK < p->seq_kv ? j0 + BWD_KEY_BLOCK : p->seq_kv;
         bwd_load_kv(t, s, b, hk, j0, j1);
-        memset(s->dk_acc, 0, (size_t)((j1 - j0) * dqk) * sizeof(double));
-        memset(s->dv_acc, 0, (size_t)((j1 - j0) * dv) * sizeof(double));
+        memset(s->dk_acc, 0, (size_t)doubles_bytes(j1 - j0, dqk, 1));
+        memset(s->dv_acc, 0, (size_t)doubles_bytes(j1 - j0, dv, 1));
         for (int64_t g = 0; g < group; g++) {
             const int64_t h = hk * group + g;
             for (int64_t i = 0; i < p->seq_q; i++) {

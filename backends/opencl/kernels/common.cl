@@ -33,6 +33,21 @@ inline ushort pa_f32_to_bf16(float x)
 #define PA_LOG2E 1.4426950408889634f
 #define PA_LN2 0.6931471805599453f
 
+/* The largest score whose exp2-domain value (score x log2(e)) is a finite float. */
+#define PA_SCORE_MAX 2.3587511e38f
+
+/* Row results (polyattn.h, "Non-finite values"): a row that sees no key gets O = 0 and
+ * LSE = -inf; a row that sees keys but whose sum is not positive (a NaN or +inf score made it
+ * NaN, or every score was -inf) gets NaN in O and LSE. */
+inline float pa_row_inv(float l, long visible)
+{
+    return l > 0.0f ? 1.0f / l : (visible > 0 ? NAN : 0.0f);
+}
+inline float pa_row_lse(float lse, float l, long visible)
+{
+    return l > 0.0f ? lse : (visible > 0 ? NAN : -INFINITY);
+}
+
 /* Keys visible to a query: [0, pa_visible(...)).  causal 0: all; else i + 1 + offset
  * (offset 0 top-left, seq_kv - seq_q bottom-right), clamped to [0, seq_kv]. */
 inline long pa_visible(long query, int causal, long offset, long seq_kv)

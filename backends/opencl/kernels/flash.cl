@@ -71,7 +71,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
         pa_pv_local(oacc, ps, KS_LD, 0, vb, v_st, k0, BN, seq_kv, stage, lid, rg, cg);
     }
     pa_row_reduce(l, red, rg, cg, 0);
-    pa_store_rows(oacc, m, l, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg);
+    pa_store_rows(oacc, m, l, vis, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg);
 }
 
 /* ---- flash_fwd_tiled_v4_kernel: the same algorithm with 4-wide local-memory reads -------
@@ -272,7 +272,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
     for (int i = 0; i < 4; i++) {
         long row = row0 + rg * 4 + i;
         if (row >= seq_q) continue;
-        float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+        float inv = pa_row_inv(l[i], vis[i]);
         for (int jv = 0; jv < TDV4; jv++) {
             int col = (cg + jv * CG) * 4;
             float4 r = oacc[i][jv] * inv;
@@ -281,7 +281,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
             if (col + 2 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 2) * o_st.s3, r.z);
             if (col + 3 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 3) * o_st.s3, r.w);
         }
-        if (want_lse && cg == 0) lseb[row] = l[i] > 0.0f ? m[i] * PA_LN2 + log(l[i]) : -INFINITY;
+        if (want_lse && cg == 0) lseb[row] = pa_row_lse(m[i] * PA_LN2 + log(l[i]), l[i], vis[i]);
     }
 }
 #endif

@@ -109,8 +109,8 @@ __kernel void flash_fwd_rows_kernel(
     for (int r = 0; r < ROWS; r++) {
         long row = row0 + r;
         if (row >= seq_q) break;
-        float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        float inv = pa_row_inv(l[r], vis[r]);
         for (int d = 0; d < HEAD_DIM_V; d++) STORE(ob, row * o_st.s2 + d * o_st.s3, ov[r][d] * inv);
-        if (want_lse) lseb[row] = l[r] > 0.0f ? m[r] * PA_LN2 + log(l[r]) : -INFINITY;
+        if (want_lse) lseb[row] = pa_row_lse(m[r] * PA_LN2 + log(l[r]), l[r], vis[r]);
     }
 }

@@ -90,7 +90,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void fused_fwd_tiled_ke
         for (int i = 0; i < TM; i++) {
             long row = row0 + rg + i * RG;
             if (row >= seq_q) continue;
-            float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+            float inv = pa_row_inv(l[i], vis[i]);
             for (long key = cg; key < seq_kv; key += CG)
                 pb[row * seq_kv + key] =
                     key < kv_blocks_end ? sc[(rg + i * RG) * sc_ld + key] * inv : 0.0f;
@@ -100,5 +100,5 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void fused_fwd_tiled_ke
 
     /* Pass 3: O = P V over the visible blocks. */
     PA_PV(oacc, sc, sc_ld, 0, vb, v_st, 0, kv_blocks_end, seq_kv, stage, lid, rg, cg);
-    pa_store_rows(oacc, m, l, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg);
+    pa_store_rows(oacc, m, l, vis, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg);
 }

@@ -31,6 +31,10 @@ __kernel __attribute__((reqd_work_group_size(SM_WG, 1, 1))) void softmax_rows_ke
     const long vis = pa_visible(row % seq_q, causal, causal_offset, seq_kv);
     __global float *sr = s + s_off + row * seq_kv;
 
+    /* Scores beyond FLT_MAX / log2(e) count as +-inf, as in the exp2-domain kernels. */
+    for (long c = lid; c < vis; c += SM_WG)
+        if (fabs(sr[c]) > PA_SCORE_MAX) sr[c] = copysign(INFINITY, sr[c]);
+    barrier(CLK_GLOBAL_MEM_FENCE);
     float mx = -INFINITY;
     for (long c = lid; c < vis; c += SM_WG) mx = fmax(mx, sr[c]);
     mx = pa_wg_reduce(mx, red, 1);
@@ -38,9 +42,9 @@ __kernel __attribute__((reqd_work_group_size(SM_WG, 1, 1))) void softmax_rows_ke
     float sum = 0.0f;
     for (long c = lid; c < vis; c += SM_WG) sum += exp(sr[c] - m_use);
     sum = pa_wg_reduce(sum, red, 0);
-    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    float inv = pa_row_inv(sum, vis);
     for (long c = lid; c < seq_kv; c += SM_WG) sr[c] = c < vis ? exp(sr[c] - m_use) * inv : 0.0f;
-    if (want_lse && lid == 0) lse[lse_off + row] = sum > 0.0f ? mx + log(sum) : -INFINITY;
+    if (want_lse && lid == 0) lse[lse_off + row] = pa_row_lse(mx + log(sum), sum, vis);
 }
 
 /* dst (f32, contiguous [d0][d1][d2][d3]) = src (storage dtype, strided). */

@@ -1,0 +1,326 @@
+/*
+ * API fuzzer: random descriptors and options (fuzz_gen.c) through validate, plan_create,
+ * forward and backward.  A case runs its buffers only when the plan reports a small problem,
+ * so sizes come from the library itself: a wrapped size shows up as a sanitizer report.
+ *
+ *   fuzz_api [--backend host|opencl] [--seed S] [--count N] [--random N] [--quiet]
+ *
+ * Case k is generated from seed k alone: cases S .. S+N-1 run first, then --random N cases
+ * from a base seed taken from the clock and printed.  A failure prints its seed; replay it
+ * with `fuzz_api --seed K --count 1`.  Exit 1 on any failed invariant, 77 without a device.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "fuzz_gen.h"
+#include "pa_testkit.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t current_seed;
+static long long reports;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void print_seed_fd(int fd)
+{
+    char buf[96];
+    int n = snprintf(buf, sizeof buf, "fuzz_api: while running case seed %llu (replay: --seed %llu --count 1)\n",
+                     (unsigned long long)current_seed, (unsigned long long)current_seed);
+    if (n > 0) (void)!write(fd, buf, (size_t)n);
+}
+
+/* Sanitizers call this hook when they report; name the case that triggered it. */
+void __sanitizer_report_error_summary(const char *summary);
+void __sanitizer_report_error_summary(const char *summary)
+{
+    fprintf(stderr, "%s\n", summary);
+    print_seed_fd(2);
+}
+
+static void on_fatal_signal(int sig)
+{
+    print_seed_fd(2);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void report(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static void report(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "fuzz_api: case seed %llu: ", (unsigned long long)current_seed);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    reports++;
+}
+
+static int status_known(polyattn_status st) { return st >= 0 && st <= POLYATTN_STATUS_INTERNAL_ERROR; }
+
+typedef struct run_limits {
+    uint64_t max_bytes; /* run a plan whose device bytes stay below this */
+    double max_flops;
+} run_limits;
+
+typedef struct stats {
+    long long cases, valid, planned, forwards, backwards;
+} stats;
+
+static polyattn_buffer *alloc_filled(polyattn_context *ctx, uint64_t bytes, polyattn_dtype dtype,
+                                     fuzz_src *src, int random_fill)
+{
+    polyattn_buffer *b = NULL;
+    if (polyattn_buffer_alloc(ctx, bytes ? bytes : 4, &b) != POLYATTN_STATUS_SUCCESS) return NULL;
+    size_t es = dtype == POLYATTN_DTYPE_F32 ? 4 : 2, n = (size_t)(bytes / es);
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    unsigned char *raw = malloc(bytes ? (size_t)bytes : 4);
+    if (!f || !raw) {
+        free(f), free(raw), polyattn_buffer_free(b);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        f[i] = random_fill ? (float)((double)fuzz_below(src, 1 << 20) / (1 << 18) - 2.0) : NAN;
+    memset(raw, 0xff, bytes ? (size_t)bytes : 4);
+    pa_tk_encode(raw, f, n, dtype);
+    polyattn_buffer_write(b, 0, raw, bytes);
+    free(f), free(raw);
+    return b;
+}
+
+static int64_t visible_keys(const polyattn_attention_desc *d, int64_t i)
+{
+    int64_t sq = d->q.shape[2], skv = d->k.shape[2];
+    int64_t n = d->mask == POLYATTN_MASK_CAUSAL_TOP_LEFT       ? i + 1
+                : d->mask == POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT ? i + 1 + (skv - sq)
+                                                               : skv;
+    return n < 0 ? 0 : n > skv ? skv : n;
+}
+
+/* Runs forward (and backward when planned) on buffers of exactly the sizes the plan and
+ * the descriptor report; checks the LSE rows: finite, or -inf exactly on masked rows. */
+static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case *c,
+                     const polyattn_plan_info *info, fuzz_src *src, stats *s)
+{
+    const polyattn_attention_desc *d = &c->d.desc;
+    const polyattn_plan_options *o = &c->o.options;
+    polyattn_dtype dt = d->q.dtype;
+    uint64_t qb = polyattn_tensor_desc_bytes(&d->q), kb = polyattn_tensor_desc_bytes(&d->k);
+    uint64_t vb = polyattn_tensor_desc_bytes(&d->v), ob = polyattn_tensor_desc_bytes(&d->o);
+    if (!qb || !kb || !vb || !ob) {
+        report("a planned descriptor has a tensor of 0 bytes");
+        return;
+    }
+    int64_t rows = d->q.shape[0] * d->q.shape[1] * d->q.shape[2];
+    int want_lse = c->pass_options && (o->want_lse || o->want_backward);
+    int want_probs = c->pass_options && o->want_probs;
+    polyattn_buffer *q = alloc_filled(ctx, qb, dt, src, 1), *k = alloc_filled(ctx, kb, dt, src, 1);
+    polyattn_buffer *v = alloc_filled(ctx, vb, dt, src, 1), *out = alloc_filled(ctx, ob, dt, src, 0);
+    polyattn_buffer *lse = want_lse ? alloc_filled(ctx, (uint64_t)rows * 4, POLYATTN_DTYPE_F32, src, 0) : NULL;
+    polyattn_buffer *probs =
+        want_probs ? alloc_filled(ctx, (uint64_t)rows * (uint64_t)d->k.shape[2] * 4, POLYATTN_DTYPE_F32, src, 0)
+                   : NULL;
+    polyattn_buffer *ws = info->workspace_bytes ? alloc_filled(ctx, info->workspace_bytes, POLYATTN_DTYPE_F32, src, 0)
+                                                : NULL;
+    if (!q || !k || !v || !out || (want_lse && !lse) || (want_probs && !probs) ||
+        (info->workspace_bytes && !ws)) {
+        report("allocating %llu device bytes failed", (unsigned long long)info->device_bytes);
+        goto done;
+    }
+    polyattn_status st = polyattn_forward(plan, q, k, v, out, lse, probs, ws);
+    s->forwards++;
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        report("forward: %s: %s", polyattn_status_name(st), polyattn_context_last_error(ctx));
+        goto done;
+    }
+    float scale = d->scale;
+    if (lse && scale <= 16.0f) {
+        float *l = malloc((size_t)rows * sizeof *l);
+        if (l && polyattn_buffer_read(lse, 0, l, (uint64_t)rows * 4) == POLYATTN_STATUS_SUCCESS)
+            for (int64_t r = 0; r < rows; r++) {
+                int masked = visible_keys(d, r % d->q.shape[2]) == 0;
+                if (masked ? !(isinf(l[r]) && l[r] < 0) : !isfinite(l[r])) {
+                    report("lse[%lld] is %g but the row is %s", (long long)r, (double)l[r],
+                           masked ? "fully masked" : "visible");
+                    break;
+                }
+            }
+        free(l);
+    }
+    if (o->want_backward && c->pass_options) {
+        polyattn_buffer *d_o = alloc_filled(ctx, ob, dt, src, 1);
+        polyattn_buffer *dq = alloc_filled(ctx, qb, dt, src, 0), *dk = alloc_filled(ctx, kb, dt, src, 0);
+        polyattn_buffer *dv = alloc_filled(ctx, vb, dt, src, 0);
+        polyattn_buffer *bws = info->backward_workspace_bytes
+                                   ? alloc_filled(ctx, info->backward_workspace_bytes, POLYATTN_DTYPE_F32, src, 0)
+                                   : NULL;
+        if (d_o && dq && dk && dv && (bws || !info->backward_workspace_bytes)) {
+            st = polyattn_backward(plan, q, k, v, out, d_o, lse, dq, dk, dv, bws);
+            s->backwards++;
+            /* Broadcast K or V (stride 0) makes dK or dV overlap itself: refused, not run. */
+            if (st != POLYATTN_STATUS_SUCCESS && st != POLYATTN_STATUS_INVALID_ARGUMENT)
+                report("backward: %s: %s", polyattn_status_name(st), polyattn_context_last_error(ctx));
+        } else {
+            report("allocating the backward's buffers failed");
+        }
+        polyattn_buffer_free(d_o), polyattn_buffer_free(dq), polyattn_buffer_free(dk);
+        polyattn_buffer_free(dv), polyattn_buffer_free(bws);
+    }
+done:
+    polyattn_buffer_free(q), polyattn_buffer_free(k), polyattn_buffer_free(v);
+    polyattn_buffer_free(out), polyattn_buffer_free(lse), polyattn_buffer_free(probs);
+    polyattn_buffer_free(ws);
+}
+
+static void run_case(polyattn_context *ctx, fuzz_src *srcp, fuzz_profile profile,
+                     const run_limits *lim, stats *s)
+{
+    fuzz_src src = *srcp;
+    fuzz_case c;
+    fuzz_gen_case(&src, profile, &c);
+    s->cases++;
+    const polyattn_attention_desc *d = &c.d.desc;
+    const char *msg = NULL;
+    polyattn_status vst = polyattn_attention_desc_validate(d, &msg);
+    if (!status_known(vst) || (vst != POLYATTN_STATUS_SUCCESS && vst != POLYATTN_STATUS_INVALID_ARGUMENT))
+        report("validate returned %d", (int)vst);
+    if (vst != POLYATTN_STATUS_SUCCESS && (!msg || !msg[0])) report("validate failed without a message");
+    if (vst == POLYATTN_STATUS_SUCCESS) {
+        s->valid++;
+        const polyattn_tensor_desc *t[4] = {&d->q, &d->k, &d->v, &d->o};
+        for (int i = 0; i < 4; i++)
+            if (polyattn_tensor_desc_bytes(t[i]) == 0) report("valid tensor %d has 0 bytes", i);
+    }
+    const polyattn_plan_options *o = &c.o.options;
+    int options_ok = !c.pass_options || (o->struct_size >= sizeof *o && (int)o->algo >= 0 &&
+                                         (int)o->algo < POLYATTN_ALGO_COUNT);
+    polyattn_plan *plan = NULL;
+    polyattn_status pst = polyattn_plan_create(ctx, d, c.pass_options ? o : NULL, &plan);
+    const char *err = polyattn_context_last_error(ctx);
+    if (!status_known(pst)) report("plan_create returned %d", (int)pst);
+    if ((pst == POLYATTN_STATUS_SUCCESS) != (plan != NULL)) report("plan_create: status and plan disagree");
+    if (pst != POLYATTN_STATUS_SUCCESS && (!err || !err[0])) report("plan_create failed without an error");
+    if (pst == POLYATTN_STATUS_SUCCESS && err && err[0]) report("plan_create succeeded but left: %s", err);
+    if (!options_ok && pst != POLYATTN_STATUS_INVALID_ARGUMENT) report("bad options accepted");
+    if (options_ok && vst != POLYATTN_STATUS_SUCCESS && pst != POLYATTN_STATUS_INVALID_ARGUMENT)
+        report("validate refused (%s) but plan_create returned %s", msg ? msg : "",
+               polyattn_status_name(pst));
+    if (pst == POLYATTN_STATUS_DEVICE_ERROR || pst == POLYATTN_STATUS_INTERNAL_ERROR ||
+        pst == POLYATTN_STATUS_KERNEL_BUILD_FAILED)
+        report("plan_create: %s: %s", polyattn_status_name(pst), err ? err : "");
+    if (!plan) return;
+    s->planned++;
+    polyattn_plan_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    if (polyattn_plan_get_info(plan, &info) != POLYATTN_STATUS_SUCCESS) report("plan_get_info failed");
+    if (info.device_bytes < info.workspace_bytes || info.workspace_bytes > ((uint64_t)1 << 62) ||
+        info.device_bytes > ((uint64_t)1 << 63) || !(info.flops >= 0))
+        report("implausible plan sizes: workspace %llu, device %llu, flops %g",
+               (unsigned long long)info.workspace_bytes, (unsigned long long)info.device_bytes,
+               info.flops);
+    if (c.small && info.device_bytes <= lim->max_bytes && info.flops <= lim->max_flops)
+        run_plan(ctx, plan, &c, &info, &src, s);
+    polyattn_plan_destroy(plan);
+}
+
+#ifdef FUZZ_LIBFUZZER
+/* libFuzzer entry (clang -fsanitize=fuzzer): the input's bytes are the random source. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static polyattn_context *ctx;
+    static const run_limits lim = {1 << 20, 4e5};
+    stats s;
+    fuzz_src src;
+    if (!ctx && polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &ctx) != POLYATTN_STATUS_SUCCESS)
+        return 0;
+    memset(&s, 0, sizeof s);
+    fuzz_src_bytes(&src, data, size);
+    run_case(ctx, &src, FUZZ_ANY, &lim, &s);
+    if (reports) abort();
+    return 0;
+}
+#else
+static void run_seed(polyattn_context *ctx, fuzz_profile profile, const run_limits *lim, stats *s)
+{
+    fuzz_src src;
+    fuzz_src_seed(&src, current_seed);
+    run_case(ctx, &src, profile, lim, s);
+}
+
+int main(int argc, char **argv)
+{
+    const char *backend = "host";
+    uint64_t seed = 1, count = 1000, random_count = 0;
+    int quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--random") && i + 1 < argc) random_count = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--quiet")) quiet = 1;
+        else {
+            fprintf(stderr, "usage: fuzz_api [--backend host|opencl] [--seed S] [--count N] "
+                            "[--random N] [--quiet]\n");
+            return 2;
+        }
+    }
+    polyattn_backend kind = !strcmp(backend, "opencl") ? POLYATTN_BACKEND_OPENCL : POLYATTN_BACKEND_HOST;
+    fuzz_profile profile = kind == POLYATTN_BACKEND_HOST ? FUZZ_ANY : FUZZ_SMALL;
+    polyattn_context *ctx = NULL;
+    if (polyattn_context_create(kind, 0, &ctx) != POLYATTN_STATUS_SUCCESS) {
+        printf("fuzz_api: no %s device (%s): skipped\n", backend, polyattn_last_error());
+        return 77;
+    }
+    signal(SIGSEGV, on_fatal_signal);
+    signal(SIGABRT, on_fatal_signal);
+    signal(SIGFPE, on_fatal_signal);
+    run_limits lim = {1 << 20, 4e5};
+    stats s;
+    memset(&s, 0, sizeof s);
+    double t0 = now_s();
+    for (uint64_t i = 0; i < count; i++) {
+        current_seed = seed + i;
+        run_seed(ctx, profile, &lim, &s);
+    }
+    if (random_count) {
+        uint64_t base = (uint64_t)time(NULL) * 1000003u + (uint64_t)getpid();
+        base = base % ((uint64_t)1 << 48) + ((uint64_t)1 << 32);
+        printf("fuzz_api: random cases from seed %llu (replay: fuzz_api --backend %s --seed %llu "
+               "--count %llu)\n",
+               (unsigned long long)base, backend, (unsigned long long)base,
+               (unsigned long long)random_count);
+        fflush(stdout);
+        for (uint64_t i = 0; i < random_count; i++) {
+            current_seed = base + i;
+            run_seed(ctx, profile, &lim, &s);
+        }
+    }
+    double secs = now_s() - t0;
+    polyattn_context_destroy(ctx);
+    pa_tk_shutdown();
+    if (!quiet || reports)
+        printf("fuzz_api (%s): %lld inputs (seeds %llu..%llu%s) in %.1f s: %lld valid, %lld "
+               "planned, %lld forwards, %lld backwards run; %lld reports\n",
+               backend, s.cases, (unsigned long long)seed, (unsigned long long)(seed + count - 1),
+               random_count ? " + random" : "", secs, s.valid, s.planned, s.forwards, s.backwards,
+               reports);
+    return reports ? 1 : 0;
+}
+#endif
