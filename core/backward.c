@@ -38,6 +38,17 @@ polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
                                   polyattn_buffer *dk, polyattn_buffer *dv,
                                   polyattn_buffer *workspace)
 {
+    return polyattn_backward_ex(plan, q, k, v, o, d_o, lse, dq, dk, dv, workspace, NULL);
+}
+
+polyattn_status polyattn_backward_ex(polyattn_plan *plan, const polyattn_buffer *q,
+                                     const polyattn_buffer *k, const polyattn_buffer *v,
+                                     const polyattn_buffer *o, const polyattn_buffer *d_o,
+                                     const polyattn_buffer *lse, polyattn_buffer *dq,
+                                     polyattn_buffer *dk, polyattn_buffer *dv,
+                                     polyattn_buffer *workspace,
+                                     const polyattn_extra_tensors *extra)
+{
     if (!plan) return POLYATTN_STATUS_INVALID_ARGUMENT;
     polyattn_context *ctx = plan->ctx;
     const pa_problem *p = &plan->problem;
@@ -105,5 +116,7 @@ polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
     for (int i = 0; i < BWD_N; i++)
         if (b[i].buf) refs[i]->mem = b[i].buf->mem, refs[i]->offset = b[i].buf->offset;
     io.workspace_bytes = b[BWD_WS].buf ? b[BWD_WS].buf->bytes : 0;
+    polyattn_status st = pa_bind_variants(ctx, p, extra, 1, &io.var);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
     return plan->algo->backward(ctx->dev, p, plan->state, &io);
 }

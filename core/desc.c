@@ -3,6 +3,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -54,6 +55,7 @@ void polyattn_attention_desc_init(polyattn_attention_desc *desc, polyattn_dtype 
     polyattn_tensor_desc_bhsd(&desc->o, dtype, batch, heads_q, seq_q, head_dim_v);
     desc->scale = 0.0f;
     desc->mask = POLYATTN_MASK_NONE;
+    desc->window_left = desc->window_right = -1; /* has_window = 0: no window anyway */
 }
 
 /* Elements spanned by the tensor, or -1 on overflow; requires valid shape and strides. */
@@ -195,13 +197,91 @@ polyattn_status pa_problem_check_sizes(const pa_problem *p, const char **message
     return POLYATTN_STATUS_SUCCESS;
 }
 
-polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_problem *p,
+/* A bias or attn_mask tensor: [batch or 1, heads_q or 1, seq_q, seq_kv]. */
+static polyattn_status check_score_tensor(const polyattn_tensor_desc *t, const char *name,
+                                          const polyattn_tensor_desc *q,
+                                          const polyattn_tensor_desc *k, int is_mask,
+                                          const char **message)
+{
+    if (is_mask ? t->dtype != POLYATTN_DTYPE_U8
+                : !(t->dtype == POLYATTN_DTYPE_F32 || t->dtype == POLYATTN_DTYPE_F16 ||
+                    t->dtype == POLYATTN_DTYPE_BF16))
+        return reject(message, "%s.dtype: %s is not %s", name, polyattn_dtype_name(t->dtype),
+                      is_mask ? "u8" : "f32, f16 or bf16");
+    for (int d = 0; d < 4; d++) {
+        if (t->shape[d] <= 0)
+            return reject(message, "%s.shape[%d] is %lld; dimensions must be positive", name, d,
+                          (long long)t->shape[d]);
+        if (t->strides[d] < 0)
+            return reject(message, "%s.strides[%d] is %lld; strides must not be negative", name,
+                          d, (long long)t->strides[d]);
+    }
+    if (t->shape[0] != 1 && t->shape[0] != q->shape[0])
+        return reject(message, "%s.shape[0] is %lld: it must be 1 or the batch, %lld", name,
+                      (long long)t->shape[0], (long long)q->shape[0]);
+    if (t->shape[1] != 1 && t->shape[1] != q->shape[1])
+        return reject(message, "%s.shape[1] is %lld: it must be 1 or heads_q, %lld", name,
+                      (long long)t->shape[1], (long long)q->shape[1]);
+    if (t->shape[2] != q->shape[2])
+        return reject(message, "%s.shape[2] is %lld but seq_q is %lld", name,
+                      (long long)t->shape[2], (long long)q->shape[2]);
+    if (t->shape[3] != k->shape[2])
+        return reject(message, "%s.shape[3] is %lld but seq_kv is %lld", name,
+                      (long long)t->shape[3], (long long)k->shape[2]);
+    int64_t span = span_elements(t), bytes;
+    if (span < 0 || __builtin_mul_overflow(span, (int64_t)polyattn_dtype_size(t->dtype), &bytes))
+        return reject(message, "%s: its byte count overflows int64 (shape x strides too large)",
+                      name);
+    return check_counts(t, name, "heads", "seq_q", "seq_kv", message);
+}
+
+/* The variants' members (they follow `mask`): off unless the caller's struct has them. */
+static polyattn_status check_variants(const polyattn_attention_desc *d, const char **message)
+{
+    polyattn_status st;
+    if (d->has_window && (d->window_left < -1 || d->window_right < -1))
+        return reject(message,
+                      "window_left/window_right: (%lld, %lld); each is -1 (unbounded) or a key "
+                      "count >= 0 around the diagonal",
+                      (long long)d->window_left, (long long)d->window_right);
+    if (!(d->softcap >= 0.0f) || isinf(d->softcap))
+        return reject(message, "softcap: %g is not a finite number >= 0 (0: off)",
+                      (double)d->softcap);
+    if (d->alibi != POLYATTN_ALIBI_NONE && d->alibi != POLYATTN_ALIBI_PER_HEAD &&
+        d->alibi != POLYATTN_ALIBI_PER_BATCH_HEAD)
+        return reject(message, "alibi: %d is not a polyattn_alibi", (int)d->alibi);
+    if (d->has_bias && (st = check_score_tensor(&d->bias, "bias", &d->q, &d->k, 0, message)))
+        return st;
+    if (d->has_attn_mask &&
+        (st = check_score_tensor(&d->attn_mask, "attn_mask", &d->q, &d->k, 1, message)))
+        return st;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+/* Strides of a broadcast score tensor, 0 on its dimensions of extent 1. */
+static void score_strides(const polyattn_tensor_desc *t, int64_t out[4])
+{
+    for (int d = 0; d < 4; d++) out[d] = t->shape[d] == 1 ? 0 : t->strides[d];
+}
+
+/* Bytes of the descriptor up to and including `mask`: what callers built before the
+ * variants were appended pass. */
+#define DESC_V1_SIZE (offsetof(polyattn_attention_desc, mask) + sizeof(polyattn_mask))
+
+polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa_problem *p,
                                   const char **message)
 {
-    if (!desc) return reject(message, "desc: NULL");
-    if (desc->struct_size < sizeof(polyattn_attention_desc))
-        return reject(message, "desc.struct_size: %zu is smaller than sizeof(polyattn_attention_desc) = %zu",
-                      desc->struct_size, sizeof(polyattn_attention_desc));
+    if (!caller_desc) return reject(message, "desc: NULL");
+    if (caller_desc->struct_size < DESC_V1_SIZE)
+        return reject(message,
+                      "desc.struct_size: %zu is smaller than any polyattn_attention_desc (%zu)",
+                      caller_desc->struct_size, (size_t)DESC_V1_SIZE);
+    /* Members past the caller's struct_size are off. */
+    polyattn_attention_desc full;
+    memset(&full, 0, sizeof full);
+    memcpy(&full, caller_desc,
+           caller_desc->struct_size < sizeof full ? caller_desc->struct_size : sizeof full);
+    const polyattn_attention_desc *desc = &full;
     const polyattn_tensor_desc *q = &desc->q, *k = &desc->k, *v = &desc->v, *o = &desc->o;
     polyattn_status st;
     if ((st = check_tensor(q, "q", message)) || (st = check_tensor(k, "k", message)) ||
@@ -241,6 +321,7 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_proble
     if (desc->mask != POLYATTN_MASK_NONE && desc->mask != POLYATTN_MASK_CAUSAL_TOP_LEFT &&
         desc->mask != POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT)
         return reject(message, "mask: %d is not a polyattn_mask", (int)desc->mask);
+    if ((st = check_variants(desc, message))) return st;
 
     if (p) {
         memset(p, 0, sizeof *p);
@@ -258,6 +339,20 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_proble
         memcpy(p->o_stride, o->strides, sizeof p->o_stride);
         p->scale = desc->scale > 0.0f ? desc->scale : (float)(1.0 / sqrt((double)p->head_dim));
         p->mask = desc->mask;
+        p->has_window = desc->has_window != 0;
+        p->window_left = p->has_window ? desc->window_left : -1;
+        p->window_right = p->has_window ? desc->window_right : -1;
+        p->softcap = desc->softcap;
+        p->alibi = desc->alibi;
+        p->has_bias = desc->has_bias != 0;
+        if (p->has_bias) {
+            p->bias_dtype = desc->bias.dtype;
+            memcpy(p->bias_shape, desc->bias.shape, sizeof p->bias_shape);
+            score_strides(&desc->bias, p->bias_stride);
+        }
+        p->has_attn_mask = desc->has_attn_mask != 0;
+        if (p->has_attn_mask) score_strides(&desc->attn_mask, p->attn_mask_stride);
+        p->has_sinks = desc->has_sinks != 0;
     }
     if (message) *message = NULL;
     return POLYATTN_STATUS_SUCCESS;

@@ -15,7 +15,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; a module built against another value
  * is refused at load time. */
-#define PA_BACKEND_ABI_VERSION 3 /* 3: pa_device.force, pa_backend_ops.auto_order */
+#define PA_BACKEND_ABI_VERSION 4 /* 4: score variants (pa_problem, pa_io, features) */
 
 /* A validated, normalized problem: what kernels see.  Strides are in elements. */
 typedef struct pa_problem {
@@ -30,7 +30,45 @@ typedef struct pa_problem {
      * problem whose backward it cannot run, as it does for want_probs. */
     int want_backward;
     int deterministic; /* backward: no atomics in the dQ accumulation */
+
+    /* Score variants (polyattn_attention_desc; all off when zero).  Order of a score:
+     * scale, softcap, + alibi + bias, then causal, window and attn_mask. */
+    int has_window;
+    int64_t window_left, window_right; /* -1: unbounded on that side */
+    float softcap;                     /* 0: off */
+    polyattn_alibi alibi;              /* slopes f32 [heads_q] or [batch, heads_q] */
+    int has_bias;
+    polyattn_dtype bias_dtype;
+    int64_t bias_stride[4]; /* elements; 0 on broadcast dimensions */
+    int has_attn_mask;      /* u8 */
+    int64_t attn_mask_stride[4];
+    int has_sinks;          /* f32 [heads_q] */
+    int want_bias_grad;     /* backward writes d_bias f32 contiguous [bias_shape] */
+    int64_t bias_shape[4];  /* batch or 1, heads_q or 1, seq_q, seq_kv */
 } pa_problem;
+
+/* Features of a problem beyond the plain mask; an algorithm lists those it implements
+ * (pa_algo_ops.features, .backward_features) and the core rejects the rest with a reason. */
+enum {
+    PA_FEATURE_WINDOW = 1u << 0,
+    PA_FEATURE_SOFTCAP = 1u << 1,
+    PA_FEATURE_ALIBI = 1u << 2,
+    PA_FEATURE_BIAS = 1u << 3,
+    PA_FEATURE_ATTN_MASK = 1u << 4,
+    PA_FEATURE_SINKS = 1u << 5,
+    PA_FEATURE_BIAS_GRAD = 1u << 6,
+    PA_FEATURE_ALL_VARIANTS = (1u << 7) - 1
+};
+
+/* The features problem p needs. */
+static inline unsigned pa_problem_features(const pa_problem *p)
+{
+    return (p->has_window ? PA_FEATURE_WINDOW : 0u) | (p->softcap > 0.0f ? PA_FEATURE_SOFTCAP : 0u) |
+           (p->alibi != POLYATTN_ALIBI_NONE ? PA_FEATURE_ALIBI : 0u) |
+           (p->has_bias ? PA_FEATURE_BIAS : 0u) | (p->has_attn_mask ? PA_FEATURE_ATTN_MASK : 0u) |
+           (p->has_sinks ? PA_FEATURE_SINKS : 0u) |
+           (p->want_backward && p->want_bias_grad ? PA_FEATURE_BIAS_GRAD : 0u);
+}
 
 /* ---- checked sizes: every byte or element count the library computes goes through these ----
  * pa_mul_u64 / pa_add_u64 return 0 and store the result, or return 1 on overflow (then *out
@@ -79,7 +117,30 @@ static inline uint64_t pa_size_mul4(int64_t a, int64_t b, int64_t c, int64_t d)
                        pa_size_mul((uint64_t)c, (uint64_t)d));
 }
 
-/* Queries attend to keys [0, pa_visible_keys(p, i)); 0 means a fully masked row. */
+/* Key d(i) on the diagonal of query i: bottom-right aligned, or top-left under that mask. */
+static inline int64_t pa_diagonal(const pa_problem *p, int64_t query)
+{
+    return p->mask == POLYATTN_MASK_CAUSAL_TOP_LEFT ? query : query + (p->seq_kv - p->seq_q);
+}
+
+/* Keys [*lo, *hi) that the causal mask and the window leave visible to query i (bias and
+ * attn_mask may mask more); *lo >= *hi: none. */
+static inline void pa_visible_range(const pa_problem *p, int64_t query, int64_t *lo, int64_t *hi)
+{
+    const int64_t d = pa_diagonal(p, query);
+    int64_t a = 0, b = p->seq_kv;
+    if (p->mask != POLYATTN_MASK_NONE && d + 1 < b) b = d + 1;
+    if (p->has_window) {
+        if (p->window_left >= 0 && d - p->window_left > a) a = d - p->window_left;
+        if (p->window_right >= 0 && d + p->window_right + 1 < b) b = d + p->window_right + 1;
+    }
+    if (b < 0) b = 0;
+    if (a > p->seq_kv) a = p->seq_kv;
+    *lo = a, *hi = b > a ? b : a;
+}
+
+/* Queries attend to keys [0, pa_visible_keys(p, i)); 0 means a fully masked row.  Causal
+ * masks only: kernels without PA_FEATURE_WINDOW use it. */
 static inline int64_t pa_visible_keys(const pa_problem *p, int64_t query)
 {
     int64_t n;
@@ -108,12 +169,19 @@ typedef struct pa_tensor_ref {
     uint64_t offset; /* bytes from the start of mem */
 } pa_tensor_ref;
 
+/* The variants' tensors (mem NULL when the problem has no such variant). */
+typedef struct pa_variant_io {
+    pa_tensor_ref alibi_slopes, bias, attn_mask, sinks;
+    pa_tensor_ref d_bias, d_sinks; /* backward outputs */
+} pa_variant_io;
+
 typedef struct pa_io {
     pa_tensor_ref q, k, v, o;
     pa_tensor_ref lse;       /* mem NULL unless want_lse */
     pa_tensor_ref probs;     /* mem NULL unless want_probs */
     pa_tensor_ref workspace; /* mem NULL when the algorithm needs none */
     uint64_t workspace_bytes;
+    pa_variant_io var;
 } pa_io;
 
 /* Tensors of a backward call.  dq, dk, dv have q's, k's and v's strides; d_o has o's. */
@@ -123,6 +191,7 @@ typedef struct pa_backward_io {
     pa_tensor_ref dq, dk, dv;
     pa_tensor_ref workspace; /* mem NULL when backward_workspace_size is 0 */
     uint64_t workspace_bytes;
+    pa_variant_io var;
 } pa_backward_io;
 
 typedef struct pa_algo_ops {
@@ -146,6 +215,9 @@ typedef struct pa_algo_ops {
     uint64_t (*backward_workspace_size)(pa_device *dev, const pa_problem *p);
     polyattn_status (*backward)(pa_device *dev, const pa_problem *p, void *state,
                                 const pa_backward_io *io);
+    /* PA_FEATURE_* the forward and the backward implement; a problem needing another is
+     * rejected by the core ("the cuda flash path has no sliding window yet"). */
+    unsigned features, backward_features;
 } pa_algo_ops;
 
 typedef struct pa_backend_ops {

@@ -46,6 +46,11 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_proble
 /* Sizes a plan derives from a normalized problem (with its want_* flags set) are all
  * representable; otherwise INVALID_ARGUMENT and *message names the field (desc.c). */
 polyattn_status pa_problem_check_sizes(const pa_problem *problem, const char **message);
+/* Checks the variants' tensors of a forward (backward = 0) or backward call against the
+ * problem and fills *out (variants.c); on failure the context's error names the field. */
+polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
+                                 const polyattn_extra_tensors *extra, int backward,
+                                 pa_variant_io *out);
 /* Bytes of a tensor, 0 if malformed (desc.c). */
 uint64_t pa_tensor_bytes(const polyattn_tensor_desc *t);
 

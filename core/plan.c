@@ -7,6 +7,8 @@
  */
 #include "pa_core.h"
 
+#include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,25 +20,54 @@ void polyattn_plan_options_init(polyattn_plan_options *options)
     options->algo = POLYATTN_ALGO_AUTO;
 }
 
-/* Closed form (O(1) per problem): query i sees clamp(i + c, 0, seq_kv) keys, c = 1 for
- * top-left causal and 1 + seq_kv - seq_q for bottom-right (pa_visible_keys). */
+/* Sum over queries i in [a, b] of max(0, min(hi_c, i + hi_o) - max(lo_c, i + lo_o)): the
+ * visible keys of each row, where the range's ends are clamped lines in i.  Split [a, b]
+ * where a clamp or the max(0, .) changes form; on each piece the count is linear in i and
+ * sums in closed form (O(1)). */
+static double window_pairs(int64_t a, int64_t b, double lo_c, double lo_o, double hi_c,
+                           double hi_o)
+{
+    double cuts[6] = {(double)a, (double)b + 1, hi_c - hi_o, lo_c - lo_o, 0, 0};
+    int n = 4;
+    /* Where the count max(0, ...) crosses zero on each of the four linear forms. */
+    cuts[n++] = lo_c - hi_o; /* i + hi_o = lo_c: hi line meets lo constant */
+    cuts[n++] = hi_c - lo_o; /* hi constant meets i + lo_o */
+    for (int x = 1; x < n; x++) /* insertion sort */
+        for (int y = x; y > 0 && cuts[y] < cuts[y - 1]; y--) {
+            double t = cuts[y];
+            cuts[y] = cuts[y - 1], cuts[y - 1] = t;
+        }
+    double total = 0.0;
+    for (int c = 0; c + 1 < n; c++) {
+        double s = ceil(cuts[c]), e = ceil(cuts[c + 1]) - 1; /* integer queries [s, e] */
+        if (s < (double)a) s = (double)a;
+        if (e > (double)b) e = (double)b;
+        if (e < s) continue;
+        const double mid = (s + e) / 2.0; /* the form is fixed on [s, e]: evaluate at mid */
+        const int hi_line = mid + hi_o < hi_c, lo_line = mid + lo_o > lo_c;
+        const double slope = (hi_line ? 1.0 : 0.0) - (lo_line ? 1.0 : 0.0);
+        const double at_s = (hi_line ? s + hi_o : hi_c) - (lo_line ? s + lo_o : lo_c);
+        const double at_e = at_s + slope * (e - s);
+        if (at_s <= 0 && at_e <= 0) continue;
+        total += (at_s + at_e) / 2.0 * (e - s + 1.0);
+    }
+    return total;
+}
+
+/* Closed form (O(1) per problem): the pairs the causal mask and the window leave visible
+ * (pa_visible_range), over every batch entry and head.  FLOPs count these only. */
 double pa_visible_pairs(const pa_problem *p)
 {
-    double pairs;
-    if (p->mask != POLYATTN_MASK_CAUSAL_TOP_LEFT && p->mask != POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT) {
-        pairs = (double)p->seq_q * (double)p->seq_kv;
-    } else {
-        const int64_t q = p->seq_q, s = p->seq_kv;
-        const int64_t c = p->mask == POLYATTN_MASK_CAUSAL_TOP_LEFT ? 1 : 1 + (s - q);
-        int64_t first = c >= 1 ? 0 : 1 - c; /* first query that sees a key */
-        int64_t full = s - c < 0 ? 0 : s - c; /* first query that sees every key */
-        if (first > q) first = q;
-        if (full > q) full = q;
-        if (full < first) full = first;
-        const double n = (double)(full - first); /* queries [first, full) see i + c keys */
-        pairs = n * ((double)first + (double)c) + n * (n - 1.0) / 2.0 +
-                (double)(q - full) * (double)s;
-    }
+    const double big = 1e30; /* beyond any key index: an unbounded side */
+    const double off = (double)(pa_diagonal(p, 0)); /* d(i) = i + off */
+    double lo_o = -big, hi_o = big;                 /* keys [i + lo_o, i + hi_o) */
+    if (p->mask != POLYATTN_MASK_NONE) hi_o = off + 1;
+    if (p->has_window && p->window_left >= 0) lo_o = off - (double)p->window_left;
+    if (p->has_window && p->window_right >= 0 && off + (double)p->window_right + 1 < hi_o)
+        hi_o = off + (double)p->window_right + 1;
+    double pairs = p->seq_q > 0 && p->seq_kv > 0
+                       ? window_pairs(0, p->seq_q - 1, 0.0, lo_o, (double)p->seq_kv, hi_o)
+                       : 0.0;
     return pairs * (double)p->batch * (double)p->heads_q;
 }
 
@@ -158,6 +189,23 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
                  ctx->ops->name, polyattn_algo_name(c->algo));
         return;
     }
+    const unsigned missing = pa_problem_features(p) & ~algo->features &
+                             ~(p->want_backward ? 0u : PA_FEATURE_BIAS_GRAD);
+    const unsigned missing_bwd =
+        p->want_backward ? pa_problem_features(p) & ~algo->backward_features : 0u;
+    if (missing || missing_bwd) {
+        static const char *const names[] = {"sliding window", "softcap", "ALiBi",
+                                             "additive bias", "attn_mask", "sinks",
+                                             "bias gradient"};
+        const unsigned m = missing ? missing : missing_bwd;
+        int bit = 0;
+        while (!(m & (1u << bit))) bit++;
+        c->status = POLYATTN_STATUS_UNSUPPORTED;
+        snprintf(c->reason, sizeof c->reason, "the %s backend's %s%s has no %s yet",
+                 ctx->ops->name, polyattn_algo_name(c->algo), missing ? "" : " backward",
+                 names[bit]);
+        return;
+    }
     const char *why_not = NULL;
     polyattn_status st = algo->check(ctx->dev, p, &why_not);
     if (st == POLYATTN_STATUS_SUCCESS && p->want_backward && !algo->backward) {
@@ -217,11 +265,15 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
     polyattn_plan_options opt;
     polyattn_plan_options_init(&opt);
     if (options) {
-        if (options->struct_size < sizeof opt)
+        /* Members appended later (want_bias_grad) are off for callers built before them. */
+        const size_t v1 = offsetof(polyattn_plan_options, deterministic) + sizeof(int);
+        if (options->struct_size < v1)
             return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "options.struct_size: %zu is smaller than sizeof(polyattn_plan_options) = %zu",
-                                   options->struct_size, sizeof opt);
-        opt = *options;
+                                   "options.struct_size: %zu is smaller than any "
+                                   "polyattn_plan_options (%zu)",
+                                   options->struct_size, v1);
+        memcpy(&opt, options, options->struct_size < sizeof opt ? options->struct_size : sizeof opt);
+        opt.struct_size = sizeof opt;
     }
     if ((int)opt.algo < 0 || (int)opt.algo >= POLYATTN_ALGO_COUNT)
         return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
@@ -236,6 +288,12 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
     p.deterministic = p.want_backward && opt.deterministic != 0;
     p.want_lse = opt.want_lse != 0 || p.want_backward; /* the backward reads the LSE */
     p.want_probs = opt.want_probs != 0;
+    if (opt.want_bias_grad && !(p.want_backward && p.has_bias)) {
+        return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "options.want_bias_grad: needs want_backward and a bias in the "
+                               "descriptor");
+    }
+    p.want_bias_grad = opt.want_bias_grad != 0;
     if ((st = pa_problem_check_sizes(&p, &message)) != POLYATTN_STATUS_SUCCESS)
         return pa_context_fail(ctx, st, "%s", message);
 
@@ -382,10 +440,21 @@ polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
                                  polyattn_buffer *o, polyattn_buffer *lse, polyattn_buffer *probs,
                                  polyattn_buffer *workspace)
 {
+    return polyattn_forward_ex(plan, q, k, v, o, lse, probs, workspace, NULL);
+}
+
+polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *q,
+                                    const polyattn_buffer *k, const polyattn_buffer *v,
+                                    polyattn_buffer *o, polyattn_buffer *lse, polyattn_buffer *probs,
+                                    polyattn_buffer *workspace, const polyattn_extra_tensors *extra)
+{
     if (!plan) return POLYATTN_STATUS_INVALID_ARGUMENT;
     polyattn_context *ctx = plan->ctx;
     const pa_problem *p = &plan->problem;
     pa_context_clear_error(ctx);
+    pa_variant_io var;
+    polyattn_status vst = pa_bind_variants(ctx, p, extra, 0, &var);
+    if (vst != POLYATTN_STATUS_SUCCESS) return vst;
     uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
     polyattn_tensor_desc tq, tk, tv, to;
     size_t es = polyattn_dtype_size(p->dtype);
@@ -445,5 +514,6 @@ polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
     for (int i = 0; i < 7; i++)
         if (b[i].buf) refs[i]->mem = b[i].buf->mem, refs[i]->offset = b[i].buf->offset;
     io.workspace_bytes = b[6].buf ? b[6].buf->bytes : 0;
+    io.var = var;
     return plan->algo->forward(ctx->dev, p, plan->state, &io);
 }

@@ -84,7 +84,8 @@ POLYATTN_API void polyattn_set_log_mask(unsigned mask);
 typedef enum polyattn_dtype {
     POLYATTN_DTYPE_F32 = 0,
     POLYATTN_DTYPE_F16 = 1,
-    POLYATTN_DTYPE_BF16 = 2
+    POLYATTN_DTYPE_BF16 = 2,
+    POLYATTN_DTYPE_U8 = 3 /* boolean masks only (attn_mask): 0 masks a pair */
 } polyattn_dtype;
 
 typedef enum polyattn_mask {
@@ -94,6 +95,13 @@ typedef enum polyattn_mask {
     /* query i sees keys j <= i + (seq_kv - seq_q): the last query sees every key */
     POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT = 2
 } polyattn_mask;
+
+/* ALiBi slopes (f32): none, one per query head [heads_q], or per sequence [batch, heads_q]. */
+typedef enum polyattn_alibi {
+    POLYATTN_ALIBI_NONE = 0,
+    POLYATTN_ALIBI_PER_HEAD = 1,
+    POLYATTN_ALIBI_PER_BATCH_HEAD = 2
+} polyattn_alibi;
 
 typedef enum polyattn_algo {
     POLYATTN_ALGO_AUTO = 0,
@@ -232,6 +240,34 @@ typedef struct polyattn_attention_desc {
     polyattn_tensor_desc o; /* [batch, heads_q,  seq_q,  head_dim_v] */
     float scale;            /* 0 means 1/sqrt(head_dim) */
     polyattn_mask mask;
+
+    /* ---- Score variants.  Appended members: a caller whose struct_size ends before a
+     * member gets it off; polyattn_attention_desc_init turns every one off.  Their tensors
+     * (slopes, bias, attn_mask, sinks) are passed to polyattn_forward_ex/backward_ex.
+     * Every score goes s = scale * q.k, then softcap, then + ALiBi + bias, then the masks
+     * (causal, window, attn_mask); FlashAttention's semantics wherever it has the feature.
+     * The diagonal of query i is key d(i) = i + seq_kv - seq_q (bottom-right), or d(i) = i
+     * under POLYATTN_MASK_CAUSAL_TOP_LEFT. */
+    /* Sliding window: query i sees keys d(i) - window_left <= j <= d(i) + window_right;
+     * -1 leaves that side unbounded.  A causal mask also keeps j <= d(i). */
+    int has_window;
+    int64_t window_left, window_right;
+    /* Logit soft-capping (Gemma 2): s = softcap * tanh(s / softcap); 0: off. */
+    float softcap;
+    /* ALiBi: adds -slope * |d(i) - j| to each score (slopes f32, see polyattn_alibi). */
+    polyattn_alibi alibi;
+    /* Additive bias, f32/f16/bf16 (need not match q's dtype), shape
+     * [batch or 1, heads_q or 1, seq_q, seq_kv]; a stride of 0 broadcasts a dimension of
+     * extent 1 or more.  -inf masks a pair; NaN makes that row NaN. */
+    int has_bias;
+    polyattn_tensor_desc bias;
+    /* Boolean mask, POLYATTN_DTYPE_U8 (0: the pair is masked), same shape rules as bias. */
+    int has_attn_mask;
+    polyattn_tensor_desc attn_mask;
+    /* Attention sinks (gpt-oss): one f32 logit per query head [heads_q] that joins every
+     * softmax denominator of that head, exp(sink - max) beside the scores, and adds
+     * nothing to O.  The LSE includes it. */
+    int has_sinks;
 } polyattn_attention_desc;
 
 /* Non-finite values, the same on every backend and algorithm:
@@ -245,7 +281,9 @@ typedef struct polyattn_attention_desc {
  * - A row that sees a NaN score (a NaN in its row of Q or in a visible row of K) or a +inf
  *   score, or whose visible scores are all -inf, gets NaN in every element of O and in LSE
  *   (and probabilities).  A -inf score among finite ones gets weight 0.
- * - NaN or inf in V reaches O through the weighted sum as IEEE arithmetic gives it. */
+ * - NaN or inf in V reaches O through the weighted sum as IEEE arithmetic gives it.
+ * - A row that sees no key through a window, attn_mask or -inf bias is fully masked like
+ *   a causal one (O = 0, LSE = -inf; with sinks, O = 0 and LSE = the sink). */
 
 /* Fills a descriptor for contiguous BHSD tensors of one dtype, scale 0, no mask. */
 POLYATTN_API void polyattn_attention_desc_init(polyattn_attention_desc *desc,
@@ -285,6 +323,9 @@ typedef struct polyattn_plan_options {
     /* Bitwise-reproducible gradients: no atomics in the dQ accumulation (slower on GPUs).
      * Ignored without want_backward (the forward is deterministic anyway). */
     int deterministic;
+    /* Appended.  With want_backward and a bias: the backward also writes d_bias, f32
+     * contiguous [bias.shape], summed over the dimensions the bias broadcasts. */
+    int want_bias_grad;
 } polyattn_plan_options;
 
 POLYATTN_API void polyattn_plan_options_init(polyattn_plan_options *options);
@@ -358,6 +399,35 @@ POLYATTN_API polyattn_status polyattn_backward(polyattn_plan *plan, const polyat
                                                const polyattn_buffer *lse, polyattn_buffer *dq,
                                                polyattn_buffer *dk, polyattn_buffer *dv,
                                                polyattn_buffer *workspace);
+
+/* The tensors a descriptor's variants need, beside q, k, v and o.  Zero-initialise, set
+ * struct_size, and fill what the descriptor asks for (NULL for the rest); checked against
+ * the plan like every other buffer.  Grows behind struct_size. */
+typedef struct polyattn_extra_tensors {
+    size_t struct_size;
+    const polyattn_buffer *alibi_slopes; /* f32 [heads_q] or [batch, heads_q] */
+    const polyattn_buffer *bias;         /* at the descriptor's bias strides and dtype */
+    const polyattn_buffer *attn_mask;    /* u8 at the descriptor's attn_mask strides */
+    const polyattn_buffer *sinks;        /* f32 [heads_q] */
+    /* Backward outputs: d_bias (want_bias_grad) f32 contiguous [bias.shape], d_sinks f32
+     * [heads_q] (has_sinks). */
+    polyattn_buffer *d_bias;
+    polyattn_buffer *d_sinks;
+} polyattn_extra_tensors;
+
+/* polyattn_forward and polyattn_backward with the variants' tensors (extra may be NULL
+ * when the descriptor asks for none). */
+POLYATTN_API polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *q,
+                                                 const polyattn_buffer *k,
+                                                 const polyattn_buffer *v, polyattn_buffer *o,
+                                                 polyattn_buffer *lse, polyattn_buffer *probs,
+                                                 polyattn_buffer *workspace,
+                                                 const polyattn_extra_tensors *extra);
+POLYATTN_API polyattn_status polyattn_backward_ex(
+    polyattn_plan *plan, const polyattn_buffer *q, const polyattn_buffer *k,
+    const polyattn_buffer *v, const polyattn_buffer *o, const polyattn_buffer *d_o,
+    const polyattn_buffer *lse, polyattn_buffer *dq, polyattn_buffer *dk, polyattn_buffer *dv,
+    polyattn_buffer *workspace, const polyattn_extra_tensors *extra);
 
 /* ---- timing -------------------------------------------------------------- */
 

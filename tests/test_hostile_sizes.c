@@ -111,26 +111,42 @@ static void huge_causal_plans_fast(void)
     }
 }
 
-/* The closed form equals the row-by-row count of pa_visible_keys (FLOPs of plan info). */
+/* The closed form equals a pair-by-pair count (FLOPs of plan info), for every mask and
+ * sliding window (FlashAttention's semantics: keys d - left <= j <= d + right around the
+ * diagonal d = i + seq_kv - seq_q, or d = i under causal top-left; -1 unbounded). */
 static void closed_form_pairs(void)
 {
+    const int64_t sides[] = {-1, 0, 1, 3};
     for (int mask = 0; mask < 3; mask++)
-        for (int64_t sq = 1; sq <= 9; sq++)
-            for (int64_t skv = 1; skv <= 9; skv++) {
-                polyattn_attention_desc d;
-                polyattn_attention_desc_init(&d, POLYATTN_DTYPE_F32, 2, 3, 1, sq, skv, 4, 2);
-                d.mask = (polyattn_mask)mask;
-                double pairs = 0;
-                for (int64_t i = 0; i < sq; i++) {
-                    int64_t n = mask == POLYATTN_MASK_CAUSAL_TOP_LEFT       ? i + 1
-                                : mask == POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT ? i + 1 + skv - sq
-                                                                            : skv;
-                    pairs += (double)(n < 0 ? 0 : n > skv ? skv : n);
+        for (int w = -1; w < 16; w++)
+            for (int64_t sq = 1; sq <= 9; sq++)
+                for (int64_t skv = 1; skv <= 9; skv++) {
+                    polyattn_attention_desc d;
+                    polyattn_attention_desc_init(&d, POLYATTN_DTYPE_F32, 2, 3, 1, sq, skv, 4, 2);
+                    d.mask = (polyattn_mask)mask;
+                    d.has_window = w >= 0;
+                    const int64_t left = w >= 0 ? sides[w / 4] : -1;
+                    const int64_t right = w >= 0 ? sides[w % 4] : -1;
+                    d.window_left = left, d.window_right = right;
+                    double pairs = 0;
+                    for (int64_t i = 0; i < sq; i++) {
+                        const int64_t diag = mask == POLYATTN_MASK_CAUSAL_TOP_LEFT ? i : i + skv - sq;
+                        for (int64_t j = 0; j < skv; j++) {
+                            int seen = 1;
+                            if (mask != POLYATTN_MASK_NONE && j > diag) seen = 0;
+                            if (left >= 0 && j < diag - left) seen = 0;
+                            if (right >= 0 && j > diag + right) seen = 0;
+                            pairs += seen;
+                        }
+                    }
+                    polyattn_plan_info info;
+                    CHECK(try_plan(&d, &info) == POLYATTN_STATUS_SUCCESS);
+                    if (info.flops != 2.0 * pairs * 2 * 3 * (4 + 2))
+                        fprintf(stderr, "mask %d window (%lld, %lld) %lldx%lld: %g pairs, plan %g\n",
+                                mask, (long long)left, (long long)right, (long long)sq,
+                                (long long)skv, pairs, info.flops / (2.0 * 2 * 3 * 6));
+                    CHECK(info.flops == 2.0 * pairs * 2 * 3 * (4 + 2));
                 }
-                polyattn_plan_info info;
-                CHECK(try_plan(&d, &info) == POLYATTN_STATUS_SUCCESS);
-                CHECK(info.flops == 2.0 * pairs * 2 * 3 * (4 + 2));
-            }
 }
 
 /* Packed strides of huge shapes saturate instead of overflowing (UBSan checks the

@@ -6,6 +6,7 @@
 #include "polyattn.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,12 +91,20 @@ static void test_descriptors(void)
     CHECK(polyattn_attention_desc_validate(NULL, &message) == POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(message != NULL && message[0] != '\0');
 
-    /* struct_size too small (0 and one byte short) */
+    /* struct_size too small (0 and one byte short of the first published struct, which
+     * ended at `mask`); that struct itself is accepted, its later members read as off even
+     * when the bytes behind it say otherwise. */
+    const size_t desc_v1 = offsetof(polyattn_attention_desc, mask) + sizeof(polyattn_mask);
     d = base_desc();
     d.struct_size = 0;
     INVALID(d, "struct_size");
-    d.struct_size = sizeof d - 1;
+    d.struct_size = desc_v1 - 1;
     INVALID(d, "struct_size");
+    d.struct_size = desc_v1;
+    d.has_window = 1, d.window_left = -7; /* beyond the caller's struct: ignored */
+    CHECK(polyattn_attention_desc_validate(&d, NULL) == POLYATTN_STATUS_SUCCESS);
+    d.struct_size = sizeof d;
+    INVALID(d, "window_left");
 
     /* every dimension of every tensor: zero and negative; negative strides */
     for (t = 0; t < 4; t++) {
@@ -252,8 +261,8 @@ static void test_plan_options(polyattn_context *ctx)
                POLYATTN_STATUS_INVALID_ARGUMENT, "desc");
     CHECK(plan == NULL);
 
-    /* options.struct_size too small */
-    opt.struct_size = sizeof opt - 1;
+    /* options.struct_size too small: below the first published struct (up to deterministic) */
+    opt.struct_size = offsetof(polyattn_plan_options, deterministic) + sizeof(int) - 1;
     st = polyattn_plan_create(ctx, &d, &opt, &plan);
     expect_msg(__LINE__, "options.struct_size", st, polyattn_context_last_error(ctx),
                POLYATTN_STATUS_INVALID_ARGUMENT, "struct_size");

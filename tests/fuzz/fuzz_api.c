@@ -207,7 +207,7 @@ static void run_case(polyattn_context *ctx, fuzz_src *srcp, fuzz_profile profile
             if (polyattn_tensor_desc_bytes(t[i]) == 0) report("valid tensor %d has 0 bytes", i);
     }
     const polyattn_plan_options *o = &c.o.options;
-    int options_ok = !c.pass_options || (o->struct_size >= sizeof *o && (int)o->algo >= 0 &&
+    int options_ok = !c.pass_options || (o->struct_size >= FUZZ_OPTIONS_V1_SIZE && (int)o->algo >= 0 &&
                                          (int)o->algo < POLYATTN_ALGO_COUNT);
     polyattn_plan *plan = NULL;
     polyattn_status pst = polyattn_plan_create(ctx, d, c.pass_options ? o : NULL, &plan);

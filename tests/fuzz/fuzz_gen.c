@@ -124,7 +124,7 @@ static void gen_desc_fields(fuzz_src *src, fuzz_profile profile, polyattn_attent
     if (profile != FUZZ_SMALL && fuzz_below(src, 32) == 0)
         d->mask = (polyattn_mask)bad_masks[fuzz_below(src, COUNT(bad_masks))];
     if (profile != FUZZ_SMALL && fuzz_below(src, 32) == 0) {
-        static const size_t sizes[] = {0, 1, sizeof(polyattn_attention_desc) - 1,
+        static const size_t sizes[] = {0, 1, FUZZ_DESC_V1_SIZE - 1, FUZZ_DESC_V1_SIZE,
                                        sizeof(polyattn_attention_desc) + 8,
                                        sizeof(polyattn_attention_desc) + 64};
         d->struct_size = sizes[fuzz_below(src, COUNT(sizes))];
@@ -148,7 +148,7 @@ static void gen_options(fuzz_src *src, fuzz_profile profile, int small, polyattn
     /* Autotune times every eligible algorithm on real buffers: small problems only. */
     o->autotune = small && fuzz_below(src, 64) == 0;
     if (profile != FUZZ_SMALL && fuzz_below(src, 32) == 0) {
-        static const size_t sizes[] = {0, 4, sizeof(polyattn_plan_options) - 1,
+        static const size_t sizes[] = {0, 4, FUZZ_OPTIONS_V1_SIZE - 1, FUZZ_OPTIONS_V1_SIZE,
                                        sizeof(polyattn_plan_options) + 64};
         o->struct_size = sizes[fuzz_below(src, COUNT(sizes))];
     }

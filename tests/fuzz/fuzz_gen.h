@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The first published sizes of the growing structs: smaller is refused, larger accepted. */
+#define FUZZ_DESC_V1_SIZE (offsetof(polyattn_attention_desc, mask) + sizeof(polyattn_mask))
+#define FUZZ_OPTIONS_V1_SIZE (offsetof(polyattn_plan_options, deterministic) + sizeof(int))
+
 /* Random bits: splitmix64 from a seed, or bytes of a libFuzzer input (zeros once spent). */
 typedef struct fuzz_src {
     uint64_t state;
