@@ -1,7 +1,7 @@
 #!/bin/sh
 # The OpenCL backward on the H100 machine (NVIDIA's OpenCL): build, conformance --backward
 # (every algorithm), the determinism test, ocl_bwd_bench of the tiled flash backward, the
-# old row kernels at one shape, and a small tile sweep (POLYATTN_OCL_BWD_TILES).
+# old row kernels at one shape, and a small tile sweep (POLYATTN_FORCE=opencl.bwd_tiles=...).
 # Run from the repository root with .gpu-kit carried (see gpu_run.sh).  Logs under $OUT.
 set -u
 OUT=${OUT:-/tmp/ocl-bwd-out}
@@ -35,8 +35,8 @@ tail -1 "$OUT/conformance_backward.txt"; grep -E '^FAIL' "$OUT/conformance_backw
   timeout 30 $B/bin/ocl_bwd_bench --reps 5 --dtype f32 --algo unfused,fused \
     --shape 1,16,1024,64 --shape 1,16,4096,128
   echo "rc=$?"
-  echo "# the old row-streaming kernels (POLYATTN_OCL_BWD=rows)"
-  POLYATTN_OCL_BWD=rows timeout 45 $B/bin/ocl_bwd_bench --reps 3 --dtype f32 --algo flash \
+  echo "# the old row-streaming kernels (POLYATTN_FORCE=opencl.bwd=rows)"
+  POLYATTN_FORCE=opencl.bwd=rows timeout 45 $B/bin/ocl_bwd_bench --reps 3 --dtype f32 --algo flash \
     --shape 1,16,1024,64
   echo "rc=$?"
 } >"$OUT/bench.txt" 2>&1
@@ -44,9 +44,9 @@ cat "$OUT/bench.txt"
 S=$(date +%s)
 timeout 40 $B/bin/test_ocl_backward >"$OUT/test_ocl_backward.txt" 2>&1
 echo "test_ocl_backward rc=$? in $(($(date +%s) - S)) s"; tail -1 "$OUT/test_ocl_backward.txt"
-for t in ${TUNE_LIST:-64,64,16,16,32,16 32,64,8,16,32,16 64,32,16,16,32,16 64,64,8,32,32,16 64,64,16,16,16,16}; do
+for t in ${TUNE_LIST:-64x64:16x16:32:16 32x64:8x16:32:16 64x32:16x16:32:16 64x64:8x32:32:16 64x64:16x16:16:16}; do
   echo "tiles $t"
-  POLYATTN_OCL_BWD_TILES=$t timeout 15 $B/bin/ocl_bwd_bench --reps 3 --dtype f32 --algo flash \
+  POLYATTN_FORCE=opencl.bwd_tiles=$t timeout 15 $B/bin/ocl_bwd_bench --reps 3 --dtype f32 --algo flash \
     --shape 1,16,4096,64 --shape 1,16,4096,128 --mask none | grep '^row'
 done >"$OUT/tune.txt" 2>&1
 cat "$OUT/tune.txt"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The OpenCL backend on the H100 machine (NVIDIA's OpenCL): build, conformance, the
 # backend tests, ocl_bench and PyTorch SDPA (efficient) on the same shapes, then a small
-# flash tile sweep (POLYATTN_OCL_TILES).
+# flash tile sweep (POLYATTN_FORCE=opencl.tiles=BMxBN:RGxCG:DK:VN).
 # Run from the repository root with .gpu-kit carried (opencl-nvidia.sh, and ocl/ holding
 # the OpenCL headers, clblast_c.h, libclblast.so and libOpenCL.so copied from Debian 12).
 # Writes logs and JSON under $OUT (at most 6 files: the device tool returns 8).
@@ -28,8 +28,8 @@ echo "ocl_bench rc=$?"
 PYTHONUNBUFFERED=1 timeout 200 python3 tests/opencl/torch_sdpa_bench.py "$OUT/torch.json" >"$OUT/torch.txt" 2>&1
 echo "torch rc=$?"
 if [ "${OCL_TUNE:-1}" = 1 ]; then
-  for t in ${OCL_TUNE_LIST:-64,64,16,8,32,32 64,64,16,8,16,32 64,64,16,4,32,16 64,32,16,8,32,32}; do
-    echo "tiles $t"; POLYATTN_OCL_TILES=$t timeout 60 $B/bin/ocl_bench --suite tune --algos flash --max-seconds 0.3 | tail -2
+  for t in ${OCL_TUNE_LIST:-64x64:16x8:32:32 64x64:16x8:16:32 64x64:16x4:32:16 64x32:16x8:32:32}; do
+    echo "tiles $t"; POLYATTN_FORCE=opencl.tiles=$t timeout 60 $B/bin/ocl_bench --suite tune --algos flash --max-seconds 0.3 | tail -2
   done >"$OUT/tune.txt" 2>&1
 fi
 cat "$OUT/ocl_bench.txt"; tail -40 "$OUT/torch.txt"; cat "$OUT/tune.txt" 2>/dev/null
