@@ -80,7 +80,8 @@ polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char 
         snprintf(note, size, "row-streaming CPU kernel, %d rows per work-item, no local memory",
                  c.rows);
     else
-        snprintf(note, size, "tiled%s kernel %dx%d (rows x keys), %d work-items, %llu B local memory",
+        snprintf(note, size,
+                 "tiled%s kernel %dx%d (rows x keys), %d work-items, %llu B local memory",
                  c.v4 ? " 4-wide" : "", c.tiles.bm, c.tiles.bn, c.tiles.rg * c.tiles.cg,
                  (unsigned long long)c.local_bytes);
     if (p->want_backward) ocl_bwd_note(p, &b, note, size);

@@ -74,7 +74,8 @@ const char *ocl_force_read(ocl_device *d, ocl_force *f)
         return bad(d, "bwd", v, "expected tiled or rows");
     int x[6];
     if (pa_force_get(&d->base, PREFIX "tiles", v, sizeof v)) {
-        if (!six_ints(v, x)) return bad(d, "tiles", v, "expected BMxBN:RGxCG:DK:VN (64x64:16x8:32:32)");
+        if (!six_ints(v, x))
+            return bad(d, "tiles", v, "expected BMxBN:RGxCG:DK:VN (64x64:16x8:32:32)");
         f->tiles = (ocl_tiles){x[0], x[1], x[2], x[3], x[4], x[5]};
         if (!ocl_tiles_valid(&f->tiles))
             return bad(d, "tiles", v, "sizes must be positive with RG dividing BM, CG and VN "
@@ -82,7 +83,8 @@ const char *ocl_force_read(ocl_device *d, ocl_force *f)
         f->has_tiles = 1;
     }
     if (pa_force_get(&d->base, PREFIX "bwd_tiles", v, sizeof v)) {
-        if (!six_ints(v, x)) return bad(d, "bwd_tiles", v, "expected RxC:RGxCG:DK:VN (64x64:16x16:32:16)");
+        if (!six_ints(v, x))
+            return bad(d, "bwd_tiles", v, "expected RxC:RGxCG:DK:VN (64x64:16x16:32:16)");
         f->bwd_tiles = (ocl_bwd_tiles){x[0], x[1], x[2], x[3], x[4], x[5]};
         if (!ocl_bwd_tiles_valid(&f->bwd_tiles))
             return bad(d, "bwd_tiles", v, "sizes must be positive with RG dividing R, CG and VN "

@@ -91,7 +91,8 @@ static uint64_t stage_floats(const ocl_tiles *t, int64_t dv)
 uint64_t ocl_flash_local_bytes(const ocl_tiles *t, int64_t dv)
 {
     if (ocl_flash_v4(t)) {
-        uint64_t tdv4 = (uint64_t)((dv + 4 * t->cg - 1) / (4 * t->cg)), dvp = tdv4 * 4 * (uint64_t)t->cg;
+        uint64_t tdv4 = (uint64_t)((dv + 4 * t->cg - 1) / (4 * t->cg));
+        uint64_t dvp = tdv4 * 4 * (uint64_t)t->cg;
         uint64_t qk = (uint64_t)t->dk * (uint64_t)(t->bm + t->bn), vv = (uint64_t)t->vn * dvp;
         return 4 * ((qk > vv ? qk : vv) + (uint64_t)t->bn * (uint64_t)(t->bm + 4) +
                     (uint64_t)t->bm * (uint64_t)t->cg);

@@ -40,7 +40,8 @@ uint64_t ocl_unfused_layout(const pa_problem *p, const ocl_force *f, ocl_plan_st
     s->ws_o = at;
     if (s->unpack_o) at = ocl_align256(at + 4 * b * hq * sq * dv);
     s->ws_s = at;
-    uint64_t per = sq * skv, room = OCL_CLBLAST_MAX_ELEMS > at / 4 ? OCL_CLBLAST_MAX_ELEMS - at / 4 : 0;
+    uint64_t per = sq * skv;
+    uint64_t room = OCL_CLBLAST_MAX_ELEMS > at / 4 ? OCL_CLBLAST_MAX_ELEMS - at / 4 : 0;
     if (p->want_probs) {
         s->chunk = nb * per <= OCL_CLBLAST_MAX_ELEMS ? nb : 0;
     } else {

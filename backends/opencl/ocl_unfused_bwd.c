@@ -102,7 +102,7 @@ polyattn_status ocl_unfused_bwd_prepare(ocl_device *d, const pa_problem *p, cons
             return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR,                                 \
                            "opencl unfused backward: CLBlastSgemmBatched (" what              \
                            ") failed: %s (%d)",                                               \
-                           ocl_clblast_name(cs_), (int)cs_);                                      \
+                           ocl_clblast_name(cs_), (int)cs_);                                  \
     } while (0)
 
 /* The unfused backward: D, then per pass of whole GQA groups S = scale Q K^T and
@@ -148,11 +148,11 @@ polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *
 #define BWD_PACK(flag, m, o, stv, dims, region)                                               \
     if (flag) {                                                                               \
         cl_long to_ = ws0 + (cl_long)((region) / 4);                                          \
-        st = ocl_pack(d, s->bwd_pack, 0, m, o, stv, dims, ws, to_);                            \
+        st = ocl_pack(d, s->bwd_pack, 0, m, o, stv, dims, ws, to_);                           \
         if (st) return st;                                                                    \
         m = ws;                                                                               \
         o = to_;                                                                              \
-        ocl_contiguous(stv, dims);                                                                    \
+        ocl_contiguous(stv, dims);                                                            \
     }
     BWD_PACK(s->bp_q, qm, q_off, q_st, qd, s->bws_q)
     BWD_PACK(s->bp_k, km, k_off, k_st, kd, s->bws_k)

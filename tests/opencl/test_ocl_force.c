@@ -129,7 +129,8 @@ int main(void)
                "opencl flash backward: tiled (GPU) kernels (POLYATTN_FORCE "
                "opencl.bwd=tiled,opencl.bwd_tiles=32x64:8x32:32:16)");
     forced_run("opencl.bwd=rows", POLYATTN_ALGO_FUSED, 1,
-               "opencl flash backward: row-streaming (CPU) kernels (POLYATTN_FORCE opencl.bwd=rows)");
+               "opencl flash backward: row-streaming (CPU) kernels "
+               "(POLYATTN_FORCE opencl.bwd=rows)");
     forced_run("opencl.unfused_chunk=3", POLYATTN_ALGO_UNFUSED, 1,
                "scores in the workspace, 3 passes (POLYATTN_FORCE opencl.unfused_chunk=3)");
 
