@@ -40,6 +40,7 @@ uint64_t ocl_unfused_layout(const pa_problem *p, const ocl_force *f, ocl_plan_st
     s->ws_o = at;
     if (s->unpack_o) at = ocl_align256(at + 4 * b * hq * sq * dv);
     s->ws_s = at;
+    s->forced_chunk = f->unfused_chunk;
     uint64_t per = sq * skv;
     uint64_t room = OCL_CLBLAST_MAX_ELEMS > at / 4 ? OCL_CLBLAST_MAX_ELEMS - at / 4 : 0;
     if (p->want_probs) {
@@ -47,7 +48,6 @@ uint64_t ocl_unfused_layout(const pa_problem *p, const ocl_force *f, ocl_plan_st
     } else {
         s->chunk = per ? room / per : 0;
         if (s->chunk > nb) s->chunk = nb;
-        s->forced_chunk = f->unfused_chunk;
         if (f->unfused_chunk && f->unfused_chunk < s->chunk) s->chunk = f->unfused_chunk;
         at = ocl_align256(at + 4 * s->chunk * per);
     }
