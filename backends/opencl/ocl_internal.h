@@ -36,6 +36,7 @@ typedef struct ocl_device {
     double last_build_ms;        /* of the latest ocl_get_program (tests read it) */
     int last_build_from_disk;
     char note[4][400]; /* per algorithm: how an eligible check says it will run */
+    char force_error[320]; /* why a POLYATTN_FORCE opencl.* value was refused */
 } ocl_device;
 
 const char *ocl_error_name(cl_int err);

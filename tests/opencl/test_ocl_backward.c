@@ -2,7 +2,8 @@
  * OpenCL backward, beyond the conformance table: with the deterministic option, dQ, dK and
  * dV are bitwise identical over repeated calls (outputs poisoned before each), for the
  * unfused, fused and flash algorithms (fused runs the flash backward kernels; CTest runs
- * this again with POLYATTN_OCL_BWD=tiled for the GPU kernels), GQA + causal + strided layouts, f32 and bf16; and the same
+ * this again with POLYATTN_FORCE=opencl.bwd=tiled for the GPU kernels), GQA + causal +
+ * strided layouts, f32 and bf16; and the same
  * plans agree with the host reference (pa_tk_run_backward, deterministic).
  */
 #include "pa_testkit.h"
@@ -169,7 +170,7 @@ static void big_heads(polyattn_context *ctx)
 int main(int argc, char **argv)
 {
     /* --flash-only: the flash plans alone (the tiled CTest run: unfused does not change with
-     * POLYATTN_OCL_BWD and fused runs the same backward kernels). */
+     * opencl.bwd and fused runs the same backward kernels). */
     const int flash_only = argc > 1 && strcmp(argv[1], "--flash-only") == 0;
     int count = 0;
     const char *reason = NULL;

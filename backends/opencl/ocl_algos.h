@@ -1,0 +1,256 @@
+/*
+ * What the OpenCL algorithm files share: the tuning table (ocl_tuning.c), the
+ * POLYATTN_FORCE keys (ocl_force.c), a plan's decisions and state, and the argument and
+ * launch helpers (ocl_launch.c).
+ *
+ * One plan, one decision: each algorithm's decide function is pure (device caps, problem,
+ * forced keys); check reports it, prepare stores it in the plan state and builds its
+ * kernels, forward and backward only execute it.
+ */
+#ifndef OCL_ALGOS_H
+#define OCL_ALGOS_H
+
+#include "ocl_internal.h"
+
+#include <limits.h>
+#include <stdint.h>
+
+#define LOG2E 1.4426950408889634
+
+/* ---- tuning (ocl_tuning.c) ------------------------------------------------ */
+
+/* Forward tile of the flash and fused kernels (kernels/tile.cl): a work-group of RG x CG
+ * work-items owns BM query rows and walks BN keys at a time; Q/K staged DK columns at a
+ * time, V VN rows at a time. */
+typedef struct ocl_tiles {
+    int bm, bn, rg, cg, dk, vn;
+} ocl_tiles;
+
+/* Tile of the tiled flash backward (kernels/flash_bwd.cl): a work-group of RG x CG owns R
+ * rows (keys for dK/dV, queries for dQ) and streams the other side C rows at a time. */
+typedef struct ocl_bwd_tiles {
+    int r, c, rg, cg, dk, vn;
+} ocl_bwd_tiles;
+
+/* One band of the head-dim table: problems with max(head_dim, head_dim_v) <= max_dim. */
+typedef struct ocl_band {
+    int max_dim;
+    ocl_tiles fwd;
+    int fwd_dk_narrow; /* the forward's DK when head_dim < 32 */
+    ocl_bwd_tiles bwd;
+} ocl_band;
+
+/* Scalar tuning constants of the kernel family. */
+typedef struct ocl_tuning {
+    int flash_rows_kb;         /* flash_rows.cl: keys per block (KB) */
+    int softmax_wg;            /* unfused.cl: work-items per softmax row (SM_WG) */
+    size_t rows_group;         /* CPU row kernels: work-items per group at most ... */
+    size_t rows_group_private; /* ... and their private arrays at most this many bytes */
+    uint64_t local_reserve;    /* local memory the driver keeps for itself */
+    size_t grid_wg;            /* grid-stride 1-D kernels: work-items per group */
+    size_t grid_max_groups;    /* ... and groups at most */
+} ocl_tuning;
+
+extern const ocl_tuning ocl_tune;
+
+/* The band of a problem's head dims; NULL above the table (unsupported). */
+const ocl_band *ocl_band_of(int64_t head_dim, int64_t head_dim_v);
+/* The largest head dim the table covers. */
+int ocl_max_head_dim(void);
+/* Rows per work-item of the CPU row kernels (flash forward and backward). */
+int ocl_rows_per_item(int64_t head_dim, int64_t head_dim_v);
+/* The forward tile of a band for this head_dim. */
+ocl_tiles ocl_band_tiles(const ocl_band *b, int64_t head_dim);
+
+/* Local memory a kernel may use on this device. */
+uint64_t ocl_local_budget(const ocl_caps *c);
+/* The 4-wide flash kernel's tile constraints (four rows per work-item, keys in fours). */
+int ocl_flash_v4(const ocl_tiles *t);
+uint64_t ocl_flash_local_bytes(const ocl_tiles *t, int64_t dv);
+uint64_t ocl_fused_fixed_local_bytes(const ocl_tiles *t, int64_t dv);
+uint64_t ocl_bwd_tiled_local_bytes(const ocl_bwd_tiles *t, int64_t d, int64_t dv);
+/* Whether a tile's shape is one the kernels take (divisibility, positive sizes). */
+int ocl_tiles_valid(const ocl_tiles *t);
+int ocl_bwd_tiles_valid(const ocl_bwd_tiles *t);
+
+/* -D build options of a kernel variant (device quirks are appended by ocl_get_program). */
+void ocl_tile_options(const pa_problem *p, const ocl_tiles *t, char *buf, size_t size);
+void ocl_rows_options(const pa_problem *p, int rows, char *buf, size_t size);
+void ocl_bwd_tiled_options(const pa_problem *p, const ocl_bwd_tiles *t, char *buf, size_t size);
+void ocl_bwd_rows_options(const pa_problem *p, int rows, char *buf, size_t size);
+void ocl_unfused_options(const pa_problem *p, char *buf, size_t size);
+
+/* ---- POLYATTN_FORCE keys (ocl_force.c) ------------------------------------ */
+
+enum { OCL_FORCE_NONE = 0, OCL_FORCE_TILED, OCL_FORCE_ROWS };
+
+typedef struct ocl_force {
+    int flash;                /* opencl.flash: OCL_FORCE_TILED or _ROWS */
+    int bwd;                  /* opencl.bwd */
+    int has_tiles;            /* opencl.tiles */
+    ocl_tiles tiles;
+    int has_bwd_tiles;        /* opencl.bwd_tiles */
+    ocl_bwd_tiles bwd_tiles;
+    uint64_t unfused_chunk;   /* opencl.unfused_chunk: 0 unless forced */
+    char text[256];           /* the opencl.* pairs as given, for the dispatch log */
+} ocl_force;
+
+/* Reads the device's opencl.* keys; NULL, or a sentence (device-owned) naming
+ * POLYATTN_FORCE and the key whose value is bad (unknown opencl.* keys included). */
+const char *ocl_force_read(ocl_device *d, ocl_force *f);
+
+/* ---- a plan's decisions and state ----------------------------------------- */
+
+/* The forward of a flash or fused plan. */
+typedef struct ocl_fwd_choice {
+    ocl_tiles tiles;
+    int rows;              /* flash: rows per work-item of the row kernel; 0: tiled */
+    size_t rows_group;     /* flash rows: work-items per group */
+    int v4;                /* flash tiled: the 4-wide kernel */
+    int scores_local;      /* fused: the scores stay in local memory */
+    uint64_t scores_bytes; /* fused: bytes of one group's scores */
+    uint64_t local_bytes;  /* local memory of one work-group */
+    uint64_t workspace;    /* bytes */
+    char forced[160];      /* POLYATTN_FORCE keys that shaped it ("" if none) */
+} ocl_fwd_choice;
+
+/* The backward of a flash or fused plan (the flash backward kernels). */
+typedef struct ocl_bwd_choice {
+    int tiled;          /* the tiled GPU kernels, else the row-streaming ones */
+    int fell_back;      /* rows because the tiled tile does not fit the device */
+    ocl_bwd_tiles t;    /* tiled */
+    int rows;           /* row kernels: rows per work-item (BR) */
+    size_t rows_group;  /* row kernels: work-items per group */
+    uint64_t local_bytes;
+    char forced[160];
+} ocl_bwd_choice;
+
+typedef struct ocl_plan_state {
+    /* forward */
+    cl_kernel kernel, pack, unpack;
+    ocl_fwd_choice fwd; /* flash, fused */
+    /* unfused forward: packed inputs, workspace byte offsets, passes */
+    int pack_q, pack_k, pack_v, unpack_o;
+    uint64_t ws_s, ws_q, ws_k, ws_v, ws_o, ws_total;
+    uint64_t chunk;        /* (batch, head) matrices per pass */
+    uint64_t forced_chunk; /* POLYATTN_FORCE opencl.unfused_chunk, 0 if none */
+    size_t *offs;         /* 6 arrays of batch*heads_q element offsets: A1 B1 C1 A2 B2 C2 */
+    float *alphas, *betas;
+    /* backward (plans with want_backward) */
+    cl_kernel bwd_delta, bwd_grad, bwd_pack, bwd_unpack, bwd_dkdv, bwd_dq;
+    ocl_bwd_choice bwd; /* flash, fused */
+    /* unfused backward: packed inputs, staged outputs, workspace byte offsets, passes */
+    int bp_q, bp_k, bp_v, bp_do, bu_dq, bu_dk, bu_dv;
+    uint64_t bws_q, bws_k, bws_v, bws_do, bws_dq, bws_dk, bws_dv, bws_delta, bws_p, bws_ds,
+        bws_total;
+    uint64_t bchunk; /* (batch, kv head) groups per pass */
+    size_t *boffs;   /* 7 arrays per (batch, head) matrix, 6 per (batch, kv head) group */
+    float *bscale, *bone;
+} ocl_plan_state;
+
+/* Decisions (pure; NULL or why the plan cannot run).  The backward's also appends how it
+ * runs to note (size bytes) when note is not NULL. */
+const char *ocl_flash_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
+                             ocl_fwd_choice *c);
+const char *ocl_fused_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
+                             ocl_fwd_choice *c);
+const char *ocl_bwd_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
+                           ocl_bwd_choice *c);
+void ocl_bwd_note(const pa_problem *p, const ocl_bwd_choice *c, char *note, size_t size);
+/* Checks shared by the flash and fused forward tiles. */
+const char *ocl_check_common(const ocl_device *d, const pa_problem *p, const ocl_tiles *t,
+                             uint64_t local_bytes);
+
+/* The flash backward (flash and fused plans): kernels and the call. */
+polyattn_status ocl_flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s);
+uint64_t ocl_flash_bwd_workspace(pa_device *dev, const pa_problem *p);
+polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *state,
+                                   const pa_backward_io *io);
+
+/* ---- helpers (ocl_launch.c) ----------------------------------------------- */
+
+/* Kernel-argument helper: a failure names the argument (needs `ocl_device *d`). */
+#define SET_ARG(k, i, v)                                                                      \
+    do {                                                                                      \
+        cl_int e_ = clSetKernelArg((k), (cl_uint)(i), sizeof(v), &(v));                       \
+        if (e_ != CL_SUCCESS) return ocl_fail(d, e_, "clSetKernelArg " #v);                   \
+    } while (0)
+
+size_t ocl_esize(polyattn_dtype t);
+int64_t ocl_round_up(int64_t x, int64_t m);
+cl_long4 ocl_strides4(const int64_t s[4]);
+/* Element offset of a tensor reference; 0 when the byte offset is not element-aligned. */
+int ocl_elem_offset(const pa_tensor_ref *r, size_t es, cl_long *out);
+/* 1 for a causal mask, with the bottom-right offset in *offset. */
+int ocl_causal_of(const pa_problem *p, int *offset);
+
+polyattn_status ocl_make_kernel(ocl_device *d, const char *const *srcs, int n,
+                                const char *opts, const char *name, cl_kernel *out);
+ocl_plan_state *ocl_state_new(void);
+void ocl_release_state(pa_device *dev, void *state);
+polyattn_status ocl_enqueue(ocl_device *d, cl_kernel k, const size_t *global,
+                            const size_t *local, const char *what);
+/* A grid-stride 1-D launch over n items. */
+polyattn_status ocl_enqueue_1d(ocl_device *d, cl_kernel k, uint64_t n, const char *what);
+/* The q/k/v/o arguments (0..11) shared by the flash and fused kernels. */
+polyattn_status ocl_set_qkvo_args(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                  const pa_io *io);
+/* A backward call's tensors as element offsets (f32 for the LSE). */
+polyattn_status ocl_bwd_offsets(ocl_device *d, const pa_problem *p, const pa_backward_io *io,
+                                cl_long off[9]);
+/* D_i = rowsum(dO * O) into ws[delta_off ..] (one float per query row). */
+polyattn_status ocl_bwd_delta(ocl_device *d, cl_kernel k, const pa_problem *p,
+                              const pa_backward_io *io, const cl_long off[9], cl_mem ws,
+                              cl_long delta_off);
+
+int ocl_one_launch(pa_device *dev, const pa_problem *p);
+
+/* ---- the algorithms' ops (ocl_flash.c, ocl_fused.c, ocl_unfused*.c) -------- */
+
+polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char **why_not);
+uint64_t ocl_flash_workspace(pa_device *dev, const pa_problem *p);
+polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **state);
+polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *state,
+                                  const pa_io *io);
+
+polyattn_status ocl_fused_check(pa_device *dev, const pa_problem *p, const char **why_not);
+uint64_t ocl_fused_workspace(pa_device *dev, const pa_problem *p);
+polyattn_status ocl_fused_prepare(pa_device *dev, const pa_problem *p, void **state);
+polyattn_status ocl_fused_forward(pa_device *dev, const pa_problem *p, void *state,
+                                  const pa_io *io);
+
+/* Unfused workspace layouts (fill the state's offsets; return total bytes, 0 with a chunk
+ * of 0: unsupported). */
+uint64_t ocl_unfused_layout(const pa_problem *p, const ocl_force *f, ocl_plan_state *s);
+uint64_t ocl_unfused_bwd_layout(const pa_problem *p, const ocl_force *f, ocl_plan_state *s);
+polyattn_status ocl_unfused_check(pa_device *dev, const pa_problem *p, const char **why_not);
+uint64_t ocl_unfused_workspace(pa_device *dev, const pa_problem *p);
+int ocl_unfused_launches(pa_device *dev, const pa_problem *p);
+polyattn_status ocl_unfused_prepare(pa_device *dev, const pa_problem *p, void **state);
+polyattn_status ocl_unfused_forward(pa_device *dev, const pa_problem *p, void *state,
+                                    const pa_io *io);
+uint64_t ocl_unfused_bwd_workspace(pa_device *dev, const pa_problem *p);
+/* The backward's kernels and per-pass arrays (opts: the forward's build options). */
+polyattn_status ocl_unfused_bwd_prepare(ocl_device *d, const pa_problem *p, const char *opts,
+                                        ocl_plan_state *s);
+polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *state,
+                                     const pa_backward_io *io);
+
+/* CLBlast's kernels index with 32-bit ints: every element offset a GEMM sees stays below. */
+#define OCL_CLBLAST_MAX_ELEMS ((uint64_t)INT_MAX - 1024)
+/* Whether CLBlast must read (or write) a tensor through a contiguous f32 copy. */
+int ocl_needs_pack(const pa_problem *p, const int64_t st[4], int64_t cols);
+uint64_t ocl_align256(uint64_t x);
+
+#ifdef POLYATTN_HAVE_CLBLAST
+#include <clblast_c.h>
+/* A CLBlast status as a name. */
+const char *ocl_clblast_name(CLBlastStatusCode c);
+/* Copies a strided tensor to (or back from) a contiguous f32 region of the workspace. */
+polyattn_status ocl_pack(ocl_device *d, cl_kernel k, int unpack, cl_mem user, cl_long user_off,
+                         const int64_t st[4], const int64_t dims[4], cl_mem ws, cl_long ws_off);
+/* Contiguous strides of dims. */
+void ocl_contiguous(int64_t st[4], const int64_t dims[4]);
+#endif
+
+#endif
