@@ -42,7 +42,7 @@
  * every N >= 2048 (bench/results/cuda-flash-backward-h100-2026-11-24.md).
  */
 #include "flash_tc_bwd.h"
-#include "flash_split.h"
+#include "flash_split.cuh"
 #include "tc_common.cuh"
 
 #include <cuda_bf16.h>
@@ -50,6 +50,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 namespace
 {
@@ -866,16 +867,12 @@ cudaError_t launch_dkdv(const BwdParams &bp, cudaStream_t stream)
     return cudaGetLastError();
 }
 
-/* The dK/dV configuration: B at head dim 64 and F at 128 by default (both issue ~0.45
- * ldmatrix.x4 per mma; F at head dim 64 spends ~0.55, its dQ tile being small);
- * POLYATTN_CUDA_BWD_TILE=a, b or f picks one (b only at head dim 64) for comparisons. */
-char tile_choice(int head_dim)
-{
-    const char *s = getenv("POLYATTN_CUDA_BWD_TILE");
-    const char c = s && *s ? (char)(s[0] | 0x20) : 0;
-    if (c == 'a' || c == 'f' || (c == 'b' && head_dim == 64)) return c;
-    return head_dim == 64 ? 'b' : 'f';
-}
+/* The family's head dims and the dK/dV configurations each has, the one table that
+ * generates dispatch, "supported?" and the shared-memory sizes: X(head_dim, default tile,
+ * tiles).  B by default at head dim 64 and F at 128 (both issue ~0.45 ldmatrix.x4 per mma;
+ * F at head dim 64 spends ~0.55, its dQ tile being small); A and, at 64, B stay for
+ * comparisons (POLYATTN_FORCE=cuda.bwd_tile=...). */
+#define PA_FLASH_TC_BWD_HEAD_DIMS(X) X(64, 'b', "abf") X(128, 'f', "af")
 
 template <int HEAD_DIM, typename T>
 cudaError_t launch_dkdv_f(const BwdParams &bp, cudaStream_t stream)
@@ -891,7 +888,7 @@ cudaError_t launch_dkdv_f(const BwdParams &bp, cudaStream_t stream)
 }
 
 template <int HEAD_DIM, typename T>
-cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stream)
+cudaError_t launch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaStream_t stream)
 {
     const pa_gpu_args &a = ba.fwd;
     const uint64_t rows = (uint64_t)a.batch * a.heads_q * a.seq_q;
@@ -913,10 +910,11 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stre
     bp.lse2 = w.lse2;
     bp.dq_acc = w.dq_acc;
 
-    switch (tile_choice(HEAD_DIM)) {
+    switch (tile) {
     case 'a': e = launch_dkdv<BwdA<HEAD_DIM>, T>(bp, stream); break;
     case 'b': e = launch_dkdv<BwdB<64>, T>(bp, stream); break;
-    default: e = launch_dkdv_f<HEAD_DIM, T>(bp, stream); break;
+    case 'f': e = launch_dkdv_f<HEAD_DIM, T>(bp, stream); break;
+    default: return cudaErrorInvalidValue;
     }
     if (e != cudaSuccess) return e;
 
@@ -937,13 +935,14 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stre
 }
 
 template <typename T>
-cudaError_t dispatch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaStream_t stream)
 {
+#define PA_CASE(d, def, tiles) case d: return launch<d, T>(ba, tile, workspace, stream);
     switch (ba.fwd.head_dim) {
-    case 64: return launch<64, T>(ba, workspace, stream);
-    case 128: return launch<128, T>(ba, workspace, stream);
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return cudaErrorInvalidValue;
     }
+#undef PA_CASE
 }
 
 constexpr size_t smax(size_t x, size_t y)
@@ -951,28 +950,59 @@ constexpr size_t smax(size_t x, size_t y)
     return x > y ? x : y;
 }
 
+/* The largest shared memory of the kernels a head dim's tiles launch (B exists at 64 only). */
+template <int HEAD_DIM>
+constexpr size_t smem_of()
+{
+    return smax(smax(BwdA<HEAD_DIM>::kSmem, HEAD_DIM == 64 ? BwdB<64>::kSmem : 0),
+                smax(BwdFTraits<HEAD_DIM>::kSmem, BwdDqTraits<HEAD_DIM>::kSmem));
+}
+
 } // namespace
 
 extern "C" int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim)
 {
-    return head_dim == 64 || head_dim == 128;
+#define PA_CASE(d, def, tiles) case d: return 1;
+    switch (head_dim) {
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+    default: return 0;
+    }
+#undef PA_CASE
+}
+
+extern "C" char pa_cuda_flash_tc_bwd_default_tile(int head_dim)
+{
+#define PA_CASE(d, def, tiles) case d: return def;
+    switch (head_dim) {
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+    default: return 0;
+    }
+#undef PA_CASE
+}
+
+extern "C" int pa_cuda_flash_tc_bwd_has_tile(int head_dim, char tile)
+{
+#define PA_CASE(d, def, tiles) case d: return tile && strchr(tiles, tile) != nullptr;
+    switch (head_dim) {
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+    default: return 0;
+    }
+#undef PA_CASE
 }
 
 extern "C" size_t pa_cuda_flash_tc_bwd_smem(int head_dim)
 {
+#define PA_CASE(d, def, tiles) case d: return smem_of<d>();
     switch (head_dim) {
-    case 64:
-        return smax(smax(BwdA<64>::kSmem, BwdB<64>::kSmem),
-                    smax(BwdFTraits<64>::kSmem, BwdDqTraits<64>::kSmem));
-    case 128:
-        return smax(smax(BwdA<128>::kSmem, BwdFTraits<128>::kSmem), BwdDqTraits<128>::kSmem);
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
+#undef PA_CASE
 }
 
-extern "C" const char *pa_cuda_flash_tc_bwd_kernel(int head_dim)
+extern "C" const char *pa_cuda_flash_tc_bwd_kernel(char tile)
 {
-    switch (tile_choice(head_dim)) {
+    switch (tile) {
     case 'a': return "flash_bwd_dkdv_tc_kernel (configuration A: 8 warps x 16 keys)";
     case 'b': return "flash_bwd_dkdv_tc_kernel (configuration B: 4 warps x 32 keys)";
     default: return "flash_bwd_dkdv_f_tc_kernel (8 warps, 2-D warp grids)";
@@ -987,10 +1017,12 @@ extern "C" uint64_t pa_cuda_flash_tc_bwd_workspace(const pa_gpu_bwd_args *a)
     return bytes;
 }
 
-extern "C" int pa_cuda_flash_tc_bwd(const pa_gpu_bwd_args *a, void *workspace, void *stream)
+extern "C" int pa_cuda_flash_tc_bwd(const pa_gpu_bwd_args *a, char tile, void *workspace,
+                                    void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->fwd.dtype == 1) return (int)dispatch<__half>(*a, workspace, s);
-    if (a->fwd.dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, workspace, s);
+    if (!pa_cuda_flash_tc_bwd_has_tile(a->fwd.head_dim, tile)) return (int)cudaErrorInvalidValue;
+    if (a->fwd.dtype == 1) return (int)dispatch<__half>(*a, tile, workspace, s);
+    if (a->fwd.dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, tile, workspace, s);
     return (int)cudaErrorInvalidValue;
 }
