@@ -179,4 +179,23 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
     if (threadIdx.x == 0) pa_flash_records(a, s)[blockIdx.x] = rec;
 }
 
+/* This block's rank in its cluster (0 or 1 in the 2-block clusters of the halves). */
+__device__ __forceinline__ int pa_cluster_rank()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t rank;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+    return (int)rank;
+#else
+    return 0;
+#endif
+}
+
+__device__ __forceinline__ void pa_cluster_sync()
+{
+    asm volatile("barrier.cluster.arrive.release.aligned;\n"
+                 "barrier.cluster.wait.acquire.aligned;\n" ::
+                     : "memory");
+}
+
 #endif

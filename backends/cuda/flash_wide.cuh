@@ -21,24 +21,6 @@ __host__ __device__ constexpr size_t pa_flash_halves_bytes(int threads)
 {
     return ((size_t)2 * J * 4 * threads + 4 * PA_FLASH_TILE_M) * sizeof(float);
 }
-/* This block's rank in its cluster (0 or 1 in the 2-block clusters of the halves). */
-__device__ __forceinline__ int pa_cluster_rank()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    uint32_t rank;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
-    return (int)rank;
-#else
-    return 0;
-#endif
-}
-
-__device__ __forceinline__ void pa_cluster_sync()
-{
-    asm volatile("barrier.cluster.arrive.release.aligned;\n"
-                 "barrier.cluster.wait.acquire.aligned;\n" ::
-                     : "memory");
-}
 template <int J>
 __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], float &run_m,
                                                       float &run_l, int sr, bool stats_owner,
