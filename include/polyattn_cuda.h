@@ -22,6 +22,13 @@ POLYATTN_API polyattn_status polyattn_cuda_context_create(int device_index,
                                                           struct CUstream_st *stream,
                                                           polyattn_context **context);
 
+/* CUDA graphs: polyattn_forward and polyattn_backward of a made plan allocate no memory,
+ * never synchronise and read nothing back to the host (kernel, schedule and workspace are
+ * fixed when the plan is made), so both can be captured on the context's stream
+ * (cudaStreamBeginCapture, any capture mode) and the graph replayed with the same buffers.
+ * The unfused algorithm runs cuBLAS, which (CUDA 12.2+) allocates its workspace
+ * stream-ordered inside the graph. */
+
 /* The stream a CUDA context queues its work on. */
 POLYATTN_API polyattn_status polyattn_cuda_context_stream(polyattn_context *context,
                                                           struct CUstream_st **stream);

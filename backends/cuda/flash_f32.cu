@@ -19,6 +19,7 @@
  * The balanced schedule of flash_split.h applies as for the 16-bit kernel.
  */
 #include "flash_f32.h"
+#include "flash_wide.cuh"
 #include "tc_common.cuh"
 
 
@@ -293,40 +294,56 @@ cudaError_t launch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream
     return launch_as<HEAD_DIM, 1>(a, split, stream);
 }
 
+/* The family's head dims, the one list that generates dispatch, "supported?" and the
+ * shared-memory sizes. */
+#define PA_FLASH_F32_HEAD_DIMS(X) X(512) X(768) X(1024)
+
 } // namespace
 
 extern "C" int pa_cuda_flash_f32_has_head_dim(int head_dim)
 {
-    return head_dim == 512 || head_dim == 768 || head_dim == 1024;
+#define PA_CASE(d) case d:
+    switch (head_dim) {
+    PA_FLASH_F32_HEAD_DIMS(PA_CASE) return 1;
+    default: return 0;
+    }
+#undef PA_CASE
+}
+
+extern "C" const char *pa_cuda_flash_f32_head_dims(void)
+{
+#define PA_NAME(d) " " #d
+    return PA_FLASH_F32_HEAD_DIMS(PA_NAME);
+#undef PA_NAME
 }
 
 extern "C" size_t pa_cuda_flash_f32_smem(int head_dim, int col_halves)
 {
+#define PA_CASE(d) case d: return col_halves ? F32WideTraits<d, 2>::kSmem : F32WideTraits<d>::kSmem;
     switch (head_dim) {
-    case 512: return col_halves ? F32WideTraits<512, 2>::kSmem : F32WideTraits<512>::kSmem;
-    case 768: return col_halves ? F32WideTraits<768, 2>::kSmem : F32WideTraits<768>::kSmem;
-    case 1024: return col_halves ? F32WideTraits<1024, 2>::kSmem : F32WideTraits<1024>::kSmem;
+    PA_FLASH_F32_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
+#undef PA_CASE
 }
 
 extern "C" int pa_cuda_flash_f32_key_tile(int head_dim, int col_halves)
 {
+#define PA_CASE(d) case d: return col_halves ? F32WideTraits<d, 2>::kBlockN : F32WideTraits<d>::kBlockN;
     switch (head_dim) {
-    case 512: return col_halves ? F32WideTraits<512, 2>::kBlockN : F32WideTraits<512>::kBlockN;
-    case 768: return col_halves ? F32WideTraits<768, 2>::kBlockN : F32WideTraits<768>::kBlockN;
-    case 1024: return col_halves ? F32WideTraits<1024, 2>::kBlockN : F32WideTraits<1024>::kBlockN;
+    PA_FLASH_F32_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
+#undef PA_CASE
 }
 
 extern "C" int pa_cuda_flash_f32(const pa_gpu_args *a, const pa_flash_split *split, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+#define PA_CASE(d) case d: return (int)launch<d>(*a, split, s);
     switch (a->head_dim) {
-    case 512: return (int)launch<512>(*a, split, s);
-    case 768: return (int)launch<768>(*a, split, s);
-    case 1024: return (int)launch<1024>(*a, split, s);
+    PA_FLASH_F32_HEAD_DIMS(PA_CASE)
     default: return (int)cudaErrorInvalidValue;
     }
+#undef PA_CASE
 }

@@ -10,8 +10,10 @@
 extern "C" {
 #endif
 
-/* Head dims with a compiled instance (512, 768, 1024). */
+/* Whether head_dim has an instance, and the list of those (" 512 ..."), both from the
+ * family's head-dim table (PA_FLASH_F32_HEAD_DIMS in flash_f32.cu). */
 int pa_cuda_flash_f32_has_head_dim(int head_dim);
+const char *pa_cuda_flash_f32_head_dims(void);
 /* Shared memory the instance for head_dim needs (bytes); col_halves: the column-halves
  * instance of a wide head dim (flash_split.h), 0 for head dims without one. */
 size_t pa_cuda_flash_f32_smem(int head_dim, int col_halves);

@@ -2,7 +2,7 @@
  * Split-key schedule of the wide flash forward: the host planner and
  * flash_fwd_split_combine_kernel (see flash_split.h).
  */
-#include "flash_split.h"
+#include "flash_split.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

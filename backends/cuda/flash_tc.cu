@@ -14,7 +14,7 @@
  * (FlashTcWideTraits).
  */
 #include "flash_tc.h"
-#include "flash_split.h"
+#include "flash_wide.cuh"
 #include "tc_common.cuh"
 
 
@@ -257,13 +257,6 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
  * 4 slots).  A block runs the segments the schedule of flash_split.h gives it: a whole
  * query tile, or a run of key tiles that may cross query tiles (balanced schedule).
  */
-#ifdef PA_WIDE_NO_REFILL
-/* Diagnostic builds only: the wide kernel loads the first K/V tile of a segment and no
- * other (wrong results), which times what the refills cost. */
-constexpr bool kWideRefill = false;
-#else
-constexpr bool kWideRefill = true;
-#endif
 
 /* COL_HALVES 2: the block owns half of the head dim (column halves, flash_split.h). */
 template <int HEAD_DIM, int COL_HALVES = 1>
@@ -319,8 +312,6 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
     /* One segment of the schedule: key tiles [w.t0, w.t1) of one query tile. */
     pa_flash_schedule(a, split, [&](const pa_flash_work &w) {
         __syncthreads(); /* the previous segment is done with shared memory */
-        pa_flash_phases ph;
-        PA_PHASE_BEGIN(ph);
         const pa_flash_heads<T> h = pa_flash_heads_of<T>(a, w);
         const T *q = h.q + cbase, *k = h.k + cbase, *v = h.v + cbase;
         const int row0 = w.qt * BM;
@@ -358,7 +349,6 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
             const int key0 = nt * BN;
             cp_async_wait<1>(); /* this warp's K(nt) (and Q) slice landed; V(nt) may still fly */
             __syncwarp();
-            PA_PHASE_MARK(ph);
 
             /* partial S over this warp's head-dim slice */
             float acc_s[2][BN / 8][4];
@@ -387,13 +377,11 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
                 }
             }
             __syncwarp(); /* every lane's ldmatrix of the K slice is done: refill it */
-            if (kWideRefill && nt + step < t1) load_slice(sk, k, a.k_stride[2], key0 + step * BN, a.seq_kv);
+            if (nt + step < t1) load_slice(sk, k, a.k_stride[2], key0 + step * BN, a.seq_kv);
             cp_async_commit();
-            PA_PHASE_MARK(ph);
 
             exchange_scores<BN, Tr::kSlots>(ss, BM * SS, acc_s, warp, g, t4);
             __syncthreads(); /* scores complete (sum of the slots); P(nt-1) no longer read */
-            PA_PHASE_MARK(ph);
 
             /* online softmax: 8 threads per row, stats kept in registers (same in all 8) */
             {
@@ -406,11 +394,9 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
                 pp[1] = Dt<T>::pack(x[2], x[3]);
                 if (tid % 8 == 0) s_alpha[sr] = alpha;
             }
-            PA_PHASE_MARK(ph);
             __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
             cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
             __syncwarp();
-            PA_PHASE_MARK(ph);
 
             /* O = O * alpha + P V over this warp's slice */
             rescale_rows<SL / 8>(acc_o, s_alpha, g);
@@ -434,9 +420,8 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
                 }
             }
             __syncwarp(); /* every lane's ldmatrix of the V slice is done: refill it */
-            if (kWideRefill && nt + step < t1) load_slice(sv, v, a.v_stride[2], key0 + step * BN, a.seq_kv);
+            if (nt + step < t1) load_slice(sv, v, a.v_stride[2], key0 + step * BN, a.seq_kv);
             cp_async_commit();
-            PA_PHASE_MARK(ph);
         }
         static_assert(pa_flash_halves_bytes<SL / 8>(Tr::kThreads) + 3 * BM * 4 <= Tr::kSmem,
                       "the key-halves scratch stays clear of the row statistics");
@@ -445,7 +430,6 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
             return; /* block 1 of the cluster: block 0 writes the merged tile */
         pa_flash_end_segment<D>(a, split, w, h.o + cbase, acc_o, run_m, run_l, sr, tid % 8 == 0,
                                 s_m, s_l, sq, S, warp * SL, g, t4, cbase == 0);
-        PA_PHASE_PRINT(ph, w);
     });
 }
 
@@ -479,57 +463,67 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     return cudaGetLastError();
 }
 
+/* The family's head dims, the one list that generates dispatch, "supported?" and the
+ * shared-memory sizes: X(head_dim) for the tile kernel (one block per query tile), W(head_dim)
+ * for the wide kernel (split-K across 8 warps, the schedules of flash_split.h).  64-key tiles
+ * measured faster than 32 at head dim 128 on the H100 (1.84 vs 1.99 ms, bf16, 4x16x4096,
+ * despite a few spilled registers): FlashTcTraits' default. */
+#define PA_FLASH_TC_HEAD_DIMS(X, W) X(32) X(64) X(96) X(128) X(256) W(512) W(768) W(1024)
+
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
+#define PA_TILE(d) case d: return launch<d, T>(a, stream);
+#define PA_WIDE(d) case d: return launch_wide<d, T>(a, split, stream);
     switch (a.head_dim) {
-    case 32: return launch<32, T>(a, stream);
-    case 64: return launch<64, T>(a, stream);
-    case 96: return launch<96, T>(a, stream);
-    /* 64-key tiles measured faster than 32 at head dim 128 on the H100 (1.84 vs 1.99 ms,
-     * bf16, 4x16x4096, despite a few spilled registers). */
-    case 128: return launch<128, T>(a, stream);
-    case 256: return launch<256, T>(a, stream);
-    case 512: return launch_wide<512, T>(a, split, stream);
-    case 768: return launch_wide<768, T>(a, split, stream);
-    case 1024: return launch_wide<1024, T>(a, split, stream);
+    PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
     default: return cudaErrorInvalidValue;
     }
+#undef PA_TILE
+#undef PA_WIDE
 }
 
 } // namespace
 
 extern "C" int pa_cuda_flash_tc_has_head_dim(int head_dim)
 {
-    return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 ||
-           head_dim == 256 || head_dim == 512 || head_dim == 768 || head_dim == 1024;
+#define PA_CASE(d) case d:
+    switch (head_dim) {
+    PA_FLASH_TC_HEAD_DIMS(PA_CASE, PA_CASE) return 1;
+    default: return 0;
+    }
+#undef PA_CASE
+}
+
+extern "C" const char *pa_cuda_flash_tc_head_dims(void)
+{
+#define PA_NAME(d) " " #d
+    return PA_FLASH_TC_HEAD_DIMS(PA_NAME, PA_NAME);
+#undef PA_NAME
 }
 
 extern "C" size_t pa_cuda_flash_tc_smem(int head_dim, int col_halves)
 {
-    if (col_halves) switch (head_dim) {
-        case 512: return FlashTcWideTraits<512, 2>::kSmem;
-        case 768: return FlashTcWideTraits<768, 2>::kSmem;
-        case 1024: return FlashTcWideTraits<1024, 2>::kSmem;
-        default: return 0;
-        }
+#define PA_TILE(d) case d: return col_halves ? 0 : FlashTcTraits<d>::kSmem;
+#define PA_WIDE(d) case d: return col_halves ? FlashTcWideTraits<d, 2>::kSmem : FlashTcWideTraits<d>::kSmem;
     switch (head_dim) {
-    case 32: return FlashTcTraits<32>::kSmem;
-    case 64: return FlashTcTraits<64>::kSmem;
-    case 96: return FlashTcTraits<96>::kSmem;
-    case 128: return FlashTcTraits<128>::kSmem;
-    case 256: return FlashTcTraits<256>::kSmem;
-    case 512: return FlashTcWideTraits<512>::kSmem;
-    case 768: return FlashTcWideTraits<768>::kSmem;
-    case 1024: return FlashTcWideTraits<1024>::kSmem;
+    PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
     default: return 0;
     }
+#undef PA_TILE
+#undef PA_WIDE
 }
 
 extern "C" int pa_cuda_flash_tc_key_tile(int head_dim, int col_halves)
 {
-    (void)col_halves; /* 32 keys in both forms */
-    return head_dim > 256 ? FlashTcWideTraits<512>::kBlockN : 0;
+#define PA_TILE(d) case d: return 0;
+#define PA_WIDE(d) case d: return col_halves ? FlashTcWideTraits<d, 2>::kBlockN : FlashTcWideTraits<d>::kBlockN;
+    switch (head_dim) {
+    PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
+    default: return 0;
+    }
+#undef PA_TILE
+#undef PA_WIDE
 }
 
 extern "C" int pa_cuda_flash_tc(const pa_gpu_args *a, const pa_flash_split *split, void *stream)

@@ -9,8 +9,10 @@
 extern "C" {
 #endif
 
-/* Head dims with a compiled instance (32, 64, 96, 128, 256). */
+/* Whether head_dim has an instance, and the list of those (" 32 64 ..."), both from the
+ * family's head-dim table (PA_FLASH_TC_HEAD_DIMS in flash_tc.cu). */
 int pa_cuda_flash_tc_has_head_dim(int head_dim);
+const char *pa_cuda_flash_tc_head_dims(void);
 /* Shared memory the instance for head_dim needs (bytes); col_halves: the column-halves
  * instance of a wide head dim (flash_split.h), 0 for head dims without one. */
 size_t pa_cuda_flash_tc_smem(int head_dim, int col_halves);

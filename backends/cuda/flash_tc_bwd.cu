@@ -42,210 +42,20 @@
  * every N >= 2048 (bench/results/cuda-flash-backward-h100-2026-11-24.md).
  */
 #include "flash_tc_bwd.h"
-#include "flash_split.h"
-#include "tc_common.cuh"
+#include "flash_tc_bwd.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 namespace
 {
 
 using namespace pa_tc;
-
-/* dK/dV kernel tiles: WARPS warps x MT*16 keys, query tiles of BM (two stages).  A warp
- * owning MT m16 key tiles reuses every Q/dO fragment it reads from shared memory for MT
- * tiles: shared-memory bandwidth, not the tensor cores, limits one m16 tile per warp.
- * Head dim 128 cannot: 32 keys x 128 columns of dK and dV are 256 f32 registers. */
-template <int HEAD_DIM, int MT, int WARPS, int BM>
-struct BwdTraits {
-    static constexpr int kMTiles = MT;
-    static constexpr int kWarps = WARPS;
-    static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kBlockN = 16 * MT * kWarps; /* keys per block */
-    static constexpr int kBlockM = BM;               /* queries per step */
-    static constexpr int kStride = HEAD_DIM + 8;     /* padded 16-bit rows (elements) */
-    static constexpr int kSStride = kBlockM + 8;     /* dS^T rows [key][query] */
-    static constexpr int kRowGroups = kBlockM / 16;        /* dQ: warps over rows */
-    static constexpr int kColGroups = kWarps / kRowGroups; /* ... and head-dim columns */
-    static constexpr int kColsPerWarp = HEAD_DIM / kColGroups;
-    static constexpr int kColChunk = kColsPerWarp > 64 ? 64 : kColsPerWarp;
-    static constexpr int kMinBlocks = WARPS == 4 ? 2 : 1;
-    static constexpr size_t kSmem = (size_t)(2 * kBlockN + 4 * kBlockM) * kStride * 2 +
-                                    (size_t)kBlockN * kSStride * 2 + 4 * kBlockM * 4;
-    static_assert(kWarps % kRowGroups == 0, "warps cover the dQ rows evenly");
-    static_assert(HEAD_DIM % 16 == 0 && kColsPerWarp % 16 == 0 && kColsPerWarp % kColChunk == 0,
-                  "mma tiles are 16 wide");
-};
-/* Configurations: A = 8 warps x 16 keys, 64-query steps; B = 4 warps x 32 keys, 32-query
- * steps (head dim 64 only). */
-template <int HEAD_DIM>
-using BwdA = BwdTraits<HEAD_DIM, 1, 8, 64>;
-template <int HEAD_DIM>
-using BwdB = BwdTraits<HEAD_DIM, 2, 4, 32>;
-
-/* dQ kernel (deterministic mode): 4 warps x 16 queries, key tiles of 64 (two stages). */
-template <int HEAD_DIM>
-struct BwdDqTraits {
-    static constexpr int kWarps = 4;
-    static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kBlockM = 16 * kWarps;
-    static constexpr int kBlockN = 64;
-    static constexpr int kStride = HEAD_DIM + 8;
-    static constexpr size_t kSmem = (size_t)(2 * kBlockM + 4 * kBlockN) * kStride * 2;
-};
-
-/* 4-byte async copy (lse/delta rows); src_bytes 0 writes a zero. */
-__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 4 : 0)
-                 : "memory");
-}
-/* 2^x (ex2.approx: -inf gives 0, results below 2^-126 flush to 0) */
-__device__ __forceinline__ float fast_exp2(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-/* rows x D tile from global (row stride in elements) into padded shared rows. */
-template <int D, int STRIDE, int THREADS, int ROWS, typename T>
-__device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stride, int row0,
-                                          int nrows)
-{
-    load_rows<ROWS, D / 8, STRIDE, THREADS>(dst, src, row_stride, row0, nrows);
-}
-
-__device__ __forceinline__ void atomic_add2(float *p, float x, float y)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float2 *>(p), make_float2(x, y));
-#else
-    atomicAdd(p, x);
-    atomicAdd(p + 1, y);
-#endif
-}
-
-/* Pre-pass: delta[row] = rowsum(dO * O) and lse2[row] = lse * log2(e) (+inf where the
- * row is fully masked, so P = exp2(s - lse2) = 0 there).  8 lanes a row, 16-byte loads. */
-template <int HEAD_DIM, typename T>
-__global__ void flash_bwd_prep_kernel(pa_gpu_args a, const void *d_o, float *delta, float *lse2)
-{
-    const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
-    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 8) + threadIdx.x / 8;
-    const int sub = threadIdx.x % 8;
-    float acc = 0.f;
-    if (row < rows) {
-        const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
-                      b = row / ((int64_t)a.seq_q * a.heads_q);
-        const int64_t base = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
-        const T *o = static_cast<const T *>(a.o) + base;
-        const T *g = static_cast<const T *>(d_o) + base;
-#pragma unroll
-        for (int c = sub * 8; c < HEAD_DIM; c += 64) {
-            const uint4 x = *reinterpret_cast<const uint4 *>(o + c);
-            const uint4 y = *reinterpret_cast<const uint4 *>(g + c);
-            const uint32_t xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float2 fx = Dt<T>::unpack(xs[e]), fy = Dt<T>::unpack(ys[e]);
-                acc = fmaf(fx.x, fy.x, fmaf(fx.y, fy.y, acc));
-            }
-        }
-    }
-    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
-    if (row < rows && sub == 0) {
-        delta[row] = acc;
-        const float l = a.lse[row];
-        lse2[row] = l == -INFINITY ? INFINITY : l * kLog2e;
-    }
-}
-
-struct BwdParams {
-    pa_gpu_args f;     /* q, k, v, o, lse, dims, strides, scale */
-    const void *d_o;   /* o's strides */
-    void *dk, *dv;     /* k's and v's strides */
-    const float *delta; /* f32 [batch, heads_q, seq_q] */
-    const float *lse2;  /* lse * log2(e), +inf on fully masked rows; same shape */
-    float *dq_acc;     /* f32 [batch, heads_q, seq_q, head_dim]; NULL: no dQ here */
-};
-
-/* Q, dO, lse2 and delta of query rows [q0, q0 + BM) of head hq into one stage.  Rows past
- * seq_q load as zeros: their P = 1 meets zero Q and dO rows and their dS is 0, so they add
- * nothing, and their dQ is never stored. */
-template <int D, int S, int NT, int BM, typename T>
-__device__ __forceinline__ void load_query_stage(const BwdParams &bp, int batch, int hq, int q0,
-                                                 T *sq, T *sdo, float *slse, float *sdelta)
-{
-    const pa_gpu_args &a = bp.f;
-    const T *q = static_cast<const T *>(a.q) + batch * a.q_stride[0] + hq * a.q_stride[1];
-    const T *dO = static_cast<const T *>(bp.d_o) + batch * a.o_stride[0] + hq * a.o_stride[1];
-    load_tile<D, S, NT, BM>(sq, q, a.q_stride[2], q0, a.seq_q);
-    load_tile<D, S, NT, BM>(sdo, dO, a.o_stride[2], q0, a.seq_q);
-    const int64_t rowbase = ((int64_t)batch * a.heads_q + hq) * a.seq_q + q0;
-    for (int i = threadIdx.x; i < 2 * BM; i += NT) {
-        const int r = i % BM;
-        const bool valid = q0 + r < a.seq_q;
-        const float *src = (i < BM ? bp.lse2 : bp.delta) + (valid ? rowbase + r : 0);
-        cp_async4((i < BM ? slse : sdelta) + r, src, valid);
-    }
-}
-
-/* The query stages a dK/dV block (key tile key0 of KV head head_kv) walks: for each query
- * head of the group, the query tiles of BM rows that see key0, from the first one to the
- * end (none when no query sees it); stage `it` is query head hq(it), rows from q0(it).
- * load(it, st) starts stage it's Q, dO, lse2 and delta into buffer st (cp.async). */
-template <int D, int S, int NT, int BM, typename T>
-struct DkdvQueries {
-    const BwdParams &bp;
-    int batch, head0, m_first, per_head, n_iter;
-    T *sq, *sdo;          /* [stage][BM][S] */
-    float *slse, *sdelta; /* [stage][BM] */
-    __device__ DkdvQueries(const BwdParams &p, int batch_, int head_kv, int key0, T *q, T *d_o,
-                           float *lse, float *delta)
-        : bp(p), batch(batch_), sq(q), sdo(d_o), slse(lse), sdelta(delta)
-    {
-        const pa_gpu_args &a = p.f;
-        const int group = a.heads_q / a.heads_kv;
-        const int off = a.mask == 2 ? a.seq_kv - a.seq_q : 0;
-        const int q_first = a.mask ? max(0, key0 - off) : 0; /* the first query that sees key0 */
-        head0 = head_kv * group;
-        m_first = q_first / BM;
-        per_head = q_first < a.seq_q ? (a.seq_q + BM - 1) / BM - m_first : 0;
-        n_iter = group * per_head;
-    }
-    __device__ int hq(int it) const { return head0 + it / per_head; }
-    __device__ int q0(int it) const { return (m_first + it % per_head) * BM; }
-    __device__ void load(int it, int st) const
-    {
-        load_query_stage<D, S, NT, BM>(bp, batch, hq(it), q0(it), sq + st * BM * S,
-                                       sdo + st * BM * S, slse + st * BM, sdelta + st * BM);
-    }
-};
-
-/* The start of a dK/dV block: its K and V tiles (BN keys from key0) and the first query
- * stage in flight, one cp.async group. */
-template <int D, int S, int NT, int BN, typename W, typename T>
-__device__ __forceinline__ void dkdv_begin(const BwdParams &bp, const W &walk, int head_kv,
-                                           int key0, T *sk, T *sv)
-{
-    const pa_gpu_args &a = bp.f;
-    const int batch = walk.batch;
-    const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
-    const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
-    load_tile<D, S, NT, BN>(sk, k, a.k_stride[2], key0, a.seq_kv);
-    load_tile<D, S, NT, BN>(sv, v, a.v_stride[2], key0, a.seq_kv);
-    if (walk.n_iter > 0) walk.load(0, 0);
-    cp_async_commit();
-}
-
-
+using namespace pa_tc_bwd;
 
 template <typename Tr, typename T>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
@@ -866,16 +676,12 @@ cudaError_t launch_dkdv(const BwdParams &bp, cudaStream_t stream)
     return cudaGetLastError();
 }
 
-/* The dK/dV configuration: B at head dim 64 and F at 128 by default (both issue ~0.45
- * ldmatrix.x4 per mma; F at head dim 64 spends ~0.55, its dQ tile being small);
- * POLYATTN_CUDA_BWD_TILE=a, b or f picks one (b only at head dim 64) for comparisons. */
-char tile_choice(int head_dim)
-{
-    const char *s = getenv("POLYATTN_CUDA_BWD_TILE");
-    const char c = s && *s ? (char)(s[0] | 0x20) : 0;
-    if (c == 'a' || c == 'f' || (c == 'b' && head_dim == 64)) return c;
-    return head_dim == 64 ? 'b' : 'f';
-}
+/* The family's head dims and the dK/dV configurations each has, the one table that
+ * generates dispatch, "supported?" and the shared-memory sizes: X(head_dim, default tile,
+ * tiles).  B by default at head dim 64 and F at 128 (both issue ~0.45 ldmatrix.x4 per mma;
+ * F at head dim 64 spends ~0.55, its dQ tile being small); A and, at 64, B stay for
+ * comparisons (POLYATTN_FORCE=cuda.bwd_tile=...). */
+#define PA_FLASH_TC_BWD_HEAD_DIMS(X) X(64, 'b', "abf") X(128, 'f', "af")
 
 template <int HEAD_DIM, typename T>
 cudaError_t launch_dkdv_f(const BwdParams &bp, cudaStream_t stream)
@@ -891,7 +697,7 @@ cudaError_t launch_dkdv_f(const BwdParams &bp, cudaStream_t stream)
 }
 
 template <int HEAD_DIM, typename T>
-cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stream)
+cudaError_t launch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaStream_t stream)
 {
     const pa_gpu_args &a = ba.fwd;
     const uint64_t rows = (uint64_t)a.batch * a.heads_q * a.seq_q;
@@ -913,10 +719,11 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stre
     bp.lse2 = w.lse2;
     bp.dq_acc = w.dq_acc;
 
-    switch (tile_choice(HEAD_DIM)) {
+    switch (tile) {
     case 'a': e = launch_dkdv<BwdA<HEAD_DIM>, T>(bp, stream); break;
     case 'b': e = launch_dkdv<BwdB<64>, T>(bp, stream); break;
-    default: e = launch_dkdv_f<HEAD_DIM, T>(bp, stream); break;
+    case 'f': e = launch_dkdv_f<HEAD_DIM, T>(bp, stream); break;
+    default: return cudaErrorInvalidValue;
     }
     if (e != cudaSuccess) return e;
 
@@ -937,13 +744,14 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stre
 }
 
 template <typename T>
-cudaError_t dispatch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaStream_t stream)
 {
+#define PA_CASE(d, def, tiles) case d: return launch<d, T>(ba, tile, workspace, stream);
     switch (ba.fwd.head_dim) {
-    case 64: return launch<64, T>(ba, workspace, stream);
-    case 128: return launch<128, T>(ba, workspace, stream);
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return cudaErrorInvalidValue;
     }
+#undef PA_CASE
 }
 
 constexpr size_t smax(size_t x, size_t y)
@@ -951,28 +759,59 @@ constexpr size_t smax(size_t x, size_t y)
     return x > y ? x : y;
 }
 
+/* The largest shared memory of the kernels a head dim's tiles launch (B exists at 64 only). */
+template <int HEAD_DIM>
+constexpr size_t smem_of()
+{
+    return smax(smax(BwdA<HEAD_DIM>::kSmem, HEAD_DIM == 64 ? BwdB<64>::kSmem : 0),
+                smax(BwdFTraits<HEAD_DIM>::kSmem, BwdDqTraits<HEAD_DIM>::kSmem));
+}
+
 } // namespace
 
 extern "C" int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim)
 {
-    return head_dim == 64 || head_dim == 128;
+#define PA_CASE(d, def, tiles) case d: return 1;
+    switch (head_dim) {
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+    default: return 0;
+    }
+#undef PA_CASE
+}
+
+extern "C" char pa_cuda_flash_tc_bwd_default_tile(int head_dim)
+{
+#define PA_CASE(d, def, tiles) case d: return def;
+    switch (head_dim) {
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+    default: return 0;
+    }
+#undef PA_CASE
+}
+
+extern "C" int pa_cuda_flash_tc_bwd_has_tile(int head_dim, char tile)
+{
+#define PA_CASE(d, def, tiles) case d: return tile && strchr(tiles, tile) != nullptr;
+    switch (head_dim) {
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+    default: return 0;
+    }
+#undef PA_CASE
 }
 
 extern "C" size_t pa_cuda_flash_tc_bwd_smem(int head_dim)
 {
+#define PA_CASE(d, def, tiles) case d: return smem_of<d>();
     switch (head_dim) {
-    case 64:
-        return smax(smax(BwdA<64>::kSmem, BwdB<64>::kSmem),
-                    smax(BwdFTraits<64>::kSmem, BwdDqTraits<64>::kSmem));
-    case 128:
-        return smax(smax(BwdA<128>::kSmem, BwdFTraits<128>::kSmem), BwdDqTraits<128>::kSmem);
+    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
+#undef PA_CASE
 }
 
-extern "C" const char *pa_cuda_flash_tc_bwd_kernel(int head_dim)
+extern "C" const char *pa_cuda_flash_tc_bwd_kernel(char tile)
 {
-    switch (tile_choice(head_dim)) {
+    switch (tile) {
     case 'a': return "flash_bwd_dkdv_tc_kernel (configuration A: 8 warps x 16 keys)";
     case 'b': return "flash_bwd_dkdv_tc_kernel (configuration B: 4 warps x 32 keys)";
     default: return "flash_bwd_dkdv_f_tc_kernel (8 warps, 2-D warp grids)";
@@ -987,10 +826,12 @@ extern "C" uint64_t pa_cuda_flash_tc_bwd_workspace(const pa_gpu_bwd_args *a)
     return bytes;
 }
 
-extern "C" int pa_cuda_flash_tc_bwd(const pa_gpu_bwd_args *a, void *workspace, void *stream)
+extern "C" int pa_cuda_flash_tc_bwd(const pa_gpu_bwd_args *a, char tile, void *workspace,
+                                    void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->fwd.dtype == 1) return (int)dispatch<__half>(*a, workspace, s);
-    if (a->fwd.dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, workspace, s);
+    if (!pa_cuda_flash_tc_bwd_has_tile(a->fwd.head_dim, tile)) return (int)cudaErrorInvalidValue;
+    if (a->fwd.dtype == 1) return (int)dispatch<__half>(*a, tile, workspace, s);
+    if (a->fwd.dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, tile, workspace, s);
     return (int)cudaErrorInvalidValue;
 }

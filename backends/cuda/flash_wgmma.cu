@@ -3,7 +3,7 @@
  * warpgroup MMA.  The mma.sync kernels of flash_tc.cu split each key tile's Q K^T across 8
  * warps and sum their partial scores through shared memory (split-K): at the short seed
  * shapes a 32 x 32 key tile took ~3000 cycles, most of it barriers, that sum and the
- * softmax (session 9, -DPA_FLASH_PHASES), with the tensor pipes 11-21% busy.  Here one
+ * softmax (per-phase cycle counts), with the tensor pipes 11-21% busy.  Here one
  * warpgroup (128 threads) multiplies a 64-row query tile by a 64-key tile over the whole
  * head dim with wgmma, which reduces over the head dim inside the tensor core and leaves
  * the scores in registers.
@@ -38,7 +38,7 @@
  * the plan.
  */
 #include "flash_wgmma.h"
-#include "flash_split.h" /* pa_flash_visible, the phase diagnostics */
+#include "flash_split.cuh" /* pa_flash_visible */
 #include "wgmma_sm90.cuh"
 
 #include <cuda.h> /* CUtensorMap and its enums (types only: the encoder comes from cudart) */
@@ -108,28 +108,6 @@ __device__ __forceinline__ void load_qk(unsigned char *sq, unsigned char *sk, co
     }
 }
 
-#ifdef PA_FLASH_PHASES
-/* Diagnostic builds (-DPA_FLASH_PHASES): each block's phase cycles, printed after the launch
- * in flash_split.h's PH format. */
-constexpr int kPhaseBlocks = 1024;
-__device__ int g_phases[kPhaseBlocks][4 + pa_flash_phases::kMarks];
-__global__ void phase_print(int blocks)
-{
-    for (int b = 0; b < blocks && b < kPhaseBlocks; ++b) {
-        const int *r = g_phases[b], n = r[1];
-        for (int t = 0; t < n && t < 8; ++t) {
-            int d[6];
-            for (int j = 0; j < 6; ++j)
-                d[j] = t == 0 && j == 0 ? r[2] : r[4 + t * 6 + j - 1];
-            printf("PH %d %d %d %d %d %d %d %d %d %d\n", b, r[0], n, t, d[0], d[1], d[2], d[3], d[4], d[5]);
-        }
-        printf("PH %d %d %d -1 %d %d\n", b, r[0], n, r[2], r[3]);
-        /* the epilogue's parts: merge (split), staging, store; -1 past the kept marks */
-        const bool kept = n > 0 && n < 8;
-        printf("PE %d %d %d %d %d\n", b, r[0], kept ? r[3 + 6 * n] : -1, kept ? r[4 + 6 * n] : -1, r[3]);
-    }
-}
-#endif
 
 /* Max and sum of 16 values as balanced trees (depth 4, not a chain of 15). */
 __device__ __forceinline__ float tree_max(const float (&x)[16])
@@ -220,8 +198,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     /* qk_bars[b]: block b of the Q and K tiles, v_bar: V tiles; phase i & 1 for this
      * block's i-th key tile */
     uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)), *v_bar = qk_bars + kChunks;
-    pa_flash_phases ph;
-    PA_PHASE_BEGIN(ph);
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     /* this block's query tile (longest first over all (batch, head) pairs), columns and key
@@ -275,7 +251,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
             mbar_wait(&qk_bars[c], i & 1);
-            if (c == 0) PA_PHASE_MARK(ph); /* the first block of K(nt) (and Q) landed */
 #pragma unroll
             for (int kk = 0; kk < 4; ++kk) {
                 const uint32_t off = (uint32_t)(c * kRows * 128 + kk * 32);
@@ -286,11 +261,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::commit();
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
-        PA_PHASE_MARK(ph);
         if (nt + S < n_tiles)
             load_qk<kChunks>(nullptr, sk, maps, row0, key0 + S * kKeys, head, head_kv, batch, qk_bars);
 
-        PA_PHASE_MARK(ph);
 
         /* online softmax of rows g (r = 0) and g + 8 (r = 1): 4 threads a row; the max and
          * the sum as trees (a single warp per scheduler hides no latency), exp2 as the
@@ -332,9 +305,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
         }
 
-        PA_PHASE_MARK(ph);
         mbar_wait(v_bar, i & 1); /* V(nt) landed */
-        PA_PHASE_MARK(ph);
 
         /* O += P V: the scores' accumulator layout is the A-fragment layout of the product */
         uint32_t pf[kKeys / 16][4];
@@ -353,7 +324,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::commit();
         pa_wg::wait<0>();
         __syncthreads(); /* V's buffer is free */
-        PA_PHASE_MARK(ph);
         if (nt + S < n_tiles) {
             if (tid == 0) mbar_expect(v_bar, tile_bytes(kCols));
             load_tile(sv, &maps.v, kCols / 64, col0, key0 + S * kKeys, head_kv, batch, v_bar);
@@ -371,7 +341,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     constexpr int kOut = kCols / S;
     const int j0 = split * (kOut / 8);
     if constexpr (kSplit) merge_split(acc_o, run_m, row_l, split, sk);
-    PA_PHASE_MARK(ph);
 
     /* O / l, staged in the swizzled layout (the Q tile's first kOut * 128 bytes): each warp
      * stages its 16 rows one 64-column block at a time and stores each block by TMA as soon
@@ -404,17 +373,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             pa_wg::tma_store_4d(&maps.o, stage + (cb - j0 / 8) * kRows * 128 + 16 * warp * 128, col0 + 64 * cb,
                                 row0 + 16 * warp, head, batch);
     }
-    PA_PHASE_MARK(ph);
     if (lane == 0) pa_wg::tma_store_wait(); /* the staging smem is read before the block exits */
-#ifdef PA_FLASH_PHASES
-    if (tid == 0 && blockIdx.x < kPhaseBlocks) { /* printed by phase_print (a printf here
-                                                  * would serialise the wgmma pipeline) */
-        int *rec = g_phases[blockIdx.x];
-        rec[0] = qt, rec[1] = split < n_tiles ? (n_tiles - split + S - 1) / S : 0, rec[2] = ph.first, rec[3] = (int)(ph.now() - ph.last);
-        for (int i = 0; i < ph.kMarks; ++i)
-            rec[4 + i] = i < ph.n - 1 ? ph.deltas[i] : -1;
-    }
-#endif
 #else
     (void)a;
     __trap(); /* launched on sm_90 only, where the sm_90a image runs */
@@ -478,9 +437,6 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     } else {
         kernel<<<blocks, kThreads, smem, stream>>>(a, maps);
     }
-#ifdef PA_FLASH_PHASES
-    if (cudaPeekAtLastError() == cudaSuccess) phase_print<<<1, 1, 0, stream>>>((int)blocks);
-#endif
     return cudaGetLastError();
 }
 
@@ -495,30 +451,42 @@ cudaError_t launch_plan(const pa_gpu_args &a, int plan, cudaStream_t stream)
     }
 }
 
+/* The family's head dims, the one list that generates dispatch, "supported?" and the
+ * shared-memory size (2 or 3 wide blocks of 256 columns a query tile; at 1024 the Q and K
+ * tiles would not fit shared memory). */
+#define PA_FLASH_WGMMA_HEAD_DIMS(X) X(512) X(768)
+
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, int plan, cudaStream_t stream)
 {
+#define PA_CASE(d) case d: return launch_plan<d, T>(a, plan, stream);
     switch (a.head_dim) {
-    case 512: return launch_plan<512, T>(a, plan, stream);
-    case 768: return launch_plan<768, T>(a, plan, stream);
+    PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE)
     default: return cudaErrorInvalidValue;
     }
+#undef PA_CASE
 }
 
 } // namespace
 
 extern "C" int pa_cuda_flash_wgmma_has_head_dim(int head_dim)
 {
-    return head_dim == 512 || head_dim == 768;
+#define PA_CASE(d) case d:
+    switch (head_dim) {
+    PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE) return 1;
+    default: return 0;
+    }
+#undef PA_CASE
 }
 
 extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim) /* the wide plans', the largest */
 {
+#define PA_CASE(d) case d: return smem_bytes<d, kWide>();
     switch (head_dim) {
-    case 512: return smem_bytes<512, kWide>();
-    case 768: return smem_bytes<768, kWide>();
+    PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
+#undef PA_CASE
 }
 
 extern "C" int pa_cuda_flash_wgmma(const pa_gpu_args *a, int plan, void *stream)

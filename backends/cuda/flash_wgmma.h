@@ -10,9 +10,8 @@
 extern "C" {
 #endif
 
-/* Head dims with an instance (512, 768: 2 or 3 blocks of 256 columns a query tile, twice
- * as many of 128 in the narrow plan; at 1024 the Q and K tiles would not fit shared
- * memory). */
+/* Whether head_dim has an instance (the family's head-dim table, PA_FLASH_WGMMA_HEAD_DIMS
+ * in flash_wgmma.cu). */
 int pa_cuda_flash_wgmma_has_head_dim(int head_dim);
 /* Shared memory a block of the head_dim instance needs (bytes), 0 without one. */
 size_t pa_cuda_flash_wgmma_smem(int head_dim);

@@ -4,7 +4,7 @@
  * only, apart from the kernel so that the CPU test of the schedules (tests/cuda) checks it.
  */
 #include "flash_wgmma.h"
-#include "flash_split.h" /* pa_flash_visible */
+#include "flash_split.cuh" /* pa_flash_visible */
 
 #include <math.h>
 #include <string.h>

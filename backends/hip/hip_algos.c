@@ -7,6 +7,8 @@
  */
 #include "pa_hip.h"
 
+#include "gpu_glue.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,83 +56,103 @@ static polyattn_status launch_status(pa_device *dev, int err, const char *what)
     return pa_hip_fail(dev, (hipError_t)err, what, __FILE__, __LINE__);
 }
 
-/* ---- backward shared by flash and fused: the SIMT flash backward ---------- */
+/* ---- POLYATTN_FORCE keys of this backend (README, "Forcing a path") ------- */
 
-/* The arguments of pa_gpu_flash_bwd; io NULL: sizes only. */
-static void bwd_args_fill(const pa_problem *p, const pa_backward_io *io, pa_gpu_bwd_args *g)
+/* hip.mfma=on|off (default off): the MFMA flash kernel has run only in the CPU emulation
+ * (tests/hip/test_hip_emulated), never on an AMD GPU, so it stays opt-in until conformance
+ * passes on an MI100/MI200.  An unknown value fails every algorithm's check, so planning
+ * fails with the key's name. */
+static polyattn_status force_mfma(pa_device *dev, int *on, const char **why_not)
 {
-    memset(g, 0, sizeof *g);
-    pa_io fio;
-    memset(&fio, 0, sizeof fio);
-    if (io) fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o;
-    pa_problem np = *p;
-    np.want_lse = 0, np.want_probs = 0;
-    pa_gpu_args_fill(&np, io ? &fio : NULL, &g->fwd);
-    if (io) {
-        g->fwd.lse = (float *)pa_gpu_ptr(&io->lse);
-        g->d_o = pa_gpu_ptr(&io->d_o);
-        g->dq = pa_gpu_ptr(&io->dq);
-        g->dk = pa_gpu_ptr(&io->dk);
-        g->dv = pa_gpu_ptr(&io->dv);
+    char v[16];
+    *on = 0;
+    if (!pa_force_get(dev, "hip.mfma", v, sizeof v)) return POLYATTN_STATUS_SUCCESS;
+    if (!strcmp(v, "on") || !strcmp(v, "off")) {
+        *on = !strcmp(v, "on");
+        return POLYATTN_STATUS_SUCCESS;
     }
-    g->deterministic = p->deterministic;
+    pa_hip_device *d = pa_hip(dev);
+    snprintf(d->why_not, sizeof d->why_not, "POLYATTN_FORCE: hip.mfma=%s is not one of on, off", v);
+    *why_not = d->why_not;
+    return POLYATTN_STATUS_INVALID_ARGUMENT;
 }
 
-/* Whether the flash backward's tiles fit (head dims up to 1024 always do within 64 KiB). */
+/* ---- the host glue shared with the cuda backend (backends/gpu/gpu_glue.c) --- */
+
+static polyattn_status glue_launch_status(pa_device *dev, int err, const char *what)
+{
+    return launch_status(dev, err, what);
+}
+
+typedef struct hip_glue {
+    pa_gpu_glue g;
+    pa_gpu_glue_fns fns;
+} hip_glue;
+
+static void glue_of(pa_device *dev, hip_glue *hg)
+{
+    const pa_hip_kernels *k = pa_hip(dev)->k;
+    hg->fns.fused_smem = k->fused_smem;
+    hg->fns.fused_workspace = k->fused_workspace;
+    hg->fns.fused = k->fused;
+    hg->fns.flash_bwd_workspace = k->flash_bwd_workspace;
+    hg->fns.flash_bwd_smem = k->flash_bwd_smem;
+    hg->fns.flash_bwd = k->flash_bwd;
+    hg->g.dev = dev;
+    hg->g.fns = &hg->fns;
+    hg->g.smem_limit = pa_hip(dev)->lds_bytes;
+    hg->g.smem_name = "LDS";
+    hg->g.why = pa_hip(dev)->why_not;
+    hg->g.why_size = sizeof pa_hip(dev)->why_not;
+    hg->g.launch_status = glue_launch_status;
+}
+
+/* ---- backward shared by flash and fused: the SIMT flash backward ---------- */
+
 static polyattn_status backward_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
-    pa_gpu_bwd_args g;
-    bwd_args_fill(p, NULL, &g);
-    const size_t need = pa_hip(dev)->k->flash_bwd_smem(&g);
-    if (need == 0) {
-        *why_not = "the flash backward has no tile for these head dims";
-        return POLYATTN_STATUS_UNSUPPORTED;
-    }
-    return lds_check(dev, "the flash backward", need, why_not);
+    hip_glue hg;
+    glue_of(dev, &hg);
+    const char *why = pa_gpu_simt_bwd_refusal(&hg.g, p);
+    if (why) return *why_not = why, POLYATTN_STATUS_UNSUPPORTED;
+    return POLYATTN_STATUS_SUCCESS;
 }
 
 static uint64_t flash_backward_workspace(pa_device *dev, const pa_problem *p)
 {
-    pa_gpu_bwd_args g;
-    bwd_args_fill(p, NULL, &g);
-    return pa_hip(dev)->k->flash_bwd_workspace(&g);
+    hip_glue hg;
+    glue_of(dev, &hg);
+    return pa_gpu_simt_bwd_workspace(&hg.g, p);
 }
 
-/* Used by flash and fused alike: dK/dV per key tile, dQ by atomics into an f32 workspace or,
- * deterministic, by a second pass per query tile. */
 static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void *state,
                                       const pa_backward_io *io)
 {
     (void)state;
-    pa_gpu_bwd_args g;
-    bwd_args_fill(p, io, &g);
-    const uint64_t need = pa_hip(dev)->k->flash_bwd_workspace(&g);
-    if (!io->workspace.mem || io->workspace_bytes < need)
-        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
-                       "flash backward: the workspace must hold %llu bytes (got %llu)",
-                       (unsigned long long)need, (unsigned long long)io->workspace_bytes);
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
-    return launch_status(dev,
-                         pa_hip(dev)->k->flash_bwd(&g, pa_gpu_ptr(&io->workspace),
-                                                   pa_hip(dev)->stream),
-                         p->deterministic ? "pa_gpu_flash_bwd (deterministic: flash_bwd_dkdv_kernel, "
-                                            "flash_bwd_dq_kernel)"
-                                          : "pa_gpu_flash_bwd (flash_bwd_dkdv_kernel with dQ atomics)");
+    hip_glue hg;
+    glue_of(dev, &hg);
+    return pa_gpu_simt_bwd_run(&hg.g, p, io, pa_hip(dev)->stream);
+}
+
+/* ---- plan state of fused and flash: decided once, executed as planned ------ */
+
+typedef struct hip_plan {
+    int mfma;    /* flash: the MFMA kernel, else the shared generic one */
+    int in_lds;  /* fused: the scores in LDS, else in the workspace */
+} hip_plan;
+
+static void plan_release(pa_device *dev, void *state)
+{
+    (void)dev;
+    free(state);
 }
 
 /* ---- flash: MFMA kernel (gfx908/gfx90a) or the shared generic (SIMT) one -- */
 
-/* The MFMA path has run only in the CPU emulation (tests/hip/test_hip_emulated), never on an
- * AMD GPU: it stays opt-in (POLYATTN_HIP_MFMA=1) until conformance passes on an MI100/MI200. */
-static int mfma_enabled(void)
-{
-    const char *s = getenv("POLYATTN_HIP_MFMA");
-    return s && *s && strcmp(s, "0") != 0;
-}
-
-/* Why the MFMA kernel cannot take p (NULL: it can). */
-static const char *mfma_refusal(pa_device *dev, const pa_problem *p)
+/* Why the MFMA kernel cannot take p (NULL: it can); forced: hip.mfma=on. */
+static const char *mfma_refusal(pa_device *dev, const pa_problem *p, int forced)
 {
     const pa_hip_device *d = pa_hip(dev);
     const int gfx90a = strcmp(d->arch, "gfx90a") == 0;
@@ -139,13 +161,18 @@ static const char *mfma_refusal(pa_device *dev, const pa_problem *p)
     if (p->dtype == POLYATTN_DTYPE_BF16 && !gfx90a) return "bf16 MFMA (bf16_1k) needs gfx90a";
     if (p->head_dim % 8 != 0 || p->head_dim > 128 || p->head_dim_v > 128)
         return "head_dim must be a multiple of 8 and head dims at most 128";
-    if (!mfma_enabled()) return "POLYATTN_HIP_MFMA is not set (not yet validated on AMD hardware)";
+    if (!forced) return "POLYATTN_FORCE=hip.mfma=on is not set (not yet validated on AMD hardware)";
     return NULL;
 }
 
-static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
+static polyattn_status flash_plan(pa_device *dev, const pa_problem *p, hip_plan *plan,
+                                  const char **why_not)
 {
+    memset(plan, 0, sizeof *plan);
     polyattn_status st = common_check(dev, p, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    int forced;
+    st = force_mfma(dev, &forced, why_not);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     if (p->want_probs) {
         *why_not = "flash never forms the probability matrix (O(seq) memory); use unfused or fused";
@@ -155,26 +182,45 @@ static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const ch
         st = backward_check(dev, p, why_not);
         if (st != POLYATTN_STATUS_SUCCESS) return st;
     }
-    if (!mfma_refusal(dev, p)) return POLYATTN_STATUS_SUCCESS; /* its LDS tile is 8.5 KiB */
+    if (!mfma_refusal(dev, p, forced)) {
+        plan->mfma = 1; /* its LDS tile is 8.5 KiB */
+        return POLYATTN_STATUS_SUCCESS;
+    }
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
     return lds_check(dev, "flash (generic kernel)", pa_hip(dev)->k->flash_generic_smem(&a),
                      why_not);
 }
 
+static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    hip_plan plan;
+    return flash_plan(dev, p, &plan, why_not);
+}
+
 static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void **state)
 {
-    const char *why = mfma_refusal(dev, p);
-    if (why)
-        pa_log(POLYATTN_LOG_DISPATCH, "hip flash: shared generic kernel (MFMA kernel not used: %s)",
-               why);
+    *state = NULL;
+    hip_plan *plan = (hip_plan *)malloc(sizeof *plan);
+    if (!plan) return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "flash: host memory");
+    const char *why = NULL;
+    polyattn_status st = flash_plan(dev, p, plan, &why);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        free(plan);
+        return pa_fail(dev, st, "flash: %s", why ? why : polyattn_status_string(st));
+    }
+    int forced = 0;
+    (void)force_mfma(dev, &forced, &why);
+    if (plan->mfma)
+        pa_log(POLYATTN_LOG_DISPATCH, "hip flash: MFMA 32x32x8 kernel on %s, %s%s",
+               pa_hip(dev)->arch, polyattn_dtype_name(p->dtype), " (POLYATTN_FORCE hip.mfma=on)");
     else
-        pa_log(POLYATTN_LOG_DISPATCH, "hip flash: MFMA 32x32x8 kernel on %s, %s",
-               pa_hip(dev)->arch, polyattn_dtype_name(p->dtype));
+        pa_log(POLYATTN_LOG_DISPATCH, "hip flash: shared generic kernel (MFMA kernel not used: %s)",
+               mfma_refusal(dev, p, forced));
     if (p->want_backward)
         pa_log(POLYATTN_LOG_DISPATCH, "hip flash backward: shared SIMT kernels, dQ %s",
                p->deterministic ? "by a second pass (deterministic)" : "by f32 atomics");
-    *state = NULL;
+    *state = plan;
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -195,36 +241,34 @@ static int one_launch(pa_device *dev, const pa_problem *p)
 static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *state,
                                      const pa_io *io)
 {
-    (void)state;
+    const hip_plan *plan = (const hip_plan *)state;
+    if (!plan) return pa_fail(dev, POLYATTN_STATUS_INTERNAL_ERROR, "flash: the plan has no state");
     pa_gpu_args a;
     pa_gpu_args_fill(p, io, &a);
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
-    if (!mfma_refusal(dev, p))
+    if (plan->mfma)
         return launch_status(dev, pa_hip(dev)->k->flash_mfma(&a, pa_hip(dev)->stream),
                              "pa_hip_flash_mfma (flash_fwd_mfma_kernel)");
     return launch_status(dev, pa_hip(dev)->k->flash_generic(&a, pa_hip(dev)->stream),
                          "pa_gpu_flash_generic (flash_fwd_simt_kernel)");
 }
 
-/* ---- fused: the shared kernel, scores in LDS or in the workspace -------- */
+/* ---- fused: the shared kernel and glue, scores in LDS or in the workspace -- */
 
-static int fused_scores_in_lds(pa_device *dev, const pa_gpu_args *a)
+static polyattn_status fused_plan(pa_device *dev, const pa_problem *p, hip_plan *plan,
+                                  const char **why_not)
 {
-    return pa_hip(dev)->k->fused_smem(a, 1) <= pa_hip(dev)->lds_bytes;
-}
-
-static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const char **why_not)
-{
+    memset(plan, 0, sizeof *plan);
     polyattn_status st = common_check(dev, p, why_not);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
-    pa_gpu_args a;
-    pa_gpu_args_fill(p, NULL, &a);
-    if (!fused_scores_in_lds(dev, &a)) {
-        st = lds_check(dev, "fused (scores in the workspace)", pa_hip(dev)->k->fused_smem(&a, 0),
-                       why_not);
-        if (st != POLYATTN_STATUS_SUCCESS) return st;
-    }
+    int forced;
+    st = force_mfma(dev, &forced, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    hip_glue hg;
+    glue_of(dev, &hg);
+    st = pa_gpu_fused_plan(&hg.g, p, &plan->in_lds, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
     if (p->want_backward) {
         st = backward_check(dev, p, why_not);
         if (st != POLYATTN_STATUS_SUCCESS) return st;
@@ -235,29 +279,49 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
     return POLYATTN_STATUS_SUCCESS;
 }
 
+static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    hip_plan plan;
+    return fused_plan(dev, p, &plan, why_not);
+}
+
 static uint64_t fused_workspace(pa_device *dev, const pa_problem *p)
 {
-    pa_gpu_args a;
-    pa_gpu_args_fill(p, NULL, &a);
-    return fused_scores_in_lds(dev, &a) ? 0 : pa_hip(dev)->k->fused_workspace(&a);
+    hip_plan plan;
+    const char *why;
+    if (fused_plan(dev, p, &plan, &why) != POLYATTN_STATUS_SUCCESS) return 0;
+    hip_glue hg;
+    glue_of(dev, &hg);
+    return pa_gpu_fused_plan_workspace(&hg.g, p, plan.in_lds);
+}
+
+static polyattn_status fused_prepare(pa_device *dev, const pa_problem *p, void **state)
+{
+    *state = NULL;
+    hip_plan *plan = (hip_plan *)malloc(sizeof *plan);
+    if (!plan) return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "fused: host memory");
+    const char *why = NULL;
+    polyattn_status st = fused_plan(dev, p, plan, &why);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        free(plan);
+        return pa_fail(dev, st, "fused: %s", why ? why : polyattn_status_string(st));
+    }
+    pa_log(POLYATTN_LOG_DISPATCH, "hip fused: scores of each 32-query tile in %s",
+           plan->in_lds ? "LDS" : "the workspace");
+    *state = plan;
+    return POLYATTN_STATUS_SUCCESS;
 }
 
 static polyattn_status fused_forward(pa_device *dev, const pa_problem *p, void *state,
                                      const pa_io *io)
 {
-    (void)state;
-    pa_gpu_args a;
-    pa_gpu_args_fill(p, io, &a);
-    const int in_lds = fused_scores_in_lds(dev, &a);
-    if (!in_lds && io->workspace_bytes < pa_hip(dev)->k->fused_workspace(&a))
-        return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
-                       "fused: workspace of %llu bytes, %llu needed",
-                       (unsigned long long)io->workspace_bytes,
-                       (unsigned long long)pa_hip(dev)->k->fused_workspace(&a));
+    const hip_plan *plan = (const hip_plan *)state;
+    if (!plan) return pa_fail(dev, POLYATTN_STATUS_INTERNAL_ERROR, "fused: the plan has no state");
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
-    return launch_status(dev, pa_hip(dev)->k->fused(&a, in_lds, pa_hip(dev)->stream),
-                         "pa_gpu_fused (fused_attn_kernel)");
+    hip_glue hg;
+    glue_of(dev, &hg);
+    return pa_gpu_fused_run(&hg.g, p, plan->in_lds, io, pa_hip(dev)->stream);
 }
 
 /* ---- unfused: tiled GEMM, mask+softmax, tiled GEMM ----------------------- */
@@ -271,6 +335,9 @@ static uint64_t score_bytes(const pa_problem *p)
 static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     polyattn_status st = common_check(dev, p, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    int forced;
+    st = force_mfma(dev, &forced, why_not);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     /* mask_softmax launches one work-group of 256 per score row in grid x: HIP caps a
      * grid dimension at 2^32 work-items. */
@@ -420,7 +487,7 @@ static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, voi
     const pa_hip_kernels *k = pa_hip(dev)->k;
     void *stream = pa_hip(dev)->stream;
     pa_gpu_bwd_args g;
-    bwd_args_fill(p, io, &g);
+    pa_gpu_bwd_args_fill(p, io, &g);
     const pa_gpu_args *a = &g.fwd;
     float *ws = (float *)pa_gpu_ptr(&io->workspace);
     float *qf = ws + l.q, *dof = ws + l.d_o, *delta = ws + l.delta, *sc = ws + l.s, *dp = ws + l.dp;
@@ -487,9 +554,11 @@ const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
      .kernel_launches = unfused_launches, .forward = unfused_forward,
      .backward_workspace_size = unfused_backward_workspace, .backward = unfused_backward},
     {.algo = POLYATTN_ALGO_FUSED, .check = fused_check, .workspace_size = fused_workspace,
-     .kernel_launches = one_launch, .forward = fused_forward,
+     .kernel_launches = one_launch, .prepare = fused_prepare, .release = plan_release,
+     .forward = fused_forward,
      .backward_workspace_size = flash_backward_workspace, .backward = flash_backward},
     {.algo = POLYATTN_ALGO_FLASH, .check = flash_check, .workspace_size = flash_workspace,
-     .kernel_launches = one_launch, .prepare = flash_prepare, .forward = flash_forward,
+     .kernel_launches = one_launch, .prepare = flash_prepare, .release = plan_release,
+     .forward = flash_forward,
      .backward_workspace_size = flash_backward_workspace, .backward = flash_backward},
 };

@@ -10,7 +10,7 @@
  * same way, and its workspace size against what the walk addresses; and the wgmma kernel's
  * plan at the shapes it was measured on.
  */
-#include "flash_split.h"
+#include "flash_split.cuh"
 #include "flash_wgmma.h"
 
 #include <stdio.h>

@@ -170,7 +170,7 @@ static int backward_suite(polyattn_context *ctx, const pa_tk_case *cases, size_t
     const int determ[] = {0, 0, 0, 1};
     const char *labels[] = {"unfused", "fused", "flash", "flash-det"};
     int failed = 0;
-    unsetenv("POLYATTN_HIP_MFMA");
+    emu.base.force[0] = '\0'; /* no POLYATTN_FORCE: the default kernels */
     for (size_t i = 0; i < n; i++) {
         const pa_tk_case *c = &cases[i];
         if (only && strcmp(only, c->name) != 0) continue;
@@ -369,8 +369,9 @@ int main(int argc, char **argv)
         if (only && strcmp(only, c->name) != 0) continue;
         for (size_t t = 0; t < 3; t++)
             for (size_t a = 0; a < 4; a++) {
-                if (a == 3) setenv("POLYATTN_HIP_MFMA", "1", 1);
-                else unsetenv("POLYATTN_HIP_MFMA");
+                /* What the context keeps of POLYATTN_FORCE=hip.mfma=on (read once when it is
+                 * made; plans read it): set on the emulated device for the MFMA runs. */
+                snprintf(emu.base.force, sizeof emu.base.force, "%s", a == 3 ? "hip.mfma=on" : "");
                 pa_tk_problem p;
                 if (pa_tk_problem_init(&p, c, dtypes[t], 0xa3d) != POLYATTN_STATUS_SUCCESS) {
                     printf("FAIL: problem init %s\n", c->name);
@@ -415,6 +416,28 @@ int main(int argc, char **argv)
             } else {
                 printf("flash with probabilities refused: %s\n", r.message);
             }
+            pa_tk_problem_free(&p);
+        }
+    }
+    /* An unknown value of a key this backend reads fails planning (every algorithm), with a
+     * message naming POLYATTN_FORCE and the key. */
+    if (!only) {
+        pa_tk_problem p;
+        if (pa_tk_problem_init(&p, &cases[0], POLYATTN_DTYPE_F16, 2) == POLYATTN_STATUS_SUCCESS) {
+            snprintf(emu.base.force, sizeof emu.base.force, "hip.mfma=maybe");
+            polyattn_plan *plan = NULL;
+            const polyattn_status st = polyattn_plan_create(ctx, &p.desc, NULL, &plan);
+            const char *msg = polyattn_context_last_error(ctx);
+            if (st != POLYATTN_STATUS_INVALID_ARGUMENT || plan || !msg ||
+                !strstr(msg, "POLYATTN_FORCE") || !strstr(msg, "hip.mfma")) {
+                printf("FAIL: hip.mfma=maybe planned (%s): %s\n", polyattn_status_name(st),
+                       msg ? msg : "");
+                failed++;
+            } else {
+                printf("hip.mfma=maybe refused: %s\n", msg);
+            }
+            polyattn_plan_destroy(plan);
+            emu.base.force[0] = '\0';
             pa_tk_problem_free(&p);
         }
     }

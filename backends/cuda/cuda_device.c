@@ -6,6 +6,9 @@
 #include "cuda_internal.h"
 #include "cuda_policy.h"
 
+#include "../gpu/flash_bwd.h"
+#include "../gpu/gpu_glue.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +224,60 @@ static polyattn_status cuda_event_elapsed_ms(pa_device *d, void *start, void *en
     *ms = f;
     return POLYATTN_STATUS_SUCCESS;
 }
+
+/* Sizes the kernels index with int (grid dims, rows). */
+const char *pa_cuda_int_sizes_refusal(const pa_problem *p)
+{
+    const int64_t lim = 0x7fffffff;
+    if (p->seq_q > lim || p->seq_kv > lim || p->batch > 65535 || p->heads_q > 65535)
+        return "sizes beyond the CUDA kernels' limits (seq <= 2^31-1, batch and heads_q <= 65535)";
+    return NULL;
+}
+
+static polyattn_status glue_launch_status(pa_device *dev, int err, const char *what)
+{
+    return err ? pa_cuda_fail(dev, (cudaError_t)err, what, __FILE__, __LINE__)
+               : POLYATTN_STATUS_SUCCESS;
+}
+
+static const pa_gpu_glue_fns glue_fns = {
+    .fused_smem = pa_gpu_fused_smem,
+    .fused_workspace = pa_gpu_fused_workspace,
+    .fused = pa_gpu_fused,
+#ifdef POLYATTN_CUDA_HAVE_SIMT_BWD
+    .flash_bwd_workspace = pa_gpu_flash_bwd_workspace,
+    .flash_bwd_smem = pa_gpu_flash_bwd_smem,
+    .flash_bwd = pa_gpu_flash_bwd,
+#endif
+};
+
+void pa_cuda_glue(pa_cuda_device *dev, pa_gpu_glue *g)
+{
+    g->dev = &dev->base;
+    g->fns = &glue_fns;
+    g->smem_limit = dev->smem_optin;
+    g->smem_name = "shared memory";
+    g->why = dev->why;
+    g->why_size = sizeof dev->why;
+    g->launch_status = glue_launch_status;
+}
+
+#define PA_CUDA_ALGO(ALGO, name, release_fn)                                                       \
+    {.algo = ALGO,                                                                                 \
+     .check = pa_cuda_##name##_check,                                                              \
+     .workspace_size = pa_cuda_##name##_workspace,                                                 \
+     .kernel_launches = pa_cuda_##name##_launches,                                                 \
+     .prepare = pa_cuda_##name##_prepare,                                                          \
+     .release = release_fn,                                                                        \
+     .forward = pa_cuda_##name##_forward,                                                          \
+     .backward_workspace_size = pa_cuda_##name##_backward_workspace,                               \
+     .backward = pa_cuda_##name##_backward}
+const pa_algo_ops pa_cuda_algos[3] = {
+    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL),
+    PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release),
+    PA_CUDA_ALGO(POLYATTN_ALGO_FLASH, flash, pa_cuda_plan_release),
+};
+#undef PA_CUDA_ALGO
 
 const pa_backend_ops pa_cuda_ops = {
     .abi_version = PA_BACKEND_ABI_VERSION,

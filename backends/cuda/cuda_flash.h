@@ -1,0 +1,25 @@
+/* The CUDA flash plan: which forward kernel, schedule, workspace and backward a plan runs,
+ * decided once at plan time (cuda_flash_plan.c) and executed by cuda_flash.c. */
+#ifndef POLYATTN_CUDA_FLASH_H
+#define POLYATTN_CUDA_FLASH_H
+
+#include "cuda_internal.h"
+#include "flash_split.h"
+
+typedef struct pa_cuda_flash_plan {
+    pa_cuda_fwd_kernel kernel; /* SIMT, MMA or WGMMA */
+    pa_flash_split split;      /* MMA: the wide kernels' schedule; WGMMA: its plan */
+    uint64_t workspace;        /* the balanced schedule's partials */
+    int launches;
+    pa_cuda_bwd_plan bwd;      /* kernel AUTO without want_backward */
+} pa_cuda_flash_plan;
+
+/* Decides how flash runs p on dev (pure: check, workspace, launches and prepare all call
+ * it and get the same answer).  On rejection returns the status and *why_not; on success
+ * *why_not is the note saying how it runs (dev->note[2]). */
+polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p,
+                                        pa_cuda_flash_plan *fp, const char **why_not);
+/* Logs the plan under POLYATTN_LOG=dispatch. */
+void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p);
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * CUDA flash planning: which forward kernel runs (mma.sync tensor cores for f16/bf16 at the
+ * head dims of flash_tc, 3xTF32 for f32 at those of flash_f32, warpgroup MMA on sm_90 at
+ * those of flash_wgmma, else the shared generic SIMT kernel), the wide kernels' schedule,
+ * the workspace and the backward.  Decided once per plan; forward never chooses again.
+ */
+#include "cuda_flash.h"
+
+#include "../gpu/gpu_args_host.h"
+#include "flash_f32.h"
+#include "flash_tc.h"
+#include "flash_wgmma.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Why the mma.sync kernels (flash_tc: f16/bf16; flash_f32: 3xTF32 for f32 storage) cannot
+ * take p (NULL: they can). */
+static const char *mma_refusal(pa_cuda_device *dev, const pa_problem *p)
+{
+    const int f32 = p->dtype == POLYATTN_DTYPE_F32;
+    if (dev->cc_major < 8)
+        return f32 ? "the device is older than sm_80 (no mma.sync tf32)"
+                   : "the device is older than sm_80 (no mma.sync m16n8k16 bf16)";
+    if (p->head_dim != p->head_dim_v ||
+        !(f32 ? pa_cuda_flash_f32_has_head_dim((int)p->head_dim)
+              : pa_cuda_flash_tc_has_head_dim((int)p->head_dim))) {
+        snprintf(dev->why_mma, sizeof dev->why_mma,
+                 "%s head_dim not among the kernel's (%s) or differing from head_dim_v",
+                 f32 ? "f32" : "16-bit",
+                 f32 ? pa_cuda_flash_f32_head_dims() : pa_cuda_flash_tc_head_dims());
+        return dev->why_mma;
+    }
+    const int64_t align = f32 ? 4 : 8;
+    const int64_t *s[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    for (int t = 0; t < 4; t++) {
+        if (s[t][3] != 1) return "a head_dim stride is not 1";
+        for (int i = 0; i < 3; i++)
+            if (s[t][i] % align)
+                return f32 ? "a stride is not a multiple of 4 elements (16-byte rows)"
+                           : "a stride is not a multiple of 8 elements (16-byte rows)";
+    }
+    const size_t smem = f32 ? pa_cuda_flash_f32_smem((int)p->head_dim, 0)
+                            : pa_cuda_flash_tc_smem((int)p->head_dim, 0);
+    if (smem > dev->smem_optin) return "the tile does not fit the device's shared memory";
+    return NULL;
+}
+
+/* Why the warpgroup-MMA kernel cannot take p, which the mma.sync kernels can (NULL: it can):
+ * sm_90 exactly (its image is sm_90a), 16-bit, its head dims, and no zero stride on a
+ * dimension longer than 1 (a broadcast), which its TMA tensor maps cannot express. */
+static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
+{
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+    if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
+    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
+    if (!pa_cuda_flash_wgmma_has_head_dim((int)p->head_dim))
+        return "no instance at this head_dim";
+    const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
+    const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
+    for (int i = 0; i < 3; i++)
+        if ((qo_ext[i] > 1 && (!p->q_stride[i] || !p->o_stride[i])) ||
+            (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
+            return "a broadcast (zero) stride, which TMA tensor maps cannot express";
+    if (pa_cuda_flash_wgmma_smem((int)p->head_dim) > dev->smem_optin)
+        return "the tile does not fit the device's shared memory";
+    return NULL;
+#else
+    (void)dev, (void)p;
+    return "this build has no sm_90a image (CUDA architectures without 90)";
+#endif
+}
+
+static int sms_of(const pa_cuda_device *dev)
+{
+    return dev->sm_count > 0 ? dev->sm_count : 1;
+}
+
+/* The mma.sync wide kernels' schedule (flash_split.h), or the wgmma kernel where it takes
+ * over; NULL, or why the forced schedule cannot apply. */
+static const char *schedule_of(const pa_cuda_device *dev, const pa_problem *p,
+                               const pa_cuda_force *f, int wgmma_ok, pa_flash_split *s)
+{
+    memset(s, 0, sizeof *s);
+    const int f32 = p->dtype == POLYATTN_DTYPE_F32, hd = (int)p->head_dim;
+    const int bn = f32 ? pa_cuda_flash_f32_key_tile(hd, 0) : pa_cuda_flash_tc_key_tile(hd, 0);
+    if (!bn) { /* the tile kernels (head dims up to 256): one block per query tile */
+        if (f->schedule > PA_CUDA_SCHED_GRID)
+            return "only the wide mma.sync kernels (head_dim 512, 768, 1024) have schedules";
+        return NULL;
+    }
+    const int forced = f->schedule != PA_CUDA_SCHED_AUTO;
+    const int sms = sms_of(dev);
+    pa_gpu_args a;
+    pa_gpu_args_fill(p, NULL, &a);
+    const int split_force = f->schedule == PA_CUDA_SCHED_SPLIT ? f->split_chunk
+                            : forced                           ? 0
+                                                               : -1;
+    pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, sms, split_force, s);
+    if (f->schedule == PA_CUDA_SCHED_SPLIT && !s->chunk)
+        return "the balanced schedule does not apply (no query tile has key tiles to split)";
+    s->dependent_combine = dev->cc_major >= 9; /* programmatic dependent launch: sm_90+ */
+    if (!forced || f->schedule == PA_CUDA_SCHED_KEY_HALVES) {
+        /* Key halves (clusters: sm_90+) instead of the plan where they pay. */
+        const int force = f->schedule == PA_CUDA_SCHED_KEY_HALVES;
+        if (dev->cc_major >= 9 && pa_flash_halves_fit(&a, s, dev->sm_count, force)) {
+            s->chunk = s->units = s->blocks = s->slots = 0;
+            s->key_halves = 1;
+        } else if (force) {
+            return dev->cc_major < 9 ? "key halves need clusters (sm_90+)"
+                                     : "key halves need a query tile of two key tiles or more";
+        }
+    }
+    if (!forced || f->schedule == PA_CUDA_SCHED_COL_HALVES) {
+        /* Column halves (clusters: sm_90+) instead of all that where they pay. */
+        const int force = f->schedule == PA_CUDA_SCHED_COL_HALVES;
+        const int bn2 = f32 ? pa_cuda_flash_f32_key_tile(hd, 1) : pa_cuda_flash_tc_key_tile(hd, 1);
+        const size_t smem2 = f32 ? pa_cuda_flash_f32_smem(hd, 1) : pa_cuda_flash_tc_smem(hd, 1);
+        if (dev->cc_major >= 9 && smem2 <= dev->smem_optin &&
+            pa_flash_col_halves_fit(&a, bn2, dev->sm_count, force)) {
+            s->chunk = s->units = s->blocks = s->slots = 0;
+            s->key_halves = 0;
+            s->col_halves = 1;
+            s->key_tile = bn2;
+        } else if (force) {
+            return dev->cc_major < 9 ? "column halves need clusters (sm_90+)"
+                                     : "column halves do not fit this device or problem";
+        }
+    }
+    /* The warpgroup-MMA kernel (sm_90 exactly) for the 16-bit wide head dims it has, instead
+     * of all the above unless a schedule is forced: 1.03-1.99x faster at all 16 shapes
+     * measured (GPU time, H100). */
+    if (wgmma_ok && !forced) {
+        memset(s, 0, sizeof *s);
+        s->wgmma = 1;
+        s->wgmma_plan = pa_cuda_flash_wgmma_plan(&a, sms, f->wgmma_plan);
+    }
+    return NULL;
+}
+
+static polyattn_status refuse(pa_cuda_device *dev, const char *key, const char *why,
+                              const char **why_not)
+{
+    snprintf(dev->why, sizeof dev->why, "POLYATTN_FORCE %s: %s", key, why);
+    *why_not = dev->why;
+    return POLYATTN_STATUS_UNSUPPORTED;
+}
+
+static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, const pa_problem *p,
+                         const char *simt_why)
+{
+    char *note = dev->note[2];
+    const size_t n = sizeof dev->note[2];
+    const pa_flash_split *s = &fp->split;
+    if (fp->kernel == PA_CUDA_FWD_SIMT) {
+        snprintf(note, n, "generic SIMT kernel (tensor cores not used: %.100s)", simt_why);
+    } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
+        snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
+                 polyattn_dtype_name(p->dtype), (int)p->head_dim,
+                 pa_cuda_flash_wgmma_plan_name(s->wgmma_plan));
+    } else {
+        char split[64] = "";
+        if (s->chunk)
+            snprintf(split, sizeof split, ", %d blocks of %d key tiles each", s->blocks, s->chunk);
+        else if (s->key_halves)
+            snprintf(split, sizeof split, ", key tiles halved across 2-block clusters");
+        else if (s->col_halves)
+            snprintf(split, sizeof split, ", head dim halved across 2-block clusters");
+        snprintf(note, n, "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
+                 p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
+                 (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
+    }
+}
+
+polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p,
+                                        pa_cuda_flash_plan *fp, const char **why_not)
+{
+    memset(fp, 0, sizeof *fp);
+    const char *why = pa_cuda_int_sizes_refusal(p);
+    if (why) return *why_not = why, POLYATTN_STATUS_UNSUPPORTED;
+    if (p->want_probs) {
+        *why_not = "flash never forms the probability matrix (O(seq) memory); use unfused or fused";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    if (p->head_dim > PA_GPU_MAX_HEAD_DIM || p->head_dim_v > PA_GPU_MAX_HEAD_DIM) {
+        *why_not = "head_dim and head_dim_v must be <= 1024 for the CUDA flash kernels";
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    pa_cuda_force f;
+    polyattn_status st = pa_cuda_force_get(dev, &f, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+
+    const char *mma_why = mma_refusal(dev, p);
+    const char *simt_why = mma_why;
+    if (f.flash == PA_CUDA_FWD_SIMT) {
+        fp->kernel = PA_CUDA_FWD_SIMT;
+        simt_why = "forced by POLYATTN_FORCE cuda.flash=simt";
+    } else if (mma_why) {
+        if (f.flash != PA_CUDA_FWD_AUTO)
+            return refuse(dev, f.flash == PA_CUDA_FWD_MMA ? "cuda.flash=mma" : "cuda.flash=wgmma",
+                          mma_why, why_not);
+        fp->kernel = PA_CUDA_FWD_SIMT;
+    } else {
+        fp->kernel = PA_CUDA_FWD_MMA;
+    }
+    if (fp->kernel == PA_CUDA_FWD_SIMT) {
+        if (f.schedule > PA_CUDA_SCHED_GRID)
+            return refuse(dev, "cuda.schedule", "the generic SIMT kernel has no schedules",
+                          why_not);
+        pa_gpu_args a;
+        pa_gpu_args_fill(p, NULL, &a);
+        const size_t smem = pa_gpu_flash_generic_smem(&a);
+        if (smem > dev->smem_optin) {
+            snprintf(dev->why, sizeof dev->why,
+                     "the generic flash kernel needs %zu bytes of shared memory, the device "
+                     "offers %zu per block",
+                     smem, dev->smem_optin);
+            *why_not = dev->why;
+            return POLYATTN_STATUS_UNSUPPORTED;
+        }
+        fp->launches = 1;
+    } else {
+        const char *wg_why = wgmma_refusal(dev, p);
+        if (f.flash == PA_CUDA_FWD_WGMMA && wg_why)
+            return refuse(dev, "cuda.flash=wgmma", wg_why, why_not);
+        if (f.flash == PA_CUDA_FWD_WGMMA && f.schedule != PA_CUDA_SCHED_AUTO)
+            return refuse(dev, "cuda.schedule", "the wgmma kernel has plans, not schedules "
+                          "(cuda.wgmma_plan)", why_not);
+        const int wgmma_ok = !wg_why && f.flash != PA_CUDA_FWD_MMA;
+        why = schedule_of(dev, p, &f, wgmma_ok, &fp->split);
+        if (why) return refuse(dev, "cuda.schedule", why, why_not);
+        if (fp->split.wgmma) fp->kernel = PA_CUDA_FWD_WGMMA;
+        pa_gpu_args a;
+        pa_gpu_args_fill(p, NULL, &a);
+        fp->workspace = pa_flash_split_bytes(&a, &fp->split);
+        fp->launches = fp->split.chunk ? 2 : 1; /* + the combine */
+    }
+    if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
+        return refuse(dev, "cuda.wgmma_plan", "the plan does not run the wgmma kernel "
+                      "(force it with cuda.flash=wgmma)", why_not);
+    note_forward(dev, fp, p, simt_why);
+    if (p->want_backward) {
+        st = pa_cuda_bwd_plan_make(dev, p, &f, &fp->bwd, why_not);
+        if (st != POLYATTN_STATUS_SUCCESS) return st;
+        pa_cuda_bwd_note(&fp->bwd, p, dev->note[2], sizeof dev->note[2]);
+    }
+    *why_not = dev->note[2];
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p)
+{
+    const pa_flash_split *s = &fp->split;
+    if (fp->kernel == PA_CUDA_FWD_SIMT)
+        pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: generic SIMT kernel, head_dim %lld, %s",
+               (long long)p->head_dim, polyattn_dtype_name(p->dtype));
+    else if (fp->kernel == PA_CUDA_FWD_WGMMA)
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda flash: tensor-core kernel (wgmma), head_dim %lld, %s; plan %s",
+               (long long)p->head_dim, polyattn_dtype_name(p->dtype),
+               pa_cuda_flash_wgmma_plan_name(s->wgmma_plan));
+    else
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "
+               "blocks of %d key tiles of %d keys (0: one block per query tile), %d partial "
+               "slots; key halves %d, column halves %d; workspace %llu bytes",
+               p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32" : "mma.sync", (long long)p->head_dim,
+               polyattn_dtype_name(p->dtype), s->blocks, s->chunk, s->key_tile, s->slots,
+               s->key_halves, s->col_halves, (unsigned long long)fp->workspace);
+    if (p->want_backward) pa_cuda_bwd_log("flash", &fp->bwd, p);
+}
