@@ -168,14 +168,14 @@ extern "C" void pa_flash_split_plan(const pa_gpu_args *a, int tile_m, int key_ti
         s->chunk = force;
     } else {
         /* One wave of equal blocks against the unsplit dispatch, in key-tile steps.
-         * Fitted to the schedule sweeps of bench/results/session4-h100-2026-11-24 (no split
-         * against the automatic chunk at the seed shapes; chunks that need a second wave
+         * Fitted to the schedule sweep bench/results/2026-11-24-h100-cuda-balanced-schedule-sweep.jsonl
+         * (no split against the automatic chunk at the article's shapes; chunks that need a second wave
          * are always slower): 16-bit tiles (32 keys) stream K and V at the L2's limit once
          * every SM is busy (a step then costs ~1.3x the one of the unsplit tail), a
          * segment's Q load, pipeline fill and epilogue ~1 step, and writing and merging
          * the cut tiles ~3; f32 tiles (3xTF32, 8-32 keys) are compute-bound and their fixed
          * costs small.  This picks the measured best of {no split, automatic} at all ten
-         * seed shapes (16-bit: 1x4096, 2x2048, 4x1024 split; f32: all but 16x128). */
+         * article shapes (16-bit: 1x4096, 2x2048, 4x1024 split; f32: all but 16x128). */
         const bool wide16 = a->dtype != 0;
         const double contention = wide16 ? 1.3 : 1.0, item = wide16 ? 1.0 : 0.5;
         const double part = 0.5, combine = 2.0;
@@ -200,8 +200,8 @@ extern "C" int pa_flash_halves_fit(const pa_gpu_args *a, const pa_flash_split *s
     }
     if (longest < 2 || blocks > (1LL << 30)) return 0;
     if (force) return 1;
-    /* Fitted to GPU time (CUDA-graph replays, bench/results/session7-h100-2026-11-24 call 2)
-     * on top of session 6's calls 8 and 10: within two waves of clusters, halving pays
+    /* Fitted to GPU time (CUDA-graph replays,
+     * bench/results/2026-11-24-h100-cuda-wide-schedules.md): within two waves of clusters, halving pays
      * where the chains are long (16 key tiles or more: 16-bit 4x512 D 768 1.15x, 8x512
      * 1.10x, the balanced schedule's shapes 1.04-1.10x, f32 likewise), or, for f32, in one
      * wave (16x128 D 512 1.30x).  It loses with short chains in two waves (f32 32x128
@@ -217,7 +217,7 @@ extern "C" int pa_flash_col_halves_fit(const pa_gpu_args *a, int key_tile, int s
     const long long blocks = 2LL * a->batch * a->heads_q * q_tiles; /* grid.x */
     if (blocks > (1LL << 30) || a->seq_kv < 1) return 0;
     if (force) return 1;
-    /* Measured as GPU time (bench/results/session8-h100-2026-11-24, calls 2, 3, 10, 13).
+    /* Measured as GPU time (bench/results/2026-11-24-h100-cuda-column-halves-*.md).
      * 16-bit: with the fence-free exchange it gains in one wave of clusters
      * with chains under 16 key tiles (16x128 D 512 1.04x, 16x128 D 1024 1.26x, 8x256 D 768
      * 1.14x, 4x128 1.07x) and loses in two waves (16x256 0.92x, 32x128 0.84x) and to key

@@ -13,9 +13,9 @@
  * [256r, 256r + 256) of V and O; the narrow plan gives each block 128 columns (C doubles).
  * Every block computes the whole score tile itself (bit-identical in all C):
  * splitting Q K^T across them as well and summing the partial scores through distributed
- * shared memory cost 2300-3400 cycles a key tile, 3.5-5x the product (session 9 call 3).
+ * shared memory cost 2300-3400 cycles a key tile, 3.5-5x the product (measured at commit 016d99b).
  * A narrow block's P V, V load and O store halve, its Q K^T does not: 1.07-1.12x where its
- * grid still fits the GPU, 0.56-0.77x where it does not (session 11 call 1).
+ * grid still fits the GPU, 0.56-0.77x where it does not (bench/results/2026-11-25-h100-cuda-wgmma-plans.md).
  * Per key tile:
  *   S = Q K^T      wgmma m64n64k16, both operands from shared memory (head_dim / 16 steps);
  *   softmax        online, in registers (exp2 domain, 4 threads a row);
@@ -23,9 +23,9 @@
  *                  memory (N-major).
  * Q, K and V tiles sit in the 128-byte-swizzled layout of wgmma_sm90.cuh, loaded by TMA
  * (one thread issues 64 x 64 boxes, an mbarrier counts the bytes): issuing the same tiles
- * with cp.async cost 1200-1900 cycles of every thread a key tile (call 4).  K (V) of the
+ * with cp.async cost 1200-1900 cycles of every thread a key tile (measured at commit 36ed94d).  K (V) of the
  * next key tile is loaded as soon as this tile's Q K^T (P V) is done, a key tile ahead (a
- * second K buffer, two tiles ahead, gained nothing: 0.96-1.02x, session 11 call 2).
+ * second K buffer, two tiles ahead, gained nothing: 0.96-1.02x, measured and reverted in 4204a3b).
  * The blocks of a query tile are adjacent in the grid (they stream the same K tiles at the
  * same time), longest query tiles first over all (batch, head) pairs.  O leaves by TMA.
  * O(N) memory: nothing but O and the LSE is written.
@@ -82,7 +82,7 @@ struct TileMaps {
 /* Loads rows [row, row + 64) of `map`, columns [col, col + 64 * blocks), of (head, batch),
  * into a swizzled tile: one TMA box a 64-column block, lane 0 of warp w issuing boxes w,
  * w + 4, ... (issuing all of a tile from one thread held its warp, and so the warpgroup's
- * next product, ~450 cycles: session 9 call 5).  The caller's one thread arms the barrier. */
+ * next product, ~450 cycles, measured at commit 016d99b).  The caller's one thread arms the barrier. */
 __device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap *map, int blocks,
                                           int col, int row, int head, int batch, uint64_t *bar)
 {
@@ -95,7 +95,7 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap 
  * when sq is given), 64-column block b of both completing on bars[b], so that Q K^T can
  * start on the first blocks while the rest stream in.  Lane 0 of warp w arms and issues
  * blocks w, w + 4, ..., Q's block before K's.  (Multicasting them once to all the blocks of
- * a query tile, as a cluster, was 0.69-0.83x: session 11 call 1.) */
+ * a query tile, as a cluster, was 0.69-0.83x: bench/results/2026-11-25-h100-cuda-wgmma-plans.md.) */
 template <int kChunks>
 __device__ __forceinline__ void load_qk(unsigned char *sq, unsigned char *sk, const TileMaps &maps, int row0,
                                         int key0, int head, int head_kv, int batch, uint64_t *bars)
@@ -345,7 +345,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     /* O / l, staged in the swizzled layout (the Q tile's first kOut * 128 bytes): each warp
      * stages its 16 rows one 64-column block at a time and stores each block by TMA as soon
      * as it is staged, so that the stores (~27 bytes a cycle: a 32 KB tile took ~1200
-     * cycles, session 10 call 3) overlap the staging of the next blocks. */
+     * cycles, measured at commit 01f76f6) overlap the staging of the next blocks. */
     unsigned char *stage = sq;
     float inv[2];
 #pragma unroll

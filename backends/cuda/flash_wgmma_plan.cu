@@ -22,7 +22,7 @@ double plan_time(int plan, double longest, double work, double blocks, int sms)
 {
     /* a narrow block's key tile takes ~0.9 of a wide one's (P V and V's load halve, Q K^T
      * does not); the key split halves the chain and adds a merge of ~1.5 key tiles (4800
-     * cycles against ~3300: session 10 calls 1 and 4) */
+     * cycles against ~3300: phase counters at commits 8bf1bd3 and 01f76f6) */
     if (plan == PA_WGMMA_NARROW) longest *= 0.9, work *= 2 * 0.9;
     if (plan == PA_WGMMA_KEY_SPLIT) longest = ceil(longest / 2) + 1.5, work += 2 * blocks * 1.5;
     return fmax(longest, work / sms);
@@ -52,7 +52,7 @@ extern "C" int pa_cuda_flash_wgmma_plan(const pa_gpu_args *a, int sms, const cha
     }
     work *= (double)blocks / (double)q_tiles;
     const double longest = (pa_flash_visible(*a, a->seq_q - 1) + tile - 1) / tile;
-    /* The model picks what was fastest at all 11 shapes of session 11 call 1 (GPU time):
+    /* The model picks what was fastest at all 11 shapes of bench/results/2026-11-25-h100-cuda-wgmma-plans.md (GPU time):
      * narrow 1.07-1.12x where its grid fits the GPU (16x128, 8x128 D 512, 4x256 D 768),
      * 0.56-0.77x where it does not (32x128, 4x4x1024 D 512, 8x512 D 768); the key split
      * 1.13-1.72x on chains of 4-64 key tiles in one wave (4x256 D 768, 1x512, 2x1024,

@@ -86,7 +86,7 @@ __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], flo
  * mbarrier; each block waits on its own mbarrier for the other's bytes and adds them: the
  * scores are then the full sums, bit-identical in both blocks (x + y == y + x), so both run
  * the same softmax.  No cluster-wide barrier a key tile: that one's release semantics waited
- * for the K/V copies in flight (column halves at 0.5-0.7x, session 8 call 1), and no fence at
+ * for the K/V copies in flight (column halves at 0.5-0.7x, measured at commit 180a744), and no fence at
  * cluster scope either.  Two buffers and barriers alternate by key tile: a block sends tile
  * i's scores into the buffer the other read at tile i - 2, and it gets there only after the
  * other's scores of tile i - 1 arrived, which the other sends after a block barrier that
@@ -145,7 +145,8 @@ struct pa_flash_col_exchange {
                          : "memory");
         /* Default semantics (acquire at CTA scope), as transaction barriers that wait for bytes
          * other blocks deliver are used; acquire.cluster cost a memory barrier a key tile
-         * (session 8 calls 9-10: f32 16x128 1.06x without it). */
+         * (f32 16x128 1.06x without it:
+         * bench/results/2026-11-24-h100-cuda-column-halves-exchange-f32.md). */
         pa_tc::mbar_wait(bar + p, (uint32_t)(i >> 1) & 1u);
 #pragma unroll
         for (int e = 0; e < KPT; ++e)

@@ -19,7 +19,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 /* cudaFuncSetAttribute once per kernel instance and device (flag: a static of the caller's
- * instance): a driver call per launch is host time the small seed shapes feel. */
+ * instance): a driver call per launch is host time the article's small shapes feel. */
 template <typename K>
 cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
 {

@@ -128,7 +128,7 @@ void check_plan(const pa_gpu_args &a, pa_flash_split s, const char *what)
     CHECK(named == cut, "%s: %d records for %d cut tiles", what, named, cut);
 }
 
-/* Causal top-left, one head, seq_q == seq_kv: the seed shapes' form. */
+/* Causal top-left, one head, seq_q == seq_kv: the article's shapes' form. */
 pa_gpu_args causal_args(int dtype, int batch, int seq, int dim)
 {
     pa_gpu_args a;
@@ -177,19 +177,19 @@ int main()
                                 check_plan(a, s, what);
                             }
                         }
-    /* The seed shapes on the H100's 132 SMs, as the planner chooses. */
+    /* The article's shapes on the H100's 132 SMs, as the planner chooses. */
     const int seed[5][3] = {{4096, 1024, 1}, {2048, 1024, 2}, {1024, 1024, 4}, {512, 768, 8},
                             {128, 512, 16}};
-    int seed_split = 0;
+    int article_split = 0;
     for (int dtype = 0; dtype <= 1; ++dtype)
         for (const auto &sh : seed) {
             const pa_gpu_args a = causal_args(dtype, sh[2], sh[0], sh[1]);
             const int kt = dtype ? 32 : (sh[1] >= 1024 ? 8 : sh[1] >= 768 ? 16 : 32);
             pa_flash_split s;
             pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, 132, -1, &s);
-            seed_split += s.chunk > 0;
-            check_plan(a, s, "seed shape");
-            /* key halves (sm_90): where sessions 6 and 7 measured a gain (every seed shape
+            article_split += s.chunk > 0;
+            check_plan(a, s, "article shape");
+            /* key halves (sm_90): where measured a gain (bench/results/2026-11-24-h100-cuda-wide-schedules.md: every article shape
              * but the 16-bit 16x128), and not with more than two waves of clusters */
             const bool halves = !dtype || sh[0] != 128;
             CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == (halves ? 1 : 0),
@@ -197,16 +197,16 @@ int main()
                   pa_flash_halves_fit(&a, &s, 132, 0));
             CHECK(!pa_flash_halves_fit(&a, &s, 32, 0), "seed %dx%d: key halves in 4 waves or more",
                   sh[2], sh[0]);
-            /* column halves (sm_90): f32 gains at every seed shape; 16-bit only at 16x128 (one
-             * wave, short chains; session 8 calls 2, 10, 13); forced, they run anywhere */
+            /* column halves (sm_90): f32 gains at every article shape; 16-bit only at 16x128 (one
+             * wave, short chains; bench/results/2026-11-24-h100-cuda-column-halves-*.md); forced, they run anywhere */
             CHECK(pa_flash_col_halves_fit(&a, 32, 132, 0) == (!dtype || sh[0] == 128),
                   "seed %s %dx%d: column halves %d",
                   dtype ? "16-bit" : "f32", sh[2], sh[0], pa_flash_col_halves_fit(&a, 32, 132, 0));
             CHECK(pa_flash_col_halves_fit(&a, 32, 132, 1), "seed %dx%d: column halves forced", sh[2],
                   sh[0]);
         }
-    CHECK(seed_split > 0, "the planner splits none of the seed shapes");
-    /* Beyond the seed shapes (session 7 call 2, GPU time): 16-bit 4x512 D 768 halves (one
+    CHECK(article_split > 0, "the planner splits none of the article's shapes");
+    /* Beyond the article's shapes (bench/results/2026-11-24-h100-cuda-wide-schedules.md, GPU time): 16-bit 4x512 D 768 halves (one
      * wave, 16-tile chains); f32 32x128 D 512 and 16-bit 16x256 do not (short chains). */
     const struct { int dtype, batch, seq, dim, halves; } more[] = {
         {1, 4, 512, 768, 1}, {0, 32, 128, 512, 0}, {1, 16, 256, 512, 0}, {1, 32, 128, 512, 0}};
@@ -217,7 +217,7 @@ int main()
         CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == m.halves, "%s %dx%d D%d: key halves %d",
               m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_halves_fit(&a, &s, 132, 0));
     }
-    /* Column halves beyond the seed shapes (session 8 calls 3 and 13): f32 D 1024 in many
+    /* Column halves beyond the article's shapes (bench/results/2026-11-24-h100-cuda-column-halves-two-waves.md, -16bit.md): f32 D 1024 in many
      * waves yes (8x1024 1.74x); f32 D 512 and 768 in more than two waves no (64x512 D 512
      * 0.84x); 16-bit in one wave with short chains yes (8x256 D 768 1.14x), in two waves no
      * (16x256 0.92x, 32x128 0.84x), with 16-tile chains no (1x512 D 768: key halves). */
@@ -237,7 +237,7 @@ int main()
         CHECK(!pa_flash_halves_fit(&a, &s, 132, 1), "key halves of a single key tile");
     }
     /* The wgmma kernel's plan (flash_wgmma_plan.cu) on 132 SMs: the fastest at each shape of
-     * session 11 call 1 (16-bit; batch x heads x seq, D, causal). */
+     * bench/results/2026-11-25-h100-cuda-wgmma-plans.md (16-bit; batch x heads x seq, D, causal). */
     const struct { int batch, heads, seq, dim, mask, plan; } wg[] = {
         {16, 1, 128, 512, 1, PA_WGMMA_NARROW},  {8, 1, 128, 512, 1, PA_WGMMA_NARROW},
         {16, 1, 128, 512, 0, PA_WGMMA_NARROW},  {32, 1, 128, 512, 1, PA_WGMMA_WIDE},
