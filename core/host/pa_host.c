@@ -694,7 +694,7 @@ static const pa_algo_ops host_algos[] = {
      .backward_workspace_size = pa_host_backward_workspace_size,
      .backward = pa_host_backward_unfused,
      .features = PA_FEATURE_ALL_VARIANTS,
-     .backward_features = 0},
+     .backward_features = PA_FEATURE_ALL_VARIANTS},
     {.algo = POLYATTN_ALGO_FUSED,
      .check = fused_check,
      .workspace_size = host_workspace_size,
@@ -712,7 +712,7 @@ static const pa_algo_ops host_algos[] = {
      .backward_workspace_size = pa_host_backward_workspace_size,
      .backward = pa_host_backward_flash,
      .features = PA_FEATURE_ALL_VARIANTS,
-     .backward_features = 0},
+     .backward_features = PA_FEATURE_ALL_VARIANTS},
 };
 
 /* The unfused reference first: faster than the host's flash when measured. */
