@@ -199,5 +199,25 @@ for name, args in [(n, base + a) for n, a in bad] + [(n, ex + a) for n, a in ex_
     if left:
         fail(f"bad {name}: left {left}")
 
+# bench: every variant at once, validated against the host reference, in both alignments.
+for causal in ("top-left", "bottom-right"):
+    checks += 1
+    r = run("bench", "--suite", "custom", "--shape", "2,4,2,37,53,40;1,2,1,64,32,32",
+            "--causal", causal, "--backend", "host", "--reps", "2", "--warmup", "0",
+            "--algo", "unfused,flash", "--dtype", "f32,bf16", "--window", "8,2", "--softcap",
+            "5", "--alibi", "--bias", "--bias-dtype", "f16", "--sinks", "--json", "b.json")
+    if r.returncode != 0 or "with window (8, 2), softcap 5, alibi, bias f16, sinks" not in \
+            r.stdout or "8 measured, 0 skipped, 0 failed" not in r.stdout:
+        fail(f"bench {causal}: exit {r.returncode}: {r.stdout[-600:]} {r.stderr}")
+bench = ["bench", "--suite", "custom", "--shape", "1,2,2,16,16,16", "--backend", "host"]
+for name, args in [("--window", ["--window", "x"]), ("--softcap", ["--softcap", "nan"]),
+                   ("--bias-dtype", ["--bias-dtype", "f16"]),
+                   ("--backward", ["--backward", "--sinks"])]:
+    checks += 1
+    r = run(*bench, *args)
+    lines = r.stderr.strip().splitlines()
+    if r.returncode != 2 or len(lines) != 1 or name not in lines[0]:
+        fail(f"bench bad {args}: exit {r.returncode}, stderr {r.stderr!r}")
+
 print(f"variants: {checks} checks, {len(failures)} failures")
 sys.exit(1 if failures else 0)
