@@ -67,6 +67,40 @@ typedef struct pa_bench_result {
     double err_grad[3];         /* backward: dQ, dK, dV error, each relative to its max |ref| */
 } pa_bench_result;
 
+/* ---- score variants (bench_variants.c) ---- */
+
+/* --window, --softcap, --alibi, --bias, --sinks: every measurement of the run gets them,
+ * with inputs the bench makes: ALiBi slopes 2^(-8(h+1)/heads_q), a bias [1, heads_q, seq_q,
+ * seq_kv] of uniform values in [-1, 1) (a function of the element's index, so that the
+ * validation regenerates the rows it checks) in --bias-dtype, sinks uniform in [-1, 1). */
+typedef struct pa_bench_variants {
+    int on;
+    int has_window;
+    int64_t window_left, window_right;
+    float softcap;
+    int alibi, bias, sinks;
+    polyattn_dtype bias_dtype;
+} pa_bench_variants;
+
+/* The device tensors of one measurement's variants. */
+typedef struct pa_bench_variant_bufs {
+    polyattn_buffer *slopes, *bias, *sinks;
+    polyattn_extra_tensors extra;
+} pa_bench_variant_bufs;
+
+void pa_bench_variants_apply(const pa_bench_variants *v, polyattn_attention_desc *desc);
+polyattn_status pa_bench_variants_make(polyattn_context *ctx, const pa_bench_variants *v,
+                                       const pa_bench_shape *sh, void *staging,
+                                       uint64_t staging_bytes, pa_bench_variant_bufs *out);
+void pa_bench_variants_free(pa_bench_variant_bufs *b);
+/* Host values of the inputs, as the device sees them. */
+float pa_bench_slope(int64_t head, int64_t heads_q);
+float pa_bench_sink(int64_t head);
+float pa_bench_bias_value(const pa_bench_variants *v, const pa_bench_shape *sh, int64_t head,
+                          int64_t row, int64_t key);
+/* "window (L, R), softcap C, alibi, bias f16, sinks" or "". */
+void pa_bench_variants_describe(const pa_bench_variants *v, char *buf, size_t size);
+
 /* ---- validation (bench_check.c) ---- */
 
 /* Compares the device output o (f32 copy of the whole tensor not needed: rows are read from
@@ -77,6 +111,13 @@ typedef struct pa_bench_result {
 int pa_bench_validate(polyattn_context *host_ctx, const pa_bench_shape *shape, float scale,
                       polyattn_dtype dtype, float *const host_in[3], const polyattn_buffer *o,
                       pa_bench_result *result);
+/* The same with score variants (var NULL or off: pa_bench_validate).  The slices keep every
+ * key and rows whose diagonal is the full problem's (the first rows under causal top-left,
+ * the last ones otherwise), so that windows and ALiBi distances are the same. */
+int pa_bench_validate_variants(polyattn_context *host_ctx, const pa_bench_shape *shape,
+                               float scale, polyattn_dtype dtype, float *const host_in[3],
+                               const polyattn_buffer *o, const pa_bench_variants *var,
+                               pa_bench_result *result);
 /* Tolerance on the validation error for a dtype. */
 double pa_bench_tolerance(polyattn_dtype dtype);
 
@@ -154,6 +195,7 @@ typedef struct pa_bench_run {
     void *staging;
     double max_seconds;
     int backward, deterministic;
+    pa_bench_variants var;  /* score variants of every measurement */
     int graph_calls;     /* --graph N: each timed sample replays a CUDA graph of N calls */
     void *graph_stream;  /* the cudaStream_t ctx queues on (--graph) */
 } pa_bench_run;

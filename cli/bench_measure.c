@@ -206,6 +206,7 @@ static polyattn_plan *plan_measurement(pa_bench_run *b, const pa_bench_shape *sh
                                  sh->seq_kv, sh->head_dim, sh->head_dim_v);
     desc.scale = scale;
     desc.mask = sh->mask;
+    pa_bench_variants_apply(&b->var, &desc);
     polyattn_plan_options opts;
     polyattn_plan_options_init(&opts);
     opts.algo = algo;
@@ -250,13 +251,14 @@ typedef struct forward_call {
     polyattn_plan *plan;
     pa_bench_sets *sets;
     polyattn_buffer *o, *ws;
+    const polyattn_extra_tensors *extra; /* the score variants' tensors, or NULL */
 } forward_call;
 
 static polyattn_status forward_call_fn(void *arg, int i)
 {
     forward_call *c = arg;
     polyattn_buffer *const *in = c->sets->buf[i % c->sets->n];
-    return polyattn_forward(c->plan, in[0], in[1], in[2], c->o, NULL, NULL, c->ws);
+    return polyattn_forward_ex(c->plan, in[0], in[1], in[2], c->o, NULL, NULL, c->ws, c->extra);
 }
 
 static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
@@ -266,8 +268,17 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
     polyattn_buffer *o = NULL, *ws = NULL;
     polyattn_status st;
     polyattn_plan_info info;
+    pa_bench_variant_bufs var;
+    memset(&var, 0, sizeof var);
     polyattn_plan *plan = plan_measurement(b, sh, dtype, algo, 0, scale, &info, r);
     if (!plan) goto done;
+    if (b->var.on &&
+        (st = pa_bench_variants_make(b->ctx, &b->var, sh, b->staging, sets->count[1] * 4,
+                                     &var)) != POLYATTN_STATUS_SUCCESS) {
+        r->status = st == POLYATTN_STATUS_OUT_OF_MEMORY ? PA_BENCH_SKIPPED : PA_BENCH_ERROR;
+        pa_bench_lib_reason(r, b->ctx, st, "variant inputs");
+        goto done;
+    }
 
     /* Memory: the peak of what this measurement adds (outputs, workspace) on top of the
      * input sets, plus one input set: what one call needs, comparable with the estimate. */
@@ -287,7 +298,7 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
         pa_bench_lib_reason(r, b->ctx, st, "poison O");
         goto done;
     }
-    forward_call call = {plan, sets, o, ws};
+    forward_call call = {plan, sets, o, ws, b->var.on ? &var.extra : NULL};
     double t0 = pa_bench_now_seconds();
     if ((st = forward_call_fn(&call, 0)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_context_synchronize(b->ctx)) != POLYATTN_STATUS_SUCCESS) {
@@ -296,7 +307,7 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
         goto done;
     }
     double first_call_s = pa_bench_now_seconds() - t0;
-    int v = pa_bench_validate(b->host, sh, scale, dtype, sets->host, o, r);
+    int v = pa_bench_validate_variants(b->host, sh, scale, dtype, sets->host, o, &b->var, r);
     if (v != 0) {
         r->status = v > 0 ? PA_BENCH_INVALID : PA_BENCH_ERROR;
         goto done;
@@ -314,13 +325,16 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
         goto done;
     }
     if (r->ms > 0) {
-        r->tflops = pa_bench_flops(sh) / (r->ms * 1e-3) / 1e12;
+        /* Under a window only the visible pairs are work: the plan counts them. */
+        double flops = b->var.has_window ? info.flops : pa_bench_flops(sh);
+        r->tflops = flops / (r->ms * 1e-3) / 1e12;
         r->gbps = info.min_bytes_moved / (r->ms * 1e-3) / 1e9;
     }
     r->mem_bytes = (after.peak_bytes - before.current_bytes) +
                    (sets->count[0] + sets->count[1] + sets->count[2]) * esize;
     r->status = PA_BENCH_OK;
 done:
+    pa_bench_variants_free(&var);
     polyattn_buffer_free(ws);
     polyattn_buffer_free(o);
     polyattn_plan_destroy(plan);

@@ -239,9 +239,13 @@ static int measure_target(void *arg, int fd)
         char timing[64] = "";
         if (b.graph_calls)
             snprintf(timing, sizeof timing, ", CUDA graphs of %d calls", b.graph_calls);
-        printf("%spolyattn bench: suite %s, %s:%d (%s), reps %d, warmup %d%s%s\n",
+        char vars[256], with[272] = "";
+        pa_bench_variants_describe(&b.var, vars, sizeof vars);
+        if (vars[0])
+            snprintf(with, sizeof with, ", with %s", vars);
+        printf("%spolyattn bench: suite %s, %s:%d (%s), reps %d, warmup %d%s%s%s\n",
                job->target_no ? "\n" : "", job->suite->name, polyattn_backend_name(dev->backend),
-               dev->index, dev->name, b.reps, b.warmup, timing,
+               dev->index, dev->name, b.reps, b.warmup, timing, with,
                !b.backward ? ""
                : b.deterministic ? ", backward pass (dQ, dK, dV; deterministic), TFLOP/s at 2.5x "
                                    "the forward FLOPs"

@@ -6,6 +6,7 @@
  * measurements run in child processes (bench_procs.c, bench_measure.c).
  */
 #include "bench.h"
+#include "variants.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -22,6 +23,8 @@ static const char usage[] =
     "                      [--graph N]\n"
     "                      [--max-seconds S] [--memory-budget MIB] [--csv FILE] [--json FILE]\n"
     "                      [--backward [--deterministic]] [--list]\n"
+    "                      [--window L,R] [--softcap C] [--alibi] [--bias [--bias-dtype D]]\n"
+    "                      [--sinks]\n"
     "\n"
     "Suites: article (the article's five shapes: one head, head_dim 512-1024, causal, f32), fa2\n"
     "(FlashAttention-2's: 16k tokens, hidden 2048, head_dim 64/128, causal or not, f16),\n"
@@ -74,6 +77,13 @@ static const char usage[] =
     "reported as an error of the measurement under way, and a new process goes on with the\n"
     "next.  SIGINT/SIGTERM: the measurement under way finishes and the reports are written\n"
     "with what was measured; a second signal stops at once.\n"
+    "\n"
+    "Score variants (forward only; see polyattn run --help): every measurement gets\n"
+    "--window L,R (-1 unbounded) and --softcap C as given, and with --alibi, --bias and\n"
+    "--sinks inputs the bench makes: slopes 2^(-8(h+1)/heads_q), a bias [1, heads_q, seq_q,\n"
+    "seq_kv] of uniform values in [-1, 1) in --bias-dtype (f32 default, f16, bf16), sinks\n"
+    "uniform in [-1, 1).  Validation runs the host reference with the same inputs on\n"
+    "slices that keep every key.  Under a window TFLOP/s counts the visible pairs only.\n"
     "\n"
     "The library's kernel choice can be forced for A/B runs with the documented\n"
     "POLYATTN_FORCE environment override (read at context creation); the bench adds no\n"
@@ -172,6 +182,8 @@ int pa_cmd_bench(int argc, char **argv)
         {"--json", 1},    {"--max-seconds", 1}, {"--compare-backends", 0},
         {"--include-host", 0}, {"--baseline", 1}, {"--list", 0},
         {"--backward", 0}, {"--deterministic", 0}, {"--graph", 1},
+        {"--window", 1},  {"--softcap", 1}, {"--alibi", 0}, {"--bias", 0},
+        {"--bias-dtype", 1}, {"--sinks", 0},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "bench", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -237,6 +249,26 @@ int pa_cmd_bench(int argc, char **argv)
     if (pa_cli_has(&args, "--deterministic") && !backward)
         return pa_cli_fail("bench", "--deterministic: only with --backward (the forward is "
                                     "deterministic anyway)");
+
+    pa_cli_variants cv;
+    memset(&cv, 0, sizeof cv);
+    if (pa_cli_get_variant_options(&args, &cv))
+        return PA_EXIT_USAGE;
+    if (pa_cli_has(&args, "--bias-dtype") && !pa_cli_has(&args, "--bias"))
+        return pa_cli_fail("bench", "--bias-dtype: given without --bias");
+    pa_bench_variants var = {0};
+    var.has_window = cv.has_window;
+    var.window_left = cv.window_left;
+    var.window_right = cv.window_right;
+    var.softcap = (float)cv.softcap;
+    var.alibi = pa_cli_has(&args, "--alibi");
+    var.bias = pa_cli_has(&args, "--bias");
+    var.bias_dtype = cv.bias_dtype;
+    var.sinks = pa_cli_has(&args, "--sinks");
+    var.on = var.has_window || var.softcap > 0 || var.alibi || var.bias || var.sinks;
+    if (var.on && backward)
+        return pa_cli_fail("bench", "--backward: the bench times the score variants' forward "
+                                    "only (drop --window, --softcap, --alibi, --bias, --sinks)");
 
     pa_bench_shape shapes[PA_BENCH_MAX_SHAPES];
     int n_shapes = 0;
@@ -360,6 +392,7 @@ int pa_cmd_bench(int argc, char **argv)
     job.params.backward = backward;
     job.params.deterministic = pa_cli_has(&args, "--deterministic");
     job.params.graph_calls = (int)graph_calls;
+    job.params.var = var;
     job.common = common;
 
     int rc = PA_EXIT_OK, n_done = 0, baseline = -1;

@@ -1,6 +1,7 @@
 /* polyattn explain: makes a plan for a shape (no data) and prints what the planner decided
  * for each algorithm and why. */
 #include "cli.h"
+#include "variants.h"
 
 #include <limits.h>
 #include <string.h>
@@ -11,6 +12,8 @@ static const char usage[] =
     "                        [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
     "                        [--debug] [--probs] [--lse] [--backend auto|host|cuda|hip|opencl]\n"
     "                        [--device N] [--algo auto|unfused|fused|flash] [--autotune]\n"
+    "                        [--window L,R] [--softcap C] [--alibi per-head|per-batch-head]\n"
+    "                        [--bias B,H [--bias-dtype f32|f16|bf16]] [--mask B,H] [--sinks]\n"
     "                        [--json]\n"
     "\n"
     "Plans attention for the shape and prints the chosen algorithm and why, then each\n"
@@ -25,6 +28,12 @@ static const char usage[] =
     "            fastest instead of the default policy; the reason lists the timings\n"
     "  --json    one JSON object on stdout\n"
     "\n"
+    "Score variants (see polyattn run --help): --window L,R (-1 unbounded), --softcap C,\n"
+    "--alibi per-head|per-batch-head (the slopes' shape), --bias B,H and --mask B,H (the\n"
+    "extents of the bias's or mask's batch and head dimensions: 1 broadcasts, else the\n"
+    "batch or heads; --bias-dtype its precision, default f32), --sinks.  They are printed\n"
+    "with the problem, and an algorithm that lacks one is rejected with the reason.\n"
+    "\n"
     "Exit status: 0 a plan exists, 1 no algorithm fits (every rejection is printed) or a\n"
     "device failure, 2 bad usage.\n";
 
@@ -35,16 +44,18 @@ static const char *candidate_status(const polyattn_candidate *c)
     return c->status == POLYATTN_STATUS_SUCCESS ? "eligible" : "rejected";
 }
 
-static void print_problem_text(const polyattn_attention_desc *d, const polyattn_device_info *dev,
-                               uint64_t budget)
+static void print_problem_text(const polyattn_attention_desc *d, const pa_cli_variants *v,
+                               const polyattn_device_info *dev, uint64_t budget)
 {
-    char a[32], b[32];
+    char a[32], b[32], vars[512];
     printf("problem: batch %lld, heads_q %lld, heads_kv %lld, seq_q %lld, seq_kv %lld, "
            "head_dim %lld, head_dim_v %lld, dtype %s, mask %s\n",
            (long long)d->q.shape[0], (long long)d->q.shape[1], (long long)d->k.shape[1],
            (long long)d->q.shape[2], (long long)d->k.shape[2], (long long)d->q.shape[3],
            (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype),
            polyattn_mask_name(d->mask));
+    pa_cli_variants_describe(v, vars, sizeof vars);
+    printf("variants: %s\n", vars);
     printf("device: %s:%d (%s), memory %s\n", polyattn_backend_name(dev->backend), dev->index,
            dev->name, pa_cli_bytes_human(dev->global_mem_bytes, a));
     if (budget)
@@ -88,16 +99,19 @@ static void print_plan_text(const polyattn_plan_info *info)
     }
 }
 
-static void print_json(const polyattn_attention_desc *d, const polyattn_device_info *dev,
-                       uint64_t budget, const polyattn_plan_info *info, const char *error)
+static void print_json(const polyattn_attention_desc *d, const pa_cli_variants *v,
+                       const polyattn_device_info *dev, uint64_t budget,
+                       const polyattn_plan_info *info, const char *error)
 {
     printf("{\"problem\": {\"batch\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
            "\"seq_q\": %lld, \"seq_kv\": %lld, \"head_dim\": %lld, \"head_dim_v\": %lld, "
-           "\"dtype\": \"%s\", \"mask\": \"%s\"}, ",
+           "\"dtype\": \"%s\", \"mask\": \"%s\"",
            (long long)d->q.shape[0], (long long)d->q.shape[1], (long long)d->k.shape[1],
            (long long)d->q.shape[2], (long long)d->k.shape[2], (long long)d->q.shape[3],
            (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype),
            polyattn_mask_name(d->mask));
+    pa_cli_variants_json(stdout, v);
+    printf("}, ");
     printf("\"backend\": \"%s\", \"device_index\": %d, \"device\": ",
            polyattn_backend_name(dev->backend), dev->index);
     pa_json_string(stdout, dev->name);
@@ -144,6 +158,8 @@ int pa_cmd_explain(int argc, char **argv)
         {"--causal", 1},   {"--scale", 1},  {"--memory-budget", 1}, {"--debug", 0},
         {"--probs", 0},    {"--lse", 0},    {"--backend", 1},    {"--device", 1},
         {"--algo", 1},     {"--json", 0},   {"--autotune", 0},
+        {"--window", 1},   {"--softcap", 1}, {"--alibi", 1},    {"--bias", 1},
+        {"--bias-dtype", 1}, {"--mask", 1},  {"--sinks", 0},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "explain", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -178,12 +194,18 @@ int pa_cmd_explain(int argc, char **argv)
         return pa_cli_fail("explain", "--heads-kv: %lld does not divide --heads %lld",
                            (long long)heads_kv, (long long)heads_q);
     int json = pa_cli_has(&args, "--json");
+    pa_cli_variants var;
+    memset(&var, 0, sizeof var);
+    if (pa_cli_get_variant_options(&args, &var) ||
+        pa_cli_get_variant_shapes(&args, batch, heads_q, seq_q, seq_kv, &var))
+        return PA_EXIT_USAGE;
 
     polyattn_attention_desc desc;
     polyattn_attention_desc_init(&desc, common.dtype, batch, heads_q, heads_kv, seq_q, seq_kv,
                                  head_dim, head_dim_v);
     desc.scale = (float)scale;
     desc.mask = common.mask;
+    pa_cli_variants_apply(&var, &desc);
     const char *why = NULL;
     polyattn_status st = polyattn_attention_desc_validate(&desc, &why);
     if (st != POLYATTN_STATUS_SUCCESS)
@@ -224,9 +246,9 @@ int pa_cmd_explain(int argc, char **argv)
             /* No plan, so no per-candidate info: the planner's message lists every
              * rejection.  Print it whole on stdout; stderr gets the one-line verdict. */
             if (json) {
-                print_json(&desc, &dev, common.memory_budget_bytes, NULL, msg);
+                print_json(&desc, &var, &dev, common.memory_budget_bytes, NULL, msg);
             } else {
-                print_problem_text(&desc, &dev, common.memory_budget_bytes);
+                print_problem_text(&desc, &var, &dev, common.memory_budget_bytes);
                 printf("chosen: none (%s)\n", polyattn_status_name(st));
                 printf("candidates:\n");
                 const char *p = msg;
@@ -251,9 +273,9 @@ int pa_cmd_explain(int argc, char **argv)
     if (st != POLYATTN_STATUS_SUCCESS) {
         rc = pa_cli_fail_status("explain", ctx, st, "plan info");
     } else if (json) {
-        print_json(&desc, &dev, common.memory_budget_bytes, &info, NULL);
+        print_json(&desc, &var, &dev, common.memory_budget_bytes, &info, NULL);
     } else {
-        print_problem_text(&desc, &dev, common.memory_budget_bytes);
+        print_problem_text(&desc, &var, &dev, common.memory_budget_bytes);
         print_plan_text(&info);
     }
     polyattn_plan_destroy(plan);

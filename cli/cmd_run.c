@@ -1,6 +1,7 @@
 /* polyattn run: attention over .npy inputs on a chosen backend, outputs written as .npy. */
 #include "cli.h"
 #include "npy.h"
+#include "variants.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -12,7 +13,11 @@ static const char usage[] =
     "                    [--algo auto|unfused|fused|flash] [--dtype f32|f16|bf16]\n"
     "                    [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
     "                    [--warmup N] [--json]\n"
-    "                    [--grad-out DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy]\n"
+    "                    [--window L,R] [--softcap C] [--alibi SLOPES.npy]\n"
+    "                    [--bias B.npy [--bias-dtype f32|f16|bf16]] [--mask M.npy]\n"
+    "                    [--sinks S.npy]\n"
+    "                    [--grad-out DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy\n"
+    "                     [--dbias DB.npy] [--dsinks DS.npy]]\n"
     "\n"
     "Computes softmax(Q K^T * scale + mask) V once on the device and writes the outputs.\n"
     "With --grad-out (dL/dO, shaped like O) it then runs the backward pass and writes the\n"
@@ -34,6 +39,25 @@ static const char usage[] =
     "  --json           print one JSON object on stdout (backend, device, algo, dtype, ms,\n"
     "                   workspace_bytes, shapes, ...)\n"
     "\n"
+    "Score variants (FlashAttention's semantics; s = scale * q.k, then softcap, then\n"
+    "+ ALiBi + bias, then the masks; the diagonal of query i is key i + seq_kv - seq_q, or\n"
+    "i under --causal top-left):\n"
+    "  --window L,R     query i sees keys diagonal-L .. diagonal+R; -1 leaves a side\n"
+    "                   unbounded (with --causal the right side stops at the diagonal)\n"
+    "  --softcap C      s = C * tanh(s / C) (Gemma 2); C > 0, 0 is off\n"
+    "  --alibi F.npy    ALiBi slopes, float32 [heads_q] or [batch, heads_q]:\n"
+    "                   s -= slope * |diagonal - j|\n"
+    "  --bias F.npy     additive bias, float32 [batch|1, heads_q|1, seq_q, seq_kv] (leading\n"
+    "                   dimensions of extent 1, or absent, broadcast); -inf masks a pair\n"
+    "  --bias-dtype     the bias's precision on the device: f32 (default), f16, bf16\n"
+    "  --mask F.npy     boolean mask, bool or uint8, same shapes as --bias; false masks\n"
+    "  --sinks F.npy    attention sinks, float32 [heads_q]: one logit per head that joins\n"
+    "                   each row's softmax denominator (and adds nothing to O)\n"
+    "  --dbias, --dsinks  with the backward: dL/dbias (float32, the bias's shape, summed\n"
+    "                   over its broadcast dimensions) and dL/dsinks (float32 [heads_q])\n"
+    "A query that sees no key through the masks gets O = 0 and LSE = -inf (with sinks,\n"
+    "LSE = its sink).\n"
+    "\n"
     "--probs needs an algorithm that forms the probabilities (unfused, fused, auto).\n"
     "\n"
     "Outputs appear only when everything succeeded: a file is written to a temporary file\n"
@@ -44,7 +68,10 @@ static const char usage[] =
     "Exit status: 0 success, 1 device or library failure, 2 bad usage or bad input.\n";
 
 enum { IN_Q, IN_K, IN_V, IN_DO, N_IN }; /* IN_DO only with the backward */
-enum { OUT_O, OUT_LSE, OUT_PROBS, OUT_DQ, OUT_DK, OUT_DV, N_OUT };
+enum { OUT_O, OUT_LSE, OUT_PROBS, OUT_DQ, OUT_DK, OUT_DV, OUT_DBIAS, OUT_DSINKS, N_OUT };
+/* Every input file option, for the check that no output overwrites one. */
+static const char *const input_opts[] = {"--q", "--k", "--v", "--grad-out",
+                                         "--alibi", "--bias", "--mask", "--sinks"};
 
 typedef struct run_state {
     pa_npy_array in[N_IN];
@@ -56,6 +83,8 @@ typedef struct run_state {
     polyattn_event *ev_start, *ev_end, *ev_bwd_end;
     void *staging;
     float *host_out[N_OUT];
+    pa_cli_variants var;
+    polyattn_extra_tensors extra;
 } run_state;
 
 static void run_cleanup(run_state *s)
@@ -76,6 +105,7 @@ static void run_cleanup(run_state *s)
     polyattn_event_destroy(s->ev_start);
     polyattn_event_destroy(s->ev_end);
     polyattn_event_destroy(s->ev_bwd_end);
+    pa_cli_variants_free(&s->var);
     polyattn_plan_destroy(s->plan);
     polyattn_context_destroy(s->ctx);
 }
@@ -156,6 +186,14 @@ static int read_inputs(run_state *s, const pa_cli_args *args)
     return 0;
 }
 
+/* LSE, probabilities and the variants' gradients are float32; the rest the device dtype. */
+static polyattn_dtype out_dtype(int out, polyattn_dtype dtype)
+{
+    return out == OUT_LSE || out == OUT_PROBS || out == OUT_DBIAS || out == OUT_DSINKS
+               ? POLYATTN_DTYPE_F32
+               : dtype;
+}
+
 static void json_shape(const char *key, const int64_t *shape, int rank, int present)
 {
     printf("\"%s\": ", key);
@@ -176,8 +214,10 @@ static void print_result(const pa_cli_args *args, const run_state *s,
                          const int *want)
 {
     static const char *const in_key[N_IN] = {"q", "k", "v", "grad_out"};
-    static const char *const out_key[N_OUT] = {"o", "lse", "probs", "dq", "dk", "dv"};
-    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk", "--dv"};
+    static const char *const out_key[N_OUT] = {"o", "lse", "probs", "dq", "dk", "dv",
+                                               "dbias", "dsinks"};
+    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk",
+                                               "--dv", "--dbias", "--dsinks"};
     const int backward = want[OUT_DQ];
     if (!pa_cli_has(args, "--json")) {
         char ws[32];
@@ -188,6 +228,11 @@ static void print_result(const pa_cli_args *args, const run_state *s,
         if (backward)
             printf("; backward %.3f ms, workspace %s", backward_ms,
                    pa_cli_bytes_human(info->backward_workspace_bytes, ws));
+        if (pa_cli_variants_any(&s->var)) {
+            char vars[512];
+            pa_cli_variants_describe(&s->var, vars, sizeof vars);
+            printf("; %s", vars);
+        }
         printf("; wrote");
         for (int i = 0; i < N_OUT; i++)
             if (want[i])
@@ -201,6 +246,7 @@ static void print_result(const pa_cli_args *args, const run_state *s,
     printf(", \"algo\": \"%s\", \"dtype\": \"%s\", \"mask\": \"%s\", \"scale\": ",
            polyattn_algo_name(info->algo), polyattn_dtype_name(dtype), polyattn_mask_name(mask));
     pa_json_number(stdout, scale);
+    pa_cli_variants_json(stdout, &s->var);
     printf(", \"ms\": ");
     pa_json_number(stdout, ms);
     printf(", \"warmup\": %lld", (long long)warmup);
@@ -239,12 +285,21 @@ static void print_result(const pa_cli_args *args, const run_state *s,
     printf("}\n");
 }
 
+static polyattn_status run_forward(run_state *s)
+{
+    return polyattn_forward_ex(s->plan, s->buf_in[IN_Q], s->buf_in[IN_K], s->buf_in[IN_V],
+                               s->buf_out[OUT_O], s->buf_out[OUT_LSE], s->buf_out[OUT_PROBS],
+                               s->workspace, &s->extra);
+}
+
 static polyattn_status run_backward(run_state *s)
 {
-    return polyattn_backward(s->plan, s->buf_in[IN_Q], s->buf_in[IN_K], s->buf_in[IN_V],
-                             s->buf_out[OUT_O], s->buf_in[IN_DO], s->buf_out[OUT_LSE],
-                             s->buf_out[OUT_DQ], s->buf_out[OUT_DK], s->buf_out[OUT_DV],
-                             s->bwd_workspace);
+    s->extra.d_bias = s->buf_out[OUT_DBIAS];
+    s->extra.d_sinks = s->buf_out[OUT_DSINKS];
+    return polyattn_backward_ex(s->plan, s->buf_in[IN_Q], s->buf_in[IN_K], s->buf_in[IN_V],
+                                s->buf_out[OUT_O], s->buf_in[IN_DO], s->buf_out[OUT_LSE],
+                                s->buf_out[OUT_DQ], s->buf_out[OUT_DK], s->buf_out[OUT_DV],
+                                s->bwd_workspace, &s->extra);
 }
 
 int pa_cmd_run(int argc, char **argv)
@@ -255,6 +310,9 @@ int pa_cmd_run(int argc, char **argv)
         {"--algo", 1},   {"--dtype", 1},   {"--causal", 1}, {"--scale", 1},
         {"--memory-budget", 1},            {"--json", 0},  {"--warmup", 1},
         {"--grad-out", 1}, {"--dq", 1},    {"--dk", 1},     {"--dv", 1},
+        {"--window", 1}, {"--softcap", 1}, {"--alibi", 1},  {"--bias", 1},
+        {"--bias-dtype", 1}, {"--mask", 1}, {"--sinks", 1}, {"--dbias", 1},
+        {"--dsinks", 1},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "run", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -289,8 +347,18 @@ int pa_cmd_run(int argc, char **argv)
                                       "and --dv go together)",
                                bwd_opt[i]);
     const int backward = n_bwd == 4;
+    static const char *const extra_grads[2] = {"--dbias", "--dsinks"};
+    for (int i = 0; i < 2; i++)
+        if (pa_cli_has(&args, extra_grads[i]) && !backward)
+            return pa_cli_fail("run", "%s: needs the backward (--grad-out, --dq, --dk, --dv)",
+                               extra_grads[i]);
+    if (pa_cli_has(&args, "--dbias") && !pa_cli_has(&args, "--bias"))
+        return pa_cli_fail("run", "--dbias: needs --bias");
+    if (pa_cli_has(&args, "--dsinks") && !pa_cli_has(&args, "--sinks"))
+        return pa_cli_fail("run", "--dsinks: needs --sinks");
 
-    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk", "--dv"};
+    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk",
+                                               "--dv", "--dbias", "--dsinks"};
     const char *out_path[N_OUT];
     int want[N_OUT];
     /* An output must not be an input, nor another output: compared by file identity
@@ -300,11 +368,12 @@ int pa_cmd_run(int argc, char **argv)
         want[i] = out_path[i] != NULL;
         if (!want[i])
             continue;
-        for (int j = 0; j < N_IN; j++) {
-            const char *in = pa_cli_get(&args, in_opt[j]);
+        for (size_t j = 0; j < sizeof input_opts / sizeof input_opts[0]; j++) {
+            const char *in = pa_cli_get(&args, input_opts[j]);
             if (in && pa_cli_same_file(out_path[i], in))
                 return pa_cli_fail("run", "%s: '%s' is the input %s ('%s'): it would be "
-                                          "overwritten", out_opt[i], out_path[i], in_opt[j], in);
+                                          "overwritten", out_opt[i], out_path[i], input_opts[j],
+                                   in);
         }
         for (int j = 0; j < i; j++)
             if (want[j] && pa_cli_same_file(out_path[i], out_path[j]))
@@ -314,7 +383,9 @@ int pa_cmd_run(int argc, char **argv)
 
     run_state s;
     memset(&s, 0, sizeof s);
-    int rc = read_inputs(&s, &args);
+    int rc = pa_cli_get_variant_options(&args, &s.var);
+    if (!rc)
+        rc = read_inputs(&s, &args);
     if (rc)
         goto done;
 
@@ -326,6 +397,10 @@ int pa_cmd_run(int argc, char **argv)
                                  head_dim, head_dim_v);
     desc.scale = (float)scale;
     desc.mask = common.mask;
+    rc = pa_cli_load_variants(&args, batch, heads_q, seq_q, seq_kv, &s.var);
+    if (rc)
+        goto done;
+    pa_cli_variants_apply(&s.var, &desc);
     const char *why = NULL;
     polyattn_status st = polyattn_attention_desc_validate(&desc, &why);
     if (st != POLYATTN_STATUS_SUCCESS) {
@@ -339,12 +414,16 @@ int pa_cmd_run(int argc, char **argv)
                                    {batch, heads_q, seq_q, seq_kv},
                                    {batch, heads_q, seq_q, head_dim},
                                    {batch, heads_kv, seq_kv, head_dim},
-                                   {batch, heads_kv, seq_kv, head_dim_v}};
-    const int out_rank[N_OUT] = {4, 3, 4, 4, 4, 4};
+                                   {batch, heads_kv, seq_kv, head_dim_v},
+                                   {s.var.bias_shape[0], s.var.bias_shape[1],
+                                    s.var.bias_shape[2], s.var.bias_shape[3]},
+                                   {heads_q, 0, 0, 0}};
+    const int out_rank[N_OUT] = {4, 3, 4, 4, 4, 4, 4, 1};
     /* Device buffers: what is written, plus the LSE the backward reads even without --lse. */
     int need[N_OUT];
     for (int i = 0; i < N_OUT; i++)
-        need[i] = want[i] || (i == OUT_LSE && backward);
+        need[i] = want[i] || (i == OUT_LSE && backward) ||
+                  (i == OUT_DSINKS && backward && s.var.has_sinks);
     uint64_t out_count[N_OUT];
     for (int i = 0; i < N_OUT; i++) {
         out_count[i] = shape_count(out_shape[i], out_rank[i]);
@@ -378,6 +457,7 @@ int pa_cmd_run(int argc, char **argv)
     opts.want_lse = want[OUT_LSE];
     opts.want_probs = want[OUT_PROBS];
     opts.want_backward = backward;
+    opts.want_bias_grad = want[OUT_DBIAS];
     st = polyattn_plan_create(s.ctx, &desc, &opts, &s.plan);
     if (st != POLYATTN_STATUS_SUCCESS) {
         s.plan = NULL;
@@ -425,11 +505,16 @@ int pa_cmd_run(int argc, char **argv)
             goto done;
         }
     }
+    const char *what = "";
+    if ((st = pa_cli_variants_upload(s.ctx, &s.var, &s.extra, &what)) != POLYATTN_STATUS_SUCCESS) {
+        rc = pa_cli_fail_status("run", s.ctx, st, what);
+        goto done;
+    }
     /* Outputs (poisoned below, just before the timed call). */
     for (int i = 0; i < N_OUT; i++) {
         if (!need[i])
             continue;
-        polyattn_dtype odt = i == OUT_LSE || i == OUT_PROBS ? POLYATTN_DTYPE_F32 : common.dtype;
+        polyattn_dtype odt = out_dtype(i, common.dtype);
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         if ((st = polyattn_buffer_alloc(s.ctx, bytes, &s.buf_out[i])) != POLYATTN_STATUS_SUCCESS) {
             s.buf_out[i] = NULL;
@@ -460,9 +545,7 @@ int pa_cmd_run(int argc, char **argv)
     /* Untimed calls first: the first call of a process pays one-time costs (module and
      * kernel loading, vendor library handles) that are not the attention's. */
     for (int64_t i = 0; i < warmup; i++) {
-        if ((st = polyattn_forward(s.plan, s.buf_in[IN_Q], s.buf_in[IN_K], s.buf_in[IN_V],
-                                   s.buf_out[OUT_O], s.buf_out[OUT_LSE], s.buf_out[OUT_PROBS],
-                                   s.workspace)) != POLYATTN_STATUS_SUCCESS) {
+        if ((st = run_forward(&s)) != POLYATTN_STATUS_SUCCESS) {
             rc = pa_cli_fail_status("run", s.ctx, st, "forward");
             goto done;
         }
@@ -476,7 +559,7 @@ int pa_cmd_run(int argc, char **argv)
     for (int i = 0; i < N_OUT; i++) {
         if (!need[i])
             continue;
-        polyattn_dtype odt = i == OUT_LSE || i == OUT_PROBS ? POLYATTN_DTYPE_F32 : common.dtype;
+        polyattn_dtype odt = out_dtype(i, common.dtype);
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         float *f = s.staging;
         for (uint64_t e = 0; e < out_count[i]; e++)
@@ -496,9 +579,7 @@ int pa_cmd_run(int argc, char **argv)
         goto done;
     }
     if ((st = polyattn_event_record(s.ev_start)) != POLYATTN_STATUS_SUCCESS ||
-        (st = polyattn_forward(s.plan, s.buf_in[IN_Q], s.buf_in[IN_K], s.buf_in[IN_V],
-                               s.buf_out[OUT_O], s.buf_out[OUT_LSE], s.buf_out[OUT_PROBS],
-                               s.workspace)) != POLYATTN_STATUS_SUCCESS ||
+        (st = run_forward(&s)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_event_record(s.ev_end)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_event_elapsed_ms(s.ev_start, s.ev_end, &ms)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_context_synchronize(s.ctx)) != POLYATTN_STATUS_SUCCESS) {
@@ -521,7 +602,7 @@ int pa_cmd_run(int argc, char **argv)
     for (int i = 0; i < N_OUT; i++) {
         if (!want[i])
             continue;
-        polyattn_dtype odt = i == OUT_LSE || i == OUT_PROBS ? POLYATTN_DTYPE_F32 : common.dtype;
+        polyattn_dtype odt = out_dtype(i, common.dtype);
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         if ((st = polyattn_buffer_read(s.buf_out[i], 0, s.staging, bytes)) !=
             POLYATTN_STATUS_SUCCESS) {

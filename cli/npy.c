@@ -1,5 +1,5 @@
 /*
- * .npy reader and writer (float32 only).  Format: magic "\x93NUMPY", major, minor, header
+ * .npy reader and writer (float32; bool or uint8 masks are read too).  Format: magic "\x93NUMPY", major, minor, header
  * length (2 bytes in 1.0, 4 bytes in 2.0/3.0, little-endian), then a Python dict literal
  * {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with spaces and '\n'.
  */
@@ -131,7 +131,7 @@ static int parse_shape(header_parser *h, int *rank, int64_t *shape)
 static const char *dtype_words(const char *descr)
 {
     static const struct { const char *descr, *words; } known[] = {
-        {"<f8", "float64"}, {"<f2", "float16"}, {">f4", "float32 big-endian"},
+        {"<f4", "float32"}, {"<f8", "float64"}, {"<f2", "float16"}, {">f4", "float32 big-endian"},
         {">f8", "float64 big-endian"}, {"<i4", "int32"}, {"<i8", "int64"},
         {"<i2", "int16"}, {"|i1", "int8"}, {"|u1", "uint8"}, {"<u2", "uint16"},
         {"<u4", "uint32"}, {"<u8", "uint64"}, {"|b1", "bool"}, {"<c8", "complex64"},
@@ -144,7 +144,9 @@ static const char *dtype_words(const char *descr)
     return "unsupported";
 }
 
-static int parse_header(const char *text, size_t n, pa_npy_array *out, char *err, size_t err_size)
+/* u8: the array holds bytes ('|b1' bool or '|u1' uint8) instead of '<f4'. */
+static int parse_header(const char *text, size_t n, pa_npy_array *out, int u8, char *err,
+                        size_t err_size)
 {
     header_parser h = {text, text + n};
     char key[64], descr[64] = "";
@@ -191,7 +193,10 @@ static int parse_header(const char *text, size_t n, pa_npy_array *out, char *err
     if (!have_descr || !have_order || !have_shape)
         return fail(err, err_size, "malformed .npy header (missing '%s')",
                     !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
-    if (strcmp(descr, "<f4") != 0)
+    if (u8 && strcmp(descr, "|b1") != 0 && strcmp(descr, "|u1") != 0)
+        return fail(err, err_size, "dtype is '%s' (%s), expected '|b1' (bool) or '|u1' (uint8)",
+                    descr, dtype_words(descr));
+    if (!u8 && strcmp(descr, "<f4") != 0)
         return fail(err, err_size, "dtype is '%s' (%s), expected '<f4' (float32)", descr,
                     dtype_words(descr));
     if (fortran)
@@ -208,8 +213,9 @@ static uint32_t read_le(const unsigned char *p, int bytes)
     return v;
 }
 
-int pa_npy_read_f32(const char *path, pa_npy_array *out, char *err, size_t err_size)
+static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size_t err_size)
 {
+    const uint64_t esize = u8 ? 1 : 4;
     memset(out, 0, sizeof *out);
     struct stat st;
     if (stat(path, &st) != 0)
@@ -260,39 +266,43 @@ int pa_npy_read_f32(const char *path, pa_npy_array *out, char *err, size_t err_s
         goto done;
     }
     header[header_len] = '\0';
-    if (parse_header(header, header_len, out, err, err_size) != 0)
+    if (parse_header(header, header_len, out, u8, err, err_size) != 0)
         goto done;
 
     uint64_t count = 1;
     for (int i = 0; i < out->rank; i++) {
         uint64_t d = (uint64_t)out->shape[i];
-        if (d != 0 && count > UINT64_MAX / 4 / d) {
+        if (d != 0 && count > UINT64_MAX / 4 / d) { /* 4: room for a float copy */
             fail(err, err_size, "shape is too large");
             goto done;
         }
         count *= d;
     }
     out->count = count;
-    uint64_t want = data_offset + count * 4;
+    uint64_t want = data_offset + count * esize;
     if ((uint64_t)st.st_size != want) {
         fail(err, err_size, "file is %lld bytes but header and shape need %llu (%s)",
              (long long)st.st_size, (unsigned long long)want,
              (uint64_t)st.st_size < want ? "truncated" : "trailing bytes");
         goto done;
     }
-    out->data = malloc(count ? count * 4 : 4);
-    if (!out->data) {
-        fail(err, err_size, "out of host memory (%llu floats)", (unsigned long long)count);
+    void *dst = malloc(count ? count * esize : esize);
+    if (u8)
+        out->bytes = dst;
+    else
+        out->data = dst;
+    if (!dst) {
+        fail(err, err_size, "out of host memory (%llu elements)", (unsigned long long)count);
         goto done;
     }
-    if (count && fread(out->data, 4, count, f) != count) {
+    if (count && fread(dst, esize, count, f) != count) {
         fail(err, err_size, "read error: %s", strerror(errno));
         goto done;
     }
     /* The data are little-endian; swap on a big-endian host. */
     {
         const uint16_t one = 1;
-        if (*(const unsigned char *)&one == 0) {
+        if (!u8 && *(const unsigned char *)&one == 0) {
             for (uint64_t i = 0; i < count; i++) {
                 unsigned char *b = (unsigned char *)&out->data[i], t;
                 t = b[0], b[0] = b[3], b[3] = t;
@@ -309,10 +319,22 @@ done:
     return rc;
 }
 
+int pa_npy_read_f32(const char *path, pa_npy_array *out, char *err, size_t err_size)
+{
+    return read_npy(path, out, 0, err, err_size);
+}
+
+int pa_npy_read_u8(const char *path, pa_npy_array *out, char *err, size_t err_size)
+{
+    return read_npy(path, out, 1, err, err_size);
+}
+
 void pa_npy_free(pa_npy_array *array)
 {
     free(array->data);
+    free(array->bytes);
     array->data = NULL;
+    array->bytes = NULL;
     array->count = 0;
 }
 

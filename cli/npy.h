@@ -14,12 +14,15 @@ typedef struct pa_npy_array {
     int rank;
     int64_t shape[PA_NPY_MAX_RANK];
     uint64_t count; /* product of shape (1 for rank 0) */
-    float *data;    /* count floats, malloc'd */
+    float *data;    /* count floats, malloc'd (pa_npy_read_f32) */
+    uint8_t *bytes; /* count bytes, malloc'd (pa_npy_read_u8) */
 } pa_npy_array;
 
 /* Reads a '<f4', C-order .npy file.  On failure returns nonzero and writes one line (no
  * newline, without the path) into err, e.g. "dtype is '<f8' (float64), expected '<f4'". */
 int pa_npy_read_f32(const char *path, pa_npy_array *out, char *err, size_t err_size);
+/* Reads a '|b1' (bool) or '|u1' (uint8) C-order .npy file into out->bytes. */
+int pa_npy_read_u8(const char *path, pa_npy_array *out, char *err, size_t err_size);
 void pa_npy_free(pa_npy_array *array);
 
 /* Writes a version 1.0 '<f4' C-order array to an open stream.  Returns 0 on success. */

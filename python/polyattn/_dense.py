@@ -72,7 +72,7 @@ class Dense:
     """One dense attention problem, ready to run forward and backward on given arrays."""
 
     def __init__(self, layout="bshd", mask=0, scale=None, backend=None, device=None,
-                 algo="auto", deterministic=False):
+                 algo="auto", deterministic=False, variants=None):
         if layout not in ("bshd", "bhsd"):
             raise ValueError(f"layout: {layout!r} is not 'bhsd' or 'bshd'")
         if algo not in _lib.ALGOS:
@@ -84,6 +84,16 @@ class Dense:
         self.layout, self.mask, self.scale = layout, mask, scale or 0.0
         self.backend, self.device, self.algo = backend, device, _lib.ALGOS[algo]
         self.deterministic = bool(deterministic)
+        # A _variants.Variants with something on, or None.
+        self.variants = variants if variants is not None and variants.active() else None
+
+    def bind(self, qr, qv, kv, first=0, count=None, batch=None):
+        """The variants bound to this problem (None without variants)."""
+        if self.variants is None:
+            return None
+        b, hq, sq, _ = qv.dims
+        return self.variants.bind(qr, b if batch is None else batch, hq, sq, kv.dims[2],
+                                  first, count)
 
     def refs(self, q, k, v):
         qr = _arrays.ref(q, "q")
@@ -131,15 +141,17 @@ class Dense:
             sk = kv.dims[2]
             probs, pr = self.output(qr, (b, hq, sq, sk), None, "probs", F32)
             probs_v = Flat(pr.ptr, b * hq * sq * sk * 4)
+        bound = self.bind(qr, qv, kv)
         p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, self.scale, self.mask, self.algo,
-                          want_lse, want_probs, want_backward, self.deterministic)
-        _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, probs_v)
+                          want_lse, want_probs, want_backward, self.deterministic, bound)
+        _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, probs_v, bound)
         fin = _arrays.finish
         return fin(qr, o), (fin(qr, lse) if lse is not None else None), \
             (fin(qr, probs) if probs is not None else None)
 
-    def backward(self, q, k, v, o, lse, d_o):
-        """(dq, dk, dv) laid out like q, k and v."""
+    def backward(self, q, k, v, o, lse, d_o, want_bias_grad=False, extra_grads=False):
+        """(dq, dk, dv) laid out like q, k and v; with extra_grads also d_bias (float32, the
+        bias's shape; None unless want_bias_grad) and d_sinks (float32 [heads_q] or None)."""
         qr, kr, vr = self.refs(q, k, v)
         orf = _arrays.ref(o, "o")
         dor = _arrays.ref(d_o, "d_o")
@@ -151,13 +163,32 @@ class Dense:
         ctx = resolve(qr, self.backend, self.device)
         grads = [_arrays.empty_like_strided(r) for r in (qr, kr, vr)]
         gv = [to_view(_arrays.ref(g, n), self.layout) for g, n in zip(grads, ("dq", "dk", "dv"))]
-        p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, self.scale, self.mask, self.algo,
-                          True, False, True, self.deterministic)
+        bound = self.bind(qr, qv, kv)
         b, hq, sq, _ = qv.dims
-        _runtime.backward(ctx, p, qv, kv, vv, ov, dov, Flat(lr.ptr, b * hq * sq * 4), *gv)
-        return tuple(_arrays.finish(qr, g) for g in grads)
+        d_bias = d_sinks = db_v = ds_v = None
+        want_bias_grad = bool(want_bias_grad and bound is not None and bound.bias is not None)
+        if want_bias_grad:
+            dims = bound.bias.dims
+            d_bias, r = self.output(qr, dims, None, "d_bias", F32)
+            db_v = Flat(r.ptr, dims[0] * dims[1] * dims[2] * dims[3] * 4)
+        if bound is not None and bound.sinks is not None:
+            d_sinks, r = self.output(qr, (hq,), None, "d_sinks", F32)
+            ds_v = Flat(r.ptr, hq * 4)
+        p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, self.scale, self.mask, self.algo,
+                          True, False, True, self.deterministic, bound, want_bias_grad)
+        _runtime.backward(ctx, p, qv, kv, vv, ov, dov, Flat(lr.ptr, b * hq * sq * 4), *gv,
+                          variants=bound, d_bias=db_v, d_sinks=ds_v)
+        grads = tuple(_arrays.finish(qr, g) for g in grads)
+        if not extra_grads:
+            return grads
+        if d_bias is not None:
+            d_bias = _arrays.finish(qr, bound.reduce_bias_grad(d_bias))
+        if d_sinks is not None:
+            d_sinks = _arrays.finish(qr, d_sinks)
+        return grads + (d_bias, d_sinks)
 
-    def explain(self, ctx, dtype, qv, kv, vv, ov, want_lse, want_probs, want_backward):
+    def explain(self, ctx, dtype, qv, kv, vv, ov, want_lse, want_probs, want_backward,
+                bound=None):
         p = _runtime.plan(ctx, dtype, qv, kv, vv, ov, self.scale, self.mask, self.algo,
-                          want_lse, want_probs, want_backward, self.deterministic)
+                          want_lse, want_probs, want_backward, self.deterministic, bound)
         return _runtime.info_dict(p)

@@ -95,7 +95,8 @@ def run(dense, q, k_cache, v_cache, k, v, cache_seqlens, want_lse, out):
             if want_lse:
                 per = heads_q * seqlen_q * 4
                 lse_v = Flat(lr.ptr + first * per, count * per)
+            bound = dense.bind(qr, q_p, k_p, first, count, batch)
             p = _runtime.plan(ctx, qr.dtype, q_p, k_p, v_p, o_p, dense.scale, dense.mask,
-                              dense.algo, want_lse, False, False, False)
-            _runtime.forward(ctx, p, q_p, k_p, v_p, o_p, lse_v, None)
+                              dense.algo, want_lse, False, False, False, bound)
+            _runtime.forward(ctx, p, q_p, k_p, v_p, o_p, lse_v, None, bound)
     return _arrays.finish(qr, o), (_arrays.finish(qr, lse) if want_lse else None)

@@ -20,7 +20,8 @@ ALGOS = {"auto": 0, "unfused": 1, "fused": 2, "flash": 3}
 ALGO_NAMES = {v: k for k, v in ALGOS.items()}
 MASKS = {None: 0, "none": 0, "causal-top-left": 1, "causal-bottom-right": 2}
 MASK_NAMES = {0: "none", 1: "causal-top-left", 2: "causal-bottom-right"}
-DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
+DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_U8 = 0, 1, 2, 3
+ALIBI_NONE, ALIBI_PER_HEAD, ALIBI_PER_BATCH_HEAD = 0, 1, 2
 DTYPE_NAMES = {0: "f32", 1: "f16", 2: "bf16"}
 STATUS_NAMES = {0: "SUCCESS", 1: "INVALID_ARGUMENT", 2: "UNSUPPORTED", 3: "OUT_OF_MEMORY",
                 4: "OVER_BUDGET", 5: "NOT_FOUND", 6: "DEVICE_ERROR",
@@ -34,7 +35,20 @@ class TensorDesc(ctypes.Structure):
 class AttentionDesc(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_size_t), ("q", TensorDesc), ("k", TensorDesc),
                 ("v", TensorDesc), ("o", TensorDesc), ("scale", ctypes.c_float),
-                ("mask", ctypes.c_int)]
+                ("mask", ctypes.c_int),
+                # score variants (appended behind struct_size)
+                ("has_window", ctypes.c_int), ("window_left", ctypes.c_int64),
+                ("window_right", ctypes.c_int64), ("softcap", ctypes.c_float),
+                ("alibi", ctypes.c_int), ("has_bias", ctypes.c_int), ("bias", TensorDesc),
+                ("has_attn_mask", ctypes.c_int), ("attn_mask", TensorDesc),
+                ("has_sinks", ctypes.c_int)]
+
+
+class ExtraTensors(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("alibi_slopes", ctypes.c_void_p),
+                ("bias", ctypes.c_void_p), ("attn_mask", ctypes.c_void_p),
+                ("sinks", ctypes.c_void_p), ("d_bias", ctypes.c_void_p),
+                ("d_sinks", ctypes.c_void_p)]
 
 
 class PlanOptions(ctypes.Structure):
@@ -42,7 +56,8 @@ class PlanOptions(ctypes.Structure):
                 ("memory_budget_bytes", ctypes.c_uint64), ("debug", ctypes.c_int),
                 ("want_lse", ctypes.c_int), ("want_probs", ctypes.c_int),
                 ("autotune", ctypes.c_int), ("autotune_cache_file", ctypes.c_char_p),
-                ("want_backward", ctypes.c_int), ("deterministic", ctypes.c_int)]
+                ("want_backward", ctypes.c_int), ("deterministic", ctypes.c_int),
+                ("want_bias_grad", ctypes.c_int)]
 
 
 class Candidate(ctypes.Structure):
@@ -100,6 +115,8 @@ _PROTOTYPES = {
     "polyattn_plan_get_info": (_st, [_p, ctypes.POINTER(PlanInfo)]),
     "polyattn_forward": (_st, [_p] * 8),
     "polyattn_backward": (_st, [_p] * 11),
+    "polyattn_forward_ex": (_st, [_p] * 8 + [ctypes.POINTER(ExtraTensors)]),
+    "polyattn_backward_ex": (_st, [_p] * 11 + [ctypes.POINTER(ExtraTensors)]),
     # A buffer around caller host memory: NumPy and torch CPU tensors run without a copy.
     "polyattn_host_buffer_wrap": (_st, [_p, _p, ctypes.c_uint64, ctypes.POINTER(_p)]),
 }

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 
 from . import _lib
-from ._lib import AttentionDesc, PlanInfo, PlanOptions, check, lib
+from ._lib import AttentionDesc, ExtraTensors, PlanInfo, PlanOptions, check, lib
 
 PLAN_CACHE_SIZE = int(os.environ.get("POLYATTN_PLAN_CACHE_SIZE", "256"))
 WRAP_CACHE_SIZE = 64
@@ -154,7 +154,7 @@ def _tensor_desc(t, dtype, view):
     t.strides[:] = view.strides
 
 
-def make_desc(dtype, q, k, v, o, scale, mask):
+def make_desc(dtype, q, k, v, o, scale, mask, variants=None):
     d = AttentionDesc()
     d.struct_size = ctypes.sizeof(AttentionDesc)
     _tensor_desc(d.q, dtype, q)
@@ -163,30 +163,37 @@ def make_desc(dtype, q, k, v, o, scale, mask):
     _tensor_desc(d.o, dtype, o)
     d.scale = scale
     d.mask = mask
+    d.window_left = d.window_right = -1
+    if variants is not None:
+        variants.fill(d)
     return d
 
 
-def make_options(algo, want_lse, want_probs, want_backward, deterministic):
+def make_options(algo, want_lse, want_probs, want_backward, deterministic,
+                 want_bias_grad=False):
     opt = PlanOptions()
     lib.polyattn_plan_options_init(ctypes.byref(opt))
     opt.algo = algo
     opt.want_lse, opt.want_probs = int(want_lse), int(want_probs)
     opt.want_backward, opt.deterministic = int(want_backward), int(deterministic)
+    opt.want_bias_grad = int(want_bias_grad)
     return opt
 
 
 def plan(ctx, dtype, q, k, v, o, scale, mask, algo, want_lse=False, want_probs=False,
-         want_backward=False, deterministic=False):
-    """The cached plan for these descriptors and options on ctx (LRU, PLAN_CACHE_SIZE)."""
+         want_backward=False, deterministic=False, variants=None, want_bias_grad=False):
+    """The cached plan for these descriptors and options on ctx (LRU, PLAN_CACHE_SIZE).
+    variants: a _variants.Bound (window, softcap, ALiBi, bias, mask, sinks) or None."""
     key = (ctx.handle, dtype, q.dims, q.strides, k.dims, k.strides, v.dims, v.strides,
            o.dims, o.strides, scale, mask, algo, want_lse, want_probs, want_backward,
-           deterministic)
+           deterministic, None if variants is None else variants.key, want_bias_grad)
     p = _plans.get(key)
     if p is not None:
         _plans.move_to_end(key)
         return p
-    desc = make_desc(dtype, q, k, v, o, scale, mask)
-    opt = make_options(algo, want_lse, want_probs, want_backward, deterministic)
+    desc = make_desc(dtype, q, k, v, o, scale, mask, variants)
+    opt = make_options(algo, want_lse, want_probs, want_backward, deterministic,
+                       want_bias_grad)
     handle = ctypes.c_void_p()
     check(lib.polyattn_plan_create(ctx.handle, ctypes.byref(desc), ctypes.byref(opt),
                                    ctypes.byref(handle)), ctx.handle, "polyattn_plan_create")
@@ -279,21 +286,41 @@ class _Buffers:
         self.handles = []
 
 
-def forward(ctx, p, q, k, v, o, lse=None, probs=None):
-    """polyattn_forward of plan p on views q, k, v (inputs) and o, lse, probs (outputs)."""
+def _extra(bufs, variants, d_bias=None, d_sinks=None):
+    """The polyattn_extra_tensors of a call with variants (their inputs, gradients out)."""
+    extra = ExtraTensors()
+    extra.struct_size = ctypes.sizeof(ExtraTensors)
+    for name, view in variants.inputs().items():
+        setattr(extra, name, bufs.get(view, False))
+    extra.d_bias = bufs.get(d_bias, True)
+    extra.d_sinks = bufs.get(d_sinks, True)
+    return extra
+
+
+def forward(ctx, p, q, k, v, o, lse=None, probs=None, variants=None):
+    """polyattn_forward of plan p on views q, k, v (inputs) and o, lse, probs (outputs);
+    polyattn_forward_ex with the tensors of variants (a _variants.Bound) when given."""
     with ctx.lock:
         bufs = _Buffers(ctx)
         try:
             args = (bufs.get(q, False), bufs.get(k, False), bufs.get(v, False),
                     bufs.get(o, True), bufs.get(lse, True), bufs.get(probs, True),
                     ctx.workspace_for(p.info.workspace_bytes))
-            check(lib.polyattn_forward(p.handle, *args), ctx.handle, "polyattn_forward")
+            if variants is None:
+                check(lib.polyattn_forward(p.handle, *args), ctx.handle, "polyattn_forward")
+            else:
+                extra = _extra(bufs, variants)
+                check(lib.polyattn_forward_ex(p.handle, *args, ctypes.byref(extra)),
+                      ctx.handle, "polyattn_forward_ex")
             bufs.finish()
         finally:
             bufs.free()
 
 
-def backward(ctx, p, q, k, v, o, d_o, lse, dq, dk, dv):
+def backward(ctx, p, q, k, v, o, d_o, lse, dq, dk, dv, variants=None, d_bias=None,
+             d_sinks=None):
+    """polyattn_backward (polyattn_backward_ex with variants: d_bias and d_sinks are Flat
+    float32 outputs, or None)."""
     with ctx.lock:
         bufs = _Buffers(ctx)
         try:
@@ -301,7 +328,12 @@ def backward(ctx, p, q, k, v, o, d_o, lse, dq, dk, dv):
                     bufs.get(o, False), bufs.get(d_o, False), bufs.get(lse, False),
                     bufs.get(dq, True), bufs.get(dk, True), bufs.get(dv, True),
                     ctx.workspace_for(p.info.backward_workspace_bytes))
-            check(lib.polyattn_backward(p.handle, *args), ctx.handle, "polyattn_backward")
+            if variants is None:
+                check(lib.polyattn_backward(p.handle, *args), ctx.handle, "polyattn_backward")
+            else:
+                extra = _extra(bufs, variants, d_bias, d_sinks)
+                check(lib.polyattn_backward_ex(p.handle, *args, ctypes.byref(extra)),
+                      ctx.handle, "polyattn_backward_ex")
             bufs.finish()
         finally:
             bufs.free()

@@ -18,16 +18,22 @@ class Runner:
         o, lse, probs = self.problem.forward(q, k, v, out, want_lse, want_probs, want_backward)
         return o, lse, probs, lse
 
-    def backward(self, q, k, v, o, saved_lse, d_o):
+    def backward(self, q, k, v, o, saved_lse, d_o, want_bias_grad=False):
+        """(dq, dk, dv, d_bias or None, d_sinks or None)."""
         if tuple(d_o.stride()) != tuple(o.stride()):
             d_o = torch.empty_strided(o.shape, o.stride(), dtype=o.dtype,
                                       device=o.device).copy_(d_o)
-        return self.problem.backward(q, k, v, o, saved_lse, d_o)
+        if self.varlen:
+            return tuple(self.problem.backward(q, k, v, o, saved_lse, d_o)) + (None, None)
+        return self.problem.backward(q, k, v, o, saved_lse, d_o, want_bias_grad, True)
 
 
 class AttentionFunction(torch.autograd.Function):
+    """o, lse, probs = f(q, k, v, bias, sinks): bias and sinks (the variants' tensors, or
+    None) are inputs so that autograd gives them their gradients."""
+
     @staticmethod
-    def forward(ctx, runner, q, k, v, want_lse, want_probs):
+    def forward(ctx, runner, q, k, v, want_lse, want_probs, bias, sinks):
         o, lse, probs, saved = runner.forward(q, k, v, None, want_lse, want_probs, True)
         ctx.runner = runner
         ctx.save_for_backward(q, k, v, o, saved)
@@ -40,12 +46,16 @@ class AttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_o, _d_lse, _d_probs):
         q, k, v, o, saved = ctx.saved_tensors
-        dq, dk, dv = ctx.runner.backward(q, k, v, o, saved, d_o.contiguous())
-        return None, dq, dk, dv, None, None
+        want_bias_grad = ctx.needs_input_grad[6]
+        dq, dk, dv, d_bias, d_sinks = ctx.runner.backward(q, k, v, o, saved, d_o.contiguous(),
+                                                          want_bias_grad)
+        if not ctx.needs_input_grad[7]:
+            d_sinks = None
+        return None, dq, dk, dv, None, None, d_bias, d_sinks
 
 
-def apply(runner, q, k, v, want_lse, want_probs):
-    o, lse, probs = AttentionFunction.apply(runner, q, k, v, want_lse, want_probs)
+def apply(runner, q, k, v, want_lse, want_probs, bias=None, sinks=None):
+    o, lse, probs = AttentionFunction.apply(runner, q, k, v, want_lse, want_probs, bias, sinks)
     return o, (lse if want_lse else None), (probs if want_probs else None)
 
 

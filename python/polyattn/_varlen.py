@@ -122,9 +122,10 @@ class Varlen:
             if want_probs:
                 seq_probs, pr = d.output(qr, (hq, n, m), None, "probs", F32)
                 probs_v = Flat(pr.ptr, hq * n * m * 4)
+            bound = d.bind(qr, qv, kv, i, 1, lq.size)
             p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, d.scale, d.mask, d.algo,
-                              want_lse, want_probs, want_backward, d.deterministic)
-            _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, probs_v)
+                              want_lse, want_probs, want_backward, d.deterministic, bound)
+            _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, probs_v, bound)
             if want_probs:
                 probs[i, :, :n, :m] = seq_probs
         lse = None
@@ -158,8 +159,9 @@ class Varlen:
                                    _packed_view(dor, a, n))
             gq, gk, gv = (_packed_view(grs[0], a, n), _packed_view(grs[1], c, m),
                           _packed_view(grs[2], c, m))
+            bound = d.bind(qr, qv, kv, i, 1, lq.size)
             p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, d.scale, d.mask, d.algo,
-                              True, False, True, d.deterministic)
+                              True, False, True, d.deterministic, bound)
             _runtime.backward(ctx, p, qv, kv, vv, ov, dov,
-                              Flat(br.ptr + hq * a * 4, hq * n * 4), gq, gk, gv)
+                              Flat(br.ptr + hq * a * 4, hq * n * 4), gq, gk, gv, bound)
         return tuple(grads)

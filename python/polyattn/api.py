@@ -5,6 +5,7 @@ from . import _arrays, _features, _kvcache, _lib, _runtime
 from ._dense import Dense, check_qkv, resolve, to_view
 from ._lib import DeviceInfo, check, lib
 from ._runtime import View
+from ._variants import Variants
 from ._varlen import Varlen
 
 _MASKS = {None: 0, "none": 0, "causal-top-left": 1, "causal-bottom-right": 2}
@@ -24,16 +25,24 @@ def _run(problem, q, k, v, out, want_lse, want_probs, varlen=False, algo="auto")
     torch.compile), or directly.  Returns (o, lse, probs)."""
     if _is_torch(q):
         t = _torch()
+        dense = problem.dense if varlen else problem
+        var = dense.variants
         if t.is_compiling() and not varlen:
             if want_probs or out is not None:
                 raise NotImplementedError("return_probs and out= are not traceable by "
                                           "torch.compile")
+            if var is not None:
+                raise NotImplementedError("window, softcap, alibi_slopes, bias, mask and "
+                                          "sinks are not traceable by torch.compile yet")
             o, lse = t.op_call(problem, q, k, v, algo)
             return o, (lse if want_lse else None), None
-        if t.needs_autograd(q, k, v):
+        bias = var.bias if var is not None else None
+        sinks = var.sinks if var is not None else None
+        if t.needs_autograd(q, k, v, bias, sinks):
             if out is not None:
                 raise ValueError("out=: not allowed where gradients are needed")
-            return t.apply(t.Runner(problem, varlen), q, k, v, want_lse, want_probs)
+            return t.apply(t.Runner(problem, varlen), q, k, v, want_lse, want_probs, bias,
+                           sinks)
     res = problem.forward(q, k, v, out, want_lse, want_probs)
     return res[0], res[1], res[2]
 
@@ -50,16 +59,12 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
     [batch, seqlen_k, nheads_k, headdim].  Returns out, or (out, softmax_lse [batch, nheads,
     seqlen_q] float32, probabilities [batch, nheads, seqlen_q, seqlen_k]) with
     return_attn_probs."""
-    _features.check(dropout_p=dropout_p, softcap=softcap, alibi_slopes=alibi_slopes)
-    _named_gates(window=("window_size", window_size))
-    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic)
+    _features.check(dropout_p=dropout_p)
+    var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
+    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic,
+                  var)
     o, lse, probs = _run(dense, q, k, v, out, return_attn_probs, return_attn_probs, algo=algo)
     return (o, lse, probs) if return_attn_probs else o
-
-
-def _named_gates(**kw):
-    for gate, (name, value) in kw.items():
-        _features.check_named(gate, name, value)
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
@@ -71,10 +76,10 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     [total_k, nheads_k, headdim], sequence i at rows cu_seqlens[i]:cu_seqlens[i + 1].
     Returns out, or (out, softmax_lse [nheads, total_q], probabilities [batch, nheads,
     max_seqlen_q, max_seqlen_k], zero-padded) with return_attn_probs."""
-    _features.check(dropout_p=dropout_p, softcap=softcap, alibi_slopes=alibi_slopes,
-                    block_table=block_table)
-    _named_gates(window=("window_size", window_size))
-    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic)
+    _features.check(dropout_p=dropout_p, block_table=block_table)
+    var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
+    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic,
+                  var)
     problem = Varlen(dense, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     o, lse, probs = _run(problem, q, k, v, out, return_attn_probs, return_attn_probs,
                          varlen=True)
@@ -92,21 +97,24 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=N
     to its first cache_seqlens[i] + seqlen_new keys.  num_splits is a hint the library's
     planner makes itself (ignored).  Returns out, or (out, softmax_lse) with
     return_softmax_lse."""
-    _features.check(block_table=block_table, softcap=softcap, alibi_slopes=alibi_slopes)
-    _named_gates(window=("window_size", window_size))
+    _features.check(block_table=block_table)
+    var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
     if int(num_splits) < 0:
         raise ValueError(f"num_splits: {num_splits} is negative")
-    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo)
+    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, variants=var)
     o, lse = _kvcache.run(dense, q, k_cache, v_cache, k, v, cache_seqlens, return_softmax_lse,
                           out)
     return (o, lse) if return_softmax_lse else o
 
 
 def _native_mask(mask):
-    if mask not in _MASKS:
-        raise ValueError(f"mask: {mask!r} is not None, 'causal-top-left' or "
-                         "'causal-bottom-right'")
-    return _MASKS[mask]
+    """(mask kind, boolean mask array or None): mask is None, a causal name, or an array."""
+    if mask is None or isinstance(mask, str):
+        if mask not in _MASKS:
+            raise ValueError(f"mask: {mask!r} is not None, 'causal-top-left', "
+                             "'causal-bottom-right' or a boolean array")
+        return _MASKS[mask], None
+    return 0, mask
 
 
 def attention(q, k, v, *, layout="bhsd", mask=None, scale=None, bias=None, sinks=None,
@@ -115,10 +123,23 @@ def attention(q, k, v, *, layout="bhsd", mask=None, scale=None, bias=None, sinks
               deterministic=False):
     """softmax(q k^T * scale + mask) v on [batch, heads, seq, dim] ("bhsd") or [batch, seq,
     heads, dim] ("bshd") arrays.  Returns o, or a tuple (o, lse?, probs?) of what was asked:
-    lse float32 [batch, heads_q, seq_q], probs float32 [batch, heads_q, seq_q, seq_kv]."""
-    _features.check(bias=bias, sinks=sinks, window=window, softcap=softcap,
-                    alibi_slopes=alibi_slopes)
-    dense = Dense(layout, _native_mask(mask), scale, backend, device, algo, deterministic)
+    lse float32 [batch, heads_q, seq_q], probs float32 [batch, heads_q, seq_q, seq_kv].
+
+    Score variants (FlashAttention's semantics; s = scale * q.k, then softcap, then + ALiBi
+    + bias, then the masks; the diagonal of query i is key i + seq_kv - seq_q, or i under
+    'causal-top-left'):
+      mask: None, 'causal-top-left', 'causal-bottom-right', or a bool/uint8 array that
+        broadcasts to [batch, heads_q, seq_q, seq_kv] (False masks the pair);
+      bias: float32/float16/bfloat16, broadcasting to [batch, heads_q, seq_q, seq_kv]
+        (torch: gets a gradient when it requires one);
+      window: (left, right) keys around the diagonal, -1 unbounded;
+      softcap: s = softcap * tanh(s / softcap), 0 off;
+      alibi_slopes: float32 [heads_q] or [batch, heads_q], s -= slope * |diagonal - j|;
+      sinks: float32 [heads_q], a logit per head joining each softmax denominator (torch:
+        gets a gradient when it requires one)."""
+    mask_kind, mask_array = _native_mask(mask)
+    var = Variants(window, softcap, alibi_slopes, bias, mask_array, sinks)
+    dense = Dense(layout, mask_kind, scale, backend, device, algo, deterministic, var)
     o, lse, probs = _run(dense, q, k, v, out, return_lse, return_probs, algo=algo)
     if not (return_lse or return_probs):
         return o
@@ -139,12 +160,15 @@ def _shape_view(shape, layout, itemsize, name):
 
 def explain(q, k, v, *, layout="bhsd", mask=None, scale=None, return_lse=False,
             return_probs=False, backward=False, deterministic=False, dtype="f32",
-            backend=None, device=None, algo="auto"):
+            backend=None, device=None, algo="auto", bias=None, sinks=None, window=None,
+            softcap=0.0, alibi_slopes=None):
     """The plan for these arguments as a dict: backend, device, chosen algo and reason,
     workspace bytes, device bytes, FLOPs, bytes moved, kernel launches, and every candidate
     (algo, status, chosen, workspace, reason).  q, k, v are arrays, or shapes in `layout`
     (then `dtype`: "f32", "f16" or "bf16"; backend None is the library's AUTO)."""
-    dense = Dense(layout, _native_mask(mask), scale, backend, device, algo, deterministic)
+    mask_kind, mask_array = _native_mask(mask)
+    var = Variants(window, softcap, alibi_slopes, bias, mask_array, sinks)
+    dense = Dense(layout, mask_kind, scale, backend, device, algo, deterministic, var)
     if all(isinstance(x, (tuple, list)) for x in (q, k, v)):
         codes = {n: c for c, n in _lib.DTYPE_NAMES.items()}
         if dtype not in codes:
@@ -153,6 +177,7 @@ def explain(q, k, v, *, layout="bhsd", mask=None, scale=None, return_lse=False,
         size = _arrays.itemsize(dt)
         qv, kv, vv = (_shape_view(s, layout, size, n) for s, n in ((q, "q"), (k, "k"), (v, "v")))
         ctx = _runtime.context(backend or "auto", 0 if device is None else int(device))
+        qr = _arrays.Ref(None, "shape", 0, qv.dims, qv.strides, dt, size, ("cpu", 0))
     else:
         qr, kr, vr = dense.refs(q, k, v)
         dt = qr.dtype
@@ -163,7 +188,8 @@ def explain(q, k, v, *, layout="bhsd", mask=None, scale=None, return_lse=False,
     dv = vv.dims[3]
     od = (b, sq, hq, dv) if layout == "bshd" else (b, hq, sq, dv)
     ov = _shape_view(od, layout, qv.itemsize, "out")
-    return dense.explain(ctx, dt, qv, kv, vv, ov, return_lse, return_probs, backward)
+    return dense.explain(ctx, dt, qv, kv, vv, ov, return_lse, return_probs, backward,
+                         dense.bind(qr, qv, kv))
 
 
 def devices():

@@ -116,3 +116,75 @@ def test_stream_and_compile():
     f = torch.compile(lambda a, b, c: polyattn.flash_attn_func(a, b, c, causal=True),
                       backend="aot_eager", fullgraph=True)
     assert_close(f(q, k, v), o, dtype)
+
+
+# ---- score variants against SDPA with an explicit float attn_mask --------------------------
+
+def variant_mask(sq, sk, hq, causal, window, slopes, bias, device):
+    """The additive float mask [b|1, hq, sq, sk] SDPA needs for the same scores: -inf
+    outside the causal band and the window, -slope * |d(i) - j| (bottom-right diagonal),
+    plus the bias."""
+    i = torch.arange(sq, device=device)[:, None]
+    j = torch.arange(sk, device=device)[None, :]
+    diag = i + sk - sq
+    visible = torch.ones(sq, sk, dtype=torch.bool, device=device)
+    if causal:
+        visible &= j <= diag
+    if window is not None:
+        if window[0] >= 0:
+            visible &= j >= diag - window[0]
+        if window[1] >= 0:
+            visible &= j <= diag + window[1]
+    m = torch.zeros(1, hq, sq, sk, device=device).masked_fill(~visible, float("-inf"))
+    if slopes is not None:
+        m = m - slopes.float().view(-1, hq, 1, 1) * (diag - j).abs().float()
+    if bias is not None:
+        m = m + bias.float()
+    return m
+
+
+def run_or_skip(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except polyattn.UnsupportedError as e:
+        pytest.skip(f"the CUDA backend lacks this variant: {e}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("variant", ["window", "alibi", "bias", "window+alibi+bias"])
+def test_variants_vs_sdpa(dtype, causal, variant):
+    b, sq, sk, hq, hk, d = 2, 200, 256, 8, 2, 64
+    torch.manual_seed(0)
+    q, k, v = leaf(b, sq, hq, d, dtype=dtype), leaf(b, sk, hk, d, dtype=dtype), \
+        leaf(b, sk, hk, d, dtype=dtype)
+    d_o = torch.randn(b, sq, hq, d, dtype=dtype, device="cuda")
+    window = (64, 16) if "window" in variant else None
+    slopes = (2.0 ** -torch.arange(1, hq + 1, device="cuda", dtype=torch.float32)
+              if "alibi" in variant else None)
+    bias = (torch.randn(1, hq, sq, sk, device="cuda", dtype=torch.float32,
+                        requires_grad=True) if "bias" in variant else None)
+
+    def ours(q_, k_, v_):
+        if window is None and bias is None:
+            return polyattn.flash_attn_func(q_, k_, v_, causal=causal, alibi_slopes=slopes)
+        return polyattn.attention(q_, k_, v_, layout="bshd",
+                                  mask="causal-bottom-right" if causal else None,
+                                  window=window, alibi_slopes=slopes, bias=bias)
+
+    def theirs(q_, k_, v_):
+        qt, kt, vt = (x.transpose(1, 2) for x in (q_, k_, v_))
+        g = hq // hk
+        kt, vt = kt.repeat_interleave(g, 1), vt.repeat_interleave(g, 1)
+        m = variant_mask(sq, sk, hq, causal, window, slopes, bias, q_.device).to(dtype)
+        return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=m).transpose(1, 2)
+
+    got = run_or_skip(grads, ours, q, k, v, d_o)
+    got_bias = bias.grad.clone() if bias is not None else None
+    if bias is not None:
+        bias.grad = None
+    want = grads(theirs, q, k, v, d_o)
+    for g_, w_ in zip(got, want):
+        assert_close(g_, w_, dtype)
+    if bias is not None:
+        assert_close(got_bias, bias.grad, dtype)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # CLI contract tests (POSIX sh).
 #   cli_test.sh SUITE POLYATTN FIXTURE WORKDIR BENCH_SRC_DIR
-# SUITE: usage | bad_input | good_run | outputs | explain_article | numpy | bench |
+# SUITE: usage | bad_input | good_run | outputs | explain_article | numpy | variants | bench |
 #        bench_list | bench_compare | bench_backward | compare_torch
 # (The bench's validation and crash handling are unit-tested: test_bench_check.c,
 # test_bench_crash.c.)
@@ -421,6 +421,19 @@ EOF
         fail "check_run.py accepted outputs made with another scale"
     fi
     finish
+    ;;
+
+variants)
+    # Score variants: tests/cli/variants_test.py (needs numpy for its inputs and reference).
+    for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$candidate" ] || continue
+        if "$candidate" -c "import numpy" >/dev/null 2>&1; then
+            exec "$candidate" "$bench_src/../tests/cli/variants_test.py" "$polyattn" "$work" \
+                "$bench_src/.."
+        fi
+    done
+    echo "SKIP: no python3 with numpy"
+    exit 77
     ;;
 
 bench)

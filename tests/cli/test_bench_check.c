@@ -119,6 +119,73 @@ done:
     free(staging);
 }
 
+/* With score variants: O computed with them is accepted; O computed without one of them
+ * (each in turn) is rejected, so that the validation's reference really applies each. */
+static void check_variants(polyattn_context *ctx, polyattn_mask mask)
+{
+    const pa_bench_shape sh = {2, 4, 2, 37, 53, 40, 40, mask};
+    const float scale = (float)(1.0 / sqrt(40.0));
+    const polyattn_dtype dtype = POLYATTN_DTYPE_F32;
+    uint64_t big = (uint64_t)(sh.batch * sh.heads_q * sh.seq_q * sh.seq_kv);
+    void *staging = malloc(big * 4);
+    float *scratch = malloc(big * 4);
+    pa_bench_sets sets;
+    memset(&sets, 0, sizeof sets);
+    pa_bench_variants all = {1, 1, 6, 2, 3.0f, 1, 1, 1, POLYATTN_DTYPE_BF16};
+    polyattn_buffer *o = NULL;
+    if (!staging || !scratch ||
+        pa_bench_make_sets(ctx, &sh, dtype, 1, 0, &sets, staging, scratch) !=
+            POLYATTN_STATUS_SUCCESS ||
+        polyattn_buffer_alloc(ctx, sets.count[3] * 4, &o) != POLYATTN_STATUS_SUCCESS) {
+        CHECK(0, "variants: inputs");
+        goto done;
+    }
+    for (int drop = -1; drop < 5; drop++) {
+        pa_bench_variants used = all;
+        switch (drop) {
+        case 0: used.has_window = 0; break;
+        case 1: used.softcap = 0; break;
+        case 2: used.alibi = 0; break;
+        case 3: used.bias = 0; break;
+        case 4: used.sinks = 0; break;
+        default: break;
+        }
+        polyattn_attention_desc desc;
+        polyattn_attention_desc_init(&desc, dtype, sh.batch, sh.heads_q, sh.heads_kv, sh.seq_q,
+                                     sh.seq_kv, sh.head_dim, sh.head_dim_v);
+        desc.scale = scale;
+        desc.mask = sh.mask;
+        pa_bench_variants_apply(&used, &desc);
+        polyattn_plan_options opts;
+        polyattn_plan_options_init(&opts);
+        polyattn_plan *plan = NULL;
+        pa_bench_variant_bufs vb;
+        memset(&vb, 0, sizeof vb);
+        pa_bench_result r;
+        memset(&r, 0, sizeof r);
+        polyattn_buffer *const *in = sets.buf[0];
+        if (polyattn_plan_create(ctx, &desc, &opts, &plan) != POLYATTN_STATUS_SUCCESS ||
+            pa_bench_variants_make(ctx, &used, &sh, staging, big * 4, &vb) !=
+                POLYATTN_STATUS_SUCCESS ||
+            polyattn_forward_ex(plan, in[0], in[1], in[2], o, NULL, NULL, NULL, &vb.extra) !=
+                POLYATTN_STATUS_SUCCESS) {
+            CHECK(0, "variants: forward: %s", polyattn_context_last_error(ctx));
+        } else {
+            int v = pa_bench_validate_variants(ctx, &sh, scale, dtype, sets.host, o, &all, &r);
+            CHECK(v == (drop < 0 ? 0 : 1), "variants %s: dropping %d: validation gave %d (%s)",
+                  polyattn_mask_name(mask), drop, v, r.reason);
+        }
+        pa_bench_variants_free(&vb);
+        polyattn_plan_destroy(plan);
+    }
+    printf("variants %s: O without any one of them rejected\n", polyattn_mask_name(mask));
+done:
+    polyattn_buffer_free(o);
+    pa_bench_free_sets(&sets);
+    free(scratch);
+    free(staging);
+}
+
 int main(void)
 {
     polyattn_context *ctx = NULL;
@@ -128,6 +195,9 @@ int main(void)
     }
     check_dtype(ctx, POLYATTN_DTYPE_F32);
     check_dtype(ctx, POLYATTN_DTYPE_BF16);
+    check_variants(ctx, POLYATTN_MASK_NONE);
+    check_variants(ctx, POLYATTN_MASK_CAUSAL_TOP_LEFT);
+    check_variants(ctx, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT);
     polyattn_context_destroy(ctx);
     printf("test_bench_check: %d failures\n", failures);
     return failures ? 1 : 0;
