@@ -49,16 +49,14 @@ typedef struct pa_problem {
 
 /* Features of a problem beyond the plain mask; an algorithm lists those it implements
  * (pa_algo_ops.features, .backward_features) and the core rejects the rest with a reason. */
-enum {
-    PA_FEATURE_WINDOW = 1u << 0,
-    PA_FEATURE_SOFTCAP = 1u << 1,
-    PA_FEATURE_ALIBI = 1u << 2,
-    PA_FEATURE_BIAS = 1u << 3,
-    PA_FEATURE_ATTN_MASK = 1u << 4,
-    PA_FEATURE_SINKS = 1u << 5,
-    PA_FEATURE_BIAS_GRAD = 1u << 6,
-    PA_FEATURE_ALL_VARIANTS = (1u << 7) - 1
-};
+#define PA_FEATURE_WINDOW (1u << 0)
+#define PA_FEATURE_SOFTCAP (1u << 1)
+#define PA_FEATURE_ALIBI (1u << 2)
+#define PA_FEATURE_BIAS (1u << 3)
+#define PA_FEATURE_ATTN_MASK (1u << 4)
+#define PA_FEATURE_SINKS (1u << 5)
+#define PA_FEATURE_BIAS_GRAD (1u << 6)
+#define PA_FEATURE_ALL_VARIANTS ((1u << 7) - 1u)
 
 /* The features problem p needs. */
 static inline unsigned pa_problem_features(const pa_problem *p)
