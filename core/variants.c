@@ -42,6 +42,8 @@ polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
                                    caller_extra->struct_size, sizeof extra);
         memcpy(&extra, caller_extra, sizeof extra);
     }
+    /* One struct serves a forward and its backward: the forward ignores the gradients. */
+    if (!backward) extra.d_bias = NULL, extra.d_sinks = NULL;
     const uint64_t heads = (uint64_t)p->heads_q;
     const uint64_t alibi_bytes =
         p->alibi == POLYATTN_ALIBI_PER_HEAD         ? pa_size_mul(heads, 4)

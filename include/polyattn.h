@@ -416,7 +416,8 @@ typedef struct polyattn_extra_tensors {
 } polyattn_extra_tensors;
 
 /* polyattn_forward and polyattn_backward with the variants' tensors (extra may be NULL
- * when the descriptor asks for none). */
+ * when the descriptor asks for none).  The same struct serves both calls: the forward
+ * ignores d_bias and d_sinks. */
 POLYATTN_API polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *q,
                                                  const polyattn_buffer *k,
                                                  const polyattn_buffer *v, polyattn_buffer *o,
