@@ -148,6 +148,14 @@ static polyattn_status check_no_overlap(const polyattn_tensor_desc *t, const cha
     return POLYATTN_STATUS_SUCCESS;
 }
 
+polyattn_status pa_tensor_validate(const polyattn_tensor_desc *t, const char *name, int output,
+                                   const char **message)
+{
+    polyattn_status st = check_tensor(t, name, message);
+    if (st == POLYATTN_STATUS_SUCCESS && output) st = check_no_overlap(t, name, message);
+    return st;
+}
+
 static polyattn_status check_equal(int64_t a, int64_t b, const char *field, const char *other,
                                    const char **message)
 {

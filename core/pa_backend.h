@@ -15,7 +15,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; a module built against another value
  * is refused at load time. */
-#define PA_BACKEND_ABI_VERSION 4 /* 4: score variants (pa_problem, pa_io, features) */
+#define PA_BACKEND_ABI_VERSION 5 /* 4: score variants; 5: merge_states */
 
 /* A validated, normalized problem: what kernels see.  Strides are in elements. */
 typedef struct pa_problem {
@@ -194,6 +194,20 @@ typedef struct pa_backward_io {
     pa_variant_io var;
 } pa_backward_io;
 
+/* A validated polyattn_merge_states call (strides in elements). */
+typedef struct pa_merge_problem {
+    int64_t num_parts, batch, heads, seq, head_dim_v;
+    polyattn_dtype part_dtype, out_dtype;
+    int64_t part_stride[5]; /* part, batch, heads, seq, head_dim_v */
+    int64_t out_stride[4];
+    int want_lse;           /* out_lse f32 contiguous [batch, heads, seq] */
+} pa_merge_problem;
+
+typedef struct pa_merge_io {
+    pa_tensor_ref parts, parts_lse, out;
+    pa_tensor_ref out_lse; /* mem NULL unless want_lse */
+} pa_merge_io;
+
 typedef struct pa_algo_ops {
     polyattn_algo algo;
     /* Pure; gates planning and dispatch alike.  On rejection returns UNSUPPORTED (or
@@ -248,6 +262,11 @@ typedef struct pa_backend_ops {
      * unknown).  NULL: the core's unmeasured default (core/policy.c). */
     void (*auto_order)(const char *arch, const pa_problem *p, polyattn_algo order[3],
                        const char **why);
+    /* polyattn_merge_states (appended; NULL: the core answers UNSUPPORTED, "the <name>
+     * backend has no merge_states yet").  The core has checked every size and overlap;
+     * enqueues the work, must not allocate device memory. */
+    polyattn_status (*merge_states)(pa_device *dev, const pa_merge_problem *m,
+                                    const pa_merge_io *io);
 } pa_backend_ops;
 
 /* A module exports this symbol (extern "C"), returning its static ops table. */

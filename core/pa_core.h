@@ -51,6 +51,10 @@ polyattn_status pa_problem_check_sizes(const pa_problem *problem, const char **m
 polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
                                  const polyattn_extra_tensors *extra, int backward,
                                  pa_variant_io *out);
+/* One tensor's dtype (f32, f16, bf16), shape, strides and byte count; an output's distinct
+ * indices must also map to distinct elements.  *message names the field (desc.c). */
+polyattn_status pa_tensor_validate(const polyattn_tensor_desc *t, const char *name, int output,
+                                   const char **message);
 /* Bytes of a tensor, 0 if malformed (desc.c). */
 uint64_t pa_tensor_bytes(const polyattn_tensor_desc *t);
 

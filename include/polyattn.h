@@ -429,6 +429,47 @@ POLYATTN_API polyattn_status polyattn_backward_ex(
     const polyattn_buffer *lse, polyattn_buffer *dq, polyattn_buffer *dk, polyattn_buffer *dv,
     polyattn_buffer *workspace, const polyattn_extra_tensors *extra);
 
+/* ---- state merge ---------------------------------------------------------- */
+
+/* Partial attention results over disjoint key sets of the same queries, stacked: part p's
+ * output O_p [batch, heads, seq, head_dim_v] lies at the `part` strides, part_stride
+ * elements after O_{p-1}; its log-sum-exp LSE_p is f32, contiguous [num_parts, batch, heads,
+ * seq] (what polyattn_forward writes with want_lse, one forward per key set).  The merge is
+ * the exact attention over the union of the key sets (split-KV decode's combine, cascade or
+ * prefix attention, context parallelism):
+ *   LSE = log(sum_p exp(LSE_p)),   O = sum_p exp(LSE_p - LSE) O_p.
+ * Per row: a part with LSE_p = -inf saw no key and contributes nothing, whatever its O_p
+ * holds (NaN included); when every part is -inf, O = 0 and LSE = -inf (a fully masked row).
+ * A NaN or +inf LSE_p makes the row's O and LSE NaN.  NaN or inf in a contributing O_p
+ * reaches O through the weighted sum as IEEE arithmetic gives it.  The host backend sums in
+ * double; others accumulate in float32. */
+typedef struct polyattn_merge_desc {
+    size_t struct_size;        /* sizeof(polyattn_merge_desc): lets the struct grow */
+    int64_t num_parts;         /* P >= 1 */
+    polyattn_tensor_desc part; /* one O_p: [batch, heads, seq, head_dim_v], f32, f16 or bf16 */
+    int64_t part_stride;       /* elements from O_p to O_{p+1}, >= 0 */
+    polyattn_tensor_desc out;  /* O: the same shape, its own dtype and strides */
+} polyattn_merge_desc;
+
+/* Contiguous parts [num_parts, batch, heads, seq, head_dim_v] and a contiguous BHSD O. */
+POLYATTN_API void polyattn_merge_desc_init(polyattn_merge_desc *desc, polyattn_dtype part_dtype,
+                                           polyattn_dtype out_dtype, int64_t num_parts,
+                                           int64_t batch, int64_t heads, int64_t seq,
+                                           int64_t head_dim_v);
+
+/* Merges on the context's stream or queue (asynchronously on GPUs).  parts: the stacked
+ * O_p; parts_lse: f32 [num_parts, batch, heads, seq]; out: O at the descriptor's out
+ * strides; out_lse: f32 contiguous [batch, heads, seq], or NULL when not wanted.  Outputs
+ * must not overlap the inputs or each other.  Everything is checked before any work is
+ * queued: a failed call writes nothing.  A backend without a merge returns UNSUPPORTED
+ * with the reason in the context's last error. */
+POLYATTN_API polyattn_status polyattn_merge_states(polyattn_context *context,
+                                                   const polyattn_merge_desc *desc,
+                                                   const polyattn_buffer *parts,
+                                                   const polyattn_buffer *parts_lse,
+                                                   polyattn_buffer *out,
+                                                   polyattn_buffer *out_lse);
+
 /* ---- timing -------------------------------------------------------------- */
 
 /* Device-side timestamps on the context's stream (CUDA/HIP events, OpenCL markers with

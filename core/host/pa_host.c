@@ -745,6 +745,7 @@ static const pa_backend_ops host_ops = {
     .algos = host_algos,
     .n_algos = sizeof host_algos / sizeof host_algos[0],
     .auto_order = host_auto_order,
+    .merge_states = pa_host_merge_states,
 };
 
 const pa_backend_ops *pa_host_backend_ops(void)

@@ -23,6 +23,10 @@ polyattn_status pa_host_backward_unfused(pa_device *dev, const pa_problem *p, vo
 polyattn_status pa_host_backward_flash(pa_device *dev, const pa_problem *p, void *state,
                                        const pa_backward_io *io);
 
+/* polyattn_merge_states in double (pa_host_merge.c). */
+polyattn_status pa_host_merge_states(pa_device *dev, const pa_merge_problem *m,
+                                     const pa_merge_io *io);
+
 #ifdef __cplusplus
 }
 #endif
