@@ -80,6 +80,7 @@ typedef struct run_limits {
 
 typedef struct stats {
     long long cases, valid, planned, forwards, backwards;
+    long long serving, serving_rejected; /* serving forwards run; refused for their data */
 } stats;
 
 static polyattn_buffer *alloc_filled(polyattn_context *ctx, uint64_t bytes, polyattn_dtype dtype,
@@ -112,8 +113,74 @@ static int64_t visible_keys(const polyattn_attention_desc *d, int64_t i)
     return n < 0 ? 0 : n > skv ? skv : n;
 }
 
+/* The serving layouts' extra tensors of a case (all NULL for a dense one): the int32 data
+ * fuzz_gen drew, appended rows of random values; drop_extra leaves out a needed tensor or
+ * adds an unasked one.  *required receives whether the forward must then fail. */
+typedef struct serving_bufs {
+    polyattn_buffer *b[6];
+    polyattn_extra_tensors extra;
+} serving_bufs;
+
+static void serving_bufs_make(polyattn_context *ctx, const fuzz_case *c, fuzz_src *src,
+                              serving_bufs *sb, int *must_fail)
+{
+    const polyattn_attention_desc *d = &c->d.desc;
+    memset(sb, 0, sizeof *sb);
+    sb->extra.struct_size = sizeof sb->extra;
+    *must_fail = 0;
+    if (!c->serving) return;
+    const int64_t batch = d->varlen_q ? d->num_seqs : d->q.shape[0];
+    const int paged = d->kv_layout == POLYATTN_KV_PAGED;
+    const int cache = paged || d->kv_layout == POLYATTN_KV_CACHE;
+    const void *data[6] = {c->cu_q, c->cu_kv, c->seqused, c->table, NULL, NULL};
+    const uint64_t bytes[6] = {(uint64_t)(batch + 1) * 4, (uint64_t)(batch + 1) * 4, (uint64_t)batch * 4,
+                               paged ? (uint64_t)(batch * d->max_blocks_per_seq) * 4 : 4,
+                               d->has_kv_append ? polyattn_tensor_desc_bytes(&d->k_new) : 4,
+                               d->has_kv_append ? polyattn_tensor_desc_bytes(&d->v_new) : 4};
+    int needed[6] = {d->varlen_q, d->kv_layout == POLYATTN_KV_VARLEN, cache, paged,
+                     d->has_kv_append, d->has_kv_append};
+    for (int i = 0; i < 6; i++) {
+        int pass = needed[i];
+        if (c->drop_extra == i + 1) pass = !pass, *must_fail = 1;
+        if (!pass) continue;
+        if (i >= 4) {
+            sb->b[i] = alloc_filled(ctx, bytes[i] ? bytes[i] : 4, d->q.dtype, src, 1);
+        } else if (polyattn_buffer_alloc(ctx, bytes[i] ? bytes[i] : 4, &sb->b[i]) == POLYATTN_STATUS_SUCCESS) {
+            if (bytes[i] && needed[i]) polyattn_buffer_write(sb->b[i], 0, data[i], bytes[i]);
+        }
+    }
+    sb->extra.cu_seqlens_q = sb->b[0], sb->extra.cu_seqlens_kv = sb->b[1];
+    sb->extra.seqused_kv = sb->b[2], sb->extra.block_table = sb->b[3];
+    sb->extra.k_new = sb->b[4], sb->extra.v_new = sb->b[5];
+}
+
+static void serving_bufs_free(serving_bufs *sb)
+{
+    for (int i = 0; i < 6; i++) polyattn_buffer_free(sb->b[i]);
+}
+
+/* Bytes of a buffer, for comparing before and after a failed call. */
+static unsigned char *snapshot(const polyattn_buffer *b)
+{
+    uint64_t n = polyattn_buffer_size(b);
+    unsigned char *x = malloc(n ? (size_t)n : 1);
+    if (x && n) polyattn_buffer_read(b, 0, x, n);
+    return x;
+}
+
+static int unchanged(const polyattn_buffer *b, const unsigned char *before)
+{
+    unsigned char *now = snapshot(b);
+    int same = now && before && memcmp(now, before, (size_t)polyattn_buffer_size(b)) == 0;
+    free(now);
+    return same;
+}
+
 /* Runs forward (and backward when planned) on buffers of exactly the sizes the plan and
- * the descriptor report; checks the LSE rows: finite, or -inf exactly on masked rows. */
+ * the descriptor report; checks the LSE rows: finite, or -inf exactly on masked rows.
+ * Serving layouts: valid device data must succeed, broken data must fail with
+ * INVALID_ARGUMENT and leave O, the LSE and the caches as they were (or succeed when no
+ * sequence reads the broken value). */
 static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case *c,
                      const polyattn_plan_info *info, fuzz_src *src, stats *s)
 {
@@ -142,14 +209,38 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         report("allocating %llu device bytes failed", (unsigned long long)info->device_bytes);
         goto done;
     }
-    polyattn_status st = polyattn_forward(plan, q, k, v, out, lse, probs, ws);
+    serving_bufs sb;
+    int must_fail = 0;
+    serving_bufs_make(ctx, c, src, &sb, &must_fail);
+    unsigned char *o_before = c->serving ? snapshot(out) : NULL, *k_before = c->serving ? snapshot(k) : NULL;
+    unsigned char *v_before = c->serving ? snapshot(v) : NULL;
+    unsigned char *lse_before = c->serving && lse ? snapshot(lse) : NULL;
+    polyattn_status st = polyattn_forward_ex(plan, q, k, v, out, lse, probs, ws, c->serving ? &sb.extra : NULL);
     s->forwards++;
-    if (st != POLYATTN_STATUS_SUCCESS) {
+    if (c->serving) {
+        const int may_fail = must_fail || c->serving_bad;
+        s->serving++;
+        s->serving_rejected += st == POLYATTN_STATUS_INVALID_ARGUMENT;
+        if (st == POLYATTN_STATUS_INVALID_ARGUMENT) {
+            if (!may_fail) report("forward of valid serving data: %s", polyattn_context_last_error(ctx));
+            if (!unchanged(out, o_before) || !unchanged(k, k_before) || !unchanged(v, v_before) ||
+                (lse && !unchanged(lse, lse_before)))
+                report("a failed serving forward wrote its outputs or caches");
+        } else if (st != POLYATTN_STATUS_SUCCESS || must_fail) {
+            report("serving forward: %s (must fail: %d): %s", polyattn_status_name(st), must_fail,
+                   polyattn_context_last_error(ctx));
+        }
+        free(o_before), free(k_before), free(v_before), free(lse_before);
+        if (st != POLYATTN_STATUS_SUCCESS) {
+            serving_bufs_free(&sb);
+            goto done;
+        }
+    } else if (st != POLYATTN_STATUS_SUCCESS) {
         report("forward: %s: %s", polyattn_status_name(st), polyattn_context_last_error(ctx));
         goto done;
     }
     float scale = d->scale;
-    if (lse && scale <= 16.0f) {
+    if (lse && scale <= 16.0f && !c->serving) {
         float *l = malloc((size_t)rows * sizeof *l);
         if (l && polyattn_buffer_read(lse, 0, l, (uint64_t)rows * 4) == POLYATTN_STATUS_SUCCESS)
             for (int64_t r = 0; r < rows; r++) {
@@ -170,7 +261,8 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
                                    ? alloc_filled(ctx, info->backward_workspace_bytes, POLYATTN_DTYPE_F32, src, 0)
                                    : NULL;
         if (d_o && dq && dk && dv && (bws || !info->backward_workspace_bytes)) {
-            st = polyattn_backward(plan, q, k, v, out, d_o, lse, dq, dk, dv, bws);
+            st = polyattn_backward_ex(plan, q, k, v, out, d_o, lse, dq, dk, dv, bws,
+                                      c->serving ? &sb.extra : NULL);
             s->backwards++;
             /* Broadcast K or V (stride 0) makes dK or dV overlap itself: refused, not run. */
             if (st != POLYATTN_STATUS_SUCCESS && st != POLYATTN_STATUS_INVALID_ARGUMENT)
@@ -181,6 +273,7 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         polyattn_buffer_free(d_o), polyattn_buffer_free(dq), polyattn_buffer_free(dk);
         polyattn_buffer_free(dv), polyattn_buffer_free(bws);
     }
+    if (c->serving) serving_bufs_free(&sb);
 done:
     polyattn_buffer_free(q), polyattn_buffer_free(k), polyattn_buffer_free(v);
     polyattn_buffer_free(out), polyattn_buffer_free(lse), polyattn_buffer_free(probs);
@@ -317,9 +410,11 @@ int main(int argc, char **argv)
     pa_tk_shutdown();
     if (!quiet || reports)
         printf("fuzz_api (%s): %lld inputs (seeds %llu..%llu%s) in %.1f s: %lld valid, %lld "
-               "planned, %lld forwards, %lld backwards run; %lld reports\n",
+               "planned, %lld forwards (%lld serving, %lld of them refused for their data), %lld "
+               "backwards run; %lld reports\n",
                backend, s.cases, (unsigned long long)seed, (unsigned long long)(seed + count - 1),
-               random_count ? " + random" : "", secs, s.valid, s.planned, s.forwards, s.backwards,
+               random_count ? " + random" : "", secs, s.valid, s.planned, s.forwards, s.serving,
+               s.serving_rejected, s.backwards,
                reports);
     return reports ? 1 : 0;
 }
