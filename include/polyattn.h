@@ -435,9 +435,10 @@ typedef struct polyattn_plan_info {
     uint64_t workspace_bytes;    /* the caller passes a buffer at least this large */
     uint64_t device_bytes;       /* estimated device memory of a call, inputs included */
     /* 2*(head_dim + head_dim_v) per visible (query, key) pair.  Serving layouts: the
-     * lengths live on the device, so flops and min_bytes_moved are upper bounds, counted
-     * as num_seqs sequences of max_seqlen_q queries and max_seqlen_kv keys each (give
-     * tight max_seqlen hints for tight figures). */
+     * lengths live on the device, so flops is an upper bound, counted as num_seqs
+     * sequences of max_seqlen_q queries and max_seqlen_kv keys each (give tight max_seqlen
+     * hints for a tight figure), and min_bytes_moved and device_bytes count the tensors as
+     * described (whole caches, every packed row, the appended rows, the LSE). */
     double flops;
     double min_bytes_moved;      /* each input read once, each output written once */
     int kernel_launches;
