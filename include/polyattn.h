@@ -292,9 +292,10 @@ typedef struct polyattn_attention_desc {
      * and len_kv(b), and every mask, window, ALiBi distance and GQA group applies per
      * sequence: query i of sequence b has the diagonal d(i) = i + len_kv(b) - len_q(b)
      * (bottom-right: its last query meets its last key) or i (top-left).  Sequences of
-     * length 0 are allowed: one without queries writes nothing; one without keys has fully masked rows
-     * (O = 0, LSE = -inf, or the sink).  The lengths, offsets and block indices live in
-     * int32 device buffers passed in polyattn_extra_tensors at forward (and backward).
+     * length 0 are allowed: one without queries writes nothing; one without keys has
+     * fully masked rows (O = 0, LSE = -inf, or the sink).  The lengths, offsets and block
+     * indices live in int32 device buffers passed in polyattn_extra_tensors at forward
+     * (and backward).
      * Not combinable with bias, attn_mask or want_probs (their [seq_q, seq_kv] shapes have
      * no per-sequence meaning) nor with autotune (it would time invented lengths). */
     /* Varlen queries: q and o packed [1, heads_q, total_q, head_dim(_v)], sequence b owns
