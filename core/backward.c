@@ -21,13 +21,6 @@ static int bwd_overlaps(const polyattn_buffer *a, const polyattn_buffer *b)
     return a->mem == b->mem && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
 }
 
-static void tensor_of(polyattn_tensor_desc *t, const pa_problem *p, int64_t heads, int64_t seq,
-                      int64_t dim, const int64_t stride[4])
-{
-    t->dtype = p->dtype;
-    t->shape[0] = p->batch, t->shape[1] = heads, t->shape[2] = seq, t->shape[3] = dim;
-    memcpy(t->strides, stride, sizeof t->strides);
-}
 
 enum { BWD_Q, BWD_K, BWD_V, BWD_O, BWD_DO, BWD_LSE, BWD_DQ, BWD_DK, BWD_DV, BWD_WS, BWD_N };
 
@@ -62,11 +55,8 @@ polyattn_status polyattn_backward_ex(polyattn_plan *plan, const polyattn_buffer 
                                polyattn_algo_name(plan->info.algo));
 
     polyattn_tensor_desc tq, tk, tv, to;
-    tensor_of(&tq, p, p->heads_q, p->seq_q, p->head_dim, p->q_stride);
-    tensor_of(&tk, p, p->heads_kv, p->seq_kv, p->head_dim, p->k_stride);
-    tensor_of(&tv, p, p->heads_kv, p->seq_kv, p->head_dim_v, p->v_stride);
-    tensor_of(&to, p, p->heads_q, p->seq_q, p->head_dim_v, p->o_stride);
-    const uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
+    pa_problem_tensors(p, &tq, &tk, &tv, &to);
+    const uint64_t rows = pa_problem_lse_elements(p);
     const uint64_t qb = pa_tensor_bytes(&tq), kb = pa_tensor_bytes(&tk), vb = pa_tensor_bytes(&tv),
                    ob = pa_tensor_bytes(&to);
 
@@ -118,5 +108,18 @@ polyattn_status polyattn_backward_ex(polyattn_plan *plan, const polyattn_buffer 
     io.workspace_bytes = b[BWD_WS].buf ? b[BWD_WS].buf->bytes : 0;
     polyattn_status st = pa_bind_variants(ctx, p, extra, 1, &io.var);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
+    if ((st = pa_bind_serving(ctx, p, extra, 1, &io.srv)) != POLYATTN_STATUS_SUCCESS) return st;
+    if (pa_problem_serving(p)) { /* the offsets are inputs: no gradient may overlap them */
+        polyattn_extra_tensors ex;
+        pa_extra_read(ctx, extra, &ex);
+        const polyattn_buffer *sb[2] = {ex.cu_seqlens_q, ex.cu_seqlens_kv};
+        for (int i = BWD_DQ; i <= BWD_WS; i++)
+            for (int j = 0; j < 2; j++)
+                if (b[i].buf && sb[j] && bwd_overlaps(b[i].buf, sb[j]))
+                    return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                           "%s: overlaps %s in memory; gradients must not alias",
+                                           j ? "extra.cu_seqlens_kv" : "extra.cu_seqlens_q",
+                                           b[i].name);
+    }
     return plan->algo->backward(ctx->dev, p, plan->state, &io);
 }

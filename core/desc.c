@@ -77,13 +77,9 @@ static int dtype_valid(polyattn_dtype dt)
 
 static _Thread_local char message_buf[512];
 
-static polyattn_status reject(const char **message, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+#define reject pa_desc_reject
 
-static polyattn_status reject(const char **message, const char *fmt, ...)
+polyattn_status pa_desc_reject(const char **message, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -148,6 +144,14 @@ static polyattn_status check_no_overlap(const polyattn_tensor_desc *t, const cha
     return POLYATTN_STATUS_SUCCESS;
 }
 
+polyattn_status pa_tensor_validate(const polyattn_tensor_desc *t, const char *name, int output,
+                                   const char **message)
+{
+    polyattn_status st = check_tensor(t, name, message);
+    if (st == POLYATTN_STATUS_SUCCESS && output) st = check_no_overlap(t, name, message);
+    return st;
+}
+
 static polyattn_status check_equal(int64_t a, int64_t b, const char *field, const char *other,
                                    const char **message)
 {
@@ -186,7 +190,11 @@ polyattn_status pa_problem_check_sizes(const pa_problem *p, const char **message
                       "elements cannot be represented",
                       (long long)p->batch, (long long)p->heads_q, (long long)p->seq_q,
                       (long long)p->seq_kv);
-    /* Multiply-adds: visible pairs x (head_dim + head_dim_v), as a count that fits int64. */
+    /* Multiply-adds: visible pairs x (head_dim + head_dim_v), as a count that fits int64.
+     * Serving layouts know only bounds of their work here (each sequence's lengths are on
+     * the device): a loose bound must not refuse a problem, whose true work the tensors'
+     * int32-addressable sizes already keep representable. */
+    if (pa_problem_serving(p)) return POLYATTN_STATUS_SUCCESS;
     double work = pa_visible_pairs(p) * ((double)p->head_dim + (double)p->head_dim_v);
     if (!(work < 9.2e18))
         return reject(message,
@@ -293,8 +301,15 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa
         return reject(message, "%s.dtype is %s but q.dtype is %s; all tensors share one dtype",
                       bad, polyattn_dtype_name(t->dtype), polyattn_dtype_name(q->dtype));
     }
-    if ((st = check_equal(k->shape[0], q->shape[0], "k.shape[0] (batch)", "q.shape[0]", message)) ||
-        (st = check_equal(v->shape[0], q->shape[0], "v.shape[0] (batch)", "q.shape[0]", message)) ||
+    /* Serving layouts check k's and v's shape[0] (blocks, 1 or the sequences) themselves. */
+    int64_t batch = q->shape[0];
+    const int serving = desc->varlen_q || desc->kv_layout != POLYATTN_KV_DENSE;
+    if ((st = pa_serving_check(desc, &batch, message))) return st;
+    if ((st = check_equal(k->shape[0], serving ? k->shape[0] : q->shape[0], "k.shape[0] (batch)",
+                          "q.shape[0]", message)) ||
+        (st = check_equal(v->shape[0], serving ? k->shape[0] : q->shape[0],
+                          serving ? "v.shape[0]" : "v.shape[0] (batch)",
+                          serving ? "k.shape[0]" : "q.shape[0]", message)) ||
         (st = check_equal(o->shape[0], q->shape[0], "o.shape[0] (batch)", "q.shape[0]", message)) ||
         (st = check_equal(v->shape[1], k->shape[1], "v.shape[1] (heads_kv)", "k.shape[1]", message)) ||
         (st = check_equal(o->shape[1], q->shape[1], "o.shape[1] (heads_q)", "q.shape[1]", message)) ||
@@ -326,11 +341,14 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa
     if (p) {
         memset(p, 0, sizeof *p);
         p->dtype = q->dtype;
-        p->batch = q->shape[0];
+        p->batch = batch;
         p->heads_q = q->shape[1];
         p->heads_kv = k->shape[1];
         p->seq_q = q->shape[2];
         p->seq_kv = k->shape[2];
+        p->total_q = q->shape[2];
+        p->kv_count = k->shape[0];
+        p->kv_rows = k->shape[2];
         p->head_dim = q->shape[3];
         p->head_dim_v = v->shape[3];
         memcpy(p->q_stride, q->strides, sizeof p->q_stride);
@@ -353,6 +371,7 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa
         p->has_attn_mask = desc->has_attn_mask != 0;
         if (p->has_attn_mask) score_strides(&desc->attn_mask, p->attn_mask_stride);
         p->has_sinks = desc->has_sinks != 0;
+        pa_serving_fill(desc, p);
     }
     if (message) *message = NULL;
     return POLYATTN_STATUS_SUCCESS;

@@ -15,7 +15,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; a module built against another value
  * is refused at load time. */
-#define PA_BACKEND_ABI_VERSION 4 /* 4: score variants (pa_problem, pa_io, features) */
+#define PA_BACKEND_ABI_VERSION 5 /* 4: score variants; 5: merge_states, serving layouts */
 
 /* A validated, normalized problem: what kernels see.  Strides are in elements. */
 typedef struct pa_problem {
@@ -45,7 +45,30 @@ typedef struct pa_problem {
     int has_sinks;          /* f32 [heads_q] */
     int want_bias_grad;     /* backward writes d_bias f32 contiguous [bias_shape] */
     int64_t bias_shape[4];  /* batch or 1, heads_q or 1, seq_q, seq_kv */
+
+    /* Serving layouts (polyattn_attention_desc; all zero: dense).  With any of them, batch
+     * counts sequences and seq_q / seq_kv are only upper bounds of each sequence's lengths
+     * (max_seqlen_q/kv resolved); the lengths live in device buffers (pa_serving_io) that
+     * a forward must check before reading through them (polyattn.h, "What is checked
+     * where").  Strides above stay the tensors' own. */
+    int varlen_q;             /* q, o [1, heads_q, total_q, d]; cu_seqlens_q [batch + 1] */
+    int64_t total_q;          /* q.shape[2] with varlen_q, else seq_q */
+    polyattn_kv_layout kv_layout;
+    /* k.shape[0] and k.shape[2] as given: 1 and total_kv (varlen), batch and capacity
+     * (cache), num_blocks and block_size (paged), batch and seq_kv (dense). */
+    int64_t kv_count, kv_rows;
+    int64_t max_blocks_per_seq; /* paged: block_table [batch, max_blocks_per_seq] */
+    int has_kv_append;
+    int64_t seq_new;            /* k_new, v_new [batch, heads_kv, seq_new, d] */
+    int64_t k_new_stride[4], v_new_stride[4];
+    int check_device_inputs;    /* plan option: validate the device buffers before a forward */
 } pa_problem;
+
+/* Whether a problem uses any serving layout. */
+static inline int pa_problem_serving(const pa_problem *p)
+{
+    return p->varlen_q || p->kv_layout != POLYATTN_KV_DENSE;
+}
 
 /* Features of a problem beyond the plain mask; an algorithm lists those it implements
  * (pa_algo_ops.features, .backward_features) and the core rejects the rest with a reason. */
@@ -57,6 +80,13 @@ typedef struct pa_problem {
 #define PA_FEATURE_SINKS (1u << 5)
 #define PA_FEATURE_BIAS_GRAD (1u << 6)
 #define PA_FEATURE_ALL_VARIANTS ((1u << 7) - 1u)
+/* Serving layouts. */
+#define PA_FEATURE_VARLEN_Q (1u << 7)
+#define PA_FEATURE_VARLEN_KV (1u << 8)
+#define PA_FEATURE_KV_CACHE (1u << 9)
+#define PA_FEATURE_PAGED_KV (1u << 10)
+#define PA_FEATURE_KV_APPEND (1u << 11)
+#define PA_FEATURE_ALL_SERVING (((1u << 12) - 1u) & ~PA_FEATURE_ALL_VARIANTS)
 
 /* The features problem p needs. */
 static inline unsigned pa_problem_features(const pa_problem *p)
@@ -65,7 +95,12 @@ static inline unsigned pa_problem_features(const pa_problem *p)
            (p->alibi != POLYATTN_ALIBI_NONE ? PA_FEATURE_ALIBI : 0u) |
            (p->has_bias ? PA_FEATURE_BIAS : 0u) | (p->has_attn_mask ? PA_FEATURE_ATTN_MASK : 0u) |
            (p->has_sinks ? PA_FEATURE_SINKS : 0u) |
-           (p->want_backward && p->want_bias_grad ? PA_FEATURE_BIAS_GRAD : 0u);
+           (p->want_backward && p->want_bias_grad ? PA_FEATURE_BIAS_GRAD : 0u) |
+           (p->varlen_q ? PA_FEATURE_VARLEN_Q : 0u) |
+           (p->kv_layout == POLYATTN_KV_VARLEN ? PA_FEATURE_VARLEN_KV : 0u) |
+           (p->kv_layout == POLYATTN_KV_CACHE ? PA_FEATURE_KV_CACHE : 0u) |
+           (p->kv_layout == POLYATTN_KV_PAGED ? PA_FEATURE_PAGED_KV : 0u) |
+           (p->has_kv_append ? PA_FEATURE_KV_APPEND : 0u);
 }
 
 /* ---- checked sizes: every byte or element count the library computes goes through these ----
@@ -173,6 +208,12 @@ typedef struct pa_variant_io {
     pa_tensor_ref d_bias, d_sinks; /* backward outputs */
 } pa_variant_io;
 
+/* The serving layouts' int32 tensors and the appended rows (mem NULL when unused). */
+typedef struct pa_serving_io {
+    pa_tensor_ref cu_seqlens_q, cu_seqlens_kv, seqused_kv, block_table;
+    pa_tensor_ref k_new, v_new;
+} pa_serving_io;
+
 typedef struct pa_io {
     pa_tensor_ref q, k, v, o;
     pa_tensor_ref lse;       /* mem NULL unless want_lse */
@@ -180,6 +221,7 @@ typedef struct pa_io {
     pa_tensor_ref workspace; /* mem NULL when the algorithm needs none */
     uint64_t workspace_bytes;
     pa_variant_io var;
+    pa_serving_io srv; /* with has_kv_append, the forward writes into k and v */
 } pa_io;
 
 /* Tensors of a backward call.  dq, dk, dv have q's, k's and v's strides; d_o has o's. */
@@ -190,7 +232,22 @@ typedef struct pa_backward_io {
     pa_tensor_ref workspace; /* mem NULL when backward_workspace_size is 0 */
     uint64_t workspace_bytes;
     pa_variant_io var;
+    pa_serving_io srv; /* cu_seqlens_q / cu_seqlens_kv of varlen problems */
 } pa_backward_io;
+
+/* A validated polyattn_merge_states call (strides in elements). */
+typedef struct pa_merge_problem {
+    int64_t num_parts, batch, heads, seq, head_dim_v;
+    polyattn_dtype part_dtype, out_dtype;
+    int64_t part_stride[5]; /* part, batch, heads, seq, head_dim_v */
+    int64_t out_stride[4];
+    int want_lse;           /* out_lse f32 contiguous [batch, heads, seq] */
+} pa_merge_problem;
+
+typedef struct pa_merge_io {
+    pa_tensor_ref parts, parts_lse, out;
+    pa_tensor_ref out_lse; /* mem NULL unless want_lse */
+} pa_merge_io;
 
 typedef struct pa_algo_ops {
     polyattn_algo algo;
@@ -246,6 +303,11 @@ typedef struct pa_backend_ops {
      * unknown).  NULL: the core's unmeasured default (core/policy.c). */
     void (*auto_order)(const char *arch, const pa_problem *p, polyattn_algo order[3],
                        const char **why);
+    /* polyattn_merge_states (appended; NULL: the core answers UNSUPPORTED, "the <name>
+     * backend has no merge_states yet").  The core has checked every size and overlap;
+     * enqueues the work, must not allocate device memory. */
+    polyattn_status (*merge_states)(pa_device *dev, const pa_merge_problem *m,
+                                    const pa_merge_io *io);
 } pa_backend_ops;
 
 /* A module exports this symbol (extern "C"), returning its static ops table. */

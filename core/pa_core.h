@@ -43,6 +43,33 @@ const pa_backend_ops *pa_registry_backend(polyattn_backend backend, const char *
 /* Descriptor validation (desc.c): fills *problem on success; *message names the field. */
 polyattn_status pa_desc_normalize(const polyattn_attention_desc *desc, pa_problem *problem,
                                   const char **message);
+/* Writes a message naming the field into a thread-local buffer (*message, may be NULL) and
+ * returns INVALID_ARGUMENT (desc.c). */
+polyattn_status pa_desc_reject(const char **message, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Serving layouts (serving.c).  pa_serving_check validates the descriptor's serving members
+ * and the shapes they imply (run by pa_desc_normalize after each tensor's own checks) and
+ * sets *batch to the number of sequences; pa_serving_fill copies them into the problem. */
+polyattn_status pa_serving_check(const polyattn_attention_desc *desc, int64_t *batch,
+                                 const char **message);
+void pa_serving_fill(const polyattn_attention_desc *desc, pa_problem *p);
+/* The q, k, v and o tensors a problem was made from (shape[0] and shape[2] as given). */
+void pa_problem_tensors(const pa_problem *p, polyattn_tensor_desc *q, polyattn_tensor_desc *k,
+                        polyattn_tensor_desc *v, polyattn_tensor_desc *o);
+/* Elements of the LSE: batch x heads_q x seq_q, or heads_q x total_q with varlen_q. */
+uint64_t pa_problem_lse_elements(const pa_problem *p);
+/* The serving tensors of a forward (backward = 0) or backward call, checked against the
+ * problem like the variants' (serving.c). */
+polyattn_status pa_bind_serving(polyattn_context *ctx, const pa_problem *p,
+                                const polyattn_extra_tensors *extra, int backward,
+                                pa_serving_io *out);
+/* The caller's extra tensors with members past its struct_size NULL; INVALID_ARGUMENT when
+ * struct_size is below the first published size (variants.c). */
+polyattn_status pa_extra_read(polyattn_context *ctx, const polyattn_extra_tensors *caller,
+                              polyattn_extra_tensors *extra);
 /* Sizes a plan derives from a normalized problem (with its want_* flags set) are all
  * representable; otherwise INVALID_ARGUMENT and *message names the field (desc.c). */
 polyattn_status pa_problem_check_sizes(const pa_problem *problem, const char **message);
@@ -51,6 +78,10 @@ polyattn_status pa_problem_check_sizes(const pa_problem *problem, const char **m
 polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
                                  const polyattn_extra_tensors *extra, int backward,
                                  pa_variant_io *out);
+/* One tensor's dtype (f32, f16, bf16), shape, strides and byte count; an output's distinct
+ * indices must also map to distinct elements.  *message names the field (desc.c). */
+polyattn_status pa_tensor_validate(const polyattn_tensor_desc *t, const char *name, int output,
+                                   const char **message);
 /* Bytes of a tensor, 0 if malformed (desc.c). */
 uint64_t pa_tensor_bytes(const polyattn_tensor_desc *t);
 

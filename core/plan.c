@@ -77,9 +77,26 @@ static uint64_t tensor_bytes_of(const pa_problem *p, int64_t heads, int64_t seq,
     return pa_size_mul(pa_size_mul4(p->batch, heads, seq, dim), polyattn_dtype_size(p->dtype));
 }
 
+/* Serving layouts: the tensors as described (whole caches, packed rows), the appended rows
+ * and the LSE; their per-sequence lengths are on the device. */
+static uint64_t serving_io_bytes(const pa_problem *p)
+{
+    polyattn_tensor_desc t[4];
+    pa_problem_tensors(p, &t[0], &t[1], &t[2], &t[3]);
+    uint64_t bytes = 0;
+    for (int i = 0; i < 4; i++) bytes = pa_size_add(bytes, pa_tensor_bytes(&t[i]));
+    if (p->has_kv_append)
+        bytes = pa_size_add(bytes, pa_size_mul(pa_size_mul4(p->batch, p->heads_kv, p->seq_new,
+                                                            p->head_dim + p->head_dim_v),
+                                               polyattn_dtype_size(p->dtype)));
+    if (p->want_lse) bytes = pa_size_add(bytes, pa_size_mul(pa_problem_lse_elements(p), 4));
+    return bytes;
+}
+
 /* Bytes of the inputs plus the outputs a call writes (not the workspace). */
 static uint64_t io_bytes(const pa_problem *p)
 {
+    if (pa_problem_serving(p)) return serving_io_bytes(p);
     uint64_t bytes = pa_size_add(
         pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim),
                     tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim)),
@@ -96,6 +113,13 @@ static uint64_t io_bytes(const pa_problem *p)
 static uint64_t backward_io_bytes(const pa_problem *p)
 {
     if (!p->want_backward) return 0;
+    if (pa_problem_serving(p)) { /* dO, dQ, dK and dV: the tensors' own sizes */
+        polyattn_tensor_desc t[4];
+        pa_problem_tensors(p, &t[0], &t[1], &t[2], &t[3]);
+        uint64_t bytes = 0;
+        for (int i = 0; i < 4; i++) bytes = pa_size_add(bytes, pa_tensor_bytes(&t[i]));
+        return bytes;
+    }
     return pa_size_add(pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v),
                                    tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim)),
                        pa_size_add(tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim),
@@ -196,7 +220,9 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
     if (missing || missing_bwd) {
         static const char *const names[] = {"sliding window", "softcap", "ALiBi",
                                              "additive bias", "attn_mask", "sinks",
-                                             "bias gradient"};
+                                             "bias gradient", "varlen queries",
+                                             "varlen keys", "KV cache with seqused_kv",
+                                             "paged KV cache", "KV append"};
         const unsigned m = missing ? missing : missing_bwd;
         int bit = 0;
         while (!(m & (1u << bit))) bit++;
@@ -294,6 +320,17 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
                                "descriptor");
     }
     p.want_bias_grad = opt.want_bias_grad != 0;
+    p.check_device_inputs = opt.check_device_inputs != 0;
+    if (pa_problem_serving(&p) && p.want_probs)
+        return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "options.want_probs: not available with varlen or a KV cache "
+                               "(the [seq_q, seq_kv] matrix has no per-sequence layout)");
+    if (p.want_backward && (p.kv_layout == POLYATTN_KV_CACHE ||
+                            p.kv_layout == POLYATTN_KV_PAGED || p.has_kv_append))
+        return pa_context_fail(ctx, POLYATTN_STATUS_UNSUPPORTED,
+                               "options.want_backward: a KV cache (kv_layout %s) and KV append "
+                               "are inference-only; they have no backward (varlen has one)",
+                               p.kv_layout == POLYATTN_KV_PAGED ? "paged" : "cache");
     if ((st = pa_problem_check_sizes(&p, &message)) != POLYATTN_STATUS_SUCCESS)
         return pa_context_fail(ctx, st, "%s", message);
 
@@ -338,7 +375,11 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
         policy = "forced by POLYATTN_FORCE=algo";
     } else {
         order_candidates(ctx, dev_info.arch, &p, &opt, order, &policy);
-        if (opt.autotune) autotune_order(ctx, &p, &opt, info->candidates, order, &policy,
+        /* Autotune would time invented lengths on a serving layout: the policy decides. */
+        if (opt.autotune && pa_problem_serving(&p))
+            pa_log(POLYATTN_LOG_DISPATCH, "autotune skipped: a serving layout's lengths are "
+                   "on the device; using the policy");
+        else if (opt.autotune) autotune_order(ctx, &p, &opt, info->candidates, order, &policy,
                                          tune_why, sizeof tune_why);
     }
 
@@ -455,24 +496,17 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
     pa_variant_io var;
     polyattn_status vst = pa_bind_variants(ctx, p, extra, 0, &var);
     if (vst != POLYATTN_STATUS_SUCCESS) return vst;
-    uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
+    pa_serving_io srv;
+    if ((vst = pa_bind_serving(ctx, p, extra, 0, &srv)) != POLYATTN_STATUS_SUCCESS) return vst;
+    const uint64_t rows = pa_problem_lse_elements(p);
     polyattn_tensor_desc tq, tk, tv, to;
-    size_t es = polyattn_dtype_size(p->dtype);
-    (void)es;
-    tq.dtype = tk.dtype = tv.dtype = to.dtype = p->dtype;
-    int64_t sq[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
-    int64_t sk[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim};
-    int64_t sv[4] = {p->batch, p->heads_kv, p->seq_kv, p->head_dim_v};
-    int64_t so[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
-    memcpy(tq.shape, sq, sizeof sq), memcpy(tq.strides, p->q_stride, sizeof sq);
-    memcpy(tk.shape, sk, sizeof sk), memcpy(tk.strides, p->k_stride, sizeof sk);
-    memcpy(tv.shape, sv, sizeof sv), memcpy(tv.strides, p->v_stride, sizeof sv);
-    memcpy(to.shape, so, sizeof so), memcpy(to.strides, p->o_stride, sizeof so);
-
+    pa_problem_tensors(p, &tq, &tk, &tv, &to);
+    /* KV append writes the caches: k and v are outputs then (they may share one buffer). */
+    const int append = p->has_kv_append;
     binding b[7] = {
         {"q", q, pa_tensor_bytes(&tq), 0},
-        {"k", k, pa_tensor_bytes(&tk), 0},
-        {"v", v, pa_tensor_bytes(&tv), 0},
+        {"k", k, pa_tensor_bytes(&tk), append},
+        {"v", v, pa_tensor_bytes(&tv), append},
         {"o", o, pa_tensor_bytes(&to), 1},
         {"lse", lse, p->want_lse ? pa_size_mul(rows, 4) : 0, 1},
         {"probs", probs, p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0, 1},
@@ -503,10 +537,28 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
     for (int i = 0; i < 7; i++)
         for (int j = i + 1; j < 7; j++)
             if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
-                overlaps(b[i].buf, b[j].buf))
+                !(i == 1 && j == 2) && overlaps(b[i].buf, b[j].buf))
                 return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                        "%s: overlaps %s in memory; outputs must not alias", b[j].name,
                                        b[i].name);
+    /* The serving tensors are inputs: no output may overlap them. */
+    if (pa_problem_serving(p)) {
+        const polyattn_buffer *sb[6] = {NULL};
+        static const char *const names[6] = {"extra.cu_seqlens_q", "extra.cu_seqlens_kv",
+                                             "extra.seqused_kv", "extra.block_table",
+                                             "extra.k_new", "extra.v_new"};
+        polyattn_extra_tensors ex;
+        if (pa_extra_read(ctx, extra, &ex) != POLYATTN_STATUS_SUCCESS)
+            return POLYATTN_STATUS_INVALID_ARGUMENT;
+        sb[0] = ex.cu_seqlens_q, sb[1] = ex.cu_seqlens_kv, sb[2] = ex.seqused_kv;
+        sb[3] = ex.block_table, sb[4] = ex.k_new, sb[5] = ex.v_new;
+        for (int i = 0; i < 7; i++)
+            for (int j = 0; j < 6; j++)
+                if (b[i].buf && b[i].is_output && sb[j] && overlaps(b[i].buf, sb[j]))
+                    return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                           "%s: overlaps %s in memory; outputs must not alias",
+                                           names[j], b[i].name);
+    }
 
     pa_io io;
     memset(&io, 0, sizeof io);
@@ -515,5 +567,6 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
         if (b[i].buf) refs[i]->mem = b[i].buf->mem, refs[i]->offset = b[i].buf->offset;
     io.workspace_bytes = b[6].buf ? b[6].buf->bytes : 0;
     io.var = var;
+    io.srv = srv;
     return plan->algo->forward(ctx->dev, p, plan->state, &io);
 }

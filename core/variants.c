@@ -5,6 +5,7 @@
  */
 #include "pa_core.h"
 
+#include <stddef.h>
 #include <string.h>
 
 typedef struct variant_binding {
@@ -27,21 +28,32 @@ static uint64_t score_tensor_bytes(const pa_problem *p, const int64_t stride[4],
     return pa_size_mul(span, elem);
 }
 
+/* The first published polyattn_extra_tensors ended with d_sinks. */
+#define EXTRA_V1_SIZE (offsetof(polyattn_extra_tensors, d_sinks) + sizeof(polyattn_buffer *))
+
+polyattn_status pa_extra_read(polyattn_context *ctx, const polyattn_extra_tensors *caller,
+                              polyattn_extra_tensors *extra)
+{
+    memset(extra, 0, sizeof *extra);
+    if (!caller) return POLYATTN_STATUS_SUCCESS;
+    if (caller->struct_size < EXTRA_V1_SIZE)
+        return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "extra.struct_size: %zu is smaller than any "
+                               "polyattn_extra_tensors (%zu)",
+                               caller->struct_size, (size_t)EXTRA_V1_SIZE);
+    memcpy(extra, caller, caller->struct_size < sizeof *extra ? caller->struct_size : sizeof *extra);
+    extra->struct_size = sizeof *extra;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
                                  const polyattn_extra_tensors *caller_extra, int backward,
                                  pa_variant_io *out)
 {
     memset(out, 0, sizeof *out);
     polyattn_extra_tensors extra;
-    memset(&extra, 0, sizeof extra);
-    if (caller_extra) {
-        if (caller_extra->struct_size < sizeof extra)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "extra.struct_size: %zu is smaller than "
-                                   "sizeof(polyattn_extra_tensors) = %zu",
-                                   caller_extra->struct_size, sizeof extra);
-        memcpy(&extra, caller_extra, sizeof extra);
-    }
+    polyattn_status st = pa_extra_read(ctx, caller_extra, &extra);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
     /* One struct serves a forward and its backward: the forward ignores the gradients. */
     if (!backward) extra.d_bias = NULL, extra.d_sinks = NULL;
     const uint64_t heads = (uint64_t)p->heads_q;

@@ -103,6 +103,24 @@ typedef enum polyattn_alibi {
     POLYATTN_ALIBI_PER_BATCH_HEAD = 2
 } polyattn_alibi;
 
+/* Where each sequence's keys and values live (polyattn_attention_desc.kv_layout). */
+typedef enum polyattn_kv_layout {
+    /* k, v [batch, heads_kv, seq_kv, head_dim]: every sequence has seq_kv keys. */
+    POLYATTN_KV_DENSE = 0,
+    /* Packed along the sequence: k, v [1, heads_kv, total_kv, head_dim]; sequence b has
+     * keys [cu_seqlens_kv[b], cu_seqlens_kv[b + 1]). */
+    POLYATTN_KV_VARLEN = 1,
+    /* A dense cache k, v [batch, heads_kv, capacity, head_dim]: sequence b uses its first
+     * seqused_kv[b] rows (plus the appended ones, has_kv_append). */
+    POLYATTN_KV_CACHE = 2,
+    /* A paged cache: k, v [num_blocks, heads_kv, block_size, head_dim] (shape[0] counts
+     * blocks, shape[2] is the block size; FlashAttention's [num_blocks, block_size, heads_kv,
+     * head_dim] memory is polyattn_tensor_desc_bshd(num_blocks, heads_kv, block_size, d)).
+     * Key j of sequence b is row j % block_size of block block_table[b][j / block_size];
+     * sequence b uses seqused_kv[b] keys (plus the appended ones). */
+    POLYATTN_KV_PAGED = 3
+} polyattn_kv_layout;
+
 typedef enum polyattn_algo {
     POLYATTN_ALGO_AUTO = 0,
     POLYATTN_ALGO_UNFUSED = 1, /* separate kernels, N x N scores in the workspace */
@@ -268,7 +286,72 @@ typedef struct polyattn_attention_desc {
      * softmax denominator of that head, exp(sink - max) beside the scores, and adds
      * nothing to O.  The LSE includes it. */
     int has_sinks;
+
+    /* ---- Serving layouts.  Appended like the variants (zero: dense tensors, every
+     * sequence of length seq_q and seq_kv).  Each sequence b has its own lengths len_q(b)
+     * and len_kv(b), and every mask, window, ALiBi distance and GQA group applies per
+     * sequence: query i of sequence b has the diagonal d(i) = i + len_kv(b) - len_q(b)
+     * (bottom-right: its last query meets its last key) or i (top-left).  Sequences of
+     * length 0 are allowed: one without queries writes nothing; one without keys has
+     * fully masked rows (O = 0, LSE = -inf, or the sink).  The lengths, offsets and block
+     * indices live in int32 device buffers passed in polyattn_extra_tensors at forward
+     * (and backward).
+     * Not combinable with bias, attn_mask or want_probs (their [seq_q, seq_kv] shapes have
+     * no per-sequence meaning) nor with autotune (it would time invented lengths). */
+    /* Varlen queries: q and o packed [1, heads_q, total_q, head_dim(_v)], sequence b owns
+     * rows [cu_seqlens_q[b], cu_seqlens_q[b + 1]) (int32 [num_seqs + 1]).  The LSE is then
+     * f32 contiguous [heads_q, total_q] (FlashAttention's varlen layout).  Rows outside
+     * [cu_seqlens_q[0], cu_seqlens_q[num_seqs]) are neither read nor written (nor their
+     * LSE; the backward writes dq = 0 there). */
+    int varlen_q;
+    /* The number of sequences (batch) when varlen_q, where q.shape[0] is 1; otherwise 0 or
+     * q.shape[0]. */
+    int64_t num_seqs;
+    /* Upper bounds of len_q(b) and len_kv(b) (FlashAttention's max_seqlen_q/k), used to
+     * size GPU grids and the plan's estimates; 0: the largest the tensors allow (total_q;
+     * total_kv, the cache's capacity, or max_blocks_per_seq x block_size).  With dense q,
+     * max_seqlen_q is ignored (len_q = seq_q).  A sequence beyond a bound fails the
+     * forward (INVALID_ARGUMENT). */
+    int64_t max_seqlen_q, max_seqlen_kv;
+    polyattn_kv_layout kv_layout;
+    /* POLYATTN_KV_PAGED: block_table int32 [num_seqs, max_blocks_per_seq], contiguous; a
+     * sequence reads (and appends into) its first ceil(len_kv(b) / block_size) entries
+     * only, so the rest may hold anything.  Blocks may come in any order and be shared
+     * between sequences (prefix sharing).  block_size (k.shape[2]) is a multiple of 16. */
+    int64_t max_blocks_per_seq;
+    /* KV append (POLYATTN_KV_CACHE or PAGED): before attending, rows j of k_new and v_new
+     * [batch, heads_kv, seq_new, head_dim(_v)] (q's dtype, any strides) are written into
+     * the cache at key seqused_kv[b] + j of each sequence, which then attends to
+     * len_kv(b) = seqused_kv[b] + seq_new keys (FlashAttention's flash_attn_with_kvcache
+     * k/v).  The forward writes the caches through the k and v buffers it is given.
+     * seqused_kv is not advanced: the caller adds seq_new.  Appended rows must not land in
+     * blocks another sequence of the call reads or appends to (not checked; GPUs would race;
+     * the host appends every sequence first, in order). */
+    int has_kv_append;
+    polyattn_tensor_desc k_new, v_new;
 } polyattn_attention_desc;
+
+/* What is checked where, for the serving layouts:
+ * - At plan time (polyattn_attention_desc_validate, plan_create), INVALID_ARGUMENT naming the
+ *   field: the shapes above (shape[0] of 1 for packed tensors, of num_seqs for q and a
+ *   dense cache), num_seqs >= 1, block_size a multiple of 16, max_blocks_per_seq >= 1,
+ *   0 <= max_seqlen_q <= total_q, 0 <= max_seqlen_kv <= the keys a sequence can address,
+ *   int32-addressable totals (total_q, total_kv, num_blocks, capacities), k_new/v_new shapes
+ *   and dtypes and seq_new <= the capacity, caches that do not overlap themselves when
+ *   appended to, and the combinations refused above.  A plan with want_backward and a
+ *   cache or append is UNSUPPORTED (inference only); varlen has a backward.
+ * - At forward (and backward), where only the device holds the values, INVALID_ARGUMENT
+ *   naming the tensor and the sequence, with nothing written (no O, LSE or cache row):
+ *   cu_seqlens_q/kv not non-decreasing, negative, or past their tensor's rows; a length
+ *   beyond max_seqlen_q/kv; seqused_kv negative; len_kv(b) beyond the dense cache's
+ *   capacity or the block table's (max_blocks_per_seq x block_size), which is also an
+ *   append past the cache's end; a block index that a sequence reads or appends into
+ *   outside [0, num_blocks).  The host backend checks every one before any work.  GPU
+ *   backends cannot read their buffers before launching without a synchronizing copy:
+ *   their kernels clamp every index they load, so a bad value never makes them read or
+ *   write outside the tensors (a bad sequence's rows are then left unwritten), and with
+ *   the plan option check_device_inputs they run the checks above on the device first and
+ *   return INVALID_ARGUMENT like the host, at the cost of one synchronization per call. */
 
 /* Non-finite values, the same on every backend and algorithm:
  * - scale must be finite, >= 0 (0 means 1/sqrt(head_dim)) and at most FLT_MAX / log2(e)
@@ -326,6 +409,10 @@ typedef struct polyattn_plan_options {
     /* Appended.  With want_backward and a bias: the backward also writes d_bias, f32
      * contiguous [bias.shape], summed over the dimensions the bias broadcasts. */
     int want_bias_grad;
+    /* Appended.  Serving layouts on GPU backends: validate the device-resident offsets,
+     * lengths and block indices before each forward (see "What is checked where").  The
+     * host backend always does. */
+    int check_device_inputs;
 } polyattn_plan_options;
 
 POLYATTN_API void polyattn_plan_options_init(polyattn_plan_options *options);
@@ -348,7 +435,12 @@ typedef struct polyattn_plan_info {
     polyattn_algo algo;
     uint64_t workspace_bytes;    /* the caller passes a buffer at least this large */
     uint64_t device_bytes;       /* estimated device memory of a call, inputs included */
-    double flops;                /* 2*(head_dim + head_dim_v) per visible (query, key) pair */
+    /* 2*(head_dim + head_dim_v) per visible (query, key) pair.  Serving layouts: the
+     * lengths live on the device, so flops is an upper bound, counted as num_seqs
+     * sequences of max_seqlen_q queries and max_seqlen_kv keys each (give tight max_seqlen
+     * hints for a tight figure), and min_bytes_moved and device_bytes count the tensors as
+     * described (whole caches, every packed row, the appended rows, the LSE). */
+    double flops;
     double min_bytes_moved;      /* each input read once, each output written once */
     int kernel_launches;
     char reason[256];            /* why this algorithm was chosen */
@@ -400,9 +492,10 @@ POLYATTN_API polyattn_status polyattn_backward(polyattn_plan *plan, const polyat
                                                polyattn_buffer *dk, polyattn_buffer *dv,
                                                polyattn_buffer *workspace);
 
-/* The tensors a descriptor's variants need, beside q, k, v and o.  Zero-initialise, set
- * struct_size, and fill what the descriptor asks for (NULL for the rest); checked against
- * the plan like every other buffer.  Grows behind struct_size. */
+/* The tensors a descriptor's variants and serving layouts need, beside q, k, v and o.
+ * Zero-initialise, set struct_size, and fill what the descriptor asks for (NULL for the
+ * rest); checked against the plan like every other buffer.  Grows behind struct_size: a
+ * struct_size that ends before a member leaves it NULL. */
 typedef struct polyattn_extra_tensors {
     size_t struct_size;
     const polyattn_buffer *alibi_slopes; /* f32 [heads_q] or [batch, heads_q] */
@@ -413,11 +506,19 @@ typedef struct polyattn_extra_tensors {
      * [heads_q] (has_sinks). */
     polyattn_buffer *d_bias;
     polyattn_buffer *d_sinks;
+    /* Appended: the serving layouts' tensors (int32, contiguous; see the descriptor). */
+    const polyattn_buffer *cu_seqlens_q;  /* [num_seqs + 1] with varlen_q */
+    const polyattn_buffer *cu_seqlens_kv; /* [num_seqs + 1] with POLYATTN_KV_VARLEN */
+    const polyattn_buffer *seqused_kv;    /* [num_seqs] with POLYATTN_KV_CACHE or PAGED */
+    const polyattn_buffer *block_table;   /* [num_seqs, max_blocks_per_seq] with PAGED */
+    const polyattn_buffer *k_new;         /* at the descriptor's k_new strides (append) */
+    const polyattn_buffer *v_new;         /* at v_new's strides */
 } polyattn_extra_tensors;
 
-/* polyattn_forward and polyattn_backward with the variants' tensors (extra may be NULL
- * when the descriptor asks for none).  The same struct serves both calls: the forward
- * ignores d_bias and d_sinks. */
+/* polyattn_forward and polyattn_backward with the variants' and serving layouts' tensors
+ * (extra may be NULL when the descriptor asks for none).  The same struct serves both
+ * calls: the forward ignores d_bias and d_sinks.  With varlen_q the LSE (and the
+ * backward's lse) is f32 contiguous [heads_q, total_q]. */
 POLYATTN_API polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *q,
                                                  const polyattn_buffer *k,
                                                  const polyattn_buffer *v, polyattn_buffer *o,
@@ -429,6 +530,47 @@ POLYATTN_API polyattn_status polyattn_backward_ex(
     const polyattn_buffer *v, const polyattn_buffer *o, const polyattn_buffer *d_o,
     const polyattn_buffer *lse, polyattn_buffer *dq, polyattn_buffer *dk, polyattn_buffer *dv,
     polyattn_buffer *workspace, const polyattn_extra_tensors *extra);
+
+/* ---- state merge ---------------------------------------------------------- */
+
+/* Partial attention results over disjoint key sets of the same queries, stacked: part p's
+ * output O_p [batch, heads, seq, head_dim_v] lies at the `part` strides, part_stride
+ * elements after O_{p-1}; its log-sum-exp LSE_p is f32, contiguous [num_parts, batch, heads,
+ * seq] (what polyattn_forward writes with want_lse, one forward per key set).  The merge is
+ * the exact attention over the union of the key sets (split-KV decode's combine, cascade or
+ * prefix attention, context parallelism):
+ *   LSE = log(sum_p exp(LSE_p)),   O = sum_p exp(LSE_p - LSE) O_p.
+ * Per row: a part with LSE_p = -inf saw no key and contributes nothing, whatever its O_p
+ * holds (NaN included); when every part is -inf, O = 0 and LSE = -inf (a fully masked row).
+ * A NaN or +inf LSE_p makes the row's O and LSE NaN.  NaN or inf in a contributing O_p
+ * reaches O through the weighted sum as IEEE arithmetic gives it.  The host backend sums in
+ * double; others accumulate in float32. */
+typedef struct polyattn_merge_desc {
+    size_t struct_size;        /* sizeof(polyattn_merge_desc): lets the struct grow */
+    int64_t num_parts;         /* P >= 1 */
+    polyattn_tensor_desc part; /* one O_p: [batch, heads, seq, head_dim_v], f32, f16 or bf16 */
+    int64_t part_stride;       /* elements from O_p to O_{p+1}, >= 0 */
+    polyattn_tensor_desc out;  /* O: the same shape, its own dtype and strides */
+} polyattn_merge_desc;
+
+/* Contiguous parts [num_parts, batch, heads, seq, head_dim_v] and a contiguous BHSD O. */
+POLYATTN_API void polyattn_merge_desc_init(polyattn_merge_desc *desc, polyattn_dtype part_dtype,
+                                           polyattn_dtype out_dtype, int64_t num_parts,
+                                           int64_t batch, int64_t heads, int64_t seq,
+                                           int64_t head_dim_v);
+
+/* Merges on the context's stream or queue (asynchronously on GPUs).  parts: the stacked
+ * O_p; parts_lse: f32 [num_parts, batch, heads, seq]; out: O at the descriptor's out
+ * strides; out_lse: f32 contiguous [batch, heads, seq], or NULL when not wanted.  Outputs
+ * must not overlap the inputs or each other.  Everything is checked before any work is
+ * queued: a failed call writes nothing.  A backend without a merge returns UNSUPPORTED
+ * with the reason in the context's last error. */
+POLYATTN_API polyattn_status polyattn_merge_states(polyattn_context *context,
+                                                   const polyattn_merge_desc *desc,
+                                                   const polyattn_buffer *parts,
+                                                   const polyattn_buffer *parts_lse,
+                                                   polyattn_buffer *out,
+                                                   polyattn_buffer *out_lse);
 
 /* ---- timing -------------------------------------------------------------- */
 

@@ -8,7 +8,8 @@
  *            double accumulators and O(head_dim) scratch per query, so that comparing it
  *            with unfused checks the online-softmax rescaling logic the GPU kernels use;
  *            key blocks outside every row's causal/window range are skipped.
- * Both implement every score variant (pa_host_score.h), forward and backward.
+ * Both implement every score variant (pa_host_score.h), forward and backward, and the
+ * serving layouts (pa_host_serving.c: varlen, KV caches, append; backward: varlen).
  *   fused    not offered: the unfused path already is the reference.
  * Both offered algorithms have a backward (pa_host_backward.c).
  * Inputs are read at arbitrary strides in f32/f16/bf16; O is written in the output dtype
@@ -552,7 +553,7 @@ static unsigned char *ref_ptr(const pa_tensor_ref *r)
     return r->mem ? (unsigned char *)r->mem + r->offset : NULL;
 }
 
-static polyattn_status host_run(pa_device *dev, const pa_problem *p, const pa_io *io, int flash)
+polyattn_status pa_host_run(pa_device *dev, const pa_problem *p, const pa_io *io, int flash)
 {
     host_task_ctx t;
     host_worker workers[HOST_MAX_THREADS];
@@ -663,7 +664,9 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
                                        const pa_io *io)
 {
     (void)state;
-    return host_run(dev, p, io, 0);
+    if (pa_problem_serving(p))
+        return pa_host_serving_forward(dev, p, io, 0);
+    return pa_host_run(dev, p, io, 0);
 }
 
 static polyattn_status fused_forward(pa_device *dev, const pa_problem *p, void *state,
@@ -680,7 +683,9 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
                                      const pa_io *io)
 {
     (void)state;
-    return host_run(dev, p, io, 1);
+    if (pa_problem_serving(p))
+        return pa_host_serving_forward(dev, p, io, 1);
+    return pa_host_run(dev, p, io, 1);
 }
 
 static const pa_algo_ops host_algos[] = {
@@ -693,8 +698,8 @@ static const pa_algo_ops host_algos[] = {
      .forward = unfused_forward,
      .backward_workspace_size = pa_host_backward_workspace_size,
      .backward = pa_host_backward_unfused,
-     .features = PA_FEATURE_ALL_VARIANTS,
-     .backward_features = PA_FEATURE_ALL_VARIANTS},
+     .features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_ALL_SERVING,
+     .backward_features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV},
     {.algo = POLYATTN_ALGO_FUSED,
      .check = fused_check,
      .workspace_size = host_workspace_size,
@@ -711,8 +716,8 @@ static const pa_algo_ops host_algos[] = {
      .forward = flash_forward,
      .backward_workspace_size = pa_host_backward_workspace_size,
      .backward = pa_host_backward_flash,
-     .features = PA_FEATURE_ALL_VARIANTS,
-     .backward_features = PA_FEATURE_ALL_VARIANTS},
+     .features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_ALL_SERVING,
+     .backward_features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV},
 };
 
 /* The unfused reference first: faster than the host's flash when measured. */
@@ -745,6 +750,7 @@ static const pa_backend_ops host_ops = {
     .algos = host_algos,
     .n_algos = sizeof host_algos / sizeof host_algos[0],
     .auto_order = host_auto_order,
+    .merge_states = pa_host_merge_states,
 };
 
 const pa_backend_ops *pa_host_backend_ops(void)

@@ -23,6 +23,23 @@ polyattn_status pa_host_backward_unfused(pa_device *dev, const pa_problem *p, vo
 polyattn_status pa_host_backward_flash(pa_device *dev, const pa_problem *p, void *state,
                                        const pa_backward_io *io);
 
+/* The dense forward of pa_host.c (flash: the online-softmax path, else the reference). */
+polyattn_status pa_host_run(pa_device *dev, const pa_problem *p, const pa_io *io, int flash);
+
+/* Serving layouts (pa_host_serving.c): checks the device-resident offsets, lengths and
+ * block indices, appends, then runs each sequence as a dense problem through pa_host_run
+ * or the dense backward given. */
+typedef polyattn_status (*pa_host_backward_fn)(pa_device *dev, const pa_problem *p, void *state,
+                                               const pa_backward_io *io);
+polyattn_status pa_host_serving_forward(pa_device *dev, const pa_problem *p, const pa_io *io,
+                                        int flash);
+polyattn_status pa_host_serving_backward(pa_device *dev, const pa_problem *p, void *state,
+                                         const pa_backward_io *io, pa_host_backward_fn dense);
+
+/* polyattn_merge_states in double (pa_host_merge.c). */
+polyattn_status pa_host_merge_states(pa_device *dev, const pa_merge_problem *m,
+                                     const pa_merge_io *io);
+
 #ifdef __cplusplus
 }
 #endif

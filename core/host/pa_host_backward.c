@@ -484,6 +484,8 @@ uint64_t pa_host_backward_workspace_size(pa_device *dev, const pa_problem *p)
 polyattn_status pa_host_backward_unfused(pa_device *dev, const pa_problem *p, void *state,
                                          const pa_backward_io *io)
 {
+    if (pa_problem_serving(p))
+        return pa_host_serving_backward(dev, p, state, io, pa_host_backward_unfused);
     (void)state;
     return bwd_run(dev, p, io, 0);
 }
@@ -491,6 +493,8 @@ polyattn_status pa_host_backward_unfused(pa_device *dev, const pa_problem *p, vo
 polyattn_status pa_host_backward_flash(pa_device *dev, const pa_problem *p, void *state,
                                        const pa_backward_io *io)
 {
+    if (pa_problem_serving(p))
+        return pa_host_serving_backward(dev, p, state, io, pa_host_backward_flash);
     (void)state;
     return bwd_run(dev, p, io, 1);
 }

@@ -80,6 +80,7 @@ typedef struct run_limits {
 
 typedef struct stats {
     long long cases, valid, planned, forwards, backwards;
+    long long serving, serving_rejected; /* serving forwards run; refused for their data */
 } stats;
 
 static polyattn_buffer *alloc_filled(polyattn_context *ctx, uint64_t bytes, polyattn_dtype dtype,
@@ -136,7 +137,9 @@ static void variants_alloc(polyattn_context *ctx, const fuzz_case *c, fuzz_src *
 {
     const polyattn_attention_desc *d = &c->d.desc;
     const polyattn_plan_options *o = &c->o.options;
-    const uint64_t hq = (uint64_t)d->q.shape[1], b = (uint64_t)d->q.shape[0];
+    /* Per-batch slopes are per sequence: num_seqs of them with a packed (varlen) q. */
+    const uint64_t hq = (uint64_t)d->q.shape[1];
+    const uint64_t b = (uint64_t)(DESC_HAS(d, varlen_q) && d->varlen_q ? d->num_seqs : d->q.shape[0]);
     memset(vb, 0, sizeof *vb);
     const int alibi = DESC_HAS(d, alibi) ? (int)d->alibi : 0;
     if (alibi) vb->slopes = alloc_filled(ctx, (alibi == 2 ? b * hq : hq) * 4, POLYATTN_DTYPE_F32, src, 1);
@@ -171,8 +174,74 @@ static void variants_free(variant_buffers *vb)
     polyattn_buffer_free(vb->d_bias), polyattn_buffer_free(vb->d_sinks);
 }
 
+/* The serving layouts' extra tensors of a case (all NULL for a dense one): the int32 data
+ * fuzz_gen drew, appended rows of random values; drop_extra leaves out a needed tensor or
+ * adds an unasked one.  *required receives whether the forward must then fail. */
+typedef struct serving_bufs {
+    polyattn_buffer *b[6];
+    polyattn_extra_tensors extra;
+} serving_bufs;
+
+static void serving_bufs_make(polyattn_context *ctx, const fuzz_case *c, fuzz_src *src,
+                              serving_bufs *sb, int *must_fail)
+{
+    const polyattn_attention_desc *d = &c->d.desc;
+    memset(sb, 0, sizeof *sb);
+    sb->extra.struct_size = sizeof sb->extra;
+    *must_fail = 0;
+    if (!c->serving) return;
+    const int64_t batch = d->varlen_q ? d->num_seqs : d->q.shape[0];
+    const int paged = d->kv_layout == POLYATTN_KV_PAGED;
+    const int cache = paged || d->kv_layout == POLYATTN_KV_CACHE;
+    const void *data[6] = {c->cu_q, c->cu_kv, c->seqused, c->table, NULL, NULL};
+    const uint64_t bytes[6] = {(uint64_t)(batch + 1) * 4, (uint64_t)(batch + 1) * 4, (uint64_t)batch * 4,
+                               paged ? (uint64_t)(batch * d->max_blocks_per_seq) * 4 : 4,
+                               d->has_kv_append ? polyattn_tensor_desc_bytes(&d->k_new) : 4,
+                               d->has_kv_append ? polyattn_tensor_desc_bytes(&d->v_new) : 4};
+    int needed[6] = {d->varlen_q, d->kv_layout == POLYATTN_KV_VARLEN, cache, paged,
+                     d->has_kv_append, d->has_kv_append};
+    for (int i = 0; i < 6; i++) {
+        int pass = needed[i];
+        if (c->drop_extra == i + 1) pass = !pass, *must_fail = 1;
+        if (!pass) continue;
+        if (i >= 4) {
+            sb->b[i] = alloc_filled(ctx, bytes[i] ? bytes[i] : 4, d->q.dtype, src, 1);
+        } else if (polyattn_buffer_alloc(ctx, bytes[i] ? bytes[i] : 4, &sb->b[i]) == POLYATTN_STATUS_SUCCESS) {
+            if (bytes[i] && needed[i]) polyattn_buffer_write(sb->b[i], 0, data[i], bytes[i]);
+        }
+    }
+    sb->extra.cu_seqlens_q = sb->b[0], sb->extra.cu_seqlens_kv = sb->b[1];
+    sb->extra.seqused_kv = sb->b[2], sb->extra.block_table = sb->b[3];
+    sb->extra.k_new = sb->b[4], sb->extra.v_new = sb->b[5];
+}
+
+static void serving_bufs_free(serving_bufs *sb)
+{
+    for (int i = 0; i < 6; i++) polyattn_buffer_free(sb->b[i]);
+}
+
+/* Bytes of a buffer, for comparing before and after a failed call. */
+static unsigned char *snapshot(const polyattn_buffer *b)
+{
+    uint64_t n = polyattn_buffer_size(b);
+    unsigned char *x = malloc(n ? (size_t)n : 1);
+    if (x && n) polyattn_buffer_read(b, 0, x, n);
+    return x;
+}
+
+static int unchanged(const polyattn_buffer *b, const unsigned char *before)
+{
+    unsigned char *now = snapshot(b);
+    int same = now && before && memcmp(now, before, (size_t)polyattn_buffer_size(b)) == 0;
+    free(now);
+    return same;
+}
+
 /* Runs forward (and backward when planned) on buffers of exactly the sizes the plan and
- * the descriptor report; checks the LSE rows: finite, or -inf exactly on masked rows. */
+ * the descriptor report; checks the LSE rows: finite, or -inf exactly on masked rows.
+ * Serving layouts: valid device data must succeed, broken data must fail with
+ * INVALID_ARGUMENT and leave O, the LSE and the caches as they were (or succeed when no
+ * sequence reads the broken value). */
 static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case *c,
                      const polyattn_plan_info *info, fuzz_src *src, stats *s)
 {
@@ -203,18 +272,19 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
     }
     variant_buffers var;
     variants_alloc(ctx, c, src, &var);
-    polyattn_extra_tensors ex;
-    memset(&ex, 0, sizeof ex);
-    ex.struct_size = sizeof ex;
+    serving_bufs sb;
+    int must_fail = 0;
+    serving_bufs_make(ctx, c, src, &sb, &must_fail);
+    polyattn_extra_tensors ex = sb.extra; /* struct_size set; the serving layouts' tensors */
     ex.alibi_slopes = var.slopes, ex.bias = var.bias, ex.attn_mask = var.attn_mask, ex.sinks = var.sinks;
     const int any_extra = var.slopes || var.bias || var.attn_mask || var.sinks;
     polyattn_status st;
-    /* A bad extra (missing tensor, stray gradient, short struct) is refused by name first. */
-    if (any_extra && fuzz_below(src, 4) == 0) {
+    /* A bad extra (missing or stray tensor, short struct) is refused by name first. */
+    if (any_extra && !c->serving && fuzz_below(src, 4) == 0) {
         polyattn_extra_tensors bad_ex = ex;
         switch (fuzz_below(src, 3)) {
-        case 0: bad_ex.struct_size = fuzz_below(src, 2) ? 0 : sizeof bad_ex - 1; break;
-        case 1: bad_ex.d_sinks = out; break;
+        case 0: bad_ex.struct_size = fuzz_below(src, 2) ? 0 : 8; break;
+        case 1: bad_ex.alibi_slopes = bad_ex.alibi_slopes ? NULL : out; break;
         default:
             if (bad_ex.sinks) bad_ex.sinks = NULL;
             else if (bad_ex.bias) bad_ex.bias = NULL;
@@ -226,14 +296,30 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         if (st != POLYATTN_STATUS_INVALID_ARGUMENT || !e || !strstr(e, "extra"))
             report("a bad extra gave %s: %s", polyattn_status_name(st), e ? e : "");
     }
+    unsigned char *o_before = c->serving ? snapshot(out) : NULL, *k_before = c->serving ? snapshot(k) : NULL;
+    unsigned char *v_before = c->serving ? snapshot(v) : NULL;
+    unsigned char *lse_before = c->serving && lse ? snapshot(lse) : NULL;
     st = polyattn_forward_ex(plan, q, k, v, out, lse, probs, ws, &ex);
     s->forwards++;
-    if (st != POLYATTN_STATUS_SUCCESS) {
+    if (c->serving) {
+        const int may_fail = must_fail || c->serving_bad;
+        s->serving++;
+        s->serving_rejected += st == POLYATTN_STATUS_INVALID_ARGUMENT;
+        if (st == POLYATTN_STATUS_INVALID_ARGUMENT) {
+            if (!may_fail) report("forward of valid serving data: %s", polyattn_context_last_error(ctx));
+            if (!unchanged(out, o_before) || !unchanged(k, k_before) || !unchanged(v, v_before) ||
+                (lse && !unchanged(lse, lse_before)))
+                report("a failed serving forward wrote its outputs or caches");
+        } else if (st != POLYATTN_STATUS_SUCCESS || must_fail) {
+            report("serving forward: %s (must fail: %d): %s", polyattn_status_name(st), must_fail,
+                   polyattn_context_last_error(ctx));
+        }
+    } else if (st != POLYATTN_STATUS_SUCCESS) {
         report("forward: %s: %s", polyattn_status_name(st), polyattn_context_last_error(ctx));
-        goto done;
     }
-    float scale = d->scale;
-    if (lse && scale <= 16.0f && !var.on) {
+    free(o_before), free(k_before), free(v_before), free(lse_before);
+    if (st != POLYATTN_STATUS_SUCCESS) goto done_extra;
+    if (lse && d->scale <= 16.0f && !var.on && !c->serving) {
         float *l = malloc((size_t)rows * sizeof *l);
         if (l && polyattn_buffer_read(lse, 0, l, (uint64_t)rows * 4) == POLYATTN_STATUS_SUCCESS)
             for (int64_t r = 0; r < rows; r++) {
@@ -266,7 +352,9 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         polyattn_buffer_free(d_o), polyattn_buffer_free(dq), polyattn_buffer_free(dk);
         polyattn_buffer_free(dv), polyattn_buffer_free(bws);
     }
+done_extra:
     variants_free(&var);
+    serving_bufs_free(&sb);
 done:
     polyattn_buffer_free(q), polyattn_buffer_free(k), polyattn_buffer_free(v);
     polyattn_buffer_free(out), polyattn_buffer_free(lse), polyattn_buffer_free(probs);
@@ -408,9 +496,11 @@ int main(int argc, char **argv)
     pa_tk_shutdown();
     if (!quiet || reports)
         printf("fuzz_api (%s): %lld inputs (seeds %llu..%llu%s) in %.1f s: %lld valid, %lld "
-               "planned, %lld forwards, %lld backwards run; %lld reports\n",
+               "planned, %lld forwards (%lld serving, %lld of them refused for their data), %lld "
+               "backwards run; %lld reports\n",
                backend, s.cases, (unsigned long long)seed, (unsigned long long)(seed + count - 1),
-               random_count ? " + random" : "", secs, s.valid, s.planned, s.forwards, s.backwards,
+               random_count ? " + random" : "", secs, s.valid, s.planned, s.forwards, s.serving,
+               s.serving_rejected, s.backwards,
                reports);
     return reports ? 1 : 0;
 }

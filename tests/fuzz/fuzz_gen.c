@@ -191,6 +191,138 @@ static void gen_variants(fuzz_src *src, fuzz_profile profile, polyattn_attention
     d->has_sinks = fuzz_below(src, 3) == 0;
 }
 
+/* [0, n), or 0 when n <= 0 (n may be an extreme dimension). */
+static int64_t below_or_zero(fuzz_src *src, int64_t n) { return n > 0 ? (int64_t)fuzz_below(src, (uint64_t)n) : 0; }
+
+/* Serving layouts: reshapes q/o (varlen) and k/v (varlen, cache, paged) around the drawn
+ * dimensions, with hints, block sizes and appended rows, now and then out of range. */
+static void gen_serving_fields(fuzz_src *src, fuzz_profile profile, polyattn_attention_desc *d)
+{
+    if (fuzz_below(src, 3) != 0) return;
+    const int any = profile != FUZZ_SMALL;
+    const polyattn_dtype dt = d->q.dtype;
+    const int64_t batch = d->q.shape[0], hq = d->q.shape[1], hk = d->k.shape[1];
+    const int64_t dq = d->q.shape[3], dv = d->v.shape[3];
+    int64_t seq_q = d->q.shape[2], seq_kv = d->k.shape[2];
+    d->varlen_q = (int)fuzz_below(src, 2);
+    d->kv_layout = (polyattn_kv_layout)fuzz_below(src, 4);
+    if (any && fuzz_below(src, 32) == 0) d->kv_layout = (polyattn_kv_layout)(fuzz_below(src, 2) ? -1 : 4);
+    if (d->varlen_q) {
+        int64_t total = sat_add(seq_q, (int64_t)fuzz_below(src, 8)), all;
+        if (!__builtin_mul_overflow(batch, seq_q, &all)) total = sat_add(all, (int64_t)fuzz_below(src, 4));
+        if (total < 1) total = 1;
+        polyattn_tensor_desc_bshd(&d->q, dt, 1, hq, total, dq);
+        polyattn_tensor_desc_bshd(&d->o, dt, 1, hq, total, dv);
+        d->num_seqs = batch;
+        if (any && fuzz_below(src, 16) == 0) d->num_seqs = extreme(src);
+        d->max_seqlen_q = fuzz_below(src, 2) ? 0 : below_or_zero(src, sat_add(seq_q, 2));
+        if (any && fuzz_below(src, 16) == 0) d->max_seqlen_q = extreme(src);
+        if (fuzz_below(src, 16) == 0) d->q.shape[0] = 2; /* not packed: refused */
+    } else if (fuzz_below(src, 8) == 0) {
+        d->num_seqs = fuzz_below(src, 2) ? batch : sat_add(batch, 1);
+    }
+    int64_t count = batch, rows = seq_kv;
+    switch (d->kv_layout) {
+    case POLYATTN_KV_VARLEN:
+        count = 1;
+        if (__builtin_mul_overflow(batch, seq_kv, &rows) || rows < 1) rows = seq_kv;
+        rows = sat_add(rows, (int64_t)fuzz_below(src, 3));
+        break;
+    case POLYATTN_KV_CACHE: rows = sat_add(seq_kv, (int64_t)fuzz_below(src, 8)); break;
+    case POLYATTN_KV_PAGED: {
+        static const int64_t sizes[] = {16, 32, 64, 16, 48, 256};
+        rows = sizes[fuzz_below(src, 6)];
+        if (fuzz_below(src, 16) == 0) rows = any ? extreme(src) : 24; /* not a multiple of 16 */
+        count = 1 + (int64_t)fuzz_below(src, 12);
+        d->max_blocks_per_seq = 1 + (int64_t)fuzz_below(src, 4);
+        if (any && fuzz_below(src, 16) == 0) d->max_blocks_per_seq = extreme(src);
+        break;
+    }
+    default: break;
+    }
+    if (d->kv_layout != POLYATTN_KV_DENSE) {
+        polyattn_tensor_desc_bshd(&d->k, dt, count, hk, rows, dq);
+        polyattn_tensor_desc_bshd(&d->v, dt, count, hk, rows, dv);
+        d->max_seqlen_kv = fuzz_below(src, 2) ? 0 : below_or_zero(src, sat_add(seq_kv, 2));
+        if (any && fuzz_below(src, 16) == 0) d->max_seqlen_kv = extreme(src);
+    }
+    if (fuzz_below(src, 32) == 0) d->max_blocks_per_seq = 1 + (int64_t)fuzz_below(src, 3);
+    if ((d->kv_layout == POLYATTN_KV_CACHE || d->kv_layout == POLYATTN_KV_PAGED || fuzz_below(src, 32) == 0) &&
+        fuzz_below(src, 2)) {
+        const int64_t seq_new = 1 + (int64_t)fuzz_below(src, 4);
+        d->has_kv_append = 1;
+        polyattn_tensor_desc_bhsd(&d->k_new, dt, batch, hk, seq_new, dq);
+        polyattn_tensor_desc_bshd(&d->v_new, dt, batch, hk, seq_new, dv);
+        if (fuzz_below(src, 16) == 0) gen_tensor(src, profile, fuzz_below(src, 2) ? &d->k_new : &d->v_new, 1);
+    }
+}
+
+static int32_t clamp32(int64_t x) { return x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : (int32_t)x; }
+
+/* Offsets into `rows` rows with lengths at most `bound`, the first at 0..2. */
+static void gen_offsets(fuzz_src *src, int32_t *cu, int64_t batch, int64_t rows, int64_t bound)
+{
+    int64_t at = (int64_t)fuzz_below(src, 3);
+    if (at > rows) at = rows;
+    cu[0] = (int32_t)at;
+    for (int64_t b = 0; b < batch; b++) {
+        int64_t room = rows - at < bound ? rows - at : bound;
+        at += room > 0 && fuzz_below(src, 4) ? (int64_t)fuzz_below(src, (uint64_t)room + 1) : 0;
+        cu[b + 1] = (int32_t)at;
+    }
+}
+
+/* The device data of a small serving case: valid offsets, lengths and block indices, then
+ * now and then one broken value (the driver expects INVALID_ARGUMENT with nothing written,
+ * or success when the broken value happens to be one no sequence reads). */
+static void gen_serving_data(fuzz_src *src, fuzz_case *c)
+{
+    const polyattn_attention_desc *d = &c->d.desc;
+    const int64_t batch = d->varlen_q ? d->num_seqs : d->q.shape[0];
+    if (batch < 1 || batch > FUZZ_MAX_SEQS || d->q.shape[2] < 1 || d->k.shape[2] < 1 ||
+        d->k.shape[0] < 1) { /* (small cases have no dimension above 256) */
+        c->small = 0;
+        return;
+    }
+    const int64_t seq_new = d->has_kv_append ? d->k_new.shape[2] : 0;
+    if (seq_new < 0) {
+        c->small = 0;
+        return;
+    }
+    if (d->varlen_q)
+        gen_offsets(src, c->cu_q, batch, d->q.shape[2], d->max_seqlen_q ? d->max_seqlen_q : d->q.shape[2]);
+    if (d->kv_layout == POLYATTN_KV_VARLEN)
+        gen_offsets(src, c->cu_kv, batch, d->k.shape[2], d->max_seqlen_kv ? d->max_seqlen_kv : d->k.shape[2]);
+    if (d->kv_layout == POLYATTN_KV_CACHE || d->kv_layout == POLYATTN_KV_PAGED) {
+        const int paged = d->kv_layout == POLYATTN_KV_PAGED;
+        if (paged && (d->max_blocks_per_seq < 1 || d->max_blocks_per_seq > FUZZ_MAX_TABLE / batch)) {
+            c->small = 0;
+            return;
+        }
+        const int64_t cap = paged ? d->max_blocks_per_seq * d->k.shape[2] : d->k.shape[2];
+        const int64_t bound = d->max_seqlen_kv && d->max_seqlen_kv < cap ? d->max_seqlen_kv : cap;
+        if (bound < seq_new) c->serving_bad = 1; /* no valid length exists */
+        for (int64_t b = 0; b < batch; b++)
+            c->seqused[b] = bound >= seq_new ? (int32_t)fuzz_below(src, (uint64_t)(bound - seq_new) + 1) : 0;
+        for (int64_t n = 0; paged && n < batch * d->max_blocks_per_seq; n++)
+            c->table[n] = (int32_t)fuzz_below(src, (uint64_t)d->k.shape[0]); /* repeats: shared */
+    }
+    if (fuzz_below(src, 4) != 0) return;
+    c->serving_bad = 1;
+    const int64_t b = (int64_t)fuzz_below(src, (uint64_t)batch);
+    static const int64_t bad_values[] = {-1, -7, INT32_MAX, INT32_MIN, 1 << 20};
+    const int64_t v = fuzz_below(src, 2) ? bad_values[fuzz_below(src, 5)] : (int64_t)fuzz_below(src, 600) - 8;
+    switch (fuzz_below(src, 4)) {
+    case 0: if (d->varlen_q) c->cu_q[fuzz_below(src, (uint64_t)batch + 1)] = clamp32(v); break;
+    case 1: if (d->kv_layout == POLYATTN_KV_VARLEN) c->cu_kv[fuzz_below(src, (uint64_t)batch + 1)] = clamp32(v); break;
+    case 2: c->seqused[b] = clamp32(v); break;
+    default:
+        if (d->kv_layout == POLYATTN_KV_PAGED)
+            c->table[fuzz_below(src, (uint64_t)(batch * d->max_blocks_per_seq))] = clamp32(v);
+        break;
+    }
+}
+
 static void gen_options(fuzz_src *src, fuzz_profile profile, int small, polyattn_plan_options *o)
 {
     static const int bad_algos[] = {-1, POLYATTN_ALGO_COUNT, 99, INT32_MIN};
@@ -244,6 +376,10 @@ void fuzz_gen_case(fuzz_src *src, fuzz_profile profile, fuzz_case *c)
         gen_tensor(src, profile, tensors[fuzz_below(src, 4)], 1);
     gen_desc_fields(src, profile, d);
     gen_variants(src, profile, d);
+    gen_serving_fields(src, profile, d);
+    /* A struct_size that ends before the serving members turns them off in the library. */
+    c->serving = (d->varlen_q || d->kv_layout != POLYATTN_KV_DENSE) &&
+                 d->struct_size >= sizeof(polyattn_attention_desc);
     c->small = 1;
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++)
@@ -254,6 +390,12 @@ void fuzz_gen_case(fuzz_src *src, fuzz_profile profile, fuzz_case *c)
     for (int i = 0; i < 2; i++)
         for (int j = 0; score[i] && j < 4; j++)
             if (score[i]->shape[j] > 256 || score[i]->strides[j] > 65536) c->small = 0;
+    for (int j = 0; j < 4 && d->has_kv_append; j++)
+        if (d->k_new.shape[j] > 256 || d->v_new.shape[j] > 256 || d->k_new.strides[j] > 65536 ||
+            d->v_new.strides[j] > 65536)
+            c->small = 0;
+    if (c->serving && c->small) gen_serving_data(src, c);
+    c->drop_extra = c->serving && fuzz_below(src, 16) == 0 ? 1 + (int)fuzz_below(src, 6) : 0;
     gen_options(src, profile, c->small, &c->o.options);
     c->pass_options = fuzz_below(src, 16) != 0;
 }
