@@ -111,7 +111,7 @@ void pa_tk_poison(void *dst, size_t n, polyattn_dtype dtype);
 /* ---- tolerances ---- */
 
 typedef struct pa_tk_tolerance {
-    double o_rel;     /* |o - ref| <= o_rel * max|ref O| + cond (see pa_testkit.c) */
+    double o_rel;     /* |o - ref| <= o_rel * max|ref O| + cond (see pa_tk_numbers.c) */
     double lse_rel;   /* |lse - ref| <= lse_rel * max(1, |ref|) */
     double probs_abs; /* |p - ref| <= probs_abs + cond */
 } pa_tk_tolerance;
