@@ -152,9 +152,9 @@ def store(key, scalars, rec, args, out, result):
     the call can be repeated from pointers alone.  args: the call's input arrays (q, k, v,
     alibi_slopes, bias, mask, sinks; None where absent); result(o, lse, probs): the return
     value."""
-    if key is None or NO in key or rec.plan is None:
+    if key is None or rec.plan is None or not all(type(s) in _PLAIN for s in scalars):
         return
-    if not all(type(s) in _PLAIN for s in scalars):
+    if any(part is NO for part in key):  # identity only: a scalar's == may raise
         return
     ctx = rec.ctx
     if not ctx.zero_copy:
