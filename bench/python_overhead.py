@@ -66,7 +66,7 @@ def breakdown(q, k, v, args, run, iters, sync):
     (api.flash_attn_func's signature and lookup, then _fast's runner), and the median
     per-call sum without the C call."""
     from polyattn import _fast
-    from polyattn._fast import NO_WINDOW, sig, sig_out, sig_q, window_key
+    from polyattn._fast import NO_WINDOW, sig, sig_q, window_key
     p = run.parts
     ctx, handle, ws_bytes, forward = p["ctx"], p["handle"], p["ws_bytes"], p["forward"]
     qf, kf, vf, of = p["data"]
@@ -79,7 +79,7 @@ def breakdown(q, k, v, args, run, iters, sync):
     layer = []
     for _ in range(iters):
         t0 = clock()
-        key = ("flash", sig_q(q), sig(k), sig(v), sig_out(None), sig(None),
+        key = ("flash", sig_q(q), sig(k), sig(v), None, None,
                window_key(NO_WINDOW), 0.0, None, False, 0.0, False, False, backend, None, algo)
         t1 = clock()
         found = entries.get(key)

@@ -46,7 +46,10 @@ def _enable_torch():
     global _TENSOR, _tensor_data, _compiling, _raw_stream
     import torch
     from . import _torch
-    _compiling = _torch.is_compiling
+    compiler = getattr(torch, "compiler", None)
+    # Bound directly (a quarter of _torch.is_compiling's cost); torch.compile's tracer
+    # knows the function, not the name, so it still reads True there.
+    _compiling = getattr(compiler, "is_compiling", None) or _torch.is_compiling
     raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
     _raw_stream = raw if raw is not None else (
         lambda index: torch.cuda.current_stream(index).cuda_stream)

@@ -72,7 +72,8 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
     qs = sig_q(q)
     if qs is not NO:  # a repeated signature runs from the data pointers alone (_fast.py)
         try:
-            key = ("flash", qs, sig(k), sig(v), sig_out(out), sig(alibi_slopes),
+            key = ("flash", qs, sig(k), sig(v), out if out is None else sig_out(out),
+                   alibi_slopes if alibi_slopes is None else sig(alibi_slopes),
                    window_key(window_size), dropout_p, softmax_scale, causal, softcap,
                    deterministic, return_attn_probs, backend, device, algo)
             run = _entries.get(key)
