@@ -13,7 +13,6 @@ A signature is a tuple; an argument this module cannot describe gives NO, which 
 signature contains, so such a call always takes the checked path."""
 import ctypes
 import functools
-import threading
 
 import numpy as np
 
@@ -38,7 +37,6 @@ _TENSOR = _NotTorch  # torch.Tensor once a torch call has been recorded
 _tensor_data = None
 _compiling = None
 _raw_stream = None
-_store_lock = threading.Lock()
 entries = _runtime.fast_entries  # signature -> runner (cleared with the other caches)
 
 
@@ -155,7 +153,8 @@ def store(key, scalars, rec, args, out, result):
     the call can be repeated from pointers alone.  args: the call's input arrays (q, k, v,
     alibi_slopes, bias, mask, sinks; None where absent); result(o, lse, probs): the return
     value."""
-    if key is None or rec.plan is None or not all(type(s) in _PLAIN for s in scalars):
+    if key is None or rec.plan is None or _runtime.PLAN_CACHE_SIZE <= 0 or \
+            not all(type(s) in _PLAIN for s in scalars):
         return
     if any(part is NO for part in key):  # identity only: a scalar's == may raise
         return
@@ -202,8 +201,8 @@ def store(key, scalars, rec, args, out, result):
         slots.append(None if view is None else by_slot[id(view)])
     extra = rec.bound is not None
     runner = _runner(ctx, rec.plan, slots, extra, alloc_o, alloc_lse, alloc_probs, result)
-    with _store_lock:
-        while len(entries) >= _runtime.PLAN_CACHE_SIZE:
+    with _runtime.fast_entries_lock:
+        while entries and len(entries) >= _runtime.PLAN_CACHE_SIZE:
             entries.pop(next(iter(entries)))
         entries[key] = runner
 
@@ -231,8 +230,10 @@ def _runner(ctx, plan, slots, extra, alloc_o, alloc_lse, alloc_probs, result):
                 check(status, ctx.handle, "polyattn_forward")
             return o
 
-        run.parts = dict(ctx=ctx, plan=plan, handle=handle, ws_bytes=ws_bytes, data=(qf, kf, vf, of),
-                         nbytes=(nq, nk, nv, no), alloc=alloc_o, forward=forward)
+        # What bench/python_overhead.py times part by part.
+        run.parts = dict(ctx=ctx, plan=plan, handle=handle, ws_bytes=ws_bytes,
+                         data=(qf, kf, vf, of), nbytes=(nq, nk, nv, no), alloc=alloc_o,
+                         forward=forward)
         return run
 
     extra_struct = ExtraTensors()

@@ -149,6 +149,7 @@ _plans_lock = threading.Lock()
 # The repeated-call fast path's runners by call signature (_fast.py); they hold plans and
 # contexts, so they are cleared with them.
 fast_entries = {}
+fast_entries_lock = threading.Lock()
 
 
 def _tensor_desc(t, dtype, view):
@@ -214,7 +215,8 @@ def plan(ctx, dtype, q, k, v, o, scale, mask, algo, want_lse=False, want_probs=F
 
 def clear_caches():
     """Destroys every cached plan and context (tests; freeing device memory)."""
-    fast_entries.clear()
+    with fast_entries_lock:
+        fast_entries.clear()
     with _plans_lock:
         _plans.clear()
     with _contexts_lock:
