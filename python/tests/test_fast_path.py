@@ -409,3 +409,30 @@ def test_torch_autograd_is_never_fast(checked):
         o = polyattn.attention(q, k, v, layout="bshd", bias=bias)
         assert o.grad_fn is not None
     assert polyattn.cache_info()["fast_calls"] == 1
+
+
+def test_torch_cuda_fast_path_and_streams(checked):
+    torch = _torch()
+    if not torch.cuda.is_available():
+        pytest.skip("torch.cuda is not available (no CUDA device or a CPU-only torch)")
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(1, n, H, 64, dtype=torch.float16, device="cuda")
+               for n in (1, 300, 300))
+    a = polyattn.flash_attn_func(q, k, v, causal=True)
+    b = polyattn.flash_attn_func(q, k, v, causal=True)
+    assert len(checked) == 1 and b.is_cuda
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # another current stream: another context
+        c = polyattn.flash_attn_func(q, k, v, causal=True)
+        assert len(checked) == 2
+        d = polyattn.flash_attn_func(q, k, v, causal=True)
+        assert len(checked) == 2
+    torch.cuda.synchronize()
+    for x in (b, c, d):
+        assert torch.equal(a, x)
+    q2 = torch.randn_like(q)
+    fast = polyattn.flash_attn_func(q2, k, v, causal=True)
+    assert len(checked) == 2
+    want = _checked_result(polyattn.flash_attn_func, (q2, k, v), {"causal": True})
+    assert torch.equal(fast, want) and not torch.equal(fast, a)
