@@ -68,19 +68,19 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
     [batch, seqlen_k, nheads_k, headdim].  Returns out, or (out, softmax_lse [batch, nheads,
     seqlen_q] float32, probabilities [batch, nheads, seqlen_q, seqlen_k]) with
     return_attn_probs."""
-    key = None
-    qs = sig_q(q)
-    if qs is not NO:  # a repeated signature runs from the data pointers alone (_fast.py)
-        try:
+    key = run = None
+    try:  # a repeated signature runs from the data pointers alone (_fast.py)
+        qs = sig_q(q)
+        if qs is not NO:
             key = ("flash", qs, sig(k), sig(v), out if out is None else sig_out(out),
                    alibi_slopes if alibi_slopes is None else sig(alibi_slopes),
                    window_key(window_size), dropout_p, softmax_scale, causal, softcap,
                    deterministic, return_attn_probs, backend, device, algo)
             run = _entries.get(key)
-        except TypeError:  # an unhashable argument: the checked path says what is wrong
-            key = run = None
-        if run is not None:
-            return run(q, k, v, out, alibi_slopes)
+    except Exception:  # noqa: BLE001 - unhashable or odd arguments: the checked path
+        key = run = None  # says what is wrong with them
+    if run is not None:
+        return run(q, k, v, out, alibi_slopes)
     _features.check(dropout_p=dropout_p)
     var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
     dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic,
@@ -164,19 +164,19 @@ def attention(q, k, v, *, layout="bhsd", mask=None, scale=None, bias=None, sinks
       alibi_slopes: float32 [heads_q] or [batch, heads_q], s -= slope * |diagonal - j|;
       sinks: float32 [heads_q], a logit per head joining each softmax denominator (torch:
         gets a gradient when it requires one)."""
-    key = None
-    qs = sig_q(q)
-    if qs is not NO:  # a repeated signature runs from the data pointers alone (_fast.py)
-        try:
+    key = run = None
+    try:  # a repeated signature runs from the data pointers alone (_fast.py)
+        qs = sig_q(q)
+        if qs is not NO:
             key = ("attention", qs, sig(k), sig(v), sig_out(out), sig(alibi_slopes), sig(bias),
                    mask_key(mask), sig(sinks), window_key(window), layout, scale, softcap,
                    return_lse, return_probs, backend, device, algo, deterministic)
             run = _entries.get(key)
-        except TypeError:  # an unhashable argument: the checked path says what is wrong
-            key = run = None
-        if run is not None:
-            return run(q, k, v, out, alibi_slopes, bias, None if type(mask) is str else mask,
-                       sinks)
+    except Exception:  # noqa: BLE001 - unhashable or odd arguments: the checked path
+        key = run = None  # says what is wrong with them
+    if run is not None:
+        return run(q, k, v, out, alibi_slopes, bias, None if type(mask) is str else mask,
+                   sinks)
     mask_kind, mask_array = _native_mask(mask)
     var = Variants(window, softcap, alibi_slopes, bias, mask_array, sinks)
     dense = Dense(layout, mask_kind, scale, backend, device, algo, deterministic, var)
