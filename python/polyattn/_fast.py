@@ -33,7 +33,7 @@ class _NotTorch:
     pass
 
 
-_TENSOR = _NotTorch  # torch.Tensor once a torch call has been recorded
+_TENSOR = _NotTorch  # torch.Tensor from the first call with a torch q
 _tensor_data = None
 _compiling = None
 _raw_stream = None
