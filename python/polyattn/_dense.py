@@ -68,6 +68,19 @@ def resolve(qr, backend, device):
     return _runtime.context(native, index, _arrays.current_stream(qr))
 
 
+def _record(rec, ctx, p, qr, refs, views, o, out_given, lse, probs, bound):
+    rec.ctx, rec.plan, rec.qr, rec.bound = ctx, p, qr, bound
+    rec.inputs = [(i, r, vw) for i, (r, vw) in enumerate(zip(refs, views))]
+    rec.o, rec.out_given, rec.lse, rec.probs = o, out_given, lse, probs
+    rec.call_views = list(views) + [o[2], lse and lse[2], probs and probs[2]]
+    if bound is not None:
+        extra = bound.inputs()
+        for i, name in enumerate(("alibi_slopes", "bias", "attn_mask", "sinks")):
+            if extra[name] is not None:
+                rec.inputs.append((3 + i, bound.ref_of[name], extra[name]))
+            rec.call_views.append(extra[name])
+
+
 class Dense:
     """One dense attention problem, ready to run forward and backward on given arrays."""
 
@@ -123,8 +136,9 @@ class Dense:
         return arr, r
 
     def forward(self, q, k, v, out=None, want_lse=False, want_probs=False,
-                want_backward=False):
-        """(o, lse or None, probs or None) as arrays of q's library and device."""
+                want_backward=False, record=None):
+        """(o, lse or None, probs or None) as arrays of q's library and device.  record: a
+        _fast.Record to fill with what the call did (the fast path repeats it)."""
         qr, kr, vr = self.refs(q, k, v)
         qv, kv, vv = (to_view(r, self.layout) for r in (qr, kr, vr))
         check_qkv(qv, kv, vv)
@@ -145,6 +159,10 @@ class Dense:
         p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, self.scale, self.mask, self.algo,
                           want_lse, want_probs, want_backward, self.deterministic, bound)
         _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, probs_v, bound)
+        if record is not None:
+            _record(record, ctx, p, qr, (qr, kr, vr), (qv, kv, vv), (o, orf, ov), out is not None,
+                    (lse, lr, lse_v) if want_lse else None,
+                    (probs, pr, probs_v) if want_probs else None, bound)
         fin = _arrays.finish
         return fin(qr, o), (fin(qr, lse) if lse is not None else None), \
             (fin(qr, probs) if probs is not None else None)

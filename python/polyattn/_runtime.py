@@ -146,6 +146,10 @@ class Plan:
 
 _plans = OrderedDict()
 _plans_lock = threading.Lock()
+# The repeated-call fast path's runners by call signature (_fast.py); they hold plans and
+# contexts, so they are cleared with them.
+fast_entries = {}
+fast_entries_lock = threading.Lock()
 
 
 def _tensor_desc(t, dtype, view):
@@ -211,6 +215,8 @@ def plan(ctx, dtype, q, k, v, o, scale, mask, algo, want_lse=False, want_probs=F
 
 def clear_caches():
     """Destroys every cached plan and context (tests; freeing device memory)."""
+    with fast_entries_lock:
+        fast_entries.clear()
     with _plans_lock:
         _plans.clear()
     with _contexts_lock:
@@ -220,7 +226,8 @@ def clear_caches():
 
 
 def cache_info():
-    return {"plans": len(_plans), "plan_cache_size": PLAN_CACHE_SIZE, "contexts": len(_contexts)}
+    return {"plans": len(_plans), "plan_cache_size": PLAN_CACHE_SIZE, "contexts": len(_contexts),
+            "fast_calls": len(fast_entries)}
 
 
 def info_dict(p):

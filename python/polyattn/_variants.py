@@ -129,7 +129,7 @@ class Bound:
     tensors (views of the caller's arrays)."""
 
     __slots__ = ("key", "window", "softcap", "alibi", "slopes", "bias", "bias_dtype", "mask",
-                 "sinks", "refs", "bias_shape", "bias_user_shape")
+                 "sinks", "refs", "ref_of", "bias_shape", "bias_user_shape")
 
     def fill(self, d):
         d.has_window = int(self.window is not None)
@@ -186,7 +186,7 @@ class Variants:
             return None
         count = batch if count is None else count
         b = Bound()
-        b.window, b.softcap, b.refs = self.window, self.softcap, []
+        b.window, b.softcap, b.refs, b.ref_of = self.window, self.softcap, [], {}
         b.alibi, b.slopes = _lib.ALIBI_NONE, None
         if self.slopes is not None:
             r = self._float_ref(self.slopes, "alibi_slopes", qr)
@@ -203,6 +203,7 @@ class Variants:
                 raise ValueError(f"alibi_slopes: shape {tuple(r.shape)}, expected [nheads] = "
                                  f"[{heads_q}] or [batch, nheads] = [{batch}, {heads_q}]")
             b.refs.append(r)
+            b.ref_of["alibi_slopes"] = r
         b.bias = b.mask = b.bias_dtype = b.bias_shape = None
         want = (count, heads_q, seq_q, seq_kv)
         if self.bias is not None:
@@ -212,11 +213,13 @@ class Variants:
             b.bias_dtype = r.dtype
             b.bias_user_shape = tuple(r.shape)
             b.refs.append(r)
+            b.ref_of["bias"] = r
         if self.mask is not None:
             r = _bool_ref(self.mask, "mask")
             _same_device(r, "mask", qr)
             b.mask, _ = _score_view(r, "mask", want)
             b.refs.append(r)
+            b.ref_of["attn_mask"] = r
         b.sinks = None
         if self.sinks is not None:
             r = self._float_ref(self.sinks, "sinks", qr)
@@ -225,6 +228,7 @@ class Variants:
                                  f"a contiguous [nheads] = [{heads_q}]")
             b.sinks = Flat(r.ptr, heads_q * 4)
             b.refs.append(r)
+            b.ref_of["sinks"] = r
         bias_key = None if b.bias is None else (b.bias_dtype, b.bias.dims, b.bias.strides)
         mask_key = None if b.mask is None else (b.mask.dims, b.mask.strides)
         b.key = (b.window, b.softcap, b.alibi, bias_key, mask_key, b.sinks is not None)

@@ -1,14 +1,16 @@
 """The public functions: FlashAttention's interface and the native call."""
 import ctypes
 
-from . import _arrays, _features, _kvcache, _lib, _runtime
+from . import _arrays, _fast, _features, _kvcache, _lib, _runtime
 from ._dense import Dense, check_qkv, resolve, to_view
+from ._fast import NO, NO_WINDOW, Record, mask_key, sig, sig_out, sig_q, window_key
 from ._lib import DeviceInfo, check, lib
 from ._runtime import View
 from ._variants import Variants
 from ._varlen import Varlen
 
 _MASKS = {None: 0, "none": 0, "causal-top-left": 1, "causal-bottom-right": 2}
+_entries = _fast.entries
 
 
 def _torch():
@@ -20,9 +22,10 @@ def _is_torch(x):
     return type(x).__module__.split(".")[0] == "torch"
 
 
-def _run(problem, q, k, v, out, want_lse, want_probs, varlen=False, algo="auto"):
+def _run(problem, q, k, v, out, want_lse, want_probs, varlen=False, algo="auto", record=None):
     """Forward through autograd (torch tensors needing gradients), the custom op (inside
-    torch.compile), or directly.  Returns (o, lse, probs)."""
+    torch.compile), or directly (filling `record`, a _fast.Record, when given).  Returns
+    (o, lse, probs)."""
     if _is_torch(q):
         t = _torch()
         dense = problem.dense if varlen else problem
@@ -43,6 +46,8 @@ def _run(problem, q, k, v, out, want_lse, want_probs, varlen=False, algo="auto")
                 raise ValueError("out=: not allowed where gradients are needed")
             return t.apply(t.Runner(problem, varlen), q, k, v, want_lse, want_probs, bias,
                            sinks)
+    if record is not None:
+        return problem.forward(q, k, v, out, want_lse, want_probs, record=record)
     res = problem.forward(q, k, v, out, want_lse, want_probs)
     return res[0], res[1], res[2]
 
@@ -51,19 +56,41 @@ def _mask(causal):
     return 2 if causal else 0  # FlashAttention's causal is aligned bottom-right
 
 
+def _triple(o, lse, probs):
+    return o, lse, probs
+
+
 def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
-                    window_size=(-1, -1), softcap=0.0, alibi_slopes=None, deterministic=False,
+                    window_size=NO_WINDOW, softcap=0.0, alibi_slopes=None, deterministic=False,
                     return_attn_probs=False, *, backend=None, device=None, algo="auto",
                     out=None):
     """FlashAttention's flash_attn_func: q [batch, seqlen_q, nheads, headdim], k and v
     [batch, seqlen_k, nheads_k, headdim].  Returns out, or (out, softmax_lse [batch, nheads,
     seqlen_q] float32, probabilities [batch, nheads, seqlen_q, seqlen_k]) with
     return_attn_probs."""
+    key = run = None
+    try:  # a repeated signature runs from the data pointers alone (_fast.py)
+        qs = sig_q(q)
+        if qs is not NO:
+            key = ("flash", qs, sig(k), sig(v), out if out is None else sig_out(out),
+                   alibi_slopes if alibi_slopes is None else sig(alibi_slopes),
+                   window_key(window_size), dropout_p, softmax_scale, causal, softcap,
+                   deterministic, return_attn_probs, backend, device, algo)
+            run = _entries.get(key)
+    except Exception:  # noqa: BLE001 - unhashable or odd arguments: the checked path
+        key = run = None  # says what is wrong with them
+    if run is not None:
+        return run(q, k, v, out, alibi_slopes)
     _features.check(dropout_p=dropout_p)
     var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
     dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic,
                   var)
-    o, lse, probs = _run(dense, q, k, v, out, return_attn_probs, return_attn_probs, algo=algo)
+    rec = None if key is None else Record()
+    o, lse, probs = _run(dense, q, k, v, out, return_attn_probs, return_attn_probs, algo=algo,
+                         record=rec)
+    if rec is not None:
+        _fast.store(key, key[7:], rec, (q, k, v, alibi_slopes, None, None, None), out,
+                    _triple if return_attn_probs else None)
     return (o, lse, probs) if return_attn_probs else o
 
 
@@ -137,13 +164,33 @@ def attention(q, k, v, *, layout="bhsd", mask=None, scale=None, bias=None, sinks
       alibi_slopes: float32 [heads_q] or [batch, heads_q], s -= slope * |diagonal - j|;
       sinks: float32 [heads_q], a logit per head joining each softmax denominator (torch:
         gets a gradient when it requires one)."""
+    key = run = None
+    try:  # a repeated signature runs from the data pointers alone (_fast.py)
+        qs = sig_q(q)
+        if qs is not NO:
+            key = ("attention", qs, sig(k), sig(v), sig_out(out), sig(alibi_slopes), sig(bias),
+                   mask_key(mask), sig(sinks), window_key(window), layout, scale, softcap,
+                   return_lse, return_probs, backend, device, algo, deterministic)
+            run = _entries.get(key)
+    except Exception:  # noqa: BLE001 - unhashable or odd arguments: the checked path
+        key = run = None  # says what is wrong with them
+    if run is not None:
+        return run(q, k, v, out, alibi_slopes, bias, None if type(mask) is str else mask,
+                   sinks)
     mask_kind, mask_array = _native_mask(mask)
     var = Variants(window, softcap, alibi_slopes, bias, mask_array, sinks)
     dense = Dense(layout, mask_kind, scale, backend, device, algo, deterministic, var)
-    o, lse, probs = _run(dense, q, k, v, out, return_lse, return_probs, algo=algo)
-    if not (return_lse or return_probs):
-        return o
-    return (o,) + ((lse,) if return_lse else ()) + ((probs,) if return_probs else ())
+    rec = None if key is None else Record()
+    o, lse, probs = _run(dense, q, k, v, out, return_lse, return_probs, algo=algo, record=rec)
+    result = None
+    if return_lse or return_probs:
+        def result(o, lse, probs, want_lse=bool(return_lse), want_probs=bool(return_probs)):
+            return (o,) + ((lse,) if want_lse else ()) + ((probs,) if want_probs else ())
+    if rec is not None:
+        scalars = key[10:] + ((mask,) if mask is None or type(mask) is str else ())
+        _fast.store(key, scalars, rec, (q, k, v, alibi_slopes, bias, mask_array, sinks), out,
+                    result)
+    return o if result is None else result(o, lse, probs)
 
 
 def _shape_view(shape, layout, itemsize, name):
