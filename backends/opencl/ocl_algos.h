@@ -205,6 +205,20 @@ polyattn_status ocl_bwd_delta(ocl_device *d, cl_kernel k, const pa_problem *p,
 
 int ocl_one_launch(pa_device *dev, const pa_problem *p);
 
+/* ---- score variants (ocl_variants.c) -------------------------------------- */
+
+/* Whether a plan compiles variants into its kernels (kernels/variants.cl, -DPA_VAR ...). */
+int ocl_var_on(const pa_problem *p);
+/* Appends the variants' -D options to buf (nothing for a plain plan). */
+void ocl_var_options(const pa_problem *p, char *buf, size_t size);
+/* ocl_make_kernel with the variants' source and options when the plan needs them. */
+polyattn_status ocl_make_kernel_p(ocl_device *d, const pa_problem *p, const char *const *srcs,
+                                  int n, const char *opts, const char *name, cl_kernel *out);
+/* The PA_VAR_PARAMS arguments (17) from index first; nothing for a plain plan. */
+#define OCL_VAR_N_ARGS 17
+polyattn_status ocl_var_set_args(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
+                                 const pa_variant_io *var, cl_mem dummy, cl_long mat0);
+
 /* ---- the algorithms' ops (ocl_flash.c, ocl_fused.c, ocl_unfused*.c) -------- */
 
 polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char **why_not);
