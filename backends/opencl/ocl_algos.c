@@ -18,7 +18,9 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .forward = ocl_unfused_forward,
         .backward_workspace_size = ocl_unfused_bwd_workspace,
         .backward = ocl_unfused_backward,
-        .features = OCL_FWD_VARIANTS,
+        /* the core also looks for the bias gradient in .features of a backward plan */
+        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
+        .backward_features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
     },
     {
         .algo = POLYATTN_ALGO_FUSED,
@@ -32,6 +34,7 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .backward_workspace_size = ocl_flash_bwd_workspace,
         .backward = ocl_flash_backward,
         .features = OCL_FWD_VARIANTS,
+        .backward_features = OCL_FWD_VARIANTS, /* no bias gradient yet */
     },
     {
         .algo = POLYATTN_ALGO_FLASH,
@@ -44,5 +47,6 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .backward_workspace_size = ocl_flash_bwd_workspace,
         .backward = ocl_flash_backward,
         .features = OCL_FWD_VARIANTS,
+        .backward_features = OCL_FWD_VARIANTS, /* no bias gradient yet */
     },
 };

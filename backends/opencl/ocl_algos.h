@@ -138,6 +138,7 @@ typedef struct ocl_plan_state {
     float *alphas, *betas;
     /* backward (plans with want_backward) */
     cl_kernel bwd_delta, bwd_grad, bwd_pack, bwd_unpack, bwd_dkdv, bwd_dq;
+    cl_kernel bwd_sinks, bwd_bias; /* variants: d_sinks, d_bias (unfused) */
     ocl_bwd_choice bwd; /* flash, fused */
     /* unfused backward: packed inputs, staged outputs, workspace byte offsets, passes */
     int bp_q, bp_k, bp_v, bp_do, bu_dq, bu_dk, bu_dv;
@@ -215,9 +216,12 @@ void ocl_var_options(const pa_problem *p, char *buf, size_t size);
 polyattn_status ocl_make_kernel_p(ocl_device *d, const pa_problem *p, const char *const *srcs,
                                   int n, const char *opts, const char *name, cl_kernel *out);
 /* The PA_VAR_PARAMS arguments (17) from index first; nothing for a plain plan. */
-#define OCL_VAR_N_ARGS 17
 polyattn_status ocl_var_set_args(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
                                  const pa_variant_io *var, cl_mem dummy, cl_long mat0);
+/* d_sinks from the LSE and D = rowsum(dO * O) at ws[delta_off ..] (plans with sinks). */
+polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                   const pa_backward_io *io, cl_long lse_off, cl_mem ws,
+                                   cl_long delta_off);
 
 /* ---- the algorithms' ops (ocl_flash.c, ocl_fused.c, ocl_unfused*.c) -------- */
 

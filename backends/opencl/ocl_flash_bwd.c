@@ -74,19 +74,23 @@ polyattn_status ocl_flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_pl
     if (c->tiled) {
         ocl_bwd_tiled_options(p, &c->t, opts, sizeof opts);
         static const char *const tsrcs[] = {"common", "backward", "flash_bwd"};
-        st = ocl_make_kernel(d, tsrcs, 3, opts, "bwd_delta_kernel", &s->bwd_delta);
+        st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "bwd_delta_kernel", &s->bwd_delta);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel(d, tsrcs, 3, opts, "flash_bwd_dkdv_tiled_kernel", &s->bwd_dkdv);
+            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "flash_bwd_dkdv_tiled_kernel", &s->bwd_dkdv);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel(d, tsrcs, 3, opts, "flash_bwd_dq_tiled_kernel", &s->bwd_dq);
+            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "flash_bwd_dq_tiled_kernel", &s->bwd_dq);
+        if (st == POLYATTN_STATUS_SUCCESS && p->has_sinks)
+            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "bwd_sinks_kernel", &s->bwd_sinks);
     } else {
         ocl_bwd_rows_options(p, c->rows, opts, sizeof opts);
         static const char *const bsrcs[] = {"common", "backward"};
-        st = ocl_make_kernel(d, bsrcs, 2, opts, "bwd_delta_kernel", &s->bwd_delta);
+        st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_delta_kernel", &s->bwd_delta);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel(d, bsrcs, 2, opts, "flash_bwd_dkdv_kernel", &s->bwd_dkdv);
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "flash_bwd_dkdv_kernel", &s->bwd_dkdv);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel(d, bsrcs, 2, opts, "flash_bwd_dq_kernel", &s->bwd_dq);
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "flash_bwd_dq_kernel", &s->bwd_dq);
+        if (st == POLYATTN_STATUS_SUCCESS && p->has_sinks)
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_sinks_kernel", &s->bwd_sinks);
     }
     pa_log(POLYATTN_LOG_DISPATCH, "opencl flash backward: %s kernels%s%s%s",
            c->tiled ? "tiled (GPU)"
@@ -182,6 +186,8 @@ polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *st
     SET_ARG(k, 24, scale);
     SET_ARG(k, 25, causal);
     SET_ARG(k, 26, coff);
+    st = ocl_var_set_args(d, k, 27, p, &io->var, ws, 0);
+    if (st) return st;
     st = ocl_enqueue(d, k, g1, l1, "clEnqueueNDRangeKernel(flash_bwd_dkdv_kernel)");
     if (st) return st;
 
@@ -197,5 +203,9 @@ polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *st
     SET_ARG(k, 22, scale);
     SET_ARG(k, 23, causal);
     SET_ARG(k, 24, coff);
-    return ocl_enqueue(d, k, g2, l1, "clEnqueueNDRangeKernel(flash_bwd_dq_kernel)");
+    st = ocl_var_set_args(d, k, 25, p, &io->var, ws, 0);
+    if (st) return st;
+    st = ocl_enqueue(d, k, g2, l1, "clEnqueueNDRangeKernel(flash_bwd_dq_kernel)");
+    if (st) return st;
+    return ocl_var_sinks_grad(d, s->bwd_sinks, p, io, off[8], ws, delta0);
 }

@@ -88,3 +88,28 @@ polyattn_status ocl_var_set_args(ocl_device *d, cl_kernel k, cl_uint first, cons
     SET_ARG(k, i++, mat0);
     return POLYATTN_STATUS_SUCCESS;
 }
+
+polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                   const pa_backward_io *io, cl_long lse_off, cl_mem ws,
+                                   cl_long delta_off)
+{
+    if (!p->has_sinks) return POLYATTN_STATUS_SUCCESS;
+    if (io->var.sinks.offset % 4 || io->var.d_sinks.offset % 4)
+        return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl backward: a sinks tensor's byte offset is not a multiple of 4");
+    cl_mem sm = (cl_mem)io->var.sinks.mem, lm = (cl_mem)io->lse.mem, dm = (cl_mem)io->var.d_sinks.mem;
+    cl_long s_off = (cl_long)(io->var.sinks.offset / 4), d_off = (cl_long)(io->var.d_sinks.offset / 4);
+    cl_int batch = (cl_int)p->batch, heads_q = (cl_int)p->heads_q, seq_q = (cl_int)p->seq_q;
+    SET_ARG(k, 0, sm);
+    SET_ARG(k, 1, s_off);
+    SET_ARG(k, 2, lm);
+    SET_ARG(k, 3, lse_off);
+    SET_ARG(k, 4, ws);
+    SET_ARG(k, 5, delta_off);
+    SET_ARG(k, 6, dm);
+    SET_ARG(k, 7, d_off);
+    SET_ARG(k, 8, batch);
+    SET_ARG(k, 9, heads_q);
+    SET_ARG(k, 10, seq_q);
+    return ocl_enqueue_1d(d, k, (uint64_t)p->heads_q, "clEnqueueNDRangeKernel(bwd_sinks_kernel)");
+}

@@ -295,6 +295,7 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
     polyattn_plan *plan = NULL;
     polyattn_status st = polyattn_plan_create(ctx, &desc, &opt, &plan);
     if (st == POLYATTN_STATUS_UNSUPPORTED && backward && c->bias) {
+        printf("note %s: no d_bias: %s\n", tag, polyattn_context_last_error(ctx));
         opt.want_bias_grad = 0; /* the gradients without d_bias */
         st = polyattn_plan_create(ctx, &desc, &opt, &plan);
     }
