@@ -138,7 +138,7 @@ typedef struct ocl_plan_state {
     float *alphas, *betas;
     /* backward (plans with want_backward) */
     cl_kernel bwd_delta, bwd_grad, bwd_pack, bwd_unpack, bwd_dkdv, bwd_dq;
-    cl_kernel bwd_sinks, bwd_bias; /* variants: d_sinks, d_bias (unfused) */
+    cl_kernel bwd_sinks, bwd_bias; /* variants: d_sinks, d_bias */
     ocl_bwd_choice bwd; /* flash, fused */
     /* unfused backward: packed inputs, staged outputs, workspace byte offsets, passes */
     int bp_q, bp_k, bp_v, bp_do, bu_dq, bu_dk, bu_dv;
@@ -165,6 +165,11 @@ const char *ocl_check_common(const ocl_device *d, const pa_problem *p, const ocl
 /* The flash backward (flash and fused plans): kernels and the call. */
 polyattn_status ocl_flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s);
 uint64_t ocl_flash_bwd_workspace(pa_device *dev, const pa_problem *p);
+/* d_bias recomputed from Q, K, V, dO, the LSE and D at ws[delta0 ..] (flash_bwd_dbias_kernel;
+ * the unfused backward uses it too when softcap keeps dS out of its dS region). */
+polyattn_status ocl_flash_bwd_dbias(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                    const pa_backward_io *io, const cl_long off[9], cl_mem ws,
+                                    cl_long delta0);
 polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *state,
                                    const pa_backward_io *io);
 

@@ -81,8 +81,6 @@ static const char *decide(ocl_device *d, const pa_problem *p, ocl_plan_state *s,
         return "the workspace exceeds the device's largest allocation";
     if (ocl_tune.softmax_wg > d->caps.max_wg)
         return "the softmax kernel needs 128 work-items per group";
-    if (p->want_backward && p->want_bias_grad && p->has_bias && p->softcap > 0.0f)
-        return "the unfused backward's bias gradient does not combine with softcap yet";
     if (p->want_backward) {
         uint64_t bws = ocl_unfused_bwd_layout(p, &f, s);
         if (s->bchunk == 0)

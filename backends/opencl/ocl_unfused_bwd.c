@@ -89,8 +89,17 @@ polyattn_status ocl_unfused_bwd_prepare(ocl_device *d, const pa_problem *p, cons
         st = ocl_make_kernel_p(d, p, srcs, 2, opts, "unpack_f32_kernel", &s->bwd_unpack);
     if (st == POLYATTN_STATUS_SUCCESS && p->has_sinks)
         st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_sinks_kernel", &s->bwd_sinks);
-    if (st == POLYATTN_STATUS_SUCCESS && p->has_bias && p->want_bias_grad)
-        st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_bias_grad_kernel", &s->bwd_bias);
+    if (st == POLYATTN_STATUS_SUCCESS && p->has_bias && p->want_bias_grad) {
+        if (p->softcap > 0.0f) {
+            /* The dS region holds dS times the softcap's derivative: d_bias recomputes dS
+             * with the flash backward's kernel (a program with the head dims). */
+            char ropts[320];
+            ocl_bwd_rows_options(p, 1, ropts, sizeof ropts);
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, ropts, "flash_bwd_dbias_kernel", &s->bwd_bias);
+        } else {
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_bias_grad_kernel", &s->bwd_bias);
+        }
+    }
     const uint64_t passes = (nbg + s->bchunk - 1) / s->bchunk;
     pa_log(POLYATTN_LOG_DISPATCH, "opencl unfused backward: %llu pass%s of up to %llu GQA "
            "groups%s", (unsigned long long)passes, passes == 1 ? "" : "es",
@@ -240,7 +249,7 @@ polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *
         if (st) return st;
         st = ocl_enqueue_1d(d, k, (uint64_t)n, "clEnqueueNDRangeKernel(bwd_softmax_grad_kernel)");
         if (st) return st;
-        if (s->bwd_bias) {
+        if (s->bwd_bias && p->softcap <= 0.0f) {
             /* d_bias: this pass's dS summed onto the bias shape (written by the first pass). */
             cl_kernel kb = s->bwd_bias;
             cl_mem dbm = (cl_mem)io->var.d_bias.mem;
@@ -274,6 +283,10 @@ polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *
         BWD_GEMM("dQ = scale dS K", CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
                  sq, dd, skv, s->bscale + m0, ws, cds + m0, skv, km, bk + m0, (size_t)k_st[2],
                  s->betas + m0, dqm, cdq + m0, (size_t)dq_st[2], mcnt, &queue, NULL);
+    }
+    if (s->bwd_bias && p->softcap > 0.0f) {
+        st = ocl_flash_bwd_dbias(d, s->bwd_bias, p, io, off, ws, delta0);
+        if (st) return st;
     }
     st = ocl_var_sinks_grad(d, s->bwd_sinks, p, io, off[8], ws, delta0);
     if (st) return st;

@@ -107,6 +107,56 @@ __kernel void bwd_bias_grad_kernel(__global const float *ws, long ds_off, long m
 }
 #endif
 
+#if defined(PA_BIAS_GRAD) && defined(HEAD_DIM)
+/* The flash backward's d_bias (f32 contiguous [bshape]): one work-item per row (bb, hh, i)
+ * of the bias shape rebuilds dS_ij = P_ij (dO_i . v_j - D_i) of every (batch, head) that
+ * maps onto it and sums them in a fixed order (broadcast dimensions, no atomics); pairs
+ * outside every range get 0.  The same O(N^2 d) work as the dQ pass, no N x N memory. */
+__kernel void flash_bwd_dbias_kernel(__global const STORAGE *q, long q_off, long4 q_st,
+                                     __global const STORAGE *k, long k_off, long4 k_st,
+                                     __global const STORAGE *v, long v_off, long4 v_st,
+                                     __global const STORAGE *dout, long do_off, long4 o_st,
+                                     __global const float *lse, long lse_off,
+                                     __global const float *delta, long delta_off,
+                                     __global float *dbias, long dbias_off, long4 bshape,
+                                     int batch, int heads_q, int seq_q, int seq_kv, int group,
+                                     float scale, int causal PA_VAR_PARAMS)
+{
+    const long rows = bshape.s0 * bshape.s1 * seq_q;
+    float qi[HEAD_DIM], doi[HEAD_DIM_V];
+    for (long r = get_global_id(0); r < rows; r += get_global_size(0)) {
+        const long i = r % seq_q, bh = r / seq_q, bb = bh / bshape.s1, hh = bh % bshape.s1;
+        __global float *out = dbias + dbias_off + r * seq_kv;
+        for (long j = 0; j < seq_kv; j++) out[j] = 0.0f;
+        const long b0 = bshape.s0 == 1 ? 0 : bb, b1 = bshape.s0 == 1 ? batch : bb + 1;
+        const long h0 = bshape.s1 == 1 ? 0 : hh, h1 = bshape.s1 == 1 ? heads_q : hh + 1;
+        for (long b = b0; b < b1; b++)
+            for (long h = h0; h < h1; h++) {
+                const long row = (b * heads_q + h) * seq_q + i, hk = h / group;
+                const float l = lse[lse_off + row], di = delta[delta_off + row];
+                if (l == -INFINITY) continue;
+                PA_VAR_INIT(va, b, h, 1.0f);
+                long lo;
+                const long hi = pa_var_range(&va, i, causal, seq_kv, &lo);
+                const long qb = q_off + b * q_st.s0 + h * q_st.s1 + i * q_st.s2;
+                const long ob = do_off + b * o_st.s0 + h * o_st.s1 + i * o_st.s2;
+                for (int c = 0; c < HEAD_DIM; c++) qi[c] = LOAD(q, qb + c * q_st.s3);
+                for (int c = 0; c < HEAD_DIM_V; c++) doi[c] = LOAD(dout, ob + c * o_st.s3);
+                for (long j = lo; j < hi; j++) {
+                    const long kb = k_off + b * k_st.s0 + hk * k_st.s1 + j * k_st.s2;
+                    const long vb = v_off + b * v_st.s0 + hk * v_st.s1 + j * v_st.s2;
+                    float sc = 0.0f, dp = 0.0f, dcap;
+                    int sn;
+                    for (int c = 0; c < HEAD_DIM; c++) sc = fma(qi[c], LOAD(k, kb + c * k_st.s3), sc);
+                    for (int c = 0; c < HEAD_DIM_V; c++) dp = fma(doi[c], LOAD(v, vb + c * v_st.s3), dp);
+                    const float pr = exp(pa_var_score(&va, scale * sc, i, j, &sn, &dcap) - l);
+                    out[j] += pr * (dp - di);
+                }
+            }
+    }
+}
+#endif
+
 /* The row kernels below are the CPU flavour; the tiled (GPU) program includes this file
  * for bwd_delta_kernel only (-DPA_BWD_TILED). */
 #if defined(HEAD_DIM) && !defined(PA_BWD_TILED)
