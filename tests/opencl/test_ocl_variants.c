@@ -373,6 +373,58 @@ done:
     return 1;
 }
 
+/* Build log lines of the latest plans (POLYATTN_LOG_BUILD). */
+static char build_log[8192];
+
+static void on_log(polyattn_log_category cat, const char *message, void *user)
+{
+    (void)user;
+    size_t n = strlen(build_log);
+    if (cat == POLYATTN_LOG_BUILD && n + strlen(message) + 2 < sizeof build_log)
+        snprintf(build_log + n, sizeof build_log - n, "%s\n", message);
+}
+
+/* A plain plan builds its kernels without the variants' source or options (the exact plain
+ * kernels); a variant plan with them.  bf16, head dim 24: programs no other case builds. */
+static void check_build_options(polyattn_context *ctx)
+{
+    for (int variant = 0; variant < 2; variant++) {
+        polyattn_attention_desc desc;
+        polyattn_attention_desc_init(&desc, POLYATTN_DTYPE_BF16, 1, 1, 1, 9, 9, 24, 24);
+        desc.softcap = variant ? 3.0f : 0.0f;
+        for (int a = 1; a <= 3; a++) {
+            polyattn_plan_options opt;
+            polyattn_plan_options_init(&opt);
+            opt.algo = (polyattn_algo)a;
+            opt.want_backward = 1;
+            polyattn_plan *plan = NULL;
+            build_log[0] = 0;
+            polyattn_set_log_mask(POLYATTN_LOG_ERROR | POLYATTN_LOG_BUILD);
+            polyattn_set_log_callback(on_log, NULL);
+            polyattn_status st = polyattn_plan_create(ctx, &desc, &opt, &plan);
+            polyattn_set_log_callback(NULL, NULL);
+            polyattn_set_log_mask(POLYATTN_LOG_ERROR);
+            polyattn_plan_destroy(plan);
+            if (st != POLYATTN_STATUS_SUCCESS) {
+                if (a == POLYATTN_ALGO_UNFUSED) continue; /* built without CLBlast */
+                printf("FAIL: build-option plan %d: %s\n", a, polyattn_context_last_error(ctx));
+                failures++;
+                continue;
+            }
+            int has_var = strstr(build_log, "-DPA_VAR") != NULL,
+                has_src = strstr(build_log, "variants.cl") != NULL;
+            if (!strstr(build_log, "-DPA_DTYPE") || has_var != variant || has_src != variant ||
+                (variant && !strstr(build_log, "-DPA_SOFTCAP"))) {
+                printf("FAIL: %s plan of %s: build log\n%s", variant ? "softcap" : "plain",
+                       polyattn_algo_name((polyattn_algo)a), build_log);
+                failures++;
+            }
+        }
+    }
+    printf("%s build options: plain plans without variants, variant plans with them\n",
+           failures ? "checked" : "ok  ");
+}
+
 static double now_ms(void)
 {
     struct timespec t;
@@ -454,6 +506,7 @@ int main(int argc, char **argv)
         }
         data_free(&x);
     }
+    if (!only) check_build_options(ctx);
     if (!only || !strcmp(only, "timing")) {
         /* Tile skipping: the window's cost follows its visible pairs. */
         double f_full = 0, f_win = 0;
