@@ -57,7 +57,7 @@ typedef struct vdata {
     void *bias_raw;
     int64_t bshape[4];
     /* reference */
-    double *o, *lse, *dq, *dk, *dv, *dbias, *dsinks;
+    double *o, *lse, *probs, *dq, *dk, *dv, *dbias, *dsinks;
 } vdata;
 
 static float rnd(pa_tk_rng *r) { return (float)(2.0 * pa_tk_rng_uniform(r) - 1.0); }
@@ -124,7 +124,8 @@ static void reference(vdata *x)
                     s[j] = ref_score(x, b, h, i, j, &mk[j], &dc[j]);
                     if (!mk[j]) any = 1, m = fmax(m, s[j]);
                 }
-                double *o = x->o + row * c->d, *go = x->dq + row * c->d;
+                double *o = x->o + row * c->d, *go = x->dq + row * c->d,
+                       *pr = x->probs + row * c->skv;
                 if (!any && !c->sinks) {
                     for (int e = 0; e < c->d; e++) o[e] = 0;
                     x->lse[row] = -INFINITY;
@@ -139,6 +140,7 @@ static void reference(vdata *x)
                 for (long j = 0; j < c->skv; j++) {
                     if (mk[j]) continue;
                     double p = exp(s[j] - lse);
+                    pr[j] = p;
                     const float *vr = x->v + (((size_t)b * c->hk + hk) * c->skv + j) * c->d;
                     for (int e = 0; e < c->d; e++) o[e] += p * vr[e];
                 }
@@ -205,6 +207,7 @@ static void data_init(vdata *x, const vcase *c)
         if (row % 5 == 2) x->amask[i] = 0; /* fully masked rows */
     }
     pa_tk_encode(x->bias_raw, x->bias, x->nb, bt);
+    x->probs = calloc(x->nl * (size_t)c->skv, 8);
     x->o = calloc(x->no, 8), x->lse = calloc(x->nl, 8), x->dq = calloc(x->nq, 8);
     x->dk = calloc(x->nk, 8), x->dv = calloc(x->nv, 8), x->dbias = calloc(x->nb, 8);
     x->dsinks = calloc((size_t)c->hq, 8);
@@ -214,7 +217,7 @@ static void data_init(vdata *x, const vcase *c)
 static void data_free(vdata *x)
 {
     void *p[] = {x->q, x->k, x->v, x->dout, x->slopes, x->bias, x->sinks, x->amask, x->bias_raw,
-                 x->o, x->lse, x->dq, x->dk, x->dv, x->dbias, x->dsinks};
+                 x->o, x->lse, x->probs, x->dq, x->dk, x->dv, x->dbias, x->dsinks};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
 }
 
@@ -292,6 +295,7 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
     opt.want_lse = 1;
     opt.want_backward = backward;
     opt.want_bias_grad = backward && c->bias;
+    opt.want_probs = !backward && algo != POLYATTN_ALGO_FLASH; /* the probabilities too */
     polyattn_plan *plan = NULL;
     polyattn_status st = polyattn_plan_create(ctx, &desc, &opt, &plan);
     if (st == POLYATTN_STATUS_UNSUPPORTED && backward && c->bias) {
@@ -309,6 +313,9 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
     polyattn_plan_get_info(plan, &info);
     bufs B;
     memset(&B, 0, sizeof B);
+    const size_t np = x->nl * (size_t)c->skv;
+    float *probs = poisoned(np);
+    polyattn_buffer *pb = opt.want_probs ? upload(ctx, probs, 4 * np) : NULL;
     float *o = poisoned(x->no), *lse = poisoned(x->nl), *dq = poisoned(x->nq), *dk = poisoned(x->nk),
           *dv = poisoned(x->nv), *dbias = poisoned(x->nb), *dsinks = poisoned((size_t)c->hq);
     size_t bsz = x->nb * polyattn_dtype_size(c->bias ? c->bias_dtype : POLYATTN_DTYPE_F32);
@@ -325,7 +332,8 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
     if (c->amask) ex.attn_mask = B.amask = upload(ctx, x->amask, x->nb);
     if (c->sinks) ex.sinks = B.sinks = upload(ctx, x->sinks, 4 * (size_t)c->hq);
     if (info.workspace_bytes) B.ws = upload(ctx, NULL, info.workspace_bytes);
-    st = polyattn_forward_ex(plan, B.q, B.k, B.v, B.o, B.lse, NULL, B.ws, &ex);
+    st = polyattn_forward_ex(plan, B.q, B.k, B.v, B.o, B.lse, pb, B.ws, &ex);
+    if (st == POLYATTN_STATUS_SUCCESS && pb) st = polyattn_buffer_read(pb, 0, probs, 4 * np);
     if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_read(B.o, 0, o, 4 * x->no);
     if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_read(B.lse, 0, lse, 4 * x->nl);
     if (st != POLYATTN_STATUS_SUCCESS) {
@@ -334,6 +342,7 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
         goto done;
     }
     long bad = compare("O", tag, o, x->o, x->no, 2e-4) + compare("LSE", tag, lse, x->lse, x->nl, 2e-4);
+    if (pb) bad += compare("P", tag, probs, x->probs, np, 2e-4);
     if (backward) {
         ex.alibi_slopes = B.slopes, ex.bias = B.bias, ex.attn_mask = B.amask, ex.sinks = B.sinks;
         if (opt.want_bias_grad) ex.d_bias = B.dbias = upload(ctx, dbias, 4 * x->nb);
@@ -369,6 +378,8 @@ done:
     polyattn_buffer *all[] = {B.q, B.k, B.v, B.o, B.lse, B.dout, B.dq, B.dk, B.dv, B.slopes,
                               B.bias, B.amask, B.sinks, B.dbias, B.dsinks, B.ws, B.bws};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) polyattn_buffer_free(all[i]);
+    polyattn_buffer_free(pb);
+    free(probs);
     free(o), free(lse), free(dq), free(dk), free(dv), free(dbias), free(dsinks);
     return 1;
 }
