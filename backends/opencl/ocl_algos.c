@@ -2,6 +2,12 @@
  * shared backward (ocl_flash_bwd.c), unfused on CLBlast (ocl_unfused.c, ocl_unfused_bwd.c). */
 #include "ocl_algos.h"
 
+/* Score variants every forward implements (kernels/variants.cl).  The bias gradient is a
+ * backward output, but the core also looks for it in .features of a backward plan. */
+#define OCL_FWD_VARIANTS                                                                     \
+    (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |           \
+     PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
+
 const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
     {
         .algo = POLYATTN_ALGO_UNFUSED,
@@ -13,6 +19,8 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .forward = ocl_unfused_forward,
         .backward_workspace_size = ocl_unfused_bwd_workspace,
         .backward = ocl_unfused_backward,
+        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
+        .backward_features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
     },
     {
         .algo = POLYATTN_ALGO_FUSED,
@@ -25,6 +33,8 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         /* the flash backward kernels: no N x N memory, deterministic (no atomics) */
         .backward_workspace_size = ocl_flash_bwd_workspace,
         .backward = ocl_flash_backward,
+        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
+        .backward_features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
     },
     {
         .algo = POLYATTN_ALGO_FLASH,
@@ -36,5 +46,7 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .forward = ocl_flash_forward,
         .backward_workspace_size = ocl_flash_bwd_workspace,
         .backward = ocl_flash_backward,
+        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
+        .backward_features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
     },
 };

@@ -138,6 +138,7 @@ typedef struct ocl_plan_state {
     float *alphas, *betas;
     /* backward (plans with want_backward) */
     cl_kernel bwd_delta, bwd_grad, bwd_pack, bwd_unpack, bwd_dkdv, bwd_dq;
+    cl_kernel bwd_sinks, bwd_bias; /* variants: d_sinks, d_bias */
     ocl_bwd_choice bwd; /* flash, fused */
     /* unfused backward: packed inputs, staged outputs, workspace byte offsets, passes */
     int bp_q, bp_k, bp_v, bp_do, bu_dq, bu_dk, bu_dv;
@@ -164,6 +165,11 @@ const char *ocl_check_common(const ocl_device *d, const pa_problem *p, const ocl
 /* The flash backward (flash and fused plans): kernels and the call. */
 polyattn_status ocl_flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s);
 uint64_t ocl_flash_bwd_workspace(pa_device *dev, const pa_problem *p);
+/* d_bias recomputed from Q, K, V, dO, the LSE and D at ws[delta0 ..] (flash_bwd_dbias_kernel;
+ * the unfused backward uses it too when softcap keeps dS out of its dS region). */
+polyattn_status ocl_flash_bwd_dbias(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                    const pa_backward_io *io, const cl_long off[9], cl_mem ws,
+                                    cl_long delta0);
 polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *state,
                                    const pa_backward_io *io);
 
@@ -204,6 +210,23 @@ polyattn_status ocl_bwd_delta(ocl_device *d, cl_kernel k, const pa_problem *p,
                               cl_long delta_off);
 
 int ocl_one_launch(pa_device *dev, const pa_problem *p);
+
+/* ---- score variants (ocl_variants.c) -------------------------------------- */
+
+/* Whether a plan compiles variants into its kernels (kernels/variants.cl, -DPA_VAR ...). */
+int ocl_var_on(const pa_problem *p);
+/* Appends the variants' -D options to buf (nothing for a plain plan). */
+void ocl_var_options(const pa_problem *p, char *buf, size_t size);
+/* ocl_make_kernel with the variants' source and options when the plan needs them. */
+polyattn_status ocl_make_kernel_p(ocl_device *d, const pa_problem *p, const char *const *srcs,
+                                  int n, const char *opts, const char *name, cl_kernel *out);
+/* The PA_VAR_PARAMS arguments (17) from index first; nothing for a plain plan. */
+polyattn_status ocl_var_set_args(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
+                                 const pa_variant_io *var, cl_mem dummy, cl_long mat0);
+/* d_sinks from the LSE and D = rowsum(dO * O) at ws[delta_off ..] (plans with sinks). */
+polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                   const pa_backward_io *io, cl_long lse_off, cl_mem ws,
+                                   cl_long delta_off);
 
 /* ---- the algorithms' ops (ocl_flash.c, ocl_fused.c, ocl_unfused*.c) -------- */
 

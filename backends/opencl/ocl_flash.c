@@ -114,11 +114,11 @@ polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **st
     if (s->fwd.rows) {
         ocl_rows_options(p, s->fwd.rows, opts, sizeof opts);
         static const char *const rsrcs[] = {"common", "flash_rows"};
-        st = ocl_make_kernel(d, rsrcs, 2, opts, "flash_fwd_rows_kernel", &s->kernel);
+        st = ocl_make_kernel_p(d, p, rsrcs, 2, opts, "flash_fwd_rows_kernel", &s->kernel);
     } else {
         ocl_tile_options(p, &s->fwd.tiles, opts, sizeof opts);
         static const char *const srcs[] = {"common", "tile", "flash"};
-        st = ocl_make_kernel(d, srcs, 3, opts,
+        st = ocl_make_kernel_p(d, p, srcs, 3, opts,
                              s->fwd.v4 ? "flash_fwd_tiled_v4_kernel" : "flash_fwd_tiled_kernel",
                              &s->kernel);
     }
@@ -164,6 +164,8 @@ polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *sta
     SET_ARG(k, 19, causal);
     SET_ARG(k, 20, off);
     SET_ARG(k, 21, n_tiles);
+    st = ocl_var_set_args(d, k, c->v4 ? 23 : 22, p, &io->var, (cl_mem)io->o.mem, 0);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
     if (c->rows) {
         /* The kernel returns early for the rows that pad the last group. */
         size_t items = (size_t)((p->seq_q + c->rows - 1) / c->rows);

@@ -74,19 +74,27 @@ polyattn_status ocl_flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_pl
     if (c->tiled) {
         ocl_bwd_tiled_options(p, &c->t, opts, sizeof opts);
         static const char *const tsrcs[] = {"common", "backward", "flash_bwd"};
-        st = ocl_make_kernel(d, tsrcs, 3, opts, "bwd_delta_kernel", &s->bwd_delta);
+        st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "bwd_delta_kernel", &s->bwd_delta);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel(d, tsrcs, 3, opts, "flash_bwd_dkdv_tiled_kernel", &s->bwd_dkdv);
+            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "flash_bwd_dkdv_tiled_kernel", &s->bwd_dkdv);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel(d, tsrcs, 3, opts, "flash_bwd_dq_tiled_kernel", &s->bwd_dq);
+            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "flash_bwd_dq_tiled_kernel", &s->bwd_dq);
+        if (st == POLYATTN_STATUS_SUCCESS && p->has_sinks)
+            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "bwd_sinks_kernel", &s->bwd_sinks);
+        if (st == POLYATTN_STATUS_SUCCESS && p->has_bias && p->want_bias_grad)
+            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "flash_bwd_dbias_kernel", &s->bwd_bias);
     } else {
         ocl_bwd_rows_options(p, c->rows, opts, sizeof opts);
         static const char *const bsrcs[] = {"common", "backward"};
-        st = ocl_make_kernel(d, bsrcs, 2, opts, "bwd_delta_kernel", &s->bwd_delta);
+        st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_delta_kernel", &s->bwd_delta);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel(d, bsrcs, 2, opts, "flash_bwd_dkdv_kernel", &s->bwd_dkdv);
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "flash_bwd_dkdv_kernel", &s->bwd_dkdv);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel(d, bsrcs, 2, opts, "flash_bwd_dq_kernel", &s->bwd_dq);
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "flash_bwd_dq_kernel", &s->bwd_dq);
+        if (st == POLYATTN_STATUS_SUCCESS && p->has_sinks)
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_sinks_kernel", &s->bwd_sinks);
+        if (st == POLYATTN_STATUS_SUCCESS && p->has_bias && p->want_bias_grad)
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "flash_bwd_dbias_kernel", &s->bwd_bias);
     }
     pa_log(POLYATTN_LOG_DISPATCH, "opencl flash backward: %s kernels%s%s%s",
            c->tiled ? "tiled (GPU)"
@@ -182,6 +190,8 @@ polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *st
     SET_ARG(k, 24, scale);
     SET_ARG(k, 25, causal);
     SET_ARG(k, 26, coff);
+    st = ocl_var_set_args(d, k, 27, p, &io->var, ws, 0);
+    if (st) return st;
     st = ocl_enqueue(d, k, g1, l1, "clEnqueueNDRangeKernel(flash_bwd_dkdv_kernel)");
     if (st) return st;
 
@@ -197,5 +207,44 @@ polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *st
     SET_ARG(k, 22, scale);
     SET_ARG(k, 23, causal);
     SET_ARG(k, 24, coff);
-    return ocl_enqueue(d, k, g2, l1, "clEnqueueNDRangeKernel(flash_bwd_dq_kernel)");
+    st = ocl_var_set_args(d, k, 25, p, &io->var, ws, 0);
+    if (st) return st;
+    st = ocl_enqueue(d, k, g2, l1, "clEnqueueNDRangeKernel(flash_bwd_dq_kernel)");
+    if (st) return st;
+    if (s->bwd_bias) {
+        st = ocl_flash_bwd_dbias(d, s->bwd_bias, p, io, off, ws, delta0);
+        if (st) return st;
+    }
+    return ocl_var_sinks_grad(d, s->bwd_sinks, p, io, off[8], ws, delta0);
+}
+
+/* d_bias: one work-item per bias row, summing the (batch, head)s it broadcasts over. */
+polyattn_status ocl_flash_bwd_dbias(ocl_device *d, cl_kernel k, const pa_problem *p,
+                                    const pa_backward_io *io, const cl_long off[9], cl_mem ws,
+                                    cl_long delta0)
+{
+    polyattn_status st = flash_bwd_args(d, k, p, io, off, ws, delta0);
+    if (st) return st;
+    cl_int heads_q = (cl_int)p->heads_q, seq_q = (cl_int)p->seq_q, seq_kv = (cl_int)p->seq_kv,
+           group = (cl_int)(p->heads_q / p->heads_kv), coff = 0;
+    cl_int causal = ocl_causal_of(p, &coff);
+    cl_float scale = p->scale;
+    cl_mem dbm = (cl_mem)io->var.d_bias.mem;
+    cl_long db_off = (cl_long)(io->var.d_bias.offset / 4);
+    cl_long4 bshape = ocl_strides4(p->bias_shape);
+    cl_int batch = (cl_int)p->batch;
+    SET_ARG(k, 16, dbm);
+    SET_ARG(k, 17, db_off);
+    SET_ARG(k, 18, bshape);
+    SET_ARG(k, 19, batch);
+    SET_ARG(k, 20, heads_q);
+    SET_ARG(k, 21, seq_q);
+    SET_ARG(k, 22, seq_kv);
+    SET_ARG(k, 23, group);
+    SET_ARG(k, 24, scale);
+    SET_ARG(k, 25, causal);
+    st = ocl_var_set_args(d, k, 26, p, &io->var, ws, 0);
+    if (st) return st;
+    return ocl_enqueue_1d(d, k, (uint64_t)(p->bias_shape[0] * p->bias_shape[1] * p->seq_q),
+                          "clEnqueueNDRangeKernel(flash_bwd_dbias_kernel)");
 }

@@ -89,7 +89,8 @@ polyattn_status ocl_fused_prepare(pa_device *dev, const pa_problem *p, void **st
     size_t n = strlen(opts);
     snprintf(opts + n, sizeof opts - n, " -DFUSED_SCORES_LOCAL=%d", s->fwd.scores_local);
     static const char *const srcs[] = {"common", "tile", "fused"};
-    polyattn_status st = ocl_make_kernel(d, srcs, 3, opts, "fused_fwd_tiled_kernel", &s->kernel);
+    polyattn_status st =
+        ocl_make_kernel_p(d, p, srcs, 3, opts, "fused_fwd_tiled_kernel", &s->kernel);
     if (st == POLYATTN_STATUS_SUCCESS && p->want_backward) {
         why = ocl_bwd_decide(d, p, &f, &s->bwd);
         st = why ? pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED, "opencl fused: %s", why)
@@ -149,6 +150,8 @@ polyattn_status ocl_fused_forward(pa_device *dev, const pa_problem *p, void *sta
     SET_ARG(k, 25, causal);
     SET_ARG(k, 26, off);
     SET_ARG(k, 27, n_tiles);
+    st = ocl_var_set_args(d, k, 28, p, &io->var, dummy, 0);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
     size_t nt = (size_t)(c->tiles.rg * c->tiles.cg);
     size_t global[3] = {(size_t)n_tiles * nt, (size_t)p->heads_q, (size_t)p->batch};
     size_t local[3] = {nt, 1, 1};

@@ -170,11 +170,11 @@ polyattn_status ocl_unfused_prepare(pa_device *dev, const pa_problem *p, void **
     char opts[256];
     ocl_unfused_options(p, opts, sizeof opts);
     static const char *const srcs[] = {"common", "unfused"};
-    st = ocl_make_kernel(d, srcs, 2, opts, "softmax_rows_kernel", &s->kernel);
+    st = ocl_make_kernel_p(d, p, srcs, 2, opts, "softmax_rows_kernel", &s->kernel);
     if (st == POLYATTN_STATUS_SUCCESS && (s->pack_q || s->pack_k || s->pack_v))
-        st = ocl_make_kernel(d, srcs, 2, opts, "pack_f32_kernel", &s->pack);
+        st = ocl_make_kernel_p(d, p, srcs, 2, opts, "pack_f32_kernel", &s->pack);
     if (st == POLYATTN_STATUS_SUCCESS && s->unpack_o)
-        st = ocl_make_kernel(d, srcs, 2, opts, "unpack_f32_kernel", &s->unpack);
+        st = ocl_make_kernel_p(d, p, srcs, 2, opts, "unpack_f32_kernel", &s->unpack);
     if (st == POLYATTN_STATUS_SUCCESS && p->want_backward)
         st = ocl_unfused_bwd_prepare(d, p, opts, s);
     if (st != POLYATTN_STATUS_SUCCESS) {
@@ -367,6 +367,8 @@ polyattn_status ocl_unfused_forward(pa_device *dev, const pa_problem *p, void *s
         SET_ARG(k, 6, lse);
         SET_ARG(k, 7, chunk_lse_off);
         SET_ARG(k, 8, want_lse);
+        st = ocl_var_set_args(d, k, 9, p, &io->var, sm, (cl_long)c0);
+        if (st) return st;
         const size_t wg = (size_t)ocl_tune.softmax_wg;
         size_t global[3] = {cnt * sq * wg, 1, 1}, local[3] = {wg, 1, 1};
         st = ocl_enqueue(d, k, global, local, "clEnqueueNDRangeKernel(softmax_rows_kernel)");

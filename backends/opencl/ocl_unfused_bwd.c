@@ -80,13 +80,26 @@ polyattn_status ocl_unfused_bwd_prepare(ocl_device *d, const pa_problem *p, cons
     }
     static const char *const srcs[] = {"common", "unfused"}, *const bsrcs[] = {"common",
                                                                                "backward"};
-    polyattn_status st = ocl_make_kernel(d, bsrcs, 2, opts, "bwd_delta_kernel", &s->bwd_delta);
+    polyattn_status st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_delta_kernel", &s->bwd_delta);
     if (st == POLYATTN_STATUS_SUCCESS)
-        st = ocl_make_kernel(d, bsrcs, 2, opts, "bwd_softmax_grad_kernel", &s->bwd_grad);
+        st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_softmax_grad_kernel", &s->bwd_grad);
     if (st == POLYATTN_STATUS_SUCCESS && (s->bp_q || s->bp_k || s->bp_v || s->bp_do))
-        st = ocl_make_kernel(d, srcs, 2, opts, "pack_f32_kernel", &s->bwd_pack);
+        st = ocl_make_kernel_p(d, p, srcs, 2, opts, "pack_f32_kernel", &s->bwd_pack);
     if (st == POLYATTN_STATUS_SUCCESS && (s->bu_dq || s->bu_dk || s->bu_dv))
-        st = ocl_make_kernel(d, srcs, 2, opts, "unpack_f32_kernel", &s->bwd_unpack);
+        st = ocl_make_kernel_p(d, p, srcs, 2, opts, "unpack_f32_kernel", &s->bwd_unpack);
+    if (st == POLYATTN_STATUS_SUCCESS && p->has_sinks)
+        st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_sinks_kernel", &s->bwd_sinks);
+    if (st == POLYATTN_STATUS_SUCCESS && p->has_bias && p->want_bias_grad) {
+        if (p->softcap > 0.0f) {
+            /* The dS region holds dS times the softcap's derivative: d_bias recomputes dS
+             * with the flash backward's kernel (a program with the head dims). */
+            char ropts[320];
+            ocl_bwd_rows_options(p, 1, ropts, sizeof ropts);
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, ropts, "flash_bwd_dbias_kernel", &s->bwd_bias);
+        } else {
+            st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "bwd_bias_grad_kernel", &s->bwd_bias);
+        }
+    }
     const uint64_t passes = (nbg + s->bchunk - 1) / s->bchunk;
     pa_log(POLYATTN_LOG_DISPATCH, "opencl unfused backward: %llu pass%s of up to %llu GQA "
            "groups%s", (unsigned long long)passes, passes == 1 ? "" : "es",
@@ -232,8 +245,32 @@ polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *
         SET_ARG(k, 8, lse);
         SET_ARG(k, 9, lse_off);
         SET_ARG(k, 10, delta_off);
+        st = ocl_var_set_args(d, k, 11, p, &io->var, ws, (cl_long)m0);
+        if (st) return st;
         st = ocl_enqueue_1d(d, k, (uint64_t)n, "clEnqueueNDRangeKernel(bwd_softmax_grad_kernel)");
         if (st) return st;
+        if (s->bwd_bias && p->softcap <= 0.0f) {
+            /* d_bias: this pass's dS summed onto the bias shape (written by the first pass). */
+            cl_kernel kb = s->bwd_bias;
+            cl_mem dbm = (cl_mem)io->var.d_bias.mem;
+            cl_long mat0 = (cl_long)m0, count = (cl_long)mcnt,
+                    db_off = (cl_long)(io->var.d_bias.offset / 4), plane = (cl_long)(sq * skv);
+            cl_long4 bshape = ocl_strides4(p->bias_shape);
+            cl_int hq_arg = (cl_int)p->heads_q, accumulate = g0 > 0;
+            SET_ARG(kb, 0, ws);
+            SET_ARG(kb, 1, dsa);
+            SET_ARG(kb, 2, mat0);
+            SET_ARG(kb, 3, count);
+            SET_ARG(kb, 4, dbm);
+            SET_ARG(kb, 5, db_off);
+            SET_ARG(kb, 6, bshape);
+            SET_ARG(kb, 7, hq_arg);
+            SET_ARG(kb, 8, plane);
+            SET_ARG(kb, 9, accumulate);
+            st = ocl_enqueue_1d(d, kb, (uint64_t)(p->bias_shape[0] * p->bias_shape[1]) * sq * skv,
+                                "clEnqueueNDRangeKernel(bwd_bias_grad_kernel)");
+            if (st) return st;
+        }
         /* One GEMM per kv head over its group: K = group * seq_q stacked rows. */
         BWD_GEMM("dV = P^T dO", CLBlastLayoutRowMajor, CLBlastTransposeYes, CLBlastTransposeNo,
                  skv, dv, group * sq, s->bone + g0, ws, gp + g0, skv, dom, gdo + g0,
@@ -247,6 +284,12 @@ polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *
                  sq, dd, skv, s->bscale + m0, ws, cds + m0, skv, km, bk + m0, (size_t)k_st[2],
                  s->betas + m0, dqm, cdq + m0, (size_t)dq_st[2], mcnt, &queue, NULL);
     }
+    if (s->bwd_bias && p->softcap > 0.0f) {
+        st = ocl_flash_bwd_dbias(d, s->bwd_bias, p, io, off, ws, delta0);
+        if (st) return st;
+    }
+    st = ocl_var_sinks_grad(d, s->bwd_sinks, p, io, off[8], ws, delta0);
+    if (st) return st;
     if (s->bu_dq) {
         st = ocl_pack(d, s->bwd_unpack, 1, (cl_mem)io->dq.mem, off[5], p->q_stride, qd, ws, dq_off);
         if (st) return st;

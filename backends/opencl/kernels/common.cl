@@ -56,3 +56,8 @@ inline long pa_visible(long query, int causal, long offset, long seq_kv)
     long n = query + 1 + offset;
     return n < 0 ? 0 : (n > seq_kv ? seq_kv : n);
 }
+
+/* Kernel parameters of the score variants (variants.cl); none in plain builds. */
+#ifndef PA_VAR
+#define PA_VAR_PARAMS
+#endif

@@ -7,7 +7,8 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
     long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int seq_q,
-    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles)
+    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles
+    PA_VAR_PARAMS)
 {
     __local float stage[STAGE_LOCAL];
     __local float ps[BM * KS_LD];
@@ -28,18 +29,35 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
     __global float *lseb = lse + lse_off + (b * heads_q + h) * seq_q;
 
     long last_row = min(row0 + BM, (long)seq_q) - 1;
-    long kv_end = pa_visible(last_row, causal, causal_offset, seq_kv);
     long vis[TM];
     float m[TM], l[TM], oacc[TM][TDV];
+#ifdef PA_VAR
+    /* Rows see keys [lo, vis); both bounds grow with the row, so the tile walks the key
+     * blocks from its first row's lo to its last row's end and skips the rest. */
+    PA_VAR_INIT(va, b, h, PA_LOG2E);
+    long lo[TM], k_begin;
+    float seen[TM];
+    long kv_end = pa_var_range(&va, last_row, causal, seq_kv, &k_begin);
+    pa_var_range(&va, row0, causal, seq_kv, &k_begin);
+    k_begin = k_begin / BN * BN;
+#else
+    long kv_end = pa_visible(last_row, causal, causal_offset, seq_kv), k_begin = 0;
+#endif
     for (int i = 0; i < TM; i++) {
         long row = row0 + rg + i * RG;
+#ifdef PA_VAR
+        lo[i] = seq_kv;
+        vis[i] = row < seq_q ? pa_var_range(&va, row, causal, seq_kv, &lo[i]) : 0;
+        seen[i] = 0.0f;
+#else
         vis[i] = row < seq_q ? pa_visible(row, causal, causal_offset, seq_kv) : 0;
+#endif
         m[i] = -INFINITY;
         l[i] = 0.0f;
         for (int jv = 0; jv < TDV; jv++) oacc[i][jv] = 0.0f;
     }
 
-    for (long k0 = 0; k0 < kv_end; k0 += BN) {
+    for (long k0 = k_begin; k0 < kv_end; k0 += BN) {
         float s[TM][TN];
         pa_qk_tile(s, qb, q_st, row0, seq_q, kb, k_st, k0, seq_kv, stage, lid, rg, cg);
         float bmax[TM];
@@ -47,7 +65,15 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
             bmax[i] = -INFINITY;
             for (int j = 0; j < TN; j++) {
                 long key = k0 + cg + j * CG;
+#ifdef PA_VAR
+                float x = -INFINITY, dcap;
+                int sn = 0;
+                if (key >= lo[i] && key < vis[i])
+                    x = pa_var_score(&va, s[i][j] * scale_log2, row0 + rg + i * RG, key, &sn, &dcap);
+                if (sn) seen[i] = 1.0f;
+#else
                 float x = key < vis[i] ? s[i][j] * scale_log2 : -INFINITY;
+#endif
                 s[i][j] = x;
                 bmax[i] = fmax(bmax[i], x);
             }
@@ -71,6 +97,14 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
         pa_pv_local(oacc, ps, KS_LD, 0, vb, v_st, k0, BN, seq_kv, stage, lid, rg, cg);
     }
     pa_row_reduce(l, red, rg, cg, 0);
+#ifdef PA_VAR
+    pa_row_reduce(seen, red, rg, cg, 1);
+    for (int i = 0; i < TM; i++) {
+        const float fold = pa_var_sink_fold2(&va, &m[i], &l[i]);
+        for (int jv = 0; jv < TDV; jv++) oacc[i][jv] *= fold;
+        vis[i] = seen[i] > 0.0f;
+    }
+#endif
     pa_store_rows(oacc, m, l, vis, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg);
 }
 
@@ -135,7 +169,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
     long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int seq_q,
     int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles,
-    int vec)
+    int vec PA_VAR_PARAMS)
 {
     __local float4 stage4[V4_STAGE / 4];
     __local float4 ps4[BN * V4_PS_LD / 4];
@@ -156,19 +190,34 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
     __global float *lseb = lse + lse_off + (b * heads_q + h) * seq_q;
 
     long last_row = min(row0 + BM, (long)seq_q) - 1;
-    long kv_end = pa_visible(last_row, causal, causal_offset, seq_kv);
     long vis[4];
     float m[4], l[4];
     float4 oacc[4][TDV4];
+#ifdef PA_VAR
+    PA_VAR_INIT(va, b, h, PA_LOG2E);
+    long lo[4], k_begin;
+    float seen[4];
+    long kv_end = pa_var_range(&va, last_row, causal, seq_kv, &k_begin);
+    pa_var_range(&va, row0, causal, seq_kv, &k_begin);
+    k_begin = k_begin / BN * BN;
+#else
+    long kv_end = pa_visible(last_row, causal, causal_offset, seq_kv), k_begin = 0;
+#endif
     for (int i = 0; i < 4; i++) {
         long row = row0 + rg * 4 + i;
+#ifdef PA_VAR
+        lo[i] = seq_kv;
+        vis[i] = row < seq_q ? pa_var_range(&va, row, causal, seq_kv, &lo[i]) : 0;
+        seen[i] = 0.0f;
+#else
         vis[i] = row < seq_q ? pa_visible(row, causal, causal_offset, seq_kv) : 0;
+#endif
         m[i] = -INFINITY;
         l[i] = 0.0f;
         for (int jv = 0; jv < TDV4; jv++) oacc[i][jv] = (float4)(0.0f);
     }
 
-    for (long k0 = 0; k0 < kv_end; k0 += BN) {
+    for (long k0 = k_begin; k0 < kv_end; k0 += BN) {
         float4 s[4][TN4];
         for (int i = 0; i < 4; i++)
             for (int jj = 0; jj < TN4; jj++) s[i][jj] = (float4)(0.0f);
@@ -199,10 +248,24 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
             for (int jj = 0; jj < TN4; jj++) {
                 long key = k0 + (cg + jj * CG) * 4;
                 float4 x = s[i][jj] * scale_log2;
+#ifdef PA_VAR
+                {
+                    float xe[4] = {x.x, x.y, x.z, x.w}, dcap;
+                    for (int e = 0; e < 4; e++) {
+                        int sn = 0;
+                        xe[e] = key + e >= lo[i] && key + e < vis[i]
+                                    ? pa_var_score(&va, xe[e], row0 + rg * 4 + i, key + e, &sn, &dcap)
+                                    : -INFINITY;
+                        if (sn) seen[i] = 1.0f;
+                    }
+                    x = (float4)(xe[0], xe[1], xe[2], xe[3]);
+                }
+#else
                 x.x = key + 0 < vis[i] ? x.x : -INFINITY;
                 x.y = key + 1 < vis[i] ? x.y : -INFINITY;
                 x.z = key + 2 < vis[i] ? x.z : -INFINITY;
                 x.w = key + 3 < vis[i] ? x.w : -INFINITY;
+#endif
                 s[i][jj] = x;
                 bmax[i] = fmax(bmax[i], fmax(fmax(x.x, x.y), fmax(x.z, x.w)));
             }
@@ -269,10 +332,19 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
         }
     }
     pa_row_reduce(l, red, rg, cg, 0);
+#ifdef PA_VAR
+    pa_row_reduce(seen, red, rg, cg, 1);
+#endif
     for (int i = 0; i < 4; i++) {
         long row = row0 + rg * 4 + i;
         if (row >= seq_q) continue;
+#ifdef PA_VAR
+        const float fold = pa_var_sink_fold2(&va, &m[i], &l[i]);
+        vis[i] = seen[i] > 0.0f;
+        float inv = pa_row_inv(l[i], vis[i]) * fold;
+#else
         float inv = pa_row_inv(l[i], vis[i]);
+#endif
         for (int jv = 0; jv < TDV4; jv++) {
             int col = (cg + jv * CG) * 4;
             float4 r = oacc[i][jv] * inv;

@@ -133,7 +133,7 @@ __kernel __attribute__((reqd_work_group_size(BT_NT, 1, 1))) void flash_bwd_dkdv_
     __global const STORAGE *dout, long do_off, long4 o_st, __global const float *lse,
     long lse_off, __global const float *delta, long delta_off, __global STORAGE *dk,
     long dk_off, __global STORAGE *dv, long dv_off, int heads_q, int seq_q, int seq_kv,
-    int group, float scale, int causal, int causal_offset)
+    int group, float scale, int causal, int causal_offset PA_VAR_PARAMS)
 {
     __local float stage[BT_STAGE];
     __local float pt[BT_R * BT_P_LD];
@@ -149,31 +149,53 @@ __kernel __attribute__((reqd_work_group_size(BT_NT, 1, 1))) void flash_bwd_dkdv_
     }
     /* Visibility grows with the query index: the first query seeing key k0 is the first
      * one that sees any key of the tile. */
-    const long q_first = pa_bt_first_query(k0, causal, causal_offset) / BT_C * BT_C;
+    long q_first = pa_bt_first_query(k0, causal, causal_offset) / BT_C * BT_C, q_end = seq_q;
     for (int g = 0; g < group; g++) {
         const long h = hk * group + g, row0 = (b * heads_q + h) * seq_q;
         __global const STORAGE *qb = q + q_off + b * q_st.s0 + h * q_st.s1;
         __global const STORAGE *dob = dout + do_off + b * o_st.s0 + h * o_st.s1;
-        for (long q0 = q_first; q0 < seq_q; q0 += BT_C) {
+#ifdef PA_VAR
+        /* The query blocks whose causal/window range holds one of the tile's keys. */
+        PA_VAR_INIT(va, b, h, 1.0f);
+        q_end = pa_var_queries(&va, k0, min(k0 + BT_R, (long)seq_kv) - 1, causal, seq_q, &q_first);
+        q_first = q_first / BT_C * BT_C;
+#endif
+        for (long q0 = q_first; q0 < q_end; q0 += BT_C) {
             float s[BT_TR][BT_TC], dp[BT_TR][BT_TC];
             pa_bt_nt(s, kb, k_st, k0, seq_kv, qb, q_st, q0, seq_q, HEAD_DIM, stage, lid, rg, cg);
             pa_bt_nt(dp, vb, v_st, k0, seq_kv, dob, o_st, q0, seq_q, HEAD_DIM_V, stage, lid, rg,
                      cg);
             float l[BT_TC], di[BT_TC];
-            long vis[BT_TC];
+            long vis[BT_TC], lo[BT_TC];
             for (int j = 0; j < BT_TC; j++) {
                 const long qi = q0 + cg + j * BT_CG;
                 l[j] = qi < seq_q ? lse[lse_off + row0 + qi] : -INFINITY;
                 di[j] = qi < seq_q ? delta[delta_off + row0 + qi] : 0.0f;
                 /* fully masked rows (LSE -inf) see nothing */
+#ifdef PA_VAR
+                lo[j] = seq_kv;
+                vis[j] = l[j] == -INFINITY || qi >= seq_q ? 0 : pa_var_range(&va, qi, causal, seq_kv, &lo[j]);
+#else
+                lo[j] = 0;
                 vis[j] = l[j] == -INFINITY ? 0 : pa_visible(qi, causal, causal_offset, seq_kv);
+#endif
             }
             for (int i = 0; i < BT_TR; i++) {
                 const long key = k0 + rg + i * BT_RG;
                 for (int j = 0; j < BT_TC; j++) {
+#ifdef PA_VAR
+                    float pr = 0.0f, dcap = 1.0f;
+                    int sn;
+                    if (key >= lo[j] && key < vis[j])
+                        pr = exp(pa_var_score(&va, scale * s[i][j], q0 + cg + j * BT_CG, key, &sn, &dcap) -
+                                 l[j]);
+                    pt[(rg + i * BT_RG) * BT_P_LD + cg + j * BT_CG] = pr;
+                    s[i][j] = pr * (dp[i][j] - di[j]) * dcap * scale;
+#else
                     const float pr = key < vis[j] ? exp(scale * s[i][j] - l[j]) : 0.0f;
                     pt[(rg + i * BT_RG) * BT_P_LD + cg + j * BT_CG] = pr;
                     s[i][j] = pr * (dp[i][j] - di[j]) * scale;
+#endif
                 }
             }
             pa_bt_acc_dv(dva, pt, dob, o_st, q0, seq_q, stage, lid, rg, cg);
@@ -192,7 +214,7 @@ __kernel __attribute__((reqd_work_group_size(BT_NT, 1, 1))) void flash_bwd_dq_ti
     __global const STORAGE *dout, long do_off, long4 o_st, __global const float *lse,
     long lse_off, __global const float *delta, long delta_off, __global STORAGE *dq,
     long dq_off, int heads_q, int seq_q, int seq_kv, int group, float scale, int causal,
-    int causal_offset)
+    int causal_offset PA_VAR_PARAMS)
 {
     __local float stage[BT_STAGE];
     __local float pt[BT_R * BT_P_LD];
@@ -208,25 +230,51 @@ __kernel __attribute__((reqd_work_group_size(BT_NT, 1, 1))) void flash_bwd_dq_ti
     __global const STORAGE *vb = v + v_off + b * v_st.s0 + hk * v_st.s1;
 
     float dqa[BT_TR][BT_TD], l[BT_TR], di[BT_TR];
-    long vis[BT_TR];
+    long vis[BT_TR], lo[BT_TR];
+#ifdef PA_VAR
+    PA_VAR_INIT(va, b, h, 1.0f);
+#endif
     for (int i = 0; i < BT_TR; i++) {
         const long qi = r0 + rg + i * BT_RG;
         l[i] = qi < seq_q ? lse[lse_off + row0 + qi] : -INFINITY;
         di[i] = qi < seq_q ? delta[delta_off + row0 + qi] : 0.0f;
+#ifdef PA_VAR
+        lo[i] = seq_kv;
+        vis[i] = l[i] == -INFINITY || qi >= seq_q ? 0 : pa_var_range(&va, qi, causal, seq_kv, &lo[i]);
+#else
+        lo[i] = 0;
         vis[i] = l[i] == -INFINITY ? 0 : pa_visible(qi, causal, causal_offset, seq_kv);
+#endif
         for (int jv = 0; jv < BT_TD; jv++) dqa[i][jv] = 0.0f;
     }
     const long last = min(r0 + BT_R, (long)seq_q) - 1;
-    const long kv_end = pa_visible(last, causal, causal_offset, seq_kv);
-    for (long k0 = 0; k0 < kv_end; k0 += BT_C) {
+#ifdef PA_VAR
+    /* Key blocks from the first row's window start to the last row's end. */
+    long k_begin;
+    const long kv_end = pa_var_range(&va, last, causal, seq_kv, &k_begin);
+    pa_var_range(&va, r0, causal, seq_kv, &k_begin);
+    k_begin = k_begin / BT_C * BT_C;
+#else
+    const long kv_end = pa_visible(last, causal, causal_offset, seq_kv), k_begin = 0;
+#endif
+    for (long k0 = k_begin; k0 < kv_end; k0 += BT_C) {
         float s[BT_TR][BT_TC], dp[BT_TR][BT_TC];
         pa_bt_nt(s, qb, q_st, r0, seq_q, kb, k_st, k0, seq_kv, HEAD_DIM, stage, lid, rg, cg);
         pa_bt_nt(dp, dob, o_st, r0, seq_q, vb, v_st, k0, seq_kv, HEAD_DIM_V, stage, lid, rg, cg);
         for (int i = 0; i < BT_TR; i++)
             for (int j = 0; j < BT_TC; j++) {
                 const long key = k0 + cg + j * BT_CG;
+#ifdef PA_VAR
+                float pr = 0.0f, dcap = 1.0f;
+                int sn;
+                if (key >= lo[i] && key < vis[i])
+                    pr = exp(pa_var_score(&va, scale * s[i][j], r0 + rg + i * BT_RG, key, &sn, &dcap) -
+                             l[i]);
+                pt[(rg + i * BT_RG) * BT_P_LD + cg + j * BT_CG] = pr * (dp[i][j] - di[i]) * dcap * scale;
+#else
                 const float pr = key < vis[i] ? exp(scale * s[i][j] - l[i]) : 0.0f;
                 pt[(rg + i * BT_RG) * BT_P_LD + cg + j * BT_CG] = pr * (dp[i][j] - di[i]) * scale;
+#endif
             }
         pa_bt_acc_d(dqa, pt, kb, k_st, k0, seq_kv, stage, lid, rg, cg);
     }

@@ -20,7 +20,7 @@ __kernel void flash_fwd_rows_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
     long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int seq_q,
-    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles)
+    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles PA_VAR_PARAMS)
 {
     (void)n_tiles;
     const long h = get_global_id(1), b = get_global_id(2), hk = h / group;
@@ -35,10 +35,24 @@ __kernel void flash_fwd_rows_kernel(
     const int vec_k = VEC_D && k_st.s3 == 1, vec_v = VEC_DV && v_st.s3 == 1;
 
     float qv[ROWS][HEAD_DIM], ov[ROWS][HEAD_DIM_V], m[ROWS], l[ROWS];
-    long vis[ROWS], kv_end = 0;
+    long vis[ROWS], kv_end = 0, kv_begin = 0;
+#ifdef PA_VAR
+    /* Keys [lo, vis) of each row (causal + window); the walk skips keys no row sees. */
+    PA_VAR_INIT(va, b, h, PA_LOG2E);
+    long lo[ROWS];
+    int seen[ROWS];
+    kv_begin = seq_kv;
+#endif
     for (int r = 0; r < ROWS; r++) {
         long row = row0 + r;
+#ifdef PA_VAR
+        lo[r] = seq_kv;
+        vis[r] = row < seq_q ? pa_var_range(&va, row, causal, seq_kv, &lo[r]) : 0;
+        if (vis[r] > lo[r]) kv_begin = min(kv_begin, lo[r]);
+        seen[r] = 0;
+#else
         vis[r] = row < seq_q ? pa_visible(row, causal, causal_offset, seq_kv) : 0;
+#endif
         kv_end = max(kv_end, vis[r]);
         for (int d = 0; d < HEAD_DIM; d++)
             qv[r][d] = row < seq_q ? LOAD(qb, row * q_st.s2 + d * q_st.s3) * scale_log2 : 0.0f;
@@ -46,7 +60,7 @@ __kernel void flash_fwd_rows_kernel(
         m[r] = -INFINITY;
         l[r] = 0.0f;
     }
-    for (long key0 = 0; key0 < kv_end; key0 += KB) {
+    for (long key0 = kv_begin; key0 < kv_end; key0 += KB) {
         float s[ROWS][KB];
         for (int j = 0; j < KB; j++) {
             long key = key0 + j;
@@ -72,7 +86,18 @@ __kernel void flash_fwd_rows_kernel(
                     }
                 }
             }
+#ifdef PA_VAR
+            for (int r = 0; r < ROWS; r++) {
+                float dcap;
+                int sn = 0;
+                s[r][j] = key >= lo[r] && key < vis[r]
+                              ? pa_var_score(&va, acc[r], row0 + r, key, &sn, &dcap)
+                              : -INFINITY;
+                seen[r] |= sn;
+            }
+#else
             for (int r = 0; r < ROWS; r++) s[r][j] = key < vis[r] ? acc[r] : -INFINITY;
+#endif
         }
         for (int r = 0; r < ROWS; r++) {
             float bm = -INFINITY;
@@ -109,7 +134,13 @@ __kernel void flash_fwd_rows_kernel(
     for (int r = 0; r < ROWS; r++) {
         long row = row0 + r;
         if (row >= seq_q) break;
+#ifdef PA_VAR
+        const float fold = pa_var_sink_fold2(&va, &m[r], &l[r]);
+        vis[r] = seen[r];
+        float inv = pa_row_inv(l[r], vis[r]) * fold;
+#else
         float inv = pa_row_inv(l[r], vis[r]);
+#endif
         for (int d = 0; d < HEAD_DIM_V; d++) STORE(ob, row * o_st.s2 + d * o_st.s3, ov[r][d] * inv);
         if (want_lse) lseb[row] = pa_row_lse(m[r] * PA_LN2 + log(l[r]), l[r], vis[r]);
     }
