@@ -63,11 +63,15 @@ enum {
 /* The features problem p needs. */
 static inline unsigned pa_problem_features(const pa_problem *p)
 {
-    return (p->has_window ? PA_FEATURE_WINDOW : 0u) | (p->softcap > 0.0f ? PA_FEATURE_SOFTCAP : 0u) |
-           (p->alibi != POLYATTN_ALIBI_NONE ? PA_FEATURE_ALIBI : 0u) |
-           (p->has_bias ? PA_FEATURE_BIAS : 0u) | (p->has_attn_mask ? PA_FEATURE_ATTN_MASK : 0u) |
-           (p->has_sinks ? PA_FEATURE_SINKS : 0u) |
-           (p->want_backward && p->want_bias_grad ? PA_FEATURE_BIAS_GRAD : 0u);
+    /* unsigned operands on both sides: C++ (the GPU sources) warns on enum vs 0u */
+    const unsigned none = 0u;
+    return (p->has_window ? (unsigned)PA_FEATURE_WINDOW : none) |
+           (p->softcap > 0.0f ? (unsigned)PA_FEATURE_SOFTCAP : none) |
+           (p->alibi != POLYATTN_ALIBI_NONE ? (unsigned)PA_FEATURE_ALIBI : none) |
+           (p->has_bias ? (unsigned)PA_FEATURE_BIAS : none) |
+           (p->has_attn_mask ? (unsigned)PA_FEATURE_ATTN_MASK : none) |
+           (p->has_sinks ? (unsigned)PA_FEATURE_SINKS : none) |
+           (p->want_backward && p->want_bias_grad ? (unsigned)PA_FEATURE_BIAS_GRAD : none);
 }
 
 /* ---- checked sizes: every byte or element count the library computes goes through these ----

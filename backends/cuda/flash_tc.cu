@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
             l += __shfl_xor_sync(0xffffffffu, l, 2);
             const int row = row0 + wrow + mt * 16 + g + 8 * r;
             if (row >= a.seq_q) continue;
-            const float inv = l > 0.f ? 1.f / l : 0.f;
+            const float inv = pa_gpu_row_inv(l, vis[mt][r] > 0);
             T *orow = o + (int64_t)row * a.o_stride[2];
 #pragma unroll
             for (int j = 0; j < D / 8; ++j)
@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
                     Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
             if (a.lse && t4 == 0)
                 a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                    l > 0.f ? (row_max[mt][r] + log2f(l)) * kLn2 : -INFINITY;
+                    pa_gpu_row_lse((row_max[mt][r] + log2f(l)) * kLn2, l, vis[mt][r] > 0);
         }
 }
 

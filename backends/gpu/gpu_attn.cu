@@ -10,6 +10,7 @@
  */
 #include "gpu_port.h"
 #include "gpu_attn.h"
+#include "gpu_rows.h"
 
 #include <math.h>
 
@@ -120,11 +121,11 @@ constexpr int kKsFloats = kKeys * kChunkStride;
 constexpr int kSsStride = kKeys + 1;
 constexpr int kSsFloats = kRows * kSsStride;
 
-/* One head_dim slice [dc, dc+32) of the Q tile (scaled into the exp2 domain) and of the
+/* One head_dim slice [dc, dc+32) of the Q tile (unscaled) and of the
  * key tile, fetched into registers: thread tid keeps column tid % 32 of rows tid/32 + 8i. */
 template <typename T>
 __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBases &t, int row0,
-                                            int key0, int dc, float qscale, float qr[kQPerThread],
+                                            int key0, int dc, float qr[kQPerThread],
                                             float kr[kKPerThread])
 {
     const T *q = static_cast<const T *>(a.q);
@@ -135,7 +136,7 @@ __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBase
     for (int i = 0; i < kQPerThread; ++i) {
         const int row = row0 + r0 + i * (kThreads / kChunk);
         qr[i] = dok && row < a.seq_q
-                    ? to_f32(q[t.q + (int64_t)row * a.q_stride[2] + d * a.q_stride[3]]) * qscale
+                    ? to_f32(q[t.q + (int64_t)row * a.q_stride[2] + d * a.q_stride[3]])
                     : 0.f;
     }
 #pragma unroll
@@ -149,7 +150,9 @@ __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBase
 
 /* Scores (exp2 domain) of the 32-row tile against keys [key0, key0+64): thread tid computes
  * rows 2*(tid/16) + {0,1} x keys tid%16 + 16*{0..3}.  The next head_dim slice is fetched
- * into registers while the current one is multiplied (float4 reads from shared memory). */
+ * into registers while the current one is multiplied (float4 reads from shared memory).
+ * The scale multiplies the finished dot products, so that a partial sum never overflows
+ * where the score does not (polyattn.h, "Non-finite values"). */
 template <typename T>
 __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, float *qs, float *ks,
                            int key0, float acc[2][4])
@@ -164,7 +167,7 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
         for (int i = 0; i < 4; ++i)
             acc[r][i] = 0.f;
     float qr[kQPerThread], kr[kKPerThread];
-    fetch_chunk<T>(a, t, row0, key0, 0, qscale, qr, kr);
+    fetch_chunk<T>(a, t, row0, key0, 0, qr, kr);
     for (int dc = 0; dc < a.head_dim; dc += kChunk) {
         __syncthreads(); /* everyone is done reading the previous slice */
 #pragma unroll
@@ -174,7 +177,7 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
         for (int i = 0; i < kKPerThread; ++i)
             ks[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = kr[i];
         __syncthreads();
-        if (dc + kChunk < a.head_dim) fetch_chunk<T>(a, t, row0, key0, dc + kChunk, qscale, qr, kr);
+        if (dc + kChunk < a.head_dim) fetch_chunk<T>(a, t, row0, key0, dc + kChunk, qr, kr);
 #pragma unroll
         for (int d = 0; d < kChunk; d += 4) {
             const float4 x0 = *reinterpret_cast<const float4 *>(qs + sr * kChunkStride + d);
@@ -190,6 +193,11 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
             }
         }
     }
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            acc[r][i] *= qscale;
     __syncthreads();
 }
 
@@ -333,8 +341,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
     float inv[kRowsPerGroup], lse2[kRowsPerGroup];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
-        inv[rr] = l[rr] > 0.f ? 1.f / l[rr] : 0.f;
-        lse2[rr] = l[rr] > 0.f ? m[rr] + log2f(l[rr]) : -INFINITY;
+        inv[rr] = pa_gpu_row_inv(l[rr], my_vis[rr] > 0);
+        lse2[rr] = pa_gpu_row_lse(m[rr] + log2f(l[rr]), l[rr], my_vis[rr] > 0);
     }
     store_rows<T, C4>(a, t, row0 + my_row0, o, inv, lse2);
 }
@@ -400,7 +408,7 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
             sum += p;
         }
         sum = gpu_group_sum<kGroup>(sum);
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        const float inv = pa_gpu_row_inv(sum, vis[rr] > 0);
         for (int j = lane; j < vis[rr]; j += kGroup)
             srow[j] *= inv;
         if (a.probs && row < a.seq_q) {
@@ -425,7 +433,7 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
         one[rr] = 1.f; /* P is normalized already */
-        lse2[rr] = l[rr] > 0.f ? m[rr] + log2f(l[rr]) : -INFINITY;
+        lse2[rr] = pa_gpu_row_lse(m[rr] + log2f(l[rr]), l[rr], vis[rr] > 0);
     }
     store_rows<T, C4>(a, t, row0 + my_row0, o, one, lse2);
 }
@@ -445,9 +453,10 @@ __global__ void __launch_bounds__(kThreads) mask_softmax_kernel(pa_gpu_args a, f
     const int tid = threadIdx.x, lane = tid % kGroup, group = tid / kGroup;
     constexpr int ngroups = kThreads / kGroup;
 
+    /* Scores beyond PA_GPU_SCORE_MAX count as +-inf, as in the exp2-domain kernels. */
     float mx = -INFINITY;
     for (int j = tid; j < vis; j += kThreads)
-        mx = fmaxf(mx, srow[j]);
+        mx = fmaxf(mx, pa_gpu_score_range(srow[j]));
     mx = gpu_group_max<kGroup>(mx);
     if (lane == 0) red[group] = mx;
     __syncthreads();
@@ -459,22 +468,22 @@ __global__ void __launch_bounds__(kThreads) mask_softmax_kernel(pa_gpu_args a, f
 
     float sum = 0.f;
     for (int j = tid; j < vis; j += kThreads)
-        sum += __expf(srow[j] - m_use);
+        sum += __expf(pa_gpu_score_range(srow[j]) - m_use);
     sum = gpu_group_sum<kGroup>(sum);
     if (lane == 0) red[group] = sum;
     __syncthreads();
     sum = 0.f;
     for (int g = 0; g < ngroups; ++g)
         sum += red[g];
-    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const float inv = pa_gpu_row_inv(sum, vis > 0);
 
-    if (a.lse && tid == 0) a.lse[row] = sum > 0.f ? m_use + logf(sum) : -INFINITY;
+    if (a.lse && tid == 0) a.lse[row] = pa_gpu_row_lse(m_use + logf(sum), sum, vis > 0);
     float *prow = a.probs ? a.probs + row * n : nullptr;
     void *dst = reinterpret_cast<char *>(scores) + row * n * (int64_t)sizeof(float);
     for (int base = 0; base < n; base += kThreads) {
         const int j = base + tid;
         float p = 0.f;
-        if (j < vis) p = __expf(srow[j] - m_use) * inv;
+        if (j < vis) p = __expf(pa_gpu_score_range(srow[j]) - m_use) * inv;
         __syncthreads();
         if (j < n) {
             store_elem(dst, j, a.dtype, p);
