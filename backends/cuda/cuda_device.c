@@ -9,6 +9,7 @@
 #include "../gpu/flash_bwd.h"
 #include "../gpu/gpu_glue.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,16 @@ polyattn_status pa_cublas_fail(pa_device *dev, cublasStatus_t e, const char *exp
 
 static char probe_reason[256];
 
+/* Whether the NVIDIA driver library can be loaded.  The static runtime says "CUDA driver
+ * version is insufficient" both for an old driver and for none at all; this tells them apart. */
+static int cuda_driver_present(void)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (!lib) return 0;
+    dlclose(lib);
+    return 1;
+}
+
 static polyattn_status cuda_probe(int *count, const char **reason)
 {
     int n = 0;
@@ -53,8 +64,12 @@ static polyattn_status cuda_probe(int *count, const char **reason)
     *count = 0;
     if (e != cudaSuccess) {
         /* No driver, no device, or a driver older than this runtime: not an error. */
-        snprintf(probe_reason, sizeof probe_reason, "CUDA runtime: %s (error %d)",
-                 cudaGetErrorString(e), (int)e);
+        if (e == cudaErrorInsufficientDriver && !cuda_driver_present())
+            snprintf(probe_reason, sizeof probe_reason,
+                     "no NVIDIA driver found (libcuda.so.1 cannot be loaded)");
+        else
+            snprintf(probe_reason, sizeof probe_reason, "CUDA runtime: %s (error %d)",
+                     cudaGetErrorString(e), (int)e);
         if (reason) *reason = probe_reason;
         (void)cudaGetLastError();
         return POLYATTN_STATUS_SUCCESS;
