@@ -134,9 +134,9 @@ static inline void pa_visible_range(const pa_problem *p, int64_t query, int64_t 
     const int64_t d = pa_diagonal(p, query);
     int64_t a = 0, b = p->seq_kv;
     if (p->mask != POLYATTN_MASK_NONE && d + 1 < b) b = d + 1;
-    if (p->has_window) {
-        if (p->window_left >= 0 && d - p->window_left > a) a = d - p->window_left;
-        if (p->window_right >= 0 && d + p->window_right + 1 < b) b = d + p->window_right + 1;
+    if (p->has_window) { /* compared as distances: a side up to INT64_MAX cannot overflow */
+        if (p->window_left >= 0 && p->window_left < d - a) a = d - p->window_left;
+        if (p->window_right >= 0 && p->window_right < b - d - 1) b = d + p->window_right + 1;
     }
     if (b < 0) b = 0;
     if (a > p->seq_kv) a = p->seq_kv;

@@ -15,12 +15,15 @@ typedef struct variant_binding {
     pa_tensor_ref *ref;
 } variant_binding;
 
-/* Bytes a broadcast score tensor (bias, attn_mask) spans at its strides. */
+/* Bytes a broadcast score tensor (bias, attn_mask) spans at its strides.  Its broadcast
+ * dimensions have stride 0 (pa_problem), so the problem's full extents give the span; the
+ * attn_mask has no shape of its own in pa_problem (bias_shape is the bias's only). */
 static uint64_t score_tensor_bytes(const pa_problem *p, const int64_t stride[4], size_t elem)
 {
+    const int64_t extent[4] = {p->batch, p->heads_q, p->seq_q, p->seq_kv};
     uint64_t span = 1;
     for (int d = 0; d < 4; d++)
-        span = pa_size_add(span, pa_size_mul((uint64_t)(p->bias_shape[d] - 1), (uint64_t)stride[d]));
+        span = pa_size_add(span, pa_size_mul((uint64_t)(extent[d] - 1), (uint64_t)stride[d]));
     return pa_size_mul(span, elem);
 }
 

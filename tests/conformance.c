@@ -12,6 +12,9 @@
  * --backward: the same table through polyattn_backward instead (plans with want_backward;
  * dQ, dK and dV compared with the host unfused backward, exact in double).  An algorithm
  * without a backward is UNSUPPORTED, printed and not failed (no must-support rule yet).
+ * Score-variant cases (window, softcap, ALiBi, bias, attn_mask, sinks; pa_tk_case_variants)
+ * pass their tensors through polyattn_forward_ex/backward_ex; the backward also compares
+ * d_bias and d_sinks.  A backend that rejects a variant reports UNSUPPORTED, not a failure.
  * Exit: 0 all good, 1 any failure, 2 bad arguments, 77 no such device.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -218,10 +221,14 @@ static int backward_suite(polyattn_context *ctx, const polyattn_device_info *inf
                            r.dk_max_rel, r.dv_max_rel, r.tolerance);
                     failed++;
                 } else {
-                    printf("PASS        %-28s %-4s %-7s : backward dQ %.3g dK %.3g dV %.3g (rel; "
+                    char var_text[96] = "";
+                    if (p.bias_data || p.sinks)
+                        snprintf(var_text, sizeof var_text, " d_bias %.3g d_sinks %.3g",
+                                 r.d_bias_max_rel, r.d_sinks_max_rel);
+                    printf("PASS        %-28s %-4s %-7s : backward dQ %.3g dK %.3g dV %.3g%s (rel; "
                            "tol %.0e + condition)  [%s, ws %llu B, %.0f ms]\n",
                            c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo),
-                           r.dq_max_rel, r.dk_max_rel, r.dv_max_rel, r.tolerance,
+                           r.dq_max_rel, r.dk_max_rel, r.dv_max_rel, var_text, r.tolerance,
                            polyattn_algo_name(r.algo), (unsigned long long)r.backward_workspace_bytes,
                            now_ms() - t0);
                     (*passed)++;

@@ -6,7 +6,9 @@
  *            then P V; the oracle of every test.
  *   flash    a different algorithm on purpose: online softmax over key blocks of 64 with
  *            double accumulators and O(head_dim) scratch per query, so that comparing it
- *            with unfused checks the online-softmax rescaling logic the GPU kernels use.
+ *            with unfused checks the online-softmax rescaling logic the GPU kernels use;
+ *            key blocks outside every row's causal/window range are skipped.
+ * Both implement every score variant (pa_host_score.h), forward and backward.
  *   fused    not offered: the unfused path already is the reference.
  * Both offered algorithms have a backward (pa_host_backward.c).
  * Inputs are read at arbitrary strides in f32/f16/bf16; O is written in the output dtype
@@ -14,7 +16,7 @@
  * (batch, heads_q) pairs across the online CPUs.
  */
 #include "pa_host.h"
-#include "pa_host_elem.h"
+#include "pa_host_score.h"
 
 #include <float.h>
 #include <math.h>
@@ -219,6 +221,7 @@ typedef struct host_task_ctx {
     const pa_problem *p;
     const unsigned char *q, *k, *v;
     unsigned char *o, *lse, *probs; /* lse / probs NULL when not wanted */
+    pa_host_variants var;
     int flash;
 } host_task_ctx;
 
@@ -231,15 +234,17 @@ static int64_t o_index(const pa_problem *p, int64_t b, int64_t h, int64_t i)
     return b * p->o_stride[0] + h * p->o_stride[1] + i * p->o_stride[2];
 }
 
-/* Writes O, LSE and probabilities of a query row that sees no key. */
-static void write_masked_row(const host_task_ctx *t, int64_t b, int64_t h, int64_t i)
+/* Writes O, LSE and probabilities of a query row that sees no key: O = 0, probabilities 0,
+ * LSE -inf, or the sink (its only term) with sinks. */
+static void write_masked_row(const host_task_ctx *t, const pa_host_row *r, int64_t b, int64_t h,
+                             int64_t i)
 {
     const pa_problem *p = t->p;
     int64_t d, row = (b * p->heads_q + h) * p->seq_q + i;
     for (d = 0; d < p->head_dim_v; d++)
         pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], 0.0);
     if (t->lse)
-        store_f32(t->lse, row, -INFINITY);
+        store_f32(t->lse, row, r->sink);
     if (t->probs) {
         int64_t j;
         for (j = 0; j < p->seq_kv; j++)
@@ -247,18 +252,10 @@ static void write_masked_row(const host_task_ctx *t, int64_t b, int64_t h, int64
     }
 }
 
-/* A score in the devices' float32 range (polyattn.h, "Non-finite values"): a dot product,
- * or a scaled score times log2(e) (the kernels' exp2 domain), beyond FLT_MAX is +-inf. */
-static double host_score(double dot_qk, double scale)
-{
-    const double s = scale * dot_qk;
-    if (fabs(dot_qk) > FLT_MAX || fabs(s) * 1.4426950408889634 > FLT_MAX)
-        return dot_qk > 0 ? INFINITY : -INFINITY;
-    return s; /* NaN stays NaN */
-}
-
-/* Writes NaN to O and LSE of a row that sees keys but whose scores were not usable. */
-static void write_nan_row(const host_task_ctx *t, int64_t b, int64_t h, int64_t i)
+/* Writes NaN to O and LSE of a row that sees keys but whose scores were not usable;
+ * probabilities are NaN on the visible pairs (vis, or every pair in [lo, hi) when NULL). */
+static void write_nan_row(const host_task_ctx *t, const pa_host_row *r, const unsigned char *vis,
+                          int64_t b, int64_t h, int64_t i)
 {
     const pa_problem *p = t->p;
     int64_t d, row = (b * p->heads_q + h) * p->seq_q + i;
@@ -268,8 +265,10 @@ static void write_nan_row(const host_task_ctx *t, int64_t b, int64_t h, int64_t 
         store_f32(t->lse, row, NAN);
     if (t->probs) {
         int64_t j;
-        for (j = 0; j < p->seq_kv; j++)
-            store_f32(t->probs, row * p->seq_kv + j, j < pa_visible_keys(p, i) ? NAN : 0.0);
+        for (j = 0; j < p->seq_kv; j++) {
+            const int seen = j >= r->lo && j < r->hi && (!vis || vis[j]);
+            store_f32(t->probs, row * p->seq_kv + j, seen ? NAN : 0.0);
+        }
     }
 }
 
@@ -289,6 +288,9 @@ typedef struct host_scratch {
     double *acc;         /* unfused: one row; flash: one query block */
     double *scores;      /* unfused: seq_kv; flash: one key block */
     double *m, *l;       /* flash: running max and sum per query of the block */
+    unsigned char *vis;  /* pairs of the row (flash: of the block) past attn_mask and bias */
+    int64_t *seen;       /* flash: visible pairs so far per query of the block */
+    pa_host_row *rows;   /* flash: the rows of the query block */
 } host_scratch;
 
 static void scratch_free(host_scratch *s)
@@ -300,6 +302,9 @@ static void scratch_free(host_scratch *s)
     free(s->scores);
     free(s->m);
     free(s->l);
+    free(s->vis);
+    free(s->seen);
+    free(s->rows);
     memset(s, 0, sizeof *s);
 }
 
@@ -323,7 +328,11 @@ static int scratch_alloc(host_scratch *s, const pa_problem *p, int flash)
     s->scores = alloc_doubles(keys, 1);
     s->m = alloc_doubles(rows, 1);
     s->l = alloc_doubles(rows, 1);
-    if (!s->kbuf || !s->vbuf || !s->qbuf || !s->acc || !s->scores || !s->m || !s->l) {
+    s->vis = (unsigned char *)alloc_doubles(keys, 1); /* a double per key: ample */
+    s->seen = (int64_t *)alloc_doubles(rows, 1);
+    s->rows = (pa_host_row *)malloc(sizeof(pa_host_row) * HOST_FLASH_QUERY_BLOCK);
+    if (!s->kbuf || !s->vbuf || !s->qbuf || !s->acc || !s->scores || !s->m || !s->l || !s->vis ||
+        !s->seen || !s->rows) {
         scratch_free(s);
         return 0;
     }
@@ -345,40 +354,57 @@ static void load_kv(const host_task_ctx *t, host_scratch *s, int64_t b, int64_t 
     }
 }
 
-/* The reference: every score of a row, then max, exp, sum and P V, all in double. */
+/* The reference: every score of a row, then max (the sink included), exp, sum and P V,
+ * all in double. */
 static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64_t h)
 {
     const pa_problem *p = t->p;
     const int64_t hk = h / (p->heads_q / p->heads_kv);
-    const double scale = (double)p->scale;
     int64_t i, j, d;
     load_kv(t, s, b, hk, 0, p->seq_kv);
     for (i = 0; i < p->seq_q; i++) {
-        const int64_t n = pa_visible_keys(p, i), row = (b * p->heads_q + h) * p->seq_q + i;
-        double mx = -INFINITY, sum = 0.0;
-        if (n == 0) {
-            write_masked_row(t, b, h, i);
-            continue;
-        }
+        const int64_t row = (b * p->heads_q + h) * p->seq_q + i;
+        pa_host_row r;
+        int64_t seen = 0;
+        double mx, sum = 0.0;
+        pa_host_row_init(&t->var, b, h, i, &r);
         pa_host_load_row(s->qbuf, t->q, p->dtype, q_index(p, b, h, i), p->q_stride[3], p->head_dim);
-        for (j = 0; j < n; j++) {
-            s->scores[j] = host_score(dot(s->qbuf, s->kbuf + j * p->head_dim, p->head_dim), scale);
+        mx = r.sink; /* -inf without sinks */
+        for (j = r.lo; j < r.hi; j++) {
+            double bias;
+            s->vis[j] = (unsigned char)pa_host_pair_visible(&t->var, &r, j, &bias);
+            if (!s->vis[j])
+                continue;
+            seen++;
+            s->scores[j] = pa_host_pair_score(&t->var, &r, j,
+                                              dot(s->qbuf, s->kbuf + j * p->head_dim, p->head_dim),
+                                              bias, NULL);
             if (s->scores[j] > mx)
                 mx = s->scores[j];
         }
-        for (j = 0; j < n; j++) {
+        if (seen == 0) {
+            write_masked_row(t, &r, b, h, i);
+            continue;
+        }
+        for (j = r.lo; j < r.hi; j++) {
+            if (!s->vis[j])
+                continue;
             s->scores[j] = exp(s->scores[j] - mx); /* NaN, +inf or all -inf: sum is NaN */
             sum += s->scores[j];
         }
-        if (!(sum > 0.0)) {
-            write_nan_row(t, b, h, i);
+        if (r.has_sink)
+            sum += exp(r.sink - mx);
+        if (!(sum > 0.0) || isinf(sum)) {
+            write_nan_row(t, &r, s->vis, b, h, i);
             continue;
         }
         for (d = 0; d < p->head_dim_v; d++)
             s->acc[d] = 0.0;
-        for (j = 0; j < n; j++) {
+        for (j = r.lo; j < r.hi; j++) {
             const double w = s->scores[j];
             const double *vrow = s->vbuf + j * p->head_dim_v;
+            if (!s->vis[j])
+                continue;
             for (d = 0; d < p->head_dim_v; d++)
                 s->acc[d] += w * vrow[d];
         }
@@ -387,55 +413,73 @@ static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int
         if (t->lse)
             store_f32(t->lse, row, mx + log(sum));
         if (t->probs) {
-            for (j = 0; j < p->seq_kv; j++)
-                store_f32(t->probs, row * p->seq_kv + j, j < n ? s->scores[j] / sum : 0.0);
+            for (j = 0; j < p->seq_kv; j++) {
+                const int vis = j >= r.lo && j < r.hi && s->vis[j];
+                store_f32(t->probs, row * p->seq_kv + j, vis ? s->scores[j] / sum : 0.0);
+            }
         }
     }
 }
 
 /* Online softmax: a block of queries walks the keys 64 at a time, rescaling its running
- * sum and accumulator whenever the running maximum grows. */
+ * sum and accumulator whenever the running maximum grows.  Only the key blocks that meet
+ * some row's visible range [lo, hi) are loaded (a window or causal band skips the rest). */
 static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64_t h)
 {
     const pa_problem *p = t->p;
     const int64_t hk = h / (p->heads_q / p->heads_kv);
-    const double scale = (double)p->scale;
     const int64_t dq = p->head_dim, dv = p->head_dim_v;
     int64_t i0, j0, r, j, d;
     for (i0 = 0; i0 < p->seq_q; i0 += HOST_FLASH_QUERY_BLOCK) {
         const int64_t rows = p->seq_q - i0 < HOST_FLASH_QUERY_BLOCK ? p->seq_q - i0
                                                                      : HOST_FLASH_QUERY_BLOCK;
-        int64_t keys_needed = 0;
+        int64_t keys_lo = p->seq_kv, keys_hi = 0;
         for (r = 0; r < rows; r++) {
-            const int64_t n = pa_visible_keys(p, i0 + r);
+            pa_host_row *row = &s->rows[r];
+            pa_host_row_init(&t->var, b, h, i0 + r, row);
             pa_host_load_row(s->qbuf + r * dq, t->q, p->dtype, q_index(p, b, h, i0 + r), p->q_stride[3], dq);
-            s->m[r] = -INFINITY;
-            s->l[r] = 0.0;
+            /* The sink starts the running max and sum: exp(sink - sink) = 1. */
+            s->m[r] = row->sink;
+            s->l[r] = row->has_sink && row->sink != -INFINITY ? (isnan(row->sink) ? NAN : 1.0) : 0.0;
+            s->seen[r] = 0;
             for (d = 0; d < dv; d++)
                 s->acc[r * dv + d] = 0.0;
-            if (n > keys_needed)
-                keys_needed = n;
+            if (row->lo < row->hi) {
+                if (row->lo < keys_lo)
+                    keys_lo = row->lo;
+                if (row->hi > keys_hi)
+                    keys_hi = row->hi;
+            }
         }
-        for (j0 = 0; j0 < keys_needed; j0 += HOST_FLASH_KEY_BLOCK) {
-            const int64_t j1 = j0 + HOST_FLASH_KEY_BLOCK < keys_needed ? j0 + HOST_FLASH_KEY_BLOCK
-                                                                       : keys_needed;
+        for (j0 = keys_lo - keys_lo % HOST_FLASH_KEY_BLOCK; j0 < keys_hi; j0 += HOST_FLASH_KEY_BLOCK) {
+            const int64_t j1 = j0 + HOST_FLASH_KEY_BLOCK < keys_hi ? j0 + HOST_FLASH_KEY_BLOCK
+                                                                   : keys_hi;
             load_kv(t, s, b, hk, j0, j1);
             for (r = 0; r < rows; r++) {
-                const int64_t n = pa_visible_keys(p, i0 + r);
-                const int64_t jend = j1 < n ? j1 : n;
+                const pa_host_row *row = &s->rows[r];
+                const int64_t jbeg = j0 > row->lo ? j0 : row->lo;
+                const int64_t jend = j1 < row->hi ? j1 : row->hi;
                 double block_max = -INFINITY, m_new, alpha;
                 double *acc = s->acc + r * dv;
-                if (jend <= j0)
+                int64_t block_seen = 0;
+                if (jend <= jbeg)
                     continue; /* this query sees none of the block */
-                for (j = j0; j < jend; j++) {
-                    const double sc =
-                        host_score(dot(s->qbuf + r * dq, s->kbuf + (j - j0) * dq, dq), scale);
+                for (j = jbeg; j < jend; j++) {
+                    double bias, sc;
+                    s->vis[j - j0] = (unsigned char)pa_host_pair_visible(&t->var, row, j, &bias);
+                    if (!s->vis[j - j0])
+                        continue;
+                    block_seen++;
+                    sc = pa_host_pair_score(&t->var, row, j,
+                                            dot(s->qbuf + r * dq, s->kbuf + (j - j0) * dq, dq),
+                                            bias, NULL);
                     s->scores[j - j0] = sc;
                     if (sc > block_max)
                         block_max = sc;
                     if (isnan(sc) || sc == INFINITY)
                         s->l[r] = NAN; /* sticky: the row is NaN */
                 }
+                s->seen[r] += block_seen;
                 if (block_max == -INFINITY && s->m[r] == -INFINITY)
                     continue; /* every score so far is -inf: nothing to add yet */
                 m_new = s->m[r] > block_max ? s->m[r] : block_max;
@@ -443,9 +487,12 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
                 s->l[r] *= alpha;
                 for (d = 0; d < dv; d++)
                     acc[d] *= alpha;
-                for (j = j0; j < jend; j++) {
-                    const double w = exp(s->scores[j - j0] - m_new);
+                for (j = jbeg; j < jend; j++) {
                     const double *vrow = s->vbuf + (j - j0) * dv;
+                    double w;
+                    if (!s->vis[j - j0])
+                        continue; /* masked pairs add nothing (not even NaN from V) */
+                    w = exp(s->scores[j - j0] - m_new);
                     s->l[r] += w;
                     for (d = 0; d < dv; d++)
                         acc[d] += w * vrow[d];
@@ -455,12 +502,12 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
         }
         for (r = 0; r < rows; r++) {
             const int64_t i = i0 + r, row = (b * p->heads_q + h) * p->seq_q + i;
-            if (pa_visible_keys(p, i) == 0) {
-                write_masked_row(t, b, h, i);
+            if (s->seen[r] == 0) {
+                write_masked_row(t, &s->rows[r], b, h, i);
                 continue;
             }
-            if (!(s->l[r] > 0.0)) {
-                write_nan_row(t, b, h, i);
+            if (!(s->l[r] > 0.0) || isinf(s->l[r])) {
+                write_nan_row(t, &s->rows[r], NULL, b, h, i);
                 continue;
             }
             for (d = 0; d < dv; d++)
@@ -529,7 +576,9 @@ static polyattn_status host_run(pa_device *dev, const pa_problem *p, const pa_io
     t.lse = p->want_lse ? ref_ptr(&io->lse) : NULL;
     t.probs = p->want_probs ? ref_ptr(&io->probs) : NULL;
     t.flash = flash;
-    if (!t.q || !t.k || !t.v || !t.o || (p->want_lse && !t.lse) || (p->want_probs && !t.probs))
+    pa_host_variants_init(&t.var, p, &io->var);
+    if (!t.q || !t.k || !t.v || !t.o || (p->want_lse && !t.lse) || (p->want_probs && !t.probs) ||
+        !pa_host_variants_complete(&t.var))
         return pa_fail(dev, POLYATTN_STATUS_INTERNAL_ERROR, "host: forward called without a tensor");
     for (i = 0; i < nthreads; i++) {
         workers[i].t = &t;
@@ -643,7 +692,9 @@ static const pa_algo_ops host_algos[] = {
      .release = NULL,
      .forward = unfused_forward,
      .backward_workspace_size = pa_host_backward_workspace_size,
-     .backward = pa_host_backward_unfused},
+     .backward = pa_host_backward_unfused,
+     .features = PA_FEATURE_ALL_VARIANTS,
+     .backward_features = PA_FEATURE_ALL_VARIANTS},
     {.algo = POLYATTN_ALGO_FUSED,
      .check = fused_check,
      .workspace_size = host_workspace_size,
@@ -659,7 +710,9 @@ static const pa_algo_ops host_algos[] = {
      .release = NULL,
      .forward = flash_forward,
      .backward_workspace_size = pa_host_backward_workspace_size,
-     .backward = pa_host_backward_flash},
+     .backward = pa_host_backward_flash,
+     .features = PA_FEATURE_ALL_VARIANTS,
+     .backward_features = PA_FEATURE_ALL_VARIANTS},
 };
 
 /* The unfused reference first: faster than the host's flash when measured. */

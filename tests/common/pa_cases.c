@@ -14,6 +14,32 @@
 #define TL POLYATTN_MASK_CAUSAL_TOP_LEFT
 #define BR POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT
 
+/* Score variants: a few per variant and gpt-oss's mix, small and odd (PoCL runs them). */
+static const pa_tk_variants v_window = {1, 7, 2, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
+                                        POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_window_left = {1, 11, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
+                                             POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_softcap = {0, -1, -1, 0.5f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
+                                         POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_alibi = {0, -1, -1, 0.f, POLYATTN_ALIBI_PER_HEAD, PA_TK_SCORE_NONE,
+                                       POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_bias_full = {0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_FULL,
+                                           POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_bias_shared = {0, -1, -1, 0.f, POLYATTN_ALIBI_NONE,
+                                             PA_TK_SCORE_SHARED, POLYATTN_DTYPE_F16,
+                                             PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_mask = {0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
+                                      POLYATTN_DTYPE_F32, PA_TK_SCORE_HEADS, 0};
+static const pa_tk_variants v_sinks = {0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
+                                       POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 1};
+static const pa_tk_variants v_gpt_oss = {1, 16, 0, 0.5f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
+                                         POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 1};
+static const pa_tk_variants v_alibi_bias = {0, -1, -1, 0.f, POLYATTN_ALIBI_PER_BATCH_HEAD,
+                                            PA_TK_SCORE_BATCH, POLYATTN_DTYPE_BF16,
+                                            PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_mask_window = {1, 5, 5, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
+                                             POLYATTN_DTYPE_F32, PA_TK_SCORE_SHARED, 0};
+
 static const pa_tk_case cases[] = {
     /* name                 b  hq hkv  sq   skv  d    dv  mask layout    scale mag must */
     /* the smallest problem: one query, one key */
@@ -62,7 +88,54 @@ static const pa_tk_case cases[] = {
     {"scale_half_31x33_d32",1, 2, 2,   31,  33,  32,  32, NONE, PA_TK_BHSD, 0.5f, 1.f, 1},
     /* longer: several query and key tiles, mask crossing tiles */
     {"long_causal_br_300x257_d64",1,2,2,300,257, 64,  64, BR,   PA_TK_BHSD, 0.f, 1.f, 1},
+    /* ---- score variants (must_support 0: a backend without one reports UNSUPPORTED) */
+    /* window over several key tiles, no causal mask: both sides bounded */
+    {"window_7_2_37x150_d32", 1, 2, 1, 37, 150, 32, 32, NONE, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* window left only with causal top-left, seq_q > seq_kv (GQA) */
+    {"window_11_tl_53x37_d64", 1, 4, 2, 53, 37, 64, 64, TL, PA_TK_BSHD, 0.f, 1.f, 0},
+    /* softcap with large scores (x4): the cap decides the softmax */
+    {"softcap_41x45_d64", 2, 2, 2, 41, 45, 64, 64, NONE, PA_TK_BHSD, 0.f, 4.f, 0},
+    /* ALiBi with causal bottom-right over several tiles */
+    {"alibi_br_33x97_d64", 1, 2, 2, 33, 97, 64, 64, BR, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* bias per (batch, head), f32; -inf entries mask pairs */
+    {"bias_full_29x70_d32", 2, 2, 1, 29, 70, 32, 32, NONE, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* one f16 bias shared by every batch entry and head (stride 0), causal top-left */
+    {"bias_shared_f16_tl_45x31_d64", 2, 2, 2, 45, 31, 64, 64, TL, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* attn_mask per head with padded rows, GQA */
+    {"attn_mask_heads_37x53_d32", 1, 4, 2, 37, 53, 32, 32, NONE, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* sinks with fully masked rows (bottom-right, seq_q > seq_kv): LSE = the sink */
+    {"sinks_br_45x29_d64", 1, 2, 2, 45, 29, 64, 64, BR, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* gpt-oss: window + softcap + sinks, causal bottom-right, GQA */
+    {"gpt_oss_br_67x131_d64", 1, 4, 2, 67, 131, 64, 64, BR, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* ALiBi per sequence + a bf16 bias per batch entry + causal top-left */
+    {"alibi_bias_tl_35x35_d32", 2, 2, 2, 35, 35, 32, 32, TL, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* attn_mask shared + window */
+    {"attn_mask_window_47x47_d32", 1, 2, 1, 47, 47, 32, 32, NONE, PA_TK_BHSD, 0.f, 1.f, 0},
 };
+
+static const struct {
+    const char *name;
+    const pa_tk_variants *var;
+} case_variants[] = {
+    {"window_7_2_37x150_d32", &v_window},
+    {"window_11_tl_53x37_d64", &v_window_left},
+    {"softcap_41x45_d64", &v_softcap},
+    {"alibi_br_33x97_d64", &v_alibi},
+    {"bias_full_29x70_d32", &v_bias_full},
+    {"attn_mask_heads_37x53_d32", &v_mask},
+    {"sinks_br_45x29_d64", &v_sinks},
+    {"gpt_oss_br_67x131_d64", &v_gpt_oss},
+    {"alibi_bias_tl_35x35_d32", &v_alibi_bias},
+    {"bias_shared_f16_tl_45x31_d64", &v_bias_shared},
+    {"attn_mask_window_47x47_d32", &v_mask_window},
+};
+
+const pa_tk_variants *pa_tk_case_variants(const pa_tk_case *c)
+{
+    for (size_t i = 0; c && i < sizeof case_variants / sizeof case_variants[0]; i++)
+        if (strcmp(c->name, case_variants[i].name) == 0) return case_variants[i].var;
+    return NULL;
+}
 
 const pa_tk_case *pa_tk_cases(size_t *count)
 {
@@ -118,6 +191,23 @@ void pa_tk_tensor_desc(polyattn_tensor_desc *t, polyattn_dtype dtype, pa_tk_layo
     t->strides[0] = seq * row;
 }
 
+void pa_tk_score_desc(polyattn_tensor_desc *t, polyattn_dtype dtype, pa_tk_score_shape shape,
+                      const pa_tk_case *c)
+{
+    const int64_t row = shape == PA_TK_SCORE_HEADS ? c->seq_kv + 3 : c->seq_kv;
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->shape[0] = shape == PA_TK_SCORE_SHARED || shape == PA_TK_SCORE_HEADS ? 1 : c->batch;
+    t->shape[1] = shape == PA_TK_SCORE_SHARED || shape == PA_TK_SCORE_BATCH ? 1 : c->heads_q;
+    t->shape[2] = c->seq_q;
+    t->shape[3] = c->seq_kv;
+    t->strides[3] = 1;
+    t->strides[2] = row;
+    t->strides[1] = c->seq_q * row;
+    t->strides[0] = t->shape[1] * c->seq_q * row;
+    if (shape == PA_TK_SCORE_SHARED) t->strides[0] = t->strides[1] = 0;
+}
+
 void pa_tk_case_desc(const pa_tk_case *c, polyattn_dtype dtype, polyattn_attention_desc *desc)
 {
     memset(desc, 0, sizeof *desc);
@@ -128,4 +218,23 @@ void pa_tk_case_desc(const pa_tk_case *c, polyattn_dtype dtype, polyattn_attenti
     pa_tk_tensor_desc(&desc->o, dtype, c->layout, c->batch, c->heads_q, c->seq_q, c->head_dim_v);
     desc->scale = c->scale;
     desc->mask = c->mask;
+    const pa_tk_variants *v = pa_tk_case_variants(c);
+    if (v) {
+        desc->has_window = v->has_window;
+        desc->window_left = v->has_window ? v->window_left : -1;
+        desc->window_right = v->has_window ? v->window_right : -1;
+        desc->softcap = v->softcap;
+        desc->alibi = v->alibi;
+        if (v->bias) {
+            desc->has_bias = 1;
+            pa_tk_score_desc(&desc->bias, v->bias_dtype, v->bias, c);
+        }
+        if (v->attn_mask) {
+            desc->has_attn_mask = 1;
+            pa_tk_score_desc(&desc->attn_mask, POLYATTN_DTYPE_U8, v->attn_mask, c);
+        }
+        desc->has_sinks = v->sinks;
+    } else {
+        desc->window_left = desc->window_right = -1;
+    }
 }

@@ -239,7 +239,81 @@ void pa_tk_problem_free(pa_tk_problem *p)
     free(p->ref_o);
     free(p->ref_lse);
     free(p->ref_probs);
+    free(p->slopes);
+    free(p->sinks);
+    free(p->bias_data);
+    free(p->attn_mask);
     memset(p, 0, sizeof *p);
+}
+
+/* Elements a score tensor spans at its strides. */
+static size_t score_span(const polyattn_tensor_desc *t)
+{
+    int64_t span = 1;
+    for (int d = 0; d < 4; d++) span += (t->shape[d] - 1) * t->strides[d];
+    return (size_t)span;
+}
+
+/* Draws the variants' tensors of a case: slopes, bias (a few -inf; NaN in gaps), mask,
+ * sinks.  Returns 0 when out of memory. */
+static int draw_variants(pa_tk_problem *p, pa_tk_rng *rng)
+{
+    const pa_tk_case *c = p->c;
+    const pa_tk_variants *v = pa_tk_case_variants(c);
+    const polyattn_attention_desc *d = &p->desc;
+    double max_slope = 0.0, max_bias = 0.0;
+    if (!v) return 1;
+    if (v->alibi != POLYATTN_ALIBI_NONE) {
+        p->slopes_elems = (size_t)(v->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD ? c->batch * c->heads_q
+                                                                           : c->heads_q);
+        if (!(p->slopes = (float *)malloc(p->slopes_elems * sizeof(float)))) return 0;
+        for (size_t i = 0; i < p->slopes_elems; i++) {
+            p->slopes[i] = (float)(0.275 + 0.225 * pa_tk_rng_uniform(rng));
+            max_slope = p->slopes[i] > max_slope ? p->slopes[i] : max_slope;
+        }
+    }
+    if (v->sinks) {
+        if (!(p->sinks = (float *)malloc((size_t)c->heads_q * sizeof(float)))) return 0;
+        for (int64_t h = 0; h < c->heads_q; h++) p->sinks[h] = (float)(1.0 + 2.0 * pa_tk_rng_uniform(rng));
+    }
+    if (v->bias) {
+        const polyattn_tensor_desc *t = &d->bias;
+        const size_t n = score_span(t);
+        float *f = (float *)malloc(n * sizeof(float));
+        p->bias_bytes = n * polyattn_dtype_size(t->dtype);
+        p->bias_data = malloc(p->bias_bytes);
+        if (!f || !p->bias_data) {
+            free(f);
+            return 0;
+        }
+        for (size_t i = 0; i < n; i++) f[i] = NAN;
+        for (int64_t b = 0; b < t->shape[0]; b++)
+            for (int64_t h = 0; h < t->shape[1]; h++)
+                for (int64_t i = 0; i < t->shape[2]; i++)
+                    for (int64_t j = 0; j < t->shape[3]; j++) {
+                        float x = pa_tk_round((float)(2.0 * pa_tk_rng_uniform(rng)), t->dtype);
+                        if (pa_tk_rng_next(rng) % 13 == 0) x = -INFINITY;
+                        else max_bias = fabs(x) > max_bias ? fabs(x) : max_bias;
+                        f[elem_index(t, b, h, i, j)] = x;
+                    }
+        pa_tk_encode(p->bias_data, f, n, t->dtype);
+        free(f);
+        p->bias_grad_elems = (size_t)(t->shape[0] * t->shape[1] * t->shape[2] * t->shape[3]);
+    }
+    if (v->attn_mask) {
+        const polyattn_tensor_desc *t = &d->attn_mask;
+        p->attn_mask_bytes = score_span(t);
+        if (!(p->attn_mask = (unsigned char *)malloc(p->attn_mask_bytes))) return 0;
+        memset(p->attn_mask, 0, p->attn_mask_bytes); /* gaps */
+        for (int64_t b = 0; b < t->shape[0]; b++)
+            for (int64_t h = 0; h < t->shape[1]; h++)
+                for (int64_t i = 0; i < t->shape[2]; i++)
+                    for (int64_t j = 0; j < t->shape[3]; j++)
+                        p->attn_mask[elem_index(t, b, h, i, j)] =
+                            pa_tk_rng_next(rng) % 5 == 0 ? 0 : (unsigned char)(1 + pa_tk_rng_next(rng) % 255);
+    }
+    p->score_extra = max_bias + max_slope * (double)(c->seq_q > c->seq_kv ? c->seq_q : c->seq_kv);
+    return 1;
 }
 
 polyattn_status pa_tk_problem_init(pa_tk_problem *p, const pa_tk_case *c, polyattn_dtype dtype,
@@ -278,6 +352,10 @@ polyattn_status pa_tk_problem_init(pa_tk_problem *p, const pa_tk_case *c, polyat
     pa_tk_encode(p->q_data, p->q, p->q_elems, dtype);
     pa_tk_encode(p->k_data, p->k, p->k_elems, dtype);
     pa_tk_encode(p->v_data, p->v, p->v_elems, dtype);
+    if (!draw_variants(p, &rng)) {
+        pa_tk_problem_free(p);
+        return POLYATTN_STATUS_OUT_OF_MEMORY;
+    }
     memset(p->o_gap, 1, p->o_elems);
     for (b = 0; b < c->batch; b++)
         for (h = 0; h < c->heads_q; h++)
@@ -331,6 +409,52 @@ static polyattn_status alloc_write(polyattn_context *ctx, uint64_t bytes, const 
     return st;
 }
 
+/* The variants' tensors of a problem on ctx (and, for a backward, poisoned d_bias and
+ * d_sinks); e->ex is what polyattn_forward_ex/backward_ex take. */
+typedef struct extra_buffers {
+    polyattn_buffer *slopes, *bias, *attn_mask, *sinks, *d_bias, *d_sinks;
+    polyattn_extra_tensors ex;
+} extra_buffers;
+
+static void extra_free(extra_buffers *e)
+{
+    polyattn_buffer_free(e->slopes);
+    polyattn_buffer_free(e->bias);
+    polyattn_buffer_free(e->attn_mask);
+    polyattn_buffer_free(e->sinks);
+    polyattn_buffer_free(e->d_bias);
+    polyattn_buffer_free(e->d_sinks);
+    memset(e, 0, sizeof *e);
+}
+
+static polyattn_status extra_upload(polyattn_context *ctx, const pa_tk_problem *p, int backward,
+                                    extra_buffers *e)
+{
+    polyattn_status st = POLYATTN_STATUS_SUCCESS;
+    memset(e, 0, sizeof *e);
+    e->ex.struct_size = sizeof e->ex;
+    if (p->slopes && (st = alloc_write(ctx, p->slopes_elems * 4, p->slopes, &e->slopes))) return st;
+    if (p->bias_data && (st = alloc_write(ctx, p->bias_bytes, p->bias_data, &e->bias))) return st;
+    if (p->attn_mask && (st = alloc_write(ctx, p->attn_mask_bytes, p->attn_mask, &e->attn_mask)))
+        return st;
+    if (p->sinks && (st = alloc_write(ctx, (size_t)p->c->heads_q * 4, p->sinks, &e->sinks)))
+        return st;
+    if (backward) {
+        const size_t n = p->bias_grad_elems > (size_t)p->c->heads_q ? p->bias_grad_elems
+                                                                    : (size_t)p->c->heads_q;
+        float *poison = (float *)malloc(n * 4);
+        if (!poison) return POLYATTN_STATUS_OUT_OF_MEMORY;
+        pa_tk_poison(poison, n, POLYATTN_DTYPE_F32);
+        if (p->bias_data) st = alloc_write(ctx, p->bias_grad_elems * 4, poison, &e->d_bias);
+        if (!st && p->sinks) st = alloc_write(ctx, (size_t)p->c->heads_q * 4, poison, &e->d_sinks);
+        free(poison);
+        if (st) return st;
+    }
+    e->ex.alibi_slopes = e->slopes, e->ex.bias = e->bias, e->ex.attn_mask = e->attn_mask;
+    e->ex.sinks = e->sinks, e->ex.d_bias = e->d_bias, e->ex.d_sinks = e->d_sinks;
+    return st;
+}
+
 /* Plans and runs one forward of the problem's inputs (in `dtype` storage given by desc),
  * leaving raw results in o_raw / lse / probs.  *plan_status distinguishes a rejected
  * plan from a failed run. */
@@ -339,16 +463,19 @@ static polyattn_status run_once(polyattn_context *ctx, const polyattn_attention_
                                 size_t k_bytes, size_t v_bytes, size_t o_bytes, size_t lse_elems,
                                 size_t probs_elems, polyattn_algo algo, int want_lse,
                                 int want_probs, void *o_raw, float *lse, float *probs,
-                                int check_inputs, pa_tk_result *r, int *planned)
+                                int check_inputs, const pa_tk_problem *vp, pa_tk_result *r,
+                                int *planned)
 {
     polyattn_plan_options opt;
     polyattn_plan_info info;
     polyattn_plan *plan = NULL;
     run_buffers b;
+    extra_buffers e;
     polyattn_status st;
     void *poison = NULL;
     const char *stage = "plan";
     memset(&b, 0, sizeof b);
+    memset(&e, 0, sizeof e);
     *planned = 0;
     polyattn_plan_options_init(&opt);
     opt.algo = algo;
@@ -368,7 +495,7 @@ static polyattn_status run_once(polyattn_context *ctx, const polyattn_attention_
     r->workspace_bytes = info.workspace_bytes;
     stage = "buffers";
     if ((st = alloc_write(ctx, q_bytes, q, &b.q)) || (st = alloc_write(ctx, k_bytes, k, &b.k)) ||
-        (st = alloc_write(ctx, v_bytes, v, &b.v)))
+        (st = alloc_write(ctx, v_bytes, v, &b.v)) || (st = extra_upload(ctx, vp, 0, &e)))
         goto fail;
     /* Poison every output (and the workspace) so unwritten elements show up as NaN. */
     {
@@ -401,7 +528,7 @@ static polyattn_status run_once(polyattn_context *ctx, const polyattn_attention_
         }
     }
     stage = "forward";
-    if ((st = polyattn_forward(plan, b.q, b.k, b.v, b.o, b.lse, b.probs, b.ws)))
+    if ((st = polyattn_forward_ex(plan, b.q, b.k, b.v, b.o, b.lse, b.probs, b.ws, &e.ex)))
         goto fail;
     stage = "synchronize";
     if ((st = polyattn_context_synchronize(ctx)))
@@ -441,6 +568,7 @@ static polyattn_status run_once(polyattn_context *ctx, const polyattn_attention_
     }
     free(poison);
     free_buffers(&b);
+    extra_free(&e);
     polyattn_plan_destroy(plan);
     return POLYATTN_STATUS_SUCCESS;
 fail:
@@ -448,6 +576,7 @@ fail:
              polyattn_context_last_error(ctx));
     free(poison);
     free_buffers(&b);
+    extra_free(&e);
     polyattn_plan_destroy(plan);
     return st;
 }
@@ -477,7 +606,7 @@ polyattn_status pa_tk_problem_reference(pa_tk_problem *p, char *err, size_t err_
     } else {
         st = run_once(ctx, &desc, p->q, p->k, p->v, p->q_elems * 4, p->k_elems * 4,
                       p->v_elems * 4, p->o_elems * 4, p->lse_elems, p->probs_elems,
-                      POLYATTN_ALGO_UNFUSED, 1, 1, p->ref_o, p->ref_lse, p->ref_probs, 0, &r,
+                      POLYATTN_ALGO_UNFUSED, 1, 1, p->ref_o, p->ref_lse, p->ref_probs, 0, p, &r,
                       &planned);
     }
     if (st != POLYATTN_STATUS_SUCCESS) {
@@ -548,7 +677,7 @@ polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo
     }
     st = run_once(ctx, &p->desc, p->q_data, p->k_data, p->v_data, p->q_elems * es,
                   p->k_elems * es, p->v_elems * es, p->o_elems * es, p->lse_elems,
-                  p->probs_elems, algo, want_lse, want_probs, o_raw, lse, probs, 1, r, &planned);
+                  p->probs_elems, algo, want_lse, want_probs, o_raw, lse, probs, 1, p, r, &planned);
     if (st != POLYATTN_STATUS_SUCCESS)
         goto done; /* r->message says why; UNSUPPORTED before planning is not a failure */
     st = pa_tk_problem_reference(p, text, sizeof text);
@@ -559,7 +688,7 @@ polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo
     pa_tk_decode(o, o_raw, p->o_elems, p->dtype);
 
     scale = c->scale > 0.0f ? c->scale : 1.0 / sqrt((double)c->head_dim);
-    eps_s = ldexp(1.0, -24) * scale * (double)c->head_dim * p->max_q * p->max_k;
+    eps_s = ldexp(1.0, -24) * (scale * (double)c->head_dim * p->max_q * p->max_k + p->score_extra);
     for (b = 0; b < c->batch; b++)
         for (h = 0; h < c->heads_q; h++)
             for (s = 0; s < c->seq_q; s++)
@@ -697,8 +826,10 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
                                 const void *const in[4], const size_t in_bytes[4],
                                 polyattn_algo algo, int deterministic, void *const grads[3],
                                 float *lse_out, size_t lse_elems, int check_inputs,
+                                const pa_tk_problem *vp, float *d_bias_out, float *d_sinks_out,
                                 pa_tk_backward_result *r, int *planned)
 {
+    extra_buffers e;
     polyattn_plan_options opt;
     polyattn_plan_info info;
     polyattn_plan *plan = NULL;
@@ -710,11 +841,13 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
     const size_t o_bytes = in_bytes[3]; /* dO spans exactly O's layout */
     size_t big = o_bytes;
     memset(&b, 0, sizeof b);
+    memset(&e, 0, sizeof e);
     *planned = 0;
     polyattn_plan_options_init(&opt);
     opt.algo = algo;
     opt.want_backward = 1;
     opt.deterministic = deterministic;
+    opt.want_bias_grad = vp->bias_data != NULL;
     st = polyattn_plan_create(ctx, desc, &opt, &plan);
     if (st != POLYATTN_STATUS_SUCCESS) {
         snprintf(r->message, sizeof r->message, "%s", polyattn_context_last_error(ctx));
@@ -742,7 +875,8 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
     if ((st = alloc_write(ctx, in_bytes[0], in[0], &b.q)) ||
         (st = alloc_write(ctx, in_bytes[1], in[1], &b.k)) ||
         (st = alloc_write(ctx, in_bytes[2], in[2], &b.v)) ||
-        (st = alloc_write(ctx, in_bytes[3], in[3], &b.d_o)))
+        (st = alloc_write(ctx, in_bytes[3], in[3], &b.d_o)) ||
+        (st = extra_upload(ctx, vp, 1, &e)))
         goto fail;
     pa_tk_poison(poison, big / es, desc->q.dtype);
     if ((st = alloc_write(ctx, o_bytes, poison, &b.o)) ||
@@ -760,10 +894,15 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
         (st = alloc_write(ctx, info.backward_workspace_bytes, poison, &b.bws)))
         goto fail;
     stage = "forward";
-    if ((st = polyattn_forward(plan, b.q, b.k, b.v, b.o, b.lse, NULL, b.ws)))
-        goto fail;
+    {
+        polyattn_extra_tensors fwd = e.ex; /* the forward takes no gradient outputs */
+        fwd.d_bias = fwd.d_sinks = NULL;
+        if ((st = polyattn_forward_ex(plan, b.q, b.k, b.v, b.o, b.lse, NULL, b.ws, &fwd)))
+            goto fail;
+    }
     stage = "backward";
-    if ((st = polyattn_backward(plan, b.q, b.k, b.v, b.o, b.d_o, b.lse, b.dq, b.dk, b.dv, b.bws)))
+    if ((st = polyattn_backward_ex(plan, b.q, b.k, b.v, b.o, b.d_o, b.lse, b.dq, b.dk, b.dv, b.bws,
+                                   &e.ex)))
         goto fail;
     stage = "synchronize";
     if ((st = polyattn_context_synchronize(ctx)))
@@ -774,6 +913,11 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
         (st = polyattn_buffer_read(b.dv, 0, grads[2], in_bytes[2])))
         goto fail;
     if (lse_out && (st = polyattn_buffer_read(b.lse, 0, lse_out, lse_elems * 4)))
+        goto fail;
+    if (e.d_bias && (st = polyattn_buffer_read(e.d_bias, 0, d_bias_out, vp->bias_grad_elems * 4)))
+        goto fail;
+    if (e.d_sinks &&
+        (st = polyattn_buffer_read(e.d_sinks, 0, d_sinks_out, (size_t)vp->c->heads_q * 4)))
         goto fail;
     if (check_inputs) {
         const polyattn_buffer *bufs[4] = {b.q, b.k, b.v, b.d_o};
@@ -801,6 +945,7 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
     }
     free(poison);
     bwd_free(&b);
+    extra_free(&e);
     polyattn_plan_destroy(plan);
     return POLYATTN_STATUS_SUCCESS;
 fail:
@@ -808,6 +953,7 @@ fail:
              polyattn_context_last_error(ctx));
     free(poison);
     bwd_free(&b);
+    extra_free(&e);
     polyattn_plan_destroy(plan);
     return st;
 }
@@ -945,6 +1091,9 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
     polyattn_context *host = pa_tk_host_context();
     polyattn_attention_desc ref_desc;
     float *d_o = NULL, *ref_lse = NULL, *ref[3] = {NULL, NULL, NULL}, *got[3] = {NULL, NULL, NULL};
+    /* Variants' gradients: [0] d_bias, [1] d_sinks, device then reference. */
+    const size_t var_n[2] = {p->bias_grad_elems, p->sinks ? (size_t)c->heads_q : 0};
+    float *var_got[2] = {NULL, NULL}, *var_ref[2] = {NULL, NULL};
     void *d_o_data = NULL, *raw[3] = {NULL, NULL, NULL};
     pa_tk_rng rng;
     polyattn_status st = POLYATTN_STATUS_OUT_OF_MEMORY;
@@ -965,6 +1114,11 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
         raw[i] = malloc(dev_bytes[i]);
         ok = ok && ref[i] && got[i] && raw[i];
     }
+    for (int i = 0; i < 2; i++) {
+        var_got[i] = (float *)malloc((var_n[i] ? var_n[i] : 1) * 4);
+        var_ref[i] = (float *)malloc((var_n[i] ? var_n[i] : 1) * 4);
+        ok = ok && var_got[i] && var_ref[i];
+    }
     if (!ok || !d_o || !d_o_data || !ref_lse) {
         snprintf(r->message, sizeof r->message, "out of host memory");
         goto done;
@@ -977,7 +1131,7 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
     {
         const void *in[4] = {p->q_data, p->k_data, p->v_data, d_o_data};
         st = bwd_once(ctx, &p->desc, in, dev_bytes, algo, deterministic, raw, NULL, p->lse_elems,
-                      1, r, &planned);
+                      1, p, var_got[0], var_got[1], r, &planned);
         if (st != POLYATTN_STATUS_SUCCESS)
             goto done;
     }
@@ -990,7 +1144,7 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
         memset(&rr, 0, sizeof rr);
         pa_tk_case_desc(c, POLYATTN_DTYPE_F32, &ref_desc);
         st = bwd_once(host, &ref_desc, in, ref_bytes, POLYATTN_ALGO_UNFUSED, 0, out, ref_lse,
-                      p->lse_elems, 0, &rr, &ref_planned);
+                      p->lse_elems, 0, p, var_ref[0], var_ref[1], &rr, &ref_planned);
         if (st != POLYATTN_STATUS_SUCCESS) {
             snprintf(r->message, sizeof r->message, "host reference: %.900s", rr.message);
             goto done;
@@ -1009,6 +1163,39 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
             pa_tk_decode(got[i], raw[i], n[i], p->dtype);
             r->bad_elements += bwd_compare(names[i], tens[i], got[i], (unsigned char *)raw[i],
                                            ref[i], r->tolerance, cond[i], max_rel[i], r);
+        }
+        /* d_bias is dS summed over the bias's broadcast dimensions: its error is that of a
+         * row's dS (cond[0] without K and the scale) times the rows summed into one. */
+        {
+            const char *vnames[2] = {"d_bias", "d_sinks"};
+            double *vmax[2] = {&r->d_bias_max_rel, &r->d_sinks_max_rel};
+            const double scale = c->scale > 0.0f ? c->scale : 1.0 / sqrt((double)c->head_dim);
+            const double summed = p->bias_data ? (double)(c->batch * c->heads_q * c->seq_q * c->seq_kv) /
+                                                     (double)(p->bias_grad_elems ? p->bias_grad_elems : 1)
+                                               : 1.0;
+            const double row_err = p->max_k > 0 ? cond[0] / (scale * p->max_k) : 0.0;
+            for (int i = 0; i < 2; i++) {
+                double max_ref = 0.0, worst = 0.0;
+                long long bad = 0;
+                if (!var_n[i]) continue;
+                for (size_t e = 0; e < var_n[i]; e++)
+                    max_ref = fabs(var_ref[i][e]) > max_ref ? fabs(var_ref[i][e]) : max_ref;
+                const double lim = r->tolerance * (max_ref > 1e-3 ? max_ref : 1e-3) +
+                                   (i == 0 ? row_err * summed : row_err * (double)c->batch * (double)c->seq_q);
+                for (size_t e = 0; e < var_n[i]; e++) {
+                    const double diff = fabs((double)var_got[i][e] - (double)var_ref[i][e]);
+                    if (!(diff <= lim)) bad++;
+                    worst = worse(worst, diff);
+                }
+                *vmax[i] = max_ref > 0.0 ? worst / max_ref : worst;
+                if (bad) {
+                    char vtext[160];
+                    snprintf(vtext, sizeof vtext, "%s: %lld elements off by more than %.3g (max %.3g)",
+                             vnames[i], bad, lim, worst);
+                    bwd_add_message(r, vtext);
+                    r->bad_elements += bad;
+                }
+            }
         }
         /* Fully masked rows: dQ exactly 0. */
         for (int64_t b = 0; b < c->batch; b++)
@@ -1036,5 +1223,7 @@ done:
     free(ref_lse);
     for (int i = 0; i < 3; i++)
         free(ref[i]), free(got[i]), free(raw[i]);
+    for (int i = 0; i < 2; i++)
+        free(var_got[i]), free(var_ref[i]);
     return st;
 }

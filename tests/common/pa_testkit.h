@@ -30,6 +30,27 @@ typedef enum pa_tk_layout {
                            that inputs fill with NaN and outputs must leave untouched */
 } pa_tk_layout;
 
+/* Score variants of a case (include/polyattn.h); their tensors are drawn by
+ * pa_tk_problem_init and passed through polyattn_forward_ex/backward_ex. */
+typedef enum pa_tk_score_shape {
+    PA_TK_SCORE_NONE = 0,
+    PA_TK_SCORE_FULL = 1,   /* [batch, heads_q, seq_q, seq_kv] packed */
+    PA_TK_SCORE_SHARED = 2, /* [1, 1, seq_q, seq_kv], stride 0 on the broadcast dimensions */
+    PA_TK_SCORE_BATCH = 3,  /* [batch, 1, seq_q, seq_kv] */
+    PA_TK_SCORE_HEADS = 4   /* [1, heads_q, seq_q, seq_kv], rows padded by 3 elements */
+} pa_tk_score_shape;
+
+typedef struct pa_tk_variants {
+    int has_window;
+    int64_t window_left, window_right;
+    float softcap;
+    polyattn_alibi alibi;          /* slopes uniform in [0.05, 0.5] */
+    pa_tk_score_shape bias;        /* values uniform in [-2, 2], a few -inf */
+    polyattn_dtype bias_dtype;
+    pa_tk_score_shape attn_mask;   /* about one pair in five masked */
+    int sinks;                     /* logits uniform in [-1, 3] */
+} pa_tk_variants;
+
 typedef struct pa_tk_case {
     const char *name;
     int64_t batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
@@ -42,6 +63,11 @@ typedef struct pa_tk_case {
     int must_support;
 } pa_tk_case;
 
+/* The score variants of a case of the table (looked up by name: the cases' initializers
+ * stay as they are), or NULL.  A backend without a variant reports UNSUPPORTED for its
+ * cases, which is not a failure (they are not "must support"). */
+const pa_tk_variants *pa_tk_case_variants(const pa_tk_case *c);
+
 /* The case table; *count receives its length. */
 const pa_tk_case *pa_tk_cases(size_t *count);
 /* The case named name, or NULL. */
@@ -50,6 +76,9 @@ const char *pa_tk_layout_name(pa_tk_layout layout);
 
 /* Descriptor of a case in a dtype (scale and mask included). */
 void pa_tk_case_desc(const pa_tk_case *c, polyattn_dtype dtype, polyattn_attention_desc *desc);
+/* A bias or attn_mask of a case in a broadcast shape. */
+void pa_tk_score_desc(polyattn_tensor_desc *t, polyattn_dtype dtype, pa_tk_score_shape shape,
+                      const pa_tk_case *c);
 /* Strides of one tensor [batch, heads, seq, dim] in a layout. */
 void pa_tk_tensor_desc(polyattn_tensor_desc *t, polyattn_dtype dtype, pa_tk_layout layout,
                        int64_t batch, int64_t heads, int64_t seq, int64_t dim);
@@ -102,6 +131,13 @@ typedef struct pa_tk_problem {
     unsigned char *o_gap;          /* 1 where an O element is a gap (never written) */
     float *ref_o, *ref_lse, *ref_probs; /* reference in the O layout; NULL until computed */
     double max_q, max_k, max_v;    /* max |input| (condition of the comparison) */
+    /* The variants' tensors (NULL when the case has none), the same for device and
+     * reference; score_extra bounds |alibi + bias| (condition of the scores). */
+    float *slopes, *sinks;
+    void *bias_data;               /* in the case's bias dtype */
+    unsigned char *attn_mask;
+    size_t slopes_elems, bias_bytes, attn_mask_bytes, bias_grad_elems;
+    double score_extra;
 } pa_tk_problem;
 
 /* Draws fresh inputs for the case (seed: pa_tk_hash of the name mixed with seed). */
@@ -139,6 +175,7 @@ typedef struct pa_tk_backward_result {
     int pass;               /* ran and every gradient element within tolerance */
     polyattn_algo algo;
     double dq_max_rel, dk_max_rel, dv_max_rel; /* max |g - ref| / max |ref| per tensor */
+    double d_bias_max_rel, d_sinks_max_rel;    /* variants: 0 when the case has none */
     double tolerance;       /* the relative tolerance applied */
     long long bad_elements; /* out of tolerance, NaN, masked row not 0, gap written, input modified */
     uint64_t workspace_bytes, backward_workspace_bytes;
@@ -153,7 +190,8 @@ double pa_tk_backward_tolerance(polyattn_dtype dtype);
  * both workspaces, runs the forward then the backward, and compares every element of dQ,
  * dK and dV with the host UNFUSED backward (exact, double inside) on the same rounded
  * inputs in f32 storage.  Also: fully masked rows give dQ = 0 exactly, gaps stay
- * untouched, inputs (q, k, v, dO) come back unchanged. */
+ * untouched, inputs (q, k, v, dO) come back unchanged.  With variants: d_sinks, and d_bias
+ * (want_bias_grad) are compared too. */
 polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo algo,
                                    int deterministic, pa_tk_backward_result *r);
 

@@ -112,6 +112,65 @@ static int64_t visible_keys(const polyattn_attention_desc *d, int64_t i)
     return n < 0 ? 0 : n > skv ? skv : n;
 }
 
+/* Whether the caller's struct_size reaches a member (members past it are off). */
+#define DESC_HAS(d, member) \
+    ((d)->struct_size >= offsetof(polyattn_attention_desc, member) + sizeof((d)->member))
+
+/* Bytes a bias or attn_mask spans as the library reads it (stride 0 on extent 1). */
+static uint64_t score_bytes(const polyattn_tensor_desc *t, uint64_t elem)
+{
+    uint64_t span = 1;
+    for (int i = 0; i < 4; i++)
+        if (t->shape[i] > 1) span += (uint64_t)(t->shape[i] - 1) * (uint64_t)t->strides[i];
+    return span * elem;
+}
+
+/* The variants' tensors of a planned case, sized from the descriptor as the API documents
+ * them; NULL where the descriptor asks for none. */
+typedef struct variant_buffers {
+    polyattn_buffer *slopes, *bias, *attn_mask, *sinks, *d_bias, *d_sinks;
+    int on; /* any variant on (the LSE check then knows too little about masked rows) */
+} variant_buffers;
+
+static void variants_alloc(polyattn_context *ctx, const fuzz_case *c, fuzz_src *src, variant_buffers *vb)
+{
+    const polyattn_attention_desc *d = &c->d.desc;
+    const polyattn_plan_options *o = &c->o.options;
+    const uint64_t hq = (uint64_t)d->q.shape[1], b = (uint64_t)d->q.shape[0];
+    memset(vb, 0, sizeof *vb);
+    const int alibi = DESC_HAS(d, alibi) ? (int)d->alibi : 0;
+    if (alibi) vb->slopes = alloc_filled(ctx, (alibi == 2 ? b * hq : hq) * 4, POLYATTN_DTYPE_F32, src, 1);
+    if (DESC_HAS(d, has_bias) && d->has_bias) {
+        vb->bias = alloc_filled(ctx, score_bytes(&d->bias, polyattn_dtype_size(d->bias.dtype)),
+                                d->bias.dtype, src, 1);
+        if (c->pass_options && o->want_bias_grad && o->want_backward)
+            vb->d_bias = alloc_filled(ctx, (uint64_t)(d->bias.shape[0] * d->bias.shape[1] *
+                                                      d->bias.shape[2] * d->bias.shape[3]) * 4,
+                                      POLYATTN_DTYPE_F32, src, 0);
+    }
+    if (DESC_HAS(d, has_attn_mask) && d->has_attn_mask) {
+        const uint64_t n = score_bytes(&d->attn_mask, 1);
+        unsigned char *m = malloc(n);
+        if (polyattn_buffer_alloc(ctx, n, &vb->attn_mask) == POLYATTN_STATUS_SUCCESS && m) {
+            for (uint64_t i = 0; i < n; i++) m[i] = fuzz_below(src, 4) ? 1 : 0;
+            polyattn_buffer_write(vb->attn_mask, 0, m, n);
+        }
+        free(m);
+    }
+    if (DESC_HAS(d, has_sinks) && d->has_sinks) {
+        vb->sinks = alloc_filled(ctx, hq * 4, POLYATTN_DTYPE_F32, src, 1);
+        vb->d_sinks = alloc_filled(ctx, hq * 4, POLYATTN_DTYPE_F32, src, 0);
+    }
+    vb->on = (DESC_HAS(d, has_window) && d->has_window) || vb->attn_mask || vb->sinks;
+}
+
+static void variants_free(variant_buffers *vb)
+{
+    polyattn_buffer_free(vb->slopes), polyattn_buffer_free(vb->bias);
+    polyattn_buffer_free(vb->attn_mask), polyattn_buffer_free(vb->sinks);
+    polyattn_buffer_free(vb->d_bias), polyattn_buffer_free(vb->d_sinks);
+}
+
 /* Runs forward (and backward when planned) on buffers of exactly the sizes the plan and
  * the descriptor report; checks the LSE rows: finite, or -inf exactly on masked rows. */
 static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case *c,
@@ -142,14 +201,39 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         report("allocating %llu device bytes failed", (unsigned long long)info->device_bytes);
         goto done;
     }
-    polyattn_status st = polyattn_forward(plan, q, k, v, out, lse, probs, ws);
+    variant_buffers var;
+    variants_alloc(ctx, c, src, &var);
+    polyattn_extra_tensors ex;
+    memset(&ex, 0, sizeof ex);
+    ex.struct_size = sizeof ex;
+    ex.alibi_slopes = var.slopes, ex.bias = var.bias, ex.attn_mask = var.attn_mask, ex.sinks = var.sinks;
+    const int any_extra = var.slopes || var.bias || var.attn_mask || var.sinks;
+    polyattn_status st;
+    /* A bad extra (missing tensor, stray gradient, short struct) is refused by name first. */
+    if (any_extra && fuzz_below(src, 4) == 0) {
+        polyattn_extra_tensors bad_ex = ex;
+        switch (fuzz_below(src, 3)) {
+        case 0: bad_ex.struct_size = fuzz_below(src, 2) ? 0 : sizeof bad_ex - 1; break;
+        case 1: bad_ex.d_sinks = out; break;
+        default:
+            if (bad_ex.sinks) bad_ex.sinks = NULL;
+            else if (bad_ex.bias) bad_ex.bias = NULL;
+            else if (bad_ex.attn_mask) bad_ex.attn_mask = NULL;
+            else bad_ex.alibi_slopes = NULL;
+        }
+        st = polyattn_forward_ex(plan, q, k, v, out, lse, probs, ws, &bad_ex);
+        const char *e = polyattn_context_last_error(ctx);
+        if (st != POLYATTN_STATUS_INVALID_ARGUMENT || !e || !strstr(e, "extra"))
+            report("a bad extra gave %s: %s", polyattn_status_name(st), e ? e : "");
+    }
+    st = polyattn_forward_ex(plan, q, k, v, out, lse, probs, ws, &ex);
     s->forwards++;
     if (st != POLYATTN_STATUS_SUCCESS) {
         report("forward: %s: %s", polyattn_status_name(st), polyattn_context_last_error(ctx));
         goto done;
     }
     float scale = d->scale;
-    if (lse && scale <= 16.0f) {
+    if (lse && scale <= 16.0f && !var.on) {
         float *l = malloc((size_t)rows * sizeof *l);
         if (l && polyattn_buffer_read(lse, 0, l, (uint64_t)rows * 4) == POLYATTN_STATUS_SUCCESS)
             for (int64_t r = 0; r < rows; r++) {
@@ -170,7 +254,8 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
                                    ? alloc_filled(ctx, info->backward_workspace_bytes, POLYATTN_DTYPE_F32, src, 0)
                                    : NULL;
         if (d_o && dq && dk && dv && (bws || !info->backward_workspace_bytes)) {
-            st = polyattn_backward(plan, q, k, v, out, d_o, lse, dq, dk, dv, bws);
+            ex.d_bias = var.d_bias, ex.d_sinks = var.d_sinks;
+            st = polyattn_backward_ex(plan, q, k, v, out, d_o, lse, dq, dk, dv, bws, &ex);
             s->backwards++;
             /* Broadcast K or V (stride 0) makes dK or dV overlap itself: refused, not run. */
             if (st != POLYATTN_STATUS_SUCCESS && st != POLYATTN_STATUS_INVALID_ARGUMENT)
@@ -181,6 +266,7 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         polyattn_buffer_free(d_o), polyattn_buffer_free(dq), polyattn_buffer_free(dk);
         polyattn_buffer_free(dv), polyattn_buffer_free(bws);
     }
+    variants_free(&var);
 done:
     polyattn_buffer_free(q), polyattn_buffer_free(k), polyattn_buffer_free(v);
     polyattn_buffer_free(out), polyattn_buffer_free(lse), polyattn_buffer_free(probs);
@@ -234,7 +320,12 @@ static void run_case(polyattn_context *ctx, fuzz_src *srcp, fuzz_profile profile
         report("implausible plan sizes: workspace %llu, device %llu, flops %g",
                (unsigned long long)info.workspace_bytes, (unsigned long long)info.device_bytes,
                info.flops);
-    if (c.small && info.device_bytes <= lim->max_bytes && info.flops <= lim->max_flops)
+    /* The bias and attn_mask are the caller's and not in device_bytes: bound them too. */
+    const uint64_t extra_bytes =
+        (DESC_HAS(d, has_bias) && d->has_bias ? score_bytes(&d->bias, 4) : 0) +
+        (DESC_HAS(d, has_attn_mask) && d->has_attn_mask ? score_bytes(&d->attn_mask, 1) : 0);
+    if (c.small && info.device_bytes <= lim->max_bytes && extra_bytes <= lim->max_bytes &&
+        info.flops <= lim->max_flops)
         run_plan(ctx, plan, &c, &info, &src, s);
     polyattn_plan_destroy(plan);
 }

@@ -125,10 +125,70 @@ static void gen_desc_fields(fuzz_src *src, fuzz_profile profile, polyattn_attent
         d->mask = (polyattn_mask)bad_masks[fuzz_below(src, COUNT(bad_masks))];
     if (profile != FUZZ_SMALL && fuzz_below(src, 32) == 0) {
         static const size_t sizes[] = {0, 1, FUZZ_DESC_V1_SIZE - 1, FUZZ_DESC_V1_SIZE,
+                                       offsetof(polyattn_attention_desc, softcap),
+                                       offsetof(polyattn_attention_desc, has_bias),
+                                       offsetof(polyattn_attention_desc, has_sinks),
                                        sizeof(polyattn_attention_desc) + 8,
                                        sizeof(polyattn_attention_desc) + 64};
         d->struct_size = sizes[fuzz_below(src, COUNT(sizes))];
     }
+}
+
+/* A bias or attn_mask: packed [batch|1, heads_q|1, seq_q, seq_kv] in a good dtype, then
+ * (mostly outside FUZZ_SMALL) a wrong dtype, a wrong or broadcast shape, or negative, zero
+ * or huge strides. */
+static void gen_score_tensor(fuzz_src *src, fuzz_profile profile, const polyattn_attention_desc *d,
+                             polyattn_tensor_desc *t, int is_mask)
+{
+    const int64_t b = fuzz_below(src, 2) ? d->q.shape[0] : 1, h = fuzz_below(src, 2) ? d->q.shape[1] : 1;
+    polyattn_tensor_desc_bhsd(t, is_mask ? POLYATTN_DTYPE_U8 : (polyattn_dtype)fuzz_below(src, 3), b,
+                              h, d->q.shape[2], d->k.shape[2]);
+    if (fuzz_below(src, 3) == 0) /* broadcast by stride 0 on a dimension of extent 1 */
+        for (int i = 0; i < 2; i++)
+            if (t->shape[i] == 1) t->strides[i] = 0;
+    if (fuzz_below(src, profile == FUZZ_SMALL ? 16 : 4) != 0) return;
+    const int d_ = (int)fuzz_below(src, 4);
+    switch (fuzz_below(src, 4)) {
+    case 0: t->dtype = is_mask ? (polyattn_dtype)fuzz_below(src, 3) : POLYATTN_DTYPE_U8; break;
+    case 1: t->shape[d_] = fuzz_below(src, 2) ? sat_add(t->shape[d_], 1) : extreme(src); break;
+    case 2: t->strides[d_] = profile == FUZZ_SMALL ? 0 : pick_stride(src, t->strides[d_]); break;
+    default: t->strides[d_] = fuzz_below(src, 2) ? -1 : INT64_MAX; break;
+    }
+}
+
+/* The score variants (window, softcap, ALiBi, bias, attn_mask, sinks): off half the time,
+ * else each on with good values, sometimes bad ones. */
+static void gen_variants(fuzz_src *src, fuzz_profile profile, polyattn_attention_desc *d)
+{
+    static const int64_t sides[] = {-1, 0, 1, 3, 7, 40};
+    static const int64_t bad_sides[] = {-2, -7, INT64_MIN, INT64_MAX};
+    static const float caps[] = {0.5f, 1.0f, 30.0f, 1e-3f};
+    static const float bad_caps[] = {NAN, INFINITY, -INFINITY, -1.0f, -1e-30f};
+    static const int bad_alibi[] = {-1, 3, 99, INT32_MIN};
+    const int bad = profile != FUZZ_SMALL;
+    if (fuzz_below(src, 2)) return;
+    if (fuzz_below(src, 3) == 0) {
+        d->has_window = fuzz_below(src, 8) ? 1 : (int)fuzz_below(src, 100) - 50;
+        d->window_left = sides[fuzz_below(src, COUNT(sides))];
+        d->window_right = sides[fuzz_below(src, COUNT(sides))];
+        if (bad && fuzz_below(src, 8) == 0) d->window_left = bad_sides[fuzz_below(src, COUNT(bad_sides))];
+        if (bad && fuzz_below(src, 8) == 0) d->window_right = bad_sides[fuzz_below(src, COUNT(bad_sides))];
+    }
+    if (fuzz_below(src, 3) == 0)
+        d->softcap = bad && fuzz_below(src, 6) == 0 ? bad_caps[fuzz_below(src, COUNT(bad_caps))]
+                                                    : caps[fuzz_below(src, COUNT(caps))];
+    if (fuzz_below(src, 3) == 0)
+        d->alibi = bad && fuzz_below(src, 8) == 0 ? (polyattn_alibi)bad_alibi[fuzz_below(src, COUNT(bad_alibi))]
+                                                  : (polyattn_alibi)(1 + fuzz_below(src, 2));
+    if (fuzz_below(src, 3) == 0) {
+        d->has_bias = 1;
+        gen_score_tensor(src, profile, d, &d->bias, 0);
+    }
+    if (fuzz_below(src, 3) == 0) {
+        d->has_attn_mask = 1;
+        gen_score_tensor(src, profile, d, &d->attn_mask, 1);
+    }
+    d->has_sinks = fuzz_below(src, 3) == 0;
 }
 
 static void gen_options(fuzz_src *src, fuzz_profile profile, int small, polyattn_plan_options *o)
@@ -145,6 +205,7 @@ static void gen_options(fuzz_src *src, fuzz_profile profile, int small, polyattn
     o->want_probs = fuzz_below(src, 4) == 0;
     o->want_backward = fuzz_below(src, 4) == 0;
     o->deterministic = (int)fuzz_below(src, 2);
+    o->want_bias_grad = fuzz_below(src, 3) == 0; /* refused without a bias and a backward */
     /* Autotune times every eligible algorithm on real buffers: small problems only. */
     o->autotune = small && fuzz_below(src, 64) == 0;
     if (profile != FUZZ_SMALL && fuzz_below(src, 32) == 0) {
@@ -182,10 +243,17 @@ void fuzz_gen_case(fuzz_src *src, fuzz_profile profile, fuzz_case *c)
     for (int m = 0; m < mutations; m++)
         gen_tensor(src, profile, tensors[fuzz_below(src, 4)], 1);
     gen_desc_fields(src, profile, d);
+    gen_variants(src, profile, d);
     c->small = 1;
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++)
             if (tensors[i]->shape[j] > 256 || tensors[i]->strides[j] > 65536) c->small = 0;
+    /* The variants' tensors too (the plan's device bytes do not count them). */
+    const polyattn_tensor_desc *score[2] = {d->has_bias ? &d->bias : NULL,
+                                            d->has_attn_mask ? &d->attn_mask : NULL};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; score[i] && j < 4; j++)
+            if (score[i]->shape[j] > 256 || score[i]->strides[j] > 65536) c->small = 0;
     gen_options(src, profile, c->small, &c->o.options);
     c->pass_options = fuzz_below(src, 16) != 0;
 }

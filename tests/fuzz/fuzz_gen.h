@@ -3,8 +3,8 @@
  * from a source of random bits (a seeded generator, or libFuzzer's bytes).
  *
  * Every field of the public structs is generated in fuzz_gen.c's field table functions
- * (gen_tensor, gen_desc_fields, gen_options); a field the API grows (varlen offsets, block
- * tables, window, softcap, bias strides) is added there, once, and every driver fuzzes it.
+ * (gen_tensor, gen_desc_fields, gen_variants, gen_options); a field the API grows (varlen
+ * offsets, block tables) is added there, once, and every driver fuzzes it.
  */
 #ifndef FUZZ_GEN_H
 #define FUZZ_GEN_H
