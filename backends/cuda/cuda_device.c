@@ -277,8 +277,9 @@ void pa_cuda_glue(pa_cuda_device *dev, pa_gpu_glue *g)
     g->launch_status = glue_launch_status;
 }
 
-#define PA_CUDA_ALGO(ALGO, name, release_fn)                                                       \
+#define PA_CUDA_ALGO(ALGO, name, release_fn, forward_features)                                     \
     {.algo = ALGO,                                                                                 \
+     .features = forward_features,                                                                 \
      .check = pa_cuda_##name##_check,                                                              \
      .workspace_size = pa_cuda_##name##_workspace,                                                 \
      .kernel_launches = pa_cuda_##name##_launches,                                                 \
@@ -287,10 +288,17 @@ void pa_cuda_glue(pa_cuda_device *dev, pa_gpu_glue *g)
      .forward = pa_cuda_##name##_forward,                                                          \
      .backward_workspace_size = pa_cuda_##name##_backward_workspace,                               \
      .backward = pa_cuda_##name##_backward}
+/* Score variants: every forward has them all: the unfused softmax
+ * (mask_softmax_variants.cu), the shared fused and generic flash kernels, and the mma.sync
+ * f16/bf16 tile kernel (flash_tc.cu, head dims <= 256) for window, softcap, ALiBi and sinks
+ * (cuda_flash_plan.c sends the rest to the generic kernel).  No backward has variants yet. */
+#define PA_CUDA_FORWARD_FEATURES                                                                   \
+    (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \
+     PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
 const pa_algo_ops pa_cuda_algos[3] = {
-    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL),
-    PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release),
-    PA_CUDA_ALGO(POLYATTN_ALGO_FLASH, flash, pa_cuda_plan_release),
+    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL, PA_CUDA_FORWARD_FEATURES),
+    PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release, PA_CUDA_FORWARD_FEATURES),
+    PA_CUDA_ALGO(POLYATTN_ALGO_FLASH, flash, pa_cuda_plan_release, PA_CUDA_FORWARD_FEATURES),
 };
 #undef PA_CUDA_ALGO
 
