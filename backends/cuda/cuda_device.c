@@ -9,6 +9,7 @@
 #include "../gpu/flash_bwd.h"
 #include "../gpu/gpu_glue.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,16 @@ polyattn_status pa_cublas_fail(pa_device *dev, cublasStatus_t e, const char *exp
 
 static char probe_reason[256];
 
+/* Whether the NVIDIA driver library can be loaded.  The static runtime says "CUDA driver
+ * version is insufficient" both for an old driver and for none at all; this tells them apart. */
+static int cuda_driver_present(void)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (!lib) return 0;
+    dlclose(lib);
+    return 1;
+}
+
 static polyattn_status cuda_probe(int *count, const char **reason)
 {
     int n = 0;
@@ -53,8 +64,12 @@ static polyattn_status cuda_probe(int *count, const char **reason)
     *count = 0;
     if (e != cudaSuccess) {
         /* No driver, no device, or a driver older than this runtime: not an error. */
-        snprintf(probe_reason, sizeof probe_reason, "CUDA runtime: %s (error %d)",
-                 cudaGetErrorString(e), (int)e);
+        if (e == cudaErrorInsufficientDriver && !cuda_driver_present())
+            snprintf(probe_reason, sizeof probe_reason,
+                     "no NVIDIA driver found (libcuda.so.1 cannot be loaded)");
+        else
+            snprintf(probe_reason, sizeof probe_reason, "CUDA runtime: %s (error %d)",
+                     cudaGetErrorString(e), (int)e);
         if (reason) *reason = probe_reason;
         (void)cudaGetLastError();
         return POLYATTN_STATUS_SUCCESS;
@@ -262,8 +277,9 @@ void pa_cuda_glue(pa_cuda_device *dev, pa_gpu_glue *g)
     g->launch_status = glue_launch_status;
 }
 
-#define PA_CUDA_ALGO(ALGO, name, release_fn)                                                       \
+#define PA_CUDA_ALGO(ALGO, name, release_fn, forward_features)                                     \
     {.algo = ALGO,                                                                                 \
+     .features = forward_features,                                                                 \
      .check = pa_cuda_##name##_check,                                                              \
      .workspace_size = pa_cuda_##name##_workspace,                                                 \
      .kernel_launches = pa_cuda_##name##_launches,                                                 \
@@ -272,10 +288,17 @@ void pa_cuda_glue(pa_cuda_device *dev, pa_gpu_glue *g)
      .forward = pa_cuda_##name##_forward,                                                          \
      .backward_workspace_size = pa_cuda_##name##_backward_workspace,                               \
      .backward = pa_cuda_##name##_backward}
+/* Score variants: every forward has them all: the unfused softmax
+ * (mask_softmax_variants.cu), the shared fused and generic flash kernels, and the mma.sync
+ * f16/bf16 tile kernel (flash_tc.cu, head dims <= 256) for window, softcap, ALiBi and sinks
+ * (cuda_flash_plan.c sends the rest to the generic kernel).  No backward has variants yet. */
+#define PA_CUDA_FORWARD_FEATURES                                                                   \
+    (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \
+     PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
 const pa_algo_ops pa_cuda_algos[3] = {
-    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL),
-    PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release),
-    PA_CUDA_ALGO(POLYATTN_ALGO_FLASH, flash, pa_cuda_plan_release),
+    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL, PA_CUDA_FORWARD_FEATURES),
+    PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release, PA_CUDA_FORWARD_FEATURES),
+    PA_CUDA_ALGO(POLYATTN_ALGO_FLASH, flash, pa_cuda_plan_release, PA_CUDA_FORWARD_FEATURES),
 };
 #undef PA_CUDA_ALGO
 

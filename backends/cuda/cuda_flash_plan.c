@@ -191,6 +191,15 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     if (st != POLYATTN_STATUS_SUCCESS) return st;
 
     const char *mma_why = mma_refusal(dev, p);
+    if (!mma_why && pa_gpu_has_variants(p)) {
+        /* Score variants: the mma.sync tile kernel (flash_tc.cu: f16/bf16, head dims up to
+         * 256) has window, softcap, ALiBi and sinks; the generic kernel has them all. */
+        mma_why = p->dtype == POLYATTN_DTYPE_F32 ? "score variants with f32 storage"
+                  : p->head_dim > 256            ? "score variants at head dims above 256"
+                  : p->has_bias || p->has_attn_mask
+                      ? "bias and attn_mask (the mma.sync kernel has window, softcap, ALiBi and sinks)"
+                      : NULL;
+    }
     const char *simt_why = mma_why;
     if (f.flash == PA_CUDA_FWD_SIMT) {
         fp->kernel = PA_CUDA_FWD_SIMT;

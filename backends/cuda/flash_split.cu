@@ -99,7 +99,8 @@ __global__ void __launch_bounds__(256) flash_fwd_split_combine_kernel(pa_gpu_arg
     float m = -INFINITY, wsum = 0.f;
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
     auto add = [&](float l, float4 x) {
-        const float w = m != -INFINITY ? exp2f(l - m) : 0.f;
+        /* m = -inf: every piece is -inf (weight 0) or NaN (NaN, which must reach O) */
+        const float w = exp2f(l - (m != -INFINITY ? m : 0.f));
         wsum += w;
         acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
     };
@@ -119,7 +120,8 @@ __global__ void __launch_bounds__(256) flash_fwd_split_combine_kernel(pa_gpu_arg
         for (int i = 0; i < pieces; ++i) m = fmaxf(m, lse_of(i));
         for (int i = 0; i < pieces; ++i) add(lse_of(i), o_of(i));
     }
-    const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
+    const bool seen = pa_flash_visible(a, row) > 0;
+    const float inv = pa_gpu_row_inv(wsum, seen);
     T *orow = static_cast<T *>(a.o) + batch * a.o_stride[0] + head * a.o_stride[1] +
               (int64_t)row * a.o_stride[2];
     const int64_t cs = a.o_stride[3];
@@ -129,7 +131,7 @@ __global__ void __launch_bounds__(256) flash_fwd_split_combine_kernel(pa_gpu_arg
     store<T>(orow + (c + 3) * cs, acc.w * inv);
     if (a.lse && threadIdx.x == 0)
         a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-            wsum > 0.f ? (m + log2f(wsum)) * kLn2 : -INFINITY;
+            pa_gpu_row_lse((m + log2f(wsum)) * kLn2, wsum, seen);
 }
 
 } // namespace

@@ -15,6 +15,7 @@
  */
 #include "flash_tc.h"
 #include "flash_wide.cuh"
+#include "gpu_variants.h"
 #include "tc_common.cuh"
 
 
@@ -51,7 +52,10 @@ __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stri
     load_rows<ROWS, Tr::kHeadDim / 8, Tr::kStride, Tr::kThreads>(dst, src, row_stride, row0, nrows);
 }
 
-template <int HEAD_DIM, int BLOCK_N, typename T>
+/* VAR: the score variants of the arguments (gpu_variants.h: window, softcap, ALiBi, sinks;
+ * not bias or attn_mask), a separate instance so that plain problems run the plain code.
+ * Under a window the key tiles outside the query tile's visible keys are skipped. */
+template <int HEAD_DIM, int BLOCK_N, typename T, bool VAR>
 __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
                                   FlashTcTraits<HEAD_DIM, BLOCK_N>::kMinBlocks)
     flash_fwd_tc_kernel(pa_gpu_args a)
@@ -76,26 +80,52 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
 
     const int row0 = m_block * BM;
     const int last_row = min(row0 + BM, a.seq_q) - 1;
-    const int key_end = pa_flash_visible(a, last_row);
-    const int first_vis = pa_flash_visible(a, row0); /* tiles below it need no mask */
-    const int n_tiles = (key_end + BN - 1) / BN;
+    /* Keys [key_begin, key_end) meet some row of the tile; keys [mask_lo, mask_hi) are
+     * visible to all of them (tiles inside need no mask).  Without a window key_begin is 0;
+     * with one, both ends of a row's range grow with the row. */
+    int key_begin = 0, key_end, mask_lo = 0, mask_hi;
+    if constexpr (VAR) {
+        int lo_last, hi_first;
+        pa_gpu_visible_range(a, row0, key_begin, hi_first);
+        pa_gpu_visible_range(a, last_row, lo_last, key_end);
+        mask_lo = lo_last;
+        mask_hi = hi_first;
+    } else {
+        key_end = pa_flash_visible(a, last_row);
+        mask_hi = pa_flash_visible(a, row0); /* tiles below it need no mask */
+    }
+    const int t_begin = key_begin / BN;
+    const int n_tiles = key_end > key_begin ? (key_end + BN - 1) / BN - t_begin : 0;
 
     load_tile<Tr, BM>(sq, q, a.q_stride[2], row0, a.seq_q);
     if (n_tiles > 0) {
-        load_tile<Tr, BN>(sk, k, a.k_stride[2], 0, a.seq_kv);
-        load_tile<Tr, BN>(sv, v, a.v_stride[2], 0, a.seq_kv);
+        load_tile<Tr, BN>(sk, k, a.k_stride[2], t_begin * BN, a.seq_kv);
+        load_tile<Tr, BN>(sv, v, a.v_stride[2], t_begin * BN, a.seq_kv);
     }
     cp_async_commit();
 
     constexpr int MT = Tr::kMTiles;
     const int wrow = warp * 16 * MT; /* this warp's first row in the tile */
-    int vis[MT][2];
+    /* keys [vlo, vis) of rows g and g + 8 of each m-tile; diag: d(i) for ALiBi */
+    int vis[MT][2], vlo[MT][2], diag[MT][2];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-        vis[mt][0] = pa_flash_visible(a, row0 + wrow + mt * 16 + g);
-        vis[mt][1] = pa_flash_visible(a, row0 + wrow + mt * 16 + g + 8);
-    }
-    const float sl2 = a.scale * kLog2e;
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = row0 + wrow + mt * 16 + g + 8 * r;
+            if constexpr (VAR) {
+                pa_gpu_visible_range(a, row, vlo[mt][r], vis[mt][r]);
+                diag[mt][r] = pa_gpu_diagonal(a, row);
+            } else {
+                vis[mt][r] = pa_flash_visible(a, row);
+                vlo[mt][r] = diag[mt][r] = 0;
+            }
+        }
+    /* Plain: raw scores times sl2 in the softmax.  VAR: the scores become final exp2-domain
+     * values first (factor 1 then). */
+    const float sl2 = VAR ? 1.f : a.scale * kLog2e;
+    const float slope = VAR ? pa_gpu_alibi_slope(a, batch, head) : 0.f;
+    const float sink2 = VAR ? pa_gpu_sink(a, head) * kLog2e : -INFINITY;
 
     float acc_o[MT][D / 8][4];
     float row_max[MT][2], row_sum[MT][2];
@@ -104,8 +134,10 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
 #pragma unroll
         for (int j = 0; j < D / 8; ++j)
             acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
-        row_max[mt][0] = row_max[mt][1] = -INFINITY;
-        row_sum[mt][0] = row_sum[mt][1] = 0.f;
+        /* a sink starts each row's max and sum (exp2(sink - sink) = 1, held by one lane of
+         * the four that share the row) */
+        row_max[mt][0] = row_max[mt][1] = sink2;
+        row_sum[mt][0] = row_sum[mt][1] = (VAR && t4 == 0 && sink2 != -INFINITY) ? 1.f : 0.f;
     }
 
     for (int nt = 0; nt < n_tiles; ++nt) {
@@ -113,13 +145,13 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
         __syncthreads();
         if (nt + 1 < n_tiles) {
             const int st = (nt + 1) & 1;
-            load_tile<Tr, BN>(sk + st * BN * S, k, a.k_stride[2], (nt + 1) * BN, a.seq_kv);
-            load_tile<Tr, BN>(sv + st * BN * S, v, a.v_stride[2], (nt + 1) * BN, a.seq_kv);
+            load_tile<Tr, BN>(sk + st * BN * S, k, a.k_stride[2], (t_begin + nt + 1) * BN, a.seq_kv);
+            load_tile<Tr, BN>(sv + st * BN * S, v, a.v_stride[2], (t_begin + nt + 1) * BN, a.seq_kv);
         }
         cp_async_commit();
         const T *ks = sk + (nt & 1) * BN * S;
         const T *vs = sv + (nt & 1) * BN * S;
-        const int key0 = nt * BN;
+        const int key0 = (t_begin + nt) * BN;
 
         /* S = Q K^T */
         float acc_s[MT][BN / 8][4];
@@ -150,16 +182,28 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
         }
 
         /* mask, online softmax in the exp2 domain (scale folded into one FMA) */
-        const bool need_mask = key0 + BN > first_vis;
+        const bool need_mask = key0 + BN > mask_hi || key0 < mask_lo;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
+            if constexpr (VAR) { /* final scores: scale, softcap, ALiBi; then log2(e) */
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int key = key0 + j * 8 + 2 * t4 + (e & 1);
+                        const float s = pa_gpu_score_range(acc_s[mt][j][e] * a.scale);
+                        acc_s[mt][j][e] =
+                            pa_gpu_cap_alibi(a, s, slope, diag[mt][e >> 1], key) * kLog2e;
+                    }
+            }
             if (need_mask) {
 #pragma unroll
                 for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
                         const int key = key0 + j * 8 + 2 * t4 + (e & 1);
-                        if (key >= vis[mt][e >> 1]) acc_s[mt][j][e] = -INFINITY;
+                        if (key >= vis[mt][e >> 1] || (VAR && key < vlo[mt][e >> 1]))
+                            acc_s[mt][j][e] = -INFINITY;
                     }
             }
 #pragma unroll
@@ -228,7 +272,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
             l += __shfl_xor_sync(0xffffffffu, l, 2);
             const int row = row0 + wrow + mt * 16 + g + 8 * r;
             if (row >= a.seq_q) continue;
-            const float inv = l > 0.f ? 1.f / l : 0.f;
+            const bool seen = vis[mt][r] > vlo[mt][r];
+            const float inv = pa_gpu_row_inv(l, seen);
             T *orow = o + (int64_t)row * a.o_stride[2];
 #pragma unroll
             for (int j = 0; j < D / 8; ++j)
@@ -236,7 +281,7 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
                     Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
             if (a.lse && t4 == 0)
                 a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                    l > 0.f ? (row_max[mt][r] + log2f(l)) * kLn2 : -INFINITY;
+                    pa_gpu_row_lse((row_max[mt][r] + log2f(l)) * kLn2, l, seen);
         }
 }
 
@@ -450,11 +495,11 @@ cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaS
     return launch_wide_as<HEAD_DIM, 1, T>(a, split, stream);
 }
 
-template <int HEAD_DIM, typename T, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>
+template <int HEAD_DIM, typename T, bool VAR, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
     using Tr = FlashTcTraits<HEAD_DIM, BLOCK_N>;
-    auto kernel = flash_fwd_tc_kernel<HEAD_DIM, BLOCK_N, T>;
+    auto kernel = flash_fwd_tc_kernel<HEAD_DIM, BLOCK_N, T, VAR>;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
     if (e != cudaSuccess) return e;
@@ -473,7 +518,10 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
-#define PA_TILE(d) case d: return launch<d, T>(a, stream);
+#define PA_TILE(d)                                                                                 \
+    case d:                                                                                        \
+        return pa_gpu_args_have_variants(&a) ? launch<d, T, true>(a, stream)                       \
+                                             : launch<d, T, false>(a, stream);
 #define PA_WIDE(d) case d: return launch_wide<d, T>(a, split, stream);
     switch (a.head_dim) {
     PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)

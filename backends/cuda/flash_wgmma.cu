@@ -351,11 +351,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const float l = row_l[r];
-        inv[r] = l > 0.f ? 1.f / l : 0.f;
+        inv[r] = pa_gpu_row_inv(l, vis[r] > 0);
         const int row = row0 + 16 * warp + g + 8 * r;
         if (rank == 0 && split == 0 && t4 == 0 && a.lse && row < a.seq_q)
             a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                l > 0.f ? (run_m[r] + log2f(l)) * kLn2 : -INFINITY;
+                pa_gpu_row_lse((run_m[r] + log2f(l)) * kLn2, l, vis[r] > 0);
     }
 #pragma unroll
     for (int cb = 0; cb < kCols / 64; ++cb) { /* 64-column block: chunks 8 cb .. 8 cb + 7 */

@@ -228,7 +228,9 @@ __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
         for (int r = 0; r < 2; ++r) {
             const int lrow = mt * 16 + g + 8 * r;
             const float l = s_l[lrow];
-            const float inv = l > 0.f ? 1.f / l : 0.f;
+            /* a partial slot keeps 0 for a row with no sum; the row's end follows gpu_rows.h */
+            const float inv = w.slot >= 0 ? (l > 0.f ? 1.f / l : 0.f)
+                                          : pa_gpu_row_inv(l, pa_flash_visible(a, w.qt * BM + lrow) > 0);
             T *srow = stage + lrow * stage_stride + col0;
 #pragma unroll
             for (int j = 0; j < J; ++j)
@@ -255,10 +257,11 @@ __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
             float *pl = reinterpret_cast<float *>(static_cast<T *>(s.part) +
                                                   (int64_t)s.slots * BM * D) +
                         (int64_t)w.slot * BM;
-            pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : -INFINITY;
+            /* no sum: -inf (the combine skips it); a NaN sum stays NaN for the combine */
+            pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : (l == 0.f ? -INFINITY : NAN);
         } else if (a.lse && write_lse) {
-            a.lse[((int64_t)w.batch * a.heads_q + w.head) * a.seq_q + row] =
-                l > 0.f ? (s_m[lrow] + log2f(l)) * pa_tc::kLn2 : -INFINITY;
+            a.lse[((int64_t)w.batch * a.heads_q + w.head) * a.seq_q + row] = pa_gpu_row_lse(
+                (s_m[lrow] + log2f(l)) * pa_tc::kLn2, l, pa_flash_visible(a, row) > 0);
         }
     }
 }

@@ -12,6 +12,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "../gpu/gpu_rows.h"
+
 namespace pa_tc
 {
 

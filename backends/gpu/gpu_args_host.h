@@ -43,6 +43,32 @@ static inline void pa_gpu_args_fill(const pa_problem *p, const pa_io *io, pa_gpu
     memcpy(a->v_stride, p->v_stride, sizeof a->v_stride);
     memcpy(a->o_stride, p->o_stride, sizeof a->o_stride);
     a->scale = p->scale;
+    /* Score variants: the flags from the problem, the tensors from io. */
+    const int64_t wmax = p->seq_q + p->seq_kv;
+    a->has_window = p->has_window;
+    a->window_left = p->has_window && p->window_left >= 0
+                         ? (int)(p->window_left < wmax ? p->window_left : wmax)
+                         : -1;
+    a->window_right = p->has_window && p->window_right >= 0
+                          ? (int)(p->window_right < wmax ? p->window_right : wmax)
+                          : -1;
+    a->softcap = p->softcap > 0.0f ? p->softcap : 0.0f;
+    a->alibi_per_batch = p->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD;
+    a->bias_dtype = (int)p->bias_dtype;
+    memcpy(a->bias_stride, p->bias_stride, sizeof a->bias_stride);
+    memcpy(a->attn_mask_stride, p->attn_mask_stride, sizeof a->attn_mask_stride);
+    if (io) {
+        if (p->alibi != POLYATTN_ALIBI_NONE) a->alibi_slopes = (const float *)pa_gpu_ptr(&io->var.alibi_slopes);
+        if (p->has_bias) a->bias = pa_gpu_ptr(&io->var.bias);
+        if (p->has_attn_mask) a->attn_mask = (const unsigned char *)pa_gpu_ptr(&io->var.attn_mask);
+        if (p->has_sinks) a->sinks = (const float *)pa_gpu_ptr(&io->var.sinks);
+    }
+}
+
+/* 1 when the problem has a forward score variant (the kernels' variant paths). */
+static inline int pa_gpu_has_variants(const pa_problem *p)
+{
+    return (pa_problem_features(p) & ~(unsigned)PA_FEATURE_BIAS_GRAD) != 0;
 }
 
 #endif

@@ -10,6 +10,8 @@
  */
 #include "gpu_port.h"
 #include "gpu_attn.h"
+#include "gpu_rows.h"
+#include "gpu_variants.h"
 
 #include <math.h>
 
@@ -120,11 +122,11 @@ constexpr int kKsFloats = kKeys * kChunkStride;
 constexpr int kSsStride = kKeys + 1;
 constexpr int kSsFloats = kRows * kSsStride;
 
-/* One head_dim slice [dc, dc+32) of the Q tile (scaled into the exp2 domain) and of the
+/* One head_dim slice [dc, dc+32) of the Q tile (unscaled) and of the
  * key tile, fetched into registers: thread tid keeps column tid % 32 of rows tid/32 + 8i. */
 template <typename T>
 __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBases &t, int row0,
-                                            int key0, int dc, float qscale, float qr[kQPerThread],
+                                            int key0, int dc, float qr[kQPerThread],
                                             float kr[kKPerThread])
 {
     const T *q = static_cast<const T *>(a.q);
@@ -135,7 +137,7 @@ __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBase
     for (int i = 0; i < kQPerThread; ++i) {
         const int row = row0 + r0 + i * (kThreads / kChunk);
         qr[i] = dok && row < a.seq_q
-                    ? to_f32(q[t.q + (int64_t)row * a.q_stride[2] + d * a.q_stride[3]]) * qscale
+                    ? to_f32(q[t.q + (int64_t)row * a.q_stride[2] + d * a.q_stride[3]])
                     : 0.f;
     }
 #pragma unroll
@@ -149,14 +151,15 @@ __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBase
 
 /* Scores (exp2 domain) of the 32-row tile against keys [key0, key0+64): thread tid computes
  * rows 2*(tid/16) + {0,1} x keys tid%16 + 16*{0..3}.  The next head_dim slice is fetched
- * into registers while the current one is multiplied (float4 reads from shared memory). */
+ * into registers while the current one is multiplied (float4 reads from shared memory).
+ * The scale multiplies the finished dot products, so that a partial sum never overflows
+ * where the score does not (polyattn.h, "Non-finite values"). */
 template <typename T>
 __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, float *qs, float *ks,
-                           int key0, float acc[2][4])
+                           int key0, float qscale, float acc[2][4])
 {
     const int tid = threadIdx.x;
     const int sr = (tid / 16) * 2, sk = tid % 16;
-    const float qscale = a.scale * kLog2e;
     const int col = tid % kChunk, r0 = tid / kChunk;
 #pragma unroll
     for (int r = 0; r < 2; ++r)
@@ -164,7 +167,7 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
         for (int i = 0; i < 4; ++i)
             acc[r][i] = 0.f;
     float qr[kQPerThread], kr[kKPerThread];
-    fetch_chunk<T>(a, t, row0, key0, 0, qscale, qr, kr);
+    fetch_chunk<T>(a, t, row0, key0, 0, qr, kr);
     for (int dc = 0; dc < a.head_dim; dc += kChunk) {
         __syncthreads(); /* everyone is done reading the previous slice */
 #pragma unroll
@@ -174,7 +177,7 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
         for (int i = 0; i < kKPerThread; ++i)
             ks[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = kr[i];
         __syncthreads();
-        if (dc + kChunk < a.head_dim) fetch_chunk<T>(a, t, row0, key0, dc + kChunk, qscale, qr, kr);
+        if (dc + kChunk < a.head_dim) fetch_chunk<T>(a, t, row0, key0, dc + kChunk, qr, kr);
 #pragma unroll
         for (int d = 0; d < kChunk; d += 4) {
             const float4 x0 = *reinterpret_cast<const float4 *>(qs + sr * kChunkStride + d);
@@ -190,17 +193,23 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
             }
         }
     }
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            acc[r][i] *= qscale;
     __syncthreads();
 }
 
 /* o[rr][c][e] += sum_j p(rr, j) * V[key0 + j][4*lane + 128*c + e] over j < nkeys, where
- * p(rr, j) = p[rr * p_stride + j] for j < vis[rr] and 0 beyond.  V comes through shared
- * memory in steps of 8 rows (group g stages row g), converted to f32 once.  p is indexed
- * by the key relative to key0; vis holds absolute key counts. */
+ * p(rr, j) = p[rr * p_stride + j] for lo[rr] <= j < vis[rr] and 0 elsewhere.  V comes
+ * through shared memory in steps of 8 rows (group g stages row g), converted to f32 once.
+ * p is indexed by the key relative to key0; lo and vis are absolute keys. */
 template <typename T, int C4>
 __device__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t, const float *p,
-                              int p_stride, const int vis[kRowsPerGroup], float *vs, int key0,
-                              int nkeys, float o[kRowsPerGroup][C4][4])
+                              int p_stride, const int lo[kRowsPerGroup],
+                              const int vis[kRowsPerGroup], float *vs, int key0, int nkeys,
+                              float o[kRowsPerGroup][C4][4])
 {
     const T *v = static_cast<const T *>(a.v);
     const int dim_v = a.head_dim_v, vstride = v_stride_of(dim_v);
@@ -219,7 +228,7 @@ __device__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t, const fl
             float pr[kRowsPerGroup];
 #pragma unroll
             for (int rr = 0; rr < kRowsPerGroup; ++rr)
-                pr[rr] = key0 + key < vis[rr] ? p[rr * p_stride + key] : 0.f;
+                pr[rr] = key0 + key < vis[rr] && key0 + key >= lo[rr] ? p[rr * p_stride + key] : 0.f;
 #pragma unroll
             for (int c = 0; c < C4; ++c) {
                 const int col = 4 * lane + 4 * kGroup * c;
@@ -279,28 +288,59 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
     const int tid = threadIdx.x, lane = tid % kGroup, group = tid / kGroup;
     const int my_row0 = group * kRowsPerGroup;
     const int last_row = min(row0 + kRows, a.seq_q) - 1;
-    const int key_end = visible_keys(a, last_row); /* causal visibility grows with the row */
+    /* Score variants (a uniform branch; gpu_variants.h): keys [key_begin, key_end) meet
+     * some row of the tile (both ends of a row's range grow with the row); rows that see a
+     * key are marked in `seen` (attn_mask and -inf bias hide pairs inside the range). */
+    const bool var = pa_gpu_var_on(a);
+    __shared__ int seen[kRows];
+    int key_begin = 0, key_end = visible_keys(a, last_row);
+    if (var) {
+        int hi_first, lo_last;
+        pa_gpu_visible_range(a, row0, key_begin, hi_first);
+        pa_gpu_visible_range(a, last_row, lo_last, key_end);
+        if (tid < kRows) seen[tid] = 0; /* published by score_tile's barriers */
+    }
+    const float sink2 = var ? pa_gpu_sink(a, t.head) * kLog2e : -INFINITY;
 
     float o[kRowsPerGroup][C4][4];
     float m[kRowsPerGroup], l[kRowsPerGroup];
-    int my_vis[kRowsPerGroup];
+    int my_lo[kRowsPerGroup], my_vis[kRowsPerGroup];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
-        m[rr] = -INFINITY;
-        l[rr] = 0.f;
+        m[rr] = sink2; /* a sink starts the max and the sum: exp2(sink - sink) = 1 */
+        l[rr] = sink2 != -INFINITY ? 1.f : 0.f;
+        my_lo[rr] = 0;
         my_vis[rr] = visible_keys(a, row0 + my_row0 + rr);
+        if (var) pa_gpu_visible_range(a, row0 + my_row0 + rr, my_lo[rr], my_vis[rr]);
 #pragma unroll
         for (int c = 0; c < C4; ++c)
             o[rr][c][0] = o[rr][c][1] = o[rr][c][2] = o[rr][c][3] = 0.f;
     }
 
     const int sr = (tid / 16) * 2, sk = tid % 16;
-    for (int key0 = 0; key0 < key_end; key0 += kKeys) {
+    const float qscale = var ? a.scale : a.scale * kLog2e; /* variants: natural units first */
+    for (int key0 = key_begin - key_begin % kKeys; key0 < key_end; key0 += kKeys) {
         float acc[2][4];
-        score_tile<T>(a, t, row0, qs, ks, key0, acc);
+        score_tile<T>(a, t, row0, qs, ks, key0, qscale, acc);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const int vis = visible_keys(a, row0 + sr + r);
+            const int row = row0 + sr + r;
+            if (var) {
+                const pa_gpu_var_row vr = pa_gpu_var_row_of(a, t.batch, t.head, row);
+                bool any = false;
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int key = key0 + sk + 16 * i;
+                    float x;
+                    const bool ok = row < a.seq_q && key >= vr.lo && key < vr.hi &&
+                                    pa_gpu_var_score(a, vr, key, acc[r][i], x);
+                    ss[(sr + r) * kSsStride + sk + 16 * i] = ok ? x * kLog2e : -INFINITY;
+                    any |= ok;
+                }
+                if (any) seen[sr + r] = 1;
+                continue;
+            }
+            const int vis = visible_keys(a, row);
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int key = key0 + sk + 16 * i;
@@ -327,14 +367,16 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
                     o[rr][c][e] *= alpha;
         }
         /* accumulate_pv starts with a barrier: the probabilities are complete before use */
-        accumulate_pv<T, C4>(a, t, ss + my_row0 * kSsStride, kSsStride, my_vis, vs, key0,
+        accumulate_pv<T, C4>(a, t, ss + my_row0 * kSsStride, kSsStride, my_lo, my_vis, vs, key0,
                              min(kKeys, key_end - key0), o);
     }
+    __syncthreads(); /* every row's seen mark is in */
     float inv[kRowsPerGroup], lse2[kRowsPerGroup];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
-        inv[rr] = l[rr] > 0.f ? 1.f / l[rr] : 0.f;
-        lse2[rr] = l[rr] > 0.f ? m[rr] + log2f(l[rr]) : -INFINITY;
+        const bool any = var ? seen[my_row0 + rr] != 0 : my_vis[rr] > 0;
+        inv[rr] = pa_gpu_row_inv(l[rr], any);
+        lse2[rr] = pa_gpu_row_lse(m[rr] + log2f(l[rr]), l[rr], any);
     }
     store_rows<T, C4>(a, t, row0 + my_row0, o, inv, lse2);
 }
@@ -363,52 +405,86 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
     const int tid = threadIdx.x, lane = tid % kGroup, group = tid / kGroup;
     const int my_row0 = group * kRowsPerGroup;
     const int last_row = min(row0 + kRows, a.seq_q) - 1;
-    const int key_end = visible_keys(a, last_row);
+    /* Score variants: as in flash_fwd_simt_kernel (keys [key_begin, key_end), seen marks). */
+    const bool var = pa_gpu_var_on(a);
+    __shared__ int seen[kRows];
+    int key_begin = 0, key_end = visible_keys(a, last_row);
+    if (var) {
+        int hi_first, lo_last;
+        pa_gpu_visible_range(a, row0, key_begin, hi_first);
+        pa_gpu_visible_range(a, last_row, lo_last, key_end);
+        if (tid < kRows) seen[tid] = 0;
+    }
 
     /* pass 1: scores of visible tiles; entries past a row's visibility are never read. */
     const int sr = (tid / 16) * 2, sk = tid % 16;
-    for (int key0 = 0; key0 < key_end; key0 += kKeys) {
+    const float qscale = var ? a.scale : a.scale * kLog2e;
+    for (int key0 = key_begin - key_begin % kKeys; key0 < key_end; key0 += kKeys) {
         float acc[2][4];
-        score_tile<T>(a, t, row0, qs, ks, key0, acc);
+        score_tile<T>(a, t, row0, qs, ks, key0, qscale, acc);
 #pragma unroll
-        for (int r = 0; r < 2; ++r)
+        for (int r = 0; r < 2; ++r) {
+            const int row = row0 + sr + r;
+            pa_gpu_var_row vr;
+            if (var) vr = pa_gpu_var_row_of(a, t.batch, t.head, row);
+            bool any = false;
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int key = key0 + sk + 16 * i;
-                if (key < a.seq_kv) sc[(sr + r) * sc_stride + key] = acc[r][i];
+                if (key >= a.seq_kv) continue;
+                float x = acc[r][i];
+                if (var) { /* final score in the exp2 domain, or -inf where a mask hides it */
+                    const bool ok = row < a.seq_q && key >= vr.lo && key < vr.hi &&
+                                    pa_gpu_var_score(a, vr, key, acc[r][i], x);
+                    x = ok ? x * kLog2e : -INFINITY;
+                    any |= ok;
+                }
+                sc[(sr + r) * sc_stride + key] = x;
             }
+            if (any) seen[sr + r] = 1;
+        }
     }
     __syncthreads();
 
     /* pass 2: exact softmax per row, normalized in place. */
     float m[kRowsPerGroup], l[kRowsPerGroup];
-    int vis[kRowsPerGroup];
+    int lo[kRowsPerGroup], vis[kRowsPerGroup];
+    bool any[kRowsPerGroup];
+    const float sink2 = var ? pa_gpu_sink(a, t.head) * kLog2e : -INFINITY;
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
         const int row = row0 + my_row0 + rr;
         float *srow = sc + (my_row0 + rr) * sc_stride;
+        lo[rr] = 0;
         vis[rr] = row < a.seq_q ? visible_keys(a, row) : 0;
+        if (var && row < a.seq_q) pa_gpu_visible_range(a, row, lo[rr], vis[rr]);
+        any[rr] = var ? seen[my_row0 + rr] != 0 : vis[rr] > 0;
         float mx = -INFINITY;
-        for (int j = lane; j < vis[rr]; j += kGroup)
+        for (int j = lo[rr] + lane; j < vis[rr]; j += kGroup)
             mx = fmaxf(mx, srow[j]);
-        mx = gpu_group_max<kGroup>(mx);
+        mx = fmaxf(gpu_group_max<kGroup>(mx), sink2); /* a sink joins the max */
         const float m_use = mx == -INFINITY ? 0.f : mx;
         float sum = 0.f;
-        for (int j = lane; j < vis[rr]; j += kGroup) {
+        for (int j = lo[rr] + lane; j < vis[rr]; j += kGroup) {
             const float p = exp2f(srow[j] - m_use);
             srow[j] = p;
             sum += p;
         }
         sum = gpu_group_sum<kGroup>(sum);
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        for (int j = lane; j < vis[rr]; j += kGroup)
+        if (var) sum += exp2f(sink2 - m_use); /* the sink's term (0 without one) */
+        const float inv = pa_gpu_row_inv(sum, any[rr]);
+        float *prow = a.probs && row < a.seq_q
+                          ? a.probs + (((int64_t)t.batch * a.heads_q + t.head) * a.seq_q + row) *
+                                          (int64_t)a.seq_kv
+                          : nullptr;
+        /* each lane writes the probabilities it normalized (no lane reads another's) */
+        for (int j = lo[rr] + lane; j < vis[rr]; j += kGroup) {
             srow[j] *= inv;
-        if (a.probs && row < a.seq_q) {
-            float *prow = a.probs + (((int64_t)t.batch * a.heads_q + t.head) * a.seq_q + row) *
-                                        (int64_t)a.seq_kv;
-            for (int j = lane; j < a.seq_kv; j += kGroup)
-                prow[j] = j < vis[rr] ? srow[j] : 0.f;
+            if (prow) prow[j] = srow[j];
         }
+        if (prow)
+            for (int j = lane; j < a.seq_kv; j += kGroup)
+                if (j < lo[rr] || j >= vis[rr]) prow[j] = 0.f;
         m[rr] = mx;
         l[rr] = sum;
     }
@@ -420,12 +496,13 @@ __global__ void __launch_bounds__(kThreads) fused_attn_kernel(pa_gpu_args a, int
 #pragma unroll
         for (int c = 0; c < C4; ++c)
             o[rr][c][0] = o[rr][c][1] = o[rr][c][2] = o[rr][c][3] = 0.f;
-    accumulate_pv<T, C4>(a, t, sc + my_row0 * sc_stride, sc_stride, vis, vs, 0, key_end, o);
+    accumulate_pv<T, C4>(a, t, sc + my_row0 * sc_stride + key_begin, sc_stride, lo, vis, vs,
+                         key_begin, key_end - key_begin, o);
     float one[kRowsPerGroup], lse2[kRowsPerGroup];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
         one[rr] = 1.f; /* P is normalized already */
-        lse2[rr] = l[rr] > 0.f ? m[rr] + log2f(l[rr]) : -INFINITY;
+        lse2[rr] = pa_gpu_row_lse(m[rr] + log2f(l[rr]), l[rr], any[rr]);
     }
     store_rows<T, C4>(a, t, row0 + my_row0, o, one, lse2);
 }
@@ -445,9 +522,10 @@ __global__ void __launch_bounds__(kThreads) mask_softmax_kernel(pa_gpu_args a, f
     const int tid = threadIdx.x, lane = tid % kGroup, group = tid / kGroup;
     constexpr int ngroups = kThreads / kGroup;
 
+    /* Scores beyond PA_GPU_SCORE_MAX count as +-inf, as in the exp2-domain kernels. */
     float mx = -INFINITY;
     for (int j = tid; j < vis; j += kThreads)
-        mx = fmaxf(mx, srow[j]);
+        mx = fmaxf(mx, pa_gpu_score_range(srow[j]));
     mx = gpu_group_max<kGroup>(mx);
     if (lane == 0) red[group] = mx;
     __syncthreads();
@@ -459,22 +537,22 @@ __global__ void __launch_bounds__(kThreads) mask_softmax_kernel(pa_gpu_args a, f
 
     float sum = 0.f;
     for (int j = tid; j < vis; j += kThreads)
-        sum += __expf(srow[j] - m_use);
+        sum += __expf(pa_gpu_score_range(srow[j]) - m_use);
     sum = gpu_group_sum<kGroup>(sum);
     if (lane == 0) red[group] = sum;
     __syncthreads();
     sum = 0.f;
     for (int g = 0; g < ngroups; ++g)
         sum += red[g];
-    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const float inv = pa_gpu_row_inv(sum, vis > 0);
 
-    if (a.lse && tid == 0) a.lse[row] = sum > 0.f ? m_use + logf(sum) : -INFINITY;
+    if (a.lse && tid == 0) a.lse[row] = pa_gpu_row_lse(m_use + logf(sum), sum, vis > 0);
     float *prow = a.probs ? a.probs + row * n : nullptr;
     void *dst = reinterpret_cast<char *>(scores) + row * n * (int64_t)sizeof(float);
     for (int base = 0; base < n; base += kThreads) {
         const int j = base + tid;
         float p = 0.f;
-        if (j < vis) p = __expf(srow[j] - m_use) * inv;
+        if (j < vis) p = __expf(pa_gpu_score_range(srow[j]) - m_use) * inv;
         __syncthreads();
         if (j < n) {
             store_elem(dst, j, a.dtype, p);
@@ -562,6 +640,7 @@ extern "C" int pa_gpu_fused(const pa_gpu_args *a, int scores_in_smem, void *stre
 
 extern "C" int pa_gpu_mask_softmax(const pa_gpu_args *a, void *scores, void *stream)
 {
+    if (pa_gpu_args_have_variants(a)) return pa_gpu_mask_softmax_variants(a, scores, stream);
     const int64_t rows = (int64_t)a->batch * a->heads_q * a->seq_q;
     mask_softmax_kernel<<<dim3((unsigned)rows), kThreads, 0, (gpuStream_t)stream>>>(
         *a, static_cast<float *>(scores));

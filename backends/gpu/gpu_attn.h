@@ -24,6 +24,19 @@ typedef struct pa_gpu_args {
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
     int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4]; /* elements */
     float scale;
+    /* Score variants (pa_problem; all off when 0 / NULL), read by the kernels whose
+     * algorithm lists them in its .features.  Windows are clamped to seq_q + seq_kv (the
+     * same keys; fits an int). */
+    int has_window, window_left, window_right; /* -1: unbounded on that side */
+    float softcap;                             /* 0: off */
+    const float *alibi_slopes;                 /* NULL: off; [heads_q] or [batch, heads_q] */
+    int alibi_per_batch;
+    const void *bias; /* NULL: off; bias_dtype elements, strides 0 on broadcast dims */
+    int bias_dtype;
+    int64_t bias_stride[4];
+    const unsigned char *attn_mask; /* NULL: off; 0 masks a pair */
+    int64_t attn_mask_stride[4];
+    const float *sinks; /* NULL: off; [heads_q] logits, unscaled */
 } pa_gpu_args;
 
 /* Limits of the shared kernels. */
@@ -46,6 +59,16 @@ int pa_gpu_fused(const pa_gpu_args *a, int scores_in_smem, void *stream);
  * r*seq_kv*4, so the probability matrix has a row stride of seq_kv*4/sizeof(dtype)
  * elements), plus probs/lse when wanted. */
 int pa_gpu_mask_softmax(const pa_gpu_args *a, void *scores, void *stream);
+/* Its kernel for problems with score variants (mask_softmax_variants.cu); pa_gpu_mask_softmax
+ * calls it when the arguments carry any. */
+int pa_gpu_mask_softmax_variants(const pa_gpu_args *a, void *scores, void *stream);
+
+/* 1 when the arguments carry a forward score variant. */
+static inline int pa_gpu_args_have_variants(const pa_gpu_args *a)
+{
+    return a->has_window || a->softcap > 0.0f || a->alibi_slopes || a->bias || a->attn_mask ||
+           a->sinks;
+}
 
 #ifdef __cplusplus
 }

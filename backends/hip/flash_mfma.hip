@@ -10,6 +10,7 @@
 // j + 32*((i/4)%2), register 4*(i/8) + i%4.
 #include "gpu_port.h"
 #include "flash_mfma.h"
+#include "gpu_rows.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -233,7 +234,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_mfma_kernel(pa_gpu_args a)
     for (int r = 0; r < 16; ++r) {
         const int row = row0 + acc_row(r, half);
         if (row >= a.seq_q) continue;
-        const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
+        const bool seen = visible_keys(a, row) > 0;
+        const float inv = pa_gpu_row_inv(l[r], seen);
 #pragma unroll
         for (int cb = 0; cb < DMAX / 32; ++cb) {
             const int c = 32 * cb + col;
@@ -244,7 +246,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_mfma_kernel(pa_gpu_args a)
         }
         if (a.lse && col == 0)
             a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                l[r] > 0.f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+                pa_gpu_row_lse((m[r] + log2f(l[r])) * kLn2, l[r], seen);
     }
 #else
     (void)a; // no matrix cores on this target: the host never launches it here

@@ -161,6 +161,7 @@ static const char *mfma_refusal(pa_device *dev, const pa_problem *p, int forced)
     if (p->dtype == POLYATTN_DTYPE_BF16 && !gfx90a) return "bf16 MFMA (bf16_1k) needs gfx90a";
     if (p->head_dim % 8 != 0 || p->head_dim > 128 || p->head_dim_v > 128)
         return "head_dim must be a multiple of 8 and head dims at most 128";
+    if (pa_gpu_has_variants(p)) return "score variants (the generic kernel has them)";
     if (!forced) return "POLYATTN_FORCE=hip.mfma=on is not set (not yet validated on AMD hardware)";
     return NULL;
 }
@@ -549,15 +550,24 @@ static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, voi
     return POLYATTN_STATUS_SUCCESS;
 }
 
+#define PA_HIP_FORWARD_FEATURES                                                                    \
+    (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \
+     PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
 const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
+    /* Score variants: every forward has them all (the unfused softmax in
+     * mask_softmax_variants.cu, the shared fused and generic flash kernels; never the MFMA
+     * kernel); no backward has any yet. */
     {.algo = POLYATTN_ALGO_UNFUSED, .check = unfused_check, .workspace_size = unfused_workspace,
+     .features = PA_HIP_FORWARD_FEATURES,
      .kernel_launches = unfused_launches, .forward = unfused_forward,
      .backward_workspace_size = unfused_backward_workspace, .backward = unfused_backward},
     {.algo = POLYATTN_ALGO_FUSED, .check = fused_check, .workspace_size = fused_workspace,
+     .features = PA_HIP_FORWARD_FEATURES,
      .kernel_launches = one_launch, .prepare = fused_prepare, .release = plan_release,
      .forward = fused_forward,
      .backward_workspace_size = flash_backward_workspace, .backward = flash_backward},
     {.algo = POLYATTN_ALGO_FLASH, .check = flash_check, .workspace_size = flash_workspace,
+     .features = PA_HIP_FORWARD_FEATURES,
      .kernel_launches = one_launch, .prepare = flash_prepare, .release = plan_release,
      .forward = flash_forward,
      .backward_workspace_size = flash_backward_workspace, .backward = flash_backward},

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+int pa_nonfinite_rows_suite(polyattn_context *ctx, int *cases); /* test_nonfinite_rows.c */
+
 static pa_hip_device emu;
 
 /* The kernels library's table, filled with the emulated launchers (no fill kernel here). */
@@ -440,6 +442,15 @@ int main(int argc, char **argv)
             emu.base.force[0] = '\0';
             pa_tk_problem_free(&p);
         }
+    }
+    /* Non-finite values (polyattn.h): NaN rows, overflowing scores and fully masked rows on
+     * every algorithm (test_nonfinite_rows.c's cases, f32). */
+    if (!only) {
+        int nf_cases = 0;
+        const int nf_failed = pa_nonfinite_rows_suite(ctx, &nf_cases);
+        printf("%s: non-finite rows: %d cases, %d failures\n", nf_failed ? "FAIL" : "pass",
+               nf_cases, nf_failed);
+        failed += nf_failed;
     }
     int bruns = 0, bpassed = 0, bunsupported = 0;
     const int bfailed = backward_suite(ctx, cases, n, only, &bruns, &bpassed, &bunsupported);
