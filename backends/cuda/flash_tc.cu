@@ -52,10 +52,22 @@ __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stri
     load_rows<ROWS, Tr::kHeadDim / 8, Tr::kStride, Tr::kThreads>(dst, src, row_stride, row0, nrows);
 }
 
-/* VAR: the score variants of the arguments (gpu_variants.h: window, softcap, ALiBi, sinks;
- * not bias or attn_mask), a separate instance so that plain problems run the plain code.
+/* VAR: which score variants (gpu_variants.h; never bias or attn_mask) the instance takes,
+ * each its own instance so that a problem pays only for what it uses:
+ *   kVarNone   plain;
+ *   kVarMask   window and sinks: masks and the softmax's start, the plain score path;
+ *   kVarScore  softcap and ALiBi too: every score is transformed before the softmax.
  * Under a window the key tiles outside the query tile's visible keys are skipped. */
-template <int HEAD_DIM, int BLOCK_N, typename T, bool VAR>
+enum { kVarNone = 0, kVarMask = 1, kVarScore = 2 };
+
+/* tanh through exp2 and a fast reciprocal: two MUFU operations against libdevice's longer
+ * sequence, absolute error a few 1e-7 (cap * that in the score); +-inf give +-1, NaN stays. */
+__device__ __forceinline__ float tanh_fast(float x)
+{
+    return 1.f - __fdividef(2.f, exp2f(x * (2.f * 1.4426950408889634f)) + 1.f);
+}
+
+template <int HEAD_DIM, int BLOCK_N, typename T, int VAR>
 __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
                                   FlashTcTraits<HEAD_DIM, BLOCK_N>::kMinBlocks)
     flash_fwd_tc_kernel(pa_gpu_args a)
@@ -84,7 +96,7 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
      * visible to all of them (tiles inside need no mask).  Without a window key_begin is 0;
      * with one, both ends of a row's range grow with the row. */
     int key_begin = 0, key_end, mask_lo = 0, mask_hi;
-    if constexpr (VAR) {
+    if constexpr (VAR != kVarNone) {
         int lo_last, hi_first;
         pa_gpu_visible_range(a, row0, key_begin, hi_first);
         pa_gpu_visible_range(a, last_row, lo_last, key_end);
@@ -113,7 +125,7 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int row = row0 + wrow + mt * 16 + g + 8 * r;
-            if constexpr (VAR) {
+            if constexpr (VAR != kVarNone) {
                 pa_gpu_visible_range(a, row, vlo[mt][r], vis[mt][r]);
                 diag[mt][r] = pa_gpu_diagonal(a, row);
             } else {
@@ -123,9 +135,11 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
         }
     /* Plain: raw scores times sl2 in the softmax.  VAR: the scores become final exp2-domain
      * values first (factor 1 then). */
-    const float sl2 = VAR ? 1.f : a.scale * kLog2e;
-    const float slope = VAR ? pa_gpu_alibi_slope(a, batch, head) : 0.f;
-    const float sink2 = VAR ? pa_gpu_sink(a, head) * kLog2e : -INFINITY;
+    const float sl2 = VAR == kVarScore ? 1.f : a.scale * kLog2e;
+    const float slope = VAR == kVarScore ? pa_gpu_alibi_slope(a, batch, head) : 0.f;
+    const float sink2 = VAR != kVarNone ? pa_gpu_sink(a, head) * kLog2e : -INFINITY;
+    /* kVarScore: s -> cap * tanh(s / cap) - slope |d - j|, in natural units, then log2(e). */
+    const float cap = a.softcap, inv_cap = cap > 0.f ? 1.f / cap : 0.f;
 
     float acc_o[MT][D / 8][4];
     float row_max[MT][2], row_sum[MT][2];
@@ -137,7 +151,8 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
         /* a sink starts each row's max and sum (exp2(sink - sink) = 1, held by one lane of
          * the four that share the row) */
         row_max[mt][0] = row_max[mt][1] = sink2;
-        row_sum[mt][0] = row_sum[mt][1] = (VAR && t4 == 0 && sink2 != -INFINITY) ? 1.f : 0.f;
+        row_sum[mt][0] = row_sum[mt][1] =
+            (VAR != kVarNone && t4 == 0 && sink2 != -INFINITY) ? 1.f : 0.f;
     }
 
     for (int nt = 0; nt < n_tiles; ++nt) {
@@ -185,15 +200,17 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
         const bool need_mask = key0 + BN > mask_hi || key0 < mask_lo;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-            if constexpr (VAR) { /* final scores: scale, softcap, ALiBi; then log2(e) */
+            if constexpr (VAR == kVarScore) { /* final scores, then log2(e) */
 #pragma unroll
                 for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
                         const int key = key0 + j * 8 + 2 * t4 + (e & 1);
-                        const float s = pa_gpu_score_range(acc_s[mt][j][e] * a.scale);
-                        acc_s[mt][j][e] =
-                            pa_gpu_cap_alibi(a, s, slope, diag[mt][e >> 1], key) * kLog2e;
+                        float s = pa_gpu_score_range(acc_s[mt][j][e] * a.scale);
+                        if (cap > 0.f) s = cap * tanh_fast(s * inv_cap);
+                        const int dist = diag[mt][e >> 1] - key;
+                        s = fmaf(-slope, (float)(dist < 0 ? -dist : dist), s);
+                        acc_s[mt][j][e] = s * kLog2e;
                     }
             }
             if (need_mask) {
@@ -202,7 +219,7 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
                         const int key = key0 + j * 8 + 2 * t4 + (e & 1);
-                        if (key >= vis[mt][e >> 1] || (VAR && key < vlo[mt][e >> 1]))
+                        if (key >= vis[mt][e >> 1] || (VAR != kVarNone && key < vlo[mt][e >> 1]))
                             acc_s[mt][j][e] = -INFINITY;
                     }
             }
@@ -495,7 +512,7 @@ cudaError_t launch_wide(const pa_gpu_args &a, const pa_flash_split *split, cudaS
     return launch_wide_as<HEAD_DIM, 1, T>(a, split, stream);
 }
 
-template <int HEAD_DIM, typename T, bool VAR, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>
+template <int HEAD_DIM, typename T, int VAR, int BLOCK_N = FlashTcTraits<HEAD_DIM>::kBlockN>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
     using Tr = FlashTcTraits<HEAD_DIM, BLOCK_N>;
@@ -520,8 +537,9 @@ cudaError_t dispatch(const pa_gpu_args &a, const pa_flash_split *split, cudaStre
 {
 #define PA_TILE(d)                                                                                 \
     case d:                                                                                        \
-        return pa_gpu_args_have_variants(&a) ? launch<d, T, true>(a, stream)                       \
-                                             : launch<d, T, false>(a, stream);
+        return a.softcap > 0.f || a.alibi_slopes ? launch<d, T, kVarScore>(a, stream)             \
+               : pa_gpu_args_have_variants(&a)   ? launch<d, T, kVarMask>(a, stream)              \
+                                                 : launch<d, T, kVarNone>(a, stream);
 #define PA_WIDE(d) case d: return launch_wide<d, T>(a, split, stream);
     switch (a.head_dim) {
     PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
