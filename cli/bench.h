@@ -41,12 +41,12 @@ typedef enum pa_bench_status {
 } pa_bench_status;
 
 typedef struct pa_bench_result {
-    int target;                /* index into the run's targets (backend:device) */
-    int index;                 /* measurement number within a target (shape, dtype, algo) */
+    int target; /* index into the run's targets (backend:device) */
+    int index;  /* measurement number within a target (shape, dtype, algo) */
     pa_bench_shape shape;
     polyattn_dtype dtype;
-    polyattn_algo algo_asked;  /* what --algo named (auto included) */
-    polyattn_algo algo;        /* what the plan chose */
+    polyattn_algo algo_asked; /* what --algo named (auto included) */
+    polyattn_algo algo;       /* what the plan chose */
     pa_bench_status status;
     char reason[512];
     double ms, ms_min, ms_max; /* median, min, max over reps */
@@ -56,15 +56,15 @@ typedef struct pa_bench_result {
     uint64_t mem_bytes;        /* measured: one input set + peak of outputs and workspace */
     uint64_t mem_estimate;     /* the plan's device_bytes */
     uint64_t workspace_bytes;
-    double max_err;            /* vs the host reference, relative to max |O| of the slice */
+    double max_err; /* vs the host reference, relative to max |O| of the slice */
     int rows_checked;
-    double speedup_vs_unfused; /* 0 when unknown */
+    double speedup_vs_unfused;   /* 0 when unknown */
     double mem_saved_vs_unfused; /* fraction, 0 when unknown */
     /* --backward: this row times polyattn_backward (dQ, dK, dV) alone; workspace_bytes is
      * then the backward's workspace and tflops counts 2.5x the forward FLOPs. */
     int backward;
-    int deterministic;          /* the plan was made with deterministic gradients */
-    double err_grad[3];         /* backward: dQ, dK, dV error, each relative to its max |ref| */
+    int deterministic;  /* the plan was made with deterministic gradients */
+    double err_grad[3]; /* backward: dQ, dK, dV error, each relative to its max |ref| */
 } pa_bench_result;
 
 /* ---- score variants (bench_variants.c) ---- */
@@ -114,8 +114,8 @@ int pa_bench_validate(polyattn_context *host_ctx, const pa_bench_shape *shape, f
 /* The same with score variants (var NULL or off: pa_bench_validate).  The slices keep every
  * key and rows whose diagonal is the full problem's (the first rows under causal top-left,
  * the last ones otherwise), so that windows and ALiBi distances are the same. */
-int pa_bench_validate_variants(polyattn_context *host_ctx, const pa_bench_shape *shape,
-                               float scale, polyattn_dtype dtype, float *const host_in[3],
+int pa_bench_validate_variants(polyattn_context *host_ctx, const pa_bench_shape *shape, float scale,
+                               polyattn_dtype dtype, float *const host_in[3],
                                const polyattn_buffer *o, const pa_bench_variants *var,
                                pa_bench_result *result);
 /* Tolerance on the validation error for a dtype. */
@@ -145,8 +145,8 @@ double pa_bench_backward_tolerance(polyattn_dtype dtype);
 typedef struct pa_bench_target {
     polyattn_backend backend; /* AUTO until the measuring process opened the device */
     int device;
-    char label[32];           /* "opencl:1" */
-    int opened;               /* info is valid */
+    char label[32]; /* "opencl:1" */
+    int opened;     /* info is valid */
     polyattn_device_info info;
 } pa_bench_target;
 
@@ -171,8 +171,8 @@ void pa_bench_compare_unfused(pa_bench_result *r, int n);
 void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_targets,
                                int baseline, const pa_bench_result *r, int n);
 /* The suite's shapes as CSV (one row per shape and dtype), for scripts (--list). */
-void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *shapes,
-                         int n_shapes, const int *dtypes, int n_dtypes);
+void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *shapes, int n_shapes,
+                         const int *dtypes, int n_dtypes);
 
 /* ---- one target's measurements (bench_measure.c) ---- */
 
@@ -195,9 +195,9 @@ typedef struct pa_bench_run {
     void *staging;
     double max_seconds;
     int backward, deterministic;
-    pa_bench_variants var;  /* score variants of every measurement */
-    int graph_calls;     /* --graph N: each timed sample replays a CUDA graph of N calls */
-    void *graph_stream;  /* the cudaStream_t ctx queues on (--graph) */
+    pa_bench_variants var; /* score variants of every measurement */
+    int graph_calls;       /* --graph N: each timed sample replays a CUDA graph of N calls */
+    void *graph_stream;    /* the cudaStream_t ctx queues on (--graph) */
 } pa_bench_run;
 
 double pa_bench_now_seconds(void);
@@ -242,8 +242,8 @@ typedef struct pa_bench_backend_item {
 
 /* Measures one (shape, dtype, algo) in the child; index numbers it within the target. */
 typedef void (*pa_bench_measure_fn)(pa_bench_run *b, int index, const pa_bench_shape *sh,
-                                    polyattn_dtype dtype, polyattn_algo algo,
-                                    pa_bench_sets *sets, pa_bench_result *r);
+                                    polyattn_dtype dtype, polyattn_algo algo, pa_bench_sets *sets,
+                                    pa_bench_result *r);
 
 /* What a run measures: every target runs the same list of (shape, dtype, algo). */
 typedef struct pa_bench_job {
@@ -252,9 +252,9 @@ typedef struct pa_bench_job {
     int n_shapes;
     const int *dtypes, *algos;
     int n_dtypes, n_algos, n_per_target;
-    int n_sets_opt;          /* --rotate N; 0: the cache rule */
-    pa_bench_run params;     /* reps, warmup, budget, max_seconds, graph_calls */
-    pa_cli_common common;    /* --memory-budget etc.; backend/device from the target */
+    int n_sets_opt;              /* --rotate N; 0: the cache rule */
+    pa_bench_run params;         /* reps, warmup, budget, max_seconds, graph_calls */
+    pa_cli_common common;        /* --memory-budget etc.; backend/device from the target */
     pa_bench_measure_fn measure; /* NULL: pa_bench_measure (tests pass their own) */
     int n_targets;
     double t_start;

@@ -49,8 +49,7 @@ static void make_slice(const pa_bench_shape *sh, int which, int64_t m, slice *ou
             /* Rows [r0, r0 + m) with r0 + m <= skv see i + 1 keys: bottom-right alignment
              * over the first r0 + m keys gives the same. */
             int64_t lim = sq < skv ? sq : skv;
-            if (m > lim)
-                m = lim;
+            if (m > lim) m = lim;
             out->r0 = lim - m;
             out->s = out->r0 + m;
             out->mask = POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT;
@@ -62,32 +61,28 @@ static void make_slice(const pa_bench_shape *sh, int which, int64_t m, slice *ou
         } else {
             /* The first row that sees a key, then keys [0, r0 + m + skv - sq). */
             int64_t first = sq > skv ? sq - skv : 0;
-            if (m > sq - first)
-                m = sq - first;
+            if (m > sq - first) m = sq - first;
             out->r0 = first;
             out->s = out->r0 + m + skv - sq;
         }
         break;
-    default:
-        out->r0 = which ? sq - m : 0;
-        break;
+    default: out->r0 = which ? sq - m : 0; break;
     }
     out->m = m;
 }
 
-static int lib_fail(pa_bench_result *r, polyattn_context *ctx, polyattn_status st,
-                    const char *what)
+static int lib_fail(pa_bench_result *r, polyattn_context *ctx, polyattn_status st, const char *what)
 {
     const char *msg = ctx ? polyattn_context_last_error(ctx) : "";
-    snprintf(r->reason, sizeof r->reason, "validation: %s: %s: %s", what,
-             polyattn_status_name(st), msg && msg[0] ? msg : polyattn_status_string(st));
+    snprintf(r->reason, sizeof r->reason, "validation: %s: %s: %s", what, polyattn_status_name(st),
+             msg && msg[0] ? msg : polyattn_status_string(st));
     return -1;
 }
 
 /* Reads rows [r0, r0 + m) of query head h, batch b from the device O into dst (f32). */
 static polyattn_status read_rows(const polyattn_buffer *o, const pa_bench_shape *sh,
-                                 polyattn_dtype dtype, int64_t b, int64_t h, int64_t r0,
-                                 int64_t m, void *staging, float *dst)
+                                 polyattn_dtype dtype, int64_t b, int64_t h, int64_t r0, int64_t m,
+                                 void *staging, float *dst)
 {
     size_t esize = polyattn_dtype_size(dtype);
     uint64_t offset = (uint64_t)(((b * sh->heads_q + h) * sh->seq_q + r0) * sh->head_dim_v) * esize;
@@ -144,8 +139,8 @@ static int check_slice(polyattn_context *host, const pa_bench_shape *sh, const s
         (st = polyattn_buffer_alloc(host, nk * 4, &bk)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_buffer_alloc(host, nv * 4, &bv)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_buffer_alloc(host, no * 4, &bo)) != POLYATTN_STATUS_SUCCESS ||
-        (info.workspace_bytes &&
-         (st = polyattn_buffer_alloc(host, info.workspace_bytes, &ws)) != POLYATTN_STATUS_SUCCESS) ||
+        (info.workspace_bytes && (st = polyattn_buffer_alloc(host, info.workspace_bytes, &ws)) !=
+                                     POLYATTN_STATUS_SUCCESS) ||
         (st = polyattn_buffer_write(bq, 0, q, nq * 4)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_buffer_write(bk, 0, k, nk * 4)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_buffer_write(bv, 0, v, nv * 4)) != POLYATTN_STATUS_SUCCESS ||
@@ -171,12 +166,10 @@ static int check_slice(polyattn_context *host, const pa_bench_shape *sh, const s
             max_diff = isnan(diff) ? INFINITY : diff;
             worst = i;
         }
-        if (fabs(ref[i]) > max_ref)
-            max_ref = fabs(ref[i]);
+        if (fabs(ref[i]) > max_ref) max_ref = fabs(ref[i]);
     }
     double err = max_diff / (max_ref > 1e-20 ? max_ref : 1e-20);
-    if (err > *max_err)
-        *max_err = err;
+    if (err > *max_err) *max_err = err;
     r->rows_checked += (int)(group * m);
     rc = 0;
     if (!(err <= pa_bench_tolerance(dtype))) {
@@ -214,18 +207,14 @@ int pa_bench_validate(polyattn_context *host_ctx, const pa_bench_shape *sh, floa
     int64_t group = sh->heads_q / sh->heads_kv;
     double per_row = (double)group * (double)sh->seq_kv * (double)(sh->head_dim + sh->head_dim_v);
     int64_t m = (int64_t)(SLICE_BUDGET / per_row);
-    if (m > 64)
-        m = 64;
-    if (m < 1)
-        m = 1;
-    if (m > sh->seq_q)
-        m = sh->seq_q;
+    if (m > 64) m = 64;
+    if (m < 1) m = 1;
+    if (m > sh->seq_q) m = sh->seq_q;
     for (int which = 0; which < 2; which++) {
         slice sl;
         make_slice(sh, which, m, &sl);
         int rc = check_slice(host_ctx, sh, &sl, scale, dtype, host_in, o, r, &r->max_err);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
     }
     /* Queries that see no key (bottom-right with seq_q > seq_kv) must give O = 0. */
     if (sh->mask == POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT && sh->seq_q > sh->seq_kv) {
@@ -239,8 +228,7 @@ int pa_bench_validate(polyattn_context *host_ctx, const pa_bench_shape *sh, floa
             bad = row[i] != 0.0f;
         free(row);
         free(staging);
-        if (st != POLYATTN_STATUS_SUCCESS)
-            return lib_fail(r, NULL, st, "reading O");
+        if (st != POLYATTN_STATUS_SUCCESS) return lib_fail(r, NULL, st, "reading O");
         if (bad) {
             snprintf(r->reason, sizeof r->reason,
                      "wrong result: query 0 sees no key but O is not 0");
@@ -290,13 +278,12 @@ static double dot_f(const float *a, const float *b, int64_t n)
 }
 
 /* Reads count elements of a device tensor of dtype from element offset first, as f32. */
-static polyattn_status read_elems(const polyattn_buffer *buf, polyattn_dtype dtype,
-                                  uint64_t first, uint64_t count, void *staging, float *dst)
+static polyattn_status read_elems(const polyattn_buffer *buf, polyattn_dtype dtype, uint64_t first,
+                                  uint64_t count, void *staging, float *dst)
 {
     size_t esize = polyattn_dtype_size(dtype);
     polyattn_status st = polyattn_buffer_read(buf, first * esize, staging, count * esize);
-    if (st == POLYATTN_STATUS_SUCCESS)
-        pa_cli_to_f32(dtype, staging, dst, count);
+    if (st == POLYATTN_STATUS_SUCCESS) pa_cli_to_f32(dtype, staging, dst, count);
     return st;
 }
 
@@ -313,16 +300,14 @@ static void grad_compare(grad_check *c, const float *got, const double *ref, con
                          int64_t n, int64_t b, int64_t head, int64_t row)
 {
     for (int64_t x = 0; x < n; x++) {
-        if (cond[x] > c->max_cond)
-            c->max_cond = cond[x];
+        if (cond[x] > c->max_cond) c->max_cond = cond[x];
         double diff = fabs((double)got[x] - ref[x]);
         if (!(diff <= c->max_diff)) { /* NaN lands here too */
             c->max_diff = isnan(diff) ? INFINITY : diff;
             c->b = b, c->head = head, c->row = row, c->col = x;
             c->got = got[x], c->ref = ref[x];
         }
-        if (fabs(ref[x]) > c->max_ref)
-            c->max_ref = fabs(ref[x]);
+        if (fabs(ref[x]) > c->max_ref) c->max_ref = fabs(ref[x]);
     }
 }
 
@@ -348,10 +333,8 @@ int pa_bench_validate_backward(const pa_bench_shape *sh, float scale, polyattn_d
     uint64_t group_rows = (uint64_t)(group * sq);
     uint64_t stage_elems = group_rows * (uint64_t)dv;
     uint64_t row_elems = (uint64_t)((mq > mk ? mq : mk) * (d > dv ? d : dv));
-    if (row_elems > stage_elems)
-        stage_elems = row_elems;
-    if (group_rows > stage_elems)
-        stage_elems = group_rows;
+    if (row_elems > stage_elems) stage_elems = row_elems;
+    if (group_rows > stage_elems) stage_elems = group_rows;
     float *o_rows = malloc(group_rows * (uint64_t)dv * 4), *lse = malloc(group_rows * 4);
     double *delta = malloc(group_rows * 8), *s = malloc((size_t)skv * 8);
     double *dps = malloc((size_t)skv * 8);
@@ -409,11 +392,11 @@ int pa_bench_validate_backward(const pa_bench_shape *sh, float scale, polyattn_d
                 }
                 for (int64_t t = 0; t < n; t++)
                     sum += exp(s[t] - mx);
-                if (n > 0)
-                    ref_lse = mx + log(sum);
+                if (n > 0) ref_lse = mx + log(sum);
                 float dev_lse = lse[j * sq + i];
-                int lse_ok = n > 0 ? fabs((double)dev_lse - ref_lse) <= 5e-3 * fmax(1.0, fabs(ref_lse))
-                                   : isinf(dev_lse) && dev_lse < 0;
+                int lse_ok =
+                    n > 0 ? fabs((double)dev_lse - ref_lse) <= 5e-3 * fmax(1.0, fabs(ref_lse))
+                          : isinf(dev_lse) && dev_lse < 0;
                 if (!lse_ok) {
                     snprintf(r->reason, sizeof r->reason,
                              "wrong LSE: batch %lld head %lld row %lld: got %g, host reference %g",
@@ -445,7 +428,8 @@ int pa_bench_validate_backward(const pa_bench_shape *sh, float scale, polyattn_d
             int64_t width = t == 1 ? d : dv;
             if ((st = read_elems(t == 1 ? g->dk : g->dv, dtype,
                                  (uint64_t)(((b * sh->heads_kv + kvh) * skv + k0) * width),
-                                 (uint64_t)(mk * width), staging, got)) != POLYATTN_STATUS_SUCCESS) {
+                                 (uint64_t)(mk * width), staging, got)) !=
+                POLYATTN_STATUS_SUCCESS) {
                 lib_fail(r, NULL, st, t == 1 ? "reading dK" : "reading dV");
                 goto done;
             }
@@ -461,8 +445,7 @@ int pa_bench_validate_backward(const pa_bench_shape *sh, float scale, polyattn_d
                 for (int64_t j = 0; j < group; j++) {
                     uint64_t row0 = (uint64_t)((b * sh->heads_q + kvh * group + j) * sq);
                     for (int64_t i = 0; i < sq; i++) {
-                        if (visible_keys(sh, i) <= key)
-                            continue;
+                        if (visible_keys(sh, i) <= key) continue;
                         const float *qi = in[0] + (row0 + (uint64_t)i) * (uint64_t)d;
                         const float *doi = in[3] + (row0 + (uint64_t)i) * (uint64_t)dv;
                         double p = exp(sc * dot_f(qi, kj, d) - (double)lse[j * sq + i]);
@@ -473,7 +456,8 @@ int pa_bench_validate_backward(const pa_bench_shape *sh, float scale, polyattn_d
                             }
                         } else {
                             double dp = dot_f(doi, vj, dv), dl = delta[j * sq + i];
-                            double w = sc * p * (dp - dl), wc = fabs(sc) * p * (fabs(dp) + fabs(dl));
+                            double w = sc * p * (dp - dl),
+                                   wc = fabs(sc) * p * (fabs(dp) + fabs(dl));
                             for (int64_t x = 0; x < d; x++) {
                                 acc_k[x] += w * (double)qi[x];
                                 cond[x] += wc * fabs((double)qi[x]);
@@ -481,8 +465,8 @@ int pa_bench_validate_backward(const pa_bench_shape *sh, float scale, polyattn_d
                         }
                     }
                 }
-                grad_compare(&chk[t], got + (key - k0) * width, t == 1 ? acc_k : acc_v, cond,
-                             width, b, kvh, key);
+                grad_compare(&chk[t], got + (key - k0) * width, t == 1 ? acc_k : acc_v, cond, width,
+                             b, kvh, key);
                 r->rows_checked++;
             }
         }
@@ -492,8 +476,7 @@ int pa_bench_validate_backward(const pa_bench_shape *sh, float scale, polyattn_d
         double norm = fmax(fmax(chk[t].max_ref, 1e-3 * chk[t].max_cond), 1e-20);
         double err = chk[t].max_diff / norm;
         r->err_grad[t] = err;
-        if (err > r->max_err || isnan(err))
-            r->max_err = isnan(err) ? INFINITY : err;
+        if (err > r->max_err || isnan(err)) r->max_err = isnan(err) ? INFINITY : err;
         if (rc == 0 && !(err <= pa_bench_backward_tolerance(dtype))) {
             snprintf(r->reason, sizeof r->reason,
                      "wrong gradient: %s batch %lld %s %lld row %lld col %lld: got %g, host "

@@ -27,10 +27,7 @@
 
 typedef polyattn_status (*cuda_context_create_fn)(int, struct CUstream_st *, polyattn_context **);
 
-int pa_bench_graph_available(void)
-{
-    return 1;
-}
+int pa_bench_graph_available(void) { return 1; }
 
 /* The interop entry of the CUDA module: the copy the core loaded (after a device query),
  * or the module found beside the tool's libraries (the executable's RUNPATH). */
@@ -41,10 +38,8 @@ static cuda_context_create_fn find_cuda_context_create(const char **why)
     (void)polyattn_device_count(POLYATTN_BACKEND_CUDA, &count, NULL); /* loads the module */
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         void *handle = dlopen(names[i], RTLD_NOW | RTLD_NOLOAD);
-        if (!handle)
-            handle = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (!handle)
-            continue;
+        if (!handle) handle = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (!handle) continue;
         void *sym = dlsym(handle, "polyattn_cuda_context_create");
         if (sym) {
             cuda_context_create_fn fn;
@@ -63,8 +58,7 @@ polyattn_status pa_bench_graph_context(int device, polyattn_context **ctx, void 
     *stream = NULL;
     *why = NULL;
     cuda_context_create_fn create = find_cuda_context_create(why);
-    if (!create)
-        return POLYATTN_STATUS_UNSUPPORTED;
+    if (!create) return POLYATTN_STATUS_UNSUPPORTED;
     cudaStream_t s = NULL;
     if (cudaSetDevice(device) != cudaSuccess ||
         cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
@@ -84,8 +78,7 @@ polyattn_status pa_bench_graph_context(int device, polyattn_context **ctx, void 
 void pa_bench_graph_context_destroy(polyattn_context *ctx, void *stream)
 {
     polyattn_context_destroy(ctx); /* before the stream it queues on */
-    if (stream)
-        cudaStreamDestroy((cudaStream_t)stream);
+    if (stream) cudaStreamDestroy((cudaStream_t)stream);
 }
 
 const char *pa_bench_graph_time(void *stream, polyattn_context *ctx, pa_bench_call_fn call,
@@ -106,12 +99,9 @@ const char *pa_bench_graph_time(void *stream, polyattn_context *ctx, pa_bench_ca
         goto out;
     }
     for (int i = 0; i < n_calls && !fail; i++)
-        if (call(arg, i) != POLYATTN_STATUS_SUCCESS)
-            fail = "call under graph capture";
-    if (cudaStreamEndCapture(s, &graph) != cudaSuccess && !fail)
-        fail = "graph capture";
-    if (!fail && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess)
-        fail = "graph instantiate";
+        if (call(arg, i) != POLYATTN_STATUS_SUCCESS) fail = "call under graph capture";
+    if (cudaStreamEndCapture(s, &graph) != cudaSuccess && !fail) fail = "graph capture";
+    if (!fail && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) fail = "graph instantiate";
     if (!fail && cudaGraphLaunch(exec, s) != cudaSuccess) /* warm-up replay */
         fail = "graph launch";
     for (int r = 0; !fail && r < reps; r++) {
@@ -120,14 +110,11 @@ const char *pa_bench_graph_time(void *stream, polyattn_context *ctx, pa_bench_ca
             polyattn_event_record(e1) != POLYATTN_STATUS_SUCCESS ||
             polyattn_event_elapsed_ms(e0, e1, &times[r]) != POLYATTN_STATUS_SUCCESS)
             fail = "graph replay";
-        else
-            times[r] /= n_calls;
+        else times[r] /= n_calls;
     }
 out:
-    if (exec)
-        cudaGraphExecDestroy(exec);
-    if (graph)
-        cudaGraphDestroy(graph);
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
     polyattn_event_destroy(e0);
     polyattn_event_destroy(e1);
     return fail;
@@ -135,10 +122,7 @@ out:
 
 #else /* no CUDA backend in this build */
 
-int pa_bench_graph_available(void)
-{
-    return 0;
-}
+int pa_bench_graph_available(void) { return 0; }
 
 polyattn_status pa_bench_graph_context(int device, polyattn_context **ctx, void **stream,
                                        const char **why)

@@ -54,15 +54,15 @@ polyattn_status pa_bench_make_sets(polyattn_context *ctx, const pa_bench_shape *
     size_t esize = polyattn_dtype_size(dtype);
     for (int t = 0; t < s->n_tensors; t++) {
         s->host[t] = malloc(s->count[t] * 4);
-        if (!s->host[t])
-            return POLYATTN_STATUS_OUT_OF_MEMORY;
+        if (!s->host[t]) return POLYATTN_STATUS_OUT_OF_MEMORY;
     }
     for (int i = 0; i < n_sets && i < PA_BENCH_MAX_SETS; i++) {
         s->n = i + 1;
         for (int t = 0; t < s->n_tensors; t++) {
             float *values = i == 0 ? s->host[t] : scratch;
-            fill_random(values, s->count[t], t == 3 ? 0xd0d00000ull + (uint64_t)i
-                                                    : 0x5eed0000ull + (uint64_t)(i * 3 + t));
+            fill_random(values, s->count[t],
+                        t == 3 ? 0xd0d00000ull + (uint64_t)i
+                               : 0x5eed0000ull + (uint64_t)(i * 3 + t));
             pa_cli_from_f32(dtype, values, staging, s->count[t]);
             if (i == 0) /* what the device sees, for the reference */
                 pa_cli_to_f32(dtype, staging, values, s->count[t]);
@@ -72,8 +72,7 @@ polyattn_status pa_bench_make_sets(polyattn_context *ctx, const pa_bench_shape *
                 return st;
             }
             st = polyattn_buffer_write(s->buf[i][t], 0, staging, s->count[t] * esize);
-            if (st != POLYATTN_STATUS_SUCCESS)
-                return st;
+            if (st != POLYATTN_STATUS_SUCCESS) return st;
         }
     }
     return POLYATTN_STATUS_SUCCESS;
@@ -135,8 +134,7 @@ static int time_calls(pa_bench_run *b, pa_bench_call_fn call, void *arg, int war
     polyattn_status st = POLYATTN_STATUS_SUCCESS;
     const char *what = "warm-up";
     for (int i = 0; i < warmup; i++)
-        if ((st = call(arg, i + 1)) != POLYATTN_STATUS_SUCCESS)
-            goto failed;
+        if ((st = call(arg, i + 1)) != POLYATTN_STATUS_SUCCESS) goto failed;
     times = calloc((size_t)reps, sizeof *times);
     ev = calloc((size_t)reps + 1, sizeof *ev);
     if (!times || !ev) {
@@ -144,8 +142,8 @@ static int time_calls(pa_bench_run *b, pa_bench_call_fn call, void *arg, int war
         goto out;
     }
     if (b->graph_calls) {
-        const char *fail = pa_bench_graph_time(b->graph_stream, b->ctx, call, arg,
-                                               b->graph_calls, reps, times);
+        const char *fail =
+            pa_bench_graph_time(b->graph_stream, b->ctx, call, arg, b->graph_calls, reps, times);
         if (fail) {
             const char *msg = polyattn_context_last_error(b->ctx);
             snprintf(r->reason, sizeof r->reason, "%s%s%s", fail, msg && msg[0] ? ": " : "",
@@ -161,8 +159,7 @@ static int time_calls(pa_bench_run *b, pa_bench_call_fn call, void *arg, int war
             }
         }
         what = "timing";
-        if ((st = polyattn_event_record(ev[0])) != POLYATTN_STATUS_SUCCESS)
-            goto failed;
+        if ((st = polyattn_event_record(ev[0])) != POLYATTN_STATUS_SUCCESS) goto failed;
         for (int i = 0; i < reps; i++)
             if ((st = call(arg, i + 1 + warmup)) != POLYATTN_STATUS_SUCCESS ||
                 (st = polyattn_event_record(ev[i + 1])) != POLYATTN_STATUS_SUCCESS)
@@ -191,8 +188,7 @@ out:
  * says skipped (unsupported, over the budget) or error, with the library's reason. */
 static polyattn_plan *plan_measurement(pa_bench_run *b, const pa_bench_shape *sh,
                                        polyattn_dtype dtype, polyattn_algo algo, int backward,
-                                       float scale, polyattn_plan_info *info,
-                                       pa_bench_result *r)
+                                       float scale, polyattn_plan_info *info, pa_bench_result *r)
 {
     memset(r, 0, sizeof *r);
     r->shape = *sh;
@@ -273,8 +269,8 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
     polyattn_plan *plan = plan_measurement(b, sh, dtype, algo, 0, scale, &info, r);
     if (!plan) goto done;
     if (b->var.on &&
-        (st = pa_bench_variants_make(b->ctx, &b->var, sh, b->staging, sets->count[1] * 4,
-                                     &var)) != POLYATTN_STATUS_SUCCESS) {
+        (st = pa_bench_variants_make(b->ctx, &b->var, sh, b->staging, sets->count[1] * 4, &var)) !=
+            POLYATTN_STATUS_SUCCESS) {
         r->status = st == POLYATTN_STATUS_OUT_OF_MEMORY ? PA_BENCH_SKIPPED : PA_BENCH_ERROR;
         pa_bench_lib_reason(r, b->ctx, st, "variant inputs");
         goto done;
@@ -287,8 +283,8 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
     uint64_t o_count = sets->count[3];
     if ((st = polyattn_context_memory_stats(b->ctx, 1, &before)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_buffer_alloc(b->ctx, o_count * esize, &o)) != POLYATTN_STATUS_SUCCESS ||
-        (info.workspace_bytes &&
-         (st = polyattn_buffer_alloc(b->ctx, info.workspace_bytes, &ws)) != POLYATTN_STATUS_SUCCESS)) {
+        (info.workspace_bytes && (st = polyattn_buffer_alloc(b->ctx, info.workspace_bytes, &ws)) !=
+                                     POLYATTN_STATUS_SUCCESS)) {
         r->status = st == POLYATTN_STATUS_OUT_OF_MEMORY ? PA_BENCH_SKIPPED : PA_BENCH_ERROR;
         pa_bench_lib_reason(r, b->ctx, st, "allocation");
         goto done;
@@ -373,14 +369,15 @@ static void measure_backward(pa_bench_run *b, const pa_bench_shape *sh, polyattn
     size_t esize = polyattn_dtype_size(dtype);
     uint64_t rows = (uint64_t)(sh->batch * sh->heads_q * sh->seq_q);
     uint64_t o_count = sets->count[3];
-    if (info.workspace_bytes &&
-        (st = polyattn_buffer_alloc(b->ctx, info.workspace_bytes, &fws)) != POLYATTN_STATUS_SUCCESS) {
+    if (info.workspace_bytes && (st = polyattn_buffer_alloc(b->ctx, info.workspace_bytes, &fws)) !=
+                                    POLYATTN_STATUS_SUCCESS) {
         fws = NULL;
         goto alloc_failed;
     }
     for (int i = 0; i < sets->n; i++) {
         polyattn_buffer *const *in = sets->buf[i];
-        if ((st = polyattn_buffer_alloc(b->ctx, o_count * esize, &o[i])) != POLYATTN_STATUS_SUCCESS) {
+        if ((st = polyattn_buffer_alloc(b->ctx, o_count * esize, &o[i])) !=
+            POLYATTN_STATUS_SUCCESS) {
             o[i] = NULL;
             goto alloc_failed;
         }
@@ -409,8 +406,7 @@ static void measure_backward(pa_bench_run *b, const pa_bench_shape *sh, polyattn
         if (v > 0) { /* say which pass was wrong */
             static const char prefix[] = "forward: ";
             size_t plen = sizeof prefix - 1, len = strlen(r->reason);
-            if (len + plen >= sizeof r->reason)
-                len = sizeof r->reason - plen - 1;
+            if (len + plen >= sizeof r->reason) len = sizeof r->reason - plen - 1;
             memmove(r->reason + plen, r->reason, len);
             r->reason[plen + len] = '\0';
             memcpy(r->reason, prefix, plen);
@@ -470,8 +466,10 @@ static void measure_backward(pa_bench_run *b, const pa_bench_shape *sh, polyattn
     }
     if (r->ms > 0) {
         /* Bytes: Q, K, V, O, dO and the LSE read, dQ, dK, dV written. */
-        double moved = (double)((sets->count[0] + sets->count[1] + sets->count[2]) * 2 +
-                                2 * o_count) * (double)esize + 4.0 * (double)rows;
+        double moved =
+            (double)((sets->count[0] + sets->count[1] + sets->count[2]) * 2 + 2 * o_count) *
+                (double)esize +
+            4.0 * (double)rows;
         r->tflops = pa_bench_backward_flops(sh) / (r->ms * 1e-3) / 1e12;
         r->gbps = moved / (r->ms * 1e-3) / 1e9;
     }
@@ -498,8 +496,6 @@ done:
 void pa_bench_measure(pa_bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
                       polyattn_algo algo, pa_bench_sets *sets, pa_bench_result *r)
 {
-    if (b->backward)
-        measure_backward(b, sh, dtype, algo, sets, r);
-    else
-        measure_forward(b, sh, dtype, algo, sets, r);
+    if (b->backward) measure_backward(b, sh, dtype, algo, sets, r);
+    else measure_forward(b, sh, dtype, algo, sets, r);
 }

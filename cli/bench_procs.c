@@ -22,12 +22,10 @@
 
 static void format_duration(double seconds, char *buf, size_t size)
 {
-    if (seconds < 60)
-        snprintf(buf, size, "%.0fs", seconds);
+    if (seconds < 60) snprintf(buf, size, "%.0fs", seconds);
     else if (seconds < 3600)
         snprintf(buf, size, "%.0fm%02.0fs", floor(seconds / 60), fmod(seconds, 60));
-    else
-        snprintf(buf, size, "%.0fh%02.0fm", floor(seconds / 3600), fmod(seconds / 60, 60));
+    else snprintf(buf, size, "%.0fh%02.0fm", floor(seconds / 3600), fmod(seconds / 60, 60));
 }
 
 /* SIGINT/SIGTERM: finish the measurement under way, then write what was measured.  The
@@ -45,15 +43,13 @@ static void on_stop_signal(int sig)
         return;
     }
     if (stop_requested) {
-        if (measuring_pid > 0)
-            kill(measuring_pid, SIGKILL);
+        if (measuring_pid > 0) kill(measuring_pid, SIGKILL);
         signal(sig, SIG_DFL);
         raise(sig);
         return;
     }
     stop_requested = 1;
-    if (measuring_pid > 0)
-        kill(measuring_pid, SIGTERM);
+    if (measuring_pid > 0) kill(measuring_pid, SIGTERM);
 }
 
 enum { MSG_DEVICE = 1, MSG_RESULT = 2, MSG_TARGET = 3 };
@@ -70,10 +66,8 @@ static int write_full(int fd, const void *data, size_t size)
     const char *p = data;
     while (size > 0) {
         ssize_t k = write(fd, p, size);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
         p += k;
         size -= (size_t)k;
     }
@@ -87,10 +81,8 @@ static int read_full(int fd, void *data, size_t size)
     size_t got = 0;
     while (got < size) {
         ssize_t k = read(fd, p + got, size - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return 0;
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return 0;
         got += (size_t)k;
     }
     return 1;
@@ -104,8 +96,7 @@ typedef void (*msg_fn)(void *arg, const child_msg *m);
 static int run_child(child_fn fn, void *arg, msg_fn on_msg, void *msg_arg)
 {
     int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
+    if (pipe(fds) != 0) return -1;
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -140,8 +131,7 @@ static int run_child(child_fn fn, void *arg, msg_fn on_msg, void *msg_arg)
         on_msg(msg_arg, &m);
     close(fds[0]);
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     measuring_pid = 0;
     return status;
 }
@@ -194,11 +184,11 @@ static int measure_target(void *arg, int fd)
         }
     } else {
         rc = pa_cli_open_context("bench", &common, &b.ctx);
-        if (rc)
-            goto finish;
+        if (rc) goto finish;
     }
     polyattn_status st;
-    if ((st = polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &b.host)) != POLYATTN_STATUS_SUCCESS) {
+    if ((st = polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &b.host)) !=
+        POLYATTN_STATUS_SUCCESS) {
         b.host = NULL;
         rc = pa_cli_fail_status("bench", NULL, st, "host reference context");
         goto finish;
@@ -221,7 +211,8 @@ static int measure_target(void *arg, int fd)
     uint64_t max_count = 0;
     for (int i = 0; i < job->n_shapes; i++) {
         const pa_bench_shape *s = &job->shapes[i];
-        uint64_t c[3] = {(uint64_t)(s->batch * s->heads_q * s->seq_q * (s->head_dim > s->head_dim_v ? s->head_dim : s->head_dim_v)),
+        uint64_t c[3] = {(uint64_t)(s->batch * s->heads_q * s->seq_q *
+                                    (s->head_dim > s->head_dim_v ? s->head_dim : s->head_dim_v)),
                          (uint64_t)(s->batch * s->heads_kv * s->seq_kv * s->head_dim),
                          (uint64_t)(s->batch * s->heads_kv * s->seq_kv * s->head_dim_v)};
         for (int t = 0; t < 3; t++)
@@ -241,15 +232,15 @@ static int measure_target(void *arg, int fd)
             snprintf(timing, sizeof timing, ", CUDA graphs of %d calls", b.graph_calls);
         char vars[256], with[272] = "";
         pa_bench_variants_describe(&b.var, vars, sizeof vars);
-        if (vars[0])
-            snprintf(with, sizeof with, ", with %s", vars);
+        if (vars[0]) snprintf(with, sizeof with, ", with %s", vars);
         printf("%spolyattn bench: suite %s, %s:%d (%s), reps %d, warmup %d%s%s%s\n",
                job->target_no ? "\n" : "", job->suite->name, polyattn_backend_name(dev->backend),
                dev->index, dev->name, b.reps, b.warmup, timing, with,
                !b.backward ? ""
-               : b.deterministic ? ", backward pass (dQ, dK, dV; deterministic), TFLOP/s at 2.5x "
-                                   "the forward FLOPs"
-                                 : ", backward pass (dQ, dK, dV), TFLOP/s at 2.5x the forward FLOPs");
+               : b.deterministic
+                   ? ", backward pass (dQ, dK, dV; deterministic), TFLOP/s at 2.5x "
+                     "the forward FLOPs"
+                   : ", backward pass (dQ, dK, dV), TFLOP/s at 2.5x the forward FLOPs");
         pa_bench_print_header(stdout);
     } else {
         printf("(%s:%d: going on in a new process)\n", polyattn_backend_name(dev->backend),
@@ -272,22 +263,21 @@ static int measure_target(void *arg, int fd)
             size_t esize = polyattn_dtype_size(dtype);
             uint64_t set_bytes = (uint64_t)(sh->batch * sh->heads_q * sh->seq_q * sh->head_dim +
                                             sh->batch * sh->heads_kv * sh->seq_kv *
-                                                (sh->head_dim + sh->head_dim_v)) * esize;
+                                                (sh->head_dim + sh->head_dim_v)) *
+                                 esize;
             if (b.backward) /* each set also holds dO, O and the LSE */
                 set_bytes += (uint64_t)(sh->batch * sh->heads_q * sh->seq_q) *
                              (2 * (uint64_t)sh->head_dim_v * esize + 4);
             int n_sets = job->n_sets_opt;
             if (n_sets == 0) {
                 n_sets = (int)((256ull << 20) / (set_bytes ? set_bytes : 1)) + 1;
-                if (n_sets > AUTO_MAX_SETS)
-                    n_sets = AUTO_MAX_SETS;
+                if (n_sets > AUTO_MAX_SETS) n_sets = AUTO_MAX_SETS;
                 while (n_sets > 1 && (uint64_t)n_sets * set_bytes > dev->global_mem_bytes / 4)
                     n_sets--;
-                if (dev->backend == POLYATTN_BACKEND_HOST)
-                    n_sets = 1;
+                if (dev->backend == POLYATTN_BACKEND_HOST) n_sets = 1;
             }
-            sets_status = pa_bench_make_sets(b.ctx, sh, dtype, n_sets, b.backward, &sets, b.staging,
-                                    scratch);
+            sets_status =
+                pa_bench_make_sets(b.ctx, sh, dtype, n_sets, b.backward, &sets, b.staging, scratch);
             sets_shape = sh;
             sets_dtype = dtype;
         }
@@ -296,10 +286,10 @@ static int measure_target(void *arg, int fd)
             char el[32], eta[32] = "?";
             double elapsed = pa_bench_now_seconds() - job->t_start;
             format_duration(elapsed, el, sizeof el);
-            if (done > 0)
-                format_duration(elapsed / done * (n_total - done), eta, sizeof eta);
-            fprintf(stderr, "\r\033[K[%d/%d] %s:%d b %lld hq %lld sq %lld skv %lld d %lld %s %s%s  "
-                            "elapsed %s, ETA %s",
+            if (done > 0) format_duration(elapsed / done * (n_total - done), eta, sizeof eta);
+            fprintf(stderr,
+                    "\r\033[K[%d/%d] %s:%d b %lld hq %lld sq %lld skv %lld d %lld %s %s%s  "
+                    "elapsed %s, ETA %s",
                     done + 1, n_total, polyattn_backend_name(dev->backend), dev->index,
                     (long long)sh->batch, (long long)sh->heads_q, (long long)sh->seq_q,
                     (long long)sh->seq_kv, (long long)sh->head_dim, polyattn_dtype_name(dtype),
@@ -314,8 +304,8 @@ static int measure_target(void *arg, int fd)
             r.algo_asked = r.algo = algo;
             r.backward = b.backward;
             r.deterministic = b.deterministic;
-            r.status = sets_status == POLYATTN_STATUS_OUT_OF_MEMORY ? PA_BENCH_SKIPPED
-                                                                    : PA_BENCH_ERROR;
+            r.status =
+                sets_status == POLYATTN_STATUS_OUT_OF_MEMORY ? PA_BENCH_SKIPPED : PA_BENCH_ERROR;
             pa_bench_lib_reason(&r, b.ctx, sets_status, "inputs");
         } else if (job->measure) {
             job->measure(&b, index, sh, dtype, algo, &sets, &r);
@@ -324,25 +314,21 @@ static int measure_target(void *arg, int fd)
         }
         r.target = job->target_no;
         r.index = index;
-        if (tty)
-            fprintf(stderr, "\r\033[K");
+        if (tty) fprintf(stderr, "\r\033[K");
         /* The row is printed by the parent, which knows speedups against unfused. */
         if (send_result(fd, &r)) {
             rc = PA_EXIT_RUNTIME;
             break;
         }
     }
-    if (tty)
-        fprintf(stderr, "\r\033[K");
+    if (tty) fprintf(stderr, "\r\033[K");
 finish:
     pa_bench_free_sets(&sets);
     free(scratch);
     free(b.staging);
     polyattn_context_destroy(b.host);
-    if (b.graph_calls)
-        pa_bench_graph_context_destroy(b.ctx, b.graph_stream);
-    else
-        polyattn_context_destroy(b.ctx);
+    if (b.graph_calls) pa_bench_graph_context_destroy(b.ctx, b.graph_stream);
+    else polyattn_context_destroy(b.ctx);
     return rc;
 }
 
@@ -351,7 +337,7 @@ typedef struct target_state {
     pa_bench_job *job;
     pa_bench_result *results; /* n_per_target slots of this target */
     unsigned char *have;
-    int next;                 /* first index not received */
+    int next; /* first index not received */
 } target_state;
 
 static void on_target_msg(void *arg, const child_msg *m)
@@ -363,8 +349,7 @@ static void on_target_msg(void *arg, const child_msg *m)
         t->backend = m->target.backend;
         t->device = m->target.device;
         t->opened = 1;
-        snprintf(t->label, sizeof t->label, "%s:%d", polyattn_backend_name(t->backend),
-                 t->device);
+        snprintf(t->label, sizeof t->label, "%s:%d", polyattn_backend_name(t->backend), t->device);
     } else if (m->kind == MSG_RESULT && m->index >= 0 && m->index < ts->job->n_per_target) {
         ts->results[m->index] = m->result;
         ts->have[m->index] = 1;
@@ -401,22 +386,22 @@ int pa_bench_run_target(pa_bench_job *job, pa_bench_result *results, unsigned ch
                                     strerror(errno));
         if (WIFEXITED(status) && !job->target->opened)
             return WEXITSTATUS(status) ? WEXITSTATUS(status) : PA_EXIT_RUNTIME;
-        if (WIFEXITED(status))
-            break; /* done, or stopped by a signal, or could not report */
+        if (WIFEXITED(status)) break; /* done, or stopped by a signal, or could not report */
         int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
         if (!job->target->opened) {
-            return pa_cli_fail_code(PA_EXIT_RUNTIME, "bench", "%s: the process opening the "
-                                    "device died of signal %d (%s)", job->target->label, sig,
-                                    strsignal(sig));
+            return pa_cli_fail_code(PA_EXIT_RUNTIME, "bench",
+                                    "%s: the process opening the "
+                                    "device died of signal %d (%s)",
+                                    job->target->label, sig, strsignal(sig));
         }
         if (ts.next >= job->n_per_target) {
-            pa_cli_fail_code(PA_EXIT_RUNTIME, "bench", "%s: the measuring process died of "
-                             "signal %d (%s) after its last measurement", job->target->label,
-                             sig, strsignal(sig));
+            pa_cli_fail_code(PA_EXIT_RUNTIME, "bench",
+                             "%s: the measuring process died of "
+                             "signal %d (%s) after its last measurement",
+                             job->target->label, sig, strsignal(sig));
             return PA_EXIT_RUNTIME;
         }
-        if (stop_requested && sig == SIGKILL)
-            break;
+        if (stop_requested && sig == SIGKILL) break;
         /* The measurement under way crashed the process: report it, go on after it. */
         pa_bench_result *r = &results[ts.next];
         const pa_bench_shape *sh;
@@ -432,8 +417,8 @@ int pa_bench_run_target(pa_bench_job *job, pa_bench_result *results, unsigned ch
         r->backward = job->params.backward;
         r->deterministic = job->params.deterministic;
         r->status = PA_BENCH_ERROR;
-        snprintf(r->reason, sizeof r->reason, "crashed: the process died of signal %d (%s)",
-                 sig, strsignal(sig));
+        snprintf(r->reason, sizeof r->reason, "crashed: the process died of signal %d (%s)", sig,
+                 strsignal(sig));
         have[ts.next] = 1;
         pa_bench_print_row(stdout, r);
         fflush(stdout);
@@ -475,8 +460,7 @@ static int discover_targets(void *arg, int fd)
             list[n++] = d->items[i];
         }
     }
-    if (d->include_host)
-        list[n++] = (pa_bench_backend_item){POLYATTN_BACKEND_HOST, -1};
+    if (d->include_host) list[n++] = (pa_bench_backend_item){POLYATTN_BACKEND_HOST, -1};
     int sent = 0;
     for (int i = 0; i < n; i++) {
         polyattn_backend backend = list[i].backend;
@@ -486,22 +470,22 @@ static int discover_targets(void *arg, int fd)
         for (int j = 0; j < i; j++)
             dup |= list[j].backend == backend &&
                    (list[j].device == list[i].device || list[j].device < 0);
-        if (dup)
-            continue;
+        if (dup) continue;
         int count = 0;
         const char *reason = NULL;
         polyattn_status st = polyattn_backend_compiled(backend)
                                  ? polyattn_device_count(backend, &count, &reason)
                                  : POLYATTN_STATUS_SUCCESS;
-        if (!polyattn_backend_compiled(backend))
-            reason = "not compiled into this build";
+        if (!polyattn_backend_compiled(backend)) reason = "not compiled into this build";
         if (st != POLYATTN_STATUS_SUCCESS || count == 0) {
-            const char *why = reason && reason[0] ? reason
+            const char *why = reason && reason[0]             ? reason
                               : st != POLYATTN_STATUS_SUCCESS ? polyattn_status_string(st)
                                                               : "none found";
             if (list[i].device >= 0)
-                return pa_cli_fail_code(PA_EXIT_RUNTIME, "bench", "--backend: %s has no "
-                                        "device (%s)", name, why);
+                return pa_cli_fail_code(PA_EXIT_RUNTIME, "bench",
+                                        "--backend: %s has no "
+                                        "device (%s)",
+                                        name, why);
             printf("polyattn bench: compare-backends: %s: no device (%s)\n", name, why);
             continue;
         }
@@ -509,15 +493,12 @@ static int discover_targets(void *arg, int fd)
             return pa_cli_fail("bench", "--backend: %s:%d: %s has %d device%s", name,
                                list[i].device, name, count, count == 1 ? "" : "s");
         for (int k = 0; k < count; k++) {
-            if (list[i].device >= 0 && k != list[i].device)
-                continue;
+            if (list[i].device >= 0 && k != list[i].device) continue;
             int dup_dev = 0;
             for (int j = 0; j < i; j++)
                 dup_dev |= list[j].backend == backend && list[j].device == k;
-            if (dup_dev)
-                continue;
-            if (sent >= PA_BENCH_MAX_TARGETS || send_target(fd, backend, k))
-                return PA_EXIT_RUNTIME;
+            if (dup_dev) continue;
+            if (sent >= PA_BENCH_MAX_TARGETS || send_target(fd, backend, k)) return PA_EXIT_RUNTIME;
             sent++;
         }
     }
@@ -532,8 +513,7 @@ typedef struct target_list {
 static void on_discovery_msg(void *arg, const child_msg *m)
 {
     target_list *tl = arg;
-    if (m->kind == MSG_TARGET && tl->n < PA_BENCH_MAX_TARGETS)
-        tl->targets[tl->n++] = m->target;
+    if (m->kind == MSG_TARGET && tl->n < PA_BENCH_MAX_TARGETS) tl->targets[tl->n++] = m->target;
 }
 
 int pa_bench_discover(const pa_bench_backend_item *items, int n_items, int include_host,
@@ -556,13 +536,9 @@ int pa_bench_discover(const pa_bench_backend_item *items, int n_items, int inclu
 
 void pa_bench_catch_stop_signals(int on)
 {
-    if (on)
-        stop_requested = 0;
+    if (on) stop_requested = 0;
     signal(SIGINT, on ? on_stop_signal : SIG_DFL);
     signal(SIGTERM, on ? on_stop_signal : SIG_DFL);
 }
 
-int pa_bench_stop_requested(void)
-{
-    return stop_requested != 0;
-}
+int pa_bench_stop_requested(void) { return stop_requested != 0; }

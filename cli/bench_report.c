@@ -20,8 +20,8 @@ double pa_bench_flops(const pa_bench_shape *s)
 {
     /* FlashAttention's convention: two GEMMs of 2*seq_q*seq_kv*head_dim each, halved when
      * causal (the plan's own count, 2*(d+dv) per visible pair, is exact instead). */
-    double f = 4.0 * (double)s->batch * (double)s->heads_q * (double)s->seq_q *
-               (double)s->seq_kv * (double)s->head_dim;
+    double f = 4.0 * (double)s->batch * (double)s->heads_q * (double)s->seq_q * (double)s->seq_kv *
+               (double)s->head_dim;
     return s->mask == POLYATTN_MASK_NONE ? f : f / 2;
 }
 
@@ -39,10 +39,11 @@ static const char *mask_short(polyattn_mask m)
 
 void pa_bench_print_header(FILE *out)
 {
-    fprintf(out, "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s %-8s %-8s %10s %9s %9s %10s %10s "
-                 "%8s %8s %s\n",
-            "batch", "hq", "hkv", "seq_q", "seq_kv", "d", "mask", "dtype", "algo", "status",
-            "ms", "TFLOP/s", "GB/s", "mem MiB", "est MiB", "speedup", "saved", "note");
+    fprintf(out,
+            "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s %-8s %-8s %10s %9s %9s %10s %10s "
+            "%8s %8s %s\n",
+            "batch", "hq", "hkv", "seq_q", "seq_kv", "d", "mask", "dtype", "algo", "status", "ms",
+            "TFLOP/s", "GB/s", "mem MiB", "est MiB", "speedup", "saved", "note");
 }
 
 void pa_bench_print_row(FILE *out, const pa_bench_result *r)
@@ -51,13 +52,11 @@ void pa_bench_print_row(FILE *out, const pa_bench_result *r)
     char algo[24];
     if (r->algo_asked == POLYATTN_ALGO_AUTO && r->status == PA_BENCH_OK)
         snprintf(algo, sizeof algo, "auto>%s", polyattn_algo_name(r->algo));
-    else
-        snprintf(algo, sizeof algo, "%s", polyattn_algo_name(r->algo_asked));
+    else snprintf(algo, sizeof algo, "%s", polyattn_algo_name(r->algo_asked));
     fprintf(out, "%-5lld %-4lld %-4lld %-6lld %-6lld %-5lld %-4s %-5s %-8s %-8s ",
-            (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
-            (long long)s->seq_q, (long long)s->seq_kv, (long long)s->head_dim,
-            mask_short(s->mask), polyattn_dtype_name(r->dtype), algo,
-            pa_bench_status_name(r->status));
+            (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv, (long long)s->seq_q,
+            (long long)s->seq_kv, (long long)s->head_dim, mask_short(s->mask),
+            polyattn_dtype_name(r->dtype), algo, pa_bench_status_name(r->status));
     if (r->status != PA_BENCH_OK) {
         fprintf(out, "%10s %9s %9s %10s %10.1f %8s %8s %s\n", "-", "-", "-", "-",
                 (double)r->mem_estimate / 1048576.0, "-", "-", r->reason);
@@ -68,9 +67,9 @@ void pa_bench_print_row(FILE *out, const pa_bench_result *r)
         snprintf(speedup, sizeof speedup, "%.2fx", r->speedup_vs_unfused);
         snprintf(saved, sizeof saved, "%.1f%%", 100.0 * r->mem_saved_vs_unfused);
     }
-    fprintf(out, "%10.4f %9.3f %9.2f %10.1f %10.1f %8s %8s err %.1e", r->ms, r->tflops,
-            r->gbps, (double)r->mem_bytes / 1048576.0, (double)r->mem_estimate / 1048576.0,
-            speedup, saved, r->max_err);
+    fprintf(out, "%10.4f %9.3f %9.2f %10.1f %10.1f %8s %8s err %.1e", r->ms, r->tflops, r->gbps,
+            (double)r->mem_bytes / 1048576.0, (double)r->mem_estimate / 1048576.0, speedup, saved,
+            r->max_err);
     if (r->backward) {
         char ws[32];
         fprintf(out, " (dQ %.1e dK %.1e dV %.1e) ws %s", r->err_grad[0], r->err_grad[1],
@@ -84,8 +83,7 @@ void pa_bench_compare_unfused(pa_bench_result *r, int n)
     for (int i = 0; i < n; i++) {
         r[i].speedup_vs_unfused = 0;
         r[i].mem_saved_vs_unfused = 0;
-        if (r[i].status != PA_BENCH_OK)
-            continue;
+        if (r[i].status != PA_BENCH_OK) continue;
         for (int j = 0; j < n; j++) {
             if (r[j].status != PA_BENCH_OK || r[j].algo != POLYATTN_ALGO_UNFUSED ||
                 r[j].target != r[i].target || r[j].dtype != r[i].dtype ||
@@ -105,8 +103,7 @@ static void csv_text(FILE *out, const char *text)
 {
     fputc('"', out);
     for (const char *p = text; *p; p++) {
-        if (*p == '"')
-            fputc('"', out);
+        if (*p == '"') fputc('"', out);
         fputc(*p == '\n' ? ' ' : *p, out);
     }
     fputc('"', out);
@@ -115,35 +112,34 @@ static void csv_text(FILE *out, const char *text)
 void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *targets,
                         const pa_bench_result *r, int n)
 {
-    fprintf(out, "suite,backend,device,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
-                 "algo_asked,algo,status,reps,ms,ms_min,ms_max,tflops,gbps,mem_bytes,"
-                 "mem_estimate_bytes,workspace_bytes,max_err,rows_checked,speedup_vs_unfused,"
-                 "mem_saved_vs_unfused,reason,device_index,pass\n");
+    fprintf(
+        out,
+        "suite,backend,device,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
+        "algo_asked,algo,status,reps,ms,ms_min,ms_max,tflops,gbps,mem_bytes,"
+        "mem_estimate_bytes,workspace_bytes,max_err,rows_checked,speedup_vs_unfused,"
+        "mem_saved_vs_unfused,reason,device_index,pass\n");
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
         const polyattn_device_info *dev = &targets[r[i].target].info;
         fprintf(out, "%s,%s,", suite, polyattn_backend_name(dev->backend));
         csv_text(out, dev->name);
-        fprintf(out, ",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%s,%s,%s,%s,", (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
-                (long long)s->seq_q, (long long)s->seq_kv, (long long)s->head_dim,
-                (long long)s->head_dim_v, polyattn_mask_name(s->mask),
-                polyattn_dtype_name(r[i].dtype), polyattn_algo_name(r[i].algo_asked),
-                polyattn_algo_name(r[i].algo), pa_bench_status_name(r[i].status));
+        fprintf(out, ",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%s,%s,%s,%s,", (long long)s->batch,
+                (long long)s->heads_q, (long long)s->heads_kv, (long long)s->seq_q,
+                (long long)s->seq_kv, (long long)s->head_dim, (long long)s->head_dim_v,
+                polyattn_mask_name(s->mask), polyattn_dtype_name(r[i].dtype),
+                polyattn_algo_name(r[i].algo_asked), polyattn_algo_name(r[i].algo),
+                pa_bench_status_name(r[i].status));
         if (r[i].status == PA_BENCH_OK)
             fprintf(out, "%d,%.6g,%.6g,%.6g,%.6g,%.6g,%llu,", r[i].reps, r[i].ms, r[i].ms_min,
                     r[i].ms_max, r[i].tflops, r[i].gbps, (unsigned long long)r[i].mem_bytes);
-        else
-            fprintf(out, ",,,,,,,");
+        else fprintf(out, ",,,,,,,");
         fprintf(out, "%llu,%llu,", (unsigned long long)r[i].mem_estimate,
                 (unsigned long long)r[i].workspace_bytes);
-        if (r[i].rows_checked)
-            fprintf(out, "%.3g,%d,", r[i].max_err, r[i].rows_checked);
-        else
-            fprintf(out, ",,");
+        if (r[i].rows_checked) fprintf(out, "%.3g,%d,", r[i].max_err, r[i].rows_checked);
+        else fprintf(out, ",,");
         if (r[i].speedup_vs_unfused > 0)
             fprintf(out, "%.4g,%.4g,", r[i].speedup_vs_unfused, r[i].mem_saved_vs_unfused);
-        else
-            fprintf(out, ",,");
+        else fprintf(out, ",,");
         csv_text(out, r[i].reason);
         fprintf(out, ",%d,%s\n", dev->index, r[i].backward ? "backward" : "forward");
     }
@@ -152,10 +148,8 @@ void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *tar
 static void json_opt_number(FILE *out, const char *key, double value, int present)
 {
     fprintf(out, ", \"%s\": ", key);
-    if (present)
-        pa_json_number(out, value);
-    else
-        fputs("null", out);
+    if (present) pa_json_number(out, value);
+    else fputs("null", out);
 }
 
 static void json_device(FILE *out, const polyattn_device_info *dev)
@@ -180,23 +174,17 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
     struct tm tm_utc;
     gmtime_r(&now, &tm_utc);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm_utc);
-    fprintf(out, "{\"suite\": \"%s\", \"date\": \"%s\", \"polyattn_version\": \"%s\", ",
-            suite, date, polyattn_version_string());
+    fprintf(out, "{\"suite\": \"%s\", \"date\": \"%s\", \"polyattn_version\": \"%s\", ", suite,
+            date, polyattn_version_string());
     /* How the times were taken, and a forced kernel choice (POLYATTN_FORCE) if any. */
-    if (graph_calls)
-        fprintf(out, "\"timing\": \"graph%d\", ", graph_calls);
-    else
-        fputs("\"timing\": \"events\", ", out);
-    if (rotate)
-        fprintf(out, "\"rotate\": %d, ", rotate);
-    else
-        fputs("\"rotate\": null, ", out);
+    if (graph_calls) fprintf(out, "\"timing\": \"graph%d\", ", graph_calls);
+    else fputs("\"timing\": \"events\", ", out);
+    if (rotate) fprintf(out, "\"rotate\": %d, ", rotate);
+    else fputs("\"rotate\": null, ", out);
     const char *force = getenv("POLYATTN_FORCE");
     fputs("\"polyattn_force\": ", out);
-    if (force)
-        pa_json_string(out, force);
-    else
-        fputs("null", out);
+    if (force) pa_json_string(out, force);
+    else fputs("null", out);
     fputs(", ", out);
     /* One device: its fields at the top (the single-backend format); several: null there,
      * each result names its own. */
@@ -206,37 +194,40 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
             n_opened++;
             first = first < 0 ? t : first;
         }
-    if (n_opened == 1)
-        json_device(out, &targets[first].info);
+    if (n_opened == 1) json_device(out, &targets[first].info);
     else
         fputs("\"backend\": null, \"device_index\": null, \"device\": null, \"vendor\": null, "
-              "\"driver_version\": null, \"arch\": null", out);
+              "\"driver_version\": null, \"arch\": null",
+              out);
     fputs(", \"targets\": [", out);
     for (int t = 0, k = 0; t < n_targets; t++) {
-        if (!targets[t].opened)
-            continue;
+        if (!targets[t].opened) continue;
         fprintf(out, "%s{\"label\": ", k++ ? ", " : "");
         pa_json_string(out, targets[t].label);
         fputs(", ", out);
         json_device(out, &targets[t].info);
         fputc('}', out);
     }
-    fprintf(out, "], \"reps\": %d, \"warmup\": %d, \"pass\": \"%s\", \"flops_convention\": "
-                 "\"%s4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal\", \"results\": [",
+    fprintf(out,
+            "], \"reps\": %d, \"warmup\": %d, \"pass\": \"%s\", \"flops_convention\": "
+            "\"%s4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal\", \"results\": [",
             reps, warmup, backward ? "backward" : "forward", backward ? "2.5 x " : "");
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
         int ok = r[i].status == PA_BENCH_OK;
         const polyattn_device_info *dev = &targets[r[i].target].info;
-        fprintf(out, "%s\n  {\"backend\": \"%s\", \"device_index\": %d, \"batch\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
-                     "\"seq_q\": %lld, \"seq_kv\": %lld, \"head_dim\": %lld, "
-                     "\"head_dim_v\": %lld, \"mask\": \"%s\", \"dtype\": \"%s\", "
-                     "\"algo_asked\": \"%s\", \"algo\": \"%s\", \"status\": \"%s\"",
-                i ? "," : "", polyattn_backend_name(dev->backend), dev->index, (long long)s->batch, (long long)s->heads_q,
-                (long long)s->heads_kv, (long long)s->seq_q, (long long)s->seq_kv,
-                (long long)s->head_dim, (long long)s->head_dim_v, polyattn_mask_name(s->mask),
-                polyattn_dtype_name(r[i].dtype), polyattn_algo_name(r[i].algo_asked),
-                polyattn_algo_name(r[i].algo), pa_bench_status_name(r[i].status));
+        fprintf(out,
+                "%s\n  {\"backend\": \"%s\", \"device_index\": %d, \"batch\": %lld, \"heads_q\": "
+                "%lld, \"heads_kv\": %lld, "
+                "\"seq_q\": %lld, \"seq_kv\": %lld, \"head_dim\": %lld, "
+                "\"head_dim_v\": %lld, \"mask\": \"%s\", \"dtype\": \"%s\", "
+                "\"algo_asked\": \"%s\", \"algo\": \"%s\", \"status\": \"%s\"",
+                i ? "," : "", polyattn_backend_name(dev->backend), dev->index, (long long)s->batch,
+                (long long)s->heads_q, (long long)s->heads_kv, (long long)s->seq_q,
+                (long long)s->seq_kv, (long long)s->head_dim, (long long)s->head_dim_v,
+                polyattn_mask_name(s->mask), polyattn_dtype_name(r[i].dtype),
+                polyattn_algo_name(r[i].algo_asked), polyattn_algo_name(r[i].algo),
+                pa_bench_status_name(r[i].status));
         json_opt_number(out, "reps", r[i].reps, ok);
         json_opt_number(out, "ms", r[i].ms, ok);
         json_opt_number(out, "ms_min", r[i].ms_min, ok);
@@ -268,8 +259,8 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
     fprintf(out, "\n]}\n");
 }
 
-void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *shapes,
-                         int n_shapes, const int *dtypes, int n_dtypes)
+void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *shapes, int n_shapes,
+                         const int *dtypes, int n_dtypes)
 {
     fprintf(out, "suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype\n");
     for (int i = 0; i < n_shapes; i++) {
@@ -290,8 +281,7 @@ void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *sha
 static const pa_bench_result *find_result(const pa_bench_result *r, int n, int target, int index)
 {
     for (int i = 0; i < n; i++)
-        if (r[i].target == target && r[i].index == index)
-            return &r[i];
+        if (r[i].target == target && r[i].index == index) return &r[i];
     return NULL;
 }
 
@@ -314,8 +304,7 @@ static void print_ratio_cells(FILE *out, int n_targets, int baseline, const doub
         ref = ms[baseline];
     } else {
         for (int t = 0; t < n_targets; t++)
-            if (ms[t] > 0 && (ref < 0 || ms[t] < ref))
-                ref = ms[t];
+            if (ms[t] > 0 && (ref < 0 || ms[t] < ref)) ref = ms[t];
     }
     for (int t = 0; t < n_targets; t++) {
         char cell[64];
@@ -336,15 +325,14 @@ static void print_ratio_cells(FILE *out, int n_targets, int baseline, const doub
 void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_targets,
                                int baseline, const pa_bench_result *r, int n)
 {
-    if (n_targets <= 0 || n <= 0)
-        return;
+    if (n_targets <= 0 || n <= 0) return;
     int max_index = -1;
     for (int i = 0; i < n; i++)
         max_index = r[i].index > max_index ? r[i].index : max_index;
     double *ms = calloc((size_t)n_targets, sizeof *ms);
     double *log_sum = calloc((size_t)n_targets * 2, sizeof *log_sum);
     int *log_n = calloc((size_t)n_targets * 2, sizeof *log_n);
-    char (*text)[CELL_WIDTH + 1] = calloc((size_t)n_targets, sizeof *text);
+    char(*text)[CELL_WIDTH + 1] = calloc((size_t)n_targets, sizeof *text);
     if (!ms || !log_sum || !log_n || !text) {
         free(ms);
         free(log_sum);
@@ -360,8 +348,8 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
                 targets[t].opened ? targets[t].info.name : "(not opened)",
                 t == baseline ? "  [baseline]" : "");
     char header[160];
-    snprintf(header, sizeof header, "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s %-8s", "batch",
-             "hq", "hkv", "seq_q", "seq_kv", "d", "mask", "dtype", "algo");
+    snprintf(header, sizeof header, "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s %-8s", "batch", "hq",
+             "hkv", "seq_q", "seq_kv", "d", "mask", "dtype", "algo");
     fputs(header, out);
     for (int t = 0; t < n_targets; t++)
         fprintf(out, " %*s", CELL_WIDTH, targets[t].label);
@@ -374,16 +362,12 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
             const pa_bench_result *x = find_result(r, n, t, idx);
             ms[t] = -1;
             snprintf(text[t], CELL_WIDTH + 1, "-");
-            if (!x)
-                continue;
+            if (!x) continue;
             any = any ? any : x;
-            if (x->status == PA_BENCH_OK && x->ms > 0)
-                ms[t] = x->ms;
-            else
-                snprintf(text[t], CELL_WIDTH + 1, "%s", pa_bench_status_name(x->status));
+            if (x->status == PA_BENCH_OK && x->ms > 0) ms[t] = x->ms;
+            else snprintf(text[t], CELL_WIDTH + 1, "%s", pa_bench_status_name(x->status));
         }
-        if (!any)
-            continue;
+        if (!any) continue;
         print_shape_cells(out, any, polyattn_algo_name(any->algo_asked));
         print_ratio_cells(out, n_targets, baseline, ms, text, log_sum, log_n);
     }
@@ -394,8 +378,7 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
         const pa_bench_result *first = NULL;
         for (int t = 0; t < n_targets && !first; t++)
             first = find_result(r, n, t, idx);
-        if (!first)
-            continue;
+        if (!first) continue;
         /* Only at the first index of each (shape, dtype) group. */
         int seen = 0;
         for (int j = 0; j < idx && !seen; j++) {
@@ -405,10 +388,10 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
             seen = y && y->dtype == first->dtype &&
                    memcmp(&y->shape, &first->shape, sizeof y->shape) == 0;
         }
-        if (seen)
-            continue;
+        if (seen) continue;
         if (!printed_best) {
-            fprintf(out, "best algorithm per target (ms, ratio; the winning algorithm after '/'):\n");
+            fprintf(out,
+                    "best algorithm per target (ms, ratio; the winning algorithm after '/'):\n");
             printed_best = 1;
         }
         for (int t = 0; t < n_targets; t++) {
@@ -419,18 +402,15 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
                     x->dtype != first->dtype ||
                     memcmp(&x->shape, &first->shape, sizeof x->shape) != 0)
                     continue;
-                if (ms[t] < 0 || x->ms < ms[t])
-                    ms[t] = x->ms;
+                if (ms[t] < 0 || x->ms < ms[t]) ms[t] = x->ms;
             }
         }
         print_shape_cells(out, first, "best");
         double ref = -1;
-        if (baseline >= 0)
-            ref = ms[baseline];
+        if (baseline >= 0) ref = ms[baseline];
         else
             for (int t = 0; t < n_targets; t++)
-                if (ms[t] > 0 && (ref < 0 || ms[t] < ref))
-                    ref = ms[t];
+                if (ms[t] > 0 && (ref < 0 || ms[t] < ref)) ref = ms[t];
         for (int t = 0; t < n_targets; t++) {
             char cell[64];
             const char *winner = "";
@@ -470,14 +450,14 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
             char cell[32] = "-";
             if (log_n[n_targets + t])
                 snprintf(cell, sizeof cell, "%.2fx (%d)",
-                         exp(log_sum[n_targets + t] / log_n[n_targets + t]),
-                         log_n[n_targets + t]);
+                         exp(log_sum[n_targets + t] / log_n[n_targets + t]), log_n[n_targets + t]);
             fprintf(out, " %*s", CELL_WIDTH, cell);
         }
         fputc('\n', out);
     }
-    fprintf(out, "(cells: ms (ratio); best rows: /un unfused, /fu fused, /fl flash; a status when not "
-                 "measured; (n): rows in the mean)\n");
+    fprintf(out,
+            "(cells: ms (ratio); best rows: /un unfused, /fu fused, /fl flash; a status when not "
+            "measured; (n): rows in the mean)\n");
     free(ms);
     free(log_sum);
     free(log_n);

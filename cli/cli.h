@@ -17,8 +17,8 @@ enum { PA_EXIT_OK = 0, PA_EXIT_RUNTIME = 1, PA_EXIT_USAGE = 2 };
 #define PA_CLI_MAX_OPTS 40
 
 typedef struct pa_cli_opt {
-    const char *name;  /* "--q" */
-    int takes_value;   /* 0: a flag */
+    const char *name; /* "--q" */
+    int takes_value;  /* 0: a flag */
 } pa_cli_opt;
 
 typedef struct pa_cli_args {
@@ -44,8 +44,8 @@ int pa_cli_fail_code(int code, const char *cmd, const char *fmt, ...)
 
 /* Parses argv[0..argc) (the words after the command name).  Returns 0 or PA_EXIT_USAGE
  * (message printed).  "--name value" and "--name=value" are accepted. */
-int pa_cli_parse(pa_cli_args *args, const char *cmd, const pa_cli_opt *spec, int n_spec,
-                 int argc, char **argv);
+int pa_cli_parse(pa_cli_args *args, const char *cmd, const pa_cli_opt *spec, int n_spec, int argc,
+                 char **argv);
 const char *pa_cli_get(const pa_cli_args *args, const char *name);
 int pa_cli_has(const pa_cli_args *args, const char *name);
 /* Each returns 0, or PA_EXIT_USAGE after printing a message naming the option.  When the
@@ -86,7 +86,7 @@ int pa_cli_fail_status(const char *cmd, polyattn_context *ctx, polyattn_status s
 
 /* ---- dtype conversions (convert.c) --------------------------------------- */
 
-uint16_t pa_cli_f32_to_f16(float value);  /* round to nearest even */
+uint16_t pa_cli_f32_to_f16(float value); /* round to nearest even */
 float pa_cli_f16_to_f32(uint16_t value);
 uint16_t pa_cli_f32_to_bf16(float value); /* round to nearest even */
 float pa_cli_bf16_to_f32(uint16_t value);

@@ -19,8 +19,7 @@ static int vfail(int code, const char *cmd, const char *fmt, va_list ap)
     size_t j = 0;
     for (size_t i = 0; msg[i] && j + 3 < sizeof line; i++) {
         if (msg[i] == '\n') {
-            if (msg[i + 1] == '\0')
-                break;
+            if (msg[i + 1] == '\0') break;
             line[j++] = ';';
             line[j++] = ' ';
         } else {
@@ -54,13 +53,12 @@ int pa_cli_fail_code(int code, const char *cmd, const char *fmt, ...)
 static int find_opt(const pa_cli_opt *spec, int n_spec, const char *name, size_t len)
 {
     for (int i = 0; i < n_spec; i++)
-        if (strlen(spec[i].name) == len && strncmp(spec[i].name, name, len) == 0)
-            return i;
+        if (strlen(spec[i].name) == len && strncmp(spec[i].name, name, len) == 0) return i;
     return -1;
 }
 
-int pa_cli_parse(pa_cli_args *args, const char *cmd, const pa_cli_opt *spec, int n_spec,
-                 int argc, char **argv)
+int pa_cli_parse(pa_cli_args *args, const char *cmd, const pa_cli_opt *spec, int n_spec, int argc,
+                 char **argv)
 {
     memset(args, 0, sizeof *args);
     args->cmd = cmd;
@@ -76,8 +74,7 @@ int pa_cli_parse(pa_cli_args *args, const char *cmd, const pa_cli_opt *spec, int
     for (int i = 0; i < argc; i++) {
         const char *word = argv[i];
         if (strncmp(word, "--", 2) != 0 || word[2] == '\0')
-            return pa_cli_fail(cmd, "unexpected argument '%s' (see polyattn %s --help)", word,
-                               cmd);
+            return pa_cli_fail(cmd, "unexpected argument '%s' (see polyattn %s --help)", word, cmd);
         const char *eq = strchr(word, '=');
         size_t len = eq ? (size_t)(eq - word) : strlen(word);
         int k = find_opt(spec, args->n_spec, word, len);
@@ -85,11 +82,9 @@ int pa_cli_parse(pa_cli_args *args, const char *cmd, const pa_cli_opt *spec, int
             return pa_cli_fail(cmd, "unknown option '%.*s' (see polyattn %s --help)", (int)len,
                                word, cmd);
         const char *name = spec[k].name;
-        if (args->value[k])
-            return pa_cli_fail(cmd, "%s: given more than once", name);
+        if (args->value[k]) return pa_cli_fail(cmd, "%s: given more than once", name);
         if (!spec[k].takes_value) {
-            if (eq)
-                return pa_cli_fail(cmd, "%s: takes no value (got '%s')", name, eq + 1);
+            if (eq) return pa_cli_fail(cmd, "%s: takes no value (got '%s')", name, eq + 1);
             args->value[k] = "";
             continue;
         }
@@ -99,13 +94,11 @@ int pa_cli_parse(pa_cli_args *args, const char *cmd, const pa_cli_opt *spec, int
             /* "--q --k K.npy": the next word is an option, not --q's value. */
             if (i + 1 >= argc ||
                 (strncmp(argv[i + 1], "--", 2) == 0 &&
-                 find_opt(spec, args->n_spec, argv[i + 1],
-                          strcspn(argv[i + 1], "=")) >= 0))
+                 find_opt(spec, args->n_spec, argv[i + 1], strcspn(argv[i + 1], "=")) >= 0))
                 return pa_cli_fail(cmd, "%s: missing value", name);
             args->value[k] = argv[++i];
         }
-        if (args->value[k][0] == '\0')
-            return pa_cli_fail(cmd, "%s: empty value", name);
+        if (args->value[k][0] == '\0') return pa_cli_fail(cmd, "%s: empty value", name);
     }
     return 0;
 }
@@ -116,10 +109,7 @@ const char *pa_cli_get(const pa_cli_args *args, const char *name)
     return k < 0 ? NULL : args->value[k];
 }
 
-int pa_cli_has(const pa_cli_args *args, const char *name)
-{
-    return pa_cli_get(args, name) != NULL;
-}
+int pa_cli_has(const pa_cli_args *args, const char *name) { return pa_cli_get(args, name) != NULL; }
 
 int pa_cli_require(const pa_cli_args *args, const char *name)
 {
@@ -132,8 +122,7 @@ int pa_cli_get_i64(const pa_cli_args *args, const char *name, int64_t min, int64
                    int64_t *out)
 {
     const char *text = pa_cli_get(args, name);
-    if (!text)
-        return 0;
+    if (!text) return 0;
     char *end = NULL;
     errno = 0;
     long long v = strtoll(text, &end, 10);
@@ -153,8 +142,7 @@ int pa_cli_get_i64(const pa_cli_args *args, const char *name, int64_t min, int64
 int pa_cli_get_double(const pa_cli_args *args, const char *name, double *out)
 {
     const char *text = pa_cli_get(args, name);
-    if (!text)
-        return 0;
+    if (!text) return 0;
     char *end = NULL;
     errno = 0;
     double v = strtod(text, &end);
@@ -168,20 +156,19 @@ int pa_cli_get_double(const pa_cli_args *args, const char *name, double *out)
 int pa_cli_get_scale(const pa_cli_args *args, double *out)
 {
     const char *text = pa_cli_get(args, "--scale");
-    if (!text)
-        return 0;
+    if (!text) return 0;
     double v = 0;
-    if (pa_cli_get_double(args, "--scale", &v))
-        return PA_EXIT_USAGE;
+    if (pa_cli_get_double(args, "--scale", &v)) return PA_EXIT_USAGE;
     if (!(v > 0))
-        return pa_cli_fail(args->cmd, "--scale: expected a positive number, got '%s' (omit it "
-                                      "for 1/sqrt(head_dim))", text);
+        return pa_cli_fail(args->cmd,
+                           "--scale: expected a positive number, got '%s' (omit it "
+                           "for 1/sqrt(head_dim))",
+                           text);
     /* The library takes a float: a value beyond its range would become inf. */
     if (v > FLT_MAX)
         return pa_cli_fail(args->cmd, "--scale: '%s' is out of float range (at most %g)", text,
                            (double)FLT_MAX);
-    if ((float)v == 0.0f)
-        return pa_cli_fail(args->cmd, "--scale: '%s' underflows float32", text);
+    if ((float)v == 0.0f) return pa_cli_fail(args->cmd, "--scale: '%s' underflows float32", text);
     *out = v;
     return 0;
 }
@@ -190,8 +177,7 @@ int pa_cli_get_choice(const pa_cli_args *args, const char *name, const char *con
                       int n_choices, int *out)
 {
     const char *text = pa_cli_get(args, name);
-    if (!text)
-        return 0;
+    if (!text) return 0;
     for (int i = 0; i < n_choices; i++) {
         if (strcmp(text, choices[i]) == 0) {
             *out = i;
@@ -235,8 +221,7 @@ int pa_cli_get_common(const pa_cli_args *args, pa_cli_common *c)
             return pa_cli_fail(args->cmd, "%s: expected a positive number of MiB, got '%s'",
                                "--memory-budget", pa_cli_get(args, "--memory-budget"));
         c->memory_budget_bytes = (uint64_t)(budget_mib * 1048576.0);
-        if (c->memory_budget_bytes == 0)
-            c->memory_budget_bytes = 1;
+        if (c->memory_budget_bytes == 0) c->memory_budget_bytes = 1;
     }
     c->backend = (polyattn_backend)backend;
     c->device = (int)device;

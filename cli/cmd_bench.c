@@ -14,7 +14,8 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: polyattn bench [--suite article|fa2|decode|custom] [--shape B,HQ,HKV,SQ,SKV,D[,DV];...]\n"
+    "usage: polyattn bench [--suite article|fa2|decode|custom] [--shape "
+    "B,HQ,HKV,SQ,SKV,D[,DV];...]\n"
     "                      [--causal top-left|bottom-right]\n"
     "                      [--backend auto|host|cuda|hip|opencl[:N][,...]] [--device N]\n"
     "                      [--compare-backends [--include-host]] [--baseline BACKEND[:N]]\n"
@@ -103,8 +104,7 @@ static int parse_list(const pa_cli_args *args, const char *name, const char *con
         size_t len = strcspn(p, ",");
         int k = -1;
         for (int i = 0; i < n_choices; i++)
-            if (strlen(choices[i]) == len && strncmp(choices[i], p, len) == 0)
-                k = i;
+            if (strlen(choices[i]) == len && strncmp(choices[i], p, len) == 0) k = i;
         if (k < 0 || n >= max) {
             char list[128];
             size_t used = 0;
@@ -117,8 +117,7 @@ static int parse_list(const pa_cli_args *args, const char *name, const char *con
         }
         out[n++] = k;
         p += len;
-        if (*p == ',')
-            p++;
+        if (*p == ',') p++;
     }
     if (n == 0) {
         pa_cli_fail("bench", "%s: empty list", name);
@@ -128,8 +127,8 @@ static int parse_list(const pa_cli_args *args, const char *name, const char *con
 }
 
 /* --backend items: NAME[:N]. */
-static int parse_pa_bench_backend_items(const char *option, const char *text, pa_bench_backend_item *items,
-                               int max)
+static int parse_pa_bench_backend_items(const char *option, const char *text,
+                                        pa_bench_backend_item *items, int max)
 {
     static const char *const names[] = {"auto", "cuda", "hip", "opencl", "host"};
     int n = 0;
@@ -139,8 +138,7 @@ static int parse_pa_bench_backend_items(const char *option, const char *text, pa
         size_t name_len = strcspn(p, ",:");
         int k = -1;
         for (int i = 0; i < 5; i++)
-            if (strlen(names[i]) == name_len && strncmp(names[i], p, name_len) == 0)
-                k = i;
+            if (strlen(names[i]) == name_len && strncmp(names[i], p, name_len) == 0) k = i;
         int device = -1;
         if (k >= 0 && name_len < len) { /* ":N" */
             char *end = NULL;
@@ -151,8 +149,10 @@ static int parse_pa_bench_backend_items(const char *option, const char *text, pa
             device = (int)v;
         }
         if (k < 0 || (k == 0 && device >= 0) || n >= max) {
-            pa_cli_fail("bench", "%s: unknown value '%.*s' (expected auto|cuda|hip|opencl|host, "
-                        "each optionally :DEVICE, comma-separated)", option, (int)len, p);
+            pa_cli_fail("bench",
+                        "%s: unknown value '%.*s' (expected auto|cuda|hip|opencl|host, "
+                        "each optionally :DEVICE, comma-separated)",
+                        option, (int)len, p);
             return -1;
         }
         items[n].backend = (polyattn_backend)k;
@@ -176,14 +176,15 @@ static int parse_pa_bench_backend_items(const char *option, const char *text, pa
 int pa_cmd_bench(int argc, char **argv)
 {
     static const pa_cli_opt spec[] = {
-        {"--suite", 1},   {"--shape", 1},  {"--causal", 1}, {"--backend", 1},
-        {"--device", 1},  {"--algo", 1},   {"--dtype", 1},  {"--reps", 1},
-        {"--warmup", 1},  {"--rotate", 1},   {"--memory-budget", 1}, {"--csv", 1},
-        {"--json", 1},    {"--max-seconds", 1}, {"--compare-backends", 0},
-        {"--include-host", 0}, {"--baseline", 1}, {"--list", 0},
-        {"--backward", 0}, {"--deterministic", 0}, {"--graph", 1},
-        {"--window", 1},  {"--softcap", 1}, {"--alibi", 0}, {"--bias", 0},
-        {"--bias-dtype", 1}, {"--sinks", 0},
+        {"--suite", 1},        {"--shape", 1},         {"--causal", 1},
+        {"--backend", 1},      {"--device", 1},        {"--algo", 1},
+        {"--dtype", 1},        {"--reps", 1},          {"--warmup", 1},
+        {"--rotate", 1},       {"--memory-budget", 1}, {"--csv", 1},
+        {"--json", 1},         {"--max-seconds", 1},   {"--compare-backends", 0},
+        {"--include-host", 0}, {"--baseline", 1},      {"--list", 0},
+        {"--backward", 0},     {"--deterministic", 0}, {"--graph", 1},
+        {"--window", 1},       {"--softcap", 1},       {"--alibi", 0},
+        {"--bias", 0},         {"--bias-dtype", 1},    {"--sinks", 0},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "bench", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -192,7 +193,8 @@ int pa_cmd_bench(int argc, char **argv)
         fputs(usage, stdout);
         return PA_EXIT_OK;
     }
-    const char *suite_name = pa_cli_has(&args, "--suite") ? pa_cli_get(&args, "--suite") : "article";
+    const char *suite_name =
+        pa_cli_has(&args, "--suite") ? pa_cli_get(&args, "--suite") : "article";
     const pa_bench_suite *suite = pa_bench_find_suite(suite_name);
     if (!suite)
         return pa_cli_fail("bench", "--suite: unknown value '%s' (expected %s)", suite_name,
@@ -210,8 +212,7 @@ int pa_cmd_bench(int argc, char **argv)
     if (pa_cli_has(&args, "--algo")) {
         int list[8];
         int n = parse_list(&args, "--algo", algo_names, 5, list, 8);
-        if (n < 0)
-            return PA_EXIT_USAGE;
+        if (n < 0) return PA_EXIT_USAGE;
         n_algos = 0;
         for (int i = 0; i < n; i++) {
             if (list[i] == 4) { /* all */
@@ -224,8 +225,7 @@ int pa_cmd_bench(int argc, char **argv)
     }
     if (pa_cli_has(&args, "--dtype")) {
         n_dtypes = parse_list(&args, "--dtype", dtype_names, 3, dtype_idx, 3);
-        if (n_dtypes < 0)
-            return PA_EXIT_USAGE;
+        if (n_dtypes < 0) return PA_EXIT_USAGE;
     }
     pa_cli_args shared = args;
     for (int i = 0; i < shared.n_spec; i++)
@@ -235,16 +235,17 @@ int pa_cmd_bench(int argc, char **argv)
     pa_cli_common common;
     int64_t reps = 10, warmup = 3, n_sets_opt = 0, graph_calls = 0;
     double max_seconds = 10;
-    if (pa_cli_get_common(&shared, &common) ||
-        pa_cli_get_i64(&args, "--reps", 1, 100000, &reps) ||
+    if (pa_cli_get_common(&shared, &common) || pa_cli_get_i64(&args, "--reps", 1, 100000, &reps) ||
         pa_cli_get_i64(&args, "--warmup", 0, 10000, &warmup) ||
         pa_cli_get_i64(&args, "--rotate", 1, PA_BENCH_MAX_SETS, &n_sets_opt) ||
         pa_cli_get_i64(&args, "--graph", 1, 1000, &graph_calls) ||
         pa_cli_get_double(&args, "--max-seconds", &max_seconds))
         return PA_EXIT_USAGE;
     if (max_seconds < 0)
-        return pa_cli_fail("bench", "--max-seconds: expected 0 (no cap) or a positive number, "
-                                    "got '%s'", pa_cli_get(&args, "--max-seconds"));
+        return pa_cli_fail("bench",
+                           "--max-seconds: expected 0 (no cap) or a positive number, "
+                           "got '%s'",
+                           pa_cli_get(&args, "--max-seconds"));
     int backward = pa_cli_has(&args, "--backward");
     if (pa_cli_has(&args, "--deterministic") && !backward)
         return pa_cli_fail("bench", "--deterministic: only with --backward (the forward is "
@@ -252,8 +253,7 @@ int pa_cmd_bench(int argc, char **argv)
 
     pa_cli_variants cv;
     memset(&cv, 0, sizeof cv);
-    if (pa_cli_get_variant_options(&args, &cv))
-        return PA_EXIT_USAGE;
+    if (pa_cli_get_variant_options(&args, &cv)) return PA_EXIT_USAGE;
     if (pa_cli_has(&args, "--bias-dtype") && !pa_cli_has(&args, "--bias"))
         return pa_cli_fail("bench", "--bias-dtype: given without --bias");
     pa_bench_variants var = {0};
@@ -273,19 +273,16 @@ int pa_cmd_bench(int argc, char **argv)
     pa_bench_shape shapes[PA_BENCH_MAX_SHAPES];
     int n_shapes = 0;
     if (strcmp(suite->name, "custom") == 0) {
-        if (pa_cli_require(&args, "--shape"))
-            return PA_EXIT_USAGE;
+        if (pa_cli_require(&args, "--shape")) return PA_EXIT_USAGE;
         char err[256];
         n_shapes = pa_bench_parse_shapes(pa_cli_get(&args, "--shape"), common.mask, shapes,
                                          PA_BENCH_MAX_SHAPES, err, sizeof err);
-        if (n_shapes < 0)
-            return pa_cli_fail("bench", "--shape: %s", err);
+        if (n_shapes < 0) return pa_cli_fail("bench", "--shape: %s", err);
         for (int i = 0; i < n_shapes; i++) {
             polyattn_attention_desc d;
             const pa_bench_shape *s = &shapes[i];
-            polyattn_attention_desc_init(&d, POLYATTN_DTYPE_F32, s->batch, s->heads_q,
-                                         s->heads_kv, s->seq_q, s->seq_kv, s->head_dim,
-                                         s->head_dim_v);
+            polyattn_attention_desc_init(&d, POLYATTN_DTYPE_F32, s->batch, s->heads_q, s->heads_kv,
+                                         s->seq_q, s->seq_kv, s->head_dim, s->head_dim_v);
             const char *why = NULL;
             if (polyattn_attention_desc_validate(&d, &why) != POLYATTN_STATUS_SUCCESS)
                 return pa_cli_fail("bench", "--shape: shape %d: %s", i + 1, why ? why : "invalid");
@@ -309,9 +306,8 @@ int pa_cmd_bench(int argc, char **argv)
     items[0].device = -1;
     if (pa_cli_has(&args, "--backend")) {
         n_items = parse_pa_bench_backend_items("--backend", pa_cli_get(&args, "--backend"), items,
-                                      PA_BENCH_MAX_TARGETS);
-        if (n_items < 0)
-            return PA_EXIT_USAGE;
+                                               PA_BENCH_MAX_TARGETS);
+        if (n_items < 0) return PA_EXIT_USAGE;
     }
     if (include_host && !compare)
         return pa_cli_fail("bench", "--include-host: only with --compare-backends (else name "
@@ -327,8 +323,10 @@ int pa_cmd_bench(int argc, char **argv)
         if (parse_pa_bench_backend_items("--baseline", text, &baseline_item, 1) != 1)
             return PA_EXIT_USAGE;
         if (baseline_item.backend == POLYATTN_BACKEND_AUTO)
-            return pa_cli_fail("bench", "--baseline: expected a backend (cuda|hip|opencl|host"
-                                        "[:DEVICE]), got '%s'", text);
+            return pa_cli_fail("bench",
+                               "--baseline: expected a backend (cuda|hip|opencl|host"
+                               "[:DEVICE]), got '%s'",
+                               text);
         int listed = 0;
         for (int i = 0; i < n_items; i++)
             listed |= items[i].backend == baseline_item.backend ||
@@ -347,12 +345,14 @@ int pa_cmd_bench(int argc, char **argv)
                                         "--backend cuda[:N])");
         for (int i = 0; i < n_items; i++)
             if (items[i].backend != POLYATTN_BACKEND_CUDA)
-                return pa_cli_fail("bench", "--graph: CUDA graphs need --backend cuda[:N] "
-                                            "(got '%s')", pa_cli_has(&args, "--backend")
-                                                              ? pa_cli_get(&args, "--backend")
-                                                              : "auto");
+                return pa_cli_fail("bench",
+                                   "--graph: CUDA graphs need --backend cuda[:N] "
+                                   "(got '%s')",
+                                   pa_cli_has(&args, "--backend") ? pa_cli_get(&args, "--backend")
+                                                                  : "auto");
         if (!pa_bench_graph_available())
-            return pa_cli_fail_code(PA_EXIT_RUNTIME, "bench", "--graph: this polyattn was "
+            return pa_cli_fail_code(PA_EXIT_RUNTIME, "bench",
+                                    "--graph: this polyattn was "
                                     "built without the CUDA backend (no CUDA graphs)");
     }
 
@@ -364,13 +364,13 @@ int pa_cmd_bench(int argc, char **argv)
     /* Report files: staged now, so that a bad path fails before any device work. */
     pa_outfile csv_file, json_file;
     int have_csv = pa_cli_has(&args, "--csv"), have_json = pa_cli_has(&args, "--json");
-    if (have_csv && have_json && pa_cli_same_file(pa_cli_get(&args, "--csv"), pa_cli_get(&args, "--json")))
+    if (have_csv && have_json &&
+        pa_cli_same_file(pa_cli_get(&args, "--csv"), pa_cli_get(&args, "--json")))
         return pa_cli_fail("bench", "--json: same file as --csv");
     if (have_csv && pa_outfile_open(&csv_file, "bench", "--csv", pa_cli_get(&args, "--csv")))
         return PA_EXIT_USAGE;
     if (have_json && pa_outfile_open(&json_file, "bench", "--json", pa_cli_get(&args, "--json"))) {
-        if (have_csv)
-            pa_outfile_discard(&csv_file);
+        if (have_csv) pa_outfile_discard(&csv_file);
         return PA_EXIT_USAGE;
     }
 
@@ -409,9 +409,12 @@ int pa_cmd_bench(int argc, char **argv)
         if ((rc = pa_bench_discover(items, n_items, include_host, targets, &n_targets)))
             goto finish;
         if (n_targets == 0) {
-            rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "bench", "--compare-backends: no device "
-                                  "found%s", include_host ? "" : " (add --include-host to "
-                                  "measure the host reference)");
+            rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "bench",
+                                  "--compare-backends: no device "
+                                  "found%s",
+                                  include_host ? ""
+                                               : " (add --include-host to "
+                                                 "measure the host reference)");
             goto finish;
         }
     } else {
@@ -419,8 +422,7 @@ int pa_cmd_bench(int argc, char **argv)
             pa_bench_target *t = &targets[n_targets++];
             t->backend = items[i].backend;
             t->device = items[i].device >= 0 ? items[i].device : common.device;
-            if (t->backend == POLYATTN_BACKEND_AUTO)
-                snprintf(t->label, sizeof t->label, "auto");
+            if (t->backend == POLYATTN_BACKEND_AUTO) snprintf(t->label, sizeof t->label, "auto");
             else
                 snprintf(t->label, sizeof t->label, "%s:%d", polyattn_backend_name(t->backend),
                          t->device);
@@ -445,7 +447,7 @@ int pa_cmd_bench(int argc, char **argv)
         job.target = &targets[t];
         job.target_no = t;
         int trc = pa_bench_run_target(&job, results + (size_t)t * job.n_per_target,
-                             have + (size_t)t * job.n_per_target);
+                                      have + (size_t)t * job.n_per_target);
         if (trc) {
             /* The device could not be opened: alone, that ends the command as before;
              * among several, the others still run. */
@@ -459,11 +461,12 @@ int pa_cmd_bench(int argc, char **argv)
     pa_bench_catch_stop_signals(0);
     int n_total = n_targets * job.n_per_target;
     for (int i = 0; i < n_total; i++)
-        if (have[i])
-            done_list[n_done++] = results[i];
+        if (have[i]) done_list[n_done++] = results[i];
     if (pa_bench_stop_requested()) {
-        pa_cli_fail_code(PA_EXIT_RUNTIME, "bench", "interrupted after %d of %d measurements; "
-                         "writing those", n_done, n_total);
+        pa_cli_fail_code(PA_EXIT_RUNTIME, "bench",
+                         "interrupted after %d of %d measurements; "
+                         "writing those",
+                         n_done, n_total);
         rc = PA_EXIT_RUNTIME;
     }
     pa_bench_compare_unfused(done_list, n_done);
@@ -473,8 +476,10 @@ int pa_cmd_bench(int argc, char **argv)
                 (baseline_item.device < 0 || targets[t].device == baseline_item.device))
                 baseline = t;
         if (baseline < 0) {
-            pa_cli_fail_code(PA_EXIT_RUNTIME, "bench", "--baseline: %s was not measured; "
-                             "ratios are to the fastest", pa_cli_get(&args, "--baseline"));
+            pa_cli_fail_code(PA_EXIT_RUNTIME, "bench",
+                             "--baseline: %s was not measured; "
+                             "ratios are to the fastest",
+                             pa_cli_get(&args, "--baseline"));
             rc = PA_EXIT_RUNTIME;
         }
     }
@@ -488,8 +493,8 @@ int pa_cmd_bench(int argc, char **argv)
     }
     if (have_json) {
         pa_bench_write_json(json_file.file, suite->name, targets, n_targets, job.params.reps,
-                            job.params.warmup, backward, job.params.graph_calls,
-                            job.n_sets_opt, done_list, n_done);
+                            job.params.warmup, backward, job.params.graph_calls, job.n_sets_opt,
+                            done_list, n_done);
         if (pa_outfile_close(&json_file, "bench") || pa_outfile_commit(&json_file, "bench"))
             rc = PA_EXIT_RUNTIME;
         have_json = 0;
@@ -499,7 +504,8 @@ int pa_cmd_bench(int argc, char **argv)
         for (int i = 0; i < n_done; i++) {
             n_ok += done_list[i].status == PA_BENCH_OK;
             n_skip += done_list[i].status == PA_BENCH_SKIPPED;
-            n_bad += done_list[i].status == PA_BENCH_INVALID || done_list[i].status == PA_BENCH_ERROR;
+            n_bad +=
+                done_list[i].status == PA_BENCH_INVALID || done_list[i].status == PA_BENCH_ERROR;
         }
         printf("%d measured, %d skipped, %d failed\n", n_ok, n_skip, n_bad);
         if (n_bad) {
@@ -510,10 +516,8 @@ int pa_cmd_bench(int argc, char **argv)
     }
 finish:
     pa_bench_catch_stop_signals(0);
-    if (have_csv)
-        pa_outfile_discard(&csv_file);
-    if (have_json)
-        pa_outfile_discard(&json_file);
+    if (have_csv) pa_outfile_discard(&csv_file);
+    if (have_json) pa_outfile_discard(&json_file);
     free(have);
     free(done_list);
     free(results);

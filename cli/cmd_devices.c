@@ -56,30 +56,26 @@ int pa_cmd_devices(int argc, char **argv)
 {
     static const pa_cli_opt spec[] = {{"--json", 0}};
     pa_cli_args args;
-    if (pa_cli_parse(&args, "devices", spec, 1, argc, argv))
-        return PA_EXIT_USAGE;
+    if (pa_cli_parse(&args, "devices", spec, 1, argc, argv)) return PA_EXIT_USAGE;
     if (args.help) {
         fputs(usage, stdout);
         return PA_EXIT_OK;
     }
     int json = pa_cli_has(&args, "--json");
     int failed = 0;
-    if (json)
-        printf("{\"version\": \"%s\", \"backends\": [", polyattn_version_string());
+    if (json) printf("{\"version\": \"%s\", \"backends\": [", polyattn_version_string());
     int first_backend = 1;
     for (int b = 0; b < N_ORDER; b++) {
         polyattn_backend backend = order[b];
         const char *name = polyattn_backend_name(backend);
-        if (!polyattn_backend_compiled(backend))
-            continue;
+        if (!polyattn_backend_compiled(backend)) continue;
         int count = 0;
         const char *reason = NULL;
         polyattn_status st = polyattn_device_count(backend, &count, &reason);
         if (st != POLYATTN_STATUS_SUCCESS) {
             count = 0;
             reason = polyattn_last_error();
-            if (!reason || !reason[0])
-                reason = polyattn_status_string(st);
+            if (!reason || !reason[0]) reason = polyattn_status_string(st);
             failed = 1;
         }
         if (json) {
@@ -88,15 +84,13 @@ int pa_cmd_devices(int argc, char **argv)
                    first_backend ? "" : ",", name, count);
             if (count == 0)
                 pa_json_string(stdout, reason && reason[0] ? reason : "no device found");
-            else
-                printf("null");
+            else printf("null");
             printf(", \"devices\": [");
         } else {
             if (count == 0)
                 printf("%s: 0 devices (%s)\n", name,
                        reason && reason[0] ? reason : "no device found");
-            else
-                printf("%s: %d device%s\n", name, count, count == 1 ? "" : "s");
+            else printf("%s: %d device%s\n", name, count, count == 1 ? "" : "s");
         }
         first_backend = 0;
         for (int i = 0; i < count; i++) {
@@ -124,10 +118,8 @@ int pa_cmd_devices(int argc, char **argv)
                 print_info_text(&info);
             }
         }
-        if (json)
-            printf("%s]}", count ? "\n  " : "");
+        if (json) printf("%s]}", count ? "\n  " : "");
     }
-    if (json)
-        printf("\n]}\n");
+    if (json) printf("\n]}\n");
     return failed ? PA_EXIT_RUNTIME : PA_EXIT_OK;
 }

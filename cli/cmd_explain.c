@@ -39,8 +39,7 @@ static const char usage[] =
 
 static const char *candidate_status(const polyattn_candidate *c)
 {
-    if (c->chosen)
-        return "chosen";
+    if (c->chosen) return "chosen";
     return c->status == POLYATTN_STATUS_SUCCESS ? "eligible" : "rejected";
 }
 
@@ -52,8 +51,7 @@ static void print_problem_text(const polyattn_attention_desc *d, const pa_cli_va
            "head_dim %lld, head_dim_v %lld, dtype %s, mask %s\n",
            (long long)d->q.shape[0], (long long)d->q.shape[1], (long long)d->k.shape[1],
            (long long)d->q.shape[2], (long long)d->k.shape[2], (long long)d->q.shape[3],
-           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype),
-           polyattn_mask_name(d->mask));
+           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype), polyattn_mask_name(d->mask));
     pa_cli_variants_describe(v, vars, sizeof vars);
     printf("variants: %s\n", vars);
     printf("device: %s:%d (%s), memory %s\n", polyattn_backend_name(dev->backend), dev->index,
@@ -61,19 +59,16 @@ static void print_problem_text(const polyattn_attention_desc *d, const pa_cli_va
     if (budget)
         printf("memory budget: %llu B (%s)\n", (unsigned long long)budget,
                pa_cli_bytes_human(budget, b));
-    else
-        printf("memory budget: none (the device's memory)\n");
+    else printf("memory budget: none (the device's memory)\n");
 }
 
 /* "16777216 B (16.0 MiB)", or "0 B" when the unit adds nothing. */
 static void print_bytes_line(const char *label, uint64_t bytes)
 {
     char a[32];
-    if (bytes < 1024)
-        printf("%s: %llu B\n", label, (unsigned long long)bytes);
+    if (bytes < 1024) printf("%s: %llu B\n", label, (unsigned long long)bytes);
     else
-        printf("%s: %llu B (%s)\n", label, (unsigned long long)bytes,
-               pa_cli_bytes_human(bytes, a));
+        printf("%s: %llu B (%s)\n", label, (unsigned long long)bytes, pa_cli_bytes_human(bytes, a));
 }
 
 static void print_plan_text(const polyattn_plan_info *info)
@@ -91,10 +86,9 @@ static void print_plan_text(const polyattn_plan_info *info)
         char ws[32], dm[32], status[64];
         if (c->status == POLYATTN_STATUS_SUCCESS || c->chosen)
             snprintf(status, sizeof status, "%s", candidate_status(c));
-        else
-            snprintf(status, sizeof status, "rejected (%s)", polyattn_status_name(c->status));
-        printf("  %-8s %-24s workspace %-10s device memory %-10s %s\n",
-               polyattn_algo_name(c->algo), status, pa_cli_bytes_human(c->workspace_bytes, ws),
+        else snprintf(status, sizeof status, "rejected (%s)", polyattn_status_name(c->status));
+        printf("  %-8s %-24s workspace %-10s device memory %-10s %s\n", polyattn_algo_name(c->algo),
+               status, pa_cli_bytes_human(c->workspace_bytes, ws),
                pa_cli_bytes_human(c->device_bytes, dm), c->reason);
     }
 }
@@ -108,18 +102,15 @@ static void print_json(const polyattn_attention_desc *d, const pa_cli_variants *
            "\"dtype\": \"%s\", \"mask\": \"%s\"",
            (long long)d->q.shape[0], (long long)d->q.shape[1], (long long)d->k.shape[1],
            (long long)d->q.shape[2], (long long)d->k.shape[2], (long long)d->q.shape[3],
-           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype),
-           polyattn_mask_name(d->mask));
+           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype), polyattn_mask_name(d->mask));
     pa_cli_variants_json(stdout, v);
     printf("}, ");
     printf("\"backend\": \"%s\", \"device_index\": %d, \"device\": ",
            polyattn_backend_name(dev->backend), dev->index);
     pa_json_string(stdout, dev->name);
     printf(", \"memory_budget_bytes\": ");
-    if (budget)
-        printf("%llu", (unsigned long long)budget);
-    else
-        printf("null");
+    if (budget) printf("%llu", (unsigned long long)budget);
+    else printf("null");
     if (!info) {
         printf(", \"chosen\": null, \"candidates\": null, \"error\": ");
         pa_json_string(stdout, error);
@@ -153,13 +144,13 @@ static void print_json(const polyattn_attention_desc *d, const pa_cli_variants *
 int pa_cmd_explain(int argc, char **argv)
 {
     static const pa_cli_opt spec[] = {
-        {"--batch", 1},    {"--heads", 1},  {"--heads-kv", 1},   {"--seq-q", 1},
-        {"--seq-kv", 1},   {"--head-dim", 1}, {"--head-dim-v", 1}, {"--dtype", 1},
-        {"--causal", 1},   {"--scale", 1},  {"--memory-budget", 1}, {"--debug", 0},
-        {"--probs", 0},    {"--lse", 0},    {"--backend", 1},    {"--device", 1},
-        {"--algo", 1},     {"--json", 0},   {"--autotune", 0},
-        {"--window", 1},   {"--softcap", 1}, {"--alibi", 1},    {"--bias", 1},
-        {"--bias-dtype", 1}, {"--mask", 1},  {"--sinks", 0},
+        {"--batch", 1},   {"--heads", 1},    {"--heads-kv", 1},      {"--seq-q", 1},
+        {"--seq-kv", 1},  {"--head-dim", 1}, {"--head-dim-v", 1},    {"--dtype", 1},
+        {"--causal", 1},  {"--scale", 1},    {"--memory-budget", 1}, {"--debug", 0},
+        {"--probs", 0},   {"--lse", 0},      {"--backend", 1},       {"--device", 1},
+        {"--algo", 1},    {"--json", 0},     {"--autotune", 0},      {"--window", 1},
+        {"--softcap", 1}, {"--alibi", 1},    {"--bias", 1},          {"--bias-dtype", 1},
+        {"--mask", 1},    {"--sinks", 0},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "explain", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -214,8 +205,7 @@ int pa_cmd_explain(int argc, char **argv)
 
     polyattn_context *ctx = NULL;
     int rc = pa_cli_open_context("explain", &common, &ctx);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     polyattn_device_info dev;
     memset(&dev, 0, sizeof dev);
     dev.struct_size = sizeof dev;
@@ -238,8 +228,7 @@ int pa_cmd_explain(int argc, char **argv)
     st = polyattn_plan_create(ctx, &desc, &opts, &plan);
     if (st != POLYATTN_STATUS_SUCCESS) {
         const char *msg = polyattn_context_last_error(ctx);
-        if (!msg || !msg[0])
-            msg = polyattn_status_string(st);
+        if (!msg || !msg[0]) msg = polyattn_status_string(st);
         if (st == POLYATTN_STATUS_INVALID_ARGUMENT) {
             rc = pa_cli_fail_status("explain", ctx, st, "plan");
         } else {
@@ -256,8 +245,7 @@ int pa_cmd_explain(int argc, char **argv)
                     size_t n = strcspn(p, "\n");
                     printf("  %.*s\n", (int)n, p);
                     p += n;
-                    if (*p == '\n')
-                        p++;
+                    if (*p == '\n') p++;
                 }
             }
             rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "explain", "no algorithm fits: %s",

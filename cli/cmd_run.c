@@ -31,7 +31,8 @@ static const char usage[] =
     "\n"
     "  --dtype          precision on the device (inputs are rounded to nearest even);\n"
     "                   default f32\n"
-    "  --causal         top-left: query i sees keys j <= i; bottom-right: j <= i + seq_kv - seq_q;\n"
+    "  --causal         top-left: query i sees keys j <= i; bottom-right: j <= i + seq_kv - "
+    "seq_q;\n"
     "                   default: no mask\n"
     "  --scale          positive, at most float's 3.4e38; default 1/sqrt(head_dim)\n"
     "  --memory-budget  MiB the call may use on the device (inputs, outputs, workspace)\n"
@@ -70,7 +71,7 @@ static const char usage[] =
 enum { IN_Q, IN_K, IN_V, IN_DO, N_IN }; /* IN_DO only with the backward */
 enum { OUT_O, OUT_LSE, OUT_PROBS, OUT_DQ, OUT_DK, OUT_DV, OUT_DBIAS, OUT_DSINKS, N_OUT };
 /* Every input file option, for the check that no output overwrites one. */
-static const char *const input_opts[] = {"--q", "--k", "--v", "--grad-out",
+static const char *const input_opts[] = {"--q",     "--k",    "--v",    "--grad-out",
                                          "--alibi", "--bias", "--mask", "--sinks"};
 
 typedef struct run_state {
@@ -90,8 +91,7 @@ typedef struct run_state {
 static void run_cleanup(run_state *s)
 {
     for (int i = 0; i < N_OUT; i++) {
-        if (s->out_open[i])
-            pa_outfile_discard(&s->out[i]);
+        if (s->out_open[i]) pa_outfile_discard(&s->out[i]);
         free(s->host_out[i]);
         polyattn_buffer_free(s->buf_out[i]);
     }
@@ -112,8 +112,7 @@ static void run_cleanup(run_state *s)
 
 static int mul_ok(uint64_t *acc, int64_t factor)
 {
-    if (factor <= 0 || *acc > UINT64_MAX / (uint64_t)factor)
-        return 0;
+    if (factor <= 0 || *acc > UINT64_MAX / (uint64_t)factor) return 0;
     *acc *= (uint64_t)factor;
     return 1;
 }
@@ -123,24 +122,21 @@ static uint64_t shape_count(const int64_t *shape, int rank)
 {
     uint64_t n = 1;
     for (int i = 0; i < rank; i++)
-        if (!mul_ok(&n, shape[i]))
-            return 0;
+        if (!mul_ok(&n, shape[i])) return 0;
     return n <= UINT64_MAX / 8 ? n : 0;
 }
 
 static const char *const in_opt[N_IN] = {"--q", "--k", "--v", "--grad-out"};
-static const char *const in_layout[N_IN] = {"[batch, heads_q, seq_q, head_dim]",
-                                            "[batch, heads_kv, seq_kv, head_dim]",
-                                            "[batch, heads_kv, seq_kv, head_dim_v]",
-                                            "[batch, heads_q, seq_q, head_dim_v]"};
+static const char *const in_layout[N_IN] = {
+    "[batch, heads_q, seq_q, head_dim]", "[batch, heads_kv, seq_kv, head_dim]",
+    "[batch, heads_kv, seq_kv, head_dim_v]", "[batch, heads_q, seq_q, head_dim_v]"};
 
 static int read_inputs(run_state *s, const pa_cli_args *args)
 {
     for (int i = 0; i < N_IN; i++) {
         const char *path = pa_cli_get(args, in_opt[i]);
         char err[512];
-        if (!path)
-            continue; /* --grad-out without the backward */
+        if (!path) continue; /* --grad-out without the backward */
         if (pa_npy_read_f32(path, &s->in[i], err, sizeof err) != 0)
             return pa_cli_fail("run", "%s: %s (%s)", in_opt[i], err, path);
         if (s->in[i].rank != 4)
@@ -160,11 +156,11 @@ static int read_inputs(run_state *s, const pa_cli_args *args)
         return pa_cli_fail("run", "--v: batch is %lld but --q has %lld (%s)", (long long)v[0],
                            (long long)q[0], vp);
     if (k[3] != q[3])
-        return pa_cli_fail("run", "--k: head_dim is %lld but --q has %lld (%s)",
-                           (long long)k[3], (long long)q[3], kp);
+        return pa_cli_fail("run", "--k: head_dim is %lld but --q has %lld (%s)", (long long)k[3],
+                           (long long)q[3], kp);
     if (v[1] != k[1])
-        return pa_cli_fail("run", "--v: heads_kv is %lld but --k has %lld (%s)",
-                           (long long)v[1], (long long)k[1], vp);
+        return pa_cli_fail("run", "--v: heads_kv is %lld but --k has %lld (%s)", (long long)v[1],
+                           (long long)k[1], vp);
     if (v[2] != k[2])
         return pa_cli_fail("run", "--v: seq_kv is %lld but --k has %lld (%s)", (long long)v[2],
                            (long long)k[2], vp);
@@ -175,13 +171,13 @@ static int read_inputs(run_state *s, const pa_cli_args *args)
         const int64_t *g = s->in[IN_DO].shape, want[4] = {q[0], q[1], q[2], v[3]};
         for (int d = 0; d < 4; d++)
             if (g[d] != want[d])
-                return pa_cli_fail("run",
-                                   "--grad-out: shape [%lld, %lld, %lld, %lld] is not O's "
-                                   "[batch, heads_q, seq_q, head_dim_v] = [%lld, %lld, %lld, %lld] (%s)",
-                                   (long long)g[0], (long long)g[1], (long long)g[2],
-                                   (long long)g[3], (long long)want[0], (long long)want[1],
-                                   (long long)want[2], (long long)want[3],
-                                   pa_cli_get(args, "--grad-out"));
+                return pa_cli_fail(
+                    "run",
+                    "--grad-out: shape [%lld, %lld, %lld, %lld] is not O's "
+                    "[batch, heads_q, seq_q, head_dim_v] = [%lld, %lld, %lld, %lld] (%s)",
+                    (long long)g[0], (long long)g[1], (long long)g[2], (long long)g[3],
+                    (long long)want[0], (long long)want[1], (long long)want[2], (long long)want[3],
+                    pa_cli_get(args, "--grad-out"));
     }
     return 0;
 }
@@ -210,21 +206,20 @@ static void json_shape(const char *key, const int64_t *shape, int rank, int pres
 static void print_result(const pa_cli_args *args, const run_state *s,
                          const polyattn_device_info *dev, const polyattn_plan_info *info,
                          polyattn_dtype dtype, polyattn_mask mask, double scale, double ms,
-                         double backward_ms, int64_t warmup, int64_t out_shape[N_OUT][4], const int *out_rank,
-                         const int *want)
+                         double backward_ms, int64_t warmup, int64_t out_shape[N_OUT][4],
+                         const int *out_rank, const int *want)
 {
     static const char *const in_key[N_IN] = {"q", "k", "v", "grad_out"};
-    static const char *const out_key[N_OUT] = {"o", "lse", "probs", "dq", "dk", "dv",
-                                               "dbias", "dsinks"};
-    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk",
-                                               "--dv", "--dbias", "--dsinks"};
+    static const char *const out_key[N_OUT] = {"o",  "lse", "probs", "dq",
+                                               "dk", "dv",  "dbias", "dsinks"};
+    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq",
+                                               "--dk",  "--dv",  "--dbias", "--dsinks"};
     const int backward = want[OUT_DQ];
     if (!pa_cli_has(args, "--json")) {
         char ws[32];
-        printf("%s:%d (%s): %s %s, %.3f ms, workspace %s",
-               polyattn_backend_name(info->backend), dev->index, dev->name,
-               polyattn_algo_name(info->algo), polyattn_dtype_name(dtype), ms,
-               pa_cli_bytes_human(info->workspace_bytes, ws));
+        printf("%s:%d (%s): %s %s, %.3f ms, workspace %s", polyattn_backend_name(info->backend),
+               dev->index, dev->name, polyattn_algo_name(info->algo), polyattn_dtype_name(dtype),
+               ms, pa_cli_bytes_human(info->workspace_bytes, ws));
         if (backward)
             printf("; backward %.3f ms, workspace %s", backward_ms,
                    pa_cli_bytes_human(info->backward_workspace_bytes, ws));
@@ -235,8 +230,7 @@ static void print_result(const pa_cli_args *args, const run_state *s,
         }
         printf("; wrote");
         for (int i = 0; i < N_OUT; i++)
-            if (want[i])
-                printf(" %s", pa_cli_get(args, out_opt[i]));
+            if (want[i]) printf(" %s", pa_cli_get(args, out_opt[i]));
         printf("\n");
         return;
     }
@@ -251,10 +245,8 @@ static void print_result(const pa_cli_args *args, const run_state *s,
     pa_json_number(stdout, ms);
     printf(", \"warmup\": %lld", (long long)warmup);
     printf(", \"backward_ms\": ");
-    if (backward)
-        pa_json_number(stdout, backward_ms);
-    else
-        printf("null");
+    if (backward) pa_json_number(stdout, backward_ms);
+    else printf("null");
     printf(", \"backward_workspace_bytes\": %llu",
            (unsigned long long)info->backward_workspace_bytes);
     printf(", \"workspace_bytes\": %llu, \"device_bytes\": %llu, \"flops\": ",
@@ -276,10 +268,8 @@ static void print_result(const pa_cli_args *args, const run_state *s,
     printf(", \"outputs\": {");
     for (int i = 0; i < N_OUT; i++) {
         printf("\"%s\": ", out_key[i]);
-        if (want[i])
-            pa_json_string(stdout, pa_cli_get(args, out_opt[i]));
-        else
-            printf("null");
+        if (want[i]) pa_json_string(stdout, pa_cli_get(args, out_opt[i]));
+        else printf("null");
         printf(i + 1 < N_OUT ? ", " : "}");
     }
     printf("}\n");
@@ -305,13 +295,33 @@ static polyattn_status run_backward(run_state *s)
 int pa_cmd_run(int argc, char **argv)
 {
     static const pa_cli_opt spec[] = {
-        {"--q", 1},      {"--k", 1},       {"--v", 1},      {"--out", 1},
-        {"--lse", 1},    {"--probs", 1},   {"--backend", 1}, {"--device", 1},
-        {"--algo", 1},   {"--dtype", 1},   {"--causal", 1}, {"--scale", 1},
-        {"--memory-budget", 1},            {"--json", 0},  {"--warmup", 1},
-        {"--grad-out", 1}, {"--dq", 1},    {"--dk", 1},     {"--dv", 1},
-        {"--window", 1}, {"--softcap", 1}, {"--alibi", 1},  {"--bias", 1},
-        {"--bias-dtype", 1}, {"--mask", 1}, {"--sinks", 1}, {"--dbias", 1},
+        {"--q", 1},
+        {"--k", 1},
+        {"--v", 1},
+        {"--out", 1},
+        {"--lse", 1},
+        {"--probs", 1},
+        {"--backend", 1},
+        {"--device", 1},
+        {"--algo", 1},
+        {"--dtype", 1},
+        {"--causal", 1},
+        {"--scale", 1},
+        {"--memory-budget", 1},
+        {"--json", 0},
+        {"--warmup", 1},
+        {"--grad-out", 1},
+        {"--dq", 1},
+        {"--dk", 1},
+        {"--dv", 1},
+        {"--window", 1},
+        {"--softcap", 1},
+        {"--alibi", 1},
+        {"--bias", 1},
+        {"--bias-dtype", 1},
+        {"--mask", 1},
+        {"--sinks", 1},
+        {"--dbias", 1},
         {"--dsinks", 1},
     };
     pa_cli_args args;
@@ -328,8 +338,7 @@ int pa_cmd_run(int argc, char **argv)
         pa_cli_get_common(&args, &common) || pa_cli_get_scale(&args, &scale))
         return PA_EXIT_USAGE;
     int64_t warmup = -1; /* default: 1, or 0 on the host backend */
-    if (pa_cli_get_i64(&args, "--warmup", 0, 1000, &warmup))
-        return PA_EXIT_USAGE;
+    if (pa_cli_get_i64(&args, "--warmup", 0, 1000, &warmup)) return PA_EXIT_USAGE;
     /* Flash never forms the probability matrix, on any backend: asking for both is a usage
      * error, not a device failure. */
     if (pa_cli_has(&args, "--probs") && common.algo == POLYATTN_ALGO_FLASH)
@@ -343,8 +352,9 @@ int pa_cmd_run(int argc, char **argv)
         n_bwd += pa_cli_has(&args, bwd_opt[i]);
     for (int i = 0; i < 4 && n_bwd > 0 && n_bwd < 4; i++)
         if (!pa_cli_has(&args, bwd_opt[i]))
-            return pa_cli_fail("run", "%s: required for the backward (--grad-out, --dq, --dk "
-                                      "and --dv go together)",
+            return pa_cli_fail("run",
+                               "%s: required for the backward (--grad-out, --dq, --dk "
+                               "and --dv go together)",
                                bwd_opt[i]);
     const int backward = n_bwd == 4;
     static const char *const extra_grads[2] = {"--dbias", "--dsinks"};
@@ -357,8 +367,8 @@ int pa_cmd_run(int argc, char **argv)
     if (pa_cli_has(&args, "--dsinks") && !pa_cli_has(&args, "--sinks"))
         return pa_cli_fail("run", "--dsinks: needs --sinks");
 
-    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq", "--dk",
-                                               "--dv", "--dbias", "--dsinks"};
+    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq",
+                                               "--dk",  "--dv",  "--dbias", "--dsinks"};
     const char *out_path[N_OUT];
     int want[N_OUT];
     /* An output must not be an input, nor another output: compared by file identity
@@ -366,14 +376,14 @@ int pa_cmd_run(int argc, char **argv)
     for (int i = 0; i < N_OUT; i++) {
         out_path[i] = pa_cli_get(&args, out_opt[i]);
         want[i] = out_path[i] != NULL;
-        if (!want[i])
-            continue;
+        if (!want[i]) continue;
         for (size_t j = 0; j < sizeof input_opts / sizeof input_opts[0]; j++) {
             const char *in = pa_cli_get(&args, input_opts[j]);
             if (in && pa_cli_same_file(out_path[i], in))
-                return pa_cli_fail("run", "%s: '%s' is the input %s ('%s'): it would be "
-                                          "overwritten", out_opt[i], out_path[i], input_opts[j],
-                                   in);
+                return pa_cli_fail("run",
+                                   "%s: '%s' is the input %s ('%s'): it would be "
+                                   "overwritten",
+                                   out_opt[i], out_path[i], input_opts[j], in);
         }
         for (int j = 0; j < i; j++)
             if (want[j] && pa_cli_same_file(out_path[i], out_path[j]))
@@ -384,10 +394,8 @@ int pa_cmd_run(int argc, char **argv)
     run_state s;
     memset(&s, 0, sizeof s);
     int rc = pa_cli_get_variant_options(&args, &s.var);
-    if (!rc)
-        rc = read_inputs(&s, &args);
-    if (rc)
-        goto done;
+    if (!rc) rc = read_inputs(&s, &args);
+    if (rc) goto done;
 
     const int64_t *qs = s.in[IN_Q].shape, *ks = s.in[IN_K].shape, *vs = s.in[IN_V].shape;
     int64_t batch = qs[0], heads_q = qs[1], seq_q = qs[2], head_dim = qs[3];
@@ -398,8 +406,7 @@ int pa_cmd_run(int argc, char **argv)
     desc.scale = (float)scale;
     desc.mask = common.mask;
     rc = pa_cli_load_variants(&args, batch, heads_q, seq_q, seq_kv, &s.var);
-    if (rc)
-        goto done;
+    if (rc) goto done;
     pa_cli_variants_apply(&s.var, &desc);
     const char *why = NULL;
     polyattn_status st = polyattn_attention_desc_validate(&desc, &why);
@@ -409,15 +416,15 @@ int pa_cmd_run(int argc, char **argv)
         goto done;
     }
 
-    int64_t out_shape[N_OUT][4] = {{batch, heads_q, seq_q, head_dim_v},
-                                   {batch, heads_q, seq_q, 0},
-                                   {batch, heads_q, seq_q, seq_kv},
-                                   {batch, heads_q, seq_q, head_dim},
-                                   {batch, heads_kv, seq_kv, head_dim},
-                                   {batch, heads_kv, seq_kv, head_dim_v},
-                                   {s.var.bias_shape[0], s.var.bias_shape[1],
-                                    s.var.bias_shape[2], s.var.bias_shape[3]},
-                                   {heads_q, 0, 0, 0}};
+    int64_t out_shape[N_OUT][4] = {
+        {batch, heads_q, seq_q, head_dim_v},
+        {batch, heads_q, seq_q, 0},
+        {batch, heads_q, seq_q, seq_kv},
+        {batch, heads_q, seq_q, head_dim},
+        {batch, heads_kv, seq_kv, head_dim},
+        {batch, heads_kv, seq_kv, head_dim_v},
+        {s.var.bias_shape[0], s.var.bias_shape[1], s.var.bias_shape[2], s.var.bias_shape[3]},
+        {heads_q, 0, 0, 0}};
     const int out_rank[N_OUT] = {4, 3, 4, 4, 4, 4, 4, 1};
     /* Device buffers: what is written, plus the LSE the backward reads even without --lse. */
     int need[N_OUT];
@@ -435,20 +442,16 @@ int pa_cmd_run(int argc, char **argv)
 
     /* Create the output files now, so that a bad path fails before any device work. */
     for (int i = 0; i < N_OUT; i++) {
-        if (!want[i])
-            continue;
+        if (!want[i]) continue;
         rc = pa_outfile_open(&s.out[i], "run", out_opt[i], out_path[i]);
-        if (rc)
-            goto done;
+        if (rc) goto done;
         s.out_open[i] = 1;
     }
 
     rc = pa_cli_open_context("run", &common, &s.ctx);
-    if (rc)
-        goto done;
+    if (rc) goto done;
 
-    if (warmup < 0)
-        warmup = polyattn_context_backend(s.ctx) == POLYATTN_BACKEND_HOST ? 0 : 1;
+    if (warmup < 0) warmup = polyattn_context_backend(s.ctx) == POLYATTN_BACKEND_HOST ? 0 : 1;
 
     polyattn_plan_options opts;
     polyattn_plan_options_init(&opts);
@@ -482,16 +485,14 @@ int pa_cmd_run(int argc, char **argv)
     for (int i = 0; i < N_IN; i++)
         max_count = s.in[i].count > max_count ? s.in[i].count : max_count;
     for (int i = 0; i < N_OUT; i++)
-        if (need[i] && out_count[i] > max_count)
-            max_count = out_count[i];
+        if (need[i] && out_count[i] > max_count) max_count = out_count[i];
     s.staging = malloc(max_count * 4);
     if (!s.staging) {
         rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "run", "out of host memory");
         goto done;
     }
     for (int i = 0; i < N_IN; i++) {
-        if (!s.in[i].data)
-            continue;
+        if (!s.in[i].data) continue;
         uint64_t bytes = s.in[i].count * esize;
         if ((st = polyattn_buffer_alloc(s.ctx, bytes, &s.buf_in[i])) != POLYATTN_STATUS_SUCCESS) {
             s.buf_in[i] = NULL;
@@ -512,8 +513,7 @@ int pa_cmd_run(int argc, char **argv)
     }
     /* Outputs (poisoned below, just before the timed call). */
     for (int i = 0; i < N_OUT; i++) {
-        if (!need[i])
-            continue;
+        if (!need[i]) continue;
         polyattn_dtype odt = out_dtype(i, common.dtype);
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         if ((st = polyattn_buffer_alloc(s.ctx, bytes, &s.buf_out[i])) != POLYATTN_STATUS_SUCCESS) {
@@ -557,8 +557,7 @@ int pa_cmd_run(int argc, char **argv)
     /* Outputs poisoned with NaN before the call that counts, so that an element the
      * library forgot shows. */
     for (int i = 0; i < N_OUT; i++) {
-        if (!need[i])
-            continue;
+        if (!need[i]) continue;
         polyattn_dtype odt = out_dtype(i, common.dtype);
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         float *f = s.staging;
@@ -600,8 +599,7 @@ int pa_cmd_run(int argc, char **argv)
     }
 
     for (int i = 0; i < N_OUT; i++) {
-        if (!want[i])
-            continue;
+        if (!want[i]) continue;
         polyattn_dtype odt = out_dtype(i, common.dtype);
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         if ((st = polyattn_buffer_read(s.buf_out[i], 0, s.staging, bytes)) !=
@@ -611,15 +609,12 @@ int pa_cmd_run(int argc, char **argv)
         }
         pa_cli_to_f32(odt, s.staging, s.host_out[i], out_count[i]);
         rc = pa_outfile_write_npy(&s.out[i], "run", s.host_out[i], out_rank[i], out_shape[i]);
-        if (rc)
-            goto done;
+        if (rc) goto done;
     }
     for (int i = 0; i < N_OUT; i++) {
-        if (!want[i])
-            continue;
+        if (!want[i]) continue;
         rc = pa_outfile_commit(&s.out[i], "run");
-        if (rc)
-            goto done;
+        if (rc) goto done;
         s.out_open[i] = 0;
     }
 

@@ -21,8 +21,7 @@ static float float_of(uint32_t x)
 static uint32_t shift_rne(uint32_t m, int shift)
 {
     uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (r & 1u)))
-        r++;
+    if (rem > half || (rem == half && (r & 1u))) r++;
     return r;
 }
 
@@ -32,9 +31,9 @@ uint16_t pa_cli_f32_to_f16(float value)
     uint32_t sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
     if (a > 0x7f800000u)
         return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu)); /* NaN stays NaN */
-    if (a >= 0x477ff000u)                                        /* >= 65520: inf */
+    if (a >= 0x477ff000u)                                         /* >= 65520: inf */
         return (uint16_t)(sign | 0x7c00u);
-    if (a < 0x38800000u) { /* below 2^-14: subnormal half (unit 2^-24) or zero */
+    if (a < 0x38800000u) {   /* below 2^-14: subnormal half (unit 2^-24) or zero */
         if (a < 0x33000000u) /* <= 2^-25 rounds to zero (the tie goes to even 0) */
             return (uint16_t)sign;
         uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
@@ -43,8 +42,7 @@ uint16_t pa_cli_f32_to_f16(float value)
     /* Normal: rebias 127 -> 15; a carry out of the mantissa bumps the exponent correctly. */
     uint32_t h = ((a >> 23) - 112u) << 10 | ((a >> 13) & 0x3ffu);
     uint32_t rem = a & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
-        h++;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
     return (uint16_t)(sign | h);
 }
 
@@ -52,11 +50,9 @@ float pa_cli_f16_to_f32(uint16_t value)
 {
     uint32_t sign = (uint32_t)(value & 0x8000u) << 16, e = (value >> 10) & 0x1fu,
              m = value & 0x3ffu;
-    if (e == 0x1f)
-        return float_of(sign | 0x7f800000u | (m << 13));
+    if (e == 0x1f) return float_of(sign | 0x7f800000u | (m << 13));
     if (e == 0) {
-        if (m == 0)
-            return float_of(sign);
+        if (m == 0) return float_of(sign);
         /* Subnormal: m * 2^-24, exact in float. */
         float f = (float)m * (1.0f / 16777216.0f);
         return sign ? -f : f;
@@ -67,16 +63,12 @@ float pa_cli_f16_to_f32(uint16_t value)
 uint16_t pa_cli_f32_to_bf16(float value)
 {
     uint32_t x = bits_of(value);
-    if ((x & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
     x += 0x7fffu + ((x >> 16) & 1u);
     return (uint16_t)(x >> 16);
 }
 
-float pa_cli_bf16_to_f32(uint16_t value)
-{
-    return float_of((uint32_t)value << 16);
-}
+float pa_cli_bf16_to_f32(uint16_t value) { return float_of((uint32_t)value << 16); }
 
 void pa_cli_from_f32(polyattn_dtype dtype, const float *src, void *dst, uint64_t count)
 {
@@ -90,9 +82,7 @@ void pa_cli_from_f32(polyattn_dtype dtype, const float *src, void *dst, uint64_t
         for (uint64_t i = 0; i < count; i++)
             h[i] = pa_cli_f32_to_bf16(src[i]);
         break;
-    default:
-        memcpy(dst, src, count * 4);
-        break;
+    default: memcpy(dst, src, count * 4); break;
     }
 }
 
@@ -108,8 +98,6 @@ void pa_cli_to_f32(polyattn_dtype dtype, const void *src, float *dst, uint64_t c
         for (uint64_t i = 0; i < count; i++)
             dst[i] = pa_cli_bf16_to_f32(h[i]);
         break;
-    default:
-        memcpy(dst, src, count * 4);
-        break;
+    default: memcpy(dst, src, count * 4); break;
     }
 }

@@ -14,10 +14,8 @@ void pa_json_string(FILE *out, const char *text)
         case '\r': fputs("\\r", out); break;
         case '\t': fputs("\\t", out); break;
         default:
-            if (*p < 0x20)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
+            if (*p < 0x20) fprintf(out, "\\u%04x", *p);
+            else fputc(*p, out);
         }
     }
     fputc('"', out);
@@ -25,12 +23,9 @@ void pa_json_string(FILE *out, const char *text)
 
 void pa_json_number(FILE *out, double value)
 {
-    if (!isfinite(value))
-        fputs("null", out);
-    else if (value == floor(value) && fabs(value) < 9.0e15)
-        fprintf(out, "%.0f", value);
-    else
-        fprintf(out, "%.9g", value);
+    if (!isfinite(value)) fputs("null", out);
+    else if (value == floor(value) && fabs(value) < 9.0e15) fprintf(out, "%.0f", value);
+    else fprintf(out, "%.9g", value);
 }
 
 const char *pa_cli_bytes_human(uint64_t bytes, char *buf)
@@ -42,9 +37,7 @@ const char *pa_cli_bytes_human(uint64_t bytes, char *buf)
         v /= 1024.0;
         u++;
     }
-    if (u == 0)
-        snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
-    else
-        snprintf(buf, 32, "%.1f %s", v, units[u]);
+    if (u == 0) snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
+    else snprintf(buf, 32, "%.1f %s", v, units[u]);
     return buf;
 }

@@ -20,8 +20,7 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
-    if (argc < 2)
-        return pa_cli_fail(NULL, "missing command (see polyattn --help)");
+    if (argc < 2) return pa_cli_fail(NULL, "missing command (see polyattn --help)");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         fputs(usage, stdout);
@@ -37,13 +36,9 @@ int main(int argc, char **argv)
         return pa_cli_fail_code(PA_EXIT_RUNTIME, NULL,
                                 "library ABI %d does not match the tool's ABI %d",
                                 polyattn_abi_version(), POLYATTN_ABI_VERSION);
-    if (strcmp(cmd, "devices") == 0)
-        return pa_cmd_devices(argc - 2, argv + 2);
-    if (strcmp(cmd, "run") == 0)
-        return pa_cmd_run(argc - 2, argv + 2);
-    if (strcmp(cmd, "explain") == 0)
-        return pa_cmd_explain(argc - 2, argv + 2);
-    if (strcmp(cmd, "bench") == 0)
-        return pa_cmd_bench(argc - 2, argv + 2);
+    if (strcmp(cmd, "devices") == 0) return pa_cmd_devices(argc - 2, argv + 2);
+    if (strcmp(cmd, "run") == 0) return pa_cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "explain") == 0) return pa_cmd_explain(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) return pa_cmd_bench(argc - 2, argv + 2);
     return pa_cli_fail(NULL, "unknown command '%s' (see polyattn --help)", cmd);
 }

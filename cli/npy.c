@@ -54,17 +54,14 @@ static int expect_char(header_parser *h, char c)
 static int parse_string(header_parser *h, char *out, size_t out_size)
 {
     skip_ws(h);
-    if (h->p >= h->end || (*h->p != '\'' && *h->p != '"'))
-        return 0;
+    if (h->p >= h->end || (*h->p != '\'' && *h->p != '"')) return 0;
     char quote = *h->p++;
     const char *start = h->p;
     while (h->p < h->end && *h->p != quote) {
-        if (*h->p == '\\')
-            return 0;
+        if (*h->p == '\\') return 0;
         h->p++;
     }
-    if (h->p >= h->end)
-        return 0;
+    if (h->p >= h->end) return 0;
     printable(out, out_size, start, (size_t)(h->p - start));
     h->p++;
     return 1;
@@ -90,8 +87,7 @@ static int parse_bool(header_parser *h, int *value)
 /* "(2, 3)", "(3,)" or "()"; returns 0 on a syntax error, -1 when the rank is too large. */
 static int parse_shape(header_parser *h, int *rank, int64_t *shape)
 {
-    if (!expect_char(h, '('))
-        return 0;
+    if (!expect_char(h, '(')) return 0;
     *rank = 0;
     for (;;) {
         skip_ws(h);
@@ -99,21 +95,17 @@ static int parse_shape(header_parser *h, int *rank, int64_t *shape)
             h->p++;
             return 1;
         }
-        if (h->p >= h->end || *h->p < '0' || *h->p > '9')
-            return 0;
+        if (h->p >= h->end || *h->p < '0' || *h->p > '9') return 0;
         int64_t v = 0;
         while (h->p < h->end && *h->p >= '0' && *h->p <= '9') {
             int digit = *h->p - '0';
-            if (v > (INT64_MAX - digit) / 10)
-                return 0;
+            if (v > (INT64_MAX - digit) / 10) return 0;
             v = v * 10 + digit;
             h->p++;
         }
         /* Python 2 era files may write 3L. */
-        if (h->p < h->end && *h->p == 'L')
-            h->p++;
-        if (*rank >= PA_NPY_MAX_RANK)
-            return -1;
+        if (h->p < h->end && *h->p == 'L') h->p++;
+        if (*rank >= PA_NPY_MAX_RANK) return -1;
         shape[(*rank)++] = v;
         skip_ws(h);
         if (h->p < h->end && *h->p == ',') {
@@ -130,17 +122,32 @@ static int parse_shape(header_parser *h, int *rank, int64_t *shape)
 
 static const char *dtype_words(const char *descr)
 {
-    static const struct { const char *descr, *words; } known[] = {
-        {"<f4", "float32"}, {"<f8", "float64"}, {"<f2", "float16"}, {">f4", "float32 big-endian"},
-        {">f8", "float64 big-endian"}, {"<i4", "int32"}, {"<i8", "int64"},
-        {"<i2", "int16"}, {"|i1", "int8"}, {"|u1", "uint8"}, {"<u2", "uint16"},
-        {"<u4", "uint32"}, {"<u8", "uint64"}, {"|b1", "bool"}, {"<c8", "complex64"},
-        {"<c16", "complex128"}, {"<V2", "bfloat16 or void"}, {"|V2", "bfloat16 or void"},
-        {"=f4", "float32 native-endian"}, {"|f4", "float32 no byte order"},
+    static const struct {
+        const char *descr, *words;
+    } known[] = {
+        {"<f4", "float32"},
+        {"<f8", "float64"},
+        {"<f2", "float16"},
+        {">f4", "float32 big-endian"},
+        {">f8", "float64 big-endian"},
+        {"<i4", "int32"},
+        {"<i8", "int64"},
+        {"<i2", "int16"},
+        {"|i1", "int8"},
+        {"|u1", "uint8"},
+        {"<u2", "uint16"},
+        {"<u4", "uint32"},
+        {"<u8", "uint64"},
+        {"|b1", "bool"},
+        {"<c8", "complex64"},
+        {"<c16", "complex128"},
+        {"<V2", "bfloat16 or void"},
+        {"|V2", "bfloat16 or void"},
+        {"=f4", "float32 native-endian"},
+        {"|f4", "float32 no byte order"},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(known[i].descr, descr) == 0)
-            return known[i].words;
+        if (strcmp(known[i].descr, descr) == 0) return known[i].words;
     return "unsupported";
 }
 
@@ -157,42 +164,38 @@ static int parse_header(const char *text, size_t n, pa_npy_array *out, int u8, c
     if (!expect_char(&h, '{'))
         return fail(err, err_size, "malformed .npy header (expected a dict): '%s'", shown);
     for (;;) {
-        if (expect_char(&h, '}'))
-            break;
+        if (expect_char(&h, '}')) break;
         if (!parse_string(&h, key, sizeof key) || !expect_char(&h, ':'))
             return fail(err, err_size, "malformed .npy header: '%s'", shown);
         if (strcmp(key, "descr") == 0) {
             skip_ws(&h);
             if (h.p < h.end && *h.p == '[')
-                return fail(err, err_size,
-                            "dtype is a structured type, expected '<f4' (float32)");
+                return fail(err, err_size, "dtype is a structured type, expected '<f4' (float32)");
             if (!parse_string(&h, descr, sizeof descr))
                 return fail(err, err_size, "malformed .npy header ('descr'): '%s'", shown);
             have_descr = 1;
         } else if (strcmp(key, "fortran_order") == 0) {
             if (!parse_bool(&h, &fortran))
-                return fail(err, err_size, "malformed .npy header ('fortran_order'): '%s'",
-                            shown);
+                return fail(err, err_size, "malformed .npy header ('fortran_order'): '%s'", shown);
             have_order = 1;
         } else if (strcmp(key, "shape") == 0) {
             int r = parse_shape(&h, &out->rank, out->shape);
             if (r < 0)
                 return fail(err, err_size, "rank above %d is not supported", PA_NPY_MAX_RANK);
-            if (r == 0)
-                return fail(err, err_size, "malformed .npy header ('shape'): '%s'", shown);
+            if (r == 0) return fail(err, err_size, "malformed .npy header ('shape'): '%s'", shown);
             have_shape = 1;
         } else {
             return fail(err, err_size, "malformed .npy header (unknown key '%s')", key);
         }
-        if (expect_char(&h, ','))
-            continue;
-        if (expect_char(&h, '}'))
-            break;
+        if (expect_char(&h, ',')) continue;
+        if (expect_char(&h, '}')) break;
         return fail(err, err_size, "malformed .npy header: '%s'", shown);
     }
     if (!have_descr || !have_order || !have_shape)
         return fail(err, err_size, "malformed .npy header (missing '%s')",
-                    !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
+                    !have_descr   ? "descr"
+                    : !have_order ? "fortran_order"
+                                  : "shape");
     if (u8 && strcmp(descr, "|b1") != 0 && strcmp(descr, "|u1") != 0)
         return fail(err, err_size, "dtype is '%s' (%s), expected '|b1' (bool) or '|u1' (uint8)",
                     descr, dtype_words(descr));
@@ -200,8 +203,9 @@ static int parse_header(const char *text, size_t n, pa_npy_array *out, int u8, c
         return fail(err, err_size, "dtype is '%s' (%s), expected '<f4' (float32)", descr,
                     dtype_words(descr));
     if (fortran)
-        return fail(err, err_size, "array is in Fortran order, expected C order "
-                                   "(use numpy.ascontiguousarray)");
+        return fail(err, err_size,
+                    "array is in Fortran order, expected C order "
+                    "(use numpy.ascontiguousarray)");
     return 0;
 }
 
@@ -218,13 +222,10 @@ static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size
     const uint64_t esize = u8 ? 1 : 4;
     memset(out, 0, sizeof *out);
     struct stat st;
-    if (stat(path, &st) != 0)
-        return fail(err, err_size, "cannot open: %s", strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return fail(err, err_size, "not a regular file");
+    if (stat(path, &st) != 0) return fail(err, err_size, "cannot open: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode)) return fail(err, err_size, "not a regular file");
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return fail(err, err_size, "cannot open: %s", strerror(errno));
+    if (!f) return fail(err, err_size, "cannot open: %s", strerror(errno));
 
     int rc = 1;
     char *header = NULL;
@@ -266,8 +267,7 @@ static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size
         goto done;
     }
     header[header_len] = '\0';
-    if (parse_header(header, header_len, out, u8, err, err_size) != 0)
-        goto done;
+    if (parse_header(header, header_len, out, u8, err, err_size) != 0) goto done;
 
     uint64_t count = 1;
     for (int i = 0; i < out->rank; i++) {
@@ -287,10 +287,8 @@ static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size
         goto done;
     }
     void *dst = malloc(count ? count * esize : esize);
-    if (u8)
-        out->bytes = dst;
-    else
-        out->data = dst;
+    if (u8) out->bytes = dst;
+    else out->data = dst;
     if (!dst) {
         fail(err, err_size, "out of host memory (%llu elements)", (unsigned long long)count);
         goto done;
@@ -314,8 +312,7 @@ static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size
 done:
     free(header);
     fclose(f);
-    if (rc != 0)
-        pa_npy_free(out);
+    if (rc != 0) pa_npy_free(out);
     return rc;
 }
 
@@ -340,8 +337,7 @@ void pa_npy_free(pa_npy_array *array)
 
 int pa_npy_write_f32(FILE *file, const float *data, int rank, const int64_t *shape)
 {
-    if (rank < 0 || rank > PA_NPY_MAX_RANK)
-        return 1;
+    if (rank < 0 || rank > PA_NPY_MAX_RANK) return 1;
     char dict[256];
     int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     uint64_t count = 1;
@@ -351,33 +347,35 @@ int pa_npy_write_f32(FILE *file, const float *data, int rank, const int64_t *sha
         count *= (uint64_t)shape[i];
     }
     /* Python writes "(3,)" for rank 1 and "(2, 3)" otherwise. */
-    if (rank > 1)
-        n--; /* drop the trailing comma */
+    if (rank > 1) n--; /* drop the trailing comma */
     n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
     /* magic(6) + version(2) + length(2) + dict + padding + '\n' is a multiple of 64. */
     size_t total = 10 + (size_t)n + 1;
     size_t pad = (64 - total % 64) % 64;
     size_t header_len = (size_t)n + pad + 1;
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                             (unsigned char)(header_len & 0xff), (unsigned char)(header_len >> 8)};
-    if (fwrite(pre, 1, 10, file) != 10 || fwrite(dict, 1, (size_t)n, file) != (size_t)n)
-        return 1;
+    unsigned char pre[10] = {0x93,
+                             'N',
+                             'U',
+                             'M',
+                             'P',
+                             'Y',
+                             1,
+                             0,
+                             (unsigned char)(header_len & 0xff),
+                             (unsigned char)(header_len >> 8)};
+    if (fwrite(pre, 1, 10, file) != 10 || fwrite(dict, 1, (size_t)n, file) != (size_t)n) return 1;
     for (size_t i = 0; i < pad; i++)
-        if (fputc(' ', file) == EOF)
-            return 1;
-    if (fputc('\n', file) == EOF)
-        return 1;
+        if (fputc(' ', file) == EOF) return 1;
+    if (fputc('\n', file) == EOF) return 1;
     const uint16_t one = 1;
     if (*(const unsigned char *)&one == 1) {
-        if (count && fwrite(data, 4, count, file) != count)
-            return 1;
+        if (count && fwrite(data, 4, count, file) != count) return 1;
     } else {
         for (uint64_t i = 0; i < count; i++) {
             unsigned char b[4];
             memcpy(b, &data[i], 4);
             unsigned char s[4] = {b[3], b[2], b[1], b[0]};
-            if (fwrite(s, 1, 4, file) != 4)
-                return 1;
+            if (fwrite(s, 1, 4, file) != 4) return 1;
         }
     }
     return 0;

@@ -25,8 +25,7 @@ static volatile sig_atomic_t pending_used[MAX_PENDING];
 static void on_fatal_signal(int sig)
 {
     for (int i = 0; i < MAX_PENDING; i++)
-        if (pending_used[i])
-            unlink(pending[i]);
+        if (pending_used[i]) unlink(pending[i]);
     /* SA_RESETHAND restored the default action: re-raise to die as we would have. */
     raise(sig);
 }
@@ -34,11 +33,9 @@ static void on_fatal_signal(int sig)
 static void install_crash_cleanup(void)
 {
     static int installed;
-    if (installed)
-        return;
+    if (installed) return;
     installed = 1;
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGINT, SIGTERM,
-                               SIGHUP};
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGINT, SIGTERM, SIGHUP};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         struct sigaction sa, old;
         memset(&sa, 0, sizeof sa);
@@ -46,8 +43,7 @@ static void install_crash_cleanup(void)
         sa.sa_flags = (int)SA_RESETHAND;
         sigemptyset(&sa.sa_mask);
         /* Leave a signal alone when the parent asked us to ignore it (nohup). */
-        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
-            continue;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
         sigaction(sigs[i], &sa, NULL);
     }
 }
@@ -72,28 +68,22 @@ static void folder_of(const char *path, char *buf, size_t size)
 {
     snprintf(buf, size, "%s", path);
     char *slash = strrchr(buf, '/');
-    if (!slash)
-        snprintf(buf, size, ".");
-    else if (slash == buf)
-        buf[1] = '\0';
-    else
-        *slash = '\0';
+    if (!slash) snprintf(buf, size, ".");
+    else if (slash == buf) buf[1] = '\0';
+    else *slash = '\0';
 }
 
 int pa_cli_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
     int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
-    if (ea && eb)
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    if (ea || eb)
-        return 0;
+    if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (ea || eb) return 0;
     /* Neither exists: the same last name in the same folder. */
     const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
     na = na ? na + 1 : a;
     nb = nb ? nb + 1 : b;
-    if (strcmp(na, nb) != 0)
-        return 0;
+    if (strcmp(na, nb) != 0) return 0;
     char fa[4096], fb[4096];
     folder_of(a, fa, sizeof fa);
     folder_of(b, fb, sizeof fb);
@@ -181,8 +171,7 @@ int pa_outfile_open(pa_outfile *of, const char *cmd, const char *option, const c
 static int finish_writing(pa_outfile *of, int bad, int e)
 {
     if (of->through) {
-        if ((fflush(of->file) != 0 || ferror(of->file)) && !bad)
-            bad = 1, e = errno;
+        if ((fflush(of->file) != 0 || ferror(of->file)) && !bad) bad = 1, e = errno;
         of->staged = of->file;
     } else if (fclose(of->file) != 0 && !bad) {
         bad = 1;
@@ -207,10 +196,8 @@ static int write_full(int fd, const char *p, size_t size)
 {
     while (size > 0) {
         ssize_t k = write(fd, p, size);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
         p += k;
         size -= (size_t)k;
     }
@@ -226,18 +213,14 @@ static int commit_through(pa_outfile *of, const char *cmd)
         e = errno;
     } else {
         struct stat st;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0)
-            e = errno;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0) e = errno;
         char buf[1 << 16];
         size_t k;
         rewind(of->staged);
         while (!e && (k = fread(buf, 1, sizeof buf, of->staged)) > 0)
-            if (write_full(fd, buf, k) != 0)
-                e = errno ? errno : EIO;
-        if (!e && ferror(of->staged))
-            e = EIO;
-        if (close(fd) != 0 && !e)
-            e = errno;
+            if (write_full(fd, buf, k) != 0) e = errno ? errno : EIO;
+        if (!e && ferror(of->staged)) e = EIO;
+        if (close(fd) != 0 && !e) e = errno;
     }
     fclose(of->staged);
     of->staged = NULL;
@@ -249,8 +232,7 @@ static int commit_through(pa_outfile *of, const char *cmd)
 
 int pa_outfile_commit(pa_outfile *of, const char *cmd)
 {
-    if (of->through && of->staged && !of->file)
-        return commit_through(of, cmd);
+    if (of->through && of->staged && !of->file) return commit_through(of, cmd);
     if (!of->tmp_path || of->file)
         return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: internal error: nothing written",
                                 of->option);
@@ -258,8 +240,8 @@ int pa_outfile_commit(pa_outfile *of, const char *cmd)
     if (rename(of->tmp_path, of->path) != 0) {
         int e = errno;
         pa_outfile_discard(of);
-        return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: cannot rename onto '%s': %s",
-                                of->option, of->path, strerror(e));
+        return pa_cli_fail_code(PA_EXIT_RUNTIME, cmd, "%s: cannot rename onto '%s': %s", of->option,
+                                of->path, strerror(e));
     }
     free(of->tmp_path);
     of->tmp_path = NULL;

@@ -16,7 +16,7 @@ typedef struct pa_cli_variants {
     polyattn_alibi alibi;
     int has_bias;
     polyattn_dtype bias_dtype;
-    int64_t bias_shape[4];             /* [batch|1, heads_q|1, seq_q, seq_kv] */
+    int64_t bias_shape[4]; /* [batch|1, heads_q|1, seq_q, seq_kv] */
     int has_mask;
     int64_t mask_shape[4];
     int has_sinks;
@@ -35,8 +35,8 @@ int pa_cli_get_variant_shapes(const pa_cli_args *args, int64_t batch, int64_t he
                               int64_t seq_q, int64_t seq_kv, pa_cli_variants *v);
 /* run: --alibi SLOPES.npy, --bias B.npy, --mask M.npy, --sinks S.npy read and checked
  * against the problem. */
-int pa_cli_load_variants(const pa_cli_args *args, int64_t batch, int64_t heads_q,
-                         int64_t seq_q, int64_t seq_kv, pa_cli_variants *v);
+int pa_cli_load_variants(const pa_cli_args *args, int64_t batch, int64_t heads_q, int64_t seq_q,
+                         int64_t seq_kv, pa_cli_variants *v);
 /* Sets the descriptor's variant members (contiguous bias and mask). */
 void pa_cli_variants_apply(const pa_cli_variants *v, polyattn_attention_desc *desc);
 /* Uploads what was loaded (bias converted to bias_dtype) and fills *extra. */

@@ -24,7 +24,8 @@ static pthread_mutex_t tune_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t pow2_bucket(int64_t n)
 {
     int64_t b = 1;
-    while (b < n && b < ((int64_t)1 << 40)) b <<= 1;
+    while (b < n && b < ((int64_t)1 << 40))
+        b <<= 1;
     return b;
 }
 
@@ -127,7 +128,8 @@ static uint64_t span_bytes(const pa_problem *p, const int64_t stride[4], int64_t
                            int64_t dim)
 {
     int64_t shape[4] = {p->batch, heads, seq, dim}, span = 1;
-    for (int d = 0; d < 4; d++) span += (shape[d] - 1) * stride[d];
+    for (int d = 0; d < 4; d++)
+        span += (shape[d] - 1) * stride[d];
     return (uint64_t)span * polyattn_dtype_size(p->dtype);
 }
 
@@ -138,7 +140,8 @@ static polyattn_status time_algo(polyattn_context *ctx, const pa_problem *p,
     polyattn_status st = POLYATTN_STATUS_SUCCESS;
     if (algo->prepare && (st = algo->prepare(ctx->dev, p, &state))) return st;
     double times[3];
-    for (int e = 0; e < 2 && !st; e++) st = ctx->ops->event_create(ctx->dev, &ev[e]);
+    for (int e = 0; e < 2 && !st; e++)
+        st = ctx->ops->event_create(ctx->dev, &ev[e]);
     if (!st) st = algo->forward(ctx->dev, p, state, io); /* warm-up: builds, caches, clocks */
     for (int r = 0; r < 3 && !st; r++) {
         st = ctx->ops->event_record(ctx->dev, ev[0]);
@@ -164,24 +167,25 @@ static polyattn_status measure(polyattn_context *ctx, const pa_problem *p,
     uint64_t ws = 0;
     for (int i = 0; i < 3; i++)
         if (algos[i] && cands[i].workspace_bytes > ws) ws = cands[i].workspace_bytes;
-    uint64_t bytes[7] = {
-        span_bytes(p, p->q_stride, p->heads_q, p->seq_q, p->head_dim),
-        span_bytes(p, p->k_stride, p->heads_kv, p->seq_kv, p->head_dim),
-        span_bytes(p, p->v_stride, p->heads_kv, p->seq_kv, p->head_dim_v),
-        span_bytes(p, p->o_stride, p->heads_q, p->seq_q, p->head_dim_v),
-        p->want_lse ? pa_size_mul(rows, 4) : 0,
-        p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0,
-        ws};
+    uint64_t bytes[7] = {span_bytes(p, p->q_stride, p->heads_q, p->seq_q, p->head_dim),
+                         span_bytes(p, p->k_stride, p->heads_kv, p->seq_kv, p->head_dim),
+                         span_bytes(p, p->v_stride, p->heads_kv, p->seq_kv, p->head_dim_v),
+                         span_bytes(p, p->o_stride, p->heads_q, p->seq_q, p->head_dim_v),
+                         p->want_lse ? pa_size_mul(rows, 4) : 0,
+                         p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0,
+                         ws};
     tune_buffers b;
     memset(&b, 0, sizeof b);
     polyattn_status st = POLYATTN_STATUS_SUCCESS;
     for (int i = 0; i < 7 && !st; i++)
         if (bytes[i]) st = ctx->ops->mem_alloc(ctx->dev, bytes[i], &b.mem[i]);
-    for (int i = 0; i < 3 && !st; i++) st = fill_random(ctx, b.mem[i], bytes[i], p->dtype, 17u + i);
+    for (int i = 0; i < 3 && !st; i++)
+        st = fill_random(ctx, b.mem[i], bytes[i], p->dtype, 17u + i);
     pa_io io;
     memset(&io, 0, sizeof io);
     pa_tensor_ref *refs[7] = {&io.q, &io.k, &io.v, &io.o, &io.lse, &io.probs, &io.workspace};
-    for (int i = 0; i < 7; i++) refs[i]->mem = b.mem[i];
+    for (int i = 0; i < 7; i++)
+        refs[i]->mem = b.mem[i];
     io.workspace_bytes = ws;
     double best = 0.0;
     *winner = POLYATTN_ALGO_AUTO;
@@ -190,8 +194,8 @@ static polyattn_status measure(polyattn_context *ctx, const pa_problem *p,
         if (!algos[i]) continue;
         polyattn_status ast = time_algo(ctx, p, algos[i], &io, &ms[i]);
         if (ast) {
-            pa_log(POLYATTN_LOG_DISPATCH, "autotune: %s failed: %s", polyattn_algo_name(cands[i].algo),
-                   ctx->dev->last_error);
+            pa_log(POLYATTN_LOG_DISPATCH, "autotune: %s failed: %s",
+                   polyattn_algo_name(cands[i].algo), ctx->dev->last_error);
             ms[i] = -1.0;
             continue;
         }
@@ -214,7 +218,8 @@ polyattn_status pa_autotune(polyattn_context *ctx, const pa_problem *p,
     int hit = lookup(key, winner);
     pthread_mutex_unlock(&tune_lock);
     int eligible = 0;
-    for (int i = 0; i < 3; i++) eligible += algos[i] != NULL;
+    for (int i = 0; i < 3; i++)
+        eligible += algos[i] != NULL;
     if (hit) {
         for (int i = 0; i < 3; i++)
             if (cands[i].algo == *winner && algos[i]) {
@@ -238,8 +243,8 @@ polyattn_status pa_autotune(polyattn_context *ctx, const pa_problem *p,
     int len = snprintf(why, n, "autotune measured");
     for (int i = 0; i < 3; i++)
         if (algos[i] && len > 0 && (size_t)len < n)
-            len += snprintf(why + len, n - (size_t)len, " %s %.3g ms%s", polyattn_algo_name(cands[i].algo),
-                            ms[i], ms[i] < 0 ? " (failed)" : "");
+            len += snprintf(why + len, n - (size_t)len, " %s %.3g ms%s",
+                            polyattn_algo_name(cands[i].algo), ms[i], ms[i] < 0 ? " (failed)" : "");
     pthread_mutex_lock(&tune_lock);
     remember(key, *winner);
     append_file(cache_file, key, *winner);

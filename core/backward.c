@@ -21,7 +21,6 @@ static int bwd_overlaps(const polyattn_buffer *a, const polyattn_buffer *b)
     return a->mem == b->mem && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
 }
 
-
 enum { BWD_Q, BWD_K, BWD_V, BWD_O, BWD_DO, BWD_LSE, BWD_DQ, BWD_DK, BWD_DV, BWD_WS, BWD_N };
 
 polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,

@@ -18,8 +18,7 @@ void pa_set_global_error(const char *fmt, ...)
 
 const char *polyattn_last_error(void) { return global_error; }
 
-polyattn_status pa_context_fail(polyattn_context *ctx, polyattn_status status, const char *fmt,
-                                ...)
+polyattn_status pa_context_fail(polyattn_context *ctx, polyattn_status status, const char *fmt, ...)
 {
     char buf[sizeof ctx->dev->last_error];
     va_list ap;
@@ -166,9 +165,8 @@ polyattn_status polyattn_context_memory_stats(polyattn_context *context, int res
 
 /* ---- buffers ---- */
 
-static polyattn_status buffer_new(polyattn_context *ctx, void *mem, uint64_t offset,
-                                  uint64_t bytes, polyattn_buffer *parent, int owns,
-                                  polyattn_buffer **out)
+static polyattn_status buffer_new(polyattn_context *ctx, void *mem, uint64_t offset, uint64_t bytes,
+                                  polyattn_buffer *parent, int owns, polyattn_buffer **out)
 {
     polyattn_buffer *b = calloc(1, sizeof *b);
     if (!b) return pa_context_fail(ctx, POLYATTN_STATUS_OUT_OF_MEMORY, "out of host memory");
@@ -214,7 +212,7 @@ polyattn_status pa_buffer_wrap(polyattn_context *context, void *mem, uint64_t by
 }
 
 polyattn_status polyattn_host_buffer_wrap(polyattn_context *context, void *ptr, uint64_t bytes,
-                                         polyattn_buffer **buffer)
+                                          polyattn_buffer **buffer)
 {
     if (!context) {
         pa_set_global_error("context: NULL");
@@ -271,8 +269,8 @@ void polyattn_buffer_free(polyattn_buffer *buffer)
 
 uint64_t polyattn_buffer_size(const polyattn_buffer *buffer) { return buffer ? buffer->bytes : 0; }
 
-static polyattn_status check_copy(const polyattn_buffer *buffer, uint64_t offset,
-                                  const void *host, uint64_t bytes, const char *what)
+static polyattn_status check_copy(const polyattn_buffer *buffer, uint64_t offset, const void *host,
+                                  uint64_t bytes, const char *what)
 {
     if (!host && bytes)
         return pa_context_fail(buffer->ctx, POLYATTN_STATUS_INVALID_ARGUMENT, "%s: NULL", what);
@@ -290,8 +288,8 @@ polyattn_status polyattn_buffer_write(polyattn_buffer *buffer, uint64_t offset, 
     if (!buffer) return POLYATTN_STATUS_INVALID_ARGUMENT;
     polyattn_status st = check_copy(buffer, offset, src, bytes, "src");
     if (st != POLYATTN_STATUS_SUCCESS || bytes == 0) return st;
-    return buffer->ctx->ops->mem_write(buffer->ctx->dev, buffer->mem, buffer->offset + offset,
-                                       src, bytes);
+    return buffer->ctx->ops->mem_write(buffer->ctx->dev, buffer->mem, buffer->offset + offset, src,
+                                       bytes);
 }
 
 polyattn_status polyattn_buffer_read(const polyattn_buffer *buffer, uint64_t offset, void *dst,

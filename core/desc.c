@@ -116,7 +116,10 @@ uint64_t pa_tensor_bytes(const polyattn_tensor_desc *t)
     return (uint64_t)span_elements(t) * polyattn_dtype_size(t->dtype);
 }
 
-uint64_t polyattn_tensor_desc_bytes(const polyattn_tensor_desc *desc) { return pa_tensor_bytes(desc); }
+uint64_t polyattn_tensor_desc_bytes(const polyattn_tensor_desc *desc)
+{
+    return pa_tensor_bytes(desc);
+}
 
 /* Distinct indices must map to distinct elements.  Sufficient test: ordered by stride,
  * each dimension's stride exceeds the span of all smaller ones. */
@@ -183,8 +186,7 @@ static polyattn_status check_counts(const polyattn_tensor_desc *t, const char *n
 polyattn_status pa_problem_check_sizes(const pa_problem *p, const char **message)
 {
     uint64_t rows = pa_size_mul(pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1), WIDEST_ELEMENT);
-    if (p->want_probs &&
-        pa_size_mul(rows, (uint64_t)p->seq_kv) > (uint64_t)INT64_MAX)
+    if (p->want_probs && pa_size_mul(rows, (uint64_t)p->seq_kv) > (uint64_t)INT64_MAX)
         return reject(message,
                       "probs: batch x heads_q x seq_q x seq_kv = %lld x %lld x %lld x %lld "
                       "elements cannot be represented",
@@ -221,8 +223,8 @@ static polyattn_status check_score_tensor(const polyattn_tensor_desc *t, const c
             return reject(message, "%s.shape[%d] is %lld; dimensions must be positive", name, d,
                           (long long)t->shape[d]);
         if (t->strides[d] < 0)
-            return reject(message, "%s.strides[%d] is %lld; strides must not be negative", name,
-                          d, (long long)t->strides[d]);
+            return reject(message, "%s.strides[%d] is %lld; strides must not be negative", name, d,
+                          (long long)t->strides[d]);
     }
     if (t->shape[0] != 1 && t->shape[0] != q->shape[0])
         return reject(message, "%s.shape[0] is %lld: it must be 1 or the batch, %lld", name,
@@ -269,7 +271,8 @@ static polyattn_status check_variants(const polyattn_attention_desc *d, const ch
 /* Strides of a broadcast score tensor, 0 on its dimensions of extent 1. */
 static void score_strides(const polyattn_tensor_desc *t, int64_t out[4])
 {
-    for (int d = 0; d < 4; d++) out[d] = t->shape[d] == 1 ? 0 : t->strides[d];
+    for (int d = 0; d < 4; d++)
+        out[d] = t->shape[d] == 1 ? 0 : t->strides[d];
 }
 
 /* Bytes of the descriptor up to and including `mask`: what callers built before the
@@ -298,8 +301,8 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa
     if (k->dtype != q->dtype || v->dtype != q->dtype || o->dtype != q->dtype) {
         const char *bad = k->dtype != q->dtype ? "k" : v->dtype != q->dtype ? "v" : "o";
         const polyattn_tensor_desc *t = k->dtype != q->dtype ? k : v->dtype != q->dtype ? v : o;
-        return reject(message, "%s.dtype is %s but q.dtype is %s; all tensors share one dtype",
-                      bad, polyattn_dtype_name(t->dtype), polyattn_dtype_name(q->dtype));
+        return reject(message, "%s.dtype is %s but q.dtype is %s; all tensors share one dtype", bad,
+                      polyattn_dtype_name(t->dtype), polyattn_dtype_name(q->dtype));
     }
     /* Serving layouts check k's and v's shape[0] (blocks, 1 or the sequences) themselves. */
     int64_t batch = q->shape[0];
@@ -311,16 +314,22 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa
                           serving ? "v.shape[0]" : "v.shape[0] (batch)",
                           serving ? "k.shape[0]" : "q.shape[0]", message)) ||
         (st = check_equal(o->shape[0], q->shape[0], "o.shape[0] (batch)", "q.shape[0]", message)) ||
-        (st = check_equal(v->shape[1], k->shape[1], "v.shape[1] (heads_kv)", "k.shape[1]", message)) ||
-        (st = check_equal(o->shape[1], q->shape[1], "o.shape[1] (heads_q)", "q.shape[1]", message)) ||
-        (st = check_equal(v->shape[2], k->shape[2], "v.shape[2] (seq_kv)", "k.shape[2]", message)) ||
+        (st = check_equal(v->shape[1], k->shape[1], "v.shape[1] (heads_kv)", "k.shape[1]",
+                          message)) ||
+        (st = check_equal(o->shape[1], q->shape[1], "o.shape[1] (heads_q)", "q.shape[1]",
+                          message)) ||
+        (st =
+             check_equal(v->shape[2], k->shape[2], "v.shape[2] (seq_kv)", "k.shape[2]", message)) ||
         (st = check_equal(o->shape[2], q->shape[2], "o.shape[2] (seq_q)", "q.shape[2]", message)) ||
-        (st = check_equal(k->shape[3], q->shape[3], "k.shape[3] (head_dim)", "q.shape[3]", message)) ||
-        (st = check_equal(o->shape[3], v->shape[3], "o.shape[3] (head_dim_v)", "v.shape[3]", message)))
+        (st = check_equal(k->shape[3], q->shape[3], "k.shape[3] (head_dim)", "q.shape[3]",
+                          message)) ||
+        (st = check_equal(o->shape[3], v->shape[3], "o.shape[3] (head_dim_v)", "v.shape[3]",
+                          message)))
         return st;
     if (q->shape[1] % k->shape[1] != 0)
-        return reject(message, "q.shape[1] (heads_q) is %lld, not a multiple of k.shape[1] (heads_kv) = %lld",
-                      (long long)q->shape[1], (long long)k->shape[1]);
+        return reject(
+            message, "q.shape[1] (heads_q) is %lld, not a multiple of k.shape[1] (heads_kv) = %lld",
+            (long long)q->shape[1], (long long)k->shape[1]);
     if ((st = check_no_overlap(o, "o", message))) return st;
     if ((st = check_counts(q, "q", "heads_q", "seq_q", "head_dim", message)) ||
         (st = check_counts(k, "k", "heads_kv", "seq_kv", "head_dim", message)) ||
@@ -328,11 +337,14 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa
         (st = check_counts(o, "o", "heads_q", "seq_q", "head_dim_v", message)))
         return st;
     if (isnan(desc->scale) || isinf(desc->scale) || desc->scale < 0.0f)
-        return reject(message, "scale: %g is not a finite non-negative number (0 means 1/sqrt(head_dim))",
+        return reject(message,
+                      "scale: %g is not a finite non-negative number (0 means 1/sqrt(head_dim))",
                       (double)desc->scale);
     if ((double)desc->scale * 1.4426950408889634 > FLT_MAX)
-        return reject(message, "scale: %g is too large: scale x log2(e) must stay a finite float "
-                      "(at most about 2.35e38)", (double)desc->scale);
+        return reject(message,
+                      "scale: %g is too large: scale x log2(e) must stay a finite float "
+                      "(at most about 2.35e38)",
+                      (double)desc->scale);
     if (desc->mask != POLYATTN_MASK_NONE && desc->mask != POLYATTN_MASK_CAUSAL_TOP_LEFT &&
         desc->mask != POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT)
         return reject(message, "mask: %d is not a polyattn_mask", (int)desc->mask);

@@ -25,10 +25,12 @@ static int well_formed(const char *text)
     const char *s = text;
     while (*s) {
         const char *key = s;
-        while (key_char(*s)) s++;
+        while (key_char(*s))
+            s++;
         if (s == key || *s != '=') return 0;
         const char *value = ++s;
-        while (value_char(*s)) s++;
+        while (value_char(*s))
+            s++;
         if (s == value) return 0;
         if (*s == ',') {
             s++;

@@ -32,9 +32,9 @@ uint16_t pa_f32_to_f16(float x)
     uint32_t u = float_bits(x);
     uint32_t sign = (u >> 16) & 0x8000u;
     uint32_t abs = u & 0x7fffffffu;
-    if (abs > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);   /* NaN */
-    if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);  /* rounds to infinity */
-    if (abs < 0x38800000u) {                                    /* subnormal or zero */
+    if (abs > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
+    if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to infinity */
+    if (abs < 0x38800000u) {                                   /* subnormal or zero */
         /* Add 0.5 (as a float) so the FPU rounds the mantissa to f16's subnormal grid. */
         float f = bits_float(abs) + 0.5f;
         return (uint16_t)(sign | (float_bits(f) - 0x3f000000u));

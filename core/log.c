@@ -69,8 +69,7 @@ static void log_message(polyattn_log_category category, const char *message)
     polyattn_log_fn fn = log_fn;
     void *user = log_user;
     pthread_mutex_unlock(&log_lock);
-    if (fn)
-        fn(category, message, user);
+    if (fn) fn(category, message, user);
     else if (category != POLYATTN_LOG_ERROR || getenv("POLYATTN_LOG"))
         /* Errors reach the caller as statuses and last-error strings; print them only
          * when logging was asked for, so a CLI can own its stderr. */

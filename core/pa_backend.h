@@ -42,26 +42,26 @@ typedef struct pa_problem {
     int64_t bias_stride[4]; /* elements; 0 on broadcast dimensions */
     int has_attn_mask;      /* u8 */
     int64_t attn_mask_stride[4];
-    int has_sinks;          /* f32 [heads_q] */
-    int want_bias_grad;     /* backward writes d_bias f32 contiguous [bias_shape] */
-    int64_t bias_shape[4];  /* batch or 1, heads_q or 1, seq_q, seq_kv */
+    int has_sinks;         /* f32 [heads_q] */
+    int want_bias_grad;    /* backward writes d_bias f32 contiguous [bias_shape] */
+    int64_t bias_shape[4]; /* batch or 1, heads_q or 1, seq_q, seq_kv */
 
     /* Serving layouts (polyattn_attention_desc; all zero: dense).  With any of them, batch
      * counts sequences and seq_q / seq_kv are only upper bounds of each sequence's lengths
      * (max_seqlen_q/kv resolved); the lengths live in device buffers (pa_serving_io) that
      * a forward must check before reading through them (polyattn.h, "What is checked
      * where").  Strides above stay the tensors' own. */
-    int varlen_q;             /* q, o [1, heads_q, total_q, d]; cu_seqlens_q [batch + 1] */
-    int64_t total_q;          /* q.shape[2] with varlen_q, else seq_q */
+    int varlen_q;    /* q, o [1, heads_q, total_q, d]; cu_seqlens_q [batch + 1] */
+    int64_t total_q; /* q.shape[2] with varlen_q, else seq_q */
     polyattn_kv_layout kv_layout;
     /* k.shape[0] and k.shape[2] as given: 1 and total_kv (varlen), batch and capacity
      * (cache), num_blocks and block_size (paged), batch and seq_kv (dense). */
     int64_t kv_count, kv_rows;
     int64_t max_blocks_per_seq; /* paged: block_table [batch, max_blocks_per_seq] */
     int has_kv_append;
-    int64_t seq_new;            /* k_new, v_new [batch, heads_kv, seq_new, d] */
+    int64_t seq_new; /* k_new, v_new [batch, heads_kv, seq_new, d] */
     int64_t k_new_stride[4], v_new_stride[4];
-    int check_device_inputs;    /* plan option: validate the device buffers before a forward */
+    int check_device_inputs; /* plan option: validate the device buffers before a forward */
 } pa_problem;
 
 /* Whether a problem uses any serving layout. */
@@ -91,7 +91,8 @@ static inline int pa_problem_serving(const pa_problem *p)
 /* The features problem p needs. */
 static inline unsigned pa_problem_features(const pa_problem *p)
 {
-    return (p->has_window ? PA_FEATURE_WINDOW : 0u) | (p->softcap > 0.0f ? PA_FEATURE_SOFTCAP : 0u) |
+    return (p->has_window ? PA_FEATURE_WINDOW : 0u) |
+           (p->softcap > 0.0f ? PA_FEATURE_SOFTCAP : 0u) |
            (p->alibi != POLYATTN_ALIBI_NONE ? PA_FEATURE_ALIBI : 0u) |
            (p->has_bias ? PA_FEATURE_BIAS : 0u) | (p->has_attn_mask ? PA_FEATURE_ATTN_MASK : 0u) |
            (p->has_sinks ? PA_FEATURE_SINKS : 0u) |
@@ -241,7 +242,7 @@ typedef struct pa_merge_problem {
     polyattn_dtype part_dtype, out_dtype;
     int64_t part_stride[5]; /* part, batch, heads, seq, head_dim_v */
     int64_t out_stride[4];
-    int want_lse;           /* out_lse f32 contiguous [batch, heads, seq] */
+    int want_lse; /* out_lse f32 contiguous [batch, heads, seq] */
 } pa_merge_problem;
 
 typedef struct pa_merge_io {
@@ -260,8 +261,7 @@ typedef struct pa_algo_ops {
     polyattn_status (*prepare)(pa_device *dev, const pa_problem *p, void **state);
     void (*release)(pa_device *dev, void *state);
     /* Enqueues the work; must not allocate device memory. */
-    polyattn_status (*forward)(pa_device *dev, const pa_problem *p, void *state,
-                               const pa_io *io);
+    polyattn_status (*forward)(pa_device *dev, const pa_problem *p, void *state, const pa_io *io);
     /* Optional backward (NULL: a plan with want_backward rejects the algorithm, "the <backend>
      * backend has no <algo> backward yet").  The state is prepare's; check and prepare saw
      * p->want_backward.  backward_workspace_size NULL means 0.  backward writes every
@@ -324,8 +324,8 @@ typedef const pa_backend_ops *(*pa_backend_entry_fn)(void);
 
 /* Writes the message into dev->last_error (which the context reports) and logs it as an
  * error; returns status so that `return pa_fail(dev, st, ...)` reads naturally. */
-PA_INTERNAL_API polyattn_status pa_fail(pa_device *dev, polyattn_status status,
-                                        const char *fmt, ...)
+PA_INTERNAL_API polyattn_status pa_fail(pa_device *dev, polyattn_status status, const char *fmt,
+                                        ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
@@ -346,8 +346,8 @@ PA_INTERNAL_API int pa_force_get(const pa_device *dev, const char *key, char *va
  * buffer around caller-owned memory (never freed by polyattn). */
 PA_INTERNAL_API polyattn_status pa_context_wrap_device(const pa_backend_ops *ops, pa_device *dev,
                                                        polyattn_context **context);
-PA_INTERNAL_API polyattn_status pa_buffer_wrap(polyattn_context *context, void *mem,
-                                               uint64_t bytes, polyattn_buffer **buffer);
+PA_INTERNAL_API polyattn_status pa_buffer_wrap(polyattn_context *context, void *mem, uint64_t bytes,
+                                               polyattn_buffer **buffer);
 PA_INTERNAL_API pa_device *pa_context_device(polyattn_context *context);
 
 /* float <-> f16 / bf16 conversions (round to nearest even) shared by host code. */

@@ -9,19 +9,19 @@
 struct polyattn_context {
     const pa_backend_ops *ops;
     pa_device *dev;
-    int owns_device;       /* 0 for contexts wrapped around caller handles */
+    int owns_device;        /* 0 for contexts wrapped around caller handles */
     uint64_t current_bytes; /* memory held by buffers this context allocated */
     uint64_t peak_bytes;
 };
 
 struct polyattn_buffer {
     polyattn_context *ctx;
-    void *mem;             /* backend handle shared by views */
-    uint64_t offset;       /* bytes from the start of mem */
+    void *mem;       /* backend handle shared by views */
+    uint64_t offset; /* bytes from the start of mem */
     uint64_t bytes;
     polyattn_buffer *parent; /* NULL for an allocation or a wrapped handle */
     int owns_mem;
-    int n_views;           /* live views of this buffer */
+    int n_views; /* live views of this buffer */
 };
 
 struct polyattn_plan {
@@ -92,8 +92,7 @@ void pa_set_global_error(const char *fmt, ...)
 #endif
     ;
 /* Sets the context's last error and logs it; returns status. */
-polyattn_status pa_context_fail(polyattn_context *ctx, polyattn_status status, const char *fmt,
-                                ...)
+polyattn_status pa_context_fail(polyattn_context *ctx, polyattn_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif

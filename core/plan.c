@@ -24,14 +24,13 @@ void polyattn_plan_options_init(polyattn_plan_options *options)
  * visible keys of each row, where the range's ends are clamped lines in i.  Split [a, b]
  * where a clamp or the max(0, .) changes form; on each piece the count is linear in i and
  * sums in closed form (O(1)). */
-static double window_pairs(int64_t a, int64_t b, double lo_c, double lo_o, double hi_c,
-                           double hi_o)
+static double window_pairs(int64_t a, int64_t b, double lo_c, double lo_o, double hi_c, double hi_o)
 {
     double cuts[6] = {(double)a, (double)b + 1, hi_c - hi_o, lo_c - lo_o, 0, 0};
     int n = 4;
     /* Where the count max(0, ...) crosses zero on each of the four linear forms. */
-    cuts[n++] = lo_c - hi_o; /* i + hi_o = lo_c: hi line meets lo constant */
-    cuts[n++] = hi_c - lo_o; /* hi constant meets i + lo_o */
+    cuts[n++] = lo_c - hi_o;    /* i + hi_o = lo_c: hi line meets lo constant */
+    cuts[n++] = hi_c - lo_o;    /* hi constant meets i + lo_o */
     for (int x = 1; x < n; x++) /* insertion sort */
         for (int y = x; y > 0 && cuts[y] < cuts[y - 1]; y--) {
             double t = cuts[y];
@@ -44,7 +43,7 @@ static double window_pairs(int64_t a, int64_t b, double lo_c, double lo_o, doubl
         if (e > (double)b) e = (double)b;
         if (e < s) continue;
         const double mid = (s + e) / 2.0; /* the form is fixed on [s, e]: evaluate at mid */
-        const int hi_line = mid + hi_o < hi_c, lo_line = mid + lo_o > lo_c;
+        const int hi_line = mid + hi_o<hi_c, lo_line = mid + lo_o> lo_c;
         const double slope = (hi_line ? 1.0 : 0.0) - (lo_line ? 1.0 : 0.0);
         const double at_s = (hi_line ? s + hi_o : hi_c) - (lo_line ? s + lo_o : lo_c);
         const double at_e = at_s + slope * (e - s);
@@ -58,7 +57,7 @@ static double window_pairs(int64_t a, int64_t b, double lo_c, double lo_o, doubl
  * (pa_visible_range), over every batch entry and head.  FLOPs count these only. */
 double pa_visible_pairs(const pa_problem *p)
 {
-    const double big = 1e30; /* beyond any key index: an unbounded side */
+    const double big = 1e30;                        /* beyond any key index: an unbounded side */
     const double off = (double)(pa_diagonal(p, 0)); /* d(i) = i + off */
     double lo_o = -big, hi_o = big;                 /* keys [i + lo_o, i + hi_o) */
     if (p->mask != POLYATTN_MASK_NONE) hi_o = off + 1;
@@ -84,7 +83,8 @@ static uint64_t serving_io_bytes(const pa_problem *p)
     polyattn_tensor_desc t[4];
     pa_problem_tensors(p, &t[0], &t[1], &t[2], &t[3]);
     uint64_t bytes = 0;
-    for (int i = 0; i < 4; i++) bytes = pa_size_add(bytes, pa_tensor_bytes(&t[i]));
+    for (int i = 0; i < 4; i++)
+        bytes = pa_size_add(bytes, pa_tensor_bytes(&t[i]));
     if (p->has_kv_append)
         bytes = pa_size_add(bytes, pa_size_mul(pa_size_mul4(p->batch, p->heads_kv, p->seq_new,
                                                             p->head_dim + p->head_dim_v),
@@ -97,11 +97,11 @@ static uint64_t serving_io_bytes(const pa_problem *p)
 static uint64_t io_bytes(const pa_problem *p)
 {
     if (pa_problem_serving(p)) return serving_io_bytes(p);
-    uint64_t bytes = pa_size_add(
-        pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim),
-                    tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim)),
-        pa_size_add(tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v),
-                    tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v)));
+    uint64_t bytes =
+        pa_size_add(pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim),
+                                tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim)),
+                    pa_size_add(tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v),
+                                tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v)));
     uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
     if (p->want_lse) bytes = pa_size_add(bytes, pa_size_mul(rows, 4));
     if (p->want_probs)
@@ -117,7 +117,8 @@ static uint64_t backward_io_bytes(const pa_problem *p)
         polyattn_tensor_desc t[4];
         pa_problem_tensors(p, &t[0], &t[1], &t[2], &t[3]);
         uint64_t bytes = 0;
-        for (int i = 0; i < 4; i++) bytes = pa_size_add(bytes, pa_tensor_bytes(&t[i]));
+        for (int i = 0; i < 4; i++)
+            bytes = pa_size_add(bytes, pa_tensor_bytes(&t[i]));
         return bytes;
     }
     return pa_size_add(pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v),
@@ -176,8 +177,8 @@ static void autotune_order(polyattn_context *ctx, const pa_problem *p,
 {
     const pa_algo_ops *algos[3];
     for (int i = 0; i < 3; i++)
-        algos[i] = cands[i].status == POLYATTN_STATUS_SUCCESS ? find_algo(ctx->ops, cands[i].algo)
-                                                              : NULL;
+        algos[i] =
+            cands[i].status == POLYATTN_STATUS_SUCCESS ? find_algo(ctx->ops, cands[i].algo) : NULL;
     polyattn_algo winner;
     if (pa_autotune(ctx, p, cands, algos, opt->autotune_cache_file, &winner, why, n) !=
         POLYATTN_STATUS_SUCCESS) {
@@ -186,7 +187,8 @@ static void autotune_order(polyattn_context *ctx, const pa_problem *p,
     }
     for (int i = 0; i < 3; i++)
         if (order[i] == winner) {
-            for (int j = i; j > 0; j--) order[j] = order[j - 1];
+            for (int j = i; j > 0; j--)
+                order[j] = order[j - 1];
             order[0] = winner;
         }
     *policy = why;
@@ -195,10 +197,8 @@ static void autotune_order(polyattn_context *ctx, const pa_problem *p,
 /* "123 B" under 1 MiB (a tiny budget must not read "0.0 MiB"), else "12.3 MiB". */
 static const char *size_text(uint64_t bytes, char buf[32])
 {
-    if (bytes < 1024 * 1024)
-        snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
-    else
-        snprintf(buf, 32, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+    if (bytes < 1024 * 1024) snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
+    else snprintf(buf, 32, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
     return buf;
 }
 
@@ -213,23 +213,24 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
                  ctx->ops->name, polyattn_algo_name(c->algo));
         return;
     }
-    const unsigned missing = pa_problem_features(p) & ~algo->features &
-                             ~(p->want_backward ? 0u : PA_FEATURE_BIAS_GRAD);
+    const unsigned missing =
+        pa_problem_features(p) & ~algo->features & ~(p->want_backward ? 0u : PA_FEATURE_BIAS_GRAD);
     const unsigned missing_bwd =
         p->want_backward ? pa_problem_features(p) & ~algo->backward_features : 0u;
     if (missing || missing_bwd) {
-        static const char *const names[] = {"sliding window", "softcap", "ALiBi",
-                                             "additive bias", "attn_mask", "sinks",
-                                             "bias gradient", "varlen queries",
-                                             "varlen keys", "KV cache with seqused_kv",
-                                             "paged KV cache", "KV append"};
+        static const char *const names[] = {"sliding window", "softcap",
+                                            "ALiBi",          "additive bias",
+                                            "attn_mask",      "sinks",
+                                            "bias gradient",  "varlen queries",
+                                            "varlen keys",    "KV cache with seqused_kv",
+                                            "paged KV cache", "KV append"};
         const unsigned m = missing ? missing : missing_bwd;
         int bit = 0;
-        while (!(m & (1u << bit))) bit++;
+        while (!(m & (1u << bit)))
+            bit++;
         c->status = POLYATTN_STATUS_UNSUPPORTED;
-        snprintf(c->reason, sizeof c->reason, "the %s backend's %s%s has no %s yet",
-                 ctx->ops->name, polyattn_algo_name(c->algo), missing ? "" : " backward",
-                 names[bit]);
+        snprintf(c->reason, sizeof c->reason, "the %s backend's %s%s has no %s yet", ctx->ops->name,
+                 polyattn_algo_name(c->algo), missing ? "" : " backward", names[bit]);
         return;
     }
     const char *why_not = NULL;
@@ -265,8 +266,8 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
         c->status = POLYATTN_STATUS_OVER_BUDGET;
         char need[32], ws[32], have[32];
         snprintf(c->reason, sizeof c->reason, "needs %s (workspace %s) but the %s is %s",
-                 size_text(c->device_bytes, need), size_text(c->workspace_bytes, ws),
-                 budget_name, size_text(budget, have));
+                 size_text(c->device_bytes, need), size_text(c->workspace_bytes, ws), budget_name,
+                 size_text(budget, have));
         return;
     }
     c->status = POLYATTN_STATUS_SUCCESS;
@@ -298,7 +299,8 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
                                    "options.struct_size: %zu is smaller than any "
                                    "polyattn_plan_options (%zu)",
                                    options->struct_size, v1);
-        memcpy(&opt, options, options->struct_size < sizeof opt ? options->struct_size : sizeof opt);
+        memcpy(&opt, options,
+               options->struct_size < sizeof opt ? options->struct_size : sizeof opt);
         opt.struct_size = sizeof opt;
     }
     if ((int)opt.algo < 0 || (int)opt.algo >= POLYATTN_ALGO_COUNT)
@@ -325,8 +327,8 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
         return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                "options.want_probs: not available with varlen or a KV cache "
                                "(the [seq_q, seq_kv] matrix has no per-sequence layout)");
-    if (p.want_backward && (p.kv_layout == POLYATTN_KV_CACHE ||
-                            p.kv_layout == POLYATTN_KV_PAGED || p.has_kv_append))
+    if (p.want_backward &&
+        (p.kv_layout == POLYATTN_KV_CACHE || p.kv_layout == POLYATTN_KV_PAGED || p.has_kv_append))
         return pa_context_fail(ctx, POLYATTN_STATUS_UNSUPPORTED,
                                "options.want_backward: a KV cache (kv_layout %s) and KV append "
                                "are inference-only; they have no backward (varlen has one)",
@@ -378,9 +380,10 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
         /* Autotune would time invented lengths on a serving layout: the policy decides. */
         if (opt.autotune && pa_problem_serving(&p))
             pa_log(POLYATTN_LOG_DISPATCH, "autotune skipped: a serving layout's lengths are "
-                   "on the device; using the policy");
-        else if (opt.autotune) autotune_order(ctx, &p, &opt, info->candidates, order, &policy,
-                                         tune_why, sizeof tune_why);
+                                          "on the device; using the policy");
+        else if (opt.autotune)
+            autotune_order(ctx, &p, &opt, info->candidates, order, &policy, tune_why,
+                           sizeof tune_why);
     }
 
     char rejected[1536] = "";
@@ -407,8 +410,8 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
                     snprintf(c->reason, sizeof c->reason, "chosen: %.120s%.100s", policy, note);
                 else
                     snprintf(c->reason, sizeof c->reason,
-                             "chosen: %.80s, but %.8s was rejected (see its reason)%.100s",
-                             policy, polyattn_algo_name(order[0]), note);
+                             "chosen: %.80s, but %.8s was rejected (see its reason)%.100s", policy,
+                             polyattn_algo_name(order[0]), note);
                 plan->algo = algo;
                 plan->state = state;
                 info->algo = c->algo;
@@ -467,7 +470,7 @@ polyattn_status polyattn_plan_get_info(const polyattn_plan *plan, polyattn_plan_
 typedef struct binding {
     const char *name;
     const polyattn_buffer *buf;
-    uint64_t need;  /* bytes required */
+    uint64_t need; /* bytes required */
     int is_output;
 } binding;
 
@@ -486,8 +489,9 @@ polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
 
 polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *q,
                                     const polyattn_buffer *k, const polyattn_buffer *v,
-                                    polyattn_buffer *o, polyattn_buffer *lse, polyattn_buffer *probs,
-                                    polyattn_buffer *workspace, const polyattn_extra_tensors *extra)
+                                    polyattn_buffer *o, polyattn_buffer *lse,
+                                    polyattn_buffer *probs, polyattn_buffer *workspace,
+                                    const polyattn_extra_tensors *extra)
 {
     if (!plan) return POLYATTN_STATUS_INVALID_ARGUMENT;
     polyattn_context *ctx = plan->ctx;
@@ -509,15 +513,17 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
         {"v", v, pa_tensor_bytes(&tv), append},
         {"o", o, pa_tensor_bytes(&to), 1},
         {"lse", lse, p->want_lse ? pa_size_mul(rows, 4) : 0, 1},
-        {"probs", probs, p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0, 1},
+        {"probs", probs, p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0,
+         1},
         {"workspace", workspace, plan->info.workspace_bytes, 1},
     };
     for (int i = 0; i < 7; i++) {
         if (b[i].need == 0) {
             if (b[i].buf && i >= 4 && i <= 5)
-                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                       "%s: a buffer was given but the plan was made without want_%s",
-                                       b[i].name, b[i].name);
+                return pa_context_fail(
+                    ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                    "%s: a buffer was given but the plan was made without want_%s", b[i].name,
+                    b[i].name);
             b[i].buf = NULL; /* an unneeded workspace is ignored */
             continue;
         }
@@ -530,23 +536,23 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
                                    "%s: buffer belongs to another context", b[i].name);
         if (b[i].buf->bytes < b[i].need)
             return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer holds %llu bytes but the tensor needs %llu", b[i].name,
-                                   (unsigned long long)b[i].buf->bytes,
+                                   "%s: buffer holds %llu bytes but the tensor needs %llu",
+                                   b[i].name, (unsigned long long)b[i].buf->bytes,
                                    (unsigned long long)b[i].need);
     }
     for (int i = 0; i < 7; i++)
         for (int j = i + 1; j < 7; j++)
-            if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
-                !(i == 1 && j == 2) && overlaps(b[i].buf, b[j].buf))
+            if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) && !(i == 1 && j == 2) &&
+                overlaps(b[i].buf, b[j].buf))
                 return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                       "%s: overlaps %s in memory; outputs must not alias", b[j].name,
-                                       b[i].name);
+                                       "%s: overlaps %s in memory; outputs must not alias",
+                                       b[j].name, b[i].name);
     /* The serving tensors are inputs: no output may overlap them. */
     if (pa_problem_serving(p)) {
         const polyattn_buffer *sb[6] = {NULL};
         static const char *const names[6] = {"extra.cu_seqlens_q", "extra.cu_seqlens_kv",
-                                             "extra.seqused_kv", "extra.block_table",
-                                             "extra.k_new", "extra.v_new"};
+                                             "extra.seqused_kv",   "extra.block_table",
+                                             "extra.k_new",        "extra.v_new"};
         polyattn_extra_tensors ex;
         if (pa_extra_read(ctx, extra, &ex) != POLYATTN_STATUS_SUCCESS)
             return POLYATTN_STATUS_INVALID_ARGUMENT;

@@ -25,10 +25,10 @@ typedef struct backend_slot {
     polyattn_backend kind;
     const char *name;
     int compiled;
-    int loaded;               /* load attempted */
+    int loaded; /* load attempted */
     const pa_backend_ops *ops;
-    char why_not[2048];        /* reason for no ops or no devices */
-    int device_count;         /* -1 until probed */
+    char why_not[2048]; /* reason for no ops or no devices */
+    int device_count;   /* -1 until probed */
 } backend_slot;
 
 #ifndef POLYATTN_HAVE_CUDA
@@ -161,8 +161,8 @@ static void load_module(backend_slot *slot)
     const pa_backend_ops *ops = sym ? entry() : NULL;
     if (!ops || ops->abi_version != PA_BACKEND_ABI_VERSION || ops->kind != slot->kind) {
         snprintf(slot->why_not, sizeof slot->why_not,
-                 "module %s is not a polyattn %s backend of interface version %d", path,
-                 slot->name, PA_BACKEND_ABI_VERSION);
+                 "module %s is not a polyattn %s backend of interface version %d", path, slot->name,
+                 PA_BACKEND_ABI_VERSION);
         pa_log(POLYATTN_LOG_DISPATCH, "%s backend: %s", slot->name, slot->why_not);
         dlclose(handle);
         return;

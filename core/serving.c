@@ -31,9 +31,10 @@ static polyattn_status check_new_tensor(const polyattn_tensor_desc *t, const cha
     polyattn_status st = pa_tensor_validate(t, name, 0, message);
     if (st) return st;
     if (t->dtype != d->q.dtype)
-        return reject(message, "%s.dtype is %s but q.dtype is %s; the appended rows share the "
-                      "cache's dtype", name, polyattn_dtype_name(t->dtype),
-                      polyattn_dtype_name(d->q.dtype));
+        return reject(message,
+                      "%s.dtype is %s but q.dtype is %s; the appended rows share the "
+                      "cache's dtype",
+                      name, polyattn_dtype_name(t->dtype), polyattn_dtype_name(d->q.dtype));
     const int64_t want[4] = {batch, d->k.shape[1], d->k_new.shape[2], dim};
     static const char *const what[4] = {"the number of sequences", "heads_kv",
                                         "k_new.shape[2] (seq_new)", "the cache's head dim"};
@@ -55,22 +56,27 @@ polyattn_status pa_serving_check(const polyattn_attention_desc *d, int64_t *batc
     *batch = q->shape[0];
     if (d->varlen_q) {
         if (q->shape[0] != 1)
-            return reject(message, "q.shape[0] is %lld; with varlen_q, q and o are packed "
-                          "[1, heads_q, total_q, head_dim]", (long long)q->shape[0]);
+            return reject(message,
+                          "q.shape[0] is %lld; with varlen_q, q and o are packed "
+                          "[1, heads_q, total_q, head_dim]",
+                          (long long)q->shape[0]);
         if (d->num_seqs < 1 || d->num_seqs > INT32_MAX - 1)
             return reject(message, "num_seqs: %lld; varlen_q needs 1 to 2^31 - 2 sequences",
                           (long long)d->num_seqs);
         if (q->shape[2] > INT32_MAX)
-            return reject(message, "q.shape[2] (total_q) is %lld; int32 cu_seqlens_q address "
-                          "at most 2^31 - 1 rows", (long long)q->shape[2]);
+            return reject(message,
+                          "q.shape[2] (total_q) is %lld; int32 cu_seqlens_q address "
+                          "at most 2^31 - 1 rows",
+                          (long long)q->shape[2]);
         if (d->max_seqlen_q < 0 || d->max_seqlen_q > q->shape[2])
             return reject(message, "max_seqlen_q: %lld is not in [0, total_q = %lld] (0: total_q)",
                           (long long)d->max_seqlen_q, (long long)q->shape[2]);
         *batch = d->num_seqs;
     } else if (d->num_seqs != 0 && d->num_seqs != q->shape[0]) {
-        return reject(message, "num_seqs: %lld but q.shape[0] (batch) is %lld; without "
-                      "varlen_q, num_seqs is 0 or the batch", (long long)d->num_seqs,
-                      (long long)q->shape[0]);
+        return reject(message,
+                      "num_seqs: %lld but q.shape[0] (batch) is %lld; without "
+                      "varlen_q, num_seqs is 0 or the batch",
+                      (long long)d->num_seqs, (long long)q->shape[0]);
     }
     if (d->max_blocks_per_seq != 0 && d->kv_layout != POLYATTN_KV_PAGED)
         return reject(message, "max_blocks_per_seq: %lld but kv_layout is not paged",
@@ -79,7 +85,8 @@ polyattn_status pa_serving_check(const polyattn_attention_desc *d, int64_t *batc
         return reject(message, "has_kv_append: needs a KV cache (kv_layout cache or paged)");
     if (!serving) return POLYATTN_STATUS_SUCCESS;
     if (d->has_bias || d->has_attn_mask)
-        return reject(message, "%s: not available with varlen or a KV cache (its [seq_q, "
+        return reject(message,
+                      "%s: not available with varlen or a KV cache (its [seq_q, "
                       "seq_kv] shape has no per-sequence meaning)",
                       d->has_bias ? "has_bias" : "has_attn_mask");
     const int64_t seqs = *batch;
@@ -93,33 +100,45 @@ polyattn_status pa_serving_check(const polyattn_attention_desc *d, int64_t *batc
         break;
     case POLYATTN_KV_VARLEN:
         if (k->shape[0] != 1)
-            return reject(message, "k.shape[0] is %lld; kv_layout varlen packs k and v "
-                          "[1, heads_kv, total_kv, head_dim]", (long long)k->shape[0]);
+            return reject(message,
+                          "k.shape[0] is %lld; kv_layout varlen packs k and v "
+                          "[1, heads_kv, total_kv, head_dim]",
+                          (long long)k->shape[0]);
         break;
     case POLYATTN_KV_PAGED:
         if (k->shape[0] > INT32_MAX)
-            return reject(message, "k.shape[0] (num_blocks) is %lld; int32 block indices "
-                          "address at most 2^31 - 1 blocks", (long long)k->shape[0]);
+            return reject(message,
+                          "k.shape[0] (num_blocks) is %lld; int32 block indices "
+                          "address at most 2^31 - 1 blocks",
+                          (long long)k->shape[0]);
         if (k->shape[2] % 16 != 0)
-            return reject(message, "k.shape[2] (block_size) is %lld; a paged cache's block size "
-                          "is a multiple of 16", (long long)k->shape[2]);
+            return reject(message,
+                          "k.shape[2] (block_size) is %lld; a paged cache's block size "
+                          "is a multiple of 16",
+                          (long long)k->shape[2]);
         if (d->max_blocks_per_seq < 1)
-            return reject(message, "max_blocks_per_seq: %lld; a paged cache needs at least one "
-                          "block per sequence", (long long)d->max_blocks_per_seq);
+            return reject(message,
+                          "max_blocks_per_seq: %lld; a paged cache needs at least one "
+                          "block per sequence",
+                          (long long)d->max_blocks_per_seq);
         if (kv_addressable(d) > INT32_MAX ||
             pa_size_mul4(seqs, d->max_blocks_per_seq, 4, 1) > (uint64_t)INT64_MAX)
-            return reject(message, "max_blocks_per_seq: %lld blocks of %lld keys cannot be "
+            return reject(message,
+                          "max_blocks_per_seq: %lld blocks of %lld keys cannot be "
                           "addressed (at most 2^31 - 1 keys a sequence, and the block table's "
                           "bytes must fit int64)",
                           (long long)d->max_blocks_per_seq, (long long)k->shape[2]);
         break;
     }
     if (k->shape[2] > INT32_MAX)
-        return reject(message, "k.shape[2] is %lld; int32 offsets and lengths address at most "
-                      "2^31 - 1 keys", (long long)k->shape[2]);
+        return reject(message,
+                      "k.shape[2] is %lld; int32 offsets and lengths address at most "
+                      "2^31 - 1 keys",
+                      (long long)k->shape[2]);
     if (d->kv_layout != POLYATTN_KV_DENSE &&
         (d->max_seqlen_kv < 0 || d->max_seqlen_kv > kv_addressable(d)))
-        return reject(message, "max_seqlen_kv: %lld is not in [0, %lld], the keys a sequence "
+        return reject(message,
+                      "max_seqlen_kv: %lld is not in [0, %lld], the keys a sequence "
                       "can address (0: all of them)",
                       (long long)d->max_seqlen_kv, (long long)kv_addressable(d));
     if (d->has_kv_append) {
@@ -127,9 +146,10 @@ polyattn_status pa_serving_check(const polyattn_attention_desc *d, int64_t *batc
             (st = check_new_tensor(&d->v_new, "v_new", d, seqs, d->v.shape[3], message)))
             return st;
         if (d->k_new.shape[2] > kv_addressable(d))
-            return reject(message, "k_new.shape[2] (seq_new) is %lld but a sequence addresses "
-                          "at most %lld keys", (long long)d->k_new.shape[2],
-                          (long long)kv_addressable(d));
+            return reject(message,
+                          "k_new.shape[2] (seq_new) is %lld but a sequence addresses "
+                          "at most %lld keys",
+                          (long long)d->k_new.shape[2], (long long)kv_addressable(d));
         /* The caches are written: distinct rows must be distinct elements. */
         if ((st = pa_tensor_validate(&d->k, "k", 1, message)) ||
             (st = pa_tensor_validate(&d->v, "v", 1, message)))
@@ -168,7 +188,8 @@ void pa_problem_tensors(const pa_problem *p, polyattn_tensor_desc *q, polyattn_t
     const int64_t q_count = p->varlen_q ? 1 : p->batch;
     if (q) set_tensor(q, p->dtype, q_count, p->heads_q, p->total_q, p->head_dim, p->q_stride);
     if (k) set_tensor(k, p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim, p->k_stride);
-    if (v) set_tensor(v, p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim_v, p->v_stride);
+    if (v)
+        set_tensor(v, p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim_v, p->v_stride);
     if (o) set_tensor(o, p->dtype, q_count, p->heads_q, p->total_q, p->head_dim_v, p->o_stride);
 }
 
@@ -206,7 +227,8 @@ polyattn_status pa_bind_serving(polyattn_context *ctx, const pa_problem *p,
          &out->cu_seqlens_q},
         {"extra.cu_seqlens_kv", extra.cu_seqlens_kv,
          p->kv_layout == POLYATTN_KV_VARLEN ? offsets : 0, "kv_layout varlen", &out->cu_seqlens_kv},
-        {"extra.seqused_kv", extra.seqused_kv, cache && !backward ? pa_size_mul(4, (uint64_t)p->batch) : 0,
+        {"extra.seqused_kv", extra.seqused_kv,
+         cache && !backward ? pa_size_mul(4, (uint64_t)p->batch) : 0,
          "a KV cache (kv_layout cache or paged) in a forward", &out->seqused_kv},
         {"extra.block_table", extra.block_table,
          p->kv_layout == POLYATTN_KV_PAGED && !backward
@@ -232,10 +254,9 @@ polyattn_status pa_bind_serving(polyattn_context *ctx, const pa_problem *p,
             return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                    "%s: buffer belongs to another context", b[i].name);
         if (b[i].buf->bytes < b[i].need)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer holds %llu bytes but needs %llu", b[i].name,
-                                   (unsigned long long)b[i].buf->bytes,
-                                   (unsigned long long)b[i].need);
+            return pa_context_fail(
+                ctx, POLYATTN_STATUS_INVALID_ARGUMENT, "%s: buffer holds %llu bytes but needs %llu",
+                b[i].name, (unsigned long long)b[i].buf->bytes, (unsigned long long)b[i].need);
         b[i].ref->mem = b[i].buf->mem;
         b[i].ref->offset = b[i].buf->offset;
     }

@@ -4,7 +4,8 @@
 const char *polyattn_status_string(polyattn_status status)
 {
     switch (status) {
-#define PA_STATUS_TEXT_(name, value, text) case POLYATTN_STATUS_##name: return text;
+#define PA_STATUS_TEXT_(name, value, text)                                                         \
+    case POLYATTN_STATUS_##name: return text;
         POLYATTN_STATUS_TABLE(PA_STATUS_TEXT_)
 #undef PA_STATUS_TEXT_
     default: return "unknown status";
@@ -14,7 +15,8 @@ const char *polyattn_status_string(polyattn_status status)
 const char *polyattn_status_name(polyattn_status status)
 {
     switch (status) {
-#define PA_STATUS_NAME_(name, value, text) case POLYATTN_STATUS_##name: return #name;
+#define PA_STATUS_NAME_(name, value, text)                                                         \
+    case POLYATTN_STATUS_##name: return #name;
         POLYATTN_STATUS_TABLE(PA_STATUS_NAME_)
 #undef PA_STATUS_NAME_
     default: return "UNKNOWN";

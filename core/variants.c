@@ -41,7 +41,8 @@ polyattn_status pa_extra_read(polyattn_context *ctx, const polyattn_extra_tensor
                                "extra.struct_size: %zu is smaller than any "
                                "polyattn_extra_tensors (%zu)",
                                caller->struct_size, (size_t)EXTRA_V1_SIZE);
-    memcpy(extra, caller, caller->struct_size < sizeof *extra ? caller->struct_size : sizeof *extra);
+    memcpy(extra, caller,
+           caller->struct_size < sizeof *extra ? caller->struct_size : sizeof *extra);
     extra->struct_size = sizeof *extra;
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -57,10 +58,10 @@ polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
     /* One struct serves a forward and its backward: the forward ignores the gradients. */
     if (!backward) extra.d_bias = NULL, extra.d_sinks = NULL;
     const uint64_t heads = (uint64_t)p->heads_q;
-    const uint64_t alibi_bytes =
-        p->alibi == POLYATTN_ALIBI_PER_HEAD         ? pa_size_mul(heads, 4)
-        : p->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD ? pa_size_mul4(p->batch, p->heads_q, 4, 1)
-                                                    : 0;
+    const uint64_t alibi_bytes = p->alibi == POLYATTN_ALIBI_PER_HEAD ? pa_size_mul(heads, 4)
+                                 : p->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD
+                                     ? pa_size_mul4(p->batch, p->heads_q, 4, 1)
+                                     : 0;
     const uint64_t bias_grad_bytes =
         backward && p->want_bias_grad
             ? pa_size_mul(pa_size_mul4(p->bias_shape[0], p->bias_shape[1], p->bias_shape[2],
@@ -99,10 +100,9 @@ polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
             return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                    "%s: buffer belongs to another context", b[i].name);
         if (b[i].buf->bytes < b[i].need)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer holds %llu bytes but needs %llu", b[i].name,
-                                   (unsigned long long)b[i].buf->bytes,
-                                   (unsigned long long)b[i].need);
+            return pa_context_fail(
+                ctx, POLYATTN_STATUS_INVALID_ARGUMENT, "%s: buffer holds %llu bytes but needs %llu",
+                b[i].name, (unsigned long long)b[i].buf->bytes, (unsigned long long)b[i].need);
         b[i].ref->mem = b[i].buf->mem;
         b[i].ref->offset = b[i].buf->offset;
     }

@@ -38,15 +38,15 @@ POLYATTN_API int polyattn_abi_version(void);
 /* ---- status -------------------------------------------------------------- */
 
 /* X(name, value, description) */
-#define POLYATTN_STATUS_TABLE(X)                                                      \
-    X(SUCCESS, 0, "success")                                                          \
-    X(INVALID_ARGUMENT, 1, "invalid argument")                                        \
-    X(UNSUPPORTED, 2, "unsupported by this backend, device or algorithm")             \
-    X(OUT_OF_MEMORY, 3, "out of memory")                                              \
-    X(OVER_BUDGET, 4, "exceeds the memory budget")                                    \
-    X(NOT_FOUND, 5, "no such backend or device")                                      \
-    X(DEVICE_ERROR, 6, "device, driver or vendor library error")                      \
-    X(KERNEL_BUILD_FAILED, 7, "kernel compilation failed")                            \
+#define POLYATTN_STATUS_TABLE(X)                                                                   \
+    X(SUCCESS, 0, "success")                                                                       \
+    X(INVALID_ARGUMENT, 1, "invalid argument")                                                     \
+    X(UNSUPPORTED, 2, "unsupported by this backend, device or algorithm")                          \
+    X(OUT_OF_MEMORY, 3, "out of memory")                                                           \
+    X(OVER_BUDGET, 4, "exceeds the memory budget")                                                 \
+    X(NOT_FOUND, 5, "no such backend or device")                                                   \
+    X(DEVICE_ERROR, 6, "device, driver or vendor library error")                                   \
+    X(KERNEL_BUILD_FAILED, 7, "kernel compilation failed")                                         \
     X(INTERNAL_ERROR, 8, "internal error")
 
 typedef enum polyattn_status {
@@ -134,13 +134,13 @@ typedef enum polyattn_backend {
     POLYATTN_BACKEND_CUDA = 1,
     POLYATTN_BACKEND_HIP = 2,
     POLYATTN_BACKEND_OPENCL = 3,
-    POLYATTN_BACKEND_HOST = 4  /* plain C reference, double accumulation */
+    POLYATTN_BACKEND_HOST = 4 /* plain C reference, double accumulation */
 } polyattn_backend;
 #define POLYATTN_BACKEND_COUNT 5
 
-POLYATTN_API const char *polyattn_dtype_name(polyattn_dtype dtype);     /* "f32" */
-POLYATTN_API const char *polyattn_mask_name(polyattn_mask mask);        /* "causal-top-left" */
-POLYATTN_API const char *polyattn_algo_name(polyattn_algo algo);        /* "flash" */
+POLYATTN_API const char *polyattn_dtype_name(polyattn_dtype dtype);       /* "f32" */
+POLYATTN_API const char *polyattn_mask_name(polyattn_mask mask);          /* "causal-top-left" */
+POLYATTN_API const char *polyattn_algo_name(polyattn_algo algo);          /* "flash" */
 POLYATTN_API const char *polyattn_backend_name(polyattn_backend backend); /* "cuda" */
 /* Bytes per element of a dtype, 0 for an unknown value. */
 POLYATTN_API size_t polyattn_dtype_size(polyattn_dtype dtype);
@@ -162,16 +162,16 @@ typedef struct polyattn_device_info {
     char name[256];
     char vendor[128];
     char driver_version[128];
-    char arch[64];              /* "sm_90", "gfx90a", "OpenCL C 3.0", "x86_64" */
+    char arch[64]; /* "sm_90", "gfx90a", "OpenCL C 3.0", "x86_64" */
     uint64_t global_mem_bytes;
-    uint64_t local_mem_bytes;   /* shared memory / LDS / local memory per work-group */
+    uint64_t local_mem_bytes; /* shared memory / LDS / local memory per work-group */
     int compute_units;
     int max_work_group_size;
-    int subgroup_size;          /* warp / wavefront / subgroup size, 0 if unknown */
-    int f16_storage;            /* f16 tensors accepted */
-    int bf16_storage;           /* bf16 tensors accepted */
-    int f16_arithmetic;         /* native half arithmetic (cl_khr_fp16, tensor cores) */
-    int bf16_arithmetic;        /* native bf16 matrix arithmetic */
+    int subgroup_size;   /* warp / wavefront / subgroup size, 0 if unknown */
+    int f16_storage;     /* f16 tensors accepted */
+    int bf16_storage;    /* bf16 tensors accepted */
+    int f16_arithmetic;  /* native half arithmetic (cl_khr_fp16, tensor cores) */
+    int bf16_arithmetic; /* native bf16 matrix arithmetic */
 } polyattn_device_info;
 
 POLYATTN_API polyattn_status polyattn_device_get_info(polyattn_backend backend, int index,
@@ -230,7 +230,12 @@ POLYATTN_API polyattn_status polyattn_buffer_read(const polyattn_buffer *buffer,
 /* ---- descriptors --------------------------------------------------------- */
 
 /* Dimension order of shape[] and strides[]. */
-enum { POLYATTN_DIM_BATCH = 0, POLYATTN_DIM_HEADS = 1, POLYATTN_DIM_SEQ = 2, POLYATTN_DIM_HEAD = 3 };
+enum {
+    POLYATTN_DIM_BATCH = 0,
+    POLYATTN_DIM_HEADS = 1,
+    POLYATTN_DIM_SEQ = 2,
+    POLYATTN_DIM_HEAD = 3
+};
 
 typedef struct polyattn_tensor_desc {
     polyattn_dtype dtype;
@@ -369,10 +374,9 @@ typedef struct polyattn_attention_desc {
  *   a causal one (O = 0, LSE = -inf; with sinks, O = 0 and LSE = the sink). */
 
 /* Fills a descriptor for contiguous BHSD tensors of one dtype, scale 0, no mask. */
-POLYATTN_API void polyattn_attention_desc_init(polyattn_attention_desc *desc,
-                                               polyattn_dtype dtype, int64_t batch,
-                                               int64_t heads_q, int64_t heads_kv, int64_t seq_q,
-                                               int64_t seq_kv, int64_t head_dim,
+POLYATTN_API void polyattn_attention_desc_init(polyattn_attention_desc *desc, polyattn_dtype dtype,
+                                               int64_t batch, int64_t heads_q, int64_t heads_kv,
+                                               int64_t seq_q, int64_t seq_kv, int64_t head_dim,
                                                int64_t head_dim_v);
 
 /* Checks a descriptor without a device.  On failure, *message (may be NULL) names the
@@ -422,29 +426,29 @@ typedef struct polyattn_plan polyattn_plan;
 /* What the planner thought of one algorithm. */
 typedef struct polyattn_candidate {
     polyattn_algo algo;
-    polyattn_status status;      /* SUCCESS: eligible; else why it was rejected */
+    polyattn_status status; /* SUCCESS: eligible; else why it was rejected */
     int chosen;
     uint64_t workspace_bytes;
-    uint64_t device_bytes;       /* inputs + outputs + workspace on the device */
-    char reason[256];            /* why chosen, or why rejected */
+    uint64_t device_bytes; /* inputs + outputs + workspace on the device */
+    char reason[256];      /* why chosen, or why rejected */
 } polyattn_candidate;
 
 typedef struct polyattn_plan_info {
     size_t struct_size;
     polyattn_backend backend;
     polyattn_algo algo;
-    uint64_t workspace_bytes;    /* the caller passes a buffer at least this large */
-    uint64_t device_bytes;       /* estimated device memory of a call, inputs included */
+    uint64_t workspace_bytes; /* the caller passes a buffer at least this large */
+    uint64_t device_bytes;    /* estimated device memory of a call, inputs included */
     /* 2*(head_dim + head_dim_v) per visible (query, key) pair.  Serving layouts: the
      * lengths live on the device, so flops is an upper bound, counted as num_seqs
      * sequences of max_seqlen_q queries and max_seqlen_kv keys each (give tight max_seqlen
      * hints for a tight figure), and min_bytes_moved and device_bytes count the tensors as
      * described (whole caches, every packed row, the appended rows, the LSE). */
     double flops;
-    double min_bytes_moved;      /* each input read once, each output written once */
+    double min_bytes_moved; /* each input read once, each output written once */
     int kernel_launches;
-    char reason[256];            /* why this algorithm was chosen */
-    int n_candidates;            /* unfused, fused, flash in that order */
+    char reason[256]; /* why this algorithm was chosen */
+    int n_candidates; /* unfused, fused, flash in that order */
     polyattn_candidate candidates[3];
     /* Plans made with want_backward: the workspace polyattn_backward needs (else 0). */
     uint64_t backward_workspace_bytes;
@@ -486,8 +490,7 @@ POLYATTN_API polyattn_status polyattn_forward(polyattn_plan *plan, const polyatt
  * Queries that see no key (fully masked rows) get dq = 0 and add nothing to dk and dv. */
 POLYATTN_API polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
                                                const polyattn_buffer *k, const polyattn_buffer *v,
-                                               const polyattn_buffer *o,
-                                               const polyattn_buffer *d_o,
+                                               const polyattn_buffer *o, const polyattn_buffer *d_o,
                                                const polyattn_buffer *lse, polyattn_buffer *dq,
                                                polyattn_buffer *dk, polyattn_buffer *dv,
                                                polyattn_buffer *workspace);
@@ -520,10 +523,9 @@ typedef struct polyattn_extra_tensors {
  * calls: the forward ignores d_bias and d_sinks.  With varlen_q the LSE (and the
  * backward's lse) is f32 contiguous [heads_q, total_q]. */
 POLYATTN_API polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *q,
-                                                 const polyattn_buffer *k,
-                                                 const polyattn_buffer *v, polyattn_buffer *o,
-                                                 polyattn_buffer *lse, polyattn_buffer *probs,
-                                                 polyattn_buffer *workspace,
+                                                 const polyattn_buffer *k, const polyattn_buffer *v,
+                                                 polyattn_buffer *o, polyattn_buffer *lse,
+                                                 polyattn_buffer *probs, polyattn_buffer *workspace,
                                                  const polyattn_extra_tensors *extra);
 POLYATTN_API polyattn_status polyattn_backward_ex(
     polyattn_plan *plan, const polyattn_buffer *q, const polyattn_buffer *k,
@@ -569,8 +571,7 @@ POLYATTN_API polyattn_status polyattn_merge_states(polyattn_context *context,
                                                    const polyattn_merge_desc *desc,
                                                    const polyattn_buffer *parts,
                                                    const polyattn_buffer *parts_lse,
-                                                   polyattn_buffer *out,
-                                                   polyattn_buffer *out_lse);
+                                                   polyattn_buffer *out, polyattn_buffer *out_lse);
 
 /* ---- timing -------------------------------------------------------------- */
 
@@ -582,8 +583,8 @@ POLYATTN_API polyattn_status polyattn_event_create(polyattn_context *context,
 POLYATTN_API void polyattn_event_destroy(polyattn_event *event);
 POLYATTN_API polyattn_status polyattn_event_record(polyattn_event *event);
 /* Blocks until both events completed; milliseconds from start to end. */
-POLYATTN_API polyattn_status polyattn_event_elapsed_ms(polyattn_event *start,
-                                                       polyattn_event *end, double *ms);
+POLYATTN_API polyattn_status polyattn_event_elapsed_ms(polyattn_event *start, polyattn_event *end,
+                                                       double *ms);
 
 #ifdef __cplusplus
 }

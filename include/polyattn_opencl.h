@@ -19,16 +19,14 @@ extern "C" {
 /* A context on the caller's context, device and in-order queue (all retained while the
  * polyattn context lives; none is released beyond that).  The queue must have
  * CL_QUEUE_PROFILING_ENABLE for polyattn events to time; forward work goes onto it. */
-POLYATTN_API polyattn_status polyattn_context_create_opencl(cl_context cl_ctx,
-                                                            cl_device_id device,
+POLYATTN_API polyattn_status polyattn_context_create_opencl(cl_context cl_ctx, cl_device_id device,
                                                             cl_command_queue queue,
                                                             polyattn_context **context);
 
 /* A buffer over the caller's cl_mem (bytes <= its size), never copied nor released by
  * polyattn; the cl_mem must belong to the context's cl_context. */
 POLYATTN_API polyattn_status polyattn_buffer_wrap_opencl(polyattn_context *context, cl_mem mem,
-                                                         uint64_t bytes,
-                                                         polyattn_buffer **buffer);
+                                                         uint64_t bytes, polyattn_buffer **buffer);
 
 #ifdef __cplusplus
 }

@@ -70,12 +70,14 @@ static int check_workspace_rejection(polyattn_context *ctx, const polyattn_algo 
         info.struct_size = sizeof info;
         if (polyattn_plan_create(ctx, &desc, &opt, &plan) != POLYATTN_STATUS_SUCCESS)
             continue; /* reported by the main loop */
-        if (polyattn_plan_get_info(plan, &info) != POLYATTN_STATUS_SUCCESS || info.workspace_bytes == 0 ||
+        if (polyattn_plan_get_info(plan, &info) != POLYATTN_STATUS_SUCCESS ||
+            info.workspace_bytes == 0 ||
             polyattn_buffer_alloc(ctx, polyattn_tensor_desc_bytes(&desc.q), &q) ||
             polyattn_buffer_alloc(ctx, polyattn_tensor_desc_bytes(&desc.k), &k) ||
             polyattn_buffer_alloc(ctx, polyattn_tensor_desc_bytes(&desc.v), &v) ||
             polyattn_buffer_alloc(ctx, polyattn_tensor_desc_bytes(&desc.o), &o) ||
-            (info.workspace_bytes > 1 && polyattn_buffer_alloc(ctx, info.workspace_bytes - 1, &ws))) {
+            (info.workspace_bytes > 1 &&
+             polyattn_buffer_alloc(ctx, info.workspace_bytes - 1, &ws))) {
             polyattn_buffer_free(q), polyattn_buffer_free(k), polyattn_buffer_free(v);
             polyattn_buffer_free(o), polyattn_buffer_free(ws);
             polyattn_plan_destroy(plan);
@@ -83,11 +85,14 @@ static int check_workspace_rejection(polyattn_context *ctx, const polyattn_algo 
         }
         st_null = polyattn_forward(plan, q, k, v, o, NULL, NULL, NULL);
         const int null_named = strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
-        st_short = ws ? polyattn_forward(plan, q, k, v, o, NULL, NULL, ws) : POLYATTN_STATUS_INVALID_ARGUMENT;
-        const int short_named = !ws || strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
-        if (st_null != POLYATTN_STATUS_INVALID_ARGUMENT || st_short != POLYATTN_STATUS_INVALID_ARGUMENT ||
-            !null_named || !short_named) {
-            printf("FAIL        %-28s f32  %-7s : a missing or short workspace (%llu B needed) was not "
+        st_short = ws ? polyattn_forward(plan, q, k, v, o, NULL, NULL, ws)
+                      : POLYATTN_STATUS_INVALID_ARGUMENT;
+        const int short_named =
+            !ws || strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
+        if (st_null != POLYATTN_STATUS_INVALID_ARGUMENT ||
+            st_short != POLYATTN_STATUS_INVALID_ARGUMENT || !null_named || !short_named) {
+            printf("FAIL        %-28s f32  %-7s : a missing or short workspace (%llu B needed) was "
+                   "not "
                    "rejected with a message naming it: %s / %s\n",
                    "workspace-check", polyattn_algo_name(algos[a]),
                    (unsigned long long)info.workspace_bytes, polyattn_status_name(st_null),
@@ -114,8 +119,10 @@ static int check_backward_workspace_rejection(polyattn_context *ctx, const polya
     polyattn_attention_desc desc;
     int failures = 0;
     pa_tk_case_desc(c, POLYATTN_DTYPE_F32, &desc);
-    const uint64_t qb = polyattn_tensor_desc_bytes(&desc.q), kb = polyattn_tensor_desc_bytes(&desc.k),
-                   vb = polyattn_tensor_desc_bytes(&desc.v), ob = polyattn_tensor_desc_bytes(&desc.o),
+    const uint64_t qb = polyattn_tensor_desc_bytes(&desc.q),
+                   kb = polyattn_tensor_desc_bytes(&desc.k),
+                   vb = polyattn_tensor_desc_bytes(&desc.v),
+                   ob = polyattn_tensor_desc_bytes(&desc.o),
                    lb = (uint64_t)(desc.q.shape[0] * desc.q.shape[1] * desc.q.shape[2]) * 4;
     for (int a = 0; a < n_algos; a++) {
         polyattn_plan_options opt;
@@ -140,24 +147,27 @@ static int check_backward_workspace_rejection(polyattn_context *ctx, const polya
             ok = polyattn_buffer_alloc(ctx, info.backward_workspace_bytes - 1, &ws) ==
                  POLYATTN_STATUS_SUCCESS;
         if (ok) {
-            polyattn_status st_null = polyattn_backward(plan, b[0], b[1], b[2], b[3], b[4], b[5],
-                                                        b[6], b[7], b[8], NULL);
+            polyattn_status st_null =
+                polyattn_backward(plan, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], NULL);
             const int null_named = strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
-            polyattn_status st_short =
-                ws ? polyattn_backward(plan, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], ws)
-                   : POLYATTN_STATUS_INVALID_ARGUMENT;
-            const int short_named = !ws || strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
-            if (st_null != POLYATTN_STATUS_INVALID_ARGUMENT || st_short != POLYATTN_STATUS_INVALID_ARGUMENT ||
-                !null_named || !short_named) {
-                printf("FAIL        %-28s f32  %-7s : a missing or short backward workspace (%llu B) "
-                       "was not rejected with a message naming it: %s / %s\n",
-                       "backward-workspace-check", polyattn_algo_name(algos[a]),
-                       (unsigned long long)info.backward_workspace_bytes,
-                       polyattn_status_name(st_null), polyattn_status_name(st_short));
+            polyattn_status st_short = ws ? polyattn_backward(plan, b[0], b[1], b[2], b[3], b[4],
+                                                              b[5], b[6], b[7], b[8], ws)
+                                          : POLYATTN_STATUS_INVALID_ARGUMENT;
+            const int short_named =
+                !ws || strstr(polyattn_context_last_error(ctx), "workspace") != NULL;
+            if (st_null != POLYATTN_STATUS_INVALID_ARGUMENT ||
+                st_short != POLYATTN_STATUS_INVALID_ARGUMENT || !null_named || !short_named) {
+                printf(
+                    "FAIL        %-28s f32  %-7s : a missing or short backward workspace (%llu B) "
+                    "was not rejected with a message naming it: %s / %s\n",
+                    "backward-workspace-check", polyattn_algo_name(algos[a]),
+                    (unsigned long long)info.backward_workspace_bytes,
+                    polyattn_status_name(st_null), polyattn_status_name(st_short));
                 failures++;
             } else {
-                printf("PASS        %-28s f32  %-7s : missing and short backward workspace rejected\n",
-                       "backward-workspace-check", polyattn_algo_name(algos[a]));
+                printf(
+                    "PASS        %-28s f32  %-7s : missing and short backward workspace rejected\n",
+                    "backward-workspace-check", polyattn_algo_name(algos[a]));
             }
         }
         polyattn_context_synchronize(ctx);
@@ -182,8 +192,7 @@ static int backward_suite(polyattn_context *ctx, const polyattn_device_info *inf
     for (ci = 0; ci < n_cases; ci++) {
         const pa_tk_case *c = &cases[ci];
         int di, ai;
-        if (only_case && strcmp(only_case, c->name) != 0)
-            continue;
+        if (only_case && strcmp(only_case, c->name) != 0) continue;
         for (di = 0; di < n_dtypes; di++) {
             const polyattn_dtype dtype = dtypes[di];
             if ((dtype == POLYATTN_DTYPE_F16 && !info->f16_storage) ||
@@ -209,8 +218,8 @@ static int backward_suite(polyattn_context *ctx, const polyattn_device_info *inf
                 }
                 st = pa_tk_run_backward(ctx, &p, algo, 0, &r);
                 if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
-                    printf("UNSUPPORTED %-28s %-4s %-7s : %s\n", c->name, polyattn_dtype_name(dtype),
-                           polyattn_algo_name(algo), r.message);
+                    printf("UNSUPPORTED %-28s %-4s %-7s : %s\n", c->name,
+                           polyattn_dtype_name(dtype), polyattn_algo_name(algo), r.message);
                     (*unsupported)++;
                 } else if (st != POLYATTN_STATUS_SUCCESS || !r.pass) {
                     printf("FAIL        %-28s %-4s %-7s : %s%s%s dQ %.3g dK %.3g dV %.3g (rel; tol "
@@ -229,8 +238,8 @@ static int backward_suite(polyattn_context *ctx, const polyattn_device_info *inf
                            "tol %.0e + condition)  [%s, ws %llu B, %.0f ms]\n",
                            c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo),
                            r.dq_max_rel, r.dk_max_rel, r.dv_max_rel, var_text, r.tolerance,
-                           polyattn_algo_name(r.algo), (unsigned long long)r.backward_workspace_bytes,
-                           now_ms() - t0);
+                           polyattn_algo_name(r.algo),
+                           (unsigned long long)r.backward_workspace_bytes, now_ms() - t0);
                     (*passed)++;
                 }
                 fflush(stdout);
@@ -244,7 +253,8 @@ static int backward_suite(polyattn_context *ctx, const polyattn_device_info *inf
 int main(int argc, char **argv)
 {
     polyattn_backend backend = POLYATTN_BACKEND_HOST;
-    int device = 0, have_backend = 0, list = 0, backward = 0, i, n_algos = 0, n_dtypes = 0, count = 0;
+    int device = 0, have_backend = 0, list = 0, backward = 0, i, n_algos = 0, n_dtypes = 0,
+        count = 0;
     polyattn_algo algos[4];
     polyattn_dtype dtypes[3];
     const char *only_case = NULL, *reason = NULL;
@@ -330,17 +340,21 @@ int main(int argc, char **argv)
         return 2;
     }
     if (n_algos == 0) {
-        algos[0] = POLYATTN_ALGO_UNFUSED, algos[1] = POLYATTN_ALGO_FUSED, algos[2] = POLYATTN_ALGO_FLASH;
+        algos[0] = POLYATTN_ALGO_UNFUSED, algos[1] = POLYATTN_ALGO_FUSED,
+        algos[2] = POLYATTN_ALGO_FLASH;
         n_algos = 3;
     }
     if (n_dtypes == 0) {
-        dtypes[0] = POLYATTN_DTYPE_F32, dtypes[1] = POLYATTN_DTYPE_F16, dtypes[2] = POLYATTN_DTYPE_BF16;
+        dtypes[0] = POLYATTN_DTYPE_F32, dtypes[1] = POLYATTN_DTYPE_F16,
+        dtypes[2] = POLYATTN_DTYPE_BF16;
         n_dtypes = 3;
     }
     gpu = backend != POLYATTN_BACKEND_HOST;
-    forced = getenv("POLYATTN_FORCE") && *getenv("POLYATTN_FORCE") ? getenv("POLYATTN_FORCE") : NULL;
+    forced =
+        getenv("POLYATTN_FORCE") && *getenv("POLYATTN_FORCE") ? getenv("POLYATTN_FORCE") : NULL;
 
-    if (polyattn_device_count(backend, &count, &reason) != POLYATTN_STATUS_SUCCESS || count <= device) {
+    if (polyattn_device_count(backend, &count, &reason) != POLYATTN_STATUS_SUCCESS ||
+        count <= device) {
         printf("SKIP: %s device %d absent (%d device(s)%s%s)\n", polyattn_backend_name(backend),
                device, count, reason ? ": " : "", reason ? reason : "");
         return PA_TK_SKIP;
@@ -357,18 +371,15 @@ int main(int argc, char **argv)
            info.name, info.driver_version);
 
     if (backward) {
-        if (!only_case)
-            failed += check_backward_workspace_rejection(ctx, algos, n_algos);
+        if (!only_case) failed += check_backward_workspace_rejection(ctx, algos, n_algos);
         failed += backward_suite(ctx, &info, only_case, algos, n_algos, dtypes, n_dtypes, seed,
                                  &passed, &unsupported);
         n_cases = 0; /* the forward loop below is skipped */
-    } else if (!only_case)
-        failed += check_workspace_rejection(ctx, algos, n_algos);
+    } else if (!only_case) failed += check_workspace_rejection(ctx, algos, n_algos);
     for (ci = 0; ci < n_cases; ci++) {
         const pa_tk_case *c = &cases[ci];
         int di, ai;
-        if (only_case && strcmp(only_case, c->name) != 0)
-            continue;
+        if (only_case && strcmp(only_case, c->name) != 0) continue;
         for (di = 0; di < n_dtypes; di++) {
             const polyattn_dtype dtype = dtypes[di];
             int ran = 0, rejected_flash = 0, tried_flash = 0;
@@ -386,8 +397,7 @@ int main(int argc, char **argv)
                 polyattn_status st;
                 double t0 = now_ms();
                 const char *outputs = "O,LSE,P";
-                if (algo == POLYATTN_ALGO_FLASH)
-                    tried_flash = 1;
+                if (algo == POLYATTN_ALGO_FLASH) tried_flash = 1;
                 /* fresh inputs for every combination */
                 st = pa_tk_problem_init(&p, c, dtype, seed * 16 + (unsigned)algo);
                 if (st != POLYATTN_STATUS_SUCCESS) {
@@ -404,29 +414,29 @@ int main(int argc, char **argv)
                     outputs = "O,LSE";
                 }
                 if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
-                    printf("UNSUPPORTED %-28s %-4s %-7s : %s\n", c->name, polyattn_dtype_name(dtype),
-                           polyattn_algo_name(algo), r.message);
+                    printf("UNSUPPORTED %-28s %-4s %-7s : %s\n", c->name,
+                           polyattn_dtype_name(dtype), polyattn_algo_name(algo), r.message);
                     unsupported++;
-                    if (algo == POLYATTN_ALGO_FLASH)
-                        rejected_flash = 1;
+                    if (algo == POLYATTN_ALGO_FLASH) rejected_flash = 1;
                 } else if (st != POLYATTN_STATUS_SUCCESS || !r.pass) {
-                    printf("FAIL        %-28s %-4s %-7s : %s%s%s O err %.3g (rel %.3g) LSE err %.3g "
-                           "P err %.3g\n",
-                           c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo),
-                           st != POLYATTN_STATUS_SUCCESS ? polyattn_status_name(st) : "",
-                           st != POLYATTN_STATUS_SUCCESS ? ": " : "", r.message, r.o_max_abs,
-                           r.o_max_rel, r.lse_max_abs, r.probs_max_abs);
+                    printf(
+                        "FAIL        %-28s %-4s %-7s : %s%s%s O err %.3g (rel %.3g) LSE err %.3g "
+                        "P err %.3g\n",
+                        c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo),
+                        st != POLYATTN_STATUS_SUCCESS ? polyattn_status_name(st) : "",
+                        st != POLYATTN_STATUS_SUCCESS ? ": " : "", r.message, r.o_max_abs,
+                        r.o_max_rel, r.lse_max_abs, r.probs_max_abs);
                     failed++;
                     ran = 1;
                 } else {
                     char perr[32] = "-";
-                    if (r.checked_probs)
-                        snprintf(perr, sizeof perr, "%.3g", r.probs_max_abs);
+                    if (r.checked_probs) snprintf(perr, sizeof perr, "%.3g", r.probs_max_abs);
                     printf("PASS        %-28s %-4s %-7s : %-7s O err %.3g (rel %.3g) LSE err %.3g "
                            "P err %s  [%s, ws %llu B, %.0f ms]\n",
                            c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo), outputs,
-                           r.o_max_abs, r.o_max_rel, r.lse_max_abs, perr, polyattn_algo_name(r.algo),
-                           (unsigned long long)r.workspace_bytes, now_ms() - t0);
+                           r.o_max_abs, r.o_max_rel, r.lse_max_abs, perr,
+                           polyattn_algo_name(r.algo), (unsigned long long)r.workspace_bytes,
+                           now_ms() - t0);
                     passed++;
                     ran = 1;
                 }
@@ -454,7 +464,8 @@ int main(int argc, char **argv)
         failed++;
     }
     printf("conformance%s %s: %d passed, %d failed, %d unsupported (%.1f s)\n",
-           backward ? " --backward" : "", polyattn_backend_name(backend), passed, failed, unsupported, (now_ms() - t_start) / 1e3);
+           backward ? " --backward" : "", polyattn_backend_name(backend), passed, failed,
+           unsupported, (now_ms() - t_start) / 1e3);
     polyattn_context_destroy(ctx);
     pa_tk_shutdown();
     return failed ? 1 : 0;

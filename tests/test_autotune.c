@@ -9,14 +9,14 @@
 #include <unistd.h>
 
 static int failures;
-#define EXPECT(cond, ...)                                                                  \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            failures++;                                                                    \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fputc('\n', stderr);                                                           \
-        }                                                                                  \
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 static polyattn_plan_info plan_with(polyattn_context *ctx, int64_t seq, const char *cache,
@@ -73,7 +73,8 @@ int main(void)
     FILE *f = fopen(cache, "r");
     EXPECT(f && fgets(line, sizeof line, f), "cache file %s is empty", cache);
     if (f) fclose(f);
-    EXPECT(sscanf(line, "%319s %31s", key, algo) == 2 && strcmp(algo, polyattn_algo_name(a.algo)) == 0,
+    EXPECT(sscanf(line, "%319s %31s", key, algo) == 2 &&
+               strcmp(algo, polyattn_algo_name(a.algo)) == 0,
            "line: %s", line);
 
     /* A second file naming the other algorithm for this bucket, after a damaged line, is
@@ -84,7 +85,8 @@ int main(void)
     close(fd);
     f = fopen(cache2, "w");
     if (f) {
-        fprintf(f, "garbage-without-algorithm\n%s no-such-algo\n%s %s\n", key, key, other_algo(a.algo));
+        fprintf(f, "garbage-without-algorithm\n%s no-such-algo\n%s %s\n", key, key,
+                other_algo(a.algo));
         fclose(f);
     }
     polyattn_plan_info c = plan_with(ctx, 45, cache2, 0);

@@ -26,13 +26,13 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static polyattn_context *ctx;
@@ -85,16 +85,19 @@ static void forward_double(const dims *d, const double *q, const double *k, cons
                 const int64_t row = (b * d->heads_q + h) * d->seq_q + i, n = visible(d, i);
                 const double *qi = q + row * d->head_dim;
                 double *oi = o + row * d->head_dim_v, mx = -INFINITY, sum = 0.0;
-                for (int64_t x = 0; x < d->head_dim_v; x++) oi[x] = 0.0;
+                for (int64_t x = 0; x < d->head_dim_v; x++)
+                    oi[x] = 0.0;
                 if (lse) lse[row] = -INFINITY;
                 if (n == 0) continue;
                 for (int64_t j = 0; j < n; j++) {
                     double dot = 0.0;
-                    for (int64_t x = 0; x < d->head_dim; x++) dot += qi[x] * kh[j * d->head_dim + x];
+                    for (int64_t x = 0; x < d->head_dim; x++)
+                        dot += qi[x] * kh[j * d->head_dim + x];
                     s[j] = d->scale * dot;
                     if (s[j] > mx) mx = s[j];
                 }
-                for (int64_t j = 0; j < n; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int64_t j = 0; j < n; j++)
+                    sum += (s[j] = exp(s[j] - mx));
                 for (int64_t j = 0; j < n; j++)
                     for (int64_t x = 0; x < d->head_dim_v; x++)
                         oi[x] += s[j] / sum * vh[j * d->head_dim_v + x];
@@ -109,7 +112,8 @@ static double loss(const dims *d, const double *q, const double *k, const double
 {
     double l = 0.0;
     forward_double(d, q, k, v, o_scratch, NULL);
-    for (size_t i = 0; i < o_n; i++) l += d_o[i] * o_scratch[i];
+    for (size_t i = 0; i < o_n; i++)
+        l += d_o[i] * o_scratch[i];
     return l;
 }
 
@@ -149,8 +153,10 @@ static size_t elems(const polyattn_tensor_desc *t)
 static int64_t offset_of(const polyattn_tensor_desc *t, size_t linear)
 {
     int64_t idx[4], rest = (int64_t)linear, off = 0;
-    for (int a = 3; a >= 0; a--) idx[a] = rest % t->shape[a], rest /= t->shape[a];
-    for (int a = 0; a < 4; a++) off += idx[a] * t->strides[a];
+    for (int a = 3; a >= 0; a--)
+        idx[a] = rest % t->shape[a], rest /= t->shape[a];
+    for (int a = 0; a < 4; a++)
+        off += idx[a] * t->strides[a];
     return off;
 }
 
@@ -209,7 +215,7 @@ typedef struct problem {
     polyattn_attention_desc desc;
     size_t nq, nk, nv, no, rows;
     double *q, *k, *v, *d_o; /* rounded to dtype */
-    grads fd;               /* finite differences */
+    grads fd;                /* finite differences */
 } problem;
 
 static void problem_init(problem *pr, const bwd_case *c, polyattn_dtype dtype)
@@ -226,8 +232,14 @@ static void problem_init(problem *pr, const bwd_case *c, polyattn_dtype dtype)
     tensor_desc(&pr->desc.o, dtype, c->bshd, c->batch, c->heads_q, c->seq_q, c->head_dim_v);
     pr->desc.mask = c->mask;
     pr->desc.scale = c->scale;
-    pr->d = (dims){c->batch, c->heads_q, c->heads_kv, c->seq_q, c->seq_kv, c->head_dim,
-                   c->head_dim_v, c->mask,
+    pr->d = (dims){c->batch,
+                   c->heads_q,
+                   c->heads_kv,
+                   c->seq_q,
+                   c->seq_kv,
+                   c->head_dim,
+                   c->head_dim_v,
+                   c->mask,
                    c->scale != 0.0f ? (double)c->scale : 1.0 / sqrt((double)c->head_dim)};
     pr->nq = elems(&pr->desc.q), pr->nk = elems(&pr->desc.k), pr->nv = elems(&pr->desc.v);
     pr->no = elems(&pr->desc.o);
@@ -236,10 +248,14 @@ static void problem_init(problem *pr, const bwd_case *c, polyattn_dtype dtype)
     pr->v = malloc(pr->nv * sizeof(double)), pr->d_o = malloc(pr->no * sizeof(double));
     pa_tk_rng_seed(&rng, pa_tk_hash(c->name, (uint64_t)dtype));
     /* Magnitude 2 makes the softmax far from uniform, so P's Jacobian matters. */
-    for (size_t i = 0; i < pr->nq; i++) pr->q[i] = pa_tk_round((float)(2.0 * pa_tk_rng_uniform(&rng)), dtype);
-    for (size_t i = 0; i < pr->nk; i++) pr->k[i] = pa_tk_round((float)(2.0 * pa_tk_rng_uniform(&rng)), dtype);
-    for (size_t i = 0; i < pr->nv; i++) pr->v[i] = pa_tk_round((float)pa_tk_rng_uniform(&rng), dtype);
-    for (size_t i = 0; i < pr->no; i++) pr->d_o[i] = pa_tk_round((float)pa_tk_rng_uniform(&rng), dtype);
+    for (size_t i = 0; i < pr->nq; i++)
+        pr->q[i] = pa_tk_round((float)(2.0 * pa_tk_rng_uniform(&rng)), dtype);
+    for (size_t i = 0; i < pr->nk; i++)
+        pr->k[i] = pa_tk_round((float)(2.0 * pa_tk_rng_uniform(&rng)), dtype);
+    for (size_t i = 0; i < pr->nv; i++)
+        pr->v[i] = pa_tk_round((float)pa_tk_rng_uniform(&rng), dtype);
+    for (size_t i = 0; i < pr->no; i++)
+        pr->d_o[i] = pa_tk_round((float)pa_tk_rng_uniform(&rng), dtype);
     pr->fd.dq = malloc(pr->nq * sizeof(double));
     pr->fd.dk = malloc(pr->nk * sizeof(double));
     pr->fd.dv = malloc(pr->nv * sizeof(double));
@@ -369,17 +385,20 @@ static void check_structural_zeros(const problem *pr, const grads *g)
             for (int64_t i = 0; i < d->seq_q; i++)
                 if (visible(d, i) == 0)
                     for (int64_t x = 0; x < d->head_dim; x++)
-                        bad += g->dq[((b * d->heads_q + h) * d->seq_q + i) * d->head_dim + x] != 0.0;
+                        bad +=
+                            g->dq[((b * d->heads_q + h) * d->seq_q + i) * d->head_dim + x] != 0.0;
     /* A key no query sees: beyond the last query's visible range. */
     int64_t seen = 0;
-    for (int64_t i = 0; i < d->seq_q; i++) seen = visible(d, i) > seen ? visible(d, i) : seen;
+    for (int64_t i = 0; i < d->seq_q; i++)
+        seen = visible(d, i) > seen ? visible(d, i) : seen;
     for (int64_t b = 0; b < d->batch; b++)
         for (int64_t hk = 0; hk < d->heads_kv; hk++)
             for (int64_t j = seen; j < d->seq_kv; j++) {
                 for (int64_t x = 0; x < d->head_dim; x++)
                     bad += g->dk[((b * d->heads_kv + hk) * d->seq_kv + j) * d->head_dim + x] != 0.0;
                 for (int64_t x = 0; x < d->head_dim_v; x++)
-                    bad += g->dv[((b * d->heads_kv + hk) * d->seq_kv + j) * d->head_dim_v + x] != 0.0;
+                    bad +=
+                        g->dv[((b * d->heads_kv + hk) * d->seq_kv + j) * d->head_dim_v + x] != 0.0;
             }
     CHECK(bad == 0);
 }
@@ -439,8 +458,10 @@ static void test_validation(void)
     polyattn_buffer *big = NULL, *dq_in_big = NULL, *dk_in_big = NULL;
     polyattn_status st;
     polyattn_attention_desc_init(&desc, POLYATTN_DTYPE_F32, 1, 2, 1, 5, 6, 8, 4);
-    const uint64_t qb = polyattn_tensor_desc_bytes(&desc.q), kb = polyattn_tensor_desc_bytes(&desc.k),
-                   vb = polyattn_tensor_desc_bytes(&desc.v), ob = polyattn_tensor_desc_bytes(&desc.o);
+    const uint64_t qb = polyattn_tensor_desc_bytes(&desc.q),
+                   kb = polyattn_tensor_desc_bytes(&desc.k),
+                   vb = polyattn_tensor_desc_bytes(&desc.v),
+                   ob = polyattn_tensor_desc_bytes(&desc.o);
     polyattn_plan_options_init(&opt);
     CHECK(opt.want_backward == 0 && opt.deterministic == 0);
     CHECK(polyattn_plan_create(ctx, &desc, &opt, &fwd_only) == POLYATTN_STATUS_SUCCESS);

@@ -43,19 +43,19 @@ int main(void)
         float c = pa_bf16_to_f32(h), d = pa_tk_bf16_to_f32(h);
         if (!(memcmp(&a, &b, 4) == 0 || (isnan(a) && isnan(b)))) {
             if (failures < 20)
-                fprintf(stderr, "pa_f16_to_f32(0x%04x) = %.9g, expected %.9g\n", h, (double)a, (double)b);
+                fprintf(stderr, "pa_f16_to_f32(0x%04x) = %.9g, expected %.9g\n", h, (double)a,
+                        (double)b);
             failures++;
         }
         if (!(memcmp(&c, &d, 4) == 0 || (isnan(c) && isnan(d)))) {
             if (failures < 20)
-                fprintf(stderr, "pa_bf16_to_f32(0x%04x) = %.9g, expected %.9g\n", h, (double)c, (double)d);
+                fprintf(stderr, "pa_bf16_to_f32(0x%04x) = %.9g, expected %.9g\n", h, (double)c,
+                        (double)d);
             failures++;
         }
         /* round trip: every non-NaN half value encodes back to itself */
-        if (!isnan(a))
-            check_encode(a, 0);
-        if (!isnan(c))
-            check_encode(c, 1);
+        if (!isnan(a)) check_encode(a, 0);
+        if (!isnan(c)) check_encode(c, 1);
         /* ties: the midpoint between this value and the next one up */
         if (!isnan(a) && !isinf(a) && (h & 0x7FFF) < 0x7BFF) {
             float next = pa_tk_f16_to_f32((uint16_t)(h + 1));
@@ -68,9 +68,10 @@ int main(void)
     }
     /* specials */
     {
-        const float specials[] = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 1e6f, -1e6f,
-                                  INFINITY, -INFINITY, NAN, 5.96e-8f, 2.98e-8f, 2.99e-8f,
-                                  1e-10f, 3.4e38f, 1.17549435e-38f, 1e-45f};
+        const float specials[] = {
+            0.0f,     -0.0f,           65504.0f, 65519.99f, 65520.0f, 1e6f,     -1e6f,
+            INFINITY, -INFINITY,       NAN,      5.96e-8f,  2.98e-8f, 2.99e-8f, 1e-10f,
+            3.4e38f,  1.17549435e-38f, 1e-45f};
         for (i = 0; i < sizeof specials / sizeof specials[0]; i++) {
             check_encode(specials[i], 0);
             check_encode(specials[i], 1);

@@ -12,12 +12,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* The algorithm AUTO picks for a small problem on ctx, or -1 when planning fails. */
@@ -32,18 +32,15 @@ static int auto_choice(polyattn_context *ctx)
     polyattn_plan_info info;
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info;
-    int algo = polyattn_plan_get_info(plan, &info) == POLYATTN_STATUS_SUCCESS ? (int)info.algo
-                                                                              : -1;
+    int algo = polyattn_plan_get_info(plan, &info) == POLYATTN_STATUS_SUCCESS ? (int)info.algo : -1;
     polyattn_plan_destroy(plan);
     return algo;
 }
 
 static polyattn_status make(const char *force, polyattn_context **ctx)
 {
-    if (force)
-        setenv("POLYATTN_FORCE", force, 1);
-    else
-        unsetenv("POLYATTN_FORCE");
+    if (force) setenv("POLYATTN_FORCE", force, 1);
+    else unsetenv("POLYATTN_FORCE");
     return polyattn_context_create(POLYATTN_BACKEND_HOST, 0, ctx);
 }
 
@@ -69,8 +66,8 @@ int main(void)
         polyattn_context_destroy(ctx);
     }
 
-    const char *bad[] = {"flash", "algo=", "=flash", "algo=flash,", "algo=flash;x=1",
-                         "algo=quick", "Algo=flash", "algo=flash x"};
+    const char *bad[] = {"flash",          "algo=",      "=flash",     "algo=flash,",
+                         "algo=flash;x=1", "algo=quick", "Algo=flash", "algo=flash x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ctx = NULL;
         const polyattn_status st = make(bad[i], &ctx);

@@ -12,12 +12,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 enum { BATCH = 2, HEADS = 3, SEQ_Q = 7, SEQ_KV = 11, HEAD_DIM = 16 };
@@ -28,10 +28,14 @@ int main(void)
 {
     static float q[NQ], k[NKV], v[NKV], o_wrapped[NQ], o_copied[NQ];
     srand(7);
-    for (int i = 0; i < NQ; i++) q[i] = (float)rand() / RAND_MAX - 0.5f;
-    for (int i = 0; i < NKV; i++) k[i] = (float)rand() / RAND_MAX - 0.5f;
-    for (int i = 0; i < NKV; i++) v[i] = (float)rand() / RAND_MAX - 0.5f;
-    for (int i = 0; i < NQ; i++) o_wrapped[i] = o_copied[i] = NAN; /* poison */
+    for (int i = 0; i < NQ; i++)
+        q[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < NKV; i++)
+        k[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < NKV; i++)
+        v[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < NQ; i++)
+        o_wrapped[i] = o_copied[i] = NAN; /* poison */
 
     polyattn_context *ctx = NULL;
     CHECK(polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &ctx) == POLYATTN_STATUS_SUCCESS);
@@ -60,7 +64,8 @@ int main(void)
     CHECK(polyattn_forward(plan, bq, bk, bv, bo, NULL, NULL, NULL) == POLYATTN_STATUS_SUCCESS);
     polyattn_buffer_read(bo, 0, o_copied, sizeof o_copied);
     CHECK(memcmp(o_wrapped, o_copied, sizeof o_copied) == 0); /* written in place, every element */
-    for (int i = 0; i < NQ; i++) CHECK(isfinite(o_wrapped[i]));
+    for (int i = 0; i < NQ; i++)
+        CHECK(isfinite(o_wrapped[i]));
 
     polyattn_buffer *bad = (polyattn_buffer *)1;
     CHECK(polyattn_host_buffer_wrap(ctx, NULL, 64, &bad) == POLYATTN_STATUS_INVALID_ARGUMENT);

@@ -13,24 +13,24 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_NEAR(got, want, tol)                                                         \
-    do {                                                                                   \
-        double g_ = (got), w_ = (want);                                                    \
-        checks++;                                                                          \
-        if (!(fabs(g_ - w_) <= (tol))) {                                                   \
-            fprintf(stderr, "%s:%d: %s = %.9g, want %.9g (tol %g)\n", __FILE__, __LINE__, \
-                    #got, g_, w_, (double)(tol));                                          \
-            failures++;                                                                    \
-        }                                                                                  \
+#define CHECK_NEAR(got, want, tol)                                                                 \
+    do {                                                                                           \
+        double g_ = (got), w_ = (want);                                                            \
+        checks++;                                                                                  \
+        if (!(fabs(g_ - w_) <= (tol))) {                                                           \
+            fprintf(stderr, "%s:%d: %s = %.9g, want %.9g (tol %g)\n", __FILE__, __LINE__, #got,    \
+                    g_, w_, (double)(tol));                                                        \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static polyattn_context *ctx;
@@ -43,8 +43,10 @@ static polyattn_status host_run(const polyattn_attention_desc *desc, polyattn_al
     polyattn_plan_options opt;
     polyattn_plan *plan = NULL;
     polyattn_buffer *bq = NULL, *bk = NULL, *bv = NULL, *bo = NULL, *bl = NULL, *bp = NULL;
-    const uint64_t qb = polyattn_tensor_desc_bytes(&desc->q), kb = polyattn_tensor_desc_bytes(&desc->k),
-                   vb = polyattn_tensor_desc_bytes(&desc->v), ob = polyattn_tensor_desc_bytes(&desc->o);
+    const uint64_t qb = polyattn_tensor_desc_bytes(&desc->q),
+                   kb = polyattn_tensor_desc_bytes(&desc->k),
+                   vb = polyattn_tensor_desc_bytes(&desc->v),
+                   ob = polyattn_tensor_desc_bytes(&desc->o);
     const uint64_t rows = (uint64_t)(desc->q.shape[0] * desc->q.shape[1] * desc->q.shape[2]);
     const uint64_t lb = rows * 4, pb = rows * (uint64_t)desc->k.shape[2] * 4;
     polyattn_status st;
@@ -53,18 +55,12 @@ static polyattn_status host_run(const polyattn_attention_desc *desc, polyattn_al
     opt.want_lse = lse != NULL;
     opt.want_probs = probs != NULL;
     st = polyattn_plan_create(ctx, desc, &opt, &plan);
-    if (st == POLYATTN_STATUS_SUCCESS)
-        st = polyattn_buffer_alloc(ctx, qb, &bq);
-    if (st == POLYATTN_STATUS_SUCCESS)
-        st = polyattn_buffer_alloc(ctx, kb, &bk);
-    if (st == POLYATTN_STATUS_SUCCESS)
-        st = polyattn_buffer_alloc(ctx, vb, &bv);
-    if (st == POLYATTN_STATUS_SUCCESS)
-        st = polyattn_buffer_alloc(ctx, ob, &bo);
-    if (st == POLYATTN_STATUS_SUCCESS && lse)
-        st = polyattn_buffer_alloc(ctx, lb, &bl);
-    if (st == POLYATTN_STATUS_SUCCESS && probs)
-        st = polyattn_buffer_alloc(ctx, pb, &bp);
+    if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_alloc(ctx, qb, &bq);
+    if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_alloc(ctx, kb, &bk);
+    if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_alloc(ctx, vb, &bv);
+    if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_alloc(ctx, ob, &bo);
+    if (st == POLYATTN_STATUS_SUCCESS && lse) st = polyattn_buffer_alloc(ctx, lb, &bl);
+    if (st == POLYATTN_STATUS_SUCCESS && probs) st = polyattn_buffer_alloc(ctx, pb, &bp);
     if (st == POLYATTN_STATUS_SUCCESS) {
         polyattn_buffer_write(bq, 0, q, qb);
         polyattn_buffer_write(bk, 0, k, kb);
@@ -72,12 +68,9 @@ static polyattn_status host_run(const polyattn_attention_desc *desc, polyattn_al
         polyattn_buffer_write(bo, 0, o_raw, ob); /* callers poison O; gaps must survive */
         st = polyattn_forward(plan, bq, bk, bv, bo, bl, bp, NULL);
     }
-    if (st == POLYATTN_STATUS_SUCCESS)
-        st = polyattn_buffer_read(bo, 0, o_raw, ob);
-    if (st == POLYATTN_STATUS_SUCCESS && lse)
-        st = polyattn_buffer_read(bl, 0, lse, lb);
-    if (st == POLYATTN_STATUS_SUCCESS && probs)
-        st = polyattn_buffer_read(bp, 0, probs, pb);
+    if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_read(bo, 0, o_raw, ob);
+    if (st == POLYATTN_STATUS_SUCCESS && lse) st = polyattn_buffer_read(bl, 0, lse, lb);
+    if (st == POLYATTN_STATUS_SUCCESS && probs) st = polyattn_buffer_read(bp, 0, probs, pb);
     if (st != POLYATTN_STATUS_SUCCESS)
         fprintf(stderr, "host run failed: %s: %s\n", polyattn_status_name(st),
                 polyattn_context_last_error(ctx));
@@ -153,8 +146,7 @@ static void test_hand_computed(void)
             CHECK(o3[0] == 0.0f && o3[1] == 0.0f && o3[2] == -7.0f);
             CHECK(isinf(l3[0]) && l3[0] < 0 && isinf(l3[1]) && l3[1] < 0);
             CHECK_NEAR(l3[2], 6.0, 1e-6); /* score 2 * 3 * scale 1 */
-            if (!flash)
-                CHECK(p3[0] == 0.0f && p3[1] == 0.0f && p3[2] == 1.0f);
+            if (!flash) CHECK(p3[0] == 0.0f && p3[1] == 0.0f && p3[2] == 1.0f);
         }
     }
 }
@@ -177,12 +169,10 @@ static void naive(const pa_tk_case *c, const float *q, const float *k, const flo
                 double *oi = o + ((b * c->heads_q + h) * c->seq_q + i) * c->head_dim_v;
                 double mx = -INFINITY, sum = 0;
                 int64_t visible = c->seq_kv;
-                if (c->mask == POLYATTN_MASK_CAUSAL_TOP_LEFT)
-                    visible = i + 1;
+                if (c->mask == POLYATTN_MASK_CAUSAL_TOP_LEFT) visible = i + 1;
                 else if (c->mask == POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT)
                     visible = i + 1 + c->seq_kv - c->seq_q;
-                if (visible > c->seq_kv)
-                    visible = c->seq_kv;
+                if (visible > c->seq_kv) visible = c->seq_kv;
                 for (d = 0; d < c->head_dim_v; d++)
                     oi[d] = 0;
                 if (visible <= 0) {
@@ -195,8 +185,7 @@ static void naive(const pa_tk_case *c, const float *q, const float *k, const flo
                     for (d = 0; d < c->head_dim; d++)
                         acc += (double)qi[d] * kj[d];
                     s[j] = acc * scale;
-                    if (s[j] > mx)
-                        mx = s[j];
+                    if (s[j] > mx) mx = s[j];
                 }
                 for (j = 0; j < visible; j++)
                     sum += exp(s[j] - mx);
@@ -248,8 +237,8 @@ static void arrays_init(arrays *a, const pa_tk_case *c, uint64_t seed)
 
 static void bhsd_desc(const pa_tk_case *c, polyattn_attention_desc *d)
 {
-    polyattn_attention_desc_init(d, POLYATTN_DTYPE_F32, c->batch, c->heads_q, c->heads_kv,
-                                 c->seq_q, c->seq_kv, c->head_dim, c->head_dim_v);
+    polyattn_attention_desc_init(d, POLYATTN_DTYPE_F32, c->batch, c->heads_q, c->heads_kv, c->seq_q,
+                                 c->seq_kv, c->head_dim, c->head_dim_v);
     d->scale = c->scale;
     d->mask = c->mask;
 }
@@ -257,10 +246,12 @@ static void bhsd_desc(const pa_tk_case *c, polyattn_attention_desc *d)
 static const pa_tk_case prop_cases[] = {
     {"p_none_gqa", 2, 6, 2, 23, 41, 24, 20, POLYATTN_MASK_NONE, PA_TK_BHSD, 0.f, 1.f, 1},
     {"p_tl", 1, 2, 2, 70, 150, 16, 16, POLYATTN_MASK_CAUSAL_TOP_LEFT, PA_TK_BHSD, 0.f, 1.f, 1},
-    {"p_br_masked", 1, 3, 1, 90, 67, 32, 8, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.f, 2.f, 1},
+    {"p_br_masked", 1, 3, 1, 90, 67, 32, 8, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.f, 2.f,
+     1},
     {"p_big_mag", 1, 2, 2, 33, 130, 64, 64, POLYATTN_MASK_NONE, PA_TK_BHSD, 0.f, 30.f, 1},
     /* large enough to use worker threads */
-    {"p_threads", 2, 4, 4, 129, 200, 64, 64, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.3f, 1.f, 1},
+    {"p_threads", 2, 4, 4, 129, 200, 64, 64, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.3f,
+     1.f, 1},
 };
 #define N_PROP (sizeof prop_cases / sizeof prop_cases[0])
 
@@ -271,7 +262,8 @@ static void test_against_naive_and_properties(void)
         const pa_tk_case *c = &prop_cases[ci];
         polyattn_attention_desc d;
         arrays a;
-        double *ro = (double *)malloc((size_t)(c->batch * c->heads_q * c->seq_q * c->head_dim_v) * 8);
+        double *ro =
+            (double *)malloc((size_t)(c->batch * c->heads_q * c->seq_q * c->head_dim_v) * 8);
         double *rl = (double *)malloc((size_t)(c->batch * c->heads_q * c->seq_q) * 8);
         double max_o = 0, err_o = 0, err_l = 0, worst_row = 0, flash_o = 0, flash_l = 0;
         size_t i, row;
@@ -280,8 +272,7 @@ static void test_against_naive_and_properties(void)
         naive(c, a.q, a.k, a.v, ro, rl);
         CHECK(host_run(&d, POLYATTN_ALGO_UNFUSED, a.q, a.k, a.v, a.o, a.lse, a.probs) == 0);
         for (i = 0; i < a.no; i++) {
-            if (fabs(ro[i]) > max_o)
-                max_o = fabs(ro[i]);
+            if (fabs(ro[i]) > max_o) max_o = fabs(ro[i]);
             /* the host result is the double result rounded once to f32 */
             if (!(fabs(a.o[i] - ro[i]) <= fabs(ro[i]) * 1e-7 + 1e-12))
                 err_o = fmax(err_o, fabs(a.o[i] - ro[i]) + (isnan(a.o[i]) ? 1 : 0));
@@ -323,8 +314,9 @@ static void test_against_naive_and_properties(void)
             free(o2);
             free(l2);
         }
-        printf("%-12s host vs naive ok, P rows sum to 1 (worst %.2g), flash-unfused O %.2g LSE %.2g\n",
-               c->name, worst_row, flash_o, flash_l);
+        printf(
+            "%-12s host vs naive ok, P rows sum to 1 (worst %.2g), flash-unfused O %.2g LSE %.2g\n",
+            c->name, worst_row, flash_o, flash_l);
         free(ro);
         free(rl);
         arrays_free(&a);
@@ -357,7 +349,7 @@ static void test_deterministic(void)
 
 static void test_masked_keys_ignored(void)
 {
-    const pa_tk_case *c = &prop_cases[1]; /* top-left, seq_q 70 < seq_kv 150 */
+    const pa_tk_case *c = &prop_cases[1];  /* top-left, seq_q 70 < seq_kv 150 */
     const pa_tk_case *c2 = &prop_cases[2]; /* bottom-right, fully masked rows */
     const pa_tk_case *cases2[2] = {c, c2};
     int t;
@@ -423,7 +415,8 @@ static void test_gqa_equals_repeated_heads(void)
     l_rep = (float *)malloc(a.nl * 4);
     for (b = 0; b < c->batch; b++)
         for (h = 0; h < c->heads_q; h++) {
-            const size_t kn = (size_t)(c->seq_kv * c->head_dim), vn = (size_t)(c->seq_kv * c->head_dim_v);
+            const size_t kn = (size_t)(c->seq_kv * c->head_dim),
+                         vn = (size_t)(c->seq_kv * c->head_dim_v);
             const int64_t src = b * c->heads_kv + h / group, dst = b * c->heads_q + h;
             memcpy(k_rep + (size_t)dst * kn, a.k + (size_t)src * kn, kn * 4);
             memcpy(v_rep + (size_t)dst * vn, a.v + (size_t)src * vn, vn * 4);
@@ -461,8 +454,10 @@ static void test_layouts_agree(void)
                 for (s = 0; s < c.seq_q; s++)
                     for (d = 0; d < c.head_dim_v; d++) {
                         const polyattn_tensor_desc *tb = &pb.desc.o, *ts = &ps.desc.o;
-                        float x = pb.ref_o[b * tb->strides[0] + h * tb->strides[1] + s * tb->strides[2] + d];
-                        float y = ps.ref_o[b * ts->strides[0] + h * ts->strides[1] + s * ts->strides[2] + d];
+                        float x = pb.ref_o[b * tb->strides[0] + h * tb->strides[1] +
+                                           s * tb->strides[2] + d];
+                        float y = ps.ref_o[b * ts->strides[0] + h * ts->strides[1] +
+                                           s * ts->strides[2] + d];
                         mismatches += memcmp(&x, &y, 4) != 0;
                     }
         CHECK(mismatches == 0);
@@ -493,8 +488,8 @@ static void test_half_inputs(void)
             unsigned char *raw = (unsigned char *)malloc(p.o_elems * es);
             unsigned char *want = (unsigned char *)malloc(p.o_elems * es);
             pa_tk_poison(raw, p.o_elems, dtype);
-            CHECK(host_run(&p.desc, POLYATTN_ALGO_UNFUSED, p.q_data, p.k_data, p.v_data, raw,
-                           NULL, NULL) == 0);
+            CHECK(host_run(&p.desc, POLYATTN_ALGO_UNFUSED, p.q_data, p.k_data, p.v_data, raw, NULL,
+                           NULL) == 0);
             pa_tk_encode(want, p.ref_o, p.o_elems, dtype);
             CHECK(memcmp(raw, want, p.o_elems * es) == 0);
             free(raw);
@@ -520,8 +515,10 @@ static void test_helpers_can_fail(void)
     out[0] = 1, out[1] = 2, out[3] = 0;
     CHECK(pa_tk_compare(out, ref, 4, 1e-6, &worst) == 1);
     /* tolerances are ordered by precision */
-    CHECK(pa_tk_tolerance_for(POLYATTN_DTYPE_F32).o_rel < pa_tk_tolerance_for(POLYATTN_DTYPE_F16).o_rel);
-    CHECK(pa_tk_tolerance_for(POLYATTN_DTYPE_F16).o_rel < pa_tk_tolerance_for(POLYATTN_DTYPE_BF16).o_rel);
+    CHECK(pa_tk_tolerance_for(POLYATTN_DTYPE_F32).o_rel <
+          pa_tk_tolerance_for(POLYATTN_DTYPE_F16).o_rel);
+    CHECK(pa_tk_tolerance_for(POLYATTN_DTYPE_F16).o_rel <
+          pa_tk_tolerance_for(POLYATTN_DTYPE_BF16).o_rel);
 }
 
 /* Events and memory statistics of the host device. */

@@ -13,13 +13,13 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static polyattn_context *ctx;
@@ -97,8 +97,8 @@ static void huge_causal_plans_fast(void)
                                     POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT};
     for (int m = 0; m < 2; m++) {
         polyattn_attention_desc d;
-        polyattn_attention_desc_init(&d, POLYATTN_DTYPE_F16, 1, 1, 1, (int64_t)1 << 40, 1 << 20,
-                                     16, 16);
+        polyattn_attention_desc_init(&d, POLYATTN_DTYPE_F16, 1, 1, 1, (int64_t)1 << 40, 1 << 20, 16,
+                                     16);
         d.mask = masks[m];
         double t0 = now_ms();
         polyattn_status st = try_plan(&d, NULL);
@@ -130,7 +130,8 @@ static void closed_form_pairs(void)
                     d.window_left = left, d.window_right = right;
                     double pairs = 0;
                     for (int64_t i = 0; i < sq; i++) {
-                        const int64_t diag = mask == POLYATTN_MASK_CAUSAL_TOP_LEFT ? i : i + skv - sq;
+                        const int64_t diag =
+                            mask == POLYATTN_MASK_CAUSAL_TOP_LEFT ? i : i + skv - sq;
                         for (int64_t j = 0; j < skv; j++) {
                             int seen = 1;
                             if (mask != POLYATTN_MASK_NONE && j > diag) seen = 0;
@@ -142,9 +143,10 @@ static void closed_form_pairs(void)
                     polyattn_plan_info info;
                     CHECK(try_plan(&d, &info) == POLYATTN_STATUS_SUCCESS);
                     if (info.flops != 2.0 * pairs * 2 * 3 * (4 + 2))
-                        fprintf(stderr, "mask %d window (%lld, %lld) %lldx%lld: %g pairs, plan %g\n",
-                                mask, (long long)left, (long long)right, (long long)sq,
-                                (long long)skv, pairs, info.flops / (2.0 * 2 * 3 * 6));
+                        fprintf(stderr,
+                                "mask %d window (%lld, %lld) %lldx%lld: %g pairs, plan %g\n", mask,
+                                (long long)left, (long long)right, (long long)sq, (long long)skv,
+                                pairs, info.flops / (2.0 * 2 * 3 * 6));
                     CHECK(info.flops == 2.0 * pairs * 2 * 3 * (4 + 2));
                 }
 }

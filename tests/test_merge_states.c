@@ -16,13 +16,13 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static polyattn_context *ctx;
@@ -57,18 +57,22 @@ static void run_case(const mcase *mc, uint64_t seed)
     pa_tk_rng rng;
     pa_tk_rng_seed(&rng, seed);
     polyattn_merge_desc md;
-    polyattn_merge_desc_init(&md, mc->part_dt, mc->out_dt, mc->parts, mc->batch, mc->heads,
-                             mc->seq, mc->dv);
+    polyattn_merge_desc_init(&md, mc->part_dt, mc->out_dt, mc->parts, mc->batch, mc->heads, mc->seq,
+                             mc->dv);
     if (mc->bshd_out)
         polyattn_tensor_desc_bshd(&md.out, mc->out_dt, mc->batch, mc->heads, mc->seq, mc->dv);
     if (mc->pad_parts) md.part_stride += 5;
     const int64_t rows = mc->batch * mc->heads * mc->seq;
-    const size_t part_elems = (size_t)(md.part_stride * (mc->parts - 1) +
-                                       (int64_t)(polyattn_tensor_desc_bytes(&md.part) / esize(mc->part_dt)));
+    const size_t part_elems =
+        (size_t)(md.part_stride * (mc->parts - 1) +
+                 (int64_t)(polyattn_tensor_desc_bytes(&md.part) / esize(mc->part_dt)));
     const size_t out_elems = (size_t)(polyattn_tensor_desc_bytes(&md.out) / esize(mc->out_dt));
-    float *parts = malloc(part_elems * sizeof *parts), *lse = malloc((size_t)(rows * mc->parts) * 4);
-    for (size_t e = 0; e < part_elems; e++) parts[e] = pa_tk_round((float)(2.0 * pa_tk_rng_uniform(&rng)), mc->part_dt);
-    for (int64_t e = 0; e < rows * mc->parts; e++) lse[e] = (float)(4.0 * pa_tk_rng_uniform(&rng));
+    float *parts = malloc(part_elems * sizeof *parts),
+          *lse = malloc((size_t)(rows * mc->parts) * 4);
+    for (size_t e = 0; e < part_elems; e++)
+        parts[e] = pa_tk_round((float)(2.0 * pa_tk_rng_uniform(&rng)), mc->part_dt);
+    for (int64_t e = 0; e < rows * mc->parts; e++)
+        lse[e] = (float)(4.0 * pa_tk_rng_uniform(&rng));
     /* Row kinds: 0 plain, 1 some parts -inf, 2 all -inf, 3 one NaN, 4 one +inf. */
     int *kind = calloc((size_t)rows, sizeof *kind);
     for (int64_t r = 0; r < rows; r++) {
@@ -95,7 +99,8 @@ static void run_case(const mcase *mc, uint64_t seed)
                     parts[p * md.part_stride + at4(&md.part, b, h, i, d)] = NAN;
     }
     /* Reference in double. */
-    double *ref_o = calloc((size_t)(rows * mc->dv), sizeof *ref_o), *ref_lse = calloc((size_t)rows, sizeof *ref_lse);
+    double *ref_o = calloc((size_t)(rows * mc->dv), sizeof *ref_o),
+           *ref_lse = calloc((size_t)rows, sizeof *ref_lse);
     for (int64_t r = 0; r < rows; r++) {
         const int64_t b = r / (mc->heads * mc->seq), h = r / mc->seq % mc->heads, i = r % mc->seq;
         double mx = -INFINITY, sum = 0.0;
@@ -107,14 +112,16 @@ static void run_case(const mcase *mc, uint64_t seed)
         }
         if (nan_row) {
             ref_lse[r] = NAN;
-            for (int64_t d = 0; d < mc->dv; d++) ref_o[r * mc->dv + d] = NAN;
+            for (int64_t d = 0; d < mc->dv; d++)
+                ref_o[r * mc->dv + d] = NAN;
             continue;
         }
         if (mx == -INFINITY) {
             ref_lse[r] = -INFINITY;
             continue;
         }
-        for (int64_t p = 0; p < mc->parts; p++) sum += exp((double)lse[p * rows + r] - mx);
+        for (int64_t p = 0; p < mc->parts; p++)
+            sum += exp((double)lse[p * rows + r] - mx);
         ref_lse[r] = mx + log(sum);
         for (int64_t p = 0; p < mc->parts; p++) {
             double l = lse[p * rows + r];
@@ -141,31 +148,39 @@ static void run_case(const mcase *mc, uint64_t seed)
     if (bol) polyattn_buffer_read(bol, 0, lse_out, (size_t)rows * 4);
     float *out = malloc(out_elems * sizeof *out);
     pa_tk_decode(out, out_raw, out_elems, mc->out_dt);
-    const double tol = mc->out_dt == POLYATTN_DTYPE_F32 ? 2e-6 : mc->out_dt == POLYATTN_DTYPE_F16 ? 2e-3 : 1e-2;
+    const double tol = mc->out_dt == POLYATTN_DTYPE_F32   ? 2e-6
+                       : mc->out_dt == POLYATTN_DTYPE_F16 ? 2e-3
+                                                          : 1e-2;
     long long bad = 0;
     for (int64_t r = 0; r < rows; r++) {
         const int64_t b = r / (mc->heads * mc->seq), h = r / mc->seq % mc->heads, i = r % mc->seq;
         for (int64_t d = 0; d < mc->dv; d++) {
             double got = out[at4(&md.out, b, h, i, d)], want = ref_o[r * mc->dv + d];
-            int ok = isnan(want) ? isnan(got)
-                                 : kind[r] == 2 ? got == 0.0 : fabs(got - want) <= tol * (1.0 + fabs(want));
+            int ok = isnan(want)    ? isnan(got)
+                     : kind[r] == 2 ? got == 0.0
+                                    : fabs(got - want) <= tol * (1.0 + fabs(want));
             if (!ok && bad++ < 5)
-                fprintf(stderr, "  row %lld (kind %d) d %lld: O %g, want %g\n", (long long)r, kind[r],
-                        (long long)d, got, want);
+                fprintf(stderr, "  row %lld (kind %d) d %lld: O %g, want %g\n", (long long)r,
+                        kind[r], (long long)d, got, want);
         }
         if (bol) {
             double got = lse_out[r], want = ref_lse[r];
-            int ok = isnan(want) ? isnan(got) : isinf(want) ? got == want : fabs(got - want) <= 2e-6 * (1.0 + fabs(want));
+            int ok = isnan(want)   ? isnan(got)
+                     : isinf(want) ? got == want
+                                   : fabs(got - want) <= 2e-6 * (1.0 + fabs(want));
             if (!ok && bad++ < 5)
-                fprintf(stderr, "  row %lld (kind %d): LSE %g, want %g\n", (long long)r, kind[r], got, want);
+                fprintf(stderr, "  row %lld (kind %d): LSE %g, want %g\n", (long long)r, kind[r],
+                        got, want);
         }
     }
     CHECK(bad == 0);
     if (bad)
-        fprintf(stderr, "  case parts %lld [%lld,%lld,%lld,%lld] %s->%s: %lld bad\n", (long long)mc->parts,
-                (long long)mc->batch, (long long)mc->heads, (long long)mc->seq, (long long)mc->dv,
-                polyattn_dtype_name(mc->part_dt), polyattn_dtype_name(mc->out_dt), bad);
-    polyattn_buffer_free(bp), polyattn_buffer_free(bl), polyattn_buffer_free(bo), polyattn_buffer_free(bol);
+        fprintf(stderr, "  case parts %lld [%lld,%lld,%lld,%lld] %s->%s: %lld bad\n",
+                (long long)mc->parts, (long long)mc->batch, (long long)mc->heads,
+                (long long)mc->seq, (long long)mc->dv, polyattn_dtype_name(mc->part_dt),
+                polyattn_dtype_name(mc->out_dt), bad);
+    polyattn_buffer_free(bp), polyattn_buffer_free(bl), polyattn_buffer_free(bo),
+        polyattn_buffer_free(bol);
     free(parts), free(lse), free(kind), free(ref_o), free(ref_lse), free(parts_raw), free(out_raw);
     free(lse_out), free(out);
 }
@@ -179,8 +194,10 @@ static void end_to_end(int64_t chunks, int64_t seq_kv, polyattn_algo algo)
     pa_tk_rng_seed(&rng, (uint64_t)(chunks * 1000 + seq_kv));
     size_t qn = (size_t)(batch * hq * sq * d), kn = (size_t)(batch * hkv * seq_kv * d);
     float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4);
-    for (size_t i = 0; i < qn; i++) q[i] = (float)pa_tk_rng_uniform(&rng);
-    for (size_t i = 0; i < kn; i++) k[i] = (float)pa_tk_rng_uniform(&rng), v[i] = (float)pa_tk_rng_uniform(&rng);
+    for (size_t i = 0; i < qn; i++)
+        q[i] = (float)pa_tk_rng_uniform(&rng);
+    for (size_t i = 0; i < kn; i++)
+        k[i] = (float)pa_tk_rng_uniform(&rng), v[i] = (float)pa_tk_rng_uniform(&rng);
     polyattn_plan_options opt;
     polyattn_plan_options_init(&opt);
     opt.algo = algo;
@@ -209,9 +226,12 @@ static void end_to_end(int64_t chunks, int64_t seq_kv, polyattn_algo algo)
         polyattn_buffer_view(bk, off, kn * 4 - off, &kv_k);
         polyattn_buffer_view(bv, off, kn * 4 - off, &kv_v);
         polyattn_buffer_view(parts, (uint64_t)c * qn * 4, qn * 4, &po);
-        polyattn_buffer_view(parts_lse, (uint64_t)(c * batch * hq * sq) * 4, (uint64_t)(batch * hq * sq) * 4, &pl);
-        CHECK(cp && polyattn_forward(cp, bq, kv_k, kv_v, po, pl, NULL, NULL) == POLYATTN_STATUS_SUCCESS);
-        polyattn_buffer_free(kv_k), polyattn_buffer_free(kv_v), polyattn_buffer_free(po), polyattn_buffer_free(pl);
+        polyattn_buffer_view(parts_lse, (uint64_t)(c * batch * hq * sq) * 4,
+                             (uint64_t)(batch * hq * sq) * 4, &pl);
+        CHECK(cp &&
+              polyattn_forward(cp, bq, kv_k, kv_v, po, pl, NULL, NULL) == POLYATTN_STATUS_SUCCESS);
+        polyattn_buffer_free(kv_k), polyattn_buffer_free(kv_v), polyattn_buffer_free(po),
+            polyattn_buffer_free(pl);
         polyattn_plan_destroy(cp);
     }
     polyattn_merge_desc md;
@@ -219,16 +239,21 @@ static void end_to_end(int64_t chunks, int64_t seq_kv, polyattn_algo algo)
     polyattn_buffer *mo = upload(NULL, qn * 4), *ml = upload(NULL, (size_t)(batch * hq * sq) * 4);
     CHECK(polyattn_merge_states(ctx, &md, parts, parts_lse, mo, ml) == POLYATTN_STATUS_SUCCESS);
     float *o_full = malloc(qn * 4), *o_merged = malloc(qn * 4);
-    float *l_full = malloc((size_t)(batch * hq * sq) * 4), *l_merged = malloc((size_t)(batch * hq * sq) * 4);
+    float *l_full = malloc((size_t)(batch * hq * sq) * 4),
+          *l_merged = malloc((size_t)(batch * hq * sq) * 4);
     polyattn_buffer_read(bo, 0, o_full, qn * 4), polyattn_buffer_read(mo, 0, o_merged, qn * 4);
     polyattn_buffer_read(bl, 0, l_full, (size_t)(batch * hq * sq) * 4);
     polyattn_buffer_read(ml, 0, l_merged, (size_t)(batch * hq * sq) * 4);
     double worst = 0.0;
-    for (size_t i = 0; i < qn; i++) worst = fmax(worst, fabs((double)o_full[i] - o_merged[i]));
-    for (int64_t i = 0; i < batch * hq * sq; i++) worst = fmax(worst, fabs((double)l_full[i] - l_merged[i]));
+    for (size_t i = 0; i < qn; i++)
+        worst = fmax(worst, fabs((double)o_full[i] - o_merged[i]));
+    for (int64_t i = 0; i < batch * hq * sq; i++)
+        worst = fmax(worst, fabs((double)l_full[i] - l_merged[i]));
     CHECK(worst < 2e-6);
-    if (!(worst < 2e-6)) fprintf(stderr, "  end to end, %lld chunks: max difference %g\n", (long long)chunks, worst);
-    polyattn_buffer_free(bq), polyattn_buffer_free(bk), polyattn_buffer_free(bv), polyattn_buffer_free(bo);
+    if (!(worst < 2e-6))
+        fprintf(stderr, "  end to end, %lld chunks: max difference %g\n", (long long)chunks, worst);
+    polyattn_buffer_free(bq), polyattn_buffer_free(bk), polyattn_buffer_free(bv),
+        polyattn_buffer_free(bo);
     polyattn_buffer_free(bl), polyattn_buffer_free(parts), polyattn_buffer_free(parts_lse);
     polyattn_buffer_free(mo), polyattn_buffer_free(ml);
     free(q), free(k), free(v), free(o_full), free(o_merged), free(l_full), free(l_merged);
@@ -239,21 +264,29 @@ static void expect_bad(const polyattn_merge_desc *md, polyattn_buffer *parts, po
                        polyattn_buffer *out, polyattn_buffer *out_lse, const char *field)
 {
     unsigned char before[512], after[512];
-    uint64_t n = polyattn_buffer_size(out) < sizeof before ? polyattn_buffer_size(out) : sizeof before;
+    uint64_t n =
+        polyattn_buffer_size(out) < sizeof before ? polyattn_buffer_size(out) : sizeof before;
     memset(before, 0xab, sizeof before);
     polyattn_buffer_write(out, 0, before, n);
-    if (out_lse) polyattn_buffer_write(out_lse, 0, before, polyattn_buffer_size(out_lse) < 64 ? polyattn_buffer_size(out_lse) : 64);
+    if (out_lse)
+        polyattn_buffer_write(out_lse, 0, before,
+                              polyattn_buffer_size(out_lse) < 64 ? polyattn_buffer_size(out_lse)
+                                                                 : 64);
     polyattn_status st = polyattn_merge_states(ctx, md, parts, lse, out, out_lse);
     const char *err = polyattn_context_last_error(ctx);
     CHECK(st == POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(err, field) != NULL);
     if (st != POLYATTN_STATUS_INVALID_ARGUMENT || !strstr(err, field))
-        fprintf(stderr, "  expected an error naming %s, got %s: %s\n", field, polyattn_status_name(st), err);
+        fprintf(stderr, "  expected an error naming %s, got %s: %s\n", field,
+                polyattn_status_name(st), err);
     polyattn_buffer_read(out, 0, after, n);
     CHECK(memcmp(before, after, (size_t)n) == 0);
     if (out_lse) {
-        polyattn_buffer_read(out_lse, 0, after, polyattn_buffer_size(out_lse) < 64 ? polyattn_buffer_size(out_lse) : 64);
-        CHECK(memcmp(before, after, polyattn_buffer_size(out_lse) < 64 ? polyattn_buffer_size(out_lse) : 64) == 0);
+        polyattn_buffer_read(out_lse, 0, after,
+                             polyattn_buffer_size(out_lse) < 64 ? polyattn_buffer_size(out_lse)
+                                                                : 64);
+        CHECK(memcmp(before, after,
+                     polyattn_buffer_size(out_lse) < 64 ? polyattn_buffer_size(out_lse) : 64) == 0);
     }
 }
 
@@ -267,7 +300,8 @@ static void bad_inputs(void)
     polyattn_buffer_view(parts, 0, ob, &view);
     CHECK(polyattn_merge_states(ctx, &md, parts, lse, out, out_lse) == POLYATTN_STATUS_SUCCESS);
     CHECK(polyattn_merge_states(ctx, &md, parts, lse, out, NULL) == POLYATTN_STATUS_SUCCESS);
-    CHECK(polyattn_merge_states(NULL, &md, parts, lse, out, out_lse) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_merge_states(NULL, &md, parts, lse, out, out_lse) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     expect_bad(NULL, parts, lse, out, out_lse, "desc");
     bad = md, bad.struct_size = 8;
     expect_bad(&bad, parts, lse, out, out_lse, "desc.struct_size");
@@ -309,7 +343,8 @@ int main(void)
         printf("no host device: skipped\n");
         return 77;
     }
-    static const polyattn_dtype dts[3] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16, POLYATTN_DTYPE_BF16};
+    static const polyattn_dtype dts[3] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16,
+                                          POLYATTN_DTYPE_BF16};
     uint64_t seed = 1;
     for (int pdt = 0; pdt < 3; pdt++)
         for (int odt = 0; odt < 3; odt++) {
@@ -318,9 +353,11 @@ int main(void)
         }
     static const int64_t part_counts[] = {1, 2, 4, 7};
     for (size_t i = 0; i < 4; i++) {
-        mcase mc = {part_counts[i], 1, 2, 33, 8, POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F32, 1, 1, 1, (int)(i % 2)};
+        mcase mc = {part_counts[i],     1, 2, 33, 8,           POLYATTN_DTYPE_F32,
+                    POLYATTN_DTYPE_F32, 1, 1, 1,  (int)(i % 2)};
         run_case(&mc, seed++);
-        mcase plain = {part_counts[i], 3, 1, 7, 40, POLYATTN_DTYPE_F32, POLYATTN_DTYPE_BF16, 0, 0, 0, 1};
+        mcase plain = {part_counts[i],      3, 1, 7, 40, POLYATTN_DTYPE_F32,
+                       POLYATTN_DTYPE_BF16, 0, 0, 0, 1};
         run_case(&plain, seed++);
     }
     end_to_end(1, 17, POLYATTN_ALGO_UNFUSED);

@@ -51,19 +51,23 @@ static enum row_kind overflow_kind(const float *q, const float *k, int h, int i,
 static void run_case(polyattn_context *ctx, polyattn_algo algo, const char *name, float scale,
                      int nan_q_row, int nan_k_row)
 {
-    const size_t nq = (size_t)BATCH * HEADS * SEQ_Q * DIM, nk = (size_t)BATCH * HEADS * SEQ_KV * DIM;
+    const size_t nq = (size_t)BATCH * HEADS * SEQ_Q * DIM,
+                 nk = (size_t)BATCH * HEADS * SEQ_KV * DIM;
     const size_t rows = (size_t)BATCH * HEADS * SEQ_Q;
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *o = malloc(nq * 4);
     float *lse = malloc(rows * 4);
     unsigned seed = 7;
-    for (size_t i = 0; i < nq; i++) q[i] = uniform(&seed);
-    for (size_t i = 0; i < nk; i++) k[i] = uniform(&seed), v[i] = uniform(&seed);
+    for (size_t i = 0; i < nq; i++)
+        q[i] = uniform(&seed);
+    for (size_t i = 0; i < nk; i++)
+        k[i] = uniform(&seed), v[i] = uniform(&seed);
     /* Head 0 only: head 1 stays finite. */
     if (nan_q_row >= 0) q[(size_t)nan_q_row * DIM + 3] = NAN;
     if (nan_k_row >= 0) k[(size_t)nan_k_row * DIM + 5] = NAN;
 
     polyattn_attention_desc d;
-    polyattn_attention_desc_init(&d, POLYATTN_DTYPE_F32, BATCH, HEADS, HEADS, SEQ_Q, SEQ_KV, DIM, DIM);
+    polyattn_attention_desc_init(&d, POLYATTN_DTYPE_F32, BATCH, HEADS, HEADS, SEQ_Q, SEQ_KV, DIM,
+                                 DIM);
     d.mask = POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT;
     d.scale = scale;
     polyattn_plan_options opt;
@@ -91,8 +95,10 @@ static void run_case(polyattn_context *ctx, polyattn_algo algo, const char *name
     if (info.workspace_bytes) polyattn_buffer_alloc(ctx, info.workspace_bytes, &bw);
     polyattn_buffer_write(bq, 0, q, nq * 4), polyattn_buffer_write(bk, 0, k, nk * 4);
     polyattn_buffer_write(bv, 0, v, nk * 4);
-    for (size_t i = 0; i < nq; i++) o[i] = 12345.0f; /* poison */
-    for (size_t i = 0; i < rows; i++) lse[i] = 12345.0f;
+    for (size_t i = 0; i < nq; i++)
+        o[i] = 12345.0f; /* poison */
+    for (size_t i = 0; i < rows; i++)
+        lse[i] = 12345.0f;
     polyattn_buffer_write(bo, 0, o, nq * 4), polyattn_buffer_write(bl, 0, lse, rows * 4);
     st = polyattn_forward(plan, bq, bk, bv, bo, bl, NULL, bw);
     if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_context_synchronize(ctx);
@@ -120,8 +126,11 @@ static void run_case(polyattn_context *ctx, polyattn_algo algo, const char *name
             }
             if (!ok) {
                 fprintf(stderr, "%s %s: head %d row %d: lse %g, o[0] %g; expected a %s row\n",
-                        polyattn_algo_name(algo), name, h, i, (double)lse[row], (double)o[row * DIM],
-                        want == MASKED ? "fully masked" : want == NAN_ROW ? "NaN" : "finite");
+                        polyattn_algo_name(algo), name, h, i, (double)lse[row],
+                        (double)o[row * DIM],
+                        want == MASKED    ? "fully masked"
+                        : want == NAN_ROW ? "NaN"
+                                          : "finite");
                 failures++;
                 break;
             }

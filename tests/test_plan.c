@@ -10,13 +10,13 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static polyattn_context *ctx;
@@ -36,8 +36,7 @@ static polyattn_status plan_info(const polyattn_attention_desc *d, polyattn_algo
     memset(info, 0, sizeof *info);
     info->struct_size = sizeof *info;
     st = polyattn_plan_create(ctx, d, &opt, &plan);
-    if (st == POLYATTN_STATUS_SUCCESS)
-        st = polyattn_plan_get_info(plan, info);
+    if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_plan_get_info(plan, info);
     polyattn_plan_destroy(plan);
     return st;
 }
@@ -90,9 +89,11 @@ int main(void)
     CHECK(plan_info(&d, POLYATTN_ALGO_AUTO, 1, 0, 0, 0, &info) == POLYATTN_STATUS_SUCCESS);
     CHECK(info.flops == 2.0 * (double)(head_dim + head_dim_v) * pairs);
     /* f16 Q, K, V, O once each, plus the f32 LSE */
-    bytes = 2.0 * (double)(batch * heads_q * seq_q * head_dim + batch * heads_kv * seq_kv * head_dim +
-                           batch * heads_kv * seq_kv * head_dim_v + batch * heads_q * seq_q * head_dim_v) +
-            4.0 * (double)(batch * heads_q * seq_q);
+    bytes =
+        2.0 * (double)(batch * heads_q * seq_q * head_dim + batch * heads_kv * seq_kv * head_dim +
+                       batch * heads_kv * seq_kv * head_dim_v +
+                       batch * heads_q * seq_q * head_dim_v) +
+        4.0 * (double)(batch * heads_q * seq_q);
     CHECK(info.min_bytes_moved == bytes);
     CHECK((double)info.device_bytes >= bytes);
     CHECK(info.backend == POLYATTN_BACKEND_HOST);
@@ -129,7 +130,8 @@ int main(void)
     CHECK(plan_info(&d, POLYATTN_ALGO_UNFUSED, 1, 0, 0, 0, &info) == POLYATTN_STATUS_SUCCESS);
     {
         const uint64_t need = info.device_bytes;
-        CHECK(plan_info(&d, POLYATTN_ALGO_UNFUSED, 1, 0, 0, need, &info) == POLYATTN_STATUS_SUCCESS);
+        CHECK(plan_info(&d, POLYATTN_ALGO_UNFUSED, 1, 0, 0, need, &info) ==
+              POLYATTN_STATUS_SUCCESS);
         CHECK(plan_info(&d, POLYATTN_ALGO_UNFUSED, 1, 0, 0, need - 1, &info) ==
               POLYATTN_STATUS_OVER_BUDGET);
         CHECK(strstr(polyattn_context_last_error(ctx), "budget") != NULL);

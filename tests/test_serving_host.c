@@ -21,13 +21,13 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 enum { MAXB = 8, Q_LEAD = 2, Q_TAIL = 3, KV_LEAD = 1, KV_TAIL = 2 };
@@ -39,7 +39,7 @@ typedef struct scase {
     polyattn_dtype dtype;
     int64_t batch, hq, hkv, d, dv;
     int varlen_q;
-    int64_t seq_q;  /* dense q: every sequence's length; varlen: the longest drawn */
+    int64_t seq_q; /* dense q: every sequence's length; varlen: the longest drawn */
     polyattn_kv_layout kv;
     int64_t seq_kv; /* dense kv: every sequence's keys; else the most drawn (before append) */
     int64_t block_size;
@@ -89,7 +89,8 @@ static void put(unsigned char *img, polyattn_dtype dt, int64_t index, float x)
 static float *rand_block(pa_tk_rng *r, int64_t n, polyattn_dtype dt)
 {
     float *x = malloc((size_t)(n ? n : 1) * sizeof *x);
-    for (int64_t i = 0; i < n; i++) x[i] = pa_tk_round((float)pa_tk_rng_uniform(r), dt);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = pa_tk_round((float)pa_tk_rng_uniform(r), dt);
     return x;
 }
 
@@ -126,8 +127,8 @@ static void build(built *w, const scase *c, uint64_t seed)
         w->lq[b] = c->varlen_q ? (b % 3 == 1 ? 0 : 1 + rnd(&r, c->seq_q)) : c->seq_q;
         if (c->varlen_q && b == 0) w->lq[b] = c->seq_q; /* the longest is reached */
         int64_t keys = c->kv == POLYATTN_KV_DENSE ? c->seq_kv
-                       : b % 4 == 2            ? 0
-                                                : rnd(&r, c->seq_kv + 1);
+                       : b % 4 == 2               ? 0
+                                                  : rnd(&r, c->seq_kv + 1);
         if (c->kv != POLYATTN_KV_DENSE && b == 0) keys = c->seq_kv;
         if (c->share && b < 2 && keys < c->block_size + 1) keys = c->block_size + 1 + rnd(&r, 5);
         w->used[b] = cache ? keys : 0;
@@ -152,11 +153,13 @@ static void build(built *w, const scase *c, uint64_t seed)
     if (c->alibi) {
         int64_t n = c->alibi == POLYATTN_ALIBI_PER_HEAD ? c->hq : c->batch * c->hq;
         w->slopes = malloc((size_t)n * 4);
-        for (int64_t i = 0; i < n; i++) w->slopes[i] = (float)(0.05 + 0.2 * (pa_tk_rng_uniform(&r) + 1.0));
+        for (int64_t i = 0; i < n; i++)
+            w->slopes[i] = (float)(0.05 + 0.2 * (pa_tk_rng_uniform(&r) + 1.0));
     }
     if (c->sinks) {
         w->sinks = malloc((size_t)c->hq * 4);
-        for (int64_t h = 0; h < c->hq; h++) w->sinks[h] = (float)(2.0 * pa_tk_rng_uniform(&r));
+        for (int64_t h = 0; h < c->hq; h++)
+            w->sinks[h] = (float)(2.0 * pa_tk_rng_uniform(&r));
     }
     /* Offsets (padding rows before the first and after the last sequence). */
     w->cu_q[0] = Q_LEAD, w->cu_kv[0] = KV_LEAD;
@@ -195,7 +198,8 @@ static void build(built *w, const scase *c, uint64_t seed)
         polyattn_tensor_desc_bshd(&d->v, dt, w->num_blocks, c->hkv, c->block_size, c->dv);
         /* Blocks: a permutation (shuffled or in order), entries past a sequence's need -1. */
         int64_t *perm = malloc((size_t)w->num_blocks * sizeof *perm);
-        for (int64_t i = 0; i < w->num_blocks; i++) perm[i] = i;
+        for (int64_t i = 0; i < w->num_blocks; i++)
+            perm[i] = i;
         if (c->shuffle)
             for (int64_t i = w->num_blocks - 1; i > 0; i--) {
                 int64_t j = rnd(&r, i + 1), t = perm[i];
@@ -238,12 +242,14 @@ static void build(built *w, const scase *c, uint64_t seed)
     }
     w->k_after = malloc(w->k_bytes), w->v_after = malloc(w->v_bytes);
     if (c->seq_new) {
-        w->kn_bytes = polyattn_tensor_desc_bytes(&d->k_new), w->vn_bytes = polyattn_tensor_desc_bytes(&d->v_new);
+        w->kn_bytes = polyattn_tensor_desc_bytes(&d->k_new),
+        w->vn_bytes = polyattn_tensor_desc_bytes(&d->v_new);
         w->kn_img = malloc(w->kn_bytes), w->vn_img = malloc(w->vn_bytes);
     }
     /* Keys: the cache part now; the appended part into k_new and (after) the cache. */
     for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) memcpy(w->k_after, w->k_img, w->k_bytes), memcpy(w->v_after, w->v_img, w->v_bytes);
+        if (pass == 1)
+            memcpy(w->k_after, w->k_img, w->k_bytes), memcpy(w->v_after, w->v_img, w->v_bytes);
         unsigned char *kimg = pass ? w->k_after : w->k_img, *vimg = pass ? w->v_after : w->v_img;
         for (int64_t b = 0; b < c->batch; b++)
             for (int64_t h = 0; h < c->hkv; h++)
@@ -253,9 +259,11 @@ static void build(built *w, const scase *c, uint64_t seed)
                     int64_t a, row;
                     kv_pos(w, b, j, &a, &row);
                     for (int64_t x = 0; x < c->d; x++)
-                        put(kimg, dt, at(&d->k, a, h, row, x), w->K[b][(h * w->lk[b] + j) * c->d + x]);
+                        put(kimg, dt, at(&d->k, a, h, row, x),
+                            w->K[b][(h * w->lk[b] + j) * c->d + x]);
                     for (int64_t x = 0; x < c->dv; x++)
-                        put(vimg, dt, at(&d->v, a, h, row, x), w->V[b][(h * w->lk[b] + j) * c->dv + x]);
+                        put(vimg, dt, at(&d->v, a, h, row, x),
+                            w->V[b][(h * w->lk[b] + j) * c->dv + x]);
                     if (!appended) continue;
                     for (int64_t x = 0; x < c->d; x++)
                         put(w->kn_img, dt, at(&d->k_new, b, h, j - w->used[b], x),
@@ -265,7 +273,8 @@ static void build(built *w, const scase *c, uint64_t seed)
                             w->V[b][(h * w->lk[b] + j) * c->dv + x]);
                 }
     }
-    w->lse_elems = c->varlen_q ? (size_t)(c->hq * w->total_q) : (size_t)(c->batch * c->hq * c->seq_q);
+    w->lse_elems =
+        c->varlen_q ? (size_t)(c->hq * w->total_q) : (size_t)(c->batch * c->hq * c->seq_q);
     /* Buffers and extra tensors. */
     w->bq = upload(w->q_img, w->q_bytes), w->bk = upload(w->k_img, w->k_bytes);
     w->bv = upload(w->v_img, w->v_bytes), w->bo = upload(w->o_img, w->o_bytes);
@@ -276,28 +285,34 @@ static void build(built *w, const scase *c, uint64_t seed)
     memset(&w->extra, 0, sizeof w->extra);
     w->extra.struct_size = sizeof w->extra;
     if (c->varlen_q) w->extra.cu_seqlens_q = w->bcu_q = upload(w->cu_q, (size_t)(c->batch + 1) * 4);
-    if (c->kv == POLYATTN_KV_VARLEN) w->extra.cu_seqlens_kv = w->bcu_kv = upload(w->cu_kv, (size_t)(c->batch + 1) * 4);
+    if (c->kv == POLYATTN_KV_VARLEN)
+        w->extra.cu_seqlens_kv = w->bcu_kv = upload(w->cu_kv, (size_t)(c->batch + 1) * 4);
     if (cache) w->extra.seqused_kv = w->bused = upload(w->seqused, (size_t)c->batch * 4);
-    if (w->table) w->extra.block_table = w->btable = upload(w->table, (size_t)(c->batch * w->max_blocks) * 4);
+    if (w->table)
+        w->extra.block_table = w->btable = upload(w->table, (size_t)(c->batch * w->max_blocks) * 4);
     if (c->seq_new) {
         w->extra.k_new = w->bkn = upload(w->kn_img, w->kn_bytes);
         w->extra.v_new = w->bvn = upload(w->vn_img, w->vn_bytes);
     }
     if (w->slopes)
         w->extra.alibi_slopes = w->bslopes =
-            upload(w->slopes, (size_t)(c->alibi == POLYATTN_ALIBI_PER_HEAD ? c->hq : c->batch * c->hq) * 4);
+            upload(w->slopes,
+                   (size_t)(c->alibi == POLYATTN_ALIBI_PER_HEAD ? c->hq : c->batch * c->hq) * 4);
     if (w->sinks) w->extra.sinks = w->bsinks = upload(w->sinks, (size_t)c->hq * 4);
 }
 
 static void unbuild(built *w)
 {
-    for (int64_t b = 0; b < w->c->batch; b++) free(w->Q[b]), free(w->K[b]), free(w->V[b]);
+    for (int64_t b = 0; b < w->c->batch; b++)
+        free(w->Q[b]), free(w->K[b]), free(w->V[b]);
     free(w->slopes), free(w->sinks), free(w->table);
-    free(w->q_img), free(w->k_img), free(w->v_img), free(w->kn_img), free(w->vn_img), free(w->o_img);
+    free(w->q_img), free(w->k_img), free(w->v_img), free(w->kn_img), free(w->vn_img),
+        free(w->o_img);
     free(w->k_after), free(w->v_after);
-    polyattn_buffer *bufs[] = {w->bq, w->bk, w->bv, w->bo, w->blse, w->bcu_q, w->bcu_kv,
+    polyattn_buffer *bufs[] = {w->bq,    w->bk,     w->bv,  w->bo,  w->blse,    w->bcu_q, w->bcu_kv,
                                w->bused, w->btable, w->bkn, w->bvn, w->bslopes, w->bsinks};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) polyattn_buffer_free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        polyattn_buffer_free(bufs[i]);
 }
 
 /* ---- the reference: one sequence at a time, in double ---- */
@@ -324,7 +339,8 @@ static double score(const built *w, int64_t b, int64_t h, int64_t i, int64_t j, 
     const int64_t hk = h / (c->hq / c->hkv);
     const float *q = &w->Q[b][(h * w->lq[b] + i) * c->d], *k = &w->K[b][(hk * w->lk[b] + j) * c->d];
     double s = 0.0;
-    for (int64_t x = 0; x < c->d; x++) s += (double)q[x] * k[x];
+    for (int64_t x = 0; x < c->d; x++)
+        s += (double)q[x] * k[x];
     s *= 1.0 / sqrt((double)c->d);
     *dcap = 1.0;
     if (c->softcap > 0) {
@@ -362,11 +378,13 @@ static void ref_o(const built *w, int64_t b, int64_t h, int64_t i, const ref_row
     const scase *c = w->c;
     const int64_t hk = h / (c->hq / c->hkv);
     double dc;
-    for (int64_t x = 0; x < c->dv; x++) o[x] = 0.0;
+    for (int64_t x = 0; x < c->dv; x++)
+        o[x] = 0.0;
     for (int64_t j = 0; j < w->lk[b]; j++) {
         if (!visible(c, rr->diag, j)) continue;
         double p = exp(score(w, b, h, i, j, rr->diag, &dc) - rr->lse);
-        for (int64_t x = 0; x < c->dv; x++) o[x] += p * w->V[b][(hk * w->lk[b] + j) * c->dv + x];
+        for (int64_t x = 0; x < c->dv; x++)
+            o[x] += p * w->V[b][(hk * w->lk[b] + j) * c->dv + x];
     }
 }
 
@@ -375,7 +393,8 @@ static int64_t lse_index(const built *w, int64_t b, int64_t h, int64_t i)
     return w->c->varlen_q ? h * w->total_q + w->q0[b] + i : (b * w->c->hq + h) * w->c->seq_q + i;
 }
 
-static polyattn_status plan_for(const built *w, polyattn_algo algo, int backward, polyattn_plan **plan)
+static polyattn_status plan_for(const built *w, polyattn_algo algo, int backward,
+                                polyattn_plan **plan)
 {
     polyattn_plan_options opt;
     polyattn_plan_options_init(&opt);
@@ -397,18 +416,21 @@ static void check_forward(const scase *c, polyattn_algo algo, uint64_t seed)
     polyattn_status st = plan_for(&w, algo, 0, &plan);
     CHECK(st == POLYATTN_STATUS_SUCCESS);
     if (st != POLYATTN_STATUS_SUCCESS) {
-        fprintf(stderr, "  %s (%s): plan: %s\n", c->name, polyattn_algo_name(algo), polyattn_context_last_error(ctx));
+        fprintf(stderr, "  %s (%s): plan: %s\n", c->name, polyattn_algo_name(algo),
+                polyattn_context_last_error(ctx));
         unbuild(&w);
         return;
     }
     st = polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &w.extra);
     CHECK(st == POLYATTN_STATUS_SUCCESS);
     if (st != POLYATTN_STATUS_SUCCESS)
-        fprintf(stderr, "  %s (%s): forward: %s\n", c->name, polyattn_algo_name(algo), polyattn_context_last_error(ctx));
+        fprintf(stderr, "  %s (%s): forward: %s\n", c->name, polyattn_algo_name(algo),
+                polyattn_context_last_error(ctx));
     unsigned char *o = malloc(w.o_bytes), *k = malloc(w.k_bytes), *v = malloc(w.v_bytes);
     float *lse = malloc(w.lse_elems * 4);
     unsigned char *written = calloc(w.o_bytes / es, 1), *lse_written = calloc(w.lse_elems, 1);
-    polyattn_buffer_read(w.bo, 0, o, w.o_bytes), polyattn_buffer_read(w.blse, 0, lse, w.lse_elems * 4);
+    polyattn_buffer_read(w.bo, 0, o, w.o_bytes),
+        polyattn_buffer_read(w.blse, 0, lse, w.lse_elems * 4);
     polyattn_buffer_read(w.bk, 0, k, w.k_bytes), polyattn_buffer_read(w.bv, 0, v, w.v_bytes);
     const double o_tol = dt == POLYATTN_DTYPE_F32 ? 2e-5 : dt == POLYATTN_DTYPE_F16 ? 2e-3 : 1.6e-2;
     double *ro = malloc((size_t)c->dv * sizeof *ro);
@@ -425,7 +447,8 @@ static void check_forward(const scase *c, polyattn_algo algo, uint64_t seed)
                     pa_tk_decode(&got, o + (size_t)e * es, 1, dt);
                     written[e] = 1;
                     if (!(fabs(got - ro[x]) <= o_tol) && bad++ < 4)
-                        fprintf(stderr, "  %s (%s): seq %lld head %lld query %lld O[%lld] = %g, want %g\n",
+                        fprintf(stderr,
+                                "  %s (%s): seq %lld head %lld query %lld O[%lld] = %g, want %g\n",
                                 c->name, polyattn_algo_name(algo), (long long)b, (long long)h,
                                 (long long)i, (long long)x, got, ro[x]);
                 }
@@ -434,8 +457,9 @@ static void check_forward(const scase *c, polyattn_algo algo, uint64_t seed)
                 double want = rr.lse, got = lse[li];
                 int ok = isinf(want) ? got == want : fabs(got - want) <= 2e-5 * (1.0 + fabs(want));
                 if (!ok && bad++ < 4)
-                    fprintf(stderr, "  %s (%s): seq %lld head %lld query %lld LSE %g, want %g\n", c->name,
-                            polyattn_algo_name(algo), (long long)b, (long long)h, (long long)i, got, want);
+                    fprintf(stderr, "  %s (%s): seq %lld head %lld query %lld LSE %g, want %g\n",
+                            c->name, polyattn_algo_name(algo), (long long)b, (long long)h,
+                            (long long)i, got, want);
             }
     /* Rows outside every sequence keep their poison. */
     long long touched = 0;
@@ -446,7 +470,8 @@ static void check_forward(const scase *c, polyattn_algo algo, uint64_t seed)
     for (size_t e = 0; e < w.lse_elems; e++)
         if (!lse_written[e] && memcmp(&lse[e], &poison, 4) != 0) touched++;
     /* Caches: exactly the appended rows written (or nothing without append). */
-    const unsigned char *k_want = c->seq_new ? w.k_after : w.k_img, *v_want = c->seq_new ? w.v_after : w.v_img;
+    const unsigned char *k_want = c->seq_new ? w.k_after : w.k_img,
+                        *v_want = c->seq_new ? w.v_after : w.v_img;
     long long cache_bad = memcmp(k, k_want, w.k_bytes) != 0 || memcmp(v, v_want, w.v_bytes) != 0;
     CHECK(bad == 0);
     CHECK(touched == 0);
@@ -470,7 +495,8 @@ static void check_backward(const scase *c, polyattn_algo algo, uint64_t seed)
     polyattn_status st = plan_for(&w, algo, 1, &plan);
     CHECK(st == POLYATTN_STATUS_SUCCESS);
     if (st != POLYATTN_STATUS_SUCCESS) {
-        fprintf(stderr, "  %s backward (%s): plan: %s\n", c->name, polyattn_algo_name(algo), polyattn_context_last_error(ctx));
+        fprintf(stderr, "  %s backward (%s): plan: %s\n", c->name, polyattn_algo_name(algo),
+                polyattn_context_last_error(ctx));
         unbuild(&w);
         return;
     }
@@ -478,7 +504,8 @@ static void check_backward(const scase *c, polyattn_algo algo, uint64_t seed)
     pa_tk_rng_seed(&r, seed ^ 0x5eed);
     const size_t on = w.o_bytes / es, qn = w.q_bytes / es, kn = w.k_bytes / es, vn = w.v_bytes / es;
     float *d_o = malloc(on * 4);
-    for (size_t e = 0; e < on; e++) d_o[e] = (float)pa_tk_rng_uniform(&r);
+    for (size_t e = 0; e < on; e++)
+        d_o[e] = (float)pa_tk_rng_uniform(&r);
     polyattn_buffer *bdo = upload(d_o, on * 4), *bdq = upload(NULL, qn * 4);
     polyattn_buffer *bdk = upload(NULL, kn * 4), *bdv = upload(NULL, vn * 4);
     polyattn_buffer *bds = c->sinks ? upload(NULL, (size_t)c->hq * 4) : NULL;
@@ -486,20 +513,24 @@ static void check_backward(const scase *c, polyattn_algo algo, uint64_t seed)
     pa_tk_poison(poison, qn > kn ? (qn > vn ? qn : vn) : (kn > vn ? kn : vn), POLYATTN_DTYPE_F32);
     polyattn_buffer_write(bdq, 0, poison, qn * 4), polyattn_buffer_write(bdk, 0, poison, kn * 4);
     polyattn_buffer_write(bdv, 0, poison, vn * 4);
-    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &w.extra) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &w.extra) ==
+          POLYATTN_STATUS_SUCCESS);
     polyattn_extra_tensors ex = w.extra;
     ex.d_sinks = bds;
     st = polyattn_backward_ex(plan, w.bq, w.bk, w.bv, w.bo, bdo, w.blse, bdq, bdk, bdv, NULL, &ex);
     CHECK(st == POLYATTN_STATUS_SUCCESS);
-    if (st != POLYATTN_STATUS_SUCCESS) fprintf(stderr, "  backward: %s\n", polyattn_context_last_error(ctx));
-    float *dq = malloc(qn * 4), *dk = malloc(kn * 4), *dv = malloc(vn * 4), *ds = malloc((size_t)c->hq * 4);
+    if (st != POLYATTN_STATUS_SUCCESS)
+        fprintf(stderr, "  backward: %s\n", polyattn_context_last_error(ctx));
+    float *dq = malloc(qn * 4), *dk = malloc(kn * 4), *dv = malloc(vn * 4),
+          *ds = malloc((size_t)c->hq * 4);
     polyattn_buffer_read(bdq, 0, dq, qn * 4), polyattn_buffer_read(bdk, 0, dk, kn * 4);
     polyattn_buffer_read(bdv, 0, dv, vn * 4);
     if (bds) polyattn_buffer_read(bds, 0, ds, (size_t)c->hq * 4);
     /* Reference gradients in the physical layouts (zeros outside the sequences). */
     double *rq = calloc(qn, sizeof *rq), *rk = calloc(kn, sizeof *rk), *rv = calloc(vn, sizeof *rv);
     double *rs = calloc((size_t)c->hq, sizeof *rs);
-    double *ro = malloc((size_t)c->dv * sizeof *ro), *dp = malloc((size_t)(w.total_kv + 64) * sizeof *dp);
+    double *ro = malloc((size_t)c->dv * sizeof *ro),
+           *dp = malloc((size_t)(w.total_kv + 64) * sizeof *dp);
     const double scale = 1.0 / sqrt((double)c->d);
     for (int64_t b = 0; b < c->batch; b++)
         for (int64_t h = 0; h < c->hq; h++)
@@ -511,7 +542,8 @@ static void check_backward(const scase *c, polyattn_algo algo, uint64_t seed)
                 ref_o(&w, b, h, i, &rr, ro);
                 const float *g = d_o; /* dO of the row at o's strides */
                 double D = 0.0, dc;
-                for (int64_t x = 0; x < c->dv; x++) D += (double)g[at(&w.desc.o, qa, h, w.q0[b] + i, x)] * ro[x];
+                for (int64_t x = 0; x < c->dv; x++)
+                    D += (double)g[at(&w.desc.o, qa, h, w.q0[b] + i, x)] * ro[x];
                 for (int64_t j = 0; j < w.lk[b]; j++) {
                     if (!visible(c, rr.diag, j)) continue;
                     const double p = exp(score(&w, b, h, i, j, rr.diag, &dc) - rr.lse);
@@ -525,25 +557,37 @@ static void check_backward(const scase *c, polyattn_algo algo, uint64_t seed)
                     }
                     const double dsj = p * (dpj - D) * dc * scale;
                     for (int64_t x = 0; x < c->d; x++) {
-                        rq[at(&w.desc.q, qa, h, w.q0[b] + i, x)] += dsj * w.K[b][(hk * w.lk[b] + j) * c->d + x];
-                        rk[at(&w.desc.k, a, hk, row, x)] += dsj * w.Q[b][(h * w.lq[b] + i) * c->d + x];
+                        rq[at(&w.desc.q, qa, h, w.q0[b] + i, x)] +=
+                            dsj * w.K[b][(hk * w.lk[b] + j) * c->d + x];
+                        rk[at(&w.desc.k, a, hk, row, x)] +=
+                            dsj * w.Q[b][(h * w.lq[b] + i) * c->d + x];
                     }
                 }
                 if (c->sinks) rs[h] -= exp(rr.sink - rr.lse) * D;
             }
     double mq = 1e-30, mk = 1e-30, mv = 1e-30;
-    for (size_t e = 0; e < qn; e++) mq = fmax(mq, fabs(rq[e]));
-    for (size_t e = 0; e < kn; e++) mk = fmax(mk, fabs(rk[e]));
-    for (size_t e = 0; e < vn; e++) mv = fmax(mv, fabs(rv[e]));
+    for (size_t e = 0; e < qn; e++)
+        mq = fmax(mq, fabs(rq[e]));
+    for (size_t e = 0; e < kn; e++)
+        mk = fmax(mk, fabs(rk[e]));
+    for (size_t e = 0; e < vn; e++)
+        mv = fmax(mv, fabs(rv[e]));
     long long bad = 0;
     const double tol = 1e-4;
-    for (size_t e = 0; e < qn; e++) bad += !(fabs(dq[e] - rq[e]) <= tol * mq);
-    for (size_t e = 0; e < kn; e++) bad += !(fabs(dk[e] - rk[e]) <= tol * mk);
-    for (size_t e = 0; e < vn; e++) bad += !(fabs(dv[e] - rv[e]) <= tol * mv);
-    for (int64_t h = 0; c->sinks && h < c->hq; h++) bad += !(fabs(ds[h] - rs[h]) <= 1e-4 * (1.0 + fabs(rs[h])));
+    for (size_t e = 0; e < qn; e++)
+        bad += !(fabs(dq[e] - rq[e]) <= tol * mq);
+    for (size_t e = 0; e < kn; e++)
+        bad += !(fabs(dk[e] - rk[e]) <= tol * mk);
+    for (size_t e = 0; e < vn; e++)
+        bad += !(fabs(dv[e] - rv[e]) <= tol * mv);
+    for (int64_t h = 0; c->sinks && h < c->hq; h++)
+        bad += !(fabs(ds[h] - rs[h]) <= 1e-4 * (1.0 + fabs(rs[h])));
     CHECK(bad == 0);
-    if (bad) fprintf(stderr, "  %s backward (%s): %lld bad gradient elements\n", c->name, polyattn_algo_name(algo), bad);
-    free(d_o), free(poison), free(dq), free(dk), free(dv), free(ds), free(rq), free(rk), free(rv), free(rs);
+    if (bad)
+        fprintf(stderr, "  %s backward (%s): %lld bad gradient elements\n", c->name,
+                polyattn_algo_name(algo), bad);
+    free(d_o), free(poison), free(dq), free(dk), free(dv), free(ds), free(rq), free(rk), free(rv),
+        free(rs);
     free(ro), free(dp);
     polyattn_buffer_free(bdo), polyattn_buffer_free(bdq), polyattn_buffer_free(bdk);
     polyattn_buffer_free(bdv), polyattn_buffer_free(bds);
@@ -568,15 +612,18 @@ static void expect_forward_fails(built *w, const char *field)
     float *lse0 = malloc(w->lse_elems * 4), *lse1 = malloc(w->lse_elems * 4);
     pa_tk_poison(lse0, w->lse_elems, POLYATTN_DTYPE_F32);
     polyattn_buffer_write(w->blse, 0, lse0, w->lse_elems * 4);
-    polyattn_status st = polyattn_forward_ex(plan, w->bq, w->bk, w->bv, w->bo, w->blse, NULL, NULL, &w->extra);
+    polyattn_status st =
+        polyattn_forward_ex(plan, w->bq, w->bk, w->bv, w->bo, w->blse, NULL, NULL, &w->extra);
     const char *err = polyattn_context_last_error(ctx);
     CHECK(st == POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(err, field) != NULL);
     if (st != POLYATTN_STATUS_INVALID_ARGUMENT || !strstr(err, field))
-        fprintf(stderr, "  expected a forward error naming %s, got %s: %s\n", field, polyattn_status_name(st), err);
+        fprintf(stderr, "  expected a forward error naming %s, got %s: %s\n", field,
+                polyattn_status_name(st), err);
     unsigned char *o = malloc(w->o_bytes), *k = malloc(w->k_bytes), *v = malloc(w->v_bytes);
     polyattn_buffer_read(w->bo, 0, o, w->o_bytes), polyattn_buffer_read(w->bk, 0, k, w->k_bytes);
-    polyattn_buffer_read(w->bv, 0, v, w->v_bytes), polyattn_buffer_read(w->blse, 0, lse1, w->lse_elems * 4);
+    polyattn_buffer_read(w->bv, 0, v, w->v_bytes),
+        polyattn_buffer_read(w->blse, 0, lse1, w->lse_elems * 4);
     CHECK(memcmp(o, w->o_img, w->o_bytes) == 0);
     CHECK(memcmp(k, w->k_img, w->k_bytes) == 0 && memcmp(v, w->v_img, w->v_bytes) == 0);
     CHECK(memcmp(lse0, lse1, w->lse_elems * 4) == 0);
@@ -586,8 +633,29 @@ static void expect_forward_fails(built *w, const char *field)
 
 static void bad_device_data(void)
 {
-    const scase paged = {"bad paged", POLYATTN_DTYPE_F32, 3, 4, 2, 8, 8, 1, 5, POLYATTN_KV_PAGED, 40, 16,
-                         1, 0, 2, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 0, -1, -1, 0, 0, 0, 1};
+    const scase paged = {"bad paged",
+                         POLYATTN_DTYPE_F32,
+                         3,
+                         4,
+                         2,
+                         8,
+                         8,
+                         1,
+                         5,
+                         POLYATTN_KV_PAGED,
+                         40,
+                         16,
+                         1,
+                         0,
+                         2,
+                         POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT,
+                         0,
+                         -1,
+                         -1,
+                         0,
+                         0,
+                         0,
+                         1};
     built w;
     build(&w, &paged, 99);
     const int32_t cu_q[MAXB + 1] = {w.cu_q[0], w.cu_q[1], w.cu_q[2], w.cu_q[3]};
@@ -606,7 +674,8 @@ static void bad_device_data(void)
     memcpy(used, w.seqused, sizeof used);
     w.seqused[1] = -1, polyattn_buffer_write(w.bused, 0, w.seqused, 3 * 4);
     expect_forward_fails(&w, "extra.seqused_kv[1]");
-    w.seqused[1] = (int32_t)(w.cap - paged.seq_new + 1), polyattn_buffer_write(w.bused, 0, w.seqused, 3 * 4);
+    w.seqused[1] = (int32_t)(w.cap - paged.seq_new + 1),
+    polyattn_buffer_write(w.bused, 0, w.seqused, 3 * 4);
     expect_forward_fails(&w, "past the cache's end");
     w.seqused[1] = (int32_t)(w.desc.max_seqlen_kv - paged.seq_new + 1);
     polyattn_buffer_write(w.bused, 0, w.seqused, 3 * 4);
@@ -630,27 +699,34 @@ static void bad_device_data(void)
     /* Entries past a sequence's need are not read: -1 there is fine (build wrote them). */
     polyattn_plan *plan = NULL;
     CHECK(plan_for(&w, POLYATTN_ALGO_FLASH, 0, &plan) == POLYATTN_STATUS_SUCCESS);
-    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &w.extra) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &w.extra) ==
+          POLYATTN_STATUS_SUCCESS);
     /* Extra tensors: missing, not asked for, short, old struct_size, aliasing an output. */
     polyattn_extra_tensors ex = w.extra;
     ex.cu_seqlens_q = NULL;
-    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(polyattn_context_last_error(ctx), "extra.cu_seqlens_q") != NULL);
     ex = w.extra, ex.cu_seqlens_kv = w.bcu_q;
-    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(polyattn_context_last_error(ctx), "extra.cu_seqlens_kv") != NULL);
     polyattn_buffer *short_used = upload(NULL, 8);
     ex = w.extra, ex.seqused_kv = short_used;
-    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(polyattn_context_last_error(ctx), "extra.seqused_kv") != NULL);
     ex = w.extra, ex.struct_size = offsetof(polyattn_extra_tensors, d_sinks) + sizeof(void *);
-    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(polyattn_context_last_error(ctx), "extra.cu_seqlens_q: NULL") != NULL);
-    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, NULL) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     polyattn_buffer *o_view = NULL;
     polyattn_buffer_view(w.bo, 0, 16, &o_view);
     ex = w.extra, ex.seqused_kv = o_view;
-    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, NULL, &ex) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(polyattn_context_last_error(ctx), "overlaps") != NULL);
     polyattn_buffer_free(o_view), polyattn_buffer_free(short_used);
     polyattn_plan_destroy(plan);
@@ -658,15 +734,37 @@ static void bad_device_data(void)
 #undef UPLOAD_CU
 
     /* A dense cache without append: a length beyond its capacity. */
-    const scase dense = {"bad cache", POLYATTN_DTYPE_F32, 2, 2, 2, 8, 8, 0, 3, POLYATTN_KV_CACHE, 20, 0,
-                         0, 0, 0, POLYATTN_MASK_NONE, 0, -1, -1, 0, 0, 0, 0};
+    const scase dense = {
+        "bad cache", POLYATTN_DTYPE_F32, 2, 2,  2,  8, 8, 0, 3, POLYATTN_KV_CACHE, 20, 0, 0, 0,
+        0,           POLYATTN_MASK_NONE, 0, -1, -1, 0, 0, 0, 0};
     build(&w, &dense, 7);
     w.seqused[1] = (int32_t)w.cap + 1, polyattn_buffer_write(w.bused, 0, w.seqused, 2 * 4);
     expect_forward_fails(&w, "beyond the cache's capacity");
     unbuild(&w);
     /* Varlen keys: offsets decreasing, past the rows. */
-    const scase vk = {"bad varlen kv", POLYATTN_DTYPE_F32, 3, 2, 1, 8, 8, 0, 4, POLYATTN_KV_VARLEN, 12, 0,
-                      0, 0, 0, POLYATTN_MASK_CAUSAL_TOP_LEFT, 0, -1, -1, 0, 0, 0, 0};
+    const scase vk = {"bad varlen kv",
+                      POLYATTN_DTYPE_F32,
+                      3,
+                      2,
+                      1,
+                      8,
+                      8,
+                      0,
+                      4,
+                      POLYATTN_KV_VARLEN,
+                      12,
+                      0,
+                      0,
+                      0,
+                      0,
+                      POLYATTN_MASK_CAUSAL_TOP_LEFT,
+                      0,
+                      -1,
+                      -1,
+                      0,
+                      0,
+                      0,
+                      0};
     build(&w, &vk, 8);
     int32_t cu_kv[MAXB + 1];
     memcpy(cu_kv, w.cu_kv, sizeof cu_kv);
@@ -688,8 +786,8 @@ static void expect_plan_fails(const polyattn_attention_desc *d, const polyattn_p
     CHECK(st == status && plan == NULL);
     CHECK(strstr(err, field) != NULL);
     if (st != status || !strstr(err, field))
-        fprintf(stderr, "  expected %s naming %s, got %s: %s\n", polyattn_status_name(status), field,
-                polyattn_status_name(st), err);
+        fprintf(stderr, "  expected %s naming %s, got %s: %s\n", polyattn_status_name(status),
+                field, polyattn_status_name(st), err);
     if (status == POLYATTN_STATUS_INVALID_ARGUMENT && !opt) {
         const char *msg = NULL;
         CHECK(polyattn_attention_desc_validate(d, &msg) == POLYATTN_STATUS_INVALID_ARGUMENT);
@@ -699,8 +797,9 @@ static void expect_plan_fails(const polyattn_attention_desc *d, const polyattn_p
 
 static void bad_descriptors(void)
 {
-    const scase paged = {"desc", POLYATTN_DTYPE_F32, 3, 4, 2, 8, 8, 1, 5, POLYATTN_KV_PAGED, 40, 16,
-                         1, 0, 2, POLYATTN_MASK_NONE, 0, -1, -1, 0, 0, 0, 0};
+    const scase paged = {
+        "desc", POLYATTN_DTYPE_F32, 3, 4,  2,  8, 8, 1, 5, POLYATTN_KV_PAGED, 40, 16, 1, 0,
+        2,      POLYATTN_MASK_NONE, 0, -1, -1, 0, 0, 0, 0};
     built w;
     build(&w, &paged, 5);
     const polyattn_attention_desc good = w.desc;
@@ -775,7 +874,8 @@ int main(void)
         printf("no host device: skipped\n");
         return 77;
     }
-    const polyattn_dtype F32 = POLYATTN_DTYPE_F32, F16 = POLYATTN_DTYPE_F16, BF16 = POLYATTN_DTYPE_BF16;
+    const polyattn_dtype F32 = POLYATTN_DTYPE_F32, F16 = POLYATTN_DTYPE_F16,
+                         BF16 = POLYATTN_DTYPE_BF16;
     const polyattn_mask NONE = POLYATTN_MASK_NONE, TL = POLYATTN_MASK_CAUSAL_TOP_LEFT,
                         BR = POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT;
     const polyattn_kv_layout DENSE = POLYATTN_KV_DENSE, VARLEN = POLYATTN_KV_VARLEN,
@@ -784,23 +884,376 @@ int main(void)
     /* name, dtype, batch, hq, hkv, d, dv, varlen_q, seq_q, kv, seq_kv, block_size, shuffle,
      * share, seq_new, mask, window (on, left, right), softcap, alibi, sinks, hints */
     const scase cases[] = {
-        {"varlen q+kv, none", F32, 5, 2, 2, 16, 16, 1, 9, VARLEN, 23, 0, 0, 0, 0, NONE, 0, -1, -1, 0, 0, 0, 0},
-        {"varlen q+kv, bottom-right, gqa 4", F32, 6, 8, 2, 32, 16, 1, 13, VARLEN, 31, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 1},
-        {"varlen q+kv, top-left, gqa 8", F32, 4, 8, 1, 8, 8, 1, 11, VARLEN, 17, 0, 0, 0, 0, TL, 0, -1, -1, 0, 0, 0, 0},
-        {"varlen q, dense kv, window+softcap", F32, 4, 4, 4, 16, 16, 1, 7, DENSE, 19, 0, 0, 0, 0, BR, 1, 5, 2, 5.0f, 0, 0, 0},
-        {"dense q, varlen kv, alibi per batch", F32, 5, 4, 2, 16, 8, 0, 3, VARLEN, 70, 0, 0, 0, 0, BR, 0, -1, -1, 0, ABH, 0, 1},
-        {"varlen, sinks, window", F32, 4, 4, 1, 8, 8, 1, 9, VARLEN, 25, 0, 0, 0, 0, TL, 1, 3, -1, 0, 0, 1, 0},
-        {"dense cache, decode, gqa 4", F32, 5, 8, 2, 32, 32, 0, 1, CACHE, 75, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
-        {"dense cache, 4 queries, append 3", F32, 4, 4, 1, 16, 16, 0, 4, CACHE, 41, 0, 0, 0, 3, BR, 1, 6, 0, 0, AH, 0, 1},
-        {"paged 16, shuffled", F32, 5, 4, 4, 16, 16, 0, 2, PAGED, 70, 16, 1, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
-        {"paged 16, shared, gqa 8, top-left", F32, 3, 8, 1, 16, 16, 0, 5, PAGED, 40, 16, 1, 1, 0, TL, 0, -1, -1, 0, 0, 0, 0},
-        {"paged 64, varlen q, append, softcap", F32, 4, 4, 2, 16, 16, 1, 6, PAGED, 150, 64, 1, 0, 2, BR, 0, -1, -1, 20.0f, 0, 1, 1},
-        {"paged 64, shared, append, window", F32, 3, 4, 1, 8, 8, 0, 3, PAGED, 100, 64, 0, 1, 4, BR, 1, 20, -1, 0, 0, 0, 0},
-        {"paged 256, decode, gqa 4, sinks", F32, 3, 4, 1, 16, 16, 0, 1, PAGED, 300, 256, 1, 0, 1, BR, 0, -1, -1, 0, AH, 1, 0},
-        {"paged 256, varlen q, top-left window", F32, 3, 2, 2, 8, 8, 1, 9, PAGED, 280, 256, 1, 0, 0, TL, 1, 7, 3, 0, 0, 0, 1},
-        {"varlen f16", F16, 4, 4, 2, 32, 32, 1, 10, VARLEN, 33, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
-        {"paged bf16, append", BF16, 3, 4, 2, 16, 16, 1, 5, PAGED, 50, 16, 1, 1, 2, BR, 0, -1, -1, 0, 0, 0, 0},
-        {"dense cache f16, append, softcap+window", F16, 3, 4, 4, 16, 16, 0, 3, CACHE, 30, 0, 0, 0, 2, BR, 1, 4, 1, 10.0f, 0, 0, 0},
+        {"varlen q+kv, none",
+         F32,
+         5,
+         2,
+         2,
+         16,
+         16,
+         1,
+         9,
+         VARLEN,
+         23,
+         0,
+         0,
+         0,
+         0,
+         NONE,
+         0,
+         -1,
+         -1,
+         0,
+         0,
+         0,
+         0},
+        {"varlen q+kv, bottom-right, gqa 4",
+         F32,
+         6,
+         8,
+         2,
+         32,
+         16,
+         1,
+         13,
+         VARLEN,
+         31,
+         0,
+         0,
+         0,
+         0,
+         BR,
+         0,
+         -1,
+         -1,
+         0,
+         0,
+         0,
+         1},
+        {"varlen q+kv, top-left, gqa 8",
+         F32,
+         4,
+         8,
+         1,
+         8,
+         8,
+         1,
+         11,
+         VARLEN,
+         17,
+         0,
+         0,
+         0,
+         0,
+         TL,
+         0,
+         -1,
+         -1,
+         0,
+         0,
+         0,
+         0},
+        {"varlen q, dense kv, window+softcap",
+         F32,
+         4,
+         4,
+         4,
+         16,
+         16,
+         1,
+         7,
+         DENSE,
+         19,
+         0,
+         0,
+         0,
+         0,
+         BR,
+         1,
+         5,
+         2,
+         5.0f,
+         0,
+         0,
+         0},
+        {"dense q, varlen kv, alibi per batch",
+         F32,
+         5,
+         4,
+         2,
+         16,
+         8,
+         0,
+         3,
+         VARLEN,
+         70,
+         0,
+         0,
+         0,
+         0,
+         BR,
+         0,
+         -1,
+         -1,
+         0,
+         ABH,
+         0,
+         1},
+        {"varlen, sinks, window",
+         F32,
+         4,
+         4,
+         1,
+         8,
+         8,
+         1,
+         9,
+         VARLEN,
+         25,
+         0,
+         0,
+         0,
+         0,
+         TL,
+         1,
+         3,
+         -1,
+         0,
+         0,
+         1,
+         0},
+        {"dense cache, decode, gqa 4",
+         F32,
+         5,
+         8,
+         2,
+         32,
+         32,
+         0,
+         1,
+         CACHE,
+         75,
+         0,
+         0,
+         0,
+         0,
+         BR,
+         0,
+         -1,
+         -1,
+         0,
+         0,
+         0,
+         0},
+        {"dense cache, 4 queries, append 3",
+         F32,
+         4,
+         4,
+         1,
+         16,
+         16,
+         0,
+         4,
+         CACHE,
+         41,
+         0,
+         0,
+         0,
+         3,
+         BR,
+         1,
+         6,
+         0,
+         0,
+         AH,
+         0,
+         1},
+        {"paged 16, shuffled",
+         F32,
+         5,
+         4,
+         4,
+         16,
+         16,
+         0,
+         2,
+         PAGED,
+         70,
+         16,
+         1,
+         0,
+         0,
+         BR,
+         0,
+         -1,
+         -1,
+         0,
+         0,
+         0,
+         0},
+        {"paged 16, shared, gqa 8, top-left",
+         F32,
+         3,
+         8,
+         1,
+         16,
+         16,
+         0,
+         5,
+         PAGED,
+         40,
+         16,
+         1,
+         1,
+         0,
+         TL,
+         0,
+         -1,
+         -1,
+         0,
+         0,
+         0,
+         0},
+        {"paged 64, varlen q, append, softcap",
+         F32,
+         4,
+         4,
+         2,
+         16,
+         16,
+         1,
+         6,
+         PAGED,
+         150,
+         64,
+         1,
+         0,
+         2,
+         BR,
+         0,
+         -1,
+         -1,
+         20.0f,
+         0,
+         1,
+         1},
+        {"paged 64, shared, append, window",
+         F32,
+         3,
+         4,
+         1,
+         8,
+         8,
+         0,
+         3,
+         PAGED,
+         100,
+         64,
+         0,
+         1,
+         4,
+         BR,
+         1,
+         20,
+         -1,
+         0,
+         0,
+         0,
+         0},
+        {"paged 256, decode, gqa 4, sinks",
+         F32,
+         3,
+         4,
+         1,
+         16,
+         16,
+         0,
+         1,
+         PAGED,
+         300,
+         256,
+         1,
+         0,
+         1,
+         BR,
+         0,
+         -1,
+         -1,
+         0,
+         AH,
+         1,
+         0},
+        {"paged 256, varlen q, top-left window",
+         F32,
+         3,
+         2,
+         2,
+         8,
+         8,
+         1,
+         9,
+         PAGED,
+         280,
+         256,
+         1,
+         0,
+         0,
+         TL,
+         1,
+         7,
+         3,
+         0,
+         0,
+         0,
+         1},
+        {"varlen f16", F16, 4,  4,  2, 32, 32, 1, 10, VARLEN, 33, 0, 0, 0, 0,
+         BR,           0,   -1, -1, 0, 0,  0,  0},
+        {"paged bf16, append",
+         BF16,
+         3,
+         4,
+         2,
+         16,
+         16,
+         1,
+         5,
+         PAGED,
+         50,
+         16,
+         1,
+         1,
+         2,
+         BR,
+         0,
+         -1,
+         -1,
+         0,
+         0,
+         0,
+         0},
+        {"dense cache f16, append, softcap+window",
+         F16,
+         3,
+         4,
+         4,
+         16,
+         16,
+         0,
+         3,
+         CACHE,
+         30,
+         0,
+         0,
+         0,
+         2,
+         BR,
+         1,
+         4,
+         1,
+         10.0f,
+         0,
+         0,
+         0},
     };
     const size_t n_cases = sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < n_cases; i++) {
@@ -808,9 +1261,75 @@ int main(void)
         check_forward(&cases[i], POLYATTN_ALGO_FLASH, 2000 + i);
     }
     const scase bwd_cases[] = {
-        {"bwd varlen q+kv, bottom-right, gqa 4", F32, 5, 8, 2, 16, 16, 1, 9, VARLEN, 21, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
-        {"bwd varlen q, dense kv, top-left, window, softcap, sinks", F32, 4, 4, 1, 8, 16, 1, 7, DENSE, 11, 0, 0, 0, 0, TL, 1, 3, 1, 4.0f, 0, 1, 0},
-        {"bwd dense q, varlen kv, alibi per batch", F32, 4, 2, 2, 8, 8, 0, 4, VARLEN, 15, 0, 0, 0, 0, NONE, 0, -1, -1, 0, ABH, 0, 1},
+        {"bwd varlen q+kv, bottom-right, gqa 4",
+         F32,
+         5,
+         8,
+         2,
+         16,
+         16,
+         1,
+         9,
+         VARLEN,
+         21,
+         0,
+         0,
+         0,
+         0,
+         BR,
+         0,
+         -1,
+         -1,
+         0,
+         0,
+         0,
+         0},
+        {"bwd varlen q, dense kv, top-left, window, softcap, sinks",
+         F32,
+         4,
+         4,
+         1,
+         8,
+         16,
+         1,
+         7,
+         DENSE,
+         11,
+         0,
+         0,
+         0,
+         0,
+         TL,
+         1,
+         3,
+         1,
+         4.0f,
+         0,
+         1,
+         0},
+        {"bwd dense q, varlen kv, alibi per batch",
+         F32,
+         4,
+         2,
+         2,
+         8,
+         8,
+         0,
+         4,
+         VARLEN,
+         15,
+         0,
+         0,
+         0,
+         0,
+         NONE,
+         0,
+         -1,
+         -1,
+         0,
+         ABH,
+         0,
+         1},
     };
     for (size_t i = 0; i < sizeof bwd_cases / sizeof bwd_cases[0]; i++) {
         check_backward(&bwd_cases[i], POLYATTN_ALGO_UNFUSED, 3000 + i);

@@ -6,12 +6,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static void check_str(const char *got, const char *want, const char *what)
@@ -28,9 +28,9 @@ int main(void)
     int i;
 
     /* Every status in the table has a distinct name and a non-empty description. */
-#define CHECK_STATUS_(name, value, text)                                             \
-    check_str(polyattn_status_name(POLYATTN_STATUS_##name), #name, "status name");   \
-    check_str(polyattn_status_string(POLYATTN_STATUS_##name), text, "status string"); \
+#define CHECK_STATUS_(name, value, text)                                                           \
+    check_str(polyattn_status_name(POLYATTN_STATUS_##name), #name, "status name");                 \
+    check_str(polyattn_status_string(POLYATTN_STATUS_##name), text, "status string");              \
     CHECK((int)POLYATTN_STATUS_##name == value);
     POLYATTN_STATUS_TABLE(CHECK_STATUS_)
 #undef CHECK_STATUS_
@@ -48,8 +48,8 @@ int main(void)
     CHECK(polyattn_status_name((polyattn_status)POLYATTN_STATUS_COUNT_) != NULL);
 
     /* Versions: the loaded library matches the header this test was compiled with. */
-    CHECK(polyattn_version() == POLYATTN_VERSION_MAJOR * 10000 + POLYATTN_VERSION_MINOR * 100 +
-                                    POLYATTN_VERSION_PATCH);
+    CHECK(polyattn_version() ==
+          POLYATTN_VERSION_MAJOR * 10000 + POLYATTN_VERSION_MINOR * 100 + POLYATTN_VERSION_PATCH);
     snprintf(buf, sizeof buf, "%d.%d.%d", POLYATTN_VERSION_MAJOR, POLYATTN_VERSION_MINOR,
              POLYATTN_VERSION_PATCH);
     check_str(polyattn_version_string(), buf, "version string");
@@ -92,7 +92,8 @@ int main(void)
         const char *reason = NULL;
         polyattn_device_info info;
         CHECK(polyattn_backend_compiled(POLYATTN_BACKEND_HOST));
-        CHECK(polyattn_device_count(POLYATTN_BACKEND_HOST, &count, &reason) == POLYATTN_STATUS_SUCCESS);
+        CHECK(polyattn_device_count(POLYATTN_BACKEND_HOST, &count, &reason) ==
+              POLYATTN_STATUS_SUCCESS);
         CHECK(count == 1);
         memset(&info, 0, sizeof info);
         info.struct_size = sizeof info;
@@ -112,13 +113,13 @@ int main(void)
         for (i = POLYATTN_BACKEND_CUDA; i <= POLYATTN_BACKEND_HOST; i++) {
             count = -1;
             reason = NULL;
-            CHECK(polyattn_device_count((polyattn_backend)i, &count, &reason) == POLYATTN_STATUS_SUCCESS);
+            CHECK(polyattn_device_count((polyattn_backend)i, &count, &reason) ==
+                  POLYATTN_STATUS_SUCCESS);
             CHECK(count >= 0);
             printf("%-7s compiled=%d devices=%d%s%s\n", polyattn_backend_name((polyattn_backend)i),
                    polyattn_backend_compiled((polyattn_backend)i), count, reason ? " reason: " : "",
                    reason ? reason : "");
-            if (count == 0)
-                CHECK(reason != NULL && reason[0] != '\0');
+            if (count == 0) CHECK(reason != NULL && reason[0] != '\0');
         }
     }
 

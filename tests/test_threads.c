@@ -38,8 +38,7 @@ static void *worker(void *arg)
         polyattn_plan *plan = NULL;
         polyattn_buffer *q = NULL, *k = NULL, *v = NULL, *o = NULL;
         float *out = (float *)malloc(j->p->o_elems * sizeof(float));
-        if (out)
-            pa_tk_poison(out, j->p->o_elems, POLYATTN_DTYPE_F32);
+        if (out) pa_tk_poison(out, j->p->o_elems, POLYATTN_DTYPE_F32);
         /* a thread-specific invalid field: its message must name that field, not another
          * thread's */
         bad.k.shape[3] = 1000 + j->id;
@@ -89,7 +88,7 @@ static void *worker(void *arg)
 
 int main(void)
 {
-    pa_tk_case c = {"threads", 2, 4, 2, 57, 75, 32, 32, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT,
+    pa_tk_case c = {"threads",  2,    4,    2, 57, 75, 32, 32, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT,
                     PA_TK_BHSD, 0.0f, 1.0f, 1};
     pa_tk_problem p;
     pthread_t threads[N_THREADS];
@@ -119,20 +118,22 @@ int main(void)
         return 1;
     }
     for (i = 0; i < N_THREADS; i++) {
-        if (!jobs[i].failures && (!jobs[i].out || memcmp(jobs[i].out, p.ref_o, p.o_elems * 4) != 0)) {
-            snprintf(jobs[i].why, sizeof jobs[i].why, "O differs from the single-threaded reference");
+        if (!jobs[i].failures &&
+            (!jobs[i].out || memcmp(jobs[i].out, p.ref_o, p.o_elems * 4) != 0)) {
+            snprintf(jobs[i].why, sizeof jobs[i].why,
+                     "O differs from the single-threaded reference");
             jobs[i].failures++;
         }
         free(jobs[i].out);
         if (jobs[i].failures) {
-            fprintf(stderr, "thread %d: %d failure(s), last: %s\n", i, jobs[i].failures, jobs[i].why);
+            fprintf(stderr, "thread %d: %d failure(s), last: %s\n", i, jobs[i].failures,
+                    jobs[i].why);
             failures += jobs[i].failures;
         }
     }
     pa_tk_problem_free(&p);
     pa_tk_shutdown();
-    if (failures)
-        return 1;
+    if (failures) return 1;
     printf("test_threads: %d threads x %d rounds agree with the reference\n", N_THREADS, ROUNDS);
     return 0;
 }

@@ -12,13 +12,13 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* Asserts status == want and that message contains `field` (the name of what is wrong). */
@@ -332,11 +332,9 @@ static int o_untouched(polyattn_buffer *o)
 {
     unsigned char back[4096];
     uint64_t n = o_bytes_of(), i;
-    if (n > sizeof back || polyattn_buffer_read(o, 0, back, n) != POLYATTN_STATUS_SUCCESS)
-        return 0;
+    if (n > sizeof back || polyattn_buffer_read(o, 0, back, n) != POLYATTN_STATUS_SUCCESS) return 0;
     for (i = 0; i < n; i++)
-        if (back[i] != 0xAB)
-            return 0;
+        if (back[i] != 0xAB) return 0;
     return 1;
 }
 
@@ -377,8 +375,7 @@ static void test_forward(polyattn_context *ctx, polyattn_context *other_ctx)
     CHECK(polyattn_plan_create(ctx, &d, &opt, &plan) == POLYATTN_STATUS_SUCCESS);
     polyattn_plan_options_init(&opt);
     CHECK(polyattn_plan_create(ctx, &d, &opt, &plan_plain) == POLYATTN_STATUS_SUCCESS);
-    if (!plan || !plan_plain)
-        return;
+    if (!plan || !plan_plain) return;
 
     CHECK(polyattn_buffer_alloc(ctx, qb, &q) == POLYATTN_STATUS_SUCCESS);
     CHECK(polyattn_buffer_alloc(ctx, kb, &k) == POLYATTN_STATUS_SUCCESS);
@@ -447,7 +444,8 @@ static void test_forward(polyattn_context *ctx, polyattn_context *other_ctx)
     polyattn_buffer_free(view_b);
     /* adjacent but disjoint views are fine */
     CHECK(polyattn_buffer_view(big, qb, ob, &view_b) == POLYATTN_STATUS_SUCCESS);
-    CHECK(polyattn_forward(plan_plain, view_a, k, v, view_b, NULL, NULL, NULL) == POLYATTN_STATUS_SUCCESS);
+    CHECK(polyattn_forward(plan_plain, view_a, k, v, view_b, NULL, NULL, NULL) ==
+          POLYATTN_STATUS_SUCCESS);
     polyattn_buffer_free(view_b);
     polyattn_buffer_free(view_a);
     /* two outputs overlapping: lse inside o, probs inside lse */
@@ -507,8 +505,7 @@ static int log_marker;
 
 static void on_log(polyattn_log_category category, const char *message, void *user_data)
 {
-    if (user_data != &log_marker)
-        log_bad_user++;
+    if (user_data != &log_marker) log_bad_user++;
     if (category == POLYATTN_LOG_ERROR) {
         log_errors++;
         snprintf(log_last, sizeof log_last, "%s", message ? message : "");
@@ -604,14 +601,18 @@ static void test_buffers_registry(polyattn_context *ctx)
     polyattn_buffer_free(view);
     polyattn_buffer_free(parent);
 
-    CHECK(polyattn_device_count(POLYATTN_BACKEND_HOST, NULL, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
-    CHECK(polyattn_device_count(POLYATTN_BACKEND_AUTO, &count, &reason) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_device_count(POLYATTN_BACKEND_HOST, NULL, NULL) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_device_count(POLYATTN_BACKEND_AUTO, &count, &reason) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(polyattn_backend_compiled(POLYATTN_BACKEND_AUTO) == 0);
     CHECK(polyattn_backend_compiled((polyattn_backend)42) == 0);
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info - 1;
-    CHECK(polyattn_device_get_info(POLYATTN_BACKEND_HOST, 0, &info) == POLYATTN_STATUS_INVALID_ARGUMENT);
-    CHECK(polyattn_device_get_info(POLYATTN_BACKEND_HOST, 0, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_device_get_info(POLYATTN_BACKEND_HOST, 0, &info) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_device_get_info(POLYATTN_BACKEND_HOST, 0, NULL) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     info.struct_size = sizeof info;
     CHECK(polyattn_device_get_info(POLYATTN_BACKEND_HOST, -1, &info) == POLYATTN_STATUS_NOT_FOUND);
     /* a backend without devices: context creation is NOT_FOUND with a reason */
@@ -619,8 +620,7 @@ static void test_buffers_registry(polyattn_context *ctx)
         polyattn_context *none = NULL;
         count = 0;
         CHECK(polyattn_device_count((polyattn_backend)i, &count, NULL) == POLYATTN_STATUS_SUCCESS);
-        if (count > 0)
-            continue;
+        if (count > 0) continue;
         CHECK(polyattn_context_create((polyattn_backend)i, 0, &none) == POLYATTN_STATUS_NOT_FOUND);
         CHECK(none == NULL && polyattn_last_error()[0] != '\0');
         CHECK(polyattn_device_get_info((polyattn_backend)i, 0, &info) == POLYATTN_STATUS_NOT_FOUND);
@@ -630,8 +630,10 @@ static void test_buffers_registry(polyattn_context *ctx)
 static void test_contexts(void)
 {
     polyattn_context *ctx = (polyattn_context *)&checks;
-    CHECK(polyattn_context_create(POLYATTN_BACKEND_HOST, 0, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
-    CHECK(polyattn_context_create((polyattn_backend)42, 0, &ctx) == POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_context_create(POLYATTN_BACKEND_HOST, 0, NULL) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
+    CHECK(polyattn_context_create((polyattn_backend)42, 0, &ctx) ==
+          POLYATTN_STATUS_INVALID_ARGUMENT);
     CHECK(ctx == NULL);
     CHECK(strstr(polyattn_last_error(), "backend") != NULL);
     ctx = (polyattn_context *)&checks;

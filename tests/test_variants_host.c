@@ -22,13 +22,13 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static polyattn_context *ctx;
@@ -46,9 +46,9 @@ enum {
 /* Special contents. */
 enum {
     SPECIAL_NONE = 0,
-    SPECIAL_MASK_ROW,  /* attn_mask 0 on every key of query 1 */
-    SPECIAL_NEGINF_ROW, /* bias -inf on every key of query 2 */
-    SPECIAL_NAN_ROW,   /* bias NaN on every key of query 0 */
+    SPECIAL_MASK_ROW,       /* attn_mask 0 on every key of query 1 */
+    SPECIAL_NEGINF_ROW,     /* bias -inf on every key of query 2 */
+    SPECIAL_NAN_ROW,        /* bias NaN on every key of query 0 */
     SPECIAL_NEGINF_SPRINKLE /* bias -inf on about one pair in six */
 };
 
@@ -88,22 +88,30 @@ static const vcase fwd_cases[] = {
     {"bias-11-f16", 2, 4, 1, 7, 13, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_11, F16, 0, 0, 0},
     {"bias-b1-bf16", 2, 4, 2, 9, 6, 8, 8, TL, 0, -1, -1, 0, 0, SCORE_B1, BF16, 0, 0, 0},
     {"bias-1h-padded", 2, 4, 2, 5, 9, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_1H_PADDED, F32, 0, 0, 0},
-    {"bias-transposed-bf16", 2, 2, 2, 6, 7, 8, 8, BR, 0, -1, -1, 0, 0, SCORE_TRANSPOSED, BF16, 0, 0, 0},
+    {"bias-transposed-bf16", 2, 2, 2, 6, 7, 8, 8, BR, 0, -1, -1, 0, 0, SCORE_TRANSPOSED, BF16, 0, 0,
+     0},
     {"bias-batch-stride0", 3, 2, 1, 5, 8, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_B_STRIDE0, F16, 0, 0, 0},
     {"attn-mask", 2, 4, 2, 9, 12, 8, 8, NM, 0, -1, -1, 0, 0, 0, F32, SCORE_FULL, 0, 0},
-    {"attn-mask-11-row", 2, 2, 1, 7, 9, 8, 8, NM, 0, -1, -1, 0, 0, 0, F32, SCORE_11, 0, SPECIAL_MASK_ROW},
+    {"attn-mask-11-row", 2, 2, 1, 7, 9, 8, 8, NM, 0, -1, -1, 0, 0, 0, F32, SCORE_11, 0,
+     SPECIAL_MASK_ROW},
     {"sinks-br-masked-rows", 2, 4, 2, 11, 7, 8, 8, BR, 0, -1, -1, 0, 0, 0, F32, 0, 1, 0},
     {"sinks-tl", 1, 4, 1, 7, 9, 8, 8, TL, 0, -1, -1, 0, 0, 0, F32, 0, 1, 0},
-    {"gpt-oss-window-softcap-sinks", 1, 4, 2, 70, 150, 16, 16, BR, 1, 20, 0, 0.5f, 0, 0, F32, 0, 1, 0},
+    {"gpt-oss-window-softcap-sinks", 1, 4, 2, 70, 150, 16, 16, BR, 1, 20, 0, 0.5f, 0, 0, F32, 0, 1,
+     0},
     {"window-softcap-sinks-tl", 2, 4, 1, 21, 17, 8, 8, TL, 1, 5, -1, 0.4f, 0, 0, F32, 0, 1, 0},
     {"alibi-bias-causal", 2, 4, 2, 13, 13, 8, 8, TL, 0, -1, -1, 0, PH, SCORE_FULL, BF16, 0, 0, 0},
     {"alibi-bias-causal-br", 1, 4, 2, 9, 14, 8, 8, BR, 0, -1, -1, 0, PBH, SCORE_B1, F16, 0, 0, 0},
     {"attn-mask-window", 2, 2, 2, 15, 21, 8, 8, NM, 1, 3, 3, 0, 0, 0, F32, SCORE_1H_PADDED, 0, 0},
-    {"bias-neginf-row", 1, 2, 1, 6, 8, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_FULL, F32, 0, 0, SPECIAL_NEGINF_ROW},
-    {"bias-neginf-row-sinks", 1, 2, 1, 6, 8, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_11, F32, 0, 1, SPECIAL_NEGINF_ROW},
-    {"bias-nan-row", 2, 2, 1, 5, 7, 8, 8, TL, 0, -1, -1, 0, 0, SCORE_B1, F32, 0, 0, SPECIAL_NAN_ROW},
-    {"bias-neginf-sprinkled", 2, 2, 2, 9, 70, 8, 8, BR, 0, -1, -1, 0, 0, SCORE_FULL, F16, 0, 0, SPECIAL_NEGINF_SPRINKLE},
-    {"all-gqa1", 2, 4, 1, 10, 13, 8, 6, BR, 1, 6, 2, 0.6f, PBH, SCORE_TRANSPOSED, F16, SCORE_B1, 1, 0},
+    {"bias-neginf-row", 1, 2, 1, 6, 8, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_FULL, F32, 0, 0,
+     SPECIAL_NEGINF_ROW},
+    {"bias-neginf-row-sinks", 1, 2, 1, 6, 8, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_11, F32, 0, 1,
+     SPECIAL_NEGINF_ROW},
+    {"bias-nan-row", 2, 2, 1, 5, 7, 8, 8, TL, 0, -1, -1, 0, 0, SCORE_B1, F32, 0, 0,
+     SPECIAL_NAN_ROW},
+    {"bias-neginf-sprinkled", 2, 2, 2, 9, 70, 8, 8, BR, 0, -1, -1, 0, 0, SCORE_FULL, F16, 0, 0,
+     SPECIAL_NEGINF_SPRINKLE},
+    {"all-gqa1", 2, 4, 1, 10, 13, 8, 6, BR, 1, 6, 2, 0.6f, PBH, SCORE_TRANSPOSED, F16, SCORE_B1, 1,
+     0},
 };
 
 static const vcase bwd_cases[] = {
@@ -114,11 +122,14 @@ static const vcase bwd_cases[] = {
     {"bias-full", 2, 4, 2, 5, 7, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_FULL, F32, 0, 0, 0},
     {"bias-11-f16", 2, 4, 1, 5, 7, 8, 8, BR, 0, -1, -1, 0, 0, SCORE_11, F16, 0, 0, 0},
     {"bias-b1-bf16", 2, 4, 2, 6, 5, 8, 8, NM, 0, -1, -1, 0, 0, SCORE_B1, BF16, 0, 0, 0},
-    {"bias-1h-padded", 2, 4, 2, 5, 6, 8, 8, TL, 0, -1, -1, 0, 0, SCORE_1H_PADDED, F32, 0, 0, SPECIAL_NEGINF_ROW},
-    {"attn-mask", 2, 2, 1, 7, 8, 8, 8, NM, 0, -1, -1, 0, 0, 0, F32, SCORE_FULL, 0, SPECIAL_MASK_ROW},
+    {"bias-1h-padded", 2, 4, 2, 5, 6, 8, 8, TL, 0, -1, -1, 0, 0, SCORE_1H_PADDED, F32, 0, 0,
+     SPECIAL_NEGINF_ROW},
+    {"attn-mask", 2, 2, 1, 7, 8, 8, 8, NM, 0, -1, -1, 0, 0, 0, F32, SCORE_FULL, 0,
+     SPECIAL_MASK_ROW},
     {"sinks-masked", 2, 4, 2, 9, 6, 8, 8, BR, 0, -1, -1, 0, 0, 0, F32, 0, 1, 0},
     {"gpt-oss-mix", 1, 4, 2, 13, 70, 8, 8, BR, 1, 8, 0, 0.5f, 0, 0, F32, 0, 1, 0},
-    {"alibi-bias-causal", 1, 4, 2, 7, 7, 8, 8, TL, 0, -1, -1, 0, PH, SCORE_TRANSPOSED, F32, 0, 0, 0},
+    {"alibi-bias-causal", 1, 4, 2, 7, 7, 8, 8, TL, 0, -1, -1, 0, PH, SCORE_TRANSPOSED, F32, 0, 0,
+     0},
     {"attn-mask-window", 1, 2, 2, 8, 9, 8, 8, NM, 1, 2, 2, 0, 0, 0, F32, SCORE_11, 0, 0},
     {"all-gqa1", 2, 4, 1, 6, 9, 8, 6, BR, 1, 3, 1, 0.7f, PH, SCORE_FULL, F32, SCORE_B1, 1, 0},
 };
@@ -145,7 +156,8 @@ static void score_layout(score_tensor *t, int layout, const vcase *c)
     if (layout == SCORE_11) t->strides[0] = t->strides[1] = 0;
     if (layout == SCORE_B_STRIDE0) t->strides[0] = 0;
     t->span = 1;
-    for (int d = 0; d < 4; d++) t->span += (t->shape[d] - 1) * t->strides[d];
+    for (int d = 0; d < 4; d++)
+        t->span += (t->shape[d] - 1) * t->strides[d];
 }
 
 /* Element of (b, h, i, j) under broadcasting. */
@@ -158,9 +170,9 @@ static int64_t score_index(const score_tensor *t, int64_t b, int64_t h, int64_t 
 typedef struct inputs {
     const vcase *c;
     float scale;
-    double *q, *k, *v;  /* BHSD contiguous, values the library reads */
+    double *q, *k, *v; /* BHSD contiguous, values the library reads */
     score_tensor bias_t, mask_t;
-    double *bias;       /* bias_t.span values (decoded from bias_dtype) */
+    double *bias; /* bias_t.span values (decoded from bias_dtype) */
     unsigned char *mask;
     double *slopes, *sinks;
     int64_t nq, nk, nv, no, nslopes;
@@ -185,15 +197,19 @@ static void inputs_init(inputs *in, const vcase *c, polyattn_dtype dtype, uint64
     in->q = malloc(sizeof(double) * in->nq);
     in->k = malloc(sizeof(double) * in->nk);
     in->v = malloc(sizeof(double) * in->nv);
-    for (int64_t e = 0; e < in->nq; e++) in->q[e] = pa_tk_round((float)uniform(&rng, -1.5, 1.5), dtype);
-    for (int64_t e = 0; e < in->nk; e++) in->k[e] = pa_tk_round((float)uniform(&rng, -1.5, 1.5), dtype);
-    for (int64_t e = 0; e < in->nv; e++) in->v[e] = pa_tk_round((float)uniform(&rng, -1, 1), dtype);
+    for (int64_t e = 0; e < in->nq; e++)
+        in->q[e] = pa_tk_round((float)uniform(&rng, -1.5, 1.5), dtype);
+    for (int64_t e = 0; e < in->nk; e++)
+        in->k[e] = pa_tk_round((float)uniform(&rng, -1.5, 1.5), dtype);
+    for (int64_t e = 0; e < in->nv; e++)
+        in->v[e] = pa_tk_round((float)uniform(&rng, -1, 1), dtype);
     if (c->bias_layout) {
         score_layout(&in->bias_t, c->bias_layout, c);
         in->bias = malloc(sizeof(double) * in->bias_t.span);
         for (int64_t e = 0; e < in->bias_t.span; e++) {
             double x = uniform(&rng, -2, 2);
-            if (c->special == SPECIAL_NEGINF_SPRINKLE && pa_tk_rng_next(&rng) % 6 == 0) x = -INFINITY;
+            if (c->special == SPECIAL_NEGINF_SPRINKLE && pa_tk_rng_next(&rng) % 6 == 0)
+                x = -INFINITY;
             in->bias[e] = pa_tk_round((float)x, c->bias_dtype);
         }
     }
@@ -201,24 +217,32 @@ static void inputs_init(inputs *in, const vcase *c, polyattn_dtype dtype, uint64
         score_layout(&in->mask_t, c->mask_layout, c);
         in->mask = malloc((size_t)in->mask_t.span);
         for (int64_t e = 0; e < in->mask_t.span; e++)
-            in->mask[e] = pa_tk_rng_next(&rng) % 4 == 0 ? 0 : (unsigned char)(1 + pa_tk_rng_next(&rng) % 255);
+            in->mask[e] =
+                pa_tk_rng_next(&rng) % 4 == 0 ? 0 : (unsigned char)(1 + pa_tk_rng_next(&rng) % 255);
     }
     for (int64_t b = 0; b < c->batch; b++)
         for (int64_t h = 0; h < c->hq; h++)
             for (int64_t j = 0; j < c->skv; j++) {
-                const int64_t row = c->special == SPECIAL_MASK_ROW ? 1 : c->special == SPECIAL_NEGINF_ROW ? 2 : 0;
-                if (c->special == SPECIAL_MASK_ROW) in->mask[score_index(&in->mask_t, b, h, row, j)] = 0;
-                if (c->special == SPECIAL_NEGINF_ROW) in->bias[score_index(&in->bias_t, b, h, row, j)] = -INFINITY;
-                if (c->special == SPECIAL_NAN_ROW) in->bias[score_index(&in->bias_t, b, h, row, j)] = NAN;
+                const int64_t row = c->special == SPECIAL_MASK_ROW     ? 1
+                                    : c->special == SPECIAL_NEGINF_ROW ? 2
+                                                                       : 0;
+                if (c->special == SPECIAL_MASK_ROW)
+                    in->mask[score_index(&in->mask_t, b, h, row, j)] = 0;
+                if (c->special == SPECIAL_NEGINF_ROW)
+                    in->bias[score_index(&in->bias_t, b, h, row, j)] = -INFINITY;
+                if (c->special == SPECIAL_NAN_ROW)
+                    in->bias[score_index(&in->bias_t, b, h, row, j)] = NAN;
             }
     in->nslopes = c->alibi == PBH ? c->batch * c->hq : c->hq;
     if (c->alibi) {
         in->slopes = malloc(sizeof(double) * in->nslopes);
-        for (int64_t e = 0; e < in->nslopes; e++) in->slopes[e] = (float)uniform(&rng, 0.05, 0.6);
+        for (int64_t e = 0; e < in->nslopes; e++)
+            in->slopes[e] = (float)uniform(&rng, 0.05, 0.6);
     }
     if (c->sinks) {
         in->sinks = malloc(sizeof(double) * c->hq);
-        for (int64_t h = 0; h < c->hq; h++) in->sinks[h] = (float)uniform(&rng, -1, 2.5);
+        for (int64_t h = 0; h < c->hq; h++)
+            in->sinks[h] = (float)uniform(&rng, -1, 2.5);
     }
 }
 
@@ -250,18 +274,23 @@ static void reference_forward(const inputs *in, double *o, double *lse, double *
                     if (c->mask != NM && j > diag) seen = 0;
                     if (c->has_window && c->wl >= 0 && j < diag - c->wl) seen = 0;
                     if (c->has_window && c->wr >= 0 && j > diag + c->wr) seen = 0;
-                    if (c->mask_layout && in->mask[score_index(&in->mask_t, b, h, i, j)] == 0) seen = 0;
-                    double bias = c->bias_layout ? in->bias[score_index(&in->bias_t, b, h, i, j)] : 0.0;
+                    if (c->mask_layout && in->mask[score_index(&in->mask_t, b, h, i, j)] == 0)
+                        seen = 0;
+                    double bias =
+                        c->bias_layout ? in->bias[score_index(&in->bias_t, b, h, i, j)] : 0.0;
                     if (bias == -INFINITY) seen = 0;
                     vis[j] = seen;
                     if (!seen) continue;
                     nvis++;
                     double x = 0;
                     for (int64_t e = 0; e < c->d; e++)
-                        x += in->q[row * c->d + e] * in->k[((b * c->hkv + hk) * c->skv + j) * c->d + e];
+                        x += in->q[row * c->d + e] *
+                             in->k[((b * c->hkv + hk) * c->skv + j) * c->d + e];
                     x *= in->scale;
                     if (c->softcap > 0) x = c->softcap * tanh(x / c->softcap);
-                    if (c->alibi) x -= in->slopes[c->alibi == PBH ? b * c->hq + h : h] * fabs((double)(diag - j));
+                    if (c->alibi)
+                        x -= in->slopes[c->alibi == PBH ? b * c->hq + h : h] *
+                             fabs((double)(diag - j));
                     s[j] = x + bias;
                     if (isnan(s[j]) || s[j] == INFINITY) bad = 1;
                     if (s[j] > m) m = s[j];
@@ -281,7 +310,9 @@ static void reference_forward(const inputs *in, double *o, double *lse, double *
                 for (int64_t e = 0; e < c->dv; e++) {
                     double acc = 0;
                     for (int64_t j = 0; j < c->skv; j++)
-                        if (vis[j]) acc += exp(s[j] - m) * in->v[((b * c->hkv + hk) * c->skv + j) * c->dv + e];
+                        if (vis[j])
+                            acc +=
+                                exp(s[j] - m) * in->v[((b * c->hkv + hk) * c->skv + j) * c->dv + e];
                     if (o) o[row * c->dv + e] = acc / l;
                 }
                 if (lse) lse[row] = m + log(l);
@@ -304,7 +335,8 @@ static void *encode_doubles(const double *x, int64_t n, polyattn_dtype dtype)
 {
     float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
     void *out = malloc(polyattn_dtype_size(dtype) * (size_t)(n ? n : 1));
-    for (int64_t e = 0; e < n; e++) f[e] = (float)x[e];
+    for (int64_t e = 0; e < n; e++)
+        f[e] = (float)x[e];
     pa_tk_encode(out, f, (size_t)n, dtype);
     free(f);
     return out;
@@ -334,17 +366,20 @@ static void device_set_init(device_set *ds, const inputs *in, polyattn_dtype dty
     ds->extra.struct_size = sizeof ds->extra;
     if (c->bias_layout) {
         ds->bias_data = encode_doubles(in->bias, in->bias_t.span, c->bias_dtype);
-        ds->extra.bias = ds->bias = wrap(ds->bias_data, polyattn_dtype_size(c->bias_dtype) * in->bias_t.span);
+        ds->extra.bias = ds->bias =
+            wrap(ds->bias_data, polyattn_dtype_size(c->bias_dtype) * in->bias_t.span);
     }
     if (c->mask_layout) ds->extra.attn_mask = ds->mask = wrap(in->mask, in->mask_t.span);
     if (c->alibi) {
         ds->slopes_f = malloc(sizeof(float) * in->nslopes);
-        for (int64_t e = 0; e < in->nslopes; e++) ds->slopes_f[e] = (float)in->slopes[e];
+        for (int64_t e = 0; e < in->nslopes; e++)
+            ds->slopes_f[e] = (float)in->slopes[e];
         ds->extra.alibi_slopes = ds->slopes = wrap(ds->slopes_f, 4 * in->nslopes);
     }
     if (c->sinks) {
         ds->sinks_f = malloc(sizeof(float) * c->hq);
-        for (int64_t h = 0; h < c->hq; h++) ds->sinks_f[h] = (float)in->sinks[h];
+        for (int64_t h = 0; h < c->hq; h++)
+            ds->sinks_f[h] = (float)in->sinks[h];
         ds->extra.sinks = ds->sinks = wrap(ds->sinks_f, 4 * c->hq);
     }
 }
@@ -352,7 +387,8 @@ static void device_set_init(device_set *ds, const inputs *in, polyattn_dtype dty
 static void device_set_free(device_set *ds)
 {
     polyattn_buffer *bufs[] = {ds->q, ds->k, ds->v, ds->slopes, ds->bias, ds->mask, ds->sinks};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) polyattn_buffer_free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        polyattn_buffer_free(bufs[i]);
     free(ds->q_data), free(ds->k_data), free(ds->v_data), free(ds->bias_data);
     free(ds->slopes_f), free(ds->sinks_f);
 }
@@ -383,7 +419,8 @@ static void case_desc(const inputs *in, polyattn_dtype dtype, polyattn_attention
 }
 
 /* |out - ref| within tol * max(1, |ref|); NaN must match NaN, infinities must match. */
-static long long compare(const char *what, const float *out, const double *ref, int64_t n, double tol)
+static long long compare(const char *what, const float *out, const double *ref, int64_t n,
+                         double tol)
 {
     long long bad = 0;
     for (int64_t e = 0; e < n; e++) {
@@ -392,7 +429,8 @@ static long long compare(const char *what, const float *out, const double *ref, 
         if (isnan(r) || isnan(x)) ok = isnan(r) && isnan(x);
         else if (isinf(r) || isinf(x)) ok = x == r;
         else ok = fabs(x - r) <= tol * (fabs(r) > 1 ? fabs(r) : 1);
-        if (!ok && bad++ < 3) fprintf(stderr, "    %s[%lld]: %.9g, reference %.9g\n", what, (long long)e, x, r);
+        if (!ok && bad++ < 3)
+            fprintf(stderr, "    %s[%lld]: %.9g, reference %.9g\n", what, (long long)e, x, r);
     }
     return bad;
 }
@@ -426,28 +464,35 @@ static void run_forward(const vcase *c, polyattn_dtype dtype, polyattn_algo algo
     void *o_data = malloc(es * in.no);
     float *lse = malloc(4 * nlse), *probs = malloc(4 * np), *o = malloc(4 * in.no);
     pa_tk_poison(o_data, in.no, dtype), pa_tk_poison(lse, nlse, F32), pa_tk_poison(probs, np, F32);
-    polyattn_buffer *bo = wrap(o_data, es * in.no), *bl = wrap(lse, 4 * nlse), *bp = wrap(probs, 4 * np);
-    st = polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, opt.want_probs ? bp : NULL, NULL, &ds.extra);
+    polyattn_buffer *bo = wrap(o_data, es * in.no), *bl = wrap(lse, 4 * nlse),
+                    *bp = wrap(probs, 4 * np);
+    st = polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, opt.want_probs ? bp : NULL, NULL,
+                             &ds.extra);
     CHECK(st == POLYATTN_STATUS_SUCCESS);
-    if (st != POLYATTN_STATUS_SUCCESS) fprintf(stderr, "  forward: %s\n", polyattn_context_last_error(ctx));
+    if (st != POLYATTN_STATUS_SUCCESS)
+        fprintf(stderr, "  forward: %s\n", polyattn_context_last_error(ctx));
     pa_tk_decode(o, o_data, in.no, dtype);
     double *ro = malloc(sizeof(double) * in.no), *rl = malloc(sizeof(double) * nlse),
            *rp = malloc(sizeof(double) * np);
     reference_forward(&in, ro, rl, rp);
-    long long bad = compare("O", o, ro, in.no, dtype_tol(dtype)) + compare("LSE", lse, rl, nlse, 2e-6);
+    long long bad =
+        compare("O", o, ro, in.no, dtype_tol(dtype)) + compare("LSE", lse, rl, nlse, 2e-6);
     if (opt.want_probs) bad += compare("P", probs, rp, np, 2e-6);
     /* Fully masked rows and NaN rows are what the case is about: count them to be sure. */
     int64_t masked = 0, nan_rows = 0;
     for (int64_t r = 0; r < nlse; r++) {
-        const int sink_only = c->sinks && rl[r] == in.sinks[(r / c->sq) % c->hq] && ro[r * c->dv] == 0.0;
+        const int sink_only =
+            c->sinks && rl[r] == in.sinks[(r / c->sq) % c->hq] && ro[r * c->dv] == 0.0;
         masked += rl[r] == -INFINITY || sink_only;
         nan_rows += isnan(rl[r]) != 0;
     }
     CHECK(bad == 0);
     if (c->special == SPECIAL_NAN_ROW) CHECK(nan_rows == c->batch * c->hq && nan_rows < nlse);
-    if (c->special == SPECIAL_MASK_ROW || c->special == SPECIAL_NEGINF_ROW) CHECK(masked >= c->batch * c->hq);
-    printf("  %-30s %-4s %-7s %s (masked rows %lld, NaN rows %lld)\n", c->name, polyattn_dtype_name(dtype),
-           polyattn_algo_name(algo), bad ? "FAIL" : "ok", (long long)masked, (long long)nan_rows);
+    if (c->special == SPECIAL_MASK_ROW || c->special == SPECIAL_NEGINF_ROW)
+        CHECK(masked >= c->batch * c->hq);
+    printf("  %-30s %-4s %-7s %s (masked rows %lld, NaN rows %lld)\n", c->name,
+           polyattn_dtype_name(dtype), polyattn_algo_name(algo), bad ? "FAIL" : "ok",
+           (long long)masked, (long long)nan_rows);
     polyattn_buffer_free(bo), polyattn_buffer_free(bl), polyattn_buffer_free(bp);
     polyattn_plan_destroy(plan);
     free(o_data), free(lse), free(probs), free(o), free(ro), free(rl), free(rp);
@@ -460,7 +505,8 @@ static double loss(const inputs *in, const double *d_o, double *o_scratch)
 {
     reference_forward(in, o_scratch, NULL, NULL);
     double l = 0;
-    for (int64_t e = 0; e < in->no; e++) l += o_scratch[e] * d_o[e];
+    for (int64_t e = 0; e < in->no; e++)
+        l += o_scratch[e] * d_o[e];
     return l;
 }
 
@@ -481,10 +527,12 @@ static long long compare_grad(const char *what, const float *g, const double *re
 {
     double mx = 1e-3;
     long long bad = 0;
-    for (int64_t e = 0; e < n; e++) mx = fabs(ref[e]) > mx ? fabs(ref[e]) : mx;
+    for (int64_t e = 0; e < n; e++)
+        mx = fabs(ref[e]) > mx ? fabs(ref[e]) : mx;
     for (int64_t e = 0; e < n; e++)
         if (!(fabs(g[e] - ref[e]) <= 2e-5 * mx) && bad++ < 3)
-            fprintf(stderr, "    %s[%lld]: %.9g, finite differences %.9g\n", what, (long long)e, g[e], ref[e]);
+            fprintf(stderr, "    %s[%lld]: %.9g, finite differences %.9g\n", what, (long long)e,
+                    g[e], ref[e]);
     return bad;
 }
 
@@ -510,17 +558,21 @@ static void run_backward(const vcase *c, polyattn_algo algo)
     pa_tk_rng rng;
     pa_tk_rng_seed(&rng, pa_tk_hash(c->name, 99));
     const int64_t nlse = c->batch * c->hq * c->sq;
-    const int64_t nbias = c->bias_layout ? in.bias_t.shape[0] * in.bias_t.shape[1] * c->sq * c->skv : 0;
+    const int64_t nbias =
+        c->bias_layout ? in.bias_t.shape[0] * in.bias_t.shape[1] * c->sq * c->skv : 0;
     double *d_o = malloc(sizeof(double) * in.no), *scratch = malloc(sizeof(double) * in.no);
     float *d_o_f = malloc(4 * in.no), *o = malloc(4 * in.no), *lse = malloc(4 * nlse);
     float *dq = malloc(4 * in.nq), *dk = malloc(4 * in.nk), *dv = malloc(4 * in.nv);
     float *dbias = malloc(4 * (size_t)(nbias + 1)), *dsinks = malloc(4 * (size_t)c->hq);
-    for (int64_t e = 0; e < in.no; e++) d_o[e] = d_o_f[e] = (float)pa_tk_rng_uniform(&rng);
+    for (int64_t e = 0; e < in.no; e++)
+        d_o[e] = d_o_f[e] = (float)pa_tk_rng_uniform(&rng);
     pa_tk_poison(o, in.no, F32), pa_tk_poison(lse, nlse, F32), pa_tk_poison(dq, in.nq, F32);
     pa_tk_poison(dk, in.nk, F32), pa_tk_poison(dv, in.nv, F32), pa_tk_poison(dbias, nbias + 1, F32);
     pa_tk_poison(dsinks, c->hq, F32);
-    polyattn_buffer *bo = wrap(o, 4 * in.no), *bl = wrap(lse, 4 * nlse), *bdo = wrap(d_o_f, 4 * in.no);
-    polyattn_buffer *bdq = wrap(dq, 4 * in.nq), *bdk = wrap(dk, 4 * in.nk), *bdv = wrap(dv, 4 * in.nv);
+    polyattn_buffer *bo = wrap(o, 4 * in.no), *bl = wrap(lse, 4 * nlse),
+                    *bdo = wrap(d_o_f, 4 * in.no);
+    polyattn_buffer *bdq = wrap(dq, 4 * in.nq), *bdk = wrap(dk, 4 * in.nk),
+                    *bdv = wrap(dv, 4 * in.nv);
     polyattn_buffer *bdb = c->bias_layout ? wrap(dbias, 4 * nbias) : NULL;
     polyattn_buffer *bds = c->sinks ? wrap(dsinks, 4 * c->hq) : NULL;
     st = polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ds.extra);
@@ -529,15 +581,19 @@ static void run_backward(const vcase *c, polyattn_algo algo)
     ex.d_bias = bdb, ex.d_sinks = bds;
     st = polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bdo, bl, bdq, bdk, bdv, NULL, &ex);
     CHECK(st == POLYATTN_STATUS_SUCCESS);
-    if (st != POLYATTN_STATUS_SUCCESS) fprintf(stderr, "  backward: %s\n", polyattn_context_last_error(ctx));
+    if (st != POLYATTN_STATUS_SUCCESS)
+        fprintf(stderr, "  backward: %s\n", polyattn_context_last_error(ctx));
     /* The inputs the library read are f32 exactly: finite differences on them. */
     double *ref = malloc(sizeof(double) * (size_t)(in.nq + in.nk + in.nv + nbias + c->hq + 1));
     long long bad = 0;
-    for (int64_t e = 0; e < in.nq; e++) ref[e] = fd(&in, &in.q[e], d_o, scratch);
+    for (int64_t e = 0; e < in.nq; e++)
+        ref[e] = fd(&in, &in.q[e], d_o, scratch);
     bad += compare_grad("dQ", dq, ref, in.nq);
-    for (int64_t e = 0; e < in.nk; e++) ref[e] = fd(&in, &in.k[e], d_o, scratch);
+    for (int64_t e = 0; e < in.nk; e++)
+        ref[e] = fd(&in, &in.k[e], d_o, scratch);
     bad += compare_grad("dK", dk, ref, in.nk);
-    for (int64_t e = 0; e < in.nv; e++) ref[e] = fd(&in, &in.v[e], d_o, scratch);
+    for (int64_t e = 0; e < in.nv; e++)
+        ref[e] = fd(&in, &in.v[e], d_o, scratch);
     bad += compare_grad("dV", dv, ref, in.nv);
     if (c->bias_layout) {
         int64_t e = 0;
@@ -551,13 +607,15 @@ static void run_backward(const vcase *c, polyattn_algo algo)
         bad += compare_grad("d_bias", dbias, ref, nbias);
     }
     if (c->sinks) {
-        for (int64_t h = 0; h < c->hq; h++) ref[h] = fd(&in, &in.sinks[h], d_o, scratch);
+        for (int64_t h = 0; h < c->hq; h++)
+            ref[h] = fd(&in, &in.sinks[h], d_o, scratch);
         bad += compare_grad("d_sinks", dsinks, ref, c->hq);
     }
     CHECK(bad == 0);
     printf("  %-30s %-7s backward %s\n", c->name, polyattn_algo_name(algo), bad ? "FAIL" : "ok");
     polyattn_buffer *bufs[] = {bo, bl, bdo, bdq, bdk, bdv, bdb, bds};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) polyattn_buffer_free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        polyattn_buffer_free(bufs[i]);
     polyattn_plan_destroy(plan);
     free(d_o), free(scratch), free(d_o_f), free(o), free(lse), free(dq), free(dk), free(dv);
     free(dbias), free(dsinks), free(ref);
@@ -570,13 +628,16 @@ static int error_names(polyattn_status st, const char *field)
 {
     const char *msg = polyattn_context_last_error(ctx);
     const int ok = st == POLYATTN_STATUS_INVALID_ARGUMENT && msg && strstr(msg, field);
-    if (!ok) fprintf(stderr, "  expected an error naming %s, got %s: %s\n", field, polyattn_status_name(st), msg ? msg : "");
+    if (!ok)
+        fprintf(stderr, "  expected an error naming %s, got %s: %s\n", field,
+                polyattn_status_name(st), msg ? msg : "");
     return ok;
 }
 
 static void extra_errors(void)
 {
-    static const vcase c = {"errors", 1, 2, 1, 5, 6, 8, 8, NM, 0, -1, -1, 0, PH, SCORE_FULL, F32, 0, 1, 0};
+    static const vcase c = {"errors", 1,  2, 1,  5,          6,   8, 8, NM, 0,
+                            -1,       -1, 0, PH, SCORE_FULL, F32, 0, 1, 0};
     inputs in;
     device_set ds;
     inputs_init(&in, &c, F32, 5);
@@ -593,24 +654,35 @@ static void extra_errors(void)
     unsigned char o[4 * 80], lse[4 * 10], grads[3][4 * 80], dsinks[4 * 2], small[4], extra_mask[64];
     memset(o, 0x5a, sizeof o), memset(lse, 0x5a, sizeof lse), memset(grads, 0x5a, sizeof grads);
     polyattn_buffer *bo = wrap(o, 4 * in.no), *bl = wrap(lse, 4 * nlse), *bsmall = wrap(small, 4);
-    polyattn_buffer *bmask = wrap(extra_mask, sizeof extra_mask), *bds = wrap(dsinks, sizeof dsinks);
-    polyattn_buffer *bg[3] = {wrap(grads[0], 4 * in.nq), wrap(grads[1], 4 * in.nk), wrap(grads[2], 4 * in.nv)};
+    polyattn_buffer *bmask = wrap(extra_mask, sizeof extra_mask),
+                    *bds = wrap(dsinks, sizeof dsinks);
+    polyattn_buffer *bg[3] = {wrap(grads[0], 4 * in.nq), wrap(grads[1], 4 * in.nk),
+                              wrap(grads[2], 4 * in.nv)};
     polyattn_extra_tensors ex = ds.extra;
-    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, NULL), "extra.alibi_slopes"));
-    CHECK(error_names(polyattn_forward(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL), "extra.alibi_slopes"));
+    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, NULL),
+                      "extra.alibi_slopes"));
+    CHECK(error_names(polyattn_forward(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL),
+                      "extra.alibi_slopes"));
     ex.bias = NULL;
-    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex), "extra.bias"));
+    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex),
+                      "extra.bias"));
     ex.bias = bsmall;
-    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex), "extra.bias"));
+    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex),
+                      "extra.bias"));
     ex = ds.extra, ex.sinks = bsmall;
-    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex), "extra.sinks"));
+    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex),
+                      "extra.sinks"));
     ex = ds.extra, ex.attn_mask = bmask;
-    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex), "extra.attn_mask"));
+    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex),
+                      "extra.attn_mask"));
     ex = ds.extra, ex.struct_size = 8;
-    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex), "struct_size"));
+    CHECK(error_names(polyattn_forward_ex(plan, ds.q, ds.k, ds.v, bo, bl, NULL, NULL, &ex),
+                      "struct_size"));
     int untouched = 1;
-    for (size_t e = 0; e < sizeof o; e++) untouched &= o[e] == 0x5a;
-    for (size_t e = 0; e < sizeof lse; e++) untouched &= lse[e] == 0x5a;
+    for (size_t e = 0; e < sizeof o; e++)
+        untouched &= o[e] == 0x5a;
+    for (size_t e = 0; e < sizeof lse; e++)
+        untouched &= lse[e] == 0x5a;
     CHECK(untouched);
     /* One struct serves the forward and its backward: the forward ignores the gradients. */
     ex = ds.extra, ex.d_sinks = bds;
@@ -618,29 +690,46 @@ static void extra_errors(void)
           POLYATTN_STATUS_SUCCESS);
     /* Backward: d_sinks missing or short, d_bias without want_bias_grad. */
     ex = ds.extra;
-    CHECK(error_names(polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex), "extra.d_sinks"));
+    CHECK(error_names(
+        polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex),
+        "extra.d_sinks"));
     ex.d_sinks = bsmall;
-    CHECK(error_names(polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex), "extra.d_sinks"));
+    CHECK(error_names(
+        polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex),
+        "extra.d_sinks"));
     ex.d_sinks = bds, ex.d_bias = bmask;
-    CHECK(error_names(polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex), "extra.d_bias"));
+    CHECK(error_names(
+        polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex),
+        "extra.d_bias"));
     ex.d_bias = NULL, ex.sinks = NULL;
-    CHECK(error_names(polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex), "extra.sinks"));
-    CHECK(error_names(polyattn_backward(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL), "extra."));
-    for (size_t e = 0; e < sizeof grads; e++) untouched &= ((unsigned char *)grads)[e] == 0x5a;
+    CHECK(error_names(
+        polyattn_backward_ex(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex),
+        "extra.sinks"));
+    CHECK(error_names(
+        polyattn_backward(plan, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL),
+        "extra."));
+    for (size_t e = 0; e < sizeof grads; e++)
+        untouched &= ((unsigned char *)grads)[e] == 0x5a;
     CHECK(untouched);
     /* want_bias_grad: d_bias must then be given and large enough. */
     polyattn_plan *plan_bg = NULL;
     opt.want_bias_grad = 1;
     CHECK(polyattn_plan_create(ctx, &d, &opt, &plan_bg) == POLYATTN_STATUS_SUCCESS);
     ex = ds.extra, ex.d_sinks = bds;
-    CHECK(error_names(polyattn_backward_ex(plan_bg, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex), "extra.d_bias"));
+    CHECK(error_names(
+        polyattn_backward_ex(plan_bg, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex),
+        "extra.d_bias"));
     ex.d_bias = bsmall;
-    CHECK(error_names(polyattn_backward_ex(plan_bg, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex), "extra.d_bias"));
-    for (size_t e = 0; e < sizeof grads; e++) untouched &= ((unsigned char *)grads)[e] == 0x5a;
+    CHECK(error_names(
+        polyattn_backward_ex(plan_bg, ds.q, ds.k, ds.v, bo, bo, bl, bg[0], bg[1], bg[2], NULL, &ex),
+        "extra.d_bias"));
+    for (size_t e = 0; e < sizeof grads; e++)
+        untouched &= ((unsigned char *)grads)[e] == 0x5a;
     CHECK(untouched);
     polyattn_plan_destroy(plan_bg);
     polyattn_buffer *bufs[] = {bo, bl, bsmall, bmask, bds, bg[0], bg[1], bg[2]};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) polyattn_buffer_free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        polyattn_buffer_free(bufs[i]);
     polyattn_plan_destroy(plan);
     device_set_free(&ds), inputs_free(&in);
     printf("  extra-tensor errors checked\n");
@@ -659,7 +748,8 @@ static void reference_can_fail(void)
     shifted.wl = c->wl + 1;
     in.c = &shifted;
     reference_forward(&in, b, NULL, NULL);
-    for (int64_t e = 0; e < in.no; e++) af[e] = (float)a[e];
+    for (int64_t e = 0; e < in.no; e++)
+        af[e] = (float)a[e];
     CHECK(compare("shifted window (expected to differ)", af, b, in.no, 1e-6) > 0);
     free(a), free(b), free(af);
     in.c = c;
@@ -677,10 +767,12 @@ int main(void)
     printf("forward:\n");
     for (size_t i = 0; i < sizeof fwd_cases / sizeof fwd_cases[0]; i++)
         for (int t = 0; t < 3; t++)
-            for (int a = 0; a < 2; a++) run_forward(&fwd_cases[i], dtypes[t], algos[a]);
+            for (int a = 0; a < 2; a++)
+                run_forward(&fwd_cases[i], dtypes[t], algos[a]);
     printf("backward:\n");
     for (size_t i = 0; i < sizeof bwd_cases / sizeof bwd_cases[0]; i++)
-        for (int a = 0; a < 2; a++) run_backward(&bwd_cases[i], algos[a]);
+        for (int a = 0; a < 2; a++)
+            run_backward(&bwd_cases[i], algos[a]);
     extra_errors();
     reference_can_fail();
     polyattn_context_destroy(ctx);

@@ -54,15 +54,21 @@ polyattn_status pa_cuda_bwd_plan_make(pa_cuda_device *dev, const pa_problem *p,
         b->kernel = PA_CUDA_BWD_MMA;
         b->tile = f->bwd_tile ? f->bwd_tile : pa_cuda_flash_tc_bwd_default_tile((int)p->head_dim);
         if (!pa_cuda_flash_tc_bwd_has_tile((int)p->head_dim, b->tile))
-            return refuse(dev, "POLYATTN_FORCE cuda.bwd_tile=%s: no such dK/dV configuration at "
+            return refuse(dev,
+                          "POLYATTN_FORCE cuda.bwd_tile=%s: no such dK/dV configuration at "
                           "this head dim%s (b: head_dim 64 only)",
-                          b->tile == 'a' ? "a" : b->tile == 'b' ? "b" : "f", "", why_not);
+                          b->tile == 'a'   ? "a"
+                          : b->tile == 'b' ? "b"
+                                           : "f",
+                          "", why_not);
         b->workspace = pa_cuda_flash_tc_bwd_workspace(&ba);
         return POLYATTN_STATUS_SUCCESS;
     }
     if (f->bwd_tile)
-        return refuse(dev, "POLYATTN_FORCE cuda.bwd_tile: the backward runs the SIMT kernels "
-                      "(tensor-core kernels not used: %s)%s", mma_why, "", why_not);
+        return refuse(dev,
+                      "POLYATTN_FORCE cuda.bwd_tile: the backward runs the SIMT kernels "
+                      "(tensor-core kernels not used: %s)%s",
+                      mma_why, "", why_not);
     pa_gpu_glue g;
     pa_cuda_glue(dev, &g);
     const char *simt_why = pa_gpu_simt_bwd_refusal(&g, p);
@@ -102,13 +108,10 @@ void pa_cuda_bwd_log(const char *algo, const pa_cuda_bwd_plan *b, const pa_probl
                (unsigned long long)b->workspace, fused);
 }
 
-static int aligned(const void *ptr, uintptr_t bytes)
-{
-    return ((uintptr_t)ptr & (bytes - 1)) == 0;
-}
+static int aligned(const void *ptr, uintptr_t bytes) { return ((uintptr_t)ptr & (bytes - 1)) == 0; }
 
-polyattn_status pa_cuda_bwd_run(pa_cuda_device *dev, const pa_problem *p,
-                                const pa_cuda_bwd_plan *b, const pa_backward_io *io)
+polyattn_status pa_cuda_bwd_run(pa_cuda_device *dev, const pa_problem *p, const pa_cuda_bwd_plan *b,
+                                const pa_backward_io *io)
 {
     pa_device *d = &dev->base;
     if (b->kernel == PA_CUDA_BWD_AUTO)

@@ -278,16 +278,14 @@ void pa_cuda_glue(pa_cuda_device *dev, pa_gpu_glue *g)
 }
 
 #define PA_CUDA_ALGO(ALGO, name, release_fn, forward_features)                                     \
-    {.algo = ALGO,                                                                                 \
-     .features = forward_features,                                                                 \
-     .check = pa_cuda_##name##_check,                                                              \
-     .workspace_size = pa_cuda_##name##_workspace,                                                 \
-     .kernel_launches = pa_cuda_##name##_launches,                                                 \
-     .prepare = pa_cuda_##name##_prepare,                                                          \
-     .release = release_fn,                                                                        \
-     .forward = pa_cuda_##name##_forward,                                                          \
-     .backward_workspace_size = pa_cuda_##name##_backward_workspace,                               \
-     .backward = pa_cuda_##name##_backward}
+    {                                                                                              \
+        .algo = ALGO, .features = forward_features, .check = pa_cuda_##name##_check,               \
+        .workspace_size = pa_cuda_##name##_workspace,                                              \
+        .kernel_launches = pa_cuda_##name##_launches, .prepare = pa_cuda_##name##_prepare,         \
+        .release = release_fn, .forward = pa_cuda_##name##_forward,                                \
+        .backward_workspace_size = pa_cuda_##name##_backward_workspace,                            \
+        .backward = pa_cuda_##name##_backward                                                      \
+    }
 /* Score variants: every forward has them all: the unfused softmax
  * (mask_softmax_variants.cu), the shared fused and generic flash kernels, and the mma.sync
  * f16/bf16 tile kernel (flash_tc.cu, head dims <= 256) for window, softcap, ALiBi and sinks
@@ -325,7 +323,4 @@ const pa_backend_ops pa_cuda_ops = {
 };
 
 __attribute__((visibility("default"))) const pa_backend_ops *polyattn_backend_entry(void);
-const pa_backend_ops *polyattn_backend_entry(void)
-{
-    return &pa_cuda_ops;
-}
+const pa_backend_ops *polyattn_backend_entry(void) { return &pa_cuda_ops; }

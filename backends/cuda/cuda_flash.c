@@ -75,10 +75,7 @@ polyattn_status pa_cuda_flash_prepare(pa_device *d, const pa_problem *p, void **
     return POLYATTN_STATUS_SUCCESS;
 }
 
-static int aligned16(const void *ptr)
-{
-    return ((uintptr_t)ptr & 15u) == 0;
-}
+static int aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
 
 polyattn_status pa_cuda_flash_forward(pa_device *d, const pa_problem *p, void *state,
                                       const pa_io *io)
@@ -110,10 +107,8 @@ polyattn_status pa_cuda_flash_forward(pa_device *d, const pa_problem *p, void *s
         return pa_fail(d, POLYATTN_STATUS_INTERNAL_ERROR, "flash: no wgmma kernel in this build");
 #endif
     case PA_CUDA_FWD_MMA:
-        if (p->dtype == POLYATTN_DTYPE_F32)
-            PA_CU_LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
-        else
-            PA_CU_LAUNCH(d, pa_cuda_flash_tc(&a, &s, dev->stream));
+        if (p->dtype == POLYATTN_DTYPE_F32) PA_CU_LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
+        else PA_CU_LAUNCH(d, pa_cuda_flash_tc(&a, &s, dev->stream));
         break;
     default: PA_CU_LAUNCH(d, pa_gpu_flash_generic(&a, dev->stream)); break;
     }

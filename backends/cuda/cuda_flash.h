@@ -11,7 +11,7 @@ typedef struct pa_cuda_flash_plan {
     pa_flash_split split;      /* MMA: the wide kernels' schedule; WGMMA: its plan */
     uint64_t workspace;        /* the balanced schedule's partials */
     int launches;
-    pa_cuda_bwd_plan bwd;      /* kernel AUTO without want_backward */
+    pa_cuda_bwd_plan bwd; /* kernel AUTO without want_backward */
 } pa_cuda_flash_plan;
 
 /* Decides how flash runs p on dev (pure: check, workspace, launches and prepare all call

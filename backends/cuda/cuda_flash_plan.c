@@ -22,9 +22,8 @@ static const char *mma_refusal(pa_cuda_device *dev, const pa_problem *p)
     if (dev->cc_major < 8)
         return f32 ? "the device is older than sm_80 (no mma.sync tf32)"
                    : "the device is older than sm_80 (no mma.sync m16n8k16 bf16)";
-    if (p->head_dim != p->head_dim_v ||
-        !(f32 ? pa_cuda_flash_f32_has_head_dim((int)p->head_dim)
-              : pa_cuda_flash_tc_has_head_dim((int)p->head_dim))) {
+    if (p->head_dim != p->head_dim_v || !(f32 ? pa_cuda_flash_f32_has_head_dim((int)p->head_dim)
+                                              : pa_cuda_flash_tc_has_head_dim((int)p->head_dim))) {
         snprintf(dev->why_mma, sizeof dev->why_mma,
                  "%s head_dim not among the kernel's (%s) or differing from head_dim_v",
                  f32 ? "f32" : "16-bit",
@@ -54,8 +53,7 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
     if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
-    if (!pa_cuda_flash_wgmma_has_head_dim((int)p->head_dim))
-        return "no instance at this head_dim";
+    if (!pa_cuda_flash_wgmma_has_head_dim((int)p->head_dim)) return "no instance at this head_dim";
     const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
     const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
     for (int i = 0; i < 3; i++)
@@ -71,10 +69,7 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
 #endif
 }
 
-static int sms_of(const pa_cuda_device *dev)
-{
-    return dev->sm_count > 0 ? dev->sm_count : 1;
-}
+static int sms_of(const pa_cuda_device *dev) { return dev->sm_count > 0 ? dev->sm_count : 1; }
 
 /* The mma.sync wide kernels' schedule (flash_split.h), or the wgmma kernel where it takes
  * over; NULL, or why the forced schedule cannot apply. */
@@ -93,9 +88,7 @@ static const char *schedule_of(const pa_cuda_device *dev, const pa_problem *p,
     const int sms = sms_of(dev);
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
-    const int split_force = f->schedule == PA_CUDA_SCHED_SPLIT ? f->split_chunk
-                            : forced                           ? 0
-                                                               : -1;
+    const int split_force = f->schedule == PA_CUDA_SCHED_SPLIT ? f->split_chunk : forced ? 0 : -1;
     pa_flash_split_plan(&a, PA_FLASH_TILE_M, bn, sms, split_force, s);
     if (f->schedule == PA_CUDA_SCHED_SPLIT && !s->chunk)
         return "the balanced schedule does not apply (no query tile has key tiles to split)";
@@ -194,11 +187,12 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     if (!mma_why && pa_gpu_has_variants(p)) {
         /* Score variants: the mma.sync tile kernel (flash_tc.cu: f16/bf16, head dims up to
          * 256) has window, softcap, ALiBi and sinks; the generic kernel has them all. */
-        mma_why = p->dtype == POLYATTN_DTYPE_F32 ? "score variants with f32 storage"
-                  : p->head_dim > 256            ? "score variants at head dims above 256"
-                  : p->has_bias || p->has_attn_mask
-                      ? "bias and attn_mask (the mma.sync kernel has window, softcap, ALiBi and sinks)"
-                      : NULL;
+        mma_why =
+            p->dtype == POLYATTN_DTYPE_F32 ? "score variants with f32 storage"
+            : p->head_dim > 256            ? "score variants at head dims above 256"
+            : p->has_bias || p->has_attn_mask
+                ? "bias and attn_mask (the mma.sync kernel has window, softcap, ALiBi and sinks)"
+                : NULL;
     }
     const char *simt_why = mma_why;
     if (f.flash == PA_CUDA_FWD_SIMT) {
@@ -233,8 +227,10 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         if (f.flash == PA_CUDA_FWD_WGMMA && wg_why)
             return refuse(dev, "cuda.flash=wgmma", wg_why, why_not);
         if (f.flash == PA_CUDA_FWD_WGMMA && f.schedule != PA_CUDA_SCHED_AUTO)
-            return refuse(dev, "cuda.schedule", "the wgmma kernel has plans, not schedules "
-                          "(cuda.wgmma_plan)", why_not);
+            return refuse(dev, "cuda.schedule",
+                          "the wgmma kernel has plans, not schedules "
+                          "(cuda.wgmma_plan)",
+                          why_not);
         const int wgmma_ok = !wg_why && f.flash != PA_CUDA_FWD_MMA;
         why = schedule_of(dev, p, &f, wgmma_ok, &fp->split);
         if (why) return refuse(dev, "cuda.schedule", why, why_not);
@@ -245,8 +241,10 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         fp->launches = fp->split.chunk ? 2 : 1; /* + the combine */
     }
     if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
-        return refuse(dev, "cuda.wgmma_plan", "the plan does not run the wgmma kernel "
-                      "(force it with cuda.flash=wgmma)", why_not);
+        return refuse(dev, "cuda.wgmma_plan",
+                      "the plan does not run the wgmma kernel "
+                      "(force it with cuda.flash=wgmma)",
+                      why_not);
     note_forward(dev, fp, p, simt_why);
     if (p->want_backward) {
         st = pa_cuda_bwd_plan_make(dev, p, &f, &fp->bwd, why_not);

@@ -91,5 +91,6 @@ void pa_cuda_force_describe(const pa_cuda_force *f, char *buf, size_t n)
     }
     if (f->wgmma_plan) add(buf, n, "cuda.wgmma_plan", f->wgmma_plan);
     if (f->bwd) add(buf, n, "cuda.flash_bwd", kBwd[f->bwd]);
-    if (f->bwd_tile) add(buf, n, "cuda.bwd_tile", f->bwd_tile == 'a' ? "a" : f->bwd_tile == 'b' ? "b" : "f");
+    if (f->bwd_tile)
+        add(buf, n, "cuda.bwd_tile", f->bwd_tile == 'a' ? "a" : f->bwd_tile == 'b' ? "b" : "f");
 }

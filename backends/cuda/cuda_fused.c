@@ -81,7 +81,7 @@ uint64_t pa_cuda_fused_backward_workspace(pa_device *d, const pa_problem *p)
     fused_plan fp;
     const char *why;
     return plan_make(pa_cuda_dev(d), p, &fp, &why) == POLYATTN_STATUS_SUCCESS ? fp.bwd.workspace
-                                                                               : 0;
+                                                                              : 0;
 }
 
 polyattn_status pa_cuda_fused_prepare(pa_device *d, const pa_problem *p, void **state)

@@ -21,10 +21,7 @@ typedef struct pa_cuda_device {
     char note[3][160]; /* check()'s note on how an eligible algorithm runs, per algo */
 } pa_cuda_device;
 
-static inline pa_cuda_device *pa_cuda_dev(pa_device *d)
-{
-    return (pa_cuda_device *)d;
-}
+static inline pa_cuda_device *pa_cuda_dev(pa_device *d) { return (pa_cuda_device *)d; }
 
 polyattn_status pa_cuda_status(cudaError_t e);
 polyattn_status pa_cuda_fail(pa_device *dev, cudaError_t e, const char *expr, const char *file,
@@ -136,8 +133,8 @@ polyattn_status pa_cuda_bwd_plan_make(pa_cuda_device *dev, const pa_problem *p,
 /* Appends how the backward runs to a check's note. */
 void pa_cuda_bwd_note(const pa_cuda_bwd_plan *b, const pa_problem *p, char *note, size_t n);
 void pa_cuda_bwd_log(const char *algo, const pa_cuda_bwd_plan *b, const pa_problem *p);
-polyattn_status pa_cuda_bwd_run(pa_cuda_device *dev, const pa_problem *p,
-                                const pa_cuda_bwd_plan *b, const pa_backward_io *io);
+polyattn_status pa_cuda_bwd_run(pa_cuda_device *dev, const pa_problem *p, const pa_cuda_bwd_plan *b,
+                                const pa_backward_io *io);
 
 polyattn_status pa_cuda_open(int index, cudaStream_t stream, int own_stream, pa_device **out);
 extern const pa_backend_ops pa_cuda_ops;

@@ -8,7 +8,8 @@
 extern "C" {
 #endif
 
-void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo order[3], const char **why);
+void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo order[3],
+                        const char **why);
 
 #ifdef __cplusplus
 }

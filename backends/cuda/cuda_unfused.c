@@ -11,11 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static size_t dtype_size(polyattn_dtype t)
-{
-    return t == POLYATTN_DTYPE_F32 ? 4 : 2;
-}
-
+static size_t dtype_size(polyattn_dtype t) { return t == POLYATTN_DTYPE_F32 ? 4 : 2; }
 
 /* cuBLAS sees one (batch, head) pair per strided-batch entry.  Heads of a GQA group that
  * share a kv head are different calls (offset j within the group); batches fold into the
@@ -110,7 +106,7 @@ static cudaDataType_t cuda_type(polyattn_dtype t)
 }
 
 polyattn_status pa_cuda_unfused_forward(pa_device *d, const pa_problem *p, void *state,
-                                       const pa_io *io)
+                                        const pa_io *io)
 {
     (void)state;
     pa_cuda_device *dev = pa_cuda_dev(d);
@@ -167,7 +163,6 @@ polyattn_status pa_cuda_unfused_forward(pa_device *d, const pa_problem *p, void 
     return POLYATTN_STATUS_SUCCESS;
 }
 
-
 /* ---- backward ---- */
 
 /* The backward works on contiguous f32 copies (every GEMM is a plain SGEMM without TF32,
@@ -209,7 +204,7 @@ uint64_t pa_cuda_unfused_backward_workspace(pa_device *d, const pa_problem *p)
 }
 
 polyattn_status pa_cuda_unfused_backward(pa_device *d, const pa_problem *p, void *state,
-                                        const pa_backward_io *io)
+                                         const pa_backward_io *io)
 {
     (void)state;
     pa_cuda_device *dev = pa_cuda_dev(d);
@@ -267,8 +262,8 @@ polyattn_status pa_cuda_unfused_backward(pa_device *d, const pa_problem *p, void
                                                g * pairs, count));
         /* dP^T (skv x sq) = V dO^T */
         PA_CUBLAS(d, cublasSgemmStridedBatched(dev->blas, CUBLAS_OP_T, CUBLAS_OP_N, skv, sq, hdv,
-                                               &one, vf, hdv, vs, doj, hdv, g * os, &zero, dpj,
-                                               skv, g * pairs, count));
+                                               &one, vf, hdv, vs, doj, hdv, g * os, &zero, dpj, skv,
+                                               g * pairs, count));
     }
     PA_CU_LAUNCH(d, pa_gpu_bwd_probs(&a, sc, lse, st));
     PA_CU_LAUNCH(d, pa_gpu_bwd_dscores(&a, sc, dp, delta, st));

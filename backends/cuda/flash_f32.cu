@@ -22,7 +22,6 @@
 #include "flash_wide.cuh"
 #include "tc_common.cuh"
 
-
 namespace
 {
 
@@ -46,7 +45,7 @@ struct F32WideTraits {
     static constexpr int kRecvFloats =
         COL_HALVES == 2 ? (int)pa_flash_col_exchange<kBlockM, kBlockN>::kBytes / 4 : 0;
     static constexpr int kSStride = score_stride(kBlockN); /* partial scores */
-    static constexpr int kPStride = kBlockN + 4; /* probabilities (ldmatrix rows) */
+    static constexpr int kPStride = kBlockN + 4;           /* probabilities (ldmatrix rows) */
     static constexpr size_t smem_with(int slots)
     {
         return ((size_t)(kBlockM + kBlockN) * kQStride + (size_t)kBlockN * kVStride +
@@ -126,10 +125,12 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM, COL_HALVES>::kThreads,
          * V rows VS. */
         const int col0 = warp * SL;
         auto load_k = [&](int first) {
-            load_rows<BN, SL / 4, QS, 32>(sk + col0, k + col0, a.k_stride[2], first, a.seq_kv, lane);
+            load_rows<BN, SL / 4, QS, 32>(sk + col0, k + col0, a.k_stride[2], first, a.seq_kv,
+                                          lane);
         };
         auto load_v = [&](int first) {
-            load_rows<BN, SL / 4, VS, 32>(sv + col0, v + col0, a.v_stride[2], first, a.seq_kv, lane);
+            load_rows<BN, SL / 4, VS, 32>(sv + col0, v + col0, a.v_stride[2], first, a.seq_kv,
+                                          lane);
         };
 
         load_rows<BM, SL / 4, QS, 32>(sq + col0, q + col0, a.q_stride[2], row0, a.seq_q, lane);
@@ -180,7 +181,8 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM, COL_HALVES>::kThreads,
 #pragma unroll
                     for (int h = 0; h < 2; ++h) {
                         uint32_t raw[4];
-                        ldmatrix_x4(raw, sq + (mt * 16 + (lane % 16)) * QS + d0 + h * 8 + (lane / 16) * 4);
+                        ldmatrix_x4(raw, sq + (mt * 16 + (lane % 16)) * QS + d0 + h * 8 +
+                                             (lane / 16) * 4);
 #pragma unroll
                         for (int e = 0; e < 4; ++e)
                             split_tf32(raw[e], ah[mt][h][e], al[mt][h][e]);
@@ -235,7 +237,7 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM, COL_HALVES>::kThreads,
                     sp[sr * PS + sc0 + e] = x[e];
                 if (tid % 8 == 0) s_alpha[sr] = alpha;
             }
-            __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
+            __syncthreads();    /* P(nt) and the alphas are complete; the slots are free */
             cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
             __syncwarp();
 
@@ -270,8 +272,9 @@ __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM, COL_HALVES>::kThreads,
         }
         static_assert(pa_flash_halves_bytes<SL / 8>(Tr::kThreads) + 3 * BM * 4 <= Tr::kSmem,
                       "the key-halves scratch stays clear of the row statistics");
-        if (split.key_halves && !pa_flash_merge_halves<SL / 8>(acc_o, run_m, run_l, sr, tid % 8 == 0,
-                                                              reinterpret_cast<float *>(smem_raw), g))
+        if (split.key_halves &&
+            !pa_flash_merge_halves<SL / 8>(acc_o, run_m, run_l, sr, tid % 8 == 0,
+                                           reinterpret_cast<float *>(smem_raw), g))
             return; /* block 1 of the cluster: block 0 writes the merged tile */
         pa_flash_end_segment<D>(a, split, w, h.o + cbase, acc_o, run_m, run_l, sr, tid % 8 == 0,
                                 s_m, s_l, sq, QS, warp * SL, g, t4, cbase == 0);
@@ -304,7 +307,7 @@ extern "C" int pa_cuda_flash_f32_has_head_dim(int head_dim)
 {
 #define PA_CASE(d) case d:
     switch (head_dim) {
-    PA_FLASH_F32_HEAD_DIMS(PA_CASE) return 1;
+        PA_FLASH_F32_HEAD_DIMS(PA_CASE) return 1;
     default: return 0;
     }
 #undef PA_CASE
@@ -319,9 +322,10 @@ extern "C" const char *pa_cuda_flash_f32_head_dims(void)
 
 extern "C" size_t pa_cuda_flash_f32_smem(int head_dim, int col_halves)
 {
-#define PA_CASE(d) case d: return col_halves ? F32WideTraits<d, 2>::kSmem : F32WideTraits<d>::kSmem;
+#define PA_CASE(d)                                                                                 \
+    case d: return col_halves ? F32WideTraits<d, 2>::kSmem : F32WideTraits<d>::kSmem;
     switch (head_dim) {
-    PA_FLASH_F32_HEAD_DIMS(PA_CASE)
+        PA_FLASH_F32_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
 #undef PA_CASE
@@ -329,9 +333,10 @@ extern "C" size_t pa_cuda_flash_f32_smem(int head_dim, int col_halves)
 
 extern "C" int pa_cuda_flash_f32_key_tile(int head_dim, int col_halves)
 {
-#define PA_CASE(d) case d: return col_halves ? F32WideTraits<d, 2>::kBlockN : F32WideTraits<d>::kBlockN;
+#define PA_CASE(d)                                                                                 \
+    case d: return col_halves ? F32WideTraits<d, 2>::kBlockN : F32WideTraits<d>::kBlockN;
     switch (head_dim) {
-    PA_FLASH_F32_HEAD_DIMS(PA_CASE)
+        PA_FLASH_F32_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
 #undef PA_CASE
@@ -340,9 +345,10 @@ extern "C" int pa_cuda_flash_f32_key_tile(int head_dim, int col_halves)
 extern "C" int pa_cuda_flash_f32(const pa_gpu_args *a, const pa_flash_split *split, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-#define PA_CASE(d) case d: return (int)launch<d>(*a, split, s);
+#define PA_CASE(d)                                                                                 \
+    case d: return (int)launch<d>(*a, split, s);
     switch (a->head_dim) {
-    PA_FLASH_F32_HEAD_DIMS(PA_CASE)
+        PA_FLASH_F32_HEAD_DIMS(PA_CASE)
     default: return (int)cudaErrorInvalidValue;
     }
 #undef PA_CASE

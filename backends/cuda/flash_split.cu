@@ -75,8 +75,8 @@ __device__ __forceinline__ void store<__nv_bfloat16>(__nv_bfloat16 *p, float x)
  * and values at once: one round trip to L2, where the partials still are. */
 constexpr int kFastPieces = 4;
 template <typename T>
-__global__ void __launch_bounds__(256) flash_fwd_split_combine_kernel(pa_gpu_args a,
-                                                                      pa_flash_split s)
+__global__ void __launch_bounds__(256)
+    flash_fwd_split_combine_kernel(pa_gpu_args a, pa_flash_split s)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     /* launched as a programmatic dependent of the main kernel: wait for its writes */
@@ -89,12 +89,14 @@ __global__ void __launch_bounds__(256) flash_fwd_split_combine_kernel(pa_gpu_arg
     const int dv = a.head_dim_v, c = 4 * threadIdx.x;
     const int b0 = blockIdx.x, pieces = (rec.first + rec.units - 1) / s.chunk - b0 + 1;
     const T *part_o = static_cast<const T *>(s.part);
-    const float *part_lse = reinterpret_cast<const float *>(part_o + (int64_t)s.slots * s.tile_m * dv);
+    const float *part_lse =
+        reinterpret_cast<const float *>(part_o + (int64_t)s.slots * s.tile_m * dv);
     auto lse_of = [&](int i) {
         return part_lse[(int64_t)pa_flash_piece_slot(s, rec.first, b0 + i) * s.tile_m + lr];
     };
     auto o_of = [&](int i) {
-        return load4(part_o + ((int64_t)pa_flash_piece_slot(s, rec.first, b0 + i) * s.tile_m + lr) * dv + c);
+        return load4(part_o +
+                     ((int64_t)pa_flash_piece_slot(s, rec.first, b0 + i) * s.tile_m + lr) * dv + c);
     };
     float m = -INFINITY, wsum = 0.f;
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -117,8 +119,10 @@ __global__ void __launch_bounds__(256) flash_fwd_split_combine_kernel(pa_gpu_arg
         for (int i = 0; i < kFastPieces; ++i)
             if (i < pieces) add(l[i], x[i]);
     } else {
-        for (int i = 0; i < pieces; ++i) m = fmaxf(m, lse_of(i));
-        for (int i = 0; i < pieces; ++i) add(lse_of(i), o_of(i));
+        for (int i = 0; i < pieces; ++i)
+            m = fmaxf(m, lse_of(i));
+        for (int i = 0; i < pieces; ++i)
+            add(lse_of(i), o_of(i));
     }
     const bool seen = pa_flash_visible(a, row) > 0;
     const float inv = pa_gpu_row_inv(wsum, seen);

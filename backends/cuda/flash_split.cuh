@@ -12,10 +12,8 @@
 __host__ __device__ __forceinline__ int pa_flash_visible(const pa_gpu_args &a, int query)
 {
     int n = a.seq_kv;
-    if (a.mask == 1)
-        n = query + 1;
-    else if (a.mask == 2)
-        n = query + 1 + (a.seq_kv - a.seq_q);
+    if (a.mask == 1) n = query + 1;
+    else if (a.mask == 2) n = query + 1 + (a.seq_kv - a.seq_q);
     return n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n);
 }
 
@@ -59,7 +57,7 @@ struct pa_flash_record {
     int bh, qt, first, units;
 };
 __host__ __device__ __forceinline__ pa_flash_record *pa_flash_records(const pa_gpu_args &a,
-                                                                     const pa_flash_split &s)
+                                                                      const pa_flash_split &s)
 {
     const size_t es = a.dtype == 0 ? 4 : 2;
     const size_t bytes = (size_t)s.slots * s.tile_m * (a.head_dim_v * es + sizeof(float));
@@ -110,8 +108,7 @@ __host__ __device__ __forceinline__ pa_flash_place pa_flash_locate(const pa_gpu_
 #pragma nv_exec_check_disable /* segment: a device lambda in the kernels, a host one in the test */
 template <typename F>
 __host__ __device__ __forceinline__ void pa_flash_walk(const pa_gpu_args &a,
-                                                       const pa_flash_split &s, int id,
-                                                       F &&segment)
+                                                       const pa_flash_split &s, int id, F &&segment)
 {
     pa_flash_work w;
     const long long total = (long long)a.batch * a.heads_q * s.units;
@@ -163,10 +160,8 @@ __device__ __forceinline__ void pa_flash_schedule(const pa_gpu_args &a, const pa
         w.qt = a.mask ? s.q_tiles - 1 - order : order;
         w.batch = pair / a.heads_q, w.head = pair % a.heads_q;
         const int n = pa_flash_tiles(a, s, w.qt);
-        if (s.key_halves)
-            w.t0 = rank, w.t1 = n, w.step = 2; /* block r: key tiles r, r + 2, ... */
-        else
-            w.t0 = 0, w.t1 = n, w.step = 1; /* column halves: every key tile */
+        if (s.key_halves) w.t0 = rank, w.t1 = n, w.step = 2; /* block r: key tiles r, r + 2, ... */
+        else w.t0 = 0, w.t1 = n, w.step = 1;                 /* column halves: every key tile */
         w.slot = -1, w.first = 0, w.units = n;
         segment(w);
         return;

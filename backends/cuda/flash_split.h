@@ -67,7 +67,7 @@ typedef struct pa_flash_split {
     int wgmma;             /* the warpgroup-MMA kernel (flash_wgmma.h) instead of all the
                             * above (sm_90; set by the backend, 0 from the planner) */
     int wgmma_plan;        /* with wgmma: its pa_wgmma_plan */
-    void *part;   /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
+    void *part;            /* workspace: O [slot][tile_m][head_dim_v] in the storage dtype (f32 for
                    * f32; f16/bf16 for those: the output is rounded to it anyway), then LSE
                    * (log2 domain, f32) [slot][tile_m], then a record per block */
 } pa_flash_split;

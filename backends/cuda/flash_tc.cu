@@ -18,7 +18,6 @@
 #include "gpu_variants.h"
 #include "tc_common.cuh"
 
-
 namespace
 {
 
@@ -160,8 +159,10 @@ __global__ void __launch_bounds__(FlashTcTraits<HEAD_DIM, BLOCK_N>::kThreads,
         __syncthreads();
         if (nt + 1 < n_tiles) {
             const int st = (nt + 1) & 1;
-            load_tile<Tr, BN>(sk + st * BN * S, k, a.k_stride[2], (t_begin + nt + 1) * BN, a.seq_kv);
-            load_tile<Tr, BN>(sv + st * BN * S, v, a.v_stride[2], (t_begin + nt + 1) * BN, a.seq_kv);
+            load_tile<Tr, BN>(sk + st * BN * S, k, a.k_stride[2], (t_begin + nt + 1) * BN,
+                              a.seq_kv);
+            load_tile<Tr, BN>(sv + st * BN * S, v, a.v_stride[2], (t_begin + nt + 1) * BN,
+                              a.seq_kv);
         }
         cp_async_commit();
         const T *ks = sk + (nt & 1) * BN * S;
@@ -327,11 +328,11 @@ struct FlashTcWideTraits {
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kBlockM = 32;
     static constexpr int kBlockN = 32;
-    static constexpr int kCols = HEAD_DIM / COL_HALVES; /* head-dim columns of the block */
-    static constexpr int kSlice = kCols / kWarps;    /* head-dim columns of one warp */
-    static constexpr int kStride = kCols + 8;        /* padded shared rows (elements) */
+    static constexpr int kCols = HEAD_DIM / COL_HALVES;    /* head-dim columns of the block */
+    static constexpr int kSlice = kCols / kWarps;          /* head-dim columns of one warp */
+    static constexpr int kStride = kCols + 8;              /* padded shared rows (elements) */
     static constexpr int kSStride = score_stride(kBlockN); /* f32 partial scores */
-    static constexpr int kPStride = kBlockN + 8;     /* 16-bit probabilities */
+    static constexpr int kPStride = kBlockN + 8;           /* 16-bit probabilities */
     static constexpr size_t kTileBytes = (size_t)kBlockM * kStride * 2;
     /* column halves: the other block's scores, two key tiles' worth */
     static constexpr size_t kRecvBytes =
@@ -430,7 +431,8 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
                 for (int p = 0; p < BN / 16; ++p) {
                     uint32_t bf[4];
                     const int idx = lane / 8;
-                    ldmatrix_x4(bf, sk + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + d0 + (idx & 1) * 8);
+                    ldmatrix_x4(bf,
+                                sk + (p * 16 + (idx >> 1) * 8 + lane % 8) * S + d0 + (idx & 1) * 8);
 #pragma unroll
                     for (int mt = 0; mt < 2; ++mt) {
                         Dt<T>::mma(acc_s[mt][2 * p], af[mt], bf[0], bf[1]);
@@ -456,7 +458,7 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
                 pp[1] = Dt<T>::pack(x[2], x[3]);
                 if (tid % 8 == 0) s_alpha[sr] = alpha;
             }
-            __syncthreads(); /* P(nt) and the alphas are complete; the slots are free */
+            __syncthreads();    /* P(nt) and the alphas are complete; the slots are free */
             cp_async_wait<1>(); /* this warp's V(nt) slice landed; K(nt+1) may still fly */
             __syncwarp();
 
@@ -467,7 +469,8 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
                 uint32_t af[2][4];
 #pragma unroll
                 for (int mt = 0; mt < 2; ++mt)
-                    ldmatrix_x4(af[mt], sp + (mt * 16 + (lane % 16)) * PS + kk * 16 + (lane / 16) * 8);
+                    ldmatrix_x4(af[mt],
+                                sp + (mt * 16 + (lane % 16)) * PS + kk * 16 + (lane / 16) * 8);
 #pragma unroll
                 for (int p = 0; p < SL / 16; ++p) {
                     uint32_t bf[4];
@@ -487,14 +490,14 @@ __global__ void __launch_bounds__(FlashTcWideTraits<HEAD_DIM, COL_HALVES>::kThre
         }
         static_assert(pa_flash_halves_bytes<SL / 8>(Tr::kThreads) + 3 * BM * 4 <= Tr::kSmem,
                       "the key-halves scratch stays clear of the row statistics");
-        if (split.key_halves && !pa_flash_merge_halves<SL / 8>(acc_o, run_m, run_l, sr, tid % 8 == 0,
-                                                              reinterpret_cast<float *>(smem_raw), g))
+        if (split.key_halves &&
+            !pa_flash_merge_halves<SL / 8>(acc_o, run_m, run_l, sr, tid % 8 == 0,
+                                           reinterpret_cast<float *>(smem_raw), g))
             return; /* block 1 of the cluster: block 0 writes the merged tile */
         pa_flash_end_segment<D>(a, split, w, h.o + cbase, acc_o, run_m, run_l, sr, tid % 8 == 0,
                                 s_m, s_l, sq, S, warp * SL, g, t4, cbase == 0);
     });
 }
-
 
 template <int HEAD_DIM, int COL_HALVES, typename T>
 cudaError_t launch_wide_as(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
@@ -537,12 +540,13 @@ cudaError_t dispatch(const pa_gpu_args &a, const pa_flash_split *split, cudaStre
 {
 #define PA_TILE(d)                                                                                 \
     case d:                                                                                        \
-        return a.softcap > 0.f || a.alibi_slopes ? launch<d, T, kVarScore>(a, stream)             \
-               : pa_gpu_args_have_variants(&a)   ? launch<d, T, kVarMask>(a, stream)              \
+        return a.softcap > 0.f || a.alibi_slopes ? launch<d, T, kVarScore>(a, stream)              \
+               : pa_gpu_args_have_variants(&a)   ? launch<d, T, kVarMask>(a, stream)               \
                                                  : launch<d, T, kVarNone>(a, stream);
-#define PA_WIDE(d) case d: return launch_wide<d, T>(a, split, stream);
+#define PA_WIDE(d)                                                                                 \
+    case d: return launch_wide<d, T>(a, split, stream);
     switch (a.head_dim) {
-    PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
+        PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
     default: return cudaErrorInvalidValue;
     }
 #undef PA_TILE
@@ -555,7 +559,7 @@ extern "C" int pa_cuda_flash_tc_has_head_dim(int head_dim)
 {
 #define PA_CASE(d) case d:
     switch (head_dim) {
-    PA_FLASH_TC_HEAD_DIMS(PA_CASE, PA_CASE) return 1;
+        PA_FLASH_TC_HEAD_DIMS(PA_CASE, PA_CASE) return 1;
     default: return 0;
     }
 #undef PA_CASE
@@ -570,10 +574,13 @@ extern "C" const char *pa_cuda_flash_tc_head_dims(void)
 
 extern "C" size_t pa_cuda_flash_tc_smem(int head_dim, int col_halves)
 {
-#define PA_TILE(d) case d: return col_halves ? 0 : FlashTcTraits<d>::kSmem;
-#define PA_WIDE(d) case d: return col_halves ? FlashTcWideTraits<d, 2>::kSmem : FlashTcWideTraits<d>::kSmem;
+#define PA_TILE(d)                                                                                 \
+    case d:                                                                                        \
+        return col_halves ? 0 : FlashTcTraits<d>::kSmem;                                           \
+#define PA_WIDE(d) case d : return col_halves ? FlashTcWideTraits < d,                     \
+            2> ::kSmem : FlashTcWideTraits < d> ::kSmem;
     switch (head_dim) {
-    PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
+        PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
     default: return 0;
     }
 #undef PA_TILE
@@ -582,10 +589,13 @@ extern "C" size_t pa_cuda_flash_tc_smem(int head_dim, int col_halves)
 
 extern "C" int pa_cuda_flash_tc_key_tile(int head_dim, int col_halves)
 {
-#define PA_TILE(d) case d: return 0;
-#define PA_WIDE(d) case d: return col_halves ? FlashTcWideTraits<d, 2>::kBlockN : FlashTcWideTraits<d>::kBlockN;
+#define PA_TILE(d)                                                                                 \
+    case d:                                                                                        \
+        return 0;                                                                                  \
+#define PA_WIDE(d) case d : return col_halves ? FlashTcWideTraits < d,                     \
+            2> ::kBlockN : FlashTcWideTraits < d> ::kBlockN;
     switch (head_dim) {
-    PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
+        PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
     default: return 0;
     }
 #undef PA_TILE

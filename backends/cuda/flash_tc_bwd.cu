@@ -67,9 +67,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sk = reinterpret_cast<T *>(smem_raw);
     T *sv = sk + BN * S;
-    T *sq = sv + BN * S;       /* [stage][BM][S] */
-    T *sdo = sq + 2 * BM * S;  /* [stage][BM][S] */
-    T *sds = sdo + 2 * BM * S; /* [BN][SS]: dS^T of the current tile */
+    T *sq = sv + BN * S;                                    /* [stage][BM][S] */
+    T *sdo = sq + 2 * BM * S;                               /* [stage][BM][S] */
+    T *sds = sdo + 2 * BM * S;                              /* [BN][SS]: dS^T of the current tile */
     float *slse = reinterpret_cast<float *>(sds + BN * SS); /* [stage][BM], exp2 domain */
     float *sdelta = slse + 2 * BM;                          /* [stage][BM] */
 
@@ -123,7 +123,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
 #pragma unroll
             for (int p = 0; p < BM / 16; ++p) {
                 uint32_t bq[4], bd[4];
-                const int off_b = (p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8;
+                const int off_b =
+                    (p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8;
                 ldmatrix_x4(bq, qs + off_b);
                 ldmatrix_x4(bd, dos + off_b);
 #pragma unroll
@@ -182,7 +183,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
 #pragma unroll
             for (int p = 0; p < D / 16; ++p) {
                 uint32_t bd[4], bq[4];
-                const int off_b = (kk * 16 + (idx & 1) * 8 + lane % 8) * S + p * 16 + (idx >> 1) * 8;
+                const int off_b =
+                    (kk * 16 + (idx & 1) * 8 + lane % 8) * S + p * 16 + (idx >> 1) * 8;
                 ldmatrix_x4_trans(bd, dos + off_b);
                 ldmatrix_x4_trans(bq, qs + off_b);
 #pragma unroll
@@ -251,8 +253,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
             T *dvr = dv + (int64_t)key * a.v_stride[2];
 #pragma unroll
             for (int j = 0; j < D / 8; ++j) {
-                *reinterpret_cast<uint32_t *>(dkr + j * 8 + 2 * t4) = Dt<T>::pack(
-                    acc_dk[mt][j][2 * r] * a.scale, acc_dk[mt][j][2 * r + 1] * a.scale);
+                *reinterpret_cast<uint32_t *>(dkr + j * 8 + 2 * t4) =
+                    Dt<T>::pack(acc_dk[mt][j][2 * r] * a.scale, acc_dk[mt][j][2 * r + 1] * a.scale);
                 *reinterpret_cast<uint32_t *>(dvr + j * 8 + 2 * t4) =
                     Dt<T>::pack(acc_dv[mt][j][2 * r], acc_dv[mt][j][2 * r + 1]);
             }
@@ -295,10 +297,10 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sk = reinterpret_cast<T *>(smem_raw);
     T *sv = sk + BN * S;
-    T *sq = sv + BN * S;      /* [stage][BM][S] */
-    T *sdo = sq + 2 * BM * S; /* [stage][BM][S] */
-    T *sp = sdo + 2 * BM * S; /* [BM][SP]: P */
-    T *sds = sp + BM * SP;    /* [BM][SP]: dS */
+    T *sq = sv + BN * S;                                    /* [stage][BM][S] */
+    T *sdo = sq + 2 * BM * S;                               /* [stage][BM][S] */
+    T *sp = sdo + 2 * BM * S;                               /* [BM][SP]: P */
+    T *sds = sp + BM * SP;                                  /* [BM][SP]: dS */
     float *slse = reinterpret_cast<float *>(sds + BM * SP); /* [stage][BM] */
     float *sdelta = slse + 2 * BM;                          /* [stage][BM] */
 
@@ -350,15 +352,16 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
                 uint32_t aq[2][4], ad[2][4];
 #pragma unroll
                 for (int mt = 0; mt < 2; ++mt) {
-                    const int off_a = (p1m * 32 + mt * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8;
+                    const int off_a =
+                        (p1m * 32 + mt * 16 + (lane % 16)) * S + kk * 16 + (lane / 16) * 8;
                     ldmatrix_x4(aq[mt], qs + off_a);
                     ldmatrix_x4(ad[mt], dos + off_a);
                 }
 #pragma unroll
                 for (int p = 0; p < 2; ++p) {
                     uint32_t bk[4], bv[4];
-                    const int off_b =
-                        (p1n * 32 + p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8;
+                    const int off_b = (p1n * 32 + p * 16 + (idx >> 1) * 8 + lane % 8) * S +
+                                      kk * 16 + (idx & 1) * 8;
                     ldmatrix_x4(bk, sk + off_b);
                     ldmatrix_x4(bv, sv + off_b);
 #pragma unroll
@@ -440,8 +443,8 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
                 uint32_t af[2][4];
 #pragma unroll
                 for (int mt = 0; mt < 2; ++mt)
-                    ldmatrix_x4(af[mt],
-                                sds + (p3m * 32 + mt * 16 + (lane % 16)) * SP + kk * 16 + (lane / 16) * 8);
+                    ldmatrix_x4(af[mt], sds + (p3m * 32 + mt * 16 + (lane % 16)) * SP + kk * 16 +
+                                            (lane / 16) * 8);
 #pragma unroll
                 for (int p = 0; p < CW / 16; ++p) {
                     uint32_t bk[4];
@@ -482,8 +485,8 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
             T *dvr = dv + (int64_t)key * a.v_stride[2] + p2c * DW;
 #pragma unroll
             for (int j = 0; j < DW / 8; ++j) {
-                *reinterpret_cast<uint32_t *>(dkr + j * 8 + 2 * t4) = Dt<T>::pack(
-                    acc_dk[mt][j][2 * r] * a.scale, acc_dk[mt][j][2 * r + 1] * a.scale);
+                *reinterpret_cast<uint32_t *>(dkr + j * 8 + 2 * t4) =
+                    Dt<T>::pack(acc_dk[mt][j][2 * r] * a.scale, acc_dk[mt][j][2 * r + 1] * a.scale);
                 *reinterpret_cast<uint32_t *>(dvr + j * 8 + 2 * t4) =
                     Dt<T>::pack(acc_dv[mt][j][2 * r], acc_dv[mt][j][2 * r + 1]);
             }
@@ -573,7 +576,8 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
 #pragma unroll
             for (int p = 0; p < BN / 16; ++p) {
                 uint32_t bk[4], bv[4];
-                const int off_b = (p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8;
+                const int off_b =
+                    (p * 16 + (idx >> 1) * 8 + lane % 8) * S + kk * 16 + (idx & 1) * 8;
                 ldmatrix_x4(bk, ks + off_b);
                 ldmatrix_x4(bv, vs + off_b);
                 Dt<T>::mma(acc_s[2 * p], aq, bk[0], bk[1]);
@@ -592,7 +596,7 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
                 if (need_mask && key0 + j * 8 + 2 * t4 + (e & 1) >= vis[r]) p = 0.f;
                 acc_dp[j][e] = p * (acc_dp[j][e] - dl[r]);
             }
-        /* dQ += dS K */
+            /* dQ += dS K */
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) {
             uint32_t as[4];
@@ -644,10 +648,7 @@ __global__ void flash_bwd_dq_convert_kernel(pa_gpu_args a, const float *acc, voi
     }
 }
 
-uint64_t round_up(uint64_t x)
-{
-    return (x + 255) & ~(uint64_t)255;
-}
+uint64_t round_up(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
 
 /* Workspace: delta and lse2 rows, then (unless deterministic) the f32 dQ accumulator. */
 struct WsLayout {
@@ -746,18 +747,16 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaSt
 template <typename T>
 cudaError_t dispatch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaStream_t stream)
 {
-#define PA_CASE(d, def, tiles) case d: return launch<d, T>(ba, tile, workspace, stream);
+#define PA_CASE(d, def, tiles)                                                                     \
+    case d: return launch<d, T>(ba, tile, workspace, stream);
     switch (ba.fwd.head_dim) {
-    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+        PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return cudaErrorInvalidValue;
     }
 #undef PA_CASE
 }
 
-constexpr size_t smax(size_t x, size_t y)
-{
-    return x > y ? x : y;
-}
+constexpr size_t smax(size_t x, size_t y) { return x > y ? x : y; }
 
 /* The largest shared memory of the kernels a head dim's tiles launch (B exists at 64 only). */
 template <int HEAD_DIM>
@@ -771,9 +770,10 @@ constexpr size_t smem_of()
 
 extern "C" int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim)
 {
-#define PA_CASE(d, def, tiles) case d: return 1;
+#define PA_CASE(d, def, tiles)                                                                     \
+    case d: return 1;
     switch (head_dim) {
-    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+        PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
 #undef PA_CASE
@@ -781,9 +781,10 @@ extern "C" int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim)
 
 extern "C" char pa_cuda_flash_tc_bwd_default_tile(int head_dim)
 {
-#define PA_CASE(d, def, tiles) case d: return def;
+#define PA_CASE(d, def, tiles)                                                                     \
+    case d: return def;
     switch (head_dim) {
-    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+        PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
 #undef PA_CASE
@@ -791,9 +792,10 @@ extern "C" char pa_cuda_flash_tc_bwd_default_tile(int head_dim)
 
 extern "C" int pa_cuda_flash_tc_bwd_has_tile(int head_dim, char tile)
 {
-#define PA_CASE(d, def, tiles) case d: return tile && strchr(tiles, tile) != nullptr;
+#define PA_CASE(d, def, tiles)                                                                     \
+    case d: return tile && strchr(tiles, tile) != nullptr;
     switch (head_dim) {
-    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+        PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
 #undef PA_CASE
@@ -801,9 +803,10 @@ extern "C" int pa_cuda_flash_tc_bwd_has_tile(int head_dim, char tile)
 
 extern "C" size_t pa_cuda_flash_tc_bwd_smem(int head_dim)
 {
-#define PA_CASE(d, def, tiles) case d: return smem_of<d>();
+#define PA_CASE(d, def, tiles)                                                                     \
+    case d: return smem_of<d>();
     switch (head_dim) {
-    PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+        PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
 #undef PA_CASE

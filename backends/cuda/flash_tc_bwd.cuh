@@ -29,10 +29,10 @@ struct BwdTraits {
     static constexpr int kMTiles = MT;
     static constexpr int kWarps = WARPS;
     static constexpr int kThreads = 32 * kWarps;
-    static constexpr int kBlockN = 16 * MT * kWarps; /* keys per block */
-    static constexpr int kBlockM = BM;               /* queries per step */
-    static constexpr int kStride = HEAD_DIM + 8;     /* padded 16-bit rows (elements) */
-    static constexpr int kSStride = kBlockM + 8;     /* dS^T rows [key][query] */
+    static constexpr int kBlockN = 16 * MT * kWarps;       /* keys per block */
+    static constexpr int kBlockM = BM;                     /* queries per step */
+    static constexpr int kStride = HEAD_DIM + 8;           /* padded 16-bit rows (elements) */
+    static constexpr int kSStride = kBlockM + 8;           /* dS^T rows [key][query] */
     static constexpr int kRowGroups = kBlockM / 16;        /* dQ: warps over rows */
     static constexpr int kColGroups = kWarps / kRowGroups; /* ... and head-dim columns */
     static constexpr int kColsPerWarp = HEAD_DIM / kColGroups;
@@ -132,12 +132,12 @@ __global__ void flash_bwd_prep_kernel(pa_gpu_args a, const void *d_o, float *del
 }
 
 struct BwdParams {
-    pa_gpu_args f;     /* q, k, v, o, lse, dims, strides, scale */
-    const void *d_o;   /* o's strides */
-    void *dk, *dv;     /* k's and v's strides */
+    pa_gpu_args f;      /* q, k, v, o, lse, dims, strides, scale */
+    const void *d_o;    /* o's strides */
+    void *dk, *dv;      /* k's and v's strides */
     const float *delta; /* f32 [batch, heads_q, seq_q] */
     const float *lse2;  /* lse * log2(e), +inf on fully masked rows; same shape */
-    float *dq_acc;     /* f32 [batch, heads_q, seq_q, head_dim]; NULL: no dQ here */
+    float *dq_acc;      /* f32 [batch, heads_q, seq_q, head_dim]; NULL: no dQ here */
 };
 
 /* Q, dO, lse2 and delta of query rows [q0, q0 + BM) of head hq into one stage.  Rows past

@@ -49,18 +49,15 @@ namespace
 
 using namespace pa_tc;
 
-constexpr int kRows = PA_WGMMA_TILE;  /* query rows of a tile (one warpgroup) */
-constexpr int kKeys = PA_WGMMA_TILE;  /* keys of a key tile */
-constexpr int kWide = PA_WGMMA_WIDE_COLS; /* columns of V and O a block owns: wide plans */
+constexpr int kRows = PA_WGMMA_TILE;            /* query rows of a tile (one warpgroup) */
+constexpr int kKeys = PA_WGMMA_TILE;            /* keys of a key tile */
+constexpr int kWide = PA_WGMMA_WIDE_COLS;       /* columns of V and O a block owns: wide plans */
 constexpr int kNarrow = PA_WGMMA_WIDE_COLS / 2; /* and narrow */
-constexpr int kThreads = 128;         /* one warpgroup */
+constexpr int kThreads = 128;                   /* one warpgroup */
 static_assert(kRows == kKeys, "Q, K and V tiles share one layout");
 
 /* A tile of 64 rows by `cols` 16-bit columns (swizzled layout of wgmma_sm90.cuh). */
-__host__ __device__ constexpr uint32_t tile_bytes(int cols)
-{
-    return (uint32_t)kRows * cols * 2;
-}
+__host__ __device__ constexpr uint32_t tile_bytes(int cols) { return (uint32_t)kRows * cols * 2; }
 template <int D, int kCols>
 constexpr size_t smem_bytes()
 {
@@ -97,17 +94,18 @@ __device__ __forceinline__ void load_tile(unsigned char *dst, const CUtensorMap 
  * blocks w, w + 4, ..., Q's block before K's.  (Multicasting them once to all the blocks of
  * a query tile, as a cluster, was 0.69-0.83x: bench/results/2026-11-25-h100-cuda-wgmma-plans.md.) */
 template <int kChunks>
-__device__ __forceinline__ void load_qk(unsigned char *sq, unsigned char *sk, const TileMaps &maps, int row0,
-                                        int key0, int head, int head_kv, int batch, uint64_t *bars)
+__device__ __forceinline__ void load_qk(unsigned char *sq, unsigned char *sk, const TileMaps &maps,
+                                        int row0, int key0, int head, int head_kv, int batch,
+                                        uint64_t *bars)
 {
     if (threadIdx.x % 32) return;
     for (int b = (int)threadIdx.x / 32; b < kChunks; b += kThreads / 32) {
         mbar_expect(&bars[b], (sq ? 2 : 1) * tile_bytes(64));
-        if (sq) pa_wg::tma_load_4d(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b]);
+        if (sq)
+            pa_wg::tma_load_4d(sq + b * kRows * 128, &maps.q, 64 * b, row0, head, batch, &bars[b]);
         pa_wg::tma_load_4d(sk + b * kRows * 128, &maps.k, 64 * b, key0, head_kv, batch, &bars[b]);
     }
 }
-
 
 /* Max and sum of 16 values as balanced trees (depth 4, not a chain of 15). */
 __device__ __forceinline__ float tree_max(const float (&x)[16])
@@ -144,8 +142,8 @@ __device__ __forceinline__ float tree_sum(const float (&x)[16])
  * row's 4 threads), into the other's K tile buffer `buf`, and merges what it receives into
  * its own half, each rescaled to the larger max.  Both then hold the merged statistics. */
 constexpr int kSplitSlots = kWide / 8 / 2 + 1; /* 16-byte slots a thread: 16 chunks, stats */
-__device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], float (&l)[2], int split,
-                                            unsigned char *buf)
+__device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], float (&l)[2],
+                                            int split, unsigned char *buf)
 {
     const int tid = threadIdx.x;
     pa_cluster_sync(); /* both blocks are done with their K buffers */
@@ -153,8 +151,8 @@ __device__ __forceinline__ void merge_split(float (&acc)[128], float (&m)[2], fl
 #pragma unroll
     for (int j = 0; j < kWide / 8; ++j) /* chunk j: columns 8j + 2 t4, + 1 of both rows */
         if (j / 16 != split)
-            st_cluster_v4(peer + (uint32_t)(((j % 16) * kThreads + tid) * 16), acc[4 * j], acc[4 * j + 1],
-                          acc[4 * j + 2], acc[4 * j + 3]);
+            st_cluster_v4(peer + (uint32_t)(((j % 16) * kThreads + tid) * 16), acc[4 * j],
+                          acc[4 * j + 1], acc[4 * j + 2], acc[4 * j + 3]);
     st_cluster_v4(peer + (uint32_t)((16 * kThreads + tid) * 16), m[0], m[1], l[0], l[1]);
     pa_cluster_sync(); /* the other block's half has landed here */
     const float4 *in = reinterpret_cast<const float4 *>(buf);
@@ -186,10 +184,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_wgmma_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int C = D / kCols;         /* blocks a query tile's columns take */
-    constexpr int S = kSplit ? 2 : 1;    /* blocks its key tiles are dealt to */
-    constexpr int kChunks = D / 64;      /* 64-column blocks of Q and K */
-    static_assert(kSplitSlots * kThreads * 16 <= tile_bytes(D), "the split's exchange fits a K tile");
+    constexpr int C = D / kCols;      /* blocks a query tile's columns take */
+    constexpr int S = kSplit ? 2 : 1; /* blocks its key tiles are dealt to */
+    constexpr int kChunks = D / 64;   /* 64-column blocks of Q and K */
+    static_assert(kSplitSlots * kThreads * 16 <= tile_bytes(D),
+                  "the split's exchange fits a K tile");
     static_assert(!kSplit || kCols == kWide, "the key split merges wide blocks");
     static_assert(D % kCols == 0, "whole blocks of columns");
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -197,7 +196,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     unsigned char *sq = base, *sk = base + tile_bytes(D), *sv = base + 2 * tile_bytes(D);
     /* qk_bars[b]: block b of the Q and K tiles, v_bar: V tiles; phase i & 1 for this
      * block's i-th key tile */
-    uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)), *v_bar = qk_bars + kChunks;
+    uint64_t *qk_bars = reinterpret_cast<uint64_t *>(sv + tile_bytes(kCols)),
+             *v_bar = qk_bars + kChunks;
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     /* this block's query tile (longest first over all (batch, head) pairs), columns and key
@@ -262,8 +262,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::wait<0>();
         __syncthreads(); /* every warp's part of the product is done: K's buffer is free */
         if (nt + S < n_tiles)
-            load_qk<kChunks>(nullptr, sk, maps, row0, key0 + S * kKeys, head, head_kv, batch, qk_bars);
-
+            load_qk<kChunks>(nullptr, sk, maps, row0, key0 + S * kKeys, head, head_kv, batch,
+                             qk_bars);
 
         /* online softmax of rows g (r = 0) and g + 8 (r = 1): 4 threads a row; the max and
          * the sum as trees (a single warp per scheduler hides no latency), exp2 as the
@@ -317,10 +317,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::fence();
 #pragma unroll
         for (int kk = 0; kk < kKeys / 16; ++kk)
-            pa_wg::rs_m64nk16<T, kCols>(acc_o, pf[kk],
-                                        pa_wg::desc(v_addr + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
-                                                    kKeys * 128, pa_wg::kGroupBytes),
-                                        1);
+            pa_wg::rs_m64nk16<T, kCols>(
+                acc_o, pf[kk],
+                pa_wg::desc(v_addr + (uint32_t)(kk * 2 * pa_wg::kGroupBytes), kKeys * 128,
+                            pa_wg::kGroupBytes),
+                1);
         pa_wg::commit();
         pa_wg::wait<0>();
         __syncthreads(); /* V's buffer is free */
@@ -364,14 +365,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int r = 0; r < 2; ++r)
 #pragma unroll
             for (int j = 8 * cb; j < 8 * cb + 8; ++j) /* columns 8j + 2 t4, + 1 of the row */
-                *reinterpret_cast<uint32_t *>(stage + pa_wg::chunk_offset(kRows, 16 * warp + g + 8 * r, j - j0) +
-                                              4 * t4) =
+                *reinterpret_cast<uint32_t *>(
+                    stage + pa_wg::chunk_offset(kRows, 16 * warp + g + 8 * r, j - j0) + 4 * t4) =
                     Dt<T>::pack(acc_o[4 * j + 2 * r] * inv[r], acc_o[4 * j + 2 * r + 1] * inv[r]);
         pa_wg::fence_async_shared(); /* the staged block is visible to the TMA store */
         __syncwarp();
         if (lane == 0)
-            pa_wg::tma_store_4d(&maps.o, stage + (cb - j0 / 8) * kRows * 128 + 16 * warp * 128, col0 + 64 * cb,
-                                row0 + 16 * warp, head, batch);
+            pa_wg::tma_store_4d(&maps.o, stage + (cb - j0 / 8) * kRows * 128 + 16 * warp * 128,
+                                col0 + 64 * cb, row0 + 16 * warp, head, batch);
     }
     if (lane == 0) pa_wg::tma_store_wait(); /* the staging smem is read before the block exits */
 #else
@@ -402,16 +403,18 @@ cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int
 {
     PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
     if (!encode) return cudaErrorNotSupported;
-    const cuuint64_t extent[4] = {(cuuint64_t)dim, (cuuint64_t)seq, (cuuint64_t)heads, (cuuint64_t)batch};
+    const cuuint64_t extent[4] = {(cuuint64_t)dim, (cuuint64_t)seq, (cuuint64_t)heads,
+                                  (cuuint64_t)batch};
     cuuint64_t stride[3];
     for (int i = 0; i < 3; ++i) /* bytes, dims 1..3; 0 only where the extent is 1 (the
                                  * backend checks), and TMA wants a multiple of 16 there */
         stride[i] = (cuuint64_t)(st[2 - i] > 0 ? st[2 - i] * 2 : 16);
     const cuuint32_t box[4] = {64, (cuuint32_t)box_rows, 1, 1}, step[4] = {1, 1, 1, 1};
-    const CUresult r = encode(map, dtype == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                              4, const_cast<void *>(base), extent, stride, box, step,
-                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                              CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    const CUresult r =
+        encode(map, dtype == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+               4, const_cast<void *>(base), extent, stride, box, step,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
@@ -424,10 +427,14 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
     TileMaps maps;
-    if ((e = make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride, kRows)) != cudaSuccess ||
-        (e = make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride, kKeys)) != cudaSuccess ||
-        (e = make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride, kKeys)) != cudaSuccess ||
-        (e = make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride, 16)) != cudaSuccess)
+    if ((e = make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride, kRows)) !=
+            cudaSuccess ||
+        (e = make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride,
+                      kKeys)) != cudaSuccess ||
+        (e = make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride,
+                      kKeys)) != cudaSuccess ||
+        (e = make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride, 16)) !=
+            cudaSuccess)
         return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
     const unsigned blocks = (kSplit ? 2 : 1) * D / kCols * q_tiles * a.heads_q * a.batch;
@@ -459,9 +466,10 @@ cudaError_t launch_plan(const pa_gpu_args &a, int plan, cudaStream_t stream)
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, int plan, cudaStream_t stream)
 {
-#define PA_CASE(d) case d: return launch_plan<d, T>(a, plan, stream);
+#define PA_CASE(d)                                                                                 \
+    case d: return launch_plan<d, T>(a, plan, stream);
     switch (a.head_dim) {
-    PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE)
+        PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE)
     default: return cudaErrorInvalidValue;
     }
 #undef PA_CASE
@@ -473,7 +481,7 @@ extern "C" int pa_cuda_flash_wgmma_has_head_dim(int head_dim)
 {
 #define PA_CASE(d) case d:
     switch (head_dim) {
-    PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE) return 1;
+        PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE) return 1;
     default: return 0;
     }
 #undef PA_CASE
@@ -481,9 +489,10 @@ extern "C" int pa_cuda_flash_wgmma_has_head_dim(int head_dim)
 
 extern "C" size_t pa_cuda_flash_wgmma_smem(int head_dim) /* the wide plans', the largest */
 {
-#define PA_CASE(d) case d: return smem_bytes<d, kWide>();
+#define PA_CASE(d)                                                                                 \
+    case d: return smem_bytes<d, kWide>();
     switch (head_dim) {
-    PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE)
+        PA_FLASH_WGMMA_HEAD_DIMS(PA_CASE)
     default: return 0;
     }
 #undef PA_CASE

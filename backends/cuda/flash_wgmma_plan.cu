@@ -39,7 +39,8 @@ extern "C" int pa_cuda_flash_wgmma_plan(const pa_gpu_args *a, int sms, const cha
 {
     const int tile = PA_WGMMA_TILE;
     const long long q_tiles = (a->seq_q + tile - 1) / tile;
-    const long long blocks = (long long)(a->head_dim / PA_WGMMA_WIDE_COLS) * q_tiles * a->heads_q * a->batch;
+    const long long blocks =
+        (long long)(a->head_dim / PA_WGMMA_WIDE_COLS) * q_tiles * a->heads_q * a->batch;
     if (a->seq_q < 1 || a->seq_kv < 1 || blocks > (1LL << 29))
         return PA_WGMMA_WIDE; /* the others double the grid */
     for (int p = 0; force && p < PA_WGMMA_PLANS; ++p)

@@ -36,11 +36,13 @@ __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], flo
     pa_tc::cp_async_wait<0>();
     pa_cluster_sync(); /* both blocks are done with their tiles */
     if (rank == 1) {
-        const uint32_t peer_vals = pa_tc::cluster_addr(vals, 0), peer_stats = pa_tc::cluster_addr(stats, 0);
+        const uint32_t peer_vals = pa_tc::cluster_addr(vals, 0),
+                       peer_stats = pa_tc::cluster_addr(stats, 0);
 #pragma unroll
         for (int q = 0; q < kGroups; ++q) {
             const float *v = acc[q / J][q % J];
-            pa_tc::st_cluster_v4(peer_vals + (uint32_t)((q * threads + tid) * 16), v[0], v[1], v[2], v[3]);
+            pa_tc::st_cluster_v4(peer_vals + (uint32_t)((q * threads + tid) * 16), v[0], v[1], v[2],
+                                 v[3]);
         }
         if (stats_owner) {
             asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(peer_stats + sr * 4), "f"(run_m)
@@ -69,8 +71,9 @@ __device__ __forceinline__ bool pa_flash_merge_halves(float (&acc)[2][J][4], flo
             for (int j = 0; j < J; ++j)
 #pragma unroll
                 for (int e = 0; e < 2; ++e)
-                    acc[mt][j][2 * r + e] = acc[mt][j][2 * r + e] * s0 +
-                                            vals[((mt * J + j) * threads + tid) * 4 + 2 * r + e] * s1;
+                    acc[mt][j][2 * r + e] =
+                        acc[mt][j][2 * r + e] * s0 +
+                        vals[((mt * J + j) * threads + tid) * 4 + 2 * r + e] * s1;
         }
     return true;
 #else
@@ -95,9 +98,9 @@ template <int BM, int BN>
 struct pa_flash_col_exchange {
     static constexpr uint32_t kTileBytes = BM * BN * 4;
     static constexpr size_t kBytes = 2 * (size_t)kTileBytes + 16; /* 16-byte aligned base */
-    float *recv;   /* [2][BM][BN] */
-    uint64_t *bar; /* [2] */
-    int tiles;     /* key tiles of the segment (the same in both blocks) */
+    float *recv;                                                  /* [2][BM][BN] */
+    uint64_t *bar;                                                /* [2] */
+    int tiles; /* key tiles of the segment (the same in both blocks) */
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     /* Every thread, at the start of a segment of `tiles` key tiles, before any exchange;
@@ -109,8 +112,9 @@ struct pa_flash_col_exchange {
         tiles = n;
         if (threadIdx.x == 0) {
             for (int p = 0; p < 2; ++p) {
-                asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(pa_tc::smem_addr(bar + p))
-                             : "memory");
+                asm volatile(
+                    "mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(pa_tc::smem_addr(bar + p))
+                    : "memory");
                 if (p < n) expect(p);
             }
             asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -130,19 +134,24 @@ struct pa_flash_col_exchange {
         const int p = i & 1;
         float *mine = recv + p * BM * BN + row * BN + col;
         const uint32_t other = (uint32_t)(pa_cluster_rank() ^ 1);
-        const uint32_t dst = pa_tc::cluster_addr(mine, (int)other), dst_bar = pa_tc::cluster_addr(bar + p, (int)other);
+        const uint32_t dst = pa_tc::cluster_addr(mine, (int)other),
+                       dst_bar = pa_tc::cluster_addr(bar + p, (int)other);
         if constexpr (KPT == 4)
-            asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(dst),
+            asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, "
+                         "%2, %3, %4}, [%5];\n" ::"r"(dst),
                          "f"(x[0]), "f"(x[1]), "f"(x[2]), "f"(x[3]), "r"(dst_bar)
                          : "memory");
         else if constexpr (KPT == 2)
-            asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.f32 [%0], {%1, %2}, [%3];\n" ::"r"(dst),
+            asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.f32 [%0], {%1, "
+                         "%2}, [%3];\n" ::"r"(dst),
                          "f"(x[0]), "f"(x[1]), "r"(dst_bar)
                          : "memory");
         else
-            asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(dst),
-                         "f"(x[0]), "r"(dst_bar)
-                         : "memory");
+            asm volatile(
+                "st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(
+                    dst),
+                "f"(x[0]), "r"(dst_bar)
+                : "memory");
         /* Default semantics (acquire at CTA scope), as transaction barriers that wait for bytes
          * other blocks deliver are used; acquire.cluster cost a memory barrier a key tile
          * (f32 16x128 1.06x without it:
@@ -173,7 +182,7 @@ struct pa_flash_heads {
 };
 template <typename T>
 __device__ __forceinline__ pa_flash_heads<T> pa_flash_heads_of(const pa_gpu_args &a,
-                                                              const pa_flash_work &w)
+                                                               const pa_flash_work &w)
 {
     const int head_kv = w.head / (a.heads_q / a.heads_kv);
     pa_flash_heads<T> h;
@@ -206,14 +215,11 @@ __device__ __forceinline__ void pa_flash_store_pair(T *p, float x, float y)
  * LSE (write_lse).  Writing the fragments to global memory directly cost ~6k cycles a
  * segment (4-byte stores, 8 rows per warp store). */
 template <int D, typename T, int J>
-__device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
-                                                     const pa_flash_split &s,
-                                                     const pa_flash_work &w, T *o,
-                                                     const float (&acc)[2][J][4], float run_m,
-                                                     float run_l, int sr, bool stats_owner,
-                                                     float *s_m, float *s_l, T *stage,
-                                                     int stage_stride, int col0, int g, int t4,
-                                                     bool write_lse = true)
+__device__ __forceinline__ void
+pa_flash_end_segment(const pa_gpu_args &a, const pa_flash_split &s, const pa_flash_work &w, T *o,
+                     const float (&acc)[2][J][4], float run_m, float run_l, int sr,
+                     bool stats_owner, float *s_m, float *s_l, T *stage, int stage_stride, int col0,
+                     int g, int t4, bool write_lse = true)
 {
     constexpr int BM = PA_FLASH_TILE_M;
     pa_tc::cp_async_wait<0>();
@@ -229,8 +235,9 @@ __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
             const int lrow = mt * 16 + g + 8 * r;
             const float l = s_l[lrow];
             /* a partial slot keeps 0 for a row with no sum; the row's end follows gpu_rows.h */
-            const float inv = w.slot >= 0 ? (l > 0.f ? 1.f / l : 0.f)
-                                          : pa_gpu_row_inv(l, pa_flash_visible(a, w.qt * BM + lrow) > 0);
+            const float inv = w.slot >= 0
+                                  ? (l > 0.f ? 1.f / l : 0.f)
+                                  : pa_gpu_row_inv(l, pa_flash_visible(a, w.qt * BM + lrow) > 0);
             T *srow = stage + lrow * stage_stride + col0;
 #pragma unroll
             for (int j = 0; j < J; ++j)
@@ -254,9 +261,9 @@ __device__ __forceinline__ void pa_flash_end_segment(const pa_gpu_args &a,
         const int lrow = threadIdx.x, row = row0 + lrow;
         const float l = s_l[lrow];
         if (w.slot >= 0) {
-            float *pl = reinterpret_cast<float *>(static_cast<T *>(s.part) +
-                                                  (int64_t)s.slots * BM * D) +
-                        (int64_t)w.slot * BM;
+            float *pl =
+                reinterpret_cast<float *>(static_cast<T *>(s.part) + (int64_t)s.slots * BM * D) +
+                (int64_t)w.slot * BM;
             /* no sum: -inf (the combine skips it); a NaN sum stays NaN for the combine */
             pl[lrow] = l > 0.f ? s_m[lrow] + log2f(l) : (l == 0.f ? -INFINITY : NAN);
         } else if (a.lse && write_lse) {
@@ -291,8 +298,8 @@ cudaError_t pa_flash_launch_wide(K kernel, const pa_gpu_args &a, const pa_flash_
     s.key_halves = split ? split->key_halves : 0;
     s.col_halves = split && !s.key_halves ? split->col_halves : 0;
     if (s.key_halves || s.col_halves) /* 2-block clusters: key tiles or columns halved */
-        return pa_tc::launch_pairs(kernel, 2 * s.q_tiles * a.heads_q * a.batch, Tr::kThreads, Tr::kSmem, stream,
-                                   a, s);
+        return pa_tc::launch_pairs(kernel, 2 * s.q_tiles * a.heads_q * a.batch, Tr::kThreads,
+                                   Tr::kSmem, stream, a, s);
     const dim3 grid(s.q_tiles, a.heads_q, a.batch);
     kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a, s);
     return cudaGetLastError();

@@ -37,8 +37,8 @@ cudaError_t smem_attr_once(K kernel, size_t bytes, unsigned long long &done)
 
 /* Launches kernel(args...) as a 1-D grid of `blocks` blocks in 2-block clusters (sm_90+). */
 template <typename K, typename... Args>
-cudaError_t launch_pairs(K kernel, unsigned blocks, unsigned threads, size_t smem, cudaStream_t stream,
-                         const Args &...args)
+cudaError_t launch_pairs(K kernel, unsigned blocks, unsigned threads, size_t smem,
+                         cudaStream_t stream, const Args &...args)
 {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(blocks);
@@ -218,10 +218,7 @@ __device__ __forceinline__ void rescale_rows(float (&acc_o)[2][NJ][4], const flo
  * then reads its BN/8 keys of a slot as one vector.  (A stride of BN + 1 made the
  * scalar stores 4-way bank conflicts.)
  */
-__host__ __device__ constexpr int score_stride(int bn)
-{
-    return bn == 8 ? 8 : bn + 8;
-}
+__host__ __device__ constexpr int score_stride(int bn) { return bn == 8 ? 8 : bn + 8; }
 
 /* acc[mt][j][e] of rows mt*16 + g (+8 for e >= 2), keys j*8 + 2*t4 (+1) into the slot;
  * ADD: added to what is there. */
@@ -237,8 +234,8 @@ __device__ __forceinline__ void store_scores(float *slot, const float (&acc)[2][
         for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                float2 *p = reinterpret_cast<float2 *>(slot + (mt * 16 + g + 8 * r) * SS + j * 8 +
-                                                       2 * t4);
+                float2 *p =
+                    reinterpret_cast<float2 *>(slot + (mt * 16 + g + 8 * r) * SS + j * 8 + 2 * t4);
                 float2 x = make_float2(acc[mt][j][2 * r], acc[mt][j][2 * r + 1]);
                 if (ADD) {
                     const float2 y = *p;

@@ -27,22 +27,23 @@ namespace
 
 constexpr int kThreads = 256;
 constexpr int kMaxSmemBytes = 65536;
-constexpr int kMicro = 4;       /* a thread owns up to kMicro x kMicro outputs of a GEMM tile */
-constexpr int kMaxEntries = 4;  /* score entries per thread when a tile has >= 256 of them */
+constexpr int kMicro = 4;      /* a thread owns up to kMicro x kMicro outputs of a GEMM tile */
+constexpr int kMaxEntries = 4; /* score entries per thread when a tile has >= 256 of them */
 constexpr float kLog2e = 1.4426950408889634f;
 
 /* Tile plan, computed on the host from the head dims; smem offsets and strides in floats. */
 struct BwdPlan {
-    int bk, bq;                   /* keys per key tile, queries per query tile */
-    int ks, vs, qs, os, ps;       /* row strides of K, V, Q, dO, P/dS tiles */
+    int bk, bq;             /* keys per key tile, queries per query tile */
+    int ks, vs, qs, os, ps; /* row strides of K, V, Q, dO, P/dS tiles */
     int k_off, v_off, q_off, o_off, p_off, ds_off, lse_off, delta_off;
-    int floats;                   /* total */
+    int floats; /* total */
 };
 
 __host__ __device__ inline int pow2_ceil(int x)
 {
     int p = 1;
-    while (p < x) p *= 2;
+    while (p < x)
+        p *= 2;
     return p;
 }
 
@@ -104,22 +105,17 @@ __device__ __forceinline__ float load_elem(const void *base, int64_t idx, int dt
 
 __device__ __forceinline__ void store_elem(void *base, int64_t idx, int dtype, float v)
 {
-    if (dtype == 0)
-        static_cast<float *>(base)[idx] = v;
-    else if (dtype == 1)
-        static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
-    else
-        static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
+    if (dtype == 0) static_cast<float *>(base)[idx] = v;
+    else if (dtype == 1) static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
+    else static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
 }
 
 /* Keys [0, n) are visible to `query` (pa_visible_keys). */
 __device__ __forceinline__ int visible_keys(const pa_gpu_args &a, int query)
 {
     int64_t n = a.seq_kv;
-    if (a.mask == 1)
-        n = (int64_t)query + 1;
-    else if (a.mask == 2)
-        n = (int64_t)query + 1 + ((int64_t)a.seq_kv - a.seq_q);
+    if (a.mask == 1) n = (int64_t)query + 1;
+    else if (a.mask == 2) n = (int64_t)query + 1 + ((int64_t)a.seq_kv - a.seq_q);
     return (int)(n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n));
 }
 
@@ -134,8 +130,8 @@ __device__ __forceinline__ int first_query_seeing(const pa_gpu_args &a, int key)
 
 /* rows x cols of a [.., seq, dim] tensor at base (element strides s2, s3) into shared
  * memory as f32 with row stride ld; rows >= n are zero (never NaN: they meet P = 0). */
-__device__ void load_tile(float *dst, int ld, const void *src, int64_t base, int64_t s2,
-                          int64_t s3, int row0, int n, int rows, int cols, int dtype)
+__device__ void load_tile(float *dst, int ld, const void *src, int64_t base, int64_t s2, int64_t s3,
+                          int row0, int n, int rows, int cols, int dtype)
 {
     /* tcols consecutive threads walk a row (coalesced when s3 is 1), no division per element */
     const int tcols = min(kThreads, pow2_ceil(cols)), trows = kThreads / tcols;
@@ -220,8 +216,8 @@ __device__ __forceinline__ void micro_gemm(float acc[kMicro][kMicro], const Micr
 __device__ void scores_tile(const pa_gpu_args &a, const BwdPlan &pl, float *sm, int q0, int nq,
                             int key0, int nk)
 {
-    const float *ks = sm + pl.k_off, *vs = sm + pl.v_off, *qs = sm + pl.q_off,
-                *os = sm + pl.o_off, *lse = sm + pl.lse_off, *delta = sm + pl.delta_off;
+    const float *ks = sm + pl.k_off, *vs = sm + pl.v_off, *qs = sm + pl.q_off, *os = sm + pl.o_off,
+                *lse = sm + pl.lse_off, *delta = sm + pl.delta_off;
     float *ps = sm + pl.p_off, *ds = sm + pl.ds_off;
     const int entries = pl.bq * pl.bk; /* powers of two: tpe and ne divide exactly */
     const int tpe = entries >= kThreads ? 1 : kThreads / entries;
@@ -495,14 +491,16 @@ extern "C" int pa_gpu_flash_bwd(const pa_gpu_bwd_args *g, void *workspace, void 
     if (!plan_for(a.head_dim, a.head_dim_v, &pl)) return kInvalidValue;
     const gpuStream_t st = (gpuStream_t)stream;
     float *delta = static_cast<float *>(workspace);
-    float *dq_acc = g->deterministic
-                        ? nullptr
-                        : reinterpret_cast<float *>(static_cast<char *>(workspace) + delta_bytes(a));
+    float *dq_acc =
+        g->deterministic
+            ? nullptr
+            : reinterpret_cast<float *>(static_cast<char *>(workspace) + delta_bytes(a));
     const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
     const size_t smem = (size_t)pl.floats * sizeof(float);
     gpuError_t e;
     if (rows > 0) {
-        flash_bwd_prep_kernel<<<grid_for(rows, kThreads / 32), kThreads, 0, st>>>(*g, delta, dq_acc);
+        flash_bwd_prep_kernel<<<grid_for(rows, kThreads / 32), kThreads, 0, st>>>(*g, delta,
+                                                                                  dq_acc);
         if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
     }
     if (a.seq_kv > 0) {

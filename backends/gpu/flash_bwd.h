@@ -21,9 +21,9 @@ typedef struct pa_gpu_bwd_args {
     /* q, k, v, o (the forward's output), dims, strides, dtype, mask, scale; lse is the
      * forward's LSE (input, -inf on fully masked rows); probs unused. */
     pa_gpu_args fwd;
-    const void *d_o;     /* o's dtype and strides */
-    void *dq, *dk, *dv;  /* q's, k's and v's dtype and strides; every element is written */
-    int deterministic;   /* 1: no atomics anywhere */
+    const void *d_o;    /* o's dtype and strides */
+    void *dq, *dk, *dv; /* q's, k's and v's dtype and strides; every element is written */
+    int deterministic;  /* 1: no atomics anywhere */
 } pa_gpu_bwd_args;
 
 /* Bytes of device workspace pa_gpu_flash_bwd needs (f32 delta rows, and the f32 dQ

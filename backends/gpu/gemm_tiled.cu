@@ -7,7 +7,8 @@
 #include "gpu_port.h"
 #include "gemm_tiled.h"
 
-namespace {
+namespace
+{
 
 constexpr int kTileM = 64;
 constexpr int kTileN = 64;
@@ -40,12 +41,9 @@ __device__ __forceinline__ float gemm_load(const void *base, int64_t idx, int dt
 
 __device__ __forceinline__ void gemm_store(void *base, int64_t idx, int dtype, float v)
 {
-    if (dtype == 0)
-        static_cast<float *>(base)[idx] = v;
-    else if (dtype == 1)
-        static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
-    else
-        static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
+    if (dtype == 0) static_cast<float *>(base)[idx] = v;
+    else if (dtype == 1) static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
+    else static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
 }
 
 __global__ void __launch_bounds__(kGemmThreads) gemm_tiled_kernel(GemmParams p)
@@ -69,7 +67,8 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_tiled_kernel(GemmParams p)
 #pragma unroll
     for (int r = 0; r < 4; ++r)
 #pragma unroll
-        for (int c = 0; c < 4; ++c) acc[r][c] = 0.f;
+        for (int c = 0; c < 4; ++c)
+            acc[r][c] = 0.f;
 
     for (int k0 = 0; k0 < p.k; k0 += kTileK) {
         for (int i = tid; i < kTileM * kTileK; i += kGemmThreads) {
@@ -93,13 +92,16 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_tiled_kernel(GemmParams p)
         for (int kk = 0; kk < kTileK; ++kk) {
             float ar[4], bc[4];
 #pragma unroll
-            for (int r = 0; r < 4; ++r) ar[r] = as[kk][ty + 16 * r];
+            for (int r = 0; r < 4; ++r)
+                ar[r] = as[kk][ty + 16 * r];
 #pragma unroll
-            for (int c = 0; c < 4; ++c) bc[c] = bs[kk][tx + 16 * c];
+            for (int c = 0; c < 4; ++c)
+                bc[c] = bs[kk][tx + 16 * c];
 #pragma unroll
             for (int r = 0; r < 4; ++r)
 #pragma unroll
-                for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(ar[r], bc[c], acc[r][c]);
+                for (int c = 0; c < 4; ++c)
+                    acc[r][c] = fmaf(ar[r], bc[c], acc[r][c]);
         }
         __syncthreads();
     }

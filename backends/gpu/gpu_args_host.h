@@ -58,7 +58,8 @@ static inline void pa_gpu_args_fill(const pa_problem *p, const pa_io *io, pa_gpu
     memcpy(a->bias_stride, p->bias_stride, sizeof a->bias_stride);
     memcpy(a->attn_mask_stride, p->attn_mask_stride, sizeof a->attn_mask_stride);
     if (io) {
-        if (p->alibi != POLYATTN_ALIBI_NONE) a->alibi_slopes = (const float *)pa_gpu_ptr(&io->var.alibi_slopes);
+        if (p->alibi != POLYATTN_ALIBI_NONE)
+            a->alibi_slopes = (const float *)pa_gpu_ptr(&io->var.alibi_slopes);
         if (p->has_bias) a->bias = pa_gpu_ptr(&io->var.bias);
         if (p->has_attn_mask) a->attn_mask = (const unsigned char *)pa_gpu_ptr(&io->var.attn_mask);
         if (p->has_sinks) a->sinks = (const float *)pa_gpu_ptr(&io->var.sinks);

@@ -75,22 +75,17 @@ __device__ __forceinline__ gpu_bf16 from_f32<gpu_bf16>(float x)
 
 __device__ __forceinline__ void store_elem(void *base, int64_t idx, int dtype, float v)
 {
-    if (dtype == 0)
-        static_cast<float *>(base)[idx] = v;
-    else if (dtype == 1)
-        static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
-    else
-        static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
+    if (dtype == 0) static_cast<float *>(base)[idx] = v;
+    else if (dtype == 1) static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
+    else static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
 }
 
 /* Keys [0, n) are visible to query `query` (see pa_visible_keys in core/pa_backend.h). */
 __device__ __forceinline__ int visible_keys(const pa_gpu_args &a, int query)
 {
     int n = a.seq_kv;
-    if (a.mask == 1)
-        n = query + 1;
-    else if (a.mask == 2)
-        n = query + 1 + (a.seq_kv - a.seq_q);
+    if (a.mask == 1) n = query + 1;
+    else if (a.mask == 2) n = query + 1 + (a.seq_kv - a.seq_q);
     return n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n);
 }
 
@@ -228,7 +223,8 @@ __device__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t, const fl
             float pr[kRowsPerGroup];
 #pragma unroll
             for (int rr = 0; rr < kRowsPerGroup; ++rr)
-                pr[rr] = key0 + key < vis[rr] && key0 + key >= lo[rr] ? p[rr * p_stride + key] : 0.f;
+                pr[rr] =
+                    key0 + key < vis[rr] && key0 + key >= lo[rr] ? p[rr * p_stride + key] : 0.f;
 #pragma unroll
             for (int c = 0; c < C4; ++c) {
                 const int col = 4 * lane + 4 * kGroup * c;

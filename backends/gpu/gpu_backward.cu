@@ -24,12 +24,9 @@ __device__ __forceinline__ float load_elem(const void *base, int64_t idx, int dt
 
 __device__ __forceinline__ void store_elem_bwd(void *base, int64_t idx, int dtype, float v)
 {
-    if (dtype == 0)
-        static_cast<float *>(base)[idx] = v;
-    else if (dtype == 1)
-        static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
-    else
-        static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
+    if (dtype == 0) static_cast<float *>(base)[idx] = v;
+    else if (dtype == 1) static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
+    else static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
 }
 
 struct Shape4 {
@@ -90,10 +87,8 @@ __global__ void bwd_rowdot_kernel(pa_gpu_args a, const void *d_o, float *delta)
 __device__ __forceinline__ int visible_keys_bwd(const pa_gpu_args &a, int64_t query)
 {
     int64_t n = a.seq_kv;
-    if (a.mask == 1)
-        n = query + 1;
-    else if (a.mask == 2)
-        n = query + 1 + ((int64_t)a.seq_kv - a.seq_q);
+    if (a.mask == 1) n = query + 1;
+    else if (a.mask == 2) n = query + 1 + ((int64_t)a.seq_kv - a.seq_q);
     return (int)(n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n));
 }
 
@@ -105,14 +100,13 @@ __global__ void bwd_probs_kernel(pa_gpu_args a, float *scores, const float *lse,
         const int key = (int)(i % a.seq_kv);
         const float l = lse[row];
         float p = 0.f;
-        if (key < visible_keys_bwd(a, row % a.seq_q) && l != -INFINITY)
-            p = expf(scores[i] - l);
+        if (key < visible_keys_bwd(a, row % a.seq_q) && l != -INFINITY) p = expf(scores[i] - l);
         scores[i] = p;
     }
 }
 
-__global__ void bwd_dscores_kernel(pa_gpu_args a, const float *probs, float *dp,
-                                   const float *delta, int64_t n)
+__global__ void bwd_dscores_kernel(pa_gpu_args a, const float *probs, float *dp, const float *delta,
+                                   int64_t n)
 {
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
@@ -159,8 +153,7 @@ extern "C" int pa_gpu_bwd_unpack(void *dst, const float *src, int dtype, const i
     return (int)gpuGetLastError();
 }
 
-extern "C" int pa_gpu_bwd_rowdot(const pa_gpu_args *a, const void *d_o, float *delta,
-                                 void *stream)
+extern "C" int pa_gpu_bwd_rowdot(const pa_gpu_args *a, const void *d_o, float *delta, void *stream)
 {
     const int64_t rows = (int64_t)a->batch * a->heads_q * a->seq_q;
     if (rows == 0) return 0;
@@ -169,8 +162,7 @@ extern "C" int pa_gpu_bwd_rowdot(const pa_gpu_args *a, const void *d_o, float *d
     return (int)gpuGetLastError();
 }
 
-extern "C" int pa_gpu_bwd_probs(const pa_gpu_args *a, float *scores, const float *lse,
-                                void *stream)
+extern "C" int pa_gpu_bwd_probs(const pa_gpu_args *a, float *scores, const float *lse, void *stream)
 {
     const int64_t n = (int64_t)a->batch * a->heads_q * a->seq_q * a->seq_kv;
     if (n == 0) return 0;

@@ -30,9 +30,9 @@ typedef struct pa_gpu_glue_fns {
 typedef struct pa_gpu_glue {
     pa_device *dev;
     const pa_gpu_glue_fns *fns;
-    uint64_t smem_limit; /* shared memory (LDS) a block may use */
+    uint64_t smem_limit;   /* shared memory (LDS) a block may use */
     const char *smem_name; /* "shared memory" or "LDS" */
-    char *why;           /* device-owned buffer for reasons that carry numbers */
+    char *why;             /* device-owned buffer for reasons that carry numbers */
     size_t why_size;
     /* Maps a launcher's error code (0: ok) to a status, recording it in the context. */
     polyattn_status (*launch_status)(pa_device *dev, int err, const char *what);

@@ -79,7 +79,7 @@ typedef cudaError_t gpuError_t;
 #define gpuSuccess cudaSuccess
 #define gpuGetLastError cudaGetLastError
 #define gpuGetErrorString cudaGetErrorString
-#define gpuFuncSetAttribute(fn, attr, value) \
+#define gpuFuncSetAttribute(fn, attr, value)                                                       \
     cudaFuncSetAttribute((fn), cudaFuncAttributeMaxDynamicSharedMemorySize, (value))
 typedef __half gpu_half;
 typedef __nv_bfloat16 gpu_bf16;
@@ -104,7 +104,8 @@ __device__ __forceinline__ float gpu_group_max(float v)
 {
     static_assert(WIDTH <= GPU_WARP_SIZE && GPU_WARP_SIZE % WIDTH == 0, "group must fit a warp");
 #pragma unroll
-    for (int m = WIDTH / 2; m > 0; m /= 2) v = fmaxf(v, gpu_shfl_xor(v, m, WIDTH));
+    for (int m = WIDTH / 2; m > 0; m /= 2)
+        v = fmaxf(v, gpu_shfl_xor(v, m, WIDTH));
     return v;
 }
 template <int WIDTH>
@@ -112,7 +113,8 @@ __device__ __forceinline__ float gpu_group_sum(float v)
 {
     static_assert(WIDTH <= GPU_WARP_SIZE && GPU_WARP_SIZE % WIDTH == 0, "group must fit a warp");
 #pragma unroll
-    for (int m = WIDTH / 2; m > 0; m /= 2) v += gpu_shfl_xor(v, m, WIDTH);
+    for (int m = WIDTH / 2; m > 0; m /= 2)
+        v += gpu_shfl_xor(v, m, WIDTH);
     return v;
 }
 

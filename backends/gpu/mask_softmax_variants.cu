@@ -20,12 +20,9 @@ constexpr int kGroup = 32; /* divides every warp/wavefront size */
 
 __device__ __forceinline__ void store_any(void *base, int64_t idx, int dtype, float v)
 {
-    if (dtype == 0)
-        static_cast<float *>(base)[idx] = v;
-    else if (dtype == 1)
-        static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
-    else
-        static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
+    if (dtype == 0) static_cast<float *>(base)[idx] = v;
+    else if (dtype == 1) static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
+    else static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
 }
 
 /* The row of score row `row` ([batch, heads_q, seq_q] order). */
@@ -51,8 +48,8 @@ __device__ __forceinline__ float block_reduce(float x, float *red)
     return r;
 }
 
-__global__ void __launch_bounds__(kThreads) mask_softmax_variants_kernel(pa_gpu_args a,
-                                                                         float *scores)
+__global__ void __launch_bounds__(kThreads)
+    mask_softmax_variants_kernel(pa_gpu_args a, float *scores)
 {
     __shared__ float red[kThreads / kGroup];
     const int64_t row = blockIdx.x;

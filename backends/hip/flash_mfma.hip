@@ -19,12 +19,13 @@
 #define PA_MFMA_TARGET 1
 #endif
 
-namespace {
+namespace
+{
 
-constexpr int kWaves = 4;   // wavefronts per work-group
-constexpr int kWave = 64;   // MFMA is a wave64 instruction (CDNA)
+constexpr int kWaves = 4; // wavefronts per work-group
+constexpr int kWave = 64; // MFMA is a wave64 instruction (CDNA)
 constexpr int kThreads = kWaves * kWave;
-constexpr int kTile = 32;   // query rows per wave, keys per step: the MFMA tile
+constexpr int kTile = 32;           // query rows per wave, keys per step: the MFMA tile
 constexpr int kPStride = kTile + 2; // halfwords per P row in LDS (+2: fewer bank conflicts)
 
 #if defined(PA_MFMA_TARGET)
@@ -55,10 +56,8 @@ __device__ __forceinline__ uint16_t float_to_bits(float x, int dtype)
 __device__ __forceinline__ int visible_keys(const pa_gpu_args &a, int query)
 {
     int n = a.seq_kv;
-    if (a.mask == 1)
-        n = query + 1;
-    else if (a.mask == 2)
-        n = query + 1 + (a.seq_kv - a.seq_q);
+    if (a.mask == 1) n = query + 1;
+    else if (a.mask == 2) n = query + 1 + (a.seq_kv - a.seq_q);
     return n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n);
 }
 
@@ -96,7 +95,8 @@ __device__ __forceinline__ void mfma_step(const uint16_t (&a)[4], const uint16_t
 {
     pa_f32x16 c;
 #pragma unroll
-    for (int i = 0; i < 16; ++i) c[i] = acc[i];
+    for (int i = 0; i < 16; ++i)
+        c[i] = acc[i];
     if (dtype == 1) {
         pa_f16x4 va, vb;
 #pragma unroll
@@ -118,7 +118,8 @@ __device__ __forceinline__ void mfma_step(const uint16_t (&a)[4], const uint16_t
     }
 #endif
 #pragma unroll
-    for (int i = 0; i < 16; ++i) acc[i] = c[i];
+    for (int i = 0; i < 16; ++i)
+        acc[i] = c[i];
 }
 #endif
 #endif // PA_MFMA_TARGET
@@ -162,7 +163,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_mfma_kernel(pa_gpu_args a)
         m[r] = -INFINITY;
         l[r] = 0.f;
 #pragma unroll
-        for (int cb = 0; cb < DMAX / 32; ++cb) o[cb][r] = 0.f;
+        for (int cb = 0; cb < DMAX / 32; ++cb)
+            o[cb][r] = 0.f;
     }
 
     // Every wave walks the same key steps (barriers stay uniform); masks do the rest.
@@ -171,7 +173,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_mfma_kernel(pa_gpu_args a)
     for (int key0 = 0; key0 < key_end; key0 += kTile) {
         float s[16];
 #pragma unroll
-        for (int r = 0; r < 16; ++r) s[r] = 0.f;
+        for (int r = 0; r < 16; ++r)
+            s[r] = 0.f;
         const int key = key0 + col; // this lane's column of S
 #pragma unroll
         for (int kk = 0; kk < DMAX / 8; ++kk) {
@@ -199,7 +202,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_mfma_kernel(pa_gpu_args a)
             l[r] = l[r] * alpha + gpu_group_sum<kTile>(p);
             m[r] = m_new;
 #pragma unroll
-            for (int cb = 0; cb < DMAX / 32; ++cb) o[cb][r] *= alpha;
+            for (int cb = 0; cb < DMAX / 32; ++cb)
+                o[cb][r] *= alpha;
             p_tile[wave][acc_row(r, half) * kPStride + col] = float_to_bits(p, a.dtype);
         }
         __syncthreads();
@@ -240,8 +244,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_mfma_kernel(pa_gpu_args a)
         for (int cb = 0; cb < DMAX / 32; ++cb) {
             const int c = 32 * cb + col;
             if (c < a.head_dim_v)
-                static_cast<uint16_t *>(a.o)[ob + (int64_t)row * a.o_stride[2] +
-                                             (int64_t)c * a.o_stride[3]] =
+                static_cast<uint16_t *>(
+                    a.o)[ob + (int64_t)row * a.o_stride[2] + (int64_t)c * a.o_stride[3]] =
                     float_to_bits(o[cb][r] * inv, a.dtype);
         }
         if (a.lse && col == 0)

@@ -44,8 +44,8 @@ static polyattn_status lds_check(pa_device *dev, const char *what, size_t need,
     pa_hip_device *d = pa_hip(dev);
     if (need <= d->lds_bytes) return POLYATTN_STATUS_SUCCESS;
     snprintf(d->why_not, sizeof d->why_not,
-             "%s needs %zu bytes of LDS per work-group but %s has %llu (grows with head_dim)",
-             what, need, d->arch, (unsigned long long)d->lds_bytes);
+             "%s needs %zu bytes of LDS per work-group but %s has %llu (grows with head_dim)", what,
+             need, d->arch, (unsigned long long)d->lds_bytes);
     *why_not = d->why_not;
     return POLYATTN_STATUS_UNSUPPORTED;
 }
@@ -139,8 +139,8 @@ static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void 
 /* ---- plan state of fused and flash: decided once, executed as planned ------ */
 
 typedef struct hip_plan {
-    int mfma;    /* flash: the MFMA kernel, else the shared generic one */
-    int in_lds;  /* fused: the scores in LDS, else in the workspace */
+    int mfma;   /* flash: the MFMA kernel, else the shared generic one */
+    int in_lds; /* fused: the scores in LDS, else in the workspace */
 } hip_plan;
 
 static void plan_release(pa_device *dev, void *state)
@@ -388,8 +388,7 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
     if (!io->workspace.mem || io->workspace_bytes < score_bytes(p))
         return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
                        "unfused: workspace of %llu bytes, %llu needed for the scores",
-                       (unsigned long long)io->workspace_bytes,
-                       (unsigned long long)score_bytes(p));
+                       (unsigned long long)io->workspace_bytes, (unsigned long long)score_bytes(p));
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     hipStream_t stream = pa_hip(dev)->stream;
@@ -452,8 +451,8 @@ static pa_gpu_gemm_desc group_sum_gemm(const pa_problem *p, const float *x, cons
     d.a = x;
     d.a_batch = p->heads_q * p->seq_q * p->seq_kv;
     d.a_head = g * p->seq_q * p->seq_kv;
-    d.a_row = 1;          /* m: key */
-    d.a_col = p->seq_kv;  /* k: (head, query) */
+    d.a_row = 1;         /* m: key */
+    d.a_col = p->seq_kv; /* k: (head, query) */
     d.b = f;
     d.b_batch = p->heads_q * p->seq_q * cols;
     d.b_head = g * p->seq_q * cols;
@@ -495,10 +494,10 @@ static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, voi
     const int64_t dims_q[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
     const int64_t dims_o[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
 
-#define PA_HIP_STEP(call, what)                                                                   \
-    do {                                                                                          \
-        st = launch_status(dev, (call), what);                                                    \
-        if (st != POLYATTN_STATUS_SUCCESS) return st;                                             \
+#define PA_HIP_STEP(call, what)                                                                    \
+    do {                                                                                           \
+        st = launch_status(dev, (call), what);                                                     \
+        if (st != POLYATTN_STATUS_SUCCESS) return st;                                              \
     } while (0)
     PA_HIP_STEP(k->bwd_pack(qf, a->q, a->dtype, dims_q, p->q_stride, stream),
                 "pa_gpu_bwd_pack (Q)");
@@ -557,18 +556,32 @@ const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     /* Score variants: every forward has them all (the unfused softmax in
      * mask_softmax_variants.cu, the shared fused and generic flash kernels; never the MFMA
      * kernel); no backward has any yet. */
-    {.algo = POLYATTN_ALGO_UNFUSED, .check = unfused_check, .workspace_size = unfused_workspace,
+    {.algo = POLYATTN_ALGO_UNFUSED,
+     .check = unfused_check,
+     .workspace_size = unfused_workspace,
      .features = PA_HIP_FORWARD_FEATURES,
-     .kernel_launches = unfused_launches, .forward = unfused_forward,
-     .backward_workspace_size = unfused_backward_workspace, .backward = unfused_backward},
-    {.algo = POLYATTN_ALGO_FUSED, .check = fused_check, .workspace_size = fused_workspace,
+     .kernel_launches = unfused_launches,
+     .forward = unfused_forward,
+     .backward_workspace_size = unfused_backward_workspace,
+     .backward = unfused_backward},
+    {.algo = POLYATTN_ALGO_FUSED,
+     .check = fused_check,
+     .workspace_size = fused_workspace,
      .features = PA_HIP_FORWARD_FEATURES,
-     .kernel_launches = one_launch, .prepare = fused_prepare, .release = plan_release,
+     .kernel_launches = one_launch,
+     .prepare = fused_prepare,
+     .release = plan_release,
      .forward = fused_forward,
-     .backward_workspace_size = flash_backward_workspace, .backward = flash_backward},
-    {.algo = POLYATTN_ALGO_FLASH, .check = flash_check, .workspace_size = flash_workspace,
+     .backward_workspace_size = flash_backward_workspace,
+     .backward = flash_backward},
+    {.algo = POLYATTN_ALGO_FLASH,
+     .check = flash_check,
+     .workspace_size = flash_workspace,
      .features = PA_HIP_FORWARD_FEATURES,
-     .kernel_launches = one_launch, .prepare = flash_prepare, .release = plan_release,
+     .kernel_launches = one_launch,
+     .prepare = flash_prepare,
+     .release = plan_release,
      .forward = flash_forward,
-     .backward_workspace_size = flash_backward_workspace, .backward = flash_backward},
+     .backward_workspace_size = flash_backward_workspace,
+     .backward = flash_backward},
 };

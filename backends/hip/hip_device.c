@@ -46,8 +46,8 @@ polyattn_status pa_hip_fail(pa_device *dev, hipError_t err, const char *expr, co
     const char *base = strrchr(file, '/');
     char text[256];
     error_text(err, text, sizeof text);
-    return pa_fail(dev, map_error(err), "%s failed (%s:%d): %s", expr, base ? base + 1 : file,
-                   line, text);
+    return pa_fail(dev, map_error(err), "%s failed (%s:%d): %s", expr, base ? base + 1 : file, line,
+                   text);
 }
 
 polyattn_status pa_hip_use(pa_device *dev)
@@ -60,7 +60,8 @@ polyattn_status pa_hip_use(pa_device *dev)
 static void arch_base(const char *gcn_arch_name, char *out, size_t n)
 {
     size_t i = 0;
-    for (; i + 1 < n && gcn_arch_name[i] && gcn_arch_name[i] != ':'; i++) out[i] = gcn_arch_name[i];
+    for (; i + 1 < n && gcn_arch_name[i] && gcn_arch_name[i] != ':'; i++)
+        out[i] = gcn_arch_name[i];
     out[i] = '\0';
 }
 
@@ -110,8 +111,7 @@ static polyattn_status hip_probe(int *count, const char **reason)
         error_text(err, text, sizeof text);
         snprintf(probe_reason, sizeof probe_reason,
                  "the HIP runtime sees no usable AMD GPU: hipGetDeviceCount: %s%s", text, hint);
-    }
-    else
+    } else
         snprintf(probe_reason, sizeof probe_reason,
                  "the HIP runtime sees no AMD GPU (hipGetDeviceCount returned 0)%s", hint);
     *reason = probe_reason;
@@ -298,8 +298,8 @@ static polyattn_status self_test(pa_hip_device *d)
     uint32_t *buf = NULL, host[64];
     PA_HIP_TRY(dev, hipMalloc((void **)&buf, sizeof host));
     hipError_t err = d->k->fill_u32(buf, 0x7fc00001u, 64, d->stream);
-    if (err == hipSuccess) err = hipMemcpyAsync(host, buf, sizeof host, hipMemcpyDeviceToHost,
-                                                d->stream);
+    if (err == hipSuccess)
+        err = hipMemcpyAsync(host, buf, sizeof host, hipMemcpyDeviceToHost, d->stream);
     if (err == hipSuccess) err = hipStreamSynchronize(d->stream);
     hipError_t free_err = hipFree(buf);
     if (err != hipSuccess) return pa_hip_fail(dev, err, "self-test kernel", __FILE__, __LINE__);
@@ -312,8 +312,7 @@ static polyattn_status self_test(pa_hip_device *d)
     return POLYATTN_STATUS_SUCCESS;
 }
 
-static polyattn_status open_common(int index, hipStream_t stream, int owns_stream,
-                                   pa_device **out)
+static polyattn_status open_common(int index, hipStream_t stream, int owns_stream, pa_device **out)
 {
     *out = NULL;
     pa_hip_device *d = calloc(1, sizeof *d);
@@ -385,8 +384,8 @@ static polyattn_status hip_mem_write(pa_device *dev, void *mem, uint64_t offset,
     pa_hip_device *d = pa_hip(dev);
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
-    PA_HIP_TRY(dev, hipMemcpyAsync((char *)mem + offset, src, (size_t)bytes,
-                                   hipMemcpyHostToDevice, d->stream));
+    PA_HIP_TRY(dev, hipMemcpyAsync((char *)mem + offset, src, (size_t)bytes, hipMemcpyHostToDevice,
+                                   d->stream));
     PA_HIP_TRY(dev, hipStreamSynchronize(d->stream));
     return POLYATTN_STATUS_SUCCESS;
 }

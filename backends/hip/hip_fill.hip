@@ -14,8 +14,7 @@ __global__ void fill_u32_kernel(uint32_t *dst, uint32_t value, uint64_t count)
         dst[i] = value;
 }
 
-extern "C" hipError_t pa_hip_fill_u32(void *dst, uint32_t value, uint64_t count,
-                                      hipStream_t stream)
+extern "C" hipError_t pa_hip_fill_u32(void *dst, uint32_t value, uint64_t count, hipStream_t stream)
 {
     if (count == 0) return hipSuccess;
     const unsigned threads = 256;

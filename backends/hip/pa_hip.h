@@ -48,10 +48,10 @@ typedef struct pa_hip_kernels {
 } pa_hip_kernels;
 
 typedef struct pa_hip_device {
-    pa_device base;          /* first member: base.index is the HIP device ordinal */
-    hipStream_t stream;      /* where every kernel and copy of this context goes */
-    int owns_stream;         /* 0 for a caller's stream (polyattn_hip_context_create) */
-    char arch[64];           /* gcnArchName without target features: "gfx90a" */
+    pa_device base;     /* first member: base.index is the HIP device ordinal */
+    hipStream_t stream; /* where every kernel and copy of this context goes */
+    int owns_stream;    /* 0 for a caller's stream (polyattn_hip_context_create) */
+    char arch[64];      /* gcnArchName without target features: "gfx90a" */
     int compute_units;
     int warp_size;           /* 64 on CDNA (gfx9), 32 on RDNA (gfx10+) */
     uint64_t lds_bytes;      /* LDS per work-group */
@@ -73,11 +73,11 @@ polyattn_status pa_hip_fail(pa_device *dev, hipError_t err, const char *expr, co
                             int line);
 
 /* Evaluates a HIP call once; on failure returns from the caller with the mapped status. */
-#define PA_HIP_TRY(dev, call)                                                                  \
-    do {                                                                                       \
-        hipError_t pa_hip_err_ = (call);                                                       \
-        if (pa_hip_err_ != hipSuccess)                                                         \
-            return pa_hip_fail((dev), pa_hip_err_, #call, __FILE__, __LINE__);                 \
+#define PA_HIP_TRY(dev, call)                                                                      \
+    do {                                                                                           \
+        hipError_t pa_hip_err_ = (call);                                                           \
+        if (pa_hip_err_ != hipSuccess)                                                             \
+            return pa_hip_fail((dev), pa_hip_err_, #call, __FILE__, __LINE__);                     \
     } while (0)
 
 /* After a kernel launch: launch-configuration errors surface through hipGetLastError. */

@@ -4,8 +4,8 @@
 
 /* Score variants every forward implements (kernels/variants.cl).  The bias gradient is a
  * backward output, but the core also looks for it in .features of a backward plan. */
-#define OCL_FWD_VARIANTS                                                                     \
-    (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |           \
+#define OCL_FWD_VARIANTS                                                                           \
+    (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \
      PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
 
 const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {

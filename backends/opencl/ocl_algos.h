@@ -85,14 +85,14 @@ void ocl_unfused_options(const pa_problem *p, char *buf, size_t size);
 enum { OCL_FORCE_NONE = 0, OCL_FORCE_TILED, OCL_FORCE_ROWS };
 
 typedef struct ocl_force {
-    int flash;                /* opencl.flash: OCL_FORCE_TILED or _ROWS */
-    int bwd;                  /* opencl.bwd */
-    int has_tiles;            /* opencl.tiles */
+    int flash;     /* opencl.flash: OCL_FORCE_TILED or _ROWS */
+    int bwd;       /* opencl.bwd */
+    int has_tiles; /* opencl.tiles */
     ocl_tiles tiles;
-    int has_bwd_tiles;        /* opencl.bwd_tiles */
+    int has_bwd_tiles; /* opencl.bwd_tiles */
     ocl_bwd_tiles bwd_tiles;
-    uint64_t unfused_chunk;   /* opencl.unfused_chunk: 0 unless forced */
-    char text[256];           /* the opencl.* pairs as given, for the dispatch log */
+    uint64_t unfused_chunk; /* opencl.unfused_chunk: 0 unless forced */
+    char text[256];         /* the opencl.* pairs as given, for the dispatch log */
 } ocl_force;
 
 /* Reads the device's opencl.* keys; NULL, or a sentence (device-owned) naming
@@ -116,11 +116,11 @@ typedef struct ocl_fwd_choice {
 
 /* The backward of a flash or fused plan (the flash backward kernels). */
 typedef struct ocl_bwd_choice {
-    int tiled;          /* the tiled GPU kernels, else the row-streaming ones */
-    int fell_back;      /* rows because the tiled tile does not fit the device */
-    ocl_bwd_tiles t;    /* tiled */
-    int rows;           /* row kernels: rows per work-item (BR) */
-    size_t rows_group;  /* row kernels: work-items per group */
+    int tiled;         /* the tiled GPU kernels, else the row-streaming ones */
+    int fell_back;     /* rows because the tiled tile does not fit the device */
+    ocl_bwd_tiles t;   /* tiled */
+    int rows;          /* row kernels: rows per work-item (BR) */
+    size_t rows_group; /* row kernels: work-items per group */
     uint64_t local_bytes;
     char forced[160];
 } ocl_bwd_choice;
@@ -134,12 +134,12 @@ typedef struct ocl_plan_state {
     uint64_t ws_s, ws_q, ws_k, ws_v, ws_o, ws_total;
     uint64_t chunk;        /* (batch, head) matrices per pass */
     uint64_t forced_chunk; /* POLYATTN_FORCE opencl.unfused_chunk, 0 if none */
-    size_t *offs;         /* 6 arrays of batch*heads_q element offsets: A1 B1 C1 A2 B2 C2 */
+    size_t *offs;          /* 6 arrays of batch*heads_q element offsets: A1 B1 C1 A2 B2 C2 */
     float *alphas, *betas;
     /* backward (plans with want_backward) */
     cl_kernel bwd_delta, bwd_grad, bwd_pack, bwd_unpack, bwd_dkdv, bwd_dq;
     cl_kernel bwd_sinks, bwd_bias; /* variants: d_sinks, d_bias */
-    ocl_bwd_choice bwd; /* flash, fused */
+    ocl_bwd_choice bwd;            /* flash, fused */
     /* unfused backward: packed inputs, staged outputs, workspace byte offsets, passes */
     int bp_q, bp_k, bp_v, bp_do, bu_dq, bu_dk, bu_dv;
     uint64_t bws_q, bws_k, bws_v, bws_do, bws_dq, bws_dk, bws_dv, bws_delta, bws_p, bws_ds,
@@ -176,10 +176,10 @@ polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *st
 /* ---- helpers (ocl_launch.c) ----------------------------------------------- */
 
 /* Kernel-argument helper: a failure names the argument (needs `ocl_device *d`). */
-#define SET_ARG(k, i, v)                                                                      \
-    do {                                                                                      \
-        cl_int e_ = clSetKernelArg((k), (cl_uint)(i), sizeof(v), &(v));                       \
-        if (e_ != CL_SUCCESS) return ocl_fail(d, e_, "clSetKernelArg " #v);                   \
+#define SET_ARG(k, i, v)                                                                           \
+    do {                                                                                           \
+        cl_int e_ = clSetKernelArg((k), (cl_uint)(i), sizeof(v), &(v));                            \
+        if (e_ != CL_SUCCESS) return ocl_fail(d, e_, "clSetKernelArg " #v);                        \
     } while (0)
 
 size_t ocl_esize(polyattn_dtype t);
@@ -190,17 +190,16 @@ int ocl_elem_offset(const pa_tensor_ref *r, size_t es, cl_long *out);
 /* 1 for a causal mask, with the bottom-right offset in *offset. */
 int ocl_causal_of(const pa_problem *p, int *offset);
 
-polyattn_status ocl_make_kernel(ocl_device *d, const char *const *srcs, int n,
-                                const char *opts, const char *name, cl_kernel *out);
+polyattn_status ocl_make_kernel(ocl_device *d, const char *const *srcs, int n, const char *opts,
+                                const char *name, cl_kernel *out);
 ocl_plan_state *ocl_state_new(void);
 void ocl_release_state(pa_device *dev, void *state);
-polyattn_status ocl_enqueue(ocl_device *d, cl_kernel k, const size_t *global,
-                            const size_t *local, const char *what);
+polyattn_status ocl_enqueue(ocl_device *d, cl_kernel k, const size_t *global, const size_t *local,
+                            const char *what);
 /* A grid-stride 1-D launch over n items. */
 polyattn_status ocl_enqueue_1d(ocl_device *d, cl_kernel k, uint64_t n, const char *what);
 /* The q/k/v/o arguments (0..11) shared by the flash and fused kernels. */
-polyattn_status ocl_set_qkvo_args(ocl_device *d, cl_kernel k, const pa_problem *p,
-                                  const pa_io *io);
+polyattn_status ocl_set_qkvo_args(ocl_device *d, cl_kernel k, const pa_problem *p, const pa_io *io);
 /* A backward call's tensors as element offsets (f32 for the LSE). */
 polyattn_status ocl_bwd_offsets(ocl_device *d, const pa_problem *p, const pa_backward_io *io,
                                 cl_long off[9]);

@@ -9,35 +9,83 @@
 
 #define OCL_MAX_DEVICES 64
 
+/* The OpenCL error codes polyattn may meet, by name. */
+#define OCL_ERROR_NAME(x)                                                                          \
+    {                                                                                              \
+        x, #x                                                                                      \
+    }
+static const struct {
+    cl_int code;
+    const char *name;
+} ocl_error_names[] = {
+    OCL_ERROR_NAME(CL_SUCCESS),
+    OCL_ERROR_NAME(CL_DEVICE_NOT_FOUND),
+    OCL_ERROR_NAME(CL_DEVICE_NOT_AVAILABLE),
+    OCL_ERROR_NAME(CL_COMPILER_NOT_AVAILABLE),
+    OCL_ERROR_NAME(CL_MEM_OBJECT_ALLOCATION_FAILURE),
+    OCL_ERROR_NAME(CL_OUT_OF_RESOURCES),
+    OCL_ERROR_NAME(CL_OUT_OF_HOST_MEMORY),
+    OCL_ERROR_NAME(CL_PROFILING_INFO_NOT_AVAILABLE),
+    OCL_ERROR_NAME(CL_MEM_COPY_OVERLAP),
+    OCL_ERROR_NAME(CL_IMAGE_FORMAT_MISMATCH),
+    OCL_ERROR_NAME(CL_IMAGE_FORMAT_NOT_SUPPORTED),
+    OCL_ERROR_NAME(CL_BUILD_PROGRAM_FAILURE),
+    OCL_ERROR_NAME(CL_MAP_FAILURE),
+    OCL_ERROR_NAME(CL_MISALIGNED_SUB_BUFFER_OFFSET),
+    OCL_ERROR_NAME(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST),
+    OCL_ERROR_NAME(CL_COMPILE_PROGRAM_FAILURE),
+    OCL_ERROR_NAME(CL_LINKER_NOT_AVAILABLE),
+    OCL_ERROR_NAME(CL_LINK_PROGRAM_FAILURE),
+    OCL_ERROR_NAME(CL_DEVICE_PARTITION_FAILED),
+    OCL_ERROR_NAME(CL_KERNEL_ARG_INFO_NOT_AVAILABLE),
+    OCL_ERROR_NAME(CL_INVALID_VALUE),
+    OCL_ERROR_NAME(CL_INVALID_DEVICE_TYPE),
+    OCL_ERROR_NAME(CL_INVALID_PLATFORM),
+    OCL_ERROR_NAME(CL_INVALID_DEVICE),
+    OCL_ERROR_NAME(CL_INVALID_CONTEXT),
+    OCL_ERROR_NAME(CL_INVALID_QUEUE_PROPERTIES),
+    OCL_ERROR_NAME(CL_INVALID_COMMAND_QUEUE),
+    OCL_ERROR_NAME(CL_INVALID_HOST_PTR),
+    OCL_ERROR_NAME(CL_INVALID_MEM_OBJECT),
+    OCL_ERROR_NAME(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR),
+    OCL_ERROR_NAME(CL_INVALID_IMAGE_SIZE),
+    OCL_ERROR_NAME(CL_INVALID_SAMPLER),
+    OCL_ERROR_NAME(CL_INVALID_BINARY),
+    OCL_ERROR_NAME(CL_INVALID_BUILD_OPTIONS),
+    OCL_ERROR_NAME(CL_INVALID_PROGRAM),
+    OCL_ERROR_NAME(CL_INVALID_PROGRAM_EXECUTABLE),
+    OCL_ERROR_NAME(CL_INVALID_KERNEL_NAME),
+    OCL_ERROR_NAME(CL_INVALID_KERNEL_DEFINITION),
+    OCL_ERROR_NAME(CL_INVALID_KERNEL),
+    OCL_ERROR_NAME(CL_INVALID_ARG_INDEX),
+    OCL_ERROR_NAME(CL_INVALID_ARG_VALUE),
+    OCL_ERROR_NAME(CL_INVALID_ARG_SIZE),
+    OCL_ERROR_NAME(CL_INVALID_KERNEL_ARGS),
+    OCL_ERROR_NAME(CL_INVALID_WORK_DIMENSION),
+    OCL_ERROR_NAME(CL_INVALID_WORK_GROUP_SIZE),
+    OCL_ERROR_NAME(CL_INVALID_WORK_ITEM_SIZE),
+    OCL_ERROR_NAME(CL_INVALID_GLOBAL_OFFSET),
+    OCL_ERROR_NAME(CL_INVALID_EVENT_WAIT_LIST),
+    OCL_ERROR_NAME(CL_INVALID_EVENT),
+    OCL_ERROR_NAME(CL_INVALID_OPERATION),
+    OCL_ERROR_NAME(CL_INVALID_GL_OBJECT),
+    OCL_ERROR_NAME(CL_INVALID_BUFFER_SIZE),
+    OCL_ERROR_NAME(CL_INVALID_MIP_LEVEL),
+    OCL_ERROR_NAME(CL_INVALID_GLOBAL_WORK_SIZE),
+    OCL_ERROR_NAME(CL_INVALID_PROPERTY),
+    OCL_ERROR_NAME(CL_INVALID_IMAGE_DESCRIPTOR),
+    OCL_ERROR_NAME(CL_INVALID_COMPILER_OPTIONS),
+    OCL_ERROR_NAME(CL_INVALID_LINKER_OPTIONS),
+    OCL_ERROR_NAME(CL_INVALID_DEVICE_PARTITION_COUNT),
+    {-1001, "CL_PLATFORM_NOT_FOUND_KHR"},
+};
+#undef OCL_ERROR_NAME
+
 const char *ocl_error_name(cl_int err)
 {
-    switch (err) {
-#define N(x) case x: return #x;
-        N(CL_SUCCESS) N(CL_DEVICE_NOT_FOUND) N(CL_DEVICE_NOT_AVAILABLE)
-        N(CL_COMPILER_NOT_AVAILABLE) N(CL_MEM_OBJECT_ALLOCATION_FAILURE) N(CL_OUT_OF_RESOURCES)
-        N(CL_OUT_OF_HOST_MEMORY) N(CL_PROFILING_INFO_NOT_AVAILABLE) N(CL_MEM_COPY_OVERLAP)
-        N(CL_IMAGE_FORMAT_MISMATCH) N(CL_IMAGE_FORMAT_NOT_SUPPORTED) N(CL_BUILD_PROGRAM_FAILURE)
-        N(CL_MAP_FAILURE) N(CL_MISALIGNED_SUB_BUFFER_OFFSET)
-        N(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) N(CL_COMPILE_PROGRAM_FAILURE)
-        N(CL_LINKER_NOT_AVAILABLE) N(CL_LINK_PROGRAM_FAILURE) N(CL_DEVICE_PARTITION_FAILED)
-        N(CL_KERNEL_ARG_INFO_NOT_AVAILABLE) N(CL_INVALID_VALUE) N(CL_INVALID_DEVICE_TYPE)
-        N(CL_INVALID_PLATFORM) N(CL_INVALID_DEVICE) N(CL_INVALID_CONTEXT)
-        N(CL_INVALID_QUEUE_PROPERTIES) N(CL_INVALID_COMMAND_QUEUE) N(CL_INVALID_HOST_PTR)
-        N(CL_INVALID_MEM_OBJECT) N(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR) N(CL_INVALID_IMAGE_SIZE)
-        N(CL_INVALID_SAMPLER) N(CL_INVALID_BINARY) N(CL_INVALID_BUILD_OPTIONS)
-        N(CL_INVALID_PROGRAM) N(CL_INVALID_PROGRAM_EXECUTABLE) N(CL_INVALID_KERNEL_NAME)
-        N(CL_INVALID_KERNEL_DEFINITION) N(CL_INVALID_KERNEL) N(CL_INVALID_ARG_INDEX)
-        N(CL_INVALID_ARG_VALUE) N(CL_INVALID_ARG_SIZE) N(CL_INVALID_KERNEL_ARGS)
-        N(CL_INVALID_WORK_DIMENSION) N(CL_INVALID_WORK_GROUP_SIZE) N(CL_INVALID_WORK_ITEM_SIZE)
-        N(CL_INVALID_GLOBAL_OFFSET) N(CL_INVALID_EVENT_WAIT_LIST) N(CL_INVALID_EVENT)
-        N(CL_INVALID_OPERATION) N(CL_INVALID_GL_OBJECT) N(CL_INVALID_BUFFER_SIZE)
-        N(CL_INVALID_MIP_LEVEL) N(CL_INVALID_GLOBAL_WORK_SIZE) N(CL_INVALID_PROPERTY)
-        N(CL_INVALID_IMAGE_DESCRIPTOR) N(CL_INVALID_COMPILER_OPTIONS) N(CL_INVALID_LINKER_OPTIONS)
-        N(CL_INVALID_DEVICE_PARTITION_COUNT)
-#undef N
-    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
-    default: return "CL_UNKNOWN_ERROR";
-    }
+    for (size_t i = 0; i < sizeof ocl_error_names / sizeof ocl_error_names[0]; i++)
+        if (ocl_error_names[i].code == err) return ocl_error_names[i].name;
+    return "CL_UNKNOWN_ERROR";
 }
 
 polyattn_status ocl_fail(ocl_device *d, cl_int err, const char *what)
@@ -46,8 +94,7 @@ polyattn_status ocl_fail(ocl_device *d, cl_int err, const char *what)
     if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY ||
         err == CL_INVALID_BUFFER_SIZE)
         st = POLYATTN_STATUS_OUT_OF_MEMORY;
-    else if (err == CL_BUILD_PROGRAM_FAILURE)
-        st = POLYATTN_STATUS_KERNEL_BUILD_FAILED;
+    else if (err == CL_BUILD_PROGRAM_FAILURE) st = POLYATTN_STATUS_KERNEL_BUILD_FAILED;
     return pa_fail(&d->base, st, "opencl: %s: %s (%d)", what, ocl_error_name(err), (int)err);
 }
 
@@ -120,8 +167,8 @@ polyattn_status ocl_probe_caps(cl_device_id dev, ocl_caps *c)
     char vend_lc[128];
     size_t i;
     for (i = 0; c->vendor[i] && i + 1 < sizeof vend_lc; i++)
-        vend_lc[i] = (char)(c->vendor[i] >= 'A' && c->vendor[i] <= 'Z' ? c->vendor[i] + 32
-                                                                        : c->vendor[i]);
+        vend_lc[i] =
+            (char)(c->vendor[i] >= 'A' && c->vendor[i] <= 'Z' ? c->vendor[i] + 32 : c->vendor[i]);
     vend_lc[i] = '\0';
     c->is_nvidia = strstr(vend_lc, "nvidia") != NULL || c->vendor_id == 0x10de;
     c->is_cpu = (c->type & CL_DEVICE_TYPE_CPU) != 0;
@@ -149,8 +196,11 @@ polyattn_status ocl_probe_caps(cl_device_id dev, ocl_caps *c)
 #define CL_DEVICE_WAVEFRONT_WIDTH_AMD 0x4043
 #endif
         cl_uint w = 0;
-        c->subgroup_size = clGetDeviceInfo(dev, CL_DEVICE_WAVEFRONT_WIDTH_AMD, sizeof w, &w,
-                                           NULL) == CL_SUCCESS && w ? (int)w : 64;
+        c->subgroup_size =
+            clGetDeviceInfo(dev, CL_DEVICE_WAVEFRONT_WIDTH_AMD, sizeof w, &w, NULL) == CL_SUCCESS &&
+                    w
+                ? (int)w
+                : 64;
     }
     free(exts);
     return POLYATTN_STATUS_SUCCESS;
@@ -176,24 +226,25 @@ static void enumerate(void)
     }
     /* GPUs and accelerators first, then CPUs: device 0 is the likeliest fast one. */
     for (int pass = 0; pass < 2; pass++)
-    for (cl_uint p = 0; p < n_plat; p++) {
-        cl_uint n_dev = 0;
-        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev) != CL_SUCCESS) continue;
-        cl_device_id devs[OCL_MAX_DEVICES];
-        if (n_dev > OCL_MAX_DEVICES) n_dev = OCL_MAX_DEVICES;
-        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, n_dev, devs, NULL) != CL_SUCCESS)
-            continue;
-        for (cl_uint k = 0; k < n_dev && g_list.count < OCL_MAX_DEVICES; k++) {
-            cl_bool avail = CL_FALSE;
-            cl_device_type type = 0;
-            clGetDeviceInfo(devs[k], CL_DEVICE_AVAILABLE, sizeof avail, &avail, NULL);
-            clGetDeviceInfo(devs[k], CL_DEVICE_TYPE, sizeof type, &type, NULL);
-            if (!avail || ((type & CL_DEVICE_TYPE_CPU) != 0) != (pass == 1)) continue;
-            g_list.devices[g_list.count] = devs[k];
-            ocl_probe_caps(devs[k], &g_list.caps[g_list.count]);
-            g_list.count++;
+        for (cl_uint p = 0; p < n_plat; p++) {
+            cl_uint n_dev = 0;
+            if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev) != CL_SUCCESS)
+                continue;
+            cl_device_id devs[OCL_MAX_DEVICES];
+            if (n_dev > OCL_MAX_DEVICES) n_dev = OCL_MAX_DEVICES;
+            if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, n_dev, devs, NULL) != CL_SUCCESS)
+                continue;
+            for (cl_uint k = 0; k < n_dev && g_list.count < OCL_MAX_DEVICES; k++) {
+                cl_bool avail = CL_FALSE;
+                cl_device_type type = 0;
+                clGetDeviceInfo(devs[k], CL_DEVICE_AVAILABLE, sizeof avail, &avail, NULL);
+                clGetDeviceInfo(devs[k], CL_DEVICE_TYPE, sizeof type, &type, NULL);
+                if (!avail || ((type & CL_DEVICE_TYPE_CPU) != 0) != (pass == 1)) continue;
+                g_list.devices[g_list.count] = devs[k];
+                ocl_probe_caps(devs[k], &g_list.caps[g_list.count]);
+                g_list.count++;
+            }
         }
-    }
     if (g_list.count == 0) g_list.reason = "OpenCL platforms found, but no available device";
 }
 
@@ -213,10 +264,7 @@ int ocl_device_index_of(cl_device_id dev)
     return -1;
 }
 
-static void copy_str(char *dst, size_t size, const char *src)
-{
-    snprintf(dst, size, "%s", src);
-}
+static void copy_str(char *dst, size_t size, const char *src) { snprintf(dst, size, "%s", src); }
 
 static void fill_info(const ocl_caps *c, polyattn_device_info *info)
 {
@@ -325,8 +373,8 @@ static polyattn_status ocl_mem_write(pa_device *dev, void *mem, uint64_t offset,
                                      uint64_t bytes)
 {
     ocl_device *d = (ocl_device *)dev;
-    cl_int err = clEnqueueWriteBuffer(d->queue, (cl_mem)mem, CL_TRUE, (size_t)offset,
-                                      (size_t)bytes, src, 0, NULL, NULL);
+    cl_int err = clEnqueueWriteBuffer(d->queue, (cl_mem)mem, CL_TRUE, (size_t)offset, (size_t)bytes,
+                                      src, 0, NULL, NULL);
     return err == CL_SUCCESS ? POLYATTN_STATUS_SUCCESS : ocl_fail(d, err, "clEnqueueWriteBuffer");
 }
 
@@ -334,8 +382,8 @@ static polyattn_status ocl_mem_read(pa_device *dev, void *mem, uint64_t offset, 
                                     uint64_t bytes)
 {
     ocl_device *d = (ocl_device *)dev;
-    cl_int err = clEnqueueReadBuffer(d->queue, (cl_mem)mem, CL_TRUE, (size_t)offset,
-                                     (size_t)bytes, dst, 0, NULL, NULL);
+    cl_int err = clEnqueueReadBuffer(d->queue, (cl_mem)mem, CL_TRUE, (size_t)offset, (size_t)bytes,
+                                     dst, 0, NULL, NULL);
     return err == CL_SUCCESS ? POLYATTN_STATUS_SUCCESS : ocl_fail(d, err, "clEnqueueReadBuffer");
 }
 

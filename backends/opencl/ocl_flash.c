@@ -119,11 +119,13 @@ polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **st
         ocl_tile_options(p, &s->fwd.tiles, opts, sizeof opts);
         static const char *const srcs[] = {"common", "tile", "flash"};
         st = ocl_make_kernel_p(d, p, srcs, 3, opts,
-                             s->fwd.v4 ? "flash_fwd_tiled_v4_kernel" : "flash_fwd_tiled_kernel",
-                             &s->kernel);
+                               s->fwd.v4 ? "flash_fwd_tiled_v4_kernel" : "flash_fwd_tiled_kernel",
+                               &s->kernel);
     }
     pa_log(POLYATTN_LOG_DISPATCH, "opencl flash: %s kernel%s%s%s",
-           s->fwd.rows ? "row-streaming (CPU)" : s->fwd.v4 ? "tiled, 4-wide" : "tiled",
+           s->fwd.rows ? "row-streaming (CPU)"
+           : s->fwd.v4 ? "tiled, 4-wide"
+                       : "tiled",
            s->fwd.forced[0] ? " (POLYATTN_FORCE " : "", s->fwd.forced, s->fwd.forced[0] ? ")" : "");
     if (st == POLYATTN_STATUS_SUCCESS && p->want_backward) {
         why = ocl_bwd_decide(d, p, &f, &s->bwd);
@@ -138,8 +140,7 @@ polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **st
     return POLYATTN_STATUS_SUCCESS;
 }
 
-polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *state,
-                                  const pa_io *io)
+polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *state, const pa_io *io)
 {
     ocl_device *d = (ocl_device *)dev;
     const ocl_plan_state *s = state;

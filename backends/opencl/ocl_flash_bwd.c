@@ -17,8 +17,7 @@ const char *ocl_bwd_decide(const ocl_device *d, const pa_problem *p, const ocl_f
     if (!band) return "head dims above 1024 are not supported by the OpenCL kernels";
     c->t = f->has_bwd_tiles ? f->bwd_tiles : band->bwd;
     int tiled = f->bwd ? f->bwd == OCL_FORCE_TILED : !d->caps.is_cpu;
-    if (f->bwd)
-        snprintf(c->forced, sizeof c->forced, "opencl.bwd=%s", tiled ? "tiled" : "rows");
+    if (f->bwd) snprintf(c->forced, sizeof c->forced, "opencl.bwd=%s", tiled ? "tiled" : "rows");
     if (tiled) {
         if (f->has_bwd_tiles) {
             size_t n = strlen(c->forced);
@@ -76,7 +75,8 @@ polyattn_status ocl_flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_pl
         static const char *const tsrcs[] = {"common", "backward", "flash_bwd"};
         st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "bwd_delta_kernel", &s->bwd_delta);
         if (st == POLYATTN_STATUS_SUCCESS)
-            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "flash_bwd_dkdv_tiled_kernel", &s->bwd_dkdv);
+            st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "flash_bwd_dkdv_tiled_kernel",
+                                   &s->bwd_dkdv);
         if (st == POLYATTN_STATUS_SUCCESS)
             st = ocl_make_kernel_p(d, p, tsrcs, 3, opts, "flash_bwd_dq_tiled_kernel", &s->bwd_dq);
         if (st == POLYATTN_STATUS_SUCCESS && p->has_sinks)
@@ -97,9 +97,9 @@ polyattn_status ocl_flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_pl
             st = ocl_make_kernel_p(d, p, bsrcs, 2, opts, "flash_bwd_dbias_kernel", &s->bwd_bias);
     }
     pa_log(POLYATTN_LOG_DISPATCH, "opencl flash backward: %s kernels%s%s%s",
-           c->tiled ? "tiled (GPU)"
-                    : c->fell_back ? "row-streaming (the tiled tile does not fit)"
-                                   : "row-streaming (CPU)",
+           c->tiled       ? "tiled (GPU)"
+           : c->fell_back ? "row-streaming (the tiled tile does not fit)"
+                          : "row-streaming (CPU)",
            c->forced[0] ? " (POLYATTN_FORCE " : "", c->forced, c->forced[0] ? ")" : "");
     return st;
 }

@@ -29,8 +29,8 @@ static int tiled_or_rows(const char *v)
 static int six_ints(const char *v, int out[6])
 {
     char tail;
-    return sscanf(v, "%dx%d:%dx%d:%d:%d%c", &out[0], &out[1], &out[2], &out[3], &out[4],
-                  &out[5], &tail) == 6;
+    return sscanf(v, "%dx%d:%dx%d:%d:%d%c", &out[0], &out[1], &out[2], &out[3], &out[4], &out[5],
+                  &tail) == 6;
 }
 
 static const char *bad(ocl_device *d, const char *key, const char *value, const char *want)
@@ -78,8 +78,9 @@ const char *ocl_force_read(ocl_device *d, ocl_force *f)
             return bad(d, "tiles", v, "expected BMxBN:RGxCG:DK:VN (64x64:16x8:32:32)");
         f->tiles = (ocl_tiles){x[0], x[1], x[2], x[3], x[4], x[5]};
         if (!ocl_tiles_valid(&f->tiles))
-            return bad(d, "tiles", v, "sizes must be positive with RG dividing BM, CG and VN "
-                                      "dividing BN");
+            return bad(d, "tiles", v,
+                       "sizes must be positive with RG dividing BM, CG and VN "
+                       "dividing BN");
         f->has_tiles = 1;
     }
     if (pa_force_get(&d->base, PREFIX "bwd_tiles", v, sizeof v)) {
@@ -87,8 +88,9 @@ const char *ocl_force_read(ocl_device *d, ocl_force *f)
             return bad(d, "bwd_tiles", v, "expected RxC:RGxCG:DK:VN (64x64:16x16:32:16)");
         f->bwd_tiles = (ocl_bwd_tiles){x[0], x[1], x[2], x[3], x[4], x[5]};
         if (!ocl_bwd_tiles_valid(&f->bwd_tiles))
-            return bad(d, "bwd_tiles", v, "sizes must be positive with RG dividing R, CG and VN "
-                                          "dividing C");
+            return bad(d, "bwd_tiles", v,
+                       "sizes must be positive with RG dividing R, CG and VN "
+                       "dividing C");
         f->has_bwd_tiles = 1;
     }
     if (pa_force_get(&d->base, PREFIX "unfused_chunk", v, sizeof v)) {

@@ -108,8 +108,7 @@ polyattn_status ocl_fused_prepare(pa_device *dev, const pa_problem *p, void **st
     return POLYATTN_STATUS_SUCCESS;
 }
 
-polyattn_status ocl_fused_forward(pa_device *dev, const pa_problem *p, void *state,
-                                  const pa_io *io)
+polyattn_status ocl_fused_forward(pa_device *dev, const pa_problem *p, void *state, const pa_io *io)
 {
     ocl_device *d = (ocl_device *)dev;
     const ocl_plan_state *s = state;

@@ -13,9 +13,9 @@ typedef struct ocl_caps {
     cl_uint vendor_id;
     uint64_t global_mem, local_mem, max_alloc;
     int compute_units, max_wg;
-    int subgroups;       /* cl_khr_subgroups or cl_intel_subgroups */
-    int subgroup_size;   /* best guess: Intel required sizes, NVIDIA 32, AMD 64, else 0 */
-    int fp16;            /* cl_khr_fp16 */
+    int subgroups;     /* cl_khr_subgroups or cl_intel_subgroups */
+    int subgroup_size; /* best guess: Intel required sizes, NVIDIA 32, AMD 64, else 0 */
+    int fp16;          /* cl_khr_fp16 */
     int is_nvidia, is_amd, is_intel, is_pocl, is_cpu;
 } ocl_caps;
 
@@ -35,7 +35,7 @@ typedef struct ocl_device {
     ocl_program_entry *programs; /* in-memory cache of built programs */
     double last_build_ms;        /* of the latest ocl_get_program (tests read it) */
     int last_build_from_disk;
-    char note[4][400]; /* per algorithm: how an eligible check says it will run */
+    char note[4][400];     /* per algorithm: how an eligible check says it will run */
     char force_error[320]; /* why a POLYATTN_FORCE opencl.* value was refused */
 } ocl_device;
 

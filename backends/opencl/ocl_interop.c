@@ -5,8 +5,7 @@
 #include <stdlib.h>
 
 polyattn_status polyattn_context_create_opencl(cl_context cl_ctx, cl_device_id device,
-                                               cl_command_queue queue,
-                                               polyattn_context **context)
+                                               cl_command_queue queue, polyattn_context **context)
 {
     if (!context) return POLYATTN_STATUS_INVALID_ARGUMENT;
     *context = NULL;
@@ -31,13 +30,12 @@ polyattn_status polyattn_context_create_opencl(cl_context cl_ctx, cl_device_id d
     return st;
 }
 
-polyattn_status polyattn_buffer_wrap_opencl(polyattn_context *context, cl_mem mem,
-                                            uint64_t bytes, polyattn_buffer **buffer)
+polyattn_status polyattn_buffer_wrap_opencl(polyattn_context *context, cl_mem mem, uint64_t bytes,
+                                            polyattn_buffer **buffer)
 {
     if (!context || !mem || !buffer) return POLYATTN_STATUS_INVALID_ARGUMENT;
     pa_device *dev = pa_context_device(context);
-    if (!dev || dev->ops != &ocl_backend_ops)
-        return POLYATTN_STATUS_INVALID_ARGUMENT;
+    if (!dev || dev->ops != &ocl_backend_ops) return POLYATTN_STATUS_INVALID_ARGUMENT;
     ocl_device *d = (ocl_device *)dev;
     size_t size = 0;
     cl_context mctx = NULL;

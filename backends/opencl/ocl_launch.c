@@ -11,7 +11,8 @@ int64_t ocl_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 cl_long4 ocl_strides4(const int64_t s[4])
 {
     cl_long4 r;
-    for (int i = 0; i < 4; i++) r.s[i] = s[i];
+    for (int i = 0; i < 4; i++)
+        r.s[i] = s[i];
     return r;
 }
 
@@ -35,8 +36,8 @@ int ocl_one_launch(pa_device *dev, const pa_problem *p)
     return 1;
 }
 
-polyattn_status ocl_make_kernel(ocl_device *d, const char *const *srcs, int n,
-                                const char *opts, const char *name, cl_kernel *out)
+polyattn_status ocl_make_kernel(ocl_device *d, const char *const *srcs, int n, const char *opts,
+                                const char *name, cl_kernel *out)
 {
     cl_program prog = NULL;
     polyattn_status st = ocl_get_program(d, srcs, n, opts, &prog);
@@ -54,9 +55,9 @@ void ocl_release_state(pa_device *dev, void *state)
     (void)dev;
     ocl_plan_state *s = state;
     if (!s) return;
-    cl_kernel k[11] = {s->kernel,     s->pack,       s->unpack,   s->bwd_delta, s->bwd_grad,
-                       s->bwd_pack,   s->bwd_unpack, s->bwd_dkdv, s->bwd_dq,    s->bwd_sinks,
-                       s->bwd_bias};
+    cl_kernel k[11] = {s->kernel,   s->pack,      s->unpack,     s->bwd_delta,
+                       s->bwd_grad, s->bwd_pack,  s->bwd_unpack, s->bwd_dkdv,
+                       s->bwd_dq,   s->bwd_sinks, s->bwd_bias};
     for (int i = 0; i < 11; i++)
         if (k[i]) clReleaseKernel(k[i]);
     free(s->boffs);
@@ -68,8 +69,8 @@ void ocl_release_state(pa_device *dev, void *state)
     free(s);
 }
 
-polyattn_status ocl_enqueue(ocl_device *d, cl_kernel k, const size_t *global,
-                            const size_t *local, const char *what)
+polyattn_status ocl_enqueue(ocl_device *d, cl_kernel k, const size_t *global, const size_t *local,
+                            const char *what)
 {
     cl_int err = clEnqueueNDRangeKernel(d->queue, k, 3, NULL, global, local, 0, NULL, NULL);
     return err == CL_SUCCESS ? POLYATTN_STATUS_SUCCESS : ocl_fail(d, err, what);
@@ -77,8 +78,8 @@ polyattn_status ocl_enqueue(ocl_device *d, cl_kernel k, const size_t *global,
 
 polyattn_status ocl_enqueue_1d(ocl_device *d, cl_kernel k, uint64_t n, const char *what)
 {
-    size_t wg = (size_t)d->caps.max_wg < ocl_tune.grid_wg ? (size_t)d->caps.max_wg
-                                                           : ocl_tune.grid_wg;
+    size_t wg =
+        (size_t)d->caps.max_wg < ocl_tune.grid_wg ? (size_t)d->caps.max_wg : ocl_tune.grid_wg;
     size_t groups = (size_t)((n + wg - 1) / wg);
     if (groups > ocl_tune.grid_max_groups) groups = ocl_tune.grid_max_groups;
     if (groups == 0) groups = 1;
@@ -86,8 +87,7 @@ polyattn_status ocl_enqueue_1d(ocl_device *d, cl_kernel k, uint64_t n, const cha
     return ocl_enqueue(d, k, global, local, what);
 }
 
-polyattn_status ocl_set_qkvo_args(ocl_device *d, cl_kernel k, const pa_problem *p,
-                                  const pa_io *io)
+polyattn_status ocl_set_qkvo_args(ocl_device *d, cl_kernel k, const pa_problem *p, const pa_io *io)
 {
     size_t es = ocl_esize(p->dtype);
     cl_long off[4];
@@ -112,7 +112,7 @@ polyattn_status ocl_bwd_offsets(ocl_device *d, const pa_problem *p, const pa_bac
                                 cl_long off[9])
 {
     size_t es = ocl_esize(p->dtype);
-    const pa_tensor_ref *r[9] = {&io->q, &io->k, &io->v, &io->o, &io->d_o,
+    const pa_tensor_ref *r[9] = {&io->q,  &io->k,  &io->v,  &io->o,  &io->d_o,
                                  &io->dq, &io->dk, &io->dv, &io->lse};
     for (int i = 0; i < 9; i++)
         if (!ocl_elem_offset(r[i], i == 8 ? 4 : es, &off[i]))

@@ -144,8 +144,7 @@ static const unsigned char *cache_parse(const unsigned char *data, size_t len, c
     return data + at;
 }
 
-static void cache_write(const char *path, const char *key, const unsigned char *bin,
-                        size_t bin_len)
+static void cache_write(const char *path, const char *key, const unsigned char *bin, size_t bin_len)
 {
     static unsigned counter;
     char tmp[1200];
@@ -170,8 +169,7 @@ static cl_int build(cl_program prog, cl_device_id dev, const char *options)
     return clBuildProgram(prog, 1, &dev, options, NULL, NULL);
 }
 
-static polyattn_status build_failed(ocl_device *d, cl_program prog, cl_int err,
-                                    const char *names)
+static polyattn_status build_failed(ocl_device *d, cl_program prog, cl_int err, const char *names)
 {
     size_t log_len = 0;
     char *log = NULL;
@@ -187,8 +185,7 @@ static polyattn_status build_failed(ocl_device *d, cl_program prog, cl_int err,
     return st;
 }
 
-static cl_program try_disk(ocl_device *d, const char *path, const char *key,
-                           const char *options)
+static cl_program try_disk(ocl_device *d, const char *path, const char *key, const char *options)
 {
     unsigned char *data = NULL;
     size_t len = 0, bin_len = 0;

@@ -5,8 +5,8 @@
 #include <stddef.h>
 
 typedef struct pa_ocl_source {
-    const char *name;   /* file base name: "flash" for kernels/flash.cl */
-    const char *text;   /* NUL-terminated */
+    const char *name; /* file base name: "flash" for kernels/flash.cl */
+    const char *text; /* NUL-terminated */
     size_t length;
     const char *sha256; /* of text: part of the disk-cache key */
 } pa_ocl_source;

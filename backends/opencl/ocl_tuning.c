@@ -70,15 +70,15 @@ int ocl_rows_per_item(int64_t head_dim, int64_t head_dim_v)
 uint64_t ocl_local_budget(const ocl_caps *c)
 {
     return c->local_mem > 8 * ocl_tune.local_reserve ? c->local_mem - ocl_tune.local_reserve
-                                                      : c->local_mem;
+                                                     : c->local_mem;
 }
 
 static int is_pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
 int ocl_flash_v4(const ocl_tiles *t)
 {
-    return t->bm / t->rg == 4 && t->bm % t->rg == 0 && (t->bn / t->cg) % 4 == 0 &&
-           t->dk % 4 == 0 && t->vn > 0 && is_pow2(t->bm / 4) && is_pow2(t->bn / 4);
+    return t->bm / t->rg == 4 && t->bm % t->rg == 0 && (t->bn / t->cg) % 4 == 0 && t->dk % 4 == 0 &&
+           t->vn > 0 && is_pow2(t->bm / 4) && is_pow2(t->bn / 4);
 }
 
 static uint64_t stage_floats(const ocl_tiles *t, int64_t dv)

@@ -13,8 +13,8 @@
  * half GEMM would accumulate in half precision, and NVIDIA has no cl_khr_fp16). */
 int ocl_needs_pack(const pa_problem *p, const int64_t st[4], int64_t cols)
 {
-    return p->dtype != POLYATTN_DTYPE_F32 || st[3] != 1 || st[2] < cols || st[0] < 0 ||
-           st[1] < 0 || st[2] < 0;
+    return p->dtype != POLYATTN_DTYPE_F32 || st[3] != 1 || st[2] < cols || st[0] < 0 || st[1] < 0 ||
+           st[2] < 0;
 }
 
 uint64_t ocl_align256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
@@ -193,9 +193,8 @@ polyattn_status ocl_unfused_prepare(pa_device *dev, const pa_problem *p, void **
            s->pack_q || s->pack_k || s->pack_v || s->unpack_o
                ? "f32 copies packed in the workspace (f16/bf16 storage or non-unit strides)"
                : "the caller's f32 tensors",
-           p->want_probs ? "the probabilities buffer" : "the workspace",
-           (unsigned long long)passes, passes == 1 ? "" : "es",
-           forced);
+           p->want_probs ? "the probabilities buffer" : "the workspace", (unsigned long long)passes,
+           passes == 1 ? "" : "es", forced);
     *state = s;
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -319,8 +318,7 @@ polyattn_status ocl_unfused_forward(pa_device *dev, const pa_problem *p, void *s
     cl_long s_off = p->want_probs ? (cl_long)(io->probs.offset / 4) : ws0 + (cl_long)(s->ws_s / 4);
 
     size_t nb = (size_t)(p->batch * p->heads_q), group = (size_t)(p->heads_q / p->heads_kv);
-    size_t *a1 = s->offs, *b1 = a1 + nb, *c1 = b1 + nb, *a2 = c1 + nb, *b2 = a2 + nb,
-           *c2 = b2 + nb;
+    size_t *a1 = s->offs, *b1 = a1 + nb, *c1 = b1 + nb, *a2 = c1 + nb, *b2 = a2 + nb, *c2 = b2 + nb;
     size_t sq = (size_t)p->seq_q, skv = (size_t)p->seq_kv;
     for (size_t b = 0; b < (size_t)p->batch; b++)
         for (size_t h = 0; h < (size_t)p->heads_q; h++) {
@@ -355,8 +353,10 @@ polyattn_status ocl_unfused_forward(pa_device *dev, const pa_problem *p, void *s
             (size_t)p->head_dim, s->alphas + c0, qm, a1 + c0, (size_t)q_st[2], km, b1 + c0,
             (size_t)k_st[2], s->betas + c0, sm, c1 + c0, skv, cnt, &q, NULL);
         if (cs != CLBlastSuccess)
-            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "opencl unfused: CLBlastSgemmBatched "
-                           "(S = scale Q K^T) failed: %s (%d)", ocl_clblast_name(cs), (int)cs);
+            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR,
+                           "opencl unfused: CLBlastSgemmBatched "
+                           "(S = scale Q K^T) failed: %s (%d)",
+                           ocl_clblast_name(cs), (int)cs);
         cl_long chunk_s_off = (cl_long)c1[c0], chunk_lse_off = lse_off + (cl_long)(c0 * sq);
         SET_ARG(k, 0, sm);
         SET_ARG(k, 1, chunk_s_off);
@@ -373,14 +373,17 @@ polyattn_status ocl_unfused_forward(pa_device *dev, const pa_problem *p, void *s
         size_t global[3] = {cnt * sq * wg, 1, 1}, local[3] = {wg, 1, 1};
         st = ocl_enqueue(d, k, global, local, "clEnqueueNDRangeKernel(softmax_rows_kernel)");
         if (st) return st;
-        for (size_t i = c0; i < c0 + cnt; i++) s->alphas[i] = 1.0f;
-        cs = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo,
-                                 sq, (size_t)p->head_dim_v, skv, s->alphas + c0, sm, a2 + c0, skv,
-                                 vm, b2 + c0, (size_t)v_st[2], s->betas + c0, gemm_o, c2 + c0,
+        for (size_t i = c0; i < c0 + cnt; i++)
+            s->alphas[i] = 1.0f;
+        cs = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, sq,
+                                 (size_t)p->head_dim_v, skv, s->alphas + c0, sm, a2 + c0, skv, vm,
+                                 b2 + c0, (size_t)v_st[2], s->betas + c0, gemm_o, c2 + c0,
                                  (size_t)o_st[2], cnt, &q, NULL);
         if (cs != CLBlastSuccess)
-            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR, "opencl unfused: CLBlastSgemmBatched "
-                           "(O = P V) failed: %s (%d)", ocl_clblast_name(cs), (int)cs);
+            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR,
+                           "opencl unfused: CLBlastSgemmBatched "
+                           "(O = P V) failed: %s (%d)",
+                           ocl_clblast_name(cs), (int)cs);
     }
     if (s->unpack_o) {
         st = ocl_pack(d, s->unpack, 1, om, o_off, p->o_stride, od, ws, gemm_o_off);

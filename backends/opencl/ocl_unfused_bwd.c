@@ -101,21 +101,22 @@ polyattn_status ocl_unfused_bwd_prepare(ocl_device *d, const pa_problem *p, cons
         }
     }
     const uint64_t passes = (nbg + s->bchunk - 1) / s->bchunk;
-    pa_log(POLYATTN_LOG_DISPATCH, "opencl unfused backward: %llu pass%s of up to %llu GQA "
-           "groups%s", (unsigned long long)passes, passes == 1 ? "" : "es",
-           (unsigned long long)s->bchunk,
+    pa_log(POLYATTN_LOG_DISPATCH,
+           "opencl unfused backward: %llu pass%s of up to %llu GQA "
+           "groups%s",
+           (unsigned long long)passes, passes == 1 ? "" : "es", (unsigned long long)s->bchunk,
            s->forced_chunk ? " (POLYATTN_FORCE opencl.unfused_chunk)" : "");
     return st;
 }
 
-#define BWD_GEMM(what, ...)                                                                   \
-    do {                                                                                      \
-        CLBlastStatusCode cs_ = CLBlastSgemmBatched(__VA_ARGS__);                             \
-        if (cs_ != CLBlastSuccess)                                                            \
-            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR,                                 \
-                           "opencl unfused backward: CLBlastSgemmBatched (" what              \
-                           ") failed: %s (%d)",                                               \
-                           ocl_clblast_name(cs_), (int)cs_);                                  \
+#define BWD_GEMM(what, ...)                                                                        \
+    do {                                                                                           \
+        CLBlastStatusCode cs_ = CLBlastSgemmBatched(__VA_ARGS__);                                  \
+        if (cs_ != CLBlastSuccess)                                                                 \
+            return pa_fail(dev, POLYATTN_STATUS_DEVICE_ERROR,                                      \
+                           "opencl unfused backward: CLBlastSgemmBatched (" what                   \
+                           ") failed: %s (%d)",                                                    \
+                           ocl_clblast_name(cs_), (int)cs_);                                       \
     } while (0)
 
 /* The unfused backward: D, then per pass of whole GQA groups S = scale Q K^T and
@@ -158,14 +159,14 @@ polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *
     memcpy(dq_st, p->q_stride, sizeof dq_st);
     memcpy(dk_st, p->k_stride, sizeof dk_st);
     memcpy(dv_st, p->v_stride, sizeof dv_st);
-#define BWD_PACK(flag, m, o, stv, dims, region)                                               \
-    if (flag) {                                                                               \
-        cl_long to_ = ws0 + (cl_long)((region) / 4);                                          \
-        st = ocl_pack(d, s->bwd_pack, 0, m, o, stv, dims, ws, to_);                           \
-        if (st) return st;                                                                    \
-        m = ws;                                                                               \
-        o = to_;                                                                              \
-        ocl_contiguous(stv, dims);                                                            \
+#define BWD_PACK(flag, m, o, stv, dims, region)                                                    \
+    if (flag) {                                                                                    \
+        cl_long to_ = ws0 + (cl_long)((region) / 4);                                               \
+        st = ocl_pack(d, s->bwd_pack, 0, m, o, stv, dims, ws, to_);                                \
+        if (st) return st;                                                                         \
+        m = ws;                                                                                    \
+        o = to_;                                                                                   \
+        ocl_contiguous(stv, dims);                                                                 \
     }
     BWD_PACK(s->bp_q, qm, q_off, q_st, qd, s->bws_q)
     BWD_PACK(s->bp_k, km, k_off, k_st, kd, s->bws_k)
@@ -225,12 +226,11 @@ polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *
             cdk[j] = (size_t)dk_off + b * (size_t)dk_st[0] + hk * (size_t)dk_st[1];
             cdv[j] = (size_t)dv_off + b * (size_t)dv_st[0] + hk * (size_t)dv_st[1];
         }
-        BWD_GEMM("S = scale Q K^T", CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                 CLBlastTransposeYes, sq, skv, dd, s->bscale + m0, qm, aq + m0, (size_t)q_st[2],
-                 km, bk + m0, (size_t)k_st[2], s->betas + m0, ws, cp + m0, skv, mcnt, &queue,
-                 NULL);
-        BWD_GEMM("dP = dO V^T", CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
-                 sq, skv, dv, s->bone + m0, dom, ado + m0, (size_t)do_st[2], vm, bv + m0,
+        BWD_GEMM("S = scale Q K^T", CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes,
+                 sq, skv, dd, s->bscale + m0, qm, aq + m0, (size_t)q_st[2], km, bk + m0,
+                 (size_t)k_st[2], s->betas + m0, ws, cp + m0, skv, mcnt, &queue, NULL);
+        BWD_GEMM("dP = dO V^T", CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, sq,
+                 skv, dv, s->bone + m0, dom, ado + m0, (size_t)do_st[2], vm, bv + m0,
                  (size_t)v_st[2], s->betas + m0, ws, cds + m0, skv, mcnt, &queue, NULL);
         cl_long pa = (cl_long)cp[m0], dsa = (cl_long)cds[m0], n = (cl_long)(mcnt * sq * skv);
         cl_long lse_off = off[8] + (cl_long)(m0 * sq), delta_off = delta0 + (cl_long)(m0 * sq);
@@ -272,10 +272,9 @@ polyattn_status ocl_unfused_backward(pa_device *dev, const pa_problem *p, void *
             if (st) return st;
         }
         /* One GEMM per kv head over its group: K = group * seq_q stacked rows. */
-        BWD_GEMM("dV = P^T dO", CLBlastLayoutRowMajor, CLBlastTransposeYes, CLBlastTransposeNo,
-                 skv, dv, group * sq, s->bone + g0, ws, gp + g0, skv, dom, gdo + g0,
-                 (size_t)do_st[2], s->betas + g0, dvm, cdv + g0, (size_t)dv_st[2], cnt, &queue,
-                 NULL);
+        BWD_GEMM("dV = P^T dO", CLBlastLayoutRowMajor, CLBlastTransposeYes, CLBlastTransposeNo, skv,
+                 dv, group * sq, s->bone + g0, ws, gp + g0, skv, dom, gdo + g0, (size_t)do_st[2],
+                 s->betas + g0, dvm, cdv + g0, (size_t)dv_st[2], cnt, &queue, NULL);
         BWD_GEMM("dK = scale dS^T Q", CLBlastLayoutRowMajor, CLBlastTransposeYes,
                  CLBlastTransposeNo, skv, dd, group * sq, s->bscale + g0, ws, gds + g0, skv, qm,
                  gq + g0, (size_t)q_st[2], s->betas + g0, dkm, cdk + g0, (size_t)dk_st[2], cnt,

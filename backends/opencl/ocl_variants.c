@@ -7,14 +7,17 @@
 #include <string.h>
 
 /* Features the OpenCL kernels compile in (the bias gradient is a backward output). */
-int ocl_var_on(const pa_problem *p) { return (pa_problem_features(p) & ~PA_FEATURE_BIAS_GRAD) != 0; }
+int ocl_var_on(const pa_problem *p)
+{
+    return (pa_problem_features(p) & ~PA_FEATURE_BIAS_GRAD) != 0;
+}
 
 void ocl_var_options(const pa_problem *p, char *buf, size_t size)
 {
     if (!ocl_var_on(p)) return;
     size_t n = strlen(buf);
-    snprintf(buf + n, size > n ? size - n : 0, " -DPA_VAR%s%s%s%s%s", p->has_window ? " -DPA_WINDOW" : "",
-             p->softcap > 0.0f ? " -DPA_SOFTCAP" : "",
+    snprintf(buf + n, size > n ? size - n : 0, " -DPA_VAR%s%s%s%s%s",
+             p->has_window ? " -DPA_WINDOW" : "", p->softcap > 0.0f ? " -DPA_SOFTCAP" : "",
              p->alibi != POLYATTN_ALIBI_NONE ? " -DPA_ALIBI" : "",
              p->has_attn_mask ? " -DPA_AMASK" : "", p->has_sinks ? " -DPA_SINKS" : "");
     n = strlen(buf);
@@ -97,8 +100,10 @@ polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem 
     if (io->var.sinks.offset % 4 || io->var.d_sinks.offset % 4)
         return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
                        "opencl backward: a sinks tensor's byte offset is not a multiple of 4");
-    cl_mem sm = (cl_mem)io->var.sinks.mem, lm = (cl_mem)io->lse.mem, dm = (cl_mem)io->var.d_sinks.mem;
-    cl_long s_off = (cl_long)(io->var.sinks.offset / 4), d_off = (cl_long)(io->var.d_sinks.offset / 4);
+    cl_mem sm = (cl_mem)io->var.sinks.mem, lm = (cl_mem)io->lse.mem,
+           dm = (cl_mem)io->var.d_sinks.mem;
+    cl_long s_off = (cl_long)(io->var.sinks.offset / 4),
+            d_off = (cl_long)(io->var.d_sinks.offset / 4);
     cl_int batch = (cl_int)p->batch, heads_q = (cl_int)p->heads_q, seq_q = (cl_int)p->seq_q;
     SET_ARG(k, 0, sm);
     SET_ARG(k, 1, s_off);

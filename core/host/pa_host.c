@@ -44,8 +44,7 @@ typedef struct host_device {
 static polyattn_status host_probe(int *count, const char **reason)
 {
     *count = 1;
-    if (reason)
-        *reason = NULL;
+    if (reason) *reason = NULL;
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -56,12 +55,10 @@ static int cpuinfo_field(const char *key, char *dst, size_t n)
     char line[512];
     size_t klen = strlen(key);
     int found = 0;
-    if (!f)
-        return 0;
+    if (!f) return 0;
     while (!found && fgets(line, sizeof line, f)) {
         char *colon;
-        if (strncmp(line, key, klen) != 0 || !(colon = strchr(line, ':')))
-            continue;
+        if (strncmp(line, key, klen) != 0 || !(colon = strchr(line, ':'))) continue;
         colon++;
         while (*colon == ' ' || *colon == '\t')
             colon++;
@@ -85,8 +82,7 @@ static polyattn_status host_device_info(int index, polyattn_device_info *info)
 {
     struct utsname un;
     long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
-    if (index != 0)
-        return POLYATTN_STATUS_NOT_FOUND;
+    if (index != 0) return POLYATTN_STATUS_NOT_FOUND;
     info->backend = POLYATTN_BACKEND_HOST;
     info->index = 0;
     if (!cpuinfo_field("model name", info->name, sizeof info->name))
@@ -94,11 +90,10 @@ static polyattn_status host_device_info(int index, polyattn_device_info *info)
     if (!cpuinfo_field("vendor_id", info->vendor, sizeof info->vendor))
         snprintf(info->vendor, sizeof info->vendor, "unknown");
     snprintf(info->driver_version, sizeof info->driver_version, "polyattn host reference");
-    if (uname(&un) == 0)
-        snprintf(info->arch, sizeof info->arch, "%.63s", un.machine);
-    else
-        snprintf(info->arch, sizeof info->arch, "unknown");
-    info->global_mem_bytes = (pages > 0 && page_size > 0) ? (uint64_t)pages * (uint64_t)page_size : 0;
+    if (uname(&un) == 0) snprintf(info->arch, sizeof info->arch, "%.63s", un.machine);
+    else snprintf(info->arch, sizeof info->arch, "unknown");
+    info->global_mem_bytes =
+        (pages > 0 && page_size > 0) ? (uint64_t)pages * (uint64_t)page_size : 0;
     info->local_mem_bytes = 0;
     info->compute_units = online_cpus();
     info->max_work_group_size = 1;
@@ -115,21 +110,16 @@ static const pa_backend_ops host_ops;
 static polyattn_status host_device_open(int index, pa_device **out)
 {
     host_device *dev;
-    if (index != 0)
-        return POLYATTN_STATUS_NOT_FOUND;
+    if (index != 0) return POLYATTN_STATUS_NOT_FOUND;
     dev = (host_device *)calloc(1, sizeof *dev);
-    if (!dev)
-        return POLYATTN_STATUS_OUT_OF_MEMORY;
+    if (!dev) return POLYATTN_STATUS_OUT_OF_MEMORY;
     dev->base.ops = &host_ops;
     dev->base.index = index;
     *out = &dev->base;
     return POLYATTN_STATUS_SUCCESS;
 }
 
-static void host_device_close(pa_device *dev)
-{
-    free(dev);
-}
+static void host_device_close(pa_device *dev) { free(dev); }
 
 /* ---- memory, synchronization, events ------------------------------------------ */
 
@@ -137,8 +127,8 @@ static polyattn_status host_mem_alloc(pa_device *dev, uint64_t bytes, void **mem
 {
     void *p;
     if (bytes > (uint64_t)SIZE_MAX)
-        return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: %llu bytes exceed the address space",
-                       (unsigned long long)bytes);
+        return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY,
+                       "host: %llu bytes exceed the address space", (unsigned long long)bytes);
     p = malloc(bytes ? (size_t)bytes : 1);
     if (!p)
         return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: malloc of %llu bytes failed",
@@ -157,8 +147,7 @@ static polyattn_status host_mem_write(pa_device *dev, void *mem, uint64_t offset
                                       uint64_t bytes)
 {
     (void)dev;
-    if (bytes)
-        memcpy((char *)mem + offset, src, (size_t)bytes);
+    if (bytes) memcpy((char *)mem + offset, src, (size_t)bytes);
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -166,8 +155,7 @@ static polyattn_status host_mem_read(pa_device *dev, void *mem, uint64_t offset,
                                      uint64_t bytes)
 {
     (void)dev;
-    if (bytes)
-        memcpy(dst, (const char *)mem + offset, (size_t)bytes);
+    if (bytes) memcpy(dst, (const char *)mem + offset, (size_t)bytes);
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -181,8 +169,7 @@ static polyattn_status host_synchronize(pa_device *dev)
 static polyattn_status host_event_create(pa_device *dev, void **event)
 {
     struct timespec *ts = (struct timespec *)calloc(1, sizeof *ts);
-    if (!ts)
-        return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot allocate an event");
+    if (!ts) return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot allocate an event");
     *event = ts;
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -244,8 +231,7 @@ static void write_masked_row(const host_task_ctx *t, const pa_host_row *r, int64
     int64_t d, row = (b * p->heads_q + h) * p->seq_q + i;
     for (d = 0; d < p->head_dim_v; d++)
         pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], 0.0);
-    if (t->lse)
-        store_f32(t->lse, row, r->sink);
+    if (t->lse) store_f32(t->lse, row, r->sink);
     if (t->probs) {
         int64_t j;
         for (j = 0; j < p->seq_kv; j++)
@@ -262,8 +248,7 @@ static void write_nan_row(const host_task_ctx *t, const pa_host_row *r, const un
     int64_t d, row = (b * p->heads_q + h) * p->seq_q + i;
     for (d = 0; d < p->head_dim_v; d++)
         pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], NAN);
-    if (t->lse)
-        store_f32(t->lse, row, NAN);
+    if (t->lse) store_f32(t->lse, row, NAN);
     if (t->probs) {
         int64_t j;
         for (j = 0; j < p->seq_kv; j++) {
@@ -349,9 +334,10 @@ static void load_kv(const host_task_ctx *t, host_scratch *s, int64_t b, int64_t 
     for (j = j0; j < j1; j++) {
         int64_t kb = b * p->k_stride[0] + hk * p->k_stride[1] + j * p->k_stride[2];
         int64_t vb = b * p->v_stride[0] + hk * p->v_stride[1] + j * p->v_stride[2];
-        pa_host_load_row(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, kb, p->k_stride[3], p->head_dim);
+        pa_host_load_row(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, kb, p->k_stride[3],
+                         p->head_dim);
         pa_host_load_row(s->vbuf + (j - j0) * p->head_dim_v, t->v, p->dtype, vb, p->v_stride[3],
-                 p->head_dim_v);
+                         p->head_dim_v);
     }
 }
 
@@ -374,27 +360,22 @@ static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int
         for (j = r.lo; j < r.hi; j++) {
             double bias;
             s->vis[j] = (unsigned char)pa_host_pair_visible(&t->var, &r, j, &bias);
-            if (!s->vis[j])
-                continue;
+            if (!s->vis[j]) continue;
             seen++;
-            s->scores[j] = pa_host_pair_score(&t->var, &r, j,
-                                              dot(s->qbuf, s->kbuf + j * p->head_dim, p->head_dim),
-                                              bias, NULL);
-            if (s->scores[j] > mx)
-                mx = s->scores[j];
+            s->scores[j] = pa_host_pair_score(
+                &t->var, &r, j, dot(s->qbuf, s->kbuf + j * p->head_dim, p->head_dim), bias, NULL);
+            if (s->scores[j] > mx) mx = s->scores[j];
         }
         if (seen == 0) {
             write_masked_row(t, &r, b, h, i);
             continue;
         }
         for (j = r.lo; j < r.hi; j++) {
-            if (!s->vis[j])
-                continue;
+            if (!s->vis[j]) continue;
             s->scores[j] = exp(s->scores[j] - mx); /* NaN, +inf or all -inf: sum is NaN */
             sum += s->scores[j];
         }
-        if (r.has_sink)
-            sum += exp(r.sink - mx);
+        if (r.has_sink) sum += exp(r.sink - mx);
         if (!(sum > 0.0) || isinf(sum)) {
             write_nan_row(t, &r, s->vis, b, h, i);
             continue;
@@ -404,15 +385,14 @@ static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int
         for (j = r.lo; j < r.hi; j++) {
             const double w = s->scores[j];
             const double *vrow = s->vbuf + j * p->head_dim_v;
-            if (!s->vis[j])
-                continue;
+            if (!s->vis[j]) continue;
             for (d = 0; d < p->head_dim_v; d++)
                 s->acc[d] += w * vrow[d];
         }
         for (d = 0; d < p->head_dim_v; d++)
-            pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], s->acc[d] / sum);
-        if (t->lse)
-            store_f32(t->lse, row, mx + log(sum));
+            pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3],
+                          s->acc[d] / sum);
+        if (t->lse) store_f32(t->lse, row, mx + log(sum));
         if (t->probs) {
             for (j = 0; j < p->seq_kv; j++) {
                 const int vis = j >= r.lo && j < r.hi && s->vis[j];
@@ -432,29 +412,30 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
     const int64_t dq = p->head_dim, dv = p->head_dim_v;
     int64_t i0, j0, r, j, d;
     for (i0 = 0; i0 < p->seq_q; i0 += HOST_FLASH_QUERY_BLOCK) {
-        const int64_t rows = p->seq_q - i0 < HOST_FLASH_QUERY_BLOCK ? p->seq_q - i0
-                                                                     : HOST_FLASH_QUERY_BLOCK;
+        const int64_t rows =
+            p->seq_q - i0 < HOST_FLASH_QUERY_BLOCK ? p->seq_q - i0 : HOST_FLASH_QUERY_BLOCK;
         int64_t keys_lo = p->seq_kv, keys_hi = 0;
         for (r = 0; r < rows; r++) {
             pa_host_row *row = &s->rows[r];
             pa_host_row_init(&t->var, b, h, i0 + r, row);
-            pa_host_load_row(s->qbuf + r * dq, t->q, p->dtype, q_index(p, b, h, i0 + r), p->q_stride[3], dq);
+            pa_host_load_row(s->qbuf + r * dq, t->q, p->dtype, q_index(p, b, h, i0 + r),
+                             p->q_stride[3], dq);
             /* The sink starts the running max and sum: exp(sink - sink) = 1. */
             s->m[r] = row->sink;
-            s->l[r] = row->has_sink && row->sink != -INFINITY ? (isnan(row->sink) ? NAN : 1.0) : 0.0;
+            s->l[r] =
+                row->has_sink && row->sink != -INFINITY ? (isnan(row->sink) ? NAN : 1.0) : 0.0;
             s->seen[r] = 0;
             for (d = 0; d < dv; d++)
                 s->acc[r * dv + d] = 0.0;
             if (row->lo < row->hi) {
-                if (row->lo < keys_lo)
-                    keys_lo = row->lo;
-                if (row->hi > keys_hi)
-                    keys_hi = row->hi;
+                if (row->lo < keys_lo) keys_lo = row->lo;
+                if (row->hi > keys_hi) keys_hi = row->hi;
             }
         }
-        for (j0 = keys_lo - keys_lo % HOST_FLASH_KEY_BLOCK; j0 < keys_hi; j0 += HOST_FLASH_KEY_BLOCK) {
-            const int64_t j1 = j0 + HOST_FLASH_KEY_BLOCK < keys_hi ? j0 + HOST_FLASH_KEY_BLOCK
-                                                                   : keys_hi;
+        for (j0 = keys_lo - keys_lo % HOST_FLASH_KEY_BLOCK; j0 < keys_hi;
+             j0 += HOST_FLASH_KEY_BLOCK) {
+            const int64_t j1 =
+                j0 + HOST_FLASH_KEY_BLOCK < keys_hi ? j0 + HOST_FLASH_KEY_BLOCK : keys_hi;
             load_kv(t, s, b, hk, j0, j1);
             for (r = 0; r < rows; r++) {
                 const pa_host_row *row = &s->rows[r];
@@ -463,22 +444,18 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
                 double block_max = -INFINITY, m_new, alpha;
                 double *acc = s->acc + r * dv;
                 int64_t block_seen = 0;
-                if (jend <= jbeg)
-                    continue; /* this query sees none of the block */
+                if (jend <= jbeg) continue; /* this query sees none of the block */
                 for (j = jbeg; j < jend; j++) {
                     double bias, sc;
                     s->vis[j - j0] = (unsigned char)pa_host_pair_visible(&t->var, row, j, &bias);
-                    if (!s->vis[j - j0])
-                        continue;
+                    if (!s->vis[j - j0]) continue;
                     block_seen++;
                     sc = pa_host_pair_score(&t->var, row, j,
                                             dot(s->qbuf + r * dq, s->kbuf + (j - j0) * dq, dq),
                                             bias, NULL);
                     s->scores[j - j0] = sc;
-                    if (sc > block_max)
-                        block_max = sc;
-                    if (isnan(sc) || sc == INFINITY)
-                        s->l[r] = NAN; /* sticky: the row is NaN */
+                    if (sc > block_max) block_max = sc;
+                    if (isnan(sc) || sc == INFINITY) s->l[r] = NAN; /* sticky: the row is NaN */
                 }
                 s->seen[r] += block_seen;
                 if (block_max == -INFINITY && s->m[r] == -INFINITY)
@@ -513,9 +490,8 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
             }
             for (d = 0; d < dv; d++)
                 pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3],
-                           s->acc[r * dv + d] / s->l[r]);
-            if (t->lse)
-                store_f32(t->lse, row, s->m[r] + log(s->l[r]));
+                              s->acc[r * dv + d] / s->l[r]);
+            if (t->lse) store_f32(t->lse, row, s->m[r] + log(s->l[r]));
         }
     }
 }
@@ -539,10 +515,8 @@ static void *host_worker_main(void *arg)
     }
     for (task = w->first; task < w->count; task += w->step) {
         const int64_t b = task / p->heads_q, h = task % p->heads_q;
-        if (w->t->flash)
-            flash_head(w->t, &s, b, h);
-        else
-            unfused_head(w->t, &s, b, h);
+        if (w->t->flash) flash_head(w->t, &s, b, h);
+        else unfused_head(w->t, &s, b, h);
     }
     scratch_free(&s);
     return NULL;
@@ -563,12 +537,9 @@ polyattn_status pa_host_run(pa_device *dev, const pa_problem *p, const pa_io *io
     int64_t nthreads = work < HOST_PARALLEL_MIN_WORK ? 1 : online_cpus();
     int64_t i, started = 0;
     int failed = 0;
-    if (nthreads > tasks)
-        nthreads = tasks;
-    if (nthreads > HOST_MAX_THREADS)
-        nthreads = HOST_MAX_THREADS;
-    if (nthreads < 1)
-        nthreads = 1;
+    if (nthreads > tasks) nthreads = tasks;
+    if (nthreads > HOST_MAX_THREADS) nthreads = HOST_MAX_THREADS;
+    if (nthreads < 1) nthreads = 1;
     t.p = p;
     t.q = ref_ptr(&io->q);
     t.k = ref_ptr(&io->k);
@@ -580,7 +551,8 @@ polyattn_status pa_host_run(pa_device *dev, const pa_problem *p, const pa_io *io
     pa_host_variants_init(&t.var, p, &io->var);
     if (!t.q || !t.k || !t.v || !t.o || (p->want_lse && !t.lse) || (p->want_probs && !t.probs) ||
         !pa_host_variants_complete(&t.var))
-        return pa_fail(dev, POLYATTN_STATUS_INTERNAL_ERROR, "host: forward called without a tensor");
+        return pa_fail(dev, POLYATTN_STATUS_INTERNAL_ERROR,
+                       "host: forward called without a tensor");
     for (i = 0; i < nthreads; i++) {
         workers[i].t = &t;
         workers[i].first = i;
@@ -590,8 +562,7 @@ polyattn_status pa_host_run(pa_device *dev, const pa_problem *p, const pa_io *io
     }
     /* Worker 0 runs on the calling thread; a worker that cannot start runs there too. */
     for (i = 1; i < nthreads; i++) {
-        if (pthread_create(&workers[i].thread, NULL, host_worker_main, &workers[i]) != 0)
-            break;
+        if (pthread_create(&workers[i].thread, NULL, host_worker_main, &workers[i]) != 0) break;
         started = i;
     }
     for (i = started + 1; i < nthreads; i++)
@@ -612,7 +583,8 @@ polyattn_status pa_host_run(pa_device *dev, const pa_problem *p, const pa_io *io
 
 static int dtype_ok(polyattn_dtype dtype)
 {
-    return dtype == POLYATTN_DTYPE_F32 || dtype == POLYATTN_DTYPE_F16 || dtype == POLYATTN_DTYPE_BF16;
+    return dtype == POLYATTN_DTYPE_F32 || dtype == POLYATTN_DTYPE_F16 ||
+           dtype == POLYATTN_DTYPE_BF16;
 }
 
 static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const char **why_not)
@@ -636,8 +608,7 @@ static polyattn_status fused_check(pa_device *dev, const pa_problem *p, const ch
 static polyattn_status flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     polyattn_status st = unfused_check(dev, p, why_not);
-    if (st != POLYATTN_STATUS_SUCCESS)
-        return st;
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
     if (p->want_probs) {
         *why_not = "flash never forms the probability matrix (O(seq) memory); "
                    "use unfused to get probabilities";
@@ -664,8 +635,7 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
                                        const pa_io *io)
 {
     (void)state;
-    if (pa_problem_serving(p))
-        return pa_host_serving_forward(dev, p, io, 0);
+    if (pa_problem_serving(p)) return pa_host_serving_forward(dev, p, io, 0);
     return pa_host_run(dev, p, io, 0);
 }
 
@@ -683,8 +653,7 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
                                      const pa_io *io)
 {
     (void)state;
-    if (pa_problem_serving(p))
-        return pa_host_serving_forward(dev, p, io, 1);
+    if (pa_problem_serving(p)) return pa_host_serving_forward(dev, p, io, 1);
     return pa_host_run(dev, p, io, 1);
 }
 
@@ -753,7 +722,4 @@ static const pa_backend_ops host_ops = {
     .merge_states = pa_host_merge_states,
 };
 
-const pa_backend_ops *pa_host_backend_ops(void)
-{
-    return &host_ops;
-}
+const pa_backend_ops *pa_host_backend_ops(void) { return &host_ops; }

@@ -95,14 +95,14 @@ static double *bias_part_row(const bwd_ctx *t, int64_t b, int64_t h, int64_t i)
 
 /* Scratch of one worker, sized for the problem once. */
 typedef struct bwd_scratch {
-    double *kbuf, *vbuf;   /* keys and values of the kv head (flash: one block) */
+    double *kbuf, *vbuf;     /* keys and values of the kv head (flash: one block) */
     double *dk_acc, *dv_acc; /* gradients of those keys and values */
     double *qrow, *dorow, *orow, *dqrow;
-    double *prob, *dprob;  /* one row of P and dP (flash: over one block) */
-    double *dcap;          /* d score / d (scale q.k) of each pair of the row (softcap) */
-    unsigned char *vis;    /* pairs of the row past attn_mask and bias */
-    double *dq_acc;        /* flash: dQ of every query of the group, [group][seq_q][head_dim] */
-    double *delta;         /* flash: D_i of every query of the group */
+    double *prob, *dprob; /* one row of P and dP (flash: over one block) */
+    double *dcap;         /* d score / d (scale q.k) of each pair of the row (softcap) */
+    unsigned char *vis;   /* pairs of the row past attn_mask and bias */
+    double *dq_acc;       /* flash: dQ of every query of the group, [group][seq_q][head_dim] */
+    double *delta;        /* flash: D_i of every query of the group */
 } bwd_scratch;
 
 /* Bytes of a x b x c doubles (checked: PA_SIZE_OVERFLOW when not representable). */
@@ -172,9 +172,9 @@ static void bwd_load_kv(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t hk,
     const pa_problem *p = t->p;
     for (int64_t j = j0; j < j1; j++) {
         pa_host_load_row(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, k_row(p, b, hk, j),
-                     p->k_stride[3], p->head_dim);
+                         p->k_stride[3], p->head_dim);
         pa_host_load_row(s->vbuf + (j - j0) * p->head_dim_v, t->v, p->dtype, v_row(p, b, hk, j),
-                     p->v_stride[3], p->head_dim_v);
+                         p->v_stride[3], p->head_dim_v);
     }
 }
 
@@ -185,9 +185,9 @@ static void bwd_store_dkdv(const bwd_ctx *t, const bwd_scratch *s, int64_t b, in
     const pa_problem *p = t->p;
     for (int64_t j = j0; j < j1; j++) {
         pa_host_store_row(t->dk, p->dtype, k_row(p, b, hk, j), p->k_stride[3],
-                      s->dk_acc + (j - j0) * p->head_dim, p->head_dim);
+                          s->dk_acc + (j - j0) * p->head_dim, p->head_dim);
         pa_host_store_row(t->dv, p->dtype, v_row(p, b, hk, j), p->v_stride[3],
-                      s->dv_acc + (j - j0) * p->head_dim_v, p->head_dim_v);
+                          s->dv_acc + (j - j0) * p->head_dim_v, p->head_dim_v);
     }
 }
 
@@ -232,32 +232,25 @@ static void unfused_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t
             for (int64_t j = r.lo; j < r.hi; j++) {
                 double bias;
                 s->vis[j] = (unsigned char)pa_host_pair_visible(&t->var, &r, j, &bias);
-                if (!s->vis[j])
-                    continue;
+                if (!s->vis[j]) continue;
                 seen++;
-                s->prob[j] = pa_host_pair_score(&t->var, &r, j,
-                                                bwd_dot(s->qrow, s->kbuf + j * dqk, dqk), bias,
-                                                &s->dcap[j]);
-                if (s->prob[j] > mx)
-                    mx = s->prob[j];
+                s->prob[j] = pa_host_pair_score(
+                    &t->var, &r, j, bwd_dot(s->qrow, s->kbuf + j * dqk, dqk), bias, &s->dcap[j]);
+                if (s->prob[j] > mx) mx = s->prob[j];
             }
             if (seen > 0) {
                 pa_host_load_row(s->dorow, t->d_o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
                 for (int64_t j = r.lo; j < r.hi; j++)
-                    if (s->vis[j])
-                        sum += (s->prob[j] = exp(s->prob[j] - mx));
-                if (r.has_sink)
-                    sum += exp(r.sink - mx);
+                    if (s->vis[j]) sum += (s->prob[j] = exp(s->prob[j] - mx));
+                if (r.has_sink) sum += exp(r.sink - mx);
                 for (int64_t j = r.lo; j < r.hi; j++) {
-                    if (!s->vis[j])
-                        continue;
+                    if (!s->vis[j]) continue;
                     s->prob[j] /= sum;
                     s->dprob[j] = bwd_dot(s->dorow, s->vbuf + j * dv, dv);
                     delta += s->prob[j] * s->dprob[j];
                 }
                 /* d_sinks: d LSE-free loss / d sink = -P_sink D (the sink adds nothing to O). */
-                if (r.has_sink)
-                    t->sink_part[b * p->heads_q + h] -= exp(r.sink - mx) / sum * delta;
+                if (r.has_sink) t->sink_part[b * p->heads_q + h] -= exp(r.sink - mx) / sum * delta;
                 for (int64_t j = r.lo; j < r.hi; j++)
                     if (s->vis[j])
                         add_pair(s, dqk, dv, scale, s->prob[j], s->dprob[j], delta, s->dcap[j],
@@ -315,20 +308,17 @@ static void flash_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t h
                 const double delta = s->delta[g * p->seq_q + i];
                 if (jend <= jbeg)
                     continue; /* sees none of this block: a window or causal band skips it */
-                if (!loaded)
-                    bwd_load_kv(t, s, b, hk, j0, j1), loaded = 1;
+                if (!loaded) bwd_load_kv(t, s, b, hk, j0, j1), loaded = 1;
                 const double lse = load_lse(t, row);
                 pa_host_load_row(s->qrow, t->q, p->dtype, q_row(p, b, h, i), p->q_stride[3], dqk);
                 pa_host_load_row(s->dorow, t->d_o, p->dtype, o_row(p, b, h, i), p->o_stride[3], dv);
                 for (int64_t j = jbeg; j < jend; j++) {
                     const double *kj = s->kbuf + (j - j0) * dqk;
                     double bias, dcap;
-                    if (!pa_host_pair_visible(&t->var, &r, j, &bias))
-                        continue;
-                    const double pj =
-                        exp(pa_host_pair_score(&t->var, &r, j, bwd_dot(s->qrow, kj, dqk), bias,
-                                               &dcap) -
-                            lse);
+                    if (!pa_host_pair_visible(&t->var, &r, j, &bias)) continue;
+                    const double pj = exp(
+                        pa_host_pair_score(&t->var, &r, j, bwd_dot(s->qrow, kj, dqk), bias, &dcap) -
+                        lse);
                     const double dpj = bwd_dot(s->dorow, s->vbuf + (j - j0) * dv, dv);
                     add_pair(s, dqk, dv, scale, pj, dpj, delta, dcap, kj,
                              s->dk_acc + (j - j0) * dqk, s->dv_acc + (j - j0) * dv, dqi,
@@ -341,7 +331,7 @@ static void flash_kv_head(const bwd_ctx *t, bwd_scratch *s, int64_t b, int64_t h
     for (int64_t g = 0; g < group; g++)
         for (int64_t i = 0; i < p->seq_q; i++)
             pa_host_store_row(t->dq, p->dtype, q_row(p, b, hk * group + g, i), p->q_stride[3],
-                          s->dq_acc + (g * p->seq_q + i) * dqk, dqk);
+                              s->dq_acc + (g * p->seq_q + i) * dqk, dqk);
 }
 
 /* ---- workers ---- */
@@ -364,10 +354,8 @@ static void *bwd_worker_main(void *arg)
     }
     for (int64_t task = w->first; task < w->count; task += w->step) {
         const int64_t b = task / p->heads_kv, hk = task % p->heads_kv;
-        if (w->t->flash)
-            flash_kv_head(w->t, &s, b, hk);
-        else
-            unfused_kv_head(w->t, &s, b, hk);
+        if (w->t->flash) flash_kv_head(w->t, &s, b, hk);
+        else unfused_kv_head(w->t, &s, b, hk);
     }
     bwd_scratch_free(&s);
     return NULL;
@@ -417,12 +405,9 @@ static polyattn_status bwd_run(pa_device *dev, const pa_problem *p, const pa_bac
     int64_t nthreads = work < BWD_PARALLEL_MIN_WORK || cpus < 1 ? 1 : (int64_t)cpus;
     int64_t started = 0;
     int failed = 0;
-    if (nthreads > tasks)
-        nthreads = tasks;
-    if (nthreads > BWD_MAX_THREADS)
-        nthreads = BWD_MAX_THREADS;
-    if (nthreads < 1)
-        nthreads = 1;
+    if (nthreads > tasks) nthreads = tasks;
+    if (nthreads > BWD_MAX_THREADS) nthreads = BWD_MAX_THREADS;
+    if (nthreads < 1) nthreads = 1;
     t.p = p;
     t.q = bwd_ptr(&io->q), t.k = bwd_ptr(&io->k), t.v = bwd_ptr(&io->v);
     t.o = bwd_ptr(&io->o), t.d_o = bwd_ptr(&io->d_o), t.lse = bwd_ptr(&io->lse);
@@ -434,7 +419,8 @@ static polyattn_status bwd_run(pa_device *dev, const pa_problem *p, const pa_bac
     if (!t.q || !t.k || !t.v || !t.o || !t.d_o || !t.lse || !t.dq || !t.dk || !t.dv ||
         !pa_host_variants_complete(&t.var) || (p->has_sinks && !d_sinks) ||
         (p->want_bias_grad && !d_bias))
-        return pa_fail(dev, POLYATTN_STATUS_INTERNAL_ERROR, "host: backward called without a tensor");
+        return pa_fail(dev, POLYATTN_STATUS_INTERNAL_ERROR,
+                       "host: backward called without a tensor");
     t.sink_part = t.bias_part = NULL;
     t.bias_heads = p->want_bias_grad && p->bias_shape[1] == 1 ? p->heads_kv : p->heads_q;
     if ((p->has_sinks && !(t.sink_part = bwd_calloc3(p->batch, p->heads_q, 1))) ||
@@ -453,8 +439,7 @@ static polyattn_status bwd_run(pa_device *dev, const pa_problem *p, const pa_bac
     }
     /* Worker 0 runs on the calling thread; a worker that cannot start runs there too. */
     for (int64_t i = 1; i < nthreads; i++) {
-        if (pthread_create(&workers[i].thread, NULL, bwd_worker_main, &workers[i]) != 0)
-            break;
+        if (pthread_create(&workers[i].thread, NULL, bwd_worker_main, &workers[i]) != 0) break;
         started = i;
     }
     for (int64_t i = started + 1; i < nthreads; i++)
@@ -464,8 +449,7 @@ static polyattn_status bwd_run(pa_device *dev, const pa_problem *p, const pa_bac
         pthread_join(workers[i].thread, NULL);
     for (int64_t i = 0; i < nthreads; i++)
         failed |= workers[i].failed;
-    if (!failed)
-        reduce_variant_grads(&t, d_sinks, d_bias);
+    if (!failed) reduce_variant_grads(&t, d_sinks, d_bias);
     free(t.sink_part), free(t.bias_part);
     if (failed)
         return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY,

@@ -38,13 +38,15 @@ static inline void pa_host_store(unsigned char *base, polyattn_dtype dtype, int6
 static inline void pa_host_load_row(double *dst, const unsigned char *base, polyattn_dtype dtype,
                                     int64_t start, int64_t stride, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) dst[i] = pa_host_load(base, dtype, start + i * stride);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = pa_host_load(base, dtype, start + i * stride);
 }
 
 static inline void pa_host_store_row(unsigned char *base, polyattn_dtype dtype, int64_t start,
                                      int64_t stride, const double *src, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) pa_host_store(base, dtype, start + i * stride, src[i]);
+    for (int64_t i = 0; i < n; i++)
+        pa_host_store(base, dtype, start + i * stride, src[i]);
 }
 
 #endif

@@ -44,10 +44,12 @@ polyattn_status pa_host_merge_states(pa_device *dev, const pa_merge_problem *m,
         double lse;
         if (nan_row) {
             lse = NAN;
-            for (int64_t d = 0; d < m->head_dim_v; d++) acc[d] = NAN;
+            for (int64_t d = 0; d < m->head_dim_v; d++)
+                acc[d] = NAN;
         } else if (mx == -INFINITY) {
             lse = -INFINITY;
-            for (int64_t d = 0; d < m->head_dim_v; d++) acc[d] = 0.0;
+            for (int64_t d = 0; d < m->head_dim_v; d++)
+                acc[d] = 0.0;
         } else {
             double sum = 0.0;
             for (int64_t p = 0; p < m->num_parts; p++) {
@@ -55,7 +57,8 @@ polyattn_status pa_host_merge_states(pa_device *dev, const pa_merge_problem *m,
                 if (l != -INFINITY) sum += exp(l - mx);
             }
             lse = mx + log(sum);
-            for (int64_t d = 0; d < m->head_dim_v; d++) acc[d] = 0.0;
+            for (int64_t d = 0; d < m->head_dim_v; d++)
+                acc[d] = 0.0;
             for (int64_t p = 0; p < m->num_parts; p++) {
                 const double l = pa_host_load(parts_lse, POLYATTN_DTYPE_F32, p * rows + row);
                 if (l == -INFINITY) continue;

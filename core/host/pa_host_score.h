@@ -22,12 +22,12 @@ typedef struct pa_host_variants {
 
 /* What a query row (b, h, i) needs for its scores. */
 typedef struct pa_host_row {
-    int64_t lo, hi;  /* keys the causal mask and the window leave visible */
-    int64_t diag;    /* d(i) */
-    double slope;    /* ALiBi slope, 0 when off */
+    int64_t lo, hi;               /* keys the causal mask and the window leave visible */
+    int64_t diag;                 /* d(i) */
+    double slope;                 /* ALiBi slope, 0 when off */
     int64_t bias_base, mask_base; /* element index of (b, h, i, 0) */
     int has_sink;
-    double sink;     /* the sink logit (unscaled), -inf without sinks */
+    double sink; /* the sink logit (unscaled), -inf without sinks */
 } pa_host_row;
 
 static inline const unsigned char *pa_host_ref_ptr(const pa_tensor_ref *r)
@@ -74,9 +74,8 @@ static inline void pa_host_row_init(const pa_host_variants *v, int64_t b, int64_
     r->diag = pa_diagonal(p, i);
     r->slope = 0.0;
     if (v->slopes)
-        r->slope = pa_host_load_f32(v->slopes, p->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD
-                                                   ? b * p->heads_q + h
-                                                   : h);
+        r->slope = pa_host_load_f32(
+            v->slopes, p->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD ? b * p->heads_q + h : h);
     r->bias_base = b * p->bias_stride[0] + h * p->bias_stride[1] + i * p->bias_stride[2];
     r->mask_base =
         b * p->attn_mask_stride[0] + h * p->attn_mask_stride[1] + i * p->attn_mask_stride[2];
@@ -86,8 +85,8 @@ static inline void pa_host_row_init(const pa_host_variants *v, int64_t b, int64_
 
 /* Whether key j (inside [lo, hi)) is visible to the row past attn_mask and the bias;
  * *bias receives the pair's bias (0 without one). */
-static inline int pa_host_pair_visible(const pa_host_variants *v, const pa_host_row *r,
-                                       int64_t j, double *bias)
+static inline int pa_host_pair_visible(const pa_host_variants *v, const pa_host_row *r, int64_t j,
+                                       double *bias)
 {
     const pa_problem *p = v->p;
     *bias = 0.0;
@@ -109,8 +108,8 @@ static inline double pa_host_f32_range(double s)
 
 /* The final score of a visible pair from q.k and its bias; *dcap (may be NULL) receives
  * d score / d (scale q.k): 1 - tanh^2 under softcap, else 1. */
-static inline double pa_host_pair_score(const pa_host_variants *v, const pa_host_row *r,
-                                        int64_t j, double dot_qk, double bias, double *dcap)
+static inline double pa_host_pair_score(const pa_host_variants *v, const pa_host_row *r, int64_t j,
+                                        double dot_qk, double bias, double *dcap)
 {
     const pa_problem *p = v->p;
     double s = (double)p->scale * dot_qk;
@@ -130,8 +129,8 @@ static inline double pa_host_pair_score(const pa_host_variants *v, const pa_host
 }
 
 /* Element index of d_bias (f32 contiguous [bias_shape]) for (b, h, i, j). */
-static inline int64_t pa_host_bias_grad_index(const pa_problem *p, int64_t b, int64_t h,
-                                              int64_t i, int64_t j)
+static inline int64_t pa_host_bias_grad_index(const pa_problem *p, int64_t b, int64_t h, int64_t i,
+                                              int64_t j)
 {
     const int64_t bb = p->bias_shape[0] == 1 ? 0 : b, hh = p->bias_shape[1] == 1 ? 0 : h;
     return ((bb * p->bias_shape[1] + hh) * p->seq_q + i) * p->seq_kv + j;

@@ -48,24 +48,23 @@ static polyattn_status check_offsets(pa_device *dev, const unsigned char *cu, in
                            (long long)at);
         if (at > rows)
             return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
-                           "%s[%lld] is %lld, past the %lld rows of its tensor", name,
-                           (long long)b, (long long)at, (long long)rows);
+                           "%s[%lld] is %lld, past the %lld rows of its tensor", name, (long long)b,
+                           (long long)at, (long long)rows);
         if (b == 0) continue;
         const int64_t prev = load_i32(cu, b - 1);
         if (at < prev)
             return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
                            "%s[%lld] is %lld, below %s[%lld] = %lld; offsets must be "
-                           "non-decreasing", name, (long long)b, (long long)at, name,
-                           (long long)(b - 1), (long long)prev);
+                           "non-decreasing",
+                           name, (long long)b, (long long)at, name, (long long)(b - 1),
+                           (long long)prev);
         if (at - prev > bound)
             return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
                            "%s: sequence %lld has %lld rows, more than %s = %lld", name,
                            (long long)(b - 1), (long long)(at - prev), bound_name,
                            (long long)bound);
-        if (is_q)
-            seqs[b - 1].q0 = prev, seqs[b - 1].len_q = at - prev;
-        else
-            seqs[b - 1].kv0 = prev, seqs[b - 1].len_kv = at - prev;
+        if (is_q) seqs[b - 1].q0 = prev, seqs[b - 1].len_q = at - prev;
+        else seqs[b - 1].kv0 = prev, seqs[b - 1].len_kv = at - prev;
     }
     return POLYATTN_STATUS_SUCCESS;
 }
@@ -97,15 +96,16 @@ static polyattn_status check_lengths(pa_device *dev, const pa_problem *p, const 
         const int64_t u = load_i32(used, b), len = u + p->seq_new;
         if (u < 0)
             return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
-                           "extra.seqused_kv[%lld] is %lld; lengths are non-negative",
-                           (long long)b, (long long)u);
+                           "extra.seqused_kv[%lld] is %lld; lengths are non-negative", (long long)b,
+                           (long long)u);
         if (len > capacity) {
             if (p->has_kv_append)
                 return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
                                "extra.seqused_kv[%lld] is %lld: appending %lld rows runs past the "
                                "cache's end (%lld keys a sequence%s)",
                                (long long)b, (long long)u, (long long)p->seq_new,
-                               (long long)capacity, paged ? ", max_blocks_per_seq x block_size" : "");
+                               (long long)capacity,
+                               paged ? ", max_blocks_per_seq x block_size" : "");
             return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
                            "extra.seqused_kv[%lld] is %lld, beyond the cache's capacity of %lld "
                            "keys a sequence%s",
@@ -128,7 +128,8 @@ static polyattn_status check_lengths(pa_device *dev, const pa_problem *p, const 
                                "extra.block_table[%lld][%lld] is %lld, not a block of the cache "
                                "(num_blocks %lld); sequence %lld %s it",
                                (long long)b, (long long)n, (long long)idx, (long long)p->kv_count,
-                               (long long)b, n * p->kv_rows + p->kv_rows > u ? "appends to or reads" : "reads");
+                               (long long)b,
+                               n * p->kv_rows + p->kv_rows > u ? "appends to or reads" : "reads");
         }
     }
     return POLYATTN_STATUS_SUCCESS;
@@ -226,10 +227,10 @@ static int gather_paged(const pa_problem *p, const pa_io *io, int64_t b, const h
     const int64_t ks[4] = {hk * n * dk, n * dk, dk, 1}, vs[4] = {hk * n * dv, n * dv, dv, 1};
     for (int64_t h = 0; h < hk; h++)
         for (int64_t j = 0; j < n; j++) {
-            copy_elems(*kbuf, h * ks[1] + j * ks[2], 1, k, cache_row(p, table, p->k_stride, b, h, j),
-                       p->k_stride[3], dk, es);
-            copy_elems(*vbuf, h * vs[1] + j * vs[2], 1, v, cache_row(p, table, p->v_stride, b, h, j),
-                       p->v_stride[3], dv, es);
+            copy_elems(*kbuf, h * ks[1] + j * ks[2], 1, k,
+                       cache_row(p, table, p->k_stride, b, h, j), p->k_stride[3], dk, es);
+            copy_elems(*vbuf, h * vs[1] + j * vs[2], 1, v,
+                       cache_row(p, table, p->v_stride, b, h, j), p->v_stride[3], dv, es);
         }
     memcpy(sub->k_stride, ks, sizeof ks);
     memcpy(sub->v_stride, vs, sizeof vs);
@@ -246,7 +247,8 @@ polyattn_status pa_host_serving_forward(pa_device *dev, const pa_problem *p, con
                                         int flash)
 {
     host_seq *seqs = malloc(sizeof *seqs * (size_t)p->batch);
-    if (!seqs) return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot allocate sequences");
+    if (!seqs)
+        return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot allocate sequences");
     polyattn_status st = check_lengths(dev, p, &io->srv, 1, seqs);
     if (st != POLYATTN_STATUS_SUCCESS) {
         free(seqs);
@@ -266,7 +268,8 @@ polyattn_status pa_host_serving_forward(pa_device *dev, const pa_problem *p, con
         if (p->kv_layout == POLYATTN_KV_PAGED) {
             if (!gather_paged(p, io, b, s, &kbuf, &vbuf, &sub)) {
                 free(kbuf), free(vbuf);
-                st = pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot gather a paged sequence");
+                st = pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY,
+                             "host: cannot gather a paged sequence");
                 break;
             }
             sio.k.mem = kbuf, sio.k.offset = 0, sio.v.mem = vbuf, sio.v.offset = 0;
@@ -276,7 +279,8 @@ polyattn_status pa_host_serving_forward(pa_device *dev, const pa_problem *p, con
             seq_lse = malloc((size_t)(p->heads_q * s->len_q) * sizeof *seq_lse);
             if (!seq_lse) {
                 free(kbuf), free(vbuf);
-                st = pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot allocate an LSE row");
+                st =
+                    pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot allocate an LSE row");
                 break;
             }
             sio.lse.mem = seq_lse, sio.lse.offset = 0;
@@ -314,7 +318,8 @@ polyattn_status pa_host_serving_backward(pa_device *dev, const pa_problem *p, vo
     host_seq *seqs = malloc(sizeof *seqs * (size_t)p->batch);
     float *seq_lse = NULL, *seq_dsinks = NULL;
     double *dsinks = NULL;
-    if (!seqs) return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot allocate sequences");
+    if (!seqs)
+        return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "host: cannot allocate sequences");
     polyattn_status st = check_lengths(dev, p, &io->srv, 0, seqs);
     if (st != POLYATTN_STATUS_SUCCESS) {
         free(seqs);
@@ -330,9 +335,12 @@ polyattn_status pa_host_serving_backward(pa_device *dev, const pa_problem *p, vo
     }
     /* Rows outside every sequence, and sequences without queries or keys, get zeros. */
     const int64_t q_count = p->varlen_q ? 1 : p->batch;
-    zero_tensor(ref_ptr(&io->dq), p->dtype, q_count, p->heads_q, p->total_q, p->head_dim, p->q_stride);
-    zero_tensor(ref_ptr(&io->dk), p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim, p->k_stride);
-    zero_tensor(ref_ptr(&io->dv), p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim_v, p->v_stride);
+    zero_tensor(ref_ptr(&io->dq), p->dtype, q_count, p->heads_q, p->total_q, p->head_dim,
+                p->q_stride);
+    zero_tensor(ref_ptr(&io->dk), p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim,
+                p->k_stride);
+    zero_tensor(ref_ptr(&io->dv), p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim_v,
+                p->v_stride);
     const unsigned char *lse = ref_ptr(&io->lse);
     for (int64_t b = 0; b < p->batch && st == POLYATTN_STATUS_SUCCESS; b++) {
         const host_seq *s = &seqs[b];
@@ -356,7 +364,8 @@ polyattn_status pa_host_serving_backward(pa_device *dev, const pa_problem *p, vo
         memset(&sio.srv, 0, sizeof sio.srv);
         st = dense(dev, &sub, state, &sio);
         if (seq_dsinks && st == POLYATTN_STATUS_SUCCESS)
-            for (int64_t h = 0; h < p->heads_q; h++) dsinks[h] += seq_dsinks[h];
+            for (int64_t h = 0; h < p->heads_q; h++)
+                dsinks[h] += seq_dsinks[h];
     }
     if (dsinks && st == POLYATTN_STATUS_SUCCESS)
         pa_host_store_row(ref_ptr(&io->var.d_sinks), POLYATTN_DTYPE_F32, 0, 1, dsinks, p->heads_q);

@@ -21,12 +21,10 @@ static int parse_dims(const char *text, int64_t *dims)
     while (*p && rank < PA_NPY_MAX_RANK) {
         char *end;
         long long v = strtoll(p, &end, 10);
-        if (end == p || v < 0)
-            return -1;
+        if (end == p || v < 0) return -1;
         dims[rank++] = v;
         p = *end == ',' ? end + 1 : end;
-        if (*end != ',' && *end != '\0')
-            return -1;
+        if (*end != ',' && *end != '\0') return -1;
     }
     return rank;
 }
@@ -56,12 +54,10 @@ static void shape_dict(char *buf, size_t size, const char *descr, const char *or
 }
 
 /* Writes magic, version, header (padded to 64 bytes), then nbytes of data. */
-static int write_raw(const char *path, int major, const char *dict, const void *data,
-                     size_t nbytes)
+static int write_raw(const char *path, int major, const char *dict, const void *data, size_t nbytes)
 {
     FILE *f = fopen(path, "wb");
-    if (!f)
-        return 1;
+    if (!f) return 1;
     size_t prefix = major == 1 ? 10 : 12, len = strlen(dict);
     size_t pad = (64 - (prefix + len + 1) % 64) % 64, hlen = len + pad + 1;
     unsigned char pre[12] = {0x93, 'N', 'U', 'M', 'P', 'Y', (unsigned char)major, 0};
@@ -72,8 +68,7 @@ static int write_raw(const char *path, int major, const char *dict, const void *
     for (size_t i = 0; i < pad; i++)
         fputc(' ', f);
     fputc('\n', f);
-    if (nbytes)
-        fwrite(data, 1, nbytes, f);
+    if (nbytes) fwrite(data, 1, nbytes, f);
     return fclose(f) != 0;
 }
 
@@ -81,8 +76,7 @@ static int cmd_gen(const char *path, const char *shape, const char *seed, const 
 {
     int64_t dims[PA_NPY_MAX_RANK];
     int rank = parse_dims(shape, dims);
-    if (rank < 0)
-        return 2;
+    if (rank < 0) return 2;
     rng_state = 0x9e3779b97f4a7c15ull ^ (uint64_t)strtoull(seed, NULL, 10);
     uint64_t count = 1;
     for (int i = 0; i < rank; i++)
@@ -94,8 +88,7 @@ static int cmd_gen(const char *path, const char *shape, const char *seed, const 
     if (major == 1) {
         FILE *f = fopen(path, "wb");
         rc = !f || pa_npy_write_f32(f, data, rank, dims) != 0;
-        if (f && fclose(f) != 0)
-            rc = 1;
+        if (f && fclose(f) != 0) rc = 1;
     } else {
         char dict[256];
         shape_dict(dict, sizeof dict, "<f4", "False", dims, rank);
@@ -191,14 +184,11 @@ static int cmd_check(const char *path, const char *shape)
     }
     uint64_t nonfinite = 0, ninf = 0;
     for (uint64_t i = 0; i < a.count; i++) {
-        if (isinf(a.data[i]) && a.data[i] < 0)
-            ninf++;
-        else if (!isfinite(a.data[i]))
-            nonfinite++;
+        if (isinf(a.data[i]) && a.data[i] < 0) ninf++;
+        else if (!isfinite(a.data[i])) nonfinite++;
     }
     if (nonfinite) {
-        fprintf(stderr, "check %s: %llu NaN or +inf values\n", path,
-                (unsigned long long)nonfinite);
+        fprintf(stderr, "check %s: %llu NaN or +inf values\n", path, (unsigned long long)nonfinite);
         rc = 1;
     }
     printf("%s: %llu values, %llu -inf\n", path, (unsigned long long)a.count,
@@ -207,12 +197,12 @@ static int cmd_check(const char *path, const char *shape)
     return rc;
 }
 
-#define EXPECT(cond)                                                                   \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "selftest: %s:%d: %s\n", __FILE__, __LINE__, #cond);       \
-            failures++;                                                                \
-        }                                                                              \
+#define EXPECT(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "selftest: %s:%d: %s\n", __FILE__, __LINE__, #cond);                   \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static int cmd_selftest(const char *dir)
@@ -249,13 +239,13 @@ static int cmd_selftest(const char *dir)
     EXPECT(pa_cli_f32_to_f16(65504.0f) == 0x7bff);
     EXPECT(pa_cli_f32_to_f16(65519.0f) == 0x7bff);
     EXPECT(pa_cli_f32_to_f16(65520.0f) == 0x7c00);
-    EXPECT(pa_cli_f32_to_f16(1.0f + 1.0f / 2048.0f) == 0x3c00);           /* tie -> even */
-    EXPECT(pa_cli_f32_to_f16(1.0f + 3.0f / 2048.0f) == 0x3c02);           /* tie -> even */
+    EXPECT(pa_cli_f32_to_f16(1.0f + 1.0f / 2048.0f) == 0x3c00); /* tie -> even */
+    EXPECT(pa_cli_f32_to_f16(1.0f + 3.0f / 2048.0f) == 0x3c02); /* tie -> even */
     EXPECT(pa_cli_f32_to_f16(1.0f + 1.0f / 2048.0f + 1.0f / 65536.0f) == 0x3c01);
-    EXPECT(pa_cli_f32_to_f16(ldexpf(1.0f, -24)) == 0x0001);                /* min subnormal */
-    EXPECT(pa_cli_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000);                /* tie -> 0 */
+    EXPECT(pa_cli_f32_to_f16(ldexpf(1.0f, -24)) == 0x0001); /* min subnormal */
+    EXPECT(pa_cli_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000); /* tie -> 0 */
     EXPECT(pa_cli_f32_to_f16(ldexpf(1.5f, -25)) == 0x0001);
-    EXPECT(pa_cli_f32_to_f16(ldexpf(3.0f, -25)) == 0x0002);                /* 1.5 ulp tie -> 2 */
+    EXPECT(pa_cli_f32_to_f16(ldexpf(3.0f, -25)) == 0x0002); /* 1.5 ulp tie -> 2 */
     EXPECT(pa_cli_f32_to_f16(ldexpf(1023.0f, -24)) == 0x03ff);
     EXPECT(pa_cli_f32_to_f16(ldexpf(1.0f, -14)) == 0x0400);
     EXPECT((pa_cli_f32_to_f16(NAN) & 0x7fff) > 0x7c00);
@@ -265,8 +255,7 @@ static int cmd_selftest(const char *dir)
     EXPECT(pa_cli_f16_to_f32(0x8000) == 0.0f && signbit(pa_cli_f16_to_f32(0x8000)));
     /* Every f16 value survives f16 -> f32 -> f16. */
     for (uint32_t h = 0; h < 0x10000; h++) {
-        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff))
-            continue;
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue;
         if (pa_cli_f32_to_f16(pa_cli_f16_to_f32((uint16_t)h)) != h) {
             fprintf(stderr, "selftest: f16 0x%04x does not round-trip\n", h);
             failures++;
@@ -289,12 +278,9 @@ int main(int argc, char **argv)
 {
     if (argc >= 5 && strcmp(argv[1], "gen") == 0)
         return cmd_gen(argv[2], argv[3], argv[4], argc >= 6 ? argv[5] : NULL);
-    if (argc == 4 && strcmp(argv[1], "bad") == 0)
-        return cmd_bad(argv[2], argv[3]);
-    if (argc == 4 && strcmp(argv[1], "check") == 0)
-        return cmd_check(argv[2], argv[3]);
-    if (argc == 3 && strcmp(argv[1], "selftest") == 0)
-        return cmd_selftest(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "bad") == 0) return cmd_bad(argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "check") == 0) return cmd_check(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "selftest") == 0) return cmd_selftest(argv[2]);
     fprintf(stderr, "usage: npy_fixture gen|bad|check|selftest ...\n");
     return 2;
 }

@@ -12,14 +12,14 @@
 #include <string.h>
 
 static int failures;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                    \
-            printf(__VA_ARGS__);                                                           \
-            printf("\n");                                                                  \
-            failures++;                                                                    \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* Adds 1 to the last element of buf (count elements of dtype). */
@@ -77,19 +77,22 @@ static void check_dtype(polyattn_context *ctx, polyattn_dtype dtype)
     }
     polyattn_buffer *const *in = sets.buf[0];
     CHECK(polyattn_forward(plan, in[0], in[1], in[2], o, lse, NULL, NULL) ==
-              POLYATTN_STATUS_SUCCESS, "forward");
+              POLYATTN_STATUS_SUCCESS,
+          "forward");
 
     /* Forward: accepted as computed, rejected once spoiled. */
     CHECK(pa_bench_validate(ctx, &sh, scale, dtype, sets.host, o, &r) == 0,
           "%s: the correct O was rejected: %s", polyattn_dtype_name(dtype), r.reason);
     CHECK(r.rows_checked > 0, "no row checked");
     for (int t = 0; t < 3; t++)
-        if (polyattn_buffer_alloc(ctx, sets.count[t] * esize, &grad[t]) != POLYATTN_STATUS_SUCCESS) {
+        if (polyattn_buffer_alloc(ctx, sets.count[t] * esize, &grad[t]) !=
+            POLYATTN_STATUS_SUCCESS) {
             CHECK(0, "gradient buffers");
             goto done;
         }
     CHECK(polyattn_backward(plan, in[0], in[1], in[2], o, in[3], lse, grad[0], grad[1], grad[2],
-                            NULL) == POLYATTN_STATUS_SUCCESS, "backward");
+                            NULL) == POLYATTN_STATUS_SUCCESS,
+          "backward");
     pa_bench_grads g = {o, lse, grad[0], grad[1], grad[2]};
     memset(&r, 0, sizeof r);
     CHECK(pa_bench_validate_backward(&sh, scale, dtype, sets.host, &g, &r) == 0,
@@ -105,8 +108,8 @@ static void check_dtype(polyattn_context *ctx, polyattn_dtype dtype)
     memset(&r, 0, sizeof r);
     CHECK(pa_bench_validate(ctx, &sh, scale, dtype, sets.host, o, &r) == 1,
           "%s: a spoiled O passed", polyattn_dtype_name(dtype));
-    CHECK(strstr(r.reason, "wrong result") != NULL, "%s: O reason: %s",
-          polyattn_dtype_name(dtype), r.reason);
+    CHECK(strstr(r.reason, "wrong result") != NULL, "%s: O reason: %s", polyattn_dtype_name(dtype),
+          r.reason);
     printf("%s: spoiled O and dK rejected\n", polyattn_dtype_name(dtype));
 done:
     for (int t = 0; t < 3; t++)

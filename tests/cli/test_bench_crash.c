@@ -11,14 +11,14 @@
 #include <string.h>
 
 static int failures;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                    \
-            printf(__VA_ARGS__);                                                           \
-            printf("\n");                                                                  \
-            failures++;                                                                    \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static int crash_at = -1;
@@ -84,8 +84,7 @@ static void run(int backward, int crash)
             CHECK(strstr(results[i].reason, "crashed: the process died of signal") != NULL,
                   "crash %d: reason '%s'", i, results[i].reason);
         } else {
-            CHECK(results[i].status == PA_BENCH_OK, "measurement %d: %s", i,
-                  results[i].reason);
+            CHECK(results[i].status == PA_BENCH_OK, "measurement %d: %s", i, results[i].reason);
         }
     }
 }

@@ -15,79 +15,88 @@
 #define BR POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT
 
 /* Score variants: a few per variant and gpt-oss's mix, small and odd (PoCL runs them). */
-static const pa_tk_variants v_window = {1, 7, 2, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
-                                        POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
-static const pa_tk_variants v_window_left = {1, 11, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
-                                             POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
-static const pa_tk_variants v_softcap = {0, -1, -1, 0.5f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
-                                         POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
-static const pa_tk_variants v_alibi = {0, -1, -1, 0.f, POLYATTN_ALIBI_PER_HEAD, PA_TK_SCORE_NONE,
-                                       POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
-static const pa_tk_variants v_bias_full = {0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_FULL,
-                                           POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
-static const pa_tk_variants v_bias_shared = {0, -1, -1, 0.f, POLYATTN_ALIBI_NONE,
-                                             PA_TK_SCORE_SHARED, POLYATTN_DTYPE_F16,
-                                             PA_TK_SCORE_NONE, 0};
-static const pa_tk_variants v_mask = {0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
-                                      POLYATTN_DTYPE_F32, PA_TK_SCORE_HEADS, 0};
-static const pa_tk_variants v_sinks = {0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
-                                       POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 1};
-static const pa_tk_variants v_gpt_oss = {1, 16, 0, 0.5f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
-                                         POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 1};
-static const pa_tk_variants v_alibi_bias = {0, -1, -1, 0.f, POLYATTN_ALIBI_PER_BATCH_HEAD,
-                                            PA_TK_SCORE_BATCH, POLYATTN_DTYPE_BF16,
-                                            PA_TK_SCORE_NONE, 0};
-static const pa_tk_variants v_mask_window = {1, 5, 5, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE,
-                                             POLYATTN_DTYPE_F32, PA_TK_SCORE_SHARED, 0};
+static const pa_tk_variants v_window = {
+    1, 7, 2, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_window_left = {
+    1, 11, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_softcap = {
+    0, -1, -1, 0.5f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE,
+    0};
+static const pa_tk_variants v_alibi = {
+    0, -1, -1, 0.f, POLYATTN_ALIBI_PER_HEAD, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE,
+    0};
+static const pa_tk_variants v_bias_full = {
+    0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_FULL, POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 0};
+static const pa_tk_variants v_bias_shared = {
+    0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_SHARED, POLYATTN_DTYPE_F16, PA_TK_SCORE_NONE,
+    0};
+static const pa_tk_variants v_mask = {
+    0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_HEADS,
+    0};
+static const pa_tk_variants v_sinks = {
+    0, -1, -1, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 1};
+static const pa_tk_variants v_gpt_oss = {
+    1, 16, 0, 0.5f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE, 1};
+static const pa_tk_variants v_alibi_bias = {0,
+                                            -1,
+                                            -1,
+                                            0.f,
+                                            POLYATTN_ALIBI_PER_BATCH_HEAD,
+                                            PA_TK_SCORE_BATCH,
+                                            POLYATTN_DTYPE_BF16,
+                                            PA_TK_SCORE_NONE,
+                                            0};
+static const pa_tk_variants v_mask_window = {
+    1, 5, 5, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_SHARED, 0};
 
 static const pa_tk_case cases[] = {
     /* name                 b  hq hkv  sq   skv  d    dv  mask layout    scale mag must */
     /* the smallest problem: one query, one key */
-    {"single_1x1_d16",      1, 1, 1,   1,   1,   16,  16, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
+    {"single_1x1_d16", 1, 1, 1, 1, 1, 16, 16, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
     /* odd lengths, seq_q < seq_kv, batch > 1 */
-    {"odd_37x53_d32",       2, 3, 3,   37,  53,  32,  32, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
+    {"odd_37x53_d32", 2, 3, 3, 37, 53, 32, 32, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
     /* causal top-left with seq_q > seq_kv: queries 36..52 see every key; top-left never
      * masks a whole row (query i always sees key 0) */
-    {"causal_tl_53x37_d64", 1, 2, 2,   53,  37,  64,  64, TL,   PA_TK_BHSD, 0.f, 1.f, 1},
+    {"causal_tl_53x37_d64", 1, 2, 2, 53, 37, 64, 64, TL, PA_TK_BHSD, 0.f, 1.f, 1},
     /* causal bottom-right with seq_q > seq_kv: the first 16 queries see no key at all
      * (fully masked rows: O = 0, LSE = -inf) */
-    {"causal_br_53x37_d64", 1, 2, 2,   53,  37,  64,  64, BR,   PA_TK_BHSD, 0.f, 1.f, 1},
+    {"causal_br_53x37_d64", 1, 2, 2, 53, 37, 64, 64, BR, PA_TK_BHSD, 0.f, 1.f, 1},
     /* causal bottom-right, seq_q < seq_kv (a prefill continuing a cache) */
-    {"causal_br_37x129_d64",2, 2, 2,   37,  129, 64,  64, BR,   PA_TK_BHSD, 0.f, 1.f, 1},
+    {"causal_br_37x129_d64", 2, 2, 2, 37, 129, 64, 64, BR, PA_TK_BHSD, 0.f, 1.f, 1},
     /* causal top-left, seq_q < seq_kv: query i ignores keys past i */
-    {"causal_tl_37x129_d32",1, 2, 2,   37,  129, 32,  32, TL,   PA_TK_BHSD, 0.f, 1.f, 1},
+    {"causal_tl_37x129_d32", 1, 2, 2, 37, 129, 32, 32, TL, PA_TK_BHSD, 0.f, 1.f, 1},
     /* square causal over several key tiles */
-    {"causal_tl_129_d128",  1, 2, 2,   129, 129, 128, 128, TL,  PA_TK_BHSD, 0.f, 1.f, 1},
+    {"causal_tl_129_d128", 1, 2, 2, 129, 129, 128, 128, TL, PA_TK_BHSD, 0.f, 1.f, 1},
     /* fully masked rows with top-left: seq_kv = 1 keeps every row visible, bottom-right
      * with seq_kv = 1 masks all but the last query */
-    {"causal_br_7x1_d16",   2, 1, 1,   7,   1,   16,  16, BR,   PA_TK_BHSD, 0.f, 1.f, 1},
+    {"causal_br_7x1_d16", 2, 1, 1, 7, 1, 16, 16, BR, PA_TK_BHSD, 0.f, 1.f, 1},
     /* GQA 4:1, odd lengths */
-    {"gqa4_65x97_d64",      1, 8, 2,   65,  97,  64,  64, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
+    {"gqa4_65x97_d64", 1, 8, 2, 65, 97, 64, 64, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
     /* GQA 2:1, decode-like single query, bottom-right (sees all keys) */
-    {"gqa2_decode_1x129_d128",2,6,3,   1,   129, 128, 128, BR,  PA_TK_BHSD, 0.f, 1.f, 1},
+    {"gqa2_decode_1x129_d128", 2, 6, 3, 1, 129, 128, 128, BR, PA_TK_BHSD, 0.f, 1.f, 1},
     /* head_dim 40 (not a power of two) */
-    {"d40_45x45",           2, 2, 2,   45,  45,  40,  40, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
+    {"d40_45x45", 2, 2, 2, 45, 45, 40, 40, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
     /* head_dim 96 in BSHD (interleaved heads) */
-    {"d96_bshd_77x130",     1, 2, 2,   77,  130, 96,  96, NONE, PA_TK_BSHD, 0.f, 1.f, 1},
+    {"d96_bshd_77x130", 1, 2, 2, 77, 130, 96, 96, NONE, PA_TK_BSHD, 0.f, 1.f, 1},
     /* big head dims: few and short */
-    {"d256_causal_33x65",   1, 1, 1,   33,  65,  256, 256, TL,  PA_TK_BHSD, 0.f, 1.f, 1},
-    {"d512_17x40",          1, 1, 1,   17,  40,  512, 512, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
+    {"d256_causal_33x65", 1, 1, 1, 33, 65, 256, 256, TL, PA_TK_BHSD, 0.f, 1.f, 1},
+    {"d512_17x40", 1, 1, 1, 17, 40, 512, 512, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
     /* head_dim_v != head_dim, both ways */
-    {"dv32_d64_29x31",      1, 2, 2,   29,  31,  64,  32, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
-    {"dv128_d32_causal_31x29",1,2,1,   31,  29,  32,  128, BR,  PA_TK_BHSD, 0.f, 1.f, 1},
+    {"dv32_d64_29x31", 1, 2, 2, 29, 31, 64, 32, NONE, PA_TK_BHSD, 0.f, 1.f, 1},
+    {"dv128_d32_causal_31x29", 1, 2, 1, 31, 29, 32, 128, BR, PA_TK_BHSD, 0.f, 1.f, 1},
     /* large magnitudes (x30): scores in the hundreds, softmax nearly one-hot; catches
      * kernels that skip the max subtraction or accumulate in half precision */
-    {"large_mag_64x200_d64",1, 2, 2,   64,  200, 64,  64, NONE, PA_TK_BHSD, 0.f, 30.f, 1},
-    {"large_mag_causal_50x70_d128",1,1,1,50, 70, 128, 128, BR,  PA_TK_BSHD, 0.f, 30.f, 1},
+    {"large_mag_64x200_d64", 1, 2, 2, 64, 200, 64, 64, NONE, PA_TK_BHSD, 0.f, 30.f, 1},
+    {"large_mag_causal_50x70_d128", 1, 1, 1, 50, 70, 128, 128, BR, PA_TK_BSHD, 0.f, 30.f, 1},
     /* large magnitudes at a wide head dim: the running max of a row keeps jumping by
      * more than the lazy-rescale slack of the wide kernels (2^8) in later key tiles */
-    {"large_mag_br_70x150_d512",1,1,1, 70,  150, 512, 512, BR,  PA_TK_BHSD, 0.f, 8.f, 1},
+    {"large_mag_br_70x150_d512", 1, 1, 1, 70, 150, 512, 512, BR, PA_TK_BHSD, 0.f, 8.f, 1},
     /* strided BSHD with gaps between rows, with GQA and causal */
-    {"bshd_pad_gqa_47x61_d64",2,4, 2,  47,  61,  64,  64, TL,   PA_TK_BSHD_PAD, 0.f, 1.f, 1},
+    {"bshd_pad_gqa_47x61_d64", 2, 4, 2, 47, 61, 64, 64, TL, PA_TK_BSHD_PAD, 0.f, 1.f, 1},
     /* an explicit scale (not 1/sqrt(d)) */
-    {"scale_half_31x33_d32",1, 2, 2,   31,  33,  32,  32, NONE, PA_TK_BHSD, 0.5f, 1.f, 1},
+    {"scale_half_31x33_d32", 1, 2, 2, 31, 33, 32, 32, NONE, PA_TK_BHSD, 0.5f, 1.f, 1},
     /* longer: several query and key tiles, mask crossing tiles */
-    {"long_causal_br_300x257_d64",1,2,2,300,257, 64,  64, BR,   PA_TK_BHSD, 0.f, 1.f, 1},
+    {"long_causal_br_300x257_d64", 1, 2, 2, 300, 257, 64, 64, BR, PA_TK_BHSD, 0.f, 1.f, 1},
     /* ---- score variants (must_support 0: a backend without one reports UNSUPPORTED) */
     /* window over several key tiles, no causal mask: both sides bounded */
     {"window_7_2_37x150_d32", 1, 2, 1, 37, 150, 32, 32, NONE, PA_TK_BHSD, 0.f, 1.f, 0},
@@ -139,19 +148,16 @@ const pa_tk_variants *pa_tk_case_variants(const pa_tk_case *c)
 
 const pa_tk_case *pa_tk_cases(size_t *count)
 {
-    if (count)
-        *count = sizeof cases / sizeof cases[0];
+    if (count) *count = sizeof cases / sizeof cases[0];
     return cases;
 }
 
 const pa_tk_case *pa_tk_find_case(const char *name)
 {
     size_t i;
-    if (!name)
-        return NULL;
+    if (!name) return NULL;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp(cases[i].name, name) == 0)
-            return &cases[i];
+        if (strcmp(cases[i].name, name) == 0) return &cases[i];
     return NULL;
 }
 

@@ -24,9 +24,9 @@ extern "C" {
 #define PA_TK_SKIP 77
 
 typedef enum pa_tk_layout {
-    PA_TK_BHSD = 0,     /* contiguous [batch, heads, seq, head_dim] */
-    PA_TK_BSHD = 1,     /* contiguous [batch, seq, heads, head_dim]: heads interleaved */
-    PA_TK_BSHD_PAD = 2  /* BSHD with 3 unused elements after each (batch, seq) row: gaps
+    PA_TK_BHSD = 0,    /* contiguous [batch, heads, seq, head_dim] */
+    PA_TK_BSHD = 1,    /* contiguous [batch, seq, heads, head_dim]: heads interleaved */
+    PA_TK_BSHD_PAD = 2 /* BSHD with 3 unused elements after each (batch, seq) row: gaps
                            that inputs fill with NaN and outputs must leave untouched */
 } pa_tk_layout;
 
@@ -44,11 +44,11 @@ typedef struct pa_tk_variants {
     int has_window;
     int64_t window_left, window_right;
     float softcap;
-    polyattn_alibi alibi;          /* slopes uniform in [0.05, 0.5] */
-    pa_tk_score_shape bias;        /* values uniform in [-2, 2], a few -inf */
+    polyattn_alibi alibi;   /* slopes uniform in [0.05, 0.5] */
+    pa_tk_score_shape bias; /* values uniform in [-2, 2], a few -inf */
     polyattn_dtype bias_dtype;
-    pa_tk_score_shape attn_mask;   /* about one pair in five masked */
-    int sinks;                     /* logits uniform in [-1, 3] */
+    pa_tk_score_shape attn_mask; /* about one pair in five masked */
+    int sinks;                   /* logits uniform in [-1, 3] */
 } pa_tk_variants;
 
 typedef struct pa_tk_case {
@@ -96,7 +96,7 @@ double pa_tk_rng_uniform(pa_tk_rng *rng);
 /* A 64-bit hash of a string mixed with a number (per-case seeds). */
 uint64_t pa_tk_hash(const char *text, uint64_t salt);
 
-uint16_t pa_tk_f32_to_f16(float x);  /* round to nearest even, overflow to inf */
+uint16_t pa_tk_f32_to_f16(float x); /* round to nearest even, overflow to inf */
 float pa_tk_f16_to_f32(uint16_t h);
 uint16_t pa_tk_f32_to_bf16(float x); /* round to nearest even, NaN kept NaN */
 float pa_tk_bf16_to_f32(uint16_t h);
@@ -123,18 +123,18 @@ pa_tk_tolerance pa_tk_tolerance_for(polyattn_dtype dtype);
 typedef struct pa_tk_problem {
     const pa_tk_case *c;
     polyattn_dtype dtype;
-    polyattn_attention_desc desc;  /* in dtype */
+    polyattn_attention_desc desc;              /* in dtype */
     size_t q_elems, k_elems, v_elems, o_elems; /* elements each buffer spans, gaps included */
     size_t lse_elems, probs_elems;
-    float *q, *k, *v;              /* rounded values; NaN in gaps */
-    void *q_data, *k_data, *v_data; /* the same in dtype, ready to upload */
-    unsigned char *o_gap;          /* 1 where an O element is a gap (never written) */
+    float *q, *k, *v;                   /* rounded values; NaN in gaps */
+    void *q_data, *k_data, *v_data;     /* the same in dtype, ready to upload */
+    unsigned char *o_gap;               /* 1 where an O element is a gap (never written) */
     float *ref_o, *ref_lse, *ref_probs; /* reference in the O layout; NULL until computed */
-    double max_q, max_k, max_v;    /* max |input| (condition of the comparison) */
+    double max_q, max_k, max_v;         /* max |input| (condition of the comparison) */
     /* The variants' tensors (NULL when the case has none), the same for device and
      * reference; score_extra bounds |alibi + bias| (condition of the scores). */
     float *slopes, *sinks;
-    void *bias_data;               /* in the case's bias dtype */
+    void *bias_data; /* in the case's bias dtype */
     unsigned char *attn_mask;
     size_t slopes_elems, bias_bytes, attn_mask_bytes, bias_grad_elems;
     double score_extra;
@@ -154,18 +154,18 @@ typedef struct pa_tk_result {
     int pass;               /* ran and every element within tolerance */
     polyattn_algo algo;     /* the plan's algorithm */
     int checked_lse, checked_probs;
-    double o_max_abs, o_max_rel;  /* rel: divided by max|ref O| */
+    double o_max_abs, o_max_rel; /* rel: divided by max|ref O| */
     double lse_max_abs, probs_max_abs;
-    long long bad_elements;       /* out of tolerance, NaN, or gap written */
+    long long bad_elements; /* out of tolerance, NaN, or gap written */
     uint64_t workspace_bytes;
-    char message[1024];           /* why it failed or was unsupported */
+    char message[1024]; /* why it failed or was unsupported */
 } pa_tk_result;
 
 /* Plans the problem on ctx with algo (want_lse / want_probs as given), uploads fresh
  * inputs, poisons O, LSE, probabilities and the workspace, runs, reads back, and compares
  * every element (and that gaps and inputs are untouched) with the reference. */
-polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo algo,
-                          int want_lse, int want_probs, pa_tk_result *r);
+polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo algo, int want_lse,
+                          int want_probs, pa_tk_result *r);
 
 /* ---- backward ---- */
 
@@ -176,8 +176,9 @@ typedef struct pa_tk_backward_result {
     polyattn_algo algo;
     double dq_max_rel, dk_max_rel, dv_max_rel; /* max |g - ref| / max |ref| per tensor */
     double d_bias_max_rel, d_sinks_max_rel;    /* variants: 0 when the case has none */
-    double tolerance;       /* the relative tolerance applied */
-    long long bad_elements; /* out of tolerance, NaN, masked row not 0, gap written, input modified */
+    double tolerance;                          /* the relative tolerance applied */
+    long long
+        bad_elements; /* out of tolerance, NaN, masked row not 0, gap written, input modified */
     uint64_t workspace_bytes, backward_workspace_bytes;
     char message[1024];
 } pa_tk_backward_result;

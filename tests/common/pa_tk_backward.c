@@ -32,7 +32,7 @@ typedef struct bwd_buffers {
 
 static void bwd_free(bwd_buffers *b)
 {
-    polyattn_buffer *all[11] = {b->q, b->k, b->v, b->o, b->d_o, b->lse,
+    polyattn_buffer *all[11] = {b->q,  b->k,  b->v,  b->o,  b->d_o, b->lse,
                                 b->dq, b->dk, b->dv, b->ws, b->bws};
     for (int i = 0; i < 11; i++)
         polyattn_buffer_free(all[i]);
@@ -75,8 +75,7 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
     *planned = 1;
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info;
-    if ((st = polyattn_plan_get_info(plan, &info)) != POLYATTN_STATUS_SUCCESS)
-        goto fail;
+    if ((st = polyattn_plan_get_info(plan, &info)) != POLYATTN_STATUS_SUCCESS) goto fail;
     r->algo = info.algo;
     r->workspace_bytes = info.workspace_bytes;
     r->backward_workspace_bytes = info.backward_workspace_bytes;
@@ -104,8 +103,7 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
         (st = pa_tk_alloc_write(ctx, in_bytes[2], poison, &b.dv)))
         goto fail;
     pa_tk_poison(poison, big / 4, POLYATTN_DTYPE_F32);
-    if ((st = pa_tk_alloc_write(ctx, lse_elems * 4, poison, &b.lse)))
-        goto fail;
+    if ((st = pa_tk_alloc_write(ctx, lse_elems * 4, poison, &b.lse))) goto fail;
     memset(poison, 0xFF, big); /* NaN in every dtype */
     if (info.workspace_bytes && (st = pa_tk_alloc_write(ctx, info.workspace_bytes, poison, &b.ws)))
         goto fail;
@@ -124,15 +122,13 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
                                    &e.ex)))
         goto fail;
     stage = "synchronize";
-    if ((st = polyattn_context_synchronize(ctx)))
-        goto fail;
+    if ((st = polyattn_context_synchronize(ctx))) goto fail;
     stage = "read back";
     if ((st = polyattn_buffer_read(b.dq, 0, grads[0], in_bytes[0])) ||
         (st = polyattn_buffer_read(b.dk, 0, grads[1], in_bytes[1])) ||
         (st = polyattn_buffer_read(b.dv, 0, grads[2], in_bytes[2])))
         goto fail;
-    if (lse_out && (st = polyattn_buffer_read(b.lse, 0, lse_out, lse_elems * 4)))
-        goto fail;
+    if (lse_out && (st = polyattn_buffer_read(b.lse, 0, lse_out, lse_elems * 4))) goto fail;
     if (e.d_bias && (st = polyattn_buffer_read(e.d_bias, 0, d_bias_out, vp->bias_grad_elems * 4)))
         goto fail;
     if (e.d_sinks &&
@@ -151,8 +147,7 @@ static polyattn_status bwd_once(polyattn_context *ctx, const polyattn_attention_
             st = polyattn_buffer_read(bufs[i], 0, back, in_bytes[i]);
             same = st == POLYATTN_STATUS_SUCCESS && memcmp(back, in[i], in_bytes[i]) == 0;
             free(back);
-            if (st)
-                goto fail;
+            if (st) goto fail;
             if (!same) {
                 char text[96];
                 snprintf(text, sizeof text, "input %s was modified by the forward or backward",
@@ -210,8 +205,7 @@ static long long bwd_compare(const char *name, const polyattn_tensor_desc *t, co
             continue;
         }
         const double diff = fabs((double)got[i] - (double)ref[i]);
-        if (!(diff <= lim))
-            bad++;
+        if (!(diff <= lim)) bad++;
         worst = pa_tk_worse(worst, diff);
     }
     *max_rel = max_ref > 0.0 ? worst / max_ref : worst;
@@ -240,8 +234,9 @@ static polyattn_status bwd_condition(const pa_tk_problem *p, const float *d_o, d
     const pa_tk_case *c = p->c;
     const polyattn_attention_desc *t = &p->desc;
     const double scale = c->scale > 0.0f ? c->scale : 1.0 / sqrt((double)c->head_dim);
-    const double u = p->dtype == POLYATTN_DTYPE_F32 ? ldexp(1.0, -24)
-                     : p->dtype == POLYATTN_DTYPE_F16 ? ldexp(1.0, -11) : ldexp(1.0, -8);
+    const double u = p->dtype == POLYATTN_DTYPE_F32   ? ldexp(1.0, -24)
+                     : p->dtype == POLYATTN_DTYPE_F16 ? ldexp(1.0, -11)
+                                                      : ldexp(1.0, -8);
     const int64_t group = c->heads_q / c->heads_kv;
     const size_t cols = (size_t)(c->batch * c->heads_kv * c->seq_kv);
     double max_lse = 0.0, eps_p, row_max = 0.0, col_max = 0.0, colv_max = 0.0;
@@ -252,8 +247,7 @@ static polyattn_status bwd_condition(const pa_tk_problem *p, const float *d_o, d
         return POLYATTN_STATUS_OUT_OF_MEMORY;
     }
     for (size_t i = 0; i < p->lse_elems; i++)
-        if (!isinf(p->ref_lse[i]) && fabs(p->ref_lse[i]) > max_lse)
-            max_lse = fabs(p->ref_lse[i]);
+        if (!isinf(p->ref_lse[i]) && fabs(p->ref_lse[i]) > max_lse) max_lse = fabs(p->ref_lse[i]);
     eps_p = ldexp(1.0, -24) * (scale * (double)c->head_dim * p->max_q * p->max_k + max_lse + 1.0);
     for (int64_t b = 0; b < c->batch; b++)
         for (int64_t h = 0; h < c->heads_q; h++) {
@@ -272,8 +266,7 @@ static polyattn_status bwd_condition(const pa_tk_problem *p, const float *d_o, d
                     const double pij = p->ref_probs[row * (size_t)c->seq_kv + (size_t)j];
                     const size_t cj = (size_t)((b * c->heads_kv + hk) * c->seq_kv + j);
                     double dp = 0.0, w;
-                    if (pij == 0.0)
-                        continue;
+                    if (pij == 0.0) continue;
                     for (int64_t d = 0; d < c->head_dim_v; d++)
                         dp += (double)d_o[pa_tk_elem_index(&t->o, b, h, i, d)] *
                               p->v[pa_tk_elem_index(&t->v, b, hk, j, d)];
@@ -349,10 +342,9 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
     /* The device first: a rejected plan needs no reference. */
     {
         const void *in[4] = {p->q_data, p->k_data, p->v_data, d_o_data};
-        st = bwd_once(ctx, &p->desc, in, dev_bytes, algo, deterministic, raw, NULL, p->lse_elems,
-                      1, p, var_got[0], var_got[1], r, &planned);
-        if (st != POLYATTN_STATUS_SUCCESS)
-            goto done;
+        st = bwd_once(ctx, &p->desc, in, dev_bytes, algo, deterministic, raw, NULL, p->lse_elems, 1,
+                      p, var_got[0], var_got[1], r, &planned);
+        if (st != POLYATTN_STATUS_SUCCESS) goto done;
     }
     /* The reference: host unfused (exact) on the same rounded values in f32 storage. */
     {
@@ -389,9 +381,10 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
             const char *vnames[2] = {"d_bias", "d_sinks"};
             double *vmax[2] = {&r->d_bias_max_rel, &r->d_sinks_max_rel};
             const double scale = c->scale > 0.0f ? c->scale : 1.0 / sqrt((double)c->head_dim);
-            const double summed = p->bias_data ? (double)(c->batch * c->heads_q * c->seq_q * c->seq_kv) /
-                                                     (double)(p->bias_grad_elems ? p->bias_grad_elems : 1)
-                                               : 1.0;
+            const double summed = p->bias_data
+                                      ? (double)(c->batch * c->heads_q * c->seq_q * c->seq_kv) /
+                                            (double)(p->bias_grad_elems ? p->bias_grad_elems : 1)
+                                      : 1.0;
             const double row_err = p->max_k > 0 ? cond[0] / (scale * p->max_k) : 0.0;
             for (int i = 0; i < 2; i++) {
                 double max_ref = 0.0, worst = 0.0;
@@ -399,8 +392,9 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
                 if (!var_n[i]) continue;
                 for (size_t e = 0; e < var_n[i]; e++)
                     max_ref = fabs(var_ref[i][e]) > max_ref ? fabs(var_ref[i][e]) : max_ref;
-                const double lim = r->tolerance * (max_ref > 1e-3 ? max_ref : 1e-3) +
-                                   (i == 0 ? row_err * summed : row_err * (double)c->batch * (double)c->seq_q);
+                const double lim =
+                    r->tolerance * (max_ref > 1e-3 ? max_ref : 1e-3) +
+                    (i == 0 ? row_err * summed : row_err * (double)c->batch * (double)c->seq_q);
                 for (size_t e = 0; e < var_n[i]; e++) {
                     const double diff = fabs((double)var_got[i][e] - (double)var_ref[i][e]);
                     if (!(diff <= lim)) bad++;
@@ -409,8 +403,9 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
                 *vmax[i] = max_ref > 0.0 ? worst / max_ref : worst;
                 if (bad) {
                     char vtext[160];
-                    snprintf(vtext, sizeof vtext, "%s: %lld elements off by more than %.3g (max %.3g)",
-                             vnames[i], bad, lim, worst);
+                    snprintf(vtext, sizeof vtext,
+                             "%s: %lld elements off by more than %.3g (max %.3g)", vnames[i], bad,
+                             lim, worst);
                     bwd_add_message(r, vtext);
                     r->bad_elements += bad;
                 }
@@ -420,8 +415,7 @@ polyattn_status pa_tk_run_backward(polyattn_context *ctx, pa_tk_problem *p, poly
         for (int64_t b = 0; b < c->batch; b++)
             for (int64_t h = 0; h < c->heads_q; h++)
                 for (int64_t s = 0; s < c->seq_q; s++) {
-                    if (!isinf(ref_lse[(b * c->heads_q + h) * c->seq_q + s]))
-                        continue;
+                    if (!isinf(ref_lse[(b * c->heads_q + h) * c->seq_q + s])) continue;
                     for (int64_t d = 0; d < c->head_dim; d++)
                         masked_bad += got[0][pa_tk_elem_index(&p->desc.q, b, h, s, d)] != 0.0f;
                 }
@@ -446,4 +440,3 @@ done:
         free(var_got[i]), free(var_ref[i]);
     return st;
 }
-

@@ -13,10 +13,13 @@ typedef struct pa_tk_extra_buffers {
 
 size_t pa_tk_span_elems(const polyattn_tensor_desc *t);
 int64_t pa_tk_elem_index(const polyattn_tensor_desc *t, int64_t b, int64_t h, int64_t s, int64_t d);
-double pa_tk_fill_tensor(float *dst, size_t n, const polyattn_tensor_desc *t, pa_tk_rng *rng, float magnitude, polyattn_dtype dtype);
-polyattn_status pa_tk_alloc_write(polyattn_context *ctx, uint64_t bytes, const void *src, polyattn_buffer **buf);
+double pa_tk_fill_tensor(float *dst, size_t n, const polyattn_tensor_desc *t, pa_tk_rng *rng,
+                         float magnitude, polyattn_dtype dtype);
+polyattn_status pa_tk_alloc_write(polyattn_context *ctx, uint64_t bytes, const void *src,
+                                  polyattn_buffer **buf);
 void pa_tk_extra_free(pa_tk_extra_buffers *e);
-polyattn_status pa_tk_extra_upload(polyattn_context *ctx, const pa_tk_problem *p, int backward, pa_tk_extra_buffers *e);
+polyattn_status pa_tk_extra_upload(polyattn_context *ctx, const pa_tk_problem *p, int backward,
+                                   pa_tk_extra_buffers *e);
 double pa_tk_worse(double worst, double d);
 
 #endif

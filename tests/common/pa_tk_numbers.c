@@ -27,10 +27,7 @@
 
 /* ---- random numbers ---- */
 
-void pa_tk_rng_seed(pa_tk_rng *rng, uint64_t seed)
-{
-    rng->state = seed;
-}
+void pa_tk_rng_seed(pa_tk_rng *rng, uint64_t seed) { rng->state = seed; }
 
 uint64_t pa_tk_rng_next(pa_tk_rng *rng)
 {
@@ -64,8 +61,7 @@ uint16_t pa_tk_f32_to_f16(float x)
     const uint16_t sign = signbit(x) ? 0x8000 : 0;
     double a = fabs((double)x), mant;
     int e;
-    if (isnan(x))
-        return sign | 0x7E00;
+    if (isnan(x)) return sign | 0x7E00;
     if (a >= 65520.0) /* halfway between 65504 and 2^16 ties to even: infinity */
         return sign | 0x7C00;
     if (a < ldexp(1.0, -14)) /* subnormal: multiples of 2^-24; 1024 carries to 2^-14 */
@@ -77,8 +73,7 @@ uint16_t pa_tk_f32_to_f16(float x)
         mant = 0.0;
         e += 1;
     }
-    if (e + 15 >= 31)
-        return sign | 0x7C00;
+    if (e + 15 >= 31) return sign | 0x7C00;
     return (uint16_t)(sign | (uint16_t)((e + 15) << 10) | (uint16_t)mant);
 }
 
@@ -86,12 +81,9 @@ float pa_tk_f16_to_f32(uint16_t h)
 {
     const int e = (h >> 10) & 0x1F, m = h & 0x3FF;
     double v;
-    if (e == 0)
-        v = ldexp((double)m, -24);
-    else if (e == 31)
-        v = m ? NAN : INFINITY;
-    else
-        v = ldexp(1.0 + m / 1024.0, e - 15);
+    if (e == 0) v = ldexp((double)m, -24);
+    else if (e == 31) v = m ? NAN : INFINITY;
+    else v = ldexp(1.0 + m / 1024.0, e - 15);
     return (float)((h & 0x8000) ? -v : v);
 }
 
@@ -100,10 +92,8 @@ uint16_t pa_tk_f32_to_bf16(float x)
     const uint16_t sign = signbit(x) ? 0x8000 : 0;
     double a = fabs((double)x), mant;
     int e;
-    if (isnan(x))
-        return sign | 0x7FC0;
-    if (isinf(x))
-        return sign | 0x7F80;
+    if (isnan(x)) return sign | 0x7FC0;
+    if (isinf(x)) return sign | 0x7F80;
     if (a < ldexp(1.0, -126)) /* f32 subnormal: multiples of 2^-133 */
         return (uint16_t)(sign | (uint16_t)nearbyint(ldexp(a, 133)));
     (void)frexp(a, &e);
@@ -113,8 +103,7 @@ uint16_t pa_tk_f32_to_bf16(float x)
         mant = 0.0;
         e += 1;
     }
-    if (e + 127 >= 255)
-        return sign | 0x7F80;
+    if (e + 127 >= 255) return sign | 0x7F80;
     return (uint16_t)(sign | (uint16_t)((e + 127) << 7) | (uint16_t)mant);
 }
 
@@ -143,7 +132,8 @@ void pa_tk_encode(void *dst, const float *src, size_t n, polyattn_dtype dtype)
         return;
     }
     for (i = 0; i < n; i++) {
-        uint16_t h = dtype == POLYATTN_DTYPE_F16 ? pa_tk_f32_to_f16(src[i]) : pa_tk_f32_to_bf16(src[i]);
+        uint16_t h =
+            dtype == POLYATTN_DTYPE_F16 ? pa_tk_f32_to_f16(src[i]) : pa_tk_f32_to_bf16(src[i]);
         memcpy((unsigned char *)dst + 2 * i, &h, 2);
     }
 }
@@ -181,12 +171,8 @@ pa_tk_tolerance pa_tk_tolerance_for(polyattn_dtype dtype)
 {
     pa_tk_tolerance t;
     switch (dtype) {
-    case POLYATTN_DTYPE_F16:
-        t.o_rel = 5e-3, t.lse_rel = 1e-3, t.probs_abs = 1e-3;
-        break;
-    case POLYATTN_DTYPE_BF16:
-        t.o_rel = 3e-2, t.lse_rel = 8e-3, t.probs_abs = 8e-3;
-        break;
+    case POLYATTN_DTYPE_F16: t.o_rel = 5e-3, t.lse_rel = 1e-3, t.probs_abs = 1e-3; break;
+    case POLYATTN_DTYPE_BF16: t.o_rel = 3e-2, t.lse_rel = 8e-3, t.probs_abs = 8e-3; break;
     default:
         /* LSE and P see only the f32 scores: no output rounding on top. */
         t.o_rel = 1e-4, t.lse_rel = 2e-5, t.probs_abs = 1e-5;
@@ -194,4 +180,3 @@ pa_tk_tolerance pa_tk_tolerance_for(polyattn_dtype dtype)
     }
     return t;
 }
-

@@ -21,7 +21,7 @@ int64_t pa_tk_elem_index(const polyattn_tensor_desc *t, int64_t b, int64_t h, in
 
 /* Fills the logical elements of a tensor with rounded random values; gaps stay NaN. */
 double pa_tk_fill_tensor(float *dst, size_t n, const polyattn_tensor_desc *t, pa_tk_rng *rng,
-                          float magnitude, polyattn_dtype dtype)
+                         float magnitude, polyattn_dtype dtype)
 {
     int64_t b, h, s, d;
     double max_abs = 0.0;
@@ -34,8 +34,7 @@ double pa_tk_fill_tensor(float *dst, size_t n, const polyattn_tensor_desc *t, pa
                 for (d = 0; d < t->shape[3]; d++) {
                     float x = pa_tk_round((float)(pa_tk_rng_uniform(rng) * magnitude), dtype);
                     dst[pa_tk_elem_index(t, b, h, s, d)] = x;
-                    if (fabs(x) > max_abs)
-                        max_abs = fabs(x);
+                    if (fabs(x) > max_abs) max_abs = fabs(x);
                 }
     return max_abs;
 }
@@ -63,7 +62,8 @@ void pa_tk_problem_free(pa_tk_problem *p)
 static size_t score_span(const polyattn_tensor_desc *t)
 {
     int64_t span = 1;
-    for (int d = 0; d < 4; d++) span += (t->shape[d] - 1) * t->strides[d];
+    for (int d = 0; d < 4; d++)
+        span += (t->shape[d] - 1) * t->strides[d];
     return (size_t)span;
 }
 
@@ -78,7 +78,7 @@ static int draw_variants(pa_tk_problem *p, pa_tk_rng *rng)
     if (!v) return 1;
     if (v->alibi != POLYATTN_ALIBI_NONE) {
         p->slopes_elems = (size_t)(v->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD ? c->batch * c->heads_q
-                                                                           : c->heads_q);
+                                                                             : c->heads_q);
         if (!(p->slopes = (float *)malloc(p->slopes_elems * sizeof(float)))) return 0;
         for (size_t i = 0; i < p->slopes_elems; i++) {
             p->slopes[i] = (float)(0.275 + 0.225 * pa_tk_rng_uniform(rng));
@@ -87,7 +87,8 @@ static int draw_variants(pa_tk_problem *p, pa_tk_rng *rng)
     }
     if (v->sinks) {
         if (!(p->sinks = (float *)malloc((size_t)c->heads_q * sizeof(float)))) return 0;
-        for (int64_t h = 0; h < c->heads_q; h++) p->sinks[h] = (float)(1.0 + 2.0 * pa_tk_rng_uniform(rng));
+        for (int64_t h = 0; h < c->heads_q; h++)
+            p->sinks[h] = (float)(1.0 + 2.0 * pa_tk_rng_uniform(rng));
     }
     if (v->bias) {
         const polyattn_tensor_desc *t = &d->bias;
@@ -99,7 +100,8 @@ static int draw_variants(pa_tk_problem *p, pa_tk_rng *rng)
             free(f);
             return 0;
         }
-        for (size_t i = 0; i < n; i++) f[i] = NAN;
+        for (size_t i = 0; i < n; i++)
+            f[i] = NAN;
         for (int64_t b = 0; b < t->shape[0]; b++)
             for (int64_t h = 0; h < t->shape[1]; h++)
                 for (int64_t i = 0; i < t->shape[2]; i++)
@@ -123,7 +125,9 @@ static int draw_variants(pa_tk_problem *p, pa_tk_rng *rng)
                 for (int64_t i = 0; i < t->shape[2]; i++)
                     for (int64_t j = 0; j < t->shape[3]; j++)
                         p->attn_mask[pa_tk_elem_index(t, b, h, i, j)] =
-                            pa_tk_rng_next(rng) % 5 == 0 ? 0 : (unsigned char)(1 + pa_tk_rng_next(rng) % 255);
+                            pa_tk_rng_next(rng) % 5 == 0
+                                ? 0
+                                : (unsigned char)(1 + pa_tk_rng_next(rng) % 255);
     }
     p->score_extra = max_bias + max_slope * (double)(c->seq_q > c->seq_kv ? c->seq_q : c->seq_kv);
     return 1;
@@ -184,7 +188,8 @@ static polyattn_context *host_ctx;
 
 polyattn_context *pa_tk_host_context(void)
 {
-    if (!host_ctx && polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &host_ctx) != POLYATTN_STATUS_SUCCESS)
+    if (!host_ctx &&
+        polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &host_ctx) != POLYATTN_STATUS_SUCCESS)
         host_ctx = NULL;
     return host_ctx;
 }
@@ -194,4 +199,3 @@ void pa_tk_shutdown(void)
     polyattn_context_destroy(host_ctx);
     host_ctx = NULL;
 }
-

@@ -25,14 +25,12 @@ static void free_buffers(run_buffers *b)
 }
 
 polyattn_status pa_tk_alloc_write(polyattn_context *ctx, uint64_t bytes, const void *src,
-                                   polyattn_buffer **buf)
+                                  polyattn_buffer **buf)
 {
     polyattn_status st = polyattn_buffer_alloc(ctx, bytes, buf);
-    if (st == POLYATTN_STATUS_SUCCESS && src)
-        st = polyattn_buffer_write(*buf, 0, src, bytes);
+    if (st == POLYATTN_STATUS_SUCCESS && src) st = polyattn_buffer_write(*buf, 0, src, bytes);
     return st;
 }
-
 
 void pa_tk_extra_free(pa_tk_extra_buffers *e)
 {
@@ -46,25 +44,29 @@ void pa_tk_extra_free(pa_tk_extra_buffers *e)
 }
 
 polyattn_status pa_tk_extra_upload(polyattn_context *ctx, const pa_tk_problem *p, int backward,
-                                    pa_tk_extra_buffers *e)
+                                   pa_tk_extra_buffers *e)
 {
     polyattn_status st = POLYATTN_STATUS_SUCCESS;
     memset(e, 0, sizeof *e);
     e->ex.struct_size = sizeof e->ex;
-    if (p->slopes && (st = pa_tk_alloc_write(ctx, p->slopes_elems * 4, p->slopes, &e->slopes))) return st;
-    if (p->bias_data && (st = pa_tk_alloc_write(ctx, p->bias_bytes, p->bias_data, &e->bias))) return st;
-    if (p->attn_mask && (st = pa_tk_alloc_write(ctx, p->attn_mask_bytes, p->attn_mask, &e->attn_mask)))
+    if (p->slopes && (st = pa_tk_alloc_write(ctx, p->slopes_elems * 4, p->slopes, &e->slopes)))
+        return st;
+    if (p->bias_data && (st = pa_tk_alloc_write(ctx, p->bias_bytes, p->bias_data, &e->bias)))
+        return st;
+    if (p->attn_mask &&
+        (st = pa_tk_alloc_write(ctx, p->attn_mask_bytes, p->attn_mask, &e->attn_mask)))
         return st;
     if (p->sinks && (st = pa_tk_alloc_write(ctx, (size_t)p->c->heads_q * 4, p->sinks, &e->sinks)))
         return st;
     if (backward) {
-        const size_t n = p->bias_grad_elems > (size_t)p->c->heads_q ? p->bias_grad_elems
-                                                                    : (size_t)p->c->heads_q;
+        const size_t n =
+            p->bias_grad_elems > (size_t)p->c->heads_q ? p->bias_grad_elems : (size_t)p->c->heads_q;
         float *poison = (float *)malloc(n * 4);
         if (!poison) return POLYATTN_STATUS_OUT_OF_MEMORY;
         pa_tk_poison(poison, n, POLYATTN_DTYPE_F32);
         if (p->bias_data) st = pa_tk_alloc_write(ctx, p->bias_grad_elems * 4, poison, &e->d_bias);
-        if (!st && p->sinks) st = pa_tk_alloc_write(ctx, (size_t)p->c->heads_q * 4, poison, &e->d_sinks);
+        if (!st && p->sinks)
+            st = pa_tk_alloc_write(ctx, (size_t)p->c->heads_q * 4, poison, &e->d_sinks);
         free(poison);
         if (st) return st;
     }
@@ -107,24 +109,22 @@ static polyattn_status run_once(polyattn_context *ctx, const polyattn_attention_
     *planned = 1;
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info;
-    if ((st = polyattn_plan_get_info(plan, &info)) != POLYATTN_STATUS_SUCCESS)
-        goto fail;
+    if ((st = polyattn_plan_get_info(plan, &info)) != POLYATTN_STATUS_SUCCESS) goto fail;
     r->algo = info.algo;
     r->workspace_bytes = info.workspace_bytes;
     stage = "buffers";
-    if ((st = pa_tk_alloc_write(ctx, q_bytes, q, &b.q)) || (st = pa_tk_alloc_write(ctx, k_bytes, k, &b.k)) ||
-        (st = pa_tk_alloc_write(ctx, v_bytes, v, &b.v)) || (st = pa_tk_extra_upload(ctx, vp, 0, &e)))
+    if ((st = pa_tk_alloc_write(ctx, q_bytes, q, &b.q)) ||
+        (st = pa_tk_alloc_write(ctx, k_bytes, k, &b.k)) ||
+        (st = pa_tk_alloc_write(ctx, v_bytes, v, &b.v)) ||
+        (st = pa_tk_extra_upload(ctx, vp, 0, &e)))
         goto fail;
     /* Poison every output (and the workspace) so unwritten elements show up as NaN. */
     {
         size_t poison_bytes = o_bytes;
         size_t n = 0;
-        if (want_probs && probs_elems * 4 > poison_bytes)
-            poison_bytes = probs_elems * 4;
-        if (want_lse && lse_elems * 4 > poison_bytes)
-            poison_bytes = lse_elems * 4;
-        if (info.workspace_bytes > poison_bytes)
-            poison_bytes = (size_t)info.workspace_bytes;
+        if (want_probs && probs_elems * 4 > poison_bytes) poison_bytes = probs_elems * 4;
+        if (want_lse && lse_elems * 4 > poison_bytes) poison_bytes = lse_elems * 4;
+        if (info.workspace_bytes > poison_bytes) poison_bytes = (size_t)info.workspace_bytes;
         poison = malloc(poison_bytes ? poison_bytes : 1);
         if (!poison) {
             st = POLYATTN_STATUS_OUT_OF_MEMORY;
@@ -132,32 +132,25 @@ static polyattn_status run_once(polyattn_context *ctx, const polyattn_attention_
         }
         n = o_bytes / polyattn_dtype_size(desc->o.dtype);
         pa_tk_poison(poison, n, desc->o.dtype);
-        if ((st = pa_tk_alloc_write(ctx, o_bytes, poison, &b.o)))
-            goto fail;
+        if ((st = pa_tk_alloc_write(ctx, o_bytes, poison, &b.o))) goto fail;
         pa_tk_poison(poison, poison_bytes / 4, POLYATTN_DTYPE_F32);
-        if (want_lse && (st = pa_tk_alloc_write(ctx, lse_elems * 4, poison, &b.lse)))
-            goto fail;
+        if (want_lse && (st = pa_tk_alloc_write(ctx, lse_elems * 4, poison, &b.lse))) goto fail;
         if (want_probs && (st = pa_tk_alloc_write(ctx, probs_elems * 4, poison, &b.probs)))
             goto fail;
         if (info.workspace_bytes) {
             memset(poison, 0xFF, (size_t)info.workspace_bytes); /* NaN in every dtype */
-            if ((st = pa_tk_alloc_write(ctx, info.workspace_bytes, poison, &b.ws)))
-                goto fail;
+            if ((st = pa_tk_alloc_write(ctx, info.workspace_bytes, poison, &b.ws))) goto fail;
         }
     }
     stage = "forward";
     if ((st = polyattn_forward_ex(plan, b.q, b.k, b.v, b.o, b.lse, b.probs, b.ws, &e.ex)))
         goto fail;
     stage = "synchronize";
-    if ((st = polyattn_context_synchronize(ctx)))
-        goto fail;
+    if ((st = polyattn_context_synchronize(ctx))) goto fail;
     stage = "read back";
-    if ((st = polyattn_buffer_read(b.o, 0, o_raw, o_bytes)))
-        goto fail;
-    if (want_lse && (st = polyattn_buffer_read(b.lse, 0, lse, lse_elems * 4)))
-        goto fail;
-    if (want_probs && (st = polyattn_buffer_read(b.probs, 0, probs, probs_elems * 4)))
-        goto fail;
+    if ((st = polyattn_buffer_read(b.o, 0, o_raw, o_bytes))) goto fail;
+    if (want_lse && (st = polyattn_buffer_read(b.lse, 0, lse, lse_elems * 4))) goto fail;
+    if (want_probs && (st = polyattn_buffer_read(b.probs, 0, probs, probs_elems * 4))) goto fail;
     if (check_inputs) {
         /* The inputs must come back unchanged: a kernel writing into Q, K or V is a bug. */
         const void *in[3] = {q, k, v};
@@ -175,8 +168,7 @@ static polyattn_status run_once(polyattn_context *ctx, const polyattn_attention_
             st = polyattn_buffer_read(bufs[i], 0, back, bytes[i]);
             same = st == POLYATTN_STATUS_SUCCESS && memcmp(back, in[i], bytes[i]) == 0;
             free(back);
-            if (st)
-                goto fail;
+            if (st) goto fail;
             if (!same) {
                 snprintf(r->message, sizeof r->message, "input %s was modified by the forward",
                          names[i]);
@@ -206,11 +198,9 @@ polyattn_status pa_tk_problem_reference(pa_tk_problem *p, char *err, size_t err_
     pa_tk_result r;
     polyattn_status st;
     int planned;
-    if (p->ref_o)
-        return POLYATTN_STATUS_SUCCESS;
+    if (p->ref_o) return POLYATTN_STATUS_SUCCESS;
     if (!ctx) {
-        if (err)
-            snprintf(err, err_len, "no host context: %s", polyattn_last_error());
+        if (err) snprintf(err, err_len, "no host context: %s", polyattn_last_error());
         return POLYATTN_STATUS_NOT_FOUND;
     }
     memset(&r, 0, sizeof r);
@@ -222,14 +212,12 @@ polyattn_status pa_tk_problem_reference(pa_tk_problem *p, char *err, size_t err_
         st = POLYATTN_STATUS_OUT_OF_MEMORY;
         snprintf(r.message, sizeof r.message, "out of host memory");
     } else {
-        st = run_once(ctx, &desc, p->q, p->k, p->v, p->q_elems * 4, p->k_elems * 4,
-                      p->v_elems * 4, p->o_elems * 4, p->lse_elems, p->probs_elems,
-                      POLYATTN_ALGO_UNFUSED, 1, 1, p->ref_o, p->ref_lse, p->ref_probs, 0, p, &r,
-                      &planned);
+        st = run_once(ctx, &desc, p->q, p->k, p->v, p->q_elems * 4, p->k_elems * 4, p->v_elems * 4,
+                      p->o_elems * 4, p->lse_elems, p->probs_elems, POLYATTN_ALGO_UNFUSED, 1, 1,
+                      p->ref_o, p->ref_lse, p->ref_probs, 0, p, &r, &planned);
     }
     if (st != POLYATTN_STATUS_SUCCESS) {
-        if (err)
-            snprintf(err, err_len, "host reference: %s", r.message);
+        if (err) snprintf(err, err_len, "host reference: %s", r.message);
         free(p->ref_o);
         free(p->ref_lse);
         free(p->ref_probs);
@@ -239,10 +227,7 @@ polyattn_status pa_tk_problem_reference(pa_tk_problem *p, char *err, size_t err_
 }
 
 /* The larger of two errors; a NaN error sticks (an unwritten element must show). */
-double pa_tk_worse(double worst, double d)
-{
-    return (isnan(worst) || d <= worst) ? worst : d;
-}
+double pa_tk_worse(double worst, double d) { return (isnan(worst) || d <= worst) ? worst : d; }
 
 long long pa_tk_compare(const float *out, const float *ref, size_t n, double abs_tol,
                         double *max_abs)
@@ -254,12 +239,10 @@ long long pa_tk_compare(const float *out, const float *ref, size_t n, double abs
         double d = fabs((double)out[i] - (double)ref[i]);
         if (isinf(ref[i]) && out[i] == ref[i])
             d = 0.0; /* -inf LSE of a masked row matches exactly */
-        if (!(d <= abs_tol))
-            bad++;
+        if (!(d <= abs_tol)) bad++;
         worst = pa_tk_worse(worst, d);
     }
-    if (max_abs)
-        *max_abs = worst;
+    if (max_abs) *max_abs = worst;
     return bad;
 }
 
@@ -270,8 +253,8 @@ static void add_message(pa_tk_result *r, const char *text)
         snprintf(r->message + len, sizeof r->message - len, "%s%s", len ? "; " : "", text);
 }
 
-polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo algo,
-                          int want_lse, int want_probs, pa_tk_result *r)
+polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo algo, int want_lse,
+                          int want_probs, pa_tk_result *r)
 {
     const pa_tk_case *c = p->c;
     const size_t es = polyattn_dtype_size(p->dtype);
@@ -293,9 +276,9 @@ polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo
         snprintf(r->message, sizeof r->message, "out of host memory");
         goto done;
     }
-    st = run_once(ctx, &p->desc, p->q_data, p->k_data, p->v_data, p->q_elems * es,
-                  p->k_elems * es, p->v_elems * es, p->o_elems * es, p->lse_elems,
-                  p->probs_elems, algo, want_lse, want_probs, o_raw, lse, probs, 1, p, r, &planned);
+    st = run_once(ctx, &p->desc, p->q_data, p->k_data, p->v_data, p->q_elems * es, p->k_elems * es,
+                  p->v_elems * es, p->o_elems * es, p->lse_elems, p->probs_elems, algo, want_lse,
+                  want_probs, o_raw, lse, probs, 1, p, r, &planned);
     if (st != POLYATTN_STATUS_SUCCESS)
         goto done; /* r->message says why; UNSUPPORTED before planning is not a failure */
     st = pa_tk_problem_reference(p, text, sizeof text);
@@ -312,8 +295,7 @@ polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo
             for (s = 0; s < c->seq_q; s++)
                 for (d = 0; d < c->head_dim_v; d++) {
                     double x = fabs(p->ref_o[pa_tk_elem_index(&p->desc.o, b, h, s, d)]);
-                    if (x > max_ref)
-                        max_ref = x;
+                    if (x > max_ref) max_ref = x;
                 }
     o_tol = tol.o_rel * max_ref + 2.0 * eps_s * p->max_v;
 
@@ -330,10 +312,8 @@ polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo
                     for (d = 0; d < c->head_dim_v; d++) {
                         const size_t at = (size_t)pa_tk_elem_index(&p->desc.o, b, h, s, d);
                         double diff = fabs((double)o[at] - (double)p->ref_o[at]);
-                        if (!(diff <= o_tol))
-                            bad++;
-                        if (masked && o[at] != 0.0f)
-                            masked_bad++;
+                        if (!(diff <= o_tol)) bad++;
+                        if (masked && o[at] != 0.0f) masked_bad++;
                         worst = pa_tk_worse(worst, diff);
                     }
                 }
@@ -341,23 +321,25 @@ polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo
             unsigned char pat[4];
             pa_tk_poison(pat, 1, p->dtype);
             for (i = 0; i < p->o_elems; i++)
-                if (p->o_gap[i] && memcmp((unsigned char *)o_raw + i * es, pat, es) != 0)
-                    gap_bad++;
+                if (p->o_gap[i] && memcmp((unsigned char *)o_raw + i * es, pat, es) != 0) gap_bad++;
         }
         r->o_max_abs = worst;
         r->o_max_rel = max_ref > 0.0 ? worst / max_ref : worst;
         r->bad_elements += bad + masked_bad + gap_bad;
         if (bad) {
             snprintf(text, sizeof text, "O: %lld of %lld elements off by more than %.3g (max %.3g)",
-                     bad, (long long)(c->batch * c->heads_q * c->seq_q * c->head_dim_v), o_tol, worst);
+                     bad, (long long)(c->batch * c->heads_q * c->seq_q * c->head_dim_v), o_tol,
+                     worst);
             add_message(r, text);
         }
         if (masked_bad) {
-            snprintf(text, sizeof text, "O: %lld elements of fully masked rows are not 0", masked_bad);
+            snprintf(text, sizeof text, "O: %lld elements of fully masked rows are not 0",
+                     masked_bad);
             add_message(r, text);
         }
         if (gap_bad) {
-            snprintf(text, sizeof text, "O: %lld gap elements between rows were overwritten", gap_bad);
+            snprintf(text, sizeof text, "O: %lld gap elements between rows were overwritten",
+                     gap_bad);
             add_message(r, text);
         }
     }
@@ -370,8 +352,7 @@ polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo
             const double ref = p->ref_lse[i];
             double diff = isinf(ref) ? (lse[i] == ref ? 0.0 : INFINITY) : fabs(lse[i] - ref);
             double lim = tol.lse_rel * (fabs(ref) > 1.0 ? fabs(ref) : 1.0) + eps_s;
-            if (!(diff <= lim))
-                bad++;
+            if (!(diff <= lim)) bad++;
             worst = pa_tk_worse(worst, diff);
         }
         r->lse_max_abs = worst;
@@ -389,8 +370,8 @@ polyattn_status pa_tk_run(polyattn_context *ctx, pa_tk_problem *p, polyattn_algo
                             &r->probs_max_abs);
         r->bad_elements += bad;
         if (bad) {
-            snprintf(text, sizeof text, "probs: %lld of %zu out of tolerance (max error %.3g)",
-                     bad, p->probs_elems, r->probs_max_abs);
+            snprintf(text, sizeof text, "probs: %lld of %zu out of tolerance (max error %.3g)", bad,
+                     p->probs_elems, r->probs_max_abs);
             add_message(r, text);
         }
     }
@@ -404,4 +385,3 @@ done:
     free(probs);
     return st;
 }
-

@@ -46,7 +46,8 @@ static void encode(void *dst, size_t n, polyattn_dtype t)
                 if (k != 0) {
                     unsigned int a = (unsigned int)(k < 0 ? -k : k);
                     int e = 0;
-                    while ((a >> e) > 1) e++;
+                    while ((a >> e) > 1)
+                        e++;
                     /* value a * 2^-10 = 1.m * 2^(e-10) */
                     unsigned int mant = (a << (10 - e)) & 0x3ffu;
                     h = (unsigned short)(((unsigned int)(e - 10 + 15) << 10) | mant);
@@ -78,7 +79,8 @@ static int run_case(polyattn_context *ctx, const det_shape *sh, polyattn_dtype d
     polyattn_attention_desc_init(&desc, dtype, batch, heads_q, heads_kv, seq_q, seq_kv, hd, hd);
     desc.mask = sh->mask;
     const size_t es = polyattn_dtype_size(dtype);
-    const size_t nq = (size_t)(batch * heads_q * seq_q * hd), nk = (size_t)(batch * heads_kv * seq_kv * hd);
+    const size_t nq = (size_t)(batch * heads_q * seq_q * hd),
+                 nk = (size_t)(batch * heads_kv * seq_kv * hd);
     const size_t nl = (size_t)(batch * heads_q * seq_q);
     const size_t bytes[3] = {nq * es, nk * es, nk * es};
     polyattn_plan_options opt;
@@ -113,8 +115,8 @@ static int run_case(polyattn_context *ctx, const det_shape *sh, polyattn_dtype d
         now[i] = malloc(bytes[i]);
         bad = bad || !first[i] || !now[i];
     }
-    const size_t sizes[9] = {nq * es, nk * es, nk * es, nq * es, nq * es, nl * 4,
-                             nq * es, nk * es, nk * es};
+    const size_t sizes[9] = {nq * es, nk * es, nk * es, nq * es, nq * es,
+                             nl * 4,  nq * es, nk * es, nk * es};
     for (int i = 0; i < 9 && !bad; i++)
         bad = polyattn_buffer_alloc(ctx, sizes[i], &b[i]) != 0;
     if (!bad && info.workspace_bytes) bad = polyattn_buffer_alloc(ctx, info.workspace_bytes, &b[9]);
@@ -248,7 +250,8 @@ int main(void)
         return 1;
     }
     const polyattn_dtype dtypes[3] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16, POLYATTN_DTYPE_BF16};
-    const polyattn_algo algos[3] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FUSED, POLYATTN_ALGO_FLASH};
+    const polyattn_algo algos[3] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FUSED,
+                                    POLYATTN_ALGO_FLASH};
     for (int s = 0; s < 2; s++)
         for (int a = 0; a < 3; a++)
             for (int t = 0; t < 3; t++) {

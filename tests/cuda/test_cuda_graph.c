@@ -80,8 +80,7 @@ static size_t n_l(const shape *s) { return (size_t)(s->batch * s->hq * s->sq); }
 static polyattn_attention_desc desc_of(const shape *s, polyattn_dtype dtype)
 {
     polyattn_attention_desc d;
-    polyattn_attention_desc_init(&d, dtype, s->batch, s->hq, s->hkv, s->sq, s->skv, s->dim,
-                                 s->dim);
+    polyattn_attention_desc_init(&d, dtype, s->batch, s->hq, s->hkv, s->sq, s->skv, s->dim, s->dim);
     d.mask = s->mask;
     return d;
 }
@@ -92,8 +91,9 @@ static int reference(const shape *s, tensors *t)
     polyattn_context *ctx = NULL;
     polyattn_plan *plan = NULL;
     polyattn_buffer *b[11] = {0};
-    const size_t bytes[11] = {n_q(s) * 4, n_k(s) * 4, n_k(s) * 4, n_q(s) * 4, n_q(s) * 4,
-                              n_l(s) * 4, n_q(s) * 4, n_k(s) * 4, n_k(s) * 4, 0, 0};
+    const size_t bytes[11] = {n_q(s) * 4, n_k(s) * 4, n_k(s) * 4, n_q(s) * 4,
+                              n_q(s) * 4, n_l(s) * 4, n_q(s) * 4, n_k(s) * 4,
+                              n_k(s) * 4, 0,          0};
     const polyattn_attention_desc d = desc_of(s, POLYATTN_DTYPE_F32);
     polyattn_plan_options opt;
     polyattn_plan_options_init(&opt);
@@ -104,24 +104,27 @@ static int reference(const shape *s, tensors *t)
     info.struct_size = sizeof info;
     int bad = polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &ctx) ||
               polyattn_plan_create(ctx, &d, &opt, &plan) || polyattn_plan_get_info(plan, &info);
-    for (int i = 0; i < 9 && !bad; i++) bad = polyattn_buffer_alloc(ctx, bytes[i], &b[i]);
+    for (int i = 0; i < 9 && !bad; i++)
+        bad = polyattn_buffer_alloc(ctx, bytes[i], &b[i]);
     if (!bad && info.workspace_bytes) bad = polyattn_buffer_alloc(ctx, info.workspace_bytes, &b[9]);
     if (!bad && info.backward_workspace_bytes)
         bad = polyattn_buffer_alloc(ctx, info.backward_workspace_bytes, &b[10]);
     if (!bad)
-        bad = polyattn_buffer_write(b[0], 0, t->q, bytes[0]) ||
-              polyattn_buffer_write(b[1], 0, t->k, bytes[1]) ||
-              polyattn_buffer_write(b[2], 0, t->v, bytes[2]) ||
-              polyattn_buffer_write(b[3], 0, t->d_o, bytes[3]) ||
-              polyattn_forward(plan, b[0], b[1], b[2], b[4], b[5], NULL, b[9]) ||
-              polyattn_backward(plan, b[0], b[1], b[2], b[4], b[3], b[5], b[6], b[7], b[8], b[10]) ||
-              polyattn_buffer_read(b[4], 0, t->o, bytes[4]) ||
-              polyattn_buffer_read(b[5], 0, t->lse, bytes[5]) ||
-              polyattn_buffer_read(b[6], 0, t->dq, bytes[6]) ||
-              polyattn_buffer_read(b[7], 0, t->dk, bytes[7]) ||
-              polyattn_buffer_read(b[8], 0, t->dv, bytes[8]);
+        bad =
+            polyattn_buffer_write(b[0], 0, t->q, bytes[0]) ||
+            polyattn_buffer_write(b[1], 0, t->k, bytes[1]) ||
+            polyattn_buffer_write(b[2], 0, t->v, bytes[2]) ||
+            polyattn_buffer_write(b[3], 0, t->d_o, bytes[3]) ||
+            polyattn_forward(plan, b[0], b[1], b[2], b[4], b[5], NULL, b[9]) ||
+            polyattn_backward(plan, b[0], b[1], b[2], b[4], b[3], b[5], b[6], b[7], b[8], b[10]) ||
+            polyattn_buffer_read(b[4], 0, t->o, bytes[4]) ||
+            polyattn_buffer_read(b[5], 0, t->lse, bytes[5]) ||
+            polyattn_buffer_read(b[6], 0, t->dq, bytes[6]) ||
+            polyattn_buffer_read(b[7], 0, t->dk, bytes[7]) ||
+            polyattn_buffer_read(b[8], 0, t->dv, bytes[8]);
     if (bad) fprintf(stderr, "host reference: %s\n", ctx ? polyattn_context_last_error(ctx) : "");
-    for (int i = 0; i < 11; i++) polyattn_buffer_free(b[i]);
+    for (int i = 0; i < 11; i++)
+        polyattn_buffer_free(b[i]);
     polyattn_plan_destroy(plan);
     polyattn_context_destroy(ctx);
     return bad;
@@ -146,7 +149,8 @@ static int device_upload(void *dst, const float *src, size_t n, polyattn_dtype d
     if (dtype == POLYATTN_DTYPE_F32) return cudaMemcpy(dst, src, n * 4, cudaMemcpyHostToDevice);
     uint16_t *h = malloc(n * 2);
     if (!h) return 1;
-    for (size_t i = 0; i < n; i++) h[i] = to_f16(src[i]);
+    for (size_t i = 0; i < n; i++)
+        h[i] = to_f16(src[i]);
     const int e = cudaMemcpy(dst, h, n * 2, cudaMemcpyHostToDevice);
     free(h);
     return e;
@@ -158,7 +162,8 @@ static int device_download(float *dst, const void *src, size_t n, polyattn_dtype
     uint16_t *h = malloc(n * 2);
     if (!h) return 1;
     int e = cudaMemcpy(h, src, n * 2, cudaMemcpyDeviceToHost);
-    for (size_t i = 0; i < n; i++) dst[i] = from_f16(h[i]);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = from_f16(h[i]);
     free(h);
     return e;
 }
@@ -167,7 +172,8 @@ static int run_case(const shape *s, polyattn_algo algo, const tensors *ref, cons
                     cudaStream_t stream, polyattn_context *ctx)
 {
     const size_t es = s->dtype == POLYATTN_DTYPE_F32 ? 4 : 2;
-    const size_t elems[9] = {n_q(s), n_k(s), n_k(s), n_q(s), n_q(s), n_l(s), n_q(s), n_k(s), n_k(s)};
+    const size_t elems[9] = {n_q(s), n_k(s), n_k(s), n_q(s), n_q(s),
+                             n_l(s), n_q(s), n_k(s), n_k(s)};
     polyattn_plan_options opt;
     polyattn_plan_options_init(&opt);
     opt.algo = algo;
@@ -190,8 +196,9 @@ static int run_case(const shape *s, polyattn_algo algo, const tensors *ref, cons
     void *mem[11] = {0};
     polyattn_buffer *b[11] = {0};
     for (int i = 0; i < 11; i++) {
-        size_t bytes = i < 9 ? elems[i] * (i == 5 ? 4 : es)
-                     : i == 9 ? (size_t)info.workspace_bytes : (size_t)info.backward_workspace_bytes;
+        size_t bytes = i < 9    ? elems[i] * (i == 5 ? 4 : es)
+                       : i == 9 ? (size_t)info.workspace_bytes
+                                : (size_t)info.backward_workspace_bytes;
         if (!bytes) continue;
         CHECK(cudaMalloc(&mem[i], bytes) == cudaSuccess, "cudaMalloc");
         CHECK(polyattn_cuda_buffer_wrap(ctx, mem[i], bytes, &b[i]) == 0, "wrap: %s",
@@ -224,7 +231,8 @@ static int run_case(const shape *s, polyattn_algo algo, const tensors *ref, cons
     got.dk = got.lse + n_l(s), got.dv = got.dk + n_k(s);
     for (int replay = 0; replay < 2; replay++) {
         for (int i = 4; i < 9; i++) /* poison every output: NaN in f32 and f16 */
-            CHECK(cudaMemsetAsync(mem[i], 0xff, elems[i] * (i == 5 ? 4 : es), stream) == cudaSuccess,
+            CHECK(cudaMemsetAsync(mem[i], 0xff, elems[i] * (i == 5 ? 4 : es), stream) ==
+                      cudaSuccess,
                   "poison");
         CHECK(cudaGraphLaunch(exec, stream) == cudaSuccess, "launch");
         CHECK(cudaStreamSynchronize(stream) == cudaSuccess, "replay %d: %s", replay,
@@ -279,7 +287,8 @@ int main(void)
         {"f32_d64_tl_37x53", POLYATTN_DTYPE_F32, 1, 3, 1, 37, 53, 64,
          POLYATTN_MASK_CAUSAL_TOP_LEFT},
     };
-    const polyattn_algo algos[3] = {POLYATTN_ALGO_FLASH, POLYATTN_ALGO_FUSED, POLYATTN_ALGO_UNFUSED};
+    const polyattn_algo algos[3] = {POLYATTN_ALGO_FLASH, POLYATTN_ALGO_FUSED,
+                                    POLYATTN_ALGO_UNFUSED};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape *s = &shapes[si];
         tensors in, ref;
@@ -288,8 +297,10 @@ int main(void)
         in.q = all, in.d_o = in.q + n_q(s), in.k = in.d_o + n_q(s), in.v = in.k + n_k(s);
         ref.o = in.v + n_k(s), ref.dq = ref.o + n_q(s), ref.lse = ref.dq + n_q(s);
         ref.dk = ref.lse + n_l(s), ref.dv = ref.dk + n_k(s);
-        for (size_t i = 0; i < n_q(s); i++) in.q[i] = draw(), in.d_o[i] = draw();
-        for (size_t i = 0; i < n_k(s); i++) in.k[i] = draw(), in.v[i] = draw();
+        for (size_t i = 0; i < n_q(s); i++)
+            in.q[i] = draw(), in.d_o[i] = draw();
+        for (size_t i = 0; i < n_k(s); i++)
+            in.k[i] = draw(), in.v[i] = draw();
         ref.q = in.q, ref.k = in.k, ref.v = in.v, ref.d_o = in.d_o;
         CHECK(reference(s, &ref) == 0, "reference");
         for (int a = 0; a < 3; a++)

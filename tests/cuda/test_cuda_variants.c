@@ -33,11 +33,11 @@ static const variant_case cases[] = {
     {"window_alibi_128", 2, 2, 2, 300, 520, 128, POLYATTN_DTYPE_BF16, POLYATTN_MASK_NONE, 33, 7,
      0.f, POLYATTN_ALIBI_PER_BATCH_HEAD, 0, 0, 0},
     /* head dim 256 (32-key tiles), left-only window, top-left causal, seq_q > seq_kv */
-    {"window_tl_256", 1, 2, 1, 400, 333, 256, POLYATTN_DTYPE_F16, POLYATTN_MASK_CAUSAL_TOP_LEFT,
-     50, -1, 0.f, POLYATTN_ALIBI_NONE, 0, 0, 1},
+    {"window_tl_256", 1, 2, 1, 400, 333, 256, POLYATTN_DTYPE_F16, POLYATTN_MASK_CAUSAL_TOP_LEFT, 50,
+     -1, 0.f, POLYATTN_ALIBI_NONE, 0, 0, 1},
     /* bias and attn_mask with a window: the generic kernel on flash */
-    {"bias_mask_window", 1, 2, 2, 150, 170, 64, POLYATTN_DTYPE_F16, POLYATTN_MASK_NONE, 20, 20,
-     0.f, POLYATTN_ALIBI_NONE, 1, 1, 1},
+    {"bias_mask_window", 1, 2, 2, 150, 170, 64, POLYATTN_DTYPE_F16, POLYATTN_MASK_NONE, 20, 20, 0.f,
+     POLYATTN_ALIBI_NONE, 1, 1, 1},
     /* f32: the generic kernel on flash */
     {"f32_window_softcap", 1, 2, 2, 130, 200, 96, POLYATTN_DTYPE_F32,
      POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 40, -1, 5.f, POLYATTN_ALIBI_PER_HEAD, 0, 0, 1},
@@ -50,8 +50,8 @@ typedef struct run_out {
 } run_out;
 
 /* Runs one algorithm of c on ctx with the inputs given (storage dtype), into out. */
-static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
-               const void *q, const void *k, const void *v, const float *slopes, const float *bias,
+static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo, const void *q,
+               const void *k, const void *v, const float *slopes, const float *bias,
                const unsigned char *mask, const float *sinks, run_out *out)
 {
     const size_t es = polyattn_dtype_size(c->dtype);
@@ -109,12 +109,15 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
     info.struct_size = sizeof info;
     polyattn_plan_get_info(plan, &info);
     snprintf(out->reason, sizeof out->reason, "%s", info.reason);
-    const size_t n_slopes = c->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD ? (size_t)c->batch * c->heads_q
-                                                                       : (size_t)c->heads_q;
+    const size_t n_slopes = c->alibi == POLYATTN_ALIBI_PER_BATCH_HEAD
+                                ? (size_t)c->batch * c->heads_q
+                                : (size_t)c->heads_q;
     polyattn_buffer *b[10] = {NULL};
     enum { BQ, BK, BV, BO, BL, BW, BS, BB, BM, BSK };
-    int bad = polyattn_buffer_alloc(ctx, nq * es, &b[BQ]) || polyattn_buffer_alloc(ctx, nk * es, &b[BK]) ||
-              polyattn_buffer_alloc(ctx, nk * es, &b[BV]) || polyattn_buffer_alloc(ctx, nq * es, &b[BO]) ||
+    int bad = polyattn_buffer_alloc(ctx, nq * es, &b[BQ]) ||
+              polyattn_buffer_alloc(ctx, nk * es, &b[BK]) ||
+              polyattn_buffer_alloc(ctx, nk * es, &b[BV]) ||
+              polyattn_buffer_alloc(ctx, nq * es, &b[BO]) ||
               polyattn_buffer_alloc(ctx, rows * 4, &b[BL]) ||
               (info.workspace_bytes && polyattn_buffer_alloc(ctx, info.workspace_bytes, &b[BW])) ||
               (c->alibi && polyattn_buffer_alloc(ctx, n_slopes * 4, &b[BS])) ||
@@ -122,7 +125,8 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
               (c->attn_mask && polyattn_buffer_alloc(ctx, pairs, &b[BM])) ||
               (c->sinks && polyattn_buffer_alloc(ctx, (size_t)c->heads_q * 4, &b[BSK]));
     bad = bad || polyattn_buffer_write(b[BQ], 0, q, nq * es) ||
-          polyattn_buffer_write(b[BK], 0, k, nk * es) || polyattn_buffer_write(b[BV], 0, v, nk * es) ||
+          polyattn_buffer_write(b[BK], 0, k, nk * es) ||
+          polyattn_buffer_write(b[BV], 0, v, nk * es) ||
           (c->alibi && polyattn_buffer_write(b[BS], 0, slopes, n_slopes * 4)) ||
           (c->bias && polyattn_buffer_write(b[BB], 0, bias, (size_t)c->heads_q * pairs * 4)) ||
           (c->attn_mask && polyattn_buffer_write(b[BM], 0, mask, pairs)) ||
@@ -132,7 +136,8 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
     bad = bad || !o_raw;
     if (!bad) {
         memset(o_raw, 0x7f, nq * es);
-        for (size_t i = 0; i < rows; i++) out->lse[i] = 12345.f;
+        for (size_t i = 0; i < rows; i++)
+            out->lse[i] = 12345.f;
         bad = polyattn_buffer_write(b[BO], 0, o_raw, nq * es) ||
               polyattn_buffer_write(b[BL], 0, out->lse, rows * 4);
     }
@@ -145,9 +150,11 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
           polyattn_buffer_read(b[BL], 0, out->lse, rows * 4);
     if (!bad) pa_tk_decode(out->o, o_raw, nq, c->dtype);
     if (bad)
-        printf("FAIL %s %s: %s\n", c->name, polyattn_algo_name(algo), polyattn_context_last_error(ctx));
+        printf("FAIL %s %s: %s\n", c->name, polyattn_algo_name(algo),
+               polyattn_context_last_error(ctx));
     free(o_raw);
-    for (int i = 0; i < 10; i++) polyattn_buffer_free(b[i]);
+    for (int i = 0; i < 10; i++)
+        polyattn_buffer_free(b[i]);
     polyattn_plan_destroy(plan);
     out->ran = !bad;
     return bad ? 1 : 0;
@@ -184,19 +191,28 @@ int main(void)
         float slopes[64], sinks[64];
         float *bias = c->bias ? malloc((size_t)c->heads_q * pairs * 4) : NULL;
         unsigned char *mask = c->attn_mask ? malloc(pairs) : NULL;
-        for (size_t i = 0; i < nq; i++) qf[i] = (float)(2 * pa_tk_rng_uniform(&rng) - 1);
-        for (size_t i = 0; i < nk; i++) kf[i] = (float)(2 * pa_tk_rng_uniform(&rng) - 1);
-        for (size_t i = 0; i < nk; i++) vf[i] = (float)(2 * pa_tk_rng_uniform(&rng) - 1);
-        for (int i = 0; i < 64; i++) slopes[i] = (float)(0.05 + 0.2 * pa_tk_rng_uniform(&rng));
-        for (int i = 0; i < 64; i++) sinks[i] = (float)(4 * pa_tk_rng_uniform(&rng) - 1);
+        for (size_t i = 0; i < nq; i++)
+            qf[i] = (float)(2 * pa_tk_rng_uniform(&rng) - 1);
+        for (size_t i = 0; i < nk; i++)
+            kf[i] = (float)(2 * pa_tk_rng_uniform(&rng) - 1);
+        for (size_t i = 0; i < nk; i++)
+            vf[i] = (float)(2 * pa_tk_rng_uniform(&rng) - 1);
+        for (int i = 0; i < 64; i++)
+            slopes[i] = (float)(0.05 + 0.2 * pa_tk_rng_uniform(&rng));
+        for (int i = 0; i < 64; i++)
+            sinks[i] = (float)(4 * pa_tk_rng_uniform(&rng) - 1);
         for (size_t i = 0; bias && i < (size_t)c->heads_q * pairs; i++)
-            bias[i] = pa_tk_rng_uniform(&rng) < 0.05 ? -INFINITY : (float)(2 * pa_tk_rng_uniform(&rng) - 1);
-        for (size_t i = 0; mask && i < pairs; i++) mask[i] = pa_tk_rng_uniform(&rng) < 0.8;
+            bias[i] = pa_tk_rng_uniform(&rng) < 0.05 ? -INFINITY
+                                                     : (float)(2 * pa_tk_rng_uniform(&rng) - 1);
+        for (size_t i = 0; mask && i < pairs; i++)
+            mask[i] = pa_tk_rng_uniform(&rng) < 0.8;
         pa_tk_encode(q, qf, nq, c->dtype), pa_tk_encode(k, kf, nk, c->dtype);
         pa_tk_encode(v, vf, nk, c->dtype);
         run_out ref = {malloc(nq * 4), malloc(rows * 4), "", 0};
         failures += run(host, c, POLYATTN_ALGO_AUTO, q, k, v, slopes, bias, mask, sinks, &ref);
-        const double tol = c->dtype == POLYATTN_DTYPE_F32 ? 2e-5 : c->dtype == POLYATTN_DTYPE_F16 ? 4e-3 : 3e-2;
+        const double tol = c->dtype == POLYATTN_DTYPE_F32   ? 2e-5
+                           : c->dtype == POLYATTN_DTYPE_F16 ? 4e-3
+                                                            : 3e-2;
         for (int a = POLYATTN_ALGO_UNFUSED; ref.ran && a <= POLYATTN_ALGO_FLASH; a++) {
             run_out got = {malloc(nq * 4), malloc(rows * 4), "", 0};
             failures += run(gpu, c, (polyattn_algo)a, q, k, v, slopes, bias, mask, sinks, &got);

@@ -25,15 +25,15 @@ namespace
 int failures = 0;
 long long checked = 0;
 
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            if (failures++ < 20) {                                                             \
-                printf("FAIL %s: ", #cond);                                                    \
-                printf(__VA_ARGS__);                                                           \
-                printf("\n");                                                                  \
-            }                                                                                  \
-        }                                                                                      \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            if (failures++ < 20) {                                                                 \
+                printf("FAIL %s: ", #cond);                                                        \
+                printf(__VA_ARGS__);                                                               \
+                printf("\n");                                                                      \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 struct Piece {
@@ -85,24 +85,25 @@ void check_plan(const pa_gpu_args &a, pa_flash_split s, const char *what)
             /* key tiles [0, tiles) covered in order, once */
             int next = 0;
             for (const Piece &x : p) {
-                CHECK(x.t0 == next && x.t1 >= x.t0, "%s: bh %d qt %d covers [%d,%d) after %d",
-                      what, bh, qt, x.t0, x.t1, next);
+                CHECK(x.t0 == next && x.t1 >= x.t0, "%s: bh %d qt %d covers [%d,%d) after %d", what,
+                      bh, qt, x.t0, x.t1, next);
                 next = x.t1;
             }
             CHECK(next == tiles, "%s: bh %d qt %d covers %d of %d key tiles", what, bh, qt, next,
                   tiles);
             /* direct write iff one piece */
             for (const Piece &x : p)
-                CHECK((x.slot < 0) == (p.size() == 1), "%s: bh %d qt %d: %zu pieces, slot %d",
-                      what, bh, qt, p.size(), x.slot);
+                CHECK((x.slot < 0) == (p.size() == 1), "%s: bh %d qt %d: %zu pieces, slot %d", what,
+                      bh, qt, p.size(), x.slot);
             /* the combine's view: named once, by the record of the first piece's block */
             if (p.size() < 2) continue;
             std::vector<int> by;
             for (int b = 0; b < s.blocks; ++b)
                 if (records[b].bh == bh && records[b].qt == qt) by.push_back(b);
-            CHECK(by.size() == 1 && by[0] == p[0].block, "%s: bh %d qt %d cut in %zu pieces "
-                  "from block %d, named by %zu records", what, bh, qt, p.size(), p[0].block,
-                  by.size());
+            CHECK(by.size() == 1 && by[0] == p[0].block,
+                  "%s: bh %d qt %d cut in %zu pieces "
+                  "from block %d, named by %zu records",
+                  what, bh, qt, p.size(), p[0].block, by.size());
             if (by.size() != 1) continue;
             const pa_flash_record &rec = records[by[0]];
             CHECK(rec.units == pa_flash_units(a, s, qt), "%s: bh %d qt %d record units %d", what,
@@ -110,21 +111,26 @@ void check_plan(const pa_gpu_args &a, pa_flash_split s, const char *what)
             const int b0 = by[0], b1 = (rec.first + rec.units - 1) / s.chunk;
             CHECK(b0 == rec.first / s.chunk, "%s: bh %d qt %d recorded by block %d, starts in %d",
                   what, bh, qt, b0, rec.first / s.chunk);
-            CHECK(b1 - b0 + 1 == (int)p.size(), "%s: bh %d qt %d: combine spans %d blocks, %zu "
-                  "pieces", what, bh, qt, b1 - b0 + 1, p.size());
+            CHECK(b1 - b0 + 1 == (int)p.size(),
+                  "%s: bh %d qt %d: combine spans %d blocks, %zu "
+                  "pieces",
+                  what, bh, qt, b1 - b0 + 1, p.size());
             if (b1 - b0 + 1 == (int)p.size())
                 for (int b = b0; b <= b1; ++b) {
                     const Piece &x = p[b - b0];
                     const int slot = pa_flash_piece_slot(s, rec.first, b);
                     CHECK(x.block == b && x.slot == slot,
                           "%s: bh %d qt %d: combine reads slot %d of block %d, piece in slot %d "
-                          "of block %d", what, bh, qt, slot, b, x.slot, x.block);
+                          "of block %d",
+                          what, bh, qt, slot, b, x.slot, x.block);
                 }
         }
     /* and names nothing else */
     int named = 0, cut = 0;
-    for (int b = 0; b < s.blocks; ++b) named += records[b].bh >= 0;
-    for (const std::vector<Piece> &p : pieces) cut += p.size() > 1;
+    for (int b = 0; b < s.blocks; ++b)
+        named += records[b].bh >= 0;
+    for (const std::vector<Piece> &p : pieces)
+        cut += p.size() > 1;
     CHECK(named == cut, "%s: %d records for %d cut tiles", what, named, cut);
 }
 
@@ -164,22 +170,22 @@ int main()
                                 pa_flash_split s;
                                 pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, 132, f, &s);
                                 snprintf(what, sizeof what,
-                                         "mask %d bh %d seq %dx%d key tile %d forced %d", mask,
-                                         bhc, sq, skv, kt, f);
+                                         "mask %d bh %d seq %dx%d key tile %d forced %d", mask, bhc,
+                                         sq, skv, kt, f);
                                 check_plan(a, s, what);
                             }
                             for (int n : sms) {
                                 pa_flash_split s;
                                 pa_flash_split_plan(&a, PA_FLASH_TILE_M, kt, n, -1, &s);
                                 snprintf(what, sizeof what,
-                                         "mask %d bh %d seq %dx%d key tile %d auto on %d SMs",
-                                         mask, bhc, sq, skv, kt, n);
+                                         "mask %d bh %d seq %dx%d key tile %d auto on %d SMs", mask,
+                                         bhc, sq, skv, kt, n);
                                 check_plan(a, s, what);
                             }
                         }
     /* The article's shapes on the H100's 132 SMs, as the planner chooses. */
-    const int seed[5][3] = {{4096, 1024, 1}, {2048, 1024, 2}, {1024, 1024, 4}, {512, 768, 8},
-                            {128, 512, 16}};
+    const int seed[5][3] = {
+        {4096, 1024, 1}, {2048, 1024, 2}, {1024, 1024, 4}, {512, 768, 8}, {128, 512, 16}};
     int article_split = 0;
     for (int dtype = 0; dtype <= 1; ++dtype)
         for (const auto &sh : seed) {
@@ -200,37 +206,42 @@ int main()
             /* column halves (sm_90): f32 gains at every article shape; 16-bit only at 16x128 (one
              * wave, short chains; bench/results/2026-11-24-h100-cuda-column-halves-*.md); forced, they run anywhere */
             CHECK(pa_flash_col_halves_fit(&a, 32, 132, 0) == (!dtype || sh[0] == 128),
-                  "seed %s %dx%d: column halves %d",
-                  dtype ? "16-bit" : "f32", sh[2], sh[0], pa_flash_col_halves_fit(&a, 32, 132, 0));
-            CHECK(pa_flash_col_halves_fit(&a, 32, 132, 1), "seed %dx%d: column halves forced", sh[2],
-                  sh[0]);
+                  "seed %s %dx%d: column halves %d", dtype ? "16-bit" : "f32", sh[2], sh[0],
+                  pa_flash_col_halves_fit(&a, 32, 132, 0));
+            CHECK(pa_flash_col_halves_fit(&a, 32, 132, 1), "seed %dx%d: column halves forced",
+                  sh[2], sh[0]);
         }
     CHECK(article_split > 0, "the planner splits none of the article's shapes");
     /* Beyond the article's shapes (bench/results/2026-11-24-h100-cuda-wide-schedules.md, GPU time): 16-bit 4x512 D 768 halves (one
      * wave, 16-tile chains); f32 32x128 D 512 and 16-bit 16x256 do not (short chains). */
-    const struct { int dtype, batch, seq, dim, halves; } more[] = {
+    const struct {
+        int dtype, batch, seq, dim, halves;
+    } more[] = {
         {1, 4, 512, 768, 1}, {0, 32, 128, 512, 0}, {1, 16, 256, 512, 0}, {1, 32, 128, 512, 0}};
     for (const auto &m : more) {
         const pa_gpu_args a = causal_args(m.dtype, m.batch, m.seq, m.dim);
         pa_flash_split s;
         pa_flash_split_plan(&a, PA_FLASH_TILE_M, 32, 132, 0, &s);
         CHECK(pa_flash_halves_fit(&a, &s, 132, 0) == m.halves, "%s %dx%d D%d: key halves %d",
-              m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_halves_fit(&a, &s, 132, 0));
+              m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim,
+              pa_flash_halves_fit(&a, &s, 132, 0));
     }
     /* Column halves beyond the article's shapes (bench/results/2026-11-24-h100-cuda-column-halves-two-waves.md, -16bit.md): f32 D 1024 in many
      * waves yes (8x1024 1.74x); f32 D 512 and 768 in more than two waves no (64x512 D 512
      * 0.84x); 16-bit in one wave with short chains yes (8x256 D 768 1.14x), in two waves no
      * (16x256 0.92x, 32x128 0.84x), with 16-tile chains no (1x512 D 768: key halves). */
-    const struct { int dtype, batch, seq, dim, cols; } wide[] = {
-        {0, 8, 1024, 1024, 1}, {0, 64, 512, 512, 0}, {0, 16, 512, 768, 0}, {0, 32, 128, 512, 1},
-        {1, 8, 1024, 1024, 0}, {1, 8, 256, 768, 1}, {1, 16, 256, 512, 0}, {1, 32, 128, 512, 0},
-        {1, 1, 512, 768, 0}};
+    const struct {
+        int dtype, batch, seq, dim, cols;
+    } wide[] = {{0, 8, 1024, 1024, 1}, {0, 64, 512, 512, 0},  {0, 16, 512, 768, 0},
+                {0, 32, 128, 512, 1},  {1, 8, 1024, 1024, 0}, {1, 8, 256, 768, 1},
+                {1, 16, 256, 512, 0},  {1, 32, 128, 512, 0},  {1, 1, 512, 768, 0}};
     for (const auto &m : wide) {
         const pa_gpu_args a = causal_args(m.dtype, m.batch, m.seq, m.dim);
         CHECK(pa_flash_col_halves_fit(&a, 32, 132, 0) == m.cols, "%s %dx%d D%d: column halves %d",
-              m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim, pa_flash_col_halves_fit(&a, 32, 132, 0));
+              m.dtype ? "16-bit" : "f32", m.batch, m.seq, m.dim,
+              pa_flash_col_halves_fit(&a, 32, 132, 0));
     }
-    {   /* one key tile: nothing to halve, even forced */
+    { /* one key tile: nothing to halve, even forced */
         const pa_gpu_args a = causal_args(1, 1, 20, 512);
         pa_flash_split s;
         pa_flash_split_plan(&a, PA_FLASH_TILE_M, 32, 132, 0, &s);
@@ -238,20 +249,22 @@ int main()
     }
     /* The wgmma kernel's plan (flash_wgmma_plan.cu) on 132 SMs: the fastest at each shape of
      * bench/results/2026-11-25-h100-cuda-wgmma-plans.md (16-bit; batch x heads x seq, D, causal). */
-    const struct { int batch, heads, seq, dim, mask, plan; } wg[] = {
-        {16, 1, 128, 512, 1, PA_WGMMA_NARROW},  {8, 1, 128, 512, 1, PA_WGMMA_NARROW},
-        {16, 1, 128, 512, 0, PA_WGMMA_NARROW},  {32, 1, 128, 512, 1, PA_WGMMA_WIDE},
-        {8, 1, 512, 768, 1, PA_WGMMA_WIDE},     {4, 4, 1024, 512, 0, PA_WGMMA_WIDE},
-        {1, 1, 512, 512, 1, PA_WGMMA_KEY_SPLIT}, {2, 1, 1024, 512, 1, PA_WGMMA_KEY_SPLIT},
-        {1, 1, 4096, 512, 1, PA_WGMMA_KEY_SPLIT}, {4, 1, 256, 768, 1, PA_WGMMA_KEY_SPLIT}};
+    const struct {
+        int batch, heads, seq, dim, mask, plan;
+    } wg[] = {{16, 1, 128, 512, 1, PA_WGMMA_NARROW},    {8, 1, 128, 512, 1, PA_WGMMA_NARROW},
+              {16, 1, 128, 512, 0, PA_WGMMA_NARROW},    {32, 1, 128, 512, 1, PA_WGMMA_WIDE},
+              {8, 1, 512, 768, 1, PA_WGMMA_WIDE},       {4, 4, 1024, 512, 0, PA_WGMMA_WIDE},
+              {1, 1, 512, 512, 1, PA_WGMMA_KEY_SPLIT},  {2, 1, 1024, 512, 1, PA_WGMMA_KEY_SPLIT},
+              {1, 1, 4096, 512, 1, PA_WGMMA_KEY_SPLIT}, {4, 1, 256, 768, 1, PA_WGMMA_KEY_SPLIT}};
     for (const auto &m : wg) {
         pa_gpu_args a = causal_args(1, m.batch, m.seq, m.dim);
         a.heads_q = a.heads_kv = m.heads, a.mask = m.mask;
         const int plan = pa_cuda_flash_wgmma_plan(&a, 132, NULL);
-        CHECK(plan == m.plan, "%dx%dx%d D%d mask %d: wgmma plan %s", m.batch, m.heads, m.seq, m.dim, m.mask,
-              pa_cuda_flash_wgmma_plan_name(plan));
+        CHECK(plan == m.plan, "%dx%dx%d D%d mask %d: wgmma plan %s", m.batch, m.heads, m.seq, m.dim,
+              m.mask, pa_cuda_flash_wgmma_plan_name(plan));
         for (int p = 0; p < PA_WGMMA_PLANS; ++p) /* forced by name */
-            CHECK(pa_cuda_flash_wgmma_plan(&a, 132, pa_cuda_flash_wgmma_plan_name(p)) == p, "forced %d", p);
+            CHECK(pa_cuda_flash_wgmma_plan(&a, 132, pa_cuda_flash_wgmma_plan_name(p)) == p,
+                  "forced %d", p);
         CHECK(pa_cuda_flash_wgmma_plan(&a, 132, "bogus") == plan, "an unknown name forces nothing");
     }
     printf("test_flash_schedule: %lld plans walked, %d failures\n", checked, failures);

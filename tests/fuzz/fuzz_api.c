@@ -35,7 +35,8 @@ static double now_s(void)
 static void print_seed_fd(int fd)
 {
     char buf[96];
-    int n = snprintf(buf, sizeof buf, "fuzz_api: while running case seed %llu (replay: --seed %llu --count 1)\n",
+    int n = snprintf(buf, sizeof buf,
+                     "fuzz_api: while running case seed %llu (replay: --seed %llu --count 1)\n",
                      (unsigned long long)current_seed, (unsigned long long)current_seed);
     if (n > 0) (void)!write(fd, buf, (size_t)n);
 }
@@ -71,7 +72,10 @@ static void report(const char *fmt, ...)
     reports++;
 }
 
-static int status_known(polyattn_status st) { return st >= 0 && st <= POLYATTN_STATUS_INTERNAL_ERROR; }
+static int status_known(polyattn_status st)
+{
+    return st >= 0 && st <= POLYATTN_STATUS_INTERNAL_ERROR;
+}
 
 typedef struct run_limits {
     uint64_t max_bytes; /* run a plan whose device bytes stay below this */
@@ -114,7 +118,7 @@ static int64_t visible_keys(const polyattn_attention_desc *d, int64_t i)
 }
 
 /* Whether the caller's struct_size reaches a member (members past it are off). */
-#define DESC_HAS(d, member) \
+#define DESC_HAS(d, member)                                                                        \
     ((d)->struct_size >= offsetof(polyattn_attention_desc, member) + sizeof((d)->member))
 
 /* Bytes a bias or attn_mask spans as the library reads it (stride 0 on extent 1). */
@@ -133,29 +137,35 @@ typedef struct variant_buffers {
     int on; /* any variant on (the LSE check then knows too little about masked rows) */
 } variant_buffers;
 
-static void variants_alloc(polyattn_context *ctx, const fuzz_case *c, fuzz_src *src, variant_buffers *vb)
+static void variants_alloc(polyattn_context *ctx, const fuzz_case *c, fuzz_src *src,
+                           variant_buffers *vb)
 {
     const polyattn_attention_desc *d = &c->d.desc;
     const polyattn_plan_options *o = &c->o.options;
     /* Per-batch slopes are per sequence: num_seqs of them with a packed (varlen) q. */
     const uint64_t hq = (uint64_t)d->q.shape[1];
-    const uint64_t b = (uint64_t)(DESC_HAS(d, varlen_q) && d->varlen_q ? d->num_seqs : d->q.shape[0]);
+    const uint64_t b =
+        (uint64_t)(DESC_HAS(d, varlen_q) && d->varlen_q ? d->num_seqs : d->q.shape[0]);
     memset(vb, 0, sizeof *vb);
     const int alibi = DESC_HAS(d, alibi) ? (int)d->alibi : 0;
-    if (alibi) vb->slopes = alloc_filled(ctx, (alibi == 2 ? b * hq : hq) * 4, POLYATTN_DTYPE_F32, src, 1);
+    if (alibi)
+        vb->slopes = alloc_filled(ctx, (alibi == 2 ? b * hq : hq) * 4, POLYATTN_DTYPE_F32, src, 1);
     if (DESC_HAS(d, has_bias) && d->has_bias) {
         vb->bias = alloc_filled(ctx, score_bytes(&d->bias, polyattn_dtype_size(d->bias.dtype)),
                                 d->bias.dtype, src, 1);
         if (c->pass_options && o->want_bias_grad && o->want_backward)
-            vb->d_bias = alloc_filled(ctx, (uint64_t)(d->bias.shape[0] * d->bias.shape[1] *
-                                                      d->bias.shape[2] * d->bias.shape[3]) * 4,
+            vb->d_bias = alloc_filled(ctx,
+                                      (uint64_t)(d->bias.shape[0] * d->bias.shape[1] *
+                                                 d->bias.shape[2] * d->bias.shape[3]) *
+                                          4,
                                       POLYATTN_DTYPE_F32, src, 0);
     }
     if (DESC_HAS(d, has_attn_mask) && d->has_attn_mask) {
         const uint64_t n = score_bytes(&d->attn_mask, 1);
         unsigned char *m = malloc(n);
         if (polyattn_buffer_alloc(ctx, n, &vb->attn_mask) == POLYATTN_STATUS_SUCCESS && m) {
-            for (uint64_t i = 0; i < n; i++) m[i] = fuzz_below(src, 4) ? 1 : 0;
+            for (uint64_t i = 0; i < n; i++)
+                m[i] = fuzz_below(src, 4) ? 1 : 0;
             polyattn_buffer_write(vb->attn_mask, 0, m, n);
         }
         free(m);
@@ -194,19 +204,23 @@ static void serving_bufs_make(polyattn_context *ctx, const fuzz_case *c, fuzz_sr
     const int paged = d->kv_layout == POLYATTN_KV_PAGED;
     const int cache = paged || d->kv_layout == POLYATTN_KV_CACHE;
     const void *data[6] = {c->cu_q, c->cu_kv, c->seqused, c->table, NULL, NULL};
-    const uint64_t bytes[6] = {(uint64_t)(batch + 1) * 4, (uint64_t)(batch + 1) * 4, (uint64_t)batch * 4,
+    const uint64_t bytes[6] = {(uint64_t)(batch + 1) * 4,
+                               (uint64_t)(batch + 1) * 4,
+                               (uint64_t)batch * 4,
                                paged ? (uint64_t)(batch * d->max_blocks_per_seq) * 4 : 4,
                                d->has_kv_append ? polyattn_tensor_desc_bytes(&d->k_new) : 4,
                                d->has_kv_append ? polyattn_tensor_desc_bytes(&d->v_new) : 4};
-    int needed[6] = {d->varlen_q, d->kv_layout == POLYATTN_KV_VARLEN, cache, paged,
-                     d->has_kv_append, d->has_kv_append};
+    int needed[6] = {
+        d->varlen_q,     d->kv_layout == POLYATTN_KV_VARLEN, cache, paged, d->has_kv_append,
+        d->has_kv_append};
     for (int i = 0; i < 6; i++) {
         int pass = needed[i];
         if (c->drop_extra == i + 1) pass = !pass, *must_fail = 1;
         if (!pass) continue;
         if (i >= 4) {
             sb->b[i] = alloc_filled(ctx, bytes[i] ? bytes[i] : 4, d->q.dtype, src, 1);
-        } else if (polyattn_buffer_alloc(ctx, bytes[i] ? bytes[i] : 4, &sb->b[i]) == POLYATTN_STATUS_SUCCESS) {
+        } else if (polyattn_buffer_alloc(ctx, bytes[i] ? bytes[i] : 4, &sb->b[i]) ==
+                   POLYATTN_STATUS_SUCCESS) {
             if (bytes[i] && needed[i]) polyattn_buffer_write(sb->b[i], 0, data[i], bytes[i]);
         }
     }
@@ -217,7 +231,8 @@ static void serving_bufs_make(polyattn_context *ctx, const fuzz_case *c, fuzz_sr
 
 static void serving_bufs_free(serving_bufs *sb)
 {
-    for (int i = 0; i < 6; i++) polyattn_buffer_free(sb->b[i]);
+    for (int i = 0; i < 6; i++)
+        polyattn_buffer_free(sb->b[i]);
 }
 
 /* Bytes of a buffer, for comparing before and after a failed call. */
@@ -258,13 +273,17 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
     int want_lse = c->pass_options && (o->want_lse || o->want_backward);
     int want_probs = c->pass_options && o->want_probs;
     polyattn_buffer *q = alloc_filled(ctx, qb, dt, src, 1), *k = alloc_filled(ctx, kb, dt, src, 1);
-    polyattn_buffer *v = alloc_filled(ctx, vb, dt, src, 1), *out = alloc_filled(ctx, ob, dt, src, 0);
-    polyattn_buffer *lse = want_lse ? alloc_filled(ctx, (uint64_t)rows * 4, POLYATTN_DTYPE_F32, src, 0) : NULL;
-    polyattn_buffer *probs =
-        want_probs ? alloc_filled(ctx, (uint64_t)rows * (uint64_t)d->k.shape[2] * 4, POLYATTN_DTYPE_F32, src, 0)
-                   : NULL;
-    polyattn_buffer *ws = info->workspace_bytes ? alloc_filled(ctx, info->workspace_bytes, POLYATTN_DTYPE_F32, src, 0)
-                                                : NULL;
+    polyattn_buffer *v = alloc_filled(ctx, vb, dt, src, 1),
+                    *out = alloc_filled(ctx, ob, dt, src, 0);
+    polyattn_buffer *lse =
+        want_lse ? alloc_filled(ctx, (uint64_t)rows * 4, POLYATTN_DTYPE_F32, src, 0) : NULL;
+    polyattn_buffer *probs = want_probs
+                                 ? alloc_filled(ctx, (uint64_t)rows * (uint64_t)d->k.shape[2] * 4,
+                                                POLYATTN_DTYPE_F32, src, 0)
+                                 : NULL;
+    polyattn_buffer *ws = info->workspace_bytes
+                              ? alloc_filled(ctx, info->workspace_bytes, POLYATTN_DTYPE_F32, src, 0)
+                              : NULL;
     if (!q || !k || !v || !out || (want_lse && !lse) || (want_probs && !probs) ||
         (info->workspace_bytes && !ws)) {
         report("allocating %llu device bytes failed", (unsigned long long)info->device_bytes);
@@ -276,7 +295,8 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
     int must_fail = 0;
     serving_bufs_make(ctx, c, src, &sb, &must_fail);
     polyattn_extra_tensors ex = sb.extra; /* struct_size set; the serving layouts' tensors */
-    ex.alibi_slopes = var.slopes, ex.bias = var.bias, ex.attn_mask = var.attn_mask, ex.sinks = var.sinks;
+    ex.alibi_slopes = var.slopes, ex.bias = var.bias, ex.attn_mask = var.attn_mask,
+    ex.sinks = var.sinks;
     const int any_extra = var.slopes || var.bias || var.attn_mask || var.sinks;
     polyattn_status st;
     /* A bad extra (missing or stray tensor, short struct) is refused by name first. */
@@ -296,7 +316,8 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         if (st != POLYATTN_STATUS_INVALID_ARGUMENT || !e || !strstr(e, "extra"))
             report("a bad extra gave %s: %s", polyattn_status_name(st), e ? e : "");
     }
-    unsigned char *o_before = c->serving ? snapshot(out) : NULL, *k_before = c->serving ? snapshot(k) : NULL;
+    unsigned char *o_before = c->serving ? snapshot(out) : NULL,
+                  *k_before = c->serving ? snapshot(k) : NULL;
     unsigned char *v_before = c->serving ? snapshot(v) : NULL;
     unsigned char *lse_before = c->serving && lse ? snapshot(lse) : NULL;
     st = polyattn_forward_ex(plan, q, k, v, out, lse, probs, ws, &ex);
@@ -306,7 +327,8 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         s->serving++;
         s->serving_rejected += st == POLYATTN_STATUS_INVALID_ARGUMENT;
         if (st == POLYATTN_STATUS_INVALID_ARGUMENT) {
-            if (!may_fail) report("forward of valid serving data: %s", polyattn_context_last_error(ctx));
+            if (!may_fail)
+                report("forward of valid serving data: %s", polyattn_context_last_error(ctx));
             if (!unchanged(out, o_before) || !unchanged(k, k_before) || !unchanged(v, v_before) ||
                 (lse && !unchanged(lse, lse_before)))
                 report("a failed serving forward wrote its outputs or caches");
@@ -334,18 +356,21 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
     }
     if (o->want_backward && c->pass_options) {
         polyattn_buffer *d_o = alloc_filled(ctx, ob, dt, src, 1);
-        polyattn_buffer *dq = alloc_filled(ctx, qb, dt, src, 0), *dk = alloc_filled(ctx, kb, dt, src, 0);
+        polyattn_buffer *dq = alloc_filled(ctx, qb, dt, src, 0),
+                        *dk = alloc_filled(ctx, kb, dt, src, 0);
         polyattn_buffer *dv = alloc_filled(ctx, vb, dt, src, 0);
-        polyattn_buffer *bws = info->backward_workspace_bytes
-                                   ? alloc_filled(ctx, info->backward_workspace_bytes, POLYATTN_DTYPE_F32, src, 0)
-                                   : NULL;
+        polyattn_buffer *bws =
+            info->backward_workspace_bytes
+                ? alloc_filled(ctx, info->backward_workspace_bytes, POLYATTN_DTYPE_F32, src, 0)
+                : NULL;
         if (d_o && dq && dk && dv && (bws || !info->backward_workspace_bytes)) {
             ex.d_bias = var.d_bias, ex.d_sinks = var.d_sinks;
             st = polyattn_backward_ex(plan, q, k, v, out, d_o, lse, dq, dk, dv, bws, &ex);
             s->backwards++;
             /* Broadcast K or V (stride 0) makes dK or dV overlap itself: refused, not run. */
             if (st != POLYATTN_STATUS_SUCCESS && st != POLYATTN_STATUS_INVALID_ARGUMENT)
-                report("backward: %s: %s", polyattn_status_name(st), polyattn_context_last_error(ctx));
+                report("backward: %s: %s", polyattn_status_name(st),
+                       polyattn_context_last_error(ctx));
         } else {
             report("allocating the backward's buffers failed");
         }
@@ -371,9 +396,11 @@ static void run_case(polyattn_context *ctx, fuzz_src *srcp, fuzz_profile profile
     const polyattn_attention_desc *d = &c.d.desc;
     const char *msg = NULL;
     polyattn_status vst = polyattn_attention_desc_validate(d, &msg);
-    if (!status_known(vst) || (vst != POLYATTN_STATUS_SUCCESS && vst != POLYATTN_STATUS_INVALID_ARGUMENT))
+    if (!status_known(vst) ||
+        (vst != POLYATTN_STATUS_SUCCESS && vst != POLYATTN_STATUS_INVALID_ARGUMENT))
         report("validate returned %d", (int)vst);
-    if (vst != POLYATTN_STATUS_SUCCESS && (!msg || !msg[0])) report("validate failed without a message");
+    if (vst != POLYATTN_STATUS_SUCCESS && (!msg || !msg[0]))
+        report("validate failed without a message");
     if (vst == POLYATTN_STATUS_SUCCESS) {
         s->valid++;
         const polyattn_tensor_desc *t[4] = {&d->q, &d->k, &d->v, &d->o};
@@ -381,15 +408,18 @@ static void run_case(polyattn_context *ctx, fuzz_src *srcp, fuzz_profile profile
             if (polyattn_tensor_desc_bytes(t[i]) == 0) report("valid tensor %d has 0 bytes", i);
     }
     const polyattn_plan_options *o = &c.o.options;
-    int options_ok = !c.pass_options || (o->struct_size >= FUZZ_OPTIONS_V1_SIZE && (int)o->algo >= 0 &&
-                                         (int)o->algo < POLYATTN_ALGO_COUNT);
+    int options_ok = !c.pass_options || (o->struct_size >= FUZZ_OPTIONS_V1_SIZE &&
+                                         (int)o->algo >= 0 && (int)o->algo < POLYATTN_ALGO_COUNT);
     polyattn_plan *plan = NULL;
     polyattn_status pst = polyattn_plan_create(ctx, d, c.pass_options ? o : NULL, &plan);
     const char *err = polyattn_context_last_error(ctx);
     if (!status_known(pst)) report("plan_create returned %d", (int)pst);
-    if ((pst == POLYATTN_STATUS_SUCCESS) != (plan != NULL)) report("plan_create: status and plan disagree");
-    if (pst != POLYATTN_STATUS_SUCCESS && (!err || !err[0])) report("plan_create failed without an error");
-    if (pst == POLYATTN_STATUS_SUCCESS && err && err[0]) report("plan_create succeeded but left: %s", err);
+    if ((pst == POLYATTN_STATUS_SUCCESS) != (plan != NULL))
+        report("plan_create: status and plan disagree");
+    if (pst != POLYATTN_STATUS_SUCCESS && (!err || !err[0]))
+        report("plan_create failed without an error");
+    if (pst == POLYATTN_STATUS_SUCCESS && err && err[0])
+        report("plan_create succeeded but left: %s", err);
     if (!options_ok && pst != POLYATTN_STATUS_INVALID_ARGUMENT) report("bad options accepted");
     if (options_ok && vst != POLYATTN_STATUS_SUCCESS && pst != POLYATTN_STATUS_INVALID_ARGUMENT)
         report("validate refused (%s) but plan_create returned %s", msg ? msg : "",
@@ -402,7 +432,8 @@ static void run_case(polyattn_context *ctx, fuzz_src *srcp, fuzz_profile profile
     polyattn_plan_info info;
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info;
-    if (polyattn_plan_get_info(plan, &info) != POLYATTN_STATUS_SUCCESS) report("plan_get_info failed");
+    if (polyattn_plan_get_info(plan, &info) != POLYATTN_STATUS_SUCCESS)
+        report("plan_get_info failed");
     if (info.device_bytes < info.workspace_bytes || info.workspace_bytes > ((uint64_t)1 << 62) ||
         info.device_bytes > ((uint64_t)1 << 63) || !(info.flops >= 0))
         report("implausible plan sizes: workspace %llu, device %llu, flops %g",
@@ -452,7 +483,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = strtoull(argv[++i], NULL, 0);
-        else if (!strcmp(argv[i], "--random") && i + 1 < argc) random_count = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--random") && i + 1 < argc)
+            random_count = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--quiet")) quiet = 1;
         else {
             fprintf(stderr, "usage: fuzz_api [--backend host|opencl] [--seed S] [--count N] "
@@ -460,7 +492,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    polyattn_backend kind = !strcmp(backend, "opencl") ? POLYATTN_BACKEND_OPENCL : POLYATTN_BACKEND_HOST;
+    polyattn_backend kind =
+        !strcmp(backend, "opencl") ? POLYATTN_BACKEND_OPENCL : POLYATTN_BACKEND_HOST;
     fuzz_profile profile = kind == POLYATTN_BACKEND_HOST ? FUZZ_ANY : FUZZ_SMALL;
     polyattn_context *ctx = NULL;
     if (polyattn_context_create(kind, 0, &ctx) != POLYATTN_STATUS_SUCCESS) {
@@ -500,8 +533,7 @@ int main(int argc, char **argv)
                "backwards run; %lld reports\n",
                backend, s.cases, (unsigned long long)seed, (unsigned long long)(seed + count - 1),
                random_count ? " + random" : "", secs, s.valid, s.planned, s.forwards, s.serving,
-               s.serving_rejected, s.backwards,
-               reports);
+               s.serving_rejected, s.backwards, reports);
     return reports ? 1 : 0;
 }
 #endif

@@ -36,9 +36,25 @@ uint64_t fuzz_below(fuzz_src *src, uint64_t n) { return fuzz_u64(src) % n; }
 
 /* Values that break arithmetic: signs, 31/32/61/62-bit edges, the int64 extremes. */
 static const int64_t extreme_values[] = {
-    0, -1, -7, 1, 2, 3, 31, 1023, INT32_MAX, (int64_t)INT32_MAX + 1, (int64_t)1 << 32,
-    (int64_t)1 << 40, (int64_t)1 << 61, (int64_t)1 << 62, INT64_MAX, INT64_MAX - 1,
-    INT64_MIN, INT64_MIN + 1, -((int64_t)1 << 62),
+    0,
+    -1,
+    -7,
+    1,
+    2,
+    3,
+    31,
+    1023,
+    INT32_MAX,
+    (int64_t)INT32_MAX + 1,
+    (int64_t)1 << 32,
+    (int64_t)1 << 40,
+    (int64_t)1 << 61,
+    (int64_t)1 << 62,
+    INT64_MAX,
+    INT64_MAX - 1,
+    INT64_MIN,
+    INT64_MIN + 1,
+    -((int64_t)1 << 62),
 };
 
 static int64_t extreme(fuzz_src *src)
@@ -53,7 +69,10 @@ static int64_t sat_add(int64_t a, int64_t b)
     return __builtin_add_overflow(a, b, &r) ? (b > 0 ? INT64_MAX : INT64_MIN) : r;
 }
 
-static int64_t small_dim(fuzz_src *src, int64_t max) { return 1 + (int64_t)fuzz_below(src, (uint64_t)max); }
+static int64_t small_dim(fuzz_src *src, int64_t max)
+{
+    return 1 + (int64_t)fuzz_below(src, (uint64_t)max);
+}
 
 static int64_t pick_dim(fuzz_src *src, fuzz_profile profile, int64_t small_max)
 {
@@ -77,8 +96,8 @@ static polyattn_dtype pick_dtype(fuzz_src *src, int bad_ok)
 
 static float pick_scale(fuzz_src *src, fuzz_profile profile)
 {
-    static const float odd[] = {0.0f, -0.0f, -1.0f, NAN, INFINITY, -INFINITY, 1e-45f, 1e-30f,
-                                1e4f, 1e30f, 3e38f, 3.4028235e38f};
+    static const float odd[] = {0.0f,   -0.0f,  -1.0f, NAN,   INFINITY, -INFINITY,
+                                1e-45f, 1e-30f, 1e4f,  1e30f, 3e38f,    3.4028235e38f};
     uint64_t r = fuzz_below(src, 8);
     if (r < 4) return 0.0f; /* the default, 1/sqrt(head_dim) */
     if (r < 6 || profile == FUZZ_SMALL)
@@ -106,9 +125,12 @@ static void gen_tensor(fuzz_src *src, fuzz_profile profile, polyattn_tensor_desc
         int d = (int)fuzz_below(src, 4);
         switch (fuzz_below(src, profile == FUZZ_SMALL ? 2 : 4)) {
         case 0: /* broadcast or padded stride (still in bounds of a small buffer) */
-            t->strides[d] = fuzz_below(src, 2) ? 0 : sat_add(t->strides[d], (int64_t)fuzz_below(src, 3));
+            t->strides[d] =
+                fuzz_below(src, 2) ? 0 : sat_add(t->strides[d], (int64_t)fuzz_below(src, 3));
             break;
-        case 1: t->strides[d] = profile == FUZZ_SMALL ? t->strides[d] : pick_stride(src, t->strides[d]); break;
+        case 1:
+            t->strides[d] = profile == FUZZ_SMALL ? t->strides[d] : pick_stride(src, t->strides[d]);
+            break;
         case 2: t->shape[d] = extreme(src); break;
         default: t->dtype = pick_dtype(src, 1); break;
         }
@@ -124,7 +146,10 @@ static void gen_desc_fields(fuzz_src *src, fuzz_profile profile, polyattn_attent
     if (profile != FUZZ_SMALL && fuzz_below(src, 32) == 0)
         d->mask = (polyattn_mask)bad_masks[fuzz_below(src, COUNT(bad_masks))];
     if (profile != FUZZ_SMALL && fuzz_below(src, 32) == 0) {
-        static const size_t sizes[] = {0, 1, FUZZ_DESC_V1_SIZE - 1, FUZZ_DESC_V1_SIZE,
+        static const size_t sizes[] = {0,
+                                       1,
+                                       FUZZ_DESC_V1_SIZE - 1,
+                                       FUZZ_DESC_V1_SIZE,
                                        offsetof(polyattn_attention_desc, softcap),
                                        offsetof(polyattn_attention_desc, has_bias),
                                        offsetof(polyattn_attention_desc, has_sinks),
@@ -140,9 +165,10 @@ static void gen_desc_fields(fuzz_src *src, fuzz_profile profile, polyattn_attent
 static void gen_score_tensor(fuzz_src *src, fuzz_profile profile, const polyattn_attention_desc *d,
                              polyattn_tensor_desc *t, int is_mask)
 {
-    const int64_t b = fuzz_below(src, 2) ? d->q.shape[0] : 1, h = fuzz_below(src, 2) ? d->q.shape[1] : 1;
-    polyattn_tensor_desc_bhsd(t, is_mask ? POLYATTN_DTYPE_U8 : (polyattn_dtype)fuzz_below(src, 3), b,
-                              h, d->q.shape[2], d->k.shape[2]);
+    const int64_t b = fuzz_below(src, 2) ? d->q.shape[0] : 1,
+                  h = fuzz_below(src, 2) ? d->q.shape[1] : 1;
+    polyattn_tensor_desc_bhsd(t, is_mask ? POLYATTN_DTYPE_U8 : (polyattn_dtype)fuzz_below(src, 3),
+                              b, h, d->q.shape[2], d->k.shape[2]);
     if (fuzz_below(src, 3) == 0) /* broadcast by stride 0 on a dimension of extent 1 */
         for (int i = 0; i < 2; i++)
             if (t->shape[i] == 1) t->strides[i] = 0;
@@ -171,15 +197,18 @@ static void gen_variants(fuzz_src *src, fuzz_profile profile, polyattn_attention
         d->has_window = fuzz_below(src, 8) ? 1 : (int)fuzz_below(src, 100) - 50;
         d->window_left = sides[fuzz_below(src, COUNT(sides))];
         d->window_right = sides[fuzz_below(src, COUNT(sides))];
-        if (bad && fuzz_below(src, 8) == 0) d->window_left = bad_sides[fuzz_below(src, COUNT(bad_sides))];
-        if (bad && fuzz_below(src, 8) == 0) d->window_right = bad_sides[fuzz_below(src, COUNT(bad_sides))];
+        if (bad && fuzz_below(src, 8) == 0)
+            d->window_left = bad_sides[fuzz_below(src, COUNT(bad_sides))];
+        if (bad && fuzz_below(src, 8) == 0)
+            d->window_right = bad_sides[fuzz_below(src, COUNT(bad_sides))];
     }
     if (fuzz_below(src, 3) == 0)
         d->softcap = bad && fuzz_below(src, 6) == 0 ? bad_caps[fuzz_below(src, COUNT(bad_caps))]
                                                     : caps[fuzz_below(src, COUNT(caps))];
     if (fuzz_below(src, 3) == 0)
-        d->alibi = bad && fuzz_below(src, 8) == 0 ? (polyattn_alibi)bad_alibi[fuzz_below(src, COUNT(bad_alibi))]
-                                                  : (polyattn_alibi)(1 + fuzz_below(src, 2));
+        d->alibi = bad && fuzz_below(src, 8) == 0
+                       ? (polyattn_alibi)bad_alibi[fuzz_below(src, COUNT(bad_alibi))]
+                       : (polyattn_alibi)(1 + fuzz_below(src, 2));
     if (fuzz_below(src, 3) == 0) {
         d->has_bias = 1;
         gen_score_tensor(src, profile, d, &d->bias, 0);
@@ -192,7 +221,10 @@ static void gen_variants(fuzz_src *src, fuzz_profile profile, polyattn_attention
 }
 
 /* [0, n), or 0 when n <= 0 (n may be an extreme dimension). */
-static int64_t below_or_zero(fuzz_src *src, int64_t n) { return n > 0 ? (int64_t)fuzz_below(src, (uint64_t)n) : 0; }
+static int64_t below_or_zero(fuzz_src *src, int64_t n)
+{
+    return n > 0 ? (int64_t)fuzz_below(src, (uint64_t)n) : 0;
+}
 
 /* Serving layouts: reshapes q/o (varlen) and k/v (varlen, cache, paged) around the drawn
  * dimensions, with hints, block sizes and appended rows, now and then out of range. */
@@ -206,10 +238,12 @@ static void gen_serving_fields(fuzz_src *src, fuzz_profile profile, polyattn_att
     int64_t seq_q = d->q.shape[2], seq_kv = d->k.shape[2];
     d->varlen_q = (int)fuzz_below(src, 2);
     d->kv_layout = (polyattn_kv_layout)fuzz_below(src, 4);
-    if (any && fuzz_below(src, 32) == 0) d->kv_layout = (polyattn_kv_layout)(fuzz_below(src, 2) ? -1 : 4);
+    if (any && fuzz_below(src, 32) == 0)
+        d->kv_layout = (polyattn_kv_layout)(fuzz_below(src, 2) ? -1 : 4);
     if (d->varlen_q) {
         int64_t total = sat_add(seq_q, (int64_t)fuzz_below(src, 8)), all;
-        if (!__builtin_mul_overflow(batch, seq_q, &all)) total = sat_add(all, (int64_t)fuzz_below(src, 4));
+        if (!__builtin_mul_overflow(batch, seq_q, &all))
+            total = sat_add(all, (int64_t)fuzz_below(src, 4));
         if (total < 1) total = 1;
         polyattn_tensor_desc_bshd(&d->q, dt, 1, hq, total, dq);
         polyattn_tensor_desc_bshd(&d->o, dt, 1, hq, total, dv);
@@ -247,17 +281,22 @@ static void gen_serving_fields(fuzz_src *src, fuzz_profile profile, polyattn_att
         if (any && fuzz_below(src, 16) == 0) d->max_seqlen_kv = extreme(src);
     }
     if (fuzz_below(src, 32) == 0) d->max_blocks_per_seq = 1 + (int64_t)fuzz_below(src, 3);
-    if ((d->kv_layout == POLYATTN_KV_CACHE || d->kv_layout == POLYATTN_KV_PAGED || fuzz_below(src, 32) == 0) &&
+    if ((d->kv_layout == POLYATTN_KV_CACHE || d->kv_layout == POLYATTN_KV_PAGED ||
+         fuzz_below(src, 32) == 0) &&
         fuzz_below(src, 2)) {
         const int64_t seq_new = 1 + (int64_t)fuzz_below(src, 4);
         d->has_kv_append = 1;
         polyattn_tensor_desc_bhsd(&d->k_new, dt, batch, hk, seq_new, dq);
         polyattn_tensor_desc_bshd(&d->v_new, dt, batch, hk, seq_new, dv);
-        if (fuzz_below(src, 16) == 0) gen_tensor(src, profile, fuzz_below(src, 2) ? &d->k_new : &d->v_new, 1);
+        if (fuzz_below(src, 16) == 0)
+            gen_tensor(src, profile, fuzz_below(src, 2) ? &d->k_new : &d->v_new, 1);
     }
 }
 
-static int32_t clamp32(int64_t x) { return x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : (int32_t)x; }
+static int32_t clamp32(int64_t x)
+{
+    return x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : (int32_t)x;
+}
 
 /* Offsets into `rows` rows with lengths at most `bound`, the first at 0..2. */
 static void gen_offsets(fuzz_src *src, int32_t *cu, int64_t batch, int64_t rows, int64_t bound)
@@ -290,12 +329,15 @@ static void gen_serving_data(fuzz_src *src, fuzz_case *c)
         return;
     }
     if (d->varlen_q)
-        gen_offsets(src, c->cu_q, batch, d->q.shape[2], d->max_seqlen_q ? d->max_seqlen_q : d->q.shape[2]);
+        gen_offsets(src, c->cu_q, batch, d->q.shape[2],
+                    d->max_seqlen_q ? d->max_seqlen_q : d->q.shape[2]);
     if (d->kv_layout == POLYATTN_KV_VARLEN)
-        gen_offsets(src, c->cu_kv, batch, d->k.shape[2], d->max_seqlen_kv ? d->max_seqlen_kv : d->k.shape[2]);
+        gen_offsets(src, c->cu_kv, batch, d->k.shape[2],
+                    d->max_seqlen_kv ? d->max_seqlen_kv : d->k.shape[2]);
     if (d->kv_layout == POLYATTN_KV_CACHE || d->kv_layout == POLYATTN_KV_PAGED) {
         const int paged = d->kv_layout == POLYATTN_KV_PAGED;
-        if (paged && (d->max_blocks_per_seq < 1 || d->max_blocks_per_seq > FUZZ_MAX_TABLE / batch)) {
+        if (paged &&
+            (d->max_blocks_per_seq < 1 || d->max_blocks_per_seq > FUZZ_MAX_TABLE / batch)) {
             c->small = 0;
             return;
         }
@@ -303,7 +345,8 @@ static void gen_serving_data(fuzz_src *src, fuzz_case *c)
         const int64_t bound = d->max_seqlen_kv && d->max_seqlen_kv < cap ? d->max_seqlen_kv : cap;
         if (bound < seq_new) c->serving_bad = 1; /* no valid length exists */
         for (int64_t b = 0; b < batch; b++)
-            c->seqused[b] = bound >= seq_new ? (int32_t)fuzz_below(src, (uint64_t)(bound - seq_new) + 1) : 0;
+            c->seqused[b] =
+                bound >= seq_new ? (int32_t)fuzz_below(src, (uint64_t)(bound - seq_new) + 1) : 0;
         for (int64_t n = 0; paged && n < batch * d->max_blocks_per_seq; n++)
             c->table[n] = (int32_t)fuzz_below(src, (uint64_t)d->k.shape[0]); /* repeats: shared */
     }
@@ -311,10 +354,16 @@ static void gen_serving_data(fuzz_src *src, fuzz_case *c)
     c->serving_bad = 1;
     const int64_t b = (int64_t)fuzz_below(src, (uint64_t)batch);
     static const int64_t bad_values[] = {-1, -7, INT32_MAX, INT32_MIN, 1 << 20};
-    const int64_t v = fuzz_below(src, 2) ? bad_values[fuzz_below(src, 5)] : (int64_t)fuzz_below(src, 600) - 8;
+    const int64_t v =
+        fuzz_below(src, 2) ? bad_values[fuzz_below(src, 5)] : (int64_t)fuzz_below(src, 600) - 8;
     switch (fuzz_below(src, 4)) {
-    case 0: if (d->varlen_q) c->cu_q[fuzz_below(src, (uint64_t)batch + 1)] = clamp32(v); break;
-    case 1: if (d->kv_layout == POLYATTN_KV_VARLEN) c->cu_kv[fuzz_below(src, (uint64_t)batch + 1)] = clamp32(v); break;
+    case 0:
+        if (d->varlen_q) c->cu_q[fuzz_below(src, (uint64_t)batch + 1)] = clamp32(v);
+        break;
+    case 1:
+        if (d->kv_layout == POLYATTN_KV_VARLEN)
+            c->cu_kv[fuzz_below(src, (uint64_t)batch + 1)] = clamp32(v);
+        break;
     case 2: c->seqused[b] = clamp32(v); break;
     default:
         if (d->kv_layout == POLYATTN_KV_PAGED)
@@ -353,7 +402,8 @@ void fuzz_gen_case(fuzz_src *src, fuzz_profile profile, fuzz_case *c)
     polyattn_attention_desc *d = &c->d.desc;
     int64_t group = small_dim(src, 4);
     int64_t batch = pick_dim(src, profile, 3), heads_kv = pick_dim(src, profile, 3);
-    int64_t heads_q = heads_kv, seq_q = pick_dim(src, profile, 40), seq_kv = pick_dim(src, profile, 40);
+    int64_t heads_q = heads_kv, seq_q = pick_dim(src, profile, 40),
+            seq_kv = pick_dim(src, profile, 40);
     int64_t head_dim = pick_head_dim(src, profile);
     int64_t head_dim_v = fuzz_below(src, 4) ? head_dim : pick_head_dim(src, profile);
     if (__builtin_mul_overflow(heads_kv, group, &heads_q)) heads_q = INT64_MAX;
@@ -370,7 +420,8 @@ void fuzz_gen_case(fuzz_src *src, fuzz_profile profile, fuzz_case *c)
         if (fuzz_below(src, 4) == 0)
             polyattn_tensor_desc_bshd(tensors[i], dtype, batch, heads[i], seqs[i], dims[i]);
     if (fuzz_below(src, 16) == 0) /* K and V broadcast one row (issue 25's reproducer shape) */
-        for (int i = 1; i < 3; i++) memset(tensors[i]->strides, 0, sizeof tensors[i]->strides);
+        for (int i = 1; i < 3; i++)
+            memset(tensors[i]->strides, 0, sizeof tensors[i]->strides);
     int mutations = fuzz_below(src, 3) ? 0 : (int)fuzz_below(src, 4);
     for (int m = 0; m < mutations; m++)
         gen_tensor(src, profile, tensors[fuzz_below(src, 4)], 1);

@@ -60,7 +60,7 @@ typedef struct fuzz_case {
     int serving_bad; /* one offset, length or block index made invalid (or none exists) */
     int32_t cu_q[FUZZ_MAX_SEQS + 1], cu_kv[FUZZ_MAX_SEQS + 1], seqused[FUZZ_MAX_SEQS];
     int32_t table[FUZZ_MAX_TABLE];
-    int drop_extra;  /* 0: pass what the plan needs; 1..6: leave out or add tensor k - 1 */
+    int drop_extra; /* 0: pass what the plan needs; 1..6: leave out or add tensor k - 1 */
 } fuzz_case;
 
 void fuzz_gen_case(fuzz_src *src, fuzz_profile profile, fuzz_case *c);

@@ -49,8 +49,7 @@ static void run_case(polyattn_context *ctx, const char *label, int require_run)
             c = &cases[i];
             break;
         }
-    const polyattn_algo algos[] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FUSED,
-                                   POLYATTN_ALGO_FLASH};
+    const polyattn_algo algos[] = {POLYATTN_ALGO_UNFUSED, POLYATTN_ALGO_FUSED, POLYATTN_ALGO_FLASH};
     for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++) {
         pa_tk_problem p;
         polyattn_status st = pa_tk_problem_init(&p, c, POLYATTN_DTYPE_F32, 0x41d);
@@ -224,10 +223,8 @@ static int mode_hidden(const char *module)
 int main(int argc, char **argv)
 {
     int rc;
-    if (argc >= 2 && strcmp(argv[1], "probe") == 0)
-        rc = mode_probe();
-    else if (argc >= 3 && strcmp(argv[1], "hidden") == 0)
-        rc = mode_hidden(argv[2]);
+    if (argc >= 2 && strcmp(argv[1], "probe") == 0) rc = mode_probe();
+    else if (argc >= 3 && strcmp(argv[1], "hidden") == 0) rc = mode_hidden(argv[2]);
     else {
         fprintf(stderr, "usage: %s probe | hidden MODULE\n", argv[0]);
         return 2;

@@ -249,11 +249,13 @@ static int determinism_check(polyattn_context *ctx, polyattn_algo algo, polyattn
     if (poison) memset(poison, 0xff, bytes[0] > bytes[1] ? bytes[0] : bytes[1]);
     pa_tk_rng rng;
     pa_tk_rng_seed(&rng, 77);
-    for (size_t i = 0; dof && i < p.o_elems; i++) dof[i] = (float)pa_tk_rng_uniform(&rng);
+    for (size_t i = 0; dof && i < p.o_elems; i++)
+        dof[i] = (float)pa_tk_rng_uniform(&rng);
     if (!bad) pa_tk_encode(do_data, dof, p.o_elems, dtype);
-    bad = bad || polyattn_buffer_alloc(ctx, bytes[0], &q) || polyattn_buffer_alloc(ctx, bytes[1], &k) ||
-          polyattn_buffer_alloc(ctx, bytes[2], &v) || polyattn_buffer_alloc(ctx, o_bytes, &o) ||
-          polyattn_buffer_alloc(ctx, o_bytes, &d_o) || polyattn_buffer_alloc(ctx, lse_bytes, &lse) ||
+    bad = bad || polyattn_buffer_alloc(ctx, bytes[0], &q) ||
+          polyattn_buffer_alloc(ctx, bytes[1], &k) || polyattn_buffer_alloc(ctx, bytes[2], &v) ||
+          polyattn_buffer_alloc(ctx, o_bytes, &o) || polyattn_buffer_alloc(ctx, o_bytes, &d_o) ||
+          polyattn_buffer_alloc(ctx, lse_bytes, &lse) ||
           (info.workspace_bytes && polyattn_buffer_alloc(ctx, info.workspace_bytes, &ws)) ||
           (info.backward_workspace_bytes &&
            polyattn_buffer_alloc(ctx, info.backward_workspace_bytes, &bws));
@@ -270,25 +272,29 @@ static int determinism_check(polyattn_context *ctx, polyattn_algo algo, polyattn
           polyattn_forward(plan, q, k, v, o, lse, NULL, ws);
     int mismatches = 0;
     for (int run = 0; run < 3 && !bad; run++) {
-        for (int i = 0; i < 3 && !bad; i++) bad = polyattn_buffer_write(grad[i], 0, poison, bytes[i]);
+        for (int i = 0; i < 3 && !bad; i++)
+            bad = polyattn_buffer_write(grad[i], 0, poison, bytes[i]);
         bad = bad || polyattn_backward(plan, q, k, v, o, d_o, lse, grad[0], grad[1], grad[2], bws);
         for (int i = 0; i < 3 && !bad; i++)
             bad = polyattn_buffer_read(grad[i], 0, run ? now[i] : first[i], bytes[i]);
-        for (int i = 0; i < 3 && run && !bad; i++) mismatches += memcmp(first[i], now[i], bytes[i]) != 0;
+        for (int i = 0; i < 3 && run && !bad; i++)
+            mismatches += memcmp(first[i], now[i], bytes[i]) != 0;
     }
     if (bad) {
-        printf("FAIL: determinism %s %s: %s\n", polyattn_algo_name(algo), polyattn_dtype_name(dtype),
-               polyattn_context_last_error(ctx));
+        printf("FAIL: determinism %s %s: %s\n", polyattn_algo_name(algo),
+               polyattn_dtype_name(dtype), polyattn_context_last_error(ctx));
         fail = 1;
     } else {
         fail = mismatches != 0;
         printf("%s: deterministic %s %s backward, 3 runs on %s: %d bitwise mismatches\n",
-               fail ? "FAIL" : "pass", polyattn_algo_name(algo), polyattn_dtype_name(dtype), c->name,
-               mismatches);
+               fail ? "FAIL" : "pass", polyattn_algo_name(algo), polyattn_dtype_name(dtype),
+               c->name, mismatches);
     }
     polyattn_buffer *all[] = {q, k, v, o, d_o, lse, ws, bws, grad[0], grad[1], grad[2]};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) polyattn_buffer_free(all[i]);
-    for (int i = 0; i < 3; i++) free(first[i]), free(now[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        polyattn_buffer_free(all[i]);
+    for (int i = 0; i < 3; i++)
+        free(first[i]), free(now[i]);
     free(dof), free(do_data), free(poison);
     polyattn_plan_destroy(plan);
     pa_tk_problem_free(&p);
@@ -309,7 +315,8 @@ static int backward_tiles_check(void)
             g.fwd.head_dim_v = dv;
             const size_t smem = pa_gpu_flash_bwd_smem(&g);
             if (smem == 0 || smem > 65536) {
-                if (bad++ < 5) printf("FAIL: flash backward tile for d %d dv %d: %zu bytes\n", d, dv, smem);
+                if (bad++ < 5)
+                    printf("FAIL: flash backward tile for d %d dv %d: %zu bytes\n", d, dv, smem);
             }
             if (smem > largest) largest = smem;
         }
@@ -318,7 +325,8 @@ static int backward_tiles_check(void)
         printf("FAIL: flash backward accepts head_dim %d\n", PA_GPU_MAX_HEAD_DIM + 1);
         bad++;
     }
-    printf("%s: flash backward tiles for every head_dim x head_dim_v up to %d (largest %zu bytes of LDS)\n",
+    printf("%s: flash backward tiles for every head_dim x head_dim_v up to %d (largest %zu bytes "
+           "of LDS)\n",
            bad ? "FAIL" : "pass", PA_GPU_MAX_HEAD_DIM, largest);
     return bad ? 1 : 0;
 }
@@ -347,18 +355,32 @@ int main(int argc, char **argv)
     const pa_tk_case *table = pa_tk_cases(&n_table);
     pa_tk_case cases[64];
     size_t n = 0;
-    for (size_t i = 0; i < n_table && n < 60; i++) cases[n++] = table[i];
-    cases[n++] = (pa_tk_case){"hip_d1024_causal_br_9x21", 1, 2, 1, 9, 21, 1024, 1024,
-                              POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.f, 1.f, 1};
+    for (size_t i = 0; i < n_table && n < 60; i++)
+        cases[n++] = table[i];
+    cases[n++] =
+        (pa_tk_case){"hip_d1024_causal_br_9x21",        1,          2,   1,   9, 21, 1024, 1024,
+                     POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.f, 1.f, 1};
     /* Shapes the flash backward's tile choice must get right: tiny and odd head dims with
      * a 3:1 group and more queries than keys; head dims between the tile steps, far apart;
      * the widest head_dim against a narrow head_dim_v, gaps between rows. */
-    cases[n++] = (pa_tk_case){"hip_d3_dv1_gqa3_tl_23x11", 2, 6, 2, 23, 11, 3, 1,
+    cases[n++] = (pa_tk_case){"hip_d3_dv1_gqa3_tl_23x11",    2,          6,   2,   23, 11, 3, 1,
                               POLYATTN_MASK_CAUSAL_TOP_LEFT, PA_TK_BSHD, 0.f, 1.f, 1};
-    cases[n++] = (pa_tk_case){"hip_d300_dv700_br_13x19", 1, 2, 1, 13, 19, 300, 700,
-                              POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.f, 1.f, 1};
-    cases[n++] = (pa_tk_case){"hip_d1024_dv32_gqa2_7x70", 1, 2, 1, 7, 70, 1024, 32,
-                              POLYATTN_MASK_NONE, PA_TK_BSHD_PAD, 0.f, 1.f, 1};
+    cases[n++] =
+        (pa_tk_case){"hip_d300_dv700_br_13x19",         1,          2,   1,   13, 19, 300, 700,
+                     POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_TK_BHSD, 0.f, 1.f, 1};
+    cases[n++] = (pa_tk_case){"hip_d1024_dv32_gqa2_7x70",
+                              1,
+                              2,
+                              1,
+                              7,
+                              70,
+                              1024,
+                              32,
+                              POLYATTN_MASK_NONE,
+                              PA_TK_BSHD_PAD,
+                              0.f,
+                              1.f,
+                              1};
     const polyattn_dtype dtypes[] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16, POLYATTN_DTYPE_BF16};
     /* Flash twice: the shared generic kernel, then with the MFMA kernel allowed (it takes
      * f16/bf16 at head dims <= 128 on the emulated gfx90a; the rest stays generic). */
@@ -401,8 +423,8 @@ int main(int argc, char **argv)
                     failed++;
                 }
                 printf("%-30s %-4s %-10s %-26s max|dO| %-9.3g max|dLSE| %-9.3g %s\n", c->name,
-                       polyattn_dtype_name(dtypes[t]), labels[a], verdict,
-                       r.o_max_abs, r.lse_max_abs, r.message);
+                       polyattn_dtype_name(dtypes[t]), labels[a], verdict, r.o_max_abs,
+                       r.lse_max_abs, r.message);
                 pa_tk_problem_free(&p);
             }
     }
@@ -469,7 +491,8 @@ int main(int argc, char **argv)
     printf("emulated hip: %d runs, %d pass, %d unsupported (%d of them must-support flash), "
            "%d FAIL\n",
            runs, passed, unsupported, must_fail, failed);
-    printf("emulated hip backward: %d runs, %d pass, %d unsupported, %d FAIL; determinism and tiles: %d FAIL\n",
+    printf("emulated hip backward: %d runs, %d pass, %d unsupported, %d FAIL; determinism and "
+           "tiles: %d FAIL\n",
            bruns, bpassed, bunsupported, bfailed, dfailed);
     failed += bfailed + dfailed;
     /* Must-support gaps are reported, not failed: they are a known limit of the shared

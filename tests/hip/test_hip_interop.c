@@ -28,7 +28,7 @@ static int failures;
     do {                                                                                           \
         hipError_t e_ = (call);                                                                    \
         if (e_ != hipSuccess) {                                                                    \
-            printf("FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, hipGetErrorName(e_));       \
+            printf("FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, hipGetErrorName(e_));        \
             return 1;                                                                              \
         }                                                                                          \
     } while (0)
@@ -113,7 +113,8 @@ static int device_part(void)
     EXPECT(polyattn_hip_buffer_wrap(ctx, dout, p.o_elems * es, &bo) == POLYATTN_STATUS_SUCCESS,
            "wrap o");
     EXPECT(polyattn_hip_buffer_wrap(ctx, dlse, p.lse_elems * sizeof(float), &bl) ==
-               POLYATTN_STATUS_SUCCESS, "wrap lse");
+               POLYATTN_STATUS_SUCCESS,
+           "wrap lse");
 
     polyattn_plan_options opt;
     polyattn_plan_options_init(&opt);

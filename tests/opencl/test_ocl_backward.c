@@ -16,15 +16,15 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
-            printf(__VA_ARGS__);                                                              \
-            printf("\n");                                                                     \
-            failures++;                                                                       \
-            goto done;                                                                        \
-        }                                                                                     \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+            failures++;                                                                            \
+            goto done;                                                                             \
+        }                                                                                          \
     } while (0)
 
 static void repeat_bitwise(polyattn_context *ctx, const char *case_name, polyattn_dtype dtype,
@@ -58,7 +58,7 @@ static void repeat_bitwise(polyattn_context *ctx, const char *case_name, polyatt
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info;
     CHECK(polyattn_plan_get_info(plan, &info) == POLYATTN_STATUS_SUCCESS, "info");
-    uint64_t sizes[9] = {bytes[0], bytes[1], bytes[2], p.o_elems * es, p.o_elems * es,
+    uint64_t sizes[9] = {bytes[0],        bytes[1], bytes[2], p.o_elems * es, p.o_elems * es,
                          p.lse_elems * 4, bytes[0], bytes[1], bytes[2]};
     for (int i = 0; i < 9; i++)
         CHECK(polyattn_buffer_alloc(ctx, sizes[i], &b[i]) == POLYATTN_STATUS_SUCCESS, "alloc");
@@ -75,7 +75,8 @@ static void repeat_bitwise(polyattn_context *ctx, const char *case_name, polyatt
     CHECK(dof && dob, "host memory");
     pa_tk_rng rng;
     pa_tk_rng_seed(&rng, pa_tk_hash(case_name, 99));
-    for (size_t i = 0; i < p.o_elems; i++) dof[i] = (float)pa_tk_rng_uniform(&rng);
+    for (size_t i = 0; i < p.o_elems; i++)
+        dof[i] = (float)pa_tk_rng_uniform(&rng);
     pa_tk_encode(dob, dof, p.o_elems, dtype);
     CHECK(polyattn_buffer_write(b[0], 0, p.q_data, bytes[0]) == 0 &&
               polyattn_buffer_write(b[1], 0, p.k_data, bytes[1]) == 0 &&
@@ -101,8 +102,8 @@ static void repeat_bitwise(polyattn_context *ctx, const char *case_name, polyatt
             CHECK(polyattn_buffer_read(b[6 + i], 0, run ? now[i] : first[i], bytes[i]) == 0,
                   "read");
             CHECK(!run || memcmp(now[i], first[i], bytes[i]) == 0,
-                  "%s %s %s: d%c of run %d differs from run 0", case_name,
-                  polyattn_algo_name(algo), polyattn_dtype_name(dtype), "qkv"[i], run);
+                  "%s %s %s: d%c of run %d differs from run 0", case_name, polyattn_algo_name(algo),
+                  polyattn_dtype_name(dtype), "qkv"[i], run);
         }
     }
     printf("PASS %-26s %-7s %-4s: %d deterministic backward runs bitwise identical\n", case_name,
@@ -124,7 +125,8 @@ done:
     }
     free(dof);
     free(dob);
-    for (int i = 0; i < 9; i++) polyattn_buffer_free(b[i]);
+    for (int i = 0; i < 9; i++)
+        polyattn_buffer_free(b[i]);
     polyattn_buffer_free(ws);
     polyattn_buffer_free(fws);
     polyattn_plan_destroy(plan);
@@ -160,8 +162,9 @@ static void big_heads(polyattn_context *ctx)
                 failures++;
             } else {
                 printf("PASS %-26s flash   %-4s: agrees with the host reference (dQ %.3g dK %.3g "
-                       "dV %.3g)\n", cases[ci].name, polyattn_dtype_name(dtypes[di]),
-                       r.dq_max_rel, r.dk_max_rel, r.dv_max_rel);
+                       "dV %.3g)\n",
+                       cases[ci].name, polyattn_dtype_name(dtypes[di]), r.dq_max_rel, r.dk_max_rel,
+                       r.dv_max_rel);
             }
             pa_tk_problem_free(&p);
         }
@@ -189,7 +192,8 @@ int main(int argc, char **argv)
     static const polyattn_dtype dtypes[] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_BF16};
     for (int ci = 0; ci < 2; ci++)
         for (int ai = flash_only ? 2 : 0; ai < 3; ai++)
-            for (int di = 0; di < 2; di++) repeat_bitwise(ctx, cases[ci], dtypes[di], algos[ai]);
+            for (int di = 0; di < 2; di++)
+                repeat_bitwise(ctx, cases[ci], dtypes[di], algos[ai]);
     big_heads(ctx);
     polyattn_context_destroy(ctx);
     pa_tk_shutdown();

@@ -50,7 +50,8 @@ static int child(void)
     polyattn_status st = polyattn_plan_create(ctx, &desc, &opt, &plan);
     double build_ms = now_ms() - t0;
     if (st != POLYATTN_STATUS_SUCCESS) {
-        fprintf(stderr, "plan: %s: %s\n", polyattn_status_name(st), polyattn_context_last_error(ctx));
+        fprintf(stderr, "plan: %s: %s\n", polyattn_status_name(st),
+                polyattn_context_last_error(ctx));
         return 1;
     }
     polyattn_plan_destroy(plan);
@@ -58,7 +59,8 @@ static int child(void)
     char err[256] = "";
     pa_tk_result r;
     memset(&r, 0, sizeof r);
-    if (pa_tk_problem_init(&p, c, POLYATTN_DTYPE_F32, (uint64_t)getpid()) != POLYATTN_STATUS_SUCCESS ||
+    if (pa_tk_problem_init(&p, c, POLYATTN_DTYPE_F32, (uint64_t)getpid()) !=
+            POLYATTN_STATUS_SUCCESS ||
         pa_tk_problem_reference(&p, err, sizeof err) != POLYATTN_STATUS_SUCCESS)
         return 1;
     pa_tk_run(ctx, &p, POLYATTN_ALGO_FLASH, 1, 0, &r);
@@ -80,7 +82,8 @@ static int run_child(const char *self, double *ms, int *pass)
     char line[256];
     *ms = -1;
     *pass = 0;
-    while (fgets(line, sizeof line, f)) sscanf(line, "BUILD_MS %lf PASS %d", ms, pass);
+    while (fgets(line, sizeof line, f))
+        sscanf(line, "BUILD_MS %lf PASS %d", ms, pass);
     int status = pclose(f);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
@@ -129,7 +132,8 @@ int main(int argc, char **argv)
         return PA_TK_SKIP;
     }
     int n = entries(dir, path, sizeof path, &full);
-    printf("cold:      build %.1f ms, pass %d, %d cache entries (%ld bytes)\n", cold, pass, n, full);
+    printf("cold:      build %.1f ms, pass %d, %d cache entries (%ld bytes)\n", cold, pass, n,
+           full);
     if (rc != 0 || !pass || n < 1 || full <= 0) failures++;
 
     rc = run_child(argv[0], &warm, &pass);
@@ -143,7 +147,8 @@ int main(int argc, char **argv)
     if (truncate(path, full / 2) != 0) failures++;
     rc = run_child(argv[0], &ms, &pass);
     entries(dir, path, sizeof path, &sz);
-    printf("truncated: build %.1f ms, pass %d, entry %ld bytes after (full %ld)\n", ms, pass, sz, full);
+    printf("truncated: build %.1f ms, pass %d, entry %ld bytes after (full %ld)\n", ms, pass, sz,
+           full);
     if (rc != 0 || !pass || sz != full) {
         printf("FAIL: a truncated entry was not rebuilt\n");
         failures++;

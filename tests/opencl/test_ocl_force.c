@@ -13,14 +13,14 @@
 static int failures;
 static char log_text[16384];
 
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
-            printf(__VA_ARGS__);                                                              \
-            printf("\n");                                                                     \
-            failures++;                                                                       \
-        }                                                                                     \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static void on_log(polyattn_log_category category, const char *message, void *user)
@@ -97,7 +97,8 @@ static void refused(const char *force, polyattn_algo algo, int bwd, polyattn_sta
     polyattn_status st = polyattn_plan_create(ctx, &d, &opt, &plan);
     const char *msg = polyattn_context_last_error(ctx);
     int named = 1;
-    for (int i = 0; i < n; i++) named &= strstr(msg, words[i]) != NULL;
+    for (int i = 0; i < n; i++)
+        named &= strstr(msg, words[i]) != NULL;
     CHECK(st == status && !plan && named, "POLYATTN_FORCE=%s: status %s, message: %s", force,
           polyattn_status_name(st), msg);
     if (st == status && named) printf("PASS POLYATTN_FORCE=%s refused: %.160s\n", force, msg);

@@ -13,22 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CL_OK(x)                                                                              \
-    do {                                                                                      \
-        cl_int e_ = (x);                                                                      \
-        if (e_ != CL_SUCCESS) {                                                               \
-            printf("FAIL %s:%d: %s = %d\n", __FILE__, __LINE__, #x, (int)e_);               \
-            return 1;                                                                         \
-        }                                                                                     \
+#define CL_OK(x)                                                                                   \
+    do {                                                                                           \
+        cl_int e_ = (x);                                                                           \
+        if (e_ != CL_SUCCESS) {                                                                    \
+            printf("FAIL %s:%d: %s = %d\n", __FILE__, __LINE__, #x, (int)e_);                      \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
-#define PA_OK(x)                                                                              \
-    do {                                                                                      \
-        polyattn_status s_ = (x);                                                             \
-        if (s_ != POLYATTN_STATUS_SUCCESS) {                                                  \
-            printf("FAIL %s:%d: %s = %s (%s)\n", __FILE__, __LINE__, #x,                     \
-                   polyattn_status_name(s_), ctx ? polyattn_context_last_error(ctx) : "");   \
-            return 1;                                                                         \
-        }                                                                                     \
+#define PA_OK(x)                                                                                   \
+    do {                                                                                           \
+        polyattn_status s_ = (x);                                                                  \
+        if (s_ != POLYATTN_STATUS_SUCCESS) {                                                       \
+            printf("FAIL %s:%d: %s = %s (%s)\n", __FILE__, __LINE__, #x, polyattn_status_name(s_), \
+                   ctx ? polyattn_context_last_error(ctx) : "");                                   \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 int main(void)
@@ -80,7 +80,8 @@ int main(void)
     CL_OK(clEnqueueWriteBuffer(queue, ml, CL_TRUE, 0, lb, poison, 0, NULL, NULL));
 
     /* Bad arguments are refused, not crashed on. */
-    if (polyattn_context_create_opencl(clctx, dev, NULL, &ctx) != POLYATTN_STATUS_INVALID_ARGUMENT) {
+    if (polyattn_context_create_opencl(clctx, dev, NULL, &ctx) !=
+        POLYATTN_STATUS_INVALID_ARGUMENT) {
         printf("FAIL: a NULL queue was accepted\n");
         return 1;
     }

@@ -34,16 +34,18 @@ typedef struct vcase {
 
 static const vcase cases[] = {
     {"window", 2, 4, 2, 37, 53, 16, POLYATTN_MASK_NONE, 1, 5, 3, 0, 0, 0, 0, 0, 0, 0},
-    {"window_causal_tl", 1, 2, 1, 41, 33, 16, POLYATTN_MASK_CAUSAL_TOP_LEFT, 1, 7, -1, 0, 0, 0, 0, 0, 0, 0},
-    {"softcap_causal_br", 2, 2, 2, 29, 19, 16, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0.7f, 0, 0, 0, 0, 0, 0},
-    {"alibi_bias_f16_bcast_batch", 2, 4, 2, 23, 31, 16, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0,
-     POLYATTN_ALIBI_PER_BATCH_HEAD, 1 + 1, POLYATTN_DTYPE_F16, 0, 0, 0},
+    {"window_causal_tl", 1, 2, 1, 41, 33, 16, POLYATTN_MASK_CAUSAL_TOP_LEFT, 1, 7, -1, 0, 0, 0, 0,
+     0, 0, 0},
+    {"softcap_causal_br", 2, 2, 2, 29, 19, 16, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0.7f, 0,
+     0, 0, 0, 0, 0},
+    {"alibi_bias_f16_bcast_batch", 2, 4, 2, 23, 31, 16, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 0, 0, 0,
+     0, POLYATTN_ALIBI_PER_BATCH_HEAD, 1 + 1, POLYATTN_DTYPE_F16, 0, 0, 0},
     {"bias_f32_bcast_heads_inf_rows", 2, 3, 3, 27, 35, 16, POLYATTN_MASK_NONE, 0, 0, 0, 0, 0, 1 + 2,
      POLYATTN_DTYPE_F32, 1, 0, 0},
-    {"bias_bf16_bcast_both_amask", 2, 2, 1, 33, 30, 16, POLYATTN_MASK_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0,
-     1 + 3, POLYATTN_DTYPE_BF16, 0, 1, 0},
-    {"sinks_window_softcap", 1, 4, 1, 45, 45, 16, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 1, 9, 0, 1.3f, 0, 0,
-     0, 0, 0, 1},
+    {"bias_bf16_bcast_both_amask", 2, 2, 1, 33, 30, 16, POLYATTN_MASK_CAUSAL_TOP_LEFT, 0, 0, 0, 0,
+     0, 1 + 3, POLYATTN_DTYPE_BF16, 0, 1, 0},
+    {"sinks_window_softcap", 1, 4, 1, 45, 45, 16, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 1, 9, 0, 1.3f,
+     0, 0, 0, 0, 0, 1},
     {"all", 2, 2, 2, 31, 39, 16, POLYATTN_MASK_NONE, 1, 11, 4, 2.0f, POLYATTN_ALIBI_PER_HEAD, 1,
      POLYATTN_DTYPE_F32, 1, 1, 1},
 };
@@ -97,7 +99,8 @@ static double ref_score(const vdata *x, long b, long h, long i, long j, int *mas
         *dcap = 1 - t * t;
     }
     if (c->alibi)
-        s -= x->slopes[c->alibi == POLYATTN_ALIBI_PER_HEAD ? h : b * c->hq + h] * fabs((double)(d - j));
+        s -= x->slopes[c->alibi == POLYATTN_ALIBI_PER_HEAD ? h : b * c->hq + h] *
+             fabs((double)(d - j));
     if (c->bias) {
         double bv = x->bias[bidx(x, b, h, i, j)];
         if (bv == -INFINITY) return -INFINITY;
@@ -127,7 +130,8 @@ static void reference(vdata *x)
                 double *o = x->o + row * c->d, *go = x->dq + row * c->d,
                        *pr = x->probs + row * c->skv;
                 if (!any && !c->sinks) {
-                    for (int e = 0; e < c->d; e++) o[e] = 0;
+                    for (int e = 0; e < c->d; e++)
+                        o[e] = 0;
                     x->lse[row] = -INFINITY;
                     continue;
                 }
@@ -136,24 +140,28 @@ static void reference(vdata *x)
                     if (!mk[j]) l += exp(s[j] - m);
                 double lse = m + log(l);
                 x->lse[row] = lse;
-                for (int e = 0; e < c->d; e++) o[e] = 0;
+                for (int e = 0; e < c->d; e++)
+                    o[e] = 0;
                 for (long j = 0; j < c->skv; j++) {
                     if (mk[j]) continue;
                     double p = exp(s[j] - lse);
                     pr[j] = p;
                     const float *vr = x->v + (((size_t)b * c->hk + hk) * c->skv + j) * c->d;
-                    for (int e = 0; e < c->d; e++) o[e] += p * vr[e];
+                    for (int e = 0; e < c->d; e++)
+                        o[e] += p * vr[e];
                 }
                 /* backward */
                 const float *dor = x->dout + row * c->d;
                 double D = 0;
-                for (int e = 0; e < c->d; e++) D += dor[e] * o[e];
+                for (int e = 0; e < c->d; e++)
+                    D += dor[e] * o[e];
                 if (c->sinks) x->dsinks[h] -= exp(sink - lse) * D;
                 for (long j = 0; j < c->skv; j++) {
                     if (mk[j]) continue;
                     double p = exp(s[j] - lse), dp = 0;
                     size_t kr = (((size_t)b * c->hk + hk) * c->skv + j) * c->d;
-                    for (int e = 0; e < c->d; e++) dp += dor[e] * x->v[kr + e];
+                    for (int e = 0; e < c->d; e++)
+                        dp += dor[e] * x->v[kr + e];
                     double ds = p * (dp - D);
                     if (c->bias) x->dbias[bidx(x, b, h, i, j)] += ds;
                     double dr = ds * dc[j] * x->scale;
@@ -183,13 +191,18 @@ static void data_init(vdata *x, const vcase *c)
     x->nl = (size_t)c->batch * c->hq * c->sq;
     x->q = malloc(4 * x->nq), x->k = malloc(4 * x->nk), x->v = malloc(4 * x->nv);
     x->dout = malloc(4 * x->no);
-    for (size_t i = 0; i < x->nq; i++) x->q[i] = 2 * rnd(&r);
-    for (size_t i = 0; i < x->nk; i++) x->k[i] = 2 * rnd(&r), x->v[i] = rnd(&r);
-    for (size_t i = 0; i < x->no; i++) x->dout[i] = rnd(&r);
+    for (size_t i = 0; i < x->nq; i++)
+        x->q[i] = 2 * rnd(&r);
+    for (size_t i = 0; i < x->nk; i++)
+        x->k[i] = 2 * rnd(&r), x->v[i] = rnd(&r);
+    for (size_t i = 0; i < x->no; i++)
+        x->dout[i] = rnd(&r);
     x->slopes = malloc(4 * (size_t)c->batch * c->hq);
-    for (int i = 0; i < c->batch * c->hq; i++) x->slopes[i] = 0.05f + 0.2f * (float)pa_tk_rng_uniform(&r);
+    for (int i = 0; i < c->batch * c->hq; i++)
+        x->slopes[i] = 0.05f + 0.2f * (float)pa_tk_rng_uniform(&r);
     x->sinks = malloc(4 * (size_t)c->hq);
-    for (int i = 0; i < c->hq; i++) x->sinks[i] = 1.5f * rnd(&r);
+    for (int i = 0; i < c->hq; i++)
+        x->sinks[i] = 1.5f * rnd(&r);
     x->bshape[0] = (c->bias && ((c->bias - 1) & 1)) ? 1 : c->batch;
     x->bshape[1] = (c->bias && ((c->bias - 1) & 2)) ? 1 : c->hq;
     x->bshape[2] = c->sq, x->bshape[3] = c->skv;
@@ -216,9 +229,11 @@ static void data_init(vdata *x, const vcase *c)
 
 static void data_free(vdata *x)
 {
-    void *p[] = {x->q, x->k, x->v, x->dout, x->slopes, x->bias, x->sinks, x->amask, x->bias_raw,
-                 x->o, x->lse, x->probs, x->dq, x->dk, x->dv, x->dbias, x->dsinks};
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
+    void *p[] = {x->q,     x->k,     x->v,        x->dout,  x->slopes, x->bias,
+                 x->sinks, x->amask, x->bias_raw, x->o,     x->lse,    x->probs,
+                 x->dq,    x->dk,    x->dv,       x->dbias, x->dsinks};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        free(p[i]);
 }
 
 static void desc_of(const vdata *x, polyattn_attention_desc *d)
@@ -245,8 +260,8 @@ static void desc_of(const vdata *x, polyattn_attention_desc *d)
 }
 
 /* |out - ref| <= tol (1 + |ref|), with -inf/NaN matching exactly; counts mismatches. */
-static long compare(const char *what, const char *tag, const float *out, const double *ref, size_t n,
-                    double tol)
+static long compare(const char *what, const char *tag, const float *out, const double *ref,
+                    size_t n, double tol)
 {
     long bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -276,7 +291,8 @@ static polyattn_buffer *upload(polyattn_context *ctx, const void *src, size_t by
 static float *poisoned(size_t n)
 {
     float *p = malloc(4 * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) p[i] = 12345.0f;
+    for (size_t i = 0; i < n; i++)
+        p[i] = 12345.0f;
     return p;
 }
 
@@ -316,8 +332,9 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
     const size_t np = x->nl * (size_t)c->skv;
     float *probs = poisoned(np);
     polyattn_buffer *pb = opt.want_probs ? upload(ctx, probs, 4 * np) : NULL;
-    float *o = poisoned(x->no), *lse = poisoned(x->nl), *dq = poisoned(x->nq), *dk = poisoned(x->nk),
-          *dv = poisoned(x->nv), *dbias = poisoned(x->nb), *dsinks = poisoned((size_t)c->hq);
+    float *o = poisoned(x->no), *lse = poisoned(x->nl), *dq = poisoned(x->nq),
+          *dk = poisoned(x->nk), *dv = poisoned(x->nv), *dbias = poisoned(x->nb),
+          *dsinks = poisoned((size_t)c->hq);
     size_t bsz = x->nb * polyattn_dtype_size(c->bias ? c->bias_dtype : POLYATTN_DTYPE_F32);
     B.q = upload(ctx, x->q, 4 * x->nq), B.k = upload(ctx, x->k, 4 * x->nk);
     B.v = upload(ctx, x->v, 4 * x->nv), B.o = upload(ctx, o, 4 * x->no);
@@ -341,7 +358,8 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
         failures++;
         goto done;
     }
-    long bad = compare("O", tag, o, x->o, x->no, 2e-4) + compare("LSE", tag, lse, x->lse, x->nl, 2e-4);
+    long bad =
+        compare("O", tag, o, x->o, x->no, 2e-4) + compare("LSE", tag, lse, x->lse, x->nl, 2e-4);
     if (pb) bad += compare("P", tag, probs, x->probs, np, 2e-4);
     if (backward) {
         ex.alibi_slopes = B.slopes, ex.bias = B.bias, ex.attn_mask = B.amask, ex.sinks = B.sinks;
@@ -362,7 +380,8 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
             failures++;
             goto done;
         }
-        bad += compare("dQ", tag, dq, x->dq, x->nq, 1e-3) + compare("dK", tag, dk, x->dk, x->nk, 1e-3) +
+        bad += compare("dQ", tag, dq, x->dq, x->nq, 1e-3) +
+               compare("dK", tag, dk, x->dk, x->nk, 1e-3) +
                compare("dV", tag, dv, x->dv, x->nv, 1e-3);
         if (B.dbias) bad += compare("dBias", tag, dbias, x->dbias, x->nb, 1e-3);
         if (B.dsinks) bad += compare("dSinks", tag, dsinks, x->dsinks, (size_t)c->hq, 1e-3);
@@ -371,13 +390,16 @@ static int run_case(polyattn_context *ctx, vdata *x, polyattn_algo algo, int bac
         printf("FAIL %s: %ld elements differ\n", tag, bad);
         failures++;
     } else {
-        printf("ok   %s%s\n", tag, backward && c->bias && !opt.want_bias_grad ? " (no d_bias)" : "");
+        printf("ok   %s%s\n", tag,
+               backward && c->bias && !opt.want_bias_grad ? " (no d_bias)" : "");
     }
 done:
     polyattn_plan_destroy(plan);
-    polyattn_buffer *all[] = {B.q, B.k, B.v, B.o, B.lse, B.dout, B.dq, B.dk, B.dv, B.slopes,
-                              B.bias, B.amask, B.sinks, B.dbias, B.dsinks, B.ws, B.bws};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) polyattn_buffer_free(all[i]);
+    polyattn_buffer *all[] = {B.q,     B.k,     B.v,      B.o,      B.lse,  B.dout,
+                              B.dq,    B.dk,    B.dv,     B.slopes, B.bias, B.amask,
+                              B.sinks, B.dbias, B.dsinks, B.ws,     B.bws};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        polyattn_buffer_free(all[i]);
     polyattn_buffer_free(pb);
     free(probs);
     free(o), free(lse), free(dq), free(dk), free(dv), free(dbias), free(dsinks);
@@ -522,8 +544,8 @@ int main(int argc, char **argv)
         /* Tile skipping: the window's cost follows its visible pairs. */
         double f_full = 0, f_win = 0;
         double full = time_flash(ctx, 2048, -1, &f_full), win = time_flash(ctx, 2048, 64, &f_win);
-        printf("flash causal n=2048: full %.1f ms (%.3g flop), window 64: %.1f ms (%.3g flop)\n", full,
-               f_full, win, f_win);
+        printf("flash causal n=2048: full %.1f ms (%.3g flop), window 64: %.1f ms (%.3g flop)\n",
+               full, f_full, win, f_win);
         if (full <= 0 || win <= 0 || win * 4 > full || f_win * 10 > f_full) {
             printf("FAIL: the window forward does not skip key tiles\n");
             failures++;

@@ -102,7 +102,7 @@ extern "C" hipError_t hipGetLastError(void)
 
 extern "C" const char *hipGetErrorName(hipError_t err)
 {
-    return err == hipSuccess ? "hipSuccess"
+    return err == hipSuccess             ? "hipSuccess"
            : err == hipErrorInvalidValue ? "hipErrorInvalidValue"
                                          : "hipErrorLaunchFailure";
 }
@@ -157,9 +157,10 @@ static void run_block(unsigned threads, char *stacks)
         if (done) {
             /* Some threads left while others wait at a barrier: a real GPU hangs or
              * misbehaves here; the emulation stops loudly. */
-            fprintf(stderr, "emulation: %u of %u threads returned while %u wait at __syncthreads "
-                            "(block %u,%u,%u)\n", done, threads, at_barrier, blockIdx.x,
-                    blockIdx.y, blockIdx.z);
+            fprintf(stderr,
+                    "emulation: %u of %u threads returned while %u wait at __syncthreads "
+                    "(block %u,%u,%u)\n",
+                    done, threads, at_barrier, blockIdx.x, blockIdx.y, blockIdx.z);
             abort();
         }
     }
@@ -198,7 +199,8 @@ void pa_emu_run(void (*body)(void *), void *ctx, dim3 grid, dim3 block, size_t s
                 blockIdx.z = z;
                 /* NaN in fresh shared memory: reading what the block did not write shows. */
                 float *s = static_cast<float *>(pa_emu_dynamic_smem);
-                for (size_t i = 0; i < dynamic_bytes / sizeof(float); ++i) s[i] = NAN;
+                for (size_t i = 0; i < dynamic_bytes / sizeof(float); ++i)
+                    s[i] = NAN;
                 run_block(block.x, stacks);
             }
     free(stacks);

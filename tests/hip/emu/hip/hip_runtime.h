@@ -81,13 +81,19 @@ hipError_t hipFuncSetAttribute(const void *fn, int attr, int value);
 
 void pa_emu_run(void (*body)(void *), void *ctx, dim3 grid, dim3 block, size_t smem);
 
-template <typename F> void pa_emu_trampoline(void *f) { (*static_cast<F *>(f))(); }
+template <typename F>
+void pa_emu_trampoline(void *f)
+{
+    (*static_cast<F *>(f))();
+}
 
-template <typename... P> struct pa_emu_launcher {
+template <typename... P>
+struct pa_emu_launcher {
     void (*fn)(P...);
     dim3 grid, block;
     size_t smem;
-    template <typename... A> void operator()(const A &...args)
+    template <typename... A>
+    void operator()(const A &...args)
     {
         auto call = [&]() { fn(args...); };
         pa_emu_run(&pa_emu_trampoline<decltype(call)>, &call, grid, block, smem);
