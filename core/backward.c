@@ -16,11 +16,6 @@ typedef struct bwd_binding {
     int is_output;
 } bwd_binding;
 
-static int bwd_overlaps(const polyattn_buffer *a, const polyattn_buffer *b)
-{
-    return a->mem == b->mem && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
-}
-
 enum { BWD_Q, BWD_K, BWD_V, BWD_O, BWD_DO, BWD_LSE, BWD_DQ, BWD_DK, BWD_DV, BWD_WS, BWD_N };
 
 polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
@@ -93,7 +88,7 @@ polyattn_status polyattn_backward_ex(polyattn_plan *plan, const polyattn_buffer 
     for (int i = 0; i < BWD_N; i++)
         for (int j = i + 1; j < BWD_N; j++)
             if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
-                bwd_overlaps(b[i].buf, b[j].buf))
+                pa_buffers_overlap(b[i].buf, b[j].buf))
                 return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                        "%s: overlaps %s in memory; gradients must not alias",
                                        b[j].name, b[i].name);
@@ -114,7 +109,7 @@ polyattn_status polyattn_backward_ex(polyattn_plan *plan, const polyattn_buffer 
         const polyattn_buffer *sb[2] = {ex.cu_seqlens_q, ex.cu_seqlens_kv};
         for (int i = BWD_DQ; i <= BWD_WS; i++)
             for (int j = 0; j < 2; j++)
-                if (b[i].buf && sb[j] && bwd_overlaps(b[i].buf, sb[j]))
+                if (b[i].buf && sb[j] && pa_buffers_overlap(b[i].buf, sb[j]))
                     return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                            "%s: overlaps %s in memory; gradients must not alias",
                                            j ? "extra.cu_seqlens_kv" : "extra.cu_seqlens_q",

@@ -22,11 +22,6 @@ void polyattn_merge_desc_init(polyattn_merge_desc *desc, polyattn_dtype part_dty
         __builtin_mul_overflow(desc->part.strides[0], batch, &stride) ? INT64_MAX : stride;
 }
 
-static int merge_overlaps(const polyattn_buffer *a, const polyattn_buffer *b)
-{
-    return a->mem == b->mem && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
-}
-
 polyattn_status polyattn_merge_states(polyattn_context *ctx, const polyattn_merge_desc *desc,
                                       const polyattn_buffer *parts,
                                       const polyattn_buffer *parts_lse, polyattn_buffer *out,
@@ -104,7 +99,7 @@ polyattn_status polyattn_merge_states(polyattn_context *ctx, const polyattn_merg
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)
             if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
-                merge_overlaps(b[i].buf, b[j].buf))
+                pa_buffers_overlap(b[i].buf, b[j].buf))
                 return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                        "%s: overlaps %s in memory; outputs must not alias",
                                        b[j].name, b[i].name);

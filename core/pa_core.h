@@ -82,6 +82,24 @@ polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
  * indices must also map to distinct elements.  *message names the field (desc.c). */
 polyattn_status pa_tensor_validate(const polyattn_tensor_desc *t, const char *name, int output,
                                    const char **message);
+/* One tensor of polyattn_extra_tensors against what the plan needs (need 0: it must be
+ * absent); pa_bind_extra checks each (given iff needed, of this context, large enough),
+ * fills its ref, or fails naming the field (variants.c). */
+typedef struct pa_extra_binding {
+    const char *name;
+    const polyattn_buffer *buf;
+    uint64_t need; /* bytes; 0: the problem has no use for it */
+    const char *why_needed;
+    pa_tensor_ref *ref;
+} pa_extra_binding;
+polyattn_status pa_bind_extra(polyattn_context *ctx, pa_extra_binding *b, size_t n);
+
+/* Whether two buffers share any byte (views of one allocation may). */
+static inline int pa_buffers_overlap(const polyattn_buffer *a, const polyattn_buffer *b)
+{
+    return a->mem == b->mem && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
+}
+
 /* Bytes of a tensor, 0 if malformed (desc.c). */
 uint64_t pa_tensor_bytes(const polyattn_tensor_desc *t);
 

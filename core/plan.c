@@ -474,11 +474,6 @@ typedef struct binding {
     int is_output;
 } binding;
 
-static int overlaps(const polyattn_buffer *a, const polyattn_buffer *b)
-{
-    return a->mem == b->mem && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
-}
-
 polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
                                  const polyattn_buffer *k, const polyattn_buffer *v,
                                  polyattn_buffer *o, polyattn_buffer *lse, polyattn_buffer *probs,
@@ -543,7 +538,7 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
     for (int i = 0; i < 7; i++)
         for (int j = i + 1; j < 7; j++)
             if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) && !(i == 1 && j == 2) &&
-                overlaps(b[i].buf, b[j].buf))
+                pa_buffers_overlap(b[i].buf, b[j].buf))
                 return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                        "%s: overlaps %s in memory; outputs must not alias",
                                        b[j].name, b[i].name);
@@ -560,7 +555,7 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
         sb[3] = ex.block_table, sb[4] = ex.k_new, sb[5] = ex.v_new;
         for (int i = 0; i < 7; i++)
             for (int j = 0; j < 6; j++)
-                if (b[i].buf && b[i].is_output && sb[j] && overlaps(b[i].buf, sb[j]))
+                if (b[i].buf && b[i].is_output && sb[j] && pa_buffers_overlap(b[i].buf, sb[j]))
                     return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                            "%s: overlaps %s in memory; outputs must not alias",
                                            names[j], b[i].name);

@@ -216,13 +216,7 @@ polyattn_status pa_bind_serving(polyattn_context *ctx, const pa_problem *p,
         set_tensor(&t, p->dtype, p->batch, p->heads_kv, p->seq_new, p->head_dim_v, p->v_new_stride);
         v_new_bytes = pa_tensor_bytes(&t);
     }
-    struct {
-        const char *name;
-        const polyattn_buffer *buf;
-        uint64_t need;
-        const char *why_needed;
-        pa_tensor_ref *ref;
-    } b[] = {
+    pa_extra_binding b[] = {
         {"extra.cu_seqlens_q", extra.cu_seqlens_q, p->varlen_q ? offsets : 0, "varlen_q",
          &out->cu_seqlens_q},
         {"extra.cu_seqlens_kv", extra.cu_seqlens_kv,
@@ -238,27 +232,5 @@ polyattn_status pa_bind_serving(polyattn_context *ctx, const pa_problem *p,
         {"extra.k_new", extra.k_new, k_new_bytes, "has_kv_append in a forward", &out->k_new},
         {"extra.v_new", extra.v_new, v_new_bytes, "has_kv_append in a forward", &out->v_new},
     };
-    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
-        if (b[i].need == 0) {
-            if (b[i].buf)
-                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                       "%s: given, but the plan has no use for it (it needs %s)",
-                                       b[i].name, b[i].why_needed);
-            continue;
-        }
-        if (!b[i].buf)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: NULL but %s needs %llu bytes", b[i].name, b[i].why_needed,
-                                   (unsigned long long)b[i].need);
-        if (b[i].buf->ctx != ctx)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer belongs to another context", b[i].name);
-        if (b[i].buf->bytes < b[i].need)
-            return pa_context_fail(
-                ctx, POLYATTN_STATUS_INVALID_ARGUMENT, "%s: buffer holds %llu bytes but needs %llu",
-                b[i].name, (unsigned long long)b[i].buf->bytes, (unsigned long long)b[i].need);
-        b[i].ref->mem = b[i].buf->mem;
-        b[i].ref->offset = b[i].buf->offset;
-    }
-    return POLYATTN_STATUS_SUCCESS;
+    return pa_bind_extra(ctx, b, sizeof b / sizeof b[0]);
 }

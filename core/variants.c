@@ -8,13 +8,32 @@
 #include <stddef.h>
 #include <string.h>
 
-typedef struct variant_binding {
-    const char *name;
-    const polyattn_buffer *buf;
-    uint64_t need; /* bytes; 0: the problem has no such tensor */
-    const char *why_needed;
-    pa_tensor_ref *ref;
-} variant_binding;
+polyattn_status pa_bind_extra(polyattn_context *ctx, pa_extra_binding *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].need == 0) {
+            if (b[i].buf)
+                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                       "%s: given, but the plan has no use for it (it needs %s)",
+                                       b[i].name, b[i].why_needed);
+            continue;
+        }
+        if (!b[i].buf)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: NULL but %s needs %llu bytes", b[i].name, b[i].why_needed,
+                                   (unsigned long long)b[i].need);
+        if (b[i].buf->ctx != ctx)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: buffer belongs to another context", b[i].name);
+        if (b[i].buf->bytes < b[i].need)
+            return pa_context_fail(
+                ctx, POLYATTN_STATUS_INVALID_ARGUMENT, "%s: buffer holds %llu bytes but needs %llu",
+                b[i].name, (unsigned long long)b[i].buf->bytes, (unsigned long long)b[i].need);
+        b[i].ref->mem = b[i].buf->mem;
+        b[i].ref->offset = b[i].buf->offset;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
 
 /* Bytes a broadcast score tensor (bias, attn_mask) spans at its strides.  Its broadcast
  * dimensions have stride 0 (pa_problem), so the problem's full extents give the span; the
@@ -68,7 +87,7 @@ polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
                                        p->bias_shape[3]),
                           4)
             : 0;
-    variant_binding b[] = {
+    pa_extra_binding b[] = {
         {"extra.alibi_slopes", extra.alibi_slopes, alibi_bytes, "the descriptor's alibi",
          &out->alibi_slopes},
         {"extra.bias", extra.bias,
@@ -84,27 +103,5 @@ polyattn_status pa_bind_variants(polyattn_context *ctx, const pa_problem *p,
         {"extra.d_sinks", extra.d_sinks, backward && p->has_sinks ? pa_size_mul(heads, 4) : 0,
          "has_sinks in a backward", &out->d_sinks},
     };
-    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
-        if (b[i].need == 0) {
-            if (b[i].buf)
-                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                       "%s: given, but the plan has no use for it (it needs %s)",
-                                       b[i].name, b[i].why_needed);
-            continue;
-        }
-        if (!b[i].buf)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: NULL but %s needs %llu bytes", b[i].name, b[i].why_needed,
-                                   (unsigned long long)b[i].need);
-        if (b[i].buf->ctx != ctx)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer belongs to another context", b[i].name);
-        if (b[i].buf->bytes < b[i].need)
-            return pa_context_fail(
-                ctx, POLYATTN_STATUS_INVALID_ARGUMENT, "%s: buffer holds %llu bytes but needs %llu",
-                b[i].name, (unsigned long long)b[i].buf->bytes, (unsigned long long)b[i].need);
-        b[i].ref->mem = b[i].buf->mem;
-        b[i].ref->offset = b[i].buf->offset;
-    }
-    return POLYATTN_STATUS_SUCCESS;
+    return pa_bind_extra(ctx, b, sizeof b / sizeof b[0]);
 }
