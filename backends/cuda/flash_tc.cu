@@ -574,32 +574,30 @@ extern "C" const char *pa_cuda_flash_tc_head_dims(void)
 
 extern "C" size_t pa_cuda_flash_tc_smem(int head_dim, int col_halves)
 {
-#define PA_TILE(d)                                                                                 \
-    case d:                                                                                        \
-        return col_halves ? 0 : FlashTcTraits<d>::kSmem;                                           \
-#define PA_WIDE(d) case d : return col_halves ? FlashTcWideTraits < d,                     \
-            2> ::kSmem : FlashTcWideTraits < d> ::kSmem;
+    // clang-format off
+#define PA_TILE(d) case d: return col_halves ? 0 : FlashTcTraits<d>::kSmem;
+#define PA_WIDE(d) case d: return col_halves ? FlashTcWideTraits<d, 2>::kSmem : FlashTcWideTraits<d>::kSmem;
     switch (head_dim) {
-        PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
+    PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
     default: return 0;
     }
 #undef PA_TILE
 #undef PA_WIDE
+    // clang-format on
 }
 
 extern "C" int pa_cuda_flash_tc_key_tile(int head_dim, int col_halves)
 {
-#define PA_TILE(d)                                                                                 \
-    case d:                                                                                        \
-        return 0;                                                                                  \
-#define PA_WIDE(d) case d : return col_halves ? FlashTcWideTraits < d,                     \
-            2> ::kBlockN : FlashTcWideTraits < d> ::kBlockN;
+    // clang-format off
+#define PA_TILE(d) case d: return 0;
+#define PA_WIDE(d) case d: return col_halves ? FlashTcWideTraits<d, 2>::kBlockN : FlashTcWideTraits<d>::kBlockN;
     switch (head_dim) {
-        PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
+    PA_FLASH_TC_HEAD_DIMS(PA_TILE, PA_WIDE)
     default: return 0;
     }
 #undef PA_TILE
 #undef PA_WIDE
+    // clang-format on
 }
 
 extern "C" int pa_cuda_flash_tc(const pa_gpu_args *a, const pa_flash_split *split, void *stream)
