@@ -9,13 +9,6 @@
 
 #include <string.h>
 
-typedef struct bwd_binding {
-    const char *name;
-    const polyattn_buffer *buf;
-    uint64_t need; /* bytes required; 0 only for an unneeded workspace */
-    int is_output;
-} bwd_binding;
-
 enum { BWD_Q, BWD_K, BWD_V, BWD_O, BWD_DO, BWD_LSE, BWD_DQ, BWD_DK, BWD_DV, BWD_WS, BWD_N };
 
 polyattn_status polyattn_backward(polyattn_plan *plan, const polyattn_buffer *q,
@@ -54,44 +47,20 @@ polyattn_status polyattn_backward_ex(polyattn_plan *plan, const polyattn_buffer 
     const uint64_t qb = pa_tensor_bytes(&tq), kb = pa_tensor_bytes(&tk), vb = pa_tensor_bytes(&tv),
                    ob = pa_tensor_bytes(&to);
 
-    bwd_binding b[BWD_N] = {
-        [BWD_Q] = {"q", q, qb, 0},
-        [BWD_K] = {"k", k, kb, 0},
-        [BWD_V] = {"v", v, vb, 0},
-        [BWD_O] = {"o", o, ob, 0},
-        [BWD_DO] = {"d_o", d_o, ob, 0},
-        [BWD_LSE] = {"lse", lse, pa_size_mul(rows, 4), 0},
-        [BWD_DQ] = {"dq", dq, qb, 1},
-        [BWD_DK] = {"dk", dk, kb, 1},
-        [BWD_DV] = {"dv", dv, vb, 1},
-        [BWD_WS] = {"workspace", workspace, plan->info.backward_workspace_bytes, 1},
+    pa_buffer_binding b[BWD_N] = {
+        [BWD_Q] = {"q", q, qb, 0, 0},
+        [BWD_K] = {"k", k, kb, 0, 0},
+        [BWD_V] = {"v", v, vb, 0, 0},
+        [BWD_O] = {"o", o, ob, 0, 0},
+        [BWD_DO] = {"d_o", d_o, ob, 0, 0},
+        [BWD_LSE] = {"lse", lse, pa_size_mul(rows, 4), 0, 0},
+        [BWD_DQ] = {"dq", dq, qb, 1, 0},
+        [BWD_DK] = {"dk", dk, kb, 1, 0},
+        [BWD_DV] = {"dv", dv, vb, 1, 0},
+        [BWD_WS] = {"workspace", workspace, plan->info.backward_workspace_bytes, 1, 0},
     };
-    for (int i = 0; i < BWD_N; i++) {
-        if (b[i].need == 0) {
-            b[i].buf = NULL; /* an unneeded workspace is ignored */
-            continue;
-        }
-        if (!b[i].buf)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: NULL but the backward needs %llu bytes", b[i].name,
-                                   (unsigned long long)b[i].need);
-        if (b[i].buf->ctx != ctx)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer belongs to another context", b[i].name);
-        if (b[i].buf->bytes < b[i].need)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer holds %llu bytes but the tensor needs %llu",
-                                   b[i].name, (unsigned long long)b[i].buf->bytes,
-                                   (unsigned long long)b[i].need);
-    }
-    /* Inputs may share memory (packed QKV); an output may overlap nothing. */
-    for (int i = 0; i < BWD_N; i++)
-        for (int j = i + 1; j < BWD_N; j++)
-            if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
-                pa_buffers_overlap(b[i].buf, b[j].buf))
-                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                       "%s: overlaps %s in memory; gradients must not alias",
-                                       b[j].name, b[i].name);
+    polyattn_status bst = pa_check_buffers(ctx, b, BWD_N, "backward");
+    if (bst != POLYATTN_STATUS_SUCCESS) return bst;
 
     pa_backward_io io;
     memset(&io, 0, sizeof io);

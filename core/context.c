@@ -231,6 +231,39 @@ polyattn_status polyattn_host_buffer_wrap(polyattn_context *context, void *ptr, 
     return pa_buffer_wrap(context, ptr, bytes, buffer);
 }
 
+polyattn_status pa_check_buffers(polyattn_context *ctx, pa_buffer_binding *b, int n,
+                                 const char *call)
+{
+    for (int i = 0; i < n; i++) {
+        if (b[i].need == 0) {
+            b[i].buf = NULL;
+            continue;
+        }
+        if (!b[i].buf)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: NULL but the %s needs %llu bytes", b[i].name, call,
+                                   (unsigned long long)b[i].need);
+        if (b[i].buf->ctx != ctx)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: buffer belongs to another context", b[i].name);
+        if (b[i].buf->bytes < b[i].need)
+            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                   "%s: buffer holds %llu bytes but the tensor needs %llu",
+                                   b[i].name, (unsigned long long)b[i].buf->bytes,
+                                   (unsigned long long)b[i].need);
+    }
+    /* Inputs may share memory (packed QKV); an output may overlap nothing. */
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
+                !(b[i].alias_group && b[i].alias_group == b[j].alias_group) &&
+                pa_buffers_overlap(b[i].buf, b[j].buf))
+                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                                       "%s: overlaps %s in memory; outputs must not alias",
+                                       b[j].name, b[i].name);
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 polyattn_status polyattn_buffer_view(polyattn_buffer *parent, uint64_t offset, uint64_t bytes,
                                      polyattn_buffer **view)
 {

@@ -68,41 +68,16 @@ polyattn_status polyattn_merge_states(polyattn_context *ctx, const polyattn_merg
                                "num_parts x part: %lld parts cannot be represented (their byte "
                                "count overflows int64)",
                                (long long)desc->num_parts);
-    struct {
-        const char *name;
-        const polyattn_buffer *buf;
-        uint64_t need;
-        int is_output;
-    } b[] = {
-        {"parts", parts, part_bytes, 0},
-        {"parts_lse", parts_lse, lse_bytes, 0},
-        {"out", out, pa_tensor_bytes(&desc->out), 1},
-        {"out_lse", out_lse, out_lse ? pa_size_mul(rows, 4) : 0, 1},
+    pa_buffer_binding b[] = {
+        {"parts", parts, part_bytes, 0, 0},
+        {"parts_lse", parts_lse, lse_bytes, 0, 0},
+        {"out", out, pa_tensor_bytes(&desc->out), 1, 0},
+        {"out_lse", out_lse, out_lse ? pa_size_mul(rows, 4) : 0, 1, 0},
     };
+    /* out_lse is optional: its need is 0 when it is absent. */
     const int n = (int)(sizeof b / sizeof b[0]);
-    for (int i = 0; i < n; i++) {
-        if (!b[i].buf) {
-            if (i == 3) continue; /* out_lse is optional */
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: NULL but the merge needs %llu bytes", b[i].name,
-                                   (unsigned long long)b[i].need);
-        }
-        if (b[i].buf->ctx != ctx)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer belongs to another context", b[i].name);
-        if (b[i].buf->bytes < b[i].need)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer holds %llu bytes but the tensor needs %llu",
-                                   b[i].name, (unsigned long long)b[i].buf->bytes,
-                                   (unsigned long long)b[i].need);
-    }
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) &&
-                pa_buffers_overlap(b[i].buf, b[j].buf))
-                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                       "%s: overlaps %s in memory; outputs must not alias",
-                                       b[j].name, b[i].name);
+    polyattn_status bst = pa_check_buffers(ctx, b, n, "merge");
+    if (bst != POLYATTN_STATUS_SUCCESS) return bst;
     if (!ctx->ops->merge_states)
         return pa_context_fail(ctx, POLYATTN_STATUS_UNSUPPORTED,
                                "the %s backend has no merge_states yet", ctx->ops->name);

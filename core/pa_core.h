@@ -94,6 +94,19 @@ typedef struct pa_extra_binding {
 } pa_extra_binding;
 polyattn_status pa_bind_extra(polyattn_context *ctx, pa_extra_binding *b, size_t n);
 
+/* A call's buffers (forward, backward, merge): each with need > 0 must be given, belong to
+ * ctx and hold need bytes; one with need 0 is ignored (set to NULL); then no output may share
+ * a byte with another bound buffer.  `call` names the call in messages (context.c). */
+typedef struct pa_buffer_binding {
+    const char *name;
+    const polyattn_buffer *buf;
+    uint64_t need; /* bytes; 0: not used by this call */
+    int is_output;
+    int alias_group; /* non-zero: may overlap the bindings of the same group (KV caches) */
+} pa_buffer_binding;
+polyattn_status pa_check_buffers(polyattn_context *ctx, pa_buffer_binding *b, int n,
+                                 const char *call);
+
 /* Whether two buffers share any byte (views of one allocation may). */
 static inline int pa_buffers_overlap(const polyattn_buffer *a, const polyattn_buffer *b)
 {

@@ -467,13 +467,6 @@ polyattn_status polyattn_plan_get_info(const polyattn_plan *plan, polyattn_plan_
 
 /* ---- forward ---- */
 
-typedef struct binding {
-    const char *name;
-    const polyattn_buffer *buf;
-    uint64_t need; /* bytes required */
-    int is_output;
-} binding;
-
 polyattn_status polyattn_forward(polyattn_plan *plan, const polyattn_buffer *q,
                                  const polyattn_buffer *k, const polyattn_buffer *v,
                                  polyattn_buffer *o, polyattn_buffer *lse, polyattn_buffer *probs,
@@ -502,46 +495,24 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
     pa_problem_tensors(p, &tq, &tk, &tv, &to);
     /* KV append writes the caches: k and v are outputs then (they may share one buffer). */
     const int append = p->has_kv_append;
-    binding b[7] = {
-        {"q", q, pa_tensor_bytes(&tq), 0},
-        {"k", k, pa_tensor_bytes(&tk), append},
-        {"v", v, pa_tensor_bytes(&tv), append},
-        {"o", o, pa_tensor_bytes(&to), 1},
-        {"lse", lse, p->want_lse ? pa_size_mul(rows, 4) : 0, 1},
+    pa_buffer_binding b[7] = {
+        {"q", q, pa_tensor_bytes(&tq), 0, 0},
+        {"k", k, pa_tensor_bytes(&tk), append, 1}, /* the K and V caches may share a buffer */
+        {"v", v, pa_tensor_bytes(&tv), append, 1},
+        {"o", o, pa_tensor_bytes(&to), 1, 0},
+        {"lse", lse, p->want_lse ? pa_size_mul(rows, 4) : 0, 1, 0},
         {"probs", probs, p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0,
-         1},
-        {"workspace", workspace, plan->info.workspace_bytes, 1},
+         1, 0},
+        {"workspace", workspace, plan->info.workspace_bytes, 1, 0},
     };
-    for (int i = 0; i < 7; i++) {
-        if (b[i].need == 0) {
-            if (b[i].buf && i >= 4 && i <= 5)
-                return pa_context_fail(
-                    ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                    "%s: a buffer was given but the plan was made without want_%s", b[i].name,
-                    b[i].name);
-            b[i].buf = NULL; /* an unneeded workspace is ignored */
-            continue;
-        }
-        if (!b[i].buf)
+    /* lse and probs given to a plan made without them are a caller's mistake. */
+    for (int i = 4; i <= 5; i++)
+        if (b[i].need == 0 && b[i].buf)
             return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: NULL but the plan needs %llu bytes", b[i].name,
-                                   (unsigned long long)b[i].need);
-        if (b[i].buf->ctx != ctx)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer belongs to another context", b[i].name);
-        if (b[i].buf->bytes < b[i].need)
-            return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                   "%s: buffer holds %llu bytes but the tensor needs %llu",
-                                   b[i].name, (unsigned long long)b[i].buf->bytes,
-                                   (unsigned long long)b[i].need);
-    }
-    for (int i = 0; i < 7; i++)
-        for (int j = i + 1; j < 7; j++)
-            if (b[i].buf && b[j].buf && (b[i].is_output || b[j].is_output) && !(i == 1 && j == 2) &&
-                pa_buffers_overlap(b[i].buf, b[j].buf))
-                return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                                       "%s: overlaps %s in memory; outputs must not alias",
-                                       b[j].name, b[i].name);
+                                   "%s: a buffer was given but the plan was made without want_%s",
+                                   b[i].name, b[i].name);
+    polyattn_status bst = pa_check_buffers(ctx, b, 7, "plan");
+    if (bst != POLYATTN_STATUS_SUCCESS) return bst;
     /* The serving tensors are inputs: no output may overlap them. */
     if (pa_problem_serving(p)) {
         const polyattn_buffer *sb[6] = {NULL};
