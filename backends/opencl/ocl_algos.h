@@ -158,6 +158,14 @@ const char *ocl_fused_decide(const ocl_device *d, const pa_problem *p, const ocl
 const char *ocl_bwd_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
                            ocl_bwd_choice *c);
 void ocl_bwd_note(const pa_problem *p, const ocl_bwd_choice *c, char *note, size_t size);
+
+/* The decisions a flash or fused check reports (ocl_flash_bwd.c): the forced keys
+ * (INVALID_ARGUMENT when malformed), then decide's forward and, for a backward plan, the
+ * flash backward's (UNSUPPORTED with the reason in *why_not). */
+typedef const char *(*ocl_fwd_decide_fn)(const ocl_device *d, const pa_problem *p,
+                                         const ocl_force *f, ocl_fwd_choice *c);
+polyattn_status ocl_check_decisions(ocl_device *d, const pa_problem *p, ocl_fwd_decide_fn decide,
+                                    ocl_fwd_choice *c, ocl_bwd_choice *b, const char **why_not);
 /* Checks shared by the flash and fused forward tiles. */
 const char *ocl_check_common(const ocl_device *d, const pa_problem *p, const ocl_tiles *t,
                              uint64_t local_bytes);

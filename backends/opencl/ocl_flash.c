@@ -60,20 +60,10 @@ const char *ocl_flash_decide(const ocl_device *d, const pa_problem *p, const ocl
 polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     ocl_device *d = (ocl_device *)dev;
-    ocl_force f;
-    const char *why = ocl_force_read(d, &f);
-    if (why) {
-        *why_not = why;
-        return POLYATTN_STATUS_INVALID_ARGUMENT;
-    }
     ocl_fwd_choice c;
     ocl_bwd_choice b;
-    why = ocl_flash_decide(d, p, &f, &c);
-    if (!why && p->want_backward) why = ocl_bwd_decide(d, p, &f, &b);
-    if (why) {
-        *why_not = why;
-        return POLYATTN_STATUS_UNSUPPORTED;
-    }
+    const polyattn_status st = ocl_check_decisions(d, p, ocl_flash_decide, &c, &b, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
     char *note = d->note[POLYATTN_ALGO_FLASH];
     const size_t size = sizeof d->note[POLYATTN_ALGO_FLASH];
     if (c.rows)

@@ -248,3 +248,21 @@ polyattn_status ocl_flash_bwd_dbias(ocl_device *d, cl_kernel k, const pa_problem
     return ocl_enqueue_1d(d, k, (uint64_t)(p->bias_shape[0] * p->bias_shape[1] * p->seq_q),
                           "clEnqueueNDRangeKernel(flash_bwd_dbias_kernel)");
 }
+
+polyattn_status ocl_check_decisions(ocl_device *d, const pa_problem *p, ocl_fwd_decide_fn decide,
+                                    ocl_fwd_choice *c, ocl_bwd_choice *b, const char **why_not)
+{
+    ocl_force f;
+    const char *why = ocl_force_read(d, &f);
+    if (why) {
+        *why_not = why;
+        return POLYATTN_STATUS_INVALID_ARGUMENT;
+    }
+    why = decide(d, p, &f, c);
+    if (!why && p->want_backward) why = ocl_bwd_decide(d, p, &f, b);
+    if (why) {
+        *why_not = why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}

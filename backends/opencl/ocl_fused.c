@@ -33,22 +33,12 @@ const char *ocl_fused_decide(const ocl_device *d, const pa_problem *p, const ocl
 polyattn_status ocl_fused_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     ocl_device *d = (ocl_device *)dev;
-    ocl_force f;
-    const char *why = ocl_force_read(d, &f);
-    if (why) {
-        *why_not = why;
-        return POLYATTN_STATUS_INVALID_ARGUMENT;
-    }
     ocl_fwd_choice c;
     ocl_bwd_choice b;
-    why = ocl_fused_decide(d, p, &f, &c);
     /* No separate O(N^2) backward: the flash backward kernels recompute P from the LSE the
      * fused forward wrote, which is the same function's gradient. */
-    if (!why && p->want_backward) why = ocl_bwd_decide(d, p, &f, &b);
-    if (why) {
-        *why_not = why;
-        return POLYATTN_STATUS_UNSUPPORTED;
-    }
+    const polyattn_status st = ocl_check_decisions(d, p, ocl_fused_decide, &c, &b, why_not);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
     char *note = d->note[POLYATTN_ALGO_FUSED];
     const size_t size = sizeof d->note[POLYATTN_ALGO_FUSED];
     snprintf(note, size, "one launch, %dx%d tiles, scores in %s", c.tiles.bm, c.tiles.bn,
