@@ -84,5 +84,6 @@ polyattn_status polyattn_backward_ex(polyattn_plan *plan, const polyattn_buffer 
                                            j ? "extra.cu_seqlens_kv" : "extra.cu_seqlens_q",
                                            b[i].name);
     }
+    if ((st = pa_serving_check_device(ctx, p, &io.srv, 1)) != POLYATTN_STATUS_SUCCESS) return st;
     return plan->algo->backward(ctx->dev, p, plan->state, &io);
 }

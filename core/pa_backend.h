@@ -15,7 +15,9 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; a module built against another value
  * is refused at load time. */
-#define PA_BACKEND_ABI_VERSION 5 /* 4: score variants; 5: merge_states, serving layouts */
+#define PA_BACKEND_ABI_VERSION 6 /* 4: score variants; 5: merge_states, serving layouts;
+                                    6: key splits */
+#define PA_MAX_SPLITS 128 /* polyattn_plan_options.num_splits */
 
 /* A validated, normalized problem: what kernels see.  Strides are in elements. */
 typedef struct pa_problem {
@@ -62,6 +64,7 @@ typedef struct pa_problem {
     int64_t seq_new; /* k_new, v_new [batch, heads_kv, seq_new, d] */
     int64_t k_new_stride[4], v_new_stride[4];
     int check_device_inputs; /* plan option: validate the device buffers before a forward */
+    int num_splits;          /* plan option: 0 the backend chooses, 1 none, N at most N */
 } pa_problem;
 
 /* Whether a problem uses any serving layout. */
@@ -273,6 +276,8 @@ typedef struct pa_algo_ops {
     /* PA_FEATURE_* the forward and the backward implement; a problem needing another is
      * rejected by the core ("the cuda flash path has no sliding window yet"). */
     unsigned features, backward_features;
+    /* Optional: the key splits the forward will run for p (NULL: 1, no split). */
+    int (*splits)(pa_device *dev, const pa_problem *p);
 } pa_algo_ops;
 
 typedef struct pa_backend_ops {

@@ -59,6 +59,10 @@ void pa_serving_fill(const polyattn_attention_desc *desc, pa_problem *p);
 /* The q, k, v and o tensors a problem was made from (shape[0] and shape[2] as given). */
 void pa_problem_tensors(const pa_problem *p, polyattn_tensor_desc *q, polyattn_tensor_desc *k,
                         polyattn_tensor_desc *v, polyattn_tensor_desc *o);
+/* With the plan option check_device_inputs on a GPU backend: reads the serving tensors
+ * back and checks them like the host does (one synchronization); SUCCESS otherwise. */
+polyattn_status pa_serving_check_device(polyattn_context *ctx, const pa_problem *p,
+                                        const pa_serving_io *srv, int backward);
 /* Elements of the LSE: batch x heads_q x seq_q, or heads_q x total_q with varlen_q. */
 uint64_t pa_problem_lse_elements(const pa_problem *p);
 /* The serving tensors of a forward (backward = 0) or backward call, checked against the

@@ -323,6 +323,11 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
     }
     p.want_bias_grad = opt.want_bias_grad != 0;
     p.check_device_inputs = opt.check_device_inputs != 0;
+    if (opt.num_splits < 0 || opt.num_splits > PA_MAX_SPLITS)
+        return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "options.num_splits: %d is not in [0, %d] (0: the plan chooses)",
+                               opt.num_splits, PA_MAX_SPLITS);
+    p.num_splits = opt.num_splits;
     if (pa_problem_serving(&p) && p.want_probs)
         return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                "options.want_probs: not available with varlen or a KV cache "
@@ -359,6 +364,9 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
     info->flops = 2.0 * pa_visible_pairs(&p) * (double)(p.head_dim + p.head_dim_v);
     info->min_bytes_moved = (double)io_bytes(&p);
     info->n_candidates = 3;
+    info->varlen_q = p.varlen_q;
+    info->kv_layout = p.kv_layout;
+    info->kv_block_size = p.kv_layout == POLYATTN_KV_PAGED ? p.kv_rows : 0;
     for (int i = 0; i < 3; i++) {
         info->candidates[i].algo = (polyattn_algo)(POLYATTN_ALGO_UNFUSED + i);
         evaluate(ctx, &p, budget, budget_name, &info->candidates[i]);
@@ -419,6 +427,7 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
                 info->device_bytes = c->device_bytes;
                 info->kernel_launches = algo->kernel_launches(ctx->dev, &p);
                 info->backward_workspace_bytes = backward_workspace(ctx, algo, &p);
+                info->num_splits = algo->splits ? algo->splits(ctx->dev, &p) : 1;
                 snprintf(info->reason, sizeof info->reason, "%s", c->reason + 8);
                 break;
             }
@@ -458,10 +467,14 @@ void polyattn_plan_destroy(polyattn_plan *plan)
 polyattn_status polyattn_plan_get_info(const polyattn_plan *plan, polyattn_plan_info *info)
 {
     if (!plan) return POLYATTN_STATUS_INVALID_ARGUMENT;
-    if (!info || info->struct_size < sizeof *info)
+    /* Callers built before the appended members get the ones they know. */
+    const size_t v1 = offsetof(polyattn_plan_info, backward_workspace_bytes) + sizeof(uint64_t);
+    if (!info || info->struct_size < v1)
         return pa_context_fail(plan->ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
-                               "info: NULL or struct_size smaller than sizeof(polyattn_plan_info)");
-    *info = plan->info;
+                               "info: NULL or struct_size smaller than any polyattn_plan_info");
+    const size_t size = info->struct_size < sizeof *info ? info->struct_size : sizeof *info;
+    memcpy(info, &plan->info, size);
+    info->struct_size = size;
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -540,5 +553,6 @@ polyattn_status polyattn_forward_ex(polyattn_plan *plan, const polyattn_buffer *
     io.workspace_bytes = b[6].buf ? b[6].buf->bytes : 0;
     io.var = var;
     io.srv = srv;
+    if ((vst = pa_serving_check_device(ctx, p, &srv, 0)) != POLYATTN_STATUS_SUCCESS) return vst;
     return plan->algo->forward(ctx->dev, p, plan->state, &io);
 }

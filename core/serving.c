@@ -5,8 +5,10 @@
  * forward (include/polyattn.h, "What is checked where").
  */
 #include "pa_core.h"
+#include "host/pa_host.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define reject pa_desc_reject
@@ -233,4 +235,35 @@ polyattn_status pa_bind_serving(polyattn_context *ctx, const pa_problem *p,
         {"extra.v_new", extra.v_new, v_new_bytes, "has_kv_append in a forward", &out->v_new},
     };
     return pa_bind_extra(ctx, b, sizeof b / sizeof b[0]);
+}
+
+/* check_device_inputs on a GPU backend: copy the int32 tensors back (mem_read synchronizes)
+ * and run the host's checks on them, before the backend launches anything. */
+polyattn_status pa_serving_check_device(polyattn_context *ctx, const pa_problem *p,
+                                        const pa_serving_io *srv, int backward)
+{
+    if (!p->check_device_inputs || !pa_problem_serving(p) || ctx->ops->kind == POLYATTN_BACKEND_HOST)
+        return POLYATTN_STATUS_SUCCESS;
+    const pa_tensor_ref *src[4] = {&srv->cu_seqlens_q, &srv->cu_seqlens_kv, &srv->seqused_kv,
+                                   &srv->block_table};
+    const uint64_t count[4] = {(uint64_t)p->batch + 1, (uint64_t)p->batch + 1, (uint64_t)p->batch,
+                               (uint64_t)p->batch * (uint64_t)p->max_blocks_per_seq};
+    pa_serving_io host;
+    memset(&host, 0, sizeof host);
+    pa_tensor_ref *dst[4] = {&host.cu_seqlens_q, &host.cu_seqlens_kv, &host.seqused_kv,
+                             &host.block_table};
+    polyattn_status st = POLYATTN_STATUS_SUCCESS;
+    for (int i = 0; i < 4 && st == POLYATTN_STATUS_SUCCESS; i++) {
+        if (!src[i]->mem) continue;
+        void *copy = malloc(count[i] * 4 + 4);
+        if (!copy) {
+            st = pa_context_fail(ctx, POLYATTN_STATUS_OUT_OF_MEMORY, "out of host memory");
+            break;
+        }
+        dst[i]->mem = copy;
+        st = ctx->ops->mem_read(ctx->dev, src[i]->mem, src[i]->offset, copy, count[i] * 4);
+    }
+    if (st == POLYATTN_STATUS_SUCCESS) st = pa_serving_check_values(ctx->dev, p, &host, !backward);
+    for (int i = 0; i < 4; i++) free(dst[i]->mem);
+    return st;
 }

@@ -417,6 +417,13 @@ typedef struct polyattn_plan_options {
      * lengths and block indices before each forward (see "What is checked where").  The
      * host backend always does. */
     int check_device_inputs;
+    /* Appended.  Key splits of a flash forward (split-KV: blocks take disjoint key ranges
+     * and a second kernel merges their partial results by log-sum-exp, as
+     * polyattn_merge_states does).  0: the plan chooses from the device's compute units,
+     * the grid and the key length (decode and other small grids); 1: never split; N >= 2:
+     * at most N splits (capped at the key tiles and at 128).  Paths that cannot split run
+     * unsplit; plan info reports the count used. */
+    int num_splits;
 } polyattn_plan_options;
 
 POLYATTN_API void polyattn_plan_options_init(polyattn_plan_options *options);
@@ -452,6 +459,13 @@ typedef struct polyattn_plan_info {
     polyattn_candidate candidates[3];
     /* Plans made with want_backward: the workspace polyattn_backward needs (else 0). */
     uint64_t backward_workspace_bytes;
+    /* Appended (callers built before it pass a smaller struct_size and get the members
+     * above).  The key splits of the chosen path (1: none; see options.num_splits), and
+     * the descriptor's serving layout as planned. */
+    int num_splits;
+    int varlen_q;
+    polyattn_kv_layout kv_layout;
+    int64_t kv_block_size; /* paged: k.shape[2]; else 0 */
 } polyattn_plan_info;
 
 /* Validates, selects an algorithm, prepares kernels.  On failure, the context's last

@@ -305,8 +305,14 @@ static void test_plan_options(polyattn_context *ctx)
     if (st == POLYATTN_STATUS_SUCCESS) {
         polyattn_plan_info info;
         memset(&info, 0, sizeof info);
-        info.struct_size = sizeof info - 1;
+        info.struct_size = offsetof(polyattn_plan_info, backward_workspace_bytes);
         CHECK(polyattn_plan_get_info(plan, &info) == POLYATTN_STATUS_INVALID_ARGUMENT);
+        /* a caller built before the appended members gets the ones it knows, nothing more */
+        info.struct_size = offsetof(polyattn_plan_info, num_splits);
+        info.num_splits = -7;
+        CHECK(polyattn_plan_get_info(plan, &info) == POLYATTN_STATUS_SUCCESS);
+        CHECK(info.n_candidates == 3 && info.num_splits == -7);
+        CHECK(info.struct_size == offsetof(polyattn_plan_info, num_splits));
         CHECK(polyattn_plan_get_info(plan, NULL) == POLYATTN_STATUS_INVALID_ARGUMENT);
         CHECK(polyattn_plan_get_info(NULL, &info) == POLYATTN_STATUS_INVALID_ARGUMENT);
         info.struct_size = sizeof info;

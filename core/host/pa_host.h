@@ -31,6 +31,10 @@ polyattn_status pa_host_run(pa_device *dev, const pa_problem *p, const pa_io *io
  * or the dense backward given. */
 typedef polyattn_status (*pa_host_backward_fn)(pa_device *dev, const pa_problem *p, void *state,
                                                const pa_backward_io *io);
+/* The offset, length and block-index checks alone, on a pa_serving_io whose tensors are in
+ * host memory (the host's own, or a GPU's copied back for check_device_inputs). */
+polyattn_status pa_serving_check_values(pa_device *dev, const pa_problem *p,
+                                        const pa_serving_io *srv, int forward);
 polyattn_status pa_host_serving_forward(pa_device *dev, const pa_problem *p, const pa_io *io,
                                         int flash);
 polyattn_status pa_host_serving_backward(pa_device *dev, const pa_problem *p, void *state,

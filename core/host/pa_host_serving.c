@@ -135,6 +135,16 @@ static polyattn_status check_lengths(pa_device *dev, const pa_problem *p, const 
     return POLYATTN_STATUS_SUCCESS;
 }
 
+polyattn_status pa_serving_check_values(pa_device *dev, const pa_problem *p,
+                                        const pa_serving_io *srv, int forward)
+{
+    host_seq *seqs = malloc(sizeof *seqs * (size_t)p->batch);
+    if (!seqs) return pa_fail(dev, POLYATTN_STATUS_OUT_OF_MEMORY, "out of host memory");
+    const polyattn_status st = check_lengths(dev, p, srv, forward, seqs);
+    free(seqs);
+    return st;
+}
+
 /* Element index of key j of sequence b, head h, in a cache (dense or paged) at stride s. */
 static int64_t cache_row(const pa_problem *p, const unsigned char *table, const int64_t s[4],
                          int64_t b, int64_t h, int64_t j)

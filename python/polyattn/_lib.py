@@ -57,7 +57,8 @@ class PlanOptions(ctypes.Structure):
                 ("want_lse", ctypes.c_int), ("want_probs", ctypes.c_int),
                 ("autotune", ctypes.c_int), ("autotune_cache_file", ctypes.c_char_p),
                 ("want_backward", ctypes.c_int), ("deterministic", ctypes.c_int),
-                ("want_bias_grad", ctypes.c_int)]
+                ("want_bias_grad", ctypes.c_int), ("check_device_inputs", ctypes.c_int),
+                ("num_splits", ctypes.c_int)]
 
 
 class Candidate(ctypes.Structure):
@@ -72,7 +73,9 @@ class PlanInfo(ctypes.Structure):
                 ("device_bytes", ctypes.c_uint64), ("flops", ctypes.c_double),
                 ("min_bytes_moved", ctypes.c_double), ("kernel_launches", ctypes.c_int),
                 ("reason", ctypes.c_char * 256), ("n_candidates", ctypes.c_int),
-                ("candidates", Candidate * 3), ("backward_workspace_bytes", ctypes.c_uint64)]
+                ("candidates", Candidate * 3), ("backward_workspace_bytes", ctypes.c_uint64),
+                ("num_splits", ctypes.c_int), ("varlen_q", ctypes.c_int),
+                ("kv_layout", ctypes.c_int), ("kv_block_size", ctypes.c_int64)]
 
 
 class DeviceInfo(ctypes.Structure):
