@@ -242,7 +242,8 @@ polyattn_status pa_bind_serving(polyattn_context *ctx, const pa_problem *p,
 polyattn_status pa_serving_check_device(polyattn_context *ctx, const pa_problem *p,
                                         const pa_serving_io *srv, int backward)
 {
-    if (!p->check_device_inputs || !pa_problem_serving(p) || ctx->ops->kind == POLYATTN_BACKEND_HOST)
+    if (!p->check_device_inputs || !pa_problem_serving(p) ||
+        ctx->ops->kind == POLYATTN_BACKEND_HOST)
         return POLYATTN_STATUS_SUCCESS;
     const pa_tensor_ref *src[4] = {&srv->cu_seqlens_q, &srv->cu_seqlens_kv, &srv->seqused_kv,
                                    &srv->block_table};
@@ -264,6 +265,7 @@ polyattn_status pa_serving_check_device(polyattn_context *ctx, const pa_problem 
         st = ctx->ops->mem_read(ctx->dev, src[i]->mem, src[i]->offset, copy, count[i] * 4);
     }
     if (st == POLYATTN_STATUS_SUCCESS) st = pa_serving_check_values(ctx->dev, p, &host, !backward);
-    for (int i = 0; i < 4; i++) free(dst[i]->mem);
+    for (int i = 0; i < 4; i++)
+        free(dst[i]->mem);
     return st;
 }
