@@ -15,9 +15,8 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; a module built against another value
  * is refused at load time. */
-#define PA_BACKEND_ABI_VERSION                                                                     \
-    6                     /* 4: score variants; 5: merge_states, serving layouts;
-                                    6: key splits */
+/* 4: score variants; 5: merge_states, serving layouts; 6: key splits */
+#define PA_BACKEND_ABI_VERSION 6
 #define PA_MAX_SPLITS 128 /* polyattn_plan_options.num_splits */
 
 /* A validated, normalized problem: what kernels see.  Strides are in elements. */
