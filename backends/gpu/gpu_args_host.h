@@ -64,6 +64,73 @@ static inline void pa_gpu_args_fill(const pa_problem *p, const pa_io *io, pa_gpu
         if (p->has_attn_mask) a->attn_mask = (const unsigned char *)pa_gpu_ptr(&io->var.attn_mask);
         if (p->has_sinks) a->sinks = (const float *)pa_gpu_ptr(&io->var.sinks);
     }
+    /* Serving layouts: the sizes from the problem, the int32 tensors from io. */
+    a->varlen_q = p->varlen_q;
+    a->total_q = (int)p->total_q;
+    a->kv_layout = (int)p->kv_layout;
+    a->kv_count = (int)p->kv_count;
+    a->kv_rows = (int)p->kv_rows;
+    a->max_blocks_per_seq = (int)p->max_blocks_per_seq;
+    a->seq_new = p->has_kv_append ? (int)p->seq_new : 0;
+    memcpy(a->k_new_stride, p->k_new_stride, sizeof a->k_new_stride);
+    memcpy(a->v_new_stride, p->v_new_stride, sizeof a->v_new_stride);
+    if (io) {
+        a->cu_seqlens_q = (const int32_t *)pa_gpu_ptr(&io->srv.cu_seqlens_q);
+        a->cu_seqlens_kv = (const int32_t *)pa_gpu_ptr(&io->srv.cu_seqlens_kv);
+        a->seqused_kv = (const int32_t *)pa_gpu_ptr(&io->srv.seqused_kv);
+        a->block_table = (const int32_t *)pa_gpu_ptr(&io->srv.block_table);
+        a->k_new = pa_gpu_ptr(&io->srv.k_new);
+        a->v_new = pa_gpu_ptr(&io->srv.v_new);
+    }
+}
+
+/* Rows of the split-KV partials: the LSE's index space. */
+static inline int64_t pa_gpu_split_rows(const pa_problem *p)
+{
+    return p->varlen_q ? p->heads_q * p->total_q : p->batch * p->heads_q * p->seq_q;
+}
+
+/* Workspace bytes of `splits` partial results (0 when splits <= 1). */
+static inline uint64_t pa_gpu_split_workspace(const pa_problem *p, int splits)
+{
+    if (splits <= 1) return 0;
+    return (uint64_t)splits * (uint64_t)pa_gpu_split_rows(p) * (uint64_t)(p->head_dim_v + 1) * 4u;
+}
+
+/* Points a's partials into its workspace (at byte `offset`) for `splits` splits. */
+static inline void pa_gpu_split_bind(const pa_problem *p, pa_gpu_args *a, int splits,
+                                     uint64_t offset)
+{
+    a->num_splits = splits > 1 ? splits : 0;
+    if (splits <= 1 || !a->workspace) return;
+    a->part_o = (float *)((char *)a->workspace + offset);
+    a->part_lse = a->part_o + (int64_t)splits * pa_gpu_split_rows(p) * p->head_dim_v;
+}
+
+/* The merge of a's partials into o (and lse), sinks joined once. */
+static inline void pa_gpu_split_merge_args(const pa_problem *p, const pa_gpu_args *a,
+                                           pa_gpu_merge_args *m)
+{
+    memset(m, 0, sizeof *m);
+    const int64_t rows = pa_gpu_split_rows(p), dv = p->head_dim_v;
+    m->parts = a->part_o;
+    m->part_dtype = 0;
+    m->parts_lse = a->part_lse;
+    m->num_parts = a->num_splits;
+    m->batch = p->varlen_q ? 1 : (int)p->batch;
+    m->heads = (int)p->heads_q;
+    m->seq = (int)p->total_q;
+    m->head_dim_v = (int)dv;
+    const int64_t ps[5] = {rows * dv, (int64_t)m->heads * m->seq * dv, m->seq * dv, dv, 1};
+    memcpy(m->part_stride, ps, sizeof ps);
+    m->out = a->o;
+    m->out_dtype = a->dtype;
+    m->out_stride[0] = p->o_stride[0], m->out_stride[1] = p->o_stride[1];
+    m->out_stride[2] = p->o_stride[2], m->out_stride[3] = p->o_stride[3];
+    m->out_lse = a->lse;
+    m->sinks = a->sinks;
+    m->cu_rows = p->varlen_q ? a->cu_seqlens_q : NULL;
+    m->num_seqs = (int)p->batch;
 }
 
 /* 1 when the problem has a forward score variant (the kernels' variant paths). */

@@ -37,6 +37,31 @@ typedef struct pa_gpu_args {
     const unsigned char *attn_mask; /* NULL: off; 0 masks a pair */
     int64_t attn_mask_stride[4];
     const float *sinks; /* NULL: off; [heads_q] logits, unscaled */
+
+    /* Serving layouts (pa_problem; all 0 / NULL: dense).  batch counts sequences, seq_q and
+     * seq_kv bound each one's lengths; the lengths come from the int32 tensors below, and
+     * every index read from them is clamped (gpu_serving.h), so bad values never address
+     * memory outside the tensors. */
+    int varlen_q, total_q;        /* q, o [1, heads_q, total_q, d]; lse [heads_q, total_q] */
+    const int32_t *cu_seqlens_q;  /* [batch + 1] with varlen_q */
+    int kv_layout;                /* polyattn_kv_layout */
+    const int32_t *cu_seqlens_kv; /* varlen K/V [batch + 1] */
+    const int32_t *seqused_kv;    /* caches: keys before the appended ones [batch] */
+    const int32_t *block_table;   /* paged: [batch, max_blocks_per_seq] */
+    int kv_count, kv_rows;        /* k.shape[0] and k.shape[2] (paged: num_blocks, block size) */
+    int max_blocks_per_seq;
+    int seq_new; /* appended rows a sequence */
+    const void *k_new, *v_new;
+    int64_t k_new_stride[4], v_new_stride[4];
+
+    /* Split-KV (num_splits > 1): split s of each sequence takes the key tiles
+     * [s * per, (s + 1) * per) of its own tile count n (per = ceil(n / num_splits)) and
+     * writes its own normalised result over those keys, O f32 and LSE, to part_o [num_splits, rows,
+     * head_dim_v] and part_lse [num_splits, rows] (rows: the LSE's index space,
+     * pa_gpu_split_rows), every row of its sequence, -inf where it saw no key; sinks are
+     * left to the merge (pa_gpu_merge over pa_gpu_split_merge_args). */
+    int num_splits;
+    float *part_o, *part_lse;
 } pa_gpu_args;
 
 /* Limits of the shared kernels. */
@@ -62,6 +87,30 @@ int pa_gpu_mask_softmax(const pa_gpu_args *a, void *scores, void *stream);
 /* Its kernel for problems with score variants (mask_softmax_variants.cu); pa_gpu_mask_softmax
  * calls it when the arguments carry any. */
 int pa_gpu_mask_softmax_variants(const pa_gpu_args *a, void *scores, void *stream);
+
+/* Serving (gpu_serving.cu).  KV append: rows j of k_new / v_new land at key seqused_kv[b] + j
+ * of each sequence's cache (dense or paged); rows past the cache are dropped. */
+int pa_gpu_kv_append(const pa_gpu_args *a, void *stream);
+
+/* Merge of partial results over disjoint key sets by log-sum-exp (split-KV and
+ * polyattn_merge_states): out[b, h, i] = sum_p w_p part[p, b, h, i] with
+ * w_p = exp(lse_p - lse), lse = log(sum_p exp(lse_p) (+ exp(sink[h]))). */
+typedef struct pa_gpu_merge_args {
+    const void *parts; /* part_dtype [P, B, H, S, dv] at part_stride (elements) */
+    int part_dtype;
+    int64_t part_stride[5];
+    const float *parts_lse; /* f32 [P, B, H, S] contiguous */
+    void *out;              /* out_dtype [B, H, S, dv] at out_stride */
+    int out_dtype;
+    int64_t out_stride[4];
+    float *out_lse; /* NULL or f32 [B, H, S] contiguous */
+    int num_parts, batch, heads, seq, head_dim_v;
+    const float *sinks; /* NULL or [H]: one more part with O = 0 */
+    /* NULL, or varlen rows: only rows i in [cu_rows[0], cu_rows[num_seqs]) are written */
+    const int32_t *cu_rows;
+    int num_seqs;
+} pa_gpu_merge_args;
+int pa_gpu_merge(const pa_gpu_merge_args *m, void *stream);
 
 /* 1 when the arguments carry a forward score variant. */
 static inline int pa_gpu_args_have_variants(const pa_gpu_args *a)
