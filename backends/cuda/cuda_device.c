@@ -293,10 +293,26 @@ void pa_cuda_glue(pa_cuda_device *dev, pa_gpu_glue *g)
 #define PA_CUDA_FORWARD_FEATURES                                                                   \
     (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \
      PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
+/* Serving layouts: flash only (the serving kernel, flash_tc_serving.cu), forward only. */
+#define PA_CUDA_SERVING_FEATURES                                                                   \
+    (PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV | PA_FEATURE_KV_CACHE | PA_FEATURE_PAGED_KV |      \
+     PA_FEATURE_KV_APPEND)
 const pa_algo_ops pa_cuda_algos[3] = {
     PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL, PA_CUDA_FORWARD_FEATURES),
     PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release, PA_CUDA_FORWARD_FEATURES),
-    PA_CUDA_ALGO(POLYATTN_ALGO_FLASH, flash, pa_cuda_plan_release, PA_CUDA_FORWARD_FEATURES),
+    {
+        .algo = POLYATTN_ALGO_FLASH,
+        .features = PA_CUDA_FORWARD_FEATURES | PA_CUDA_SERVING_FEATURES,
+        .check = pa_cuda_flash_check,
+        .workspace_size = pa_cuda_flash_workspace,
+        .kernel_launches = pa_cuda_flash_launches,
+        .prepare = pa_cuda_flash_prepare,
+        .release = pa_cuda_plan_release,
+        .forward = pa_cuda_flash_forward,
+        .backward_workspace_size = pa_cuda_flash_backward_workspace,
+        .backward = pa_cuda_flash_backward,
+        .splits = pa_cuda_flash_splits,
+    },
 };
 #undef PA_CUDA_ALGO
 

@@ -131,6 +131,51 @@ static const char *schedule_of(const pa_cuda_device *dev, const pa_problem *p,
     return NULL;
 }
 
+/* Whether the serving kernel runs p (16-bit, its head dims; MMA already possible), with
+ * the GQA group packed into one tile where seq_q x group fits it and there is no ALiBi. */
+static int serving_kernel_takes(const pa_problem *p, int *pack)
+{
+    if (p->dtype == POLYATTN_DTYPE_F32 || !pa_cuda_flash_serving_has_head_dim((int)p->head_dim))
+        return 0;
+    const int64_t group = p->heads_q / p->heads_kv;
+    *pack = p->alibi == POLYATTN_ALIBI_NONE &&
+            p->seq_q * group <= pa_cuda_flash_serving_rows((int)p->head_dim, 1);
+    return 1;
+}
+
+/* Key splits of the serving kernel: the caller's num_splits (at most one key tile each), or
+ * enough to give every SM two blocks when the grid alone cannot, keeping four key tiles or
+ * more a split. */
+static int serving_splits(const pa_cuda_device *dev, const pa_problem *p, int pack)
+{
+    const int rows_a_tile = pa_cuda_flash_serving_rows((int)p->head_dim, pack);
+    const int key_tile = pa_cuda_flash_serving_key_tile((int)p->head_dim);
+    const int64_t group = p->heads_q / p->heads_kv;
+    const int64_t rows = pack ? p->seq_q * group : p->seq_q;
+    const int64_t blocks =
+        (rows + rows_a_tile - 1) / rows_a_tile * (pack ? p->heads_kv : p->heads_q) * p->batch;
+    const int64_t tiles = (p->seq_kv + key_tile - 1) / key_tile;
+    int64_t most = tiles < PA_MAX_SPLITS ? tiles : PA_MAX_SPLITS;
+    if (most < 1) most = 1;
+    if (p->num_splits >= 1) return (int)(p->num_splits < most ? p->num_splits : most);
+    const int64_t target = 2 * (int64_t)sms_of(dev);
+    if (blocks >= target) return 1;
+    int64_t n = (target + blocks - 1) / blocks;
+    if (n > tiles / 4) n = tiles / 4;
+    if (n > most) n = most;
+    return n > 1 ? (int)n : 1;
+}
+
+/* Dense problems whose grid cannot fill the device (decode: a few queries against many
+ * keys) run the serving kernel with key splits instead of the tile kernel. */
+static int dense_wants_splits(const pa_cuda_device *dev, const pa_problem *p)
+{
+    int pack;
+    if (pa_problem_serving(p) || p->want_backward || !serving_kernel_takes(p, &pack)) return 0;
+    if (p->num_splits == 1) return 0;
+    return p->num_splits > 1 || serving_splits(dev, p, pack) > 1;
+}
+
 static polyattn_status refuse(pa_cuda_device *dev, const char *key, const char *why,
                               const char **why_not)
 {
@@ -151,6 +196,12 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
                  pa_cuda_flash_wgmma_plan_name(s->wgmma_plan));
+    } else if (fp->serving) {
+        snprintf(note, n,
+                 "tensor-core serving kernel (mma.sync %s, head_dim %d%s, %d key split%s%s)",
+                 polyattn_dtype_name(p->dtype), (int)p->head_dim,
+                 fp->pack ? ", GQA group packed in one tile" : "", fp->splits,
+                 fp->splits == 1 ? "" : "s", fp->splits > 1 ? " merged by log-sum-exp" : "");
     } else {
         char split[64] = "";
         if (s->chunk)
@@ -195,6 +246,37 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
                 : NULL;
     }
     const char *simt_why = mma_why;
+    int pack = 0;
+    if (!mma_why && (pa_problem_serving(p) || dense_wants_splits(dev, p)) &&
+        f.flash != PA_CUDA_FWD_SIMT && f.flash != PA_CUDA_FWD_WGMMA) {
+        if (serving_kernel_takes(p, &pack)) {
+            if (f.schedule > PA_CUDA_SCHED_GRID)
+                return refuse(dev, "cuda.schedule",
+                              "the serving kernel (varlen, KV caches, key splits) has no "
+                              "schedules",
+                              why_not);
+            fp->kernel = PA_CUDA_FWD_MMA;
+            fp->serving = 1;
+            fp->pack = pack;
+            fp->splits = serving_splits(dev, p, pack);
+            fp->workspace = pa_gpu_split_workspace(p, fp->splits);
+            fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
+            goto planned;
+        }
+        if (pa_problem_serving(p))
+            mma_why = p->dtype == POLYATTN_DTYPE_F32
+                          ? "serving layouts with f32 storage"
+                          : "serving layouts at a head dim without a serving instance";
+        simt_why = mma_why;
+    }
+    if (mma_why && pa_problem_serving(p)) {
+        snprintf(dev->why, sizeof dev->why,
+                 "%s; the generic kernel has no serving layouts yet (the tensor-core serving "
+                 "kernel takes f16/bf16 at head dims 64, 128, 256)",
+                 mma_why);
+        *why_not = dev->why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
     if (f.flash == PA_CUDA_FWD_SIMT) {
         fp->kernel = PA_CUDA_FWD_SIMT;
         simt_why = "forced by POLYATTN_FORCE cuda.flash=simt";
@@ -240,6 +322,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         fp->workspace = pa_flash_split_bytes(&a, &fp->split);
         fp->launches = fp->split.chunk ? 2 : 1; /* + the combine */
     }
+planned:
     if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
         return refuse(dev, "cuda.wgmma_plan",
                       "the plan does not run the wgmma kernel "
@@ -258,7 +341,13 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
 void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p)
 {
     const pa_flash_split *s = &fp->split;
-    if (fp->kernel == PA_CUDA_FWD_SIMT)
+    if (fp->serving)
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda flash: serving kernel (mma.sync), head_dim %lld, %s; pack %d, %d key "
+               "splits, workspace %llu bytes",
+               (long long)p->head_dim, polyattn_dtype_name(p->dtype), fp->pack, fp->splits,
+               (unsigned long long)fp->workspace);
+    else if (fp->kernel == PA_CUDA_FWD_SIMT)
         pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: generic SIMT kernel, head_dim %lld, %s",
                (long long)p->head_dim, polyattn_dtype_name(p->dtype));
     else if (fp->kernel == PA_CUDA_FWD_WGMMA)

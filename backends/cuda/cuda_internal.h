@@ -114,6 +114,7 @@ PA_CUDA_ALGO_FNS(unfused)
 PA_CUDA_ALGO_FNS(fused)
 PA_CUDA_ALGO_FNS(flash)
 #undef PA_CUDA_ALGO_FNS
+int pa_cuda_flash_splits(pa_device *d, const pa_problem *p); /* key splits of the plan */
 void pa_cuda_plan_release(pa_device *d, void *state);
 extern const pa_algo_ops pa_cuda_algos[3];
 

@@ -1,0 +1,299 @@
+/*
+ * flash_serving_tc_kernel: the tensor-core flash forward (flash_tc.cu, same key-tile step
+ * from flash_tc_tile.cuh) for the serving layouts and for split-KV decode.
+ *
+ * Grid: x = query tiles of the longest sequence, y = query heads (KV heads when packed),
+ * z = sequence x split.  Each block resolves its sequence (gpu_serving.h: varlen q, and K/V
+ * dense, varlen, a dense cache or a paged cache through the block table), leaves at once
+ * when its tile lies past the sequence's queries, and applies masks, windows and sinks with
+ * the sequence's own lengths.
+ *
+ * PACK (GQA decode): the G = heads_q / heads_kv query heads of a KV head share one tile,
+ * row r being query r / G of head r % G, so each K/V tile is loaded once for the whole
+ * group; warps whose rows are all past the sequence skip the math.
+ *
+ * Split-KV (a.num_splits > 1): split s of a tile walks the s-th share of its key tiles and
+ * writes O (normalised over its keys, f32) and LSE into the partials; pa_gpu_merge
+ * combines them (and joins the sinks, which splits leave out).
+ */
+#include "flash_tc.h"
+#include "flash_tc_tile.cuh"
+#include "gpu_serving.h"
+
+namespace
+{
+
+using namespace pa_tc;
+
+/* PACK: one m16 tile per warp (64 rows: 16 queries of a group of 4, or 1 query of 64). */
+template <int HEAD_DIM, bool PACK>
+using ServingTraits = FlashTcTraits<HEAD_DIM, (HEAD_DIM <= 128 ? 64 : 32), PACK ? 1 : 0>;
+
+/* ROWS rows of the tile from per-row addresses (row_ptr(r); nullptr: zero-filled, the copy
+ * then names `any`, a valid address it does not read), cp.async 16 bytes at a time. */
+template <typename Tr, int ROWS, typename T, typename RowPtr>
+__device__ __forceinline__ void load_rows_at(T *dst, const T *any, RowPtr row_ptr)
+{
+    constexpr int CHUNKS = Tr::kHeadDim / 8, TOTAL = ROWS * CHUNKS;
+    for (int i = threadIdx.x; i < TOTAL; i += Tr::kThreads) {
+        const int r = i / CHUNKS, c = i % CHUNKS;
+        const T *src = row_ptr(r);
+        cp_async16(dst + r * Tr::kStride + c * 8, src ? src + c * 8 : any, src != nullptr);
+    }
+}
+
+template <int HEAD_DIM, typename T, int VAR, bool PACK>
+__global__ void __launch_bounds__(ServingTraits<HEAD_DIM, PACK>::kThreads,
+                                  ServingTraits<HEAD_DIM, PACK>::kMinBlocks)
+    flash_serving_tc_kernel(pa_gpu_args a)
+{
+    using Tr = ServingTraits<HEAD_DIM, PACK>;
+    constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
+    constexpr int MT = Tr::kMTiles;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sq = reinterpret_cast<T *>(smem_raw);
+    T *sk = sq + BM * S;     /* [stage][BN][S] */
+    T *sv = sk + 2 * BN * S; /* [stage][BN][S] */
+
+    const int splits = a.num_splits > 1 ? a.num_splits : 1;
+    const int b = blockIdx.z / splits, split = blockIdx.z % splits;
+    const pa_gpu_seq seq = pa_gpu_seq_of(a, b);
+    const int group = a.heads_q / a.heads_kv, G = PACK ? group : 1;
+    const int n_rows = seq.len_q * G; /* rows of this (sequence, head) */
+    const int row0 = blockIdx.x * BM;
+    if (row0 >= n_rows) return;
+    const pa_gpu_args sa = pa_gpu_args_for_seq(a, seq); /* the sequence's own lengths */
+    const int head_kv = PACK ? blockIdx.y : blockIdx.y / group;
+    /* tile row r: query r / G of head head0 + r % G */
+    const int head0 = PACK ? head_kv * G : blockIdx.y;
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    const int last_row = min(row0 + BM, n_rows) - 1;
+    const int q_first = row0 / G, q_last = last_row / G;
+
+    int key_begin = 0, key_end, mask_lo = 0, mask_hi;
+    {
+        int lo_last, hi_first;
+        pa_gpu_visible_range(sa, q_first, key_begin, hi_first);
+        pa_gpu_visible_range(sa, q_last, lo_last, key_end);
+        mask_lo = lo_last;
+        mask_hi = hi_first;
+    }
+    int t_begin = key_begin / BN;
+    int t_end = key_end > key_begin ? (key_end + BN - 1) / BN : t_begin;
+    if (splits > 1) { /* this split's share of the tile's key tiles */
+        const int per = (t_end - t_begin + splits - 1) / splits;
+        t_begin = min(t_begin + split * per, t_end);
+        t_end = min(t_begin + per, t_end);
+    }
+    const int n_tiles = t_end - t_begin;
+
+    const T *qg = static_cast<const T *>(a.q);
+    const T *kg = static_cast<const T *>(a.k);
+    const T *vg = static_cast<const T *>(a.v);
+    const bool paged = a.kv_layout == PA_GPU_KV_PAGED;
+    /* Unpaged K/V: rows of one head are k_stride[2] apart from key 0's. */
+    const T *k0 = kg + pa_gpu_kv_offset(a, b, seq, head_kv, 0, a.k_stride);
+    const T *v0 = vg + pa_gpu_kv_offset(a, b, seq, head_kv, 0, a.v_stride);
+    auto load_kv = [&](int stage, int tile) {
+        const int key0 = tile * BN;
+        T *dk = sk + stage * BN * S, *dv = sv + stage * BN * S;
+        if (paged) {
+            load_rows_at<Tr, BN>(dk, kg, [&](int r) -> const T * {
+                const int j = key0 + r;
+                return j < seq.len_kv ? kg + pa_gpu_kv_offset(a, b, seq, head_kv, j, a.k_stride)
+                                      : nullptr;
+            });
+            load_rows_at<Tr, BN>(dv, vg, [&](int r) -> const T * {
+                const int j = key0 + r;
+                return j < seq.len_kv ? vg + pa_gpu_kv_offset(a, b, seq, head_kv, j, a.v_stride)
+                                      : nullptr;
+            });
+        } else {
+            load_rows<BN, D / 8, S, Tr::kThreads>(dk, k0, a.k_stride[2], key0, seq.len_kv);
+            load_rows<BN, D / 8, S, Tr::kThreads>(dv, v0, a.v_stride[2], key0, seq.len_kv);
+        }
+    };
+
+    load_rows_at<Tr, BM>(sq, qg, [&](int r) -> const T * {
+        const int row = row0 + r;
+        if (row >= n_rows) return nullptr;
+        return qg + pa_gpu_q_offset(a, b, seq, head0 + row % G, row / G, a.q_stride);
+    });
+    if (n_tiles > 0) load_kv(0, t_begin);
+    cp_async_commit();
+
+    const int wrow = warp * 16 * MT; /* this warp's first row in the tile */
+    const bool warp_active = row0 + wrow < n_rows;
+    TileRows<MT> rows;
+    float sink2[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = row0 + wrow + mt * 16 + g + 8 * r;
+            const int query = row / G, head = head0 + row % G;
+            if (row < n_rows) {
+                pa_gpu_visible_range(sa, query, rows.vlo[mt][r], rows.vis[mt][r]);
+                rows.diag[mt][r] = pa_gpu_diagonal(sa, query);
+            } else {
+                rows.vlo[mt][r] = rows.vis[mt][r] = rows.diag[mt][r] = 0;
+            }
+            /* splits leave the sinks to the merge */
+            sink2[mt][r] = splits > 1 ? -INFINITY : pa_gpu_sink(a, head) * kLog2e;
+        }
+    TileScore sc;
+    sc.scale = a.scale;
+    sc.sl2 = VAR == kVarScore ? 1.f : a.scale * kLog2e;
+    /* ALiBi is per head: packed tiles never carry it (the plan does not pack then) */
+    sc.slope = VAR == kVarScore && !PACK ? pa_gpu_alibi_slope(a, b, head0) : 0.f;
+    sc.cap = a.softcap;
+    sc.inv_cap = sc.cap > 0.f ? 1.f / sc.cap : 0.f;
+    sc.mask_lo = mask_lo;
+    sc.mask_hi = mask_hi;
+
+    float acc_o[MT][D / 8][4];
+    float row_max[MT][2], row_sum[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j)
+            acc_o[mt][j][0] = acc_o[mt][j][1] = acc_o[mt][j][2] = acc_o[mt][j][3] = 0.f;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            row_max[mt][r] = sink2[mt][r];
+            row_sum[mt][r] = (t4 == 0 && sink2[mt][r] != -INFINITY) ? 1.f : 0.f;
+        }
+    }
+
+    for (int nt = 0; nt < n_tiles; ++nt) {
+        cp_async_wait<0>();
+        __syncthreads();
+        if (nt + 1 < n_tiles) load_kv((nt + 1) & 1, t_begin + nt + 1);
+        cp_async_commit();
+        if (warp_active)
+            tile_step<Tr, T, VAR, MT>(sq, sk + (nt & 1) * BN * S, sv + (nt & 1) * BN * S, wrow,
+                                      lane, (t_begin + nt) * BN, rows, sc, acc_o, row_max, row_sum);
+    }
+    cp_async_wait<0>();
+
+    const int64_t part_rows =
+        a.varlen_q ? (int64_t)a.heads_q * a.total_q : (int64_t)a.batch * a.heads_q * a.seq_q;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            float l = row_sum[mt][r];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int row = row0 + wrow + mt * 16 + g + 8 * r;
+            if (row >= n_rows) continue;
+            const int query = row / G, head = head0 + row % G;
+            const bool seen = rows.vis[mt][r] > rows.vlo[mt][r];
+            const int64_t li = pa_gpu_lse_index(a, b, seq, head, query);
+            if (splits > 1) { /* partials: a split that saw no key writes O = 0, -inf */
+                const bool any = l > 0.f;
+                const float inv = any ? 1.f / l : 0.f;
+                float *po = a.part_o + ((int64_t)split * part_rows + li) * D;
+#pragma unroll
+                for (int j = 0; j < D / 8; ++j)
+                    *reinterpret_cast<float2 *>(po + j * 8 + 2 * t4) =
+                        make_float2(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+                if (t4 == 0)
+                    a.part_lse[(int64_t)split * part_rows + li] =
+                        any ? (row_max[mt][r] + log2f(l)) * kLn2 : -INFINITY;
+                continue;
+            }
+            const float inv = pa_gpu_row_inv(l, seen);
+            T *orow = static_cast<T *>(a.o) + pa_gpu_q_offset(a, b, seq, head, query, a.o_stride);
+#pragma unroll
+            for (int j = 0; j < D / 8; ++j)
+                *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * t4) =
+                    Dt<T>::pack(acc_o[mt][j][2 * r] * inv, acc_o[mt][j][2 * r + 1] * inv);
+            if (a.lse && t4 == 0)
+                a.lse[li] = pa_gpu_row_lse((row_max[mt][r] + log2f(l)) * kLn2, l, seen);
+        }
+}
+
+template <int HEAD_DIM, typename T, int VAR, bool PACK>
+cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
+{
+    using Tr = ServingTraits<HEAD_DIM, PACK>;
+    auto kernel = flash_serving_tc_kernel<HEAD_DIM, T, VAR, PACK>;
+    static unsigned long long attr_done = 0;
+    cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
+    if (e != cudaSuccess) return e;
+    const int group = a.heads_q / a.heads_kv;
+    const int rows = PACK ? a.seq_q * group : a.seq_q;
+    const int splits = a.num_splits > 1 ? a.num_splits : 1;
+    const dim3 grid((rows + Tr::kBlockM - 1) / Tr::kBlockM, PACK ? a.heads_kv : a.heads_q,
+                    a.batch * splits);
+    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a);
+    return cudaGetLastError();
+}
+
+/* The serving kernel's head dims (the plan sends others to the generic kernel). */
+#define PA_FLASH_SERVING_HEAD_DIMS(X) X(64) X(128) X(256)
+
+template <typename T, bool PACK>
+cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
+{
+    const bool score = pa_gpu_args_have_variants(&a);
+#define PA_TILE(d)                                                                                 \
+    case d:                                                                                        \
+        return score ? launch<d, T, kVarScore, PACK>(a, stream)                                    \
+                     : launch<d, T, kVarNone, PACK>(a, stream);
+    switch (a.head_dim) {
+        PA_FLASH_SERVING_HEAD_DIMS(PA_TILE)
+    default: return cudaErrorInvalidValue;
+    }
+#undef PA_TILE
+}
+
+} // namespace
+
+extern "C" int pa_cuda_flash_serving_has_head_dim(int head_dim)
+{
+#define PA_CASE(d) case d:
+    switch (head_dim) {
+        PA_FLASH_SERVING_HEAD_DIMS(PA_CASE) return 1;
+    default: return 0;
+    }
+#undef PA_CASE
+}
+
+extern "C" size_t pa_cuda_flash_serving_smem(int head_dim, int pack)
+{
+#define PA_TILE(d)                                                                                 \
+    case d: return pack ? ServingTraits<d, true>::kSmem : ServingTraits<d, false>::kSmem;
+    switch (head_dim) {
+        PA_FLASH_SERVING_HEAD_DIMS(PA_TILE)
+    default: return 0;
+    }
+#undef PA_TILE
+}
+
+extern "C" int pa_cuda_flash_serving_rows(int head_dim, int pack)
+{
+#define PA_TILE(d)                                                                                 \
+    case d: return pack ? ServingTraits<d, true>::kBlockM : ServingTraits<d, false>::kBlockM;
+    switch (head_dim) {
+        PA_FLASH_SERVING_HEAD_DIMS(PA_TILE)
+    default: return 0;
+    }
+#undef PA_TILE
+}
+
+extern "C" int pa_cuda_flash_serving_key_tile(int head_dim) { return head_dim <= 128 ? 64 : 32; }
+
+extern "C" int pa_cuda_flash_serving(const pa_gpu_args *a, int pack, void *stream)
+{
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (a->dtype == 1)
+        return (int)(pack ? dispatch<__half, true>(*a, s) : dispatch<__half, false>(*a, s));
+    if (a->dtype == 2)
+        return (int)(pack ? dispatch<__nv_bfloat16, true>(*a, s)
+                          : dispatch<__nv_bfloat16, false>(*a, s));
+    return (int)cudaErrorInvalidValue;
+}
