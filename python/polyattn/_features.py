@@ -24,13 +24,16 @@ def _dropout(name, p):
 # The score variants (window, softcap, ALiBi, bias, mask, sinks) are in the library: they
 # are checked and passed on by _variants.py.
 _GATES = {
-    "block_table": _present("a paged KV cache"),
     "dropout_p": _dropout,
+    "rotary_cos": _present("rotary embedding"),
+    "rotary_sin": _present("rotary embedding"),
+    "cache_batch_idx": _present("a cache batch index"),
+    "cache_leftpad": _present("left-padded caches"),
 }
 
 
 def check(**arguments):
-    """check(dropout_p=0.0, block_table=None): each keyword is `gate=value` or, to
+    """check(dropout_p=0.0, rotary_cos=None, ...): each keyword is `gate=value` or, to
     name the caller's argument, `gate=(argument name, value)` through check_named."""
     for gate, value in arguments.items():
         _GATES[gate](gate, value)

@@ -22,6 +22,8 @@ MASKS = {None: 0, "none": 0, "causal-top-left": 1, "causal-bottom-right": 2}
 MASK_NAMES = {0: "none", 1: "causal-top-left", 2: "causal-bottom-right"}
 DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_U8 = 0, 1, 2, 3
 ALIBI_NONE, ALIBI_PER_HEAD, ALIBI_PER_BATCH_HEAD = 0, 1, 2
+KV_DENSE, KV_VARLEN, KV_CACHE, KV_PAGED = 0, 1, 2, 3
+KV_LAYOUT_NAMES = {0: "dense", 1: "varlen", 2: "cache", 3: "paged"}
 DTYPE_NAMES = {0: "f32", 1: "f16", 2: "bf16"}
 STATUS_NAMES = {0: "SUCCESS", 1: "INVALID_ARGUMENT", 2: "UNSUPPORTED", 3: "OUT_OF_MEMORY",
                 4: "OVER_BUDGET", 5: "NOT_FOUND", 6: "DEVICE_ERROR",
@@ -41,14 +43,23 @@ class AttentionDesc(ctypes.Structure):
                 ("window_right", ctypes.c_int64), ("softcap", ctypes.c_float),
                 ("alibi", ctypes.c_int), ("has_bias", ctypes.c_int), ("bias", TensorDesc),
                 ("has_attn_mask", ctypes.c_int), ("attn_mask", TensorDesc),
-                ("has_sinks", ctypes.c_int)]
+                ("has_sinks", ctypes.c_int),
+                # serving layouts (appended behind struct_size)
+                ("varlen_q", ctypes.c_int), ("num_seqs", ctypes.c_int64),
+                ("max_seqlen_q", ctypes.c_int64), ("max_seqlen_kv", ctypes.c_int64),
+                ("kv_layout", ctypes.c_int), ("max_blocks_per_seq", ctypes.c_int64),
+                ("has_kv_append", ctypes.c_int), ("k_new", TensorDesc), ("v_new", TensorDesc)]
 
 
 class ExtraTensors(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_size_t), ("alibi_slopes", ctypes.c_void_p),
                 ("bias", ctypes.c_void_p), ("attn_mask", ctypes.c_void_p),
                 ("sinks", ctypes.c_void_p), ("d_bias", ctypes.c_void_p),
-                ("d_sinks", ctypes.c_void_p)]
+                ("d_sinks", ctypes.c_void_p),
+                # serving layouts (int32 offsets, lengths and block indices; appended rows)
+                ("cu_seqlens_q", ctypes.c_void_p), ("cu_seqlens_kv", ctypes.c_void_p),
+                ("seqused_kv", ctypes.c_void_p), ("block_table", ctypes.c_void_p),
+                ("k_new", ctypes.c_void_p), ("v_new", ctypes.c_void_p)]
 
 
 class PlanOptions(ctypes.Structure):

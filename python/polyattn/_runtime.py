@@ -1,8 +1,7 @@
 """Contexts, the plan cache and the execution of forward and backward calls.
 
-A call is a list of segments; each segment is one polyattn_forward (or _backward) on views
-of the caller's arrays.  A dense call is one segment; the varlen and KV-cache emulations
-make one per sequence.
+Every call is one polyattn_forward (or _backward, or their _ex forms with the variants' and
+serving layouts' tensors) on views of the caller's arrays.
 """
 import ctypes
 import os
@@ -158,7 +157,7 @@ def _tensor_desc(t, dtype, view):
     t.strides[:] = view.strides
 
 
-def make_desc(dtype, q, k, v, o, scale, mask, variants=None):
+def make_desc(dtype, q, k, v, o, scale, mask, variants=None, serving=None):
     d = AttentionDesc()
     d.struct_size = ctypes.sizeof(AttentionDesc)
     _tensor_desc(d.q, dtype, q)
@@ -170,34 +169,40 @@ def make_desc(dtype, q, k, v, o, scale, mask, variants=None):
     d.window_left = d.window_right = -1
     if variants is not None:
         variants.fill(d)
+    if serving is not None:
+        serving.fill(d)
     return d
 
 
 def make_options(algo, want_lse, want_probs, want_backward, deterministic,
-                 want_bias_grad=False):
+                 want_bias_grad=False, num_splits=0):
     opt = PlanOptions()
     lib.polyattn_plan_options_init(ctypes.byref(opt))
     opt.algo = algo
     opt.want_lse, opt.want_probs = int(want_lse), int(want_probs)
     opt.want_backward, opt.deterministic = int(want_backward), int(deterministic)
     opt.want_bias_grad = int(want_bias_grad)
+    opt.num_splits = int(num_splits)
     return opt
 
 
 def plan(ctx, dtype, q, k, v, o, scale, mask, algo, want_lse=False, want_probs=False,
-         want_backward=False, deterministic=False, variants=None, want_bias_grad=False):
+         want_backward=False, deterministic=False, variants=None, want_bias_grad=False,
+         serving=None, num_splits=0):
     """The cached plan for these descriptors and options on ctx (LRU, PLAN_CACHE_SIZE).
-    variants: a _variants.Bound (window, softcap, ALiBi, bias, mask, sinks) or None."""
+    variants: a _variants.Bound (window, softcap, ALiBi, bias, mask, sinks) or None;
+    serving: a _serving.Serving (varlen, KV cache, paged, append) or None."""
     key = (ctx.handle, dtype, q.dims, q.strides, k.dims, k.strides, v.dims, v.strides,
            o.dims, o.strides, scale, mask, algo, want_lse, want_probs, want_backward,
-           deterministic, None if variants is None else variants.key, want_bias_grad)
+           deterministic, None if variants is None else variants.key, want_bias_grad,
+           None if serving is None else serving.key, num_splits)
     p = _plans.get(key)
     if p is not None:
         _plans.move_to_end(key)
         return p
-    desc = make_desc(dtype, q, k, v, o, scale, mask, variants)
+    desc = make_desc(dtype, q, k, v, o, scale, mask, variants, serving)
     opt = make_options(algo, want_lse, want_probs, want_backward, deterministic,
-                       want_bias_grad)
+                       want_bias_grad, num_splits)
     handle = ctypes.c_void_p()
     check(lib.polyattn_plan_create(ctx.handle, ctypes.byref(desc), ctypes.byref(opt),
                                    ctypes.byref(handle)), ctx.handle, "polyattn_plan_create")
@@ -248,7 +253,10 @@ def info_dict(p):
             "backward_workspace_bytes": info.backward_workspace_bytes,
             "device_bytes": info.device_bytes, "flops": info.flops,
             "min_bytes_moved": info.min_bytes_moved,
-            "kernel_launches": info.kernel_launches, "candidates": cands}
+            "kernel_launches": info.kernel_launches, "num_splits": info.num_splits,
+            "varlen_q": bool(info.varlen_q),
+            "kv_layout": _lib.KV_LAYOUT_NAMES.get(info.kv_layout, str(info.kv_layout)),
+            "kv_block_size": info.kv_block_size, "candidates": cands}
 
 
 # ---- buffers ----------------------------------------------------------------------------
@@ -293,30 +301,35 @@ class _Buffers:
         self.handles = []
 
 
-def _extra(bufs, variants, d_bias=None, d_sinks=None):
-    """The polyattn_extra_tensors of a call with variants (their inputs, gradients out)."""
+def _extra(bufs, variants, serving, d_bias=None, d_sinks=None):
+    """The polyattn_extra_tensors of a call: the variants' inputs, the serving layouts'
+    int32 tensors and appended rows, the variants' gradients out."""
     extra = ExtraTensors()
     extra.struct_size = ctypes.sizeof(ExtraTensors)
-    for name, view in variants.inputs().items():
-        setattr(extra, name, bufs.get(view, False))
+    for part in (variants, serving):
+        if part is not None:
+            for name, view in part.inputs().items():
+                setattr(extra, name, bufs.get(view, False))
     extra.d_bias = bufs.get(d_bias, True)
     extra.d_sinks = bufs.get(d_sinks, True)
     return extra
 
 
-def forward(ctx, p, q, k, v, o, lse=None, probs=None, variants=None):
+def forward(ctx, p, q, k, v, o, lse=None, probs=None, variants=None, serving=None):
     """polyattn_forward of plan p on views q, k, v (inputs) and o, lse, probs (outputs);
-    polyattn_forward_ex with the tensors of variants (a _variants.Bound) when given."""
+    polyattn_forward_ex with the tensors of variants (a _variants.Bound) and serving (a
+    _serving.Serving) when given.  A KV append writes the caches k and v."""
+    written = serving is not None and serving.appends
     with ctx.lock:
         bufs = _Buffers(ctx)
         try:
-            args = (bufs.get(q, False), bufs.get(k, False), bufs.get(v, False),
+            args = (bufs.get(q, False), bufs.get(k, written), bufs.get(v, written),
                     bufs.get(o, True), bufs.get(lse, True), bufs.get(probs, True),
                     ctx.workspace_for(p.info.workspace_bytes))
-            if variants is None:
+            if variants is None and serving is None:
                 check(lib.polyattn_forward(p.handle, *args), ctx.handle, "polyattn_forward")
             else:
-                extra = _extra(bufs, variants)
+                extra = _extra(bufs, variants, serving)
                 check(lib.polyattn_forward_ex(p.handle, *args, ctypes.byref(extra)),
                       ctx.handle, "polyattn_forward_ex")
             bufs.finish()
@@ -325,7 +338,7 @@ def forward(ctx, p, q, k, v, o, lse=None, probs=None, variants=None):
 
 
 def backward(ctx, p, q, k, v, o, d_o, lse, dq, dk, dv, variants=None, d_bias=None,
-             d_sinks=None):
+             d_sinks=None, serving=None):
     """polyattn_backward (polyattn_backward_ex with variants: d_bias and d_sinks are Flat
     float32 outputs, or None)."""
     with ctx.lock:
@@ -335,10 +348,10 @@ def backward(ctx, p, q, k, v, o, d_o, lse, dq, dk, dv, variants=None, d_bias=Non
                     bufs.get(o, False), bufs.get(d_o, False), bufs.get(lse, False),
                     bufs.get(dq, True), bufs.get(dk, True), bufs.get(dv, True),
                     ctx.workspace_for(p.info.backward_workspace_bytes))
-            if variants is None:
+            if variants is None and serving is None:
                 check(lib.polyattn_backward(p.handle, *args), ctx.handle, "polyattn_backward")
             else:
-                extra = _extra(bufs, variants, d_bias, d_sinks)
+                extra = _extra(bufs, variants, serving, d_bias, d_sinks)
                 check(lib.polyattn_backward_ex(p.handle, *args, ctypes.byref(extra)),
                       ctx.handle, "polyattn_backward_ex")
             bufs.finish()

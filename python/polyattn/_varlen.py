@@ -1,167 +1,141 @@
 """Variable-length batches (FlashAttention's packed [total_tokens, heads, dim] with
-cu_seqlens), run as one dense call per sequence on a strided view of the packed arrays:
-no copy, one cached plan per distinct (seq_q, seq_kv) pair.  A native varlen descriptor in
-the C library will replace `_sequences` and the loop of `Varlen.forward`/`backward`."""
-import numpy as np
-
-from . import _arrays, _runtime
-from ._dense import check_array, check_qkv, resolve
+cu_seqlens), one native call: varlen queries, and keys packed the same way (kv_layout
+varlen) or in a paged cache addressed by a block table (kv_layout paged, FlashAttention's
+varlen block_table).  The LSE is FlashAttention's [heads, total_q]."""
+from . import _arrays, _lib, _runtime, _serving
+from ._dense import check_array, resolve, to_view
 from ._runtime import Flat, View
 
-F32 = 0
+F32 = _lib.DTYPE_F32
 
 
-def host_ints(x, name):
-    """A 1-D int64 NumPy copy of an integer array of any library."""
-    if x is None:
-        raise TypeError(f"{name}: None")
-    kind = _arrays.kind_of(x)
-    if kind == "torch":
-        a = x.detach().cpu().numpy()
-    elif kind == "cupy":
-        a = x.get()
-    elif isinstance(x, (int, np.integer)):
-        a = np.asarray([x])
-    else:
-        a = np.asarray(x)
-    if a.ndim != 1:
-        raise ValueError(f"{name}: expected 1 dimension, got shape {a.shape}")
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{name}: dtype {a.dtype} is not an integer type")
-    return a.astype(np.int64)
-
-
-def check_cu_seqlens(cu, name, total, max_seqlen, max_name):
-    if cu.size < 2:
-        raise ValueError(f"{name}: needs batch + 1 >= 2 entries, got {cu.size}")
-    if cu[0] != 0:
-        raise ValueError(f"{name}: must start at 0, starts at {cu[0]}")
-    lens = np.diff(cu)
-    if (lens < 0).any():
-        i = int(np.argmax(lens < 0))
-        raise ValueError(f"{name}: decreases at index {i + 1} ({cu[i]} then {cu[i + 1]})")
-    if cu[-1] > total:
-        raise ValueError(f"{name}: ends at {cu[-1]}, beyond the {total} packed tokens")
-    if max_seqlen is not None and lens.max() > int(max_seqlen):
-        raise ValueError(f"{max_name}: {max_seqlen} is below the longest sequence "
-                         f"({int(lens.max())}) in {name}")
-    return lens
-
-
-def _packed_view(r, start, length):
-    """Rows [start, start + length) of a packed [total, heads, dim] Ref as [1, h, len, d]."""
-    st = r.strides
-    return View(r.ptr + start * st[0] * r.itemsize, (1, r.shape[1], length, r.shape[2]),
-                (max(length, 1) * st[0], st[1], st[0], st[2]), r.itemsize)
+def packed_view(r):
+    """A packed [total, heads, dim] Ref as the library's [1, heads, total, dim]."""
+    (total, heads, dim), (st, sh, sd) = r.shape, r.strides
+    return View(r.ptr, (1, heads, total, dim), (max(total, 1) * st, sh, st, sd), r.itemsize)
 
 
 class Varlen:
-    def __init__(self, dense, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
+    def __init__(self, dense, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                 block_table=None):
         self.dense = dense
-        self.cu_q_arg, self.cu_k_arg = cu_seqlens_q, cu_seqlens_k
-        self.max_q, self.max_k = max_seqlen_q, max_seqlen_k
+        self.cu_q_arg, self.cu_k_arg, self.table_arg = cu_seqlens_q, cu_seqlens_k, block_table
+        self.max_q = _serving.max_seqlen(max_seqlen_q, "max_seqlen_q")
+        self.max_k = _serving.max_seqlen(max_seqlen_k, "max_seqlen_k")
 
-    def refs(self, q, k, v):
+    def prepare(self, q, k, v):
+        """(q, k, v Refs, their views, Serving, context) of a call, every argument checked."""
         qr = _arrays.ref(q, "q")
         check_array(qr, "q", 3)
+        paged = self.table_arg is not None
         kr, vr = _arrays.ref(k, "k"), _arrays.ref(v, "v")
-        check_array(kr, "k", 3, qr.dtype, qr.device)
-        check_array(vr, "v", 3, qr.dtype, qr.device)
-        if kr.shape[0] != vr.shape[0]:
-            raise ValueError(f"k and v: {kr.shape[0]} and {vr.shape[0]} packed tokens")
-        cu_q = host_ints(self.cu_q_arg, "cu_seqlens_q")
-        cu_k = host_ints(self.cu_k_arg, "cu_seqlens_k")
-        if cu_q.size != cu_k.size:
-            raise ValueError(f"cu_seqlens_q has {cu_q.size} entries, cu_seqlens_k {cu_k.size}: "
-                             "both must be batch + 1")
-        lq = check_cu_seqlens(cu_q, "cu_seqlens_q", qr.shape[0], self.max_q, "max_seqlen_q")
-        lk = check_cu_seqlens(cu_k, "cu_seqlens_k", kr.shape[0], self.max_k, "max_seqlen_k")
-        return qr, kr, vr, cu_q, cu_k, lq, lk
+        rank = 4 if paged else 3
+        check_array(kr, "k", rank, qr.dtype, qr.device)
+        check_array(vr, "v", rank, qr.dtype, qr.device)
+        if tuple(kr.shape[:-1]) != tuple(vr.shape[:-1]):
+            raise ValueError(f"k {tuple(kr.shape)} and v {tuple(vr.shape)}: differ before the "
+                             "head dimension")
+        total_q, hq, d = qr.shape
+        hk = kr.shape[-2]
+        if kr.shape[-1] != d:
+            raise ValueError(f"head_dim: q has {d}, k {kr.shape[-1]}")
+        if hq % hk:
+            raise ValueError(f"heads: q has {hq}, not a multiple of k's {hk} (GQA)")
+        cu_q = _serving.ints(self.cu_q_arg, "cu_seqlens_q", qr, 1)
+        cu_k = _serving.ints(self.cu_k_arg, "cu_seqlens_k", qr, 1)
+        if cu_q.shape != cu_k.shape:
+            raise ValueError(f"cu_seqlens_q has {cu_q.shape[0]} entries, cu_seqlens_k "
+                             f"{cu_k.shape[0]}: both must be batch + 1")
+        num_seqs = cu_q.shape[0] - 1
+        if num_seqs < 1:
+            raise ValueError(f"cu_seqlens_q: needs batch + 1 >= 2 entries, got {num_seqs + 1}")
+        if paged:
+            kv = to_view(kr, "bshd")  # [num_blocks, heads_kv, block_size, dim]
+            vv = to_view(vr, "bshd")
+            table = _serving.ints(self.table_arg, "block_table", qr, 2)
+            if table.shape[0] != num_seqs:
+                raise ValueError(f"block_table: {table.shape[0]} rows for {num_seqs} "
+                                 "sequences (cu_seqlens_k has batch + 1 entries)")
+            max_blocks = table.shape[1]
+            addressable = max_blocks * kr.shape[1]
+            total_k = None
+        else:
+            kv, vv = packed_view(kr), packed_view(vr)
+            max_blocks, addressable = 0, kr.shape[0]
+            total_k = kr.shape[0]
+        if cu_q.host is not None:
+            _serving.check_offsets(cu_q.host, "cu_seqlens_q", total_q, self.max_q,
+                                   "max_seqlen_q")
+        if cu_k.host is not None:
+            lens = _serving.check_offsets(cu_k.host, "cu_seqlens_k", total_k, self.max_k,
+                                          "max_seqlen_k")
+            if paged and lens.size and lens.max() > addressable:
+                raise ValueError(f"cu_seqlens_k: a sequence of {int(lens.max())} keys exceeds "
+                                 f"the block table's {max_blocks} blocks of {kr.shape[1]}")
+        tensors = {"cu_seqlens_q": cu_q.flat}
+        keep = [cu_q, cu_k]
+        if paged:
+            used = _serving.differences(cu_k, qr)
+            tensors["seqused_kv"], tensors["block_table"] = used.flat, table.flat
+            keep += [used, table]
+        else:
+            tensors["cu_seqlens_kv"] = cu_k.flat
+        serving = _serving.Serving(
+            varlen_q=True, num_seqs=num_seqs, max_seqlen_q=min(self.max_q, total_q),
+            max_seqlen_kv=min(self.max_k, addressable),
+            kv_layout=_lib.KV_PAGED if paged else _lib.KV_VARLEN, max_blocks_per_seq=max_blocks,
+            tensors=tensors, keep=keep)
+        ctx = resolve(qr, self.dense.backend, self.dense.device)
+        return qr, kr, vr, packed_view(qr), kv, vv, serving, ctx
 
-    def _sequences(self, cu_q, cu_k, lq, lk, *refs_q_k_v_o):
-        """Per sequence: (index, q, k, v, o views) of the packed arrays."""
-        qr, kr, vr, orf = refs_q_k_v_o
-        for i in range(lq.size):
-            a, n, c, m = int(cu_q[i]), int(lq[i]), int(cu_k[i]), int(lk[i])
-            yield i, a, n, m, (_packed_view(qr, a, n), _packed_view(kr, c, m),
-                               _packed_view(vr, c, m), _packed_view(orf, a, n))
+    def _bind(self, qr, serving):
+        var = self.dense.variants
+        if var is None:
+            return None
+        return var.bind(qr, serving.num_seqs, qr.shape[1], serving.max_seqlen_q or 1,
+                        serving.max_seqlen_kv or 1)
+
+    def _plan(self, ctx, qr, qv, kv, vv, ov, serving, bound, want_lse, want_backward):
+        d = self.dense
+        return _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, d.scale, d.mask, d.algo, want_lse,
+                             False, want_backward, d.deterministic, bound, serving=serving)
 
     def forward(self, q, k, v, out=None, want_lse=False, want_probs=False,
                 want_backward=False):
-        """(o [total_q, h, dv], lse [h, total_q] or None, probs [b, h, max_q, max_k] or None,
-        lse in per-sequence blocks for backward or None)."""
+        """(o [total_q, heads, dv], lse [heads, total_q] or None, None, the lse again (what
+        the backward reads) or None).  The library has no probabilities for varlen."""
         d = self.dense
-        qr, kr, vr, cu_q, cu_k, lq, lk = self.refs(q, k, v)
-        hq, hk, dv = qr.shape[1], kr.shape[1], vr.shape[2]
-        check_qkv(View(0, (1, hq, 1, qr.shape[2]), (0, 0, 0, 1), 1),
-                  View(0, (1, hk, 1, kr.shape[2]), (0, 0, 0, 1), 1),
-                  View(0, (1, vr.shape[1], 1, dv), (0, 0, 0, 1), 1))
-        ctx = resolve(qr, d.backend, d.device)
-        total_q = qr.shape[0]
+        qr, kr, vr, qv, kv, vv, serving, ctx = self.prepare(q, k, v)
+        total_q, hq, _ = qr.shape
+        dv = vr.shape[-1]
         o, orf = d.output(qr, (total_q, hq, dv), out)
+        ov = packed_view(orf)
         want_lse = want_lse or want_backward
-        blocks = blocks_r = None
-        if want_lse:  # [h, len] per sequence, one after another
-            blocks, blocks_r = d.output(qr, (hq * total_q,), None, "lse", F32)
-        probs = None
-        if want_probs:
-            mq = int(lq.max()) if self.max_q is None else int(self.max_q)
-            mk = int(lk.max()) if self.max_k is None else int(self.max_k)
-            probs, _ = d.output(qr, (lq.size, hq, mq, mk), None, "probs", F32)
-            probs[...] = 0
-        for i, a, n, m, (qv, kv, vv, ov) in self._sequences(cu_q, cu_k, lq, lk, qr, kr, vr, orf):
-            if n == 0:
-                continue
-            if m == 0:  # no key: O = 0, LSE = -inf (the library's fully-masked rows)
-                o[a:a + n] = 0
-                if want_lse:
-                    blocks[hq * a:hq * (a + n)] = float("-inf")
-                continue
-            lse_v = Flat(blocks_r.ptr + hq * a * 4, hq * n * 4) if want_lse else None
-            probs_v = seq_probs = None
-            if want_probs:
-                seq_probs, pr = d.output(qr, (hq, n, m), None, "probs", F32)
-                probs_v = Flat(pr.ptr, hq * n * m * 4)
-            bound = d.bind(qr, qv, kv, i, 1, lq.size)
-            p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, d.scale, d.mask, d.algo,
-                              want_lse, want_probs, want_backward, d.deterministic, bound)
-            _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, probs_v, bound)
-            if want_probs:
-                probs[i, :, :n, :m] = seq_probs
-        lse = None
+        lse = lse_v = None
         if want_lse:
-            lse, _ = d.output(qr, (hq, total_q), None, "lse", F32)
-            for i in range(lq.size):
-                a, n = int(cu_q[i]), int(lq[i])
-                if n:
-                    lse[:, a:a + n] = blocks[hq * a:hq * (a + n)].reshape(hq, n)
-        return o, lse, probs, blocks
+            lse, lr = d.output(qr, (hq, total_q), None, "lse", F32)
+            lse_v = Flat(lr.ptr, hq * total_q * 4)
+        bound = self._bind(qr, serving)
+        p = self._plan(ctx, qr, qv, kv, vv, ov, serving, bound, want_lse, want_backward)
+        _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, None, bound, serving)
+        fin = _arrays.finish
+        lse = fin(qr, lse) if lse is not None else None
+        return fin(qr, o), lse, None, lse
 
-    def backward(self, q, k, v, o, blocks, d_o):
-        d = self.dense
-        qr, kr, vr, cu_q, cu_k, lq, lk = self.refs(q, k, v)
+    def backward(self, q, k, v, o, lse, d_o):
+        """(dq, dk, dv) laid out like q, k and v; rows outside every sequence get 0."""
+        qr, kr, vr, qv, kv, vv, serving, ctx = self.prepare(q, k, v)
         orf, dor = _arrays.ref(o, "o"), _arrays.ref(d_o, "d_o")
-        if tuple(dor.strides) != tuple(orf.strides):
-            raise ValueError("d_o: must have o's strides")
-        br = _arrays.ref(blocks, "lse")
-        ctx = resolve(qr, d.backend, d.device)
+        if tuple(dor.strides) != tuple(orf.strides) or tuple(dor.shape) != tuple(orf.shape):
+            raise ValueError("d_o: must have o's shape and strides")
+        lr = _arrays.ref(lse, "lse")
         grads = [_arrays.empty_like_strided(r) for r in (qr, kr, vr)]
-        for g in grads:
-            g[...] = 0  # rows outside every sequence get no gradient
-        grs = [_arrays.ref(g, n) for g, n in zip(grads, ("dq", "dk", "dv"))]
-        hq = qr.shape[1]
-        for i in range(lq.size):
-            a, n, c, m = int(cu_q[i]), int(lq[i]), int(cu_k[i]), int(lk[i])
-            if n == 0 or m == 0:
-                continue
-            qv, kv, vv, ov, dov = (_packed_view(qr, a, n), _packed_view(kr, c, m),
-                                   _packed_view(vr, c, m), _packed_view(orf, a, n),
-                                   _packed_view(dor, a, n))
-            gq, gk, gv = (_packed_view(grs[0], a, n), _packed_view(grs[1], c, m),
-                          _packed_view(grs[2], c, m))
-            bound = d.bind(qr, qv, kv, i, 1, lq.size)
-            p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, d.scale, d.mask, d.algo,
-                              True, False, True, d.deterministic, bound)
-            _runtime.backward(ctx, p, qv, kv, vv, ov, dov,
-                              Flat(br.ptr + hq * a * 4, hq * n * 4), gq, gk, gv, bound)
-        return tuple(grads)
+        gq, gk, gv = (_arrays.ref(g, n) for g, n in zip(grads, ("dq", "dk", "dv")))
+        bound = self._bind(qr, serving)
+        p = self._plan(ctx, qr, qv, kv, vv, packed_view(orf), serving, bound, True, True)
+        hq, total_q = qr.shape[1], qr.shape[0]
+        _runtime.backward(ctx, p, qv, kv, vv, packed_view(orf), packed_view(dor),
+                          Flat(lr.ptr, hq * total_q * 4), packed_view(gq), packed_view(gk),
+                          packed_view(gv), variants=bound,
+                          serving=_serving.BackwardView(serving))
+        return tuple(_arrays.finish(qr, g) for g in grads)

@@ -99,38 +99,78 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
                            window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
                            deterministic=False, return_attn_probs=False, block_table=None, *,
                            backend=None, device=None, algo="auto", out=None):
-    """FlashAttention's flash_attn_varlen_func: q [total_q, nheads, headdim], k and v
-    [total_k, nheads_k, headdim], sequence i at rows cu_seqlens[i]:cu_seqlens[i + 1].
-    Returns out, or (out, softmax_lse [nheads, total_q], probabilities [batch, nheads,
-    max_seqlen_q, max_seqlen_k], zero-padded) with return_attn_probs."""
-    _features.check(dropout_p=dropout_p, block_table=block_table)
+    """FlashAttention's flash_attn_varlen_func, one native call: q [total_q, nheads,
+    headdim], k and v [total_k, nheads_k, headdim], sequence i at rows cu_seqlens[i] to
+    cu_seqlens[i + 1] (int32 [batch + 1]); with block_table (int32 [batch, max_blocks]), k
+    and v are a paged cache [num_blocks, block_size, nheads_k, headdim] and sequence i has
+    cu_seqlens_k[i + 1] - cu_seqlens_k[i] keys.  causal aligns each sequence's last query
+    with its last key.  Returns out, or (out, softmax_lse float32 [nheads, total_q], None)
+    with return_attn_probs (the library has no probabilities for packed sequences).  Rows
+    of q past cu_seqlens_q[-1] are not written.  torch tensors that require gradients get
+    them through polyattn_backward (not with block_table)."""
+    _features.check(dropout_p=dropout_p)
     var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
     dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic,
                   var)
-    problem = Varlen(dense, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
-    o, lse, probs = _run(problem, q, k, v, out, return_attn_probs, return_attn_probs,
-                         varlen=True)
-    return (o, lse, probs) if return_attn_probs else o
+    problem = Varlen(dense, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                     block_table)
+    o, lse, _ = _run(problem, q, k, v, out, return_attn_probs, False, varlen=True)
+    return (o, lse, None) if return_attn_probs else o
 
 
-def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=None,
-                            block_table=None, softmax_scale=None, causal=False,
-                            window_size=(-1, -1), softcap=0.0, alibi_slopes=None, num_splits=0,
-                            return_softmax_lse=False, *, backend=None, device=None, algo="auto",
-                            out=None):
-    """FlashAttention's flash_attn_with_kvcache on a dense cache [batch_cache, seqlen_cache,
-    nheads_k, headdim].  k and v [batch, seqlen_new, nheads_k, headdim], when given, are
-    written into the cache at cache_seqlens (in place) before attending; sequence i attends
-    to its first cache_seqlens[i] + seqlen_new keys.  num_splits is a hint the library's
-    planner makes itself (ignored).  Returns out, or (out, softmax_lse) with
-    return_softmax_lse."""
-    _features.check(block_table=block_table)
+def _seqlens_key(x):
+    """cache_seqlens in a signature: None or a plain int as is, an array by its signature."""
+    return x if x is None or type(x) is int else sig(x)
+
+
+def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None,
+                            rotary_sin=None, cache_seqlens=None, cache_batch_idx=None,
+                            cache_leftpad=None, block_table=None, softmax_scale=None,
+                            causal=False, window_size=(-1, -1), softcap=0.0,
+                            rotary_interleaved=True, alibi_slopes=None, num_splits=0,
+                            return_softmax_lse=False, *, backend=None, device=None,
+                            algo="auto", out=None):
+    """FlashAttention's flash_attn_with_kvcache, one native call.  q [batch, seqlen_q,
+    nheads, headdim]; k_cache, v_cache [batch_cache >= batch, capacity, nheads_k, headdim]
+    (a dense cache) or, with block_table (int32 [batch, max_blocks]), [num_blocks,
+    block_size, nheads_k, headdim] (a paged cache, block_size a multiple of 16).  k and v
+    [batch, seqlen_new, nheads_k, headdim], when given, are written into the cache in place
+    at cache_seqlens (int32 [batch] or an int; not advanced) before attending; sequence i
+    attends to its first cache_seqlens[i] + seqlen_new keys (all of the cache without
+    cache_seqlens).  causal aligns the last query with the last key.  num_splits: the key
+    splits of the plan (0: the plan chooses; 1: none).  Returns out, or (out, softmax_lse
+    float32 [batch, nheads, seqlen_q]) with return_softmax_lse."""
+    key = run = None
+    try:  # a repeated signature (decode steps) runs from the data pointers alone
+        qs = sig_q(q)
+        if qs is not NO and rotary_cos is None and rotary_sin is None and \
+                cache_batch_idx is None and cache_leftpad is None:
+            key = ("kvcache", qs, sig(k_cache), sig(v_cache), sig(k), sig(v),
+                   _seqlens_key(cache_seqlens), sig(block_table), sig(alibi_slopes),
+                   window_key(window_size), sig_out(out), softmax_scale, causal, softcap,
+                   num_splits, return_softmax_lse, backend, device, algo)
+            if any(part is NO for part in key):
+                key = None
+            else:
+                run = _entries.get(key)
+    except Exception:  # noqa: BLE001 - unhashable or odd arguments: the checked path
+        key = run = None  # says what is wrong with them
+    if run is not None:
+        o, lse = run((q, k_cache, v_cache, k, v, cache_seqlens, block_table, alibi_slopes),
+                     out)
+        return (o, lse) if return_softmax_lse else o
+    _features.check(rotary_cos=rotary_cos, rotary_sin=rotary_sin,
+                    cache_batch_idx=cache_batch_idx, cache_leftpad=cache_leftpad)
     var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
+    if type(num_splits) is not int and not hasattr(num_splits, "__index__"):
+        raise TypeError(f"num_splits: {num_splits!r} is not an integer")
     if int(num_splits) < 0:
-        raise ValueError(f"num_splits: {num_splits} is negative")
+        raise ValueError(f"num_splits: {num_splits} is negative (0: the plan chooses)")
     dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, variants=var)
-    o, lse = _kvcache.run(dense, q, k_cache, v_cache, k, v, cache_seqlens, return_softmax_lse,
-                          out)
+    if key is not None and not all(type(x) in _fast._PLAIN for x in key[11:]):
+        key = None
+    o, lse = _kvcache.run(dense, q, k_cache, v_cache, k, v, cache_seqlens, block_table,
+                          return_softmax_lse, out, int(num_splits), alibi_slopes, key)
     return (o, lse) if return_softmax_lse else o
 
 

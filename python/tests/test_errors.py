@@ -77,12 +77,10 @@ def test_not_implemented_flash(qkv, kwargs, name):
 
 def test_not_implemented_kvcache_and_varlen(rng):
     q, kc = randn(rng, 1, 1, 2, 8), randn(rng, 1, 4, 2, 8)
-    with pytest.raises(NotImplementedError, match="block_table"):
-        polyattn.flash_attn_with_kvcache(q, kc, kc, block_table=np.zeros((1, 1), np.int32))
+    with pytest.raises(NotImplementedError, match="rotary_cos"):
+        polyattn.flash_attn_with_kvcache(q, kc, kc, rotary_cos=np.zeros((4, 4), np.float32))
     p = randn(rng, 4, 2, 8)
     cu = np.array([0, 4], np.int32)
-    with pytest.raises(NotImplementedError, match="block_table"):
-        polyattn.flash_attn_varlen_func(p, p, p, cu, cu, 4, 4, block_table=np.zeros((1, 1)))
     with pytest.raises(NotImplementedError, match="dropout_p"):
         polyattn.flash_attn_varlen_func(p, p, p, cu, cu, 4, 4, dropout_p=0.5)
 

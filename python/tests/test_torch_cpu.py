@@ -96,6 +96,58 @@ def test_kvcache_torch_append():
         close(o[i], eo[0].swapaxes(0, 1))
 
 
+def test_varlen_grad_gqa_empty_sequences():
+    """Packed lengths with an empty query sequence and an empty key sequence, GQA: the
+    gradients equal those of flash_attn_func per sequence; rows no sequence owns get 0."""
+    torch.manual_seed(6)
+    lq, lk = [4, 0, 3, 2], [5, 3, 0, 6]
+    cu_q = torch.tensor(np.cumsum([0] + lq), dtype=torch.int32)
+    cu_k = torch.tensor(np.cumsum([0] + lk), dtype=torch.int32)
+    q, k, v = leaf(sum(lq) + 1, 4, 8), leaf(sum(lk), 2, 8), leaf(sum(lk), 2, 8)
+    o, lse, _ = polyattn.flash_attn_varlen_func(q, k, v, cu_q, cu_k, 4, 6, causal=True,
+                                                return_attn_probs=True)
+    d_o = torch.randn_like(o)
+    (o[:sum(lq)] * d_o[:sum(lq)]).sum().backward()
+    assert (q.grad[sum(lq):] == 0).all()
+    for i in range(4):
+        a, c = int(cu_q[i]), int(cu_k[i])
+        if lq[i] == 0:
+            continue
+        if lk[i] == 0:  # fully masked rows: O = 0, dq = 0
+            assert (o[a:a + lq[i]] == 0).all() and (q.grad[a:a + lq[i]] == 0).all()
+            assert torch.isneginf(lse[:, a:a + lq[i]]).all()
+            continue
+        qs, ks, vs = (x.detach()[None, s:s + n].clone().requires_grad_()
+                      for x, s, n in ((q, a, lq[i]), (k, c, lk[i]), (v, c, lk[i])))
+        os_ = polyattn.flash_attn_func(qs, ks, vs, causal=True)
+        os_.backward(d_o[None, a:a + lq[i]])
+        close(o[a:a + lq[i]], os_[0].detach().double().numpy())
+        close(q.grad[a:a + lq[i]], qs.grad[0].double().numpy(), 1e-4)
+        close(k.grad[c:c + lk[i]], ks.grad[0].double().numpy(), 1e-4)
+        close(v.grad[c:c + lk[i]], vs.grad[0].double().numpy(), 1e-4)
+
+
+def test_kvcache_paged_torch_decode_repeats():
+    """torch int32 lengths and block table used in place; repeated decode calls (the
+    recorded runner) append and attend like the dense cache."""
+    torch.manual_seed(7)
+    b, hkv, d, bs = 2, 1, 8, 16
+    dense_k, dense_v = torch.zeros(b, 32, hkv, d), torch.zeros(b, 32, hkv, d)
+    kp, vp = torch.zeros(5, bs, hkv, d), torch.zeros(5, bs, hkv, d)
+    table = torch.tensor([[3, 0], [4, 1]], dtype=torch.int32)
+    lens = torch.tensor([15, 2], dtype=torch.int32)
+    with torch.no_grad():
+        for step in range(3):
+            q, kn, vn = torch.randn(b, 1, 2, d), torch.randn(b, 1, hkv, d), torch.randn(b, 1, hkv, d)
+            got = polyattn.flash_attn_with_kvcache(q, kp, vp, kn, vn, cache_seqlens=lens,
+                                                   block_table=table, causal=True)
+            want = polyattn.flash_attn_with_kvcache(q, dense_k, dense_v, kn, vn,
+                                                    cache_seqlens=lens, causal=True)
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-5, atol=2e-5)
+            lens += 1
+    assert torch.equal(kp[0, 0], dense_k[0, 16]) and torch.equal(vp[4, 4], dense_v[1, 4])
+
+
 @pytest.mark.skipif(not hasattr(torch.library, "custom_op"), reason="torch < 2.4")
 def test_custom_op_and_compile():
     torch.manual_seed(5)
