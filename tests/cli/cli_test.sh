@@ -1,8 +1,8 @@
 #!/bin/sh
 # CLI contract tests (POSIX sh).
 #   cli_test.sh SUITE POLYATTN FIXTURE WORKDIR BENCH_SRC_DIR
-# SUITE: usage | bad_input | good_run | outputs | explain_article | numpy | variants | bench |
-#        bench_list | bench_compare | bench_backward | compare_torch
+# SUITE: usage | bad_input | good_run | outputs | explain_article | numpy | variants | serving |
+#        bench | bench_list | bench_compare | bench_backward | compare_torch
 # (The bench's validation and crash handling are unit-tested: test_bench_check.c,
 # test_bench_crash.c.)
 # Exit 0 pass, 1 fail, 77 skipped (numpy suite without numpy, compare_torch without python3).
@@ -423,6 +423,17 @@ EOF
     finish
     ;;
 
+serving)
+    # Serving layouts: tests/cli/serving_test.py (needs numpy for its inputs and reference).
+    for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$candidate" ] || continue
+        if "$candidate" -c "import numpy" >/dev/null 2>&1; then
+            exec "$candidate" "$bench_src/../tests/cli/serving_test.py" "$polyattn" "$work"
+        fi
+    done
+    echo "SKIP: no python3 with numpy"
+    exit 77
+    ;;
 variants)
     # Score variants: tests/cli/variants_test.py (needs numpy for its inputs and reference).
     for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do
