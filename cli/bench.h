@@ -7,9 +7,22 @@
 
 #include "cli.h"
 
+/* How a shape's tensors are laid out: the dense rows (zero), or a serving layout
+ * (bench_serving.c). */
+typedef enum pa_bench_layout {
+    PA_BENCH_DENSE = 0,
+    PA_BENCH_CACHE = 1,  /* q [batch, hq, seq_q, d]; a dense KV cache, seqused_kv = seq_kv */
+    PA_BENCH_PAGED = 2,  /* the same keys in blocks of block_size, a shuffled block table */
+    PA_BENCH_VARLEN = 3, /* batch sequences of seeded lengths in [min_len, seq_q], packed
+                          * queries and keys (seq_kv = seq_q: a prefill) */
+} pa_bench_layout;
+
 typedef struct pa_bench_shape {
     int64_t batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
     polyattn_mask mask;
+    pa_bench_layout layout;
+    int64_t block_size; /* PA_BENCH_PAGED */
+    int64_t min_len;    /* PA_BENCH_VARLEN */
 } pa_bench_shape;
 
 /* ---- suites (suites.c) ---- */
@@ -22,9 +35,16 @@ typedef struct pa_bench_suite {
     polyattn_dtype default_dtype;
 } pa_bench_suite;
 
-/* The suite called name, or NULL; "custom" has no shapes (they come from --shape). */
-const pa_bench_suite *pa_bench_find_suite(const char *name);
-/* "article|fa2|decode|custom" */
+/* The suite called name, or NULL; "custom" has no shapes (they come from --shape).  quick:
+ * the decode and serving suites at tiny sizes (smoke runs on the host or PoCL); others
+ * unchanged. */
+const pa_bench_suite *pa_bench_find_suite(const char *name, int quick);
+/* "dense", "cache", "paged", "varlen". */
+const char *pa_bench_layout_name(pa_bench_layout layout);
+/* The sequence lengths of a PA_BENCH_VARLEN shape (seeded: the same in every process). */
+void pa_bench_varlen_lengths(const pa_bench_shape *sh, int64_t *len);
+#define PA_BENCH_MAX_SEQS 64
+/* "article|fa2|decode|serving|custom" */
 const char *pa_bench_suite_names(void);
 /* Parses "B,HQ,HKV,SQ,SKV,D[,DV]" items separated by ';' or ' '.  Returns the count, or -1
  * (err filled) on a syntax error. */
@@ -65,6 +85,7 @@ typedef struct pa_bench_result {
     int backward;
     int deterministic;  /* the plan was made with deterministic gradients */
     double err_grad[3]; /* backward: dQ, dK, dV error, each relative to its max |ref| */
+    int num_splits;     /* the plan's key splits (plan info; 0: not reported) */
 } pa_bench_result;
 
 /* ---- score variants (bench_variants.c) ---- */
@@ -200,6 +221,8 @@ typedef struct pa_bench_run {
     void *graph_stream;    /* the cudaStream_t ctx queues on (--graph) */
 } pa_bench_run;
 
+/* One call of a timed loop: call i of a sample (input set i % n). */
+typedef polyattn_status (*pa_bench_call_fn)(void *arg, int i);
 double pa_bench_now_seconds(void);
 /* Random inputs (never zeros: timing on zeros would flatter some hardware), n_sets sets. */
 polyattn_status pa_bench_make_sets(polyattn_context *ctx, const pa_bench_shape *sh,
@@ -209,6 +232,21 @@ void pa_bench_free_sets(pa_bench_sets *s);
 /* "what: STATUS: the context's message" into r->reason. */
 void pa_bench_lib_reason(pa_bench_result *r, polyattn_context *ctx, polyattn_status st,
                          const char *what);
+/* Uniform in [-1, 1), never 0, from a seed. */
+void pa_bench_fill_random(float *x, uint64_t n, uint64_t seed);
+/* Fewer reps for slow calls (--max-seconds), at least 3. */
+void pa_bench_cap_reps(const pa_bench_run *b, double first_call_s, int *reps, int *warmup);
+/* Warms up with calls 1..warmup, then times reps calls (events or graph replays) into
+ * r->ms, ms_min, ms_max, reps.  Returns 0, or -1 with r->reason filled. */
+int pa_bench_time_calls(pa_bench_run *b, pa_bench_call_fn call, void *arg, int warmup, int reps,
+                        pa_bench_result *r);
+/* The serving layouts' forward (bench_serving.c): its own inputs (a dense cache, a paged one
+ * or packed sequences; random, never zeros), validated against the host reference on sampled
+ * rows of the first, middle and last sequences (each as its own dense problem), then timed.
+ * GB/s counts Q, O and the keys and values each sequence uses, once; TFLOP/s the visible
+ * pairs exactly; num_splits comes from the plan. */
+void pa_bench_measure_serving(pa_bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
+                              polyattn_algo algo, pa_bench_result *r);
 /* Plans, validates and times one (shape, dtype, algo): the forward, or with b->backward
  * the backward.  Fills *r (status, reason, times, memory). */
 void pa_bench_measure(pa_bench_run *b, const pa_bench_shape *sh, polyattn_dtype dtype,
@@ -216,8 +254,6 @@ void pa_bench_measure(pa_bench_run *b, const pa_bench_shape *sh, polyattn_dtype 
 
 /* ---- CUDA graph replay (bench_graph.c) ---- */
 
-/* One call of a timed loop: call i of a sample (input set i % n). */
-typedef polyattn_status (*pa_bench_call_fn)(void *arg, int i);
 /* 1 when this build can replay CUDA graphs (the CUDA backend was built). */
 int pa_bench_graph_available(void);
 /* A CUDA context on a new stream of ours, which graphs capture.  Returns the library's

@@ -31,7 +31,7 @@ static uint64_t rng_next(uint64_t *state)
 }
 
 /* Uniform in [-1, 1), never exactly 0: timing on zeros would flatter some hardware. */
-static void fill_random(float *x, uint64_t n, uint64_t seed)
+void pa_bench_fill_random(float *x, uint64_t n, uint64_t seed)
 {
     uint64_t state = seed;
     for (uint64_t i = 0; i < n; i++) {
@@ -60,9 +60,9 @@ polyattn_status pa_bench_make_sets(polyattn_context *ctx, const pa_bench_shape *
         s->n = i + 1;
         for (int t = 0; t < s->n_tensors; t++) {
             float *values = i == 0 ? s->host[t] : scratch;
-            fill_random(values, s->count[t],
-                        t == 3 ? 0xd0d00000ull + (uint64_t)i
-                               : 0x5eed0000ull + (uint64_t)(i * 3 + t));
+            pa_bench_fill_random(values, s->count[t],
+                                 t == 3 ? 0xd0d00000ull + (uint64_t)i
+                                        : 0x5eed0000ull + (uint64_t)(i * 3 + t));
             pa_cli_from_f32(dtype, values, staging, s->count[t]);
             if (i == 0) /* what the device sees, for the reference */
                 pa_cli_to_f32(dtype, staging, values, s->count[t]);
@@ -110,7 +110,7 @@ void pa_bench_lib_reason(pa_bench_result *r, polyattn_context *ctx, polyattn_sta
 
 /* Slow calls (a generic kernel on a long sequence) get fewer repetitions: at most
  * --max-seconds per measurement, at least 3 timed samples. */
-static void cap_reps(const pa_bench_run *b, double first_call_s, int *reps, int *warmup)
+void pa_bench_cap_reps(const pa_bench_run *b, double first_call_s, int *reps, int *warmup)
 {
     *reps = b->reps;
     *warmup = b->warmup;
@@ -125,8 +125,8 @@ static void cap_reps(const pa_bench_run *b, double first_call_s, int *reps, int 
 /* Warms up with calls 1..warmup, then times reps samples: chained events around
  * back-to-back calls warmup+1.., or with --graph the replays of a CUDA graph of
  * graph_calls calls.  Returns 0, or -1 with r->reason filled. */
-static int time_calls(pa_bench_run *b, pa_bench_call_fn call, void *arg, int warmup, int reps,
-                      pa_bench_result *r)
+int pa_bench_time_calls(pa_bench_run *b, pa_bench_call_fn call, void *arg, int warmup, int reps,
+                        pa_bench_result *r)
 {
     polyattn_event **ev = NULL;
     double *times = NULL;
@@ -227,6 +227,7 @@ static polyattn_plan *plan_measurement(pa_bench_run *b, const pa_bench_shape *sh
         return NULL;
     }
     r->algo = info->algo;
+    r->num_splits = info->num_splits;
     r->mem_estimate = info->device_bytes;
     r->workspace_bytes = backward ? info->backward_workspace_bytes : info->workspace_bytes;
     return plan;
@@ -310,8 +311,8 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
     }
 
     int reps, warmup;
-    cap_reps(b, first_call_s, &reps, &warmup);
-    if (time_calls(b, forward_call_fn, &call, warmup, reps, r) != 0) {
+    pa_bench_cap_reps(b, first_call_s, &reps, &warmup);
+    if (pa_bench_time_calls(b, forward_call_fn, &call, warmup, reps, r) != 0) {
         r->status = PA_BENCH_ERROR;
         goto done;
     }
@@ -454,8 +455,8 @@ static void measure_backward(pa_bench_run *b, const pa_bench_shape *sh, polyattn
     }
 
     int reps, warmup;
-    cap_reps(b, first_call_s, &reps, &warmup);
-    if (time_calls(b, backward_call_fn, &call, warmup, reps, r) != 0) {
+    pa_bench_cap_reps(b, first_call_s, &reps, &warmup);
+    if (pa_bench_time_calls(b, backward_call_fn, &call, warmup, reps, r) != 0) {
         r->status = PA_BENCH_ERROR;
         goto done;
     }

@@ -256,7 +256,8 @@ static int measure_target(void *arg, int fd)
         polyattn_dtype dtype;
         polyattn_algo algo;
         pa_bench_measurement_of(job, index, &sh, &dtype, &algo);
-        if (sh != sets_shape || dtype != sets_dtype) {
+        /* The serving rows make their own inputs (bench_serving.c). */
+        if (sh->layout == PA_BENCH_DENSE && (sh != sets_shape || dtype != sets_dtype)) {
             pa_bench_free_sets(&sets);
             /* Enough input sets to exceed the last-level cache (~256 MiB), at most 4, within
              * a quarter of the device's memory; one on the host backend. */
@@ -297,7 +298,7 @@ static int measure_target(void *arg, int fd)
             fflush(stderr);
         }
         pa_bench_result r;
-        if (sets_status != POLYATTN_STATUS_SUCCESS) {
+        if (sets_status != POLYATTN_STATUS_SUCCESS && sh->layout == PA_BENCH_DENSE) {
             memset(&r, 0, sizeof r);
             r.shape = *sh;
             r.dtype = dtype;
@@ -307,6 +308,8 @@ static int measure_target(void *arg, int fd)
             r.status =
                 sets_status == POLYATTN_STATUS_OUT_OF_MEMORY ? PA_BENCH_SKIPPED : PA_BENCH_ERROR;
             pa_bench_lib_reason(&r, b.ctx, sets_status, "inputs");
+        } else if (sh->layout != PA_BENCH_DENSE && !job->measure) {
+            pa_bench_measure_serving(&b, sh, dtype, algo, &r);
         } else if (job->measure) {
             job->measure(&b, index, sh, dtype, algo, &sets, &r);
         } else {

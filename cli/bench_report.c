@@ -75,6 +75,9 @@ void pa_bench_print_row(FILE *out, const pa_bench_result *r)
         fprintf(out, " (dQ %.1e dK %.1e dV %.1e) ws %s", r->err_grad[0], r->err_grad[1],
                 r->err_grad[2], pa_cli_bytes_human(r->workspace_bytes, ws));
     }
+    if (s->layout == PA_BENCH_PAGED) fprintf(out, " paged/%lld", (long long)s->block_size);
+    else if (s->layout != PA_BENCH_DENSE) fprintf(out, " %s", pa_bench_layout_name(s->layout));
+    if (r->num_splits > 0) fprintf(out, " splits %d", r->num_splits);
     fputc('\n', out);
 }
 
@@ -117,7 +120,7 @@ void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *tar
         "suite,backend,device,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
         "algo_asked,algo,status,reps,ms,ms_min,ms_max,tflops,gbps,mem_bytes,"
         "mem_estimate_bytes,workspace_bytes,max_err,rows_checked,speedup_vs_unfused,"
-        "mem_saved_vs_unfused,reason,device_index,pass\n");
+        "mem_saved_vs_unfused,reason,device_index,pass,layout,block_size,num_splits\n");
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
         const polyattn_device_info *dev = &targets[r[i].target].info;
@@ -141,7 +144,10 @@ void pa_bench_write_csv(FILE *out, const char *suite, const pa_bench_target *tar
             fprintf(out, "%.4g,%.4g,", r[i].speedup_vs_unfused, r[i].mem_saved_vs_unfused);
         else fprintf(out, ",,");
         csv_text(out, r[i].reason);
-        fprintf(out, ",%d,%s\n", dev->index, r[i].backward ? "backward" : "forward");
+        fprintf(out, ",%d,%s,%s,%lld,", dev->index, r[i].backward ? "backward" : "forward",
+                pa_bench_layout_name(s->layout), (long long)s->block_size);
+        if (r[i].num_splits > 0) fprintf(out, "%d", r[i].num_splits);
+        fputc('\n', out);
     }
 }
 
@@ -210,7 +216,9 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
     }
     fprintf(out,
             "], \"reps\": %d, \"warmup\": %d, \"pass\": \"%s\", \"flops_convention\": "
-            "\"%s4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal\", \"results\": [",
+            "\"%s4*batch*heads_q*seq_q*seq_kv*head_dim, halved when causal (layouts other "
+            "than dense: 2*(head_dim+head_dim_v)*heads_q per visible pair of each "
+            "sequence)\", \"results\": [",
             reps, warmup, backward ? "backward" : "forward", backward ? "2.5 x " : "");
     for (int i = 0; i < n; i++) {
         const pa_bench_shape *s = &r[i].shape;
@@ -250,6 +258,9 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
             json_opt_number(out, "max_err_dk", r[i].err_grad[1], r[i].rows_checked > 0);
             json_opt_number(out, "max_err_dv", r[i].err_grad[2], r[i].rows_checked > 0);
         }
+        fprintf(out, ", \"layout\": \"%s\", \"block_size\": %lld", pa_bench_layout_name(s->layout),
+                (long long)s->block_size);
+        json_opt_number(out, "num_splits", r[i].num_splits, r[i].num_splits > 0);
         fprintf(out, ", \"device\": ");
         pa_json_string(out, dev->name);
         fprintf(out, ", \"reason\": ");
@@ -262,15 +273,17 @@ void pa_bench_write_json(FILE *out, const char *suite, const pa_bench_target *ta
 void pa_bench_write_list(FILE *out, const char *suite, const pa_bench_shape *shapes, int n_shapes,
                          const int *dtypes, int n_dtypes)
 {
-    fprintf(out, "suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype\n");
+    fprintf(out, "suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,"
+                 "layout,block_size\n");
     for (int i = 0; i < n_shapes; i++) {
         const pa_bench_shape *s = &shapes[i];
         for (int d = 0; d < n_dtypes; d++)
-            fprintf(out, "%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%s\n", suite,
+            fprintf(out, "%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%s,%s,%lld\n", suite,
                     (long long)s->batch, (long long)s->heads_q, (long long)s->heads_kv,
                     (long long)s->seq_q, (long long)s->seq_kv, (long long)s->head_dim,
                     (long long)s->head_dim_v, polyattn_mask_name(s->mask),
-                    polyattn_dtype_name((polyattn_dtype)dtypes[d]));
+                    polyattn_dtype_name((polyattn_dtype)dtypes[d]), pa_bench_layout_name(s->layout),
+                    (long long)s->block_size);
     }
 }
 
@@ -288,10 +301,17 @@ static const pa_bench_result *find_result(const pa_bench_result *r, int n, int t
 static void print_shape_cells(FILE *out, const pa_bench_result *r, const char *algo)
 {
     const pa_bench_shape *s = &r->shape;
-    fprintf(out, "%-5lld %-4lld %-4lld %-6lld %-6lld %-5lld %-4s %-5s %-8s", (long long)s->batch,
+    /* A serving layout follows the algorithm: flash/cache, auto/paged16, flash/varlen. */
+    char cell[40];
+    if (s->layout == PA_BENCH_PAGED)
+        snprintf(cell, sizeof cell, "%s/paged%lld", algo, (long long)s->block_size);
+    else if (s->layout != PA_BENCH_DENSE)
+        snprintf(cell, sizeof cell, "%s/%s", algo, pa_bench_layout_name(s->layout));
+    else snprintf(cell, sizeof cell, "%s", algo);
+    fprintf(out, "%-5lld %-4lld %-4lld %-6lld %-6lld %-5lld %-4s %-5s %-14s", (long long)s->batch,
             (long long)s->heads_q, (long long)s->heads_kv, (long long)s->seq_q,
             (long long)s->seq_kv, (long long)s->head_dim, mask_short(s->mask),
-            polyattn_dtype_name(r->dtype), algo);
+            polyattn_dtype_name(r->dtype), cell);
 }
 
 /* ms[t] < 0: not measured (text[t] says why).  Prints one row's cells and accumulates the
@@ -348,7 +368,7 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
                 targets[t].opened ? targets[t].info.name : "(not opened)",
                 t == baseline ? "  [baseline]" : "");
     char header[160];
-    snprintf(header, sizeof header, "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s %-8s", "batch", "hq",
+    snprintf(header, sizeof header, "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s %-14s", "batch", "hq",
              "hkv", "seq_q", "seq_kv", "d", "mask", "dtype", "algo");
     fputs(header, out);
     for (int t = 0; t < n_targets; t++)
@@ -436,7 +456,7 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
         }
         fputc('\n', out);
     }
-    fprintf(out, "%-55s", "geomean ratio, per algorithm rows");
+    fprintf(out, "%-61s", "geomean ratio, per algorithm rows");
     for (int t = 0; t < n_targets; t++) {
         char cell[32] = "-";
         if (log_n[t])
@@ -445,7 +465,7 @@ void pa_bench_print_comparison(FILE *out, const pa_bench_target *targets, int n_
     }
     fputc('\n', out);
     if (printed_best) {
-        fprintf(out, "%-55s", "geomean ratio, best rows");
+        fprintf(out, "%-61s", "geomean ratio, best rows");
         for (int t = 0; t < n_targets; t++) {
             char cell[32] = "-";
             if (log_n[n_targets + t])

@@ -14,7 +14,7 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: polyattn bench [--suite article|fa2|decode|custom] [--shape "
+    "usage: polyattn bench [--suite article|fa2|decode|serving|custom] [--shape "
     "B,HQ,HKV,SQ,SKV,D[,DV];...]\n"
     "                      [--causal top-left|bottom-right]\n"
     "                      [--backend auto|host|cuda|hip|opencl[:N][,...]] [--device N]\n"
@@ -23,17 +23,32 @@ static const char usage[] =
     "                      [--dtype f32|f16|bf16[,...]] [--reps N] [--warmup N] [--rotate N]\n"
     "                      [--graph N]\n"
     "                      [--max-seconds S] [--memory-budget MIB] [--csv FILE] [--json FILE]\n"
-    "                      [--backward [--deterministic]] [--list]\n"
+    "                      [--backward [--deterministic]] [--list] [--quick]\n"
     "                      [--window L,R] [--softcap C] [--alibi] [--bias [--bias-dtype D]]\n"
     "                      [--sinks]\n"
     "\n"
     "Suites: article (the article's five shapes: one head, head_dim 512-1024, causal, f32), fa2\n"
     "(FlashAttention-2's: 16k tokens, hidden 2048, head_dim 64/128, causal or not, f16),\n"
-    "decode (seq_q 1, 4, 16 against a KV cache of 1k-128k, batch 1, and batch 16/64 at\n"
-    "4k-16k; GQA 32/8, head_dim 128, bottom-right causal, f16), custom (--shape, separated\n"
-    "by ';'; --causal applies to it).  --list prints the suite's shapes as CSV (one row per\n"
+    "decode (batch 8, seq_q 1 and 16 against 8k, 32k and 128k keys, GQA 32/8, head_dim 128,\n"
+    "bottom-right causal, bf16; each as dense K/V, a dense KV cache with seqused_kv = the\n"
+    "length, and paged caches of 16- and 256-key blocks in a shuffled block table),\n"
+    "serving (a varlen prefill of 16 sequences of seeded lengths 128-4096, 16 heads,\n"
+    "head_dim 128, bottom-right causal; the dense batch of the same FLOPs (16 sequences of\n"
+    "the lengths' root mean square) and the padded dense batch (16 of the longest); paged\n"
+    "decode of batch 8, 32/8 heads, 32k keys, blocks of 16 and 256, beside the dense cache;\n"
+    "bf16), custom (--shape, separated by ';'; --causal applies to it).  --quick runs decode\n"
+    "and serving at tiny sizes (batch 2-4, 8 heads or fewer, at most 512 keys): a smoke run\n"
+    "for the host reference or PoCL.  --list prints the suite's shapes as CSV (one row per\n"
     "shape and dtype: suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,\n"
-    "dtype) and runs nothing.\n"
+    "dtype,layout,block_size) and runs nothing.\n"
+    "\n"
+    "Rows of a serving layout (cache, paged, varlen) make their own inputs (random, never\n"
+    "zero; one set), are validated on the first and last 16 query rows of the first and\n"
+    "last sequences against the host reference (each sequence as its own dense problem)\n"
+    "and timed like the others.  Their GB/s counts Q, O and the keys and values each\n"
+    "sequence uses once; their TFLOP/s the visible pairs exactly; the table's note, the\n"
+    "CSV and the JSON give the layout, block size and the plan's split count.  They time\n"
+    "the forward only (--backward reports them skipped) and take no score variant.\n"
     "\n"
     "Backends: --backend names one device (auto: the first backend with one; :N or --device\n"
     "picks the device) or a comma list of them, measured one after the other.\n"
@@ -185,6 +200,7 @@ int pa_cmd_bench(int argc, char **argv)
         {"--backward", 0},     {"--deterministic", 0}, {"--graph", 1},
         {"--window", 1},       {"--softcap", 1},       {"--alibi", 0},
         {"--bias", 0},         {"--bias-dtype", 1},    {"--sinks", 0},
+        {"--quick", 0},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "bench", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -195,10 +211,15 @@ int pa_cmd_bench(int argc, char **argv)
     }
     const char *suite_name =
         pa_cli_has(&args, "--suite") ? pa_cli_get(&args, "--suite") : "article";
-    const pa_bench_suite *suite = pa_bench_find_suite(suite_name);
+    const int quick = pa_cli_has(&args, "--quick");
+    const pa_bench_suite *suite = pa_bench_find_suite(suite_name, quick);
     if (!suite)
         return pa_cli_fail("bench", "--suite: unknown value '%s' (expected %s)", suite_name,
                            pa_bench_suite_names());
+    const int serving_suite =
+        strcmp(suite->name, "decode") == 0 || strcmp(suite->name, "serving") == 0;
+    if (quick && !serving_suite)
+        return pa_cli_fail("bench", "--quick: only with --suite decode or serving");
 
     /* --algo, --dtype and --backend are lists here: parse them, then the shared options
      * without them. */
@@ -266,6 +287,14 @@ int pa_cmd_bench(int argc, char **argv)
     var.bias_dtype = cv.bias_dtype;
     var.sinks = pa_cli_has(&args, "--sinks");
     var.on = var.has_window || var.softcap > 0 || var.alibi || var.bias || var.sinks;
+    if (var.on && serving_suite)
+        return pa_cli_fail("bench", "--%s: not with --suite %s (its rows fix their inputs)",
+                           var.has_window    ? "window"
+                           : var.softcap > 0 ? "softcap"
+                           : var.alibi       ? "alibi"
+                           : var.bias        ? "bias"
+                                             : "sinks",
+                           suite->name);
     if (var.on && backward)
         return pa_cli_fail("bench", "--backward: the bench times the score variants' forward "
                                     "only (drop --window, --softcap, --alibi, --bias, --sinks)");

@@ -1,6 +1,7 @@
 /* polyattn explain: makes a plan for a shape (no data) and prints what the planner decided
  * for each algorithm and why. */
 #include "cli.h"
+#include "serving.h"
 #include "variants.h"
 
 #include <limits.h>
@@ -14,7 +15,8 @@ static const char usage[] =
     "                        [--device N] [--algo auto|unfused|fused|flash] [--autotune]\n"
     "                        [--window L,R] [--softcap C] [--alibi per-head|per-batch-head]\n"
     "                        [--bias B,H [--bias-dtype f32|f16|bf16]] [--mask B,H] [--sinks]\n"
-    "                        [--json]\n"
+    "                        [--varlen-q] [--kv-layout dense|varlen|cache|paged]\n"
+    "                        [--block-size N] [--seq-new N] [--num-splits N] [--json]\n"
     "\n"
     "Plans attention for the shape and prints the chosen algorithm and why, then each\n"
     "candidate (unfused, fused, flash): eligible, chosen or rejected, its workspace, its\n"
@@ -34,6 +36,14 @@ static const char usage[] =
     "batch or heads; --bias-dtype its precision, default f32), --sinks.  They are printed\n"
     "with the problem, and an algorithm that lacks one is rejected with the reason.\n"
     "\n"
+    "Serving layouts (see polyattn run --help): --batch sequences of at most --seq-q queries\n"
+    "and --seq-kv keys each.  --varlen-q packs the queries ([1, heads, batch x seq_q, d]);\n"
+    "--kv-layout varlen packs the keys, cache keeps them in a dense cache [batch, heads_kv,\n"
+    "seq_kv, d], paged in blocks of --block-size keys (default 16) [batch x ceil(seq_kv /\n"
+    "block_size), heads_kv, block_size, d]; --seq-new N appends N rows per sequence (cache,\n"
+    "paged).  --num-splits N: the plan's key splits (0: its choice, 1: none).  The layout\n"
+    "and the split count of the plan are printed (JSON: \"layout\", \"num_splits\").\n"
+    "\n"
     "Exit status: 0 a plan exists, 1 no algorithm fits (every rejection is printed) or a\n"
     "device failure, 2 bad usage.\n";
 
@@ -43,14 +53,20 @@ static const char *candidate_status(const polyattn_candidate *c)
     return c->status == POLYATTN_STATUS_SUCCESS ? "eligible" : "rejected";
 }
 
-static void print_problem_text(const polyattn_attention_desc *d, const pa_cli_variants *v,
-                               const polyattn_device_info *dev, uint64_t budget)
+/* The problem as given: batch, seq_q, seq_kv (per sequence under the serving layouts). */
+typedef struct problem_dims {
+    int64_t batch, seq_q, seq_kv;
+} problem_dims;
+
+static void print_problem_text(const polyattn_attention_desc *d, const problem_dims *p,
+                               const pa_cli_variants *v, const polyattn_device_info *dev,
+                               uint64_t budget)
 {
     char a[32], b[32], vars[512];
     printf("problem: batch %lld, heads_q %lld, heads_kv %lld, seq_q %lld, seq_kv %lld, "
            "head_dim %lld, head_dim_v %lld, dtype %s, mask %s\n",
-           (long long)d->q.shape[0], (long long)d->q.shape[1], (long long)d->k.shape[1],
-           (long long)d->q.shape[2], (long long)d->k.shape[2], (long long)d->q.shape[3],
+           (long long)p->batch, (long long)d->q.shape[1], (long long)d->k.shape[1],
+           (long long)p->seq_q, (long long)p->seq_kv, (long long)d->q.shape[3],
            (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype), polyattn_mask_name(d->mask));
     pa_cli_variants_describe(v, vars, sizeof vars);
     printf("variants: %s\n", vars);
@@ -73,8 +89,11 @@ static void print_bytes_line(const char *label, uint64_t bytes)
 
 static void print_plan_text(const polyattn_plan_info *info)
 {
+    char layout[128];
     printf("chosen: %s\n", polyattn_algo_name(info->algo));
     printf("reason: %s\n", info->reason);
+    pa_cli_layout_describe(info, layout, sizeof layout);
+    printf("layout: %s\n", layout);
     printf("flops: %.6g\n", info->flops);
     print_bytes_line("min bytes moved", (uint64_t)info->min_bytes_moved);
     printf("kernel launches: %d\n", info->kernel_launches);
@@ -93,15 +112,15 @@ static void print_plan_text(const polyattn_plan_info *info)
     }
 }
 
-static void print_json(const polyattn_attention_desc *d, const pa_cli_variants *v,
-                       const polyattn_device_info *dev, uint64_t budget,
+static void print_json(const polyattn_attention_desc *d, const problem_dims *p,
+                       const pa_cli_variants *v, const polyattn_device_info *dev, uint64_t budget,
                        const polyattn_plan_info *info, const char *error)
 {
     printf("{\"problem\": {\"batch\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
            "\"seq_q\": %lld, \"seq_kv\": %lld, \"head_dim\": %lld, \"head_dim_v\": %lld, "
            "\"dtype\": \"%s\", \"mask\": \"%s\"",
-           (long long)d->q.shape[0], (long long)d->q.shape[1], (long long)d->k.shape[1],
-           (long long)d->q.shape[2], (long long)d->k.shape[2], (long long)d->q.shape[3],
+           (long long)p->batch, (long long)d->q.shape[1], (long long)d->k.shape[1],
+           (long long)p->seq_q, (long long)p->seq_kv, (long long)d->q.shape[3],
            (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype), polyattn_mask_name(d->mask));
     pa_cli_variants_json(stdout, v);
     printf("}, ");
@@ -119,6 +138,7 @@ static void print_json(const polyattn_attention_desc *d, const pa_cli_variants *
     }
     printf(", \"chosen\": \"%s\", \"reason\": ", polyattn_algo_name(info->algo));
     pa_json_string(stdout, info->reason);
+    pa_cli_layout_json(stdout, info);
     printf(", \"flops\": ");
     pa_json_number(stdout, info->flops);
     printf(", \"min_bytes_moved\": ");
@@ -141,16 +161,72 @@ static void print_json(const polyattn_attention_desc *d, const pa_cli_variants *
     printf("], \"error\": null}\n");
 }
 
+/* --varlen-q, --kv-layout, --block-size, --seq-new: the descriptor's serving members for
+ * desc's batch of sequences (q and k still dense [batch, heads, seq, d]). */
+static int serving_layout(const pa_cli_args *args, polyattn_attention_desc *d, int64_t *num_splits)
+{
+    static const char *const layouts[] = {"dense", "varlen", "cache", "paged"};
+    int kv = POLYATTN_KV_DENSE;
+    int64_t block_size = 16, seq_new = 0;
+    if (pa_cli_get_choice(args, "--kv-layout", layouts, 4, &kv) ||
+        pa_cli_get_i64(args, "--block-size", 16, INT32_MAX, &block_size) ||
+        pa_cli_get_i64(args, "--seq-new", 1, INT32_MAX, &seq_new) ||
+        pa_cli_get_i64(args, "--num-splits", 0, 1024, num_splits))
+        return PA_EXIT_USAGE;
+    if (pa_cli_has(args, "--block-size") && kv != POLYATTN_KV_PAGED)
+        return pa_cli_fail(args->cmd, "--block-size: only with --kv-layout paged");
+    if (block_size % 16 != 0)
+        return pa_cli_fail(args->cmd, "--block-size: %lld is not a multiple of 16",
+                           (long long)block_size);
+    if (seq_new && kv != POLYATTN_KV_CACHE && kv != POLYATTN_KV_PAGED)
+        return pa_cli_fail(args->cmd, "--seq-new: only with --kv-layout cache or paged");
+    const int varlen = pa_cli_has(args, "--varlen-q");
+    if (!varlen && kv == POLYATTN_KV_DENSE) return 0;
+    const polyattn_dtype dt = d->q.dtype;
+    const int64_t batch = d->q.shape[0], hq = d->q.shape[1], sq = d->q.shape[2];
+    const int64_t hkv = d->k.shape[1], skv = d->k.shape[2], hd = d->q.shape[3], dv = d->v.shape[3];
+    if (seq_new > skv)
+        return pa_cli_fail(args->cmd, "--seq-new: %lld is more than --seq-kv %lld",
+                           (long long)seq_new, (long long)skv);
+    d->num_seqs = batch;
+    if (varlen) {
+        d->varlen_q = 1;
+        d->max_seqlen_q = sq;
+        polyattn_tensor_desc_bhsd(&d->q, dt, 1, hq, batch * sq, hd);
+        polyattn_tensor_desc_bhsd(&d->o, dt, 1, hq, batch * sq, dv);
+    }
+    d->kv_layout = (polyattn_kv_layout)kv;
+    if (kv != POLYATTN_KV_DENSE) d->max_seqlen_kv = skv;
+    int64_t kv0 = batch, rows = skv;
+    if (kv == POLYATTN_KV_VARLEN) {
+        kv0 = 1;
+        rows = batch * skv;
+    } else if (kv == POLYATTN_KV_PAGED) {
+        d->max_blocks_per_seq = (skv + block_size - 1) / block_size;
+        kv0 = batch * d->max_blocks_per_seq;
+        rows = block_size;
+    }
+    polyattn_tensor_desc_bhsd(&d->k, dt, kv0, hkv, rows, hd);
+    polyattn_tensor_desc_bhsd(&d->v, dt, kv0, hkv, rows, dv);
+    if (seq_new) {
+        d->has_kv_append = 1;
+        polyattn_tensor_desc_bhsd(&d->k_new, dt, batch, hkv, seq_new, hd);
+        polyattn_tensor_desc_bhsd(&d->v_new, dt, batch, hkv, seq_new, dv);
+    }
+    return 0;
+}
+
 int pa_cmd_explain(int argc, char **argv)
 {
     static const pa_cli_opt spec[] = {
-        {"--batch", 1},   {"--heads", 1},    {"--heads-kv", 1},      {"--seq-q", 1},
-        {"--seq-kv", 1},  {"--head-dim", 1}, {"--head-dim-v", 1},    {"--dtype", 1},
-        {"--causal", 1},  {"--scale", 1},    {"--memory-budget", 1}, {"--debug", 0},
-        {"--probs", 0},   {"--lse", 0},      {"--backend", 1},       {"--device", 1},
-        {"--algo", 1},    {"--json", 0},     {"--autotune", 0},      {"--window", 1},
-        {"--softcap", 1}, {"--alibi", 1},    {"--bias", 1},          {"--bias-dtype", 1},
-        {"--mask", 1},    {"--sinks", 0},
+        {"--batch", 1},      {"--heads", 1},    {"--heads-kv", 1},      {"--seq-q", 1},
+        {"--seq-kv", 1},     {"--head-dim", 1}, {"--head-dim-v", 1},    {"--dtype", 1},
+        {"--causal", 1},     {"--scale", 1},    {"--memory-budget", 1}, {"--debug", 0},
+        {"--probs", 0},      {"--lse", 0},      {"--backend", 1},       {"--device", 1},
+        {"--algo", 1},       {"--json", 0},     {"--autotune", 0},      {"--window", 1},
+        {"--softcap", 1},    {"--alibi", 1},    {"--bias", 1},          {"--bias-dtype", 1},
+        {"--mask", 1},       {"--sinks", 0},    {"--varlen-q", 0},      {"--kv-layout", 1},
+        {"--block-size", 1}, {"--seq-new", 1},  {"--num-splits", 1},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "explain", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -185,6 +261,7 @@ int pa_cmd_explain(int argc, char **argv)
         return pa_cli_fail("explain", "--heads-kv: %lld does not divide --heads %lld",
                            (long long)heads_kv, (long long)heads_q);
     int json = pa_cli_has(&args, "--json");
+    int rc = 0;
     pa_cli_variants var;
     memset(&var, 0, sizeof var);
     if (pa_cli_get_variant_options(&args, &var) ||
@@ -197,6 +274,9 @@ int pa_cmd_explain(int argc, char **argv)
     desc.scale = (float)scale;
     desc.mask = common.mask;
     pa_cli_variants_apply(&var, &desc);
+    int64_t num_splits = 0;
+    if ((rc = serving_layout(&args, &desc, &num_splits))) return rc;
+    const problem_dims dims = {batch, seq_q, seq_kv};
     const char *why = NULL;
     polyattn_status st = polyattn_attention_desc_validate(&desc, &why);
     if (st != POLYATTN_STATUS_SUCCESS)
@@ -204,7 +284,7 @@ int pa_cmd_explain(int argc, char **argv)
                                 why ? why : polyattn_status_string(st));
 
     polyattn_context *ctx = NULL;
-    int rc = pa_cli_open_context("explain", &common, &ctx);
+    rc = pa_cli_open_context("explain", &common, &ctx);
     if (rc) return rc;
     polyattn_device_info dev;
     memset(&dev, 0, sizeof dev);
@@ -224,6 +304,7 @@ int pa_cmd_explain(int argc, char **argv)
     opts.want_probs = pa_cli_has(&args, "--probs");
     opts.want_lse = pa_cli_has(&args, "--lse");
     opts.autotune = pa_cli_has(&args, "--autotune");
+    opts.num_splits = (int)num_splits;
     polyattn_plan *plan = NULL;
     st = polyattn_plan_create(ctx, &desc, &opts, &plan);
     if (st != POLYATTN_STATUS_SUCCESS) {
@@ -235,9 +316,9 @@ int pa_cmd_explain(int argc, char **argv)
             /* No plan, so no per-candidate info: the planner's message lists every
              * rejection.  Print it whole on stdout; stderr gets the one-line verdict. */
             if (json) {
-                print_json(&desc, &var, &dev, common.memory_budget_bytes, NULL, msg);
+                print_json(&desc, &dims, &var, &dev, common.memory_budget_bytes, NULL, msg);
             } else {
-                print_problem_text(&desc, &var, &dev, common.memory_budget_bytes);
+                print_problem_text(&desc, &dims, &var, &dev, common.memory_budget_bytes);
                 printf("chosen: none (%s)\n", polyattn_status_name(st));
                 printf("candidates:\n");
                 const char *p = msg;
@@ -261,9 +342,9 @@ int pa_cmd_explain(int argc, char **argv)
     if (st != POLYATTN_STATUS_SUCCESS) {
         rc = pa_cli_fail_status("explain", ctx, st, "plan info");
     } else if (json) {
-        print_json(&desc, &var, &dev, common.memory_budget_bytes, &info, NULL);
+        print_json(&desc, &dims, &var, &dev, common.memory_budget_bytes, &info, NULL);
     } else {
-        print_problem_text(&desc, &var, &dev, common.memory_budget_bytes);
+        print_problem_text(&desc, &dims, &var, &dev, common.memory_budget_bytes);
         print_plan_text(&info);
     }
     polyattn_plan_destroy(plan);

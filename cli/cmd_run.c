@@ -1,6 +1,7 @@
 /* polyattn run: attention over .npy inputs on a chosen backend, outputs written as .npy. */
 #include "cli.h"
 #include "npy.h"
+#include "serving.h"
 #include "variants.h"
 
 #include <math.h>
@@ -18,6 +19,11 @@ static const char usage[] =
     "                    [--sinks S.npy]\n"
     "                    [--grad-out DO.npy --dq DQ.npy --dk DK.npy --dv DV.npy\n"
     "                     [--dbias DB.npy] [--dsinks DS.npy]]\n"
+    "                    [--cu-seqlens-q CU.npy] [--cu-seqlens-kv CU.npy]\n"
+    "                    [--cache-seqlens L.npy [--block-table T.npy]]\n"
+    "                    [--k-new KN.npy --v-new VN.npy [--out-k K2.npy] [--out-v V2.npy]]\n"
+    "                    [--max-seqlen-q N] [--max-seqlen-kv N] [--num-splits N]\n"
+    "                    [--check-inputs]\n"
     "\n"
     "Computes softmax(Q K^T * scale + mask) V once on the device and writes the outputs.\n"
     "With --grad-out (dL/dO, shaped like O) it then runs the backward pass and writes the\n"
@@ -59,6 +65,35 @@ static const char usage[] =
     "A query that sees no key through the masks gets O = 0 and LSE = -inf (with sinks,\n"
     "LSE = its sink).\n"
     "\n"
+    "Serving layouts (FlashAttention's semantics; offsets, lengths and block indices are\n"
+    "int32 .npy, or int64 within int32; each sequence b has its own lengths, and masks,\n"
+    "windows and GQA apply per sequence):\n"
+    "  --cu-seqlens-q F.npy   [num_seqs + 1] offsets: Q and O are packed [1, heads_q,\n"
+    "                   total_q, head_dim] (the tool's BHSD order with batch 1; sequence b\n"
+    "                   owns rows cu[b]..cu[b+1]); LSE is [heads_q, total_q].  Rows outside\n"
+    "                   every sequence are not computed: O and LSE hold NaN there\n"
+    "  --cu-seqlens-kv F.npy  [num_seqs + 1] offsets into K and V packed [1, heads_kv,\n"
+    "                   total_kv, head_dim]\n"
+    "  --cache-seqlens F.npy  [num_seqs] keys each sequence uses (seqused_kv): K and V are a\n"
+    "                   dense cache [num_seqs, heads_kv, capacity, head_dim]\n"
+    "  --block-table F.npy    [num_seqs, max_blocks_per_seq] (with --cache-seqlens): K and V\n"
+    "                   are a paged cache [num_blocks, heads_kv, block_size, head_dim],\n"
+    "                   block_size a multiple of 16; key j of sequence b is row\n"
+    "                   j % block_size of block table[b][j / block_size]\n"
+    "  --k-new, --v-new F.npy  float32 [num_seqs, heads_kv, seq_new, head_dim(_v)] (with\n"
+    "                   --cache-seqlens): appended at each sequence's length, which then\n"
+    "                   attends to its cached keys plus these; --out-k/--out-v write the\n"
+    "                   updated caches (float32, K's and V's shapes)\n"
+    "  --max-seqlen-q/--max-seqlen-kv N  upper bounds of the sequences' lengths (hints for\n"
+    "                   the GPU grids; a longer sequence is an error); default: the tensors'\n"
+    "  --num-splits N   key splits of a flash forward (0: the plan's choice, 1: none)\n"
+    "  --check-inputs   GPU backends check offsets, lengths and block indices on the device\n"
+    "                   before the call (the host backend always does)\n"
+    "The tool checks the int32 inputs on the host first: offsets non-decreasing within the\n"
+    "rows, lengths within the cache or the block table (appended rows included), block\n"
+    "indices within the cache.  Not with --bias, --mask or --probs; the backward takes\n"
+    "varlen only.  The output (text and --json) names the layout and the plan's split count.\n"
+    "\n"
     "--probs needs an algorithm that forms the probabilities (unfused, fused, auto).\n"
     "\n"
     "Outputs appear only when everything succeeded: a file is written to a temporary file\n"
@@ -69,7 +104,20 @@ static const char usage[] =
     "Exit status: 0 success, 1 device or library failure, 2 bad usage or bad input.\n";
 
 enum { IN_Q, IN_K, IN_V, IN_DO, N_IN }; /* IN_DO only with the backward */
-enum { OUT_O, OUT_LSE, OUT_PROBS, OUT_DQ, OUT_DK, OUT_DV, OUT_DBIAS, OUT_DSINKS, N_OUT };
+/* OUT_K, OUT_V: the KV caches after an append, read back from the K and V buffers. */
+enum {
+    OUT_O,
+    OUT_LSE,
+    OUT_PROBS,
+    OUT_DQ,
+    OUT_DK,
+    OUT_DV,
+    OUT_DBIAS,
+    OUT_DSINKS,
+    OUT_K,
+    OUT_V,
+    N_OUT
+};
 /* Every input file option, for the check that no output overwrites one. */
 static const char *const input_opts[] = {"--q",     "--k",    "--v",    "--grad-out",
                                          "--alibi", "--bias", "--mask", "--sinks"};
@@ -85,6 +133,7 @@ typedef struct run_state {
     void *staging;
     float *host_out[N_OUT];
     pa_cli_variants var;
+    pa_cli_serving serving;
     polyattn_extra_tensors extra;
 } run_state;
 
@@ -106,6 +155,7 @@ static void run_cleanup(run_state *s)
     polyattn_event_destroy(s->ev_end);
     polyattn_event_destroy(s->ev_bwd_end);
     pa_cli_variants_free(&s->var);
+    pa_cli_serving_free(&s->serving);
     polyattn_plan_destroy(s->plan);
     polyattn_context_destroy(s->ctx);
 }
@@ -131,7 +181,7 @@ static const char *const in_layout[N_IN] = {
     "[batch, heads_q, seq_q, head_dim]", "[batch, heads_kv, seq_kv, head_dim]",
     "[batch, heads_kv, seq_kv, head_dim_v]", "[batch, heads_q, seq_q, head_dim_v]"};
 
-static int read_inputs(run_state *s, const pa_cli_args *args)
+static int read_inputs(run_state *s, const pa_cli_args *args, int serving)
 {
     for (int i = 0; i < N_IN; i++) {
         const char *path = pa_cli_get(args, in_opt[i]);
@@ -149,10 +199,10 @@ static int read_inputs(run_state *s, const pa_cli_args *args)
     }
     const int64_t *q = s->in[IN_Q].shape, *k = s->in[IN_K].shape, *v = s->in[IN_V].shape;
     const char *kp = pa_cli_get(args, "--k"), *vp = pa_cli_get(args, "--v");
-    if (k[0] != q[0])
+    if (k[0] != q[0] && !serving)
         return pa_cli_fail("run", "--k: batch is %lld but --q has %lld (%s)", (long long)k[0],
                            (long long)q[0], kp);
-    if (v[0] != q[0])
+    if (v[0] != q[0] && !serving)
         return pa_cli_fail("run", "--v: batch is %lld but --q has %lld (%s)", (long long)v[0],
                            (long long)q[0], vp);
     if (k[3] != q[3])
@@ -210,10 +260,11 @@ static void print_result(const pa_cli_args *args, const run_state *s,
                          const int *out_rank, const int *want)
 {
     static const char *const in_key[N_IN] = {"q", "k", "v", "grad_out"};
-    static const char *const out_key[N_OUT] = {"o",  "lse", "probs", "dq",
-                                               "dk", "dv",  "dbias", "dsinks"};
-    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq",
-                                               "--dk",  "--dv",  "--dbias", "--dsinks"};
+    static const char *const out_key[N_OUT] = {"o",  "lse",   "probs",  "dq", "dk",
+                                               "dv", "dbias", "dsinks", "k",  "v"};
+    static const char *const out_opt[N_OUT] = {"--out",   "--lse",  "--probs", "--dq",
+                                               "--dk",    "--dv",   "--dbias", "--dsinks",
+                                               "--out-k", "--out-v"};
     const int backward = want[OUT_DQ];
     if (!pa_cli_has(args, "--json")) {
         char ws[32];
@@ -228,6 +279,9 @@ static void print_result(const pa_cli_args *args, const run_state *s,
             pa_cli_variants_describe(&s->var, vars, sizeof vars);
             printf("; %s", vars);
         }
+        char layout[128];
+        pa_cli_layout_describe(info, layout, sizeof layout);
+        printf("; %s", layout);
         printf("; wrote");
         for (int i = 0; i < N_OUT; i++)
             if (want[i]) printf(" %s", pa_cli_get(args, out_opt[i]));
@@ -241,6 +295,8 @@ static void print_result(const pa_cli_args *args, const run_state *s,
            polyattn_algo_name(info->algo), polyattn_dtype_name(dtype), polyattn_mask_name(mask));
     pa_json_number(stdout, scale);
     pa_cli_variants_json(stdout, &s->var);
+    pa_cli_layout_json(stdout, info);
+    printf(", \"num_seqs\": %lld", (long long)s->serving.num_seqs);
     printf(", \"ms\": ");
     pa_json_number(stdout, ms);
     printf(", \"warmup\": %lld", (long long)warmup);
@@ -323,6 +379,18 @@ int pa_cmd_run(int argc, char **argv)
         {"--sinks", 1},
         {"--dbias", 1},
         {"--dsinks", 1},
+        {"--cu-seqlens-q", 1},
+        {"--cu-seqlens-kv", 1},
+        {"--cache-seqlens", 1},
+        {"--block-table", 1},
+        {"--k-new", 1},
+        {"--v-new", 1},
+        {"--out-k", 1},
+        {"--out-v", 1},
+        {"--max-seqlen-q", 1},
+        {"--max-seqlen-kv", 1},
+        {"--num-splits", 1},
+        {"--check-inputs", 0},
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "run", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -367,8 +435,9 @@ int pa_cmd_run(int argc, char **argv)
     if (pa_cli_has(&args, "--dsinks") && !pa_cli_has(&args, "--sinks"))
         return pa_cli_fail("run", "--dsinks: needs --sinks");
 
-    static const char *const out_opt[N_OUT] = {"--out", "--lse", "--probs", "--dq",
-                                               "--dk",  "--dv",  "--dbias", "--dsinks"};
+    static const char *const out_opt[N_OUT] = {"--out",   "--lse",  "--probs", "--dq",
+                                               "--dk",    "--dv",   "--dbias", "--dsinks",
+                                               "--out-k", "--out-v"};
     const char *out_path[N_OUT];
     int want[N_OUT];
     /* An output must not be an input, nor another output: compared by file identity
@@ -377,13 +446,15 @@ int pa_cmd_run(int argc, char **argv)
         out_path[i] = pa_cli_get(&args, out_opt[i]);
         want[i] = out_path[i] != NULL;
         if (!want[i]) continue;
-        for (size_t j = 0; j < sizeof input_opts / sizeof input_opts[0]; j++) {
-            const char *in = pa_cli_get(&args, input_opts[j]);
+        const int n_plain = (int)(sizeof input_opts / sizeof input_opts[0]);
+        for (int j = 0; j < n_plain + pa_cli_serving_n_inputs; j++) {
+            const char *opt = j < n_plain ? input_opts[j] : pa_cli_serving_inputs[j - n_plain];
+            const char *in = pa_cli_get(&args, opt);
             if (in && pa_cli_same_file(out_path[i], in))
                 return pa_cli_fail("run",
                                    "%s: '%s' is the input %s ('%s'): it would be "
                                    "overwritten",
-                                   out_opt[i], out_path[i], input_opts[j], in);
+                                   out_opt[i], out_path[i], opt, in);
         }
         for (int j = 0; j < i; j++)
             if (want[j] && pa_cli_same_file(out_path[i], out_path[j]))
@@ -394,20 +465,48 @@ int pa_cmd_run(int argc, char **argv)
     run_state s;
     memset(&s, 0, sizeof s);
     int rc = pa_cli_get_variant_options(&args, &s.var);
-    if (!rc) rc = read_inputs(&s, &args);
+    if (!rc) rc = pa_cli_get_serving_options(&args, &s.serving);
+    if (rc) goto done;
+    const int serving = s.serving.on;
+    if (serving) {
+        /* Their [seq_q, seq_kv] shapes have no per-sequence meaning. */
+        static const char *const dense_only[3] = {"--probs", "--bias", "--mask"};
+        for (int i = 0; i < 3; i++)
+            if (pa_cli_has(&args, dense_only[i])) {
+                rc = pa_cli_fail("run",
+                                 "%s: not with the serving layouts (--cu-seqlens-q/-kv, "
+                                 "--cache-seqlens, --block-table)",
+                                 dense_only[i]);
+                goto done;
+            }
+        if (backward && s.serving.kv_layout != POLYATTN_KV_DENSE &&
+            s.serving.kv_layout != POLYATTN_KV_VARLEN) {
+            rc = pa_cli_fail("run", "--grad-out: the backward takes dense or varlen layouts "
+                                    "only (a KV cache is inference only)");
+            goto done;
+        }
+    }
+    rc = read_inputs(&s, &args, serving);
     if (rc) goto done;
 
     const int64_t *qs = s.in[IN_Q].shape, *ks = s.in[IN_K].shape, *vs = s.in[IN_V].shape;
     int64_t batch = qs[0], heads_q = qs[1], seq_q = qs[2], head_dim = qs[3];
     int64_t heads_kv = ks[1], seq_kv = ks[2], head_dim_v = vs[3];
+    if (serving && (rc = pa_cli_load_serving(&args, qs, ks, vs, &s.serving))) goto done;
     polyattn_attention_desc desc;
     polyattn_attention_desc_init(&desc, common.dtype, batch, heads_q, heads_kv, seq_q, seq_kv,
                                  head_dim, head_dim_v);
+    /* K and V as the files hold them (a packed, cached or paged batch of their own). */
+    polyattn_tensor_desc_bhsd(&desc.k, common.dtype, ks[0], heads_kv, seq_kv, head_dim);
+    polyattn_tensor_desc_bhsd(&desc.v, common.dtype, vs[0], heads_kv, seq_kv, head_dim_v);
     desc.scale = (float)scale;
     desc.mask = common.mask;
-    rc = pa_cli_load_variants(&args, batch, heads_q, seq_q, seq_kv, &s.var);
+    /* Per-sequence ALiBi slopes count sequences, not q's batch of 1 when packed. */
+    rc = pa_cli_load_variants(&args, serving ? s.serving.num_seqs : batch, heads_q, seq_q, seq_kv,
+                              &s.var);
     if (rc) goto done;
     pa_cli_variants_apply(&s.var, &desc);
+    pa_cli_serving_apply(&s.serving, &desc, common.dtype);
     const char *why = NULL;
     polyattn_status st = polyattn_attention_desc_validate(&desc, &why);
     if (st != POLYATTN_STATUS_SUCCESS) {
@@ -421,15 +520,22 @@ int pa_cmd_run(int argc, char **argv)
         {batch, heads_q, seq_q, 0},
         {batch, heads_q, seq_q, seq_kv},
         {batch, heads_q, seq_q, head_dim},
-        {batch, heads_kv, seq_kv, head_dim},
-        {batch, heads_kv, seq_kv, head_dim_v},
+        {ks[0], heads_kv, seq_kv, head_dim},
+        {vs[0], heads_kv, seq_kv, head_dim_v},
         {s.var.bias_shape[0], s.var.bias_shape[1], s.var.bias_shape[2], s.var.bias_shape[3]},
-        {heads_q, 0, 0, 0}};
-    const int out_rank[N_OUT] = {4, 3, 4, 4, 4, 4, 4, 1};
+        {heads_q, 0, 0, 0},
+        {ks[0], heads_kv, seq_kv, head_dim},
+        {vs[0], heads_kv, seq_kv, head_dim_v}};
+    int out_rank[N_OUT] = {4, 3, 4, 4, 4, 4, 4, 1, 4, 4};
+    if (s.serving.varlen_q) { /* FlashAttention's varlen LSE: [heads_q, total_q] */
+        out_shape[OUT_LSE][0] = heads_q;
+        out_shape[OUT_LSE][1] = seq_q;
+        out_rank[OUT_LSE] = 2;
+    }
     /* Device buffers: what is written, plus the LSE the backward reads even without --lse. */
     int need[N_OUT];
     for (int i = 0; i < N_OUT; i++)
-        need[i] = want[i] || (i == OUT_LSE && backward) ||
+        need[i] = (want[i] && i != OUT_K && i != OUT_V) || (i == OUT_LSE && backward) ||
                   (i == OUT_DSINKS && backward && s.var.has_sinks);
     uint64_t out_count[N_OUT];
     for (int i = 0; i < N_OUT; i++) {
@@ -461,6 +567,7 @@ int pa_cmd_run(int argc, char **argv)
     opts.want_probs = want[OUT_PROBS];
     opts.want_backward = backward;
     opts.want_bias_grad = want[OUT_DBIAS];
+    pa_cli_serving_plan_options(&s.serving, &opts);
     st = polyattn_plan_create(s.ctx, &desc, &opts, &s.plan);
     if (st != POLYATTN_STATUS_SUCCESS) {
         s.plan = NULL;
@@ -507,7 +614,9 @@ int pa_cmd_run(int argc, char **argv)
         }
     }
     const char *what = "";
-    if ((st = pa_cli_variants_upload(s.ctx, &s.var, &s.extra, &what)) != POLYATTN_STATUS_SUCCESS) {
+    if ((st = pa_cli_variants_upload(s.ctx, &s.var, &s.extra, &what)) != POLYATTN_STATUS_SUCCESS ||
+        (st = pa_cli_serving_upload(s.ctx, &s.serving, common.dtype, &s.extra, &what)) !=
+            POLYATTN_STATUS_SUCCESS) {
         rc = pa_cli_fail_status("run", s.ctx, st, what);
         goto done;
     }
@@ -600,10 +709,16 @@ int pa_cmd_run(int argc, char **argv)
 
     for (int i = 0; i < N_OUT; i++) {
         if (!want[i]) continue;
-        polyattn_dtype odt = out_dtype(i, common.dtype);
+        /* The caches after the append are K and V in the device dtype. */
+        int cache = i == OUT_K || i == OUT_V;
+        polyattn_dtype odt = cache ? common.dtype : out_dtype(i, common.dtype);
+        const polyattn_buffer *src = cache ? s.buf_in[i == OUT_K ? IN_K : IN_V] : s.buf_out[i];
+        if (cache && !s.host_out[i] && !(s.host_out[i] = malloc(out_count[i] * 4))) {
+            rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "run", "out of host memory");
+            goto done;
+        }
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
-        if ((st = polyattn_buffer_read(s.buf_out[i], 0, s.staging, bytes)) !=
-            POLYATTN_STATUS_SUCCESS) {
+        if ((st = polyattn_buffer_read(src, 0, s.staging, bytes)) != POLYATTN_STATUS_SUCCESS) {
             rc = pa_cli_fail_status("run", s.ctx, st, out_opt[i]);
             goto done;
         }

@@ -151,9 +151,12 @@ static const char *dtype_words(const char *descr)
     return "unsupported";
 }
 
-/* u8: the array holds bytes ('|b1' bool or '|u1' uint8) instead of '<f4'. */
-static int parse_header(const char *text, size_t n, pa_npy_array *out, int u8, char *err,
-                        size_t err_size)
+/* What a reader accepts: '<f4'; '|b1' or '|u1' (bytes); '<i4' or '<i8' (int32). */
+enum { KIND_F32, KIND_U8, KIND_I32 };
+
+/* Fills *wide (the file holds int64) for KIND_I32. */
+static int parse_header(const char *text, size_t n, pa_npy_array *out, int kind, int *wide,
+                        char *err, size_t err_size)
 {
     header_parser h = {text, text + n};
     char key[64], descr[64] = "";
@@ -196,10 +199,14 @@ static int parse_header(const char *text, size_t n, pa_npy_array *out, int u8, c
                     !have_descr   ? "descr"
                     : !have_order ? "fortran_order"
                                   : "shape");
-    if (u8 && strcmp(descr, "|b1") != 0 && strcmp(descr, "|u1") != 0)
+    if (kind == KIND_U8 && strcmp(descr, "|b1") != 0 && strcmp(descr, "|u1") != 0)
         return fail(err, err_size, "dtype is '%s' (%s), expected '|b1' (bool) or '|u1' (uint8)",
                     descr, dtype_words(descr));
-    if (!u8 && strcmp(descr, "<f4") != 0)
+    if (kind == KIND_I32 && strcmp(descr, "<i4") != 0 && strcmp(descr, "<i8") != 0)
+        return fail(err, err_size, "dtype is '%s' (%s), expected '<i4' (int32) or '<i8' (int64)",
+                    descr, dtype_words(descr));
+    *wide = kind == KIND_I32 && strcmp(descr, "<i8") == 0;
+    if (kind == KIND_F32 && strcmp(descr, "<f4") != 0)
         return fail(err, err_size, "dtype is '%s' (%s), expected '<f4' (float32)", descr,
                     dtype_words(descr));
     if (fortran)
@@ -217,9 +224,10 @@ static uint32_t read_le(const unsigned char *p, int bytes)
     return v;
 }
 
-static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size_t err_size)
+static int read_npy(const char *path, pa_npy_array *out, int kind, char *err, size_t err_size)
 {
-    const uint64_t esize = u8 ? 1 : 4;
+    uint64_t esize = kind == KIND_U8 ? 1 : 4;
+    int wide = 0;
     memset(out, 0, sizeof *out);
     struct stat st;
     if (stat(path, &st) != 0) return fail(err, err_size, "cannot open: %s", strerror(errno));
@@ -267,12 +275,13 @@ static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size
         goto done;
     }
     header[header_len] = '\0';
-    if (parse_header(header, header_len, out, u8, err, err_size) != 0) goto done;
+    if (parse_header(header, header_len, out, kind, &wide, err, err_size) != 0) goto done;
+    if (wide) esize = 8;
 
     uint64_t count = 1;
     for (int i = 0; i < out->rank; i++) {
         uint64_t d = (uint64_t)out->shape[i];
-        if (d != 0 && count > UINT64_MAX / 4 / d) { /* 4: room for a float copy */
+        if (d != 0 && count > UINT64_MAX / 8 / d) { /* 8: room for an int64 copy */
             fail(err, err_size, "shape is too large");
             goto done;
         }
@@ -287,7 +296,8 @@ static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size
         goto done;
     }
     void *dst = malloc(count ? count * esize : esize);
-    if (u8) out->bytes = dst;
+    if (kind == KIND_U8) out->bytes = dst;
+    else if (kind == KIND_I32) out->ints = dst;
     else out->data = dst;
     if (!dst) {
         fail(err, err_size, "out of host memory (%llu elements)", (unsigned long long)count);
@@ -300,12 +310,24 @@ static int read_npy(const char *path, pa_npy_array *out, int u8, char *err, size
     /* The data are little-endian; swap on a big-endian host. */
     {
         const uint16_t one = 1;
-        if (!u8 && *(const unsigned char *)&one == 0) {
+        if (kind != KIND_U8 && *(const unsigned char *)&one == 0) {
             for (uint64_t i = 0; i < count; i++) {
-                unsigned char *b = (unsigned char *)&out->data[i], t;
-                t = b[0], b[0] = b[3], b[3] = t;
-                t = b[1], b[1] = b[2], b[2] = t;
+                unsigned char *b = (unsigned char *)dst + i * esize, t;
+                for (uint64_t k = 0; k < esize / 2; k++)
+                    t = b[k], b[k] = b[esize - 1 - k], b[esize - 1 - k] = t;
             }
+        }
+    }
+    /* int64 files narrow to int32 in place; a value beyond int32 is refused. */
+    if (wide) {
+        const int64_t *w = dst;
+        for (uint64_t i = 0; i < count; i++) {
+            if (w[i] < INT32_MIN || w[i] > INT32_MAX) {
+                fail(err, err_size, "element %llu is %lld, beyond int32", (unsigned long long)i,
+                     (long long)w[i]);
+                goto done;
+            }
+            out->ints[i] = (int32_t)w[i];
         }
     }
     rc = 0;
@@ -318,20 +340,27 @@ done:
 
 int pa_npy_read_f32(const char *path, pa_npy_array *out, char *err, size_t err_size)
 {
-    return read_npy(path, out, 0, err, err_size);
+    return read_npy(path, out, KIND_F32, err, err_size);
 }
 
 int pa_npy_read_u8(const char *path, pa_npy_array *out, char *err, size_t err_size)
 {
-    return read_npy(path, out, 1, err, err_size);
+    return read_npy(path, out, KIND_U8, err, err_size);
+}
+
+int pa_npy_read_i32(const char *path, pa_npy_array *out, char *err, size_t err_size)
+{
+    return read_npy(path, out, KIND_I32, err, err_size);
 }
 
 void pa_npy_free(pa_npy_array *array)
 {
     free(array->data);
     free(array->bytes);
+    free(array->ints);
     array->data = NULL;
     array->bytes = NULL;
+    array->ints = NULL;
     array->count = 0;
 }
 

@@ -16,6 +16,7 @@ typedef struct pa_npy_array {
     uint64_t count; /* product of shape (1 for rank 0) */
     float *data;    /* count floats, malloc'd (pa_npy_read_f32) */
     uint8_t *bytes; /* count bytes, malloc'd (pa_npy_read_u8) */
+    int32_t *ints;  /* count int32, malloc'd (pa_npy_read_i32) */
 } pa_npy_array;
 
 /* Reads a '<f4', C-order .npy file.  On failure returns nonzero and writes one line (no
@@ -23,6 +24,9 @@ typedef struct pa_npy_array {
 int pa_npy_read_f32(const char *path, pa_npy_array *out, char *err, size_t err_size);
 /* Reads a '|b1' (bool) or '|u1' (uint8) C-order .npy file into out->bytes. */
 int pa_npy_read_u8(const char *path, pa_npy_array *out, char *err, size_t err_size);
+/* Reads a '<i4' (int32) or '<i8' (int64, each value within int32) C-order .npy file into
+ * out->ints. */
+int pa_npy_read_i32(const char *path, pa_npy_array *out, char *err, size_t err_size);
 void pa_npy_free(pa_npy_array *array);
 
 /* Writes a version 1.0 '<f4' C-order array to an open stream.  Returns 0 on success. */

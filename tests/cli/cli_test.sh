@@ -1,8 +1,8 @@
 #!/bin/sh
 # CLI contract tests (POSIX sh).
 #   cli_test.sh SUITE POLYATTN FIXTURE WORKDIR BENCH_SRC_DIR
-# SUITE: usage | bad_input | good_run | outputs | explain_article | numpy | variants | bench |
-#        bench_list | bench_compare | bench_backward | compare_torch
+# SUITE: usage | bad_input | good_run | outputs | explain_article | numpy | variants | serving |
+#        bench | bench_list | bench_compare | bench_backward | compare_torch
 # (The bench's validation and crash handling are unit-tested: test_bench_check.c,
 # test_bench_crash.c.)
 # Exit 0 pass, 1 fail, 77 skipped (numpy suite without numpy, compare_torch without python3).
@@ -423,6 +423,17 @@ EOF
     finish
     ;;
 
+serving)
+    # Serving layouts: tests/cli/serving_test.py (needs numpy for its inputs and reference).
+    for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$candidate" ] || continue
+        if "$candidate" -c "import numpy" >/dev/null 2>&1; then
+            exec "$candidate" "$bench_src/../tests/cli/serving_test.py" "$polyattn" "$work"
+        fi
+    done
+    echo "SKIP: no python3 with numpy"
+    exit 77
+    ;;
 variants)
     # Score variants: tests/cli/variants_test.py (needs numpy for its inputs and reference).
     for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do
@@ -506,30 +517,66 @@ bench)
     finish
     ;;
 
+bench_serving)
+    # --suite decode and serving at --quick sizes: host (and OpenCL where present: its rows
+    # of a serving layout are skipped until its kernels take them), reports, bad options.
+    backends=host
+    "$polyattn" devices 2>/dev/null | grep -q '^opencl:' && backends=host,opencl
+    for name in decode serving; do
+        expect_code 0 "bench $name --quick" -- "$polyattn" bench --suite $name --quick \
+            --backend $backends --algo auto,flash --reps 2 --warmup 1 --csv $name.csv \
+            --json $name.json || continue
+        grep -q 'failed' out.txt && ! grep -q ' 0 failed' out.txt && fail "bench $name: failures"
+        for layout in cache paged/16 paged/256; do
+            [ $name = serving ] && [ $layout = paged/16 ] && continue
+            grep "^2 .*host\|^2 " out.txt | grep ' ok ' | grep -q " $layout splits [0-9]" ||
+                fail "bench $name: no measured $layout row with its split count"
+        done
+        head -n 1 $name.csv | grep -q ',layout,block_size,num_splits$' ||
+            fail "bench $name csv header: $(head -n 1 $name.csv)"
+        grep -q ',forward,paged,256,[0-9]' $name.csv || fail "bench $name csv: no paged/256 row"
+        grep -q '"layout": "paged", "block_size": 16' $name.json ||
+            fail "bench $name json: no paged/16 result"
+    done
+    expect_code 0 "bench serving varlen" -- "$polyattn" bench --suite serving --quick \
+        --backend host --algo flash --reps 2 --warmup 0
+    grep ' ok ' out.txt | grep -q ' varlen splits 1' || fail "bench serving: no varlen row: $(cat out.txt)"
+    [ "$(grep -c ' ok ' out.txt)" -eq 6 ] || fail "bench serving: expected 6 measured rows: $(cat out.txt)"
+    bad_case "bench quick" "--quick" "decode or serving" -- bench --suite article --quick
+    bad_case "bench decode variants" "--softcap" "not with --suite decode" -- bench --suite decode \
+        --quick --softcap 30
+    expect_code 0 "bench decode backward" -- "$polyattn" bench --suite decode --quick \
+        --backend host --algo flash --backward --reps 2 --warmup 0
+    grep -q 'skipped .*the serving rows time the forward only' out.txt ||
+        fail "bench decode --backward: serving rows not skipped: $(cat out.txt)"
+    ;;
 bench_list)
     # --list: the suite's shapes as CSV, one row per shape and dtype, no device work.
-    for pair in article:5 fa2:24 decode:20; do
+    for pair in article:5 fa2:24 decode:24 serving:6; do
         name=${pair%%:*}
         nrows=${pair#*:}
         expect_code 0 "bench list $name" -- "$polyattn" bench --suite $name --list || continue
-        head -n 1 out.txt | grep -qx 'suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype' ||
+        head -n 1 out.txt | grep -qx 'suite,batch,heads_q,heads_kv,seq_q,seq_kv,head_dim,head_dim_v,mask,dtype,layout,block_size' ||
             fail "bench list $name: header: $(head -n 1 out.txt)"
         rows=$(($(wc -l <out.txt) - 1))
         [ "$rows" -eq "$nrows" ] || fail "bench list $name: $rows rows, expected $nrows"
         [ -s err.txt ] && fail "bench list $name: stderr: $(cat err.txt)"
     done
-    grep -q '^decode,1,32,8,16,131072,128,128,causal-bottom-right,f16$' out.txt ||
-        fail "bench list decode: no seq_q 16 x 128k row"
-    grep -q '^decode,1,32,8,1,1024,128,128,causal-bottom-right,f16$' out.txt ||
-        fail "bench list decode: no seq_q 1 x 1k row"
+    expect_code 0 "bench list decode" -- "$polyattn" bench --suite decode --list
+    grep -q '^decode,8,32,8,16,131072,128,128,causal-bottom-right,bf16,paged,256$' out.txt ||
+        fail "bench list decode: no seq_q 16 x 128k paged/256 row"
+    grep -q '^decode,8,32,8,1,8192,128,128,causal-bottom-right,bf16,cache,0$' out.txt ||
+        fail "bench list decode: no seq_q 1 x 8k cache row"
+    grep -q '^decode,8,32,8,1,32768,128,128,causal-bottom-right,bf16,paged,16$' out.txt ||
+        fail "bench list decode: no seq_q 1 x 32k paged/16 row"
     expect_code 0 "bench list article" -- "$polyattn" bench --suite article --list --dtype f32,bf16
-    [ "$(grep -c ',bf16$' out.txt)" -eq 5 ] || fail "bench list --dtype: $(cat out.txt)"
-    grep -q '^article,1,1,1,4096,4096,1024,1024,causal-bottom-right,f32$' out.txt ||
+    [ "$(grep -c ',bf16,dense,0$' out.txt)" -eq 5 ] || fail "bench list --dtype: $(cat out.txt)"
+    grep -q '^article,1,1,1,4096,4096,1024,1024,causal-bottom-right,f32,dense,0$' out.txt ||
         fail "bench list article: last shape"
     expect_code 0 "bench list custom" -- "$polyattn" bench --suite custom --list \
         --shape "2,4,2,37,53,40;1,2,2,100,60,64,32" --causal top-left
-    grep -q '^custom,2,4,2,37,53,40,40,causal-top-left,f32$' out.txt || fail "bench list custom: $(cat out.txt)"
-    grep -q '^custom,1,2,2,100,60,64,32,causal-top-left,f32$' out.txt || fail "bench list custom DV"
+    grep -q '^custom,2,4,2,37,53,40,40,causal-top-left,f32,dense,0$' out.txt || fail "bench list custom: $(cat out.txt)"
+    grep -q '^custom,1,2,2,100,60,64,32,causal-top-left,f32,dense,0$' out.txt || fail "bench list custom DV"
     bad_case "bench list custom without shape" "--shape" "required" -- bench --suite custom --list
     finish
     ;;
@@ -556,7 +603,7 @@ bench_compare)
     [ "$(grep -c '^2     4    2    37     53     40    br   f32   best' out.txt)" -eq 1 ] ||
         fail "compare: best row"
     [ "$(($(wc -l <c.csv) - 1))" -eq $((6 * n_targets)) ] || fail "compare: c.csv rows: $(wc -l <c.csv)"
-    head -n 1 c.csv | grep -q ',reason,device_index,pass$' || fail "compare: c.csv header"
+    head -n 1 c.csv | grep -q ',reason,device_index,pass,layout,block_size,num_splits$' || fail "compare: c.csv header"
     grep -q '^custom,host,' c.csv || fail "compare: no host rows in c.csv"
     [ "$(grep -o '"label": ' c.json | wc -l)" -eq "$n_targets" ] || fail "compare: c.json targets"
     [ "$(grep -o '"device_index": 0, "batch"' c.json | wc -l)" -ge 6 ] || fail "compare: c.json rows name their device"
@@ -601,8 +648,8 @@ bench_backward)
         fail "backward host: fused rows should be skipped with the backend's reason"
     grep -q '^8 measured, 4 skipped, 0 failed' out.txt || fail "backward host: summary"
     [ "$(wc -l <bb.csv)" -eq 13 ] || fail "backward host: bb.csv has $(wc -l <bb.csv) lines, expected 13"
-    head -n 1 bb.csv | grep -q ',reason,device_index,pass$' || fail "backward host: CSV header"
-    [ "$(grep -c ',backward$' bb.csv)" -eq 12 ] || fail "backward host: CSV pass column"
+    head -n 1 bb.csv | grep -q ',reason,device_index,pass,layout,block_size,num_splits$' || fail "backward host: CSV header"
+    [ "$(grep -c ',backward,dense,0,[0-9]*$' bb.csv)" -eq 12 ] || fail "backward host: CSV pass column"
     grep -q '^custom,host,"[^"]*",2,4,2,37,53,40,40,causal-bottom-right,bf16,flash,flash,ok,' bb.csv ||
         fail "backward host: CSV lacks the bf16 flash row"
     grep -q '"pass": "backward", "flops_convention": "2.5 x 4\*batch' bb.json ||
@@ -612,7 +659,7 @@ bench_backward)
     # The forward's reports say forward.
     expect_code 0 "forward pass column" -- "$polyattn" bench --suite custom --shape 1,2,1,9,11,8 \
         --backend host --reps 1 --warmup 0 --algo flash --csv f.csv --json f.json
-    tail -n 1 f.csv | grep -q ',forward$' || fail "forward: CSV pass: $(tail -n 1 f.csv)"
+    tail -n 1 f.csv | grep -q ',forward,dense,0,[0-9]*$' || fail "forward: CSV pass: $(tail -n 1 f.csv)"
     grep -q '"pass": "forward"' f.json || fail "forward: JSON pass"
     grep -q 'max_err_dq' f.json && fail "forward: JSON has gradient errors"
     # OpenCL (PoCL in CI) when there is a device: deterministic gradients, f32 and f16.

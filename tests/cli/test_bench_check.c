@@ -41,7 +41,8 @@ static void spoil_last(polyattn_buffer *buf, polyattn_dtype dtype, uint64_t coun
 
 static void check_dtype(polyattn_context *ctx, polyattn_dtype dtype)
 {
-    const pa_bench_shape sh = {2, 4, 2, 37, 53, 40, 40, POLYATTN_MASK_CAUSAL_TOP_LEFT};
+    const pa_bench_shape sh = {
+        2, 4, 2, 37, 53, 40, 40, POLYATTN_MASK_CAUSAL_TOP_LEFT, PA_BENCH_DENSE, 0, 0};
     const float scale = (float)(1.0 / sqrt(40.0));
     size_t esize = polyattn_dtype_size(dtype);
     uint64_t big = (uint64_t)(sh.batch * sh.heads_q * sh.seq_kv * sh.head_dim);
@@ -126,7 +127,7 @@ done:
  * (each in turn) is rejected, so that the validation's reference really applies each. */
 static void check_variants(polyattn_context *ctx, polyattn_mask mask)
 {
-    const pa_bench_shape sh = {2, 4, 2, 37, 53, 40, 40, mask};
+    const pa_bench_shape sh = {2, 4, 2, 37, 53, 40, 40, mask, PA_BENCH_DENSE, 0, 0};
     const float scale = (float)(1.0 / sqrt(40.0));
     const polyattn_dtype dtype = POLYATTN_DTYPE_F32;
     uint64_t big = (uint64_t)(sh.batch * sh.heads_q * sh.seq_q * sh.seq_kv);

@@ -40,8 +40,8 @@ static void crashing_measure(pa_bench_run *b, int index, const pa_bench_shape *s
 static void run(int backward, int crash)
 {
     static const pa_bench_shape shapes[] = {
-        {1, 2, 1, 9, 11, 8, 8, POLYATTN_MASK_NONE},
-        {1, 1, 1, 7, 9, 8, 8, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT},
+        {1, 2, 1, 9, 11, 8, 8, POLYATTN_MASK_NONE, PA_BENCH_DENSE, 0, 0},
+        {1, 1, 1, 7, 9, 8, 8, POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, PA_BENCH_DENSE, 0, 0},
     };
     static const int dtypes[] = {POLYATTN_DTYPE_F32};
     static const int algos[] = {POLYATTN_ALGO_FLASH, POLYATTN_ALGO_UNFUSED};
