@@ -46,7 +46,9 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .forward = ocl_flash_forward,
         .backward_workspace_size = ocl_flash_bwd_workspace,
         .backward = ocl_flash_backward,
-        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
+        /* serving layouts: ocl_serving.c (kernels/serving.cl) */
+        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD | PA_FEATURE_ALL_SERVING,
         .backward_features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
+        .splits = ocl_flash_splits,
     },
 };
