@@ -138,8 +138,8 @@ typedef struct ocl_srv_choice {
 typedef struct ocl_plan_state {
     /* forward */
     cl_kernel kernel, pack, unpack;
-    ocl_fwd_choice fwd;              /* flash, fused */
-    cl_kernel srv_append, srv_merge; /* serving layouts: KV append, the splits' merge */
+    ocl_fwd_choice fwd;                        /* flash, fused */
+    cl_kernel srv_append, srv_merge, srv_zero; /* serving: KV append, splits' merge, zeros */
     ocl_srv_choice srv;
     /* unfused forward: packed inputs, workspace byte offsets, passes */
     int pack_q, pack_k, pack_v, unpack_o;
@@ -256,6 +256,14 @@ polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan
 polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const ocl_plan_state *s,
                                     const pa_io *io);
 int ocl_flash_splits(pa_device *dev, const pa_problem *p);
+int ocl_flash_launches(pa_device *dev, const pa_problem *p);
+/* The varlen backward (ocl_serving_bwd.c): each sequence through the flash backward. */
+const char *ocl_serving_bwd_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
+                                   ocl_bwd_choice *c);
+polyattn_status ocl_serving_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s);
+uint64_t ocl_serving_bwd_workspace(const pa_problem *p);
+polyattn_status ocl_serving_backward(ocl_device *d, const pa_problem *p, const ocl_plan_state *s,
+                                     const pa_backward_io *io);
 polyattn_status ocl_merge_states(pa_device *dev, const pa_merge_problem *m, const pa_merge_io *io);
 
 /* ---- the algorithms' ops (ocl_flash.c, ocl_fused.c, ocl_unfused*.c) -------- */
@@ -265,6 +273,9 @@ uint64_t ocl_flash_workspace(pa_device *dev, const pa_problem *p);
 polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **state);
 polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *state,
                                   const pa_io *io);
+/* The flash plan's backward: dense (ocl_flash_backward) or varlen (ocl_serving_backward). */
+polyattn_status ocl_flash_backward_any(pa_device *dev, const pa_problem *p, void *state,
+                                       const pa_backward_io *io);
 
 polyattn_status ocl_fused_check(pa_device *dev, const pa_problem *p, const char **why_not);
 uint64_t ocl_fused_workspace(pa_device *dev, const pa_problem *p);

@@ -196,3 +196,11 @@ polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *sta
     size_t local[3] = {nt, 1, 1};
     return ocl_enqueue(d, k, global, local, "clEnqueueNDRangeKernel(flash_fwd_tiled_kernel)");
 }
+
+polyattn_status ocl_flash_backward_any(pa_device *dev, const pa_problem *p, void *state,
+                                       const pa_backward_io *io)
+{
+    if (pa_problem_serving(p))
+        return ocl_serving_backward((ocl_device *)dev, p, (const ocl_plan_state *)state, io);
+    return ocl_flash_backward(dev, p, state, io);
+}

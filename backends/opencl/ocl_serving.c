@@ -46,9 +46,6 @@ const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, ocl_srv
         return "head dims above 1024 are not supported by the OpenCL kernels";
     if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2)
         return "sequence lengths must be below 2^30 (the kernels' 32-bit index arithmetic)";
-    if (p->want_backward)
-        return "the OpenCL flash backward has no serving layout yet (varlen_q or kv_layout "
-               "varlen)";
     const int64_t group = p->heads_q / p->heads_kv;
     const uint64_t packed = (uint64_t)p->seq_q * (uint64_t)group;
     c->rows = ocl_rows_per_item(p->head_dim, p->head_dim_v);
@@ -82,7 +79,9 @@ polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char
         return POLYATTN_STATUS_INVALID_ARGUMENT;
     }
     ocl_srv_choice c;
-    if ((why = ocl_serving_decide(d, p, &c))) {
+    ocl_bwd_choice b;
+    if ((why = ocl_serving_decide(d, p, &c)) ||
+        (p->want_backward && (why = ocl_serving_bwd_decide(d, p, &f, &b)))) {
         *why_not = why;
         return POLYATTN_STATUS_UNSUPPORTED;
     }
@@ -92,8 +91,17 @@ polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char
              c.splits, c.splits > 1 ? "s merged by log-sum-exp" : "",
              p->has_kv_append ? ", KV append first" : "",
              f.flash || f.has_tiles ? " (opencl.flash and opencl.tiles do not apply)" : "");
+    if (p->want_backward) ocl_bwd_note(p, &b, note, sizeof d->note[POLYATTN_ALGO_FLASH]);
     *why_not = note;
     return POLYATTN_STATUS_SUCCESS;
+}
+
+int ocl_flash_launches(pa_device *dev, const pa_problem *p)
+{
+    if (!pa_problem_serving(p)) return 1;
+    ocl_srv_choice c;
+    if (ocl_serving_decide((const ocl_device *)dev, p, &c)) return 1;
+    return 1 + (p->has_kv_append != 0) + (c.splits > 1);
 }
 
 int ocl_flash_splits(pa_device *dev, const pa_problem *p)
@@ -119,7 +127,13 @@ polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan
     pa_log(POLYATTN_LOG_DISPATCH,
            "opencl flash: serving row kernel, %d rows per work-item, %d split%s", s->srv.rows,
            s->srv.splits, s->srv.splits > 1 ? "s" : "");
-    return st;
+    if (st || !p->want_backward) return st;
+    ocl_force f;
+    if ((why = ocl_force_read(d, &f)))
+        return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT, "opencl flash: %s", why);
+    if ((why = ocl_serving_bwd_decide(d, p, &f, &s->bwd)))
+        return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl flash: %s", why);
+    return ocl_serving_bwd_prepare(d, p, s);
 }
 
 /* PA_SRV_PARAMS (17 arguments) from index i. */

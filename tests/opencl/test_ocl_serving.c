@@ -5,7 +5,8 @@
  * and 4, both causal alignments, window, softcap, ALiBi (per head and per batch), sinks;
  * f32, f16, bf16; key splits forced to 1 and to several, and the plan's own choice.  Outputs
  * are poisoned and every element is checked; rows outside the sequences must keep their
- * poison, the caches must hold exactly the appended rows.  AUTO must pick flash.
+ * poison, the caches must hold exactly the appended rows.  AUTO must pick flash.  The varlen
+ * backward: dQ, dK, dV against the reference's gradients (zeros outside the sequences).
  */
 #include "serving_fixture.h"
 
@@ -100,6 +101,125 @@ static void check_forward(const scase *c, polyattn_algo algo, int num_splits, ui
     unbuild(&w);
 }
 
+/* ---- backward of varlen: dQ, dK, dV, d_sinks against the reference's gradients ---- */
+
+static void check_backward(const scase *c, polyattn_algo algo, uint64_t seed)
+{
+    built w;
+    build(&w, c, seed);
+    const size_t es = 4; /* f32 only */
+    polyattn_plan *plan = NULL;
+    polyattn_status st = plan_for(&w, algo, 1, &plan);
+    CHECK(st == POLYATTN_STATUS_SUCCESS);
+    if (st != POLYATTN_STATUS_SUCCESS) {
+        fprintf(stderr, "  %s backward (%s): plan: %s\n", c->name, polyattn_algo_name(algo),
+                polyattn_context_last_error(ctx));
+        unbuild(&w);
+        return;
+    }
+    polyattn_plan_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK(polyattn_plan_get_info(plan, &info) == POLYATTN_STATUS_SUCCESS);
+    polyattn_buffer *fws = info.workspace_bytes ? upload(NULL, info.workspace_bytes) : NULL;
+    polyattn_buffer *bws =
+        info.backward_workspace_bytes ? upload(NULL, info.backward_workspace_bytes) : NULL;
+    pa_tk_rng r;
+    pa_tk_rng_seed(&r, seed ^ 0x5eed);
+    const size_t on = w.o_bytes / es, qn = w.q_bytes / es, kn = w.k_bytes / es, vn = w.v_bytes / es;
+    float *d_o = malloc(on * 4);
+    for (size_t e = 0; e < on; e++)
+        d_o[e] = (float)pa_tk_rng_uniform(&r);
+    polyattn_buffer *bdo = upload(d_o, on * 4), *bdq = upload(NULL, qn * 4);
+    polyattn_buffer *bdk = upload(NULL, kn * 4), *bdv = upload(NULL, vn * 4);
+    polyattn_buffer *bds = c->sinks ? upload(NULL, (size_t)c->hq * 4) : NULL;
+    float *poison = malloc((qn > kn ? (qn > vn ? qn : vn) : (kn > vn ? kn : vn)) * 4);
+    pa_tk_poison(poison, qn > kn ? (qn > vn ? qn : vn) : (kn > vn ? kn : vn), POLYATTN_DTYPE_F32);
+    polyattn_buffer_write(bdq, 0, poison, qn * 4), polyattn_buffer_write(bdk, 0, poison, kn * 4);
+    polyattn_buffer_write(bdv, 0, poison, vn * 4);
+    CHECK(polyattn_forward_ex(plan, w.bq, w.bk, w.bv, w.bo, w.blse, NULL, fws, &w.extra) ==
+          POLYATTN_STATUS_SUCCESS);
+    polyattn_extra_tensors ex = w.extra;
+    ex.d_sinks = bds;
+    st = polyattn_backward_ex(plan, w.bq, w.bk, w.bv, w.bo, bdo, w.blse, bdq, bdk, bdv, bws, &ex);
+    CHECK(st == POLYATTN_STATUS_SUCCESS);
+    if (st != POLYATTN_STATUS_SUCCESS)
+        fprintf(stderr, "  backward: %s\n", polyattn_context_last_error(ctx));
+    float *dq = malloc(qn * 4), *dk = malloc(kn * 4), *dv = malloc(vn * 4),
+          *ds = malloc((size_t)c->hq * 4);
+    polyattn_buffer_read(bdq, 0, dq, qn * 4), polyattn_buffer_read(bdk, 0, dk, kn * 4);
+    polyattn_buffer_read(bdv, 0, dv, vn * 4);
+    if (bds) polyattn_buffer_read(bds, 0, ds, (size_t)c->hq * 4);
+    /* Reference gradients in the physical layouts (zeros outside the sequences). */
+    double *rq = calloc(qn, sizeof *rq), *rk = calloc(kn, sizeof *rk), *rv = calloc(vn, sizeof *rv);
+    double *rs = calloc((size_t)c->hq, sizeof *rs);
+    double *ro = malloc((size_t)c->dv * sizeof *ro),
+           *dp = malloc((size_t)(w.total_kv + 64) * sizeof *dp);
+    const double scale = 1.0 / sqrt((double)c->d);
+    for (int64_t b = 0; b < c->batch; b++)
+        for (int64_t h = 0; h < c->hq; h++)
+            for (int64_t i = 0; i < w.lq[b]; i++) {
+                const int64_t hk = h / (c->hq / c->hkv), qa = c->varlen_q ? 0 : b;
+                ref_row rr;
+                ref_row_init(&w, b, h, i, &rr);
+                if (rr.lse == -INFINITY) continue;
+                ref_o(&w, b, h, i, &rr, ro);
+                const float *g = d_o; /* dO of the row at o's strides */
+                double D = 0.0, dc;
+                for (int64_t x = 0; x < c->dv; x++)
+                    D += (double)g[at(&w.desc.o, qa, h, w.q0[b] + i, x)] * ro[x];
+                for (int64_t j = 0; j < w.lk[b]; j++) {
+                    if (!visible(c, rr.diag, j)) continue;
+                    const double p = exp(score(&w, b, h, i, j, rr.diag, &dc) - rr.lse);
+                    int64_t a, row;
+                    kv_pos(&w, b, j, &a, &row);
+                    double dpj = 0.0;
+                    for (int64_t x = 0; x < c->dv; x++) {
+                        const double gx = g[at(&w.desc.o, qa, h, w.q0[b] + i, x)];
+                        dpj += gx * w.V[b][(hk * w.lk[b] + j) * c->dv + x];
+                        rv[at(&w.desc.v, a, hk, row, x)] += p * gx;
+                    }
+                    const double dsj = p * (dpj - D) * dc * scale;
+                    for (int64_t x = 0; x < c->d; x++) {
+                        rq[at(&w.desc.q, qa, h, w.q0[b] + i, x)] +=
+                            dsj * w.K[b][(hk * w.lk[b] + j) * c->d + x];
+                        rk[at(&w.desc.k, a, hk, row, x)] +=
+                            dsj * w.Q[b][(h * w.lq[b] + i) * c->d + x];
+                    }
+                }
+                if (c->sinks) rs[h] -= exp(rr.sink - rr.lse) * D;
+            }
+    double mq = 1e-30, mk = 1e-30, mv = 1e-30;
+    for (size_t e = 0; e < qn; e++)
+        mq = fmax(mq, fabs(rq[e]));
+    for (size_t e = 0; e < kn; e++)
+        mk = fmax(mk, fabs(rk[e]));
+    for (size_t e = 0; e < vn; e++)
+        mv = fmax(mv, fabs(rv[e]));
+    long long bad = 0;
+    const double tol = 1e-4;
+    for (size_t e = 0; e < qn; e++)
+        bad += !(fabs(dq[e] - rq[e]) <= tol * mq);
+    for (size_t e = 0; e < kn; e++)
+        bad += !(fabs(dk[e] - rk[e]) <= tol * mk);
+    for (size_t e = 0; e < vn; e++)
+        bad += !(fabs(dv[e] - rv[e]) <= tol * mv);
+    for (int64_t h = 0; c->sinks && h < c->hq; h++)
+        bad += !(fabs(ds[h] - rs[h]) <= 1e-4 * (1.0 + fabs(rs[h])));
+    CHECK(bad == 0);
+    if (bad)
+        fprintf(stderr, "  %s backward (%s): %lld bad gradient elements\n", c->name,
+                polyattn_algo_name(algo), bad);
+    free(d_o), free(poison), free(dq), free(dk), free(dv), free(ds), free(rq), free(rk), free(rv),
+        free(rs);
+    free(ro), free(dp);
+    polyattn_buffer_free(bdo), polyattn_buffer_free(bdq), polyattn_buffer_free(bdk);
+    polyattn_buffer_free(bdv), polyattn_buffer_free(bds);
+    polyattn_buffer_free(fws), polyattn_buffer_free(bws);
+    polyattn_plan_destroy(plan);
+    unbuild(&w);
+}
+
 int main(void)
 {
     if (polyattn_context_create(POLYATTN_BACKEND_OPENCL, 0, &ctx) != POLYATTN_STATUS_SUCCESS) {
@@ -144,6 +264,15 @@ int main(void)
     for (size_t i = 0; i < n; i++)
         check_forward(&cases[i].c, i % 2 ? POLYATTN_ALGO_AUTO : POLYATTN_ALGO_FLASH,
                       cases[i].splits, 5000 + i);
+    // clang-format off
+    const scase bwd_cases[] = {
+        {"bwd varlen q+kv, bottom-right, gqa 4", F32, 5, 8, 2, 16, 16, 1, 9, VARLEN, 21, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
+        {"bwd varlen q, dense kv, top-left, window, softcap", F32, 4, 4, 1, 8, 16, 1, 7, DENSE, 11, 0, 0, 0, 0, TL, 1, 3, 1, 4.0f, 0, 0, 0},
+        {"bwd dense q, varlen kv, alibi per batch", F32, 4, 2, 2, 8, 8, 0, 4, VARLEN, 15, 0, 0, 0, 0, NONE, 0, -1, -1, 0, ABH, 0, 1},
+    };
+    // clang-format on
+    for (size_t i = 0; i < sizeof bwd_cases / sizeof bwd_cases[0]; i++)
+        check_backward(&bwd_cases[i], POLYATTN_ALGO_FLASH, 6000 + i);
     polyattn_context_destroy(ctx);
     pa_tk_shutdown();
     printf("test_ocl_serving: %zu forward cases, %d checks, %d failures\n", n, checks, failures);

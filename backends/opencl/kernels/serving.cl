@@ -285,3 +285,14 @@ __kernel void flash_serving_merge_kernel(__global const float *part, long part_o
         if (want_lse) lse[lse_off + pa_lse_index(&s, h, i, heads_q, varlen_q, total_q)] = row_lse;
     }
 }
+
+/* Zeros a strided tensor [n0, n1, n2, n3] (the varlen backward's gradients before the
+ * sequences write theirs: rows outside every sequence stay 0). */
+__kernel void serving_zero_kernel(__global RAW *t, long off, long4 st, long n1, long n2, long n3,
+                                  long n)
+{
+    for (long e = get_global_id(0); e < n; e += get_global_size(0)) {
+        const long x = e % n3, r = e / n3 % n2, h = e / n3 / n2 % n1, a = e / n3 / n2 / n1;
+        t[off + a * st.s0 + h * st.s1 + r * st.s2 + x * st.s3] = 0;
+    }
+}
