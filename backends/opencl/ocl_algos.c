@@ -40,13 +40,16 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .algo = POLYATTN_ALGO_FLASH,
         .check = ocl_flash_check,
         .workspace_size = ocl_flash_workspace,
-        .kernel_launches = ocl_one_launch,
+        .kernel_launches = ocl_flash_launches,
         .prepare = ocl_flash_prepare,
         .release = ocl_release_state,
         .forward = ocl_flash_forward,
         .backward_workspace_size = ocl_flash_bwd_workspace,
-        .backward = ocl_flash_backward,
-        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
-        .backward_features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD,
+        .backward = ocl_flash_backward_any,
+        /* serving layouts: ocl_serving.c (kernels/serving.cl) */
+        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD | PA_FEATURE_ALL_SERVING,
+        .backward_features =
+            OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD | PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV,
+        .splits = ocl_flash_splits,
     },
 };

@@ -125,10 +125,22 @@ typedef struct ocl_bwd_choice {
     char forced[160];
 } ocl_bwd_choice;
 
+/* The forward of a serving-layout flash plan (ocl_serving.c, kernels/serving.cl). */
+typedef struct ocl_srv_choice {
+    int rows;        /* packed (query, head) rows per work-item */
+    size_t group;    /* work-items per work-group */
+    uint64_t items;  /* work-items per (sequence, KV head, split), before rounding */
+    int splits;      /* key splits (1: none) */
+    uint64_t part_o; /* splits: floats of the partial O (the partial LSE follows) */
+    uint64_t workspace;
+} ocl_srv_choice;
+
 typedef struct ocl_plan_state {
     /* forward */
     cl_kernel kernel, pack, unpack;
-    ocl_fwd_choice fwd; /* flash, fused */
+    ocl_fwd_choice fwd;                        /* flash, fused */
+    cl_kernel srv_append, srv_merge, srv_zero; /* serving: KV append, splits' merge, zeros */
+    ocl_srv_choice srv;
     /* unfused forward: packed inputs, workspace byte offsets, passes */
     int pack_q, pack_k, pack_v, unpack_o;
     uint64_t ws_s, ws_q, ws_k, ws_v, ws_o, ws_total;
@@ -235,6 +247,25 @@ polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem 
                                    const pa_backward_io *io, cl_long lse_off, cl_mem ws,
                                    cl_long delta_off);
 
+/* ---- serving layouts (ocl_serving.c) and merge_states (ocl_merge.c) ------ */
+
+/* The serving forward's decision (pure; NULL or why the plan cannot run). */
+const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, ocl_srv_choice *c);
+polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char **why_not);
+polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s);
+polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const ocl_plan_state *s,
+                                    const pa_io *io);
+int ocl_flash_splits(pa_device *dev, const pa_problem *p);
+int ocl_flash_launches(pa_device *dev, const pa_problem *p);
+/* The varlen backward (ocl_serving_bwd.c): each sequence through the flash backward. */
+const char *ocl_serving_bwd_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
+                                   ocl_bwd_choice *c);
+polyattn_status ocl_serving_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s);
+uint64_t ocl_serving_bwd_workspace(const pa_problem *p);
+polyattn_status ocl_serving_backward(ocl_device *d, const pa_problem *p, const ocl_plan_state *s,
+                                     const pa_backward_io *io);
+polyattn_status ocl_merge_states(pa_device *dev, const pa_merge_problem *m, const pa_merge_io *io);
+
 /* ---- the algorithms' ops (ocl_flash.c, ocl_fused.c, ocl_unfused*.c) -------- */
 
 polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char **why_not);
@@ -242,6 +273,9 @@ uint64_t ocl_flash_workspace(pa_device *dev, const pa_problem *p);
 polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **state);
 polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *state,
                                   const pa_io *io);
+/* The flash plan's backward: dense (ocl_flash_backward) or varlen (ocl_serving_backward). */
+polyattn_status ocl_flash_backward_any(pa_device *dev, const pa_problem *p, void *state,
+                                       const pa_backward_io *io);
 
 polyattn_status ocl_fused_check(pa_device *dev, const pa_problem *p, const char **why_not);
 uint64_t ocl_fused_workspace(pa_device *dev, const pa_problem *p);

@@ -1,4 +1,5 @@
 /* OpenCL backend: discovery, probing, devices, memory, events and the ops table. */
+#include "ocl_algos.h"
 #include "ocl_internal.h"
 #include "ocl_policy.h"
 
@@ -468,6 +469,7 @@ const pa_backend_ops ocl_backend_ops = {
     .algos = ocl_algos,
     .n_algos = OCL_N_ALGOS,
     .auto_order = pa_ocl_auto_order,
+    .merge_states = ocl_merge_states,
 };
 
 __attribute__((visibility("default"))) const pa_backend_ops *polyattn_backend_entry(void);

@@ -60,6 +60,7 @@ const char *ocl_flash_decide(const ocl_device *d, const pa_problem *p, const ocl
 polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     ocl_device *d = (ocl_device *)dev;
+    if (pa_problem_serving(p)) return ocl_serving_check(d, p, why_not);
     ocl_fwd_choice c;
     ocl_bwd_choice b;
     const polyattn_status st = ocl_check_decisions(d, p, ocl_flash_decide, &c, &b, why_not);
@@ -81,9 +82,9 @@ polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char 
 
 uint64_t ocl_flash_workspace(pa_device *dev, const pa_problem *p)
 {
-    (void)dev;
-    (void)p;
-    return 0;
+    if (!pa_problem_serving(p)) return 0;
+    ocl_srv_choice c; /* the key splits' partial results */
+    return ocl_serving_decide((const ocl_device *)dev, p, &c) ? 0 : c.workspace;
 }
 
 polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **state)
@@ -94,6 +95,15 @@ polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **st
     if (why) return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT, "opencl flash: %s", why);
     ocl_plan_state *s = ocl_state_new();
     if (!s) return POLYATTN_STATUS_OUT_OF_MEMORY;
+    if (pa_problem_serving(p)) {
+        polyattn_status sst = ocl_serving_prepare(d, p, s);
+        if (sst != POLYATTN_STATUS_SUCCESS) {
+            ocl_release_state(dev, s);
+            return sst;
+        }
+        *state = s;
+        return POLYATTN_STATUS_SUCCESS;
+    }
     why = ocl_flash_decide(d, p, &f, &s->fwd);
     if (why) {
         ocl_release_state(dev, s);
@@ -134,6 +144,7 @@ polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *sta
 {
     ocl_device *d = (ocl_device *)dev;
     const ocl_plan_state *s = state;
+    if (pa_problem_serving(p)) return ocl_serving_forward(d, p, s, io);
     const ocl_fwd_choice *c = &s->fwd;
     cl_kernel k = s->kernel;
     polyattn_status st = ocl_set_qkvo_args(d, k, p, io);
@@ -184,4 +195,12 @@ polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *sta
     size_t global[3] = {(size_t)n_tiles * nt, (size_t)p->heads_q, (size_t)p->batch};
     size_t local[3] = {nt, 1, 1};
     return ocl_enqueue(d, k, global, local, "clEnqueueNDRangeKernel(flash_fwd_tiled_kernel)");
+}
+
+polyattn_status ocl_flash_backward_any(pa_device *dev, const pa_problem *p, void *state,
+                                       const pa_backward_io *io)
+{
+    if (pa_problem_serving(p))
+        return ocl_serving_backward((ocl_device *)dev, p, (const ocl_plan_state *)state, io);
+    return ocl_flash_backward(dev, p, state, io);
 }

@@ -108,6 +108,7 @@ polyattn_status ocl_flash_bwd_prepare(ocl_device *d, const pa_problem *p, ocl_pl
 uint64_t ocl_flash_bwd_workspace(pa_device *dev, const pa_problem *p)
 {
     (void)dev;
+    if (pa_problem_serving(p)) return ocl_serving_bwd_workspace(p);
     return 4 * (uint64_t)p->batch * (uint64_t)p->heads_q * (uint64_t)p->seq_q;
 }
 

@@ -55,10 +55,10 @@ void ocl_release_state(pa_device *dev, void *state)
     (void)dev;
     ocl_plan_state *s = state;
     if (!s) return;
-    cl_kernel k[11] = {s->kernel,   s->pack,      s->unpack,     s->bwd_delta,
-                       s->bwd_grad, s->bwd_pack,  s->bwd_unpack, s->bwd_dkdv,
-                       s->bwd_dq,   s->bwd_sinks, s->bwd_bias};
-    for (int i = 0; i < 11; i++)
+    cl_kernel k[14] = {s->srv_zero,  s->kernel,   s->pack,       s->unpack,   s->bwd_delta,
+                       s->bwd_grad,  s->bwd_pack, s->bwd_unpack, s->bwd_dkdv, s->bwd_dq,
+                       s->bwd_sinks, s->bwd_bias, s->srv_append, s->srv_merge};
+    for (int i = 0; i < 14; i++)
         if (k[i]) clReleaseKernel(k[i]);
     free(s->boffs);
     free(s->bscale);

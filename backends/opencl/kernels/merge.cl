@@ -1,0 +1,75 @@
+/* Merging partial attention states (polyattn_merge_states, and the key splits of the serving
+ * forward): per row, over the parts p with LSE_p > -inf,
+ *   m = max LSE_p,  LSE = m + log(sum exp(LSE_p - m)),  O = sum exp(LSE_p - LSE) O_p.
+ * A NaN or +inf LSE_p makes the row NaN; no part with a finite LSE gives O = 0, LSE = -inf.
+ * Options: PART_DTYPE (0 f32, 1 f16, 2 bf16; default f32), PA_DTYPE (the output's). */
+
+#ifndef PART_DTYPE
+#define PART_DTYPE 0
+#endif
+#if PART_DTYPE == 0
+#define PART_STORAGE float
+#define PART_LOAD(p, i) ((p)[(i)])
+#elif PART_DTYPE == 1
+#define PART_STORAGE half
+#define PART_LOAD(p, i) vload_half((size_t)(i), (p))
+#else
+#define PART_STORAGE ushort
+#define PART_LOAD(p, i) as_float(((uint)(p)[(i)]) << 16)
+#endif
+
+/* One row: part p's element x at parts[base + p * part_stride + x * dx], its LSE at
+ * lses[lbase + p * lse_stride]; extra is one more part's LSE whose O is zero (a sink, or
+ * -inf).  Writes dv elements at out[x * ox] and the row's LSE to *lse_out. */
+inline void pa_merge_row(__global const PART_STORAGE *parts, long base, long part_stride, long dx,
+                         __global const float *lses, long lbase, long lse_stride, long n_parts,
+                         float extra, __global STORAGE *out, long ox, long dv, float *lse_out)
+{
+    float mx = extra;
+    int nan_row = isnan(extra) || extra == INFINITY;
+    for (long p = 0; p < n_parts; p++) {
+        const float lp = lses[lbase + p * lse_stride];
+        if (isnan(lp) || lp == INFINITY) nan_row = 1;
+        else mx = fmax(mx, lp);
+    }
+    if (nan_row || mx == -INFINITY) {
+        const float fill = nan_row ? NAN : 0.0f;
+        for (long x = 0; x < dv; x++) STORE(out, x * ox, fill);
+        *lse_out = nan_row ? NAN : -INFINITY;
+        return;
+    }
+    float sum = exp(extra - mx);
+    for (long p = 0; p < n_parts; p++) {
+        const float lp = lses[lbase + p * lse_stride];
+        if (lp != -INFINITY) sum += exp(lp - mx);
+    }
+    const float lse = mx + log(sum);
+    for (long x = 0; x < dv; x++) {
+        float acc = 0.0f;
+        for (long p = 0; p < n_parts; p++) {
+            const float lp = lses[lbase + p * lse_stride];
+            if (lp == -INFINITY) continue;
+            acc = fma(exp(lp - lse), PART_LOAD(parts, base + p * part_stride + x * dx), acc);
+        }
+        STORE(out, x * ox, acc);
+    }
+    *lse_out = lse;
+}
+
+/* polyattn_merge_states: parts [P][batch, heads, seq, dv] at pst (b, h, s, d) and part_stride,
+ * LSE f32 contiguous [P][batch, heads, seq]; one work-item per row, grid-stride. */
+__kernel void merge_states_kernel(__global const PART_STORAGE *parts, long parts_off, long4 pst,
+                                  long part_stride, __global const float *plse, long plse_off,
+                                  long n_parts, __global STORAGE *out, long out_off, long4 ost,
+                                  __global float *out_lse, long out_lse_off, int want_lse,
+                                  long heads, long seq, long dv, long rows)
+{
+    for (long t = get_global_id(0); t < rows; t += get_global_size(0)) {
+        const long i = t % seq, h = t / seq % heads, b = t / seq / heads;
+        float row_lse;
+        pa_merge_row(parts, parts_off + b * pst.s0 + h * pst.s1 + i * pst.s2, part_stride, pst.s3,
+                     plse, plse_off + t, rows, n_parts, -INFINITY,
+                     out + out_off + b * ost.s0 + h * ost.s1 + i * ost.s2, ost.s3, dv, &row_lse);
+        if (want_lse) out_lse[out_lse_off + t] = row_lse;
+    }
+}

@@ -1,0 +1,274 @@
+/* Serving layouts on the OpenCL flash path (kernels/serving.cl): varlen q and k/v, dense and
+ * paged KV caches, KV append, and key splits for decode.  One forward is up to three
+ * launches: the append (has_kv_append), the attention over each (sequence, KV head, split),
+ * and the merge of the splits (more than one split).  The lengths stay on the device: the
+ * kernels read and clamp them; nothing is read back. */
+#include "ocl_algos.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Decode (at most this many queries a sequence) is where a grid of one work-group per
+ * (sequence, KV head) leaves compute units idle, and splitting the keys pays. */
+#define SPLIT_MAX_SEQ_Q 16
+/* Keys a split walks at least when the plan chooses the count. */
+#define SPLIT_MIN_KEYS 256
+
+/* The split count: p->num_splits (1 none, N: N where the keys allow), else from the grid's
+ * work-groups and the device's compute units. */
+static int choose_splits(const ocl_device *d, const pa_problem *p, const ocl_srv_choice *c)
+{
+    const int64_t kb = ocl_tune.flash_rows_kb;
+    const int64_t by_keys = (p->seq_kv + kb - 1) / kb;
+    int64_t n;
+    if (p->num_splits >= 1) {
+        n = p->num_splits;
+    } else {
+        if (p->seq_q > SPLIT_MAX_SEQ_Q) return 1;
+        const uint64_t groups =
+            (uint64_t)p->batch * (uint64_t)p->heads_kv * ((c->items + c->group - 1) / c->group);
+        const uint64_t target =
+            2 * (uint64_t)(d->caps.compute_units > 0 ? d->caps.compute_units : 1);
+        if (groups >= target) return 1;
+        n = (int64_t)((target + groups - 1) / groups);
+        const int64_t by_min = (p->seq_kv + SPLIT_MIN_KEYS - 1) / SPLIT_MIN_KEYS;
+        if (n > by_min) n = by_min;
+    }
+    if (n > by_keys) n = by_keys;
+    if (n > PA_MAX_SPLITS) n = PA_MAX_SPLITS;
+    return n < 1 ? 1 : (int)n;
+}
+
+const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, ocl_srv_choice *c)
+{
+    memset(c, 0, sizeof *c);
+    if (!ocl_band_of(p->head_dim, p->head_dim_v))
+        return "head dims above 1024 are not supported by the OpenCL kernels";
+    if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2)
+        return "sequence lengths must be below 2^30 (the kernels' 32-bit index arithmetic)";
+    const int64_t group = p->heads_q / p->heads_kv;
+    const uint64_t packed = (uint64_t)p->seq_q * (uint64_t)group;
+    c->rows = ocl_rows_per_item(p->head_dim, p->head_dim_v);
+    while (c->rows > 1 && (uint64_t)c->rows / 2 >= packed)
+        c->rows /= 2;
+    c->items = (packed + (uint64_t)c->rows - 1) / (uint64_t)c->rows;
+    /* The row kernel's private arrays of a whole group at once (CPU drivers). */
+    const size_t row_bytes = (size_t)c->rows * (size_t)(p->head_dim + p->head_dim_v) * 4;
+    c->group = ocl_tune.rows_group;
+    while (c->group > 1 && (c->group * row_bytes > ocl_tune.rows_group_private ||
+                            (int)c->group > d->caps.max_wg || c->group / 2 >= c->items))
+        c->group /= 2;
+    c->splits = choose_splits(d, p, c);
+    if (c->splits > 1) {
+        c->part_o = pa_size_mul(pa_size_mul4(c->splits, p->batch, p->heads_q, p->seq_q),
+                                (uint64_t)p->head_dim_v);
+        const uint64_t lse = pa_size_mul4(c->splits, p->batch, p->heads_q, p->seq_q);
+        c->workspace = pa_size_mul(pa_size_add(c->part_o, lse), 4);
+        if (c->workspace == PA_SIZE_OVERFLOW || c->part_o > (uint64_t)INT64_MAX / 2)
+            return "the key splits' partial results cannot be addressed";
+    }
+    return NULL;
+}
+
+polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char **why_not)
+{
+    ocl_force f;
+    const char *why = ocl_force_read(d, &f);
+    if (why) {
+        *why_not = why;
+        return POLYATTN_STATUS_INVALID_ARGUMENT;
+    }
+    ocl_srv_choice c;
+    ocl_bwd_choice b;
+    if ((why = ocl_serving_decide(d, p, &c)) ||
+        (p->want_backward && (why = ocl_serving_bwd_decide(d, p, &f, &b)))) {
+        *why_not = why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    char *note = d->note[POLYATTN_ALGO_FLASH];
+    snprintf(note, sizeof d->note[POLYATTN_ALGO_FLASH],
+             "serving row kernel, %d (query, head) rows per work-item, %d key split%s%s%s", c.rows,
+             c.splits, c.splits > 1 ? "s merged by log-sum-exp" : "",
+             p->has_kv_append ? ", KV append first" : "",
+             f.flash || f.has_tiles ? " (opencl.flash and opencl.tiles do not apply)" : "");
+    if (p->want_backward) ocl_bwd_note(p, &b, note, sizeof d->note[POLYATTN_ALGO_FLASH]);
+    *why_not = note;
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+int ocl_flash_launches(pa_device *dev, const pa_problem *p)
+{
+    if (!pa_problem_serving(p)) return 1;
+    ocl_srv_choice c;
+    if (ocl_serving_decide((const ocl_device *)dev, p, &c)) return 1;
+    return 1 + (p->has_kv_append != 0) + (c.splits > 1);
+}
+
+int ocl_flash_splits(pa_device *dev, const pa_problem *p)
+{
+    if (!pa_problem_serving(p)) return 1;
+    ocl_srv_choice c;
+    return ocl_serving_decide((const ocl_device *)dev, p, &c) ? 1 : c.splits;
+}
+
+polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s)
+{
+    const char *why = ocl_serving_decide(d, p, &s->srv);
+    if (why) return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl flash: %s", why);
+    char opts[512];
+    ocl_rows_options(p, s->srv.rows, opts, sizeof opts);
+    static const char *const srcs[] = {"common", "merge", "serving"};
+    polyattn_status st =
+        ocl_make_kernel_p(d, p, srcs, 3, opts, "flash_serving_fwd_kernel", &s->kernel);
+    if (!st && p->has_kv_append)
+        st = ocl_make_kernel_p(d, p, srcs, 3, opts, "serving_append_kernel", &s->srv_append);
+    if (!st && s->srv.splits > 1)
+        st = ocl_make_kernel_p(d, p, srcs, 3, opts, "flash_serving_merge_kernel", &s->srv_merge);
+    pa_log(POLYATTN_LOG_DISPATCH,
+           "opencl flash: serving row kernel, %d rows per work-item, %d split%s", s->srv.rows,
+           s->srv.splits, s->srv.splits > 1 ? "s" : "");
+    if (st || !p->want_backward) return st;
+    ocl_force f;
+    if ((why = ocl_force_read(d, &f)))
+        return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT, "opencl flash: %s", why);
+    if ((why = ocl_serving_bwd_decide(d, p, &f, &s->bwd)))
+        return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl flash: %s", why);
+    return ocl_serving_bwd_prepare(d, p, s);
+}
+
+/* PA_SRV_PARAMS (17 arguments) from index i. */
+static polyattn_status set_srv_args(ocl_device *d, cl_kernel k, cl_uint i, const pa_problem *p,
+                                    const pa_serving_io *srv, cl_mem dummy)
+{
+    const pa_tensor_ref none = {dummy, 0};
+    const pa_tensor_ref *r[4] = {srv->cu_seqlens_q.mem ? &srv->cu_seqlens_q : &none,
+                                 srv->cu_seqlens_kv.mem ? &srv->cu_seqlens_kv : &none,
+                                 srv->seqused_kv.mem ? &srv->seqused_kv : &none,
+                                 srv->block_table.mem ? &srv->block_table : &none};
+    for (int t = 0; t < 4; t++) {
+        if (r[t]->offset % 4)
+            return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
+                           "opencl: a serving tensor's byte offset is not a multiple of 4");
+        cl_mem m = (cl_mem)r[t]->mem;
+        cl_long off = (cl_long)(r[t]->offset / 4);
+        SET_ARG(k, i++, m);
+        SET_ARG(k, i++, off);
+    }
+    cl_int varlen_q = p->varlen_q, layout = (cl_int)p->kv_layout;
+    cl_long total_q = p->total_q, kv_count = p->kv_count, kv_rows = p->kv_rows,
+            max_blocks = p->max_blocks_per_seq, seq_new = p->has_kv_append ? p->seq_new : 0,
+            max_q = p->seq_q, max_kv = p->seq_kv;
+    SET_ARG(k, i++, varlen_q);
+    SET_ARG(k, i++, layout);
+    SET_ARG(k, i++, total_q);
+    SET_ARG(k, i++, kv_count);
+    SET_ARG(k, i++, kv_rows);
+    SET_ARG(k, i++, max_blocks);
+    SET_ARG(k, i++, seq_new);
+    SET_ARG(k, i++, max_q);
+    SET_ARG(k, i++, max_kv);
+    return POLYATTN_STATUS_SUCCESS;
+}
+
+static polyattn_status append(ocl_device *d, const pa_problem *p, cl_kernel k, const pa_io *io)
+{
+    const size_t es = ocl_esize(p->dtype);
+    const pa_tensor_ref *r[4] = {&io->k, &io->v, &io->srv.k_new, &io->srv.v_new};
+    const int64_t *st[4] = {p->k_stride, p->v_stride, p->k_new_stride, p->v_new_stride};
+    for (int i = 0; i < 4; i++) {
+        cl_long off;
+        if (!ocl_elem_offset(r[i], es, &off))
+            return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
+                           "opencl: a tensor's byte offset is not a multiple of its element size");
+        cl_mem m = (cl_mem)r[i]->mem;
+        cl_long4 s4 = ocl_strides4(st[i]);
+        SET_ARG(k, 3 * i, m);
+        SET_ARG(k, 3 * i + 1, off);
+        SET_ARG(k, 3 * i + 2, s4);
+    }
+    const int64_t dmax = p->head_dim > p->head_dim_v ? p->head_dim : p->head_dim_v;
+    cl_long heads_kv = p->heads_kv,
+            n = (cl_long)pa_size_mul4(p->batch, p->heads_kv, p->seq_new, dmax);
+    SET_ARG(k, 12, heads_kv);
+    SET_ARG(k, 13, n);
+    polyattn_status st2 = set_srv_args(d, k, 14, p, &io->srv, (cl_mem)io->q.mem);
+    if (st2) return st2;
+    return ocl_enqueue_1d(d, k, (uint64_t)n, "clEnqueueNDRangeKernel(serving_append_kernel)");
+}
+
+static polyattn_status merge(ocl_device *d, const pa_problem *p, const ocl_plan_state *s,
+                             const pa_io *io, cl_mem ws, cl_long ws_off, cl_mem lse,
+                             cl_long lse_off, cl_int want_lse)
+{
+    cl_kernel k = s->srv_merge;
+    const size_t es = ocl_esize(p->dtype);
+    cl_long o_off;
+    if (!ocl_elem_offset(&io->o, es, &o_off) || io->var.sinks.offset % 4)
+        return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl: a tensor's byte offset is not a multiple of its element size");
+    cl_mem om = (cl_mem)io->o.mem;
+    cl_long4 ost = ocl_strides4(p->o_stride);
+    cl_int n_splits = s->srv.splits, has_sinks = p->has_sinks && io->var.sinks.mem;
+    cl_long heads_q = p->heads_q, batch = p->batch,
+            sinks_off = has_sinks ? (cl_long)(io->var.sinks.offset / 4) : 0;
+    cl_mem sinks = has_sinks ? (cl_mem)io->var.sinks.mem : ws;
+    SET_ARG(k, 0, ws);
+    SET_ARG(k, 1, ws_off);
+    SET_ARG(k, 2, n_splits);
+    SET_ARG(k, 3, om);
+    SET_ARG(k, 4, o_off);
+    SET_ARG(k, 5, ost);
+    SET_ARG(k, 6, lse);
+    SET_ARG(k, 7, lse_off);
+    SET_ARG(k, 8, want_lse);
+    SET_ARG(k, 9, heads_q);
+    SET_ARG(k, 10, batch);
+    SET_ARG(k, 11, sinks);
+    SET_ARG(k, 12, sinks_off);
+    SET_ARG(k, 13, has_sinks);
+    polyattn_status st = set_srv_args(d, k, 14, p, &io->srv, ws);
+    if (st) return st;
+    return ocl_enqueue_1d(d, k, pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1),
+                          "clEnqueueNDRangeKernel(flash_serving_merge_kernel)");
+}
+
+polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const ocl_plan_state *s,
+                                    const pa_io *io)
+{
+    const ocl_srv_choice *c = &s->srv;
+    polyattn_status st;
+    if (p->has_kv_append && (st = append(d, p, s->srv_append, io))) return st;
+    if (p->batch == 0 || p->seq_q == 0) return POLYATTN_STATUS_SUCCESS;
+    cl_kernel k = s->kernel;
+    if ((st = ocl_set_qkvo_args(d, k, p, io))) return st;
+    cl_mem lse = io->lse.mem ? (cl_mem)io->lse.mem : (cl_mem)io->o.mem;
+    cl_long lse_off = io->lse.mem ? (cl_long)(io->lse.offset / 4) : 0;
+    cl_int want_lse = p->want_lse && io->lse.mem, group = (cl_int)(p->heads_q / p->heads_kv);
+    cl_int causal = p->mask != POLYATTN_MASK_NONE,
+           top_left = p->mask == POLYATTN_MASK_CAUSAL_TOP_LEFT, n_splits = c->splits;
+    cl_float scale_log2 = (cl_float)(p->scale * LOG2E);
+    cl_mem ws = c->splits > 1 ? (cl_mem)io->workspace.mem : (cl_mem)io->o.mem;
+    if (c->splits > 1 && (!ws || io->workspace.offset % 4 || io->workspace_bytes < c->workspace))
+        return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
+                       "opencl flash: the key splits need a workspace of %llu bytes, 4-aligned",
+                       (unsigned long long)c->workspace);
+    cl_long ws_off = c->splits > 1 ? (cl_long)(io->workspace.offset / 4) : 0;
+    SET_ARG(k, 12, lse);
+    SET_ARG(k, 13, lse_off);
+    SET_ARG(k, 14, want_lse);
+    SET_ARG(k, 15, group);
+    SET_ARG(k, 16, scale_log2);
+    SET_ARG(k, 17, causal);
+    SET_ARG(k, 18, top_left);
+    SET_ARG(k, 19, n_splits);
+    SET_ARG(k, 20, ws);
+    SET_ARG(k, 21, ws_off);
+    if ((st = set_srv_args(d, k, 22, p, &io->srv, (cl_mem)io->o.mem))) return st;
+    if ((st = ocl_var_set_args(d, k, 39, p, &io->var, (cl_mem)io->o.mem, 0))) return st;
+    size_t global[3] = {(size_t)ocl_round_up((int64_t)c->items, (int64_t)c->group),
+                        (size_t)p->heads_kv, (size_t)(p->batch * c->splits)};
+    size_t local[3] = {c->group, 1, 1};
+    st = ocl_enqueue(d, k, global, local, "clEnqueueNDRangeKernel(flash_serving_fwd_kernel)");
+    if (st || c->splits == 1) return st;
+    return merge(d, p, s, io, ws, ws_off, lse, lse_off, want_lse);
+}
