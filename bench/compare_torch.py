@@ -242,7 +242,39 @@ def list_shapes(args):
 
 
 def key_of(r):
-    return tuple(int(r[k]) for k in SHAPE_KEYS) + (r["mask"], r["dtype"])
+    """A shape's identity; polyattn's serving suites list one shape in several K/V layouts
+    (dense, cache, paged with a block size), which torch runs as its one dense layout."""
+    return tuple(int(r[k]) for k in SHAPE_KEYS) + (r["mask"], r["dtype"], r.get("layout") or "dense",
+                                                   int(r.get("block_size") or 0))
+
+
+def dense_key(r):
+    return key_of(r)[:-2] + ("dense", 0)
+
+
+def torch_shapes(shapes):
+    """The shapes torch runs: each dense shape once (other layouts reuse its numbers)."""
+    seen, out = set(), []
+    for s in shapes:
+        k = dense_key(s)
+        if k not in seen:
+            seen.add(k)
+            out.append(dict(s, layout="dense", block_size=0))
+    return out
+
+
+def spread_to_layouts(shapes, t_results):
+    """Torch's result of each dense shape, repeated for the shape's other layouts."""
+    by_key = {}
+    for r in t_results:
+        by_key.setdefault(dense_key(r), []).append(r)
+    out = list(t_results)
+    for s in shapes:
+        if key_of(s) == dense_key(s):
+            continue
+        for r in by_key.get(dense_key(s), []):
+            out.append(dict(r, layout=s.get("layout"), block_size=int(s.get("block_size") or 0)))
+    return out
 
 
 def flops(s, backward=False):
@@ -346,15 +378,20 @@ def geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
+def layout_text(s):
+    layout = s.get("layout") or "dense"
+    return "%s/%d" % (layout, int(s["block_size"])) if layout == "paged" else layout
+
+
 def shape_text(s):
-    return "%-5d %-4d %-4d %-6d %-6d %-5d %-4s %-5s" % (
+    return "%-5d %-4d %-4d %-6d %-6d %-5d %-4s %-5s %-9s" % (
         s["batch"], s["heads_q"], s["heads_kv"], s["seq_q"], s["seq_kv"], s["head_dim"],
         {"none": "none", "causal-top-left": "tl", "causal-bottom-right": "br"}.get(s["mask"], "?"),
-        s["dtype"])
+        s["dtype"], layout_text(s))
 
 
-SHAPE_HEADER = "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s" % (
-    "batch", "hq", "hkv", "seq_q", "seq_kv", "d", "mask", "dtype")
+SHAPE_HEADER = "%-5s %-4s %-4s %-6s %-6s %-5s %-4s %-5s %-9s" % (
+    "batch", "hq", "hkv", "seq_q", "seq_kv", "d", "mask", "dtype", "layout")
 
 
 def tables(shapes, p_results, t_results, labels, torch_names):
@@ -427,7 +464,7 @@ def add_ratio_columns(p_results, t_results, torch_names):
 
 CSV_FIELDS = ["suite", "impl", "backend", "device", "algo"] + list(SHAPE_KEYS) + [
     "mask", "dtype", "status", "reps", "ms", "ms_min", "ms_max", "tflops", "max_err", "reason",
-    "pass", "max_err_dq", "max_err_dk", "max_err_dv"]
+    "pass", "max_err_dq", "max_err_dk", "max_err_dv", "layout", "block_size", "num_splits", "gbps"]
 
 
 def write_csv(path, suite, rows, torch_names):
@@ -544,7 +581,7 @@ def main(argv=None):
             def on_result(r):
                 jsonl.write(json.dumps(jsonl_record(r)) + "\n")
                 jsonl.flush()
-        t_results = tb.run(shapes, on_result)
+        t_results = spread_to_layouts(shapes, tb.run(torch_shapes(shapes), on_result))
     if jsonl is not None and jsonl is not sys.stdout:
         jsonl.close()
 
