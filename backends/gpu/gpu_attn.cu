@@ -348,7 +348,7 @@ __device__ __forceinline__ void flash_fwd_tile(const pa_gpu_args &a, const TileB
         pa_gpu_visible_range(a, last_row, lo_last, key_end);
         if (tid < kRows) seen[tid] = 0; /* published by score_tile's barriers */
     }
-    if (kServe) { /* key_lo is a multiple of kKeys: the tiles stay aligned */
+    if (kServe) { /* key_lo is a multiple of kKeys: the tiles stay aligned (none past key_hi) */
         key_begin = max(key_begin, key_lo);
         key_end = min(key_end, key_hi);
     }
@@ -456,9 +456,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
     float *part_o = nullptr, *part_lse = nullptr;
     if (nsplit > 1) { /* split `split` of the sequence's own key tiles */
         const int tiles = (s.len_kv + kKeys - 1) / kKeys, per = (tiles + nsplit - 1) / nsplit;
-        key_lo = min(split * per, tiles) * kKeys;
+        key_lo = min(split * per, tiles) * kKeys; /* a multiple of kKeys, even when empty */
         key_hi = min(key_lo + per * kKeys, s.len_kv);
-        key_lo = min(key_lo, s.len_kv);
         const int64_t rows =
             a.varlen_q ? (int64_t)a.heads_q * a.total_q : (int64_t)a.batch * a.heads_q * a.seq_q;
         part_o = a.part_o + split * rows * a.head_dim_v;
