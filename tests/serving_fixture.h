@@ -86,4 +86,22 @@ int64_t lse_index(const built *w, int64_t b, int64_t h, int64_t i);
 polyattn_status plan_for(const built *w, polyattn_algo algo, int backward, polyattn_plan **plan);
 int64_t rnd(pa_tk_rng *r, int64_t n);
 
+/* How a check plans and judges a case (serving_checks.c). */
+typedef struct serving_run {
+    polyattn_algo algo;
+    int num_splits;          /* plan option (0: the plan chooses) */
+    int deterministic;       /* backward plan option */
+    int check_device_inputs; /* plan option */
+    double tol_scale;        /* O tolerance x this (0: 1, the host's) */
+    int allow_unsupported;   /* an UNSUPPORTED plan is no failure: the check returns 2 */
+} serving_run;
+
+polyattn_status serving_plan(const built *w, const serving_run *run, int backward,
+                             polyattn_plan **plan);
+/* 0: planned and right, 1: failed (counted in failures), 2: the plan was refused as allowed.
+ * info_out (may be NULL) receives the plan's info. */
+int serving_check_forward(const scase *c, const serving_run *run, uint64_t seed,
+                          polyattn_plan_info *info_out);
+int serving_check_backward(const scase *c, const serving_run *run, uint64_t seed);
+
 #endif

@@ -341,14 +341,25 @@ static void bad_inputs(void)
     polyattn_buffer_free(out_lse), polyattn_buffer_free(small);
 }
 
+/* The backend to merge on (host, cuda, hip, opencl; default host), as argv[1] or after
+ * --backend; the chunked forwards of end_to_end run there too.  Exits 77 without its
+ * device. */
 int main(int argc, char **argv)
 {
-    /* The host backend, or the one named by --backend (opencl). */
-    const int opencl = argc == 3 && !strcmp(argv[1], "--backend") && !strcmp(argv[2], "opencl");
-    on_device = opencl;
-    const polyattn_backend backend = opencl ? POLYATTN_BACKEND_OPENCL : POLYATTN_BACKEND_HOST;
+    const char *name = argc > 2 && !strcmp(argv[1], "--backend") ? argv[2]
+                       : argc > 1                                ? argv[1]
+                                                                 : "host";
+    polyattn_backend backend = POLYATTN_BACKEND_HOST;
+    if (!strcmp(name, "cuda")) backend = POLYATTN_BACKEND_CUDA;
+    else if (!strcmp(name, "hip")) backend = POLYATTN_BACKEND_HIP;
+    else if (!strcmp(name, "opencl")) backend = POLYATTN_BACKEND_OPENCL;
+    else if (strcmp(name, "host") != 0) {
+        printf("unknown backend %s\n", name);
+        return 2;
+    }
+    on_device = backend != POLYATTN_BACKEND_HOST;
     if (polyattn_context_create(backend, 0, &ctx) != POLYATTN_STATUS_SUCCESS) {
-        printf("no %s device: skipped\n", opencl ? "opencl" : "host");
+        printf("no %s device: skipped\n", name);
         return 77;
     }
     static const polyattn_dtype dts[3] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16,
@@ -374,6 +385,6 @@ int main(int argc, char **argv)
     bad_inputs();
     polyattn_context_destroy(ctx);
     pa_tk_shutdown();
-    printf("test_merge_states: %d checks, %d failures\n", checks, failures);
+    printf("test_merge_states (%s): %d checks, %d failures\n", name, checks, failures);
     return failures ? 1 : 0;
 }

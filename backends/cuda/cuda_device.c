@@ -277,6 +277,20 @@ void pa_cuda_glue(pa_cuda_device *dev, pa_gpu_glue *g)
     g->launch_status = glue_launch_status;
 }
 
+/* polyattn_merge_states through the shared merge kernel (backends/gpu/gpu_serving.cu); the
+ * core checked every size and overlap. */
+static polyattn_status cuda_merge_states(pa_device *d, const pa_merge_problem *m,
+                                         const pa_merge_io *io)
+{
+    const char *why = pa_gpu_merge_refusal(m);
+    if (why) return pa_fail(d, POLYATTN_STATUS_UNSUPPORTED, "%s", why);
+    pa_cuda_device *dev = pa_cuda_dev(d);
+    PA_CU(d, cudaSetDevice(dev->ordinal));
+    pa_gpu_merge_args g;
+    pa_gpu_merge_args_fill(m, io, &g);
+    return glue_launch_status(d, pa_gpu_merge(&g, dev->stream), "pa_gpu_merge (merge_kernel)");
+}
+
 #define PA_CUDA_ALGO(ALGO, name, release_fn, forward_features)                                     \
     {                                                                                              \
         .algo = ALGO, .features = forward_features, .check = pa_cuda_##name##_check,               \
@@ -336,6 +350,7 @@ const pa_backend_ops pa_cuda_ops = {
     .algos = pa_cuda_algos,
     .n_algos = 3,
     .auto_order = pa_cuda_auto_order,
+    .merge_states = cuda_merge_states,
 };
 
 __attribute__((visibility("default"))) const pa_backend_ops *polyattn_backend_entry(void);

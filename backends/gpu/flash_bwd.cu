@@ -11,6 +11,13 @@
  *   flash_bwd_dq_kernel     deterministic mode: one block per (query tile, query head, batch)
  *                           over the visible key tiles in order; no atomics anywhere
  *   flash_bwd_dq_store_kernel  atomic mode: dQ accumulator -> the caller's dtype and strides
+ *   zero_rows_kernel        varlen: zeroes dK, dV (packed keys) and, deterministic, dQ first,
+ *                           so rows outside every sequence read 0
+ *
+ * Varlen problems (varlen q, varlen K/V: gpu_serving.h) run the kServe instances: a block
+ * resolves its sequence, exits when its tile is past the sequence's rows and works on the
+ * sequence's lengths; delta, the LSE and the dQ accumulator use the LSE's index space
+ * ([heads_q, total_q] with varlen q).
  *
  * Tiles are chosen at run time from the head dims (one compiled instance per kernel; dtype is
  * a uniform run-time branch at loads and stores).  Shared memory stays within 64 KiB so the
@@ -19,6 +26,7 @@
  */
 #include "gpu_port.h"
 #include "flash_bwd.h"
+#include "gpu_serving.h"
 
 #include <math.h>
 
@@ -267,29 +275,70 @@ __device__ void scores_tile(const pa_gpu_args &a, const BwdPlan &pl, float *sm, 
     }
 }
 
-/* Q, dO, lse and delta of query rows [q0, q0 + nq) of head h into shared memory. */
-__device__ void load_query_tile(const pa_gpu_bwd_args &g, const BwdPlan &pl, float *sm,
-                                const float *delta_ws, int b, int h, int q0, int nq)
+/* Where a (batch, head) pair's rows start: Q, dO/O, K, V elements and the LSE/delta row. */
+struct BwdBases {
+    int64_t q, o, k, v, row;
+};
+
+template <bool kServe>
+__device__ __forceinline__ BwdBases bwd_bases(const pa_gpu_args &a, int b, const pa_gpu_seq &s,
+                                              int h, int hk)
 {
-    const pa_gpu_args &a = g.fwd;
-    load_tile(sm + pl.q_off, pl.qs, a.q, b * a.q_stride[0] + h * a.q_stride[1], a.q_stride[2],
-              a.q_stride[3], q0, nq, pl.bq, a.head_dim, a.dtype);
-    load_tile(sm + pl.o_off, pl.os, g.d_o, b * a.o_stride[0] + h * a.o_stride[1], a.o_stride[2],
-              a.o_stride[3], q0, nq, pl.bq, a.head_dim_v, a.dtype);
-    const int64_t row = ((int64_t)b * a.heads_q + h) * a.seq_q + q0;
+    BwdBases x;
+    if (kServe) {
+        x.q = pa_gpu_q_offset(a, b, s, h, 0, a.q_stride);
+        x.o = pa_gpu_q_offset(a, b, s, h, 0, a.o_stride);
+        x.k = pa_gpu_kv_offset(a, b, s, hk, 0, a.k_stride);
+        x.v = pa_gpu_kv_offset(a, b, s, hk, 0, a.v_stride);
+        x.row = pa_gpu_lse_index(a, b, s, h, 0);
+    } else {
+        x.q = b * a.q_stride[0] + h * a.q_stride[1];
+        x.o = b * a.o_stride[0] + h * a.o_stride[1];
+        x.k = b * a.k_stride[0] + hk * a.k_stride[1];
+        x.v = b * a.v_stride[0] + hk * a.v_stride[1];
+        x.row = ((int64_t)b * a.heads_q + h) * a.seq_q;
+    }
+    return x;
+}
+
+/* Q, dO, lse and delta of query rows [q0, q0 + nq) (bases of their head) into shared
+ * memory. */
+__device__ void load_query_tile(const pa_gpu_bwd_args &g, const pa_gpu_args &a, const BwdPlan &pl,
+                                float *sm, const float *delta_ws, const BwdBases &x, int q0, int nq)
+{
+    load_tile(sm + pl.q_off, pl.qs, a.q, x.q, a.q_stride[2], a.q_stride[3], q0, nq, pl.bq,
+              a.head_dim, a.dtype);
+    load_tile(sm + pl.o_off, pl.os, g.d_o, x.o, a.o_stride[2], a.o_stride[3], q0, nq, pl.bq,
+              a.head_dim_v, a.dtype);
+    const int64_t row = x.row + q0;
     for (int i = threadIdx.x; i < pl.bq; i += kThreads) {
         sm[pl.lse_off + i] = i < nq ? a.lse[row + i] : -INFINITY;
         sm[pl.delta_off + i] = i < nq ? delta_ws[row + i] : 0.f;
     }
 }
 
-__device__ void load_key_tile(const pa_gpu_args &a, const BwdPlan &pl, float *sm, int b, int hk,
+__device__ void load_key_tile(const pa_gpu_args &a, const BwdPlan &pl, float *sm, const BwdBases &x,
                               int key0, int nk)
 {
-    load_tile(sm + pl.k_off, pl.ks, a.k, b * a.k_stride[0] + hk * a.k_stride[1], a.k_stride[2],
-              a.k_stride[3], key0, nk, pl.bk, a.head_dim, a.dtype);
-    load_tile(sm + pl.v_off, pl.vs, a.v, b * a.v_stride[0] + hk * a.v_stride[1], a.v_stride[2],
-              a.v_stride[3], key0, nk, pl.bk, a.head_dim_v, a.dtype);
+    load_tile(sm + pl.k_off, pl.ks, a.k, x.k, a.k_stride[2], a.k_stride[3], key0, nk, pl.bk,
+              a.head_dim, a.dtype);
+    load_tile(sm + pl.v_off, pl.vs, a.v, x.v, a.v_stride[2], a.v_stride[3], key0, nk, pl.bk,
+              a.head_dim_v, a.dtype);
+}
+
+/* Rows of the LSE's index space ([heads_q, total_q] with varlen q) and the O element of
+ * row r. */
+__device__ __forceinline__ int64_t bwd_rows(const pa_gpu_args &a)
+{
+    return a.varlen_q ? (int64_t)a.heads_q * a.total_q : (int64_t)a.batch * a.heads_q * a.seq_q;
+}
+__device__ __forceinline__ int64_t bwd_row_elem(const pa_gpu_args &a, int64_t row,
+                                                const int64_t stride[4])
+{
+    if (a.varlen_q) return (row / a.total_q) * stride[1] + (row % a.total_q) * stride[2];
+    const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
+                  b = row / ((int64_t)a.seq_q * a.heads_q);
+    return b * stride[0] + h * stride[1] + i * stride[2];
 }
 
 /* delta[row] = sum_e dO[row][e] * O[row][e] (one 32-lane group per row, fixed order); zeroes
@@ -299,7 +348,7 @@ __global__ void __launch_bounds__(kThreads)
 {
     const pa_gpu_args &a = g.fwd;
     constexpr int kGroup = 32;
-    const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
+    const int64_t rows = bwd_rows(a);
     const int lane = threadIdx.x % kGroup;
     const int64_t step = (int64_t)gridDim.x * (kThreads / kGroup);
     /* every lane runs the same trip count: the shuffles stay convergent */
@@ -307,9 +356,7 @@ __global__ void __launch_bounds__(kThreads)
         const int64_t row = base + threadIdx.x / kGroup;
         float acc = 0.f;
         if (row < rows) {
-            const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
-                          b = row / ((int64_t)a.seq_q * a.heads_q);
-            const int64_t at = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
+            const int64_t at = bwd_row_elem(a, row, a.o_stride);
             for (int d = lane; d < a.head_dim_v; d += kGroup) {
                 const int64_t e = at + d * a.o_stride[3];
                 acc = fmaf(load_elem(g.d_o, e, a.dtype), load_elem(a.o, e, a.dtype), acc);
@@ -323,17 +370,20 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-__global__ void __launch_bounds__(kThreads)
-    flash_bwd_dkdv_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta, float *dq_acc)
+/* dK, dV of key tile [key0, key0 + bk) of kv head hk in sequence b (s): a holds the
+ * sequence's lengths, g.fwd the problem's. */
+template <bool kServe>
+__device__ __forceinline__ void dkdv_tile(const pa_gpu_bwd_args &g, const pa_gpu_args &a,
+                                          const BwdPlan &pl, const float *delta, float *dq_acc,
+                                          int b, const pa_gpu_seq &s, int hk, int key0)
 {
     extern __shared__ float bwd_smem[];
     float *sm = bwd_smem;
-    const pa_gpu_args &a = g.fwd;
-    const int key0 = blockIdx.x * pl.bk, hk = blockIdx.y, b = blockIdx.z;
     const int nk = min(pl.bk, a.seq_kv - key0);
     const int group = a.heads_q / a.heads_kv;
 
-    load_key_tile(a, pl, sm, b, hk, key0, nk);
+    const BwdBases kx = bwd_bases<kServe>(g.fwd, b, s, hk * group, hk);
+    load_key_tile(a, pl, sm, kx, key0, nk);
     const Micro mk = micro_of(pl.bk, a.head_dim), mv = micro_of(pl.bk, a.head_dim_v);
     const Micro mq = micro_of(pl.bq, a.head_dim);
     float dk[kMicro][kMicro], dv[kMicro][kMicro];
@@ -342,10 +392,11 @@ __global__ void __launch_bounds__(kThreads)
 
     const int q_begin = first_query_seeing(a, key0); /* earlier queries see none of the tile */
     for (int h = hk * group; h < (hk + 1) * group; ++h) {
+        const BwdBases qx = bwd_bases<kServe>(g.fwd, b, s, h, hk);
         for (int q0 = q_begin; q0 < a.seq_q; q0 += pl.bq) {
             const int nq = min(pl.bq, a.seq_q - q0);
             __syncthreads(); /* the previous tile's readers are done */
-            load_query_tile(g, pl, sm, delta, b, h, q0, nq);
+            load_query_tile(g, a, pl, sm, delta, qx, q0, nq);
             __syncthreads();
             scores_tile(a, pl, sm, q0, nq, key0, nk);
             __syncthreads();
@@ -357,7 +408,7 @@ __global__ void __launch_bounds__(kThreads)
                 float dq[kMicro][kMicro];
                 micro_zero(dq);
                 micro_gemm(dq, mq, nk, sm + pl.ds_off, 1, pl.ps, sm + pl.k_off, pl.ks, 1);
-                float *base = dq_acc + (((int64_t)b * a.heads_q + h) * a.seq_q + q0) * a.head_dim;
+                float *base = dq_acc + (qx.row + q0) * a.head_dim;
 #pragma unroll
                 for (int r = 0; r < kMicro; ++r)
 #pragma unroll
@@ -369,60 +420,101 @@ __global__ void __launch_bounds__(kThreads)
     }
 
     /* Every key of the tile is written, zeros for keys that no query sees. */
-    const int64_t kbase = b * a.k_stride[0] + hk * a.k_stride[1];
-    const int64_t vbase = b * a.v_stride[0] + hk * a.v_stride[1];
 #pragma unroll
     for (int r = 0; r < kMicro; ++r)
 #pragma unroll
         for (int c = 0; c < kMicro; ++c) {
             if (micro_valid(mk, r, c, nk, a.head_dim))
                 store_elem(g.dk,
-                           kbase + (int64_t)(key0 + mk.row[r]) * a.k_stride[2] +
+                           kx.k + (int64_t)(key0 + mk.row[r]) * a.k_stride[2] +
                                (int64_t)mk.col[c] * a.k_stride[3],
                            a.dtype, a.scale * dk[r][c]);
             if (micro_valid(mv, r, c, nk, a.head_dim_v))
                 store_elem(g.dv,
-                           vbase + (int64_t)(key0 + mv.row[r]) * a.v_stride[2] +
+                           kx.v + (int64_t)(key0 + mv.row[r]) * a.v_stride[2] +
                                (int64_t)mv.col[c] * a.v_stride[3],
                            a.dtype, dv[r][c]);
         }
 }
 
-/* Deterministic dQ: the query tile stays, the visible key tiles stream past in order. */
+template <bool kServe>
 __global__ void __launch_bounds__(kThreads)
-    flash_bwd_dq_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta)
+    flash_bwd_dkdv_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta, float *dq_acc)
+{
+    const int key0 = blockIdx.x * pl.bk, hk = blockIdx.y, b = blockIdx.z;
+    if (!kServe) {
+        const pa_gpu_seq s = {0, g.fwd.seq_q, 0, g.fwd.seq_kv};
+        dkdv_tile<false>(g, g.fwd, pl, delta, dq_acc, b, s, hk, key0);
+        return;
+    }
+    const pa_gpu_seq s = pa_gpu_seq_of(g.fwd, b);
+    if (key0 >= s.len_kv) return; /* the whole block: zero_rows_kernel zeroed its rows */
+    dkdv_tile<true>(g, pa_gpu_args_for_seq(g.fwd, s), pl, delta, dq_acc, b, s, hk, key0);
+}
+
+/* Deterministic dQ: the query tile stays, the visible key tiles stream past in order. */
+template <bool kServe>
+__device__ __forceinline__ void dq_tile(const pa_gpu_bwd_args &g, const pa_gpu_args &a,
+                                        const BwdPlan &pl, const float *delta, int b,
+                                        const pa_gpu_seq &s, int h, int q0)
 {
     extern __shared__ float bwd_smem[];
     float *sm = bwd_smem;
-    const pa_gpu_args &a = g.fwd;
-    const int q0 = blockIdx.x * pl.bq, h = blockIdx.y, b = blockIdx.z;
     const int nq = min(pl.bq, a.seq_q - q0);
     const int hk = h / (a.heads_q / a.heads_kv);
     const int key_end = visible_keys(a, q0 + nq - 1);
+    const BwdBases x = bwd_bases<kServe>(g.fwd, b, s, h, hk);
 
-    load_query_tile(g, pl, sm, delta, b, h, q0, nq);
+    load_query_tile(g, a, pl, sm, delta, x, q0, nq);
     const Micro mq = micro_of(pl.bq, a.head_dim);
     float dq[kMicro][kMicro];
     micro_zero(dq);
     for (int key0 = 0; key0 < key_end; key0 += pl.bk) {
         const int nk = min(pl.bk, a.seq_kv - key0);
         __syncthreads();
-        load_key_tile(a, pl, sm, b, hk, key0, nk);
+        load_key_tile(a, pl, sm, x, key0, nk);
         __syncthreads();
         scores_tile(a, pl, sm, q0, nq, key0, nk);
         __syncthreads();
         micro_gemm(dq, mq, nk, sm + pl.ds_off, 1, pl.ps, sm + pl.k_off, pl.ks, 1);
     }
-    const int64_t qbase = b * a.q_stride[0] + h * a.q_stride[1];
 #pragma unroll
     for (int r = 0; r < kMicro; ++r)
 #pragma unroll
         for (int c = 0; c < kMicro; ++c)
             if (micro_valid(mq, r, c, nq, a.head_dim))
                 store_elem(g.dq,
-                           qbase + (int64_t)(q0 + mq.row[r]) * a.q_stride[2] +
+                           x.q + (int64_t)(q0 + mq.row[r]) * a.q_stride[2] +
                                (int64_t)mq.col[c] * a.q_stride[3],
                            a.dtype, a.scale * dq[r][c]);
+}
+
+template <bool kServe>
+__global__ void __launch_bounds__(kThreads)
+    flash_bwd_dq_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta)
+{
+    const int q0 = blockIdx.x * pl.bq, h = blockIdx.y, b = blockIdx.z;
+    if (!kServe) {
+        const pa_gpu_seq s = {0, g.fwd.seq_q, 0, g.fwd.seq_kv};
+        dq_tile<false>(g, g.fwd, pl, delta, b, s, h, q0);
+        return;
+    }
+    const pa_gpu_seq s = pa_gpu_seq_of(g.fwd, b);
+    if (q0 >= s.len_q) return; /* the whole block: zero_rows_kernel zeroed its rows */
+    dq_tile<true>(g, pa_gpu_args_for_seq(g.fwd, s), pl, delta, b, s, h, q0);
+}
+
+/* Zeroes heads x rows x dim elements of a packed [1, heads, rows, dim] tensor (varlen dQ,
+ * dK, dV), so that rows outside every sequence read 0. */
+__global__ void __launch_bounds__(kThreads)
+    zero_rows_kernel(void *dst, int dtype, int64_t s1, int64_t s2, int64_t s3, int64_t rows,
+                     int64_t dim, int64_t n)
+{
+    const int64_t step = (int64_t)gridDim.x * kThreads;
+    for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < n; i += step) {
+        const int64_t d = i % dim, r = (i / dim) % rows, h = i / (dim * rows);
+        store_elem(dst, h * s1 + r * s2 + d * s3, dtype, 0.f);
+    }
 }
 
 /* dQ = scale * accumulator, into the caller's dtype and strides. */
@@ -430,15 +522,12 @@ __global__ void __launch_bounds__(kThreads)
     flash_bwd_dq_store_kernel(pa_gpu_bwd_args g, const float *dq_acc)
 {
     const pa_gpu_args &a = g.fwd;
-    const int64_t n = (int64_t)a.batch * a.heads_q * a.seq_q * a.head_dim;
+    const int64_t n = bwd_rows(a) * a.head_dim;
     const int64_t step = (int64_t)gridDim.x * kThreads;
     for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < n; i += step) {
         const int64_t d = i % a.head_dim, row = i / a.head_dim;
-        const int64_t q = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
-                      b = row / ((int64_t)a.seq_q * a.heads_q);
-        store_elem(g.dq,
-                   b * a.q_stride[0] + h * a.q_stride[1] + q * a.q_stride[2] + d * a.q_stride[3],
-                   a.dtype, a.scale * dq_acc[i]);
+        store_elem(g.dq, bwd_row_elem(a, row, a.q_stride) + d * a.q_stride[3], a.dtype,
+                   a.scale * dq_acc[i]);
     }
 }
 
@@ -458,9 +547,25 @@ constexpr int kInvalidValue = (int)cudaErrorInvalidValue;
 
 uint64_t align_up(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
 
-uint64_t delta_bytes(const pa_gpu_args &a)
+/* Rows of the LSE's index space (bwd_rows on the host). */
+uint64_t host_rows(const pa_gpu_args &a)
 {
-    return align_up((uint64_t)a.batch * a.heads_q * a.seq_q * sizeof(float));
+    return a.varlen_q ? (uint64_t)a.heads_q * a.total_q : (uint64_t)a.batch * a.heads_q * a.seq_q;
+}
+
+uint64_t delta_bytes(const pa_gpu_args &a) { return align_up(host_rows(a) * sizeof(float)); }
+
+bool serving(const pa_gpu_args &a) { return a.varlen_q || a.kv_layout != PA_GPU_KV_DENSE; }
+
+/* Zeroes a packed varlen tensor ([1, heads, rows, dim] at stride). */
+int zero_rows(void *dst, int dtype, const int64_t stride[4], int heads, int rows, int dim,
+              gpuStream_t st)
+{
+    const int64_t n = (int64_t)heads * rows * dim;
+    if (n <= 0) return 0;
+    zero_rows_kernel<<<grid_for(n, kThreads), kThreads, 0, st>>>(dst, dtype, stride[1], stride[2],
+                                                                 stride[3], rows, dim, n);
+    return (int)gpuGetLastError();
 }
 
 } // namespace
@@ -469,8 +574,7 @@ extern "C" uint64_t pa_gpu_flash_bwd_workspace(const pa_gpu_bwd_args *g)
 {
     const pa_gpu_args &a = g->fwd;
     uint64_t bytes = delta_bytes(a);
-    if (!g->deterministic)
-        bytes += align_up((uint64_t)a.batch * a.heads_q * a.seq_q * a.head_dim * sizeof(float));
+    if (!g->deterministic) bytes += align_up(host_rows(a) * a.head_dim * sizeof(float));
     return bytes;
 }
 
@@ -495,27 +599,42 @@ extern "C" int pa_gpu_flash_bwd(const pa_gpu_bwd_args *g, void *workspace, void 
         g->deterministic
             ? nullptr
             : reinterpret_cast<float *>(static_cast<char *>(workspace) + delta_bytes(a));
-    const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
+    const int64_t rows = (int64_t)host_rows(a);
     const size_t smem = (size_t)pl.floats * sizeof(float);
+    const bool serve = serving(a);
     gpuError_t e;
+    /* Varlen: the rows outside every sequence are zero (the kernels below skip them). */
+    if (serve && a.kv_layout == PA_GPU_KV_VARLEN) {
+        int z = zero_rows(g->dk, a.dtype, a.k_stride, a.heads_kv, a.kv_rows, a.head_dim, st);
+        if (z == 0)
+            z = zero_rows(g->dv, a.dtype, a.v_stride, a.heads_kv, a.kv_rows, a.head_dim_v, st);
+        if (z != 0) return z;
+    }
+    if (serve && a.varlen_q && g->deterministic) {
+        const int z = zero_rows(g->dq, a.dtype, a.q_stride, a.heads_q, a.total_q, a.head_dim, st);
+        if (z != 0) return z;
+    }
     if (rows > 0) {
         flash_bwd_prep_kernel<<<grid_for(rows, kThreads / 32), kThreads, 0, st>>>(*g, delta,
                                                                                   dq_acc);
         if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
     }
-    if (a.seq_kv > 0) {
-        e = gpuFuncSetAttribute(flash_bwd_dkdv_kernel, 0, (int)smem);
+    if (a.seq_kv > 0 && a.batch > 0) {
+        auto dkdv = serve ? flash_bwd_dkdv_kernel<true> : flash_bwd_dkdv_kernel<false>;
+        e = gpuFuncSetAttribute(dkdv, 0, (int)smem);
         if (e != gpuSuccess) return (int)e;
         const dim3 grid((a.seq_kv + pl.bk - 1) / pl.bk, a.heads_kv, a.batch);
-        flash_bwd_dkdv_kernel<<<grid, kThreads, smem, st>>>(*g, pl, delta, dq_acc);
+        dkdv<<<grid, kThreads, smem, st>>>(*g, pl, delta, dq_acc);
         if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
     }
     if (rows == 0) return 0;
     if (g->deterministic) {
-        e = gpuFuncSetAttribute(flash_bwd_dq_kernel, 0, (int)smem);
+        if (a.seq_q == 0 || a.batch == 0) return 0;
+        auto dq = serve ? flash_bwd_dq_kernel<true> : flash_bwd_dq_kernel<false>;
+        e = gpuFuncSetAttribute(dq, 0, (int)smem);
         if (e != gpuSuccess) return (int)e;
         const dim3 grid((a.seq_q + pl.bq - 1) / pl.bq, a.heads_q, a.batch);
-        flash_bwd_dq_kernel<<<grid, kThreads, smem, st>>>(*g, pl, delta);
+        dq<<<grid, kThreads, smem, st>>>(*g, pl, delta);
     } else {
         flash_bwd_dq_store_kernel<<<grid_for(rows * a.head_dim, kThreads), kThreads, 0, st>>>(
             *g, dq_acc);

@@ -133,6 +133,57 @@ static inline void pa_gpu_split_merge_args(const pa_problem *p, const pa_gpu_arg
     m->num_seqs = (int)p->batch;
 }
 
+/* Key splits of the generic flash kernel for p on a device of `units` compute units
+ * (polyattn_plan_options.num_splits): 1: none; N >= 2: at most N, capped at the key tiles;
+ * 0: splits only when the grid has fewer than two blocks per unit, enough to give it two,
+ * each split keeping at least two key tiles.  Capped at PA_MAX_SPLITS. */
+static inline int pa_gpu_flash_generic_splits(const pa_problem *p, int units)
+{
+    const int64_t tiles = (p->seq_kv + PA_GPU_FLASH_GENERIC_KEYS - 1) / PA_GPU_FLASH_GENERIC_KEYS;
+    if (p->num_splits == 1 || tiles < 2 || p->seq_q <= 0 || p->batch <= 0) return 1;
+    int64_t n = p->num_splits;
+    if (n < 2) {
+        const int64_t blocks = (p->seq_q + PA_GPU_FLASH_GENERIC_ROWS - 1) /
+                               PA_GPU_FLASH_GENERIC_ROWS * p->heads_q * p->batch;
+        const int64_t want = 2 * (int64_t)(units > 0 ? units : 1);
+        if (blocks >= want) return 1;
+        n = (want + blocks - 1) / blocks;
+        if (n > tiles / 2) n = tiles / 2;
+    }
+    if (n > tiles) n = tiles;
+    if (n > PA_MAX_SPLITS) n = PA_MAX_SPLITS;
+    return n < 2 ? 1 : (int)n;
+}
+
+/* pa_gpu_merge's arguments for a polyattn_merge_states call (no sinks, every row). */
+static inline void pa_gpu_merge_args_fill(const pa_merge_problem *m, const pa_merge_io *io,
+                                          pa_gpu_merge_args *g)
+{
+    memset(g, 0, sizeof *g);
+    g->parts = pa_gpu_ptr(&io->parts);
+    g->part_dtype = (int)m->part_dtype;
+    memcpy(g->part_stride, m->part_stride, sizeof g->part_stride);
+    g->parts_lse = (const float *)pa_gpu_ptr(&io->parts_lse);
+    g->out = pa_gpu_ptr(&io->out);
+    g->out_dtype = (int)m->out_dtype;
+    memcpy(g->out_stride, m->out_stride, sizeof g->out_stride);
+    g->out_lse = m->want_lse ? (float *)pa_gpu_ptr(&io->out_lse) : NULL;
+    g->num_parts = (int)m->num_parts;
+    g->batch = (int)m->batch;
+    g->heads = (int)m->heads;
+    g->seq = (int)m->seq;
+    g->head_dim_v = (int)m->head_dim_v;
+}
+
+/* Why pa_gpu_merge cannot take m (its int dimensions), NULL when it can. */
+static inline const char *pa_gpu_merge_refusal(const pa_merge_problem *m)
+{
+    if (m->num_parts > INT32_MAX || m->batch > INT32_MAX || m->heads > INT32_MAX ||
+        m->seq > INT32_MAX || m->head_dim_v > INT32_MAX)
+        return "merge_states: a dimension exceeds INT_MAX, the limit of the shared GPU kernel";
+    return NULL;
+}
+
 /* 1 when the problem has a forward score variant (the kernels' variant paths). */
 static inline int pa_gpu_has_variants(const pa_problem *p)
 {

@@ -11,6 +11,7 @@
 #include "gpu_port.h"
 #include "gpu_attn.h"
 #include "gpu_rows.h"
+#include "gpu_serving.h"
 #include "gpu_variants.h"
 
 #include <math.h>
@@ -90,8 +91,8 @@ __device__ __forceinline__ int visible_keys(const pa_gpu_args &a, int query)
 }
 
 struct TileBases {
-    int64_t q, k, v, o;
-    int head, batch;
+    int64_t q, k, v, o, lse; /* lse: index of row 0 of the tile's (batch, head) */
+    int head, batch, head_kv;
 };
 
 __device__ __forceinline__ TileBases tile_bases(const pa_gpu_args &a)
@@ -99,12 +100,46 @@ __device__ __forceinline__ TileBases tile_bases(const pa_gpu_args &a)
     TileBases t;
     t.head = blockIdx.y;
     t.batch = blockIdx.z;
-    const int head_kv = t.head / (a.heads_q / a.heads_kv);
+    t.head_kv = t.head / (a.heads_q / a.heads_kv);
     t.q = t.batch * a.q_stride[0] + t.head * a.q_stride[1];
-    t.k = t.batch * a.k_stride[0] + head_kv * a.k_stride[1];
-    t.v = t.batch * a.v_stride[0] + head_kv * a.v_stride[1];
+    t.k = t.batch * a.k_stride[0] + t.head_kv * a.k_stride[1];
+    t.v = t.batch * a.v_stride[0] + t.head_kv * a.v_stride[1];
     t.o = t.batch * a.o_stride[0] + t.head * a.o_stride[1];
+    t.lse = ((int64_t)t.batch * a.heads_q + t.head) * a.seq_q;
     return t;
+}
+
+/* The bases of sequence s of a serving problem (gpu_serving.h): Q, O and LSE rows and, for
+ * every layout but paged, K and V rows are linear in the row from these. */
+__device__ __forceinline__ TileBases serving_bases(const pa_gpu_args &a, int b, const pa_gpu_seq &s)
+{
+    TileBases t;
+    t.head = blockIdx.y;
+    t.batch = b;
+    t.head_kv = t.head / (a.heads_q / a.heads_kv);
+    t.q = pa_gpu_q_offset(a, b, s, t.head, 0, a.q_stride);
+    t.o = pa_gpu_q_offset(a, b, s, t.head, 0, a.o_stride);
+    t.lse = pa_gpu_lse_index(a, b, s, t.head, 0);
+    t.k = a.kv_layout == PA_GPU_KV_PAGED ? t.head_kv * a.k_stride[1]
+                                         : pa_gpu_kv_offset(a, b, s, t.head_kv, 0, a.k_stride);
+    t.v = a.kv_layout == PA_GPU_KV_PAGED ? t.head_kv * a.v_stride[1]
+                                         : pa_gpu_kv_offset(a, b, s, t.head_kv, 0, a.v_stride);
+    return t;
+}
+
+/* Element offset of key row `key` of K or V (base: t.k or t.v): a paged serving problem
+ * looks the key's block up in the block table (clamped), every other layout is linear. */
+template <bool kServe>
+__device__ __forceinline__ int64_t key_row(const pa_gpu_args &a, const TileBases &t, int64_t base,
+                                           int key, const int64_t stride[4])
+{
+    if (kServe && a.kv_layout == PA_GPU_KV_PAGED) {
+        const int n = key / a.kv_rows;
+        const int blk = pa_gpu_clampi(a.block_table[(int64_t)t.batch * a.max_blocks_per_seq + n], 0,
+                                      a.kv_count - 1);
+        return base + blk * stride[0] + (int64_t)(key - n * a.kv_rows) * stride[2];
+    }
+    return base + (int64_t)key * stride[2];
 }
 
 /* Shared-memory plan of both SIMT kernels (floats). */
@@ -119,7 +154,7 @@ constexpr int kSsFloats = kRows * kSsStride;
 
 /* One head_dim slice [dc, dc+32) of the Q tile (unscaled) and of the
  * key tile, fetched into registers: thread tid keeps column tid % 32 of rows tid/32 + 8i. */
-template <typename T>
+template <typename T, bool kServe>
 __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBases &t, int row0,
                                             int key0, int dc, float qr[kQPerThread],
                                             float kr[kKPerThread])
@@ -139,7 +174,7 @@ __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBase
     for (int i = 0; i < kKPerThread; ++i) {
         const int key = key0 + r0 + i * (kThreads / kChunk);
         kr[i] = dok && key < a.seq_kv
-                    ? to_f32(k[t.k + (int64_t)key * a.k_stride[2] + d * a.k_stride[3]])
+                    ? to_f32(k[key_row<kServe>(a, t, t.k, key, a.k_stride) + d * a.k_stride[3]])
                     : 0.f;
     }
 }
@@ -149,7 +184,7 @@ __device__ __forceinline__ void fetch_chunk(const pa_gpu_args &a, const TileBase
  * into registers while the current one is multiplied (float4 reads from shared memory).
  * The scale multiplies the finished dot products, so that a partial sum never overflows
  * where the score does not (polyattn.h, "Non-finite values"). */
-template <typename T>
+template <typename T, bool kServe = false>
 __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, float *qs, float *ks,
                            int key0, float qscale, float acc[2][4])
 {
@@ -162,7 +197,7 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
         for (int i = 0; i < 4; ++i)
             acc[r][i] = 0.f;
     float qr[kQPerThread], kr[kKPerThread];
-    fetch_chunk<T>(a, t, row0, key0, 0, qr, kr);
+    fetch_chunk<T, kServe>(a, t, row0, key0, 0, qr, kr);
     for (int dc = 0; dc < a.head_dim; dc += kChunk) {
         __syncthreads(); /* everyone is done reading the previous slice */
 #pragma unroll
@@ -172,7 +207,7 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
         for (int i = 0; i < kKPerThread; ++i)
             ks[(r0 + i * (kThreads / kChunk)) * kChunkStride + col] = kr[i];
         __syncthreads();
-        if (dc + kChunk < a.head_dim) fetch_chunk<T>(a, t, row0, key0, dc + kChunk, qr, kr);
+        if (dc + kChunk < a.head_dim) fetch_chunk<T, kServe>(a, t, row0, key0, dc + kChunk, qr, kr);
 #pragma unroll
         for (int d = 0; d < kChunk; d += 4) {
             const float4 x0 = *reinterpret_cast<const float4 *>(qs + sr * kChunkStride + d);
@@ -200,7 +235,7 @@ __device__ void score_tile(const pa_gpu_args &a, const TileBases &t, int row0, f
  * p(rr, j) = p[rr * p_stride + j] for lo[rr] <= j < vis[rr] and 0 elsewhere.  V comes
  * through shared memory in steps of 8 rows (group g stages row g), converted to f32 once.
  * p is indexed by the key relative to key0; lo and vis are absolute keys. */
-template <typename T, int C4>
+template <typename T, int C4, bool kServe = false>
 __device__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t, const float *p,
                               int p_stride, const int lo[kRowsPerGroup],
                               const int vis[kRowsPerGroup], float *vs, int key0, int nkeys,
@@ -213,7 +248,7 @@ __device__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t, const fl
         const int nk = min(kVKeys, nkeys - kc);
         __syncthreads();
         if (group < nk) {
-            const int64_t vrow = t.v + (int64_t)(key0 + kc + group) * a.v_stride[2];
+            const int64_t vrow = key_row<kServe>(a, t, t.v, key0 + kc + group, a.v_stride);
             for (int c = lane; c < vstride; c += kGroup)
                 vs[group * vstride + c] = c < dim_v ? to_f32(v[vrow + c * a.v_stride[3]]) : 0.f;
         }
@@ -243,10 +278,13 @@ __device__ void accumulate_pv(const pa_gpu_args &a, const TileBases &t, const fl
     }
 }
 
-/* Writes O rows (times inv) and the LSE; lse2 is in the exp2 domain (-inf: no key). */
-template <typename T, int C4>
+/* Writes O rows (times inv) and the LSE; lse2 is in the exp2 domain (-inf: no key).  A
+ * split-KV block (kServe, part_o set) writes its partial instead: f32 O rows of head_dim_v
+ * and the LSE, at the row's LSE index. */
+template <typename T, int C4, bool kServe = false>
 __device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0,
-                           const float o[kRowsPerGroup][C4][4], const float *inv, const float *lse2)
+                           const float o[kRowsPerGroup][C4][4], const float *inv, const float *lse2,
+                           float *part_o = nullptr, float *part_lse = nullptr)
 {
     T *out = static_cast<T *>(a.o);
     const int lane = threadIdx.x % kGroup;
@@ -254,6 +292,19 @@ __device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0,
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
         const int row = row0 + rr;
         if (row >= a.seq_q) continue;
+        const float lse = lse2[rr] == -INFINITY ? -INFINITY : lse2[rr] * kLn2;
+        if (kServe && part_o) {
+            float *prow = part_o + (t.lse + row) * a.head_dim_v;
+#pragma unroll
+            for (int c = 0; c < C4; ++c)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int col = 4 * lane + 4 * kGroup * c + e;
+                    if (col < a.head_dim_v) prow[col] = o[rr][c][e] * inv[rr];
+                }
+            if (lane == 0) part_lse[t.lse + row] = lse;
+            continue;
+        }
         const int64_t orow = t.o + (int64_t)row * a.o_stride[2];
 #pragma unroll
         for (int c = 0; c < C4; ++c)
@@ -263,15 +314,18 @@ __device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0,
                 if (col < a.head_dim_v)
                     out[orow + col * a.o_stride[3]] = from_f32<T>(o[rr][c][e] * inv[rr]);
             }
-        if (a.lse && lane == 0)
-            a.lse[((int64_t)t.batch * a.heads_q + t.head) * a.seq_q + row] =
-                lse2[rr] == -INFINITY ? -INFINITY : lse2[rr] * kLn2;
+        if (a.lse && lane == 0) a.lse[t.lse + row] = lse;
     }
 }
 
-/* Generic flash forward: online softmax over 64-key tiles, no N x N memory. */
-template <typename T, int C4>
-__global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
+/* Generic flash forward of one 32-query tile: online softmax over 64-key tiles, no N x N
+ * memory.  Dense problems (kServe false) see every key; a serving block passes its
+ * sequence's arguments (pa_gpu_args_for_seq), its bases and its split's keys
+ * [key_lo, key_hi), and with part_o set writes its split's partial without the sink. */
+template <typename T, int C4, bool kServe>
+__device__ __forceinline__ void flash_fwd_tile(const pa_gpu_args &a, const TileBases &t, int row0,
+                                               int key_lo, int key_hi, float *part_o,
+                                               float *part_lse)
 {
     extern __shared__ float4 smem4[];
     float *qs = reinterpret_cast<float *>(smem4);
@@ -279,8 +333,6 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
     float *ss = ks + kKsFloats; /* [kRows][kKeys + 1] */
     float *vs = ss + ((kSsFloats + 3) & ~3);
 
-    const TileBases t = tile_bases(a);
-    const int row0 = blockIdx.x * kRows;
     const int tid = threadIdx.x, lane = tid % kGroup, group = tid / kGroup;
     const int my_row0 = group * kRowsPerGroup;
     const int last_row = min(row0 + kRows, a.seq_q) - 1;
@@ -296,7 +348,12 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
         pa_gpu_visible_range(a, last_row, lo_last, key_end);
         if (tid < kRows) seen[tid] = 0; /* published by score_tile's barriers */
     }
-    const float sink2 = var ? pa_gpu_sink(a, t.head) * kLog2e : -INFINITY;
+    if (kServe) { /* key_lo is a multiple of kKeys: the tiles stay aligned (none past key_hi) */
+        key_begin = max(key_begin, key_lo);
+        key_end = min(key_end, key_hi);
+    }
+    /* a split's partial leaves the sink to the merge */
+    const float sink2 = var && !(kServe && part_o) ? pa_gpu_sink(a, t.head) * kLog2e : -INFINITY;
 
     float o[kRowsPerGroup][C4][4];
     float m[kRowsPerGroup], l[kRowsPerGroup];
@@ -317,7 +374,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
     const float qscale = var ? a.scale : a.scale * kLog2e; /* variants: natural units first */
     for (int key0 = key_begin - key_begin % kKeys; key0 < key_end; key0 += kKeys) {
         float acc[2][4];
-        score_tile<T>(a, t, row0, qs, ks, key0, qscale, acc);
+        score_tile<T, kServe>(a, t, row0, qs, ks, key0, qscale, acc);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int row = row0 + sr + r;
@@ -363,18 +420,51 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
                     o[rr][c][e] *= alpha;
         }
         /* accumulate_pv starts with a barrier: the probabilities are complete before use */
-        accumulate_pv<T, C4>(a, t, ss + my_row0 * kSsStride, kSsStride, my_lo, my_vis, vs, key0,
-                             min(kKeys, key_end - key0), o);
+        accumulate_pv<T, C4, kServe>(a, t, ss + my_row0 * kSsStride, kSsStride, my_lo, my_vis, vs,
+                                     key0, min(kKeys, key_end - key0), o);
     }
     __syncthreads(); /* every row's seen mark is in */
     float inv[kRowsPerGroup], lse2[kRowsPerGroup];
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
-        const bool any = var ? seen[my_row0 + rr] != 0 : my_vis[rr] > 0;
+        bool any = var ? seen[my_row0 + rr] != 0 : my_vis[rr] > 0;
+        if (kServe && !var) any = min(my_vis[rr], key_hi) > max(my_lo[rr], key_lo);
         inv[rr] = pa_gpu_row_inv(l[rr], any);
         lse2[rr] = pa_gpu_row_lse(m[rr] + log2f(l[rr]), l[rr], any);
     }
-    store_rows<T, C4>(a, t, row0 + my_row0, o, inv, lse2);
+    store_rows<T, C4, kServe>(a, t, row0 + my_row0, o, inv, lse2, part_o, part_lse);
+}
+
+/* Dense: grid (query tiles, heads_q, batch).  Serving (kServe): grid (query tiles x splits,
+ * heads_q, sequences); a block past its sequence's queries exits at once. */
+template <typename T, int C4, bool kServe>
+__global__ void __launch_bounds__(kThreads) flash_fwd_simt_kernel(pa_gpu_args a)
+{
+    if (!kServe) {
+        flash_fwd_tile<T, C4, false>(a, tile_bases(a), blockIdx.x * kRows, 0, a.seq_kv, nullptr,
+                                     nullptr);
+        return;
+    }
+    const int nsplit = a.num_splits > 1 ? a.num_splits : 1;
+    const int qtiles = gridDim.x / nsplit;
+    const int split = blockIdx.x / qtiles, row0 = (blockIdx.x - split * qtiles) * kRows;
+    const int b = blockIdx.z;
+    const pa_gpu_seq s = pa_gpu_seq_of(a, b);
+    if (row0 >= s.len_q) return; /* the whole block: before any barrier */
+    const TileBases t = serving_bases(a, b, s);
+    int key_lo = 0, key_hi = s.len_kv;
+    float *part_o = nullptr, *part_lse = nullptr;
+    if (nsplit > 1) { /* split `split` of the sequence's own key tiles */
+        const int tiles = (s.len_kv + kKeys - 1) / kKeys, per = (tiles + nsplit - 1) / nsplit;
+        key_lo = min(split * per, tiles) * kKeys; /* a multiple of kKeys, even when empty */
+        key_hi = min(key_lo + per * kKeys, s.len_kv);
+        const int64_t rows =
+            a.varlen_q ? (int64_t)a.heads_q * a.total_q : (int64_t)a.batch * a.heads_q * a.seq_q;
+        part_o = a.part_o + split * rows * a.head_dim_v;
+        part_lse = a.part_lse + split * rows;
+    }
+    flash_fwd_tile<T, C4, true>(pa_gpu_args_for_seq(a, s), t, row0, key_lo, key_hi, part_o,
+                                part_lse);
 }
 
 /* Fused: pass 1 writes every score of the tile (shared memory or workspace), pass 2 takes
@@ -583,7 +673,11 @@ typedef void (*flash_fn)(pa_gpu_args);
 typedef void (*fused_fn)(pa_gpu_args, int);
 template <typename T, int C4>
 struct PickFlash {
-    static constexpr flash_fn fn = flash_fwd_simt_kernel<T, C4>;
+    static constexpr flash_fn fn = flash_fwd_simt_kernel<T, C4, false>;
+};
+template <typename T, int C4>
+struct PickFlashServe {
+    static constexpr flash_fn fn = flash_fwd_simt_kernel<T, C4, true>;
 };
 template <typename T, int C4>
 struct PickFused {
@@ -601,10 +695,18 @@ extern "C" size_t pa_gpu_flash_generic_smem(const pa_gpu_args *a)
 extern "C" int pa_gpu_flash_generic(const pa_gpu_args *a, void *stream)
 {
     const size_t smem = pa_gpu_flash_generic_smem(a);
-    flash_fn kernel = pick_kernel<PickFlash, flash_fn>(a->dtype, c4_for(a->head_dim_v));
+    /* Serving layouts and splits take the kServe instance; dense problems keep theirs. */
+    const bool serve = a->varlen_q || a->kv_layout != PA_GPU_KV_DENSE || a->num_splits > 1;
+    const int c4 = c4_for(a->head_dim_v);
+    flash_fn kernel = serve ? pick_kernel<PickFlashServe, flash_fn>(a->dtype, c4)
+                            : pick_kernel<PickFlash, flash_fn>(a->dtype, c4);
     gpuError_t e = gpuFuncSetAttribute(kernel, 0, (int)smem);
     if (e != gpuSuccess) return (int)e;
-    const dim3 grid((a->seq_q + kRows - 1) / kRows, a->heads_q, a->batch);
+    const int nsplit = serve && a->num_splits > 1 ? a->num_splits : 1;
+    const int64_t qtiles = (a->seq_q + kRows - 1) / kRows;
+    if (qtiles == 0 || a->heads_q == 0 || a->batch == 0) return 0; /* no query row */
+    if (qtiles * nsplit > 0x7fffffff) return 1; /* cudaErrorInvalidValue / hipErrorInvalidValue */
+    const dim3 grid((unsigned)(qtiles * nsplit), a->heads_q, a->batch);
     kernel<<<grid, kThreads, smem, (gpuStream_t)stream>>>(*a);
     return (int)gpuGetLastError();
 }

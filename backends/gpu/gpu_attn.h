@@ -68,7 +68,12 @@ typedef struct pa_gpu_args {
 #define PA_GPU_MAX_HEAD_DIM 1024
 
 /* Generic flash (SIMT, f32 accumulation, O(seq) memory): any head_dim <= 1024, any
- * strides, f32/f16/bf16.  Needs pa_gpu_flash_generic_smem() bytes of shared memory. */
+ * strides, f32/f16/bf16.  Needs pa_gpu_flash_generic_smem() bytes of shared memory.  Takes
+ * every serving layout and split-KV (num_splits > 1: the partials, then pa_gpu_merge);
+ * dense unsplit problems run their own instance.  Blocks: (ceil(seq_q / ROWS) x splits,
+ * heads_q, batch), each over tiles of KEYS keys. */
+#define PA_GPU_FLASH_GENERIC_ROWS 32
+#define PA_GPU_FLASH_GENERIC_KEYS 64
 size_t pa_gpu_flash_generic_smem(const pa_gpu_args *a);
 int pa_gpu_flash_generic(const pa_gpu_args *a, void *stream);
 

@@ -45,7 +45,7 @@ static inline void pa_gpu_bwd_args_fill(const pa_problem *p, const pa_backward_i
     memset(ba, 0, sizeof *ba);
     pa_io fio;
     memset(&fio, 0, sizeof fio);
-    if (io) fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o;
+    if (io) fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o, fio.srv = io->srv;
     pa_problem np = *p;
     np.want_lse = 0, np.want_probs = 0;
     pa_gpu_args_fill(&np, io ? &fio : NULL, &ba->fwd);

@@ -140,6 +140,7 @@ static polyattn_status flash_backward(pa_device *dev, const pa_problem *p, void 
 
 typedef struct hip_plan {
     int mfma;   /* flash: the MFMA kernel, else the shared generic one */
+    int splits; /* flash: key splits of the generic kernel (1: none) */
     int in_lds; /* fused: the scores in LDS, else in the workspace */
 } hip_plan;
 
@@ -162,6 +163,7 @@ static const char *mfma_refusal(pa_device *dev, const pa_problem *p, int forced)
     if (p->head_dim % 8 != 0 || p->head_dim > 128 || p->head_dim_v > 128)
         return "head_dim must be a multiple of 8 and head dims at most 128";
     if (pa_gpu_has_variants(p)) return "score variants (the generic kernel has them)";
+    if (pa_problem_serving(p)) return "serving layouts (the generic kernel has them)";
     if (!forced) return "POLYATTN_FORCE=hip.mfma=on is not set (not yet validated on AMD hardware)";
     return NULL;
 }
@@ -183,10 +185,12 @@ static polyattn_status flash_plan(pa_device *dev, const pa_problem *p, hip_plan 
         st = backward_check(dev, p, why_not);
         if (st != POLYATTN_STATUS_SUCCESS) return st;
     }
+    plan->splits = 1;
     if (!mfma_refusal(dev, p, forced)) {
         plan->mfma = 1; /* its LDS tile is 8.5 KiB */
         return POLYATTN_STATUS_SUCCESS;
     }
+    plan->splits = pa_gpu_flash_generic_splits(p, pa_hip(dev)->compute_units);
     pa_gpu_args a;
     pa_gpu_args_fill(p, NULL, &a);
     return lds_check(dev, "flash (generic kernel)", pa_hip(dev)->k->flash_generic_smem(&a),
@@ -218,6 +222,10 @@ static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void *
     else
         pa_log(POLYATTN_LOG_DISPATCH, "hip flash: shared generic kernel (MFMA kernel not used: %s)",
                mfma_refusal(dev, p, forced));
+    if (plan->splits > 1)
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "hip flash: %d key splits (%d compute units), merged by pa_gpu_merge", plan->splits,
+               pa_hip(dev)->compute_units);
     if (p->want_backward)
         pa_log(POLYATTN_LOG_DISPATCH, "hip flash backward: shared SIMT kernels, dQ %s",
                p->deterministic ? "by a second pass (deterministic)" : "by f32 atomics");
@@ -225,11 +233,25 @@ static polyattn_status flash_prepare(pa_device *dev, const pa_problem *p, void *
     return POLYATTN_STATUS_SUCCESS;
 }
 
+/* The generic kernel's split-KV partials (pa_gpu_split_workspace at offset 0). */
 static uint64_t flash_workspace(pa_device *dev, const pa_problem *p)
 {
-    (void)dev;
-    (void)p;
-    return 0;
+    hip_plan plan;
+    const char *why;
+    if (flash_plan(dev, p, &plan, &why) != POLYATTN_STATUS_SUCCESS) return 0;
+    return pa_gpu_split_workspace(p, plan.splits);
+}
+
+static int flash_splits(pa_device *dev, const pa_problem *p)
+{
+    hip_plan plan;
+    const char *why;
+    return flash_plan(dev, p, &plan, &why) == POLYATTN_STATUS_SUCCESS ? plan.splits : 1;
+}
+
+static int flash_launches(pa_device *dev, const pa_problem *p)
+{
+    return 1 + (p->has_kv_append != 0) + (flash_splits(dev, p) > 1);
 }
 
 static int one_launch(pa_device *dev, const pa_problem *p)
@@ -248,11 +270,45 @@ static polyattn_status flash_forward(pa_device *dev, const pa_problem *p, void *
     pa_gpu_args_fill(p, io, &a);
     polyattn_status st = pa_hip_use(dev);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
+    const pa_hip_kernels *k = pa_hip(dev)->k;
+    hipStream_t stream = pa_hip(dev)->stream;
     if (plan->mfma)
-        return launch_status(dev, pa_hip(dev)->k->flash_mfma(&a, pa_hip(dev)->stream),
+        return launch_status(dev, k->flash_mfma(&a, stream),
                              "pa_hip_flash_mfma (flash_fwd_mfma_kernel)");
-    return launch_status(dev, pa_hip(dev)->k->flash_generic(&a, pa_hip(dev)->stream),
-                         "pa_gpu_flash_generic (flash_fwd_simt_kernel)");
+    /* KV append first: the attention reads the appended rows from the caches. */
+    if (p->has_kv_append) {
+        st = launch_status(dev, k->kv_append(&a, stream), "pa_gpu_kv_append (kv_append_kernel)");
+        if (st != POLYATTN_STATUS_SUCCESS) return st;
+    }
+    if (plan->splits > 1) {
+        const uint64_t need = pa_gpu_split_workspace(p, plan->splits);
+        if (!a.workspace || io->workspace_bytes < need)
+            return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT,
+                           "flash: %d key splits need a workspace of %llu bytes (got %llu)",
+                           plan->splits, (unsigned long long)need,
+                           (unsigned long long)io->workspace_bytes);
+        pa_gpu_split_bind(p, &a, plan->splits, 0);
+    }
+    st = launch_status(dev, k->flash_generic(&a, stream),
+                       "pa_gpu_flash_generic (flash_fwd_simt_kernel)");
+    if (st != POLYATTN_STATUS_SUCCESS || plan->splits <= 1) return st;
+    pa_gpu_merge_args m;
+    pa_gpu_split_merge_args(p, &a, &m);
+    return launch_status(dev, k->merge(&m, stream), "pa_gpu_merge (merge_kernel)");
+}
+
+/* polyattn_merge_states (the core checked sizes and overlaps). */
+polyattn_status pa_hip_merge_states(pa_device *dev, const pa_merge_problem *m,
+                                    const pa_merge_io *io)
+{
+    const char *why = pa_gpu_merge_refusal(m);
+    if (why) return pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED, "%s", why);
+    polyattn_status st = pa_hip_use(dev);
+    if (st != POLYATTN_STATUS_SUCCESS) return st;
+    pa_gpu_merge_args g;
+    pa_gpu_merge_args_fill(m, io, &g);
+    return launch_status(dev, pa_hip(dev)->k->merge(&g, pa_hip(dev)->stream),
+                         "pa_gpu_merge (merge_kernel)");
 }
 
 /* ---- fused: the shared kernel and glue, scores in LDS or in the workspace -- */
@@ -555,7 +611,8 @@ static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, voi
 const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     /* Score variants: every forward has them all (the unfused softmax in
      * mask_softmax_variants.cu, the shared fused and generic flash kernels; never the MFMA
-     * kernel); no backward has any yet. */
+     * kernel); no backward has any yet.  Serving layouts: flash only (the generic kernel,
+     * key splits, KV append), its backward varlen q/kv; unfused and fused are dense. */
     {.algo = POLYATTN_ALGO_UNFUSED,
      .check = unfused_check,
      .workspace_size = unfused_workspace,
@@ -577,8 +634,11 @@ const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     {.algo = POLYATTN_ALGO_FLASH,
      .check = flash_check,
      .workspace_size = flash_workspace,
-     .features = PA_HIP_FORWARD_FEATURES,
-     .kernel_launches = one_launch,
+     .features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV |
+                 PA_FEATURE_KV_CACHE | PA_FEATURE_PAGED_KV | PA_FEATURE_KV_APPEND,
+     .backward_features = PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV,
+     .splits = flash_splits,
+     .kernel_launches = flash_launches,
      .prepare = flash_prepare,
      .release = plan_release,
      .forward = flash_forward,

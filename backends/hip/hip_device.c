@@ -243,6 +243,8 @@ static void load_kernels_locked(void)
     PA_HIP_SYM(bwd_probs, "pa_gpu_bwd_probs");
     PA_HIP_SYM(bwd_dscores, "pa_gpu_bwd_dscores");
     PA_HIP_SYM(gemm, "pa_gpu_gemm");
+    PA_HIP_SYM(kv_append, "pa_gpu_kv_append");
+    PA_HIP_SYM(merge, "pa_gpu_merge");
 #undef PA_HIP_SYM
     if (missing) {
         kernels_status = POLYATTN_STATUS_INTERNAL_ERROR;
@@ -469,6 +471,7 @@ const pa_backend_ops pa_hip_backend_ops = {
     .event_elapsed_ms = hip_event_elapsed_ms,
     .algos = pa_hip_algos,
     .n_algos = PA_HIP_N_ALGOS,
+    .merge_states = pa_hip_merge_states,
 };
 
 POLYATTN_API const pa_backend_ops *polyattn_backend_entry(void);

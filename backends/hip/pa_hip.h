@@ -44,6 +44,9 @@ typedef struct pa_hip_kernels {
     int (*bwd_dscores)(const pa_gpu_args *a, const float *probs, float *dp, const float *delta,
                        void *stream);
     int (*gemm)(const pa_gpu_gemm_desc *d, void *stream);
+    /* serving (gpu_serving.cu) */
+    int (*kv_append)(const pa_gpu_args *a, void *stream);
+    int (*merge)(const pa_gpu_merge_args *m, void *stream);
     hipError_t (*fill_u32)(void *dst, uint32_t value, uint64_t count, hipStream_t stream);
 } pa_hip_kernels;
 
@@ -66,6 +69,10 @@ static inline pa_hip_device *pa_hip(pa_device *dev) { return (pa_hip_device *)de
 extern const pa_backend_ops pa_hip_backend_ops;
 #define PA_HIP_N_ALGOS 3 /* unfused, fused, flash */
 extern const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS];
+
+/* polyattn_merge_states through the shared merge kernel (hip_algos.c). */
+polyattn_status pa_hip_merge_states(pa_device *dev, const pa_merge_problem *m,
+                                    const pa_merge_io *io);
 
 /* Records a failed HIP call in the context's error slot with the runtime's own words and
  * returns the mapped status. */

@@ -13,6 +13,7 @@
 #include "gemm_tiled.h"
 #include "pa_hip.h"
 #include "pa_testkit.h"
+#include "serving_gpu_suite.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,8 @@ static const pa_hip_kernels emu_kernels = {
     .bwd_probs = pa_gpu_bwd_probs,
     .bwd_dscores = pa_gpu_bwd_dscores,
     .gemm = pa_gpu_gemm,
+    .kv_append = pa_gpu_kv_append,
+    .merge = pa_gpu_merge,
 };
 
 static polyattn_status emu_probe(int *count, const char **reason)
@@ -158,6 +161,7 @@ static const pa_backend_ops emu_ops = {
     .event_elapsed_ms = emu_elapsed,
     .algos = pa_hip_algos, /* the hip backend's own algorithm table */
     .n_algos = PA_HIP_N_ALGOS,
+    .merge_states = pa_hip_merge_states,
 };
 
 /* The backward of every case x dtype: unfused, fused and flash with atomic dQ, and flash
@@ -331,9 +335,26 @@ static int backward_tiles_check(void)
     return bad ? 1 : 0;
 }
 
+/* --serving: the serving layouts through the hip flash glue (a quick subset of
+ * serving_gpu_suite.c; the key splits run the merge kernel of merge_states). */
+static int serving_main(polyattn_context *context, int verbose)
+{
+    serving_suite_use(context);
+    serving_suite_options o = {.label = "emulated hip",
+                               .quick = 1,
+                               .generic_splits = 1,
+                               .tol_scale = 1.0,
+                               .verbose = verbose};
+    const int failed = serving_gpu_suite(&o);
+    polyattn_context_destroy(context);
+    pa_tk_shutdown();
+    return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *only = argc > 1 ? argv[1] : NULL; /* a case name, to debug one */
+    const int serving = argc > 1 && strcmp(argv[1], "--serving") == 0;
+    const char *only = argc > 1 && !serving ? argv[1] : NULL; /* a case name, to debug one */
     emu.base.ops = &emu_ops;
     emu.base.index = 0;
     snprintf(emu.arch, sizeof emu.arch, "gfx90a");
@@ -348,6 +369,7 @@ int main(int argc, char **argv)
         printf("FAIL: cannot wrap the emulated device\n");
         return 1;
     }
+    if (serving) return serving_main(ctx, argc > 2 && strcmp(argv[2], "-v") == 0);
 
     /* The shared table, plus the largest head dim the kernels take (the seed's D = 1024), to
      * show that every path fits AMD's 64 KiB of LDS there too. */
