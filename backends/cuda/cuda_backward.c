@@ -18,6 +18,7 @@ static const char *mma_bwd_refusal(const pa_cuda_device *dev, const pa_problem *
 {
     if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
     if (dev->cc_major < 8) return "the device is older than sm_80";
+    if (pa_problem_serving(p)) return "varlen layouts (the SIMT backward has them)";
     if (p->head_dim != p->head_dim_v || !pa_cuda_flash_tc_bwd_has_head_dim((int)p->head_dim))
         return "head_dim is not 64 or 128 (or differs from head_dim_v)";
     const int64_t *s[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};

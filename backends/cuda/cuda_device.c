@@ -307,7 +307,8 @@ static polyattn_status cuda_merge_states(pa_device *d, const pa_merge_problem *m
 #define PA_CUDA_FORWARD_FEATURES                                                                   \
     (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \
      PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
-/* Serving layouts: flash only (the serving kernel, flash_tc_serving.cu), forward only. */
+/* Serving layouts: flash only (the tensor-core serving kernel, flash_tc_serving.cu, or the
+ * generic one); the SIMT backward has varlen. */
 #define PA_CUDA_SERVING_FEATURES                                                                   \
     (PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV | PA_FEATURE_KV_CACHE | PA_FEATURE_PAGED_KV |      \
      PA_FEATURE_KV_APPEND)
@@ -325,6 +326,7 @@ const pa_algo_ops pa_cuda_algos[3] = {
         .forward = pa_cuda_flash_forward,
         .backward_workspace_size = pa_cuda_flash_backward_workspace,
         .backward = pa_cuda_flash_backward,
+        .backward_features = PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV,
         .splits = pa_cuda_flash_splits,
     },
 };

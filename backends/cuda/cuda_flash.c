@@ -99,7 +99,8 @@ polyattn_status pa_cuda_flash_forward(pa_device *d, const pa_problem *p, void *s
     if (p->has_kv_append) PA_CU_LAUNCH(d, pa_gpu_kv_append(&a, dev->stream));
     if (fp->serving) {
         pa_gpu_split_bind(p, &a, fp->splits, 0);
-        PA_CU_LAUNCH(d, pa_cuda_flash_serving(&a, fp->pack, dev->stream));
+        if (fp->kernel == PA_CUDA_FWD_SIMT) PA_CU_LAUNCH(d, pa_gpu_flash_generic(&a, dev->stream));
+        else PA_CU_LAUNCH(d, pa_cuda_flash_serving(&a, fp->pack, dev->stream));
         if (fp->splits > 1) {
             pa_gpu_merge_args m;
             pa_gpu_split_merge_args(p, &a, &m);
@@ -131,7 +132,7 @@ int pa_cuda_flash_splits(pa_device *d, const pa_problem *p)
     pa_cuda_flash_plan fp;
     const char *why;
     return pa_cuda_flash_plan_make(pa_cuda_dev(d), p, &fp, &why) == POLYATTN_STATUS_SUCCESS &&
-                   fp.serving && fp.splits > 1
+                   fp.splits > 1
                ? fp.splits
                : 1;
 }

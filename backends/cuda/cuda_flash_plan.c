@@ -191,7 +191,8 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     const size_t n = sizeof dev->note[2];
     const pa_flash_split *s = &fp->split;
     if (fp->kernel == PA_CUDA_FWD_SIMT) {
-        snprintf(note, n, "generic SIMT kernel (tensor cores not used: %.100s)", simt_why);
+        snprintf(note, n, "generic SIMT kernel (tensor cores not used: %.80s)%s", simt_why,
+                 fp->splits > 1 ? ", key splits merged by log-sum-exp" : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -247,6 +248,8 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     }
     const char *simt_why = mma_why;
     int pack = 0;
+    if (pa_problem_serving(p) && f.flash == PA_CUDA_FWD_WGMMA)
+        return refuse(dev, "cuda.flash=wgmma", "the wgmma kernel has no serving layouts", why_not);
     if (!mma_why && (pa_problem_serving(p) || dense_wants_splits(dev, p)) &&
         f.flash != PA_CUDA_FWD_SIMT && f.flash != PA_CUDA_FWD_WGMMA) {
         if (serving_kernel_takes(p, &pack)) {
@@ -269,14 +272,6 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
                           : "serving layouts at a head dim without a serving instance";
         simt_why = mma_why;
     }
-    if (mma_why && pa_problem_serving(p)) {
-        snprintf(dev->why, sizeof dev->why,
-                 "%s; the generic kernel has no serving layouts yet (the tensor-core serving "
-                 "kernel takes f16/bf16 at head dims 64, 128, 256)",
-                 mma_why);
-        *why_not = dev->why;
-        return POLYATTN_STATUS_UNSUPPORTED;
-    }
     if (f.flash == PA_CUDA_FWD_SIMT) {
         fp->kernel = PA_CUDA_FWD_SIMT;
         simt_why = "forced by POLYATTN_FORCE cuda.flash=simt";
@@ -294,6 +289,11 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
                           why_not);
         pa_gpu_args a;
         pa_gpu_args_fill(p, NULL, &a);
+        if (pa_problem_serving(p)) { /* the generic kernel's serving copy, key splits */
+            fp->serving = 1;
+            fp->splits = pa_gpu_flash_generic_splits(p, sms_of(dev));
+            fp->workspace = pa_gpu_split_workspace(p, fp->splits);
+        }
         const size_t smem = pa_gpu_flash_generic_smem(&a);
         if (smem > dev->smem_optin) {
             snprintf(dev->why, sizeof dev->why,
@@ -303,7 +303,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
             *why_not = dev->why;
             return POLYATTN_STATUS_UNSUPPORTED;
         }
-        fp->launches = 1;
+        fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
     } else {
         const char *wg_why = wgmma_refusal(dev, p);
         if (f.flash == PA_CUDA_FWD_WGMMA && wg_why)
@@ -341,7 +341,7 @@ planned:
 void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p)
 {
     const pa_flash_split *s = &fp->split;
-    if (fp->serving)
+    if (fp->serving && fp->kernel == PA_CUDA_FWD_MMA)
         pa_log(POLYATTN_LOG_DISPATCH,
                "cuda flash: serving kernel (mma.sync), head_dim %lld, %s; pack %d, %d key "
                "splits, workspace %llu bytes",
