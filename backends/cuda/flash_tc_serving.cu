@@ -60,7 +60,9 @@ __global__ void __launch_bounds__(ServingTraits<HEAD_DIM, PACK>::kThreads,
     const pa_gpu_seq seq = pa_gpu_seq_of(a, b);
     const int group = a.heads_q / a.heads_kv, G = PACK ? group : 1;
     const int n_rows = seq.len_q * G; /* rows of this (sequence, head) */
-    const int row0 = blockIdx.x * BM;
+    /* Causal: the last query tiles see the most keys; start them first (as flash_tc.cu). */
+    const int m_block = a.mask && !PACK ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+    const int row0 = m_block * BM;
     if (row0 >= n_rows) return;
     const pa_gpu_args sa = pa_gpu_args_for_seq(a, seq); /* the sequence's own lengths */
     const int head_kv = PACK ? blockIdx.y : blockIdx.y / group;
