@@ -77,7 +77,8 @@ static const char *coop_shape(const ocl_device *d, const pa_problem *p, uint64_t
                    nc = (uint64_t)((dv + vw - 1) / vw);
     uint64_t big = (uint64_t)r * (uint64_t)p->head_dim + (uint64_t)r * sp;
     if (big < (uint64_t)r * nc * (uint64_t)vw) big = (uint64_t)r * nc * (uint64_t)vw;
-    c->local_bytes = 4 * (big + COOP_WG + 2 * (uint64_t)r) + 8 * 2 * (uint64_t)r + 4 * (uint64_t)r;
+    c->local_bytes =
+        4 * (big + COOP_WG + 2 * (uint64_t)r) + 8 * (2 * (uint64_t)r + tk) + 4 * (uint64_t)r;
     if (COOP_WG > d->caps.max_wg)
         return "the cooperative decode kernel needs 128 work-items per group";
     if (c->local_bytes > ocl_local_budget(&d->caps))

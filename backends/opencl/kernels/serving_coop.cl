@@ -69,8 +69,7 @@ inline CO_FV co_loadv(__global const STORAGE *p, long i, int al)
 #else
     const CO_CAT(ushort, CO_VW) u =
         al ? *(__global const CO_CAT(ushort, CO_VW) *)(p + i) : CO_CAT(vload, CO_VW)(0, p + i);
-    return CO_CAT(as_float, CO_VW)(CO_CAT(convert_uint, CO_VW)(u)
-                                   << (CO_CAT(uint, CO_VW))(16));
+    return CO_CAT(as_float, CO_VW)(CO_CAT(convert_uint, CO_VW)(u) << (CO_CAT(uint, CO_VW))(16));
 #endif
 }
 #endif
@@ -84,20 +83,26 @@ inline CO_FV co_loadv_any(__global const STORAGE *p, long c0, long s3)
     return CO_LOADF(t);
 }
 
-#define CO_VAR(h)                                                                              \
-    pa_var_make(b, (h), heads_q, PA_LOG2E, va_slopes, va_slopes_off, va_slopes_per_batch,      \
-                va_bias, va_bias_off, va_bias_st, va_mask, va_mask_off, va_mask_st, va_sinks, \
-                va_sinks_off, va_wl, va_wr, va_softcap, diag)
+#define CO_VAR(h)                                                                                  \
+    pa_var_make(b, (h), heads_q, PA_LOG2E, va_slopes, va_slopes_off, va_slopes_per_batch, va_bias, \
+                va_bias_off, va_bias_st, va_mask, va_mask_off, va_mask_st, va_sinks, va_sinks_off, \
+                va_wl, va_wr, va_softcap, diag)
 
 /* grid: (CO_WG, heads_kv, batch * n_splits), work-groups of CO_WG.  The arguments are
  * flash_serving_fwd_kernel's with k_al / v_al (8-element aligned K / V rows) after part_off. */
 __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_coop_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
-    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
-    long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int group,
-    float scale_log2, int causal, int top_left, int n_splits, __global float *part,
-    long part_off, int k_al, int v_al, PA_SRV_PARAMS PA_VAR_PARAMS)
+    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o, long o_off,
+    long4 o_st, __global float *lse, long lse_off, int want_lse, int group, float scale_log2,
+    int causal, int top_left, int n_splits, __global float *part, long part_off, int k_al, int v_al,
+    PA_SRV_PARAMS PA_VAR_PARAMS)
 {
+    __local float big[CO_BIG]; /* Q and the scores; at the end the key lanes' O */
+    __local float *qs = big, *ss = big + CO_QS;
+    __local float red[CO_WG], row_f[CO_R], row_m[CO_R];
+    __local long row_lo[CO_R], row_hi[CO_R];
+    __local long vrow[CO_TK]; /* the tile's V row offsets (one block-table walk a key) */
+    __local int row_seen[CO_R];
     const int w = (int)get_local_id(0);
     const long hk = get_group_id(1), b = get_group_id(2) / n_splits,
                split = get_group_id(2) % n_splits;
@@ -112,12 +117,6 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
     (void)va_mat0;
     (void)va_diag;
     (void)va_heads_q;
-
-    __local float big[CO_BIG]; /* Q and the scores; at the end the key lanes' O */
-    __local float *qs = big, *ss = big + CO_QS;
-    __local float red[CO_WG], row_f[CO_R], row_m[CO_R];
-    __local long row_lo[CO_R], row_hi[CO_R];
-    __local int row_seen[CO_R];
 
     /* The rows' key ranges (causal, window) within the split; Q scaled into local memory. */
     if (w < CO_R) {
@@ -143,7 +142,8 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
     barrier(CLK_LOCAL_MEM_FENCE);
     long kv_begin = ks1, kv_end = ks0;
     for (int r = 0; r < CO_R; r++)
-        if (row_hi[r] > row_lo[r]) kv_begin = min(kv_begin, row_lo[r]), kv_end = max(kv_end, row_hi[r]);
+        if (row_hi[r] > row_lo[r])
+            kv_begin = min(kv_begin, row_lo[r]), kv_end = max(kv_end, row_hi[r]);
 
     /* Step 1's key and rows. */
     const int j1 = w % CO_TK, g1 = w / CO_TK;
@@ -166,19 +166,23 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
     const int c3 = w % CO_NC, kl = w / CO_NC, pv_on = kl < CO_KL;
     const int vec_v = HEAD_DIM_V % CO_VW == 0 && v_st.s3 == 1;
     CO_FV acc[CO_R];
-    for (int r = 0; r < CO_R; r++) acc[r] = (CO_FV)(0.0f);
+    for (int r = 0; r < CO_R; r++)
+        acc[r] = (CO_FV)(0.0f);
 
     for (long key0 = kv_begin; key0 < kv_end; key0 += CO_TK) {
         {
             const long key = key0 + j1;
             float dot[CO_RPT];
-            for (int x = 0; x < CO_RPT; x++) dot[x] = 0.0f;
+            for (int x = 0; x < CO_RPT; x++)
+                dot[x] = 0.0f;
             const long kro = key < kv_end ? pa_key_row(&s, hk, key, k_st, PA_SRV_ARGS) : -1;
+            if (g1 == 0) vrow[j1] = key < kv_end ? pa_key_row(&s, hk, key, v_st, PA_SRV_ARGS) : -1;
             if (kro >= 0) {
                 __global const STORAGE *kr = k + k_off + kro;
                 if (vec_k) {
                     float8 a8[CO_RPT];
-                    for (int x = 0; x < CO_RPT; x++) a8[x] = (float8)(0.0f);
+                    for (int x = 0; x < CO_RPT; x++)
+                        a8[x] = (float8)(0.0f);
                     for (int d = 0; d < HEAD_DIM; d += 8) {
                         const float8 kk = co_load8(kr, d, k_al);
                         for (int x = 0; x < CO_RPT; x++)
@@ -210,13 +214,15 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
         barrier(CLK_LOCAL_MEM_FENCE);
         {
             float bm = -INFINITY;
-            for (int j = t2; j < CO_TK; j += CO_T) bm = fmax(bm, ss[r2 * CO_SP + j]);
+            for (int j = t2; j < CO_TK; j += CO_T)
+                bm = fmax(bm, ss[r2 * CO_SP + j]);
             red[w] = bm;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         {
             float bm = -INFINITY;
-            for (int u = 0; u < CO_T; u++) bm = fmax(bm, red[r2 * CO_T + u]);
+            for (int u = 0; u < CO_T; u++)
+                bm = fmax(bm, red[r2 * CO_T + u]);
             const float m_new = fmax(m_run, bm), m_use = m_new == -INFINITY ? 0.0f : m_new;
             const float alpha = exp2(m_run - m_use);
             m_run = m_new;
@@ -231,10 +237,11 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         if (pv_on) {
-            for (int r = 0; r < CO_R; r++) acc[r] *= row_f[r];
+            for (int r = 0; r < CO_R; r++)
+                acc[r] *= row_f[r];
             const int nk = (int)min((long)CO_TK, kv_end - key0);
             for (int j = kl; j < nk; j += CO_KL) {
-                const long vro = pa_key_row(&s, hk, key0 + j, v_st, PA_SRV_ARGS);
+                const long vro = vrow[j];
                 if (vro < 0) continue;
                 __global const STORAGE *vr = v + v_off + vro;
                 const CO_FV vv = vec_v ? co_loadv(vr, (long)c3 * CO_VW, v_al)
@@ -254,7 +261,8 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
     barrier(CLK_LOCAL_MEM_FENCE);
     if (w < CO_R && w < nrows) {
         float l = 0.0f, m = row_m[w];
-        for (int u = 0; u < CO_T; u++) l += red[w * CO_T + u];
+        for (int u = 0; u < CO_T; u++)
+            l += red[w * CO_T + u];
         const int seen = row_seen[w];
         const long i = w / group, h = hk * group + w % group;
         if (n_splits > 1) {
