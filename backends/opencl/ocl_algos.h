@@ -82,11 +82,12 @@ void ocl_unfused_options(const pa_problem *p, char *buf, size_t size);
 
 /* ---- POLYATTN_FORCE keys (ocl_force.c) ------------------------------------ */
 
-enum { OCL_FORCE_NONE = 0, OCL_FORCE_TILED, OCL_FORCE_ROWS };
+enum { OCL_FORCE_NONE = 0, OCL_FORCE_TILED, OCL_FORCE_ROWS, OCL_FORCE_COOP };
 
 typedef struct ocl_force {
     int flash;     /* opencl.flash: OCL_FORCE_TILED or _ROWS */
     int bwd;       /* opencl.bwd */
+    int serving;   /* opencl.serving: OCL_FORCE_COOP or _ROWS */
     int has_tiles; /* opencl.tiles */
     ocl_tiles tiles;
     int has_bwd_tiles; /* opencl.bwd_tiles */
@@ -125,13 +126,19 @@ typedef struct ocl_bwd_choice {
     char forced[160];
 } ocl_bwd_choice;
 
-/* The forward of a serving-layout flash plan (ocl_serving.c, kernels/serving.cl). */
+/* The forward of a serving-layout flash plan (ocl_serving.c, kernels/serving.cl and
+ * serving_coop.cl). */
 typedef struct ocl_srv_choice {
-    int rows;        /* packed (query, head) rows per work-item */
-    size_t group;    /* work-items per work-group */
-    uint64_t items;  /* work-items per (sequence, KV head, split), before rounding */
-    int splits;      /* key splits (1: none) */
-    uint64_t part_o; /* splits: floats of the partial O (the partial LSE follows) */
+    int coop;          /* the cooperative decode kernel (GPUs), else the row kernel */
+    int forced;        /* opencl.serving chose the kernel */
+    const char *unfit; /* opencl.serving=coop: why the coop kernel cannot take the problem */
+    int rows;          /* row kernel: packed (query, head) rows per work-item */
+    size_t group;      /* work-items per work-group */
+    uint64_t items;    /* row kernel: work-items per (sequence, KV head, split), before rounding */
+    int co_r, co_rg, co_vw; /* coop: packed rows (a power of two), row groups, V columns */
+    uint64_t local_bytes;   /* coop: local memory of one work-group */
+    int splits;             /* key splits (1: none) */
+    uint64_t part_o;        /* splits: floats of the partial O (the partial LSE follows) */
     uint64_t workspace;
 } ocl_srv_choice;
 
@@ -250,7 +257,8 @@ polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem 
 /* ---- serving layouts (ocl_serving.c) and merge_states (ocl_merge.c) ------ */
 
 /* The serving forward's decision (pure; NULL or why the plan cannot run). */
-const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, ocl_srv_choice *c);
+const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
+                               ocl_srv_choice *c);
 polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char **why_not);
 polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s);
 polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const ocl_plan_state *s,

@@ -84,7 +84,9 @@ uint64_t ocl_flash_workspace(pa_device *dev, const pa_problem *p)
 {
     if (!pa_problem_serving(p)) return 0;
     ocl_srv_choice c; /* the key splits' partial results */
-    return ocl_serving_decide((const ocl_device *)dev, p, &c) ? 0 : c.workspace;
+    ocl_force f;
+    if (ocl_force_read((ocl_device *)dev, &f)) return 0;
+    return ocl_serving_decide((const ocl_device *)dev, p, &f, &c) ? 0 : c.workspace;
 }
 
 polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **state)

@@ -9,6 +9,7 @@
  *   opencl.bwd_tiles=RxC:RGxCG:DK:VN tile of the tiled flash backward
  *   opencl.unfused_chunk=N           unfused: at most N matrices (forward) or GQA groups
  *                                    (backward) per CLBlast pass
+ *   opencl.serving=coop|rows         serving forward kernel (cooperative decode or rows)
  */
 #include "ocl_algos.h"
 
@@ -18,7 +19,8 @@
 
 #define PREFIX "opencl."
 
-static const char *const known[] = {"flash", "bwd", "tiles", "bwd_tiles", "unfused_chunk"};
+static const char *const known[] = {"flash",     "bwd",           "tiles",
+                                    "bwd_tiles", "unfused_chunk", "serving"};
 
 static int tiled_or_rows(const char *v)
 {
@@ -58,7 +60,8 @@ const char *ocl_force_read(ocl_device *d, ocl_force *f)
             if (!ok) {
                 snprintf(d->force_error, sizeof d->force_error,
                          "POLYATTN_FORCE: unknown key %.*s (OpenCL keys: " PREFIX "flash, " PREFIX
-                         "tiles, " PREFIX "bwd, " PREFIX "bwd_tiles, " PREFIX "unfused_chunk)",
+                         "tiles, " PREFIX "bwd, " PREFIX "bwd_tiles, " PREFIX
+                         "unfused_chunk, " PREFIX "serving)",
                          (int)(eq - s), s);
                 return d->force_error;
             }
@@ -72,6 +75,11 @@ const char *ocl_force_read(ocl_device *d, ocl_force *f)
         return bad(d, "flash", v, "expected tiled or rows");
     if (pa_force_get(&d->base, PREFIX "bwd", v, sizeof v) && !(f->bwd = tiled_or_rows(v)))
         return bad(d, "bwd", v, "expected tiled or rows");
+    if (pa_force_get(&d->base, PREFIX "serving", v, sizeof v) &&
+        !(f->serving = !strcmp(v, "coop")   ? OCL_FORCE_COOP
+                       : !strcmp(v, "rows") ? OCL_FORCE_ROWS
+                                            : 0))
+        return bad(d, "serving", v, "expected coop or rows");
     int x[6];
     if (pa_force_get(&d->base, PREFIX "tiles", v, sizeof v)) {
         if (!six_ints(v, x))

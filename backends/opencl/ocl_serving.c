@@ -13,10 +13,20 @@
 #define SPLIT_MAX_SEQ_Q 16
 /* Keys a split walks at least when the plan chooses the count. */
 #define SPLIT_MIN_KEYS 256
+/* The cooperative decode kernel (kernels/serving_coop.cl): work-items a group, packed rows
+ * (max_seqlen_q x GQA group) at most, O accumulators a work-item (rows x V columns), key lanes
+ * of its P x V step at most. */
+#define COOP_WG 128
+#define COOP_MAX_ROWS 64
+#define COOP_ACC 64
+#define COOP_MAX_LANES 16
+/* Work-groups per compute unit the coop kernel's splits aim for (latency hiding). */
+#define COOP_GROUPS_PER_CU 4
 
 /* The split count: p->num_splits (1 none, N: N where the keys allow), else from the grid's
- * work-groups and the device's compute units. */
-static int choose_splits(const ocl_device *d, const pa_problem *p, const ocl_srv_choice *c)
+ * work-groups (groups per (sequence, KV head)) and the device's compute units. */
+static int choose_splits(const ocl_device *d, const pa_problem *p, uint64_t per_head,
+                         uint64_t per_cu)
 {
     const int64_t kb = ocl_tune.flash_rows_kb;
     const int64_t by_keys = (p->seq_kv + kb - 1) / kb;
@@ -25,10 +35,9 @@ static int choose_splits(const ocl_device *d, const pa_problem *p, const ocl_srv
         n = p->num_splits;
     } else {
         if (p->seq_q > SPLIT_MAX_SEQ_Q) return 1;
-        const uint64_t groups =
-            (uint64_t)p->batch * (uint64_t)p->heads_kv * ((c->items + c->group - 1) / c->group);
+        const uint64_t groups = (uint64_t)p->batch * (uint64_t)p->heads_kv * per_head;
         const uint64_t target =
-            2 * (uint64_t)(d->caps.compute_units > 0 ? d->caps.compute_units : 1);
+            per_cu * (uint64_t)(d->caps.compute_units > 0 ? d->caps.compute_units : 1);
         if (groups >= target) return 1;
         n = (int64_t)((target + groups - 1) / groups);
         const int64_t by_min = (p->seq_kv + SPLIT_MIN_KEYS - 1) / SPLIT_MIN_KEYS;
@@ -39,7 +48,47 @@ static int choose_splits(const ocl_device *d, const pa_problem *p, const ocl_srv
     return n < 1 ? 1 : (int)n;
 }
 
-const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, ocl_srv_choice *c)
+/* The coop kernel's shape for `packed` rows: NULL, or why it cannot take the problem. */
+static const char *coop_shape(const ocl_device *d, const pa_problem *p, uint64_t packed,
+                              ocl_srv_choice *c)
+{
+    if (packed > COOP_MAX_ROWS)
+        return "the cooperative decode kernel takes at most 64 packed rows (max_seqlen_q x "
+               "GQA group)";
+    int r = 1;
+    while ((uint64_t)r < packed)
+        r *= 2;
+    const int64_t dv = p->head_dim_v;
+    int vw = COOP_ACC / r > 8 ? 8 : COOP_ACC / r;
+    /* Wide enough that the V columns fit the group, narrow enough for few key lanes. */
+    while (vw < 8 && (dv + vw - 1) / vw > COOP_WG)
+        vw *= 2;
+    while (vw > 1 && COOP_WG / ((dv + vw - 1) / vw) > COOP_MAX_LANES &&
+           (dv + vw / 2 - 1) / (vw / 2) <= COOP_WG)
+        vw /= 2;
+    if ((dv + vw - 1) / vw > COOP_WG || r * vw > 2 * COOP_ACC)
+        return "head_dim_v is too large for the cooperative decode kernel at this many rows";
+    c->coop = 1;
+    c->co_r = r;
+    c->co_rg = r > 8 ? r / 8 : 1;
+    c->co_vw = vw;
+    c->group = COOP_WG;
+    const uint64_t tk = COOP_WG / c->co_rg, sp = tk + COOP_WG / r,
+                   nc = (uint64_t)((dv + vw - 1) / vw);
+    uint64_t big = (uint64_t)r * (uint64_t)p->head_dim + (uint64_t)r * sp;
+    if (big < (uint64_t)r * nc * (uint64_t)vw) big = (uint64_t)r * nc * (uint64_t)vw;
+    c->local_bytes =
+        4 * (big + COOP_WG + 2 * (uint64_t)r) + 8 * (2 * (uint64_t)r + tk) + 4 * (uint64_t)r;
+    if (COOP_WG > d->caps.max_wg)
+        return "the cooperative decode kernel needs 128 work-items per group";
+    if (c->local_bytes > ocl_local_budget(&d->caps))
+        return "the cooperative decode kernel needs more local memory than the device has "
+               "(head dim and rows)";
+    return NULL;
+}
+
+const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
+                               ocl_srv_choice *c)
 {
     memset(c, 0, sizeof *c);
     if (!ocl_band_of(p->head_dim, p->head_dim_v))
@@ -48,6 +97,20 @@ const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, ocl_srv
         return "sequence lengths must be below 2^30 (the kernels' 32-bit index arithmetic)";
     const int64_t group = p->heads_q / p->heads_kv;
     const uint64_t packed = (uint64_t)p->seq_q * (uint64_t)group;
+    /* GPUs: decode-like problems (few packed rows) on the cooperative kernel. */
+    /* GPUs (or opencl.serving=coop on any device): decode-like problems, those with few packed
+     * rows, on the cooperative kernel; the others on the row kernel. */
+    if (f->serving == OCL_FORCE_COOP || (!f->serving && !d->caps.is_cpu)) {
+        const char *why = coop_shape(d, p, packed, c);
+        if (!why) {
+            c->forced = f->serving != OCL_FORCE_NONE;
+            c->splits = choose_splits(d, p, 1, COOP_GROUPS_PER_CU);
+            goto workspace;
+        }
+        memset(c, 0, sizeof *c);
+        if (f->serving == OCL_FORCE_COOP) c->unfit = why;
+    }
+    c->forced = f->serving == OCL_FORCE_ROWS;
     c->rows = ocl_rows_per_item(p->head_dim, p->head_dim_v);
     while (c->rows > 1 && (uint64_t)c->rows / 2 >= packed)
         c->rows /= 2;
@@ -58,7 +121,8 @@ const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, ocl_srv
     while (c->group > 1 && (c->group * row_bytes > ocl_tune.rows_group_private ||
                             (int)c->group > d->caps.max_wg || c->group / 2 >= c->items))
         c->group /= 2;
-    c->splits = choose_splits(d, p, c);
+    c->splits = choose_splits(d, p, (c->items + c->group - 1) / c->group, 2);
+workspace:
     if (c->splits > 1) {
         c->part_o = pa_size_mul(pa_size_mul4(c->splits, p->batch, p->heads_q, p->seq_q),
                                 (uint64_t)p->head_dim_v);
@@ -68,6 +132,34 @@ const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, ocl_srv
             return "the key splits' partial results cannot be addressed";
     }
     return NULL;
+}
+
+/* decide with the device's forced keys (NULL when they cannot be read). */
+static const char *decide_dev(pa_device *dev, const pa_problem *p, ocl_srv_choice *c)
+{
+    ocl_force f;
+    const char *why = ocl_force_read((ocl_device *)dev, &f);
+    return why ? why : ocl_serving_decide((const ocl_device *)dev, p, &f, c);
+}
+
+/* How the forward runs, for the plan's note and the dispatch log. */
+static void describe(const ocl_srv_choice *c, char *buf, size_t size)
+{
+    if (c->coop)
+        snprintf(buf, size,
+                 "serving cooperative decode kernel, %d work-items per (sequence, KV head, "
+                 "split), %d packed rows, %d-key tiles, %llu B local memory%s",
+                 (int)c->group, c->co_r, COOP_WG / c->co_rg, (unsigned long long)c->local_bytes,
+                 c->forced ? " (POLYATTN_FORCE opencl.serving=coop)" : "");
+    else
+        snprintf(buf, size, "serving row kernel, %d (query, head) rows per work-item%s%s%s",
+                 c->rows, c->forced ? " (POLYATTN_FORCE opencl.serving=rows)" : "",
+                 c->unfit ? " (POLYATTN_FORCE opencl.serving=coop does not apply: " : "",
+                 c->unfit ? c->unfit : "");
+    if (!c->coop && c->unfit) {
+        const size_t n = strlen(buf);
+        snprintf(buf + n, size > n ? size - n : 0, ")");
+    }
 }
 
 polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char **why_not)
@@ -80,15 +172,15 @@ polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char
     }
     ocl_srv_choice c;
     ocl_bwd_choice b;
-    if ((why = ocl_serving_decide(d, p, &c)) ||
+    if ((why = ocl_serving_decide(d, p, &f, &c)) ||
         (p->want_backward && (why = ocl_serving_bwd_decide(d, p, &f, &b)))) {
         *why_not = why;
         return POLYATTN_STATUS_UNSUPPORTED;
     }
-    char *note = d->note[POLYATTN_ALGO_FLASH];
-    snprintf(note, sizeof d->note[POLYATTN_ALGO_FLASH],
-             "serving row kernel, %d (query, head) rows per work-item, %d key split%s%s%s", c.rows,
-             c.splits, c.splits > 1 ? "s merged by log-sum-exp" : "",
+    char *note = d->note[POLYATTN_ALGO_FLASH], how[240];
+    describe(&c, how, sizeof how);
+    snprintf(note, sizeof d->note[POLYATTN_ALGO_FLASH], "%s, %d key split%s%s%s", how, c.splits,
+             c.splits > 1 ? "s merged by log-sum-exp" : "",
              p->has_kv_append ? ", KV append first" : "",
              f.flash || f.has_tiles ? " (opencl.flash and opencl.tiles do not apply)" : "");
     if (p->want_backward) ocl_bwd_note(p, &b, note, sizeof d->note[POLYATTN_ALGO_FLASH]);
@@ -100,7 +192,7 @@ int ocl_flash_launches(pa_device *dev, const pa_problem *p)
 {
     if (!pa_problem_serving(p)) return 1;
     ocl_srv_choice c;
-    if (ocl_serving_decide((const ocl_device *)dev, p, &c)) return 1;
+    if (decide_dev(dev, p, &c)) return 1;
     return 1 + (p->has_kv_append != 0) + (c.splits > 1);
 }
 
@@ -108,29 +200,40 @@ int ocl_flash_splits(pa_device *dev, const pa_problem *p)
 {
     if (!pa_problem_serving(p)) return 1;
     ocl_srv_choice c;
-    return ocl_serving_decide((const ocl_device *)dev, p, &c) ? 1 : c.splits;
+    return decide_dev(dev, p, &c) ? 1 : c.splits;
 }
 
 polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s)
 {
-    const char *why = ocl_serving_decide(d, p, &s->srv);
-    if (why) return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl flash: %s", why);
-    char opts[512];
-    ocl_rows_options(p, s->srv.rows, opts, sizeof opts);
-    static const char *const srcs[] = {"common", "merge", "serving"};
-    polyattn_status st =
-        ocl_make_kernel_p(d, p, srcs, 3, opts, "flash_serving_fwd_kernel", &s->kernel);
-    if (!st && p->has_kv_append)
-        st = ocl_make_kernel_p(d, p, srcs, 3, opts, "serving_append_kernel", &s->srv_append);
-    if (!st && s->srv.splits > 1)
-        st = ocl_make_kernel_p(d, p, srcs, 3, opts, "flash_serving_merge_kernel", &s->srv_merge);
-    pa_log(POLYATTN_LOG_DISPATCH,
-           "opencl flash: serving row kernel, %d rows per work-item, %d split%s", s->srv.rows,
-           s->srv.splits, s->srv.splits > 1 ? "s" : "");
-    if (st || !p->want_backward) return st;
     ocl_force f;
-    if ((why = ocl_force_read(d, &f)))
-        return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT, "opencl flash: %s", why);
+    const char *why = ocl_force_read(d, &f);
+    if (why) return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT, "opencl flash: %s", why);
+    if ((why = ocl_serving_decide(d, p, &f, &s->srv)))
+        return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl flash: %s", why);
+    const ocl_srv_choice *c = &s->srv;
+    char opts[512];
+    ocl_rows_options(p, c->coop ? 1 : c->rows, opts, sizeof opts);
+    polyattn_status st;
+    static const char *const srcs[] = {"common", "merge", "serving", "serving_coop"};
+    if (c->coop) {
+        const size_t n = strlen(opts);
+        snprintf(opts + n, sizeof opts - n, " -DCO_WG=%d -DCO_R=%d -DCO_RG=%d -DCO_VW=%d",
+                 (int)c->group, c->co_r, c->co_rg, c->co_vw);
+        st = ocl_make_kernel_p(d, p, srcs, 4, opts, "flash_serving_coop_kernel", &s->kernel);
+    } else {
+        st = ocl_make_kernel_p(d, p, srcs, 3, opts, "flash_serving_fwd_kernel", &s->kernel);
+    }
+    const int n_src = c->coop ? 4 : 3;
+    if (!st && p->has_kv_append)
+        st = ocl_make_kernel_p(d, p, srcs, n_src, opts, "serving_append_kernel", &s->srv_append);
+    if (!st && c->splits > 1)
+        st =
+            ocl_make_kernel_p(d, p, srcs, n_src, opts, "flash_serving_merge_kernel", &s->srv_merge);
+    char how[240];
+    describe(c, how, sizeof how);
+    pa_log(POLYATTN_LOG_DISPATCH, "opencl flash: %s, %d split%s", how, c->splits,
+           c->splits > 1 ? "s" : "");
+    if (st || !p->want_backward) return st;
     if ((why = ocl_serving_bwd_decide(d, p, &f, &s->bwd)))
         return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl flash: %s", why);
     return ocl_serving_bwd_prepare(d, p, s);
@@ -232,6 +335,15 @@ static polyattn_status merge(ocl_device *d, const pa_problem *p, const ocl_plan_
                           "clEnqueueNDRangeKernel(flash_serving_merge_kernel)");
 }
 
+/* Whether every row of a K or V tensor starts 8-element aligned with unit column stride (the
+ * coop kernel's wide loads; cl_mem bases are aligned far beyond 32 bytes). */
+static cl_int rows_aligned(const int64_t st[4], const pa_tensor_ref *r, polyattn_dtype dt)
+{
+    const size_t es = ocl_esize(dt);
+    return st[3] == 1 && st[0] % 8 == 0 && st[1] % 8 == 0 && st[2] % 8 == 0 &&
+           r->offset % (8 * es) == 0;
+}
+
 polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const ocl_plan_state *s,
                                     const pa_io *io)
 {
@@ -263,12 +375,23 @@ polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const oc
     SET_ARG(k, 19, n_splits);
     SET_ARG(k, 20, ws);
     SET_ARG(k, 21, ws_off);
-    if ((st = set_srv_args(d, k, 22, p, &io->srv, (cl_mem)io->o.mem))) return st;
-    if ((st = ocl_var_set_args(d, k, 39, p, &io->var, (cl_mem)io->o.mem, 0))) return st;
-    size_t global[3] = {(size_t)ocl_round_up((int64_t)c->items, (int64_t)c->group),
+    cl_uint a = 22;
+    if (c->coop) {
+        cl_int k_al = rows_aligned(p->k_stride, &io->k, p->dtype),
+               v_al = rows_aligned(p->v_stride, &io->v, p->dtype);
+        SET_ARG(k, 22, k_al);
+        SET_ARG(k, 23, v_al);
+        a = 24;
+    }
+    if ((st = set_srv_args(d, k, a, p, &io->srv, (cl_mem)io->o.mem))) return st;
+    if ((st = ocl_var_set_args(d, k, a + 17, p, &io->var, (cl_mem)io->o.mem, 0))) return st;
+    size_t global[3] = {c->coop ? c->group
+                                : (size_t)ocl_round_up((int64_t)c->items, (int64_t)c->group),
                         (size_t)p->heads_kv, (size_t)(p->batch * c->splits)};
     size_t local[3] = {c->group, 1, 1};
-    st = ocl_enqueue(d, k, global, local, "clEnqueueNDRangeKernel(flash_serving_fwd_kernel)");
+    st = ocl_enqueue(d, k, global, local,
+                     c->coop ? "clEnqueueNDRangeKernel(flash_serving_coop_kernel)"
+                             : "clEnqueueNDRangeKernel(flash_serving_fwd_kernel)");
     if (st || c->splits == 1) return st;
     return merge(d, p, s, io, ws, ws_off, lse, lse_off, want_lse);
 }

@@ -7,8 +7,27 @@
  * are poisoned and every element is checked; rows outside the sequences must keep their
  * poison, the caches must hold exactly the appended rows.  AUTO must pick flash.  The varlen
  * backward: dQ, dK, dV against the reference's gradients (zeros outside the sequences).
+ * Decode cases (1 to 16 queries, GQA 4 and 8, a few thousand keys, block sizes 16/64/256)
+ * run the cooperative GPU kernel under POLYATTN_FORCE=opencl.serving=coop (a second ctest
+ * entry), which the dispatch log must then name for every plan with at most 64 packed rows.
  */
 #include "serving_fixture.h"
+
+static char log_text[4096];
+
+static void on_log(polyattn_log_category category, const char *message, void *user)
+{
+    (void)category, (void)user;
+    size_t n = strlen(log_text);
+    snprintf(log_text + n, sizeof log_text - n, "%s\n", message);
+}
+
+/* Whether POLYATTN_FORCE asks for the cooperative kernel. */
+static int coop_forced(void)
+{
+    const char *f = getenv("POLYATTN_FORCE");
+    return f && strstr(f, "opencl.serving=coop") != NULL;
+}
 
 static void check_forward(const scase *c, polyattn_algo algo, int num_splits, uint64_t seed)
 {
@@ -22,12 +41,19 @@ static void check_forward(const scase *c, polyattn_algo algo, int num_splits, ui
     opt.want_lse = 1;
     opt.num_splits = num_splits;
     polyattn_plan *plan = NULL;
+    log_text[0] = '\0';
     polyattn_status st = polyattn_plan_create(ctx, &w.desc, &opt, &plan);
     CHECK(st == POLYATTN_STATUS_SUCCESS);
     if (st != POLYATTN_STATUS_SUCCESS) {
         fprintf(stderr, "  %s: plan: %s\n", c->name, polyattn_context_last_error(ctx));
         unbuild(&w);
         return;
+    }
+    /* Forced, the coop kernel takes every plan of at most 64 packed rows (dense q: exact). */
+    if (coop_forced() && !c->varlen_q && c->seq_q * (c->hq / c->hkv) <= 64) {
+        CHECK(strstr(log_text, "cooperative decode kernel") != NULL);
+        if (!strstr(log_text, "cooperative decode kernel"))
+            fprintf(stderr, "  %s: the log lacks the coop kernel:\n%s", c->name, log_text);
     }
     polyattn_plan_info info;
     memset(&info, 0, sizeof info);
@@ -226,6 +252,8 @@ int main(void)
         printf("no opencl device: skipped\n");
         return 77;
     }
+    polyattn_set_log_callback(on_log, NULL);
+    polyattn_set_log_mask(POLYATTN_LOG_DISPATCH);
     const polyattn_dtype F32 = POLYATTN_DTYPE_F32, F16 = POLYATTN_DTYPE_F16,
                          BF16 = POLYATTN_DTYPE_BF16;
     const polyattn_mask NONE = POLYATTN_MASK_NONE, TL = POLYATTN_MASK_CAUSAL_TOP_LEFT,
@@ -258,6 +286,16 @@ int main(void)
         {{"paged bf16, append, 2 splits", BF16, 3, 4, 2, 16, 16, 1, 5, PAGED, 50, 16, 1, 1, 2, BR, 0, -1, -1, 0, 0, 0, 0}, 2},
         {{"dense cache f16, append, softcap+window", F16, 3, 4, 4, 16, 16, 0, 3, CACHE, 30, 0, 0, 0, 2, BR, 1, 4, 1, 10.0f, 0, 0, 0}, 1},
         {{"dense cache f16, decode, strided head dim 24", F16, 4, 4, 1, 24, 24, 0, 1, CACHE, 90, 0, 0, 0, 1, NONE, 0, -1, -1, 0, 0, 0, 0}, 3},
+        /* decode: long keys, GQA 4 and 8, 1 to 16 queries, paged 16/64/256 */
+        {{"decode paged 16, gqa 4, 1 query, bf16", BF16, 3, 8, 2, 64, 64, 0, 1, PAGED, 3000, 16, 1, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0}, 0},
+        {{"decode paged 64, gqa 8, 8 queries, f16, shared", F16, 2, 16, 2, 64, 64, 0, 8, PAGED, 2500, 64, 1, 1, 0, BR, 0, -1, -1, 0, 0, 0, 0}, 0},
+        {{"decode paged 256, gqa 4, 16 queries, f32, 5 splits", F32, 2, 8, 2, 128, 128, 0, 16, PAGED, 2000, 256, 1, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0}, 5},
+        {{"decode cache, gqa 8, 1 query, bf16, append, sinks", BF16, 4, 16, 2, 128, 128, 0, 1, CACHE, 3000, 0, 0, 0, 1, BR, 0, -1, -1, 0, 0, 1, 0}, 0},
+        {{"decode varlen kv, gqa 4, f16, head dim 96, softcap, 3 splits", F16, 3, 8, 2, 96, 96, 0, 1, VARLEN, 2000, 0, 0, 0, 0, BR, 0, -1, -1, 30.0f, 0, 0, 1}, 3},
+        {{"decode paged 64, gqa 8, 8 queries, f32, append, window, alibi", F32, 2, 16, 2, 32, 32, 0, 8, PAGED, 1500, 64, 1, 1, 2, BR, 1, 300, -1, 0, AH, 0, 0}, 0},
+        {{"decode paged 256, gqa 8, 16 queries (128 rows), f16", F16, 2, 16, 2, 32, 32, 0, 16, PAGED, 1200, 256, 1, 0, 0, TL, 0, -1, -1, 0, 0, 0, 0}, 0},
+        {{"decode varlen q, dense kv, gqa 4, bf16, 2 splits", BF16, 3, 8, 2, 64, 32, 1, 4, DENSE, 1000, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 1}, 2},
+        {{"decode paged 16, gqa 4, 16 queries, bf16, head dim 256", BF16, 1, 4, 1, 256, 256, 0, 16, PAGED, 700, 16, 1, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0}, 0},
     };
     // clang-format on
     const size_t n = sizeof cases / sizeof cases[0];
