@@ -39,6 +39,13 @@ static const scase fwd_cases[] = {
     {"paged 256, varlen q, top-left window", F32, 3, 2, 2, 8, 8, 1, 9, PAGED, 280, 256, 1, 0, 0, TL, 1, 7, 3, 0, 0, 0, 1},
     {"varlen, head dim 128 x 64, gqa 4", F32, 3, 4, 1, 128, 64, 1, 70, VARLEN, 150, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
     {"paged 16, head dim 64, append, bottom-right", F32, 4, 8, 2, 64, 64, 1, 33, PAGED, 130, 16, 1, 0, 5, BR, 0, -1, -1, 0, 0, 0, 1},
+    /* head dims of CUDA's tensor-core serving kernel (64, 128, 256): GQA-packed decode tiles,
+     * varlen prefill tiles, the variants on both */
+    {"tc decode, D128, gqa 4, cache, append, sinks", F32, 3, 8, 2, 128, 128, 0, 1, CACHE, 700, 0, 0, 0, 1, BR, 0, -1, -1, 0, 0, 1, 0},
+    {"tc 16 queries, D64, gqa 4, paged 64, softcap, window", F32, 2, 16, 4, 64, 64, 0, 16, PAGED, 500, 64, 1, 0, 0, BR, 1, 100, 0, 30.0f, 0, 0, 0},
+    {"tc varlen prefill, D128, gqa 2", F32, 3, 4, 2, 128, 128, 1, 150, VARLEN, 170, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 1},
+    {"tc varlen, D256, alibi, top-left", F32, 2, 2, 1, 256, 256, 1, 70, VARLEN, 90, 0, 0, 0, 0, TL, 0, -1, -1, 0, AH, 0, 0},
+    {"tc paged 256, D128, 5 queries, shared, append", F32, 2, 8, 8, 128, 128, 0, 5, PAGED, 600, 256, 1, 1, 5, BR, 0, -1, -1, 0, 0, 0, 0},
 };
 static const scase bwd_cases[] = {
     {"bwd varlen q+kv, bottom-right, gqa 4", F32, 5, 8, 2, 16, 16, 1, 9, VARLEN, 21, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
