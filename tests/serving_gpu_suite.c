@@ -79,7 +79,7 @@ int serving_gpu_suite(const serving_suite_options *o)
     const int forced[] = {0, 0, 0, 0, 1, 3, 128};
     const int n_algos = o->quick ? 3 : 7; /* quick: flash with 0, 1 and 3 splits only */
     const int first_algo = o->quick ? 3 : 0;
-    int runs = 0, refused = 0, split_runs = 0, before = failures;
+    int runs = 0, refused = 0, split_runs = 0, tc_runs = 0, before = failures;
     const size_t n_fwd = sizeof fwd_cases / sizeof fwd_cases[0];
     for (size_t i = 0; i < n_fwd; i++)
         for (int t = 0; t < 3; t++) {
@@ -91,12 +91,15 @@ int serving_gpu_suite(const serving_suite_options *o)
                 serving_run run = {.algo = algos[a],
                                    .num_splits = forced[a],
                                    .tol_scale = o->tol_scale,
-                                   .allow_unsupported = !flash};
+                                   .allow_unsupported = !flash || o->tensor_cores};
                 polyattn_plan_info info;
                 const int r = serving_check_forward(&c, &run, 7000 + 31 * i + t, &info);
                 runs++;
                 refused += r == 2;
                 if (r == 0 && info.num_splits > 1) split_runs++;
+                if (r == 0 && flash && c.dtype != F32 && c.d == c.dv &&
+                    (c.d == 64 || c.d == 128 || c.d == 256))
+                    tc_runs++;
                 if (r == 0 && flash && o->generic_splits && forced[a] > 0) {
                     const int ok = generic_splits_ok(&c, forced[a], info.num_splits);
                     CHECK(ok);
@@ -115,6 +118,7 @@ int serving_gpu_suite(const serving_suite_options *o)
         }
     /* A path that splits must have run somewhere (the generic kernel always can). */
     if (o->generic_splits) CHECK(split_runs > 0);
+    if (o->tensor_cores) CHECK(tc_runs > 0);
     const size_t n_bwd = sizeof bwd_cases / sizeof bwd_cases[0];
     int bwd_runs = 0, bwd_refused = 0;
     for (size_t i = 0; i < n_bwd; i++)

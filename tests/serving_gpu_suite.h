@@ -9,6 +9,10 @@ typedef struct serving_suite_options {
     int generic_splits; /* flash runs the shared generic kernel: forced splits are checked */
     double tol_scale;   /* O tolerance x this (0: the host's) */
     int verbose;        /* a line per run, not only per failure */
+    /* The context forces CUDA's tensor-core serving kernel (cuda.flash=mma): flash refuses
+     * what that kernel cannot take (f32, other head dims); what it takes must pass, and at
+     * least one 16-bit case at its head dims must run. */
+    int tensor_cores;
 } serving_suite_options;
 
 typedef struct polyattn_context polyattn_context;

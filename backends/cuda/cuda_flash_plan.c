@@ -191,8 +191,8 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     const size_t n = sizeof dev->note[2];
     const pa_flash_split *s = &fp->split;
     if (fp->kernel == PA_CUDA_FWD_SIMT) {
-        snprintf(note, n, "generic SIMT kernel (tensor cores not used: %.80s)%s", simt_why,
-                 fp->splits > 1 ? ", key splits merged by log-sum-exp" : "");
+        snprintf(note, n, "generic SIMT kernel (tensor cores not used: %.100s)%s", simt_why,
+                 fp->splits > 1 ? ", key splits" : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -250,8 +250,12 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     int pack = 0;
     if (pa_problem_serving(p) && f.flash == PA_CUDA_FWD_WGMMA)
         return refuse(dev, "cuda.flash=wgmma", "the wgmma kernel has no serving layouts", why_not);
-    if (!mma_why && (pa_problem_serving(p) || dense_wants_splits(dev, p)) &&
-        f.flash != PA_CUDA_FWD_SIMT && f.flash != PA_CUDA_FWD_WGMMA) {
+    /* The tensor-core serving kernel is opt-in (cuda.flash=mma) until it has run on a GPU
+     * (like hip.mfma): by default serving layouts take the generic kernel, whose serving
+     * copy passes the suite on the emulated HIP device, and dense problems keep their
+     * kernels. */
+    const int tc_serving = f.flash == PA_CUDA_FWD_MMA;
+    if (!mma_why && tc_serving && (pa_problem_serving(p) || dense_wants_splits(dev, p))) {
         if (serving_kernel_takes(p, &pack)) {
             if (f.schedule > PA_CUDA_SCHED_GRID)
                 return refuse(dev, "cuda.schedule",
@@ -270,6 +274,10 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
             mma_why = p->dtype == POLYATTN_DTYPE_F32
                           ? "serving layouts with f32 storage"
                           : "serving layouts at a head dim without a serving instance";
+        simt_why = mma_why;
+    } else if (!mma_why && pa_problem_serving(p)) {
+        mma_why = "serving layouts (the tensor-core serving kernel is opt-in until run on a GPU: "
+                  "cuda.flash=mma)";
         simt_why = mma_why;
     }
     if (f.flash == PA_CUDA_FWD_SIMT) {

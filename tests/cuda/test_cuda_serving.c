@@ -6,25 +6,42 @@
  * chosen key splits; varlen backward).  polyattn_merge_states on CUDA: test_merge_states
  * cuda.  Exits 77 without a CUDA device.
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "serving_gpu_suite.h"
 
 #include "polyattn.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+/* --tensor-cores: the same cases with the tensor-core serving kernel forced
+ * (POLYATTN_FORCE=cuda.flash=mma; it is opt-in until validated on a GPU). */
 int main(int argc, char **argv)
 {
+    int tensor_cores = 0, verbose = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tensor-cores")) tensor_cores = 1;
+        else if (!strcmp(argv[i], "-v")) verbose = 1;
+        else {
+            fprintf(stderr, "usage: test_cuda_serving [--tensor-cores] [-v]\n");
+            return 2;
+        }
+    }
+    if (tensor_cores) setenv("POLYATTN_FORCE", "cuda.flash=mma", 1);
     polyattn_context *context = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &context) != POLYATTN_STATUS_SUCCESS) {
         printf("no CUDA device: skipped\n");
         return 77;
     }
     serving_suite_use(context);
-    serving_suite_options o = {.label = "cuda",
-                               .generic_splits = 0,
+    /* By default CUDA's flash runs serving layouts on the generic kernel (its splits are
+     * checked); forced tensor cores plan their own splits. */
+    serving_suite_options o = {.label = tensor_cores ? "cuda (tensor cores)" : "cuda",
+                               .generic_splits = !tensor_cores,
                                .tol_scale = 2.0,
-                               .verbose = argc > 1 && strcmp(argv[1], "-v") == 0};
+                               .verbose = verbose,
+                               .tensor_cores = tensor_cores};
     const int failed = serving_gpu_suite(&o);
     polyattn_context_destroy(context);
     return failed ? 1 : 0;
