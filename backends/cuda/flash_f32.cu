@@ -289,39 +289,17 @@ cudaError_t launch_as(const pa_gpu_args &a, const pa_flash_split *split, cudaStr
         flash_fwd_tf32x3_wide_kernel<HEAD_DIM, COL_HALVES>, a, split, stream, attr_done);
 }
 
-/* Column halves need whole 16-column mma tiles in each warp's slice of a half. */
-template <int HEAD_DIM>
-constexpr bool kHasColHalves = (HEAD_DIM / 2 / 8) % 16 == 0;
-
 template <int HEAD_DIM>
 cudaError_t launch(const pa_gpu_args &a, const pa_flash_split *split, cudaStream_t stream)
 {
-    if constexpr (kHasColHalves<HEAD_DIM>)
-        if (split && !split->chunk && !split->key_halves && split->col_halves)
-            return launch_as<HEAD_DIM, 2>(a, split, stream);
+    if (split && !split->chunk && !split->key_halves && split->col_halves)
+        return launch_as<HEAD_DIM, 2>(a, split, stream);
     return launch_as<HEAD_DIM, 1>(a, split, stream);
 }
 
-template <int HEAD_DIM>
-constexpr size_t smem_of(int col_halves)
-{
-    if constexpr (kHasColHalves<HEAD_DIM>)
-        return col_halves ? F32WideTraits<HEAD_DIM, 2>::kSmem : F32WideTraits<HEAD_DIM>::kSmem;
-    return col_halves ? (size_t)-1 : F32WideTraits<HEAD_DIM>::kSmem; /* no such instance */
-}
-
-template <int HEAD_DIM>
-constexpr int key_tile_of(int col_halves)
-{
-    if constexpr (kHasColHalves<HEAD_DIM>)
-        if (col_halves) return F32WideTraits<HEAD_DIM, 2>::kBlockN;
-    return F32WideTraits<HEAD_DIM>::kBlockN;
-}
-
 /* The family's head dims, the one list that generates dispatch, "supported?" and the
- * shared-memory sizes.  128 and 256 run the same split-K layout (8 warps of 16 and 32
- * columns; no column halves at 128). */
-#define PA_FLASH_F32_HEAD_DIMS(X) X(128) X(256) X(512) X(768) X(1024)
+ * shared-memory sizes. */
+#define PA_FLASH_F32_HEAD_DIMS(X) X(512) X(768) X(1024)
 
 } // namespace
 
@@ -345,7 +323,7 @@ extern "C" const char *pa_cuda_flash_f32_head_dims(void)
 extern "C" size_t pa_cuda_flash_f32_smem(int head_dim, int col_halves)
 {
 #define PA_CASE(d)                                                                                 \
-    case d: return smem_of<d>(col_halves);
+    case d: return col_halves ? F32WideTraits<d, 2>::kSmem : F32WideTraits<d>::kSmem;
     switch (head_dim) {
         PA_FLASH_F32_HEAD_DIMS(PA_CASE)
     default: return 0;
@@ -356,7 +334,7 @@ extern "C" size_t pa_cuda_flash_f32_smem(int head_dim, int col_halves)
 extern "C" int pa_cuda_flash_f32_key_tile(int head_dim, int col_halves)
 {
 #define PA_CASE(d)                                                                                 \
-    case d: return key_tile_of<d>(col_halves);
+    case d: return col_halves ? F32WideTraits<d, 2>::kBlockN : F32WideTraits<d>::kBlockN;
     switch (head_dim) {
         PA_FLASH_F32_HEAD_DIMS(PA_CASE)
     default: return 0;

@@ -9,8 +9,6 @@
 #include "gpu_variants.h"
 #include "tc_common.cuh"
 
-#include <type_traits>
-
 namespace pa_tc
 {
 
@@ -51,15 +49,11 @@ __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stri
  * Under a window the key tiles outside the query tile's visible keys are skipped. */
 enum { kVarNone = 0, kVarMask = 1, kVarScore = 2 };
 
-/* tanh on the special-function unit (tanh.approx.f32, sm_75+: one MUFU operation, as
- * FlashAttention's softcap; maximum relative error 2^-10.99, so a capped score is within
- * cap * 5e-4 of exact): the exp2-and-reciprocal form took two, and with the softmax's exp2
- * the softcap kernel was bound by that unit.  +-inf give +-1, NaN stays NaN. */
+/* tanh through exp2 and a fast reciprocal: two MUFU operations against libdevice's longer
+ * sequence, absolute error a few 1e-7 (cap * that in the score); +-inf give +-1, NaN stays. */
 __device__ __forceinline__ float tanh_fast(float x)
 {
-    float y;
-    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
+    return 1.f - __fdividef(2.f, exp2f(x * (2.f * 1.4426950408889634f)) + 1.f);
 }
 
 /* Which key range each row of a warp's m-tiles sees: keys [vlo, vis); diag: d(i) for ALiBi. */
@@ -126,34 +120,18 @@ __device__ __forceinline__ void tile_step(const T *sq, const T *ks, const T *vs,
     const bool need_mask = key0 + BN > mask_hi || key0 < mask_lo;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-        if constexpr (VAR == kVarScore) {
-            /* Final scores in the exp2 domain: cap tanh(s / cap) - slope |d(i) - j|, times
-             * log2(e).  Distances in floats (exact below 2^24 keys) from one conversion a
-             * row and a tile: an int-to-float conversion per score shares the MUFU unit's
-             * issue rate with exp2 and tanh. */
-            const float kf0 = (float)(key0 + 2 * t4), sl = slope * kLog2e;
-            const float in_mul = scale * inv_cap, out_mul = cap * kLog2e;
-            /* one loop per case, so that an uncapped problem never issues a tanh */
-            auto transform = [&](auto capped) {
+        if constexpr (VAR == kVarScore) { /* final scores, then log2(e) */
 #pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const float df = (float)diag[mt][r];
+            for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
-                    for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-                        for (int c = 0; c < 2; ++c) {
-                            float &x = acc_s[mt][j][2 * r + c];
-                            const float dist = fabsf(df - (kf0 + (float)(j * 8 + c)));
-                            /* tanh bounds a capped score; uncapped ones keep the range rule */
-                            const float s = decltype(capped)::value
-                                                ? out_mul * tanh_fast(x * in_mul)
-                                                : pa_gpu_score_range(x * scale) * kLog2e;
-                            x = fmaf(-sl, dist, s);
-                        }
+                for (int e = 0; e < 4; ++e) {
+                    const int key = key0 + j * 8 + 2 * t4 + (e & 1);
+                    float s = pa_gpu_score_range(acc_s[mt][j][e] * scale);
+                    if (cap > 0.f) s = cap * tanh_fast(s * inv_cap);
+                    const int dist = diag[mt][e >> 1] - key;
+                    s = fmaf(-slope, (float)(dist < 0 ? -dist : dist), s);
+                    acc_s[mt][j][e] = s * kLog2e;
                 }
-            };
-            if (cap > 0.f) transform(std::true_type{});
-            else transform(std::false_type{});
         }
         if (need_mask) {
 #pragma unroll
