@@ -182,8 +182,8 @@ static void describe(const ocl_srv_choice *c, char *buf, size_t size)
         snprintf(buf, size,
                  "%sserving cooperative decode kernel, %d work-items per (sequence, KV head, "
                  "split), %d packed rows, %d-key tiles, %llu B local memory%s",
-                 c->dense ? "dense decode as a dense KV layout on the " : "", (int)c->group,
-                 c->co_r, COOP_WG / c->co_rg, (unsigned long long)c->local_bytes,
+                 c->dense ? "dense decode: " : "", (int)c->group, c->co_r, COOP_WG / c->co_rg,
+                 (unsigned long long)c->local_bytes,
                  c->forced ? " (POLYATTN_FORCE opencl.serving=coop)" : "");
     else
         snprintf(buf, size, "serving row kernel, %d (query, head) rows per work-item%s%s%s",
