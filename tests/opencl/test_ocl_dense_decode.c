@@ -2,10 +2,10 @@
  * Plain dense decode problems (no varlen q, kv_layout DENSE) on the OpenCL flash path, forced
  * through the cooperative decode kernel (POLYATTN_FORCE=opencl.serving=coop, set here before
  * the context is made, so PoCL runs the GPU kernel): GQA 4 and 8, 1 and 16 queries, a few
- * thousand keys, causal bottom-right and none, window, sinks, f32/f16/bf16, key splits
- * chosen, forced to 1 and to several.  Every element of O and the LSE against the serving
- * fixture's double reference (tests/serving_fixture.c); the dispatch log must name the coop
- * kernel, plan info its split count, workspace and launches.  Problems that are not
+ * thousand keys, causal bottom-right and none, window, sinks, softcap, ALiBi, f32/f16/bf16,
+ * key splits chosen, forced to 1 and to several.  Every element of O and the LSE against the
+ * serving fixture's double reference (tests/serving_fixture.c); the dispatch log must name
+ * the coop kernel, plan info its split count, workspace and launches.  Problems that are not
  * decode-like (more than 64 packed rows, more than 16 queries, short keys) must keep the
  * dense flash kernel.  A dense decode plan's backward runs the dense backward kernels.
  */
@@ -67,6 +67,7 @@ int main(void)
                          BF16 = POLYATTN_DTYPE_BF16;
     const polyattn_mask NONE = POLYATTN_MASK_NONE, BR = POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT;
     const polyattn_kv_layout DENSE = POLYATTN_KV_DENSE;
+    const polyattn_alibi AH = POLYATTN_ALIBI_PER_HEAD;
     /* name, dtype, batch, hq, hkv, d, dv, varlen_q, seq_q, kv, seq_kv, block_size, shuffle,
      * share, seq_new, mask, window (on, left, right), softcap, alibi, sinks, hints; then
      * num_splits and whether the coop kernel takes it. */
@@ -78,6 +79,7 @@ int main(void)
         {{"gqa 8, 1 query, bf16, none, sinks, 1 split", BF16, 1, 16, 2, 128, 128, 0, 1, DENSE, 3000, 0, 0, 0, 0, NONE, 0, -1, -1, 0, 0, 1, 0}, 1, 1},
         {{"gqa 4, 16 queries, f16, none, 6 splits", F16, 2, 8, 2, 64, 64, 0, 16, DENSE, 1500, 0, 0, 0, 0, NONE, 0, -1, -1, 0, 0, 0, 0}, 6, 1},
         {{"gqa 8, 1 query, f32, bottom-right, window", F32, 1, 8, 1, 32, 32, 0, 1, DENSE, 2200, 0, 0, 0, 0, BR, 1, 700, -1, 0, 0, 0, 0}, 0, 1},
+        {{"gqa 4, 1 query, f16, bottom-right, softcap, alibi, 3 splits", F16, 2, 8, 2, 64, 64, 0, 1, DENSE, 2000, 0, 0, 0, 0, BR, 0, -1, -1, 30.0f, AH, 0, 0}, 3, 1},
         /* not decode-like: the dense flash kernel, no splits */
         {{"gqa 8, 16 queries (128 rows), f32", F32, 1, 8, 1, 32, 32, 0, 16, DENSE, 1200, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0}, 0, 0},
         {{"gqa 4, 1 query, 500 keys, f32", F32, 1, 8, 2, 32, 32, 0, 1, DENSE, 500, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0}, 0, 0},
