@@ -129,6 +129,7 @@ typedef struct ocl_bwd_choice {
 /* The forward of a serving-layout flash plan (ocl_serving.c, kernels/serving.cl and
  * serving_coop.cl). */
 typedef struct ocl_srv_choice {
+    int dense;         /* a plain dense decode problem on this path (ocl_dense_decode) */
     int coop;          /* the cooperative decode kernel (GPUs), else the row kernel */
     int forced;        /* opencl.serving chose the kernel */
     const char *unfit; /* opencl.serving=coop: why the coop kernel cannot take the problem */
@@ -147,6 +148,7 @@ typedef struct ocl_plan_state {
     cl_kernel kernel, pack, unpack;
     ocl_fwd_choice fwd;                        /* flash, fused */
     cl_kernel srv_append, srv_merge, srv_zero; /* serving: KV append, splits' merge, zeros */
+    int on_serving; /* the forward runs ocl_serving_forward (serving layouts, dense decode) */
     ocl_srv_choice srv;
     /* unfused forward: packed inputs, workspace byte offsets, passes */
     int pack_q, pack_k, pack_v, unpack_o;
@@ -246,9 +248,16 @@ void ocl_var_options(const pa_problem *p, char *buf, size_t size);
 /* ocl_make_kernel with the variants' source and options when the plan needs them. */
 polyattn_status ocl_make_kernel_p(ocl_device *d, const pa_problem *p, const char *const *srcs,
                                   int n, const char *opts, const char *name, cl_kernel *out);
+/* The same with the variants' source and -DPA_VAR even for a plain plan: the serving kernels
+ * (kernels/serving*.cl) take PA_VAR_PARAMS always, dense decode plans included. */
+polyattn_status ocl_make_kernel_var(ocl_device *d, const pa_problem *p, const char *const *srcs,
+                                    int n, const char *opts, const char *name, cl_kernel *out);
 /* The PA_VAR_PARAMS arguments (17) from index first; nothing for a plain plan. */
 polyattn_status ocl_var_set_args(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
                                  const pa_variant_io *var, cl_mem dummy, cl_long mat0);
+/* The same for every plan (the serving kernels). */
+polyattn_status ocl_var_set_args_all(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
+                                     const pa_variant_io *var, cl_mem dummy, cl_long mat0);
 /* d_sinks from the LSE and D = rowsum(dO * O) at ws[delta_off ..] (plans with sinks). */
 polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem *p,
                                    const pa_backward_io *io, cl_long lse_off, cl_mem ws,
@@ -256,6 +265,13 @@ polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem 
 
 /* ---- serving layouts (ocl_serving.c) and merge_states (ocl_merge.c) ------ */
 
+/* Whether a dense problem (no serving layout) runs the serving forward as a dense KV layout
+ * on the cooperative decode kernel with key splits: decode-like (at most 16 queries and 64
+ * packed rows, long keys) on a GPU whose grid the tiled flash kernel would leave mostly idle,
+ * or under opencl.serving=coop on any device. */
+int ocl_dense_decode(const ocl_device *d, const pa_problem *p, const ocl_force *f);
+/* Whether a flash plan's forward runs on the serving path: serving layouts, dense decode. */
+int ocl_on_serving(const ocl_device *d, const pa_problem *p, const ocl_force *f);
 /* The serving forward's decision (pure; NULL or why the plan cannot run). */
 const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
                                ocl_srv_choice *c);
@@ -265,6 +281,8 @@ polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const oc
                                     const pa_io *io);
 int ocl_flash_splits(pa_device *dev, const pa_problem *p);
 int ocl_flash_launches(pa_device *dev, const pa_problem *p);
+/* The key splits' partials of a plan on the serving path (0 for the others). */
+uint64_t ocl_serving_workspace(pa_device *dev, const pa_problem *p);
 /* The varlen backward (ocl_serving_bwd.c): each sequence through the flash backward. */
 const char *ocl_serving_bwd_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
                                    ocl_bwd_choice *c);

@@ -60,7 +60,9 @@ const char *ocl_flash_decide(const ocl_device *d, const pa_problem *p, const ocl
 polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     ocl_device *d = (ocl_device *)dev;
-    if (pa_problem_serving(p)) return ocl_serving_check(d, p, why_not);
+    ocl_force f;
+    if (pa_problem_serving(p) || (!ocl_force_read(d, &f) && ocl_dense_decode(d, p, &f)))
+        return ocl_serving_check(d, p, why_not);
     ocl_fwd_choice c;
     ocl_bwd_choice b;
     const polyattn_status st = ocl_check_decisions(d, p, ocl_flash_decide, &c, &b, why_not);
@@ -80,13 +82,10 @@ polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char 
     return POLYATTN_STATUS_SUCCESS;
 }
 
+/* Serving layouts and dense decode: the key splits' partials; the other kernels need none. */
 uint64_t ocl_flash_workspace(pa_device *dev, const pa_problem *p)
 {
-    if (!pa_problem_serving(p)) return 0;
-    ocl_srv_choice c; /* the key splits' partial results */
-    ocl_force f;
-    if (ocl_force_read((ocl_device *)dev, &f)) return 0;
-    return ocl_serving_decide((const ocl_device *)dev, p, &f, &c) ? 0 : c.workspace;
+    return ocl_serving_workspace(dev, p);
 }
 
 polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **state)
@@ -97,7 +96,7 @@ polyattn_status ocl_flash_prepare(pa_device *dev, const pa_problem *p, void **st
     if (why) return pa_fail(dev, POLYATTN_STATUS_INVALID_ARGUMENT, "opencl flash: %s", why);
     ocl_plan_state *s = ocl_state_new();
     if (!s) return POLYATTN_STATUS_OUT_OF_MEMORY;
-    if (pa_problem_serving(p)) {
+    if (ocl_on_serving(d, p, &f)) {
         polyattn_status sst = ocl_serving_prepare(d, p, s);
         if (sst != POLYATTN_STATUS_SUCCESS) {
             ocl_release_state(dev, s);
@@ -146,7 +145,7 @@ polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *sta
 {
     ocl_device *d = (ocl_device *)dev;
     const ocl_plan_state *s = state;
-    if (pa_problem_serving(p)) return ocl_serving_forward(d, p, s, io);
+    if (s->on_serving) return ocl_serving_forward(d, p, s, io);
     const ocl_fwd_choice *c = &s->fwd;
     cl_kernel k = s->kernel;
     polyattn_status st = ocl_set_qkvo_args(d, k, p, io);

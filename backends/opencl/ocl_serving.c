@@ -2,7 +2,8 @@
  * paged KV caches, KV append, and key splits for decode.  One forward is up to three
  * launches: the append (has_kv_append), the attention over each (sequence, KV head, split),
  * and the merge of the splits (more than one split).  The lengths stay on the device: the
- * kernels read and clamp them; nothing is read back. */
+ * kernels read and clamp them; nothing is read back.  Plain dense decode problems run here
+ * too, as a dense KV layout (ocl_dense_decode); their backward stays the dense one. */
 #include "ocl_algos.h"
 
 #include <stdio.h>
@@ -22,6 +23,8 @@
 #define COOP_MAX_LANES 16
 /* Work-groups per compute unit the coop kernel's splits aim for (latency hiding). */
 #define COOP_GROUPS_PER_CU 4
+/* Dense decode: keys at least this many (fewer: the tiled kernel's single pass is short). */
+#define DENSE_MIN_KEYS 1024
 
 /* The split count: p->num_splits (1 none, N: N where the keys allow), else from the grid's
  * work-groups (groups per (sequence, KV head)) and the device's compute units. */
@@ -87,6 +90,33 @@ static const char *coop_shape(const ocl_device *d, const pa_problem *p, uint64_t
     return NULL;
 }
 
+int ocl_dense_decode(const ocl_device *d, const pa_problem *p, const ocl_force *f)
+{
+    if (pa_problem_serving(p) || p->want_probs || p->batch < 1 || p->seq_q < 1 ||
+        p->seq_q > SPLIT_MAX_SEQ_Q || p->seq_kv < DENSE_MIN_KEYS)
+        return 0;
+    if (f->serving != OCL_FORCE_COOP) {
+        /* GPUs, unless a flash kernel or tile was forced (they name the dense kernels). */
+        if (f->serving || d->caps.is_cpu || f->flash || f->has_tiles) return 0;
+        /* The tiled kernel's grid (query tiles x heads x batch) fills the device: keep it. */
+        const ocl_band *band = ocl_band_of(p->head_dim, p->head_dim_v);
+        if (!band) return 0;
+        const ocl_tiles t = ocl_band_tiles(band, p->head_dim);
+        const uint64_t grid =
+            pa_size_mul4((uint64_t)((p->seq_q + t.bm - 1) / t.bm), p->heads_q, p->batch, 1);
+        const uint64_t fill =
+            COOP_GROUPS_PER_CU * (uint64_t)(d->caps.compute_units > 0 ? d->caps.compute_units : 1);
+        if (grid >= fill) return 0;
+    }
+    ocl_srv_choice c;
+    return !ocl_serving_decide(d, p, f, &c) && c.coop;
+}
+
+int ocl_on_serving(const ocl_device *d, const pa_problem *p, const ocl_force *f)
+{
+    return pa_problem_serving(p) || ocl_dense_decode(d, p, f);
+}
+
 const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, const ocl_force *f,
                                ocl_srv_choice *c)
 {
@@ -103,6 +133,7 @@ const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, const o
     if (f->serving == OCL_FORCE_COOP || (!f->serving && !d->caps.is_cpu)) {
         const char *why = coop_shape(d, p, packed, c);
         if (!why) {
+            c->dense = !pa_problem_serving(p);
             c->forced = f->serving != OCL_FORCE_NONE;
             c->splits = choose_splits(d, p, 1, COOP_GROUPS_PER_CU);
             goto workspace;
@@ -134,12 +165,14 @@ workspace:
     return NULL;
 }
 
-/* decide with the device's forced keys (NULL when they cannot be read). */
-static const char *decide_dev(pa_device *dev, const pa_problem *p, ocl_srv_choice *c)
+/* The decision of a plan whose forward runs here (with the device's forced keys); 0 for the
+ * others, or when the keys cannot be read or the plan cannot run. */
+static int serving_choice(pa_device *dev, const pa_problem *p, ocl_srv_choice *c)
 {
     ocl_force f;
-    const char *why = ocl_force_read((ocl_device *)dev, &f);
-    return why ? why : ocl_serving_decide((const ocl_device *)dev, p, &f, c);
+    const ocl_device *d = (const ocl_device *)dev;
+    if (ocl_force_read((ocl_device *)dev, &f) || !ocl_on_serving(d, p, &f)) return 0;
+    return ocl_serving_decide(d, p, &f, c) == NULL;
 }
 
 /* How the forward runs, for the plan's note and the dispatch log. */
@@ -147,9 +180,10 @@ static void describe(const ocl_srv_choice *c, char *buf, size_t size)
 {
     if (c->coop)
         snprintf(buf, size,
-                 "serving cooperative decode kernel, %d work-items per (sequence, KV head, "
+                 "%sserving cooperative decode kernel, %d work-items per (sequence, KV head, "
                  "split), %d packed rows, %d-key tiles, %llu B local memory%s",
-                 (int)c->group, c->co_r, COOP_WG / c->co_rg, (unsigned long long)c->local_bytes,
+                 c->dense ? "dense decode: " : "", (int)c->group, c->co_r, COOP_WG / c->co_rg,
+                 (unsigned long long)c->local_bytes,
                  c->forced ? " (POLYATTN_FORCE opencl.serving=coop)" : "");
     else
         snprintf(buf, size, "serving row kernel, %d (query, head) rows per work-item%s%s%s",
@@ -173,7 +207,8 @@ polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char
     ocl_srv_choice c;
     ocl_bwd_choice b;
     if ((why = ocl_serving_decide(d, p, &f, &c)) ||
-        (p->want_backward && (why = ocl_serving_bwd_decide(d, p, &f, &b)))) {
+        (p->want_backward &&
+         (why = c.dense ? ocl_bwd_decide(d, p, &f, &b) : ocl_serving_bwd_decide(d, p, &f, &b)))) {
         *why_not = why;
         return POLYATTN_STATUS_UNSUPPORTED;
     }
@@ -190,17 +225,21 @@ polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char
 
 int ocl_flash_launches(pa_device *dev, const pa_problem *p)
 {
-    if (!pa_problem_serving(p)) return 1;
     ocl_srv_choice c;
-    if (decide_dev(dev, p, &c)) return 1;
+    if (!serving_choice(dev, p, &c)) return 1;
     return 1 + (p->has_kv_append != 0) + (c.splits > 1);
 }
 
 int ocl_flash_splits(pa_device *dev, const pa_problem *p)
 {
-    if (!pa_problem_serving(p)) return 1;
     ocl_srv_choice c;
-    return decide_dev(dev, p, &c) ? 1 : c.splits;
+    return serving_choice(dev, p, &c) ? c.splits : 1;
+}
+
+uint64_t ocl_serving_workspace(pa_device *dev, const pa_problem *p)
+{
+    ocl_srv_choice c; /* the key splits' partial results */
+    return serving_choice(dev, p, &c) ? c.workspace : 0;
 }
 
 polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan_state *s)
@@ -219,21 +258,27 @@ polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan
         const size_t n = strlen(opts);
         snprintf(opts + n, sizeof opts - n, " -DCO_WG=%d -DCO_R=%d -DCO_RG=%d -DCO_VW=%d",
                  (int)c->group, c->co_r, c->co_rg, c->co_vw);
-        st = ocl_make_kernel_p(d, p, srcs, 4, opts, "flash_serving_coop_kernel", &s->kernel);
+        st = ocl_make_kernel_var(d, p, srcs, 4, opts, "flash_serving_coop_kernel", &s->kernel);
     } else {
-        st = ocl_make_kernel_p(d, p, srcs, 3, opts, "flash_serving_fwd_kernel", &s->kernel);
+        st = ocl_make_kernel_var(d, p, srcs, 3, opts, "flash_serving_fwd_kernel", &s->kernel);
     }
     const int n_src = c->coop ? 4 : 3;
     if (!st && p->has_kv_append)
-        st = ocl_make_kernel_p(d, p, srcs, n_src, opts, "serving_append_kernel", &s->srv_append);
+        st = ocl_make_kernel_var(d, p, srcs, n_src, opts, "serving_append_kernel", &s->srv_append);
     if (!st && c->splits > 1)
-        st =
-            ocl_make_kernel_p(d, p, srcs, n_src, opts, "flash_serving_merge_kernel", &s->srv_merge);
+        st = ocl_make_kernel_var(d, p, srcs, n_src, opts, "flash_serving_merge_kernel",
+                                 &s->srv_merge);
+    s->on_serving = 1;
     char how[240];
     describe(c, how, sizeof how);
     pa_log(POLYATTN_LOG_DISPATCH, "opencl flash: %s, %d split%s", how, c->splits,
            c->splits > 1 ? "s" : "");
     if (st || !p->want_backward) return st;
+    if (c->dense) { /* the dense backward's own kernels and options */
+        if ((why = ocl_bwd_decide(d, p, &f, &s->bwd)))
+            return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl flash: %s", why);
+        return ocl_flash_bwd_prepare(d, p, s);
+    }
     if ((why = ocl_serving_bwd_decide(d, p, &f, &s->bwd)))
         return pa_fail(&d->base, POLYATTN_STATUS_UNSUPPORTED, "opencl flash: %s", why);
     return ocl_serving_bwd_prepare(d, p, s);
@@ -384,7 +429,7 @@ polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const oc
         a = 24;
     }
     if ((st = set_srv_args(d, k, a, p, &io->srv, (cl_mem)io->o.mem))) return st;
-    if ((st = ocl_var_set_args(d, k, a + 17, p, &io->var, (cl_mem)io->o.mem, 0))) return st;
+    if ((st = ocl_var_set_args_all(d, k, a + 17, p, &io->var, (cl_mem)io->o.mem, 0))) return st;
     size_t global[3] = {c->coop ? c->group
                                 : (size_t)ocl_round_up((int64_t)c->items, (int64_t)c->group),
                         (size_t)p->heads_kv, (size_t)(p->batch * c->splits)};

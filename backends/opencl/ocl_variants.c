@@ -12,9 +12,11 @@ int ocl_var_on(const pa_problem *p)
     return (pa_problem_features(p) & ~PA_FEATURE_BIAS_GRAD) != 0;
 }
 
-void ocl_var_options(const pa_problem *p, char *buf, size_t size)
+/* on: the variants' build (always for the serving kernels, which take PA_VAR_PARAMS even
+ * for a plain dense problem; then only -DPA_VAR). */
+static void var_options(const pa_problem *p, int on, char *buf, size_t size)
 {
-    if (!ocl_var_on(p)) return;
+    if (!on) return;
     size_t n = strlen(buf);
     snprintf(buf + n, size > n ? size - n : 0, " -DPA_VAR%s%s%s%s%s",
              p->has_window ? " -DPA_WINDOW" : "", p->softcap > 0.0f ? " -DPA_SOFTCAP" : "",
@@ -26,10 +28,16 @@ void ocl_var_options(const pa_problem *p, char *buf, size_t size)
                  p->want_backward && p->want_bias_grad ? " -DPA_BIAS_GRAD" : "");
 }
 
-polyattn_status ocl_make_kernel_p(ocl_device *d, const pa_problem *p, const char *const *srcs,
-                                  int n, const char *opts, const char *name, cl_kernel *out)
+void ocl_var_options(const pa_problem *p, char *buf, size_t size)
 {
-    if (!ocl_var_on(p)) return ocl_make_kernel(d, srcs, n, opts, name, out);
+    var_options(p, ocl_var_on(p), buf, size);
+}
+
+static polyattn_status make_kernel(ocl_device *d, const pa_problem *p, int on,
+                                   const char *const *srcs, int n, const char *opts,
+                                   const char *name, cl_kernel *out)
+{
+    if (!on) return ocl_make_kernel(d, srcs, n, opts, name, out);
     const char *all[8];
     char vopts[1024];
     int m = 0;
@@ -38,16 +46,27 @@ polyattn_status ocl_make_kernel_p(ocl_device *d, const pa_problem *p, const char
         if (!strcmp(srcs[i], "common")) all[m++] = "variants";
     }
     snprintf(vopts, sizeof vopts, "%s", opts);
-    ocl_var_options(p, vopts, sizeof vopts);
+    var_options(p, 1, vopts, sizeof vopts);
     return ocl_make_kernel(d, all, m, vopts, name, out);
+}
+
+polyattn_status ocl_make_kernel_p(ocl_device *d, const pa_problem *p, const char *const *srcs,
+                                  int n, const char *opts, const char *name, cl_kernel *out)
+{
+    return make_kernel(d, p, ocl_var_on(p), srcs, n, opts, name, out);
+}
+
+polyattn_status ocl_make_kernel_var(ocl_device *d, const pa_problem *p, const char *const *srcs,
+                                    int n, const char *opts, const char *name, cl_kernel *out)
+{
+    return make_kernel(d, p, 1, srcs, n, opts, name, out);
 }
 
 /* PA_VAR_PARAMS from argument index `first`; unused tensors get `dummy`.  mat0: the first
  * (batch, head) matrix the launch covers. */
-polyattn_status ocl_var_set_args(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
-                                 const pa_variant_io *var, cl_mem dummy, cl_long mat0)
+static polyattn_status var_args(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
+                                const pa_variant_io *var, cl_mem dummy, cl_long mat0)
 {
-    if (!ocl_var_on(p)) return POLYATTN_STATUS_SUCCESS;
     const pa_tensor_ref none = {dummy, 0};
     const pa_tensor_ref *sl = var->alibi_slopes.mem ? &var->alibi_slopes : &none;
     const pa_tensor_ref *bi = var->bias.mem ? &var->bias : &none;
@@ -90,6 +109,19 @@ polyattn_status ocl_var_set_args(ocl_device *d, cl_kernel k, cl_uint first, cons
     SET_ARG(k, i++, heads_q);
     SET_ARG(k, i++, mat0);
     return POLYATTN_STATUS_SUCCESS;
+}
+
+polyattn_status ocl_var_set_args(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
+                                 const pa_variant_io *var, cl_mem dummy, cl_long mat0)
+{
+    if (!ocl_var_on(p)) return POLYATTN_STATUS_SUCCESS;
+    return var_args(d, k, first, p, var, dummy, mat0);
+}
+
+polyattn_status ocl_var_set_args_all(ocl_device *d, cl_kernel k, cl_uint first, const pa_problem *p,
+                                     const pa_variant_io *var, cl_mem dummy, cl_long mat0)
+{
+    return var_args(d, k, first, p, var, dummy, mat0);
 }
 
 polyattn_status ocl_var_sinks_grad(ocl_device *d, cl_kernel k, const pa_problem *p,
