@@ -95,19 +95,11 @@ int ocl_dense_decode(const ocl_device *d, const pa_problem *p, const ocl_force *
     if (pa_problem_serving(p) || p->want_probs || p->batch < 1 || p->seq_q < 1 ||
         p->seq_q > SPLIT_MAX_SEQ_Q || p->seq_kv < DENSE_MIN_KEYS)
         return 0;
-    if (f->serving != OCL_FORCE_COOP) {
-        /* GPUs, unless a flash kernel or tile was forced (they name the dense kernels). */
-        if (f->serving || d->caps.is_cpu || f->flash || f->has_tiles) return 0;
-        /* The tiled kernel's grid (query tiles x heads x batch) fills the device: keep it. */
-        const ocl_band *band = ocl_band_of(p->head_dim, p->head_dim_v);
-        if (!band) return 0;
-        const ocl_tiles t = ocl_band_tiles(band, p->head_dim);
-        const uint64_t grid =
-            pa_size_mul4((uint64_t)((p->seq_q + t.bm - 1) / t.bm), p->heads_q, p->batch, 1);
-        const uint64_t fill =
-            COOP_GROUPS_PER_CU * (uint64_t)(d->caps.compute_units > 0 ? d->caps.compute_units : 1);
-        if (grid >= fill) return 0;
-    }
+    /* Opt-in (opencl.serving=coop) until the cooperative kernel has run on a GPU: dense
+     * decode keeps its measured kernels by default.  Once measured, the default on GPUs
+     * would be: no flash kernel or tile forced, and the tiled kernel's grid (query tiles x
+     * heads_q x batch) below COOP_GROUPS_PER_CU work-groups per compute unit. */
+    if (f->serving != OCL_FORCE_COOP) return 0;
     ocl_srv_choice c;
     return !ocl_serving_decide(d, p, f, &c) && c.coop;
 }
