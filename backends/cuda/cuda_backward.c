@@ -2,7 +2,8 @@
  * The backward of fused and flash on CUDA: one FlashAttention-2 backward (P recomputed tile
  * by tile from Q, K and the LSE; no seq_q x seq_kv array), so fused has no separate O(N^2)
  * backward.  Tensor cores (flash_tc_bwd.cu) for f16/bf16 at its head dims on sm_80+, else
- * the shared SIMT kernels (backends/gpu/flash_bwd.cu, through backends/gpu/gpu_glue.c).
+ * the shared SIMT kernels (backends/gpu/flash_bwd.cu, through backends/gpu/gpu_glue.c), which
+ * alone have the score variants (window, softcap, ALiBi, bias, attn_mask, sinks).
  * Planned once (pa_cuda_bwd_plan_make); pa_cuda_bwd_run executes that plan.
  */
 #include "cuda_internal.h"
@@ -19,6 +20,8 @@ static const char *mma_bwd_refusal(const pa_cuda_device *dev, const pa_problem *
     if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
     if (dev->cc_major < 8) return "the device is older than sm_80";
     if (pa_problem_serving(p)) return "varlen layouts (the SIMT backward has them)";
+    if (pa_gpu_has_variants(p) || p->want_bias_grad)
+        return "score variants (the SIMT backward has them)";
     if (p->head_dim != p->head_dim_v || !pa_cuda_flash_tc_bwd_has_head_dim((int)p->head_dim))
         return "head_dim is not 64 or 128 (or differs from head_dim_v)";
     const int64_t *s[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};

@@ -291,10 +291,10 @@ static polyattn_status cuda_merge_states(pa_device *d, const pa_merge_problem *m
     return glue_launch_status(d, pa_gpu_merge(&g, dev->stream), "pa_gpu_merge (merge_kernel)");
 }
 
-#define PA_CUDA_ALGO(ALGO, name, release_fn, forward_features)                                     \
+#define PA_CUDA_ALGO(ALGO, name, release_fn, forward_features, bwd_features)                       \
     {                                                                                              \
-        .algo = ALGO, .features = forward_features, .check = pa_cuda_##name##_check,               \
-        .workspace_size = pa_cuda_##name##_workspace,                                              \
+        .algo = ALGO, .features = forward_features, .backward_features = bwd_features,             \
+        .check = pa_cuda_##name##_check, .workspace_size = pa_cuda_##name##_workspace,             \
         .kernel_launches = pa_cuda_##name##_launches, .prepare = pa_cuda_##name##_prepare,         \
         .release = release_fn, .forward = pa_cuda_##name##_forward,                                \
         .backward_workspace_size = pa_cuda_##name##_backward_workspace,                            \
@@ -303,7 +303,9 @@ static polyattn_status cuda_merge_states(pa_device *d, const pa_merge_problem *m
 /* Score variants: every forward has them all: the unfused softmax
  * (mask_softmax_variants.cu), the shared fused and generic flash kernels, and the mma.sync
  * f16/bf16 tile kernel (flash_tc.cu, head dims <= 256) for window, softcap, ALiBi and sinks
- * (cuda_flash_plan.c sends the rest to the generic kernel).  No backward has variants yet. */
+ * (cuda_flash_plan.c sends the rest to the generic kernel).  The backward of fused and flash
+ * has them all with d_bias and d_sinks (the shared SIMT backward: cuda_backward.c sends
+ * variant problems there); the unfused backward has none yet. */
 #define PA_CUDA_FORWARD_FEATURES                                                                   \
     (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \
      PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
@@ -313,11 +315,13 @@ static polyattn_status cuda_merge_states(pa_device *d, const pa_merge_problem *m
     (PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV | PA_FEATURE_KV_CACHE | PA_FEATURE_PAGED_KV |      \
      PA_FEATURE_KV_APPEND)
 const pa_algo_ops pa_cuda_algos[3] = {
-    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL, PA_CUDA_FORWARD_FEATURES),
-    PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release, PA_CUDA_FORWARD_FEATURES),
+    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL, PA_CUDA_FORWARD_FEATURES, 0u),
+    PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release,
+                 PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD,
+                 PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD),
     {
         .algo = POLYATTN_ALGO_FLASH,
-        .features = PA_CUDA_FORWARD_FEATURES | PA_CUDA_SERVING_FEATURES,
+        .features = PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD | PA_CUDA_SERVING_FEATURES,
         .check = pa_cuda_flash_check,
         .workspace_size = pa_cuda_flash_workspace,
         .kernel_launches = pa_cuda_flash_launches,
@@ -326,7 +330,8 @@ const pa_algo_ops pa_cuda_algos[3] = {
         .forward = pa_cuda_flash_forward,
         .backward_workspace_size = pa_cuda_flash_backward_workspace,
         .backward = pa_cuda_flash_backward,
-        .backward_features = PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV,
+        .backward_features = PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD | PA_FEATURE_VARLEN_Q |
+                             PA_FEATURE_VARLEN_KV,
         .splits = pa_cuda_flash_splits,
     },
 };

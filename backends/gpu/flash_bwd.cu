@@ -12,7 +12,16 @@
  *                           over the visible key tiles in order; no atomics anywhere
  *   flash_bwd_dq_store_kernel  atomic mode: dQ accumulator -> the caller's dtype and strides
  *   zero_rows_kernel        varlen: zeroes dK, dV (packed keys) and, deterministic, dQ first,
- *                           so rows outside every sequence read 0
+ *                           so rows outside every sequence read 0; zeroes d_bias before the
+ *                           dK/dV kernel stores or adds into it
+ *   flash_bwd_dbias_kernel  deterministic d_bias of a broadcast bias: one block per d_bias
+ *                           tile sums dS over the (batch, head) pairs sharing it, in order
+ *   flash_bwd_dsinks_kernel d_sinks: one block per head over its rows in a fixed order
+ *
+ * Score variants (window, softcap, ALiBi, bias, attn_mask) run the kVar instances: P from
+ * the forward's final scores (gpu_variants.h), dS times 1 - tanh^2 under softcap for dQ and
+ * dK, whole tiles outside the causal band or the window skipped.  The plain instances are
+ * the variant-free code as it was (the variant branches are compile-time).
  *
  * Varlen problems (varlen q, varlen K/V: gpu_serving.h) run the kServe instances: a block
  * resolves its sequence, exits when its tile is past the sequence's rows and works on the
@@ -27,6 +36,7 @@
 #include "gpu_port.h"
 #include "flash_bwd.h"
 #include "gpu_serving.h"
+#include "gpu_variants.h"
 
 #include <math.h>
 
@@ -136,6 +146,30 @@ __device__ __forceinline__ int first_query_seeing(const pa_gpu_args &a, int key)
     return (int)(q > a.seq_q ? a.seq_q : q);
 }
 
+/* Queries [*qa, *qz) that can see a key of [key0, key1) under the causal mask and the window
+ * (pa_gpu_visible_range: lo and hi grow with the query, so they are a range). */
+__device__ __forceinline__ void queries_seeing(const pa_gpu_args &a, int key0, int key1, int &qa,
+                                               int &qz)
+{
+    const int64_t off = a.mask == 1 ? 0 : (int64_t)a.seq_kv - a.seq_q; /* d(i) = i + off */
+    int64_t lo = 0, hi = a.seq_q;
+    if (a.mask != 0 && key0 - off > lo) lo = key0 - off; /* d(i) + 1 > key0 */
+    if (a.has_window && a.window_right >= 0 && key0 - a.window_right - off > lo)
+        lo = key0 - a.window_right - off; /* d(i) + right + 1 > key0 */
+    if (a.has_window && a.window_left >= 0 && (int64_t)key1 + a.window_left - off < hi)
+        hi = (int64_t)key1 + a.window_left - off; /* d(i) - left < key1 */
+    qa = (int)(lo > a.seq_q ? a.seq_q : lo);
+    qz = (int)(hi < qa ? qa : hi);
+}
+
+/* Keys [*ka, *kz) that some query of [q0, q0 + nq) can see (the same band). */
+__device__ __forceinline__ void keys_seen(const pa_gpu_args &a, int q0, int nq, int &ka, int &kz)
+{
+    int hi0, lo1;
+    pa_gpu_visible_range(a, q0, ka, hi0);
+    pa_gpu_visible_range(a, q0 + nq - 1, lo1, kz);
+}
+
 /* rows x cols of a [.., seq, dim] tensor at base (element strides s2, s3) into shared
  * memory as f32 with row stride ld; rows >= n are zero (never NaN: they meet P = 0). */
 __device__ void load_tile(float *dst, int ld, const void *src, int64_t base, int64_t s2, int64_t s3,
@@ -218,11 +252,43 @@ __device__ __forceinline__ void micro_gemm(float acc[kMicro][kMicro], const Micr
     }
 }
 
+/* Where dS of the final scores goes for d_bias (variants only). */
+enum DbiasMode { kDbiasNone = 0, kDbiasStore, kDbiasAtomic, kDbiasSum };
+
+/* What the variant scores of a tile need: its (batch, head) and the d_bias output; dbias
+ * points at element (q0, key0) of the tile's d_bias slice, rows dbias_ld apart. */
+struct VarTile {
+    int batch, head;
+    int dbias_mode;
+    float *dbias;
+    int64_t dbias_ld;
+};
+
+/* The tile entries a thread owns in scores_tile: tpe lanes per entry, ne entries per
+ * thread, all with key k; entry i's query row is (e0 + groups * i) / bk. */
+struct EntryMap {
+    int tpe, ne, e0, lane, groups, k;
+};
+__device__ __forceinline__ EntryMap entry_map(const BwdPlan &pl)
+{
+    EntryMap m;
+    const int entries = pl.bq * pl.bk; /* powers of two: tpe and ne divide exactly */
+    m.tpe = entries >= kThreads ? 1 : kThreads / entries;
+    m.ne = entries >= kThreads ? entries / kThreads : 1;
+    m.e0 = threadIdx.x / m.tpe, m.lane = threadIdx.x % m.tpe;
+    m.groups = kThreads / m.tpe;
+    m.k = m.e0 % pl.bk;
+    return m;
+}
+
 /* P and dS of the staged query tile (nq rows from q0, head's lse/delta in smem) against the
  * staged key tile (nk keys from key0): S and dP dot products over the head dims, split over
- * tpe lanes when the tile has fewer than kThreads entries.  Every thread calls it (shuffles). */
+ * tpe lanes when the tile has fewer than kThreads entries.  Every thread calls it (shuffles).
+ * kVar: the final scores of the variants; dS of each entry (before softcap's factor) goes to
+ * vt's d_bias, or is added to dsum (kDbiasSum) by the thread that owns the entry. */
+template <bool kVar>
 __device__ void scores_tile(const pa_gpu_args &a, const BwdPlan &pl, float *sm, int q0, int nq,
-                            int key0, int nk)
+                            int key0, int nk, const VarTile &vt, float (&dsum)[kMaxEntries])
 {
     const float *ks = sm + pl.k_off, *vs = sm + pl.v_off, *qs = sm + pl.q_off, *os = sm + pl.o_off,
                 *lse = sm + pl.lse_off, *delta = sm + pl.delta_off;
@@ -268,10 +334,36 @@ __device__ void scores_tile(const pa_gpu_args &a, const BwdPlan &pl, float *sm, 
         const float l = lse[q];
         float p = 0.f;
         /* masked entries, padding, and fully masked rows (lse = -inf) give exactly 0 */
-        if (q < nq && k < nk && key0 + k < visible_keys(a, q0 + q) && l != -INFINITY)
-            p = exp2f(s[i] * scale2 - l * kLog2e);
+        if (!kVar) {
+            if (q < nq && k < nk && key0 + k < visible_keys(a, q0 + q) && l != -INFINITY)
+                p = exp2f(s[i] * scale2 - l * kLog2e);
+            ps[q * pl.ps + k] = p;
+            ds[q * pl.ps + k] = p == 0.f ? 0.f : p * (dp[i] - delta[q]);
+            continue;
+        }
+        float dcap = 1.f; /* d final score / d scaled q.k */
+        if (q < nq && k < nk && l != -INFINITY) {
+            const pa_gpu_var_row r = pa_gpu_var_row_of(a, vt.batch, vt.head, q0 + q);
+            const int key = key0 + k;
+            float x;
+            if (key >= r.lo && key < r.hi && pa_gpu_var_score(a, r, key, s[i] * a.scale, x)) {
+                p = exp2f(x * kLog2e - l * kLog2e);
+                if (a.softcap > 0.f) {
+                    const float t = tanhf(pa_gpu_score_range(s[i] * a.scale) / a.softcap);
+                    dcap = 1.f - t * t;
+                }
+            }
+        }
+        const float dsv = p == 0.f ? 0.f : p * (dp[i] - delta[q]);
         ps[q * pl.ps + k] = p;
-        ds[q * pl.ps + k] = p == 0.f ? 0.f : p * (dp[i] - delta[q]);
+        ds[q * pl.ps + k] = dsv * dcap;
+        if (vt.dbias_mode == kDbiasStore) {
+            if (dsv != 0.f) vt.dbias[(int64_t)q * vt.dbias_ld + k] = dsv; /* zeroed before */
+        } else if (vt.dbias_mode == kDbiasAtomic) {
+            if (dsv != 0.f) atomicAdd(vt.dbias + (int64_t)q * vt.dbias_ld + k, dsv);
+        } else if (vt.dbias_mode == kDbiasSum) {
+            dsum[i] += dsv;
+        }
     }
 }
 
@@ -372,10 +464,10 @@ __global__ void __launch_bounds__(kThreads)
 
 /* dK, dV of key tile [key0, key0 + bk) of kv head hk in sequence b (s): a holds the
  * sequence's lengths, g.fwd the problem's. */
-template <bool kServe>
-__device__ __forceinline__ void dkdv_tile(const pa_gpu_bwd_args &g, const pa_gpu_args &a,
-                                          const BwdPlan &pl, const float *delta, float *dq_acc,
-                                          int b, const pa_gpu_seq &s, int hk, int key0)
+template <bool kServe, bool kVar>
+__device__ __forceinline__ void
+dkdv_tile(const pa_gpu_bwd_args &g, const pa_gpu_args &a, const BwdPlan &pl, const float *delta,
+          float *dq_acc, int dbias_mode, int b, const pa_gpu_seq &s, int hk, int key0)
 {
     extern __shared__ float bwd_smem[];
     float *sm = bwd_smem;
@@ -390,15 +482,27 @@ __device__ __forceinline__ void dkdv_tile(const pa_gpu_bwd_args &g, const pa_gpu
     micro_zero(dk);
     micro_zero(dv);
 
-    const int q_begin = first_query_seeing(a, key0); /* earlier queries see none of the tile */
+    /* queries outside [q_begin, q_end) see none of the tile */
+    int q_begin, q_end;
+    if (kVar) queries_seeing(a, key0, key0 + nk, q_begin, q_end);
+    else q_begin = first_query_seeing(a, key0), q_end = a.seq_q;
+    VarTile vt = {b, 0, dbias_mode, nullptr, a.seq_kv};
+    float dsum[kMaxEntries] = {}; /* unused: d_bias is stored or added */
     for (int h = hk * group; h < (hk + 1) * group; ++h) {
         const BwdBases qx = bwd_bases<kServe>(g.fwd, b, s, h, hk);
-        for (int q0 = q_begin; q0 < a.seq_q; q0 += pl.bq) {
-            const int nq = min(pl.bq, a.seq_q - q0);
+        vt.head = h;
+        for (int q0 = q_begin; q0 < q_end; q0 += pl.bq) {
+            const int nq = min(pl.bq, q_end - q0);
             __syncthreads(); /* the previous tile's readers are done */
             load_query_tile(g, a, pl, sm, delta, qx, q0, nq);
             __syncthreads();
-            scores_tile(a, pl, sm, q0, nq, key0, nk);
+            if (kVar && dbias_mode != kDbiasNone) {
+                /* d_bias [nb, nh, seq_q, seq_kv] (dense layouts only: no bias with varlen) */
+                const int64_t slice = (int64_t)(g.d_bias_batch == 1 ? 0 : b) * g.d_bias_heads +
+                                      (g.d_bias_heads == 1 ? 0 : h);
+                vt.dbias = g.d_bias + (slice * a.seq_q + q0) * a.seq_kv + key0;
+            }
+            scores_tile<kVar>(a, pl, sm, q0, nq, key0, nk, vt, dsum);
             __syncthreads();
             /* dV += P^T dO, dK += dS^T Q (the scale is applied at the store) */
             micro_gemm(dv, mv, nq, sm + pl.p_off, pl.ps, 1, sm + pl.o_off, pl.os, 1);
@@ -437,23 +541,25 @@ __device__ __forceinline__ void dkdv_tile(const pa_gpu_bwd_args &g, const pa_gpu
         }
 }
 
-template <bool kServe>
+template <bool kServe, bool kVar>
 __global__ void __launch_bounds__(kThreads)
-    flash_bwd_dkdv_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta, float *dq_acc)
+    flash_bwd_dkdv_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta, float *dq_acc,
+                          int dbias_mode)
 {
     const int key0 = blockIdx.x * pl.bk, hk = blockIdx.y, b = blockIdx.z;
     if (!kServe) {
         const pa_gpu_seq s = {0, g.fwd.seq_q, 0, g.fwd.seq_kv};
-        dkdv_tile<false>(g, g.fwd, pl, delta, dq_acc, b, s, hk, key0);
+        dkdv_tile<false, kVar>(g, g.fwd, pl, delta, dq_acc, dbias_mode, b, s, hk, key0);
         return;
     }
     const pa_gpu_seq s = pa_gpu_seq_of(g.fwd, b);
     if (key0 >= s.len_kv) return; /* the whole block: zero_rows_kernel zeroed its rows */
-    dkdv_tile<true>(g, pa_gpu_args_for_seq(g.fwd, s), pl, delta, dq_acc, b, s, hk, key0);
+    dkdv_tile<true, kVar>(g, pa_gpu_args_for_seq(g.fwd, s), pl, delta, dq_acc, dbias_mode, b, s, hk,
+                          key0);
 }
 
 /* Deterministic dQ: the query tile stays, the visible key tiles stream past in order. */
-template <bool kServe>
+template <bool kServe, bool kVar>
 __device__ __forceinline__ void dq_tile(const pa_gpu_bwd_args &g, const pa_gpu_args &a,
                                         const BwdPlan &pl, const float *delta, int b,
                                         const pa_gpu_seq &s, int h, int q0)
@@ -462,19 +568,23 @@ __device__ __forceinline__ void dq_tile(const pa_gpu_bwd_args &g, const pa_gpu_a
     float *sm = bwd_smem;
     const int nq = min(pl.bq, a.seq_q - q0);
     const int hk = h / (a.heads_q / a.heads_kv);
-    const int key_end = visible_keys(a, q0 + nq - 1);
+    int key_begin = 0, key_end;
+    if (kVar) keys_seen(a, q0, nq, key_begin, key_end);
+    else key_end = visible_keys(a, q0 + nq - 1);
+    const VarTile vt = {b, h, kDbiasNone, nullptr, 0};
+    float dsum[kMaxEntries] = {}; /* unused */
     const BwdBases x = bwd_bases<kServe>(g.fwd, b, s, h, hk);
 
     load_query_tile(g, a, pl, sm, delta, x, q0, nq);
     const Micro mq = micro_of(pl.bq, a.head_dim);
     float dq[kMicro][kMicro];
     micro_zero(dq);
-    for (int key0 = 0; key0 < key_end; key0 += pl.bk) {
+    for (int key0 = key_begin; key0 < key_end; key0 += pl.bk) {
         const int nk = min(pl.bk, a.seq_kv - key0);
         __syncthreads();
         load_key_tile(a, pl, sm, x, key0, nk);
         __syncthreads();
-        scores_tile(a, pl, sm, q0, nq, key0, nk);
+        scores_tile<kVar>(a, pl, sm, q0, nq, key0, nk, vt, dsum);
         __syncthreads();
         micro_gemm(dq, mq, nk, sm + pl.ds_off, 1, pl.ps, sm + pl.k_off, pl.ks, 1);
     }
@@ -489,19 +599,105 @@ __device__ __forceinline__ void dq_tile(const pa_gpu_bwd_args &g, const pa_gpu_a
                            a.dtype, a.scale * dq[r][c]);
 }
 
-template <bool kServe>
+template <bool kServe, bool kVar>
 __global__ void __launch_bounds__(kThreads)
     flash_bwd_dq_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta)
 {
     const int q0 = blockIdx.x * pl.bq, h = blockIdx.y, b = blockIdx.z;
     if (!kServe) {
         const pa_gpu_seq s = {0, g.fwd.seq_q, 0, g.fwd.seq_kv};
-        dq_tile<false>(g, g.fwd, pl, delta, b, s, h, q0);
+        dq_tile<false, kVar>(g, g.fwd, pl, delta, b, s, h, q0);
         return;
     }
     const pa_gpu_seq s = pa_gpu_seq_of(g.fwd, b);
     if (q0 >= s.len_q) return; /* the whole block: zero_rows_kernel zeroed its rows */
-    dq_tile<true>(g, pa_gpu_args_for_seq(g.fwd, s), pl, delta, b, s, h, q0);
+    dq_tile<true, kVar>(g, pa_gpu_args_for_seq(g.fwd, s), pl, delta, b, s, h, q0);
+}
+
+/* Deterministic d_bias of a bias shared by several (batch, head) pairs (dense layouts): a
+ * block per (key tile, query tile, d_bias slice) sums dS over the pairs sharing the slice in
+ * order; tiles outside the causal band or the window are zeros. */
+__global__ void __launch_bounds__(kThreads)
+    flash_bwd_dbias_kernel(pa_gpu_bwd_args g, BwdPlan pl, const float *delta)
+{
+    extern __shared__ float bwd_smem[];
+    float *sm = bwd_smem;
+    const pa_gpu_args &a = g.fwd;
+    const int key0 = blockIdx.x * pl.bk, nk = min(pl.bk, a.seq_kv - key0);
+    const int nb = g.d_bias_batch, nh = g.d_bias_heads, group = a.heads_q / a.heads_kv;
+    const pa_gpu_seq s = {0, a.seq_q, 0, a.seq_kv};
+    const EntryMap em = entry_map(pl);
+    for (int z = blockIdx.z; z < nb * nh; z += gridDim.z)
+        for (int q0 = blockIdx.y * pl.bq; q0 < a.seq_q; q0 += gridDim.y * pl.bq) {
+            const int nq = min(pl.bq, a.seq_q - q0), bb = z / nh, hh = z % nh;
+            float dsum[kMaxEntries];
+#pragma unroll
+            for (int i = 0; i < kMaxEntries; ++i)
+                dsum[i] = 0.f;
+            int ka, kz;
+            keys_seen(a, q0, nq, ka, kz);
+            if (ka < key0 + nk && kz > key0) { /* uniform over the block */
+                const int b_end = nb == 1 ? a.batch : bb + 1, h_end = nh == 1 ? a.heads_q : hh + 1;
+                for (int b = nb == 1 ? 0 : bb; b < b_end; ++b)
+                    for (int h = nh == 1 ? 0 : hh; h < h_end; ++h) {
+                        const BwdBases x = bwd_bases<false>(a, b, s, h, h / group);
+                        __syncthreads(); /* the previous pair's readers are done */
+                        load_query_tile(g, a, pl, sm, delta, x, q0, nq);
+                        load_key_tile(a, pl, sm, x, key0, nk);
+                        __syncthreads();
+                        const VarTile vt = {b, h, kDbiasSum, nullptr, 0};
+                        scores_tile<true>(a, pl, sm, q0, nq, key0, nk, vt, dsum);
+                    }
+            }
+            if (em.lane != 0) continue;
+            float *out = g.d_bias + ((int64_t)z * a.seq_q + q0) * a.seq_kv + key0;
+#pragma unroll
+            for (int i = 0; i < kMaxEntries; ++i) {
+                const int q = (em.e0 + em.groups * i) / pl.bk;
+                if (i < em.ne && q < nq && em.k < nk) out[(int64_t)q * a.seq_kv + em.k] = dsum[i];
+            }
+        }
+}
+
+/* d_sinks[h] = -sum over the head's rows of exp(sink - LSE) * delta (the sink's share of
+ * the softmax times delta; rows with delta = 0, such as fully masked ones, add nothing),
+ * one block per head, in a fixed order. */
+__device__ __forceinline__ float sink_term(float sink, float lse, float delta)
+{
+    return delta == 0.f ? 0.f : expf(sink - lse) * delta;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    flash_bwd_dsinks_kernel(pa_gpu_bwd_args g, const float *delta)
+{
+    __shared__ float red[kThreads];
+    const pa_gpu_args &a = g.fwd;
+    const int h = blockIdx.x;
+    const float sink = a.sinks[h];
+    float acc = 0.f;
+    if (a.varlen_q) {
+        for (int b = 0; b < a.batch; ++b) {
+            const pa_gpu_seq s = pa_gpu_seq_of(a, b);
+            for (int i = threadIdx.x; i < s.len_q; i += kThreads) {
+                const int64_t row = (int64_t)h * a.total_q + s.q0 + i;
+                acc += sink_term(sink, a.lse[row], delta[row]);
+            }
+        }
+    } else {
+        const int64_t n = (int64_t)a.batch * a.seq_q;
+        for (int64_t t = threadIdx.x; t < n; t += kThreads) {
+            const int64_t row = ((t / a.seq_q) * a.heads_q + h) * a.seq_q + t % a.seq_q;
+            acc += sink_term(sink, a.lse[row], delta[row]);
+        }
+    }
+    const int tid = threadIdx.x;
+    red[tid] = acc;
+    __syncthreads();
+    for (int w = kThreads / 2; w > 0; w /= 2) {
+        if (tid < w) red[tid] += red[tid + w];
+        __syncthreads();
+    }
+    if (tid == 0) g.d_sinks[h] = 0.f - red[0]; /* +0 without rows */
 }
 
 /* Zeroes heads x rows x dim elements of a packed [1, heads, rows, dim] tensor (varlen dQ,
@@ -556,6 +752,18 @@ uint64_t host_rows(const pa_gpu_args &a)
 uint64_t delta_bytes(const pa_gpu_args &a) { return align_up(host_rows(a) * sizeof(float)); }
 
 bool serving(const pa_gpu_args &a) { return a.varlen_q || a.kv_layout != PA_GPU_KV_DENSE; }
+
+/* Whether a variant changes the scores (the kVar instances); sinks alone are in the LSE. */
+bool scores_vary(const pa_gpu_args &a)
+{
+    return a.has_window || a.softcap > 0.f || a.alibi_slopes || a.bias || a.attn_mask;
+}
+
+/* Whether several (batch, head) pairs add into one d_bias element. */
+bool dbias_shared(const pa_gpu_bwd_args &g)
+{
+    return (g.d_bias_batch == 1 && g.fwd.batch > 1) || (g.d_bias_heads == 1 && g.fwd.heads_q > 1);
+}
 
 /* Zeroes a packed varlen tensor ([1, heads, rows, dim] at stride). */
 int zero_rows(void *dst, int dtype, const int64_t stride[4], int heads, int rows, int dim,
@@ -614,30 +822,61 @@ extern "C" int pa_gpu_flash_bwd(const pa_gpu_bwd_args *g, void *workspace, void 
         const int z = zero_rows(g->dq, a.dtype, a.q_stride, a.heads_q, a.total_q, a.head_dim, st);
         if (z != 0) return z;
     }
+    /* d_bias: stored (or, shared, added) by the dK/dV kernel into zeros; deterministic and
+     * shared, written whole by its own pass at the end. */
+    const bool var = scores_vary(a);
+    const bool dbias_pass = g->d_bias && g->deterministic && dbias_shared(*g);
+    const int dbias_mode = !g->d_bias || dbias_pass ? kDbiasNone
+                           : dbias_shared(*g)       ? kDbiasAtomic
+                                                    : kDbiasStore;
+    const int64_t dbias_elems =
+        (int64_t)g->d_bias_batch * g->d_bias_heads * a.seq_q * (int64_t)a.seq_kv;
+    if (dbias_mode != kDbiasNone && dbias_elems > 0) {
+        zero_rows_kernel<<<grid_for(dbias_elems, kThreads), kThreads, 0, st>>>(
+            g->d_bias, 0, 0, 0, 1, 1, dbias_elems, dbias_elems);
+        if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
+    }
     if (rows > 0) {
         flash_bwd_prep_kernel<<<grid_for(rows, kThreads / 32), kThreads, 0, st>>>(*g, delta,
                                                                                   dq_acc);
         if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
     }
     if (a.seq_kv > 0 && a.batch > 0) {
-        auto dkdv = serve ? flash_bwd_dkdv_kernel<true> : flash_bwd_dkdv_kernel<false>;
+        auto dkdv =
+            serve
+                ? (var ? flash_bwd_dkdv_kernel<true, true> : flash_bwd_dkdv_kernel<true, false>)
+                : (var ? flash_bwd_dkdv_kernel<false, true> : flash_bwd_dkdv_kernel<false, false>);
         e = gpuFuncSetAttribute(dkdv, 0, (int)smem);
         if (e != gpuSuccess) return (int)e;
         const dim3 grid((a.seq_kv + pl.bk - 1) / pl.bk, a.heads_kv, a.batch);
-        dkdv<<<grid, kThreads, smem, st>>>(*g, pl, delta, dq_acc);
+        dkdv<<<grid, kThreads, smem, st>>>(*g, pl, delta, dq_acc, dbias_mode);
         if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
     }
-    if (rows == 0) return 0;
-    if (g->deterministic) {
-        if (a.seq_q == 0 || a.batch == 0) return 0;
-        auto dq = serve ? flash_bwd_dq_kernel<true> : flash_bwd_dq_kernel<false>;
+    if (rows > 0 && g->deterministic && a.seq_q > 0 && a.batch > 0) {
+        auto dq =
+            serve ? (var ? flash_bwd_dq_kernel<true, true> : flash_bwd_dq_kernel<true, false>)
+                  : (var ? flash_bwd_dq_kernel<false, true> : flash_bwd_dq_kernel<false, false>);
         e = gpuFuncSetAttribute(dq, 0, (int)smem);
         if (e != gpuSuccess) return (int)e;
         const dim3 grid((a.seq_q + pl.bq - 1) / pl.bq, a.heads_q, a.batch);
         dq<<<grid, kThreads, smem, st>>>(*g, pl, delta);
-    } else {
+    } else if (rows > 0 && !g->deterministic) {
         flash_bwd_dq_store_kernel<<<grid_for(rows * a.head_dim, kThreads), kThreads, 0, st>>>(
             *g, dq_acc);
     }
-    return (int)gpuGetLastError();
+    if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
+    if (dbias_pass && dbias_elems > 0) {
+        auto dbias = flash_bwd_dbias_kernel;
+        e = gpuFuncSetAttribute(dbias, 0, (int)smem);
+        if (e != gpuSuccess) return (int)e;
+        const dim3 grid((a.seq_kv + pl.bk - 1) / pl.bk, grid_for(a.seq_q, pl.bq),
+                        grid_for((int64_t)g->d_bias_batch * g->d_bias_heads, 1));
+        dbias<<<grid, kThreads, smem, st>>>(*g, pl, delta);
+        if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
+    }
+    if (g->d_sinks && a.heads_q > 0) {
+        flash_bwd_dsinks_kernel<<<a.heads_q, kThreads, 0, st>>>(*g, delta);
+        if ((e = gpuGetLastError()) != gpuSuccess) return (int)e;
+    }
+    return 0;
 }

@@ -7,6 +7,14 @@
  * heads of a GQA group in a fixed order); dQ is either accumulated with f32 atomics into
  * the workspace (default) or, when deterministic, computed by a second pass over the key
  * tiles of each query tile (no atomics: bitwise-reproducible, more arithmetic).
+ *
+ * Score variants (gpu_variants.h): P is recomputed from the same final scores as the
+ * forward's (the sinks are in the LSE already); dS of the final score goes to d_bias and,
+ * times 1 - tanh^2 under softcap, to dQ and dK.  d_bias is dS summed over the dimensions
+ * the bias broadcasts: plain stores when no two (batch, head) pairs share an element, f32
+ * atomics when they do, and when deterministic a separate pass per d_bias tile over the
+ * sharing pairs in order.  d_sinks[h] = -sum over rows of exp(sink - LSE) * delta, one
+ * block per head in a fixed order.
  */
 #ifndef POLYATTN_GPU_FLASH_BWD_H
 #define POLYATTN_GPU_FLASH_BWD_H
@@ -24,6 +32,11 @@ typedef struct pa_gpu_bwd_args {
     const void *d_o;    /* o's dtype and strides */
     void *dq, *dk, *dv; /* q's, k's and v's dtype and strides; every element is written */
     int deterministic;  /* 1: no atomics anywhere */
+    /* Variants' gradients (NULL: not wanted): d_bias f32 contiguous [d_bias_batch,
+     * d_bias_heads, seq_q, seq_kv] (the bias's shape: batch or 1, heads_q or 1); d_sinks f32
+     * [heads_q].  Every element is written. */
+    float *d_bias, *d_sinks;
+    int d_bias_batch, d_bias_heads;
 } pa_gpu_bwd_args;
 
 /* Bytes of device workspace pa_gpu_flash_bwd needs (f32 delta rows, and the f32 dQ

@@ -45,7 +45,9 @@ static inline void pa_gpu_bwd_args_fill(const pa_problem *p, const pa_backward_i
     memset(ba, 0, sizeof *ba);
     pa_io fio;
     memset(&fio, 0, sizeof fio);
-    if (io) fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o, fio.srv = io->srv;
+    if (io)
+        fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o, fio.srv = io->srv,
+        fio.var = io->var;
     pa_problem np = *p;
     np.want_lse = 0, np.want_probs = 0;
     pa_gpu_args_fill(&np, io ? &fio : NULL, &ba->fwd);
@@ -55,8 +57,12 @@ static inline void pa_gpu_bwd_args_fill(const pa_problem *p, const pa_backward_i
         ba->dq = pa_gpu_ptr(&io->dq);
         ba->dk = pa_gpu_ptr(&io->dk);
         ba->dv = pa_gpu_ptr(&io->dv);
+        if (p->has_bias && p->want_bias_grad) ba->d_bias = (float *)pa_gpu_ptr(&io->var.d_bias);
+        if (p->has_sinks) ba->d_sinks = (float *)pa_gpu_ptr(&io->var.d_sinks);
     }
     ba->deterministic = p->deterministic;
+    ba->d_bias_batch = (int)p->bias_shape[0];
+    ba->d_bias_heads = (int)p->bias_shape[1];
 }
 
 /* Fused: whether p's scores stay in shared memory (*in_smem) or go to the workspace; rejects

@@ -611,8 +611,10 @@ static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, voi
 const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     /* Score variants: every forward has them all (the unfused softmax in
      * mask_softmax_variants.cu, the shared fused and generic flash kernels; never the MFMA
-     * kernel); no backward has any yet.  Serving layouts: flash only (the generic kernel,
-     * key splits, KV append), its backward varlen q/kv; unfused and fused are dense. */
+     * kernel); the backward of fused and flash (the shared SIMT flash backward) too, with
+     * d_bias and d_sinks; the unfused backward has none yet.  Serving layouts: flash only
+     * (the generic kernel, key splits, KV append), its backward varlen q/kv; unfused and
+     * fused are dense. */
     {.algo = POLYATTN_ALGO_UNFUSED,
      .check = unfused_check,
      .workspace_size = unfused_workspace,
@@ -624,7 +626,8 @@ const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     {.algo = POLYATTN_ALGO_FUSED,
      .check = fused_check,
      .workspace_size = fused_workspace,
-     .features = PA_HIP_FORWARD_FEATURES,
+     .features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD,
+     .backward_features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD,
      .kernel_launches = one_launch,
      .prepare = fused_prepare,
      .release = plan_release,
@@ -634,9 +637,11 @@ const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     {.algo = POLYATTN_ALGO_FLASH,
      .check = flash_check,
      .workspace_size = flash_workspace,
-     .features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV |
-                 PA_FEATURE_KV_CACHE | PA_FEATURE_PAGED_KV | PA_FEATURE_KV_APPEND,
-     .backward_features = PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV,
+     .features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD | PA_FEATURE_VARLEN_Q |
+                 PA_FEATURE_VARLEN_KV | PA_FEATURE_KV_CACHE | PA_FEATURE_PAGED_KV |
+                 PA_FEATURE_KV_APPEND,
+     .backward_features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD | PA_FEATURE_VARLEN_Q |
+                          PA_FEATURE_VARLEN_KV,
      .splits = flash_splits,
      .kernel_launches = flash_launches,
      .prepare = flash_prepare,

@@ -202,9 +202,13 @@ static int backward_suite(polyattn_context *ctx, const pa_tk_case *cases, size_t
                     verdict = "FAIL";
                     failed++;
                 }
-                printf("%-30s %-4s bwd %-10s %-11s dQ %-9.3g dK %-9.3g dV %-9.3g (tol %.0e) %s\n",
+                char var[64] = "";
+                if (p.bias_grad_elems || p.sinks)
+                    snprintf(var, sizeof var, " d_bias %-9.3g d_sinks %-9.3g", r.d_bias_max_rel,
+                             r.d_sinks_max_rel);
+                printf("%-30s %-4s bwd %-10s %-11s dQ %-9.3g dK %-9.3g dV %-9.3g%s (tol %.0e) %s\n",
                        c->name, polyattn_dtype_name(dtypes[t]), labels[a], verdict, r.dq_max_rel,
-                       r.dk_max_rel, r.dv_max_rel, r.tolerance, r.message);
+                       r.dk_max_rel, r.dv_max_rel, var, r.tolerance, r.message);
                 pa_tk_problem_free(&p);
             }
     }
