@@ -8,6 +8,7 @@
 #include "../gpu/gpu_args_host.h"
 #include "flash_f32.h"
 #include "flash_tc.h"
+#include "flash_hopper.h"
 #include "flash_wgmma.h"
 
 #include <stdlib.h>
@@ -117,6 +118,13 @@ polyattn_status pa_cuda_flash_forward(pa_device *d, const pa_problem *p, void *s
         break;
 #else
         return pa_fail(d, POLYATTN_STATUS_INTERNAL_ERROR, "flash: no wgmma kernel in this build");
+#endif
+    case PA_CUDA_FWD_HOPPER:
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+        PA_CU_LAUNCH(d, pa_cuda_flash_hopper(&a, dev->stream));
+        break;
+#else
+        return pa_fail(d, POLYATTN_STATUS_INTERNAL_ERROR, "flash: no Hopper kernel in this build");
 #endif
     case PA_CUDA_FWD_MMA:
         if (p->dtype == POLYATTN_DTYPE_F32) PA_CU_LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));

@@ -8,6 +8,7 @@
 
 #include "../gpu/gpu_args_host.h"
 #include "flash_f32.h"
+#include "flash_hopper.h"
 #include "flash_tc.h"
 #include "flash_wgmma.h"
 
@@ -61,6 +62,34 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
             (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
             return "a broadcast (zero) stride, which TMA tensor maps cannot express";
     if (pa_cuda_flash_wgmma_smem((int)p->head_dim) > dev->smem_optin)
+        return "the tile does not fit the device's shared memory";
+    return NULL;
+#else
+    (void)dev, (void)p;
+    return "this build has no sm_90a image (CUDA architectures without 90)";
+#endif
+}
+
+/* Why the warp-specialized Hopper kernel (flash_hopper.cu) cannot take p, which the
+ * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, dense layouts,
+ * no score variants, and the TMA maps' rules. */
+static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p)
+{
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+    if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
+    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
+    if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
+        return "head_dim not among the Hopper kernel's (64, 128, 192, 256) or differing from "
+               "head_dim_v";
+    if (pa_problem_serving(p)) return "serving layouts (varlen, KV caches)";
+    if (pa_gpu_has_variants(p)) return "score variants (window, softcap, ALiBi, bias, sinks)";
+    const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
+    const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
+    for (int i = 0; i < 3; i++)
+        if ((qo_ext[i] > 1 && (!p->q_stride[i] || !p->o_stride[i])) ||
+            (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
+            return "a broadcast (zero) stride, which TMA tensor maps cannot express";
+    if (pa_cuda_flash_hopper_smem((int)p->head_dim) > dev->smem_optin)
         return "the tile does not fit the device's shared memory";
     return NULL;
 #else
@@ -193,6 +222,11 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     if (fp->kernel == PA_CUDA_FWD_SIMT) {
         snprintf(note, n, "generic SIMT kernel (tensor cores not used: %.100s)%s", simt_why,
                  fp->splits > 1 ? ", key splits" : "");
+    } else if (fp->kernel == PA_CUDA_FWD_HOPPER) {
+        snprintf(note, n,
+                 "tensor-core kernel (warp-specialized wgmma %s, head_dim %d: %d-row query "
+                 "tiles, TMA producer and two consumer warpgroups)",
+                 polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M);
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -313,6 +347,20 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         }
         fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
     } else {
+        /* The warp-specialized Hopper kernel is opt-in (cuda.flash=wgmma) at head dims 64-256
+         * until it is measured against the mma.sync kernel on a GPU. */
+        if (f.flash == PA_CUDA_FWD_WGMMA && p->head_dim <= 256) {
+            const char *hop_why = hopper_refusal(dev, p);
+            if (hop_why) return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
+            if (f.schedule != PA_CUDA_SCHED_AUTO)
+                return refuse(dev, "cuda.schedule", "the Hopper kernel has no schedules",
+                              why_not);
+            memset(&fp->split, 0, sizeof fp->split);
+            fp->kernel = PA_CUDA_FWD_HOPPER;
+            fp->workspace = 0;
+            fp->launches = 1;
+            goto planned;
+        }
         const char *wg_why = wgmma_refusal(dev, p);
         if (f.flash == PA_CUDA_FWD_WGMMA && wg_why)
             return refuse(dev, "cuda.flash=wgmma", wg_why, why_not);
@@ -357,6 +405,10 @@ void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p)
                (unsigned long long)fp->workspace);
     else if (fp->kernel == PA_CUDA_FWD_SIMT)
         pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: generic SIMT kernel, head_dim %lld, %s",
+               (long long)p->head_dim, polyattn_dtype_name(p->dtype));
+    else if (fp->kernel == PA_CUDA_FWD_HOPPER)
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda flash: tensor-core kernel (warp-specialized wgmma), head_dim %lld, %s",
                (long long)p->head_dim, polyattn_dtype_name(p->dtype));
     else if (fp->kernel == PA_CUDA_FWD_WGMMA)
         pa_log(POLYATTN_LOG_DISPATCH,

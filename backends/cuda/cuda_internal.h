@@ -51,6 +51,8 @@ typedef enum pa_cuda_fwd_kernel {
     PA_CUDA_FWD_SIMT,  /* the shared generic kernel (backends/gpu) */
     PA_CUDA_FWD_MMA,   /* mma.sync tensor cores: flash_tc (f16/bf16), flash_f32 (3xTF32) */
     PA_CUDA_FWD_WGMMA, /* warpgroup MMA, sm_90 (flash_wgmma) */
+    PA_CUDA_FWD_HOPPER, /* warp-specialized warpgroup MMA, sm_90, head dims 64-256
+                         * (flash_hopper; a plan's kernel, forced as cuda.flash=wgmma) */
 } pa_cuda_fwd_kernel;
 
 typedef enum pa_cuda_schedule {

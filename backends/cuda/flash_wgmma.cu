@@ -41,8 +41,7 @@
 #include "flash_split.cuh" /* pa_flash_visible */
 #include "wgmma_sm90.cuh"
 
-#include <cuda.h> /* CUtensorMap and its enums (types only: the encoder comes from cudart) */
-#include <cudaTypedefs.h>
+#include "tma_map.cuh"
 
 namespace
 {
@@ -72,9 +71,7 @@ static_assert(kRows == 16 * (kThreads / 32), "16 rows of the tile a warp (the wg
  * columns by 64 rows, 16 for O (a warp's rows), 128-byte swizzle; loads past the sequence
  * read zeros, stores there are dropped), made on the host for each call (the pointers are
  * the call's). */
-struct TileMaps {
-    CUtensorMap q, k, v, o;
-};
+using pa_tma::TileMaps;
 
 /* Loads rows [row, row + 64) of `map`, columns [col, col + 64 * blocks), of (head, batch),
  * into a swizzled tile: one TMA box a 64-column block, lane 0 of warp w issuing boxes w,
@@ -381,43 +378,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-/* cuTensorMapEncodeTiled, from the driver through cudart (no libcuda link); NULL if absent. */
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder()
-{
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-        void *p = nullptr;
-        cudaDriverEntryPointQueryResult q;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
-                                             &q) != cudaSuccess ||
-            q != cudaDriverEntryPointSuccess)
-            p = nullptr;
-        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-    }();
-    return fn;
-}
-
-/* The 4-D map of a [batch][heads][seq][dim] tensor with element strides st (batch, head,
- * seq, dim: 1). */
-cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int seq, int heads,
-                     int batch, const int64_t *st, int box_rows)
-{
-    PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-    if (!encode) return cudaErrorNotSupported;
-    const cuuint64_t extent[4] = {(cuuint64_t)dim, (cuuint64_t)seq, (cuuint64_t)heads,
-                                  (cuuint64_t)batch};
-    cuuint64_t stride[3];
-    for (int i = 0; i < 3; ++i) /* bytes, dims 1..3; 0 only where the extent is 1 (the
-                                 * backend checks), and TMA wants a multiple of 16 there */
-        stride[i] = (cuuint64_t)(st[2 - i] > 0 ? st[2 - i] * 2 : 16);
-    const cuuint32_t box[4] = {64, (cuuint32_t)box_rows, 1, 1}, step[4] = {1, 1, 1, 1};
-    const CUresult r =
-        encode(map, dtype == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-               4, const_cast<void *>(base), extent, stride, box, step,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
-}
-
 template <int D, typename T, int kCols, bool kSplit>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
@@ -427,13 +387,13 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
     TileMaps maps;
-    if ((e = make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride, kRows)) !=
+    if ((e = pa_tma::make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride, kRows)) !=
             cudaSuccess ||
-        (e = make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride,
+        (e = pa_tma::make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride,
                       kKeys)) != cudaSuccess ||
-        (e = make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride,
+        (e = pa_tma::make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride,
                       kKeys)) != cudaSuccess ||
-        (e = make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride, 16)) !=
+        (e = pa_tma::make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride, 16)) !=
             cudaSuccess)
         return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;

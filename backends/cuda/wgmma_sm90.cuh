@@ -135,6 +135,24 @@ __device__ __forceinline__ void fence_async_shared()
                    "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                              \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
 
+/* D[64] (+)= A (64 x 16, K-major, descriptor) * B (128 x 16, K-major, descriptor)^T */
+#define PA_WGMMA_SS_M64N128K16(TY)                                                                 \
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"                                    \
+                 " wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {"                    \
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"                                                                        \
+                 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                                \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                                             \
+                 : "l"(desc_a), "l"(desc_b), "r"(scale_d))
+
+/* D[32] (+)= A (64 x 16, registers) * B (16 x 64, N-major, descriptor) */
+#define PA_WGMMA_RS_M64N64K16(TY)                                                                  \
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %37, 0;\n"                                    \
+                 " wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                     \
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"                                                                      \
+                 "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"                                  \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                                                                           \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
+
 /* ---- TMA tile loads, completed on an mbarrier (pa_tc::mbar_expect arms it, pa_tc::mbar_wait
  * waits) */
 __device__ __forceinline__ void bar_init(uint64_t *bar)
@@ -143,6 +161,31 @@ __device__ __forceinline__ void bar_init(uint64_t *bar)
                  "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_addr(bar))
                  : "memory");
 }
+/* An mbarrier whose phase completes after `count` plain arrivals (mbar_arrive). */
+__device__ __forceinline__ void bar_init_count(uint64_t *bar, int count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n"
+                 "fence.mbarrier_init.release.cluster;\n" ::"r"(smem_addr(bar)),
+                 "r"(count)
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+/* Hands registers back to (dec) or takes them from (inc) the SM's pool, for the whole
+ * warpgroup: producer warps need few, the consumers' accumulators many. */
+template <int N>
+__device__ __forceinline__ void regs_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void regs_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
 /* The box at coordinates (c0 innermost .. c3) of a 4-D tensor map into shared memory at
  * dst, counted on bar. */
 __device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, int c1, int c2,
@@ -192,6 +235,16 @@ template <typename T>
 struct Mma;
 template <>
 struct Mma<__half> {
+    static __device__ __forceinline__ void ss_m64n128k16(float (&d)[64], uint64_t desc_a,
+                                                         uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_SS_M64N128K16("f16");
+    }
+    static __device__ __forceinline__ void rs_m64n64k16(float (&d)[32], const uint32_t (&a)[4],
+                                                        uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_RS_M64N64K16("f16");
+    }
     static __device__ __forceinline__ void ss_m64n64k16(float (&d)[32], uint64_t desc_a,
                                                         uint64_t desc_b, int scale_d)
     {
@@ -210,6 +263,16 @@ struct Mma<__half> {
 };
 template <>
 struct Mma<__nv_bfloat16> {
+    static __device__ __forceinline__ void ss_m64n128k16(float (&d)[64], uint64_t desc_a,
+                                                         uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_SS_M64N128K16("bf16");
+    }
+    static __device__ __forceinline__ void rs_m64n64k16(float (&d)[32], const uint32_t (&a)[4],
+                                                        uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_RS_M64N64K16("bf16");
+    }
     static __device__ __forceinline__ void ss_m64n64k16(float (&d)[32], uint64_t desc_a,
                                                         uint64_t desc_b, int scale_d)
     {
@@ -227,19 +290,32 @@ struct Mma<__nv_bfloat16> {
     }
 };
 
-/* D[N / 2] (+)= A (64 x 16, registers) * B (16 x N): N = 256 or 128 */
+/* D[N / 2] (+)= A (64 x 16, registers) * B (16 x N): N = 256, 128 or 64 */
 template <typename T, int N>
 __device__ __forceinline__ void rs_m64nk16(float (&d)[N / 2], const uint32_t (&a)[4],
                                            uint64_t desc_b, int scale_d)
 {
-    static_assert(N == 256 || N == 128, "the two widths the kernel uses");
+    static_assert(N == 256 || N == 128 || N == 64, "the widths the kernels use");
     if constexpr (N == 256) Mma<T>::rs_m64n256k16(d, a, desc_b, scale_d);
-    else Mma<T>::rs_m64n128k16(d, a, desc_b, scale_d);
+    else if constexpr (N == 128) Mma<T>::rs_m64n128k16(d, a, desc_b, scale_d);
+    else Mma<T>::rs_m64n64k16(d, a, desc_b, scale_d);
+}
+
+/* D[N / 2] (+)= A (64 x 16, K-major) * B (N x 16, K-major)^T, both descriptors: N = 128 or 64 */
+template <typename T, int N>
+__device__ __forceinline__ void ss_m64nk16(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b,
+                                           int scale_d)
+{
+    static_assert(N == 128 || N == 64, "the widths the kernels use");
+    if constexpr (N == 128) Mma<T>::ss_m64n128k16(d, desc_a, desc_b, scale_d);
+    else Mma<T>::ss_m64n64k16(d, desc_a, desc_b, scale_d);
 }
 
 #undef PA_WGMMA_SS_M64N64K16
 #undef PA_WGMMA_RS_M64N256K16
 #undef PA_WGMMA_RS_M64N128K16
+#undef PA_WGMMA_SS_M64N128K16
+#undef PA_WGMMA_RS_M64N64K16
 
 } // namespace pa_wg
 #endif

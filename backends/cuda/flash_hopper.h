@@ -1,0 +1,28 @@
+/* Warp-specialized Hopper flash forward (sm_90 exactly: wgmma and TMA, an sm_90a image;
+ * f16/bf16, head dims 64, 128, 192, 256, head_dim == head_dim_v, no score variants): C
+ * interface for the host glue.  Built only when the CUDA architectures include 90
+ * (POLYATTN_CUDA_HAVE_WGMMA). */
+#ifndef POLYATTN_CUDA_FLASH_HOPPER_H
+#define POLYATTN_CUDA_FLASH_HOPPER_H
+
+#include "../gpu/gpu_attn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Whether head_dim has an instance (the traits table in flash_hopper.cu). */
+int pa_cuda_flash_hopper_has_head_dim(int head_dim);
+/* Shared memory a block of the head_dim instance needs (bytes), 0 without one. */
+size_t pa_cuda_flash_hopper_smem(int head_dim);
+/* Query rows of a block's tile (two consumer warpgroups of 64 rows). */
+#define PA_HOPPER_TILE_M 128
+/* Enqueues a; returns the cudaError_t of the launch.  Input rules of pa_cuda_flash_wgmma
+ * (16-byte aligned q/k/v/o, unit head_dim stride, other strides multiples of 8, no broadcast
+ * strides), dense layouts, mask none or causal. */
+int pa_cuda_flash_hopper(const pa_gpu_args *a, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
