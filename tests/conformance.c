@@ -14,7 +14,9 @@
  * without a backward is UNSUPPORTED, printed and not failed (no must-support rule yet).
  * Score-variant cases (window, softcap, ALiBi, bias, attn_mask, sinks; pa_tk_case_variants)
  * pass their tensors through polyattn_forward_ex/backward_ex; the backward also compares
- * d_bias and d_sinks.  A backend that rejects a variant reports UNSUPPORTED, not a failure.
+ * d_bias and d_sinks.  A backend that rejects a variant reports UNSUPPORTED, not a failure,
+ * except the backward of CUDA and HIP, whose every algorithm takes every variant: there a
+ * rejected variant case fails (not under POLYATTN_FORCE).
  * Exit: 0 all good, 1 any failure, 2 bad arguments, 77 no such device.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -184,7 +186,7 @@ static int check_backward_workspace_rejection(polyattn_context *ctx, const polya
 static int backward_suite(polyattn_context *ctx, const polyattn_device_info *info,
                           const char *only_case, const polyattn_algo *algos, int n_algos,
                           const polyattn_dtype *dtypes, int n_dtypes, unsigned long long seed,
-                          int *passed, int *unsupported)
+                          int variants_required, int *passed, int *unsupported)
 {
     size_t n_cases, ci;
     const pa_tk_case *cases = pa_tk_cases(&n_cases);
@@ -217,7 +219,14 @@ static int backward_suite(polyattn_context *ctx, const polyattn_device_info *inf
                     continue;
                 }
                 st = pa_tk_run_backward(ctx, &p, algo, 0, &r);
-                if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
+                if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED && variants_required &&
+                    pa_tk_case_variants(c)) {
+                    printf("FAIL        %-28s %-4s %-7s : the backward must take every score "
+                           "variant here: %s\n",
+                           c->name, polyattn_dtype_name(dtype), polyattn_algo_name(algo),
+                           r.message);
+                    failed++;
+                } else if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
                     printf("UNSUPPORTED %-28s %-4s %-7s : %s\n", c->name,
                            polyattn_dtype_name(dtype), polyattn_algo_name(algo), r.message);
                     (*unsupported)++;
@@ -372,8 +381,10 @@ int main(int argc, char **argv)
 
     if (backward) {
         if (!only_case) failed += check_backward_workspace_rejection(ctx, algos, n_algos);
+        const int variants_required =
+            (backend == POLYATTN_BACKEND_CUDA || backend == POLYATTN_BACKEND_HIP) && !forced;
         failed += backward_suite(ctx, &info, only_case, algos, n_algos, dtypes, n_dtypes, seed,
-                                 &passed, &unsupported);
+                                 variants_required, &passed, &unsupported);
         n_cases = 0; /* the forward loop below is skipped */
     } else if (!only_case) failed += check_workspace_rejection(ctx, algos, n_algos);
     for (ci = 0; ci < n_cases; ci++) {

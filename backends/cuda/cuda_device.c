@@ -303,9 +303,10 @@ static polyattn_status cuda_merge_states(pa_device *d, const pa_merge_problem *m
 /* Score variants: every forward has them all: the unfused softmax
  * (mask_softmax_variants.cu), the shared fused and generic flash kernels, and the mma.sync
  * f16/bf16 tile kernel (flash_tc.cu, head dims <= 256) for window, softcap, ALiBi and sinks
- * (cuda_flash_plan.c sends the rest to the generic kernel).  The backward of fused and flash
- * has them all with d_bias and d_sinks (the shared SIMT backward: cuda_backward.c sends
- * variant problems there); the unfused backward has none yet. */
+ * (cuda_flash_plan.c sends the rest to the generic kernel).  Every backward has them all
+ * with d_bias and d_sinks: fused and flash through the shared SIMT backward (cuda_backward.c
+ * sends variant problems there), unfused through the shared elementwise kernels of
+ * gpu_backward.h around its SGEMMs. */
 #define PA_CUDA_FORWARD_FEATURES                                                                   \
     (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \
      PA_FEATURE_ATTN_MASK | PA_FEATURE_SINKS)
@@ -315,7 +316,9 @@ static polyattn_status cuda_merge_states(pa_device *d, const pa_merge_problem *m
     (PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV | PA_FEATURE_KV_CACHE | PA_FEATURE_PAGED_KV |      \
      PA_FEATURE_KV_APPEND)
 const pa_algo_ops pa_cuda_algos[3] = {
-    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL, PA_CUDA_FORWARD_FEATURES, 0u),
+    PA_CUDA_ALGO(POLYATTN_ALGO_UNFUSED, unfused, NULL,
+                 PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD,
+                 PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD),
     PA_CUDA_ALGO(POLYATTN_ALGO_FUSED, fused, pa_cuda_plan_release,
                  PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD,
                  PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD),

@@ -5,8 +5,8 @@
  */
 #include "cuda_internal.h"
 
-#include "../gpu/gpu_args_host.h"
 #include "../gpu/gpu_backward.h"
+#include "../gpu/gpu_glue.h" /* pa_gpu_args_fill, pa_gpu_bwd_args_fill */
 
 #include <stdio.h>
 #include <string.h>
@@ -169,7 +169,8 @@ polyattn_status pa_cuda_unfused_forward(pa_device *d, const pa_problem *p, void 
  * batches always fold, any input stride works) laid out in the workspace as below, in
  * floats.  dK and dV of a GQA group are summed by GEMMs with beta = 1 over the group's
  * query heads in sequence, so the result is bitwise reproducible (no atomics anywhere):
- * the deterministic option changes nothing here. */
+ * the deterministic option changes nothing here.  Score variants: the shared elementwise
+ * kernels (gpu_backward.h) recompute the final scores and give d_bias and d_sinks. */
 typedef struct bwd_layout {
     uint64_t q, d_o, k, v, delta, s, dp, dq, dk, dv, total; /* float offsets */
 } bwd_layout;
@@ -216,21 +217,13 @@ polyattn_status pa_cuda_unfused_backward(pa_device *d, const pa_problem *p, void
                        (unsigned long long)(l.total * sizeof(float)));
     PA_CU(d, cudaSetDevice(dev->ordinal));
     PA_CUBLAS(d, cublasSetStream(dev->blas, dev->stream));
-    pa_gpu_args a;
-    memset(&a, 0, sizeof a);
-    {
-        pa_io fio;
-        memset(&fio, 0, sizeof fio);
-        fio.q = io->q, fio.k = io->k, fio.v = io->v, fio.o = io->o;
-        pa_problem np = *p;
-        np.want_lse = 0, np.want_probs = 0;
-        pa_gpu_args_fill(&np, &fio, &a);
-    }
+    pa_gpu_bwd_args ba; /* the problem, its variants' tensors and gradients, the LSE */
+    pa_gpu_bwd_args_fill(p, io, &ba);
+    const pa_gpu_args a = ba.fwd;
     float *ws = (float *)pa_gpu_ptr(&io->workspace);
     float *qf = ws + l.q, *dof = ws + l.d_o, *kf = ws + l.k, *vf = ws + l.v;
     float *delta = ws + l.delta, *sc = ws + l.s, *dp = ws + l.dp;
     float *dqf = ws + l.dq, *dkf = ws + l.dk, *dvf = ws + l.dv;
-    const float *lse = (const float *)pa_gpu_ptr(&io->lse);
     void *st = dev->stream;
     const int64_t dims_q[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim};
     const int64_t dims_o[4] = {p->batch, p->heads_q, p->seq_q, p->head_dim_v};
@@ -265,8 +258,11 @@ polyattn_status pa_cuda_unfused_backward(pa_device *d, const pa_problem *p, void
                                                &one, vf, hdv, vs, doj, hdv, g * os, &zero, dpj, skv,
                                                g * pairs, count));
     }
-    PA_CU_LAUNCH(d, pa_gpu_bwd_probs(&a, sc, lse, st));
-    PA_CU_LAUNCH(d, pa_gpu_bwd_dscores(&a, sc, dp, delta, st));
+    /* d_bias from S and dP before they become P and dS (times softcap's derivative);
+     * d_sinks from delta and the LSE. */
+    if (ba.d_bias) PA_CU_LAUNCH(d, pa_gpu_bwd_dbias(&ba, sc, dp, delta, st));
+    PA_CU_LAUNCH(d, pa_gpu_bwd_softmax_grad(&ba, sc, dp, delta, st));
+    if (ba.d_sinks) PA_CU_LAUNCH(d, pa_gpu_bwd_dsinks(&ba, delta, st));
     for (int j = 0; j < g; j++) {
         const float *pj = sc + j * pairs, *dsj = dp + j * pairs;
         const float *qj = qf + j * qs, *doj = dof + j * os;

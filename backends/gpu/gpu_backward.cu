@@ -1,10 +1,14 @@
 /*
  * Elementwise kernels of the unfused backward (see gpu_backward.h).  Grid-stride loops,
  * one element per thread step, f32 arithmetic; no atomics, so every result is
- * bitwise reproducible.
+ * bitwise reproducible.  Score variants: the softmax step recomputes each pair's final
+ * score from S exactly as the forward's softmax does (gpu_variants.h); problems without a
+ * score-changing variant run the plain instance.
  */
 #include "gpu_port.h"
 #include "gpu_backward.h"
+#include "gpu_serving.h"
+#include "gpu_variants.h"
 
 #include <math.h>
 
@@ -92,28 +96,112 @@ __device__ __forceinline__ int visible_keys_bwd(const pa_gpu_args &a, int64_t qu
     return (int)(n < 0 ? 0 : (n > a.seq_kv ? a.seq_kv : n));
 }
 
-__global__ void bwd_probs_kernel(pa_gpu_args a, float *scores, const float *lse, int64_t n)
+/* Whether a variant changes the scores (the kVar instances); sinks alone are in the LSE. */
+__host__ __device__ __forceinline__ bool scores_vary(const pa_gpu_args &a)
+{
+    return a.has_window || a.softcap > 0.f || a.alibi_slopes || a.bias || a.attn_mask;
+}
+
+/* P of pair (row, key) from its scaled q.k and the row's LSE, 0 when masked or when the row
+ * is fully masked; *dcap receives d final score / d scaled q.k (1 - tanh^2 under softcap). */
+template <bool kVar>
+__device__ __forceinline__ float pair_prob(const pa_gpu_args &a, int64_t row, int key, float s,
+                                           float l, float *dcap)
+{
+    *dcap = 1.f;
+    if (l == -INFINITY) return 0.f;
+    const int query = (int)(row % a.seq_q);
+    if (!kVar) return key < visible_keys_bwd(a, query) ? expf(s - l) : 0.f;
+    const int head = (int)((row / a.seq_q) % a.heads_q);
+    const int batch = (int)(row / ((int64_t)a.seq_q * a.heads_q));
+    const pa_gpu_var_row r = pa_gpu_var_row_of(a, batch, head, query);
+    float x;
+    if (key < r.lo || key >= r.hi || !pa_gpu_var_score(a, r, key, s, x)) return 0.f;
+    if (a.softcap > 0.f) {
+        const float t = tanhf(pa_gpu_score_range(s) / a.softcap);
+        *dcap = 1.f - t * t;
+    }
+    return expf(x - l);
+}
+
+template <bool kVar>
+__global__ void bwd_softmax_grad_kernel(pa_gpu_args a, float *scores, float *dp, const float *delta,
+                                        int64_t n)
 {
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
         const int64_t row = i / a.seq_kv;
-        const int key = (int)(i % a.seq_kv);
-        const float l = lse[row];
-        float p = 0.f;
-        if (key < visible_keys_bwd(a, row % a.seq_q) && l != -INFINITY) p = expf(scores[i] - l);
+        float dcap;
+        const float p = pair_prob<kVar>(a, row, (int)(i % a.seq_kv), scores[i], a.lse[row], &dcap);
         scores[i] = p;
+        /* p == 0 (masked or underflowed) gives 0 without touching dP - delta. */
+        dp[i] = p == 0.f ? 0.f : p * (dp[i] - delta[row]) * dcap;
     }
 }
 
-__global__ void bwd_dscores_kernel(pa_gpu_args a, const float *probs, float *dp, const float *delta,
-                                   int64_t n)
+/* One thread per d_bias element: dS of the pairs that share it, (batch, head) in order. */
+__global__ void bwd_dbias_kernel(pa_gpu_bwd_args g, const float *scores, const float *dp,
+                                 const float *delta, int64_t n)
 {
+    const pa_gpu_args &a = g.fwd;
+    const int nb = g.d_bias_batch, nh = g.d_bias_heads;
+    const int64_t plane = (int64_t)a.seq_q * a.seq_kv;
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
-        const float p = probs[i];
-        /* p == 0 (masked or underflowed) gives 0 without touching dP - delta. */
-        dp[i] = p == 0.f ? 0.f : p * (dp[i] - delta[i / a.seq_kv]);
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += step) {
+        const int64_t z = e / plane, ij = e % plane;
+        const int bb = (int)(z / nh), hh = (int)(z % nh), key = (int)(ij % a.seq_kv);
+        const int b_end = nb == 1 ? a.batch : bb + 1, h_end = nh == 1 ? a.heads_q : hh + 1;
+        float acc = 0.f;
+        for (int b = nb == 1 ? 0 : bb; b < b_end; ++b)
+            for (int h = nh == 1 ? 0 : hh; h < h_end; ++h) {
+                const int64_t row = ((int64_t)b * a.heads_q + h) * a.seq_q + ij / a.seq_kv;
+                const int64_t at = row * a.seq_kv + key;
+                float dcap;
+                const float p = pair_prob<true>(a, row, key, scores[at], a.lse[row], &dcap);
+                if (p != 0.f) acc += p * (dp[at] - delta[row]);
+            }
+        g.d_bias[e] = acc;
     }
+}
+
+/* The sink's share of a row's softmax times delta; rows with delta = 0 (fully masked ones
+ * among them) add nothing. */
+__device__ __forceinline__ float sink_term(float sink, float lse, float delta)
+{
+    return delta == 0.f ? 0.f : expf(sink - lse) * delta;
+}
+
+__global__ void __launch_bounds__(kBwdThreads)
+    bwd_dsinks_kernel(pa_gpu_bwd_args g, const float *delta)
+{
+    __shared__ float red[kBwdThreads];
+    const pa_gpu_args &a = g.fwd;
+    const int h = blockIdx.x;
+    const float sink = a.sinks[h];
+    float acc = 0.f;
+    if (a.varlen_q) {
+        for (int b = 0; b < a.batch; ++b) {
+            const pa_gpu_seq s = pa_gpu_seq_of(a, b);
+            for (int i = threadIdx.x; i < s.len_q; i += kBwdThreads) {
+                const int64_t row = (int64_t)h * a.total_q + s.q0 + i;
+                acc += sink_term(sink, a.lse[row], delta[row]);
+            }
+        }
+    } else {
+        const int64_t n = (int64_t)a.batch * a.seq_q;
+        for (int64_t t = threadIdx.x; t < n; t += kBwdThreads) {
+            const int64_t row = ((t / a.seq_q) * a.heads_q + h) * a.seq_q + t % a.seq_q;
+            acc += sink_term(sink, a.lse[row], delta[row]);
+        }
+    }
+    const int tid = threadIdx.x;
+    red[tid] = acc;
+    __syncthreads();
+    for (int w = kBwdThreads / 2; w > 0; w /= 2) {
+        if (tid < w) red[tid] += red[tid + w];
+        __syncthreads();
+    }
+    if (tid == 0) g.d_sinks[h] = 0.f - red[0]; /* +0 without rows */
 }
 
 unsigned blocks_for(int64_t n, int per_block)
@@ -162,21 +250,33 @@ extern "C" int pa_gpu_bwd_rowdot(const pa_gpu_args *a, const void *d_o, float *d
     return (int)gpuGetLastError();
 }
 
-extern "C" int pa_gpu_bwd_probs(const pa_gpu_args *a, float *scores, const float *lse, void *stream)
+extern "C" int pa_gpu_bwd_softmax_grad(const pa_gpu_bwd_args *g, float *scores, float *dp,
+                                       const float *delta, void *stream)
 {
-    const int64_t n = (int64_t)a->batch * a->heads_q * a->seq_q * a->seq_kv;
+    const pa_gpu_args &a = g->fwd;
+    const int64_t n = (int64_t)a.batch * a.heads_q * a.seq_q * a.seq_kv;
     if (n == 0) return 0;
-    bwd_probs_kernel<<<blocks_for(n, kBwdThreads), kBwdThreads, 0, (gpuStream_t)stream>>>(
-        *a, scores, lse, n);
+    auto kernel = scores_vary(a) ? bwd_softmax_grad_kernel<true> : bwd_softmax_grad_kernel<false>;
+    kernel<<<blocks_for(n, kBwdThreads), kBwdThreads, 0, (gpuStream_t)stream>>>(a, scores, dp,
+                                                                                delta, n);
     return (int)gpuGetLastError();
 }
 
-extern "C" int pa_gpu_bwd_dscores(const pa_gpu_args *a, const float *probs, float *dp,
-                                  const float *delta, void *stream)
+extern "C" int pa_gpu_bwd_dbias(const pa_gpu_bwd_args *g, const float *scores, const float *dp,
+                                const float *delta, void *stream)
 {
-    const int64_t n = (int64_t)a->batch * a->heads_q * a->seq_q * a->seq_kv;
+    const int64_t n =
+        (int64_t)g->d_bias_batch * g->d_bias_heads * g->fwd.seq_q * (int64_t)g->fwd.seq_kv;
     if (n == 0) return 0;
-    bwd_dscores_kernel<<<blocks_for(n, kBwdThreads), kBwdThreads, 0, (gpuStream_t)stream>>>(
-        *a, probs, dp, delta, n);
+    bwd_dbias_kernel<<<blocks_for(n, kBwdThreads), kBwdThreads, 0, (gpuStream_t)stream>>>(
+        *g, scores, dp, delta, n);
+    return (int)gpuGetLastError();
+}
+
+extern "C" int pa_gpu_bwd_dsinks(const pa_gpu_bwd_args *g, const float *delta, void *stream)
+{
+    const unsigned heads = g->fwd.heads_q > 0 ? (unsigned)g->fwd.heads_q : 0u;
+    if (heads == 0) return 0;
+    bwd_dsinks_kernel<<<heads, kBwdThreads, 0, (gpuStream_t)stream>>>(*g, delta);
     return (int)gpuGetLastError();
 }

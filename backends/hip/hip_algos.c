@@ -467,7 +467,9 @@ static polyattn_status unfused_forward(pa_device *dev, const pa_problem *p, void
 /* Workspace in floats: f32 copies of Q and dO (contiguous, so the rows of a GQA group are
  * one GEMM dimension), delta, the scores/P and dP/dS matrices.  dK and dV sum their group
  * inside one GEMM each and dQ is one GEMM, all in a fixed order: bitwise reproducible
- * without atomics, so the deterministic option changes nothing here. */
+ * without atomics, so the deterministic option changes nothing here.  Score variants: the
+ * shared softmax step (gpu_backward.h) recomputes the final scores, leaves dS times softcap's
+ * derivative for the GEMMs, and d_bias and d_sinks come from their own fixed-order kernels. */
 typedef struct hip_bwd_layout {
     uint64_t q, d_o, delta, s, dp, total;
 } hip_bwd_layout;
@@ -570,8 +572,10 @@ static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, voi
     av.head_dim = a->head_dim_v;
     av.scale = 1.f;
     PA_HIP_STEP(k->gemm_qk(&av, dp, stream), "pa_gpu_gemm_qk (dP)");
-    PA_HIP_STEP(k->bwd_probs(a, sc, a->lse, stream), "pa_gpu_bwd_probs");
-    PA_HIP_STEP(k->bwd_dscores(a, sc, dp, delta, stream), "pa_gpu_bwd_dscores");
+    /* d_bias from S and dP before they become P and dS; d_sinks from delta and the LSE */
+    if (g.d_bias) PA_HIP_STEP(k->bwd_dbias(&g, sc, dp, delta, stream), "pa_gpu_bwd_dbias");
+    PA_HIP_STEP(k->bwd_softmax_grad(&g, sc, dp, delta, stream), "pa_gpu_bwd_softmax_grad");
+    if (g.d_sinks) PA_HIP_STEP(k->bwd_dsinks(&g, delta, stream), "pa_gpu_bwd_dsinks");
     /* dV = P^T dO and dK = scale dS^T Q, summed over the GQA group inside the GEMM */
     pa_gpu_gemm_desc d = group_sum_gemm(p, sc, dof, p->head_dim_v, g.dv, p->v_stride, 1.f);
     PA_HIP_STEP(k->gemm(&d, stream), "pa_gpu_gemm (dV)");
@@ -611,14 +615,16 @@ static polyattn_status unfused_backward(pa_device *dev, const pa_problem *p, voi
 const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
     /* Score variants: every forward has them all (the unfused softmax in
      * mask_softmax_variants.cu, the shared fused and generic flash kernels; never the MFMA
-     * kernel); the backward of fused and flash (the shared SIMT flash backward) too, with
-     * d_bias and d_sinks; the unfused backward has none yet.  Serving layouts: flash only
+     * kernel); every backward too, with d_bias and d_sinks (fused and flash: the shared SIMT
+     * flash backward; unfused: the shared elementwise kernels of gpu_backward.h around the
+     * tiled GEMMs).  Serving layouts: flash only
      * (the generic kernel, key splits, KV append), its backward varlen q/kv; unfused and
      * fused are dense. */
     {.algo = POLYATTN_ALGO_UNFUSED,
      .check = unfused_check,
      .workspace_size = unfused_workspace,
-     .features = PA_HIP_FORWARD_FEATURES,
+     .features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD,
+     .backward_features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD,
      .kernel_launches = unfused_launches,
      .forward = unfused_forward,
      .backward_workspace_size = unfused_backward_workspace,

@@ -240,8 +240,9 @@ static void load_kernels_locked(void)
     PA_HIP_SYM(flash_bwd, "pa_gpu_flash_bwd");
     PA_HIP_SYM(bwd_pack, "pa_gpu_bwd_pack");
     PA_HIP_SYM(bwd_rowdot, "pa_gpu_bwd_rowdot");
-    PA_HIP_SYM(bwd_probs, "pa_gpu_bwd_probs");
-    PA_HIP_SYM(bwd_dscores, "pa_gpu_bwd_dscores");
+    PA_HIP_SYM(bwd_softmax_grad, "pa_gpu_bwd_softmax_grad");
+    PA_HIP_SYM(bwd_dbias, "pa_gpu_bwd_dbias");
+    PA_HIP_SYM(bwd_dsinks, "pa_gpu_bwd_dsinks");
     PA_HIP_SYM(gemm, "pa_gpu_gemm");
     PA_HIP_SYM(kv_append, "pa_gpu_kv_append");
     PA_HIP_SYM(merge, "pa_gpu_merge");

@@ -40,9 +40,11 @@ typedef struct pa_hip_kernels {
     int (*bwd_pack)(float *dst, const void *src, int dtype, const int64_t dims[4],
                     const int64_t strides[4], void *stream);
     int (*bwd_rowdot)(const pa_gpu_args *a, const void *d_o, float *delta, void *stream);
-    int (*bwd_probs)(const pa_gpu_args *a, float *scores, const float *lse, void *stream);
-    int (*bwd_dscores)(const pa_gpu_args *a, const float *probs, float *dp, const float *delta,
-                       void *stream);
+    int (*bwd_softmax_grad)(const pa_gpu_bwd_args *g, float *scores, float *dp, const float *delta,
+                            void *stream);
+    int (*bwd_dbias)(const pa_gpu_bwd_args *g, const float *scores, const float *dp,
+                     const float *delta, void *stream);
+    int (*bwd_dsinks)(const pa_gpu_bwd_args *g, const float *delta, void *stream);
     int (*gemm)(const pa_gpu_gemm_desc *d, void *stream);
     /* serving (gpu_serving.cu) */
     int (*kv_append)(const pa_gpu_args *a, void *stream);

@@ -46,6 +46,9 @@ static const pa_tk_variants v_alibi_bias = {0,
                                             POLYATTN_DTYPE_BF16,
                                             PA_TK_SCORE_NONE,
                                             0};
+static const pa_tk_variants v_bias_heads_softcap = {
+    0, -1, -1, 1.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_HEADS, POLYATTN_DTYPE_F32, PA_TK_SCORE_NONE,
+    0};
 static const pa_tk_variants v_mask_window = {
     1, 5, 5, 0.f, POLYATTN_ALIBI_NONE, PA_TK_SCORE_NONE, POLYATTN_DTYPE_F32, PA_TK_SCORE_SHARED, 0};
 
@@ -118,6 +121,9 @@ static const pa_tk_case cases[] = {
     {"gpt_oss_br_67x131_d64", 1, 4, 2, 67, 131, 64, 64, BR, PA_TK_BHSD, 0.f, 1.f, 0},
     /* ALiBi per sequence + a bf16 bias per batch entry + causal top-left */
     {"alibi_bias_tl_35x35_d32", 2, 2, 2, 35, 35, 32, 32, TL, PA_TK_BHSD, 0.f, 1.f, 0},
+    /* a bias per head shared by the batch entries (d_bias sums them) under softcap (d_bias
+     * is dS before softcap's derivative), GQA, causal bottom-right */
+    {"bias_heads_softcap_br_23x41_d32", 2, 4, 2, 23, 41, 32, 32, BR, PA_TK_BHSD, 0.f, 2.f, 0},
     /* attn_mask shared + window */
     {"attn_mask_window_47x47_d32", 1, 2, 1, 47, 47, 32, 32, NONE, PA_TK_BHSD, 0.f, 1.f, 0},
 };
@@ -137,6 +143,7 @@ static const struct {
     {"alibi_bias_tl_35x35_d32", &v_alibi_bias},
     {"bias_shared_f16_tl_45x31_d64", &v_bias_shared},
     {"attn_mask_window_47x47_d32", &v_mask_window},
+    {"bias_heads_softcap_br_23x41_d32", &v_bias_heads_softcap},
 };
 
 const pa_tk_variants *pa_tk_case_variants(const pa_tk_case *c)

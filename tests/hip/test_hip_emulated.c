@@ -40,8 +40,9 @@ static const pa_hip_kernels emu_kernels = {
     .flash_bwd = pa_gpu_flash_bwd,
     .bwd_pack = pa_gpu_bwd_pack,
     .bwd_rowdot = pa_gpu_bwd_rowdot,
-    .bwd_probs = pa_gpu_bwd_probs,
-    .bwd_dscores = pa_gpu_bwd_dscores,
+    .bwd_softmax_grad = pa_gpu_bwd_softmax_grad,
+    .bwd_dbias = pa_gpu_bwd_dbias,
+    .bwd_dsinks = pa_gpu_bwd_dsinks,
     .gemm = pa_gpu_gemm,
     .kv_append = pa_gpu_kv_append,
     .merge = pa_gpu_merge,
@@ -166,7 +167,8 @@ static const pa_backend_ops emu_ops = {
 
 /* The backward of every case x dtype: unfused, fused and flash with atomic dQ, and flash
  * deterministic, against the host backward (pa_tk_run_backward: every element, masked rows
- * zero, gaps and inputs untouched).  Returns failures. */
+ * zero, gaps and inputs untouched, d_bias and d_sinks); a score-variant case must run on
+ * every algorithm.  Returns failures. */
 static int backward_suite(polyattn_context *ctx, const pa_tk_case *cases, size_t n,
                           const char *only, int *runs, int *passed, int *unsupported)
 {
@@ -192,7 +194,10 @@ static int backward_suite(polyattn_context *ctx, const pa_tk_case *cases, size_t
                 const polyattn_status st = pa_tk_run_backward(ctx, &p, algos[a], determ[a], &r);
                 ++*runs;
                 const char *verdict;
-                if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
+                if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED && pa_tk_case_variants(c)) {
+                    verdict = "FAIL (every hip backward takes every score variant)";
+                    failed++;
+                } else if (!r.planned && st == POLYATTN_STATUS_UNSUPPORTED) {
                     verdict = "unsupported";
                     ++*unsupported;
                 } else if (st == POLYATTN_STATUS_SUCCESS && r.pass) {
