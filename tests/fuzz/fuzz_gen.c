@@ -157,7 +157,7 @@ static void gen_fp8_fields(fuzz_src *src, fuzz_profile profile, polyattn_attenti
     if (fuzz_below(src, 2)) return;
     float *descale[3] = {&d->q_descale, &d->k_descale, &d->v_descale};
     for (int i = 0; i < 3; i++)
-        *descale[i] = any && fuzz_below(src, 8) == 0      ? bad[fuzz_below(src, COUNT(bad))]
+        *descale[i] = any && fuzz_below(src, 24) == 0     ? bad[fuzz_below(src, COUNT(bad))]
                       : d->q.dtype == POLYATTN_DTYPE_E4M3 ? good[fuzz_below(src, COUNT(good))]
                                                           : good[fuzz_below(src, 2)];
 }
