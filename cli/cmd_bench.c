@@ -20,7 +20,7 @@ static const char usage[] =
     "                      [--backend auto|host|cuda|hip|opencl[:N][,...]] [--device N]\n"
     "                      [--compare-backends [--include-host]] [--baseline BACKEND[:N]]\n"
     "                      [--algo all|auto|unfused|fused|flash[,...]]\n"
-    "                      [--dtype f32|f16|bf16[,...]] [--reps N] [--warmup N] [--rotate N]\n"
+    "                      [--dtype f32|f16|bf16|e4m3[,...]] [--reps N] [--warmup N] [--rotate N]\n"
     "                      [--graph N]\n"
     "                      [--max-seconds S] [--memory-budget MIB] [--csv FILE] [--json FILE]\n"
     "                      [--backward [--deterministic]] [--list] [--quick]\n"

@@ -9,7 +9,9 @@
 
 static const char usage[] =
     "usage: polyattn explain --batch B --heads H [--heads-kv HK] --seq-q N [--seq-kv M]\n"
-    "                        --head-dim D [--head-dim-v DV] [--dtype f32|f16|bf16]\n"
+    "                        --head-dim D [--head-dim-v DV] [--dtype f32|f16|bf16|e4m3]\n"
+    "                        [--out-dtype f32|f16|bf16] [--q-descale S] [--k-descale S]\n"
+    "                        [--v-descale S]  (e4m3: FP8 inputs, O bf16 by default)\n"
     "                        [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
     "                        [--debug] [--probs] [--lse] [--backend auto|host|cuda|hip|opencl]\n"
     "                        [--device N] [--algo auto|unfused|fused|flash] [--autotune]\n"
