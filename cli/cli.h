@@ -14,7 +14,7 @@ enum { PA_EXIT_OK = 0, PA_EXIT_RUNTIME = 1, PA_EXIT_USAGE = 2 };
 
 /* ---- option parsing (cli_args.c) ----------------------------------------- */
 
-#define PA_CLI_MAX_OPTS 40
+#define PA_CLI_MAX_OPTS 48
 
 typedef struct pa_cli_opt {
     const char *name; /* "--q" */
