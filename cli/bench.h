@@ -141,6 +141,11 @@ int pa_bench_validate_variants(polyattn_context *host_ctx, const pa_bench_shape 
                                pa_bench_result *result);
 /* Tolerance on the validation error for a dtype. */
 double pa_bench_tolerance(polyattn_dtype dtype);
+/* O's dtype in a measurement of inputs in dtype: bf16 for e4m3 (FlashAttention-3's). */
+static inline polyattn_dtype pa_bench_o_dtype(polyattn_dtype dtype)
+{
+    return dtype == POLYATTN_DTYPE_E4M3 ? POLYATTN_DTYPE_BF16 : dtype;
+}
 
 /* The backward's device tensors, all contiguous BHSD in the bench dtype except lse (f32
  * [batch, heads_q, seq_q]). */

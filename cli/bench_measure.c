@@ -200,6 +200,7 @@ static polyattn_plan *plan_measurement(pa_bench_run *b, const pa_bench_shape *sh
     polyattn_attention_desc desc;
     polyattn_attention_desc_init(&desc, dtype, sh->batch, sh->heads_q, sh->heads_kv, sh->seq_q,
                                  sh->seq_kv, sh->head_dim, sh->head_dim_v);
+    desc.o.dtype = pa_bench_o_dtype(dtype);
     desc.scale = scale;
     desc.mask = sh->mask;
     pa_bench_variants_apply(&b->var, &desc);
@@ -280,7 +281,7 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
     /* Memory: the peak of what this measurement adds (outputs, workspace) on top of the
      * input sets, plus one input set: what one call needs, comparable with the estimate. */
     polyattn_memory_stats before, after;
-    size_t esize = polyattn_dtype_size(dtype);
+    size_t esize = polyattn_dtype_size(pa_bench_o_dtype(dtype));
     uint64_t o_count = sets->count[3];
     if ((st = polyattn_context_memory_stats(b->ctx, 1, &before)) != POLYATTN_STATUS_SUCCESS ||
         (st = polyattn_buffer_alloc(b->ctx, o_count * esize, &o)) != POLYATTN_STATUS_SUCCESS ||
@@ -290,7 +291,7 @@ static void measure_forward(pa_bench_run *b, const pa_bench_shape *sh, polyattn_
         pa_bench_lib_reason(r, b->ctx, st, "allocation");
         goto done;
     }
-    if ((st = poison(b, o, dtype, o_count)) != POLYATTN_STATUS_SUCCESS) {
+    if ((st = poison(b, o, pa_bench_o_dtype(dtype), o_count)) != POLYATTN_STATUS_SUCCESS) {
         r->status = PA_BENCH_ERROR;
         pa_bench_lib_reason(r, b->ctx, st, "poison O");
         goto done;

@@ -156,7 +156,7 @@ static int check_slice(polyattn_context *host, const pa_bench_shape *sh, int64_t
     int64_t s = sh->seq_kv, h0 = kv_head * group;
     uint64_t nq = (uint64_t)(group * m * d), nk = (uint64_t)(s * d), nv = (uint64_t)(s * dv),
              no = (uint64_t)(group * m * dv), nb = var->bias ? (uint64_t)(group * m * s) : 1;
-    size_t esize = polyattn_dtype_size(dtype);
+    size_t esize = polyattn_dtype_size(pa_bench_o_dtype(dtype)); /* of O */
     float *q = malloc(nq * 4), *ref = malloc(no * 4), *got = malloc(no * 4), *bias = malloc(nb * 4),
           small[2][1024];
     void *staging = malloc(no * 4);
@@ -235,7 +235,7 @@ static int check_slice(polyattn_context *host, const pa_bench_shape *sh, int64_t
             lib_fail(r, NULL, st, "reading O");
             goto done;
         }
-        pa_cli_to_f32(dtype, staging, got + j * m * dv, (uint64_t)(m * dv));
+        pa_cli_to_f32(pa_bench_o_dtype(dtype), staging, got + j * m * dv, (uint64_t)(m * dv));
     }
     double max_ref = 0, max_diff = 0;
     uint64_t worst = 0;

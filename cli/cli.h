@@ -14,7 +14,7 @@ enum { PA_EXIT_OK = 0, PA_EXIT_RUNTIME = 1, PA_EXIT_USAGE = 2 };
 
 /* ---- option parsing (cli_args.c) ----------------------------------------- */
 
-#define PA_CLI_MAX_OPTS 40
+#define PA_CLI_MAX_OPTS 48
 
 typedef struct pa_cli_opt {
     const char *name; /* "--q" */
@@ -67,11 +67,20 @@ typedef struct pa_cli_common {
     polyattn_dtype dtype;
     polyattn_mask mask;
     uint64_t memory_budget_bytes; /* 0: none */
+    /* --out-dtype (O on the device: the --dtype, or bf16 for e4m3 inputs) and the e4m3
+     * inputs' --q-descale/--k-descale/--v-descale (0: 1). */
+    polyattn_dtype out_dtype;
+    float q_descale, k_descale, v_descale;
 } pa_cli_common;
 
-/* Fills *common from --backend --device --algo --dtype --causal --memory-budget (each may be
- * absent from the command's spec). */
+/* Fills *common from --backend --device --algo --dtype --causal --memory-budget --out-dtype
+ * and the descales (each may be absent from the command's spec). */
 int pa_cli_get_common(const pa_cli_args *args, pa_cli_common *common);
+/* O's dtype and the descales of *common into a descriptor. */
+void pa_cli_common_apply(const pa_cli_common *common, polyattn_attention_desc *desc);
+/* The option words of the e4m3 options, for the commands' specs. */
+#define PA_CLI_FP8_OPTIONS                                                                         \
+    {"--out-dtype", 1}, {"--q-descale", 1}, {"--k-descale", 1}, { "--v-descale", 1 }
 
 /* ---- context (cli_context.c) --------------------------------------------- */
 
@@ -93,6 +102,18 @@ float pa_cli_bf16_to_f32(uint16_t value);
 /* Converts count floats to dtype into dst (count * polyattn_dtype_size(dtype) bytes). */
 void pa_cli_from_f32(polyattn_dtype dtype, const float *src, void *dst, uint64_t count);
 void pa_cli_to_f32(polyattn_dtype dtype, const void *src, float *dst, uint64_t count);
+/* e4m3 (OCP e4m3fn): exact decoding; encoding rounds to nearest even, NaN beyond +-464. */
+uint8_t pa_cli_f32_to_e4m3(float value);
+float pa_cli_e4m3_to_f32(uint8_t value);
+
+/* ---- inputs (inputs.c) ---------------------------------------------------- */
+
+struct pa_npy_array;
+/* Reads a float32 .npy (or, with dtype e4m3, a uint8 .npy of raw e4m3 bytes, decoded) into
+ * a->data; float32 values beyond e4m3's range are refused.  Returns 0 or an exit code after
+ * printing one line naming opt. */
+int pa_cli_read_input(const char *cmd, const char *opt, const char *path, polyattn_dtype dtype,
+                      struct pa_npy_array *a);
 
 /* ---- JSON and text output (json_out.c) ----------------------------------- */
 

@@ -195,11 +195,13 @@ int pa_cli_get_common(const pa_cli_args *args, pa_cli_common *c)
 {
     static const char *const backends[] = {"auto", "cuda", "hip", "opencl", "host"};
     static const char *const algos[] = {"auto", "unfused", "fused", "flash"};
-    static const char *const dtypes[] = {"f32", "f16", "bf16"};
+    static const char *const dtypes[] = {"f32", "f16", "bf16", "e4m3"};
+    static const polyattn_dtype dtype_values[] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16,
+                                                  POLYATTN_DTYPE_BF16, POLYATTN_DTYPE_E4M3};
     static const char *const masks[] = {"none", "top-left", "bottom-right"};
     /* The tables follow the enums' values. */
     int backend = POLYATTN_BACKEND_AUTO, algo = POLYATTN_ALGO_AUTO;
-    int dtype = POLYATTN_DTYPE_F32, mask = POLYATTN_MASK_NONE;
+    int dtype = 0, out_dtype = -1, mask = POLYATTN_MASK_NONE;
     int64_t device = 0;
     double budget_mib = 0;
     c->backend = POLYATTN_BACKEND_AUTO;
@@ -208,10 +210,13 @@ int pa_cli_get_common(const pa_cli_args *args, pa_cli_common *c)
     c->dtype = POLYATTN_DTYPE_F32;
     c->mask = POLYATTN_MASK_NONE;
     c->memory_budget_bytes = 0;
+    c->out_dtype = POLYATTN_DTYPE_F32;
+    c->q_descale = c->k_descale = c->v_descale = 0.0f;
     if (pa_cli_get_choice(args, "--backend", backends, 5, &backend) ||
         pa_cli_get_i64(args, "--device", 0, INT_MAX, &device) ||
         pa_cli_get_choice(args, "--algo", algos, 4, &algo) ||
-        pa_cli_get_choice(args, "--dtype", dtypes, 3, &dtype) ||
+        pa_cli_get_choice(args, "--dtype", dtypes, 4, &dtype) ||
+        pa_cli_get_choice(args, "--out-dtype", dtypes, 3, &out_dtype) ||
         pa_cli_get_choice(args, "--causal", masks, 3, &mask) ||
         pa_cli_get_double(args, "--memory-budget", &budget_mib))
         return PA_EXIT_USAGE;
@@ -226,7 +231,35 @@ int pa_cli_get_common(const pa_cli_args *args, pa_cli_common *c)
     c->backend = (polyattn_backend)backend;
     c->device = (int)device;
     c->algo = (polyattn_algo)algo;
-    c->dtype = (polyattn_dtype)dtype;
+    c->dtype = dtype_values[dtype];
     c->mask = (polyattn_mask)mask;
+    const int fp8 = c->dtype == POLYATTN_DTYPE_E4M3;
+    c->out_dtype = out_dtype >= 0 ? dtype_values[out_dtype] : fp8 ? POLYATTN_DTYPE_BF16 : c->dtype;
+    if (out_dtype >= 0 && !fp8 && c->out_dtype != c->dtype)
+        return pa_cli_fail(args->cmd,
+                           "--out-dtype: %s differs from --dtype %s; only e4m3 inputs write "
+                           "another dtype",
+                           dtypes[out_dtype], dtypes[dtype]);
+    static const char *const descales[3] = {"--q-descale", "--k-descale", "--v-descale"};
+    float *dst[3] = {&c->q_descale, &c->k_descale, &c->v_descale};
+    for (int i = 0; i < 3; i++) {
+        double x = 0;
+        if (!pa_cli_has(args, descales[i])) continue;
+        if (!fp8)
+            return pa_cli_fail(args->cmd, "%s: descales apply to --dtype e4m3 only", descales[i]);
+        if (pa_cli_get_double(args, descales[i], &x)) return PA_EXIT_USAGE;
+        if (!(x > 0) || x > 3.4028234663852886e38 || (float)x == 0.0f)
+            return pa_cli_fail(args->cmd,
+                               "%s: expected a positive finite number (float range), got '%s'",
+                               descales[i], pa_cli_get(args, descales[i]));
+        *dst[i] = (float)x;
+    }
     return 0;
+}
+
+void pa_cli_common_apply(const pa_cli_common *c, polyattn_attention_desc *desc)
+{
+    desc->o.dtype = c->out_dtype;
+    desc->q_descale = c->q_descale, desc->k_descale = c->k_descale;
+    desc->v_descale = c->v_descale;
 }

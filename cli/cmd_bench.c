@@ -20,7 +20,7 @@ static const char usage[] =
     "                      [--backend auto|host|cuda|hip|opencl[:N][,...]] [--device N]\n"
     "                      [--compare-backends [--include-host]] [--baseline BACKEND[:N]]\n"
     "                      [--algo all|auto|unfused|fused|flash[,...]]\n"
-    "                      [--dtype f32|f16|bf16[,...]] [--reps N] [--warmup N] [--rotate N]\n"
+    "                      [--dtype f32|f16|bf16|e4m3[,...]] [--reps N] [--warmup N] [--rotate N]\n"
     "                      [--graph N]\n"
     "                      [--max-seconds S] [--memory-budget MIB] [--csv FILE] [--json FILE]\n"
     "                      [--backward [--deterministic]] [--list] [--quick]\n"
@@ -224,8 +224,8 @@ int pa_cmd_bench(int argc, char **argv)
     /* --algo, --dtype and --backend are lists here: parse them, then the shared options
      * without them. */
     static const char *const algo_names[] = {"auto", "unfused", "fused", "flash", "all"};
-    static const char *const dtype_names[] = {"f32", "f16", "bf16"};
-    int algo_idx[8], dtype_idx[3], n_algos = 3, n_dtypes = 1;
+    static const char *const dtype_names[] = {"f32", "f16", "bf16", "e4m3"};
+    int algo_idx[8], dtype_idx[4], n_algos = 3, n_dtypes = 1;
     algo_idx[0] = POLYATTN_ALGO_UNFUSED;
     algo_idx[1] = POLYATTN_ALGO_FUSED;
     algo_idx[2] = POLYATTN_ALGO_FLASH;
@@ -245,8 +245,10 @@ int pa_cmd_bench(int argc, char **argv)
         }
     }
     if (pa_cli_has(&args, "--dtype")) {
-        n_dtypes = parse_list(&args, "--dtype", dtype_names, 3, dtype_idx, 3);
+        n_dtypes = parse_list(&args, "--dtype", dtype_names, 4, dtype_idx, 4);
         if (n_dtypes < 0) return PA_EXIT_USAGE;
+        for (int i = 0; i < n_dtypes; i++) /* the names follow the enum but for e4m3 */
+            if (dtype_idx[i] == 3) dtype_idx[i] = POLYATTN_DTYPE_E4M3;
     }
     pa_cli_args shared = args;
     for (int i = 0; i < shared.n_spec; i++)

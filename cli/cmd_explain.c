@@ -9,7 +9,9 @@
 
 static const char usage[] =
     "usage: polyattn explain --batch B --heads H [--heads-kv HK] --seq-q N [--seq-kv M]\n"
-    "                        --head-dim D [--head-dim-v DV] [--dtype f32|f16|bf16]\n"
+    "                        --head-dim D [--head-dim-v DV] [--dtype f32|f16|bf16|e4m3]\n"
+    "                        [--out-dtype f32|f16|bf16] [--q-descale S] [--k-descale S]\n"
+    "                        [--v-descale S]  (e4m3: FP8 inputs, O bf16 by default)\n"
     "                        [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
     "                        [--debug] [--probs] [--lse] [--backend auto|host|cuda|hip|opencl]\n"
     "                        [--device N] [--algo auto|unfused|fused|flash] [--autotune]\n"
@@ -64,10 +66,13 @@ static void print_problem_text(const polyattn_attention_desc *d, const problem_d
 {
     char a[32], b[32], vars[512];
     printf("problem: batch %lld, heads_q %lld, heads_kv %lld, seq_q %lld, seq_kv %lld, "
-           "head_dim %lld, head_dim_v %lld, dtype %s, mask %s\n",
+           "head_dim %lld, head_dim_v %lld, dtype %s%s%s%s, mask %s\n",
            (long long)p->batch, (long long)d->q.shape[1], (long long)d->k.shape[1],
            (long long)p->seq_q, (long long)p->seq_kv, (long long)d->q.shape[3],
-           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype), polyattn_mask_name(d->mask));
+           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype),
+           d->o.dtype != d->q.dtype ? " (O " : "",
+           d->o.dtype != d->q.dtype ? polyattn_dtype_name(d->o.dtype) : "",
+           d->o.dtype != d->q.dtype ? ")" : "", polyattn_mask_name(d->mask));
     pa_cli_variants_describe(v, vars, sizeof vars);
     printf("variants: %s\n", vars);
     printf("device: %s:%d (%s), memory %s\n", polyattn_backend_name(dev->backend), dev->index,
@@ -118,10 +123,11 @@ static void print_json(const polyattn_attention_desc *d, const problem_dims *p,
 {
     printf("{\"problem\": {\"batch\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
            "\"seq_q\": %lld, \"seq_kv\": %lld, \"head_dim\": %lld, \"head_dim_v\": %lld, "
-           "\"dtype\": \"%s\", \"mask\": \"%s\"",
+           "\"dtype\": \"%s\", \"out_dtype\": \"%s\", \"mask\": \"%s\"",
            (long long)p->batch, (long long)d->q.shape[1], (long long)d->k.shape[1],
            (long long)p->seq_q, (long long)p->seq_kv, (long long)d->q.shape[3],
-           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype), polyattn_mask_name(d->mask));
+           (long long)d->v.shape[3], polyattn_dtype_name(d->q.dtype),
+           polyattn_dtype_name(d->o.dtype), polyattn_mask_name(d->mask));
     pa_cli_variants_json(stdout, v);
     printf("}, ");
     printf("\"backend\": \"%s\", \"device_index\": %d, \"device\": ",
@@ -226,7 +232,7 @@ int pa_cmd_explain(int argc, char **argv)
         {"--algo", 1},       {"--json", 0},     {"--autotune", 0},      {"--window", 1},
         {"--softcap", 1},    {"--alibi", 1},    {"--bias", 1},          {"--bias-dtype", 1},
         {"--mask", 1},       {"--sinks", 0},    {"--varlen-q", 0},      {"--kv-layout", 1},
-        {"--block-size", 1}, {"--seq-new", 1},  {"--num-splits", 1},
+        {"--block-size", 1}, {"--seq-new", 1},  {"--num-splits", 1},    PA_CLI_FP8_OPTIONS,
     };
     pa_cli_args args;
     if (pa_cli_parse(&args, "explain", spec, (int)(sizeof spec / sizeof spec[0]), argc, argv))
@@ -276,6 +282,7 @@ int pa_cmd_explain(int argc, char **argv)
     pa_cli_variants_apply(&var, &desc);
     int64_t num_splits = 0;
     if ((rc = serving_layout(&args, &desc, &num_splits))) return rc;
+    pa_cli_common_apply(&common, &desc);
     const problem_dims dims = {batch, seq_q, seq_kv};
     const char *why = NULL;
     polyattn_status st = polyattn_attention_desc_validate(&desc, &why);

@@ -11,7 +11,9 @@
 static const char usage[] =
     "usage: polyattn run --q Q.npy --k K.npy --v V.npy --out O.npy [--lse L.npy] [--probs P.npy]\n"
     "                    [--backend auto|host|cuda|hip|opencl] [--device N]\n"
-    "                    [--algo auto|unfused|fused|flash] [--dtype f32|f16|bf16]\n"
+    "                    [--algo auto|unfused|fused|flash] [--dtype f32|f16|bf16|e4m3]\n"
+    "                    [--out-dtype f32|f16|bf16] [--q-descale S] [--k-descale S]\n"
+    "                    [--v-descale S]\n"
     "                    [--causal top-left|bottom-right] [--scale S] [--memory-budget MIB]\n"
     "                    [--warmup N] [--json]\n"
     "                    [--window L,R] [--softcap C] [--alibi SLOPES.npy]\n"
@@ -36,7 +38,13 @@ static const char usage[] =
     "P [batch, heads_q, seq_q, seq_kv].  A query that sees no key gets O = 0, LSE = -inf.\n"
     "\n"
     "  --dtype          precision on the device (inputs are rounded to nearest even);\n"
-    "                   default f32\n"
+    "                   default f32.  e4m3 (FP8, forward only, host backend for now): Q, K, V\n"
+    "                   may also be uint8 .npy of raw e4m3 bytes; float32 values beyond\n"
+    "                   +-448 are refused\n"
+    "  --out-dtype      O's precision on the device: the --dtype (default), or f16, bf16\n"
+    "                   (default) or f32 with e4m3 inputs\n"
+    "  --q-descale, --k-descale, --v-descale  e4m3 only: each input means descale x its\n"
+    "                   e4m3 value (positive; default 1)\n"
     "  --causal         top-left: query i sees keys j <= i; bottom-right: j <= i + seq_kv - "
     "seq_q;\n"
     "                   default: no mask\n"
@@ -181,14 +189,13 @@ static const char *const in_layout[N_IN] = {
     "[batch, heads_q, seq_q, head_dim]", "[batch, heads_kv, seq_kv, head_dim]",
     "[batch, heads_kv, seq_kv, head_dim_v]", "[batch, heads_q, seq_q, head_dim_v]"};
 
-static int read_inputs(run_state *s, const pa_cli_args *args, int serving)
+static int read_inputs(run_state *s, const pa_cli_args *args, int serving, polyattn_dtype dtype)
 {
     for (int i = 0; i < N_IN; i++) {
         const char *path = pa_cli_get(args, in_opt[i]);
-        char err[512];
         if (!path) continue; /* --grad-out without the backward */
-        if (pa_npy_read_f32(path, &s->in[i], err, sizeof err) != 0)
-            return pa_cli_fail("run", "%s: %s (%s)", in_opt[i], err, path);
+        const int rc = pa_cli_read_input("run", in_opt[i], path, dtype, &s->in[i]);
+        if (rc) return rc;
         if (s->in[i].rank != 4)
             return pa_cli_fail("run", "%s: expected rank 4 %s, got %d (%s)", in_opt[i],
                                in_layout[i], s->in[i].rank, path);
@@ -232,12 +239,14 @@ static int read_inputs(run_state *s, const pa_cli_args *args, int serving)
     return 0;
 }
 
-/* LSE, probabilities and the variants' gradients are float32; the rest the device dtype. */
-static polyattn_dtype out_dtype(int out, polyattn_dtype dtype)
+/* LSE, probabilities and the variants' gradients are float32; O is --out-dtype (the device
+ * dtype, or bf16 from e4m3 inputs); the rest the device dtype. */
+static polyattn_dtype out_dtype(int out, const pa_cli_common *c)
 {
     return out == OUT_LSE || out == OUT_PROBS || out == OUT_DBIAS || out == OUT_DSINKS
                ? POLYATTN_DTYPE_F32
-               : dtype;
+           : out == OUT_O ? c->out_dtype
+                          : c->dtype;
 }
 
 static void json_shape(const char *key, const int64_t *shape, int rank, int present)
@@ -255,9 +264,9 @@ static void json_shape(const char *key, const int64_t *shape, int rank, int pres
 
 static void print_result(const pa_cli_args *args, const run_state *s,
                          const polyattn_device_info *dev, const polyattn_plan_info *info,
-                         polyattn_dtype dtype, polyattn_mask mask, double scale, double ms,
-                         double backward_ms, int64_t warmup, int64_t out_shape[N_OUT][4],
-                         const int *out_rank, const int *want)
+                         polyattn_dtype dtype, polyattn_dtype o_dtype, polyattn_mask mask,
+                         double scale, double ms, double backward_ms, int64_t warmup,
+                         int64_t out_shape[N_OUT][4], const int *out_rank, const int *want)
 {
     static const char *const in_key[N_IN] = {"q", "k", "v", "grad_out"};
     static const char *const out_key[N_OUT] = {"o",  "lse",   "probs",  "dq", "dk",
@@ -291,8 +300,10 @@ static void print_result(const pa_cli_args *args, const run_state *s,
     printf("{\"backend\": \"%s\", \"device_index\": %d, \"device\": ",
            polyattn_backend_name(info->backend), dev->index);
     pa_json_string(stdout, dev->name);
-    printf(", \"algo\": \"%s\", \"dtype\": \"%s\", \"mask\": \"%s\", \"scale\": ",
-           polyattn_algo_name(info->algo), polyattn_dtype_name(dtype), polyattn_mask_name(mask));
+    printf(", \"algo\": \"%s\", \"dtype\": \"%s\", \"out_dtype\": \"%s\", \"mask\": \"%s\", "
+           "\"scale\": ",
+           polyattn_algo_name(info->algo), polyattn_dtype_name(dtype), polyattn_dtype_name(o_dtype),
+           polyattn_mask_name(mask));
     pa_json_number(stdout, scale);
     pa_cli_variants_json(stdout, &s->var);
     pa_cli_layout_json(stdout, info);
@@ -361,6 +372,7 @@ int pa_cmd_run(int argc, char **argv)
         {"--device", 1},
         {"--algo", 1},
         {"--dtype", 1},
+        PA_CLI_FP8_OPTIONS,
         {"--causal", 1},
         {"--scale", 1},
         {"--memory-budget", 1},
@@ -425,6 +437,8 @@ int pa_cmd_run(int argc, char **argv)
                                "and --dv go together)",
                                bwd_opt[i]);
     const int backward = n_bwd == 4;
+    if (backward && common.dtype == POLYATTN_DTYPE_E4M3)
+        return pa_cli_fail("run", "--grad-out: e4m3 inputs are forward only");
     static const char *const extra_grads[2] = {"--dbias", "--dsinks"};
     for (int i = 0; i < 2; i++)
         if (pa_cli_has(&args, extra_grads[i]) && !backward)
@@ -486,7 +500,8 @@ int pa_cmd_run(int argc, char **argv)
             goto done;
         }
     }
-    rc = read_inputs(&s, &args, serving);
+    s.serving.dtype = common.dtype;
+    rc = read_inputs(&s, &args, serving, common.dtype);
     if (rc) goto done;
 
     const int64_t *qs = s.in[IN_Q].shape, *ks = s.in[IN_K].shape, *vs = s.in[IN_V].shape;
@@ -507,6 +522,7 @@ int pa_cmd_run(int argc, char **argv)
     if (rc) goto done;
     pa_cli_variants_apply(&s.var, &desc);
     pa_cli_serving_apply(&s.serving, &desc, common.dtype);
+    pa_cli_common_apply(&common, &desc);
     const char *why = NULL;
     polyattn_status st = polyattn_attention_desc_validate(&desc, &why);
     if (st != POLYATTN_STATUS_SUCCESS) {
@@ -623,7 +639,7 @@ int pa_cmd_run(int argc, char **argv)
     /* Outputs (poisoned below, just before the timed call). */
     for (int i = 0; i < N_OUT; i++) {
         if (!need[i]) continue;
-        polyattn_dtype odt = out_dtype(i, common.dtype);
+        polyattn_dtype odt = out_dtype(i, &common);
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         if ((st = polyattn_buffer_alloc(s.ctx, bytes, &s.buf_out[i])) != POLYATTN_STATUS_SUCCESS) {
             s.buf_out[i] = NULL;
@@ -667,7 +683,7 @@ int pa_cmd_run(int argc, char **argv)
      * library forgot shows. */
     for (int i = 0; i < N_OUT; i++) {
         if (!need[i]) continue;
-        polyattn_dtype odt = out_dtype(i, common.dtype);
+        polyattn_dtype odt = out_dtype(i, &common);
         uint64_t bytes = out_count[i] * polyattn_dtype_size(odt);
         float *f = s.staging;
         for (uint64_t e = 0; e < out_count[i]; e++)
@@ -711,7 +727,7 @@ int pa_cmd_run(int argc, char **argv)
         if (!want[i]) continue;
         /* The caches after the append are K and V in the device dtype. */
         int cache = i == OUT_K || i == OUT_V;
-        polyattn_dtype odt = cache ? common.dtype : out_dtype(i, common.dtype);
+        polyattn_dtype odt = cache ? common.dtype : out_dtype(i, &common);
         const polyattn_buffer *src = cache ? s.buf_in[i == OUT_K ? IN_K : IN_V] : s.buf_out[i];
         if (cache && !s.host_out[i] && !(s.host_out[i] = malloc(out_count[i] * 4))) {
             rc = pa_cli_fail_code(PA_EXIT_RUNTIME, "run", "out of host memory");
@@ -734,8 +750,8 @@ int pa_cmd_run(int argc, char **argv)
     }
 
     double used_scale = scale > 0 ? (double)(float)scale : 1.0 / sqrt((double)head_dim);
-    print_result(&args, &s, &dev, &info, common.dtype, common.mask, used_scale, ms, backward_ms,
-                 warmup, out_shape, out_rank, want);
+    print_result(&args, &s, &dev, &info, common.dtype, common.out_dtype, common.mask, used_scale,
+                 ms, backward_ms, warmup, out_shape, out_rank, want);
     rc = PA_EXIT_OK;
 done:
     run_cleanup(&s);

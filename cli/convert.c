@@ -1,6 +1,8 @@
-/* float32 <-> f16 / bf16 storage conversions, round to nearest even (the project's rule). */
+/* float32 <-> f16 / bf16 / e4m3 storage conversions, round to nearest even (the project's
+ * rule). */
 #include "cli.h"
 
+#include <math.h>
 #include <string.h>
 
 static uint32_t bits_of(float f)
@@ -70,10 +72,37 @@ uint16_t pa_cli_f32_to_bf16(float value)
 
 float pa_cli_bf16_to_f32(uint16_t value) { return float_of((uint32_t)value << 16); }
 
+/* e4m3: bias 7, subnormals m x 2^-9, S.1111.111 NaN, largest finite 448. */
+float pa_cli_e4m3_to_f32(uint8_t value)
+{
+    const unsigned e = (value >> 3) & 15u, m = value & 7u;
+    const float mag = e == 15u && m == 7u ? NAN
+                      : e == 0            ? ldexpf((float)m, -9)
+                                          : ldexpf((float)(8u + m), (int)e - 10);
+    return (value & 0x80u) ? -mag : mag;
+}
+
+uint8_t pa_cli_f32_to_e4m3(float value)
+{
+    const uint8_t sign = signbit(value) ? 0x80u : 0u;
+    const double a = fabs((double)value);
+    if (isnan(value) || a > 464.0) return (uint8_t)(sign | 0x7fu);
+    if (a < 0.015625) return (uint8_t)(sign | (uint8_t)nearbyint(a * 512.0));
+    int e;
+    frexp(a, &e);
+    double n = nearbyint(ldexp(a, 4 - e)); /* 8 .. 16 steps of 2^(e - 4) */
+    if (n == 16.0) n = 8.0, e++;
+    return (uint8_t)(sign | (uint8_t)((e + 6) << 3) | (uint8_t)(n - 8.0));
+}
+
 void pa_cli_from_f32(polyattn_dtype dtype, const float *src, void *dst, uint64_t count)
 {
     uint16_t *h = dst;
     switch (dtype) {
+    case POLYATTN_DTYPE_E4M3:
+        for (uint64_t i = 0; i < count; i++)
+            ((uint8_t *)dst)[i] = pa_cli_f32_to_e4m3(src[i]);
+        break;
     case POLYATTN_DTYPE_F16:
         for (uint64_t i = 0; i < count; i++)
             h[i] = pa_cli_f32_to_f16(src[i]);
@@ -90,6 +119,10 @@ void pa_cli_to_f32(polyattn_dtype dtype, const void *src, float *dst, uint64_t c
 {
     const uint16_t *h = src;
     switch (dtype) {
+    case POLYATTN_DTYPE_E4M3:
+        for (uint64_t i = 0; i < count; i++)
+            dst[i] = pa_cli_e4m3_to_f32(((const uint8_t *)src)[i]);
+        break;
     case POLYATTN_DTYPE_F16:
         for (uint64_t i = 0; i < count; i++)
             dst[i] = pa_cli_f16_to_f32(h[i]);

@@ -166,13 +166,10 @@ static int check_cache(const pa_cli_args *args, const int64_t *k, pa_cli_serving
     return 0;
 }
 
-static int read_new(const pa_cli_args *args, const char *name, pa_npy_array *a)
+static int read_new(const pa_cli_args *args, const char *name, polyattn_dtype dtype,
+                    pa_npy_array *a)
 {
-    const char *path = pa_cli_get(args, name);
-    char err[512];
-    if (pa_npy_read_f32(path, a, err, sizeof err) != 0)
-        return pa_cli_fail(args->cmd, "%s: %s (%s)", name, err, path);
-    return 0;
+    return pa_cli_read_input(args->cmd, name, pa_cli_get(args, name), dtype, a);
 }
 
 int pa_cli_load_serving(const pa_cli_args *args, const int64_t *q, const int64_t *k,
@@ -220,7 +217,8 @@ int pa_cli_load_serving(const pa_cli_args *args, const int64_t *q, const int64_t
         if (s->kv_layout == POLYATTN_KV_PAGED && read_ints(args, "--block-table", 2, &s->table))
             return PA_EXIT_USAGE;
         if (s->append) {
-            if (read_new(args, "--k-new", &s->k_new) || read_new(args, "--v-new", &s->v_new))
+            if (read_new(args, "--k-new", s->dtype, &s->k_new) ||
+                read_new(args, "--v-new", s->dtype, &s->v_new))
                 return PA_EXIT_USAGE;
             const int64_t *kn = s->k_new.shape, *vn = s->v_new.shape;
             if (s->k_new.rank != 4 || kn[0] != s->num_seqs || kn[1] != k[1] || kn[2] < 1 ||

@@ -13,7 +13,8 @@
 #include "npy.h"
 
 typedef struct pa_cli_serving {
-    int on; /* any serving option given */
+    int on;               /* any serving option given */
+    polyattn_dtype dtype; /* the inputs' (k_new/v_new: uint8 .npy of raw bytes with e4m3) */
     int varlen_q;
     polyattn_kv_layout kv_layout;
     int64_t num_seqs;

@@ -114,6 +114,7 @@ static polyattn_status fill_random(polyattn_context *ctx, void *mem, uint64_t by
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         float x = (float)((double)(seed >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
         if (dtype == POLYATTN_DTYPE_F32) memcpy(host + i, &x, 4);
+        else if (dtype == POLYATTN_DTYPE_E4M3) host[i] = pa_f32_to_e4m3(x);
         else {
             uint16_t h = dtype == POLYATTN_DTYPE_F16 ? pa_f32_to_f16(x) : pa_f32_to_bf16(x);
             memcpy(host + i, &h, 2);
@@ -124,13 +125,13 @@ static polyattn_status fill_random(polyattn_context *ctx, void *mem, uint64_t by
     return st;
 }
 
-static uint64_t span_bytes(const pa_problem *p, const int64_t stride[4], int64_t heads, int64_t seq,
-                           int64_t dim)
+static uint64_t span_bytes(const pa_problem *p, polyattn_dtype dtype, const int64_t stride[4],
+                           int64_t heads, int64_t seq, int64_t dim)
 {
     int64_t shape[4] = {p->batch, heads, seq, dim}, span = 1;
     for (int d = 0; d < 4; d++)
         span += (shape[d] - 1) * stride[d];
-    return (uint64_t)span * polyattn_dtype_size(p->dtype);
+    return (uint64_t)span * polyattn_dtype_size(dtype);
 }
 
 static polyattn_status time_algo(polyattn_context *ctx, const pa_problem *p,
@@ -167,13 +168,14 @@ static polyattn_status measure(polyattn_context *ctx, const pa_problem *p,
     uint64_t ws = 0;
     for (int i = 0; i < 3; i++)
         if (algos[i] && cands[i].workspace_bytes > ws) ws = cands[i].workspace_bytes;
-    uint64_t bytes[7] = {span_bytes(p, p->q_stride, p->heads_q, p->seq_q, p->head_dim),
-                         span_bytes(p, p->k_stride, p->heads_kv, p->seq_kv, p->head_dim),
-                         span_bytes(p, p->v_stride, p->heads_kv, p->seq_kv, p->head_dim_v),
-                         span_bytes(p, p->o_stride, p->heads_q, p->seq_q, p->head_dim_v),
-                         p->want_lse ? pa_size_mul(rows, 4) : 0,
-                         p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0,
-                         ws};
+    uint64_t bytes[7] = {
+        span_bytes(p, p->dtype, p->q_stride, p->heads_q, p->seq_q, p->head_dim),
+        span_bytes(p, p->dtype, p->k_stride, p->heads_kv, p->seq_kv, p->head_dim),
+        span_bytes(p, p->dtype, p->v_stride, p->heads_kv, p->seq_kv, p->head_dim_v),
+        span_bytes(p, p->o_dtype, p->o_stride, p->heads_q, p->seq_q, p->head_dim_v),
+        p->want_lse ? pa_size_mul(rows, 4) : 0,
+        p->want_probs ? pa_size_mul(pa_size_mul(rows, (uint64_t)p->seq_kv), 4) : 0,
+        ws};
     tune_buffers b;
     memset(&b, 0, sizeof b);
     polyattn_status st = POLYATTN_STATUS_SUCCESS;

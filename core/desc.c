@@ -52,7 +52,9 @@ void polyattn_attention_desc_init(polyattn_attention_desc *desc, polyattn_dtype 
     polyattn_tensor_desc_bhsd(&desc->q, dtype, batch, heads_q, seq_q, head_dim);
     polyattn_tensor_desc_bhsd(&desc->k, dtype, batch, heads_kv, seq_kv, head_dim);
     polyattn_tensor_desc_bhsd(&desc->v, dtype, batch, heads_kv, seq_kv, head_dim_v);
-    polyattn_tensor_desc_bhsd(&desc->o, dtype, batch, heads_q, seq_q, head_dim_v);
+    /* e4m3 is an input dtype: O defaults to bf16 (FlashAttention-3's FP8 output). */
+    polyattn_tensor_desc_bhsd(&desc->o, dtype == POLYATTN_DTYPE_E4M3 ? POLYATTN_DTYPE_BF16 : dtype,
+                              batch, heads_q, seq_q, head_dim_v);
     desc->scale = 0.0f;
     desc->mask = POLYATTN_MASK_NONE;
     desc->window_left = desc->window_right = -1; /* has_window = 0: no window anyway */
@@ -72,7 +74,8 @@ static int64_t span_elements(const polyattn_tensor_desc *t)
 
 static int dtype_valid(polyattn_dtype dt)
 {
-    return dt == POLYATTN_DTYPE_F32 || dt == POLYATTN_DTYPE_F16 || dt == POLYATTN_DTYPE_BF16;
+    return dt == POLYATTN_DTYPE_F32 || dt == POLYATTN_DTYPE_F16 || dt == POLYATTN_DTYPE_BF16 ||
+           dt == POLYATTN_DTYPE_E4M3;
 }
 
 static _Thread_local char message_buf[512];
@@ -275,6 +278,44 @@ static void score_strides(const polyattn_tensor_desc *t, int64_t out[4])
         out[d] = t->shape[d] == 1 ? 0 : t->strides[d];
 }
 
+/* q, k and v share one dtype; o too, except that e4m3 inputs write f16, bf16 or f32.  The
+ * descales are e4m3's: finite and > 0, or 0 (1); with other dtypes only 0 or 1. */
+static polyattn_status check_dtypes(const polyattn_attention_desc *d, const char **message)
+{
+    const polyattn_tensor_desc *q = &d->q, *k = &d->k, *v = &d->v, *o = &d->o;
+    const int fp8 = q->dtype == POLYATTN_DTYPE_E4M3;
+    if (k->dtype != q->dtype || v->dtype != q->dtype) {
+        const int kbad = k->dtype != q->dtype;
+        return reject(message,
+                      "%s.dtype is %s but q.dtype is %s; q, k and v share one dtype (e4m3: all "
+                      "three or none)",
+                      kbad ? "k" : "v", polyattn_dtype_name(kbad ? k->dtype : v->dtype),
+                      polyattn_dtype_name(q->dtype));
+    }
+    if (fp8 && o->dtype != POLYATTN_DTYPE_F16 && o->dtype != POLYATTN_DTYPE_BF16 &&
+        o->dtype != POLYATTN_DTYPE_F32)
+        return reject(message, "o.dtype is %s; with e4m3 inputs o is f16, bf16 or f32",
+                      polyattn_dtype_name(o->dtype));
+    if (!fp8 && o->dtype != q->dtype)
+        return reject(message,
+                      "o.dtype is %s but q.dtype is %s; o shares the inputs' dtype (only e4m3 "
+                      "inputs write another)",
+                      polyattn_dtype_name(o->dtype), polyattn_dtype_name(q->dtype));
+    const float descale[3] = {d->q_descale, d->k_descale, d->v_descale};
+    static const char *const names[3] = {"q_descale", "k_descale", "v_descale"};
+    for (int i = 0; i < 3; i++) {
+        if (fp8 && (!(descale[i] >= 0.0f) || isinf(descale[i])))
+            return reject(message, "%s: %g is not a finite number > 0 (0 means 1)", names[i],
+                          (double)descale[i]);
+        if (!fp8 && descale[i] != 0.0f && descale[i] != 1.0f)
+            return reject(message,
+                          "%s: %g but q.dtype is %s; descales apply to e4m3 inputs only (0 or 1 "
+                          "otherwise)",
+                          names[i], (double)descale[i], polyattn_dtype_name(q->dtype));
+    }
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 /* Bytes of the descriptor up to and including `mask`: what callers built before the
  * variants were appended pass. */
 #define DESC_V1_SIZE (offsetof(polyattn_attention_desc, mask) + sizeof(polyattn_mask))
@@ -298,12 +339,7 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa
     if ((st = check_tensor(q, "q", message)) || (st = check_tensor(k, "k", message)) ||
         (st = check_tensor(v, "v", message)) || (st = check_tensor(o, "o", message)))
         return st;
-    if (k->dtype != q->dtype || v->dtype != q->dtype || o->dtype != q->dtype) {
-        const char *bad = k->dtype != q->dtype ? "k" : v->dtype != q->dtype ? "v" : "o";
-        const polyattn_tensor_desc *t = k->dtype != q->dtype ? k : v->dtype != q->dtype ? v : o;
-        return reject(message, "%s.dtype is %s but q.dtype is %s; all tensors share one dtype", bad,
-                      polyattn_dtype_name(t->dtype), polyattn_dtype_name(q->dtype));
-    }
+    if ((st = check_dtypes(desc, message))) return st;
     /* Serving layouts check k's and v's shape[0] (blocks, 1 or the sequences) themselves. */
     int64_t batch = q->shape[0];
     const int serving = desc->varlen_q || desc->kv_layout != POLYATTN_KV_DENSE;
@@ -383,6 +419,10 @@ polyattn_status pa_desc_normalize(const polyattn_attention_desc *caller_desc, pa
         p->has_attn_mask = desc->has_attn_mask != 0;
         if (p->has_attn_mask) score_strides(&desc->attn_mask, p->attn_mask_stride);
         p->has_sinks = desc->has_sinks != 0;
+        p->o_dtype = o->dtype;
+        p->q_descale = desc->q_descale > 0.0f ? desc->q_descale : 1.0f;
+        p->k_descale = desc->k_descale > 0.0f ? desc->k_descale : 1.0f;
+        p->v_descale = desc->v_descale > 0.0f ? desc->v_descale : 1.0f;
         pa_serving_fill(desc, p);
     }
     if (message) *message = NULL;

@@ -1,6 +1,7 @@
-/* float <-> f16 / bf16 on the host, round to nearest even, NaN and infinity kept. */
+/* float <-> f16 / bf16 / e4m3 on the host, round to nearest even, NaN and infinity kept. */
 #include "pa_core.h"
 
+#include <math.h>
 #include <string.h>
 
 static uint32_t float_bits(float x)
@@ -56,4 +57,29 @@ float pa_f16_to_f32(uint16_t h)
         return sign ? -f : f;
     }
     return bits_float(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+/* e4m3: exponent bias 7, subnormals mant x 2^-9, S.1111.111 NaN, no infinities. */
+float pa_e4m3_to_f32(uint8_t x)
+{
+    const unsigned exp = (x >> 3) & 15u, mant = x & 7u;
+    float mag;
+    if (exp == 15u && mant == 7u) mag = NAN;
+    else if (exp == 0) mag = ldexpf((float)mant, -9);
+    else mag = ldexpf((float)(8u + mant), (int)exp - 10);
+    return (x & 0x80u) ? -mag : mag;
+}
+
+uint8_t pa_f32_to_e4m3(float x)
+{
+    const uint8_t sign = signbit(x) ? 0x80u : 0u;
+    const double a = fabs((double)x);
+    if (isnan(x) || a > 464.0) return (uint8_t)(sign | 0x7fu); /* 464 ties down to 448 */
+    if (a < 0.015625) /* below 2^-6: the subnormal grid of 2^-9; 8 steps is the least normal */
+        return (uint8_t)(sign | (uint8_t)nearbyint(a * 512.0));
+    int e;
+    frexp(a, &e); /* a = f x 2^e, f in [0.5, 1): the quantum is 2^(e - 4) */
+    double n = nearbyint(ldexp(a, 4 - e));
+    if (n == 16.0) n = 8.0, e++;
+    return (uint8_t)(sign | (uint8_t)((e - 1 + 7) << 3) | (uint8_t)(n - 8.0));
 }

@@ -40,6 +40,11 @@ polyattn_status polyattn_merge_states(polyattn_context *ctx, const polyattn_merg
     if ((st = pa_tensor_validate(&desc->part, "part", 0, &message)) ||
         (st = pa_tensor_validate(&desc->out, "out", 1, &message)))
         return pa_context_fail(ctx, st, "%s", message);
+    if (desc->part.dtype == POLYATTN_DTYPE_E4M3 || desc->out.dtype == POLYATTN_DTYPE_E4M3)
+        return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
+                               "%s.dtype: e4m3 is an input dtype only; merged states are f32, "
+                               "f16 or bf16",
+                               desc->part.dtype == POLYATTN_DTYPE_E4M3 ? "part" : "out");
     if (desc->num_parts < 1)
         return pa_context_fail(ctx, POLYATTN_STATUS_INVALID_ARGUMENT,
                                "num_parts: %lld; at least one part is merged",

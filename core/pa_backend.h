@@ -15,8 +15,8 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; a module built against another value
  * is refused at load time. */
-/* 4: score variants; 5: merge_states, serving layouts; 6: key splits */
-#define PA_BACKEND_ABI_VERSION 6
+/* 4: score variants; 5: merge_states, serving layouts; 6: key splits; 7: e4m3 inputs */
+#define PA_BACKEND_ABI_VERSION 7
 #define PA_MAX_SPLITS 128 /* polyattn_plan_options.num_splits */
 
 /* A validated, normalized problem: what kernels see.  Strides are in elements. */
@@ -65,6 +65,12 @@ typedef struct pa_problem {
     int64_t k_new_stride[4], v_new_stride[4];
     int check_device_inputs; /* plan option: validate the device buffers before a forward */
     int num_splits;          /* plan option: 0 the backend chooses, 1 none, N at most N */
+
+    /* FP8 inputs (dtype POLYATTN_DTYPE_E4M3, PA_FEATURE_E4M3): o's own dtype (f16, bf16 or
+     * f32; equal to dtype otherwise) and the per-tensor descales, resolved (1, never 0):
+     * q_real = q_descale * q, likewise k and v.  Forward only. */
+    polyattn_dtype o_dtype;
+    float q_descale, k_descale, v_descale;
 } pa_problem;
 
 /* Whether a problem uses any serving layout. */
@@ -90,6 +96,8 @@ static inline int pa_problem_serving(const pa_problem *p)
 #define PA_FEATURE_PAGED_KV (1u << 10)
 #define PA_FEATURE_KV_APPEND (1u << 11)
 #define PA_FEATURE_ALL_SERVING (((1u << 12) - 1u) & ~PA_FEATURE_ALL_VARIANTS)
+/* FP8 e4m3 q, k and v with descales, and o in another dtype (forward only). */
+#define PA_FEATURE_E4M3 (1u << 12)
 
 /* The features problem p needs. */
 static inline unsigned pa_problem_features(const pa_problem *p)
@@ -104,7 +112,21 @@ static inline unsigned pa_problem_features(const pa_problem *p)
            (p->kv_layout == POLYATTN_KV_VARLEN ? PA_FEATURE_VARLEN_KV : 0u) |
            (p->kv_layout == POLYATTN_KV_CACHE ? PA_FEATURE_KV_CACHE : 0u) |
            (p->kv_layout == POLYATTN_KV_PAGED ? PA_FEATURE_PAGED_KV : 0u) |
-           (p->has_kv_append ? PA_FEATURE_KV_APPEND : 0u);
+           (p->has_kv_append ? PA_FEATURE_KV_APPEND : 0u) |
+           (p->dtype == POLYATTN_DTYPE_E4M3 ? PA_FEATURE_E4M3 : 0u);
+}
+
+/* NULL when q, k, v and o all hold one of f32, f16 and bf16 (what the GPU kernels read);
+ * otherwise the sentence a GPU backend's check answers with.  The core already refuses
+ * e4m3 to algorithms without PA_FEATURE_E4M3: this keeps each backend safe on its own. */
+static inline const char *pa_problem_dtype_refusal(const pa_problem *p)
+{
+    if (p->dtype == POLYATTN_DTYPE_E4M3) return "e4m3 inputs: no kernel on this backend yet";
+    if ((p->dtype != POLYATTN_DTYPE_F32 && p->dtype != POLYATTN_DTYPE_F16 &&
+         p->dtype != POLYATTN_DTYPE_BF16) ||
+        p->o_dtype != p->dtype)
+        return "q, k, v and o must share one dtype of f32, f16 and bf16 on this backend";
+    return NULL;
 }
 
 /* ---- checked sizes: every byte or element count the library computes goes through these ----
@@ -360,6 +382,11 @@ PA_INTERNAL_API uint16_t pa_f32_to_f16(float x);
 PA_INTERNAL_API float pa_f16_to_f32(uint16_t h);
 PA_INTERNAL_API uint16_t pa_f32_to_bf16(float x);
 PA_INTERNAL_API float pa_bf16_to_f32(uint16_t h);
+/* FP8 e4m3 (OCP e4m3fn): decoding is exact; encoding rounds to nearest even and gives NaN
+ * (0x7f, with x's sign) for NaN and for values that round beyond 448 (no saturation, as
+ * torch's float8_e4m3fn conversion). */
+PA_INTERNAL_API float pa_e4m3_to_f32(uint8_t x);
+PA_INTERNAL_API uint8_t pa_f32_to_e4m3(float x);
 
 #ifdef __cplusplus
 }

@@ -71,9 +71,10 @@ double pa_visible_pairs(const pa_problem *p)
 }
 
 /* Saturating (PA_SIZE_OVERFLOW), though pa_problem_check_sizes keeps these representable. */
-static uint64_t tensor_bytes_of(const pa_problem *p, int64_t heads, int64_t seq, int64_t dim)
+static uint64_t tensor_bytes_of(const pa_problem *p, polyattn_dtype dtype, int64_t heads,
+                                int64_t seq, int64_t dim)
 {
-    return pa_size_mul(pa_size_mul4(p->batch, heads, seq, dim), polyattn_dtype_size(p->dtype));
+    return pa_size_mul(pa_size_mul4(p->batch, heads, seq, dim), polyattn_dtype_size(dtype));
 }
 
 /* Serving layouts: the tensors as described (whole caches, packed rows), the appended rows
@@ -97,11 +98,11 @@ static uint64_t serving_io_bytes(const pa_problem *p)
 static uint64_t io_bytes(const pa_problem *p)
 {
     if (pa_problem_serving(p)) return serving_io_bytes(p);
-    uint64_t bytes =
-        pa_size_add(pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim),
-                                tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim)),
-                    pa_size_add(tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v),
-                                tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v)));
+    uint64_t bytes = pa_size_add(
+        pa_size_add(tensor_bytes_of(p, p->dtype, p->heads_q, p->seq_q, p->head_dim),
+                    tensor_bytes_of(p, p->dtype, p->heads_kv, p->seq_kv, p->head_dim)),
+        pa_size_add(tensor_bytes_of(p, p->dtype, p->heads_kv, p->seq_kv, p->head_dim_v),
+                    tensor_bytes_of(p, p->o_dtype, p->heads_q, p->seq_q, p->head_dim_v)));
     uint64_t rows = pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1);
     if (p->want_lse) bytes = pa_size_add(bytes, pa_size_mul(rows, 4));
     if (p->want_probs)
@@ -121,10 +122,11 @@ static uint64_t backward_io_bytes(const pa_problem *p)
             bytes = pa_size_add(bytes, pa_tensor_bytes(&t[i]));
         return bytes;
     }
-    return pa_size_add(pa_size_add(tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim_v),
-                                   tensor_bytes_of(p, p->heads_q, p->seq_q, p->head_dim)),
-                       pa_size_add(tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim),
-                                   tensor_bytes_of(p, p->heads_kv, p->seq_kv, p->head_dim_v)));
+    return pa_size_add(
+        pa_size_add(tensor_bytes_of(p, p->o_dtype, p->heads_q, p->seq_q, p->head_dim_v),
+                    tensor_bytes_of(p, p->dtype, p->heads_q, p->seq_q, p->head_dim)),
+        pa_size_add(tensor_bytes_of(p, p->dtype, p->heads_kv, p->seq_kv, p->head_dim),
+                    tensor_bytes_of(p, p->dtype, p->heads_kv, p->seq_kv, p->head_dim_v)));
 }
 
 static uint64_t backward_workspace(polyattn_context *ctx, const pa_algo_ops *algo,
@@ -223,7 +225,8 @@ static void evaluate(polyattn_context *ctx, const pa_problem *p, uint64_t budget
                                             "attn_mask",      "sinks",
                                             "bias gradient",  "varlen queries",
                                             "varlen keys",    "KV cache with seqused_kv",
-                                            "paged KV cache", "KV append"};
+                                            "paged KV cache", "KV append",
+                                            "e4m3 inputs"};
         const unsigned m = missing ? missing : missing_bwd;
         int bit = 0;
         while (!(m & (1u << bit)))
@@ -338,6 +341,9 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
                                "options.want_backward: a KV cache (kv_layout %s) and KV append "
                                "are inference-only; they have no backward (varlen has one)",
                                p.kv_layout == POLYATTN_KV_PAGED ? "paged" : "cache");
+    if (p.want_backward && p.dtype == POLYATTN_DTYPE_E4M3)
+        return pa_context_fail(ctx, POLYATTN_STATUS_UNSUPPORTED,
+                               "options.want_backward: e4m3 inputs are forward only");
     if ((st = pa_problem_check_sizes(&p, &message)) != POLYATTN_STATUS_SUCCESS)
         return pa_context_fail(ctx, st, "%s", message);
 

@@ -192,7 +192,7 @@ void pa_problem_tensors(const pa_problem *p, polyattn_tensor_desc *q, polyattn_t
     if (k) set_tensor(k, p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim, p->k_stride);
     if (v)
         set_tensor(v, p->dtype, p->kv_count, p->heads_kv, p->kv_rows, p->head_dim_v, p->v_stride);
-    if (o) set_tensor(o, p->dtype, q_count, p->heads_q, p->total_q, p->head_dim_v, p->o_stride);
+    if (o) set_tensor(o, p->o_dtype, q_count, p->heads_q, p->total_q, p->head_dim_v, p->o_stride);
 }
 
 uint64_t pa_problem_lse_elements(const pa_problem *p)

@@ -39,6 +39,7 @@ const char *polyattn_dtype_name(polyattn_dtype dtype)
     case POLYATTN_DTYPE_F16: return "f16";
     case POLYATTN_DTYPE_BF16: return "bf16";
     case POLYATTN_DTYPE_U8: return "u8";
+    case POLYATTN_DTYPE_E4M3: return "e4m3";
     }
     return "unknown";
 }
@@ -49,7 +50,8 @@ size_t polyattn_dtype_size(polyattn_dtype dtype)
     case POLYATTN_DTYPE_F32: return 4;
     case POLYATTN_DTYPE_F16:
     case POLYATTN_DTYPE_BF16: return 2;
-    case POLYATTN_DTYPE_U8: return 1;
+    case POLYATTN_DTYPE_U8:
+    case POLYATTN_DTYPE_E4M3: return 1;
     }
     return 0;
 }

@@ -85,7 +85,13 @@ typedef enum polyattn_dtype {
     POLYATTN_DTYPE_F32 = 0,
     POLYATTN_DTYPE_F16 = 1,
     POLYATTN_DTYPE_BF16 = 2,
-    POLYATTN_DTYPE_U8 = 3 /* boolean masks only (attn_mask): 0 masks a pair */
+    POLYATTN_DTYPE_U8 = 3, /* boolean masks only (attn_mask): 0 masks a pair */
+    /* FP8 e4m3 (OCP "e4m3fn", torch.float8_e4m3fn): 1 sign, 4 exponent bits (bias 7), 3
+     * mantissa bits; no infinities, S.1111.111 is NaN, largest finite value 448.  Inputs
+     * only (q, k, v together, forward only), each scaled by its descale factor
+     * (polyattn_attention_desc.q_descale ...); O is f16, bf16 or f32.  The host backend
+     * runs it; GPU backends refuse it (UNSUPPORTED) for now. */
+    POLYATTN_DTYPE_E4M3 = 4
 } polyattn_dtype;
 
 typedef enum polyattn_mask {
@@ -334,6 +340,16 @@ typedef struct polyattn_attention_desc {
      * the host appends every sequence first, in order). */
     int has_kv_append;
     polyattn_tensor_desc k_new, v_new;
+
+    /* ---- FP8 inputs.  Appended like the variants.  With q, k and v POLYATTN_DTYPE_E4M3
+     * (all three or none; k_new/v_new follow q), each element means descale x its e4m3
+     * value: q_real = q_descale * q, likewise k and v (FlashAttention-3's per-tensor
+     * descale factors; appended rows are in k's and v's scale).  0, what
+     * polyattn_attention_desc_init and an older struct give, means 1; otherwise a
+     * finite value > 0.  With other dtypes each is 0 or 1.  O is then f16, bf16 or f32
+     * (o.dtype; it equals q.dtype otherwise), the LSE f32 as always.  Forward only: a plan
+     * with want_backward is UNSUPPORTED. */
+    float q_descale, k_descale, v_descale;
 } polyattn_attention_desc;
 
 /* What is checked where, for the serving layouts:
@@ -373,7 +389,8 @@ typedef struct polyattn_attention_desc {
  * - A row that sees no key through a window, attn_mask or -inf bias is fully masked like
  *   a causal one (O = 0, LSE = -inf; with sinks, O = 0 and LSE = the sink). */
 
-/* Fills a descriptor for contiguous BHSD tensors of one dtype, scale 0, no mask. */
+/* Fills a descriptor for contiguous BHSD tensors of one dtype, scale 0, no mask, descales 0
+ * (meaning 1).  With POLYATTN_DTYPE_E4M3, o is bf16 (set o.dtype for f16 or f32). */
 POLYATTN_API void polyattn_attention_desc_init(polyattn_attention_desc *desc, polyattn_dtype dtype,
                                                int64_t batch, int64_t heads_q, int64_t heads_kv,
                                                int64_t seq_q, int64_t seq_kv, int64_t head_dim,

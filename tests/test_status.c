@@ -59,10 +59,12 @@ int main(void)
     check_str(polyattn_dtype_name(POLYATTN_DTYPE_F32), "f32", "dtype");
     check_str(polyattn_dtype_name(POLYATTN_DTYPE_F16), "f16", "dtype");
     check_str(polyattn_dtype_name(POLYATTN_DTYPE_BF16), "bf16", "dtype");
+    check_str(polyattn_dtype_name(POLYATTN_DTYPE_E4M3), "e4m3", "dtype");
     CHECK(polyattn_dtype_name((polyattn_dtype)99) != NULL);
     CHECK(polyattn_dtype_size(POLYATTN_DTYPE_F32) == 4);
     CHECK(polyattn_dtype_size(POLYATTN_DTYPE_F16) == 2);
     CHECK(polyattn_dtype_size(POLYATTN_DTYPE_BF16) == 2);
+    CHECK(polyattn_dtype_size(POLYATTN_DTYPE_E4M3) == 1);
     CHECK(polyattn_dtype_size((polyattn_dtype)99) == 0);
     CHECK(polyattn_dtype_size((polyattn_dtype)-1) == 0);
 

@@ -240,10 +240,12 @@ static polyattn_status cuda_event_elapsed_ms(pa_device *d, void *start, void *en
     return POLYATTN_STATUS_SUCCESS;
 }
 
-/* Sizes the kernels index with int (grid dims, rows). */
+/* Dtypes the kernels take (not e4m3 yet) and sizes they index with int (grid dims, rows). */
 const char *pa_cuda_int_sizes_refusal(const pa_problem *p)
 {
     const int64_t lim = 0x7fffffff;
+    const char *dtype_why = pa_problem_dtype_refusal(p); /* e4m3: no CUDA kernel yet */
+    if (dtype_why) return dtype_why;
     if (p->seq_q > lim || p->seq_kv > lim || p->batch > 65535 || p->heads_q > 65535)
         return "sizes beyond the CUDA kernels' limits (seq <= 2^31-1, batch and heads_q <= 65535)";
     return NULL;

@@ -181,13 +181,15 @@ static inline const char *pa_gpu_merge_refusal(const pa_merge_problem *m)
     if (m->num_parts > INT32_MAX || m->batch > INT32_MAX || m->heads > INT32_MAX ||
         m->seq > INT32_MAX || m->head_dim_v > INT32_MAX)
         return "merge_states: a dimension exceeds INT_MAX, the limit of the shared GPU kernel";
+    if (m->part_dtype == POLYATTN_DTYPE_E4M3 || m->out_dtype == POLYATTN_DTYPE_E4M3)
+        return "merge_states: e4m3 states: no kernel on this backend";
     return NULL;
 }
 
 /* 1 when the problem has a forward score variant (the kernels' variant paths). */
 static inline int pa_gpu_has_variants(const pa_problem *p)
 {
-    return (pa_problem_features(p) & ~(unsigned)PA_FEATURE_BIAS_GRAD) != 0;
+    return (pa_problem_features(p) & ~(unsigned)(PA_FEATURE_BIAS_GRAD | PA_FEATURE_E4M3)) != 0;
 }
 
 #endif

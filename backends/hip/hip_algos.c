@@ -27,6 +27,11 @@ static int dims_fit_int(const pa_problem *p)
 static polyattn_status common_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     (void)dev;
+    const char *dtype_why = pa_problem_dtype_refusal(p); /* e4m3: no HIP kernel yet */
+    if (dtype_why) {
+        *why_not = dtype_why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
     if (!dims_fit_int(p)) {
         *why_not = "a dimension exceeds INT_MAX, the limit of the shared GPU kernels";
         return POLYATTN_STATUS_UNSUPPORTED;

@@ -9,6 +9,8 @@
 const char *ocl_check_common(const ocl_device *d, const pa_problem *p, const ocl_tiles *t,
                              uint64_t local_bytes)
 {
+    const char *dtype_why = pa_problem_dtype_refusal(p); /* e4m3: no OpenCL kernel yet */
+    if (dtype_why) return dtype_why;
     if (!ocl_band_of(p->head_dim, p->head_dim_v))
         return "head dims above 1024 are not supported by the OpenCL kernels";
     if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2)
@@ -61,6 +63,11 @@ polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char 
 {
     ocl_device *d = (ocl_device *)dev;
     ocl_force f;
+    const char *dtype_why = pa_problem_dtype_refusal(p); /* before the serving kernels too */
+    if (dtype_why) {
+        *why_not = dtype_why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
     if (pa_problem_serving(p) || (!ocl_force_read(d, &f) && ocl_dense_decode(d, p, &f)))
         return ocl_serving_check(d, p, why_not);
     ocl_fwd_choice c;

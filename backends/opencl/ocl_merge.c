@@ -8,6 +8,9 @@
 polyattn_status ocl_merge_states(pa_device *dev, const pa_merge_problem *m, const pa_merge_io *io)
 {
     ocl_device *d = (ocl_device *)dev;
+    if (m->part_dtype == POLYATTN_DTYPE_E4M3 || m->out_dtype == POLYATTN_DTYPE_E4M3)
+        return pa_fail(dev, POLYATTN_STATUS_UNSUPPORTED,
+                       "opencl merge: e4m3 states: no kernel on this backend");
     const size_t pes = ocl_esize(m->part_dtype), oes = ocl_esize(m->out_dtype);
     cl_long parts_off, lse_off, out_off, out_lse_off = 0;
     if (!ocl_elem_offset(&io->parts, pes, &parts_off) ||

@@ -12,8 +12,9 @@
  * serving layouts (pa_host_serving.c: varlen, KV caches, append; backward: varlen).
  *   fused    not offered: the unfused path already is the reference.
  * Both offered algorithms have a backward (pa_host_backward.c).
- * Inputs are read at arbitrary strides in f32/f16/bf16; O is written in the output dtype
- * (double -> f32 -> f16/bf16, each step round-to-nearest-even).  Work is split over
+ * Inputs are read at arbitrary strides in f32/f16/bf16, or e4m3 decoded exactly and times
+ * its descale (exact in double); O is written in o's dtype (double -> f32 -> f16/bf16, each
+ * step round-to-nearest-even).  Work is split over
  * (batch, heads_q) pairs across the online CPUs.
  */
 #include "pa_host.h"
@@ -230,7 +231,7 @@ static void write_masked_row(const host_task_ctx *t, const pa_host_row *r, int64
     const pa_problem *p = t->p;
     int64_t d, row = (b * p->heads_q + h) * p->seq_q + i;
     for (d = 0; d < p->head_dim_v; d++)
-        pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], 0.0);
+        pa_host_store(t->o, p->o_dtype, o_index(p, b, h, i) + d * p->o_stride[3], 0.0);
     if (t->lse) store_f32(t->lse, row, r->sink);
     if (t->probs) {
         int64_t j;
@@ -247,7 +248,7 @@ static void write_nan_row(const host_task_ctx *t, const pa_host_row *r, const un
     const pa_problem *p = t->p;
     int64_t d, row = (b * p->heads_q + h) * p->seq_q + i;
     for (d = 0; d < p->head_dim_v; d++)
-        pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3], NAN);
+        pa_host_store(t->o, p->o_dtype, o_index(p, b, h, i) + d * p->o_stride[3], NAN);
     if (t->lse) store_f32(t->lse, row, NAN);
     if (t->probs) {
         int64_t j;
@@ -334,10 +335,10 @@ static void load_kv(const host_task_ctx *t, host_scratch *s, int64_t b, int64_t 
     for (j = j0; j < j1; j++) {
         int64_t kb = b * p->k_stride[0] + hk * p->k_stride[1] + j * p->k_stride[2];
         int64_t vb = b * p->v_stride[0] + hk * p->v_stride[1] + j * p->v_stride[2];
-        pa_host_load_row(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, kb, p->k_stride[3],
-                         p->head_dim);
-        pa_host_load_row(s->vbuf + (j - j0) * p->head_dim_v, t->v, p->dtype, vb, p->v_stride[3],
-                         p->head_dim_v);
+        pa_host_load_row_scaled(s->kbuf + (j - j0) * p->head_dim, t->k, p->dtype, kb,
+                                p->k_stride[3], p->head_dim, p->k_descale);
+        pa_host_load_row_scaled(s->vbuf + (j - j0) * p->head_dim_v, t->v, p->dtype, vb,
+                                p->v_stride[3], p->head_dim_v, p->v_descale);
     }
 }
 
@@ -355,7 +356,8 @@ static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int
         int64_t seen = 0;
         double mx, sum = 0.0;
         pa_host_row_init(&t->var, b, h, i, &r);
-        pa_host_load_row(s->qbuf, t->q, p->dtype, q_index(p, b, h, i), p->q_stride[3], p->head_dim);
+        pa_host_load_row_scaled(s->qbuf, t->q, p->dtype, q_index(p, b, h, i), p->q_stride[3],
+                                p->head_dim, p->q_descale);
         mx = r.sink; /* -inf without sinks */
         for (j = r.lo; j < r.hi; j++) {
             double bias;
@@ -390,7 +392,7 @@ static void unfused_head(const host_task_ctx *t, host_scratch *s, int64_t b, int
                 s->acc[d] += w * vrow[d];
         }
         for (d = 0; d < p->head_dim_v; d++)
-            pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3],
+            pa_host_store(t->o, p->o_dtype, o_index(p, b, h, i) + d * p->o_stride[3],
                           s->acc[d] / sum);
         if (t->lse) store_f32(t->lse, row, mx + log(sum));
         if (t->probs) {
@@ -418,8 +420,8 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
         for (r = 0; r < rows; r++) {
             pa_host_row *row = &s->rows[r];
             pa_host_row_init(&t->var, b, h, i0 + r, row);
-            pa_host_load_row(s->qbuf + r * dq, t->q, p->dtype, q_index(p, b, h, i0 + r),
-                             p->q_stride[3], dq);
+            pa_host_load_row_scaled(s->qbuf + r * dq, t->q, p->dtype, q_index(p, b, h, i0 + r),
+                                    p->q_stride[3], dq, p->q_descale);
             /* The sink starts the running max and sum: exp(sink - sink) = 1. */
             s->m[r] = row->sink;
             s->l[r] =
@@ -489,7 +491,7 @@ static void flash_head(const host_task_ctx *t, host_scratch *s, int64_t b, int64
                 continue;
             }
             for (d = 0; d < dv; d++)
-                pa_host_store(t->o, p->dtype, o_index(p, b, h, i) + d * p->o_stride[3],
+                pa_host_store(t->o, p->o_dtype, o_index(p, b, h, i) + d * p->o_stride[3],
                               s->acc[r * dv + d] / s->l[r]);
             if (t->lse) store_f32(t->lse, row, s->m[r] + log(s->l[r]));
         }
@@ -584,14 +586,14 @@ polyattn_status pa_host_run(pa_device *dev, const pa_problem *p, const pa_io *io
 static int dtype_ok(polyattn_dtype dtype)
 {
     return dtype == POLYATTN_DTYPE_F32 || dtype == POLYATTN_DTYPE_F16 ||
-           dtype == POLYATTN_DTYPE_BF16;
+           dtype == POLYATTN_DTYPE_BF16 || dtype == POLYATTN_DTYPE_E4M3;
 }
 
 static polyattn_status unfused_check(pa_device *dev, const pa_problem *p, const char **why_not)
 {
     (void)dev;
-    if (!dtype_ok(p->dtype)) {
-        *why_not = "the host backend reads f32, f16 and bf16 only";
+    if (!dtype_ok(p->dtype) || !dtype_ok(p->o_dtype) || p->o_dtype == POLYATTN_DTYPE_E4M3) {
+        *why_not = "the host backend reads f32, f16, bf16 and e4m3 and writes f32, f16 and bf16";
         return POLYATTN_STATUS_UNSUPPORTED;
     }
     return POLYATTN_STATUS_SUCCESS;
@@ -667,7 +669,7 @@ static const pa_algo_ops host_algos[] = {
      .forward = unfused_forward,
      .backward_workspace_size = pa_host_backward_workspace_size,
      .backward = pa_host_backward_unfused,
-     .features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_ALL_SERVING,
+     .features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_ALL_SERVING | PA_FEATURE_E4M3,
      .backward_features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV},
     {.algo = POLYATTN_ALGO_FUSED,
      .check = fused_check,
@@ -685,7 +687,7 @@ static const pa_algo_ops host_algos[] = {
      .forward = flash_forward,
      .backward_workspace_size = pa_host_backward_workspace_size,
      .backward = pa_host_backward_flash,
-     .features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_ALL_SERVING,
+     .features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_ALL_SERVING | PA_FEATURE_E4M3,
      .backward_features = PA_FEATURE_ALL_VARIANTS | PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV},
 };
 

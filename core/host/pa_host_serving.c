@@ -209,11 +209,11 @@ static void shift_sequence(const pa_problem *p, const host_seq *s, int64_t b, pa
                            pa_tensor_ref *o, pa_tensor_ref *k, pa_tensor_ref *v,
                            pa_tensor_ref *slopes)
 {
-    const size_t es = polyattn_dtype_size(p->dtype);
+    const size_t es = polyattn_dtype_size(p->dtype), o_es = polyattn_dtype_size(p->o_dtype);
     if (p->varlen_q) {
-        shift(q, s->q0 * p->q_stride[2], es), shift(o, s->q0 * p->o_stride[2], es);
+        shift(q, s->q0 * p->q_stride[2], es), shift(o, s->q0 * p->o_stride[2], o_es);
     } else {
-        shift(q, b * p->q_stride[0], es), shift(o, b * p->o_stride[0], es);
+        shift(q, b * p->q_stride[0], es), shift(o, b * p->o_stride[0], o_es);
     }
     if (p->kv_layout == POLYATTN_KV_VARLEN) {
         shift(k, s->kv0 * p->k_stride[2], es), shift(v, s->kv0 * p->v_stride[2], es);

@@ -48,7 +48,10 @@ class AttentionDesc(ctypes.Structure):
                 ("varlen_q", ctypes.c_int), ("num_seqs", ctypes.c_int64),
                 ("max_seqlen_q", ctypes.c_int64), ("max_seqlen_kv", ctypes.c_int64),
                 ("kv_layout", ctypes.c_int), ("max_blocks_per_seq", ctypes.c_int64),
-                ("has_kv_append", ctypes.c_int), ("k_new", TensorDesc), ("v_new", TensorDesc)]
+                ("has_kv_append", ctypes.c_int), ("k_new", TensorDesc), ("v_new", TensorDesc),
+                # e4m3 inputs' descales (appended; 0 means 1)
+                ("q_descale", ctypes.c_float), ("k_descale", ctypes.c_float),
+                ("v_descale", ctypes.c_float)]
 
 
 class ExtraTensors(ctypes.Structure):

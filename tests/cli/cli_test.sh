@@ -434,6 +434,17 @@ serving)
     echo "SKIP: no python3 with numpy"
     exit 77
     ;;
+e4m3)
+    # FP8 inputs: tests/cli/e4m3_test.py (needs numpy for its inputs and reference).
+    for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$candidate" ] || continue
+        if "$candidate" -c "import numpy" >/dev/null 2>&1; then
+            exec "$candidate" "$bench_src/../tests/cli/e4m3_test.py" "$polyattn" "$work"
+        fi
+    done
+    echo "SKIP: no python3 with numpy"
+    exit 77
+    ;;
 variants)
     # Score variants: tests/cli/variants_test.py (needs numpy for its inputs and reference).
     for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do

@@ -101,6 +101,11 @@ float pa_tk_f16_to_f32(uint16_t h);
 uint16_t pa_tk_f32_to_bf16(float x); /* round to nearest even, NaN kept NaN */
 float pa_tk_bf16_to_f32(uint16_t h);
 /* x rounded to dtype and back (what a device sees). */
+/* e4m3 (OCP e4m3fn), written apart from the library's: decoding from the format's formula,
+ * encoding by a search over the finite codes (nearest, ties to the even code; beyond the
+ * midpoint past 448 and NaN give NaN 0x7f with x's sign). */
+float pa_tk_e4m3_to_f32(uint8_t x);
+uint8_t pa_tk_f32_to_e4m3(float x);
 float pa_tk_round(float x, polyattn_dtype dtype);
 /* Encodes n floats into dst in dtype (n * dtype_size bytes) and decodes back. */
 void pa_tk_encode(void *dst, const float *src, size_t n, polyattn_dtype dtype);

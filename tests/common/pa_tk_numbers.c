@@ -115,9 +115,32 @@ float pa_tk_bf16_to_f32(uint16_t h)
     return f;
 }
 
+float pa_tk_e4m3_to_f32(uint8_t x)
+{
+    const int s = x >> 7, e = (x >> 3) & 15, m = x & 7;
+    if (e == 15 && m == 7) return NAN;
+    /* (-1)^s x 2^(1 - 7) x m / 8 (subnormal) or (-1)^s x 2^(e - 7) x (1 + m / 8) */
+    const double v = e == 0 ? pow(2.0, -6) * m / 8.0 : pow(2.0, e - 7) * (1.0 + m / 8.0);
+    return (float)(s ? -v : v);
+}
+
+uint8_t pa_tk_f32_to_e4m3(float x)
+{
+    const uint8_t sign = signbit(x) ? 0x80 : 0;
+    if (isnan(x) || fabs((double)x) > 464.0) return (uint8_t)(sign | 0x7f);
+    int best = 0;
+    double best_d = INFINITY;
+    for (int c = 0; c < 0x7f; c++) { /* 0 .. 0x7e: the finite magnitudes, increasing */
+        const double d = fabs(fabs((double)x) - pa_tk_e4m3_to_f32((uint8_t)c));
+        if (d < best_d || (d == best_d && (c & 1) == 0)) best = c, best_d = d;
+    }
+    return (uint8_t)(sign | best);
+}
+
 float pa_tk_round(float x, polyattn_dtype dtype)
 {
     switch (dtype) {
+    case POLYATTN_DTYPE_E4M3: return pa_tk_e4m3_to_f32(pa_tk_f32_to_e4m3(x));
     case POLYATTN_DTYPE_F16: return pa_tk_f16_to_f32(pa_tk_f32_to_f16(x));
     case POLYATTN_DTYPE_BF16: return pa_tk_bf16_to_f32(pa_tk_f32_to_bf16(x));
     default: return x;
@@ -129,6 +152,11 @@ void pa_tk_encode(void *dst, const float *src, size_t n, polyattn_dtype dtype)
     size_t i;
     if (dtype == POLYATTN_DTYPE_F32) {
         memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    if (dtype == POLYATTN_DTYPE_E4M3) {
+        for (i = 0; i < n; i++)
+            ((unsigned char *)dst)[i] = pa_tk_f32_to_e4m3(src[i]);
         return;
     }
     for (i = 0; i < n; i++) {
@@ -143,6 +171,11 @@ void pa_tk_decode(float *dst, const void *src, size_t n, polyattn_dtype dtype)
     size_t i;
     if (dtype == POLYATTN_DTYPE_F32) {
         memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    if (dtype == POLYATTN_DTYPE_E4M3) {
+        for (i = 0; i < n; i++)
+            dst[i] = pa_tk_e4m3_to_f32(((const unsigned char *)src)[i]);
         return;
     }
     for (i = 0; i < n; i++) {
@@ -160,6 +193,8 @@ void pa_tk_poison(void *dst, size_t n, polyattn_dtype dtype)
         const uint32_t pat = 0x7FC5A5A5u;
         for (i = 0; i < n; i++)
             memcpy((unsigned char *)dst + 4 * i, &pat, 4);
+    } else if (dtype == POLYATTN_DTYPE_E4M3) {
+        memset(dst, 0x7f, n); /* e4m3's NaN */
     } else {
         const uint16_t pat = dtype == POLYATTN_DTYPE_F16 ? 0x7E5A : 0x7FC5;
         for (i = 0; i < n; i++)

@@ -92,7 +92,7 @@ static polyattn_buffer *alloc_filled(polyattn_context *ctx, uint64_t bytes, poly
 {
     polyattn_buffer *b = NULL;
     if (polyattn_buffer_alloc(ctx, bytes ? bytes : 4, &b) != POLYATTN_STATUS_SUCCESS) return NULL;
-    size_t es = dtype == POLYATTN_DTYPE_F32 ? 4 : 2, n = (size_t)(bytes / es);
+    size_t es = polyattn_dtype_size(dtype), n = (size_t)(bytes / (es ? es : 1));
     float *f = malloc((n ? n : 1) * sizeof *f);
     unsigned char *raw = malloc(bytes ? (size_t)bytes : 4);
     if (!f || !raw) {
@@ -274,7 +274,7 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
     int want_probs = c->pass_options && o->want_probs;
     polyattn_buffer *q = alloc_filled(ctx, qb, dt, src, 1), *k = alloc_filled(ctx, kb, dt, src, 1);
     polyattn_buffer *v = alloc_filled(ctx, vb, dt, src, 1),
-                    *out = alloc_filled(ctx, ob, dt, src, 0);
+                    *out = alloc_filled(ctx, ob, d->o.dtype, src, 0);
     polyattn_buffer *lse =
         want_lse ? alloc_filled(ctx, (uint64_t)rows * 4, POLYATTN_DTYPE_F32, src, 0) : NULL;
     polyattn_buffer *probs = want_probs
@@ -355,7 +355,7 @@ static void run_plan(polyattn_context *ctx, polyattn_plan *plan, const fuzz_case
         free(l);
     }
     if (o->want_backward && c->pass_options) {
-        polyattn_buffer *d_o = alloc_filled(ctx, ob, dt, src, 1);
+        polyattn_buffer *d_o = alloc_filled(ctx, ob, d->o.dtype, src, 1);
         polyattn_buffer *dq = alloc_filled(ctx, qb, dt, src, 0),
                         *dk = alloc_filled(ctx, kb, dt, src, 0);
         polyattn_buffer *dv = alloc_filled(ctx, vb, dt, src, 0);

@@ -89,9 +89,11 @@ static int64_t pick_head_dim(fuzz_src *src, fuzz_profile profile)
 
 static polyattn_dtype pick_dtype(fuzz_src *src, int bad_ok)
 {
-    static const int bad[] = {-1, 3, 4, 99, INT32_MIN, INT32_MAX};
+    static const int bad[] = {-1, 3, 5, 99, INT32_MIN, INT32_MAX};
+    static const polyattn_dtype good[] = {POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F16,
+                                          POLYATTN_DTYPE_BF16, POLYATTN_DTYPE_E4M3};
     if (bad_ok && fuzz_below(src, 16) == 0) return (polyattn_dtype)bad[fuzz_below(src, COUNT(bad))];
-    return (polyattn_dtype)fuzz_below(src, 3);
+    return good[fuzz_below(src, COUNT(good))];
 }
 
 static float pick_scale(fuzz_src *src, fuzz_profile profile)
@@ -138,6 +140,28 @@ static void gen_tensor(fuzz_src *src, fuzz_profile profile, polyattn_tensor_desc
 }
 
 /* Descriptor fields beyond the tensors (scale, mask; later: offsets, tables, window...). */
+/* e4m3: o's dtype (f16, bf16, f32; now and then e4m3 or a mismatch) and the descales
+ * (0, good values, now and then bad ones: negative, NaN, inf, or not 1 on other dtypes). */
+static void gen_fp8_fields(fuzz_src *src, fuzz_profile profile, polyattn_attention_desc *d)
+{
+    static const float good[] = {0.0f, 1.0f, 0.5f, 3.0f, 1.0f / 448.0f, 0.0123f};
+    static const float bad[] = {-1.0f, -0.0f, NAN, INFINITY, -INFINITY, 2.0f};
+    const int any = profile != FUZZ_SMALL;
+    if (d->q.dtype == POLYATTN_DTYPE_E4M3 && fuzz_below(src, 2)) {
+        static const polyattn_dtype outs[] = {POLYATTN_DTYPE_F16, POLYATTN_DTYPE_F32,
+                                              POLYATTN_DTYPE_E4M3, POLYATTN_DTYPE_U8};
+        d->o.dtype = outs[fuzz_below(src, any && fuzz_below(src, 4) == 0 ? 4 : 2)];
+    } else if (any && fuzz_below(src, 32) == 0) {
+        d->o.dtype = fuzz_below(src, 2) ? POLYATTN_DTYPE_F32 : POLYATTN_DTYPE_E4M3;
+    }
+    if (fuzz_below(src, 2)) return;
+    float *descale[3] = {&d->q_descale, &d->k_descale, &d->v_descale};
+    for (int i = 0; i < 3; i++)
+        *descale[i] = any && fuzz_below(src, 24) == 0     ? bad[fuzz_below(src, COUNT(bad))]
+                      : d->q.dtype == POLYATTN_DTYPE_E4M3 ? good[fuzz_below(src, COUNT(good))]
+                                                          : good[fuzz_below(src, 2)];
+}
+
 static void gen_desc_fields(fuzz_src *src, fuzz_profile profile, polyattn_attention_desc *d)
 {
     static const int bad_masks[] = {-1, 3, 7, INT32_MAX};
@@ -153,10 +177,12 @@ static void gen_desc_fields(fuzz_src *src, fuzz_profile profile, polyattn_attent
                                        offsetof(polyattn_attention_desc, softcap),
                                        offsetof(polyattn_attention_desc, has_bias),
                                        offsetof(polyattn_attention_desc, has_sinks),
+                                       offsetof(polyattn_attention_desc, q_descale),
                                        sizeof(polyattn_attention_desc) + 8,
                                        sizeof(polyattn_attention_desc) + 64};
         d->struct_size = sizes[fuzz_below(src, COUNT(sizes))];
     }
+    gen_fp8_fields(src, profile, d);
 }
 
 /* A bias or attn_mask: packed [batch|1, heads_q|1, seq_q, seq_kv] in a good dtype, then
@@ -246,7 +272,7 @@ static void gen_serving_fields(fuzz_src *src, fuzz_profile profile, polyattn_att
             total = sat_add(all, (int64_t)fuzz_below(src, 4));
         if (total < 1) total = 1;
         polyattn_tensor_desc_bshd(&d->q, dt, 1, hq, total, dq);
-        polyattn_tensor_desc_bshd(&d->o, dt, 1, hq, total, dv);
+        polyattn_tensor_desc_bshd(&d->o, d->o.dtype, 1, hq, total, dv);
         d->num_seqs = batch;
         if (any && fuzz_below(src, 16) == 0) d->num_seqs = extreme(src);
         d->max_seqlen_q = fuzz_below(src, 2) ? 0 : below_or_zero(src, sat_add(seq_q, 2));
@@ -418,7 +444,8 @@ void fuzz_gen_case(fuzz_src *src, fuzz_profile profile, fuzz_case *c)
     const int64_t dims[4] = {head_dim, head_dim, head_dim_v, head_dim_v};
     for (int i = 0; i < 4; i++)
         if (fuzz_below(src, 4) == 0)
-            polyattn_tensor_desc_bshd(tensors[i], dtype, batch, heads[i], seqs[i], dims[i]);
+            polyattn_tensor_desc_bshd(tensors[i], tensors[i]->dtype, batch, heads[i], seqs[i],
+                                      dims[i]);
     if (fuzz_below(src, 16) == 0) /* K and V broadcast one row (issue 25's reproducer shape) */
         for (int i = 1; i < 3; i++)
             memset(tensors[i]->strides, 0, sizeof tensors[i]->strides);
@@ -430,7 +457,8 @@ void fuzz_gen_case(fuzz_src *src, fuzz_profile profile, fuzz_case *c)
     gen_serving_fields(src, profile, d);
     /* A struct_size that ends before the serving members turns them off in the library. */
     c->serving = (d->varlen_q || d->kv_layout != POLYATTN_KV_DENSE) &&
-                 d->struct_size >= sizeof(polyattn_attention_desc);
+                 d->struct_size >=
+                     offsetof(polyattn_attention_desc, k_new) + 2 * sizeof(polyattn_tensor_desc);
     c->small = 1;
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++)
