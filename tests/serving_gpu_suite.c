@@ -91,7 +91,7 @@ int serving_gpu_suite(const serving_suite_options *o)
                 serving_run run = {.algo = algos[a],
                                    .num_splits = forced[a],
                                    .tol_scale = o->tol_scale,
-                                   .allow_unsupported = !flash || o->tensor_cores};
+                                   .allow_unsupported = !flash || o->flash_may_refuse};
                 polyattn_plan_info info;
                 const int r = serving_check_forward(&c, &run, 7000 + 31 * i + t, &info);
                 runs++;

@@ -9,10 +9,11 @@ typedef struct serving_suite_options {
     int generic_splits; /* flash runs the shared generic kernel: forced splits are checked */
     double tol_scale;   /* O tolerance x this (0: the host's) */
     int verbose;        /* a line per run, not only per failure */
-    /* The context forces CUDA's tensor-core serving kernel (cuda.flash=mma): flash refuses
-     * what that kernel cannot take (f32, other head dims); what it takes must pass, and at
-     * least one 16-bit case at its head dims must run. */
+    /* CUDA's tensor-core serving kernel runs the 16-bit cases at its head dims: at least
+     * one must run (and pass). */
     int tensor_cores;
+    /* The context forces a kernel that may refuse some cases (flash UNSUPPORTED allowed). */
+    int flash_may_refuse;
 } serving_suite_options;
 
 typedef struct polyattn_context polyattn_context;

@@ -284,12 +284,14 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     int pack = 0;
     if (pa_problem_serving(p) && f.flash == PA_CUDA_FWD_WGMMA)
         return refuse(dev, "cuda.flash=wgmma", "the wgmma kernel has no serving layouts", why_not);
-    /* The tensor-core serving kernel is opt-in (cuda.flash=mma) until it has run on a GPU
-     * (like hip.mfma): by default serving layouts take the generic kernel, whose serving
-     * copy passes the suite on the emulated HIP device, and dense problems keep their
-     * kernels. */
-    const int tc_serving = f.flash == PA_CUDA_FWD_MMA;
-    if (!mma_why && tc_serving && (pa_problem_serving(p) || dense_wants_splits(dev, p))) {
+    /* The tensor-core serving kernel for serving layouts and for dense problems that want
+     * key splits (decode), f16/bf16 at its head dims: 17-20x the generic kernel's decode
+     * at 32k keys (H100, bench/results/2026-12-07-h100-serving.md); cuda.flash=simt keeps
+     * the generic kernel's serving copy. */
+    const int tc_serving = f.flash == PA_CUDA_FWD_MMA || f.flash == PA_CUDA_FWD_AUTO;
+    if (!mma_why && tc_serving &&
+        (pa_problem_serving(p) ||
+         (f.schedule <= PA_CUDA_SCHED_GRID && dense_wants_splits(dev, p)))) {
         if (serving_kernel_takes(p, &pack)) {
             if (f.schedule > PA_CUDA_SCHED_GRID)
                 return refuse(dev, "cuda.schedule",
@@ -310,8 +312,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
                           : "serving layouts at a head dim without a serving instance";
         simt_why = mma_why;
     } else if (!mma_why && pa_problem_serving(p)) {
-        mma_why = "serving layouts (the tensor-core serving kernel is opt-in until run on a GPU: "
-                  "cuda.flash=mma)";
+        mma_why = "serving layouts (the tensor-core serving kernel has no wgmma form)";
         simt_why = mma_why;
     }
     if (f.flash == PA_CUDA_FWD_SIMT) {
@@ -347,14 +348,15 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         }
         fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
     } else {
-        /* The warp-specialized Hopper kernel is opt-in (cuda.flash=wgmma) at head dims 64-256
-         * until it is measured against the mma.sync kernel on a GPU. */
-        if (f.flash == PA_CUDA_FWD_WGMMA && p->head_dim <= 256) {
-            const char *hop_why = hopper_refusal(dev, p);
-            if (hop_why) return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
-            if (f.schedule != PA_CUDA_SCHED_AUTO)
-                return refuse(dev, "cuda.schedule", "the Hopper kernel has no schedules",
-                              why_not);
+        /* The warp-specialized Hopper kernel wherever it runs (head dims 64-256): 1.1-1.7x
+         * the mma.sync kernel on the FlashAttention-2 sweep from N = 1k (H100, bf16;
+         * bench/results/2026-12-07-h100-hopper-fa2.csv); cuda.flash=mma keeps the latter. */
+        const char *hop_why = p->head_dim <= 256 ? hopper_refusal(dev, p) : "head_dim above 256";
+        if (f.flash == PA_CUDA_FWD_WGMMA && p->head_dim <= 256 && hop_why)
+            return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
+        if (!hop_why && f.flash == PA_CUDA_FWD_WGMMA && f.schedule != PA_CUDA_SCHED_AUTO)
+            return refuse(dev, "cuda.schedule", "the Hopper kernel has no schedules", why_not);
+        if (!hop_why && f.flash != PA_CUDA_FWD_MMA && f.schedule == PA_CUDA_SCHED_AUTO) {
             memset(&fp->split, 0, sizeof fp->split);
             fp->kernel = PA_CUDA_FWD_HOPPER;
             fp->workspace = 0;

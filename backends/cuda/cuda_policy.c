@@ -68,6 +68,16 @@ void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo ord
             *why = "cuda, head_dim > 256: unfused (cuBLAS) first, measured 1.5-1.6x faster "
                    "than flash in f16/bf16 on the article's shapes from N = 512 (GPU time)";
         }
+    } else if (p->seq_q <= 16 && p->seq_kv >= 4096 && p->dtype != POLYATTN_DTYPE_F32 &&
+               p->head_dim == p->head_dim_v &&
+               (p->head_dim == 64 || p->head_dim == 128 || p->head_dim == 256)) {
+        /* bench/results/2026-12-07-h100-serving.md: the tensor-core serving kernel with key
+         * splits against cuBLAS unfused, bf16 D 128, GQA 32/8, batch 8: 3.1-3.6x faster
+         * (one query, 8k-128k keys). */
+        set(order, L, U, F);
+        *why = "cuda, f16/bf16 decode (seq_q <= 16, seq_kv >= 4096) at head_dim 64/128/256: "
+               "flash (tensor-core serving kernel, key splits) first, measured 3.1-3.6x "
+               "faster than unfused";
     } else if (p->seq_q <= 16 && p->seq_kv >= 4096 &&
                (double)p->batch * (double)p->heads_q * (double)p->seq_q < 8192) {
         /* bench/results/2026-11-24-h100-auto-vs-autotune.csv: flash won back at

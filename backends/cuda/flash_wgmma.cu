@@ -387,14 +387,14 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
     TileMaps maps;
-    if ((e = pa_tma::make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride, kRows)) !=
-            cudaSuccess ||
+    if ((e = pa_tma::make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride,
+                              kRows)) != cudaSuccess ||
         (e = pa_tma::make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride,
-                      kKeys)) != cudaSuccess ||
+                              kKeys)) != cudaSuccess ||
         (e = pa_tma::make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride,
-                      kKeys)) != cudaSuccess ||
-        (e = pa_tma::make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride, 16)) !=
-            cudaSuccess)
+                              kKeys)) != cudaSuccess ||
+        (e = pa_tma::make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride,
+                              16)) != cudaSuccess)
         return e;
     const int q_tiles = (a.seq_q + kRows - 1) / kRows;
     const unsigned blocks = (kSplit ? 2 : 1) * D / kCols * q_tiles * a.heads_q * a.batch;

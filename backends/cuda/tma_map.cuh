@@ -37,8 +37,8 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder()
 
 /* The 4-D map of a [batch][heads][seq][dim] tensor with element strides st (batch, head,
  * seq, dim: 1). */
-inline cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int seq, int heads,
-                     int batch, const int64_t *st, int box_rows)
+inline cudaError_t make_map(CUtensorMap *map, const void *base, int dtype, int dim, int seq,
+                            int heads, int batch, const int64_t *st, int box_rows)
 {
     PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
     if (!encode) return cudaErrorNotSupported;

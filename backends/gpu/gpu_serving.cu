@@ -78,16 +78,26 @@ __global__ void merge_kernel(pa_gpu_merge_args m)
         if (i < lo || i >= hi) return;
     }
     float mx = m.sinks ? m.sinks[h] : -INFINITY;
-    for (int p = 0; p < m.num_parts; p++)
-        mx = fmaxf(mx, m.parts_lse[p * rows + r]);
+    bool nan_row = false; /* a NaN or +inf LSE makes the row NaN (fmaxf would drop a NaN) */
+    for (int p = 0; p < m.num_parts; p++) {
+        const float l = m.parts_lse[p * rows + r];
+        nan_row |= l != l || l == INFINITY;
+        mx = fmaxf(mx, l);
+    }
+    const int64_t po = b * m.part_stride[1] + h * m.part_stride[2] + (int64_t)i * m.part_stride[3];
+    const int64_t oo = b * m.out_stride[0] + h * m.out_stride[1] + (int64_t)i * m.out_stride[2];
+    if (nan_row) {
+        for (int d = lane; d < m.head_dim_v; d += kMergeLanes)
+            store_f(m.out, oo + d * m.out_stride[3], m.out_dtype, NAN);
+        if (m.out_lse && lane == 0) m.out_lse[r] = NAN;
+        return;
+    }
     const float base = mx == -INFINITY ? 0.f : mx;
     float sum = m.sinks ? expf(m.sinks[h] - base) : 0.f;
     for (int p = 0; p < m.num_parts; p++)
         sum += expf(m.parts_lse[p * rows + r] - base);
     /* sum == 0: no part saw a key (and no sink): O = 0, LSE = -inf */
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
-    const int64_t po = b * m.part_stride[1] + h * m.part_stride[2] + (int64_t)i * m.part_stride[3];
-    const int64_t oo = b * m.out_stride[0] + h * m.out_stride[1] + (int64_t)i * m.out_stride[2];
     for (int d = lane; d < m.head_dim_v; d += kMergeLanes) {
         float acc = 0.f;
         for (int p = 0; p < m.num_parts; p++) {

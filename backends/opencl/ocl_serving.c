@@ -95,11 +95,17 @@ int ocl_dense_decode(const ocl_device *d, const pa_problem *p, const ocl_force *
     if (pa_problem_serving(p) || p->want_probs || p->batch < 1 || p->seq_q < 1 ||
         p->seq_q > SPLIT_MAX_SEQ_Q || p->seq_kv < DENSE_MIN_KEYS)
         return 0;
-    /* Opt-in (opencl.serving=coop) until the cooperative kernel has run on a GPU: dense
-     * decode keeps its measured kernels by default.  Once measured, the default on GPUs
-     * would be: no flash kernel or tile forced, and the tiled kernel's grid (query tiles x
-     * heads_q x batch) below COOP_GROUPS_PER_CU work-groups per compute unit. */
-    if (f->serving != OCL_FORCE_COOP) return 0;
+    /* On GPUs, unless a flash kernel or tile is forced, and where the tiled kernel's grid
+     * (one query tile a (head, batch) at decode) leaves compute units idle: the row kernel
+     * read K and V at 44 GB/s in dense decode on the H100, the cooperative kernel at
+     * 400-650 GB/s from a cache (bench/results/2026-12-07-h100-serving.md). */
+    if (f->serving == OCL_FORCE_ROWS) return 0;
+    if (f->serving != OCL_FORCE_COOP) {
+        const uint64_t cus = d->caps.compute_units > 0 ? (uint64_t)d->caps.compute_units : 1;
+        if (d->caps.is_cpu || f->flash || f->has_tiles ||
+            (uint64_t)p->batch * (uint64_t)p->heads_q >= COOP_GROUPS_PER_CU * cus)
+            return 0;
+    }
     ocl_srv_choice c;
     return !ocl_serving_decide(d, p, f, &c) && c.coop;
 }
