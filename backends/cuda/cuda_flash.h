@@ -7,13 +7,14 @@
 #include "flash_split.h"
 
 typedef struct pa_cuda_flash_plan {
-    pa_cuda_fwd_kernel kernel; /* SIMT, MMA or WGMMA */
+    pa_cuda_fwd_kernel kernel; /* SIMT, MMA, WGMMA or HOPPER */
     pa_flash_split split;      /* MMA: the wide kernels' schedule; WGMMA: its plan */
     uint64_t workspace;        /* the balanced schedule's or the key splits' partials */
     /* The serving kernel (flash_tc_serving.cu) for serving layouts and small dense grids:
      * pack the query heads of a GQA group into one tile; key splits merged by pa_gpu_merge. */
     int serving, pack, splits;
     int launches;
+    int overlap;          /* HOPPER: the consumers overlap softmax with the previous tile's P V */
     pa_cuda_bwd_plan bwd; /* kernel AUTO without want_backward */
 } pa_cuda_flash_plan;
 

@@ -225,8 +225,9 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     } else if (fp->kernel == PA_CUDA_FWD_HOPPER) {
         snprintf(note, n,
                  "tensor-core kernel (warp-specialized wgmma %s, head_dim %d: %d-row query "
-                 "tiles, TMA producer and two consumer warpgroups)",
-                 polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M);
+                 "tiles, TMA producer and two consumer warpgroups%s)",
+                 polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M,
+                 fp->overlap ? ", softmax overlapping P V" : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -359,6 +360,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         if (!hop_why && f.flash != PA_CUDA_FWD_MMA && f.schedule == PA_CUDA_SCHED_AUTO) {
             memset(&fp->split, 0, sizeof fp->split);
             fp->kernel = PA_CUDA_FWD_HOPPER;
+            fp->overlap = f.hopper == 2;
             fp->workspace = 0;
             fp->launches = 1;
             goto planned;

@@ -48,9 +48,9 @@ polyattn_status pa_cublas_fail(pa_device *dev, cublasStatus_t e, const char *exp
 
 typedef enum pa_cuda_fwd_kernel {
     PA_CUDA_FWD_AUTO = 0,
-    PA_CUDA_FWD_SIMT,  /* the shared generic kernel (backends/gpu) */
-    PA_CUDA_FWD_MMA,   /* mma.sync tensor cores: flash_tc (f16/bf16), flash_f32 (3xTF32) */
-    PA_CUDA_FWD_WGMMA, /* warpgroup MMA, sm_90 (flash_wgmma) */
+    PA_CUDA_FWD_SIMT,   /* the shared generic kernel (backends/gpu) */
+    PA_CUDA_FWD_MMA,    /* mma.sync tensor cores: flash_tc (f16/bf16), flash_f32 (3xTF32) */
+    PA_CUDA_FWD_WGMMA,  /* warpgroup MMA, sm_90 (flash_wgmma) */
     PA_CUDA_FWD_HOPPER, /* warp-specialized warpgroup MMA, sm_90, head dims 64-256
                          * (flash_hopper; a plan's kernel, forced as cuda.flash=wgmma) */
 } pa_cuda_fwd_kernel;
@@ -76,6 +76,7 @@ typedef struct pa_cuda_force {
     const char *wgmma_plan;    /* cuda.wgmma_plan: a pa_wgmma_plan name, NULL: measured */
     pa_cuda_bwd_kernel bwd;    /* cuda.flash_bwd */
     char bwd_tile;             /* cuda.bwd_tile: 'a', 'b', 'f'; 0: per head dim */
+    int hopper;                /* cuda.hopper: 0 auto, 1 plain, 2 overlap (flash_hopper.cu) */
 } pa_cuda_force;
 
 /* Reads this backend's keys of the context's POLYATTN_FORCE.  An unknown value fails with

@@ -122,7 +122,8 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
 }
 #endif
 
-template <int D, typename T>
+/* kOverlap: the consumers' intra-warpgroup overlap (see the loop) */
+template <int D, typename T, bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_hopper_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
@@ -203,18 +204,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t q_addr = smem_addr(sq);
     mbar_wait(q_full, 0);
 
-    for (int j = 0; j < n_tiles; ++j) {
-        const int st = j % kStages, key0 = j * kN;
-        const uint32_t ph = (j / kStages) & 1;
-        const uint32_t k_addr = smem_addr(base + L::kK + st * L::kKVBytes);
-        const uint32_t v_addr = smem_addr(base + L::kV + st * L::kKVBytes);
-
-        /* S = Q K^T over the head dim: D / 16 steps */
-        float s[kN / 2];
+    auto k_addr = [&](int j) { return smem_addr(base + L::kK + (j % kStages) * L::kKVBytes); };
+    auto v_addr = [&](int j) { return smem_addr(base + L::kV + (j % kStages) * L::kKVBytes); };
+    auto phase = [&](int j) { return (uint32_t)((j / kStages) & 1); };
+    /* S = Q K^T of key tile j over the head dim (D / 16 steps), issued, not waited for */
+    auto issue_s = [&](float(&s)[kN / 2], int j) {
 #pragma unroll
         for (int e = 0; e < kN / 2; ++e)
             s[e] = 0.f;
-        mbar_wait(&k_full[st], ph);
+        mbar_wait(&k_full[j % kStages], phase(j));
         pa_wg::fence();
 #pragma unroll
         for (int ch = 0; ch < kChunks; ++ch)
@@ -222,11 +220,13 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int kk = 0; kk < 4; ++kk)
                 pa_wg::ss_m64nk16<T, kN>(
                     s, pa_wg::desc(q_addr + ch * kRowsWg * 128 + kk * 32, 16, pa_wg::kGroupBytes),
-                    pa_wg::desc(k_addr + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes), 1);
+                    pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes), 1);
         pa_wg::commit();
-        pa_wg::wait<0>();
-
-        /* online softmax of rows g (r = 0) and g + 8 (r = 1), lazily rescaled */
+    };
+    /* online softmax of key tile j's scores, rows g (r = 0) and g + 8 (r = 1), lazily
+     * rescaled: s turns into P, then P's A fragments pf; alpha: the factor O must take */
+    auto softmax = [&](float(&s)[kN / 2], int j, uint32_t(&pf)[kN / 16][4], float(&alpha)[2]) {
+        const int key0 = j * kN;
         const bool need_mask = key0 + kN > first_vis;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -243,7 +243,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float m_new = mx > run_m[r] + kRescaleSlack ? mx : run_m[r];
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
-            const float alpha = pa_wg::exp2_approx(run_m[r] - m_use);
+            alpha[r] = pa_wg::exp2_approx(run_m[r] - m_use);
 #pragma unroll
             for (int e = 0; e < kN / 4; ++e)
                 x[e] = pa_wg::exp2_approx(x[e] - m_use);
@@ -252,34 +252,87 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
                 for (int e = 0; e < 2; ++e)
                     s[4 * q + 2 * r + e] = x[2 * q + e];
-            run_l[r] = run_l[r] * alpha + tree_sum(x); /* this lane's part of the row */
+            run_l[r] = run_l[r] * alpha[r] + tree_sum(x); /* this lane's part of the row */
             run_m[r] = m_new;
-            if (j > 0 && !__all_sync(0xffffffffu, alpha == 1.f)) {
-#pragma unroll
-                for (int q = 0; q < D / 8; ++q) {
-                    acc_o[4 * q + 2 * r] *= alpha;
-                    acc_o[4 * q + 2 * r + 1] *= alpha;
-                }
-            }
         }
-
-        /* O += P V: the scores' accumulator layout is the A-fragment layout */
-        uint32_t pf[kN / 16][4];
+        /* the scores' accumulator layout is the A-fragment layout of P V */
 #pragma unroll
         for (int kk = 0; kk < kN / 16; ++kk)
 #pragma unroll
             for (int q = 0; q < 4; ++q)
                 pf[kk][q] = Dt<T>::pack(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
-        mbar_wait(&v_full[st], ph);
-        pa_wg::fence();
+    };
+    auto rescale = [&](const float(&alpha)[2]) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+            if (!__all_sync(0xffffffffu, alpha[r] == 1.f)) {
+#pragma unroll
+                for (int q = 0; q < D / 8; ++q) {
+                    acc_o[4 * q + 2 * r] *= alpha[r];
+                    acc_o[4 * q + 2 * r + 1] *= alpha[r];
+                }
+            }
+    };
+    /* O += P V of key tile j, issued (the caller fenced since O last changed) */
+    auto issue_pv = [&](const uint32_t(&pf)[kN / 16][4], int j) {
+        mbar_wait(&v_full[j % kStages], phase(j));
 #pragma unroll
         for (int kk = 0; kk < kN / 16; ++kk)
-            pv_step<T, D>(acc_o, pf[kk], v_addr + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
+            pv_step<T, D>(acc_o, pf[kk], v_addr(j) + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
                           (uint32_t)kN * 128);
         pa_wg::commit();
-        pa_wg::wait<0>();
-        __syncwarp();
-        if (lane == 0) pa_wg::mbar_arrive(&empty[st]); /* this warp is done with the buffers */
+    };
+    auto release = [&](int j) { /* this warp is done with key tile j's buffers */
+                                __syncwarp();
+                                if (lane == 0) pa_wg::mbar_arrive(&empty[j % kStages]);
+    };
+
+    if constexpr (!kOverlap) {
+        for (int j = 0; j < n_tiles; ++j) {
+            float s[kN / 2], alpha[2];
+            uint32_t pf[kN / 16][4];
+            issue_s(s, j);
+            pa_wg::wait<0>();
+            softmax(s, j, pf, alpha);
+            if (j > 0) rescale(alpha);
+            pa_wg::fence();
+            issue_pv(pf, j);
+            pa_wg::wait<0>();
+            release(j);
+        }
+    } else if (n_tiles > 0) {
+        /* FlashAttention-3's intra-warpgroup overlap: tile j + 1's Q K^T is issued before
+         * tile j's P V, and its softmax runs while P V is in the tensor cores; O takes the
+         * new factor once P V is done */
+        uint32_t pf[kN / 16][4];
+        {
+            float s[kN / 2], alpha[2];
+            issue_s(s, 0);
+            pa_wg::wait<0>();
+            softmax(s, 0, pf, alpha);
+        }
+        for (int j = 0; j < n_tiles; ++j) {
+            const bool more = j + 1 < n_tiles;
+            float s[kN / 2], alpha[2];
+            uint32_t pf_next[kN / 16][4]; /* pf stays the in-flight P V's operand */
+            if (more) issue_s(s, j + 1);  /* fences first: covers the P V below too */
+            else pa_wg::fence();
+            issue_pv(pf, j);
+            if (more) {
+                pa_wg::wait<1>(); /* Q K^T of j + 1 (committed first) is done */
+                softmax(s, j + 1, pf_next, alpha);
+            }
+            pa_wg::wait<0>();
+            release(j);
+            if (more) {
+                rescale(alpha);
+#pragma unroll
+                for (int kk = 0; kk < kN / 16; ++kk)
+#pragma unroll
+                    for (int q = 0; q < 4; ++q)
+                        pf[kk][q] = pf_next[kk][q];
+            }
+        }
     }
 
     float row_l[2], inv[2]; /* the rows' sums (over their 4 threads) */
@@ -318,10 +371,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int D, typename T>
+template <int D, typename T, bool kOverlap>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_hopper_kernel<D, T>;
+    auto kernel = flash_fwd_hopper_kernel<D, T, kOverlap>;
     constexpr size_t smem = Layout<D>::kSmem;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
@@ -344,10 +397,10 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 }
 
 template <typename T>
-cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_args &a, int overlap, cudaStream_t stream)
 {
 #define PA_CASE(d, n, st)                                                                          \
-    case d: return launch<d, T>(a, stream);
+    case d: return overlap ? launch<d, T, true>(a, stream) : launch<d, T, false>(a, stream);
     switch (a.head_dim) {
         PA_FLASH_HOPPER_TABLE(PA_CASE)
     default: return cudaErrorInvalidValue;
@@ -378,10 +431,10 @@ extern "C" size_t pa_cuda_flash_hopper_smem(int head_dim)
 #undef PA_CASE
 }
 
-extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, void *stream)
+extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, int overlap, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->dtype == 1) return (int)dispatch<__half>(*a, s);
-    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, s);
+    if (a->dtype == 1) return (int)dispatch<__half>(*a, overlap, s);
+    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, overlap, s);
     return (int)cudaErrorInvalidValue;
 }

@@ -24,6 +24,8 @@ def reference(q, k, v, causal, scale, window=(-1, -1), softcap=0.0):
     """One sequence in float64: q [sq, hq, d], k and v [skv, hk, d]; bottom-right diagonal."""
     sq, hq, _ = q.shape
     skv, hk, _ = k.shape
+    if sq == 0 or skv == 0:  # no query, or no key: O = 0
+        return torch.zeros(sq, hq, v.shape[2], dtype=q.dtype, device=q.device)
     k, v = k.repeat_interleave(hq // hk, 1), v.repeat_interleave(hq // hk, 1)
     s = torch.einsum("qhd,khd->hqk", q, k) * scale
     if softcap > 0:
