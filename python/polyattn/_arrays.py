@@ -23,7 +23,7 @@ class E4M3:
 
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return tuple(self.data.shape) if hasattr(self.data, "shape") else None
 
     def __repr__(self):
         return f"polyattn.e4m3({self.data!r})"
@@ -35,6 +35,8 @@ def e4m3(a):
     NumPy arrays) need no marking."""
     if isinstance(a, E4M3):
         return a
+    if not hasattr(a, "dtype") and hasattr(a, "__dlpack__"):
+        return E4M3(a)  # a DLPack producer: its dtype is read from the capsule
     if isinstance(a, (list, tuple)) or not (hasattr(a, "dtype") and hasattr(a, "shape")):
         raise TypeError(f"e4m3: expected a uint8 array, got {type(a).__name__}")
     name = str(a.dtype).rsplit(".", 1)[-1]

@@ -8,10 +8,11 @@ F32 = _lib.DTYPE_F32
 
 def default_out_dtype(qr):
     """O's dtype when out= is not given: q's; for e4m3 inputs bfloat16, as FlashAttention-3
-    returns (float32 for NumPy, which has no bfloat16 without ml_dtypes)."""
+    returns, with torch and JAX, and float32 with NumPy and the others (NumPy has no
+    bfloat16 without ml_dtypes)."""
     if qr.dtype != _fp8.E4M3:
         return qr.dtype
-    return F32 if qr.kind == "numpy" else _lib.DTYPE_BF16
+    return _lib.DTYPE_BF16 if qr.kind in ("torch", "jax", "shape") else F32
 
 
 def check_array(r, name, rank, dtype=None, device=None):
