@@ -8,6 +8,7 @@
 from ._errors import (DeviceError, Error, InternalError, InvalidArgumentError,
                       KernelBuildFailedError, NotFoundError, OutOfMemoryError, OverBudgetError,
                       UnsupportedError)
+from ._arrays import e4m3
 from ._lib import library_path
 from ._runtime import cache_info, clear_caches
 from .api import (attention, devices, explain, flash_attn_func, flash_attn_varlen_func,
@@ -22,7 +23,7 @@ def version():
 
 __version__ = "0.1.0"
 __all__ = ["attention", "flash_attn_func", "flash_attn_varlen_func", "flash_attn_with_kvcache",
-           "explain", "devices", "version", "library_path", "cache_info", "clear_caches",
+           "explain", "devices", "version", "e4m3", "library_path", "cache_info", "clear_caches",
            "Error", "InvalidArgumentError", "UnsupportedError", "OutOfMemoryError",
            "OverBudgetError", "NotFoundError", "DeviceError", "KernelBuildFailedError",
            "InternalError"]

@@ -5,10 +5,45 @@ import sys
 import numpy as np
 
 from . import _dlpack
-from ._lib import DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_NAMES
+from ._lib import DTYPE_BF16, DTYPE_E4M3, DTYPE_F16, DTYPE_F32, DTYPE_NAMES
 
 _NP_DTYPES = {np.dtype(np.float32): DTYPE_F32, np.dtype(np.float16): DTYPE_F16}
-_ITEMSIZE = {DTYPE_F32: 4, DTYPE_F16: 2, DTYPE_BF16: 2}
+_ITEMSIZE = {DTYPE_F32: 4, DTYPE_F16: 2, DTYPE_BF16: 2, DTYPE_E4M3: 1}
+_FLOATS = "float32, float16, bfloat16 or float8_e4m3fn"
+
+
+class E4M3:
+    """Raw e4m3 bytes (OCP FP8, torch.float8_e4m3fn's encoding) in a uint8 array: what
+    `polyattn.e4m3(a)` returns, for array libraries without a float8 dtype (NumPy)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape) if hasattr(self.data, "shape") else None
+
+    def __repr__(self):
+        return f"polyattn.e4m3({self.data!r})"
+
+
+def e4m3(a):
+    """Marks the uint8 array `a` (NumPy, or any array library's) as e4m3 bytes: q, k and v
+    of the attention functions.  torch.float8_e4m3fn tensors (and ml_dtypes' float8_e4m3fn
+    NumPy arrays) need no marking."""
+    if isinstance(a, E4M3):
+        return a
+    if not hasattr(a, "dtype") and hasattr(a, "__dlpack__"):
+        return E4M3(a)  # a DLPack producer: its dtype is read from the capsule
+    if isinstance(a, (list, tuple)) or not (hasattr(a, "dtype") and hasattr(a, "shape")):
+        raise TypeError(f"e4m3: expected a uint8 array, got {type(a).__name__}")
+    name = str(a.dtype).rsplit(".", 1)[-1]
+    if name not in ("uint8", "float8_e4m3fn"):
+        raise TypeError(f"e4m3: dtype {a.dtype} is not uint8 (the raw e4m3 bytes); convert "
+                        "floats with torch's .to(torch.float8_e4m3fn) or ml_dtypes")
+    return E4M3(a)
 
 
 class Ref:
@@ -37,12 +72,15 @@ class Ref:
         return (1 + sum((n - 1) * s for n, s in zip(self.shape, self.strides))) * self.itemsize
 
 
-def _torch_ref(t, name):
+def _torch_ref(t, name, raw_e4m3=False):
     import torch
     dt = {torch.float32: DTYPE_F32, torch.float16: DTYPE_F16,
           torch.bfloat16: DTYPE_BF16}.get(t.dtype)
     if dt is None:
-        raise TypeError(f"{name}: dtype {t.dtype} is not float32, float16 or bfloat16")
+        if t.dtype == getattr(torch, "float8_e4m3fn", None) or raw_e4m3 and t.dtype == torch.uint8:
+            dt = DTYPE_E4M3
+        else:
+            raise TypeError(f"{name}: dtype {t.dtype} is not {_FLOATS}")
     dev = t.device
     kind = dev.type
     if kind == "cuda" and getattr(torch.version, "hip", None):
@@ -53,13 +91,17 @@ def _torch_ref(t, name):
                t.element_size(), (kind, dev.index or 0))
 
 
-def _numpy_ref(a, name):
+def _numpy_ref(a, name, raw_e4m3=False):
     dt = _NP_DTYPES.get(a.dtype)
     if dt is None:
         if a.dtype.name == "bfloat16":  # ml_dtypes
             dt = DTYPE_BF16
+        elif a.dtype.name == "float8_e4m3fn" or raw_e4m3 and a.dtype == np.uint8:
+            dt = DTYPE_E4M3
+        elif a.dtype == np.uint8:
+            raise TypeError(f"{name}: dtype uint8: e4m3 bytes are passed as polyattn.e4m3(a)")
         else:
-            raise TypeError(f"{name}: dtype {a.dtype} is not float32, float16 or bfloat16")
+            raise TypeError(f"{name}: dtype {a.dtype} is not {_FLOATS}")
     size = a.itemsize
     byte_strides = a.strides
     strides = tuple([s // size for s in byte_strides])
@@ -104,7 +146,7 @@ _DL_DEVICES = {_dlpack.KDL_CPU: "cpu", _dlpack.KDL_CUDA_HOST: "cpu", _dlpack.KDL
                _dlpack.KDL_ROCM: "rocm"}
 
 
-def _dlpack_ref(x, name, kind, stream=None):
+def _dlpack_ref(x, name, kind, stream=None, raw_e4m3=False):
     try:
         dev_type, dev_id = x.__dlpack_device__()
     except AttributeError:
@@ -115,8 +157,10 @@ def _dlpack_ref(x, name, kind, stream=None):
     # The consumer's stream: the producer makes the data ready on it (None: CPU).
     capsule = x.__dlpack__(stream=stream) if dev != "cpu" else x.__dlpack__()
     ptr, shape, strides, dt, size, _, _, ro, dtname = _dlpack.parse_capsule(capsule)
+    if dt is None and raw_e4m3 and dtname == "code 1 bits 8":
+        dt = DTYPE_E4M3
     if dt is None:
-        raise TypeError(f"{name}: DLPack dtype ({dtname}) is not float32, float16 or bfloat16")
+        raise TypeError(f"{name}: DLPack dtype ({dtname}) is not {_FLOATS}")
     return Ref(x, kind, ptr, shape, strides, dt, size, (dev, int(dev_id)), capsule, ro)
 
 
@@ -133,17 +177,20 @@ def ref(x, name, stream=None):
     """A Ref for array `x` (argument `name` in messages)."""
     if x is None:
         raise TypeError(f"{name}: None is not an array")
+    raw_e4m3 = type(x) is E4M3
+    if raw_e4m3:  # uint8 bytes marked as e4m3: the array inside stands for itself
+        x = x.data
     kind = kind_of(x)
     if kind == "numpy" and isinstance(x, np.ndarray):
-        return _numpy_ref(x, name)
+        return _numpy_ref(x, name, raw_e4m3)
     if kind == "torch":
-        return _torch_ref(x, name)
+        return _torch_ref(x, name, raw_e4m3)
     if not hasattr(x, "__dlpack__"):
         if isinstance(x, (list, tuple)):
             raise TypeError(f"{name}: a {type(x).__name__}, not an array (NumPy, torch, CuPy, "
                             "JAX or any object with __dlpack__)")
         raise TypeError(f"{name}: {type(x).__name__} has no __dlpack__")
-    return _dlpack_ref(x, name, kind, stream)
+    return _dlpack_ref(x, name, kind, stream, raw_e4m3)
 
 
 def current_stream(r):

@@ -1,9 +1,18 @@
 """Dense attention on [batch, seq, heads, dim] (bshd) or [batch, heads, seq, dim] (bhsd)
 arrays: checks, output allocation, and one C call per segment."""
-from . import _arrays, _lib, _runtime
+from . import _arrays, _fp8, _lib, _runtime
 from ._runtime import Flat, View
 
 F32 = _lib.DTYPE_F32
+
+
+def default_out_dtype(qr):
+    """O's dtype when out= is not given: q's; for e4m3 inputs bfloat16, as FlashAttention-3
+    returns, with torch and JAX, and float32 with NumPy and the others (NumPy has no
+    bfloat16 without ml_dtypes)."""
+    if qr.dtype != _fp8.E4M3:
+        return qr.dtype
+    return _lib.DTYPE_BF16 if qr.kind in ("torch", "jax", "shape") else F32
 
 
 def check_array(r, name, rank, dtype=None, device=None):
@@ -85,7 +94,7 @@ class Dense:
     """One dense attention problem, ready to run forward and backward on given arrays."""
 
     def __init__(self, layout="bshd", mask=0, scale=None, backend=None, device=None,
-                 algo="auto", deterministic=False, variants=None):
+                 algo="auto", deterministic=False, variants=None, descales=None):
         if layout not in ("bshd", "bhsd"):
             raise ValueError(f"layout: {layout!r} is not 'bhsd' or 'bshd'")
         if algo not in _lib.ALGOS:
@@ -99,6 +108,8 @@ class Dense:
         self.deterministic = bool(deterministic)
         # A _variants.Variants with something on, or None.
         self.variants = variants if variants is not None and variants.active() else None
+        # The e4m3 inputs' (q, k, v) descale factors (_fp8.descales), or None.
+        self.descales = descales
 
     def bind(self, qr, qv, kv, first=0, count=None, batch=None):
         """The variants bound to this problem (None without variants)."""
@@ -122,7 +133,11 @@ class Dense:
         return (b, sq, hq, dv) if self.layout == "bshd" else (b, hq, sq, dv)
 
     def output(self, qr, shape, out, name="out", dtype=None):
-        dtype = qr.dtype if dtype is None else dtype
+        """(array, Ref) of an output; dtype None: O's (q's, or with e4m3 inputs any of
+        float32, float16 and bfloat16 in out=, bfloat16 by default)."""
+        free = dtype is None and qr.dtype == _fp8.E4M3
+        if dtype is None:
+            dtype = default_out_dtype(qr)
         if out is None:
             arr = _arrays.empty(qr, shape, dtype)
         else:
@@ -130,6 +145,11 @@ class Dense:
         r = _arrays.ref(arr, name)
         if tuple(r.shape) != tuple(shape):
             raise ValueError(f"{name}: shape {tuple(r.shape)}, expected {tuple(shape)}")
+        if free:
+            if r.dtype not in _fp8.OUT_DTYPES:
+                raise TypeError(f"{name}: dtype {_arrays.dtype_name(r.dtype)}; with e4m3 "
+                                "inputs O is float32, float16 or bfloat16")
+            dtype = r.dtype
         check_array(r, name, len(shape), dtype, qr.device)
         if r.read_only:
             raise ValueError(f"{name}: read-only array")
@@ -142,6 +162,7 @@ class Dense:
         qr, kr, vr = self.refs(q, k, v)
         qv, kv, vv = (to_view(r, self.layout) for r in (qr, kr, vr))
         check_qkv(qv, kv, vv)
+        _fp8.check(qr.dtype, self.descales)
         ctx = resolve(qr, self.backend, self.device)
         o, orf = self.output(qr, self.out_shape(qv, vv), out)
         ov = to_view(orf, self.layout)
@@ -157,7 +178,8 @@ class Dense:
             probs_v = Flat(pr.ptr, b * hq * sq * sk * 4)
         bound = self.bind(qr, qv, kv)
         p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, self.scale, self.mask, self.algo,
-                          want_lse, want_probs, want_backward, self.deterministic, bound)
+                          want_lse, want_probs, want_backward, self.deterministic, bound,
+                          out_dtype=orf.dtype, descales=self.descales)
         _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, probs_v, bound)
         if record is not None:
             _record(record, ctx, p, qr, (qr, kr, vr), (qv, kv, vv), (o, orf, ov), out is not None,
@@ -193,7 +215,8 @@ class Dense:
             d_sinks, r = self.output(qr, (hq,), None, "d_sinks", F32)
             ds_v = Flat(r.ptr, hq * 4)
         p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, self.scale, self.mask, self.algo,
-                          True, False, True, self.deterministic, bound, want_bias_grad)
+                          True, False, True, self.deterministic, bound, want_bias_grad,
+                          out_dtype=orf.dtype, descales=self.descales)
         _runtime.backward(ctx, p, qv, kv, vv, ov, dov, Flat(lr.ptr, b * hq * sq * 4), *gv,
                           variants=bound, d_bias=db_v, d_sinks=ds_v)
         grads = tuple(_arrays.finish(qr, g) for g in grads)
@@ -206,7 +229,9 @@ class Dense:
         return grads + (d_bias, d_sinks)
 
     def explain(self, ctx, dtype, qv, kv, vv, ov, want_lse, want_probs, want_backward,
-                bound=None):
+                bound=None, out_dtype=None):
+        _fp8.check(dtype, self.descales)
         p = _runtime.plan(ctx, dtype, qv, kv, vv, ov, self.scale, self.mask, self.algo,
-                          want_lse, want_probs, want_backward, self.deterministic, bound)
+                          want_lse, want_probs, want_backward, self.deterministic, bound,
+                          out_dtype=out_dtype, descales=self.descales)
         return _runtime.info_dict(p)

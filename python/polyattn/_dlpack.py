@@ -3,8 +3,9 @@ import ctypes
 
 KDL_CPU, KDL_CUDA, KDL_CUDA_HOST, KDL_OPENCL, KDL_ROCM, KDL_ROCM_HOST = 1, 2, 3, 4, 10, 11
 KDL_CUDA_MANAGED = 13
-# DLDataType code: 0 int, 1 uint, 2 float, 4 bfloat.
-_DTYPES = {(2, 32): 0, (2, 16): 1, (4, 16): 2}
+# DLDataType code: 0 int, 1 uint, 2 float, 4 bfloat, 10 float8_e4m3fn (DLPack 1.1; what
+# torch exports for torch.float8_e4m3fn).
+_DTYPES = {(2, 32): 0, (2, 16): 1, (4, 16): 2, (10, 8): 4}
 
 
 class DLDevice(ctypes.Structure):

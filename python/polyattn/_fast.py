@@ -191,7 +191,7 @@ def store(key, scalars, rec, args, out, result):
         nbytes = view.nbytes()
         by_slot[id(view)] = (index, fn, view.ptr - r.ptr, nbytes) if nbytes else None
     qr = rec.qr
-    alloc_o = None if rec.out_given else _allocator(qr, o_arr.shape, qr.dtype)
+    alloc_o = None if rec.out_given else _allocator(qr, o_arr.shape, orf.dtype)
     alloc_lse = None if lse_arr is None else _allocator(qr, lse_arr.shape, _lib.DTYPE_F32)
     alloc_probs = None if probs_arr is None else _allocator(qr, probs_arr.shape, _lib.DTYPE_F32)
     if (not rec.out_given and alloc_o is None) or (lse_arr is not None and alloc_lse is None) \

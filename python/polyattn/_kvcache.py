@@ -10,7 +10,7 @@ import ctypes
 
 import numpy as np
 
-from . import _arrays, _fast, _lib, _runtime, _serving
+from . import _arrays, _fast, _fp8, _lib, _runtime, _serving
 from ._dense import check_array, resolve, to_view
 from ._lib import ExtraTensors, check
 from ._runtime import Flat, View
@@ -107,6 +107,7 @@ def run(dense, q, k_cache, v_cache, k, v, cache_seqlens, block_table, want_lse, 
                                _lib.KV_CACHE, max_blocks_per_seq=max_blocks,
                                k_new=k_new, v_new=None if k_new is None else v_new,
                                tensors=tensors, keep=keep)
+    _fp8.check(qr.dtype, dense.descales)
     ctx = resolve(qr, dense.backend, dense.device)
     dv = vcr.shape[3]
     o, orf = dense.output(qr, (batch, seqlen_q, heads_q, dv), out)
@@ -120,19 +121,20 @@ def run(dense, q, k_cache, v_cache, k, v, cache_seqlens, block_table, want_lse, 
         bound = dense.variants.bind(qr, batch, heads_q, seqlen_q, capacity)
     p = _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, dense.scale, dense.mask, dense.algo,
                       want_lse, False, False, False, bound, serving=serving,
-                      num_splits=num_splits)
+                      num_splits=num_splits, out_dtype=orf.dtype, descales=dense.descales)
     _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, None, bound, serving)
     if key is not None:
         args = (q, k_cache, v_cache, k, v, cache_seqlens, block_table, alibi_slopes)
         _store(key, ctx, p, qr, args, (qv, kv, vv, ov, lse_v), serving, lens, table, bound,
-               out is not None, o, lse)
+               out is not None, o, lse, orf.dtype)
     fin = _arrays.finish
     return fin(qr, o), (fin(qr, lse) if want_lse else None)
 
 
 # ---- the repeated-call path --------------------------------------------------------------
 
-def _store(key, ctx, p, qr, args, views, serving, lens, table, bound, out_given, o, lse):
+def _store(key, ctx, p, qr, args, views, serving, lens, table, bound, out_given, o, lse,
+           out_dtype):
     """Records a call as the runner of `key` when every array was used in place: each C
     argument is then (argument position, data function, byte offset, bytes), or a fixed
     (None, Ints, pointer, bytes) for lengths made here from an int or None."""
@@ -156,7 +158,7 @@ def _store(key, ctx, p, qr, args, views, serving, lens, table, bound, out_given,
         slot(Q, qv)
         slot(K_CACHE, kv)
         slot(V_CACHE, vv)
-        alloc_o = None if out_given else _fast._allocator(qr, o.shape, qr.dtype)
+        alloc_o = None if out_given else _fast._allocator(qr, o.shape, out_dtype)
         alloc_lse = None if lse is None else _fast._allocator(qr, lse.shape, F32)
         if (not out_given and alloc_o is None) or (lse is not None and alloc_lse is None):
             return

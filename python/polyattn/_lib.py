@@ -20,11 +20,11 @@ ALGOS = {"auto": 0, "unfused": 1, "fused": 2, "flash": 3}
 ALGO_NAMES = {v: k for k, v in ALGOS.items()}
 MASKS = {None: 0, "none": 0, "causal-top-left": 1, "causal-bottom-right": 2}
 MASK_NAMES = {0: "none", 1: "causal-top-left", 2: "causal-bottom-right"}
-DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_U8 = 0, 1, 2, 3
+DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_U8, DTYPE_E4M3 = 0, 1, 2, 3, 4
 ALIBI_NONE, ALIBI_PER_HEAD, ALIBI_PER_BATCH_HEAD = 0, 1, 2
 KV_DENSE, KV_VARLEN, KV_CACHE, KV_PAGED = 0, 1, 2, 3
 KV_LAYOUT_NAMES = {0: "dense", 1: "varlen", 2: "cache", 3: "paged"}
-DTYPE_NAMES = {0: "f32", 1: "f16", 2: "bf16"}
+DTYPE_NAMES = {0: "f32", 1: "f16", 2: "bf16", 4: "e4m3"}
 STATUS_NAMES = {0: "SUCCESS", 1: "INVALID_ARGUMENT", 2: "UNSUPPORTED", 3: "OUT_OF_MEMORY",
                 4: "OVER_BUDGET", 5: "NOT_FOUND", 6: "DEVICE_ERROR",
                 7: "KERNEL_BUILD_FAILED", 8: "INTERNAL_ERROR"}

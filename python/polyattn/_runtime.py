@@ -157,15 +157,19 @@ def _tensor_desc(t, dtype, view):
     t.strides[:] = view.strides
 
 
-def make_desc(dtype, q, k, v, o, scale, mask, variants=None, serving=None):
+def make_desc(dtype, q, k, v, o, scale, mask, variants=None, serving=None, out_dtype=None,
+              descales=None):
+    """out_dtype: o's dtype (None: q's); descales: (q, k, v) of e4m3 inputs (0: 1)."""
     d = AttentionDesc()
     d.struct_size = ctypes.sizeof(AttentionDesc)
     _tensor_desc(d.q, dtype, q)
     _tensor_desc(d.k, dtype, k)
     _tensor_desc(d.v, dtype, v)
-    _tensor_desc(d.o, dtype, o)
+    _tensor_desc(d.o, dtype if out_dtype is None else out_dtype, o)
     d.scale = scale
     d.mask = mask
+    if descales is not None:
+        d.q_descale, d.k_descale, d.v_descale = descales
     d.window_left = d.window_right = -1
     if variants is not None:
         variants.fill(d)
@@ -188,19 +192,22 @@ def make_options(algo, want_lse, want_probs, want_backward, deterministic,
 
 def plan(ctx, dtype, q, k, v, o, scale, mask, algo, want_lse=False, want_probs=False,
          want_backward=False, deterministic=False, variants=None, want_bias_grad=False,
-         serving=None, num_splits=0):
+         serving=None, num_splits=0, out_dtype=None, descales=None):
     """The cached plan for these descriptors and options on ctx (LRU, PLAN_CACHE_SIZE).
     variants: a _variants.Bound (window, softcap, ALiBi, bias, mask, sinks) or None;
-    serving: a _serving.Serving (varlen, KV cache, paged, append) or None."""
+    serving: a _serving.Serving (varlen, KV cache, paged, append) or None; out_dtype: o's
+    dtype (None: q's); descales: the e4m3 inputs' (q, k, v) descale factors or None."""
+    if out_dtype == dtype:
+        out_dtype = None
     key = (ctx.handle, dtype, q.dims, q.strides, k.dims, k.strides, v.dims, v.strides,
            o.dims, o.strides, scale, mask, algo, want_lse, want_probs, want_backward,
            deterministic, None if variants is None else variants.key, want_bias_grad,
-           None if serving is None else serving.key, num_splits)
+           None if serving is None else serving.key, num_splits, out_dtype, descales)
     p = _plans.get(key)
     if p is not None:
         _plans.move_to_end(key)
         return p
-    desc = make_desc(dtype, q, k, v, o, scale, mask, variants, serving)
+    desc = make_desc(dtype, q, k, v, o, scale, mask, variants, serving, out_dtype, descales)
     opt = make_options(algo, want_lse, want_probs, want_backward, deterministic,
                        want_bias_grad, num_splits)
     handle = ctypes.c_void_p()

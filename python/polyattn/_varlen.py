@@ -2,7 +2,7 @@
 cu_seqlens), one native call: varlen queries, and keys packed the same way (kv_layout
 varlen) or in a paged cache addressed by a block table (kv_layout paged, FlashAttention's
 varlen block_table).  The LSE is FlashAttention's [heads, total_q]."""
-from . import _arrays, _lib, _runtime, _serving
+from . import _arrays, _fp8, _lib, _runtime, _serving
 from ._dense import check_array, resolve, to_view
 from ._runtime import Flat, View
 
@@ -85,6 +85,7 @@ class Varlen:
             max_seqlen_kv=min(self.max_k, addressable),
             kv_layout=_lib.KV_PAGED if paged else _lib.KV_VARLEN, max_blocks_per_seq=max_blocks,
             tensors=tensors, keep=keep)
+        _fp8.check(qr.dtype, self.dense.descales)
         ctx = resolve(qr, self.dense.backend, self.dense.device)
         return qr, kr, vr, packed_view(qr), kv, vv, serving, ctx
 
@@ -95,10 +96,12 @@ class Varlen:
         return var.bind(qr, serving.num_seqs, qr.shape[1], serving.max_seqlen_q or 1,
                         serving.max_seqlen_kv or 1)
 
-    def _plan(self, ctx, qr, qv, kv, vv, ov, serving, bound, want_lse, want_backward):
+    def _plan(self, ctx, qr, qv, kv, vv, ov, serving, bound, want_lse, want_backward,
+              out_dtype):
         d = self.dense
         return _runtime.plan(ctx, qr.dtype, qv, kv, vv, ov, d.scale, d.mask, d.algo, want_lse,
-                             False, want_backward, d.deterministic, bound, serving=serving)
+                             False, want_backward, d.deterministic, bound, serving=serving,
+                             out_dtype=out_dtype, descales=d.descales)
 
     def forward(self, q, k, v, out=None, want_lse=False, want_probs=False,
                 want_backward=False):
@@ -116,7 +119,8 @@ class Varlen:
             lse, lr = d.output(qr, (hq, total_q), None, "lse", F32)
             lse_v = Flat(lr.ptr, hq * total_q * 4)
         bound = self._bind(qr, serving)
-        p = self._plan(ctx, qr, qv, kv, vv, ov, serving, bound, want_lse, want_backward)
+        p = self._plan(ctx, qr, qv, kv, vv, ov, serving, bound, want_lse, want_backward,
+                       orf.dtype)
         _runtime.forward(ctx, p, qv, kv, vv, ov, lse_v, None, bound, serving)
         fin = _arrays.finish
         lse = fin(qr, lse) if lse is not None else None
@@ -132,7 +136,8 @@ class Varlen:
         grads = [_arrays.empty_like_strided(r) for r in (qr, kr, vr)]
         gq, gk, gv = (_arrays.ref(g, n) for g, n in zip(grads, ("dq", "dk", "dv")))
         bound = self._bind(qr, serving)
-        p = self._plan(ctx, qr, qv, kv, vv, packed_view(orf), serving, bound, True, True)
+        p = self._plan(ctx, qr, qv, kv, vv, packed_view(orf), serving, bound, True, True,
+                       orf.dtype)
         hq, total_q = qr.shape[1], qr.shape[0]
         _runtime.backward(ctx, p, qv, kv, vv, packed_view(orf), packed_view(dor),
                           Flat(lr.ptr, hq * total_q * 4), packed_view(gq), packed_view(gk),

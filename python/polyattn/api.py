@@ -1,8 +1,8 @@
 """The public functions: FlashAttention's interface and the native call."""
 import ctypes
 
-from . import _arrays, _fast, _features, _kvcache, _lib, _runtime
-from ._dense import Dense, check_qkv, resolve, to_view
+from . import _arrays, _fast, _features, _fp8, _kvcache, _lib, _runtime
+from ._dense import Dense, check_qkv, default_out_dtype, resolve, to_view
 from ._fast import NO, NO_WINDOW, Record, mask_key, sig, sig_out, sig_q, window_key
 from ._lib import DeviceInfo, check, lib
 from ._runtime import View
@@ -37,6 +37,9 @@ def _run(problem, q, k, v, out, want_lse, want_probs, varlen=False, algo="auto",
             if var is not None:
                 raise NotImplementedError("window, softcap, alibi_slopes, bias, mask and "
                                           "sinks are not traceable by torch.compile yet")
+            if dense.descales is not None or str(q.dtype) == "torch.float8_e4m3fn":
+                raise NotImplementedError("float8_e4m3fn inputs and descales are not "
+                                          "traceable by torch.compile yet")
             o, lse = t.op_call(problem, q, k, v, algo)
             return o, (lse if want_lse else None), None
         bias = var.bias if var is not None else None
@@ -63,11 +66,16 @@ def _triple(o, lse, probs):
 def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
                     window_size=NO_WINDOW, softcap=0.0, alibi_slopes=None, deterministic=False,
                     return_attn_probs=False, *, backend=None, device=None, algo="auto",
-                    out=None):
+                    out=None, q_descale=None, k_descale=None, v_descale=None):
     """FlashAttention's flash_attn_func: q [batch, seqlen_q, nheads, headdim], k and v
     [batch, seqlen_k, nheads_k, headdim].  Returns out, or (out, softmax_lse [batch, nheads,
     seqlen_q] float32, probabilities [batch, nheads, seqlen_q, seqlen_k]) with
-    return_attn_probs."""
+    return_attn_probs.
+
+    FP8 (FlashAttention-3's): q, k and v torch.float8_e4m3fn tensors (or polyattn.e4m3
+    bytes), with per-tensor factors q_descale, k_descale, v_descale (a number or a
+    1-element array; None: 1); out is bfloat16 unless out= is float32/float16/bfloat16
+    (NumPy: float32 by default).  Forward only."""
     key = run = None
     try:  # a repeated signature runs from the data pointers alone (_fast.py)
         qs = sig_q(q)
@@ -75,7 +83,8 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
             key = ("flash", qs, sig(k), sig(v), out if out is None else sig_out(out),
                    alibi_slopes if alibi_slopes is None else sig(alibi_slopes),
                    window_key(window_size), dropout_p, softmax_scale, causal, softcap,
-                   deterministic, return_attn_probs, backend, device, algo)
+                   deterministic, return_attn_probs, backend, device, algo,
+                   _fp8.key(q_descale), _fp8.key(k_descale), _fp8.key(v_descale))
             run = _entries.get(key)
     except Exception:  # noqa: BLE001 - unhashable or odd arguments: the checked path
         key = run = None  # says what is wrong with them
@@ -84,7 +93,7 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False,
     _features.check(dropout_p=dropout_p)
     var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
     dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic,
-                  var)
+                  var, _fp8.descales(q_descale, k_descale, v_descale))
     rec = None if key is None else Record()
     o, lse, probs = _run(dense, q, k, v, out, return_attn_probs, return_attn_probs, algo=algo,
                          record=rec)
@@ -98,7 +107,8 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
                            dropout_p=0.0, softmax_scale=None, causal=False,
                            window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
                            deterministic=False, return_attn_probs=False, block_table=None, *,
-                           backend=None, device=None, algo="auto", out=None):
+                           backend=None, device=None, algo="auto", out=None, q_descale=None,
+                           k_descale=None, v_descale=None):
     """FlashAttention's flash_attn_varlen_func, one native call: q [total_q, nheads,
     headdim], k and v [total_k, nheads_k, headdim], sequence i at rows cu_seqlens[i] to
     cu_seqlens[i + 1] (int32 [batch + 1]); with block_table (int32 [batch, max_blocks]), k
@@ -107,11 +117,12 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     with its last key.  Returns out, or (out, softmax_lse float32 [nheads, total_q], None)
     with return_attn_probs (the library has no probabilities for packed sequences).  Rows
     of q past cu_seqlens_q[-1] are not written.  torch tensors that require gradients get
-    them through polyattn_backward (not with block_table)."""
+    them through polyattn_backward (not with block_table).  FP8 inputs and q_descale,
+    k_descale, v_descale: as flash_attn_func."""
     _features.check(dropout_p=dropout_p)
     var = Variants(window_size, softcap, alibi_slopes, window_name="window_size")
     dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, deterministic,
-                  var)
+                  var, _fp8.descales(q_descale, k_descale, v_descale))
     problem = Varlen(dense, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                      block_table)
     o, lse, _ = _run(problem, q, k, v, out, return_attn_probs, False, varlen=True)
@@ -129,7 +140,8 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
                             causal=False, window_size=(-1, -1), softcap=0.0,
                             rotary_interleaved=True, alibi_slopes=None, num_splits=0,
                             return_softmax_lse=False, *, backend=None, device=None,
-                            algo="auto", out=None):
+                            algo="auto", out=None, q_descale=None, k_descale=None,
+                            v_descale=None):
     """FlashAttention's flash_attn_with_kvcache, one native call.  q [batch, seqlen_q,
     nheads, headdim]; k_cache, v_cache [batch_cache >= batch, capacity, nheads_k, headdim]
     (a dense cache) or, with block_table (int32 [batch, max_blocks]), [num_blocks,
@@ -139,7 +151,9 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
     attends to its first cache_seqlens[i] + seqlen_new keys (all of the cache without
     cache_seqlens).  causal aligns the last query with the last key.  num_splits: the key
     splits of the plan (0: the plan chooses; 1: none).  Returns out, or (out, softmax_lse
-    float32 [batch, nheads, seqlen_q]) with return_softmax_lse."""
+    float32 [batch, nheads, seqlen_q]) with return_softmax_lse.  FP8 inputs and q_descale,
+    k_descale, v_descale: as flash_attn_func (appended k and v are in k_descale's and
+    v_descale's scale)."""
     key = run = None
     try:  # a repeated signature (decode steps) runs from the data pointers alone
         qs = sig_q(q)
@@ -148,7 +162,8 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
             key = ("kvcache", qs, sig(k_cache), sig(v_cache), sig(k), sig(v),
                    _seqlens_key(cache_seqlens), sig(block_table), sig(alibi_slopes),
                    window_key(window_size), sig_out(out), softmax_scale, causal, softcap,
-                   num_splits, return_softmax_lse, backend, device, algo)
+                   num_splits, return_softmax_lse, backend, device, algo,
+                   _fp8.key(q_descale), _fp8.key(k_descale), _fp8.key(v_descale))
             if any(part is NO for part in key):
                 key = None
             else:
@@ -166,7 +181,8 @@ def flash_attn_with_kvcache(q, k_cache, v_cache, k=None, v=None, rotary_cos=None
         raise TypeError(f"num_splits: {num_splits!r} is not an integer")
     if int(num_splits) < 0:
         raise ValueError(f"num_splits: {num_splits} is negative (0: the plan chooses)")
-    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, variants=var)
+    dense = Dense("bshd", _mask(causal), softmax_scale, backend, device, algo, variants=var,
+                  descales=_fp8.descales(q_descale, k_descale, v_descale))
     if key is not None and not all(type(x) in _fast._PLAIN for x in key[11:]):
         key = None
     o, lse = _kvcache.run(dense, q, k_cache, v_cache, k, v, cache_seqlens, block_table,
@@ -187,7 +203,7 @@ def _native_mask(mask):
 def attention(q, k, v, *, layout="bhsd", mask=None, scale=None, bias=None, sinks=None,
               window=None, softcap=0.0, alibi_slopes=None, return_lse=False,
               return_probs=False, backend=None, device=None, algo="auto", out=None,
-              deterministic=False):
+              deterministic=False, q_descale=None, k_descale=None, v_descale=None):
     """softmax(q k^T * scale + mask) v on [batch, heads, seq, dim] ("bhsd") or [batch, seq,
     heads, dim] ("bshd") arrays.  Returns o, or a tuple (o, lse?, probs?) of what was asked:
     lse float32 [batch, heads_q, seq_q], probs float32 [batch, heads_q, seq_q, seq_kv].
@@ -203,14 +219,19 @@ def attention(q, k, v, *, layout="bhsd", mask=None, scale=None, bias=None, sinks
       softcap: s = softcap * tanh(s / softcap), 0 off;
       alibi_slopes: float32 [heads_q] or [batch, heads_q], s -= slope * |diagonal - j|;
       sinks: float32 [heads_q], a logit per head joining each softmax denominator (torch:
-        gets a gradient when it requires one)."""
+        gets a gradient when it requires one).
+
+    FP8: q, k and v torch.float8_e4m3fn tensors (or polyattn.e4m3 bytes) with per-tensor
+    factors q_descale, k_descale, v_descale (element x of q means q_descale * x); o is
+    bfloat16 unless out= is float32/float16/bfloat16 (NumPy: float32 by default)."""
     key = run = None
     try:  # a repeated signature runs from the data pointers alone (_fast.py)
         qs = sig_q(q)
         if qs is not NO:
             key = ("attention", qs, sig(k), sig(v), sig_out(out), sig(alibi_slopes), sig(bias),
                    mask_key(mask), sig(sinks), window_key(window), layout, scale, softcap,
-                   return_lse, return_probs, backend, device, algo, deterministic)
+                   return_lse, return_probs, backend, device, algo, deterministic,
+                   _fp8.key(q_descale), _fp8.key(k_descale), _fp8.key(v_descale))
             run = _entries.get(key)
     except Exception:  # noqa: BLE001 - unhashable or odd arguments: the checked path
         key = run = None  # says what is wrong with them
@@ -219,7 +240,8 @@ def attention(q, k, v, *, layout="bhsd", mask=None, scale=None, bias=None, sinks
                    sinks)
     mask_kind, mask_array = _native_mask(mask)
     var = Variants(window, softcap, alibi_slopes, bias, mask_array, sinks)
-    dense = Dense(layout, mask_kind, scale, backend, device, algo, deterministic, var)
+    dense = Dense(layout, mask_kind, scale, backend, device, algo, deterministic, var,
+                  _fp8.descales(q_descale, k_descale, v_descale))
     rec = None if key is None else Record()
     o, lse, probs = _run(dense, q, k, v, out, return_lse, return_probs, algo=algo, record=rec)
     result = None
@@ -248,14 +270,16 @@ def _shape_view(shape, layout, itemsize, name):
 def explain(q, k, v, *, layout="bhsd", mask=None, scale=None, return_lse=False,
             return_probs=False, backward=False, deterministic=False, dtype="f32",
             backend=None, device=None, algo="auto", bias=None, sinks=None, window=None,
-            softcap=0.0, alibi_slopes=None):
+            softcap=0.0, alibi_slopes=None, q_descale=None, k_descale=None, v_descale=None):
     """The plan for these arguments as a dict: backend, device, chosen algo and reason,
     workspace bytes, device bytes, FLOPs, bytes moved, kernel launches, and every candidate
     (algo, status, chosen, workspace, reason).  q, k, v are arrays, or shapes in `layout`
-    (then `dtype`: "f32", "f16" or "bf16"; backend None is the library's AUTO)."""
+    (then `dtype`: "f32", "f16", "bf16" or "e4m3", whose o is bf16; backend None is the
+    library's AUTO)."""
     mask_kind, mask_array = _native_mask(mask)
     var = Variants(window, softcap, alibi_slopes, bias, mask_array, sinks)
-    dense = Dense(layout, mask_kind, scale, backend, device, algo, deterministic, var)
+    dense = Dense(layout, mask_kind, scale, backend, device, algo, deterministic, var,
+                  _fp8.descales(q_descale, k_descale, v_descale))
     if all(isinstance(x, (tuple, list)) for x in (q, k, v)):
         codes = {n: c for c, n in _lib.DTYPE_NAMES.items()}
         if dtype not in codes:
@@ -274,9 +298,10 @@ def explain(q, k, v, *, layout="bhsd", mask=None, scale=None, return_lse=False,
     b, hq, sq, _ = qv.dims
     dv = vv.dims[3]
     od = (b, sq, hq, dv) if layout == "bshd" else (b, hq, sq, dv)
-    ov = _shape_view(od, layout, qv.itemsize, "out")
+    out_dt = default_out_dtype(qr)
+    ov = _shape_view(od, layout, _arrays.itemsize(out_dt), "out")
     return dense.explain(ctx, dt, qv, kv, vv, ov, return_lse, return_probs, backward,
-                         dense.bind(qr, qv, kv))
+                         dense.bind(qr, qv, kv), out_dt)
 
 
 def devices():
