@@ -56,7 +56,11 @@ int main(void)
     expect("f16 16x128 D640", POLYATTN_DTYPE_F16, 16, 128, 128, 640, U);
     /* FlashAttention-2 shapes, decode, f32 narrow */
     expect("f16 8x2048 D128", POLYATTN_DTYPE_F16, 8, 2048, 2048, 128, L);
-    expect("f16 decode 1x8192 D128", POLYATTN_DTYPE_F16, 1, 1, 8192, 128, U);
+    /* decode: the tensor-core serving kernel with key splits (sm_80+), cuBLAS for f32
+     * (bench/results/2026-12-07-h100-decode-serving-kernel.txt) */
+    expect("f16 decode 1x8192 D128", POLYATTN_DTYPE_F16, 1, 1, 8192, 128, L);
+    expect_on("sm_75", N, "f16 decode 1x8192 D128", POLYATTN_DTYPE_F16, 1, 1, 8192, 128, U);
+    expect("f32 decode 1x8192 D128", POLYATTN_DTYPE_F32, 1, 1, 8192, 128, U);
     expect("f32 2x1024 D64", POLYATTN_DTYPE_F32, 2, 1024, 1024, 64, U);
     /* sm_90's wgmma flash against unfused, 16-bit D 512/768
      * (bench/results/2026-11-25-h100-cuda-wgmma-flash-vs-unfused.md) */

@@ -5,6 +5,7 @@
  */
 #include "cuda_policy.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define U POLYATTN_ALGO_UNFUSED
@@ -31,6 +32,12 @@ static int wgmma_flash_first(const char *arch, const pa_problem *p, int64_t long
     if (p->head_dim == 512) return causal || longest <= 1024;
     if (p->head_dim == 768) return longest <= (causal ? 1024 : 256);
     return 0;
+}
+
+/* Whether arch ("sm_75", ...) predates the mma.sync kernels (sm_80); unknown: no. */
+static int pre_ampere(const char *arch)
+{
+    return arch && !strncmp(arch, "sm_", 3) && atoi(arch + 3) > 0 && atoi(arch + 3) < 80;
 }
 
 void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo order[3],
@@ -69,7 +76,7 @@ void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo ord
                    "than flash in f16/bf16 on the article's shapes from N = 512 (GPU time)";
         }
     } else if (p->seq_q <= 16 && p->seq_kv >= 4096 && p->dtype != POLYATTN_DTYPE_F32 &&
-               p->head_dim == p->head_dim_v &&
+               !pre_ampere(arch) && p->head_dim == p->head_dim_v &&
                (p->head_dim == 64 || p->head_dim == 128 || p->head_dim == 256)) {
         /* bench/results/2026-12-07-h100-serving.md: the tensor-core serving kernel with key
          * splits against cuBLAS unfused, bf16 D 128, GQA 32/8, batch 8: 3.1-3.6x faster
