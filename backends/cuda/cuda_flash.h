@@ -14,7 +14,6 @@ typedef struct pa_cuda_flash_plan {
      * pack the query heads of a GQA group into one tile; key splits merged by pa_gpu_merge. */
     int serving, pack, splits;
     int launches;
-    int overlap;          /* HOPPER: the consumers overlap softmax with the previous tile's P V */
     pa_cuda_bwd_plan bwd; /* kernel AUTO without want_backward */
 } pa_cuda_flash_plan;
 

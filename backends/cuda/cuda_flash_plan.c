@@ -225,9 +225,8 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     } else if (fp->kernel == PA_CUDA_FWD_HOPPER) {
         snprintf(note, n,
                  "tensor-core kernel (warp-specialized wgmma %s, head_dim %d: %d-row query "
-                 "tiles, TMA producer and two consumer warpgroups%s)",
-                 polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M,
-                 fp->overlap ? ", softmax overlapping P V" : "");
+                 "tiles, TMA producer and two consumer warpgroups)",
+                 polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M);
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -349,18 +348,24 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         }
         fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
     } else {
-        /* The warp-specialized Hopper kernel wherever it runs (head dims 64-256): 1.1-1.7x
-         * the mma.sync kernel on the FlashAttention-2 sweep from N = 1k (H100, bf16;
-         * bench/results/2026-12-07-h100-hopper-fa2.csv); cuda.flash=mma keeps the latter. */
+        /* The warp-specialized Hopper kernel where it runs (head dims 64-256): 1.0-1.8x the
+         * mma.sync kernel on the FlashAttention-2 sweep from N = 1k (H100, bf16;
+         * bench/results/2026-12-07-h100-hopper-fa2-l2-order.json); cuda.flash=mma keeps the
+         * latter. */
         const char *hop_why = p->head_dim <= 256 ? hopper_refusal(dev, p) : "head_dim above 256";
         if (f.flash == PA_CUDA_FWD_WGMMA && p->head_dim <= 256 && hop_why)
             return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
         if (!hop_why && f.flash == PA_CUDA_FWD_WGMMA && f.schedule != PA_CUDA_SCHED_AUTO)
             return refuse(dev, "cuda.schedule", "the Hopper kernel has no schedules", why_not);
-        if (!hop_why && f.flash != PA_CUDA_FWD_MMA && f.schedule == PA_CUDA_SCHED_AUTO) {
+        /* head dim 64 at N <= 512: the mma.sync kernel (the Hopper kernel's 128-row tiles and
+         * 4-tile key loops measured 0.87-0.97x of it, bench/results/2026-12-07-h100-hopper-
+         * fa2-l2-order.json against 2026-12-07-h100-mma-sync-fa2.json) */
+        const int short_d64 = p->head_dim == 64 && p->seq_q <= 512 && p->seq_kv <= 512;
+        if (!hop_why &&
+            (f.flash == PA_CUDA_FWD_WGMMA || (f.flash == PA_CUDA_FWD_AUTO && !short_d64)) &&
+            f.schedule == PA_CUDA_SCHED_AUTO) {
             memset(&fp->split, 0, sizeof fp->split);
             fp->kernel = PA_CUDA_FWD_HOPPER;
-            fp->overlap = f.hopper == 2;
             fp->workspace = 0;
             fp->launches = 1;
             goto planned;

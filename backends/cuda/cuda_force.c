@@ -13,7 +13,6 @@ static const char *const kFlash[] = {"auto", "simt", "mma", "wgmma"};
 static const char *const kSchedule[] = {"auto", "grid", "split", "key-halves", "col-halves"};
 static const char *const kBwd[] = {"auto", "simt", "mma"};
 static const char *const kWgmmaPlans[] = {"wide", "narrow", "key-split"}; /* flash_wgmma.h */
-static const char *const kHopper[] = {"auto", "plain", "overlap"};        /* flash_hopper.h */
 
 static int index_of(const char *v, const char *const *names, int n)
 {
@@ -66,11 +65,6 @@ polyattn_status pa_cuda_force_get(pa_cuda_device *dev, pa_cuda_force *f, const c
         if (i < 0) return bad(dev, "cuda.flash_bwd", v, "auto, simt, mma", why_not);
         f->bwd = (pa_cuda_bwd_kernel)i;
     }
-    if (pa_force_get(d, "cuda.hopper", v, sizeof v)) {
-        const int i = index_of(v, kHopper, 3);
-        if (i < 0) return bad(dev, "cuda.hopper", v, "auto, plain, overlap", why_not);
-        f->hopper = i;
-    }
     if (pa_force_get(d, "cuda.bwd_tile", v, sizeof v)) {
         if (strcmp(v, "a") && strcmp(v, "b") && strcmp(v, "f") && strcmp(v, "auto"))
             return bad(dev, "cuda.bwd_tile", v, "auto, a, b, f", why_not);
@@ -97,7 +91,6 @@ void pa_cuda_force_describe(const pa_cuda_force *f, char *buf, size_t n)
     }
     if (f->wgmma_plan) add(buf, n, "cuda.wgmma_plan", f->wgmma_plan);
     if (f->bwd) add(buf, n, "cuda.flash_bwd", kBwd[f->bwd]);
-    if (f->hopper) add(buf, n, "cuda.hopper", kHopper[f->hopper]);
     if (f->bwd_tile)
         add(buf, n, "cuda.bwd_tile", f->bwd_tile == 'a' ? "a" : f->bwd_tile == 'b' ? "b" : "f");
 }

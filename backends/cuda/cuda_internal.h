@@ -76,7 +76,6 @@ typedef struct pa_cuda_force {
     const char *wgmma_plan;    /* cuda.wgmma_plan: a pa_wgmma_plan name, NULL: measured */
     pa_cuda_bwd_kernel bwd;    /* cuda.flash_bwd */
     char bwd_tile;             /* cuda.bwd_tile: 'a', 'b', 'f'; 0: per head dim */
-    int hopper;                /* cuda.hopper: 0 auto, 1 plain, 2 overlap (flash_hopper.cu) */
 } pa_cuda_force;
 
 /* Reads this backend's keys of the context's POLYATTN_FORCE.  An unknown value fails with

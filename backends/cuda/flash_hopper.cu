@@ -122,8 +122,7 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
 }
 #endif
 
-/* kOverlap: the consumers' intra-warpgroup overlap (see the loop) */
-template <int D, typename T, bool kOverlap>
+template <int D, typename T>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_hopper_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
@@ -287,52 +286,17 @@ __global__ void __launch_bounds__(kThreads, 1)
                                 if (lane == 0) pa_wg::mbar_arrive(&empty[j % kStages]);
     };
 
-    if constexpr (!kOverlap) {
-        for (int j = 0; j < n_tiles; ++j) {
-            float s[kN / 2], alpha[2];
-            uint32_t pf[kN / 16][4];
-            issue_s(s, j);
-            pa_wg::wait<0>();
-            softmax(s, j, pf, alpha);
-            if (j > 0) rescale(alpha);
-            pa_wg::fence();
-            issue_pv(pf, j);
-            pa_wg::wait<0>();
-            release(j);
-        }
-    } else if (n_tiles > 0) {
-        /* FlashAttention-3's intra-warpgroup overlap: tile j + 1's Q K^T is issued before
-         * tile j's P V, and its softmax runs while P V is in the tensor cores; O takes the
-         * new factor once P V is done */
+    for (int j = 0; j < n_tiles; ++j) {
+        float s[kN / 2], alpha[2];
         uint32_t pf[kN / 16][4];
-        {
-            float s[kN / 2], alpha[2];
-            issue_s(s, 0);
-            pa_wg::wait<0>();
-            softmax(s, 0, pf, alpha);
-        }
-        for (int j = 0; j < n_tiles; ++j) {
-            const bool more = j + 1 < n_tiles;
-            float s[kN / 2], alpha[2];
-            uint32_t pf_next[kN / 16][4]; /* pf stays the in-flight P V's operand */
-            if (more) issue_s(s, j + 1);  /* fences first: covers the P V below too */
-            else pa_wg::fence();
-            issue_pv(pf, j);
-            if (more) {
-                pa_wg::wait<1>(); /* Q K^T of j + 1 (committed first) is done */
-                softmax(s, j + 1, pf_next, alpha);
-            }
-            pa_wg::wait<0>();
-            release(j);
-            if (more) {
-                rescale(alpha);
-#pragma unroll
-                for (int kk = 0; kk < kN / 16; ++kk)
-#pragma unroll
-                    for (int q = 0; q < 4; ++q)
-                        pf[kk][q] = pf_next[kk][q];
-            }
-        }
+        issue_s(s, j);
+        pa_wg::wait<0>();
+        softmax(s, j, pf, alpha);
+        if (j > 0) rescale(alpha);
+        pa_wg::fence();
+        issue_pv(pf, j);
+        pa_wg::wait<0>();
+        release(j);
     }
 
     float row_l[2], inv[2]; /* the rows' sums (over their 4 threads) */
@@ -371,10 +335,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int D, typename T, bool kOverlap>
+template <int D, typename T>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_hopper_kernel<D, T, kOverlap>;
+    auto kernel = flash_fwd_hopper_kernel<D, T>;
     constexpr size_t smem = Layout<D>::kSmem;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
@@ -397,10 +361,10 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 }
 
 template <typename T>
-cudaError_t dispatch(const pa_gpu_args &a, int overlap, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
 {
 #define PA_CASE(d, n, st)                                                                          \
-    case d: return overlap ? launch<d, T, true>(a, stream) : launch<d, T, false>(a, stream);
+    case d: return launch<d, T>(a, stream);
     switch (a.head_dim) {
         PA_FLASH_HOPPER_TABLE(PA_CASE)
     default: return cudaErrorInvalidValue;
@@ -431,10 +395,10 @@ extern "C" size_t pa_cuda_flash_hopper_smem(int head_dim)
 #undef PA_CASE
 }
 
-extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, int overlap, void *stream)
+extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->dtype == 1) return (int)dispatch<__half>(*a, overlap, s);
-    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, overlap, s);
+    if (a->dtype == 1) return (int)dispatch<__half>(*a, s);
+    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, s);
     return (int)cudaErrorInvalidValue;
 }

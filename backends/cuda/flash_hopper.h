@@ -17,11 +17,10 @@ int pa_cuda_flash_hopper_has_head_dim(int head_dim);
 size_t pa_cuda_flash_hopper_smem(int head_dim);
 /* Query rows of a block's tile (two consumer warpgroups of 64 rows). */
 #define PA_HOPPER_TILE_M 128
-/* Enqueues a (overlap: the consumers overlap each key tile's softmax with the previous
- * tile's P V); returns the cudaError_t of the launch.  Input rules of pa_cuda_flash_wgmma
+/* Enqueues a; returns the cudaError_t of the launch.  Input rules of pa_cuda_flash_wgmma
  * (16-byte aligned q/k/v/o, unit head_dim stride, other strides multiples of 8, no broadcast
  * strides), dense layouts, mask none or causal. */
-int pa_cuda_flash_hopper(const pa_gpu_args *a, int overlap, void *stream);
+int pa_cuda_flash_hopper(const pa_gpu_args *a, void *stream);
 
 #ifdef __cplusplus
 }

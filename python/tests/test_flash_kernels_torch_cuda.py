@@ -2,8 +2,8 @@
 the tensor-core kernels have (64, 96, 128, 192, 256), f16 and bf16: odd lengths that leave
 partial query and key tiles, several key tiles (so that the load ring wraps), both causal
 alignments (including rows that see no key), GQA, bshd and bhsd layouts, large magnitudes,
-the LSE.  Skipped without a CUDA device.  POLYATTN_FORCE=cuda.flash=wgmma in the environment
-runs the same cases on the warp-specialized Hopper kernel (sm_90)."""
+the LSE.  Skipped without a CUDA device.  On sm_90 the warp-specialized Hopper kernel runs
+them by default; POLYATTN_FORCE=cuda.flash=mma runs the mma.sync kernel instead."""
 import itertools
 import math
 import os
