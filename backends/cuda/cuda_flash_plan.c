@@ -46,6 +46,20 @@ static const char *mma_refusal(pa_cuda_device *dev, const pa_problem *p)
     return NULL;
 }
 
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+/* Whether a dimension longer than 1 has a zero stride (a broadcast). */
+static int has_broadcast_stride(const pa_problem *p)
+{
+    const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
+    const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
+    for (int i = 0; i < 3; i++)
+        if ((qo_ext[i] > 1 && (!p->q_stride[i] || !p->o_stride[i])) ||
+            (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
+            return 1;
+    return 0;
+}
+#endif
+
 /* Why the warpgroup-MMA kernel cannot take p, which the mma.sync kernels can (NULL: it can):
  * sm_90 exactly (its image is sm_90a), 16-bit, its head dims, and no zero stride on a
  * dimension longer than 1 (a broadcast), which its TMA tensor maps cannot express. */
@@ -55,12 +69,8 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
     if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
     if (!pa_cuda_flash_wgmma_has_head_dim((int)p->head_dim)) return "no instance at this head_dim";
-    const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
-    const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
-    for (int i = 0; i < 3; i++)
-        if ((qo_ext[i] > 1 && (!p->q_stride[i] || !p->o_stride[i])) ||
-            (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
-            return "a broadcast (zero) stride, which TMA tensor maps cannot express";
+    if (has_broadcast_stride(p))
+        return "a broadcast (zero) stride, which TMA tensor maps cannot express";
     if (pa_cuda_flash_wgmma_smem((int)p->head_dim) > dev->smem_optin)
         return "the tile does not fit the device's shared memory";
     return NULL;
@@ -83,12 +93,8 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
                "head_dim_v";
     if (pa_problem_serving(p)) return "serving layouts (varlen, KV caches)";
     if (pa_gpu_has_variants(p)) return "score variants (window, softcap, ALiBi, bias, sinks)";
-    const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
-    const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
-    for (int i = 0; i < 3; i++)
-        if ((qo_ext[i] > 1 && (!p->q_stride[i] || !p->o_stride[i])) ||
-            (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
-            return "a broadcast (zero) stride, which TMA tensor maps cannot express";
+    if (has_broadcast_stride(p))
+        return "a broadcast (zero) stride, which TMA tensor maps cannot express";
     if (pa_cuda_flash_hopper_smem((int)p->head_dim) > dev->smem_optin)
         return "the tile does not fit the device's shared memory";
     return NULL;
