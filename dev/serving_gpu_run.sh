@@ -1,10 +1,10 @@
 #!/bin/bash
 # One GPU run for the serving layouts (CUDA, and NVIDIA's OpenCL when OCL_KIT names a folder
 # with include/ (OpenCL and CLBlast headers) and lib/ (libOpenCL.so, libclblast.so)):
-# builds, checks correctness (test_cuda_serving with and without the tensor-core serving
-# kernel, merge_states, the Python serving tests on torch CUDA tensors, test_ocl_serving),
-# then measures the copy bandwidth, the decode suite beside PyTorch (default path and forced
-# tensor cores), OpenCL decode and the serving suite.  Results under OUT (default
+# builds, checks correctness (test_cuda_serving on the tensor-core serving kernel and on the
+# generic kernel, merge_states, the Python serving tests on torch CUDA tensors,
+# test_ocl_serving), then measures the copy bandwidth, the decode suite beside PyTorch,
+# OpenCL decode and the serving suite.  Results under OUT (default
 # ./serving-run).  Usage: OUT=dir [OCL_KIT=dir] bash dev/serving_gpu_run.sh
 set -u
 R=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,18 +32,12 @@ log "ctest serving rc=$?"; grep -E 'tests passed|Failed|\*\*\*' "$OUT/ctest.txt"
 export PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so
 python3 -m pytest -q "$R/python/tests/test_serving_torch_cuda.py" > "$OUT/pytest.txt" 2>&1
 log "python serving tests rc=$?"; tail -1 "$OUT/pytest.txt" | tee -a "$OUT/summary.txt"
-POLYATTN_FORCE=cuda.flash=mma python3 -m pytest -q "$R/python/tests/test_serving_torch_cuda.py" \
-  > "$OUT/pytest-tensor-cores.txt" 2>&1
-log "python serving tests, tensor-core serving kernel rc=$?"
-tail -1 "$OUT/pytest-tensor-cores.txt" | tee -a "$OUT/summary.txt"
 python3 "$R/bench/copy_bandwidth.py" --json "$OUT/copy-bandwidth.json" | tee -a "$OUT/summary.txt"
 CT=(python3 "$R/bench/compare_torch.py" --polyattn "$B/bin/polyattn")
-"${CT[@]}" --suite decode --backends cuda --algo flash,unfused --graph 10 --out "$OUT/decode" \
-  > "$OUT/decode.txt" 2>&1; log "decode rc=$?"
-POLYATTN_FORCE=cuda.flash=mma "${CT[@]}" --suite decode --backends cuda --algo flash --graph 10 \
-  --no-torch --out "$OUT/decode-tensor-cores" > "$OUT/decode-tensor-cores.txt" 2>&1
-log "decode, tensor-core serving kernel rc=$?"
+"${CT[@]}" --suite decode --backends cuda --algo flash --graph 10 \
+  --out "$OUT/decode" > "$OUT/decode.txt" 2>&1; log "decode rc=$?"
 [ -n "${OCL_KIT:-}" ] && { "$B/bin/polyattn" bench --suite decode --backend opencl --algo flash \
-  --json "$OUT/decode-opencl.json" > "$OUT/decode-opencl.txt" 2>&1; log "decode opencl rc=$?"; }
+  --json "$OUT/decode-opencl.json" > "$OUT/decode-opencl.txt" 2>&1
+  log "decode opencl rc=$?"; }
 "${CT[@]}" --suite serving --backends cuda --algo flash --out "$OUT/serving" \
   > "$OUT/serving.txt" 2>&1; log "serving rc=$?"
