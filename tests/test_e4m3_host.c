@@ -438,11 +438,11 @@ static void test_validation(void)
     d.struct_size = offsetof(polyattn_attention_desc, q_descale);
     d.q_descale = -5.0f; /* beyond the caller's struct: never read */
     expect(&d, POLYATTN_STATUS_SUCCESS, "");
-    unsigned char q[24], k[40], v[40];
+    unsigned char q[48], k[40], v[40]; /* [1, 2, 3, 8], [1, 1, 5, 8] */
     float o_old[48], o_new[48];
     pa_tk_rng rng;
     pa_tk_rng_seed(&rng, 5);
-    random_codes(q, 24, &rng), random_codes(k, 40, &rng), random_codes(v, 40, &rng);
+    random_codes(q, 48, &rng), random_codes(k, 40, &rng), random_codes(v, 40, &rng);
     run_io io = {q, k, v, o_old, NULL, NULL, NULL, NULL};
     CHECK(run(&d, POLYATTN_ALGO_UNFUSED, &io) == POLYATTN_STATUS_SUCCESS);
     d.struct_size = sizeof d, d.q_descale = 1.0f;
