@@ -243,6 +243,8 @@ typedef struct dense_case {
     polyattn_dtype o_dtype;
     int bshd, codes, splits;
     float qd, kd, vd;
+    int64_t window; /* > 0: a window of this many keys each side */
+    float softcap;
 } dense_case;
 
 static int dense(polyattn_context *gpu, polyattn_context *host, const char *label,
@@ -262,6 +264,8 @@ static int dense(polyattn_context *gpu, polyattn_context *host, const char *labe
     d->o.dtype = c->o_dtype;
     d->mask = c->mask;
     d->q_descale = c->qd, d->k_descale = c->kd, d->v_descale = c->vd;
+    if (c->window) d->has_window = 1, d->window_left = d->window_right = c->window;
+    d->softcap = c->softcap;
     in.num_splits = c->splits;
     fill_inputs(&in, c->codes, seed);
     const int fail = check(gpu, host, label, c->name, &in);
@@ -458,6 +462,8 @@ int e4m3_gpu_suite(polyattn_context *gpu, const char *label, int verbose)
          0.0015f, 2.0f},
         {"dense splits 3 gqa2 3x200", 1, 4, 2, 3, 200, 64, 64, BR, F16, 0, CODES_ALL, 3, 0.01f,
          0.01f, 1.0f},
+        {"window 9 softcap 5 br 21x90", 1, 2, 1, 21, 90, 32, 32, BR, BF16, 0, CODES_ALL, 0, 0.02f,
+         0.01f, 0.5f, 9, 5.0f},
     };
     int failed = 0;
     failed += codes_through_forward(gpu, label);
