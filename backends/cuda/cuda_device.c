@@ -240,12 +240,17 @@ static polyattn_status cuda_event_elapsed_ms(pa_device *d, void *start, void *en
     return POLYATTN_STATUS_SUCCESS;
 }
 
-/* Dtypes the kernels take (not e4m3 yet) and sizes they index with int (grid dims, rows). */
+/* Dtypes the kernels take (e4m3: flash only, pa_cuda_sizes_refusal) and sizes they index
+ * with int (grid dims, rows). */
 const char *pa_cuda_int_sizes_refusal(const pa_problem *p)
 {
+    const char *dtype_why = pa_problem_dtype_refusal(p);
+    return dtype_why ? dtype_why : pa_cuda_sizes_refusal(p);
+}
+
+const char *pa_cuda_sizes_refusal(const pa_problem *p)
+{
     const int64_t lim = 0x7fffffff;
-    const char *dtype_why = pa_problem_dtype_refusal(p); /* e4m3: no CUDA kernel yet */
-    if (dtype_why) return dtype_why;
     if (p->seq_q > lim || p->seq_kv > lim || p->batch > 65535 || p->heads_q > 65535)
         return "sizes beyond the CUDA kernels' limits (seq <= 2^31-1, batch and heads_q <= 65535)";
     return NULL;
@@ -326,7 +331,9 @@ const pa_algo_ops pa_cuda_algos[3] = {
                  PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD),
     {
         .algo = POLYATTN_ALGO_FLASH,
-        .features = PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD | PA_CUDA_SERVING_FEATURES,
+        /* e4m3: the generic SIMT kernel (cuda_flash_plan.c) */
+        .features = PA_CUDA_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD | PA_CUDA_SERVING_FEATURES |
+                    PA_FEATURE_E4M3,
         .check = pa_cuda_flash_check,
         .workspace_size = pa_cuda_flash_workspace,
         .kernel_launches = pa_cuda_flash_launches,

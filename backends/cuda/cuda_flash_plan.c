@@ -19,6 +19,9 @@
  * take p (NULL: they can). */
 static const char *mma_refusal(pa_cuda_device *dev, const pa_problem *p)
 {
+    if (p->dtype == POLYATTN_DTYPE_E4M3)
+        return "e4m3 inputs (the tensor-core kernels read f16, bf16 and f32; an FP8 tensor-core "
+               "kernel is future work)";
     const int f32 = p->dtype == POLYATTN_DTYPE_F32;
     if (dev->cc_major < 8)
         return f32 ? "the device is older than sm_80 (no mma.sync tf32)"
@@ -170,7 +173,8 @@ static const char *schedule_of(const pa_cuda_device *dev, const pa_problem *p,
  * the GQA group packed into one tile where seq_q x group fits it and there is no ALiBi. */
 static int serving_kernel_takes(const pa_problem *p, int *pack)
 {
-    if (p->dtype == POLYATTN_DTYPE_F32 || !pa_cuda_flash_serving_has_head_dim((int)p->head_dim))
+    if (p->dtype == POLYATTN_DTYPE_F32 || p->dtype == POLYATTN_DTYPE_E4M3 ||
+        !pa_cuda_flash_serving_has_head_dim((int)p->head_dim))
         return 0;
     const int64_t group = p->heads_q / p->heads_kv;
     *pack = p->alibi == POLYATTN_ALIBI_NONE &&
@@ -261,7 +265,9 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
                                         pa_cuda_flash_plan *fp, const char **why_not)
 {
     memset(fp, 0, sizeof *fp);
-    const char *why = pa_cuda_int_sizes_refusal(p);
+    /* e4m3 inputs: the generic kernel (mma_refusal keeps them off the tensor cores) */
+    const char *why = pa_gpu_flash_generic_dtype_refusal(p);
+    if (!why) why = pa_cuda_sizes_refusal(p);
     if (why) return *why_not = why, POLYATTN_STATUS_UNSUPPORTED;
     if (p->want_probs) {
         *why_not = "flash never forms the probability matrix (O(seq) memory); use unfused or fused";

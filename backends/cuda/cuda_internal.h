@@ -84,8 +84,11 @@ polyattn_status pa_cuda_force_get(pa_cuda_device *dev, pa_cuda_force *f, const c
 /* One dispatch-log line naming the keys that are set ("" when none). */
 void pa_cuda_force_describe(const pa_cuda_force *f, char *buf, size_t n);
 
-/* Sizes the kernels index with int (grid dims, rows): NULL, or why not. */
+/* Dtypes of every kernel (f32/f16/bf16, o alike) and sizes the kernels index with int
+ * (grid dims, rows): NULL, or why not. */
 const char *pa_cuda_int_sizes_refusal(const pa_problem *p);
+/* The sizes alone (flash checks its dtypes itself: e4m3 on the generic kernel). */
+const char *pa_cuda_sizes_refusal(const pa_problem *p);
 
 /* The shared host glue of backends/gpu over this device (gpu_glue.h). */
 struct pa_gpu_glue;

@@ -44,6 +44,12 @@ void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo ord
                         const char **why)
 {
     const int64_t longest = p->seq_q > p->seq_kv ? p->seq_q : p->seq_kv;
+    if (p->dtype == POLYATTN_DTYPE_E4M3) {
+        set(order, L, U, F);
+        *why = "cuda, e4m3 inputs: flash first, the only algorithm that reads them (the generic "
+               "SIMT kernel)";
+        return;
+    }
     /* bench/results/2026-11-24-h100-cuda-algorithms-fa2.csv, -decode.csv and
      * 2026-11-24-h100-cuda-forward-algorithms.md: fused was the slowest on every shape
      * (3-15x behind unfused); cuBLAS unfused beat flash in decode (seq_q 1, seq_kv >= 4096:

@@ -30,6 +30,7 @@ static inline void pa_gpu_args_fill(const pa_problem *p, const pa_io *io, pa_gpu
         a->workspace = pa_gpu_ptr(&io->workspace);
     }
     a->dtype = (int)p->dtype;
+    a->o_dtype = (int)p->o_dtype;
     a->mask = (int)p->mask;
     a->batch = (int)p->batch;
     a->heads_q = (int)p->heads_q;
@@ -43,6 +44,11 @@ static inline void pa_gpu_args_fill(const pa_problem *p, const pa_io *io, pa_gpu
     memcpy(a->v_stride, p->v_stride, sizeof a->v_stride);
     memcpy(a->o_stride, p->o_stride, sizeof a->o_stride);
     a->scale = p->scale;
+    a->v_descale = 1.0f;
+    if (p->dtype == POLYATTN_DTYPE_E4M3) { /* the descales fold into the scale and O */
+        a->scale = (float)((double)p->scale * p->q_descale * p->k_descale);
+        a->v_descale = p->v_descale;
+    }
     /* Score variants: the flags from the problem, the tensors from io. */
     const int64_t wmax = p->seq_q + p->seq_kv;
     a->has_window = p->has_window;
@@ -124,7 +130,7 @@ static inline void pa_gpu_split_merge_args(const pa_problem *p, const pa_gpu_arg
     const int64_t ps[5] = {rows * dv, (int64_t)m->heads * m->seq * dv, m->seq * dv, dv, 1};
     memcpy(m->part_stride, ps, sizeof ps);
     m->out = a->o;
-    m->out_dtype = a->dtype;
+    m->out_dtype = a->o_dtype;
     m->out_stride[0] = p->o_stride[0], m->out_stride[1] = p->o_stride[1];
     m->out_stride[2] = p->o_stride[2], m->out_stride[3] = p->o_stride[3];
     m->out_lse = a->lse;
@@ -183,6 +189,19 @@ static inline const char *pa_gpu_merge_refusal(const pa_merge_problem *m)
         return "merge_states: a dimension exceeds INT_MAX, the limit of the shared GPU kernel";
     if (m->part_dtype == POLYATTN_DTYPE_E4M3 || m->out_dtype == POLYATTN_DTYPE_E4M3)
         return "merge_states: e4m3 states: no kernel on this backend";
+    return NULL;
+}
+
+/* Why the generic flash kernel cannot read p's dtypes (NULL: it can): f32/f16/bf16 with o
+ * alike, or e4m3 q, k, v with o f32/f16/bf16.  The other shared kernels take
+ * pa_problem_dtype_refusal (no e4m3). */
+static inline const char *pa_gpu_flash_generic_dtype_refusal(const pa_problem *p)
+{
+    if (p->dtype != POLYATTN_DTYPE_E4M3) return pa_problem_dtype_refusal(p);
+    if (p->o_dtype != POLYATTN_DTYPE_F32 && p->o_dtype != POLYATTN_DTYPE_F16 &&
+        p->o_dtype != POLYATTN_DTYPE_BF16)
+        return "e4m3 inputs write o in f32, f16 or bf16";
+    if (p->want_backward) return "e4m3 inputs are forward only";
     return NULL;
 }
 

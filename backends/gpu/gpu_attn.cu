@@ -5,6 +5,8 @@
  *
  * All kernels accumulate in f32; the storage dtype (f32/f16/bf16) is a run-time argument
  * (a uniform branch at each load), which keeps the number of compiled instances small.
+ * The generic flash kernel also reads e4m3 inputs (T = gpu_e4m3, decoded exactly) and then
+ * writes O in o_dtype (a uniform branch at each store), v_descale folded into the output.
  * The only template parameter is COLS: how many output columns of 32 one lane owns
  * (head_dim_v <= 32*COLS), because the output accumulator lives in registers.
  */
@@ -56,6 +58,11 @@ __device__ __forceinline__ float to_f32<gpu_bf16>(gpu_bf16 x)
 {
     return gpu_bf16_to_float(x);
 }
+template <>
+__device__ __forceinline__ float to_f32<gpu_e4m3>(gpu_e4m3 x)
+{
+    return gpu_e4m3_to_float(x);
+}
 template <typename T>
 __device__ __forceinline__ T from_f32(float x);
 template <>
@@ -79,6 +86,31 @@ __device__ __forceinline__ void store_elem(void *base, int64_t idx, int dtype, f
     if (dtype == 0) static_cast<float *>(base)[idx] = v;
     else if (dtype == 1) static_cast<gpu_half *>(base)[idx] = gpu_float_to_half(v);
     else static_cast<gpu_bf16 *>(base)[idx] = gpu_float_to_bf16(v);
+}
+
+/* Element idx of O: of the inputs' dtype T, or with e4m3 inputs of o_dtype. */
+template <typename T>
+__device__ __forceinline__ void store_out(const pa_gpu_args &a, int64_t idx, float v)
+{
+    static_cast<T *>(a.o)[idx] = from_f32<T>(v);
+}
+template <>
+__device__ __forceinline__ void store_out<gpu_e4m3>(const pa_gpu_args &a, int64_t idx, float v)
+{
+    store_elem(a.o, idx, a.o_dtype, v);
+}
+
+/* The factor of O's rows beyond the softmax's 1 / sum: e4m3's v_descale (exactly 1 else). */
+template <typename T>
+__device__ __forceinline__ float out_factor(const pa_gpu_args &a)
+{
+    (void)a;
+    return 1.f;
+}
+template <>
+__device__ __forceinline__ float out_factor<gpu_e4m3>(const pa_gpu_args &a)
+{
+    return a.v_descale;
 }
 
 /* Keys [0, n) are visible to query `query` (see pa_visible_keys in core/pa_backend.h). */
@@ -286,7 +318,6 @@ __device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0,
                            const float o[kRowsPerGroup][C4][4], const float *inv, const float *lse2,
                            float *part_o = nullptr, float *part_lse = nullptr)
 {
-    T *out = static_cast<T *>(a.o);
     const int lane = threadIdx.x % kGroup;
 #pragma unroll
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
@@ -312,7 +343,7 @@ __device__ void store_rows(const pa_gpu_args &a, const TileBases &t, int row0,
             for (int e = 0; e < 4; ++e) {
                 const int col = 4 * lane + 4 * kGroup * c + e;
                 if (col < a.head_dim_v)
-                    out[orow + col * a.o_stride[3]] = from_f32<T>(o[rr][c][e] * inv[rr]);
+                    store_out<T>(a, orow + col * a.o_stride[3], o[rr][c][e] * inv[rr]);
             }
         if (a.lse && lane == 0) a.lse[t.lse + row] = lse;
     }
@@ -429,7 +460,7 @@ __device__ __forceinline__ void flash_fwd_tile(const pa_gpu_args &a, const TileB
     for (int rr = 0; rr < kRowsPerGroup; ++rr) {
         bool any = var ? seen[my_row0 + rr] != 0 : my_vis[rr] > 0;
         if (kServe && !var) any = min(my_vis[rr], key_hi) > max(my_lo[rr], key_lo);
-        inv[rr] = pa_gpu_row_inv(l[rr], any);
+        inv[rr] = pa_gpu_row_inv(l[rr], any) * out_factor<T>(a);
         lse2[rr] = pa_gpu_row_lse(m[rr] + log2f(l[rr]), l[rr], any);
     }
     store_rows<T, C4, kServe>(a, t, row0 + my_row0, o, inv, lse2, part_o, part_lse);
@@ -669,6 +700,18 @@ Fn pick_kernel(int dtype, int c4)
 #undef PA_PICK_C4
 }
 
+/* The instance of storage type T (e4m3 inputs: the generic flash kernel only). */
+template <template <typename, int> class Pick, typename Fn, typename T>
+Fn pick_c4(int c4)
+{
+    switch (c4) {
+    case 1: return Pick<T, 1>::fn;
+    case 2: return Pick<T, 2>::fn;
+    case 4: return Pick<T, 4>::fn;
+    default: return Pick<T, 8>::fn;
+    }
+}
+
 typedef void (*flash_fn)(pa_gpu_args);
 typedef void (*fused_fn)(pa_gpu_args, int);
 template <typename T, int C4>
@@ -698,8 +741,11 @@ extern "C" int pa_gpu_flash_generic(const pa_gpu_args *a, void *stream)
     /* Serving layouts and splits take the kServe instance; dense problems keep theirs. */
     const bool serve = a->varlen_q || a->kv_layout != PA_GPU_KV_DENSE || a->num_splits > 1;
     const int c4 = c4_for(a->head_dim_v);
-    flash_fn kernel = serve ? pick_kernel<PickFlashServe, flash_fn>(a->dtype, c4)
-                            : pick_kernel<PickFlash, flash_fn>(a->dtype, c4);
+    flash_fn kernel = a->dtype == PA_GPU_DTYPE_E4M3
+                          ? (serve ? pick_c4<PickFlashServe, flash_fn, gpu_e4m3>(c4)
+                                   : pick_c4<PickFlash, flash_fn, gpu_e4m3>(c4))
+                      : serve ? pick_kernel<PickFlashServe, flash_fn>(a->dtype, c4)
+                              : pick_kernel<PickFlash, flash_fn>(a->dtype, c4);
     gpuError_t e = gpuFuncSetAttribute(kernel, 0, (int)smem);
     if (e != gpuSuccess) return (int)e;
     const int nsplit = serve && a->num_splits > 1 ? a->num_splits : 1;

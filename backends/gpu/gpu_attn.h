@@ -19,11 +19,15 @@ typedef struct pa_gpu_args {
     float *lse;   /* NULL unless wanted: f32 [batch, heads_q, seq_q] */
     float *probs; /* NULL unless wanted: f32 [batch, heads_q, seq_q, seq_kv] */
     void *workspace;
-    int dtype; /* polyattn_dtype: 0 f32, 1 f16, 2 bf16 */
-    int mask;  /* polyattn_mask */
+    int dtype;   /* polyattn_dtype of q, k, v: 0 f32, 1 f16, 2 bf16, 4 e4m3 (generic flash) */
+    int o_dtype; /* o's: dtype, or with e4m3 inputs 0 f32, 1 f16, 2 bf16 */
+    int mask;    /* polyattn_mask */
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
     int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4]; /* elements */
+    /* The score scale; with e4m3 inputs it carries q_descale * k_descale (rounded once from
+     * double), and v_descale multiplies O (1 for other dtypes). */
     float scale;
+    float v_descale;
     /* Score variants (pa_problem; all off when 0 / NULL), read by the kernels whose
      * algorithm lists them in its .features.  Windows are clamped to seq_q + seq_kv (the
      * same keys; fits an int). */
@@ -64,11 +68,14 @@ typedef struct pa_gpu_args {
     float *part_o, *part_lse;
 } pa_gpu_args;
 
+/* polyattn_dtype's e4m3 (the device code does not include polyattn.h). */
+#define PA_GPU_DTYPE_E4M3 4
+
 /* Limits of the shared kernels. */
 #define PA_GPU_MAX_HEAD_DIM 1024
 
 /* Generic flash (SIMT, f32 accumulation, O(seq) memory): any head_dim <= 1024, any
- * strides, f32/f16/bf16.  Needs pa_gpu_flash_generic_smem() bytes of shared memory.  Takes
+ * strides, f32/f16/bf16, and e4m3 inputs with O in f32/f16/bf16 (o_dtype).  Needs pa_gpu_flash_generic_smem() bytes of shared memory.  Takes
  * every serving layout and split-KV (num_splits > 1: the partials, then pa_gpu_merge);
  * dense unsplit problems run their own instance.  Blocks: (ceil(seq_q / ROWS) x splits,
  * heads_q, batch), each over tiles of KEYS keys. */
@@ -94,7 +101,8 @@ int pa_gpu_mask_softmax(const pa_gpu_args *a, void *scores, void *stream);
 int pa_gpu_mask_softmax_variants(const pa_gpu_args *a, void *scores, void *stream);
 
 /* Serving (gpu_serving.cu).  KV append: rows j of k_new / v_new land at key seqused_kv[b] + j
- * of each sequence's cache (dense or paged); rows past the cache are dropped. */
+ * of each sequence's cache (dense or paged), bits copied (e4m3 bytes too); rows past the
+ * cache are dropped. */
 int pa_gpu_kv_append(const pa_gpu_args *a, void *stream);
 
 /* Merge of partial results over disjoint key sets by log-sum-exp (split-KV and

@@ -71,6 +71,7 @@ __device__ __forceinline__ gpu_bf16 gpu_float_to_bf16(float f)
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include <stdint.h>
 #define GPU_BACKEND_CUDA 1
 /* warpSize is not a constant expression in CUDA; every NVIDIA target has 32 lanes. */
 #define GPU_WARP_SIZE 32
@@ -96,6 +97,19 @@ __device__ __forceinline__ gpu_bf16 gpu_float_to_bf16(float f) { return __float2
 #endif
 
 /* ------------------------------------------------------------ both backends */
+
+/* FP8 e4m3 (OCP e4m3fn) as its byte; decoded exactly in software on every target: sign,
+ * exponent bias 7, 3 mantissa bits, subnormals m x 2^-9, S.1111.111 NaN, no infinities. */
+typedef struct gpu_e4m3 {
+    uint8_t bits;
+} gpu_e4m3;
+__device__ __forceinline__ float gpu_e4m3_to_float(gpu_e4m3 x)
+{
+    const uint32_t b = x.bits, sign = (b & 0x80u) << 24, e = (b >> 3) & 15u, m = b & 7u;
+    if ((b & 0x7fu) == 0x7fu) return __uint_as_float(sign | 0x7fc00000u);
+    if (e == 0) return __uint_as_float(sign | __float_as_uint((float)m * 0.001953125f));
+    return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
+}
 
 /* Reductions over aligned groups of `width` consecutive lanes; width is a power of two
  * that divides GPU_WARP_SIZE, and every lane of the group gets the result. */

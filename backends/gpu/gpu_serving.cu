@@ -35,6 +35,8 @@ __device__ __forceinline__ void copy_elem(void *dst, int64_t di, const void *src
                                           int dtype)
 {
     if (dtype == 0) static_cast<uint32_t *>(dst)[di] = static_cast<const uint32_t *>(src)[si];
+    else if (dtype == PA_GPU_DTYPE_E4M3)
+        static_cast<uint8_t *>(dst)[di] = static_cast<const uint8_t *>(src)[si];
     else static_cast<uint16_t *>(dst)[di] = static_cast<const uint16_t *>(src)[si];
 }
 

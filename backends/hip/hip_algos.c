@@ -22,16 +22,9 @@ static int dims_fit_int(const pa_problem *p)
            p->head_dim_v <= INT_MAX;
 }
 
-/* Checks every algorithm shares; *why_not points into the device record when it needs
- * numbers. */
-static polyattn_status common_check(pa_device *dev, const pa_problem *p, const char **why_not)
+/* The sizes every algorithm shares. */
+static polyattn_status sizes_check(const pa_problem *p, const char **why_not)
 {
-    (void)dev;
-    const char *dtype_why = pa_problem_dtype_refusal(p); /* e4m3: no HIP kernel yet */
-    if (dtype_why) {
-        *why_not = dtype_why;
-        return POLYATTN_STATUS_UNSUPPORTED;
-    }
     if (!dims_fit_int(p)) {
         *why_not = "a dimension exceeds INT_MAX, the limit of the shared GPU kernels";
         return POLYATTN_STATUS_UNSUPPORTED;
@@ -41,6 +34,19 @@ static polyattn_status common_check(pa_device *dev, const pa_problem *p, const c
         return POLYATTN_STATUS_UNSUPPORTED;
     }
     return POLYATTN_STATUS_SUCCESS;
+}
+
+/* Checks every algorithm shares; flash's generic kernel also reads e4m3 (flash_plan).
+ * *why_not points into the device record when it needs numbers. */
+static polyattn_status common_check(pa_device *dev, const pa_problem *p, const char **why_not)
+{
+    (void)dev;
+    const char *dtype_why = pa_problem_dtype_refusal(p);
+    if (dtype_why) {
+        *why_not = dtype_why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    return sizes_check(p, why_not);
 }
 
 static polyattn_status lds_check(pa_device *dev, const char *what, size_t need,
@@ -163,6 +169,7 @@ static const char *mfma_refusal(pa_device *dev, const pa_problem *p, int forced)
     const pa_hip_device *d = pa_hip(dev);
     const int gfx90a = strcmp(d->arch, "gfx90a") == 0;
     if (!gfx90a && strcmp(d->arch, "gfx908") != 0) return "no MFMA 32x32x8 kernel for this target";
+    if (p->dtype == POLYATTN_DTYPE_E4M3) return "e4m3 inputs (the MFMA kernel reads f16 and bf16)";
     if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
     if (p->dtype == POLYATTN_DTYPE_BF16 && !gfx90a) return "bf16 MFMA (bf16_1k) needs gfx90a";
     if (p->head_dim % 8 != 0 || p->head_dim > 128 || p->head_dim_v > 128)
@@ -177,7 +184,13 @@ static polyattn_status flash_plan(pa_device *dev, const pa_problem *p, hip_plan 
                                   const char **why_not)
 {
     memset(plan, 0, sizeof *plan);
-    polyattn_status st = common_check(dev, p, why_not);
+    /* e4m3 inputs: the generic kernel (mfma_refusal keeps them off the MFMA kernel) */
+    const char *dtype_why = pa_gpu_flash_generic_dtype_refusal(p);
+    if (dtype_why) {
+        *why_not = dtype_why;
+        return POLYATTN_STATUS_UNSUPPORTED;
+    }
+    polyattn_status st = sizes_check(p, why_not);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     int forced;
     st = force_mfma(dev, &forced, why_not);
@@ -650,7 +663,7 @@ const pa_algo_ops pa_hip_algos[PA_HIP_N_ALGOS] = {
      .workspace_size = flash_workspace,
      .features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD | PA_FEATURE_VARLEN_Q |
                  PA_FEATURE_VARLEN_KV | PA_FEATURE_KV_CACHE | PA_FEATURE_PAGED_KV |
-                 PA_FEATURE_KV_APPEND,
+                 PA_FEATURE_KV_APPEND | PA_FEATURE_E4M3, /* e4m3: the generic kernel */
      .backward_features = PA_HIP_FORWARD_FEATURES | PA_FEATURE_BIAS_GRAD | PA_FEATURE_VARLEN_Q |
                           PA_FEATURE_VARLEN_KV,
      .splits = flash_splits,

@@ -13,6 +13,7 @@
 #include "gemm_tiled.h"
 #include "pa_hip.h"
 #include "pa_testkit.h"
+#include "e4m3_gpu_suite.h"
 #include "serving_gpu_suite.h"
 
 #include <stdio.h>
@@ -360,10 +361,21 @@ static int serving_main(polyattn_context *context, int verbose)
     return failed ? 1 : 0;
 }
 
+/* --e4m3: e4m3 inputs through the hip flash glue and the shared generic kernel
+ * (tests/e4m3_gpu_suite.c, against the host backend). */
+static int e4m3_main(polyattn_context *context, int verbose)
+{
+    const int failed = e4m3_gpu_suite(context, "emulated hip", verbose);
+    polyattn_context_destroy(context);
+    pa_tk_shutdown();
+    return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const int serving = argc > 1 && strcmp(argv[1], "--serving") == 0;
-    const char *only = argc > 1 && !serving ? argv[1] : NULL; /* a case name, to debug one */
+    const int e4m3 = argc > 1 && strcmp(argv[1], "--e4m3") == 0;
+    const char *only = argc > 1 && !serving && !e4m3 ? argv[1] : NULL; /* a case, to debug one */
     emu.base.ops = &emu_ops;
     emu.base.index = 0;
     snprintf(emu.arch, sizeof emu.arch, "gfx90a");
@@ -379,6 +391,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (serving) return serving_main(ctx, argc > 2 && strcmp(argv[2], "-v") == 0);
+    if (e4m3) return e4m3_main(ctx, argc > 2 && strcmp(argv[2], "-v") == 0);
 
     /* The shared table, plus the largest head dim the kernels take (the seed's D = 1024), to
      * show that every path fits AMD's 64 KiB of LDS there too. */
