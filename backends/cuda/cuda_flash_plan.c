@@ -90,7 +90,8 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
-    if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
+    if (p->dtype != POLYATTN_DTYPE_F16 && p->dtype != POLYATTN_DTYPE_BF16)
+        return "the Hopper kernel reads f16 and bf16";
     if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
         return "head_dim not among the Hopper kernel's (64, 128, 192, 256) or differing from "
                "head_dim_v";
