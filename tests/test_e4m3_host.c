@@ -3,7 +3,7 @@
  * library's conversions and a forward that returns V), random e4m3 inputs with descales
  * against an independent double reference (odd sizes, GQA, both causal alignments, BSHD,
  * f16/bf16/f32 outputs, unfused and flash, a KV cache with appended rows), the validation
- * rules, and which GPU algorithms plan e4m3 (CUDA's and HIP's flash) or refuse it.
+ * rules, and which GPU algorithms plan e4m3 (every backend's flash) or refuse it.
  */
 #include "pa_backend.h"
 #include "pa_testkit.h"
@@ -480,9 +480,9 @@ static void test_validation(void)
     polyattn_buffer_free(parts), polyattn_buffer_free(plse), polyattn_buffer_free(out);
 }
 
-/* GPU backends: unfused and fused refuse e4m3 with a reason naming it; CUDA's and HIP's
- * flash and AUTO plan it (the generic kernel: tests/e4m3_gpu_suite.c checks its numbers),
- * OpenCL's refuse. */
+/* GPU backends: unfused and fused refuse e4m3 with a reason naming it; flash and AUTO plan
+ * it on CUDA, HIP (the generic kernel: tests/e4m3_gpu_suite.c checks its numbers) and OpenCL
+ * (tests/opencl/test_ocl_e4m3.c). */
 static void test_gpu_refusal(void)
 {
     const polyattn_backend gpus[3] = {POLYATTN_BACKEND_CUDA, POLYATTN_BACKEND_HIP,
@@ -493,7 +493,6 @@ static void test_gpu_refusal(void)
         if (polyattn_device_count(gpus[g], &n, NULL) != POLYATTN_STATUS_SUCCESS || n == 0 ||
             polyattn_context_create(gpus[g], 0, &gctx) != POLYATTN_STATUS_SUCCESS)
             continue;
-        const int has_flash = gpus[g] != POLYATTN_BACKEND_OPENCL;
         polyattn_attention_desc d;
         polyattn_attention_desc_init(&d, POLYATTN_DTYPE_E4M3, 1, 2, 1, 17, 33, 64, 64);
         for (int a = POLYATTN_ALGO_AUTO; a <= POLYATTN_ALGO_FLASH; a++) {
@@ -502,7 +501,7 @@ static void test_gpu_refusal(void)
             opt.algo = (polyattn_algo)a;
             polyattn_plan *plan = NULL;
             const polyattn_status st = polyattn_plan_create(gctx, &d, &opt, &plan);
-            if (has_flash && (a == POLYATTN_ALGO_AUTO || a == POLYATTN_ALGO_FLASH)) {
+            if (a == POLYATTN_ALGO_AUTO || a == POLYATTN_ALGO_FLASH) {
                 CHECK(st == POLYATTN_STATUS_SUCCESS && plan != NULL);
             } else {
                 CHECK(st == POLYATTN_STATUS_UNSUPPORTED);

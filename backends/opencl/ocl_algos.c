@@ -46,8 +46,10 @@ const pa_algo_ops ocl_algos[OCL_N_ALGOS] = {
         .forward = ocl_flash_forward,
         .backward_workspace_size = ocl_flash_bwd_workspace,
         .backward = ocl_flash_backward_any,
-        /* serving layouts: ocl_serving.c (kernels/serving.cl) */
-        .features = OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD | PA_FEATURE_ALL_SERVING,
+        /* serving layouts: ocl_serving.c (kernels/serving.cl); e4m3 inputs: every flash
+         * forward kernel decodes them (common.cl) */
+        .features =
+            OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD | PA_FEATURE_ALL_SERVING | PA_FEATURE_E4M3,
         .backward_features =
             OCL_FWD_VARIANTS | PA_FEATURE_BIAS_GRAD | PA_FEATURE_VARLEN_Q | PA_FEATURE_VARLEN_KV,
         .splits = ocl_flash_splits,

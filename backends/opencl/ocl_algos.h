@@ -187,7 +187,18 @@ typedef const char *(*ocl_fwd_decide_fn)(const ocl_device *d, const pa_problem *
                                          const ocl_force *f, ocl_fwd_choice *c);
 polyattn_status ocl_check_decisions(ocl_device *d, const pa_problem *p, ocl_fwd_decide_fn decide,
                                     ocl_fwd_choice *c, ocl_bwd_choice *b, const char **why_not);
-/* Checks shared by the flash and fused forward tiles. */
+/* NULL when the OpenCL kernels read the problem's dtypes: q, k, v and o share one of f32,
+ * f16 and bf16, or (only where e4m3_ok: the flash kernels) q, k, v are e4m3 with o in one of
+ * those; otherwise why not. */
+const char *ocl_dtype_refusal(const pa_problem *p, int e4m3_ok);
+/* Score scale in the exp2 domain with the e4m3 descales of q and k folded in (the kernels'
+ * scale_log2 argument), and the factor of O (v's descale: o_scale); 1 and the plain scale
+ * for other dtypes. */
+float ocl_scale_log2(const pa_problem *p);
+float ocl_o_scale(const pa_problem *p);
+/* o's dtype: its own with e4m3 inputs (PA_ODTYPE), else the inputs'. */
+polyattn_dtype ocl_o_dtype(const pa_problem *p);
+/* Checks shared by the flash and fused forward tiles (not the dtype: ocl_dtype_refusal). */
 const char *ocl_check_common(const ocl_device *d, const pa_problem *p, const ocl_tiles *t,
                              uint64_t local_bytes);
 
@@ -211,6 +222,7 @@ polyattn_status ocl_flash_backward(pa_device *dev, const pa_problem *p, void *st
         if (e_ != CL_SUCCESS) return ocl_fail(d, e_, "clSetKernelArg " #v);                        \
     } while (0)
 
+/* Bytes of one element (e4m3: 1). */
 size_t ocl_esize(polyattn_dtype t);
 int64_t ocl_round_up(int64_t x, int64_t m);
 cl_long4 ocl_strides4(const int64_t s[4]);

@@ -9,8 +9,6 @@
 const char *ocl_check_common(const ocl_device *d, const pa_problem *p, const ocl_tiles *t,
                              uint64_t local_bytes)
 {
-    const char *dtype_why = pa_problem_dtype_refusal(p); /* e4m3: no OpenCL kernel yet */
-    if (dtype_why) return dtype_why;
     if (!ocl_band_of(p->head_dim, p->head_dim_v))
         return "head dims above 1024 are not supported by the OpenCL kernels";
     if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2)
@@ -28,6 +26,8 @@ const char *ocl_flash_decide(const ocl_device *d, const pa_problem *p, const ocl
                              ocl_fwd_choice *c)
 {
     memset(c, 0, sizeof *c);
+    const char *dtype_why = ocl_dtype_refusal(p, 1);
+    if (dtype_why) return dtype_why;
     if (p->want_probs) return "flash never materializes the probabilities (use unfused or fused)";
     const ocl_band *band = ocl_band_of(p->head_dim, p->head_dim_v);
     c->tiles = band ? ocl_band_tiles(band, p->head_dim) : (ocl_tiles){1, 1, 1, 1, 1, 1};
@@ -63,7 +63,7 @@ polyattn_status ocl_flash_check(pa_device *dev, const pa_problem *p, const char 
 {
     ocl_device *d = (ocl_device *)dev;
     ocl_force f;
-    const char *dtype_why = pa_problem_dtype_refusal(p); /* before the serving kernels too */
+    const char *dtype_why = ocl_dtype_refusal(p, 1); /* before the serving kernels too */
     if (dtype_why) {
         *why_not = dtype_why;
         return POLYATTN_STATUS_UNSUPPORTED;
@@ -162,7 +162,7 @@ polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *sta
     cl_int want_lse = p->want_lse && io->lse.mem, seq_q = (cl_int)p->seq_q,
            seq_kv = (cl_int)p->seq_kv, group = (cl_int)(p->heads_q / p->heads_kv), off = 0;
     cl_int causal = ocl_causal_of(p, &off);
-    cl_float scale_log2 = (cl_float)(p->scale * LOG2E);
+    cl_float scale_log2 = ocl_scale_log2(p), o_scale = ocl_o_scale(p);
     cl_int n_tiles = (cl_int)((p->seq_q + c->tiles.bm - 1) / c->tiles.bm);
     SET_ARG(k, 12, lse);
     SET_ARG(k, 13, lse_off);
@@ -171,10 +171,11 @@ polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *sta
     SET_ARG(k, 16, seq_kv);
     SET_ARG(k, 17, group);
     SET_ARG(k, 18, scale_log2);
-    SET_ARG(k, 19, causal);
-    SET_ARG(k, 20, off);
-    SET_ARG(k, 21, n_tiles);
-    st = ocl_var_set_args(d, k, c->v4 ? 23 : 22, p, &io->var, (cl_mem)io->o.mem, 0);
+    SET_ARG(k, 19, o_scale);
+    SET_ARG(k, 20, causal);
+    SET_ARG(k, 21, off);
+    SET_ARG(k, 22, n_tiles);
+    st = ocl_var_set_args(d, k, c->v4 ? 24 : 23, p, &io->var, (cl_mem)io->o.mem, 0);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
     if (c->rows) {
         /* The kernel returns early for the rows that pad the last group. */
@@ -197,7 +198,7 @@ polyattn_status ocl_flash_forward(pa_device *dev, const pa_problem *p, void *sta
                 t[2] % 4 == 0 && offs[i] % 4 == 0 && cols[i] % 4 == 0)
                 vec |= 1 << i;
         }
-        SET_ARG(k, 22, vec);
+        SET_ARG(k, 23, vec);
     }
     size_t nt = (size_t)(c->tiles.rg * c->tiles.cg);
     size_t global[3] = {(size_t)n_tiles * nt, (size_t)p->heads_q, (size_t)p->batch};

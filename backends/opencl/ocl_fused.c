@@ -18,7 +18,8 @@ const char *ocl_fused_decide(const ocl_device *d, const pa_problem *p, const ocl
                  c->tiles.bn, c->tiles.rg, c->tiles.cg, c->tiles.dk, c->tiles.vn);
     }
     const uint64_t fixed = ocl_fused_fixed_local_bytes(&c->tiles, p->head_dim_v);
-    const char *why = ocl_check_common(d, p, &c->tiles, fixed);
+    const char *why = ocl_dtype_refusal(p, 0);
+    if (!why) why = ocl_check_common(d, p, &c->tiles, fixed);
     if (why) return why;
     c->scores_bytes = 4 * (uint64_t)c->tiles.bm * (uint64_t)ocl_round_up(p->seq_kv, c->tiles.bn);
     c->scores_local = fixed + c->scores_bytes <= ocl_local_budget(&d->caps);

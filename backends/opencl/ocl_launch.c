@@ -4,7 +4,38 @@
 
 #include <stdlib.h>
 
-size_t ocl_esize(polyattn_dtype t) { return t == POLYATTN_DTYPE_F32 ? 4 : 2; }
+size_t ocl_esize(polyattn_dtype t)
+{
+    return t == POLYATTN_DTYPE_F32 ? 4 : t == POLYATTN_DTYPE_E4M3 ? 1 : 2;
+}
+
+const char *ocl_dtype_refusal(const pa_problem *p, int e4m3_ok)
+{
+    if (p->dtype != POLYATTN_DTYPE_E4M3) return pa_problem_dtype_refusal(p);
+    if (!e4m3_ok)
+        return "e4m3 inputs: only the flash kernels read them on OpenCL (CLBlast has no FP8 "
+               "GEMM)";
+    if (p->o_dtype != POLYATTN_DTYPE_F32 && p->o_dtype != POLYATTN_DTYPE_F16 &&
+        p->o_dtype != POLYATTN_DTYPE_BF16)
+        return "e4m3 inputs: o must be f32, f16 or bf16";
+    return NULL;
+}
+
+float ocl_scale_log2(const pa_problem *p)
+{
+    if (p->dtype != POLYATTN_DTYPE_E4M3) return (float)(p->scale * LOG2E);
+    return (float)((double)p->scale * (double)p->q_descale * (double)p->k_descale * LOG2E);
+}
+
+float ocl_o_scale(const pa_problem *p)
+{
+    return p->dtype == POLYATTN_DTYPE_E4M3 ? p->v_descale : 1.0f;
+}
+
+polyattn_dtype ocl_o_dtype(const pa_problem *p)
+{
+    return p->dtype == POLYATTN_DTYPE_E4M3 ? p->o_dtype : p->dtype;
+}
 
 int64_t ocl_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -89,11 +120,11 @@ polyattn_status ocl_enqueue_1d(ocl_device *d, cl_kernel k, uint64_t n, const cha
 
 polyattn_status ocl_set_qkvo_args(ocl_device *d, cl_kernel k, const pa_problem *p, const pa_io *io)
 {
-    size_t es = ocl_esize(p->dtype);
     cl_long off[4];
     const pa_tensor_ref *r[4] = {&io->q, &io->k, &io->v, &io->o};
     const int64_t *st[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
     for (int i = 0; i < 4; i++) {
+        const size_t es = ocl_esize(i == 3 ? ocl_o_dtype(p) : p->dtype); /* e4m3: o differs */
         if (!ocl_elem_offset(r[i], es, &off[i]))
             return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
                            "opencl: a tensor's byte offset %llu is not a multiple of its "

@@ -25,7 +25,11 @@ void pa_ocl_auto_order(const char *arch, const pa_problem *p, polyattn_algo orde
     /* bench/results/2026-11-24-h100-auto-vs-autotune.csv (autotune on the H100): unfused
      * won every decode shape with seq_q * seq_kv >= 4096, fused or unfused won f16
      * head_dim 128 up to N = 2048 (flash loads half data element by element there). */
-    if (p->seq_q <= 16 && (double)p->seq_q * (double)p->seq_kv >= 4096) {
+    if (p->dtype == POLYATTN_DTYPE_E4M3) {
+        set(order, L, F, U);
+        *why = "opencl, e4m3 inputs: flash, the only OpenCL kernels that read them (CLBlast "
+               "has no FP8 GEMM)";
+    } else if (p->seq_q <= 16 && (double)p->seq_q * (double)p->seq_kv >= 4096) {
         set(order, U, L, F);
         *why = "opencl, decode (seq_q <= 16): unfused first, measured fastest by autotune "
                "on NVIDIA's OpenCL";

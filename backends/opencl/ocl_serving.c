@@ -347,7 +347,7 @@ static polyattn_status merge(ocl_device *d, const pa_problem *p, const ocl_plan_
                              cl_long lse_off, cl_int want_lse)
 {
     cl_kernel k = s->srv_merge;
-    const size_t es = ocl_esize(p->dtype);
+    const size_t es = ocl_esize(ocl_o_dtype(p));
     cl_long o_off;
     if (!ocl_elem_offset(&io->o, es, &o_off) || io->var.sinks.offset % 4)
         return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
@@ -401,7 +401,7 @@ polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const oc
     cl_int want_lse = p->want_lse && io->lse.mem, group = (cl_int)(p->heads_q / p->heads_kv);
     cl_int causal = p->mask != POLYATTN_MASK_NONE,
            top_left = p->mask == POLYATTN_MASK_CAUSAL_TOP_LEFT, n_splits = c->splits;
-    cl_float scale_log2 = (cl_float)(p->scale * LOG2E);
+    cl_float scale_log2 = ocl_scale_log2(p), o_scale = ocl_o_scale(p);
     cl_mem ws = c->splits > 1 ? (cl_mem)io->workspace.mem : (cl_mem)io->o.mem;
     if (c->splits > 1 && (!ws || io->workspace.offset % 4 || io->workspace_bytes < c->workspace))
         return pa_fail(&d->base, POLYATTN_STATUS_INVALID_ARGUMENT,
@@ -413,18 +413,19 @@ polyattn_status ocl_serving_forward(ocl_device *d, const pa_problem *p, const oc
     SET_ARG(k, 14, want_lse);
     SET_ARG(k, 15, group);
     SET_ARG(k, 16, scale_log2);
-    SET_ARG(k, 17, causal);
-    SET_ARG(k, 18, top_left);
-    SET_ARG(k, 19, n_splits);
-    SET_ARG(k, 20, ws);
-    SET_ARG(k, 21, ws_off);
-    cl_uint a = 22;
+    SET_ARG(k, 17, o_scale);
+    SET_ARG(k, 18, causal);
+    SET_ARG(k, 19, top_left);
+    SET_ARG(k, 20, n_splits);
+    SET_ARG(k, 21, ws);
+    SET_ARG(k, 22, ws_off);
+    cl_uint a = 23;
     if (c->coop) {
         cl_int k_al = rows_aligned(p->k_stride, &io->k, p->dtype),
                v_al = rows_aligned(p->v_stride, &io->v, p->dtype);
-        SET_ARG(k, 22, k_al);
-        SET_ARG(k, 23, v_al);
-        a = 24;
+        SET_ARG(k, 23, k_al);
+        SET_ARG(k, 24, v_al);
+        a = 25;
     }
     if ((st = set_srv_args(d, k, a, p, &io->srv, (cl_mem)io->o.mem))) return st;
     if ((st = ocl_var_set_args_all(d, k, a + 17, p, &io->var, (cl_mem)io->o.mem, 0))) return st;

@@ -133,8 +133,9 @@ int ocl_bwd_tiles_valid(const ocl_bwd_tiles *t)
 
 static int dims(const pa_problem *p, char *buf, size_t size)
 {
-    return snprintf(buf, size, "-DPA_DTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld", (int)p->dtype,
-                    (long long)p->head_dim, (long long)p->head_dim_v);
+    return snprintf(buf, size, "-DPA_DTYPE=%d -DPA_ODTYPE=%d -DHEAD_DIM=%lld -DHEAD_DIM_V=%lld",
+                    (int)p->dtype, (int)ocl_o_dtype(p), (long long)p->head_dim,
+                    (long long)p->head_dim_v);
 }
 
 void ocl_tile_options(const pa_problem *p, const ocl_tiles *t, char *buf, size_t size)

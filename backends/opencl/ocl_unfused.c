@@ -65,7 +65,7 @@ static const char *decide(ocl_device *d, const pa_problem *p, ocl_plan_state *s,
     *st = POLYATTN_STATUS_INVALID_ARGUMENT;
     if (why) return why;
     *st = POLYATTN_STATUS_UNSUPPORTED;
-    if ((why = pa_problem_dtype_refusal(p))) return why; /* e4m3: no OpenCL kernel yet */
+    if ((why = ocl_dtype_refusal(p, 0))) return why;
     if (p->seq_q > INT_MAX / 2 || p->seq_kv > INT_MAX / 2)
         return "sequence lengths must be below 2^30 (the kernels' 32-bit index arithmetic)";
     uint64_t ws = ocl_unfused_layout(p, &f, s);

@@ -6,10 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Features the OpenCL kernels compile in (the bias gradient is a backward output). */
+/* Features the OpenCL kernels compile in (the bias gradient is a backward output; e4m3 is
+ * the dtype options', PA_DTYPE and PA_ODTYPE). */
 int ocl_var_on(const pa_problem *p)
 {
-    return (pa_problem_features(p) & ~PA_FEATURE_BIAS_GRAD) != 0;
+    return (pa_problem_features(p) & ~(PA_FEATURE_BIAS_GRAD | PA_FEATURE_E4M3)) != 0;
 }
 
 /* on: the variants' build (always for the serving kernels, which take PA_VAR_PARAMS even

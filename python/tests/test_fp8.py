@@ -345,14 +345,24 @@ def test_numpy_errors(rng):
         polyattn.flash_attn_func(polyattn.e4m3(qb), kb.astype(np.float32), polyattn.e4m3(vb))
 
 
-def test_gpu_backends_refuse(rng):
-    """The OpenCL backend has no e4m3 kernel: UNSUPPORTED with its reason (host arrays are
-    copied there)."""
+def test_opencl(rng):
+    """The OpenCL flash kernels take e4m3 (host arrays are copied there): O within f32
+    compute of the float64 reference, descales applied; unfused and fused refuse it."""
     if not any(d["backend"] == "opencl" for d in polyattn.devices()):
         pytest.skip("no OpenCL device")
-    qb, kb, vb = qkv_bytes(rng, SHAPES[1])
-    with pytest.raises(polyattn.UnsupportedError, match="e4m3"):
-        polyattn.flash_attn_func(*(polyattn.e4m3(x) for x in (qb, kb, vb)), backend="opencl")
+    qb, kb, vb = qkv_bytes(rng, SHAPES[0])
+    descales = (0.5, 0.25, 1.5)
+    o, lse = polyattn.attention(*(polyattn.e4m3(x) for x in (qb, kb, vb)), layout="bshd",
+                                mask="causal-bottom-right", q_descale=descales[0],
+                                k_descale=descales[1], v_descale=descales[2], return_lse=True,
+                                backend="opencl")
+    want_o, want_lse = expected(qb, kb, vb, causal=True, descales=descales)
+    close(o, want_o, 1e-4)
+    close(lse, want_lse, 1e-5)
+    for algo in ("unfused", "fused"):
+        with pytest.raises(polyattn.UnsupportedError, match="e4m3"):
+            polyattn.flash_attn_func(*(polyattn.e4m3(x) for x in (qb, kb, vb)),
+                                     backend="opencl", algo=algo)
 
 
 @needs_fp8

@@ -1,24 +1,15 @@
 /* Shared by every polyattn OpenCL kernel: storage types and the tile helpers.
  * The host prepends this file to each kernel source and defines, with -D:
- *   PA_DTYPE   0 f32, 1 f16 (vload_half/vstore_half: no cl_khr_fp16 needed), 2 bf16
+ *   PA_DTYPE   the inputs' (q, k, v): 0 f32, 1 f16 (vload_half/vstore_half: no cl_khr_fp16
+ *              needed), 2 bf16, 4 e4m3 (OCP e4m3fn bytes, forward only: no STORE)
+ *   PA_ODTYPE  o's (0, 1 or 2); PA_DTYPE when absent.  Only e4m3 inputs make them differ.
  * Arithmetic is always float. */
 
 #ifndef PA_DTYPE
 #define PA_DTYPE 0
 #endif
-
-#if PA_DTYPE == 0
-#define STORAGE float
-#define LOAD(p, i) ((p)[(i)])
-#define STORE(p, i, x) ((p)[(i)] = (x))
-#elif PA_DTYPE == 1
-#define STORAGE half
-#define LOAD(p, i) vload_half((size_t)(i), (p))
-#define STORE(p, i, x) vstore_half_rte((x), (size_t)(i), (p))
-#else
-#define STORAGE ushort
-#define LOAD(p, i) as_float(((uint)(p)[(i)]) << 16)
-#define STORE(p, i, x) ((p)[(i)] = pa_f32_to_bf16(x))
+#ifndef PA_ODTYPE
+#define PA_ODTYPE PA_DTYPE
 #endif
 
 /* bf16 = upper half of an f32, rounded to nearest even; NaN stays NaN. */
@@ -29,6 +20,56 @@ inline ushort pa_f32_to_bf16(float x)
     u += 0x7fffu + ((u >> 16) & 1u);
     return (ushort)(u >> 16);
 }
+
+/* e4m3 (bias 7) to float, exactly: exponent 1-15 rebiased into an f32 (1 + m/8) x 2^(e-7);
+ * exponent 0 is m x 2^-9 (built without f32 subnormals, which some devices flush);
+ * S.1111.111 is NaN (no infinities). */
+inline float pa_e4m3_to_f32(uchar x)
+{
+    const uint mag = x & 0x7fu;
+    float f = mag < 8u ? (float)mag * 0.001953125f : as_float((mag << 20) + (120u << 23));
+    f = mag == 0x7fu ? NAN : f;
+    return as_float(as_uint(f) | ((uint)(x & 0x80u) << 24));
+}
+inline float8 pa_e4m3x8_to_f32(uchar8 x)
+{
+    return (float8)(pa_e4m3_to_f32(x.s0), pa_e4m3_to_f32(x.s1), pa_e4m3_to_f32(x.s2),
+                    pa_e4m3_to_f32(x.s3), pa_e4m3_to_f32(x.s4), pa_e4m3_to_f32(x.s5),
+                    pa_e4m3_to_f32(x.s6), pa_e4m3_to_f32(x.s7));
+}
+
+#if PA_DTYPE == 0
+#define STORAGE float
+#define LOAD(p, i) ((p)[(i)])
+#define STORE(p, i, x) ((p)[(i)] = (x))
+#elif PA_DTYPE == 1
+#define STORAGE half
+#define LOAD(p, i) vload_half((size_t)(i), (p))
+#define STORE(p, i, x) vstore_half_rte((x), (size_t)(i), (p))
+#elif PA_DTYPE == 2
+#define STORAGE ushort
+#define LOAD(p, i) as_float(((uint)(p)[(i)]) << 16)
+#define STORE(p, i, x) ((p)[(i)] = pa_f32_to_bf16(x))
+#elif PA_DTYPE == 4
+#define STORAGE uchar
+#define LOAD(p, i) pa_e4m3_to_f32((p)[(i)])
+#else
+#error "PA_DTYPE: 0 f32, 1 f16, 2 bf16 or 4 e4m3"
+#endif
+
+/* o: OSTORAGE elements written with OSTORE. */
+#if PA_ODTYPE == 0
+#define OSTORAGE float
+#define OSTORE(p, i, x) ((p)[(i)] = (x))
+#elif PA_ODTYPE == 1
+#define OSTORAGE half
+#define OSTORE(p, i, x) vstore_half_rte((x), (size_t)(i), (p))
+#elif PA_ODTYPE == 2
+#define OSTORAGE ushort
+#define OSTORE(p, i, x) ((p)[(i)] = pa_f32_to_bf16(x))
+#else
+#error "PA_ODTYPE: 0 f32, 1 f16 or 2 bf16"
+#endif
 
 #define PA_LOG2E 1.4426950408889634f
 #define PA_LN2 0.6931471805599453f

@@ -5,10 +5,10 @@
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
-    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
+    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global OSTORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int seq_q,
-    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles
-    PA_VAR_PARAMS)
+    int seq_kv, int group, float scale_log2, float o_scale, int causal, int causal_offset,
+    int n_tiles PA_VAR_PARAMS)
 {
     __local float stage[STAGE_LOCAL];
     __local float ps[BM * KS_LD];
@@ -25,7 +25,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
     __global const STORAGE *qb = q + q_off + b * q_st.s0 + h * q_st.s1;
     __global const STORAGE *kb = k + k_off + b * k_st.s0 + hk * k_st.s1;
     __global const STORAGE *vb = v + v_off + b * v_st.s0 + hk * v_st.s1;
-    __global STORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
+    __global OSTORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
     __global float *lseb = lse + lse_off + (b * heads_q + h) * seq_q;
 
     long last_row = min(row0 + BM, (long)seq_q) - 1;
@@ -105,7 +105,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_ke
         vis[i] = seen[i] > 0.0f;
     }
 #endif
-    pa_store_rows(oacc, m, l, vis, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg);
+    pa_store_rows(oacc, m, l, vis, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg, o_scale);
 }
 
 /* ---- flash_fwd_tiled_v4_kernel: the same algorithm with 4-wide local-memory reads -------
@@ -166,10 +166,10 @@ inline void pa_stage_rows_t(__local float *dst, int rows, int ld, int mask,
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
-    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
+    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global OSTORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int seq_q,
-    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles,
-    int vec PA_VAR_PARAMS)
+    int seq_kv, int group, float scale_log2, float o_scale, int causal, int causal_offset,
+    int n_tiles, int vec PA_VAR_PARAMS)
 {
     __local float4 stage4[V4_STAGE / 4];
     __local float4 ps4[BN * V4_PS_LD / 4];
@@ -186,7 +186,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
     __global const STORAGE *qb = q + q_off + b * q_st.s0 + h * q_st.s1;
     __global const STORAGE *kb = k + k_off + b * k_st.s0 + hk * k_st.s1;
     __global const STORAGE *vb = v + v_off + b * v_st.s0 + hk * v_st.s1;
-    __global STORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
+    __global OSTORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
     __global float *lseb = lse + lse_off + (b * heads_q + h) * seq_q;
 
     long last_row = min(row0 + BM, (long)seq_q) - 1;
@@ -341,17 +341,17 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void flash_fwd_tiled_v4
 #ifdef PA_VAR
         const float fold = pa_var_sink_fold2(&va, &m[i], &l[i]);
         vis[i] = seen[i] > 0.0f;
-        float inv = pa_row_inv(l[i], vis[i]) * fold;
+        float inv = pa_row_inv(l[i], vis[i]) * fold * o_scale;
 #else
-        float inv = pa_row_inv(l[i], vis[i]);
+        float inv = pa_row_inv(l[i], vis[i]) * o_scale;
 #endif
         for (int jv = 0; jv < TDV4; jv++) {
             int col = (cg + jv * CG) * 4;
             float4 r = oacc[i][jv] * inv;
-            if (col + 0 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 0) * o_st.s3, r.x);
-            if (col + 1 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 1) * o_st.s3, r.y);
-            if (col + 2 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 2) * o_st.s3, r.z);
-            if (col + 3 < HEAD_DIM_V) STORE(ob, row * o_st.s2 + (col + 3) * o_st.s3, r.w);
+            if (col + 0 < HEAD_DIM_V) OSTORE(ob, row * o_st.s2 + (col + 0) * o_st.s3, r.x);
+            if (col + 1 < HEAD_DIM_V) OSTORE(ob, row * o_st.s2 + (col + 1) * o_st.s3, r.y);
+            if (col + 2 < HEAD_DIM_V) OSTORE(ob, row * o_st.s2 + (col + 2) * o_st.s3, r.z);
+            if (col + 3 < HEAD_DIM_V) OSTORE(ob, row * o_st.s2 + (col + 3) * o_st.s3, r.w);
         }
         if (want_lse && cg == 0) lseb[row] = pa_row_lse(m[i] * PA_LN2 + log(l[i]), l[i], vis[i]);
     }

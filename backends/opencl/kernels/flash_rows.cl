@@ -2,14 +2,16 @@
  * work-item owns ROWS query rows of one (batch, head) and streams the visible keys in
  * blocks of KB with the online softmax; K and V rows loaded once serve all ROWS rows, and
  * the head-dim loops use 8-wide vectors, which CPU compilers map onto SIMD registers.
- * Options: HEAD_DIM, HEAD_DIM_V, ROWS, KB, PA_DTYPE. */
+ * Options: HEAD_DIM, HEAD_DIM_V, ROWS, KB, PA_DTYPE, PA_ODTYPE. */
 
 #if PA_DTYPE == 0
 #define LOAD8(p, i) vload8(0, (p) + (i))
 #elif PA_DTYPE == 1
 #define LOAD8(p, i) vload_half8(0, (p) + (i))
-#else
+#elif PA_DTYPE == 2
 #define LOAD8(p, i) as_float8(convert_uint8(vload8(0, (p) + (i))) << (uint8)(16))
+#else
+#define LOAD8(p, i) pa_e4m3x8_to_f32(vload8(0, (p) + (i)))
 #endif
 
 /* 8-wide chunks when the head-dim stride is 1 and the dims divide; scalar otherwise. */
@@ -18,9 +20,10 @@
 
 __kernel void flash_fwd_rows_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
-    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
+    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global OSTORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int seq_q,
-    int seq_kv, int group, float scale_log2, int causal, int causal_offset, int n_tiles PA_VAR_PARAMS)
+    int seq_kv, int group, float scale_log2, float o_scale, int causal, int causal_offset,
+    int n_tiles PA_VAR_PARAMS)
 {
     (void)n_tiles;
     const long h = get_global_id(1), b = get_global_id(2), hk = h / group;
@@ -30,7 +33,7 @@ __kernel void flash_fwd_rows_kernel(
     __global const STORAGE *qb = q + q_off + b * q_st.s0 + h * q_st.s1;
     __global const STORAGE *kb = k + k_off + b * k_st.s0 + hk * k_st.s1;
     __global const STORAGE *vb = v + v_off + b * v_st.s0 + hk * v_st.s1;
-    __global STORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
+    __global OSTORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
     __global float *lseb = lse + lse_off + (b * heads_q + h) * seq_q;
     const int vec_k = VEC_D && k_st.s3 == 1, vec_v = VEC_DV && v_st.s3 == 1;
 
@@ -137,11 +140,11 @@ __kernel void flash_fwd_rows_kernel(
 #ifdef PA_VAR
         const float fold = pa_var_sink_fold2(&va, &m[r], &l[r]);
         vis[r] = seen[r];
-        float inv = pa_row_inv(l[r], vis[r]) * fold;
+        float inv = pa_row_inv(l[r], vis[r]) * fold * o_scale;
 #else
-        float inv = pa_row_inv(l[r], vis[r]);
+        float inv = pa_row_inv(l[r], vis[r]) * o_scale;
 #endif
-        for (int d = 0; d < HEAD_DIM_V; d++) STORE(ob, row * o_st.s2 + d * o_st.s3, ov[r][d] * inv);
+        for (int d = 0; d < HEAD_DIM_V; d++) OSTORE(ob, row * o_st.s2 + d * o_st.s3, ov[r][d] * inv);
         if (want_lse) lseb[row] = pa_row_lse(m[r] * PA_LN2 + log(l[r]), l[r], vis[r]);
     }
 }

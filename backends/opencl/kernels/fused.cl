@@ -14,7 +14,7 @@
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void fused_fwd_tiled_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
-    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
+    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global OSTORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse,
     __global float *probs, long probs_off, int want_probs, __local float *sc_local,
     __global float *sc_global, long sc_off, int seq_q, int seq_kv, int group,
@@ -44,7 +44,7 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void fused_fwd_tiled_ke
     __global const STORAGE *qb = q + q_off + b * q_st.s0 + h * q_st.s1;
     __global const STORAGE *kb = k + k_off + b * k_st.s0 + hk * k_st.s1;
     __global const STORAGE *vb = v + v_off + b * v_st.s0 + hk * v_st.s1;
-    __global STORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
+    __global OSTORAGE *ob = o + o_off + b * o_st.s0 + h * o_st.s1;
     __global float *lseb = lse + lse_off + (b * heads_q + h) * seq_q;
     __global float *pb = probs + probs_off + (b * heads_q + h) * seq_q * seq_kv;
 
@@ -136,5 +136,5 @@ __kernel __attribute__((reqd_work_group_size(NT, 1, 1))) void fused_fwd_tiled_ke
     /* Pass 3: O = P V over the visible blocks. */
     PA_PV(oacc, sc, sc_ld, k_begin, vb, v_st, k_begin, kv_blocks_end - k_begin, seq_kv, stage,
           lid, rg, cg);
-    pa_store_rows(oacc, m, l, vis, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg);
+    pa_store_rows(oacc, m, l, vis, ob, o_st, row0, seq_q, lseb, want_lse, rg, cg, 1.0f);
 }

@@ -2,7 +2,8 @@
  * forward): per row, over the parts p with LSE_p > -inf,
  *   m = max LSE_p,  LSE = m + log(sum exp(LSE_p - m)),  O = sum exp(LSE_p - LSE) O_p.
  * A NaN or +inf LSE_p makes the row NaN; no part with a finite LSE gives O = 0, LSE = -inf.
- * Options: PART_DTYPE (0 f32, 1 f16, 2 bf16; default f32), PA_DTYPE (the output's). */
+ * Options: PART_DTYPE (0 f32, 1 f16, 2 bf16; default f32), PA_DTYPE (the output's, or
+ * PA_ODTYPE where that is given). */
 
 #ifndef PART_DTYPE
 #define PART_DTYPE 0
@@ -23,7 +24,7 @@
  * -inf).  Writes dv elements at out[x * ox] and the row's LSE to *lse_out. */
 inline void pa_merge_row(__global const PART_STORAGE *parts, long base, long part_stride, long dx,
                          __global const float *lses, long lbase, long lse_stride, long n_parts,
-                         float extra, __global STORAGE *out, long ox, long dv, float *lse_out)
+                         float extra, __global OSTORAGE *out, long ox, long dv, float *lse_out)
 {
     float mx = extra;
     int nan_row = isnan(extra) || extra == INFINITY;
@@ -34,7 +35,7 @@ inline void pa_merge_row(__global const PART_STORAGE *parts, long base, long par
     }
     if (nan_row || mx == -INFINITY) {
         const float fill = nan_row ? NAN : 0.0f;
-        for (long x = 0; x < dv; x++) STORE(out, x * ox, fill);
+        for (long x = 0; x < dv; x++) OSTORE(out, x * ox, fill);
         *lse_out = nan_row ? NAN : -INFINITY;
         return;
     }
@@ -51,7 +52,7 @@ inline void pa_merge_row(__global const PART_STORAGE *parts, long base, long par
             if (lp == -INFINITY) continue;
             acc = fma(exp(lp - lse), PART_LOAD(parts, base + p * part_stride + x * dx), acc);
         }
-        STORE(out, x * ox, acc);
+        OSTORE(out, x * ox, acc);
     }
     *lse_out = lse;
 }
@@ -60,7 +61,7 @@ inline void pa_merge_row(__global const PART_STORAGE *parts, long base, long par
  * LSE f32 contiguous [P][batch, heads, seq]; one work-item per row, grid-stride. */
 __kernel void merge_states_kernel(__global const PART_STORAGE *parts, long parts_off, long4 pst,
                                   long part_stride, __global const float *plse, long plse_off,
-                                  long n_parts, __global STORAGE *out, long out_off, long4 ost,
+                                  long n_parts, __global OSTORAGE *out, long out_off, long4 ost,
                                   __global float *out_lse, long out_lse_off, int want_lse,
                                   long heads, long seq, long dv, long rows)
 {

@@ -1,6 +1,6 @@
 /* Serving layouts (polyattn.h): varlen q and k/v, dense and paged KV caches, KV append, and
  * the key splits of decode.  Built after common.cl and variants.cl (always -DPA_VAR).
- * Options: HEAD_DIM, HEAD_DIM_V, ROWS, KB, PA_DTYPE.
+ * Options: HEAD_DIM, HEAD_DIM_V, ROWS, KB, PA_DTYPE, PA_ODTYPE.
  *
  * Every offset, length and block index read from the device is clamped to its tensor, so
  * bad values (which check_device_inputs reports) never address memory out of bounds. */
@@ -11,9 +11,12 @@
 #elif PA_DTYPE == 1
 #define SRV_LOAD8(p, i) vload_half8(0, (p) + (i))
 #define RAW ushort
-#else
+#elif PA_DTYPE == 2
 #define SRV_LOAD8(p, i) as_float8(convert_uint8(vload8(0, (p) + (i))) << (uint8)(16))
 #define RAW ushort
+#else
+#define SRV_LOAD8(p, i) pa_e4m3x8_to_f32(vload8(0, (p) + (i)))
+#define RAW uchar
 #endif
 
 #define KV_DENSE 0
@@ -127,13 +130,13 @@ __kernel void serving_append_kernel(__global RAW *k, long k_off, long4 k_st, __g
  * query head hk * group + r % group, so the heads of a GQA group are neighbouring rows and
  * each K and V row loaded serves all of them (decode: one work-item, one load per key).
  * grid: (items, heads_kv, batch * n_splits).  n_splits 1 writes O and the LSE (sink folded
- * in); more write each split's O (f32, normalized) and LSE (no sink) to part / part_lse at
+ * in); more write each split's O (f32, normalized, times o_scale) and LSE (no sink) to part / part_lse at
  * [split][batch][heads_q][max_q], merged by flash_serving_merge_kernel. */
 __kernel void flash_serving_fwd_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
-    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o,
+    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global OSTORAGE *o,
     long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int group,
-    float scale_log2, int causal, int top_left, int n_splits, __global float *part,
+    float scale_log2, float o_scale, int causal, int top_left, int n_splits, __global float *part,
     long part_off, PA_SRV_PARAMS PA_VAR_PARAMS)
 {
     const long hk = get_global_id(1), b = get_global_id(2) / n_splits,
@@ -247,7 +250,7 @@ __kernel void flash_serving_fwd_kernel(
         const long i = row_i[r], h = row_h[r];
         if (n_splits > 1) {
             const long prow = ((split * batch + b) * heads_q + h) * max_q + i;
-            const float inv = pa_row_inv(l[r], seen[r]);
+            const float inv = pa_row_inv(l[r], seen[r]) * o_scale;
             __global float *po = part + part_off + prow * HEAD_DIM_V;
             for (int d = 0; d < HEAD_DIM_V; d++) po[d] = ov[r][d] * inv;
             part[part_off + n_splits * batch * heads_q * max_q * HEAD_DIM_V + prow] =
@@ -255,9 +258,9 @@ __kernel void flash_serving_fwd_kernel(
             continue;
         }
         const float fold = pa_var_sink_fold2(&va[r], &m[r], &l[r]);
-        const float inv = pa_row_inv(l[r], seen[r]) * fold;
-        __global STORAGE *orow = o + o_off + pa_q_row(&s, h, i, o_st, varlen_q);
-        for (int d = 0; d < HEAD_DIM_V; d++) STORE(orow, d * o_st.s3, ov[r][d] * inv);
+        const float inv = pa_row_inv(l[r], seen[r]) * fold * o_scale;
+        __global OSTORAGE *orow = o + o_off + pa_q_row(&s, h, i, o_st, varlen_q);
+        for (int d = 0; d < HEAD_DIM_V; d++) OSTORE(orow, d * o_st.s3, ov[r][d] * inv);
         if (want_lse)
             lse[lse_off + pa_lse_index(&s, h, i, heads_q, varlen_q, total_q)] =
                 pa_row_lse(m[r] * PA_LN2 + log(l[r]), l[r], seen[r]);
@@ -266,7 +269,7 @@ __kernel void flash_serving_fwd_kernel(
 
 /* The splits of each row merged (merge.cl's pa_merge_row), the sink joined once. */
 __kernel void flash_serving_merge_kernel(__global const float *part, long part_off, int n_splits,
-                                         __global STORAGE *o, long o_off, long4 o_st,
+                                         __global OSTORAGE *o, long o_off, long4 o_st,
                                          __global float *lse, long lse_off, int want_lse,
                                          long heads_q, long batch, __global const float *sinks,
                                          long sinks_off, int has_sinks, PA_SRV_PARAMS)

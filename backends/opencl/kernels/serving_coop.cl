@@ -28,7 +28,7 @@
 #define CO_CAT(a, b) CO_CAT_(a, b)
 
 /* 8 elements at p + i as floats; al: p + i is 8-element aligned (the host checked the
- * offset and strides), so one 16-byte (f16, bf16) or 32-byte (f32) load. */
+ * offset and strides), so one 8-byte (e4m3), 16-byte (f16, bf16) or 32-byte (f32) load. */
 inline float8 co_load8(__global const STORAGE *p, long i, int al)
 {
 #if PA_DTYPE == 0
@@ -37,9 +37,11 @@ inline float8 co_load8(__global const STORAGE *p, long i, int al)
     if (!al) return vload_half8(0, p + i);
     const ushort8 u = *(__global const ushort8 *)((__global const ushort *)p + i);
     return vload_half8(0, (const __private half *)&u);
-#else
+#elif PA_DTYPE == 2
     const ushort8 u = al ? *(__global const ushort8 *)(p + i) : vload8(0, p + i);
     return as_float8(convert_uint8(u) << (uint8)(16));
+#else
+    return pa_e4m3x8_to_f32(al ? *(__global const uchar8 *)(p + i) : vload8(0, p + i));
 #endif
 }
 
@@ -66,10 +68,16 @@ inline CO_FV co_loadv(__global const STORAGE *p, long i, int al)
     const CO_CAT(ushort, CO_VW) u =
         *(__global const CO_CAT(ushort, CO_VW) *)((__global const ushort *)p + i);
     return CO_CAT(vload_half, CO_VW)(0, (const __private half *)&u);
-#else
+#elif PA_DTYPE == 2
     const CO_CAT(ushort, CO_VW) u =
         al ? *(__global const CO_CAT(ushort, CO_VW) *)(p + i) : CO_CAT(vload, CO_VW)(0, p + i);
     return CO_CAT(as_float, CO_VW)(CO_CAT(convert_uint, CO_VW)(u) << (CO_CAT(uint, CO_VW))(16));
+#else
+    (void)al;
+    float t[CO_VW];
+    for (int e = 0; e < CO_VW; e++)
+        t[e] = LOAD(p, i + e);
+    return CO_LOADF(t);
 #endif
 }
 #endif
@@ -92,9 +100,9 @@ inline CO_FV co_loadv_any(__global const STORAGE *p, long c0, long s3)
  * flash_serving_fwd_kernel's with k_al / v_al (8-element aligned K / V rows) after part_off. */
 __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_coop_kernel(
     __global const STORAGE *q, long q_off, long4 q_st, __global const STORAGE *k, long k_off,
-    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global STORAGE *o, long o_off,
-    long4 o_st, __global float *lse, long lse_off, int want_lse, int group, float scale_log2,
-    int causal, int top_left, int n_splits, __global float *part, long part_off, int k_al, int v_al,
+    long4 k_st, __global const STORAGE *v, long v_off, long4 v_st, __global OSTORAGE *o,
+    long o_off, long4 o_st, __global float *lse, long lse_off, int want_lse, int group,
+    float scale_log2, float o_scale, int causal, int top_left, int n_splits, __global float *part, long part_off, int k_al, int v_al,
     PA_SRV_PARAMS PA_VAR_PARAMS)
 {
     __local float big[CO_BIG]; /* Q and the scores; at the end the key lanes' O */
@@ -267,13 +275,13 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
         const long i = w / group, h = hk * group + w % group;
         if (n_splits > 1) {
             const long prow = ((split * batch + b) * heads_q + h) * max_q + i;
-            row_f[w] = pa_row_inv(l, seen);
+            row_f[w] = pa_row_inv(l, seen) * o_scale;
             part[part_off + n_splits * batch * heads_q * max_q * HEAD_DIM_V + prow] =
                 pa_row_lse(m * PA_LN2 + log(l), l, seen);
         } else {
             pa_var va = CO_VAR(h);
             const float fold = pa_var_sink_fold2(&va, &m, &l);
-            row_f[w] = pa_row_inv(l, seen) * fold;
+            row_f[w] = pa_row_inv(l, seen) * fold * o_scale;
             if (want_lse)
                 lse[lse_off + pa_lse_index(&s, h, i, heads_q, varlen_q, total_q)] =
                     pa_row_lse(m * PA_LN2 + log(l), l, seen);
@@ -304,9 +312,9 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
             for (int e = 0; e < CO_VW; e++)
                 if (c3 * CO_VW + e < HEAD_DIM_V) po[c3 * CO_VW + e] = t[e];
         } else {
-            __global STORAGE *orow = o + o_off + pa_q_row(&s, h, i, o_st, varlen_q);
+            __global OSTORAGE *orow = o + o_off + pa_q_row(&s, h, i, o_st, varlen_q);
             for (int e = 0; e < CO_VW; e++)
-                if (c3 * CO_VW + e < HEAD_DIM_V) STORE(orow, (c3 * CO_VW + e) * o_st.s3, t[e]);
+                if (c3 * CO_VW + e < HEAD_DIM_V) OSTORE(orow, (c3 * CO_VW + e) * o_st.s3, t[e]);
         }
     }
 }

@@ -89,18 +89,19 @@ inline void pa_qk_tile(float s[TM][TN], __global const STORAGE *qb, long4 q_st, 
 PA_DEFINE_PV(pa_pv_local, __local)
 PA_DEFINE_PV(pa_pv_global, __global)
 
-/* Writes the normalized output rows and the log-sum-exp (m in the log2 domain). */
+/* Writes the normalized output rows, times o_scale (v's descale), and the log-sum-exp (m in
+ * the log2 domain). */
 inline void pa_store_rows(float o[TM][TDV], const float *m, const float *l, const long *vis,
-                          __global STORAGE *ob, long4 o_st, long row0, long seq_q,
-                          __global float *lse, int want_lse, int rg, int cg)
+                          __global OSTORAGE *ob, long4 o_st, long row0, long seq_q,
+                          __global float *lse, int want_lse, int rg, int cg, float o_scale)
 {
     for (int i = 0; i < TM; i++) {
         long row = row0 + rg + i * RG;
         if (row >= seq_q) continue;
-        float inv = pa_row_inv(l[i], vis[i]);
+        float inv = pa_row_inv(l[i], vis[i]) * o_scale;
         for (int jv = 0; jv < TDV; jv++) {
             int col = cg + jv * CG;
-            if (col < HEAD_DIM_V) STORE(ob, row * o_st.s2 + col * o_st.s3, o[i][jv] * inv);
+            if (col < HEAD_DIM_V) OSTORE(ob, row * o_st.s2 + col * o_st.s3, o[i][jv] * inv);
         }
         if (want_lse && cg == 0)
             lse[row] = pa_row_lse(m[i] * PA_LN2 + log(l[i]), l[i], vis[i]);
