@@ -1,7 +1,7 @@
 /*
- * The tensor-core flash backward's tile configurations (traits), its parameters, the prep
- * kernel (delta and lse2 rows) and the tile walks its dK/dV and dQ kernels share
- * (flash_tc_bwd.cu).
+ * The tensor-core flash backward's tile configurations (traits), its head-dim table, its
+ * parameters, the device helpers and tile walks its dK/dV and dQ kernels share, and the
+ * launchers each kernel's file defines (flash_tc_bwd.cu explains the algorithm).
  */
 #ifndef POLYATTN_CUDA_FLASH_TC_BWD_CUH
 #define POLYATTN_CUDA_FLASH_TC_BWD_CUH
@@ -62,6 +62,27 @@ struct BwdDqTraits {
     static constexpr size_t kSmem = (size_t)(2 * kBlockM + 4 * kBlockN) * kStride * 2;
 };
 
+/* dK/dV kernel, configuration F (FA2's 2-D warp grids; flash_tc_bwd_dkdv_f.cu): 8 warps,
+ * 128 keys, 64-query steps (two stages), P and dS of a step in shared memory. */
+template <int HEAD_DIM>
+struct BwdFTraits {
+    static constexpr int kThreads = 256; /* 8 warps */
+    static constexpr int kBlockN = 128;
+    static constexpr int kBlockM = 64;
+    static constexpr int kStride = HEAD_DIM + 8;
+    static constexpr int kPStride = kBlockN + 8; /* P and dS rows [query][key] */
+    static constexpr size_t kSmem = (size_t)(2 * kBlockN + 4 * kBlockM) * kStride * 2 +
+                                    (size_t)2 * kBlockM * kPStride * 2 + 4 * kBlockM * 4;
+    static_assert(HEAD_DIM % 64 == 0, "phase 3 gives each warp HEAD_DIM/4 columns");
+};
+
+/* The family's head dims and the dK/dV configurations each has, the one table that
+ * generates dispatch, "supported?", the shared-memory sizes and the kernels' instances:
+ * X(head_dim, default tile, tiles).  B by default at head dim 64 and F at 128 (both issue
+ * ~0.45 ldmatrix.x4 per mma; F at head dim 64 spends ~0.55, its dQ tile being small); A and,
+ * at 64, B stay for comparisons (POLYATTN_FORCE=cuda.bwd_tile=...). */
+#define PA_FLASH_TC_BWD_HEAD_DIMS(X) X(64, 'b', "abf") X(128, 'f', "af")
+
 /* 4-byte async copy (lse/delta rows); src_bytes 0 writes a zero. */
 __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid)
 {
@@ -92,43 +113,6 @@ __device__ __forceinline__ void atomic_add2(float *p, float x, float y)
     atomicAdd(p, x);
     atomicAdd(p + 1, y);
 #endif
-}
-
-/* Pre-pass: delta[row] = rowsum(dO * O) and lse2[row] = lse * log2(e) (+inf where the
- * row is fully masked, so P = exp2(s - lse2) = 0 there).  8 lanes a row, 16-byte loads. */
-template <int HEAD_DIM, typename T>
-__global__ void flash_bwd_prep_kernel(pa_gpu_args a, const void *d_o, float *delta, float *lse2)
-{
-    const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
-    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 8) + threadIdx.x / 8;
-    const int sub = threadIdx.x % 8;
-    float acc = 0.f;
-    if (row < rows) {
-        const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
-                      b = row / ((int64_t)a.seq_q * a.heads_q);
-        const int64_t base = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
-        const T *o = static_cast<const T *>(a.o) + base;
-        const T *g = static_cast<const T *>(d_o) + base;
-#pragma unroll
-        for (int c = sub * 8; c < HEAD_DIM; c += 64) {
-            const uint4 x = *reinterpret_cast<const uint4 *>(o + c);
-            const uint4 y = *reinterpret_cast<const uint4 *>(g + c);
-            const uint32_t xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float2 fx = Dt<T>::unpack(xs[e]), fy = Dt<T>::unpack(ys[e]);
-                acc = fmaf(fx.x, fy.x, fmaf(fx.y, fy.y, acc));
-            }
-        }
-    }
-    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
-    if (row < rows && sub == 0) {
-        delta[row] = acc;
-        const float l = a.lse[row];
-        lse2[row] = l == -INFINITY ? INFINITY : l * kLog2e;
-    }
 }
 
 struct BwdParams {
@@ -208,6 +192,19 @@ __device__ __forceinline__ void dkdv_begin(const BwdParams &bp, const W &walk, i
     if (walk.n_iter > 0) walk.load(0, 0);
     cp_async_commit();
 }
+
+/* The launchers, each defined in its kernel's file: set the kernel's shared-memory limit
+ * and enqueue it; return the launch's error.  Instances: the table's head dims (Tr: BwdA
+ * at each, and BwdB<64>), T = __half and __nv_bfloat16. */
+/* configuration A or B (flash_tc_bwd_dkdv.cu) */
+template <typename Tr, typename T>
+cudaError_t launch_dkdv(const BwdParams &bp, cudaStream_t stream);
+/* configuration F (flash_tc_bwd_dkdv_f.cu) */
+template <int HEAD_DIM, typename T>
+cudaError_t launch_dkdv_f(const BwdParams &bp, cudaStream_t stream);
+/* deterministic dQ into dq (q's dtype and strides; flash_tc_bwd_dq.cu) */
+template <int HEAD_DIM, typename T>
+cudaError_t launch_dq(const BwdParams &bp, void *dq, cudaStream_t stream);
 
 } // namespace pa_tc_bwd
 

@@ -9,7 +9,7 @@ extern "C" {
 #endif
 
 /* Whether head_dim has an instance (the family's table, PA_FLASH_TC_BWD_HEAD_DIMS in
- * flash_tc_bwd.cu), its default dK/dV configuration ('a', 'b' or 'f'), and whether it has
+ * flash_tc_bwd.cuh), its default dK/dV configuration ('a', 'b' or 'f'), and whether it has
  * configuration `tile`. */
 int pa_cuda_flash_tc_bwd_has_head_dim(int head_dim);
 char pa_cuda_flash_tc_bwd_default_tile(int head_dim);
