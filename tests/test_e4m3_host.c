@@ -482,7 +482,7 @@ static void test_validation(void)
 
 /* GPU backends: unfused and fused refuse e4m3 with a reason naming it; flash and AUTO plan
  * it on CUDA, HIP (the generic kernel: tests/e4m3_gpu_suite.c checks its numbers) and OpenCL
- * (tests/opencl/test_ocl_e4m3.c). */
+ * (the same suite, test_gpu_e4m3_opencl). */
 static void test_gpu_refusal(void)
 {
     const polyattn_backend gpus[3] = {POLYATTN_BACKEND_CUDA, POLYATTN_BACKEND_HIP,
