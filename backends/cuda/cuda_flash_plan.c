@@ -84,8 +84,9 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
 }
 
 /* Why the warp-specialized Hopper kernel (flash_hopper.cu) cannot take p, which the
- * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, dense layouts,
- * no score variants, and the TMA maps' rules. */
+ * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, window,
+ * softcap, ALiBi and sinks but no bias or attn_mask tensor, varlen and dense KV caches but
+ * not paged ones or key splits, and the TMA maps' rules. */
 static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
@@ -95,8 +96,11 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
     if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
         return "head_dim not among the Hopper kernel's (64, 128, 192, 256) or differing from "
                "head_dim_v";
-    if (pa_problem_serving(p)) return "serving layouts (varlen, KV caches)";
-    if (pa_gpu_has_variants(p)) return "score variants (window, softcap, ALiBi, bias, sinks)";
+    if (p->kv_layout == POLYATTN_KV_PAGED)
+        return "paged KV caches (the serving kernel reads them through the block table)";
+    if (p->num_splits > 1) return "key splits (num_splits > 1; the serving kernel has them)";
+    if (p->has_bias || p->has_attn_mask)
+        return "bias and attn_mask tensors (it has window, softcap, ALiBi and sinks)";
     if (has_broadcast_stride(p))
         return "a broadcast (zero) stride, which TMA tensor maps cannot express";
     if (pa_cuda_flash_hopper_smem((int)p->head_dim) > dev->smem_optin)
@@ -295,8 +299,21 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     }
     const char *simt_why = mma_why;
     int pack = 0;
-    if (pa_problem_serving(p) && f.flash == PA_CUDA_FWD_WGMMA)
-        return refuse(dev, "cuda.flash=wgmma", "the wgmma kernel has no serving layouts", why_not);
+    /* Serving layouts shaped like prefill (more than 16 queries a sequence; varlen, dense
+     * KV caches) on the Hopper kernel where it runs; decode shapes keep the serving
+     * kernel's GQA-packed tiles and key splits. */
+    if (pa_problem_serving(p) && (f.flash == PA_CUDA_FWD_AUTO || f.flash == PA_CUDA_FWD_WGMMA)) {
+        const char *hop_why = p->head_dim <= 256 ? hopper_refusal(dev, p) : "head_dim above 256";
+        if (!hop_why && f.schedule != PA_CUDA_SCHED_AUTO)
+            hop_why = "the Hopper kernel has no schedules";
+        if (f.flash == PA_CUDA_FWD_WGMMA && hop_why)
+            return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
+        if (!hop_why && (p->seq_q > 16 || f.flash == PA_CUDA_FWD_WGMMA)) {
+            fp->kernel = PA_CUDA_FWD_HOPPER;
+            fp->launches = 1 + (p->has_kv_append != 0);
+            goto planned;
+        }
+    }
     /* The tensor-core serving kernel for serving layouts and for dense problems that want
      * key splits (decode), f16/bf16 at its head dims: 17-20x the generic kernel's decode
      * at 32k keys (H100, bench/results/2026-12-07-h100-serving.md); cuda.flash=simt keeps

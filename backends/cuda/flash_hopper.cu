@@ -18,8 +18,12 @@
  * Tiles (Q, K and V alike) sit in the 128-byte-swizzled layout of wgmma_sm90.cuh: blocks
  * of 64 columns, each `rows` x 128 bytes.  Key tiles are 128 keys at head dims up to 128
  * and 64 above (O's accumulator, D / 2 registers a thread, leaves no room for a wider S).
- * Masks: none and causal (both alignments) through pa_flash_visible; key tiles past a
- * causal band are never loaded.  O(N) memory: nothing but O and the LSE is written.
+ * Masks: none and causal (both alignments), a sliding window (key tiles outside the query
+ * tile's band are never loaded), softcap, ALiBi and sinks (gpu_variants.h; each VAR class its
+ * own instance, so plain problems pay for none).  Varlen Q/K/V and dense KV caches: a block
+ * reads its sequence's rows at per-sequence TMA coordinates (rows past the sequence are
+ * masked keys or unstored queries) and stores packed O rows with row-guarded plain stores.
+ * O(N) memory: nothing but O and the LSE is written.
  *
  * Measured (docs/performance.md): 566 TFLOP/s at head dim 128, N = 16k on the H100 (75% of
  * its bf16 GEMM ceiling), 0.58-0.81x cuDNN.  FlashAttention-3's intra-warpgroup overlap
@@ -28,7 +32,8 @@
  * and its wait.
  */
 #include "flash_hopper.h"
-#include "flash_split.cuh" /* pa_flash_visible */
+#include "gpu_serving.h"
+#include "gpu_variants.h"
 #include "tma_map.cuh"
 #include "wgmma_sm90.cuh"
 
@@ -128,7 +133,11 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
 }
 #endif
 
-template <int D, typename T>
+/* VAR, as in flash_tc_tile.cuh: kVarNone plain; kVarMask window and sinks (masks and the
+ * softmax's start); kVarScore softcap and ALiBi too (every score transformed first). */
+enum { kVarNone = 0, kVarMask = 1, kVarScore = 2 };
+
+template <int D, typename T, int VAR>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_hopper_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
@@ -153,7 +162,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int batch = pair / a.heads_q, head = pair % a.heads_q;
     const int head_kv = head / (a.heads_q / a.heads_kv);
     const int row0 = qt * kM;
-    const int n_tiles = (pa_flash_visible(a, min(row0 + kM, a.seq_q) - 1) + kN - 1) / kN;
+    /* the sequence (dense: the batch entry; varlen: its packed rows) and a with its lengths */
+    const pa_gpu_seq seq = pa_gpu_seq_of(a, batch);
+    if (row0 >= seq.len_q) return; /* a varlen sequence shorter than the longest */
+    const pa_gpu_args sa = pa_gpu_args_for_seq(a, seq);
+    /* keys [key_begin, key_end) meet some row of the tile (a window moves both ends) */
+    int key_begin, key_end, unused;
+    pa_gpu_visible_range(sa, row0, key_begin, unused);
+    pa_gpu_visible_range(sa, min(row0 + kM, seq.len_q) - 1, unused, key_end);
+    const int t_begin = key_begin / kN;
+    const int n_tiles = key_end > key_begin ? (key_end + kN - 1) / kN - t_begin : 0;
     const int tid = threadIdx.x, wg = tid / 128;
 
     if (tid == 0) {
@@ -166,41 +184,61 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     __syncthreads(); /* the barriers are initialised */
 
-    if (wg == 0) { /* producer */
+    if (wg == 0) { /* producer: packed (varlen) tensors are one batch entry of all rows */
         pa_wg::regs_dec<kProducerRegs>();
         if (tid != 0) return;
+        const int q_batch = a.varlen_q ? 0 : batch;
+        const int kv_batch = a.kv_layout == PA_GPU_KV_VARLEN ? 0 : batch;
         pa_wg::tma_prefetch(&maps.k);
         pa_wg::tma_prefetch(&maps.v);
         mbar_expect(q_full, kConsumers * L::kQBytes);
         for (int c = 0; c < kConsumers; ++c)
             for (int b = 0; b < kChunks; ++b)
                 pa_wg::tma_load_4d(base + c * L::kQBytes + b * kRowsWg * 128, &maps.q, 64 * b,
-                                   row0 + kRowsWg * c, head, batch, q_full);
+                                   seq.q0 + row0 + kRowsWg * c, head, q_batch, q_full);
         for (int j = 0; j < n_tiles; ++j) {
-            const int st = j % kStages;
+            const int st = j % kStages, key0 = seq.kv0 + (t_begin + j) * kN;
             if (j >= kStages) mbar_wait(&empty[st], ((j / kStages) & 1) ^ 1); /* released */
             mbar_expect(&k_full[st], L::kKVBytes);
             for (int b = 0; b < kChunks; ++b)
                 pa_wg::tma_load_4d(base + L::kK + st * L::kKVBytes + b * kN * 128, &maps.k, 64 * b,
-                                   j * kN, head_kv, batch, &k_full[st]);
+                                   key0, head_kv, kv_batch, &k_full[st]);
             mbar_expect(&v_full[st], L::kKVBytes);
             for (int b = 0; b < kChunks; ++b)
                 pa_wg::tma_load_4d(base + L::kV + st * L::kKVBytes + b * kN * 128, &maps.v, 64 * b,
-                                   j * kN, head_kv, batch, &v_full[st]);
+                                   key0, head_kv, kv_batch, &v_full[st]);
         }
         return;
     }
 
     /* consumer c: rows [crow0, crow0 + 64); this thread's rows (the wgmma accumulator
-     * layout) 16 * warp + g and + 8 */
+     * layout) 16 * warp + g and + 8, which see keys [vlo, vhi) */
     pa_wg::regs_inc<kConsumerRegs>();
     const int c = wg - 1, t = tid % 128, warp = t / 32, lane = t % 32, g = lane / 4, t4 = lane % 4;
     const int crow0 = row0 + kRowsWg * c;
-    const int vis[2] = {pa_flash_visible(a, crow0 + 16 * warp + g),
-                        pa_flash_visible(a, crow0 + 16 * warp + g + 8)};
-    const int first_vis = pa_flash_visible(a, crow0); /* key tiles below need no mask */
+    int vlo[2], vhi[2];
+    float dist0[2]; /* ALiBi: d(i) - (the lane's first key column), as a float */
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = crow0 + 16 * warp + g + 8 * r;
+        pa_gpu_visible_range(sa, row, vlo[r], vhi[r]);
+        dist0[r] = (float)(pa_gpu_diagonal(sa, row) - 2 * t4);
+    }
+    /* key tiles inside [mask_lo, mask_hi) are visible to every row of the consumer */
+    int mask_lo, mask_hi, unused2;
+    pa_gpu_visible_range(sa, crow0, unused2, mask_hi);
+    pa_gpu_visible_range(sa, max(crow0, min(crow0 + kRowsWg, seq.len_q) - 1), mask_lo, unused2);
+    /* plain scores go into the exp2 domain with one multiply (sl2); kVarScore: s ->
+     * cap tanh(s scale / cap) - slope |d(i) - j|, times log2(e) (cap2, slope2) */
     const float sl2 = a.scale * kLog2e;
-    float run_m[2] = {-INFINITY, -INFINITY}, run_l[2] = {0.f, 0.f};
+    const float cap2 = a.softcap * kLog2e, in_cap = a.softcap > 0.f ? a.scale / a.softcap : 0.f;
+    const float slope2 = VAR == kVarScore ? pa_gpu_alibi_slope(a, batch, head) * kLog2e : 0.f;
+    /* a sink starts each row's max and sum (exp2(sink - sink) = 1, held by the row's
+     * first lane) */
+    const float sink2 = VAR != kVarNone ? pa_gpu_sink(a, head) * kLog2e : -INFINITY;
+    float run_m[2] = {sink2, sink2};
+    const float l0 = (t4 == 0 && sink2 != -INFINITY) ? 1.f : 0.f;
+    float run_l[2] = {l0, l0};
     float acc_o[D / 2];
 #pragma unroll
     for (int e = 0; e < D / 2; ++e)
@@ -228,21 +266,57 @@ __global__ void __launch_bounds__(kThreads, 1)
                     pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes), 1);
         pa_wg::commit();
     };
-    /* online softmax of key tile j's scores, rows g (r = 0) and g + 8 (r = 1), lazily
-     * rescaled: s turns into P, then P's A fragments pf; alpha: the factor O must take */
-    auto softmax = [&](float(&s)[kN / 2], int j, uint32_t(&pf)[kN / 16][4], float(&alpha)[2]) {
-        const int key0 = j * kN;
-        const bool need_mask = key0 + kN > first_vis;
+    /* row r's scores of the key tile at key0, exp2-domain, masked: x[2q + e] is key
+     * key0 + 8q + 2 t4 + e */
+    auto scores = [&](const float(&s)[kN / 2], int r, int key0, float(&x)[kN / 4]) {
+        if constexpr (VAR == kVarScore) {
+            if (in_cap > 0.f) {
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            float x[kN / 4];
+                for (int q = 0; q < kN / 8; ++q)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e)
+                        x[2 * q + e] = cap2 * tanh_fast(s[4 * q + 2 * r + e] * in_cap);
+            } else {
+#pragma unroll
+                for (int q = 0; q < kN / 8; ++q)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e)
+                        x[2 * q + e] = s[4 * q + 2 * r + e] * sl2;
+            }
+            if (slope2 != 0.f) {
+                const float d = dist0[r] - (float)key0;
+#pragma unroll
+                for (int q = 0; q < kN / 8; ++q)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e)
+                        x[2 * q + e] = fmaf(-slope2, fabsf(d - (float)(8 * q + e)), x[2 * q + e]);
+            }
+        } else {
 #pragma unroll
             for (int q = 0; q < kN / 8; ++q)
 #pragma unroll
                 for (int e = 0; e < 2; ++e)
-                    x[2 * q + e] = (!need_mask || key0 + 8 * q + 2 * t4 + e < vis[r])
-                                       ? s[4 * q + 2 * r + e] * sl2
-                                       : -INFINITY;
+                    x[2 * q + e] = s[4 * q + 2 * r + e] * sl2;
+        }
+        if (key0 + kN > mask_hi || (VAR != kVarNone && key0 < mask_lo)) {
+#pragma unroll
+            for (int q = 0; q < kN / 8; ++q)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int key = key0 + 8 * q + 2 * t4 + e;
+                    if (key >= vhi[r] || (VAR != kVarNone && key < vlo[r]))
+                        x[2 * q + e] = -INFINITY;
+                }
+        }
+    };
+    /* online softmax of key tile j's scores, rows g (r = 0) and g + 8 (r = 1), lazily
+     * rescaled: s turns into P, then P's A fragments pf; alpha: the factor O must take */
+    auto softmax = [&](float(&s)[kN / 2], int j, uint32_t(&pf)[kN / 16][4], float(&alpha)[2]) {
+        const int key0 = (t_begin + j) * kN;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            float x[kN / 4];
+            scores(s, r, key0, x);
             float mx = tree_max(x);
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -311,14 +385,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         row_l[r] = run_l[r];
         row_l[r] += __shfl_xor_sync(0xffffffffu, row_l[r], 1);
         row_l[r] += __shfl_xor_sync(0xffffffffu, row_l[r], 2);
-        inv[r] = pa_gpu_row_inv(row_l[r], vis[r] > 0);
+        const bool seen = vhi[r] > vlo[r];
+        inv[r] = pa_gpu_row_inv(row_l[r], seen);
         const int row = crow0 + 16 * warp + g + 8 * r;
-        if (t4 == 0 && a.lse && row < a.seq_q)
-            a.lse[((int64_t)batch * a.heads_q + head) * a.seq_q + row] =
-                pa_gpu_row_lse((run_m[r] + log2f(row_l[r])) * kLn2, row_l[r], vis[r] > 0);
+        if (t4 == 0 && a.lse && row < seq.len_q)
+            a.lse[pa_gpu_lse_index(a, batch, seq, head, row)] =
+                pa_gpu_row_lse((run_m[r] + log2f(row_l[r])) * kLn2, row_l[r], seen);
     }
     /* O / l, staged in this consumer's Q tile (its products are done) one 64-column block
-     * at a time, each stored by TMA (a warp's 16 rows) as soon as it is staged */
+     * at a time, each stored as soon as it is staged: by TMA (a warp's 16 rows) for batched
+     * tensors; packed (varlen) rows by plain 16-byte stores that stop at the sequence's end,
+     * since the next sequence's rows follow */
 #pragma unroll
     for (int cb = 0; cb < kChunks; ++cb) {
 #pragma unroll
@@ -328,36 +405,57 @@ __global__ void __launch_bounds__(kThreads, 1)
                 *reinterpret_cast<uint32_t *>(
                     sq + pa_wg::chunk_offset(kRowsWg, 16 * warp + g + 8 * r, q) + 4 * t4) =
                     Dt<T>::pack(acc_o[4 * q + 2 * r] * inv[r], acc_o[4 * q + 2 * r + 1] * inv[r]);
+        if (a.varlen_q) {
+            __syncwarp();
+#pragma unroll
+            for (int it = 0; it < 4; ++it) { /* 16 rows of 8 16-byte pieces */
+                const int rr = (32 * it + lane) / 8, piece = (32 * it + lane) % 8;
+                const int row = crow0 + 16 * warp + rr;
+                if (row < seq.len_q)
+                    *reinterpret_cast<uint4 *>(
+                        static_cast<T *>(a.o) +
+                        pa_gpu_q_offset(a, batch, seq, head, row, a.o_stride) + 64 * cb +
+                        8 * piece) =
+                        *reinterpret_cast<const uint4 *>(
+                            sq + pa_wg::chunk_offset(kRowsWg, 16 * warp + rr, 8 * cb + piece));
+            }
+            continue;
+        }
         pa_wg::fence_async_shared(); /* the staged block is visible to the TMA store */
         __syncwarp();
         if (lane == 0)
             pa_wg::tma_store_4d(&maps.o, sq + cb * kRowsWg * 128 + 16 * warp * 128, 64 * cb,
                                 crow0 + 16 * warp, head, batch);
     }
-    if (lane == 0) pa_wg::tma_store_wait(); /* the staging smem is read before the block exits */
+    if (lane == 0 && !a.varlen_q) pa_wg::tma_store_wait(); /* the staging smem is read */
 #else
     (void)a;
     __trap(); /* launched on sm_90 only, where the sm_90a image runs */
 #endif
 }
 
-template <int D, typename T>
+template <int D, typename T, int VAR>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_hopper_kernel<D, T>;
+    auto kernel = flash_fwd_hopper_kernel<D, T, VAR>;
     constexpr size_t smem = Layout<D>::kSmem;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
+    /* packed (varlen) Q/O and K/V: one batch entry of all their rows; a KV cache: its
+     * capacity of rows a sequence */
+    const int q_rows = a.varlen_q ? a.total_q : a.seq_q, q_batch = a.varlen_q ? 1 : a.batch;
+    const int kv_rows = a.kv_layout == PA_GPU_KV_DENSE ? a.seq_kv : a.kv_rows;
+    const int kv_batch = a.kv_layout == PA_GPU_KV_VARLEN ? 1 : a.batch;
     TileMaps maps;
     const int kn = Traits<D>::kN;
-    if ((e = pa_tma::make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride,
+    if ((e = pa_tma::make_map(&maps.q, a.q, a.dtype, D, q_rows, a.heads_q, q_batch, a.q_stride,
                               kRowsWg)) != cudaSuccess ||
-        (e = pa_tma::make_map(&maps.k, a.k, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride,
+        (e = pa_tma::make_map(&maps.k, a.k, a.dtype, D, kv_rows, a.heads_kv, kv_batch, a.k_stride,
                               kn)) != cudaSuccess ||
-        (e = pa_tma::make_map(&maps.v, a.v, a.dtype, D, a.seq_kv, a.heads_kv, a.batch, a.v_stride,
+        (e = pa_tma::make_map(&maps.v, a.v, a.dtype, D, kv_rows, a.heads_kv, kv_batch, a.v_stride,
                               kn)) != cudaSuccess ||
-        (e = pa_tma::make_map(&maps.o, a.o, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.o_stride,
+        (e = pa_tma::make_map(&maps.o, a.o, a.dtype, D, q_rows, a.heads_q, q_batch, a.o_stride,
                               16)) != cudaSuccess)
         return e;
     const long long blocks = (long long)((a.seq_q + kM - 1) / kM) * a.heads_q * a.batch;
@@ -366,11 +464,19 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     return cudaGetLastError();
 }
 
+template <int D, typename T>
+cudaError_t launch_var(const pa_gpu_args &a, cudaStream_t stream)
+{
+    if (a.softcap > 0.f || a.alibi_slopes) return launch<D, T, kVarScore>(a, stream);
+    if (a.has_window || a.sinks) return launch<D, T, kVarMask>(a, stream);
+    return launch<D, T, kVarNone>(a, stream);
+}
+
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
 {
 #define PA_CASE(d, n, st)                                                                          \
-    case d: return launch<d, T>(a, stream);
+    case d: return launch_var<d, T>(a, stream);
     switch (a.head_dim) {
         PA_FLASH_HOPPER_TABLE(PA_CASE)
     default: return cudaErrorInvalidValue;

@@ -49,13 +49,6 @@ __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t row_stri
  * Under a window the key tiles outside the query tile's visible keys are skipped. */
 enum { kVarNone = 0, kVarMask = 1, kVarScore = 2 };
 
-/* tanh through exp2 and a fast reciprocal: two MUFU operations against libdevice's longer
- * sequence, absolute error a few 1e-7 (cap * that in the score); +-inf give +-1, NaN stays. */
-__device__ __forceinline__ float tanh_fast(float x)
-{
-    return 1.f - __fdividef(2.f, exp2f(x * (2.f * 1.4426950408889634f)) + 1.f);
-}
-
 /* Which key range each row of a warp's m-tiles sees: keys [vlo, vis); diag: d(i) for ALiBi. */
 template <int MT>
 struct TileRows {

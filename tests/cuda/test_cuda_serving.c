@@ -16,32 +16,39 @@
 #include <string.h>
 
 /* --simt: the same cases on the shared generic kernel's serving copy
- * (POLYATTN_FORCE=cuda.flash=simt), whose forced split counts are checked; by default flash
- * runs the tensor-core serving kernel where it takes the case (16-bit, head dims 64, 128,
- * 256) and the generic kernel elsewhere. */
+ * (POLYATTN_FORCE=cuda.flash=simt), whose forced split counts are checked; --mma: on the
+ * mma.sync serving kernel (POLYATTN_FORCE=cuda.flash=mma, which refuses what it cannot
+ * take); by default flash runs the Hopper kernel on prefill-shaped cases on sm_90, the
+ * tensor-core serving kernel on the others where it takes them (16-bit, head dims 64, 128,
+ * 256), the generic kernel elsewhere. */
 int main(int argc, char **argv)
 {
-    int simt = 0, verbose = 0;
+    int simt = 0, mma = 0, verbose = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--simt")) simt = 1;
+        else if (!strcmp(argv[i], "--mma")) mma = 1;
         else if (!strcmp(argv[i], "-v")) verbose = 1;
         else {
-            fprintf(stderr, "usage: test_cuda_serving [--simt] [-v]\n");
+            fprintf(stderr, "usage: test_cuda_serving [--simt | --mma] [-v]\n");
             return 2;
         }
     }
     if (simt) setenv("POLYATTN_FORCE", "cuda.flash=simt", 1);
+    if (mma) setenv("POLYATTN_FORCE", "cuda.flash=mma", 1);
     polyattn_context *context = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &context) != POLYATTN_STATUS_SUCCESS) {
         printf("no CUDA device: skipped\n");
         return 77;
     }
     serving_suite_use(context);
-    serving_suite_options o = {.label = simt ? "cuda (generic kernel)" : "cuda",
+    serving_suite_options o = {.label = simt  ? "cuda (generic kernel)"
+                                        : mma ? "cuda (mma.sync serving kernel)"
+                                              : "cuda",
                                .generic_splits = simt,
                                .tol_scale = 2.0,
                                .verbose = verbose,
-                               .tensor_cores = !simt};
+                               .tensor_cores = !simt,
+                               .flash_may_refuse = mma};
     const int failed = serving_gpu_suite(&o);
     polyattn_context_destroy(context);
     return failed ? 1 : 0;

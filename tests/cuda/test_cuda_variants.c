@@ -3,9 +3,11 @@
  * key tiles under a sliding window (the mma.sync kernel skips the key tiles a query tile
  * cannot see), softcap, ALiBi and sinks together, bias and attn_mask on the generic kernel,
  * head dims 64..256; every algorithm against the host reference, every element of O and
- * LSE.  Flash problems without bias or attn_mask must run the mma.sync kernel (the plan's
- * reason says so) on sm_80+.  Exit 77 without a CUDA device.
+ * LSE.  Flash problems without bias or attn_mask must run a tensor-core kernel (the plan's
+ * reason says so) on sm_80+: the warp-specialized Hopper kernel on sm_90, the mma.sync
+ * kernel elsewhere (test_cuda_variants_mma forces it).  Exit 77 without a CUDA device.
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "pa_testkit.h"
 #include "polyattn.h"
 
@@ -32,6 +34,12 @@ static const variant_case cases[] = {
     /* two-sided window without a causal mask, ALiBi, head dim 128, bf16 */
     {"window_alibi_128", 2, 2, 2, 300, 520, 128, POLYATTN_DTYPE_BF16, POLYATTN_MASK_NONE, 33, 7,
      0.f, POLYATTN_ALIBI_PER_BATCH_HEAD, 0, 0, 0},
+    /* head dim 192, window and ALiBi (per head) with sinks across 128-row query tiles */
+    {"window_alibi_sinks_192", 1, 3, 1, 290, 411, 192, POLYATTN_DTYPE_BF16,
+     POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 150, 0, 0.f, POLYATTN_ALIBI_PER_HEAD, 0, 0, 1},
+    /* softcap alone, no mask, keys past several 128-key tiles, f16 */
+    {"softcap_128", 1, 4, 4, 257, 643, 128, POLYATTN_DTYPE_F16, POLYATTN_MASK_NONE, -2, -2, 20.f,
+     POLYATTN_ALIBI_NONE, 0, 0, 0},
     /* head dim 256 (32-key tiles), left-only window, top-left causal, seq_q > seq_kv */
     {"window_tl_256", 1, 2, 1, 400, 333, 256, POLYATTN_DTYPE_F16, POLYATTN_MASK_CAUSAL_TOP_LEFT, 50,
      -1, 0.f, POLYATTN_ALIBI_NONE, 0, 0, 1},
@@ -160,8 +168,16 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
     return bad ? 1 : 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* --mma: flash on the mma.sync kernel (POLYATTN_FORCE=cuda.flash=mma), which refuses
+     * bias, attn_mask and f32: those cases skip flash */
+    const int force_mma = argc > 1 && !strcmp(argv[1], "--mma");
+    if (argc > 1 && !force_mma) {
+        fprintf(stderr, "usage: test_cuda_variants [--mma]\n");
+        return 2;
+    }
+    if (force_mma) setenv("POLYATTN_FORCE", "cuda.flash=mma", 1);
     polyattn_context *gpu = NULL, *host = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &gpu) != POLYATTN_STATUS_SUCCESS) {
         printf("no cuda device: %s\n", polyattn_last_error());
@@ -214,6 +230,8 @@ int main(void)
                            : c->dtype == POLYATTN_DTYPE_F16 ? 4e-3
                                                             : 3e-2;
         for (int a = POLYATTN_ALGO_UNFUSED; ref.ran && a <= POLYATTN_ALGO_FLASH; a++) {
+            const int tc_case = !c->bias && !c->attn_mask && c->dtype != POLYATTN_DTYPE_F32;
+            if (force_mma && a == POLYATTN_ALGO_FLASH && !tc_case) continue;
             run_out got = {malloc(nq * 4), malloc(rows * 4), "", 0};
             failures += run(gpu, c, (polyattn_algo)a, q, k, v, slopes, bias, mask, sinks, &got);
             if (!got.ran) { /* every CUDA forward has every variant */
@@ -233,10 +251,10 @@ int main(void)
                     const double e = fabs((double)got.lse[i] - ref.lse[i]);
                     if (!same_inf && !(e <= 1e-3 * (1 + fabs(ref.lse[i])))) bad++;
                 }
-                const int want_mma = a == POLYATTN_ALGO_FLASH && sm80 && !c->bias &&
-                                     !c->attn_mask && c->dtype != POLYATTN_DTYPE_F32;
-                const int mma = strstr(got.reason, "mma.sync") != NULL;
-                if (want_mma && !mma) bad++;
+                const int want_tc = a == POLYATTN_ALGO_FLASH && sm80 && tc_case;
+                const int tc =
+                    strstr(got.reason, force_mma ? "mma.sync" : "tensor-core kernel") != NULL;
+                if (want_tc && !tc) bad++;
                 printf("%-24s %-7s %s: %lld bad, max |dO| %.3g [%s]\n", c->name,
                        polyattn_algo_name((polyattn_algo)a), bad ? "FAIL" : "pass", bad, worst,
                        got.reason);
