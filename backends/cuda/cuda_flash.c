@@ -127,7 +127,10 @@ polyattn_status pa_cuda_flash_forward(pa_device *d, const pa_problem *p, void *s
         return pa_fail(d, POLYATTN_STATUS_INTERNAL_ERROR, "flash: no Hopper kernel in this build");
 #endif
     case PA_CUDA_FWD_MMA:
-        if (p->dtype == POLYATTN_DTYPE_F32) PA_CU_LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
+        if (p->dtype == POLYATTN_DTYPE_F32 && pa_cuda_flash_f32_tile_has_head_dim(a.head_dim))
+            PA_CU_LAUNCH(d, pa_cuda_flash_f32_tile(&a, dev->stream));
+        else if (p->dtype == POLYATTN_DTYPE_F32)
+            PA_CU_LAUNCH(d, pa_cuda_flash_f32(&a, &s, dev->stream));
         else PA_CU_LAUNCH(d, pa_cuda_flash_tc(&a, &s, dev->stream));
         break;
     default: PA_CU_LAUNCH(d, pa_gpu_flash_generic(&a, dev->stream)); break;

@@ -1,8 +1,9 @@
 /*
  * CUDA flash planning: which forward kernel runs (mma.sync tensor cores for f16/bf16 at the
- * head dims of flash_tc, 3xTF32 for f32 at those of flash_f32, warpgroup MMA on sm_90 at
- * those of flash_wgmma, else the shared generic SIMT kernel), the wide kernels' schedule,
- * the workspace and the backward.  Decided once per plan; forward never chooses again.
+ * head dims of flash_tc, 3xTF32 for f32 at those of flash_f32_tile and flash_f32, warpgroup
+ * MMA on sm_90 at those of flash_wgmma, else the shared generic SIMT kernel), the wide
+ * kernels' schedule, the workspace and the backward.  Decided once per plan; forward never
+ * chooses again.
  */
 #include "cuda_flash.h"
 
@@ -26,12 +27,15 @@ static const char *mma_refusal(pa_cuda_device *dev, const pa_problem *p)
     if (dev->cc_major < 8)
         return f32 ? "the device is older than sm_80 (no mma.sync tf32)"
                    : "the device is older than sm_80 (no mma.sync m16n8k16 bf16)";
-    if (p->head_dim != p->head_dim_v || !(f32 ? pa_cuda_flash_f32_has_head_dim((int)p->head_dim)
-                                              : pa_cuda_flash_tc_has_head_dim((int)p->head_dim))) {
+    const int hd = (int)p->head_dim;
+    const int f32_tile = f32 && pa_cuda_flash_f32_tile_has_head_dim(hd);
+    if (p->head_dim != p->head_dim_v || !(f32 ? f32_tile || pa_cuda_flash_f32_has_head_dim(hd)
+                                              : pa_cuda_flash_tc_has_head_dim(hd))) {
         snprintf(dev->why_mma, sizeof dev->why_mma,
-                 "%s head_dim not among the kernel's (%s) or differing from head_dim_v",
+                 "%s head_dim not among the kernels' (%s%s) or differing from head_dim_v",
                  f32 ? "f32" : "16-bit",
-                 f32 ? pa_cuda_flash_f32_head_dims() : pa_cuda_flash_tc_head_dims());
+                 f32 ? pa_cuda_flash_f32_tile_head_dims() : pa_cuda_flash_tc_head_dims(),
+                 f32 ? pa_cuda_flash_f32_head_dims() : "");
         return dev->why_mma;
     }
     const int64_t align = f32 ? 4 : 8;
@@ -43,8 +47,9 @@ static const char *mma_refusal(pa_cuda_device *dev, const pa_problem *p)
                 return f32 ? "a stride is not a multiple of 4 elements (16-byte rows)"
                            : "a stride is not a multiple of 8 elements (16-byte rows)";
     }
-    const size_t smem = f32 ? pa_cuda_flash_f32_smem((int)p->head_dim, 0)
-                            : pa_cuda_flash_tc_smem((int)p->head_dim, 0);
+    const size_t smem = f32_tile ? pa_cuda_flash_f32_tile_smem(hd)
+                        : f32    ? pa_cuda_flash_f32_smem(hd, 0)
+                                 : pa_cuda_flash_tc_smem(hd, 0);
     if (smem > dev->smem_optin) return "the tile does not fit the device's shared memory";
     return NULL;
 }
@@ -260,6 +265,9 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
             snprintf(split, sizeof split, ", key tiles halved across 2-block clusters");
         else if (s->col_halves)
             snprintf(split, sizeof split, ", head dim halved across 2-block clusters");
+        if (p->dtype == POLYATTN_DTYPE_F32 && pa_cuda_flash_f32_tile_has_head_dim((int)p->head_dim))
+            snprintf(split, sizeof split, ", tile kernel: %d-row query tiles",
+                     pa_cuda_flash_f32_tile_rows((int)p->head_dim));
         snprintf(note, n, "tensor-core kernel (mma.sync %s, head_dim %d%s%s)",
                  p->dtype == POLYATTN_DTYPE_F32 ? "3xTF32 f32" : polyattn_dtype_name(p->dtype),
                  (int)p->head_dim, p->head_dim > 256 ? ", split-K across 8 warps" : "", split);
@@ -454,6 +462,12 @@ void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p)
                "cuda flash: tensor-core kernel (wgmma), head_dim %lld, %s; plan %s",
                (long long)p->head_dim, polyattn_dtype_name(p->dtype),
                pa_cuda_flash_wgmma_plan_name(s->wgmma_plan));
+    else if (p->dtype == POLYATTN_DTYPE_F32 &&
+             pa_cuda_flash_f32_tile_has_head_dim((int)p->head_dim))
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda flash: tensor-core kernel (3xTF32 tile), head_dim %lld, f32; %d-row query "
+               "tiles, one block each",
+               (long long)p->head_dim, pa_cuda_flash_f32_tile_rows((int)p->head_dim));
     else
         pa_log(POLYATTN_LOG_DISPATCH,
                "cuda flash: tensor-core kernel (%s), head_dim %lld, %s; balanced schedule: %d "

@@ -1,10 +1,7 @@
 /*
  * flash_fwd_tf32x3_wide_kernel: f32 flash forward for head dims 512, 768, 1024 on tensor
- * cores (sm_80+) at f32 accuracy.  Every product a*b is formed as
- *     a_hi*b_hi + a_hi*b_lo + a_lo*b_hi      (mma.sync m16n8k8 tf32, f32 accumulate)
- * with a_hi = tf32(a) rounded to nearest and a_lo = a - a_hi (the mma truncates it to
- * tf32).  The dropped a_lo*b_lo and the truncated low parts are ~2^-21 relative: below
- * the f32 accumulation noise here, where plain TF32 would be ~1e-3.
+ * cores (sm_80+) at f32 accuracy: every product in 3xTF32 (tf32x3.cuh says how).
+ * Head dims up to 256 have the tile kernel of flash_f32_tile.cu.
  *
  * Layout as flash_fwd_tc_wide_kernel: 32 query rows per block, 8 warps each owning D/8
  * head-dim columns; S = Q K^T is split-K over the warps and the 8 partial scores are
@@ -21,6 +18,7 @@
 #include "flash_f32.h"
 #include "flash_wide.cuh"
 #include "tc_common.cuh"
+#include "tf32x3.cuh"
 
 namespace
 {
@@ -62,33 +60,6 @@ struct F32WideTraits {
     static_assert((kSmem - (size_t)kRecvFloats * 4) % 16 == 0,
                   "the exchange buffers start 16-byte aligned");
 };
-
-/* x = hi + lo: hi rounded to tf32, lo the remainder (f32 bits; the mma reads its top 19). */
-__device__ __forceinline__ void split_tf32(uint32_t x, uint32_t &hi, uint32_t &lo)
-{
-    const float f = __uint_as_float(x);
-    uint32_t h;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(h) : "f"(f));
-    hi = h;
-    lo = __float_as_uint(f - __uint_as_float(h));
-}
-
-__device__ __forceinline__ void mma_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* c += a*b in 3xTF32: the small cross terms first. */
-__device__ __forceinline__ void mma3(float c[4], const uint32_t ah[4], const uint32_t al[4],
-                                     uint32_t bh0, uint32_t bh1, uint32_t bl0, uint32_t bl1)
-{
-    mma_tf32(c, al, bh0, bh1);
-    mma_tf32(c, ah, bl0, bl1);
-    mma_tf32(c, ah, bh0, bh1);
-}
 
 template <int HEAD_DIM, int COL_HALVES>
 __global__ void __launch_bounds__(F32WideTraits<HEAD_DIM, COL_HALVES>::kThreads, 1)
