@@ -13,6 +13,9 @@ typedef struct pa_cuda_flash_plan {
     /* The serving kernel (flash_tc_serving.cu) for serving layouts and small dense grids:
      * pack the query heads of a GQA group into one tile; key splits merged by pa_gpu_merge. */
     int serving, pack, splits;
+    /* HOPPER: the consumers take turns issuing their products (ping-pong), else each
+     * runs its own loop */
+    int pingpong;
     int launches;
     pa_cuda_bwd_plan bwd; /* kernel AUTO without want_backward */
 } pa_cuda_flash_plan;

@@ -245,8 +245,9 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     } else if (fp->kernel == PA_CUDA_FWD_HOPPER) {
         snprintf(note, n,
                  "tensor-core kernel (warp-specialized wgmma %s, head_dim %d: %d-row query "
-                 "tiles, TMA producer and two consumer warpgroups)",
-                 polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M);
+                 "tiles, TMA producer and two consumer warpgroups%s)",
+                 polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M,
+                 fp->pingpong ? " taking turns" : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -426,6 +427,9 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         fp->launches = fp->split.chunk ? 2 : 1; /* + the combine */
     }
 planned:
+    /* cuda.hopper_sched applies to the plans that run the Hopper kernel (so that whole
+     * suites can run under it) */
+    fp->pingpong = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 2;
     if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
         return refuse(dev, "cuda.wgmma_plan",
                       "the plan does not run the wgmma kernel "
@@ -455,8 +459,10 @@ void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p)
                (long long)p->head_dim, polyattn_dtype_name(p->dtype));
     else if (fp->kernel == PA_CUDA_FWD_HOPPER)
         pa_log(POLYATTN_LOG_DISPATCH,
-               "cuda flash: tensor-core kernel (warp-specialized wgmma), head_dim %lld, %s",
-               (long long)p->head_dim, polyattn_dtype_name(p->dtype));
+               "cuda flash: tensor-core kernel (warp-specialized wgmma), head_dim %lld, %s; "
+               "consumers %s",
+               (long long)p->head_dim, polyattn_dtype_name(p->dtype),
+               fp->pingpong ? "take turns (ping-pong)" : "run independently");
     else if (fp->kernel == PA_CUDA_FWD_WGMMA)
         pa_log(POLYATTN_LOG_DISPATCH,
                "cuda flash: tensor-core kernel (wgmma), head_dim %lld, %s; plan %s",

@@ -12,6 +12,7 @@
 static const char *const kFlash[] = {"auto", "simt", "mma", "wgmma"};
 static const char *const kSchedule[] = {"auto", "grid", "split", "key-halves", "col-halves"};
 static const char *const kBwd[] = {"auto", "simt", "mma"};
+static const char *const kHopperSched[] = {"auto", "serial", "pingpong"};
 static const char *const kWgmmaPlans[] = {"wide", "narrow", "key-split"}; /* flash_wgmma.h */
 
 static int index_of(const char *v, const char *const *names, int n)
@@ -70,6 +71,11 @@ polyattn_status pa_cuda_force_get(pa_cuda_device *dev, pa_cuda_force *f, const c
             return bad(dev, "cuda.bwd_tile", v, "auto, a, b, f", why_not);
         f->bwd_tile = strcmp(v, "auto") ? v[0] : 0;
     }
+    if (pa_force_get(d, "cuda.hopper_sched", v, sizeof v)) {
+        const int i = index_of(v, kHopperSched, 3);
+        if (i < 0) return bad(dev, "cuda.hopper_sched", v, "auto, serial, pingpong", why_not);
+        f->hopper_sched = i;
+    }
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -93,4 +99,5 @@ void pa_cuda_force_describe(const pa_cuda_force *f, char *buf, size_t n)
     if (f->bwd) add(buf, n, "cuda.flash_bwd", kBwd[f->bwd]);
     if (f->bwd_tile)
         add(buf, n, "cuda.bwd_tile", f->bwd_tile == 'a' ? "a" : f->bwd_tile == 'b' ? "b" : "f");
+    if (f->hopper_sched) add(buf, n, "cuda.hopper_sched", kHopperSched[f->hopper_sched]);
 }

@@ -76,6 +76,7 @@ typedef struct pa_cuda_force {
     const char *wgmma_plan;    /* cuda.wgmma_plan: a pa_wgmma_plan name, NULL: measured */
     pa_cuda_bwd_kernel bwd;    /* cuda.flash_bwd */
     char bwd_tile;             /* cuda.bwd_tile: 'a', 'b', 'f'; 0: per head dim */
+    int hopper_sched;          /* cuda.hopper_sched: 0 auto, 1 serial, 2 pingpong */
 } pa_cuda_force;
 
 /* Reads this backend's keys of the context's POLYATTN_FORCE.  An unknown value fails with

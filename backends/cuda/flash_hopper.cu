@@ -137,7 +137,7 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
  * softmax's start); kVarScore softcap and ALiBi too (every score transformed first). */
 enum { kVarNone = 0, kVarMask = 1, kVarScore = 2 };
 
-template <int D, typename T, int VAR>
+template <int D, typename T, int VAR, bool PP>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_hopper_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
@@ -255,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int e = 0; e < kN / 2; ++e)
             s[e] = 0.f;
-        mbar_wait(&k_full[j % kStages], phase(j));
+        mbar_wait(&k_full[j % kStages], phase(j)); /* at once when waited before */
         pa_wg::fence();
 #pragma unroll
         for (int ch = 0; ch < kChunks; ++ch)
@@ -366,17 +366,50 @@ __global__ void __launch_bounds__(kThreads, 1)
                                 if (lane == 0) pa_wg::mbar_arrive(&empty[j % kStages]);
     };
 
-    for (int j = 0; j < n_tiles; ++j) {
-        float s[kN / 2], alpha[2];
-        uint32_t pf[kN / 16][4];
-        issue_s(s, j);
+    if constexpr (!PP) {
+        for (int j = 0; j < n_tiles; ++j) {
+            float s[kN / 2], alpha[2];
+            uint32_t pf[kN / 16][4];
+            issue_s(s, j);
+            pa_wg::wait<0>();
+            softmax(s, j, pf, alpha);
+            if (j > 0) rescale(alpha);
+            pa_wg::fence();
+            issue_pv(pf, j);
+            pa_wg::wait<0>();
+            release(j);
+        }
+    } else if (n_tiles > 0) {
+        /* Ping-pong: the consumers take turns issuing their products (named barrier 1 + c:
+         * consumer c's turn), so one's softmax runs while the other's products keep the
+         * tensor cores busy.  A turn issues tile j's P V and tile j + 1's Q K^T together
+         * and waits for both only after passing the turn on.  Consumer 0 goes first;
+         * consumer 1 skips its last pass, which no turn would wait for. */
+        auto turn = [&] { pa_wg::named_sync(1 + c, 2 * 128); };
+        auto pass = [&] { pa_wg::named_arrive(2 - c, 2 * 128); };
+        float s[kN / 2];
+        if (c == 1) pass();
+        mbar_wait(&k_full[0], phase(0));
+        turn();
+        issue_s(s, 0);
+        pass();
         pa_wg::wait<0>();
-        softmax(s, j, pf, alpha);
-        if (j > 0) rescale(alpha);
-        pa_wg::fence();
-        issue_pv(pf, j);
-        pa_wg::wait<0>();
-        release(j);
+        for (int j = 0; j < n_tiles; ++j) {
+            float alpha[2];
+            uint32_t pf[kN / 16][4];
+            softmax(s, j, pf, alpha);
+            if (j > 0) rescale(alpha);
+            const bool more = j + 1 < n_tiles;
+            mbar_wait(&v_full[j % kStages], phase(j));
+            if (more) mbar_wait(&k_full[(j + 1) % kStages], phase(j + 1));
+            turn();
+            pa_wg::fence();
+            issue_pv(pf, j);
+            if (more) issue_s(s, j + 1);
+            if (more || c == 0) pass();
+            pa_wg::wait<0>();
+            release(j);
+        }
     }
 
     float row_l[2], inv[2]; /* the rows' sums (over their 4 threads) */
@@ -434,10 +467,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int D, typename T, int VAR>
+template <int D, typename T, int VAR, bool PP>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_hopper_kernel<D, T, VAR>;
+    auto kernel = flash_fwd_hopper_kernel<D, T, VAR, PP>;
     constexpr size_t smem = Layout<D>::kSmem;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
@@ -464,19 +497,20 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     return cudaGetLastError();
 }
 
-template <int D, typename T>
+template <int D, typename T, bool PP>
 cudaError_t launch_var(const pa_gpu_args &a, cudaStream_t stream)
 {
-    if (a.softcap > 0.f || a.alibi_slopes) return launch<D, T, kVarScore>(a, stream);
-    if (a.has_window || a.sinks) return launch<D, T, kVarMask>(a, stream);
-    return launch<D, T, kVarNone>(a, stream);
+    if (a.softcap > 0.f || a.alibi_slopes) return launch<D, T, kVarScore, PP>(a, stream);
+    if (a.has_window || a.sinks) return launch<D, T, kVarMask, PP>(a, stream);
+    return launch<D, T, kVarNone, PP>(a, stream);
 }
 
 template <typename T>
-cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_args &a, int pingpong, cudaStream_t stream)
 {
 #define PA_CASE(d, n, st)                                                                          \
-    case d: return launch_var<d, T>(a, stream);
+    case d:                                                                                        \
+        return pingpong ? launch_var<d, T, true>(a, stream) : launch_var<d, T, false>(a, stream);
     switch (a.head_dim) {
         PA_FLASH_HOPPER_TABLE(PA_CASE)
     default: return cudaErrorInvalidValue;
@@ -507,10 +541,10 @@ extern "C" size_t pa_cuda_flash_hopper_smem(int head_dim)
 #undef PA_CASE
 }
 
-extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, void *stream)
+extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, int pingpong, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->dtype == 1) return (int)dispatch<__half>(*a, s);
-    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, s);
+    if (a->dtype == 1) return (int)dispatch<__half>(*a, pingpong, s);
+    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, pingpong, s);
     return (int)cudaErrorInvalidValue;
 }

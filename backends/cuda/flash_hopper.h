@@ -19,8 +19,9 @@ size_t pa_cuda_flash_hopper_smem(int head_dim);
 #define PA_HOPPER_TILE_M 128
 /* Enqueues a; returns the cudaError_t of the launch.  Input rules of pa_cuda_flash_wgmma
  * (16-byte aligned q/k/v/o, unit head_dim stride, other strides multiples of 8, no broadcast
- * strides); no bias or attn_mask tensor, no paged K/V, no key splits (the plan checks). */
-int pa_cuda_flash_hopper(const pa_gpu_args *a, void *stream);
+ * strides); no bias or attn_mask tensor, no paged K/V, no key splits (the plan checks).
+ * pingpong: the two consumer warpgroups take turns issuing their products. */
+int pa_cuda_flash_hopper(const pa_gpu_args *a, int pingpong, void *stream);
 
 #ifdef __cplusplus
 }

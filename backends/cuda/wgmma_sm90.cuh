@@ -193,6 +193,16 @@ __device__ __forceinline__ void mbar_arrive(uint64_t *bar)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 }
+/* Named barrier `id` (1..15; 0 is __syncthreads) of `threads` threads: sync waits for the
+ * count (its own warps included), arrive counts its warps and goes on. */
+__device__ __forceinline__ void named_sync(int id, int threads)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id, int threads)
+{
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 /* Hands registers back to (dec) or takes them from (inc) the SM's pool, for the whole
  * warpgroup: producer warps need few, the consumers' accumulators many. */
 template <int N>
