@@ -101,7 +101,7 @@ polyattn_status pa_cuda_flash_forward(pa_device *d, const pa_problem *p, void *s
     if (fp->serving) {
         pa_gpu_split_bind(p, &a, fp->splits, 0);
         if (fp->kernel == PA_CUDA_FWD_SIMT) PA_CU_LAUNCH(d, pa_gpu_flash_generic(&a, dev->stream));
-        else PA_CU_LAUNCH(d, pa_cuda_flash_serving(&a, fp->pack, dev->stream));
+        else PA_CU_LAUNCH(d, pa_cuda_flash_serving(&a, fp->pack, fp->stages, dev->stream));
         if (fp->splits > 1) {
             pa_gpu_merge_args m;
             pa_gpu_split_merge_args(p, &a, &m);

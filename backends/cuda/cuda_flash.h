@@ -13,6 +13,7 @@ typedef struct pa_cuda_flash_plan {
     /* The serving kernel (flash_tc_serving.cu) for serving layouts and small dense grids:
      * pack the query heads of a GQA group into one tile; key splits merged by pa_gpu_merge. */
     int serving, pack, splits;
+    int stages; /* the serving kernel's K/V ring depth */
     /* HOPPER: the consumers take turns issuing their products (ping-pong), else each
      * runs its own loop */
     int pingpong;

@@ -340,6 +340,17 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
             fp->kernel = PA_CUDA_FWD_MMA;
             fp->serving = 1;
             fp->pack = pack;
+            /* decode (packed tiles) has little math to hide a block's loads behind: a
+             * deeper K/V ring keeps more bytes in flight */
+            fp->stages = f.serving_stages ? f.serving_stages : pack ? 4 : 2;
+            while (!f.serving_stages && fp->stages > 2 &&
+                   pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages) > dev->smem_optin)
+                fp->stages--;
+            if (pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages) > dev->smem_optin)
+                return refuse(dev, "cuda.serving_stages",
+                              "the serving kernel's K/V ring does not fit the device's shared "
+                              "memory",
+                              why_not);
             fp->splits = serving_splits(dev, p, pack);
             fp->workspace = pa_gpu_split_workspace(p, fp->splits);
             fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
@@ -451,9 +462,9 @@ void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p)
     if (fp->serving && fp->kernel == PA_CUDA_FWD_MMA)
         pa_log(POLYATTN_LOG_DISPATCH,
                "cuda flash: serving kernel (mma.sync), head_dim %lld, %s; pack %d, %d key "
-               "splits, workspace %llu bytes",
+               "splits, %d-stage K/V ring, workspace %llu bytes",
                (long long)p->head_dim, polyattn_dtype_name(p->dtype), fp->pack, fp->splits,
-               (unsigned long long)fp->workspace);
+               fp->stages, (unsigned long long)fp->workspace);
     else if (fp->kernel == PA_CUDA_FWD_SIMT)
         pa_log(POLYATTN_LOG_DISPATCH, "cuda flash: generic SIMT kernel, head_dim %lld, %s",
                (long long)p->head_dim, polyattn_dtype_name(p->dtype));

@@ -4,6 +4,7 @@
  * every kernel; a value this backend does not know fails planning with its name.
  */
 #include "cuda_internal.h"
+#include "flash_tc.h" /* PA_CUDA_SERVING_MAX_STAGES */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,12 @@ polyattn_status pa_cuda_force_get(pa_cuda_device *dev, pa_cuda_force *f, const c
             return bad(dev, "cuda.bwd_tile", v, "auto, a, b, f", why_not);
         f->bwd_tile = strcmp(v, "auto") ? v[0] : 0;
     }
+    if (pa_force_get(d, "cuda.serving_stages", v, sizeof v) && strcmp(v, "auto")) {
+        const int n = atoi(v);
+        if (n < 2 || n > PA_CUDA_SERVING_MAX_STAGES || strspn(v, "0123456789") != strlen(v))
+            return bad(dev, "cuda.serving_stages", v, "auto, 2 .. 6", why_not);
+        f->serving_stages = n;
+    }
     if (pa_force_get(d, "cuda.hopper_sched", v, sizeof v)) {
         const int i = index_of(v, kHopperSched, 3);
         if (i < 0) return bad(dev, "cuda.hopper_sched", v, "auto, serial, pingpong", why_not);
@@ -100,4 +107,9 @@ void pa_cuda_force_describe(const pa_cuda_force *f, char *buf, size_t n)
     if (f->bwd_tile)
         add(buf, n, "cuda.bwd_tile", f->bwd_tile == 'a' ? "a" : f->bwd_tile == 'b' ? "b" : "f");
     if (f->hopper_sched) add(buf, n, "cuda.hopper_sched", kHopperSched[f->hopper_sched]);
+    if (f->serving_stages) {
+        char v[8];
+        snprintf(v, sizeof v, "%d", f->serving_stages);
+        add(buf, n, "cuda.serving_stages", v);
+    }
 }

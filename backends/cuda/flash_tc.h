@@ -29,10 +29,12 @@ int pa_cuda_flash_tc(const pa_gpu_args *a, const pa_flash_split *split, void *st
  * share a tile (decode; the caller checks seq_q x group fits pa_cuda_flash_serving_rows and
  * that there is no ALiBi).  Same alignment needs as pa_cuda_flash_tc. */
 int pa_cuda_flash_serving_has_head_dim(int head_dim);
-size_t pa_cuda_flash_serving_smem(int head_dim, int pack);
+/* Deepest K/V ring of the serving kernel (stages: 2 .. this). */
+#define PA_CUDA_SERVING_MAX_STAGES 6
+size_t pa_cuda_flash_serving_smem(int head_dim, int pack, int stages);
 int pa_cuda_flash_serving_rows(int head_dim, int pack); /* query rows of a tile */
 int pa_cuda_flash_serving_key_tile(int head_dim);
-int pa_cuda_flash_serving(const pa_gpu_args *a, int pack, void *stream);
+int pa_cuda_flash_serving(const pa_gpu_args *a, int pack, int stages, void *stream);
 
 #ifdef __cplusplus
 }

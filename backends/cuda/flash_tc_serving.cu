@@ -29,6 +29,28 @@ using namespace pa_tc;
 template <int HEAD_DIM, bool PACK>
 using ServingTraits = FlashTcTraits<HEAD_DIM, (HEAD_DIM <= 128 ? 64 : 32), PACK ? 1 : 0>;
 
+/* K/V ring depth: 2 (one tile loading while one is used) up to kMaxStages (decode, where
+ * a block has little math to hide its loads behind: more tiles in flight); shared memory
+ * of the query tile and `stages` K and V tiles. */
+constexpr int kMaxStages = PA_CUDA_SERVING_MAX_STAGES;
+template <typename Tr>
+constexpr size_t serving_smem(int stages)
+{
+    return (size_t)(Tr::kBlockM + 2 * stages * Tr::kBlockN) * Tr::kStride * 2;
+}
+
+/* cp.async.wait_group with a count known at run time (the ring depth). */
+__device__ __forceinline__ void cp_async_wait_dyn(int pending)
+{
+    switch (pending) {
+    case 0: cp_async_wait<0>(); break;
+    case 1: cp_async_wait<1>(); break;
+    case 2: cp_async_wait<2>(); break;
+    case 3: cp_async_wait<3>(); break;
+    default: cp_async_wait<4>(); break;
+    }
+}
+
 /* ROWS rows of the tile from per-row addresses (row_ptr(r); nullptr: zero-filled, the copy
  * then names `any`, a valid address it does not read), cp.async 16 bytes at a time: the
  * query tile, whose rows may come from several heads. */
@@ -73,15 +95,15 @@ __device__ __forceinline__ void load_paged(T *dst, const T *base, const int64_t 
 template <int HEAD_DIM, typename T, int VAR, bool PACK>
 __global__ void __launch_bounds__(ServingTraits<HEAD_DIM, PACK>::kThreads,
                                   ServingTraits<HEAD_DIM, PACK>::kMinBlocks)
-    flash_serving_tc_kernel(pa_gpu_args a)
+    flash_serving_tc_kernel(pa_gpu_args a, int stages)
 {
     using Tr = ServingTraits<HEAD_DIM, PACK>;
     constexpr int D = HEAD_DIM, BM = Tr::kBlockM, BN = Tr::kBlockN, S = Tr::kStride;
     constexpr int MT = Tr::kMTiles;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sq = reinterpret_cast<T *>(smem_raw);
-    T *sk = sq + BM * S;     /* [stage][BN][S] */
-    T *sv = sk + 2 * BN * S; /* [stage][BN][S] */
+    T *sk = sq + BM * S;          /* [stage][BN][S] */
+    T *sv = sk + stages * BN * S; /* [stage][BN][S] */
 
     const int splits = a.num_splits > 1 ? a.num_splits : 1;
     const int b = blockIdx.z / splits, split = blockIdx.z % splits;
@@ -143,8 +165,15 @@ __global__ void __launch_bounds__(ServingTraits<HEAD_DIM, PACK>::kThreads,
         if (row >= n_rows) return nullptr;
         return qg + pa_gpu_q_offset(a, b, seq, head0 + row % G, row / G, a.q_stride);
     });
+    /* K/V tiles through a ring of `stages` buffers: stages - 1 in flight while one is
+     * used; one commit group a tile (empty past the last), so waiting until stages - 2
+     * groups are pending means tile nt has landed */
     if (n_tiles > 0) load_kv(0, t_begin);
     cp_async_commit();
+    for (int st = 1; st + 1 < stages; ++st) {
+        if (st < n_tiles) load_kv(st, t_begin + st);
+        cp_async_commit();
+    }
 
     const int wrow = warp * 16 * MT; /* this warp's first row in the tile */
     const bool warp_active = row0 + wrow < n_rows;
@@ -190,13 +219,15 @@ __global__ void __launch_bounds__(ServingTraits<HEAD_DIM, PACK>::kThreads,
     }
 
     for (int nt = 0; nt < n_tiles; ++nt) {
-        cp_async_wait<0>();
-        __syncthreads();
-        if (nt + 1 < n_tiles) load_kv((nt + 1) & 1, t_begin + nt + 1);
+        cp_async_wait_dyn(stages - 2);
+        __syncthreads(); /* tile nt is visible; tile nt - 1's buffer is free */
+        const int ahead = nt + stages - 1;
+        if (ahead < n_tiles) load_kv(ahead % stages, t_begin + ahead);
         cp_async_commit();
+        const int st = nt % stages;
         if (warp_active)
-            tile_step<Tr, T, VAR, MT>(sq, sk + (nt & 1) * BN * S, sv + (nt & 1) * BN * S, wrow,
-                                      lane, (t_begin + nt) * BN, rows, sc, acc_o, row_max, row_sum);
+            tile_step<Tr, T, VAR, MT>(sq, sk + st * BN * S, sv + st * BN * S, wrow, lane,
+                                      (t_begin + nt) * BN, rows, sc, acc_o, row_max, row_sum);
     }
     cp_async_wait<0>();
 
@@ -239,19 +270,30 @@ __global__ void __launch_bounds__(ServingTraits<HEAD_DIM, PACK>::kThreads,
 }
 
 template <int HEAD_DIM, typename T, int VAR, bool PACK>
-cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t launch(const pa_gpu_args &a, int stages, cudaStream_t stream)
 {
     using Tr = ServingTraits<HEAD_DIM, PACK>;
     auto kernel = flash_serving_tc_kernel<HEAD_DIM, T, VAR, PACK>;
+    const size_t smem = serving_smem<Tr>(stages);
+    /* the limit is set once, to the deepest ring the device holds (the plan checks that
+     * `stages` fits) */
     static unsigned long long attr_done = 0;
-    cudaError_t e = smem_attr_once(kernel, Tr::kSmem, attr_done);
+    int dev = 0, optin = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    if (dev < 0 || dev >= 64 || !(__atomic_load_n(&attr_done, __ATOMIC_RELAXED) & (1ull << dev))) {
+        e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+        if (e != cudaSuccess) return e;
+        const size_t most = serving_smem<Tr>(kMaxStages);
+        e = smem_attr_once(kernel, most < (size_t)optin ? most : (size_t)optin, attr_done);
+    }
     if (e != cudaSuccess) return e;
     const int group = a.heads_q / a.heads_kv;
     const int rows = PACK ? a.seq_q * group : a.seq_q;
     const int splits = a.num_splits > 1 ? a.num_splits : 1;
     const dim3 grid((rows + Tr::kBlockM - 1) / Tr::kBlockM, PACK ? a.heads_kv : a.heads_q,
                     a.batch * splits);
-    kernel<<<grid, Tr::kThreads, Tr::kSmem, stream>>>(a);
+    kernel<<<grid, Tr::kThreads, smem, stream>>>(a, stages);
     return cudaGetLastError();
 }
 
@@ -259,13 +301,13 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 #define PA_FLASH_SERVING_HEAD_DIMS(X) X(64) X(128) X(256)
 
 template <typename T, bool PACK>
-cudaError_t dispatch(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_args &a, int stages, cudaStream_t stream)
 {
     const bool score = pa_gpu_args_have_variants(&a);
 #define PA_TILE(d)                                                                                 \
     case d:                                                                                        \
-        return score ? launch<d, T, kVarScore, PACK>(a, stream)                                    \
-                     : launch<d, T, kVarNone, PACK>(a, stream);
+        return score ? launch<d, T, kVarScore, PACK>(a, stages, stream)                            \
+                     : launch<d, T, kVarNone, PACK>(a, stages, stream);
     switch (a.head_dim) {
         PA_FLASH_SERVING_HEAD_DIMS(PA_TILE)
     default: return cudaErrorInvalidValue;
@@ -285,10 +327,12 @@ extern "C" int pa_cuda_flash_serving_has_head_dim(int head_dim)
 #undef PA_CASE
 }
 
-extern "C" size_t pa_cuda_flash_serving_smem(int head_dim, int pack)
+extern "C" size_t pa_cuda_flash_serving_smem(int head_dim, int pack, int stages)
 {
 #define PA_TILE(d)                                                                                 \
-    case d: return pack ? ServingTraits<d, true>::kSmem : ServingTraits<d, false>::kSmem;
+    case d:                                                                                        \
+        return pack ? serving_smem<ServingTraits<d, true>>(stages)                                 \
+                    : serving_smem<ServingTraits<d, false>>(stages);
     switch (head_dim) {
         PA_FLASH_SERVING_HEAD_DIMS(PA_TILE)
     default: return 0;
@@ -309,13 +353,15 @@ extern "C" int pa_cuda_flash_serving_rows(int head_dim, int pack)
 
 extern "C" int pa_cuda_flash_serving_key_tile(int head_dim) { return head_dim <= 128 ? 64 : 32; }
 
-extern "C" int pa_cuda_flash_serving(const pa_gpu_args *a, int pack, void *stream)
+extern "C" int pa_cuda_flash_serving(const pa_gpu_args *a, int pack, int stages, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (stages < 2 || stages > kMaxStages) return (int)cudaErrorInvalidValue;
     if (a->dtype == 1)
-        return (int)(pack ? dispatch<__half, true>(*a, s) : dispatch<__half, false>(*a, s));
+        return (int)(pack ? dispatch<__half, true>(*a, stages, s)
+                          : dispatch<__half, false>(*a, stages, s));
     if (a->dtype == 2)
-        return (int)(pack ? dispatch<__nv_bfloat16, true>(*a, s)
-                          : dispatch<__nv_bfloat16, false>(*a, s));
+        return (int)(pack ? dispatch<__nv_bfloat16, true>(*a, stages, s)
+                          : dispatch<__nv_bfloat16, false>(*a, stages, s));
     return (int)cudaErrorInvalidValue;
 }

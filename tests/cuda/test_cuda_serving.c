@@ -17,8 +17,8 @@
 
 /* --simt: the same cases on the shared generic kernel's serving copy
  * (POLYATTN_FORCE=cuda.flash=simt), whose forced split counts are checked; --mma: on the
- * mma.sync serving kernel (POLYATTN_FORCE=cuda.flash=mma, which refuses what it cannot
- * take); by default flash runs the Hopper kernel on prefill-shaped cases on sm_90, the
+ * mma.sync serving kernel with a 3-stage K/V ring (cuda.flash=mma, which refuses what it
+ * cannot take, and cuda.serving_stages=3); by default flash runs the Hopper kernel on prefill-shaped cases on sm_90, the
  * tensor-core serving kernel on the others where it takes them (16-bit, head dims 64, 128,
  * 256), the generic kernel elsewhere. */
 int main(int argc, char **argv)
@@ -34,7 +34,8 @@ int main(int argc, char **argv)
         }
     }
     if (simt) setenv("POLYATTN_FORCE", "cuda.flash=simt", 1);
-    if (mma) setenv("POLYATTN_FORCE", "cuda.flash=mma", 1);
+    /* and a 3-deep K/V ring, whose stages wrap unevenly (the default: 4 packed, else 2) */
+    if (mma) setenv("POLYATTN_FORCE", "cuda.flash=mma,cuda.serving_stages=3", 1);
     polyattn_context *context = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &context) != POLYATTN_STATUS_SUCCESS) {
         printf("no CUDA device: skipped\n");
