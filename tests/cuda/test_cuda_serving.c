@@ -18,9 +18,9 @@
 /* --simt: the same cases on the shared generic kernel's serving copy
  * (POLYATTN_FORCE=cuda.flash=simt), whose forced split counts are checked; --mma: on the
  * mma.sync serving kernel with a 3-stage K/V ring (cuda.flash=mma, which refuses what it
- * cannot take, and cuda.serving_stages=3); by default flash runs the Hopper kernel on prefill-shaped cases on sm_90, the
- * tensor-core serving kernel on the others where it takes them (16-bit, head dims 64, 128,
- * 256), the generic kernel elsewhere. */
+ * cannot take, and cuda.serving_stages=3); by default flash runs the Hopper kernel on
+ * prefill-shaped cases on sm_90, the tensor-core serving kernel on the others where it takes
+ * them (16-bit, head dims 64, 128, 256), the generic kernel elsewhere. */
 int main(int argc, char **argv)
 {
     int simt = 0, mma = 0, verbose = 0;
