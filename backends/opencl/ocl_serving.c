@@ -76,6 +76,7 @@ static void batch_shape(const pa_problem *p, const ocl_force *f, ocl_srv_choice 
                   lanes = COOP_WG / nc, per_lane = (tk + lanes - 1) / lanes,
                   fit = COOP_BATCH_BYTES / (c->co_vw * es);
     c->co_vb = (int)(per_lane < fit ? per_lane : fit > 1 ? fit : 1);
+    if (c->co_vb > 32) c->co_vb = 32; /* the kernel's mask of loaded rows */
 }
 
 /* The coop kernel's shape for `packed` rows: NULL, or why it cannot take the problem. */

@@ -15,10 +15,10 @@
  * rows a work-item in step 1), CO_VW (1, 2, 4 or 8), CO_BATCH (below; 0 when absent).
  *
  * CO_BATCH=1 (the batched shape): with aligned unit-stride rows a work-item issues all the
- * loads of a batch before it uses any (CO_KCH 8-element K chunks in step 1; CO_VB V rows of
- * its key lane in step 3, the first batch issued before step 2's barriers), so a group keeps a
- * whole tile of K, then of V, in flight instead of one 16-byte load a work-item.  CO_BATCH=0
- * (the serial shape) keeps one load a work-item in flight (a branch per load). */
+ * loads of a batch before it uses any (CO_KCH 8-element K chunks in step 1; CO_VB, at most
+ * 32, V rows of its key lane in step 3, the first batch issued before step 2's barriers),
+ * so a group keeps a whole tile of K, then of V, in flight instead of one 16-byte load a
+ * work-item.  CO_BATCH=0 (the serial shape) keeps one load a work-item in flight. */
 
 #ifndef CO_BATCH
 #define CO_BATCH 0
@@ -156,15 +156,15 @@ inline CO_FV co_cvtv(CO_RAWV u)
 /* Issues the V loads of CO_VB keys j0, j0 + CO_KL, ... of the tile (columns c3 of rows at
  * vb); keys past nk or with no row (a block outside the cache) load the tensor's first row
  * and come back masked off (bit u of the result clear). */
-inline int co_vload(CO_RAWV *vraw, __local const long *vrow, int j0, int nk,
+inline uint co_vload(CO_RAWV *vraw, __local const long *vrow, int j0, int nk,
                     __global const STORAGE *vb, int c3)
 {
-    int mask = 0;
+    uint mask = 0;
 #pragma unroll
     for (int u = 0; u < CO_VB; u++) {
         const int j = j0 + u * CO_KL;
         const long vro = j < nk ? vrow[j] : -1;
-        mask |= (vro >= 0) << u;
+        mask |= (uint)(vro >= 0) << u;
         vraw[u] = CO_AT(CO_RAWV, vb + max(vro, 0L), (long)c3 * CO_VW);
     }
     return mask;
@@ -266,7 +266,7 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
     /* Step 3's batched loads: aligned unit-stride V rows; the batch and which keys it holds. */
     const int vbat = pv_on && vec_v && v_al;
     CO_RAWV vraw[CO_VB];
-    int vmask = 0;
+    uint vmask = 0;
 #endif
 
     for (long key0 = kv_begin; key0 < kv_end; key0 += CO_TK) {
