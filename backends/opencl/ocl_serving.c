@@ -22,11 +22,14 @@
 #define COOP_ACC 64
 #define COOP_MAX_LANES 16
 /* Work-groups per compute unit the coop kernel's splits aim for: the serial shape, at
- * least this many (latency hiding from more groups); the batched shape, at most
- * COOP_BATCHED_PER_CU, so the grid is one wave (two groups of 128 fit a compute unit at any
- * register count; the bytes in flight come from each group's batched loads). */
+ * least this many (latency hiding from more groups); the batched shape with at most
+ * COOP_WAVE_ROWS packed rows (memory-bound: few FMAs a byte), at most COOP_BATCHED_PER_CU,
+ * so the grid is one wave (two groups of 128 fit a compute unit at any register count; the
+ * bytes in flight come from each group's batched loads).  More rows (16 queries) do 8x the
+ * arithmetic a byte and keep the serial shape's count. */
 #define COOP_GROUPS_PER_CU 4
 #define COOP_BATCHED_PER_CU 2
+#define COOP_WAVE_ROWS 8
 /* The batched shape: bytes of K or V a work-item loads before it uses them (registers). */
 #define COOP_BATCH_BYTES 256
 /* Dense decode: keys at least this many (fewer: the tiled kernel's single pass is short). */
@@ -163,8 +166,9 @@ const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, const o
         if (!why) {
             c->dense = !pa_problem_serving(p);
             c->forced = f->serving != OCL_FORCE_NONE;
-            c->splits = c->co_batch ? choose_splits(d, p, 1, COOP_BATCHED_PER_CU, 1)
-                                    : choose_splits(d, p, 1, COOP_GROUPS_PER_CU, 0);
+            c->splits = c->co_batch && c->co_r <= COOP_WAVE_ROWS
+                            ? choose_splits(d, p, 1, COOP_BATCHED_PER_CU, 1)
+                            : choose_splits(d, p, 1, COOP_GROUPS_PER_CU, 0);
             goto workspace;
         }
         memset(c, 0, sizeof *c);
