@@ -83,11 +83,14 @@ void ocl_unfused_options(const pa_problem *p, char *buf, size_t size);
 /* ---- POLYATTN_FORCE keys (ocl_force.c) ------------------------------------ */
 
 enum { OCL_FORCE_NONE = 0, OCL_FORCE_TILED, OCL_FORCE_ROWS, OCL_FORCE_COOP };
+/* opencl.coop: the cooperative decode kernel's shape (ocl_serving.c). */
+enum { OCL_COOP_AUTO = 0, OCL_COOP_BATCHED, OCL_COOP_SERIAL };
 
 typedef struct ocl_force {
     int flash;     /* opencl.flash: OCL_FORCE_TILED or _ROWS */
     int bwd;       /* opencl.bwd */
     int serving;   /* opencl.serving: OCL_FORCE_COOP or _ROWS */
+    int coop;      /* opencl.coop: OCL_COOP_BATCHED or _SERIAL */
     int has_tiles; /* opencl.tiles */
     ocl_tiles tiles;
     int has_bwd_tiles; /* opencl.bwd_tiles */
@@ -137,6 +140,10 @@ typedef struct ocl_srv_choice {
     size_t group;      /* work-items per work-group */
     uint64_t items;    /* row kernel: work-items per (sequence, KV head, split), before rounding */
     int co_r, co_rg, co_vw; /* coop: packed rows (a power of two), row groups, V columns */
+    int co_batch;           /* coop: the batched shape (else the serial one) */
+    int co_kch, co_vb;      /* batched: K chunks of 8 and V rows a work-item loads at once */
+    int coop_forced;        /* opencl.coop chose the shape */
+    int merge_cols;         /* splits: the merge runs a work-item per (row, column) */
     uint64_t local_bytes;   /* coop: local memory of one work-group */
     int splits;             /* key splits (1: none) */
     uint64_t part_o;        /* splits: floats of the partial O (the partial LSE follows) */

@@ -10,6 +10,7 @@
  *   opencl.unfused_chunk=N           unfused: at most N matrices (forward) or GQA groups
  *                                    (backward) per CLBlast pass
  *   opencl.serving=coop|rows         serving forward kernel (cooperative decode or rows)
+ *   opencl.coop=batched|serial       the cooperative decode kernel's shape
  */
 #include "ocl_algos.h"
 
@@ -19,8 +20,8 @@
 
 #define PREFIX "opencl."
 
-static const char *const known[] = {"flash",     "bwd",           "tiles",
-                                    "bwd_tiles", "unfused_chunk", "serving"};
+static const char *const known[] = {"flash",         "bwd",     "tiles", "bwd_tiles",
+                                    "unfused_chunk", "serving", "coop"};
 
 static int tiled_or_rows(const char *v)
 {
@@ -61,7 +62,7 @@ const char *ocl_force_read(ocl_device *d, ocl_force *f)
                 snprintf(d->force_error, sizeof d->force_error,
                          "POLYATTN_FORCE: unknown key %.*s (OpenCL keys: " PREFIX "flash, " PREFIX
                          "tiles, " PREFIX "bwd, " PREFIX "bwd_tiles, " PREFIX
-                         "unfused_chunk, " PREFIX "serving)",
+                         "unfused_chunk, " PREFIX "serving, " PREFIX "coop)",
                          (int)(eq - s), s);
                 return d->force_error;
             }
@@ -80,6 +81,11 @@ const char *ocl_force_read(ocl_device *d, ocl_force *f)
                        : !strcmp(v, "rows") ? OCL_FORCE_ROWS
                                             : 0))
         return bad(d, "serving", v, "expected coop or rows");
+    if (pa_force_get(&d->base, PREFIX "coop", v, sizeof v) &&
+        !(f->coop = !strcmp(v, "batched")  ? OCL_COOP_BATCHED
+                    : !strcmp(v, "serial") ? OCL_COOP_SERIAL
+                                           : 0))
+        return bad(d, "coop", v, "expected batched or serial");
     int x[6];
     if (pa_force_get(&d->base, PREFIX "tiles", v, sizeof v)) {
         if (!six_ints(v, x))

@@ -21,15 +21,25 @@
 #define COOP_MAX_ROWS 64
 #define COOP_ACC 64
 #define COOP_MAX_LANES 16
-/* Work-groups per compute unit the coop kernel's splits aim for (latency hiding). */
+/* Work-groups per compute unit the coop kernel's splits aim for: the serial shape, at
+ * least this many (latency hiding from more groups); the batched shape with at most
+ * COOP_WAVE_ROWS packed rows (memory-bound: few FMAs a byte), at most COOP_BATCHED_PER_CU,
+ * so the grid is one wave (two groups of 128 fit a compute unit at any register count; the
+ * bytes in flight come from each group's batched loads).  More rows (16 queries) do 8x the
+ * arithmetic a byte and keep the serial shape's count. */
 #define COOP_GROUPS_PER_CU 4
+#define COOP_BATCHED_PER_CU 2
+#define COOP_WAVE_ROWS 8
+/* The batched shape: bytes of K or V a work-item loads before it uses them (registers). */
+#define COOP_BATCH_BYTES 256
 /* Dense decode: keys at least this many (fewer: the tiled kernel's single pass is short). */
 #define DENSE_MIN_KEYS 1024
 
 /* The split count: p->num_splits (1 none, N: N where the keys allow), else from the grid's
- * work-groups (groups per (sequence, KV head)) and the device's compute units. */
+ * work-groups (groups per (sequence, KV head)) and the device's compute units: at least
+ * per_cu groups a compute unit, or with one_wave at most that many. */
 static int choose_splits(const ocl_device *d, const pa_problem *p, uint64_t per_head,
-                         uint64_t per_cu)
+                         uint64_t per_cu, int one_wave)
 {
     const int64_t kb = ocl_tune.flash_rows_kb;
     const int64_t by_keys = (p->seq_kv + kb - 1) / kb;
@@ -42,7 +52,7 @@ static int choose_splits(const ocl_device *d, const pa_problem *p, uint64_t per_
         const uint64_t target =
             per_cu * (uint64_t)(d->caps.compute_units > 0 ? d->caps.compute_units : 1);
         if (groups >= target) return 1;
-        n = (int64_t)((target + groups - 1) / groups);
+        n = (int64_t)(one_wave ? target / groups : (target + groups - 1) / groups);
         const int64_t by_min = (p->seq_kv + SPLIT_MIN_KEYS - 1) / SPLIT_MIN_KEYS;
         if (n > by_min) n = by_min;
     }
@@ -51,9 +61,30 @@ static int choose_splits(const ocl_device *d, const pa_problem *p, uint64_t per_
     return n < 1 ? 1 : (int)n;
 }
 
+/* The batched shape's loads (the default; opencl.coop=serial keeps one load a work-item in
+ * flight): K chunks of 8 and V rows a work-item issues at once, within COOP_BATCH_BYTES each.
+ * The K chunks of a batch divide the row's; the V rows cover the key lane's share of a tile
+ * (keys past it are masked). */
+static void batch_shape(const pa_problem *p, const ocl_force *f, ocl_srv_choice *c)
+{
+    c->co_batch = f->coop != OCL_COOP_SERIAL;
+    c->coop_forced = f->coop != OCL_COOP_AUTO;
+    c->merge_cols = c->co_batch;
+    if (!c->co_batch) return;
+    const int64_t es = (int64_t)ocl_esize(p->dtype), chunks = p->head_dim % 8 ? 1 : p->head_dim / 8;
+    c->co_kch = 1;
+    for (int64_t n = 1; n <= chunks && n * 8 * es <= COOP_BATCH_BYTES; n++)
+        if (chunks % n == 0) c->co_kch = (int)n;
+    const int64_t tk = COOP_WG / c->co_rg, nc = (p->head_dim_v + c->co_vw - 1) / c->co_vw,
+                  lanes = COOP_WG / nc, per_lane = (tk + lanes - 1) / lanes,
+                  fit = COOP_BATCH_BYTES / (c->co_vw * es);
+    c->co_vb = (int)(per_lane < fit ? per_lane : fit > 1 ? fit : 1);
+    if (c->co_vb > 32) c->co_vb = 32; /* the kernel's mask of loaded rows */
+}
+
 /* The coop kernel's shape for `packed` rows: NULL, or why it cannot take the problem. */
-static const char *coop_shape(const ocl_device *d, const pa_problem *p, uint64_t packed,
-                              ocl_srv_choice *c)
+static const char *coop_shape(const ocl_device *d, const pa_problem *p, const ocl_force *f,
+                              uint64_t packed, ocl_srv_choice *c)
 {
     if (packed > COOP_MAX_ROWS)
         return "the cooperative decode kernel takes at most 64 packed rows (max_seqlen_q x "
@@ -76,12 +107,14 @@ static const char *coop_shape(const ocl_device *d, const pa_problem *p, uint64_t
     c->co_rg = r > 8 ? r / 8 : 1;
     c->co_vw = vw;
     c->group = COOP_WG;
+    batch_shape(p, f, c);
     const uint64_t tk = COOP_WG / c->co_rg, sp = tk + COOP_WG / r,
                    nc = (uint64_t)((dv + vw - 1) / vw);
     uint64_t big = (uint64_t)r * (uint64_t)p->head_dim + (uint64_t)r * sp;
     if (big < (uint64_t)r * nc * (uint64_t)vw) big = (uint64_t)r * nc * (uint64_t)vw;
     c->local_bytes =
         4 * (big + COOP_WG + 2 * (uint64_t)r) + 8 * (2 * (uint64_t)r + tk) + 4 * (uint64_t)r;
+    if (c->co_batch) c->local_bytes += 32; /* Q's 32-byte alignment */
     if (COOP_WG > d->caps.max_wg)
         return "the cooperative decode kernel needs 128 work-items per group";
     if (c->local_bytes > ocl_local_budget(&d->caps))
@@ -129,11 +162,13 @@ const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, const o
     /* GPUs (or opencl.serving=coop on any device): decode-like problems, those with few packed
      * rows, on the cooperative kernel; the others on the row kernel. */
     if (f->serving == OCL_FORCE_COOP || (!f->serving && !d->caps.is_cpu)) {
-        const char *why = coop_shape(d, p, packed, c);
+        const char *why = coop_shape(d, p, f, packed, c);
         if (!why) {
             c->dense = !pa_problem_serving(p);
             c->forced = f->serving != OCL_FORCE_NONE;
-            c->splits = choose_splits(d, p, 1, COOP_GROUPS_PER_CU);
+            c->splits = c->co_batch && c->co_r <= COOP_WAVE_ROWS
+                            ? choose_splits(d, p, 1, COOP_BATCHED_PER_CU, 1)
+                            : choose_splits(d, p, 1, COOP_GROUPS_PER_CU, 0);
             goto workspace;
         }
         memset(c, 0, sizeof *c);
@@ -150,7 +185,8 @@ const char *ocl_serving_decide(const ocl_device *d, const pa_problem *p, const o
     while (c->group > 1 && (c->group * row_bytes > ocl_tune.rows_group_private ||
                             (int)c->group > d->caps.max_wg || c->group / 2 >= c->items))
         c->group /= 2;
-    c->splits = choose_splits(d, p, (c->items + c->group - 1) / c->group, 2);
+    c->splits = choose_splits(d, p, (c->items + c->group - 1) / c->group, 2, 0);
+    c->merge_cols = 1;
 workspace:
     if (c->splits > 1) {
         c->part_o = pa_size_mul(pa_size_mul4(c->splits, p->batch, p->heads_q, p->seq_q),
@@ -176,13 +212,21 @@ static int serving_choice(pa_device *dev, const pa_problem *p, ocl_srv_choice *c
 /* How the forward runs, for the plan's note and the dispatch log. */
 static void describe(const ocl_srv_choice *c, char *buf, size_t size)
 {
+    char loads[64];
+    if (c->co_batch)
+        snprintf(loads, sizeof loads, "batched loads (%d K chunks, %d V rows)", c->co_kch,
+                 c->co_vb);
+    else snprintf(loads, sizeof loads, "serial loads");
     if (c->coop)
         snprintf(buf, size,
                  "%sserving cooperative decode kernel, %d work-items per (sequence, KV head, "
-                 "split), %d packed rows, %d-key tiles, %llu B local memory%s",
+                 "split), %d packed rows, %d-key tiles, %s, %llu B local memory%s%s",
                  c->dense ? "dense decode: " : "", (int)c->group, c->co_r, COOP_WG / c->co_rg,
-                 (unsigned long long)c->local_bytes,
-                 c->forced ? " (POLYATTN_FORCE opencl.serving=coop)" : "");
+                 loads, (unsigned long long)c->local_bytes,
+                 c->forced ? " (POLYATTN_FORCE opencl.serving=coop)" : "",
+                 !c->coop_forced ? ""
+                 : c->co_batch   ? " (POLYATTN_FORCE opencl.coop=batched)"
+                                 : " (POLYATTN_FORCE opencl.coop=serial)");
     else
         snprintf(buf, size, "serving row kernel, %d (query, head) rows per work-item%s%s%s",
                  c->rows, c->forced ? " (POLYATTN_FORCE opencl.serving=rows)" : "",
@@ -210,9 +254,9 @@ polyattn_status ocl_serving_check(ocl_device *d, const pa_problem *p, const char
         *why_not = why;
         return POLYATTN_STATUS_UNSUPPORTED;
     }
-    char *note = d->note[POLYATTN_ALGO_FLASH], how[240];
+    char *note = d->note[POLYATTN_ALGO_FLASH], how[400];
     describe(&c, how, sizeof how);
-    snprintf(note, sizeof d->note[POLYATTN_ALGO_FLASH], "%s, %d key split%s%s%s", how, c.splits,
+    snprintf(note, sizeof d->note[POLYATTN_ALGO_FLASH], "%.280s, %d key split%s%s%s", how, c.splits,
              c.splits > 1 ? "s merged by log-sum-exp" : "",
              p->has_kv_append ? ", KV append first" : "",
              f.flash || f.has_tiles ? " (opencl.flash and opencl.tiles do not apply)" : "");
@@ -254,8 +298,9 @@ polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan
     static const char *const srcs[] = {"common", "merge", "serving", "serving_coop"};
     if (c->coop) {
         const size_t n = strlen(opts);
-        snprintf(opts + n, sizeof opts - n, " -DCO_WG=%d -DCO_R=%d -DCO_RG=%d -DCO_VW=%d",
-                 (int)c->group, c->co_r, c->co_rg, c->co_vw);
+        snprintf(opts + n, sizeof opts - n,
+                 " -DCO_WG=%d -DCO_R=%d -DCO_RG=%d -DCO_VW=%d -DCO_BATCH=%d -DCO_KCH=%d -DCO_VB=%d",
+                 (int)c->group, c->co_r, c->co_rg, c->co_vw, c->co_batch, c->co_kch, c->co_vb);
         st = ocl_make_kernel_var(d, p, srcs, 4, opts, "flash_serving_coop_kernel", &s->kernel);
     } else {
         st = ocl_make_kernel_var(d, p, srcs, 3, opts, "flash_serving_fwd_kernel", &s->kernel);
@@ -264,10 +309,12 @@ polyattn_status ocl_serving_prepare(ocl_device *d, const pa_problem *p, ocl_plan
     if (!st && p->has_kv_append)
         st = ocl_make_kernel_var(d, p, srcs, n_src, opts, "serving_append_kernel", &s->srv_append);
     if (!st && c->splits > 1)
-        st = ocl_make_kernel_var(d, p, srcs, n_src, opts, "flash_serving_merge_kernel",
+        st = ocl_make_kernel_var(d, p, srcs, n_src, opts,
+                                 c->merge_cols ? "flash_serving_merge_cols_kernel"
+                                               : "flash_serving_merge_kernel",
                                  &s->srv_merge);
     s->on_serving = 1;
-    char how[240];
+    char how[400];
     describe(c, how, sizeof how);
     pa_log(POLYATTN_LOG_DISPATCH, "opencl flash: %s, %d split%s", how, c->splits,
            c->splits > 1 ? "s" : "");
@@ -374,6 +421,9 @@ static polyattn_status merge(ocl_device *d, const pa_problem *p, const ocl_plan_
     SET_ARG(k, 13, has_sinks);
     polyattn_status st = set_srv_args(d, k, 14, p, &io->srv, ws);
     if (st) return st;
+    if (s->srv.merge_cols)
+        return ocl_enqueue_1d(d, k, pa_size_mul4(p->batch, p->heads_q, p->seq_q, p->head_dim_v),
+                              "clEnqueueNDRangeKernel(flash_serving_merge_cols_kernel)");
     return ocl_enqueue_1d(d, k, pa_size_mul4(p->batch, p->heads_q, p->seq_q, 1),
                           "clEnqueueNDRangeKernel(flash_serving_merge_kernel)");
 }

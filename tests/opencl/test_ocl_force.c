@@ -147,6 +147,7 @@ int main(void)
         {"opencl.unfused_chunk=0", "opencl.unfused_chunk"},
         {"opencl.unfused_chunk=2x", "opencl.unfused_chunk"},
         {"opencl.tile=64x64:16x8:32:32", "opencl.tile"},
+        {"opencl.coop=fast", "opencl.coop=fast"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *words[2] = {"POLYATTN_FORCE", bad[i].key};

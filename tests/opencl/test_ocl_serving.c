@@ -9,7 +9,8 @@
  * backward: dQ, dK, dV against the reference's gradients (zeros outside the sequences).
  * Decode cases (1 to 16 queries, GQA 4 and 8, a few thousand keys, block sizes 16/64/256)
  * run the cooperative GPU kernel under POLYATTN_FORCE=opencl.serving=coop (a second ctest
- * entry), which the dispatch log must then name for every plan with at most 64 packed rows.
+ * entry; a third adds opencl.coop=serial, its previous shape), which the dispatch log must
+ * then name, with its shape, for every plan with at most 64 packed rows.
  */
 #include "serving_fixture.h"
 
@@ -29,6 +30,13 @@ static int coop_forced(void)
     return f && strstr(f, "opencl.serving=coop") != NULL;
 }
 
+/* The coop kernel's shape the log must name: batched loads unless opencl.coop=serial. */
+static const char *coop_loads(void)
+{
+    const char *f = getenv("POLYATTN_FORCE");
+    return f && strstr(f, "opencl.coop=serial") ? "serial loads" : "batched loads";
+}
+
 /* The shared forward check (serving_checks.c: every element of O, LSE and the caches), then
  * what OpenCL's plan must say: flash, its split count and workspace, and under the forced
  * coop kernel the dispatch log naming it. */
@@ -44,8 +52,10 @@ static void check_forward(const scase *c, polyattn_algo algo, int num_splits, ui
     /* Forced, the coop kernel takes every plan of at most 64 packed rows (dense q: exact). */
     if (coop_forced() && !c->varlen_q && c->seq_q * (c->hq / c->hkv) <= 64) {
         CHECK(strstr(log_text, "cooperative decode kernel") != NULL);
-        if (!strstr(log_text, "cooperative decode kernel"))
-            fprintf(stderr, "  %s: the log lacks the coop kernel:\n%s", c->name, log_text);
+        CHECK(strstr(log_text, coop_loads()) != NULL);
+        if (!strstr(log_text, "cooperative decode kernel") || !strstr(log_text, coop_loads()))
+            fprintf(stderr, "  %s: the log lacks the coop kernel with %s:\n%s", c->name,
+                    coop_loads(), log_text);
     }
     CHECK(info.algo == POLYATTN_ALGO_FLASH);
     CHECK(info.num_splits >= 1 && (num_splits == 0 || info.num_splits <= num_splits));

@@ -57,6 +57,40 @@ inline void pa_merge_row(__global const PART_STORAGE *parts, long base, long par
     *lse_out = lse;
 }
 
+/* Element x of pa_merge_row's row (base and lbase as there, base + x * dx given): for one
+ * work-item per element, so a row's columns are read side by side and every part's load of
+ * the element can be in flight at once.  Returns O[x]; *lse_out as pa_merge_row's. */
+inline float pa_merge_elem(__global const PART_STORAGE *parts, long base, long part_stride,
+                           __global const float *lses, long lbase, long lse_stride, long n_parts,
+                           float extra, float *lse_out)
+{
+    float mx = extra;
+    int nan_row = isnan(extra) || extra == INFINITY;
+    for (long p = 0; p < n_parts; p++) {
+        const float lp = lses[lbase + p * lse_stride];
+        if (isnan(lp) || lp == INFINITY) nan_row = 1;
+        else mx = fmax(mx, lp);
+    }
+    if (nan_row || mx == -INFINITY) {
+        *lse_out = nan_row ? NAN : -INFINITY;
+        return nan_row ? NAN : 0.0f;
+    }
+    float sum = exp(extra - mx);
+    for (long p = 0; p < n_parts; p++) {
+        const float lp = lses[lbase + p * lse_stride];
+        if (lp != -INFINITY) sum += exp(lp - mx);
+    }
+    const float lse = mx + log(sum);
+    float acc = 0.0f;
+    for (long p = 0; p < n_parts; p++) { /* the load unguarded: a part with no keys (LSE */
+        const float lp = lses[lbase + p * lse_stride]; /* -inf) is selected away */
+        const float o = PART_LOAD(parts, base + p * part_stride);
+        acc = lp == -INFINITY ? acc : fma(exp(lp - lse), o, acc);
+    }
+    *lse_out = lse;
+    return acc;
+}
+
 /* polyattn_merge_states: parts [P][batch, heads, seq, dv] at pst (b, h, s, d) and part_stride,
  * LSE f32 contiguous [P][batch, heads, seq]; one work-item per row, grid-stride. */
 __kernel void merge_states_kernel(__global const PART_STORAGE *parts, long parts_off, long4 pst,

@@ -289,6 +289,33 @@ __kernel void flash_serving_merge_kernel(__global const float *part, long part_o
     }
 }
 
+/* The same merge with one work-item per (row, column) (merge.cl's pa_merge_elem): the row
+ * kernel above walks a row's columns one after the other in one work-item, hundreds of
+ * dependent loads a row on a grid of one work-item a row. */
+__kernel void flash_serving_merge_cols_kernel(__global const float *part, long part_off,
+                                              int n_splits, __global OSTORAGE *o, long o_off,
+                                              long4 o_st, __global float *lse, long lse_off,
+                                              int want_lse, long heads_q, long batch,
+                                              __global const float *sinks, long sinks_off,
+                                              int has_sinks, PA_SRV_PARAMS)
+{
+    const long rows = batch * heads_q * max_q;
+    for (long e = get_global_id(0); e < rows * HEAD_DIM_V; e += get_global_size(0)) {
+        const long t = e / HEAD_DIM_V, x = e % HEAD_DIM_V;
+        const long i = t % max_q, h = t / max_q % heads_q, b = t / max_q / heads_q;
+        const pa_seq s = pa_seq_of(b, PA_SRV_ARGS);
+        if (i >= s.len_q) continue;
+        const float sink = has_sinks ? sinks[sinks_off + h] : -INFINITY;
+        float row_lse;
+        const float val = pa_merge_elem(part, part_off + t * HEAD_DIM_V + x, rows * HEAD_DIM_V,
+                                        part + part_off + n_splits * rows * HEAD_DIM_V, t, rows,
+                                        n_splits, sink, &row_lse);
+        OSTORE(o + o_off + pa_q_row(&s, h, i, o_st, varlen_q), x * o_st.s3, val);
+        if (want_lse && x == 0)
+            lse[lse_off + pa_lse_index(&s, h, i, heads_q, varlen_q, total_q)] = row_lse;
+    }
+}
+
 /* Zeros a strided tensor [n0, n1, n2, n3] (the varlen backward's gradients before the
  * sequences write theirs: rows outside every sequence stay 0). */
 __kernel void serving_zero_kernel(__global RAW *t, long off, long4 st, long n1, long n2, long n3,

@@ -12,7 +12,17 @@
  * or the split's partials (f32 O and LSE, sink left to the merge) are written exactly as
  * flash_serving_fwd_kernel writes them.  Built after common.cl, variants.cl, merge.cl and
  * serving.cl.  Options: CO_WG, CO_R (a power of two), CO_RG (dividing CO_R, CO_R / CO_RG <= 8
- * rows a work-item in step 1), CO_VW (1, 2, 4 or 8). */
+ * rows a work-item in step 1), CO_VW (1, 2, 4 or 8), CO_BATCH (below; 0 when absent).
+ *
+ * CO_BATCH=1 (the batched shape): with aligned unit-stride rows a work-item issues all the
+ * loads of a batch before it uses any (CO_KCH 8-element K chunks in step 1; CO_VB, at most
+ * 32, V rows of its key lane in step 3, the first batch issued before step 2's barriers),
+ * so a group keeps a whole tile of K, then of V, in flight instead of one 16-byte load a
+ * work-item.  CO_BATCH=0 (the serial shape) keeps one load a work-item in flight. */
+
+#ifndef CO_BATCH
+#define CO_BATCH 0
+#endif
 
 #define CO_TK (CO_WG / CO_RG)
 #define CO_RPT (CO_R / CO_RG)
@@ -91,6 +101,82 @@ inline CO_FV co_loadv_any(__global const STORAGE *p, long c0, long s3)
     return CO_LOADF(t);
 }
 
+#if CO_BATCH
+/* Raw elements as stored (f16 as ushort: NVIDIA's OpenCL has no half arithmetic), loaded
+ * as one vector from an aligned address, converted to floats once they arrive. */
+#if PA_DTYPE == 0
+#define CO_RAWU float
+#elif PA_DTYPE == 4
+#define CO_RAWU uchar
+#else
+#define CO_RAWU ushort
+#endif
+#define CO_RAW8 CO_CAT(CO_RAWU, 8)
+#if CO_VW == 1
+#define CO_RAWV CO_RAWU
+#else
+#define CO_RAWV CO_CAT(CO_RAWU, CO_VW)
+#endif
+#define CO_AT(T, p, i) (*(__global const T *)((__global const CO_RAWU *)(p) + (i)))
+
+inline float8 co_cvt8(CO_RAW8 u)
+{
+#if PA_DTYPE == 0
+    return u;
+#elif PA_DTYPE == 1
+    return vload_half8(0, (const __private half *)&u);
+#elif PA_DTYPE == 2
+    return as_float8(convert_uint8(u) << (uint8)(16));
+#else
+    return pa_e4m3x8_to_f32(u);
+#endif
+}
+
+inline CO_FV co_cvtv(CO_RAWV u)
+{
+#if PA_DTYPE == 0
+    return u;
+#elif PA_DTYPE == 1 && CO_VW == 1
+    return vload_half(0, (const __private half *)&u);
+#elif PA_DTYPE == 1
+    return CO_CAT(vload_half, CO_VW)(0, (const __private half *)&u);
+#elif PA_DTYPE == 2 && CO_VW == 1
+    return as_float((uint)u << 16);
+#elif PA_DTYPE == 2
+    return CO_CAT(as_float, CO_VW)(CO_CAT(convert_uint, CO_VW)(u) << (CO_CAT(uint, CO_VW))(16));
+#else
+    const __private uchar *e = (const __private uchar *)&u;
+    float t[CO_VW];
+    for (int x = 0; x < CO_VW; x++)
+        t[x] = pa_e4m3_to_f32(e[x]);
+    return CO_LOADF(t);
+#endif
+}
+
+/* Issues the V loads of CO_VB keys j0, j0 + CO_KL, ... of the tile (columns c3 of rows at
+ * vb); keys past nk or with no row (a block outside the cache) load the tensor's first row
+ * and come back masked off (bit u of the result clear). */
+inline uint co_vload(CO_RAWV *vraw, __local const long *vrow, int j0, int nk,
+                    __global const STORAGE *vb, int c3)
+{
+    uint mask = 0;
+#pragma unroll
+    for (int u = 0; u < CO_VB; u++) {
+        const int j = j0 + u * CO_KL;
+        const long vro = j < nk ? vrow[j] : -1;
+        mask |= (uint)(vro >= 0) << u;
+        vraw[u] = CO_AT(CO_RAWV, vb + max(vro, 0L), (long)c3 * CO_VW);
+    }
+    return mask;
+}
+#endif
+
+#if CO_BATCH
+#define CO_ALIGN __attribute__((aligned(32))) /* step 1 reads Q 8 floats at a time */
+#else
+#define CO_ALIGN
+#endif
+
 #define CO_VAR(h)                                                                                  \
     pa_var_make(b, (h), heads_q, PA_LOG2E, va_slopes, va_slopes_off, va_slopes_per_batch, va_bias, \
                 va_bias_off, va_bias_st, va_mask, va_mask_off, va_mask_st, va_sinks, va_sinks_off, \
@@ -105,7 +191,7 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
     float scale_log2, float o_scale, int causal, int top_left, int n_splits, __global float *part, long part_off, int k_al, int v_al,
     PA_SRV_PARAMS PA_VAR_PARAMS)
 {
-    __local float big[CO_BIG]; /* Q and the scores; at the end the key lanes' O */
+    __local float big[CO_BIG] CO_ALIGN; /* Q and the scores; at the end the key lanes' O */
     __local float *qs = big, *ss = big + CO_QS;
     __local float red[CO_WG], row_f[CO_R], row_m[CO_R];
     __local long row_lo[CO_R], row_hi[CO_R];
@@ -176,6 +262,12 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
     CO_FV acc[CO_R];
     for (int r = 0; r < CO_R; r++)
         acc[r] = (CO_FV)(0.0f);
+#if CO_BATCH
+    /* Step 3's batched loads: aligned unit-stride V rows; the batch and which keys it holds. */
+    const int vbat = pv_on && vec_v && v_al;
+    CO_RAWV vraw[CO_VB];
+    uint vmask = 0;
+#endif
 
     for (long key0 = kv_begin; key0 < kv_end; key0 += CO_TK) {
         {
@@ -187,6 +279,32 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
             if (g1 == 0) vrow[j1] = key < kv_end ? pa_key_row(&s, hk, key, v_st, PA_SRV_ARGS) : -1;
             if (kro >= 0) {
                 __global const STORAGE *kr = k + k_off + kro;
+#if CO_BATCH && HEAD_DIM % 8 == 0
+                if (vec_k && k_al) {
+                    float8 a8[CO_RPT];
+                    for (int x = 0; x < CO_RPT; x++)
+                        a8[x] = (float8)(0.0f);
+                    for (int d0 = 0; d0 < HEAD_DIM; d0 += 8 * CO_KCH) {
+                        CO_RAW8 raw[CO_KCH]; /* every load of the batch issued first */
+#pragma unroll
+                        for (int c = 0; c < CO_KCH; c++)
+                            raw[c] = CO_AT(CO_RAW8, kr, d0 + 8 * c);
+#pragma unroll
+                        for (int c = 0; c < CO_KCH; c++) {
+                            const float8 kk = co_cvt8(raw[c]);
+                            for (int x = 0; x < CO_RPT; x++)
+                                a8[x] = fma(*(__local const float8 *)(qs + (g1 + CO_RG * x) *
+                                                                              HEAD_DIM +
+                                                                      d0 + 8 * c),
+                                            kk, a8[x]);
+                        }
+                    }
+                    for (int x = 0; x < CO_RPT; x++) {
+                        const float4 t4 = a8[x].lo + a8[x].hi;
+                        dot[x] = (t4.x + t4.y) + (t4.z + t4.w);
+                    }
+                } else
+#endif
                 if (vec_k) {
                     float8 a8[CO_RPT];
                     for (int x = 0; x < CO_RPT; x++)
@@ -220,6 +338,11 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        const int nk = (int)min((long)CO_TK, kv_end - key0);
+#if CO_BATCH
+        /* The first batch of V rows in flight while step 2 runs. */
+        if (vbat) vmask = co_vload(vraw, vrow, kl, nk, v + v_off, c3);
+#endif
         {
             float bm = -INFINITY;
             for (int j = t2; j < CO_TK; j += CO_T)
@@ -247,7 +370,20 @@ __kernel __attribute__((reqd_work_group_size(CO_WG, 1, 1))) void flash_serving_c
         if (pv_on) {
             for (int r = 0; r < CO_R; r++)
                 acc[r] *= row_f[r];
-            const int nk = (int)min((long)CO_TK, kv_end - key0);
+#if CO_BATCH
+            if (vbat) {
+                for (int j0 = kl; j0 < nk; j0 += CO_KL * CO_VB) {
+                    if (j0 != kl) vmask = co_vload(vraw, vrow, j0, nk, v + v_off, c3);
+#pragma unroll
+                    for (int u = 0; u < CO_VB; u++) {
+                        const CO_FV vv = (vmask >> u) & 1 ? co_cvtv(vraw[u]) : (CO_FV)(0.0f);
+                        const int j = min(j0 + u * CO_KL, CO_TK - 1); /* masked past nk */
+                        for (int r = 0; r < CO_R; r++)
+                            acc[r] = fma((CO_FV)(ss[r * CO_SP + j]), vv, acc[r]);
+                    }
+                }
+            } else
+#endif
             for (int j = kl; j < nk; j += CO_KL) {
                 const long vro = vrow[j];
                 if (vro < 0) continue;
