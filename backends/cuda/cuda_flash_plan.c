@@ -90,7 +90,7 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
 
 /* Why the warp-specialized Hopper kernel (flash_hopper.cu) cannot take p, which the
  * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, window,
- * softcap, ALiBi and sinks but no bias or attn_mask tensor, varlen and dense KV caches but
+ * softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen and dense KV caches but
  * not paged ones or key splits, and the TMA maps' rules. */
 static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p)
 {
@@ -104,8 +104,8 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
     if (p->kv_layout == POLYATTN_KV_PAGED)
         return "paged KV caches (the serving kernel reads them through the block table)";
     if (p->num_splits > 1) return "key splits (num_splits > 1; the serving kernel has them)";
-    if (p->has_bias || p->has_attn_mask)
-        return "bias and attn_mask tensors (it has window, softcap, ALiBi and sinks)";
+    if (p->has_attn_mask)
+        return "an attn_mask tensor (it has window, softcap, ALiBi, sinks and bias)";
     if (has_broadcast_stride(p))
         return "a broadcast (zero) stride, which TMA tensor maps cannot express";
     if (pa_cuda_flash_hopper_smem((int)p->head_dim) > dev->smem_optin)
@@ -225,6 +225,18 @@ static int dense_wants_splits(const pa_cuda_device *dev, const pa_problem *p)
     return p->num_splits > 1 || serving_splits(dev, p, pack) > 1;
 }
 
+/* Whether an additive bias goes to the Hopper kernel (the mma.sync kernels have none):
+ * where it runs, unforced or forced there, and not on a shape the serving kernel takes
+ * (decode, key splits). */
+static int bias_on_hopper(const pa_cuda_device *dev, const pa_problem *p, const pa_cuda_force *f)
+{
+    if (!p->has_bias || p->has_attn_mask || p->head_dim > 256) return 0;
+    if (f->flash != PA_CUDA_FWD_AUTO && f->flash != PA_CUDA_FWD_WGMMA) return 0;
+    if (f->schedule != PA_CUDA_SCHED_AUTO || hopper_refusal(dev, p)) return 0;
+    if (pa_problem_serving(p) ? p->seq_q <= 16 : dense_wants_splits(dev, p)) return 0;
+    return 1;
+}
+
 static polyattn_status refuse(pa_cuda_device *dev, const char *key, const char *why,
                               const char **why_not)
 {
@@ -302,8 +314,9 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         mma_why =
             p->dtype == POLYATTN_DTYPE_F32 ? "score variants with f32 storage"
             : p->head_dim > 256            ? "score variants at head dims above 256"
-            : p->has_bias || p->has_attn_mask
-                ? "bias and attn_mask (the mma.sync kernel has window, softcap, ALiBi and sinks)"
+            : (p->has_bias || p->has_attn_mask) && !bias_on_hopper(dev, p, &f)
+                ? "bias and attn_mask (the mma.sync kernel has window, softcap, ALiBi and sinks; "
+                  "the Hopper kernel bias)"
                 : NULL;
     }
     const char *simt_why = mma_why;
@@ -410,7 +423,8 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         /* head dim 64 at N <= 512: the mma.sync kernel (the Hopper kernel's 128-row tiles and
          * 4-tile key loops measured 0.87-0.97x of it, bench/results/2026-12-07-h100-hopper-
          * fa2-l2-order.json against 2026-12-07-h100-mma-sync-fa2.json) */
-        const int short_d64 = p->head_dim == 64 && p->seq_q <= 512 && p->seq_kv <= 512;
+        const int short_d64 =
+            p->head_dim == 64 && p->seq_q <= 512 && p->seq_kv <= 512 && !p->has_bias;
         if (!hop_why &&
             (f.flash == PA_CUDA_FWD_WGMMA || (f.flash == PA_CUDA_FWD_AUTO && !short_d64)) &&
             f.schedule == PA_CUDA_SCHED_AUTO) {

@@ -19,8 +19,8 @@
  * of 64 columns, each `rows` x 128 bytes.  Key tiles are 128 keys at head dims up to 128
  * and 64 above (O's accumulator, D / 2 registers a thread, leaves no room for a wider S).
  * Masks: none and causal (both alignments), a sliding window (key tiles outside the query
- * tile's band are never loaded), softcap, ALiBi and sinks (gpu_variants.h; each VAR class its
- * own instance, so plain problems pay for none).  Varlen Q/K/V and dense KV caches: a block
+ * tile's band are never loaded), softcap, ALiBi, sinks and an additive bias tensor (gpu_variants.h; each VAR
+ * class its own instance, so plain problems pay for none).  Varlen Q/K/V and dense KV caches: a block
  * reads its sequence's rows at per-sequence TMA coordinates (rows past the sequence are
  * masked keys or unstored queries) and stores packed O rows with row-guarded plain stores.
  * O(N) memory: nothing but O and the LSE is written.
@@ -134,8 +134,18 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
 #endif
 
 /* VAR, as in flash_tc_tile.cuh: kVarNone plain; kVarMask window and sinks (masks and the
- * softmax's start); kVarScore softcap and ALiBi too (every score transformed first). */
-enum { kVarNone = 0, kVarMask = 1, kVarScore = 2 };
+ * softmax's start); kVarScore softcap and ALiBi too (every score transformed first);
+ * kVarBias an additive bias tensor too (its values loaded for each score; a -inf bias hides
+ * the pair). */
+enum { kVarNone = 0, kVarMask = 1, kVarScore = 2, kVarBias = 3 };
+
+/* Bias element i of dtype (0 f32, 1 f16, 2 bf16). */
+__device__ __forceinline__ float load_bias(const void *p, int64_t i, int dtype)
+{
+    if (dtype == 0) return __ldg(static_cast<const float *>(p) + i);
+    if (dtype == 1) return __half2float(static_cast<const __half *>(p)[i]);
+    return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
+}
 
 template <int D, typename T, int VAR, bool PP>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -232,7 +242,38 @@ __global__ void __launch_bounds__(kThreads, 1)
      * cap tanh(s scale / cap) - slope |d(i) - j|, times log2(e) (cap2, slope2) */
     const float sl2 = a.scale * kLog2e;
     const float cap2 = a.softcap * kLog2e, in_cap = a.softcap > 0.f ? a.scale / a.softcap : 0.f;
-    const float slope2 = VAR == kVarScore ? pa_gpu_alibi_slope(a, batch, head) * kLog2e : 0.f;
+    const float slope2 = VAR >= kVarScore ? pa_gpu_alibi_slope(a, batch, head) * kLog2e : 0.f;
+    /* kVarBias: this thread's rows of the bias (rows past the sequence read its last), and
+     * whether a row saw a key the bias leaves visible (all -inf: O = 0, LSE = -inf) */
+    int64_t bias_row[2] = {0, 0};
+    bool bias_vis[2] = {false, false};
+    float bv[2][kN / 4];
+    if constexpr (VAR == kVarBias)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+            bias_row[r] =
+                batch * a.bias_stride[0] + head * a.bias_stride[1] +
+                (int64_t)min(crow0 + 16 * warp + g + 8 * r, seq.len_q - 1) * a.bias_stride[2];
+    /* the bias of key tile j into bv (before its scores are waited for: the loads run under
+     * the product) */
+    auto load_tile_bias = [&](int j) {
+        if constexpr (VAR == kVarBias) {
+            const int key0 = (t_begin + j) * kN;
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+#pragma unroll
+                for (int q = 0; q < kN / 8; ++q)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const int key = key0 + 8 * q + 2 * t4 + e;
+                        bv[r][2 * q + e] =
+                            key < seq.len_kv
+                                ? load_bias(a.bias, bias_row[r] + key * a.bias_stride[3],
+                                            a.bias_dtype)
+                                : 0.f;
+                    }
+        }
+    };
     /* a sink starts each row's max and sum (exp2(sink - sink) = 1, held by the row's
      * first lane) */
     const float sink2 = VAR != kVarNone ? pa_gpu_sink(a, head) * kLog2e : -INFINITY;
@@ -269,7 +310,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     /* row r's scores of the key tile at key0, exp2-domain, masked: x[2q + e] is key
      * key0 + 8q + 2 t4 + e */
     auto scores = [&](const float(&s)[kN / 2], int r, int key0, float(&x)[kN / 4]) {
-        if constexpr (VAR == kVarScore) {
+        if constexpr (VAR >= kVarScore) {
             if (in_cap > 0.f) {
 #pragma unroll
                 for (int q = 0; q < kN / 8; ++q)
@@ -297,6 +338,16 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
                 for (int e = 0; e < 2; ++e)
                     x[2 * q + e] = s[4 * q + 2 * r + e] * sl2;
+        }
+        if constexpr (VAR == kVarBias) {
+#pragma unroll
+            for (int q = 0; q < kN / 8; ++q)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int i = 2 * q + e, key = key0 + 8 * q + 2 * t4 + e;
+                    x[i] += bv[r][i] * kLog2e;
+                    bias_vis[r] |= key >= vlo[r] && key < vhi[r] && bv[r][i] != -INFINITY;
+                }
         }
         if (key0 + kN > mask_hi || (VAR != kVarNone && key0 < mask_lo)) {
 #pragma unroll
@@ -371,6 +422,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             float s[kN / 2], alpha[2];
             uint32_t pf[kN / 16][4];
             issue_s(s, j);
+            load_tile_bias(j);
             pa_wg::wait<0>();
             softmax(s, j, pf, alpha);
             if (j > 0) rescale(alpha);
@@ -393,6 +445,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         turn();
         issue_s(s, 0);
         pass();
+        load_tile_bias(0);
         pa_wg::wait<0>();
         for (int j = 0; j < n_tiles; ++j) {
             float alpha[2];
@@ -408,6 +461,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (more) issue_s(s, j + 1);
             if (more || c == 0) pass();
             pa_wg::wait<0>();
+            if (more) load_tile_bias(j + 1); /* P V's fragments are free now */
             release(j);
         }
     }
@@ -418,7 +472,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         row_l[r] = run_l[r];
         row_l[r] += __shfl_xor_sync(0xffffffffu, row_l[r], 1);
         row_l[r] += __shfl_xor_sync(0xffffffffu, row_l[r], 2);
-        const bool seen = vhi[r] > vlo[r];
+        bool seen = vhi[r] > vlo[r];
+        if constexpr (VAR == kVarBias) {
+            int any = bias_vis[r];
+            any |= __shfl_xor_sync(0xffffffffu, any, 1);
+            any |= __shfl_xor_sync(0xffffffffu, any, 2);
+            seen = any != 0;
+        }
         inv[r] = pa_gpu_row_inv(row_l[r], seen);
         const int row = crow0 + 16 * warp + g + 8 * r;
         if (t4 == 0 && a.lse && row < seq.len_q)
@@ -500,6 +560,7 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 template <int D, typename T, bool PP>
 cudaError_t launch_var(const pa_gpu_args &a, cudaStream_t stream)
 {
+    if (a.bias) return launch<D, T, kVarBias, PP>(a, stream);
     if (a.softcap > 0.f || a.alibi_slopes) return launch<D, T, kVarScore, PP>(a, stream);
     if (a.has_window || a.sinks) return launch<D, T, kVarMask, PP>(a, stream);
     return launch<D, T, kVarNone, PP>(a, stream);

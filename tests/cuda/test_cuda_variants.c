@@ -4,8 +4,8 @@
  * cannot see), softcap, ALiBi and sinks together, bias and attn_mask on the generic kernel,
  * head dims 64..256; every algorithm against the host reference, every element of O and
  * LSE.  Flash problems without bias or attn_mask must run a tensor-core kernel (the plan's
- * reason says so) on sm_80+: the warp-specialized Hopper kernel on sm_90, the mma.sync
- * kernel elsewhere (test_cuda_variants_mma forces it).  Exit 77 without a CUDA device.
+ * reason says so) on sm_80+: the warp-specialized Hopper kernel on sm_90 (bias too), the
+ * mma.sync kernel elsewhere (test_cuda_variants_mma forces it).  Exit 77 without a CUDA device.
  */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include "pa_testkit.h"
@@ -43,6 +43,9 @@ static const variant_case cases[] = {
     /* head dim 256 (32-key tiles), left-only window, top-left causal, seq_q > seq_kv */
     {"window_tl_256", 1, 2, 1, 400, 333, 256, POLYATTN_DTYPE_F16, POLYATTN_MASK_CAUSAL_TOP_LEFT, 50,
      -1, 0.f, POLYATTN_ALIBI_NONE, 0, 0, 1},
+    /* bias alone (with softcap and a causal band): the Hopper kernel on sm_90 */
+    {"bias_softcap_128", 2, 4, 2, 333, 517, 128, POLYATTN_DTYPE_BF16,
+     POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, -2, -2, 15.f, POLYATTN_ALIBI_NONE, 1, 0, 0},
     /* bias and attn_mask with a window: the generic kernel on flash */
     {"bias_mask_window", 1, 2, 2, 150, 170, 64, POLYATTN_DTYPE_F16, POLYATTN_MASK_NONE, 20, 20, 0.f,
      POLYATTN_ALIBI_NONE, 1, 1, 1},
@@ -192,6 +195,7 @@ int main(int argc, char **argv)
     dinfo.struct_size = sizeof dinfo;
     polyattn_context_get_device_info(gpu, &dinfo);
     const int sm80 = strncmp(dinfo.arch, "sm_", 3) == 0 && atoi(dinfo.arch + 3) >= 80;
+    const int sm90 = strcmp(dinfo.arch, "sm_90") == 0;
     int failures = 0;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const variant_case *c = &cases[ci];
@@ -251,7 +255,10 @@ int main(int argc, char **argv)
                     const double e = fabs((double)got.lse[i] - ref.lse[i]);
                     if (!same_inf && !(e <= 1e-3 * (1 + fabs(ref.lse[i])))) bad++;
                 }
-                const int want_tc = a == POLYATTN_ALGO_FLASH && sm80 && tc_case;
+                /* bias without attn_mask: the Hopper kernel's (sm_90) */
+                const int hopper_bias = sm90 && c->bias && !c->attn_mask && !force_mma &&
+                                        c->dtype != POLYATTN_DTYPE_F32;
+                const int want_tc = a == POLYATTN_ALGO_FLASH && sm80 && (tc_case || hopper_bias);
                 const int tc =
                     strstr(got.reason, force_mma ? "mma.sync" : "tensor-core kernel") != NULL;
                 if (want_tc && !tc) bad++;
