@@ -4,8 +4,10 @@
  * -inf parts contribute nothing (their O_p holds NaN here, to prove it is not read), all
  * parts -inf give O = 0 and LSE = -inf, a NaN or +inf LSE_p gives a NaN row.
  * Runs on the host backend, or on OpenCL with --backend opencl.
- * Parts and outputs in f32, f16 and bf16, strided (BSHD outputs, padded part strides), one to
- * seven parts.  End to end: attention over key chunks, each a forward with want_lse, merged,
+ * Parts and outputs in f32, f16 and bf16, strided (BSHD outputs, padded part strides, column
+ * strides 3 and 2), one to nine parts; head dims and row counts that leave remainders in the
+ * OpenCL kernel's (row, column) grid (1, 3, 13, 67, 129, 257 columns; 15, 21, 35 rows).
+ * End to end: attention over key chunks, each a forward with want_lse, merged,
  * equals one forward over every key.  Errors name the field and write nothing.
  */
 #include "pa_testkit.h"
@@ -54,6 +56,7 @@ typedef struct mcase {
     int pad_parts; /* part_stride padded by 5 elements */
     int specials;  /* -inf, NaN and +inf LSE rows */
     int want_lse;
+    int odd_strides; /* parts and out at padded strides with column strides 3 and 2 */
 } mcase;
 
 static void run_case(const mcase *mc, uint64_t seed)
@@ -65,6 +68,13 @@ static void run_case(const mcase *mc, uint64_t seed)
                              mc->dv);
     if (mc->bshd_out)
         polyattn_tensor_desc_bshd(&md.out, mc->out_dt, mc->batch, mc->heads, mc->seq, mc->dv);
+    if (mc->odd_strides) { /* no unit column stride, rows not aligned to anything */
+        const int64_t *sh = md.part.shape;
+        int64_t *ps = md.part.strides, *os = md.out.strides;
+        ps[3] = 3, ps[2] = 3 * sh[3] + 1, ps[1] = ps[2] * sh[2] + 2, ps[0] = ps[1] * sh[1] + 1;
+        os[3] = 2, os[2] = 2 * sh[3] + 3, os[1] = os[2] * sh[2], os[0] = os[1] * sh[1] + 5;
+        md.part_stride = ps[0] * sh[0] + 7;
+    }
     if (mc->pad_parts) md.part_stride += 5;
     const int64_t rows = mc->batch * mc->heads * mc->seq;
     const size_t part_elems =
@@ -367,17 +377,34 @@ int main(int argc, char **argv)
     uint64_t seed = 1;
     for (int pdt = 0; pdt < 3; pdt++)
         for (int odt = 0; odt < 3; odt++) {
-            mcase mc = {3, 2, 3, 5, 16, dts[pdt], dts[odt], odt == 1, pdt == 2, 1, 1};
+            mcase mc = {3, 2, 3, 5, 16, dts[pdt], dts[odt], odt == 1, pdt == 2, 1, 1, 0};
             run_case(&mc, seed++);
         }
     static const int64_t part_counts[] = {1, 2, 4, 7};
     for (size_t i = 0; i < 4; i++) {
-        mcase mc = {part_counts[i],     1, 2, 33, 8,           POLYATTN_DTYPE_F32,
-                    POLYATTN_DTYPE_F32, 1, 1, 1,  (int)(i % 2)};
+        mcase mc = {part_counts[i], 1, 2, 33, 8, POLYATTN_DTYPE_F32, POLYATTN_DTYPE_F32, 1, 1, 1,
+                    (int)(i % 2),   0};
         run_case(&mc, seed++);
         mcase plain = {part_counts[i],      3, 1, 7, 40, POLYATTN_DTYPE_F32,
-                       POLYATTN_DTYPE_BF16, 0, 0, 0, 1};
+                       POLYATTN_DTYPE_BF16, 0, 0, 0, 1,  0};
         run_case(&plain, seed++);
+    }
+    /* Remainders of a work-item per (row, column) in groups of 256, 4-wide columns never
+     * aligned: odd head dims and row counts, strided columns, every row kind. */
+    static const struct {
+        int64_t parts, batch, heads, seq, dv;
+        int pdt, odt, odd;
+    } odd[] = {{3, 1, 3, 7, 1, 0, 0, 1},  {9, 3, 1, 5, 3, 1, 2, 0},   {2, 1, 3, 7, 13, 2, 1, 1},
+               {5, 1, 5, 7, 67, 0, 2, 0}, {3, 3, 1, 5, 257, 1, 0, 1}, {1, 1, 1, 21, 13, 0, 0, 1},
+               {4, 1, 3, 5, 129, 2, 2, 1}};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        mcase mc = {odd[i].parts,    odd[i].batch,
+                    odd[i].heads,    odd[i].seq,
+                    odd[i].dv,       dts[odd[i].pdt],
+                    dts[odd[i].odt], 0,
+                    (int)(i % 2),    1,
+                    i % 3 != 1,      odd[i].odd};
+        run_case(&mc, seed++);
     }
     end_to_end(1, 17, on_device ? POLYATTN_ALGO_FLASH : POLYATTN_ALGO_UNFUSED);
     end_to_end(3, 70, on_device ? POLYATTN_ALGO_FLASH : POLYATTN_ALGO_UNFUSED);

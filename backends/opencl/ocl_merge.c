@@ -1,5 +1,5 @@
-/* polyattn_merge_states on OpenCL (kernels/merge.cl, the kernel the serving forward's key
- * splits share): one work-item per row.  The program is built once per (part dtype, output
+/* polyattn_merge_states on OpenCL (kernels/merge.cl, whose per-element merge the serving
+ * forward's key splits share): one work-item per (row, column).  The program is built once per (part dtype, output
  * dtype) and cached with the context's others; the kernel object lives for one call. */
 #include "ocl_algos.h"
 
@@ -64,7 +64,8 @@ polyattn_status ocl_merge_states(pa_device *dev, const pa_merge_problem *m, cons
     MERGE_ARG(15, dv);
     MERGE_ARG(16, n_rows);
 #undef MERGE_ARG
-    st = ocl_enqueue_1d(d, k, rows, "clEnqueueNDRangeKernel(merge_states_kernel)");
+    st = ocl_enqueue_1d(d, k, pa_size_mul(rows, (uint64_t)m->head_dim_v),
+                        "clEnqueueNDRangeKernel(merge_states_kernel)");
     clReleaseKernel(k); /* the queue keeps what it needs */
     return st;
 }
