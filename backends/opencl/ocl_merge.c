@@ -1,6 +1,7 @@
 /* polyattn_merge_states on OpenCL (kernels/merge.cl, whose per-element merge the serving
- * forward's key splits share): one work-item per (row, column).  The program is built once per (part dtype, output
- * dtype) and cached with the context's others; the kernel object lives for one call. */
+ * forward's key splits share): one work-item per (row, column).  The program is built once
+ * per (part dtype, output dtype) and cached with the context's others; the kernel object
+ * lives for one call. */
 #include "ocl_algos.h"
 
 #include <stdio.h>

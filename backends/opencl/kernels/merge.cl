@@ -99,7 +99,9 @@ inline float pa_merge_elem(__global const PART_STORAGE *parts, long base, long p
  * columns x 9 parts on an H100 (the serving merge's measurement).  Every work-item derives its
  * row's max and sum from the P LSEs itself: those are the same P addresses for the whole row
  * (one cached broadcast each), where a first pass would cost a second launch and a workspace
- * this API does not take.  The row's LSE is written by its column 0. */
+ * this API does not take.  No 4-wide vector loads: neighbouring work-items' scalar loads
+ * already share the memory transactions, and vectors would need aligned strides and a
+ * scalar path for every other layout and head dim.  The row's LSE is written by column 0. */
 __kernel void merge_states_kernel(__global const PART_STORAGE *parts, long parts_off, long4 pst,
                                   long part_stride, __global const float *plse, long plse_off,
                                   long n_parts, __global OSTORAGE *out, long out_off, long4 ost,
