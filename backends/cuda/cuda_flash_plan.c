@@ -92,7 +92,7 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
  * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, window,
  * softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen and dense KV caches but
  * not paged ones or key splits, and the TMA maps' rules. */
-static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p)
+static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p, int forced)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
@@ -101,6 +101,9 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
     if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
         return "head_dim not among the Hopper kernel's (64, 128, 192, 256) or differing from "
                "head_dim_v";
+    if (!forced && (pa_problem_serving(p) || pa_gpu_has_variants(p)))
+        return "score variants and serving layouts on the Hopper kernel are opt-in "
+               "(cuda.flash=wgmma) until they have run on a GPU";
     if (p->kv_layout == POLYATTN_KV_PAGED)
         return "paged KV caches (the serving kernel reads them through the block table)";
     if (p->num_splits > 1) return "key splits (num_splits > 1; the serving kernel has them)";
@@ -232,7 +235,8 @@ static int bias_on_hopper(const pa_cuda_device *dev, const pa_problem *p, const 
 {
     if (!p->has_bias || p->has_attn_mask || p->head_dim > 256) return 0;
     if (f->flash != PA_CUDA_FWD_AUTO && f->flash != PA_CUDA_FWD_WGMMA) return 0;
-    if (f->schedule != PA_CUDA_SCHED_AUTO || hopper_refusal(dev, p)) return 0;
+    if (f->schedule != PA_CUDA_SCHED_AUTO || hopper_refusal(dev, p, f->flash == PA_CUDA_FWD_WGMMA))
+        return 0;
     if (pa_problem_serving(p) ? p->seq_q <= 16 : dense_wants_splits(dev, p)) return 0;
     return 1;
 }
@@ -308,6 +312,10 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     if (st != POLYATTN_STATUS_SUCCESS) return st;
 
     const char *mma_why = mma_refusal(dev, p);
+    if (!mma_why && p->dtype == POLYATTN_DTYPE_F32 &&
+        pa_cuda_flash_f32_tile_has_head_dim((int)p->head_dim) && f.flash != PA_CUDA_FWD_MMA)
+        mma_why = "f32 on the 3xTF32 tile kernel (head dims 64, 128) is opt-in (cuda.flash=mma) "
+                  "until it has run on a GPU";
     if (!mma_why && pa_gpu_has_variants(p)) {
         /* Score variants: the mma.sync tile kernel (flash_tc.cu: f16/bf16, head dims up to
          * 256) has window, softcap, ALiBi and sinks; the generic kernel has them all. */
@@ -325,7 +333,9 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
      * KV caches) on the Hopper kernel where it runs; decode shapes keep the serving
      * kernel's GQA-packed tiles and key splits. */
     if (pa_problem_serving(p) && (f.flash == PA_CUDA_FWD_AUTO || f.flash == PA_CUDA_FWD_WGMMA)) {
-        const char *hop_why = p->head_dim <= 256 ? hopper_refusal(dev, p) : "head_dim above 256";
+        const char *hop_why = p->head_dim <= 256
+                                  ? hopper_refusal(dev, p, f.flash == PA_CUDA_FWD_WGMMA)
+                                  : "head_dim above 256";
         if (!hop_why && f.schedule != PA_CUDA_SCHED_AUTO)
             hop_why = "the Hopper kernel has no schedules";
         if (f.flash == PA_CUDA_FWD_WGMMA && hop_why)
@@ -355,7 +365,8 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
             fp->pack = pack;
             /* decode (packed tiles) has little math to hide a block's loads behind: a
              * deeper K/V ring keeps more bytes in flight */
-            fp->stages = f.serving_stages ? f.serving_stages : pack ? 4 : 2;
+            /* 2 unless forced: the deeper ring is opt-in until it has run on a GPU */
+            fp->stages = f.serving_stages ? f.serving_stages : 2;
             while (!f.serving_stages && fp->stages > 2 &&
                    pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages) > dev->smem_optin)
                 fp->stages--;
@@ -415,7 +426,9 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
          * mma.sync kernel on the FlashAttention-2 sweep from N = 1k (H100, bf16;
          * bench/results/2026-12-07-h100-hopper-fa2-l2-order.json); cuda.flash=mma keeps the
          * latter. */
-        const char *hop_why = p->head_dim <= 256 ? hopper_refusal(dev, p) : "head_dim above 256";
+        const char *hop_why = p->head_dim <= 256
+                                  ? hopper_refusal(dev, p, f.flash == PA_CUDA_FWD_WGMMA)
+                                  : "head_dim above 256";
         if (f.flash == PA_CUDA_FWD_WGMMA && p->head_dim <= 256 && hop_why)
             return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
         if (!hop_why && f.flash == PA_CUDA_FWD_WGMMA && f.schedule != PA_CUDA_SCHED_AUTO)

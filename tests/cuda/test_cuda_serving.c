@@ -18,38 +18,51 @@
 /* --simt: the same cases on the shared generic kernel's serving copy
  * (POLYATTN_FORCE=cuda.flash=simt), whose forced split counts are checked; --mma: on the
  * mma.sync serving kernel with a 3-stage K/V ring (cuda.flash=mma, which refuses what it
- * cannot take, and cuda.serving_stages=3); by default flash runs the Hopper kernel on
- * prefill-shaped cases on sm_90, the tensor-core serving kernel on the others where it takes
- * them (16-bit, head dims 64, 128, 256), the generic kernel elsewhere. */
+ * cannot take, and cuda.serving_stages=3); --wgmma: on the Hopper kernel (cuda.flash=wgmma:
+ * sm_90, varlen and dense caches; it refuses the rest); by default flash runs the tensor-core
+ * serving kernel where it takes the case (16-bit, head dims 64, 128, 256), the generic kernel
+ * elsewhere. */
 int main(int argc, char **argv)
 {
-    int simt = 0, mma = 0, verbose = 0;
+    int simt = 0, mma = 0, wgmma = 0, verbose = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--simt")) simt = 1;
         else if (!strcmp(argv[i], "--mma")) mma = 1;
+        else if (!strcmp(argv[i], "--wgmma")) wgmma = 1;
         else if (!strcmp(argv[i], "-v")) verbose = 1;
         else {
-            fprintf(stderr, "usage: test_cuda_serving [--simt | --mma] [-v]\n");
+            fprintf(stderr, "usage: test_cuda_serving [--simt | --mma | --wgmma] [-v]\n");
             return 2;
         }
     }
     if (simt) setenv("POLYATTN_FORCE", "cuda.flash=simt", 1);
     /* and a 3-deep K/V ring, whose stages wrap unevenly (the default: 4 packed, else 2) */
     if (mma) setenv("POLYATTN_FORCE", "cuda.flash=mma,cuda.serving_stages=3", 1);
+    if (wgmma) setenv("POLYATTN_FORCE", "cuda.flash=wgmma", 1);
     polyattn_context *context = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &context) != POLYATTN_STATUS_SUCCESS) {
         printf("no CUDA device: skipped\n");
         return 77;
     }
+    polyattn_device_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    if (wgmma && (polyattn_context_get_device_info(context, &info) != POLYATTN_STATUS_SUCCESS ||
+                  strcmp(info.arch, "sm_90") != 0)) {
+        printf("the Hopper kernel runs on sm_90 only (this device: %s): skipped\n", info.arch);
+        polyattn_context_destroy(context);
+        return 77;
+    }
     serving_suite_use(context);
-    serving_suite_options o = {.label = simt  ? "cuda (generic kernel)"
-                                        : mma ? "cuda (mma.sync serving kernel)"
-                                              : "cuda",
+    serving_suite_options o = {.label = simt    ? "cuda (generic kernel)"
+                                        : mma   ? "cuda (mma.sync serving kernel)"
+                                        : wgmma ? "cuda (Hopper kernel)"
+                                                : "cuda",
                                .generic_splits = simt,
                                .tol_scale = 2.0,
                                .verbose = verbose,
                                .tensor_cores = !simt,
-                               .flash_may_refuse = mma};
+                               .flash_may_refuse = mma || wgmma};
     const int failed = serving_gpu_suite(&o);
     polyattn_context_destroy(context);
     return failed ? 1 : 0;

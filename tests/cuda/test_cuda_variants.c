@@ -4,8 +4,8 @@
  * cannot see), softcap, ALiBi and sinks together, bias and attn_mask on the generic kernel,
  * head dims 64..256; every algorithm against the host reference, every element of O and
  * LSE.  Flash problems without bias or attn_mask must run a tensor-core kernel (the plan's
- * reason says so) on sm_80+: the warp-specialized Hopper kernel on sm_90 (bias too), the
- * mma.sync kernel elsewhere (test_cuda_variants_mma forces it).  Exit 77 without a CUDA device.
+ * reason says so) on sm_80+ (the mma.sync kernel; --mma forces it, --wgmma the Hopper kernel
+ * on sm_90, which takes bias too).  Exit 77 without a CUDA device.
  */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include "pa_testkit.h"
@@ -174,13 +174,16 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
 int main(int argc, char **argv)
 {
     /* --mma: flash on the mma.sync kernel (POLYATTN_FORCE=cuda.flash=mma), which refuses
-     * bias, attn_mask and f32: those cases skip flash */
+     * bias, attn_mask and f32; --wgmma: on the Hopper kernel (cuda.flash=wgmma, sm_90),
+     * which refuses attn_mask and f32: those cases skip flash */
     const int force_mma = argc > 1 && !strcmp(argv[1], "--mma");
-    if (argc > 1 && !force_mma) {
-        fprintf(stderr, "usage: test_cuda_variants [--mma]\n");
+    const int force_wgmma = argc > 1 && !strcmp(argv[1], "--wgmma");
+    if (argc > 1 && !force_mma && !force_wgmma) {
+        fprintf(stderr, "usage: test_cuda_variants [--mma | --wgmma]\n");
         return 2;
     }
     if (force_mma) setenv("POLYATTN_FORCE", "cuda.flash=mma", 1);
+    if (force_wgmma) setenv("POLYATTN_FORCE", "cuda.flash=wgmma", 1);
     polyattn_context *gpu = NULL, *host = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &gpu) != POLYATTN_STATUS_SUCCESS) {
         printf("no cuda device: %s\n", polyattn_last_error());
@@ -195,7 +198,10 @@ int main(int argc, char **argv)
     dinfo.struct_size = sizeof dinfo;
     polyattn_context_get_device_info(gpu, &dinfo);
     const int sm80 = strncmp(dinfo.arch, "sm_", 3) == 0 && atoi(dinfo.arch + 3) >= 80;
-    const int sm90 = strcmp(dinfo.arch, "sm_90") == 0;
+    if (force_wgmma && strcmp(dinfo.arch, "sm_90") != 0) {
+        printf("the Hopper kernel runs on sm_90 only (this device: %s): skipped\n", dinfo.arch);
+        return 77;
+    }
     int failures = 0;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const variant_case *c = &cases[ci];
@@ -235,7 +241,10 @@ int main(int argc, char **argv)
                                                             : 3e-2;
         for (int a = POLYATTN_ALGO_UNFUSED; ref.ran && a <= POLYATTN_ALGO_FLASH; a++) {
             const int tc_case = !c->bias && !c->attn_mask && c->dtype != POLYATTN_DTYPE_F32;
-            if (force_mma && a == POLYATTN_ALGO_FLASH && !tc_case) continue;
+            const int hopper_case = !c->attn_mask && c->dtype != POLYATTN_DTYPE_F32;
+            if (a == POLYATTN_ALGO_FLASH &&
+                ((force_mma && !tc_case) || (force_wgmma && !hopper_case)))
+                continue;
             run_out got = {malloc(nq * 4), malloc(rows * 4), "", 0};
             failures += run(gpu, c, (polyattn_algo)a, q, k, v, slopes, bias, mask, sinks, &got);
             if (!got.ran) { /* every CUDA forward has every variant */
@@ -255,12 +264,12 @@ int main(int argc, char **argv)
                     const double e = fabs((double)got.lse[i] - ref.lse[i]);
                     if (!same_inf && !(e <= 1e-3 * (1 + fabs(ref.lse[i])))) bad++;
                 }
-                /* bias without attn_mask: the Hopper kernel's (sm_90) */
-                const int hopper_bias = sm90 && c->bias && !c->attn_mask && !force_mma &&
-                                        c->dtype != POLYATTN_DTYPE_F32;
-                const int want_tc = a == POLYATTN_ALGO_FLASH && sm80 && (tc_case || hopper_bias);
-                const int tc =
-                    strstr(got.reason, force_mma ? "mma.sync" : "tensor-core kernel") != NULL;
+                const int want_tc =
+                    a == POLYATTN_ALGO_FLASH && sm80 && (force_wgmma ? hopper_case : tc_case);
+                const char *kernel = force_mma     ? "mma.sync"
+                                     : force_wgmma ? "warp-specialized"
+                                                   : "tensor-core kernel";
+                const int tc = strstr(got.reason, kernel) != NULL;
                 if (want_tc && !tc) bad++;
                 printf("%-24s %-7s %s: %lld bad, max |dO| %.3g [%s]\n", c->name,
                        polyattn_algo_name((polyattn_algo)a), bad ? "FAIL" : "pass", bad, worst,
