@@ -182,8 +182,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_cuda_variants [--mma | --wgmma]\n");
         return 2;
     }
-    if (force_mma) setenv("POLYATTN_FORCE", "cuda.flash=mma", 1);
-    if (force_wgmma) setenv("POLYATTN_FORCE", "cuda.flash=wgmma", 1);
+    if (force_mma || force_wgmma) { /* keys already set (cuda.hopper_sched=...) stay */
+        const char *had = getenv("POLYATTN_FORCE");
+        char force[256];
+        snprintf(force, sizeof force, "cuda.flash=%s%s%s", force_mma ? "mma" : "wgmma",
+                 had && *had ? "," : "", had ? had : "");
+        setenv("POLYATTN_FORCE", force, 1);
+    }
     polyattn_context *gpu = NULL, *host = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &gpu) != POLYATTN_STATUS_SUCCESS) {
         printf("no cuda device: %s\n", polyattn_last_error());
