@@ -35,10 +35,18 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (simt) setenv("POLYATTN_FORCE", "cuda.flash=simt", 1);
-    /* and a 3-deep K/V ring, whose stages wrap unevenly (the default: 4 packed, else 2) */
-    if (mma) setenv("POLYATTN_FORCE", "cuda.flash=mma,cuda.serving_stages=3", 1);
-    if (wgmma) setenv("POLYATTN_FORCE", "cuda.flash=wgmma", 1);
+    /* a 3-deep K/V ring with --mma, whose stages wrap unevenly (the default: 2); keys
+     * already set (cuda.hopper_sched=...) stay */
+    if (simt || mma || wgmma) {
+        const char *had = getenv("POLYATTN_FORCE");
+        char force[256];
+        snprintf(force, sizeof force, "%s%s%s",
+                 simt  ? "cuda.flash=simt"
+                 : mma ? "cuda.flash=mma,cuda.serving_stages=3"
+                       : "cuda.flash=wgmma",
+                 had && *had ? "," : "", had ? had : "");
+        setenv("POLYATTN_FORCE", force, 1);
+    }
     polyattn_context *context = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &context) != POLYATTN_STATUS_SUCCESS) {
         printf("no CUDA device: skipped\n");
