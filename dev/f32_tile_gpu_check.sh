@@ -1,5 +1,6 @@
 #!/bin/bash
-# GPU check of the f32 3xTF32 tile kernel (flash_f32_tile.cu, head dims 64/128): builds what
+# GPU check of the f32 3xTF32 tile kernel (flash_f32_tile.cu, head dims 64/128; opt-in as
+# cuda.flash=mma until this has run): builds what
 # it needs in an existing CUDA build dir, runs its tests (test_cuda_f32_tile; the f32
 # conformance table on flash by default, with cuda.flash=mma forced, and on the generic
 # kernel), prints the plan's log line, then the FlashAttention-2 sweep in f32 on flash (the
@@ -18,7 +19,7 @@ ninja -C "$B" polyattn_cuda polyattn_cli conformance test_cuda_f32_tile > "$OUT/
   { tail -30 "$OUT/build.txt"; exit 1; }
 log built
 P=$B/bin/polyattn
-"$B/bin/test_cuda_f32_tile" > "$OUT/test_cuda_f32_tile.txt" 2>&1
+POLYATTN_FORCE=cuda.flash=mma "$B/bin/test_cuda_f32_tile" > "$OUT/test_cuda_f32_tile.txt" 2>&1
 log "test_cuda_f32_tile rc=$?"; grep -E "FAIL|failures" "$OUT/test_cuda_f32_tile.txt" | tee -a "$OUT/summary.txt"
 for force in "" cuda.flash=mma cuda.flash=simt; do
   env ${force:+POLYATTN_FORCE=$force} "$B/bin/conformance" --backend cuda --algo flash --dtype f32 \
@@ -28,11 +29,11 @@ for force in "" cuda.flash=mma cuda.flash=simt; do
 done
 # the plan's log line and reason for one shape of each head dim
 for d in 64 128; do
-  POLYATTN_LOG=dispatch "$P" bench --backend cuda --suite custom --shape "1,16,16,2048,2048,$d" \
+  POLYATTN_FORCE=cuda.flash=mma POLYATTN_LOG=dispatch "$P" bench --backend cuda --suite custom --shape "1,16,16,2048,2048,$d" \
     --dtype f32 --algo flash --reps 3 2>&1 | grep -iE "cuda flash|3xTF32" | head -3 |
     tee -a "$OUT/summary.txt"
 done
-for force in "" cuda.flash=simt; do
+for force in cuda.flash=mma cuda.flash=simt; do
   env ${force:+POLYATTN_FORCE=$force} "$P" bench --backend cuda --suite fa2 --dtype f32 --algo flash \
     --json "$OUT/fa2-f32-flash${force:+-simt}.json" > "$OUT/fa2-f32-flash${force:+-simt}.txt" 2>&1
   log "fa2 f32 flash ${force:-tile kernel} rc=$?"
@@ -41,7 +42,7 @@ done
   > "$OUT/fa2-f32-unfused.txt" 2>&1
 log "fa2 f32 unfused rc=$?"
 if python3 -c "import torch" 2>/dev/null; then
-  python3 "$R/bench/compare_torch.py" --polyattn "$P" --suite fa2 --dtype f32 --backends cuda \
+  POLYATTN_FORCE=cuda.flash=mma python3 "$R/bench/compare_torch.py" --polyattn "$P" --suite fa2 --dtype f32 --backends cuda \
     --algo flash --torch-backends efficient,math --out "$OUT/fa2-f32-torch" \
     > "$OUT/fa2-f32-torch.txt" 2>&1
   log "fa2 f32 beside torch rc=$?"
