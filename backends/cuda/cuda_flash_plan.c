@@ -90,8 +90,8 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
 
 /* Why the warp-specialized Hopper kernel (flash_hopper.cu) cannot take p, which the
  * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, window,
- * softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen and dense KV caches but
- * not paged ones or key splits, and the TMA maps' rules. */
+ * softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen, dense and paged KV caches
+ * but no key splits, and the TMA maps' rules. */
 static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p, int forced)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
@@ -104,8 +104,6 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
     if (!forced && (pa_problem_serving(p) || pa_gpu_has_variants(p)))
         return "score variants and serving layouts on the Hopper kernel are opt-in "
                "(cuda.flash=wgmma) until they have run on a GPU";
-    if (p->kv_layout == POLYATTN_KV_PAGED)
-        return "paged KV caches (the serving kernel reads them through the block table)";
     if (p->num_splits > 1) return "key splits (num_splits > 1; the serving kernel has them)";
     if (p->has_attn_mask)
         return "an attn_mask tensor (it has window, softcap, ALiBi, sinks and bias)";

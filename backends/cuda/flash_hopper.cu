@@ -22,7 +22,8 @@
  * tile's band are never loaded), softcap, ALiBi, sinks and an additive bias tensor (gpu_variants.h; each VAR
  * class its own instance, so plain problems pay for none).  Varlen Q/K/V and dense KV caches: a block
  * reads its sequence's rows at per-sequence TMA coordinates (rows past the sequence are
- * masked keys or unstored queries) and stores packed O rows with row-guarded plain stores.
+ * masked keys or unstored queries) and stores packed O rows with row-guarded plain stores;
+ * paged KV caches load 16 rows at a time from the block the table names.
  * O(N) memory: nothing but O and the LSE is written.
  *
  * Measured (docs/performance.md): 566 TFLOP/s at head dim 128, N = 16k on the H100 (75% of
@@ -57,7 +58,8 @@ struct Traits;
 PA_FLASH_HOPPER_TABLE(PA_TRAITS)
 #undef PA_TRAITS
 
-constexpr int kRowsWg = 64; /* query rows of a consumer warpgroup (the wgmma M) */
+constexpr int kRowsWg = 64;   /* query rows of a consumer warpgroup (the wgmma M) */
+constexpr int kPageRows = 16; /* rows of a paged K/V load (block sizes are multiples of 16) */
 constexpr int kConsumers = 2;
 constexpr int kM = kRowsWg * kConsumers;
 constexpr int kThreads = 128 * (kConsumers + 1);
@@ -206,17 +208,38 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int b = 0; b < kChunks; ++b)
                 pa_wg::tma_load_4d(base + c * L::kQBytes + b * kRowsWg * 128, &maps.q, 64 * b,
                                    seq.q0 + row0 + kRowsWg * c, head, q_batch, q_full);
+        const bool paged = a.kv_layout == PA_GPU_KV_PAGED;
         for (int j = 0; j < n_tiles; ++j) {
             const int st = j % kStages, key0 = seq.kv0 + (t_begin + j) * kN;
             if (j >= kStages) mbar_wait(&empty[st], ((j / kStages) & 1) ^ 1); /* released */
+            unsigned char *dk = base + L::kK + st * L::kKVBytes;
+            unsigned char *dv = base + L::kV + st * L::kKVBytes;
             mbar_expect(&k_full[st], L::kKVBytes);
-            for (int b = 0; b < kChunks; ++b)
-                pa_wg::tma_load_4d(base + L::kK + st * L::kKVBytes + b * kN * 128, &maps.k, 64 * b,
-                                   key0, head_kv, kv_batch, &k_full[st]);
             mbar_expect(&v_full[st], L::kKVBytes);
-            for (int b = 0; b < kChunks; ++b)
-                pa_wg::tma_load_4d(base + L::kV + st * L::kKVBytes + b * kN * 128, &maps.v, 64 * b,
-                                   key0, head_kv, kv_batch, &v_full[st]);
+            if (!paged) {
+                for (int b = 0; b < kChunks; ++b) {
+                    pa_wg::tma_load_4d(dk + b * kN * 128, &maps.k, 64 * b, key0, head_kv, kv_batch,
+                                       &k_full[st]);
+                    pa_wg::tma_load_4d(dv + b * kN * 128, &maps.v, 64 * b, key0, head_kv, kv_batch,
+                                       &v_full[st]);
+                }
+                continue;
+            }
+            /* paged: 16 rows at a time from the block the table names (block sizes are
+             * multiples of 16, so 16 rows from a multiple of 16 lie in one block; pages
+             * past the table and bad entries are clamped, their keys masked) */
+            for (int r = 0; r < kN; r += kPageRows) {
+                const int key = key0 + r, page = min(key / a.kv_rows, a.max_blocks_per_seq - 1);
+                const int blk = pa_gpu_clampi(
+                    a.block_table[(int64_t)batch * a.max_blocks_per_seq + page], 0, a.kv_count - 1);
+                const int row = key - page * a.kv_rows;
+                for (int b = 0; b < kChunks; ++b) {
+                    pa_wg::tma_load_4d(dk + b * kN * 128 + r * 128, &maps.k, 64 * b, row, head_kv,
+                                       blk, &k_full[st]);
+                    pa_wg::tma_load_4d(dv + b * kN * 128 + r * 128, &maps.v, 64 * b, row, head_kv,
+                                       blk, &v_full[st]);
+                }
+            }
         }
         return;
     }
@@ -536,18 +559,20 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
     /* packed (varlen) Q/O and K/V: one batch entry of all their rows; a KV cache: its
-     * capacity of rows a sequence */
+     * capacity of rows a sequence; a paged cache: blocks of kv_rows rows, loaded 16 at a
+     * time */
     const int q_rows = a.varlen_q ? a.total_q : a.seq_q, q_batch = a.varlen_q ? 1 : a.batch;
+    const bool paged = a.kv_layout == PA_GPU_KV_PAGED;
     const int kv_rows = a.kv_layout == PA_GPU_KV_DENSE ? a.seq_kv : a.kv_rows;
-    const int kv_batch = a.kv_layout == PA_GPU_KV_VARLEN ? 1 : a.batch;
+    const int kv_batch = a.kv_layout == PA_GPU_KV_VARLEN ? 1 : paged ? a.kv_count : a.batch;
     TileMaps maps;
     const int kn = Traits<D>::kN;
     if ((e = pa_tma::make_map(&maps.q, a.q, a.dtype, D, q_rows, a.heads_q, q_batch, a.q_stride,
                               kRowsWg)) != cudaSuccess ||
         (e = pa_tma::make_map(&maps.k, a.k, a.dtype, D, kv_rows, a.heads_kv, kv_batch, a.k_stride,
-                              kn)) != cudaSuccess ||
+                              paged ? kPageRows : kn)) != cudaSuccess ||
         (e = pa_tma::make_map(&maps.v, a.v, a.dtype, D, kv_rows, a.heads_kv, kv_batch, a.v_stride,
-                              kn)) != cudaSuccess ||
+                              paged ? kPageRows : kn)) != cudaSuccess ||
         (e = pa_tma::make_map(&maps.o, a.o, a.dtype, D, q_rows, a.heads_q, q_batch, a.o_stride,
                               16)) != cudaSuccess)
         return e;

@@ -1,6 +1,6 @@
 /* Warp-specialized Hopper flash forward (sm_90 exactly: wgmma and TMA, an sm_90a image;
  * f16/bf16, head dims 64, 128, 192, 256, head_dim == head_dim_v; window, softcap, ALiBi,
- * sinks and bias; varlen and dense KV caches): C interface for the host glue.  Built only
+ * sinks and bias; varlen, dense and paged KV caches): C interface for the host glue.  Built only
  * when the CUDA architectures include 90 (POLYATTN_CUDA_HAVE_WGMMA). */
 #ifndef POLYATTN_CUDA_FLASH_HOPPER_H
 #define POLYATTN_CUDA_FLASH_HOPPER_H
@@ -19,7 +19,7 @@ size_t pa_cuda_flash_hopper_smem(int head_dim);
 #define PA_HOPPER_TILE_M 128
 /* Enqueues a; returns the cudaError_t of the launch.  Input rules of pa_cuda_flash_wgmma
  * (16-byte aligned q/k/v/o, unit head_dim stride, other strides multiples of 8, no broadcast
- * strides); no attn_mask tensor, no paged K/V, no key splits (the plan checks).
+ * strides); no attn_mask tensor, no key splits (the plan checks).
  * pingpong: the two consumer warpgroups take turns issuing their products. */
 int pa_cuda_flash_hopper(const pa_gpu_args *a, int pingpong, void *stream);
 
