@@ -541,12 +541,14 @@ int main(int argc, char **argv)
     }
     if (!only) check_build_options(ctx);
     if (!only || !strcmp(only, "timing")) {
-        /* Tile skipping: the window's cost follows its visible pairs. */
+        /* Tile skipping: the window's cost follows its visible pairs (1/16 of them here; a
+         * kernel that skips nothing takes as long as the full one, so 2x keeps the check
+         * clear of a loaded CI machine's noise, where 3.6x was seen against ~8x idle). */
         double f_full = 0, f_win = 0;
         double full = time_flash(ctx, 2048, -1, &f_full), win = time_flash(ctx, 2048, 64, &f_win);
         printf("flash causal n=2048: full %.1f ms (%.3g flop), window 64: %.1f ms (%.3g flop)\n",
                full, f_full, win, f_win);
-        if (full <= 0 || win <= 0 || win * 4 > full || f_win * 10 > f_full) {
+        if (full <= 0 || win <= 0 || win * 2 > full || f_win * 10 > f_full) {
             printf("FAIL: the window forward does not skip key tiles\n");
             failures++;
         }
