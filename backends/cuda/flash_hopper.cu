@@ -33,6 +33,7 @@
  * and its wait.
  */
 #include "flash_hopper.h"
+#include "gpu_port.h" /* pa_gpu_load_any (gpu_variants.h) loads the bias */
 #include "gpu_serving.h"
 #include "gpu_variants.h"
 #include "tma_map.cuh"
@@ -140,14 +141,6 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
  * kVarBias an additive bias tensor too (its values loaded for each score; a -inf bias hides
  * the pair). */
 enum { kVarNone = 0, kVarMask = 1, kVarScore = 2, kVarBias = 3 };
-
-/* Bias element i of dtype (0 f32, 1 f16, 2 bf16). */
-__device__ __forceinline__ float load_bias(const void *p, int64_t i, int dtype)
-{
-    if (dtype == 0) return __ldg(static_cast<const float *>(p) + i);
-    if (dtype == 1) return __half2float(static_cast<const __half *>(p)[i]);
-    return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
-}
 
 template <int D, typename T, int VAR, bool PP>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -291,8 +284,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                         const int key = key0 + 8 * q + 2 * t4 + e;
                         bv[r][2 * q + e] =
                             key < seq.len_kv
-                                ? load_bias(a.bias, bias_row[r] + key * a.bias_stride[3],
-                                            a.bias_dtype)
+                                ? pa_gpu_load_any(a.bias, bias_row[r] + key * a.bias_stride[3],
+                                                  a.bias_dtype)
                                 : 0.f;
                     }
         }
