@@ -101,9 +101,9 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
     if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
         return "head_dim not among the Hopper kernel's (64, 128, 192, 256) or differing from "
                "head_dim_v";
-    if (!forced && (pa_problem_serving(p) || pa_gpu_has_variants(p)))
-        return "score variants and serving layouts on the Hopper kernel are opt-in "
-               "(cuda.flash=wgmma) until they have run on a GPU";
+    if (!forced && pa_problem_serving(p))
+        return "serving layouts on the Hopper kernel are opt-in (cuda.flash=wgmma) until they "
+               "have run correctly on a GPU";
     if (p->num_splits > 1) return "key splits (num_splits > 1; the serving kernel has them)";
     if (p->has_attn_mask)
         return "an attn_mask tensor (it has window, softcap, ALiBi, sinks and bias)";
@@ -226,19 +226,6 @@ static int dense_wants_splits(const pa_cuda_device *dev, const pa_problem *p)
     return p->num_splits > 1 || serving_splits(dev, p, pack) > 1;
 }
 
-/* Whether an additive bias goes to the Hopper kernel (the mma.sync kernels have none):
- * where it runs, unforced or forced there, and not on a shape the serving kernel takes
- * (decode, key splits). */
-static int bias_on_hopper(const pa_cuda_device *dev, const pa_problem *p, const pa_cuda_force *f)
-{
-    if (!p->has_bias || p->has_attn_mask || p->head_dim > 256) return 0;
-    if (f->flash != PA_CUDA_FWD_AUTO && f->flash != PA_CUDA_FWD_WGMMA) return 0;
-    if (f->schedule != PA_CUDA_SCHED_AUTO || hopper_refusal(dev, p, f->flash == PA_CUDA_FWD_WGMMA))
-        return 0;
-    if (pa_problem_serving(p) ? p->seq_q <= 16 : dense_wants_splits(dev, p)) return 0;
-    return 1;
-}
-
 static polyattn_status refuse(pa_cuda_device *dev, const char *key, const char *why,
                               const char **why_not)
 {
@@ -310,17 +297,13 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     if (st != POLYATTN_STATUS_SUCCESS) return st;
 
     const char *mma_why = mma_refusal(dev, p);
-    if (!mma_why && p->dtype == POLYATTN_DTYPE_F32 &&
-        pa_cuda_flash_f32_tile_has_head_dim((int)p->head_dim) && f.flash != PA_CUDA_FWD_MMA)
-        mma_why = "f32 on the 3xTF32 tile kernel (head dims 64, 128) is opt-in (cuda.flash=mma) "
-                  "until it has run on a GPU";
     if (!mma_why && pa_gpu_has_variants(p)) {
         /* Score variants: the mma.sync tile kernel (flash_tc.cu: f16/bf16, head dims up to
          * 256) has window, softcap, ALiBi and sinks; the generic kernel has them all. */
         mma_why =
             p->dtype == POLYATTN_DTYPE_F32 ? "score variants with f32 storage"
             : p->head_dim > 256            ? "score variants at head dims above 256"
-            : (p->has_bias || p->has_attn_mask) && !bias_on_hopper(dev, p, &f)
+            : p->has_bias || p->has_attn_mask
                 ? "bias and attn_mask (the mma.sync kernel has window, softcap, ALiBi and sinks; "
                   "the Hopper kernel bias)"
                 : NULL;
@@ -387,6 +370,35 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         mma_why = "serving layouts (the tensor-core serving kernel has no wgmma form)";
         simt_why = mma_why;
     }
+    /* Dense problems on the warp-specialized Hopper kernel where it runs (sm_90, f16/bf16,
+     * head dims 64-256 with every score variant and bias, where the mma.sync kernels lack
+     * head dim 192 and bias): 1.0-1.8x the mma.sync kernel on the plain FlashAttention-2
+     * sweep from N = 1k (H100, bench/results/2026-12-07-h100-hopper-fa2-l2-order.json) and
+     * 1.5-2.3x it with softcap, ALiBi, sinks, causal or a window (H200,
+     * bench/results/2026-12-07-h200-hopper-variants.txt); cuda.flash=mma keeps the latter. */
+    if (!pa_problem_serving(p) && p->head_dim <= 256 &&
+        (f.flash == PA_CUDA_FWD_AUTO || f.flash == PA_CUDA_FWD_WGMMA)) {
+        const int forced = f.flash == PA_CUDA_FWD_WGMMA;
+        const char *hop_why = hopper_refusal(dev, p, forced);
+        if (forced && hop_why) return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
+        if (forced && f.schedule != PA_CUDA_SCHED_AUTO)
+            return refuse(dev, "cuda.schedule", "the Hopper kernel has no schedules", why_not);
+        /* Unforced, the mma.sync kernel keeps head dim 64 at N <= 512 (the Hopper kernel's
+         * 128-row tiles and 4-tile key loops measured 0.87-0.97x of it, bench/results/2026-
+         * 12-07-h100-hopper-fa2-l2-order.json against 2026-12-07-h100-mma-sync-fa2.json) and
+         * forced schedules; a bias on a decode shape that wants key splits keeps the
+         * generic kernel's splits (the Hopper kernel's query tiles are 128 rows). */
+        const int short_d64 = p->head_dim == 64 && p->seq_q <= 512 && p->seq_kv <= 512;
+        const int keep = !forced && ((short_d64 && !mma_why) || f.schedule != PA_CUDA_SCHED_AUTO ||
+                                     (p->has_bias && p->seq_q <= 16 && dense_wants_splits(dev, p)));
+        if (!hop_why && !keep) {
+            memset(&fp->split, 0, sizeof fp->split);
+            fp->kernel = PA_CUDA_FWD_HOPPER;
+            fp->workspace = 0;
+            fp->launches = 1;
+            goto planned;
+        }
+    }
     if (f.flash == PA_CUDA_FWD_SIMT) {
         fp->kernel = PA_CUDA_FWD_SIMT;
         simt_why = "forced by POLYATTN_FORCE cuda.flash=simt";
@@ -420,31 +432,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         }
         fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
     } else {
-        /* The warp-specialized Hopper kernel where it runs (head dims 64-256): 1.0-1.8x the
-         * mma.sync kernel on the FlashAttention-2 sweep from N = 1k (H100, bf16;
-         * bench/results/2026-12-07-h100-hopper-fa2-l2-order.json); cuda.flash=mma keeps the
-         * latter. */
-        const char *hop_why = p->head_dim <= 256
-                                  ? hopper_refusal(dev, p, f.flash == PA_CUDA_FWD_WGMMA)
-                                  : "head_dim above 256";
-        if (f.flash == PA_CUDA_FWD_WGMMA && p->head_dim <= 256 && hop_why)
-            return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
-        if (!hop_why && f.flash == PA_CUDA_FWD_WGMMA && f.schedule != PA_CUDA_SCHED_AUTO)
-            return refuse(dev, "cuda.schedule", "the Hopper kernel has no schedules", why_not);
-        /* head dim 64 at N <= 512: the mma.sync kernel (the Hopper kernel's 128-row tiles and
-         * 4-tile key loops measured 0.87-0.97x of it, bench/results/2026-12-07-h100-hopper-
-         * fa2-l2-order.json against 2026-12-07-h100-mma-sync-fa2.json) */
-        const int short_d64 =
-            p->head_dim == 64 && p->seq_q <= 512 && p->seq_kv <= 512 && !p->has_bias;
-        if (!hop_why &&
-            (f.flash == PA_CUDA_FWD_WGMMA || (f.flash == PA_CUDA_FWD_AUTO && !short_d64)) &&
-            f.schedule == PA_CUDA_SCHED_AUTO) {
-            memset(&fp->split, 0, sizeof fp->split);
-            fp->kernel = PA_CUDA_FWD_HOPPER;
-            fp->workspace = 0;
-            fp->launches = 1;
-            goto planned;
-        }
+        /* head dims above 256 (64-256 went to the Hopper kernel above where it runs) */
         const char *wg_why = wgmma_refusal(dev, p);
         if (f.flash == PA_CUDA_FWD_WGMMA && wg_why)
             return refuse(dev, "cuda.flash=wgmma", wg_why, why_not);

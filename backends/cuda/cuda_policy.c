@@ -98,6 +98,14 @@ void pa_cuda_auto_order(const char *arch, const pa_problem *p, polyattn_algo ord
         set(order, U, L, F);
         *why = "cuda, decode (seq_q <= 16, seq_kv >= 4096, < 8192 query rows): unfused "
                "first, measured 1.2-4x faster than flash";
+    } else if (p->dtype == POLYATTN_DTYPE_F32 && !pre_ampere(arch) &&
+               p->head_dim == p->head_dim_v && (p->head_dim == 64 || p->head_dim == 128)) {
+        /* bench/results/2026-12-07-h200-f32-tile-vs-torch.csv: the 3xTF32 tile kernel at
+         * 66 TFLOP/s (D 64) and 53 (D 128) on the FlashAttention-2 sweep, above cuBLAS
+         * unfused's best 37 and without its N x N scores */
+        set(order, L, U, F);
+        *why = "cuda, f32, head_dim 64/128: flash (3xTF32 tile kernel) first, measured 53-66 "
+               "TFLOP/s against unfused's 37 at best";
     } else if (p->dtype == POLYATTN_DTYPE_F32) {
         set(order, U, L, F);
         *why = "cuda, f32, head_dim <= 256: unfused (cuBLAS) first; flash's f32 path "

@@ -270,6 +270,11 @@ __global__ void __launch_bounds__(kThreads, 1)
             bias_row[r] =
                 batch * a.bias_stride[0] + head * a.bias_stride[1] +
                 (int64_t)min(crow0 + 16 * warp + g + 8 * r, seq.len_q - 1) * a.bias_stride[2];
+    /* keys in a row of the bias are contiguous and every row starts aligned: a thread's two
+     * neighbouring keys in one load */
+    const bool bias_pairs = VAR == kVarBias && a.bias_stride[3] == 1 &&
+                            ((a.bias_stride[0] | a.bias_stride[1] | a.bias_stride[2]) & 1) == 0 &&
+                            (reinterpret_cast<uintptr_t>(a.bias) & 7) == 0;
     /* the bias of key tile j into bv (before its scores are waited for: the loads run under
      * the product) */
     auto load_tile_bias = [&](int j) {
@@ -278,16 +283,22 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
             for (int r = 0; r < 2; ++r)
 #pragma unroll
-                for (int q = 0; q < kN / 8; ++q)
+                for (int q = 0; q < kN / 8; ++q) {
+                    const int key = key0 + 8 * q + 2 * t4;
+                    if (bias_pairs && key + 1 < seq.len_kv) {
+                        pa_gpu_load_pair(a.bias, bias_row[r] + key, a.bias_dtype, bv[r][2 * q],
+                                         bv[r][2 * q + 1]);
+                        continue;
+                    }
 #pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const int key = key0 + 8 * q + 2 * t4 + e;
+                    for (int e = 0; e < 2; ++e)
                         bv[r][2 * q + e] =
-                            key < seq.len_kv
-                                ? pa_gpu_load_any(a.bias, bias_row[r] + key * a.bias_stride[3],
+                            key + e < seq.len_kv
+                                ? pa_gpu_load_any(a.bias,
+                                                  bias_row[r] + (key + e) * a.bias_stride[3],
                                                   a.bias_dtype)
                                 : 0.f;
-                    }
+                }
         }
     };
     /* a sink starts each row's max and sum (exp2(sink - sink) = 1, held by the row's
@@ -428,6 +439,23 @@ __global__ void __launch_bounds__(kThreads, 1)
                           (uint32_t)kN * 128);
         pa_wg::commit();
     };
+    /* V rows past the sequence's keys in its last key tile: packed neighbours, cache slots
+     * past the length and pool blocks hold anything, NaN included, and P's zeros there would
+     * still give 0 * NaN (dense tensors end at seq_kv, where TMA fills zeros).  Both
+     * consumers clear half each after the tile landed, then meet at named barrier 3. */
+    auto clear_v_tail = [&](int j) {
+        const int first = seq.len_kv - (t_begin + j) * kN;
+        if (a.kv_layout == PA_GPU_KV_DENSE || first >= kN) return;
+        mbar_wait(&v_full[j % kStages], phase(j));
+        unsigned char *dv = base + L::kV + (j % kStages) * L::kKVBytes + max(first, 0) * 128;
+        const int pieces = (kN - max(first, 0)) * 8; /* 16-byte pieces of a 64-column block */
+#pragma unroll
+        for (int ch = 0; ch < kChunks; ++ch)
+            for (int i = tid - 128; i < pieces; i += 2 * 128)
+                reinterpret_cast<uint4 *>(dv + ch * kN * 128)[i] = make_uint4(0, 0, 0, 0);
+        pa_wg::fence_async_shared(); /* the zeros are visible to the P V products */
+        pa_wg::named_sync(3, 2 * 128);
+    };
     auto release = [&](int j) { /* this warp is done with key tile j's buffers */
                                 __syncwarp();
                                 if (lane == 0) pa_wg::mbar_arrive(&empty[j % kStages]);
@@ -442,6 +470,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             pa_wg::wait<0>();
             softmax(s, j, pf, alpha);
             if (j > 0) rescale(alpha);
+            clear_v_tail(j);
             pa_wg::fence();
             issue_pv(pf, j);
             pa_wg::wait<0>();
@@ -470,6 +499,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (j > 0) rescale(alpha);
             const bool more = j + 1 < n_tiles;
             mbar_wait(&v_full[j % kStages], phase(j));
+            clear_v_tail(j); /* before the turn: both consumers reach it without one */
             if (more) mbar_wait(&k_full[(j + 1) % kStages], phase(j + 1));
             turn();
             pa_wg::fence();

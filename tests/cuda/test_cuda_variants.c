@@ -203,7 +203,8 @@ int main(int argc, char **argv)
     dinfo.struct_size = sizeof dinfo;
     polyattn_context_get_device_info(gpu, &dinfo);
     const int sm80 = strncmp(dinfo.arch, "sm_", 3) == 0 && atoi(dinfo.arch + 3) >= 80;
-    if (force_wgmma && strcmp(dinfo.arch, "sm_90") != 0) {
+    const int sm90 = strcmp(dinfo.arch, "sm_90") == 0;
+    if (force_wgmma && !sm90) {
         printf("the Hopper kernel runs on sm_90 only (this device: %s): skipped\n", dinfo.arch);
         return 77;
     }
@@ -245,8 +246,11 @@ int main(int argc, char **argv)
                            : c->dtype == POLYATTN_DTYPE_F16 ? 4e-3
                                                             : 3e-2;
         for (int a = POLYATTN_ALGO_UNFUSED; ref.ran && a <= POLYATTN_ALGO_FLASH; a++) {
-            const int tc_case = !c->bias && !c->attn_mask && c->dtype != POLYATTN_DTYPE_F32;
+            /* the mma.sync kernel lacks bias and head dim 192; the Hopper kernel (sm_90, which
+             * AUTO picks there) has both */
             const int hopper_case = !c->attn_mask && c->dtype != POLYATTN_DTYPE_F32;
+            const int mma_case = hopper_case && !c->bias && c->head_dim != 192;
+            const int tc_case = force_mma ? mma_case : sm90 ? hopper_case : mma_case;
             if (a == POLYATTN_ALGO_FLASH &&
                 ((force_mma && !tc_case) || (force_wgmma && !hopper_case)))
                 continue;
