@@ -79,6 +79,10 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
     if (!pa_cuda_flash_wgmma_has_head_dim((int)p->head_dim)) return "no instance at this head_dim";
     if (has_broadcast_stride(p))
         return "a broadcast (zero) stride, which TMA tensor maps cannot express";
+    const int64_t *st[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    for (int t = 0; t < 4; t++)
+        if (st[t][3] != 1 || st[t][0] % 8 || st[t][1] % 8 || st[t][2] % 8)
+            return "a stride that is not 16-byte rows (head_dim stride 1, others multiples of 8)";
     if (pa_cuda_flash_wgmma_smem((int)p->head_dim) > dev->smem_optin)
         return "the tile does not fit the device's shared memory";
     return NULL;
@@ -94,6 +98,7 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
  * but no key splits, and the TMA maps' rules. */
 static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p, int forced)
 {
+    (void)forced;
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
     if (p->dtype != POLYATTN_DTYPE_F16 && p->dtype != POLYATTN_DTYPE_BF16)
@@ -101,14 +106,15 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
     if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
         return "head_dim not among the Hopper kernel's (64, 128, 192, 256) or differing from "
                "head_dim_v";
-    if (!forced && pa_problem_serving(p))
-        return "serving layouts on the Hopper kernel are opt-in (cuda.flash=wgmma) until they "
-               "have run correctly on a GPU";
     if (p->num_splits > 1) return "key splits (num_splits > 1; the serving kernel has them)";
     if (p->has_attn_mask)
         return "an attn_mask tensor (it has window, softcap, ALiBi, sinks and bias)";
     if (has_broadcast_stride(p))
         return "a broadcast (zero) stride, which TMA tensor maps cannot express";
+    const int64_t *st[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
+    for (int t = 0; t < 4; t++)
+        if (st[t][3] != 1 || st[t][0] % 8 || st[t][1] % 8 || st[t][2] % 8)
+            return "a stride that is not 16-byte rows (head_dim stride 1, others multiples of 8)";
     if (pa_cuda_flash_hopper_smem((int)p->head_dim) > dev->smem_optin)
         return "the tile does not fit the device's shared memory";
     return NULL;
@@ -208,12 +214,22 @@ static int serving_splits(const pa_cuda_device *dev, const pa_problem *p, int pa
     int64_t most = tiles < PA_MAX_SPLITS ? tiles : PA_MAX_SPLITS;
     if (most < 1) most = 1;
     if (p->num_splits >= 1) return (int)(p->num_splits < most ? p->num_splits : most);
-    const int64_t target = 2 * (int64_t)sms_of(dev);
+    const int64_t target = 2 * (int64_t)sms_of(dev); /* two resident blocks an SM */
     if (blocks >= target) return 1;
-    int64_t n = (target + blocks - 1) / blocks;
-    if (n > tiles / 4) n = tiles / 4;
-    if (n > most) n = most;
-    return n > 1 ? (int)n : 1;
+    int64_t top = tiles / 4 < most ? tiles / 4 : most;
+    if (top < 1) top = 1;
+    /* Whole waves: a ragged last wave runs its few blocks alone at their own speed (decode,
+     * H200: 64 pairs x 5 splits = 320 blocks over 264 slots ran at 63% of the copy
+     * bandwidth).  The time goes as waves / splits; the fewest splits within 5% of the
+     * best (each split adds a partial O and its merge). */
+    double least = 1.0;
+    for (int64_t n = 2; n <= top; n++) {
+        const double cost = (double)((blocks * n + target - 1) / target) / (double)n;
+        if (cost < least) least = cost;
+    }
+    for (int64_t n = 1; n <= top; n++)
+        if ((double)((blocks * n + target - 1) / target) / (double)n <= least * 1.05) return (int)n;
+    return 1;
 }
 
 /* Dense problems whose grid cannot fill the device (decode: a few queries against many
@@ -386,11 +402,9 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         /* Unforced, the mma.sync kernel keeps head dim 64 at N <= 512 (the Hopper kernel's
          * 128-row tiles and 4-tile key loops measured 0.87-0.97x of it, bench/results/2026-
          * 12-07-h100-hopper-fa2-l2-order.json against 2026-12-07-h100-mma-sync-fa2.json) and
-         * forced schedules; a bias on a decode shape that wants key splits keeps the
-         * generic kernel's splits (the Hopper kernel's query tiles are 128 rows). */
+         * forced schedules. */
         const int short_d64 = p->head_dim == 64 && p->seq_q <= 512 && p->seq_kv <= 512;
-        const int keep = !forced && ((short_d64 && !mma_why) || f.schedule != PA_CUDA_SCHED_AUTO ||
-                                     (p->has_bias && p->seq_q <= 16 && dense_wants_splits(dev, p)));
+        const int keep = !forced && ((short_d64 && !mma_why) || f.schedule != PA_CUDA_SCHED_AUTO);
         if (!hop_why && !keep) {
             memset(&fp->split, 0, sizeof fp->split);
             fp->kernel = PA_CUDA_FWD_HOPPER;

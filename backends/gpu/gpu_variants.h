@@ -77,18 +77,22 @@ __device__ __forceinline__ float pa_gpu_load_any(const void *base, int64_t idx, 
 }
 
 /* Two neighbouring elements in one load: idx even, base 8-byte aligned. */
-__device__ __forceinline__ void pa_gpu_load_pair(const void *base, int64_t idx, int dtype,
-                                                 float &x, float &y)
+__device__ __forceinline__ void pa_gpu_load_pair(const void *base, int64_t idx, int dtype, float &x,
+                                                 float &y)
 {
     if (dtype == 0) {
         const float2 v = *reinterpret_cast<const float2 *>(static_cast<const float *>(base) + idx);
         x = v.x, y = v.y;
     } else if (dtype == 1) {
-        struct alignas(4) H2 { gpu_half x, y; };
+        struct alignas(4) H2 {
+            gpu_half x, y;
+        };
         const H2 v = *reinterpret_cast<const H2 *>(static_cast<const gpu_half *>(base) + idx);
         x = gpu_half_to_float(v.x), y = gpu_half_to_float(v.y);
     } else {
-        struct alignas(4) B2 { gpu_bf16 x, y; };
+        struct alignas(4) B2 {
+            gpu_bf16 x, y;
+        };
         const B2 v = *reinterpret_cast<const B2 *>(static_cast<const gpu_bf16 *>(base) + idx);
         x = gpu_bf16_to_float(v.x), y = gpu_bf16_to_float(v.y);
     }

@@ -196,8 +196,8 @@ int main(void)
     /* the tile kernel on sm_80 and newer (a forced kernel other than mma.sync runs the
      * suite without it) */
     const char *force = getenv("POLYATTN_FORCE");
-    const int want_tile = sm80 && !(force && strstr(force, "cuda.flash=") &&
-                                    !strstr(force, "cuda.flash=mma"));
+    const int want_tile =
+        sm80 && !(force && strstr(force, "cuda.flash=") && !strstr(force, "cuda.flash=mma"));
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const pa_tk_case *c = &cases[ci];
         char reason[256];

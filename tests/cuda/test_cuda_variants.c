@@ -277,7 +277,7 @@ int main(int argc, char **argv)
                     a == POLYATTN_ALGO_FLASH && sm80 && (force_wgmma ? hopper_case : tc_case);
                 const char *kernel = force_mma     ? "mma.sync"
                                      : force_wgmma ? "warp-specialized"
-                                                   : "tensor-core kernel";
+                                                   : "tensor-core";
                 const int tc = strstr(got.reason, kernel) != NULL;
                 if (want_tc && !tc) bad++;
                 printf("%-24s %-7s %s: %lld bad, max |dO| %.3g [%s]\n", c->name,
