@@ -1,0 +1,288 @@
+/*
+ * Which kernel the CUDA flash planner (backends/cuda/cuda_flash_plan.c) picks, on made-up
+ * H100 and A100 devices, with no GPU: the planner and cuda_force.c are compiled into this
+ * test with stand-ins for the kernels' capability queries (cuda_flash_plan_stubs.c).  A GPU
+ * run showed head dim 192 never reaching the Hopper kernel; decisions like that fail here, in
+ * CI, instead.
+ */
+#include "cuda_flash.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int failures = 0, checks = 0;
+static pa_cuda_device h100, a100;
+
+static const char *kernel_name(pa_cuda_fwd_kernel k)
+{
+    static const char *const names[] = {"auto", "generic SIMT", "mma.sync", "wgmma", "Hopper"};
+    return (int)k >= 0 && (int)k <= (int)PA_CUDA_FWD_HOPPER ? names[k] : "?";
+}
+
+static void device_init(pa_cuda_device *dev, int cc_major, int cc_minor, int sm_count,
+                        size_t smem_optin_kib)
+{
+    memset(dev, 0, sizeof *dev);
+    dev->cc_major = cc_major, dev->cc_minor = cc_minor, dev->sm_count = sm_count;
+    dev->smem_optin = smem_optin_kib * 1024;
+}
+
+/* The core copies POLYATTN_FORCE into every device once, when a context is made
+ * (core/force.c); cuda_force.c reads that copy at plan time, never the environment. */
+static void set_force(const char *keys)
+{
+    snprintf(h100.base.force, sizeof h100.base.force, "%s", keys);
+    snprintf(a100.base.force, sizeof a100.base.force, "%s", keys);
+}
+
+static void contiguous(int64_t stride[4], int64_t heads, int64_t rows, int64_t head_dim)
+{
+    stride[0] = heads * rows * head_dim, stride[1] = rows * head_dim;
+    stride[2] = head_dim, stride[3] = 1;
+}
+
+/* A dense problem, contiguous BHSD, no mask, as the core hands it to a backend. */
+static pa_problem dense(polyattn_dtype dtype, int64_t batch, int64_t heads_q, int64_t heads_kv,
+                        int64_t seq_q, int64_t seq_kv, int64_t head_dim)
+{
+    pa_problem p;
+    memset(&p, 0, sizeof p);
+    p.dtype = p.o_dtype = dtype;
+    p.batch = batch, p.heads_q = heads_q, p.heads_kv = heads_kv;
+    p.seq_q = seq_q, p.seq_kv = seq_kv, p.head_dim = p.head_dim_v = head_dim;
+    p.scale = 1.f;
+    p.window_left = p.window_right = -1;
+    p.total_q = seq_q, p.kv_count = batch, p.kv_rows = seq_kv;
+    p.q_descale = p.k_descale = p.v_descale = 1.f;
+    contiguous(p.q_stride, heads_q, seq_q, head_dim);
+    contiguous(p.o_stride, heads_q, seq_q, head_dim);
+    contiguous(p.k_stride, heads_kv, seq_kv, head_dim);
+    contiguous(p.v_stride, heads_kv, seq_kv, head_dim);
+    return p;
+}
+
+/* An additive bias [batch, heads_q, seq_q, seq_kv] in the inputs' dtype. */
+static void add_bias(pa_problem *p)
+{
+    p->has_bias = 1;
+    p->bias_dtype = p->dtype;
+    p->bias_shape[0] = p->batch, p->bias_shape[1] = p->heads_q;
+    p->bias_shape[2] = p->seq_q, p->bias_shape[3] = p->seq_kv;
+    contiguous(p->bias_stride, p->heads_q, p->seq_q, p->seq_kv);
+    p->bias_stride[0] = p->heads_q * p->bias_stride[1];
+}
+
+/* Varlen q and K/V: `batch` sequences of up to seq tokens packed into [1, heads, total, d]. */
+static pa_problem varlen(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim)
+{
+    pa_problem p = dense(POLYATTN_DTYPE_BF16, batch, heads, heads, seq, seq, head_dim);
+    p.varlen_q = 1, p.kv_layout = POLYATTN_KV_VARLEN;
+    p.total_q = batch * seq, p.kv_count = 1, p.kv_rows = batch * seq;
+    contiguous(p.q_stride, heads, p.total_q, head_dim);
+    contiguous(p.o_stride, heads, p.total_q, head_dim);
+    contiguous(p.k_stride, heads, p.kv_rows, head_dim);
+    contiguous(p.v_stride, heads, p.kv_rows, head_dim);
+    return p;
+}
+
+/* Decode over a paged KV cache: one query a sequence, blocks of 64 keys. */
+static pa_problem paged_decode(int64_t batch, int64_t heads_q, int64_t heads_kv, int64_t seq_kv,
+                               int64_t head_dim)
+{
+    pa_problem p = dense(POLYATTN_DTYPE_BF16, batch, heads_q, heads_kv, 1, seq_kv, head_dim);
+    p.kv_layout = POLYATTN_KV_PAGED;
+    p.max_blocks_per_seq = seq_kv / 64;
+    p.kv_count = batch * p.max_blocks_per_seq, p.kv_rows = 64;
+    contiguous(p.k_stride, heads_kv, 64, head_dim);
+    contiguous(p.v_stride, heads_kv, 64, head_dim);
+    return p;
+}
+
+/* Reports a failed check: the case, the expectation (printf format) and the planner's note. */
+static void fail(const char *what, const char *why, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    printf("FAIL %s: ", what);
+    vprintf(fmt, args);
+    printf(" (planner: %s)\n", why ? why : "no reason");
+    va_end(args);
+    ++failures;
+}
+
+/* Plans p; on success *fp holds the plan.  Returns whether planning succeeded. */
+static int planned(const char *what, pa_cuda_device *dev, const pa_problem *p,
+                   pa_cuda_flash_plan *fp, const char **why)
+{
+    *why = NULL;
+    const polyattn_status st = pa_cuda_flash_plan_make(dev, p, fp, why);
+    ++checks;
+    if (st == POLYATTN_STATUS_SUCCESS) return 1;
+    fail(what, *why, "planning failed with %s", polyattn_status_string(st));
+    return 0;
+}
+
+/* Expects p planned on `kernel`, the serving kernel or not. */
+static void expect(const char *what, pa_cuda_device *dev, const pa_problem *p,
+                   pa_cuda_fwd_kernel kernel, int serving)
+{
+    pa_cuda_flash_plan fp;
+    const char *why;
+    if (!planned(what, dev, p, &fp, &why)) return;
+    if (fp.kernel != kernel || fp.serving != serving) {
+        char got[64], want[64];
+        snprintf(got, sizeof got, "%s%s", kernel_name(fp.kernel), fp.serving ? " (serving)" : "");
+        snprintf(want, sizeof want, "%s%s", kernel_name(kernel), serving ? " (serving)" : "");
+        fail(what, why, "planned %s, expected %s", got, want);
+    }
+}
+
+/* Expects planning refused with `status` and a reason containing `reason`. */
+static void expect_refused(const char *what, pa_cuda_device *dev, const pa_problem *p,
+                           polyattn_status status, const char *reason)
+{
+    pa_cuda_flash_plan fp;
+    const char *why = NULL;
+    const polyattn_status st = pa_cuda_flash_plan_make(dev, p, &fp, &why);
+    ++checks;
+    if (st != status || !why || !strstr(why, reason))
+        fail(what, why, "got %s, expected a refusal naming \"%s\"", polyattn_status_string(st),
+             reason);
+}
+
+static void check(const char *what, int ok, const char *expected, const char *why)
+{
+    ++checks;
+    if (!ok) fail(what, why, "expected %s", expected);
+}
+
+static void sm90_dense(void)
+{
+    const polyattn_dtype bf16 = POLYATTN_DTYPE_BF16;
+    pa_cuda_flash_plan fp;
+    const char *why;
+    pa_problem p = dense(bf16, 2, 16, 16, 4096, 4096, 128);
+    expect("sm_90 bf16 D128 N4096", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    if (planned("sm_90 bf16 D128 consumers", &h100, &p, &fp, &why))
+        check("sm_90 bf16 D128 consumers", !fp.pingpong,
+              "independent consumers without cuda.hopper_sched", why);
+    /* the bug this test was written for: mma.sync has no 192, the Hopper kernel has */
+    p = dense(bf16, 2, 16, 16, 4096, 4096, 192);
+    expect("sm_90 bf16 D192 N4096", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    p = dense(POLYATTN_DTYPE_F16, 2, 16, 16, 4096, 4096, 256);
+    expect("sm_90 f16 D256 N4096", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    /* head dim 64 at N <= 512 stays on mma.sync (measured faster there) */
+    p = dense(bf16, 4, 16, 16, 256, 256, 64);
+    expect("sm_90 bf16 D64 N256", &h100, &p, PA_CUDA_FWD_MMA, 0);
+    p = dense(bf16, 4, 16, 16, 2048, 2048, 64);
+    expect("sm_90 bf16 D64 N2048", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    p = dense(bf16, 2, 16, 16, 4096, 4096, 96);
+    expect("sm_90 bf16 D96 (no Hopper instance)", &h100, &p, PA_CUDA_FWD_MMA, 0);
+
+    p = dense(bf16, 2, 16, 16, 4096, 4096, 128);
+    p.softcap = 30.f;
+    expect("sm_90 bf16 D128 softcap", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    p = dense(bf16, 2, 16, 16, 4096, 4096, 128);
+    p.alibi = POLYATTN_ALIBI_PER_HEAD;
+    expect("sm_90 bf16 D128 ALiBi", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    p = dense(bf16, 2, 16, 16, 4096, 4096, 128);
+    p.has_sinks = 1;
+    expect("sm_90 bf16 D128 sinks", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    p = dense(bf16, 2, 16, 16, 4096, 4096, 128);
+    p.has_window = 1, p.window_left = 256, p.window_right = 0;
+    expect("sm_90 bf16 D128 window", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    p = dense(bf16, 2, 16, 16, 333, 4096, 128);
+    add_bias(&p);
+    expect("sm_90 bf16 D128 bias seq_q 333", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    p.has_attn_mask = 1;
+    contiguous(p.attn_mask_stride, 16, 333, 4096);
+    expect("sm_90 bf16 D128 bias and attn_mask", &h100, &p, PA_CUDA_FWD_SIMT, 0);
+
+    /* decode: a grid too small for the device takes the serving kernel's key splits */
+    p = dense(bf16, 8, 32, 8, 1, 32768, 128);
+    expect("sm_90 bf16 decode D128 32k keys", &h100, &p, PA_CUDA_FWD_MMA, 1);
+    if (planned("sm_90 bf16 decode key splits", &h100, &p, &fp, &why))
+        check("sm_90 bf16 decode key splits", fp.splits > 1 && fp.pack,
+              "key splits and GQA-packed tiles", why);
+
+    /* head dims above 256: the wgmma kernel on sm_90 */
+    p = dense(bf16, 4, 16, 16, 1024, 1024, 512);
+    expect("sm_90 bf16 D512", &h100, &p, PA_CUDA_FWD_WGMMA, 0);
+    p = dense(POLYATTN_DTYPE_F32, 2, 16, 16, 4096, 4096, 128);
+    expect("sm_90 f32 D128", &h100, &p, PA_CUDA_FWD_MMA, 0);
+    if (planned("sm_90 f32 D128 tile kernel", &h100, &p, &fp, &why))
+        check("sm_90 f32 D128 tile kernel", strstr(why, "3xTF32") && strstr(why, "tile kernel"),
+              "the 3xTF32 tile kernel", why);
+    p = dense(POLYATTN_DTYPE_F32, 2, 16, 16, 4096, 4096, 96);
+    expect("sm_90 f32 D96", &h100, &p, PA_CUDA_FWD_SIMT, 0);
+}
+
+/* Serving layouts reach the Hopper kernel only when forced (opt-in until they have run on a
+ * GPU); unforced they take the mma.sync serving kernel. */
+static void sm90_serving(void)
+{
+    pa_problem p = varlen(4, 16, 1024, 128);
+    expect("sm_90 varlen D128", &h100, &p, PA_CUDA_FWD_MMA, 1);
+    set_force("cuda.flash=wgmma");
+    expect("sm_90 varlen D128, cuda.flash=wgmma", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    set_force("");
+    p = paged_decode(8, 32, 8, 4096, 128);
+    expect("sm_90 paged decode D128", &h100, &p, PA_CUDA_FWD_MMA, 1);
+    set_force("cuda.flash=wgmma");
+    expect("sm_90 paged decode D128, cuda.flash=wgmma", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    set_force("");
+}
+
+static void sm80(void)
+{
+    pa_problem p = dense(POLYATTN_DTYPE_BF16, 2, 16, 16, 4096, 4096, 192);
+    expect("sm_80 bf16 D192", &a100, &p, PA_CUDA_FWD_SIMT, 0);
+    p = dense(POLYATTN_DTYPE_BF16, 2, 16, 16, 4096, 4096, 128);
+    expect("sm_80 bf16 D128", &a100, &p, PA_CUDA_FWD_MMA, 0);
+    add_bias(&p);
+    expect("sm_80 bf16 D128 bias", &a100, &p, PA_CUDA_FWD_SIMT, 0);
+    p = dense(POLYATTN_DTYPE_BF16, 4, 16, 16, 1024, 1024, 512);
+    expect("sm_80 bf16 D512 (wide mma.sync)", &a100, &p, PA_CUDA_FWD_MMA, 0);
+    p = dense(POLYATTN_DTYPE_BF16, 8, 32, 8, 1, 32768, 128);
+    expect("sm_80 bf16 decode D128 32k keys", &a100, &p, PA_CUDA_FWD_MMA, 1);
+}
+
+static void forced(void)
+{
+    pa_cuda_flash_plan fp;
+    const char *why;
+    pa_problem p = dense(POLYATTN_DTYPE_BF16, 2, 16, 16, 4096, 4096, 128);
+    set_force("cuda.flash=mma");
+    expect("sm_90 D128, cuda.flash=mma", &h100, &p, PA_CUDA_FWD_MMA, 0);
+    add_bias(&p);
+    expect_refused("sm_90 D128 bias, cuda.flash=mma", &h100, &p, POLYATTN_STATUS_UNSUPPORTED,
+                   "cuda.flash=mma: bias");
+    p = dense(POLYATTN_DTYPE_BF16, 2, 16, 16, 4096, 4096, 128);
+    set_force("cuda.flash=simt");
+    expect("sm_90 D128, cuda.flash=simt", &h100, &p, PA_CUDA_FWD_SIMT, 0);
+    set_force("cuda.flash=wgmma");
+    expect_refused("sm_80 D128, cuda.flash=wgmma", &a100, &p, POLYATTN_STATUS_UNSUPPORTED,
+                   "not sm_90");
+    set_force("cuda.hopper_sched=pingpong");
+    if (planned("sm_90 D128, cuda.hopper_sched=pingpong", &h100, &p, &fp, &why))
+        check("sm_90 D128, cuda.hopper_sched=pingpong",
+              fp.kernel == PA_CUDA_FWD_HOPPER && fp.pingpong,
+              "the Hopper kernel with its consumers taking turns", why);
+    set_force("cuda.flash=bogus");
+    expect_refused("cuda.flash=bogus", &h100, &p, POLYATTN_STATUS_INVALID_ARGUMENT,
+                   "cuda.flash=bogus");
+    set_force("");
+}
+
+int main(void)
+{
+    device_init(&h100, 9, 0, 132, 227);
+    device_init(&a100, 8, 0, 108, 163);
+    sm90_dense();
+    sm90_serving();
+    sm80();
+    forced();
+    printf("test_cuda_flash_plan: %d checks, %d failures\n", checks, failures);
+    return failures || !checks ? 1 : 0;
+}
