@@ -205,6 +205,17 @@ static void sm90_dense(void)
     if (planned("sm_90 bf16 decode key splits", &h100, &p, &fp, &why))
         check("sm_90 bf16 decode key splits", fp.splits > 1 && fp.pack,
               "key splits and GQA-packed tiles", why);
+    /* in whole waves: 64 (sequence, KV head) pairs x 4 splits = 256 blocks in the 264 slots
+     * of 132 SMs at two blocks each (5 splits: 320 blocks, a ragged second wave) */
+    if (planned("sm_90 bf16 decode split count", &h100, &p, &fp, &why))
+        check("sm_90 bf16 decode split count", fp.splits == 4, "4 key splits", why);
+
+    /* strides that are not 16-byte rows: neither tensor-core kernel (TMA maps and cp.async
+     * need them); the generic kernel */
+    p = dense(bf16, 1, 4, 2, 47, 61, 64);
+    p.q_stride[2] = p.o_stride[2] = 4 * 64 + 3, p.q_stride[1] = p.o_stride[1] = 64;
+    p.q_stride[0] = p.o_stride[0] = 47 * p.q_stride[2];
+    expect("sm_90 bf16 D64 padded rows", &h100, &p, PA_CUDA_FWD_SIMT, 0);
 
     /* head dims above 256: the wgmma kernel on sm_90 */
     p = dense(bf16, 4, 16, 16, 1024, 1024, 512);
@@ -218,12 +229,15 @@ static void sm90_dense(void)
     expect("sm_90 f32 D96", &h100, &p, PA_CUDA_FWD_SIMT, 0);
 }
 
-/* Serving layouts reach the Hopper kernel only when forced (opt-in until they have run on a
- * GPU); unforced they take the mma.sync serving kernel. */
+/* Serving layouts shaped like prefill (more than 16 queries a sequence) take the Hopper
+ * kernel; decode shapes keep the mma.sync serving kernel's packed tiles and key splits
+ * unless the Hopper kernel is forced. */
 static void sm90_serving(void)
 {
     pa_problem p = varlen(4, 16, 1024, 128);
-    expect("sm_90 varlen D128", &h100, &p, PA_CUDA_FWD_MMA, 1);
+    expect("sm_90 varlen D128", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
+    set_force("cuda.flash=mma");
+    expect("sm_90 varlen D128, cuda.flash=mma", &h100, &p, PA_CUDA_FWD_MMA, 1);
     set_force("cuda.flash=wgmma");
     expect("sm_90 varlen D128, cuda.flash=wgmma", &h100, &p, PA_CUDA_FWD_HOPPER, 0);
     set_force("");
