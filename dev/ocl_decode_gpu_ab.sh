@@ -1,10 +1,10 @@
 #!/bin/bash
 # A/B of the OpenCL cooperative decode kernel's two shapes on one GPU, in one run:
-#   serial:  POLYATTN_FORCE=opencl.serving=coop,opencl.coop=serial (the default: one 16-byte
+#   serial:  POLYATTN_FORCE=opencl.serving=coop,opencl.coop=serial (one 16-byte
 #            load a work-item in flight, splits for at least 4 groups a compute unit, the
 #            row merge)
-#   batched: POLYATTN_FORCE=opencl.serving=coop,opencl.coop=batched (opt-in until this A/B
-#            has run: a tile's K, then V, loads issued before use, one wave of at most 2
+#   batched: POLYATTN_FORCE=opencl.serving=coop,opencl.coop=batched (the default, 2.2-3.7x
+#            serial on an H200: a tile's K, then V, loads issued before use, one wave of at most 2
 #            groups a compute unit, the column merge)
 # First the decode shape on a dense K/V (bf16, head_dim 128, 32/8 heads, batch 8, 1 query,
 # 8k/32k/128k keys), then the whole decode suite (dense cache, paged 16/256, 16 queries),

@@ -1,6 +1,7 @@
 #!/bin/bash
-# One GPU run (sm_90) for the paths that stay opt-in until they have run on a GPU, in the
-# order that decides their defaults (each step time-limited; summary.txt keeps what ran):
+# One GPU run (sm_90) of the paths that were opt-in until they had run on a GPU, each
+# forced, in the order that decided their defaults (each step time-limited; summary.txt
+# keeps what ran):
 #   1. correctness: the Hopper kernel forced (cuda.flash=wgmma) on the score variants and
 #      bias (test_cuda_variants --wgmma), on varlen and dense KV caches (test_cuda_serving
 #      --wgmma), with its consumers taking turns (cuda.hopper_sched=pingpong); the f32 tile

@@ -96,9 +96,8 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
  * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, window,
  * softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen, dense and paged KV caches
  * but no key splits, and the TMA maps' rules. */
-static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p, int forced)
+static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p)
 {
-    (void)forced;
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
     if (p->dtype != POLYATTN_DTYPE_F16 && p->dtype != POLYATTN_DTYPE_BF16)
@@ -330,9 +329,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
      * KV caches) on the Hopper kernel where it runs; decode shapes keep the serving
      * kernel's GQA-packed tiles and key splits. */
     if (pa_problem_serving(p) && (f.flash == PA_CUDA_FWD_AUTO || f.flash == PA_CUDA_FWD_WGMMA)) {
-        const char *hop_why = p->head_dim <= 256
-                                  ? hopper_refusal(dev, p, f.flash == PA_CUDA_FWD_WGMMA)
-                                  : "head_dim above 256";
+        const char *hop_why = p->head_dim <= 256 ? hopper_refusal(dev, p) : "head_dim above 256";
         if (!hop_why && f.schedule != PA_CUDA_SCHED_AUTO)
             hop_why = "the Hopper kernel has no schedules";
         if (f.flash == PA_CUDA_FWD_WGMMA && hop_why)
@@ -360,13 +357,10 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
             fp->kernel = PA_CUDA_FWD_MMA;
             fp->serving = 1;
             fp->pack = pack;
-            /* decode (packed tiles) has little math to hide a block's loads behind: a
-             * deeper K/V ring keeps more bytes in flight */
-            /* 2 unless forced: the deeper ring is opt-in until it has run on a GPU */
+            /* two stages unless forced: 4 and 6 ran 10-13% slower in decode (H200,
+             * bench/results/2026-12-07-h200-decode-kv-stages.txt), one block an SM instead
+             * of two */
             fp->stages = f.serving_stages ? f.serving_stages : 2;
-            while (!f.serving_stages && fp->stages > 2 &&
-                   pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages) > dev->smem_optin)
-                fp->stages--;
             if (pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages) > dev->smem_optin)
                 return refuse(dev, "cuda.serving_stages",
                               "the serving kernel's K/V ring does not fit the device's shared "
@@ -395,7 +389,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     if (!pa_problem_serving(p) && p->head_dim <= 256 &&
         (f.flash == PA_CUDA_FWD_AUTO || f.flash == PA_CUDA_FWD_WGMMA)) {
         const int forced = f.flash == PA_CUDA_FWD_WGMMA;
-        const char *hop_why = hopper_refusal(dev, p, forced);
+        const char *hop_why = hopper_refusal(dev, p);
         if (forced && hop_why) return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
         if (forced && f.schedule != PA_CUDA_SCHED_AUTO)
             return refuse(dev, "cuda.schedule", "the Hopper kernel has no schedules", why_not);

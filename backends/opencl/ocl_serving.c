@@ -61,13 +61,15 @@ static int choose_splits(const ocl_device *d, const pa_problem *p, uint64_t per_
     return n < 1 ? 1 : (int)n;
 }
 
-/* The batched shape's loads (opencl.coop=batched, opt-in until measured on a GPU; the
- * default serial shape keeps one load a work-item in flight): K chunks of 8 and V rows a work-item issues at once, within COOP_BATCH_BYTES each.
+/* The batched shape's loads (the default: 2.2-3.7x the serial shape's GB/s in decode on an
+ * H200 through NVIDIA's OpenCL, bench/results/2026-12-07-h200-opencl-decode-batched-vs-
+ * serial.txt; opencl.coop=serial keeps one load a work-item in flight): K chunks of 8 and V
+ * rows a work-item issues at once, within COOP_BATCH_BYTES each.
  * The K chunks of a batch divide the row's; the V rows cover the key lane's share of a tile
  * (keys past it are masked). */
 static void batch_shape(const pa_problem *p, const ocl_force *f, ocl_srv_choice *c)
 {
-    c->co_batch = f->coop == OCL_COOP_BATCHED;
+    c->co_batch = f->coop != OCL_COOP_SERIAL;
     c->coop_forced = f->coop != OCL_COOP_AUTO;
     c->merge_cols = c->co_batch;
     if (!c->co_batch) return;

@@ -9,7 +9,7 @@
  * backward: dQ, dK, dV against the reference's gradients (zeros outside the sequences).
  * Decode cases (1 to 16 queries, GQA 4 and 8, a few thousand keys, block sizes 16/64/256)
  * run the cooperative GPU kernel under POLYATTN_FORCE=opencl.serving=coop (a second ctest
- * entry; a third adds opencl.coop=batched, its opt-in shape), which the dispatch log must
+ * entry; a third adds opencl.coop=serial, its other shape), which the dispatch log must
  * then name, with its shape, for every plan with at most 64 packed rows.
  */
 #include "serving_fixture.h"
@@ -30,11 +30,11 @@ static int coop_forced(void)
     return f && strstr(f, "opencl.serving=coop") != NULL;
 }
 
-/* The coop kernel's shape the log must name: serial loads unless opencl.coop=batched. */
+/* The coop kernel's shape the log must name: batched loads unless opencl.coop=serial. */
 static const char *coop_loads(void)
 {
     const char *f = getenv("POLYATTN_FORCE");
-    return f && strstr(f, "opencl.coop=batched") ? "batched loads" : "serial loads";
+    return f && strstr(f, "opencl.coop=serial") ? "serial loads" : "batched loads";
 }
 
 /* The shared forward check (serving_checks.c: every element of O, LSE and the caches), then
