@@ -114,7 +114,7 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
     for (int t = 0; t < 4; t++)
         if (st[t][3] != 1 || st[t][0] % 8 || st[t][1] % 8 || st[t][2] % 8)
             return "a stride that is not 16-byte rows (head_dim stride 1, others multiples of 8)";
-    if (pa_cuda_flash_hopper_smem((int)p->head_dim) > dev->smem_optin)
+    if (pa_cuda_flash_hopper_smem((int)p->head_dim, p->has_bias) > dev->smem_optin)
         return "the tile does not fit the device's shared memory";
     return NULL;
 #else

@@ -68,14 +68,16 @@ constexpr int kSectionBlocks = 264; /* ~2 waves of an H100's 132 SMs (one block 
 constexpr int kProducerRegs = 24, kConsumerRegs = 240; /* 128 x 24 + 256 x 240 <= 64K */
 static_assert(kM == PA_HOPPER_TILE_M, "the header's tile");
 
-/* Shared memory: the consumers' Q tiles, kStages K tiles, kStages V tiles, then the
- * mbarriers (q_full, k_full[kStages], v_full[kStages], empty[kStages]). */
-template <int D>
+/* Shared memory: the consumers' Q tiles, kStages K tiles, kStages V tiles, with a bias
+ * (BIAS) two 16-bit bias tiles a consumer, then the mbarriers (q_full, k_full[kStages],
+ * v_full[kStages], empty[kStages]). */
+template <int D, bool BIAS = false>
 struct Layout {
     static constexpr int kN = Traits<D>::kN, kStages = Traits<D>::kStages;
     static constexpr uint32_t kQBytes = kRowsWg * D * 2, kKVBytes = kN * D * 2;
     static constexpr uint32_t kK = kConsumers * kQBytes, kV = kK + kStages * kKVBytes;
-    static constexpr uint32_t kBars = kV + kStages * kKVBytes;
+    static constexpr uint32_t kBiasTile = kRowsWg * kN * 2, kBias = kV + kStages * kKVBytes;
+    static constexpr uint32_t kBars = kBias + (BIAS ? kConsumers * 2 * kBiasTile : 0);
     static constexpr size_t kSmem = 1024 + kBars + 8 * (1 + 3 * kStages); /* + alignment */
     static_assert(kQBytes % 1024 == 0 && kKVBytes % 1024 == 0, "swizzled tiles stay aligned");
 };
@@ -138,16 +140,18 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
 
 /* VAR, as in flash_tc_tile.cuh: kVarNone plain; kVarMask window and sinks (masks and the
  * softmax's start); kVarScore softcap and ALiBi too (every score transformed first);
- * kVarBias an additive bias tensor too (its values loaded for each score; a -inf bias hides
- * the pair). */
-enum { kVarNone = 0, kVarMask = 1, kVarScore = 2, kVarBias = 3 };
+ * kVarBias an additive bias tensor too, 16-bit with 16-byte aligned rows, streamed through
+ * shared memory; kVarBiasRegs any other bias, its values loaded into registers (a -inf
+ * bias hides the pair). */
+enum { kVarNone = 0, kVarMask = 1, kVarScore = 2, kVarBias = 3, kVarBiasRegs = 4 };
 
 template <int D, typename T, int VAR, bool PP>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_hopper_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using L = Layout<D>;
+    using L = Layout<D, VAR == kVarBias>;
+    constexpr bool kBias = VAR >= kVarBias, kBiasSmem = VAR == kVarBias;
     constexpr int kN = L::kN, kStages = L::kStages, kChunks = D / 64;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
@@ -259,26 +263,56 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float sl2 = a.scale * kLog2e;
     const float cap2 = a.softcap * kLog2e, in_cap = a.softcap > 0.f ? a.scale / a.softcap : 0.f;
     const float slope2 = VAR >= kVarScore ? pa_gpu_alibi_slope(a, batch, head) * kLog2e : 0.f;
-    /* kVarBias: this thread's rows of the bias (rows past the sequence read its last), and
+    /* a bias: this thread's rows of the bias (rows past the sequence read its last), and
      * whether a row saw a key the bias leaves visible (all -inf: O = 0, LSE = -inf) */
     int64_t bias_row[2] = {0, 0};
     bool bias_vis[2] = {false, false};
     float bv[2][kN / 4];
-    if constexpr (VAR == kVarBias)
+    if constexpr (kBias)
 #pragma unroll
         for (int r = 0; r < 2; ++r)
             bias_row[r] =
                 batch * a.bias_stride[0] + head * a.bias_stride[1] +
                 (int64_t)min(crow0 + 16 * warp + g + 8 * r, seq.len_q - 1) * a.bias_stride[2];
-    /* keys in a row of the bias are contiguous and every row starts aligned: a thread's two
-     * neighbouring keys in one load */
-    const bool bias_pairs = VAR == kVarBias && a.bias_stride[3] == 1 &&
+    /* kVarBiasRegs: keys in a row of the bias are contiguous and every row starts aligned:
+     * a thread's two neighbouring keys in one load */
+    const bool bias_pairs = VAR == kVarBiasRegs && a.bias_stride[3] == 1 &&
                             ((a.bias_stride[0] | a.bias_stride[1] | a.bias_stride[2]) & 1) == 0 &&
                             (reinterpret_cast<uintptr_t>(a.bias) & 7) == 0;
+    /* kVarBias streams through shared memory: each consumer loads its 64 rows of key tile
+     * j + 1 with cp.async while it works on tile j, into two buffers (pieces of 8 keys
+     * XOR-swizzled by row, so a warp's reads hit 32 banks).  Loading the tile in use into
+     * registers left each tile waiting on the memory's latency (90-99 TFLOP/s at head dim
+     * 128, H200). */
+    unsigned char *const bias_buf = base + L::kBias + c * 2 * L::kBiasTile;
+    /* tile j's rows into buffer j & 1, one commit group (empty past the last tile) */
+    auto bias_issue = [&](int j) {
+        if constexpr (kBiasSmem) {
+            if (j < n_tiles) {
+                const int key0 = (t_begin + j) * kN;
+                unsigned char *dst = bias_buf + (j & 1) * L::kBiasTile;
+                const uint16_t *bias = static_cast<const uint16_t *>(a.bias);
+                for (int i = t; i < kRowsWg * kN / 8; i += 128) {
+                    const int rr = i / (kN / 8), piece = i % (kN / 8), key = key0 + 8 * piece;
+                    const int64_t row = batch * a.bias_stride[0] + head * a.bias_stride[1] +
+                                        (int64_t)min(crow0 + rr, seq.len_q - 1) * a.bias_stride[2];
+                    const int n = max(0, min(8, seq.len_kv - key)); /* keys of the piece */
+                    cp_async16_n(dst + rr * kN * 2 + 16 * (piece ^ (rr & 7)),
+                                 bias + row + (n ? key : 0), 2 * n);
+                }
+            }
+            cp_async_commit();
+        }
+    };
+    /* this thread's pieces landed, then every thread's of this consumer */
+    auto bias_ready = [&] {
+        cp_async_wait<0>();
+        pa_wg::named_sync(4 + c, 128);
+    };
     /* the bias of key tile j into bv (before its scores are waited for: the loads run under
      * the product) */
     auto load_tile_bias = [&](int j) {
-        if constexpr (VAR == kVarBias) {
+        if constexpr (VAR == kVarBiasRegs) {
             const int key0 = (t_begin + j) * kN;
 #pragma unroll
             for (int r = 0; r < 2; ++r)
@@ -366,15 +400,29 @@ __global__ void __launch_bounds__(kThreads, 1)
                 for (int e = 0; e < 2; ++e)
                     x[2 * q + e] = s[4 * q + 2 * r + e] * sl2;
         }
-        if constexpr (VAR == kVarBias) {
+        if constexpr (kBias) {
+            const int lr = 16 * warp + g + 8 * r; /* the row in this consumer's tile */
+            const unsigned char *row_s =
+                bias_buf + ((key0 / kN - t_begin) & 1) * L::kBiasTile + lr * kN * 2 + 4 * t4;
 #pragma unroll
-            for (int q = 0; q < kN / 8; ++q)
+            for (int q = 0; q < kN / 8; ++q) {
+                float b[2] = {bv[r][2 * q], bv[r][2 * q + 1]};
+                if constexpr (kBiasSmem) {
+                    const uint32_t w =
+                        *reinterpret_cast<const uint32_t *>(row_s + 16 * (q ^ (lr & 7)));
+                    if (a.bias_dtype == 2)
+                        b[0] = __uint_as_float(w << 16), b[1] = __uint_as_float(w & 0xffff0000u);
+                    else
+                        b[0] = __half2float(__ushort_as_half((unsigned short)(w & 0xffffu))),
+                        b[1] = __half2float(__ushort_as_half((unsigned short)(w >> 16)));
+                }
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                     const int i = 2 * q + e, key = key0 + 8 * q + 2 * t4 + e;
-                    x[i] += bv[r][i] * kLog2e;
-                    bias_vis[r] |= key >= vlo[r] && key < vhi[r] && bv[r][i] != -INFINITY;
+                    x[i] += b[e] * kLog2e;
+                    bias_vis[r] |= key >= vlo[r] && key < vhi[r] && b[e] != -INFINITY;
                 }
+            }
         }
         if (key0 + kN > mask_hi || (VAR != kVarNone && key0 < mask_lo)) {
 #pragma unroll
@@ -461,12 +509,23 @@ __global__ void __launch_bounds__(kThreads, 1)
                                 if (lane == 0) pa_wg::mbar_arrive(&empty[j % kStages]);
     };
 
+    /* a bias through shared memory: tile j's rows are ready before its softmax, and tile
+     * j + 1's are issued then (every thread has read tile j - 1's buffer by that point) */
+    auto next_bias = [&](int j) {
+        if constexpr (kBiasSmem) {
+            bias_ready();
+            bias_issue(j + 1);
+        } else {
+            load_tile_bias(j);
+        }
+    };
+    bias_issue(0);
     if constexpr (!PP) {
         for (int j = 0; j < n_tiles; ++j) {
             float s[kN / 2], alpha[2];
             uint32_t pf[kN / 16][4];
             issue_s(s, j);
-            load_tile_bias(j);
+            next_bias(j);
             pa_wg::wait<0>();
             softmax(s, j, pf, alpha);
             if (j > 0) rescale(alpha);
@@ -490,7 +549,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         turn();
         issue_s(s, 0);
         pass();
-        load_tile_bias(0);
+        next_bias(0);
         pa_wg::wait<0>();
         for (int j = 0; j < n_tiles; ++j) {
             float alpha[2];
@@ -507,7 +566,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (more) issue_s(s, j + 1);
             if (more || c == 0) pass();
             pa_wg::wait<0>();
-            if (more) load_tile_bias(j + 1); /* P V's fragments are free now */
+            if (more) next_bias(j + 1); /* P V's fragments are free now */
             release(j);
         }
     }
@@ -519,7 +578,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         row_l[r] += __shfl_xor_sync(0xffffffffu, row_l[r], 1);
         row_l[r] += __shfl_xor_sync(0xffffffffu, row_l[r], 2);
         bool seen = vhi[r] > vlo[r];
-        if constexpr (VAR == kVarBias) {
+        if constexpr (kBias) {
             int any = bias_vis[r];
             any |= __shfl_xor_sync(0xffffffffu, any, 1);
             any |= __shfl_xor_sync(0xffffffffu, any, 2);
@@ -577,7 +636,7 @@ template <int D, typename T, int VAR, bool PP>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
     auto kernel = flash_fwd_hopper_kernel<D, T, VAR, PP>;
-    constexpr size_t smem = Layout<D>::kSmem;
+    constexpr size_t smem = Layout<D, VAR == kVarBias>::kSmem;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
@@ -608,7 +667,12 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 template <int D, typename T, bool PP>
 cudaError_t launch_var(const pa_gpu_args &a, cudaStream_t stream)
 {
-    if (a.bias) return launch<D, T, kVarBias, PP>(a, stream);
+    if (a.bias) /* 16-bit with 16-byte aligned rows: through shared memory */
+        return a.bias_dtype != 0 && a.bias_stride[3] == 1 &&
+                       ((a.bias_stride[0] | a.bias_stride[1] | a.bias_stride[2]) & 7) == 0 &&
+                       (reinterpret_cast<uintptr_t>(a.bias) & 15) == 0
+                   ? launch<D, T, kVarBias, PP>(a, stream)
+                   : launch<D, T, kVarBiasRegs, PP>(a, stream);
     if (a.softcap > 0.f || a.alibi_slopes) return launch<D, T, kVarScore, PP>(a, stream);
     if (a.has_window || a.sinks) return launch<D, T, kVarMask, PP>(a, stream);
     return launch<D, T, kVarNone, PP>(a, stream);
@@ -639,10 +703,10 @@ extern "C" int pa_cuda_flash_hopper_has_head_dim(int head_dim)
 #undef PA_CASE
 }
 
-extern "C" size_t pa_cuda_flash_hopper_smem(int head_dim)
+extern "C" size_t pa_cuda_flash_hopper_smem(int head_dim, int bias)
 {
 #define PA_CASE(d, n, st)                                                                          \
-    case d: return Layout<d>::kSmem;
+    case d: return bias ? Layout<d, true>::kSmem : Layout<d>::kSmem;
     switch (head_dim) {
         PA_FLASH_HOPPER_TABLE(PA_CASE)
     default: return 0;

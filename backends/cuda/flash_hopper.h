@@ -13,8 +13,9 @@ extern "C" {
 
 /* Whether head_dim has an instance (the traits table in flash_hopper.cu). */
 int pa_cuda_flash_hopper_has_head_dim(int head_dim);
-/* Shared memory a block of the head_dim instance needs (bytes), 0 without one. */
-size_t pa_cuda_flash_hopper_smem(int head_dim);
+/* Shared memory a block of the head_dim instance needs (bytes; with a bias tensor its
+ * tiles too), 0 without one. */
+size_t pa_cuda_flash_hopper_smem(int head_dim, int bias);
 /* Query rows of a block's tile (two consumer warpgroups of 64 rows). */
 #define PA_HOPPER_TILE_M 128
 /* Enqueues a; returns the cudaError_t of the launch.  Input rules of pa_cuda_flash_wgmma

@@ -22,12 +22,14 @@ static int hopper_key_tile(int head_dim)
 
 int pa_cuda_flash_hopper_has_head_dim(int head_dim) { return hopper_key_tile(head_dim) != 0; }
 
-/* Layout<D>::kSmem: 1024 for alignment, two consumers' 64-row Q tiles, 2 stages of K and V
- * tiles, 7 mbarriers. */
-size_t pa_cuda_flash_hopper_smem(int head_dim)
+/* Layout<D, bias>::kSmem: 1024 for alignment, two consumers' 64-row Q tiles, 2 stages of K
+ * and V tiles, with a bias two 16-bit 64 x kN bias tiles a consumer, 7 mbarriers. */
+size_t pa_cuda_flash_hopper_smem(int head_dim, int bias)
 {
     const size_t kn = (size_t)hopper_key_tile(head_dim), d = (size_t)head_dim;
-    return kn ? 1024 + 2 * 64 * d * 2 + 2 * 2 * kn * d * 2 + 8 * 7 : 0;
+    return kn ? 1024 + 2 * 64 * d * 2 + 2 * 2 * kn * d * 2 + (bias ? 2 * 2 * 64 * kn * 2 : 0) +
+                    8 * 7
+              : 0;
 }
 
 /* ---- flash_tc.cu: PA_FLASH_TC_HEAD_DIMS X(32) X(64) X(96) X(128) X(256) (tile kernel)

@@ -24,8 +24,20 @@ typedef struct variant_case {
     int64_t window_left, window_right; /* both -2: no window */
     float softcap;
     polyattn_alibi alibi;
-    int bias, attn_mask, sinks;
+    int bias; /* 0 none; 1 f32 rows of seq_kv; 2 in the case's dtype, rows padded to 8 keys */
+    int attn_mask, sinks;
 } variant_case;
+
+/* The bias row stride: 16-bit biases with rows padded to 16 bytes take the Hopper kernel's
+ * shared-memory path, with keys that end inside a 16-byte piece. */
+static int64_t bias_ld(const variant_case *c)
+{
+    return c->bias == 2 ? (c->seq_kv + 7) / 8 * 8 : c->seq_kv;
+}
+static size_t bias_elems(const variant_case *c)
+{
+    return (size_t)c->heads_q * c->seq_q * bias_ld(c);
+}
 
 static const variant_case cases[] = {
     /* gpt-oss-like: window + softcap + sinks, causal, many query and key tiles */
@@ -46,6 +58,14 @@ static const variant_case cases[] = {
     /* bias alone (with softcap and a causal band): the Hopper kernel on sm_90 */
     {"bias_softcap_128", 2, 4, 2, 333, 517, 128, POLYATTN_DTYPE_BF16,
      POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, -2, -2, 15.f, POLYATTN_ALIBI_NONE, 1, 0, 0},
+    /* 16-bit biases with padded rows (the Hopper kernel's shared-memory path): with a
+     * window, sinks and bottom-right causal; with ALiBi at head dim 64; with softcap at 256 */
+    {"bias16_window_sinks_128", 2, 4, 2, 333, 517, 128, POLYATTN_DTYPE_BF16,
+     POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 200, 0, 0.f, POLYATTN_ALIBI_NONE, 2, 0, 1},
+    {"bias16_alibi_64", 1, 4, 4, 190, 301, 64, POLYATTN_DTYPE_F16, POLYATTN_MASK_NONE, -2, -2, 0.f,
+     POLYATTN_ALIBI_PER_HEAD, 2, 0, 0},
+    {"bias16_softcap_256", 1, 2, 1, 150, 203, 256, POLYATTN_DTYPE_F16,
+     POLYATTN_MASK_CAUSAL_TOP_LEFT, -2, -2, 10.f, POLYATTN_ALIBI_NONE, 2, 0, 0},
     /* bias and attn_mask with a window: the generic kernel on flash */
     {"bias_mask_window", 1, 2, 2, 150, 170, 64, POLYATTN_DTYPE_F16, POLYATTN_MASK_NONE, 20, 20, 0.f,
      POLYATTN_ALIBI_NONE, 1, 1, 1},
@@ -81,12 +101,12 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
     }
     d.softcap = c->softcap;
     d.alibi = c->alibi;
-    /* bias f32 [1, heads_q, seq_q, seq_kv] (broadcast over the batch); mask u8 [1, 1, ...] */
+    /* bias [1, heads_q, seq_q, seq_kv] (broadcast over the batch); mask u8 [1, 1, ...] */
     if (c->bias) {
         d.has_bias = 1;
-        d.bias.dtype = POLYATTN_DTYPE_F32;
+        d.bias.dtype = c->bias == 2 ? c->dtype : POLYATTN_DTYPE_F32;
         const int64_t shape[4] = {1, c->heads_q, c->seq_q, c->seq_kv};
-        const int64_t strides[4] = {0, (int64_t)pairs, c->seq_kv, 1};
+        const int64_t strides[4] = {0, c->seq_q * bias_ld(c), bias_ld(c), 1};
         memcpy(d.bias.shape, shape, sizeof shape);
         memcpy(d.bias.strides, strides, sizeof strides);
     }
@@ -125,6 +145,12 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
                                 : (size_t)c->heads_q;
     polyattn_buffer *b[10] = {NULL};
     enum { BQ, BK, BV, BO, BL, BW, BS, BB, BM, BSK };
+    const size_t bias_es = c->bias == 2 ? es : 4;
+    void *bias_raw = (void *)bias;
+    if (c->bias == 2) {
+        bias_raw = malloc(bias_elems(c) * bias_es);
+        pa_tk_encode(bias_raw, bias, bias_elems(c), c->dtype);
+    }
     int bad = polyattn_buffer_alloc(ctx, nq * es, &b[BQ]) ||
               polyattn_buffer_alloc(ctx, nk * es, &b[BK]) ||
               polyattn_buffer_alloc(ctx, nk * es, &b[BV]) ||
@@ -132,14 +158,14 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
               polyattn_buffer_alloc(ctx, rows * 4, &b[BL]) ||
               (info.workspace_bytes && polyattn_buffer_alloc(ctx, info.workspace_bytes, &b[BW])) ||
               (c->alibi && polyattn_buffer_alloc(ctx, n_slopes * 4, &b[BS])) ||
-              (c->bias && polyattn_buffer_alloc(ctx, (size_t)c->heads_q * pairs * 4, &b[BB])) ||
+              (c->bias && polyattn_buffer_alloc(ctx, bias_elems(c) * bias_es, &b[BB])) ||
               (c->attn_mask && polyattn_buffer_alloc(ctx, pairs, &b[BM])) ||
               (c->sinks && polyattn_buffer_alloc(ctx, (size_t)c->heads_q * 4, &b[BSK]));
     bad = bad || polyattn_buffer_write(b[BQ], 0, q, nq * es) ||
           polyattn_buffer_write(b[BK], 0, k, nk * es) ||
           polyattn_buffer_write(b[BV], 0, v, nk * es) ||
           (c->alibi && polyattn_buffer_write(b[BS], 0, slopes, n_slopes * 4)) ||
-          (c->bias && polyattn_buffer_write(b[BB], 0, bias, (size_t)c->heads_q * pairs * 4)) ||
+          (c->bias && polyattn_buffer_write(b[BB], 0, bias_raw, bias_elems(c) * bias_es)) ||
           (c->attn_mask && polyattn_buffer_write(b[BM], 0, mask, pairs)) ||
           (c->sinks && polyattn_buffer_write(b[BSK], 0, sinks, (size_t)c->heads_q * 4));
     /* poison O and LSE */
@@ -164,6 +190,7 @@ static int run(polyattn_context *ctx, const variant_case *c, polyattn_algo algo,
         printf("FAIL %s %s: %s\n", c->name, polyattn_algo_name(algo),
                polyattn_context_last_error(ctx));
     free(o_raw);
+    if (bias_raw != (void *)bias) free(bias_raw);
     for (int i = 0; i < 10; i++)
         polyattn_buffer_free(b[i]);
     polyattn_plan_destroy(plan);
@@ -221,7 +248,7 @@ int main(int argc, char **argv)
         float *qf = malloc(nq * 4), *kf = malloc(nk * 4), *vf = malloc(nk * 4);
         void *q = malloc(nq * es), *k = malloc(nk * es), *v = malloc(nk * es);
         float slopes[64], sinks[64];
-        float *bias = c->bias ? malloc((size_t)c->heads_q * pairs * 4) : NULL;
+        float *bias = c->bias ? malloc(bias_elems(c) * 4) : NULL;
         unsigned char *mask = c->attn_mask ? malloc(pairs) : NULL;
         for (size_t i = 0; i < nq; i++)
             qf[i] = (float)(2 * pa_tk_rng_uniform(&rng) - 1);
@@ -233,7 +260,7 @@ int main(int argc, char **argv)
             slopes[i] = (float)(0.05 + 0.2 * pa_tk_rng_uniform(&rng));
         for (int i = 0; i < 64; i++)
             sinks[i] = (float)(4 * pa_tk_rng_uniform(&rng) - 1);
-        for (size_t i = 0; bias && i < (size_t)c->heads_q * pairs; i++)
+        for (size_t i = 0; bias && i < bias_elems(c); i++)
             bias[i] = pa_tk_rng_uniform(&rng) < 0.05 ? -INFINITY
                                                      : (float)(2 * pa_tk_rng_uniform(&rng) - 1);
         for (size_t i = 0; mask && i < pairs; i++)
