@@ -81,20 +81,23 @@ __device__ __forceinline__ void pa_gpu_load_pair(const void *base, int64_t idx, 
                                                  float &y)
 {
     if (dtype == 0) {
-        const float2 v = *reinterpret_cast<const float2 *>(static_cast<const float *>(base) + idx);
-        x = v.x, y = v.y;
+        struct alignas(8) F2 {
+            float lo, hi;
+        };
+        const F2 v = *reinterpret_cast<const F2 *>(static_cast<const float *>(base) + idx);
+        x = v.lo, y = v.hi;
     } else if (dtype == 1) {
         struct alignas(4) H2 {
-            gpu_half x, y;
+            gpu_half lo, hi;
         };
         const H2 v = *reinterpret_cast<const H2 *>(static_cast<const gpu_half *>(base) + idx);
-        x = gpu_half_to_float(v.x), y = gpu_half_to_float(v.y);
+        x = gpu_half_to_float(v.lo), y = gpu_half_to_float(v.hi);
     } else {
         struct alignas(4) B2 {
-            gpu_bf16 x, y;
+            gpu_bf16 lo, hi;
         };
         const B2 v = *reinterpret_cast<const B2 *>(static_cast<const gpu_bf16 *>(base) + idx);
-        x = gpu_bf16_to_float(v.x), y = gpu_bf16_to_float(v.y);
+        x = gpu_bf16_to_float(v.lo), y = gpu_bf16_to_float(v.hi);
     }
 }
 
