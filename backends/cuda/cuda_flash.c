@@ -121,7 +121,10 @@ polyattn_status pa_cuda_flash_forward(pa_device *d, const pa_problem *p, void *s
 #endif
     case PA_CUDA_FWD_HOPPER:
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
-        PA_CU_LAUNCH(d, pa_cuda_flash_hopper(&a, fp->pingpong, dev->stream));
+        PA_CU_LAUNCH(d, pa_cuda_flash_hopper(&a,
+                                             (fp->pingpong ? PA_HOPPER_PINGPONG : 0) |
+                                                 (fp->bias_smem ? PA_HOPPER_BIAS_SMEM : 0),
+                                             dev->stream));
         break;
 #else
         return pa_fail(d, POLYATTN_STATUS_INTERNAL_ERROR, "flash: no Hopper kernel in this build");

@@ -17,6 +17,9 @@ typedef struct pa_cuda_flash_plan {
     /* HOPPER: the consumers take turns issuing their products (ping-pong), else each
      * runs its own loop */
     int pingpong;
+    /* HOPPER with a 16-bit bias: its tiles through shared memory (cuda.hopper_bias=smem,
+     * opt-in until it has run on a GPU), else register loads */
+    int bias_smem;
     int launches;
     pa_cuda_bwd_plan bwd; /* kernel AUTO without want_backward */
 } pa_cuda_flash_plan;

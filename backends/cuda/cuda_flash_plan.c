@@ -261,9 +261,10 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     } else if (fp->kernel == PA_CUDA_FWD_HOPPER) {
         snprintf(note, n,
                  "tensor-core kernel (warp-specialized wgmma %s, head_dim %d: %d-row query "
-                 "tiles, TMA producer and two consumer warpgroups%s)",
+                 "tiles, TMA producer, 2 consumer warpgroups%s%s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M,
-                 fp->pingpong ? " taking turns" : "");
+                 fp->pingpong ? " taking turns" : "",
+                 fp->bias_smem ? ", bias via shared memory" : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -462,6 +463,7 @@ planned:
     /* cuda.hopper_sched applies to the plans that run the Hopper kernel (so that whole
      * suites can run under it) */
     fp->pingpong = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 2;
+    fp->bias_smem = fp->kernel == PA_CUDA_FWD_HOPPER && p->has_bias && f.hopper_bias == 2;
     if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
         return refuse(dev, "cuda.wgmma_plan",
                       "the plan does not run the wgmma kernel "

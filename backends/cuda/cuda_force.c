@@ -14,6 +14,7 @@ static const char *const kFlash[] = {"auto", "simt", "mma", "wgmma"};
 static const char *const kSchedule[] = {"auto", "grid", "split", "key-halves", "col-halves"};
 static const char *const kBwd[] = {"auto", "simt", "mma"};
 static const char *const kHopperSched[] = {"auto", "serial", "pingpong"};
+static const char *const kHopperBias[] = {"auto", "regs", "smem"};
 static const char *const kWgmmaPlans[] = {"wide", "narrow", "key-split"}; /* flash_wgmma.h */
 
 static int index_of(const char *v, const char *const *names, int n)
@@ -83,6 +84,11 @@ polyattn_status pa_cuda_force_get(pa_cuda_device *dev, pa_cuda_force *f, const c
         if (i < 0) return bad(dev, "cuda.hopper_sched", v, "auto, serial, pingpong", why_not);
         f->hopper_sched = i;
     }
+    if (pa_force_get(d, "cuda.hopper_bias", v, sizeof v)) {
+        const int i = index_of(v, kHopperBias, 3);
+        if (i < 0) return bad(dev, "cuda.hopper_bias", v, "auto, regs, smem", why_not);
+        f->hopper_bias = i;
+    }
     return POLYATTN_STATUS_SUCCESS;
 }
 
@@ -107,6 +113,7 @@ void pa_cuda_force_describe(const pa_cuda_force *f, char *buf, size_t n)
     if (f->bwd_tile)
         add(buf, n, "cuda.bwd_tile", f->bwd_tile == 'a' ? "a" : f->bwd_tile == 'b' ? "b" : "f");
     if (f->hopper_sched) add(buf, n, "cuda.hopper_sched", kHopperSched[f->hopper_sched]);
+    if (f->hopper_bias) add(buf, n, "cuda.hopper_bias", kHopperBias[f->hopper_bias]);
     if (f->serving_stages) {
         char v[8];
         snprintf(v, sizeof v, "%d", f->serving_stages);

@@ -141,8 +141,8 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
 /* VAR, as in flash_tc_tile.cuh: kVarNone plain; kVarMask window and sinks (masks and the
  * softmax's start); kVarScore softcap and ALiBi too (every score transformed first);
  * kVarBias an additive bias tensor too, 16-bit with 16-byte aligned rows, streamed through
- * shared memory; kVarBiasRegs any other bias, its values loaded into registers (a -inf
- * bias hides the pair). */
+ * shared memory (PA_HOPPER_BIAS_SMEM: opt-in until it has run on a GPU); kVarBiasRegs any
+ * bias, its values loaded into registers (a -inf bias hides the pair). */
 enum { kVarNone = 0, kVarMask = 1, kVarScore = 2, kVarBias = 3, kVarBiasRegs = 4 };
 
 template <int D, typename T, int VAR, bool PP>
@@ -665,10 +665,10 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 }
 
 template <int D, typename T, bool PP>
-cudaError_t launch_var(const pa_gpu_args &a, cudaStream_t stream)
+cudaError_t launch_var(const pa_gpu_args &a, bool bias_smem, cudaStream_t stream)
 {
-    if (a.bias) /* 16-bit with 16-byte aligned rows: through shared memory */
-        return a.bias_dtype != 0 && a.bias_stride[3] == 1 &&
+    if (a.bias) /* 16-bit with 16-byte aligned rows: through shared memory where asked */
+        return bias_smem && a.bias_dtype != 0 && a.bias_stride[3] == 1 &&
                        ((a.bias_stride[0] | a.bias_stride[1] | a.bias_stride[2]) & 7) == 0 &&
                        (reinterpret_cast<uintptr_t>(a.bias) & 15) == 0
                    ? launch<D, T, kVarBias, PP>(a, stream)
@@ -679,11 +679,13 @@ cudaError_t launch_var(const pa_gpu_args &a, cudaStream_t stream)
 }
 
 template <typename T>
-cudaError_t dispatch(const pa_gpu_args &a, int pingpong, cudaStream_t stream)
+cudaError_t dispatch(const pa_gpu_args &a, unsigned flags, cudaStream_t stream)
 {
 #define PA_CASE(d, n, st)                                                                          \
     case d:                                                                                        \
-        return pingpong ? launch_var<d, T, true>(a, stream) : launch_var<d, T, false>(a, stream);
+        return flags & PA_HOPPER_PINGPONG                                                          \
+                   ? launch_var<d, T, true>(a, flags & PA_HOPPER_BIAS_SMEM, stream)                \
+                   : launch_var<d, T, false>(a, flags & PA_HOPPER_BIAS_SMEM, stream);
     switch (a.head_dim) {
         PA_FLASH_HOPPER_TABLE(PA_CASE)
     default: return cudaErrorInvalidValue;
@@ -714,10 +716,10 @@ extern "C" size_t pa_cuda_flash_hopper_smem(int head_dim, int bias)
 #undef PA_CASE
 }
 
-extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, int pingpong, void *stream)
+extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, unsigned flags, void *stream)
 {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (a->dtype == 1) return (int)dispatch<__half>(*a, pingpong, s);
-    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, pingpong, s);
+    if (a->dtype == 1) return (int)dispatch<__half>(*a, flags, s);
+    if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, flags, s);
     return (int)cudaErrorInvalidValue;
 }

@@ -307,6 +307,12 @@ int main(int argc, char **argv)
                                                    : "tensor-core";
                 const int tc = strstr(got.reason, kernel) != NULL;
                 if (want_tc && !tc) bad++;
+                /* cuda.hopper_bias=smem: 16-bit biases must take the shared-memory path */
+                const char *force = getenv("POLYATTN_FORCE");
+                if (want_tc && sm90 && c->bias == 2 && force &&
+                    strstr(force, "cuda.hopper_bias=smem") &&
+                    !strstr(got.reason, "bias via shared memory"))
+                    bad++;
                 printf("%-24s %-7s %s: %lld bad, max |dO| %.3g [%s]\n", c->name,
                        polyattn_algo_name((polyattn_algo)a), bad ? "FAIL" : "pass", bad, worst,
                        got.reason);
