@@ -46,6 +46,10 @@ static const scase fwd_cases[] = {
     {"tc varlen prefill, D128, gqa 2", F32, 3, 4, 2, 128, 128, 1, 150, VARLEN, 170, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 1},
     {"tc varlen, D256, alibi, top-left", F32, 2, 2, 1, 256, 256, 1, 70, VARLEN, 90, 0, 0, 0, 0, TL, 0, -1, -1, 0, AH, 0, 0},
     {"tc paged 256, D128, 5 queries, shared, append", F32, 2, 8, 8, 128, 128, 0, 5, PAGED, 600, 256, 1, 1, 5, BR, 0, -1, -1, 0, 0, 0, 0},
+    /* head dim 96 (the Hopper kernel's padded columns when forced; elsewhere the generic
+     * kernel) */
+    {"varlen prefill, D96, gqa 3", F32, 3, 6, 2, 96, 96, 1, 140, VARLEN, 160, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
+    {"paged 64, D96, 40 queries", F32, 2, 4, 2, 96, 96, 0, 40, PAGED, 300, 64, 1, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},
 };
 static const scase bwd_cases[] = {
     {"bwd varlen q+kv, bottom-right, gqa 4", F32, 5, 8, 2, 16, 16, 1, 9, VARLEN, 21, 0, 0, 0, 0, BR, 0, -1, -1, 0, 0, 0, 0},

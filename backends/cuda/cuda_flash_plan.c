@@ -96,15 +96,18 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
  * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, window,
  * softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen, dense and paged KV caches
  * but no key splits, and the TMA maps' rules. */
-static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p)
+static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p, int forced)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
     if (p->dtype != POLYATTN_DTYPE_F16 && p->dtype != POLYATTN_DTYPE_BF16)
         return "the Hopper kernel reads f16 and bf16";
     if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
-        return "head_dim not among the Hopper kernel's (64, 128, 192, 256) or differing from "
-               "head_dim_v";
+        return "head_dim not among the Hopper kernel's (64, 96, 128, 192, 256) or differing "
+               "from head_dim_v";
+    if (p->head_dim == 96 && !forced)
+        return "head dim 96 on the Hopper kernel is opt-in (cuda.flash=wgmma) until it has run on "
+               "a GPU";
     if (p->num_splits > 1) return "key splits (num_splits > 1; the serving kernel has them)";
     if (p->has_attn_mask)
         return "an attn_mask tensor (it has window, softcap, ALiBi, sinks and bias)";
@@ -118,7 +121,7 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
         return "the tile does not fit the device's shared memory";
     return NULL;
 #else
-    (void)dev, (void)p;
+    (void)dev, (void)p, (void)forced;
     return "this build has no sm_90a image (CUDA architectures without 90)";
 #endif
 }
@@ -330,7 +333,9 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
      * KV caches) on the Hopper kernel where it runs; decode shapes keep the serving
      * kernel's GQA-packed tiles and key splits. */
     if (pa_problem_serving(p) && (f.flash == PA_CUDA_FWD_AUTO || f.flash == PA_CUDA_FWD_WGMMA)) {
-        const char *hop_why = p->head_dim <= 256 ? hopper_refusal(dev, p) : "head_dim above 256";
+        const char *hop_why = p->head_dim <= 256
+                                  ? hopper_refusal(dev, p, f.flash == PA_CUDA_FWD_WGMMA)
+                                  : "head_dim above 256";
         if (!hop_why && f.schedule != PA_CUDA_SCHED_AUTO)
             hop_why = "the Hopper kernel has no schedules";
         if (f.flash == PA_CUDA_FWD_WGMMA && hop_why)
@@ -390,7 +395,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     if (!pa_problem_serving(p) && p->head_dim <= 256 &&
         (f.flash == PA_CUDA_FWD_AUTO || f.flash == PA_CUDA_FWD_WGMMA)) {
         const int forced = f.flash == PA_CUDA_FWD_WGMMA;
-        const char *hop_why = hopper_refusal(dev, p);
+        const char *hop_why = hopper_refusal(dev, p, f.flash == PA_CUDA_FWD_WGMMA);
         if (forced && hop_why) return refuse(dev, "cuda.flash=wgmma", hop_why, why_not);
         if (forced && f.schedule != PA_CUDA_SCHED_AUTO)
             return refuse(dev, "cuda.schedule", "the Hopper kernel has no schedules", why_not);

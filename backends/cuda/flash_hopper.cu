@@ -1,6 +1,6 @@
 /*
- * flash_fwd_hopper_kernel: the flash forward for the head dims models use (64, 128, 192,
- * 256; f16/bf16) on Hopper's warpgroup MMA, warp-specialized as FlashAttention-3 is.
+ * flash_fwd_hopper_kernel: the flash forward for the head dims models use (64, 96, 128,
+ * 192, 256; f16/bf16) on Hopper's warpgroup MMA, warp-specialized as FlashAttention-3 is.
  *
  * A block owns a 128-row query tile and has three warpgroups:
  *   producer   one thread issues every TMA load (Q once, then K and V of each key tile into
@@ -30,7 +30,9 @@
  * its bf16 GEMM ceiling), 0.58-0.81x cuDNN.  FlashAttention-3's intra-warpgroup overlap
  * (tile j + 1's Q K^T issued before tile j's P V) ran at 0.66-0.91x of this loop: ptxas
  * serialised the wgmmas (C7514) because the softmax reads an accumulator between a wgmma
- * and its wait.
+ * and its wait.  On an H200: the score variants 1.5-2.3x the mma.sync kernel, varlen
+ * prefill at 94% of the dense forward; the consumers taking turns (ping-pong) 1-6% slower
+ * at head dim 128 and 2-4% faster at 64, so they run independently by default.
  */
 #include "flash_hopper.h"
 #include "gpu_port.h" /* pa_gpu_load_any (gpu_variants.h) loads the bias */
@@ -46,15 +48,19 @@ using namespace pa_tc;
 using pa_tma::TileMaps;
 
 /* The head dims and their tile shapes: the one table that generates the instances,
- * "supported?" and the shared-memory size.  X(head_dim, keys of a key tile, stages) */
-#define PA_FLASH_HOPPER_TABLE(X) X(64, 128, 2) X(128, 128, 2) X(192, 64, 2) X(256, 64, 2)
+ * "supported?" and the shared-memory size.  X(head_dim, keys of a key tile, stages).  Head
+ * dim 96 runs as 128 columns in shared memory and in P V (TMA fills columns 96-127 with
+ * zeros; wgmma's 128-byte-swizzled V operand takes widths in 64-column blocks), its Q K^T
+ * over 96 only. */
+#define PA_FLASH_HOPPER_TABLE(X)                                                                   \
+    X(64, 128, 2) X(96, 128, 2) X(128, 128, 2) X(192, 64, 2) X(256, 64, 2)
 
 template <int D>
 struct Traits;
 #define PA_TRAITS(d, n, st)                                                                        \
     template <>                                                                                    \
     struct Traits<d> {                                                                             \
-        static constexpr int kN = n, kStages = st;                                                 \
+        static constexpr int kN = n, kStages = st, kDp = (d + 63) / 64 * 64;                       \
     };
 PA_FLASH_HOPPER_TABLE(PA_TRAITS)
 #undef PA_TRAITS
@@ -73,8 +79,8 @@ static_assert(kM == PA_HOPPER_TILE_M, "the header's tile");
  * v_full[kStages], empty[kStages]). */
 template <int D, bool BIAS = false>
 struct Layout {
-    static constexpr int kN = Traits<D>::kN, kStages = Traits<D>::kStages;
-    static constexpr uint32_t kQBytes = kRowsWg * D * 2, kKVBytes = kN * D * 2;
+    static constexpr int kN = Traits<D>::kN, kStages = Traits<D>::kStages, kDp = Traits<D>::kDp;
+    static constexpr uint32_t kQBytes = kRowsWg * kDp * 2, kKVBytes = kN * kDp * 2;
     static constexpr uint32_t kK = kConsumers * kQBytes, kV = kK + kStages * kKVBytes;
     static constexpr uint32_t kBiasTile = kRowsWg * kN * 2, kBias = kV + kStages * kKVBytes;
     static constexpr uint32_t kBars = kBias + (BIAS ? kConsumers * 2 * kBiasTile : 0);
@@ -152,7 +158,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using L = Layout<D, VAR == kVarBias>;
     constexpr bool kBias = VAR >= kVarBias, kBiasSmem = VAR == kVarBias;
-    constexpr int kN = L::kN, kStages = L::kStages, kChunks = D / 64;
+    /* DP: the head dim as stored and multiplied by V (D rounded up to 64 columns) */
+    constexpr int kN = L::kN, kStages = L::kStages, DP = L::kDp, kChunks = DP / 64;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
     uint64_t *q_full = reinterpret_cast<uint64_t *>(base + L::kBars);
@@ -341,9 +348,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     float run_m[2] = {sink2, sink2};
     const float l0 = (t4 == 0 && sink2 != -INFINITY) ? 1.f : 0.f;
     float run_l[2] = {l0, l0};
-    float acc_o[D / 2];
+    float acc_o[DP / 2];
 #pragma unroll
-    for (int e = 0; e < D / 2; ++e)
+    for (int e = 0; e < DP / 2; ++e)
         acc_o[e] = 0.f;
     unsigned char *sq = base + c * L::kQBytes;
     const uint32_t q_addr = smem_addr(sq);
@@ -362,7 +369,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int ch = 0; ch < kChunks; ++ch)
 #pragma unroll
-            for (int kk = 0; kk < 4; ++kk)
+            for (int kk = 0; kk < 4 && 64 * ch + 16 * kk < D; ++kk) /* D's 16-column steps */
                 pa_wg::ss_m64nk16<T, kN>(
                     s, pa_wg::desc(q_addr + ch * kRowsWg * 128 + kk * 32, 16, pa_wg::kGroupBytes),
                     pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes), 1);
@@ -406,8 +413,10 @@ __global__ void __launch_bounds__(kThreads, 1)
                 bias_buf + ((key0 / kN - t_begin) & 1) * L::kBiasTile + lr * kN * 2 + 4 * t4;
 #pragma unroll
             for (int q = 0; q < kN / 8; ++q) {
-                float b[2] = {bv[r][2 * q], bv[r][2 * q + 1]};
-                if constexpr (kBiasSmem) {
+                float b[2];
+                if constexpr (!kBiasSmem) {
+                    b[0] = bv[r][2 * q], b[1] = bv[r][2 * q + 1];
+                } else {
                     const uint32_t w =
                         *reinterpret_cast<const uint32_t *>(row_s + 16 * (q ^ (lr & 7)));
                     if (a.bias_dtype == 2)
@@ -472,7 +481,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int r = 0; r < 2; ++r)
             if (!__all_sync(0xffffffffu, alpha[r] == 1.f)) {
 #pragma unroll
-                for (int q = 0; q < D / 8; ++q) {
+                for (int q = 0; q < DP / 8; ++q) {
                     acc_o[4 * q + 2 * r] *= alpha[r];
                     acc_o[4 * q + 2 * r + 1] *= alpha[r];
                 }
@@ -483,8 +492,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_wait(&v_full[j % kStages], phase(j));
 #pragma unroll
         for (int kk = 0; kk < kN / 16; ++kk)
-            pv_step<T, D>(acc_o, pf[kk], v_addr(j) + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
-                          (uint32_t)kN * 128);
+            pv_step<T, DP>(acc_o, pf[kk], v_addr(j) + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
+                           (uint32_t)kN * 128);
         pa_wg::commit();
     };
     /* V rows past the sequence's keys in its last key tile: packed neighbours, cache slots
@@ -609,7 +618,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int it = 0; it < 4; ++it) { /* 16 rows of 8 16-byte pieces */
                 const int rr = (32 * it + lane) / 8, piece = (32 * it + lane) % 8;
                 const int row = crow0 + 16 * warp + rr;
-                if (row < seq.len_q)
+                if (row < seq.len_q && 64 * cb + 8 * piece < D) /* D's columns only */
                     *reinterpret_cast<uint4 *>(
                         static_cast<T *>(a.o) +
                         pa_gpu_q_offset(a, batch, seq, head, row, a.o_stride) + 64 * cb +

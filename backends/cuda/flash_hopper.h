@@ -1,7 +1,8 @@
 /* Warp-specialized Hopper flash forward (sm_90 exactly: wgmma and TMA, an sm_90a image;
- * f16/bf16, head dims 64, 128, 192, 256, head_dim == head_dim_v; window, softcap, ALiBi,
- * sinks and bias; varlen, dense and paged KV caches): C interface for the host glue.  Built only
- * when the CUDA architectures include 90 (POLYATTN_CUDA_HAVE_WGMMA). */
+ * f16/bf16, head dims 64, 96 (as 128 columns), 128, 192, 256, head_dim == head_dim_v;
+ * window, softcap, ALiBi, sinks and bias; varlen, dense and paged KV caches): C interface
+ * for the host glue.  Built only when the CUDA architectures include 90
+ * (POLYATTN_CUDA_HAVE_WGMMA). */
 #ifndef POLYATTN_CUDA_FLASH_HOPPER_H
 #define POLYATTN_CUDA_FLASH_HOPPER_H
 

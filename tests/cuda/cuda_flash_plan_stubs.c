@@ -13,11 +13,13 @@
 
 #include <string.h>
 
-/* ---- flash_hopper.cu: PA_FLASH_HOPPER_TABLE X(64, 128, 2) X(128, 128, 2) X(192, 64, 2)
- * X(256, 64, 2): head dim, keys of a key tile, 2 stages ---- */
+/* ---- flash_hopper.cu: PA_FLASH_HOPPER_TABLE X(64, 128, 2) X(96, 128, 2) X(128, 128, 2)
+ * X(192, 64, 2) X(256, 64, 2): head dim, keys of a key tile, 2 stages ---- */
 static int hopper_key_tile(int head_dim)
 {
-    return head_dim == 64 || head_dim == 128 ? 128 : head_dim == 192 || head_dim == 256 ? 64 : 0;
+    return head_dim == 64 || head_dim == 96 || head_dim == 128 ? 128
+           : head_dim == 192 || head_dim == 256                ? 64
+                                                               : 0;
 }
 
 int pa_cuda_flash_hopper_has_head_dim(int head_dim) { return hopper_key_tile(head_dim) != 0; }
@@ -26,7 +28,8 @@ int pa_cuda_flash_hopper_has_head_dim(int head_dim) { return hopper_key_tile(hea
  * and V tiles, with a bias two 16-bit 64 x kN bias tiles a consumer, 7 mbarriers. */
 size_t pa_cuda_flash_hopper_smem(int head_dim, int bias)
 {
-    const size_t kn = (size_t)hopper_key_tile(head_dim), d = (size_t)head_dim;
+    /* head dim 96 is stored as 128 columns */
+    const size_t kn = (size_t)hopper_key_tile(head_dim), d = (size_t)(head_dim + 63) / 64 * 64;
     return kn ? 1024 + 2 * 64 * d * 2 + 2 * 2 * kn * d * 2 + (bias ? 2 * 2 * 64 * kn * 2 : 0) +
                     8 * 7
               : 0;

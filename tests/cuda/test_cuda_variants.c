@@ -46,6 +46,9 @@ static const variant_case cases[] = {
     /* two-sided window without a causal mask, ALiBi, head dim 128, bf16 */
     {"window_alibi_128", 2, 2, 2, 300, 520, 128, POLYATTN_DTYPE_BF16, POLYATTN_MASK_NONE, 33, 7,
      0.f, POLYATTN_ALIBI_PER_BATCH_HEAD, 0, 0, 0},
+    /* head dim 96 (the Hopper kernel pads it to 128 columns; opt-in there), window and sinks */
+    {"window_sinks_96", 1, 3, 1, 277, 389, 96, POLYATTN_DTYPE_BF16,
+     POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 120, 0, 0.f, POLYATTN_ALIBI_NONE, 0, 0, 1},
     /* head dim 192, window and ALiBi (per head) with sinks across 128-row query tiles */
     {"window_alibi_sinks_192", 1, 3, 1, 290, 411, 192, POLYATTN_DTYPE_BF16,
      POLYATTN_MASK_CAUSAL_BOTTOM_RIGHT, 150, 0, 0.f, POLYATTN_ALIBI_PER_HEAD, 0, 0, 1},

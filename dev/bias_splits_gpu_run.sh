@@ -1,0 +1,47 @@
+#!/bin/bash
+# One sm_90 run for the two changes written without a GPU (about 3 minutes on a warm H100/H200):
+#   - the Hopper kernel's bias tiles through shared memory (cuda.hopper_bias=smem, opt-in):
+#     test_cuda_variants --wgmma with it (16-bit bias cases with padded rows), serial and
+#     ping-pong, then the bias bench (bf16 bias, head_dim 128, N 1k-8k) with regs and smem
+#     beside PyTorch SDPA with the same attn_mask;
+#   - key splits in whole waves (the plan's default now): decode (bf16, head_dim 128, GQA 32/8,
+#     batch 8, 8k/32k/128k keys) at num_splits auto, 5 (the previous rule's count), 4, 8, 16
+#     through the Python package, beside PyTorch's flash and cudnn (dev/decode_splits_ab.py).
+# Usage: OUT=dir [BUILD=dir] bash dev/bias_splits_gpu_run.sh
+set -u
+R=$(cd "$(dirname "$0")/.." && pwd)
+B=${BUILD:-$R/build-gpu}
+O=${OUT:-$PWD/bias-splits-run}
+mkdir -p "$O"
+log() { echo "== $(date -u +%T) $*" | tee -a "$O/summary.txt"; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$O/summary.txt"
+log "commit $(git -C "$R" rev-parse --short HEAD)"
+cmake -G Ninja -S "$R" -B "$B" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON -DPOLYATTN_HIP=OFF \
+  -DPOLYATTN_OPENCL=OFF -DPOLYATTN_CUDA_ARCHITECTURES=90 -DBUILD_TESTING=ON > "$O/build.txt" 2>&1 &&
+  ninja -C "$B" polyattn_cli polyattn_cuda test_cuda_variants test_cuda_serving >> "$O/build.txt" 2>&1 ||
+  { tail -30 "$O/build.txt"; exit 1; }
+log built
+check() { # name, POLYATTN_FORCE, command...
+  local n=$1 f=$2; shift 2
+  POLYATTN_FORCE=$f timeout 90 "$@" > "$O/$n.txt" 2>&1; log "$n rc=$?"
+  grep -E "FAIL|failures|serving: " "$O/$n.txt" | cut -c1-160 | tee -a "$O/summary.txt"
+}
+check variants-bias-smem cuda.hopper_bias=smem "$B/bin/test_cuda_variants" --wgmma
+check variants-bias-smem-pingpong cuda.hopper_bias=smem,cuda.hopper_sched=pingpong \
+  "$B/bin/test_cuda_variants" --wgmma
+check serving "" "$B/bin/test_cuda_serving"
+BSH="1,16,16,1024,1024,128;1,16,16,2048,2048,128;1,16,16,4096,4096,128;1,16,16,8192,8192,128"
+for m in regs smem; do
+  POLYATTN_FORCE=cuda.hopper_bias=$m timeout 60 "$B/bin/polyattn" bench --backend cuda \
+    --suite custom --shape "$BSH" --algo flash --dtype bf16 --bias --bias-dtype bf16 --reps 5 \
+    --max-seconds 0.5 --json "$O/bias-$m.json" > "$O/bias-$m.txt" 2>&1
+  log "bias $m rc=$?"
+  grep -E "^[0-9]" "$O/bias-$m.txt" | awk '{print $5, $11, $12}' | tee -a "$O/summary.txt"
+done
+timeout 60 python3 "$R/bench/torch_sdpa_mask.py" --shapes "$BSH" --dtype bf16 \
+  > "$O/bias-torch.jsonl" 2>&1
+log "bias torch rc=$?"
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so timeout 120 \
+  python3 "$R/dev/decode_splits_ab.py" > "$O/decode-splits.jsonl" 2>&1
+log "decode splits rc=$?"
+tee -a "$O/summary.txt" < "$O/decode-splits.jsonl"

@@ -1,0 +1,45 @@
+# Decode A/B of key-split counts through the Python package in one process (CUDA events):
+# num_splits 0 (the plan's choice) and fixed counts, beside PyTorch SDPA flash and cudnn on the
+# same tensors.  Prints one JSON line per measurement.  Used by dev/bias_splits_gpu_run.sh.
+import json
+
+import polyattn
+import torch
+torch.manual_seed(0)
+res = []
+for keys in (8192, 32768, 131072):
+    b, hq, hkv, d = 8, 32, 8, 128
+    q = torch.randn(b, 1, hq, d, device="cuda", dtype=torch.bfloat16)
+    kc = torch.randn(b, keys, hkv, d, device="cuda", dtype=torch.bfloat16)
+    vc = torch.randn(b, keys, hkv, d, device="cuda", dtype=torch.bfloat16)
+    lens = torch.full((b,), keys, device="cuda", dtype=torch.int32)
+    ref = None
+    for ns in (0, 5, 4, 8, 16):
+        f = lambda: polyattn.flash_attn_with_kvcache(q, kc, vc, cache_seqlens=lens, causal=True, num_splits=ns)
+        o = f()
+        if ref is None: ref = o
+        err = (o.float() - ref.float()).abs().max().item()
+        for _ in range(3): f()
+        ts = []
+        for _ in range(15):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record(); f(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
+        ms = sorted(ts)[len(ts) // 2]
+        gb = (2 * b * keys * hkv * d * 2 + 2 * b * hq * d * 2) / ms / 1e6
+        r = dict(keys=keys, num_splits=ns, ms=ms, gbps=gb, max_diff_vs_auto=err)
+        res.append(r); print(json.dumps(r), flush=True)
+    # torch's fastest on the same data
+    qt, kt, vt = q.transpose(1, 2), kc.transpose(1, 2), vc.transpose(1, 2)
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+        try:
+            with sdpa_kernel(be):
+                g = lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True)
+                g(); torch.cuda.synchronize(); ts = []
+                for _ in range(15):
+                    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    s.record(); g(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
+            ms = sorted(ts)[len(ts) // 2]
+            print(json.dumps(dict(keys=keys, torch=name, ms=ms)), flush=True)
+        except Exception as ex:
+            print(json.dumps(dict(keys=keys, torch=name, error=str(ex)[:100])), flush=True)
