@@ -1,13 +1,16 @@
 #!/bin/bash
-# One sm_90 run for the two changes written without a GPU (about 3 minutes on a warm H100/H200):
+# One sm_90 run for the changes written without a GPU (about 4 minutes on a warm H100/H200):
 #   - the Hopper kernel's bias tiles through shared memory (cuda.hopper_bias=smem, opt-in):
 #     test_cuda_variants --wgmma with it (16-bit bias cases with padded rows), serial and
 #     ping-pong, then the bias bench (bf16 bias, head_dim 128, N 1k-8k) with regs and smem
 #     beside PyTorch SDPA with the same attn_mask;
+#   - head dim 96 on the Hopper kernel (cuda.flash=wgmma, opt-in): test_cuda_variants --wgmma
+#     and test_cuda_serving --wgmma have head-dim-96 cases; its speed against the mma.sync
+#     kernel (bf16, N 2k-16k, plain and causal);
 #   - key splits in whole waves (the plan's default now): decode (bf16, head_dim 128, GQA 32/8,
 #     batch 8, 8k/32k/128k keys) at num_splits auto, 5 (the previous rule's count), 4, 8, 16
 #     through the Python package, beside PyTorch's flash and cudnn (dev/decode_splits_ab.py).
-# Usage: OUT=dir [BUILD=dir] bash dev/bias_splits_gpu_run.sh
+# Usage: OUT=dir [BUILD=dir] bash dev/bias_splits_d96_gpu_run.sh
 set -u
 R=$(cd "$(dirname "$0")/.." && pwd)
 B=${BUILD:-$R/build-gpu}
@@ -30,6 +33,18 @@ check variants-bias-smem cuda.hopper_bias=smem "$B/bin/test_cuda_variants" --wgm
 check variants-bias-smem-pingpong cuda.hopper_bias=smem,cuda.hopper_sched=pingpong \
   "$B/bin/test_cuda_variants" --wgmma
 check serving "" "$B/bin/test_cuda_serving"
+check serving-hopper "" "$B/bin/test_cuda_serving" --wgmma
+D96="8,16,16,2048,2048,96;2,16,16,8192,8192,96;1,16,16,16384,16384,96"
+for k in wgmma mma; do
+  for m in plain bottom-right; do
+    C=(); [ $m = plain ] || C=(--causal $m)
+    POLYATTN_FORCE=cuda.flash=$k timeout 60 "$B/bin/polyattn" bench --backend cuda --suite custom \
+      --shape "$D96" --algo flash --dtype bf16 "${C[@]}" --reps 5 --max-seconds 0.5 \
+      --json "$O/d96-$k-$m.json" > "$O/d96-$k-$m.txt" 2>&1
+    log "d96 $k $m rc=$?"
+    grep -E "^[0-9]" "$O/d96-$k-$m.txt" | awk '{print $4, $11, $12}' | tee -a "$O/summary.txt"
+  done
+done
 BSH="1,16,16,1024,1024,128;1,16,16,2048,2048,128;1,16,16,4096,4096,128;1,16,16,8192,8192,128"
 for m in regs smem; do
   POLYATTN_FORCE=cuda.hopper_bias=$m timeout 60 "$B/bin/polyattn" bench --backend cuda \
