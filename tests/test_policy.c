@@ -61,7 +61,12 @@ int main(void)
     expect("f16 decode 1x8192 D128", POLYATTN_DTYPE_F16, 1, 1, 8192, 128, L);
     expect_on("sm_75", N, "f16 decode 1x8192 D128", POLYATTN_DTYPE_F16, 1, 1, 8192, 128, U);
     expect("f32 decode 1x8192 D128", POLYATTN_DTYPE_F32, 1, 1, 8192, 128, U);
-    expect("f32 2x1024 D64", POLYATTN_DTYPE_F32, 2, 1024, 1024, 64, U);
+    /* f32 at head dims 64/128: the 3xTF32 tile kernel (sm_80+), 53-66 TFLOP/s against
+     * unfused's 37 (bench/results/2026-12-07-h200-f32-tile-vs-torch.txt); other head dims
+     * and older devices keep cuBLAS unfused first */
+    expect("f32 2x1024 D64", POLYATTN_DTYPE_F32, 2, 1024, 1024, 64, L);
+    expect("f32 2x1024 D96", POLYATTN_DTYPE_F32, 2, 1024, 1024, 96, U);
+    expect_on("sm_75", N, "f32 2x1024 D128", POLYATTN_DTYPE_F32, 2, 1024, 1024, 128, U);
     /* sm_90's wgmma flash against unfused, 16-bit D 512/768
      * (bench/results/2026-11-25-h100-cuda-wgmma-flash-vs-unfused.md) */
     expect_on("sm_90", C, "bf16 8x512 D768 causal", POLYATTN_DTYPE_BF16, 8, 512, 512, 768, L);
