@@ -1,5 +1,6 @@
 #!/bin/bash
-# One sm_90 run for the changes written without a GPU (about 4 minutes on a warm H100/H200):
+# One sm_90 run for the changes written without a GPU (4-10 minutes on a warm H100/H200, the
+# sanitizer passes being the long part):
 #   - the Hopper kernel's bias tiles through shared memory (cuda.hopper_bias=smem, opt-in):
 #     test_cuda_variants --wgmma with it (16-bit bias cases with padded rows), serial and
 #     ping-pong, then the bias bench (bf16 bias, head_dim 128, N 1k-8k) with regs and smem
@@ -26,7 +27,7 @@ cmake -G Ninja -S "$R" -B "$B" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON -DP
 log built
 check() { # name, POLYATTN_FORCE, command...
   local n=$1 f=$2; shift 2
-  POLYATTN_FORCE=$f timeout 90 "$@" > "$O/$n.txt" 2>&1; log "$n rc=$?"
+  POLYATTN_FORCE=$f timeout 240 "$@" > "$O/$n.txt" 2>&1; log "$n rc=$?"
   grep -E "FAIL|failures|serving: " "$O/$n.txt" | cut -c1-160 | tee -a "$O/summary.txt"
 }
 check variants-bias-smem cuda.hopper_bias=smem "$B/bin/test_cuda_variants" --wgmma
@@ -45,6 +46,17 @@ for k in wgmma mma; do
     grep -E "^[0-9]" "$O/d96-$k-$m.txt" | awk '{print $4, $11, $12}' | tee -a "$O/summary.txt"
   done
 done
+# memcheck and racecheck of the Hopper kernel's paths added on 2026-12-07 (the V tail clear,
+# the serving layouts, the bias tiles, head dim 96), where the toolkit has compute-sanitizer
+CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$CS" ]; then
+  for tool in memcheck racecheck; do
+    check sanitizer-$tool-variants cuda.hopper_bias=smem "$CS" --tool $tool --error-exitcode 9 \
+      "$B/bin/test_cuda_variants" --wgmma
+    check sanitizer-$tool-serving "" "$CS" --tool $tool --error-exitcode 9 \
+      "$B/bin/test_cuda_serving" --wgmma
+  done
+fi
 BSH="1,16,16,1024,1024,128;1,16,16,2048,2048,128;1,16,16,4096,4096,128;1,16,16,8192,8192,128"
 for m in regs smem; do
   POLYATTN_FORCE=cuda.hopper_bias=$m timeout 60 "$B/bin/polyattn" bench --backend cuda \
