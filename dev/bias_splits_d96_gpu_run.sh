@@ -28,13 +28,17 @@ log built
 check() { # name, POLYATTN_FORCE, command...
   local n=$1 f=$2; shift 2
   POLYATTN_FORCE=$f timeout 240 "$@" > "$O/$n.txt" 2>&1; log "$n rc=$?"
-  grep -E "FAIL|failures|serving: " "$O/$n.txt" | cut -c1-160 | tee -a "$O/summary.txt"
+  grep -E "FAIL|failures|serving: |passed|failed" "$O/$n.txt" | cut -c1-160 | tee -a "$O/summary.txt"
 }
 check variants-bias-smem cuda.hopper_bias=smem "$B/bin/test_cuda_variants" --wgmma
 check variants-bias-smem-pingpong cuda.hopper_bias=smem,cuda.hopper_sched=pingpong \
   "$B/bin/test_cuda_variants" --wgmma
 check serving "" "$B/bin/test_cuda_serving"
 check serving-hopper "" "$B/bin/test_cuda_serving" --wgmma
+# the dense torch checks (head dims 64-256, both layouts) with the Hopper kernel forced: head
+# dim 96 runs on it only then (needs pytest, e.g. pip install --no-index --find-links DIR pytest)
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so check torch-dense-hopper \
+  cuda.flash=wgmma python3 -m pytest -q "$R/python/tests/test_flash_kernels_torch_cuda.py"
 D96="8,16,16,2048,2048,96;2,16,16,8192,8192,96;1,16,16,16384,16384,96"
 for k in wgmma mma; do
   for m in plain bottom-right; do
