@@ -1,6 +1,6 @@
 # Decode A/B of key-split counts through the Python package in one process (CUDA events):
 # num_splits 0 (the plan's choice) and fixed counts, beside PyTorch SDPA flash and cudnn on the
-# same tensors.  Prints one JSON line per measurement.  Used by dev/bias_splits_d96_gpu_run.sh.
+# same tensors.  Prints one JSON line per measurement.  Used by dev/hopper_optin_gpu_run.sh.
 import json
 
 import polyattn

@@ -17,6 +17,10 @@ typedef struct pa_cuda_flash_plan {
     /* HOPPER: the consumers take turns issuing their products (ping-pong), else each
      * runs its own loop */
     int pingpong;
+    /* HOPPER: each consumer overlaps tile j + 1's Q K^T and softmax with tile j's P V
+     * (cuda.hopper_sched=overlap, opt-in until it has run on a GPU; head dims up to 192,
+     * no bias: others run the independent loop) */
+    int overlap;
     /* HOPPER with a 16-bit bias: its tiles through shared memory (cuda.hopper_bias=smem,
      * opt-in until it has run on a GPU), else register loads */
     int bias_smem;

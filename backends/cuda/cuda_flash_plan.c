@@ -266,7 +266,9 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
                  "tensor-core kernel (warp-specialized wgmma %s, head_dim %d: %d-row query "
                  "tiles, TMA producer, 2 consumer warpgroups%s%s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M,
-                 fp->pingpong ? " taking turns" : "",
+                 fp->pingpong  ? " taking turns"
+                 : fp->overlap ? " each overlapping"
+                               : "",
                  fp->bias_smem ? ", bias via shared memory" : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
@@ -468,6 +470,8 @@ planned:
     /* cuda.hopper_sched applies to the plans that run the Hopper kernel (so that whole
      * suites can run under it) */
     fp->pingpong = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 2;
+    fp->overlap = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 3 && p->head_dim <= 192 &&
+                  !p->has_bias;
     fp->bias_smem = fp->kernel == PA_CUDA_FWD_HOPPER && p->has_bias && f.hopper_bias == 2;
     if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
         return refuse(dev, "cuda.wgmma_plan",
@@ -501,7 +505,9 @@ void pa_cuda_flash_plan_log(const pa_cuda_flash_plan *fp, const pa_problem *p)
                "cuda flash: tensor-core kernel (warp-specialized wgmma), head_dim %lld, %s; "
                "consumers %s",
                (long long)p->head_dim, polyattn_dtype_name(p->dtype),
-               fp->pingpong ? "take turns (ping-pong)" : "run independently");
+               fp->pingpong  ? "take turns (ping-pong)"
+               : fp->overlap ? "each overlap the next tile's products (overlap)"
+                             : "run independently");
     else if (fp->kernel == PA_CUDA_FWD_WGMMA)
         pa_log(POLYATTN_LOG_DISPATCH,
                "cuda flash: tensor-core kernel (wgmma), head_dim %lld, %s; plan %s",

@@ -13,7 +13,7 @@
 static const char *const kFlash[] = {"auto", "simt", "mma", "wgmma"};
 static const char *const kSchedule[] = {"auto", "grid", "split", "key-halves", "col-halves"};
 static const char *const kBwd[] = {"auto", "simt", "mma"};
-static const char *const kHopperSched[] = {"auto", "serial", "pingpong"};
+static const char *const kHopperSched[] = {"auto", "serial", "pingpong", "overlap"};
 static const char *const kHopperBias[] = {"auto", "regs", "smem"};
 static const char *const kWgmmaPlans[] = {"wide", "narrow", "key-split"}; /* flash_wgmma.h */
 
@@ -80,8 +80,9 @@ polyattn_status pa_cuda_force_get(pa_cuda_device *dev, pa_cuda_force *f, const c
         f->serving_stages = n;
     }
     if (pa_force_get(d, "cuda.hopper_sched", v, sizeof v)) {
-        const int i = index_of(v, kHopperSched, 3);
-        if (i < 0) return bad(dev, "cuda.hopper_sched", v, "auto, serial, pingpong", why_not);
+        const int i = index_of(v, kHopperSched, 4);
+        if (i < 0)
+            return bad(dev, "cuda.hopper_sched", v, "auto, serial, pingpong, overlap", why_not);
         f->hopper_sched = i;
     }
     if (pa_force_get(d, "cuda.hopper_bias", v, sizeof v)) {

@@ -76,7 +76,7 @@ typedef struct pa_cuda_force {
     const char *wgmma_plan;    /* cuda.wgmma_plan: a pa_wgmma_plan name, NULL: measured */
     pa_cuda_bwd_kernel bwd;    /* cuda.flash_bwd */
     char bwd_tile;             /* cuda.bwd_tile: 'a', 'b', 'f'; 0: per head dim */
-    int hopper_sched;          /* cuda.hopper_sched: 0 auto, 1 serial, 2 pingpong */
+    int hopper_sched;          /* cuda.hopper_sched: 0 auto, 1 serial, 2 pingpong, 3 overlap */
     int hopper_bias;           /* cuda.hopper_bias: 0 auto, 1 regs, 2 smem */
     int serving_stages;        /* cuda.serving_stages: the serving kernel's K/V ring, 0 auto */
 } pa_cuda_force;

@@ -28,9 +28,11 @@
  *
  * Measured (docs/performance.md): 566 TFLOP/s at head dim 128, N = 16k on the H100 (75% of
  * its bf16 GEMM ceiling), 0.58-0.81x cuDNN.  FlashAttention-3's intra-warpgroup overlap
- * (tile j + 1's Q K^T issued before tile j's P V) ran at 0.66-0.91x of this loop: ptxas
- * serialised the wgmmas (C7514) because the softmax reads an accumulator between a wgmma
- * and its wait.  On an H200: the score variants 1.5-2.3x the mma.sync kernel, varlen
+ * (tile j + 1's Q K^T issued before tile j's P V) first ran at 0.66-0.91x of this loop:
+ * ptxas serialised the wgmmas (C7514, C7513) where plain instructions touched a product's
+ * registers inside its pipeline stage.  The overlapped loop here (cuda.hopper_sched=overlap,
+ * opt-in until it has run) compiles without that: S issued without zeroing, P in two
+ * register sets, register fences around O's rescale.  On an H200: the score variants 1.5-2.3x the mma.sync kernel, varlen
  * prefill at 94% of the dense forward; the consumers taking turns (ping-pong) 1-6% slower
  * at head dim 128 and 2-4% faster at 64, so they run independently by default.
  */
@@ -150,8 +152,10 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
  * shared memory (PA_HOPPER_BIAS_SMEM: opt-in until it has run on a GPU); kVarBiasRegs any
  * bias, its values loaded into registers (a -inf bias hides the pair). */
 enum { kVarNone = 0, kVarMask = 1, kVarScore = 2, kVarBias = 3, kVarBiasRegs = 4 };
+/* How the two consumer warpgroups run their key-tile loops (cuda.hopper_sched) */
+enum { kSchedSerial = 0, kSchedPingpong = 1, kSchedOverlap = 2 };
 
-template <int D, typename T, int VAR, bool PP>
+template <int D, typename T, int VAR, int SCHED>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_hopper_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
@@ -375,6 +379,22 @@ __global__ void __launch_bounds__(kThreads, 1)
                     pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes), 1);
         pa_wg::commit();
     };
+    /* the same without zeroing S first (the first step overwrites it): in the overlapped
+     * loop no plain instruction may define a product's registers while another is in
+     * flight, or ptxas serialises the products (C7513) */
+    auto issue_s_fresh = [&](float(&s)[kN / 2], int j) {
+        mbar_wait(&k_full[j % kStages], phase(j));
+        pa_wg::fence();
+#pragma unroll
+        for (int ch = 0; ch < kChunks; ++ch)
+#pragma unroll
+            for (int kk = 0; kk < 4 && 64 * ch + 16 * kk < D; ++kk)
+                pa_wg::ss_m64nk16<T, kN>(
+                    s, pa_wg::desc(q_addr + ch * kRowsWg * 128 + kk * 32, 16, pa_wg::kGroupBytes),
+                    pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes),
+                    ch + kk > 0);
+        pa_wg::commit();
+    };
     /* row r's scores of the key tile at key0, exp2-domain, masked: x[2q + e] is key
      * key0 + 8q + 2 t4 + e */
     auto scores = [&](const float(&s)[kN / 2], int r, int key0, float(&x)[kN / 4]) {
@@ -529,7 +549,57 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
     };
     bias_issue(0);
-    if constexpr (!PP) {
+    if constexpr (SCHED == kSchedOverlap) {
+        /* Overlap within each consumer: tile j + 1's Q K^T and tile j's P V in flight
+         * together, tile j + 1's softmax under tile j's P V (FlashAttention-3's
+         * intra-warpgroup overlap).  P alternates between two register sets (unrolled by
+         * two: no copies); the register fences keep O's rescale and P's writes before the
+         * next products' issue. */
+        uint32_t pf_a[kN / 16][4], pf_b[kN / 16][4];
+        auto step = [&](int j, uint32_t(&pf)[kN / 16][4], uint32_t(&pf_next)[kN / 16][4]) {
+            float s2[kN / 2], alpha2[2];
+            clear_v_tail(j);
+            issue_s_fresh(s2, j + 1);
+            next_bias(j + 1);
+            pa_wg::fence();
+            issue_pv(pf, j);
+            pa_wg::wait<1>();
+            pa_wg::fence_regs(s2);
+            softmax(s2, j + 1, pf_next, alpha2);
+            pa_wg::wait<0>();
+            pa_wg::fence_regs(acc_o);
+            release(j);
+            rescale(alpha2);
+            pa_wg::fence_regs(acc_o);
+            pa_wg::fence_regs(pf_next);
+        };
+        auto finish = [&](int j, uint32_t(&pf)[kN / 16][4]) {
+            clear_v_tail(j);
+            pa_wg::fence();
+            issue_pv(pf, j);
+            pa_wg::wait<0>();
+            release(j);
+        };
+        if (n_tiles > 0) {
+            float s[kN / 2], alpha[2];
+            issue_s(s, 0);
+            next_bias(0);
+            pa_wg::wait<0>();
+            softmax(s, 0, pf_a, alpha);
+            pa_wg::fence_regs(pf_a);
+            int j = 0;
+            for (; j + 2 < n_tiles; j += 2) {
+                step(j, pf_a, pf_b);
+                step(j + 1, pf_b, pf_a);
+            }
+            if (j + 1 < n_tiles) {
+                step(j, pf_a, pf_b);
+                finish(j + 1, pf_b);
+            } else {
+                finish(j, pf_a);
+            }
+        }
+    } else if constexpr (SCHED == kSchedSerial) {
         for (int j = 0; j < n_tiles; ++j) {
             float s[kN / 2], alpha[2];
             uint32_t pf[kN / 16][4];
@@ -544,7 +614,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             pa_wg::wait<0>();
             release(j);
         }
-    } else if (n_tiles > 0) {
+    } else if (n_tiles > 0) { /* kSchedPingpong */
         /* Ping-pong: the consumers take turns issuing their products (named barrier 1 + c:
          * consumer c's turn), so one's softmax runs while the other's products keep the
          * tensor cores busy.  A turn issues tile j's P V and tile j + 1's Q K^T together
@@ -641,10 +711,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int D, typename T, int VAR, bool PP>
+template <int D, typename T, int VAR, int SCHED>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_hopper_kernel<D, T, VAR, PP>;
+    auto kernel = flash_fwd_hopper_kernel<D, T, VAR, SCHED>;
     constexpr size_t smem = Layout<D, VAR == kVarBias>::kSmem;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
@@ -673,28 +743,34 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
     return cudaGetLastError();
 }
 
-template <int D, typename T, bool PP>
+template <int D, typename T, int SCHED>
 cudaError_t launch_var(const pa_gpu_args &a, bool bias_smem, cudaStream_t stream)
 {
+    /* a bias (its registers, or its shared-memory reads), or head dim 256's accumulator,
+     * does not fit beside the overlapped loop's second S and P without spills: those run
+     * the serial loop */
+    constexpr int kSched = SCHED == kSchedOverlap && D > 192 ? kSchedSerial : SCHED;
+    constexpr int kBiasSched = SCHED == kSchedOverlap ? kSchedSerial : SCHED;
     if (a.bias) /* 16-bit with 16-byte aligned rows: through shared memory where asked */
         return bias_smem && a.bias_dtype != 0 && a.bias_stride[3] == 1 &&
                        ((a.bias_stride[0] | a.bias_stride[1] | a.bias_stride[2]) & 7) == 0 &&
                        (reinterpret_cast<uintptr_t>(a.bias) & 15) == 0
-                   ? launch<D, T, kVarBias, PP>(a, stream)
-                   : launch<D, T, kVarBiasRegs, PP>(a, stream);
-    if (a.softcap > 0.f || a.alibi_slopes) return launch<D, T, kVarScore, PP>(a, stream);
-    if (a.has_window || a.sinks) return launch<D, T, kVarMask, PP>(a, stream);
-    return launch<D, T, kVarNone, PP>(a, stream);
+                   ? launch<D, T, kVarBias, kBiasSched>(a, stream)
+                   : launch<D, T, kVarBiasRegs, kBiasSched>(a, stream);
+    if (a.softcap > 0.f || a.alibi_slopes) return launch<D, T, kVarScore, kSched>(a, stream);
+    if (a.has_window || a.sinks) return launch<D, T, kVarMask, kSched>(a, stream);
+    return launch<D, T, kVarNone, kSched>(a, stream);
 }
 
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, unsigned flags, cudaStream_t stream)
 {
-#define PA_CASE(d, n, st)                                                                          \
-    case d:                                                                                        \
-        return flags & PA_HOPPER_PINGPONG                                                          \
-                   ? launch_var<d, T, true>(a, flags & PA_HOPPER_BIAS_SMEM, stream)                \
-                   : launch_var<d, T, false>(a, flags & PA_HOPPER_BIAS_SMEM, stream);
+    const bool bias_smem = flags & PA_HOPPER_BIAS_SMEM;
+#define PA_CASE(d, n, st)                                                                           \
+    case d:                                                                                         \
+        return flags & PA_HOPPER_PINGPONG  ? launch_var<d, T, kSchedPingpong>(a, bias_smem, stream) \
+               : flags & PA_HOPPER_OVERLAP ? launch_var<d, T, kSchedOverlap>(a, bias_smem, stream)  \
+                                           : launch_var<d, T, kSchedSerial>(a, bias_smem, stream);
     switch (a.head_dim) {
         PA_FLASH_HOPPER_TABLE(PA_CASE)
     default: return cudaErrorInvalidValue;

@@ -23,9 +23,10 @@ size_t pa_cuda_flash_hopper_smem(int head_dim, int bias);
  * (16-byte aligned q/k/v/o, unit head_dim stride, other strides multiples of 8, no broadcast
  * strides); no attn_mask tensor, no key splits (the plan checks).
  * flags: PA_HOPPER_PINGPONG, the two consumer warpgroups take turns issuing their
- * products; PA_HOPPER_BIAS_SMEM, a 16-bit bias with 16-byte aligned rows goes through
+ * products; PA_HOPPER_OVERLAP, each consumer overlaps tile j + 1's Q K^T and softmax with
+ * tile j's P V; PA_HOPPER_BIAS_SMEM, a 16-bit bias with 16-byte aligned rows goes through
  * shared memory (else its values are loaded into registers). */
-enum { PA_HOPPER_PINGPONG = 1, PA_HOPPER_BIAS_SMEM = 2 };
+enum { PA_HOPPER_PINGPONG = 1, PA_HOPPER_BIAS_SMEM = 2, PA_HOPPER_OVERLAP = 4 };
 int pa_cuda_flash_hopper(const pa_gpu_args *a, unsigned flags, void *stream);
 
 #ifdef __cplusplus

@@ -52,6 +52,24 @@ __device__ __forceinline__ void wait()
 {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+/* Pins registers at this point of the program for the compiler (an empty asm that reads and
+ * writes them): plain instructions defining a product's inputs stay before it */
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&r)[N])
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+        asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N, int M>
+__device__ __forceinline__ void fence_regs(uint32_t (&r)[N][M])
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+#pragma unroll
+        for (int k = 0; k < M; ++k)
+            asm volatile("" : "+r"(r[i][k])::"memory");
+}
 /* Makes this thread's generic-proxy shared-memory writes (cp.async, st.shared) visible to
  * the async proxy that wgmma reads its shared operands through. */
 __device__ __forceinline__ void fence_async_shared()

@@ -287,6 +287,16 @@ static void forced(void)
         check("sm_90 D128, cuda.hopper_sched=pingpong",
               fp.kernel == PA_CUDA_FWD_HOPPER && fp.pingpong,
               "the Hopper kernel with its consumers taking turns", why);
+    set_force("cuda.hopper_sched=overlap");
+    if (planned("sm_90 D128, cuda.hopper_sched=overlap", &h100, &p, &fp, &why))
+        check("sm_90 D128, cuda.hopper_sched=overlap",
+              fp.kernel == PA_CUDA_FWD_HOPPER && fp.overlap && !fp.pingpong,
+              "the Hopper kernel with each consumer overlapping its products", why);
+    pa_problem wide = dense(POLYATTN_DTYPE_BF16, 2, 16, 16, 4096, 4096, 256);
+    if (planned("sm_90 D256, cuda.hopper_sched=overlap", &h100, &wide, &fp, &why))
+        check("sm_90 D256, cuda.hopper_sched=overlap",
+              fp.kernel == PA_CUDA_FWD_HOPPER && !fp.overlap,
+              "head dim 256 keeps the independent loop", why);
     set_force("cuda.flash=bogus");
     expect_refused("cuda.flash=bogus", &h100, &p, POLYATTN_STATUS_INVALID_ARGUMENT,
                    "cuda.flash=bogus");

@@ -1,6 +1,6 @@
 #!/bin/bash
-# One sm_90 run for the changes written without a GPU (4-10 minutes on a warm H100/H200, the
-# sanitizer passes being the long part):
+# One sm_90 run for the Hopper-kernel paths written without a GPU, and the plan's split counts
+# (10-minute commands on a warm H100/H200: PART=1 checks, PART=2 speed, PART=3 compute-sanitizer):
 #   - the Hopper kernel's bias tiles through shared memory (cuda.hopper_bias=smem, opt-in):
 #     test_cuda_variants --wgmma with it (16-bit bias cases with padded rows), serial and
 #     ping-pong, then the bias bench (bf16 bias, head_dim 128, N 1k-8k) with regs and smem
@@ -8,14 +8,20 @@
 #   - head dim 96 on the Hopper kernel (cuda.flash=wgmma, opt-in): test_cuda_variants --wgmma
 #     and test_cuda_serving --wgmma have head-dim-96 cases; its speed against the mma.sync
 #     kernel (bf16, N 2k-16k, plain and causal);
+#   - each consumer overlapping tile j + 1's Q K^T and softmax with tile j's P V
+#     (cuda.hopper_sched=overlap, opt-in): the variants, serving and dense torch checks under
+#     it, then its speed beside the independent loop and ping-pong (bf16, head dims 64, 128,
+#     192, N 2k-16k, plain and causal) and the FlashAttention-2 sweep beside PyTorch's cudnn;
 #   - key splits in whole waves (the plan's default now): decode (bf16, head_dim 128, GQA 32/8,
 #     batch 8, 8k/32k/128k keys) at num_splits auto, 5 (the previous rule's count), 4, 8, 16
 #     through the Python package, beside PyTorch's flash and cudnn (dev/decode_splits_ab.py).
-# Usage: OUT=dir [BUILD=dir] bash dev/bias_splits_d96_gpu_run.sh
+# Usage: OUT=dir [PART=1|2|3|all] [BUILD=dir] bash dev/hopper_optin_gpu_run.sh
 set -u
 R=$(cd "$(dirname "$0")/.." && pwd)
 B=${BUILD:-$R/build-gpu}
 O=${OUT:-$PWD/bias-splits-run}
+PART=${PART:-all}
+part() { [ "$PART" = all ] || [ "$PART" = "$1" ]; }
 mkdir -p "$O"
 log() { echo "== $(date -u +%T) $*" | tee -a "$O/summary.txt"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$O/summary.txt"
@@ -30,7 +36,10 @@ check() { # name, POLYATTN_FORCE, command...
   POLYATTN_FORCE=$f timeout 240 "$@" > "$O/$n.txt" 2>&1; log "$n rc=$?"
   grep -E "FAIL|failures|serving: |passed|failed" "$O/$n.txt" | cut -c1-160 | tee -a "$O/summary.txt"
 }
+if part 1; then
 check variants-bias-smem cuda.hopper_bias=smem "$B/bin/test_cuda_variants" --wgmma
+check variants-overlap cuda.hopper_sched=overlap "$B/bin/test_cuda_variants" --wgmma
+check serving-overlap cuda.hopper_sched=overlap "$B/bin/test_cuda_serving" --wgmma
 check variants-bias-smem-pingpong cuda.hopper_bias=smem,cuda.hopper_sched=pingpong \
   "$B/bin/test_cuda_variants" --wgmma
 check serving "" "$B/bin/test_cuda_serving"
@@ -39,6 +48,9 @@ check serving-hopper "" "$B/bin/test_cuda_serving" --wgmma
 # dim 96 runs on it only then (needs pytest, e.g. pip install --no-index --find-links DIR pytest)
 PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so check torch-dense-hopper \
   cuda.flash=wgmma python3 -m pytest -q "$R/python/tests/test_flash_kernels_torch_cuda.py"
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so check torch-dense-overlap \
+  cuda.flash=wgmma,cuda.hopper_sched=overlap python3 -m pytest -q \
+  "$R/python/tests/test_flash_kernels_torch_cuda.py"
 D96="8,16,16,2048,2048,96;2,16,16,8192,8192,96;1,16,16,16384,16384,96"
 for k in wgmma mma; do
   for m in plain bottom-right; do
@@ -50,17 +62,40 @@ for k in wgmma mma; do
     grep -E "^[0-9]" "$O/d96-$k-$m.txt" | awk '{print $4, $11, $12}' | tee -a "$O/summary.txt"
   done
 done
+fi
 # memcheck and racecheck of the Hopper kernel's paths added on 2026-12-07 (the V tail clear,
-# the serving layouts, the bias tiles, head dim 96), where the toolkit has compute-sanitizer
+# the serving layouts, the bias tiles, head dim 96, the overlapped loop), where the toolkit
+# has compute-sanitizer
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -x "$CS" ]; then
+if part 3 && [ -x "$CS" ]; then
   for tool in memcheck racecheck; do
     check sanitizer-$tool-variants cuda.hopper_bias=smem "$CS" --tool $tool --error-exitcode 9 \
       "$B/bin/test_cuda_variants" --wgmma
     check sanitizer-$tool-serving "" "$CS" --tool $tool --error-exitcode 9 \
       "$B/bin/test_cuda_serving" --wgmma
+    check sanitizer-$tool-overlap cuda.hopper_sched=overlap "$CS" --tool $tool \
+      --error-exitcode 9 "$B/bin/test_cuda_variants" --wgmma
   done
 fi
+if part 2; then
+SH="8,16,16,2048,2048,128;2,16,16,8192,8192,128;1,16,16,16384,16384,128;8,32,32,2048,2048,64"
+SH="$SH;2,32,32,8192,8192,64;4,16,16,4096,4096,192"
+for sched in serial overlap pingpong; do
+  for m in plain bottom-right; do
+    C=(); [ $m = plain ] || C=(--causal $m)
+    POLYATTN_FORCE=cuda.hopper_sched=$sched timeout 60 "$B/bin/polyattn" bench --backend cuda \
+      --suite custom --shape "$SH" --algo flash --dtype bf16 "${C[@]}" --reps 5 \
+      --max-seconds 0.5 --json "$O/sched-$sched-$m.json" > "$O/sched-$sched-$m.txt" 2>&1
+    log "schedule $sched $m rc=$?"
+    grep -E "^[0-9]" "$O/sched-$sched-$m.txt" | awk '{print $1, $4, $6, $11, $12}' |
+      tee -a "$O/summary.txt"
+  done
+done
+POLYATTN_FORCE=cuda.hopper_sched=overlap timeout 240 python3 "$R/bench/compare_torch.py" \
+  --polyattn "$B/bin/polyattn" --backends cuda --algo flash --suite fa2 --dtype bf16 \
+  --torch-backends flash,cudnn --max-seconds 2 --out "$O/fa2-overlap" > "$O/fa2-overlap.txt" 2>&1
+log "fa2 sweep, overlap, beside torch rc=$?"
+tail -4 "$O/fa2-overlap.txt" | tee -a "$O/summary.txt"
 BSH="1,16,16,1024,1024,128;1,16,16,2048,2048,128;1,16,16,4096,4096,128;1,16,16,8192,8192,128"
 for m in regs smem; do
   POLYATTN_FORCE=cuda.hopper_bias=$m timeout 60 "$B/bin/polyattn" bench --backend cuda \
@@ -76,3 +111,4 @@ PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so timeout 120 \
   python3 "$R/dev/decode_splits_ab.py" > "$O/decode-splits.jsonl" 2>&1
 log "decode splits rc=$?"
 tee -a "$O/summary.txt" < "$O/decode-splits.jsonl"
+fi
