@@ -30,11 +30,12 @@
  * its bf16 GEMM ceiling), 0.58-0.81x cuDNN.  FlashAttention-3's intra-warpgroup overlap
  * (tile j + 1's Q K^T issued before tile j's P V) first ran at 0.66-0.91x of this loop:
  * ptxas serialised the wgmmas (C7514, C7513) where plain instructions touched a product's
- * registers inside its pipeline stage.  The overlapped loop here (cuda.hopper_sched=overlap,
- * opt-in until it has run) compiles without that: S issued without zeroing, P in two
- * register sets, register fences around O's rescale.  On an H200: the score variants 1.5-2.3x the mma.sync kernel, varlen
- * prefill at 94% of the dense forward; the consumers taking turns (ping-pong) 1-6% slower
- * at head dim 128 and 2-4% faster at 64, so they run independently by default.
+ * registers inside its pipeline stage.  The overlapped loop here (cuda.hopper_sched=
+ * overlap, opt-in until it has run) compiles without that: S issued without zeroing, P in
+ * two register sets, register fences around O's rescale.  On an H200: the score variants
+ * 1.5-2.3x the mma.sync kernel, varlen prefill at 94% of the dense forward; the consumers
+ * taking turns (ping-pong) 1-6% slower at head dim 128 and 2-4% faster at 64, so they run
+ * independently by default.
  */
 #include "flash_hopper.h"
 #include "gpu_port.h" /* pa_gpu_load_any (gpu_variants.h) loads the bias */
