@@ -204,15 +204,23 @@ static int serving_kernel_takes(const pa_problem *p, int *pack)
 /* Key splits of the serving kernel: the caller's num_splits (at most one key tile each), or
  * enough to give every SM two blocks when the grid alone cannot, keeping four key tiles or
  * more a split. */
-static int serving_splits(const pa_cuda_device *dev, const pa_problem *p, int pack)
+/* The serving kernel's grid for p (query tiles x heads x batch) and its key tiles. */
+static int64_t serving_blocks(const pa_problem *p, int pack)
 {
     const int rows_a_tile = pa_cuda_flash_serving_rows((int)p->head_dim, pack);
-    const int key_tile = pa_cuda_flash_serving_key_tile((int)p->head_dim);
     const int64_t group = p->heads_q / p->heads_kv;
     const int64_t rows = pack ? p->seq_q * group : p->seq_q;
-    const int64_t blocks =
-        (rows + rows_a_tile - 1) / rows_a_tile * (pack ? p->heads_kv : p->heads_q) * p->batch;
-    const int64_t tiles = (p->seq_kv + key_tile - 1) / key_tile;
+    return (rows + rows_a_tile - 1) / rows_a_tile * (pack ? p->heads_kv : p->heads_q) * p->batch;
+}
+static int64_t serving_tiles(const pa_problem *p)
+{
+    const int key_tile = pa_cuda_flash_serving_key_tile((int)p->head_dim);
+    return (p->seq_kv + key_tile - 1) / key_tile;
+}
+
+static int serving_splits(const pa_cuda_device *dev, const pa_problem *p, int pack)
+{
+    const int64_t blocks = serving_blocks(p, pack), tiles = serving_tiles(p);
     int64_t most = tiles < PA_MAX_SPLITS ? tiles : PA_MAX_SPLITS;
     if (most < 1) most = 1;
     if (p->num_splits >= 1) return (int)(p->num_splits < most ? p->num_splits : most);
@@ -241,7 +249,11 @@ static int dense_wants_splits(const pa_cuda_device *dev, const pa_problem *p)
     int pack;
     if (pa_problem_serving(p) || p->want_backward || !serving_kernel_takes(p, &pack)) return 0;
     if (p->num_splits == 1) return 0;
-    return p->num_splits > 1 || serving_splits(dev, p, pack) > 1;
+    /* a grid below two blocks an SM with keys enough for two splits of four tiles: the
+     * serving kernel (its GQA-packed tiles too), whatever split count serving_splits then
+     * finds best, one included */
+    return p->num_splits > 1 ||
+           (serving_blocks(p, pack) < 2 * (int64_t)sms_of(dev) && serving_tiles(p) / 4 >= 2);
 }
 
 static polyattn_status refuse(pa_cuda_device *dev, const char *key, const char *why,

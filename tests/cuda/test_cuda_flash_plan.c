@@ -214,6 +214,14 @@ static void sm90_dense(void)
     if (planned("sm_90 bf16 decode split count", &h100, &p, &fp, &why))
         check("sm_90 bf16 decode split count", fp.splits == 4, "4 key splits", why);
 
+    /* a decode grid just short of two blocks an SM (32 x 8 KV heads = 256 of 264 slots):
+     * the serving kernel's packed tiles still, with no split (one wave already) */
+    p = dense(bf16, 32, 32, 8, 1, 32768, 128);
+    expect("sm_90 bf16 decode 256 pairs", &h100, &p, PA_CUDA_FWD_MMA, 1);
+    if (planned("sm_90 bf16 decode 256 pairs split count", &h100, &p, &fp, &why))
+        check("sm_90 bf16 decode 256 pairs split count", fp.splits == 1 && fp.pack,
+              "packed tiles, no split", why);
+
     /* strides that are not 16-byte rows: neither tensor-core kernel (TMA maps and cp.async
      * need them); the generic kernel */
     p = dense(bf16, 1, 4, 2, 47, 61, 64);
