@@ -12,14 +12,7 @@ OUT=${OUT:-$PWD/serving-run}
 B=${BUILD:-/tmp/polyattn-serving-build}
 mkdir -p "$OUT"
 log() { echo "== $(date -u +%T) $*" | tee -a "$OUT/summary.txt"; }
-OCL=(-DPOLYATTN_OPENCL=OFF)
-if [ -n "${OCL_KIT:-}" ]; then
-  K=$OCL_KIT
-  export LD_LIBRARY_PATH=$K/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  OCL=(-DPOLYATTN_OPENCL=ON -DOpenCL_INCLUDE_DIR=$K/include -DOpenCL_LIBRARY=$K/lib/libOpenCL.so
-       -DCLBlast_DIR=/nonexistent -DPOLYATTN_CLBLAST_LIBRARY=$K/lib/libclblast.so
-       -DPOLYATTN_CLBLAST_INCLUDE_DIR=$K/include)
-fi
+. "$R/dev/ocl_kit.sh" # OCL: the OpenCL backend's CMake flags (OCL_KIT)
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee -a "$OUT/summary.txt"
 log "commit $(git -C "$R" rev-parse --short HEAD 2>/dev/null)"
 cmake -G Ninja -S "$R" -B "$B" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON -DPOLYATTN_HIP=OFF \

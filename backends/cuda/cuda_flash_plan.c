@@ -212,6 +212,8 @@ static int64_t serving_blocks(const pa_problem *p, int pack)
     const int64_t rows = pack ? p->seq_q * group : p->seq_q;
     return (rows + rows_a_tile - 1) / rows_a_tile * (pack ? p->heads_kv : p->heads_q) * p->batch;
 }
+/* The serving kernel's resident blocks: two an SM (kMinBlocks in flash_tc_tile.cuh). */
+static int64_t serving_slots(const pa_cuda_device *dev) { return 2 * (int64_t)sms_of(dev); }
 static int64_t serving_tiles(const pa_problem *p)
 {
     const int key_tile = pa_cuda_flash_serving_key_tile((int)p->head_dim);
@@ -224,7 +226,7 @@ static int serving_splits(const pa_cuda_device *dev, const pa_problem *p, int pa
     int64_t most = tiles < PA_MAX_SPLITS ? tiles : PA_MAX_SPLITS;
     if (most < 1) most = 1;
     if (p->num_splits >= 1) return (int)(p->num_splits < most ? p->num_splits : most);
-    const int64_t target = 2 * (int64_t)sms_of(dev); /* two resident blocks an SM */
+    const int64_t target = serving_slots(dev);
     if (blocks >= target) return 1;
     int64_t top = tiles / 4 < most ? tiles / 4 : most;
     if (top < 1) top = 1;
@@ -253,7 +255,7 @@ static int dense_wants_splits(const pa_cuda_device *dev, const pa_problem *p)
      * serving kernel (its GQA-packed tiles too), whatever split count serving_splits then
      * finds best, one included */
     return p->num_splits > 1 ||
-           (serving_blocks(p, pack) < 2 * (int64_t)sms_of(dev) && serving_tiles(p) / 4 >= 2);
+           (serving_blocks(p, pack) < serving_slots(dev) && serving_tiles(p) / 4 >= 2);
 }
 
 static polyattn_status refuse(pa_cuda_device *dev, const char *key, const char *why,

@@ -364,11 +364,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto k_addr = [&](int j) { return smem_addr(base + L::kK + (j % kStages) * L::kKVBytes); };
     auto v_addr = [&](int j) { return smem_addr(base + L::kV + (j % kStages) * L::kKVBytes); };
     auto phase = [&](int j) { return (uint32_t)((j / kStages) & 1); };
-    /* S = Q K^T of key tile j over the head dim (D / 16 steps), issued, not waited for */
-    auto issue_s = [&](float(&s)[kN / 2], int j) {
+    /* S = Q K^T of key tile j over the head dim, issued, not waited for.  zero: S is zeroed
+     * first, else the first step overwrites it (scale-d 0): in the overlapped loop no plain
+     * instruction may define a product's registers while another is in flight, or ptxas
+     * serialises the products (C7513) */
+    auto issue_s = [&](float(&s)[kN / 2], int j, bool zero) {
+        if (zero)
 #pragma unroll
-        for (int e = 0; e < kN / 2; ++e)
-            s[e] = 0.f;
+            for (int e = 0; e < kN / 2; ++e)
+                s[e] = 0.f;
         mbar_wait(&k_full[j % kStages], phase(j)); /* at once when waited before */
         pa_wg::fence();
 #pragma unroll
@@ -377,23 +381,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int kk = 0; kk < 4 && 64 * ch + 16 * kk < D; ++kk) /* D's 16-column steps */
                 pa_wg::ss_m64nk16<T, kN>(
                     s, pa_wg::desc(q_addr + ch * kRowsWg * 128 + kk * 32, 16, pa_wg::kGroupBytes),
-                    pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes), 1);
-        pa_wg::commit();
-    };
-    /* the same without zeroing S first (the first step overwrites it): in the overlapped
-     * loop no plain instruction may define a product's registers while another is in
-     * flight, or ptxas serialises the products (C7513) */
-    auto issue_s_fresh = [&](float(&s)[kN / 2], int j) {
-        mbar_wait(&k_full[j % kStages], phase(j));
-        pa_wg::fence();
-#pragma unroll
-        for (int ch = 0; ch < kChunks; ++ch)
-#pragma unroll
-            for (int kk = 0; kk < 4 && 64 * ch + 16 * kk < D; ++kk)
-                pa_wg::ss_m64nk16<T, kN>(
-                    s, pa_wg::desc(q_addr + ch * kRowsWg * 128 + kk * 32, 16, pa_wg::kGroupBytes),
                     pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes),
-                    ch + kk > 0);
+                    zero || ch + kk > 0);
         pa_wg::commit();
     };
     /* row r's scores of the key tile at key0, exp2-domain, masked: x[2q + e] is key
@@ -560,7 +549,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         auto step = [&](int j, uint32_t(&pf)[kN / 16][4], uint32_t(&pf_next)[kN / 16][4]) {
             float s2[kN / 2], alpha2[2];
             clear_v_tail(j);
-            issue_s_fresh(s2, j + 1);
+            issue_s(s2, j + 1, false);
             next_bias(j + 1);
             pa_wg::fence();
             issue_pv(pf, j);
@@ -583,7 +572,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         };
         if (n_tiles > 0) {
             float s[kN / 2], alpha[2];
-            issue_s(s, 0);
+            issue_s(s, 0, true);
             next_bias(0);
             pa_wg::wait<0>();
             softmax(s, 0, pf_a, alpha);
@@ -604,7 +593,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int j = 0; j < n_tiles; ++j) {
             float s[kN / 2], alpha[2];
             uint32_t pf[kN / 16][4];
-            issue_s(s, j);
+            issue_s(s, j, true);
             next_bias(j);
             pa_wg::wait<0>();
             softmax(s, j, pf, alpha);
@@ -627,7 +616,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (c == 1) pass();
         mbar_wait(&k_full[0], phase(0));
         turn();
-        issue_s(s, 0);
+        issue_s(s, 0, true);
         pass();
         next_bias(0);
         pa_wg::wait<0>();
@@ -643,7 +632,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             turn();
             pa_wg::fence();
             issue_pv(pf, j);
-            if (more) issue_s(s, j + 1);
+            if (more) issue_s(s, j + 1, true);
             if (more || c == 0) pass();
             pa_wg::wait<0>();
             if (more) next_bias(j + 1); /* P V's fragments are free now */
