@@ -1,4 +1,4 @@
-# Decode A/B of key-split counts through the Python package in one process (CUDA events):
+# Decode A/B of key-split counts (and paged caches of block size 16 and 256) through the Python package in one process (CUDA events):
 # num_splits 0 (the plan's choice) and fixed counts, beside PyTorch SDPA flash and cudnn on the
 # same tensors.  Prints one JSON line per measurement.  Used by dev/hopper_optin_gpu_run.sh.
 import json
@@ -7,6 +7,16 @@ import polyattn
 import torch
 torch.manual_seed(0)
 res = []
+# device-to-device copy bandwidth (read + write), the yardstick of the GB/s columns
+x = torch.empty(1 << 30, device="cuda", dtype=torch.uint8).random_(0, 255)
+y = torch.empty_like(x)
+for _ in range(3): y.copy_(x)
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+s.record()
+for _ in range(10): y.copy_(x)
+e.record(); torch.cuda.synchronize()
+print(json.dumps(dict(copy_gbps=2 * 10 * x.numel() / s.elapsed_time(e) / 1e6)), flush=True)
+del x, y
 for keys in (8192, 32768, 131072):
     b, hq, hkv, d = 8, 32, 8, 128
     q = torch.randn(b, 1, hq, d, device="cuda", dtype=torch.bfloat16)
@@ -28,6 +38,27 @@ for keys in (8192, 32768, 131072):
         gb = (2 * b * keys * hkv * d * 2 + 2 * b * hq * d * 2) / ms / 1e6
         r = dict(keys=keys, num_splits=ns, ms=ms, gbps=gb, max_diff_vs_auto=err)
         res.append(r); print(json.dumps(r), flush=True)
+    # the same cache paged (blocks shuffled), at the plan's split count
+    for bs in (16, 256):
+        nb = keys // bs
+        perm = torch.randperm(b * nb, device="cuda")
+        kp = torch.empty(b * nb, bs, hkv, d, device="cuda", dtype=torch.bfloat16)
+        vp = torch.empty_like(kp)
+        kp[perm] = kc.reshape(b * nb, bs, hkv, d)
+        vp[perm] = vc.reshape(b * nb, bs, hkv, d)
+        table = perm.reshape(b, nb).to(torch.int32)
+        f = lambda: polyattn.flash_attn_with_kvcache(q, kp, vp, cache_seqlens=lens, block_table=table, causal=True)
+        o = f()
+        err = (o.float() - ref.float()).abs().max().item()
+        for _ in range(3): f()
+        ts = []
+        for _ in range(15):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record(); f(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
+        ms = sorted(ts)[len(ts) // 2]
+        gb = (2 * b * keys * hkv * d * 2 + 2 * b * hq * d * 2) / ms / 1e6
+        print(json.dumps(dict(keys=keys, paged_block_size=bs, ms=ms, gbps=gb, max_diff_vs_auto=err)), flush=True)
+        del kp, vp
     # torch's fastest on the same data
     qt, kt, vt = q.transpose(1, 2), kc.transpose(1, 2), vc.transpose(1, 2)
     from torch.nn.attention import sdpa_kernel, SDPBackend

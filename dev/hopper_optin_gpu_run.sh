@@ -14,7 +14,11 @@
 #     192, N 2k-16k, plain and causal) and the FlashAttention-2 sweep beside PyTorch's cudnn;
 #   - key splits in whole waves (the plan's default now): decode (bf16, head_dim 128, GQA 32/8,
 #     batch 8, 8k/32k/128k keys) at num_splits auto, 5 (the previous rule's count), 4, 8, 16
-#     through the Python package, beside PyTorch's flash and cudnn (dev/decode_splits_ab.py).
+#     through the Python package, beside PyTorch's flash and cudnn (dev/decode_splits_ab.py);
+#   - paged caches whose block-table lookups are made a tile ahead (serving kernel) or all
+#     before a tile's copies (Hopper kernel): test_cuda_serving (block sizes 16, 64, 256,
+#     shuffled and shared blocks) under both kernels, and paged decode at block sizes 16 and
+#     256 beside the dense cache (dev/decode_splits_ab.py);
 # Usage: OUT=dir [PART=1|2|3|all] [BUILD=dir] bash dev/hopper_optin_gpu_run.sh
 set -u
 R=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,6 +92,19 @@ for sched in serial overlap pingpong; do
       --max-seconds 0.5 --json "$O/sched-$sched-$m.json" > "$O/sched-$sched-$m.txt" 2>&1
     log "schedule $sched $m rc=$?"
     grep -E "^[0-9]" "$O/sched-$sched-$m.txt" | awk '{print $1, $4, $6, $11, $12}' |
+      tee -a "$O/summary.txt"
+  done
+done
+# the score variants under each schedule (D128, N 4k and 16k): softcap is bound by its second
+# MUFU op a score, which the overlapped loop can hide behind the next tile's Q K^T
+VSH="4,16,16,4096,4096,128;1,16,16,16384,16384,128"
+for sched in serial overlap; do
+  for v in "--softcap 30" "--alibi" "--sinks"; do
+    POLYATTN_FORCE=cuda.hopper_sched=$sched timeout 60 "$B/bin/polyattn" bench --backend cuda \
+      --suite custom --shape "$VSH" --algo flash --dtype bf16 $v --reps 5 --max-seconds 0.5 \
+      > "$O/variant-$sched-${v#--}.txt" 2>&1
+    log "variant $sched $v rc=$?"
+    grep -E "^[0-9]" "$O/variant-$sched-${v#--}.txt" | awk '{print $4, $11, $12}' |
       tee -a "$O/summary.txt"
   done
 done

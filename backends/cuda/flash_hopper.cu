@@ -236,17 +236,24 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
             /* paged: 16 rows at a time from the block the table names (block sizes are
              * multiples of 16, so 16 rows from a multiple of 16 lie in one block; pages
-             * past the table and bad entries are clamped, their keys masked) */
+             * past the table and bad entries are clamped, their keys masked); the tile's
+             * lookups are all made before its first copy, so their latencies overlap */
+            int blk[kN / kPageRows];
+#pragma unroll
+            for (int p = 0; p < kN / kPageRows; ++p) {
+                const int page = min((key0 + p * kPageRows) / a.kv_rows, a.max_blocks_per_seq - 1);
+                blk[p] = a.block_table[(int64_t)batch * a.max_blocks_per_seq + page];
+            }
+#pragma unroll
             for (int r = 0; r < kN; r += kPageRows) {
                 const int key = key0 + r, page = min(key / a.kv_rows, a.max_blocks_per_seq - 1);
-                const int blk = pa_gpu_clampi(
-                    a.block_table[(int64_t)batch * a.max_blocks_per_seq + page], 0, a.kv_count - 1);
                 const int row = key - page * a.kv_rows;
+                const int blk_r = pa_gpu_clampi(blk[r / kPageRows], 0, a.kv_count - 1);
                 for (int b = 0; b < kChunks; ++b) {
                     pa_wg::tma_load_4d(dk + b * kN * 128 + r * 128, &maps.k, 64 * b, row, head_kv,
-                                       blk, &k_full[st]);
+                                       blk_r, &k_full[st]);
                     pa_wg::tma_load_4d(dv + b * kN * 128 + r * 128, &maps.v, 64 * b, row, head_kv,
-                                       blk, &v_full[st]);
+                                       blk_r, &v_full[st]);
                 }
             }
         }

@@ -65,30 +65,47 @@ __device__ __forceinline__ void load_rows_at(T *dst, const T *any, RowPtr row_pt
     }
 }
 
-/* Keys [key0, key0 + BN) of a paged cache (K or V: base, stride) into dst, 16 rows at a
- * time: block sizes are multiples of 16, so 16 rows from a multiple of 16 lie in one block,
- * found by one (uniform) block-table lookup, and load as the dense rows do.  A lookup per
- * row (a division, a dependent load and 64-bit products before every copy) held paged
- * decode at 40% of the dense cache's bandwidth on the H100 and H200. */
+/* A paged tile is loaded 16 rows at a time: block sizes are multiples of 16, so 16 rows from
+ * a multiple of 16 lie in one block, found by one (uniform) block-table lookup, and load as
+ * the dense rows do.  A lookup per row (a division, a dependent load and 64-bit products
+ * before every copy) held paged decode at 40% of the dense cache's bandwidth on the H100 and
+ * H200; a lookup per piece made just before its copies still left 1.28-1.42x the dense time,
+ * with a block size of 256 as with 16: each lookup's latency stood between two copies.  So a
+ * tile's lookups (shared by K and V) are made one tile ahead, while the previous tile is
+ * being used. */
+template <typename Tr>
+struct PageRefs {
+    static constexpr int kPieces = Tr::kBlockN / 16;
+    static_assert(Tr::kBlockN % 16 == 0, "whole 16-row pieces");
+    int blk[kPieces]; /* the cache block of each 16-row piece (0 past the sequence) */
+};
+
+template <typename Tr>
+__device__ __forceinline__ PageRefs<Tr> page_refs(const pa_gpu_args &a, int b, int len_kv, int key0)
+{
+    PageRefs<Tr> p;
+    const int *table = a.block_table + (int64_t)b * a.max_blocks_per_seq;
+#pragma unroll
+    for (int sb = 0; sb < PageRefs<Tr>::kPieces; ++sb) {
+        const int j0 = key0 + sb * 16;
+        p.blk[sb] = j0 < len_kv ? pa_gpu_clampi(table[j0 / a.kv_rows], 0, a.kv_count - 1) : 0;
+    }
+    return p;
+}
+
+/* Keys [key0, key0 + BN) of a paged cache (K or V: base, stride) into dst. */
 template <typename Tr, typename T>
 __device__ __forceinline__ void load_paged(T *dst, const T *base, const int64_t stride[4],
-                                           const pa_gpu_args &a, int b, const pa_gpu_seq &seq,
-                                           int head, int key0)
+                                           const PageRefs<Tr> &p, int kv_rows, int len_kv, int head,
+                                           int key0)
 {
-    constexpr int kSub = 16, BN = Tr::kBlockN;
-    static_assert(BN % kSub == 0, "whole 16-row pieces");
 #pragma unroll
-    for (int sb = 0; sb < BN / kSub; ++sb) {
-        const int j0 = key0 + sb * kSub;
-        const bool any = j0 < seq.len_kv;
-        const int n = any ? j0 / a.kv_rows : 0;
-        const int blk = any ? pa_gpu_clampi(a.block_table[(int64_t)b * a.max_blocks_per_seq + n], 0,
-                                            a.kv_count - 1)
-                            : 0;
-        const int first = j0 - n * a.kv_rows;
-        load_rows<kSub, Tr::kHeadDim / 8, Tr::kStride, Tr::kThreads>(
-            dst + sb * kSub * Tr::kStride, base + blk * stride[0] + head * stride[1], stride[2],
-            first, any ? first + (seq.len_kv - j0) : first);
+    for (int sb = 0; sb < PageRefs<Tr>::kPieces; ++sb) {
+        const int j0 = key0 + sb * 16;
+        const int first = j0 % kv_rows;
+        load_rows<16, Tr::kHeadDim / 8, Tr::kStride, Tr::kThreads>(
+            dst + sb * 16 * Tr::kStride, base + p.blk[sb] * stride[0] + head * stride[1], stride[2],
+            first, j0 < len_kv ? first + (len_kv - j0) : first);
     }
 }
 
@@ -148,12 +165,16 @@ __global__ void __launch_bounds__(ServingTraits<HEAD_DIM, PACK>::kThreads,
     /* Unpaged K/V: rows of one head are k_stride[2] apart from key 0's. */
     const T *k0 = kg + pa_gpu_kv_offset(a, b, seq, head_kv, 0, a.k_stride);
     const T *v0 = vg + pa_gpu_kv_offset(a, b, seq, head_kv, 0, a.v_stride);
+    /* the block-table entries of the next tile to load (tiles load in order) */
+    PageRefs<Tr> refs_next;
+    if (paged) refs_next = page_refs<Tr>(a, b, seq.len_kv, t_begin * BN);
     auto load_kv = [&](int stage, int tile) {
         const int key0 = tile * BN;
         T *dk = sk + stage * BN * S, *dv = sv + stage * BN * S;
         if (paged) {
-            load_paged<Tr>(dk, kg, a.k_stride, a, b, seq, head_kv, key0);
-            load_paged<Tr>(dv, vg, a.v_stride, a, b, seq, head_kv, key0);
+            load_paged<Tr>(dk, kg, a.k_stride, refs_next, a.kv_rows, seq.len_kv, head_kv, key0);
+            load_paged<Tr>(dv, vg, a.v_stride, refs_next, a.kv_rows, seq.len_kv, head_kv, key0);
+            if (tile + 1 < t_end) refs_next = page_refs<Tr>(a, b, seq.len_kv, key0 + BN);
         } else {
             load_rows<BN, D / 8, S, Tr::kThreads>(dk, k0, a.k_stride[2], key0, seq.len_kv);
             load_rows<BN, D / 8, S, Tr::kThreads>(dv, v0, a.v_stride[2], key0, seq.len_kv);
