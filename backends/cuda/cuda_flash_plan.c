@@ -92,16 +92,41 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
 #endif
 }
 
+/* Why the Hopper kernel cannot take e4m3 inputs (NULL: it can): opt-in until it has run on
+ * a GPU; head dim 128, dense layouts, O f16 or bf16, no bias; Q, K and V rows of 16 bytes
+ * (its TMA maps and the V transpose). */
+static const char *hopper_e4m3_refusal(const pa_problem *p, int forced)
+{
+    if (!forced)
+        return "e4m3 inputs on the Hopper kernel are opt-in (cuda.flash=wgmma) until it has run "
+               "on a GPU";
+    if (p->head_dim != 128 || p->head_dim_v != 128)
+        return "e4m3 inputs on the Hopper kernel: head dim 128 only";
+    if (p->o_dtype != POLYATTN_DTYPE_F16 && p->o_dtype != POLYATTN_DTYPE_BF16)
+        return "e4m3 inputs on the Hopper kernel: O must be f16 or bf16";
+    if (p->has_bias) return "e4m3 inputs with a bias tensor";
+    if (pa_problem_serving(p)) return "e4m3 inputs in serving layouts (dense only)";
+    const int64_t *st[3] = {p->q_stride, p->k_stride, p->v_stride};
+    for (int t = 0; t < 3; t++)
+        if (st[t][0] % 16 || st[t][1] % 16 || st[t][2] % 16)
+            return "e4m3 rows that are not 16 bytes (strides multiples of 16 elements)";
+    return NULL;
+}
+
 /* Why the warp-specialized Hopper kernel (flash_hopper.cu) cannot take p, which the
- * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit, its head dims, window,
- * softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen, dense and paged KV caches
- * but no key splits, and the TMA maps' rules. */
+ * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit (e4m3 opt-in), its head dims,
+ * window, softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen, dense and paged KV
+ * caches but no key splits, and the TMA maps' rules. */
 static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p, int forced)
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
-    if (p->dtype != POLYATTN_DTYPE_F16 && p->dtype != POLYATTN_DTYPE_BF16)
-        return "the Hopper kernel reads f16 and bf16";
+    if (p->dtype == POLYATTN_DTYPE_E4M3) {
+        const char *why = hopper_e4m3_refusal(p, forced);
+        if (why) return why;
+    } else if (p->dtype != POLYATTN_DTYPE_F16 && p->dtype != POLYATTN_DTYPE_BF16) {
+        return "the Hopper kernel reads f16, bf16 and (opt-in) e4m3";
+    }
     if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
         return "head_dim not among the Hopper kernel's (64, 96, 128, 192, 256) or differing "
                "from head_dim_v";
@@ -278,12 +303,14 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     } else if (fp->kernel == PA_CUDA_FWD_HOPPER) {
         snprintf(note, n,
                  "tensor-core kernel (warp-specialized wgmma %s, head_dim %d: %d-row query "
-                 "tiles, TMA producer, 2 consumer warpgroups%s%s)",
+                 "tiles, TMA producer, 2 consumer warpgroups%s%s%s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M,
                  fp->pingpong  ? " taking turns"
                  : fp->overlap ? " each overlapping"
                                : "",
-                 fp->bias_smem ? ", bias via shared memory" : "");
+                 fp->bias_smem ? ", bias via shared memory" : "",
+                 p->dtype == POLYATTN_DTYPE_E4M3 ? ", FP8 products, V transposed into the workspace"
+                                                 : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -426,6 +453,11 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
             fp->kernel = PA_CUDA_FWD_HOPPER;
             fp->workspace = 0;
             fp->launches = 1;
+            if (p->dtype == POLYATTN_DTYPE_E4M3) { /* V^T into the workspace first */
+                fp->workspace = pa_cuda_e4m3_vt_bytes((int)p->batch, (int)p->heads_kv,
+                                                      (int)p->head_dim, (int)p->seq_kv);
+                fp->launches = 2;
+            }
             goto planned;
         }
     }
@@ -483,9 +515,11 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
 planned:
     /* cuda.hopper_sched applies to the plans that run the Hopper kernel (so that whole
      * suites can run under it) */
-    fp->pingpong = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 2;
+    /* (e4m3 inputs have the serial loop only) */
+    const int e4m3 = p->dtype == POLYATTN_DTYPE_E4M3;
+    fp->pingpong = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 2 && !e4m3;
     fp->overlap = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 3 && p->head_dim <= 192 &&
-                  !p->has_bias;
+                  !p->has_bias && !e4m3;
     fp->bias_smem = fp->kernel == PA_CUDA_FWD_HOPPER && p->has_bias && f.hopper_bias == 2;
     if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
         return refuse(dev, "cuda.wgmma_plan",

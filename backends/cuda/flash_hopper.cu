@@ -63,7 +63,7 @@ struct Traits;
 #define PA_TRAITS(d, n, st)                                                                        \
     template <>                                                                                    \
     struct Traits<d> {                                                                             \
-        static constexpr int kN = n, kStages = st, kDp = (d + 63) / 64 * 64;                       \
+        static constexpr int kN = n, kStages = st;                                                 \
     };
 PA_FLASH_HOPPER_TABLE(PA_TRAITS)
 #undef PA_TRAITS
@@ -77,13 +77,28 @@ constexpr int kSectionBlocks = 264; /* ~2 waves of an H100's 132 SMs (one block 
 constexpr int kProducerRegs = 24, kConsumerRegs = 240; /* 128 x 24 + 256 x 240 <= 64K */
 static_assert(kM == PA_HOPPER_TILE_M, "the header's tile");
 
+/* The inputs' element: 16-bit (f16, bf16), or FP8 e4m3 (E4M3In, one byte; O is then f16
+ * or bf16). */
+struct E4M3In {};
+template <typename T>
+struct Elem {
+    static constexpr int kBytes = 2;
+};
+template <>
+struct Elem<E4M3In> {
+    static constexpr int kBytes = 1;
+};
+
 /* Shared memory: the consumers' Q tiles, kStages K tiles, kStages V tiles, with a bias
  * (BIAS) two 16-bit bias tiles a consumer, then the mbarriers (q_full, k_full[kStages],
- * v_full[kStages], empty[kStages]). */
-template <int D, bool BIAS = false>
+ * v_full[kStages], empty[kStages]).  EB: bytes of an input element; kCols: the columns of a
+ * 128-byte swizzle block; kDp: the head dim as stored (whole blocks).  With e4m3 inputs a V
+ * tile is V^T (kDp rows of kN keys). */
+template <int D, bool BIAS = false, int EB = 2>
 struct Layout {
-    static constexpr int kN = Traits<D>::kN, kStages = Traits<D>::kStages, kDp = Traits<D>::kDp;
-    static constexpr uint32_t kQBytes = kRowsWg * kDp * 2, kKVBytes = kN * kDp * 2;
+    static constexpr int kN = Traits<D>::kN, kStages = Traits<D>::kStages, kCols = 128 / EB;
+    static constexpr int kDp = (D + kCols - 1) / kCols * kCols;
+    static constexpr uint32_t kQBytes = kRowsWg * kDp * EB, kKVBytes = kN * kDp * EB;
     static constexpr uint32_t kK = kConsumers * kQBytes, kV = kK + kStages * kKVBytes;
     static constexpr uint32_t kBiasTile = kRowsWg * kN * 2, kBias = kV + kStages * kKVBytes;
     static constexpr uint32_t kBars = kBias + (BIAS ? kConsumers * 2 * kBiasTile : 0);
@@ -156,15 +171,27 @@ enum { kVarNone = 0, kVarMask = 1, kVarScore = 2, kVarBias = 3, kVarBiasRegs = 4
 /* How the two consumer warpgroups run their key-tile loops (cuda.hopper_sched) */
 enum { kSchedSerial = 0, kSchedPingpong = 1, kSchedOverlap = 2 };
 
-template <int D, typename T, int VAR, int SCHED>
+/* T: the inputs' element type (E4M3In: FP8, dense layouts only, V read as V^T from the
+ * workspace); TO: O's. */
+template <int D, typename T, int VAR, int SCHED, typename TO = T>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_fwd_hopper_kernel(pa_gpu_args a, const __grid_constant__ TileMaps maps)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using L = Layout<D, VAR == kVarBias>;
+    constexpr int EB = Elem<T>::kBytes;
+    constexpr bool kFp8 = EB == 1;
+    using L = Layout<D, VAR == kVarBias, EB>;
     constexpr bool kBias = VAR >= kVarBias, kBiasSmem = VAR == kVarBias;
-    /* DP: the head dim as stored and multiplied by V (D rounded up to 64 columns) */
-    constexpr int kN = L::kN, kStages = L::kStages, DP = L::kDp, kChunks = DP / 64;
+    /* DP: the head dim as stored and multiplied by V (D rounded up to whole 128-byte blocks
+     * of kCols columns); a product's K step is 32 bytes, kKCols columns; P's A fragments
+     * take kPSteps of them a key tile */
+    constexpr int kN = L::kN, kStages = L::kStages, DP = L::kDp, kCols = L::kCols;
+    constexpr int kChunks = DP / kCols, kKCols = 32 / EB, kPSteps = kN / kKCols;
+    static_assert(!kFp8 || (kN == 128 && DP == 128 && !kBias), "e4m3: head dim 128, no bias");
+    /* e4m3 P: exp2 shifted by kPShift (P in [0, 256], e4m3's normal range, not its
+     * subnormals), and the max kept exact (a lazy rescale's slack would let P pass e4m3's
+     * 448) */
+    constexpr float kPShift = kFp8 ? 8.f : 0.f, kSlack = kFp8 ? 0.f : kRescaleSlack;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
     uint64_t *q_full = reinterpret_cast<uint64_t *>(base + L::kBars);
@@ -215,7 +242,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_expect(q_full, kConsumers * L::kQBytes);
         for (int c = 0; c < kConsumers; ++c)
             for (int b = 0; b < kChunks; ++b)
-                pa_wg::tma_load_4d(base + c * L::kQBytes + b * kRowsWg * 128, &maps.q, 64 * b,
+                pa_wg::tma_load_4d(base + c * L::kQBytes + b * kRowsWg * 128, &maps.q, kCols * b,
                                    seq.q0 + row0 + kRowsWg * c, head, q_batch, q_full);
         const bool paged = a.kv_layout == PA_GPU_KV_PAGED;
         for (int j = 0; j < n_tiles; ++j) {
@@ -225,6 +252,11 @@ __global__ void __launch_bounds__(kThreads, 1)
             unsigned char *dv = base + L::kV + st * L::kKVBytes;
             mbar_expect(&k_full[st], L::kKVBytes);
             mbar_expect(&v_full[st], L::kKVBytes);
+            if constexpr (kFp8) { /* dense; V^T: keys innermost, kDp rows of the head dim */
+                pa_wg::tma_load_4d(dk, &maps.k, 0, key0, head_kv, kv_batch, &k_full[st]);
+                pa_wg::tma_load_4d(dv, &maps.v, key0, 0, head_kv, kv_batch, &v_full[st]);
+                continue;
+            }
             if (!paged) {
                 for (int b = 0; b < kChunks; ++b) {
                     pa_wg::tma_load_4d(dk + b * kN * 128, &maps.k, 64 * b, key0, head_kv, kv_batch,
@@ -358,7 +390,7 @@ __global__ void __launch_bounds__(kThreads, 1)
      * first lane) */
     const float sink2 = VAR != kVarNone ? pa_gpu_sink(a, head) * kLog2e : -INFINITY;
     float run_m[2] = {sink2, sink2};
-    const float l0 = (t4 == 0 && sink2 != -INFINITY) ? 1.f : 0.f;
+    const float l0 = (t4 == 0 && sink2 != -INFINITY) ? exp2f(kPShift) : 0.f;
     float run_l[2] = {l0, l0};
     float acc_o[DP / 2];
 #pragma unroll
@@ -385,11 +417,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int ch = 0; ch < kChunks; ++ch)
 #pragma unroll
-            for (int kk = 0; kk < 4 && 64 * ch + 16 * kk < D; ++kk) /* D's 16-column steps */
-                pa_wg::ss_m64nk16<T, kN>(
-                    s, pa_wg::desc(q_addr + ch * kRowsWg * 128 + kk * 32, 16, pa_wg::kGroupBytes),
-                    pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes),
-                    zero || ch + kk > 0);
+            for (int kk = 0; kk < 4 && kCols * ch + kKCols * kk < D; ++kk) { /* D's K steps */
+                const uint64_t dq =
+                    pa_wg::desc(q_addr + ch * kRowsWg * 128 + kk * 32, 16, pa_wg::kGroupBytes);
+                const uint64_t dk =
+                    pa_wg::desc(k_addr(j) + ch * kN * 128 + kk * 32, 16, pa_wg::kGroupBytes);
+                if constexpr (kFp8) pa_wg::MmaE4M3::ss_m64n128k32(s, dq, dk, zero || ch + kk > 0);
+                else pa_wg::ss_m64nk16<T, kN>(s, dq, dk, zero || ch + kk > 0);
+            }
         pa_wg::commit();
     };
     /* row r's scores of the key tile at key0, exp2-domain, masked: x[2q + e] is key
@@ -463,7 +498,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
     /* online softmax of key tile j's scores, rows g (r = 0) and g + 8 (r = 1), lazily
      * rescaled: s turns into P, then P's A fragments pf; alpha: the factor O must take */
-    auto softmax = [&](float(&s)[kN / 2], int j, uint32_t(&pf)[kN / 16][4], float(&alpha)[2]) {
+    auto softmax = [&](float(&s)[kN / 2], int j, uint32_t(&pf)[kPSteps][4], float(&alpha)[2]) {
         const int key0 = (t_begin + j) * kN;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -472,12 +507,12 @@ __global__ void __launch_bounds__(kThreads, 1)
             float mx = tree_max(x);
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = mx > run_m[r] + kRescaleSlack ? mx : run_m[r];
+            const float m_new = mx > run_m[r] + kSlack ? mx : run_m[r];
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
             alpha[r] = pa_wg::exp2_approx(run_m[r] - m_use);
 #pragma unroll
             for (int e = 0; e < kN / 4; ++e)
-                x[e] = pa_wg::exp2_approx(x[e] - m_use);
+                x[e] = pa_wg::exp2_approx(x[e] - (m_use - kPShift));
 #pragma unroll
             for (int q = 0; q < kN / 8; ++q)
 #pragma unroll
@@ -486,12 +521,30 @@ __global__ void __launch_bounds__(kThreads, 1)
             run_l[r] = run_l[r] * alpha[r] + tree_sum(x); /* this lane's part of the row */
             run_m[r] = m_new;
         }
-        /* the scores' accumulator layout is the A-fragment layout of P V */
+        if constexpr (kFp8) {
+            /* e4m3 A fragments (32 keys a step): register 2h + r holds row r's logical keys
+             * 16h + 4 t4 .. + 3, which are accumulator keys 16h + 2 t4, + 1, + 8, + 9 of the
+             * step; V^T's keys are stored in that order (e4m3_vt.cu), so the lanes keep
+             * their own values */
 #pragma unroll
-        for (int kk = 0; kk < kN / 16; ++kk)
+            for (int kk = 0; kk < kN / 32; ++kk)
 #pragma unroll
-            for (int q = 0; q < 4; ++q)
-                pf[kk][q] = Dt<T>::pack(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
+                for (int h = 0; h < 2; ++h)
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        const int q0 = 4 * kk + 2 * h;
+                        pf[kk][2 * h + r] =
+                            pa_wg::e4m3x4(s[4 * q0 + 2 * r], s[4 * q0 + 2 * r + 1],
+                                          s[4 * q0 + 4 + 2 * r], s[4 * q0 + 4 + 2 * r + 1]);
+                    }
+        } else {
+            /* the scores' accumulator layout is the A-fragment layout of P V */
+#pragma unroll
+            for (int kk = 0; kk < kN / 16; ++kk)
+#pragma unroll
+                for (int q = 0; q < 4; ++q)
+                    pf[kk][q] = Dt<T>::pack(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
+        }
     };
     auto rescale = [&](const float(&alpha)[2]) {
 #pragma unroll
@@ -505,12 +558,17 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
     };
     /* O += P V of key tile j, issued (the caller fenced since O last changed) */
-    auto issue_pv = [&](const uint32_t(&pf)[kN / 16][4], int j) {
+    auto issue_pv = [&](const uint32_t(&pf)[kPSteps][4], int j) {
         mbar_wait(&v_full[j % kStages], phase(j));
 #pragma unroll
-        for (int kk = 0; kk < kN / 16; ++kk)
-            pv_step<T, DP>(acc_o, pf[kk], v_addr(j) + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
-                           (uint32_t)kN * 128);
+        for (int kk = 0; kk < kPSteps; ++kk) {
+            if constexpr (kFp8) /* V^T: kDp rows of 128 keys, K-major as K is in Q K^T */
+                pa_wg::MmaE4M3::rs_m64n128k32(
+                    acc_o, pf[kk], pa_wg::desc(v_addr(j) + kk * 32, 16, pa_wg::kGroupBytes), 1);
+            else
+                pv_step<T, DP>(acc_o, pf[kk], v_addr(j) + (uint32_t)(kk * 2 * pa_wg::kGroupBytes),
+                               (uint32_t)kN * 128);
+        }
         pa_wg::commit();
     };
     /* V rows past the sequence's keys in its last key tile: packed neighbours, cache slots
@@ -519,7 +577,7 @@ __global__ void __launch_bounds__(kThreads, 1)
      * consumers clear half each after the tile landed, then meet at named barrier 3. */
     auto clear_v_tail = [&](int j) {
         const int first = seq.len_kv - (t_begin + j) * kN;
-        if (a.kv_layout == PA_GPU_KV_DENSE || first >= kN) return;
+        if (kFp8 || a.kv_layout == PA_GPU_KV_DENSE || first >= kN) return;
         mbar_wait(&v_full[j % kStages], phase(j));
         unsigned char *dv = base + L::kV + (j % kStages) * L::kKVBytes + max(first, 0) * 128;
         const int pieces = (kN - max(first, 0)) * 8; /* 16-byte pieces of a 64-column block */
@@ -552,8 +610,8 @@ __global__ void __launch_bounds__(kThreads, 1)
          * intra-warpgroup overlap).  P alternates between two register sets (unrolled by
          * two: no copies); the register fences keep O's rescale and P's writes before the
          * next products' issue. */
-        uint32_t pf_a[kN / 16][4], pf_b[kN / 16][4];
-        auto step = [&](int j, uint32_t(&pf)[kN / 16][4], uint32_t(&pf_next)[kN / 16][4]) {
+        uint32_t pf_a[kPSteps][4], pf_b[kPSteps][4];
+        auto step = [&](int j, uint32_t(&pf)[kPSteps][4], uint32_t(&pf_next)[kPSteps][4]) {
             float s2[kN / 2], alpha2[2];
             clear_v_tail(j);
             issue_s(s2, j + 1, false);
@@ -570,7 +628,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             pa_wg::fence_regs(acc_o);
             pa_wg::fence_regs(pf_next);
         };
-        auto finish = [&](int j, uint32_t(&pf)[kN / 16][4]) {
+        auto finish = [&](int j, uint32_t(&pf)[kPSteps][4]) {
             clear_v_tail(j);
             pa_wg::fence();
             issue_pv(pf, j);
@@ -599,7 +657,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     } else if constexpr (SCHED == kSchedSerial) {
         for (int j = 0; j < n_tiles; ++j) {
             float s[kN / 2], alpha[2];
-            uint32_t pf[kN / 16][4];
+            uint32_t pf[kPSteps][4];
             issue_s(s, j, true);
             next_bias(j);
             pa_wg::wait<0>();
@@ -629,7 +687,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa_wg::wait<0>();
         for (int j = 0; j < n_tiles; ++j) {
             float alpha[2];
-            uint32_t pf[kN / 16][4];
+            uint32_t pf[kPSteps][4];
             softmax(s, j, pf, alpha);
             if (j > 0) rescale(alpha);
             const bool more = j + 1 < n_tiles;
@@ -661,24 +719,32 @@ __global__ void __launch_bounds__(kThreads, 1)
             seen = any != 0;
         }
         inv[r] = pa_gpu_row_inv(row_l[r], seen);
+        if constexpr (kFp8) inv[r] *= a.v_descale; /* V's scale (q's and k's are in a.scale) */
         const int row = crow0 + 16 * warp + g + 8 * r;
         if (t4 == 0 && a.lse && row < seq.len_q)
             a.lse[pa_gpu_lse_index(a, batch, seq, head, row)] =
-                pa_gpu_row_lse((run_m[r] + log2f(row_l[r])) * kLn2, row_l[r], seen);
+                pa_gpu_row_lse((run_m[r] + log2f(row_l[r]) - kPShift) * kLn2, row_l[r], seen);
     }
     /* O / l, staged in this consumer's Q tile (its products are done) one 64-column block
      * at a time, each stored as soon as it is staged: by TMA (a warp's 16 rows) for batched
      * tensors; packed (varlen) rows by plain 16-byte stores that stop at the sequence's end,
-     * since the next sequence's rows follow */
+     * since the next sequence's rows follow.  An e4m3 Q tile holds one 16-bit block
+     * (kStaged): the next is staged once the previous store has read it. */
+    constexpr int kStaged = L::kQBytes / (kRowsWg * 128);
 #pragma unroll
-    for (int cb = 0; cb < kChunks; ++cb) {
+    for (int cb = 0; cb < DP / 64; ++cb) {
+        const int slot0 = 8 * (cb - cb % kStaged); /* 16-byte column pieces before the slot */
+        if (cb >= kStaged) {
+            if (lane == 0) pa_wg::tma_store_wait();
+            __syncwarp();
+        }
 #pragma unroll
         for (int r = 0; r < 2; ++r)
 #pragma unroll
             for (int q = 8 * cb; q < 8 * cb + 8; ++q) /* columns 8q + 2 t4, + 1 */
                 *reinterpret_cast<uint32_t *>(
-                    sq + pa_wg::chunk_offset(kRowsWg, 16 * warp + g + 8 * r, q) + 4 * t4) =
-                    Dt<T>::pack(acc_o[4 * q + 2 * r] * inv[r], acc_o[4 * q + 2 * r + 1] * inv[r]);
+                    sq + pa_wg::chunk_offset(kRowsWg, 16 * warp + g + 8 * r, q - slot0) + 4 * t4) =
+                    Dt<TO>::pack(acc_o[4 * q + 2 * r] * inv[r], acc_o[4 * q + 2 * r + 1] * inv[r]);
         if (a.varlen_q) {
             __syncwarp();
 #pragma unroll
@@ -687,19 +753,20 @@ __global__ void __launch_bounds__(kThreads, 1)
                 const int row = crow0 + 16 * warp + rr;
                 if (row < seq.len_q && 64 * cb + 8 * piece < D) /* D's columns only */
                     *reinterpret_cast<uint4 *>(
-                        static_cast<T *>(a.o) +
+                        static_cast<TO *>(a.o) +
                         pa_gpu_q_offset(a, batch, seq, head, row, a.o_stride) + 64 * cb +
                         8 * piece) =
                         *reinterpret_cast<const uint4 *>(
-                            sq + pa_wg::chunk_offset(kRowsWg, 16 * warp + rr, 8 * cb + piece));
+                            sq +
+                            pa_wg::chunk_offset(kRowsWg, 16 * warp + rr, 8 * cb + piece - slot0));
             }
             continue;
         }
         pa_wg::fence_async_shared(); /* the staged block is visible to the TMA store */
         __syncwarp();
         if (lane == 0)
-            pa_wg::tma_store_4d(&maps.o, sq + cb * kRowsWg * 128 + 16 * warp * 128, 64 * cb,
-                                crow0 + 16 * warp, head, batch);
+            pa_wg::tma_store_4d(&maps.o, sq + (cb % kStaged) * kRowsWg * 128 + 16 * warp * 128,
+                                64 * cb, crow0 + 16 * warp, head, batch);
     }
     if (lane == 0 && !a.varlen_q) pa_wg::tma_store_wait(); /* the staging smem is read */
 #else
@@ -708,14 +775,34 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int D, typename T, int VAR, int SCHED>
+template <int D, typename T, int VAR, int SCHED, typename TO = T>
 cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 {
-    auto kernel = flash_fwd_hopper_kernel<D, T, VAR, SCHED>;
-    constexpr size_t smem = Layout<D, VAR == kVarBias>::kSmem;
+    auto kernel = flash_fwd_hopper_kernel<D, T, VAR, SCHED, TO>;
+    constexpr size_t smem = Layout<D, VAR == kVarBias, Elem<T>::kBytes>::kSmem;
     static unsigned long long attr_done = 0;
     cudaError_t e = smem_attr_once(kernel, smem, attr_done);
     if (e != cudaSuccess) return e;
+    const long long blocks = (long long)((a.seq_q + kM - 1) / kM) * a.heads_q * a.batch;
+    if constexpr (Elem<T>::kBytes == 1) { /* e4m3: dense; V^T from the workspace */
+        if (blocks == 0) return cudaSuccess;
+        if ((e = (cudaError_t)pa_cuda_e4m3_vt(&a, a.workspace, stream)) != cudaSuccess) return e;
+        const int s_pad = pa_cuda_e4m3_vt_keys(a.seq_kv);
+        const int64_t vt_stride[4] = {(int64_t)a.heads_kv * D * s_pad, (int64_t)D * s_pad, s_pad,
+                                      1};
+        TileMaps maps;
+        if ((e = pa_tma::make_map(&maps.q, a.q, 4, D, a.seq_q, a.heads_q, a.batch, a.q_stride,
+                                  kRowsWg)) != cudaSuccess ||
+            (e = pa_tma::make_map(&maps.k, a.k, 4, D, a.seq_kv, a.heads_kv, a.batch, a.k_stride,
+                                  Traits<D>::kN)) != cudaSuccess ||
+            (e = pa_tma::make_map(&maps.v, a.workspace, 4, s_pad, D, a.heads_kv, a.batch, vt_stride,
+                                  D)) != cudaSuccess ||
+            (e = pa_tma::make_map(&maps.o, a.o, a.o_dtype, D, a.seq_q, a.heads_q, a.batch,
+                                  a.o_stride, 16)) != cudaSuccess)
+            return e;
+        kernel<<<(unsigned)blocks, kThreads, smem, stream>>>(a, maps);
+        return cudaGetLastError();
+    }
     /* packed (varlen) Q/O and K/V: one batch entry of all their rows; a KV cache: its
      * capacity of rows a sequence; a paged cache: blocks of kv_rows rows, loaded 16 at a
      * time */
@@ -734,7 +821,6 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
         (e = pa_tma::make_map(&maps.o, a.o, a.dtype, D, q_rows, a.heads_q, q_batch, a.o_stride,
                               16)) != cudaSuccess)
         return e;
-    const long long blocks = (long long)((a.seq_q + kM - 1) / kM) * a.heads_q * a.batch;
     if (blocks == 0) return cudaSuccess;
     kernel<<<(unsigned)blocks, kThreads, smem, stream>>>(a, maps);
     return cudaGetLastError();
@@ -775,7 +861,24 @@ cudaError_t dispatch(const pa_gpu_args &a, unsigned flags, cudaStream_t stream)
 #undef PA_CASE
 }
 
+/* e4m3 inputs: head dim 128, the serial loop, O f16 or bf16 (TO) */
+template <typename TO>
+cudaError_t dispatch_e4m3(const pa_gpu_args &a, cudaStream_t stream)
+{
+    if (a.softcap > 0.f || a.alibi_slopes)
+        return launch<128, E4M3In, kVarScore, kSchedSerial, TO>(a, stream);
+    if (a.has_window || a.sinks) return launch<128, E4M3In, kVarMask, kSchedSerial, TO>(a, stream);
+    return launch<128, E4M3In, kVarNone, kSchedSerial, TO>(a, stream);
+}
+
 } // namespace
+
+extern "C" int pa_cuda_flash_hopper_e4m3_takes(const pa_gpu_args *a)
+{
+    return a->dtype == 4 && a->head_dim == 128 && a->head_dim_v == 128 &&
+           (a->o_dtype == 1 || a->o_dtype == 2) && !a->bias && !a->varlen_q &&
+           a->kv_layout == PA_GPU_KV_DENSE;
+}
 
 extern "C" int pa_cuda_flash_hopper_has_head_dim(int head_dim)
 {
@@ -803,5 +906,7 @@ extern "C" int pa_cuda_flash_hopper(const pa_gpu_args *a, unsigned flags, void *
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (a->dtype == 1) return (int)dispatch<__half>(*a, flags, s);
     if (a->dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, flags, s);
-    return (int)cudaErrorInvalidValue;
+    if (!pa_cuda_flash_hopper_e4m3_takes(a)) return (int)cudaErrorInvalidValue;
+    return (int)(a->o_dtype == 1 ? dispatch_e4m3<__half>(*a, s)
+                                 : dispatch_e4m3<__nv_bfloat16>(*a, s));
 }

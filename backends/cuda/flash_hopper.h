@@ -29,6 +29,15 @@ size_t pa_cuda_flash_hopper_smem(int head_dim, int bias);
 enum { PA_HOPPER_PINGPONG = 1, PA_HOPPER_BIAS_SMEM = 2, PA_HOPPER_OVERLAP = 4 };
 int pa_cuda_flash_hopper(const pa_gpu_args *a, unsigned flags, void *stream);
 
+/* e4m3 inputs (dtype 4; head dim 128, dense layouts, O f16 or bf16, no bias; the serial
+ * loop): the kernel reads V transposed, which pa_cuda_flash_hopper first writes into
+ * a->workspace with pa_cuda_e4m3_vt (e4m3_vt.cu): pa_cuda_e4m3_vt_bytes of it, keys padded
+ * to pa_cuda_e4m3_vt_keys. */
+int pa_cuda_flash_hopper_e4m3_takes(const pa_gpu_args *a);
+int pa_cuda_e4m3_vt_keys(int seq_kv);
+size_t pa_cuda_e4m3_vt_bytes(int batch, int heads_kv, int head_dim, int seq_kv);
+int pa_cuda_e4m3_vt(const pa_gpu_args *a, void *vt, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

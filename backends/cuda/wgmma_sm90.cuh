@@ -131,15 +131,17 @@ __device__ __forceinline__ void fence_async_shared()
           "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])       \
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
 
-/* D[64] (+)= A (64 x 16, registers) * B (16 x 128, N-major, descriptor) */
-#define PA_WGMMA_RS_M64N128K16(TY)                                                                 \
+/* D[64] (+)= A (64 x K, registers) * B (K x 128, descriptor).  SHAPE: the instruction's
+ * shape and types; TAIL: its immediates after scale-d (16-bit: "1, 1, 1", B N-major; e4m3,
+ * which has no transposes: "1, 1", B K-major). */
+#define PA_WGMMA_RS_M64N128(SHAPE, TAIL)                                                           \
     asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %69, 0;\n"                                    \
-                 " wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {"                    \
+                 " wgmma.mma_async.sync.aligned." SHAPE " {"                                       \
                  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"           \
                  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31," \
                  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47," \
                  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"  \
-                 "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"                                  \
+                 "}, {%64, %65, %66, %67}, %68, p, " TAIL ";\n}\n"                                 \
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),         \
                    "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),       \
                    "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),   \
@@ -153,16 +155,17 @@ __device__ __forceinline__ void fence_async_shared()
                    "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                              \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d))
 
-/* D[64] (+)= A (64 x 16, K-major, descriptor) * B (128 x 16, K-major, descriptor)^T */
-#define PA_WGMMA_SS_M64N128K16(TY)                                                                 \
+/* D[64] (+)= A (64 x K, K-major, descriptor) * B (128 x K, K-major, descriptor)^T.  SHAPE
+ * and TAIL as for PA_WGMMA_RS_M64N128 (16-bit: "1, 1, 0, 0"; e4m3: "1, 1"). */
+#define PA_WGMMA_SS_M64N128(SHAPE, TAIL)                                                           \
     asm volatile(                                                                                  \
         "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"                                             \
-        " wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {"                             \
+        " wgmma.mma_async.sync.aligned." SHAPE " {"                                                \
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "    \
         "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, "    \
         "%36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, "    \
         "%53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"                                    \
-        "}, %64, %65, p, 1, 1, 0, 0;\n}\n"                                                         \
+        "}, %64, %65, p, " TAIL ";\n}\n"                                                           \
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),      \
           "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),  \
           "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),            \
@@ -255,6 +258,16 @@ __device__ __forceinline__ float exp2_approx(float x)
     return y;
 }
 
+/* Four floats as e4m3 (round to nearest even, saturated to +-448), x0 in the lowest byte
+ * (cvt puts its first source in the upper half). */
+__device__ __forceinline__ uint32_t e4m3x4(float x0, float x1, float x2, float x3)
+{
+    uint16_t lo, hi;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(lo) : "f"(x1), "f"(x0));
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(hi) : "f"(x3), "f"(x2));
+    return (uint32_t)lo | ((uint32_t)hi << 16);
+}
+
 /* Fetches a tensor map (a __grid_constant__ kernel parameter) into the TMA unit's
  * descriptor cache ahead of its first use. */
 __device__ __forceinline__ void tma_prefetch(const void *map)
@@ -286,7 +299,7 @@ struct Mma<__half> {
     static __device__ __forceinline__ void ss_m64n128k16(float (&d)[64], uint64_t desc_a,
                                                          uint64_t desc_b, int scale_d)
     {
-        PA_WGMMA_SS_M64N128K16("f16");
+        PA_WGMMA_SS_M64N128("m64n128k16.f32.f16.f16", "1, 1, 0, 0");
     }
     static __device__ __forceinline__ void rs_m64n64k16(float (&d)[32], const uint32_t (&a)[4],
                                                         uint64_t desc_b, int scale_d)
@@ -306,7 +319,7 @@ struct Mma<__half> {
     static __device__ __forceinline__ void rs_m64n128k16(float (&d)[64], const uint32_t (&a)[4],
                                                          uint64_t desc_b, int scale_d)
     {
-        PA_WGMMA_RS_M64N128K16("f16");
+        PA_WGMMA_RS_M64N128("m64n128k16.f32.f16.f16", "1, 1, 1");
     }
 };
 template <>
@@ -314,7 +327,7 @@ struct Mma<__nv_bfloat16> {
     static __device__ __forceinline__ void ss_m64n128k16(float (&d)[64], uint64_t desc_a,
                                                          uint64_t desc_b, int scale_d)
     {
-        PA_WGMMA_SS_M64N128K16("bf16");
+        PA_WGMMA_SS_M64N128("m64n128k16.f32.bf16.bf16", "1, 1, 0, 0");
     }
     static __device__ __forceinline__ void rs_m64n64k16(float (&d)[32], const uint32_t (&a)[4],
                                                         uint64_t desc_b, int scale_d)
@@ -334,7 +347,23 @@ struct Mma<__nv_bfloat16> {
     static __device__ __forceinline__ void rs_m64n128k16(float (&d)[64], const uint32_t (&a)[4],
                                                          uint64_t desc_b, int scale_d)
     {
-        PA_WGMMA_RS_M64N128K16("bf16");
+        PA_WGMMA_RS_M64N128("m64n128k16.f32.bf16.bf16", "1, 1, 1");
+    }
+};
+
+/* FP8 e4m3 (one byte an element): 32-column K steps, both operands K-major (wgmma has no
+ * transposes for 8-bit types, so P V's B operand is V^T, keys contiguous).  A K step is 32
+ * bytes, as the 16-bit forms' 16 columns are: the descriptors advance alike. */
+struct MmaE4M3 {
+    static __device__ __forceinline__ void ss_m64n128k32(float (&d)[64], uint64_t desc_a,
+                                                         uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_SS_M64N128("m64n128k32.f32.e4m3.e4m3", "1, 1");
+    }
+    static __device__ __forceinline__ void rs_m64n128k32(float (&d)[64], const uint32_t (&a)[4],
+                                                         uint64_t desc_b, int scale_d)
+    {
+        PA_WGMMA_RS_M64N128("m64n128k32.f32.e4m3.e4m3", "1, 1");
     }
 };
 
@@ -361,8 +390,8 @@ __device__ __forceinline__ void ss_m64nk16(float (&d)[N / 2], uint64_t desc_a, u
 
 #undef PA_WGMMA_SS_M64N64K16
 #undef PA_WGMMA_RS_M64N256K16
-#undef PA_WGMMA_RS_M64N128K16
-#undef PA_WGMMA_SS_M64N128K16
+#undef PA_WGMMA_RS_M64N128
+#undef PA_WGMMA_SS_M64N128
 #undef PA_WGMMA_RS_M64N64K16
 
 } // namespace pa_wg

@@ -35,6 +35,13 @@ size_t pa_cuda_flash_hopper_smem(int head_dim, int bias)
               : 0;
 }
 
+/* ---- e4m3_vt.cu: V^T, batch x heads_kv x head_dim rows of the keys padded to 128 ---- */
+size_t pa_cuda_e4m3_vt_bytes(int batch, int heads_kv, int head_dim, int seq_kv)
+{
+    const size_t keys = seq_kv > 0 ? ((size_t)seq_kv + 127) / 128 * 128 : 128;
+    return (size_t)batch * heads_kv * head_dim * keys;
+}
+
 /* ---- flash_tc.cu: PA_FLASH_TC_HEAD_DIMS X(32) X(64) X(96) X(128) X(256) (tile kernel)
  * W(512) W(768) W(1024) (wide kernel) ---- */
 static int tc_tile_has(int d) { return d == 32 || d == 64 || d == 96 || d == 128 || d == 256; }

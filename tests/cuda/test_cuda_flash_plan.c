@@ -311,6 +311,37 @@ static void forced(void)
     set_force("");
 }
 
+/* e4m3 inputs: the generic kernel unless the Hopper kernel is forced (opt-in until it has run
+ * on a GPU), which then transposes V into the workspace; head dim 128 and 16-bit O only. */
+static void e4m3(void)
+{
+    pa_cuda_flash_plan fp;
+    const char *why;
+    pa_problem p = dense(POLYATTN_DTYPE_E4M3, 2, 16, 4, 1000, 1000, 128);
+    p.o_dtype = POLYATTN_DTYPE_BF16;
+    set_force("");
+    expect("sm_90 e4m3 D128", &h100, &p, PA_CUDA_FWD_SIMT, 0);
+    set_force("cuda.flash=wgmma");
+    if (planned("sm_90 e4m3 D128, cuda.flash=wgmma", &h100, &p, &fp, &why))
+        check("sm_90 e4m3 D128, cuda.flash=wgmma",
+              fp.kernel == PA_CUDA_FWD_HOPPER && fp.workspace == 2ull * 4 * 128 * 1024 &&
+                  fp.launches == 2 && strstr(why, "FP8"),
+              "the Hopper kernel with V^T (keys padded to 1024) in the workspace", why);
+    set_force("cuda.flash=wgmma,cuda.hopper_sched=pingpong");
+    if (planned("sm_90 e4m3 D128, pingpong", &h100, &p, &fp, &why))
+        check("sm_90 e4m3 D128, pingpong", fp.kernel == PA_CUDA_FWD_HOPPER && !fp.pingpong,
+              "the serial loop (e4m3 has no other)", why);
+    set_force("cuda.flash=wgmma");
+    p.o_dtype = POLYATTN_DTYPE_F32;
+    expect_refused("sm_90 e4m3 f32 O, cuda.flash=wgmma", &h100, &p, POLYATTN_STATUS_UNSUPPORTED,
+                   "O must be f16 or bf16");
+    pa_problem d64 = dense(POLYATTN_DTYPE_E4M3, 2, 16, 4, 1000, 1000, 64);
+    d64.o_dtype = POLYATTN_DTYPE_F16;
+    expect_refused("sm_90 e4m3 D64, cuda.flash=wgmma", &h100, &d64, POLYATTN_STATUS_UNSUPPORTED,
+                   "head dim 128 only");
+    set_force("");
+}
+
 int main(void)
 {
     device_init(&h100, 9, 0, 132, 227);
@@ -319,6 +350,7 @@ int main(void)
     sm90_serving();
     sm80();
     forced();
+    e4m3();
     printf("test_cuda_flash_plan: %d checks, %d failures\n", checks, failures);
     return failures || !checks ? 1 : 0;
 }
