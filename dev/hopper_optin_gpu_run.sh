@@ -15,6 +15,9 @@
 #   - key splits in whole waves (the plan's default now): decode (bf16, head_dim 128, GQA 32/8,
 #     batch 8, 8k/32k/128k keys) at num_splits auto, 5 (the previous rule's count), 4, 8, 16
 #     through the Python package, beside PyTorch's flash and cudnn (dev/decode_splits_ab.py);
+#   - e4m3 inputs on the Hopper kernel's FP8 products (cuda.flash=wgmma, opt-in):
+#     test_cuda_e4m3_tc (PART 1), its speed beside bf16 on the same kernel (head dim 128,
+#     N 4k-16k, plain and causal; PART 2), memcheck and racecheck (PART 3);
 #   - paged caches whose block-table lookups are made a tile ahead (serving kernel) or all
 #     before a tile's copies (Hopper kernel): test_cuda_serving (block sizes 16, 64, 256,
 #     shuffled and shared blocks) under both kernels, and paged decode at block sizes 16 and
@@ -32,7 +35,8 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$O/su
 log "commit $(git -C "$R" rev-parse --short HEAD)"
 cmake -G Ninja -S "$R" -B "$B" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON -DPOLYATTN_HIP=OFF \
   -DPOLYATTN_OPENCL=OFF -DPOLYATTN_CUDA_ARCHITECTURES=90 -DBUILD_TESTING=ON > "$O/build.txt" 2>&1 &&
-  ninja -C "$B" polyattn_cli polyattn_cuda test_cuda_variants test_cuda_serving >> "$O/build.txt" 2>&1 ||
+  ninja -C "$B" polyattn_cli polyattn_cuda test_cuda_variants test_cuda_serving \
+    test_cuda_e4m3_tc >> "$O/build.txt" 2>&1 ||
   { tail -30 "$O/build.txt"; exit 1; }
 log built
 check() { # name, POLYATTN_FORCE, command...
@@ -46,6 +50,7 @@ check variants-overlap cuda.hopper_sched=overlap "$B/bin/test_cuda_variants" --w
 check serving-overlap cuda.hopper_sched=overlap "$B/bin/test_cuda_serving" --wgmma
 check variants-bias-smem-pingpong cuda.hopper_bias=smem,cuda.hopper_sched=pingpong \
   "$B/bin/test_cuda_variants" --wgmma
+check e4m3-tc "" "$B/bin/test_cuda_e4m3_tc"
 check serving "" "$B/bin/test_cuda_serving"
 check serving-hopper "" "$B/bin/test_cuda_serving" --wgmma
 # the dense torch checks (head dims 64-256, both layouts) with the Hopper kernel forced: head
@@ -79,6 +84,7 @@ if part 3 && [ -x "$CS" ]; then
       "$B/bin/test_cuda_serving" --wgmma
     check sanitizer-$tool-overlap cuda.hopper_sched=overlap "$CS" --tool $tool \
       --error-exitcode 9 "$B/bin/test_cuda_variants" --wgmma
+    check sanitizer-$tool-e4m3 "" "$CS" --tool $tool --error-exitcode 9 "$B/bin/test_cuda_e4m3_tc"
   done
 fi
 if part 2; then
@@ -113,6 +119,18 @@ POLYATTN_FORCE=cuda.hopper_sched=overlap timeout 240 python3 "$R/bench/compare_t
   --torch-backends flash,cudnn --max-seconds 2 --out "$O/fa2-overlap" > "$O/fa2-overlap.txt" 2>&1
 log "fa2 sweep, overlap, beside torch rc=$?"
 tail -4 "$O/fa2-overlap.txt" | tee -a "$O/summary.txt"
+# e4m3 (FP8 products) against bf16 on the Hopper kernel, head dim 128
+FSH="4,16,16,4096,4096,128;2,16,16,8192,8192,128;1,16,16,16384,16384,128"
+for dt in bf16 e4m3; do
+  for m in plain bottom-right; do
+    C=(); [ $m = plain ] || C=(--causal $m)
+    POLYATTN_FORCE=cuda.flash=wgmma timeout 60 "$B/bin/polyattn" bench --backend cuda \
+      --suite custom --shape "$FSH" --algo flash --dtype $dt "${C[@]}" --reps 5 \
+      --max-seconds 0.5 --json "$O/fp8-$dt-$m.json" > "$O/fp8-$dt-$m.txt" 2>&1
+    log "fp8 $dt $m rc=$?"
+    grep -E "^[0-9]" "$O/fp8-$dt-$m.txt" | awk '{print $4, $11, $12, $NF}' | tee -a "$O/summary.txt"
+  done
+done
 BSH="1,16,16,1024,1024,128;1,16,16,2048,2048,128;1,16,16,4096,4096,128;1,16,16,8192,8192,128"
 for m in regs smem; do
   POLYATTN_FORCE=cuda.hopper_bias=$m timeout 60 "$B/bin/polyattn" bench --backend cuda \
