@@ -18,6 +18,8 @@
 #   - e4m3 inputs on the Hopper kernel's FP8 products (cuda.flash=wgmma, opt-in):
 #     test_cuda_e4m3_tc (PART 1), its speed beside bf16 on the same kernel (head dim 128,
 #     N 4k-16k, plain and causal; PART 2), memcheck and racecheck (PART 3);
+#   - softcap's exponentials half on the FMA pipe (cuda.hopper_exp2=poly, opt-in): the
+#     variants tests under it (PART 1) and softcap's speed with and without it (PART 2);
 #   - paged caches whose block-table lookups are made a tile ahead (serving kernel) or all
 #     before a tile's copies (Hopper kernel): test_cuda_serving (block sizes 16, 64, 256,
 #     shuffled and shared blocks) under both kernels, and paged decode at block sizes 16 and
@@ -51,6 +53,9 @@ check serving-overlap cuda.hopper_sched=overlap "$B/bin/test_cuda_serving" --wgm
 check variants-bias-smem-pingpong cuda.hopper_bias=smem,cuda.hopper_sched=pingpong \
   "$B/bin/test_cuda_variants" --wgmma
 check e4m3-tc "" "$B/bin/test_cuda_e4m3_tc"
+check variants-exp2-poly cuda.hopper_exp2=poly "$B/bin/test_cuda_variants" --wgmma
+check variants-exp2-poly-overlap cuda.hopper_exp2=poly,cuda.hopper_sched=overlap \
+  "$B/bin/test_cuda_variants" --wgmma
 check serving "" "$B/bin/test_cuda_serving"
 check serving-hopper "" "$B/bin/test_cuda_serving" --wgmma
 # the dense torch checks (head dims 64-256, both layouts) with the Hopper kernel forced: head
@@ -104,13 +109,15 @@ done
 # the score variants under each schedule (D128, N 4k and 16k): softcap is bound by its second
 # MUFU op a score, which the overlapped loop can hide behind the next tile's Q K^T
 VSH="4,16,16,4096,4096,128;1,16,16,16384,16384,128"
-for sched in serial overlap; do
+for sched in serial overlap serial,cuda.hopper_exp2=poly overlap,cuda.hopper_exp2=poly; do
   for v in "--softcap 30" "--alibi" "--sinks"; do
+    case "$sched$v" in *poly--alibi | *poly--sinks) continue ;; esac # poly: softcap only
+    f="$O/variant-${sched/,cuda.hopper_exp2=/-}-${v:2:7}.txt"
     POLYATTN_FORCE=cuda.hopper_sched=$sched timeout 60 "$B/bin/polyattn" bench --backend cuda \
       --suite custom --shape "$VSH" --algo flash --dtype bf16 $v --reps 5 --max-seconds 0.5 \
-      > "$O/variant-$sched-${v#--}.txt" 2>&1
+      > "$f" 2>&1
     log "variant $sched $v rc=$?"
-    grep -E "^[0-9]" "$O/variant-$sched-${v#--}.txt" | awk '{print $4, $11, $12}' |
+    grep -E "^[0-9]" "$f" | awk '{print $4, $11, $12}' |
       tee -a "$O/summary.txt"
   done
 done

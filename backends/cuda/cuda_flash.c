@@ -124,7 +124,8 @@ polyattn_status pa_cuda_flash_forward(pa_device *d, const pa_problem *p, void *s
         PA_CU_LAUNCH(d, pa_cuda_flash_hopper(&a,
                                              (fp->pingpong ? PA_HOPPER_PINGPONG : 0) |
                                                  (fp->overlap ? PA_HOPPER_OVERLAP : 0) |
-                                                 (fp->bias_smem ? PA_HOPPER_BIAS_SMEM : 0),
+                                                 (fp->bias_smem ? PA_HOPPER_BIAS_SMEM : 0) |
+                                                 (fp->exp2_poly ? PA_HOPPER_EXP2_POLY : 0),
                                              dev->stream));
         break;
 #else

@@ -24,6 +24,9 @@ typedef struct pa_cuda_flash_plan {
     /* HOPPER with a 16-bit bias: its tiles through shared memory (cuda.hopper_bias=smem,
      * opt-in until it has run on a GPU), else register loads */
     int bias_smem;
+    /* HOPPER with softcap: half the softmax's exponentials on the FMA pipe (cuda.hopper_exp2=
+     * poly, opt-in until it has run on a GPU; not with ping-pong or e4m3 inputs) */
+    int exp2_poly;
     int launches;
     pa_cuda_bwd_plan bwd; /* kernel AUTO without want_backward */
 } pa_cuda_flash_plan;

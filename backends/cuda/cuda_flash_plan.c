@@ -303,14 +303,14 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
     } else if (fp->kernel == PA_CUDA_FWD_HOPPER) {
         snprintf(note, n,
                  "tensor-core kernel (warp-specialized wgmma %s, head_dim %d: %d-row query "
-                 "tiles, TMA producer, 2 consumer warpgroups%s%s%s)",
+                 "tiles, TMA producer, 2 consumer warpgroups%s%s%s%s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim, PA_HOPPER_TILE_M,
                  fp->pingpong  ? " taking turns"
                  : fp->overlap ? " each overlapping"
                                : "",
                  fp->bias_smem ? ", bias via shared memory" : "",
-                 p->dtype == POLYATTN_DTYPE_E4M3 ? ", FP8 products, V transposed into the workspace"
-                                                 : "");
+                 fp->exp2_poly ? ", half of exp2 on the FMA pipe" : "",
+                 p->dtype == POLYATTN_DTYPE_E4M3 ? ", FP8 products, V^T in the workspace" : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
         snprintf(note, n, "tensor-core kernel (wgmma %s, head_dim %d: 64 x 64 tiles, plan %s)",
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
@@ -521,6 +521,8 @@ planned:
     fp->overlap = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 3 && p->head_dim <= 192 &&
                   !p->has_bias && !e4m3;
     fp->bias_smem = fp->kernel == PA_CUDA_FWD_HOPPER && p->has_bias && f.hopper_bias == 2;
+    fp->exp2_poly = fp->kernel == PA_CUDA_FWD_HOPPER && p->softcap > 0.f && !p->has_bias &&
+                    !fp->pingpong && !e4m3 && f.hopper_exp2 == 2;
     if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
         return refuse(dev, "cuda.wgmma_plan",
                       "the plan does not run the wgmma kernel "

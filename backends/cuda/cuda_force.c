@@ -15,6 +15,7 @@ static const char *const kSchedule[] = {"auto", "grid", "split", "key-halves", "
 static const char *const kBwd[] = {"auto", "simt", "mma"};
 static const char *const kHopperSched[] = {"auto", "serial", "pingpong", "overlap"};
 static const char *const kHopperBias[] = {"auto", "regs", "smem"};
+static const char *const kHopperExp2[] = {"auto", "mufu", "poly"};
 static const char *const kWgmmaPlans[] = {"wide", "narrow", "key-split"}; /* flash_wgmma.h */
 
 static int index_of(const char *v, const char *const *names, int n)
@@ -85,6 +86,11 @@ polyattn_status pa_cuda_force_get(pa_cuda_device *dev, pa_cuda_force *f, const c
             return bad(dev, "cuda.hopper_sched", v, "auto, serial, pingpong, overlap", why_not);
         f->hopper_sched = i;
     }
+    if (pa_force_get(d, "cuda.hopper_exp2", v, sizeof v)) {
+        const int i = index_of(v, kHopperExp2, 3);
+        if (i < 0) return bad(dev, "cuda.hopper_exp2", v, "auto, mufu, poly", why_not);
+        f->hopper_exp2 = i;
+    }
     if (pa_force_get(d, "cuda.hopper_bias", v, sizeof v)) {
         const int i = index_of(v, kHopperBias, 3);
         if (i < 0) return bad(dev, "cuda.hopper_bias", v, "auto, regs, smem", why_not);
@@ -115,6 +121,7 @@ void pa_cuda_force_describe(const pa_cuda_force *f, char *buf, size_t n)
         add(buf, n, "cuda.bwd_tile", f->bwd_tile == 'a' ? "a" : f->bwd_tile == 'b' ? "b" : "f");
     if (f->hopper_sched) add(buf, n, "cuda.hopper_sched", kHopperSched[f->hopper_sched]);
     if (f->hopper_bias) add(buf, n, "cuda.hopper_bias", kHopperBias[f->hopper_bias]);
+    if (f->hopper_exp2) add(buf, n, "cuda.hopper_exp2", kHopperExp2[f->hopper_exp2]);
     if (f->serving_stages) {
         char v[8];
         snprintf(v, sizeof v, "%d", f->serving_stages);

@@ -18,7 +18,7 @@ typedef struct pa_cuda_device {
     char why[256];     /* device-owned rejection reasons of check() */
     char why_bwd[256]; /* the backward's, when the forward's reason is kept too */
     char why_mma[128]; /* why the mma.sync flash kernels do not take a problem */
-    char note[3][160]; /* check()'s note on how an eligible algorithm runs, per algo */
+    char note[3][256]; /* check()'s note on how an eligible algorithm runs, per algo */
 } pa_cuda_device;
 
 static inline pa_cuda_device *pa_cuda_dev(pa_device *d) { return (pa_cuda_device *)d; }
@@ -78,6 +78,7 @@ typedef struct pa_cuda_force {
     char bwd_tile;             /* cuda.bwd_tile: 'a', 'b', 'f'; 0: per head dim */
     int hopper_sched;          /* cuda.hopper_sched: 0 auto, 1 serial, 2 pingpong, 3 overlap */
     int hopper_bias;           /* cuda.hopper_bias: 0 auto, 1 regs, 2 smem */
+    int hopper_exp2;           /* cuda.hopper_exp2: 0 auto, 1 mufu, 2 poly */
     int serving_stages;        /* cuda.serving_stages: the serving kernel's K/V ring, 0 auto */
 } pa_cuda_force;
 

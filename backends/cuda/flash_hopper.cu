@@ -164,10 +164,19 @@ __device__ __forceinline__ void pv_step(float (&acc)[D / 2], const uint32_t (&pf
 
 /* VAR, as in flash_tc_tile.cuh: kVarNone plain; kVarMask window and sinks (masks and the
  * softmax's start); kVarScore softcap and ALiBi too (every score transformed first);
+ * kVarScorePoly the same with half the softmax's exponentials on the FMA pipe (exp2_poly,
+ * PA_HOPPER_EXP2_POLY: opt-in until it has run on a GPU);
  * kVarBias an additive bias tensor too, 16-bit with 16-byte aligned rows, streamed through
  * shared memory (PA_HOPPER_BIAS_SMEM: opt-in until it has run on a GPU); kVarBiasRegs any
  * bias, its values loaded into registers (a -inf bias hides the pair). */
-enum { kVarNone = 0, kVarMask = 1, kVarScore = 2, kVarBias = 3, kVarBiasRegs = 4 };
+enum {
+    kVarNone = 0,
+    kVarMask = 1,
+    kVarScore = 2,
+    kVarBias = 3,
+    kVarBiasRegs = 4,
+    kVarScorePoly = 5
+};
 /* How the two consumer warpgroups run their key-tile loops (cuda.hopper_sched) */
 enum { kSchedSerial = 0, kSchedPingpong = 1, kSchedOverlap = 2 };
 
@@ -181,7 +190,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     constexpr int EB = Elem<T>::kBytes;
     constexpr bool kFp8 = EB == 1;
     using L = Layout<D, VAR == kVarBias, EB>;
-    constexpr bool kBias = VAR >= kVarBias, kBiasSmem = VAR == kVarBias;
+    constexpr bool kBias = VAR == kVarBias || VAR == kVarBiasRegs, kBiasSmem = VAR == kVarBias;
+    constexpr bool kScore = VAR == kVarScore || VAR == kVarScorePoly || kBias;
+    constexpr bool kPolyExp = VAR == kVarScorePoly;
     /* DP: the head dim as stored and multiplied by V (D rounded up to whole 128-byte blocks
      * of kCols columns); a product's K step is 32 bytes, kKCols columns; P's A fragments
      * take kPSteps of them a key tile */
@@ -313,7 +324,7 @@ __global__ void __launch_bounds__(kThreads, 1)
      * cap tanh(s scale / cap) - slope |d(i) - j|, times log2(e) (cap2, slope2) */
     const float sl2 = a.scale * kLog2e;
     const float cap2 = a.softcap * kLog2e, in_cap = a.softcap > 0.f ? a.scale / a.softcap : 0.f;
-    const float slope2 = VAR >= kVarScore ? pa_gpu_alibi_slope(a, batch, head) * kLog2e : 0.f;
+    const float slope2 = kScore ? pa_gpu_alibi_slope(a, batch, head) * kLog2e : 0.f;
     /* a bias: this thread's rows of the bias (rows past the sequence read its last), and
      * whether a row saw a key the bias leaves visible (all -inf: O = 0, LSE = -inf) */
     int64_t bias_row[2] = {0, 0};
@@ -430,7 +441,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     /* row r's scores of the key tile at key0, exp2-domain, masked: x[2q + e] is key
      * key0 + 8q + 2 t4 + e */
     auto scores = [&](const float(&s)[kN / 2], int r, int key0, float(&x)[kN / 4]) {
-        if constexpr (VAR >= kVarScore) {
+        if constexpr (kScore) {
             if (in_cap > 0.f) {
 #pragma unroll
                 for (int q = 0; q < kN / 8; ++q)
@@ -511,8 +522,9 @@ __global__ void __launch_bounds__(kThreads, 1)
             const float m_use = m_new == -INFINITY ? 0.f : m_new;
             alpha[r] = pa_wg::exp2_approx(run_m[r] - m_use);
 #pragma unroll
-            for (int e = 0; e < kN / 4; ++e)
-                x[e] = pa_wg::exp2_approx(x[e] - (m_use - kPShift));
+            for (int e = 0; e < kN / 4; ++e) /* kPolyExp: keys 8q + 2 t4 + (0, 1), q odd */
+                x[e] = kPolyExp && e % 4 >= 2 ? pa_wg::exp2_poly(x[e] - (m_use - kPShift))
+                                              : pa_wg::exp2_approx(x[e] - (m_use - kPShift));
 #pragma unroll
             for (int q = 0; q < kN / 8; ++q)
 #pragma unroll
@@ -827,8 +839,9 @@ cudaError_t launch(const pa_gpu_args &a, cudaStream_t stream)
 }
 
 template <int D, typename T, int SCHED>
-cudaError_t launch_var(const pa_gpu_args &a, bool bias_smem, cudaStream_t stream)
+cudaError_t launch_var(const pa_gpu_args &a, unsigned flags, cudaStream_t stream)
 {
+    const bool bias_smem = flags & PA_HOPPER_BIAS_SMEM;
     /* a bias (its registers, or its shared-memory reads), or head dim 256's accumulator,
      * does not fit beside the overlapped loop's second S and P without spills: those run
      * the serial loop */
@@ -840,6 +853,11 @@ cudaError_t launch_var(const pa_gpu_args &a, bool bias_smem, cudaStream_t stream
                        (reinterpret_cast<uintptr_t>(a.bias) & 15) == 0
                    ? launch<D, T, kVarBias, kBiasSched>(a, stream)
                    : launch<D, T, kVarBiasRegs, kBiasSched>(a, stream);
+    /* softcap's exponentials half on the FMA pipe where asked (not with ping-pong, which
+     * has no such instances) */
+    if constexpr (kSched != kSchedPingpong)
+        if (a.softcap > 0.f && (flags & PA_HOPPER_EXP2_POLY))
+            return launch<D, T, kVarScorePoly, kSched>(a, stream);
     if (a.softcap > 0.f || a.alibi_slopes) return launch<D, T, kVarScore, kSched>(a, stream);
     if (a.has_window || a.sinks) return launch<D, T, kVarMask, kSched>(a, stream);
     return launch<D, T, kVarNone, kSched>(a, stream);
@@ -848,12 +866,11 @@ cudaError_t launch_var(const pa_gpu_args &a, bool bias_smem, cudaStream_t stream
 template <typename T>
 cudaError_t dispatch(const pa_gpu_args &a, unsigned flags, cudaStream_t stream)
 {
-    const bool bias_smem = flags & PA_HOPPER_BIAS_SMEM;
-#define PA_CASE(d, n, st)                                                                           \
-    case d:                                                                                         \
-        return flags & PA_HOPPER_PINGPONG  ? launch_var<d, T, kSchedPingpong>(a, bias_smem, stream) \
-               : flags & PA_HOPPER_OVERLAP ? launch_var<d, T, kSchedOverlap>(a, bias_smem, stream)  \
-                                           : launch_var<d, T, kSchedSerial>(a, bias_smem, stream);
+#define PA_CASE(d, n, st)                                                                          \
+    case d:                                                                                        \
+        return flags & PA_HOPPER_PINGPONG  ? launch_var<d, T, kSchedPingpong>(a, flags, stream)    \
+               : flags & PA_HOPPER_OVERLAP ? launch_var<d, T, kSchedOverlap>(a, flags, stream)     \
+                                           : launch_var<d, T, kSchedSerial>(a, flags, stream);
     switch (a.head_dim) {
         PA_FLASH_HOPPER_TABLE(PA_CASE)
     default: return cudaErrorInvalidValue;

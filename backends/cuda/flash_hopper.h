@@ -25,8 +25,15 @@ size_t pa_cuda_flash_hopper_smem(int head_dim, int bias);
  * flags: PA_HOPPER_PINGPONG, the two consumer warpgroups take turns issuing their
  * products; PA_HOPPER_OVERLAP, each consumer overlaps tile j + 1's Q K^T and softmax with
  * tile j's P V; PA_HOPPER_BIAS_SMEM, a 16-bit bias with 16-byte aligned rows goes through
- * shared memory (else its values are loaded into registers). */
-enum { PA_HOPPER_PINGPONG = 1, PA_HOPPER_BIAS_SMEM = 2, PA_HOPPER_OVERLAP = 4 };
+ * shared memory (else its values are loaded into registers); PA_HOPPER_EXP2_POLY, with
+ * softcap (and without ping-pong), half the softmax's exponentials are computed on the FMA
+ * pipe, beside MUFU's tanh and ex2. */
+enum {
+    PA_HOPPER_PINGPONG = 1,
+    PA_HOPPER_BIAS_SMEM = 2,
+    PA_HOPPER_OVERLAP = 4,
+    PA_HOPPER_EXP2_POLY = 8
+};
 int pa_cuda_flash_hopper(const pa_gpu_args *a, unsigned flags, void *stream);
 
 /* e4m3 inputs (dtype 4; head dim 128, dense layouts, O f16 or bf16, no bias; the serial

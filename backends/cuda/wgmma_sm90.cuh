@@ -258,6 +258,21 @@ __device__ __forceinline__ float exp2_approx(float x)
     return y;
 }
 
+/* 2^x on the FMA pipe, for a share of the softmax's exponentials beside MUFU's ex2 (softcap
+ * spends a second MUFU op a score on tanh): x = n + f with n rounded to nearest (the 1.5 x
+ * 2^23 trick: no conversion instruction), 2^f for |f| <= 1/2 by a degree-3 polynomial
+ * (relative error 1.0e-4, below f16's rounding), n added into the exponent bits (t's low
+ * bits hold n, and magic << 23 vanishes mod 2^32).  x below -127 gives 0 (-inf included),
+ * NaN stays NaN. */
+__device__ __forceinline__ float exp2_poly(float x)
+{
+    x = x < -127.f ? -127.f : x; /* (false for NaN) */
+    const float t = x + 12582912.f;
+    const float f = x - (t - 12582912.f);
+    const float p = fmaf(fmaf(fmaf(0.0550184846f, f, 0.242210984f), f, 0.693280935f), f, 1.f);
+    return __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
+}
+
 /* Four floats as e4m3 (round to nearest even, saturated to +-448), x0 in the lowest byte
  * (cvt puts its first source in the upper half). */
 __device__ __forceinline__ uint32_t e4m3x4(float x0, float x1, float x2, float x3)

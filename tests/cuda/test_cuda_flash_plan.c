@@ -300,6 +300,24 @@ static void forced(void)
         check("sm_90 D128, cuda.hopper_sched=overlap",
               fp.kernel == PA_CUDA_FWD_HOPPER && fp.overlap && !fp.pingpong,
               "the Hopper kernel with each consumer overlapping its products", why);
+    set_force("cuda.hopper_exp2=poly");
+    if (planned("sm_90 D128, cuda.hopper_exp2=poly", &h100, &p, &fp, &why))
+        check("sm_90 D128, cuda.hopper_exp2=poly", fp.kernel == PA_CUDA_FWD_HOPPER && !fp.exp2_poly,
+              "no polynomial exponentials without softcap", why);
+    pa_problem capped = p;
+    capped.softcap = 30.f;
+    if (planned("sm_90 D128 softcap, cuda.hopper_exp2=poly", &h100, &capped, &fp, &why))
+        check("sm_90 D128 softcap, cuda.hopper_exp2=poly",
+              fp.kernel == PA_CUDA_FWD_HOPPER && fp.exp2_poly && strstr(why, "FMA pipe"),
+              "half the exponentials on the FMA pipe", why);
+    set_force("cuda.hopper_exp2=poly,cuda.hopper_sched=pingpong");
+    if (planned("sm_90 D128 softcap, poly with pingpong", &h100, &capped, &fp, &why))
+        check("sm_90 D128 softcap, poly with pingpong", fp.pingpong && !fp.exp2_poly,
+              "ping-pong keeps MUFU's exponentials", why);
+    set_force("cuda.hopper_exp2=bogus");
+    expect_refused("cuda.hopper_exp2=bogus", &h100, &p, POLYATTN_STATUS_INVALID_ARGUMENT,
+                   "cuda.hopper_exp2=bogus");
+    set_force("cuda.hopper_sched=overlap");
     pa_problem wide = dense(POLYATTN_DTYPE_BF16, 2, 16, 16, 4096, 4096, 256);
     if (planned("sm_90 D256, cuda.hopper_sched=overlap", &h100, &wide, &fp, &why))
         check("sm_90 D256, cuda.hopper_sched=overlap",
