@@ -15,9 +15,10 @@
 #   - key splits in whole waves (the plan's default now): decode (bf16, head_dim 128, GQA 32/8,
 #     batch 8, 8k/32k/128k keys) at num_splits auto, 5 (the previous rule's count), 4, 8, 16
 #     through the Python package, beside PyTorch's flash and cudnn (dev/decode_splits_ab.py);
-#   - e4m3 inputs on the Hopper kernel's FP8 products (cuda.flash=wgmma, opt-in):
-#     test_cuda_e4m3_tc (PART 1), its speed beside bf16 on the same kernel (head dim 128,
-#     N 4k-16k, plain and causal; PART 2), memcheck and racecheck (PART 3);
+#   - e4m3 inputs on the Hopper kernel's FP8 products (cuda.flash=wgmma, opt-in) and on the
+#     serving kernel, bytes converted to f16 (decode, cuda.flash=mma, opt-in):
+#     test_cuda_e4m3_tc (PART 1), their speed beside bf16 (head dim 128: N 4k-16k, plain and
+#     causal; decode at 8k-128k keys; PART 2), memcheck and racecheck (PART 3);
 #   - softcap's exponentials half on the FMA pipe (cuda.hopper_exp2=poly, opt-in): the
 #     variants tests under it (PART 1) and softcap's speed with and without it (PART 2);
 #   - paged caches whose block-table lookups are made a tile ahead (serving kernel) or all
@@ -137,6 +138,16 @@ for dt in bf16 e4m3; do
     log "fp8 $dt $m rc=$?"
     grep -E "^[0-9]" "$O/fp8-$dt-$m.txt" | awk '{print $4, $11, $12, $NF}' | tee -a "$O/summary.txt"
   done
+done
+# e4m3 decode on the serving kernel (bytes converted to f16) against bf16's
+DSH="8,32,8,1,8192,128;8,32,8,1,32768,128;8,32,8,1,131072,128"
+for dt in bf16 e4m3; do
+  F=""; [ $dt = e4m3 ] && F=cuda.flash=mma
+  POLYATTN_FORCE=$F timeout 90 "$B/bin/polyattn" bench --backend cuda --suite custom \
+    --shape "$DSH" --algo flash --dtype $dt --causal bottom-right --reps 10 --max-seconds 0.5 \
+    --json "$O/decode-$dt.json" > "$O/decode-$dt.txt" 2>&1
+  log "decode $dt rc=$?"
+  grep -E "^[0-9]" "$O/decode-$dt.txt" | awk '{print $5, $11, $14, $NF}' | tee -a "$O/summary.txt"
 done
 BSH="1,16,16,1024,1024,128;1,16,16,2048,2048,128;1,16,16,4096,4096,128;1,16,16,8192,8192,128"
 for m in regs smem; do

@@ -215,14 +215,20 @@ static const char *schedule_of(const pa_cuda_device *dev, const pa_problem *p,
 
 /* Whether the serving kernel runs p (16-bit, its head dims; MMA already possible), with
  * the GQA group packed into one tile where seq_q x group fits it and there is no ALiBi. */
+/* Whether the query heads of a GQA group share the serving kernel's tiles (decode). */
+static int serving_pack(const pa_problem *p)
+{
+    const int64_t group = p->heads_q / p->heads_kv;
+    return p->alibi == POLYATTN_ALIBI_NONE &&
+           p->seq_q * group <= pa_cuda_flash_serving_rows((int)p->head_dim, 1);
+}
+
 static int serving_kernel_takes(const pa_problem *p, int *pack)
 {
     if (p->dtype == POLYATTN_DTYPE_F32 || p->dtype == POLYATTN_DTYPE_E4M3 ||
         !pa_cuda_flash_serving_has_head_dim((int)p->head_dim))
         return 0;
-    const int64_t group = p->heads_q / p->heads_kv;
-    *pack = p->alibi == POLYATTN_ALIBI_NONE &&
-            p->seq_q * group <= pa_cuda_flash_serving_rows((int)p->head_dim, 1);
+    *pack = serving_pack(p);
     return 1;
 }
 
@@ -273,8 +279,11 @@ static int serving_splits(const pa_cuda_device *dev, const pa_problem *p, int pa
  * keys) run the serving kernel with key splits instead of the tile kernel. */
 static int dense_wants_splits(const pa_cuda_device *dev, const pa_problem *p)
 {
-    int pack;
-    if (pa_problem_serving(p) || p->want_backward || !serving_kernel_takes(p, &pack)) return 0;
+    /* (e4m3 too: the serving kernel's e4m3 form asks the same) */
+    if (pa_problem_serving(p) || p->want_backward || p->dtype == POLYATTN_DTYPE_F32 ||
+        !pa_cuda_flash_serving_has_head_dim((int)p->head_dim))
+        return 0;
+    const int pack = serving_pack(p);
     if (p->num_splits == 1) return 0;
     /* a grid below two blocks an SM with keys enough for two splits of four tiles: the
      * serving kernel (its GQA-packed tiles too), whatever split count serving_splits then
@@ -289,6 +298,26 @@ static polyattn_status refuse(pa_cuda_device *dev, const char *key, const char *
     snprintf(dev->why, sizeof dev->why, "POLYATTN_FORCE %s: %s", key, why);
     *why_not = dev->why;
     return POLYATTN_STATUS_UNSUPPORTED;
+}
+
+/* Why the serving kernel cannot take e4m3 inputs p (NULL: it can): decode shapes and serving
+ * layouts at its head dims, no bias or attn_mask, 16-byte rows of bytes, O in pairs. */
+static const char *e4m3_serving_refusal(const pa_cuda_device *dev, const pa_problem *p)
+{
+    if (dev->cc_major < 8) return "the device is older than sm_80 (no mma.sync m16n8k16)";
+    if (!pa_cuda_flash_serving_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
+        return "e4m3 on the serving kernel: head dims 64, 128 and 256 (head_dim_v the same)";
+    if (p->has_bias || p->has_attn_mask) return "e4m3 with a bias or attn_mask tensor";
+    if (!pa_problem_serving(p) && !dense_wants_splits(dev, p))
+        return "e4m3 on the serving kernel: decode shapes and serving layouts only (dense "
+               "prefill: the generic kernel, or the Hopper kernel with cuda.flash=wgmma)";
+    const int64_t *st[3] = {p->q_stride, p->k_stride, p->v_stride};
+    for (int t = 0; t < 3; t++)
+        if (st[t][3] != 1 || st[t][0] % 16 || st[t][1] % 16 || st[t][2] % 16)
+            return "e4m3 rows that are not 16 bytes (head_dim stride 1, others multiples of 16)";
+    if (p->o_stride[3] != 1 || p->o_stride[0] % 2 || p->o_stride[1] % 2 || p->o_stride[2] % 2)
+        return "an O stride that is not a multiple of 2 elements";
+    return NULL;
 }
 
 static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, const pa_problem *p,
@@ -316,11 +345,11 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
                  polyattn_dtype_name(p->dtype), (int)p->head_dim,
                  pa_cuda_flash_wgmma_plan_name(s->wgmma_plan));
     } else if (fp->serving) {
-        snprintf(note, n,
-                 "tensor-core serving kernel (mma.sync %s, head_dim %d%s, %d key split%s%s)",
-                 polyattn_dtype_name(p->dtype), (int)p->head_dim,
-                 fp->pack ? ", GQA group packed in one tile" : "", fp->splits,
-                 fp->splits == 1 ? "" : "s", fp->splits > 1 ? " merged by log-sum-exp" : "");
+        snprintf(
+            note, n, "tensor-core serving kernel (mma.sync %s, head_dim %d%s, %d key split%s%s)",
+            p->dtype == POLYATTN_DTYPE_E4M3 ? "f16 from e4m3 bytes" : polyattn_dtype_name(p->dtype),
+            (int)p->head_dim, fp->pack ? ", GQA group packed in one tile" : "", fp->splits,
+            fp->splits == 1 ? "" : "s", fp->splits > 1 ? " merged by log-sum-exp" : "");
     } else {
         char split[64] = "";
         if (s->chunk)
@@ -358,6 +387,32 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
     polyattn_status st = pa_cuda_force_get(dev, &f, why_not);
     if (st != POLYATTN_STATUS_SUCCESS) return st;
 
+    /* e4m3 decode and serving layouts on the serving kernel, K/V read as bytes and converted
+     * to f16 in shared memory: opt-in (cuda.flash=mma) until it has run on a GPU; e4m3 runs
+     * on the generic kernel otherwise */
+    const char *simt_why = NULL; /* why the generic kernel runs, when it does */
+    if (p->dtype == POLYATTN_DTYPE_E4M3 && f.flash == PA_CUDA_FWD_MMA) {
+        int pack = serving_pack(p);
+        why = e4m3_serving_refusal(dev, p);
+        if (!why && f.schedule > PA_CUDA_SCHED_GRID)
+            why = "the serving kernel (varlen, KV caches, key splits) has no schedules";
+        if (why) return refuse(dev, "cuda.flash=mma", why, why_not);
+        fp->kernel = PA_CUDA_FWD_MMA;
+        fp->serving = 1;
+        fp->pack = pack;
+        /* raw tiles are half the bytes: three in the ring keep as many bytes in flight as
+         * two f16 tiles, with two blocks an SM (head dim 256: two) */
+        fp->stages = f.serving_stages ? f.serving_stages : p->head_dim <= 128 ? 3 : 2;
+        if (pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages, 1) > dev->smem_optin)
+            return refuse(dev, "cuda.serving_stages",
+                          "the serving kernel's raw K/V ring does not fit the device's shared "
+                          "memory",
+                          why_not);
+        fp->splits = serving_splits(dev, p, pack);
+        fp->workspace = pa_gpu_split_workspace(p, fp->splits);
+        fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
+        goto planned;
+    }
     const char *mma_why = mma_refusal(dev, p);
     if (!mma_why && pa_gpu_has_variants(p)) {
         /* Score variants: the mma.sync tile kernel (flash_tc.cu: f16/bf16, head dims up to
@@ -370,7 +425,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
                   "the Hopper kernel bias)"
                 : NULL;
     }
-    const char *simt_why = mma_why;
+    simt_why = mma_why;
     int pack = 0;
     /* Serving layouts shaped like prefill (more than 16 queries a sequence; varlen, dense
      * KV caches) on the Hopper kernel where it runs; decode shapes keep the serving
@@ -410,7 +465,7 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
              * bench/results/2026-12-07-h200-decode-kv-stages.txt), one block an SM instead
              * of two */
             fp->stages = f.serving_stages ? f.serving_stages : 2;
-            if (pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages) > dev->smem_optin)
+            if (pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages, 0) > dev->smem_optin)
                 return refuse(dev, "cuda.serving_stages",
                               "the serving kernel's K/V ring does not fit the device's shared "
                               "memory",

@@ -25,13 +25,14 @@ int pa_cuda_flash_tc_key_tile(int head_dim, int col_halves);
 int pa_cuda_flash_tc(const pa_gpu_args *a, const pa_flash_split *split, void *stream);
 
 /* The serving kernel (flash_tc_serving.cu): varlen q, every K/V layout, split-KV partials
- * (a->num_splits > 1, then pa_gpu_merge), f16/bf16.  pack: the query heads of a GQA group
+ * (a->num_splits > 1, then pa_gpu_merge), f16/bf16, and e4m3 with O in o_dtype.  pack: the query heads of a GQA group
  * share a tile (decode; the caller checks seq_q x group fits pa_cuda_flash_serving_rows and
  * that there is no ALiBi).  Same alignment needs as pa_cuda_flash_tc. */
 int pa_cuda_flash_serving_has_head_dim(int head_dim);
 /* Deepest K/V ring of the serving kernel (stages: 2 .. this). */
 #define PA_CUDA_SERVING_MAX_STAGES 6
-size_t pa_cuda_flash_serving_smem(int head_dim, int pack, int stages);
+/* e4m3: inputs read as bytes (a ring of raw tiles, converted to f16 in shared memory). */
+size_t pa_cuda_flash_serving_smem(int head_dim, int pack, int stages, int e4m3);
 int pa_cuda_flash_serving_rows(int head_dim, int pack); /* query rows of a tile */
 int pa_cuda_flash_serving_key_tile(int head_dim);
 int pa_cuda_flash_serving(const pa_gpu_args *a, int pack, int stages, void *stream);

@@ -65,6 +65,30 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p)
     return (uint32_t)__cvta_generic_to_shared(p);
 }
 
+/* Two e4m3 codes (bits 0-7 the first, 8-15 the second) as f16x2, exactly: every e4m3 value
+ * is an f16 value.  sm_89+ has the conversion; before it, the code's exponent and mantissa
+ * go into an f16's (e4m3's bias 7 below f16's 15, subnormals included) and a multiply by
+ * 2^8 rebiases them; the NaN codes (S.1111.111) become NaN. */
+__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t two)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    uint32_t r;
+    asm("{\n .reg .b16 t;\n cvt.u16.u32 t, %1;\n cvt.rn.f16x2.e4m3x2 %0, t;\n}\n"
+        : "=r"(r)
+        : "r"(two));
+    return r;
+#else
+    const uint32_t u = (two & 0xffu) | ((two & 0xff00u) << 8); /* codes at bits 0 and 16 */
+    const uint32_t bits = ((u & 0x007f007fu) << 7) | ((u & 0x00800080u) << 8);
+    __half2 h = *reinterpret_cast<const __half2 *>(&bits);
+    h = __hmul2(h, __float2half2_rn(256.f));
+    uint32_t r = *reinterpret_cast<uint32_t *>(&h);
+    if ((u & 0x7fu) == 0x7fu) r = (r & 0xffff0000u) | 0x7e00u;
+    if ((u & 0x7f0000u) == 0x7f0000u) r = (r & 0x0000ffffu) | 0x7e000000u;
+    return r;
+#endif
+}
+
 /* 16-byte async copy; valid false fills the destination with zeros (rows past the end). */
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
 {

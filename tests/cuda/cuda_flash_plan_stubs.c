@@ -101,11 +101,15 @@ int pa_cuda_flash_serving_rows(int head_dim, int pack)
 
 int pa_cuda_flash_serving_key_tile(int head_dim) { return head_dim <= 128 ? 64 : 32; }
 
-size_t pa_cuda_flash_serving_smem(int head_dim, int pack, int stages)
+/* serving_smem / serving_smem_e4m3 (flash_tc_serving.cu): e4m3 keeps one f16 K and V tile
+ * and `stages` raw ones (head-dim bytes a row). */
+size_t pa_cuda_flash_serving_smem(int head_dim, int pack, int stages, int e4m3)
 {
     if (!pa_cuda_flash_serving_has_head_dim(head_dim)) return 0;
-    return tc_tile_smem(head_dim, pa_cuda_flash_serving_rows(head_dim, pack),
-                        pa_cuda_flash_serving_key_tile(head_dim), stages);
+    const int rows = pa_cuda_flash_serving_rows(head_dim, pack);
+    const int keys = pa_cuda_flash_serving_key_tile(head_dim);
+    return e4m3 ? tc_tile_smem(head_dim, rows, keys, 1) + (size_t)2 * stages * keys * head_dim
+                : tc_tile_smem(head_dim, rows, keys, stages);
 }
 
 /* ---- flash_f32_tile.cu: PA_FLASH_F32_TILE_HEAD_DIMS X(64) X(128); F32TileTraits ---- */

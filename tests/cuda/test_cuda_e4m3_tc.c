@@ -1,7 +1,12 @@
 /*
- * e4m3 inputs on the Hopper kernel's FP8 tensor cores (POLYATTN_FORCE=cuda.flash=wgmma on
- * sm_90; opt-in until it has run on a GPU): O and LSE against the host backend, which
- * computes e4m3 exactly from the dequantized inputs.  The kernel rounds P to e4m3 for P V,
+ * e4m3 inputs on CUDA's tensor cores, both opt-in until they have run on a GPU, against the
+ * host backend, which computes e4m3 exactly from the dequantized inputs:
+ *   - the serving kernel (POLYATTN_FORCE=cuda.flash=mma; sm_80+): decode shapes and a paged
+ *     cache, K/V read as bytes and converted exactly to f16, so O is held to the f16
+ *     tolerance of the test kit (5e-3 of max|O|, bf16's 3e-2 for bf16 O) and the LSE to 1e-3;
+ *   - the Hopper kernel's FP8 products (POLYATTN_FORCE=cuda.flash=wgmma; sm_90), below.
+ * For the Hopper kernel: the scores are exact products of e4m3 summed in f32, but it rounds
+ * P to e4m3 for P V,  The kernel rounds P to e4m3 for P V,
  * so O is held to the FP8 bound of the Hopper issue, 5e-2 relative L2 a case, and each
  * element to 0.125 of the case's largest |O|; the scores are exact products summed in f32,
  * so the LSE is held to 1e-3 (absolute, plus relative).  Every element is checked after
@@ -119,23 +124,50 @@ typedef struct fp8_case {
     int64_t window; /* > 0: keys within this many of the diagonal */
     float softcap;
     int sinks;
+    int64_t dim;        /* 0: 128 */
+    int64_t block_size; /* > 0: a paged cache of shuffled blocks (lengths up to skv) */
 } fp8_case;
 
-static const fp8_case cases[] = {
-    {"plain 2x8/8 257x300", 2, 8, 8, 257, 300, NONE, POLYATTN_DTYPE_BF16, 0, 1, 1, 1, 0, 0, 0},
-    {"one query one key", 1, 2, 2, 1, 1, NONE, POLYATTN_DTYPE_F16, 0, 1, 1, 1, 0, 0, 0},
-    {"gqa4 causal tl 129x129", 1, 8, 2, 129, 129, TL, POLYATTN_DTYPE_F16, 0, 1, 1, 1, 0, 0, 0},
-    {"gqa2 causal br 300x77", 1, 4, 2, 300, 77, BR, POLYATTN_DTYPE_BF16, 0, 1, 1, 1, 0, 0, 0},
-    {"causal br 77x1000 bshd", 2, 4, 4, 77, 1000, BR, POLYATTN_DTYPE_BF16, 1, 1, 1, 1, 0, 0, 0},
-    {"sharp softmax 200x513", 1, 4, 1, 200, 513, NONE, POLYATTN_DTYPE_F16, 0, 4, 2, 0.5f, 0, 0, 0},
-    {"window 64 softcap 20 sinks br", 1, 4, 2, 190, 640, BR, POLYATTN_DTYPE_BF16, 1, 1, 1, 1, 64,
-     20.f, 1},
+/* The serving kernel's cases (cuda.flash=mma): decode shapes its plan splits by keys. */
+static const fp8_case serving_cases[] = {
+    {"decode gqa4 br 1x1000", 3, 8, 2, 1, 1000, BR, POLYATTN_DTYPE_BF16, 0, 2, 2, 2, 0, 0, 0, 0, 0},
+    {"decode 16 queries gqa4 tl", 2, 8, 2, 16, 700, TL, POLYATTN_DTYPE_F16, 1, 1, 1, 1, 0, 0, 0, 0,
+     0},
+    {"decode d64 gqa8 f32 O 1x2049", 2, 8, 1, 1, 2049, NONE, POLYATTN_DTYPE_F32, 0, 4, 2, 0.5f, 0,
+     0, 0, 64, 0},
+    {"decode d256 window softcap sinks", 1, 4, 4, 2, 300, BR, POLYATTN_DTYPE_BF16, 1, 1, 1, 1, 40,
+     10.f, 1, 256, 0},
+    {"paged 16 decode gqa4 br", 3, 8, 2, 1, 400, BR, POLYATTN_DTYPE_F16, 1, 2, 1, 1, 0, 0, 0, 0,
+     16},
+    {"paged 64 decode 3 queries", 2, 4, 2, 3, 640, BR, POLYATTN_DTYPE_BF16, 1, 1, 1, 1, 0, 0, 0, 0,
+     64},
 };
+
+static const fp8_case cases[] = {
+    {"plain 2x8/8 257x300", 2, 8, 8, 257, 300, NONE, POLYATTN_DTYPE_BF16, 0, 1, 1, 1, 0, 0, 0, 0,
+     0},
+    {"one query one key", 1, 2, 2, 1, 1, NONE, POLYATTN_DTYPE_F16, 0, 1, 1, 1, 0, 0, 0, 0, 0},
+    {"gqa4 causal tl 129x129", 1, 8, 2, 129, 129, TL, POLYATTN_DTYPE_F16, 0, 1, 1, 1, 0, 0, 0, 0,
+     0},
+    {"gqa2 causal br 300x77", 1, 4, 2, 300, 77, BR, POLYATTN_DTYPE_BF16, 0, 1, 1, 1, 0, 0, 0, 0, 0},
+    {"causal br 77x1000 bshd", 2, 4, 4, 77, 1000, BR, POLYATTN_DTYPE_BF16, 1, 1, 1, 1, 0, 0, 0, 0,
+     0},
+    {"sharp softmax 200x513", 1, 4, 1, 200, 513, NONE, POLYATTN_DTYPE_F16, 0, 4, 2, 0.5f, 0, 0, 0,
+     0, 0},
+    {"window 64 softcap 20 sinks br", 1, 4, 2, 190, 640, BR, POLYATTN_DTYPE_BF16, 1, 1, 1, 1, 64,
+     20.f, 1, 0, 0},
+};
+
+/* A paged case's int32 tensors: each sequence's length and its row of the block table. */
+typedef struct paged_input {
+    int32_t *used, *table;
+    size_t n_used, n_table;
+} paged_input;
 
 /* Upload, plan, run with the workspace the plan asks for, download O and the LSE. */
 static polyattn_status run(polyattn_context *ctx, const polyattn_attention_desc *d,
-                           const void *const host_in[4], float *o, float *lse, char *note,
-                           size_t note_len)
+                           const void *const host_in[4], const paged_input *pg, float *o,
+                           float *lse, char *note, size_t note_len)
 {
     polyattn_plan_options opt;
     polyattn_plan_options_init(&opt);
@@ -158,7 +190,7 @@ static polyattn_status run(polyattn_context *ctx, const polyattn_attention_desc 
     void *obytes = malloc(ob);
     pa_tk_poison(obytes, on, d->o.dtype);
     pa_tk_poison(lse, nl, POLYATTN_DTYPE_F32);
-    polyattn_buffer *b[7] = {NULL};
+    polyattn_buffer *b[9] = {NULL};
     for (int i = 0; i < 3 && st == POLYATTN_STATUS_SUCCESS; i++) {
         const uint64_t n = polyattn_tensor_desc_bytes(t[i]);
         st = polyattn_buffer_alloc(ctx, n, &b[i]);
@@ -175,10 +207,19 @@ static polyattn_status run(polyattn_context *ctx, const polyattn_attention_desc 
         if (st == POLYATTN_STATUS_SUCCESS)
             st = polyattn_buffer_write(b[6], 0, host_in[3], d->q.shape[1] * 4);
     }
+    if (st == POLYATTN_STATUS_SUCCESS && pg->used) {
+        st = polyattn_buffer_alloc(ctx, pg->n_used * 4, &b[7]);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = polyattn_buffer_write(b[7], 0, pg->used, pg->n_used * 4);
+        if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_alloc(ctx, pg->n_table * 4, &b[8]);
+        if (st == POLYATTN_STATUS_SUCCESS)
+            st = polyattn_buffer_write(b[8], 0, pg->table, pg->n_table * 4);
+    }
     polyattn_extra_tensors x;
     memset(&x, 0, sizeof x);
     x.struct_size = sizeof x;
     x.sinks = b[6];
+    x.seqused_kv = b[7], x.block_table = b[8];
     if (st == POLYATTN_STATUS_SUCCESS)
         st = polyattn_forward_ex(plan, b[0], b[1], b[2], b[3], b[4], NULL, b[5], &x);
     if (st == POLYATTN_STATUS_SUCCESS) st = polyattn_buffer_read(b[3], 0, obytes, ob);
@@ -187,24 +228,45 @@ static polyattn_status run(polyattn_context *ctx, const polyattn_attention_desc 
         snprintf(note, note_len, "run: %s: %s", polyattn_status_name(st),
                  polyattn_context_last_error(ctx));
     else pa_tk_decode(o, obytes, on, d->o.dtype);
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 9; i++)
         polyattn_buffer_free(b[i]);
     free(obytes);
     polyattn_plan_destroy(plan);
     return st;
 }
 
+/* Whether a case runs the serving kernel (f16 products from bytes, tight tolerance) or the
+ * Hopper kernel's FP8 products (the relative L2 bound). */
+enum { MODE_SERVING, MODE_FP8 };
+
 static void check_case(polyattn_context *gpu, polyattn_context *host, const fp8_case *c,
-                       uint64_t seed)
+                       uint64_t seed, int mode)
 {
     const polyattn_dtype e = POLYATTN_DTYPE_E4M3;
+    const int64_t dim = c->dim ? c->dim : 128, bs = c->block_size;
     polyattn_attention_desc d;
-    polyattn_attention_desc_init(&d, e, c->batch, c->hq, c->hkv, c->sq, c->skv, 128, 128);
+    polyattn_attention_desc_init(&d, e, c->batch, c->hq, c->hkv, c->sq, c->skv, dim, dim);
     if (c->bshd) {
-        polyattn_tensor_desc_bshd(&d.q, e, c->batch, c->hq, c->sq, 128);
-        polyattn_tensor_desc_bshd(&d.k, e, c->batch, c->hkv, c->skv, 128);
-        polyattn_tensor_desc_bshd(&d.v, e, c->batch, c->hkv, c->skv, 128);
-        polyattn_tensor_desc_bshd(&d.o, c->o_dtype, c->batch, c->hq, c->sq, 128);
+        polyattn_tensor_desc_bshd(&d.q, e, c->batch, c->hq, c->sq, dim);
+        polyattn_tensor_desc_bshd(&d.k, e, c->batch, c->hkv, c->skv, dim);
+        polyattn_tensor_desc_bshd(&d.v, e, c->batch, c->hkv, c->skv, dim);
+        polyattn_tensor_desc_bshd(&d.o, c->o_dtype, c->batch, c->hq, c->sq, dim);
+    }
+    pa_tk_rng rng;
+    pa_tk_rng_seed(&rng, seed);
+    paged_input pg = {NULL, NULL, 0, 0};
+    if (bs) { /* a pool of shuffled blocks (two spare), lengths up to skv, one sequence empty */
+        const int64_t mb = (c->skv + bs - 1) / bs, nb = c->batch * mb + 2;
+        polyattn_tensor_desc_bshd(&d.k, e, nb, c->hkv, bs, dim);
+        polyattn_tensor_desc_bshd(&d.v, e, nb, c->hkv, bs, dim);
+        d.kv_layout = POLYATTN_KV_PAGED;
+        d.max_blocks_per_seq = mb;
+        pg.n_used = (size_t)c->batch, pg.n_table = (size_t)(c->batch * mb);
+        pg.used = malloc(pg.n_used * 4), pg.table = malloc(pg.n_table * 4);
+        for (int64_t b = 0; b < c->batch; b++)
+            pg.used[b] = b == 1 ? 0 : (int32_t)(c->skv - 37 * b);
+        for (size_t i = 0; i < pg.n_table; i++) /* a permutation of the pool's blocks */
+            pg.table[i] = (int32_t)((i * 7 + 3) % (size_t)nb);
     }
     d.o.dtype = c->o_dtype;
     d.mask = c->mask;
@@ -213,8 +275,6 @@ static void check_case(polyattn_context *gpu, polyattn_context *host, const fp8_
     d.softcap = c->softcap;
     d.has_sinks = c->sinks;
     /* random e4m3 codes of values in [-1, 1) (every exponent down to the subnormals) */
-    pa_tk_rng rng;
-    pa_tk_rng_seed(&rng, seed);
     void *in[4];
     const polyattn_tensor_desc *t[3] = {&d.q, &d.k, &d.v};
     for (int i = 0; i < 3; i++) {
@@ -232,16 +292,22 @@ static void check_case(polyattn_context *gpu, polyattn_context *host, const fp8_
     const size_t nl = (size_t)(c->batch * c->hq * c->sq);
     float *og = malloc(on * 4), *oh = malloc(on * 4), *lg = malloc(nl * 4), *lh = malloc(nl * 4);
     char ng[512], nh[512];
-    const polyattn_status sh = run(host, &d, (const void *const *)in, oh, lh, nh, sizeof nh);
-    const polyattn_status sg = run(gpu, &d, (const void *const *)in, og, lg, ng, sizeof ng);
+    const polyattn_status sh = run(host, &d, (const void *const *)in, &pg, oh, lh, nh, sizeof nh);
+    const polyattn_status sg = run(gpu, &d, (const void *const *)in, &pg, og, lg, ng, sizeof ng);
+    /* the serving kernel's products are f16 (P rounded to f16), O then in its dtype */
+    const double elem = mode == MODE_FP8 ? kElem
+                        : c->o_dtype == POLYATTN_DTYPE_BF16
+                            ? pa_tk_tolerance_for(POLYATTN_DTYPE_BF16).o_rel
+                            : pa_tk_tolerance_for(POLYATTN_DTYPE_F16).o_rel;
+    const char *kernel = mode == MODE_FP8 ? "FP8 products" : "from e4m3 bytes";
     int bad = 0;
     double l2 = 0, worst = 0, worst_lse = 0;
     if (sh != POLYATTN_STATUS_SUCCESS || sg != POLYATTN_STATUS_SUCCESS) {
         printf("  %s: %s\n", c->name, sh != POLYATTN_STATUS_SUCCESS ? nh : ng);
         bad = 1;
     } else {
-        if (!strstr(ng, "FP8")) {
-            printf("  %s: the plan does not run the FP8 products: %s\n", c->name, ng);
+        if (!strstr(ng, kernel)) {
+            printf("  %s: the plan does not name \"%s\": %s\n", c->name, kernel, ng);
             bad++;
         }
         double *g = malloc(on * sizeof *g), *h = malloc(on * sizeof *h), big = 0;
@@ -251,7 +317,7 @@ static void check_case(polyattn_context *gpu, polyattn_context *host, const fp8_
         for (size_t i = 0; i < on; i++) {
             const double err = fabs(g[i] - h[i]);
             worst = err > worst || err != err ? err : worst;
-            if (!(err <= kElem * big) && bad++ < 5)
+            if (!(err <= elem * big) && bad++ < 5)
                 printf("  %s: o[%zu] = %.6g, host %.6g\n", c->name, i, g[i], h[i]);
         }
         for (size_t i = 0; i < nl; i++) {
@@ -260,45 +326,73 @@ static void check_case(polyattn_context *gpu, polyattn_context *host, const fp8_
             if (!(err <= kLse * (1 + fabs(lh[i]))) && bad++ < 10)
                 printf("  %s: lse[%zu] = %.6g, host %.6g\n", c->name, i, lg[i], lh[i]);
         }
-        if (!(l2 <= kRelL2)) bad++;
+        if (mode == MODE_FP8 && !(l2 <= kRelL2)) bad++;
         free(g), free(h);
     }
-    printf("%s: %-30s o %-4s rel L2 %-9.3g max|dO| %-9.3g max|dLSE| %.3g\n", bad ? "FAIL" : "pass",
+    printf("%s: %-32s o %-4s rel L2 %-9.3g max|dO| %-9.3g max|dLSE| %.3g\n", bad ? "FAIL" : "pass",
            c->name, polyattn_dtype_name(c->o_dtype), l2, worst, worst_lse);
     failures += bad != 0;
     for (int i = 0; i < 4; i++)
         free(in[i]);
-    free(og), free(oh), free(lg), free(lh);
+    free(og), free(oh), free(lg), free(lh), free(pg.used), free(pg.table);
+}
+
+/* A CUDA context with POLYATTN_FORCE set to force (the core copies it into a device when the
+ * context is made), if device 0 is at least compute capability `major`.minor. */
+static polyattn_context *forced_context(const char *force, int major, int minor)
+{
+    int n = 0;
+    polyattn_device_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    int cc_major = 0, cc_minor = 0;
+    if (polyattn_device_count(POLYATTN_BACKEND_CUDA, &n, NULL) != POLYATTN_STATUS_SUCCESS ||
+        n == 0 ||
+        polyattn_device_get_info(POLYATTN_BACKEND_CUDA, 0, &info) != POLYATTN_STATUS_SUCCESS ||
+        sscanf(info.arch, "sm_%1d%1d", &cc_major, &cc_minor) != 2 ||
+        cc_major * 10 + cc_minor < major * 10 + minor)
+        return NULL;
+    setenv("POLYATTN_FORCE", force, 1);
+    polyattn_context *ctx = NULL;
+    if (polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &ctx) != POLYATTN_STATUS_SUCCESS)
+        ctx = NULL;
+    unsetenv("POLYATTN_FORCE");
+    return ctx;
 }
 
 int main(void)
 {
     bound_check();
-    /* the Hopper kernel, forced: the core copies POLYATTN_FORCE into a device when the
-     * context is made */
-    setenv("POLYATTN_FORCE", "cuda.flash=wgmma", 1);
-    int n = 0;
-    polyattn_context *gpu = NULL, *host = NULL;
-    polyattn_device_info info;
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
-    if (polyattn_device_count(POLYATTN_BACKEND_CUDA, &n, NULL) != POLYATTN_STATUS_SUCCESS ||
-        n == 0 ||
-        polyattn_device_get_info(POLYATTN_BACKEND_CUDA, 0, &info) != POLYATTN_STATUS_SUCCESS ||
-        strcmp(info.arch, "sm_90") != 0 ||
-        polyattn_context_create(POLYATTN_BACKEND_CUDA, 0, &gpu) != POLYATTN_STATUS_SUCCESS) {
-        printf("no sm_90 CUDA device: skipped (%d failures on the host)\n", failures);
-        polyattn_context_destroy(gpu);
-        return failures ? 1 : 77;
-    }
+    polyattn_context *host = NULL;
     if (polyattn_context_create(POLYATTN_BACKEND_HOST, 0, &host) != POLYATTN_STATUS_SUCCESS) {
         printf("FAIL: no host context\n");
         return 1;
     }
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        check_case(gpu, host, &cases[i], 0xf8 + i);
-    polyattn_context_destroy(gpu);
+    int ran = 0;
+    polyattn_context *gpu = forced_context("cuda.flash=mma", 8, 0);
+    if (gpu) {
+        for (size_t i = 0; i < sizeof serving_cases / sizeof serving_cases[0]; i++)
+            check_case(gpu, host, &serving_cases[i], 0x5e + i, MODE_SERVING);
+        polyattn_context_destroy(gpu);
+        ran = 1;
+    }
+    gpu = forced_context("cuda.flash=wgmma", 9, 0);
+    if (gpu) {
+        int major = 0, minor = 0;
+        polyattn_device_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        polyattn_device_get_info(POLYATTN_BACKEND_CUDA, 0, &info);
+        if (sscanf(info.arch, "sm_%1d%1d", &major, &minor) == 2 && major == 9 && minor == 0)
+            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+                check_case(gpu, host, &cases[i], 0xf8 + i, MODE_FP8);
+        polyattn_context_destroy(gpu);
+    }
     polyattn_context_destroy(host);
+    if (!ran) {
+        printf("no sm_80+ CUDA device: skipped (%d failures on the host)\n", failures);
+        return failures ? 1 : 77;
+    }
     printf("test_cuda_e4m3_tc: %d failures\n", failures);
     return failures ? 1 : 0;
 }

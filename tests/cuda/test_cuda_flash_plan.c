@@ -357,6 +357,27 @@ static void e4m3(void)
     d64.o_dtype = POLYATTN_DTYPE_F16;
     expect_refused("sm_90 e4m3 D64, cuda.flash=wgmma", &h100, &d64, POLYATTN_STATUS_UNSUPPORTED,
                    "head dim 128 only");
+    /* decode on the serving kernel, K/V read as bytes: forced with cuda.flash=mma (opt-in) */
+    pa_problem dec = dense(POLYATTN_DTYPE_E4M3, 8, 32, 8, 1, 32768, 128);
+    dec.o_dtype = POLYATTN_DTYPE_BF16;
+    set_force("");
+    expect("sm_90 e4m3 decode", &h100, &dec, PA_CUDA_FWD_SIMT, 0);
+    set_force("cuda.flash=mma");
+    if (planned("sm_90 e4m3 decode, cuda.flash=mma", &h100, &dec, &fp, &why))
+        check("sm_90 e4m3 decode, cuda.flash=mma",
+              fp.kernel == PA_CUDA_FWD_MMA && fp.serving && fp.pack && fp.stages == 3 &&
+                  fp.splits > 1 && strstr(why, "e4m3 bytes"),
+              "the serving kernel, GQA packed, a 3-deep raw ring, key splits", why);
+    if (planned("sm_80 e4m3 decode, cuda.flash=mma", &a100, &dec, &fp, &why))
+        check("sm_80 e4m3 decode, cuda.flash=mma", fp.kernel == PA_CUDA_FWD_MMA && fp.serving,
+              "the serving kernel", why);
+    pa_problem pg = paged_decode(4, 32, 8, 8192, 128);
+    pg.dtype = POLYATTN_DTYPE_E4M3;
+    expect("sm_90 e4m3 paged decode, cuda.flash=mma", &h100, &pg, PA_CUDA_FWD_MMA, 1);
+    pa_problem pre = dense(POLYATTN_DTYPE_E4M3, 4, 16, 4, 2048, 2048, 128);
+    pre.o_dtype = POLYATTN_DTYPE_BF16;
+    expect_refused("sm_90 e4m3 prefill, cuda.flash=mma", &h100, &pre, POLYATTN_STATUS_UNSUPPORTED,
+                   "decode shapes and serving layouts only");
     set_force("");
 }
 
