@@ -7,6 +7,18 @@ import polyattn
 import torch
 torch.manual_seed(0)
 res = []
+
+
+def median_ms(f):
+    """Median of 15 timed calls of f after 3 warm-up calls (CUDA events)."""
+    for _ in range(3): f()
+    ts = []
+    for _ in range(15):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record(); f(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
+    return sorted(ts)[len(ts) // 2]
+
+
 # device-to-device copy bandwidth (read + write), the yardstick of the GB/s columns
 x = torch.empty(1 << 30, device="cuda", dtype=torch.uint8).random_(0, 255)
 y = torch.empty_like(x)
@@ -29,12 +41,7 @@ for keys in (8192, 32768, 131072):
         o = f()
         if ref is None: ref = o
         err = (o.float() - ref.float()).abs().max().item()
-        for _ in range(3): f()
-        ts = []
-        for _ in range(15):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record(); f(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
-        ms = sorted(ts)[len(ts) // 2]
+        ms = median_ms(f)
         gb = (2 * b * keys * hkv * d * 2 + 2 * b * hq * d * 2) / ms / 1e6
         r = dict(keys=keys, num_splits=ns, ms=ms, gbps=gb, max_diff_vs_auto=err)
         res.append(r); print(json.dumps(r), flush=True)
@@ -50,12 +57,7 @@ for keys in (8192, 32768, 131072):
         f = lambda: polyattn.flash_attn_with_kvcache(q, kp, vp, cache_seqlens=lens, block_table=table, causal=True)
         o = f()
         err = (o.float() - ref.float()).abs().max().item()
-        for _ in range(3): f()
-        ts = []
-        for _ in range(15):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record(); f(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
-        ms = sorted(ts)[len(ts) // 2]
+        ms = median_ms(f)
         gb = (2 * b * keys * hkv * d * 2 + 2 * b * hq * d * 2) / ms / 1e6
         print(json.dumps(dict(keys=keys, paged_block_size=bs, ms=ms, gbps=gb, max_diff_vs_auto=err)), flush=True)
         del kp, vp
@@ -66,11 +68,7 @@ for keys in (8192, 32768, 131072):
         try:
             with sdpa_kernel(be):
                 g = lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True)
-                g(); torch.cuda.synchronize(); ts = []
-                for _ in range(15):
-                    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    s.record(); g(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
-            ms = sorted(ts)[len(ts) // 2]
+                ms = median_ms(g)
             print(json.dumps(dict(keys=keys, torch=name, ms=ms)), flush=True)
         except Exception as ex:
             print(json.dumps(dict(keys=keys, torch=name, error=str(ex)[:100])), flush=True)

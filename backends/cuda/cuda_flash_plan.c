@@ -300,6 +300,27 @@ static polyattn_status refuse(pa_cuda_device *dev, const char *key, const char *
     return POLYATTN_STATUS_UNSUPPORTED;
 }
 
+/* The serving kernel's plan for p: its K/V ring (`stages` unless forced; with e4m3 inputs
+ * the raw ring), key splits and their workspace. */
+static polyattn_status plan_serving(pa_cuda_device *dev, const pa_problem *p,
+                                    const pa_cuda_force *f, int pack, int stages,
+                                    pa_cuda_flash_plan *fp, const char **why_not)
+{
+    const int e4m3 = p->dtype == POLYATTN_DTYPE_E4M3;
+    fp->kernel = PA_CUDA_FWD_MMA;
+    fp->serving = 1;
+    fp->pack = pack;
+    fp->stages = f->serving_stages ? f->serving_stages : stages;
+    if (pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages, e4m3) > dev->smem_optin)
+        return refuse(dev, "cuda.serving_stages",
+                      "the serving kernel's K/V ring does not fit the device's shared memory",
+                      why_not);
+    fp->splits = serving_splits(dev, p, pack);
+    fp->workspace = pa_gpu_split_workspace(p, fp->splits);
+    fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
+    return POLYATTN_STATUS_SUCCESS;
+}
+
 /* Why the serving kernel cannot take e4m3 inputs p (NULL: it can): decode shapes and serving
  * layouts at its head dims, no bias or attn_mask, 16-byte rows of bytes, O in pairs. */
 static const char *e4m3_serving_refusal(const pa_cuda_device *dev, const pa_problem *p)
@@ -397,20 +418,10 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
         if (!why && f.schedule > PA_CUDA_SCHED_GRID)
             why = "the serving kernel (varlen, KV caches, key splits) has no schedules";
         if (why) return refuse(dev, "cuda.flash=mma", why, why_not);
-        fp->kernel = PA_CUDA_FWD_MMA;
-        fp->serving = 1;
-        fp->pack = pack;
         /* raw tiles are half the bytes: three in the ring keep as many bytes in flight as
          * two f16 tiles, with two blocks an SM (head dim 256: two) */
-        fp->stages = f.serving_stages ? f.serving_stages : p->head_dim <= 128 ? 3 : 2;
-        if (pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages, 1) > dev->smem_optin)
-            return refuse(dev, "cuda.serving_stages",
-                          "the serving kernel's raw K/V ring does not fit the device's shared "
-                          "memory",
-                          why_not);
-        fp->splits = serving_splits(dev, p, pack);
-        fp->workspace = pa_gpu_split_workspace(p, fp->splits);
-        fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
+        st = plan_serving(dev, p, &f, pack, p->head_dim <= 128 ? 3 : 2, fp, why_not);
+        if (st != POLYATTN_STATUS_SUCCESS) return st;
         goto planned;
     }
     const char *mma_why = mma_refusal(dev, p);
@@ -458,21 +469,11 @@ polyattn_status pa_cuda_flash_plan_make(pa_cuda_device *dev, const pa_problem *p
                               "the serving kernel (varlen, KV caches, key splits) has no "
                               "schedules",
                               why_not);
-            fp->kernel = PA_CUDA_FWD_MMA;
-            fp->serving = 1;
-            fp->pack = pack;
             /* two stages unless forced: 4 and 6 ran 10-13% slower in decode (H200,
              * bench/results/2026-12-07-h200-decode-kv-stages.txt), one block an SM instead
              * of two */
-            fp->stages = f.serving_stages ? f.serving_stages : 2;
-            if (pa_cuda_flash_serving_smem((int)p->head_dim, pack, fp->stages, 0) > dev->smem_optin)
-                return refuse(dev, "cuda.serving_stages",
-                              "the serving kernel's K/V ring does not fit the device's shared "
-                              "memory",
-                              why_not);
-            fp->splits = serving_splits(dev, p, pack);
-            fp->workspace = pa_gpu_split_workspace(p, fp->splits);
-            fp->launches = 1 + (fp->splits > 1) + (p->has_kv_append != 0);
+            st = plan_serving(dev, p, &f, pack, 2, fp, why_not);
+            if (st != POLYATTN_STATUS_SUCCESS) return st;
             goto planned;
         }
         if (pa_problem_serving(p))
