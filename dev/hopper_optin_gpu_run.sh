@@ -21,6 +21,10 @@
 #     causal; decode at 8k-128k keys; PART 2), memcheck and racecheck (PART 3);
 #   - softcap's exponentials half on the FMA pipe (cuda.hopper_exp2=poly, opt-in): the
 #     variants tests under it (PART 1) and softcap's speed with and without it (PART 2);
+#   - the warpgroup-MMA backward (cuda.flash_bwd=wgmma, opt-in): the conformance backward
+#     and the torch gradient checks under it (PART 1), its speed beside the tensor-core FA2
+#     backward and PyTorch's flash and cudnn backward (head dims 64 and 128; PART 2),
+#     memcheck and racecheck (PART 3);
 #   - paged caches whose block-table lookups are made a tile ahead (serving kernel) or all
 #     before a tile's copies (Hopper kernel): test_cuda_serving (block sizes 16, 64, 256,
 #     shuffled and shared blocks) under both kernels, and paged decode at block sizes 16 and
@@ -39,7 +43,7 @@ log "commit $(git -C "$R" rev-parse --short HEAD)"
 cmake -G Ninja -S "$R" -B "$B" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON -DPOLYATTN_HIP=OFF \
   -DPOLYATTN_OPENCL=OFF -DPOLYATTN_CUDA_ARCHITECTURES=90 -DBUILD_TESTING=ON > "$O/build.txt" 2>&1 &&
   ninja -C "$B" polyattn_cli polyattn_cuda test_cuda_variants test_cuda_serving \
-    test_cuda_e4m3_tc >> "$O/build.txt" 2>&1 ||
+    test_cuda_e4m3_tc conformance >> "$O/build.txt" 2>&1 ||
   { tail -30 "$O/build.txt"; exit 1; }
 log built
 check() { # name, POLYATTN_FORCE, command...
@@ -54,6 +58,11 @@ check serving-overlap cuda.hopper_sched=overlap "$B/bin/test_cuda_serving" --wgm
 check variants-bias-smem-pingpong cuda.hopper_bias=smem,cuda.hopper_sched=pingpong \
   "$B/bin/test_cuda_variants" --wgmma
 check e4m3-tc "" "$B/bin/test_cuda_e4m3_tc"
+check bwd-hopper-conformance cuda.flash_bwd=wgmma "$B/bin/conformance" --backend cuda --backward \
+  --algo flash
+grep -c "^PASS" "$O/bwd-hopper-conformance.txt" | sed 's/^/  passed: /' | tee -a "$O/summary.txt"
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so check torch-bwd-hopper \
+  cuda.flash_bwd=wgmma python3 -m pytest -q "$R/python/tests/test_flash_kernels_torch_cuda.py"
 check variants-exp2-poly cuda.hopper_exp2=poly "$B/bin/test_cuda_variants" --wgmma
 check variants-exp2-poly-overlap cuda.hopper_exp2=poly,cuda.hopper_sched=overlap \
   "$B/bin/test_cuda_variants" --wgmma
@@ -91,6 +100,8 @@ if part 3 && [ -x "$CS" ]; then
     check sanitizer-$tool-overlap cuda.hopper_sched=overlap "$CS" --tool $tool \
       --error-exitcode 9 "$B/bin/test_cuda_variants" --wgmma
     check sanitizer-$tool-e4m3 "" "$CS" --tool $tool --error-exitcode 9 "$B/bin/test_cuda_e4m3_tc"
+    check sanitizer-$tool-bwd cuda.flash_bwd=wgmma "$CS" --tool $tool --error-exitcode 9 \
+      "$B/bin/conformance" --backend cuda --backward --algo flash --case long_causal_br_300x257_d64
   done
 fi
 if part 2; then
@@ -138,6 +149,15 @@ for dt in bf16 e4m3; do
     log "fp8 $dt $m rc=$?"
     grep -E "^[0-9]" "$O/fp8-$dt-$m.txt" | awk '{print $4, $11, $12, $NF}' | tee -a "$O/summary.txt"
   done
+done
+# the backward: the warpgroup-MMA kernels against the tensor-core FA2 ones, beside PyTorch
+for k in wgmma mma; do
+  POLYATTN_FORCE=cuda.flash_bwd=$k timeout 240 python3 "$R/bench/compare_torch.py" \
+    --polyattn "$B/bin/polyattn" --backends cuda --algo flash --suite fa2 --dtype bf16 \
+    --backward --torch-backends flash,cudnn --max-seconds 1 --out "$O/bwd-$k" \
+    > "$O/bwd-$k.txt" 2>&1
+  log "backward $k beside torch rc=$?"
+  tail -4 "$O/bwd-$k.txt" | tee -a "$O/summary.txt"
 done
 # e4m3 decode on the serving kernel (bytes converted to f16) against bf16's
 DSH="8,32,8,1,8192,128;8,32,8,1,32768,128;8,32,8,1,131072,128"

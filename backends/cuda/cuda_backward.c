@@ -3,12 +3,15 @@
  * by tile from Q, K and the LSE; no seq_q x seq_kv array), so fused has no separate O(N^2)
  * backward.  Tensor cores (flash_tc_bwd.cu) for f16/bf16 at its head dims on sm_80+, else
  * the shared SIMT kernels (backends/gpu/flash_bwd.cu, through backends/gpu/gpu_glue.c), which
- * alone have the score variants (window, softcap, ALiBi, bias, attn_mask, sinks).
+ * alone have the score variants (window, softcap, ALiBi, bias, attn_mask, sinks).  On sm_90
+ * the warpgroup-MMA kernels (flash_hopper_bwd.cu) when forced (cuda.flash_bwd=wgmma: opt-in
+ * until they have run on a GPU).
  * Planned once (pa_cuda_bwd_plan_make); pa_cuda_bwd_run executes that plan.
  */
 #include "cuda_internal.h"
 
 #include "../gpu/gpu_glue.h"
+#include "flash_hopper_bwd.h"
 #include "flash_tc_bwd.h"
 
 #include <stdio.h>
@@ -35,6 +38,32 @@ static const char *mma_bwd_refusal(const pa_cuda_device *dev, const pa_problem *
     return NULL;
 }
 
+/* Why the warpgroup-MMA backward cannot take p, which the tensor-core FA2 kernels can (NULL:
+ * it can): sm_90 exactly, no zero stride on a dimension longer than 1 (its TMA maps), no
+ * empty sequence, its smem. */
+static const char *hopper_bwd_refusal(const pa_cuda_device *dev, const pa_problem *p)
+{
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+    if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
+    if (!pa_cuda_flash_hopper_bwd_has_head_dim((int)p->head_dim))
+        return "head_dim is not 64 or 128";
+    if (p->seq_q == 0 || p->seq_kv == 0) return "an empty sequence";
+    const int64_t ext[2][3] = {{p->batch, p->heads_q, p->seq_q},
+                               {p->batch, p->heads_kv, p->seq_kv}};
+    const int64_t *s[4] = {p->q_stride, p->o_stride, p->k_stride, p->v_stride};
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 3; i++)
+            if (ext[t / 2][i] > 1 && s[t][i] == 0)
+                return "a broadcast (zero) stride, which TMA tensor maps cannot express";
+    if (pa_cuda_flash_hopper_bwd_smem((int)p->head_dim) > dev->smem_optin)
+        return "the tiles do not fit the device's shared memory";
+    return NULL;
+#else
+    (void)dev, (void)p;
+    return "this build has no sm_90a image (CUDA architectures without 90)";
+#endif
+}
+
 static polyattn_status refuse(pa_cuda_device *dev, const char *fmt, const char *a, const char *b,
                               const char **why_not)
 {
@@ -49,6 +78,18 @@ polyattn_status pa_cuda_bwd_plan_make(pa_cuda_device *dev, const pa_problem *p,
 {
     memset(b, 0, sizeof *b);
     const char *mma_why = mma_bwd_refusal(dev, p);
+    if (f->bwd == PA_CUDA_BWD_HOPPER) { /* the warpgroup-MMA kernels: forced only, for now */
+        const char *why = mma_why ? mma_why : hopper_bwd_refusal(dev, p);
+        if (why) return refuse(dev, "POLYATTN_FORCE cuda.flash_bwd=wgmma: %s%s", why, "", why_not);
+        if (f->bwd_tile)
+            return refuse(dev, "POLYATTN_FORCE cuda.bwd_tile: %s%s",
+                          "the warpgroup-MMA backward has no dK/dV configurations", "", why_not);
+        pa_gpu_bwd_args ba;
+        pa_gpu_bwd_args_fill(p, NULL, &ba);
+        b->kernel = PA_CUDA_BWD_HOPPER;
+        b->workspace = pa_cuda_flash_hopper_bwd_workspace(&ba);
+        return POLYATTN_STATUS_SUCCESS;
+    }
     if (f->bwd == PA_CUDA_BWD_MMA && mma_why)
         return refuse(dev, "POLYATTN_FORCE cuda.flash_bwd=mma: %s%s", mma_why, "", why_not);
     if (f->bwd == PA_CUDA_BWD_SIMT) mma_why = "forced by POLYATTN_FORCE cuda.flash_bwd=simt";
@@ -89,9 +130,10 @@ void pa_cuda_bwd_note(const pa_cuda_bwd_plan *b, const pa_problem *p, char *note
     const size_t used = strlen(note);
     if (used < n)
         snprintf(note + used, n - used, "; backward: %s",
-                 b->kernel == PA_CUDA_BWD_SIMT ? "SIMT flash kernels"
-                 : p->deterministic            ? "tensor-core FA2 kernels, dQ pass"
-                                               : "tensor-core FA2 kernels, dQ atomics");
+                 b->kernel == PA_CUDA_BWD_SIMT     ? "SIMT flash kernels"
+                 : b->kernel == PA_CUDA_BWD_HOPPER ? "warpgroup-MMA kernels, dK/dV and dQ passes"
+                 : p->deterministic                ? "tensor-core FA2 kernels, dQ pass"
+                                                   : "tensor-core FA2 kernels, dQ atomics");
 }
 
 void pa_cuda_bwd_log(const char *algo, const pa_cuda_bwd_plan *b, const pa_problem *p)
@@ -101,6 +143,12 @@ void pa_cuda_bwd_log(const char *algo, const pa_cuda_bwd_plan *b, const pa_probl
         pa_log(POLYATTN_LOG_DISPATCH,
                "cuda %s backward: shared SIMT flash backward, dQ %s; workspace %llu bytes%s", algo,
                p->deterministic ? "by a second pass" : "by f32 atomics",
+               (unsigned long long)b->workspace, fused);
+    else if (b->kernel == PA_CUDA_BWD_HOPPER)
+        pa_log(POLYATTN_LOG_DISPATCH,
+               "cuda %s backward: warpgroup-MMA kernels (dK/dV, then dQ; no atomics), head_dim "
+               "%lld, %s; workspace %llu bytes%s",
+               algo, (long long)p->head_dim, polyattn_dtype_name(p->dtype),
                (unsigned long long)b->workspace, fused);
     else
         pa_log(POLYATTN_LOG_DISPATCH,
@@ -140,6 +188,12 @@ polyattn_status pa_cuda_bwd_run(pa_cuda_device *dev, const pa_problem *p, const 
                        "backward: the plan runs the tensor-core kernels, which need q, k, v, o, "
                        "d_o 16-byte aligned and dq, dk, dv 4-byte aligned (buffer views at such "
                        "offsets; POLYATTN_FORCE=cuda.flash_bwd=simt plans the SIMT kernels)");
+#ifdef POLYATTN_CUDA_HAVE_WGMMA
+    if (b->kernel == PA_CUDA_BWD_HOPPER) {
+        PA_CU_LAUNCH(d, pa_cuda_flash_hopper_bwd(&ba, pa_gpu_ptr(&io->workspace), dev->stream));
+        return POLYATTN_STATUS_SUCCESS;
+    }
+#endif
     PA_CU_LAUNCH(d, pa_cuda_flash_tc_bwd(&ba, b->tile, pa_gpu_ptr(&io->workspace), dev->stream));
     return POLYATTN_STATUS_SUCCESS;
 }

@@ -12,7 +12,7 @@
 
 static const char *const kFlash[] = {"auto", "simt", "mma", "wgmma"};
 static const char *const kSchedule[] = {"auto", "grid", "split", "key-halves", "col-halves"};
-static const char *const kBwd[] = {"auto", "simt", "mma"};
+static const char *const kBwd[] = {"auto", "simt", "mma", "wgmma"}; /* pa_cuda_bwd_kernel */
 static const char *const kHopperSched[] = {"auto", "serial", "pingpong", "overlap"};
 static const char *const kHopperBias[] = {"auto", "regs", "smem"};
 static const char *const kHopperExp2[] = {"auto", "mufu", "poly"};
@@ -65,8 +65,8 @@ polyattn_status pa_cuda_force_get(pa_cuda_device *dev, pa_cuda_force *f, const c
         f->wgmma_plan = i < 0 ? NULL : kWgmmaPlans[i];
     }
     if (pa_force_get(d, "cuda.flash_bwd", v, sizeof v)) {
-        const int i = index_of(v, kBwd, 3);
-        if (i < 0) return bad(dev, "cuda.flash_bwd", v, "auto, simt, mma", why_not);
+        const int i = index_of(v, kBwd, 4);
+        if (i < 0) return bad(dev, "cuda.flash_bwd", v, "auto, simt, mma, wgmma", why_not);
         f->bwd = (pa_cuda_bwd_kernel)i;
     }
     if (pa_force_get(d, "cuda.bwd_tile", v, sizeof v)) {

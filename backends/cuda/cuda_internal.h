@@ -65,8 +65,9 @@ typedef enum pa_cuda_schedule {
 
 typedef enum pa_cuda_bwd_kernel {
     PA_CUDA_BWD_AUTO = 0,
-    PA_CUDA_BWD_SIMT, /* the shared SIMT flash backward (backends/gpu/flash_bwd.cu) */
-    PA_CUDA_BWD_MMA,  /* the tensor-core FA2 kernels (flash_tc_bwd) */
+    PA_CUDA_BWD_SIMT,   /* the shared SIMT flash backward (backends/gpu/flash_bwd.cu) */
+    PA_CUDA_BWD_MMA,    /* the tensor-core FA2 kernels (flash_tc_bwd) */
+    PA_CUDA_BWD_HOPPER, /* the warpgroup-MMA kernels on sm_90 (flash_hopper_bwd; opt-in) */
 } pa_cuda_bwd_kernel;
 
 typedef struct pa_cuda_force {
@@ -131,7 +132,7 @@ extern const pa_algo_ops pa_cuda_algos[3];
 
 /* How a plan runs the backward, fixed at plan time. */
 typedef struct pa_cuda_bwd_plan {
-    pa_cuda_bwd_kernel kernel; /* SIMT or MMA; AUTO: the plan has no backward */
+    pa_cuda_bwd_kernel kernel; /* SIMT, MMA or HOPPER; AUTO: the plan has no backward */
     char tile;                 /* MMA: the dK/dV configuration ('a', 'b', 'f') */
     uint64_t workspace;
 } pa_cuda_bwd_plan;

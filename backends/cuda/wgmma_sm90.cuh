@@ -249,6 +249,16 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const void *map, int c0, 
                  : "memory");
 }
 
+/* `bytes` (a multiple of 16, both addresses 16-byte aligned) from global src into shared dst
+ * by the TMA unit (a 1-D bulk copy), counted on bar. */
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, uint32_t bytes, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1], %2, [%3];\n" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(bar))
+                 : "memory");
+}
+
 /* 2^x as the bare MUFU instruction (flushes subnormal results to zero; -inf gives 0, 0
  * gives 1 exactly), without exp2f's extra range handling. */
 __device__ __forceinline__ float exp2_approx(float x)
