@@ -417,14 +417,17 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
             }
             if (c->status == POLYATTN_STATUS_SUCCESS) {
                 c->chosen = 1;
-                char note[100] = "";
+                /* the backend's note on how it runs, after the policy: a short policy (an
+                 * explicit algorithm) leaves it ~220 characters, where kernels name their
+                 * options last */
+                char note[sizeof c->reason] = "";
                 if (strncmp(c->reason, "eligible: ", 10) == 0)
-                    snprintf(note, sizeof note, " [%.96s]", c->reason + 10);
+                    snprintf(note, sizeof note, " [%s]", c->reason + 10);
                 if (i == 0)
-                    snprintf(c->reason, sizeof c->reason, "chosen: %.120s%.100s", policy, note);
+                    snprintf(c->reason, sizeof c->reason, "chosen: %.120s%s", policy, note);
                 else
                     snprintf(c->reason, sizeof c->reason,
-                             "chosen: %.80s, but %.8s was rejected (see its reason)%.100s", policy,
+                             "chosen: %.80s, but %.8s was rejected (see its reason)%s", policy,
                              polyattn_algo_name(order[0]), note);
                 plan->algo = algo;
                 plan->state = state;

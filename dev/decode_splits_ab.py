@@ -1,7 +1,9 @@
 # Decode A/B of key-split counts (and paged caches of block size 16 and 256) through the Python package in one process (CUDA events):
 # num_splits 0 (the plan's choice) and fixed counts, beside PyTorch SDPA flash and cudnn on the
 # same tensors.  Prints one JSON line per measurement.  Used by dev/hopper_optin_gpu_run.sh.
+# Usage: decode_splits_ab.py [KEYS,...]  (default 8192,32768,131072)
 import json
+import sys
 
 import polyattn
 import torch
@@ -29,7 +31,7 @@ for _ in range(10): y.copy_(x)
 e.record(); torch.cuda.synchronize()
 print(json.dumps(dict(copy_gbps=2 * 10 * x.numel() / s.elapsed_time(e) / 1e6)), flush=True)
 del x, y
-for keys in (8192, 32768, 131072):
+for keys in [int(k) for k in (sys.argv[1] if len(sys.argv) > 1 else "8192,32768,131072").split(",")]:
     b, hq, hkv, d = 8, 32, 8, 128
     q = torch.randn(b, 1, hq, d, device="cuda", dtype=torch.bfloat16)
     kc = torch.randn(b, keys, hkv, d, device="cuda", dtype=torch.bfloat16)
