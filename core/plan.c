@@ -423,8 +423,7 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
                 char note[sizeof c->reason] = "";
                 if (strncmp(c->reason, "eligible: ", 10) == 0)
                     snprintf(note, sizeof note, " [%s]", c->reason + 10);
-                if (i == 0)
-                    snprintf(c->reason, sizeof c->reason, "chosen: %.120s%s", policy, note);
+                if (i == 0) snprintf(c->reason, sizeof c->reason, "chosen: %.120s%s", policy, note);
                 else
                     snprintf(c->reason, sizeof c->reason,
                              "chosen: %.80s, but %.8s was rejected (see its reason)%s", policy,
