@@ -329,16 +329,20 @@ static void forced(void)
     set_force("");
 }
 
-/* e4m3 inputs: the generic kernel unless the Hopper kernel is forced (opt-in until it has run
- * on a GPU), which then transposes V into the workspace; head dim 128 and 16-bit O only. */
+/* e4m3 inputs: dense head dim 128 with 16-bit O on the Hopper kernel's FP8 products (V
+ * transposed into the workspace first), decode shapes on the serving kernel (bytes converted
+ * to f16), the rest on the generic kernel. */
 static void e4m3(void)
 {
     pa_cuda_flash_plan fp;
     const char *why;
     pa_problem p = dense(POLYATTN_DTYPE_E4M3, 2, 16, 4, 1000, 1000, 128);
     p.o_dtype = POLYATTN_DTYPE_BF16;
+    pa_problem big = dense(POLYATTN_DTYPE_E4M3, 4, 16, 4, 2048, 2048, 128);
+    big.o_dtype = POLYATTN_DTYPE_F16;
     set_force("");
-    expect("sm_90 e4m3 D128", &h100, &p, PA_CUDA_FWD_SIMT, 0);
+    expect("sm_90 e4m3 D128 prefill", &h100, &big, PA_CUDA_FWD_HOPPER, 0);
+    expect("sm_80 e4m3 D128 prefill", &a100, &big, PA_CUDA_FWD_SIMT, 0);
     set_force("cuda.flash=wgmma");
     if (planned("sm_90 e4m3 D128, cuda.flash=wgmma", &h100, &p, &fp, &why))
         check("sm_90 e4m3 D128, cuda.flash=wgmma",
@@ -361,7 +365,9 @@ static void e4m3(void)
     pa_problem dec = dense(POLYATTN_DTYPE_E4M3, 8, 32, 8, 1, 32768, 128);
     dec.o_dtype = POLYATTN_DTYPE_BF16;
     set_force("");
-    expect("sm_90 e4m3 decode", &h100, &dec, PA_CUDA_FWD_SIMT, 0);
+    expect("sm_90 e4m3 decode", &h100, &dec, PA_CUDA_FWD_MMA, 1);
+    set_force("cuda.flash=simt");
+    expect("sm_90 e4m3 decode, cuda.flash=simt", &h100, &dec, PA_CUDA_FWD_SIMT, 0);
     set_force("cuda.flash=mma");
     if (planned("sm_90 e4m3 decode, cuda.flash=mma", &h100, &dec, &fp, &why))
         check("sm_90 e4m3 decode, cuda.flash=mma",
