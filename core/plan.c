@@ -423,11 +423,13 @@ polyattn_status polyattn_plan_create(polyattn_context *ctx, const polyattn_atten
                 char note[sizeof c->reason] = "";
                 if (strncmp(c->reason, "eligible: ", 10) == 0)
                     snprintf(note, sizeof note, " [%s]", c->reason + 10);
-                if (i == 0) snprintf(c->reason, sizeof c->reason, "chosen: %.120s%s", policy, note);
+                c->reason[0] = '\0';
+                if (i == 0) append(c->reason, sizeof c->reason, "chosen: %.120s%s", policy, note);
                 else
-                    snprintf(c->reason, sizeof c->reason,
-                             "chosen: %.80s, but %.8s was rejected (see its reason)%s", policy,
-                             polyattn_algo_name(order[0]), note);
+                    append(c->reason, sizeof c->reason,
+                           "chosen: %.80s, but %.8s was rejected (see its reason)", policy,
+                           polyattn_algo_name(order[0]));
+                if (i != 0) append(c->reason, sizeof c->reason, "%s%s", note, "");
                 plan->algo = algo;
                 plan->state = state;
                 info->algo = c->algo;
