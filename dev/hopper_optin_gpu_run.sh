@@ -29,10 +29,19 @@
 #     before a tile's copies (Hopper kernel): test_cuda_serving (block sizes 16, 64, 256,
 #     shuffled and shared blocks) under both kernels, and paged decode at block sizes 16 and
 #     256 beside the dense cache (dev/decode_splits_ab.py);
-# Usage: OUT=dir [PART=1|2|3|all] [BUILD=dir] bash dev/hopper_optin_gpu_run.sh
+# Usage: OUT=dir [PART=1|2|3|all] [BUILD=dir | PREBUILT=1] bash dev/hopper_optin_gpu_run.sh
+#   PREBUILT=1: no build; .prebuilt/ of this checkout (dev/gpu_prebuilt.sh BUILD_DIR
+#   test_cuda_variants test_cuda_serving test_cuda_e4m3_tc conformance) is carried instead.
 set -u
 R=$(cd "$(dirname "$0")/.." && pwd)
 B=${BUILD:-$R/build-gpu}
+LIB=$B/lib/libpolyattn.so
+if [ -n "${PREBUILT:-}" ]; then
+  B=$R/.prebuilt LIB=$R/.prebuilt/lib/libpolyattn.so.0
+  CUBLAS=$(ls /usr/local/cuda*/lib64/libcublas.so.13 2>/dev/null | head -1)
+  [ -n "$CUBLAS" ] || CUBLAS=$(find / -xdev -name libcublas.so.13 2>/dev/null | head -1)
+  export LD_LIBRARY_PATH=$B/lib:$(dirname "${CUBLAS:-/x/x}"):${LD_LIBRARY_PATH:-}
+fi
 O=${OUT:-$PWD/bias-splits-run}
 PART=${PART:-all}
 part() { [ "$PART" = all ] || [ "$PART" = "$1" ]; }
@@ -40,12 +49,14 @@ mkdir -p "$O"
 log() { echo "== $(date -u +%T) $*" | tee -a "$O/summary.txt"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$O/summary.txt"
 log "commit $(git -C "$R" rev-parse --short HEAD)"
-cmake -G Ninja -S "$R" -B "$B" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON -DPOLYATTN_HIP=OFF \
-  -DPOLYATTN_OPENCL=OFF -DPOLYATTN_CUDA_ARCHITECTURES=90 -DBUILD_TESTING=ON > "$O/build.txt" 2>&1 &&
-  ninja -C "$B" polyattn_cli polyattn_cuda test_cuda_variants test_cuda_serving \
-    test_cuda_e4m3_tc conformance >> "$O/build.txt" 2>&1 ||
-  { tail -30 "$O/build.txt"; exit 1; }
-log built
+if [ -z "${PREBUILT:-}" ]; then
+  cmake -G Ninja -S "$R" -B "$B" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON -DPOLYATTN_HIP=OFF \
+    -DPOLYATTN_OPENCL=OFF -DPOLYATTN_CUDA_ARCHITECTURES=90 -DBUILD_TESTING=ON > "$O/build.txt" 2>&1 &&
+    ninja -C "$B" polyattn_cli polyattn_cuda test_cuda_variants test_cuda_serving \
+      test_cuda_e4m3_tc conformance >> "$O/build.txt" 2>&1 ||
+    { tail -30 "$O/build.txt"; exit 1; }
+  log built
+fi
 check() { # name, POLYATTN_FORCE, command...
   local n=$1 f=$2; shift 2
   POLYATTN_FORCE=$f timeout 240 "$@" > "$O/$n.txt" 2>&1; log "$n rc=$?"
@@ -61,7 +72,7 @@ check e4m3-tc "" "$B/bin/test_cuda_e4m3_tc"
 check bwd-hopper-conformance cuda.flash_bwd=wgmma "$B/bin/conformance" --backend cuda --backward \
   --algo flash
 grep -c "^PASS" "$O/bwd-hopper-conformance.txt" | sed 's/^/  passed: /' | tee -a "$O/summary.txt"
-PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so check torch-bwd-hopper \
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$LIB check torch-bwd-hopper \
   cuda.flash_bwd=wgmma python3 -m pytest -q "$R/python/tests/test_flash_kernels_torch_cuda.py"
 check variants-exp2-poly cuda.hopper_exp2=poly "$B/bin/test_cuda_variants" --wgmma
 check variants-exp2-poly-overlap cuda.hopper_exp2=poly,cuda.hopper_sched=overlap \
@@ -70,9 +81,9 @@ check serving "" "$B/bin/test_cuda_serving"
 check serving-hopper "" "$B/bin/test_cuda_serving" --wgmma
 # the dense torch checks (head dims 64-256, both layouts) with the Hopper kernel forced: head
 # dim 96 runs on it only then (needs pytest, e.g. pip install --no-index --find-links DIR pytest)
-PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so check torch-dense-hopper \
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$LIB check torch-dense-hopper \
   cuda.flash=wgmma python3 -m pytest -q "$R/python/tests/test_flash_kernels_torch_cuda.py"
-PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so check torch-dense-overlap \
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$LIB check torch-dense-overlap \
   cuda.flash=wgmma,cuda.hopper_sched=overlap python3 -m pytest -q \
   "$R/python/tests/test_flash_kernels_torch_cuda.py"
 D96="8,16,16,2048,2048,96;2,16,16,8192,8192,96;1,16,16,16384,16384,96"
@@ -180,7 +191,7 @@ done
 timeout 60 python3 "$R/bench/torch_sdpa_mask.py" --shapes "$BSH" --dtype bf16 \
   > "$O/bias-torch.jsonl" 2>&1
 log "bias torch rc=$?"
-PYTHONPATH=$R/python POLYATTN_LIBRARY=$B/lib/libpolyattn.so timeout 120 \
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$LIB timeout 120 \
   python3 "$R/dev/decode_splits_ab.py" > "$O/decode-splits.jsonl" 2>&1
 log "decode splits rc=$?"
 tee -a "$O/summary.txt" < "$O/decode-splits.jsonl"
