@@ -69,7 +69,7 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p)
  * is an f16 value.  sm_89+ has the conversion; before it, the code's exponent and mantissa
  * go into an f16's (e4m3's bias 7 below f16's 15, subnormals included) and a multiply by
  * 2^8 rebiases them; the NaN codes (S.1111.111) become NaN. */
-__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t two)
+__host__ __device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t two)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
     uint32_t r;

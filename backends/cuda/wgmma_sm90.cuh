@@ -16,6 +16,8 @@
 
 #include "tc_common.cuh"
 
+#include <string.h>
+
 namespace pa_wg
 {
 
@@ -274,13 +276,22 @@ __device__ __forceinline__ float exp2_approx(float x)
  * (relative error 1.0e-4, below f16's rounding), n added into the exponent bits (t's low
  * bits hold n, and magic << 23 vanishes mod 2^32).  x below -127 gives 0 (-inf included),
  * NaN stays NaN. */
-__device__ __forceinline__ float exp2_poly(float x)
+__host__ __device__ __forceinline__ float exp2_poly(float x)
 {
     x = x < -127.f ? -127.f : x; /* (false for NaN) */
     const float t = x + 12582912.f;
     const float f = x - (t - 12582912.f);
     const float p = fmaf(fmaf(fmaf(0.0550184846f, f, 0.242210984f), f, 0.693280935f), f, 1.f);
+#ifdef __CUDA_ARCH__
     return __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
+#else /* the same bits on the host (tests/cuda/test_exp2_poly.cu) */
+    uint32_t pb, tb;
+    memcpy(&pb, &p, 4), memcpy(&tb, &t, 4);
+    const uint32_t rb = pb + (tb << 23);
+    float r;
+    memcpy(&r, &rb, 4);
+    return r;
+#endif
 }
 
 /* Four floats as e4m3 (round to nearest even, saturated to +-448), x0 in the lowest byte
