@@ -1,6 +1,7 @@
 #!/bin/bash
 # One sm_90 run for the Hopper-kernel paths written without a GPU, and the plan's split counts
-# (10-minute commands on a warm H100/H200: PART=1 checks, PART=2 speed, PART=3 compute-sanitizer):
+# (10-minute commands on a warm H100/H200: PART=1 checks, PART=2 the deciding A/Bs, PART=3
+# compute-sanitizer, PART=4 the goal sweeps beside PyTorch):
 #   - the Hopper kernel's bias tiles through shared memory (cuda.hopper_bias=smem, opt-in):
 #     test_cuda_variants --wgmma with it (16-bit bias cases with padded rows), serial and
 #     ping-pong, then the bias bench (bf16 bias, head_dim 128, N 1k-8k) with regs and smem
@@ -29,7 +30,9 @@
 #     before a tile's copies (Hopper kernel): test_cuda_serving (block sizes 16, 64, 256,
 #     shuffled and shared blocks) under both kernels, and paged decode at block sizes 16 and
 #     256 beside the dense cache (dev/decode_splits_ab.py);
-# Usage: OUT=dir [PART=1|2|3|all] [BUILD=dir | PREBUILT=1] bash dev/hopper_optin_gpu_run.sh
+# Usage: OUT=dir [PART=1|2|3|4|all] [BUILD=dir | PREBUILT=1] bash dev/hopper_optin_gpu_run.sh
+#   (1 checks, 2 the A/Bs that decide the defaults, 3 compute-sanitizer, 4 the goal sweeps
+#   beside PyTorch; each within a 10-minute command)
 #   PREBUILT=1: no build; .prebuilt/ of this checkout (dev/gpu_prebuilt.sh BUILD_DIR
 #   test_cuda_variants test_cuda_serving test_cuda_e4m3_tc conformance) is carried instead.
 set -u
@@ -144,11 +147,6 @@ for sched in serial overlap serial,cuda.hopper_exp2=poly overlap,cuda.hopper_exp
       tee -a "$O/summary.txt"
   done
 done
-POLYATTN_FORCE=cuda.hopper_sched=overlap timeout 240 python3 "$R/bench/compare_torch.py" \
-  --polyattn "$B/bin/polyattn" --backends cuda --algo flash --suite fa2 --dtype bf16 \
-  --torch-backends flash,cudnn --max-seconds 2 --out "$O/fa2-overlap" > "$O/fa2-overlap.txt" 2>&1
-log "fa2 sweep, overlap, beside torch rc=$?"
-tail -4 "$O/fa2-overlap.txt" | tee -a "$O/summary.txt"
 # e4m3 (FP8 products) against bf16 on the Hopper kernel, head dim 128
 FSH="4,16,16,4096,4096,128;2,16,16,8192,8192,128;1,16,16,16384,16384,128"
 for dt in bf16 e4m3; do
@@ -161,14 +159,17 @@ for dt in bf16 e4m3; do
     grep -E "^[0-9]" "$O/fp8-$dt-$m.txt" | awk '{print $4, $11, $12, $NF}' | tee -a "$O/summary.txt"
   done
 done
-# the backward: the warpgroup-MMA kernels against the tensor-core FA2 ones, beside PyTorch
-for k in wgmma mma; do
-  POLYATTN_FORCE=cuda.flash_bwd=$k timeout 240 python3 "$R/bench/compare_torch.py" \
-    --polyattn "$B/bin/polyattn" --backends cuda --algo flash --suite fa2 --dtype bf16 \
-    --backward --torch-backends flash,cudnn --max-seconds 1 --out "$O/bwd-$k" \
-    > "$O/bwd-$k.txt" 2>&1
-  log "backward $k beside torch rc=$?"
-  tail -4 "$O/bwd-$k.txt" | tee -a "$O/summary.txt"
+# the backward: the warpgroup-MMA kernels against the tensor-core FA2 ones (head dims 64, 128)
+BW="4,16,16,4096,4096,128;2,16,16,8192,8192,128;8,16,16,4096,4096,64;2,16,16,16384,16384,64"
+for k in mma wgmma; do
+  for m in plain bottom-right; do
+    C=(); [ $m = plain ] || C=(--causal $m)
+    POLYATTN_FORCE=cuda.flash_bwd=$k timeout 90 "$B/bin/polyattn" bench --backend cuda \
+      --suite custom --shape "$BW" --algo flash --dtype bf16 --backward "${C[@]}" --reps 5 \
+      --max-seconds 0.5 --json "$O/bwd-$k-$m.json" > "$O/bwd-$k-$m.txt" 2>&1
+    log "backward $k $m rc=$?"
+    grep -E "^[0-9]" "$O/bwd-$k-$m.txt" | awk '{print $4, $6, $11, $12}' | tee -a "$O/summary.txt"
+  done
 done
 # e4m3 decode on the serving kernel (bytes converted to f16) against bf16's
 DSH="8,32,8,1,8192,128;8,32,8,1,32768,128;8,32,8,1,131072,128"
@@ -192,7 +193,27 @@ timeout 60 python3 "$R/bench/torch_sdpa_mask.py" --shapes "$BSH" --dtype bf16 \
   > "$O/bias-torch.jsonl" 2>&1
 log "bias torch rc=$?"
 PYTHONPATH=$R/python POLYATTN_LIBRARY=$LIB timeout 120 \
-  python3 "$R/dev/decode_splits_ab.py" > "$O/decode-splits.jsonl" 2>&1
+  python3 "$R/dev/decode_splits_ab.py" 8192,32768 > "$O/decode-splits.jsonl" 2>&1
 log "decode splits rc=$?"
 tee -a "$O/summary.txt" < "$O/decode-splits.jsonl"
+fi
+# the issues' goal tables beside PyTorch (each sweep a few minutes): the FlashAttention-2 sweep
+# with the overlapped loop beside cudnn and flash, the backward sweep with the warpgroup-MMA
+# kernels, decode at 128k keys
+if part 4; then
+POLYATTN_FORCE=cuda.hopper_sched=overlap timeout 240 python3 "$R/bench/compare_torch.py" \
+  --polyattn "$B/bin/polyattn" --backends cuda --algo flash --suite fa2 --dtype bf16 \
+  --torch-backends flash,cudnn --max-seconds 2 --out "$O/fa2-overlap" > "$O/fa2-overlap.txt" 2>&1
+log "fa2 sweep, overlap, beside torch rc=$?"
+tail -4 "$O/fa2-overlap.txt" | tee -a "$O/summary.txt"
+POLYATTN_FORCE=cuda.flash_bwd=wgmma timeout 240 python3 "$R/bench/compare_torch.py" \
+  --polyattn "$B/bin/polyattn" --backends cuda --algo flash --suite fa2 --dtype bf16 \
+  --backward --torch-backends flash,cudnn --max-seconds 1 --out "$O/bwd-wgmma" \
+  > "$O/bwd-wgmma.txt" 2>&1
+log "backward wgmma beside torch rc=$?"
+tail -4 "$O/bwd-wgmma.txt" | tee -a "$O/summary.txt"
+PYTHONPATH=$R/python POLYATTN_LIBRARY=$LIB timeout 120 \
+  python3 "$R/dev/decode_splits_ab.py" 131072 > "$O/decode-splits-128k.jsonl" 2>&1
+log "decode splits 128k rc=$?"
+tee -a "$O/summary.txt" < "$O/decode-splits-128k.jsonl"
 fi
