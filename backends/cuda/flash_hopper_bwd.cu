@@ -5,9 +5,9 @@
  * default.
  *
  * Three kernels, no atomics (so it is deterministic too):
- *   1. prep: delta = rowsum(dO * O) and lse2 = LSE * log2(e) into the workspace, rows padded
- *      to whole 64-query tiles (padding and fully masked rows: lse2 = +inf, so P = 0 there
- *      without a branch).
+ *   1. prep (flash_tc_bwd.cu's, pa_cuda_flash_bwd_prep): delta = rowsum(dO * O) and lse2 =
+ *      LSE * log2(e) into the workspace, rows padded to whole 64-query tiles (padding and
+ *      fully masked rows: lse2 = +inf, so P = 0 there without a branch).
  *   2. dK/dV: a block owns 128 keys of a KV head; a TMA producer warpgroup streams the query
  *      tiles (64 queries: Q, dO, lse2 and delta) of every query head of the GQA group
  *      through a two-stage ring; two consumer warpgroups own 64 keys each and per tile form,
@@ -28,6 +28,7 @@
  * read N-major (transposed) as the forward reads V in P V.
  */
 #include "flash_hopper_bwd.h"
+#include "flash_tc_bwd.h"
 
 #include "gpu_variants.h"
 #include "tma_map.cuh"
@@ -70,43 +71,6 @@ struct QLayout {
     static constexpr size_t kSmem = 1024 + kBars + 8 * (1 + 2 * kStages);
 };
 
-/* Prep: one row a group of 8 lanes, over the padded rows of each (batch, head) pair. */
-template <typename T>
-__global__ void hopper_bwd_prep_kernel(pa_gpu_args a, const void *d_o, int seq_pad, float *delta,
-                                       float *lse2)
-{
-    const int64_t rows = (int64_t)a.batch * a.heads_q * seq_pad;
-    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 8) + threadIdx.x / 8;
-    const int sub = threadIdx.x % 8;
-    const int64_t i = row % seq_pad, pair = row / seq_pad;
-    const bool real = row < rows && i < a.seq_q;
-    float acc = 0.f;
-    if (real) {
-        const int64_t h = pair % a.heads_q, b = pair / a.heads_q;
-        const int64_t off = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
-        const T *o = static_cast<const T *>(a.o) + off;
-        const T *g = static_cast<const T *>(d_o) + off;
-        for (int c = sub * 8; c < a.head_dim; c += 64) {
-            const uint4 x = *reinterpret_cast<const uint4 *>(o + c);
-            const uint4 y = *reinterpret_cast<const uint4 *>(g + c);
-            const uint32_t xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float2 fx = Dt<T>::unpack(xs[e]), fy = Dt<T>::unpack(ys[e]);
-                acc = fmaf(fx.x, fy.x, fmaf(fx.y, fy.y, acc));
-            }
-        }
-    }
-    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
-    if (row < rows && sub == 0) {
-        const float l = real ? a.lse[pair * a.seq_q + i] : -INFINITY;
-        delta[row] = real ? acc : 0.f;
-        lse2[row] = l == -INFINITY ? INFINITY : l * kLog2e;
-    }
-}
-
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* acc (+)= A (64 x 16 per step, registers: the 64 x 64 products' fragments) * B (64 rows of a
  * tile at b_addr read N-major, D columns): dV += P^T dO, dK += dS^T Q, dQ += dS K. */
@@ -145,6 +109,31 @@ __device__ __forceinline__ void to_fragments(const float (&x)[32], uint32_t (&f)
         for (int q = 0; q < 4; ++q)
             f[kk][q] = Dt<T>::pack(x[8 * kk + 2 * q], x[8 * kk + 2 * q + 1]);
 }
+/* Both kernels' shared memory: its 1024-byte aligned start (the swizzled tiles') and, at
+ * `bars` bytes from it, the mbarriers: one for the block's fixed tiles (`once`), kStages
+ * `full` (one TMA arrival each) and kStages `empty` (every consumer warp), initialised
+ * before the block goes on. */
+struct Barriers {
+    unsigned char *base;
+    uint64_t *once, *full, *empty;
+};
+__device__ __forceinline__ Barriers init_barriers(unsigned char *smem, uint32_t bars)
+{
+    Barriers b;
+    b.base = smem + ((1024u - (smem_addr(smem) & 1023u)) & 1023u);
+    b.once = reinterpret_cast<uint64_t *>(b.base + bars);
+    b.full = b.once + 1, b.empty = b.full + kStages;
+    if (threadIdx.x == 0) {
+        pa_wg::bar_init_count(b.once, 1);
+        for (int s = 0; s < kStages; ++s) {
+            pa_wg::bar_init_count(&b.full[s], 1);
+            pa_wg::bar_init_count(&b.empty[s], kConsumers * 4);
+        }
+    }
+    __syncthreads();
+    return b;
+}
+
 /* 64-row tile loads: `chunks` 64-column boxes of rows [row0, row0 + 64) at dst. */
 __device__ __forceinline__ void load_rows64(unsigned char *dst, const CUtensorMap *map, int chunks,
                                             int row0, int head, int batch, uint64_t *bar)
@@ -173,9 +162,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     using L = KvLayout<D>;
     const pa_gpu_args &a = ba.fwd;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
-    uint64_t *kv_full = reinterpret_cast<uint64_t *>(base + L::kBars);
-    uint64_t *q_full = kv_full + 1, *empty = q_full + kStages;
+    const Barriers bars = init_barriers(smem_raw, L::kBars);
+    unsigned char *base = bars.base;
+    uint64_t *kv_full = bars.once, *q_full = bars.full, *empty = bars.empty;
     const int key0 = blockIdx.x * kConsumers * kRows, head_kv = blockIdx.y, batch = blockIdx.z;
     const int group = a.heads_q / a.heads_kv;
     /* the query tiles that see a key of this block: causal, queries whose diagonal reaches
@@ -186,14 +175,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int per_head = q_first < a.seq_q ? q_tiles - q_first / kRows : 0;
     const int n_iters = per_head * group;
     const int tid = threadIdx.x, wg = tid / 128;
-    if (tid == 0) {
-        pa_wg::bar_init_count(kv_full, 1);
-        for (int s = 0; s < kStages; ++s) {
-            pa_wg::bar_init_count(&q_full[s], 1);
-            pa_wg::bar_init_count(&empty[s], kConsumers * 4); /* every consumer warp */
-        }
-    }
-    __syncthreads();
     /* iteration i: query head head_kv * group + i / per_head, query tile i % per_head */
     auto head_of = [&](int i) { return head_kv * group + i / per_head; };
     auto q0_of = [&](int i) { return (q_first / kRows + i % per_head) * kRows; };
@@ -306,9 +287,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     using L = QLayout<D>;
     const pa_gpu_args &a = ba.fwd;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char *base = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
-    uint64_t *q_full = reinterpret_cast<uint64_t *>(base + L::kBars);
-    uint64_t *kv_full = q_full + 1, *empty = kv_full + kStages;
+    const Barriers bars = init_barriers(smem_raw, L::kBars);
+    unsigned char *base = bars.base;
+    uint64_t *q_full = bars.once, *kv_full = bars.full, *empty = bars.empty;
     const int row0 = blockIdx.x * kConsumers * kRows, head = blockIdx.y, batch = blockIdx.z;
     const int head_kv = head / (a.heads_q / a.heads_kv);
     /* keys [0, key_end) meet a query of the block (causal: up to its last query's diagonal) */
@@ -320,14 +301,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     const int n_tiles = (key_end + kRows - 1) / kRows;
     const int tid = threadIdx.x, wg = tid / 128;
-    if (tid == 0) {
-        pa_wg::bar_init_count(q_full, 1);
-        for (int s = 0; s < kStages; ++s) {
-            pa_wg::bar_init_count(&kv_full[s], 1);
-            pa_wg::bar_init_count(&empty[s], kConsumers * 4);
-        }
-    }
-    __syncthreads();
 
     if (wg == 0) { /* producer */
         pa_wg::regs_dec<kProducerRegs>();
@@ -439,9 +412,7 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, void *workspace, cudaStream_t stre
     float *lse2 = reinterpret_cast<float *>(static_cast<char *>(workspace) + stats_bytes(a));
     const uint64_t rows = (uint64_t)a.batch * a.heads_q * seq_pad;
     if (rows == 0 || a.seq_kv == 0) return cudaErrorInvalidValue; /* (the core never asks) */
-    hopper_bwd_prep_kernel<T>
-        <<<(unsigned)((rows + 31) / 32), 256, 0, stream>>>(a, ba.d_o, seq_pad, delta, lse2);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e = (cudaError_t)pa_cuda_flash_bwd_prep(&ba, seq_pad, delta, lse2, stream);
     if (e != cudaSuccess) return e;
     TileMaps maps; /* o: dO (o's strides) */
     if ((e = pa_tma::make_map(&maps.q, a.q, a.dtype, D, a.seq_q, a.heads_q, a.batch, a.q_stride,

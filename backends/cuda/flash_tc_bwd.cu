@@ -63,17 +63,21 @@ using namespace pa_tc;
 using namespace pa_tc_bwd;
 
 /* Pre-pass: delta[row] = rowsum(dO * O) and lse2[row] = lse * log2(e) (+inf where the
- * row is fully masked, so P = exp2(s - lse2) = 0 there).  8 lanes a row, 16-byte loads. */
+ * row is fully masked, so P = exp2(s - lse2) = 0 there).  8 lanes a row, 16-byte loads.
+ * Rows are seq_pad a (batch, head) pair (seq_q here; the Hopper backward's whole 64-query
+ * tiles, whose padding rows get delta 0 and lse2 +inf). */
 template <int HEAD_DIM, typename T>
-__global__ void flash_bwd_prep_kernel(pa_gpu_args a, const void *d_o, float *delta, float *lse2)
+__global__ void flash_bwd_prep_kernel(pa_gpu_args a, const void *d_o, int seq_pad, float *delta,
+                                      float *lse2)
 {
-    const int64_t rows = (int64_t)a.batch * a.heads_q * a.seq_q;
+    const int64_t rows = (int64_t)a.batch * a.heads_q * seq_pad;
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 8) + threadIdx.x / 8;
     const int sub = threadIdx.x % 8;
+    const int64_t i = row % seq_pad, pair = row / seq_pad;
+    const bool real = row < rows && i < a.seq_q;
     float acc = 0.f;
-    if (row < rows) {
-        const int64_t i = row % a.seq_q, h = (row / a.seq_q) % a.heads_q,
-                      b = row / ((int64_t)a.seq_q * a.heads_q);
+    if (real) {
+        const int64_t h = pair % a.heads_q, b = pair / a.heads_q;
         const int64_t base = b * a.o_stride[0] + h * a.o_stride[1] + i * a.o_stride[2];
         const T *o = static_cast<const T *>(a.o) + base;
         const T *g = static_cast<const T *>(d_o) + base;
@@ -93,8 +97,8 @@ __global__ void flash_bwd_prep_kernel(pa_gpu_args a, const void *d_o, float *del
     acc += __shfl_xor_sync(0xffffffffu, acc, 2);
     acc += __shfl_xor_sync(0xffffffffu, acc, 4);
     if (row < rows && sub == 0) {
-        delta[row] = acc;
-        const float l = a.lse[row];
+        const float l = real ? a.lse[pair * a.seq_q + i] : -INFINITY;
+        delta[row] = real ? acc : 0.f;
         lse2[row] = l == -INFINITY ? INFINITY : l * kLog2e;
     }
 }
@@ -141,7 +145,7 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaSt
     const uint64_t rows = (uint64_t)a.batch * a.heads_q * a.seq_q;
     const WsLayout w = ws_layout(ba, workspace);
     flash_bwd_prep_kernel<HEAD_DIM, T>
-        <<<(unsigned)((rows + 31) / 32), 256, 0, stream>>>(a, ba.d_o, w.delta, w.lse2);
+        <<<(unsigned)((rows + 31) / 32), 256, 0, stream>>>(a, ba.d_o, a.seq_q, w.delta, w.lse2);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (w.dq_acc) {
@@ -267,5 +271,36 @@ extern "C" int pa_cuda_flash_tc_bwd(const pa_gpu_bwd_args *a, char tile, void *w
     if (!pa_cuda_flash_tc_bwd_has_tile(a->fwd.head_dim, tile)) return (int)cudaErrorInvalidValue;
     if (a->fwd.dtype == 1) return (int)dispatch<__half>(*a, tile, workspace, s);
     if (a->fwd.dtype == 2) return (int)dispatch<__nv_bfloat16>(*a, tile, workspace, s);
+    return (int)cudaErrorInvalidValue;
+}
+
+namespace
+{
+template <typename T>
+cudaError_t launch_prep(const pa_gpu_bwd_args &ba, int seq_pad, float *delta, float *lse2,
+                        cudaStream_t stream)
+{
+    const pa_gpu_args &a = ba.fwd;
+    const uint64_t rows = (uint64_t)a.batch * a.heads_q * seq_pad;
+#define PA_CASE(d, def, tiles)                                                                     \
+    case d:                                                                                        \
+        flash_bwd_prep_kernel<d, T>                                                                \
+            <<<(unsigned)((rows + 31) / 32), 256, 0, stream>>>(a, ba.d_o, seq_pad, delta, lse2);   \
+        return cudaGetLastError();
+    switch (a.head_dim) {
+        PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
+    default: return cudaErrorInvalidValue;
+    }
+#undef PA_CASE
+}
+} // namespace
+
+extern "C" int pa_cuda_flash_bwd_prep(const pa_gpu_bwd_args *a, int seq_pad, float *delta,
+                                      float *lse2, void *stream)
+{
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (seq_pad < a->fwd.seq_q) return (int)cudaErrorInvalidValue;
+    if (a->fwd.dtype == 1) return (int)launch_prep<__half>(*a, seq_pad, delta, lse2, s);
+    if (a->fwd.dtype == 2) return (int)launch_prep<__nv_bfloat16>(*a, seq_pad, delta, lse2, s);
     return (int)cudaErrorInvalidValue;
 }

@@ -24,6 +24,11 @@ uint64_t pa_cuda_flash_tc_bwd_workspace(const pa_gpu_bwd_args *a);
  * o, d_o 16-byte aligned, dq/dk/dv 4-byte aligned, unit head_dim strides and the other
  * strides multiples of 8 (the caller checks). */
 int pa_cuda_flash_tc_bwd(const pa_gpu_bwd_args *a, char tile, void *workspace, void *stream);
+/* The backward's pre-pass alone (at its head dims): delta = rowsum(dO * O) and lse2 = LSE *
+ * log2(e) (+inf on fully masked rows), f32, seq_pad >= seq_q rows a (batch, head) pair, the
+ * rows past seq_q delta 0 and lse2 +inf (the Hopper backward's whole query tiles). */
+int pa_cuda_flash_bwd_prep(const pa_gpu_bwd_args *a, int seq_pad, float *delta, float *lse2,
+                           void *stream);
 
 #ifdef __cplusplus
 }
