@@ -1,9 +1,9 @@
 /*
  * The backward of fused and flash on CUDA: one FlashAttention-2 backward (P recomputed tile
  * by tile from Q, K and the LSE; no seq_q x seq_kv array), so fused has no separate O(N^2)
- * backward.  Tensor cores (flash_tc_bwd.cu) for f16/bf16 at its head dims on sm_80+, else
- * the shared SIMT kernels (backends/gpu/flash_bwd.cu, through backends/gpu/gpu_glue.c), which
- * alone have the score variants (window, softcap, ALiBi, bias, attn_mask, sinks).  On sm_90
+ * backward.  Tensor cores (flash_tc_bwd.cu) for f16/bf16 at its head dims on sm_80+, with
+ * window, softcap, ALiBi and sinks, else the shared SIMT kernels (backends/gpu/flash_bwd.cu,
+ * through backends/gpu/gpu_glue.c), which alone have a bias tensor and attn_mask.  On sm_90
  * the warpgroup-MMA kernels (flash_hopper_bwd.cu) when forced (cuda.flash_bwd=wgmma: opt-in
  * until they have run on a GPU).
  * Planned once (pa_cuda_bwd_plan_make); pa_cuda_bwd_run executes that plan.
@@ -23,8 +23,8 @@ static const char *mma_bwd_refusal(const pa_cuda_device *dev, const pa_problem *
     if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
     if (dev->cc_major < 8) return "the device is older than sm_80";
     if (pa_problem_serving(p)) return "varlen layouts (the SIMT backward has them)";
-    if (pa_gpu_has_variants(p) || p->want_bias_grad)
-        return "score variants (the SIMT backward has them)";
+    if (p->has_bias || p->has_attn_mask || p->want_bias_grad)
+        return "a bias tensor or attn_mask (the SIMT backward has them)";
     if (p->head_dim != p->head_dim_v || !pa_cuda_flash_tc_bwd_has_head_dim((int)p->head_dim))
         return "head_dim is not 64 or 128 (or differs from head_dim_v)";
     const int64_t *s[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
@@ -45,6 +45,8 @@ static const char *hopper_bwd_refusal(const pa_cuda_device *dev, const pa_proble
 {
 #ifdef POLYATTN_CUDA_HAVE_WGMMA
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
+    if (pa_gpu_has_variants(p))
+        return "score variants (the tensor-core FA2 backward has window, softcap, ALiBi, sinks)";
     if (!pa_cuda_flash_hopper_bwd_has_head_dim((int)p->head_dim))
         return "head_dim is not 64 or 128";
     if (p->seq_q == 0 || p->seq_kv == 0) return "an empty sequence";

@@ -311,8 +311,8 @@ static polyattn_status cuda_merge_states(pa_device *d, const pa_merge_problem *m
  * (mask_softmax_variants.cu), the shared fused and generic flash kernels, and the mma.sync
  * f16/bf16 tile kernel (flash_tc.cu, head dims <= 256) for window, softcap, ALiBi and sinks
  * (cuda_flash_plan.c sends the rest to the generic kernel).  Every backward has them all
- * with d_bias and d_sinks: fused and flash through the shared SIMT backward (cuda_backward.c
- * sends variant problems there), unfused through the shared elementwise kernels of
+ * with d_bias and d_sinks: fused and flash through the tensor-core FA2 backward (window,
+ * softcap, ALiBi, sinks) or the shared SIMT one (bias, attn_mask; cuda_backward.c), unfused through the shared elementwise kernels of
  * gpu_backward.h around its SGEMMs. */
 #define PA_CUDA_FORWARD_FEATURES                                                                   \
     (PA_FEATURE_WINDOW | PA_FEATURE_SOFTCAP | PA_FEATURE_ALIBI | PA_FEATURE_BIAS |                 \

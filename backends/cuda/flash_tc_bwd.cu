@@ -22,8 +22,12 @@
  *      tile, query head, batch), walks the key tiles in order and recomputes S, P, dP, dS
  *      to form dQ = scale dS K in registers (no atomics: bitwise reproducible).
  * Masking: lse2 = +inf on fully masked rows gives P = exp2(x - inf) = 0 without a branch;
- * keys past a row's visible count are zeroed in the tiles that straddle the boundary;
- * query tiles that see none of the key tile are skipped (causal).
+ * keys outside a row's visible range (causal, window) are zeroed in the tiles that straddle
+ * a boundary; query tiles that see none of the key tile are skipped (causal, window).
+ * Score variants: window, softcap and ALiBi in the kVar instances (each score recomputed as
+ * the forward does it, dS carrying softcap's 1 - tanh^2); sinks through the forward's LSE,
+ * and d_sinks from delta by the shared kernel (backends/gpu/gpu_backward.cu).  A bias tensor
+ * or attn_mask stays with the SIMT backward.
  *
  * Cost (FA2 sweep, per (batch, head), N = seq, D = head_dim): 5 GEMM-shaped products of
  * 2 N^2 D FLOPs = 10 N^2 D = 2.5x the forward's 4 N^2 D (halved when causal).  Memory:
@@ -48,6 +52,7 @@
  */
 #include "flash_tc_bwd.h"
 #include "flash_tc_bwd.cuh"
+#include "gpu_backward.h" /* pa_gpu_bwd_dsinks */
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -138,7 +143,7 @@ WsLayout ws_layout(const pa_gpu_bwd_args &ba, void *workspace)
     l.dq_acc = ba.deterministic ? nullptr : reinterpret_cast<float *>(w + 2 * round_up(rows * 4));
     return l;
 }
-template <int HEAD_DIM, typename T>
+template <int HEAD_DIM, typename T, bool kVar>
 cudaError_t launch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaStream_t stream)
 {
     const pa_gpu_args &a = ba.fwd;
@@ -148,6 +153,10 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaSt
         <<<(unsigned)((rows + 31) / 32), 256, 0, stream>>>(a, ba.d_o, a.seq_q, w.delta, w.lse2);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
+    if (ba.d_sinks) { /* the shared kernel: one block a head, rows in a fixed order */
+        e = (cudaError_t)pa_gpu_bwd_dsinks(&ba, w.delta, stream);
+        if (e != cudaSuccess) return e;
+    }
     if (w.dq_acc) {
         e = cudaMemsetAsync(w.dq_acc, 0, rows * HEAD_DIM * sizeof(float), stream);
         if (e != cudaSuccess) return e;
@@ -162,9 +171,9 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaSt
     bp.dq_acc = w.dq_acc;
 
     switch (tile) {
-    case 'a': e = launch_dkdv<BwdA<HEAD_DIM>, T>(bp, stream); break;
-    case 'b': e = launch_dkdv<BwdB<64>, T>(bp, stream); break;
-    case 'f': e = launch_dkdv_f<HEAD_DIM, T>(bp, stream); break;
+    case 'a': e = launch_dkdv<BwdA<HEAD_DIM>, T, kVar>(bp, stream); break;
+    case 'b': e = launch_dkdv<BwdB<64>, T, kVar>(bp, stream); break;
+    case 'f': e = launch_dkdv_f<HEAD_DIM, T, kVar>(bp, stream); break;
     default: return cudaErrorInvalidValue;
     }
     if (e != cudaSuccess) return e;
@@ -176,14 +185,19 @@ cudaError_t launch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaSt
         flash_bwd_dq_convert_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(a, w.dq_acc, ba.dq);
         return cudaGetLastError();
     }
-    return launch_dq<HEAD_DIM, T>(bp, ba.dq, stream);
+    return launch_dq<HEAD_DIM, T, kVar>(bp, ba.dq, stream);
 }
 
 template <typename T>
 cudaError_t dispatch(const pa_gpu_bwd_args &ba, char tile, void *workspace, cudaStream_t stream)
 {
+    /* window, softcap, ALiBi: the kVar instances; sinks act through the LSE and d_sinks */
+    const pa_gpu_args &a = ba.fwd;
+    const bool var = a.has_window || a.softcap > 0.f || a.alibi_slopes;
 #define PA_CASE(d, def, tiles)                                                                     \
-    case d: return launch<d, T>(ba, tile, workspace, stream);
+    case d:                                                                                        \
+        return var ? launch<d, T, true>(ba, tile, workspace, stream)                               \
+                   : launch<d, T, false>(ba, tile, workspace, stream);
     switch (ba.fwd.head_dim) {
         PA_FLASH_TC_BWD_HEAD_DIMS(PA_CASE)
     default: return cudaErrorInvalidValue;

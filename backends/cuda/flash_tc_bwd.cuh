@@ -8,6 +8,7 @@
 
 #include "flash_tc_bwd.h"
 #include "flash_split.cuh"
+#include "gpu_variants.h"
 #include "tc_common.cuh"
 
 #include <cuda_bf16.h>
@@ -115,6 +116,105 @@ __device__ __forceinline__ void atomic_add2(float *p, float x, float y)
 #endif
 }
 
+/* The score variants the kernels take (window, softcap, ALiBi; sinks act through the LSE and
+ * d_sinks only; never bias or attn_mask): kVar instances recompute each score as the forward
+ * does (flash_tc_tile.cuh's kVarScore) and mask keys outside [lo, hi) on both sides. */
+struct BwdScore {
+    float sl2, scale, cap, inv_cap, slope;
+};
+__device__ __forceinline__ BwdScore bwd_score(const pa_gpu_args &a, int batch, int head)
+{
+    BwdScore v;
+    v.scale = a.scale;
+    v.sl2 = a.scale * kLog2e;
+    v.cap = a.softcap;
+    v.inv_cap = a.softcap > 0.f ? 1.f / a.softcap : 0.f;
+    v.slope = pa_gpu_alibi_slope(a, batch, head);
+    return v;
+}
+
+/* P and dS = P (dP - delta) of one score s (Q.K, unscaled) of query `query` and key `key`;
+ * masked: P = 0.  kVar: s is scaled, capped and given its ALiBi term as in the forward, and
+ * dS (with respect to the scaled score) carries softcap's 1 - tanh^2. */
+template <bool kVar>
+__device__ __forceinline__ void bwd_p_ds(const BwdScore &v, const pa_gpu_args &a, float s, float dp,
+                                         float lse2, float delta, int query, int key, bool masked,
+                                         float &p, float &ds)
+{
+    if constexpr (!kVar) {
+        p = masked ? 0.f : fast_exp2(fmaf(s, v.sl2, -lse2));
+        ds = p * (dp - delta);
+    } else {
+        float x = pa_gpu_score_range(s * v.scale), dcap = 1.f;
+        if (v.cap > 0.f) {
+            const float t = tanh_fast(x * v.inv_cap);
+            x = v.cap * t;
+            dcap = 1.f - t * t;
+        }
+        const int dist = pa_gpu_diagonal(a, query) - key;
+        x = fmaf(-v.slope, (float)(dist < 0 ? -dist : dist), x);
+        p = masked ? 0.f : fast_exp2(fmaf(x, kLog2e, -lse2));
+        ds = p * (dp - delta) * dcap;
+    }
+}
+
+/* Whether key `key` is outside query `query`'s visible keys: [lo, hi) under a window (kVar),
+ * else [0, the causal count) as the plain instances need (fewer registers). */
+template <bool kVar>
+__device__ __forceinline__ bool bwd_masked(const pa_gpu_args &a, int query, int key)
+{
+    if constexpr (!kVar) return key >= pa_flash_visible(a, query);
+    int lo, hi;
+    pa_gpu_visible_range(a, query, lo, hi);
+    return key < lo || key >= hi;
+}
+
+/* Whether every query of [q0, q_last] sees every key of [key0, key0 + bn): no masking. */
+template <bool kVar>
+__device__ __forceinline__ bool bwd_tile_inside(const pa_gpu_args &a, int q0, int q_last, int key0,
+                                                int bn)
+{
+    if constexpr (!kVar) return pa_flash_visible(a, q0) >= key0 + bn;
+    int lo0, hi0, lo1, hi1;
+    pa_gpu_visible_range(a, q0, lo0, hi0);
+    pa_gpu_visible_range(a, q_last, lo1, hi1);
+    return lo1 <= key0 && hi0 >= key0 + bn; /* lo and hi never decrease along the queries */
+}
+
+/* The queries [first, end) that see a key of [key0, key0 + bn) (end <= first: none), from the
+ * causal mask and the window; 64-bit sums: a window side may be near INT_MAX. */
+__host__ __device__ __forceinline__ void bwd_queries_of_keys(const pa_gpu_args &a, int key0, int bn,
+                                                             int &first, int &end)
+{
+    const int64_t off = a.mask == 1 ? 0 : (int64_t)a.seq_kv - a.seq_q; /* d(i) = i + off */
+    int64_t right = -1;                                                /* -1: unbounded */
+    if (a.mask != 0) right = 0;
+    if (a.has_window && a.window_right >= 0 && (right < 0 || a.window_right < right))
+        right = a.window_right;
+    int64_t f = right < 0 ? 0 : (int64_t)key0 - off - right; /* d(i) + right >= key0 */
+    int64_t e = a.seq_q;
+    const int64_t key_end = (int64_t)key0 + bn < a.seq_kv ? (int64_t)key0 + bn : a.seq_kv;
+    if (a.has_window && a.window_left >= 0) /* d(i) - left < the tile's last key + 1 */
+        e = key_end + a.window_left - off;
+    f = f < 0 ? 0 : f;
+    e = e > a.seq_q ? a.seq_q : e;
+    first = (int)(f > a.seq_q ? a.seq_q : f);
+    end = (int)(e < first ? first : e);
+}
+
+/* The key tiles [first, end) of bn keys that rows [row0, row_last] see (end <= first: none):
+ * from the first row's first visible key to the last row's last (lo and hi never decrease
+ * along the queries). */
+__host__ __device__ __forceinline__ void bwd_key_tiles(const pa_gpu_args &a, int row0, int row_last,
+                                                       int bn, int &first, int &end)
+{
+    int lo0, hi0, lo1, hi1;
+    pa_gpu_visible_range(a, row0, lo0, hi0);
+    pa_gpu_visible_range(a, row_last, lo1, hi1);
+    first = lo0 / bn;
+    end = hi1 > lo0 ? (hi1 + bn - 1) / bn : first;
+}
+
 struct BwdParams {
     pa_gpu_args f;      /* q, k, v, o, lse, dims, strides, scale */
     const void *d_o;    /* o's strides */
@@ -145,9 +245,10 @@ __device__ __forceinline__ void load_query_stage(const BwdParams &bp, int batch,
     }
 }
 
-/* The query stages a dK/dV block (key tile key0 of KV head head_kv) walks: for each query
- * head of the group, the query tiles of BM rows that see key0, from the first one to the
- * end (none when no query sees it); stage `it` is query head hq(it), rows from q0(it).
+/* The query stages a dK/dV block (bn keys from key0 of KV head head_kv) walks: for each query
+ * head of the group, the query tiles of BM rows with a query that sees one of its keys
+ * (bwd_queries_of_keys; none when no query does); stage `it` is query head hq(it), rows from
+ * q0(it).
  * load(it, st) starts stage it's Q, dO, lse2 and delta into buffer st (cp.async). */
 template <int D, int S, int NT, int BM, typename T>
 struct DkdvQueries {
@@ -155,17 +256,17 @@ struct DkdvQueries {
     int batch, head0, m_first, per_head, n_iter;
     T *sq, *sdo;          /* [stage][BM][S] */
     float *slse, *sdelta; /* [stage][BM] */
-    __device__ DkdvQueries(const BwdParams &p, int batch_, int head_kv, int key0, T *q, T *d_o,
-                           float *lse, float *delta)
+    __device__ DkdvQueries(const BwdParams &p, int batch_, int head_kv, int key0, int bn, T *q,
+                           T *d_o, float *lse, float *delta)
         : bp(p), batch(batch_), sq(q), sdo(d_o), slse(lse), sdelta(delta)
     {
         const pa_gpu_args &a = p.f;
         const int group = a.heads_q / a.heads_kv;
-        const int off = a.mask == 2 ? a.seq_kv - a.seq_q : 0;
-        const int q_first = a.mask ? max(0, key0 - off) : 0; /* the first query that sees key0 */
+        int q_first, q_end;
+        bwd_queries_of_keys(a, key0, bn, q_first, q_end);
         head0 = head_kv * group;
         m_first = q_first / BM;
-        per_head = q_first < a.seq_q ? (a.seq_q + BM - 1) / BM - m_first : 0;
+        per_head = q_first < q_end ? (q_end + BM - 1) / BM - m_first : 0;
         n_iter = group * per_head;
     }
     __device__ int hq(int it) const { return head0 + it / per_head; }
@@ -195,15 +296,15 @@ __device__ __forceinline__ void dkdv_begin(const BwdParams &bp, const W &walk, i
 
 /* The launchers, each defined in its kernel's file: set the kernel's shared-memory limit
  * and enqueue it; return the launch's error.  Instances: the table's head dims (Tr: BwdA
- * at each, and BwdB<64>), T = __half and __nv_bfloat16. */
+ * at each, and BwdB<64>), T = __half and __nv_bfloat16, kVar (BwdScore) false and true. */
 /* configuration A or B (flash_tc_bwd_dkdv.cu) */
-template <typename Tr, typename T>
+template <typename Tr, typename T, bool kVar>
 cudaError_t launch_dkdv(const BwdParams &bp, cudaStream_t stream);
 /* configuration F (flash_tc_bwd_dkdv_f.cu) */
-template <int HEAD_DIM, typename T>
+template <int HEAD_DIM, typename T, bool kVar>
 cudaError_t launch_dkdv_f(const BwdParams &bp, cudaStream_t stream);
 /* deterministic dQ into dq (q's dtype and strides; flash_tc_bwd_dq.cu) */
-template <int HEAD_DIM, typename T>
+template <int HEAD_DIM, typename T, bool kVar>
 cudaError_t launch_dq(const BwdParams &bp, void *dq, cudaStream_t stream);
 
 } // namespace pa_tc_bwd

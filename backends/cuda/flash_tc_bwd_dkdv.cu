@@ -16,7 +16,7 @@ namespace
 using namespace pa_tc;
 using namespace pa_tc_bwd;
 
-template <typename Tr, typename T>
+template <typename Tr, typename T, bool kVar>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
     flash_bwd_dkdv_tc_kernel(BwdParams bp)
 {
@@ -36,12 +36,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
     const int g = lane / 4, t4 = lane % 4, idx = lane / 8;
     const int head_kv = blockIdx.y, batch = blockIdx.z;
     const int key0 = blockIdx.x * BN;
-    const DkdvQueries<D, S, NT, BM, T> walk(bp, batch, head_kv, key0, sq, sdo, slse, sdelta);
+    const DkdvQueries<D, S, NT, BM, T> walk(bp, batch, head_kv, key0, BN, sq, sdo, slse, sdelta);
     const int n_iter = walk.n_iter;
     dkdv_begin<D, S, NT, BN>(bp, walk, head_kv, key0, sk, sv);
 
     const int wrow = warp * 16 * MT; /* this warp's first key in the tile */
-    const float sl2 = a.scale * kLog2e;
     float acc_dk[MT][D / 8][4], acc_dv[MT][D / 8][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -97,7 +96,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
         }
 
         /* P^T and dS^T in place (rows: keys, columns: queries) */
-        const bool need_mask = pa_flash_visible(a, q0) < key0 + BN;
+        const BwdScore v = bwd_score(a, batch, hq);
+        const bool need_mask = !bwd_tile_inside<kVar>(a, q0, min(q0 + BM, a.seq_q) - 1, key0, BN);
 #pragma unroll
         for (int j = 0; j < BM / 8; ++j) {
             const float2 l2 = *reinterpret_cast<const float2 *>(lse2 + j * 8 + 2 * t4);
@@ -106,12 +106,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    const int qc = j * 8 + 2 * t4 + (e & 1);
-                    float p = fast_exp2(fmaf(acc_s[mt][j][e], sl2, -(e & 1 ? l2.y : l2.x)));
-                    if (need_mask &&
-                        key0 + wrow + mt * 16 + g + 8 * (e >> 1) >= pa_flash_visible(a, q0 + qc))
-                        p = 0.f;
-                    acc_dp[mt][j][e] = p * (acc_dp[mt][j][e] - (e & 1 ? dd.y : dd.x));
+                    const int query = q0 + j * 8 + 2 * t4 + (e & 1);
+                    const int key = key0 + wrow + mt * 16 + g + 8 * (e >> 1);
+                    float p, ds;
+                    bwd_p_ds<kVar>(v, a, acc_s[mt][j][e], acc_dp[mt][j][e], e & 1 ? l2.y : l2.x,
+                                   e & 1 ? dd.y : dd.x, query, key,
+                                   need_mask && bwd_masked<kVar>(a, query, key), p, ds);
+                    acc_dp[mt][j][e] = ds;
                     acc_s[mt][j][e] = p;
                 }
         }
@@ -222,10 +223,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
 
 } // namespace
 
-template <typename Tr, typename T>
+template <typename Tr, typename T, bool kVar>
 cudaError_t pa_tc_bwd::launch_dkdv(const BwdParams &bp, cudaStream_t stream)
 {
-    auto kernel = flash_bwd_dkdv_tc_kernel<Tr, T>;
+    auto kernel = flash_bwd_dkdv_tc_kernel<Tr, T, kVar>;
     cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
     if (e != cudaSuccess) return e;
@@ -234,15 +235,17 @@ cudaError_t pa_tc_bwd::launch_dkdv(const BwdParams &bp, cudaStream_t stream)
     return cudaGetLastError();
 }
 
-#define PA_INSTANCE(d, def, tiles)                                                                 \
-    template cudaError_t pa_tc_bwd::launch_dkdv<pa_tc_bwd::BwdA<d>, __half>(                       \
+#define PA_INSTANCE_TR(Tr)                                                                         \
+    template cudaError_t pa_tc_bwd::launch_dkdv<Tr, __half, false>(const pa_tc_bwd::BwdParams &,   \
+                                                                   cudaStream_t);                  \
+    template cudaError_t pa_tc_bwd::launch_dkdv<Tr, __half, true>(const pa_tc_bwd::BwdParams &,    \
+                                                                  cudaStream_t);                   \
+    template cudaError_t pa_tc_bwd::launch_dkdv<Tr, __nv_bfloat16, false>(                         \
         const pa_tc_bwd::BwdParams &, cudaStream_t);                                               \
-    template cudaError_t pa_tc_bwd::launch_dkdv<pa_tc_bwd::BwdA<d>, __nv_bfloat16>(                \
+    template cudaError_t pa_tc_bwd::launch_dkdv<Tr, __nv_bfloat16, true>(                          \
         const pa_tc_bwd::BwdParams &, cudaStream_t);
+#define PA_INSTANCE(d, def, tiles) PA_INSTANCE_TR(pa_tc_bwd::BwdA<d>)
 PA_FLASH_TC_BWD_HEAD_DIMS(PA_INSTANCE)
+PA_INSTANCE_TR(pa_tc_bwd::BwdB<64>)
 #undef PA_INSTANCE
-template cudaError_t
-pa_tc_bwd::launch_dkdv<pa_tc_bwd::BwdB<64>, __half>(const pa_tc_bwd::BwdParams &, cudaStream_t);
-template cudaError_t
-pa_tc_bwd::launch_dkdv<pa_tc_bwd::BwdB<64>, __nv_bfloat16>(const pa_tc_bwd::BwdParams &,
-                                                           cudaStream_t);
+#undef PA_INSTANCE_TR

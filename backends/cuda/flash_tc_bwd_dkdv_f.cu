@@ -24,7 +24,7 @@ namespace
 using namespace pa_tc;
 using namespace pa_tc_bwd;
 
-template <int HEAD_DIM, typename T>
+template <int HEAD_DIM, typename T, bool kVar>
 __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams bp)
 {
     using Tr = BwdFTraits<HEAD_DIM>;
@@ -47,11 +47,10 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
     const int g = lane / 4, t4 = lane % 4, idx = lane / 8;
     const int head_kv = blockIdx.y, batch = blockIdx.z;
     const int key0 = blockIdx.x * BN;
-    const DkdvQueries<D, S, NT, BM, T> walk(bp, batch, head_kv, key0, sq, sdo, slse, sdelta);
+    const DkdvQueries<D, S, NT, BM, T> walk(bp, batch, head_kv, key0, BN, sq, sdo, slse, sdelta);
     const int n_iter = walk.n_iter;
     dkdv_begin<D, S, NT, BN>(bp, walk, head_kv, key0, sk, sv);
 
-    const float sl2 = a.scale * kLog2e;
     /* phase 1 grid: 2 (queries) x 4 (keys); phase 2: 4 (keys) x 2 (columns);
      * phase 3: 2 (queries) x 4 (columns) */
     const int p1m = warp % 2, p1n = warp / 2;
@@ -112,25 +111,29 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
                     }
                 }
             }
-            const bool need_mask = pa_flash_visible(a, q0) < key0 + BN;
+            const BwdScore v = bwd_score(a, batch, hq);
+            const bool need_mask =
+                !bwd_tile_inside<kVar>(a, q0, min(q0 + BM, a.seq_q) - 1, key0, BN);
 #pragma unroll
             for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     const int ql = p1m * 32 + mt * 16 + g + 8 * r; /* query in the tile */
                     const float l2 = lse2[ql], dd = dl[ql];
-                    const int vis = need_mask ? pa_flash_visible(a, q0 + ql) : a.seq_kv;
+                    int lo = 0, hi = a.seq_kv;
+                    if (need_mask) {
+                        if constexpr (kVar) pa_gpu_visible_range(a, q0 + ql, lo, hi);
+                        else hi = pa_flash_visible(a, q0 + ql);
+                    }
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
                         const int kl = p1n * 32 + j * 8 + 2 * t4; /* key in the tile */
-                        float p0 = fast_exp2(fmaf(acc_s[mt][j][2 * r], sl2, -l2));
-                        float p1 = fast_exp2(fmaf(acc_s[mt][j][2 * r + 1], sl2, -l2));
-                        if (need_mask) {
-                            if (key0 + kl >= vis) p0 = 0.f;
-                            if (key0 + kl + 1 >= vis) p1 = 0.f;
-                        }
-                        const float ds0 = p0 * (acc_dp[mt][j][2 * r] - dd);
-                        const float ds1 = p1 * (acc_dp[mt][j][2 * r + 1] - dd);
+                        const int k0 = key0 + kl, k1 = k0 + 1;
+                        float p0, p1, ds0, ds1;
+                        bwd_p_ds<kVar>(v, a, acc_s[mt][j][2 * r], acc_dp[mt][j][2 * r], l2, dd,
+                                       q0 + ql, k0, k0 < lo || k0 >= hi, p0, ds0);
+                        bwd_p_ds<kVar>(v, a, acc_s[mt][j][2 * r + 1], acc_dp[mt][j][2 * r + 1], l2,
+                                       dd, q0 + ql, k1, k1 < lo || k1 >= hi, p1, ds1);
                         *reinterpret_cast<uint32_t *>(sp + ql * SP + kl) = Dt<T>::pack(p0, p1);
                         *reinterpret_cast<uint32_t *>(sds + ql * SP + kl) = Dt<T>::pack(ds0, ds1);
                     }
@@ -234,11 +237,11 @@ __global__ void __launch_bounds__(256, 1) flash_bwd_dkdv_f_tc_kernel(BwdParams b
 
 } // namespace
 
-template <int HEAD_DIM, typename T>
+template <int HEAD_DIM, typename T, bool kVar>
 cudaError_t pa_tc_bwd::launch_dkdv_f(const BwdParams &bp, cudaStream_t stream)
 {
     using Tr = BwdFTraits<HEAD_DIM>;
-    auto kernel = flash_bwd_dkdv_f_tc_kernel<HEAD_DIM, T>;
+    auto kernel = flash_bwd_dkdv_f_tc_kernel<HEAD_DIM, T, kVar>;
     cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tr::kSmem);
     if (e != cudaSuccess) return e;
@@ -247,10 +250,12 @@ cudaError_t pa_tc_bwd::launch_dkdv_f(const BwdParams &bp, cudaStream_t stream)
     return cudaGetLastError();
 }
 
-#define PA_INSTANCE(d, def, tiles)                                                                 \
-    template cudaError_t pa_tc_bwd::launch_dkdv_f<d, __half>(const pa_tc_bwd::BwdParams &,         \
-                                                             cudaStream_t);                        \
-    template cudaError_t pa_tc_bwd::launch_dkdv_f<d, __nv_bfloat16>(const pa_tc_bwd::BwdParams &,  \
-                                                                    cudaStream_t);
+#define PA_INSTANCE_T(d, T)                                                                        \
+    template cudaError_t pa_tc_bwd::launch_dkdv_f<d, T, false>(const pa_tc_bwd::BwdParams &,       \
+                                                               cudaStream_t);                      \
+    template cudaError_t pa_tc_bwd::launch_dkdv_f<d, T, true>(const pa_tc_bwd::BwdParams &,        \
+                                                              cudaStream_t);
+#define PA_INSTANCE(d, def, tiles) PA_INSTANCE_T(d, __half) PA_INSTANCE_T(d, __nv_bfloat16)
 PA_FLASH_TC_BWD_HEAD_DIMS(PA_INSTANCE)
 #undef PA_INSTANCE
+#undef PA_INSTANCE_T

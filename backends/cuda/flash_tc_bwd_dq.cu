@@ -18,7 +18,7 @@ using namespace pa_tc;
 using namespace pa_tc_bwd;
 
 /* Deterministic dQ: one block per (query tile, query head, batch), key tiles in order. */
-template <int HEAD_DIM, typename T>
+template <int HEAD_DIM, typename T, bool kVar>
 __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
     flash_bwd_dq_tc_kernel(BwdParams bp, void *dq_out)
 {
@@ -42,31 +42,34 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
     const T *k = static_cast<const T *>(a.k) + batch * a.k_stride[0] + head_kv * a.k_stride[1];
     const T *v = static_cast<const T *>(a.v) + batch * a.v_stride[0] + head_kv * a.v_stride[1];
 
-    const int row0 = m_block * BM;
-    const int key_end = pa_flash_visible(a, min(row0 + BM, a.seq_q) - 1);
-    const int first_vis = pa_flash_visible(a, row0);
-    const int n_tiles = (key_end + BN - 1) / BN;
+    const int row0 = m_block * BM, row_last = min(row0 + BM, a.seq_q) - 1;
+    int t_first, t_end, lo_last, hi_first, unused;
+    bwd_key_tiles(a, row0, row_last, BN, t_first, t_end);
+    pa_gpu_visible_range(a, row0, unused, hi_first);
+    pa_gpu_visible_range(a, row_last, lo_last, unused);
 
     load_tile<D, S, NT, BM>(sq, q, a.q_stride[2], row0, a.seq_q);
     load_tile<D, S, NT, BM>(sdo, dO, a.o_stride[2], row0, a.seq_q);
-    if (n_tiles > 0) {
-        load_tile<D, S, NT, BN>(sk, k, a.k_stride[2], 0, a.seq_kv);
-        load_tile<D, S, NT, BN>(sv, v, a.v_stride[2], 0, a.seq_kv);
+    if (t_first < t_end) {
+        load_tile<D, S, NT, BN>(sk + (t_first & 1) * BN * S, k, a.k_stride[2], t_first * BN,
+                                a.seq_kv);
+        load_tile<D, S, NT, BN>(sv + (t_first & 1) * BN * S, v, a.v_stride[2], t_first * BN,
+                                a.seq_kv);
     }
     cp_async_commit();
 
     const int wrow = warp * 16;
     const int64_t rowbase = ((int64_t)batch * a.heads_q + head) * a.seq_q;
     float lse2[2], dl[2];
-    int vis[2];
+    int vlo[2], vhi[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int row = row0 + wrow + g + 8 * r;
         lse2[r] = row < a.seq_q ? bp.lse2[rowbase + row] : INFINITY;
         dl[r] = row < a.seq_q ? bp.delta[rowbase + row] : 0.f;
-        vis[r] = pa_flash_visible(a, row);
+        pa_gpu_visible_range(a, row, vlo[r], vhi[r]);
     }
-    const float sl2 = a.scale * kLog2e;
+    const BwdScore sc = bwd_score(a, batch, head);
     float acc_q[D / 8][4];
 #pragma unroll
     for (int j = 0; j < D / 8; ++j)
@@ -74,10 +77,10 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
         for (int e = 0; e < 4; ++e)
             acc_q[j][e] = 0.f;
 
-    for (int nt = 0; nt < n_tiles; ++nt) {
+    for (int nt = t_first; nt < t_end; ++nt) {
         cp_async_wait<0>();
         __syncthreads();
-        if (nt + 1 < n_tiles) {
+        if (nt + 1 < t_end) {
             const int st = (nt + 1) & 1;
             load_tile<D, S, NT, BN>(sk + st * BN * S, k, a.k_stride[2], (nt + 1) * BN, a.seq_kv);
             load_tile<D, S, NT, BN>(sv + st * BN * S, v, a.v_stride[2], (nt + 1) * BN, a.seq_kv);
@@ -110,15 +113,17 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
                 Dt<T>::mma(acc_dp[2 * p + 1], ad, bv[2], bv[3]);
             }
         }
-        const bool need_mask = key0 + BN > first_vis;
+        const bool need_mask = key0 + BN > hi_first || key0 < lo_last;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                const int r = e >> 1;
-                float p = fast_exp2(fmaf(acc_s[j][e], sl2, -lse2[r]));
-                if (need_mask && key0 + j * 8 + 2 * t4 + (e & 1) >= vis[r]) p = 0.f;
-                acc_dp[j][e] = p * (acc_dp[j][e] - dl[r]);
+                const int r = e >> 1, key = key0 + j * 8 + 2 * t4 + (e & 1);
+                float p, ds;
+                bwd_p_ds<kVar>(sc, a, acc_s[j][e], acc_dp[j][e], lse2[r], dl[r],
+                               row0 + wrow + g + 8 * r, key,
+                               need_mask && (key < vlo[r] || key >= vhi[r]), p, ds);
+                acc_dp[j][e] = ds;
             }
             /* dQ += dS K */
 #pragma unroll
@@ -155,12 +160,12 @@ __global__ void __launch_bounds__(BwdDqTraits<HEAD_DIM>::kThreads, 2)
 
 } // namespace
 
-template <int HEAD_DIM, typename T>
+template <int HEAD_DIM, typename T, bool kVar>
 cudaError_t pa_tc_bwd::launch_dq(const BwdParams &bp, void *dq, cudaStream_t stream)
 {
     const pa_gpu_args &a = bp.f;
     using Tq = BwdDqTraits<HEAD_DIM>;
-    auto kdq = flash_bwd_dq_tc_kernel<HEAD_DIM, T>;
+    auto kdq = flash_bwd_dq_tc_kernel<HEAD_DIM, T, kVar>;
     cudaError_t e =
         cudaFuncSetAttribute(kdq, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Tq::kSmem);
     if (e != cudaSuccess) return e;
@@ -169,10 +174,12 @@ cudaError_t pa_tc_bwd::launch_dq(const BwdParams &bp, void *dq, cudaStream_t str
     return cudaGetLastError();
 }
 
-#define PA_INSTANCE(d, def, tiles)                                                                 \
-    template cudaError_t pa_tc_bwd::launch_dq<d, __half>(const pa_tc_bwd::BwdParams &, void *,     \
-                                                         cudaStream_t);                            \
-    template cudaError_t pa_tc_bwd::launch_dq<d, __nv_bfloat16>(const pa_tc_bwd::BwdParams &,      \
-                                                                void *, cudaStream_t);
+#define PA_INSTANCE_T(d, T)                                                                        \
+    template cudaError_t pa_tc_bwd::launch_dq<d, T, false>(const pa_tc_bwd::BwdParams &, void *,   \
+                                                           cudaStream_t);                          \
+    template cudaError_t pa_tc_bwd::launch_dq<d, T, true>(const pa_tc_bwd::BwdParams &, void *,    \
+                                                          cudaStream_t);
+#define PA_INSTANCE(d, def, tiles) PA_INSTANCE_T(d, __half) PA_INSTANCE_T(d, __nv_bfloat16)
 PA_FLASH_TC_BWD_HEAD_DIMS(PA_INSTANCE)
 #undef PA_INSTANCE
+#undef PA_INSTANCE_T
