@@ -30,9 +30,10 @@
 #     before a tile's copies (Hopper kernel): test_cuda_serving (block sizes 16, 64, 256,
 #     shuffled and shared blocks) under both kernels, and paged decode at block sizes 16 and
 #     256 beside the dense cache (dev/decode_splits_ab.py);
-# Usage: OUT=dir [PART=1|2|3|4|all] [BUILD=dir | PREBUILT=1] bash dev/hopper_optin_gpu_run.sh
+# Usage: OUT=dir [PART=1|2|3|4|5|all] [BUILD=dir | PREBUILT=1] bash dev/hopper_optin_gpu_run.sh
 #   (1 checks, 2 the A/Bs that decide the defaults, 3 compute-sanitizer, 4 the goal sweeps
-#   beside PyTorch; each within a 10-minute command)
+#   beside PyTorch, 5 the tensor-core backward's score variants; each within a 10-minute
+#   command)
 #   PREBUILT=1: no build; .prebuilt/ of this checkout (dev/gpu_prebuilt.sh BUILD_DIR
 #   test_cuda_variants test_cuda_serving test_cuda_e4m3_tc conformance) is carried instead.
 set -u
@@ -196,6 +197,27 @@ PYTHONPATH=$R/python POLYATTN_LIBRARY=$LIB timeout 120 \
   python3 "$R/dev/decode_splits_ab.py" 8192,32768 > "$O/decode-splits.jsonl" 2>&1
 log "decode splits rc=$?"
 tee -a "$O/summary.txt" < "$O/decode-splits.jsonl"
+fi
+# the tensor-core FA2 backward with window, softcap, ALiBi and sinks (before: the SIMT
+# backward): the conformance backward (variant cases included) by default and with the
+# warpgroup-MMA backward forced, the variants test, and the variants' backward speed against
+# the SIMT kernels and PyTorch's plain backward (dev/bwd_variants_ab.py: bf16, head dim 128,
+# N 4k, causal)
+if part 5; then
+for k in default wgmma; do
+  F=""; [ $k = wgmma ] && F=cuda.flash_bwd=wgmma
+  check bwd-conformance-$k "$F" "$B/bin/conformance" --backend cuda --backward --algo flash
+  grep -c "^PASS" "$O/bwd-conformance-$k.txt" | sed 's/^/  passed: /' | tee -a "$O/summary.txt"
+  grep "large_mag_causal_50x70_d128" "$O/bwd-conformance-$k.txt" | cut -c1-200 |
+    tee -a "$O/summary.txt"
+done
+check variants "" "$B/bin/test_cuda_variants"
+for f in "" cuda.flash_bwd=simt; do
+  PYTHONPATH=$R/python POLYATTN_LIBRARY=$LIB POLYATTN_FORCE=$f timeout 120 \
+    python3 "$R/dev/bwd_variants_ab.py" >> "$O/bwd-variants.jsonl" 2>&1
+  log "backward variants ${f:-default} rc=$?"
+done
+tee -a "$O/summary.txt" < "$O/bwd-variants.jsonl"
 fi
 # the issues' goal tables beside PyTorch (each sweep a few minutes): the FlashAttention-2 sweep
 # with the overlapped loop beside cudnn and flash, the backward sweep with the warpgroup-MMA
