@@ -206,7 +206,8 @@ fi
 if part 5; then
 for k in default wgmma; do
   F=""; [ $k = wgmma ] && F=cuda.flash_bwd=wgmma
-  check bwd-conformance-$k "$F" "$B/bin/conformance" --backend cuda --backward --algo flash
+  check bwd-conformance-$k "$F" "$B/bin/conformance" --backend cuda --backward --algo flash \
+    --dtype bf16
   grep -c "^PASS" "$O/bwd-conformance-$k.txt" | sed 's/^/  passed: /' | tee -a "$O/summary.txt"
   grep "large_mag_causal_50x70_d128" "$O/bwd-conformance-$k.txt" | cut -c1-200 |
     tee -a "$O/summary.txt"
