@@ -42,6 +42,8 @@ B=${BUILD:-$R/build-gpu}
 LIB=$B/lib/libpolyattn.so
 if [ -n "${PREBUILT:-}" ]; then
   B=$R/.prebuilt LIB=$R/.prebuilt/lib/libpolyattn.so.0
+  # the Python package loads its interop module by the unversioned name
+  ln -sf libpolyattn_cuda.so.0 "$B/lib/libpolyattn_cuda.so"
   CUBLAS=$(ls /usr/local/cuda*/lib64/libcublas.so.13 2>/dev/null | head -1)
   [ -n "$CUBLAS" ] || CUBLAS=$(find / -xdev -name libcublas.so.13 2>/dev/null | head -1)
   export LD_LIBRARY_PATH=$B/lib:$(dirname "${CUBLAS:-/x/x}"):${LD_LIBRARY_PATH:-}
