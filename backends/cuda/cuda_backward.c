@@ -4,8 +4,8 @@
  * backward.  Tensor cores (flash_tc_bwd.cu) for f16/bf16 at its head dims on sm_80+, with
  * window, softcap, ALiBi and sinks, else the shared SIMT kernels (backends/gpu/flash_bwd.cu,
  * through backends/gpu/gpu_glue.c), which alone have a bias tensor and attn_mask.  On sm_90
- * the warpgroup-MMA kernels (flash_hopper_bwd.cu) when forced (cuda.flash_bwd=wgmma: opt-in
- * until they have run on a GPU).
+ * the warpgroup-MMA kernels (flash_hopper_bwd.cu) where they take the problem (head dims 64
+ * and 128, dense, no score variants).
  * Planned once (pa_cuda_bwd_plan_make); pa_cuda_bwd_run executes that plan.
  */
 #include "cuda_internal.h"
@@ -80,7 +80,12 @@ polyattn_status pa_cuda_bwd_plan_make(pa_cuda_device *dev, const pa_problem *p,
 {
     memset(b, 0, sizeof *b);
     const char *mma_why = mma_bwd_refusal(dev, p);
-    if (f->bwd == PA_CUDA_BWD_HOPPER) { /* the warpgroup-MMA kernels: forced only, for now */
+    /* the warpgroup-MMA kernels by default where they take the problem: 1.56-1.80x the
+     * tensor-core FA2 kernels (H100, bf16, head dims 64 and 128, N 4k-16k, plain and causal;
+     * docs/performance.md) */
+    const int hopper_auto =
+        f->bwd == PA_CUDA_BWD_AUTO && !f->bwd_tile && !mma_why && !hopper_bwd_refusal(dev, p);
+    if (f->bwd == PA_CUDA_BWD_HOPPER || hopper_auto) {
         const char *why = mma_why ? mma_why : hopper_bwd_refusal(dev, p);
         if (why) return refuse(dev, "POLYATTN_FORCE cuda.flash_bwd=wgmma: %s%s", why, "", why_not);
         if (f->bwd_tile)

