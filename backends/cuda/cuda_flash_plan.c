@@ -576,7 +576,14 @@ planned:
      * suites can run under it) */
     /* (e4m3 inputs have the serial loop only) */
     const int e4m3 = p->dtype == POLYATTN_DTYPE_E4M3;
-    fp->pingpong = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 2 && !e4m3;
+    /* the consumers take turns by default at head dim 128 on dense problems without score
+     * variants or a bias: 4-7% faster than their own loops on the H100 (plain and causal, N
+     * 2k-16k), 2-12% slower at head dims 64 and 192 (bench/results/2026-12-07-h100-hopper-
+     * defaults-ab; an H200 at an earlier commit measured head dim 128 0.4-3.6% slower) */
+    const int pingpong_auto = f.hopper_sched == 0 && p->head_dim == 128 &&
+                              !pa_gpu_has_variants(p) && !pa_problem_serving(p);
+    fp->pingpong =
+        fp->kernel == PA_CUDA_FWD_HOPPER && (f.hopper_sched == 2 || pingpong_auto) && !e4m3;
     fp->overlap = fp->kernel == PA_CUDA_FWD_HOPPER && f.hopper_sched == 3 && p->head_dim <= 192 &&
                   !p->has_bias && !e4m3;
     /* a 16-bit bias with aligned rows through shared memory unless cuda.hopper_bias=regs:
