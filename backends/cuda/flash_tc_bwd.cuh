@@ -153,7 +153,9 @@ __device__ __forceinline__ void bwd_p_ds(const BwdScore &v, const pa_gpu_args &a
         }
         const int dist = pa_gpu_diagonal(a, query) - key;
         x = fmaf(-v.slope, (float)(dist < 0 ? -dist : dist), x);
-        p = masked ? 0.f : fast_exp2(fmaf(x, kLog2e, -lse2));
+        /* a query tile's rows past seq_q have zero Q, dO and lse2: P must be 0 there, not
+         * exp(ALiBi term), which a negative slope could take to inf (inf x 0 in dV) */
+        p = masked || query >= a.seq_q ? 0.f : fast_exp2(fmaf(x, kLog2e, -lse2));
         ds = p * (dp - delta) * dcap;
     }
 }
