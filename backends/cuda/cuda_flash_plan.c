@@ -113,7 +113,7 @@ static const char *hopper_e4m3_refusal(const pa_problem *p)
 }
 
 /* Why the warp-specialized Hopper kernel (flash_hopper.cu) cannot take p, which the
- * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit (e4m3 opt-in), its head dims,
+ * mma.sync kernels can (NULL: it can): sm_90 exactly, 16-bit or e4m3, its head dims,
  * window, softcap, ALiBi, sinks and bias but no attn_mask tensor, varlen, dense and paged KV
  * caches but no key splits, and the TMA maps' rules. */
 static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p, int forced)
@@ -124,7 +124,7 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
         const char *why = hopper_e4m3_refusal(p);
         if (why) return why;
     } else if (p->dtype != POLYATTN_DTYPE_F16 && p->dtype != POLYATTN_DTYPE_BF16) {
-        return "the Hopper kernel reads f16, bf16 and (opt-in) e4m3";
+        return "the Hopper kernel reads f16, bf16 and e4m3";
     }
     if (!pa_cuda_flash_hopper_has_head_dim((int)p->head_dim) || p->head_dim != p->head_dim_v)
         return "head_dim not among the Hopper kernel's (64, 96, 128, 192, 256) or differing "
