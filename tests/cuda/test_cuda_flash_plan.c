@@ -167,8 +167,7 @@ static void sm90_dense(void)
     /* the consumers take turns at head dim 128 (dense, no variants: measured faster on the
      * H100), not at 64, not with softcap, not where cuda.hopper_sched=serial says so */
     if (planned("sm_90 bf16 D128 consumers", &h100, &p, &fp, &why))
-        check("sm_90 bf16 D128 consumers", fp.pingpong && !fp.overlap, "ping-pong consumers",
-              why);
+        check("sm_90 bf16 D128 consumers", fp.pingpong && !fp.overlap, "ping-pong consumers", why);
     set_force("cuda.hopper_sched=serial");
     if (planned("sm_90 bf16 D128 serial consumers", &h100, &p, &fp, &why))
         check("sm_90 bf16 D128 serial consumers", !fp.pingpong && !fp.overlap,
