@@ -16,4 +16,7 @@ rm -rf "$R/.prebuilt" && mkdir -p "$R/.prebuilt/lib" "$R/.prebuilt/bin"
 cp -L "$B/lib/libpolyattn.so.0" "$B/lib/libpolyattn_cuda.so.0" "$R/.prebuilt/lib/"
 cp "$B/bin/polyattn" "$R/.prebuilt/bin/"
 for x in "$@"; do cp "$B/bin/$x" "$R/.prebuilt/bin/"; done
+# the commit the build was made from (the GPU machine's copy of .git may be older)
+{ git -C "$R" rev-parse --short HEAD; git -C "$R" diff --quiet HEAD -- . || echo "(uncommitted changes)"; } \
+  > "$R/.prebuilt/COMMIT"
 du -sh "$R/.prebuilt"

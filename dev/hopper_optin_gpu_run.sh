@@ -54,7 +54,8 @@ part() { [ "$PART" = all ] || [ "$PART" = "$1" ]; }
 mkdir -p "$O"
 log() { echo "== $(date -u +%T) $*" | tee -a "$O/summary.txt"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$O/summary.txt"
-log "commit $(git -C "$R" rev-parse --short HEAD)"
+if [ -n "${PREBUILT:-}" ]; then log "build from commit $(tr '\n' ' ' < "$B/COMMIT")"
+else log "commit $(git -C "$R" rev-parse --short HEAD)"; fi
 if [ -z "${PREBUILT:-}" ]; then
   cmake -G Ninja -S "$R" -B "$B" -DCMAKE_BUILD_TYPE=Release -DPOLYATTN_CUDA=ON -DPOLYATTN_HIP=OFF \
     -DPOLYATTN_OPENCL=OFF -DPOLYATTN_CUDA_ARCHITECTURES=90 -DBUILD_TESTING=ON > "$O/build.txt" 2>&1 &&
