@@ -1,7 +1,7 @@
 # The backward's time with score variants (plain, softcap, ALiBi, window) through the Python
 # package's autograd, on whatever kernels POLYATTN_FORCE leaves the plan (run once per
 # setting: cuda.flash_bwd=simt against the default), beside PyTorch SDPA's plain backward.
-# Prints one JSON line per measurement: backward milliseconds (CUDA events, median of 10)
+# Prints one JSON line per measurement: backward milliseconds (CUDA events, median of 15)
 # and TFLOP/s counted on visible pairs (2.5x the forward's FLOPs).
 # Usage: bwd_variants_ab.py [B,H,N,D]   (default 4,16,4096,128, bf16, causal bottom-right)
 import json
@@ -10,6 +10,7 @@ import sys
 
 import polyattn
 import torch
+from cuda_events import median_ms
 
 b, h, n, d = (int(x) for x in (sys.argv[1] if len(sys.argv) > 1 else "4,16,4096,128").split(","))
 torch.manual_seed(0)
@@ -19,15 +20,6 @@ g = torch.randn(b, n, h, d, device="cuda", dtype=torch.bfloat16)
 slopes = torch.rand(h, device="cuda", dtype=torch.float32) * 0.1
 variants = {"plain": {}, "softcap": {"softcap": 30.0}, "alibi": {"alibi_slopes": slopes},
             "window": {"window_size": (1024, 0)}}
-
-
-def median_ms(f):
-    for _ in range(3): f()
-    ts = []
-    for _ in range(10):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record(); f(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
-    return sorted(ts)[len(ts) // 2]
 
 
 def pairs(window):

@@ -7,18 +7,9 @@ import sys
 
 import polyattn
 import torch
+from cuda_events import median_ms
 torch.manual_seed(0)
 res = []
-
-
-def median_ms(f):
-    """Median of 15 timed calls of f after 3 warm-up calls (CUDA events)."""
-    for _ in range(3): f()
-    ts = []
-    for _ in range(15):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record(); f(); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
-    return sorted(ts)[len(ts) // 2]
 
 
 # device-to-device copy bandwidth (read + write), the yardstick of the GB/s columns

@@ -64,6 +64,15 @@ if [ -z "${PREBUILT:-}" ]; then
     { tail -30 "$O/build.txt"; exit 1; }
   log built
 fi
+# polyattn bench (custom shapes, flash, CUDA) under a POLYATTN_FORCE into $O/NAME.{txt,json};
+# the summary gets its measurement lines' awk fields
+bench() { # name, POLYATTN_FORCE, awk fields (e.g. '$4, $11'), bench arguments...
+  local n=$1 f=$2 fields=$3; shift 3
+  POLYATTN_FORCE=$f timeout 90 "$B/bin/polyattn" bench --backend cuda --suite custom \
+    --algo flash --max-seconds 0.5 --json "$O/$n.json" "$@" > "$O/$n.txt" 2>&1
+  log "$n rc=$?"
+  grep -E "^[0-9]" "$O/$n.txt" | awk "{print $fields}" | tee -a "$O/summary.txt"
+}
 check() { # name, POLYATTN_FORCE, command...
   local n=$1 f=$2; shift 2
   POLYATTN_FORCE=$f timeout 240 "$@" > "$O/$n.txt" 2>&1; log "$n rc=$?"
@@ -97,11 +106,7 @@ D96="8,16,16,2048,2048,96;2,16,16,8192,8192,96;1,16,16,16384,16384,96"
 for k in wgmma mma; do
   for m in plain bottom-right; do
     C=(); [ $m = plain ] || C=(--causal $m)
-    POLYATTN_FORCE=cuda.flash=$k timeout 60 "$B/bin/polyattn" bench --backend cuda --suite custom \
-      --shape "$D96" --algo flash --dtype bf16 "${C[@]}" --reps 5 --max-seconds 0.5 \
-      --json "$O/d96-$k-$m.json" > "$O/d96-$k-$m.txt" 2>&1
-    log "d96 $k $m rc=$?"
-    grep -E "^[0-9]" "$O/d96-$k-$m.txt" | awk '{print $4, $11, $12}' | tee -a "$O/summary.txt"
+    bench d96-$k-$m cuda.flash=$k '$4, $11, $12' --shape "$D96" --dtype bf16 "${C[@]}" --reps 5
   done
 done
 fi
@@ -128,12 +133,8 @@ SH="$SH;2,32,32,8192,8192,64;4,16,16,4096,4096,192"
 for sched in serial overlap pingpong; do
   for m in plain bottom-right; do
     C=(); [ $m = plain ] || C=(--causal $m)
-    POLYATTN_FORCE=cuda.hopper_sched=$sched timeout 60 "$B/bin/polyattn" bench --backend cuda \
-      --suite custom --shape "$SH" --algo flash --dtype bf16 "${C[@]}" --reps 5 \
-      --max-seconds 0.5 --json "$O/sched-$sched-$m.json" > "$O/sched-$sched-$m.txt" 2>&1
-    log "schedule $sched $m rc=$?"
-    grep -E "^[0-9]" "$O/sched-$sched-$m.txt" | awk '{print $1, $4, $6, $11, $12}' |
-      tee -a "$O/summary.txt"
+    bench sched-$sched-$m cuda.hopper_sched=$sched '$1, $4, $6, $11, $12' --shape "$SH" \
+      --dtype bf16 "${C[@]}" --reps 5
   done
 done
 # the score variants under each schedule (D128, N 4k and 16k): softcap is bound by its second
@@ -142,13 +143,9 @@ VSH="4,16,16,4096,4096,128;1,16,16,16384,16384,128"
 for sched in serial overlap serial,cuda.hopper_exp2=poly overlap,cuda.hopper_exp2=poly; do
   for v in "--softcap 30" "--alibi" "--sinks"; do
     case "$sched$v" in *poly--alibi | *poly--sinks) continue ;; esac # poly: softcap only
-    f="$O/variant-${sched/,cuda.hopper_exp2=/-}-${v:2:7}.txt"
-    POLYATTN_FORCE=cuda.hopper_sched=$sched timeout 60 "$B/bin/polyattn" bench --backend cuda \
-      --suite custom --shape "$VSH" --algo flash --dtype bf16 $v --reps 5 --max-seconds 0.5 \
-      > "$f" 2>&1
-    log "variant $sched $v rc=$?"
-    grep -E "^[0-9]" "$f" | awk '{print $4, $11, $12}' |
-      tee -a "$O/summary.txt"
+    # shellcheck disable=SC2086
+    bench "variant-${sched/,cuda.hopper_exp2=/-}-${v:2:7}" cuda.hopper_sched=$sched \
+      '$4, $11, $12' --shape "$VSH" --dtype bf16 $v --reps 5
   done
 done
 # e4m3 (FP8 products) against bf16 on the Hopper kernel, head dim 128
@@ -156,11 +153,8 @@ FSH="4,16,16,4096,4096,128;2,16,16,8192,8192,128;1,16,16,16384,16384,128"
 for dt in bf16 e4m3; do
   for m in plain bottom-right; do
     C=(); [ $m = plain ] || C=(--causal $m)
-    POLYATTN_FORCE=cuda.flash=wgmma timeout 60 "$B/bin/polyattn" bench --backend cuda \
-      --suite custom --shape "$FSH" --algo flash --dtype $dt "${C[@]}" --reps 5 \
-      --max-seconds 0.5 --json "$O/fp8-$dt-$m.json" > "$O/fp8-$dt-$m.txt" 2>&1
-    log "fp8 $dt $m rc=$?"
-    grep -E "^[0-9]" "$O/fp8-$dt-$m.txt" | awk '{print $4, $11, $12, $NF}' | tee -a "$O/summary.txt"
+    bench fp8-$dt-$m cuda.flash=wgmma '$4, $11, $12, $NF' --shape "$FSH" --dtype $dt "${C[@]}" \
+      --reps 5
   done
 done
 # the backward: the warpgroup-MMA kernels against the tensor-core FA2 ones (head dims 64, 128)
@@ -168,30 +162,21 @@ BW="4,16,16,4096,4096,128;2,16,16,8192,8192,128;8,16,16,4096,4096,64;2,16,16,163
 for k in mma wgmma; do
   for m in plain bottom-right; do
     C=(); [ $m = plain ] || C=(--causal $m)
-    POLYATTN_FORCE=cuda.flash_bwd=$k timeout 90 "$B/bin/polyattn" bench --backend cuda \
-      --suite custom --shape "$BW" --algo flash --dtype bf16 --backward "${C[@]}" --reps 5 \
-      --max-seconds 0.5 --json "$O/bwd-$k-$m.json" > "$O/bwd-$k-$m.txt" 2>&1
-    log "backward $k $m rc=$?"
-    grep -E "^[0-9]" "$O/bwd-$k-$m.txt" | awk '{print $4, $6, $11, $12}' | tee -a "$O/summary.txt"
+    bench bwd-$k-$m cuda.flash_bwd=$k '$4, $6, $11, $12' --shape "$BW" --dtype bf16 --backward \
+      "${C[@]}" --reps 5
   done
 done
 # e4m3 decode on the serving kernel (bytes converted to f16) against bf16's
 DSH="8,32,8,1,8192,128;8,32,8,1,32768,128;8,32,8,1,131072,128"
 for dt in bf16 e4m3; do
   F=""; [ $dt = e4m3 ] && F=cuda.flash=mma
-  POLYATTN_FORCE=$F timeout 90 "$B/bin/polyattn" bench --backend cuda --suite custom \
-    --shape "$DSH" --algo flash --dtype $dt --causal bottom-right --reps 10 --max-seconds 0.5 \
-    --json "$O/decode-$dt.json" > "$O/decode-$dt.txt" 2>&1
-  log "decode $dt rc=$?"
-  grep -E "^[0-9]" "$O/decode-$dt.txt" | awk '{print $5, $11, $14, $NF}' | tee -a "$O/summary.txt"
+  bench decode-$dt "$F" '$5, $11, $14, $NF' --shape "$DSH" --dtype $dt --causal bottom-right \
+    --reps 10
 done
 BSH="1,16,16,1024,1024,128;1,16,16,2048,2048,128;1,16,16,4096,4096,128;1,16,16,8192,8192,128"
 for m in regs smem; do
-  POLYATTN_FORCE=cuda.hopper_bias=$m timeout 60 "$B/bin/polyattn" bench --backend cuda \
-    --suite custom --shape "$BSH" --algo flash --dtype bf16 --bias --bias-dtype bf16 --reps 5 \
-    --max-seconds 0.5 --json "$O/bias-$m.json" > "$O/bias-$m.txt" 2>&1
-  log "bias $m rc=$?"
-  grep -E "^[0-9]" "$O/bias-$m.txt" | awk '{print $5, $11, $12}' | tee -a "$O/summary.txt"
+  bench bias-$m cuda.hopper_bias=$m '$5, $11, $12' --shape "$BSH" --dtype bf16 --bias \
+    --bias-dtype bf16 --reps 5
 done
 timeout 60 python3 "$R/bench/torch_sdpa_mask.py" --shapes "$BSH" --dtype bf16 \
   > "$O/bias-torch.jsonl" 2>&1

@@ -50,13 +50,8 @@ static const char *hopper_bwd_refusal(const pa_cuda_device *dev, const pa_proble
     if (!pa_cuda_flash_hopper_bwd_has_head_dim((int)p->head_dim))
         return "head_dim is not 64 or 128";
     if (p->seq_q == 0 || p->seq_kv == 0) return "an empty sequence";
-    const int64_t ext[2][3] = {{p->batch, p->heads_q, p->seq_q},
-                               {p->batch, p->heads_kv, p->seq_kv}};
-    const int64_t *s[4] = {p->q_stride, p->o_stride, p->k_stride, p->v_stride};
-    for (int t = 0; t < 4; t++)
-        for (int i = 0; i < 3; i++)
-            if (ext[t / 2][i] > 1 && s[t][i] == 0)
-                return "a broadcast (zero) stride, which TMA tensor maps cannot express";
+    if (pa_cuda_has_broadcast_stride(p))
+        return "a broadcast (zero) stride, which TMA tensor maps cannot express";
     if (pa_cuda_flash_hopper_bwd_smem((int)p->head_dim) > dev->smem_optin)
         return "the tiles do not fit the device's shared memory";
     return NULL;

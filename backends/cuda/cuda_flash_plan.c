@@ -54,20 +54,6 @@ static const char *mma_refusal(pa_cuda_device *dev, const pa_problem *p)
     return NULL;
 }
 
-#ifdef POLYATTN_CUDA_HAVE_WGMMA
-/* Whether a dimension longer than 1 has a zero stride (a broadcast). */
-static int has_broadcast_stride(const pa_problem *p)
-{
-    const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
-    const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
-    for (int i = 0; i < 3; i++)
-        if ((qo_ext[i] > 1 && (!p->q_stride[i] || !p->o_stride[i])) ||
-            (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
-            return 1;
-    return 0;
-}
-#endif
-
 /* Why the warpgroup-MMA kernel cannot take p, which the mma.sync kernels can (NULL: it can):
  * sm_90 exactly (its image is sm_90a), 16-bit, its head dims, and no zero stride on a
  * dimension longer than 1 (a broadcast), which its TMA tensor maps cannot express. */
@@ -77,7 +63,7 @@ static const char *wgmma_refusal(const pa_cuda_device *dev, const pa_problem *p)
     if (dev->cc_major != 9 || dev->cc_minor != 0) return "the device is not sm_90";
     if (p->dtype == POLYATTN_DTYPE_F32) return "f32 storage";
     if (!pa_cuda_flash_wgmma_has_head_dim((int)p->head_dim)) return "no instance at this head_dim";
-    if (has_broadcast_stride(p))
+    if (pa_cuda_has_broadcast_stride(p))
         return "a broadcast (zero) stride, which TMA tensor maps cannot express";
     const int64_t *st[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
     for (int t = 0; t < 4; t++)
@@ -135,7 +121,7 @@ static const char *hopper_refusal(const pa_cuda_device *dev, const pa_problem *p
     if (p->num_splits > 1) return "key splits (num_splits > 1; the serving kernel has them)";
     if (p->has_attn_mask)
         return "an attn_mask tensor (it has window, softcap, ALiBi, sinks and bias)";
-    if (has_broadcast_stride(p))
+    if (pa_cuda_has_broadcast_stride(p))
         return "a broadcast (zero) stride, which TMA tensor maps cannot express";
     const int64_t *st[4] = {p->q_stride, p->k_stride, p->v_stride, p->o_stride};
     for (int t = 0; t < 4; t++)

@@ -23,6 +23,19 @@ typedef struct pa_cuda_device {
 
 static inline pa_cuda_device *pa_cuda_dev(pa_device *d) { return (pa_cuda_device *)d; }
 
+/* Whether a dimension longer than 1 of q, o, k or v has a zero stride (a broadcast), which
+ * the TMA tensor maps of the sm_90 kernels cannot express. */
+static inline int pa_cuda_has_broadcast_stride(const pa_problem *p)
+{
+    const int64_t qo_ext[3] = {p->batch, p->heads_q, p->seq_q};
+    const int64_t kv_ext[3] = {p->batch, p->heads_kv, p->seq_kv};
+    for (int i = 0; i < 3; i++)
+        if ((qo_ext[i] > 1 && (!p->q_stride[i] || !p->o_stride[i])) ||
+            (kv_ext[i] > 1 && (!p->k_stride[i] || !p->v_stride[i])))
+            return 1;
+    return 0;
+}
+
 polyattn_status pa_cuda_status(cudaError_t e);
 polyattn_status pa_cuda_fail(pa_device *dev, cudaError_t e, const char *expr, const char *file,
                              int line);
